@@ -1,0 +1,42 @@
+/** What the daemon records about what it created. Records are plain JSON (the state store persists them as is). */
+import type { Ipv4Address } from './net.js';
+import type { IfName, NetnsRef } from './names.js';
+import type { PortMapping } from './ports.js';
+
+export type InstanceKind = 'veth' | 'tap';
+
+export interface CniRecord {
+  readonly name: IfName;
+  readonly gateway: Ipv4Address;
+  /** CIDR, e.g. 198.19.1.0/24. */
+  readonly subnet: string;
+  readonly mtu: number;
+  readonly mac: string;
+  readonly createdAt: string;
+}
+
+export interface InstanceRecord {
+  /** The handle returned to the client: the name the instance-side device was created with. */
+  readonly handle: IfName;
+  /** The bridge port: the host-side veth end, or the TAP itself. */
+  readonly hostIfname: IfName;
+  readonly kind: InstanceKind;
+  readonly address: Ipv4Address;
+  readonly ports: readonly PortMapping[];
+  /** Set when the daemon placed the interface in a namespace (the netns extension). */
+  readonly netns?: NetnsRef;
+  /** The name inside `netns`. */
+  readonly ifname?: IfName;
+  /** The instance-side MAC (for a TAP: the MAC nodenet suggests for the guest NIC). */
+  readonly mac: string;
+  readonly mtu: number;
+  readonly createdAt: string;
+}
+
+/** Everything the state store holds for a node. */
+export interface NodeState {
+  cni: CniRecord | null;
+  instances: InstanceRecord[];
+  /** Handles issued and since deleted: a repeated DeleteInterface for them is OK, not NOT_FOUND. */
+  released: IfName[];
+}

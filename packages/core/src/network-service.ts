@@ -1,0 +1,468 @@
+/**
+ * The use-cases behind the seed's three RPCs: validate everything, apply step by step, roll back what was
+ * applied when a step fails. No I/O here: the dataplane, the packet filter and the state store do it.
+ *
+ * Concurrency model: requests run concurrently, but every decision about who owns an address, a port or
+ * a handle is taken in one synchronous stretch of code (check, then reserve, with no `await` in between).
+ * Node runs JavaScript on one thread, so that stretch is atomic: of two creates racing for one address or
+ * one port exactly one sees it free and reserves it; the other gets ALREADY_EXISTS (or, for an identical
+ * request, waits for the first and returns its result). Reservations are released when a create fails.
+ * This needs no lock per key and lets creates for different addresses proceed in parallel. The CNI, a
+ * single node-wide object, is changed under a mutex.
+ */
+import {
+  AlreadyExistsError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+  PermissionDeniedError,
+  asNodenetError,
+} from './errors.js';
+import type { CniRecord, InstanceKind, InstanceRecord, NodeState } from './model.js';
+import { macForAddress, parseIpv4Address, Subnet, type Ipv4Address } from './net.js';
+import { allocateLinkNames, CNI_NAME, parseIfName, parseNetnsRef, type IfName, type NetnsRef } from './names.js';
+import { normalizePorts, portKey, samePortMappings, type PortMapping, type PortMappingInput } from './ports.js';
+import {
+  silentLogger,
+  type CniSpec,
+  type Dataplane,
+  type FilterBase,
+  type HostInfo,
+  type InstanceRules,
+  type InstanceSpec,
+  type Logger,
+  type PacketFilter,
+  type StateStore,
+} from './ports-of-core.js';
+import { Mutex } from './sync.js';
+import { Transaction } from './transaction.js';
+
+/** Another node of the cluster, as far as this node's addressing is concerned. */
+export interface PeerSubnet {
+  readonly name: string;
+  readonly subnet: Subnet;
+}
+
+export interface NetworkServiceOptions {
+  readonly dataplane: Dataplane;
+  readonly packetFilter: PacketFilter;
+  readonly store: StateStore;
+  readonly host: HostInfo;
+  /** Port numbers no instance may publish, each with the reason (e.g. `the overlay's UDP port`). */
+  readonly reservedPorts: ReadonlyMap<number, string>;
+  /** Bytes the overlay adds to every packet: the instance MTU is the underlay MTU minus this. */
+  readonly overlayOverhead: number;
+  /** The other nodes' subnets, as membership knows them now. */
+  readonly peers?: () => readonly PeerSubnet[];
+  readonly logger?: Logger;
+  readonly randomUint32?: () => number;
+  readonly now?: () => Date;
+}
+
+export interface CreateCniInput {
+  readonly ipAddress?: unknown;
+  readonly subNetwork?: unknown;
+}
+
+export interface CreateInterfaceInput {
+  readonly ipAddress?: unknown;
+  /** The seed's ports: each published for TCP and UDP on the same port. */
+  readonly ports?: readonly unknown[];
+  readonly portMappings?: readonly PortMappingInput[];
+  readonly kind?: InstanceKind;
+  readonly netns?: unknown;
+  readonly ifname?: unknown;
+}
+
+export interface CreateInterfaceResult {
+  readonly interfaceName: IfName;
+  readonly hostInterfaceName: IfName;
+  readonly macAddress: string;
+  readonly gateway: Ipv4Address;
+  readonly prefixLength: number;
+  readonly mtu: number;
+}
+
+export interface DeleteInterfaceInput {
+  readonly interfaceName?: unknown;
+}
+
+/** A validated CreateInterface request, in the form used to compare requests for idempotency. */
+interface InstanceRequest {
+  readonly address: Ipv4Address;
+  readonly kind: InstanceKind;
+  readonly ports: PortMapping[];
+  readonly netns?: NetnsRef;
+  readonly ifname?: IfName;
+}
+
+/** An address's owner: a create in flight (`record` unset) or a finished instance. */
+interface Slot {
+  readonly handle: IfName;
+  readonly request: InstanceRequest;
+  readonly done: Promise<InstanceRecord>;
+}
+
+const DEFAULT_IFNAME = 'eth0' as IfName;
+
+export class NetworkService {
+  private readonly dataplane: Dataplane;
+  private readonly filter: PacketFilter;
+  private readonly store: StateStore;
+  private readonly logger: Logger;
+  private readonly random: () => number;
+  private readonly now: () => Date;
+  private readonly cniMutex = new Mutex();
+
+  private cni: CniRecord | null = null;
+  private readonly instances = new Map<IfName, InstanceRecord>();
+  private readonly byAddress = new Map<Ipv4Address, Slot>();
+  private readonly byPort = new Map<string, IfName>();
+  private readonly inFlightHandles = new Set<IfName>();
+  private readonly released = new Set<IfName>();
+  private readonly deleting = new Map<IfName, Promise<void>>();
+
+  constructor(private readonly options: NetworkServiceOptions) {
+    this.dataplane = options.dataplane;
+    this.filter = options.packetFilter;
+    this.store = options.store;
+    this.logger = options.logger ?? silentLogger;
+    this.random = options.randomUint32 ?? (() => crypto.getRandomValues(new Uint32Array(1))[0]!);
+    this.now = options.now ?? (() => new Date());
+  }
+
+  /** Loads the recorded state into memory. */
+  async load(): Promise<void> {
+    this.adopt(await this.store.load());
+  }
+
+  private adopt(state: NodeState): void {
+    this.cni = state.cni;
+    for (const handle of state.released) this.released.add(handle);
+    for (const record of state.instances) this.track(record);
+  }
+
+  private track(record: InstanceRecord): void {
+    this.instances.set(record.handle, record);
+    const request: InstanceRequest = {
+      address: record.address,
+      kind: record.kind,
+      ports: [...record.ports],
+      ...(record.netns ? { netns: record.netns } : {}),
+      ...(record.ifname ? { ifname: record.ifname } : {}),
+    };
+    this.byAddress.set(record.address, { handle: record.handle, request, done: Promise.resolve(record) });
+    for (const m of record.ports) this.byPort.set(portKey(m.protocol, m.hostPort), record.handle);
+  }
+
+  private untrack(record: InstanceRecord): void {
+    this.instances.delete(record.handle);
+    if (this.byAddress.get(record.address)?.handle === record.handle) this.byAddress.delete(record.address);
+    for (const m of record.ports) {
+      const key = portKey(m.protocol, m.hostPort);
+      if (this.byPort.get(key) === record.handle) this.byPort.delete(key);
+    }
+  }
+
+  /** The CNI record, or null before CreateContainerNetworkInterface. */
+  get cniRecord(): CniRecord | null {
+    return this.cni;
+  }
+
+  /** Every instance record, sorted by handle. */
+  listInstances(): InstanceRecord[] {
+    return [...this.instances.values()].sort((a, b) => a.handle.localeCompare(b.handle));
+  }
+
+  get instanceMtu(): number {
+    return this.options.host.underlayMtu - this.options.overlayOverhead;
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // CreateContainerNetworkInterface
+
+  async createContainerNetworkInterface(input: CreateCniInput): Promise<{ interfaceName: IfName }> {
+    const gateway = parseIpv4Address(input.ipAddress, 'ip_address');
+    const subnet = Subnet.parse(input.subNetwork, 'sub_network');
+    if (subnet.prefixLength > 30) {
+      throw new InvalidArgumentError('sub_network', `${subnet} leaves no address for instances: use a prefix length of 30 or less`);
+    }
+    if (!subnet.isUsableHost(gateway)) {
+      throw new InvalidArgumentError(
+        'ip_address',
+        `${gateway} is not a usable host address of ${subnet} (it must be inside it and be neither ${subnet.network} nor ${subnet.broadcast})`,
+      );
+    }
+    return this.cniMutex.run(async () => {
+      if (this.cni) return { interfaceName: this.sameCniOrThrow(this.cni, gateway, subnet) };
+      this.checkSubnetIsFree(subnet);
+      const spec: CniSpec = { name: CNI_NAME, gateway, subnet, mtu: this.instanceMtu, mac: macForAddress(gateway) };
+      const record: CniRecord = {
+        name: spec.name,
+        gateway,
+        subnet: subnet.toString(),
+        mtu: spec.mtu,
+        mac: spec.mac,
+        createdAt: this.now().toISOString(),
+      };
+      const context = { rpc: 'CreateContainerNetworkInterface', cni: spec.name, subnet: record.subnet };
+      const tx = new Transaction(this.logger, context);
+      try {
+        await tx.do('create the CNI bridge', () => this.dataplane.ensureCni(spec), () => this.dataplane.deleteCni(spec.name));
+        await tx.do('install the packet-filter table', () => this.filter.ensureBase(this.filterBase(spec)), () => this.filter.removeBase());
+        await tx.do('record the CNI', () => this.store.saveCni(record));
+      } catch (e) {
+        const err = asNodenetError(e, 'create the CNI');
+        await tx.rollback(err);
+        throw err;
+      }
+      this.cni = record;
+      this.logger.info({ ...context, gateway, mtu: record.mtu }, 'CNI created');
+      return { interfaceName: record.name };
+    });
+  }
+
+  private sameCniOrThrow(cni: CniRecord, gateway: Ipv4Address, subnet: Subnet): IfName {
+    const diffs: string[] = [];
+    if (cni.gateway !== gateway) diffs.push(`ip_address ${gateway} differs from the CNI's ${cni.gateway}`);
+    if (cni.subnet !== subnet.toString()) diffs.push(`sub_network ${subnet} differs from the CNI's ${cni.subnet}`);
+    if (diffs.length === 0) return cni.name;
+    throw new FailedPreconditionError(
+      `the CNI ${cni.name} already exists with ${cni.gateway} in ${cni.subnet}: ${diffs.join('; ')}. A node has one CNI; repeat the original arguments`,
+    );
+  }
+
+  private checkSubnetIsFree(subnet: Subnet): void {
+    const { host } = this.options;
+    if (subnet.contains(host.underlayAddress)) {
+      throw new FailedPreconditionError(`sub_network ${subnet} contains the node's underlay address ${host.underlayAddress}: choose a subnet outside the underlay`);
+    }
+    for (const local of host.localNetworks) {
+      if (local.subnet.overlaps(subnet)) {
+        throw new FailedPreconditionError(
+          `sub_network ${subnet} overlaps ${local.subnet}, the network of interface ${local.interface} on this node: choose a subnet outside it`,
+        );
+      }
+    }
+    for (const peer of this.options.peers?.() ?? []) {
+      if (peer.subnet.overlaps(subnet)) {
+        throw new FailedPreconditionError(`sub_network ${subnet} overlaps ${peer.subnet}, the subnet of peer node ${peer.name}: choose a free subnet`);
+      }
+    }
+  }
+
+  private cniSpec(cni: CniRecord): CniSpec {
+    return { name: cni.name, gateway: cni.gateway, subnet: Subnet.of(cni.subnet), mtu: cni.mtu, mac: cni.mac };
+  }
+
+  private filterBase(spec: CniSpec): FilterBase {
+    const peers = (this.options.peers?.() ?? []).map((p) => p.subnet);
+    return { cniName: spec.name, subnet: spec.subnet, gateway: spec.gateway, clusterSubnets: [spec.subnet, ...peers] };
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // CreateInterface
+
+  async createInterface(input: CreateInterfaceInput): Promise<CreateInterfaceResult> {
+    const cni = this.cni;
+    if (!cni) {
+      throw new FailedPreconditionError('this node has no CNI yet: call CreateContainerNetworkInterface first');
+    }
+    const request = this.parseCreateInterface(input, cni);
+
+    // From here to the reservations below there is no `await`: see the concurrency model at the top.
+    const owner = this.byAddress.get(request.address);
+    if (owner) {
+      if (sameRequest(owner.request, request)) return this.result(await owner.done, cni);
+      throw new AlreadyExistsError(
+        `${request.address} is already used by interface ${owner.handle} with other settings: delete it first or choose another address`,
+      );
+    }
+    for (const m of request.ports) {
+      const holder = this.byPort.get(portKey(m.protocol, m.hostPort));
+      if (holder) {
+        throw new AlreadyExistsError(`port ${m.hostPort}/${m.protocol} is already published by interface ${holder}: choose another host port`);
+      }
+    }
+    const names = allocateLinkNames((h) => this.isHandleTaken(h), this.random);
+    this.inFlightHandles.add(names.handle);
+    for (const m of request.ports) this.byPort.set(portKey(m.protocol, m.hostPort), names.handle);
+    const done = this.applyCreate(request, names.handle, request.kind === 'tap' ? names.handle : names.hostIfname, cni);
+    this.byAddress.set(request.address, { handle: names.handle, request, done });
+
+    try {
+      return this.result(await done, cni);
+    } catch (e) {
+      // Release the reservations taken above.
+      this.byAddress.delete(request.address);
+      for (const m of request.ports) {
+        const key = portKey(m.protocol, m.hostPort);
+        if (this.byPort.get(key) === names.handle) this.byPort.delete(key);
+      }
+      throw e;
+    } finally {
+      this.inFlightHandles.delete(names.handle);
+    }
+  }
+
+  private isHandleTaken(handle: IfName): boolean {
+    return this.instances.has(handle) || this.inFlightHandles.has(handle) || this.released.has(handle);
+  }
+
+  private parseCreateInterface(input: CreateInterfaceInput, cni: CniRecord): InstanceRequest {
+    const subnet = Subnet.of(cni.subnet);
+    const address = parseIpv4Address(input.ipAddress, 'ip_address');
+    if (!subnet.isUsableHost(address)) {
+      throw new InvalidArgumentError(
+        'ip_address',
+        `${address} is not a usable host address of the node's subnet ${subnet}: use an address between ${subnet.nth(1)} and ${subnet.nth(subnet.size - 2)}`,
+      );
+    }
+    if (address === cni.gateway) {
+      throw new InvalidArgumentError('ip_address', `${address} is the node's gateway (the CNI's address): use another address of ${subnet}`);
+    }
+    const kind = input.kind ?? 'veth';
+    if (kind !== 'veth' && kind !== 'tap') throw new InvalidArgumentError('kind', `'${String(kind)}' is not a kind: use VETH or TAP`);
+    const ports = normalizePorts(input.ports ?? [], input.portMappings ?? []);
+    for (const m of ports) {
+      const why = this.options.reservedPorts.get(m.hostPort);
+      if (why !== undefined) {
+        throw new FailedPreconditionError(`port ${m.hostPort} is reserved on this node (${why}): choose another host port`);
+      }
+    }
+    const hasNetns = input.netns !== undefined && input.netns !== '';
+    const hasIfname = input.ifname !== undefined && input.ifname !== '';
+    if (!hasNetns) {
+      if (hasIfname) throw new InvalidArgumentError('ifname', 'ifname names the interface inside netns: give netns too, or leave ifname out');
+      return { address, kind, ports };
+    }
+    const netns = parseNetnsRef(input.netns, 'netns');
+    if (kind === 'tap') {
+      throw new InvalidArgumentError('netns', 'a TAP stays on the node as the bridge port of its VM: leave netns out for kind TAP');
+    }
+    const ifname = hasIfname ? parseIfName(input.ifname, 'ifname') : DEFAULT_IFNAME;
+    return { address, kind, ports, netns, ifname };
+  }
+
+  private async applyCreate(
+    request: InstanceRequest,
+    handle: IfName,
+    hostIfname: IfName,
+    cni: CniRecord,
+  ): Promise<InstanceRecord> {
+    const mtu = cni.mtu;
+    const record: InstanceRecord = {
+      handle,
+      hostIfname,
+      kind: request.kind,
+      address: request.address,
+      ports: request.ports,
+      ...(request.netns ? { netns: request.netns, ifname: request.ifname } : {}),
+      mac: macForAddress(request.address),
+      mtu,
+      createdAt: this.now().toISOString(),
+    };
+    const spec: InstanceSpec = {
+      handle,
+      hostIfname: record.hostIfname,
+      kind: record.kind,
+      address: record.address,
+      mac: record.mac,
+      mtu,
+      cni: this.cniSpec(cni),
+      ...(request.netns ? { netns: request.netns, ifname: request.ifname } : {}),
+    };
+    const rules: InstanceRules = { hostIfname, address: record.address, ports: record.ports };
+    const context = { rpc: 'CreateInterface', handle, address: record.address };
+    const tx = new Transaction(this.logger, context);
+    try {
+      // Rules first: the instance's bridge port admits only its address from its first packet on.
+      await tx.do('publish ports and install anti-spoofing', () => this.filter.addInstance(rules), () => this.filter.removeInstance(rules));
+      await tx.do('create the interface', () => this.dataplane.createInstance(spec), () => this.dataplane.deleteInstance(record, cni));
+      await tx.do('record the interface', () => this.store.saveInstance(record));
+    } catch (e) {
+      const err = asNodenetError(e, 'create the interface');
+      await tx.rollback(err);
+      this.logger.warn({ ...context, code: err.code, err: err.message }, 'create failed and was rolled back');
+      throw err;
+    }
+    this.track(record);
+    this.logger.info({ ...context, host: record.hostIfname, kind: record.kind, ports: record.ports.length }, 'interface created');
+    return record;
+  }
+
+  private result(record: InstanceRecord, cni: CniRecord): CreateInterfaceResult {
+    return {
+      interfaceName: record.handle,
+      hostInterfaceName: record.hostIfname,
+      macAddress: record.mac,
+      gateway: cni.gateway,
+      prefixLength: Subnet.of(cni.subnet).prefixLength,
+      mtu: record.mtu,
+    };
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // DeleteInterface
+
+  async deleteInterface(input: DeleteInterfaceInput): Promise<void> {
+    const name = parseIfName(input.interfaceName, 'interface_name');
+    const pending = this.deleting.get(name);
+    if (pending) return pending;
+    const record = this.instances.get(name);
+    if (!record) return this.deleteUnknown(name);
+    const cni = this.cni!;
+    const work = this.applyDelete(record, cni).finally(() => this.deleting.delete(name));
+    this.deleting.set(name, work);
+    return work;
+  }
+
+  private async deleteUnknown(name: IfName): Promise<void> {
+    if (this.released.has(name)) return; // issued before, already deleted: idempotent OK
+    if (this.inFlightHandles.has(name)) {
+      throw new FailedPreconditionError(`interface ${name} is still being created: retry when CreateInterface has returned`);
+    }
+    if (this.cni && name === this.cni.name) {
+      throw new PermissionDeniedError(`${name} is the node's CNI, not an instance interface: DeleteInterface removes only interfaces that CreateInterface returned`);
+    }
+    const link = await this.dataplane.inspectLink(name);
+    if (link) {
+      throw new PermissionDeniedError(
+        `interface ${name} was not created by nodenet for an instance: DeleteInterface removes only interfaces that CreateInterface returned`,
+      );
+    }
+    throw new NotFoundError(`no interface ${name}: it is neither a handle this daemon issued nor an interface on this node`);
+  }
+
+  private async applyDelete(record: InstanceRecord, cni: CniRecord): Promise<void> {
+    const context = { rpc: 'DeleteInterface', handle: record.handle, address: record.address };
+    const rules: InstanceRules = { hostIfname: record.hostIfname, address: record.address, ports: record.ports };
+    const step = async (name: string, fn: () => Promise<void>) => {
+      try {
+        await fn();
+      } catch (e) {
+        // The record stays, so a retry of DeleteInterface resumes; every step is tolerant of work already done.
+        const err = asNodenetError(e, name);
+        this.logger.error({ ...context, step: name, err: err.message }, 'delete failed; retry DeleteInterface');
+        throw err;
+      }
+    };
+    await step('delete the interface', () => this.dataplane.deleteInstance(record, cni));
+    await step('remove published ports and anti-spoofing', () => this.filter.removeInstance(rules));
+    await step('flush connection tracking', () => this.filter.flushConntrack(record.address));
+    await step('forget the interface', () => this.store.releaseInstance(record.handle));
+    this.untrack(record);
+    this.released.add(record.handle);
+    this.logger.info(context, 'interface deleted');
+  }
+}
+
+function sameRequest(a: InstanceRequest, b: InstanceRequest): boolean {
+  return (
+    a.address === b.address &&
+    a.kind === b.kind &&
+    a.netns === b.netns &&
+    a.ifname === b.ifname &&
+    samePortMappings(a.ports, b.ports)
+  );
+}

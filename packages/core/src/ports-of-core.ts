@@ -1,0 +1,127 @@
+/**
+ * The interfaces core needs from the outside world (hexagonal "ports"). Adapters implement them:
+ * backends (Dataplane), the nftables layer (PacketFilter), the state directory (StateStore).
+ * Core never does I/O itself.
+ */
+import type { Ipv4Address, Subnet } from './net.js';
+import type { IfName, NetnsRef } from './names.js';
+import type { PortMapping } from './ports.js';
+import type { CniRecord, InstanceKind, InstanceRecord, NodeState } from './model.js';
+
+/** What a backend finds out about the node at start. */
+export interface HostInfo {
+  /** The node's address on the underlay. */
+  readonly underlayAddress: Ipv4Address;
+  /** The link holding it. */
+  readonly underlayInterface: string;
+  readonly underlayMtu: number;
+  /** The networks of the node's own addresses (the underlay and any other): an instance subnet must not overlap them. */
+  readonly localNetworks: readonly { readonly interface: string; readonly subnet: Subnet }[];
+}
+
+export interface CniSpec {
+  readonly name: IfName;
+  readonly gateway: Ipv4Address;
+  readonly subnet: Subnet;
+  readonly mtu: number;
+  readonly mac: string;
+}
+
+export interface InstanceSpec {
+  readonly handle: IfName;
+  readonly hostIfname: IfName;
+  readonly kind: InstanceKind;
+  readonly address: Ipv4Address;
+  readonly mac: string;
+  readonly mtu: number;
+  readonly cni: CniSpec;
+  /** Place the instance side in this namespace, named `ifname`, addressed, up, with a default route. */
+  readonly netns?: NetnsRef;
+  readonly ifname?: IfName;
+}
+
+/** What the kernel (or OVSDB) shows about a link in the node namespace. */
+export interface LinkState {
+  readonly name: string;
+  /** Set when the link carries nodenet's owner tag; the value is the tag (e.g. `nodenet:nni-1a2b3c4d`). */
+  readonly ownerTag?: string;
+}
+
+/**
+ * A dataplane backend: creates the CNI and instance interfaces. Members converge (ensureX) or are
+ * tolerant of absence (deleteX), so that a retry or a roll-back is always safe.
+ */
+export interface Dataplane {
+  /** The backend's registered name, e.g. `iproute2`. */
+  readonly name: string;
+  /** Finds the underlay: the link and MTU of `underlayAddress`, or of the default route's source when absent. */
+  probeHost(underlayAddress?: Ipv4Address): Promise<HostInfo>;
+  /** Creates the CNI when missing, sets its address, MTU and MAC, brings it up, turns on forwarding. */
+  ensureCni(spec: CniSpec): Promise<void>;
+  /** Removes the CNI (roll-back of a failed CreateContainerNetworkInterface). Absent is fine. */
+  deleteCni(name: IfName): Promise<void>;
+  /**
+   * Creates an instance's interface joined to the CNI (and placed in its namespace when asked). All or
+   * nothing: on failure it removes what it made before throwing.
+   */
+  createInstance(spec: InstanceSpec): Promise<void>;
+  /** Removes an instance's interface (both veth ends, or the TAP) and stale neighbour entries of its address. Absent is fine. */
+  deleteInstance(record: InstanceRecord, cni: CniRecord): Promise<void>;
+  /** The state of one link in the node namespace, or null when there is none by that name. */
+  inspectLink(name: IfName): Promise<LinkState | null>;
+  /** Releases resources (e.g. helper processes). */
+  close?(): Promise<void>;
+}
+
+/** The node-wide rules: what the packet filter needs to know about the CNI and the cluster. */
+export interface FilterBase {
+  readonly cniName: IfName;
+  readonly subnet: Subnet;
+  readonly gateway: Ipv4Address;
+  /** Every node's instance subnet (this node's included): traffic to them is never masqueraded. */
+  readonly clusterSubnets: readonly Subnet[];
+}
+
+export interface InstanceRules {
+  /** The bridge port the instance's packets enter by (anti-spoofing is keyed on it). */
+  readonly hostIfname: IfName;
+  readonly address: Ipv4Address;
+  readonly ports: readonly PortMapping[];
+}
+
+/**
+ * The packet-filter layer: published ports (DNAT), masquerade, anti-spoofing, connection tracking.
+ * Each call is one atomic transaction: no packet sees a half-applied change.
+ */
+export interface PacketFilter {
+  /** Creates or converges nodenet's table: chains, masquerade and the (empty) maps and sets. */
+  ensureBase(base: FilterBase): Promise<void>;
+  /** Removes nodenet's table (roll-back of a failed CreateContainerNetworkInterface). Absent is fine. */
+  removeBase(): Promise<void>;
+  /** Publishes the instance's ports and admits only its address from its bridge port. */
+  addInstance(rules: InstanceRules): Promise<void>;
+  /** The reverse of addInstance; elements already gone are fine. */
+  removeInstance(rules: InstanceRules): Promise<void>;
+  /** Deletes connection-tracking entries to or from `address` (TCP and UDP), so a reused address starts clean. */
+  flushConntrack(address: Ipv4Address): Promise<void>;
+}
+
+/** Durable records of what the daemon created. Writes are atomic and durable when the promise resolves. */
+export interface StateStore {
+  load(): Promise<NodeState>;
+  saveCni(cni: CniRecord): Promise<void>;
+  deleteCni(): Promise<void>;
+  saveInstance(record: InstanceRecord): Promise<void>;
+  /** Removes the record and remembers the handle as released. */
+  releaseInstance(handle: IfName): Promise<void>;
+}
+
+/** A pino-compatible structured logger. */
+export interface Logger {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
