@@ -6,4 +6,4 @@ export * from './model.js';
 export * from './ports-of-core.js';
 export * from './sync.js';
 export * from './transaction.js';
-export * from './network-service.js';
+export * from './node-network.js';

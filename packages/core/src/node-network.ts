@@ -43,7 +43,7 @@ export interface PeerSubnet {
   readonly subnet: Subnet;
 }
 
-export interface NetworkServiceOptions {
+export interface NodeNetworkOptions {
   readonly dataplane: Dataplane;
   readonly packetFilter: PacketFilter;
   readonly store: StateStore;
@@ -105,7 +105,7 @@ interface Slot {
 
 const DEFAULT_IFNAME = 'eth0' as IfName;
 
-export class NetworkService {
+export class NodeNetwork {
   private readonly dataplane: Dataplane;
   private readonly filter: PacketFilter;
   private readonly store: StateStore;
@@ -122,7 +122,7 @@ export class NetworkService {
   private readonly released = new Set<IfName>();
   private readonly deleting = new Map<IfName, Promise<void>>();
 
-  constructor(private readonly options: NetworkServiceOptions) {
+  constructor(private readonly options: NodeNetworkOptions) {
     this.dataplane = options.dataplane;
     this.filter = options.packetFilter;
     this.store = options.store;
