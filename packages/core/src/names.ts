@@ -58,7 +58,7 @@ export function hostIfnameForHandle(handle: IfName): IfName {
  */
 export type NetnsRef = string & { readonly __netns: true };
 
-const NETNS_NAME_RE = /^[A-Za-z0-9_.-]{1,200}$/;
+const NETNS_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$/; // no leading '-': never mistaken for an option
 const NETNS_PATH_RE = /^(\/[A-Za-z0-9_.-]+)+$/;
 
 export function parseNetnsRef(input: unknown, field: string): NetnsRef {
@@ -75,7 +75,7 @@ export function parseNetnsRef(input: unknown, field: string): NetnsRef {
   if (!NETNS_NAME_RE.test(input) || input === '.' || input === '..') {
     throw new InvalidArgumentError(
       field,
-      `'${truncate(input)}' is not a valid namespace name: use a name under /run/netns (letters, digits, '-', '_', '.') or an absolute path`,
+      `'${truncate(input)}' is not a valid namespace name: use a name under /run/netns (letters, digits, '-', '_', '.', not starting with '-' or '.') or an absolute path`,
     );
   }
   return input as NetnsRef;

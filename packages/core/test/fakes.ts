@@ -1,0 +1,120 @@
+/** In-memory fakes of core's ports for unit tests of the use-cases' logic (no I/O). */
+import {
+  Subnet,
+  type CniRecord,
+  type CniSpec,
+  type Dataplane,
+  type FilterBase,
+  type HostInfo,
+  type IfName,
+  type InstanceRecord,
+  type InstanceRules,
+  type InstanceSpec,
+  type Ipv4Address,
+  type LinkState,
+  type NodeState,
+  type PacketFilter,
+  type StateStore,
+} from '@nodenet/core';
+
+/** Resolves after the current macrotask, so concurrent calls really interleave. */
+export const tick = () => new Promise<void>((r) => setImmediate(r));
+
+export class FakeDataplane implements Dataplane {
+  readonly name = 'fake';
+  readonly links = new Map<string, LinkState>([
+    ['lo', { name: 'lo' }],
+    ['eth0', { name: 'eth0' }],
+  ]);
+  cni: CniSpec | null = null;
+  readonly calls: string[] = [];
+  failCreateInstance: Error | null = null;
+
+  async probeHost(): Promise<HostInfo> {
+    return {
+      underlayAddress: '198.18.0.1' as Ipv4Address,
+      underlayInterface: 'eth0',
+      underlayMtu: 1500,
+      localNetworks: [{ interface: 'eth0', subnet: Subnet.of('198.18.0.0/24') }],
+    };
+  }
+  async ensureCni(spec: CniSpec): Promise<void> {
+    await tick();
+    this.calls.push(`ensureCni ${spec.name}`);
+    this.cni = spec;
+    this.links.set(spec.name, { name: spec.name, ownerTag: 'nodenet:cni' });
+  }
+  async deleteCni(name: IfName): Promise<void> {
+    this.calls.push(`deleteCni ${name}`);
+    this.cni = null;
+    this.links.delete(name);
+  }
+  async createInstance(spec: InstanceSpec): Promise<void> {
+    await tick();
+    this.calls.push(`createInstance ${spec.handle}`);
+    if (this.failCreateInstance) throw this.failCreateInstance;
+    this.links.set(spec.hostIfname, { name: spec.hostIfname, ownerTag: `nodenet:${spec.handle}` });
+    if (spec.kind === 'veth' && !spec.netns) this.links.set(spec.handle, { name: spec.handle });
+  }
+  async deleteInstance(record: InstanceRecord, _cni: CniRecord): Promise<void> {
+    await tick();
+    this.calls.push(`deleteInstance ${record.handle}`);
+    this.links.delete(record.hostIfname);
+    this.links.delete(record.handle);
+  }
+  async inspectLink(name: IfName): Promise<LinkState | null> {
+    return this.links.get(name) ?? null;
+  }
+}
+
+export class FakePacketFilter implements PacketFilter {
+  base: FilterBase | null = null;
+  readonly instances = new Map<string, InstanceRules>();
+  readonly flushed: string[] = [];
+  failEnsureBase: Error | null = null;
+  failAddInstance: Error | null = null;
+
+  async ensureBase(base: FilterBase): Promise<void> {
+    await tick();
+    if (this.failEnsureBase) throw this.failEnsureBase;
+    this.base = base;
+  }
+  async removeBase(): Promise<void> {
+    this.base = null;
+  }
+  async addInstance(rules: InstanceRules): Promise<void> {
+    await tick();
+    if (this.failAddInstance) throw this.failAddInstance;
+    this.instances.set(rules.hostIfname, rules);
+  }
+  async removeInstance(rules: InstanceRules): Promise<void> {
+    this.instances.delete(rules.hostIfname);
+  }
+  async flushConntrack(address: Ipv4Address): Promise<void> {
+    this.flushed.push(address);
+  }
+}
+
+export class MemoryStateStore implements StateStore {
+  state: NodeState = { cni: null, instances: [], released: [] };
+  failSaveInstance: Error | null = null;
+
+  async load(): Promise<NodeState> {
+    return structuredClone(this.state);
+  }
+  async saveCni(cni: CniRecord): Promise<void> {
+    this.state.cni = cni;
+  }
+  async deleteCni(): Promise<void> {
+    this.state.cni = null;
+  }
+  async saveInstance(record: InstanceRecord): Promise<void> {
+    await tick();
+    if (this.failSaveInstance) throw this.failSaveInstance;
+    this.state.instances = [...this.state.instances.filter((r) => r.handle !== record.handle), record];
+  }
+  async releaseInstance(handle: IfName): Promise<void> {
+    this.state.instances = this.state.instances.filter((r) => r.handle !== handle);
+    this.state.released.push(handle);
+  }
+}

@@ -1,0 +1,2 @@
+export * from './file-state-store.js';
+export { parseCniRecord, parseInstanceRecord } from './records.js';

@@ -1,0 +1,75 @@
+/**
+ * Parsing of records read back from disk, with core's parse functions, so that a record that loads is as
+ * valid as one the API accepted. Throws a plain Error describing the first problem.
+ */
+import {
+  macForAddress,
+  parseIfName,
+  parseIpv4Address,
+  parseNetnsRef,
+  parsePort,
+  Subnet,
+  type CniRecord,
+  type InstanceKind,
+  type InstanceRecord,
+  type PortMapping,
+} from '@nodenet/core';
+
+type Obj = Record<string, unknown>;
+
+function obj(v: unknown, what: string): Obj {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error(`${what} is not an object`);
+  return v as Obj;
+}
+
+function str(o: Obj, key: string): string {
+  const v = o[key];
+  if (typeof v !== 'string') throw new Error(`${key} is missing or not a string`);
+  return v;
+}
+
+function int(o: Obj, key: string, min: number, max: number): number {
+  const v = o[key];
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw new Error(`${key} is not an integer ${min}..${max}`);
+  return v;
+}
+
+export function parseCniRecord(value: unknown): CniRecord {
+  const o = obj(value, 'record');
+  const gateway = parseIpv4Address(o.gateway, 'gateway');
+  const subnet = Subnet.parse(o.subnet, 'subnet');
+  if (!subnet.isUsableHost(gateway)) throw new Error(`gateway ${gateway} is not a host of ${subnet}`);
+  return {
+    name: parseIfName(o.name, 'name'),
+    gateway,
+    subnet: subnet.toString(),
+    mtu: int(o, 'mtu', 68, 65535),
+    mac: typeof o.mac === 'string' ? o.mac : macForAddress(gateway),
+    createdAt: str(o, 'createdAt'),
+  };
+}
+
+export function parseInstanceRecord(value: unknown): InstanceRecord {
+  const o = obj(value, 'record');
+  const kind = str(o, 'kind');
+  if (kind !== 'veth' && kind !== 'tap') throw new Error(`kind '${kind}' is not veth or tap`);
+  if (!Array.isArray(o.ports)) throw new Error('ports is not a list');
+  const ports: PortMapping[] = o.ports.map((p, i) => {
+    const m = obj(p, `ports[${i}]`);
+    const protocol = m.protocol;
+    if (protocol !== 'tcp' && protocol !== 'udp') throw new Error(`ports[${i}].protocol is not tcp or udp`);
+    return { protocol, hostPort: parsePort(m.hostPort, `ports[${i}].hostPort`), instancePort: parsePort(m.instancePort, `ports[${i}].instancePort`) };
+  });
+  const address = parseIpv4Address(o.address, 'address');
+  return {
+    handle: parseIfName(o.handle, 'handle'),
+    hostIfname: parseIfName(o.hostIfname, 'hostIfname'),
+    kind: kind as InstanceKind,
+    address,
+    ports,
+    ...(o.netns !== undefined ? { netns: parseNetnsRef(o.netns, 'netns'), ifname: parseIfName(o.ifname, 'ifname') } : {}),
+    mac: typeof o.mac === 'string' ? o.mac : macForAddress(address),
+    mtu: int(o, 'mtu', 68, 65535),
+    createdAt: str(o, 'createdAt'),
+  };
+}
