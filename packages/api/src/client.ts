@@ -133,7 +133,14 @@ function callUnary<Request, Response>(
 ): Promise<Response> {
   return new Promise<Response>((resolve, reject) => {
     if (options.signal?.aborted) {
-      reject(Object.assign(new Error('call cancelled before it started'), { code: status.CANCELLED, details: 'cancelled', metadata: new Metadata() }));
+      // The same shape grpc-js gives a call cancelled in flight, so callers handle one kind of error.
+      const details = 'Cancelled on client before the call started';
+      const error: ServiceError = Object.assign(new Error(`${status.CANCELLED} CANCELLED: ${details}`), {
+        code: status.CANCELLED,
+        details,
+        metadata: new Metadata(),
+      });
+      reject(error);
       return;
     }
     let call: ClientUnaryCall;
