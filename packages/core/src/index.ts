@@ -7,3 +7,4 @@ export * from './ports-of-core.js';
 export * from './sync.js';
 export * from './transaction.js';
 export * from './node-network.js';
+export * from './cluster.js';
