@@ -15,6 +15,8 @@ const PACKAGE_OF: Record<string, string> = {
   'ovs-vsctl': 'openvswitch-switch',
   'ovs-ofctl': 'openvswitch-switch',
   'ovs-appctl': 'openvswitch-switch',
+  nsenter: 'util-linux',
+  sysctl: 'procps',
 };
 
 export interface RunOptions {

@@ -1,0 +1,322 @@
+/**
+ * The iproute2 backend: the CNI is a Linux bridge, an instance is a veth pair (host end on the bridge) or a
+ * TAP on the bridge. Every change is one `ip -batch -` per namespace; kernel state is read as `ip -j` JSON,
+ * and only where a decision needs it (never on the happy path of createInstance).
+ */
+import { stat, statfs } from 'node:fs/promises';
+import {
+  AlreadyExistsError,
+  CNI_NAME,
+  FailedPreconditionError,
+  InternalError,
+  InvalidArgumentError,
+  NotFoundError,
+  OWNER_ALIAS_PREFIX,
+  parseIpv4Address,
+  parseNetnsRef,
+  silentLogger,
+  type CniRecord,
+  type CniSpec,
+  type Dataplane,
+  type HostInfo,
+  type IfName,
+  type InstanceRecord,
+  type InstanceSpec,
+  type Ipv4Address,
+  type LinkState,
+  type Logger,
+  type NetnsRef,
+} from '@nodenet/core';
+import { hostInfoFor, pickDefaultRoute, primaryIpv4Of } from './host-probe.js';
+import { IpBatchError, IpRunner, netnsPath, type IpLine } from './ip-batch.js';
+import { parseIpAddrs, parseIpLinks, parseIpRoutes, type IpLink, type IpLinkWithAddresses } from './ip-json.js';
+import {
+  CNI_OWNER_ALIAS,
+  DEFAULT_INSTANCE_IFNAME,
+  LINE,
+  createCniScript,
+  deleteInstanceScript,
+  deleteLinkScript,
+  instanceNamespaceScript,
+  repairCniScript,
+  tapScript,
+  vethScript,
+} from './scripts.js';
+import { cniSysctls, writeSysctls } from './sysctl.js';
+
+export interface Iproute2DataplaneOptions {
+  /** The node namespace to manage: a name under /run/netns or a path. Default: the process's own. */
+  readonly netns?: string;
+  readonly logger?: Logger;
+}
+
+const DEVICE_MISSING_RE = /Cannot find device|does not exist/;
+
+export class Iproute2Dataplane implements Dataplane {
+  readonly name = 'iproute2';
+  private readonly nodeNetns: NetnsRef | undefined;
+  private readonly node: IpRunner;
+  private readonly logger: Logger;
+
+  constructor(options: Iproute2DataplaneOptions = {}) {
+    this.nodeNetns = options.netns === undefined ? undefined : parseNetnsRef(options.netns, 'netns');
+    this.node = new IpRunner(this.nodeNetns);
+    this.logger = options.logger ?? silentLogger;
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // Host
+
+  async probeHost(underlayAddress?: Ipv4Address): Promise<HostInfo> {
+    const [addrJson, routeJson] = await Promise.all([
+      this.node.json(['addr', 'show'], 'list the node addresses'),
+      underlayAddress === undefined ? this.node.json(['route', 'show', 'default'], 'read the default route') : Promise.resolve([]),
+    ]);
+    const links = parseIpAddrs(addrJson ?? []);
+    const address = underlayAddress ?? (await this.defaultRouteSource(links, parseIpRoutes(routeJson ?? [])));
+    const info = hostInfoFor(links, address, CNI_NAME);
+    this.logger.debug({ underlay: info.underlayAddress, interface: info.underlayInterface, mtu: info.underlayMtu }, 'host probed');
+    return info;
+  }
+
+  /** The source address the kernel uses on the default route: its `src`, else what `ip route get GATEWAY` picks. */
+  private async defaultRouteSource(links: readonly IpLinkWithAddresses[], routes: ReturnType<typeof parseIpRoutes>): Promise<Ipv4Address> {
+    const route = pickDefaultRoute(routes);
+    let source = route.prefsrc;
+    if (source === undefined && route.gateway !== undefined) {
+      const gateway = parseIpv4Address(route.gateway, 'default route gateway');
+      const got = parseIpRoutes((await this.node.json(['route', 'get', gateway], 'find the source address of the default route')) ?? []);
+      source = got[0]?.prefsrc;
+    }
+    if (source === undefined) {
+      const link = links.find((l) => l.ifname === route.dev);
+      source = link ? primaryIpv4Of(link) : undefined;
+    }
+    if (source === undefined) {
+      throw new FailedPreconditionError(
+        `the default route's interface ${route.dev} has no IPv4 address to use as the underlay address: set \`underlayAddress\` in the config or pass --underlay-address`,
+      );
+    }
+    return parseIpv4Address(source, 'default route source');
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // CNI
+
+  async ensureCni(spec: CniSpec): Promise<void> {
+    const current = await this.readLinkWithAddresses(spec.name, `read ${spec.name}`);
+    if (current === null) {
+      const lines = createCniScript(spec);
+      try {
+        await this.node.batch(lines, { step: `create the CNI bridge ${spec.name}` });
+      } catch (e) {
+        // The bridge did not exist a moment ago: whatever the batch made of it is ours to remove.
+        if (!failedAt(e, LINE.createBridge)) await this.deleteQuietly(spec.name, 'remove the half-made CNI bridge');
+        throw e;
+      }
+      this.logger.info({ cni: spec.name, gateway: spec.gateway, mtu: spec.mtu }, 'CNI bridge created');
+    } else {
+      assertOwnCni(current, spec.name);
+      const repair = repairCniScript(spec, current);
+      if (repair.length > 0) {
+        await this.node.batch(repair, { step: `repair the CNI bridge ${spec.name}` });
+        this.logger.warn({ cni: spec.name, fixed: repair.map((l) => l.step) }, 'CNI bridge differed from its record and was repaired');
+      }
+    }
+    await writeSysctls(this.nodeNetns, cniSysctls(spec.name), `set forwarding and ${spec.name} settings`);
+  }
+
+  async deleteCni(name: IfName): Promise<void> {
+    const link = await this.readLink(name, `read ${name}`, true);
+    if (link === null) return;
+    if (link.alias !== CNI_OWNER_ALIAS) {
+      this.logger.warn({ cni: name, alias: link.alias ?? null }, 'not deleting a link that is not nodenet\'s CNI');
+      return;
+    }
+    await this.deleteTolerant(deleteLinkScript(name), `delete the CNI bridge ${name}`);
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // Instances
+
+  async createInstance(spec: InstanceSpec): Promise<void> {
+    const started = performance.now();
+    if (spec.kind === 'tap') {
+      if (spec.netns !== undefined) {
+        throw new InvalidArgumentError('netns', 'a TAP stays on the node as the bridge port of its VM: leave netns out for kind TAP');
+      }
+      await this.createOnNode(spec, tapScript(spec));
+    } else if (spec.kind === 'veth') {
+      if (spec.netns !== undefined) await this.createVethInNamespace(spec, spec.netns);
+      else await this.createOnNode(spec, vethScript(spec));
+    } else {
+      throw new InvalidArgumentError('kind', `'${String(spec.kind)}' is not an interface kind this backend makes: use veth or tap`);
+    }
+    this.logger.debug(
+      { handle: spec.handle, kind: spec.kind, netns: spec.netns ?? null, ms: Math.round((performance.now() - started) * 10) / 10 },
+      'instance interface created',
+    );
+  }
+
+  /** Runs the node-side script; on failure removes what it made (unless nothing was made) and throws a precise error. */
+  private async createOnNode(spec: InstanceSpec, lines: IpLine[]): Promise<void> {
+    try {
+      await this.node.batch(lines, { step: `create ${spec.kind} ${spec.handle}` });
+    } catch (e) {
+      if (!failedAt(e, LINE.createLink)) await this.deleteQuietly(spec.hostIfname, `roll back ${spec.hostIfname}`);
+      throw await this.explainNodeFailure(spec, e);
+    }
+  }
+
+  /**
+   * Two processes: the node-side batch creates the pair with the instance end already in the target
+   * namespace, then one batch inside that namespace names, addresses and routes it.
+   */
+  private async createVethInNamespace(spec: InstanceSpec, netns: NetnsRef): Promise<void> {
+    const target = netnsPath(netns);
+    // Also keeps a numeric name from being read as a PID by iproute2 (it is passed as a path anyway).
+    if (!(await pathExists(target))) throw namespaceMissing(netns, target);
+    await this.createOnNode(spec, vethScript(spec, target));
+    try {
+      await new IpRunner(netns).batch(instanceNamespaceScript(spec), { step: `configure ${spec.handle} in namespace ${netns}` });
+    } catch (e) {
+      await this.deleteQuietly(spec.hostIfname, `roll back ${spec.hostIfname}`);
+      throw await this.explainNamespaceFailure(spec, netns, e);
+    }
+  }
+
+  private async explainNodeFailure(spec: InstanceSpec, e: unknown): Promise<unknown> {
+    if (!(e instanceof IpBatchError)) return e;
+    const cni = spec.cni.name;
+    if (e.detail.includes(`"${cni}" is wrong: Device does not exist`) || e.detail.includes(`Cannot find device "${cni}"`)) {
+      return new FailedPreconditionError(
+        `the CNI bridge ${cni} does not exist in the node namespace: call CreateContainerNetworkInterface (a restarted daemon restores it)`,
+        { cause: e },
+      );
+    }
+    // iproute2 rejects a path it cannot open; the kernel rejects (EINVAL) a file that is no network namespace.
+    const netnsRefused =
+      e.detail.includes('Invalid "netns" value') || (e.failedLine?.id === LINE.createLink && e.detail.includes('Invalid argument'));
+    if (spec.netns !== undefined && netnsRefused) {
+      const target = netnsPath(spec.netns);
+      if (!(await pathExists(target))) return namespaceMissing(spec.netns, target, e);
+      const what = (await isNamespaceFile(target)) ? 'a namespace file, but the kernel refused it as a network namespace' : 'not a namespace file';
+      return new FailedPreconditionError(
+        `${target} is not a network namespace (it is ${what}): pass a name under /run/netns or a path such as /proc/PID/ns/net`,
+        { cause: e },
+      );
+    }
+    if (e.failedLine?.id === LINE.createLink && /File exists|Device or resource busy/.test(e.detail)) {
+      const names = spec.kind === 'tap' ? spec.handle : `${spec.hostIfname} or ${spec.handle}`;
+      return new AlreadyExistsError(`a link named ${names} already exists: remove it (it is not tracked by this daemon) and retry`, { cause: e });
+    }
+    return e;
+  }
+
+  private async explainNamespaceFailure(spec: InstanceSpec, netns: NetnsRef, e: unknown): Promise<unknown> {
+    if (!(e instanceof IpBatchError)) return e;
+    const ifname = spec.ifname ?? DEFAULT_INSTANCE_IFNAME;
+    if (/Cannot open network namespace|nsenter: cannot open/.test(e.detail)) return namespaceMissing(netns, netnsPath(netns), e);
+    if (e.failedLine?.id === LINE.rename && /File exists/.test(e.detail)) {
+      return new AlreadyExistsError(
+        `an interface named ${ifname} already exists in network namespace ${netns}: choose another ifname or remove that interface`,
+        { cause: e },
+      );
+    }
+    if (e.failedLine?.id === LINE.defaultRoute && /File exists/.test(e.detail)) {
+      return new FailedPreconditionError(
+        `network namespace ${netns} already has a default route: remove it, or create the interface without netns and configure it yourself`,
+        { cause: e },
+      );
+    }
+    return e;
+  }
+
+  async deleteInstance(record: InstanceRecord, cni: CniRecord): Promise<void> {
+    await this.deleteTolerant(deleteInstanceScript(record, cni.name), `delete interface ${record.handle}`);
+  }
+
+  async inspectLink(name: IfName): Promise<LinkState | null> {
+    const link = await this.readLink(name, `inspect ${name}`, false);
+    if (link === null) return null;
+    return { name: link.ifname, ...(link.alias?.startsWith(OWNER_ALIAS_PREFIX) ? { ownerTag: link.alias } : {}) };
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // Helpers
+
+  private async readLink(name: string, step: string, details: boolean): Promise<IpLink | null> {
+    const json = await this.node.json([...(details ? ['-d'] : []), 'link', 'show', 'dev', name], step);
+    return json === null ? null : (parseIpLinks(json)[0] ?? null);
+  }
+
+  private async readLinkWithAddresses(name: string, step: string): Promise<IpLinkWithAddresses | null> {
+    const json = await this.node.json(['-d', 'addr', 'show', 'dev', name], step);
+    return json === null ? null : (parseIpAddrs(json)[0] ?? null);
+  }
+
+  /** Runs the lines with -force; a missing device is success (deletes are tolerant), anything else throws. */
+  private async deleteTolerant(lines: IpLine[], step: string): Promise<void> {
+    const failures = await this.node.batch(lines, { step, force: true });
+    const real = failures.find((f) => !DEVICE_MISSING_RE.test(f.message));
+    if (real) {
+      const line = real.line === undefined ? undefined : lines[real.line - 1];
+      throw new InternalError(line?.step ?? step, real.message || 'ip failed without a message');
+    }
+  }
+
+  /** Roll-back helper: never throws (the original error is what the caller reports), logs what it could not undo. */
+  private async deleteQuietly(name: string, step: string): Promise<void> {
+    try {
+      await this.deleteTolerant(deleteLinkScript(name), step);
+    } catch (e) {
+      this.logger.error({ link: name, step, err: (e as Error).message }, 'roll-back failed: the link may be left behind');
+    }
+  }
+}
+
+function assertOwnCni(link: IpLinkWithAddresses, name: string): void {
+  const kind = link.linkinfo?.kind;
+  if (kind !== 'bridge') {
+    throw new FailedPreconditionError(
+      `a link named ${name} already exists on this node and is not a bridge (it is ${kind ? `a ${kind} link` : 'of unknown kind'}): nodenet needs that name for its CNI bridge; remove or rename that link`,
+    );
+  }
+  if (link.alias !== CNI_OWNER_ALIAS) {
+    throw new FailedPreconditionError(
+      `a bridge named ${name} already exists on this node but was not made by nodenet (its alias is ${link.alias ? `'${link.alias}'` : 'unset'}, not '${CNI_OWNER_ALIAS}'): remove or rename it; if it is nodenet's from before ownership tags, run ip link set dev ${name} alias ${CNI_OWNER_ALIAS}`,
+    );
+  }
+}
+
+function failedAt(e: unknown, lineId: string): boolean {
+  return e instanceof IpBatchError && e.failedLine?.id === lineId;
+}
+
+function namespaceMissing(netns: NetnsRef, path: string, cause?: unknown): NotFoundError {
+  const where = netns.startsWith('/') ? `${path} does not exist` : `no ${path}`;
+  return new NotFoundError(
+    `network namespace ${netns} does not exist (${where}): create it first, or pass the path of an existing one such as /proc/PID/ns/net`,
+    cause === undefined ? undefined : { cause },
+  );
+}
+
+async function pathExists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The magic number of nsfs, the file system of namespace files (/proc/PID/ns/net and their bind mounts). */
+const NSFS_MAGIC = 0x6e736673;
+
+async function isNamespaceFile(path: string): Promise<boolean> {
+  try {
+    return (await statfs(path)).type === NSFS_MAGIC;
+  } catch {
+    return false;
+  }
+}
