@@ -1,0 +1,439 @@
+/**
+ * The daemon's configuration: a YAML file (JSON is valid YAML) plus command-line flags overriding it.
+ * Everything is validated here, before the daemon touches anything, so a bad key fails the start with one
+ * message naming it (exit code 2). Addresses and subnets go through core's parse functions: the same rules
+ * as the API's.
+ */
+import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { isIPv6 } from 'node:net';
+import { parseDocument } from 'yaml';
+import { z } from 'zod';
+import { InvalidArgumentError, parseIpv4Address, Subnet, type Ipv4Address } from '@nodenet/core';
+
+/** A configuration or command-line problem: the daemon exits with code 2 and changes nothing. */
+export class ConfigError extends Error {
+  readonly exitCode = 2;
+  constructor(readonly problems: readonly string[]) {
+    super(problems.join('\n'));
+    this.name = 'ConfigError';
+  }
+}
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export type ListenAddress =
+  | { readonly kind: 'unix'; readonly path: string; readonly uri: string }
+  | { readonly kind: 'tcp'; readonly host: string; readonly port: number; readonly uri: string };
+
+export interface PeerConfig {
+  readonly name: string;
+  readonly underlayAddress: Ipv4Address;
+  readonly subnet: Subnet;
+}
+
+/** The validated configuration, defaults filled in. */
+export interface DaemonConfig {
+  readonly nodeName: string;
+  /** Absent: the backend finds the source address of the default route. */
+  readonly underlayAddress?: Ipv4Address;
+  readonly listen: ListenAddress;
+  readonly insecure: boolean;
+  readonly tls?: { readonly cert: string; readonly key: string; readonly ca?: string };
+  readonly backend: string;
+  readonly stateDir: string;
+  readonly reservedPorts: readonly number[];
+  readonly overlay: { readonly mode: 'vxlan' | 'host-gw'; readonly vni: number; readonly port: number };
+  readonly membership: {
+    readonly type: 'static' | 'etcd';
+    readonly peers: readonly PeerConfig[];
+    readonly etcd: { readonly endpoints: readonly string[]; readonly prefix: string; readonly leaseTtlSeconds: number };
+  };
+  readonly ovs: { readonly db: string; readonly runDir: string; readonly datapathType: 'system' | 'netdev' };
+  readonly logLevel: LogLevel;
+}
+
+export const DEFAULT_LISTEN = 'unix:///run/nodenet/nodenet.sock';
+export const DEFAULT_STATE_DIR = '/var/lib/nodenet';
+
+/** The flags that override config keys: flag name (commander's camelCase attribute) -> config key. */
+export const FLAG_KEYS = {
+  listen: 'listen',
+  backend: 'backend',
+  stateDir: 'stateDir',
+  nodeName: 'nodeName',
+  underlayAddress: 'underlayAddress',
+  logLevel: 'logLevel',
+} as const;
+export type FlagOverrides = { -readonly [K in keyof typeof FLAG_KEYS]?: string };
+
+const FLAG_OF_KEY: Record<string, string> = {
+  listen: '--listen',
+  backend: '--backend',
+  stateDir: '--state-dir',
+  nodeName: '--node-name',
+  underlayAddress: '--underlay-address',
+  logLevel: '--log-level',
+};
+
+// ------------------------------------------------------------------------------------------------------
+// Field schemas
+
+const show = (v: unknown): string => {
+  const s = typeof v === 'string' ? `'${v}'` : JSON.stringify(v) ?? String(v);
+  return s.length > 60 ? `${s.slice(0, 60)}...` : s;
+};
+
+function intIn(min: number, max: number) {
+  const error = (iss: { input?: unknown }) => `must be an integer ${min}..${max} (got ${show(iss.input)})`;
+  return z.int({ error }).min(min, { error }).max(max, { error });
+}
+
+function str(what: string) {
+  return z.string({ error: (iss) => (iss.input === undefined ? `is required: give ${what}` : `must be ${what} (got ${show(iss.input)})`) });
+}
+
+function bool() {
+  return z.boolean({ error: (iss) => `must be true or false (got ${show(iss.input)})` });
+}
+
+function oneOf<const T extends readonly [string, ...string[]]>(values: T) {
+  return z.enum(values, { error: (iss) => `must be one of ${values.join(', ')} (got ${show(iss.input)})` });
+}
+
+/** Runs one of core's parse functions; its InvalidArgumentError becomes the issue's message (zod adds the key). */
+function viaCore<T>(parse: (input: unknown, field: string) => T) {
+  return (value: string, ctx: z.RefinementCtx): T => {
+    try {
+      return parse(value, '');
+    } catch (e) {
+      const message = e instanceof InvalidArgumentError ? e.message.replace(/^: /, '') : String(e);
+      ctx.addIssue({ code: 'custom', message });
+      return z.NEVER;
+    }
+  };
+}
+
+const ipv4 = () => str('an IPv4 address, e.g. 198.18.0.1').transform(viaCore(parseIpv4Address));
+const subnet = () => str('a subnet in CIDR form, e.g. 198.19.1.0/24').transform(viaCore(Subnet.parse));
+
+// Names of nodes: host-name characters, so they are safe as keys (etcd) and in logs.
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
+const nodeName = () =>
+  str('a node name').regex(NAME_RE, {
+    error: (iss) => `${show(iss.input)} is not a usable node name: use 1..253 letters, digits, '.', '-' or '_', starting with a letter or digit`,
+  });
+
+const path = (what: string) => str(what).min(1, { error: `must be ${what}, not empty` }).refine((p) => !p.includes('\0'), { error: 'must not contain a NUL byte' });
+
+/** sun_path holds 108 bytes including the terminating NUL. */
+const UNIX_PATH_MAX = 107;
+
+export function parseListen(input: string): ListenAddress {
+  if (input.startsWith('unix:')) {
+    // unix:///abs/path (the gRPC form) or unix:/abs/path.
+    const path = input.startsWith('unix://') ? input.slice('unix://'.length) : input.slice('unix:'.length);
+    if (!path.startsWith('/')) throw new Error(`${show(input)}: a unix socket needs an absolute path, e.g. unix:///run/nodenet/nodenet.sock`);
+    if (path.includes('\0')) throw new Error(`${show(input)}: the path must not contain a NUL byte`);
+    if (Buffer.byteLength(path) > UNIX_PATH_MAX) {
+      throw new Error(`${show(input)}: a unix socket path may be at most ${UNIX_PATH_MAX} bytes: choose a shorter path`);
+    }
+    return { kind: 'unix', path, uri: `unix://${path}` };
+  }
+  const m = /^(.*):(\d+)$/.exec(input);
+  const usage = 'use unix:///PATH or HOST:PORT, e.g. 0.0.0.0:50051';
+  if (!m) throw new Error(`${show(input)} is not a listen address: ${usage}`);
+  const host = m[1]!;
+  const portText = m[2]!;
+  const port = Number(portText);
+  if (!/^[1-9]\d{0,4}$/.test(portText) || port > 65535) throw new Error(`${show(input)}: the port must be 1..65535`);
+  if (host.startsWith('[') && host.endsWith(']') && isIPv6(host.slice(1, -1))) {
+    return { kind: 'tcp', host, port, uri: `${host}:${port}` };
+  }
+  if (/^[0-9.]+$/.test(host)) {
+    try {
+      parseIpv4Address(host, 'listen');
+    } catch (e) {
+      throw new Error(`${show(input)}: ${(e as Error).message.replace(/^listen: /, '')}`);
+    }
+    return { kind: 'tcp', host, port, uri: `${host}:${port}` };
+  }
+  if (!/^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$/.test(host)) {
+    throw new Error(`${show(input)}: '${host}' is neither an IPv4 address nor a host name: ${usage}`);
+  }
+  return { kind: 'tcp', host, port, uri: `${host}:${port}` };
+}
+
+const listen = () =>
+  str('unix:///PATH or HOST:PORT').transform((value, ctx): ListenAddress => {
+    try {
+      return parseListen(value);
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', message: (e as Error).message });
+      return z.NEVER;
+    }
+  });
+
+const peer = z.strictObject({
+  name: nodeName(),
+  underlayAddress: ipv4(),
+  subnet: subnet(),
+});
+
+const etcdEndpoint = str('an http(s) URL').refine(
+  (u) => {
+    try {
+      const url = new URL(u);
+      return (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname !== '';
+    } catch {
+      return false;
+    }
+  },
+  { error: (iss) => `${show(iss.input)} is not an etcd endpoint: use http://HOST:PORT or https://HOST:PORT` },
+);
+
+const configSchema = z.strictObject({
+  nodeName: nodeName().default(() => hostname()),
+  underlayAddress: ipv4().optional(),
+  listen: listen().default(() => parseListen(DEFAULT_LISTEN)),
+  insecure: bool().default(false),
+  tls: z
+    .strictObject({
+      cert: path('the path of a PEM certificate file'),
+      key: path('the path of a PEM private-key file'),
+      ca: path('the path of a PEM CA certificate file').optional(),
+    })
+    .optional(),
+  backend: str('a backend name').min(1, { error: 'must name a backend' }).default('iproute2'),
+  stateDir: path('a directory path').default(DEFAULT_STATE_DIR),
+  reservedPorts: z.array(intIn(1, 65535), { error: (iss) => `must be a list of ports (got ${show(iss.input)})` }).default([]),
+  overlay: z
+    .strictObject({
+      mode: oneOf(['vxlan', 'host-gw']).default('vxlan'),
+      vni: intIn(1, 16777215).default(4242),
+      port: intIn(1, 65535).default(4789),
+    })
+    .prefault({}),
+  membership: z
+    .strictObject({
+      type: oneOf(['static', 'etcd']).default('static'),
+      peers: z.array(peer, { error: (iss) => `must be a list of peers (got ${show(iss.input)})` }).default([]),
+      etcd: z
+        .strictObject({
+          endpoints: z
+            .array(etcdEndpoint, { error: (iss) => `must be a list of URLs (got ${show(iss.input)})` })
+            .min(1, { error: 'must list at least one endpoint' })
+            .default(['http://127.0.0.1:2379']),
+          prefix: str('a key prefix starting with /').regex(/^\/[\x21-\x7e]*$/, { error: 'must start with / and contain no spaces, e.g. /nodenet' }).default('/nodenet'),
+          leaseTtlSeconds: intIn(1, 3600).default(15),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  ovs: z
+    .strictObject({
+      db: str('an OVSDB remote')
+        .regex(/^(unix:\/\S+|(tcp|ssl):\S+:\d+)$/, { error: (iss) => `${show(iss.input)} is not an OVSDB remote: use unix:/PATH, tcp:HOST:PORT or ssl:HOST:PORT` })
+        .default('unix:/var/run/openvswitch/db.sock'),
+      runDir: path('a directory path').default('/var/run/openvswitch'),
+      datapathType: oneOf(['system', 'netdev']).default('system'),
+    })
+    .prefault({}),
+  logLevel: oneOf(LOG_LEVELS).default('info'),
+});
+
+type ParsedConfig = z.output<typeof configSchema>;
+
+// ------------------------------------------------------------------------------------------------------
+// Parsing
+
+export interface ParseConfigOptions {
+  /** Where the values came from, for messages (e.g. the config file's path). */
+  readonly source?: string;
+  /** Relative paths in the file are taken relative to this directory (the config file's). */
+  readonly baseDir?: string;
+  readonly flags?: FlagOverrides;
+  /** Valid backend names (the wiring's registry). */
+  readonly backends: readonly string[];
+}
+
+/** Validates a raw config object (from YAML) with flag overrides applied; throws ConfigError naming every bad key. */
+export function parseConfig(raw: unknown, options: ParseConfigOptions): DaemonConfig {
+  if (raw === null || raw === undefined) raw = {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new ConfigError([`config: the file must hold a mapping of keys (e.g. listen: ...), not ${Array.isArray(raw) ? 'a list' : show(raw)}`]);
+  }
+  const merged: Record<string, unknown> = { ...(dropNulls(raw) as Record<string, unknown>) };
+  const fromFlag = new Set<string>();
+  for (const [flag, key] of Object.entries(FLAG_KEYS)) {
+    const value = options.flags?.[flag as keyof FlagOverrides];
+    if (value !== undefined) {
+      merged[key] = value;
+      fromFlag.add(key);
+    }
+  }
+
+  const result = configSchema.safeParse(merged);
+  if (!result.success) {
+    throw new ConfigError(result.error.issues.map((issue) => describeIssue(issue, fromFlag)));
+  }
+  const config = result.data;
+  const problems = crossCheck(config, options.backends).map(({ key, message }) => label(key, fromFlag) + message);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return resolvePaths(config, options.baseDir ?? process.cwd(), fromFlag);
+}
+
+/** Reads the config file (when given) and applies the flags. */
+export async function loadConfig(options: { file?: string; flags?: FlagOverrides; backends: readonly string[] }): Promise<DaemonConfig> {
+  let raw: unknown = {};
+  let baseDir = process.cwd();
+  if (options.file !== undefined) {
+    const file = resolve(options.file);
+    baseDir = dirname(file);
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a directory' : (e as Error).message;
+      throw new ConfigError([`config: cannot read the config file ${file}: ${why}`]);
+    }
+    raw = parseYaml(text, file);
+  }
+  return parseConfig(raw, { source: options.file, baseDir, flags: options.flags ?? {}, backends: options.backends });
+}
+
+function parseYaml(text: string, file: string): unknown {
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(doc.errors.map((e) => `config: ${file} is not valid YAML: ${e.message.split('\n')[0]}`));
+  }
+  return doc.toJS();
+}
+
+function dropNulls(value: unknown): unknown {
+  // `key:` with no value (YAML null) means "not set": the default applies.
+  if (Array.isArray(value)) return value.map(dropNulls);
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== null).map(([k, v]) => [k, dropNulls(v)]));
+  }
+  return value;
+}
+
+function keyPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out === '' ? String(p) : `.${String(p)}`;
+  return out;
+}
+
+function label(key: string, fromFlag: ReadonlySet<string>): string {
+  if (fromFlag.has(key)) return `${FLAG_OF_KEY[key]}: `;
+  return key === '' ? 'config: ' : `config: ${key}: `;
+}
+
+function describeIssue(issue: z.core.$ZodIssue, fromFlag: ReadonlySet<string>): string {
+  const key = keyPath(issue.path);
+  if (issue.code === 'unrecognized_keys') {
+    const valid = knownKeys(issue.path);
+    const where = key === '' ? 'config: ' : `config: ${key}: `;
+    const names = issue.keys.map((k) => `'${k}'`).join(', ');
+    return `${where}unknown key${issue.keys.length > 1 ? 's' : ''} ${names}${valid.length ? `: valid keys are ${valid.join(', ')}` : ''}`;
+  }
+  if (issue.code === 'invalid_type' && issue.expected === 'object') {
+    return `${label(key, fromFlag)}must be a mapping of keys (got ${show(issue.input)})`;
+  }
+  return `${label(key, fromFlag)}${issue.message}`;
+}
+
+/** The keys the schema accepts at `path` (for "unknown key" messages). */
+function knownKeys(path: readonly PropertyKey[]): string[] {
+  let schema: unknown = configSchema;
+  const unwrap = (s: unknown): unknown => {
+    for (;;) {
+      const def = (s as { _zod?: { def?: { type?: string; innerType?: unknown; in?: unknown } } })._zod?.def;
+      if (def?.innerType) s = def.innerType;
+      else if (def?.type === 'pipe') s = def.in;
+      else return s;
+    }
+  };
+  for (const p of path) {
+    const def = (unwrap(schema) as { _zod: { def: { type: string; shape?: Record<string, unknown>; element?: unknown } } })._zod.def;
+    schema = typeof p === 'number' ? def.element : def.shape?.[String(p)];
+    if (!schema) return [];
+  }
+  const shape = (unwrap(schema) as { _zod: { def: { shape?: Record<string, unknown> } } })._zod.def.shape;
+  return shape ? Object.keys(shape) : [];
+}
+
+/** Rules across keys, checked after every key is valid on its own. */
+function crossCheck(c: ParsedConfig, backends: readonly string[]): { key: string; message: string }[] {
+  const problems: { key: string; message: string }[] = [];
+  if (!backends.includes(c.backend)) {
+    problems.push({ key: 'backend', message: `unknown backend '${c.backend}': valid backends are ${backends.join(', ')}` });
+  }
+  if (c.listen.kind === 'tcp' && !c.tls && !c.insecure) {
+    problems.push({
+      key: 'listen',
+      message: `${c.listen.uri} is TCP without TLS, which is refused: set tls.cert and tls.key (and tls.ca for client certificates), or set insecure: true on a trusted network`,
+    });
+  }
+  if (c.insecure && c.tls) {
+    problems.push({ key: 'insecure', message: 'insecure: true and tls are both set: remove one (tls secures the TCP listener; insecure allows it without TLS)' });
+  }
+  if (c.listen.kind === 'unix' && c.tls) {
+    problems.push({ key: 'tls', message: `tls applies to a TCP listen address, but listen is ${c.listen.uri}: remove tls or listen on HOST:PORT` });
+  }
+  if (c.membership.type === 'etcd') {
+    problems.push({ key: 'membership.type', message: 'etcd membership is not available in this build yet: use static' });
+  }
+  const names = new Map<string, number>();
+  c.membership.peers.forEach((p, i) => {
+    const key = `membership.peers[${i}]`;
+    if (p.name === c.nodeName) problems.push({ key: `${key}.name`, message: `'${p.name}' is this node's own name (nodeName): list only the other nodes` });
+    const seen = names.get(p.name);
+    if (seen !== undefined) problems.push({ key: `${key}.name`, message: `'${p.name}' is listed twice (also membership.peers[${seen}]): give each peer once` });
+    else names.set(p.name, i);
+    if (c.underlayAddress !== undefined && p.underlayAddress === c.underlayAddress) {
+      problems.push({ key: `${key}.underlayAddress`, message: `${p.underlayAddress} is this node's own underlay address: list only the other nodes` });
+    }
+    c.membership.peers.slice(0, i).forEach((q, j) => {
+      if (q.subnet.overlaps(p.subnet)) {
+        problems.push({ key: `${key}.subnet`, message: `${p.subnet} overlaps ${q.subnet} of membership.peers[${j}] (${q.name}): every node needs its own subnet` });
+      }
+      if (q.underlayAddress === p.underlayAddress) {
+        problems.push({ key: `${key}.underlayAddress`, message: `${p.underlayAddress} is also the address of membership.peers[${j}] (${q.name})` });
+      }
+    });
+  });
+  return problems;
+}
+
+function resolvePaths(c: ParsedConfig, baseDir: string, fromFlag: ReadonlySet<string>): DaemonConfig {
+  const abs = (p: string, key: string) => (isAbsolute(p) ? p : resolve(fromFlag.has(key) ? process.cwd() : baseDir, p));
+  const { underlayAddress, tls, ...rest } = c;
+  return {
+    ...rest,
+    ...(underlayAddress !== undefined ? { underlayAddress } : {}),
+    ...(tls ? { tls: { cert: abs(tls.cert, 'tls'), key: abs(tls.key, 'tls'), ...(tls.ca ? { ca: abs(tls.ca, 'tls') } : {}) } } : {}),
+    stateDir: abs(c.stateDir, 'stateDir'),
+    ovs: { ...c.ovs, runDir: abs(c.ovs.runDir, 'ovs.runDir') },
+  };
+}
+
+/** A one-line summary for the start log (no secrets: paths only). */
+export function configSummary(c: DaemonConfig): Record<string, unknown> {
+  return {
+    nodeName: c.nodeName,
+    underlayAddress: c.underlayAddress ?? '(default route source)',
+    listen: c.listen.uri,
+    transport: c.listen.kind === 'unix' ? 'unix' : c.tls ? (c.tls.ca ? 'mtls' : 'tls') : 'insecure',
+    backend: c.backend,
+    stateDir: c.stateDir,
+    reservedPorts: c.reservedPorts,
+    overlay: c.overlay,
+    membership: { type: c.membership.type, peers: c.membership.peers.map((p) => ({ name: p.name, underlayAddress: p.underlayAddress, subnet: p.subnet.toString() })) },
+    logLevel: c.logLevel,
+  };
+}

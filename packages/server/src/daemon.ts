@@ -1,0 +1,367 @@
+/**
+ * The daemon's life: validate what is left to validate (TLS material, the socket), create the adapters,
+ * probe the host, load the state and bring a recorded CNI back, then serve gRPC and report SERVING.
+ * Stopping: NOT_SERVING, stop accepting, let calls in flight finish, close the adapters. The network
+ * itself stays in place.
+ */
+import { chmod, lstat, mkdir, readFile, unlink } from 'node:fs/promises';
+import { createConnection } from 'node:net';
+import { dirname } from 'node:path';
+import { createSecureContext } from 'node:tls';
+import { Server, ServerCredentials, type ServerWritableStream } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
+import { NetworkService, networkProtoPath } from '@nodenet/api';
+import {
+  NodeNetwork,
+  Subnet,
+  isNodenetError,
+  type CniSpec,
+  type Dataplane,
+  type FilterBase,
+  type HostInfo,
+  type PeerSubnet,
+} from '@nodenet/core';
+import { ConfigError, configSummary, type DaemonConfig } from './config.js';
+import { createContainer, resolveAdapters, type Adapters } from './container.js';
+import { createLogger, type DaemonLogger } from './logger.js';
+import { createNetworkServer, InFlight } from './network-server.js';
+
+/** A failure at start that is not a configuration problem: exit code 1. */
+export class StartError extends Error {
+  readonly exitCode = 1;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StartError';
+  }
+}
+
+export const SERVICE_NAME = 'network.Network';
+/** The service names health reports on: the server as a whole ("") and the API. */
+export const HEALTH_SERVICES = ['', SERVICE_NAME] as const;
+
+/** Bytes VXLAN adds to every packet (outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8). */
+export const VXLAN_OVERHEAD = 50;
+
+export interface StartOptions {
+  readonly logger?: DaemonLogger;
+}
+
+export interface StopResult {
+  /** True when calls in flight were cut off (timeout or forceStop) instead of finishing. */
+  readonly forced: boolean;
+}
+
+export interface DaemonHandle {
+  readonly config: DaemonConfig;
+  readonly network: NodeNetwork;
+  readonly host: HostInfo;
+  readonly logger: DaemonLogger;
+  /** The number of RPCs being served now. */
+  readonly inFlight: number;
+  /** NOT_SERVING, stop accepting, let calls in flight finish (up to timeoutMs, default 10 s), close adapters. */
+  stop(options?: { timeoutMs?: number }): Promise<StopResult>;
+  /** Cuts calls in flight off now (e.g. a second signal during stop()). */
+  forceStop(): void;
+}
+
+interface TlsMaterial {
+  readonly cert: Buffer;
+  readonly key: Buffer;
+  readonly ca?: Buffer;
+}
+
+export async function startDaemon(config: DaemonConfig, options: StartOptions = {}): Promise<DaemonHandle> {
+  const logger = options.logger ?? createLogger({ level: config.logLevel, nodeName: config.nodeName });
+  logger.info({ event: 'start', config: configSummary(config), backend: config.backend }, `starting nodenetd with backend ${config.backend}`);
+
+  // Everything that can still be refused is checked before the first change to the node.
+  const tls = config.listen.kind === 'tcp' && config.tls ? await readTlsMaterial(config.tls) : undefined;
+  if (config.listen.kind === 'unix') await checkSocketIsFree(config.listen.path);
+  const reflectionPackage = loadReflectionPackage();
+
+  const container = createContainer(config, logger);
+  const adapters = resolveAdapters(container);
+  let network: NodeNetwork;
+  let host: HostInfo;
+  try {
+    host = await probeHost(adapters.dataplane, config);
+    const peers: PeerSubnet[] = config.membership.peers.map((p) => ({ name: p.name, subnet: p.subnet }));
+    network = new NodeNetwork({
+      dataplane: adapters.dataplane,
+      packetFilter: adapters.packetFilter,
+      store: adapters.store,
+      host,
+      reservedPorts: reservedPortsOf(config),
+      overlayOverhead: config.overlay.mode === 'vxlan' ? VXLAN_OVERHEAD : 0,
+      peers: () => peers,
+      logger: logger.child({ component: 'core' }),
+    });
+    await step('load the state', () => network.load());
+    await restoreCni(network, adapters, peers, logger);
+  } catch (e) {
+    await closeAdapters(adapters, logger);
+    throw e;
+  }
+
+  const inFlight = new InFlight();
+  const health = new HealthImplementation(Object.fromEntries(HEALTH_SERVICES.map((s) => [s, 'NOT_SERVING' as const])));
+  const server = new Server();
+  server.addService(NetworkService, createNetworkServer(network, logger, inFlight));
+  const healthWatches = addHealthService(server, health);
+  new ReflectionService(reflectionPackage).addToServer(server);
+  try {
+    await bind(server, config, tls);
+  } catch (e) {
+    server.forceShutdown();
+    await closeAdapters(adapters, logger);
+    throw e;
+  }
+  for (const s of HEALTH_SERVICES) health.setStatus(s, 'SERVING');
+  logger.info(
+    { event: 'ready', listen: config.listen.uri, backend: config.backend, underlay: host.underlayAddress, cni: network.cniRecord?.name ?? null, instances: network.listInstances().length },
+    `serving on ${config.listen.uri}`,
+  );
+
+  let stopping: Promise<StopResult> | undefined;
+  let forceNow: (() => void) | undefined;
+  const handle: DaemonHandle = {
+    config,
+    network,
+    host,
+    logger,
+    get inFlight() {
+      return inFlight.size;
+    },
+    stop({ timeoutMs = 10_000 } = {}) {
+      stopping ??= (async () => {
+        for (const s of HEALTH_SERVICES) health.setStatus(s, 'NOT_SERVING');
+        // Health watchers have now seen NOT_SERVING; their streams never end by themselves and would hold
+        // the graceful shutdown until the timeout.
+        healthWatches.endAll();
+        logger.info({ event: 'shutdown', inFlight: inFlight.size, timeoutMs }, 'shutting down: no new calls, waiting for calls in flight');
+        const forced = await new Promise<boolean>((done) => {
+          const force = () => {
+            clearTimeout(timer);
+            server.forceShutdown();
+            done(true);
+          };
+          const timer = setTimeout(force, timeoutMs);
+          forceNow = force;
+          server.tryShutdown(() => {
+            clearTimeout(timer);
+            done(false);
+          });
+        });
+        await closeAdapters(adapters, logger);
+        if (config.listen.kind === 'unix') {
+          await removeSocket(config.listen.path).catch((e: unknown) => logger.warn({ err: String(e) }, 'removing the socket failed'));
+        }
+        logger.info({ event: 'stopped', forced }, forced ? 'stopped; calls in flight were cut off' : 'stopped');
+        return { forced };
+      })();
+      return stopping;
+    },
+    forceStop() {
+      forceNow?.();
+    },
+  };
+  return handle;
+}
+
+/**
+ * Adds the health service, keeping track of its Watch streams so that a stop can end them after they
+ * have reported NOT_SERVING.
+ */
+function addHealthService(server: Server, health: HealthImplementation): { endAll(): void } {
+  const watches = new Set<ServerWritableStream<unknown, unknown>>();
+  health.addToServer({
+    addService(definition, implementation) {
+      const watch = implementation.watch as (call: ServerWritableStream<unknown, unknown>) => void;
+      server.addService(definition, {
+        ...implementation,
+        watch: (call: ServerWritableStream<unknown, unknown>) => {
+          watches.add(call);
+          call.on('cancelled', () => watches.delete(call));
+          watch(call);
+        },
+      });
+    },
+  });
+  return {
+    endAll() {
+      for (const call of watches) {
+        try {
+          call.end();
+        } catch {
+          // already closed by the client
+        }
+      }
+      watches.clear();
+    },
+  };
+}
+
+/** Runs a start step; an unexpected failure becomes a StartError naming the step. */
+async function step<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (e instanceof ConfigError || e instanceof StartError) throw e;
+    throw new StartError(`${name}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+}
+
+async function probeHost(dataplane: Dataplane, config: DaemonConfig): Promise<HostInfo> {
+  try {
+    return await dataplane.probeHost(config.underlayAddress);
+  } catch (e) {
+    // A configured underlay address the node does not have is a configuration error.
+    if (config.underlayAddress !== undefined && isNodenetError(e) && ['INVALID_ARGUMENT', 'FAILED_PRECONDITION', 'NOT_FOUND'].includes(e.code)) {
+      throw new ConfigError([`config: underlayAddress: ${e.message}`]);
+    }
+    const hint = config.underlayAddress === undefined ? ' (set underlayAddress when the node has no default route)' : '';
+    throw new StartError(`probe the host's underlay${hint}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+}
+
+/** The ports no instance may publish, each with the reason given to the client. */
+export function reservedPortsOf(config: DaemonConfig): Map<number, string> {
+  const reserved = new Map<number, string>();
+  for (const p of config.reservedPorts) reserved.set(p, 'listed in reservedPorts');
+  if (config.overlay.mode === 'vxlan') reserved.set(config.overlay.port, "the overlay's UDP port");
+  if (config.listen.kind === 'tcp') reserved.set(config.listen.port, "the daemon's gRPC port");
+  return reserved;
+}
+
+/** A recorded CNI is converged again (after a daemon restart it is a no-op; after a reboot it recreates it). */
+async function restoreCni(network: NodeNetwork, adapters: Adapters, peers: readonly PeerSubnet[], logger: DaemonLogger): Promise<void> {
+  const cni = network.cniRecord;
+  if (!cni) return;
+  const subnet = Subnet.of(cni.subnet);
+  const spec: CniSpec = { name: cni.name, gateway: cni.gateway, subnet, mtu: cni.mtu, mac: cni.mac };
+  const base: FilterBase = { cniName: cni.name, subnet, gateway: cni.gateway, clusterSubnets: [subnet, ...peers.map((p) => p.subnet)] };
+  const started = performance.now();
+  await step('restore the CNI bridge', () => adapters.dataplane.ensureCni(spec));
+  await step("restore the CNI's packet-filter table", () => adapters.packetFilter.ensureBase(base));
+  logger.info({ event: 'restored', cni: cni.name, subnet: cni.subnet, durationMs: Math.round(performance.now() - started) }, 'CNI restored');
+}
+
+async function closeAdapters(adapters: Adapters, logger: DaemonLogger): Promise<void> {
+  for (const [name, adapter] of Object.entries(adapters) as [string, { close?: () => Promise<void> }][]) {
+    try {
+      await adapter.close?.();
+    } catch (e) {
+      logger.warn({ adapter: name, err: String(e) }, 'closing an adapter failed');
+    }
+  }
+}
+
+async function readTlsMaterial(tls: NonNullable<DaemonConfig['tls']>): Promise<TlsMaterial> {
+  const read = async (key: string, file: string) => {
+    try {
+      return await readFile(file);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new ConfigError([`config: ${key}: cannot read ${file}: ${code === 'ENOENT' ? 'no such file' : (e as Error).message}`]);
+    }
+  };
+  const material: TlsMaterial = {
+    cert: await read('tls.cert', tls.cert),
+    key: await read('tls.key', tls.key),
+    ...(tls.ca ? { ca: await read('tls.ca', tls.ca) } : {}),
+  };
+  // Parse now, so a bad PEM or a key that does not match the certificate fails the start, naming the key.
+  try {
+    createSecureContext({ cert: material.cert, key: material.key });
+  } catch (e) {
+    throw new ConfigError([`config: tls.cert/tls.key: ${tls.cert} and ${tls.key} are not a usable certificate and key pair: ${(e as Error).message}`]);
+  }
+  if (material.ca) {
+    try {
+      createSecureContext({ ca: material.ca });
+    } catch (e) {
+      throw new ConfigError([`config: tls.ca: ${tls.ca} is not a usable PEM CA certificate: ${(e as Error).message}`]);
+    }
+  }
+  return material;
+}
+
+/** Refuses a socket path where something else lives; a stale socket (no one answers) is removed at bind. */
+async function checkSocketIsFree(path: string): Promise<void> {
+  let isSocket: boolean;
+  try {
+    isSocket = (await lstat(path)).isSocket();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw new StartError(`listen: cannot inspect ${path}: ${(e as Error).message}`);
+  }
+  if (!isSocket) throw new StartError(`listen: ${path} exists and is not a socket: remove it or listen elsewhere`);
+  if (await socketAnswers(path)) {
+    throw new StartError(`listen: another process (another nodenetd?) is serving on ${path}: stop it first, or listen elsewhere`);
+  }
+}
+
+function socketAnswers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ path });
+    const finish = (answered: boolean) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(answered);
+    };
+    // A listener that accepts but is slow still counts as alive.
+    const timer = setTimeout(() => finish(true), 2000);
+    socket.once('connect', () => finish(true));
+    socket.once('error', (e: NodeJS.ErrnoException) => finish(e.code !== 'ECONNREFUSED' && e.code !== 'ENOENT'));
+  });
+}
+
+async function bind(server: Server, config: DaemonConfig, tls: TlsMaterial | undefined): Promise<void> {
+  const listen = config.listen;
+  const credentials = tls
+    ? ServerCredentials.createSsl(tls.ca ?? null, [{ cert_chain: tls.cert, private_key: tls.key }], tls.ca !== undefined)
+    : ServerCredentials.createInsecure();
+  if (listen.kind === 'unix') {
+    await step('create the socket directory', () => mkdir(dirname(listen.path), { recursive: true, mode: 0o700 }));
+    await checkSocketIsFree(listen.path);
+    await removeSocket(listen.path);
+    // The socket is created with mode 0600 from the start (umask), then chmod'ed to be sure.
+    const previous = process.umask(0o177);
+    try {
+      await bindAsync(server, listen.uri, credentials);
+    } finally {
+      process.umask(previous);
+    }
+    await step('set the socket mode', () => chmod(listen.path, 0o600));
+    return;
+  }
+  await bindAsync(server, listen.uri, credentials);
+}
+
+function bindAsync(server: Server, uri: string, credentials: ServerCredentials): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(uri, credentials, (err, port) => {
+      if (err) reject(new StartError(`listen on ${uri}: ${err.message}`, { cause: err }));
+      else resolve(port);
+    });
+  });
+}
+
+async function removeSocket(path: string): Promise<void> {
+  try {
+    if ((await lstat(path)).isSocket()) await unlink(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new StartError(`remove the stale socket ${path}: ${(e as Error).message}`);
+  }
+}
+
+/** Reflection serves the API's and the health service's descriptors, so generic tools can call both. */
+function loadReflectionPackage() {
+  try {
+    return loadSync([networkProtoPath, healthProtoPath], { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
+  } catch (e) {
+    throw new StartError(`load the API description ${networkProtoPath} for reflection: ${(e as Error).message}`, { cause: e });
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * The gRPC face of NodeNetwork: maps ts-proto messages to core's inputs and results back, and wraps every
+ * call with a request id, a log line (method, code, duration) and the one error mapping of grpc-errors.ts.
+ */
+import { randomUUID } from 'node:crypto';
+import { Metadata, status, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import {
+  InterfaceKind,
+  Protocol,
+  type CreateContainerNetworkInterfaceRequest,
+  type CreateContainerNetworkInterfaceResponse,
+  type CreateInterfaceRequest,
+  type CreateInterfaceResponse,
+  type DeleteInterfaceRequest,
+  type Empty,
+  type NetworkServer,
+  type PortMapping,
+} from '@nodenet/api';
+import { InvalidArgumentError, type CreateInterfaceInput, type InstanceKind, type NodeNetwork, type PortMappingInput } from '@nodenet/core';
+import { toGrpcFailure, toServiceError } from './grpc-errors.js';
+import { requestContext, type DaemonLogger } from './logger.js';
+
+export const REQUEST_ID_HEADER = 'x-request-id';
+
+/** A client's request id is used as given when it is short printable ASCII; otherwise the daemon makes one. */
+const REQUEST_ID_RE = /^[\x21-\x7e]{1,128}$/;
+
+export function requestIdOf(metadata: Metadata): string {
+  const given = metadata.get(REQUEST_ID_HEADER)[0];
+  return typeof given === 'string' && REQUEST_ID_RE.test(given) ? given : randomUUID();
+}
+
+export function kindOf(kind: InterfaceKind | undefined): InstanceKind | undefined {
+  switch (kind) {
+    case undefined:
+      return undefined;
+    case InterfaceKind.VETH:
+      return 'veth';
+    case InterfaceKind.TAP:
+      return 'tap';
+    default:
+      throw new InvalidArgumentError('kind', `${String(kind)} is not an InterfaceKind: use VETH (0) or TAP (1)`);
+  }
+}
+
+export function protocolOf(protocol: Protocol, field: string): 'tcp' | 'udp' | 'both' {
+  switch (protocol) {
+    case Protocol.TCP_AND_UDP:
+      return 'both';
+    case Protocol.TCP:
+      return 'tcp';
+    case Protocol.UDP:
+      return 'udp';
+    default:
+      throw new InvalidArgumentError(field, `${String(protocol)} is not a Protocol: use TCP_AND_UDP (0), TCP (1) or UDP (2)`);
+  }
+}
+
+export function toCreateInterfaceInput(req: CreateInterfaceRequest): CreateInterfaceInput {
+  const portMappings: PortMappingInput[] = (req.portMappings ?? []).map((m: PortMapping, i) => ({
+    hostPort: m.hostPort,
+    instancePort: m.instancePort,
+    protocol: protocolOf(m.protocol, `port_mappings[${i}].protocol`),
+  }));
+  const kind = kindOf(req.kind);
+  return {
+    ipAddress: req.ipAddress,
+    ports: req.ports ?? [],
+    portMappings,
+    ...(kind !== undefined ? { kind } : {}),
+    ...(req.netns !== undefined ? { netns: req.netns } : {}),
+    ...(req.ifname !== undefined ? { ifname: req.ifname } : {}),
+  };
+}
+
+/** Counts calls being served, so the shutdown can say how many it waits for. */
+export class InFlight {
+  private count = 0;
+  get size(): number {
+    return this.count;
+  }
+  enter(): void {
+    this.count++;
+  }
+  leave(): void {
+    this.count--;
+  }
+}
+
+export function createNetworkServer(network: NodeNetwork, logger: DaemonLogger, inFlight = new InFlight()): NetworkServer {
+  const rpcLogger = logger.child({ component: 'rpc' });
+
+  function unary<Req, Res>(method: string, handle: (req: Req) => Promise<Res>) {
+    return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
+      const started = process.hrtime.bigint();
+      const reqId = requestIdOf(call.metadata);
+      const echo = new Metadata();
+      echo.set(REQUEST_ID_HEADER, reqId);
+      call.sendMetadata(echo);
+      inFlight.enter();
+      void requestContext.run({ reqId, method }, async () => {
+        rpcLogger.debug({ method, peer: call.getPeer() }, 'request received');
+        const durationMs = () => Number(process.hrtime.bigint() - started) / 1e6;
+        try {
+          const response = await handle(call.request);
+          rpcLogger.info({ method, code: 'OK', durationMs: round(durationMs()) }, 'rpc');
+          callback(null, response);
+        } catch (e) {
+          const failure = toGrpcFailure(e, method);
+          const level = failure.code === status.INTERNAL ? 'error' : 'info';
+          rpcLogger[level]({ method, code: failure.errorCode, durationMs: round(durationMs()), err: failure.details }, 'rpc');
+          callback(toServiceError(failure));
+        } finally {
+          inFlight.leave();
+        }
+      });
+    };
+  }
+
+  return {
+    createContainerNetworkInterface: unary(
+      'CreateContainerNetworkInterface',
+      async (req: CreateContainerNetworkInterfaceRequest): Promise<CreateContainerNetworkInterfaceResponse> => {
+        const { interfaceName } = await network.createContainerNetworkInterface({ ipAddress: req.ipAddress, subNetwork: req.subNetwork });
+        return { interfaceName };
+      },
+    ),
+    createInterface: unary('CreateInterface', async (req: CreateInterfaceRequest): Promise<CreateInterfaceResponse> => {
+      const r = await network.createInterface(toCreateInterfaceInput(req));
+      return {
+        interfaceName: r.interfaceName,
+        hostInterfaceName: r.hostInterfaceName,
+        macAddress: r.macAddress,
+        gateway: r.gateway,
+        prefixLength: r.prefixLength,
+        mtu: r.mtu,
+      };
+    }),
+    deleteInterface: unary('DeleteInterface', async (req: DeleteInterfaceRequest): Promise<Empty> => {
+      await network.deleteInterface({ interfaceName: req.interfaceName });
+      return {};
+    }),
+  };
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}
