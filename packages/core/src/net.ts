@@ -123,3 +123,12 @@ export function macForAddress(address: Ipv4Address): string {
   const bytes = ipaddr.IPv4.parse(address).toByteArray();
   return ['02', '6e', ...bytes.map((b) => b.toString(16).padStart(2, '0'))].join(':');
 }
+
+/**
+ * The MAC of a node's VXLAN endpoint, derived from its underlay address (02:6f:a.b.c.d in hex), so that peers
+ * need only each other's underlay address to program neighbour and FDB entries.
+ */
+export function vtepMacForUnderlay(underlayAddress: Ipv4Address): string {
+  const bytes = ipaddr.IPv4.parse(underlayAddress).toByteArray();
+  return ['02', '6f', ...bytes.map((b) => b.toString(16).padStart(2, '0'))].join(':');
+}
