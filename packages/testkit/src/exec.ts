@@ -31,7 +31,7 @@ export class CommandFailed extends Error {
 }
 
 /** Namespace names the kit accepts from callers (it passes them to `ip`). */
-const NAMESPACE_NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+const NAMESPACE_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
 export function assertNamespaceName(name: string): string {
   if (!NAMESPACE_NAME_RE.test(name) || name === '.' || name === '..') {
@@ -54,7 +54,7 @@ export async function exec(file: string, args: readonly string[], options: ExecO
   const commandLine = [file, ...args].join(' ');
   if (r.exitCode === undefined) {
     // Not started, killed or timed out: never a result a test should read.
-    throw new CommandFailed(commandLine, undefined, stdout, r.timedOut ? `timed out after ${options.timeoutMs ?? 60_000} ms` : stderr || r.message);
+    throw new CommandFailed(commandLine, undefined, stdout, r.timedOut ? `timed out after ${options.timeoutMs ?? 60_000} ms` : stderr || String((r as { message?: unknown }).message ?? "no output"));
   }
   if (r.exitCode !== 0 && !options.allowFailure) throw new CommandFailed(commandLine, r.exitCode, stdout, stderr);
   return { stdout, stderr, exitCode: r.exitCode };

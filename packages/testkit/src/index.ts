@@ -1,0 +1,11 @@
+// @nodenet/testkit: namespaces, topologies, the daemon launcher, clients and traffic helpers for tests
+// that drive nodenet on the real kernel. Everything a test makes belongs to a TestScope; `cleanup()` undoes it.
+export * from './exec.js';
+export * from './scope.js';
+export * from './topology.js';
+export * from './clients.js';
+export * from './daemon.js';
+export * from './proxy.js';
+export * from './traffic.js';
+export * from './inspect.js';
+export * from './instance.js';
