@@ -1,0 +1,4 @@
+export { NftPacketFilter, type NftPacketFilterOptions } from './nft-packet-filter.js';
+export * from './script.js';
+export * from './listing.js';
+export * from './conntrack.js';

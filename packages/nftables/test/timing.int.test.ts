@@ -1,0 +1,75 @@
+/**
+ * Measures (and prints; asserts nothing about time) what publishing one more port costs with ~5 and with
+ * ~5,000 ports already published: addInstance / removeInstance medians over 50 instances, each with one
+ * port (TCP and UDP), removed again after each measurement so the map stays at its size.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import type { IfName, Ipv4Address } from '@nodenet/core';
+import { NftPacketFilter } from '../src/index.js';
+import { both, deleteNamespaces, filterBase, newNamespace, snapshot } from './fixture.js';
+
+const names: string[] = [];
+afterAll(async () => {
+  await deleteNamespaces(names);
+});
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function time(fn: () => Promise<void>): Promise<number> {
+  const started = performance.now();
+  await fn();
+  return performance.now() - started;
+}
+
+function instance(i: number, ports: number[]) {
+  return {
+    // 198.19.0.0/16 gives room for every instance of the test (i < 65000).
+    hostIfname: `nnh-${i.toString(16).padStart(8, '0')}` as IfName,
+    address: `198.19.${Math.floor(i / 250)}.${(i % 250) + 2}` as Ipv4Address,
+    ports: ports.flatMap((p) => both(p)),
+  };
+}
+
+describe('timing', () => {
+  it('addInstance / removeInstance at ~5 and ~5,000 published ports', async () => {
+    const ns = await newNamespace('timing', names);
+    const filter = new NftPacketFilter({ netns: ns });
+    await filter.ensureBase(filterBase());
+
+    const measure = async (label: string, published: number) => {
+      const add: number[] = [];
+      const remove: number[] = [];
+      for (let i = 0; i < 50; i++) {
+        const rules = instance(60000 + i, [40000 + i]);
+        add.push(await time(() => filter.addInstance(rules)));
+        remove.push(await time(() => filter.removeInstance(rules)));
+      }
+      const s = await snapshot(ns);
+      expect(s.ports).toHaveLength(published * 2);
+      console.log(
+        `[nftables timing] ${label}: ${published} ports published (${s.ports.length} map elements), ${s.rules} rules: ` +
+          `addInstance median ${median(add).toFixed(1)} ms (min ${Math.min(...add).toFixed(1)}), ` +
+          `removeInstance median ${median(remove).toFixed(1)} ms (min ${Math.min(...remove).toFixed(1)})`,
+      );
+      return s.rules;
+    };
+
+    // ~5: one instance with 5 ports.
+    await filter.addInstance(instance(0, [1, 2, 3, 4, 5]));
+    const rulesAt5 = await measure('~5', 5);
+
+    // ~5,000: 50 instances with 100 ports each (the first has its 5 already, so 4,995 more).
+    await filter.removeInstance(instance(0, [1, 2, 3, 4, 5]));
+    const fill: number[] = [];
+    for (let i = 0; i < 50; i++) {
+      fill.push(await time(() => filter.addInstance(instance(i + 1, Array.from({ length: 100 }, (_, k) => 1000 + i * 100 + k)))));
+    }
+    const rulesAt5000 = await measure('~5,000', 5000);
+    expect(rulesAt5000).toBe(rulesAt5);
+    console.log(`[nftables timing] addInstance with 100 ports (both protocols) while filling: median ${median(fill).toFixed(1)} ms`);
+    const ensure = await time(() => filter.ensureBase(filterBase()));
+    console.log(`[nftables timing] ensureBase with 5,000 ports published: ${ensure.toFixed(1)} ms`);
+    const flush = await time(() => filter.flushConntrack('198.19.1.2' as Ipv4Address));
+    console.log(`[nftables timing] flushConntrack with nothing to delete: ${flush.toFixed(1)} ms`);
+  });
+});
