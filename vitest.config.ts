@@ -1,12 +1,16 @@
+import { defaultServerConditions } from 'vite';
 import { defineConfig } from 'vitest/config';
 
 // Tests import workspace packages from source (the "source" export condition), so `vitest` needs no
 // build for unit tests. Integration tests start the real daemon from dist: `npm test` builds first.
-const conditions = ['source', 'node', 'import', 'default'];
+// Vite adds 'import'/'require' and 'default' itself where they apply.
+const conditions = ['source', ...defaultServerConditions];
 
 export default defineConfig({
   resolve: { conditions },
-  ssr: { resolve: { conditions, externalConditions: conditions } },
+  // Only for what vite resolves itself: external dependencies are loaded by Node with its own conditions
+  // (passing 'import' there made protobufjs load long's ESM build and lose 64-bit precision).
+  ssr: { resolve: { conditions } },
   test: {
     pool: 'forks',
     reporters: ['default'],

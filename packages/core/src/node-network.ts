@@ -447,8 +447,15 @@ export class NodeNetwork {
         throw err;
       }
     };
-    await step('delete the interface', () => this.dataplane.deleteInstance(record, cni));
-    await step('remove published ports and anti-spoofing', () => this.filter.removeInstance(rules));
+    // The link and the rules go in parallel (each waits ~20 ms in the kernel for an RCU grace period; no
+    // order between them matters: bridge ports admit nothing without their rules). Conntrack is flushed
+    // after both, so no packet of the old instance can create an entry behind the flush.
+    const removed = await Promise.allSettled([
+      step('delete the interface', () => this.dataplane.deleteInstance(record, cni)),
+      step('remove published ports and anti-spoofing', () => this.filter.removeInstance(rules)),
+    ]);
+    const failed = removed.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
     await step('flush connection tracking', () => this.filter.flushConntrack(record.address));
     await step('forget the interface', () => this.store.releaseInstance(record.handle));
     this.untrack(record);

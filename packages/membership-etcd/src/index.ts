@@ -1,0 +1,13 @@
+export { EtcdMembership, type EtcdMembershipOptions } from './etcd-membership.js';
+export {
+  KeyLayout,
+  RECORD_VERSION,
+  checkClaim,
+  decodeNodeRecord,
+  encodeNodeRecord,
+  parseClaimHolder,
+  prefixRangeEnd,
+  type ClaimVerdict,
+  type LiveClaim,
+  type LiveRecord,
+} from './records.js';
