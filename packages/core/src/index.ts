@@ -8,3 +8,4 @@ export * from './sync.js';
 export * from './transaction.js';
 export * from './node-network.js';
 export * from './cluster.js';
+export * from './reconcile.js';

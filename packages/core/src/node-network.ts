@@ -32,10 +32,12 @@ import {
   type InstanceSpec,
   type Logger,
   type PacketFilter,
+  type Repairs,
   type StateStore,
 } from './ports-of-core.js';
 import { Mutex } from './sync.js';
 import { Transaction } from './transaction.js';
+import { planReconcile, type BusySet, type ReconcileReport } from './reconcile.js';
 
 /** Another node of the cluster, as far as this node's addressing is concerned. */
 export interface PeerSubnet {
@@ -54,6 +56,14 @@ export interface NodeNetworkOptions {
   readonly overlayOverhead: number;
   /** The other nodes' subnets, as membership knows them now. */
   readonly peers?: () => readonly PeerSubnet[];
+  /**
+   * Joins this node's subnet to the cluster (announce it, create the overlay endpoint, program peers).
+   * Called as the last step of CreateContainerNetworkInterface (its failure rolls the CNI back) and again
+   * by restore() after a restart.
+   */
+  readonly joinCluster?: (subnet: Subnet) => Promise<void>;
+  /** Names of other links nodenet owns that are not instances' (e.g. the overlay device): never orphans. */
+  readonly infrastructureLinks?: readonly string[];
   readonly logger?: Logger;
   readonly randomUint32?: () => number;
   readonly now?: () => Date;
@@ -121,6 +131,10 @@ export class NodeNetwork {
   private readonly inFlightHandles = new Set<IfName>();
   private readonly released = new Set<IfName>();
   private readonly deleting = new Map<IfName, Promise<void>>();
+  /** Instances a reconcile pass is repairing; a delete of one waits for the repair. */
+  private readonly repairing = new Map<IfName, Promise<void>>();
+  private readonly reconcileMutex = new Mutex();
+  private lastReport: ReconcileReport | null = null;
 
   constructor(private readonly options: NodeNetworkOptions) {
     this.dataplane = options.dataplane;
@@ -210,6 +224,7 @@ export class NodeNetwork {
       try {
         await tx.do('create the CNI bridge', () => this.dataplane.ensureCni(spec), () => this.dataplane.deleteCni(spec.name));
         await tx.do('install the packet-filter table', () => this.filter.ensureBase(this.filterBase(spec)), () => this.filter.removeBase());
+        if (this.options.joinCluster) await tx.do('join the cluster', () => this.options.joinCluster!(subnet));
         await tx.do('record the CNI', () => this.store.saveCni(record));
       } catch (e) {
         const err = asNodenetError(e, 'create the CNI');
@@ -351,7 +366,7 @@ export class NodeNetwork {
     cni: CniRecord,
   ): Promise<InstanceRecord> {
     const mtu = cni.mtu;
-    const record: InstanceRecord = {
+    let record: InstanceRecord = {
       handle,
       hostIfname,
       kind: request.kind,
@@ -378,7 +393,8 @@ export class NodeNetwork {
     try {
       // Rules first: the instance's bridge port admits only its address from its first packet on.
       await tx.do('publish ports and install anti-spoofing', () => this.filter.addInstance(rules), () => this.filter.removeInstance(rules));
-      await tx.do('create the interface', () => this.dataplane.createInstance(spec), () => this.dataplane.deleteInstance(record, cni));
+      const placement = await tx.do('create the interface', () => this.dataplane.createInstance(spec), () => this.dataplane.deleteInstance(record, cni));
+      if (placement?.netnsId) record = { ...record, netnsId: placement.netnsId };
       await tx.do('record the interface', () => this.store.saveInstance(record));
     } catch (e) {
       const err = asNodenetError(e, 'create the interface');
@@ -409,6 +425,9 @@ export class NodeNetwork {
     const name = parseIfName(input.interfaceName, 'interface_name');
     const pending = this.deleting.get(name);
     if (pending) return pending;
+    await this.repairing.get(name);
+    const again = this.deleting.get(name);
+    if (again) return again;
     const record = this.instances.get(name);
     if (!record) return this.deleteUnknown(name);
     const cni = this.cni!;
@@ -462,9 +481,169 @@ export class NodeNetwork {
     this.released.add(record.handle);
     this.logger.info(context, 'interface deleted');
   }
+  // ---------------------------------------------------------------------------------------------------
+  // Restore and reconcile
+
+  /**
+   * Brings the node back to what the records say, before the daemon reports SERVING: after a restart this
+   * changes nothing that is right; after a reboot it recreates the CNI and the filter, rejoins the cluster,
+   * and releases instances that are gone.
+   */
+  async restore(): Promise<ReconcileReport> {
+    const cni = this.cni;
+    if (cni && this.options.joinCluster) {
+      try {
+        await this.options.joinCluster(Subnet.of(cni.subnet));
+      } catch (e) {
+        // The node keeps serving its own instances; the next reconcile pass retries the join.
+        this.logger.error({ err: asNodenetError(e, 'rejoin the cluster').message }, 'could not rejoin the cluster');
+      }
+    }
+    return this.reconcile();
+  }
+
+  /** The last reconcile pass's report, or null before the first. */
+  get lastReconcile(): ReconcileReport | null {
+    return this.lastReport;
+  }
+
+  /**
+   * One reconcile pass: converge the CNI and the filter base, then compare records with the links and
+   * filter elements nodenet owns; recreate or release instances whose interface is gone, restore missing
+   * rules, remove orphans. Never touches what nodenet does not own. Passes run one at a time.
+   */
+  reconcile(): Promise<ReconcileReport> {
+    return this.reconcileMutex.run(async () => {
+      const startedAt = this.now();
+      const t0 = performance.now();
+      const repairs: string[] = [];
+      const errors: string[] = [];
+      const attempt = async <T>(what: string, fn: () => Promise<T>): Promise<T | undefined> => {
+        try {
+          return await fn();
+        } catch (e) {
+          errors.push(asNodenetError(e, what).message);
+          return undefined;
+        }
+      };
+      const note = (r: Repairs | void) => {
+        if (r) repairs.push(...r);
+      };
+
+      const cni = this.cni;
+      if (cni) {
+        const spec = this.cniSpec(cni);
+        note(await attempt('converge the CNI', () => this.dataplane.ensureCni(spec)));
+        note(await attempt('converge the packet filter', () => this.filter.ensureBase(this.filterBase(spec))));
+      }
+      // Only records that existed before the kernel is listed are compared (newer ones may not show yet).
+      const knownBefore = new Set(this.instances.keys());
+      const links = await attempt('list owned links', () => this.dataplane.listOwnedLinks());
+      const elements = await attempt('list filter elements', () => this.filter.listElements());
+      if (links && elements) {
+        const records = [...this.instances.values()].filter((r) => knownBefore.has(r.handle) && !this.deleting.has(r.handle));
+        const plan = planReconcile({
+          records,
+          cniName: cni?.name ?? null,
+          infrastructureLinks: new Set(this.options.infrastructureLinks ?? []),
+          links,
+          elements,
+          busy: this.busySet(),
+        });
+        if (plan.orphanLinks.length > 0) {
+          await attempt('remove orphan links', async () => {
+            await this.dataplane.deleteOwnedLinks(plan.orphanLinks);
+            repairs.push(`removed links no record explains: ${plan.orphanLinks.join(', ')}`);
+          });
+        }
+        const { ports: orphanPorts, sources: orphanSources } = plan.orphanElements;
+        if (orphanPorts.length + orphanSources.length > 0) {
+          await attempt('remove orphan filter elements', async () => {
+            await this.filter.removeElements(plan.orphanElements);
+            const described = [
+              ...orphanPorts.map((p) => `port ${p.hostPort}/${p.protocol} -> ${p.address}:${p.instancePort}`),
+              ...orphanSources.map((src) => `source ${src.address} on ${src.ifname}`),
+            ];
+            repairs.push(`removed filter elements no record explains: ${described.join(', ')}`);
+          });
+        }
+        for (const record of plan.missingRules) {
+          await attempt(`restore the rules of ${record.handle}`, async () => {
+            await this.filter.addInstance({ hostIfname: record.hostIfname, address: record.address, ports: record.ports });
+            repairs.push(`rules of ${record.handle} (${record.address}) were missing: restored`);
+          });
+        }
+        if (cni) {
+          for (const record of plan.missingInterfaces) {
+            if (this.deleting.has(record.handle) || !this.instances.has(record.handle)) continue;
+            const work = this.repairInstance(record, cni, repairs, errors).finally(() => this.repairing.delete(record.handle));
+            this.repairing.set(record.handle, work);
+            await work;
+          }
+        }
+      }
+      const report: ReconcileReport = { startedAt: startedAt.toISOString(), durationMs: Math.round(performance.now() - t0), repairs, errors };
+      this.lastReport = report;
+      for (const r of repairs) this.logger.warn({ event: 'repair', repair: r }, `repaired: ${r}`);
+      for (const e of errors) this.logger.error({ event: 'reconcile-error', err: e }, `reconcile: ${e}`);
+      this.logger.info({ event: 'reconciled', durationMs: report.durationMs, repairs: repairs.length, errors: errors.length }, 'reconcile pass done');
+      return report;
+    });
+  }
+
+  /** An instance whose interface is gone: put it back where it was if that namespace still lives, else release it. */
+  private async repairInstance(record: InstanceRecord, cni: CniRecord, repairs: string[], errors: string[]): Promise<void> {
+    const spec: InstanceSpec = {
+      handle: record.handle,
+      hostIfname: record.hostIfname,
+      kind: record.kind,
+      address: record.address,
+      mac: record.mac,
+      mtu: record.mtu,
+      cni: this.cniSpec(cni),
+      ...(record.netns ? { netns: record.netns, ifname: record.ifname } : {}),
+    };
+    const rules: InstanceRules = { hostIfname: record.hostIfname, address: record.address, ports: record.ports };
+    try {
+      if (record.netns && (await this.dataplane.namespaceAlive(record.netns, record.netnsId))) {
+        await this.filter.addInstance(rules);
+        const placement = await this.dataplane.createInstance(spec);
+        if (placement?.netnsId && placement.netnsId !== record.netnsId) {
+          const updated = { ...record, netnsId: placement.netnsId };
+          await this.store.saveInstance(updated);
+          this.track(updated);
+        }
+        repairs.push(`interface ${record.handle} (${record.address}) was missing: recreated in namespace ${record.netns}`);
+        return;
+      }
+      // Nowhere to put it back: the instance is gone (its namespace went, or a runtime moved it and the pair
+      // was deleted). Free its address and ports.
+      await this.dataplane.deleteInstance(record, cni);
+      await this.filter.removeInstance(rules);
+      await this.filter.flushConntrack(record.address);
+      await this.store.releaseInstance(record.handle);
+      this.untrack(record);
+      this.released.add(record.handle);
+      const why = record.netns ? `its namespace ${record.netns} no longer exists` : record.kind === 'tap' ? 'its TAP is gone' : 'its veth pair is gone';
+      repairs.push(`instance ${record.handle} (${record.address}) is gone (${why}): released its address and ports`);
+    } catch (e) {
+      errors.push(asNodenetError(e, `repair ${record.handle}`).message);
+    }
+  }
+
+  /** Creates and deletes in flight: reconcile leaves their links and elements alone. */
+  private busySet(): BusySet {
+    const handles = new Set<string>([...this.inFlightHandles, ...this.deleting.keys(), ...this.repairing.keys()]);
+    const addresses = new Set<string>();
+    for (const [address, slot] of this.byAddress) if (handles.has(slot.handle)) addresses.add(address);
+    const portKeys = new Set<string>();
+    for (const [key, handle] of this.byPort) if (handles.has(handle)) portKeys.add(key);
+    return { handles, addresses, portKeys };
+  }
 }
 
-function sameRequest(a: InstanceRequest, b: InstanceRequest): boolean {
+function sameRequest
+(a: InstanceRequest, b: InstanceRequest): boolean {
   return (
     a.address === b.address &&
     a.kind === b.kind &&

@@ -47,6 +47,15 @@ export interface LinkState {
   readonly ownerTag?: string;
 }
 
+/** What a converging call found wrong and put right, one human-readable line each (empty: nothing drifted). */
+export type Repairs = readonly string[];
+
+/** Where createInstance put the instance side, to tell later whether that namespace still exists. */
+export interface InstancePlacement {
+  /** Identity of the namespace the instance side was moved into (`DEV:INODE` of its nsfs file). */
+  readonly netnsId?: string;
+}
+
 /**
  * A dataplane backend: creates the CNI and instance interfaces. Members converge (ensureX) or are
  * tolerant of absence (deleteX), so that a retry or a roll-back is always safe.
@@ -56,19 +65,31 @@ export interface Dataplane {
   readonly name: string;
   /** Finds the underlay: the link and MTU of `underlayAddress`, or of the default route's source when absent. */
   probeHost(underlayAddress?: Ipv4Address): Promise<HostInfo>;
-  /** Creates the CNI when missing, sets its address, MTU and MAC, brings it up, turns on forwarding. */
-  ensureCni(spec: CniSpec): Promise<void>;
+  /**
+   * Creates the CNI when missing, sets its address, MTU and MAC, brings it up, turns on forwarding and the
+   * other sysctls nodenet needs. Converges: when all is right it changes nothing; it reports what it repaired.
+   */
+  ensureCni(spec: CniSpec): Promise<Repairs | void>;
   /** Removes the CNI (roll-back of a failed CreateContainerNetworkInterface). Absent is fine. */
   deleteCni(name: IfName): Promise<void>;
   /**
    * Creates an instance's interface joined to the CNI (and placed in its namespace when asked). All or
    * nothing: on failure it removes what it made before throwing.
    */
-  createInstance(spec: InstanceSpec): Promise<void>;
+  createInstance(spec: InstanceSpec): Promise<InstancePlacement | void>;
   /** Removes an instance's interface (both veth ends, or the TAP) and stale neighbour entries of its address. Absent is fine. */
   deleteInstance(record: InstanceRecord, cni: CniRecord): Promise<void>;
   /** The state of one link in the node namespace, or null when there is none by that name. */
   inspectLink(name: IfName): Promise<LinkState | null>;
+  /** Every link in the node namespace that carries nodenet's owner tag (the CNI, host-side veths, TAPs, ...). */
+  listOwnedLinks(): Promise<LinkState[]>;
+  /** Deletes links nodenet owns that no record explains (orphans of a crash). Absent is fine. */
+  deleteOwnedLinks(names: readonly IfName[]): Promise<void>;
+  /**
+   * Whether the namespace an instance was placed in still exists and is the same one (`netnsId` from
+   * createInstance): a recreated namespace of the same name, or a reused PID, is not.
+   */
+  namespaceAlive(netns: NetnsRef, netnsId: string | undefined): Promise<boolean>;
   /** Releases resources (e.g. helper processes). */
   close?(): Promise<void>;
 }
@@ -89,13 +110,41 @@ export interface InstanceRules {
   readonly ports: readonly PortMapping[];
 }
 
+/** A published port as the packet filter holds it. */
+export interface PublishedPort {
+  readonly protocol: 'tcp' | 'udp';
+  readonly hostPort: number;
+  readonly address: Ipv4Address;
+  readonly instancePort: number;
+}
+
+/** A bridge port's admitted source address (anti-spoofing). */
+export interface AllowedSource {
+  readonly ifname: string;
+  readonly address: Ipv4Address;
+}
+
+export interface FilterElements {
+  readonly ports: readonly PublishedPort[];
+  readonly sources: readonly AllowedSource[];
+}
+
 /**
  * The packet-filter layer: published ports (DNAT), masquerade, anti-spoofing, connection tracking.
  * Each call is one atomic transaction: no packet sees a half-applied change.
  */
 export interface PacketFilter {
-  /** Creates or converges nodenet's table: chains, masquerade and the (empty) maps and sets. */
-  ensureBase(base: FilterBase): Promise<void>;
+  /**
+   * Creates or converges nodenet's tables: chains, masquerade and the maps and sets (their elements are
+   * kept). When everything is already right it writes nothing; it reports what it repaired.
+   */
+  ensureBase(base: FilterBase): Promise<Repairs | void>;
+  /** Replaces the cluster's subnets (traffic to them is never masqueraded), in one transaction. */
+  setClusterSubnets(subnets: readonly Subnet[]): Promise<void>;
+  /** The per-instance elements nodenet's tables hold now (empty when the tables are absent). */
+  listElements(): Promise<FilterElements>;
+  /** Removes the given elements (orphans no record explains) in one transaction; absent ones are fine. */
+  removeElements(elements: FilterElements): Promise<void>;
   /** Removes nodenet's table (roll-back of a failed CreateContainerNetworkInterface). Absent is fine. */
   removeBase(): Promise<void>;
   /** Publishes the instance's ports and admits only its address from its bridge port. */

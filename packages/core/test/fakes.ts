@@ -5,6 +5,9 @@ import {
   type CniSpec,
   type Dataplane,
   type FilterBase,
+  type FilterElements,
+  type InstancePlacement,
+  type NetnsRef,
   type HostInfo,
   type IfName,
   type InstanceRecord,
@@ -29,6 +32,8 @@ export class FakeDataplane implements Dataplane {
   cni: CniSpec | null = null;
   readonly calls: string[] = [];
   failCreateInstance: Error | null = null;
+  /** Namespaces that exist, by reference, with their identity. */
+  readonly namespaces = new Map<string, string>();
 
   async probeHost(): Promise<HostInfo> {
     return {
@@ -49,12 +54,24 @@ export class FakeDataplane implements Dataplane {
     this.cni = null;
     this.links.delete(name);
   }
-  async createInstance(spec: InstanceSpec): Promise<void> {
+  async createInstance(spec: InstanceSpec): Promise<InstancePlacement | void> {
     await tick();
     this.calls.push(`createInstance ${spec.handle}`);
     if (this.failCreateInstance) throw this.failCreateInstance;
     this.links.set(spec.hostIfname, { name: spec.hostIfname, ownerTag: `nodenet:${spec.handle}` });
     if (spec.kind === 'veth' && !spec.netns) this.links.set(spec.handle, { name: spec.handle });
+    if (spec.netns) return { netnsId: this.namespaces.get(spec.netns) ?? 'unknown' };
+  }
+  async listOwnedLinks(): Promise<LinkState[]> {
+    return [...this.links.values()].filter((l) => l.ownerTag?.startsWith('nodenet:'));
+  }
+  async deleteOwnedLinks(names: readonly IfName[]): Promise<void> {
+    this.calls.push(`deleteOwnedLinks ${names.join(',')}`);
+    for (const n of names) this.links.delete(n);
+  }
+  async namespaceAlive(netns: NetnsRef, netnsId: string | undefined): Promise<boolean> {
+    const id = this.namespaces.get(netns);
+    return id !== undefined && (netnsId === undefined || id === netnsId);
   }
   async deleteInstance(record: InstanceRecord, _cni: CniRecord): Promise<void> {
     await tick();
@@ -89,6 +106,24 @@ export class FakePacketFilter implements PacketFilter {
   }
   async removeInstance(rules: InstanceRules): Promise<void> {
     this.instances.delete(rules.hostIfname);
+  }
+  clusterSubnets: string[] = [];
+  async setClusterSubnets(subnets: readonly Subnet[]): Promise<void> {
+    this.clusterSubnets = subnets.map(String);
+  }
+  /** Elements put there by something other than addInstance (e.g. left by a crash). */
+  extra: FilterElements = { ports: [], sources: [] };
+  async listElements(): Promise<FilterElements> {
+    const rules = [...this.instances.values()];
+    return {
+      ports: [...rules.flatMap((r) => r.ports.map((m) => ({ protocol: m.protocol, hostPort: m.hostPort, address: r.address, instancePort: m.instancePort }))), ...this.extra.ports],
+      sources: [...rules.map((r) => ({ ifname: r.hostIfname, address: r.address })), ...this.extra.sources],
+    };
+  }
+  removed: FilterElements[] = [];
+  async removeElements(elements: FilterElements): Promise<void> {
+    this.removed.push(elements);
+    this.extra = { ports: [], sources: [] };
   }
   async flushConntrack(address: Ipv4Address): Promise<void> {
     this.flushed.push(address);

@@ -68,6 +68,7 @@ export function parseInstanceRecord(value: unknown): InstanceRecord {
     address,
     ports,
     ...(o.netns !== undefined ? { netns: parseNetnsRef(o.netns, 'netns'), ifname: parseIfName(o.ifname, 'ifname') } : {}),
+    ...(typeof o.netnsId === 'string' ? { netnsId: o.netnsId } : {}),
     mac: typeof o.mac === 'string' ? o.mac : macForAddress(address),
     mtu: int(o, 'mtu', 68, 65535),
     createdAt: str(o, 'createdAt'),

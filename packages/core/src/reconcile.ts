@@ -1,0 +1,104 @@
+/**
+ * Reconciliation: what nodenet intends (its records) against what exists (links and filter elements it
+ * owns). The planner is pure: given both sides and the work in flight, it says what to repair and what
+ * to remove. Only what nodenet owns is ever considered: links with its owner tag, elements of its tables.
+ */
+import { OWNER_ALIAS_PREFIX, type IfName } from './names.js';
+import { portKey } from './ports.js';
+import type { InstanceRecord } from './model.js';
+import type { AllowedSource, FilterElements, LinkState, PublishedPort } from './ports-of-core.js';
+
+/** Work that must not be touched: creates and deletes in flight. */
+export interface BusySet {
+  readonly handles: ReadonlySet<string>;
+  readonly addresses: ReadonlySet<string>;
+  readonly portKeys: ReadonlySet<string>;
+}
+
+export interface ReconcilePlan {
+  /** Records whose bridge port is missing: recreate (namespace alive) or release. */
+  readonly missingInterfaces: InstanceRecord[];
+  /** Records whose interface exists but whose ports or admitted source are missing from the filter. */
+  readonly missingRules: InstanceRecord[];
+  /** Owned links that no record explains (e.g. a create cut short by a crash). */
+  readonly orphanLinks: IfName[];
+  /** Filter elements that no record explains. */
+  readonly orphanElements: FilterElements;
+}
+
+export interface PlanInput {
+  /** Records to check: those that existed before the kernel was listed (newer ones may not show yet). */
+  readonly records: readonly InstanceRecord[];
+  /** The CNI's name (an owned link that is not an instance's). */
+  readonly cniName: string | null;
+  /** Other links nodenet owns that are not instances' (e.g. the overlay device). */
+  readonly infrastructureLinks: ReadonlySet<string>;
+  readonly links: readonly LinkState[];
+  readonly elements: FilterElements;
+  readonly busy: BusySet;
+}
+
+const sourceKey = (ifname: string, address: string) => `${ifname}|${address}`;
+const portValue = (p: { address: string; instancePort: number }) => `${p.address}:${p.instancePort}`;
+
+export function planReconcile(input: PlanInput): ReconcilePlan {
+  const linkNames = new Set(input.links.map((l) => l.name));
+  const portsHeld = new Map(input.elements.ports.map((p) => [portKey(p.protocol, p.hostPort as never), portValue(p)]));
+  const sourcesHeld = new Set(input.elements.sources.map((s) => sourceKey(s.ifname, s.address)));
+
+  const missingInterfaces: InstanceRecord[] = [];
+  const missingRules: InstanceRecord[] = [];
+  const explainedLinks = new Set<string>();
+  const explainedPorts = new Map<string, string>();
+  const explainedSources = new Set<string>();
+
+  for (const r of input.records) {
+    explainedLinks.add(r.hostIfname);
+    explainedLinks.add(r.handle);
+    explainedSources.add(sourceKey(r.hostIfname, r.address));
+    for (const m of r.ports) explainedPorts.set(portKey(m.protocol, m.hostPort), portValue({ address: r.address, instancePort: m.instancePort }));
+    if (input.busy.handles.has(r.handle)) continue;
+    if (!linkNames.has(r.hostIfname)) {
+      missingInterfaces.push(r);
+      continue;
+    }
+    const rulesOk =
+      sourcesHeld.has(sourceKey(r.hostIfname, r.address)) &&
+      r.ports.every((m) => portsHeld.get(portKey(m.protocol, m.hostPort)) === portValue({ address: r.address, instancePort: m.instancePort }));
+    if (!rulesOk) missingRules.push(r);
+  }
+
+  const orphanLinks = input.links
+    .filter((l) => l.ownerTag?.startsWith(OWNER_ALIAS_PREFIX))
+    .filter((l) => l.name !== input.cniName && !input.infrastructureLinks.has(l.name))
+    .filter((l) => !explainedLinks.has(l.name))
+    .filter((l) => !input.busy.handles.has(handleOfOwnerTag(l.ownerTag!)))
+    .map((l) => l.name as IfName);
+
+  const orphanPorts: PublishedPort[] = input.elements.ports.filter((p) => {
+    const key = portKey(p.protocol, p.hostPort as never);
+    if (input.busy.portKeys.has(key) || input.busy.addresses.has(p.address)) return false;
+    return explainedPorts.get(key) !== portValue(p);
+  });
+  const orphanSources: AllowedSource[] = input.elements.sources.filter((s) => {
+    if (input.busy.addresses.has(s.address)) return false;
+    return !explainedSources.has(sourceKey(s.ifname, s.address));
+  });
+
+  return { missingInterfaces, missingRules, orphanLinks, orphanElements: { ports: orphanPorts, sources: orphanSources } };
+}
+
+/** `nodenet:nni-1a2b3c4d` -> `nni-1a2b3c4d`. */
+export function handleOfOwnerTag(tag: string): string {
+  return tag.startsWith(OWNER_ALIAS_PREFIX) ? tag.slice(OWNER_ALIAS_PREFIX.length) : '';
+}
+
+/** The outcome of one reconcile pass, kept for the inspect RPC. */
+export interface ReconcileReport {
+  readonly startedAt: string;
+  readonly durationMs: number;
+  /** What was wrong and was put right, one line each. */
+  readonly repairs: readonly string[];
+  /** What could not be checked or repaired (retried on the next pass). */
+  readonly errors: readonly string[];
+}
