@@ -89,13 +89,14 @@ export function netnsPath(ns: NetnsRef): string {
 }
 
 /**
- * How to run a program in a namespace. `ip -n NAME` only takes names (it always prefixes /run/netns), so a
- * path such as /proc/PID/ns/net goes through `nsenter --net=PATH`; the process's own namespace runs `ip` as is.
+ * How to run a program in a namespace. `ip -n NAME` (and `bridge -n NAME`) only take names (they always
+ * prefix /run/netns), so a path such as /proc/PID/ns/net goes through `nsenter --net=PATH`; the process's
+ * own namespace runs the program as is. Other programs run through `ip netns exec`.
  */
 export function commandInNamespace(ns: NetnsRef | undefined, file: string, args: readonly string[]): { file: string; args: string[] } {
   if (ns === undefined) return { file, args: [...args] };
   if (ns.startsWith('/')) return { file: 'nsenter', args: [`--net=${ns}`, '--', file, ...args] };
-  if (file === 'ip') return { file: 'ip', args: ['-n', ns, ...args] };
+  if (file === 'ip' || file === 'bridge') return { file, args: ['-n', ns, ...args] };
   return { file: 'ip', args: ['netns', 'exec', ns, file, ...args] };
 }
 
@@ -106,15 +107,21 @@ export interface IpBatchOptions {
   readonly force?: boolean;
 }
 
-/** Runs `ip` commands in one namespace (undefined: the process's own). */
+/**
+ * Runs `ip` commands in one namespace (undefined: the process's own). With `program: 'bridge'` it runs
+ * `bridge` instead (FDB entries): same batch format, same `Command failed -:N` markers.
+ */
 export class IpRunner {
-  constructor(readonly netns: NetnsRef | undefined) {}
+  constructor(
+    readonly netns: NetnsRef | undefined,
+    readonly program: 'ip' | 'bridge' = 'ip',
+  ) {}
 
   /** Runs the lines in one `ip -batch -` process. Without `force`, throws IpBatchError at the first failure. */
   async batch(lines: readonly IpLine[], options: IpBatchOptions): Promise<IpBatchFailure[]> {
     if (lines.length === 0) return [];
     const script = formatIpBatch(lines);
-    const { file, args } = commandInNamespace(this.netns, 'ip', options.force ? ['-force', '-batch', '-'] : ['-batch', '-']);
+    const { file, args } = commandInNamespace(this.netns, this.program, options.force ? ['-force', '-batch', '-'] : ['-batch', '-']);
     try {
       const result = await run(file, args, { step: options.step, input: script, okExitCodes: options.force ? [1] : [] });
       if (result.exitCode === 0) return [];
@@ -130,20 +137,22 @@ export class IpRunner {
     }
   }
 
-  /** Runs `ip -j ARGS` and returns the parsed JSON; `null` when `ip` says the device does not exist. */
+  /** Runs `ip -j ARGS` (or `bridge -j ARGS`) and returns the parsed JSON; `null` when it says the device does not exist. */
   async json(ipArgs: readonly string[], step: string): Promise<unknown | null> {
-    const { file, args } = commandInNamespace(this.netns, 'ip', ['-j', ...ipArgs]);
-    const result = await run(file, args, { step, okExitCodes: [1] });
-    if (result.exitCode === 1) {
-      if (/Device "[^"]*" does not exist/.test(result.stderr)) return null;
-      throw new CommandError(step, [file, ...args].join(' '), 1, result.stderr);
+    const { file, args } = commandInNamespace(this.netns, this.program, ['-j', ...ipArgs]);
+    // `ip link/addr show` say `Device "X" does not exist.` (exit 1); `ip neigh show` and `bridge` say
+    // `Cannot find device "X"` (exit 1 and 255).
+    const result = await run(file, args, { step, okExitCodes: [1, 255] });
+    if (result.exitCode !== 0) {
+      if (/Device "[^"]*" does not exist|Cannot find device "[^"]*"/.test(result.stderr)) return null;
+      throw new CommandError(step, [file, ...args].join(' '), result.exitCode, result.stderr);
     }
     // `ip -j` prints nothing at all (not `[]`) for some empty listings.
     if (result.stdout.trim() === '') return [];
     try {
       return JSON.parse(result.stdout) as unknown;
     } catch (e) {
-      throw new InternalError(step, `ip -j ${ipArgs.join(' ')} printed invalid JSON: ${(e as Error).message}`, { cause: e });
+      throw new InternalError(step, `${this.program} -j ${ipArgs.join(' ')} printed invalid JSON: ${(e as Error).message}`, { cause: e });
     }
   }
 

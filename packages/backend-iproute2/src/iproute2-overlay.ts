@@ -1,0 +1,291 @@
+/**
+ * The iproute2 overlay: how this node's instances reach other nodes' subnets.
+ * - vxlan: one VXLAN device (`nodenet-vx`) and per peer an onlink route, a permanent neighbour entry and a
+ *   permanent FDB entry (see overlay-scripts.ts). Per peer change: one `ip -batch` and one `bridge -batch`
+ *   process, run side by side.
+ * - host-gw: per peer one route via the peer's underlay address (peers must share this node's L2 segment).
+ * Every route carries `proto 78`, so what nodenet owns is visible in the kernel and listable.
+ */
+import {
+  FailedPreconditionError,
+  InternalError,
+  InvalidArgumentError,
+  Mutex,
+  parseIfName,
+  parseNetnsRef,
+  sameNodeRecord,
+  silentLogger,
+  type HostInfo,
+  type IfName,
+  type Logger,
+  type NetnsRef,
+  type NodeRecord,
+  type Overlay,
+} from '@nodenet/core';
+import { IpBatchError, IpRunner, type IpBatchFailure, type IpLine } from './ip-batch.js';
+import { parseIpRoutes } from './ip-json.js';
+import {
+  ABSENT_RE,
+  DELETE_LINE_IDS,
+  MAX_VNI,
+  OVERLAY_DEVICE,
+  OVERLAY_LINE,
+  ROUTE_PROTOCOL,
+  VXLAN_OVERHEAD,
+  checkHostGwPeer,
+  createVxlanScript,
+  deleteVxlanScript,
+  foreignDeviceProblem,
+  hostGwPeerScripts,
+  parseFdbEntries,
+  parseNeighbours,
+  parseVxlanDevice,
+  programmedPeersOf,
+  removeHostGwPeerScripts,
+  removeVxlanPeerScripts,
+  repairVxlanScript,
+  stalePeerScripts,
+  vxlanEndpointSpec,
+  vxlanPeerScripts,
+  vxlanRecreateReasons,
+  type OverlayScripts,
+  type ProgrammedPeer,
+  type VxlanDeviceState,
+  type VxlanEndpointSpec,
+} from './overlay-scripts.js';
+
+export type OverlayMode = 'vxlan' | 'host-gw';
+
+export interface Iproute2OverlayOptions {
+  readonly mode: OverlayMode;
+  /** VXLAN network identifier, 0..16777215 (vxlan mode). */
+  readonly vni: number;
+  /** VXLAN UDP port (vxlan mode). */
+  readonly port: number;
+  /** The node's underlay, from Dataplane.probeHost. */
+  readonly host: HostInfo;
+  /** The node namespace to manage: a name under /run/netns or a path. Default: the process's own. */
+  readonly netns?: string;
+  readonly logger?: Logger;
+}
+
+export class Iproute2Overlay implements Overlay {
+  readonly mode: OverlayMode;
+  readonly overhead: number;
+  private readonly vni: number;
+  private readonly port: number;
+  private readonly host: HostInfo;
+  private readonly underlayLink: IfName;
+  private readonly ip: IpRunner;
+  private readonly bridge: IpRunner;
+  private readonly logger: Logger;
+  private readonly mutex = new Mutex();
+  /**
+   * What this object programmed, by peer name. ensurePeer uses it to delete a changed peer's superseded
+   * entries; ensureEndpoint uses it to program the peers again after the kernel dropped their routes and
+   * neighbour entries (it does when the device is recreated, goes down or changes its MAC).
+   */
+  private readonly programmed = new Map<string, NodeRecord>();
+
+  constructor(options: Iproute2OverlayOptions) {
+    if (options.mode !== 'vxlan' && options.mode !== 'host-gw') {
+      throw new InvalidArgumentError('overlay.mode', `'${String(options.mode)}' is not an overlay mode: use vxlan or host-gw`);
+    }
+    if (!Number.isInteger(options.vni) || options.vni < 0 || options.vni > MAX_VNI) {
+      throw new InvalidArgumentError('overlay.vni', `${String(options.vni)} is not a VXLAN network identifier: use an integer 0..${MAX_VNI}`);
+    }
+    if (!Number.isInteger(options.port) || options.port < 1 || options.port > 65535) {
+      throw new InvalidArgumentError('overlay.port', `${String(options.port)} is not a UDP port: use an integer 1..65535`);
+    }
+    this.mode = options.mode;
+    this.overhead = options.mode === 'vxlan' ? VXLAN_OVERHEAD : 0;
+    this.vni = options.vni;
+    this.port = options.port;
+    this.host = options.host;
+    this.underlayLink = parseIfName(options.host.underlayInterface, 'underlay interface');
+    const netns: NetnsRef | undefined = options.netns === undefined ? undefined : parseNetnsRef(options.netns, 'netns');
+    this.ip = new IpRunner(netns);
+    this.bridge = new IpRunner(netns, 'bridge');
+    this.logger = options.logger ?? silentLogger;
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // Endpoint
+
+  ensureEndpoint(self: NodeRecord): Promise<void> {
+    return this.mutex.run(async () => {
+      if (this.mode === 'vxlan') await this.ensureVxlanDevice(vxlanEndpointSpec(self, this.host, this.vni, this.port));
+      else await this.removeLeftoverVxlanDevice();
+    });
+  }
+
+  private async ensureVxlanDevice(spec: VxlanEndpointSpec): Promise<void> {
+    const state = await this.readDevice();
+    if (state === null) {
+      await this.createDevice(spec);
+      this.logger.info({ device: spec.name, vni: spec.vni, port: spec.port, mtu: spec.mtu, local: spec.local }, 'VXLAN device created');
+      await this.reprogramPeers('the VXLAN device was created');
+      return;
+    }
+    const foreign = foreignDeviceProblem(state);
+    if (foreign) throw new FailedPreconditionError(foreign);
+    const reasons = vxlanRecreateReasons(spec, state);
+    if (reasons.length > 0) {
+      // The kernel cannot change a live device's VNI or port.
+      await this.deleteDevice(`delete ${spec.name} to recreate it`);
+      await this.createDevice(spec);
+      this.logger.warn({ device: spec.name, changed: reasons }, 'VXLAN device recreated: its VNI or port differed from the config');
+      await this.reprogramPeers('the VXLAN device was recreated');
+      return;
+    }
+    const repair = repairVxlanScript(spec, state);
+    if (repair.length === 0) return;
+    await this.ip.batch(repair, { step: `repair the VXLAN device ${spec.name}` });
+    this.logger.warn({ device: spec.name, fixed: repair.map((l) => l.step) }, 'VXLAN device differed from the config and was repaired');
+    // The kernel drops a device's routes and neighbour entries (permanent ones too) when it goes down or
+    // changes its MAC; programming the peers again after any repair is cheap and covers every case.
+    await this.reprogramPeers('the VXLAN device was repaired');
+  }
+
+  private async createDevice(spec: VxlanEndpointSpec): Promise<void> {
+    const lines = createVxlanScript(spec);
+    try {
+      await this.ip.batch(lines, { step: `create the VXLAN device ${spec.name}` });
+    } catch (e) {
+      // Not there a moment ago: whatever the batch made of it is ours to remove (unless creating it failed).
+      if (!(e instanceof IpBatchError && e.failedLine?.id === OVERLAY_LINE.createDevice)) {
+        await this.deleteDevice(`remove the half-made VXLAN device ${spec.name}`).catch((err: unknown) =>
+          this.logger.error({ device: spec.name, err: (err as Error).message }, 'roll-back failed: the VXLAN device may be left behind'),
+        );
+      }
+      throw e;
+    }
+  }
+
+  /** host-gw needs no device; a nodenet VXLAN device left from an earlier vxlan configuration goes. */
+  private async removeLeftoverVxlanDevice(): Promise<void> {
+    const state = await this.readDevice();
+    if (state === null || foreignDeviceProblem(state) !== null) return;
+    await this.deleteDevice(`delete the leftover VXLAN device ${OVERLAY_DEVICE}`);
+    this.logger.info({ device: OVERLAY_DEVICE }, 'overlay mode is host-gw: removed the VXLAN device left from vxlan mode');
+  }
+
+  private async readDevice(): Promise<VxlanDeviceState | null> {
+    const json = await this.ip.json(['-d', 'addr', 'show', 'dev', OVERLAY_DEVICE], `read ${OVERLAY_DEVICE}`);
+    return json === null ? null : parseVxlanDevice(json);
+  }
+
+  /** Programs every remembered peer again (in one ip and one bridge process). */
+  private async reprogramPeers(why: string): Promise<void> {
+    if (this.programmed.size === 0) return;
+    const peers = [...this.programmed.values()];
+    const scripts = peers.map((p) => this.peerScripts(p));
+    await this.runScripts({ ip: scripts.flatMap((s) => s.ip), bridge: scripts.flatMap((s) => s.bridge) }, 'program the peers again');
+    this.logger.info({ peers: peers.map((p) => p.name), why }, 'peers programmed again');
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // Peers
+
+  ensurePeer(peer: NodeRecord): Promise<void> {
+    return this.mutex.run(async () => {
+      const started = performance.now();
+      if (peer.underlayAddress === this.host.underlayAddress) {
+        throw new FailedPreconditionError(`peer ${peer.name} has underlay address ${peer.underlayAddress}, which is this node's own: give each node its own underlay address`);
+      }
+      const previous = this.programmed.get(peer.name);
+      const scripts = this.peerScripts(peer, previous && !sameNodeRecord(previous, peer) ? previous : undefined);
+      await this.runScripts(scripts, `program peer ${peer.name}`);
+      this.programmed.set(peer.name, peer);
+      this.logger.debug({ peer: peer.name, subnet: String(peer.subnet), ms: Math.round((performance.now() - started) * 10) / 10 }, 'peer programmed');
+    });
+  }
+
+  removePeer(peer: NodeRecord): Promise<void> {
+    return this.mutex.run(async () => {
+      const records = [peer];
+      const remembered = this.programmed.get(peer.name);
+      if (remembered && !sameNodeRecord(remembered, peer)) records.push(remembered);
+      const scripts = records.map((r) => (this.mode === 'vxlan' ? removeVxlanPeerScripts(r) : removeHostGwPeerScripts(r)));
+      await this.runScripts({ ip: scripts.flatMap((s) => s.ip), bridge: scripts.flatMap((s) => s.bridge) }, `remove peer ${peer.name}`);
+      this.programmed.delete(peer.name);
+    });
+  }
+
+  private peerScripts(peer: NodeRecord, previous?: NodeRecord): OverlayScripts {
+    if (this.mode === 'vxlan') return vxlanPeerScripts(peer, previous);
+    checkHostGwPeer(this.host, peer);
+    return hostGwPeerScripts(peer, this.underlayLink, previous);
+  }
+
+  /**
+   * The routes nodenet installed (marked `proto 78`), whatever the mode: the input of reconciliation.
+   * One `ip -j route show` process.
+   */
+  listProgrammedPeers(): Promise<ProgrammedPeer[]> {
+    return this.mutex.run(async () => programmedPeersOf(await this.readRoutes()));
+  }
+
+  /**
+   * Removes what nodenet programmed for peers not in `wanted`: its routes to other subnets (also ones left
+   * by the other mode) and, on its VXLAN device, neighbour entries and FDB entries no wanted peer uses
+   * (e.g. left by a daemon that stopped before removing a peer). Returns what it removed, for the log.
+   * Wanted peers' entries are not touched: ensurePeer converges them.
+   */
+  removeStalePeers(wanted: readonly NodeRecord[]): Promise<string[]> {
+    return this.mutex.run(async () => {
+      const [routes, neighbours, fdb] = await Promise.all([
+        this.readRoutes(),
+        this.ip.json(['neigh', 'show', 'dev', OVERLAY_DEVICE], `list the neighbour entries on ${OVERLAY_DEVICE}`),
+        this.bridge.json(['fdb', 'show', 'dev', OVERLAY_DEVICE], `list the FDB entries on ${OVERLAY_DEVICE}`),
+      ]);
+      const stale = stalePeerScripts(wanted, programmedPeersOf(routes), parseNeighbours(neighbours ?? []), parseFdbEntries(fdb ?? []));
+      await this.runScripts(stale, 'remove stale peer entries');
+      const names = new Set(wanted.map((p) => p.name));
+      for (const name of [...this.programmed.keys()]) if (!names.has(name)) this.programmed.delete(name);
+      if (stale.removed.length > 0) this.logger.info({ removed: stale.removed }, 'stale overlay entries removed');
+      return stale.removed;
+    });
+  }
+
+  private async readRoutes(): Promise<ReturnType<typeof parseIpRoutes>> {
+    const json = await this.ip.json(['route', 'show', 'table', 'main', 'proto', String(ROUTE_PROTOCOL)], "list nodenet's routes");
+    return parseIpRoutes(json ?? []);
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // Running scripts
+
+  /**
+   * Runs the ip and the bridge script side by side (one process each, -force so every line runs) and
+   * throws for the first failure that is not a delete finding nothing.
+   */
+  private async runScripts(scripts: OverlayScripts, step: string): Promise<void> {
+    const results = await Promise.allSettled([
+      this.ip.batch(scripts.ip, { step, force: true }),
+      this.bridge.batch(scripts.bridge, { step, force: true }),
+    ]);
+    for (const [i, result] of results.entries()) {
+      if (result.status === 'rejected') throw result.reason;
+      const lines = i === 0 ? scripts.ip : scripts.bridge;
+      this.throwUnexpected(result.value, lines, step);
+    }
+  }
+
+  private deleteDevice(step: string): Promise<void> {
+    return this.runScripts({ ip: deleteVxlanScript(), bridge: [] }, step);
+  }
+
+  private throwUnexpected(failures: readonly IpBatchFailure[], lines: readonly IpLine[], step: string): void {
+    for (const f of failures) {
+      const line = f.line === undefined ? undefined : lines[f.line - 1];
+      if (line && DELETE_LINE_IDS.has(line.id) && ABSENT_RE.test(f.message)) continue;
+      if (this.mode === 'vxlan' && f.message.includes(`Cannot find device "${OVERLAY_DEVICE}"`)) {
+        throw new FailedPreconditionError(
+          `the VXLAN device ${OVERLAY_DEVICE} does not exist (${line?.step ?? step} failed): the overlay endpoint must be created first (CreateContainerNetworkInterface, or a daemon restart, creates it)`,
+        );
+      }
+      throw new InternalError(line?.step ?? step, f.message || 'failed without a message');
+    }
+  }
+}

@@ -1,0 +1,473 @@
+/**
+ * The overlay's kernel programming as pure functions (so tests can read every line): the VXLAN endpoint
+ * device, and per peer the route (+ neighbour and FDB entries for vxlan). `ip` lines and `bridge` lines are
+ * separate scripts: `bridge fdb` commands cannot run inside `ip -batch`.
+ *
+ * vxlan is an L3 overlay in flannel's style: each node's VXLAN device has the MAC vtepMacForUnderlay(its
+ * underlay address) and its subnet's network address as a /32. A peer's subnet is routed `via` the peer's
+ * network address `onlink`; a permanent neighbour entry resolves that address to the peer's VTEP MAC, and a
+ * permanent FDB entry sends frames for that MAC to the peer's underlay address. Nothing is learned or
+ * flooded, so no ARP or multicast crosses the underlay.
+ */
+import {
+  FailedPreconditionError,
+  InternalError,
+  OWNER_ALIAS_PREFIX,
+  Subnet,
+  parseIfName,
+  parseIpv4Address,
+  vtepMacForUnderlay,
+  type HostInfo,
+  type IfName,
+  type Ipv4Address,
+  type NodeRecord,
+} from '@nodenet/core';
+import type { IpLine } from './ip-batch.js';
+import { parseIpAddrs, type IpAddress, type IpRoute } from './ip-json.js';
+
+/** The VXLAN device every node gets in vxlan mode. */
+export const OVERLAY_DEVICE = 'nodenet-vx' as IfName;
+/** The alias that marks the VXLAN device as nodenet's. */
+export const OVERLAY_OWNER_ALIAS = `${OWNER_ALIAS_PREFIX}overlay`;
+/**
+ * The routing protocol number nodenet writes on the peer routes it installs (0x4e, 'N'), so ownership is
+ * visible in the kernel (`ip route show proto 78`) and deletes never touch a route someone else made.
+ */
+export const ROUTE_PROTOCOL = 78;
+/** Outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8. */
+export const VXLAN_OVERHEAD = 50;
+export const MAX_VNI = 2 ** 24 - 1;
+/** The smallest MTU the kernel accepts for an IPv4 link. */
+const MIN_IPV4_MTU = 68;
+
+/** Line ids, so callers and tests refer to lines by meaning rather than by position. */
+export const OVERLAY_LINE = {
+  createDevice: 'create-vxlan',
+  configureDevice: 'configure-vxlan',
+  deviceAddress: 'vxlan-address',
+  deviceUp: 'vxlan-up',
+  deviceMac: 'vxlan-mac',
+  deviceMtu: 'vxlan-mtu',
+  deviceUnderlay: 'vxlan-underlay',
+  deviceAddrgen: 'vxlan-addrgen',
+  staleAddress: 'vxlan-stale-address',
+  deleteDevice: 'delete-vxlan',
+  peerRoute: 'peer-route',
+  peerNeighbour: 'peer-neighbour',
+  peerFdb: 'peer-fdb',
+  deleteRoute: 'delete-route',
+  deleteNeighbour: 'delete-neighbour',
+  deleteFdb: 'delete-fdb',
+} as const;
+
+/** Line ids whose failure with "not there" is success (tolerant deletes). */
+export const DELETE_LINE_IDS: ReadonlySet<string> = new Set([
+  OVERLAY_LINE.deleteDevice,
+  OVERLAY_LINE.deleteRoute,
+  OVERLAY_LINE.deleteNeighbour,
+  OVERLAY_LINE.deleteFdb,
+]);
+
+/** What iproute2 prints when a delete finds nothing (route: ESRCH; neighbour/FDB: ENOENT; or no device). */
+export const ABSENT_RE = /No such process|No such file or directory|Cannot find device|does not exist/;
+
+// -------------------------------------------------------------------------------------------------------
+// The VXLAN device
+
+export interface VxlanEndpointSpec {
+  readonly name: IfName;
+  readonly vni: number;
+  readonly port: number;
+  /** This node's underlay address: the outer source address. */
+  readonly local: Ipv4Address;
+  /** The link holding it: the outer packets leave by it. */
+  readonly underlayLink: IfName;
+  readonly mtu: number;
+  /** vtepMacForUnderlay(local): peers derive it from this node's record. */
+  readonly mac: string;
+  /** The node subnet's network address, held as /32: the on-link source of what the node itself sends to peers. */
+  readonly address: Ipv4Address;
+}
+
+/** The endpoint this node needs; refuses an underlay MTU too small to carry the overlay. */
+export function vxlanEndpointSpec(self: NodeRecord, host: HostInfo, vni: number, port: number): VxlanEndpointSpec {
+  if (self.underlayAddress !== host.underlayAddress) {
+    throw new FailedPreconditionError(
+      `this node's record has underlay address ${self.underlayAddress}, but the host's underlay is ${host.underlayAddress} on ${host.underlayInterface}: the VXLAN endpoint must use the address peers are told`,
+    );
+  }
+  const mtu = host.underlayMtu - VXLAN_OVERHEAD;
+  if (mtu < MIN_IPV4_MTU) {
+    throw new FailedPreconditionError(
+      `the underlay ${host.underlayInterface} has MTU ${host.underlayMtu}, too small for VXLAN (it adds ${VXLAN_OVERHEAD} bytes; IPv4 needs ${MIN_IPV4_MTU}): raise the underlay MTU or use overlay mode host-gw`,
+    );
+  }
+  return {
+    name: OVERLAY_DEVICE,
+    vni,
+    port,
+    local: self.underlayAddress,
+    underlayLink: parseIfName(host.underlayInterface, 'underlay interface'),
+    mtu,
+    mac: vtepMacForUnderlay(self.underlayAddress),
+    address: self.subnet.network,
+  };
+}
+
+/** The kernel's view of the VXLAN device (`ip -j -d addr show dev nodenet-vx`). */
+export interface VxlanDeviceState {
+  readonly ifname: string;
+  /** `vxlan`, or another kind when a foreign link has the name. */
+  readonly kind?: string;
+  readonly alias?: string;
+  readonly mtu: number;
+  readonly mac?: string;
+  readonly up: boolean;
+  /** Present for a vxlan device. */
+  readonly vxlan?: {
+    readonly vni?: number;
+    readonly port?: number;
+    readonly local?: string;
+    readonly link?: string;
+    readonly learning?: boolean;
+  };
+  readonly addresses: readonly IpAddress[];
+}
+
+/** Parses `ip -j -d addr show dev NAME` output (one link); null when the list is empty. */
+export function parseVxlanDevice(json: unknown): VxlanDeviceState | null {
+  const link = parseIpAddrs(json)[0];
+  if (!link) return null;
+  const raw = (json as Record<string, unknown>[])[0]!;
+  const info = raw['linkinfo'] as { info_data?: unknown } | undefined;
+  let vxlan: VxlanDeviceState['vxlan'];
+  if (link.linkinfo?.kind === 'vxlan') {
+    const data = info?.info_data;
+    if (typeof data !== 'object' || data === null) {
+      throw new InternalError('read the VXLAN device from ip -j', `unexpected output: vxlan link without info_data: ${JSON.stringify(info)}`);
+    }
+    const d = data as Record<string, unknown>;
+    vxlan = {
+      ...(typeof d['id'] === 'number' ? { vni: d['id'] } : {}),
+      ...(typeof d['port'] === 'number' ? { port: d['port'] } : {}),
+      ...(typeof d['local'] === 'string' ? { local: d['local'] } : {}),
+      ...(typeof d['link'] === 'string' ? { link: d['link'] } : {}),
+      ...(typeof d['learning'] === 'boolean' ? { learning: d['learning'] } : {}),
+    };
+  }
+  return {
+    ifname: link.ifname,
+    ...(link.linkinfo?.kind !== undefined ? { kind: link.linkinfo.kind } : {}),
+    ...(link.alias !== undefined ? { alias: link.alias } : {}),
+    mtu: link.mtu,
+    ...(link.address !== undefined ? { mac: link.address } : {}),
+    up: link.flags.includes('UP'),
+    ...(vxlan ? { vxlan } : {}),
+    addresses: link.addresses,
+  };
+}
+
+/** Why an existing link named nodenet-vx is not nodenet's (a message for FailedPreconditionError), or null. */
+export function foreignDeviceProblem(state: VxlanDeviceState): string | null {
+  if (state.alias !== OVERLAY_OWNER_ALIAS) {
+    return `a link named ${state.ifname} already exists on this node but was not made by nodenet (its alias is ${state.alias ? `'${state.alias}'` : 'unset'}, not '${OVERLAY_OWNER_ALIAS}'): nodenet needs that name for its VXLAN device; remove or rename that link`;
+  }
+  if (state.kind !== 'vxlan') {
+    return `the link ${state.ifname} carries nodenet's alias '${OVERLAY_OWNER_ALIAS}' but is not a VXLAN device (it is ${state.kind ? `a ${state.kind} link` : 'of unknown kind'}): remove it (ip link del dev ${state.ifname}) and retry`;
+  }
+  return null;
+}
+
+/** Differences the kernel cannot change on a live VXLAN device ("Cannot change VNI/port"): the device must be recreated. */
+export function vxlanRecreateReasons(spec: VxlanEndpointSpec, state: VxlanDeviceState): string[] {
+  const reasons: string[] = [];
+  if (state.vxlan?.vni !== spec.vni) reasons.push(`VNI ${String(state.vxlan?.vni)} -> ${spec.vni}`);
+  if (state.vxlan?.port !== spec.port) reasons.push(`UDP port ${String(state.vxlan?.port)} -> ${spec.port}`);
+  return reasons;
+}
+
+/**
+ * Creates the device. `addrgenmode none` must come after creation (`ip link add` refuses it) and before `up`
+ * (a VXLAN device has carrier at once, so `up` would generate an IPv6 link-local address first).
+ */
+export function createVxlanScript(spec: VxlanEndpointSpec): IpLine[] {
+  return [
+    {
+      id: OVERLAY_LINE.createDevice,
+      args: [
+        'link', 'add', 'name', spec.name, 'address', spec.mac, 'mtu', String(spec.mtu),
+        'type', 'vxlan', 'id', String(spec.vni), 'dstport', String(spec.port), 'local', spec.local, 'dev', spec.underlayLink, 'nolearning',
+      ],
+      step: `create VXLAN device ${spec.name} (VNI ${spec.vni}, UDP ${spec.port}, local ${spec.local} on ${spec.underlayLink})`,
+    },
+    {
+      id: OVERLAY_LINE.configureDevice,
+      args: ['link', 'set', 'dev', spec.name, 'alias', OVERLAY_OWNER_ALIAS, 'addrgenmode', 'none'],
+      step: `set the owner alias on ${spec.name}`,
+    },
+    deviceAddressLine(spec),
+    { id: OVERLAY_LINE.deviceUp, args: ['link', 'set', 'dev', spec.name, 'up'], step: `bring ${spec.name} up` },
+  ];
+}
+
+function deviceAddressLine(spec: VxlanEndpointSpec): IpLine {
+  return {
+    id: OVERLAY_LINE.deviceAddress,
+    args: ['address', 'add', `${spec.address}/32`, 'dev', spec.name],
+    step: `add ${spec.address}/32 to ${spec.name}`,
+  };
+}
+
+/**
+ * The lines that bring nodenet's existing VXLAN device to the spec (empty when it matches): MAC, MTU, local
+ * address, underlay link and learning (changeable in place), exactly one address (the /32), no IPv6, up.
+ * VNI and port differences are not repaired here (see vxlanRecreateReasons).
+ */
+export function repairVxlanScript(spec: VxlanEndpointSpec, state: VxlanDeviceState): IpLine[] {
+  const lines: IpLine[] = [];
+  if (state.mac?.toLowerCase() !== spec.mac.toLowerCase()) {
+    lines.push({ id: OVERLAY_LINE.deviceMac, args: ['link', 'set', 'dev', spec.name, 'address', spec.mac], step: `set MAC ${spec.mac} on ${spec.name}` });
+  }
+  if (state.mtu !== spec.mtu) {
+    lines.push({ id: OVERLAY_LINE.deviceMtu, args: ['link', 'set', 'dev', spec.name, 'mtu', String(spec.mtu)], step: `set MTU ${spec.mtu} on ${spec.name}` });
+  }
+  const v = state.vxlan;
+  if (v?.local !== spec.local || v.link !== spec.underlayLink || v.learning !== false) {
+    lines.push({
+      id: OVERLAY_LINE.deviceUnderlay,
+      args: ['link', 'set', 'dev', spec.name, 'type', 'vxlan', 'local', spec.local, 'dev', spec.underlayLink, 'nolearning'],
+      step: `set local ${spec.local}, underlay ${spec.underlayLink} and nolearning on ${spec.name}`,
+    });
+  }
+  let hasAddress = false;
+  const stale: string[] = [];
+  for (const a of state.addresses) {
+    if (a.family === 'inet' && a.local === spec.address && a.prefixlen === 32) hasAddress = true;
+    else stale.push(`${a.local}/${a.prefixlen}`);
+  }
+  // An IPv6 address means address generation was on; turn it off before removing the address or bringing the device up.
+  if (!state.up || state.addresses.some((a) => a.family === 'inet6')) {
+    lines.push({ id: OVERLAY_LINE.deviceAddrgen, args: ['link', 'set', 'dev', spec.name, 'addrgenmode', 'none'], step: `turn off IPv6 address generation on ${spec.name}` });
+  }
+  for (const cidr of stale) {
+    lines.push({ id: OVERLAY_LINE.staleAddress, args: ['address', 'del', cidr, 'dev', spec.name], step: `remove stale address ${cidr} from ${spec.name}` });
+  }
+  if (!hasAddress) lines.push(deviceAddressLine(spec));
+  if (!state.up) lines.push({ id: OVERLAY_LINE.deviceUp, args: ['link', 'set', 'dev', spec.name, 'up'], step: `bring ${spec.name} up` });
+  return lines;
+}
+
+export function deleteVxlanScript(name: IfName = OVERLAY_DEVICE): IpLine[] {
+  return [{ id: OVERLAY_LINE.deleteDevice, args: ['link', 'del', 'dev', name], step: `delete ${name}` }];
+}
+
+// -------------------------------------------------------------------------------------------------------
+// Peers
+
+/** One `ip -batch` script and one `bridge -batch` script (either may be empty). */
+export interface OverlayScripts {
+  readonly ip: IpLine[];
+  readonly bridge: IpLine[];
+}
+
+const PROTO = ['proto', String(ROUTE_PROTOCOL)];
+
+function deleteRouteLine(subnet: Subnet): IpLine {
+  // `proto` makes the kernel match only nodenet's route to that subnet, whichever device it uses.
+  return { id: OVERLAY_LINE.deleteRoute, args: ['route', 'del', subnet.toString(), ...PROTO], step: `delete the route to ${subnet}` };
+}
+
+/**
+ * `neigh flush ... nud all` rather than `neigh del`: a failing `ip neigh del` ends the whole `ip -batch`
+ * (iproute2 exits from it, -force or not), while a flush that finds nothing succeeds. `nud all` includes
+ * permanent entries, which a plain flush skips.
+ */
+function deleteNeighbourLine(address: string, why: string): IpLine {
+  return {
+    id: OVERLAY_LINE.deleteNeighbour,
+    args: ['neigh', 'flush', 'to', address, 'dev', OVERLAY_DEVICE, 'nud', 'all'],
+    step: `delete the neighbour entry of ${address} (${why}) on ${OVERLAY_DEVICE}`,
+  };
+}
+
+function deleteFdbLine(mac: string, why: string): IpLine {
+  // Without `dst` the whole entry goes, whatever remote it points at (with a wrong `dst` the kernel deletes nothing and says OK).
+  return { id: OVERLAY_LINE.deleteFdb, args: ['fdb', 'del', mac, 'dev', OVERLAY_DEVICE, 'self'], step: `delete the FDB entry of ${mac} (${why}) on ${OVERLAY_DEVICE}` };
+}
+
+/**
+ * vxlan: the route, neighbour and FDB entries that reach `peer`, all `replace` so a re-run converges. When
+ * `previous` is what was programmed for the same peer before, its entries that `peer` no longer
+ * overwrites (another subnet, another underlay address) are deleted first.
+ */
+export function vxlanPeerScripts(peer: NodeRecord, previous?: NodeRecord): OverlayScripts {
+  const ip: IpLine[] = [];
+  const bridge: IpLine[] = [];
+  const via = peer.subnet.network;
+  const mac = vtepMacForUnderlay(peer.underlayAddress);
+  if (previous) {
+    if (!previous.subnet.equals(peer.subnet)) ip.push(deleteRouteLine(previous.subnet), deleteNeighbourLine(previous.subnet.network, previous.name));
+    const previousMac = vtepMacForUnderlay(previous.underlayAddress);
+    if (previousMac !== mac) bridge.push(deleteFdbLine(previousMac, `${previous.name} at ${previous.underlayAddress}`));
+  }
+  // Neighbour before route: once the route exists, the next hop resolves without ARP.
+  ip.push(
+    {
+      id: OVERLAY_LINE.peerNeighbour,
+      args: ['neigh', 'replace', via, 'lladdr', mac, 'dev', OVERLAY_DEVICE, 'nud', 'permanent'],
+      step: `set the neighbour entry ${via} -> ${mac} (${peer.name}) on ${OVERLAY_DEVICE}`,
+    },
+    {
+      id: OVERLAY_LINE.peerRoute,
+      args: ['route', 'replace', peer.subnet.toString(), 'via', via, 'dev', OVERLAY_DEVICE, 'onlink', ...PROTO],
+      step: `route ${peer.subnet} via ${via} on ${OVERLAY_DEVICE} (${peer.name})`,
+    },
+  );
+  bridge.push({
+    id: OVERLAY_LINE.peerFdb,
+    args: ['fdb', 'replace', mac, 'dev', OVERLAY_DEVICE, 'dst', peer.underlayAddress, 'self', 'permanent'],
+    step: `set the FDB entry ${mac} -> ${peer.underlayAddress} (${peer.name}) on ${OVERLAY_DEVICE}`,
+  });
+  return { ip, bridge };
+}
+
+/** vxlan: deletes what vxlanPeerScripts programs (run with -force: absent entries are fine). */
+export function removeVxlanPeerScripts(peer: NodeRecord): OverlayScripts {
+  return {
+    ip: [deleteRouteLine(peer.subnet), deleteNeighbourLine(peer.subnet.network, peer.name)],
+    bridge: [deleteFdbLine(vtepMacForUnderlay(peer.underlayAddress), `${peer.name} at ${peer.underlayAddress}`)],
+  };
+}
+
+/** host-gw: a plain route to the peer's subnet via its underlay address (replaces a changed one). */
+export function hostGwPeerScripts(peer: NodeRecord, underlayLink: IfName, previous?: NodeRecord): OverlayScripts {
+  const ip: IpLine[] = [];
+  if (previous && !previous.subnet.equals(peer.subnet)) ip.push(deleteRouteLine(previous.subnet));
+  ip.push({
+    id: OVERLAY_LINE.peerRoute,
+    args: ['route', 'replace', peer.subnet.toString(), 'via', peer.underlayAddress, 'dev', underlayLink, ...PROTO],
+    step: `route ${peer.subnet} via ${peer.underlayAddress} on ${underlayLink} (${peer.name})`,
+  });
+  return { ip, bridge: [] };
+}
+
+export function removeHostGwPeerScripts(peer: NodeRecord): OverlayScripts {
+  return { ip: [deleteRouteLine(peer.subnet)], bridge: [] };
+}
+
+/**
+ * host-gw sends instance packets to the peer's underlay address as the next hop, which only works when the
+ * peer is on the same L2 segment: its address must be inside a network of this node's underlay link.
+ */
+export function checkHostGwPeer(host: HostInfo, peer: NodeRecord): void {
+  if (peer.underlayAddress === host.underlayAddress) {
+    throw new FailedPreconditionError(`peer ${peer.name} has underlay address ${peer.underlayAddress}, which is this node's own: give each node its own underlay address`);
+  }
+  const segments = host.localNetworks.filter((n) => n.interface === host.underlayInterface).map((n) => n.subnet);
+  if (segments.some((s) => s.isUsableHost(peer.underlayAddress) || (s.prefixLength >= 31 && s.contains(peer.underlayAddress)))) return;
+  const named = segments.length > 0 ? segments.map(String).join(', ') : `(none: ${host.underlayInterface} has no IPv4 network)`;
+  throw new FailedPreconditionError(
+    `peer ${peer.name} at ${peer.underlayAddress} is not on this node's L2 segment ${named}: host-gw needs directly reachable peers; use overlay mode vxlan`,
+  );
+}
+
+// -------------------------------------------------------------------------------------------------------
+// What is programmed (for reconciliation)
+
+export interface ProgrammedPeer {
+  readonly subnet: Subnet;
+  /** The route's next hop: the peer's network address (vxlan) or underlay address (host-gw). */
+  readonly via?: Ipv4Address;
+  readonly dev?: string;
+}
+
+/** nodenet's routes from `ip -j route show table main proto 78` (the kernel leaves `protocol` out when filtering by it). */
+export function programmedPeersOf(routes: readonly IpRoute[]): ProgrammedPeer[] {
+  return routes.map((r) => ({
+    subnet: Subnet.parse(r.dst.includes('/') ? r.dst : `${r.dst}/32`, 'route destination'),
+    ...(r.gateway !== undefined ? { via: parseIpv4Address(r.gateway, 'route gateway') } : {}),
+    ...(r.dev !== undefined ? { dev: r.dev } : {}),
+  }));
+}
+
+export interface NeighbourEntry {
+  readonly dst: string;
+  readonly lladdr?: string;
+  readonly state: readonly string[];
+}
+
+/** `ip -j neigh show dev X` */
+export function parseNeighbours(json: unknown): NeighbourEntry[] {
+  return asArray(json, 'neighbours').flatMap((item) => {
+    const o = item as Record<string, unknown>;
+    if (typeof o['dst'] !== 'string') return [];
+    return [
+      {
+        dst: o['dst'],
+        ...(typeof o['lladdr'] === 'string' ? { lladdr: o['lladdr'] } : {}),
+        state: Array.isArray(o['state']) ? o['state'].filter((s): s is string => typeof s === 'string') : [],
+      },
+    ];
+  });
+}
+
+export interface FdbEntry {
+  readonly mac: string;
+  readonly dst?: string;
+  readonly state?: string;
+}
+
+/** `bridge -j fdb show dev X` */
+export function parseFdbEntries(json: unknown): FdbEntry[] {
+  return asArray(json, 'FDB entries').flatMap((item) => {
+    const o = item as Record<string, unknown>;
+    if (typeof o['mac'] !== 'string') return [];
+    return [
+      {
+        mac: o['mac'],
+        ...(typeof o['dst'] === 'string' ? { dst: o['dst'] } : {}),
+        ...(typeof o['state'] === 'string' ? { state: o['state'] } : {}),
+      },
+    ];
+  });
+}
+
+function asArray(json: unknown, what: string): unknown[] {
+  if (!Array.isArray(json)) throw new InternalError(`read ${what}`, `unexpected output: expected a JSON array, got ${JSON.stringify(json)}`);
+  return json.filter((x) => typeof x === 'object' && x !== null);
+}
+
+/**
+ * What nodenet programmed that no wanted peer needs: its routes (proto 78) to other subnets, and on its VXLAN
+ * device neighbour entries of other addresses and FDB entries of other MACs. Entries of wanted peers with
+ * wrong values are left to ensurePeer, whose `replace` fixes them.
+ */
+export function stalePeerScripts(
+  wanted: readonly NodeRecord[],
+  routes: readonly ProgrammedPeer[],
+  neighbours: readonly NeighbourEntry[],
+  fdb: readonly FdbEntry[],
+): OverlayScripts & { removed: string[] } {
+  const subnets = new Set(wanted.map((p) => p.subnet.toString()));
+  const addresses = new Set(wanted.map((p) => p.subnet.network as string));
+  const macs = new Set(wanted.map((p) => vtepMacForUnderlay(p.underlayAddress)));
+  const ip: IpLine[] = [];
+  const bridge: IpLine[] = [];
+  const removed: string[] = [];
+  for (const r of routes) {
+    if (subnets.has(r.subnet.toString())) continue;
+    ip.push(deleteRouteLine(r.subnet));
+    removed.push(`route ${r.subnet}${r.via ? ` via ${r.via}` : ''}${r.dev ? ` dev ${r.dev}` : ''}`);
+  }
+  for (const n of neighbours) {
+    if (addresses.has(n.dst)) continue;
+    ip.push(deleteNeighbourLine(n.dst, 'stale'));
+    removed.push(`neighbour ${n.dst}${n.lladdr ? ` lladdr ${n.lladdr}` : ''}`);
+  }
+  for (const f of fdb) {
+    if (macs.has(f.mac.toLowerCase())) continue;
+    bridge.push(deleteFdbLine(f.mac, 'stale'));
+    removed.push(`fdb ${f.mac}${f.dst ? ` dst ${f.dst}` : ''}`);
+  }
+  return { ip, bridge, removed };
+}
