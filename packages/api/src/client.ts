@@ -15,8 +15,14 @@ import {
   type CreateInterfaceResponse,
   type DeepPartial,
   DeleteInterfaceRequest,
-  type Empty,
+  Empty,
+  type InspectResponse,
+  type ListPeersResponse,
+  NetworkAdminClient,
   NetworkClient,
+  Peer,
+  RemovePeerRequest,
+  InspectRequest,
 } from './gen/network.js';
 
 /** TLS material as PEM (a string or a Buffer holding the PEM text, as in node:tls; not file names). */
@@ -191,6 +197,37 @@ export function createNetworkClient(target: string, options: CreateNetworkClient
       callUnary(raw.deleteInterface.bind(raw), DeleteInterfaceRequest.fromPartial(request), callOptions),
     waitForReady: (deadline) =>
       new Promise<void>((resolve, reject) => raw.waitForReady(deadline, (error) => (error ? reject(error) : resolve()))),
+    close: () => raw.close(),
+  };
+}
+
+/** A promise-based client of the daemon's `network.NetworkAdmin` extension service. */
+export interface NetworkAdminApiClient {
+  inspect(options?: NetworkCallOptions): Promise<InspectResponse>;
+  addPeer(peer: DeepPartial<Peer>, options?: NetworkCallOptions): Promise<Empty>;
+  removePeer(request: DeepPartial<RemovePeerRequest>, options?: NetworkCallOptions): Promise<Empty>;
+  listPeers(options?: NetworkCallOptions): Promise<ListPeersResponse>;
+  close(): void;
+  readonly raw: NetworkAdminClient;
+}
+
+/** Like createNetworkClient, for the admin service (same target and options). */
+export function createNetworkAdminClient(target: string, options: CreateNetworkClientOptions = {}): NetworkAdminApiClient {
+  if (typeof target !== 'string' || target.trim() === '') {
+    throw new Error('createNetworkAdminClient: target must be unix:///path/to.sock or host:port');
+  }
+  const channelOptions: ChannelOptions = { ...options.channelOptions };
+  if (options.tls?.serverName !== undefined) {
+    channelOptions['grpc.ssl_target_name_override'] = options.tls.serverName;
+    channelOptions['grpc.default_authority'] = options.tls.serverName;
+  }
+  const raw = new NetworkAdminClient(target, channelCredentials(target, options), channelOptions);
+  return {
+    raw,
+    inspect: (callOptions) => callUnary(raw.inspect.bind(raw), InspectRequest.fromPartial({}), callOptions),
+    addPeer: (peer, callOptions) => callUnary(raw.addPeer.bind(raw), Peer.fromPartial(peer), callOptions),
+    removePeer: (request, callOptions) => callUnary(raw.removePeer.bind(raw), RemovePeerRequest.fromPartial(request), callOptions),
+    listPeers: (callOptions) => callUnary(raw.listPeers.bind(raw), Empty.fromPartial({}), callOptions),
     close: () => raw.close(),
   };
 }

@@ -4,6 +4,8 @@ export * from './gen/network.js';
 export { networkProtoPath, seedProtoPath } from './paths.js';
 export {
   createNetworkClient,
+  createNetworkAdminClient,
+  type NetworkAdminApiClient,
   isServiceError,
   type CreateNetworkClientOptions,
   type NetworkApiClient,

@@ -185,6 +185,75 @@ export interface CreateContainerNetworkInterfaceResponse {
 export interface Empty {
 }
 
+export interface Peer {
+  name: string;
+  underlayAddress: string;
+  subnet: string;
+}
+
+export interface RemovePeerRequest {
+  name: string;
+}
+
+export interface PeerStatus {
+  peer?:
+    | Peer
+    | undefined;
+  /** True when the overlay has this peer's routes in place. */
+  programmed: boolean;
+}
+
+export interface ListPeersResponse {
+  peers: PeerStatus[];
+  /** static | etcd */
+  membership: string;
+}
+
+export interface InspectRequest {
+}
+
+export interface CniInfo {
+  name: string;
+  gateway: string;
+  subNetwork: string;
+  mtu: number;
+  macAddress: string;
+}
+
+export interface InterfaceInfo {
+  interfaceName: string;
+  hostInterfaceName: string;
+  kind: InterfaceKind;
+  ipAddress: string;
+  portMappings: PortMapping[];
+  netns?: string | undefined;
+  ifname?: string | undefined;
+  macAddress: string;
+  mtu: number;
+  /** present: the bridge port exists in the kernel; missing: it does not (the next reconcile repairs or releases it). */
+  state: string;
+  createdAt: string;
+}
+
+export interface ReconcileResult {
+  startedAt: string;
+  durationMs: number;
+  repairs: string[];
+  errors: string[];
+}
+
+export interface InspectResponse {
+  nodeName: string;
+  underlayAddress: string;
+  backend: string;
+  overlayMode: string;
+  /** Absent before CreateContainerNetworkInterface. */
+  cni?: CniInfo | undefined;
+  interfaces: InterfaceInfo[];
+  peers: PeerStatus[];
+  lastReconcile?: ReconcileResult | undefined;
+}
+
 function createBaseCreateInterfaceRequest(): CreateInterfaceRequest {
   return { ipAddress: "", ports: [], netns: undefined, ifname: undefined, kind: undefined, portMappings: [] };
 }
@@ -936,6 +1005,1143 @@ export const Empty: MessageFns<Empty> = {
   },
 };
 
+function createBasePeer(): Peer {
+  return { name: "", underlayAddress: "", subnet: "" };
+}
+
+export const Peer: MessageFns<Peer> = {
+  encode(message: Peer, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.underlayAddress !== "") {
+      writer.uint32(18).string(message.underlayAddress);
+    }
+    if (message.subnet !== "") {
+      writer.uint32(26).string(message.subnet);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Peer {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePeer();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.underlayAddress = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.subnet = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Peer {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      underlayAddress: isSet(object.underlayAddress)
+        ? globalThis.String(object.underlayAddress)
+        : isSet(object.underlay_address)
+        ? globalThis.String(object.underlay_address)
+        : "",
+      subnet: isSet(object.subnet) ? globalThis.String(object.subnet) : "",
+    };
+  },
+
+  toJSON(message: Peer): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.underlayAddress !== "") {
+      obj.underlayAddress = message.underlayAddress;
+    }
+    if (message.subnet !== "") {
+      obj.subnet = message.subnet;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Peer>, I>>(base?: I): Peer {
+    return Peer.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Peer>, I>>(object: I): Peer {
+    const message = createBasePeer();
+    message.name = object.name ?? "";
+    message.underlayAddress = object.underlayAddress ?? "";
+    message.subnet = object.subnet ?? "";
+    return message;
+  },
+};
+
+function createBaseRemovePeerRequest(): RemovePeerRequest {
+  return { name: "" };
+}
+
+export const RemovePeerRequest: MessageFns<RemovePeerRequest> = {
+  encode(message: RemovePeerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemovePeerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemovePeerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RemovePeerRequest {
+    return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
+  },
+
+  toJSON(message: RemovePeerRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RemovePeerRequest>, I>>(base?: I): RemovePeerRequest {
+    return RemovePeerRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RemovePeerRequest>, I>>(object: I): RemovePeerRequest {
+    const message = createBaseRemovePeerRequest();
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBasePeerStatus(): PeerStatus {
+  return { peer: undefined, programmed: false };
+}
+
+export const PeerStatus: MessageFns<PeerStatus> = {
+  encode(message: PeerStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.peer !== undefined) {
+      Peer.encode(message.peer, writer.uint32(10).fork()).join();
+    }
+    if (message.programmed !== false) {
+      writer.uint32(16).bool(message.programmed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PeerStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePeerStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.peer = Peer.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.programmed = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PeerStatus {
+    return {
+      peer: isSet(object.peer) ? Peer.fromJSON(object.peer) : undefined,
+      programmed: isSet(object.programmed) ? globalThis.Boolean(object.programmed) : false,
+    };
+  },
+
+  toJSON(message: PeerStatus): unknown {
+    const obj: any = {};
+    if (message.peer !== undefined) {
+      obj.peer = Peer.toJSON(message.peer);
+    }
+    if (message.programmed !== false) {
+      obj.programmed = message.programmed;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PeerStatus>, I>>(base?: I): PeerStatus {
+    return PeerStatus.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PeerStatus>, I>>(object: I): PeerStatus {
+    const message = createBasePeerStatus();
+    message.peer = (object.peer !== undefined && object.peer !== null) ? Peer.fromPartial(object.peer) : undefined;
+    message.programmed = object.programmed ?? false;
+    return message;
+  },
+};
+
+function createBaseListPeersResponse(): ListPeersResponse {
+  return { peers: [], membership: "" };
+}
+
+export const ListPeersResponse: MessageFns<ListPeersResponse> = {
+  encode(message: ListPeersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.peers) {
+      PeerStatus.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.membership !== "") {
+      writer.uint32(18).string(message.membership);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListPeersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListPeersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.peers.push(PeerStatus.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.membership = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListPeersResponse {
+    return {
+      peers: globalThis.Array.isArray(object?.peers) ? object.peers.map((e: any) => PeerStatus.fromJSON(e)) : [],
+      membership: isSet(object.membership) ? globalThis.String(object.membership) : "",
+    };
+  },
+
+  toJSON(message: ListPeersResponse): unknown {
+    const obj: any = {};
+    if (message.peers?.length) {
+      obj.peers = message.peers.map((e) => PeerStatus.toJSON(e));
+    }
+    if (message.membership !== "") {
+      obj.membership = message.membership;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListPeersResponse>, I>>(base?: I): ListPeersResponse {
+    return ListPeersResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListPeersResponse>, I>>(object: I): ListPeersResponse {
+    const message = createBaseListPeersResponse();
+    message.peers = object.peers?.map((e) => PeerStatus.fromPartial(e)) || [];
+    message.membership = object.membership ?? "";
+    return message;
+  },
+};
+
+function createBaseInspectRequest(): InspectRequest {
+  return {};
+}
+
+export const InspectRequest: MessageFns<InspectRequest> = {
+  encode(_: InspectRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InspectRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInspectRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): InspectRequest {
+    return {};
+  },
+
+  toJSON(_: InspectRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<InspectRequest>, I>>(base?: I): InspectRequest {
+    return InspectRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<InspectRequest>, I>>(_: I): InspectRequest {
+    const message = createBaseInspectRequest();
+    return message;
+  },
+};
+
+function createBaseCniInfo(): CniInfo {
+  return { name: "", gateway: "", subNetwork: "", mtu: 0, macAddress: "" };
+}
+
+export const CniInfo: MessageFns<CniInfo> = {
+  encode(message: CniInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.gateway !== "") {
+      writer.uint32(18).string(message.gateway);
+    }
+    if (message.subNetwork !== "") {
+      writer.uint32(26).string(message.subNetwork);
+    }
+    if (message.mtu !== 0) {
+      writer.uint32(32).uint32(message.mtu);
+    }
+    if (message.macAddress !== "") {
+      writer.uint32(42).string(message.macAddress);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CniInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCniInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.gateway = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.subNetwork = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.mtu = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.macAddress = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CniInfo {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      gateway: isSet(object.gateway) ? globalThis.String(object.gateway) : "",
+      subNetwork: isSet(object.subNetwork)
+        ? globalThis.String(object.subNetwork)
+        : isSet(object.sub_network)
+        ? globalThis.String(object.sub_network)
+        : "",
+      mtu: isSet(object.mtu) ? globalThis.Number(object.mtu) : 0,
+      macAddress: isSet(object.macAddress)
+        ? globalThis.String(object.macAddress)
+        : isSet(object.mac_address)
+        ? globalThis.String(object.mac_address)
+        : "",
+    };
+  },
+
+  toJSON(message: CniInfo): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.gateway !== "") {
+      obj.gateway = message.gateway;
+    }
+    if (message.subNetwork !== "") {
+      obj.subNetwork = message.subNetwork;
+    }
+    if (message.mtu !== 0) {
+      obj.mtu = Math.round(message.mtu);
+    }
+    if (message.macAddress !== "") {
+      obj.macAddress = message.macAddress;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CniInfo>, I>>(base?: I): CniInfo {
+    return CniInfo.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CniInfo>, I>>(object: I): CniInfo {
+    const message = createBaseCniInfo();
+    message.name = object.name ?? "";
+    message.gateway = object.gateway ?? "";
+    message.subNetwork = object.subNetwork ?? "";
+    message.mtu = object.mtu ?? 0;
+    message.macAddress = object.macAddress ?? "";
+    return message;
+  },
+};
+
+function createBaseInterfaceInfo(): InterfaceInfo {
+  return {
+    interfaceName: "",
+    hostInterfaceName: "",
+    kind: 0,
+    ipAddress: "",
+    portMappings: [],
+    netns: undefined,
+    ifname: undefined,
+    macAddress: "",
+    mtu: 0,
+    state: "",
+    createdAt: "",
+  };
+}
+
+export const InterfaceInfo: MessageFns<InterfaceInfo> = {
+  encode(message: InterfaceInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.interfaceName !== "") {
+      writer.uint32(10).string(message.interfaceName);
+    }
+    if (message.hostInterfaceName !== "") {
+      writer.uint32(18).string(message.hostInterfaceName);
+    }
+    if (message.kind !== 0) {
+      writer.uint32(24).int32(message.kind);
+    }
+    if (message.ipAddress !== "") {
+      writer.uint32(34).string(message.ipAddress);
+    }
+    for (const v of message.portMappings) {
+      PortMapping.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.netns !== undefined) {
+      writer.uint32(50).string(message.netns);
+    }
+    if (message.ifname !== undefined) {
+      writer.uint32(58).string(message.ifname);
+    }
+    if (message.macAddress !== "") {
+      writer.uint32(66).string(message.macAddress);
+    }
+    if (message.mtu !== 0) {
+      writer.uint32(72).uint32(message.mtu);
+    }
+    if (message.state !== "") {
+      writer.uint32(82).string(message.state);
+    }
+    if (message.createdAt !== "") {
+      writer.uint32(90).string(message.createdAt);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InterfaceInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInterfaceInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.interfaceName = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.hostInterfaceName = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.ipAddress = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.portMappings.push(PortMapping.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.netns = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.ifname = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.macAddress = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.mtu = reader.uint32();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.createdAt = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): InterfaceInfo {
+    return {
+      interfaceName: isSet(object.interfaceName)
+        ? globalThis.String(object.interfaceName)
+        : isSet(object.interface_name)
+        ? globalThis.String(object.interface_name)
+        : "",
+      hostInterfaceName: isSet(object.hostInterfaceName)
+        ? globalThis.String(object.hostInterfaceName)
+        : isSet(object.host_interface_name)
+        ? globalThis.String(object.host_interface_name)
+        : "",
+      kind: isSet(object.kind) ? interfaceKindFromJSON(object.kind) : 0,
+      ipAddress: isSet(object.ipAddress)
+        ? globalThis.String(object.ipAddress)
+        : isSet(object.ip_address)
+        ? globalThis.String(object.ip_address)
+        : "",
+      portMappings: globalThis.Array.isArray(object?.portMappings)
+        ? object.portMappings.map((e: any) => PortMapping.fromJSON(e))
+        : globalThis.Array.isArray(object?.port_mappings)
+        ? object.port_mappings.map((e: any) => PortMapping.fromJSON(e))
+        : [],
+      netns: isSet(object.netns) ? globalThis.String(object.netns) : undefined,
+      ifname: isSet(object.ifname) ? globalThis.String(object.ifname) : undefined,
+      macAddress: isSet(object.macAddress)
+        ? globalThis.String(object.macAddress)
+        : isSet(object.mac_address)
+        ? globalThis.String(object.mac_address)
+        : "",
+      mtu: isSet(object.mtu) ? globalThis.Number(object.mtu) : 0,
+      state: isSet(object.state) ? globalThis.String(object.state) : "",
+      createdAt: isSet(object.createdAt)
+        ? globalThis.String(object.createdAt)
+        : isSet(object.created_at)
+        ? globalThis.String(object.created_at)
+        : "",
+    };
+  },
+
+  toJSON(message: InterfaceInfo): unknown {
+    const obj: any = {};
+    if (message.interfaceName !== "") {
+      obj.interfaceName = message.interfaceName;
+    }
+    if (message.hostInterfaceName !== "") {
+      obj.hostInterfaceName = message.hostInterfaceName;
+    }
+    if (message.kind !== 0) {
+      obj.kind = interfaceKindToJSON(message.kind);
+    }
+    if (message.ipAddress !== "") {
+      obj.ipAddress = message.ipAddress;
+    }
+    if (message.portMappings?.length) {
+      obj.portMappings = message.portMappings.map((e) => PortMapping.toJSON(e));
+    }
+    if (message.netns !== undefined) {
+      obj.netns = message.netns;
+    }
+    if (message.ifname !== undefined) {
+      obj.ifname = message.ifname;
+    }
+    if (message.macAddress !== "") {
+      obj.macAddress = message.macAddress;
+    }
+    if (message.mtu !== 0) {
+      obj.mtu = Math.round(message.mtu);
+    }
+    if (message.state !== "") {
+      obj.state = message.state;
+    }
+    if (message.createdAt !== "") {
+      obj.createdAt = message.createdAt;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<InterfaceInfo>, I>>(base?: I): InterfaceInfo {
+    return InterfaceInfo.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<InterfaceInfo>, I>>(object: I): InterfaceInfo {
+    const message = createBaseInterfaceInfo();
+    message.interfaceName = object.interfaceName ?? "";
+    message.hostInterfaceName = object.hostInterfaceName ?? "";
+    message.kind = object.kind ?? 0;
+    message.ipAddress = object.ipAddress ?? "";
+    message.portMappings = object.portMappings?.map((e) => PortMapping.fromPartial(e)) || [];
+    message.netns = object.netns ?? undefined;
+    message.ifname = object.ifname ?? undefined;
+    message.macAddress = object.macAddress ?? "";
+    message.mtu = object.mtu ?? 0;
+    message.state = object.state ?? "";
+    message.createdAt = object.createdAt ?? "";
+    return message;
+  },
+};
+
+function createBaseReconcileResult(): ReconcileResult {
+  return { startedAt: "", durationMs: 0, repairs: [], errors: [] };
+}
+
+export const ReconcileResult: MessageFns<ReconcileResult> = {
+  encode(message: ReconcileResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.startedAt !== "") {
+      writer.uint32(10).string(message.startedAt);
+    }
+    if (message.durationMs !== 0) {
+      writer.uint32(16).uint32(message.durationMs);
+    }
+    for (const v of message.repairs) {
+      writer.uint32(26).string(v!);
+    }
+    for (const v of message.errors) {
+      writer.uint32(34).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReconcileResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReconcileResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.startedAt = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.durationMs = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.repairs.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.errors.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReconcileResult {
+    return {
+      startedAt: isSet(object.startedAt)
+        ? globalThis.String(object.startedAt)
+        : isSet(object.started_at)
+        ? globalThis.String(object.started_at)
+        : "",
+      durationMs: isSet(object.durationMs)
+        ? globalThis.Number(object.durationMs)
+        : isSet(object.duration_ms)
+        ? globalThis.Number(object.duration_ms)
+        : 0,
+      repairs: globalThis.Array.isArray(object?.repairs) ? object.repairs.map((e: any) => globalThis.String(e)) : [],
+      errors: globalThis.Array.isArray(object?.errors) ? object.errors.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: ReconcileResult): unknown {
+    const obj: any = {};
+    if (message.startedAt !== "") {
+      obj.startedAt = message.startedAt;
+    }
+    if (message.durationMs !== 0) {
+      obj.durationMs = Math.round(message.durationMs);
+    }
+    if (message.repairs?.length) {
+      obj.repairs = message.repairs;
+    }
+    if (message.errors?.length) {
+      obj.errors = message.errors;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReconcileResult>, I>>(base?: I): ReconcileResult {
+    return ReconcileResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReconcileResult>, I>>(object: I): ReconcileResult {
+    const message = createBaseReconcileResult();
+    message.startedAt = object.startedAt ?? "";
+    message.durationMs = object.durationMs ?? 0;
+    message.repairs = object.repairs?.map((e) => e) || [];
+    message.errors = object.errors?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseInspectResponse(): InspectResponse {
+  return {
+    nodeName: "",
+    underlayAddress: "",
+    backend: "",
+    overlayMode: "",
+    cni: undefined,
+    interfaces: [],
+    peers: [],
+    lastReconcile: undefined,
+  };
+}
+
+export const InspectResponse: MessageFns<InspectResponse> = {
+  encode(message: InspectResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nodeName !== "") {
+      writer.uint32(10).string(message.nodeName);
+    }
+    if (message.underlayAddress !== "") {
+      writer.uint32(18).string(message.underlayAddress);
+    }
+    if (message.backend !== "") {
+      writer.uint32(26).string(message.backend);
+    }
+    if (message.overlayMode !== "") {
+      writer.uint32(34).string(message.overlayMode);
+    }
+    if (message.cni !== undefined) {
+      CniInfo.encode(message.cni, writer.uint32(42).fork()).join();
+    }
+    for (const v of message.interfaces) {
+      InterfaceInfo.encode(v!, writer.uint32(50).fork()).join();
+    }
+    for (const v of message.peers) {
+      PeerStatus.encode(v!, writer.uint32(58).fork()).join();
+    }
+    if (message.lastReconcile !== undefined) {
+      ReconcileResult.encode(message.lastReconcile, writer.uint32(66).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InspectResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInspectResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.nodeName = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.underlayAddress = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.backend = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.overlayMode = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.cni = CniInfo.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.interfaces.push(InterfaceInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.peers.push(PeerStatus.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.lastReconcile = ReconcileResult.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): InspectResponse {
+    return {
+      nodeName: isSet(object.nodeName)
+        ? globalThis.String(object.nodeName)
+        : isSet(object.node_name)
+        ? globalThis.String(object.node_name)
+        : "",
+      underlayAddress: isSet(object.underlayAddress)
+        ? globalThis.String(object.underlayAddress)
+        : isSet(object.underlay_address)
+        ? globalThis.String(object.underlay_address)
+        : "",
+      backend: isSet(object.backend) ? globalThis.String(object.backend) : "",
+      overlayMode: isSet(object.overlayMode)
+        ? globalThis.String(object.overlayMode)
+        : isSet(object.overlay_mode)
+        ? globalThis.String(object.overlay_mode)
+        : "",
+      cni: isSet(object.cni) ? CniInfo.fromJSON(object.cni) : undefined,
+      interfaces: globalThis.Array.isArray(object?.interfaces)
+        ? object.interfaces.map((e: any) => InterfaceInfo.fromJSON(e))
+        : [],
+      peers: globalThis.Array.isArray(object?.peers)
+        ? object.peers.map((e: any) => PeerStatus.fromJSON(e))
+        : [],
+      lastReconcile: isSet(object.lastReconcile)
+        ? ReconcileResult.fromJSON(object.lastReconcile)
+        : isSet(object.last_reconcile)
+        ? ReconcileResult.fromJSON(object.last_reconcile)
+        : undefined,
+    };
+  },
+
+  toJSON(message: InspectResponse): unknown {
+    const obj: any = {};
+    if (message.nodeName !== "") {
+      obj.nodeName = message.nodeName;
+    }
+    if (message.underlayAddress !== "") {
+      obj.underlayAddress = message.underlayAddress;
+    }
+    if (message.backend !== "") {
+      obj.backend = message.backend;
+    }
+    if (message.overlayMode !== "") {
+      obj.overlayMode = message.overlayMode;
+    }
+    if (message.cni !== undefined) {
+      obj.cni = CniInfo.toJSON(message.cni);
+    }
+    if (message.interfaces?.length) {
+      obj.interfaces = message.interfaces.map((e) => InterfaceInfo.toJSON(e));
+    }
+    if (message.peers?.length) {
+      obj.peers = message.peers.map((e) => PeerStatus.toJSON(e));
+    }
+    if (message.lastReconcile !== undefined) {
+      obj.lastReconcile = ReconcileResult.toJSON(message.lastReconcile);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<InspectResponse>, I>>(base?: I): InspectResponse {
+    return InspectResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<InspectResponse>, I>>(object: I): InspectResponse {
+    const message = createBaseInspectResponse();
+    message.nodeName = object.nodeName ?? "";
+    message.underlayAddress = object.underlayAddress ?? "";
+    message.backend = object.backend ?? "";
+    message.overlayMode = object.overlayMode ?? "";
+    message.cni = (object.cni !== undefined && object.cni !== null) ? CniInfo.fromPartial(object.cni) : undefined;
+    message.interfaces = object.interfaces?.map((e) => InterfaceInfo.fromPartial(e)) || [];
+    message.peers = object.peers?.map((e) => PeerStatus.fromPartial(e)) || [];
+    message.lastReconcile = (object.lastReconcile !== undefined && object.lastReconcile !== null)
+      ? ReconcileResult.fromPartial(object.lastReconcile)
+      : undefined;
+    return message;
+  },
+};
+
 export type NetworkService = typeof NetworkService;
 export const NetworkService = {
   /** Create a new virtual inerface and add it to the node CNI */
@@ -1043,6 +2249,144 @@ export interface NetworkClient extends Client {
 export const NetworkClient = makeGenericClientConstructor(NetworkService, "network.Network") as unknown as {
   new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): NetworkClient;
   service: typeof NetworkService;
+  serviceName: string;
+};
+
+/** --- nodenet extension service: operate the node (inspect its state, manage static peers) --- */
+export type NetworkAdminService = typeof NetworkAdminService;
+export const NetworkAdminService = {
+  /** The node's CNI, its interfaces with their kernel state, the cluster peers and the last reconcile result. */
+  inspect: {
+    path: "/network.NetworkAdmin/Inspect" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: InspectRequest): Buffer => Buffer.from(InspectRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): InspectRequest => InspectRequest.decode(value),
+    responseSerialize: (value: InspectResponse): Buffer => Buffer.from(InspectResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): InspectResponse => InspectResponse.decode(value),
+  },
+  /**
+   * Static membership: add (or update) a peer at run time. Idempotent. FAILED_PRECONDITION when its subnet
+   * overlaps this node's or another peer's, or when membership is not static.
+   */
+  addPeer: {
+    path: "/network.NetworkAdmin/AddPeer" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: Peer): Buffer => Buffer.from(Peer.encode(value).finish()),
+    requestDeserialize: (value: Buffer): Peer => Peer.decode(value),
+    responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
+  },
+  /** Static membership: remove a peer (its routes go). Idempotent. */
+  removePeer: {
+    path: "/network.NetworkAdmin/RemovePeer" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RemovePeerRequest): Buffer => Buffer.from(RemovePeerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RemovePeerRequest => RemovePeerRequest.decode(value),
+    responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
+  },
+  /** The peers membership knows now, and whether their routes are programmed. */
+  listPeers: {
+    path: "/network.NetworkAdmin/ListPeers" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
+    requestDeserialize: (value: Buffer): Empty => Empty.decode(value),
+    responseSerialize: (value: ListPeersResponse): Buffer => Buffer.from(ListPeersResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListPeersResponse => ListPeersResponse.decode(value),
+  },
+} as const;
+
+export interface NetworkAdminServer extends UntypedServiceImplementation {
+  /** The node's CNI, its interfaces with their kernel state, the cluster peers and the last reconcile result. */
+  inspect: handleUnaryCall<InspectRequest, InspectResponse>;
+  /**
+   * Static membership: add (or update) a peer at run time. Idempotent. FAILED_PRECONDITION when its subnet
+   * overlaps this node's or another peer's, or when membership is not static.
+   */
+  addPeer: handleUnaryCall<Peer, Empty>;
+  /** Static membership: remove a peer (its routes go). Idempotent. */
+  removePeer: handleUnaryCall<RemovePeerRequest, Empty>;
+  /** The peers membership knows now, and whether their routes are programmed. */
+  listPeers: handleUnaryCall<Empty, ListPeersResponse>;
+}
+
+export interface NetworkAdminClient extends Client {
+  /** The node's CNI, its interfaces with their kernel state, the cluster peers and the last reconcile result. */
+  inspect(
+    request: InspectRequest,
+    callback: (error: ServiceError | null, response: InspectResponse) => void,
+  ): ClientUnaryCall;
+  inspect(
+    request: InspectRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: InspectResponse) => void,
+  ): ClientUnaryCall;
+  inspect(
+    request: InspectRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: InspectResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Static membership: add (or update) a peer at run time. Idempotent. FAILED_PRECONDITION when its subnet
+   * overlaps this node's or another peer's, or when membership is not static.
+   */
+  addPeer(request: Peer, callback: (error: ServiceError | null, response: Empty) => void): ClientUnaryCall;
+  addPeer(
+    request: Peer,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  addPeer(
+    request: Peer,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  /** Static membership: remove a peer (its routes go). Idempotent. */
+  removePeer(
+    request: RemovePeerRequest,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  removePeer(
+    request: RemovePeerRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  removePeer(
+    request: RemovePeerRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  /** The peers membership knows now, and whether their routes are programmed. */
+  listPeers(
+    request: Empty,
+    callback: (error: ServiceError | null, response: ListPeersResponse) => void,
+  ): ClientUnaryCall;
+  listPeers(
+    request: Empty,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListPeersResponse) => void,
+  ): ClientUnaryCall;
+  listPeers(
+    request: Empty,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListPeersResponse) => void,
+  ): ClientUnaryCall;
+}
+
+export const NetworkAdminClient = makeGenericClientConstructor(
+  NetworkAdminService,
+  "network.NetworkAdmin",
+) as unknown as {
+  new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): NetworkAdminClient;
+  service: typeof NetworkAdminService;
   serviceName: string;
 };
 
