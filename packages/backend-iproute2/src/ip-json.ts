@@ -23,6 +23,8 @@ export interface IpLink {
   readonly master?: string;
   /** The link alias (`ip link set dev X alias ...`). */
   readonly alias?: string;
+  /** The link group: `default` (0), a number, or a name from /etc/iproute2/group. */
+  readonly group?: string;
   /** Only with `ip -d`. */
   readonly linkinfo?: IpLinkInfo;
 }
@@ -112,6 +114,7 @@ function parseLinkObject(o: Json, what: string): IpLink {
     ...defined('operstate', optionalString(o, 'operstate', what)),
     ...defined('master', optionalString(o, 'master', what)),
     ...defined('alias', optionalString(o, 'ifalias', what)),
+    ...defined('group', optionalString(o, 'group', what)),
     ...(linkinfo ? { linkinfo } : {}),
   };
   return link;

@@ -3,7 +3,6 @@
  * TAP on the bridge. Every change is one `ip -batch -` per namespace; kernel state is read as `ip -j` JSON,
  * and only where a decision needs it (never on the happy path of createInstance).
  */
-import { stat, statfs } from 'node:fs/promises';
 import {
   AlreadyExistsError,
   CNI_NAME,
@@ -20,29 +19,37 @@ import {
   type Dataplane,
   type HostInfo,
   type IfName,
+  type InstancePlacement,
   type InstanceRecord,
   type InstanceSpec,
   type Ipv4Address,
   type LinkState,
   type Logger,
   type NetnsRef,
+  type Repairs,
 } from '@nodenet/core';
 import { hostInfoFor, pickDefaultRoute, primaryIpv4Of } from './host-probe.js';
 import { IpBatchError, IpRunner, netnsPath, type IpLine } from './ip-batch.js';
 import { parseIpAddrs, parseIpLinks, parseIpRoutes, type IpLink, type IpLinkWithAddresses } from './ip-json.js';
+import { isNamespaceFile, namespaceAliveAt, readNetnsId } from './netns-identity.js';
 import {
   CNI_OWNER_ALIAS,
   DEFAULT_INSTANCE_IFNAME,
   LINE,
+  classifyForDeletion,
   createCniScript,
   deleteInstanceScript,
   deleteLinkScript,
+  deleteLinksScript,
   instanceNamespaceScript,
+  ownedLinksOf,
+  pickUnusedGroup,
   repairCniScript,
   tapScript,
   vethScript,
+  type OwnedLink,
 } from './scripts.js';
-import { cniSysctls, writeSysctls } from './sysctl.js';
+import { cniSysctls, describeSysctlRepair, readSysctls, sysctlDrift, writeSysctls } from './sysctl.js';
 
 export interface Iproute2DataplaneOptions {
   /** The node namespace to manage: a name under /run/netns or a path. Default: the process's own. */
@@ -50,7 +57,8 @@ export interface Iproute2DataplaneOptions {
   readonly logger?: Logger;
 }
 
-const DEVICE_MISSING_RE = /Cannot find device|does not exist/;
+/** What iproute2 says when the device a delete names is not there (ENODEV: `link del group` found none in the group). */
+const DEVICE_MISSING_RE = /Cannot find device|does not exist|No such device/;
 
 export class Iproute2Dataplane implements Dataplane {
   readonly name = 'iproute2';
@@ -103,8 +111,19 @@ export class Iproute2Dataplane implements Dataplane {
   // ---------------------------------------------------------------------------------------------------
   // CNI
 
-  async ensureCni(spec: CniSpec): Promise<void> {
-    const current = await this.readLinkWithAddresses(spec.name, `read ${spec.name}`);
+  /**
+   * Happy path (nothing drifted): one `ip -j -d addr show dev NAME` (kind, alias, MAC, MTU, flags and
+   * addresses in one read) and, side by side, the sysctls (/proc/sys files in the own namespace, one
+   * `sysctl` in another); nothing is written.
+   */
+  async ensureCni(spec: CniSpec): Promise<Repairs> {
+    const sysctls = cniSysctls(spec.name);
+    const [current, sysctlValues] = await Promise.all([
+      this.readLinkWithAddresses(spec.name, `read ${spec.name}`),
+      readSysctls(this.nodeNetns, sysctls, `read forwarding and ${spec.name} settings`),
+    ]);
+    const repairs: string[] = [];
+    let drift = sysctlDrift(sysctls, sysctlValues);
     if (current === null) {
       const lines = createCniScript(spec);
       try {
@@ -114,16 +133,31 @@ export class Iproute2Dataplane implements Dataplane {
         if (!failedAt(e, LINE.createBridge)) await this.deleteQuietly(spec.name, 'remove the half-made CNI bridge');
         throw e;
       }
-      this.logger.info({ cni: spec.name, gateway: spec.gateway, mtu: spec.mtu }, 'CNI bridge created');
+      repairs.push(`${spec.name} was missing: created`);
+      // Its own settings were absent a moment ago: they are part of creating it, written without a report line.
+      repairs.push(...drift.filter((d) => d.found !== undefined).map(describeSysctlRepair));
     } else {
       assertOwnCni(current, spec.name);
-      const repair = repairCniScript(spec, current);
-      if (repair.length > 0) {
-        await this.node.batch(repair, { step: `repair the CNI bridge ${spec.name}` });
-        this.logger.warn({ cni: spec.name, fixed: repair.map((l) => l.step) }, 'CNI bridge differed from its record and was repaired');
+      const fixes = repairCniScript(spec, current);
+      if (fixes.length > 0) {
+        await this.node.batch(
+          fixes.map((f) => f.line),
+          { step: `repair the CNI bridge ${spec.name}` },
+        );
+        repairs.push(...fixes.map((f) => f.found));
       }
+      // An optional key that does not exist (IPv6 off in this kernel) is fine as it is.
+      drift = drift.filter((d) => !(d.setting.optional && d.found === undefined));
+      repairs.push(...drift.map(describeSysctlRepair));
     }
-    await writeSysctls(this.nodeNetns, cniSysctls(spec.name), `set forwarding and ${spec.name} settings`);
+    await writeSysctls(
+      this.nodeNetns,
+      drift.map((d) => d.setting),
+      `set forwarding and ${spec.name} settings`,
+    );
+    if (current === null) this.logger.info({ cni: spec.name, gateway: spec.gateway, mtu: spec.mtu, repairs }, 'CNI bridge created');
+    else if (repairs.length > 0) this.logger.warn({ cni: spec.name, repairs }, 'CNI bridge or its settings had drifted and were repaired');
+    return repairs;
   }
 
   async deleteCni(name: IfName): Promise<void> {
@@ -139,15 +173,16 @@ export class Iproute2Dataplane implements Dataplane {
   // ---------------------------------------------------------------------------------------------------
   // Instances
 
-  async createInstance(spec: InstanceSpec): Promise<void> {
+  async createInstance(spec: InstanceSpec): Promise<InstancePlacement> {
     const started = performance.now();
+    let placement: InstancePlacement = {};
     if (spec.kind === 'tap') {
       if (spec.netns !== undefined) {
         throw new InvalidArgumentError('netns', 'a TAP stays on the node as the bridge port of its VM: leave netns out for kind TAP');
       }
       await this.createOnNode(spec, tapScript(spec));
     } else if (spec.kind === 'veth') {
-      if (spec.netns !== undefined) await this.createVethInNamespace(spec, spec.netns);
+      if (spec.netns !== undefined) placement = await this.createVethInNamespace(spec, spec.netns);
       else await this.createOnNode(spec, vethScript(spec));
     } else {
       throw new InvalidArgumentError('kind', `'${String(spec.kind)}' is not an interface kind this backend makes: use veth or tap`);
@@ -156,6 +191,7 @@ export class Iproute2Dataplane implements Dataplane {
       { handle: spec.handle, kind: spec.kind, netns: spec.netns ?? null, ms: Math.round((performance.now() - started) * 10) / 10 },
       'instance interface created',
     );
+    return placement;
   }
 
   /** Runs the node-side script; on failure removes what it made (unless nothing was made) and throws a precise error. */
@@ -170,12 +206,14 @@ export class Iproute2Dataplane implements Dataplane {
 
   /**
    * Two processes: the node-side batch creates the pair with the instance end already in the target
-   * namespace, then one batch inside that namespace names, addresses and routes it.
+   * namespace, then one batch inside that namespace names, addresses and routes it. The namespace's
+   * identity is read (a stat, no process) before the move, so it names the namespace the link went into.
    */
-  private async createVethInNamespace(spec: InstanceSpec, netns: NetnsRef): Promise<void> {
+  private async createVethInNamespace(spec: InstanceSpec, netns: NetnsRef): Promise<InstancePlacement> {
     const target = netnsPath(netns);
+    const netnsId = await readNetnsId(target);
     // Also keeps a numeric name from being read as a PID by iproute2 (it is passed as a path anyway).
-    if (!(await pathExists(target))) throw namespaceMissing(netns, target);
+    if (netnsId === null) throw namespaceMissing(netns, target);
     await this.createOnNode(spec, vethScript(spec, target));
     try {
       await new IpRunner(netns).batch(instanceNamespaceScript(spec), { step: `configure ${spec.handle} in namespace ${netns}` });
@@ -183,6 +221,7 @@ export class Iproute2Dataplane implements Dataplane {
       await this.deleteQuietly(spec.hostIfname, `roll back ${spec.hostIfname}`);
       throw await this.explainNamespaceFailure(spec, netns, e);
     }
+    return { netnsId };
   }
 
   private async explainNodeFailure(spec: InstanceSpec, e: unknown): Promise<unknown> {
@@ -199,7 +238,7 @@ export class Iproute2Dataplane implements Dataplane {
       e.detail.includes('Invalid "netns" value') || (e.failedLine?.id === LINE.createLink && e.detail.includes('Invalid argument'));
     if (spec.netns !== undefined && netnsRefused) {
       const target = netnsPath(spec.netns);
-      if (!(await pathExists(target))) return namespaceMissing(spec.netns, target, e);
+      if ((await readNetnsId(target)) === null) return namespaceMissing(spec.netns, target, e);
       const what = (await isNamespaceFile(target)) ? 'a namespace file, but the kernel refused it as a network namespace' : 'not a namespace file';
       return new FailedPreconditionError(
         `${target} is not a network namespace (it is ${what}): pass a name under /run/netns or a path such as /proc/PID/ns/net`,
@@ -242,6 +281,36 @@ export class Iproute2Dataplane implements Dataplane {
     return { name: link.ifname, ...(link.alias?.startsWith(OWNER_ALIAS_PREFIX) ? { ownerTag: link.alias } : {}) };
   }
 
+  /** One `ip -j -d link show` (-d for the kind); each link also says its kind, master and operstate. */
+  async listOwnedLinks(): Promise<OwnedLink[]> {
+    const json = await this.node.json(['-d', 'link', 'show'], "list nodenet's links");
+    return ownedLinksOf(parseIpLinks(json ?? []));
+  }
+
+  /**
+   * Re-reads the links first (one `ip -j link show`) and deletes only those that still carry nodenet's tag,
+   * in one `ip -force -batch`. Deleting is destructive in a namespace other software shares, and this runs
+   * only when orphans were found, so the read is cheap insurance against a caller's mistake or a name that
+   * changed hands since it was listed. Names not there are fine; untagged ones are skipped with a warning.
+   */
+  async deleteOwnedLinks(names: readonly IfName[]): Promise<void> {
+    if (names.length === 0) return;
+    const links = parseIpLinks((await this.node.json(['link', 'show'], "list nodenet's links before deleting")) ?? []);
+    const { owned, foreign, absent } = classifyForDeletion(names, links);
+    for (const f of foreign) {
+      this.logger.warn({ link: f.name, alias: f.alias ?? null }, "not deleting a link that does not carry nodenet's owner tag");
+    }
+    if (absent.length > 0) this.logger.debug({ links: absent }, 'links to delete were already gone');
+    if (owned.length === 0) return;
+    await this.deleteTolerant(deleteLinksScript(owned, pickUnusedGroup(links)), `delete ${owned.length} orphaned link(s)`);
+    this.logger.info({ links: owned }, 'orphaned links deleted');
+  }
+
+  /** A stat and a statfs of the namespace file (no process); see namespaceAliveAt. */
+  async namespaceAlive(netns: NetnsRef, netnsId: string | undefined): Promise<boolean> {
+    return namespaceAliveAt(netnsPath(netns), netnsId);
+  }
+
   // ---------------------------------------------------------------------------------------------------
   // Helpers
 
@@ -258,10 +327,12 @@ export class Iproute2Dataplane implements Dataplane {
   /** Runs the lines with -force; a missing device is success (deletes are tolerant), anything else throws. */
   private async deleteTolerant(lines: IpLine[], step: string): Promise<void> {
     const failures = await this.node.batch(lines, { step, force: true });
-    const real = failures.find((f) => !DEVICE_MISSING_RE.test(f.message));
-    if (real) {
-      const line = real.line === undefined ? undefined : lines[real.line - 1];
-      throw new InternalError(line?.step ?? step, real.message || 'ip failed without a message');
+    const real = failures.filter((f) => !DEVICE_MISSING_RE.test(f.message));
+    const first = real[0];
+    if (first) {
+      const line = first.line === undefined ? undefined : lines[first.line - 1];
+      const more = real.length > 1 ? ` (and ${real.length - 1} more: ${real.slice(1).map((f) => f.message).join('; ')})` : '';
+      throw new InternalError(line?.step ?? step, `${first.message || 'ip failed without a message'}${more}`);
     }
   }
 
@@ -299,24 +370,4 @@ function namespaceMissing(netns: NetnsRef, path: string, cause?: unknown): NotFo
     `network namespace ${netns} does not exist (${where}): create it first, or pass the path of an existing one such as /proc/PID/ns/net`,
     cause === undefined ? undefined : { cause },
   );
-}
-
-async function pathExists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** The magic number of nsfs, the file system of namespace files (/proc/PID/ns/net and their bind mounts). */
-const NSFS_MAGIC = 0x6e736673;
-
-async function isNamespaceFile(path: string): Promise<boolean> {
-  try {
-    return (await statfs(path)).type === NSFS_MAGIC;
-  } catch {
-    return false;
-  }
 }

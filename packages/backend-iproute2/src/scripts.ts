@@ -2,9 +2,9 @@
  * The `ip -batch` scripts the backend runs, as pure functions of the specs (so tests can read every line).
  * Each line has an `id` the dataplane uses to turn a failure of that line into a precise error.
  */
-import { OWNER_ALIAS_PREFIX, type CniSpec, type IfName, type InstanceRecord, type InstanceSpec } from '@nodenet/core';
+import { OWNER_ALIAS_PREFIX, type CniSpec, type IfName, type InstanceRecord, type InstanceSpec, type LinkState } from '@nodenet/core';
 import type { IpLine } from './ip-batch.js';
-import type { IpLinkWithAddresses } from './ip-json.js';
+import type { IpLink, IpLinkWithAddresses } from './ip-json.js';
 
 /** The alias that marks the CNI bridge as nodenet's. */
 export const CNI_OWNER_ALIAS = `${OWNER_ALIAS_PREFIX}cni`;
@@ -34,6 +34,8 @@ export const LINE = {
   loopbackUp: 'loopback-up',
   defaultRoute: 'default-route',
   deleteLink: 'delete-link',
+  groupLink: 'group-link',
+  deleteGroup: 'delete-group',
   flushNeighbour: 'flush-neighbour',
 } as const;
 
@@ -68,17 +70,31 @@ function cniAddressLine(spec: CniSpec): IpLine {
   };
 }
 
+/** One thing an existing CNI bridge had wrong: what was found (a repair line for the caller) and the fix. */
+export interface CniRepair {
+  /** Human-readable, e.g. `address 198.19.1.1/24 was missing on nodenet0: added`. */
+  readonly found: string;
+  readonly line: IpLine;
+}
+
 /**
- * The lines that bring an existing nodenet bridge to the spec (empty when it matches): MAC, MTU, exactly one
- * IPv4 address (the gateway's), up. The link must already be known to be nodenet's.
+ * What brings an existing nodenet bridge to the spec (empty when it matches): MAC, MTU, exactly one IPv4
+ * address (the gateway's), up. The link must already be known to be nodenet's.
  */
-export function repairCniScript(spec: CniSpec, current: IpLinkWithAddresses): IpLine[] {
-  const lines: IpLine[] = [];
+export function repairCniScript(spec: CniSpec, current: IpLinkWithAddresses): CniRepair[] {
+  const repairs: CniRepair[] = [];
+  const name = spec.name;
   if (current.address?.toLowerCase() !== spec.mac.toLowerCase()) {
-    lines.push({ id: LINE.bridgeMac, args: ['link', 'set', 'dev', spec.name, 'address', spec.mac], step: `set MAC ${spec.mac} on ${spec.name}` });
+    repairs.push({
+      found: `MAC of ${name} was ${current.address ?? 'unset'}: set to ${spec.mac}`,
+      line: { id: LINE.bridgeMac, args: ['link', 'set', 'dev', name, 'address', spec.mac], step: `set MAC ${spec.mac} on ${name}` },
+    });
   }
   if (current.mtu !== spec.mtu) {
-    lines.push({ id: LINE.bridgeMtu, args: ['link', 'set', 'dev', spec.name, 'mtu', String(spec.mtu)], step: `set MTU ${spec.mtu} on ${spec.name}` });
+    repairs.push({
+      found: `MTU of ${name} was ${current.mtu}: set to ${spec.mtu}`,
+      line: { id: LINE.bridgeMtu, args: ['link', 'set', 'dev', name, 'mtu', String(spec.mtu)], step: `set MTU ${spec.mtu} on ${name}` },
+    });
   }
   let hasGateway = false;
   for (const a of current.addresses) {
@@ -89,13 +105,21 @@ export function repairCniScript(spec: CniSpec, current: IpLinkWithAddresses): Ip
     }
     // Another IPv4 address on nodenet's own bridge is a leftover (e.g. a gateway from an older record).
     const cidr = `${a.local}/${a.prefixlen}`;
-    lines.push({ id: LINE.bridgeStaleAddress, args: ['address', 'del', cidr, 'dev', spec.name], step: `remove stale address ${cidr} from ${spec.name}` });
+    repairs.push({
+      found: `stale address ${cidr} was on ${name}: removed`,
+      line: { id: LINE.bridgeStaleAddress, args: ['address', 'del', cidr, 'dev', name], step: `remove stale address ${cidr} from ${name}` },
+    });
   }
-  if (!hasGateway) lines.push(cniAddressLine(spec));
+  if (!hasGateway) {
+    repairs.push({ found: `address ${spec.gateway}/${spec.subnet.prefixLength} was missing on ${name}: added`, line: cniAddressLine(spec) });
+  }
   if (!current.flags.includes('UP')) {
-    lines.push({ id: LINE.bridgeUp, args: ['link', 'set', 'dev', spec.name, 'up'], step: `bring ${spec.name} up` });
+    repairs.push({
+      found: `${name} was down: brought up`,
+      line: { id: LINE.bridgeUp, args: ['link', 'set', 'dev', name, 'up'], step: `bring ${name} up` },
+    });
   }
-  return lines;
+  return repairs;
 }
 
 /**
@@ -189,4 +213,80 @@ export function deleteInstanceScript(record: Pick<InstanceRecord, 'hostIfname' |
 
 export function deleteLinkScript(name: IfName | string): IpLine[] {
   return [{ id: LINE.deleteLink, args: ['link', 'del', 'dev', name], step: `delete ${name}` }];
+}
+
+/** A link in the node namespace that carries nodenet's owner tag, with what is cheap to tell about it. */
+export interface OwnedLink extends LinkState {
+  readonly ownerTag: string;
+  /** `bridge`, `veth`, `tun`, `vxlan`, ... (from `ip -d`). */
+  readonly kind?: string;
+  /** The bridge it is a port of. */
+  readonly master?: string;
+  /** The kernel's operstate (`UP`, `DOWN`, `LOWERLAYERDOWN`, ...). */
+  readonly operstate?: string;
+}
+
+/** The links whose alias starts with nodenet's owner prefix. */
+export function ownedLinksOf(links: readonly IpLink[]): OwnedLink[] {
+  return links.flatMap((l) =>
+    l.alias?.startsWith(OWNER_ALIAS_PREFIX)
+      ? [
+          {
+            name: l.ifname,
+            ownerTag: l.alias,
+            ...(l.linkinfo?.kind === undefined ? {} : { kind: l.linkinfo.kind }),
+            ...(l.master === undefined ? {} : { master: l.master }),
+            ...(l.operstate === undefined ? {} : { operstate: l.operstate }),
+          },
+        ]
+      : [],
+  );
+}
+
+/** Names asked for deletion, sorted by what the kernel shows now. */
+export interface OwnedLinkDeletion {
+  /** Present and tagged as nodenet's: to delete. */
+  readonly owned: string[];
+  /** Present without nodenet's tag: refused (a caller's mistake or a name reused by someone else). */
+  readonly foreign: { readonly name: string; readonly alias: string | undefined }[];
+  /** Not there (already gone, e.g. with the other end of its veth): nothing to do. */
+  readonly absent: string[];
+}
+
+export function classifyForDeletion(names: readonly string[], links: readonly IpLink[]): OwnedLinkDeletion {
+  const byName = new Map(links.map((l) => [l.ifname, l]));
+  const result: OwnedLinkDeletion = { owned: [], foreign: [], absent: [] };
+  for (const name of new Set(names)) {
+    const link = byName.get(name);
+    if (link === undefined) result.absent.push(name);
+    else if (link.alias?.startsWith(OWNER_ALIAS_PREFIX)) result.owned.push(name);
+    else result.foreign.push({ name, alias: link.alias });
+  }
+  return result;
+}
+
+/** Where nodenet looks for a link group no link uses (`nn` in ASCII, then the next numbers). */
+export const DELETE_GROUP_BASE = 0x6e6e0000;
+
+/** A link group number none of `links` is in (groups shown by name are skipped: their number is unknown). */
+export function pickUnusedGroup(links: readonly IpLink[]): number {
+  const used = new Set(links.map((l) => l.group));
+  let group = DELETE_GROUP_BASE;
+  while (used.has(String(group))) group++;
+  return group;
+}
+
+/**
+ * Deletes several links at once. Deleting links one by one costs the kernel a synchronisation each
+ * (measured: ~16 ms per link, 3.3 s for 200 TAPs); moving them into one otherwise unused link group and
+ * deleting the group unregisters them together (~50 ms for 200). A single link is deleted directly. Run
+ * with `-force`: a link already gone fails its own line only, and the group delete then finds the rest.
+ */
+export function deleteLinksScript(names: readonly string[], unusedGroup: number): IpLine[] {
+  if (names.length === 1) return deleteLinkScript(names[0]!);
+  const group = String(unusedGroup);
+  return [
+    ...names.map((name): IpLine => ({ id: LINE.groupLink, args: ['link', 'set', 'dev', name, 'group', group], step: `mark ${name} for deletion (link group ${group})` })),
+    { id: LINE.deleteGroup, args: ['link', 'del', 'group', group], step: `delete ${names.length} links (link group ${group})` },
+  ];
 }

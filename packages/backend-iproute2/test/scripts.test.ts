@@ -48,10 +48,12 @@ describe('CNI scripts', () => {
 
   it('adds a missing address and brings a down bridge up', () => {
     const broken = { ...healthy, flags: ['BROADCAST', 'MULTICAST'], addresses: [] };
-    expect(text(repairCniScript(cniSpec, broken))).toEqual([
+    const repairs = repairCniScript(cniSpec, broken);
+    expect(text(repairs.map((r) => r.line))).toEqual([
       'address add 198.19.1.1/24 broadcast + dev nodenet0',
       'link set dev nodenet0 up',
     ]);
+    expect(repairs.map((r) => r.found)).toEqual(['address 198.19.1.1/24 was missing on nodenet0: added', 'nodenet0 was down: brought up']);
   });
 
   it('fixes MAC and MTU and replaces a stale address (same address, other prefix too)', () => {
@@ -64,13 +66,22 @@ describe('CNI scripts', () => {
         { family: 'inet', local: '198.19.9.1', prefixlen: 24, secondary: false },
       ],
     };
-    expect(text(repairCniScript(cniSpec, drifted))).toEqual([
+    const repairs = repairCniScript(cniSpec, drifted);
+    expect(text(repairs.map((r) => r.line))).toEqual([
       'link set dev nodenet0 address 02:6e:c6:13:01:01',
       'link set dev nodenet0 mtu 1450',
       'address del 198.19.1.1/16 dev nodenet0',
       'address del 198.19.9.1/24 dev nodenet0',
       'address add 198.19.1.1/24 broadcast + dev nodenet0',
     ]);
+    expect(repairs.map((r) => r.found)).toEqual([
+      'MAC of nodenet0 was aa:bb:cc:dd:ee:ff: set to 02:6e:c6:13:01:01',
+      'MTU of nodenet0 was 1500: set to 1450',
+      'stale address 198.19.1.1/16 was on nodenet0: removed',
+      'stale address 198.19.9.1/24 was on nodenet0: removed',
+      'address 198.19.1.1/24 was missing on nodenet0: added',
+    ]);
+    expect(repairs.map((r) => r.line.id)).toEqual([LINE.bridgeMac, LINE.bridgeMtu, LINE.bridgeStaleAddress, LINE.bridgeStaleAddress, LINE.bridgeAddress]);
   });
 });
 
