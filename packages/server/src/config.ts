@@ -53,6 +53,8 @@ export interface DaemonConfig {
   };
   readonly ovs: { readonly db: string; readonly runDir: string; readonly datapathType: 'system' | 'netdev' };
   readonly logLevel: LogLevel;
+  /** How often the daemon compares what it owns with what it recorded and repairs drift. */
+  readonly reconcileIntervalSeconds: number;
 }
 
 export const DEFAULT_LISTEN = 'unix:///run/nodenet/nodenet.sock';
@@ -242,6 +244,7 @@ const configSchema = z.strictObject({
     })
     .prefault({}),
   logLevel: oneOf(LOG_LEVELS).default('info'),
+  reconcileIntervalSeconds: intIn(1, 86400).default(30),
 });
 
 type ParsedConfig = z.output<typeof configSchema>;
@@ -385,8 +388,8 @@ function crossCheck(c: ParsedConfig, backends: readonly string[]): { key: string
   if (c.listen.kind === 'unix' && c.tls) {
     problems.push({ key: 'tls', message: `tls applies to a TCP listen address, but listen is ${c.listen.uri}: remove tls or listen on HOST:PORT` });
   }
-  if (c.membership.type === 'etcd') {
-    problems.push({ key: 'membership.type', message: 'etcd membership is not available in this build yet: use static' });
+  if (c.membership.type === 'etcd' && c.membership.peers.length > 0) {
+    problems.push({ key: 'membership.peers', message: 'peers are for static membership; with type etcd the nodes find each other in etcd: remove peers or use type static' });
   }
   const names = new Map<string, number>();
   c.membership.peers.forEach((p, i) => {
@@ -435,5 +438,6 @@ export function configSummary(c: DaemonConfig): Record<string, unknown> {
     overlay: c.overlay,
     membership: { type: c.membership.type, peers: c.membership.peers.map((p) => ({ name: p.name, underlayAddress: p.underlayAddress, subnet: p.subnet.toString() })) },
     logLevel: c.logLevel,
+    reconcileIntervalSeconds: c.reconcileIntervalSeconds,
   };
 }

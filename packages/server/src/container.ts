@@ -4,8 +4,9 @@
  */
 import 'reflect-metadata';
 import { container as rootContainer, instanceCachingFactory, type DependencyContainer, type InjectionToken } from 'tsyringe';
-import type { Dataplane, Logger, PacketFilter, StateStore } from '@nodenet/core';
-import { Iproute2Dataplane } from '@nodenet/backend-iproute2';
+import { StaticMembership, type Dataplane, type HostInfo, type Logger, type Membership, type Overlay, type PacketFilter, type StateStore } from '@nodenet/core';
+import { Iproute2Dataplane, Iproute2Overlay, OVERLAY_DEVICE } from '@nodenet/backend-iproute2';
+import { EtcdMembership } from '@nodenet/membership-etcd';
 import { NftPacketFilter } from '@nodenet/nftables';
 import { FileStateStore } from '@nodenet/state';
 import type { DaemonConfig } from './config.js';
@@ -15,25 +16,49 @@ export interface BackendContext {
   readonly logger: Logger;
 }
 
-export type BackendFactory = (context: BackendContext) => Dataplane;
+/** A dataplane backend: its Dataplane, and its Overlay once the host's underlay is known. */
+export interface Backend {
+  readonly dataplane: Dataplane;
+  createOverlay(host: HostInfo): Overlay;
+  /** Links the backend owns that are not instances' (never treated as orphans). */
+  readonly infrastructureLinks: readonly string[];
+}
+
+export type BackendFactory = (context: BackendContext) => Backend;
 
 /** The dataplane backends by the name the config's `backend` selects. Adding a backend is one entry here. */
 export const BACKENDS: Readonly<Record<string, BackendFactory>> = {
-  iproute2: ({ logger }) => new Iproute2Dataplane({ logger }),
+  iproute2: ({ config, logger }) => ({
+    dataplane: new Iproute2Dataplane({ logger }),
+    createOverlay: (host) => new Iproute2Overlay({ mode: config.overlay.mode, vni: config.overlay.vni, port: config.overlay.port, host, logger }),
+    infrastructureLinks: [OVERLAY_DEVICE],
+  }),
 };
+
+/** Membership by the config's `membership.type`. */
+export function createMembership(config: DaemonConfig, logger: Logger): Membership {
+  if (config.membership.type === 'etcd') {
+    const { endpoints, prefix, leaseTtlSeconds } = config.membership.etcd;
+    return new EtcdMembership({ endpoints, prefix, leaseTtlSeconds, nodeName: config.nodeName, logger });
+  }
+  return new StaticMembership(config.membership.peers);
+}
 
 export const BACKEND_NAMES: readonly string[] = Object.keys(BACKENDS);
 
 export const TOKENS = {
   config: Symbol('DaemonConfig') as InjectionToken<DaemonConfig>,
   logger: Symbol('Logger') as InjectionToken<Logger>,
-  dataplane: Symbol('Dataplane') as InjectionToken<Dataplane>,
+  backend: Symbol('Backend') as InjectionToken<Backend>,
+  membership: Symbol('Membership') as InjectionToken<Membership>,
   packetFilter: Symbol('PacketFilter') as InjectionToken<PacketFilter>,
   stateStore: Symbol('StateStore') as InjectionToken<StateStore>,
 } as const;
 
 export interface Adapters {
+  readonly backend: Backend;
   readonly dataplane: Dataplane;
+  readonly membership: Membership;
   readonly packetFilter: PacketFilter;
   readonly store: StateStore;
 }
@@ -48,8 +73,11 @@ export function createContainer(config: DaemonConfig, logger: Logger & { child(b
   const c = rootContainer.createChildContainer();
   c.register(TOKENS.config, { useValue: config });
   c.register(TOKENS.logger, { useValue: logger });
-  c.register(TOKENS.dataplane, {
+  c.register(TOKENS.backend, {
     useFactory: instanceCachingFactory((d) => backend({ config: d.resolve(TOKENS.config), logger: logger.child({ component: 'dataplane', backend: config.backend }) })),
+  });
+  c.register(TOKENS.membership, {
+    useFactory: instanceCachingFactory((d) => createMembership(d.resolve(TOKENS.config), logger.child({ component: 'membership', type: config.membership.type }))),
   });
   c.register(TOKENS.packetFilter, {
     useFactory: instanceCachingFactory(() => new NftPacketFilter({ logger: logger.child({ component: 'nftables' }) })),
@@ -61,8 +89,11 @@ export function createContainer(config: DaemonConfig, logger: Logger & { child(b
 }
 
 export function resolveAdapters(c: DependencyContainer): Adapters {
+  const backend = c.resolve(TOKENS.backend);
   return {
-    dataplane: c.resolve(TOKENS.dataplane),
+    backend,
+    dataplane: backend.dataplane,
+    membership: c.resolve(TOKENS.membership),
     packetFilter: c.resolve(TOKENS.packetFilter),
     store: c.resolve(TOKENS.stateStore),
   };

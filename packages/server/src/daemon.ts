@@ -12,17 +12,11 @@ import { Server, ServerCredentials, type ServerWritableStream } from '@grpc/grpc
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
-import { NetworkService, networkProtoPath } from '@nodenet/api';
-import {
-  NodeNetwork,
-  Subnet,
-  isNodenetError,
-  type CniSpec,
-  type Dataplane,
-  type FilterBase,
-  type HostInfo,
-  type PeerSubnet,
-} from '@nodenet/core';
+import { NetworkAdminService, NetworkService, networkProtoPath } from '@nodenet/api';
+import { checkHostGwPeer } from '@nodenet/backend-iproute2';
+import { NodeNetwork, PeerSync, isNodenetError, type Dataplane, type HostInfo, type PeerSubnet } from '@nodenet/core';
+import { createAdminServer } from './admin-server.js';
+import { ClusterLink, ReconcileLoop } from './cluster-link.js';
 import { ConfigError, configSummary, type DaemonConfig } from './config.js';
 import { createContainer, resolveAdapters, type Adapters } from './container.js';
 import { createLogger, type DaemonLogger } from './logger.js';
@@ -85,22 +79,42 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
   const adapters = resolveAdapters(container);
   let network: NodeNetwork;
   let host: HostInfo;
+  let cluster: ClusterLink;
   try {
     host = await probeHost(adapters.dataplane, config);
-    const peers: PeerSubnet[] = config.membership.peers.map((p) => ({ name: p.name, subnet: p.subnet }));
+    checkStaticPeers(config, host);
+    const overlay = adapters.backend.createOverlay(host);
+    const sync = new PeerSync(
+      overlay,
+      // Only once the CNI (and so the filter's table) exists does the cluster set mean anything.
+      async (subnets) => {
+        if (network.cniRecord) await adapters.packetFilter.setClusterSubnets(subnets);
+      },
+      logger.child({ component: 'cluster' }),
+    );
+    cluster = new ClusterLink(config, host, adapters.membership, sync, logger.child({ component: 'cluster' }));
     network = new NodeNetwork({
       dataplane: adapters.dataplane,
       packetFilter: adapters.packetFilter,
       store: adapters.store,
       host,
       reservedPorts: reservedPortsOf(config),
-      overlayOverhead: config.overlay.mode === 'vxlan' ? VXLAN_OVERHEAD : 0,
-      peers: () => peers,
+      overlayOverhead: overlay.overhead,
+      peers: () => sync.validPeers().map((p): PeerSubnet => ({ name: p.name, subnet: p.subnet })),
+      joinCluster: (subnet) => cluster.join(subnet),
+      infrastructureLinks: adapters.backend.infrastructureLinks,
       logger: logger.child({ component: 'core' }),
     });
     await step('load the state', () => network.load());
-    await restoreCni(network, adapters, peers, logger);
+    await cluster.start();
+    const started = performance.now();
+    const report = await step('restore the node', () => network.restore());
+    logger.info(
+      { event: 'restored', cni: network.cniRecord?.name ?? null, subnet: network.cniRecord?.subnet ?? null, instances: network.listInstances().length, repairs: report.repairs, errors: report.errors, durationMs: Math.round(performance.now() - started) },
+      report.repairs.length > 0 ? `restored: ${report.repairs.length} repairs` : 'restored: nothing to repair',
+    );
   } catch (e) {
+    await cluster!?.stop().catch(() => undefined);
     await closeAdapters(adapters, logger);
     throw e;
   }
@@ -109,6 +123,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
   const health = new HealthImplementation(Object.fromEntries(HEALTH_SERVICES.map((s) => [s, 'NOT_SERVING' as const])));
   const server = new Server();
   server.addService(NetworkService, createNetworkServer(network, logger, inFlight));
+  server.addService(NetworkAdminService, createAdminServer({ network, cluster, config, host, dataplane: adapters.dataplane }, logger, inFlight));
   const healthWatches = addHealthService(server, health);
   new ReflectionService(reflectionPackage).addToServer(server);
   try {
@@ -123,6 +138,9 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
     { event: 'ready', listen: config.listen.uri, backend: config.backend, underlay: host.underlayAddress, cni: network.cniRecord?.name ?? null, instances: network.listInstances().length },
     `serving on ${config.listen.uri}`,
   );
+
+  const reconciler = new ReconcileLoop(network, cluster, config.reconcileIntervalSeconds * 1000, logger.child({ component: 'reconcile' }));
+  reconciler.start();
 
   let stopping: Promise<StopResult> | undefined;
   let forceNow: (() => void) | undefined;
@@ -154,6 +172,8 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
             done(false);
           });
         });
+        await reconciler.stop();
+        await cluster.stop();
         await closeAdapters(adapters, logger);
         if (config.listen.kind === 'unix') {
           await removeSocket(config.listen.path).catch((e: unknown) => logger.warn({ err: String(e) }, 'removing the socket failed'));
@@ -226,6 +246,20 @@ async function probeHost(dataplane: Dataplane, config: DaemonConfig): Promise<Ho
   }
 }
 
+/** host-gw needs every static peer on this node's L2 segment: refuse the start otherwise, naming the peer. */
+function checkStaticPeers(config: DaemonConfig, host: HostInfo): void {
+  if (config.overlay.mode !== 'host-gw') return;
+  const problems: string[] = [];
+  config.membership.peers.forEach((peer, i) => {
+    try {
+      checkHostGwPeer(host, peer);
+    } catch (e) {
+      problems.push(`config: membership.peers[${i}].underlayAddress: ${(e as Error).message}`);
+    }
+  });
+  if (problems.length > 0) throw new ConfigError(problems);
+}
+
 /** The ports no instance may publish, each with the reason given to the client. */
 export function reservedPortsOf(config: DaemonConfig): Map<number, string> {
   const reserved = new Map<number, string>();
@@ -233,19 +267,6 @@ export function reservedPortsOf(config: DaemonConfig): Map<number, string> {
   if (config.overlay.mode === 'vxlan') reserved.set(config.overlay.port, "the overlay's UDP port");
   if (config.listen.kind === 'tcp') reserved.set(config.listen.port, "the daemon's gRPC port");
   return reserved;
-}
-
-/** A recorded CNI is converged again (after a daemon restart it is a no-op; after a reboot it recreates it). */
-async function restoreCni(network: NodeNetwork, adapters: Adapters, peers: readonly PeerSubnet[], logger: DaemonLogger): Promise<void> {
-  const cni = network.cniRecord;
-  if (!cni) return;
-  const subnet = Subnet.of(cni.subnet);
-  const spec: CniSpec = { name: cni.name, gateway: cni.gateway, subnet, mtu: cni.mtu, mac: cni.mac };
-  const base: FilterBase = { cniName: cni.name, subnet, gateway: cni.gateway, clusterSubnets: [subnet, ...peers.map((p) => p.subnet)] };
-  const started = performance.now();
-  await step('restore the CNI bridge', () => adapters.dataplane.ensureCni(spec));
-  await step("restore the CNI's packet-filter table", () => adapters.packetFilter.ensureBase(base));
-  logger.info({ event: 'restored', cni: cni.name, subnet: cni.subnet, durationMs: Math.round(performance.now() - started) }, 'CNI restored');
 }
 
 async function closeAdapters(adapters: Adapters, logger: DaemonLogger): Promise<void> {

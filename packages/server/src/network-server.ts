@@ -87,10 +87,10 @@ export class InFlight {
   }
 }
 
-export function createNetworkServer(network: NodeNetwork, logger: DaemonLogger, inFlight = new InFlight()): NetworkServer {
+/** Wraps a handler with the request id, the log line and the error mapping every RPC gets. */
+export function unaryHandlers(logger: DaemonLogger, inFlight: InFlight) {
   const rpcLogger = logger.child({ component: 'rpc' });
-
-  function unary<Req, Res>(method: string, handle: (req: Req) => Promise<Res>) {
+  return function unary<Req, Res>(method: string, handle: (req: Req) => Promise<Res>) {
     return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
       const started = process.hrtime.bigint();
       const reqId = requestIdOf(call.metadata);
@@ -115,7 +115,11 @@ export function createNetworkServer(network: NodeNetwork, logger: DaemonLogger, 
         }
       });
     };
-  }
+  };
+}
+
+export function createNetworkServer(network: NodeNetwork, logger: DaemonLogger, inFlight = new InFlight()): NetworkServer {
+  const unary = unaryHandlers(logger, inFlight);
 
   return {
     createContainerNetworkInterface: unary(

@@ -35,7 +35,7 @@ describe('parseCommandLine', () => {
     }
     for (const key of [
       'nodeName:', 'underlayAddress:', 'listen:', 'insecure:', 'tls:', 'cert:', 'key:', 'ca:', 'backend:', 'stateDir:', 'reservedPorts:',
-      'overlay:', 'mode:', 'vni:', 'port:', 'membership:', 'type:', 'peers:', 'etcd:', 'endpoints:', 'prefix:', 'leaseTtlSeconds:',
+      'overlay:', 'mode:', 'vni:', 'port:', 'membership:', 'type:', 'peers:', 'etcd:', 'endpoints:', 'prefix:', 'leaseTtlSeconds:', 'reconcileIntervalSeconds:',
       'ovs:', 'db:', 'runDir:', 'datapathType:', 'logLevel:',
     ]) {
       expect(out).toContain(key);

@@ -154,8 +154,16 @@ describe('cross-key rules', () => {
     expect(p).toBe("config: backend: unknown backend 'ovs2': valid backends are iproute2");
   });
 
-  it('refuses etcd membership while it is not built', () => {
-    expect(problemsOf({ membership: { type: 'etcd' } })[0]).toMatch(/^config: membership\.type: etcd membership is not available/);
+  it('accepts etcd membership, and refuses static peers with it', () => {
+    expect(parseConfig({ membership: { type: 'etcd' } }, { backends }).membership.type).toBe('etcd');
+    const peers = [{ name: 'n2', underlayAddress: '198.18.0.2', subnet: '198.19.2.0/24' }];
+    expect(problemsOf({ membership: { type: 'etcd', peers } })[0]).toMatch(/^config: membership\.peers: peers are for static membership/);
+  });
+
+  it('takes reconcileIntervalSeconds, default 30', () => {
+    expect(problemsOf({ reconcileIntervalSeconds: 0 })[0]).toMatch(/^config: reconcileIntervalSeconds: must be an integer/);
+    expect(parseConfig({ reconcileIntervalSeconds: 5 }, { backends }).reconcileIntervalSeconds).toBe(5);
+    expect(parseConfig({}, { backends }).reconcileIntervalSeconds).toBe(30);
   });
 
   it('checks peers against each other and this node', () => {

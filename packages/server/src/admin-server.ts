@@ -1,0 +1,126 @@
+/**
+ * The `network.NetworkAdmin` extension service: inspect the node (CNI, interfaces with their kernel state,
+ * peers, last reconcile) and manage static peers at run time.
+ */
+import {
+  InterfaceKind,
+  Protocol,
+  type Empty,
+  type InspectRequest,
+  type InspectResponse,
+  type InterfaceInfo,
+  type ListPeersResponse,
+  type NetworkAdminServer,
+  type Peer,
+  type PeerStatus,
+  type RemovePeerRequest,
+} from '@nodenet/api';
+import {
+  FailedPreconditionError,
+  StaticMembership,
+  parseNodeName,
+  parseNodeRecord,
+  Subnet,
+  type Dataplane,
+  type HostInfo,
+  type NodeNetwork,
+  type NodeRecord,
+} from '@nodenet/core';
+import { checkHostGwPeer } from '@nodenet/backend-iproute2';
+import type { ClusterLink } from './cluster-link.js';
+import type { DaemonConfig } from './config.js';
+import type { DaemonLogger } from './logger.js';
+import { unaryHandlers, type InFlight } from './network-server.js';
+
+export interface AdminContext {
+  readonly network: NodeNetwork;
+  readonly cluster: ClusterLink;
+  readonly config: DaemonConfig;
+  readonly host: HostInfo;
+  readonly dataplane: Dataplane;
+}
+
+export function createAdminServer(ctx: AdminContext, logger: DaemonLogger, inFlight: InFlight): NetworkAdminServer {
+  const unary = unaryHandlers(logger, inFlight);
+
+  const peerStatuses = (): PeerStatus[] => {
+    const programmed = new Set(ctx.cluster.sync.current().map((p) => p.name));
+    return ctx.cluster.membership.peers().map((p) => ({ peer: toPeer(p), programmed: programmed.has(p.name) }));
+  };
+
+  const staticMembership = (): StaticMembership => {
+    const m = ctx.cluster.membership;
+    if (!(m instanceof StaticMembership)) {
+      throw new FailedPreconditionError(`membership is ${m.type}: peers come from etcd; AddPeer and RemovePeer are for static membership`);
+    }
+    return m;
+  };
+
+  return {
+    inspect: unary('Inspect', async (_req: InspectRequest): Promise<InspectResponse> => {
+      const present = new Set((await ctx.dataplane.listOwnedLinks()).map((l) => l.name));
+      const cni = ctx.network.cniRecord;
+      const report = ctx.network.lastReconcile;
+      const interfaces: InterfaceInfo[] = ctx.network.listInstances().map((r) => ({
+        interfaceName: r.handle,
+        hostInterfaceName: r.hostIfname,
+        kind: r.kind === 'tap' ? InterfaceKind.TAP : InterfaceKind.VETH,
+        ipAddress: r.address,
+        portMappings: r.ports.map((m) => ({ hostPort: m.hostPort, instancePort: m.instancePort, protocol: m.protocol === 'tcp' ? Protocol.TCP : Protocol.UDP })),
+        ...(r.netns ? { netns: r.netns } : {}),
+        ...(r.ifname ? { ifname: r.ifname } : {}),
+        macAddress: r.mac,
+        mtu: r.mtu,
+        state: present.has(r.hostIfname) ? 'present' : 'missing',
+        createdAt: r.createdAt,
+      }));
+      return {
+        nodeName: ctx.config.nodeName,
+        underlayAddress: ctx.host.underlayAddress,
+        backend: ctx.config.backend,
+        overlayMode: ctx.config.overlay.mode,
+        ...(cni ? { cni: { name: cni.name, gateway: cni.gateway, subNetwork: cni.subnet, mtu: cni.mtu, macAddress: cni.mac } } : {}),
+        interfaces,
+        peers: peerStatuses(),
+        ...(report
+          ? { lastReconcile: { startedAt: report.startedAt, durationMs: report.durationMs, repairs: [...report.repairs], errors: [...report.errors] } }
+          : {}),
+      };
+    }),
+    addPeer: unary('AddPeer', async (req: Peer): Promise<Empty> => {
+      const membership = staticMembership();
+      const peer = parseNodeRecord({ name: req.name, underlayAddress: req.underlayAddress, subnet: req.subnet }, 'peer');
+      checkPeerAgainstNode(peer, ctx);
+      await membership.addPeer(peer);
+      await ctx.cluster.sync.update(membership.peers());
+      return {};
+    }),
+    removePeer: unary('RemovePeer', async (req: RemovePeerRequest): Promise<Empty> => {
+      const membership = staticMembership();
+      await membership.removePeer(parseNodeName(req.name, 'name'));
+      await ctx.cluster.sync.update(membership.peers());
+      return {};
+    }),
+    listPeers: unary('ListPeers', async (_req: Empty): Promise<ListPeersResponse> => ({ peers: peerStatuses(), membership: ctx.cluster.membership.type })),
+  };
+}
+
+/** A peer must not be this node, nor overlap its subnet or its underlay network. */
+function checkPeerAgainstNode(peer: NodeRecord, ctx: AdminContext): void {
+  if (peer.name === ctx.config.nodeName) throw new FailedPreconditionError(`peer ${peer.name} is this node's own name`);
+  if (peer.underlayAddress === ctx.host.underlayAddress) throw new FailedPreconditionError(`peer ${peer.name}: ${peer.underlayAddress} is this node's own underlay address`);
+  const cni = ctx.network.cniRecord;
+  if (cni && Subnet.of(cni.subnet).overlaps(peer.subnet)) {
+    throw new FailedPreconditionError(`peer ${peer.name}: subnet ${peer.subnet} overlaps this node's subnet ${cni.subnet}`);
+  }
+  for (const local of ctx.host.localNetworks) {
+    if (local.subnet.overlaps(peer.subnet)) {
+      throw new FailedPreconditionError(`peer ${peer.name}: subnet ${peer.subnet} overlaps ${local.subnet}, the network of ${local.interface} on this node`);
+    }
+  }
+  if (ctx.config.overlay.mode === 'host-gw') checkHostGwPeer(ctx.host, peer);
+}
+
+function toPeer(p: NodeRecord): Peer {
+  return { name: p.name, underlayAddress: p.underlayAddress, subnet: p.subnet.toString() };
+}

@@ -1,0 +1,115 @@
+/**
+ * The daemon's link to the cluster: membership (static or etcd) feeding the overlay through PeerSync, the
+ * join of this node once its CNI exists, and the periodic reconcile loop that keeps node and overlay as
+ * recorded. Membership that cannot be reached (etcd down) never stops the node serving its own instances:
+ * it is retried in the background.
+ */
+import { UnavailableError, asNodenetError, type HostInfo, type Logger, type Membership, type NodeNetwork, type NodeRecord, type PeerSync, type Subnet } from '@nodenet/core';
+import type { DaemonConfig } from './config.js';
+
+const RETRY_MS = 2000;
+
+export class ClusterLink {
+  private started = false;
+  private self: NodeRecord | null = null;
+  private joined = false;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private stopped = false;
+
+  constructor(
+    private readonly config: DaemonConfig,
+    private readonly host: HostInfo,
+    readonly membership: Membership,
+    readonly sync: PeerSync,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Starts membership; when it cannot be reached, keeps retrying in the background. */
+  async start(): Promise<void> {
+    try {
+      await this.membership.start((peers) => {
+        void this.sync.update(peers);
+      });
+      this.started = true;
+      this.logger.info({ event: 'membership-started', type: this.membership.type, peers: this.membership.peers().length }, 'membership started');
+    } catch (e) {
+      this.logger.error({ event: 'membership-unavailable', err: asNodenetError(e, 'start membership').message }, 'membership unavailable: retrying in the background');
+      this.scheduleRetry();
+    }
+  }
+
+  /** Announces this node's subnet and programs the overlay (CreateContainerNetworkInterface, and restore). */
+  async join(subnet: Subnet): Promise<void> {
+    const self: NodeRecord = { name: this.config.nodeName, underlayAddress: this.host.underlayAddress, subnet };
+    this.self = self;
+    if (!this.started) {
+      if (this.config.membership.type === 'etcd') {
+        // Refuse rather than risk taking a subnet another live node holds.
+        throw new UnavailableError(`etcd at ${this.config.membership.etcd.endpoints.join(', ')} is not reachable: cannot check that ${subnet} is free; retry when etcd is up`);
+      }
+    }
+    await this.membership.announce(self);
+    await this.sync.setSelf(self);
+    this.joined = true;
+    this.logger.info({ event: 'joined', subnet: String(subnet), underlay: self.underlayAddress }, 'joined the cluster');
+  }
+
+  /** One reconcile pass of the cluster side: rejoin if needed, re-apply peers, remove stale overlay entries. */
+  async resync(): Promise<readonly string[]> {
+    if (this.self && !this.joined && this.started) await this.join(this.self.subnet);
+    return this.sync.resync();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    await this.membership.stop();
+  }
+
+  private scheduleRetry(): void {
+    if (this.stopped) return;
+    this.retryTimer = setTimeout(() => {
+      void (async () => {
+        await this.start();
+        if (this.started && this.self && !this.joined) {
+          await this.join(this.self.subnet).catch((e: unknown) => this.logger.error({ err: asNodenetError(e, 'join').message }, 'could not join the cluster'));
+        }
+      })();
+    }, RETRY_MS);
+  }
+}
+
+/** Runs a reconcile pass of the node and of the cluster link every interval. */
+export class ReconcileLoop {
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+
+  constructor(
+    private readonly network: NodeNetwork,
+    private readonly cluster: ClusterLink,
+    private readonly intervalMs: number,
+    private readonly logger: Logger,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => {
+      if (!this.running) this.running = this.pass().finally(() => (this.running = null));
+    }, this.intervalMs);
+    this.timer.unref();
+  }
+
+  async pass(): Promise<void> {
+    await this.network.reconcile();
+    try {
+      const removed = await this.cluster.resync();
+      for (const r of removed) this.logger.warn({ event: 'repair', repair: r }, `repaired: ${r}`);
+    } catch (e) {
+      this.logger.error({ event: 'reconcile-error', err: asNodenetError(e, 'resync the overlay').message }, 'overlay resync failed');
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await this.running;
+  }
+}
