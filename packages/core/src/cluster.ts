@@ -50,6 +50,8 @@ export interface Overlay {
   ensurePeer(peer: NodeRecord): Promise<void>;
   /** Removes everything ensurePeer programmed for `peer`. */
   removePeer(peer: NodeRecord): Promise<void>;
+  /** Removes overlay entries nodenet owns that no wanted peer explains (e.g. of a peer that left while the daemon was down); returns what it removed. */
+  removeStalePeers?(wanted: readonly NodeRecord[]): Promise<readonly string[]>;
 }
 
 /** Where the peer set comes from: the static config (+ run-time RPCs) or etcd. */
@@ -179,18 +181,36 @@ export class PeerSync {
     return [...this.programmed.values()];
   }
 
+  /** The peers to program: membership's set without this node and without peers overlapping its subnet. */
+  validPeers(): NodeRecord[] {
+    const self = this.self;
+    return this.wanted.filter((p) => !self || (p.name !== self.name && !p.subnet.overlaps(self.subnet)));
+  }
+
+  /**
+   * Re-applies everything (a reconcile pass): the endpoint, every wanted peer (ensure* converge, so this only
+   * writes what drifted), and removes overlay entries of peers no longer wanted. Returns what it removed.
+   */
+  resync(): Promise<readonly string[]> {
+    return this.mutex.run(async () => {
+      const self = this.self;
+      if (!self) return [];
+      await this.overlay.ensureEndpoint(self);
+      this.programmed.clear();
+      await this.apply();
+      return (await this.overlay.removeStalePeers?.(this.validPeers())) ?? [];
+    });
+  }
+
   private async apply(): Promise<void> {
     const self = this.self;
     if (!self) return;
-    const wanted = new Map<string, NodeRecord>();
     for (const p of this.wanted) {
-      if (p.name === self.name) continue;
-      if (p.subnet.overlaps(self.subnet)) {
+      if (p.name !== self.name && p.subnet.overlaps(self.subnet)) {
         this.logger.warn({ peer: p.name, subnet: String(p.subnet) }, "peer's subnet overlaps this node's: ignored");
-        continue;
       }
-      wanted.set(p.name, p);
     }
+    const wanted = new Map(this.validPeers().map((p) => [p.name, p]));
     for (const [name, old] of this.programmed) {
       const next = wanted.get(name);
       if (next && sameNodeRecord(next, old)) continue;
@@ -212,6 +232,7 @@ export class PeerSync {
         this.logger.error({ peer: name, err: asNodenetError(e, 'program peer').message }, 'could not program peer');
       }
     }
-    await this.onSubnets([self.subnet, ...[...this.programmed.values()].map((p) => p.subnet)]);
+    // Every wanted peer's subnet, programmed or not: traffic to a peer is never masqueraded.
+    await this.onSubnets([self.subnet, ...[...wanted.values()].map((p) => p.subnet)]);
   }
 }
