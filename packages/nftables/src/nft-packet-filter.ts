@@ -2,31 +2,62 @@
  * PacketFilter on nftables: published ports (DNAT through one map), masquerade, anti-spoofing on the CNI's
  * ports (bridge family) and connection-tracking cleanup. Each change is one `nft -f -` process, committed
  * by the kernel as one transaction; the ruleset has a fixed number of rules, instances only add elements.
+ * ensureBase reads before it writes: it compares nodenet's tables with a reference (drift.ts) and rewrites
+ * only what differs, so the reconcile loop can call it as often as it likes.
  */
 import {
+  FailedPreconditionError,
   UnavailableError,
   parseIpv4Address,
   parseNetnsRef,
   silentLogger,
   type FilterBase,
+  type FilterElements,
   type InstanceRules,
   type Ipv4Address,
   type Logger,
   type NetnsRef,
   type PacketFilter,
+  type Repairs,
+  type Subnet,
 } from '@nodenet/core';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { CommandError, run, type RunOptions, type RunResult } from '@nodenet/sys';
 import { CONNTRACK_ATTEMPTS, CONNTRACK_FILTERS, conntrackOutcome } from './conntrack.js';
-import { parseAllowedSources, parsePublishedPorts } from './listing.js';
+import { diffBase } from './drift.js';
 import {
+  filterElements,
+  parseAllowedSources,
+  parseEchoShapes,
+  parsePublishedPorts,
+  parseSubnetElements,
+  parseTableShape,
+  restrictShape,
+  type BaseShape,
+} from './listing.js';
+import {
+  ALLOWED_SOURCES,
+  CLUSTER_SUBNETS,
+  PUBLISHED_PORTS,
   TABLE,
   addInstanceScript,
+  baseLayout,
+  checkedBase,
+  checkedElements,
   checkedRules,
+  clusterSubnetElements,
   conflictingKeys,
   ensureBaseScript,
   removeBaseScript,
+  removeElementsScript,
   removeInstanceScript,
+  removeListedElementsScript,
   removeListedScript,
+  repairScripts,
+  setClusterSubnetsScript,
+  type Family,
   type ListedElements,
 } from './script.js';
 
@@ -38,7 +69,20 @@ export interface NftPacketFilterOptions {
   readonly commands?: { readonly nft?: string; readonly conntrack?: string };
 }
 
-const PACKAGE_OF: Record<string, string> = { nft: 'nftables', conntrack: 'conntrack' };
+const PACKAGE_OF: Record<string, string> = { nft: 'nftables', conntrack: 'conntrack', unshare: 'util-linux' };
+
+/** What ensureBase compares the tables with, for one base (see reference()). */
+interface Reference {
+  /** The install script of the base without cluster subnets: the reference depends on nothing else. */
+  readonly key: string;
+  readonly shape: BaseShape;
+}
+
+/** nodenet's tables as listed: their shapes (without elements) and cluster_subnets' contents. */
+interface ListedBase {
+  readonly shape: BaseShape;
+  readonly subnets: string[] | null;
+}
 
 export class NftPacketFilter implements PacketFilter {
   private readonly netns: NetnsRef | undefined;
@@ -53,8 +97,65 @@ export class NftPacketFilter implements PacketFilter {
     this.conntrackCommand = options.commands?.conntrack ?? 'conntrack';
   }
 
-  async ensureBase(base: FilterBase): Promise<void> {
-    await this.apply(ensureBaseScript(base), "install nodenet's nftables tables");
+  /**
+   * Lists nodenet's tables (without elements) and compares them with the reference for `base`; writes only
+   * when something differs, and then only what differs (one transaction; two when a table must be woken
+   * first), and checks the result. Returns one line per difference found, [] when it wrote nothing.
+   */
+  async ensureBase(input: FilterBase): Promise<Repairs> {
+    const base = checkedBase(input);
+    const step = "converge nodenet's nftables tables";
+    const [reference, listed] = await Promise.all([this.reference(base, step), this.readBase(step)]);
+    const expectedSubnets = clusterSubnetElements(base);
+    if (reference === null) {
+      // No reference (no scratch namespace here): rewrite all, then take what the kernel lists as the reference.
+      await this.apply(ensureBaseScript(base), step);
+      this.adoptReference(base, (await this.readBase(step)).shape);
+      return [`nodenet's nftables tables could not be compared (${this.referenceFailure}): rewrote their chains`];
+    }
+    const drift = diffBase(reference, listed.shape, expectedSubnets, listed.subnets);
+    if (drift.repair === null) return [];
+    for (const script of repairScripts(base, drift.repair)) await this.apply(script, step);
+    const after = await this.readBase(step);
+    const left = diffBase(reference, after.shape, expectedSubnets, after.subnets);
+    if (left.repair !== null) {
+      // Rewritten by nodenet a moment ago, yet still "different": nft lists something otherwise than it
+      // echoed it. Take the listing as the reference from now on rather than rewrite on every call.
+      this.logger.warn({ step, left: left.repairs }, "nodenet's nftables tables still differ from the reference after the repair; adopting the listing as the reference");
+      this.adoptReference(base, after.shape);
+    }
+    return drift.repairs;
+  }
+
+  async setClusterSubnets(subnets: readonly Subnet[]): Promise<void> {
+    const step = 'replace the cluster subnets';
+    try {
+      await this.apply(setClusterSubnetsScript(subnets), step);
+    } catch (e) {
+      if (isNftError(e, /No such file or directory/)) {
+        throw new FailedPreconditionError(`${step}: set ip ${TABLE} ${CLUSTER_SUBNETS} does not exist: install the base (ensureBase) first`, { cause: e });
+      }
+      throw e;
+    }
+  }
+
+  async listElements(): Promise<FilterElements> {
+    return filterElements(await this.readElements('list the packet filter\'s elements'));
+  }
+
+  async removeElements(input: FilterElements): Promise<void> {
+    const step = `remove ${input.ports.length} published ports and ${input.sources.length} admitted sources`;
+    const elements = checkedElements(input, step);
+    if (elements.ports.length + elements.sources.length === 0) return;
+    try {
+      await this.apply(removeElementsScript(elements), step);
+      return;
+    } catch (e) {
+      // As in removeInstance: a key now mapped to another address, or a table gone.
+      if (!isNftError(e, /File exists|No such file or directory/)) throw e;
+    }
+    const script = removeListedElementsScript(elements, await this.readElements(step));
+    if (script !== '') await this.apply(script, step);
   }
 
   async removeBase(): Promise<void> {
@@ -70,7 +171,7 @@ export class NftPacketFilter implements PacketFilter {
       if (!isNftError(e, /File exists/)) throw e;
       // A host port of this instance is mapped to another address: a leftover, since core grants each host
       // port to one live instance. Replace it, in one transaction, after reading what holds it.
-      const listed = await this.listElements(step);
+      const listed = await this.readElements(step);
       const stale = conflictingKeys(checkedRules(rules, step), listed.publishedPorts ?? []);
       if (stale.length === 0) throw e;
       this.logger.warn({ address: rules.address, stale }, 'replacing published ports left mapped to another address');
@@ -88,7 +189,7 @@ export class NftPacketFilter implements PacketFilter {
       // "No such file or directory": a table or its map/set is gone (removeBase ran): nothing to remove.
       if (!isNftError(e, /File exists|No such file or directory/)) throw e;
     }
-    const listed = await this.listElements(step);
+    const listed = await this.readElements(step);
     const script = removeListedScript(rules, listed);
     if (script !== '') await this.apply(script, step);
   }
@@ -120,19 +221,98 @@ export class NftPacketFilter implements PacketFilter {
     this.logger.debug({ step, lines: script.split('\n').length - 1, ms: Math.round((performance.now() - started) * 10) / 10 }, 'nft transaction');
   }
 
-  /** Reads nodenet's map and set (both tables in parallel); an absent table reads as null. */
-  private async listElements(step: string): Promise<ListedElements> {
-    const list = async (family: 'ip' | 'bridge'): Promise<string | null> => {
-      const r = await this.exec(this.nftCommand, ['-j', 'list', 'table', family, TABLE], { step: `${step}: list table ${family} ${TABLE}`, okExitCodes: [1] });
-      if (r.exitCode === 0) return r.stdout;
-      if (/No such file or directory/.test(r.stderr)) return null;
-      throw new CommandError(step, `${this.nftCommand} -j list table ${family} ${TABLE}`, r.exitCode, r.stderr);
-    };
-    const [ip, bridge] = await Promise.all([list('ip'), list('bridge')]);
+  /** Reads nodenet's map and set (in parallel); an absent table, map or set reads as null. */
+  private async readElements(step: string): Promise<ListedElements> {
+    const [ports, sources] = await Promise.all([
+      this.list(['map', 'ip', TABLE, PUBLISHED_PORTS], step),
+      this.list(['set', 'bridge', TABLE, ALLOWED_SOURCES], step),
+    ]);
     return {
-      publishedPorts: ip === null ? null : parsePublishedPorts(ip),
-      allowedSources: bridge === null ? null : parseAllowedSources(bridge),
+      publishedPorts: ports === null ? null : parsePublishedPorts(ports),
+      allowedSources: sources === null ? null : parseAllowedSources(sources),
     };
+  }
+
+  /**
+   * Reads what ensureBase compares: both tables with `-t` (terse: declarations and rules, no elements, so
+   * the output does not grow with instances) and cluster_subnets' elements, in three parallel processes
+   * (nft 1.0.6 misreads several `list` commands in one `-f` script).
+   */
+  private async readBase(step: string): Promise<ListedBase> {
+    const [ip, bridge, subnets] = await Promise.all([
+      this.list(['table', 'ip', TABLE], step, ['-t']),
+      this.list(['table', 'bridge', TABLE], step, ['-t']),
+      this.list(['set', 'ip', TABLE, CLUSTER_SUBNETS], step),
+    ]);
+    return {
+      shape: { ip: ip === null ? null : parseTableShape(ip, 'ip'), bridge: bridge === null ? null : parseTableShape(bridge, 'bridge') },
+      subnets: subnets === null ? null : parseSubnetElements(subnets),
+    };
+  }
+
+  /** `nft -j [flags] list WHAT...`; null when the table or object is absent. */
+  private async list(what: readonly string[], step: string, flags: readonly string[] = []): Promise<string | null> {
+    const args = ['-j', ...flags, 'list', ...what];
+    const r = await this.exec(this.nftCommand, args, { step: `${step}: list ${what.join(' ')}`, okExitCodes: [1] });
+    if (r.exitCode === 0) return r.stdout;
+    if (/No such file or directory/.test(r.stderr)) return null;
+    throw new CommandError(step, [this.nftCommand, ...args].join(' '), r.exitCode, r.stderr);
+  }
+
+  private referenceCache: Reference | null = null;
+  /** Why the last attempt to build a reference failed (for the repair report). */
+  private referenceFailure = '';
+
+  /**
+   * The reference ensureBase compares with: the tables exactly as this kernel and this nft hold them after
+   * the install script ran into empty tables. Built once per base (per daemon lifetime) by running the
+   * script in a throw-away network namespace (`unshare --net`) with `--echo`, which prints every object
+   * the transaction added as the kernel reports it back, i.e. in the form a listing has. Null when no
+   * scratch namespace can be made here (no unshare, no CAP_SYS_ADMIN).
+   */
+  private async reference(base: FilterBase, step: string): Promise<BaseShape | null> {
+    const key = referenceKey(base);
+    if (this.referenceCache?.key === key) return this.referenceCache.shape;
+    // The script goes through a file: with -j, `nft -f -` reads stdin as JSON and, that failing, parses an
+    // empty rest as text; and under `unshare --net` stdin cannot be reopened when it is a socket (Node's pipes).
+    let dir: string | undefined;
+    let args: string[] = [];
+    let r: RunResult;
+    try {
+      dir = await mkdtemp(join(tmpdir(), 'nodenet-nft-'));
+      const file = join(dir, 'base.nft');
+      args = ['--net', '--', this.nftCommand, '-j', '--echo', '-f', file];
+      await writeFile(file, key, { mode: 0o600 });
+      r = await run('unshare', args, { step: `${step}: build the reference in a scratch namespace`, okExitCodes: [1, 127] });
+    } catch (e) {
+      this.referenceFailure = e instanceof Error ? e.message : String(e);
+      this.logger.warn({ step, err: this.referenceFailure }, 'cannot build the nftables reference in a scratch namespace; ensureBase will rewrite the chains once');
+      return null;
+    } finally {
+      if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+    }
+    if (r.exitCode !== 0) {
+      if (/failed to execute .*: No such file or directory/.test(r.stderr)) throw unavailable(this.nftCommand);
+      this.referenceFailure = `unshare ${args.join(' ')} failed (exit ${r.exitCode}): ${r.stderr.trim()}`;
+      this.logger.warn({ step, err: this.referenceFailure }, 'cannot build the nftables reference in a scratch namespace; ensureBase will rewrite the chains once');
+      return null;
+    }
+    const shape = parseEchoShapes(r.stdout);
+    if (!shape.ip || !shape.bridge) throw new CommandError(step, `unshare ${args.join(' ')}`, 0, `the echo of the install script lacks a table: ${r.stdout.slice(0, 300)}`);
+    this.referenceCache = { key, shape };
+    return shape;
+  }
+
+  /** Takes nodenet's own objects in `listed` (just written by nodenet) as the reference for `base`. */
+  private adoptReference(base: FilterBase, listed: BaseShape): void {
+    const layout = baseLayout(base);
+    const restrict = (family: Family) => {
+      const table = listed[family];
+      const want = layout.find((t) => t.family === family)!;
+      return table === null ? null : restrictShape(table, want.chains.map((c) => c.name), want.sets.map((s) => s.name));
+    };
+    const shape = { ip: restrict('ip'), bridge: restrict('bridge') };
+    if (shape.ip && shape.bridge) this.referenceCache = { key: referenceKey(base), shape };
   }
 
   /** Runs a command in the node namespace; a command missing there is UNAVAILABLE, as run() makes it outside. */
@@ -151,6 +331,11 @@ export class NftPacketFilter implements PacketFilter {
     if (result.exitCode !== 0 && missingCommand(result.stderr)) throw unavailable(file);
     return result;
   }
+}
+
+/** The reference depends on the base's CNI name and subnet only (rules), not on the cluster's subnets. */
+function referenceKey(base: FilterBase): string {
+  return ensureBaseScript({ ...base, clusterSubnets: [] });
 }
 
 function isNftError(e: unknown, pattern: RegExp): e is CommandError {

@@ -29,12 +29,15 @@ import {
   parseIpv4Address,
   parsePort,
   portKey,
+  type AllowedSource,
   type FilterBase,
+  type FilterElements,
   type IfName,
   type InstanceRules,
   type Ipv4Address,
   type PortMapping,
   type Protocol,
+  type PublishedPort,
 } from '@nodenet/core';
 
 export const TABLE = 'nodenet';
@@ -97,7 +100,7 @@ export function portKeyElement(m: { protocol: Protocol; hostPort: number }): str
 }
 
 /** `tcp . 8080 : 198.19.1.2 . 80`. */
-export function portMapElement(m: PortMapping, address: Ipv4Address): string {
+export function portMapElement(m: { protocol: Protocol; hostPort: number; instancePort: number }, address: string): string {
   return `${portKeyElement(m)} : ${address} . ${m.instancePort}`;
 }
 
@@ -115,12 +118,18 @@ function elements(verb: 'add' | 'delete', target: string, items: readonly string
  * aligned subnets either nest or are disjoint), the node's own subnet always included, sorted.
  */
 export function clusterSubnetElements(base: FilterBase): string[] {
-  const unique = [...new Map([base.subnet, ...base.clusterSubnets].map((s) => [s.toString(), s])).values()];
+  return disjointSubnets([base.subnet, ...base.clusterSubnets]);
+}
+
+/** The smallest list of CIDRs covering `subnets` with none inside another, sorted. */
+export function disjointSubnets(subnets: readonly Subnet[]): string[] {
+  const unique = [...new Map(subnets.map((s) => [s.toString(), s])).values()];
   const kept = unique.filter((s) => !unique.some((o) => o.prefixLength < s.prefixLength && o.contains(s.network)));
   return kept.map((s) => s.toString()).sort(compareCidr);
 }
 
-function compareCidr(a: string, b: string): number {
+/** Orders CIDRs (or addresses) numerically. */
+export function compareCidr(a: string, b: string): number {
   const n = (c: string) => c.split(/[./]/).map(Number);
   const x = n(a);
   const y = n(b);
@@ -131,61 +140,199 @@ function compareCidr(a: string, b: string): number {
 // ---------------------------------------------------------------------------------------------------
 // Scripts
 
+export type Family = 'ip' | 'bridge';
+
+/** A named set or map of one of nodenet's tables, with the declaration `add set/map` gives it. */
+export interface SetLayout {
+  readonly kind: 'set' | 'map';
+  readonly name: string;
+  /** `{ type ...; flags ...; }` */
+  readonly declaration: string;
+}
+
+/** A chain of one of nodenet's tables and its rules (each the text after `add rule FAMILY nodenet CHAIN `). */
+export interface ChainLayout {
+  readonly name: string;
+  /** `{ type ... hook ... priority ...; policy ...; }` of a base chain; absent for a regular chain. */
+  readonly declaration?: string;
+  readonly rules: readonly string[];
+}
+
+export interface TableLayout {
+  readonly family: Family;
+  readonly sets: readonly SetLayout[];
+  readonly chains: readonly ChainLayout[];
+}
+
 /**
- * Creates or converges both tables without losing elements: `add` of a table, set, map or chain is a no-op
- * when it exists; each chain is flushed and refilled, and cluster_subnets (wholly derived from `base`) is
- * flushed and refilled, all in the same transaction, so no packet sees a half-built ruleset.
+ * Everything ensureBase installs, as data: both tables, their sets, maps and chains with their rules, in
+ * the order they are created. The scripts below are all built from it, so that a partial repair installs
+ * exactly what a full install would.
  */
-export function ensureBaseScript(input: FilterBase): string {
+export function baseLayout(input: FilterBase): readonly TableLayout[] {
   const base = checkedBase(input);
   const cni = `"${base.cniName}"`;
   const subnet = base.subnet.toString();
-  const lines = [
-    `add table ${IP}`,
-    `add map ${IP} ${PUBLISHED_PORTS} { type inet_proto . inet_service : ipv4_addr . inet_service; }`,
-    `add set ${IP} ${CLUSTER_SUBNETS} { type ipv4_addr; flags interval; }`,
-    `add chain ${IP} guard { type filter hook prerouting priority -300; policy accept; }`,
-    `add chain ${IP} prerouting { type nat hook prerouting priority -100; policy accept; }`,
-    `add chain ${IP} output { type nat hook output priority -100; policy accept; }`,
-    `add chain ${IP} postrouting { type nat hook postrouting priority 100; policy accept; }`,
-
-    `flush chain ${IP} guard`,
-    // Loopback destinations never arrive from the CNI legitimately. With route_localnet=1 on the CNI (needed
-    // for the node's own 127.0.0.1 to reach published ports) the kernel would otherwise deliver them to
-    // services bound to 127.0.0.1 on the node. Runs before conntrack and NAT, so it sees the header as sent.
-    `add rule ${IP} guard iifname ${cni} ip daddr ${LOOPBACK_NET} drop comment "no instance reaches the node's loopback"`,
-
-    `flush chain ${IP} prerouting`,
-    `add rule ${IP} prerouting fib daddr type local meta l4proto { tcp, udp } dnat ip to meta l4proto . th dport map @${PUBLISHED_PORTS} comment "published ports"`,
-
-    `flush chain ${IP} output`,
-    `add rule ${IP} output fib daddr type local meta l4proto { tcp, udp } dnat ip to meta l4proto . th dport map @${PUBLISHED_PORTS} comment "published ports, from the node"`,
-
-    `flush chain ${IP} postrouting`,
-    // Hairpin: an instance (or the node via 127.0.0.1) reaching a published port whose DNATed packet goes
-    // back into the CNI must look like the gateway, or the reply would bypass the node's un-NAT.
-    `add rule ${IP} postrouting ct status dnat oifname ${cni} ip saddr { ${subnet}, ${LOOPBACK_NET} } masquerade comment "hairpin"`,
-    // Egress: instance traffic leaving through another interface to outside every node's subnet. The oifname
-    // test keeps bridged frames (seen here when bridge-nf-call-iptables=1, with oif = the CNI) unchanged.
-    `add rule ${IP} postrouting oifname != ${cni} ip saddr ${subnet} ip daddr != @${CLUSTER_SUBNETS} masquerade comment "egress"`,
-
-    `flush set ${IP} ${CLUSTER_SUBNETS}`,
-    ...elements('add', `${IP} ${CLUSTER_SUBNETS}`, clusterSubnetElements(base)),
-
-    `add table ${BRIDGE}`,
-    `add set ${BRIDGE} ${ALLOWED_SOURCES} { type ifname . ipv4_addr; }`,
-    // -400: before bridge conntrack (-300) and br_netfilter (0), so a dropped frame is never seen by the ip hooks.
-    `add chain ${BRIDGE} prerouting { type filter hook prerouting priority -400; policy accept; }`,
-    `add chain ${BRIDGE} instance_port`,
-    `flush chain ${BRIDGE} prerouting`,
-    ...GUARDED_PORT_PREFIXES.map((p) => `add rule ${BRIDGE} prerouting iifname "${p}*" jump instance_port`),
-    `flush chain ${BRIDGE} instance_port`,
-    `add rule ${BRIDGE} instance_port iifname . ip saddr @${ALLOWED_SOURCES} accept comment "IPv4 from the port's own address"`,
-    `add rule ${BRIDGE} instance_port arp htype 1 arp ptype ip arp hlen 6 arp plen 4 iifname . arp saddr ip @${ALLOWED_SOURCES} accept comment "ARP for the port's own address"`,
-    // Everything else from an instance port: other sources, IPv6 (nodenet is IPv4-only), VLAN tags, STP, ...
-    `add rule ${BRIDGE} instance_port drop comment "default deny"`,
+  const dnat = `fib daddr type local meta l4proto { tcp, udp } dnat ip to meta l4proto . th dport map @${PUBLISHED_PORTS}`;
+  return [
+    {
+      family: 'ip',
+      sets: [
+        { kind: 'map', name: PUBLISHED_PORTS, declaration: '{ type inet_proto . inet_service : ipv4_addr . inet_service; }' },
+        { kind: 'set', name: CLUSTER_SUBNETS, declaration: '{ type ipv4_addr; flags interval; }' },
+      ],
+      chains: [
+        {
+          name: 'guard',
+          declaration: '{ type filter hook prerouting priority -300; policy accept; }',
+          rules: [
+            // Loopback destinations never arrive from the CNI legitimately. With route_localnet=1 on the CNI (needed
+            // for the node's own 127.0.0.1 to reach published ports) the kernel would otherwise deliver them to
+            // services bound to 127.0.0.1 on the node. Runs before conntrack and NAT, so it sees the header as sent.
+            `iifname ${cni} ip daddr ${LOOPBACK_NET} drop comment "no instance reaches the node's loopback"`,
+          ],
+        },
+        {
+          name: 'prerouting',
+          declaration: '{ type nat hook prerouting priority -100; policy accept; }',
+          rules: [`${dnat} comment "published ports"`],
+        },
+        {
+          name: 'output',
+          declaration: '{ type nat hook output priority -100; policy accept; }',
+          rules: [`${dnat} comment "published ports, from the node"`],
+        },
+        {
+          name: 'postrouting',
+          declaration: '{ type nat hook postrouting priority 100; policy accept; }',
+          rules: [
+            // Hairpin: an instance (or the node via 127.0.0.1) reaching a published port whose DNATed packet goes
+            // back into the CNI must look like the gateway, or the reply would bypass the node's un-NAT.
+            `ct status dnat oifname ${cni} ip saddr { ${subnet}, ${LOOPBACK_NET} } masquerade comment "hairpin"`,
+            // Egress: instance traffic leaving through another interface to outside every node's subnet. The oifname
+            // test keeps bridged frames (seen here when bridge-nf-call-iptables=1, with oif = the CNI) unchanged.
+            `oifname != ${cni} ip saddr ${subnet} ip daddr != @${CLUSTER_SUBNETS} masquerade comment "egress"`,
+          ],
+        },
+      ],
+    },
+    {
+      family: 'bridge',
+      sets: [{ kind: 'set', name: ALLOWED_SOURCES, declaration: '{ type ifname . ipv4_addr; }' }],
+      chains: [
+        {
+          name: 'prerouting',
+          // -400: before bridge conntrack (-300) and br_netfilter (0), so a dropped frame is never seen by the ip hooks.
+          declaration: '{ type filter hook prerouting priority -400; policy accept; }',
+          rules: GUARDED_PORT_PREFIXES.map((p) => `iifname "${p}*" jump instance_port`),
+        },
+        {
+          name: 'instance_port',
+          rules: [
+            `iifname . ip saddr @${ALLOWED_SOURCES} accept comment "IPv4 from the port's own address"`,
+            `arp htype 1 arp ptype ip arp hlen 6 arp plen 4 iifname . arp saddr ip @${ALLOWED_SOURCES} accept comment "ARP for the port's own address"`,
+            // Everything else from an instance port: other sources, IPv6 (nodenet is IPv4-only), VLAN tags, STP, ...
+            'drop comment "default deny"',
+          ],
+        },
+      ],
+    },
   ];
+}
+
+/** What a repair of one table does, in this order, in one transaction (see diffBase). */
+export interface TableRepair {
+  readonly family: Family;
+  /**
+   * The table's own attributes differ (e.g. `flags dormant`): `add table` resets them, in a transaction of
+   * its own before the rest (the kernel refuses to wake a dormant table and add base chains to it at once).
+   */
+  readonly reset?: boolean;
+  /** Chains the table holds now, flushed first so that nothing references what is deleted next. */
+  readonly flush: readonly string[];
+  /** Chains and sets to delete: unexpected ones, and nodenet's whose declaration differs (re-added below). */
+  readonly deleteChains: readonly string[];
+  readonly deleteSets: readonly { readonly kind: 'set' | 'map'; readonly name: string }[];
+  /** nodenet's chains to (re)create, flush and refill; the others are left as they are. */
+  readonly refill: readonly string[];
+}
+
+export interface BaseRepair {
+  readonly tables: readonly TableRepair[];
+  /** Refill cluster_subnets (from the base). */
+  readonly clusterSubnets: boolean;
+}
+
+/** The repair that installs everything: what ensureBaseScript runs. */
+export function fullRepair(input: FilterBase): BaseRepair {
+  return {
+    tables: baseLayout(input).map((t) => ({ family: t.family, flush: [], deleteChains: [], deleteSets: [], refill: t.chains.map((c) => c.name) })),
+    clusterSubnets: true,
+  };
+}
+
+/**
+ * One transaction that repairs what `repair` names and nothing else. `add` of a table, set, map or chain is a
+ * no-op when it exists (and `add table` clears a `dormant` flag); a refilled chain is flushed and refilled in
+ * the same transaction, so no packet sees it half-built. The published_ports map and the allowed_sources set
+ * are never flushed: their elements survive (unless the set itself had to be recreated).
+ */
+export function repairScript(input: FilterBase, repair: BaseRepair): string {
+  const base = checkedBase(input);
+  const layout = baseLayout(base);
+  const lines: string[] = [];
+  for (const r of repair.tables) {
+    const table = layout.find((t) => t.family === r.family);
+    if (!table) throw new InternalError('repair nodenet\'s nftables tables', `no table of family ${r.family}`);
+    const at = `${r.family} ${TABLE}`;
+    const refill = table.chains.filter((c) => r.refill.includes(c.name));
+    lines.push(
+      ...r.flush.map((c) => `flush chain ${at} ${checkedObjectName(c)}`),
+      ...r.deleteChains.map((c) => `delete chain ${at} ${checkedObjectName(c)}`),
+      ...r.deleteSets.map((s) => `delete ${s.kind} ${at} ${checkedObjectName(s.name)}`),
+      `add table ${at}`,
+      ...table.sets.map((s) => `add ${s.kind} ${at} ${s.name} ${s.declaration}`),
+      ...refill.map((c) => `add chain ${at} ${c.name}${c.declaration ? ` ${c.declaration}` : ''}`),
+      ...refill.flatMap((c) => [`flush chain ${at} ${c.name}`, ...c.rules.map((rule) => `add rule ${at} ${c.name} ${rule}`)]),
+    );
+  }
+  if (repair.clusterSubnets) lines.push(...clusterSubnetsLines(clusterSubnetElements(base)));
   return lines.join('\n') + '\n';
+}
+
+/**
+ * The transactions of a repair, in order: the table resets (if any), then repairScript. Each is one
+ * `nft -f -`; between them a woken table runs with its chains as they were until the repair lands.
+ */
+export function repairScripts(input: FilterBase, repair: BaseRepair): string[] {
+  const resets = repair.tables.filter((t) => t.reset).map((t) => `add table ${t.family} ${TABLE}`);
+  return [...(resets.length === 0 ? [] : [resets.join('\n') + '\n']), repairScript(input, repair)];
+}
+
+/**
+ * Creates or converges both tables without losing elements, in one transaction: every chain is flushed
+ * and refilled, cluster_subnets (wholly derived from `base`) too; the map and allowed_sources keep theirs.
+ */
+export function ensureBaseScript(input: FilterBase): string {
+  return repairScript(input, fullRepair(input));
+}
+
+/** Replaces cluster_subnets' elements in one transaction (the set must exist). */
+export function setClusterSubnetsScript(subnets: readonly Subnet[]): string {
+  const checked = subnets.map((s, i) => Subnet.parse(s.toString(), `subnets[${i}]`));
+  return clusterSubnetsLines(disjointSubnets(checked)).join('\n') + '\n';
+}
+
+function clusterSubnetsLines(elementsOf: readonly string[]): string[] {
+  return [`flush set ${IP} ${CLUSTER_SUBNETS}`, ...elements('add', `${IP} ${CLUSTER_SUBNETS}`, elementsOf)];
+}
+
+/** Names read back from the kernel (chains or sets to flush or delete) go into a script: only plain identifiers. */
+function checkedObjectName(name: string): string {
+  if (!/^[A-Za-z][A-Za-z0-9_.-]{0,254}$/.test(name)) {
+    throw new InternalError('repair nodenet\'s nftables tables', `cannot name the object ${JSON.stringify(name)} in a script: delete table ${TABLE} by hand`);
+  }
+  return name;
 }
 
 /** Deletes both tables; absent ones are fine (`add` first makes the `delete` always succeed). */
@@ -267,6 +414,59 @@ export function removeListedScript(input: InstanceRules, listed: ListedElements)
   const lines = [
     ...elements('delete', `${IP} ${PUBLISHED_PORTS}`, ours.map(portKeyElement)),
     ...elements('delete', `${BRIDGE} ${ALLOWED_SOURCES}`, sourcePresent ? [sourceElement(rules.hostIfname, rules.address)] : []),
+  ];
+  return lines.length === 0 ? '' : lines.join('\n') + '\n';
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Elements by value (the reconcile pass's orphans)
+
+/** `elements` validated (anything malformed is an InternalError: they come from a listing) and without duplicates. */
+export function checkedElements(input: FilterElements, step: string): FilterElements {
+  const ports = new Map<string, PublishedPort>();
+  input.ports.forEach((p, i) => {
+    if (!PROTOCOLS.includes(p.protocol)) throw new InternalError(step, `ports[${i}]: unknown protocol ${String(p.protocol)}`);
+    const port: PublishedPort = {
+      protocol: p.protocol,
+      hostPort: parsePort(p.hostPort, `ports[${i}].hostPort`),
+      address: parseIpv4Address(p.address, `ports[${i}].address`),
+      instancePort: parsePort(p.instancePort, `ports[${i}].instancePort`),
+    };
+    ports.set(portMapElement(port, port.address), port);
+  });
+  const sources = new Map<string, AllowedSource>();
+  input.sources.forEach((s, i) => {
+    const source: AllowedSource = { ifname: parseIfName(s.ifname, `sources[${i}].ifname`), address: parseIpv4Address(s.address, `sources[${i}].address`) };
+    sources.set(sourceElement(source.ifname as IfName, source.address), source);
+  });
+  return { ports: [...ports.values()], sources: [...sources.values()] };
+}
+
+/**
+ * Removes exactly these elements, tolerant of absent ones, with removeInstanceScript's trick (add, then
+ * delete). A port key now mapped to another address fails the `add` ("File exists"), a missing table the
+ * whole script ("No such file or directory"): the caller then falls back to removeListedElementsScript.
+ */
+export function removeElementsScript(input: FilterElements): string {
+  const { ports, sources } = checkedElements(input, 'remove filter elements');
+  const portElements = ports.map((p) => portMapElement(p, p.address));
+  const sourceElements = sources.map((s) => sourceElement(s.ifname as IfName, s.address));
+  return [
+    ...elements('add', `${IP} ${PUBLISHED_PORTS}`, portElements),
+    ...elements('delete', `${IP} ${PUBLISHED_PORTS}`, ports.map((p) => portKeyElement(p))),
+    ...elements('add', `${BRIDGE} ${ALLOWED_SOURCES}`, sourceElements),
+    ...elements('delete', `${BRIDGE} ${ALLOWED_SOURCES}`, sourceElements),
+  ].join('\n') + '\n';
+}
+
+/** The fallback of removeElements, from a listing: deletes those of `input` present with the same value. Empty string: nothing to do. */
+export function removeListedElementsScript(input: FilterElements, listed: ListedElements): string {
+  const { ports, sources } = checkedElements(input, 'remove filter elements');
+  const heldPorts = new Set((listed.publishedPorts ?? []).map((p) => portMapElement(p, p.address)));
+  const heldSources = new Set((listed.allowedSources ?? []).map((s) => sourceElement(s.ifname as IfName, s.address as Ipv4Address)));
+  const lines = [
+    ...elements('delete', `${IP} ${PUBLISHED_PORTS}`, ports.filter((p) => heldPorts.has(portMapElement(p, p.address))).map((p) => portKeyElement(p))),
+    ...elements('delete', `${BRIDGE} ${ALLOWED_SOURCES}`, sources.map((s) => sourceElement(s.ifname as IfName, s.address)).filter((e) => heldSources.has(e))),
   ];
   return lines.length === 0 ? '' : lines.join('\n') + '\n';
 }

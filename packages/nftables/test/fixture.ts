@@ -247,3 +247,70 @@ export async function conntrackEntries(ns: string, address: string): Promise<str
   const r = await inNs(ns, ['conntrack', '-L']);
   return r.stdout.split('\n').filter((l) => l.includes(`=${address} `));
 }
+
+/** The handle of a rule of nodenet's table (by comment, or the first rule of the chain). */
+export async function ruleHandle(ns: string, family: 'ip' | 'bridge', chain: string, comment?: string): Promise<number> {
+  const r = await inNs(ns, ['nft', '-a', '-j', 'list', 'chain', family, 'nodenet', chain]);
+  if (r.exitCode !== 0) throw new Error(`nft list chain ${family} nodenet ${chain}: ${r.stderr}`);
+  const rules = (JSON.parse(r.stdout) as { nftables: { rule?: { handle: number; comment?: string } }[] }).nftables.flatMap((o) => (o.rule ? [o.rule] : []));
+  const rule = comment === undefined ? rules[0] : rules.find((x) => x.comment === comment);
+  if (!rule) throw new Error(`no rule ${comment ?? ''} in chain ${family} nodenet ${chain}`);
+  return rule.handle;
+}
+
+/** Runs an nft script in a namespace (the tests' way of making drift). */
+export async function nft(ns: string, script: string): Promise<void> {
+  assertOk(await inNs(ns, ['nft', '-f', '-'], script));
+}
+
+/** `nft -a list table` of both of nodenet's tables: every object with its handle (changes on any rewrite). */
+export async function listWithHandles(ns: string): Promise<string> {
+  const [ip, bridge] = await Promise.all([inNs(ns, ['nft', '-a', 'list', 'table', 'ip', 'nodenet']), inNs(ns, ['nft', '-a', 'list', 'table', 'bridge', 'nodenet'])]);
+  return ip.stdout + bridge.stdout;
+}
+
+export interface Monitor {
+  /** Lines `nft monitor` printed so far. */
+  readonly lines: string[];
+  /** Waits until a line matching `pattern` shows up. */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** `nft monitor` in a namespace: every committed change (rules, sets, elements, ...) and each new generation. */
+export function startMonitor(ns: string): Monitor {
+  const child = spawn('ip', ['netns', 'exec', ns, 'nft', 'monitor'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: string[] = [];
+  const waiters: { pattern: RegExp; resolve: () => void }[] = [];
+  createInterface({ input: child.stdout! }).on('line', (l) => {
+    lines.push(l);
+    for (const w of [...waiters]) {
+      if (w.pattern.test(l)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve();
+      }
+    }
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return {
+    lines,
+    waitFor(pattern, timeoutMs = 10_000) {
+      if (lines.some((l) => pattern.test(l))) return Promise.resolve();
+      return new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`nft monitor did not show ${pattern} (saw ${JSON.stringify(lines)})`)), timeoutMs);
+        waiters.push({ pattern, resolve: () => (clearTimeout(timer), resolve()) });
+      });
+    },
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/** A logger that keeps what it is given (to see which nft transactions a call ran). */
+export function recordingLogger() {
+  const entries: { level: string; obj: object; msg?: string }[] = [];
+  const at = (level: string) => (obj: object, msg?: string) => void entries.push({ level, obj, ...(msg === undefined ? {} : { msg }) });
+  return { entries, logger: { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') } };
+}

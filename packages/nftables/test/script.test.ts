@@ -12,7 +12,13 @@ import {
 } from '@nodenet/core';
 import {
   addInstanceScript,
+  checkedElements,
   clusterSubnetElements,
+  fullRepair,
+  removeElementsScript,
+  removeListedElementsScript,
+  repairScript,
+  setClusterSubnetsScript,
   conflictingKeys,
   ensureBaseScript,
   removeBaseScript,
@@ -188,5 +194,100 @@ describe('fallbacks from a listing', () => {
   it('removeListedScript is empty when nothing (or no table) is there', () => {
     expect(removeListedScript(rules(), { publishedPorts: null, allowedSources: null })).toBe('');
     expect(removeListedScript(rules(), { publishedPorts: [], allowedSources: [{ ifname: 'nnh-0000abcd', address: '198.19.1.3' }] })).toBe('');
+  });
+});
+
+describe('repairScript', () => {
+  it('of the full repair is the install script; a table\'s part covers that table only', () => {
+    expect(repairScript(base(), fullRepair(base()))).toBe(ensureBaseScript(base()));
+    const bridgeOnly = repairScript(base(), { tables: [{ family: 'bridge', flush: [], deleteChains: [], deleteSets: [], refill: ['instance_port'] }], clusterSubnets: false });
+    expect(lines(bridgeOnly)).toEqual([
+      'add table bridge nodenet',
+      'add set bridge nodenet allowed_sources { type ifname . ipv4_addr; }',
+      'add chain bridge nodenet instance_port',
+      'flush chain bridge nodenet instance_port',
+      'add rule bridge nodenet instance_port iifname . ip saddr @allowed_sources accept comment "IPv4 from the port\'s own address"',
+      'add rule bridge nodenet instance_port arp htype 1 arp ptype ip arp hlen 6 arp plen 4 iifname . arp saddr ip @allowed_sources accept comment "ARP for the port\'s own address"',
+      'add rule bridge nodenet instance_port drop comment "default deny"',
+    ]);
+  });
+
+  it('flushes, then deletes, then adds; never flushes the map or allowed_sources', () => {
+    const script = lines(
+      repairScript(base(), {
+        tables: [{ family: 'ip', flush: ['guard', 'extra'], deleteChains: ['extra'], deleteSets: [{ kind: 'map', name: 'published_ports' }], refill: ['guard'] }],
+        clusterSubnets: false,
+      }),
+    );
+    expect(script.slice(0, 5)).toEqual([
+      'flush chain ip nodenet guard',
+      'flush chain ip nodenet extra',
+      'delete chain ip nodenet extra',
+      'delete map ip nodenet published_ports',
+      'add table ip nodenet',
+    ]);
+    expect(script.filter((l) => /^flush (set|map)/.test(l))).toEqual([]);
+  });
+
+  it('refuses to write a listed name that is not a plain identifier', () => {
+    const repair = (name: string) => ({ tables: [{ family: 'ip' as const, flush: [name], deleteChains: [], deleteSets: [], refill: [] }], clusterSubnets: false });
+    expect(() => repairScript(base(), repair('x; flush ruleset'))).toThrow(InternalError);
+    expect(() => repairScript(base(), repair('a"b'))).toThrow(InternalError);
+    expect(repairScript(base(), repair('ok_name-1.x'))).toContain('flush chain ip nodenet ok_name-1.x');
+  });
+});
+
+describe('setClusterSubnetsScript', () => {
+  it('flushes and refills the set in one script, nested subnets dropped, sorted', () => {
+    expect(lines(setClusterSubnetsScript([Subnet.of('198.19.10.0/24'), Subnet.of('198.19.0.0/16'), Subnet.of('10.0.0.0/8')]))).toEqual([
+      'flush set ip nodenet cluster_subnets',
+      'add element ip nodenet cluster_subnets { 10.0.0.0/8, 198.19.0.0/16 }',
+    ]);
+    expect(lines(setClusterSubnetsScript([]))).toEqual(['flush set ip nodenet cluster_subnets']);
+  });
+});
+
+describe('removeElementsScript', () => {
+  const port = (protocol: 'tcp' | 'udp', hostPort: number, address: string, instancePort = hostPort) => ({ protocol, hostPort, address: address as Ipv4Address, instancePort });
+  const source = (ifname: string, address: string) => ({ ifname, address: address as Ipv4Address });
+
+  it('adds each element before deleting it (absent ones are fine), duplicates once', () => {
+    const script = removeElementsScript({
+      ports: [port('tcp', 80, '198.19.1.2', 8080), port('udp', 53, '198.19.1.3'), port('tcp', 80, '198.19.1.2', 8080)],
+      sources: [source('nnh-00000002', '198.19.1.2'), source('nni-00000003', '198.19.1.3')],
+    });
+    expect(lines(script)).toEqual([
+      'add element ip nodenet published_ports { tcp . 80 : 198.19.1.2 . 8080, udp . 53 : 198.19.1.3 . 53 }',
+      'delete element ip nodenet published_ports { tcp . 80, udp . 53 }',
+      'add element bridge nodenet allowed_sources { "nnh-00000002" . 198.19.1.2, "nni-00000003" . 198.19.1.3 }',
+      'delete element bridge nodenet allowed_sources { "nnh-00000002" . 198.19.1.2, "nni-00000003" . 198.19.1.3 }',
+    ]);
+    expect(lines(removeElementsScript({ ports: [], sources: [source('nnh-00000002', '198.19.1.2')] }))).toHaveLength(2);
+  });
+
+  it('the fallback deletes only elements present with the same value', () => {
+    const script = removeListedElementsScript(
+      { ports: [port('tcp', 80, '198.19.1.2', 8080), port('udp', 80, '198.19.1.2', 8080), port('tcp', 81, '198.19.1.2')], sources: [source('nnh-00000002', '198.19.1.2'), source('nnh-00000009', '198.19.1.9')] },
+      {
+        publishedPorts: [
+          { protocol: 'tcp', hostPort: 80, address: '198.19.1.2', instancePort: 8080 },
+          // Now mapped to another instance: not the given element, left alone.
+          { protocol: 'udp', hostPort: 80, address: '198.19.1.7', instancePort: 8080 },
+        ],
+        allowedSources: [{ ifname: 'nnh-00000002', address: '198.19.1.2' }],
+      },
+    );
+    expect(lines(script)).toEqual([
+      'delete element ip nodenet published_ports { tcp . 80 }',
+      'delete element bridge nodenet allowed_sources { "nnh-00000002" . 198.19.1.2 }',
+    ]);
+    expect(removeListedElementsScript({ ports: [port('tcp', 80, '198.19.1.2')], sources: [] }, { publishedPorts: null, allowedSources: null })).toBe('');
+  });
+
+  it('refuses malformed elements', () => {
+    expect(() => checkedElements({ ports: [port('tcp', 0, '198.19.1.2')], sources: [] }, 'x')).toThrow(InvalidArgumentError);
+    expect(() => checkedElements({ ports: [{ ...port('tcp', 1, '198.19.1.2'), protocol: 'sctp' as never }], sources: [] }, 'x')).toThrow(InternalError);
+    expect(() => checkedElements({ ports: [port('tcp', 1, '198.19.1.02')], sources: [] }, 'x')).toThrow(InvalidArgumentError);
+    expect(() => checkedElements({ ports: [], sources: [source('nnh-"x', '198.19.1.2')] }, 'x')).toThrow(InvalidArgumentError);
   });
 });

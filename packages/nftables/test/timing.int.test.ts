@@ -1,12 +1,14 @@
 /**
  * Measures (and prints; asserts nothing about time) what publishing one more port costs with ~5 and with
  * ~5,000 ports already published: addInstance / removeInstance medians over 50 instances, each with one
- * port (TCP and UDP), removed again after each measurement so the map stays at its size.
+ * port (TCP and UDP), removed again after each measurement so the map stays at its size. At both sizes
+ * also a no-op ensureBase (what the reconcile loop pays every pass), listElements, and an ensureBase that
+ * repairs one deleted rule; at the start, the first ensureBase (reference built in a scratch namespace).
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import type { IfName, Ipv4Address } from '@nodenet/core';
 import { NftPacketFilter } from '../src/index.js';
-import { both, deleteNamespaces, filterBase, newNamespace, snapshot } from './fixture.js';
+import { both, deleteNamespaces, filterBase, newNamespace, nft, ruleHandle, snapshot } from './fixture.js';
 
 const names: string[] = [];
 afterAll(async () => {
@@ -34,7 +36,44 @@ describe('timing', () => {
   it('addInstance / removeInstance at ~5 and ~5,000 published ports', async () => {
     const ns = await newNamespace('timing', names);
     const filter = new NftPacketFilter({ netns: ns });
-    await filter.ensureBase(filterBase());
+    const first = await time(async () => void (await filter.ensureBase(filterBase())));
+    console.log(`[nftables timing] first ensureBase (empty namespace; builds the reference): ${first.toFixed(1)} ms`);
+    const restartedFirst = await time(async () => void (await new NftPacketFilter({ netns: ns }).ensureBase(filterBase())));
+    console.log(`[nftables timing] first no-op ensureBase of a fresh NftPacketFilter (as after a restart): ${restartedFirst.toFixed(1)} ms`);
+
+    /** ensureBase when all is right (20 runs), listElements (10 runs), ensureBase repairing a deleted rule (5 runs). */
+    const measureConverge = async (label: string, published: number) => {
+      const noop: number[] = [];
+      for (let i = 0; i < 20; i++) {
+        noop.push(
+          await time(async () => {
+            expect(await filter.ensureBase(filterBase())).toEqual([]);
+          }),
+        );
+      }
+      const list: number[] = [];
+      for (let i = 0; i < 10; i++) {
+        list.push(
+          await time(async () => {
+            expect((await filter.listElements()).ports).toHaveLength(published * 2);
+          }),
+        );
+      }
+      const repair: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        await nft(ns, `delete rule ip nodenet postrouting handle ${await ruleHandle(ns, 'ip', 'postrouting', 'egress')}\n`);
+        repair.push(
+          await time(async () => {
+            expect(await filter.ensureBase(filterBase())).toEqual(['chain ip nodenet postrouting had 1 rules, expected 2']);
+          }),
+        );
+      }
+      console.log(
+        `[nftables timing] ${label}: ${published} ports published: no-op ensureBase median ${median(noop).toFixed(1)} ms ` +
+          `(min ${Math.min(...noop).toFixed(1)}, max ${Math.max(...noop).toFixed(1)}), listElements median ${median(list).toFixed(1)} ms ` +
+          `(min ${Math.min(...list).toFixed(1)}), ensureBase repairing a deleted rule median ${median(repair).toFixed(1)} ms`,
+      );
+    };
 
     const measure = async (label: string, published: number) => {
       const add: number[] = [];
@@ -57,6 +96,7 @@ describe('timing', () => {
     // ~5: one instance with 5 ports.
     await filter.addInstance(instance(0, [1, 2, 3, 4, 5]));
     const rulesAt5 = await measure('~5', 5);
+    await measureConverge('~5', 5);
 
     // ~5,000: 50 instances with 100 ports each (the first has its 5 already, so 4,995 more).
     await filter.removeInstance(instance(0, [1, 2, 3, 4, 5]));
@@ -65,10 +105,14 @@ describe('timing', () => {
       fill.push(await time(() => filter.addInstance(instance(i + 1, Array.from({ length: 100 }, (_, k) => 1000 + i * 100 + k)))));
     }
     const rulesAt5000 = await measure('~5,000', 5000);
+    await measureConverge('~5,000', 5000);
     expect(rulesAt5000).toBe(rulesAt5);
     console.log(`[nftables timing] addInstance with 100 ports (both protocols) while filling: median ${median(fill).toFixed(1)} ms`);
-    const ensure = await time(() => filter.ensureBase(filterBase()));
-    console.log(`[nftables timing] ensureBase with 5,000 ports published: ${ensure.toFixed(1)} ms`);
+    const rewrite = await time(async () => {
+      await nft(ns, 'delete table bridge nodenet\n');
+      await filter.ensureBase(filterBase());
+    });
+    console.log(`[nftables timing] ensureBase rebuilding the bridge table (plus the test's nft delete) with 5,000 ports published: ${rewrite.toFixed(1)} ms`);
     const flush = await time(() => filter.flushConntrack('198.19.1.2' as Ipv4Address));
     console.log(`[nftables timing] flushConntrack with nothing to delete: ${flush.toFixed(1)} ms`);
   });
