@@ -1,12 +1,15 @@
 /**
  * From the global options to a connection: the target, TLS material read from files, and a client of the
- * Network service plus grpc.health.v1 over the same channel (so both use the same credentials).
+ * Network service plus grpc.health.v1 over the same channel (so both use the same credentials), and a
+ * client of the NetworkAdmin extension service with the same target and options.
  */
 import { readFile } from 'node:fs/promises';
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import {
+  createNetworkAdminClient,
   createNetworkClient,
   type CreateNetworkClientOptions,
+  type NetworkAdminApiClient,
   type NetworkApiClient,
   type NetworkClientTlsOptions,
 } from '@nodenet/api';
@@ -72,17 +75,24 @@ export interface HealthCallOptions {
   readonly waitForReady?: boolean;
 }
 
-/** What the commands use: the Network API and the health check of one daemon. */
+/** What the commands use: the Network API, the NetworkAdmin API and the health check of one daemon. */
 export interface DaemonConnection {
   readonly network: Pick<NetworkApiClient, 'createContainerNetworkInterface' | 'createInterface' | 'deleteInterface'>;
+  readonly admin: Pick<NetworkAdminApiClient, 'inspect' | 'addPeer' | 'removePeer' | 'listPeers'>;
   checkHealth(service: string, options: HealthCallOptions): Promise<ServingStatus>;
   close(): void;
 }
 
 export function connect(target: string, options: CreateNetworkClientOptions): DaemonConnection {
   const network = createNetworkClient(target, options);
+  // Made on first use: only inspect and peers need it, the other commands pay nothing for it.
+  let admin: NetworkAdminApiClient | undefined;
   return {
     network,
+    get admin() {
+      admin ??= createNetworkAdminClient(target, options);
+      return admin;
+    },
     checkHealth: async (service, callOptions) => {
       // Loaded on use: grpc-health-check parses its .proto at import (~50 ms the other commands need not pay).
       const check = (await import('grpc-health-check')).service.Check!;
@@ -104,6 +114,9 @@ export function connect(target: string, options: CreateNetworkClientOptions): Da
         );
       });
     },
-    close: () => network.close(),
+    close: () => {
+      network.close();
+      admin?.close();
+    },
   };
 }

@@ -10,4 +10,18 @@ export {
   parseTimeout,
 } from './parse.js';
 export { clientOptions, connect, UsageError, type ConnectionFlags, type DaemonConnection, type ServingStatus } from './connection.js';
-export { formatCni, formatCreateInterface, formatDelete, formatHealth, formatRows, formatRpcError, statusName, type HealthReport } from './format.js';
+export {
+  formatCni,
+  formatCreateInterface,
+  formatDelete,
+  formatHealth,
+  formatInspect,
+  formatPeerChange,
+  formatPeers,
+  formatPorts,
+  formatRows,
+  formatRpcError,
+  formatTable,
+  statusName,
+  type HealthReport,
+} from './format.js';

@@ -13,6 +13,9 @@ import {
   formatCreateInterface,
   formatDelete,
   formatHealth,
+  formatInspect,
+  formatPeerChange,
+  formatPeers,
   formatRpcError,
   PROGRAM,
   type HealthReport,
@@ -84,6 +87,10 @@ Examples:
   nodenetctl create --ip 198.19.1.2 --port 8080 --map 8081:80/tcp --netns web1
   nodenetctl delete nni-c6130102
   nodenetctl health --wait --timeout 10000
+  nodenetctl inspect
+  nodenetctl peers add --name node-2 --underlay 198.18.0.2 --subnet 198.19.2.0/24
+  nodenetctl peers
+  nodenetctl peers remove node-2
   nodenetctl --target 10.0.0.5:7443 --tls-ca ca.pem --tls-cert me.pem --tls-key me.key health
 
 Exit codes: 0 success; 1 the daemon refused the request or could not be reached (stderr:
@@ -183,6 +190,54 @@ export async function runCli(args: readonly string[], io: CliIo): Promise<number
       await withDaemon(command, async (daemon, global) => {
         await daemon.network.deleteInterface({ interfaceName: handle }, { timeoutMs: global.timeout });
         out(formatDelete(handle, global.json ?? false));
+      });
+    });
+
+  program
+    .command('inspect')
+    .description('the node: its CNI, instance interfaces (present or missing in the kernel), peers and last reconcile')
+    .action(async (_options: unknown, command: Command) => {
+      await withDaemon(command, async (daemon, global) => {
+        const response = await daemon.admin.inspect({ timeoutMs: global.timeout });
+        out(formatInspect(response, global.json ?? false));
+      });
+    });
+
+  const peers = program.command('peers').description('the cluster peers: list them (the default), or add and remove static ones');
+  peers
+    .command('list', { isDefault: true })
+    .description('the peers membership knows and whether their routes are programmed')
+    // As the default command it receives whatever followed `peers`: name a mistyped subcommand as such
+    // instead of commander's "too many arguments for 'list'".
+    .allowExcessArguments(true)
+    .action(async (_options: unknown, command: Command) => {
+      if (command.args.length > 0) {
+        command.error(`unknown command 'peers ${command.args[0]}': use peers [list], peers add or peers remove`, { exitCode: EXIT_USAGE });
+      }
+      await withDaemon(command, async (daemon, global) => {
+        out(formatPeers(await daemon.admin.listPeers({ timeoutMs: global.timeout }), global.json ?? false));
+      });
+    });
+  peers
+    .command('add')
+    .description('add (or update) a peer of a static-membership daemon; its subnet gets routes through the overlay')
+    .requiredOption('--name <name>', 'the peer\'s node name')
+    .requiredOption('--underlay <address>', 'the peer\'s underlay address, e.g. 198.18.0.2')
+    .requiredOption('--subnet <cidr>', 'the peer\'s instance subnet, e.g. 198.19.2.0/24')
+    .action(async (options: { name: string; underlay: string; subnet: string }, command: Command) => {
+      await withDaemon(command, async (daemon, global) => {
+        await daemon.admin.addPeer({ name: options.name, underlayAddress: options.underlay, subnet: options.subnet }, { timeoutMs: global.timeout });
+        out(formatPeerChange('added', options.name, global.json ?? false));
+      });
+    });
+  peers
+    .command('remove')
+    .description('remove a peer of a static-membership daemon (its routes go); removing an absent peer succeeds')
+    .argument('<name>', 'the peer\'s node name')
+    .action(async (name: string, _options: unknown, command: Command) => {
+      await withDaemon(command, async (daemon, global) => {
+        await daemon.admin.removePeer({ name }, { timeoutMs: global.timeout });
+        out(formatPeerChange('removed', name, global.json ?? false));
       });
     });
 

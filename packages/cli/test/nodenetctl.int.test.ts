@@ -1,17 +1,18 @@
 /**
  * The built `nodenetctl` (bin/nodenetctl.js -> dist/main.js) against the real daemon in a node namespace:
- * the commands a README session uses, their output and exit codes. Needs `npm run build` (dist of server
- * and cli).
+ * the commands a README session uses, their output and exit codes; inspect and static peers (NetworkAdmin)
+ * checked against the kernel. Needs `npm run build` (dist of server and cli).
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon, TestScope, Topology, ipv4AddressesOf, link, type NodeHost } from '@nodenet/testkit';
+import { Daemon, TestScope, Topology, ipv4AddressesOf, link, nsExec, routes, type NodeHost } from '@nodenet/testkit';
 
 const BIN = fileURLToPath(new URL('../bin/nodenetctl.js', import.meta.url));
 const MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url));
 const HANDLE_RE = /^nni-[0-9a-f]{8}$/;
+const ISO_TIME_RE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/;
 
 interface CtlResult {
   readonly exitCode: number;
@@ -50,7 +51,9 @@ describe('nodenetctl against the daemon', () => {
     scope = await TestScope.create();
     topology = await Topology.create(scope, { nodes: 1, bridgeNfCall: false });
     node = topology.node(1);
-    daemon = await Daemon.start({ scope, node });
+    // No periodic reconcile during the run: the tests that break an interface on purpose see it missing
+    // until they restart the daemon, whose restore pass repairs it (deterministically, not on a timer).
+    daemon = await Daemon.start({ scope, node, config: { reconcileIntervalSeconds: 86_400 } });
   });
 
   afterAll(async () => {
@@ -122,6 +125,137 @@ describe('nodenetctl against the daemon', () => {
     // Idempotent: a handle the daemon issued whose interface is gone.
     expect(await ctl('delete', handle)).toMatchObject({ exitCode: 0 });
     expect(await ctl('delete', udpHandle!, '--json')).toMatchObject({ exitCode: 0, stdout: '{}\n' });
+  });
+
+  /** The cells of `inspect`'s interface row for `handle` (split on blanks: no cell has one). */
+  function interfaceRow(inspectText: string, handle: string): string[] | undefined {
+    return inspectText
+      .split('\n')
+      .map((line) => line.trim().split(/\s+/))
+      .find((cells) => cells[0] === handle);
+  }
+
+  /** The indented lines of a section of `inspect`'s human output (`interfaces (1)`, `last_reconcile`, ...). */
+  function section(inspectText: string, titlePrefix: string): string[] {
+    const lines = inspectText.split('\n');
+    const start = lines.findIndex((l) => l.startsWith(titlePrefix));
+    if (start < 0) return [];
+    const body: string[] = [];
+    for (const line of lines.slice(start + 1)) {
+      if (!line.startsWith('  ')) break;
+      body.push(line);
+    }
+    return body;
+  }
+
+  it('inspect after a create: the node, the interface present with its ports and namespace, the last reconcile; --json', async () => {
+    const instanceNs = await topology.createInstanceNamespace();
+    const created = await ctl('create', '--ip', '198.19.1.5', '--port', '20006', '--map', '20005:80/tcp', '--netns', instanceNs);
+    expect(created.stderr).toBe('');
+    const handle = /^interface_name\s+(\S+)$/m.exec(created.stdout)?.[1] ?? '';
+    expect(handle).toMatch(HANDLE_RE);
+
+    const human = await ctl('inspect');
+    expect(human).toMatchObject({ exitCode: 0, stderr: '' });
+    expect(human.stdout).toMatch(new RegExp(`^node_name {9}${node.name}$`, 'm'));
+    expect(human.stdout).toMatch(new RegExp(`^underlay_address {2}${node.address.replace(/\./g, '\\.')}$`, 'm'));
+    expect(human.stdout).toMatch(/^backend {11}iproute2$/m);
+    expect(human.stdout).toMatch(/^overlay_mode {6}vxlan$/m);
+    expect(human.stdout).toMatch(/^cni {15}nodenet0 gateway 198\.19\.1\.1 subnet 198\.19\.1\.0\/24 mtu \d+ mac 02:6e:c6:13:01:01$/m);
+    const row = interfaceRow(human.stdout, handle);
+    expect(row).toBeDefined();
+    const [, host, kind, address, ports, placement, state] = row!;
+    expect({ host, kind, address, placement, state }).toEqual({
+      host: handle.replace(/^nni-/, 'nnh-'),
+      kind: 'veth',
+      address: '198.19.1.5',
+      placement: `${instanceNs}/eth0`,
+      state: 'present',
+    });
+    expect(ports!.split(',').sort()).toEqual(['20005/tcp->80', '20006/tcp+udp->20006']);
+    const reconcile = section(human.stdout, 'last_reconcile');
+    expect(reconcile[0]).toMatch(/^ {2}started_at {3}\S+$/);
+    expect(reconcile[0]!.trim().split(/\s+/)[1]).toMatch(ISO_TIME_RE);
+    expect(reconcile[1]).toMatch(/^ {2}duration_ms {2}\d+$/);
+    expect(reconcile.some((l) => /^ {2}repairs {6}\d+$/.test(l))).toBe(true);
+    expect(reconcile.some((l) => /^ {2}errors {7}\d+$/.test(l))).toBe(true);
+
+    const json = await ctl('--json', 'inspect');
+    expect(json.exitCode).toBe(0);
+    const parsed = JSON.parse(json.stdout) as {
+      nodeName: string;
+      cni: Record<string, unknown>;
+      interfaces: Array<Record<string, unknown>>;
+      lastReconcile: { startedAt: string; durationMs?: number };
+    };
+    expect(parsed).toMatchObject({ nodeName: node.name, backend: 'iproute2', overlayMode: 'vxlan', cni: { name: 'nodenet0', subNetwork: '198.19.1.0/24' } });
+    expect(parsed.interfaces.find((i) => i.interfaceName === handle)).toMatchObject({
+      hostInterfaceName: handle.replace(/^nni-/, 'nnh-'),
+      ipAddress: '198.19.1.5',
+      netns: instanceNs,
+      ifname: 'eth0',
+      macAddress: '02:6e:c6:13:01:05',
+      state: 'present',
+    });
+    expect(parsed.lastReconcile.startedAt).toMatch(ISO_TIME_RE);
+
+    // Break it behind the daemon's back: deleting the instance end deletes the pair, so the bridge port goes.
+    await nsExec(instanceNs, 'ip', ['link', 'del', 'eth0']);
+    const broken = await ctl('inspect');
+    expect(interfaceRow(broken.stdout, handle)?.[6]).toBe('missing');
+
+    // The restore pass of a restarted daemon puts it back (its namespace still lives) and reports the repair.
+    const before = parsed.lastReconcile.startedAt;
+    daemon = await daemon.restart();
+    const repaired = await ctl('inspect');
+    expect(repaired.exitCode).toBe(0);
+    expect(interfaceRow(repaired.stdout, handle)?.[6]).toBe('present');
+    const afterRestart = section(repaired.stdout, 'last_reconcile');
+    expect(afterRestart[0]!.trim().split(/\s+/)[1]! > before).toBe(true);
+    const repairsRow = afterRestart.findIndex((l) => /^ {2}repairs {6}\d+$/.test(l));
+    expect(Number(afterRestart[repairsRow]!.trim().split(/\s+/)[1])).toBeGreaterThanOrEqual(1);
+    const listed = afterRestart.slice(repairsRow + 1).filter((l) => l.startsWith('    - '));
+    expect(listed.some((l) => l.includes(handle) && l.includes('recreated'))).toBe(true);
+    expect(await ipv4AddressesOf(instanceNs, 'eth0')).toEqual(['198.19.1.5/24']);
+
+    expect(await ctl('delete', handle)).toMatchObject({ exitCode: 0 });
+    expect(interfaceRow((await ctl('inspect')).stdout, handle)).toBeUndefined();
+  });
+
+  it('peers add / list / remove on a static-membership daemon, with the overlay route following', async () => {
+    const peerRoute = async () => (await routes(node.ns)).find((r) => r.dst === '198.19.2.0/24');
+    expect(await ctl('peers')).toEqual({ exitCode: 0, stdout: 'no peers (membership static)\n', stderr: '' });
+    expect(await peerRoute()).toBeUndefined();
+
+    const added = await ctl('peers', 'add', '--name', 'node-2', '--underlay', '198.18.0.2', '--subnet', '198.19.2.0/24');
+    expect(added).toEqual({ exitCode: 0, stdout: 'added peer node-2\n', stderr: '' });
+    const listed = await ctl('peers');
+    expect(listed).toEqual({
+      exitCode: 0,
+      stdout: 'NAME    UNDERLAY    SUBNET         PROGRAMMED\nnode-2  198.18.0.2  198.19.2.0/24  yes\n',
+      stderr: '',
+    });
+    expect(await peerRoute()).toBeDefined();
+    const json = await ctl('peers', 'list', '--json');
+    expect(JSON.parse(json.stdout)).toEqual({
+      membership: 'static',
+      peers: [{ peer: { name: 'node-2', underlayAddress: '198.18.0.2', subnet: '198.19.2.0/24' }, programmed: true }],
+    });
+    expect(section((await ctl('inspect')).stdout, 'peers (1)')).toEqual([
+      '  NAME    UNDERLAY    SUBNET         PROGRAMMED',
+      '  node-2  198.18.0.2  198.19.2.0/24  yes',
+    ]);
+
+    // The daemon judges peers: one overlapping this node's subnet is refused and nothing changes.
+    const overlapping = await ctl('peers', 'add', '--name', 'node-3', '--underlay', '198.18.0.3', '--subnet', '198.19.1.0/24');
+    expect(overlapping).toMatchObject({ exitCode: 1, stdout: '' });
+    expect(overlapping.stderr).toMatch(/^nodenetctl: FAILED_PRECONDITION: .*198\.19\.1\.0\/24/);
+
+    expect(await ctl('peers', 'remove', 'node-2')).toEqual({ exitCode: 0, stdout: 'removed peer node-2\n', stderr: '' });
+    expect(await ctl('peers')).toMatchObject({ exitCode: 0, stdout: 'no peers (membership static)\n' });
+    expect(await peerRoute()).toBeUndefined();
+    // Idempotent: removing it again succeeds.
+    expect(await ctl('--json', 'peers', 'remove', 'node-2')).toEqual({ exitCode: 0, stdout: '{}\n', stderr: '' });
   });
 
   it('errors: the gRPC code name on stderr, exit 1; usage errors exit 2 without a call', async () => {

@@ -53,17 +53,26 @@ export async function run(
     connect: (target, clientOptions): DaemonConnection => {
       const connection = { target, options: clientOptions, closed: false };
       daemon.connections.push(connection);
-      const call = (method: string) => async (request: unknown, callOptions: unknown) => {
+      const answer = (method: string, request: unknown, callOptions: unknown): unknown => {
         daemon.calls.push({ method, request, options: callOptions });
-        const answer = daemon.answers[method];
-        if (!answer) throw new Error(`the fake daemon has no answer for ${method}`);
-        return answer(request);
+        const answerOf = daemon.answers[method];
+        if (!answerOf) throw new Error(`the fake daemon has no answer for ${method}`);
+        return answerOf(request);
       };
+      const call = (method: string) => async (request: unknown, callOptions: unknown) => answer(method, request, callOptions);
+      // Inspect and ListPeers take no request: recorded as undefined.
+      const callWithoutRequest = (method: string) => async (callOptions: unknown) => answer(method, undefined, callOptions);
       return {
         network: {
           createContainerNetworkInterface: call('createContainerNetworkInterface') as never,
           createInterface: call('createInterface') as never,
           deleteInterface: call('deleteInterface') as never,
+        },
+        admin: {
+          inspect: callWithoutRequest('inspect') as never,
+          listPeers: callWithoutRequest('listPeers') as never,
+          addPeer: call('addPeer') as never,
+          removePeer: call('removePeer') as never,
         },
         checkHealth: async (service, callOptions) => {
           daemon.calls.push({ method: 'checkHealth', request: service, options: callOptions });
