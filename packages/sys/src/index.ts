@@ -1,1 +1,2 @@
 export * from './run.js';
+export * from './group-commit.js';
