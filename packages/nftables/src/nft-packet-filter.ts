@@ -24,7 +24,7 @@ import {
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CommandError, run, type RunOptions, type RunResult } from '@nodenet/sys';
+import { CommandError, GroupCommitter, run, type RunOptions, type RunResult } from '@nodenet/sys';
 import { CONNTRACK_ATTEMPTS, CONNTRACK_FILTERS, conntrackOutcome } from './conntrack.js';
 import { diffBase } from './drift.js';
 import {
@@ -89,6 +89,17 @@ export class NftPacketFilter implements PacketFilter {
   private readonly logger: Logger;
   private readonly nftCommand: string;
   private readonly conntrackCommand: string;
+  /**
+   * Concurrent adds (and removes) share one `nft -f` transaction (group commit): idle, a request runs at
+   * once; under load, requests queued behind a running transaction go together in the next. A failed group
+   * is retried request by request, so each gets its own answer.
+   */
+  private readonly adds = new GroupCommitter<InstanceRules>((items) =>
+    this.apply(items.map((r) => addInstanceScript(r)).join(''), items.length === 1 ? addStep(items[0]!) : `publish the ports of ${items.length} instances`),
+  );
+  private readonly removes = new GroupCommitter<InstanceRules>((items) =>
+    this.apply(items.map((r) => removeInstanceScript(r)).join(''), items.length === 1 ? removeStep(items[0]!) : `remove the published ports of ${items.length} instances`),
+  );
 
   constructor(options: NftPacketFilterOptions = {}) {
     this.netns = options.netns === undefined ? undefined : parseNetnsRef(options.netns, 'netns');
@@ -163,9 +174,9 @@ export class NftPacketFilter implements PacketFilter {
   }
 
   async addInstance(rules: InstanceRules): Promise<void> {
-    const step = `publish the ports of ${rules.address} and admit it on ${rules.hostIfname}`;
+    const step = addStep(rules);
     try {
-      await this.apply(addInstanceScript(rules), step);
+      await this.adds.submit(rules);
       return;
     } catch (e) {
       if (!isNftError(e, /File exists/)) throw e;
@@ -180,9 +191,9 @@ export class NftPacketFilter implements PacketFilter {
   }
 
   async removeInstance(rules: InstanceRules): Promise<void> {
-    const step = `remove the published ports of ${rules.address} and its admission on ${rules.hostIfname}`;
+    const step = removeStep(rules);
     try {
-      await this.apply(removeInstanceScript(rules), step);
+      await this.removes.submit(rules);
       return;
     } catch (e) {
       // "File exists": a host port of ours is now mapped to another address (leave that one alone).
@@ -349,4 +360,12 @@ function missingCommand(stderr: string): boolean {
 
 function unavailable(file: string, cause?: unknown): UnavailableError {
   return new UnavailableError(`${file} is not installed on this node: install ${PACKAGE_OF[file] ?? file}`, cause === undefined ? undefined : { cause });
+}
+
+function addStep(rules: InstanceRules): string {
+  return `publish the ports of ${rules.address} and admit it on ${rules.hostIfname}`;
+}
+
+function removeStep(rules: InstanceRules): string {
+  return `remove the published ports of ${rules.address} and its admission on ${rules.hostIfname}`;
 }
