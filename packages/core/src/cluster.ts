@@ -196,7 +196,16 @@ export class PeerSync {
       const self = this.self;
       if (!self) return [];
       await this.overlay.ensureEndpoint(self);
-      this.programmed.clear();
+      // Re-converge every programmed peer in place (the view stays true while this runs), then let apply()
+      // add what is missing and remove what left.
+      for (const [name, peer] of [...this.programmed]) {
+        try {
+          await this.overlay.ensurePeer(peer);
+        } catch (e) {
+          this.programmed.delete(name);
+          this.logger.error({ peer: name, err: asNodenetError(e, 'program peer').message }, 'could not re-program peer');
+        }
+      }
       await this.apply();
       return (await this.overlay.removeStalePeers?.(this.validPeers())) ?? [];
     });

@@ -513,82 +513,87 @@ export class NodeNetwork {
    * rules, remove orphans. Never touches what nodenet does not own. Passes run one at a time.
    */
   reconcile(): Promise<ReconcileReport> {
-    return this.reconcileMutex.run(async () => {
-      const startedAt = this.now();
-      const t0 = performance.now();
-      const repairs: string[] = [];
-      const errors: string[] = [];
-      const attempt = async <T>(what: string, fn: () => Promise<T>): Promise<T | undefined> => {
-        try {
-          return await fn();
-        } catch (e) {
-          errors.push(asNodenetError(e, what).message);
-          return undefined;
-        }
-      };
-      const note = (r: Repairs | void) => {
-        if (r) repairs.push(...r);
-      };
+    // Under the CNI's mutex too: a pass never sees a CNI half-made by CreateContainerNetworkInterface.
+    return this.reconcileMutex.run(() => this.cniMutex.run(() => this.reconcilePass()));
+  }
 
-      const cni = this.cni;
-      if (cni) {
-        const spec = this.cniSpec(cni);
-        note(await attempt('converge the CNI', () => this.dataplane.ensureCni(spec)));
-        note(await attempt('converge the packet filter', () => this.filter.ensureBase(this.filterBase(spec))));
+  private async reconcilePass(): Promise<ReconcileReport> {
+    const startedAt = this.now();
+    const t0 = performance.now();
+    const repairs: string[] = [];
+    const errors: string[] = [];
+    const attempt = async <T>(what: string, fn: () => Promise<T>): Promise<T | undefined> => {
+      try {
+        return await fn();
+      } catch (e) {
+        errors.push(asNodenetError(e, what).message);
+        return undefined;
       }
-      // Only records that existed before the kernel is listed are compared (newer ones may not show yet).
-      const knownBefore = new Set(this.instances.keys());
-      const links = await attempt('list owned links', () => this.dataplane.listOwnedLinks());
-      const elements = await attempt('list filter elements', () => this.filter.listElements());
-      if (links && elements) {
-        const records = [...this.instances.values()].filter((r) => knownBefore.has(r.handle) && !this.deleting.has(r.handle));
-        const plan = planReconcile({
-          records,
-          cniName: cni?.name ?? null,
-          infrastructureLinks: new Set(this.options.infrastructureLinks ?? []),
-          links,
-          elements,
-          busy: this.busySet(),
+    };
+    const note = (r: Repairs | void) => {
+      if (r) repairs.push(...r);
+    };
+
+    const cni = this.cni;
+    if (cni) {
+      const spec = this.cniSpec(cni);
+      note(await attempt('converge the CNI', () => this.dataplane.ensureCni(spec)));
+      note(await attempt('converge the packet filter', () => this.filter.ensureBase(this.filterBase(spec))));
+    }
+    // Only records that existed before the kernel is listed are checked (newer ones may not show yet);
+    // every record explains what it owns.
+    const knownBefore = new Set(this.instances.keys());
+    const links = await attempt('list owned links', () => this.dataplane.listOwnedLinks());
+    const elements = await attempt('list filter elements', () => this.filter.listElements());
+    if (links && elements) {
+      const plan = planReconcile({
+        records: [...this.instances.values()],
+        checkable: knownBefore,
+        // The CNI's name even before its record exists: a CNI being created is never an orphan.
+        cniName: cni?.name ?? CNI_NAME,
+        infrastructureLinks: new Set(this.options.infrastructureLinks ?? []),
+        links,
+        elements,
+        busy: this.busySet(),
+      });
+      if (plan.orphanLinks.length > 0) {
+        await attempt('remove orphan links', async () => {
+          await this.dataplane.deleteOwnedLinks(plan.orphanLinks);
+          repairs.push(`removed links no record explains: ${plan.orphanLinks.join(', ')}`);
         });
-        if (plan.orphanLinks.length > 0) {
-          await attempt('remove orphan links', async () => {
-            await this.dataplane.deleteOwnedLinks(plan.orphanLinks);
-            repairs.push(`removed links no record explains: ${plan.orphanLinks.join(', ')}`);
-          });
-        }
-        const { ports: orphanPorts, sources: orphanSources } = plan.orphanElements;
-        if (orphanPorts.length + orphanSources.length > 0) {
-          await attempt('remove orphan filter elements', async () => {
-            await this.filter.removeElements(plan.orphanElements);
-            const described = [
-              ...orphanPorts.map((p) => `port ${p.hostPort}/${p.protocol} -> ${p.address}:${p.instancePort}`),
-              ...orphanSources.map((src) => `source ${src.address} on ${src.ifname}`),
-            ];
-            repairs.push(`removed filter elements no record explains: ${described.join(', ')}`);
-          });
-        }
-        for (const record of plan.missingRules) {
-          await attempt(`restore the rules of ${record.handle}`, async () => {
-            await this.filter.addInstance({ hostIfname: record.hostIfname, address: record.address, ports: record.ports });
-            repairs.push(`rules of ${record.handle} (${record.address}) were missing: restored`);
-          });
-        }
-        if (cni) {
-          for (const record of plan.missingInterfaces) {
-            if (this.deleting.has(record.handle) || !this.instances.has(record.handle)) continue;
-            const work = this.repairInstance(record, cni, repairs, errors).finally(() => this.repairing.delete(record.handle));
-            this.repairing.set(record.handle, work);
-            await work;
-          }
+      }
+      const { ports: orphanPorts, sources: orphanSources } = plan.orphanElements;
+      if (orphanPorts.length + orphanSources.length > 0) {
+        await attempt('remove orphan filter elements', async () => {
+          await this.filter.removeElements(plan.orphanElements);
+          const described = [
+            ...orphanPorts.map((p) => `port ${p.hostPort}/${p.protocol} -> ${p.address}:${p.instancePort}`),
+            ...orphanSources.map((src) => `source ${src.address} on ${src.ifname}`),
+          ];
+          repairs.push(`removed filter elements no record explains: ${described.join(', ')}`);
+        });
+      }
+      for (const record of plan.missingRules) {
+        await attempt(`restore the rules of ${record.handle}`, async () => {
+          await this.filter.addInstance({ hostIfname: record.hostIfname, address: record.address, ports: record.ports });
+          repairs.push(`rules of ${record.handle} (${record.address}) were missing: restored`);
+        });
+      }
+      if (cni) {
+        for (const record of plan.missingInterfaces) {
+          if (this.deleting.has(record.handle) || !this.instances.has(record.handle)) continue;
+          const work = this.repairInstance(record, cni, repairs, errors).finally(() => this.repairing.delete(record.handle));
+          this.repairing.set(record.handle, work);
+          await work;
         }
       }
-      const report: ReconcileReport = { startedAt: startedAt.toISOString(), durationMs: Math.round(performance.now() - t0), repairs, errors };
-      this.lastReport = report;
-      for (const r of repairs) this.logger.warn({ event: 'repair', repair: r }, `repaired: ${r}`);
-      for (const e of errors) this.logger.error({ event: 'reconcile-error', err: e }, `reconcile: ${e}`);
-      this.logger.info({ event: 'reconciled', durationMs: report.durationMs, repairs: repairs.length, errors: errors.length }, 'reconcile pass done');
-      return report;
-    });
+    }
+    const report: ReconcileReport = { startedAt: startedAt.toISOString(), durationMs: Math.round(performance.now() - t0), repairs, errors };
+    this.lastReport = report;
+    for (const r of repairs) this.logger.warn({ event: 'repair', repair: r }, `repaired: ${r}`);
+    for (const e of errors) this.logger.error({ event: 'reconcile-error', err: e }, `reconcile: ${e}`);
+    this.logger.info({ event: 'reconciled', durationMs: report.durationMs, repairs: repairs.length, errors: errors.length }, 'reconcile pass done');
+    return report;
   }
 
   /** An instance whose interface is gone: put it back where it was if that namespace still lives, else release it. */

@@ -27,8 +27,10 @@ export interface ReconcilePlan {
 }
 
 export interface PlanInput {
-  /** Records to check: those that existed before the kernel was listed (newer ones may not show yet). */
+  /** Every record now: what explains an owned link or element. */
   readonly records: readonly InstanceRecord[];
+  /** Handles whose kernel state is checked: records that existed before the kernel was listed (newer ones may not show yet). */
+  readonly checkable: ReadonlySet<string>;
   /** The CNI's name (an owned link that is not an instance's). */
   readonly cniName: string | null;
   /** Other links nodenet owns that are not instances' (e.g. the overlay device). */
@@ -57,7 +59,7 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
     explainedLinks.add(r.handle);
     explainedSources.add(sourceKey(r.hostIfname, r.address));
     for (const m of r.ports) explainedPorts.set(portKey(m.protocol, m.hostPort), portValue({ address: r.address, instancePort: m.instancePort }));
-    if (input.busy.handles.has(r.handle)) continue;
+    if (input.busy.handles.has(r.handle) || !input.checkable.has(r.handle)) continue;
     if (!linkNames.has(r.hostIfname)) {
       missingInterfaces.push(r);
       continue;

@@ -137,4 +137,28 @@ describe('NodeNetwork.reconcile', () => {
     expect(report.repairs).toEqual([`instance ${a.interfaceName} (198.19.1.2) is gone (its namespace web no longer exists): released its address and ports`]);
     expect(net.listInstances()).toEqual([]);
   });
+
+  it('never removes a CNI being created, nor the links of a create that finished while the kernel was listed', async () => {
+    const fresh = new NodeNetwork({ dataplane: dp, packetFilter: pf, store: new MemoryStateStore(), host: await dp.probeHost(), reservedPorts: new Map(), overlayOverhead: 50 });
+    await fresh.load();
+    // no CNI record in `fresh`, but the bridge exists (being created by a concurrent request)
+    expect((await fresh.reconcile()).repairs).toEqual([]);
+    expect(dp.links.has('nodenet0')).toBe(true);
+
+    // A create completes between listOwnedLinks and the plan: its link must count as explained.
+    const list = dp.listOwnedLinks.bind(dp);
+    let created: Promise<unknown> | undefined;
+    dp.listOwnedLinks = async () => {
+      // in flight when the pass starts; its link is listed; its record lands before the plan is made
+      created = net.createInterface({ ipAddress: '198.19.1.9', netns: 'web' });
+      while (![...dp.links.keys()].some((l) => l.startsWith('nnh-'))) await new Promise((r) => setImmediate(r));
+      const links = await list();
+      await created;
+      return links;
+    };
+    const report = await net.reconcile();
+    expect(report.repairs).toEqual([]);
+    expect(net.listInstances()).toHaveLength(1);
+    expect(dp.links.has(net.listInstances()[0]!.hostIfname)).toBe(true);
+  });
 });

@@ -13,6 +13,7 @@ export class ClusterLink {
   private started = false;
   private self: NodeRecord | null = null;
   private joined = false;
+  private joining: Promise<void> | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private stopped = false;
 
@@ -39,7 +40,13 @@ export class ClusterLink {
   }
 
   /** Announces this node's subnet and programs the overlay (CreateContainerNetworkInterface, and restore). */
-  async join(subnet: Subnet): Promise<void> {
+  join(subnet: Subnet): Promise<void> {
+    // One join at a time: a reconcile pass may ask while CreateContainerNetworkInterface is joining.
+    this.joining ??= this.doJoin(subnet).finally(() => (this.joining = null));
+    return this.joining;
+  }
+
+  private async doJoin(subnet: Subnet): Promise<void> {
     const self: NodeRecord = { name: this.config.nodeName, underlayAddress: this.host.underlayAddress, subnet };
     this.self = self;
     if (!this.started) {

@@ -86,10 +86,9 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
     const overlay = adapters.backend.createOverlay(host);
     const sync = new PeerSync(
       overlay,
-      // Only once the CNI (and so the filter's table) exists does the cluster set mean anything.
-      async (subnets) => {
-        if (network.cniRecord) await adapters.packetFilter.setClusterSubnets(subnets);
-      },
+      // PeerSync reports subnets only once this node has joined, which CreateContainerNetworkInterface does
+      // after installing the filter's tables: the set always exists by then.
+      (subnets) => adapters.packetFilter.setClusterSubnets(subnets),
       logger.child({ component: 'cluster' }),
     );
     cluster = new ClusterLink(config, host, adapters.membership, sync, logger.child({ component: 'cluster' }));
