@@ -9,3 +9,5 @@ export * from './proxy.js';
 export * from './traffic.js';
 export * from './inspect.js';
 export * from './instance.js';
+export * from './etcd.js';
+export * from './ovs.js';
