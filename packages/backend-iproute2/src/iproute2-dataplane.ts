@@ -36,6 +36,7 @@ import {
   CNI_OWNER_ALIAS,
   DEFAULT_INSTANCE_IFNAME,
   LINE,
+  attachPortScript,
   classifyForDeletion,
   createCniScript,
   deleteInstanceScript,
@@ -304,6 +305,10 @@ export class Iproute2Dataplane implements Dataplane {
     if (owned.length === 0) return;
     await this.deleteTolerant(deleteLinksScript(owned, pickUnusedGroup(links)), `delete ${owned.length} orphaned link(s)`);
     this.logger.info({ links: owned }, 'orphaned links deleted');
+  }
+
+  async attachToCni(hostIfname: IfName, cni: CniSpec): Promise<void> {
+    await this.node.batch(attachPortScript(hostIfname, cni), { step: `attach ${hostIfname} to ${cni.name}` });
   }
 
   /** A stat and a statfs of the namespace file (no process); see namespaceAliveAt. */

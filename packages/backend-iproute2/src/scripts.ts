@@ -2,7 +2,7 @@
  * The `ip -batch` scripts the backend runs, as pure functions of the specs (so tests can read every line).
  * Each line has an `id` the dataplane uses to turn a failure of that line into a precise error.
  */
-import { OWNER_ALIAS_PREFIX, type CniSpec, type IfName, type InstanceRecord, type InstanceSpec, type LinkState } from '@nodenet/core';
+import { CNI_NAME, HANDLE_PREFIX, OWNER_ALIAS_PREFIX, type CniSpec, type IfName, type InstanceRecord, type InstanceSpec, type LinkState } from '@nodenet/core';
 import type { IpLine } from './ip-batch.js';
 import type { IpLink, IpLinkWithAddresses } from './ip-json.js';
 
@@ -153,6 +153,14 @@ export function vethScript(spec: InstanceSpec, targetNetnsPath?: string): IpLine
   ];
 }
 
+/** Puts a detached instance port back on the CNI with the settings createInstance gives it. */
+export function attachPortScript(hostIfname: IfName, cni: CniSpec): IpLine[] {
+  return [
+    { id: LINE.attachLink, args: ['link', 'set', 'dev', hostIfname, 'master', cni.name], step: `attach ${hostIfname} to ${cni.name}` },
+    { id: LINE.hairpin, args: ['link', 'set', 'dev', hostIfname, 'up', ...HAIRPIN], step: `set hairpin on ${hostIfname} and bring it up` },
+  ];
+}
+
 /** Bridge-port options of a link already on the bridge (a bridge_slave change needs the master set before). */
 const HAIRPIN = ['type', 'bridge_slave', 'hairpin', 'on'];
 
@@ -227,20 +235,35 @@ export interface OwnedLink extends LinkState {
 }
 
 /** The links whose alias starts with nodenet's owner prefix. */
+/**
+ * nodenet's owner tag of a link, or undefined when the link is not nodenet's. A link carries the tag as its
+ * alias; the kernel ignores `alias` on `link add`, so a create cut short between its `link add` and the
+ * `link set alias` line leaves a port named in nodenet's scheme (`nnh-`/`nni-` + 8 hex digits) on the CNI
+ * without it: such a port is nodenet's too (nobody else names links so and attaches them to nodenet0).
+ */
+export function ownerTagOf(link: IpLink, cniName: string = CNI_NAME): string | undefined {
+  if (link.alias?.startsWith(OWNER_ALIAS_PREFIX)) return link.alias;
+  const m = /^nn[hi]-([0-9a-f]{8})$/.exec(link.ifname);
+  if (m && link.master === cniName) return `${OWNER_ALIAS_PREFIX}${HANDLE_PREFIX}${m[1]}`;
+  return undefined;
+}
+
 export function ownedLinksOf(links: readonly IpLink[]): OwnedLink[] {
-  return links.flatMap((l) =>
-    l.alias?.startsWith(OWNER_ALIAS_PREFIX)
+  return links.flatMap((l) => {
+    const ownerTag = ownerTagOf(l);
+    return ownerTag !== undefined
       ? [
           {
             name: l.ifname,
-            ownerTag: l.alias,
+            ownerTag,
             ...(l.linkinfo?.kind === undefined ? {} : { kind: l.linkinfo.kind }),
-            ...(l.master === undefined ? {} : { master: l.master }),
+            // '' when the link is on no bridge, so reconcile can tell a detached port from "not reported".
+            master: l.master ?? '',
             ...(l.operstate === undefined ? {} : { operstate: l.operstate }),
           },
         ]
-      : [],
-  );
+      : [];
+  });
 }
 
 /** Names asked for deletion, sorted by what the kernel shows now. */
@@ -259,7 +282,7 @@ export function classifyForDeletion(names: readonly string[], links: readonly Ip
   for (const name of new Set(names)) {
     const link = byName.get(name);
     if (link === undefined) result.absent.push(name);
-    else if (link.alias?.startsWith(OWNER_ALIAS_PREFIX)) result.owned.push(name);
+    else if (ownerTagOf(link) !== undefined) result.owned.push(name);
     else result.foreign.push({ name, alias: link.alias });
   }
   return result;

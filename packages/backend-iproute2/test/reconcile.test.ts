@@ -87,9 +87,9 @@ const LINKS = parseIpLinks([
 ]);
 
 describe('owned links', () => {
-  it('are the links whose alias starts with nodenet:, with kind, master and operstate when known', () => {
+  it('are the links whose alias starts with nodenet:, with kind, master ('' for none) and operstate', () => {
     expect(ownedLinksOf(LINKS)).toEqual([
-      { name: 'nodenet0', ownerTag: 'nodenet:cni', kind: 'bridge', operstate: 'DOWN' },
+      { name: 'nodenet0', ownerTag: 'nodenet:cni', kind: 'bridge', master: '', operstate: 'DOWN' },
       { name: 'nnh-1', ownerTag: 'nodenet:nni-1', kind: 'veth', master: 'nodenet0', operstate: 'UP' },
       { name: 'nni-2', ownerTag: 'nodenet:nni-2', kind: 'tun', master: 'nodenet0', operstate: 'DOWN' },
     ]);
@@ -127,5 +127,20 @@ describe('deleting several links', () => {
       { ifindex: 3, ifname: 'c', flags: [], mtu: 1500, group: 'default' },
     ]);
     expect(pickUnusedGroup(taken)).toBe(DELETE_GROUP_BASE + 2);
+  });
+});
+
+describe('ownerTagOf: what counts as nodenet\'s link', () => {
+  it('is the alias, or nodenet\'s naming scheme on the CNI (a create cut short before its alias line)', async () => {
+    const { ownerTagOf } = await import('../src/scripts.js');
+    const link = (ifname: string, extra: Record<string, unknown> = {}) => ({ ifname, ...extra }) as never;
+    expect(ownerTagOf(link('nnh-0a1b2c3d', { alias: 'nodenet:nni-0a1b2c3d' }))).toBe('nodenet:nni-0a1b2c3d');
+    expect(ownerTagOf(link('nnh-0a1b2c3d', { master: 'nodenet0' }))).toBe('nodenet:nni-0a1b2c3d');
+    expect(ownerTagOf(link('nni-0a1b2c3d', { master: 'nodenet0' }))).toBe('nodenet:nni-0a1b2c3d');
+    expect(ownerTagOf(link('nnh-0a1b2c3d'))).toBeUndefined(); // not on the CNI
+    expect(ownerTagOf(link('nnh-0a1b2c3d', { master: 'br0' }))).toBeUndefined();
+    expect(ownerTagOf(link('nnh-0A1B2C3D', { master: 'nodenet0' }))).toBeUndefined();
+    expect(ownerTagOf(link('veth123', { master: 'nodenet0' }))).toBeUndefined();
+    expect(ownerTagOf(link('eth0', { alias: 'uplink' }))).toBeUndefined();
   });
 });

@@ -573,6 +573,14 @@ export class NodeNetwork {
           repairs.push(`removed filter elements no record explains: ${described.join(', ')}`);
         });
       }
+      if (cni && this.dataplane.attachToCni) {
+        for (const record of plan.detachedPorts) {
+          await attempt(`attach ${record.hostIfname} to ${cni.name}`, async () => {
+            await this.dataplane.attachToCni!(record.hostIfname, this.cniSpec(cni));
+            repairs.push(`${record.hostIfname} of ${record.handle} (${record.address}) was not a port of ${cni.name}: attached again`);
+          });
+        }
+      }
       for (const record of plan.missingRules) {
         await attempt(`restore the rules of ${record.handle}`, async () => {
           await this.filter.addInstance({ hostIfname: record.hostIfname, address: record.address, ports: record.ports });

@@ -45,6 +45,8 @@ export interface LinkState {
   readonly name: string;
   /** Set when the link carries nodenet's owner tag; the value is the tag (e.g. `nodenet:nni-1a2b3c4d`). */
   readonly ownerTag?: string;
+  /** The bridge the link is a port of, when the backend reports it ('' or absent: none). */
+  readonly master?: string;
 }
 
 /** What a converging call found wrong and put right, one human-readable line each (empty: nothing drifted). */
@@ -83,6 +85,11 @@ export interface Dataplane {
   inspectLink(name: IfName): Promise<LinkState | null>;
   /** Every link in the node namespace that carries nodenet's owner tag (the CNI, host-side veths, TAPs, ...). */
   listOwnedLinks(): Promise<LinkState[]>;
+  /**
+   * Puts an instance's bridge port back on the CNI (it was detached: drift, or a delete cut short), with
+   * the port settings createInstance gives it. Backends whose listOwnedLinks reports `master` implement it.
+   */
+  attachToCni?(hostIfname: IfName, cni: CniSpec): Promise<void>;
   /** Deletes links nodenet owns that no record explains (orphans of a crash). Absent is fine. */
   deleteOwnedLinks(names: readonly IfName[]): Promise<void>;
   /**

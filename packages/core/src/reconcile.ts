@@ -18,6 +18,8 @@ export interface BusySet {
 export interface ReconcilePlan {
   /** Records whose bridge port is missing: recreate (namespace alive) or release. */
   readonly missingInterfaces: InstanceRecord[];
+  /** Records whose bridge port exists but is no longer a port of the CNI (reported only by backends that report `master`). */
+  readonly detachedPorts: InstanceRecord[];
   /** Records whose interface exists but whose ports or admitted source are missing from the filter. */
   readonly missingRules: InstanceRecord[];
   /** Owned links that no record explains (e.g. a create cut short by a crash). */
@@ -45,6 +47,8 @@ const portValue = (p: { address: string; instancePort: number }) => `${p.address
 
 export function planReconcile(input: PlanInput): ReconcilePlan {
   const linkNames = new Set(input.links.map((l) => l.name));
+  const masterOf = new Map(input.links.map((l) => [l.name, l.master]));
+  const detachedPorts: InstanceRecord[] = [];
   const portsHeld = new Map(input.elements.ports.map((p) => [portKey(p.protocol, p.hostPort as never), portValue(p)]));
   const sourcesHeld = new Set(input.elements.sources.map((s) => sourceKey(s.ifname, s.address)));
 
@@ -64,6 +68,8 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
       missingInterfaces.push(r);
       continue;
     }
+    const master = masterOf.get(r.hostIfname);
+    if (master !== undefined && input.cniName !== null && master !== input.cniName) detachedPorts.push(r);
     const rulesOk =
       sourcesHeld.has(sourceKey(r.hostIfname, r.address)) &&
       r.ports.every((m) => portsHeld.get(portKey(m.protocol, m.hostPort)) === portValue({ address: r.address, instancePort: m.instancePort }));
@@ -87,7 +93,7 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
     return !explainedSources.has(sourceKey(s.ifname, s.address));
   });
 
-  return { missingInterfaces, missingRules, orphanLinks, orphanElements: { ports: orphanPorts, sources: orphanSources } };
+  return { missingInterfaces, detachedPorts, missingRules, orphanLinks, orphanElements: { ports: orphanPorts, sources: orphanSources } };
 }
 
 /** `nodenet:nni-1a2b3c4d` -> `nni-1a2b3c4d`. */

@@ -161,4 +161,18 @@ describe('NodeNetwork.reconcile', () => {
     expect(net.listInstances()).toHaveLength(1);
     expect(dp.links.has(net.listInstances()[0]!.hostIfname)).toBe(true);
   });
+
+  it('puts a detached bridge port back on the CNI when the backend reports masters', async () => {
+    const a = await net.createInterface({ ipAddress: '198.19.1.2', netns: 'web' });
+    const attached: string[] = [];
+    dp.attachToCni = async (name) => {
+      attached.push(name);
+      dp.links.set(name, { ...dp.links.get(name)!, master: 'nodenet0' });
+    };
+    dp.links.set(a.hostInterfaceName, { name: a.hostInterfaceName, ownerTag: `nodenet:${a.interfaceName}`, master: 'nodenet0' });
+    expect((await net.reconcile()).repairs).toEqual([]);
+    dp.links.set(a.hostInterfaceName, { name: a.hostInterfaceName, ownerTag: `nodenet:${a.interfaceName}`, master: '' });
+    expect((await net.reconcile()).repairs).toEqual([`${a.hostInterfaceName} of ${a.interfaceName} (198.19.1.2) was not a port of nodenet0: attached again`]);
+    expect(attached).toEqual([a.hostInterfaceName]);
+  });
 });

@@ -1,0 +1,137 @@
+/** The Markdown tables of a run (results/bench.md, the README's performance section, the end of `npm run bench`). */
+import type { BenchResults, Target } from '../results.js';
+import type { Summary } from '../stats.js';
+import { SYSTEM_LABELS, SYSTEM_NAMES, type SystemName } from '../systems/types.js';
+
+function num(value: number | null | undefined, digits = 1): string {
+  if (value === null || value === undefined || !Number.isFinite(value)) return '–';
+  return value.toFixed(digits);
+}
+
+function row(cells: readonly string[]): string {
+  return `| ${cells.join(' | ')} |`;
+}
+
+function table(header: readonly string[], rows: readonly (readonly string[])[], align?: readonly ('l' | 'r')[]): string[] {
+  const marks = header.map((_, i) => ((align?.[i] ?? (i === 0 ? 'l' : 'r')) === 'l' ? '---' : '---:'));
+  return [row(header), row(marks), ...rows.map(row)];
+}
+
+function verdict(t: Target): string {
+  if (t.pass === null) return 'not measured';
+  return t.pass ? 'met' : '**missed**';
+}
+
+function targetValue(t: Target): string {
+  if (t.measured === null) return '–';
+  if (t.unit === 'ratio') return t.measured.toFixed(3);
+  return `${num(t.measured, t.unit === '/s' || t.unit === 'instances' ? 0 : 1)} ${t.unit}`;
+}
+
+function limitValue(t: Target): string {
+  return `${t.comparator} ${t.unit === 'ratio' ? String(t.limit) : `${t.limit} ${t.unit}`}`;
+}
+
+export function renderMarkdown(r: BenchResults): string {
+  const out: string[] = [];
+  const env = r.environment;
+  out.push(`### nodenet benchmark (${r.profile} run, ${r.startedAt.slice(0, 16).replace('T', ' ')} UTC)`);
+  out.push('');
+  out.push(
+    `Machine: ${env.cpus} × ${env.cpuModel}, ${env.memoryGiB} GiB, Linux ${env.kernel}, Node ${env.node}; load average ${num(env.loadStart, 2)} at start, ${num(env.loadEnd, 2)} at end. ` +
+      `Peers: containernetworking-plugins ${env.versions['containernetworking-plugins']}, netavark ${env.versions.netavark}, iperf3 ${env.versions.iperf3}. Run time ${Math.round(r.durationSeconds)} s.`,
+  );
+  const skipped = Object.entries(r.skipped);
+  if (skipped.length > 0) out.push('', `Skipped: ${skipped.map(([k, v]) => `${k} (${v})`).join('; ')}.`);
+
+  const systems = SYSTEM_NAMES.filter((s) => r.latency?.systems[s] || r.burst?.systems[s]);
+  if (r.latency || r.burst) {
+    out.push('', `**Wiring an instance** (veth into its namespace, address, default route, 2 published ports TCP+UDP). ` +
+      (r.latency ? `Latency: ${r.latency.instances} create/delete cycles per system, interleaved, sequential, ms. ` : '') +
+      (r.burst ? `Burst: ${r.burst.systems.nodenet?.instances ?? '–'} (nodenet) / ${r.burst.systems.cni?.instances ?? r.burst.systems.netavark?.instances ?? '–'} (peers) instances, ${r.burst.systems.nodenet?.concurrency ?? '–'} concurrent clients.` : ''));
+    out.push('');
+    const lat = (s: SystemName, which: 'create' | 'delete', p: keyof Summary) => num(r.latency?.systems[s]?.[which][p], 1);
+    const rows: string[][] = [];
+    if (r.latency) {
+      rows.push(['create p50 (ms)', ...systems.map((s) => lat(s, 'create', 'p50'))]);
+      rows.push(['create p99 (ms)', ...systems.map((s) => lat(s, 'create', 'p99'))]);
+      rows.push(['delete p50 (ms)', ...systems.map((s) => lat(s, 'delete', 'p50'))]);
+      rows.push(['delete p99 (ms)', ...systems.map((s) => lat(s, 'delete', 'p99'))]);
+    }
+    if (r.burst) {
+      rows.push(['burst creates/s', ...systems.map((s) => num(r.burst?.systems[s]?.create.perSecond, 0))]);
+      rows.push(['burst deletes/s', ...systems.map((s) => num(r.burst?.systems[s]?.delete.perSecond, 0))]);
+      rows.push(['CPU per create / delete in the burst (ms)', ...systems.map((s) => `${num(r.burst?.systems[s]?.create.cpuMsPerInstance, 1)} / ${num(r.burst?.systems[s]?.delete.cpuMsPerInstance, 1)}`)]);
+      rows.push(['burst create p50 / p99 (ms)', ...systems.map((s) => `${num(r.burst?.systems[s]?.create.latency.p50, 0)} / ${num(r.burst?.systems[s]?.create.latency.p99, 0)}`)]);
+      const errors = systems.map((s) => (r.burst?.systems[s]?.create.errors ?? 0) + (r.burst?.systems[s]?.delete.errors ?? 0));
+      if (errors.some((e) => e > 0)) rows.push(['burst errors', ...errors.map(String)]);
+    }
+    out.push(...table(['', ...systems.map((s) => SYSTEM_LABELS[s])], rows));
+  }
+
+  if (r.scale && (r.scale.steps.length > 0 || r.scale.limit)) {
+    const steps = r.scale.steps;
+    out.push('', `**Cost as the node fills** (nodenet; ${r.scale.samplesPerStep} creates sampled at each size, each followed by its delete; ratio last/first p50 = ${num(r.scale.p50Ratio, 2)}).`, '');
+    out.push(
+      ...table(
+        ['existing instances', ...steps.map((s) => String(s.existing))],
+        [
+          ['create p50 (ms)', ...steps.map((s) => num(s.create.p50))],
+          ['create p99 (ms)', ...steps.map((s) => num(s.create.p99))],
+          ['delete p50 (ms)', ...steps.map((s) => num(s.delete.p50))],
+          ['daemon RSS (MB)', ...steps.map((s) => num(s.rssMB, 0))],
+        ],
+      ),
+    );
+  }
+  if (r.scale?.limit) {
+    out.push('', `The node took ${r.scale.limit.reached} instances, not ${r.scale.limit.requested}: ${r.scale.limit.error.replace(/\|/g, '\\|')}. Daemon RSS then: ${num(r.scale.finalRssMB, 0)} MB.`);
+  }
+
+  if (r.restart) {
+    const runs = r.restart.runs;
+    out.push('', `**Restart** with ${r.restart.instances} instances recorded: SIGTERM, start, poll health every 10 ms (${runs.length} runs).`, '');
+    out.push(
+      ...table(
+        ['', 'median', 'max'],
+        [
+          ['spawn → SERVING (ms)', num(r.restart.servingMsMedian, 0), num(r.restart.servingMsMax, 0)],
+          ['of which restore (ms, daemon log)', num(median(runs.map((x) => x.restoreMs)), 0), num(max(runs.map((x) => x.restoreMs)), 0)],
+          ['RSS after restart (MB)', num(median(runs.map((x) => x.rssMB)), 0), num(max(runs.map((x) => x.rssMB)), 0)],
+        ],
+      ),
+    );
+  }
+
+  if (r.datapath) {
+    out.push('', `**Datapath** (iperf3, one TCP stream, ${r.datapath.seconds} s${r.datapath.omitSeconds ? ` after ${r.datapath.omitSeconds} s omitted` : ''}, median of ${r.datapath.rounds}, Gbit/s).`, '');
+    out.push(
+      ...table(
+        ['path', 'nodenet', 'Gbit/s', 'baseline', 'Gbit/s', 'ratio'],
+        r.datapath.pairs.map((p) => [p.name, p.subject.label.replace(/^nodenet: /, ''), num(p.subject.medianGbps, 2), p.baseline.label, num(p.baseline.medianGbps, 2), num(p.ratio, 3)]),
+        ['l', 'l', 'r', 'l', 'r', 'r'],
+      ),
+    );
+  }
+
+  out.push('', '**Targets** (from this one run):', '');
+  out.push(...table(['target', 'measured', 'wanted', ''], r.targets.map((t) => [t.description, targetValue(t), limitValue(t), verdict(t)]), ['l', 'r', 'r', 'l']));
+  out.push('');
+  return out.join('\n');
+}
+
+function finite(values: readonly (number | null)[]): number[] {
+  return values.filter((v): v is number => v !== null && Number.isFinite(v));
+}
+
+function median(values: readonly (number | null)[]): number {
+  const v = finite(values).sort((a, b) => a - b);
+  if (v.length === 0) return Number.NaN;
+  const mid = Math.floor(v.length / 2);
+  return v.length % 2 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
+}
+
+function max(values: readonly (number | null)[]): number {
+  const v = finite(values);
+  return v.length ? Math.max(...v) : Number.NaN;
+}

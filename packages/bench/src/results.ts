@@ -1,0 +1,77 @@
+/** The results file (results/bench-<date>.json) and the targets the issue sets, judged from one run. */
+import type { Environment } from './environment.js';
+import type { BenchOptions, SuiteName } from './options.js';
+import { ratio, round } from './stats.js';
+import type { BurstResult } from './suites/burst.js';
+import type { DatapathResult } from './suites/datapath.js';
+import type { LatencyResult } from './suites/latency.js';
+import type { RestartResult } from './suites/restart.js';
+import type { ScaleResult } from './suites/scale.js';
+import type { SystemName } from './systems/types.js';
+
+export const RESULTS_SCHEMA = 'nodenet-bench/1';
+
+export interface Target {
+  readonly id: string;
+  readonly description: string;
+  /** null when not measured in this run. */
+  readonly measured: number | null;
+  readonly limit: number;
+  readonly comparator: '<=' | '>=';
+  readonly unit: string;
+  /** null: not measured (suite not run, or a peer missing). */
+  readonly pass: boolean | null;
+}
+
+export interface BenchResults {
+  readonly schema: typeof RESULTS_SCHEMA;
+  readonly profile: BenchOptions['profile'];
+  readonly startedAt: string;
+  finishedAt: string;
+  durationSeconds: number;
+  readonly options: Omit<BenchOptions, 'log' | 'outDir'>;
+  readonly environment: Environment;
+  /** Peers not run, and why. */
+  readonly skipped: Partial<Record<SystemName | 'iperf3', string>>;
+  /** Wall time of each suite, seconds. */
+  readonly suiteSeconds: Partial<Record<SuiteName, number>>;
+  latency?: LatencyResult;
+  burst?: BurstResult;
+  scale?: ScaleResult;
+  restart?: RestartResult;
+  datapath?: DatapathResult;
+  targets: Target[];
+}
+
+function target(
+  id: string,
+  description: string,
+  measured: number | undefined,
+  comparator: Target['comparator'],
+  limit: number,
+  unit: string,
+): Target {
+  const value = measured ?? Number.NaN;
+  const pass = Number.isFinite(value) ? (comparator === '<=' ? value <= limit : value >= limit) : null;
+  return { id, description, measured: Number.isFinite(value) ? round(value, 3) : null, limit, comparator, unit, pass };
+}
+
+/** The issue's targets (ratios are nodenet / peer, so "1/5 of" is "<= 0.2"). */
+export function judgeTargets(r: Pick<BenchResults, 'latency' | 'burst' | 'scale' | 'restart' | 'datapath'>): Target[] {
+  const lat = r.latency?.systems;
+  const last = r.scale?.steps[r.scale.steps.length - 1];
+  const pair = (name: string) => r.datapath?.pairs.find((p) => p.name === name)?.ratio;
+  return [
+    target('create-vs-cni', 'create p50: nodenet / CNI plugins ADD (bridge + portmap)', ratio(lat?.nodenet?.create.p50, lat?.cni?.create.p50), '<=', 0.2, 'ratio'),
+    target('create-vs-netavark', 'create p50: nodenet / netavark setup', ratio(lat?.nodenet?.create.p50, lat?.netavark?.create.p50), '<=', 0.1, 'ratio'),
+    target('delete-vs-cni', 'delete p50: nodenet / CNI plugins DEL', ratio(lat?.nodenet?.delete.p50, lat?.cni?.delete.p50), '<=', 0.2, 'ratio'),
+    target('burst-creates', 'burst creates per second (nodenet, 32 clients)', r.burst?.systems.nodenet?.create.perSecond, '>=', 300, '/s'),
+    target('scale-capacity', `instances the node holds (2 published ports each), of ${r.scale?.requested ?? 2000} asked`, r.scale?.instances, '>=', r.scale?.requested ?? 2000, 'instances'),
+    target('scale-latency', `create p50 at ${last?.existing ?? 2000} instances / at ${r.scale?.steps[0]?.existing ?? 100}`, r.scale?.p50Ratio, '<=', 1.25, 'ratio'),
+    target('scale-rss', `daemon RSS with ${r.scale?.instances ?? 2000} instances`, r.scale?.finalRssMB, '<=', 150, 'MB'),
+    target('restart', `restart to SERVING with ${r.restart?.instances ?? 2000} instances (median)`, r.restart?.servingMsMedian, '<=', 2000, 'ms'),
+    target('datapath-same-node', 'TCP throughput, one node: nodenet / by hand', pair('same-node'), '>=', 0.95, 'ratio'),
+    target('datapath-cross-node', 'TCP throughput, two nodes: nodenet overlay / hand-built VXLAN', pair('cross-node'), '>=', 0.95, 'ratio'),
+    target('datapath-published', 'TCP throughput: published port / direct', pair('published-port'), '>=', 0.95, 'ratio'),
+  ];
+}

@@ -1,0 +1,111 @@
+/**
+ * One benchmark run: the suites in order (latency, burst, scale, restart on one node with the peers beside
+ * nodenet; then the datapath on a topology of its own), the targets judged, and the files written:
+ * bench-<date>.json (raw results), bench.md (the latest table), bench.svg (the plot).
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
+import { TestScope } from '@nodenet/testkit';
+import { describeEnvironment } from './environment.js';
+import { NodeEnv, checkPeers } from './node-env.js';
+import type { BenchOptions, SuiteName } from './options.js';
+import { renderMarkdown } from './report/markdown.js';
+import { renderSvg } from './report/svg.js';
+import { RESULTS_SCHEMA, judgeTargets, type BenchResults } from './results.js';
+import { runBurst } from './suites/burst.js';
+import { runDatapath } from './suites/datapath.js';
+import { runLatency } from './suites/latency.js';
+import { runRestart } from './suites/restart.js';
+import { runScale } from './suites/scale.js';
+
+export interface BenchOutput {
+  readonly results: BenchResults;
+  readonly markdown: string;
+  readonly files: { readonly json: string; readonly markdown: string; readonly svg: string };
+}
+
+const NODE_SUITES: readonly SuiteName[] = ['latency', 'burst', 'scale', 'restart'];
+
+async function timed<T>(results: BenchResults, suite: SuiteName, options: BenchOptions, run: () => Promise<T>): Promise<T> {
+  options.log(`${suite}: starting`);
+  const started = performance.now();
+  try {
+    return await run();
+  } finally {
+    const seconds = Math.round((performance.now() - started) / 100) / 10;
+    results.suiteSeconds[suite] = seconds;
+    options.log(`${suite}: done in ${seconds} s`);
+  }
+}
+
+export async function runBench(options: BenchOptions): Promise<BenchOutput> {
+  const started = new Date();
+  const peers = await checkPeers();
+  const wants = (s: SuiteName) => options.suites.includes(s);
+  const skipped: BenchResults['skipped'] = {};
+  const missing: string[] = [];
+  const peerNeeded = NODE_SUITES.some((s) => s !== 'restart' && s !== 'scale' && wants(s));
+  for (const [name, why] of [['cni', peers.cni], ['netavark', peers.netavark]] as const) {
+    if (why && peerNeeded) (options.allowMissingPeers ? (skipped[name] = why) : missing.push(why));
+  }
+  if (peers.iperf3 && wants('datapath')) (options.allowMissingPeers ? (skipped.iperf3 = peers.iperf3) : missing.push(peers.iperf3));
+  if (missing.length > 0) throw new Error(`cannot run the benchmark: ${missing.join('; ')}`);
+
+  const { log: _log, outDir: _outDir, ...recordedOptions } = options;
+  const results: BenchResults = {
+    schema: RESULTS_SCHEMA,
+    profile: options.profile,
+    startedAt: started.toISOString(),
+    finishedAt: '',
+    durationSeconds: 0,
+    options: recordedOptions,
+    environment: await describeEnvironment(),
+    skipped,
+    suiteSeconds: {},
+    targets: [],
+  };
+
+  if (NODE_SUITES.some(wants)) {
+    const scope = await TestScope.create();
+    try {
+      const env = await NodeEnv.start(scope, { cni: peerNeeded && !peers.cni, netavark: peerNeeded && !peers.netavark });
+      if (wants('latency')) results.latency = await timed(results, 'latency', options, () => runLatency(env, options));
+      if (wants('burst')) results.burst = await timed(results, 'burst', options, () => runBurst(env, options));
+      if (wants('scale')) results.scale = await timed(results, 'scale', options, () => runScale(env, options));
+      if (wants('restart')) {
+        const instances = results.scale?.instances ?? 0;
+        results.restart = await timed(results, 'restart', options, () => runRestart(env, options, instances));
+      }
+    } finally {
+      await scope.cleanup();
+    }
+  }
+  if (wants('datapath') && !skipped.iperf3) {
+    const scope = await TestScope.create();
+    try {
+      results.datapath = await timed(results, 'datapath', options, () => runDatapath(scope, options));
+    } finally {
+      await scope.cleanup();
+    }
+  }
+
+  const finished = new Date();
+  results.finishedAt = finished.toISOString();
+  results.durationSeconds = Math.round((finished.getTime() - started.getTime()) / 100) / 10;
+  results.environment.loadEnd = Math.round(loadavg()[0]! * 100) / 100;
+  results.targets = judgeTargets(results);
+
+  const markdown = renderMarkdown(results);
+  await mkdir(options.outDir, { recursive: true });
+  const stamp = started.toISOString().replace(/\.\d+Z$/, 'Z').replace(/:/g, '-');
+  const files = {
+    json: join(options.outDir, `bench-${stamp}.json`),
+    markdown: join(options.outDir, 'bench.md'),
+    svg: join(options.outDir, 'bench.svg'),
+  };
+  await writeFile(files.json, `${JSON.stringify(results, null, 2)}\n`);
+  await writeFile(files.markdown, markdown);
+  await writeFile(files.svg, renderSvg(results));
+  return { results, markdown, files };
+}

@@ -1,0 +1,163 @@
+// The pure parts of the harness: statistics, the targets' verdicts, and the rendered table and plot.
+import { describe, expect, it } from 'vitest';
+import { judgeTargets, linearTicks, logTicks, percentile, ratio, renderMarkdown, renderSvg, summarize, RESULTS_SCHEMA, type BenchResults } from '../src/index.js';
+import { quickOptions } from '../src/options.js';
+import { parseProcStat } from '../src/cpu.js';
+
+describe('statistics', () => {
+  it('percentiles interpolate between closest ranks', () => {
+    const sorted = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+    expect(percentile(sorted, 50)).toBe(5.5);
+    expect(percentile(sorted, 0)).toBe(1);
+    expect(percentile(sorted, 100)).toBe(10);
+    expect(percentile(sorted, 90)).toBeCloseTo(9.1, 10);
+    expect(percentile([], 50)).toBeNaN();
+  });
+  it('summarize sorts its input and reports n, min, max and mean', () => {
+    const s = summarize([3, 1, 2]);
+    expect(s).toMatchObject({ n: 3, min: 1, p50: 2, max: 3, mean: 2 });
+    expect(s.p90).toBeCloseTo(2.8, 10);
+    expect(s.p99).toBeCloseTo(2.98, 10);
+  });
+  it('ratio is NaN when a side is missing or zero', () => {
+    expect(ratio(1, 4)).toBe(0.25);
+    expect(ratio(undefined, 4)).toBeNaN();
+    expect(ratio(1, 0)).toBeNaN();
+  });
+});
+
+describe('CPU accounting', () => {
+  it('reads utime, stime, cutime and cstime after the command name, whatever it contains', () => {
+    const stat = '1234 (node (x) y) S 1 2 3 4 5 6 7 8 9 10 250 50 1000 500 20 0 11 0 100 200';
+    expect(parseProcStat(stat, 100)).toEqual({ selfMs: 3000, childrenMs: 15000 });
+  });
+});
+
+describe('axis ticks', () => {
+  it('log ticks are 1-2-5 steps inside the range', () => {
+    expect(logTicks(1, 100)).toEqual([1, 2, 5, 10, 20, 50, 100]);
+  });
+  it('linear ticks start at 0 and cover the maximum', () => {
+    const ticks = linearTicks(2000);
+    expect(ticks[0]).toBe(0);
+    expect(ticks[ticks.length - 1]).toBeGreaterThanOrEqual(2000);
+  });
+});
+
+const summary = (p50: number, p99: number) => ({ n: 3, min: p50, p50, p90: p99, p99, max: p99, mean: p50 });
+
+function sampleResults(): BenchResults {
+  const { log: _log, outDir: _outDir, ...options } = quickOptions();
+  const r: BenchResults = {
+    schema: RESULTS_SCHEMA,
+    profile: 'quick',
+    startedAt: '2026-01-01T00:00:00.000Z',
+    finishedAt: '2026-01-01T00:01:00.000Z',
+    durationSeconds: 60,
+    options,
+    environment: { kernel: '6.1', cpus: 2, cpuModel: 'test cpu', memoryGiB: 4, node: 'v20', loadStart: 0.5, loadEnd: 0.6, versions: { netavark: '1.4.0', iperf3: '3.12', 'containernetworking-plugins': '1.1.1' } },
+    skipped: {},
+    suiteSeconds: {},
+    latency: {
+      instances: 3,
+      warmup: 1,
+      order: ['nodenet', 'cni', 'netavark'],
+      systems: {
+        nodenet: { create: summary(10, 20), delete: summary(5, 9), createSamples: [9, 10, 20], deleteSamples: [4, 5, 9], errors: 0, firstErrors: [] },
+        cni: { create: summary(100, 150), delete: summary(40, 60), createSamples: [90, 100, 150], deleteSamples: [30, 40, 60], errors: 0, firstErrors: [] },
+        netavark: { create: summary(80, 120), delete: summary(200, 260), createSamples: [70, 80, 120], deleteSamples: [150, 200, 260], errors: 0, firstErrors: [] },
+      },
+    },
+    burst: {
+      systems: {
+        nodenet: {
+          instances: 1000,
+          concurrency: 32,
+          create: { ok: 1000, cpuMsPerInstance: 5, seconds: 2.5, perSecond: 400, latency: summary(50, 90), errors: 0, firstErrors: [] },
+          delete: { ok: 1000, cpuMsPerInstance: 4, seconds: 2, perSecond: 500, latency: summary(40, 80), errors: 0, firstErrors: [] },
+        },
+      },
+    },
+    scale: {
+      samplesPerStep: 3,
+      steps: [
+        { existing: 100, create: summary(10, 20), delete: summary(5, 9), createSamples: [10], rssMB: 90, fillPerSecond: 300 },
+        { existing: 2000, create: summary(14, 30), delete: summary(6, 10), createSamples: [14], rssMB: 160, fillPerSecond: 280 },
+      ],
+      p50Ratio: 1.4,
+      instances: 2000,
+      finalRssMB: 160,
+      requested: 2000,
+      errors: 0,
+      firstErrors: [],
+    },
+    restart: { instances: 2000, runs: [{ servingMs: 1500, restoreMs: 700, startToReadyMs: 900, rssMB: 100 }], servingMsMedian: 1500, servingMsMax: 1500 },
+    datapath: {
+      seconds: 1,
+      omitSeconds: 0,
+      rounds: 1,
+      pairs: [
+        { name: 'same-node', subject: { label: 'nodenet: a', gbps: [9], medianGbps: 9 }, baseline: { label: 'b', gbps: [10], medianGbps: 10 }, ratio: 0.9 },
+        { name: 'cross-node', subject: { label: 'nodenet: c', gbps: [5], medianGbps: 5 }, baseline: { label: 'd', gbps: [5], medianGbps: 5 }, ratio: 1 },
+      ],
+    },
+    targets: [],
+  };
+  r.targets = judgeTargets(r);
+  return r;
+}
+
+describe('targets', () => {
+  it('judges each target from the run, and marks what was not measured', () => {
+    const byId = Object.fromEntries(sampleResults().targets.map((t) => [t.id, t]));
+    expect(byId['create-vs-cni']).toMatchObject({ measured: 0.1, pass: true });
+    expect(byId['create-vs-netavark']).toMatchObject({ measured: 0.125, pass: false });
+    expect(byId['delete-vs-cni']).toMatchObject({ measured: 0.125, pass: true });
+    expect(byId['burst-creates']).toMatchObject({ measured: 400, pass: true });
+    expect(byId['scale-capacity']).toMatchObject({ measured: 2000, limit: 2000, pass: true });
+    expect(byId['scale-latency']).toMatchObject({ measured: 1.4, pass: false });
+    expect(byId['scale-rss']).toMatchObject({ measured: 160, pass: false });
+    expect(byId['restart']).toMatchObject({ measured: 1500, pass: true });
+    expect(byId['datapath-same-node']).toMatchObject({ measured: 0.9, pass: false });
+    expect(byId['datapath-cross-node']).toMatchObject({ measured: 1, pass: true });
+    expect(byId['datapath-published']).toMatchObject({ measured: null, pass: null });
+  });
+});
+
+describe('a node that cannot hold every instance asked for', () => {
+  it('misses the capacity target and says how far it got, in the table too', () => {
+    const r = sampleResults();
+    r.scale = { ...r.scale!, steps: r.scale!.steps.slice(0, 1), instances: 1023, limit: { requested: 2000, reached: 1023, error: 'RTNETLINK answers: Exchange full' } };
+    r.targets = judgeTargets(r);
+    expect(r.targets.find((t) => t.id === 'scale-capacity')).toMatchObject({ measured: 1023, limit: 2000, pass: false });
+    expect(r.targets.find((t) => t.id === 'scale-latency')).toMatchObject({ description: 'create p50 at 100 instances / at 100' });
+    expect(renderMarkdown(r)).toContain('The node took 1023 instances, not 2000: RTNETLINK answers: Exchange full.');
+  });
+});
+
+describe('report', () => {
+  it('the Markdown has the latency, scale, restart, datapath and target tables', () => {
+    const md = renderMarkdown(sampleResults());
+    expect(md).toContain('|  | nodenet | CNI plugins | netavark |');
+    expect(md).toContain('| create p50 (ms) | 10.0 | 100.0 | 80.0 |');
+    expect(md).toContain('| burst creates/s | 400 | – | – |');
+    expect(md).toContain('| CPU per create / delete in the burst (ms) | 5.0 / 4.0 | – / – | – / – |');
+    expect(md).toContain('| existing instances | 100 | 2000 |');
+    expect(md).toContain('| daemon RSS (MB) | 90 | 160 |');
+    expect(md).toContain('| spawn → SERVING (ms) | 1500 | 1500 |');
+    expect(md).toContain('| same-node | a | 9.00 | b | 10.00 | 0.900 |');
+    expect(md).toMatch(/\| create p50: nodenet \/ netavark setup \| 0\.125 \| <= 0\.1 \| \*\*missed\*\* \|/);
+    expect(md).toMatch(/TCP throughput: published port \/ direct \| – \| >= 0\.95 \| not measured \|/);
+  });
+  it('the SVG is one well-formed document with a curve per system and kind, and the cost curve', () => {
+    const svg = renderSvg(sampleResults());
+    expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
+    expect(svg.trimEnd().endsWith('</svg>')).toBe(true);
+    // 3 systems x (create, delete) CDFs + p50 and p99 cost curves
+    expect(svg.match(/<polyline /g)).toHaveLength(8);
+    expect(svg).not.toMatch(/NaN|undefined/);
+    const opened = (svg.match(/<(polyline|text|svg)[ >]/g) ?? []).length;
+    const closed = (svg.match(/<\/(polyline|text|svg)>/g) ?? []).length;
+    expect(opened).toBe(closed);
+  });
+});
