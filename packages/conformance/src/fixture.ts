@@ -4,19 +4,28 @@
  * (move the veth, address it) or through the netns extension. Addresses and ports are handed out so tests
  * sharing a node never collide.
  */
-import type { CreateInterfaceRequest, CreateInterfaceResponse, DeepPartial, NetworkApiClient } from '@nodenet/api';
+import type { CreateInterfaceRequest, CreateInterfaceResponse, DeepPartial, InspectResponse, NetworkApiClient } from '@nodenet/api';
+import { createNetworkAdminClient } from '@nodenet/api';
 import {
+  BRIDGE_NETFILTER_SYSCTLS,
   Daemon,
   TestScope,
   Topology,
+  WORLD_ADDRESS,
   adoptInterface,
+  destroyNamespace,
+  exec,
+  ipBatch,
+  links,
   snapshot,
+  writeSysctls,
   type DaemonConfig,
   type NamespaceSnapshot,
   type NodeHost,
   type WorldHost,
 } from '@nodenet/testkit';
-import { backendProfile } from './backends.js';
+import { backendProfile, privateOvsOf } from './backends.js';
+import { readOwnedState, type OwnedState } from './durability.js';
 
 export const NODE_SUBNET = '198.19.1.0/24';
 export const NODE_GATEWAY = '198.19.1.1';
@@ -93,6 +102,86 @@ export class NodeFixture {
     await whileDown?.();
     this.currentDaemon = await old.restart();
     return this.currentDaemon;
+  }
+
+  /**
+   * Ends the daemon with `end` (e.g. crashDaemon: kill -9 at an instant), runs `whileDown`, starts it again
+   * with the same config and state dir, and returns how long the new one took from spawn to SERVING.
+   */
+  async restartDaemonWith(
+    end: (daemon: Daemon) => Promise<unknown>,
+    whileDown?: () => Promise<void>,
+  ): Promise<{ daemon: Daemon; servingMs: number }> {
+    const old = this.currentDaemon;
+    await end(old);
+    if (!old.exit) await old.kill();
+    await whileDown?.();
+    const started = performance.now();
+    this.currentDaemon = await old.restart();
+    return { daemon: this.currentDaemon, servingMs: performance.now() - started };
+  }
+
+  /**
+   * A reboot as far as the node's network goes: the daemon dies (SIGKILL) and the node namespace goes with
+   * everything in it (links, addresses, routes, nftables, sysctls); it comes back under the same name with
+   * only its underlay link, as after a boot. `whileDown` runs in between (e.g. to remove instance
+   * namespaces, which a reboot takes too). Then the daemon starts with the same config and state dir.
+   */
+  async rebootNode(whileDown?: () => Promise<void>): Promise<{ daemon: Daemon; servingMs: number }> {
+    // A NIC keeps its MAC across a reboot: so does the recreated underlay link (the world's ARP entry stays right).
+    const underlayMac = (await links(this.ns)).find((l) => l.ifname === this.node.underlayIfname)?.address;
+    return this.restartDaemonWith(
+      (d) => d.kill(),
+      async () => {
+        await destroyNamespace(this.ns);
+        await whileDown?.();
+        await this.recreateNodeNamespace(underlayMac);
+        await backendProfile(this.backend).nodeRebooted?.(this.scope, this.node);
+      },
+    );
+  }
+
+  /** The node namespace again, as Topology.addNode makes it: lo up, the underlay veth to the fabric, default route. */
+  private async recreateNodeNamespace(underlayMac: string | undefined): Promise<void> {
+    const { node, topology } = this;
+    const fabricEnd = `n${node.index}`;
+    // The old namespace's links go asynchronously (the kernel tears a namespace down in a work queue).
+    const deadline = Date.now() + 15_000;
+    while ((await links(topology.fabric)).some((l) => l.ifname === fabricEnd)) {
+      if (Date.now() > deadline) throw new Error(`${fabricEnd} in ${topology.fabric} was not gone 15 s after ${node.ns} was deleted`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await exec('ip', ['netns', 'add', node.ns]);
+    const mtu = node.underlayMtu;
+    await ipBatch(topology.fabric, [
+      `link add ${fabricEnd} mtu ${mtu} type veth peer name ${node.underlayIfname} mtu ${mtu}${underlayMac ? ` address ${underlayMac}` : ''} netns ${node.ns}`,
+      `link set ${fabricEnd} master br0`,
+      `link set ${fabricEnd} up`,
+    ]);
+    await ipBatch(node.ns, [
+      'link set lo up',
+      `addr add ${node.address}/${node.prefixLength} dev ${node.underlayIfname}`,
+      `link set ${node.underlayIfname} up`,
+      `route add default via ${WORLD_ADDRESS}`,
+    ]);
+    const value = topology.options.bridgeNfCall ? 1 : 0;
+    await writeSysctls(node.ns, Object.fromEntries(BRIDGE_NETFILTER_SYSCTLS.map((k) => [k, value])));
+  }
+
+  /** What nodenet owns on the node and its records (durability.ts), read the way this backend keeps them. */
+  ownedState(): Promise<OwnedState> {
+    const ovs = privateOvsOf(this.ns);
+    return readOwnedState(this.ns, this.daemon.stateDir, ovs ? { ovs } : {});
+  }
+
+  /** The daemon's network.NetworkAdmin/Inspect (a client per call: the daemon may be restarted in between). */
+  async inspect(): Promise<InspectResponse> {
+    const admin = createNetworkAdminClient(this.daemon.target);
+    try {
+      return await admin.inspect({ timeoutMs: 10_000 });
+    } finally {
+      admin.close();
+    }
   }
 
   static async start(options: NodeFixtureOptions): Promise<NodeFixture> {

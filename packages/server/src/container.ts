@@ -6,6 +6,7 @@ import 'reflect-metadata';
 import { container as rootContainer, instanceCachingFactory, type DependencyContainer, type InjectionToken } from 'tsyringe';
 import { StaticMembership, type Dataplane, type HostInfo, type Logger, type Membership, type Overlay, type PacketFilter, type StateStore } from '@nodenet/core';
 import { Iproute2Dataplane, Iproute2Overlay, OVERLAY_DEVICE } from '@nodenet/backend-iproute2';
+import { OVS_INFRASTRUCTURE_LINKS, OvsDataplane, OvsOverlay } from '@nodenet/backend-ovs';
 import { EtcdMembership } from '@nodenet/membership-etcd';
 import { NftPacketFilter } from '@nodenet/nftables';
 import { FileStateStore } from '@nodenet/state';
@@ -33,6 +34,15 @@ export const BACKENDS: Readonly<Record<string, BackendFactory>> = {
     createOverlay: (host) => new Iproute2Overlay({ mode: config.overlay.mode, vni: config.overlay.vni, port: config.overlay.port, host, logger }),
     infrastructureLinks: [OVERLAY_DEVICE],
   }),
+  ovs: ({ config, logger }) => {
+    const { db, runDir, datapathType } = config.ovs;
+    return {
+      dataplane: new OvsDataplane({ db, runDir, datapathType, logger }),
+      createOverlay: (host) =>
+        new OvsOverlay({ mode: config.overlay.mode, vni: config.overlay.vni, port: config.overlay.port, host, db, runDir, datapathType, logger }),
+      infrastructureLinks: [...OVS_INFRASTRUCTURE_LINKS],
+    };
+  },
 };
 
 /** Membership by the config's `membership.type`. */

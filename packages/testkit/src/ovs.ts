@@ -183,6 +183,35 @@ function alive(pid: number): boolean {
   }
 }
 
+/** SIOCETHTOOL / ETHTOOL_STXCSUM off, for the interfaces named as arguments (perl: Node has no ioctl). */
+const TX_CHECKSUM_OFF_PERL =
+  'use Socket; socket(my $s, AF_INET, SOCK_DGRAM, 0) or die "socket: $!\\n"; ' +
+  'for my $if (@ARGV) { my $v = pack("LL", 0x17, 0); ioctl($s, 0x8946, pack("Z16 P x16", $if, $v)) or die "$if: $!\\n"; }';
+
+/**
+ * Makes the test underlay deliver complete checksums into a node, as a physical NIC does. The topology's
+ * underlay is veth pairs: a packet another namespace sends keeps a partial checksum ("offloaded") across
+ * them, which the kernel completes only where it leaves for real hardware. The userspace datapath reads the
+ * node's underlay interface through a packet socket and would get such packets unfinished (TCP and UDP to
+ * the node then fail its checksum check once ovs-vswitchd moved the interface into its uplink bridge). With
+ * transmit checksum offload off on the far end of the node's underlay veth, the kernel completes every
+ * packet before it enters the node. Run after the node namespace is made (and again after it is rebuilt).
+ */
+export async function completeUnderlayChecksums(nodeNs: string, ifname = 'eth0'): Promise<void> {
+  assertNamespaceName(nodeNs);
+  const [linkOut, idsOut] = await Promise.all([
+    exec('ip', ['-n', nodeNs, '-j', 'link', 'show', 'dev', ifname]),
+    exec('ip', ['-n', nodeNs, '-j', 'netns', 'list-id']),
+  ]);
+  const link = (JSON.parse(linkOut.stdout) as Array<{ link_index?: number; link_netnsid?: number }>)[0];
+  const peerNs = (JSON.parse(idsOut.stdout || '[]') as Array<{ nsid: number; name?: string }>).find((n) => n.nsid === link?.link_netnsid)?.name;
+  if (link?.link_index === undefined || peerNs === undefined) throw new Error(`${ifname} in ${nodeNs} is not a veth whose peer is in a named namespace`);
+  const peers = JSON.parse((await exec('ip', ['-n', peerNs, '-j', 'link', 'show'])).stdout) as Array<{ ifindex: number; ifname: string }>;
+  const peer = peers.find((l) => l.ifindex === link.link_index);
+  if (!peer) throw new Error(`the peer of ${ifname} in ${nodeNs} (ifindex ${link.link_index} in ${peerNs}) was not found`);
+  await exec('ip', ['netns', 'exec', peerNs, 'perl', '-e', TX_CHECKSUM_OFF_PERL, '--', peer.ifname]);
+}
+
 /** Starts a private Open vSwitch in `ns` (see PrivateOvs). */
 export function startPrivateOvs(scope: TestScope, ns: string): Promise<PrivateOvs> {
   return PrivateOvs.start(scope, ns);

@@ -1,0 +1,267 @@
+/**
+ * The OpenFlow pipeline of the CNI bridge, as pure functions (so tests read every flow), and the cookies
+ * that say who owns a flow.
+ *
+ *   table 0  classify   default drop; the gateway (LOCAL) goes on; an instance port only with its own
+ *                       IPv4 / ARP source address (anti-spoofing); the tunnel port only from a known peer
+ *                       with a source in that peer's subnet (overlay flows)
+ *   table 10 forward    a peer's subnet: set the tunnel destination, out the tunnel port (overlay flows);
+ *                       everything else: NORMAL (L2 switching among the instances and the gateway)
+ *   table 30 deliver    from the tunnel: to the gateway (LOCAL) or to an instance's port, MACs rewritten
+ *                       as a router would; anything else is dropped
+ *
+ * Flows are written in the form ovs-ofctl prints for OpenFlow 1.5 (`set_field:...->eth_dst`), and every
+ * ovs-ofctl call uses `-O OpenFlow15`, so a dump reads back as written.
+ *
+ * Cookies: 0x6e6e ('nn') | owner class (1 byte) | 0 | 32-bit id. The dataplane owns the base class and the
+ * instance class (id: the handle's 8 hex digits); the overlay owns the peer class (id: the peer's underlay
+ * IPv4 address). A reconcile pass compares and repairs only its own classes; flows of other owners, and
+ * flows nodenet did not make, are never touched.
+ */
+import { InternalError, parseIpv4Address, type IfName, type Ipv4Address, type Subnet } from '@nodenet/core';
+import { addressToInt } from './names.js';
+
+export const TABLE = { classify: 0, forward: 10, deliver: 30 } as const;
+
+export const COOKIE_CLASS = { base: 0x00, instance: 0x01, peer: 0x03 } as const;
+export type CookieClass = (typeof COOKIE_CLASS)[keyof typeof COOKIE_CLASS];
+
+const COOKIE_PREFIX = 0x6e6en << 48n;
+const CLASS_MASK = 0xffffff0000000000n;
+const ID_MASK = 0xffffffffn;
+
+export function cookieOf(cls: CookieClass, id: number): bigint {
+  return COOKIE_PREFIX | (BigInt(cls) << 40n) | (BigInt(id >>> 0) & ID_MASK);
+}
+
+/** `0x6e6e010000001a2b`: how ovs-ofctl prints a cookie (lower case, no padding) and accepts one. */
+export function formatCookie(cookie: bigint): string {
+  return `0x${cookie.toString(16)}`;
+}
+
+/** The class of a cookie nodenet made, or undefined for anyone else's. */
+export function cookieClassOf(cookie: bigint): CookieClass | undefined {
+  if ((cookie & 0xffff000000000000n) !== COOKIE_PREFIX || (cookie & 0x000000ff00000000n) !== 0n) return undefined;
+  const cls = Number((cookie >> 40n) & 0xffn);
+  return (Object.values(COOKIE_CLASS) as number[]).includes(cls) ? (cls as CookieClass) : undefined;
+}
+
+export function cookieIdOf(cookie: bigint): number {
+  return Number(cookie & ID_MASK);
+}
+
+/** `cookie=C/MASK` selecting one class (for dump-flows / del-flows). */
+export function classSelector(cls: CookieClass): string {
+  return `cookie=${formatCookie(cookieOf(cls, 0))}/${formatCookie(CLASS_MASK)}`;
+}
+
+/** `cookie=C/-1` selecting exactly one cookie. */
+export function cookieSelector(cookie: bigint): string {
+  return `cookie=${formatCookie(cookie)}/-1`;
+}
+
+const HANDLE_RE = /^nni-([0-9a-f]{8})$/;
+
+export function instanceCookie(handle: IfName | string): bigint {
+  const m = HANDLE_RE.exec(handle);
+  if (!m) throw new InternalError('build instance flows', `'${handle}' is not an instance handle (nni- and 8 hex digits)`);
+  return cookieOf(COOKIE_CLASS.instance, parseInt(m[1]!, 16));
+}
+
+export function peerCookie(underlayAddress: Ipv4Address): bigint {
+  return cookieOf(COOKIE_CLASS.peer, addressToInt(underlayAddress));
+}
+
+/** The underlay address a peer cookie names. */
+export function underlayOfPeerCookie(cookie: bigint): Ipv4Address {
+  const n = cookieIdOf(cookie);
+  return parseIpv4Address([n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.'), 'peer cookie');
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Flows
+
+export interface Flow {
+  readonly cookie: bigint;
+  readonly table: number;
+  readonly priority: number;
+  /** Match fields, comma-separated, without table and priority (empty: match everything). */
+  readonly match: string;
+  readonly actions: string;
+}
+
+export function formatFlow(f: Flow): string {
+  return `cookie=${formatCookie(f.cookie)},table=${f.table},priority=${f.priority}${f.match ? `,${f.match}` : ''},actions=${f.actions}`;
+}
+
+/** Characters a flow built here may contain: every value in it is a validated address, MAC, number or name. */
+const FLOW_TEXT_RE = /^[A-Za-z0-9_.:,=/>()-]+$/;
+
+function flow(cookie: bigint, table: number, priority: number, match: string, actions: string): Flow {
+  const f = { cookie, table, priority, match, actions };
+  if (!FLOW_TEXT_RE.test(`${match},${actions}`)) throw new InternalError('build flows', `refusing to write flow ${formatFlow(f)}: unexpected characters`);
+  return f;
+}
+
+/** What the base flows need to know about the CNI. */
+export interface BaseFlowSpec {
+  readonly gateway: Ipv4Address;
+  readonly gatewayMac: string;
+}
+
+/** The dataplane's flows that exist once per bridge. */
+export function baseFlows(spec: BaseFlowSpec): Flow[] {
+  const c = cookieOf(COOKIE_CLASS.base, 0);
+  return [
+    flow(c, TABLE.classify, 0, '', 'drop'),
+    flow(c, TABLE.classify, 100, 'in_port=LOCAL', `goto_table:${TABLE.forward}`),
+    flow(c, TABLE.forward, 0, '', 'NORMAL'),
+    flow(c, TABLE.deliver, 0, '', 'drop'),
+    flow(c, TABLE.deliver, 100, `ip,nw_dst=${spec.gateway}`, `set_field:${spec.gatewayMac}->eth_dst,output:LOCAL`),
+  ];
+}
+
+/** What an instance's flows need: its handle (the cookie), port number, address and MAC. */
+export interface InstanceFlowSpec {
+  readonly handle: IfName | string;
+  readonly ofport: number;
+  readonly address: Ipv4Address;
+  readonly mac: string;
+}
+
+/**
+ * Anti-spoofing (only the instance's own IPv4 and ARP source address leave its port; IPv6 and everything
+ * else fall to the default drop), and delivery of traffic from other nodes to it, routed: source MAC the
+ * gateway's, destination MAC the instance's, TTL decremented as a router does.
+ */
+export function instanceFlows(i: InstanceFlowSpec, gatewayMac: string): Flow[] {
+  const c = instanceCookie(i.handle);
+  const port = checkedOfport(i.ofport);
+  return [
+    flow(c, TABLE.classify, 200, `ip,in_port=${port},nw_src=${i.address}`, `goto_table:${TABLE.forward}`),
+    flow(c, TABLE.classify, 200, `arp,in_port=${port},arp_spa=${i.address}`, `goto_table:${TABLE.forward}`),
+    flow(c, TABLE.deliver, 100, `ip,nw_dst=${i.address}`, `set_field:${gatewayMac}->eth_src,set_field:${i.mac}->eth_dst,dec_ttl,output:${port}`),
+  ];
+}
+
+/** What a peer's flows need. */
+export interface PeerFlowSpec {
+  readonly underlayAddress: Ipv4Address;
+  readonly subnet: Subnet;
+}
+
+/**
+ * A peer: its tunnel packets are accepted (only with a source inside its subnet) and delivered; traffic to
+ * its subnet goes to it through the tunnel port. The node's own traffic (from LOCAL) was routed by the kernel
+ * already, so only instance traffic has its TTL decremented here (the receiving node decrements once more):
+ * TTLs come out as with the iproute2 backend.
+ */
+export function peerFlows(peer: PeerFlowSpec, tunnelOfport: number): Flow[] {
+  const c = peerCookie(peer.underlayAddress);
+  const tun = checkedOfport(tunnelOfport);
+  const subnet = peer.subnet.toString();
+  const toPeer = `set_field:${peer.underlayAddress}->tun_dst,output:${tun}`;
+  return [
+    flow(c, TABLE.classify, 150, `ip,tun_src=${peer.underlayAddress},in_port=${tun},nw_src=${subnet}`, `goto_table:${TABLE.deliver}`),
+    flow(c, TABLE.forward, 110, `ip,in_port=LOCAL,nw_dst=${subnet}`, toPeer),
+    flow(c, TABLE.forward, 100, `ip,nw_dst=${subnet}`, `dec_ttl,${toPeer}`),
+  ];
+}
+
+function checkedOfport(n: number): number {
+  if (!Number.isInteger(n) || n < 1 || n > 0xfeff) throw new InternalError('build flows', `${n} is not an OpenFlow port number`);
+  return n;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Flow-mod scripts (`ovs-ofctl --bundle add-flows BRIDGE -`: one atomic transaction)
+
+export function addFlowsScript(flows: readonly Flow[]): string {
+  return flows.map((f) => `add ${formatFlow(f)}\n`).join('');
+}
+
+/** Deletes every flow carrying one of the cookies. */
+export function deleteCookiesScript(cookies: readonly bigint[]): string {
+  return cookies.map((c) => `delete ${cookieSelector(c)}\n`).join('');
+}
+
+/** A difference `ovs-ofctl diff-flows SWITCH FILE` reported. */
+export interface FlowDifference {
+  /** `-`: only on the switch (to delete); `+`: only in the file (to add). */
+  readonly sign: '-' | '+';
+  /** The flow as printed (`[table=N ]priority=P[,MATCH] cookie=C actions=A`). */
+  readonly text: string;
+  readonly cookie: bigint;
+  /** `table=N priority=P[,MATCH]`: what a strict delete names. */
+  readonly key: string;
+}
+
+/** Parses diff-flows output (lines `-FLOW` and `+FLOW`). */
+export function parseFlowDiff(output: string): FlowDifference[] {
+  const out: FlowDifference[] = [];
+  for (const raw of output.split('\n')) {
+    const line = raw.trimEnd();
+    if (line === '') continue;
+    const sign = line[0];
+    if (sign !== '-' && sign !== '+') continue;
+    const text = line.slice(1).trim();
+    const cookieMatch = /(?:^|[\s,])cookie=(0x[0-9a-fA-F]+|\d+)/.exec(text);
+    const cookie = cookieMatch ? BigInt(cookieMatch[1]!) : 0n;
+    const keyEnd = text.search(/[\s,](cookie|actions)=/);
+    let key = (keyEnd < 0 ? text : text.slice(0, keyEnd)).trim();
+    if (!/^table=/.test(key)) key = `table=0 ${key}`;
+    out.push({ sign, text, cookie, key });
+  }
+  return out;
+}
+
+/**
+ * The flow-mods that bring the classes `owned` to what the file held: deletes of the switch's extra (or
+ * different) flows first, then adds. Differences in other classes (the overlay's, anyone else's) are left.
+ */
+export function repairFlowsScript(diff: readonly FlowDifference[], owned: readonly CookieClass[]): { script: string; removed: number; added: number } {
+  const ours = (d: FlowDifference) => {
+    const cls = cookieClassOf(d.cookie);
+    return cls !== undefined && owned.includes(cls);
+  };
+  const deletes = diff.filter((d) => d.sign === '-' && ours(d));
+  const adds = diff.filter((d) => d.sign === '+' && ours(d));
+  const script = [...deletes.map((d) => `delete_strict ${d.key}\n`), ...adds.map((d) => `add ${d.text}\n`)].join('');
+  return { script, removed: deletes.length, added: adds.length };
+}
+
+/** The cookies of a dump (`ovs-ofctl dump-flows`), each once. */
+export function cookiesOfDump(output: string): bigint[] {
+  const seen = new Set<bigint>();
+  for (const m of output.matchAll(/(?:^|[\s,])cookie=(0x[0-9a-fA-F]+)/gm)) seen.add(BigInt(m[1]!));
+  return [...seen];
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Priming the userspace datapath's tunnel neighbour cache
+
+/**
+ * The packet-out that makes ovs-vswitchd resolve a peer's underlay MAC now. The userspace datapath learns a
+ * tunnel destination's MAC by ARP only when a packet to it is translated, and drops that packet (measured:
+ * the first ping to a new peer, and its reply on the way back, were lost). Sent when a peer is programmed,
+ * this packet takes the loss instead. It is an empty IPv4 packet from 0.0.0.0: if the neighbour is already
+ * known it crosses the tunnel and the peer drops it (its classifier admits only sources in this node's subnet).
+ */
+export function primingPacketOut(peerUnderlay: Ipv4Address, tunnelOfport: number): string[] {
+  const port = checkedOfport(tunnelOfport);
+  return [`in_port=LOCAL,packet=${primingPacketHex(peerUnderlay)},actions=set_field:${peerUnderlay}->tun_dst,output:${port}`];
+}
+
+export function primingPacketHex(destination: Ipv4Address): string {
+  const dst = destination.split('.').map(Number);
+  const header = [0x45, 0x00, 0x00, 0x14, 0x00, 0x00, 0x00, 0x00, 0x40, 0xfd, 0x00, 0x00, 0, 0, 0, 0, ...dst];
+  let sum = 0;
+  for (let i = 0; i < header.length; i += 2) sum += (header[i]! << 8) | header[i + 1]!;
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  const checksum = ~sum & 0xffff;
+  header[10] = checksum >>> 8;
+  header[11] = checksum & 0xff;
+  const hex = (bytes: number[]) => bytes.map((b) => b.toString(16).padStart(2, '0')).join('');
+  // Broadcast destination, a locally administered source MAC, IPv4.
+  return `ffffffffffff020000000000${'0800'}${hex(header)}`;
+}

@@ -1,0 +1,515 @@
+/**
+ * The ovs overlay: how this node's instances reach other nodes' subnets.
+ *
+ * vxlan (Antrea's model): one flow-based VXLAN port on the CNI bridge (`nodenet-tun`, remote_ip=flow, the
+ * VNI as its key). Per peer, three flows carry its cookie (see flows.ts): one admits its tunnel packets,
+ * two send traffic for its subnet to it by setting the tunnel destination. A peer coming or going is one
+ * `ovs-ofctl --bundle` (plus one `ip -batch` for the node's own route to its subnet); no port is added or
+ * removed, so OVSDB and ovs-vswitchd's port configuration do not change with the peer set. Chosen over a
+ * port per peer for that reason: peer churn is flow churn only, and the flows are found by cookie.
+ * The node itself reaches peers' subnets through the kernel: a route `via PEER-NETWORK dev nodenet0 onlink
+ * proto 78` and a permanent neighbour entry for that next hop (the peer's VTEP MAC), so such packets enter
+ * the bridge from LOCAL and meet the same flows.
+ *
+ * With the userspace datapath (netdev) the underlay interface is moved into an uplink bridge first (see
+ * uplink.ts), once the first peer is programmed.
+ *
+ * host-gw: no tunnel; the kernel routes peers' subnets via their underlay addresses, exactly as the
+ * iproute2 backend does (its overlay is used), and leftovers of vxlan mode are removed.
+ */
+import {
+  CNI_NAME,
+  FailedPreconditionError,
+  InternalError,
+  InvalidArgumentError,
+  Mutex,
+  parseIfName,
+  parseNetnsRef,
+  sameNodeRecord,
+  silentLogger,
+  vtepMacForUnderlay,
+  type HostInfo,
+  type IfName,
+  type Logger,
+  type NetnsRef,
+  type NodeRecord,
+  type Overlay,
+  type Subnet,
+} from '@nodenet/core';
+import {
+  IpRunner,
+  Iproute2Overlay,
+  MAX_VNI,
+  ROUTE_PROTOCOL,
+  VXLAN_OVERHEAD,
+  commandInNamespace,
+  parseIpAddrs,
+  parseIpLinks,
+  type IpBatchFailure,
+  type IpLine,
+} from '@nodenet/backend-iproute2';
+import { run } from '@nodenet/sys';
+import {
+  COOKIE_CLASS,
+  addFlowsScript,
+  classSelector,
+  cookieClassOf,
+  cookiesOfDump,
+  deleteCookiesScript,
+  peerCookie,
+  peerFlows,
+  primingPacketOut,
+  underlayOfPeerCookie,
+} from './flows.js';
+import { DATAPATH_TYPES, EXT, TUNNEL_OFPORT, TUNNEL_PORT, UPLINK_BRIDGE, type DatapathType } from './names.js';
+import {
+  cniSkeletonCommands,
+  deleteBridgeCommands,
+  deletePortCommands,
+  tunnelColumns,
+  tunnelPortCommands,
+  uplinkBridgeCommands,
+  uplinkBridgeOf,
+  type OvsState,
+} from './ovsdb.js';
+import { OvsRunner } from './ovs-runner.js';
+import { checkOvsOptions } from './ovs-dataplane.js';
+import {
+  deleteGuardScript,
+  guardScript,
+  guardedDeviceOf,
+  moveAddressingScript,
+  parseRouteEntries,
+  uplinkBridgeLinkScript,
+} from './uplink.js';
+
+export type OverlayMode = 'vxlan' | 'host-gw';
+
+export interface OvsOverlayOptions {
+  readonly mode: OverlayMode;
+  readonly vni: number;
+  readonly port: number;
+  /** The node's underlay, from Dataplane.probeHost. */
+  readonly host: HostInfo;
+  readonly db: string;
+  readonly runDir: string;
+  readonly datapathType: DatapathType;
+  /** The node namespace to manage. Default: the process's own. */
+  readonly netns?: string;
+  readonly logger?: Logger;
+  readonly timeoutSeconds?: number;
+}
+
+const PROTO = ['proto', String(ROUTE_PROTOCOL)];
+/** What iproute2 prints when a delete finds nothing. */
+const ABSENT_RE = /No such process|No such file or directory|Cannot find device|does not exist/;
+const DELETE_IDS = new Set(['delete-route', 'delete-neighbour']);
+/** VTEP MACs (vtepMacForUnderlay) start with 02:6f. */
+const VTEP_MAC_PREFIX = '02:6f:';
+
+export class OvsOverlay implements Overlay {
+  readonly mode: OverlayMode;
+  readonly overhead: number;
+  private readonly vni: number;
+  private readonly port: number;
+  private readonly host: HostInfo;
+  private readonly datapathType: DatapathType;
+  private readonly netns: NetnsRef | undefined;
+  private readonly ovs: OvsRunner;
+  private readonly ip: IpRunner;
+  private readonly logger: Logger;
+  private readonly mutex = new Mutex();
+  private readonly options: OvsOverlayOptions;
+  private hostGw: Iproute2Overlay | undefined;
+  /** The tunnel port's OpenFlow number (requested; read back in ensureEndpoint). */
+  private tunnelOfport = TUNNEL_OFPORT;
+  /** netdev: the uplink bridge has been converged by this object. */
+  private uplinkReady = false;
+  /** What this object programmed, by peer name (to delete a changed peer's superseded entries). */
+  private readonly programmed = new Map<string, NodeRecord>();
+
+  constructor(options: OvsOverlayOptions) {
+    if (options.mode !== 'vxlan' && options.mode !== 'host-gw') {
+      throw new InvalidArgumentError('overlay.mode', `'${String(options.mode)}' is not an overlay mode: use vxlan or host-gw`);
+    }
+    if (!Number.isInteger(options.vni) || options.vni < 0 || options.vni > MAX_VNI) {
+      throw new InvalidArgumentError('overlay.vni', `${String(options.vni)} is not a VXLAN network identifier: use an integer 0..${MAX_VNI}`);
+    }
+    if (!Number.isInteger(options.port) || options.port < 1 || options.port > 65535) {
+      throw new InvalidArgumentError('overlay.port', `${String(options.port)} is not a UDP port: use an integer 1..65535`);
+    }
+    if (!DATAPATH_TYPES.includes(options.datapathType)) {
+      throw new InvalidArgumentError('ovs.datapathType', `'${String(options.datapathType)}' is not a datapath type: use system or netdev`);
+    }
+    checkOvsOptions(options);
+    this.options = options;
+    this.mode = options.mode;
+    this.overhead = options.mode === 'vxlan' ? VXLAN_OVERHEAD : 0;
+    this.vni = options.vni;
+    this.port = options.port;
+    this.host = options.host;
+    this.datapathType = options.datapathType;
+    this.netns = options.netns === undefined ? undefined : parseNetnsRef(options.netns, 'netns');
+    this.ovs = new OvsRunner({ db: options.db, runDir: options.runDir, ...(options.timeoutSeconds ? { timeoutSeconds: options.timeoutSeconds } : {}) });
+    this.ip = new IpRunner(this.netns);
+    this.logger = options.logger ?? silentLogger;
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // Endpoint
+
+  ensureEndpoint(self: NodeRecord): Promise<void> {
+    return this.mutex.run(async () => {
+      if (this.mode === 'host-gw') {
+        await this.removeVxlanLeftovers();
+        await (await this.hostGwOverlay()).ensureEndpoint(self);
+        return;
+      }
+      if (self.underlayAddress !== this.host.underlayAddress) {
+        throw new FailedPreconditionError(
+          `this node's record has underlay address ${self.underlayAddress}, but the host's underlay is ${this.host.underlayAddress} on ${this.host.underlayInterface}: the tunnel must use the address peers are told`,
+        );
+      }
+      if (this.host.underlayMtu - VXLAN_OVERHEAD < 68) {
+        throw new FailedPreconditionError(
+          `the underlay ${this.host.underlayInterface} has MTU ${this.host.underlayMtu}, too small for VXLAN (it adds ${VXLAN_OVERHEAD} bytes): raise the underlay MTU or use overlay mode host-gw`,
+        );
+      }
+      const [state, cni] = await Promise.all([this.ovs.readState('read OVSDB for the overlay'), this.ip.json(['link', 'show', 'dev', CNI_NAME], `read ${CNI_NAME}`)]);
+      const commands: string[] = [];
+      // The bridge normally exists (the CNI is created first); after a reboot the overlay may come first.
+      if (!state.bridges.has(CNI_NAME)) commands.push(...cniSkeletonCommands(CNI_NAME, this.datapathType));
+      const tunnel = state.interfaces.get(TUNNEL_PORT);
+      const wanted = tunnelColumns({ vni: this.vni, port: this.port });
+      const tunnelRight =
+        tunnel !== undefined &&
+        tunnel.bridge === CNI_NAME &&
+        tunnel.type === wanted['type'] &&
+        Object.entries(wanted).every(([k, v]) => !k.startsWith('options:') || tunnel.options[k.slice('options:'.length)] === v) &&
+        tunnel.externalIds[EXT.owner] !== undefined;
+      if (tunnel !== undefined && tunnel.bridge !== CNI_NAME) commands.push(...deletePortCommands(tunnel.bridge ?? CNI_NAME, [TUNNEL_PORT]));
+      if (!tunnelRight) commands.push(...tunnelPortCommands(CNI_NAME, { vni: this.vni, port: this.port }));
+      if (commands.length > 0) {
+        await this.ovs.vsctl(commands, 'create the tunnel port');
+        this.logger.info({ port: TUNNEL_PORT, vni: this.vni, udp: this.port, datapath: this.datapathType }, tunnel ? 'tunnel port repaired' : 'tunnel port created');
+      }
+      this.tunnelOfport = tunnelRight && tunnel.ofport !== null && tunnel.ofport > 0 ? tunnel.ofport : await this.readTunnelOfport();
+      // Routes through the CNI are onlink, which the kernel refuses on a device that is down.
+      const link = cni === null ? undefined : parseIpLinks(cni)[0];
+      if (link && !link.flags.includes('UP')) await this.ip.batch([{ id: 'cni-up', args: ['link', 'set', 'dev', CNI_NAME, 'up'], step: `bring ${CNI_NAME} up` }], { step: `bring ${CNI_NAME} up` });
+      if (this.datapathType === 'netdev' && uplinkBridgeOf(state) !== undefined) await this.ensureUplink(state);
+    });
+  }
+
+  private async readTunnelOfport(): Promise<number> {
+    const out = (await this.ovs.vsctl(['--', 'get', 'Interface', TUNNEL_PORT, 'ofport'], 'read the tunnel port number', { wait: false })).trim();
+    const n = Number(out);
+    if (!Number.isInteger(n) || n < 1) {
+      throw new InternalError('create the tunnel port', `ovs-vswitchd gave ${TUNNEL_PORT} no usable port number (${out}): check its log (is VXLAN supported by this datapath?)`);
+    }
+    return n;
+  }
+
+  private async hostGwOverlay(): Promise<Iproute2Overlay> {
+    if (this.hostGw) return this.hostGw;
+    const o = this.options;
+    this.hostGw = new Iproute2Overlay({
+      mode: 'host-gw',
+      vni: o.vni,
+      port: o.port,
+      host: this.host,
+      ...(o.netns === undefined ? {} : { netns: o.netns }),
+      logger: this.logger,
+    });
+    return this.hostGw;
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // Peers
+
+  ensurePeer(peer: NodeRecord): Promise<void> {
+    if (this.mode === 'host-gw') return this.hostGwOverlay().then((o) => o.ensurePeer(peer));
+    return this.mutex.run(async () => {
+      const started = performance.now();
+      if (peer.underlayAddress === this.host.underlayAddress) {
+        throw new FailedPreconditionError(`peer ${peer.name} has underlay address ${peer.underlayAddress}, which is this node's own: give each node its own underlay address`);
+      }
+      if (this.datapathType === 'netdev' && !this.uplinkReady) await this.ensureUplink();
+      const previous = this.programmed.get(peer.name);
+      const stale = previous && !sameNodeRecord(previous, peer) ? previous : undefined;
+      const flows =
+        (stale && stale.underlayAddress !== peer.underlayAddress ? deleteCookiesScript([peerCookie(stale.underlayAddress)]) : '') +
+        // Replacing by cookie first drops flows of this peer that no longer apply (e.g. another subnet).
+        deleteCookiesScript([peerCookie(peer.underlayAddress)]) +
+        addFlowsScript(peerFlows(peer, this.tunnelOfport));
+      const lines = [...(stale && !stale.subnet.equals(peer.subnet) ? removeRouteLines(stale) : []), ...peerRouteLines(peer)];
+      const results = await Promise.allSettled([
+        this.ovs.ofctl('add-flows', CNI_NAME, ['--bundle', '-'], `program the flows of peer ${peer.name}`, flows),
+        this.runIp(lines, `route ${peer.subnet} to peer ${peer.name}`),
+      ]);
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
+      if (this.datapathType === 'netdev') {
+        await this.ovs.ofctl('packet-out', CNI_NAME, primingPacketOut(peer.underlayAddress, this.tunnelOfport), `resolve the underlay MAC of peer ${peer.name}`);
+      }
+      this.programmed.set(peer.name, peer);
+      this.logger.debug({ peer: peer.name, subnet: String(peer.subnet), ms: Math.round((performance.now() - started) * 10) / 10 }, 'peer programmed');
+    });
+  }
+
+  removePeer(peer: NodeRecord): Promise<void> {
+    if (this.mode === 'host-gw') return this.hostGwOverlay().then((o) => o.removePeer(peer));
+    return this.mutex.run(async () => {
+      const records = [peer];
+      const remembered = this.programmed.get(peer.name);
+      if (remembered && !sameNodeRecord(remembered, peer)) records.push(remembered);
+      await Promise.all([
+        this.deletePeerFlows(records.map((r) => peerCookie(r.underlayAddress)), `remove the flows of peer ${peer.name}`),
+        this.runIp(records.flatMap(removeRouteLines), `remove the route to peer ${peer.name}`),
+      ]);
+      this.programmed.delete(peer.name);
+    });
+  }
+
+  /**
+   * Removes what nodenet programmed for peers not in `wanted`: peer flows (found by cookie), routes with
+   * `proto 78` to other subnets, and VTEP neighbour entries on the CNI no wanted peer uses.
+   */
+  removeStalePeers(wanted: readonly NodeRecord[]): Promise<readonly string[]> {
+    if (this.mode === 'host-gw') {
+      return this.hostGwOverlay().then(async (o) => [...(await o.removeStalePeers(wanted)), ...(await this.mutex.run(() => this.removeAllPeerFlows()))]);
+    }
+    return this.mutex.run(async () => {
+      const [dump, routesJson, neighJson] = await Promise.all([
+        this.dumpPeerFlows(),
+        this.ip.json(['route', 'show', 'table', 'main', 'proto', String(ROUTE_PROTOCOL)], "list nodenet's routes"),
+        this.ip.json(['neigh', 'show', 'dev', CNI_NAME], `list the neighbour entries on ${CNI_NAME}`),
+      ]);
+      const underlays = new Set(wanted.map((p) => p.underlayAddress as string));
+      const subnets = new Set(wanted.map((p) => p.subnet.toString()));
+      const nextHops = new Set(wanted.map((p) => p.subnet.network as string));
+      const removed: string[] = [];
+      const cookies = dump.filter((c) => !underlays.has(underlayOfPeerCookie(c)));
+      for (const c of cookies) removed.push(`flows of peer ${underlayOfPeerCookie(c)}`);
+      const lines: IpLine[] = [];
+      for (const r of routesOf(routesJson)) {
+        const dst = r.dst.includes('/') ? r.dst : `${r.dst}/32`;
+        if (subnets.has(dst)) continue;
+        lines.push(deleteRouteLine(dst));
+        removed.push(`route ${dst}${r.gateway ? ` via ${r.gateway}` : ''}${r.dev ? ` dev ${r.dev}` : ''}`);
+      }
+      for (const n of neighboursOf(neighJson)) {
+        if (nextHops.has(n.dst) || !n.lladdr?.toLowerCase().startsWith(VTEP_MAC_PREFIX) || !n.state.includes('PERMANENT')) continue;
+        lines.push(deleteNeighbourLine(n.dst));
+        removed.push(`neighbour ${n.dst} lladdr ${n.lladdr}`);
+      }
+      await Promise.all([this.deletePeerFlows(cookies, 'remove stale peer flows'), this.runIp(lines, 'remove stale peer routes')]);
+      const names = new Set(wanted.map((p) => p.name));
+      for (const name of [...this.programmed.keys()]) if (!names.has(name)) this.programmed.delete(name);
+      if (removed.length > 0) this.logger.info({ removed }, 'stale overlay entries removed');
+      return removed;
+    });
+  }
+
+  private async dumpPeerFlows(): Promise<bigint[]> {
+    try {
+      const out = await this.ovs.ofctl('dump-flows', CNI_NAME, ['--no-stats', classSelector(COOKIE_CLASS.peer)], 'list the peer flows');
+      return cookiesOfDump(out).filter((c) => cookieClassOf(c) === COOKIE_CLASS.peer);
+    } catch (e) {
+      if (OvsRunner.isUnreachable(e) && !(await this.ovs.readState('check the CNI bridge')).bridges.has(CNI_NAME)) return [];
+      throw e;
+    }
+  }
+
+  private async deletePeerFlows(cookies: readonly bigint[], step: string): Promise<void> {
+    if (cookies.length === 0) return;
+    try {
+      await this.ovs.ofctl('add-flows', CNI_NAME, ['--bundle', '-'], step, deleteCookiesScript(cookies));
+    } catch (e) {
+      if (OvsRunner.isUnreachable(e) && !(await this.ovs.readState('check the CNI bridge')).bridges.has(CNI_NAME)) return;
+      throw e;
+    }
+  }
+
+  private async removeAllPeerFlows(): Promise<string[]> {
+    const cookies = await this.dumpPeerFlows();
+    await this.deletePeerFlows(cookies, 'remove peer flows left from vxlan mode');
+    return cookies.map((c) => `flows of peer ${underlayOfPeerCookie(c)} (vxlan mode)`);
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // vxlan leftovers in host-gw mode
+
+  /** The tunnel port, peer flows, the CNI's VTEP neighbour entries and (netdev) the uplink bridge of an earlier vxlan configuration. */
+  private async removeVxlanLeftovers(): Promise<void> {
+    const state = await this.ovs.readState('read OVSDB for vxlan leftovers');
+    const tunnel = state.interfaces.get(TUNNEL_PORT);
+    if (tunnel?.externalIds[EXT.owner] !== undefined && tunnel.bridge) {
+      await this.ovs.vsctl(deletePortCommands(tunnel.bridge, [TUNNEL_PORT]), 'remove the tunnel port left from vxlan mode', { wait: false });
+      this.logger.info({ port: TUNNEL_PORT }, 'overlay mode is host-gw: removed the tunnel port left from vxlan mode');
+    }
+    if (uplinkBridgeOf(state) !== undefined) await this.dismantleUplink(state);
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // netdev uplink
+
+  /** The underlay interface: the port nodenet moved into the uplink bridge, else the host's underlay link. */
+  private uplinkOf(state: OvsState): IfName {
+    const moved = [...state.interfaces.values()].find((i) => i.bridge === UPLINK_BRIDGE && i.externalIds[EXT.uplinkOf] === UPLINK_BRIDGE);
+    if (moved) return parseIfName(moved.name, 'uplink interface');
+    if (this.host.underlayInterface === UPLINK_BRIDGE) {
+      throw new FailedPreconditionError(
+        `the underlay address ${this.host.underlayAddress} is on ${UPLINK_BRIDGE}, but OVSDB records no interface moved into it: add the node's underlay interface back (ovs-vsctl add-port ${UPLINK_BRIDGE} IFACE -- set Interface IFACE external_ids:${EXT.uplinkOf}=${UPLINK_BRIDGE}) or move the address back to it`,
+      );
+    }
+    return parseIfName(this.host.underlayInterface, 'underlay interface');
+  }
+
+  /**
+   * Converges the uplink: the bridge with the underlay interface as its port and that interface's MAC,
+   * the interface's IPv4 addresses and routes on the bridge's internal port, and the guard that keeps the
+   * kernel from also processing what arrives on the interface. Each step reads first and writes only what differs.
+   */
+  private async ensureUplink(known?: OvsState): Promise<void> {
+    const [state, addrs, routes, guard] = await Promise.all([
+      known ? Promise.resolve(known) : this.ovs.readState('read OVSDB for the uplink'),
+      this.ip.json(['-d', 'addr', 'show'], 'read the node addresses'),
+      this.ip.json(['route', 'show', 'table', 'main'], 'read the node routes'),
+      this.readGuard(),
+    ]);
+    const uplink = this.uplinkOf(state);
+    let links = parseIpAddrs(addrs ?? []);
+    const uplinkLink = links.find((l) => l.ifname === uplink);
+    if (!uplinkLink?.address) throw new FailedPreconditionError(`the underlay interface ${uplink} does not exist on this node: check the underlay configuration`);
+    const bridge = uplinkBridgeOf(state);
+    const port = state.interfaces.get(uplink);
+    const bridgeRight =
+      bridge !== undefined &&
+      port?.bridge === UPLINK_BRIDGE &&
+      bridge.otherConfig['hwaddr']?.toLowerCase() === uplinkLink.address.toLowerCase() &&
+      state.interfaces.get(UPLINK_BRIDGE)?.mtuRequest === uplinkLink.mtu;
+    if (state.bridges.has(UPLINK_BRIDGE) && bridge === undefined) {
+      throw new FailedPreconditionError(`an Open vSwitch bridge named ${UPLINK_BRIDGE} exists but was not made by nodenet: remove or rename it (nodenet needs the name for the userspace datapath's uplink)`);
+    }
+    if (!bridgeRight) {
+      await this.ovs.vsctl(uplinkBridgeCommands(uplink, uplinkLink.address, uplinkLink.mtu), `move ${uplink} into the uplink bridge ${UPLINK_BRIDGE}`);
+      links = parseIpAddrs((await this.ip.json(['-d', 'addr', 'show'], 'read the node addresses')) ?? []);
+      this.logger.info({ uplink, bridge: UPLINK_BRIDGE, mac: uplinkLink.address }, 'underlay interface moved into the uplink bridge (userspace datapath)');
+    }
+    const phy = links.find((l) => l.ifname === UPLINK_BRIDGE);
+    if (!phy) throw new InternalError('create the uplink bridge', `ovs-vswitchd reported ${UPLINK_BRIDGE} ready but the kernel shows no such device: check its log`);
+    const lines = [
+      ...uplinkBridgeLinkScript(phy),
+      ...moveAddressingScript(links.find((l) => l.ifname === uplink), phy, uplink, UPLINK_BRIDGE, parseRouteEntries(routes ?? [])),
+    ];
+    if (lines.length > 0) {
+      await this.ip.batch(lines, { step: `move the underlay addressing from ${uplink} to ${UPLINK_BRIDGE}` });
+      this.logger.info({ from: uplink, to: UPLINK_BRIDGE, changes: lines.map((l) => l.step) }, 'underlay addresses and routes now on the uplink bridge');
+    }
+    if (guard !== uplink) {
+      await this.runNft(guardScript(uplink, guard !== undefined), `guard ${uplink} (its traffic belongs to ${UPLINK_BRIDGE})`);
+      this.logger.info({ uplink }, 'kernel processing of the uplink interface turned off (table netdev nodenet)');
+    }
+    this.uplinkReady = true;
+  }
+
+  /** The reverse of ensureUplink (host-gw needs no uplink bridge): guard off, addressing back, bridge gone. */
+  private async dismantleUplink(state: OvsState): Promise<void> {
+    const uplink = this.uplinkOf(state);
+    const [addrs, routes, guard] = await Promise.all([
+      this.ip.json(['-d', 'addr', 'show'], 'read the node addresses'),
+      this.ip.json(['route', 'show', 'table', 'main'], 'read the node routes'),
+      this.readGuard(),
+    ]);
+    if (guard !== undefined) await this.runNft(deleteGuardScript(), 'remove the uplink guard');
+    const links = parseIpAddrs(addrs ?? []);
+    const lines = moveAddressingScript(
+      links.find((l) => l.ifname === UPLINK_BRIDGE),
+      links.find((l) => l.ifname === uplink),
+      UPLINK_BRIDGE,
+      uplink,
+      parseRouteEntries(routes ?? []),
+    );
+    if (lines.length > 0) await this.ip.batch(lines, { step: `move the underlay addressing back from ${UPLINK_BRIDGE} to ${uplink}` });
+    await this.ovs.vsctl(deleteBridgeCommands(UPLINK_BRIDGE), `delete the uplink bridge ${UPLINK_BRIDGE}`);
+    this.uplinkReady = false;
+    this.logger.info({ uplink }, 'overlay mode is host-gw: the underlay interface left the uplink bridge');
+  }
+
+  private async readGuard(): Promise<string | undefined> {
+    const { file, args } = commandInNamespace(this.netns, 'nft', ['list', 'table', 'netdev', 'nodenet']);
+    const r = await run(file, args, { step: 'read the uplink guard', okExitCodes: [1] });
+    if (r.exitCode !== 0) return undefined; // no such table
+    return guardedDeviceOf(r.stdout);
+  }
+
+  private async runNft(script: string, step: string): Promise<void> {
+    const { file, args } = commandInNamespace(this.netns, 'nft', ['-f', '-']);
+    await run(file, args, { step, input: script });
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // ip
+
+  /** Runs lines with -force; a delete that finds nothing is fine, anything else throws. */
+  private async runIp(lines: readonly IpLine[], step: string): Promise<void> {
+    if (lines.length === 0) return;
+    const failures: IpBatchFailure[] = await this.ip.batch(lines, { step, force: true });
+    for (const f of failures) {
+      const line = f.line === undefined ? undefined : lines[f.line - 1];
+      if (line && DELETE_IDS.has(line.id) && ABSENT_RE.test(f.message)) continue;
+      if (f.message.includes(`Cannot find device "${CNI_NAME}"`)) {
+        throw new FailedPreconditionError(`the CNI ${CNI_NAME} does not exist (${line?.step ?? step} failed): CreateContainerNetworkInterface, or a daemon restart, creates it`);
+      }
+      throw new InternalError(line?.step ?? step, f.message || 'ip failed without a message');
+    }
+  }
+}
+
+// -------------------------------------------------------------------------------------------------------
+// Kernel lines for a peer (vxlan): the node's own route to the peer's subnet through the CNI.
+
+/** Permanent neighbour entry for the peer's next hop (its subnet's network address -> its VTEP MAC), then the route. */
+export function peerRouteLines(peer: NodeRecord): IpLine[] {
+  const via = peer.subnet.network;
+  const mac = vtepMacForUnderlay(peer.underlayAddress);
+  return [
+    {
+      id: 'peer-neighbour',
+      args: ['neigh', 'replace', via, 'lladdr', mac, 'dev', CNI_NAME, 'nud', 'permanent'],
+      step: `set the neighbour entry ${via} -> ${mac} (${peer.name}) on ${CNI_NAME}`,
+    },
+    {
+      id: 'peer-route',
+      args: ['route', 'replace', peer.subnet.toString(), 'via', via, 'dev', CNI_NAME, 'onlink', ...PROTO],
+      step: `route ${peer.subnet} via ${via} on ${CNI_NAME} (${peer.name})`,
+    },
+  ];
+}
+
+export function removeRouteLines(peer: NodeRecord): IpLine[] {
+  return [deleteRouteLine(peer.subnet.toString()), deleteNeighbourLine(peer.subnet.network)];
+}
+
+function deleteRouteLine(subnet: string | Subnet): IpLine {
+  return { id: 'delete-route', args: ['route', 'del', String(subnet), ...PROTO], step: `delete the route to ${String(subnet)}` };
+}
+
+/** `neigh flush` rather than `neigh del`: a failing `neigh del` ends the whole batch, -force or not. */
+function deleteNeighbourLine(address: string): IpLine {
+  return { id: 'delete-neighbour', args: ['neigh', 'flush', 'to', address, 'dev', CNI_NAME, 'nud', 'all'], step: `delete the neighbour entry of ${address} on ${CNI_NAME}` };
+}
+
+function routesOf(json: unknown): { dst: string; gateway?: string; dev?: string }[] {
+  return Array.isArray(json) ? json.filter((r): r is { dst: string } => typeof (r as { dst?: unknown })?.dst === 'string') : [];
+}
+
+function neighboursOf(json: unknown): { dst: string; lladdr?: string; state: string[] }[] {
+  if (!Array.isArray(json)) return [];
+  return json.flatMap((n) => {
+    const o = n as Record<string, unknown>;
+    if (typeof o['dst'] !== 'string') return [];
+    return [{ dst: o['dst'], ...(typeof o['lladdr'] === 'string' ? { lladdr: o['lladdr'] } : {}), state: Array.isArray(o['state']) ? (o['state'] as string[]) : [] }];
+  });
+}

@@ -1,0 +1,37 @@
+/**
+ * netdev only: turning off transmit checksum offload on an instance's veth end.
+ *
+ * A veth offloads TCP/UDP checksums (and segmentation) to "the hardware": packets an instance sends carry
+ * only a partial checksum, which the kernel completes wherever the packet leaves a real device. The
+ * userspace datapath reads the host end through a packet socket and gets the packet as it is, partial
+ * checksum included; OVS 3.1 forwards it unchanged (measured: every TCP segment between two instances, and
+ * to the gateway, arrives with a wrong checksum and is dropped; with OVS's userspace-tso-enable instead,
+ * tunnel ports drop such packets: "Tunneling packets with HW offload flags is not supported"). With the
+ * offload off on the instance end, the instance's kernel computes full checksums and segments before the
+ * veth, and everything works (measured: TCP local, to the gateway and across the VXLAN overlay).
+ *
+ * The setting is a property of the device and survives its move into the instance's namespace, so it is
+ * set right after creation. There is no iproute2 command for it (it is the ethtool ioctl, ETHTOOL_STXCSUM),
+ * ethtool is not always installed, and Node cannot issue ioctls: perl (essential on Debian) does it in one
+ * short process, with the interface names as arguments (never interpolated into code).
+ */
+import { parseIfName, type IfName, type NetnsRef } from '@nodenet/core';
+import { commandInNamespace } from '@nodenet/backend-iproute2';
+import { run } from '@nodenet/sys';
+
+/** SIOCETHTOOL with ETHTOOL_STXCSUM (0x17), data 0; `struct ifreq` is 40 bytes: name[16], then a pointer. */
+export const TX_CHECKSUM_OFF_PERL = [
+  'use strict; use Socket;',
+  'socket(my $s, AF_INET, SOCK_DGRAM, 0) or die "socket: $!\\n";',
+  'for my $if (@ARGV) { my $v = pack("LL", 0x17, 0); ioctl($s, 0x8946, pack("Z16 P x16", $if, $v)) or die "$if: $!\\n"; }',
+].join(' ');
+
+/** The argument list for `perl` (run inside the namespace that holds the interfaces). */
+export function txChecksumOffArgs(ifnames: readonly IfName[]): string[] {
+  return ['-e', TX_CHECKSUM_OFF_PERL, '--', ...ifnames.map((n) => parseIfName(n, 'ifname'))];
+}
+
+export async function disableTxChecksum(netns: NetnsRef | undefined, ifnames: readonly IfName[], step: string): Promise<void> {
+  const { file, args } = commandInNamespace(netns, 'perl', txChecksumOffArgs(ifnames));
+  await run(file, args, { step });
+}

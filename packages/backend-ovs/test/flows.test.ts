@@ -1,0 +1,156 @@
+import { describe, expect, it } from 'vitest';
+import { InternalError, Subnet, macForAddress, parseIpv4Address } from '@nodenet/core';
+import {
+  COOKIE_CLASS,
+  addFlowsScript,
+  baseFlows,
+  classSelector,
+  cookieClassOf,
+  cookieIdOf,
+  cookieOf,
+  cookiesOfDump,
+  deleteCookiesScript,
+  formatCookie,
+  formatFlow,
+  instanceCookie,
+  instanceFlows,
+  parseFlowDiff,
+  peerCookie,
+  peerFlows,
+  primingPacketHex,
+  primingPacketOut,
+  repairFlowsScript,
+  underlayOfPeerCookie,
+} from '../src/index.js';
+
+const ip = (s: string) => parseIpv4Address(s, 'test');
+const gateway = ip('198.19.1.1');
+const gatewayMac = macForAddress(gateway);
+
+describe('cookies', () => {
+  it('carry nodenet\'s prefix, the owner class and a 32-bit id', () => {
+    expect(formatCookie(cookieOf(COOKIE_CLASS.instance, 0x1a2b3c4d))).toBe('0x6e6e01001a2b3c4d');
+    expect(formatCookie(cookieOf(COOKIE_CLASS.base, 0))).toBe('0x6e6e000000000000');
+    expect(formatCookie(instanceCookie('nni-0000abcd'))).toBe('0x6e6e01000000abcd');
+    expect(formatCookie(peerCookie(ip('198.18.0.2')))).toBe('0x6e6e0300c6120002');
+  });
+
+  it('tell their class and id back; anything else is no class of nodenet\'s', () => {
+    const c = peerCookie(ip('198.18.0.77'));
+    expect(cookieClassOf(c)).toBe(COOKIE_CLASS.peer);
+    expect(underlayOfPeerCookie(c)).toBe('198.18.0.77');
+    expect(cookieIdOf(instanceCookie('nni-ffffffff'))).toBe(0xffffffff);
+    expect(cookieClassOf(0n)).toBeUndefined();
+    expect(cookieClassOf(0x6e6e020000000001n), 'an unknown class byte').toBeUndefined();
+    expect(cookieClassOf(0x6e6e010100000001n), 'a non-zero reserved byte').toBeUndefined();
+    expect(cookieClassOf(0x1234010000000001n)).toBeUndefined();
+  });
+
+  it('select a class by mask or one cookie exactly', () => {
+    expect(classSelector(COOKIE_CLASS.peer)).toBe('cookie=0x6e6e030000000000/0xffffff0000000000');
+    expect(deleteCookiesScript([instanceCookie('nni-00000001')])).toBe('delete cookie=0x6e6e010000000001/-1\n');
+  });
+
+  it('refuse a handle that is not nni- and 8 hex digits', () => {
+    expect(() => instanceCookie('eth0')).toThrow(InternalError);
+    expect(() => instanceCookie('nni-1234567')).toThrow(InternalError);
+  });
+});
+
+describe('the pipeline', () => {
+  it('base: default drop, the gateway goes on, NORMAL switching, tunnel delivery to the gateway or drop', () => {
+    expect(baseFlows({ gateway, gatewayMac }).map(formatFlow)).toEqual([
+      'cookie=0x6e6e000000000000,table=0,priority=0,actions=drop',
+      'cookie=0x6e6e000000000000,table=0,priority=100,in_port=LOCAL,actions=goto_table:10',
+      'cookie=0x6e6e000000000000,table=10,priority=0,actions=NORMAL',
+      'cookie=0x6e6e000000000000,table=30,priority=0,actions=drop',
+      'cookie=0x6e6e000000000000,table=30,priority=100,ip,nw_dst=198.19.1.1,actions=set_field:02:6e:c6:13:01:01->eth_dst,output:LOCAL',
+    ]);
+  });
+
+  it('an instance: only its own IPv4 and ARP source from its port, and routed delivery from other nodes', () => {
+    const address = ip('198.19.1.7');
+    const flows = instanceFlows({ handle: 'nni-0000abcd', ofport: 7, address, mac: macForAddress(address) }, gatewayMac);
+    expect(flows.map(formatFlow)).toEqual([
+      'cookie=0x6e6e01000000abcd,table=0,priority=200,ip,in_port=7,nw_src=198.19.1.7,actions=goto_table:10',
+      'cookie=0x6e6e01000000abcd,table=0,priority=200,arp,in_port=7,arp_spa=198.19.1.7,actions=goto_table:10',
+      'cookie=0x6e6e01000000abcd,table=30,priority=100,ip,nw_dst=198.19.1.7,actions=set_field:02:6e:c6:13:01:01->eth_src,set_field:02:6e:c6:13:01:07->eth_dst,dec_ttl,output:7',
+    ]);
+  });
+
+  it('a peer: its tunnel packets from its subnet only; traffic to its subnet tunnelled, TTL decremented for instances only', () => {
+    const flows = peerFlows({ underlayAddress: ip('198.18.0.2'), subnet: Subnet.of('198.19.2.0/24') }, 65000);
+    expect(flows.map(formatFlow)).toEqual([
+      'cookie=0x6e6e0300c6120002,table=0,priority=150,ip,tun_src=198.18.0.2,in_port=65000,nw_src=198.19.2.0/24,actions=goto_table:30',
+      'cookie=0x6e6e0300c6120002,table=10,priority=110,ip,in_port=LOCAL,nw_dst=198.19.2.0/24,actions=set_field:198.18.0.2->tun_dst,output:65000',
+      'cookie=0x6e6e0300c6120002,table=10,priority=100,ip,nw_dst=198.19.2.0/24,actions=dec_ttl,set_field:198.18.0.2->tun_dst,output:65000',
+    ]);
+  });
+
+  it('refuses a port number OpenFlow does not give a port', () => {
+    expect(() => instanceFlows({ handle: 'nni-00000001', ofport: 0, address: ip('198.19.1.2'), mac: '02:00:00:00:00:01' }, gatewayMac)).toThrow(/not an OpenFlow port/);
+    expect(() => peerFlows({ underlayAddress: ip('198.18.0.2'), subnet: Subnet.of('198.19.2.0/24') }, 0xff00)).toThrow(InternalError);
+  });
+
+  it('refuses text that is no validated value', () => {
+    expect(() => instanceFlows({ handle: 'nni-00000001', ofport: 3, address: ip('198.19.1.2'), mac: '02:00:00:00:00:01,actions=NORMAL x' }, gatewayMac)).toThrow(/unexpected characters/);
+  });
+
+  it('adds as flow-mod commands for one bundle', () => {
+    expect(addFlowsScript(baseFlows({ gateway, gatewayMac }).slice(0, 1))).toBe('add cookie=0x6e6e000000000000,table=0,priority=0,actions=drop\n');
+  });
+});
+
+describe('comparing with the switch (diff-flows)', () => {
+  const output = [
+    '-priority=200,ip,in_port=5,nw_src=198.19.1.5 cookie=0x6e6e010000000005 actions=goto_table:10',
+    '+priority=200,ip,in_port=5,nw_src=198.19.1.6 cookie=0x6e6e010000000005 actions=goto_table:10',
+    '+table=30 priority=100,ip,nw_dst=198.19.1.1 cookie=0x6e6e000000000000 actions=set_field:02:6e:c6:13:01:01->eth_dst,LOCAL',
+    '-table=10 priority=200,ip,nw_dst=198.19.2.0/24 cookie=0x6e6e0300c6120002 actions=dec_ttl,output:1',
+    '-priority=5,ip cookie=0x0 actions=drop',
+    '',
+  ].join('\n');
+
+  it('parses each side with its cookie and the key a strict delete names', () => {
+    const diff = parseFlowDiff(output);
+    expect(diff).toHaveLength(5);
+    expect(diff[0]).toEqual({ sign: '-', text: 'priority=200,ip,in_port=5,nw_src=198.19.1.5 cookie=0x6e6e010000000005 actions=goto_table:10', cookie: 0x6e6e010000000005n, key: 'table=0 priority=200,ip,in_port=5,nw_src=198.19.1.5' });
+    expect(diff[2]!.key).toBe('table=30 priority=100,ip,nw_dst=198.19.1.1');
+    expect(diff[4]!.cookie).toBe(0n);
+  });
+
+  it('repairs only the owned classes: deletes first, then adds; the overlay\'s and foreign flows stay', () => {
+    const { script, removed, added } = repairFlowsScript(parseFlowDiff(output), [COOKIE_CLASS.base, COOKIE_CLASS.instance]);
+    expect(script).toBe(
+      [
+        'delete_strict table=0 priority=200,ip,in_port=5,nw_src=198.19.1.5',
+        'add priority=200,ip,in_port=5,nw_src=198.19.1.6 cookie=0x6e6e010000000005 actions=goto_table:10',
+        'add table=30 priority=100,ip,nw_dst=198.19.1.1 cookie=0x6e6e000000000000 actions=set_field:02:6e:c6:13:01:01->eth_dst,LOCAL',
+        '',
+      ].join('\n'),
+    );
+    expect([removed, added]).toEqual([1, 2]);
+    expect(repairFlowsScript([], [COOKIE_CLASS.base]).script).toBe('');
+  });
+
+  it('lists the cookies of a dump once each', () => {
+    const dump = ' cookie=0x6e6e0300c6120002, table=10, priority=110,ip actions=drop\n cookie=0x6e6e0300c6120002, priority=150 actions=drop\n cookie=0x6e6e0300c6120003, priority=150 actions=drop\n';
+    expect(cookiesOfDump(dump)).toEqual([0x6e6e0300c6120002n, 0x6e6e0300c6120003n]);
+  });
+});
+
+describe('priming the tunnel neighbour cache', () => {
+  it('is an empty IPv4 packet from 0.0.0.0 with a valid header checksum, sent straight to the tunnel', () => {
+    const hex = primingPacketHex(ip('198.18.0.2'));
+    expect(hex.slice(0, 28)).toBe('ffffffffffff0200000000000800');
+    const header = Buffer.from(hex.slice(28), 'hex');
+    expect(header).toHaveLength(20);
+    let sum = 0;
+    for (let i = 0; i < 20; i += 2) sum += header.readUInt16BE(i);
+    while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+    expect(sum).toBe(0xffff);
+    expect([...header.subarray(12, 16)]).toEqual([0, 0, 0, 0]);
+    expect([...header.subarray(16, 20)]).toEqual([198, 18, 0, 2]);
+    expect(primingPacketOut(ip('198.18.0.2'), 65000)).toEqual([`in_port=LOCAL,packet=${hex},actions=set_field:198.18.0.2->tun_dst,output:65000`]);
+  });
+});
