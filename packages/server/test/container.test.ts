@@ -10,9 +10,10 @@ import { reservedPortsOf } from '../src/daemon.js';
 const logger = { ...silentLogger, child: () => silentLogger };
 
 describe('wiring', () => {
-  it('registers the iproute2 backend and validates config names against the registry', () => {
-    expect(BACKEND_NAMES).toEqual(['iproute2']);
-    expect(() => parseConfig({ backend: 'ovs' }, { backends: BACKEND_NAMES })).toThrow("config: backend: unknown backend 'ovs': valid backends are iproute2");
+  it('registers the iproute2 and ovs backends and validates config names against the registry', () => {
+    expect(BACKEND_NAMES).toEqual(['iproute2', 'ovs']);
+    expect(parseConfig({ backend: 'ovs' }, { backends: BACKEND_NAMES }).backend).toBe('ovs');
+    expect(() => parseConfig({ backend: 'vpp' }, { backends: BACKEND_NAMES })).toThrow("config: backend: unknown backend 'vpp': valid backends are iproute2, ovs");
   });
 
   it('resolves the adapters for a config, once each, without I/O', () => {
@@ -28,7 +29,7 @@ describe('wiring', () => {
 
   it('refuses a hand-built config with an unknown backend, listing the valid ones', () => {
     const config = { ...parseConfig({}, { backends: BACKEND_NAMES }), backend: 'nope' } as DaemonConfig;
-    expect(() => createContainer(config, logger)).toThrow("unknown backend 'nope': valid backends are iproute2");
+    expect(() => createContainer(config, logger)).toThrow("unknown backend 'nope': valid backends are iproute2, ovs");
   });
 });
 
