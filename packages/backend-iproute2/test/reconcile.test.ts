@@ -87,7 +87,7 @@ const LINKS = parseIpLinks([
 ]);
 
 describe('owned links', () => {
-  it('are the links whose alias starts with nodenet:, with kind, master ('' for none) and operstate', () => {
+  it('are the links whose alias starts with nodenet:, with kind, master (empty for none) and operstate', () => {
     expect(ownedLinksOf(LINKS)).toEqual([
       { name: 'nodenet0', ownerTag: 'nodenet:cni', kind: 'bridge', master: '', operstate: 'DOWN' },
       { name: 'nnh-1', ownerTag: 'nodenet:nni-1', kind: 'veth', master: 'nodenet0', operstate: 'UP' },

@@ -314,7 +314,6 @@ export class OvsDataplane implements Dataplane {
 
   private async create(spec: InstanceSpec): Promise<InstancePlacement> {
     const started = performance.now();
-    const bridge = spec.cni.name;
     const ofport = ofportForAddress(spec.cni.subnet, spec.address);
     let target: string | undefined;
     let netnsId: string | undefined;

@@ -37,7 +37,7 @@ async function commandsDuring(fn: () => Promise<unknown>): Promise<string[]> {
 }
 
 /** A runtime's move of the instance end into a fresh namespace, addressed, with a default route. */
-async function adopt(scope: TestScope, topology: Topology, node: NodeHost, handle: string, address: string, cni: CniSpec): Promise<string> {
+async function adopt(topology: Topology, node: NodeHost, handle: string, address: string, cni: CniSpec): Promise<string> {
   const ns = await topology.createInstanceNamespace();
   await adoptInterface({ nodeNs: node.ns, handle, instanceNs: ns, address, prefixLength: cni.subnet.prefixLength, gateway: cni.gateway, rename: 'eth0' });
   return ns;
@@ -126,7 +126,7 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       expect((await nsExec(n.host.ns, 'nft', ['list', 'table', 'inet', 'nodenet'])).stdout).toContain('iifname "nnh-*" drop');
       const flows = (await n.ovs.flows('nodenet0')).filter((f) => f.includes(formatCookie(instanceCookie(a.handle))));
       expect(flows).toHaveLength(3);
-      const [nsA, nsB] = await Promise.all([adopt(scope, topology, n.host, a.handle, a.address, cni), adopt(scope, topology, n.host, b.handle, b.address, cni)]);
+      const [nsA, nsB] = await Promise.all([adopt(topology, n.host, a.handle, a.address, cni), adopt(topology, n.host, b.handle, b.address, cni)]);
       expect((await ping(nsA, cni.gateway)).ok).toBe(true);
       expect((await ping(nsA, b.address)).ok).toBe(true);
       const atNode = await startEchoServer(scope, n.host.ns, { protocol: 'tcp', port: 7001 });
@@ -147,7 +147,7 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
     it('anti-spoofing: another source address from an instance port is dropped, its own passes', async () => {
       const a = instanceSpec(cni, 20);
       await n.dataplane.createInstance(a);
-      const ns = await adopt(scope, topology, n.host, a.handle, a.address, cni);
+      const ns = await adopt(topology, n.host, a.handle, a.address, cni);
       expect((await ping(ns, cni.gateway)).ok).toBe(true);
       await ipBatch(ns, ['address add 198.19.1.99/24 dev eth0']);
       const spoofed = await ping(ns, cni.gateway, { source: '198.19.1.99', timeoutSec: 1 });
@@ -242,7 +242,7 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
     it('ovs-vswitchd restarted under a running daemon: ensureCni puts the flows back and traffic flows again', async () => {
       const a = instanceSpec(cni, 70);
       await n.dataplane.createInstance(a);
-      const ns = await adopt(scope, topology, n.host, a.handle, a.address, cni);
+      const ns = await adopt(topology, n.host, a.handle, a.address, cni);
       expect((await ping(ns, cni.gateway)).ok).toBe(true);
       await n.ovs.stopSwitch('exit');
       await n.ovs.startSwitch();
@@ -256,7 +256,7 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
     it('the gateway port deleted behind OVS: ensureCni recreates the bridge with its ports, instances talk again', async () => {
       const a = instanceSpec(cni, 71);
       await n.dataplane.createInstance(a);
-      const ns = await adopt(scope, topology, n.host, a.handle, a.address, cni);
+      const ns = await adopt(topology, n.host, a.handle, a.address, cni);
       await ipBatch(n.host.ns, ['link del nodenet0']);
       const repairs = await n.dataplane.ensureCni(cni);
       expect(repairs.join('\n')).toMatch(/recreated/);

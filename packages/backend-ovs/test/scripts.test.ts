@@ -14,6 +14,8 @@ import {
   ofportForAddress,
   parseOvsState,
   parseRouteEntries,
+  peerRouteLines,
+  removeRouteLines,
   tapScript,
   txChecksumOffArgs,
   vethScript,
@@ -153,6 +155,21 @@ describe('the netdev uplink', () => {
     expect(guardedDeviceOf(listed)).toBe('eth0');
     expect(guardedDeviceOf('table netdev nodenet {\n\tchain uplink {\n\t\ttype filter hook ingress device "eth0" priority -500; policy accept;\n\t}\n}')).toBeUndefined();
     expect(guardedDeviceOf('')).toBeUndefined();
+  });
+});
+
+describe('the node\'s own route to a peer (vxlan)', () => {
+  const peer = { name: 'node-2', underlayAddress: parseIpv4Address('198.18.0.2', 'u'), subnet: Subnet.of('198.19.2.0/24') };
+
+  it('a permanent neighbour entry for the next hop (the peer\'s VTEP MAC), then the route through the CNI, tagged proto 78', () => {
+    expect(peerRouteLines(peer).map((l) => l.args.join(' '))).toEqual([
+      'neigh replace 198.19.2.0 lladdr 02:6f:c6:12:00:02 dev nodenet0 nud permanent',
+      'route replace 198.19.2.0/24 via 198.19.2.0 dev nodenet0 onlink proto 78',
+    ]);
+  });
+
+  it('removed by protocol (only nodenet\'s route) and with a flush that tolerates absence', () => {
+    expect(removeRouteLines(peer).map((l) => l.args.join(' '))).toEqual(['route del 198.19.2.0/24 proto 78', 'neigh flush to 198.19.2.0 dev nodenet0 nud all']);
   });
 });
 
