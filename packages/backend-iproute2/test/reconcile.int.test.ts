@@ -296,7 +296,7 @@ describe('owned links', () => {
     expect(commands).toEqual([`ip -n ${other} -j -d link show`]);
     expect([...owned].sort((a, b) => a.name.localeCompare(b.name))).toEqual(
       [
-        { name: CNI_NAME, ownerTag: 'nodenet:cni', kind: 'bridge', operstate: expect.any(String) },
+        { name: CNI_NAME, ownerTag: 'nodenet:cni', kind: 'bridge', master: '', operstate: expect.any(String) },
         { name: onNode.hostIfname, ownerTag: `nodenet:${onNode.handle}`, kind: 'veth', master: CNI_NAME, operstate: expect.any(String) },
         { name: inPod.hostIfname, ownerTag: `nodenet:${inPod.handle}`, kind: 'veth', master: CNI_NAME, operstate: expect.any(String) },
         { name: tap.handle, ownerTag: `nodenet:${tap.handle}`, kind: 'tun', master: CNI_NAME, operstate: expect.any(String) },
