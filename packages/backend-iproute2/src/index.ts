@@ -34,7 +34,18 @@ export {
   tapScript,
   vethScript,
 } from './scripts.js';
-export { cniSysctls, sysctlArgs, writeSysctls, type SysctlSetting } from './sysctl.js';
+export {
+  cniSysctls,
+  describeSysctlRepair,
+  readSysctls,
+  sysctlArgs,
+  sysctlDrift,
+  writeSysctls,
+  type SysctlDrift,
+  type SysctlSetting,
+  type SysctlValues,
+} from './sysctl.js';
+export { readNetnsId } from './netns-identity.js';
 export { Iproute2Overlay, type Iproute2OverlayOptions, type OverlayMode } from './iproute2-overlay.js';
 export {
   MAX_VNI,

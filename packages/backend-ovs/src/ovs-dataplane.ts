@@ -51,6 +51,10 @@ import {
   parseIpLinks,
   repairCniScript,
   writeSysctls,
+  describeSysctlRepair,
+  readNetnsId,
+  readSysctls,
+  sysctlDrift,
   type IpLine,
   type IpLink,
   type IpLinkWithAddresses,
@@ -85,7 +89,6 @@ import {
   type OvsState,
 } from './ovsdb.js';
 import { OvsRunner } from './ovs-runner.js';
-import { describeSysctlRepair, readNetnsId, readSysctls, sysctlDrift } from './pending-exports.js';
 import { PORT_GUARD_TABLE, portGuardIsRight, portGuardScript } from './port-guard.js';
 import { SharedLock } from './shared-lock.js';
 import { disableTxChecksum } from './tx-checksum.js';
