@@ -4,7 +4,7 @@
  * (and thus the step) that failed.
  */
 import { InternalError, type NetnsRef } from '@nodenet/core';
-import { CommandError, run } from '@nodenet/sys';
+import { CommandError, runLean as run } from '@nodenet/sys';
 
 /** One line of an `ip -batch` script: the arguments after `ip`, and what the line does (for errors). */
 export interface IpLine {

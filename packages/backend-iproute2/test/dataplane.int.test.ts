@@ -26,7 +26,9 @@ import { TestNamespaces, ipJson, ping, sh } from './netns-fixture.js';
 // Pass-through spy: lets one test count the processes a create spawns.
 vi.mock('@nodenet/sys', async (importOriginal) => {
   const real = await importOriginal<typeof import('@nodenet/sys')>();
-  return { ...real, run: vi.fn(real.run) };
+  // runLean (the hot-path runner) is counted as a run too.
+  const run = vi.fn(real.run);
+  return { ...real, run, runLean: vi.fn((...args: Parameters<typeof real.runLean>) => run(...args)) };
 });
 
 type Json = Record<string, unknown> & { ifname: string; mtu: number; address: string; flags: string[]; ifalias?: string; master?: string };
@@ -114,6 +116,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  await dp.close();
   await namespaces.cleanup();
 });
 
@@ -217,8 +220,9 @@ describe('instances', () => {
     const runs = vi.mocked(run).mock.calls.length;
     await dp.createInstance(a);
     const spawned = vi.mocked(run).mock.calls.slice(runs).map((c) => [c[0], ...c[1]]);
-    // Two processes, both batches, no reads: the node side, then the instance's namespace.
-    expect(spawned.map((c) => c.join(' '))).toEqual([`ip -n ${node} -batch -`, `ip -n ${named} -batch -`]);
+    // One process, no reads: the node side goes through the long-lived ip session, the instance's namespace
+    // through nsenter by path (never `ip -n`, which copies the mount table).
+    expect(spawned.map((c) => c.join(' '))).toEqual([`nsenter --net=/run/netns/${named} -- ip -batch -`]);
 
     await dp.createInstance(b);
 
@@ -355,6 +359,49 @@ describe('instances', () => {
     expect((await ipJson<Json[]>(other, ['link', 'show'])).map((l) => l.ifname)).toEqual(['lo']);
     // Deleting is tolerant of a missing link and a missing CNI alike.
     await dp2.deleteInstance(recordOf(instanceSpec(32)), cniRecord);
+  });
+
+  it('a CNI bridge recreated behind its back (not through ensureCni) does not fail the next create', async () => {
+    const other = await namespaces.add('recni');
+    const dp2 = new Iproute2Dataplane({ netns: other });
+    try {
+      await dp2.ensureCni(cniSpec);
+      await dp2.createInstance(instanceSpec(34)); // the create session now knows nodenet0's index
+      await sh('ip', ['-n', other, '-batch', '-'], `link del ${CNI_NAME}\nlink add nnt-filler type bridge\n`);
+      await dp2.ensureCni(cniSpec); // through ensureCni: the sessions are reset
+      await dp2.createInstance(instanceSpec(35));
+      // Behind its back: the sessions still hold the index of the bridge made just now.
+      await sh('ip', ['-n', other, '-batch', '-'], `link del ${CNI_NAME}\nlink add nnt-filler2 type bridge\n`);
+      await sh('ip', ['-n', other, 'link', 'add', CNI_NAME, 'type', 'bridge']);
+      const last = instanceSpec(36);
+      await dp2.createInstance(last);
+      const ports = (await ipJson<Json[]>(other, ['link', 'show', 'master', CNI_NAME])).map((l) => l.ifname);
+      expect(ports).toEqual([last.hostIfname]);
+    } finally {
+      await dp2.close();
+    }
+  });
+
+  it('concurrent deletes share one link-group deletion, and each removes its own pair only', async () => {
+    const specs = Array.from({ length: 12 }, (_, i) => instanceSpec(70 + i));
+    await Promise.all(specs.map((sp) => dp.createInstance(sp)));
+    const keep = instanceSpec(90);
+    await dp.createInstance(keep);
+    const runs = vi.mocked(run).mock.calls.length;
+    await Promise.all(specs.map((sp) => dp.deleteInstance(recordOf(sp), cniRecord)));
+    const spawned = vi.mocked(run).mock.calls.slice(runs).map((c) => [c[0], ...c[1]].join(' '));
+    // One listing (to find an unused link group) per group of deletes that queued up; the deletes themselves
+    // go through the delete session.
+    expect(spawned.length).toBeLessThanOrEqual(2);
+    for (const c of spawned) expect(c).toMatch(/-j link show$/);
+    const left = await nodeLinkNames();
+    for (const sp of specs) {
+      expect(left).not.toContain(sp.hostIfname);
+      expect(left).not.toContain(sp.handle);
+    }
+    expect(left).toContain(keep.hostIfname);
+    await dp.deleteInstance(recordOf(keep), cniRecord);
+    expect(await nodeLinkNames()).not.toContain(keep.hostIfname);
   });
 
   it('refuses a TAP in a namespace without running anything', async () => {

@@ -25,7 +25,9 @@ import {
 // Pass-through spy: lets tests count the processes an operation spawns.
 vi.mock('@nodenet/sys', async (importOriginal) => {
   const real = await importOriginal<typeof import('@nodenet/sys')>();
-  return { ...real, run: vi.fn(real.run) };
+  // runLean (the hot-path runner) is counted as a run too.
+  const run = vi.fn(real.run);
+  return { ...real, run, runLean: vi.fn((...args: Parameters<typeof real.runLean>) => run(...args)) };
 });
 
 const VNI = 4242;

@@ -27,7 +27,9 @@ import { TestNamespaces, ipJson, sh } from './netns-fixture.js';
 // Pass-through spy: lets tests see which processes a call spawns.
 vi.mock('@nodenet/sys', async (importOriginal) => {
   const real = await importOriginal<typeof import('@nodenet/sys')>();
-  return { ...real, run: vi.fn(real.run) };
+  // runLean (the hot-path runner) is counted as a run too.
+  const run = vi.fn(real.run);
+  return { ...real, run, runLean: vi.fn((...args: Parameters<typeof real.runLean>) => run(...args)) };
 });
 
 const gateway = parseIpv4Address('198.19.1.1', 'gateway');
@@ -122,6 +124,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  await dp.close();
   await namespaces.cleanup();
 });
 

@@ -391,9 +391,17 @@ export class NodeNetwork {
     const context = { rpc: 'CreateInterface', handle, address: record.address };
     const tx = new Transaction(this.logger, context);
     try {
-      // Rules first: the instance's bridge port admits only its address from its first packet on.
-      await tx.do('publish ports and install anti-spoofing', () => this.filter.addInstance(rules), () => this.filter.removeInstance(rules));
-      const placement = await tx.do('create the interface', () => this.dataplane.createInstance(spec), () => this.dataplane.deleteInstance(record, cni));
+      // Rules and link side by side: the filter's default deny on nodenet's bridge ports (nnh-*, nni-*) holds
+      // the new port until its allowed source is in, so no order is needed between them. Both settle before
+      // a roll-back, which then undoes whichever succeeded.
+      const [rulesDone, linkDone] = await Promise.allSettled([
+        tx.do('publish ports and install anti-spoofing', () => this.filter.addInstance(rules), () => this.filter.removeInstance(rules)),
+        tx.do('create the interface', () => this.dataplane.createInstance(spec), () => this.dataplane.deleteInstance(record, cni)),
+      ]);
+      // The dataplane's failure first: it says more (a missing namespace, a name taken) than a filter's would.
+      if (linkDone.status === 'rejected') throw linkDone.reason;
+      if (rulesDone.status === 'rejected') throw rulesDone.reason;
+      const placement = linkDone.value;
       if (placement?.netnsId) record = { ...record, netnsId: placement.netnsId };
       await tx.do('record the interface', () => this.store.saveInstance(record));
     } catch (e) {
@@ -466,16 +474,18 @@ export class NodeNetwork {
         throw err;
       }
     };
-    // The link and the rules go in parallel (each waits ~20 ms in the kernel for an RCU grace period; no
-    // order between them matters: bridge ports admit nothing without their rules). Conntrack is flushed
-    // after both, so no packet of the old instance can create an entry behind the flush.
+    // The link (its deletion waits ~20 ms in the kernel for an RCU grace period) in parallel with the rules
+    // and then conntrack: no order between link and rules matters (bridge ports admit nothing without their
+    // rules), and the flush comes after the rules, so no new connection can be NATed to the old address or
+    // admitted from its port behind the flush.
     const removed = await Promise.allSettled([
       step('delete the interface', () => this.dataplane.deleteInstance(record, cni)),
-      step('remove published ports and anti-spoofing', () => this.filter.removeInstance(rules)),
+      step('remove published ports and anti-spoofing', () => this.filter.removeInstance(rules)).then(() =>
+        step('flush connection tracking', () => this.filter.flushConntrack(record.address)),
+      ),
     ]);
     const failed = removed.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
-    await step('flush connection tracking', () => this.filter.flushConntrack(record.address));
     await step('forget the interface', () => this.store.releaseInstance(record.handle));
     this.untrack(record);
     this.released.add(record.handle);

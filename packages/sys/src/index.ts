@@ -1,2 +1,3 @@
 export * from './run.js';
 export * from './group-commit.js';
+export * from './session.js';

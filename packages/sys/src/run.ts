@@ -3,6 +3,7 @@
  * into core's error types. A missing binary is UNAVAILABLE (naming the package to install); a non-zero
  * exit is a CommandError (INTERNAL) carrying the command, exit code and stderr, and naming the step.
  */
+import { spawn } from 'node:child_process';
 import { execa, type ExecaError } from 'execa';
 import { InternalError, UnavailableError } from '@nodenet/core';
 
@@ -78,6 +79,47 @@ export async function run(file: string, args: readonly string[], options: RunOpt
     }
     throw new CommandError(options.step, describe(file, args), err.exitCode, String(err.stderr ?? err.message), { cause: e });
   }
+}
+
+/**
+ * `run` for the per-request hot path (one command per CreateInterface / DeleteInterface): the same
+ * contract and errors, through node:child_process directly. execa's stream machinery costs ~2 ms of the
+ * daemon's CPU per command (measured: 2.9-3.3 ms against 0.8-1.0 ms for the same `ip -batch`), which
+ * caps the rate of concurrent creates on a small node; rare commands keep going through `run`.
+ */
+export function runLean(file: string, args: readonly string[], options: RunOptions): Promise<RunResult> {
+  for (const a of args) {
+    if (a.includes('\0')) return Promise.reject(new InternalError(options.step, `argument contains a NUL byte: ${JSON.stringify(a)}`));
+  }
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  return new Promise<RunResult>((resolve, reject) => {
+    const child = spawn(file, [...args], { env: { ...process.env, LC_ALL: 'C' }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.stdin.on('error', () => {}); // EPIPE when the command exits without reading its input
+    child.on('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      if (e.code === 'ENOENT') reject(new UnavailableError(`${file} is not installed on this node: install ${PACKAGE_OF[file] ?? file}`, { cause: e }));
+      else reject(new CommandError(options.step, describe(file, args), undefined, e.message, { cause: e }));
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      if (timedOut) return reject(new CommandError(options.step, describe(file, args), undefined, `timed out after ${timeoutMs} ms`));
+      const exitCode = code ?? -1;
+      if (exitCode !== 0 && !(options.okExitCodes ?? []).includes(exitCode)) {
+        return reject(new CommandError(options.step, describe(file, args), code ?? undefined, stderr || stdout || (signal ? `killed by ${signal}` : '')));
+      }
+      resolve({ stdout, stderr, exitCode });
+    });
+    child.stdin.end(options.input ?? '');
+  });
 }
 
 function describe(file: string, args: readonly string[]): string {
