@@ -285,6 +285,13 @@ export class Iproute2Dataplane implements Dataplane {
         { cause: e },
       );
     }
+    // The kernel caps a bridge at 1,023 ports (BR_MAX_PORTS); the next port is refused with EXFULL.
+    if (/Exchange full/.test(e.detail)) {
+      return new FailedPreconditionError(
+        `the CNI bridge ${cni} already has the most ports a Linux bridge can hold (1,023): delete an interface first, or run more instances on other nodes`,
+        { cause: e },
+      );
+    }
     if (e.failedLine?.id === LINE.createLink && /File exists|Device or resource busy/.test(e.detail)) {
       const names = spec.kind === 'tap' ? spec.handle : `${spec.hostIfname} or ${spec.handle}`;
       return new AlreadyExistsError(`a link named ${names} already exists: remove it (it is not tracked by this daemon) and retry`, { cause: e });
@@ -353,7 +360,8 @@ export class Iproute2Dataplane implements Dataplane {
    */
   async deleteOwnedLinks(names: readonly IfName[]): Promise<void> {
     if (names.length === 0) return;
-    const links = parseIpLinks((await this.node.json(['link', 'show'], "list nodenet's links before deleting")) ?? []);
+    // -d: the kind tells a TAP cut short before its tag (see ownerTagOf).
+    const links = parseIpLinks((await this.node.json(['-d', 'link', 'show'], "list nodenet's links before deleting")) ?? []);
     const { owned, foreign, absent } = classifyForDeletion(names, links);
     for (const f of foreign) {
       this.logger.warn({ link: f.name, alias: f.alias ?? null }, "not deleting a link that does not carry nodenet's owner tag");

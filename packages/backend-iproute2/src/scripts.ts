@@ -243,8 +243,14 @@ export interface OwnedLink extends LinkState {
  */
 export function ownerTagOf(link: IpLink, cniName: string = CNI_NAME): string | undefined {
   if (link.alias?.startsWith(OWNER_ALIAS_PREFIX)) return link.alias;
-  const m = /^nn[hi]-([0-9a-f]{8})$/.exec(link.ifname);
-  if (m && link.master === cniName) return `${OWNER_ALIAS_PREFIX}${HANDLE_PREFIX}${m[1]}`;
+  const m = /^nn([hi])-([0-9a-f]{8})$/.exec(link.ifname);
+  if (!m) return undefined;
+  const tag = `${OWNER_ALIAS_PREFIX}${HANDLE_PREFIX}${m[2]}`;
+  if (link.master === cniName) return tag;
+  // A TAP is made by `tuntap add` and only then tagged and attached (tapScript): cut short in between, it is
+  // a tun link named with a handle on no bridge. Needs the kind (`ip -d`); a veth's instance end left in
+  // the node namespace (kind veth) is never claimed this way.
+  if (m[1] === 'i' && link.master === undefined && link.linkinfo?.kind === 'tun') return tag;
   return undefined;
 }
 

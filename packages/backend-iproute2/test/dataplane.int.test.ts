@@ -404,6 +404,24 @@ describe('instances', () => {
     expect(await nodeLinkNames()).not.toContain(keep.hostIfname);
   });
 
+  it('a full bridge (1,023 ports, the kernel maximum) refuses the next create with FAILED_PRECONDITION and leaves nothing', async () => {
+    const other = await namespaces.add('full');
+    const dp2 = new Iproute2Dataplane({ netns: other });
+    try {
+      await dp2.ensureCni(cniSpec);
+      const fill = Array.from({ length: 1023 }, (_, i) => `tuntap add dev nnt-f${i} mode tap\nlink set dev nnt-f${i} master ${CNI_NAME}\n`).join('');
+      await sh('ip', ['-n', other, '-batch', '-'], fill);
+      const before = (await ipJson<Json[]>(other, ['link', 'show'])).length;
+      const spec = instanceSpec(37);
+      const err = await dp2.createInstance(spec).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(FailedPreconditionError);
+      expect((err as Error).message).toMatch(/most ports a Linux bridge can hold \(1,023\): delete an interface first/);
+      expect((await ipJson<Json[]>(other, ['link', 'show'])).length).toBe(before);
+    } finally {
+      await dp2.close();
+    }
+  });
+
   it('refuses a TAP in a namespace without running anything', async () => {
     const runs = vi.mocked(run).mock.calls.length;
     const spec = { ...instanceSpec(33, { kind: 'tap' }), netns: parseNetnsRef('pod', 'netns') };

@@ -309,7 +309,7 @@ describe('owned links', () => {
     const names = [onNode.hostIfname, inPod.hostIfname, tap.handle, parseIfName('nnh-absent0', 'n'), parseIfName('foreign0', 'n'), parseIfName('br-x', 'n')];
     const del = await spawnedBy(() => dp2.deleteOwnedLinks(names));
     // One read, one batch.
-    expect(del.commands).toEqual([`ip -n ${other} -j link show`, `ip -n ${other} -force -batch -`]);
+    expect(del.commands).toEqual([`ip -n ${other} -j -d link show`, `ip -n ${other} -force -batch -`]);
     const left = (await ipJson<LinkJson[]>(other, ['link', 'show'])).map((l) => l.ifname).sort();
     // Both veth ends are gone (the instance end on the node, and eth0 in the pod); foreign links stay.
     expect(left).toEqual(['br-x', 'foreign0', 'foreign1', 'lo', CNI_NAME].sort());
@@ -321,11 +321,19 @@ describe('owned links', () => {
     expect((await dp2.listOwnedLinks()).map((l) => l.name)).toEqual([CNI_NAME]);
 
     // Again: everything absent is fine; nothing to delete means no batch; no names means no process at all.
-    expect((await spawnedBy(() => dp2.deleteOwnedLinks(names.slice(0, 4)))).commands).toEqual([`ip -n ${other} -j link show`]);
+    expect((await spawnedBy(() => dp2.deleteOwnedLinks(names.slice(0, 4)))).commands).toEqual([`ip -n ${other} -j -d link show`]);
     expect((await spawnedBy(() => dp2.deleteOwnedLinks([]))).commands).toEqual([]);
+    // A TAP cut short between `tuntap add` and its tag: nodenet's (listed, deleted); a foreign TAP is not.
+    await sh('ip', ['-n', other, '-batch', '-'], 'tuntap add dev nni-0badc0de mode tap\ntuntap add dev tap-x mode tap\n');
+    expect((await dp2.listOwnedLinks()).map((l) => l.name).sort()).toEqual([CNI_NAME, 'nni-0badc0de'].sort());
+    await dp2.deleteOwnedLinks([parseIfName('nni-0badc0de', 'n'), parseIfName('tap-x', 'n')]);
+    expect((await ipJson<LinkJson[]>(other, ['link', 'show'])).map((l) => l.ifname)).toContain('tap-x');
+    expect((await ipJson<LinkJson[]>(other, ['link', 'show'])).map((l) => l.ifname)).not.toContain('nni-0badc0de');
+
     // The CNI is deleted like any owned link when asked.
     await dp2.deleteOwnedLinks([CNI_NAME]);
     expect(await dp2.listOwnedLinks()).toEqual([]);
+    await dp2.close();
   });
 });
 

@@ -143,4 +143,15 @@ describe('ownerTagOf: what counts as nodenet\'s link', () => {
     expect(ownerTagOf(link('veth123', { master: 'nodenet0' }))).toBeUndefined();
     expect(ownerTagOf(link('eth0', { alias: 'uplink' }))).toBeUndefined();
   });
+
+  it('claims a TAP cut short between `tuntap add` and its tag (a tun named with a handle, on no bridge), never a veth end', async () => {
+    const { ownerTagOf } = await import('../src/scripts.js');
+    const link = (ifname: string, extra: Record<string, unknown> = {}) => ({ ifname, ...extra }) as never;
+    expect(ownerTagOf(link('nni-0a1b2c3d', { linkinfo: { kind: 'tun' } }))).toBe('nodenet:nni-0a1b2c3d');
+    expect(ownerTagOf(link('nni-0a1b2c3d', { linkinfo: { kind: 'veth' } }))).toBeUndefined();
+    expect(ownerTagOf(link('nni-0a1b2c3d'))).toBeUndefined(); // kind unknown (no -d)
+    expect(ownerTagOf(link('nnh-0a1b2c3d', { linkinfo: { kind: 'tun' } }))).toBeUndefined();
+    expect(ownerTagOf(link('nni-0a1b2c3d', { linkinfo: { kind: 'tun' }, master: 'br0' }))).toBeUndefined();
+    expect(ownerTagOf(link('tap0', { linkinfo: { kind: 'tun' } }))).toBeUndefined();
+  });
 });
