@@ -252,12 +252,23 @@ export class Iproute2Dataplane implements Dataplane {
     const netnsId = await readNetnsId(target);
     // Also keeps a numeric name from being read as a PID by iproute2 (it is passed as a path anyway).
     if (netnsId === null) throw namespaceMissing(netns, target);
-    await this.createOnNode(spec, vethScript(spec, target));
+    let pairMade = false;
+    const onNode = this.createOnNode(spec, vethScript(spec, target)).then(() => void (pairMade = true));
+    // The namespace's `ip` starts while the pair is made and reads its lines once the pair exists. By path,
+    // i.e. through `nsenter --net` even for a name: `ip -n NAME` copies the mount table, which holds one
+    // mount per named namespace (measured: 2 -> 13 ms per call at 2,100 mounts).
+    const inNamespace = new IpRunner(target as NetnsRef).batch(instanceNamespaceScript(spec), {
+      step: `configure ${spec.handle} in namespace ${netns}`,
+      after: onNode,
+    });
     try {
-      // By path, i.e. through `nsenter --net` even for a name: `ip -n NAME` copies the mount table, which
-      // holds one mount per named namespace (measured: 2 -> 13 ms per call at 2,100 mounts).
-      await new IpRunner(target as NetnsRef).batch(instanceNamespaceScript(spec), { step: `configure ${spec.handle} in namespace ${netns}` });
+      await inNamespace;
     } catch (e) {
+      if (!pairMade) {
+        // createOnNode failed (it rolled back what it made); report its error, not the killed `ip`'s.
+        await onNode;
+        throw e;
+      }
       await this.deleteQuietly(spec.hostIfname, `roll back ${spec.hostIfname}`);
       throw await this.explainNamespaceFailure(spec, netns, e);
     }

@@ -23,12 +23,17 @@ import { run } from '@nodenet/sys';
 import { Iproute2Dataplane } from '../src/index.js';
 import { TestNamespaces, ipJson, ping, sh } from './netns-fixture.js';
 
+/** Every command the code under test started (file, args, options), in order. */
+const commandsRun = vi.hoisted(() => [] as [string, readonly string[], ...unknown[]][]);
 // Pass-through spy: lets one test count the processes a create spawns.
 vi.mock('@nodenet/sys', async (importOriginal) => {
   const real = await importOriginal<typeof import('@nodenet/sys')>();
-  // runLean (the hot-path runner) is counted as a run too.
-  const run = vi.fn(real.run);
-  return { ...real, run, runLean: vi.fn((...args: Parameters<typeof real.runLean>) => run(...args)) };
+  // Both runners record into one list, in the order the processes were started.
+  return {
+    ...real,
+    run: vi.fn((...args: Parameters<typeof real.run>) => (commandsRun.push(args), real.run(...args))),
+    runLean: vi.fn((...args: Parameters<typeof real.runLean>) => (commandsRun.push(args), real.runLean(...args))),
+  };
 });
 
 type Json = Record<string, unknown> & { ifname: string; mtu: number; address: string; flags: string[]; ifalias?: string; master?: string };
@@ -163,9 +168,9 @@ describe('ensureCni', () => {
 
   it('a second call changes nothing (same link, same state)', async () => {
     const before = await linkState(node, CNI_NAME);
-    const runs = vi.mocked(run).mock.calls.length;
+    const runs = commandsRun.length;
     await dp.ensureCni(cniSpec);
-    const spawned = vi.mocked(run).mock.calls.slice(runs).map((c) => [c[0], ...c[1]].join(' '));
+    const spawned = commandsRun.slice(runs).map((c) => [c[0], ...c[1]].join(' '));
     // One read and the sysctl; no batch.
     expect(spawned.some((c) => c.includes('-batch'))).toBe(false);
     expect(await linkState(node, CNI_NAME)).toEqual(before);
@@ -217,9 +222,9 @@ describe('instances', () => {
     const a = instanceSpec(10, { netns: named });
     const b = instanceSpec(11, { netns: sleeper.path, ifname: 'net1' });
 
-    const runs = vi.mocked(run).mock.calls.length;
+    const runs = commandsRun.length;
     await dp.createInstance(a);
-    const spawned = vi.mocked(run).mock.calls.slice(runs).map((c) => [c[0], ...c[1]]);
+    const spawned = commandsRun.slice(runs).map((c) => [c[0], ...c[1]]);
     // One process, no reads: the node side goes through the long-lived ip session, the instance's namespace
     // through nsenter by path (never `ip -n`, which copies the mount table).
     expect(spawned.map((c) => c.join(' '))).toEqual([`nsenter --net=/run/netns/${named} -- ip -batch -`]);
@@ -387,9 +392,9 @@ describe('instances', () => {
     await Promise.all(specs.map((sp) => dp.createInstance(sp)));
     const keep = instanceSpec(90);
     await dp.createInstance(keep);
-    const runs = vi.mocked(run).mock.calls.length;
+    const runs = commandsRun.length;
     await Promise.all(specs.map((sp) => dp.deleteInstance(recordOf(sp), cniRecord)));
-    const spawned = vi.mocked(run).mock.calls.slice(runs).map((c) => [c[0], ...c[1]].join(' '));
+    const spawned = commandsRun.slice(runs).map((c) => [c[0], ...c[1]].join(' '));
     // One listing (to find an unused link group) per group of deletes that queued up; the deletes themselves
     // go through the delete session.
     expect(spawned.length).toBeLessThanOrEqual(2);
@@ -423,10 +428,10 @@ describe('instances', () => {
   });
 
   it('refuses a TAP in a namespace without running anything', async () => {
-    const runs = vi.mocked(run).mock.calls.length;
+    const runs = commandsRun.length;
     const spec = { ...instanceSpec(33, { kind: 'tap' }), netns: parseNetnsRef('pod', 'netns') };
     await expect(dp.createInstance(spec)).rejects.toThrow(/leave netns out for kind TAP/);
-    expect(vi.mocked(run).mock.calls.length).toBe(runs);
+    expect(commandsRun.length).toBe(runs);
   });
 
   it('40 parallel creates (veth into 40 namespaces) all succeed and all are bridge ports', async () => {

@@ -22,12 +22,17 @@ import {
   type TestNode,
 } from './overlay-fixture.js';
 
+/** Every command the code under test started (file, args, options), in order. */
+const commandsRun = vi.hoisted(() => [] as [string, readonly string[], ...unknown[]][]);
 // Pass-through spy: lets tests count the processes an operation spawns.
 vi.mock('@nodenet/sys', async (importOriginal) => {
   const real = await importOriginal<typeof import('@nodenet/sys')>();
-  // runLean (the hot-path runner) is counted as a run too.
-  const run = vi.fn(real.run);
-  return { ...real, run, runLean: vi.fn((...args: Parameters<typeof real.runLean>) => run(...args)) };
+  // Both runners record into one list, in the order the processes were started.
+  return {
+    ...real,
+    run: vi.fn((...args: Parameters<typeof real.run>) => (commandsRun.push(args), real.run(...args))),
+    runLean: vi.fn((...args: Parameters<typeof real.runLean>) => (commandsRun.push(args), real.runLean(...args))),
+  };
 });
 
 const VNI = 4242;
@@ -35,9 +40,9 @@ const PORT = 4789;
 
 /** The processes (program + namespace-stripped arguments) `fn` spawned through run(). */
 async function spawnedBy(fn: () => Promise<unknown>): Promise<string[]> {
-  const before = vi.mocked(run).mock.calls.length;
+  const before = commandsRun.length;
   await fn();
-  return vi.mocked(run).mock.calls.slice(before).map((c) => [c[0], ...c[1]].join(' '));
+  return commandsRun.slice(before).map((c) => [c[0], ...c[1]].join(' '));
 }
 
 function overlayFor(node: TestNode, mode: OverlayMode, host: HostInfo = node.host, vni = VNI): Iproute2Overlay {

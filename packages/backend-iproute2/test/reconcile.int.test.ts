@@ -20,16 +20,21 @@ import {
   type InstanceSpec,
   type Logger,
 } from '@nodenet/core';
-import { run } from '@nodenet/sys';
+import { run, runLean } from '@nodenet/sys';
 import { Iproute2Dataplane } from '../src/index.js';
 import { TestNamespaces, ipJson, sh } from './netns-fixture.js';
 
+/** Every command the code under test started (file, args, options), in order. */
+const commandsRun = vi.hoisted(() => [] as [string, readonly string[], ...unknown[]][]);
 // Pass-through spy: lets tests see which processes a call spawns.
 vi.mock('@nodenet/sys', async (importOriginal) => {
   const real = await importOriginal<typeof import('@nodenet/sys')>();
-  // runLean (the hot-path runner) is counted as a run too.
-  const run = vi.fn(real.run);
-  return { ...real, run, runLean: vi.fn((...args: Parameters<typeof real.runLean>) => run(...args)) };
+  // Both runners record into one list, in the order the processes were started.
+  return {
+    ...real,
+    run: vi.fn((...args: Parameters<typeof real.run>) => (commandsRun.push(args), real.run(...args))),
+    runLean: vi.fn((...args: Parameters<typeof real.runLean>) => (commandsRun.push(args), real.runLean(...args))),
+  };
 });
 
 const gateway = parseIpv4Address('198.19.1.1', 'gateway');
@@ -59,9 +64,9 @@ let dp: Iproute2Dataplane;
 
 /** The commands run spawns while `fn` runs (pass-through spy). */
 async function spawnedBy<T>(fn: () => Promise<T>): Promise<{ result: T; commands: string[] }> {
-  const before = vi.mocked(run).mock.calls.length;
+  const before = commandsRun.length;
   const result = await fn();
-  const commands = vi.mocked(run).mock.calls.slice(before).map((c) => [c[0], ...c[1]].join(' '));
+  const commands = commandsRun.slice(before).map((c) => [c[0], ...c[1]].join(' '));
   return { result, commands };
 }
 
@@ -346,8 +351,8 @@ describe('owned links vanishing mid-way', () => {
       sh('ip', ['-n', other, '-batch', '-'], taps.flatMap((t) => [`tuntap add dev ${t} mode tap`, `link set dev ${t} alias nodenet:${t}`]).join('\n') + '\n');
     /** Makes the next `ip -j link show` (the re-check) delete `gone` right after it has read. */
     const vanishAfterRead = (gone: string[]) => {
-      const real = vi.mocked(run).getMockImplementation()!;
-      vi.mocked(run).mockImplementationOnce(async (file, args, options) => {
+      const real = vi.mocked(runLean).getMockImplementation()!;
+      vi.mocked(runLean).mockImplementationOnce(async (file, args, options) => {
         const result = await real(file, args, options);
         await sh('ip', ['-n', other, '-batch', '-'], gone.map((g) => `link del dev ${g}`).join('\n') + '\n');
         return result;

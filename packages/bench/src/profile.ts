@@ -13,7 +13,7 @@ import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createInterface } from 'node:readline';
-import { TestScope, connectHealth, serverMainPath } from '@nodenet/testkit';
+import { TestScope, connectHealth, daemonNodeFlags, serverMainPath } from '@nodenet/testkit';
 import { cpuTimes } from './cpu.js';
 import { createNamespaces } from './namespaces.js';
 import { NodeEnv } from './node-env.js';
@@ -179,7 +179,7 @@ async function profileRestart(env: NodeEnv, outDir: string, requests: number): P
   const old = env.daemon;
   await old.stop(30_000);
   const started = performance.now();
-  const child = spawn('ip', ['netns', 'exec', env.node.ns, process.execPath, '--cpu-prof', `--cpu-prof-dir=${dir}`, serverMainPath, '--config', old.launch.configPath], {
+  const child = spawn('ip', ['netns', 'exec', env.node.ns, process.execPath, ...daemonNodeFlags, '--cpu-prof', `--cpu-prof-dir=${dir}`, serverMainPath, '--config', old.launch.configPath], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   env.scope.trackPid(child.pid);

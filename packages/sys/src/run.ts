@@ -87,7 +87,7 @@ export async function run(file: string, args: readonly string[], options: RunOpt
  * daemon's CPU per command (measured: 2.9-3.3 ms against 0.8-1.0 ms for the same `ip -batch`), which
  * caps the rate of concurrent creates on a small node; rare commands keep going through `run`.
  */
-export function runLean(file: string, args: readonly string[], options: RunOptions): Promise<RunResult> {
+export function runLean(file: string, args: readonly string[], options: RunOptions & LeanInput): Promise<RunResult> {
   for (const a of args) {
     if (a.includes('\0')) return Promise.reject(new InternalError(options.step, `argument contains a NUL byte: ${JSON.stringify(a)}`));
   }
@@ -118,8 +118,29 @@ export function runLean(file: string, args: readonly string[], options: RunOptio
       }
       resolve({ stdout, stderr, exitCode });
     });
-    child.stdin.end(options.input ?? '');
+    if (options.inputLater === undefined) {
+      child.stdin.end(options.input ?? '');
+      return;
+    }
+    options.inputLater.then(
+      (text) => child.stdin.end(text),
+      (e: unknown) => {
+        // What the input waited for failed: the command must not run; its caller reports that failure.
+        child.kill('SIGKILL');
+        clearTimeout(timer);
+        reject(e);
+      },
+    );
   });
+}
+
+export interface LeanInput {
+  /**
+   * Standard input that is known only later: the process starts now (its start-up, ~2 ms, overlaps with
+   * whatever produces the input) and reads the text once this resolves; if it rejects, the process is
+   * killed unread and the call rejects with that reason.
+   */
+  readonly inputLater?: Promise<string>;
 }
 
 function describe(file: string, args: readonly string[]): string {

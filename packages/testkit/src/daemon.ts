@@ -5,6 +5,7 @@
  * cleanup stops whatever is still running.
  */
 import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +20,17 @@ import type { NodeHost } from './topology.js';
 export const repoRoot: string = fileURLToPath(new URL('../../../', import.meta.url));
 /** The built daemon; `NODENET_SERVER_MAIN` overrides it. */
 export const serverMainPath: string = process.env.NODENET_SERVER_MAIN ?? join(repoRoot, 'packages/server/dist/main.js');
+
+/**
+ * The node flags of the `nodenetd` command (its shebang `#!/usr/bin/env -S node FLAGS`), so that tests and
+ * benchmarks run the daemon with the heap settings it is installed with.
+ */
+export const daemonNodeFlags: readonly string[] = (() => {
+  const first = readFileSync(join(repoRoot, 'packages/server/bin/nodenetd.js'), 'utf8').split('\n', 1)[0] ?? '';
+  const m = /^#!\/usr\/bin\/env -S node((?: --[a-z0-9-]+=\S+)*)$/.exec(first);
+  if (!m) throw new Error(`packages/server/bin/nodenetd.js: unexpected first line ${JSON.stringify(first)}`);
+  return m[1]!.trim().split(' ').filter(Boolean);
+})();
 
 export type DaemonConfig = Record<string, unknown>;
 export type LogLine = Record<string, unknown>;
@@ -130,7 +142,7 @@ export class Daemon {
     }
     const child = execa(
       'ip',
-      ['netns', 'exec', node.ns, process.execPath, serverMainPath, '--config', launch.configPath, ...(options.args ?? [])],
+      ['netns', 'exec', node.ns, process.execPath, ...daemonNodeFlags, serverMainPath, '--config', launch.configPath, ...(options.args ?? [])],
       { reject: false, buffer: false, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', cleanup: true },
     );
     const daemon = new Daemon(options, launch, target, child);
