@@ -1,21 +1,33 @@
-/** Reading conntrack's exit status and message (pure, unit-tested). */
+/** Deleting connection-tracking entries with `conntrack -R` and reading its exit status (pure, unit-tested). */
+import { parseIpv4Address, type Ipv4Address } from '@nodenet/core';
 
 /**
- * The three deletions flushConntrack runs in parallel: entries whose original source (`-s`), original
- * destination (`-d`) or reply source (`-r`) is the address. No `-p`: every protocol goes (TCP and UDP, and
- * ICMP too), so nothing stale of a reused address survives.
+ * The three deletions per address: entries whose original source (`-s`), original destination (`-d`) or
+ * reply source (`-r`) is the address. No `-p`: every protocol goes (TCP and UDP, and ICMP too), so nothing
+ * stale of a reused address survives.
  */
 export const CONNTRACK_FILTERS: readonly string[] = ['-s', '-d', '-r'];
 
-/** How often one deletion is re-run after losing a race to its siblings (each run makes progress). */
+/** How often a deletion file is re-run after an entry vanished under it (each run makes progress). */
 export const CONNTRACK_ATTEMPTS = 5;
+
+/**
+ * The file `conntrack -R FILE` runs: one `-D` line per filter and address, run one after another by one
+ * process (each line is its own dump of the table, then deletions). conntrack 1.4.7 cannot read the file
+ * from Node's standard input (a socket: "Failed to open file /dev/stdin"), hence a file.
+ */
+export function conntrackScript(addresses: readonly Ipv4Address[]): string {
+  return addresses.flatMap((a, i) => CONNTRACK_FILTERS.map((f) => `-D ${f} ${parseIpv4Address(a, `addresses[${i}]`)}\n`)).join('');
+}
 
 export type ConntrackOutcome = 'done' | 'retry' | 'failed';
 
 /**
- * `conntrack -D` exits 1 both when nothing matched ("0 flow entries have been deleted") and when it aborted
- * because an entry it had listed was deleted meanwhile, e.g. by a parallel `-D` with another filter
- * ("such conntrack doesn't exist"): the first is success, the second needs another run.
+ * `conntrack -R` exits 0 when every line ran (deleting nothing is no error there), and 1 when a line
+ * aborted the run. A `-D` aborts when an entry it had listed was deleted before its turn (by expiry or by
+ * someone else; conntrack 1.4.8 skips those, 1.4.7 stops with "such conntrack doesn't exist"): running the
+ * file again finishes the job. (A lone `conntrack -D` also exits 1 when nothing matched: "0 flow entries
+ * have been deleted" is success too.)
  */
 export function conntrackOutcome(exitCode: number, stderr: string): ConntrackOutcome {
   if (exitCode === 0) return 'done';

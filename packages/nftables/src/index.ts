@@ -3,3 +3,4 @@ export * from './script.js';
 export * from './listing.js';
 export * from './drift.js';
 export * from './conntrack.js';
+export * from './session.js';

@@ -1,12 +1,15 @@
 /**
  * PacketFilter on nftables: published ports (DNAT through one map), masquerade, anti-spoofing on the CNI's
- * ports (bridge family) and connection-tracking cleanup. Each change is one `nft -f -` process, committed
- * by the kernel as one transaction; the ruleset has a fixed number of rules, instances only add elements.
+ * ports (bridge family) and connection-tracking cleanup. Each change is one transaction; the ruleset has a
+ * fixed number of rules, instances only add elements. The frequent changes, an instance's elements, go as
+ * one line each to a long-lived `nft -i` (session.ts: no process start per change); the rare ones (the base,
+ * repairs, fallbacks) and every listing are one-shot `nft` processes.
  * ensureBase reads before it writes: it compares nodenet's tables with a reference (drift.ts) and rewrites
  * only what differs, so the reconcile loop can call it as often as it likes.
  */
 import {
   FailedPreconditionError,
+  InternalError,
   UnavailableError,
   parseIpv4Address,
   parseNetnsRef,
@@ -24,8 +27,8 @@ import {
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CommandError, GroupCommitter, run, type RunOptions, type RunResult } from '@nodenet/sys';
-import { CONNTRACK_ATTEMPTS, CONNTRACK_FILTERS, conntrackOutcome } from './conntrack.js';
+import { CommandError, CommandSession, GroupCommitter, SessionExitedError, run, runLean, type RunOptions, type RunResult } from '@nodenet/sys';
+import { CONNTRACK_ATTEMPTS, conntrackOutcome, conntrackScript } from './conntrack.js';
 import { diffBase } from './drift.js';
 import {
   filterElements,
@@ -60,6 +63,7 @@ import {
   type Family,
   type ListedElements,
 } from './script.js';
+import { answerFailed, nftSessionFraming, sessionLine } from './session.js';
 
 export interface NftPacketFilterOptions {
   /** The node namespace to manage (a name under /run/netns or a path); default: the process's own. */
@@ -70,6 +74,21 @@ export interface NftPacketFilterOptions {
 }
 
 const PACKAGE_OF: Record<string, string> = { nft: 'nftables', conntrack: 'conntrack', unshare: 'util-linux' };
+
+/**
+ * `nft -i` reads $HOME/.nft.history when it starts and writes every line it ran there when it exits; with
+ * HOME=/dev/null both fail harmlessly (unset, HOME would make it `/.nft.history`). Set through `env`, as
+ * CommandSession takes no environment.
+ */
+const SESSION_ENV = ['env', 'HOME=/dev/null'];
+
+/**
+ * The session's process is replaced after this many requests: nft adds every line it reads (requests and
+ * markers) to an in-memory history that it looks up on each line, so a request slows down as the history
+ * grows (measured, nft 1.0.6: 0.13 ms per request over the first 1,000, 0.3-0.6 ms after 7,000, and ~0.3 KB
+ * of memory each). A restart costs one process start per 1,000 requests.
+ */
+const SESSION_RECYCLE = 1000;
 
 /** What ensureBase compares the tables with, for one base (see reference()). */
 interface Reference {
@@ -90,16 +109,23 @@ export class NftPacketFilter implements PacketFilter {
   private readonly nftCommand: string;
   private readonly conntrackCommand: string;
   /**
-   * Concurrent adds (and removes) share one `nft -f` transaction (group commit): idle, a request runs at
-   * once; under load, requests queued behind a running transaction go together in the next. A failed group
-   * is retried request by request, so each gets its own answer.
+   * Concurrent adds (and removes) share one transaction (group commit): idle, a request runs at once; under
+   * load, requests queued behind a running transaction go together in the next. A failed group is retried
+   * request by request, so each gets its own answer.
    */
   private readonly adds = new GroupCommitter<InstanceRules>((items) =>
-    this.apply(items.map((r) => addInstanceScript(r)).join(''), items.length === 1 ? addStep(items[0]!) : `publish the ports of ${items.length} instances`),
+    this.applyElements(items.map((r) => addInstanceScript(r)).join(''), items.length === 1 ? addStep(items[0]!) : `publish the ports of ${items.length} instances`),
   );
   private readonly removes = new GroupCommitter<InstanceRules>((items) =>
-    this.apply(items.map((r) => removeInstanceScript(r)).join(''), items.length === 1 ? removeStep(items[0]!) : `remove the published ports of ${items.length} instances`),
+    this.applyElements(
+      items.map((r) => removeInstanceScript(r)).join(''),
+      items.length === 1 ? removeStep(items[0]!) : `remove the published ports of ${items.length} instances`,
+    ),
   );
+  /** Concurrent flushConntrack calls share one `conntrack` process (their deletions run one after another). */
+  private readonly conntrackFlushes = new GroupCommitter<Ipv4Address>((addresses) => this.conntrackDelete(addresses));
+  /** The `nft -i` that applies the element changes of adds and removes; started on first use. */
+  private session: CommandSession | undefined;
 
   constructor(options: NftPacketFilterOptions = {}) {
     this.netns = options.netns === undefined ? undefined : parseNetnsRef(options.netns, 'netns');
@@ -205,31 +231,93 @@ export class NftPacketFilter implements PacketFilter {
     if (script !== '') await this.apply(script, step);
   }
 
-  async flushConntrack(address: Ipv4Address): Promise<void> {
-    const checked = parseIpv4Address(address, 'address');
-    const step = `flush connection tracking of ${checked}`;
-    // In parallel; allSettled so that no conntrack process is still running when this rejects.
-    const results = await Promise.allSettled(CONNTRACK_FILTERS.map((filter) => this.conntrackDelete(filter, checked, step)));
-    const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failure) throw failure.reason;
+  /**
+   * Ends the `nft -i` process of the element changes after what was already written to it (call at
+   * shutdown). A later change starts another.
+   */
+  close(): void {
+    this.session?.close();
+    this.session = undefined;
   }
 
-  private async conntrackDelete(filter: string, address: Ipv4Address, step: string): Promise<void> {
-    const args = ['-D', filter, address];
-    for (let attempt = 1; ; attempt++) {
-      const r = await this.exec(this.conntrackCommand, args, { step, okExitCodes: [1] });
-      const outcome = conntrackOutcome(r.exitCode, r.stderr);
-      if (outcome === 'done') return;
-      if (outcome === 'retry' && attempt < CONNTRACK_ATTEMPTS) continue;
-      throw new CommandError(step, [this.conntrackCommand, ...args].join(' '), r.exitCode, r.stderr || r.stdout);
+  async flushConntrack(address: Ipv4Address): Promise<void> {
+    await this.conntrackFlushes.submit(parseIpv4Address(address, 'address'));
+  }
+
+  /**
+   * Deletes the entries of `addresses` with one `conntrack -R` (its three deletions per address run one
+   * after another in one process, where three `conntrack -D` cost three process starts).
+   */
+  private async conntrackDelete(addresses: readonly Ipv4Address[]): Promise<void> {
+    const step = addresses.length === 1 ? `flush connection tracking of ${addresses[0]}` : `flush connection tracking of ${addresses.length} addresses`;
+    let dir: string | undefined;
+    try {
+      let file: string;
+      try {
+        dir = await mkdtemp(join(tmpdir(), 'nodenet-conntrack-'));
+        file = join(dir, 'delete');
+        await writeFile(file, conntrackScript(addresses), { mode: 0o600 });
+      } catch (e) {
+        throw new InternalError(step, `cannot write conntrack's deletions to a temporary file: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      }
+      const args = ['-R', file];
+      for (let attempt = 1; ; attempt++) {
+        const r = await this.exec(this.conntrackCommand, args, { step, okExitCodes: [1] });
+        const outcome = conntrackOutcome(r.exitCode, r.stderr);
+        if (outcome === 'done') return;
+        if (outcome === 'retry' && attempt < CONNTRACK_ATTEMPTS) continue;
+        throw new CommandError(step, [this.conntrackCommand, ...args].join(' '), r.exitCode, r.stderr || r.stdout);
+      }
+    } finally {
+      if (dir !== undefined) await rm(dir, { recursive: true, force: true });
     }
   }
 
-  /** Applies a script as one transaction. */
+  /** Applies a script as one transaction, in a one-shot `nft -f -`. */
   private async apply(script: string, step: string): Promise<void> {
     const started = performance.now();
     await this.exec(this.nftCommand, ['-f', '-'], { step, input: script });
     this.logger.debug({ step, lines: script.split('\n').length - 1, ms: Math.round((performance.now() - started) * 10) / 10 }, 'nft transaction');
+  }
+
+  /**
+   * Applies a script of element commands as one transaction through the `nft -i` session. A failed
+   * transaction is a CommandError carrying nft's messages, like a failed `nft -f`; a session that exits
+   * before answering is a SessionExitedError (the next change starts a new one).
+   */
+  private async applyElements(script: string, step: string): Promise<void> {
+    const line = sessionLine(script, step);
+    if (line === null) return;
+    const started = performance.now();
+    const session = this.elementSession();
+    let output: string;
+    try {
+      output = await session.request(`${line}\n`, step);
+    } catch (e) {
+      if (e instanceof SessionExitedError && missingCommand(e.output)) throw unavailable(this.nftCommand, e);
+      throw e;
+    }
+    if (answerFailed(output)) throw new CommandError(step, this.sessionCommand().join(' '), undefined, output);
+    if (output !== '') this.logger.warn({ step, output }, 'nft printed something for a transaction it applied');
+    this.logger.debug({ step, commands: line.split('; ').length, ms: Math.round((performance.now() - started) * 100) / 100 }, 'nft session transaction');
+  }
+
+  private elementSession(): CommandSession {
+    if (this.session) return this.session;
+    const [file, ...args] = this.sessionCommand();
+    this.session = new CommandSession({
+      name: `nft -i session${this.netns === undefined ? '' : ` in ${this.netns}`}`,
+      file: file!,
+      args,
+      framing: nftSessionFraming,
+      recycleAfter: SESSION_RECYCLE,
+    });
+    return this.session;
+  }
+
+  /** `[env HOME=/dev/null] nft -i`, in the node namespace. */
+  private sessionCommand(): string[] {
+    return this.inNamespace([...SESSION_ENV, this.nftCommand, '-i']);
   }
 
   /** Reads nodenet's map and set (in parallel); an absent table, map or set reads as null. */
@@ -326,15 +414,25 @@ export class NftPacketFilter implements PacketFilter {
     if (shape.ip && shape.bridge) this.referenceCache = { key: referenceKey(base), shape };
   }
 
-  /** Runs a command in the node namespace; a command missing there is UNAVAILABLE, as run() makes it outside. */
-  private async exec(file: string, args: readonly string[], options: RunOptions): Promise<RunResult> {
-    if (this.netns === undefined) return run(file, args, options);
-    // nsenter only enters the network namespace: half the cost of `ip netns exec`, which also sets up a
-    // mount namespace for /etc/netns and /sys that nft and conntrack do not need.
+  /**
+   * `command` as run in the node namespace. nsenter only enters the network namespace (and execs the
+   * command: same process): half the cost of `ip netns exec`, which also sets up a mount namespace for
+   * /etc/netns and /sys that nft and conntrack do not need.
+   */
+  private inNamespace(command: readonly string[]): string[] {
+    if (this.netns === undefined) return [...command];
     const path = this.netns.startsWith('/') ? this.netns : `/run/netns/${this.netns}`;
+    return ['nsenter', `--net=${path}`, '--', ...command];
+  }
+
+  /** Runs a command in the node namespace; a command missing there is UNAVAILABLE, as run() makes it outside. */
+  /** Every one-shot nft and conntrack (conntrack runs on each delete: the lean runner, see runLean). */
+  private async exec(file: string, args: readonly string[], options: RunOptions): Promise<RunResult> {
+    if (this.netns === undefined) return runLean(file, args, options);
+    const [inFile, ...inArgs] = this.inNamespace([file, ...args]);
     let result: RunResult;
     try {
-      result = await run('nsenter', [`--net=${path}`, '--', file, ...args], options);
+      result = await runLean(inFile!, inArgs, options);
     } catch (e) {
       if (e instanceof CommandError && missingCommand(e.stderr)) throw unavailable(file, e);
       throw e;
@@ -353,9 +451,9 @@ function isNftError(e: unknown, pattern: RegExp): e is CommandError {
   return e instanceof CommandError && pattern.test(e.stderr);
 }
 
-/** How nsenter reports a command it cannot execute. */
+/** How nsenter and env report a command they cannot execute. */
 function missingCommand(stderr: string): boolean {
-  return /nsenter: failed to execute .*: No such file or directory/.test(stderr);
+  return /nsenter: failed to execute .*: No such file or directory|(^|\n)env: .*: No such file or directory/.test(stderr);
 }
 
 function unavailable(file: string, cause?: unknown): UnavailableError {

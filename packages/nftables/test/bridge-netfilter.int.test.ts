@@ -71,6 +71,7 @@ describe.each([0, 1] as const)('with bridge-nf-call-iptables=%i', (bnf) => {
   });
 
   afterAll(async () => {
+    filter?.close();
     await Promise.all(servers.map((s) => s.stop()));
     await fx?.destroy();
   });

@@ -69,6 +69,7 @@ describe('NftPacketFilter converging (bridge-nf-call-iptables=0)', () => {
   });
 
   afterAll(async () => {
+    filter?.close();
     await Promise.all(servers.map((s) => s.stop()));
     await fx?.destroy();
   });

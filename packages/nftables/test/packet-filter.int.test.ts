@@ -51,6 +51,7 @@ describe('NftPacketFilter in a node namespace (bridge-nf-call-iptables=0)', () =
   });
 
   afterAll(async () => {
+    filter?.close();
     await Promise.all(servers.map((s) => s.stop()));
     await fx?.destroy();
   });
@@ -297,6 +298,11 @@ describe('NftPacketFilter without a fixture', () => {
       await expect(filter.ensureBase(filterBase())).rejects.toThrow(UnavailableError);
       await expect(filter.ensureBase(filterBase())).rejects.toThrow(/nft-not-installed is not installed/);
       await expect(filter.flushConntrack('198.19.1.2' as Ipv4Address)).rejects.toThrow(UnavailableError);
+      // The element changes go through an nft -i session: its process cannot start either.
+      const rules = { hostIfname: 'nnh-00000001' as IfName, address: '198.19.1.9' as Ipv4Address, ports: both(80) };
+      await expect(filter.addInstance(rules)).rejects.toThrow(UnavailableError);
+      await expect(filter.removeInstance(rules)).rejects.toThrow(/nft-not-installed is not installed on this node: install nft-not-installed/);
+      filter.close();
     }
   });
 });

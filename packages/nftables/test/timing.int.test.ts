@@ -4,6 +4,7 @@
  * port (TCP and UDP), removed again after each measurement so the map stays at its size. At both sizes
  * also a no-op ensureBase (what the reconcile loop pays every pass), listElements, and an ensureBase that
  * repairs one deleted rule; at the start, the first ensureBase (reference built in a scratch namespace).
+ * Also the p50 of 200 single adds and removes (one port, both protocols) with ~0 and ~2,000 map elements.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import type { IfName, Ipv4Address } from '@nodenet/core';
@@ -33,6 +34,33 @@ function instance(i: number, ports: number[]) {
 }
 
 describe('timing', () => {
+  it('addInstance / removeInstance one at a time: p50 of 200, with ~0 and ~2,000 elements already in the map', async () => {
+    const ns = await newNamespace('timing-p50', names);
+    const filter = new NftPacketFilter({ netns: ns });
+    await filter.ensureBase(filterBase());
+    const measure = async (label: string) => {
+      const add: number[] = [];
+      const remove: number[] = [];
+      for (let i = 0; i < 200; i++) {
+        const rules = instance(60000 + i, [40000 + i]);
+        add.push(await time(() => filter.addInstance(rules)));
+        remove.push(await time(() => filter.removeInstance(rules)));
+      }
+      const s = await snapshot(ns);
+      console.log(
+        `[nftables timing] ${label}: ${s.ports.length} map elements, ${s.sources.length} sources: ` +
+          `addInstance p50 ${median(add).toFixed(2)} ms (min ${Math.min(...add).toFixed(2)}), ` +
+          `removeInstance p50 ${median(remove).toFixed(2)} ms (min ${Math.min(...remove).toFixed(2)})`,
+      );
+      return s;
+    };
+    expect((await measure('~0')).ports).toHaveLength(0);
+    // ~2,000 elements: 10 instances with 100 ports, both protocols.
+    for (let i = 0; i < 10; i++) await filter.addInstance(instance(i + 1, Array.from({ length: 100 }, (_, k) => 1000 + i * 100 + k)));
+    expect((await measure('~2,000')).ports).toHaveLength(2000);
+    filter.close();
+  });
+
   it('addInstance / removeInstance at ~5 and ~5,000 published ports', async () => {
     const ns = await newNamespace('timing', names);
     const filter = new NftPacketFilter({ netns: ns });
@@ -115,5 +143,6 @@ describe('timing', () => {
     console.log(`[nftables timing] ensureBase rebuilding the bridge table (plus the test's nft delete) with 5,000 ports published: ${rewrite.toFixed(1)} ms`);
     const flush = await time(() => filter.flushConntrack('198.19.1.2' as Ipv4Address));
     console.log(`[nftables timing] flushConntrack with nothing to delete: ${flush.toFixed(1)} ms`);
+    filter.close();
   });
 });
