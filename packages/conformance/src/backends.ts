@@ -2,7 +2,7 @@
  * The backends the conformance suite runs against. Every describe in the suite is repeated for each;
  * `NODENET_BACKENDS=iproute2,ovs` selects a subset (or adds one that has a profile here).
  */
-import { PrivateOvs, completeUnderlayChecksums, link, type DaemonConfig, type NodeHost, type TestScope } from '@nodenet/testkit';
+import { PrivateOvs, completeUnderlayChecksums, ipJson, link, type DaemonConfig, type NodeHost, type RouteInfo, type TestScope } from '@nodenet/testkit';
 
 export interface BackendProfile {
   /** The daemon's `backend` config value. */
@@ -19,8 +19,39 @@ export interface BackendProfile {
    * link's master; ovs, OVSDB (the kernel shows no master for a userspace-datapath port). Undefined: none.
    */
   switchOf(node: NodeHost, ifname: string): Promise<string | undefined>;
-  /** The device the node's route to a peer's subnet uses in vxlan mode (iproute2: its VXLAN device; ovs: the CNI, whose flows tunnel it). */
-  readonly vxlanRouteDevice: string;
+  /**
+   * What keeps the node from sending traffic for a peer's subnet over the vxlan overlay, read where this
+   * backend keeps its forwarding (empty: nothing, it goes over the overlay). iproute2: the node's route to
+   * the subnet uses its VXLAN device. ovs: the route enters the CNI bridge, and the bridge holds the peer's
+   * cookie-tagged flows that send that subnet out of the tunnel port with the peer's underlay address as the
+   * tunnel destination.
+   */
+  vxlanPathProblems(node: NodeHost, peer: OverlayPeer): Promise<string[]>;
+}
+
+/** A peer as the overlay sees it. */
+export interface OverlayPeer {
+  readonly subnet: string;
+  readonly underlayAddress: string;
+}
+
+/** The routing protocol number nodenet tags its overlay routes with. */
+const OVERLAY_ROUTE_PROTOCOL = '78';
+
+/** The node's overlay route (`proto 78`) to `subnet`, or a problem saying there is none. */
+async function overlayRouteTo(node: NodeHost, subnet: string): Promise<RouteInfo | string> {
+  const all = await ipJson<RouteInfo[]>(node.ns, ['route', 'show', 'proto', OVERLAY_ROUTE_PROTOCOL]);
+  return all.find((r) => r.dst === subnet) ?? `${node.name} has no proto ${OVERLAY_ROUTE_PROTOCOL} route to ${subnet} (it has ${JSON.stringify(all.map((r) => r.dst))})`;
+}
+
+/**
+ * The cookie the ovs backend gives a peer's flows: 0x6e6e ('nn'), class 0x03 (peer), 0, the peer's underlay
+ * IPv4 address as 32 bits (packages/backend-ovs/src/flows.ts; restated here so the suite reads the switch
+ * as an outsider would).
+ */
+function ovsPeerCookie(underlayAddress: string): string {
+  const n = underlayAddress.split('.').reduce((acc, b) => acc * 256 + Number(b), 0);
+  return `0x6e6e0300${n.toString(16).padStart(8, '0')}`;
 }
 
 /** The private Open vSwitch of each node namespace (ovs profile). */
@@ -31,7 +62,11 @@ const PROFILES: Record<string, BackendProfile> = {
     name: 'iproute2',
     prepareNode: async () => ({}),
     switchOf: async (node, ifname) => (await link(node.ns, ifname))?.master,
-    vxlanRouteDevice: 'nodenet-vx',
+    vxlanPathProblems: async (node, peer) => {
+      const route = await overlayRouteTo(node, peer.subnet);
+      if (typeof route === 'string') return [route];
+      return route.dev === 'nodenet-vx' ? [] : [`${node.name} routes ${peer.subnet} over ${route.dev ?? 'no device'}, not the VXLAN device nodenet-vx`];
+    },
   },
   ovs: {
     name: 'ovs',
@@ -57,7 +92,30 @@ const PROFILES: Record<string, BackendProfile> = {
       const r = await ovs.vsctl(['iface-to-br', ifname]).catch(() => null); // fails for a name that is no port
       return r?.stdout.trim() || undefined;
     },
-    vxlanRouteDevice: 'nodenet0',
+    vxlanPathProblems: async (node, peer) => {
+      const ovs = privateOvs.get(node.ns);
+      if (!ovs) throw new Error(`no private Open vSwitch was started for ${node.ns}`);
+      const problems: string[] = [];
+      // The node's own packets: routed by the kernel into the bridge, where the same flows take them.
+      const route = await overlayRouteTo(node, peer.subnet);
+      if (typeof route === 'string') problems.push(route);
+      else if (route.dev !== 'nodenet0') problems.push(`${node.name} routes ${peer.subnet} over ${route.dev ?? 'no device'}, not into the CNI bridge nodenet0`);
+      const [flows, tunnelPort] = await Promise.all([ovs.flows('nodenet0'), ovs.vsctl(['get', 'Interface', 'nodenet-tun', 'ofport'])]);
+      const cookie = ovsPeerCookie(peer.underlayAddress);
+      const tunnel = tunnelPort.stdout.trim();
+      // Instance traffic (any in_port) and the node's own (in_port=LOCAL): both must be tunnelled to the peer.
+      const toPeer = flows.filter(
+        (f) =>
+          new RegExp(`(^|[\\s,])cookie=${cookie}[\\s,]`).test(f) &&
+          f.includes(`nw_dst=${peer.subnet}`) &&
+          f.includes(`set_field:${peer.underlayAddress}->tun_dst`) &&
+          new RegExp(`output:${tunnel}($|,)`).test(f),
+      );
+      if (!toPeer.some((f) => f.includes('in_port=LOCAL'))) problems.push(`${node.name}: no flow (cookie ${cookie}) tunnels the node's own traffic for ${peer.subnet} to ${peer.underlayAddress} out of port ${tunnel}`);
+      if (!toPeer.some((f) => !f.includes('in_port='))) problems.push(`${node.name}: no flow (cookie ${cookie}) tunnels instance traffic for ${peer.subnet} to ${peer.underlayAddress} out of port ${tunnel}`);
+      if (problems.length > 0) problems.push(`flows of ${node.name}'s nodenet0: ${JSON.stringify(flows)}`);
+      return problems;
+    },
   },
 };
 
@@ -66,9 +124,8 @@ export function privateOvsOf(ns: string): PrivateOvs | undefined {
   return privateOvs.get(ns);
 }
 
-/** The backends every conformance describe runs for. */
-// ovs joins the default list once its conformance run is green (issue 5): NODENET_BACKENDS=iproute2,ovs runs it now.
-export const BACKENDS: readonly string[] = (process.env.NODENET_BACKENDS ?? 'iproute2')
+/** The backends every conformance describe runs for (NODENET_BACKENDS=ovs: one of them). */
+export const BACKENDS: readonly string[] = (process.env.NODENET_BACKENDS ?? 'iproute2,ovs')
   .split(',')
   .map((s) => s.trim())
   .filter((s) => s !== '');

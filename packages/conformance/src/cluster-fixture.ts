@@ -32,8 +32,6 @@ export type MembershipType = 'static' | 'etcd';
 
 /** The routing protocol number nodenet tags its overlay routes with (`ip route show proto 78`). */
 export const OVERLAY_ROUTE_PROTOCOL = 78;
-/** The daemon's VXLAN device. */
-export const OVERLAY_DEVICE = 'nodenet-vx';
 export const CLUSTER_PREFIX_LENGTH = 24;
 export const ETCD_PREFIX = '/nodenet';
 

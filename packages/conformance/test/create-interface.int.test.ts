@@ -21,6 +21,7 @@ import {
   NODE_PREFIX_LENGTH,
   NodeFixture,
   antiSpoofing,
+  backendProfile,
   instanceToInstance,
   publishedFromInstances,
   publishedFromNode,
@@ -50,7 +51,8 @@ describe.each(BACKENDS)('CreateInterface (%s backend)', (backend) => {
       expect(instanceEnd, 'the instance end is in the node namespace').toBeDefined();
       expect(instanceEnd!.linkinfo?.info_kind).toBe('veth');
       const hostEnd = await link(f.ns, r.hostInterfaceName!);
-      expect(hostEnd).toMatchObject({ master: 'nodenet0', ifalias: `nodenet:${r.interfaceName}` });
+      expect(hostEnd).toMatchObject({ ifalias: `nodenet:${r.interfaceName}` });
+      expect(await backendProfile(backend).switchOf(f.node, r.hostInterfaceName!), 'the host end is a port of the CNI').toBe('nodenet0');
       expect(hostEnd!.flags).toContain('UP');
     });
 
@@ -115,7 +117,8 @@ describe.each(BACKENDS)('CreateInterface (%s backend)', (backend) => {
       expect(r.hostInterfaceName).toBe(r.interfaceName);
       expect(r.macAddress).toBe(mac(address));
       const tap = await link(f.ns, r.interfaceName);
-      expect(tap).toMatchObject({ master: 'nodenet0', ifalias: `nodenet:${r.interfaceName}` });
+      expect(tap).toMatchObject({ ifalias: `nodenet:${r.interfaceName}` });
+      expect(await backendProfile(backend).switchOf(f.node, r.interfaceName), 'the TAP is a port of the CNI').toBe('nodenet0');
       expect(tap!.linkinfo?.info_kind).toBe('tun');
       expect(tap!.linkinfo?.info_data).toMatchObject({ type: 'tap' });
     });

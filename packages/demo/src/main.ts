@@ -11,6 +11,7 @@ import { parseArgs } from 'node:util';
 import { echo, serverMainPath, startEchoServer } from '@nodenet/testkit';
 import {
   ClusterFixture,
+  privateOvsOf,
   probePairs,
   type ClusterInstance,
   type MembershipType,
@@ -101,6 +102,24 @@ function cell(r: PairResult | undefined): string {
   return r.ping.avgRttMs !== undefined ? `${r.ping.avgRttMs.toFixed(3)}ms` : 'ok';
 }
 
+/**
+ * ovs: the flows of a node's CNI bridge that send a peer's subnet into the tunnel, shortened to
+ * `SUBNET -> tunnel to UNDERLAY (cookie C)` (the kernel route only leads into the bridge).
+ */
+async function tunnelFlows(ns: string): Promise<string[]> {
+  const ovs = privateOvsOf(ns);
+  if (!ovs) return [];
+  const out: string[] = [];
+  for (const f of await ovs.flows('nodenet0')) {
+    const dst = /nw_dst=([\d./]+)/.exec(f)?.[1];
+    const tunnel = /set_field:([\d.]+)->tun_dst/.exec(f)?.[1];
+    const cookie = /cookie=(0x[0-9a-f]+)/.exec(f)?.[1];
+    // The flow for instance traffic (any in_port); its twin for the node's own (in_port=LOCAL) says the same.
+    if (dst && tunnel && !f.includes('in_port=')) out.push(`${dst} -> tunnel to ${tunnel} (cookie ${cookie ?? '-'})`);
+  }
+  return out.sort();
+}
+
 // ---------------------------------------------------------------------------------------------------
 
 async function demo(options: DemoOptions): Promise<boolean> {
@@ -123,12 +142,14 @@ async function demo(options: DemoOptions): Promise<boolean> {
       ...c.nodes.map((n) => [n.name, n.address, `${n.gateway} in ${n.subnet}`, n.daemon.target]),
     ]);
 
-    step('Peers and overlay routes (NetworkAdmin.ListPeers, ip route show proto 78)');
+    const ovsFlows = options.backend === 'ovs' && options.overlay === 'vxlan';
+    step(`Peers and overlay routes (NetworkAdmin.ListPeers, ip route show proto 78${ovsFlows ? ', and the OpenFlow rules that tunnel them: ovs-ofctl dump-flows nodenet0' : ''})`);
     for (const n of c.nodes) {
-      const [peers, routes] = await Promise.all([n.admin.listPeers(), n.overlayRoutes()]);
+      const [peers, routes, tunnelled] = await Promise.all([n.admin.listPeers(), n.overlayRoutes(), ovsFlows ? tunnelFlows(n.ns) : Promise.resolve([])]);
       const routed = routes.map((r) => `${r.dst} via ${r.gateway ?? '-'} dev ${r.dev ?? '-'}`);
       line(`${n.name}: ${peers.membership} peers ${peers.peers.map((p) => `${p.peer?.name}${p.programmed ? '' : ' (not programmed)'}`).join(', ') || 'none'}`);
       for (const r of routed) line(`    ${r}`);
+      for (const f of tunnelled) line(`    flow: ${f}`);
     }
 
     step('Creating 2 instances per node (CreateInterface with the netns extension: the daemon moves and configures eth0)');
