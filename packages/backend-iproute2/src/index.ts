@@ -1,4 +1,5 @@
 export { Iproute2Dataplane, type Iproute2DataplaneOptions } from './iproute2-dataplane.js';
+export { IpSession, ipSessionFraming, type IpSessionOptions } from './ip-session.js';
 export {
   IpBatchError,
   IpRunner,
@@ -28,7 +29,9 @@ export {
   createCniScript,
   deleteInstanceScript,
   deleteLinkScript,
+  deleteLinksScript,
   instanceNamespaceScript,
+  pickUnusedGroup,
   ownerAliasOf,
   repairCniScript,
   tapScript,

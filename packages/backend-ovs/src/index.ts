@@ -1,7 +1,16 @@
 // @nodenet/backend-ovs: the Open vSwitch dataplane (CNI bridge, instance ports, anti-spoofing flows) and
 // overlay (a flow-based VXLAN port with per-peer flows, or host-gw routes), for the kernel (system) and the
 // userspace (netdev) datapath.
-export { OvsDataplane, bridgeDrift, checkOvsOptions, kernelFixes, ownerTagOfLink, tapScript, vethScript, type OvsDataplaneOptions } from './ovs-dataplane.js';
+export {
+  OvsDataplane,
+  bridgeDrift,
+  checkOvsOptions,
+  kernelFixes,
+  ownerTagOfLink,
+  tapScript,
+  vethScript,
+  type OvsDataplaneOptions,
+} from './ovs-dataplane.js';
 export { OvsOverlay, peerRouteLines, removeRouteLines, type OverlayMode, type OvsOverlayOptions } from './ovs-overlay.js';
 export { OvsRunner, OPENFLOW, explainOfctlFailure, explainVsctlFailure, type OvsRunnerOptions } from './ovs-runner.js';
 export * from './flows.js';

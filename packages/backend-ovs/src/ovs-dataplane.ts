@@ -6,9 +6,10 @@
  * in `external_ids`; the kernel devices carry the same tag as their alias.
  *
  * OVSDB is written with ovs-vsctl (one transaction per change), flows with ovs-ofctl (`--bundle`: one atomic
- * change), the kernel with `ip -batch`. A create runs the kernel batch, then the port transaction beside the
- * instance's namespace setup, while its flows are written from the start (the port's number is requested, so
- * they need not wait for it).
+ * change), the kernel with `ip`: a create's and a delete's node-side lines through long-lived `ip` sessions
+ * (see backend-iproute2's IpSession), the rest with `ip -batch`. A create runs the kernel lines, then the
+ * port transaction beside the instance's namespace setup, while its flows are written from the start (the
+ * port's number is requested, so they need not wait for it).
  */
 import {
   AlreadyExistsError,
@@ -39,12 +40,15 @@ import {
   DEFAULT_INSTANCE_IFNAME,
   IpBatchError,
   IpRunner,
+  IpSession,
   Iproute2Dataplane,
   commandInNamespace,
   LINE,
   cniSysctls,
   deleteInstanceScript,
+  deleteLinksScript,
   instanceNamespaceScript,
+  pickUnusedGroup,
   netnsPath,
   ownerAliasOf,
   parseIpAddrs,
@@ -55,11 +59,12 @@ import {
   readNetnsId,
   readSysctls,
   sysctlDrift,
+  type IpBatchFailure,
   type IpLine,
   type IpLink,
   type IpLinkWithAddresses,
 } from '@nodenet/backend-iproute2';
-import { GroupCommitter, run } from '@nodenet/sys';
+import { CommandError, GroupCommitter, run } from '@nodenet/sys';
 import {
   COOKIE_CLASS,
   addFlowsScript,
@@ -116,6 +121,26 @@ export class OvsDataplane implements Dataplane {
   readonly datapathType: DatapathType;
   private readonly nodeNetns: NetnsRef | undefined;
   private readonly node: IpRunner;
+  /** Node-side link lines of creates (see IpSession). */
+  private readonly createSession: IpSession;
+  /**
+   * Deletes get their own session: deleting a link waits ~20 ms in the kernel (an RCU grace period), which
+   * would hold up the creates queued behind it in a shared one.
+   */
+  private readonly deleteSession: IpSession;
+  /**
+   * Concurrent deletes share one link-group deletion, i.e. one grace period (see deleteLinksScript): in
+   * one session, deletes one by one would each wait for their own.
+   */
+  private readonly linkDeletes = new GroupCommitter<DeletedLink>((items) => this.deleteLinksNow(items));
+  /**
+   * The interface index of the CNI's gateway port when last seen. The delete session names that port
+   * (neighbour flushes) and ip keeps the index it resolved: when the device is recreated (the bridge
+   * recreated here or behind nodenet's back), a stale index would flush nothing, silently (measured); so
+   * ensureCni resets the sessions when it sees a new index. (An ovs-vswitchd restart, by `exit` or kill,
+   * keeps the device and its index: measured on the userspace datapath.)
+   */
+  private cniIfindex: number | undefined;
   private readonly ovs: OvsRunner;
   /** Host probing and namespace identity are the kernel's business, the same as for iproute2. */
   private readonly kernel: Iproute2Dataplane;
@@ -126,7 +151,7 @@ export class OvsDataplane implements Dataplane {
    * perl for all creates in flight (idempotent, so a failed group retried one by one is safe).
    */
   private readonly nodeTxChecksum = new GroupCommitter<IfName>((names) =>
-    disableTxChecksum(this.nodeNetns, names, names.length === 1 ? `turn off checksum offload on ${names[0]}` : `turn off checksum offload on ${names.length} instance ends`),
+    disableTxChecksum(this.nodeNetns === undefined ? undefined : (netnsPath(this.nodeNetns) as NetnsRef), names, names.length === 1 ? `turn off checksum offload on ${names[0]}` : `turn off checksum offload on ${names.length} instance ends`),
   );
 
   constructor(options: OvsDataplaneOptions) {
@@ -137,9 +162,24 @@ export class OvsDataplane implements Dataplane {
     this.datapathType = options.datapathType;
     this.nodeNetns = options.netns === undefined ? undefined : parseNetnsRef(options.netns, 'netns');
     this.node = new IpRunner(this.nodeNetns);
+    this.createSession = new IpSession(this.nodeNetns);
+    this.deleteSession = new IpSession(this.nodeNetns);
     this.ovs = new OvsRunner({ db: options.db, runDir: options.runDir, ...(options.timeoutSeconds ? { timeoutSeconds: options.timeoutSeconds } : {}) });
     this.logger = options.logger ?? silentLogger;
     this.kernel = new Iproute2Dataplane({ ...(options.netns === undefined ? {} : { netns: options.netns }), logger: this.logger });
+  }
+
+  /** Ends the long-lived `ip` processes (they also end with the daemon). */
+  async close(): Promise<void> {
+    this.createSession.close();
+    this.deleteSession.close();
+    await this.kernel.close();
+  }
+
+  /** The sessions may hold the index of a gateway port that is no more (see cniIfindex). */
+  private resetSessions(): void {
+    this.createSession.reset();
+    this.deleteSession.reset();
   }
 
   probeHost(underlayAddress?: Ipv4Address): Promise<HostInfo> {
@@ -195,6 +235,10 @@ export class OvsDataplane implements Dataplane {
     if (created) current = await this.readLinkWithAddresses(spec.name);
     if (current === null) {
       throw new InternalError(`create the CNI bridge ${spec.name}`, `ovs-vswitchd reported the bridge ready but the kernel shows no ${spec.name}: check ovs-vswitchd's log`);
+    }
+    if (current.ifindex !== this.cniIfindex) {
+      this.resetSessions();
+      this.cniIfindex = current.ifindex;
     }
     const fixes = kernelFixes(spec, current);
     if (fixes.length > 0) {
@@ -307,6 +351,8 @@ export class OvsDataplane implements Dataplane {
       return;
     }
     await this.ovs.vsctl(deleteBridgeCommands(name), `delete the CNI bridge ${name}`);
+    this.resetSessions();
+    this.cniIfindex = undefined;
   }
 
   // ---------------------------------------------------------------------------------------------------
@@ -335,24 +381,29 @@ export class OvsDataplane implements Dataplane {
     // Milliseconds from the start at which each part was done (the debug log shows where a create's time goes).
     const at: Record<string, number> = {};
     const mark = (what: string) => void (at[what] = Math.round((performance.now() - started) * 10) / 10);
-    // The flows can go in before the port exists: they name its requested number.
-    const flowsWritten = ofport === undefined ? null : settle(this.writeInstanceFlows(spec, ofport).then(() => mark('flows')));
     let kernelMade = false;
     let portAdded = false;
+    // Written first (no process to start): the port transaction waits for the link.
+    const kernel = this.createSession.batch(spec.kind === 'tap' ? tapScript(spec) : vethScript(spec, target), { step: `create ${spec.kind} ${spec.handle}` });
+    // The flows can go in before the port exists: they name its requested number.
+    const flowsWritten = ofport === undefined ? null : settle(this.writeInstanceFlows(spec, ofport).then(() => mark('flows')));
+    let instanceJob: Promise<unknown> = Promise.resolve();
     try {
       try {
-        await this.node.batch(spec.kind === 'tap' ? tapScript(spec) : vethScript(spec, target), { step: `create ${spec.kind} ${spec.handle}` });
+        await kernel;
         kernelMade = true;
         mark('kernel');
       } catch (e) {
         kernelMade = !failedAt(e, LINE.createLink);
         throw await this.explainNodeFailure(spec, e);
       }
+      // The port first: its transaction (waiting for ovs-vswitchd) is the longer part, and starting a
+      // process holds up the event loop (~1-3 ms each), so the namespace's processes start after it.
       const portJob = this.addPort(spec, ofport).then(() => {
         portAdded = true;
         mark('port');
       });
-      const instanceJob = this.prepareInstanceEnd(spec).then(() => mark('instance'));
+      instanceJob = this.prepareInstanceEnd(spec, target).then(() => mark('instance'));
       const [port, instance] = await Promise.allSettled([portJob, instanceJob]);
       if (port.status === 'rejected') throw await this.explainPortFailure(spec, port.reason);
       if (instance.status === 'rejected') throw instance.reason;
@@ -363,7 +414,8 @@ export class OvsDataplane implements Dataplane {
         await this.writeInstanceFlows(spec, await this.readOfport(spec.hostIfname));
       }
     } catch (e) {
-      if (flowsWritten) await flowsWritten;
+      // Nothing may still be running when the roll-back starts (a perl or ip in the namespace).
+      await Promise.all([flowsWritten, settle(instanceJob)]);
       await this.rollBackCreate(spec, kernelMade, portAdded);
       throw e;
     }
@@ -394,17 +446,36 @@ export class OvsDataplane implements Dataplane {
     }
   }
 
-  /** netdev: checksum offload off on the instance end (see tx-checksum.ts); netns: name, address and route it there. */
-  private async prepareInstanceEnd(spec: InstanceSpec): Promise<void> {
+  /**
+   * netdev: checksum offload off on the instance end (see tx-checksum.ts); netns: name, address and route it
+   * there. In a namespace, ip starts beside perl and reads its lines once perl is done (perl names the end
+   * by its handle, ip renames it); if perl fails, ip is killed unread. By path, i.e. through
+   * `nsenter --net` even for a name: `ip -n NAME` and `ip netns exec` copy the mount table, which holds one
+   * mount per named namespace (measured in backend-iproute2: 2 -> 13 ms per call at 2,100 mounts).
+   */
+  private async prepareInstanceEnd(spec: InstanceSpec, target: string | undefined): Promise<void> {
     if (spec.kind !== 'veth') return;
-    if (this.datapathType === 'netdev') {
-      if (spec.netns === undefined) await this.nodeTxChecksum.submit(spec.handle);
-      else await disableTxChecksum(spec.netns, [spec.handle], `turn off checksum offload on ${spec.handle}`);
+    if (spec.netns === undefined || target === undefined) {
+      if (this.datapathType === 'netdev') await this.nodeTxChecksum.submit(spec.handle);
+      return;
     }
-    if (spec.netns === undefined) return;
+    const ns = target as NetnsRef;
+    let checksumFailure: unknown;
+    const ready =
+      this.datapathType === 'netdev'
+        ? disableTxChecksum(ns, [spec.handle], `turn off checksum offload on ${spec.handle}`).catch((e: unknown) => {
+            checksumFailure = e;
+            throw e;
+          })
+        : undefined;
     try {
-      await new IpRunner(spec.netns).batch(instanceNamespaceScript(spec), { step: `configure ${spec.handle} in namespace ${spec.netns}` });
+      await new IpRunner(ns).batch(instanceNamespaceScript(spec), { step: `configure ${spec.handle} in namespace ${spec.netns}`, ...(ready ? { after: ready } : {}) });
     } catch (e) {
+      // ip never ran when perl failed: perl's failure is the answer, not the killed ip's.
+      if (checksumFailure !== undefined) {
+        if (checksumFailure instanceof CommandError && /nsenter: cannot open/.test(checksumFailure.stderr)) throw namespaceMissing(spec.netns, target, checksumFailure);
+        throw checksumFailure;
+      }
       throw explainNamespaceFailure(spec, spec.netns, e);
     }
   }
@@ -446,13 +517,34 @@ export class OvsDataplane implements Dataplane {
   async deleteInstance(record: InstanceRecord, cni: CniRecord): Promise<void> {
     await this.flowLock.shared(async () => {
       const results = await Promise.allSettled([
-        this.deleteTolerant(deleteInstanceScript(record, cni.name), `delete interface ${record.handle}`),
+        this.linkDeletes.submit({ handle: record.handle, hostIfname: record.hostIfname, address: record.address, cniName: cni.name }),
         this.deleteFlows(cni.name, [instanceCookie(record.handle)], `remove the flows of ${record.handle}`),
       ]);
       const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) throw failed.reason;
       await this.deletePorts(cni.name, [record.hostIfname], `remove port ${record.hostIfname} from ${cni.name}`);
     });
+  }
+
+  /**
+   * The kernel side of deletes: one instance's link and neighbour entry directly; several at once in one
+   * link-group deletion, after one listing of the links to find a group no link is in.
+   */
+  private async deleteLinksNow(items: readonly DeletedLink[]): Promise<void> {
+    if (items.length === 1) {
+      const item = items[0]!;
+      await this.deleteTolerant(deleteInstanceScript(item, item.cniName), `delete interface ${item.handle}`, this.deleteSession);
+      return;
+    }
+    const links = await this.readLinks('list links to delete instances together');
+    const lines = [
+      ...deleteLinksScript(
+        items.map((i) => i.hostIfname),
+        pickUnusedGroup(links),
+      ),
+      ...items.flatMap((i) => deleteInstanceScript(i, i.cniName).filter((l) => l.id !== LINE.deleteLink)),
+    ];
+    await this.deleteTolerant(lines, `delete ${items.length} interfaces`, this.deleteSession);
   }
 
   /** Removes ports and their registry entries; without the bridge (gone already) just the ports. */
@@ -577,7 +669,7 @@ export class OvsDataplane implements Dataplane {
       const results = await Promise.allSettled(jobs);
       const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) throw failed.reason;
-      await this.deleteLinksTolerant(kernelNames, `delete ${kernelNames.length} orphaned link(s)`);
+      if (kernelNames.length > 0) await this.deleteTolerant(deleteLinksScript(kernelNames, pickUnusedGroup(links)), `delete ${kernelNames.length} orphaned link(s)`);
       this.logger.info({ links: kernelNames, ports: [...portsByBridge.values()].flat() }, 'orphaned links and ports deleted');
     });
   }
@@ -608,12 +700,12 @@ export class OvsDataplane implements Dataplane {
 
   private async deleteLinksTolerant(names: readonly string[], step: string): Promise<void> {
     if (names.length === 0) return;
-    await this.deleteTolerant(names.map((n): IpLine => ({ id: LINE.deleteLink, args: ['link', 'del', 'dev', n], step: `delete ${n}` })), step);
+    await this.deleteTolerant(names.map(deleteLinkLine), step);
   }
 
   /** Runs the lines with -force; a missing device is success (deletes are tolerant), anything else throws. */
-  private async deleteTolerant(lines: IpLine[], step: string): Promise<void> {
-    const failures = await this.node.batch(lines, { step, force: true });
+  private async deleteTolerant(lines: IpLine[], step: string, via: IpRunner | IpSession = this.node): Promise<void> {
+    const failures: IpBatchFailure[] = await via.batch(lines, { step, force: true });
     const real = failures.filter((f) => !DEVICE_MISSING_RE.test(f.message));
     const first = real[0];
     if (first) {
@@ -651,6 +743,18 @@ export class OvsDataplane implements Dataplane {
 
 // -------------------------------------------------------------------------------------------------------
 // Pure helpers
+
+/** What deleting an instance's kernel side needs. */
+interface DeletedLink {
+  readonly handle: IfName;
+  readonly hostIfname: IfName;
+  readonly address: Ipv4Address;
+  readonly cniName: IfName;
+}
+
+function deleteLinkLine(name: string): IpLine {
+  return { id: LINE.deleteLink, args: ['link', 'del', 'dev', name], step: `delete ${name}` };
+}
 
 /** The node-side lines of a veth pair: created (instance end in `targetNetnsPath` if given), tagged, up. */
 export function vethScript(spec: InstanceSpec, targetNetnsPath?: string): IpLine[] {

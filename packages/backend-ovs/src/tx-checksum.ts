@@ -17,7 +17,7 @@
  */
 import { parseIfName, type IfName, type NetnsRef } from '@nodenet/core';
 import { commandInNamespace } from '@nodenet/backend-iproute2';
-import { run } from '@nodenet/sys';
+import { runLean } from '@nodenet/sys';
 
 /** SIOCETHTOOL with ETHTOOL_STXCSUM (0x17), data 0; `struct ifreq` is 40 bytes: name[16], then a pointer. */
 export const TX_CHECKSUM_OFF_PERL = [
@@ -31,7 +31,11 @@ export function txChecksumOffArgs(ifnames: readonly IfName[]): string[] {
   return ['-e', TX_CHECKSUM_OFF_PERL, '--', ...ifnames.map((n) => parseIfName(n, 'ifname'))];
 }
 
+/**
+ * Runs once per create on the userspace datapath: through runLean (see @nodenet/sys). A namespace path
+ * runs perl through `nsenter --net`, cheaper than `ip netns exec` for a name (no mount namespace to make).
+ */
 export async function disableTxChecksum(netns: NetnsRef | undefined, ifnames: readonly IfName[], step: string): Promise<void> {
   const { file, args } = commandInNamespace(netns, 'perl', txChecksumOffArgs(ifnames));
-  await run(file, args, { step });
+  await runLean(file, args, { step });
 }

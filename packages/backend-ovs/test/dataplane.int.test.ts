@@ -4,7 +4,6 @@
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AlreadyExistsError, FailedPreconditionError, NotFoundError, UnavailableError, type CniSpec } from '@nodenet/core';
-import { run } from '@nodenet/sys';
 import {
   TestScope,
   Topology,
@@ -21,19 +20,23 @@ import {
 import { instanceCookie, formatCookie } from '../src/index.js';
 import { cniRecordOf, cniSpecFor, externalIds, instanceSpec, ofportOf, ovsNode, recordOf, type OvsNode } from './fixture.js';
 
-// Pass-through spy: lets tests see which commands a call ran.
+/** Every command the code under test started (file, args, options), through either runner, in order. */
+const commandsRun = vi.hoisted(() => [] as [string, readonly string[], ...unknown[]][]);
+// Pass-through spies: let tests see which commands a call ran.
 vi.mock('@nodenet/sys', async (importOriginal) => {
   const real = await importOriginal<typeof import('@nodenet/sys')>();
-  return { ...real, run: vi.fn(real.run) };
+  return {
+    ...real,
+    run: vi.fn((...args: Parameters<typeof real.run>) => (commandsRun.push(args), real.run(...args))),
+    runLean: vi.fn((...args: Parameters<typeof real.runLean>) => (commandsRun.push(args), real.runLean(...args))),
+  };
 });
 
-const runSpy = vi.mocked(run);
-
-/** Commands run during `fn`, as `file arg...` strings. */
+/** Commands started during `fn`, as `file arg...` strings (a line written to a long-lived session is none). */
 async function commandsDuring(fn: () => Promise<unknown>): Promise<string[]> {
-  runSpy.mockClear();
+  const before = commandsRun.length;
   await fn();
-  return runSpy.mock.calls.map(([file, args]) => [file, ...args].join(' '));
+  return commandsRun.slice(before).map(([file, args]) => [file, ...args].join(' '));
 }
 
 /** A runtime's move of the instance end into a fresh namespace, addressed, with a default route. */
@@ -168,6 +171,40 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       expect(await n.dataplane.namespaceAlive(a.netns!, placement.netnsId)).toBe(true);
     });
 
+    it('node-side link lines go to long-lived ip sessions: a create or delete starts no ip in the node namespace; the namespace\'s perl and ip go by path', async () => {
+      const ns = await topology.createInstanceNamespace();
+      const a = instanceSpec(cni, 33, { netns: ns, ifname: 'eth0' });
+      const created = await commandsDuring(() => n.dataplane.createInstance(a));
+      expect(await ipv4AddressesOf(ns, 'eth0')).toEqual(['198.19.1.33/24']);
+      const deleted = await commandsDuring(() => n.dataplane.deleteInstance(recordOf(a), cniRecord));
+      expect(await link(n.host.ns, a.hostIfname)).toBeUndefined();
+      const files = (commands: string[]) => commands.map((c) => c.split(' ')[0]).sort();
+      // The flows, the port, and in the namespace perl (checksum offload, netdev) and ip.
+      expect(files(created), created.join('\n')).toEqual(['nsenter', 'nsenter', 'ovs-ofctl', 'ovs-vsctl']);
+      expect(created.filter((c) => c.startsWith('nsenter')).map((c) => c.split(' ').slice(0, 4).join(' '))).toEqual([
+        `nsenter --net=/run/netns/${ns} -- perl`,
+        `nsenter --net=/run/netns/${ns} -- ip`,
+      ]);
+      // The flows and the port row.
+      expect(files(deleted), deleted.join('\n')).toEqual(['ovs-ofctl', 'ovs-vsctl']);
+    });
+
+    it('concurrent deletes share one link-group deletion, in a group no link was in', async () => {
+      const specs = [80, 81, 82, 83].map((octet) => instanceSpec(cni, octet));
+      await Promise.all(specs.map((s) => n.dataplane.createInstance(s)));
+      // Someone else's link in the first group nodenet would pick.
+      await ipBatch(n.host.ns, [`link add nnt-fgn0 group ${0x6e6e0000} type veth peer name nnt-fgn1`]);
+      try {
+        const commands = await commandsDuring(() => Promise.all(specs.map((s) => n.dataplane.deleteInstance(recordOf(s), cniRecord))));
+        for (const s of specs) expect(await link(n.host.ns, s.hostIfname)).toBeUndefined();
+        expect(await link(n.host.ns, 'nnt-fgn0')).toBeDefined();
+        // The first delete goes at once; the others, arriving while it runs, together after one listing.
+        expect(commands.filter((c) => c.includes(' link show')), commands.join('\n')).toHaveLength(1);
+      } finally {
+        await ipBatch(n.host.ns, ['link del nnt-fgn0']);
+      }
+    });
+
     it('a missing namespace: NOT_FOUND, nothing left behind (kernel, OVSDB, flows)', async () => {
       const a = instanceSpec(cni, 31, { netns: `nnt-${process.pid}-nothere` });
       const before = await n.ovs.flows('nodenet0');
@@ -244,6 +281,10 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       await n.dataplane.createInstance(a);
       const ns = await adopt(topology, n.host, a.handle, a.address, cni);
       expect((await ping(ns, cni.gateway)).ok).toBe(true);
+      // A delete makes the delete session resolve nodenet0 (its neighbour flush names it).
+      const primer = instanceSpec(cni, 77);
+      await n.dataplane.createInstance(primer);
+      await n.dataplane.deleteInstance(recordOf(primer), cniRecord);
       await n.ovs.stopSwitch('exit');
       await n.ovs.startSwitch();
       expect(await n.ovs.flows('nodenet0')).toEqual([]);
@@ -251,12 +292,20 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       expect(repairs.join('\n')).toMatch(/flows of nodenet0 differed/);
       const p = await ping(ns, cni.gateway, { count: 3 });
       expect(p.ok, p.output).toBe(true);
+      // Deletes after the restart still flush the instance's neighbour entry on the gateway port.
+      await ipBatch(n.host.ns, [`neigh replace ${a.address} lladdr ${a.mac} dev nodenet0 nud stale`]);
+      await n.dataplane.deleteInstance(recordOf(a), cniRecord);
+      expect((await nsExec(n.host.ns, 'ip', ['neigh', 'show', 'to', a.address, 'dev', 'nodenet0'])).stdout.trim()).toBe('');
     });
 
-    it('the gateway port deleted behind OVS: ensureCni recreates the bridge with its ports, instances talk again', async () => {
+    it('the gateway port deleted behind OVS: ensureCni recreates the bridge with its ports, instances talk again; a delete then flushes on the new port', async () => {
       const a = instanceSpec(cni, 71);
       await n.dataplane.createInstance(a);
       const ns = await adopt(topology, n.host, a.handle, a.address, cni);
+      // A delete makes the delete session resolve nodenet0 (its neighbour flush names it).
+      const primer = instanceSpec(cni, 76);
+      await n.dataplane.createInstance(primer);
+      await n.dataplane.deleteInstance(recordOf(primer), cniRecord);
       await ipBatch(n.host.ns, ['link del nodenet0']);
       const repairs = await n.dataplane.ensureCni(cni);
       expect(repairs.join('\n')).toMatch(/recreated/);
@@ -265,6 +314,10 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       const p = await ping(ns, cni.gateway, { count: 3 });
       expect(p.ok, p.output).toBe(true);
       expect(await n.dataplane.ensureCni(cni)).toEqual([]);
+      // The session was reset with the new port: the delete flushes a's entry there (a stale index would miss it).
+      await ipBatch(n.host.ns, [`neigh replace ${a.address} lladdr ${a.mac} dev nodenet0 nud stale`]);
+      await n.dataplane.deleteInstance(recordOf(a), cniRecord);
+      expect((await nsExec(n.host.ns, 'ip', ['neigh', 'show', 'to', a.address, 'dev', 'nodenet0'])).stdout.trim()).toBe('');
     });
 
     it('a host end deleted behind OVS (its OVSDB row stays): creating the instance again replaces the stale row and it talks', async () => {

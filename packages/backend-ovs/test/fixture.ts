@@ -73,6 +73,7 @@ export interface OvsNode {
 export async function ovsNode(scope: TestScope, host: NodeHost, options: { timeoutSeconds?: number } = {}): Promise<OvsNode> {
   const ovs = await PrivateOvs.start(scope, host.ns);
   const dataplane = new OvsDataplane({ ...ovs.config, netns: host.ns, ...(options.timeoutSeconds ? { timeoutSeconds: options.timeoutSeconds } : {}) });
+  scope.defer(`close the dataplane of ${host.ns}`, () => dataplane.close());
   return { host, ovs, dataplane };
 }
 

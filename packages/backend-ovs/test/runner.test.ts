@@ -1,14 +1,14 @@
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { UnavailableError } from '@nodenet/core';
-import { CommandError, run } from '@nodenet/sys';
+import { CommandError, runLean } from '@nodenet/sys';
 import { OvsRunner, explainOfctlFailure, explainVsctlFailure } from '../src/index.js';
 
-// ovs-vsctl and ovs-ofctl are not run here: `run` answers as they do.
+// ovs-vsctl and ovs-ofctl are not run here: `runLean` (their runner: they run per request) answers as they do.
 vi.mock('@nodenet/sys', async (importOriginal) => {
   const real = await importOriginal<typeof import('@nodenet/sys')>();
-  return { ...real, run: vi.fn() };
+  return { ...real, runLean: vi.fn() };
 });
-const runMock = vi.mocked(run);
+const runMock = vi.mocked(runLean);
 
 const ovs = { db: 'unix:/run/x/db.sock', runDir: '/run/x', timeoutSeconds: 3 };
 const runner = new OvsRunner(ovs);
@@ -62,6 +62,9 @@ describe('what a failure means', () => {
     const e = explainVsctlFailure(new CommandError('s', 'ovs-vsctl', undefined, '...|fatal_signal|WARN|terminating with signal 14 (Alarm clock)', { cause }), 'add p', ovs);
     expect(e).toBeInstanceOf(UnavailableError);
     expect((e as Error).message).toMatch(/^add p: ovs-vswitchd did not apply the change within 3 s \(database unix:\/run\/x\/db\.sock, run directory \/run\/x\)/);
+    // runLean's form of the same death when ovs-vsctl printed nothing (no cause, the signal in the text).
+    const silent = explainVsctlFailure(new CommandError('s', 'ovs-vsctl', undefined, 'killed by SIGALRM'), 'add p', ovs);
+    expect(silent).toBeInstanceOf(UnavailableError);
   });
 
   it('a bridge\'s management socket not reachable: UNAVAILABLE naming it', () => {
