@@ -225,9 +225,9 @@ describe('instances', () => {
     const runs = commandsRun.length;
     await dp.createInstance(a);
     const spawned = commandsRun.slice(runs).map((c) => [c[0], ...c[1]]);
-    // One process, no reads: the node side goes through the long-lived ip session, the instance's namespace
-    // through nsenter by path (never `ip -n`, which copies the mount table).
-    expect(spawned.map((c) => c.join(' '))).toEqual([`nsenter --net=/run/netns/${named} -- ip -batch -`]);
+    // No process at all: the node side goes through the long-lived ip session, the instance's namespace
+    // through the long-lived namespace configurator (netlink from inside the namespace).
+    expect(spawned.map((c) => c.join(' '))).toEqual([]);
 
     await dp.createInstance(b);
 
@@ -493,5 +493,42 @@ describe('latency (reported, not asserted)', () => {
     console.log(`[iproute2] createInstance veth, no netns (n=50): ${fmt(plain)}`);
     expect(create).toHaveLength(50);
     expect(await bridgePorts()).toEqual([]);
+  });
+});
+
+describe('the namespace configurator', () => {
+  it('a namespace that already has a default route: FAILED_PRECONDITION naming it, and nothing is left behind', async () => {
+    const pod = await namespaces.add('hasroute');
+    await sh('ip', ['-n', pod, '-batch', '-'], 'link add d0 type veth peer name d1\naddress add 10.99.0.2/24 dev d0\nlink set d0 up\nlink set d1 up\nroute add default via 10.99.0.1\n');
+    const nodeBefore = await nodeLinkNames();
+    const podBefore = (await ipJson<Json[]>(pod, ['link', 'show'])).map((l) => l.ifname);
+    const err = await dp.createInstance(instanceSpec(38, { netns: pod })).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FailedPreconditionError);
+    expect((err as Error).message).toMatch(new RegExp(`network namespace ${pod} already has a default route`));
+    expect(await nodeLinkNames()).toEqual(nodeBefore);
+    expect((await ipJson<Json[]>(pod, ['link', 'show'])).map((l) => l.ifname)).toEqual(podBefore);
+  });
+
+  it('where the helper cannot run (no such program), creates fall back to nsenter + ip and still work', async () => {
+    const other = await namespaces.add('nohelper');
+    const pod = await namespaces.add('nohelper-pod');
+    const warnings: unknown[] = [];
+    const logger = { debug() {}, info() {}, error() {}, warn: (obj: unknown) => warnings.push(obj) };
+    const dp2 = new Iproute2Dataplane({ netns: other, logger, netnsHelper: ['nodenet-no-such-helper'] });
+    try {
+      await dp2.ensureCni(cniSpec);
+      const a = instanceSpec(39, { netns: pod });
+      await dp2.createInstance(a);
+      expect(await ipv4Of(pod, 'eth0')).toEqual([`${a.address}/24`]);
+      expect(warnings).toEqual([expect.objectContaining({ reason: expect.stringMatching(/nodenet-no-such-helper/) })]);
+      // The next create goes to ip directly (one nsenter process), without asking the helper again.
+      const pod2 = await namespaces.add('nohelper-pod2');
+      const runs = commandsRun.length;
+      await dp2.createInstance(instanceSpec(40, { netns: pod2 }));
+      expect(commandsRun.slice(runs).map((c) => [c[0], ...c[1]].join(' '))).toEqual([`nsenter --net=/run/netns/${pod2} -- ip -batch -`]);
+      expect(warnings).toHaveLength(1);
+    } finally {
+      await dp2.close();
+    }
   });
 });
