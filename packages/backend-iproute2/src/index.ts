@@ -52,6 +52,7 @@ export { readNetnsId } from './netns-identity.js';
 export { Iproute2Overlay, type Iproute2OverlayOptions, type OverlayMode } from './iproute2-overlay.js';
 export {
   MAX_VNI,
+  checkOverlaySettings,
   OVERLAY_DEVICE,
   OVERLAY_LINE,
   OVERLAY_OWNER_ALIAS,

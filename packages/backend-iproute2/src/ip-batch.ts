@@ -3,7 +3,7 @@
  * stdin), and `ip -j` reads. Knows how iproute2 reports batch failures, so a failure names the line
  * (and thus the step) that failed.
  */
-import { InternalError, type NetnsRef } from '@nodenet/core';
+import { InternalError, netnsPath, type NetnsRef } from '@nodenet/core';
 import { CommandError, runLean as run } from '@nodenet/sys';
 
 /** One line of an `ip -batch` script: the arguments after `ip`, and what the line does (for errors). */
@@ -83,10 +83,8 @@ export class IpBatchError extends InternalError {
   }
 }
 
-/** The path iproute2 should open for a namespace: names live under /run/netns. */
-export function netnsPath(ns: NetnsRef): string {
-  return ns.startsWith('/') ? ns : `/run/netns/${ns}`;
-}
+/** The path iproute2 should open for a namespace (core's netnsPath, re-exported for this package's users). */
+export { netnsPath };
 
 /**
  * How to run a program in a namespace. `ip -n NAME` (and `bridge -n NAME`) only take names (they always

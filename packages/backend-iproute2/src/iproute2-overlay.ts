@@ -27,12 +27,12 @@ import { parseIpRoutes } from './ip-json.js';
 import {
   ABSENT_RE,
   DELETE_LINE_IDS,
-  MAX_VNI,
   OVERLAY_DEVICE,
   OVERLAY_LINE,
   ROUTE_PROTOCOL,
   VXLAN_OVERHEAD,
   checkHostGwPeer,
+  checkOverlaySettings,
   createVxlanScript,
   deleteVxlanScript,
   foreignDeviceProblem,
@@ -88,15 +88,7 @@ export class Iproute2Overlay implements Overlay {
   private readonly programmed = new Map<string, NodeRecord>();
 
   constructor(options: Iproute2OverlayOptions) {
-    if (options.mode !== 'vxlan' && options.mode !== 'host-gw') {
-      throw new InvalidArgumentError('overlay.mode', `'${String(options.mode)}' is not an overlay mode: use vxlan or host-gw`);
-    }
-    if (!Number.isInteger(options.vni) || options.vni < 0 || options.vni > MAX_VNI) {
-      throw new InvalidArgumentError('overlay.vni', `${String(options.vni)} is not a VXLAN network identifier: use an integer 0..${MAX_VNI}`);
-    }
-    if (!Number.isInteger(options.port) || options.port < 1 || options.port > 65535) {
-      throw new InvalidArgumentError('overlay.port', `${String(options.port)} is not a UDP port: use an integer 1..65535`);
-    }
+    checkOverlaySettings(options);
     this.mode = options.mode;
     this.overhead = options.mode === 'vxlan' ? VXLAN_OVERHEAD : 0;
     this.vni = options.vni;

@@ -50,11 +50,6 @@ export class NetnsConfigurator {
     this.session = new CommandSession({ name: `the namespace configurator (${this.command})`, file, args, framing: netnsHelperFraming });
   }
 
-  /** False once the helper turned out not to run here. */
-  get usable(): boolean {
-    return this.unusable === undefined;
-  }
-
   /**
    * Configures `spec`'s instance end (created as `spec.handle` in the namespace at `targetPath`). Throws
    * IpBatchError naming the failed line of instanceNamespaceScript (as `ip -batch` would), or
@@ -62,6 +57,7 @@ export class NetnsConfigurator {
    */
   async configure(spec: InstanceSpec, targetPath: string): Promise<void> {
     const step = `configure ${spec.handle} in namespace ${spec.netns ?? targetPath}`;
+    if (this.unusable !== undefined) throw new HelperUnusableError(step, this.unusable);
     const ifname = spec.ifname ?? DEFAULT_INSTANCE_IFNAME;
     const fields = ['configure', targetPath, spec.handle, ifname, spec.address, String(spec.cni.subnet.prefixLength), spec.cni.subnet.broadcast, spec.cni.gateway];
     for (const f of fields) if (UNSAFE_FIELD.test(f)) throw new InternalError(step, `refusing to send ${JSON.stringify(f)} to the namespace configurator`);

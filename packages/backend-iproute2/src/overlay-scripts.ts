@@ -12,6 +12,7 @@
 import {
   FailedPreconditionError,
   InternalError,
+  InvalidArgumentError,
   OWNER_ALIAS_PREFIX,
   Subnet,
   parseIfName,
@@ -37,6 +38,19 @@ export const ROUTE_PROTOCOL = 78;
 /** Outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8. */
 export const VXLAN_OVERHEAD = 50;
 export const MAX_VNI = 2 ** 24 - 1;
+
+/** Checks an overlay's mode, VNI and UDP port (both backends' overlays take these settings). */
+export function checkOverlaySettings(settings: { readonly mode: unknown; readonly vni: number; readonly port: number }): void {
+  if (settings.mode !== 'vxlan' && settings.mode !== 'host-gw') {
+    throw new InvalidArgumentError('overlay.mode', `'${String(settings.mode)}' is not an overlay mode: use vxlan or host-gw`);
+  }
+  if (!Number.isInteger(settings.vni) || settings.vni < 0 || settings.vni > MAX_VNI) {
+    throw new InvalidArgumentError('overlay.vni', `${String(settings.vni)} is not a VXLAN network identifier: use an integer 0..${MAX_VNI}`);
+  }
+  if (!Number.isInteger(settings.port) || settings.port < 1 || settings.port > 65535) {
+    throw new InvalidArgumentError('overlay.port', `${String(settings.port)} is not a UDP port: use an integer 1..65535`);
+  }
+}
 /** The smallest MTU the kernel accepts for an IPv4 link. */
 const MIN_IPV4_MTU = 68;
 

@@ -10,6 +10,7 @@ export {
   tapScript,
   vethScript,
   type OvsDataplaneOptions,
+  type OvsOptions,
 } from './ovs-dataplane.js';
 export { OvsOverlay, peerRouteLines, removeRouteLines, type OverlayMode, type OvsOverlayOptions } from './ovs-overlay.js';
 export { OvsRunner, OPENFLOW, explainOfctlFailure, explainVsctlFailure, type OvsRunnerOptions } from './ovs-runner.js';

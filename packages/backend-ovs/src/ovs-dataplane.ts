@@ -98,7 +98,8 @@ import { PORT_GUARD_TABLE, portGuardIsRight, portGuardScript } from './port-guar
 import { SharedLock } from './shared-lock.js';
 import { disableTxChecksum } from './tx-checksum.js';
 
-export interface OvsDataplaneOptions {
+/** Where and how to reach Open vSwitch, and the node namespace: what every ovs backend object takes. */
+export interface OvsOptions {
   /** The OVSDB remote (`unix:/var/run/openvswitch/db.sock`). */
   readonly db: string;
   /** ovs-vswitchd's run directory (where `BRIDGE.mgmt` sockets live). */
@@ -111,6 +112,8 @@ export interface OvsDataplaneOptions {
   /** How long to wait for ovs-vswitchd to apply a change before UNAVAILABLE. Default 10 s. */
   readonly timeoutSeconds?: number;
 }
+
+export type OvsDataplaneOptions = OvsOptions;
 
 /** Kernel kinds the CNI's internal port shows: `openvswitch` (kernel datapath) or `tun` (userspace datapath). */
 const INTERNAL_PORT_KINDS = new Set(['openvswitch', 'tun']);
@@ -151,7 +154,7 @@ export class OvsDataplane implements Dataplane {
    * perl for all creates in flight (idempotent, so a failed group retried one by one is safe).
    */
   private readonly nodeTxChecksum = new GroupCommitter<IfName>((names) =>
-    disableTxChecksum(this.nodeNetns === undefined ? undefined : (netnsPath(this.nodeNetns) as NetnsRef), names, names.length === 1 ? `turn off checksum offload on ${names[0]}` : `turn off checksum offload on ${names.length} instance ends`),
+    disableTxChecksum(this.nodeNetns === undefined ? undefined : netnsPath(this.nodeNetns), names, names.length === 1 ? `turn off checksum offload on ${names[0]}` : `turn off checksum offload on ${names.length} instance ends`),
   );
 
   constructor(options: OvsDataplaneOptions) {
@@ -371,7 +374,7 @@ export class OvsDataplane implements Dataplane {
   private async create(spec: InstanceSpec): Promise<InstancePlacement> {
     const started = performance.now();
     const ofport = ofportForAddress(spec.cni.subnet, spec.address);
-    let target: string | undefined;
+    let target: NetnsRef | undefined;
     let netnsId: string | undefined;
     if (spec.netns !== undefined) {
       target = netnsPath(spec.netns);
@@ -453,23 +456,22 @@ export class OvsDataplane implements Dataplane {
    * `nsenter --net` even for a name: `ip -n NAME` and `ip netns exec` copy the mount table, which holds one
    * mount per named namespace (measured in backend-iproute2: 2 -> 13 ms per call at 2,100 mounts).
    */
-  private async prepareInstanceEnd(spec: InstanceSpec, target: string | undefined): Promise<void> {
+  private async prepareInstanceEnd(spec: InstanceSpec, target: NetnsRef | undefined): Promise<void> {
     if (spec.kind !== 'veth') return;
     if (spec.netns === undefined || target === undefined) {
       if (this.datapathType === 'netdev') await this.nodeTxChecksum.submit(spec.handle);
       return;
     }
-    const ns = target as NetnsRef;
     let checksumFailure: unknown;
     const ready =
       this.datapathType === 'netdev'
-        ? disableTxChecksum(ns, [spec.handle], `turn off checksum offload on ${spec.handle}`).catch((e: unknown) => {
+        ? disableTxChecksum(target, [spec.handle], `turn off checksum offload on ${spec.handle}`).catch((e: unknown) => {
             checksumFailure = e;
             throw e;
           })
         : undefined;
     try {
-      await new IpRunner(ns).batch(instanceNamespaceScript(spec), { step: `configure ${spec.handle} in namespace ${spec.netns}`, ...(ready ? { after: ready } : {}) });
+      await new IpRunner(target).batch(instanceNamespaceScript(spec), { step: `configure ${spec.handle} in namespace ${spec.netns}`, ...(ready ? { after: ready } : {}) });
     } catch (e) {
       // ip never ran when perl failed: perl's failure is the answer, not the killed ip's.
       if (checksumFailure !== undefined) {

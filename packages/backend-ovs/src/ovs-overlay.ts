@@ -39,9 +39,9 @@ import {
 import {
   IpRunner,
   Iproute2Overlay,
-  MAX_VNI,
   ROUTE_PROTOCOL,
   VXLAN_OVERHEAD,
+  checkOverlaySettings,
   commandInNamespace,
   parseIpAddrs,
   parseIpLinks,
@@ -73,7 +73,7 @@ import {
   type OvsState,
 } from './ovsdb.js';
 import { OvsRunner } from './ovs-runner.js';
-import { checkOvsOptions } from './ovs-dataplane.js';
+import { checkOvsOptions, type OvsOptions } from './ovs-dataplane.js';
 import {
   deleteGuardScript,
   guardScript,
@@ -85,19 +85,12 @@ import {
 
 export type OverlayMode = 'vxlan' | 'host-gw';
 
-export interface OvsOverlayOptions {
+export interface OvsOverlayOptions extends OvsOptions {
   readonly mode: OverlayMode;
   readonly vni: number;
   readonly port: number;
   /** The node's underlay, from Dataplane.probeHost. */
   readonly host: HostInfo;
-  readonly db: string;
-  readonly runDir: string;
-  readonly datapathType: DatapathType;
-  /** The node namespace to manage. Default: the process's own. */
-  readonly netns?: string;
-  readonly logger?: Logger;
-  readonly timeoutSeconds?: number;
 }
 
 const PROTO = ['proto', String(ROUTE_PROTOCOL)];
@@ -129,15 +122,7 @@ export class OvsOverlay implements Overlay {
   private readonly programmed = new Map<string, NodeRecord>();
 
   constructor(options: OvsOverlayOptions) {
-    if (options.mode !== 'vxlan' && options.mode !== 'host-gw') {
-      throw new InvalidArgumentError('overlay.mode', `'${String(options.mode)}' is not an overlay mode: use vxlan or host-gw`);
-    }
-    if (!Number.isInteger(options.vni) || options.vni < 0 || options.vni > MAX_VNI) {
-      throw new InvalidArgumentError('overlay.vni', `${String(options.vni)} is not a VXLAN network identifier: use an integer 0..${MAX_VNI}`);
-    }
-    if (!Number.isInteger(options.port) || options.port < 1 || options.port > 65535) {
-      throw new InvalidArgumentError('overlay.port', `${String(options.port)} is not a UDP port: use an integer 1..65535`);
-    }
+    checkOverlaySettings(options);
     if (!DATAPATH_TYPES.includes(options.datapathType)) {
       throw new InvalidArgumentError('ovs.datapathType', `'${String(options.datapathType)}' is not a datapath type: use system or netdev`);
     }

@@ -81,6 +81,11 @@ export function parseNetnsRef(input: unknown, field: string): NetnsRef {
   return input as NetnsRef;
 }
 
+/** The file of a namespace: a path as given, a name under /run/netns (where `ip netns add` puts it). */
+export function netnsPath(ns: NetnsRef): NetnsRef {
+  return ns.startsWith('/') ? ns : (`/run/netns/${ns}` as NetnsRef);
+}
+
 function truncate(s: string): string {
   return s.length > 40 ? `${s.slice(0, 40)}...` : s;
 }

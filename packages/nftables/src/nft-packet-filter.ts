@@ -10,8 +10,8 @@
 import {
   FailedPreconditionError,
   InternalError,
-  UnavailableError,
   parseIpv4Address,
+  netnsPath,
   parseNetnsRef,
   silentLogger,
   type FilterBase,
@@ -27,7 +27,7 @@ import {
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CommandError, CommandSession, GroupCommitter, SessionExitedError, run, runLean, type RunOptions, type RunResult } from '@nodenet/sys';
+import { CommandError, CommandSession, GroupCommitter, SessionExitedError, notInstalled, run, runLean, type RunOptions, type RunResult } from '@nodenet/sys';
 import { CONNTRACK_ATTEMPTS, conntrackOutcome, conntrackScript } from './conntrack.js';
 import { diffBase } from './drift.js';
 import {
@@ -73,14 +73,12 @@ export interface NftPacketFilterOptions {
   readonly commands?: { readonly nft?: string; readonly conntrack?: string };
 }
 
-const PACKAGE_OF: Record<string, string> = { nft: 'nftables', conntrack: 'conntrack', unshare: 'util-linux' };
 
 /**
  * `nft -i` reads $HOME/.nft.history when it starts and writes every line it ran there when it exits; with
- * HOME=/dev/null both fail harmlessly (unset, HOME would make it `/.nft.history`). Set through `env`, as
- * CommandSession takes no environment.
+ * HOME=/dev/null both fail harmlessly (unset, HOME would make it `/.nft.history`).
  */
-const SESSION_ENV = ['env', 'HOME=/dev/null'];
+const SESSION_ENV = { HOME: '/dev/null' };
 
 /**
  * The session's process is replaced after this many requests: nft adds every line it reads (requests and
@@ -294,7 +292,7 @@ export class NftPacketFilter implements PacketFilter {
     try {
       output = await session.request(`${line}\n`, step);
     } catch (e) {
-      if (e instanceof SessionExitedError && missingCommand(e.output)) throw unavailable(this.nftCommand, e);
+      if (e instanceof SessionExitedError && missingCommand(e.output)) throw notInstalled(this.nftCommand, e);
       throw e;
     }
     if (answerFailed(output)) throw new CommandError(step, this.sessionCommand().join(' '), undefined, output);
@@ -311,13 +309,14 @@ export class NftPacketFilter implements PacketFilter {
       args,
       framing: nftSessionFraming,
       recycleAfter: SESSION_RECYCLE,
+      env: SESSION_ENV,
     });
     return this.session;
   }
 
-  /** `[env HOME=/dev/null] nft -i`, in the node namespace. */
+  /** `nft -i`, in the node namespace. */
   private sessionCommand(): string[] {
-    return this.inNamespace([...SESSION_ENV, this.nftCommand, '-i']);
+    return this.inNamespace([this.nftCommand, '-i']);
   }
 
   /** Reads nodenet's map and set (in parallel); an absent table, map or set reads as null. */
@@ -391,7 +390,7 @@ export class NftPacketFilter implements PacketFilter {
       if (dir !== undefined) await rm(dir, { recursive: true, force: true });
     }
     if (r.exitCode !== 0) {
-      if (/failed to execute .*: No such file or directory/.test(r.stderr)) throw unavailable(this.nftCommand);
+      if (/failed to execute .*: No such file or directory/.test(r.stderr)) throw notInstalled(this.nftCommand);
       this.referenceFailure = `unshare ${args.join(' ')} failed (exit ${r.exitCode}): ${r.stderr.trim()}`;
       this.logger.warn({ step, err: this.referenceFailure }, 'cannot build the nftables reference in a scratch namespace; ensureBase will rewrite the chains once');
       return null;
@@ -421,12 +420,13 @@ export class NftPacketFilter implements PacketFilter {
    */
   private inNamespace(command: readonly string[]): string[] {
     if (this.netns === undefined) return [...command];
-    const path = this.netns.startsWith('/') ? this.netns : `/run/netns/${this.netns}`;
-    return ['nsenter', `--net=${path}`, '--', ...command];
+    return ['nsenter', `--net=${netnsPath(this.netns)}`, '--', ...command];
   }
 
-  /** Runs a command in the node namespace; a command missing there is UNAVAILABLE, as run() makes it outside. */
-  /** Every one-shot nft and conntrack (conntrack runs on each delete: the lean runner, see runLean). */
+  /**
+   * Runs a one-shot nft or conntrack in the node namespace (through runLean: conntrack runs on each delete);
+   * a command missing there is UNAVAILABLE, as it is outside.
+   */
   private async exec(file: string, args: readonly string[], options: RunOptions): Promise<RunResult> {
     if (this.netns === undefined) return runLean(file, args, options);
     const [inFile, ...inArgs] = this.inNamespace([file, ...args]);
@@ -434,10 +434,10 @@ export class NftPacketFilter implements PacketFilter {
     try {
       result = await runLean(inFile!, inArgs, options);
     } catch (e) {
-      if (e instanceof CommandError && missingCommand(e.stderr)) throw unavailable(file, e);
+      if (e instanceof CommandError && missingCommand(e.stderr)) throw notInstalled(file, e);
       throw e;
     }
-    if (result.exitCode !== 0 && missingCommand(result.stderr)) throw unavailable(file);
+    if (result.exitCode !== 0 && missingCommand(result.stderr)) throw notInstalled(file);
     return result;
   }
 }
@@ -453,12 +453,9 @@ function isNftError(e: unknown, pattern: RegExp): e is CommandError {
 
 /** How nsenter and env report a command they cannot execute. */
 function missingCommand(stderr: string): boolean {
-  return /nsenter: failed to execute .*: No such file or directory|(^|\n)env: .*: No such file or directory/.test(stderr);
+  return /nsenter: failed to execute .*: No such file or directory/.test(stderr);
 }
 
-function unavailable(file: string, cause?: unknown): UnavailableError {
-  return new UnavailableError(`${file} is not installed on this node: install ${PACKAGE_OF[file] ?? file}`, cause === undefined ? undefined : { cause });
-}
 
 function addStep(rules: InstanceRules): string {
   return `publish the ports of ${rules.address} and admit it on ${rules.hostIfname}`;

@@ -32,7 +32,7 @@ async function setUp(label: string) {
   return { ns, filter, log };
 }
 
-/** The pids of `nft -i` processes in the namespace (the session's; nsenter and env exec, so it is the child itself). */
+/** The pids of `nft -i` processes in the namespace (the session's; nsenter execs, so it is the child itself). */
 async function sessionPids(ns: string): Promise<number[]> {
   const pids = (await sh('ip', ['netns', 'pids', ns])).split('\n').filter((l) => l !== '').map(Number);
   const out: number[] = [];

@@ -17,8 +17,15 @@ const PACKAGE_OF: Record<string, string> = {
   'ovs-ofctl': 'openvswitch-switch',
   'ovs-appctl': 'openvswitch-switch',
   nsenter: 'util-linux',
+  unshare: 'util-linux',
   sysctl: 'procps',
+  perl: 'perl-base',
 };
+
+/** UNAVAILABLE for a command that is not on this node, naming the package that provides it. */
+export function notInstalled(file: string, cause?: unknown): UnavailableError {
+  return new UnavailableError(`${file} is not installed on this node: install ${PACKAGE_OF[file] ?? file}`, cause === undefined ? undefined : { cause });
+}
 
 export interface RunOptions {
   /** What nodenet was doing, for the error message (e.g. `create veth pair`). */
@@ -72,7 +79,7 @@ export async function run(file: string, args: readonly string[], options: RunOpt
     if (e instanceof CommandError) throw e;
     const err = e as ExecaError & { code?: string };
     if (err.code === 'ENOENT') {
-      throw new UnavailableError(`${file} is not installed on this node: install ${PACKAGE_OF[file] ?? file}`, { cause: e });
+      throw notInstalled(file, e);
     }
     if (err.timedOut) {
       throw new CommandError(options.step, describe(file, args), undefined, `timed out after ${options.timeoutMs ?? 30_000} ms`, { cause: e });
@@ -106,7 +113,7 @@ export function runLean(file: string, args: readonly string[], options: RunOptio
     child.stdin.on('error', () => {}); // EPIPE when the command exits without reading its input
     child.on('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      if (e.code === 'ENOENT') reject(new UnavailableError(`${file} is not installed on this node: install ${PACKAGE_OF[file] ?? file}`, { cause: e }));
+      if (e.code === 'ENOENT') reject(notInstalled(file, e));
       else reject(new CommandError(options.step, describe(file, args), undefined, e.message, { cause: e }));
     });
     child.on('close', (code, signal) => {

@@ -10,7 +10,8 @@
  * the request it was running fails with what it printed, the ones queued behind it with a note saying so.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { InternalError, UnavailableError } from '@nodenet/core';
+import { InternalError } from '@nodenet/core';
+import { notInstalled } from './run.js';
 
 /** How one tool's session marks the end of a request and reads its output back. */
 export interface SessionFraming {
@@ -33,6 +34,8 @@ export interface CommandSessionOptions {
   readonly timeoutMs?: number;
   /** After this many requests the process is replaced (a tool's caches grow with what it has seen). */
   readonly recycleAfter?: number;
+  /** Environment variables set for the tool, on top of the daemon's (LC_ALL=C always). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 interface Pending {
@@ -105,7 +108,7 @@ export class CommandSession {
   private process(): ChildProcessWithoutNullStreams {
     if (this.proc) return this.proc;
     const proc = spawn(this.options.file, [...this.options.args], {
-      env: { ...process.env, LC_ALL: 'C' },
+      env: { ...process.env, ...this.options.env, LC_ALL: 'C' },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     // The queue of this process: a retired process answers what was written to it, a new one starts empty.
@@ -141,7 +144,7 @@ export class CommandSession {
         if (this.proc === proc) this.proc = undefined;
         for (const p of mine.splice(0)) {
           clearTimeout(p.timer);
-          p.reject(new UnavailableError(`${this.options.file} is not installed on this node`, { cause: e }));
+          p.reject(notInstalled(this.options.file, e));
         }
         return;
       }
