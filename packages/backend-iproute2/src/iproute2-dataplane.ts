@@ -394,6 +394,13 @@ export class Iproute2Dataplane implements Dataplane {
     return namespaceAliveAt(netnsPath(netns), netnsId);
   }
 
+  async identifyNamespace(netns: NetnsRef): Promise<string> {
+    const target = netnsPath(netns);
+    const netnsId = await readNetnsId(target);
+    if (netnsId === null) throw namespaceMissing(netns, target);
+    return netnsId;
+  }
+
   // ---------------------------------------------------------------------------------------------------
   // Helpers
 

@@ -193,6 +193,10 @@ export class OvsDataplane implements Dataplane {
     return this.kernel.namespaceAlive(netns, netnsId);
   }
 
+  identifyNamespace(netns: NetnsRef): Promise<string> {
+    return this.kernel.identifyNamespace(netns);
+  }
+
   // ---------------------------------------------------------------------------------------------------
   // CNI
 

@@ -39,7 +39,7 @@ export interface BenchOptions {
     readonly seconds: number;
     /** iperf3 -O: leading seconds left out (TCP slow start). */
     readonly omitSeconds: number;
-    /** Each path is measured this many times, interleaved with its baseline; the median counts. */
+    /** Each path is measured this many times, each time back to back with its baseline; the median of the per-round ratios counts. */
     readonly rounds: number;
   };
   /** Run without a peer whose binaries are missing (recorded as skipped) instead of failing. */
@@ -59,7 +59,7 @@ export function fullOptions(overrides: Partial<BenchOptions> = {}): BenchOptions
     burst: { nodenetInstances: 1000, peerInstances: 50, concurrency: 32 },
     scale: { steps: [100, 500, 1000, 2000], samples: 30, fillConcurrency: 32 },
     restart: { runs: 3 },
-    datapath: { seconds: 4, omitSeconds: 1, rounds: 5 },
+    datapath: { seconds: 4, omitSeconds: 1, rounds: 11 },
     allowMissingPeers: false,
     log: (line) => process.stderr.write(`${line}\n`),
     ...overrides,

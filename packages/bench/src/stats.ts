@@ -64,3 +64,10 @@ export function ratio(a: number | undefined, b: number | undefined): number {
   if (a === undefined || b === undefined || !Number.isFinite(a) || !Number.isFinite(b) || b === 0) return Number.NaN;
   return a / b;
 }
+
+/** The median of a[i] / b[i]: paired samples (each pair measured back to back) compared pair by pair. */
+export function pairedRatio(a: readonly number[], b: readonly number[]): number {
+  if (a.length !== b.length) throw new Error(`paired samples differ in length: ${a.length} and ${b.length}`);
+  const ratios = a.map((v, i) => ratio(v, b[i])).filter((r) => Number.isFinite(r));
+  return ratios.length === 0 ? Number.NaN : median(ratios);
+}

@@ -1,6 +1,6 @@
 // The pure parts of the harness: statistics, the targets' verdicts, and the rendered table and plot.
 import { describe, expect, it } from 'vitest';
-import { judgeTargets, linearTicks, logTicks, percentile, ratio, renderMarkdown, renderSvg, summarize, RESULTS_SCHEMA, type BenchResults } from '../src/index.js';
+import { judgeTargets, linearTicks, logTicks, pairedRatio, percentile, ratio, renderMarkdown, renderSvg, summarize, RESULTS_SCHEMA, type BenchResults } from '../src/index.js';
 import { quickOptions } from '../src/options.js';
 import { parseProcStat } from '../src/cpu.js';
 
@@ -23,6 +23,17 @@ describe('statistics', () => {
     expect(ratio(1, 4)).toBe(0.25);
     expect(ratio(undefined, 4)).toBeNaN();
     expect(ratio(1, 0)).toBeNaN();
+  });
+  it('the paired ratio compares samples round by round, so a drift shared by both sides cancels out', () => {
+    // Both sides slowed down together in rounds 4-5 and the subject alone in round 3: per round the subject
+    // is 0.9 of the baseline but once, while the medians taken apart (4.5 and 10) would say 0.45.
+    const subject = [9, 9, 4.5, 4.5, 4.5];
+    const baseline = [10, 10, 10, 5, 5];
+    expect(pairedRatio(subject, baseline)).toBeCloseTo(0.9, 10);
+    expect(ratio(4.5, 10)).toBeCloseTo(0.45, 10);
+    expect(pairedRatio([1, 2], [2, 0])).toBe(0.5); // a zero baseline round is left out
+    expect(pairedRatio([], [])).toBeNaN();
+    expect(() => pairedRatio([1], [1, 2])).toThrow(/differ in length/);
   });
 });
 
@@ -97,8 +108,8 @@ function sampleResults(): BenchResults {
       omitSeconds: 0,
       rounds: 1,
       pairs: [
-        { name: 'same-node', subject: { label: 'nodenet: a', gbps: [9], medianGbps: 9 }, baseline: { label: 'b', gbps: [10], medianGbps: 10 }, ratio: 0.9 },
-        { name: 'cross-node', subject: { label: 'nodenet: c', gbps: [5], medianGbps: 5 }, baseline: { label: 'd', gbps: [5], medianGbps: 5 }, ratio: 1 },
+        { name: 'same-node', subject: { label: 'nodenet: a', gbps: [9], medianGbps: 9 }, baseline: { label: 'b', gbps: [10], medianGbps: 10 }, ratio: 0.9, ratioOfMedians: 0.9 },
+        { name: 'cross-node', subject: { label: 'nodenet: c', gbps: [5], medianGbps: 5 }, baseline: { label: 'd', gbps: [5], medianGbps: 5 }, ratio: 1, ratioOfMedians: 1 },
       ],
     },
     targets: [],

@@ -33,6 +33,7 @@ import {
   type Logger,
   type PacketFilter,
   type Repairs,
+  type StagedRecord,
   type StateStore,
 } from './ports-of-core.js';
 import { Mutex } from './sync.js';
@@ -390,22 +391,39 @@ export class NodeNetwork {
     const rules: InstanceRules = { hostIfname, address: record.address, ports: record.ports };
     const context = { rpc: 'CreateInterface', handle, address: record.address };
     const tx = new Transaction(this.logger, context);
+    let staged: StagedRecord | undefined;
     try {
-      // Rules and link side by side: the filter's default deny on nodenet's bridge ports (nnh-*, nni-*) holds
-      // the new port until its allowed source is in, so no order is needed between them. Both settle before
-      // a roll-back, which then undoes whichever succeeded.
-      const [rulesDone, linkDone] = await Promise.allSettled([
+      // The namespace's identity belongs in the record: read it first (a stat), so the record can be written
+      // while the interface is made.
+      if (request.kind === 'veth' && request.netns) record = { ...record, netnsId: await this.dataplane.identifyNamespace(request.netns) };
+      // Rules, link and record side by side. The filter's default deny on nodenet's bridge ports (nnh-*,
+      // nni-*) holds the new port until its allowed source is in, so no order is needed between rules and
+      // link. The record is staged (durable, not yet in effect) and committed only once both succeeded: a
+      // crash before the commit leaves an orphan link that reconcile removes, never a record of an instance
+      // that was not made. All settle before a roll-back, which then undoes whichever succeeded.
+      const [rulesDone, linkDone, stagedDone] = await Promise.allSettled([
         tx.do('publish ports and install anti-spoofing', () => this.filter.addInstance(rules), () => this.filter.removeInstance(rules)),
         tx.do('create the interface', () => this.dataplane.createInstance(spec), () => this.dataplane.deleteInstance(record, cni)),
+        this.store.stageInstance(record),
       ]);
+      if (stagedDone.status === 'fulfilled') staged = stagedDone.value;
       // The dataplane's failure first: it says more (a missing namespace, a name taken) than a filter's would.
       if (linkDone.status === 'rejected') throw linkDone.reason;
       if (rulesDone.status === 'rejected') throw rulesDone.reason;
+      if (stagedDone.status === 'rejected') throw asNodenetError(stagedDone.reason, 'record the interface');
       const placement = linkDone.value;
-      if (placement?.netnsId) record = { ...record, netnsId: placement.netnsId };
-      await tx.do('record the interface', () => this.store.saveInstance(record));
+      if (placement?.netnsId && placement.netnsId !== record.netnsId) {
+        // The namespace was replaced between the stat and the move: record the one the link went into.
+        await staged!.discard();
+        staged = undefined;
+        record = { ...record, netnsId: placement.netnsId };
+        await tx.do('record the interface', () => this.store.saveInstance(record));
+      } else {
+        await tx.do('record the interface', () => staged!.commit());
+      }
     } catch (e) {
       const err = asNodenetError(e, 'create the interface');
+      if (staged) await staged.discard().catch((d: unknown) => this.logger.error({ ...context, err: String(d) }, 'could not remove the staged record'));
       await tx.rollback(err);
       this.logger.warn({ ...context, code: err.code, err: err.message }, 'create failed and was rolled back');
       throw err;

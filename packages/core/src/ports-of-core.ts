@@ -97,6 +97,12 @@ export interface Dataplane {
    * createInstance): a recreated namespace of the same name, or a reused PID, is not.
    */
   namespaceAlive(netns: NetnsRef, netnsId: string | undefined): Promise<boolean>;
+  /**
+   * The identity createInstance will report as `netnsId` for an instance placed in `netns` now, read before
+   * the create so that its record can be written while the interface is made. NOT_FOUND when the namespace
+   * does not exist. Cheap (no process).
+   */
+  identifyNamespace(netns: NetnsRef): Promise<string>;
   /** Releases resources (e.g. helper processes). */
   close?(): Promise<void>;
 }
@@ -168,8 +174,20 @@ export interface StateStore {
   saveCni(cni: CniRecord): Promise<void>;
   deleteCni(): Promise<void>;
   saveInstance(record: InstanceRecord): Promise<void>;
+  /**
+   * Writes `record` durably where load() does not see it yet, so a create can write its record while the
+   * kernel work runs: commit() makes it the instance's record (what saveInstance does in one go); discard()
+   * removes it. A crash before commit leaves nothing load() returns.
+   */
+  stageInstance(record: InstanceRecord): Promise<StagedRecord>;
   /** Removes the record and remembers the handle as released. */
   releaseInstance(handle: IfName): Promise<void>;
+}
+
+/** A record written by StateStore.stageInstance, not yet in effect. */
+export interface StagedRecord {
+  commit(): Promise<void>;
+  discard(): Promise<void>;
 }
 
 /** A pino-compatible structured logger. */

@@ -17,6 +17,7 @@ import {
   type LinkState,
   type NodeState,
   type PacketFilter,
+  type StagedRecord,
   type StateStore,
 } from '@nodenet/core';
 
@@ -68,6 +69,10 @@ export class FakeDataplane implements Dataplane {
   async deleteOwnedLinks(names: readonly IfName[]): Promise<void> {
     this.calls.push(`deleteOwnedLinks ${names.join(',')}`);
     for (const n of names) this.links.delete(n);
+  }
+  async identifyNamespace(netns: NetnsRef): Promise<string> {
+    // Like createInstance: a namespace the test did not register has an unknown identity.
+    return this.namespaces.get(netns) ?? 'unknown';
   }
   async namespaceAlive(netns: NetnsRef, netnsId: string | undefined): Promise<boolean> {
     const id = this.namespaces.get(netns);
@@ -133,6 +138,9 @@ export class FakePacketFilter implements PacketFilter {
 export class MemoryStateStore implements StateStore {
   state: NodeState = { cni: null, instances: [], released: [] };
   failSaveInstance: Error | null = null;
+  failStageInstance: Error | null = null;
+  /** Handles of records staged and neither committed nor discarded yet. */
+  readonly staged = new Set<string>();
 
   async load(): Promise<NodeState> {
     return structuredClone(this.state);
@@ -147,6 +155,20 @@ export class MemoryStateStore implements StateStore {
     await tick();
     if (this.failSaveInstance) throw this.failSaveInstance;
     this.state.instances = [...this.state.instances.filter((r) => r.handle !== record.handle), record];
+  }
+  async stageInstance(record: InstanceRecord): Promise<StagedRecord> {
+    await tick();
+    if (this.failStageInstance) throw this.failStageInstance;
+    this.staged.add(record.handle);
+    return {
+      commit: async () => {
+        this.staged.delete(record.handle);
+        await this.saveInstance(record);
+      },
+      discard: async () => {
+        this.staged.delete(record.handle);
+      },
+    };
   }
   async releaseInstance(handle: IfName): Promise<void> {
     this.state.instances = this.state.instances.filter((r) => r.handle !== handle);

@@ -1,6 +1,6 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { InternalError, NodeNetwork, Subnet, type NodenetError } from '@nodenet/core';
-import { FakeDataplane, FakePacketFilter, MemoryStateStore } from './fakes.js';
+import { FakeDataplane, FakePacketFilter, MemoryStateStore, tick } from './fakes.js';
 
 async function code(p: Promise<unknown>): Promise<string> {
   try {
@@ -230,6 +230,71 @@ describe('NodeNetwork', () => {
       expect(dp.calls).toEqual(['ensureCni nodenet0', 'createInstance nni-00000001', 'deleteInstance nni-00000001']);
       expect(pf.instances.size).toBe(0);
       expect([...dp.links.keys()].filter((l) => /^nn[ih]-/.test(l))).toEqual([]);
+    });
+
+    it('writes the record while the interface is made and commits it only after both succeeded', async () => {
+      await cni();
+      const seen: string[] = [];
+      const create = dp.createInstance.bind(dp);
+      dp.createInstance = async (spec) => {
+        const placement = await create(spec);
+        await tick(); // the record's write has had its turn
+        seen.push(`staged during create: ${[...store.staged].join(',')}`);
+        return placement;
+      };
+      await net.createInterface({ ipAddress: '198.19.1.2' });
+      expect(seen).toEqual(['staged during create: nni-00000001']);
+      expect(store.staged.size).toBe(0);
+      expect(store.state.instances.map((i) => i.handle)).toEqual(['nni-00000001']);
+    });
+
+    it('discards the staged record when the interface cannot be made', async () => {
+      await cni();
+      dp.failCreateInstance = new Error('RTNETLINK answers: File exists');
+      expect(await code(net.createInterface({ ipAddress: '198.19.1.2', ports: [80] }))).toBe('INTERNAL');
+      expect(store.staged.size).toBe(0);
+      expect(store.state.instances).toEqual([]);
+    });
+
+    it('rolls back the interface and the rules when the record cannot be staged', async () => {
+      await cni();
+      store.failStageInstance = new Error('EIO');
+      const err = await errorOf(net.createInterface({ ipAddress: '198.19.1.2', ports: [80] }));
+      expect(err.code).toBe('INTERNAL');
+      expect(err.message).toMatch(/^record the interface: EIO/);
+      expect(dp.calls).toEqual(['ensureCni nodenet0', 'createInstance nni-00000001', 'deleteInstance nni-00000001']);
+      expect(pf.instances.size).toBe(0);
+      store.failStageInstance = null;
+      expect(await code(net.createInterface({ ipAddress: '198.19.1.2', ports: [80] }))).toBe('OK');
+    });
+
+    it('records the namespace identity read before the create, or the one the link went into when it changed', async () => {
+      await cni();
+      dp.namespaces.set('ns1', '4:100');
+      await net.createInterface({ ipAddress: '198.19.1.2', netns: 'ns1' });
+      expect(store.state.instances[0]?.netnsId).toBe('4:100');
+      // Replaced between the identity read and the move: the record names the namespace the link is in.
+      const create = dp.createInstance.bind(dp);
+      dp.createInstance = async (spec) => {
+        dp.namespaces.set('ns1', '4:200');
+        return create(spec);
+      };
+      await net.createInterface({ ipAddress: '198.19.1.3', netns: 'ns1' });
+      expect(store.state.instances.find((i) => i.address === '198.19.1.3')?.netnsId).toBe('4:200');
+      expect(store.staged.size).toBe(0);
+    });
+
+    it('touches nothing when the namespace does not exist', async () => {
+      await cni();
+      const { NotFoundError } = await import('@nodenet/core');
+      dp.identifyNamespace = async (netns) => {
+        throw new NotFoundError(`network namespace ${netns} does not exist`);
+      };
+      expect(await code(net.createInterface({ ipAddress: '198.19.1.2', netns: 'gone', ports: [80] }))).toBe('NOT_FOUND');
+      expect(dp.calls).toEqual(['ensureCni nodenet0']);
+      expect(pf.instances.size).toBe(0);
+      expect(store.staged.size).toBe(0);
+      expect(store.state.instances).toEqual([]);
     });
 
     it('passes a domain error from an adapter through unchanged', async () => {

@@ -11,6 +11,7 @@ import { EtcdMembership } from '@nodenet/membership-etcd';
 import { NftPacketFilter } from '@nodenet/nftables';
 import { FileStateStore } from '@nodenet/state';
 import type { DaemonConfig } from './config.js';
+import { InFlight } from './network-server.js';
 
 export interface BackendContext {
   readonly config: DaemonConfig;
@@ -63,6 +64,8 @@ export const TOKENS = {
   membership: Symbol('Membership') as InjectionToken<Membership>,
   packetFilter: Symbol('PacketFilter') as InjectionToken<PacketFilter>,
   stateStore: Symbol('StateStore') as InjectionToken<StateStore>,
+  /** The calls being served (the shutdown waits for them; the state store asks whether one is alone). */
+  inFlight: Symbol('InFlight') as InjectionToken<InFlight>,
 } as const;
 
 export interface Adapters {
@@ -92,8 +95,14 @@ export function createContainer(config: DaemonConfig, logger: Logger & { child(b
   c.register(TOKENS.packetFilter, {
     useFactory: instanceCachingFactory(() => new NftPacketFilter({ logger: logger.child({ component: 'nftables' }) })),
   });
+  c.register(TOKENS.inFlight, { useValue: new InFlight() });
   c.register(TOKENS.stateStore, {
-    useFactory: instanceCachingFactory((d) => new FileStateStore(d.resolve(TOKENS.config).stateDir)),
+    useFactory: instanceCachingFactory((d) => {
+      const inFlight = d.resolve(TOKENS.inFlight);
+      // Serving one call (or none: start-up, reconcile), nothing else needs the event loop while a record
+      // waits for the disk: wait inline and spare the thread pool's two wake-ups.
+      return new FileStateStore(d.resolve(TOKENS.config).stateDir, { waitInline: () => inFlight.size <= 1 });
+    }),
   });
   return c;
 }

@@ -18,9 +18,9 @@ import { NodeNetwork, PeerSync, isNodenetError, type Dataplane, type HostInfo, t
 import { createAdminServer } from './admin-server.js';
 import { ClusterLink, ReconcileLoop } from './cluster-link.js';
 import { ConfigError, configSummary, type DaemonConfig } from './config.js';
-import { createContainer, resolveAdapters, type Adapters } from './container.js';
+import { createContainer, resolveAdapters, TOKENS, type Adapters } from './container.js';
 import { createLogger, type DaemonLogger } from './logger.js';
-import { createNetworkServer, InFlight } from './network-server.js';
+import { createNetworkServer } from './network-server.js';
 
 /** A failure at start that is not a configuration problem: exit code 1. */
 export class StartError extends Error {
@@ -118,7 +118,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
     throw e;
   }
 
-  const inFlight = new InFlight();
+  const inFlight = container.resolve(TOKENS.inFlight);
   const health = new HealthImplementation(Object.fromEntries(HEALTH_SERVICES.map((s) => [s, 'NOT_SERVING' as const])));
   const server = new Server();
   server.addService(NetworkService, createNetworkServer(network, logger, inFlight));

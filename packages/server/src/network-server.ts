@@ -94,9 +94,10 @@ export function unaryHandlers(logger: DaemonLogger, inFlight: InFlight) {
     return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
       const started = process.hrtime.bigint();
       const reqId = requestIdOf(call.metadata);
+      // The request id goes back in the response headers, sent together with the response: headers sent
+      // at once would be a frame of their own and wake the client one more time per call.
       const echo = new Metadata();
       echo.set(REQUEST_ID_HEADER, reqId);
-      call.sendMetadata(echo);
       inFlight.enter();
       void requestContext.run({ reqId, method }, async () => {
         rpcLogger.debug({ method, peer: call.getPeer() }, 'request received');
@@ -104,11 +105,13 @@ export function unaryHandlers(logger: DaemonLogger, inFlight: InFlight) {
         try {
           const response = await handle(call.request);
           rpcLogger.info({ method, code: 'OK', durationMs: round(durationMs()) }, 'rpc');
+          call.sendMetadata(echo);
           callback(null, response);
         } catch (e) {
           const failure = toGrpcFailure(e, method);
           const level = failure.code === status.INTERNAL ? 'error' : 'info';
           rpcLogger[level]({ method, code: failure.errorCode, durationMs: round(durationMs()), err: failure.details }, 'rpc');
+          call.sendMetadata(echo);
           callback(toServiceError(failure));
         } finally {
           inFlight.leave();

@@ -7,12 +7,23 @@
  *
  * One file per instance keeps a create or delete to one small write, whatever the node holds. Every file
  * is written atomically and durably (write a temp file, fsync, rename over, fsync the directory), so after a
- * crash a record is either the old or the new one, never torn. The released log is append-only; a torn last
+ * crash a record is either the old or the new one, never torn. A staged instance record is that temp file,
+ * written while the kernel work runs; its commit is the rename and the directory's fsync.
+ *
+ * The small steps (open, write, rename, close, unlink) are synchronous: each takes microseconds, while a
+ * trip through libuv's thread pool costs a thread wake-up each way, which on an idle VM is the larger
+ * cost (measured here: a record took 1.0 ms hot and 3.3 ms after 300 ms idle with every step async). The
+ * fsyncs, which wait for the disk, go to the pool while other calls are served (the event loop stays free
+ * for them) and run on the calling thread when `waitInline()` says nothing else is waiting (write, fsync,
+ * rename, fsync dir after 300 ms idle: 1.6-1.7 ms inline vs 2.6-3.0 ms through the pool). A staged record
+ * always syncs through the pool: the kernel work it overlaps answers meanwhile. The released log is append-only; a torn last
  * line is what a crash during a delete leaves, and is ignored (that delete was not acknowledged). A record
  * that does not parse is never silently dropped: load() fails naming the file and what to do.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm, unlink } from 'node:fs/promises';
+import { closeSync, fdatasync, fdatasyncSync, fsync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { mkdir, readdir, readFile, unlink } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import {
   FailedPreconditionError,
@@ -22,6 +33,7 @@ import {
   type IfName,
   type InstanceRecord,
   type NodeState,
+  type StagedRecord,
   type StateStore,
 } from '@nodenet/core';
 import { parseCniRecord, parseInstanceRecord } from './records.js';
@@ -47,6 +59,8 @@ export class StateFileError extends FailedPreconditionError {
 export interface FileStateStoreOptions {
   /** How many released handles to remember (a repeated DeleteInterface of an older one gets NOT_FOUND). */
   readonly maxReleased?: number;
+  /** Whether to wait for the disk on the calling thread now (default: never; the daemon: when it serves one call). */
+  readonly waitInline?: () => boolean;
 }
 
 export class FileStateStore implements StateStore {
@@ -54,6 +68,7 @@ export class FileStateStore implements StateStore {
   private readonly cniFile: string;
   private readonly releasedFile: string;
   private readonly maxReleased: number;
+  private readonly waitInline: () => boolean;
   private released: IfName[] = [];
 
   constructor(
@@ -64,6 +79,7 @@ export class FileStateStore implements StateStore {
     this.cniFile = join(dir, 'cni.json');
     this.releasedFile = join(dir, 'released.log');
     this.maxReleased = options.maxReleased ?? 10_000;
+    this.waitInline = options.waitInline ?? (() => false);
   }
 
   async load(): Promise<NodeState> {
@@ -87,24 +103,43 @@ export class FileStateStore implements StateStore {
   }
 
   async saveCni(cni: CniRecord): Promise<void> {
-    await writeDurably(this.cniFile, envelope('cni', cni), this.dir);
+    await this.writeDurably(this.cniFile, envelope('cni', cni), this.dir);
   }
 
   async deleteCni(): Promise<void> {
-    await rm(this.cniFile, { force: true });
-    await fsyncDir(this.dir);
+    rmSync(this.cniFile, { force: true });
+    await this.syncDir(this.dir);
   }
 
   async saveInstance(record: InstanceRecord): Promise<void> {
-    await writeDurably(this.instanceFile(record.handle), envelope('instance', record), this.instancesDir);
+    await this.writeDurably(this.instanceFile(record.handle), envelope('instance', record), this.instancesDir);
+  }
+
+  async stageInstance(record: InstanceRecord): Promise<StagedRecord> {
+    const file = this.instanceFile(record.handle);
+    // Never inline: the kernel work runs meanwhile and its answers must not wait behind the disk.
+    const tmp = await this.writeTemp(file, envelope('instance', record), false);
+    let settled = false;
+    return {
+      commit: async () => {
+        if (settled) throw new Error(`the staged record of ${record.handle} was already committed or discarded`);
+        settled = true;
+        await this.publish(tmp, file, this.instancesDir);
+      },
+      discard: async () => {
+        if (settled) return;
+        settled = true;
+        rmSync(tmp, { force: true });
+      },
+    };
   }
 
   async releaseInstance(handle: IfName): Promise<void> {
     // Log the release first: a crash between the two steps leaves a record whose handle is also released,
     // which load() resolves in favour of the record (the delete was not acknowledged, a retry finishes it).
     await this.appendReleased(handle);
-    await rm(this.instanceFile(handle), { force: true });
-    await fsyncDir(this.instancesDir);
+    rmSync(this.instanceFile(handle), { force: true });
+    await this.syncDir(this.instancesDir);
   }
 
   private instanceFile(handle: IfName): string {
@@ -166,45 +201,72 @@ export class FileStateStore implements StateStore {
     if (this.released.length > 2 * this.maxReleased) {
       // Compact: keep the newest maxReleased, rewritten atomically.
       this.released = this.released.slice(-this.maxReleased);
-      await writeDurably(this.releasedFile, this.released.map((h) => `${h}\n`).join(''), this.dir);
+      await this.writeDurably(this.releasedFile, this.released.map((h) => `${h}\n`).join(''), this.dir);
       return;
     }
-    const fh = await open(this.releasedFile, 'a', 0o600);
+    const fd = openSync(this.releasedFile, 'a', 0o600);
     try {
-      await fh.write(`${handle}\n`);
-      await fh.datasync();
+      writeSync(fd, `${handle}\n`);
+      await this.syncFd(fd, 'data', this.waitInline());
     } finally {
-      await fh.close();
+      closeSync(fd);
     }
   }
+
+  /** write temp -> fsync -> rename -> fsync dir: the file is the old or the new content, never a mix. */
+  private async writeDurably(file: string, content: string, dir: string): Promise<void> {
+    await this.publish(await this.writeTemp(file, content), file, dir);
+  }
+
+  /** Writes `content` to a new temp file beside `file` and waits until it is on disk; returns its path. */
+  private async writeTemp(file: string, content: string, inline = this.waitInline()): Promise<string> {
+    const tmp = `${file}.tmp-${randomBytes(4).toString('hex')}`;
+    const fd = openSync(tmp, 'wx', 0o600);
+    try {
+      writeSync(fd, content);
+      await this.syncFd(fd, 'data', inline);
+    } catch (e) {
+      closeSync(fd);
+      rmSync(tmp, { force: true });
+      throw e;
+    }
+    closeSync(fd);
+    return tmp;
+  }
+
+  /** Renames the temp file over `file` and makes the rename durable. */
+  private async publish(tmp: string, file: string, dir: string): Promise<void> {
+    try {
+      renameSync(tmp, file);
+    } catch (e) {
+      rmSync(tmp, { force: true });
+      throw e;
+    }
+    await this.syncDir(dir);
+  }
+
+  private async syncDir(dir: string): Promise<void> {
+    const fd = openSync(dir, 'r');
+    try {
+      await this.syncFd(fd, 'all', this.waitInline());
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  private async syncFd(fd: number, what: 'data' | 'all', inline: boolean): Promise<void> {
+    if (inline) {
+      if (what === 'data') fdatasyncSync(fd);
+      else fsyncSync(fd);
+      return;
+    }
+    await (what === 'data' ? fdatasyncAsync(fd) : fsyncAsync(fd));
+  }
 }
+
+const fdatasyncAsync = promisify(fdatasync);
+const fsyncAsync = promisify(fsync);
 
 function envelope(kind: string, record: unknown): string {
   return `${JSON.stringify({ version: FORMAT_VERSION, kind, record }, null, 1)}\n`;
-}
-
-/** write temp -> fsync -> rename -> fsync dir: the file is the old or the new content, never a mix. */
-async function writeDurably(file: string, content: string, dir: string): Promise<void> {
-  const tmp = `${file}.tmp-${randomBytes(4).toString('hex')}`;
-  const fh = await open(tmp, 'w', 0o600);
-  try {
-    await fh.writeFile(content);
-    await fh.datasync();
-  } catch (e) {
-    await fh.close();
-    await rm(tmp, { force: true });
-    throw e;
-  }
-  await fh.close();
-  await rename(tmp, file);
-  await fsyncDir(dir);
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }

@@ -121,4 +121,56 @@ describe('FileStateStore', () => {
     const lines = (await readFile(join(dir, 'released.log'), 'utf8')).trim().split('\n');
     expect(lines.length).toBeLessThanOrEqual(6);
   });
+
+  it('stages a record: written beside its place, in effect only once committed', async () => {
+    const store = new FileStateStore(dir);
+    await store.load();
+    const staged = await store.stageInstance(instance(1));
+    // On disk (a crash now leaves a temp file), not a record: load() removes it and returns nothing.
+    const files = await readdir(join(dir, 'instances'));
+    expect(files).toHaveLength(1);
+    expect(files[0]).toMatch(/^nni-00000001\.json\.tmp-[0-9a-f]{8}$/);
+    expect(JSON.parse(await readFile(join(dir, 'instances', files[0]!), 'utf8')).record).toEqual(instance(1));
+    await staged.commit();
+    expect(await readdir(join(dir, 'instances'))).toEqual(['nni-00000001.json']);
+    expect((await new FileStateStore(dir).load()).instances).toEqual([instance(1)]);
+    await expect(staged.commit()).rejects.toThrow(/already committed or discarded/);
+  });
+
+  it('discards a staged record without a trace, and a crash before the commit loses it', async () => {
+    const store = new FileStateStore(dir);
+    await store.load();
+    const discarded = await store.stageInstance(instance(1));
+    await discarded.discard();
+    await discarded.discard(); // tolerant
+    expect(await readdir(join(dir, 'instances'))).toEqual([]);
+    await store.stageInstance(instance(2)); // never committed: the daemon "crashed"
+    const state = await new FileStateStore(dir).load();
+    expect(state.instances).toEqual([]);
+    expect(await readdir(join(dir, 'instances'))).toEqual([]);
+  });
+
+  it('waits for the disk inline or through the thread pool as waitInline says, with the same result', async () => {
+    let inline = true;
+    let asked = 0;
+    const store = new FileStateStore(dir, {
+      waitInline: () => {
+        asked++;
+        return inline;
+      },
+    });
+    await store.load();
+    await store.saveCni(cni);
+    await store.saveInstance(instance(1));
+    inline = false;
+    await store.saveInstance(instance(2));
+    await (await store.stageInstance(instance(3))).commit();
+    inline = true;
+    await store.releaseInstance(instance(2).handle);
+    expect(asked).toBeGreaterThanOrEqual(6);
+    const state = await new FileStateStore(dir).load();
+    expect(state.cni).toEqual(cni);
+    expect(state.instances.map((r) => r.handle)).toEqual([instance(1).handle, instance(3).handle]);
+    expect(state.released).toEqual([instance(2).handle]);
+  });
 });

@@ -104,7 +104,7 @@ export function renderMarkdown(r: BenchResults): string {
   }
 
   if (r.datapath) {
-    out.push('', `**Datapath** (iperf3, one TCP stream, ${r.datapath.seconds} s${r.datapath.omitSeconds ? ` after ${r.datapath.omitSeconds} s omitted` : ''}, median of ${r.datapath.rounds}, Gbit/s).`, '');
+    out.push('', `**Datapath** (iperf3, one TCP stream, ${r.datapath.seconds} s${r.datapath.omitSeconds ? ` after ${r.datapath.omitSeconds} s omitted` : ''}, median of ${r.datapath.rounds} rounds, Gbit/s; ratio: the median of the per-round ratios, each round running both sides back to back).`, '');
     out.push(
       ...table(
         ['path', 'nodenet', 'Gbit/s', 'baseline', 'Gbit/s', 'ratio'],
