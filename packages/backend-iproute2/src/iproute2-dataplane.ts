@@ -250,26 +250,36 @@ export class Iproute2Dataplane implements Dataplane {
   }
 
   /**
-   * Two processes: the node-side batch creates the pair with the instance end already in the target
-   * namespace, then one batch inside that namespace names, addresses and routes it. The namespace's
-   * identity is read (a stat, no process) before the move, so it names the namespace the link went into.
+   * One request to the namespace configurator makes the pair (the instance end created in the target
+   * namespace), tags and attaches the node end, and names, addresses and routes the instance end. Where
+   * the helper cannot run, two processes do it: the node-side `ip` batch, then `nsenter --net ... ip -batch`
+   * in the namespace. The namespace's identity is read (a stat, no process) before the move, so it names the
+   * namespace the link went into.
    */
   private async createVethInNamespace(spec: InstanceSpec, netns: NetnsRef): Promise<InstancePlacement> {
     const target = netnsPath(netns);
     const netnsId = await readNetnsId(target);
     // Also keeps a numeric name from being read as a PID by iproute2 (it is passed as a path anyway).
     if (netnsId === null) throw namespaceMissing(netns, target);
+    if (this.configurator.usable) {
+      try {
+        await this.configurator.createVeth(spec, target);
+        return { netnsId };
+      } catch (e) {
+        if (!(e instanceof HelperUnusableError)) {
+          const nodeSide = failedAt(e, LINE.createLink) || failedAt(e, LINE.attachLink);
+          // Nothing was made when the pair itself was refused (a name taken must not lose its owner's link).
+          if (!failedAt(e, LINE.createLink)) await this.deleteQuietly(spec.hostIfname, `roll back ${spec.hostIfname}`);
+          throw nodeSide ? await this.explainNodeFailure(spec, e) : await this.explainNamespaceFailure(spec, netns, e);
+        }
+        // The helper cannot run here (it changed nothing): the two-process way below.
+      }
+    }
     await this.createOnNode(spec, vethScript(spec, target));
     try {
-      try {
-        await this.configurator.configure(spec, target);
-      } catch (e) {
-        if (!(e instanceof HelperUnusableError)) throw e;
-        // The helper cannot run here (it changed nothing): `ip` in the namespace, by path, i.e. through
-        // `nsenter --net` even for a name (`ip -n NAME` copies the mount table, which holds one mount per
-        // named namespace: measured 2 -> 13 ms per call at 2,100 mounts).
-        await new IpRunner(target).batch(instanceNamespaceScript(spec), { step: `configure ${spec.handle} in namespace ${netns}` });
-      }
+      // `ip` in the namespace, by path, i.e. through `nsenter --net` even for a name (`ip -n NAME` copies the
+      // mount table, which holds one mount per named namespace: measured 2 -> 13 ms per call at 2,100 mounts).
+      await new IpRunner(target).batch(instanceNamespaceScript(spec), { step: `configure ${spec.handle} in namespace ${netns}` });
     } catch (e) {
       await this.deleteQuietly(spec.hostIfname, `roll back ${spec.hostIfname}`);
       throw await this.explainNamespaceFailure(spec, netns, e);

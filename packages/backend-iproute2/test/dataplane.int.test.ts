@@ -355,6 +355,21 @@ describe('instances', () => {
     expect(await nodeLinkNames()).toEqual(nodeBefore);
   });
 
+  it('a node-side name already taken is ALREADY_EXISTS, and the link holding it is left alone', async () => {
+    const pod = await namespaces.add('dup');
+    const first = instanceSpec(40, { netns: pod });
+    await dp.createInstance(first);
+    const other = await namespaces.add('dup2');
+    const again = { ...instanceSpec(41, { netns: other }), hostIfname: first.hostIfname };
+    const err = await dp.createInstance(again).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AlreadyExistsError);
+    expect((err as Error).message).toMatch(new RegExp(`a link named ${first.hostIfname} or ${again.handle} already exists`));
+    expect(await nodeLinkNames()).toContain(first.hostIfname);
+    expect((await ipJson<Json[]>(pod, ['link', 'show'])).map((l) => l.ifname)).toEqual(['lo', 'eth0']);
+    expect((await ipJson<Json[]>(other, ['link', 'show'])).map((l) => l.ifname)).toEqual(['lo']);
+    await dp.deleteInstance(recordOf(first), cniRecord);
+  });
+
   it('without the CNI a create is FAILED_PRECONDITION and leaves nothing', async () => {
     const other = await namespaces.add('nocni');
     const dp2 = new Iproute2Dataplane({ netns: other });
@@ -362,8 +377,15 @@ describe('instances', () => {
     expect(err).toBeInstanceOf(FailedPreconditionError);
     expect((err as Error).message).toMatch(/CNI bridge nodenet0 does not exist/);
     expect((await ipJson<Json[]>(other, ['link', 'show'])).map((l) => l.ifname)).toEqual(['lo']);
+    // The same into a namespace (the namespace configurator makes the pair): nothing there either.
+    const pod = await namespaces.add('nocni-pod');
+    const inPod = await dp2.createInstance(instanceSpec(33, { netns: pod })).catch((e: unknown) => e);
+    expect(inPod).toBeInstanceOf(FailedPreconditionError);
+    expect((inPod as Error).message).toMatch(/CNI bridge nodenet0 does not exist/);
+    expect((await ipJson<Json[]>(pod, ['link', 'show'])).map((l) => l.ifname)).toEqual(['lo']);
     // Deleting is tolerant of a missing link and a missing CNI alike.
     await dp2.deleteInstance(recordOf(instanceSpec(32)), cniRecord);
+    await dp2.close();
   });
 
   it('a CNI bridge recreated behind its back (not through ensureCni) does not fail the next create', async () => {
@@ -380,8 +402,14 @@ describe('instances', () => {
       await sh('ip', ['-n', other, 'link', 'add', CNI_NAME, 'type', 'bridge']);
       const last = instanceSpec(36);
       await dp2.createInstance(last);
+      // And into a namespace (the configurator names the bridge by name on every request).
+      await sh('ip', ['-n', other, '-batch', '-'], `link del ${CNI_NAME}\nlink add nnt-filler3 type bridge\nlink add ${CNI_NAME} type bridge\n`);
+      const pod = await namespaces.add('recni-pod');
+      const inPod = instanceSpec(38, { netns: pod });
+      await dp2.createInstance(inPod);
       const ports = (await ipJson<Json[]>(other, ['link', 'show', 'master', CNI_NAME])).map((l) => l.ifname);
-      expect(ports).toEqual([last.hostIfname]);
+      expect(ports).toEqual([inPod.hostIfname]);
+      expect((await ipJson<Json[]>(pod, ['link', 'show'])).map((l) => l.ifname)).toEqual(['lo', 'eth0']);
     } finally {
       await dp2.close();
     }
@@ -422,6 +450,13 @@ describe('instances', () => {
       expect(err).toBeInstanceOf(FailedPreconditionError);
       expect((err as Error).message).toMatch(/most ports a Linux bridge can hold \(1,023\): delete an interface first/);
       expect((await ipJson<Json[]>(other, ['link', 'show'])).length).toBe(before);
+      // The same into a namespace (the namespace configurator makes the pair).
+      const pod = await namespaces.add('full-pod');
+      const inPod = await dp2.createInstance(instanceSpec(39, { netns: pod })).catch((e: unknown) => e);
+      expect(inPod).toBeInstanceOf(FailedPreconditionError);
+      expect((inPod as Error).message).toMatch(/most ports a Linux bridge can hold \(1,023\)/);
+      expect((await ipJson<Json[]>(other, ['link', 'show'])).length).toBe(before);
+      expect((await ipJson<Json[]>(pod, ['link', 'show'])).map((l) => l.ifname)).toEqual(['lo']);
     } finally {
       await dp2.close();
     }
