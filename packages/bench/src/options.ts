@@ -57,7 +57,7 @@ export function fullOptions(overrides: Partial<BenchOptions> = {}): BenchOptions
     outDir: DEFAULT_OUT_DIR,
     latency: { instances: 200, warmup: 5 },
     burst: { nodenetInstances: 1000, peerInstances: 50, concurrency: 32 },
-    scale: { steps: [100, 500, 1000, 2000], samples: 30, fillConcurrency: 32 },
+    scale: { steps: [100, 500, 1000, 2000], samples: 100, fillConcurrency: 32 },
     restart: { runs: 3 },
     datapath: { seconds: 4, omitSeconds: 1, rounds: 11 },
     allowMissingPeers: false,
