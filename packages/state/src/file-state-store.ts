@@ -124,7 +124,14 @@ export class FileStateStore implements StateStore {
       commit: async () => {
         if (settled) throw new Error(`the staged record of ${record.handle} was already committed or discarded`);
         settled = true;
-        await this.publish(tmp, file, this.instancesDir);
+        try {
+          await this.publish(tmp, file, this.instancesDir);
+        } catch (e) {
+          // Renamed but not known durable: the create is rolled back, so its record must not stay in effect
+          // either (a handle is never reused: there was no older record at this name to keep).
+          rmSync(file, { force: true });
+          throw e;
+        }
       },
       discard: async () => {
         if (settled) return;

@@ -150,6 +150,22 @@ describe('FileStateStore', () => {
     expect(await readdir(join(dir, 'instances'))).toEqual([]);
   });
 
+  it('a commit whose directory sync fails leaves no record in effect', async () => {
+    let failSync = false;
+    const store = new FileStateStore(dir, {
+      waitInline: () => {
+        if (failSync) throw new Error('EIO: the directory could not be synced');
+        return false;
+      },
+    });
+    await store.load();
+    const staged = await store.stageInstance(instance(1));
+    failSync = true; // the commit renames, then syncs the directory: that step fails
+    await expect(staged.commit()).rejects.toThrow(/EIO/);
+    expect(await readdir(join(dir, 'instances'))).toEqual([]);
+    expect((await new FileStateStore(dir).load()).instances).toEqual([]);
+  });
+
   it('waits for the disk inline or through the thread pool as waitInline says, with the same result', async () => {
     let inline = true;
     let asked = 0;
