@@ -258,9 +258,8 @@ export class Iproute2Dataplane implements Dataplane {
    */
   private async createVethInNamespace(spec: InstanceSpec, netns: NetnsRef): Promise<InstancePlacement> {
     const target = netnsPath(netns);
-    const netnsId = await readNetnsId(target);
-    // Also keeps a numeric name from being read as a PID by iproute2 (it is passed as a path anyway).
-    if (netnsId === null) throw namespaceMissing(netns, target);
+    // Read again here (core read it before the create): a namespace replaced since then shows another id.
+    const netnsId = await this.identifyNamespace(netns);
     if (this.configurator.usable) {
       try {
         await this.configurator.createVeth(spec, target);
