@@ -81,3 +81,18 @@ export {
   type VxlanDeviceState,
   type VxlanEndpointSpec,
 } from './overlay-scripts.js';
+export {
+  BRIDGE_MAX_PORTS,
+  BridgePlacement,
+  DEFAULT_PORTS_PER_BRIDGE,
+  OVERFLOW_BRIDGE_ALIAS,
+  OVERFLOW_LINK_ALIAS,
+  createOverflowScript,
+  deleteOverflowScript,
+  isCniBridge,
+  isOverflowInfrastructure,
+  overflowBridgeName,
+  overflowBridgesIn,
+  overflowLinkNames,
+  repairOverflowScript,
+} from './cni-bridges.js';

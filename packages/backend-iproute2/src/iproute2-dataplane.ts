@@ -54,6 +54,17 @@ import {
   type OwnedLink,
 } from './scripts.js';
 import { cniSysctls, describeSysctlRepair, readSysctls, sysctlDrift, writeSysctls } from './sysctl.js';
+import {
+  BridgePlacement,
+  OVERFLOW_LINE,
+  bridgeNameOf,
+  createOverflowScript,
+  deleteOverflowScript,
+  overflowBridgeName,
+  overflowBridgesIn,
+  overflowLinkNames,
+  repairOverflowScript,
+} from './cni-bridges.js';
 
 export interface Iproute2DataplaneOptions {
   /** The node namespace to manage: a name under /run/netns or a path. Default: the process's own. */
@@ -61,6 +72,8 @@ export interface Iproute2DataplaneOptions {
   readonly logger?: Logger;
   /** The namespace configurator's command line (default: perl and helpers/netns-netlink.pl); for tests. */
   readonly netnsHelper?: readonly [string, ...string[]];
+  /** Instance ports per bridge before the next overflow bridge is used (default 1,000; see cni-bridges.ts); small in tests. */
+  readonly portsPerBridge?: number;
 }
 
 /** What iproute2 says when the device a delete names is not there (ENODEV: `link del group` found none in the group). */
@@ -82,6 +95,11 @@ export class Iproute2Dataplane implements Dataplane {
   /** Concurrent deletes share one link-group deletion, i.e. one grace period (see deleteLinksScript). */
   private readonly deletes = new GroupCommitter<DeletedInstance>((items) => this.deleteInstancesNow(items));
   private readonly logger: Logger;
+  /** Which of the CNI's bridges each instance port is on (see cni-bridges.ts). */
+  private readonly placement: BridgePlacement;
+  private placementLoad: Promise<void> | undefined;
+  /** Overflow bridges checked (made or repaired) since they were last found missing, by number. */
+  private readonly overflowReady = new Map<number, Promise<void>>();
 
   constructor(options: Iproute2DataplaneOptions = {}) {
     this.nodeNetns = options.netns === undefined ? undefined : parseNetnsRef(options.netns, 'netns');
@@ -90,6 +108,7 @@ export class Iproute2Dataplane implements Dataplane {
     this.deleteSession = new IpSession(this.nodeNetns);
     this.logger = options.logger ?? silentLogger;
     this.configurator = new NetnsConfigurator(this.nodeNetns, this.logger, options.netnsHelper);
+    this.placement = new BridgePlacement(CNI_NAME, options.portsPerBridge);
   }
 
   /** Ends the long-lived `ip` processes (they also end with the daemon). */
@@ -190,20 +209,124 @@ export class Iproute2Dataplane implements Dataplane {
       drift.map((d) => d.setting),
       `set forwarding and ${spec.name} settings`,
     );
+    // Overflow bridges exist only past 1,000 instances; they are checked once any is known (or the CNI bridge
+    // was just made again, which took the pairs' ends off it).
+    if (current === null || this.overflowReady.size > 0 || this.placement.occupancy().length > 1) repairs.push(...(await this.repairOverflow(spec)));
     if (current === null) this.logger.info({ cni: spec.name, gateway: spec.gateway, mtu: spec.mtu, repairs }, 'CNI bridge created');
     else if (repairs.length > 0) this.logger.warn({ cni: spec.name, repairs }, 'CNI bridge or its settings had drifted and were repaired');
     return repairs;
   }
 
   async deleteCni(name: IfName): Promise<void> {
-    const link = await this.readLink(name, `read ${name}`, true);
-    if (link === null) return;
+    const links = parseIpLinks((await this.node.json(['link', 'show'], `list the links of ${name}`)) ?? []);
+    const link = links.find((l) => l.ifname === name);
+    if (link === undefined) return;
     if (link.alias !== CNI_OWNER_ALIAS) {
       this.logger.warn({ cni: name, alias: link.alias ?? null }, 'not deleting a link that is not nodenet\'s CNI');
       return;
     }
-    await this.deleteTolerant(deleteLinkScript(name), `delete the CNI bridge ${name}`);
+    await this.deleteTolerant([...deleteOverflowScript(name, links), ...deleteLinkScript(name)], `delete the CNI bridge ${name}`);
+    this.placement.reset();
+    this.overflowReady.clear();
     this.resetSessions();
+  }
+
+  /**
+   * Brings every overflow bridge found and its pair to the spec (one listing of the links; one batch when
+   * something is wrong). A bridge no longer there is made again by the next port placed on it.
+   */
+  private async repairOverflow(spec: CniSpec): Promise<string[]> {
+    const links = parseIpLinks((await this.node.json(['link', 'show'], `list the overflow bridges of ${spec.name}`)) ?? []);
+    const byName = new Map(links.map((l) => [l.ifname, l]));
+    const found = overflowBridgesIn(spec.name, links);
+    this.forgetMissingOverflow(found);
+    const repairs = found.flatMap((index) => repairOverflowScript(spec, index, byName));
+    if (repairs.length > 0) {
+      await this.node.batch(
+        repairs.flatMap((r) => r.lines),
+        { step: `repair the overflow bridges of ${spec.name}` },
+      );
+      this.resetSessions();
+    }
+    return repairs.map((r) => r.found);
+  }
+
+  /** Overflow bridges not among `found` are made again by the next port placed on them. */
+  private forgetMissingOverflow(found: readonly number[]): void {
+    for (const index of [...this.overflowReady.keys()]) if (!found.includes(index)) this.overflowReady.delete(index);
+  }
+
+  /** Where the next port goes: a bridge of the CNI with room (made first if it is an overflow bridge not there yet). */
+  private async placePort(port: IfName, cni: CniSpec): Promise<PlacedPort> {
+    if (!this.placement.loaded) await this.loadPlacement();
+    const index = this.placement.place(port);
+    if (index > 0) {
+      try {
+        await this.ensureOverflow(cni, index);
+      } catch (e) {
+        this.placement.release(port);
+        throw e;
+      }
+    }
+    return { index, bridge: bridgeNameOf(cni.name, index) };
+  }
+
+  private loadPlacement(): Promise<void> {
+    this.placementLoad ??= this.node
+      .json(['link', 'show'], 'list the ports of the CNI bridges')
+      .then((json) => {
+        if (!this.placement.loaded) this.placement.load(parseIpLinks(json ?? []));
+      })
+      .finally(() => {
+        this.placementLoad = undefined;
+      });
+    return this.placementLoad;
+  }
+
+  /** Makes overflow bridge `index` and its pair, or repairs them; once per bridge until it is found missing. */
+  private ensureOverflow(cni: CniSpec, index: number): Promise<void> {
+    let ready = this.overflowReady.get(index);
+    if (ready === undefined) {
+      ready = this.makeOverflow(cni, index);
+      this.overflowReady.set(index, ready);
+      ready.catch(() => this.overflowReady.delete(index));
+    }
+    return ready;
+  }
+
+  private async makeOverflow(cni: CniSpec, index: number): Promise<void> {
+    const bridge = overflowBridgeName(cni.name, index);
+    const links = parseIpLinks((await this.node.json(['link', 'show'], `read overflow bridge ${bridge}`)) ?? []);
+    const byName = new Map(links.map((l) => [l.ifname, l]));
+    const existing = byName.get(bridge);
+    let lines: IpLine[];
+    if (existing === undefined) {
+      const { up, down } = overflowLinkNames(cni.name, index);
+      // A pair left from a bridge deleted behind the daemon's back is made again with the bridge.
+      const leftover = [up, down].filter((n) => byName.has(n)).slice(0, 1);
+      lines = [...leftover.flatMap((n) => deleteLinkScript(n)), ...createOverflowScript(cni, index)];
+    } else {
+      if (overflowBridgesIn(cni.name, [existing]).length === 0) {
+        throw new FailedPreconditionError(
+          `a link named ${bridge} already exists on this node and is not nodenet's (its alias is ${existing.alias ? `'${existing.alias}'` : 'unset'}): nodenet needs that name for an overflow bridge of ${cni.name} (it has ${this.placement.portsPerBridge} instance ports); remove or rename that link`,
+        );
+      }
+      lines = repairOverflowScript(cni, index, byName).flatMap((r) => r.lines);
+    }
+    if (lines.length === 0) return;
+    try {
+      await this.node.batch(lines, { step: `make overflow bridge ${bridge} of ${cni.name}` });
+    } catch (e) {
+      if (existing === undefined && !failedAt(e, OVERFLOW_LINE.createBridge)) await this.deleteQuietly(bridge, `roll back ${bridge}`);
+      if (failedAt(e, OVERFLOW_LINE.createPair) && causedBy(e, /Exchange full/)) {
+        throw new FailedPreconditionError(
+          `the CNI bridge ${cni.name} already has the most ports a Linux bridge can hold (1,023): delete an interface first, or run more instances on other nodes (ports nodenet did not make fill it, so no overflow bridge can be joined to it)`,
+          { cause: e },
+        );
+      }
+      throw e;
+    }
+    this.logger.info({ cni: cni.name, bridge, occupancy: this.placement.occupancy() }, existing === undefined ? 'overflow bridge created' : 'overflow bridge repaired');
   }
 
   // ---------------------------------------------------------------------------------------------------
@@ -211,27 +334,43 @@ export class Iproute2Dataplane implements Dataplane {
 
   async createInstance(spec: InstanceSpec): Promise<InstancePlacement> {
     const started = performance.now();
-    let placement: InstancePlacement = {};
     if (spec.kind === 'tap') {
       if (spec.netns !== undefined) {
         throw new InvalidArgumentError('netns', 'a TAP stays on the node as the bridge port of its VM: leave netns out for kind TAP');
       }
-      await this.createOnNode(spec, tapScript(spec));
-    } else if (spec.kind === 'veth') {
-      if (spec.netns !== undefined) placement = await this.createVethInNamespace(spec, spec.netns);
-      else await this.createOnNode(spec, vethScript(spec));
-    } else {
+    } else if (spec.kind !== 'veth') {
       throw new InvalidArgumentError('kind', `'${String(spec.kind)}' is not an interface kind this backend makes: use veth or tap`);
     }
+    let placement: InstancePlacement = {};
+    let port = await this.placePort(spec.hostIfname, spec.cni);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        if (spec.kind === 'tap') await this.createOnNode(spec, tapScript(spec, port.bridge), port.bridge);
+        else if (spec.netns !== undefined) placement = await this.createVethInNamespace(spec, spec.netns, port.bridge);
+        else await this.createOnNode(spec, vethScript(spec, undefined, port.bridge), port.bridge);
+        break;
+      } catch (e) {
+        this.placement.release(spec.hostIfname);
+        // Placed once more when the kernel refused the bridge for being full (something else holds ports on
+        // it) or an overflow bridge was deleted behind the daemon's back since it was made.
+        const full = causedBy(e, /Exchange full/);
+        const gone = port.index > 0 && causedBy(e, deviceMissingRe(port.bridge));
+        if (attempt > 1 || !(full || gone)) throw e;
+        if (full) this.placement.markFull(port.index);
+        else this.overflowReady.delete(port.index);
+        this.resetSessions();
+        port = await this.placePort(spec.hostIfname, spec.cni);
+      }
+    }
     this.logger.debug(
-      { handle: spec.handle, kind: spec.kind, netns: spec.netns ?? null, ms: Math.round((performance.now() - started) * 10) / 10 },
+      { handle: spec.handle, kind: spec.kind, netns: spec.netns ?? null, bridge: port.bridge, ms: Math.round((performance.now() - started) * 10) / 10 },
       'instance interface created',
     );
     return placement;
   }
 
   /** Runs the node-side script; on failure removes what it made (unless nothing was made) and throws a precise error. */
-  private async createOnNode(spec: InstanceSpec, lines: IpLine[]): Promise<void> {
+  private async createOnNode(spec: InstanceSpec, lines: IpLine[], bridge: string): Promise<void> {
     const step = `create ${spec.kind} ${spec.handle}`;
     try {
       try {
@@ -245,7 +384,7 @@ export class Iproute2Dataplane implements Dataplane {
       }
     } catch (e) {
       if (!failedAt(e, LINE.createLink)) await this.deleteQuietly(spec.hostIfname, `roll back ${spec.hostIfname}`);
-      throw await this.explainNodeFailure(spec, e);
+      throw await this.explainNodeFailure(spec, e, bridge);
     }
   }
 
@@ -256,25 +395,25 @@ export class Iproute2Dataplane implements Dataplane {
    * in the namespace. The namespace's identity is read (a stat, no process) before the move, so it names the
    * namespace the link went into.
    */
-  private async createVethInNamespace(spec: InstanceSpec, netns: NetnsRef): Promise<InstancePlacement> {
+  private async createVethInNamespace(spec: InstanceSpec, netns: NetnsRef, bridge: string): Promise<InstancePlacement> {
     const target = netnsPath(netns);
     // Read again here (core read it before the create): a namespace replaced since then shows another id.
     const netnsId = await this.identifyNamespace(netns);
     if (this.configurator.usable) {
       try {
-        await this.configurator.createVeth(spec, target);
+        await this.configurator.createVeth(spec, target, bridge);
         return { netnsId };
       } catch (e) {
         if (!(e instanceof HelperUnusableError)) {
           const nodeSide = failedAt(e, LINE.createLink) || failedAt(e, LINE.attachLink);
           // Nothing was made when the pair itself was refused (a name taken must not lose its owner's link).
           if (!failedAt(e, LINE.createLink)) await this.deleteQuietly(spec.hostIfname, `roll back ${spec.hostIfname}`);
-          throw nodeSide ? await this.explainNodeFailure(spec, e) : await this.explainNamespaceFailure(spec, netns, e);
+          throw nodeSide ? await this.explainNodeFailure(spec, e, bridge) : await this.explainNamespaceFailure(spec, netns, e);
         }
         // The helper cannot run here (it changed nothing): the two-process way below.
       }
     }
-    await this.createOnNode(spec, vethScript(spec, target));
+    await this.createOnNode(spec, vethScript(spec, target, bridge), bridge);
     try {
       // `ip` in the namespace, by path, i.e. through `nsenter --net` even for a name (`ip -n NAME` copies the
       // mount table, which holds one mount per named namespace: measured 2 -> 13 ms per call at 2,100 mounts).
@@ -286,10 +425,10 @@ export class Iproute2Dataplane implements Dataplane {
     return { netnsId };
   }
 
-  private async explainNodeFailure(spec: InstanceSpec, e: unknown): Promise<unknown> {
+  private async explainNodeFailure(spec: InstanceSpec, e: unknown, bridge: string): Promise<unknown> {
     if (!(e instanceof IpBatchError)) return e;
     const cni = spec.cni.name;
-    if (e.detail.includes(`"${cni}" is wrong: Device does not exist`) || e.detail.includes(`Cannot find device "${cni}"`)) {
+    if (deviceMissingRe(cni).test(e.detail)) {
       return new FailedPreconditionError(
         `the CNI bridge ${cni} does not exist in the node namespace: call CreateContainerNetworkInterface (a restarted daemon restores it)`,
         { cause: e },
@@ -309,8 +448,9 @@ export class Iproute2Dataplane implements Dataplane {
     }
     // The kernel caps a bridge at 1,023 ports (BR_MAX_PORTS); the next port is refused with EXFULL.
     if (/Exchange full/.test(e.detail)) {
+      const which = bridge === cni ? `the CNI bridge ${cni}` : `${bridge}, an overflow bridge of ${cni},`;
       return new FailedPreconditionError(
-        `the CNI bridge ${cni} already has the most ports a Linux bridge can hold (1,023): delete an interface first, or run more instances on other nodes`,
+        `${which} already has the most ports a Linux bridge can hold (1,023): delete an interface first, or run more instances on other nodes`,
         { cause: e },
       );
     }
@@ -342,6 +482,7 @@ export class Iproute2Dataplane implements Dataplane {
 
   async deleteInstance(record: InstanceRecord, cni: CniRecord): Promise<void> {
     await this.deletes.submit({ handle: record.handle, hostIfname: record.hostIfname, address: record.address, cniName: cni.name });
+    this.placement.release(record.hostIfname);
   }
 
   /**
@@ -368,10 +509,17 @@ export class Iproute2Dataplane implements Dataplane {
     return { name: link.ifname, ...(link.alias?.startsWith(OWNER_ALIAS_PREFIX) ? { ownerTag: link.alias } : {}) };
   }
 
-  /** One `ip -j -d link show` (-d for the kind); each link also says its kind, master and operstate. */
+  /**
+   * One `ip -j -d link show` (-d for the kind); each link also says its kind, master and operstate. The
+   * overflow bridges stay out of it and their ports show the CNI as master (see ownedLinksOf). The first
+   * listing also tells where the instance ports are (see BridgePlacement), sparing the first create a read.
+   */
   async listOwnedLinks(): Promise<OwnedLink[]> {
     const json = await this.node.json(['-d', 'link', 'show'], "list nodenet's links");
-    return ownedLinksOf(parseIpLinks(json ?? []));
+    const links = parseIpLinks(json ?? []);
+    if (!this.placement.loaded && this.placementLoad === undefined) this.placement.load(links);
+    this.forgetMissingOverflow(overflowBridgesIn(CNI_NAME, links));
+    return ownedLinksOf(links, CNI_NAME);
   }
 
   /**
@@ -391,11 +539,18 @@ export class Iproute2Dataplane implements Dataplane {
     if (absent.length > 0) this.logger.debug({ links: absent }, 'links to delete were already gone');
     if (owned.length === 0) return;
     await this.deleteTolerant(deleteLinksScript(owned, pickUnusedGroup(links)), `delete ${owned.length} orphaned link(s)`);
+    for (const name of owned) this.placement.release(name);
     this.logger.info({ links: owned }, 'orphaned links deleted');
   }
 
   async attachToCni(hostIfname: IfName, cni: CniSpec): Promise<void> {
-    await this.node.batch(attachPortScript(hostIfname, cni), { step: `attach ${hostIfname} to ${cni.name}` });
+    const { bridge } = await this.placePort(hostIfname, cni);
+    try {
+      await this.node.batch(attachPortScript(hostIfname, cni, bridge), { step: `attach ${hostIfname} to ${bridge}` });
+    } catch (e) {
+      this.placement.release(hostIfname);
+      throw e;
+    }
   }
 
   /** A stat and a statfs of the namespace file (no process); see namespaceAliveAt. */
@@ -443,6 +598,23 @@ export class Iproute2Dataplane implements Dataplane {
       this.logger.error({ link: name, step, err: (e as Error).message }, 'roll-back failed: the link may be left behind');
     }
   }
+}
+
+/** The bridge a port goes on: its placement number (0: the CNI bridge) and name. */
+interface PlacedPort {
+  readonly index: number;
+  readonly bridge: string;
+}
+
+/** What `ip` (`argument "X" is wrong: Device does not exist`) and the configurator say when device X is not there. */
+function deviceMissingRe(name: string): RegExp {
+  return new RegExp(`"${name}" is wrong: Device does not exist|Cannot find device "${name}"`);
+}
+
+/** Whether `e` or its cause is an `ip` failure whose message matches. */
+function causedBy(e: unknown, re: RegExp): boolean {
+  for (let c: unknown = e; c instanceof Error; c = c.cause) if (c instanceof IpBatchError && re.test(c.detail)) return true;
+  return false;
 }
 
 /** What deleting an instance's node side needs. */

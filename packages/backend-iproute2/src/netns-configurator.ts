@@ -67,20 +67,20 @@ export class NetnsConfigurator {
   }
 
   /**
-   * Makes `spec`'s veth pair on the node (vethScript's two lines, with the instance end created in the
+   * Makes `spec`'s veth pair on the node (vethScript's two lines, the host end on bridge `master`, the instance end created in the
    * namespace at `targetPath`) and configures the instance end there, in one request: one process hand-off
    * per create instead of two. Throws IpBatchError naming the failed line, of vethScript (create-link,
    * attach-link: the node side) or of instanceNamespaceScript; on a failure after create-link the pair
    * exists and the caller removes it. HelperUnusableError: nothing was changed.
    */
-  async createVeth(spec: InstanceSpec, targetPath: string): Promise<void> {
+  async createVeth(spec: InstanceSpec, targetPath: string, master: string = spec.cni.name): Promise<void> {
     const step = `create veth pair ${spec.hostIfname}/${spec.handle} in namespace ${spec.netns ?? targetPath}`;
     const ifname = spec.ifname ?? DEFAULT_INSTANCE_IFNAME;
     const fields = [
       'create-veth',
       spec.hostIfname,
       String(spec.mtu),
-      spec.cni.name,
+      master,
       ownerAliasOf(spec.handle),
       spec.handle,
       spec.mac,
@@ -91,7 +91,7 @@ export class NetnsConfigurator {
       spec.cni.subnet.broadcast,
       spec.cni.gateway,
     ];
-    await this.send(step, fields, [...vethScript(spec, targetPath), ...instanceNamespaceScript(spec)]);
+    await this.send(step, fields, [...vethScript(spec, targetPath, master), ...instanceNamespaceScript(spec)]);
   }
 
   /** Whether requests go to the helper (false once it proved unable to run here). */

@@ -5,6 +5,7 @@
 import { CNI_NAME, HANDLE_PREFIX, OWNER_ALIAS_PREFIX, type CniSpec, type IfName, type InstanceRecord, type InstanceSpec, type LinkState } from '@nodenet/core';
 import type { IpLine } from './ip-batch.js';
 import type { IpLink, IpLinkWithAddresses } from './ip-json.js';
+import { isCniBridge, isOverflowInfrastructure } from './cni-bridges.js';
 
 /** The alias that marks the CNI bridge as nodenet's. */
 export const CNI_OWNER_ALIAS = `${OWNER_ALIAS_PREFIX}cni`;
@@ -136,14 +137,14 @@ export function repairCniScript(spec: CniSpec, current: IpLinkWithAddresses): Cn
  * and must leave by the port it came in on, which a bridge allows only in hairpin mode (measured: without
  * it the connection times out; with bridge-nf-call-iptables=0 it works either way).
  */
-export function vethScript(spec: InstanceSpec, targetNetnsPath?: string): IpLine[] {
+export function vethScript(spec: InstanceSpec, targetNetnsPath?: string, master: string = spec.cni.name): IpLine[] {
   const mtu = String(spec.mtu);
   const peer = ['peer', 'name', spec.handle, 'address', spec.mac, 'mtu', mtu, ...(targetNetnsPath ? ['netns', targetNetnsPath] : [])];
   return [
     {
       id: LINE.createLink,
-      args: ['link', 'add', 'name', spec.hostIfname, 'mtu', mtu, 'master', spec.cni.name, 'type', 'veth', ...peer],
-      step: `create veth pair ${spec.hostIfname}/${spec.handle} on ${spec.cni.name}${targetNetnsPath ? ` with ${spec.handle} in ${targetNetnsPath}` : ''}`,
+      args: ['link', 'add', 'name', spec.hostIfname, 'mtu', mtu, 'master', master, 'type', 'veth', ...peer],
+      step: `create veth pair ${spec.hostIfname}/${spec.handle} on ${master}${targetNetnsPath ? ` with ${spec.handle} in ${targetNetnsPath}` : ''}`,
     },
     {
       id: LINE.attachLink,
@@ -153,10 +154,10 @@ export function vethScript(spec: InstanceSpec, targetNetnsPath?: string): IpLine
   ];
 }
 
-/** Puts a detached instance port back on the CNI with the settings createInstance gives it. */
-export function attachPortScript(hostIfname: IfName, cni: CniSpec): IpLine[] {
+/** Puts a detached instance port back on the CNI (its bridge `master`) with the settings createInstance gives it. */
+export function attachPortScript(hostIfname: IfName, cni: CniSpec, master: string = cni.name): IpLine[] {
   return [
-    { id: LINE.attachLink, args: ['link', 'set', 'dev', hostIfname, 'master', cni.name], step: `attach ${hostIfname} to ${cni.name}` },
+    { id: LINE.attachLink, args: ['link', 'set', 'dev', hostIfname, 'master', master], step: `attach ${hostIfname} to ${master}` },
     { id: LINE.hairpin, args: ['link', 'set', 'dev', hostIfname, 'up', ...HAIRPIN], step: `set hairpin on ${hostIfname} and bring it up` },
   ];
 }
@@ -169,13 +170,13 @@ const HAIRPIN = ['type', 'bridge_slave', 'hairpin', 'on'];
  * settings as a host veth end). It keeps the kernel's random MAC: spec.mac is for the guest's NIC, and a
  * bridge port that had the guest's MAC would make the bridge treat the guest's frames as its own.
  */
-export function tapScript(spec: InstanceSpec): IpLine[] {
+export function tapScript(spec: InstanceSpec, master: string = spec.cni.name): IpLine[] {
   return [
     { id: LINE.createLink, args: ['tuntap', 'add', 'dev', spec.handle, 'mode', 'tap'], step: `create TAP ${spec.handle}` },
     {
       id: LINE.attachLink,
-      args: ['link', 'set', 'dev', spec.handle, 'mtu', String(spec.mtu), 'alias', ownerAliasOf(spec.handle), 'addrgenmode', 'none', 'master', spec.cni.name, 'up'],
-      step: `attach ${spec.handle} to ${spec.cni.name}`,
+      args: ['link', 'set', 'dev', spec.handle, 'mtu', String(spec.mtu), 'alias', ownerAliasOf(spec.handle), 'addrgenmode', 'none', 'master', master, 'up'],
+      step: `attach ${spec.handle} to ${master}`,
     },
     { id: LINE.hairpin, args: ['link', 'set', 'dev', spec.handle, ...HAIRPIN], step: `set hairpin on ${spec.handle}` },
   ];
@@ -239,14 +240,15 @@ export interface OwnedLink extends LinkState {
  * nodenet's owner tag of a link, or undefined when the link is not nodenet's. A link carries the tag as its
  * alias; the kernel ignores `alias` on `link add`, so a create cut short between its `link add` and the
  * `link set alias` line leaves a port named in nodenet's scheme (`nnh-`/`nni-` + 8 hex digits) on the CNI
- * without it: such a port is nodenet's too (nobody else names links so and attaches them to nodenet0).
+ * without it: such a port is nodenet's too (nobody else names links so and attaches them to nodenet0 or
+ * its overflow bridges).
  */
 export function ownerTagOf(link: IpLink, cniName: string = CNI_NAME): string | undefined {
   if (link.alias?.startsWith(OWNER_ALIAS_PREFIX)) return link.alias;
   const m = /^nn([hi])-([0-9a-f]{8})$/.exec(link.ifname);
   if (!m) return undefined;
   const tag = `${OWNER_ALIAS_PREFIX}${HANDLE_PREFIX}${m[2]}`;
-  if (link.master === cniName) return tag;
+  if (isCniBridge(cniName, link.master)) return tag;
   // A TAP is made by `tuntap add` and only then tagged and attached (tapScript): cut short in between, it is
   // a tun link named with a handle on no bridge. Needs the kind (`ip -d`); a veth's instance end left in
   // the node namespace (kind veth) is never claimed this way.
@@ -254,9 +256,13 @@ export function ownerTagOf(link: IpLink, cniName: string = CNI_NAME): string | u
   return undefined;
 }
 
-export function ownedLinksOf(links: readonly IpLink[]): OwnedLink[] {
+/**
+ * The owned links as core sees them: the CNI's overflow bridges and their pairs are part of the CNI (not
+ * listed), and a port on an overflow bridge is a port of the CNI (see cni-bridges.ts).
+ */
+export function ownedLinksOf(links: readonly IpLink[], cniName: string = CNI_NAME): OwnedLink[] {
   return links.flatMap((l) => {
-    const ownerTag = ownerTagOf(l);
+    const ownerTag = isOverflowInfrastructure(cniName, l) ? undefined : ownerTagOf(l, cniName);
     return ownerTag !== undefined
       ? [
           {
@@ -264,7 +270,7 @@ export function ownedLinksOf(links: readonly IpLink[]): OwnedLink[] {
             ownerTag,
             ...(l.linkinfo?.kind === undefined ? {} : { kind: l.linkinfo.kind }),
             // '' when the link is on no bridge, so reconcile can tell a detached port from "not reported".
-            master: l.master ?? '',
+            master: isCniBridge(cniName, l.master) ? cniName : (l.master ?? ''),
             ...(l.operstate === undefined ? {} : { operstate: l.operstate }),
           },
         ]

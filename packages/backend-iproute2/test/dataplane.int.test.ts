@@ -222,6 +222,9 @@ describe('instances', () => {
     const a = instanceSpec(10, { netns: named });
     const b = instanceSpec(11, { netns: sleeper.path, ifname: 'net1' });
 
+    // The daemon's first reconcile pass lists the links, which also tells the dataplane which bridge each
+    // instance port is on (without it, the first create reads the links once; see BridgePlacement).
+    await dp.listOwnedLinks();
     const runs = commandsRun.length;
     await dp.createInstance(a);
     const spawned = commandsRun.slice(runs).map((c) => [c[0], ...c[1]]);
