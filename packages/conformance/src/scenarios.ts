@@ -3,7 +3,8 @@
  * and 1): published ports from everywhere (hairpin included), anti-spoofing, instance to instance.
  */
 import { expect } from 'vitest';
-import { echo, ipBatch, ping, startEchoServer, startEchoServers, type EchoResult } from '@nodenet/testkit';
+import { CNI_NAME } from '@nodenet/core';
+import { echo, ipBatch, ping, readSysctls, startEchoServer, startEchoServers, type EchoResult } from '@nodenet/testkit';
 import { NODE_GATEWAY, type Instance, type NodeFixture } from './fixture.js';
 
 function reached(r: EchoResult, what: string): void {
@@ -49,6 +50,24 @@ export async function publishedFromNodeLoopback(f: NodeFixture): Promise<void> {
     reached(r, `${protocol} node -> 127.0.0.1:${p.port}`);
     expect((protocol === 'tcp' ? p.tcp : p.udp).receivedPayload(r.payload).length).toBeGreaterThan(0);
   }
+}
+
+/**
+ * No instance reaches the node's loopback: the CNI has route_localnet=1 (so the node's own 127.0.0.1 reaches
+ * published ports), which would let an instance that routes 127.0.0.0/8 to its gateway reach services bound
+ * to the node's 127.0.0.1 (CVE-2020-8558 style). Where the guard sits differs by backend (README).
+ */
+export async function loopbackGuard(f: NodeFixture): Promise<void> {
+  const key = `net.ipv4.conf.${CNI_NAME}.route_localnet`;
+  expect((await readSysctls(f.ns, [key]))[key], `route_localnet on ${CNI_NAME}: without it the kernel drops these packets itself and this scenario proves nothing`).toBe('1');
+  const port = f.nextPort();
+  const server = await startEchoServer(f.scope, f.ns, { protocol: 'udp', port, host: '127.0.0.1' });
+  reached(await echo(f.ns, { protocol: 'udp', host: '127.0.0.1', port }), 'control: the node reaches its own 127.0.0.1');
+  const hostile = await f.addInstance();
+  await ipBatch(hostile.ns!, ['route del local 127.0.0.0/8 dev lo table local', 'route del local 127.0.0.1 dev lo table local', `route add 127.0.0.0/8 via ${NODE_GATEWAY}`]);
+  const r = await echo(hostile.ns!, { protocol: 'udp', host: '127.0.0.1', port, timeoutMs: 1000 });
+  expect(r.ok, `${hostile.handle} reached the node's 127.0.0.1:${port}`).toBe(false);
+  expect(server.receivedPayload(r.payload), "the node's loopback service got a datagram from an instance").toEqual([]);
 }
 
 /** Hairpin: another instance, and the publishing instance itself, reach the port through the node's addresses. */

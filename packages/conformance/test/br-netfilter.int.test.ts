@@ -8,6 +8,7 @@ import {
   NodeFixture,
   antiSpoofing,
   instanceToInstance,
+  loopbackGuard,
   publishedFromInstances,
   publishedFromNode,
   publishedFromWorld,
@@ -26,6 +27,7 @@ describe.each(BACKENDS)('bridge netfilter on (%s backend)', (backend) => {
   it('two instances ping each other and the gateway, and talk TCP and UDP with their own addresses', () => instanceToInstance(f));
   it('a published port is reachable from instances through the node addresses (hairpin, also to itself)', () => publishedFromInstances(f));
   it('anti-spoofing: packets from an instance with another source address are dropped', () => antiSpoofing(f));
+  it("no instance reaches services on the node's 127.0.0.1", () => loopbackGuard(f));
   it('a published port (TCP and UDP) is reachable from the world', () => publishedFromWorld(f));
   it('a published port is reachable from the node itself', () => publishedFromNode(f));
 });

@@ -21,6 +21,7 @@ import {
   NODE_PREFIX_LENGTH,
   NodeFixture,
   antiSpoofing,
+  loopbackGuard,
   backendProfile,
   instanceToInstance,
   publishedFromInstances,
@@ -131,6 +132,7 @@ describe.each(BACKENDS)('CreateInterface (%s backend)', (backend) => {
     it('a published port is reachable from the node itself on 127.0.0.1', () => publishedFromNodeLoopback(f));
     it('a published port is reachable from instances through the node addresses (hairpin, also to itself)', () => publishedFromInstances(f));
     it('anti-spoofing: packets from an instance with another source address are dropped', () => antiSpoofing(f));
+    it("no instance reaches services on the node's 127.0.0.1", () => loopbackGuard(f));
 
     it('a port mapping publishes another host port, for one protocol only', async () => {
       const [tcpHost, udpHost] = [f.nextPort(), f.nextPort()];

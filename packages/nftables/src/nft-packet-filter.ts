@@ -62,6 +62,8 @@ import {
   setClusterSubnetsScript,
   type Family,
   type ListedElements,
+  type LoopbackGuard,
+  type NftBase,
 } from './script.js';
 import { answerFailed, nftSessionFraming, sessionLine } from './session.js';
 
@@ -71,6 +73,8 @@ export interface NftPacketFilterOptions {
   readonly logger?: Logger;
   /** The commands to run; default `nft` and `conntrack` (tests point these at missing binaries). */
   readonly commands?: { readonly nft?: string; readonly conntrack?: string };
+  /** Where the loopback guard goes (see LoopbackGuard): `bridge-ports` when the CNI is a Linux bridge; default `ip-prerouting`. */
+  readonly loopbackGuard?: LoopbackGuard;
 }
 
 
@@ -106,6 +110,7 @@ export class NftPacketFilter implements PacketFilter {
   private readonly logger: Logger;
   private readonly nftCommand: string;
   private readonly conntrackCommand: string;
+  private readonly loopbackGuard: LoopbackGuard;
   /**
    * Concurrent adds (and removes) share one transaction (group commit): idle, a request runs at once; under
    * load, requests queued behind a running transaction go together in the next. A failed group is retried
@@ -130,6 +135,7 @@ export class NftPacketFilter implements PacketFilter {
     this.logger = options.logger ?? silentLogger;
     this.nftCommand = options.commands?.nft ?? 'nft';
     this.conntrackCommand = options.commands?.conntrack ?? 'conntrack';
+    this.loopbackGuard = options.loopbackGuard ?? 'ip-prerouting';
   }
 
   /**
@@ -138,7 +144,7 @@ export class NftPacketFilter implements PacketFilter {
    * first), and checks the result. Returns one line per difference found, [] when it wrote nothing.
    */
   async ensureBase(input: FilterBase): Promise<Repairs> {
-    const base = checkedBase(input);
+    const base = checkedBase({ ...input, loopbackGuard: this.loopbackGuard });
     const step = "converge nodenet's nftables tables";
     const [reference, listed] = await Promise.all([this.reference(base, step), this.readBase(step)]);
     const expectedSubnets = clusterSubnetElements(base);
@@ -368,7 +374,7 @@ export class NftPacketFilter implements PacketFilter {
    * the transaction added as the kernel reports it back, i.e. in the form a listing has. Null when no
    * scratch namespace can be made here (no unshare, no CAP_SYS_ADMIN).
    */
-  private async reference(base: FilterBase, step: string): Promise<BaseShape | null> {
+  private async reference(base: NftBase, step: string): Promise<BaseShape | null> {
     const key = referenceKey(base);
     if (this.referenceCache?.key === key) return this.referenceCache.shape;
     // The script goes through a file: with -j, `nft -f -` reads stdin as JSON and, that failing, parses an
@@ -402,7 +408,7 @@ export class NftPacketFilter implements PacketFilter {
   }
 
   /** Takes nodenet's own objects in `listed` (just written by nodenet) as the reference for `base`. */
-  private adoptReference(base: FilterBase, listed: BaseShape): void {
+  private adoptReference(base: NftBase, listed: BaseShape): void {
     const layout = baseLayout(base);
     const restrict = (family: Family) => {
       const table = listed[family];
@@ -443,7 +449,7 @@ export class NftPacketFilter implements PacketFilter {
 }
 
 /** The reference depends on the base's CNI name and subnet only (rules), not on the cluster's subnets. */
-function referenceKey(base: FilterBase): string {
+function referenceKey(base: NftBase): string {
   return ensureBaseScript({ ...base, clusterSubnets: [] });
 }
 

@@ -7,7 +7,8 @@
  *   table ip nodenet
  *     map published_ports  inet_proto . inet_service : ipv4_addr . inet_service   (one element per port mapping)
  *     set cluster_subnets  ipv4_addr, interval                                      (every node's subnet)
- *     chain guard          filter/prerouting -300: drop packets from the CNI to 127.0.0.0/8 (route_localnet)
+ *     chain guard          filter/prerouting -300: drop packets from the CNI to 127.0.0.0/8 (route_localnet;
+ *                          with loopbackGuard 'bridge-ports' this is a rule of instance_port instead)
  *     chain prerouting     nat/prerouting  -100: DNAT traffic to a local address through published_ports
  *     chain output         nat/output      -100: the same for the node's own traffic
  *     chain postrouting    nat/postrouting  100: hairpin masquerade, egress masquerade
@@ -51,17 +52,38 @@ const IP = `ip ${TABLE}`;
 const BRIDGE = `bridge ${TABLE}`;
 const LOOPBACK_NET = '127.0.0.0/8';
 
+/**
+ * Where the loopback guard (no instance reaches the node's 127.0.0.0/8) is enforced:
+ * - `ip-prerouting`: a base chain of the ip table, priority -300, dropping packets from the CNI to 127.0.0.0/8.
+ *   It works whatever the CNI's switch is (the ovs backend's ports are not Linux bridge ports), but every
+ *   packet the node receives passes one more base chain, the node's own traffic included.
+ * - `bridge-ports`: a rule at the head of the bridge table's instance_port chain, which every frame from an
+ *   instance port passes anyway (the iproute2 backend): one comparison for instance traffic, nothing for the rest.
+ */
+export type LoopbackGuard = 'ip-prerouting' | 'bridge-ports';
+export const LOOPBACK_GUARDS: readonly LoopbackGuard[] = ['ip-prerouting', 'bridge-ports'];
+
+/** The base as this adapter installs it: core's FilterBase and where the loopback guard goes (default ip-prerouting). */
+export interface NftBase extends FilterBase {
+  readonly loopbackGuard?: LoopbackGuard;
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Validation: everything that reaches a script is re-parsed, so nothing but well-formed names, addresses
 // and numbers can end up in nft's input.
 
-export function checkedBase(base: FilterBase): FilterBase {
+export function checkedBase(base: NftBase): NftBase {
   const subnet = Subnet.parse(base.subnet.toString(), 'subnet');
+  const guard = base.loopbackGuard;
+  if (guard !== undefined && !LOOPBACK_GUARDS.includes(guard)) {
+    throw new InternalError('check the nftables base', `loopbackGuard ${JSON.stringify(guard)} is not one of ${LOOPBACK_GUARDS.join(', ')}`);
+  }
   return {
     cniName: parseIfName(base.cniName, 'cniName'),
     subnet,
     gateway: parseIpv4Address(base.gateway, 'gateway'),
     clusterSubnets: base.clusterSubnets.map((s, i) => Subnet.parse(s.toString(), `clusterSubnets[${i}]`)),
+    ...(guard === undefined ? {} : { loopbackGuard: guard }),
   };
 }
 
@@ -169,8 +191,10 @@ export interface TableLayout {
  * the order they are created. The scripts below are all built from it, so that a partial repair installs
  * exactly what a full install would.
  */
-export function baseLayout(input: FilterBase): readonly TableLayout[] {
+export function baseLayout(input: NftBase): readonly TableLayout[] {
   const base = checkedBase(input);
+  const guardOnPorts = base.loopbackGuard === 'bridge-ports';
+  const loopbackComment = `comment "no instance reaches the node's loopback"`;
   const cni = `"${base.cniName}"`;
   const subnet = base.subnet.toString();
   const dnat = `fib daddr type local meta l4proto { tcp, udp } dnat ip to meta l4proto . th dport map @${PUBLISHED_PORTS}`;
@@ -182,16 +206,18 @@ export function baseLayout(input: FilterBase): readonly TableLayout[] {
         { kind: 'set', name: CLUSTER_SUBNETS, declaration: '{ type ipv4_addr; flags interval; }' },
       ],
       chains: [
-        {
-          name: 'guard',
-          declaration: '{ type filter hook prerouting priority -300; policy accept; }',
-          rules: [
-            // Loopback destinations never arrive from the CNI legitimately. With route_localnet=1 on the CNI (needed
-            // for the node's own 127.0.0.1 to reach published ports) the kernel would otherwise deliver them to
-            // services bound to 127.0.0.1 on the node. Runs before conntrack and NAT, so it sees the header as sent.
-            `iifname ${cni} ip daddr ${LOOPBACK_NET} drop comment "no instance reaches the node's loopback"`,
-          ],
-        },
+        // Loopback destinations never arrive from the CNI legitimately. With route_localnet=1 on the CNI (needed
+        // for the node's own 127.0.0.1 to reach published ports) the kernel would otherwise deliver them to
+        // services bound to 127.0.0.1 on the node. Runs before conntrack and NAT, so it sees the header as sent.
+        ...(guardOnPorts
+          ? []
+          : [
+              {
+                name: 'guard',
+                declaration: '{ type filter hook prerouting priority -300; policy accept; }',
+                rules: [`iifname ${cni} ip daddr ${LOOPBACK_NET} drop ${loopbackComment}`],
+              },
+            ]),
         {
           name: 'prerouting',
           declaration: '{ type nat hook prerouting priority -100; policy accept; }',
@@ -229,6 +255,7 @@ export function baseLayout(input: FilterBase): readonly TableLayout[] {
         {
           name: 'instance_port',
           rules: [
+            ...(guardOnPorts ? [`ip daddr ${LOOPBACK_NET} drop ${loopbackComment}`] : []),
             `iifname . ip saddr @${ALLOWED_SOURCES} accept comment "IPv4 from the port's own address"`,
             `arp htype 1 arp ptype ip arp hlen 6 arp plen 4 iifname . arp saddr ip @${ALLOWED_SOURCES} accept comment "ARP for the port's own address"`,
             // Everything else from an instance port: other sources, IPv6 (nodenet is IPv4-only), VLAN tags, STP, ...
@@ -264,7 +291,7 @@ export interface BaseRepair {
 }
 
 /** The repair that installs everything: what ensureBaseScript runs. */
-export function fullRepair(input: FilterBase): BaseRepair {
+export function fullRepair(input: NftBase): BaseRepair {
   return {
     tables: baseLayout(input).map((t) => ({ family: t.family, flush: [], deleteChains: [], deleteSets: [], refill: t.chains.map((c) => c.name) })),
     clusterSubnets: true,
@@ -277,7 +304,7 @@ export function fullRepair(input: FilterBase): BaseRepair {
  * the same transaction, so no packet sees it half-built. The published_ports map and the allowed_sources set
  * are never flushed: their elements survive (unless the set itself had to be recreated).
  */
-export function repairScript(input: FilterBase, repair: BaseRepair): string {
+export function repairScript(input: NftBase, repair: BaseRepair): string {
   const base = checkedBase(input);
   const layout = baseLayout(base);
   const lines: string[] = [];
@@ -304,7 +331,7 @@ export function repairScript(input: FilterBase, repair: BaseRepair): string {
  * The transactions of a repair, in order: the table resets (if any), then repairScript. Each is one
  * `nft -f -`; between them a woken table runs with its chains as they were until the repair lands.
  */
-export function repairScripts(input: FilterBase, repair: BaseRepair): string[] {
+export function repairScripts(input: NftBase, repair: BaseRepair): string[] {
   const resets = repair.tables.filter((t) => t.reset).map((t) => `add table ${t.family} ${TABLE}`);
   return [...(resets.length === 0 ? [] : [resets.join('\n') + '\n']), repairScript(input, repair)];
 }
@@ -313,7 +340,7 @@ export function repairScripts(input: FilterBase, repair: BaseRepair): string[] {
  * Creates or converges both tables without losing elements, in one transaction: every chain is flushed
  * and refilled, cluster_subnets (wholly derived from `base`) too; the map and allowed_sources keep theirs.
  */
-export function ensureBaseScript(input: FilterBase): string {
+export function ensureBaseScript(input: NftBase): string {
   return repairScript(input, fullRepair(input));
 }
 

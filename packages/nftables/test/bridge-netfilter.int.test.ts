@@ -26,7 +26,13 @@ import {
 
 const SPOOFED = '198.19.1.50';
 
-describe.each([0, 1] as const)('with bridge-nf-call-iptables=%i', (bnf) => {
+// Both places of the loopback guard (see LoopbackGuard) with both settings of br_netfilter.
+describe.each([
+  [0, 'ip-prerouting'],
+  [1, 'ip-prerouting'],
+  [0, 'bridge-ports'],
+  [1, 'bridge-ports'],
+] as const)('with bridge-nf-call-iptables=%i, loopback guard %s', (bnf, loopbackGuard) => {
   let fx: Fixture;
   let filter: NftPacketFilter;
   let loopbackService: EchoServer;
@@ -37,7 +43,7 @@ describe.each([0, 1] as const)('with bridge-nf-call-iptables=%i', (bnf) => {
   const neighbour = async (ns: string, address: string) => (await inNs(ns, ['ip', '-j', 'neigh', 'show', address])).stdout.trim();
 
   beforeAll(async () => {
-    fx = await createFixture({ bridgeNfCallIptables: bnf, label: `bnf${bnf}` });
+    fx = await createFixture({ bridgeNfCallIptables: bnf, label: `bnf${bnf}${loopbackGuard === 'bridge-ports' ? 'p' : ''}` });
     const [a, b, c] = fx.instances;
     // c gets a second address to spoof with; static neighbours keep ARP out of the IP-level checks.
     await ipBatch(c!.ns, [`address add ${SPOOFED}/24 dev eth0`, `neigh replace ${GATEWAY} lladdr ${BRIDGE_MAC} dev eth0 nud permanent`]);
@@ -64,7 +70,7 @@ describe.each([0, 1] as const)('with bridge-nf-call-iptables=%i', (bnf) => {
     await request(b!.ns, 'udp', '127.0.0.1', 9100, 'control');
     controls.loopbackSeen = [...loopbackService.seen];
 
-    filter = new NftPacketFilter({ netns: fx.node });
+    filter = new NftPacketFilter({ netns: fx.node, loopbackGuard });
     await filter.ensureBase(fx.base);
     await filter.addInstance(rulesFor(a!, both(8080, 80)));
     await filter.addInstance(rulesFor(b!, []));

@@ -290,6 +290,32 @@ describe('NftPacketFilter converging (bridge-nf-call-iptables=0)', () => {
       }
     });
   });
+
+  it('moving the loopback guard (a daemon now configured with bridge-ports, and back) converges and keeps every element', async () => {
+    const before = await snapshot(fx.node);
+    const moved = new NftPacketFilter({ netns: fx.node, loopbackGuard: 'bridge-ports' });
+    try {
+      const repairs = await moved.ensureBase(fx.base);
+      expect(repairs.length).toBeGreaterThan(0);
+      const listing = await listWithHandles(fx.node);
+      expect(listing).not.toMatch(/chain guard/);
+      expect(listing).toMatch(/chain instance_port \{[^\n]*\n\s*ip daddr 127\.0\.0\.0\/8 drop/);
+      expect(await moved.ensureBase(fx.base)).toEqual([]);
+      const after = await snapshot(fx.node);
+      expect(sorted(after.ports)).toEqual(sorted(before.ports));
+      expect(sorted(after.sources)).toEqual(sorted(before.sources));
+      expect(await publishedReachable('g1')).toEqual(reachable('g1'));
+    } finally {
+      moved.close();
+    }
+    // Back to the default place: the guard chain returns, instance_port loses the rule.
+    expect((await filter.ensureBase(fx.base)).length).toBeGreaterThan(0);
+    const listing = await listWithHandles(fx.node);
+    expect(listing).toMatch(/chain guard \{/);
+    expect(listing).not.toMatch(/chain instance_port \{[^\n]*\n\s*ip daddr 127/);
+    expect(listing).toMatch(/chain guard \{[^\n]*\n[^\n]*hook prerouting[^\n]*\n\s*iifname "nodenet0" ip daddr 127\.0\.0\.0\/8 drop/);
+    expect(await filter.ensureBase(fx.base)).toEqual([]);
+  });
 });
 
 describe('NftPacketFilter converging, without tables', () => {

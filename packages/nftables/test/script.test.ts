@@ -93,6 +93,20 @@ describe('ensureBaseScript', () => {
     expect(guard[2]).toMatch(/instance_port drop/);
   });
 
+  it("with loopbackGuard 'bridge-ports' the guard is the head of instance_port and the ip table has no guard chain", () => {
+    const onPorts = ensureBaseScript({ ...base(), loopbackGuard: 'bridge-ports' });
+    expect(onPorts).not.toMatch(/chain ip nodenet guard/);
+    const portRules = lines(onPorts).filter((l) => l.startsWith('add rule bridge nodenet instance_port'));
+    expect(portRules).toHaveLength(4);
+    expect(portRules[0]).toBe('add rule bridge nodenet instance_port ip daddr 127.0.0.0/8 drop comment "no instance reaches the node\'s loopback"');
+    expect(portRules.slice(1)).toEqual(lines(script).filter((l) => l.startsWith('add rule bridge nodenet instance_port')));
+    // Everything else is the same as with the default (ip-prerouting).
+    const rest = (s: string) => lines(s).filter((l) => !/ip nodenet guard|bridge nodenet instance_port/.test(l));
+    expect(rest(onPorts)).toEqual(rest(script));
+    expect(ensureBaseScript({ ...base(), loopbackGuard: 'ip-prerouting' })).toBe(script);
+    expect(() => ensureBaseScript({ ...base(), loopbackGuard: 'nowhere' as never })).toThrow(/loopbackGuard "nowhere" is not one of ip-prerouting, bridge-ports/);
+  });
+
   it('has the same rules whatever the cluster, and no per-port or per-instance rule', () => {
     const ruleLines = (s: string) => lines(s).filter((l) => l.startsWith('add rule'));
     const many = ensureBaseScript(base(Array.from({ length: 50 }, (_, i) => `198.19.${i + 1}.0/24`)));

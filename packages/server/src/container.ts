@@ -8,7 +8,7 @@ import { StaticMembership, type Dataplane, type HostInfo, type Logger, type Memb
 import { Iproute2Dataplane, Iproute2Overlay, OVERLAY_DEVICE } from '@nodenet/backend-iproute2';
 import { OVS_INFRASTRUCTURE_LINKS, OvsDataplane, OvsOverlay } from '@nodenet/backend-ovs';
 import { EtcdMembership } from '@nodenet/membership-etcd';
-import { NftPacketFilter } from '@nodenet/nftables';
+import { NftPacketFilter, type LoopbackGuard } from '@nodenet/nftables';
 import { FileStateStore } from '@nodenet/state';
 import type { DaemonConfig } from './config.js';
 import { InFlight } from './network-server.js';
@@ -24,6 +24,8 @@ export interface Backend {
   createOverlay(host: HostInfo): Overlay;
   /** Links the backend owns that are not instances' (never treated as orphans). */
   readonly infrastructureLinks: readonly string[];
+  /** Where the packet filter puts the loopback guard: on the bridge ports when they are Linux bridge ports. */
+  readonly loopbackGuard: LoopbackGuard;
 }
 
 export type BackendFactory = (context: BackendContext) => Backend;
@@ -34,6 +36,7 @@ export const BACKENDS: Readonly<Record<string, BackendFactory>> = {
     dataplane: new Iproute2Dataplane({ logger }),
     createOverlay: (host) => new Iproute2Overlay({ mode: config.overlay.mode, vni: config.overlay.vni, port: config.overlay.port, host, logger }),
     infrastructureLinks: [OVERLAY_DEVICE],
+    loopbackGuard: 'bridge-ports',
   }),
   ovs: ({ config, logger }) => {
     const { db, runDir, datapathType } = config.ovs;
@@ -42,6 +45,7 @@ export const BACKENDS: Readonly<Record<string, BackendFactory>> = {
       createOverlay: (host) =>
         new OvsOverlay({ mode: config.overlay.mode, vni: config.overlay.vni, port: config.overlay.port, host, db, runDir, datapathType, logger }),
       infrastructureLinks: [...OVS_INFRASTRUCTURE_LINKS],
+      loopbackGuard: 'ip-prerouting',
     };
   },
 };
@@ -93,7 +97,9 @@ export function createContainer(config: DaemonConfig, logger: Logger & { child(b
     useFactory: instanceCachingFactory((d) => createMembership(d.resolve(TOKENS.config), logger.child({ component: 'membership', type: config.membership.type }))),
   });
   c.register(TOKENS.packetFilter, {
-    useFactory: instanceCachingFactory(() => new NftPacketFilter({ logger: logger.child({ component: 'nftables' }) })),
+    useFactory: instanceCachingFactory(
+      (d) => new NftPacketFilter({ logger: logger.child({ component: 'nftables' }), loopbackGuard: d.resolve<Backend>(TOKENS.backend).loopbackGuard }),
+    ),
   });
   c.register(TOKENS.inFlight, { useValue: new InFlight() });
   c.register(TOKENS.stateStore, {
