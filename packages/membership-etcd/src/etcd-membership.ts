@@ -26,10 +26,17 @@ import {
   type NodeRecord,
 } from '@nodenet/core';
 import { KeyLayout, checkClaim, decodeNodeRecord, encodeNodeRecord, parseClaimHolder, prefixRangeEnd, type LiveClaim, type LiveRecord } from './records.js';
+import { checkEtcdTlsMaterial, explainEtcdTlsFailure, type EtcdTlsMaterial } from './tls.js';
 
 export interface EtcdMembershipOptions {
   /** etcd client URLs, e.g. `http://127.0.0.1:2379` (all http or all https). */
   readonly endpoints: readonly string[];
+  /**
+   * TLS towards https endpoints (PEM contents, see readEtcdTlsFiles): `ca` verifies etcd's server
+   * certificate (absent: the system's roots); `cert` + `key` are the client certificate etcd may require.
+   * Absent with https endpoints: the system's roots, no client certificate.
+   */
+  readonly tls?: EtcdTlsMaterial;
   /** Key prefix of this cluster, e.g. `/nodenet`. */
   readonly prefix: string;
   /** TTL of this node's lease: its record disappears this long after its daemon stops renewing it. */
@@ -89,6 +96,8 @@ export class EtcdMembership implements Membership {
   readonly type = 'etcd' as const;
   private readonly keys: KeyLayout;
   private readonly endpoints: readonly string[];
+  /** Whether this node presents a client certificate (for explaining handshake failures). */
+  private readonly clientCert: boolean;
   private readonly ttl: number;
   private readonly nodeName: string;
   private readonly logger: Logger;
@@ -114,6 +123,8 @@ export class EtcdMembership implements Membership {
   /** The highest revision the watch has delivered everything up to. */
   private seenRevision = 0;
   private watchDisconnectedAt: number | null = null;
+  /** The TLS handshake failure last logged for this disconnection, if any. */
+  private watchTlsFailure: string | null = null;
   private resyncing = false;
 
   private self: NodeRecord | null = null;
@@ -136,10 +147,21 @@ export class EtcdMembership implements Membership {
     if (secure !== 0 && secure !== options.endpoints.length) {
       throw new InvalidArgumentError('membership.etcd.endpoints', 'mixes http and https URLs: use one scheme for all endpoints');
     }
+    if (options.tls !== undefined) {
+      if (secure === 0) {
+        throw new InvalidArgumentError(
+          'membership.etcd.tls',
+          `is set but the endpoints are http:// (${options.endpoints.join(', ')}): TLS needs https:// endpoints: write them as https://HOST:PORT, or remove tls`,
+        );
+      }
+      const [problem] = checkEtcdTlsMaterial(options.tls);
+      if (problem) throw new InvalidArgumentError(problem.key, problem.message);
+    }
     if (!Number.isInteger(options.leaseTtlSeconds) || options.leaseTtlSeconds < 1) {
       throw new InvalidArgumentError('membership.etcd.leaseTtlSeconds', `must be a whole number of seconds >= 1 (got ${String(options.leaseTtlSeconds)})`);
     }
     this.endpoints = [...options.endpoints];
+    this.clientCert = options.tls?.cert !== undefined;
     this.ttl = options.leaseTtlSeconds;
     this.nodeName = parseNodeName(options.nodeName, 'nodeName');
     this.logger = options.logger ?? silentLogger;
@@ -152,6 +174,15 @@ export class EtcdMembership implements Membership {
       options.client ??
       new Etcd3({
         hosts: [...this.endpoints],
+        ...(options.tls
+          ? {
+              credentials: {
+                // null: grpc-js falls back to the system's roots (etcd3's type wants a Buffer, grpc-js takes null).
+                rootCertificate: (options.tls.ca ?? null) as Buffer,
+                ...(options.tls.cert && options.tls.key ? { certChain: options.tls.cert, privateKey: options.tls.key } : {}),
+              },
+            }
+          : {}),
         faultHandling: {
           watchBackoff: watchBackoff(this.retryDelay.initial, this.retryDelay.max),
           ...(this.endpoints.length === 1 ? { host: () => passThroughPolicy } : {}),
@@ -176,12 +207,20 @@ export class EtcdMembership implements Membership {
     try {
       snapshot = await this.readAll();
     } catch (e) {
-      await this.stop();
+      // Back to 'new', client kept: the caller may retry start() until etcd answers (the daemon does).
+      if (!this.isStopped()) {
+        this.state = 'new';
+        this.listener = null;
+      }
+      const tls = explainEtcdTlsFailure(errorMessage(e), this.clientCert);
       throw new UnavailableError(
-        `etcd is not reachable at ${this.endpoints.join(', ')} (${errorMessage(e)}): start etcd or fix membership.etcd.endpoints`,
+        tls !== null
+          ? `etcd at ${this.endpoints.join(', ')}: ${tls}`
+          : `etcd is not reachable at ${this.endpoints.join(', ')} (${errorMessage(e)}): start etcd or fix membership.etcd.endpoints`,
         { cause: e },
       );
     }
+    if (this.isStopped()) return; // stop() came while reading
     this.replacePeers(snapshot.nodes);
     this.notify(true);
     this.watchFrom(snapshot.revision + 1);
@@ -231,7 +270,7 @@ export class EtcdMembership implements Membership {
           this.logger.info({ node: this.nodeName }, 'revoked this node\'s etcd lease: peers drop it now');
         } catch (e) {
           lease.release();
-          this.logger.warn({ node: this.nodeName, err: errorMessage(e) }, `could not revoke this node's etcd lease: its record expires within ${this.ttl} s`);
+          this.logger.warn({ node: this.nodeName, err: this.describe(e) }, `could not revoke this node's etcd lease: its record expires within ${this.ttl} s`);
         }
       } else {
         lease.release(); // stop renewing: the record expires with the lease
@@ -327,7 +366,7 @@ export class EtcdMembership implements Membership {
     this.leaseId = null;
     this.leaseRenewedAt = null;
     this.logger.warn(
-      { node: this.nodeName, err: err.message, leaseTtlSeconds: this.ttl },
+      { node: this.nodeName, endpoints: this.endpoints, err: this.describe(err), leaseTtlSeconds: this.ttl },
       'lost the etcd lease (etcd unreachable for longer than its TTL, or it expired): re-announcing with a new lease once etcd answers',
     );
     this.reannounceSoon('the lease was lost');
@@ -419,15 +458,22 @@ export class EtcdMembership implements Membership {
       // etcd3 moves the resume point to the revision in the "created" answer before etcd has replayed
       // the events up to it; resume from what was actually delivered instead.
       watcher.request.start_revision = String(this.seenRevision + 1);
+      const tlsFailure = explainEtcdTlsFailure(errorMessage(err), this.clientCert);
       if (this.watchDisconnectedAt === null) {
         this.watchDisconnectedAt = Date.now();
-        this.logger.warn({ err: errorMessage(err), revision: this.seenRevision }, 'etcd watch disconnected: resuming when etcd answers');
+        this.watchTlsFailure = tlsFailure;
+        this.logger.warn({ endpoints: this.endpoints, err: tlsFailure ?? errorMessage(err), revision: this.seenRevision }, 'etcd watch disconnected: resuming when etcd answers');
+      } else if (tlsFailure !== null && tlsFailure !== this.watchTlsFailure) {
+        // A handshake failure does not heal by retrying (a certificate or CA changed): say so, once per reason.
+        this.watchTlsFailure = tlsFailure;
+        this.logger.error({ endpoints: this.endpoints, err: tlsFailure }, 'etcd watch cannot reconnect: the TLS handshake with etcd fails');
       }
     });
     watcher.on('connected', () => {
       if (!current() || this.watchDisconnectedAt === null) return;
       this.logger.info({ fromRevision: this.seenRevision + 1, downMs: Date.now() - this.watchDisconnectedAt }, 'etcd watch resumed');
       this.watchDisconnectedAt = null;
+      this.watchTlsFailure = null;
     });
     watcher.on('error', (err) => {
       if (!current()) return;
@@ -484,7 +530,7 @@ export class EtcdMembership implements Membership {
             this.logger.info({ revision: snapshot.revision, peers: this.byName.size }, 're-listed the cluster records after the watch was canceled');
             return;
           } catch (e) {
-            this.logger.warn({ err: errorMessage(e), retryInMs: wait }, 'could not re-list the cluster records yet');
+            this.logger.warn({ endpoints: this.endpoints, err: this.describe(e), retryInMs: wait }, 'could not re-list the cluster records yet');
           }
           if (!(await this.sleep(wait))) return;
           wait = Math.min(this.retryDelay.max, wait * 2);
@@ -538,7 +584,13 @@ export class EtcdMembership implements Membership {
 
   private unavailable(step: string, e: unknown): NodenetError {
     if (e instanceof NodenetError) return e;
-    return new UnavailableError(`etcd at ${this.endpoints.join(', ')} could not ${step}: ${errorMessage(e)}`, { cause: e });
+    return new UnavailableError(`etcd at ${this.endpoints.join(', ')} could not ${step}: ${this.describe(e)}`, { cause: e });
+  }
+
+  /** An etcd error's message, or the plain explanation of a TLS handshake failure. */
+  private describe(e: unknown): string {
+    const message = errorMessage(e);
+    return explainEtcdTlsFailure(message, this.clientCert) ?? message;
   }
 
   /** Waits `ms`; false if stop() came first. */

@@ -11,3 +11,12 @@ export {
   type LiveClaim,
   type LiveRecord,
 } from './records.js';
+export {
+  checkEtcdTlsMaterial,
+  checkEtcdTlsShape,
+  explainEtcdTlsFailure,
+  readEtcdTlsFiles,
+  type EtcdTlsFiles,
+  type EtcdTlsMaterial,
+  type EtcdTlsProblem,
+} from './tls.js';

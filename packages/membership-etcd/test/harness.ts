@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { openSync, closeSync } from 'node:fs';
+import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -29,6 +30,19 @@ export async function waitFor<T>(what: string, probe: () => T | undefined | null
   }
 }
 
+/** TLS for etcd's client URL (the peer URL stays plain http on loopback). */
+export interface EtcdServerTls {
+  /** Server certificate and key (read by etcd at each handshake: swap the files and restart to rotate). */
+  readonly cert: string;
+  readonly key: string;
+  /** CA of client certificates (--trusted-ca-file). */
+  readonly trustedCa: string;
+  /** --client-cert-auth: refuse clients without a certificate signed by trustedCa. */
+  readonly clientCertAuth: boolean;
+  /** Client certificate the health probe presents (needed with clientCertAuth). */
+  readonly probe?: { readonly cert: string; readonly key: string };
+}
+
 /** One etcd member on 127.0.0.1; stop()/start() keep the data dir (a restart), destroy() removes it. */
 export class EtcdServer {
   private proc: ChildProcess | null = null;
@@ -36,15 +50,16 @@ export class EtcdServer {
     readonly dir: string,
     readonly clientPort: number,
     readonly peerPort: number,
+    readonly tls: EtcdServerTls | undefined,
   ) {}
 
   get url(): string {
-    return `http://127.0.0.1:${this.clientPort}`;
+    return `${this.tls ? 'https' : 'http'}://127.0.0.1:${this.clientPort}`;
   }
 
-  static async create(): Promise<EtcdServer> {
+  static async create(options: { tls?: EtcdServerTls } = {}): Promise<EtcdServer> {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'nnt-etcd-'));
-    const server = new EtcdServer(dir, await freePort(), await freePort());
+    const server = new EtcdServer(dir, await freePort(), await freePort(), options.tls);
     try {
       await server.start();
     } catch (e) {
@@ -69,6 +84,9 @@ export class EtcdServer {
           '--listen-peer-urls', peer,
           '--initial-advertise-peer-urls', peer,
           '--initial-cluster', `nnt=${peer}`,
+          ...(this.tls
+            ? ['--cert-file', this.tls.cert, '--key-file', this.tls.key, '--trusted-ca-file', this.tls.trustedCa, ...(this.tls.clientCertAuth ? ['--client-cert-auth'] : [])]
+            : []),
         ],
         { stdio: ['ignore', log, log] },
       );
@@ -86,14 +104,38 @@ export class EtcdServer {
     for (;;) {
       if (exited) throw new Error(`etcd exited at start: ${await this.logTail()}`);
       try {
-        const res = await fetch(`${this.url}/health`, { signal: AbortSignal.timeout(1000) });
-        if (res.ok && ((await res.json()) as { health?: string }).health === 'true') return;
+        if ((await this.health()) === 'true') return;
       } catch {
         // not up yet
       }
       if (Date.now() > until) throw new Error(`etcd did not become healthy in 20 s: ${await this.logTail()}`);
       await new Promise((r) => setTimeout(r, 50));
     }
+  }
+
+  /** etcd's /health answer ("true" when healthy). Over TLS the probe checks liveness, not trust: it accepts any server certificate. */
+  private async health(): Promise<string | undefined> {
+    if (!this.tls) {
+      const res = await fetch(`${this.url}/health`, { signal: AbortSignal.timeout(1000) });
+      return res.ok ? ((await res.json()) as { health?: string }).health : undefined;
+    }
+    const probe = this.tls.probe ? { cert: await readFile(this.tls.probe.cert), key: await readFile(this.tls.probe.key) } : {};
+    return new Promise((resolve, reject) => {
+      const req = https.get(`${this.url}/health`, { ...probe, rejectUnauthorized: false, timeout: 1000 }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (body += chunk));
+        res.on('end', () => {
+          try {
+            resolve(res.statusCode === 200 ? (JSON.parse(body) as { health?: string }).health : undefined);
+          } catch (e) {
+            reject(e);
+          }
+        });
+      });
+      req.on('timeout', () => req.destroy(new Error('health probe timed out')));
+      req.on('error', reject);
+    });
   }
 
   async stop(): Promise<void> {

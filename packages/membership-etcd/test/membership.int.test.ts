@@ -420,9 +420,10 @@ describe('EtcdMembership with a real etcd', () => {
     expect(names(a)).toEqual(['b=198.18.0.2@198.19.2.0/24']);
   });
 
-  it('etcd unreachable at start: UnavailableError naming the endpoints, within the request timeout', async () => {
+  it('etcd unreachable at start: UnavailableError naming the endpoints, within the request timeout; a later start() succeeds', async () => {
     const port = await freePort(); // nothing listens there
     const refused = new EtcdMembership({ endpoints: [`http://127.0.0.1:${port}`], prefix: '/x', leaseTtlSeconds: TTL, nodeName: 'a', requestTimeoutMs: 2000 });
+    cleanups.push(() => refused.stop());
     let t = Date.now();
     const err = await refused.start(() => undefined).catch((e: unknown) => e);
     measure('start() against a closed port -> UnavailableError', Date.now() - t);
@@ -432,12 +433,27 @@ describe('EtcdMembership with a real etcd', () => {
     const proxy = await proxyToEtcd();
     proxy.blackhole(); // accepts, never answers
     const hanging = new EtcdMembership({ endpoints: [proxy.url], prefix: '/x', leaseTtlSeconds: TTL, nodeName: 'a', requestTimeoutMs: 2000 });
+    cleanups.push(() => hanging.stop());
     t = Date.now();
     const err2 = await hanging.start(() => undefined).catch((e: unknown) => e);
     measure('start() against a silent endpoint (timeout 2000 ms) -> UnavailableError', Date.now() - t);
     expect(err2).toBeInstanceOf(UnavailableError);
     expect((err2 as Error).message).toContain(proxy.url);
     expect(Date.now() - t).toBeLessThan(2000 + 10_000);
+
+
+    // The daemon retries start() in the background: once etcd answers, the same membership starts.
+    const cutProxy = await proxyToEtcd();
+    cutProxy.cut(); // connections refused
+    const retried = new EtcdMembership({ endpoints: [cutProxy.url], prefix: '/x', leaseTtlSeconds: TTL, nodeName: 'a', requestTimeoutMs: 2000, retryDelayMs: FAST_RETRY });
+    cleanups.push(() => retried.stop());
+    expect(await retried.start(() => undefined).catch((e: unknown) => e)).toBeInstanceOf(UnavailableError);
+    cutProxy.restore();
+    const peers = new PeerRecorder();
+    t = Date.now();
+    await retry(() => retried.start(peers.listener), 10_000);
+    measure('etcd reachable again -> a retried start() succeeds', Date.now() - t);
+    expect(peers.latest()).toEqual([]);
   });
 });
 

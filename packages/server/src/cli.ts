@@ -35,13 +35,17 @@ Relative paths in the file are relative to the file's directory.
     vni: 4242                   VXLAN network identifier, 1..16777215
     port: 4789                  VXLAN UDP port, 1..65535
   membership:
-    type: static                static | etcd (etcd: not in this build yet)
+    type: static                static | etcd
     peers:                      static: the other nodes
       - { name: node-2, underlayAddress: 198.18.0.2, subnet: 198.19.2.0/24 }
     etcd:
       endpoints: [http://127.0.0.1:2379]
       prefix: /nodenet
       leaseTtlSeconds: 15
+      tls:                      optional, https:// endpoints only (paths relative to the config file)
+        ca: FILE                verifies etcd's certificate (default: the system's roots)
+        cert: FILE              with key: this node's client certificate (PEM)
+        key: FILE               its private key (PEM, unencrypted)
   ovs:                          settings of the ovs backend
     db: unix:/var/run/openvswitch/db.sock
     runDir: /var/run/openvswitch

@@ -11,6 +11,7 @@ import { isIPv6 } from 'node:net';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { InvalidArgumentError, parseIpv4Address, Subnet, type Ipv4Address } from '@nodenet/core';
+import { checkEtcdTlsShape, readEtcdTlsFiles, type EtcdTlsFiles, type EtcdTlsMaterial } from '@nodenet/membership-etcd';
 
 /** A configuration or command-line problem: the daemon exits with code 2 and changes nothing. */
 export class ConfigError extends Error {
@@ -49,7 +50,13 @@ export interface DaemonConfig {
   readonly membership: {
     readonly type: 'static' | 'etcd';
     readonly peers: readonly PeerConfig[];
-    readonly etcd: { readonly endpoints: readonly string[]; readonly prefix: string; readonly leaseTtlSeconds: number };
+    readonly etcd: {
+      readonly endpoints: readonly string[];
+      readonly prefix: string;
+      readonly leaseTtlSeconds: number;
+      /** PEM files (absolute paths) for https endpoints: ca verifies etcd; cert + key are this node's client certificate. */
+      readonly tls?: EtcdTlsFiles;
+    };
   };
   readonly ovs: { readonly db: string; readonly runDir: string; readonly datapathType: 'system' | 'netdev' };
   readonly logLevel: LogLevel;
@@ -230,6 +237,13 @@ const configSchema = z.strictObject({
             .default(['http://127.0.0.1:2379']),
           prefix: str('a key prefix starting with /').regex(/^\/[\x21-\x7e]*$/, { error: 'must start with / and contain no spaces, e.g. /nodenet' }).default('/nodenet'),
           leaseTtlSeconds: intIn(1, 3600).default(15),
+          tls: z
+            .strictObject({
+              ca: path('the path of a PEM CA certificate file').optional(),
+              cert: path('the path of a PEM client certificate file').optional(),
+              key: path('the path of a PEM private-key file').optional(),
+            })
+            .optional(),
         })
         .prefault({}),
     })
@@ -305,7 +319,9 @@ export async function loadConfig(options: { file?: string; flags?: FlagOverrides
     }
     raw = parseYaml(text, file);
   }
-  return parseConfig(raw, { source: options.file, baseDir, flags: options.flags ?? {}, backends: options.backends });
+  const config = parseConfig(raw, { source: options.file, baseDir, flags: options.flags ?? {}, backends: options.backends });
+  if (config.membership.type === 'etcd') readEtcdTls(config);
+  return config;
 }
 
 function parseYaml(text: string, file: string): unknown {
@@ -388,6 +404,7 @@ function crossCheck(c: ParsedConfig, backends: readonly string[]): { key: string
   if (c.listen.kind === 'unix' && c.tls) {
     problems.push({ key: 'tls', message: `tls applies to a TCP listen address, but listen is ${c.listen.uri}: remove tls or listen on HOST:PORT` });
   }
+  problems.push(...crossCheckEtcd(c.membership.etcd));
   if (c.membership.type === 'etcd' && c.membership.peers.length > 0) {
     problems.push({ key: 'membership.peers', message: 'peers are for static membership; with type etcd the nodes find each other in etcd: remove peers or use type static' });
   }
@@ -413,16 +430,65 @@ function crossCheck(c: ParsedConfig, backends: readonly string[]): { key: string
   return problems;
 }
 
+/** etcd's endpoints and TLS settings fit together (the files are read later, by readEtcdTls). */
+function crossCheckEtcd(etcd: ParsedConfig['membership']['etcd']): { key: string; message: string }[] {
+  const problems: { key: string; message: string }[] = [];
+  const secure = etcd.endpoints.filter((e) => e.startsWith('https:')).length;
+  if (secure !== 0 && secure !== etcd.endpoints.length) {
+    problems.push({ key: 'membership.etcd.endpoints', message: 'mixes http:// and https:// URLs: use one scheme for all endpoints' });
+  }
+  if (etcd.tls) {
+    if (secure === 0) {
+      problems.push({
+        key: 'membership.etcd.tls',
+        message: `is set but membership.etcd.endpoints are http:// (${etcd.endpoints.join(', ')}): TLS needs https:// endpoints: write them as https://HOST:PORT, or remove tls`,
+      });
+    }
+    problems.push(...checkEtcdTlsShape({ ca: etcd.tls.ca !== undefined, cert: etcd.tls.cert !== undefined, key: etcd.tls.key !== undefined }));
+  }
+  return problems;
+}
+
 function resolvePaths(c: ParsedConfig, baseDir: string, fromFlag: ReadonlySet<string>): DaemonConfig {
   const abs = (p: string, key: string) => (isAbsolute(p) ? p : resolve(fromFlag.has(key) ? process.cwd() : baseDir, p));
   const { underlayAddress, tls, ...rest } = c;
+  const { tls: etcdTls, ...etcd } = c.membership.etcd;
   return {
     ...rest,
     ...(underlayAddress !== undefined ? { underlayAddress } : {}),
     ...(tls ? { tls: { cert: abs(tls.cert, 'tls'), key: abs(tls.key, 'tls'), ...(tls.ca ? { ca: abs(tls.ca, 'tls') } : {}) } } : {}),
     stateDir: abs(c.stateDir, 'stateDir'),
+    membership: {
+      ...c.membership,
+      etcd: {
+        ...etcd,
+        ...(etcdTls
+          ? {
+              tls: {
+                ...(etcdTls.ca !== undefined ? { ca: abs(etcdTls.ca, 'membership.etcd.tls.ca') } : {}),
+                ...(etcdTls.cert !== undefined ? { cert: abs(etcdTls.cert, 'membership.etcd.tls.cert') } : {}),
+                ...(etcdTls.key !== undefined ? { key: abs(etcdTls.key, 'membership.etcd.tls.key') } : {}),
+              },
+            }
+          : {}),
+      },
+    },
     ovs: { ...c.ovs, runDir: abs(c.ovs.runDir, 'ovs.runDir') },
   };
+}
+
+/**
+ * Reads and checks the PEM files of `membership.etcd.tls` (undefined without tls). A file that cannot be
+ * read, a PEM that does not parse or a key that does not match its certificate is a ConfigError naming the
+ * key and the path. loadConfig calls it for etcd membership, so nodenetd refuses such files before it
+ * touches anything; the wiring calls it again to hand the contents to the etcd client.
+ */
+export function readEtcdTls(config: DaemonConfig): EtcdTlsMaterial | undefined {
+  const files = config.membership.etcd.tls;
+  if (!files) return undefined;
+  const { material, problems } = readEtcdTlsFiles(files);
+  if (problems.length > 0) throw new ConfigError(problems.map((p) => `config: ${p.key}: ${p.message}`));
+  return material;
 }
 
 /** A one-line summary for the start log (no secrets: paths only). */
@@ -436,7 +502,10 @@ export function configSummary(c: DaemonConfig): Record<string, unknown> {
     stateDir: c.stateDir,
     reservedPorts: c.reservedPorts,
     overlay: c.overlay,
-    membership: { type: c.membership.type, peers: c.membership.peers.map((p) => ({ name: p.name, underlayAddress: p.underlayAddress, subnet: p.subnet.toString() })) },
+    membership:
+      c.membership.type === 'etcd'
+        ? { type: 'etcd', etcd: c.membership.etcd }
+        : { type: c.membership.type, peers: c.membership.peers.map((p) => ({ name: p.name, underlayAddress: p.underlayAddress, subnet: p.subnet.toString() })) },
     logLevel: c.logLevel,
     reconcileIntervalSeconds: c.reconcileIntervalSeconds,
   };

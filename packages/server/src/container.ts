@@ -4,13 +4,13 @@
  */
 import 'reflect-metadata';
 import { container as rootContainer, instanceCachingFactory, type DependencyContainer, type InjectionToken } from 'tsyringe';
-import { StaticMembership, type Dataplane, type HostInfo, type Logger, type Membership, type Overlay, type PacketFilter, type StateStore } from '@nodenet/core';
+import { InvalidArgumentError, StaticMembership, type Dataplane, type HostInfo, type Logger, type Membership, type Overlay, type PacketFilter, type StateStore } from '@nodenet/core';
 import { Iproute2Dataplane, Iproute2Overlay, OVERLAY_DEVICE } from '@nodenet/backend-iproute2';
 import { OVS_INFRASTRUCTURE_LINKS, OvsDataplane, OvsOverlay } from '@nodenet/backend-ovs';
 import { EtcdMembership } from '@nodenet/membership-etcd';
 import { NftPacketFilter, type LoopbackGuard } from '@nodenet/nftables';
 import { FileStateStore } from '@nodenet/state';
-import type { DaemonConfig } from './config.js';
+import { ConfigError, readEtcdTls, type DaemonConfig } from './config.js';
 import { InFlight } from './network-server.js';
 
 export interface BackendContext {
@@ -54,7 +54,14 @@ export const BACKENDS: Readonly<Record<string, BackendFactory>> = {
 export function createMembership(config: DaemonConfig, logger: Logger): Membership {
   if (config.membership.type === 'etcd') {
     const { endpoints, prefix, leaseTtlSeconds } = config.membership.etcd;
-    return new EtcdMembership({ endpoints, prefix, leaseTtlSeconds, nodeName: config.nodeName, logger });
+    const tls = readEtcdTls(config); // the PEM files; a problem is a ConfigError naming the key and the path
+    try {
+      return new EtcdMembership({ endpoints, prefix, leaseTtlSeconds, ...(tls ? { tls } : {}), nodeName: config.nodeName, logger });
+    } catch (e) {
+      // Its field names are the config's keys (membership.etcd.endpoints[0], ...): a config error, exit code 2.
+      if (e instanceof InvalidArgumentError) throw new ConfigError([`config: ${e.message}`]);
+      throw e;
+    }
   }
   return new StaticMembership(config.membership.peers);
 }
