@@ -72,7 +72,7 @@ export async function runScale(env: NodeEnv, options: BenchOptions): Promise<Sca
     );
     filled = from + fill.results.filter((r) => r !== undefined).length;
     if (fill.errors.length > 0) {
-      // e.g. a Linux bridge holds at most 1023 ports (EXFULL, "Exchange full"): the node is full.
+      // e.g. every bridge the backend may use is full, or the subnet is: the node is full.
       limit = { requested: step, reached: filled, error: fill.errors[0]!.slice(0, 500) };
       options.log(`scale: the node took ${filled} instances, not ${step}: ${limit.error}`);
       break;
