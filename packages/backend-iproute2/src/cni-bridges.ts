@@ -1,8 +1,9 @@
 /**
- * The CNI's bridges. A Linux bridge holds at most 1,023 ports (BR_MAX_PORTS), so a node with more instances
- * needs more than one: the CNI bridge (nodenet0, which holds the gateway address) and overflow bridges
- * nodenet0b1, nodenet0b2, ..., each joined to the CNI bridge by a veth pair (nodenet0bK-up is a port of the
- * CNI bridge, nodenet0bK-dn a port of the overflow bridge). Together they are one L2 segment: an instance on
+ * The CNI's bridges, the pure parts (the I/O is CniBridgeSet in cni-bridge-set.ts). A Linux bridge holds at
+ * most 1,023 ports (BR_MAX_PORTS), so a node with more instances needs more than one: the CNI bridge
+ * (nodenet0, which holds the gateway address) and overflow bridges nodenet0b1, nodenet0b2, ..., each joined
+ * to the CNI bridge by a veth pair (nodenet0bK-up is a port of the CNI bridge, nodenet0bK-dn a port of the
+ * overflow bridge). Together they are one L2 segment: an instance on
  * an overflow bridge reaches the gateway and every other instance through that pair (one more bridge hop),
  * and the node sees its routed traffic on nodenet0 like any other instance's, so the ip-family rules (guard,
  * NAT, published ports) apply unchanged. The bridge family's anti-spoofing matches instance ports by name

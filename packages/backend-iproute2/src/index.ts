@@ -96,3 +96,4 @@ export {
   overflowLinkNames,
   repairOverflowScript,
 } from './cni-bridges.js';
+export { CniBridgeSet, type PlacedPort } from './cni-bridge-set.js';

@@ -54,17 +54,7 @@ import {
   type OwnedLink,
 } from './scripts.js';
 import { cniSysctls, describeSysctlRepair, readSysctls, sysctlDrift, writeSysctls } from './sysctl.js';
-import {
-  BridgePlacement,
-  OVERFLOW_LINE,
-  bridgeNameOf,
-  createOverflowScript,
-  deleteOverflowScript,
-  overflowBridgeName,
-  overflowBridgesIn,
-  overflowLinkNames,
-  repairOverflowScript,
-} from './cni-bridges.js';
+import { CniBridgeSet, deviceMissingRe } from './cni-bridge-set.js';
 
 export interface Iproute2DataplaneOptions {
   /** The node namespace to manage: a name under /run/netns or a path. Default: the process's own. */
@@ -95,11 +85,8 @@ export class Iproute2Dataplane implements Dataplane {
   /** Concurrent deletes share one link-group deletion, i.e. one grace period (see deleteLinksScript). */
   private readonly deletes = new GroupCommitter<DeletedInstance>((items) => this.deleteInstancesNow(items));
   private readonly logger: Logger;
-  /** Which of the CNI's bridges each instance port is on (see cni-bridges.ts). */
-  private readonly placement: BridgePlacement;
-  private placementLoad: Promise<void> | undefined;
-  /** Overflow bridges checked (made or repaired) since they were last found missing, by number. */
-  private readonly overflowReady = new Map<number, Promise<void>>();
+  /** Which of the CNI's bridges each instance port goes on, and the overflow bridges (see cni-bridges.ts). */
+  private readonly bridges: CniBridgeSet;
 
   constructor(options: Iproute2DataplaneOptions = {}) {
     this.nodeNetns = options.netns === undefined ? undefined : parseNetnsRef(options.netns, 'netns');
@@ -108,7 +95,7 @@ export class Iproute2Dataplane implements Dataplane {
     this.deleteSession = new IpSession(this.nodeNetns);
     this.logger = options.logger ?? silentLogger;
     this.configurator = new NetnsConfigurator(this.nodeNetns, this.logger, options.netnsHelper);
-    this.placement = new BridgePlacement(CNI_NAME, options.portsPerBridge);
+    this.bridges = new CniBridgeSet(this.node, CNI_NAME, options.portsPerBridge, this.logger, () => this.resetSessions());
   }
 
   /** Ends the long-lived `ip` processes (they also end with the daemon). */
@@ -209,9 +196,9 @@ export class Iproute2Dataplane implements Dataplane {
       drift.map((d) => d.setting),
       `set forwarding and ${spec.name} settings`,
     );
-    // Overflow bridges exist only past 1,000 instances; they are checked once any is known (or the CNI bridge
-    // was just made again, which took the pairs' ends off it).
-    if (current === null || this.overflowReady.size > 0 || this.placement.occupancy().length > 1) repairs.push(...(await this.repairOverflow(spec)));
+    // Overflow bridges exist only past 1,000 instances; checked once any is known, or when the CNI bridge was
+    // just made again (which took the pairs' ends off it).
+    repairs.push(...(await this.bridges.converge(spec, current === null)));
     if (current === null) this.logger.info({ cni: spec.name, gateway: spec.gateway, mtu: spec.mtu, repairs }, 'CNI bridge created');
     else if (repairs.length > 0) this.logger.warn({ cni: spec.name, repairs }, 'CNI bridge or its settings had drifted and were repaired');
     return repairs;
@@ -225,108 +212,8 @@ export class Iproute2Dataplane implements Dataplane {
       this.logger.warn({ cni: name, alias: link.alias ?? null }, 'not deleting a link that is not nodenet\'s CNI');
       return;
     }
-    await this.deleteTolerant([...deleteOverflowScript(name, links), ...deleteLinkScript(name)], `delete the CNI bridge ${name}`);
-    this.placement.reset();
-    this.overflowReady.clear();
+    await this.deleteTolerant([...this.bridges.deleteAll(links), ...deleteLinkScript(name)], `delete the CNI bridge ${name}`);
     this.resetSessions();
-  }
-
-  /**
-   * Brings every overflow bridge found and its pair to the spec (one listing of the links; one batch when
-   * something is wrong). A bridge no longer there is made again by the next port placed on it.
-   */
-  private async repairOverflow(spec: CniSpec): Promise<string[]> {
-    const links = parseIpLinks((await this.node.json(['link', 'show'], `list the overflow bridges of ${spec.name}`)) ?? []);
-    const byName = new Map(links.map((l) => [l.ifname, l]));
-    const found = overflowBridgesIn(spec.name, links);
-    this.forgetMissingOverflow(found);
-    const repairs = found.flatMap((index) => repairOverflowScript(spec, index, byName));
-    if (repairs.length > 0) {
-      await this.node.batch(
-        repairs.flatMap((r) => r.lines),
-        { step: `repair the overflow bridges of ${spec.name}` },
-      );
-      this.resetSessions();
-    }
-    return repairs.map((r) => r.found);
-  }
-
-  /** Overflow bridges not among `found` are made again by the next port placed on them. */
-  private forgetMissingOverflow(found: readonly number[]): void {
-    for (const index of [...this.overflowReady.keys()]) if (!found.includes(index)) this.overflowReady.delete(index);
-  }
-
-  /** Where the next port goes: a bridge of the CNI with room (made first if it is an overflow bridge not there yet). */
-  private async placePort(port: IfName, cni: CniSpec): Promise<PlacedPort> {
-    if (!this.placement.loaded) await this.loadPlacement();
-    const index = this.placement.place(port);
-    if (index > 0) {
-      try {
-        await this.ensureOverflow(cni, index);
-      } catch (e) {
-        this.placement.release(port);
-        throw e;
-      }
-    }
-    return { index, bridge: bridgeNameOf(cni.name, index) };
-  }
-
-  private loadPlacement(): Promise<void> {
-    this.placementLoad ??= this.node
-      .json(['link', 'show'], 'list the ports of the CNI bridges')
-      .then((json) => {
-        if (!this.placement.loaded) this.placement.load(parseIpLinks(json ?? []));
-      })
-      .finally(() => {
-        this.placementLoad = undefined;
-      });
-    return this.placementLoad;
-  }
-
-  /** Makes overflow bridge `index` and its pair, or repairs them; once per bridge until it is found missing. */
-  private ensureOverflow(cni: CniSpec, index: number): Promise<void> {
-    let ready = this.overflowReady.get(index);
-    if (ready === undefined) {
-      ready = this.makeOverflow(cni, index);
-      this.overflowReady.set(index, ready);
-      ready.catch(() => this.overflowReady.delete(index));
-    }
-    return ready;
-  }
-
-  private async makeOverflow(cni: CniSpec, index: number): Promise<void> {
-    const bridge = overflowBridgeName(cni.name, index);
-    const links = parseIpLinks((await this.node.json(['link', 'show'], `read overflow bridge ${bridge}`)) ?? []);
-    const byName = new Map(links.map((l) => [l.ifname, l]));
-    const existing = byName.get(bridge);
-    let lines: IpLine[];
-    if (existing === undefined) {
-      const { up, down } = overflowLinkNames(cni.name, index);
-      // A pair left from a bridge deleted behind the daemon's back is made again with the bridge.
-      const leftover = [up, down].filter((n) => byName.has(n)).slice(0, 1);
-      lines = [...leftover.flatMap((n) => deleteLinkScript(n)), ...createOverflowScript(cni, index)];
-    } else {
-      if (overflowBridgesIn(cni.name, [existing]).length === 0) {
-        throw new FailedPreconditionError(
-          `a link named ${bridge} already exists on this node and is not nodenet's (its alias is ${existing.alias ? `'${existing.alias}'` : 'unset'}): nodenet needs that name for an overflow bridge of ${cni.name} (it has ${this.placement.portsPerBridge} instance ports); remove or rename that link`,
-        );
-      }
-      lines = repairOverflowScript(cni, index, byName).flatMap((r) => r.lines);
-    }
-    if (lines.length === 0) return;
-    try {
-      await this.node.batch(lines, { step: `make overflow bridge ${bridge} of ${cni.name}` });
-    } catch (e) {
-      if (existing === undefined && !failedAt(e, OVERFLOW_LINE.createBridge)) await this.deleteQuietly(bridge, `roll back ${bridge}`);
-      if (failedAt(e, OVERFLOW_LINE.createPair) && causedBy(e, /Exchange full/)) {
-        throw new FailedPreconditionError(
-          `the CNI bridge ${cni.name} already has the most ports a Linux bridge can hold (1,023): delete an interface first, or run more instances on other nodes (ports nodenet did not make fill it, so no overflow bridge can be joined to it)`,
-          { cause: e },
-        );
-      }
-      throw e;
-    }
-    this.logger.info({ cni: cni.name, bridge, occupancy: this.placement.occupancy() }, existing === undefined ? 'overflow bridge created' : 'overflow bridge repaired');
   }
 
   // ---------------------------------------------------------------------------------------------------
@@ -342,7 +229,7 @@ export class Iproute2Dataplane implements Dataplane {
       throw new InvalidArgumentError('kind', `'${String(spec.kind)}' is not an interface kind this backend makes: use veth or tap`);
     }
     let placement: InstancePlacement = {};
-    let port = await this.placePort(spec.hostIfname, spec.cni);
+    let port = await this.bridges.place(spec.hostIfname, spec.cni);
     for (let attempt = 1; ; attempt++) {
       try {
         if (spec.kind === 'tap') await this.createOnNode(spec, tapScript(spec, port.bridge), port.bridge);
@@ -350,16 +237,11 @@ export class Iproute2Dataplane implements Dataplane {
         else await this.createOnNode(spec, vethScript(spec, undefined, port.bridge), port.bridge);
         break;
       } catch (e) {
-        this.placement.release(spec.hostIfname);
-        // Placed once more when the kernel refused the bridge for being full (something else holds ports on
-        // it) or an overflow bridge was deleted behind the daemon's back since it was made.
-        const full = causedBy(e, /Exchange full/);
-        const gone = port.index > 0 && causedBy(e, deviceMissingRe(port.bridge));
-        if (attempt > 1 || !(full || gone)) throw e;
-        if (full) this.placement.markFull(port.index);
-        else this.overflowReady.delete(port.index);
+        this.bridges.release(spec.hostIfname);
+        // Placed once more when the bridge was the problem (full of other software's ports, or deleted).
+        if (attempt > 1 || !this.bridges.refusedBecauseOfBridge(port, e)) throw e;
         this.resetSessions();
-        port = await this.placePort(spec.hostIfname, spec.cni);
+        port = await this.bridges.place(spec.hostIfname, spec.cni);
       }
     }
     this.logger.debug(
@@ -482,7 +364,7 @@ export class Iproute2Dataplane implements Dataplane {
 
   async deleteInstance(record: InstanceRecord, cni: CniRecord): Promise<void> {
     await this.deletes.submit({ handle: record.handle, hostIfname: record.hostIfname, address: record.address, cniName: cni.name });
-    this.placement.release(record.hostIfname);
+    this.bridges.release(record.hostIfname);
   }
 
   /**
@@ -517,8 +399,7 @@ export class Iproute2Dataplane implements Dataplane {
   async listOwnedLinks(): Promise<OwnedLink[]> {
     const json = await this.node.json(['-d', 'link', 'show'], "list nodenet's links");
     const links = parseIpLinks(json ?? []);
-    if (!this.placement.loaded && this.placementLoad === undefined) this.placement.load(links);
-    this.forgetMissingOverflow(overflowBridgesIn(CNI_NAME, links));
+    this.bridges.noteListing(links);
     return ownedLinksOf(links, CNI_NAME);
   }
 
@@ -539,16 +420,16 @@ export class Iproute2Dataplane implements Dataplane {
     if (absent.length > 0) this.logger.debug({ links: absent }, 'links to delete were already gone');
     if (owned.length === 0) return;
     await this.deleteTolerant(deleteLinksScript(owned, pickUnusedGroup(links)), `delete ${owned.length} orphaned link(s)`);
-    for (const name of owned) this.placement.release(name);
+    for (const name of owned) this.bridges.release(name);
     this.logger.info({ links: owned }, 'orphaned links deleted');
   }
 
   async attachToCni(hostIfname: IfName, cni: CniSpec): Promise<void> {
-    const { bridge } = await this.placePort(hostIfname, cni);
+    const { bridge } = await this.bridges.place(hostIfname, cni);
     try {
       await this.node.batch(attachPortScript(hostIfname, cni, bridge), { step: `attach ${hostIfname} to ${bridge}` });
     } catch (e) {
-      this.placement.release(hostIfname);
+      this.bridges.release(hostIfname);
       throw e;
     }
   }
@@ -598,23 +479,6 @@ export class Iproute2Dataplane implements Dataplane {
       this.logger.error({ link: name, step, err: (e as Error).message }, 'roll-back failed: the link may be left behind');
     }
   }
-}
-
-/** The bridge a port goes on: its placement number (0: the CNI bridge) and name. */
-interface PlacedPort {
-  readonly index: number;
-  readonly bridge: string;
-}
-
-/** What `ip` (`argument "X" is wrong: Device does not exist`) and the configurator say when device X is not there. */
-function deviceMissingRe(name: string): RegExp {
-  return new RegExp(`"${name}" is wrong: Device does not exist|Cannot find device "${name}"`);
-}
-
-/** Whether `e` or its cause is an `ip` failure whose message matches. */
-function causedBy(e: unknown, re: RegExp): boolean {
-  for (let c: unknown = e; c instanceof Error; c = c.cause) if (c instanceof IpBatchError && re.test(c.detail)) return true;
-  return false;
 }
 
 /** What deleting an instance's node side needs. */

@@ -3,6 +3,7 @@
  * (`netns: <node>`). Every namespace is deleted afterwards, also when a test fails.
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { RecordedCommand } from '@nodenet/testkit/recording-sys';
 import {
   AlreadyExistsError,
   CNI_NAME,
@@ -15,26 +16,16 @@ import {
   parseNetnsRef,
   type CniRecord,
   type CniSpec,
-  type InstanceKind,
-  type InstanceRecord,
-  type InstanceSpec,
 } from '@nodenet/core';
 import { run } from '@nodenet/sys';
 import { Iproute2Dataplane } from '../src/index.js';
 import { TestNamespaces, ipJson, ping, sh } from './netns-fixture.js';
+import { instanceSpecMaker, recordOf } from './instance-specs.js';
 
 /** Every command the code under test started (file, args, options), in order. */
-const commandsRun = vi.hoisted(() => [] as [string, readonly string[], ...unknown[]][]);
-// Pass-through spy: lets one test count the processes a create spawns.
-vi.mock('@nodenet/sys', async (importOriginal) => {
-  const real = await importOriginal<typeof import('@nodenet/sys')>();
-  // Both runners record into one list, in the order the processes were started.
-  return {
-    ...real,
-    run: vi.fn((...args: Parameters<typeof real.run>) => (commandsRun.push(args), real.run(...args))),
-    runLean: vi.fn((...args: Parameters<typeof real.runLean>) => (commandsRun.push(args), real.runLean(...args))),
-  };
-});
+const commandsRun = vi.hoisted((): RecordedCommand[] => []);
+// Pass-through spies on both runners (see recordingSys).
+vi.mock('@nodenet/sys', async (original) => (await import('@nodenet/testkit/recording-sys')).recordingSys(original, commandsRun));
 
 type Json = Record<string, unknown> & { ifname: string; mtu: number; address: string; flags: string[]; ifalias?: string; master?: string };
 
@@ -43,37 +34,7 @@ const gateway = parseIpv4Address('198.19.1.1', 'gateway');
 const cniSpec: CniSpec = { name: CNI_NAME, gateway, subnet: Subnet.of('198.19.1.0/24'), mtu: UNDERLAY_MTU - 50, mac: macForAddress(gateway) };
 const cniRecord: CniRecord = { ...cniSpec, subnet: cniSpec.subnet.toString(), createdAt: new Date().toISOString() };
 
-let idCounter = 0;
-function instanceSpec(hostOctet: number, options: { kind?: InstanceKind; netns?: string; ifname?: string } = {}): InstanceSpec {
-  const id = (0x5e000000 + ++idCounter).toString(16);
-  const handle = parseIfName(`nni-${id}`, 'handle');
-  const address = parseIpv4Address(`198.19.1.${hostOctet}`, 'address');
-  const kind = options.kind ?? 'veth';
-  return {
-    handle,
-    hostIfname: kind === 'tap' ? handle : parseIfName(`nnh-${id}`, 'host'),
-    kind,
-    address,
-    mac: macForAddress(address),
-    mtu: cniSpec.mtu,
-    cni: cniSpec,
-    ...(options.netns ? { netns: parseNetnsRef(options.netns, 'netns'), ifname: parseIfName(options.ifname ?? 'eth0', 'ifname') } : {}),
-  };
-}
-
-function recordOf(spec: InstanceSpec): InstanceRecord {
-  return {
-    handle: spec.handle,
-    hostIfname: spec.hostIfname,
-    kind: spec.kind,
-    address: spec.address,
-    ports: [],
-    ...(spec.netns ? { netns: spec.netns, ifname: spec.ifname } : {}),
-    mac: spec.mac,
-    mtu: spec.mtu,
-    createdAt: new Date().toISOString(),
-  };
-}
+const instanceSpec = instanceSpecMaker(cniSpec, 0x5e000000);
 
 const namespaces = new TestNamespaces();
 let node = '';
@@ -172,6 +133,7 @@ describe('ensureCni', () => {
     await dp.ensureCni(cniSpec);
     const spawned = commandsRun.slice(runs).map((c) => [c[0], ...c[1]].join(' '));
     // One read and the sysctl; no batch.
+    expect(spawned.filter((c) => / addr show dev nodenet0$/.test(c))).toHaveLength(1);
     expect(spawned.some((c) => c.includes('-batch'))).toBe(false);
     expect(await linkState(node, CNI_NAME)).toEqual(before);
   });

@@ -9,15 +9,13 @@ import {
   macForAddress,
   parseIfName,
   parseIpv4Address,
-  parseNetnsRef,
   type CniRecord,
   type CniSpec,
-  type InstanceKind,
-  type InstanceRecord,
   type InstanceSpec,
 } from '@nodenet/core';
 import { Iproute2Dataplane, OVERFLOW_BRIDGE_ALIAS, OVERFLOW_LINK_ALIAS } from '../src/index.js';
 import { TestNamespaces, ipJson, ping, sh } from './netns-fixture.js';
+import { instanceSpecMaker, recordOf } from './instance-specs.js';
 
 interface Link {
   ifname: string;
@@ -32,37 +30,7 @@ const gateway = parseIpv4Address('198.19.4.1', 'gateway');
 const cniSpec: CniSpec = { name: CNI_NAME, gateway, subnet: Subnet.of('198.19.4.0/24'), mtu: 1400, mac: macForAddress(gateway) };
 const cniRecord: CniRecord = { ...cniSpec, subnet: cniSpec.subnet.toString(), createdAt: new Date().toISOString() };
 
-let idCounter = 0;
-function instanceSpec(hostOctet: number, options: { kind?: InstanceKind; netns?: string } = {}): InstanceSpec {
-  const id = (0x0b000000 + ++idCounter).toString(16).padStart(8, '0');
-  const handle = parseIfName(`nni-${id}`, 'handle');
-  const address = parseIpv4Address(`198.19.4.${hostOctet}`, 'address');
-  const kind = options.kind ?? 'veth';
-  return {
-    handle,
-    hostIfname: kind === 'tap' ? handle : parseIfName(`nnh-${id}`, 'host'),
-    kind,
-    address,
-    mac: macForAddress(address),
-    mtu: cniSpec.mtu,
-    cni: cniSpec,
-    ...(options.netns ? { netns: parseNetnsRef(options.netns, 'netns'), ifname: parseIfName('eth0', 'ifname') } : {}),
-  };
-}
-
-function recordOf(spec: InstanceSpec): InstanceRecord {
-  return {
-    handle: spec.handle,
-    hostIfname: spec.hostIfname,
-    kind: spec.kind,
-    address: spec.address,
-    ports: [],
-    ...(spec.netns ? { netns: spec.netns, ifname: spec.ifname } : {}),
-    mac: spec.mac,
-    mtu: spec.mtu,
-    createdAt: new Date().toISOString(),
-  };
-}
+const instanceSpec = instanceSpecMaker(cniSpec, 0x0b000000);
 
 const namespaces = new TestNamespaces();
 const dataplanes: Iproute2Dataplane[] = [];

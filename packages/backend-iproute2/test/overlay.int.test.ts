@@ -4,6 +4,7 @@
  * vxlan and in host-gw mode. Every namespace is deleted afterwards, also when a test fails.
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { RecordedCommand } from '@nodenet/testkit/recording-sys';
 import { FailedPreconditionError, Subnet, vtepMacForUnderlay, type HostInfo, type NodeRecord } from '@nodenet/core';
 import { run } from '@nodenet/sys';
 import { Iproute2Overlay, OVERLAY_DEVICE, type OverlayMode } from '../src/index.js';
@@ -23,17 +24,9 @@ import {
 } from './overlay-fixture.js';
 
 /** Every command the code under test started (file, args, options), in order. */
-const commandsRun = vi.hoisted(() => [] as [string, readonly string[], ...unknown[]][]);
-// Pass-through spy: lets tests count the processes an operation spawns.
-vi.mock('@nodenet/sys', async (importOriginal) => {
-  const real = await importOriginal<typeof import('@nodenet/sys')>();
-  // Both runners record into one list, in the order the processes were started.
-  return {
-    ...real,
-    run: vi.fn((...args: Parameters<typeof real.run>) => (commandsRun.push(args), real.run(...args))),
-    runLean: vi.fn((...args: Parameters<typeof real.runLean>) => (commandsRun.push(args), real.runLean(...args))),
-  };
-});
+const commandsRun = vi.hoisted((): RecordedCommand[] => []);
+// Pass-through spies on both runners (see recordingSys).
+vi.mock('@nodenet/sys', async (original) => (await import('@nodenet/testkit/recording-sys')).recordingSys(original, commandsRun));
 
 const VNI = 4242;
 const PORT = 4789;

@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import { readlink, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { RecordedCommand } from '@nodenet/testkit/recording-sys';
 import {
   CNI_NAME,
   Subnet,
@@ -16,47 +17,22 @@ import {
   parseIpv4Address,
   parseNetnsRef,
   type CniSpec,
-  type InstanceKind,
-  type InstanceSpec,
   type Logger,
 } from '@nodenet/core';
 import { run, runLean } from '@nodenet/sys';
 import { Iproute2Dataplane } from '../src/index.js';
 import { TestNamespaces, ipJson, sh } from './netns-fixture.js';
+import { instanceSpecMaker } from './instance-specs.js';
 
 /** Every command the code under test started (file, args, options), in order. */
-const commandsRun = vi.hoisted(() => [] as [string, readonly string[], ...unknown[]][]);
-// Pass-through spy: lets tests see which processes a call spawns.
-vi.mock('@nodenet/sys', async (importOriginal) => {
-  const real = await importOriginal<typeof import('@nodenet/sys')>();
-  // Both runners record into one list, in the order the processes were started.
-  return {
-    ...real,
-    run: vi.fn((...args: Parameters<typeof real.run>) => (commandsRun.push(args), real.run(...args))),
-    runLean: vi.fn((...args: Parameters<typeof real.runLean>) => (commandsRun.push(args), real.runLean(...args))),
-  };
-});
+const commandsRun = vi.hoisted((): RecordedCommand[] => []);
+// Pass-through spies on both runners (see recordingSys).
+vi.mock('@nodenet/sys', async (original) => (await import('@nodenet/testkit/recording-sys')).recordingSys(original, commandsRun));
 
 const gateway = parseIpv4Address('198.19.1.1', 'gateway');
 const cniSpec: CniSpec = { name: CNI_NAME, gateway, subnet: Subnet.of('198.19.1.0/24'), mtu: 1450, mac: macForAddress(gateway) };
 
-let idCounter = 0;
-function instanceSpec(hostOctet: number, options: { kind?: InstanceKind; netns?: string } = {}): InstanceSpec {
-  const id = (0x7e000000 + ++idCounter).toString(16);
-  const handle = parseIfName(`nni-${id}`, 'handle');
-  const address = parseIpv4Address(`198.19.1.${hostOctet}`, 'address');
-  const kind = options.kind ?? 'veth';
-  return {
-    handle,
-    hostIfname: kind === 'tap' ? handle : parseIfName(`nnh-${id}`, 'host'),
-    kind,
-    address,
-    mac: macForAddress(address),
-    mtu: cniSpec.mtu,
-    cni: cniSpec,
-    ...(options.netns ? { netns: parseNetnsRef(options.netns, 'netns'), ifname: parseIfName('eth0', 'ifname') } : {}),
-  };
-}
+const instanceSpec = instanceSpecMaker(cniSpec, 0x7e000000);
 
 const namespaces = new TestNamespaces();
 let node = '';

@@ -3,6 +3,7 @@
  * (`netns: <node>`). Every namespace and OVS process is removed afterwards, also when a test fails.
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { RecordedCommand } from '@nodenet/testkit/recording-sys';
 import { AlreadyExistsError, FailedPreconditionError, NotFoundError, UnavailableError, type CniSpec } from '@nodenet/core';
 import {
   TestScope,
@@ -21,16 +22,9 @@ import { instanceCookie, formatCookie } from '../src/index.js';
 import { cniRecordOf, cniSpecFor, externalIds, instanceSpec, ofportOf, ovsNode, recordOf, type OvsNode } from './fixture.js';
 
 /** Every command the code under test started (file, args, options), through either runner, in order. */
-const commandsRun = vi.hoisted(() => [] as [string, readonly string[], ...unknown[]][]);
-// Pass-through spies: let tests see which commands a call ran.
-vi.mock('@nodenet/sys', async (importOriginal) => {
-  const real = await importOriginal<typeof import('@nodenet/sys')>();
-  return {
-    ...real,
-    run: vi.fn((...args: Parameters<typeof real.run>) => (commandsRun.push(args), real.run(...args))),
-    runLean: vi.fn((...args: Parameters<typeof real.runLean>) => (commandsRun.push(args), real.runLean(...args))),
-  };
-});
+const commandsRun = vi.hoisted((): RecordedCommand[] => []);
+// Pass-through spies on both runners (see recordingSys).
+vi.mock('@nodenet/sys', async (original) => (await import('@nodenet/testkit/recording-sys')).recordingSys(original, commandsRun));
 
 /** Commands started during `fn`, as `file arg...` strings (a line written to a long-lived session is none). */
 async function commandsDuring(fn: () => Promise<unknown>): Promise<string[]> {

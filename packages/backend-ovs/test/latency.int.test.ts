@@ -5,21 +5,16 @@
  * each create starts. What is asserted is what a create and a delete do, not how fast.
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { RecordedCommand } from '@nodenet/testkit/recording-sys';
 import type { InstanceSpec, Logger } from '@nodenet/core';
 import { PrivateOvs, TestScope, Topology, ipv4AddressesOf, link } from '@nodenet/testkit';
 import { OvsDataplane } from '../src/index.js';
 import { cniRecordOf, cniSpecFor, instanceSpec, recordOf } from './fixture.js';
 
 /** Every command the code under test started (file, args, options), through either runner, in order. */
-const commandsRun = vi.hoisted(() => [] as [string, readonly string[], ...unknown[]][]);
-vi.mock('@nodenet/sys', async (importOriginal) => {
-  const real = await importOriginal<typeof import('@nodenet/sys')>();
-  return {
-    ...real,
-    run: vi.fn((...args: Parameters<typeof real.run>) => (commandsRun.push(args), real.run(...args))),
-    runLean: vi.fn((...args: Parameters<typeof real.runLean>) => (commandsRun.push(args), real.runLean(...args))),
-  };
-});
+const commandsRun = vi.hoisted((): RecordedCommand[] => []);
+// Pass-through spies on both runners (see recordingSys).
+vi.mock('@nodenet/sys', async (original) => (await import('@nodenet/testkit/recording-sys')).recordingSys(original, commandsRun));
 
 /** The `doneAtMs` of each 'instance interface created' debug line. */
 const createdParts: Record<string, number>[] = [];

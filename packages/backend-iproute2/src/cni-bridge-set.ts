@@ -1,0 +1,209 @@
+/**
+ * The CNI's bridges at work: where each instance port goes, making and repairing overflow bridges, and what
+ * deleting the CNI removes with it. The pure parts (names, scripts, BridgePlacement) are in cni-bridges.ts;
+ * this class does the I/O, through the dataplane's `ip` runner, only when a port goes on an overflow bridge
+ * not checked yet, when the CNI is converged or deleted, or on a failure (never on the happy path of a
+ * create onto a known bridge).
+ */
+import { FailedPreconditionError, silentLogger, type CniSpec, type IfName, type Logger } from '@nodenet/core';
+import { IpBatchError, type IpLine, type IpRunner } from './ip-batch.js';
+import { parseIpLinks, type IpLink } from './ip-json.js';
+import {
+  BridgePlacement,
+  OVERFLOW_LINE,
+  bridgeNameOf,
+  createOverflowScript,
+  deleteOverflowScript,
+  overflowBridgeName,
+  overflowBridgesIn,
+  overflowLinkNames,
+  repairOverflowScript,
+} from './cni-bridges.js';
+import { deleteLinkScript } from './scripts.js';
+
+/** The bridge a port goes on: its placement number (0: the CNI bridge) and name. */
+export interface PlacedPort {
+  readonly index: number;
+  readonly bridge: string;
+}
+
+export class CniBridgeSet {
+  private readonly placement: BridgePlacement;
+  private placementLoad: Promise<void> | undefined;
+  /** Overflow bridges checked (made or repaired) since they were last found missing, by number. */
+  private readonly overflowReady = new Map<number, Promise<void>>();
+
+  constructor(
+    private readonly node: IpRunner,
+    private readonly cni: IfName,
+    portsPerBridge: number | undefined,
+    private readonly logger: Logger = silentLogger,
+    /** Called after links were made or changed (the dataplane's `ip` sessions may hold stale indexes). */
+    private readonly onLinksChanged: () => void = () => undefined,
+  ) {
+    this.placement = new BridgePlacement(cni, portsPerBridge);
+  }
+
+  /** Where port `port` goes: a bridge of the CNI with room (made first if it is an overflow bridge not there yet). */
+  async place(port: IfName, cni: CniSpec): Promise<PlacedPort> {
+    if (!this.placement.loaded) await this.load();
+    const index = this.placement.place(port);
+    if (index > 0) {
+      try {
+        await this.ensureOverflow(cni, index);
+      } catch (e) {
+        this.placement.release(port);
+        throw e;
+      }
+    }
+    return { index, bridge: bridgeNameOf(cni.name, index) };
+  }
+
+  /** The port left its bridge (deleted, or its create failed). */
+  release(port: string): void {
+    this.placement.release(port);
+  }
+
+  /**
+   * After a create on `placed` failed with `e`: whether placing it again may succeed, i.e. the kernel refused
+   * the bridge for being full (something else holds ports on it: placed elsewhere from now on) or an overflow
+   * bridge was deleted behind the daemon's back (made again by the next placement).
+   */
+  refusedBecauseOfBridge(placed: PlacedPort, e: unknown): boolean {
+    if (causedBy(e, /Exchange full/)) {
+      this.placement.markFull(placed.index);
+      return true;
+    }
+    if (placed.index > 0 && causedBy(e, deviceMissingRe(placed.bridge))) {
+      this.overflowReady.delete(placed.index);
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * What a listing of every link (reconcile's) tells: where the instance ports are, when not known yet (this
+   * spares the first create a read), and which overflow bridges are gone.
+   */
+  noteListing(links: readonly IpLink[]): void {
+    if (!this.placement.loaded && this.placementLoad === undefined) this.placement.load(links);
+    this.forgetMissing(overflowBridgesIn(this.cni, links));
+  }
+
+  /**
+   * Brings every overflow bridge found and its pair to the spec (one listing of the links; one batch when
+   * something is wrong); returns what was wrong. Runs when any overflow bridge is known, or `cniRemade` (a
+   * CNI bridge made again has none of the pairs' ends); otherwise costs nothing.
+   */
+  async converge(spec: CniSpec, cniRemade: boolean): Promise<string[]> {
+    if (!cniRemade && this.overflowReady.size === 0 && this.placement.occupancy().length <= 1) return [];
+    const links = parseIpLinks((await this.node.json(['link', 'show'], `list the overflow bridges of ${spec.name}`)) ?? []);
+    const byName = new Map(links.map((l) => [l.ifname, l]));
+    const found = overflowBridgesIn(spec.name, links);
+    this.forgetMissing(found);
+    const repairs = found.flatMap((index) => repairOverflowScript(spec, index, byName));
+    if (repairs.length > 0) {
+      await this.node.batch(
+        repairs.flatMap((r) => r.lines),
+        { step: `repair the overflow bridges of ${spec.name}` },
+      );
+      this.onLinksChanged();
+    }
+    return repairs.map((r) => r.found);
+  }
+
+  /** The lines that delete the overflow bridges and pairs among `links` (with the CNI); forgets every placement. */
+  deleteAll(links: readonly IpLink[]): IpLine[] {
+    this.placement.reset();
+    this.overflowReady.clear();
+    return deleteOverflowScript(this.cni, links);
+  }
+
+  private load(): Promise<void> {
+    this.placementLoad ??= this.node
+      .json(['link', 'show'], 'list the ports of the CNI bridges')
+      .then((json) => {
+        if (!this.placement.loaded) this.placement.load(parseIpLinks(json ?? []));
+      })
+      .finally(() => {
+        this.placementLoad = undefined;
+      });
+    return this.placementLoad;
+  }
+
+  /** Overflow bridges not among `found` are made again by the next port placed on them. */
+  private forgetMissing(found: readonly number[]): void {
+    for (const index of [...this.overflowReady.keys()]) if (!found.includes(index)) this.overflowReady.delete(index);
+  }
+
+  /** Makes overflow bridge `index` and its pair, or repairs them; once per bridge until it is found missing. */
+  private ensureOverflow(cni: CniSpec, index: number): Promise<void> {
+    let ready = this.overflowReady.get(index);
+    if (ready === undefined) {
+      ready = this.makeOverflow(cni, index);
+      this.overflowReady.set(index, ready);
+      ready.catch(() => this.overflowReady.delete(index));
+    }
+    return ready;
+  }
+
+  private async makeOverflow(cni: CniSpec, index: number): Promise<void> {
+    const bridge = overflowBridgeName(cni.name, index);
+    const links = parseIpLinks((await this.node.json(['link', 'show'], `read overflow bridge ${bridge}`)) ?? []);
+    const byName = new Map(links.map((l) => [l.ifname, l]));
+    const existing = byName.get(bridge);
+    let lines: IpLine[];
+    if (existing === undefined) {
+      const { up, down } = overflowLinkNames(cni.name, index);
+      // A pair left from a bridge deleted behind the daemon's back is made again with the bridge.
+      const leftover = [up, down].filter((n) => byName.has(n)).slice(0, 1);
+      lines = [...leftover.flatMap((n) => deleteLinkScript(n)), ...createOverflowScript(cni, index)];
+    } else {
+      if (overflowBridgesIn(cni.name, [existing]).length === 0) {
+        throw new FailedPreconditionError(
+          `a link named ${bridge} already exists on this node and is not nodenet's (its alias is ${existing.alias ? `'${existing.alias}'` : 'unset'}): nodenet needs that name for an overflow bridge of ${cni.name} (it has ${this.placement.portsPerBridge} instance ports); remove or rename that link`,
+        );
+      }
+      lines = repairOverflowScript(cni, index, byName).flatMap((r) => r.lines);
+    }
+    if (lines.length === 0) return;
+    try {
+      await this.node.batch(lines, { step: `make overflow bridge ${bridge} of ${cni.name}` });
+    } catch (e) {
+      if (existing === undefined && !(e instanceof IpBatchError && e.failedLine?.id === OVERFLOW_LINE.createBridge)) await this.removeQuietly(bridge);
+      if (e instanceof IpBatchError && e.failedLine?.id === OVERFLOW_LINE.createPair && causedBy(e, /Exchange full/)) {
+        throw new FailedPreconditionError(
+          `the CNI bridge ${cni.name} already has the most ports a Linux bridge can hold (1,023): delete an interface first, or run more instances on other nodes (ports nodenet did not make fill it, so no overflow bridge can be joined to it)`,
+          { cause: e },
+        );
+      }
+      throw e;
+    } finally {
+      this.onLinksChanged();
+    }
+    this.logger.info({ cni: cni.name, bridge, occupancy: this.placement.occupancy() }, existing === undefined ? 'overflow bridge created' : 'overflow bridge repaired');
+  }
+
+  /** Roll-back of a half-made overflow bridge: never throws (the original error is what the caller reports). */
+  private async removeQuietly(bridge: string): Promise<void> {
+    let problem: string | undefined;
+    try {
+      const failures = await this.node.batch(deleteLinkScript(bridge), { step: `roll back ${bridge}`, force: true });
+      problem = failures.map((f) => f.message).find((m) => !deviceMissingRe(bridge).test(m) && !/Cannot find device/.test(m));
+    } catch (e) {
+      problem = (e as Error).message;
+    }
+    if (problem !== undefined) this.logger.error({ link: bridge, err: problem }, 'roll-back failed: the overflow bridge may be left behind');
+  }
+}
+
+/** What `ip` (`argument "X" is wrong: Device does not exist`) and the configurator say when device X is not there. */
+export function deviceMissingRe(name: string): RegExp {
+  return new RegExp(`"${name}" is wrong: Device does not exist|Cannot find device "${name}"`);
+}
+
+/** Whether `e` or its cause is an `ip` failure whose message matches. */
+function causedBy(e: unknown, re: RegExp): boolean {
+  for (let c: unknown = e; c instanceof Error; c = c.cause) if (c instanceof IpBatchError && re.test(c.detail)) return true;
+  return false;
+}
