@@ -11,7 +11,8 @@ import { isIPv6 } from 'node:net';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { InvalidArgumentError, parseIpv4Address, Subnet, type Ipv4Address } from '@nodenet/core';
-import { checkEtcdTlsShape, readEtcdTlsFiles, type EtcdTlsFiles, type EtcdTlsMaterial } from '@nodenet/membership-etcd';
+// The subpath holds only the file checks: the adapter itself (etcd3 and its gRPC stack) loads only for etcd membership.
+import { checkEtcdTlsShape, readEtcdTlsFiles, type EtcdTlsFiles, type EtcdTlsMaterial } from '@nodenet/membership-etcd/tls';
 
 /** A configuration or command-line problem: the daemon exits with code 2 and changes nothing. */
 export class ConfigError extends Error {

@@ -7,7 +7,6 @@ import { container as rootContainer, instanceCachingFactory, type DependencyCont
 import { InvalidArgumentError, StaticMembership, type Dataplane, type HostInfo, type Logger, type Membership, type Overlay, type PacketFilter, type StateStore } from '@nodenet/core';
 import { Iproute2Dataplane, Iproute2Overlay, OVERLAY_DEVICE } from '@nodenet/backend-iproute2';
 import { OVS_INFRASTRUCTURE_LINKS, OvsDataplane, OvsOverlay } from '@nodenet/backend-ovs';
-import { EtcdMembership } from '@nodenet/membership-etcd';
 import { NftPacketFilter, type LoopbackGuard } from '@nodenet/nftables';
 import { FileStateStore } from '@nodenet/state';
 import { ConfigError, readEtcdTls, type DaemonConfig } from './config.js';
@@ -50,13 +49,21 @@ export const BACKENDS: Readonly<Record<string, BackendFactory>> = {
   },
 };
 
-/** Membership by the config's `membership.type`. */
-export function createMembership(config: DaemonConfig, logger: Logger): Membership {
+/** The etcd adapter's module. Loaded only for etcd membership: etcd3 and its gRPC stack add ~140 ms to a start. */
+export type EtcdModule = typeof import('@nodenet/membership-etcd');
+
+export async function loadEtcdModule(config: DaemonConfig): Promise<EtcdModule | undefined> {
+  return config.membership.type === 'etcd' ? import('@nodenet/membership-etcd') : undefined;
+}
+
+/** Membership by the config's `membership.type` (`etcd`: the module loadEtcdModule gave). */
+export function createMembership(config: DaemonConfig, logger: Logger, etcd?: EtcdModule): Membership {
   if (config.membership.type === 'etcd') {
+    if (etcd === undefined) throw new Error('etcd membership needs the etcd adapter: pass what loadEtcdModule(config) returns');
     const { endpoints, prefix, leaseTtlSeconds } = config.membership.etcd;
     const tls = readEtcdTls(config); // the PEM files; a problem is a ConfigError naming the key and the path
     try {
-      return new EtcdMembership({ endpoints, prefix, leaseTtlSeconds, ...(tls ? { tls } : {}), nodeName: config.nodeName, logger });
+      return new etcd.EtcdMembership({ endpoints, prefix, leaseTtlSeconds, ...(tls ? { tls } : {}), nodeName: config.nodeName, logger });
     } catch (e) {
       // Its field names are the config's keys (membership.etcd.endpoints[0], ...): a config error, exit code 2.
       if (e instanceof InvalidArgumentError) throw new ConfigError([`config: ${e.message}`]);
@@ -88,7 +95,7 @@ export interface Adapters {
 }
 
 /** A child container holding the daemon's adapters for `config`. Creating it does no I/O. */
-export function createContainer(config: DaemonConfig, logger: Logger & { child(bindings: object): Logger }): DependencyContainer {
+export function createContainer(config: DaemonConfig, logger: Logger & { child(bindings: object): Logger }, etcd?: EtcdModule): DependencyContainer {
   const backend = BACKENDS[config.backend];
   if (!backend) {
     // parseConfig already refuses unknown names; this guards callers that build a config by hand.
@@ -101,7 +108,7 @@ export function createContainer(config: DaemonConfig, logger: Logger & { child(b
     useFactory: instanceCachingFactory((d) => backend({ config: d.resolve(TOKENS.config), logger: logger.child({ component: 'dataplane', backend: config.backend }) })),
   });
   c.register(TOKENS.membership, {
-    useFactory: instanceCachingFactory((d) => createMembership(d.resolve(TOKENS.config), logger.child({ component: 'membership', type: config.membership.type }))),
+    useFactory: instanceCachingFactory((d) => createMembership(d.resolve(TOKENS.config), logger.child({ component: 'membership', type: config.membership.type }), etcd)),
   });
   c.register(TOKENS.packetFilter, {
     useFactory: instanceCachingFactory(

@@ -18,7 +18,7 @@ import { NodeNetwork, PeerSync, isNodenetError, type Dataplane, type HostInfo, t
 import { createAdminServer } from './admin-server.js';
 import { ClusterLink, ReconcileLoop } from './cluster-link.js';
 import { ConfigError, configSummary, type DaemonConfig } from './config.js';
-import { createContainer, resolveAdapters, TOKENS, type Adapters } from './container.js';
+import { createContainer, loadEtcdModule, resolveAdapters, TOKENS, type Adapters } from './container.js';
 import { createLogger, type DaemonLogger } from './logger.js';
 import { createNetworkServer } from './network-server.js';
 
@@ -75,7 +75,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
   if (config.listen.kind === 'unix') await checkSocketIsFree(config.listen.path);
   const reflectionPackage = loadReflectionPackage();
 
-  const container = createContainer(config, logger);
+  const container = createContainer(config, logger, await loadEtcdModule(config));
   const adapters = resolveAdapters(container);
   let network: NodeNetwork;
   let host: HostInfo;

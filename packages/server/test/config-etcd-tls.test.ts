@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '@nodenet/core';
-import { EtcdMembership } from '@nodenet/membership-etcd';
+import * as etcdModule from '@nodenet/membership-etcd';
+const { EtcdMembership } = etcdModule;
 import { run } from '@nodenet/sys';
 import { ConfigError, configSummary, loadConfig, parseConfig, readEtcdTls } from '../src/config.js';
 import { BACKEND_NAMES, createMembership } from '../src/container.js';
@@ -150,20 +151,20 @@ describe('createMembership with membership.etcd.tls', () => {
   const config = (etcd: object) => parseConfig({ nodeName: 'node-1', ...etcdWith(etcd) }, { backends: BACKEND_NAMES });
 
   it('builds the etcd membership with the PEM contents', async () => {
-    const m = createMembership(config({ endpoints: HTTPS, tls: { ca: cert, cert, key } }), silentLogger);
+    const m = createMembership(config({ endpoints: HTTPS, tls: { ca: cert, cert, key } }), silentLogger, etcdModule);
     expect(m).toBeInstanceOf(EtcdMembership);
     await m.stop();
   });
 
   it('a file gone since the config was loaded: ConfigError naming the key and the path', () => {
     const missing = join(dir, 'gone.key');
-    expect(() => createMembership(config({ endpoints: HTTPS, tls: { cert, key: missing } }), silentLogger)).toThrow(
+    expect(() => createMembership(config({ endpoints: HTTPS, tls: { cert, key: missing } }), silentLogger, etcdModule)).toThrow(
       new ConfigError([`config: membership.etcd.tls.key: cannot read ${missing}: no such file`]),
     );
   });
 
   it("an endpoint etcd's client refuses (a URL path) is a ConfigError naming it", () => {
-    expect(() => createMembership(config({ endpoints: ['https://198.18.0.5:2379/v3'] }), silentLogger)).toThrow(
+    expect(() => createMembership(config({ endpoints: ['https://198.18.0.5:2379/v3'] }), silentLogger, etcdModule)).toThrow(
       /^config: membership\.etcd\.endpoints\[0\]: 'https:\/\/198\.18\.0\.5:2379\/v3' is not an etcd URL/,
     );
   });
