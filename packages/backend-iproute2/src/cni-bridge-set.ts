@@ -5,8 +5,8 @@
  * not checked yet, when the CNI is converged or deleted, or on a failure (never on the happy path of a
  * create onto a known bridge).
  */
-import { FailedPreconditionError, silentLogger, type CniSpec, type IfName, type Logger } from '@nodenet/core';
-import { IpBatchError, type IpLine, type IpRunner } from './ip-batch.js';
+import { FailedPreconditionError, type CniSpec, type IfName, type Logger } from '@nodenet/core';
+import { causedBy, deviceMissingRe, failedAt, type IpLine, type IpRunner } from './ip-batch.js';
 import { parseIpLinks, type IpLink } from './ip-json.js';
 import {
   BridgePlacement,
@@ -37,9 +37,11 @@ export class CniBridgeSet {
     private readonly node: IpRunner,
     private readonly cni: IfName,
     portsPerBridge: number | undefined,
-    private readonly logger: Logger = silentLogger,
+    private readonly logger: Logger,
     /** Called after links were made or changed (the dataplane's `ip` sessions may hold stale indexes). */
-    private readonly onLinksChanged: () => void = () => undefined,
+    private readonly onLinksChanged: () => void,
+    /** Removes a half-made link without throwing (the dataplane's roll-back; the original error is reported). */
+    private readonly removeQuietly: (name: string, step: string) => Promise<void>,
   ) {
     this.placement = new BridgePlacement(cni, portsPerBridge);
   }
@@ -97,8 +99,7 @@ export class CniBridgeSet {
    */
   async converge(spec: CniSpec, cniRemade: boolean): Promise<string[]> {
     if (!cniRemade && this.overflowReady.size === 0 && this.placement.occupancy().length <= 1) return [];
-    const links = parseIpLinks((await this.node.json(['link', 'show'], `list the overflow bridges of ${spec.name}`)) ?? []);
-    const byName = new Map(links.map((l) => [l.ifname, l]));
+    const { links, byName } = await this.listLinks(`list the overflow bridges of ${spec.name}`);
     const found = overflowBridgesIn(spec.name, links);
     this.forgetMissing(found);
     const repairs = found.flatMap((index) => repairOverflowScript(spec, index, byName));
@@ -120,10 +121,9 @@ export class CniBridgeSet {
   }
 
   private load(): Promise<void> {
-    this.placementLoad ??= this.node
-      .json(['link', 'show'], 'list the ports of the CNI bridges')
-      .then((json) => {
-        if (!this.placement.loaded) this.placement.load(parseIpLinks(json ?? []));
+    this.placementLoad ??= this.listLinks('list the ports of the CNI bridges')
+      .then(({ links }) => {
+        if (!this.placement.loaded) this.placement.load(links);
       })
       .finally(() => {
         this.placementLoad = undefined;
@@ -149,8 +149,7 @@ export class CniBridgeSet {
 
   private async makeOverflow(cni: CniSpec, index: number): Promise<void> {
     const bridge = overflowBridgeName(cni.name, index);
-    const links = parseIpLinks((await this.node.json(['link', 'show'], `read overflow bridge ${bridge}`)) ?? []);
-    const byName = new Map(links.map((l) => [l.ifname, l]));
+    const { byName } = await this.listLinks(`read overflow bridge ${bridge}`);
     const existing = byName.get(bridge);
     let lines: IpLine[];
     if (existing === undefined) {
@@ -170,8 +169,8 @@ export class CniBridgeSet {
     try {
       await this.node.batch(lines, { step: `make overflow bridge ${bridge} of ${cni.name}` });
     } catch (e) {
-      if (existing === undefined && !(e instanceof IpBatchError && e.failedLine?.id === OVERFLOW_LINE.createBridge)) await this.removeQuietly(bridge);
-      if (e instanceof IpBatchError && e.failedLine?.id === OVERFLOW_LINE.createPair && causedBy(e, /Exchange full/)) {
+      if (existing === undefined && !failedAt(e, OVERFLOW_LINE.createBridge)) await this.removeQuietly(bridge, `roll back ${bridge}`);
+      if (failedAt(e, OVERFLOW_LINE.createPair) && causedBy(e, /Exchange full/)) {
         throw new FailedPreconditionError(
           `the CNI bridge ${cni.name} already has the most ports a Linux bridge can hold (1,023): delete an interface first, or run more instances on other nodes (ports nodenet did not make fill it, so no overflow bridge can be joined to it)`,
           { cause: e },
@@ -184,26 +183,9 @@ export class CniBridgeSet {
     this.logger.info({ cni: cni.name, bridge, occupancy: this.placement.occupancy() }, existing === undefined ? 'overflow bridge created' : 'overflow bridge repaired');
   }
 
-  /** Roll-back of a half-made overflow bridge: never throws (the original error is what the caller reports). */
-  private async removeQuietly(bridge: string): Promise<void> {
-    let problem: string | undefined;
-    try {
-      const failures = await this.node.batch(deleteLinkScript(bridge), { step: `roll back ${bridge}`, force: true });
-      problem = failures.map((f) => f.message).find((m) => !deviceMissingRe(bridge).test(m) && !/Cannot find device/.test(m));
-    } catch (e) {
-      problem = (e as Error).message;
-    }
-    if (problem !== undefined) this.logger.error({ link: bridge, err: problem }, 'roll-back failed: the overflow bridge may be left behind');
+  /** Every link of the node namespace (one `ip -j link show`), and by name. */
+  private async listLinks(step: string): Promise<{ links: IpLink[]; byName: Map<string, IpLink> }> {
+    const links = parseIpLinks((await this.node.json(['link', 'show'], step)) ?? []);
+    return { links, byName: new Map(links.map((l) => [l.ifname, l])) };
   }
-}
-
-/** What `ip` (`argument "X" is wrong: Device does not exist`) and the configurator say when device X is not there. */
-export function deviceMissingRe(name: string): RegExp {
-  return new RegExp(`"${name}" is wrong: Device does not exist|Cannot find device "${name}"`);
-}
-
-/** Whether `e` or its cause is an `ip` failure whose message matches. */
-function causedBy(e: unknown, re: RegExp): boolean {
-  for (let c: unknown = e; c instanceof Error; c = c.cause) if (c instanceof IpBatchError && re.test(c.detail)) return true;
-  return false;
 }

@@ -3,7 +3,10 @@ export { IpSession, ipSessionFraming, type IpSessionOptions } from './ip-session
 export {
   IpBatchError,
   IpRunner,
+  causedBy,
   commandInNamespace,
+  deviceMissingRe,
+  failedAt,
   formatIpBatch,
   netnsPath,
   parseIpBatchFailures,

@@ -83,6 +83,22 @@ export class IpBatchError extends InternalError {
   }
 }
 
+/** Whether `e` is an `ip -batch` failure of the line with id `lineId`. */
+export function failedAt(e: unknown, lineId: string): boolean {
+  return e instanceof IpBatchError && e.failedLine?.id === lineId;
+}
+
+/** Whether `e` or one of its causes is an `ip -batch` failure whose message matches `re`. */
+export function causedBy(e: unknown, re: RegExp): boolean {
+  for (let c: unknown = e; c instanceof Error; c = c.cause) if (c instanceof IpBatchError && re.test(c.detail)) return true;
+  return false;
+}
+
+/** What `ip` (`argument "X" is wrong: Device does not exist`) and the namespace configurator say when device X is not there. */
+export function deviceMissingRe(name: string): RegExp {
+  return new RegExp(`"${name}" is wrong: Device does not exist|Cannot find device "${name}"`);
+}
+
 /** The path iproute2 should open for a namespace (core's netnsPath, re-exported for this package's users). */
 export { netnsPath };
 

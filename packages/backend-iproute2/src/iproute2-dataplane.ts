@@ -30,7 +30,7 @@ import {
 } from '@nodenet/core';
 import { hostInfoFor, pickDefaultRoute, primaryIpv4Of } from './host-probe.js';
 import { GroupCommitter } from '@nodenet/sys';
-import { IpBatchError, IpRunner, netnsPath, type IpLine } from './ip-batch.js';
+import { IpBatchError, IpRunner, deviceMissingRe, failedAt, netnsPath, type IpLine } from './ip-batch.js';
 import { IpSession } from './ip-session.js';
 import { HelperUnusableError, NetnsConfigurator } from './netns-configurator.js';
 import { parseIpAddrs, parseIpLinks, parseIpRoutes, type IpLink, type IpLinkWithAddresses } from './ip-json.js';
@@ -54,7 +54,7 @@ import {
   type OwnedLink,
 } from './scripts.js';
 import { cniSysctls, describeSysctlRepair, readSysctls, sysctlDrift, writeSysctls } from './sysctl.js';
-import { CniBridgeSet, deviceMissingRe } from './cni-bridge-set.js';
+import { CniBridgeSet } from './cni-bridge-set.js';
 
 export interface Iproute2DataplaneOptions {
   /** The node namespace to manage: a name under /run/netns or a path. Default: the process's own. */
@@ -95,7 +95,14 @@ export class Iproute2Dataplane implements Dataplane {
     this.deleteSession = new IpSession(this.nodeNetns);
     this.logger = options.logger ?? silentLogger;
     this.configurator = new NetnsConfigurator(this.nodeNetns, this.logger, options.netnsHelper);
-    this.bridges = new CniBridgeSet(this.node, CNI_NAME, options.portsPerBridge, this.logger, () => this.resetSessions());
+    this.bridges = new CniBridgeSet(
+      this.node,
+      CNI_NAME,
+      options.portsPerBridge,
+      this.logger,
+      () => this.resetSessions(),
+      (name, step) => this.deleteQuietly(name, step),
+    );
   }
 
   /** Ends the long-lived `ip` processes (they also end with the daemon). */
@@ -501,10 +508,6 @@ function assertOwnCni(link: IpLinkWithAddresses, name: string): void {
       `a bridge named ${name} already exists on this node but was not made by nodenet (its alias is ${link.alias ? `'${link.alias}'` : 'unset'}, not '${CNI_OWNER_ALIAS}'): remove or rename it; if it is nodenet's from before ownership tags, run ip link set dev ${name} alias ${CNI_OWNER_ALIAS}`,
     );
   }
-}
-
-function failedAt(e: unknown, lineId: string): boolean {
-  return e instanceof IpBatchError && e.failedLine?.id === lineId;
 }
 
 function namespaceMissing(netns: NetnsRef, path: string, cause?: unknown): NotFoundError {

@@ -59,6 +59,7 @@ import {
   readNetnsId,
   readSysctls,
   sysctlDrift,
+  failedAt,
   type IpBatchFailure,
   type IpLine,
   type IpLink,
@@ -860,10 +861,6 @@ function settle<T>(p: Promise<T>): Promise<{ ok: true; value: T } | { ok: false;
     (value) => ({ ok: true as const, value }),
     (error: unknown) => ({ ok: false as const, error }),
   );
-}
-
-function failedAt(e: unknown, lineId: string): boolean {
-  return e instanceof IpBatchError && e.failedLine?.id === lineId;
 }
 
 function explainNamespaceFailure(spec: InstanceSpec, netns: NetnsRef, e: unknown): unknown {
