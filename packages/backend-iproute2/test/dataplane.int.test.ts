@@ -20,7 +20,7 @@ import {
 import { run } from '@nodenet/sys';
 import { Iproute2Dataplane } from '../src/index.js';
 import { TestNamespaces, ipJson, ping, sh } from './netns-fixture.js';
-import { instanceSpecMaker, recordOf } from './instance-specs.js';
+import { instanceSpecMaker, instanceRecordOf } from '@nodenet/testkit/instance-specs';
 
 /** Every command the code under test started (file, args, options), in order. */
 const commandsRun = vi.hoisted((): RecordedCommand[] => []);
@@ -223,8 +223,8 @@ describe('instances', () => {
     expect(bridge!.address).toBe(cniSpec.mac);
     expect(bridge!.mtu).toBe(cniSpec.mtu);
 
-    await dp.deleteInstance(recordOf(a), cniRecord);
-    await dp.deleteInstance(recordOf(b), cniRecord);
+    await dp.deleteInstance(instanceRecordOf(a), cniRecord);
+    await dp.deleteInstance(instanceRecordOf(b), cniRecord);
     expect(await link(named, 'eth0')).toBeNull();
     expect(await link(sleeper.path, 'net1')).toBeNull();
   });
@@ -250,7 +250,7 @@ describe('instances', () => {
     await sh('ip', ['-n', pod, '-batch', '-'], `address add ${spec.address}/24 dev ${spec.handle}\nlink set dev ${spec.handle} up\n`);
     expect(await ping(pod, '198.19.1.1')).toBe(0);
 
-    await dp.deleteInstance(recordOf(spec), cniRecord);
+    await dp.deleteInstance(instanceRecordOf(spec), cniRecord);
     expect(await link(node, spec.hostIfname)).toBeNull();
     expect(await link(pod, spec.handle)).toBeNull();
   });
@@ -267,7 +267,7 @@ describe('instances', () => {
     expect((tap!['linkinfo'] as { info_slave_data: { hairpin: boolean } }).info_slave_data.hairpin).toBe(true);
     expect(tap!['inet6_addr_gen_mode']).toBe('none');
     expect(await bridgePorts()).toContain(spec.handle);
-    await dp.deleteInstance(recordOf(spec), cniRecord);
+    await dp.deleteInstance(instanceRecordOf(spec), cniRecord);
     expect(await link(node, spec.handle)).toBeNull();
   });
 
@@ -279,15 +279,15 @@ describe('instances', () => {
     const neigh = await ipJson<{ dst: string }[]>(node, ['neigh', 'show', 'dev', CNI_NAME]);
     expect(neigh.map((n) => n.dst)).toContain(spec.address);
 
-    await dp.deleteInstance(recordOf(spec), cniRecord);
+    await dp.deleteInstance(instanceRecordOf(spec), cniRecord);
     expect(await link(node, spec.hostIfname)).toBeNull();
     expect(await link(pod, 'eth0')).toBeNull();
     const after = await ipJson<{ dst: string }[]>(node, ['neigh', 'show', 'dev', CNI_NAME]);
     expect(after.map((n) => n.dst)).not.toContain(spec.address);
 
-    await dp.deleteInstance(recordOf(spec), cniRecord);
+    await dp.deleteInstance(instanceRecordOf(spec), cniRecord);
     const tap = instanceSpec(23, { kind: 'tap' });
-    await dp.deleteInstance(recordOf(tap), cniRecord);
+    await dp.deleteInstance(instanceRecordOf(tap), cniRecord);
     expect(await bridgePorts()).toEqual([]);
     expect((await link(node, CNI_NAME))!.mtu).toBe(cniSpec.mtu);
   });
@@ -332,7 +332,7 @@ describe('instances', () => {
     expect(await nodeLinkNames()).toContain(first.hostIfname);
     expect((await ipJson<Json[]>(pod, ['link', 'show'])).map((l) => l.ifname)).toEqual(['lo', 'eth0']);
     expect((await ipJson<Json[]>(other, ['link', 'show'])).map((l) => l.ifname)).toEqual(['lo']);
-    await dp.deleteInstance(recordOf(first), cniRecord);
+    await dp.deleteInstance(instanceRecordOf(first), cniRecord);
   });
 
   it('without the CNI a create is FAILED_PRECONDITION and leaves nothing', async () => {
@@ -349,7 +349,7 @@ describe('instances', () => {
     expect((inPod as Error).message).toMatch(/CNI bridge nodenet0 does not exist/);
     expect((await ipJson<Json[]>(pod, ['link', 'show'])).map((l) => l.ifname)).toEqual(['lo']);
     // Deleting is tolerant of a missing link and a missing CNI alike.
-    await dp2.deleteInstance(recordOf(instanceSpec(32)), cniRecord);
+    await dp2.deleteInstance(instanceRecordOf(instanceSpec(32)), cniRecord);
     await dp2.close();
   });
 
@@ -386,7 +386,7 @@ describe('instances', () => {
     const keep = instanceSpec(90);
     await dp.createInstance(keep);
     const runs = commandsRun.length;
-    await Promise.all(specs.map((sp) => dp.deleteInstance(recordOf(sp), cniRecord)));
+    await Promise.all(specs.map((sp) => dp.deleteInstance(instanceRecordOf(sp), cniRecord)));
     const spawned = commandsRun.slice(runs).map((c) => [c[0], ...c[1]].join(' '));
     // One listing (to find an unused link group) per group of deletes that queued up; the deletes themselves
     // go through the delete session.
@@ -398,7 +398,7 @@ describe('instances', () => {
       expect(left).not.toContain(sp.handle);
     }
     expect(left).toContain(keep.hostIfname);
-    await dp.deleteInstance(recordOf(keep), cniRecord);
+    await dp.deleteInstance(instanceRecordOf(keep), cniRecord);
     expect(await nodeLinkNames()).not.toContain(keep.hostIfname);
   });
 
@@ -441,7 +441,7 @@ describe('instances', () => {
     expect(results.filter((r) => r.status === 'rejected')).toEqual([]);
     expect((await bridgePorts()).sort()).toEqual(specs.map((s) => s.hostIfname).sort());
     expect(await ping(pods[0]!, specs[39]!.address)).toBe(0);
-    await Promise.all(specs.map((s) => dp.deleteInstance(recordOf(s), cniRecord)));
+    await Promise.all(specs.map((s) => dp.deleteInstance(instanceRecordOf(s), cniRecord)));
     expect(await bridgePorts()).toEqual([]);
   });
 
@@ -458,8 +458,8 @@ describe('instances', () => {
     expect(await dp.inspectLink(parseIfName('u0', 'n'))).toEqual({ name: 'u0' });
     expect(await dp.inspectLink(parseIfName('lo', 'n'))).toEqual({ name: 'lo' });
     expect(await dp.inspectLink(parseIfName('nothere0', 'n'))).toBeNull();
-    await dp.deleteInstance(recordOf(veth), cniRecord);
-    await dp.deleteInstance(recordOf(tap), cniRecord);
+    await dp.deleteInstance(instanceRecordOf(veth), cniRecord);
+    await dp.deleteInstance(instanceRecordOf(tap), cniRecord);
   });
 });
 
@@ -476,7 +476,7 @@ describe('latency (reported, not asserted)', () => {
     }
     for (const s of specs) {
       const t = performance.now();
-      await dp.deleteInstance(recordOf(s), cniRecord);
+      await dp.deleteInstance(instanceRecordOf(s), cniRecord);
       remove.push(performance.now() - t);
     }
     const plain: number[] = [];
@@ -486,7 +486,7 @@ describe('latency (reported, not asserted)', () => {
       await dp.createInstance(s);
       plain.push(performance.now() - t);
     }
-    await Promise.all(plainSpecs.map((s) => dp.deleteInstance(recordOf(s), cniRecord)));
+    await Promise.all(plainSpecs.map((s) => dp.deleteInstance(instanceRecordOf(s), cniRecord)));
     const fmt = (xs: number[]) => `median ${median(xs).toFixed(1)} ms, p90 ${percentile(xs, 90).toFixed(1)} ms`;
     console.log(`[iproute2] createInstance veth+netns (n=50): ${fmt(create)}`);
     console.log(`[iproute2] deleteInstance veth+netns (n=50): ${fmt(remove)}`);

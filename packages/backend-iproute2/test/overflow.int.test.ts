@@ -15,7 +15,7 @@ import {
 } from '@nodenet/core';
 import { Iproute2Dataplane, OVERFLOW_BRIDGE_ALIAS, OVERFLOW_LINK_ALIAS } from '../src/index.js';
 import { TestNamespaces, ipJson, ping, sh } from './netns-fixture.js';
-import { instanceSpecMaker, recordOf } from './instance-specs.js';
+import { instanceSpecMaker, instanceRecordOf } from '@nodenet/testkit/instance-specs';
 
 interface Link {
   ifname: string;
@@ -128,7 +128,7 @@ describe('overflow bridges', () => {
   it('a deleted port frees room that the next create fills on the lowest bridge with room', async () => {
     const onCni = (await portsByBridge(node))[CNI_NAME]!;
     const gone = specs.find((s) => s.hostIfname === onCni[0])!;
-    await dp.deleteInstance(recordOf(gone), cniRecord);
+    await dp.deleteInstance(instanceRecordOf(gone), cniRecord);
     specs.splice(specs.indexOf(gone), 1);
     const next = instanceSpec(30, { kind: 'tap' });
     await dp.createInstance(next);
@@ -179,7 +179,7 @@ describe('overflow bridges', () => {
   });
 
   it('deleting the CNI deletes its overflow bridges and their pairs', async () => {
-    await Promise.all(specs.map((s) => dp.deleteInstance(recordOf(s), cniRecord)));
+    await Promise.all(specs.map((s) => dp.deleteInstance(instanceRecordOf(s), cniRecord)));
     await dp.deleteCni(CNI_NAME);
     expect([...(await links(node)).keys()]).toEqual(['lo']);
   });

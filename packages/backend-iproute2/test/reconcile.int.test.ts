@@ -22,7 +22,7 @@ import {
 import { run, runLean } from '@nodenet/sys';
 import { Iproute2Dataplane } from '../src/index.js';
 import { TestNamespaces, ipJson, sh } from './netns-fixture.js';
-import { instanceSpecMaker } from './instance-specs.js';
+import { instanceSpecMaker } from '@nodenet/testkit/instance-specs';
 
 /** Every command the code under test started (file, args, options), in order. */
 const commandsRun = vi.hoisted((): RecordedCommand[] => []);

@@ -19,7 +19,8 @@ import {
   type NodeHost,
 } from '@nodenet/testkit';
 import { instanceCookie, formatCookie } from '../src/index.js';
-import { cniRecordOf, cniSpecFor, externalIds, instanceSpec, ofportOf, ovsNode, recordOf, type OvsNode } from './fixture.js';
+import { cniRecordOf, cniSpecFor, externalIds, instanceSpec, ofportOf, ovsNode, type OvsNode } from './fixture.js';
+import { instanceRecordOf } from '@nodenet/testkit/instance-specs';
 
 /** Every command the code under test started (file, args, options), through either runner, in order. */
 const commandsRun = vi.hoisted((): RecordedCommand[] => []);
@@ -170,7 +171,7 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       const a = instanceSpec(cni, 33, { netns: ns, ifname: 'eth0' });
       const created = await commandsDuring(() => n.dataplane.createInstance(a));
       expect(await ipv4AddressesOf(ns, 'eth0')).toEqual(['198.19.1.33/24']);
-      const deleted = await commandsDuring(() => n.dataplane.deleteInstance(recordOf(a), cniRecord));
+      const deleted = await commandsDuring(() => n.dataplane.deleteInstance(instanceRecordOf(a), cniRecord));
       expect(await link(n.host.ns, a.hostIfname)).toBeUndefined();
       const files = (commands: string[]) => commands.map((c) => c.split(' ')[0]).sort();
       // The flows, the port, and in the namespace perl (checksum offload, netdev) and ip.
@@ -189,7 +190,7 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       // Someone else's link in the first group nodenet would pick.
       await ipBatch(n.host.ns, [`link add nnt-fgn0 group ${0x6e6e0000} type veth peer name nnt-fgn1`]);
       try {
-        const commands = await commandsDuring(() => Promise.all(specs.map((s) => n.dataplane.deleteInstance(recordOf(s), cniRecord))));
+        const commands = await commandsDuring(() => Promise.all(specs.map((s) => n.dataplane.deleteInstance(instanceRecordOf(s), cniRecord))));
         for (const s of specs) expect(await link(n.host.ns, s.hostIfname)).toBeUndefined();
         expect(await link(n.host.ns, 'nnt-fgn0')).toBeDefined();
         // The first delete goes at once; the others, arriving while it runs, together after one listing.
@@ -225,19 +226,19 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       const tap = await link(n.host.ns, t.handle);
       expect(tap).toMatchObject({ ifalias: `nodenet:${t.handle}`, mtu: cni.mtu });
       expect(tap!.linkinfo?.info_kind).toBe('tun');
-      await n.dataplane.deleteInstance(recordOf(t), cniRecord);
+      await n.dataplane.deleteInstance(instanceRecordOf(t), cniRecord);
       expect(await link(n.host.ns, t.handle)).toBeUndefined();
     });
 
     it('deleteInstance removes the veth, the port and the flows; again is fine', async () => {
       const a = instanceSpec(cni, 50);
       await n.dataplane.createInstance(a);
-      await n.dataplane.deleteInstance(recordOf(a), cniRecord);
+      await n.dataplane.deleteInstance(instanceRecordOf(a), cniRecord);
       expect(await link(n.host.ns, a.hostIfname)).toBeUndefined();
       expect(await link(n.host.ns, a.handle)).toBeUndefined();
       expect((await n.ovs.vsctl(['--if-exists', 'get', 'Interface', a.hostIfname, 'name'])).stdout.trim()).toBe('');
       expect((await n.ovs.flows('nodenet0')).filter((f) => f.includes(formatCookie(instanceCookie(a.handle))))).toEqual([]);
-      await n.dataplane.deleteInstance(recordOf(a), cniRecord);
+      await n.dataplane.deleteInstance(instanceRecordOf(a), cniRecord);
     });
   });
 
@@ -278,7 +279,7 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       // A delete makes the delete session resolve nodenet0 (its neighbour flush names it).
       const primer = instanceSpec(cni, 77);
       await n.dataplane.createInstance(primer);
-      await n.dataplane.deleteInstance(recordOf(primer), cniRecord);
+      await n.dataplane.deleteInstance(instanceRecordOf(primer), cniRecord);
       await n.ovs.stopSwitch('exit');
       await n.ovs.startSwitch();
       expect(await n.ovs.flows('nodenet0')).toEqual([]);
@@ -288,7 +289,7 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       expect(p.ok, p.output).toBe(true);
       // Deletes after the restart still flush the instance's neighbour entry on the gateway port.
       await ipBatch(n.host.ns, [`neigh replace ${a.address} lladdr ${a.mac} dev nodenet0 nud stale`]);
-      await n.dataplane.deleteInstance(recordOf(a), cniRecord);
+      await n.dataplane.deleteInstance(instanceRecordOf(a), cniRecord);
       expect((await nsExec(n.host.ns, 'ip', ['neigh', 'show', 'to', a.address, 'dev', 'nodenet0'])).stdout.trim()).toBe('');
     });
 
@@ -299,7 +300,7 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       // A delete makes the delete session resolve nodenet0 (its neighbour flush names it).
       const primer = instanceSpec(cni, 76);
       await n.dataplane.createInstance(primer);
-      await n.dataplane.deleteInstance(recordOf(primer), cniRecord);
+      await n.dataplane.deleteInstance(instanceRecordOf(primer), cniRecord);
       await ipBatch(n.host.ns, ['link del nodenet0']);
       const repairs = await n.dataplane.ensureCni(cni);
       expect(repairs.join('\n')).toMatch(/recreated/);
@@ -310,7 +311,7 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       expect(await n.dataplane.ensureCni(cni)).toEqual([]);
       // The session was reset with the new port: the delete flushes a's entry there (a stale index would miss it).
       await ipBatch(n.host.ns, [`neigh replace ${a.address} lladdr ${a.mac} dev nodenet0 nud stale`]);
-      await n.dataplane.deleteInstance(recordOf(a), cniRecord);
+      await n.dataplane.deleteInstance(instanceRecordOf(a), cniRecord);
       expect((await nsExec(n.host.ns, 'ip', ['neigh', 'show', 'to', a.address, 'dev', 'nodenet0'])).stdout.trim()).toBe('');
     });
 
@@ -339,7 +340,7 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       const p = await ping(ns, cni.gateway, { count: 2 });
       expect(p.ok, p.output).toBe(true);
       expect(await n.dataplane.ensureCni(cni)).toEqual([]);
-      await n.dataplane.deleteInstance(recordOf(a), cniRecord);
+      await n.dataplane.deleteInstance(instanceRecordOf(a), cniRecord);
       expect(Object.keys(await externalIds(n.ovs, 'Bridge', 'nodenet0')).filter((k) => k.includes(a.hostIfname)), 'the registry entry goes with the port').toEqual([]);
     });
 
@@ -354,7 +355,7 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       expect((await ping(ns, cni.gateway, { count: 2 })).ok).toBe(true);
       await n.ovs.vsctl(['del-port', 'nodenet0', a.hostIfname, '--', 'remove', 'Bridge', 'nodenet0', 'external_ids', `nodenet-port-${a.hostIfname}`]);
       await expect(n.dataplane.attachToCni(a.hostIfname, cni)).rejects.toThrow(/delete the interface and create it again/);
-      await n.dataplane.deleteInstance(recordOf(a), cniRecord);
+      await n.dataplane.deleteInstance(instanceRecordOf(a), cniRecord);
     });
 
     it('a create cut short before its link was tagged: the untagged pair named in nodenet\'s scheme is listed as nodenet\'s and deleted as an orphan', async () => {

@@ -3,20 +3,9 @@
  * a private Open vSwitch (userspace datapath) in its namespace, the backend running in-process against it
  * (`netns: <node>`), and specs built the way core builds them.
  */
-import {
-  CNI_NAME,
-  Subnet,
-  macForAddress,
-  parseIfName,
-  parseIpv4Address,
-  parseNetnsRef,
-  type CniRecord,
-  type CniSpec,
-  type InstanceKind,
-  type InstanceRecord,
-  type InstanceSpec,
-} from '@nodenet/core';
+import { CNI_NAME, Subnet, macForAddress, parseIpv4Address, type CniRecord, type CniSpec, type InstanceSpec } from '@nodenet/core';
 import { PrivateOvs, type NodeHost, type TestScope } from '@nodenet/testkit';
+import { instanceSpecFor, type InstanceOptions } from '@nodenet/testkit/instance-specs';
 import { OvsDataplane } from '../src/index.js';
 
 export const VXLAN_OVERHEAD = 50;
@@ -32,36 +21,9 @@ export function cniRecordOf(spec: CniSpec): CniRecord {
 
 let idCounter = 0;
 
-export function instanceSpec(cni: CniSpec, hostOctet: number, options: { kind?: InstanceKind; netns?: string; ifname?: string } = {}): InstanceSpec {
-  const id = (0x0e000000 + process.pid * 256 + ++idCounter).toString(16).padStart(8, '0').slice(-8);
-  const handle = parseIfName(`nni-${id}`, 'handle');
-  const network = cni.subnet.network.split('.').slice(0, 3).join('.');
-  const address = parseIpv4Address(`${network}.${hostOctet}`, 'address');
-  const kind = options.kind ?? 'veth';
-  return {
-    handle,
-    hostIfname: kind === 'tap' ? handle : parseIfName(`nnh-${id}`, 'host'),
-    kind,
-    address,
-    mac: macForAddress(address),
-    mtu: cni.mtu,
-    cni,
-    ...(options.netns ? { netns: parseNetnsRef(options.netns, 'netns'), ifname: parseIfName(options.ifname ?? 'eth0', 'ifname') } : {}),
-  };
-}
-
-export function recordOf(spec: InstanceSpec, netnsId?: string): InstanceRecord {
-  return {
-    handle: spec.handle,
-    hostIfname: spec.hostIfname,
-    kind: spec.kind,
-    address: spec.address,
-    ports: [],
-    mac: spec.mac,
-    mtu: spec.mtu,
-    createdAt: new Date().toISOString(),
-    ...(spec.netns ? { netns: spec.netns, ifname: spec.ifname!, ...(netnsId ? { netnsId } : {}) } : {}),
-  };
+/** The next instance on `cni` at its `hostOctet`-th address; handles are unique per process. */
+export function instanceSpec(cni: CniSpec, hostOctet: number, options: InstanceOptions = {}): InstanceSpec {
+  return instanceSpecFor(cni, 0x0e000000 + process.pid * 256 + ++idCounter, hostOctet, options);
 }
 
 export interface OvsNode {

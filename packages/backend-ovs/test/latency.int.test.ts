@@ -9,7 +9,8 @@ import type { RecordedCommand } from '@nodenet/testkit/recording-sys';
 import type { InstanceSpec, Logger } from '@nodenet/core';
 import { PrivateOvs, TestScope, Topology, ipv4AddressesOf, link } from '@nodenet/testkit';
 import { OvsDataplane } from '../src/index.js';
-import { cniRecordOf, cniSpecFor, instanceSpec, recordOf } from './fixture.js';
+import { cniRecordOf, cniSpecFor, instanceSpec } from './fixture.js';
+import { instanceRecordOf } from '@nodenet/testkit/instance-specs';
 
 /** Every command the code under test started (file, args, options), through either runner, in order. */
 const commandsRun = vi.hoisted((): RecordedCommand[] => []);
@@ -79,7 +80,7 @@ describe('OvsDataplane latency (reported, not asserted)', () => {
     expect(await ipv4AddressesOf(specs[0]!.netns!, 'eth0')).toEqual([`${specs[0]!.address}/24`]);
     for (const s of specs) {
       const t = performance.now();
-      await dataplane.deleteInstance(recordOf(s), cniRecord);
+      await dataplane.deleteInstance(instanceRecordOf(s), cniRecord);
       remove.push(performance.now() - t);
     }
     for (const s of specs) expect(await link(topology.node(1).ns, s.hostIfname)).toBeUndefined();
@@ -94,7 +95,7 @@ describe('OvsDataplane latency (reported, not asserted)', () => {
     }
     const plainParts = parts(createdParts);
     const t = performance.now();
-    await Promise.all(plainSpecs.map((s) => dataplane.deleteInstance(recordOf(s), cniRecord)));
+    await Promise.all(plainSpecs.map((s) => dataplane.deleteInstance(instanceRecordOf(s), cniRecord)));
     const together = performance.now() - t;
     for (const s of plainSpecs) expect(await link(topology.node(1).ns, s.hostIfname)).toBeUndefined();
 

@@ -26,7 +26,7 @@ import {
   type NodeRecord,
 } from '@nodenet/core';
 import { KeyLayout, checkClaim, decodeNodeRecord, encodeNodeRecord, parseClaimHolder, prefixRangeEnd, type LiveClaim, type LiveRecord } from './records.js';
-import { checkEtcdTlsMaterial, explainEtcdTlsFailure, type EtcdTlsMaterial } from './tls.js';
+import { checkEtcdEndpointSchemes, checkEtcdTlsMaterial, explainEtcdTlsFailure, type EtcdTlsMaterial } from './tls.js';
 
 export interface EtcdMembershipOptions {
   /** etcd client URLs, e.g. `http://127.0.0.1:2379` (all http or all https). */
@@ -143,17 +143,9 @@ export class EtcdMembership implements Membership {
         throw new InvalidArgumentError(`membership.etcd.endpoints[${i}]`, `'${String(e)}' is not an etcd URL: use http://HOST:PORT or https://HOST:PORT`);
       }
     });
-    const secure = options.endpoints.filter((e) => e.startsWith('https:')).length;
-    if (secure !== 0 && secure !== options.endpoints.length) {
-      throw new InvalidArgumentError('membership.etcd.endpoints', 'mixes http and https URLs: use one scheme for all endpoints');
-    }
+    const [schemeProblem] = checkEtcdEndpointSchemes(options.endpoints, options.tls !== undefined);
+    if (schemeProblem) throw new InvalidArgumentError(schemeProblem.key, schemeProblem.message);
     if (options.tls !== undefined) {
-      if (secure === 0) {
-        throw new InvalidArgumentError(
-          'membership.etcd.tls',
-          `is set but the endpoints are http:// (${options.endpoints.join(', ')}): TLS needs https:// endpoints: write them as https://HOST:PORT, or remove tls`,
-        );
-      }
       const [problem] = checkEtcdTlsMaterial(options.tls);
       if (problem) throw new InvalidArgumentError(problem.key, problem.message);
     }

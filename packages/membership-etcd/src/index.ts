@@ -12,6 +12,7 @@ export {
   type LiveRecord,
 } from './records.js';
 export {
+  checkEtcdEndpointSchemes,
   checkEtcdTlsMaterial,
   checkEtcdTlsShape,
   explainEtcdTlsFailure,

@@ -1,6 +1,7 @@
 /**
  * TLS towards etcd: the PEM material (a CA to verify etcd's server certificate, and optionally a client
- * certificate with its key), its checks, and plain-language explanations of TLS handshake failures.
+ * certificate with its key), its checks, the rule that endpoint schemes fit the TLS settings, and
+ * plain-language explanations of TLS handshake failures.
  * Everything here is pure except readEtcdTlsFiles(), which reads the files once at start-up.
  */
 import { readFileSync } from 'node:fs';
@@ -23,13 +24,14 @@ export interface EtcdTlsMaterial {
   readonly key?: Buffer;
 }
 
-/** One problem with the TLS settings: `key` is the config key it is about. */
+/** One problem with the TLS settings (or the endpoints' schemes): `key` is the config key it is about. */
 export interface EtcdTlsProblem {
   readonly key: string;
   readonly message: string;
 }
 
 const TLS_KEY = 'membership.etcd.tls';
+const ENDPOINTS_KEY = 'membership.etcd.endpoints';
 const CERT_BLOCK_RE = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
 const KEY_BEGIN_RE = /-----BEGIN (?:(?:RSA|EC|DSA|ENCRYPTED) )?PRIVATE KEY-----/;
 const ENCRYPTED_KEY_RE = /-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type:\s*4,ENCRYPTED/;
@@ -78,6 +80,26 @@ export function checkEtcdTlsShape(has: { readonly ca: boolean; readonly cert: bo
   }
   if (has.key && !has.cert) {
     problems.push({ key: `${TLS_KEY}.cert`, message: `is required with ${TLS_KEY}.key: give the client certificate that key belongs to (or remove key)` });
+  }
+  return problems;
+}
+
+/**
+ * Problems with the endpoints' schemes, given whether TLS settings are present: all endpoints use one
+ * scheme, and TLS settings go with https:// endpoints. The one rule for both the config check at start-up
+ * and the EtcdMembership constructor.
+ */
+export function checkEtcdEndpointSchemes(endpoints: readonly string[], tlsSet: boolean): EtcdTlsProblem[] {
+  const problems: EtcdTlsProblem[] = [];
+  const secure = endpoints.filter((e) => e.startsWith('https:')).length;
+  if (secure !== 0 && secure !== endpoints.length) {
+    problems.push({ key: ENDPOINTS_KEY, message: 'mixes http:// and https:// URLs: use one scheme for all endpoints' });
+  }
+  if (tlsSet && secure === 0) {
+    problems.push({
+      key: TLS_KEY,
+      message: `is set but ${ENDPOINTS_KEY} are http:// (${endpoints.join(', ')}): TLS needs https:// endpoints: write them as https://HOST:PORT, or remove tls`,
+    });
   }
   return problems;
 }

@@ -3,75 +3,37 @@
  * Every test uses its own key prefix; nodes, proxies and clients are stopped after each test, etcd after
  * the file. Times are measured and printed ([measure] lines), never asserted tightly.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Etcd3 } from 'etcd3';
-import { FailedPreconditionError, UnavailableError, parseNodeRecord, type NodeRecord } from '@nodenet/core';
+import { FailedPreconditionError, UnavailableError } from '@nodenet/core';
 import { EtcdMembership, type EtcdMembershipOptions } from '../src/index.js';
-import { EtcdServer, MemoryLogger, PeerRecorder, TcpProxy, freePort, waitFor } from './harness.js';
+import { FAST_RETRY, TTL, measure, rec, useEtcd, type TestMembership } from './etcd-suite.js';
+import { PeerRecorder, TcpProxy, freePort, waitFor } from './harness.js';
 
-const TTL = 3; // seconds
 const EXPIRY_BOUND_MS = TTL * 1000 + 10_000; // generous: "gone within TTL + ~2 s" is measured, not asserted
-const FAST_RETRY = { initial: 100, max: 1000 };
 
-let etcd: EtcdServer;
+const suite = useEtcd();
+const { newPrefix } = suite;
 let raw: Etcd3;
-let seq = 0;
-const cleanups: (() => Promise<unknown>)[] = [];
 
-beforeAll(async () => {
-  etcd = await EtcdServer.create();
-  raw = new Etcd3({ hosts: [etcd.url] });
+beforeAll(() => {
+  raw = new Etcd3({ hosts: [suite.etcd.url] });
 });
 
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
-});
-
-afterAll(async () => {
+afterAll(() => {
   raw?.close();
-  await etcd?.destroy();
 });
-
-function measure(what: string, ms: number): void {
-  console.log(`[measure] ${what}: ${ms} ms`);
-}
-
-function newPrefix(): string {
-  return `/nnt-${process.pid}-${++seq}`;
-}
-
-function rec(name: string, underlay: string, subnet: string): NodeRecord {
-  return parseNodeRecord({ name, underlayAddress: underlay, subnet }, 'test');
-}
-
-interface TestNode {
-  readonly m: EtcdMembership;
-  readonly log: MemoryLogger;
-  readonly peers: PeerRecorder;
-}
 
 /** An EtcdMembership for `name`, started (its stop() is registered for cleanup). */
-async function node(prefix: string, name: string, options: Partial<EtcdMembershipOptions> = {}): Promise<TestNode> {
-  const log = new MemoryLogger(name);
-  const peers = new PeerRecorder();
-  const m = new EtcdMembership({
-    endpoints: [etcd.url],
-    prefix,
-    leaseTtlSeconds: TTL,
-    nodeName: name,
-    logger: log,
-    retryDelayMs: FAST_RETRY,
-    requestTimeoutMs: 3000,
-    ...options,
-  });
-  cleanups.push(() => m.stop());
-  await m.start(peers.listener);
-  return { m, log, peers };
+async function node(prefix: string, name: string, options: Partial<EtcdMembershipOptions> = {}): Promise<TestMembership> {
+  const t = suite.membership(prefix, name, options);
+  await t.m.start(t.peers.listener);
+  return t;
 }
 
 async function proxyToEtcd(): Promise<TcpProxy> {
-  const proxy = await TcpProxy.start(etcd.clientPort);
-  cleanups.push(() => proxy.close());
+  const proxy = await TcpProxy.start(suite.etcd.clientPort);
+  suite.defer(() => proxy.close());
   return proxy;
 }
 
@@ -84,7 +46,7 @@ async function leaseOf(key: string): Promise<string | null> {
   return res.kvs[0]?.lease ?? null;
 }
 
-function names(t: TestNode): string[] {
+function names(t: TestMembership): string[] {
   return t.peers.summary();
 }
 
@@ -369,12 +331,12 @@ describe('EtcdMembership with a real etcd', () => {
 
     const stoppedAt = Date.now();
     raw.close();
-    await etcd.stop();
+    await suite.etcd.stop();
     await waitFor('a to notice etcd is gone', () => a.log.find('warn', 'etcd watch disconnected', stoppedAt), 10_000);
     await new Promise((r) => setTimeout(r, 1000));
-    await etcd.start();
+    await suite.etcd.start();
     const startedAt = Date.now();
-    raw = new Etcd3({ hosts: [etcd.url] });
+    raw = new Etcd3({ hosts: [suite.etcd.url] });
     measure('etcd down (stop -> start)', startedAt - stoppedAt);
 
     // A change made once etcd is back: b moves, c joins.
@@ -401,12 +363,12 @@ describe('EtcdMembership with a real etcd', () => {
 
     const stoppedAt = Date.now();
     raw.close();
-    await etcd.stop();
+    await suite.etcd.stop();
     await waitFor('a to give its lease up', () => a.log.find('warn', 'lost the etcd lease', stoppedAt), 3 * TTL * 1000 + 10_000);
     measure('etcd stopped -> client declares the lease lost', Date.now() - stoppedAt);
-    await etcd.start();
+    await suite.etcd.start();
     const startedAt = Date.now();
-    raw = new Etcd3({ hosts: [etcd.url] });
+    raw = new Etcd3({ hosts: [suite.etcd.url] });
     const reannounced = await waitFor('a to re-announce', () => a.log.find('info', 're-announced this node', startedAt), 20_000);
     measure('etcd started -> node re-announced on a new lease', reannounced.at - startedAt);
     const newLease = a.m.leaseInfo()!.id;
@@ -423,7 +385,7 @@ describe('EtcdMembership with a real etcd', () => {
   it('etcd unreachable at start: UnavailableError naming the endpoints, within the request timeout; a later start() succeeds', async () => {
     const port = await freePort(); // nothing listens there
     const refused = new EtcdMembership({ endpoints: [`http://127.0.0.1:${port}`], prefix: '/x', leaseTtlSeconds: TTL, nodeName: 'a', requestTimeoutMs: 2000 });
-    cleanups.push(() => refused.stop());
+    suite.defer(() => refused.stop());
     let t = Date.now();
     const err = await refused.start(() => undefined).catch((e: unknown) => e);
     measure('start() against a closed port -> UnavailableError', Date.now() - t);
@@ -433,7 +395,7 @@ describe('EtcdMembership with a real etcd', () => {
     const proxy = await proxyToEtcd();
     proxy.blackhole(); // accepts, never answers
     const hanging = new EtcdMembership({ endpoints: [proxy.url], prefix: '/x', leaseTtlSeconds: TTL, nodeName: 'a', requestTimeoutMs: 2000 });
-    cleanups.push(() => hanging.stop());
+    suite.defer(() => hanging.stop());
     t = Date.now();
     const err2 = await hanging.start(() => undefined).catch((e: unknown) => e);
     measure('start() against a silent endpoint (timeout 2000 ms) -> UnavailableError', Date.now() - t);
@@ -446,7 +408,7 @@ describe('EtcdMembership with a real etcd', () => {
     const cutProxy = await proxyToEtcd();
     cutProxy.cut(); // connections refused
     const retried = new EtcdMembership({ endpoints: [cutProxy.url], prefix: '/x', leaseTtlSeconds: TTL, nodeName: 'a', requestTimeoutMs: 2000, retryDelayMs: FAST_RETRY });
-    cleanups.push(() => retried.stop());
+    suite.defer(() => retried.stop());
     expect(await retried.start(() => undefined).catch((e: unknown) => e)).toBeInstanceOf(UnavailableError);
     cutProxy.restore();
     const peers = new PeerRecorder();

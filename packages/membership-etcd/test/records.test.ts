@@ -179,7 +179,7 @@ describe('EtcdMembership options', () => {
   it.each([
     ['no endpoints', { endpoints: [] }, /membership\.etcd\.endpoints/],
     ['an endpoint without scheme', { endpoints: ['127.0.0.1:2379'] }, /membership\.etcd\.endpoints\[0\]/],
-    ['mixed schemes', { endpoints: ['http://a:2379', 'https://b:2379'] }, /mixes http and https/],
+    ['mixed schemes', { endpoints: ['http://a:2379', 'https://b:2379'] }, /membership\.etcd\.endpoints: mixes http:\/\/ and https:\/\/ URLs/],
     ['a zero TTL', { leaseTtlSeconds: 0 }, /leaseTtlSeconds/],
     ['a fractional TTL', { leaseTtlSeconds: 1.5 }, /leaseTtlSeconds/],
     ['a bad node name', { nodeName: 'a b' }, /nodeName/],

@@ -6,36 +6,31 @@
  * is printed, not asserted).
  */
 import { copyFile } from 'node:fs/promises';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { UnavailableError, parseNodeRecord, type NodeRecord } from '@nodenet/core';
-import { EtcdMembership, readEtcdTlsFiles, type EtcdMembershipOptions, type EtcdTlsFiles, type EtcdTlsMaterial } from '../src/index.js';
-import { EtcdServer, MemoryLogger, PeerRecorder, waitFor } from './harness.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { UnavailableError } from '@nodenet/core';
+import { EtcdMembership, readEtcdTlsFiles, type EtcdTlsFiles, type EtcdTlsMaterial } from '../src/index.js';
+import { TTL, measure, rec, useEtcd } from './etcd-suite.js';
+import { EtcdServer, waitFor } from './harness.js';
 import { TestPki } from './pki.js';
 
-const TTL = 3; // seconds
-const FAST_RETRY = { initial: 100, max: 1000 };
 const HANG_BOUND_MS = 15_000;
 
 let pki: TestPki;
-let etcd: EtcdServer;
 /** The files etcd serves with (copies, so a test can swap in another certificate). */
 let served: { cert: string; key: string };
-let seq = 0;
-const cleanups: (() => Promise<unknown>)[] = [];
 
-beforeAll(async () => {
-  pki = await TestPki.create();
-  served = { cert: pki.file('etcd-served.pem'), key: pki.file('etcd-served.key') };
-  await serveCertificate(pki.server);
-  etcd = await EtcdServer.create({ tls: { ...served, trustedCa: pki.ca.cert, clientCertAuth: true, probe: pki.client } });
+const suite = useEtcd({
+  prefixTag: 'tls',
+  start: async () => {
+    pki = await TestPki.create();
+    served = { cert: pki.file('etcd-served.pem'), key: pki.file('etcd-served.key') };
+    await serveCertificate(pki.server);
+    return EtcdServer.create({ tls: { ...served, trustedCa: pki.ca.cert, clientCertAuth: true, probe: pki.client } });
+  },
 });
-
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
-});
+const { newPrefix, membership } = suite;
 
 afterAll(async () => {
-  await etcd?.destroy();
   await pki?.destroy();
 });
 
@@ -44,40 +39,11 @@ async function serveCertificate(pair: { cert: string; key: string }): Promise<vo
   await copyFile(pair.key, served.key);
 }
 
-function measure(what: string, ms: number): void {
-  console.log(`[measure] ${what}: ${ms} ms`);
-}
-
-function newPrefix(): string {
-  return `/nnt-tls-${process.pid}-${++seq}`;
-}
-
-function rec(name: string, underlay: string, subnet: string): NodeRecord {
-  return parseNodeRecord({ name, underlayAddress: underlay, subnet }, 'test');
-}
-
 /** Reads the files the way the daemon does; the test fails if they have problems. */
 function material(files: EtcdTlsFiles): EtcdTlsMaterial {
   const { material: m, problems } = readEtcdTlsFiles(files);
   expect(problems).toEqual([]);
   return m;
-}
-
-function membership(prefix: string, name: string, options: Partial<EtcdMembershipOptions>) {
-  const log = new MemoryLogger(name);
-  const peers = new PeerRecorder();
-  const m = new EtcdMembership({
-    endpoints: [etcd.url],
-    prefix,
-    leaseTtlSeconds: TTL,
-    nodeName: name,
-    logger: log,
-    retryDelayMs: FAST_RETRY,
-    requestTimeoutMs: 3000,
-    ...options,
-  });
-  cleanups.push(() => m.stop());
-  return { m, log, peers };
 }
 
 /** start()'s rejection, failing the test if start() succeeds or does not settle within HANG_BOUND_MS. */
@@ -120,7 +86,7 @@ describe('EtcdMembership with etcd over TLS and client-certificate auth', () => 
     const { m } = membership(newPrefix(), 'a', { tls: material({ ca: pki.ca.cert }) });
     const err = await startFailure(m, 'without a client certificate');
     expect(err).toBeInstanceOf(UnavailableError);
-    expect(err.message).toContain(`etcd at ${etcd.url}: the TLS handshake failed: etcd requires a client certificate and this node has none`);
+    expect(err.message).toContain(`etcd at ${suite.etcd.url}: the TLS handshake failed: etcd requires a client certificate and this node has none`);
     expect(err.message).toContain('set membership.etcd.tls.cert and membership.etcd.tls.key');
   });
 
@@ -128,7 +94,7 @@ describe('EtcdMembership with etcd over TLS and client-certificate auth', () => 
     const { m } = membership(newPrefix(), 'a', { tls: material({ ca: pki.ca.cert, cert: pki.otherClient.cert, key: pki.otherClient.key }) });
     const err = await startFailure(m, 'with a foreign client certificate');
     expect(err).toBeInstanceOf(UnavailableError);
-    expect(err.message).toContain(`etcd at ${etcd.url}: the TLS handshake failed: etcd refused this node's client certificate`);
+    expect(err.message).toContain(`etcd at ${suite.etcd.url}: the TLS handshake failed: etcd refused this node's client certificate`);
     expect(err.message).toContain("membership.etcd.tls.cert must be signed by a CA in etcd's --trusted-ca-file");
   });
 
@@ -136,7 +102,7 @@ describe('EtcdMembership with etcd over TLS and client-certificate auth', () => 
     const { m } = membership(newPrefix(), 'a', { tls: material({ ...withClientCert(), ca: pki.otherCa.cert }) });
     const err = await startFailure(m, 'with the wrong CA');
     expect(err).toBeInstanceOf(UnavailableError);
-    expect(err.message).toContain(`etcd at ${etcd.url}: the TLS handshake failed: etcd's server certificate is not trusted (unable to verify the first certificate)`);
+    expect(err.message).toContain(`etcd at ${suite.etcd.url}: the TLS handshake failed: etcd's server certificate is not trusted (unable to verify the first certificate)`);
     expect(err.message).toContain('set membership.etcd.tls.ca to the CA that signed it');
   });
 
@@ -144,20 +110,20 @@ describe('EtcdMembership with etcd over TLS and client-certificate auth', () => 
     const { m } = membership(newPrefix(), 'a', {});
     const err = await startFailure(m, 'with the system roots');
     expect(err).toBeInstanceOf(UnavailableError);
-    expect(err.message).toContain(`etcd at ${etcd.url}: the TLS handshake failed: etcd's server certificate is not trusted`);
+    expect(err.message).toContain(`etcd at ${suite.etcd.url}: the TLS handshake failed: etcd's server certificate is not trusted`);
   });
 
   it('a failed start() can be retried: it succeeds once the handshake does', async () => {
-    await etcd.stop();
+    await suite.etcd.stop();
     try {
       const a = membership(newPrefix(), 'a', { tls: material(withClientCert()) });
       const err = await startFailure(a.m, 'while etcd is down');
-      expect(err.message).toContain(`etcd is not reachable at ${etcd.url}`);
-      await etcd.start();
+      expect(err.message).toContain(`etcd is not reachable at ${suite.etcd.url}`);
+      await suite.etcd.start();
       await a.m.start(a.peers.listener);
       expect(a.peers.latest()).toEqual([]);
     } finally {
-      await etcd.start();
+      await suite.etcd.start();
     }
   });
 
@@ -171,14 +137,14 @@ describe('EtcdMembership with etcd over TLS and client-certificate auth', () => 
     await b.m.announce(rec('b', '198.18.0.2', '198.19.2.0/24'));
     await waitFor('a to see b', () => a.peers.summary().length === 1, 5000);
 
-    await etcd.stop();
+    await suite.etcd.stop();
     try {
       await serveCertificate(pki.otherServer);
-      await etcd.start();
+      await suite.etcd.start();
       const t = Date.now();
       const watchLine = await waitFor('the watch to report the handshake failure', () => a.log.find('error', 'etcd watch cannot reconnect'), 20_000);
       measure('etcd restarted with an untrusted certificate -> watch error logged', Date.now() - t);
-      expect(watchLine.fields).toMatchObject({ endpoints: [etcd.url] });
+      expect(watchLine.fields).toMatchObject({ endpoints: [suite.etcd.url] });
       expect(String((watchLine.fields as { err?: unknown }).err)).toContain("the TLS handshake failed: etcd's server certificate is not trusted");
       // The lease cannot be renewed either: after the TTL the node keeps trying to re-announce, saying why.
       const announceLine = await waitFor(
@@ -186,11 +152,11 @@ describe('EtcdMembership with etcd over TLS and client-certificate auth', () => 
         () => a.log.lines.find((l) => l.level === 'warn' && l.msg.includes('could not re-announce') && String((l.fields as { err?: unknown }).err).includes('TLS handshake failed')),
         TTL * 1000 + 20_000,
       );
-      expect(String((announceLine.fields as { err?: unknown }).err)).toContain(`etcd at ${etcd.url} could not`);
+      expect(String((announceLine.fields as { err?: unknown }).err)).toContain(`etcd at ${suite.etcd.url} could not`);
     } finally {
-      await etcd.stop();
+      await suite.etcd.stop();
       await serveCertificate(pki.server);
-      await etcd.start();
+      await suite.etcd.start();
     }
     const t = Date.now();
     await waitFor('a to resume its watch', () => a.log.find('info', 'etcd watch resumed'), 20_000);

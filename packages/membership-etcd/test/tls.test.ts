@@ -7,7 +7,7 @@ import { writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '@nodenet/core';
 import { run } from '@nodenet/sys';
-import { EtcdMembership, checkEtcdTlsMaterial, explainEtcdTlsFailure, readEtcdTlsFiles, type EtcdTlsFiles } from '../src/index.js';
+import { EtcdMembership, checkEtcdEndpointSchemes, checkEtcdTlsMaterial, explainEtcdTlsFailure, readEtcdTlsFiles, type EtcdTlsFiles } from '../src/index.js';
 import { TestPki } from './pki.js';
 
 let pki: TestPki;
@@ -100,6 +100,25 @@ describe('checkEtcdTlsMaterial (contents without files)', () => {
   });
 });
 
+describe('checkEtcdEndpointSchemes (shared by the config check and the constructor)', () => {
+  const texts = (endpoints: string[], tlsSet: boolean) => checkEtcdEndpointSchemes(endpoints, tlsSet).map((p) => `${p.key}: ${p.message}`);
+
+  it('accepts one scheme throughout, with tls only on https', () => {
+    expect(texts(['http://198.18.0.5:2379', 'http://198.18.0.6:2379'], false)).toEqual([]);
+    expect(texts(['https://198.18.0.5:2379', 'https://198.18.0.6:2379'], false)).toEqual([]);
+    expect(texts(['https://198.18.0.5:2379'], true)).toEqual([]);
+  });
+
+  it('refuses mixed schemes, and tls with http endpoints, naming the key to fix', () => {
+    expect(texts(['https://198.18.0.5:2379', 'http://198.18.0.6:2379'], false)).toEqual([
+      'membership.etcd.endpoints: mixes http:// and https:// URLs: use one scheme for all endpoints',
+    ]);
+    expect(texts(['http://198.18.0.5:2379'], true)).toEqual([
+      'membership.etcd.tls: is set but membership.etcd.endpoints are http:// (http://198.18.0.5:2379): TLS needs https:// endpoints: write them as https://HOST:PORT, or remove tls',
+    ]);
+  });
+});
+
 describe('EtcdMembership refuses unusable TLS options', () => {
   const base = { prefix: '/nodenet', leaseTtlSeconds: 15, nodeName: 'a' };
   const refusal = (options: ConstructorParameters<typeof EtcdMembership>[0]): InvalidArgumentError => {
@@ -116,7 +135,7 @@ describe('EtcdMembership refuses unusable TLS options', () => {
     const e = refusal({ ...base, endpoints: ['http://127.0.0.1:2379'], tls: readEtcdTlsFiles({ ca: pki.ca.cert }).material });
     expect(e.field).toBe('membership.etcd.tls');
     expect(e.message).toBe(
-      'membership.etcd.tls: is set but the endpoints are http:// (http://127.0.0.1:2379): TLS needs https:// endpoints: write them as https://HOST:PORT, or remove tls',
+      'membership.etcd.tls: is set but membership.etcd.endpoints are http:// (http://127.0.0.1:2379): TLS needs https:// endpoints: write them as https://HOST:PORT, or remove tls',
     );
   });
 

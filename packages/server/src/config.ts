@@ -12,7 +12,7 @@ import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { InvalidArgumentError, parseIpv4Address, Subnet, type Ipv4Address } from '@nodenet/core';
 // The subpath holds only the file checks: the adapter itself (etcd3 and its gRPC stack) loads only for etcd membership.
-import { checkEtcdTlsShape, readEtcdTlsFiles, type EtcdTlsFiles, type EtcdTlsMaterial } from '@nodenet/membership-etcd/tls';
+import { checkEtcdEndpointSchemes, checkEtcdTlsShape, readEtcdTlsFiles, type EtcdTlsFiles, type EtcdTlsMaterial } from '@nodenet/membership-etcd/tls';
 
 /** A configuration or command-line problem: the daemon exits with code 2 and changes nothing. */
 export class ConfigError extends Error {
@@ -433,18 +433,8 @@ function crossCheck(c: ParsedConfig, backends: readonly string[]): { key: string
 
 /** etcd's endpoints and TLS settings fit together (the files are read later, by readEtcdTls). */
 function crossCheckEtcd(etcd: ParsedConfig['membership']['etcd']): { key: string; message: string }[] {
-  const problems: { key: string; message: string }[] = [];
-  const secure = etcd.endpoints.filter((e) => e.startsWith('https:')).length;
-  if (secure !== 0 && secure !== etcd.endpoints.length) {
-    problems.push({ key: 'membership.etcd.endpoints', message: 'mixes http:// and https:// URLs: use one scheme for all endpoints' });
-  }
+  const problems = checkEtcdEndpointSchemes(etcd.endpoints, etcd.tls !== undefined);
   if (etcd.tls) {
-    if (secure === 0) {
-      problems.push({
-        key: 'membership.etcd.tls',
-        message: `is set but membership.etcd.endpoints are http:// (${etcd.endpoints.join(', ')}): TLS needs https:// endpoints: write them as https://HOST:PORT, or remove tls`,
-      });
-    }
     problems.push(...checkEtcdTlsShape({ ca: etcd.tls.ca !== undefined, cert: etcd.tls.cert !== undefined, key: etcd.tls.key !== undefined }));
   }
   return problems;

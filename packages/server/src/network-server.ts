@@ -103,16 +103,20 @@ export function unaryHandlers(logger: DaemonLogger, inFlight: InFlight) {
         rpcLogger.debug({ method, peer: call.getPeer() }, 'request received');
         const durationMs = () => Number(process.hrtime.bigint() - started) / 1e6;
         try {
-          const response = await handle(call.request);
-          rpcLogger.info({ method, code: 'OK', durationMs: round(durationMs()) }, 'rpc');
+          let reply: Parameters<sendUnaryData<Res>>;
+          try {
+            const response = await handle(call.request);
+            rpcLogger.info({ method, code: 'OK', durationMs: round(durationMs()) }, 'rpc');
+            reply = [null, response];
+          } catch (e) {
+            const failure = toGrpcFailure(e, method);
+            const level = failure.code === status.INTERNAL ? 'error' : 'info';
+            rpcLogger[level]({ method, code: failure.errorCode, durationMs: round(durationMs()), err: failure.details }, 'rpc');
+            reply = [toServiceError(failure)];
+          }
+          // Only now, whatever the outcome, so the headers leave with the reply (see above).
           call.sendMetadata(echo);
-          callback(null, response);
-        } catch (e) {
-          const failure = toGrpcFailure(e, method);
-          const level = failure.code === status.INTERNAL ? 'error' : 'info';
-          rpcLogger[level]({ method, code: failure.errorCode, durationMs: round(durationMs()), err: failure.details }, 'rpc');
-          call.sendMetadata(echo);
-          callback(toServiceError(failure));
+          callback(...reply);
         } finally {
           inFlight.leave();
         }

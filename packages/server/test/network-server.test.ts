@@ -129,6 +129,35 @@ describe('handlers', () => {
     expect(rpcLines[0]!.reqId).not.toBe(rpcLines[1]!.reqId);
   });
 
+  it('sends the request-id header once, together with the reply, on success and on error', async () => {
+    let finish!: (outcome: 'ok' | 'fail') => void;
+    const { server } = setup({
+      deleteInterface: () =>
+        new Promise((resolve, reject) => {
+          finish = (outcome) => (outcome === 'ok' ? resolve() : reject(new FailedPreconditionError('busy: retry')));
+        }),
+    });
+    for (const outcome of ['ok', 'fail'] as const) {
+      const md = new Metadata();
+      md.set('x-request-id', `req-${outcome}`);
+      const { c, sent } = call({ interfaceName: 'nni-1' }, md);
+      const headersAtReply: number[] = [];
+      const replied = new Promise<ServiceError | null>((resolve) =>
+        server.deleteInterface(c as never, (err) => {
+          headersAtReply.push(sent.length);
+          resolve(err as ServiceError | null);
+        }),
+      );
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(sent).toEqual([]); // nothing goes out while the handler runs
+      finish(outcome);
+      const err = await replied;
+      expect(err?.code ?? status.OK).toBe(outcome === 'ok' ? status.OK : status.FAILED_PRECONDITION);
+      expect(headersAtReply).toEqual([1]);
+      expect(sent.map((m) => m.get('x-request-id'))).toEqual([[`req-${outcome}`]]);
+    }
+  });
+
   it('refuses a bad enum before calling core', async () => {
     let called = false;
     const { server } = setup({

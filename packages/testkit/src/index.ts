@@ -9,5 +9,6 @@ export * from './proxy.js';
 export * from './traffic.js';
 export * from './inspect.js';
 export * from './instance.js';
+export * from './instance-specs.js';
 export * from './etcd.js';
 export * from './ovs.js';
