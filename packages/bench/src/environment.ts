@@ -2,6 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { exec, repoRoot } from '@nodenet/testkit';
+import type { WakeProbe } from './wake-probe.js';
 
 export interface Environment {
   readonly kernel: string;
@@ -12,6 +13,9 @@ export interface Environment {
   /** 1-minute load average when the run started and ended (other work on the machine disturbs results). */
   readonly loadStart: number;
   loadEnd?: number;
+  /** How the machine answered after idling, probed when the run started and when it ended (see wake-probe.ts). */
+  wakeStart?: WakeProbe;
+  wakeEnd?: WakeProbe;
   readonly versions: Record<string, string>;
 }
 

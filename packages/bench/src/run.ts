@@ -18,6 +18,7 @@ import { runDatapath } from './suites/datapath.js';
 import { runLatency } from './suites/latency.js';
 import { runRestart } from './suites/restart.js';
 import { runScale } from './suites/scale.js';
+import { probeWake } from './wake-probe.js';
 
 export interface BenchOutput {
   readonly results: BenchResults;
@@ -65,6 +66,7 @@ export async function runBench(options: BenchOptions): Promise<BenchOutput> {
     suiteSeconds: {},
     targets: [],
   };
+  results.environment.wakeStart = await probeWake(options.wakeProbe);
 
   if (NODE_SUITES.some(wants)) {
     const scope = await TestScope.create();
@@ -94,6 +96,7 @@ export async function runBench(options: BenchOptions): Promise<BenchOutput> {
   results.finishedAt = finished.toISOString();
   results.durationSeconds = Math.round((finished.getTime() - started.getTime()) / 100) / 10;
   results.environment.loadEnd = Math.round(loadavg()[0]! * 100) / 100;
+  results.environment.wakeEnd = await probeWake(options.wakeProbe);
   results.targets = judgeTargets(results);
 
   const markdown = renderMarkdown(results);

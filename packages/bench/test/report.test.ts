@@ -66,7 +66,10 @@ function sampleResults(): BenchResults {
     finishedAt: '2026-01-01T00:01:00.000Z',
     durationSeconds: 60,
     options,
-    environment: { kernel: '6.1', cpus: 2, cpuModel: 'test cpu', memoryGiB: 4, node: 'v20', loadStart: 0.5, loadEnd: 0.6, versions: { netavark: '1.4.0', iperf3: '3.12', 'containernetworking-plugins': '1.1.1' } },
+    environment: { kernel: '6.1', cpus: 2, cpuModel: 'test cpu', memoryGiB: 4, node: 'v20', loadStart: 0.5, loadEnd: 0.6,
+      wakeStart: { idleMs: 600, pipeRoundTripMs: { hot: 0.12, afterIdle: 2.9 }, pageTouchUs: { hot: 0.06, afterIdle: 14.5 } },
+      wakeEnd: { idleMs: 600, pipeRoundTripMs: { hot: 0.1, afterIdle: 1.5 }, pageTouchUs: { hot: 0.05, afterIdle: 9 } },
+      versions: { netavark: '1.4.0', iperf3: '3.12', 'containernetworking-plugins': '1.1.1' } },
     skipped: {},
     suiteSeconds: {},
     latency: {
@@ -110,7 +113,9 @@ function sampleResults(): BenchResults {
       pairs: [
         { name: 'same-node', subject: { label: 'nodenet: a', gbps: [9], medianGbps: 9 }, baseline: { label: 'b', gbps: [10], medianGbps: 10 }, ratio: 0.9, ratioOfMedians: 0.9 },
         { name: 'cross-node', subject: { label: 'nodenet: c', gbps: [5], medianGbps: 5 }, baseline: { label: 'd', gbps: [5], medianGbps: 5 }, ratio: 1, ratioOfMedians: 1 },
+        { name: 'rules-only', subject: { label: 'e', gbps: [4.5], medianGbps: 4.5 }, baseline: { label: 'd', gbps: [5], medianGbps: 5 }, ratio: 0.9, ratioOfMedians: 0.9 },
       ],
+      rulesOnlyTrackedConnections: 3,
     },
     targets: [],
   };
@@ -157,6 +162,11 @@ describe('report', () => {
     expect(md).toContain('| daemon RSS (MB) | 90 | 160 |');
     expect(md).toContain('| spawn → SERVING (ms) | 1500 | 1500 |');
     expect(md).toContain('| same-node | a | 9.00 | b | 10.00 | 0.900 |');
+    // The informational pair is a row of its own and judges no target.
+    expect(md).toContain('| rules-only | e | 4.50 | d | 5.00 | 0.900 |');
+    expect(md).not.toMatch(/^\| [^|]*rules[^|]*\| 0\.900 \| >= /m);
+    expect(md).toContain('a round trip through a child process 0.12 / 0.10 ms back to back, 2.90 / 1.50 ms after 600 ms idle');
+    expect(md).toContain('reading a page 0.06 / 0.05 µs hot, 14.50 / 9.00 µs after 600 ms idle');
     expect(md).toMatch(/\| create p50: nodenet \/ netavark setup \| 0\.125 \| <= 0\.1 \| \*\*missed\*\* \|/);
     expect(md).toMatch(/TCP throughput: published port \/ direct \| – \| >= 0\.95 \| not measured \|/);
   });

@@ -52,6 +52,12 @@ describe('bench harness, quick run', () => {
     expect(results.restart!.instances).toBe(o.scale.steps.at(-1));
     expect(results.restart!.runs).toHaveLength(o.restart.runs);
     expect(results.targets.map((t) => t.id)).toHaveLength(11);
+    // The idle wake-up probe ran at both ends of the run, with numbers in it.
+    for (const wake of [results.environment.wakeStart, results.environment.wakeEnd]) {
+      expect(wake!.pipeRoundTripMs.hot).toBeGreaterThan(0);
+      expect(wake!.pipeRoundTripMs.afterIdle).toBeGreaterThan(0);
+      expect(wake!.pageTouchUs.afterIdle).toBeGreaterThan(0);
+    }
   });
 
   it('the peers ran beside nodenet, or the file says why not', () => {
@@ -71,7 +77,9 @@ describe('bench harness, quick run', () => {
 
   it('the datapath measured each pair (or iperf3 is missing)', () => {
     if (results.skipped.iperf3 !== undefined) return expect(results.datapath).toBeUndefined();
-    expect(results.datapath!.pairs.map((p) => p.name)).toEqual(['same-node', 'cross-node', 'published-port']);
+    expect(results.datapath!.pairs.map((p) => p.name)).toEqual(['same-node', 'cross-node', 'published-port', 'rules-only']);
+    // The rules-only pair's subject went through nodenet's rules: its node tracked the iperf3 connections.
+    expect(results.datapath!.rulesOnlyTrackedConnections).toBeGreaterThan(0);
     for (const p of results.datapath!.pairs) {
       expect(p.subject.gbps.every((v) => v > 0)).toBe(true);
       expect(p.baseline.gbps.every((v) => v > 0)).toBe(true);

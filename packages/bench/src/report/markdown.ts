@@ -41,6 +41,16 @@ export function renderMarkdown(r: BenchResults): string {
     `Machine: ${env.cpus} × ${env.cpuModel}, ${env.memoryGiB} GiB, Linux ${env.kernel}, Node ${env.node}; load average ${num(env.loadStart, 2)} at start, ${num(env.loadEnd, 2)} at end. ` +
       `Peers: containernetworking-plugins ${env.versions['containernetworking-plugins']}, netavark ${env.versions.netavark}, iperf3 ${env.versions.iperf3}. Run time ${Math.round(r.durationSeconds)} s.`,
   );
+  const wake = [env.wakeStart, env.wakeEnd].filter((w) => w !== undefined);
+  if (wake.length > 0) {
+    const both = (pick: (w: NonNullable<typeof env.wakeStart>) => number, digits: number) => wake.map((w) => num(pick(w), digits)).join(' / ');
+    out.push(
+      '',
+      `Idle wake-up on this machine (${wake.length === 2 ? 'start / end of the run' : 'start of the run'}; it moves every latency here, see packages/bench/src/wake-probe.ts): ` +
+        `a round trip through a child process ${both((w) => w.pipeRoundTripMs.hot, 2)} ms back to back, ${both((w) => w.pipeRoundTripMs.afterIdle, 2)} ms after ${wake[0]!.idleMs} ms idle; ` +
+        `reading a page ${both((w) => w.pageTouchUs.hot, 2)} µs hot, ${both((w) => w.pageTouchUs.afterIdle, 2)} µs after ${wake[0]!.idleMs} ms idle.`,
+    );
+  }
   const skipped = Object.entries(r.skipped);
   if (skipped.length > 0) out.push('', `Skipped: ${skipped.map(([k, v]) => `${k} (${v})`).join('; ')}.`);
 
@@ -107,7 +117,7 @@ export function renderMarkdown(r: BenchResults): string {
     out.push('', `**Datapath** (iperf3, one TCP stream, ${r.datapath.seconds} s${r.datapath.omitSeconds ? ` after ${r.datapath.omitSeconds} s omitted` : ''}, median of ${r.datapath.rounds} rounds, Gbit/s; ratio: the median of the per-round ratios, each round running both sides back to back).`, '');
     out.push(
       ...table(
-        ['path', 'nodenet', 'Gbit/s', 'baseline', 'Gbit/s', 'ratio'],
+        ['path', 'subject', 'Gbit/s', 'baseline', 'Gbit/s', 'ratio'],
         r.datapath.pairs.map((p) => [p.name, p.subject.label.replace(/^nodenet: /, ''), num(p.subject.medianGbps, 2), p.baseline.label, num(p.baseline.medianGbps, 2), num(p.ratio, 3)]),
         ['l', 'l', 'r', 'l', 'r', 'r'],
       ),

@@ -5,13 +5,20 @@
  * - across nodes: node 1 -> node 2 over nodenet's VXLAN overlay vs node 3 -> node 4 over a hand-built
  *   kernel VXLAN path of the same shape (L3: onlink route, static neighbour and FDB entry; MTU 1450);
  * - published port vs direct: the world host -> node 1's underlay address on the published port (DNAT to
- *   the instance) vs the world host -> the instance address routed via node 1.
+ *   the instance) vs the world host -> the instance address routed via node 1;
+ * - (no target; explains the cross-node ratio) what nodenet's netfilter rules alone cost on that path: node
+ *   5 -> node 6, built by hand like 3 -> 4, with nodenet's nftables tables loaded as the daemon loads them
+ *   (published ports and masquerade, so conntrack, and the anti-spoofing of the instance ports) vs the bare
+ *   3 -> 4. The bare baseline has no firewall at all; this pair shows how much of the overlay's ratio is the
+ *   rules the contract requires rather than the dataplane.
  * Each pair is measured `rounds` times, subject and baseline back to back (alternating which goes first).
  * The ratio is the median of the per-round ratios: a round's two runs share the machine's state at that
  * moment, which the medians of the two sides taken apart do not (on this shared machine a side varies
  * +-15% between rounds; 35 paired rounds put a ratio within +-0.02-0.03).
  */
 import { spawn } from 'node:child_process';
+import { HOST_PREFIX, Subnet, type IfName, type Ipv4Address } from '@nodenet/core';
+import { addInstanceScript, ensureBaseScript } from '@nodenet/nftables';
 import { Daemon, Topology, exec, ipBatch, nsExec, ping, writeSysctls, type NodeHost, type TestScope } from '@nodenet/testkit';
 import { createNamespaces } from '../namespaces.js';
 import type { BenchOptions } from '../options.js';
@@ -31,7 +38,7 @@ export interface Throughput {
 }
 
 export interface DatapathPair {
-  readonly name: 'same-node' | 'cross-node' | 'published-port';
+  readonly name: 'same-node' | 'cross-node' | 'published-port' | 'rules-only';
   readonly subject: Throughput;
   readonly baseline: Throughput;
   /** Median of the per-round ratios subject / baseline. */
@@ -45,6 +52,8 @@ export interface DatapathResult {
   readonly omitSeconds: number;
   readonly rounds: number;
   readonly pairs: DatapathPair[];
+  /** Connections node 5 tracked after the rounds: proof that the rules-only pair ran through conntrack. */
+  readonly rulesOnlyTrackedConnections: number;
 }
 
 function subnetOf(index: number): string {
@@ -113,6 +122,22 @@ async function buildHandInstance(node: NodeHost, nodeIndex: number, ns: string, 
   return address;
 }
 
+/**
+ * Loads nodenet's nftables tables into a hand-built node as the daemon would for this bridge and subnet
+ * (loopback guard on the bridge ports, as with the iproute2 backend) and admits its instances' addresses.
+ */
+async function loadNodenetRules(node: NodeHost, index: number, instances: readonly { hostEnd: string; address: string }[], clusterIndexes: readonly number[]): Promise<void> {
+  const base = ensureBaseScript({
+    cniName: 'hbr0' as IfName,
+    subnet: Subnet.of(subnetOf(index)),
+    gateway: `198.19.${index}.1` as Ipv4Address,
+    clusterSubnets: clusterIndexes.map((i) => Subnet.of(subnetOf(i))),
+    loopbackGuard: 'bridge-ports',
+  });
+  const elements = instances.map((i) => addInstanceScript({ hostIfname: i.hostEnd as IfName, address: i.address as Ipv4Address, ports: [] }));
+  await exec('ip', ['netns', 'exec', node.ns, 'nft', '-f', '-'], { input: base + elements.join('') });
+}
+
 async function waitReachable(ns: string, address: string): Promise<void> {
   const deadline = Date.now() + 20_000;
   for (;;) {
@@ -122,8 +147,8 @@ async function waitReachable(ns: string, address: string): Promise<void> {
 }
 
 export async function runDatapath(scope: TestScope, options: BenchOptions): Promise<DatapathResult> {
-  const topology = await Topology.create(scope, { nodes: 4 });
-  const [n1, n2, n3, n4] = [1, 2, 3, 4].map((i) => topology.node(i));
+  const topology = await Topology.create(scope, { nodes: 6 });
+  const [n1, n2, n3, n4, n5, n6] = [1, 2, 3, 4, 5, 6].map((i) => topology.node(i));
   const peerOf = (n: NodeHost, index: number) => ({ name: n.name, underlayAddress: n.address, subnet: subnetOf(index) });
   const [d1, d2] = await Promise.all([
     Daemon.start({ scope, node: n1!, config: { membership: { type: 'static', peers: [peerOf(n2!, 2)] } } }),
@@ -137,7 +162,7 @@ export async function runDatapath(scope: TestScope, options: BenchOptions): Prom
   });
   await api1.createContainerNetworkInterface({ ipAddress: '198.19.1.1', subNetwork: subnetOf(1) });
   await api2.createContainerNetworkInterface({ ipAddress: '198.19.2.1', subNetwork: subnetOf(2) });
-  const [n1a, n1b, n2a, h3a, h3b, h4a] = (await createNamespaces(scope, 6)) as [string, string, string, string, string, string];
+  const [n1a, n1b, n2a, h3a, h3b, h4a, h5b, h6a] = (await createNamespaces(scope, 8)) as [string, string, string, string, string, string, string, string];
   await api1.createInterface({ ipAddress: '198.19.1.10', ports: [IPERF_PORT], netns: n1a });
   await api1.createInterface({ ipAddress: '198.19.1.11', netns: n1b });
   await api2.createInterface({ ipAddress: '198.19.2.10', netns: n2a });
@@ -148,15 +173,25 @@ export async function runDatapath(scope: TestScope, options: BenchOptions): Prom
   await buildHandInstance(n3!, 3, h3b, 11, 'hv3b');
   await buildHandInstance(n4!, 4, h4a, 10, 'hv4a');
 
+  // Nodes 5 and 6: 3 and 4 again, with nodenet's rules (the instance ports named as nodenet names them, so
+  // the anti-spoofing chain runs for them).
+  await buildHandNode(n5!, 5, { index: 6, address: n6!.address });
+  await buildHandNode(n6!, 6, { index: 5, address: n5!.address });
+  const h5 = { hostEnd: `${HOST_PREFIX}0000b5b1`, address: await buildHandInstance(n5!, 5, h5b, 11, `${HOST_PREFIX}0000b5b1`) };
+  const h6 = { hostEnd: `${HOST_PREFIX}0000b6a1`, address: await buildHandInstance(n6!, 6, h6a, 10, `${HOST_PREFIX}0000b6a1`) };
+  await loadNodenetRules(n5!, 5, [h5], [5, 6]);
+  await loadNodenetRules(n6!, 6, [h6], [5, 6]);
+
   // The world reaches node 1's instances directly through node 1 (the "direct" side of the published-port pair).
   await ipBatch(topology.world.ns, [`route add ${subnetOf(1)} via ${n1!.address}`]);
 
-  await Promise.all([n1a, n2a, h3a, h4a].map((ns) => startIperfServer(scope, ns)));
+  await Promise.all([n1a, n2a, h3a, h4a, h6a].map((ns) => startIperfServer(scope, ns)));
   await Promise.all([
     waitReachable(n1b, '198.19.1.10'),
     waitReachable(n1b, '198.19.2.10'),
     waitReachable(h3b, '198.19.3.10'),
     waitReachable(h3b, '198.19.4.10'),
+    waitReachable(h5b, '198.19.6.10'),
     waitReachable(topology.world.ns, '198.19.1.10'),
   ]);
 
@@ -176,6 +211,11 @@ export async function runDatapath(scope: TestScope, options: BenchOptions): Prom
       name: 'published-port' as const,
       subject: { label: 'nodenet: underlay host -> published port (DNAT)', run: () => iperf(world, n1!.address, IPERF_PORT, options) },
       baseline: { label: 'nodenet: underlay host -> instance address (routed, no DNAT)', run: () => iperf(world, '198.19.1.10', IPERF_PORT, options) },
+    },
+    {
+      name: 'rules-only' as const,
+      subject: { label: "by hand: kernel VXLAN with nodenet's nftables rules (conntrack, NAT, anti-spoofing)", run: () => iperf(h5b, '198.19.6.10', IPERF_PORT, options) },
+      baseline: { label: 'by hand: kernel VXLAN (onlink route, static neighbour + FDB)', run: () => iperf(h3b, '198.19.4.10', IPERF_PORT, options) },
     },
   ];
   const samples = plan.map(() => ({ subject: [] as number[], baseline: [] as number[] }));
@@ -199,5 +239,12 @@ export async function runDatapath(scope: TestScope, options: BenchOptions): Prom
       ratioOfMedians: round(ratio(median(s.subject), median(s.baseline)), 3),
     };
   });
-  return { seconds: options.datapath.seconds, omitSeconds: options.datapath.omitSeconds, rounds: options.datapath.rounds, pairs };
+  const tracked = await nsExec(n5!.ns, 'conntrack', ['-C']);
+  return {
+    seconds: options.datapath.seconds,
+    omitSeconds: options.datapath.omitSeconds,
+    rounds: options.datapath.rounds,
+    pairs,
+    rulesOnlyTrackedConnections: Number(tracked.stdout.trim()),
+  };
 }
