@@ -74,6 +74,7 @@ export async function probeWake(options: WakeProbeOptions): Promise<WakeProbe> {
     return result;
   } finally {
     cat.stdin?.end();
-    if (cat.exitCode === null) await once(cat, 'exit');
+    // A cat that never started (spawn error) emits no exit.
+    if (cat.pid !== undefined && cat.exitCode === null && cat.signalCode === null) await once(cat, 'exit');
   }
 }
