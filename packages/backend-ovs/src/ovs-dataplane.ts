@@ -47,7 +47,6 @@ import {
   cniSysctls,
   deleteInstanceScript,
   deleteLinksScript,
-  instanceNamespaceScript,
   pickUnusedGroup,
   netnsPath,
   ownerAliasOf,
@@ -456,10 +455,9 @@ export class OvsDataplane implements Dataplane {
 
   /**
    * netdev: checksum offload off on the instance end (see tx-checksum.ts); netns: name, address and route it
-   * there. In a namespace, ip starts beside perl and reads its lines once perl is done (perl names the end
-   * by its handle, ip renames it); if perl fails, ip is killed unread. By path, i.e. through
-   * `nsenter --net` even for a name: `ip -n NAME` and `ip netns exec` copy the mount table, which holds one
-   * mount per named namespace (measured in backend-iproute2: 2 -> 13 ms per call at 2,100 mounts).
+   * there, once the checksum is off (perl names the end by its handle, the configuration renames it),
+   * through the iproute2 backend's namespace configurator: a request to a long-lived helper, no process
+   * per create (`nsenter --net ip -batch` where the helper cannot run).
    */
   private async prepareInstanceEnd(spec: InstanceSpec, target: NetnsRef | undefined): Promise<void> {
     if (spec.kind !== 'veth') return;
@@ -476,9 +474,10 @@ export class OvsDataplane implements Dataplane {
           })
         : undefined;
     try {
-      await new IpRunner(target).batch(instanceNamespaceScript(spec), { step: `configure ${spec.handle} in namespace ${spec.netns}`, ...(ready ? { after: ready } : {}) });
+      if (ready) await ready;
+      await this.kernel.configureInstanceEnd(spec, target);
     } catch (e) {
-      // ip never ran when perl failed: perl's failure is the answer, not the killed ip's.
+      // Nothing was configured when perl failed: perl's failure is the answer.
       if (checksumFailure !== undefined) {
         if (checksumFailure instanceof CommandError && /nsenter: cannot open/.test(checksumFailure.stderr)) throw namespaceMissing(spec.netns, target, checksumFailure);
         throw checksumFailure;
