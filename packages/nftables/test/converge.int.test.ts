@@ -95,7 +95,7 @@ describe('NftPacketFilter converging (bridge-nf-call-iptables=0)', () => {
         // it starts), the last that it has seen everything committed in between.
         for (;;) {
           const name = await sentinel();
-          const seen = await monitor.waitFor(new RegExp(`^add table ip ${name}$`), 300).then(() => true, () => false);
+          const seen = await monitor.waitForCommit(new RegExp(`^add table ip ${name}$`), 300).then(() => true, () => false);
           if (seen) break;
           if (sentinels.length > 30) throw new Error('nft monitor never showed a change');
         }
@@ -106,7 +106,7 @@ describe('NftPacketFilter converging (bridge-nf-call-iptables=0)', () => {
         expect(await restarted.ensureBase(fx.base)).toEqual([]);
         expect(await restarted.ensureBase(fx.base)).toEqual([]);
         const last = await sentinel();
-        await monitor.waitFor(new RegExp(`^add table ip ${last}$`));
+        await monitor.waitForCommit(new RegExp(`^add table ip ${last}$`));
         const between = monitor.lines.slice(from);
         expect(between.filter((l) => !l.startsWith('# new generation'))).toEqual([`add table ip ${last}`]);
         expect(between.filter((l) => l.startsWith('# new generation'))).toHaveLength(1);

@@ -274,6 +274,12 @@ export interface Monitor {
   readonly lines: string[];
   /** Waits until a line matching `pattern` shows up. */
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<void>;
+  /**
+   * Waits until a line matching `pattern` and then the `# new generation` line that ends its transaction
+   * have shown up: nft prints a transaction's changes first and its generation line after, possibly in a
+   * later read, so a count of generation lines taken right after the change can miss the last one.
+   */
+  waitForCommit(pattern: RegExp, timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -282,6 +288,7 @@ export function startMonitor(ns: string): Monitor {
   const child = spawn('ip', ['netns', 'exec', ns, 'nft', 'monitor'], { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
   const waiters: { pattern: RegExp; resolve: () => void }[] = [];
+  const GENERATION = /^# new generation/;
   createInterface({ input: child.stdout! }).on('line', (l) => {
     lines.push(l);
     for (const w of [...waiters]) {
@@ -299,6 +306,16 @@ export function startMonitor(ns: string): Monitor {
       return new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`nft monitor did not show ${pattern} (saw ${JSON.stringify(lines)})`)), timeoutMs);
         waiters.push({ pattern, resolve: () => (clearTimeout(timer), resolve()) });
+      });
+    },
+    async waitForCommit(pattern, timeoutMs = 10_000) {
+      await this.waitFor(pattern, timeoutMs);
+      const at = lines.findIndex((l) => pattern.test(l));
+      if (lines.slice(at + 1).some((l) => GENERATION.test(l))) return;
+      // Only lines still to come can end that transaction: a waiter sees new lines, never the ones already read.
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`nft monitor showed no generation after ${pattern} (saw ${JSON.stringify(lines)})`)), timeoutMs);
+        waiters.push({ pattern: GENERATION, resolve: () => (clearTimeout(timer), resolve()) });
       });
     },
     async stop() {
