@@ -100,3 +100,4 @@ export {
   repairOverflowScript,
 } from './cni-bridges.js';
 export { CniBridgeSet, type PlacedPort } from './cni-bridge-set.js';
+export { explainNamespaceFailure, namespaceMissing } from './namespace-failures.js';

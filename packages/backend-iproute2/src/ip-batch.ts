@@ -119,11 +119,6 @@ export interface IpBatchOptions {
   readonly step: string;
   /** `ip -force -batch`: run every line; failures are returned instead of thrown. */
   readonly force?: boolean;
-  /**
-   * Start `ip` now but give it the lines only once this resolves (its start-up overlaps with the work it
-   * waits for); if it rejects, `ip` is killed unread and the batch rejects with that reason.
-   */
-  readonly after?: Promise<void>;
 }
 
 /**
@@ -142,8 +137,7 @@ export class IpRunner {
     const script = formatIpBatch(lines);
     const { file, args } = commandInNamespace(this.netns, this.program, options.force ? ['-force', '-batch', '-'] : ['-batch', '-']);
     try {
-      const input = options.after === undefined ? { input: script } : { inputLater: options.after.then(() => script) };
-      const result = await run(file, args, { step: options.step, ...input, okExitCodes: options.force ? [1] : [] });
+      const result = await run(file, args, { step: options.step, input: script, okExitCodes: options.force ? [1] : [] });
       if (result.exitCode === 0) return [];
       const failures = parseIpBatchFailures(result.stderr);
       // Exit 1 without a marker is not a per-line failure we can reason about.

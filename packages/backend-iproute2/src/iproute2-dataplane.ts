@@ -9,7 +9,6 @@ import {
   FailedPreconditionError,
   InternalError,
   InvalidArgumentError,
-  NotFoundError,
   OWNER_ALIAS_PREFIX,
   parseIpv4Address,
   parseNetnsRef,
@@ -32,12 +31,12 @@ import { hostInfoFor, pickDefaultRoute, primaryIpv4Of } from './host-probe.js';
 import { GroupCommitter } from '@nodenet/sys';
 import { IpBatchError, IpRunner, deviceMissingRe, failedAt, netnsPath, type IpLine } from './ip-batch.js';
 import { IpSession } from './ip-session.js';
+import { explainNamespaceFailure, namespaceMissing } from './namespace-failures.js';
 import { HelperUnusableError, NetnsConfigurator } from './netns-configurator.js';
 import { parseIpAddrs, parseIpLinks, parseIpRoutes, type IpLink, type IpLinkWithAddresses } from './ip-json.js';
 import { isNamespaceFile, namespaceAliveAt, readNetnsId } from './netns-identity.js';
 import {
   CNI_OWNER_ALIAS,
-  DEFAULT_INSTANCE_IFNAME,
   LINE,
   attachPortScript,
   classifyForDeletion,
@@ -297,7 +296,7 @@ export class Iproute2Dataplane implements Dataplane {
           const nodeSide = failedAt(e, LINE.createLink) || failedAt(e, LINE.attachLink);
           // Nothing was made when the pair itself was refused (a name taken must not lose its owner's link).
           if (!failedAt(e, LINE.createLink)) await this.deleteQuietly(spec.hostIfname, `roll back ${spec.hostIfname}`);
-          throw nodeSide ? await this.explainNodeFailure(spec, e, bridge) : await this.explainNamespaceFailure(spec, netns, e);
+          throw nodeSide ? await this.explainNodeFailure(spec, e, bridge) : explainNamespaceFailure(spec, netns, e);
         }
         // The helper cannot run here (it changed nothing): the two-process way below.
       }
@@ -307,7 +306,7 @@ export class Iproute2Dataplane implements Dataplane {
       await this.configureInstanceEnd(spec, target);
     } catch (e) {
       await this.deleteQuietly(spec.hostIfname, `roll back ${spec.hostIfname}`);
-      throw await this.explainNamespaceFailure(spec, netns, e);
+      throw e;
     }
     return { netnsId };
   }
@@ -317,20 +316,25 @@ export class Iproute2Dataplane implements Dataplane {
    * as `spec.handle`): one request to the namespace configurator, or where it cannot run, `ip` in the
    * namespace, by path, i.e. through `nsenter --net` even for a name (`ip -n NAME` copies the mount table,
    * which holds one mount per named namespace: measured 2 -> 13 ms per call at 2,100 mounts). Also for
-   * backends that make the link themselves (ovs). Throws IpBatchError naming the failed line of
-   * instanceNamespaceScript either way.
+   * backends that make the link themselves (ovs). A failure is explained for the client
+   * (explainNamespaceFailure: the namespace gone, the ifname taken, a default route already there).
    */
   async configureInstanceEnd(spec: InstanceSpec, target: NetnsRef): Promise<void> {
-    if (this.configurator.usable) {
-      try {
-        await this.configurator.configure(spec, target);
-        return;
-      } catch (e) {
-        if (!(e instanceof HelperUnusableError)) throw e;
-        // The helper cannot run here (it changed nothing): `ip` below.
+    const netns = spec.netns ?? target;
+    try {
+      if (this.configurator.usable) {
+        try {
+          await this.configurator.configure(spec, target);
+          return;
+        } catch (e) {
+          if (!(e instanceof HelperUnusableError)) throw e;
+          // The helper cannot run here (it changed nothing): `ip` below.
+        }
       }
+      await new IpRunner(target).batch(instanceNamespaceScript(spec), { step: `configure ${spec.handle} in namespace ${netns}` });
+    } catch (e) {
+      throw explainNamespaceFailure(spec, netns, e);
     }
-    await new IpRunner(target).batch(instanceNamespaceScript(spec), { step: `configure ${spec.handle} in namespace ${spec.netns ?? target}` });
   }
 
   private async explainNodeFailure(spec: InstanceSpec, e: unknown, bridge: string): Promise<unknown> {
@@ -365,25 +369,6 @@ export class Iproute2Dataplane implements Dataplane {
     if (e.failedLine?.id === LINE.createLink && /File exists|Device or resource busy/.test(e.detail)) {
       const names = spec.kind === 'tap' ? spec.handle : `${spec.hostIfname} or ${spec.handle}`;
       return new AlreadyExistsError(`a link named ${names} already exists: remove it (it is not tracked by this daemon) and retry`, { cause: e });
-    }
-    return e;
-  }
-
-  private async explainNamespaceFailure(spec: InstanceSpec, netns: NetnsRef, e: unknown): Promise<unknown> {
-    if (!(e instanceof IpBatchError)) return e;
-    const ifname = spec.ifname ?? DEFAULT_INSTANCE_IFNAME;
-    if (/Cannot open network namespace|nsenter: cannot open/.test(e.detail)) return namespaceMissing(netns, netnsPath(netns), e);
-    if (e.failedLine?.id === LINE.rename && /File exists/.test(e.detail)) {
-      return new AlreadyExistsError(
-        `an interface named ${ifname} already exists in network namespace ${netns}: choose another ifname or remove that interface`,
-        { cause: e },
-      );
-    }
-    if (e.failedLine?.id === LINE.defaultRoute && /File exists/.test(e.detail)) {
-      return new FailedPreconditionError(
-        `network namespace ${netns} already has a default route: remove it, or create the interface without netns and configure it yourself`,
-        { cause: e },
-      );
     }
     return e;
   }
@@ -527,12 +512,4 @@ function assertOwnCni(link: IpLinkWithAddresses, name: string): void {
       `a bridge named ${name} already exists on this node but was not made by nodenet (its alias is ${link.alias ? `'${link.alias}'` : 'unset'}, not '${CNI_OWNER_ALIAS}'): remove or rename it; if it is nodenet's from before ownership tags, run ip link set dev ${name} alias ${CNI_OWNER_ALIAS}`,
     );
   }
-}
-
-function namespaceMissing(netns: NetnsRef, path: string, cause?: unknown): NotFoundError {
-  const where = netns.startsWith('/') ? `${path} does not exist` : `no ${path}`;
-  return new NotFoundError(
-    `network namespace ${netns} does not exist (${where}): create it first, or pass the path of an existing one such as /proc/PID/ns/net`,
-    cause === undefined ? undefined : { cause },
-  );
 }

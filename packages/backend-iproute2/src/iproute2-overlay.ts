@@ -9,7 +9,6 @@
 import {
   FailedPreconditionError,
   InternalError,
-  InvalidArgumentError,
   Mutex,
   parseIfName,
   parseNetnsRef,

@@ -17,7 +17,6 @@ import {
   FailedPreconditionError,
   InternalError,
   InvalidArgumentError,
-  NotFoundError,
   HANDLE_PREFIX,
   OWNER_ALIAS_PREFIX,
   parseNetnsRef,
@@ -37,7 +36,6 @@ import {
   type Repairs,
 } from '@nodenet/core';
 import {
-  DEFAULT_INSTANCE_IFNAME,
   IpBatchError,
   IpRunner,
   IpSession,
@@ -59,6 +57,7 @@ import {
   readSysctls,
   sysctlDrift,
   failedAt,
+  namespaceMissing,
   type IpBatchFailure,
   type IpLine,
   type IpLink,
@@ -465,25 +464,15 @@ export class OvsDataplane implements Dataplane {
       if (this.datapathType === 'netdev') await this.nodeTxChecksum.submit(spec.handle);
       return;
     }
-    let checksumFailure: unknown;
-    const ready =
-      this.datapathType === 'netdev'
-        ? disableTxChecksum(target, [spec.handle], `turn off checksum offload on ${spec.handle}`).catch((e: unknown) => {
-            checksumFailure = e;
-            throw e;
-          })
-        : undefined;
-    try {
-      if (ready) await ready;
-      await this.kernel.configureInstanceEnd(spec, target);
-    } catch (e) {
-      // Nothing was configured when perl failed: perl's failure is the answer.
-      if (checksumFailure !== undefined) {
-        if (checksumFailure instanceof CommandError && /nsenter: cannot open/.test(checksumFailure.stderr)) throw namespaceMissing(spec.netns, target, checksumFailure);
-        throw checksumFailure;
+    if (this.datapathType === 'netdev') {
+      try {
+        await disableTxChecksum(target, [spec.handle], `turn off checksum offload on ${spec.handle}`);
+      } catch (e) {
+        if (e instanceof CommandError && /nsenter: cannot open/.test(e.stderr)) throw namespaceMissing(spec.netns, target, e);
+        throw e;
       }
-      throw explainNamespaceFailure(spec, spec.netns, e);
     }
+    await this.kernel.configureInstanceEnd(spec, target);
   }
 
   private writeInstanceFlows(spec: InstanceSpec, ofport: number): Promise<void> {
@@ -859,30 +848,6 @@ function settle<T>(p: Promise<T>): Promise<{ ok: true; value: T } | { ok: false;
   return p.then(
     (value) => ({ ok: true as const, value }),
     (error: unknown) => ({ ok: false as const, error }),
-  );
-}
-
-function explainNamespaceFailure(spec: InstanceSpec, netns: NetnsRef, e: unknown): unknown {
-  if (!(e instanceof IpBatchError)) return e;
-  const ifname = spec.ifname ?? DEFAULT_INSTANCE_IFNAME;
-  if (/Cannot open network namespace|nsenter: cannot open/.test(e.detail)) return namespaceMissing(netns, netnsPath(netns), e);
-  if (e.failedLine?.id === LINE.rename && /File exists/.test(e.detail)) {
-    return new AlreadyExistsError(`an interface named ${ifname} already exists in network namespace ${netns}: choose another ifname or remove that interface`, { cause: e });
-  }
-  if (e.failedLine?.id === LINE.defaultRoute && /File exists/.test(e.detail)) {
-    return new FailedPreconditionError(
-      `network namespace ${netns} already has a default route: remove it, or create the interface without netns and configure it yourself`,
-      { cause: e },
-    );
-  }
-  return e;
-}
-
-function namespaceMissing(netns: NetnsRef, path: string, cause?: unknown): NotFoundError {
-  const where = netns.startsWith('/') ? `${path} does not exist` : `no ${path}`;
-  return new NotFoundError(
-    `network namespace ${netns} does not exist (${where}): create it first, or pass the path of an existing one such as /proc/PID/ns/net`,
-    cause === undefined ? undefined : { cause },
   );
 }
 

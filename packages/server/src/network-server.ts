@@ -102,18 +102,20 @@ export function unaryHandlers(logger: DaemonLogger, inFlight: InFlight) {
       void requestContext.run({ reqId, method }, async () => {
         rpcLogger.debug({ method, peer: call.getPeer() }, 'request received');
         const durationMs = () => Number(process.hrtime.bigint() - started) / 1e6;
-        try {
-          let reply: Parameters<sendUnaryData<Res>>;
+        const replyTo = async (request: Req): Promise<Parameters<sendUnaryData<Res>>> => {
           try {
-            const response = await handle(call.request);
+            const response = await handle(request);
             rpcLogger.info({ method, code: 'OK', durationMs: round(durationMs()) }, 'rpc');
-            reply = [null, response];
+            return [null, response];
           } catch (e) {
             const failure = toGrpcFailure(e, method);
             const level = failure.code === status.INTERNAL ? 'error' : 'info';
             rpcLogger[level]({ method, code: failure.errorCode, durationMs: round(durationMs()), err: failure.details }, 'rpc');
-            reply = [toServiceError(failure)];
+            return [toServiceError(failure)];
           }
+        };
+        try {
+          const reply = await replyTo(call.request);
           // Only now, whatever the outcome, so the headers leave with the reply (see above).
           call.sendMetadata(echo);
           callback(...reply);

@@ -135,7 +135,7 @@ async function loadNodenetRules(node: NodeHost, index: number, instances: readon
     loopbackGuard: 'bridge-ports',
   });
   const elements = instances.map((i) => addInstanceScript({ hostIfname: i.hostEnd as IfName, address: i.address as Ipv4Address, ports: [] }));
-  await exec('ip', ['netns', 'exec', node.ns, 'nft', '-f', '-'], { input: base + elements.join('') });
+  await nsExec(node.ns, 'nft', ['-f', '-'], { input: base + elements.join('') });
 }
 
 async function waitReachable(ns: string, address: string): Promise<void> {
@@ -177,10 +177,9 @@ export async function runDatapath(scope: TestScope, options: BenchOptions): Prom
   // the anti-spoofing chain runs for them).
   await buildHandNode(n5!, 5, { index: 6, address: n6!.address });
   await buildHandNode(n6!, 6, { index: 5, address: n5!.address });
-  const h5 = { hostEnd: `${HOST_PREFIX}0000b5b1`, address: await buildHandInstance(n5!, 5, h5b, 11, `${HOST_PREFIX}0000b5b1`) };
-  const h6 = { hostEnd: `${HOST_PREFIX}0000b6a1`, address: await buildHandInstance(n6!, 6, h6a, 10, `${HOST_PREFIX}0000b6a1`) };
-  await loadNodenetRules(n5!, 5, [h5], [5, 6]);
-  await loadNodenetRules(n6!, 6, [h6], [5, 6]);
+  const [h5, h6] = [`${HOST_PREFIX}0000b5b1`, `${HOST_PREFIX}0000b6a1`];
+  await loadNodenetRules(n5!, 5, [{ hostEnd: h5, address: await buildHandInstance(n5!, 5, h5b, 11, h5) }], [5, 6]);
+  await loadNodenetRules(n6!, 6, [{ hostEnd: h6, address: await buildHandInstance(n6!, 6, h6a, 10, h6) }], [5, 6]);
 
   // The world reaches node 1's instances directly through node 1 (the "direct" side of the published-port pair).
   await ipBatch(topology.world.ns, [`route add ${subnetOf(1)} via ${n1!.address}`]);

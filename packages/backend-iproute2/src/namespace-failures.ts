@@ -1,0 +1,32 @@
+/**
+ * What a failure to configure an instance's end inside its namespace means to a client, for both backends
+ * (the ovs backend configures its instance ends through this backend's configureInstanceEnd too).
+ */
+import { AlreadyExistsError, FailedPreconditionError, NotFoundError, type InstanceSpec, type NetnsRef } from '@nodenet/core';
+import { IpBatchError, netnsPath } from './ip-batch.js';
+import { DEFAULT_INSTANCE_IFNAME, LINE } from './scripts.js';
+
+export function namespaceMissing(netns: NetnsRef, path: string, cause?: unknown): NotFoundError {
+  const where = netns.startsWith('/') ? `${path} does not exist` : `no ${path}`;
+  return new NotFoundError(
+    `network namespace ${netns} does not exist (${where}): create it first, or pass the path of an existing one such as /proc/PID/ns/net`,
+    cause === undefined ? undefined : { cause },
+  );
+}
+
+/** A failed line of instanceNamespaceScript (from `ip` or the namespace configurator) as the client's error; others unchanged. */
+export function explainNamespaceFailure(spec: InstanceSpec, netns: NetnsRef, e: unknown): unknown {
+  if (!(e instanceof IpBatchError)) return e;
+  const ifname = spec.ifname ?? DEFAULT_INSTANCE_IFNAME;
+  if (/Cannot open network namespace|nsenter: cannot open/.test(e.detail)) return namespaceMissing(netns, netnsPath(netns), e);
+  if (e.failedLine?.id === LINE.rename && /File exists/.test(e.detail)) {
+    return new AlreadyExistsError(`an interface named ${ifname} already exists in network namespace ${netns}: choose another ifname or remove that interface`, { cause: e });
+  }
+  if (e.failedLine?.id === LINE.defaultRoute && /File exists/.test(e.detail)) {
+    return new FailedPreconditionError(
+      `network namespace ${netns} already has a default route: remove it, or create the interface without netns and configure it yourself`,
+      { cause: e },
+    );
+  }
+  return e;
+}
