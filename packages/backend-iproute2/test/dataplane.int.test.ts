@@ -18,6 +18,7 @@ import {
   type CniSpec,
 } from '@nodenet/core';
 import { run } from '@nodenet/sys';
+import { LinuxHostProbe } from '@nodenet/linux';
 import { Iproute2Dataplane } from '../src/index.js';
 import { TestNamespaces, ipJson, ping, sh } from './netns-fixture.js';
 import { instanceSpecMaker, instanceRecordOf } from '@nodenet/testkit/instance-specs';
@@ -88,7 +89,7 @@ afterAll(async () => {
 
 describe('probeHost', () => {
   it('finds the underlay from the default route, its MTU, and the local networks except the CNI', async () => {
-    const info = await dp.probeHost();
+    const info = await new LinuxHostProbe({ netns: node }).probeHost();
     expect(info.underlayAddress).toBe('198.18.0.1');
     expect(info.underlayInterface).toBe('u0');
     expect(info.underlayMtu).toBe(UNDERLAY_MTU);
@@ -99,14 +100,15 @@ describe('probeHost', () => {
   });
 
   it('finds the link of an explicit address, and names what to set when it is not on the node', async () => {
-    expect((await dp.probeHost(parseIpv4Address('198.18.0.1', 'u'))).underlayInterface).toBe('u0');
-    await expect(dp.probeHost(parseIpv4Address('198.18.0.9', 'u'))).rejects.toThrow(FailedPreconditionError);
-    await expect(dp.probeHost(parseIpv4Address('198.18.0.9', 'u'))).rejects.toThrow(/underlayAddress.*--underlay-address/);
+    const probe = new LinuxHostProbe({ netns: node });
+    expect((await probe.probeHost(parseIpv4Address('198.18.0.1', 'u'))).underlayInterface).toBe('u0');
+    await expect(probe.probeHost(parseIpv4Address('198.18.0.9', 'u'))).rejects.toThrow(FailedPreconditionError);
+    await expect(probe.probeHost(parseIpv4Address('198.18.0.9', 'u'))).rejects.toThrow(/underlayAddress.*--underlay-address/);
   });
 
   it('without a default route asks for underlayAddress / --underlay-address', async () => {
     const bare = await namespaces.add('bare');
-    const err = await new Iproute2Dataplane({ netns: bare }).probeHost().catch((e: unknown) => e);
+    const err = await new LinuxHostProbe({ netns: bare }).probeHost().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(FailedPreconditionError);
     expect((err as Error).message).toMatch(/no IPv4 default route.*`underlayAddress` in the config or pass --underlay-address/);
   });
