@@ -5,13 +5,10 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { RecordedCommand } from '@nodenet/testkit/recording-sys';
 import {
-  AlreadyExistsError,
   CNI_NAME,
   FailedPreconditionError,
-  NotFoundError,
   Subnet,
   macForAddress,
-  parseIfName,
   parseIpv4Address,
   parseNetnsRef,
   type CniRecord,

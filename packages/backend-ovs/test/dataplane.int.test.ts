@@ -178,7 +178,7 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       expect(await link(n.host.ns, a.hostIfname)).toBeUndefined();
       const files = (commands: string[]) => commands.map((c) => c.split(' ')[0]).sort();
       // The flows, the port, and in the namespace perl (checksum offload, netdev). The end was named,
-      // addressed and routed (asserted above) by the iproute2 backend's long-lived namespace configurator.
+      // addressed and routed (asserted above) by @nodenet/linux's long-lived namespace configurator.
       expect(files(created), created.join('\n')).toEqual(['nsenter', 'ovs-ofctl', 'ovs-vsctl']);
       expect(created.filter((c) => c.startsWith('nsenter')).map((c) => c.split(' ').slice(0, 4).join(' '))).toEqual([
         `nsenter --net=/run/netns/${ns} -- perl`,

@@ -3,7 +3,7 @@
  * stdin), and `ip -j` reads. Knows how iproute2 reports batch failures, so a failure names the line
  * (and thus the step) that failed.
  */
-import { InternalError, netnsPath, type NetnsRef } from '@nodenet/core';
+import { InternalError, type NetnsRef } from '@nodenet/core';
 import { CommandError, runLean as run } from '@nodenet/sys';
 
 /** One line of an `ip -batch` script: the arguments after `ip`, and what the line does (for errors). */
