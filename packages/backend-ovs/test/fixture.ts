@@ -3,13 +3,11 @@
  * a private Open vSwitch (userspace datapath) in its namespace, the backend running in-process against it
  * (`netns: <node>`), and specs built the way core builds them.
  */
-import { CNI_NAME, Subnet, macForAddress, parseIpv4Address, type CniRecord, type CniSpec, type InstanceSpec } from '@nodenet/core';
+import { CNI_NAME, Subnet, VXLAN_OVERHEAD, macForAddress, parseIpv4Address, type CniRecord, type CniSpec, type InstanceSpec } from '@nodenet/core';
 import { PrivateOvs, type NodeHost, type TestScope } from '@nodenet/testkit';
 import { instanceSpecFor, type InstanceOptions } from '@nodenet/testkit/instance-specs';
 import { LinuxHostProbe } from '@nodenet/linux';
 import { OvsDataplane } from '../src/index.js';
-
-export const VXLAN_OVERHEAD = 50;
 
 export function cniSpecFor(index: number, underlayMtu = 1500): CniSpec {
   const gateway = parseIpv4Address(`198.19.${index}.1`, 'gateway');
