@@ -6,8 +6,7 @@
  * create onto a known bridge).
  */
 import { FailedPreconditionError, type CniSpec, type IfName, type Logger } from '@nodenet/core';
-import { causedBy, deviceMissingRe, failedAt, type IpLine, type IpRunner } from './ip-batch.js';
-import { parseIpLinks, type IpLink } from './ip-json.js';
+import { causedBy, deleteLinkScript, deviceMissingRe, failedAt, parseIpLinks, type IpLine, type IpLink, type IpRunner } from '@nodenet/linux';
 import {
   BridgePlacement,
   OVERFLOW_LINE,
@@ -19,7 +18,6 @@ import {
   overflowLinkNames,
   repairOverflowScript,
 } from './cni-bridges.js';
-import { deleteLinkScript } from './scripts.js';
 
 /** The bridge a port goes on: its placement number (0: the CNI bridge) and name. */
 export interface PlacedPort {

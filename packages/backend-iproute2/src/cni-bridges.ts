@@ -18,8 +18,7 @@
  * refusal of a port (EXFULL) is the backstop when something else filled a bridge.
  */
 import { FailedPreconditionError, OWNER_ALIAS_PREFIX, type CniSpec, type IfName } from '@nodenet/core';
-import type { IpLine } from './ip-batch.js';
-import type { IpLink } from './ip-json.js';
+import type { IpLine, IpLink } from '@nodenet/linux';
 
 /** The alias of an overflow bridge. */
 export const OVERFLOW_BRIDGE_ALIAS = `${OWNER_ALIAS_PREFIX}cni-overflow`;

@@ -4,19 +4,16 @@
  * and only where a decision needs it (never on the happy path of createInstance).
  */
 import {
-  AlreadyExistsError,
   CNI_NAME,
   FailedPreconditionError,
-  InternalError,
   InvalidArgumentError,
   OWNER_ALIAS_PREFIX,
-  parseIpv4Address,
+  netnsPath,
   parseNetnsRef,
   silentLogger,
   type CniRecord,
   type CniSpec,
   type Dataplane,
-  type HostInfo,
   type IfName,
   type InstancePlacement,
   type InstanceRecord,
@@ -27,32 +24,46 @@ import {
   type NetnsRef,
   type Repairs,
 } from '@nodenet/core';
-import { hostInfoFor, pickDefaultRoute, primaryIpv4Of } from './host-probe.js';
 import { GroupCommitter } from '@nodenet/sys';
-import { IpBatchError, IpRunner, deviceMissingRe, failedAt, netnsPath, type IpLine } from './ip-batch.js';
-import { IpSession } from './ip-session.js';
-import { explainNamespaceFailure, namespaceMissing } from './namespace-failures.js';
-import { HelperUnusableError, NetnsConfigurator } from './netns-configurator.js';
-import { parseIpAddrs, parseIpLinks, parseIpRoutes, type IpLink, type IpLinkWithAddresses } from './ip-json.js';
-import { isNamespaceFile, namespaceAliveAt, readNetnsId } from './netns-identity.js';
 import {
-  CNI_OWNER_ALIAS,
+  HelperUnusableError,
+  IpBatchError,
+  IpRunner,
+  IpSession,
   LINE,
-  attachPortScript,
-  classifyForDeletion,
-  createCniScript,
+  NetnsConfigurator,
+  cniSysctls,
+  configureInstanceEnd,
   deleteInstanceScript,
   deleteLinkScript,
   deleteLinksScript,
-  instanceNamespaceScript,
-  ownedLinksOf,
+  deleteTolerant,
+  describeSysctlRepair,
+  explainLinkFailure,
+  explainNamespaceFailure,
+  failedAt,
+  identifyNamespace,
+  parseIpAddrs,
+  parseIpLinks,
   pickUnusedGroup,
+  readSysctls,
   repairCniScript,
+  sysctlDrift,
+  writeSysctls,
+  type IpLine,
+  type IpLink,
+  type IpLinkWithAddresses,
+} from '@nodenet/linux';
+import {
+  CNI_OWNER_ALIAS,
+  attachPortScript,
+  classifyForDeletion,
+  createCniScript,
+  ownedLinksOf,
   tapScript,
   vethScript,
   type OwnedLink,
 } from './scripts.js';
-import { cniSysctls, describeSysctlRepair, readSysctls, sysctlDrift, writeSysctls } from './sysctl.js';
 import { CniBridgeSet } from './cni-bridge-set.js';
 
 export interface Iproute2DataplaneOptions {
@@ -65,11 +76,10 @@ export interface Iproute2DataplaneOptions {
   readonly portsPerBridge?: number;
 }
 
-/** What iproute2 says when the device a delete names is not there (ENODEV: `link del group` found none in the group). */
-const DEVICE_MISSING_RE = /Cannot find device|does not exist|No such device/;
-
 export class Iproute2Dataplane implements Dataplane {
   readonly name = 'iproute2';
+  /** Instance ports are Linux bridge ports: the bridge family's hooks see their frames. */
+  readonly instancePorts = 'linux-bridge' as const;
   private readonly nodeNetns: NetnsRef | undefined;
   private readonly node: IpRunner;
   /** Node-side link work of creates (see IpSession). */
@@ -115,42 +125,6 @@ export class Iproute2Dataplane implements Dataplane {
   private resetSessions(): void {
     this.createSession.reset();
     this.deleteSession.reset();
-  }
-
-  // ---------------------------------------------------------------------------------------------------
-  // Host
-
-  async probeHost(underlayAddress?: Ipv4Address): Promise<HostInfo> {
-    const [addrJson, routeJson] = await Promise.all([
-      this.node.json(['addr', 'show'], 'list the node addresses'),
-      underlayAddress === undefined ? this.node.json(['route', 'show', 'default'], 'read the default route') : Promise.resolve([]),
-    ]);
-    const links = parseIpAddrs(addrJson ?? []);
-    const address = underlayAddress ?? (await this.defaultRouteSource(links, parseIpRoutes(routeJson ?? [])));
-    const info = hostInfoFor(links, address, CNI_NAME);
-    this.logger.debug({ underlay: info.underlayAddress, interface: info.underlayInterface, mtu: info.underlayMtu }, 'host probed');
-    return info;
-  }
-
-  /** The source address the kernel uses on the default route: its `src`, else what `ip route get GATEWAY` picks. */
-  private async defaultRouteSource(links: readonly IpLinkWithAddresses[], routes: ReturnType<typeof parseIpRoutes>): Promise<Ipv4Address> {
-    const route = pickDefaultRoute(routes);
-    let source = route.prefsrc;
-    if (source === undefined && route.gateway !== undefined) {
-      const gateway = parseIpv4Address(route.gateway, 'default route gateway');
-      const got = parseIpRoutes((await this.node.json(['route', 'get', gateway], 'find the source address of the default route')) ?? []);
-      source = got[0]?.prefsrc;
-    }
-    if (source === undefined) {
-      const link = links.find((l) => l.ifname === route.dev);
-      source = link ? primaryIpv4Of(link) : undefined;
-    }
-    if (source === undefined) {
-      throw new FailedPreconditionError(
-        `the default route's interface ${route.dev} has no IPv4 address to use as the underlay address: set \`underlayAddress\` in the config or pass --underlay-address`,
-      );
-    }
-    return parseIpv4Address(source, 'default route source');
   }
 
   // ---------------------------------------------------------------------------------------------------
@@ -286,10 +260,10 @@ export class Iproute2Dataplane implements Dataplane {
   private async createVethInNamespace(spec: InstanceSpec, netns: NetnsRef, bridge: string): Promise<InstancePlacement> {
     const target = netnsPath(netns);
     // Read again here (core read it before the create): a namespace replaced since then shows another id.
-    const netnsId = await this.identifyNamespace(netns);
+    const netnsId = await identifyNamespace(netns);
     if (this.configurator.usable) {
       try {
-        await this.configurator.createVeth(spec, target, bridge);
+        await this.configurator.createVeth(spec, target, bridge, vethScript(spec, target, bridge));
         return { netnsId };
       } catch (e) {
         if (!(e instanceof HelperUnusableError)) {
@@ -303,7 +277,7 @@ export class Iproute2Dataplane implements Dataplane {
     }
     await this.createOnNode(spec, vethScript(spec, target, bridge), bridge);
     try {
-      await this.configureInstanceEnd(spec, target);
+      await configureInstanceEnd(this.configurator, spec, target);
     } catch (e) {
       await this.deleteQuietly(spec.hostIfname, `roll back ${spec.hostIfname}`);
       throw e;
@@ -312,63 +286,21 @@ export class Iproute2Dataplane implements Dataplane {
   }
 
   /**
-   * Names, addresses and routes an instance end that is already in the namespace at `target` (made there
-   * as `spec.handle`): one request to the namespace configurator, or where it cannot run, `ip` in the
-   * namespace, by path, i.e. through `nsenter --net` even for a name (`ip -n NAME` copies the mount table,
-   * which holds one mount per named namespace: measured 2 -> 13 ms per call at 2,100 mounts). Also for
-   * backends that make the link themselves (ovs). A failure is explained for the client
-   * (explainNamespaceFailure: the namespace gone, the ifname taken, a default route already there).
+   * The Linux layer's explanations (@nodenet/linux explainLinkFailure: the CNI or the namespace missing, a
+   * name taken), plus what only a Linux bridge refuses: a port past its 1,023 (the ovs backend's switch has
+   * no such limit, so this case stays here, on purpose).
    */
-  async configureInstanceEnd(spec: InstanceSpec, target: NetnsRef): Promise<void> {
-    const netns = spec.netns ?? target;
-    try {
-      if (this.configurator.usable) {
-        try {
-          await this.configurator.configure(spec, target);
-          return;
-        } catch (e) {
-          if (!(e instanceof HelperUnusableError)) throw e;
-          // The helper cannot run here (it changed nothing): `ip` below.
-        }
-      }
-      await new IpRunner(target).batch(instanceNamespaceScript(spec), { step: `configure ${spec.handle} in namespace ${netns}` });
-    } catch (e) {
-      throw explainNamespaceFailure(spec, netns, e);
-    }
-  }
-
   private async explainNodeFailure(spec: InstanceSpec, e: unknown, bridge: string): Promise<unknown> {
-    if (!(e instanceof IpBatchError)) return e;
-    const cni = spec.cni.name;
-    if (deviceMissingRe(cni).test(e.detail)) {
-      return new FailedPreconditionError(
-        `the CNI bridge ${cni} does not exist in the node namespace: call CreateContainerNetworkInterface (a restarted daemon restores it)`,
-        { cause: e },
-      );
-    }
-    // iproute2 rejects a path it cannot open; the kernel rejects (EINVAL) a file that is no network namespace.
-    const netnsRefused =
-      e.detail.includes('Invalid "netns" value') || (e.failedLine?.id === LINE.createLink && e.detail.includes('Invalid argument'));
-    if (spec.netns !== undefined && netnsRefused) {
-      const target = netnsPath(spec.netns);
-      if ((await readNetnsId(target)) === null) return namespaceMissing(spec.netns, target, e);
-      const what = (await isNamespaceFile(target)) ? 'a namespace file, but the kernel refused it as a network namespace' : 'not a namespace file';
-      return new FailedPreconditionError(
-        `${target} is not a network namespace (it is ${what}): pass a name under /run/netns or a path such as /proc/PID/ns/net`,
-        { cause: e },
-      );
-    }
+    const explained = await explainLinkFailure(spec, e);
+    if (explained !== e || !(e instanceof IpBatchError)) return explained;
     // The kernel caps a bridge at 1,023 ports (BR_MAX_PORTS); the next port is refused with EXFULL.
     if (/Exchange full/.test(e.detail)) {
+      const cni = spec.cni.name;
       const which = bridge === cni ? `the CNI bridge ${cni}` : `${bridge}, an overflow bridge of ${cni},`;
       return new FailedPreconditionError(
         `${which} already has the most ports a Linux bridge can hold (1,023): delete an interface first, or run more instances on other nodes`,
         { cause: e },
       );
-    }
-    if (e.failedLine?.id === LINE.createLink && /File exists|Device or resource busy/.test(e.detail)) {
-      const names = spec.kind === 'tap' ? spec.handle : `${spec.hostIfname} or ${spec.handle}`;
-      return new AlreadyExistsError(`a link named ${names} already exists: remove it (it is not tracked by this daemon) and retry`, { cause: e });
     }
     return e;
   }
@@ -445,18 +377,6 @@ export class Iproute2Dataplane implements Dataplane {
     }
   }
 
-  /** A stat and a statfs of the namespace file (no process); see namespaceAliveAt. */
-  async namespaceAlive(netns: NetnsRef, netnsId: string | undefined): Promise<boolean> {
-    return namespaceAliveAt(netnsPath(netns), netnsId);
-  }
-
-  async identifyNamespace(netns: NetnsRef): Promise<string> {
-    const target = netnsPath(netns);
-    const netnsId = await readNetnsId(target);
-    if (netnsId === null) throw namespaceMissing(netns, target);
-    return netnsId;
-  }
-
   // ---------------------------------------------------------------------------------------------------
   // Helpers
 
@@ -470,16 +390,9 @@ export class Iproute2Dataplane implements Dataplane {
     return json === null ? null : (parseIpAddrs(json)[0] ?? null);
   }
 
-  /** Runs the lines with -force; a missing device is success (deletes are tolerant), anything else throws. */
-  private async deleteTolerant(lines: IpLine[], step: string, via: IpRunner | IpSession = this.node): Promise<void> {
-    const failures = await via.batch(lines, { step, force: true });
-    const real = failures.filter((f) => !DEVICE_MISSING_RE.test(f.message));
-    const first = real[0];
-    if (first) {
-      const line = first.line === undefined ? undefined : lines[first.line - 1];
-      const more = real.length > 1 ? ` (and ${real.length - 1} more: ${real.slice(1).map((f) => f.message).join('; ')})` : '';
-      throw new InternalError(line?.step ?? step, `${first.message || 'ip failed without a message'}${more}`);
-    }
+  /** Runs delete lines with -force (see @nodenet/linux deleteTolerant): absence is success, every other failure is reported. */
+  private deleteTolerant(lines: IpLine[], step: string, via: IpRunner | IpSession = this.node): Promise<void> {
+    return deleteTolerant(via, lines, step);
   }
 
   /** Roll-back helper: never throws (the original error is what the caller reports), logs what it could not undo. */

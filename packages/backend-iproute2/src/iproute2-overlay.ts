@@ -3,44 +3,48 @@
  * - vxlan: one VXLAN device (`nodenet-vx`) and per peer an onlink route, a permanent neighbour entry and a
  *   permanent FDB entry (see overlay-scripts.ts). Per peer change: one `ip -batch` and one `bridge -batch`
  *   process, run side by side.
- * - host-gw: per peer one route via the peer's underlay address (peers must share this node's L2 segment).
+ * - host-gw: per peer one route via the peer's underlay address (peers must share this node's L2 segment):
+ *   @nodenet/linux's HostGwOverlay, the same as the ovs backend's; this overlay adds the removal of a VXLAN
+ *   device left from vxlan mode.
  * Every route carries `proto 78`, so what nodenet owns is visible in the kernel and listable.
  */
 import {
   FailedPreconditionError,
   InternalError,
   Mutex,
-  parseIfName,
+  VXLAN_OVERHEAD,
+  checkOverlaySettings,
+  checkPeerIsOther,
   parseNetnsRef,
   sameNodeRecord,
   silentLogger,
   type HostInfo,
-  type IfName,
   type Logger,
   type NetnsRef,
   type NodeRecord,
   type Overlay,
+  type OverlayMode,
 } from '@nodenet/core';
-import { IpBatchError, IpRunner, type IpBatchFailure, type IpLine } from './ip-batch.js';
-import { parseIpRoutes } from './ip-json.js';
 import {
-  ABSENT_RE,
+  HostGwOverlay,
+  IpBatchError,
+  IpRunner,
+  readProgrammedPeers,
+  unexpectedFailure,
+  type IpBatchFailure,
+  type IpLine,
+  type ProgrammedPeer,
+} from '@nodenet/linux';
+import {
   DELETE_LINE_IDS,
   OVERLAY_DEVICE,
   OVERLAY_LINE,
-  ROUTE_PROTOCOL,
-  VXLAN_OVERHEAD,
-  checkHostGwPeer,
-  checkOverlaySettings,
   createVxlanScript,
   deleteVxlanScript,
   foreignDeviceProblem,
-  hostGwPeerScripts,
   parseFdbEntries,
   parseNeighbours,
   parseVxlanDevice,
-  programmedPeersOf,
-  removeHostGwPeerScripts,
   removeVxlanPeerScripts,
   repairVxlanScript,
   stalePeerScripts,
@@ -48,20 +52,17 @@ import {
   vxlanPeerScripts,
   vxlanRecreateReasons,
   type OverlayScripts,
-  type ProgrammedPeer,
   type VxlanDeviceState,
   type VxlanEndpointSpec,
 } from './overlay-scripts.js';
 
-export type OverlayMode = 'vxlan' | 'host-gw';
-
 export interface Iproute2OverlayOptions {
   readonly mode: OverlayMode;
-  /** VXLAN network identifier, 0..16777215 (vxlan mode). */
+  /** VXLAN network identifier, MIN_VNI..MAX_VNI (vxlan mode). */
   readonly vni: number;
   /** VXLAN UDP port (vxlan mode). */
   readonly port: number;
-  /** The node's underlay, from Dataplane.probeHost. */
+  /** The node's underlay, from HostProbe.probeHost. */
   readonly host: HostInfo;
   /** The node namespace to manage: a name under /run/netns or a path. Default: the process's own. */
   readonly netns?: string;
@@ -74,7 +75,8 @@ export class Iproute2Overlay implements Overlay {
   private readonly vni: number;
   private readonly port: number;
   private readonly host: HostInfo;
-  private readonly underlayLink: IfName;
+  /** host-gw mode: the routes (@nodenet/linux, shared with the ovs backend). */
+  private readonly hostGw: HostGwOverlay | undefined;
   private readonly ip: IpRunner;
   private readonly bridge: IpRunner;
   private readonly logger: Logger;
@@ -93,7 +95,10 @@ export class Iproute2Overlay implements Overlay {
     this.vni = options.vni;
     this.port = options.port;
     this.host = options.host;
-    this.underlayLink = parseIfName(options.host.underlayInterface, 'underlay interface');
+    this.hostGw =
+      options.mode === 'host-gw'
+        ? new HostGwOverlay({ host: options.host, ...(options.netns === undefined ? {} : { netns: options.netns }), ...(options.logger ? { logger: options.logger } : {}) })
+        : undefined;
     const netns: NetnsRef | undefined = options.netns === undefined ? undefined : parseNetnsRef(options.netns, 'netns');
     this.ip = new IpRunner(netns);
     this.bridge = new IpRunner(netns, 'bridge');
@@ -178,12 +183,16 @@ export class Iproute2Overlay implements Overlay {
   // ---------------------------------------------------------------------------------------------------
   // Peers
 
+  validatePeer(peer: NodeRecord): void {
+    if (this.hostGw) this.hostGw.validatePeer(peer);
+    else checkPeerIsOther(this.host, peer);
+  }
+
   ensurePeer(peer: NodeRecord): Promise<void> {
+    if (this.hostGw) return this.hostGw.ensurePeer(peer);
     return this.mutex.run(async () => {
       const started = performance.now();
-      if (peer.underlayAddress === this.host.underlayAddress) {
-        throw new FailedPreconditionError(`peer ${peer.name} has underlay address ${peer.underlayAddress}, which is this node's own: give each node its own underlay address`);
-      }
+      checkPeerIsOther(this.host, peer);
       const previous = this.programmed.get(peer.name);
       const scripts = this.peerScripts(peer, previous && !sameNodeRecord(previous, peer) ? previous : undefined);
       await this.runScripts(scripts, `program peer ${peer.name}`);
@@ -193,20 +202,19 @@ export class Iproute2Overlay implements Overlay {
   }
 
   removePeer(peer: NodeRecord): Promise<void> {
+    if (this.hostGw) return this.hostGw.removePeer(peer);
     return this.mutex.run(async () => {
       const records = [peer];
       const remembered = this.programmed.get(peer.name);
       if (remembered && !sameNodeRecord(remembered, peer)) records.push(remembered);
-      const scripts = records.map((r) => (this.mode === 'vxlan' ? removeVxlanPeerScripts(r) : removeHostGwPeerScripts(r)));
+      const scripts = records.map(removeVxlanPeerScripts);
       await this.runScripts({ ip: scripts.flatMap((s) => s.ip), bridge: scripts.flatMap((s) => s.bridge) }, `remove peer ${peer.name}`);
       this.programmed.delete(peer.name);
     });
   }
 
   private peerScripts(peer: NodeRecord, previous?: NodeRecord): OverlayScripts {
-    if (this.mode === 'vxlan') return vxlanPeerScripts(peer, previous);
-    checkHostGwPeer(this.host, peer);
-    return hostGwPeerScripts(peer, this.underlayLink, previous);
+    return vxlanPeerScripts(peer, previous);
   }
 
   /**
@@ -214,7 +222,7 @@ export class Iproute2Overlay implements Overlay {
    * One `ip -j route show` process.
    */
   listProgrammedPeers(): Promise<ProgrammedPeer[]> {
-    return this.mutex.run(async () => programmedPeersOf(await this.readRoutes()));
+    return this.mutex.run(() => readProgrammedPeers(this.ip));
   }
 
   /**
@@ -224,24 +232,20 @@ export class Iproute2Overlay implements Overlay {
    * Wanted peers' entries are not touched: ensurePeer converges them.
    */
   removeStalePeers(wanted: readonly NodeRecord[]): Promise<string[]> {
+    if (this.hostGw) return this.hostGw.removeStalePeers(wanted);
     return this.mutex.run(async () => {
       const [routes, neighbours, fdb] = await Promise.all([
-        this.readRoutes(),
+        readProgrammedPeers(this.ip),
         this.ip.json(['neigh', 'show', 'dev', OVERLAY_DEVICE], `list the neighbour entries on ${OVERLAY_DEVICE}`),
         this.bridge.json(['fdb', 'show', 'dev', OVERLAY_DEVICE], `list the FDB entries on ${OVERLAY_DEVICE}`),
       ]);
-      const stale = stalePeerScripts(wanted, programmedPeersOf(routes), parseNeighbours(neighbours ?? []), parseFdbEntries(fdb ?? []));
+      const stale = stalePeerScripts(wanted, routes, parseNeighbours(neighbours ?? []), parseFdbEntries(fdb ?? []));
       await this.runScripts(stale, 'remove stale peer entries');
       const names = new Set(wanted.map((p) => p.name));
       for (const name of [...this.programmed.keys()]) if (!names.has(name)) this.programmed.delete(name);
       if (stale.removed.length > 0) this.logger.info({ removed: stale.removed }, 'stale overlay entries removed');
       return stale.removed;
     });
-  }
-
-  private async readRoutes(): Promise<ReturnType<typeof parseIpRoutes>> {
-    const json = await this.ip.json(['route', 'show', 'table', 'main', 'proto', String(ROUTE_PROTOCOL)], "list nodenet's routes");
-    return parseIpRoutes(json ?? []);
   }
 
   // ---------------------------------------------------------------------------------------------------
@@ -268,15 +272,14 @@ export class Iproute2Overlay implements Overlay {
   }
 
   private throwUnexpected(failures: readonly IpBatchFailure[], lines: readonly IpLine[], step: string): void {
-    for (const f of failures) {
-      const line = f.line === undefined ? undefined : lines[f.line - 1];
-      if (line && DELETE_LINE_IDS.has(line.id) && ABSENT_RE.test(f.message)) continue;
-      if (this.mode === 'vxlan' && f.message.includes(`Cannot find device "${OVERLAY_DEVICE}"`)) {
-        throw new FailedPreconditionError(
-          `the VXLAN device ${OVERLAY_DEVICE} does not exist (${line?.step ?? step} failed): the overlay endpoint must be created first (CreateContainerNetworkInterface, or a daemon restart, creates it)`,
-        );
-      }
-      throw new InternalError(line?.step ?? step, f.message || 'failed without a message');
+    const unexpected = unexpectedFailure(failures, lines, DELETE_LINE_IDS);
+    if (!unexpected) return;
+    const { failure: f, line } = unexpected;
+    if (this.mode === 'vxlan' && f.message.includes(`Cannot find device "${OVERLAY_DEVICE}"`)) {
+      throw new FailedPreconditionError(
+        `the VXLAN device ${OVERLAY_DEVICE} does not exist (${line?.step ?? step} failed): the overlay endpoint must be created first (CreateContainerNetworkInterface, or a daemon restart, creates it)`,
+      );
     }
+    throw new InternalError(line?.step ?? step, f.message || 'failed without a message');
   }
 }

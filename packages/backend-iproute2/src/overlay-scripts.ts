@@ -12,45 +12,21 @@
 import {
   FailedPreconditionError,
   InternalError,
-  InvalidArgumentError,
   OWNER_ALIAS_PREFIX,
-  Subnet,
+  VXLAN_OVERHEAD,
   parseIfName,
-  parseIpv4Address,
   vtepMacForUnderlay,
   type HostInfo,
   type IfName,
   type Ipv4Address,
   type NodeRecord,
 } from '@nodenet/core';
-import type { IpLine } from './ip-batch.js';
-import { parseIpAddrs, type IpAddress, type IpRoute } from './ip-json.js';
+import { ROUTE_LINE, ROUTE_PROTO_ARGS, deleteRouteLine, parseIpAddrs, staleRouteLines, type IpAddress, type IpLine, type ProgrammedPeer } from '@nodenet/linux';
 
 /** The VXLAN device every node gets in vxlan mode. */
 export const OVERLAY_DEVICE = 'nodenet-vx' as IfName;
 /** The alias that marks the VXLAN device as nodenet's. */
 export const OVERLAY_OWNER_ALIAS = `${OWNER_ALIAS_PREFIX}overlay`;
-/**
- * The routing protocol number nodenet writes on the peer routes it installs (0x4e, 'N'), so ownership is
- * visible in the kernel (`ip route show proto 78`) and deletes never touch a route someone else made.
- */
-export const ROUTE_PROTOCOL = 78;
-/** Outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8. */
-export const VXLAN_OVERHEAD = 50;
-export const MAX_VNI = 2 ** 24 - 1;
-
-/** Checks an overlay's mode, VNI and UDP port (both backends' overlays take these settings). */
-export function checkOverlaySettings(settings: { readonly mode: unknown; readonly vni: number; readonly port: number }): void {
-  if (settings.mode !== 'vxlan' && settings.mode !== 'host-gw') {
-    throw new InvalidArgumentError('overlay.mode', `'${String(settings.mode)}' is not an overlay mode: use vxlan or host-gw`);
-  }
-  if (!Number.isInteger(settings.vni) || settings.vni < 0 || settings.vni > MAX_VNI) {
-    throw new InvalidArgumentError('overlay.vni', `${String(settings.vni)} is not a VXLAN network identifier: use an integer 0..${MAX_VNI}`);
-  }
-  if (!Number.isInteger(settings.port) || settings.port < 1 || settings.port > 65535) {
-    throw new InvalidArgumentError('overlay.port', `${String(settings.port)} is not a UDP port: use an integer 1..65535`);
-  }
-}
 /** The smallest MTU the kernel accepts for an IPv4 link. */
 const MIN_IPV4_MTU = 68;
 
@@ -66,10 +42,10 @@ export const OVERLAY_LINE = {
   deviceAddrgen: 'vxlan-addrgen',
   staleAddress: 'vxlan-stale-address',
   deleteDevice: 'delete-vxlan',
-  peerRoute: 'peer-route',
+  peerRoute: ROUTE_LINE.peerRoute,
   peerNeighbour: 'peer-neighbour',
   peerFdb: 'peer-fdb',
-  deleteRoute: 'delete-route',
+  deleteRoute: ROUTE_LINE.deleteRoute,
   deleteNeighbour: 'delete-neighbour',
   deleteFdb: 'delete-fdb',
 } as const;
@@ -81,9 +57,6 @@ export const DELETE_LINE_IDS: ReadonlySet<string> = new Set([
   OVERLAY_LINE.deleteNeighbour,
   OVERLAY_LINE.deleteFdb,
 ]);
-
-/** What iproute2 prints when a delete finds nothing (route: ESRCH; neighbour/FDB: ENOENT; or no device). */
-export const ABSENT_RE = /No such process|No such file or directory|Cannot find device|does not exist/;
 
 // -------------------------------------------------------------------------------------------------------
 // The VXLAN device
@@ -284,12 +257,6 @@ export interface OverlayScripts {
   readonly bridge: IpLine[];
 }
 
-const PROTO = ['proto', String(ROUTE_PROTOCOL)];
-
-function deleteRouteLine(subnet: Subnet): IpLine {
-  // `proto` makes the kernel match only nodenet's route to that subnet, whichever device it uses.
-  return { id: OVERLAY_LINE.deleteRoute, args: ['route', 'del', subnet.toString(), ...PROTO], step: `delete the route to ${subnet}` };
-}
 
 /**
  * `neigh flush ... nud all` rather than `neigh del`: a failing `ip neigh del` ends the whole `ip -batch`
@@ -333,7 +300,7 @@ export function vxlanPeerScripts(peer: NodeRecord, previous?: NodeRecord): Overl
     },
     {
       id: OVERLAY_LINE.peerRoute,
-      args: ['route', 'replace', peer.subnet.toString(), 'via', via, 'dev', OVERLAY_DEVICE, 'onlink', ...PROTO],
+      args: ['route', 'replace', peer.subnet.toString(), 'via', via, 'dev', OVERLAY_DEVICE, 'onlink', ...ROUTE_PROTO_ARGS],
       step: `route ${peer.subnet} via ${via} on ${OVERLAY_DEVICE} (${peer.name})`,
     },
   );
@@ -353,56 +320,8 @@ export function removeVxlanPeerScripts(peer: NodeRecord): OverlayScripts {
   };
 }
 
-/** host-gw: a plain route to the peer's subnet via its underlay address (replaces a changed one). */
-export function hostGwPeerScripts(peer: NodeRecord, underlayLink: IfName, previous?: NodeRecord): OverlayScripts {
-  const ip: IpLine[] = [];
-  if (previous && !previous.subnet.equals(peer.subnet)) ip.push(deleteRouteLine(previous.subnet));
-  ip.push({
-    id: OVERLAY_LINE.peerRoute,
-    args: ['route', 'replace', peer.subnet.toString(), 'via', peer.underlayAddress, 'dev', underlayLink, ...PROTO],
-    step: `route ${peer.subnet} via ${peer.underlayAddress} on ${underlayLink} (${peer.name})`,
-  });
-  return { ip, bridge: [] };
-}
-
-export function removeHostGwPeerScripts(peer: NodeRecord): OverlayScripts {
-  return { ip: [deleteRouteLine(peer.subnet)], bridge: [] };
-}
-
-/**
- * host-gw sends instance packets to the peer's underlay address as the next hop, which only works when the
- * peer is on the same L2 segment: its address must be inside a network of this node's underlay link.
- */
-export function checkHostGwPeer(host: HostInfo, peer: NodeRecord): void {
-  if (peer.underlayAddress === host.underlayAddress) {
-    throw new FailedPreconditionError(`peer ${peer.name} has underlay address ${peer.underlayAddress}, which is this node's own: give each node its own underlay address`);
-  }
-  const segments = host.localNetworks.filter((n) => n.interface === host.underlayInterface).map((n) => n.subnet);
-  if (segments.some((s) => s.isUsableHost(peer.underlayAddress) || (s.prefixLength >= 31 && s.contains(peer.underlayAddress)))) return;
-  const named = segments.length > 0 ? segments.map(String).join(', ') : `(none: ${host.underlayInterface} has no IPv4 network)`;
-  throw new FailedPreconditionError(
-    `peer ${peer.name} at ${peer.underlayAddress} is not on this node's L2 segment ${named}: host-gw needs directly reachable peers; use overlay mode vxlan`,
-  );
-}
-
 // -------------------------------------------------------------------------------------------------------
 // What is programmed (for reconciliation)
-
-export interface ProgrammedPeer {
-  readonly subnet: Subnet;
-  /** The route's next hop: the peer's network address (vxlan) or underlay address (host-gw). */
-  readonly via?: Ipv4Address;
-  readonly dev?: string;
-}
-
-/** nodenet's routes from `ip -j route show table main proto 78` (the kernel leaves `protocol` out when filtering by it). */
-export function programmedPeersOf(routes: readonly IpRoute[]): ProgrammedPeer[] {
-  return routes.map((r) => ({
-    subnet: Subnet.parse(r.dst.includes('/') ? r.dst : `${r.dst}/32`, 'route destination'),
-    ...(r.gateway !== undefined ? { via: parseIpv4Address(r.gateway, 'route gateway') } : {}),
-    ...(r.dev !== undefined ? { dev: r.dev } : {}),
-  }));
-}
 
 export interface NeighbourEntry {
   readonly dst: string;
@@ -462,17 +381,12 @@ export function stalePeerScripts(
   neighbours: readonly NeighbourEntry[],
   fdb: readonly FdbEntry[],
 ): OverlayScripts & { removed: string[] } {
-  const subnets = new Set(wanted.map((p) => p.subnet.toString()));
+  const staleRoutes = staleRouteLines(wanted, routes);
   const addresses = new Set(wanted.map((p) => p.subnet.network as string));
   const macs = new Set(wanted.map((p) => vtepMacForUnderlay(p.underlayAddress)));
-  const ip: IpLine[] = [];
+  const ip: IpLine[] = [...staleRoutes.lines];
   const bridge: IpLine[] = [];
-  const removed: string[] = [];
-  for (const r of routes) {
-    if (subnets.has(r.subnet.toString())) continue;
-    ip.push(deleteRouteLine(r.subnet));
-    removed.push(`route ${r.subnet}${r.via ? ` via ${r.via}` : ''}${r.dev ? ` dev ${r.dev}` : ''}`);
-  }
+  const removed: string[] = [...staleRoutes.removed];
   for (const n of neighbours) {
     if (addresses.has(n.dst)) continue;
     ip.push(deleteNeighbourLine(n.dst, 'stale'));

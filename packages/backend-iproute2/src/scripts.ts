@@ -1,44 +1,15 @@
 /**
- * The `ip -batch` scripts the backend runs, as pure functions of the specs (so tests can read every line).
+ * The Linux-bridge `ip -batch` scripts of this backend, as pure functions of the specs (so tests can read
+ * every line): the CNI bridge, bridge ports (veth host ends, TAPs), and which links are nodenet's. The lines
+ * both backends share (namespace end, deletes, the gateway address) are @nodenet/linux's link-scripts.
  * Each line has an `id` the dataplane uses to turn a failure of that line into a precise error.
  */
-import { CNI_NAME, HANDLE_PREFIX, OWNER_ALIAS_PREFIX, type CniSpec, type IfName, type InstanceRecord, type InstanceSpec, type LinkState } from '@nodenet/core';
-import type { IpLine } from './ip-batch.js';
-import type { IpLink, IpLinkWithAddresses } from './ip-json.js';
+import { CNI_NAME, HANDLE_PREFIX, OWNER_ALIAS_PREFIX, type CniSpec, type IfName, type InstanceSpec, type LinkState } from '@nodenet/core';
+import { LINE, cniAddressLine, ownerAliasOf, type IpLine, type IpLink } from '@nodenet/linux';
 import { isCniBridge, isOverflowInfrastructure } from './cni-bridges.js';
 
 /** The alias that marks the CNI bridge as nodenet's. */
 export const CNI_OWNER_ALIAS = `${OWNER_ALIAS_PREFIX}cni`;
-
-/** The alias that marks an instance's node-side link (host veth end or TAP) as nodenet's. */
-export function ownerAliasOf(handle: IfName): string {
-  return `${OWNER_ALIAS_PREFIX}${handle}`;
-}
-
-export const DEFAULT_INSTANCE_IFNAME = 'eth0' as IfName;
-
-/** Line ids, so callers and tests refer to lines by meaning rather than by position. */
-export const LINE = {
-  createBridge: 'create-bridge',
-  configureBridge: 'configure-bridge',
-  bridgeAddress: 'bridge-address',
-  bridgeUp: 'bridge-up',
-  bridgeMac: 'bridge-mac',
-  bridgeMtu: 'bridge-mtu',
-  bridgeStaleAddress: 'bridge-stale-address',
-  createLink: 'create-link',
-  attachLink: 'attach-link',
-  hairpin: 'hairpin',
-  rename: 'rename',
-  instanceAddress: 'instance-address',
-  instanceUp: 'instance-up',
-  loopbackUp: 'loopback-up',
-  defaultRoute: 'default-route',
-  deleteLink: 'delete-link',
-  groupLink: 'group-link',
-  deleteGroup: 'delete-group',
-  flushNeighbour: 'flush-neighbour',
-} as const;
 
 /**
  * Creates the CNI bridge. The MTU is set after creation on purpose: an MTU given at creation is not marked
@@ -60,67 +31,6 @@ export function createCniScript(spec: CniSpec): IpLine[] {
     cniAddressLine(spec),
     { id: LINE.bridgeUp, args: ['link', 'set', 'dev', spec.name, 'up'], step: `bring ${spec.name} up` },
   ];
-}
-
-function cniAddressLine(spec: CniSpec): IpLine {
-  const cidr = `${spec.gateway}/${spec.subnet.prefixLength}`;
-  return {
-    id: LINE.bridgeAddress,
-    args: ['address', 'add', cidr, 'broadcast', '+', 'dev', spec.name],
-    step: `add ${cidr} to ${spec.name}`,
-  };
-}
-
-/** One thing an existing CNI bridge had wrong: what was found (a repair line for the caller) and the fix. */
-export interface CniRepair {
-  /** Human-readable, e.g. `address 198.19.1.1/24 was missing on nodenet0: added`. */
-  readonly found: string;
-  readonly line: IpLine;
-}
-
-/**
- * What brings an existing nodenet bridge to the spec (empty when it matches): MAC, MTU, exactly one IPv4
- * address (the gateway's), up. The link must already be known to be nodenet's.
- */
-export function repairCniScript(spec: CniSpec, current: IpLinkWithAddresses): CniRepair[] {
-  const repairs: CniRepair[] = [];
-  const name = spec.name;
-  if (current.address?.toLowerCase() !== spec.mac.toLowerCase()) {
-    repairs.push({
-      found: `MAC of ${name} was ${current.address ?? 'unset'}: set to ${spec.mac}`,
-      line: { id: LINE.bridgeMac, args: ['link', 'set', 'dev', name, 'address', spec.mac], step: `set MAC ${spec.mac} on ${name}` },
-    });
-  }
-  if (current.mtu !== spec.mtu) {
-    repairs.push({
-      found: `MTU of ${name} was ${current.mtu}: set to ${spec.mtu}`,
-      line: { id: LINE.bridgeMtu, args: ['link', 'set', 'dev', name, 'mtu', String(spec.mtu)], step: `set MTU ${spec.mtu} on ${name}` },
-    });
-  }
-  let hasGateway = false;
-  for (const a of current.addresses) {
-    if (a.family !== 'inet') continue;
-    if (a.local === spec.gateway && a.prefixlen === spec.subnet.prefixLength) {
-      hasGateway = true;
-      continue;
-    }
-    // Another IPv4 address on nodenet's own bridge is a leftover (e.g. a gateway from an older record).
-    const cidr = `${a.local}/${a.prefixlen}`;
-    repairs.push({
-      found: `stale address ${cidr} was on ${name}: removed`,
-      line: { id: LINE.bridgeStaleAddress, args: ['address', 'del', cidr, 'dev', name], step: `remove stale address ${cidr} from ${name}` },
-    });
-  }
-  if (!hasGateway) {
-    repairs.push({ found: `address ${spec.gateway}/${spec.subnet.prefixLength} was missing on ${name}: added`, line: cniAddressLine(spec) });
-  }
-  if (!current.flags.includes('UP')) {
-    repairs.push({
-      found: `${name} was down: brought up`,
-      line: { id: LINE.bridgeUp, args: ['link', 'set', 'dev', name, 'up'], step: `bring ${name} up` },
-    });
-  }
-  return repairs;
 }
 
 /**
@@ -180,48 +90,6 @@ export function tapScript(spec: InstanceSpec, master: string = spec.cni.name): I
     },
     { id: LINE.hairpin, args: ['link', 'set', 'dev', spec.handle, ...HAIRPIN], step: `set hairpin on ${spec.handle}` },
   ];
-}
-
-/** The lines run inside the instance's namespace: name, address, up, loopback up, default route via the gateway. */
-export function instanceNamespaceScript(spec: InstanceSpec): IpLine[] {
-  const ifname = spec.ifname ?? DEFAULT_INSTANCE_IFNAME;
-  const cidr = `${spec.address}/${spec.cni.subnet.prefixLength}`;
-  const where = `in namespace ${spec.netns ?? '(node)'}`;
-  const lines: IpLine[] = [];
-  if (ifname !== spec.handle) {
-    lines.push({ id: LINE.rename, args: ['link', 'set', 'dev', spec.handle, 'name', ifname], step: `rename ${spec.handle} to ${ifname} ${where}` });
-  }
-  lines.push(
-    { id: LINE.instanceAddress, args: ['address', 'add', cidr, 'broadcast', '+', 'dev', ifname], step: `add ${cidr} to ${ifname} ${where}` },
-    { id: LINE.instanceUp, args: ['link', 'set', 'dev', ifname, 'up'], step: `bring ${ifname} up ${where}` },
-    { id: LINE.loopbackUp, args: ['link', 'set', 'dev', 'lo', 'up'], step: `bring lo up ${where}` },
-    {
-      id: LINE.defaultRoute,
-      args: ['route', 'add', 'default', 'via', spec.cni.gateway, 'dev', ifname],
-      step: `add default route via ${spec.cni.gateway} ${where}`,
-    },
-  );
-  return lines;
-}
-
-/**
- * Removes an instance's node-side link (deleting one veth end deletes the other, wherever it is) and the
- * node's neighbour entry for its address, so the address can be reused at once. Run with `-force`: either
- * line may find nothing to do.
- */
-export function deleteInstanceScript(record: Pick<InstanceRecord, 'hostIfname' | 'address'>, cniName: IfName): IpLine[] {
-  return [
-    { id: LINE.deleteLink, args: ['link', 'del', 'dev', record.hostIfname], step: `delete ${record.hostIfname}` },
-    {
-      id: LINE.flushNeighbour,
-      args: ['neigh', 'flush', 'to', record.address, 'dev', cniName],
-      step: `flush neighbour entries of ${record.address} on ${cniName}`,
-    },
-  ];
-}
-
-export function deleteLinkScript(name: IfName | string): IpLine[] {
-  return [{ id: LINE.deleteLink, args: ['link', 'del', 'dev', name], step: `delete ${name}` }];
 }
 
 /** A link in the node namespace that carries nodenet's owner tag, with what is cheap to tell about it. */
@@ -300,28 +168,3 @@ export function classifyForDeletion(names: readonly string[], links: readonly Ip
   return result;
 }
 
-/** Where nodenet looks for a link group no link uses (`nn` in ASCII, then the next numbers). */
-export const DELETE_GROUP_BASE = 0x6e6e0000;
-
-/** A link group number none of `links` is in (groups shown by name are skipped: their number is unknown). */
-export function pickUnusedGroup(links: readonly IpLink[]): number {
-  const used = new Set(links.map((l) => l.group));
-  let group = DELETE_GROUP_BASE;
-  while (used.has(String(group))) group++;
-  return group;
-}
-
-/**
- * Deletes several links at once. Deleting links one by one costs the kernel a synchronisation each
- * (measured: ~16 ms per link, 3.3 s for 200 TAPs); moving them into one otherwise unused link group and
- * deleting the group unregisters them together (~50 ms for 200). A single link is deleted directly. Run
- * with `-force`: a link already gone fails its own line only, and the group delete then finds the rest.
- */
-export function deleteLinksScript(names: readonly string[], unusedGroup: number): IpLine[] {
-  if (names.length === 1) return deleteLinkScript(names[0]!);
-  const group = String(unusedGroup);
-  return [
-    ...names.map((name): IpLine => ({ id: LINE.groupLink, args: ['link', 'set', 'dev', name, 'group', group], step: `mark ${name} for deletion (link group ${group})` })),
-    { id: LINE.deleteGroup, args: ['link', 'del', 'group', group], step: `delete ${names.length} links (link group ${group})` },
-  ];
-}

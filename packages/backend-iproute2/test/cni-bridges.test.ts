@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { FailedPreconditionError } from '@nodenet/core';
+import type { IpLine, IpLink } from '@nodenet/linux';
 import {
   BridgePlacement,
   OVERFLOW_BRIDGE_ALIAS,
@@ -10,9 +11,7 @@ import {
   isOverflowInfrastructure,
   overflowBridgesIn,
   repairOverflowScript,
-  type IpLine,
-  type IpLink,
-} from '../src/index.js';
+} from '../src/cni-bridges.js';
 import { ownedLinksOf } from '../src/scripts.js';
 import { cniSpec } from './specs.js';
 

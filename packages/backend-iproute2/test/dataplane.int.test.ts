@@ -5,19 +5,17 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { RecordedCommand } from '@nodenet/testkit/recording-sys';
 import {
-  AlreadyExistsError,
   CNI_NAME,
   FailedPreconditionError,
-  NotFoundError,
   Subnet,
   macForAddress,
-  parseIfName,
   parseIpv4Address,
   parseNetnsRef,
   type CniRecord,
   type CniSpec,
 } from '@nodenet/core';
 import { run } from '@nodenet/sys';
+import { LinuxHostProbe } from '@nodenet/linux';
 import { Iproute2Dataplane } from '../src/index.js';
 import { TestNamespaces, ipJson, ping, sh } from './netns-fixture.js';
 import { instanceSpecMaker, instanceRecordOf } from '@nodenet/testkit/instance-specs';
@@ -88,7 +86,7 @@ afterAll(async () => {
 
 describe('probeHost', () => {
   it('finds the underlay from the default route, its MTU, and the local networks except the CNI', async () => {
-    const info = await dp.probeHost();
+    const info = await new LinuxHostProbe({ netns: node }).probeHost();
     expect(info.underlayAddress).toBe('198.18.0.1');
     expect(info.underlayInterface).toBe('u0');
     expect(info.underlayMtu).toBe(UNDERLAY_MTU);
@@ -99,14 +97,15 @@ describe('probeHost', () => {
   });
 
   it('finds the link of an explicit address, and names what to set when it is not on the node', async () => {
-    expect((await dp.probeHost(parseIpv4Address('198.18.0.1', 'u'))).underlayInterface).toBe('u0');
-    await expect(dp.probeHost(parseIpv4Address('198.18.0.9', 'u'))).rejects.toThrow(FailedPreconditionError);
-    await expect(dp.probeHost(parseIpv4Address('198.18.0.9', 'u'))).rejects.toThrow(/underlayAddress.*--underlay-address/);
+    const probe = new LinuxHostProbe({ netns: node });
+    expect((await probe.probeHost(parseIpv4Address('198.18.0.1', 'u'))).underlayInterface).toBe('u0');
+    await expect(probe.probeHost(parseIpv4Address('198.18.0.9', 'u'))).rejects.toThrow(FailedPreconditionError);
+    await expect(probe.probeHost(parseIpv4Address('198.18.0.9', 'u'))).rejects.toThrow(/underlayAddress.*--underlay-address/);
   });
 
   it('without a default route asks for underlayAddress / --underlay-address', async () => {
     const bare = await namespaces.add('bare');
-    const err = await new Iproute2Dataplane({ netns: bare }).probeHost().catch((e: unknown) => e);
+    const err = await new LinuxHostProbe({ netns: bare }).probeHost().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(FailedPreconditionError);
     expect((err as Error).message).toMatch(/no IPv4 default route.*`underlayAddress` in the config or pass --underlay-address/);
   });
@@ -292,49 +291,6 @@ describe('instances', () => {
     expect((await link(node, CNI_NAME))!.mtu).toBe(cniSpec.mtu);
   });
 
-  it('a missing namespace is NOT_FOUND naming it, and nothing is left behind', async () => {
-    const before = await nodeLinkNames();
-    for (const missing of [`nnt-${process.pid}-absent`, '/proc/999999999/ns/net', '4242']) {
-      const err = await dp.createInstance(instanceSpec(30, { netns: missing })).catch((e: unknown) => e);
-      expect(err, missing).toBeInstanceOf(NotFoundError);
-      expect((err as Error).message).toContain(missing);
-    }
-    const notNs = await dp.createInstance(instanceSpec(30, { netns: '/etc/hostname' })).catch((e: unknown) => e);
-    expect(notNs).toBeInstanceOf(FailedPreconditionError);
-    expect((notNs as Error).message).toMatch(/\/etc\/hostname is not a network namespace/);
-    const mountNs = await dp.createInstance(instanceSpec(30, { netns: '/proc/self/ns/mnt' })).catch((e: unknown) => e);
-    expect(mountNs).toBeInstanceOf(FailedPreconditionError);
-    expect((mountNs as Error).message).toMatch(/refused it as a network namespace/);
-    expect(await nodeLinkNames()).toEqual(before);
-  });
-
-  it('an ifname already taken in the namespace is ALREADY_EXISTS naming it, and nothing is left behind', async () => {
-    const pod = await namespaces.add('taken');
-    await sh('ip', ['-n', pod, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'other0']);
-    const podBefore = (await ipJson<Json[]>(pod, ['link', 'show'])).map((l) => l.ifname);
-    const nodeBefore = await nodeLinkNames();
-    const err = await dp.createInstance(instanceSpec(31, { netns: pod })).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(AlreadyExistsError);
-    expect((err as Error).message).toMatch(new RegExp(`eth0 already exists in network namespace ${pod}`));
-    expect((await ipJson<Json[]>(pod, ['link', 'show'])).map((l) => l.ifname)).toEqual(podBefore);
-    expect(await nodeLinkNames()).toEqual(nodeBefore);
-  });
-
-  it('a node-side name already taken is ALREADY_EXISTS, and the link holding it is left alone', async () => {
-    const pod = await namespaces.add('dup');
-    const first = instanceSpec(40, { netns: pod });
-    await dp.createInstance(first);
-    const other = await namespaces.add('dup2');
-    const again = { ...instanceSpec(41, { netns: other }), hostIfname: first.hostIfname };
-    const err = await dp.createInstance(again).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(AlreadyExistsError);
-    expect((err as Error).message).toMatch(new RegExp(`a link named ${first.hostIfname} or ${again.handle} already exists`));
-    expect(await nodeLinkNames()).toContain(first.hostIfname);
-    expect((await ipJson<Json[]>(pod, ['link', 'show'])).map((l) => l.ifname)).toEqual(['lo', 'eth0']);
-    expect((await ipJson<Json[]>(other, ['link', 'show'])).map((l) => l.ifname)).toEqual(['lo']);
-    await dp.deleteInstance(instanceRecordOf(first), cniRecord);
-  });
-
   it('without the CNI a create is FAILED_PRECONDITION and leaves nothing', async () => {
     const other = await namespaces.add('nocni');
     const dp2 = new Iproute2Dataplane({ netns: other });
@@ -443,23 +399,6 @@ describe('instances', () => {
     expect(await ping(pods[0]!, specs[39]!.address)).toBe(0);
     await Promise.all(specs.map((s) => dp.deleteInstance(instanceRecordOf(s), cniRecord)));
     expect(await bridgePorts()).toEqual([]);
-  });
-
-  it('inspectLink: owner tags for nodenet links, none for others, null when absent', async () => {
-    const veth = instanceSpec(40);
-    const tap = instanceSpec(41, { kind: 'tap' });
-    await dp.createInstance(veth);
-    await dp.createInstance(tap);
-    expect(await dp.inspectLink(veth.hostIfname)).toEqual({ name: veth.hostIfname, ownerTag: `nodenet:${veth.handle}` });
-    expect(await dp.inspectLink(tap.handle)).toEqual({ name: tap.handle, ownerTag: `nodenet:${tap.handle}` });
-    expect(await dp.inspectLink(CNI_NAME)).toEqual({ name: CNI_NAME, ownerTag: 'nodenet:cni' });
-    // The instance end of a veth carries no tag (it goes to the instance).
-    expect(await dp.inspectLink(veth.handle)).toEqual({ name: veth.handle });
-    expect(await dp.inspectLink(parseIfName('u0', 'n'))).toEqual({ name: 'u0' });
-    expect(await dp.inspectLink(parseIfName('lo', 'n'))).toEqual({ name: 'lo' });
-    expect(await dp.inspectLink(parseIfName('nothere0', 'n'))).toBeNull();
-    await dp.deleteInstance(instanceRecordOf(veth), cniRecord);
-    await dp.deleteInstance(instanceRecordOf(tap), cniRecord);
   });
 });
 

@@ -20,6 +20,7 @@ import {
   type NodeRecord,
 } from '@nodenet/core';
 import { run } from '@nodenet/sys';
+import { LinuxHostProbe } from '@nodenet/linux';
 import { Iproute2Dataplane } from '../src/index.js';
 import { TestNamespaces, sh } from './netns-fixture.js';
 
@@ -58,7 +59,7 @@ export async function buildCluster(namespaces: TestNamespaces, count: number, ov
     ].join('\n'));
     await sh('ip', ['-n', ns, '-batch', '-'], ['link set dev lo up', `address add 198.18.0.${n}/24 dev u0`, 'link set dev u0 up', ''].join('\n'));
     const dataplane = new Iproute2Dataplane({ netns: ns });
-    const host = await dataplane.probeHost(ip(`198.18.0.${n}`));
+    const host = await new LinuxHostProbe({ netns: ns }).probeHost(ip(`198.18.0.${n}`));
     const gateway = ip(`198.19.${n}.1`);
     const subnet = Subnet.of(`198.19.${n}.0/24`);
     const cni: CniSpec = { name: CNI_NAME, gateway, subnet, mtu: host.underlayMtu - overhead, mac: macForAddress(gateway) };

@@ -7,29 +7,23 @@ import {
   type HostInfo,
   type NodeRecord,
 } from '@nodenet/core';
+import { commandInNamespace, formatIpBatch, programmedPeersOf, type IpLine } from '@nodenet/linux';
+import { Iproute2Overlay } from '../src/index.js';
 import {
-  Iproute2Overlay,
   OVERLAY_LINE,
-  checkHostGwPeer,
-  commandInNamespace,
   createVxlanScript,
   foreignDeviceProblem,
-  formatIpBatch,
-  hostGwPeerScripts,
   parseFdbEntries,
   parseNeighbours,
   parseVxlanDevice,
-  programmedPeersOf,
-  removeHostGwPeerScripts,
   removeVxlanPeerScripts,
   repairVxlanScript,
   stalePeerScripts,
   vxlanEndpointSpec,
   vxlanPeerScripts,
   vxlanRecreateReasons,
-  type IpLine,
   type VxlanDeviceState,
-} from '../src/index.js';
+} from '../src/overlay-scripts.js';
 import { netns } from './specs.js';
 
 const ip = (s: string) => parseIpv4Address(s, 'address');
@@ -199,52 +193,7 @@ describe('vxlan peers', () => {
   });
 });
 
-describe('host-gw peers', () => {
-  it('routes the peer subnet via its underlay address on the underlay link', () => {
-    expect(text(hostGwPeerScripts(peer2, spec.underlayLink).ip)).toEqual(['route replace 198.19.2.0/24 via 198.18.0.2 dev u0 proto 78']);
-    expect(hostGwPeerScripts(peer2, spec.underlayLink).bridge).toEqual([]);
-    expect(text(removeHostGwPeerScripts(peer2).ip)).toEqual(['route del 198.19.2.0/24 proto 78']);
-  });
-
-  it('deletes the old route when the subnet changed', () => {
-    const renumbered = node('node-2', '198.18.0.2', '198.19.20.0/24');
-    expect(text(hostGwPeerScripts(renumbered, spec.underlayLink, peer2).ip)).toEqual([
-      'route del 198.19.2.0/24 proto 78',
-      'route replace 198.19.20.0/24 via 198.18.0.2 dev u0 proto 78',
-    ]);
-  });
-
-  it('accepts a peer on the underlay segment', () => {
-    expect(() => checkHostGwPeer(host, peer2)).not.toThrow();
-  });
-
-  it('refuses a peer off the underlay segment (also one on another local network), naming the segment', () => {
-    const far = node('node-9', '198.18.1.9', '198.19.9.0/24');
-    expect(() => checkHostGwPeer(host, far)).toThrow(FailedPreconditionError);
-    expect(() => checkHostGwPeer(host, far)).toThrow(
-      "peer node-9 at 198.18.1.9 is not on this node's L2 segment 198.18.0.0/24: host-gw needs directly reachable peers; use overlay mode vxlan",
-    );
-    expect(() => checkHostGwPeer(host, node('node-10', '10.1.2.3', '198.19.10.0/24'))).toThrow(/not on this node's L2 segment 198\.18\.0\.0\/24/);
-    expect(() => checkHostGwPeer(host, node('node-11', '198.18.0.255', '198.19.11.0/24'))).toThrow(/not on this node's L2 segment/);
-  });
-
-  it('refuses a peer with this node\'s own underlay address', () => {
-    expect(() => checkHostGwPeer(host, node('twin', '198.18.0.1', '198.19.9.0/24'))).toThrow(/this node's own/);
-  });
-});
-
 describe('reading what is programmed', () => {
-  it('turns nodenet\'s routes into peers (a /32 route prints without prefix)', () => {
-    const routes = [
-      { dst: '198.19.2.0/24', gateway: '198.19.2.0', dev: 'nodenet-vx', metric: 0 },
-      { dst: '198.19.7.5', gateway: '198.18.0.7', dev: 'u0', metric: 0 },
-    ];
-    expect(programmedPeersOf(routes).map((p) => ({ ...p, subnet: p.subnet.toString() }))).toEqual([
-      { subnet: '198.19.2.0/24', via: '198.19.2.0', dev: 'nodenet-vx' },
-      { subnet: '198.19.7.5/32', via: '198.18.0.7', dev: 'u0' },
-    ]);
-  });
-
   it('parses neighbour and FDB listings', () => {
     expect(parseNeighbours([{ dst: '198.19.2.0', lladdr: '02:6f:c6:12:00:02', state: ['PERMANENT'] }, { dst: '198.19.4.0', state: ['FAILED'] }])).toEqual([
       { dst: '198.19.2.0', lladdr: '02:6f:c6:12:00:02', state: ['PERMANENT'] },
@@ -286,6 +235,7 @@ describe('Iproute2Overlay options', () => {
 
   it.each([
     [{ vni: -1 }, /overlay\.vni/],
+    [{ vni: 0 }, /overlay\.vni: 0 is not a VXLAN network identifier: use an integer 1\.\.16777215/],
     [{ vni: 2 ** 24 }, /overlay\.vni/],
     [{ vni: 1.5 }, /overlay\.vni/],
     [{ port: 0 }, /overlay\.port/],

@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { RecordedCommand } from '@nodenet/testkit/recording-sys';
 import { FailedPreconditionError, Subnet, vtepMacForUnderlay, type HostInfo, type NodeRecord } from '@nodenet/core';
 import { run } from '@nodenet/sys';
-import { Iproute2Overlay, OVERLAY_DEVICE, type OverlayMode } from '../src/index.js';
+import type { OverlayMode } from '@nodenet/core';
+import { Iproute2Overlay, OVERLAY_DEVICE } from '../src/index.js';
 import { TestNamespaces, sh } from './netns-fixture.js';
 import {
   buildCluster,

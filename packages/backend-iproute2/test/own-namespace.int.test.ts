@@ -14,10 +14,11 @@ let pod = '';
 const CHILD = `
 import { writeFile } from 'node:fs/promises';
 import { Iproute2Dataplane } from '@nodenet/backend-iproute2';
+import { LinuxHostProbe } from '@nodenet/linux';
 import { CNI_NAME, Subnet, macForAddress, parseIfName, parseIpv4Address, parseNetnsRef } from '@nodenet/core';
 const pod = process.argv[1];
 const dp = new Iproute2Dataplane();
-const host = await dp.probeHost();
+const host = await new LinuxHostProbe().probeHost();
 const gateway = parseIpv4Address('198.19.2.1', 'gateway');
 const cni = { name: CNI_NAME, gateway, subnet: Subnet.of('198.19.2.0/24'), mtu: host.underlayMtu - 50, mac: macForAddress(gateway) };
 const repairs = [await dp.ensureCni(cni), await dp.ensureCni(cni)];

@@ -20,7 +20,10 @@ import {
   type Logger,
 } from '@nodenet/core';
 import { run, runLean } from '@nodenet/sys';
+import { LinuxNamespaceIdentity } from '@nodenet/linux';
 import { Iproute2Dataplane } from '../src/index.js';
+
+const identity = new LinuxNamespaceIdentity();
 import { TestNamespaces, ipJson, sh } from './netns-fixture.js';
 import { instanceSpecMaker } from '@nodenet/testkit/instance-specs';
 
@@ -203,18 +206,18 @@ describe('namespace identity', () => {
     expect((await sh('ip', ['netns', 'exec', pod, 'readlink', '/proc/self/ns/net'])).trim()).toBe(`net:[${st.ino}]`);
 
     const ref = parseNetnsRef(pod, 'netns');
-    expect(await dp.namespaceAlive(ref, placement!.netnsId)).toBe(true);
-    expect(await dp.namespaceAlive(ref, undefined)).toBe(true);
-    expect(await dp.namespaceAlive(ref, '4:1')).toBe(false);
+    expect(await identity.namespaceAlive(ref, placement!.netnsId)).toBe(true);
+    expect(await identity.namespaceAlive(ref, undefined)).toBe(true);
+    expect(await identity.namespaceAlive(ref, '4:1')).toBe(false);
 
     await sh('ip', ['netns', 'del', pod]);
-    expect(await dp.namespaceAlive(ref, placement!.netnsId)).toBe(false);
-    expect(await dp.namespaceAlive(ref, undefined)).toBe(false);
+    expect(await identity.namespaceAlive(ref, placement!.netnsId)).toBe(false);
+    expect(await identity.namespaceAlive(ref, undefined)).toBe(false);
 
     // Recreated under the same name: a namespace exists there, but not the one the instance went into.
     await sh('ip', ['netns', 'add', pod]);
-    expect(await dp.namespaceAlive(ref, placement!.netnsId)).toBe(false);
-    expect(await dp.namespaceAlive(ref, undefined)).toBe(true);
+    expect(await identity.namespaceAlive(ref, placement!.netnsId)).toBe(false);
+    expect(await identity.namespaceAlive(ref, undefined)).toBe(true);
   });
 
   it('a /proc/PID/ns/net path: netnsId returned, alive while the process runs, not after it exits', async () => {
@@ -224,15 +227,15 @@ describe('namespace identity', () => {
       const placement = await dp.createInstance(instanceSpec(11, { netns: sleeper.path }));
       const st = await stat(sleeper.path, { bigint: true });
       expect(placement).toEqual({ netnsId: `${st.dev}:${st.ino}` });
-      expect(await dp.namespaceAlive(ref, placement!.netnsId)).toBe(true);
+      expect(await identity.namespaceAlive(ref, placement!.netnsId)).toBe(true);
       // The same path showing another namespace (as a reused PID would) is not alive for that identity.
       const own = parseNetnsRef(`/proc/${process.pid}/ns/net`, 'netns');
-      expect(await dp.namespaceAlive(own, placement!.netnsId)).toBe(false);
-      expect(await dp.namespaceAlive(own, undefined)).toBe(true);
+      expect(await identity.namespaceAlive(own, placement!.netnsId)).toBe(false);
+      expect(await identity.namespaceAlive(own, undefined)).toBe(true);
 
       await sleeper.stop();
-      expect(await dp.namespaceAlive(ref, placement!.netnsId)).toBe(false);
-      expect(await dp.namespaceAlive(ref, undefined)).toBe(false);
+      expect(await identity.namespaceAlive(ref, placement!.netnsId)).toBe(false);
+      expect(await identity.namespaceAlive(ref, undefined)).toBe(false);
     } finally {
       await sleeper.stop();
     }
@@ -247,7 +250,7 @@ describe('namespace identity', () => {
     const { result, commands } = await spawnedBy(async () =>
       Promise.all(
         ['/etc/hostname', '/proc/self/ns/mnt', '/proc/999999999/ns/net', `nnt-${process.pid}-never`].map((p) =>
-          dp.namespaceAlive(parseNetnsRef(p, 'netns'), undefined),
+          identity.namespaceAlive(parseNetnsRef(p, 'netns'), undefined),
         ),
       ),
     );
@@ -361,7 +364,7 @@ describe('latency (reported, not asserted)', () => {
     const alive: number[] = [];
     for (let i = 0; i < 200; i++) {
       const t = performance.now();
-      expect(await dp.namespaceAlive(ref, placement!.netnsId)).toBe(true);
+      expect(await identity.namespaceAlive(ref, placement!.netnsId)).toBe(true);
       alive.push(performance.now() - t);
     }
     const list: number[] = [];

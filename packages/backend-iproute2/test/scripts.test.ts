@@ -1,17 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseIpv4Address } from '@nodenet/core';
-import {
-  LINE,
-  createCniScript,
-  deleteInstanceScript,
-  formatIpBatch,
-  instanceNamespaceScript,
-  repairCniScript,
-  tapScript,
-  vethScript,
-  type IpLine,
-  type IpLinkWithAddresses,
-} from '../src/index.js';
+import { LINE, deleteInstanceScript, formatIpBatch, instanceNamespaceScript, repairCniScript, type IpLine, type IpLinkWithAddresses } from '@nodenet/linux';
+import { createCniScript, tapScript, vethScript } from '../src/scripts.js';
 import { cniSpec, ifname, instanceSpec, netns } from './specs.js';
 
 const text = (lines: IpLine[]) => lines.map((l) => l.args.join(' '));

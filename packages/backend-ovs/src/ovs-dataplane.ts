@@ -7,24 +7,23 @@
  *
  * OVSDB is written with ovs-vsctl (one transaction per change), flows with ovs-ofctl (`--bundle`: one atomic
  * change), the kernel with `ip`: a create's and a delete's node-side lines through long-lived `ip` sessions
- * (see backend-iproute2's IpSession), the rest with `ip -batch`. A create runs the kernel lines, then the
+ * (@nodenet/linux's IpSession), the rest with `ip -batch`. A create runs the kernel lines, then the
  * port transaction beside the instance's namespace setup, while its flows are written from the start (the
  * port's number is requested, so they need not wait for it).
  */
 import {
-  AlreadyExistsError,
   CNI_NAME,
   FailedPreconditionError,
   InternalError,
   InvalidArgumentError,
   HANDLE_PREFIX,
   OWNER_ALIAS_PREFIX,
+  netnsPath,
   parseNetnsRef,
   silentLogger,
   type CniRecord,
   type CniSpec,
   type Dataplane,
-  type HostInfo,
   type IfName,
   type InstancePlacement,
   type InstanceRecord,
@@ -36,33 +35,34 @@ import {
   type Repairs,
 } from '@nodenet/core';
 import {
-  IpBatchError,
   IpRunner,
   IpSession,
-  Iproute2Dataplane,
-  commandInNamespace,
   LINE,
+  NetnsConfigurator,
   cniSysctls,
+  commandInNamespace,
+  configureInstanceEnd,
   deleteInstanceScript,
+  deleteLinkScript,
   deleteLinksScript,
-  pickUnusedGroup,
-  netnsPath,
+  deleteTolerant,
+  describeSysctlRepair,
+  explainLinkFailure,
+  failedAt,
+  identifyNamespace,
+  namespaceMissing,
   ownerAliasOf,
   parseIpAddrs,
   parseIpLinks,
-  repairCniScript,
-  writeSysctls,
-  describeSysctlRepair,
-  readNetnsId,
+  pickUnusedGroup,
   readSysctls,
+  repairCniScript,
   sysctlDrift,
-  failedAt,
-  namespaceMissing,
-  type IpBatchFailure,
+  writeSysctls,
   type IpLine,
   type IpLink,
   type IpLinkWithAddresses,
-} from '@nodenet/backend-iproute2';
+} from '@nodenet/linux';
 import { CommandError, GroupCommitter, run } from '@nodenet/sys';
 import {
   COOKIE_CLASS,
@@ -116,10 +116,11 @@ export type OvsDataplaneOptions = OvsOptions;
 
 /** Kernel kinds the CNI's internal port shows: `openvswitch` (kernel datapath) or `tun` (userspace datapath). */
 const INTERNAL_PORT_KINDS = new Set(['openvswitch', 'tun']);
-const DEVICE_MISSING_RE = /Cannot find device|does not exist|No such device/;
 
 export class OvsDataplane implements Dataplane {
   readonly name = 'ovs';
+  /** Instance ports are OVS switch ports, not Linux bridge ports: netfilter's bridge hooks never see their frames. */
+  readonly instancePorts = 'switch' as const;
   readonly datapathType: DatapathType;
   private readonly nodeNetns: NetnsRef | undefined;
   private readonly node: IpRunner;
@@ -144,8 +145,8 @@ export class OvsDataplane implements Dataplane {
    */
   private cniIfindex: number | undefined;
   private readonly ovs: OvsRunner;
-  /** Host probing and namespace identity are the kernel's business, the same as for iproute2. */
-  private readonly kernel: Iproute2Dataplane;
+  /** Names, addresses and routes instance ends in their namespaces without a process per create (@nodenet/linux). */
+  private readonly configurator: NetnsConfigurator;
   private readonly flowLock = new SharedLock();
   private readonly logger: Logger;
   /**
@@ -168,32 +169,20 @@ export class OvsDataplane implements Dataplane {
     this.deleteSession = new IpSession(this.nodeNetns);
     this.ovs = new OvsRunner({ db: options.db, runDir: options.runDir, ...(options.timeoutSeconds ? { timeoutSeconds: options.timeoutSeconds } : {}) });
     this.logger = options.logger ?? silentLogger;
-    this.kernel = new Iproute2Dataplane({ ...(options.netns === undefined ? {} : { netns: options.netns }), logger: this.logger });
+    this.configurator = new NetnsConfigurator(this.nodeNetns, this.logger);
   }
 
   /** Ends the long-lived `ip` processes (they also end with the daemon). */
   async close(): Promise<void> {
     this.createSession.close();
     this.deleteSession.close();
-    await this.kernel.close();
+    this.configurator.close();
   }
 
   /** The sessions may hold the index of a gateway port that is no more (see cniIfindex). */
   private resetSessions(): void {
     this.createSession.reset();
     this.deleteSession.reset();
-  }
-
-  probeHost(underlayAddress?: Ipv4Address): Promise<HostInfo> {
-    return this.kernel.probeHost(underlayAddress);
-  }
-
-  namespaceAlive(netns: NetnsRef, netnsId: string | undefined): Promise<boolean> {
-    return this.kernel.namespaceAlive(netns, netnsId);
-  }
-
-  identifyNamespace(netns: NetnsRef): Promise<string> {
-    return this.kernel.identifyNamespace(netns);
   }
 
   // ---------------------------------------------------------------------------------------------------
@@ -381,8 +370,7 @@ export class OvsDataplane implements Dataplane {
     let netnsId: string | undefined;
     if (spec.netns !== undefined) {
       target = netnsPath(spec.netns);
-      netnsId = (await readNetnsId(target)) ?? undefined;
-      if (netnsId === undefined) throw namespaceMissing(spec.netns, target);
+      netnsId = await identifyNamespace(spec.netns);
     }
     // Milliseconds from the start at which each part was done (the debug log shows where a create's time goes).
     const at: Record<string, number> = {};
@@ -401,7 +389,7 @@ export class OvsDataplane implements Dataplane {
         mark('kernel');
       } catch (e) {
         kernelMade = !failedAt(e, LINE.createLink);
-        throw await this.explainNodeFailure(spec, e);
+        throw await explainLinkFailure(spec, e);
       }
       // The port first: its transaction (waiting for ovs-vswitchd) is the longer part, and starting a
       // process holds up the event loop (~1-3 ms each), so the namespace's processes start after it.
@@ -455,8 +443,8 @@ export class OvsDataplane implements Dataplane {
   /**
    * netdev: checksum offload off on the instance end (see tx-checksum.ts); netns: name, address and route it
    * there, once the checksum is off (perl names the end by its handle, the configuration renames it),
-   * through the iproute2 backend's namespace configurator: a request to a long-lived helper, no process
-   * per create (`nsenter --net ip -batch` where the helper cannot run).
+   * through @nodenet/linux's namespace configurator: a request to a long-lived helper, no process per
+   * create (`nsenter --net ip -batch` where the helper cannot run).
    */
   private async prepareInstanceEnd(spec: InstanceSpec, target: NetnsRef | undefined): Promise<void> {
     if (spec.kind !== 'veth') return;
@@ -472,7 +460,7 @@ export class OvsDataplane implements Dataplane {
         throw e;
       }
     }
-    await this.kernel.configureInstanceEnd(spec, target);
+    await configureInstanceEnd(this.configurator, spec, target);
   }
 
   private writeInstanceFlows(spec: InstanceSpec, ofport: number): Promise<void> {
@@ -494,7 +482,7 @@ export class OvsDataplane implements Dataplane {
       // The port transaction may have committed even if waiting for ovs-vswitchd failed.
       this.deletePorts(spec.cni.name, [spec.hostIfname], `roll back port ${spec.hostIfname}`),
     ];
-    if (kernelMade) undo.push(this.deleteLinksTolerant([spec.hostIfname], `roll back ${spec.hostIfname}`));
+    if (kernelMade) undo.push(this.deleteTolerant(deleteLinkScript(spec.hostIfname), `roll back ${spec.hostIfname}`));
     const results = await Promise.allSettled(undo);
     for (const r of results) {
       if (r.status === 'rejected') {
@@ -693,35 +681,9 @@ export class OvsDataplane implements Dataplane {
     return json === null ? null : (parseIpAddrs(json)[0] ?? null);
   }
 
-  private async deleteLinksTolerant(names: readonly string[], step: string): Promise<void> {
-    if (names.length === 0) return;
-    await this.deleteTolerant(names.map(deleteLinkLine), step);
-  }
-
-  /** Runs the lines with -force; a missing device is success (deletes are tolerant), anything else throws. */
-  private async deleteTolerant(lines: IpLine[], step: string, via: IpRunner | IpSession = this.node): Promise<void> {
-    const failures: IpBatchFailure[] = await via.batch(lines, { step, force: true });
-    const real = failures.filter((f) => !DEVICE_MISSING_RE.test(f.message));
-    const first = real[0];
-    if (first) {
-      const line = first.line === undefined ? undefined : lines[first.line - 1];
-      throw new InternalError(line?.step ?? step, first.message || 'ip failed without a message');
-    }
-  }
-
-  private async explainNodeFailure(spec: InstanceSpec, e: unknown): Promise<unknown> {
-    if (!(e instanceof IpBatchError)) return e;
-    const netnsRefused = e.detail.includes('Invalid "netns" value') || (e.failedLine?.id === LINE.createLink && e.detail.includes('Invalid argument'));
-    if (spec.netns !== undefined && netnsRefused) {
-      const target = netnsPath(spec.netns);
-      if ((await readNetnsId(target)) === null) return namespaceMissing(spec.netns, target, e);
-      return new FailedPreconditionError(`${target} is not a network namespace: pass a name under /run/netns or a path such as /proc/PID/ns/net`, { cause: e });
-    }
-    if (e.failedLine?.id === LINE.createLink && /File exists|Device or resource busy/.test(e.detail)) {
-      const names = spec.kind === 'tap' ? spec.handle : `${spec.hostIfname} or ${spec.handle}`;
-      return new AlreadyExistsError(`a link named ${names} already exists: remove it (it is not tracked by this daemon) and retry`, { cause: e });
-    }
-    return e;
+  /** Runs delete lines with -force (see @nodenet/linux deleteTolerant): absence is success, every other failure is reported. */
+  private deleteTolerant(lines: IpLine[], step: string, via: IpRunner | IpSession = this.node): Promise<void> {
+    return deleteTolerant(via, lines, step);
   }
 
   private async explainPortFailure(spec: InstanceSpec, e: unknown): Promise<unknown> {
@@ -745,10 +707,6 @@ interface DeletedLink {
   readonly hostIfname: IfName;
   readonly address: Ipv4Address;
   readonly cniName: IfName;
-}
-
-function deleteLinkLine(name: string): IpLine {
-  return { id: LINE.deleteLink, args: ['link', 'del', 'dev', name], step: `delete ${name}` };
 }
 
 /** The node-side lines of a veth pair: created (instance end in `targetNetnsPath` if given), tagged, up. */
@@ -851,9 +809,12 @@ function settle<T>(p: Promise<T>): Promise<{ ok: true; value: T } | { ok: false;
   );
 }
 
+/** An OVSDB remote nodenet accepts: unix:/PATH, tcp:HOST:PORT or ssl:HOST:PORT (the daemon's config parser uses it too). */
+export const OVSDB_REMOTE_RE = /^(unix:\/\S+|(tcp|ssl):\S+:\d+)$/;
+
 /** The OVS options every ovs backend object checks (the daemon's config parser checks them too). */
 export function checkOvsOptions(options: { db: string; runDir: string }): void {
-  if (!/^(unix:\/\S+|(tcp|ssl):\S+:\d+)$/.test(options.db)) {
+  if (!OVSDB_REMOTE_RE.test(options.db)) {
     throw new InvalidArgumentError('ovs.db', `'${options.db}' is not an OVSDB remote: use unix:/PATH, tcp:HOST:PORT or ssl:HOST:PORT`);
   }
   if (!options.runDir.startsWith('/') || /\s|\0/.test(options.runDir)) {

@@ -14,8 +14,8 @@
  * With the userspace datapath (netdev) the underlay interface is moved into an uplink bridge first (see
  * uplink.ts), once the first peer is programmed.
  *
- * host-gw: no tunnel; the kernel routes peers' subnets via their underlay addresses, exactly as the
- * iproute2 backend does (its overlay is used), and leftovers of vxlan mode are removed.
+ * host-gw: no tunnel; the kernel routes peers' subnets via their underlay addresses (@nodenet/linux's
+ * HostGwOverlay, the same as the iproute2 backend's), and leftovers of vxlan mode are removed.
  */
 import {
   CNI_NAME,
@@ -23,6 +23,10 @@ import {
   InternalError,
   InvalidArgumentError,
   Mutex,
+  VXLAN_OVERHEAD,
+  checkOverlaySettings,
+  checkPeerForMode,
+  checkPeerIsOther,
   parseIfName,
   parseNetnsRef,
   sameNodeRecord,
@@ -34,20 +38,22 @@ import {
   type NetnsRef,
   type NodeRecord,
   type Overlay,
-  type Subnet,
+  type OverlayMode,
 } from '@nodenet/core';
 import {
+  HostGwOverlay,
   IpRunner,
-  Iproute2Overlay,
+  ROUTE_LINE,
+  ROUTE_PROTO_ARGS,
   ROUTE_PROTOCOL,
-  VXLAN_OVERHEAD,
-  checkOverlaySettings,
   commandInNamespace,
+  deleteRouteLine,
   parseIpAddrs,
   parseIpLinks,
+  unexpectedFailure,
   type IpBatchFailure,
   type IpLine,
-} from '@nodenet/backend-iproute2';
+} from '@nodenet/linux';
 import { run } from '@nodenet/sys';
 import {
   COOKIE_CLASS,
@@ -83,20 +89,15 @@ import {
   uplinkBridgeLinkScript,
 } from './uplink.js';
 
-export type OverlayMode = 'vxlan' | 'host-gw';
-
 export interface OvsOverlayOptions extends OvsOptions {
   readonly mode: OverlayMode;
   readonly vni: number;
   readonly port: number;
-  /** The node's underlay, from Dataplane.probeHost. */
+  /** The node's underlay, from HostProbe.probeHost. */
   readonly host: HostInfo;
 }
 
-const PROTO = ['proto', String(ROUTE_PROTOCOL)];
-/** What iproute2 prints when a delete finds nothing. */
-const ABSENT_RE = /No such process|No such file or directory|Cannot find device|does not exist/;
-const DELETE_IDS = new Set(['delete-route', 'delete-neighbour']);
+const DELETE_IDS: ReadonlySet<string> = new Set([ROUTE_LINE.deleteRoute, 'delete-neighbour']);
 /** VTEP MACs (vtepMacForUnderlay) start with 02:6f. */
 const VTEP_MAC_PREFIX = '02:6f:';
 
@@ -113,7 +114,7 @@ export class OvsOverlay implements Overlay {
   private readonly logger: Logger;
   private readonly mutex = new Mutex();
   private readonly options: OvsOverlayOptions;
-  private hostGw: Iproute2Overlay | undefined;
+  private hostGw: HostGwOverlay | undefined;
   /** The tunnel port's OpenFlow number (requested; read back in ensureEndpoint). */
   private tunnelOfport = TUNNEL_OFPORT;
   /** netdev: the uplink bridge has been converged by this object. */
@@ -195,30 +196,25 @@ export class OvsOverlay implements Overlay {
     return n;
   }
 
-  private async hostGwOverlay(): Promise<Iproute2Overlay> {
+  private async hostGwOverlay(): Promise<HostGwOverlay> {
     if (this.hostGw) return this.hostGw;
     const o = this.options;
-    this.hostGw = new Iproute2Overlay({
-      mode: 'host-gw',
-      vni: o.vni,
-      port: o.port,
-      host: this.host,
-      ...(o.netns === undefined ? {} : { netns: o.netns }),
-      logger: this.logger,
-    });
+    this.hostGw = new HostGwOverlay({ host: this.host, ...(o.netns === undefined ? {} : { netns: o.netns }), logger: this.logger });
     return this.hostGw;
   }
 
   // ---------------------------------------------------------------------------------------------------
   // Peers
 
+  validatePeer(peer: NodeRecord): void {
+    checkPeerForMode(this.mode, this.host, peer);
+  }
+
   ensurePeer(peer: NodeRecord): Promise<void> {
     if (this.mode === 'host-gw') return this.hostGwOverlay().then((o) => o.ensurePeer(peer));
     return this.mutex.run(async () => {
       const started = performance.now();
-      if (peer.underlayAddress === this.host.underlayAddress) {
-        throw new FailedPreconditionError(`peer ${peer.name} has underlay address ${peer.underlayAddress}, which is this node's own: give each node its own underlay address`);
-      }
+      checkPeerIsOther(this.host, peer);
       if (this.datapathType === 'netdev' && !this.uplinkReady) await this.ensureUplink();
       const previous = this.programmed.get(peer.name);
       const stale = previous && !sameNodeRecord(previous, peer) ? previous : undefined;
@@ -441,14 +437,13 @@ export class OvsOverlay implements Overlay {
   private async runIp(lines: readonly IpLine[], step: string): Promise<void> {
     if (lines.length === 0) return;
     const failures: IpBatchFailure[] = await this.ip.batch(lines, { step, force: true });
-    for (const f of failures) {
-      const line = f.line === undefined ? undefined : lines[f.line - 1];
-      if (line && DELETE_IDS.has(line.id) && ABSENT_RE.test(f.message)) continue;
-      if (f.message.includes(`Cannot find device "${CNI_NAME}"`)) {
-        throw new FailedPreconditionError(`the CNI ${CNI_NAME} does not exist (${line?.step ?? step} failed): CreateContainerNetworkInterface, or a daemon restart, creates it`);
-      }
-      throw new InternalError(line?.step ?? step, f.message || 'ip failed without a message');
+    const unexpected = unexpectedFailure(failures, lines, DELETE_IDS);
+    if (!unexpected) return;
+    const { failure: f, line } = unexpected;
+    if (f.message.includes(`Cannot find device "${CNI_NAME}"`)) {
+      throw new FailedPreconditionError(`the CNI ${CNI_NAME} does not exist (${line?.step ?? step} failed): CreateContainerNetworkInterface, or a daemon restart, creates it`);
     }
+    throw new InternalError(line?.step ?? step, f.message || 'ip failed without a message');
   }
 }
 
@@ -466,19 +461,15 @@ export function peerRouteLines(peer: NodeRecord): IpLine[] {
       step: `set the neighbour entry ${via} -> ${mac} (${peer.name}) on ${CNI_NAME}`,
     },
     {
-      id: 'peer-route',
-      args: ['route', 'replace', peer.subnet.toString(), 'via', via, 'dev', CNI_NAME, 'onlink', ...PROTO],
+      id: ROUTE_LINE.peerRoute,
+      args: ['route', 'replace', peer.subnet.toString(), 'via', via, 'dev', CNI_NAME, 'onlink', ...ROUTE_PROTO_ARGS],
       step: `route ${peer.subnet} via ${via} on ${CNI_NAME} (${peer.name})`,
     },
   ];
 }
 
 export function removeRouteLines(peer: NodeRecord): IpLine[] {
-  return [deleteRouteLine(peer.subnet.toString()), deleteNeighbourLine(peer.subnet.network)];
-}
-
-function deleteRouteLine(subnet: string | Subnet): IpLine {
-  return { id: 'delete-route', args: ['route', 'del', String(subnet), ...PROTO], step: `delete the route to ${String(subnet)}` };
+  return [deleteRouteLine(peer.subnet), deleteNeighbourLine(peer.subnet.network)];
 }
 
 /** `neigh flush` rather than `neigh del`: a failing `neigh del` ends the whole batch, -force or not. */

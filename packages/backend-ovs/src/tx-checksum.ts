@@ -16,7 +16,7 @@
  * short process, with the interface names as arguments (never interpolated into code).
  */
 import { parseIfName, type IfName, type NetnsRef } from '@nodenet/core';
-import { commandInNamespace } from '@nodenet/backend-iproute2';
+import { commandInNamespace } from '@nodenet/linux';
 import { runLean } from '@nodenet/sys';
 
 /** SIOCETHTOOL with ETHTOOL_STXCSUM (0x17), data 0; `struct ifreq` is 40 bytes: name[16], then a pointer. */

@@ -13,7 +13,7 @@
  * Pure functions here plan `ip -batch` lines and the nft script; the overlay runs them.
  */
 import { parseIfName, type IfName } from '@nodenet/core';
-import type { IpLine, IpLinkWithAddresses } from '@nodenet/backend-iproute2';
+import type { IpLine, IpLinkWithAddresses } from '@nodenet/linux';
 import { UPLINK_BRIDGE, UPLINK_OWNER_TAG } from './names.js';
 
 /** The nftables table holding the uplink guard (nodenet owns tables named `nodenet`; this one is family netdev). */

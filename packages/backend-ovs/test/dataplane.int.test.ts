@@ -19,6 +19,7 @@ import {
   startEchoServer,
   type NodeHost,
 } from '@nodenet/testkit';
+import { LinuxNamespaceIdentity } from '@nodenet/linux';
 import { instanceCookie, formatCookie } from '../src/index.js';
 import { cniRecordOf, cniSpecFor, externalIds, instanceSpec, ofportOf, ovsNode, type OvsNode } from './fixture.js';
 import { instanceRecordOf } from '@nodenet/testkit/instance-specs';
@@ -164,7 +165,7 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       expect(placement.netnsId).toMatch(/^\d+:\d+$/);
       expect(await ipv4AddressesOf(ns, 'eth0')).toEqual(['198.19.1.30/24']);
       expect((await ping(ns, cni.gateway)).ok).toBe(true);
-      expect(await n.dataplane.namespaceAlive(a.netns!, placement.netnsId)).toBe(true);
+      expect(await new LinuxNamespaceIdentity().namespaceAlive(a.netns!, placement.netnsId)).toBe(true);
     });
 
     it('link lines go to long-lived processes: a create starts no ip (node side: ip sessions; namespace side: the namespace configurator); the checksum perl goes by path', async () => {
@@ -177,7 +178,7 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       expect(await link(n.host.ns, a.hostIfname)).toBeUndefined();
       const files = (commands: string[]) => commands.map((c) => c.split(' ')[0]).sort();
       // The flows, the port, and in the namespace perl (checksum offload, netdev). The end was named,
-      // addressed and routed (asserted above) by the iproute2 backend's long-lived namespace configurator.
+      // addressed and routed (asserted above) by @nodenet/linux's long-lived namespace configurator.
       expect(files(created), created.join('\n')).toEqual(['nsenter', 'ovs-ofctl', 'ovs-vsctl']);
       expect(created.filter((c) => c.startsWith('nsenter')).map((c) => c.split(' ').slice(0, 4).join(' '))).toEqual([
         `nsenter --net=/run/netns/${ns} -- perl`,

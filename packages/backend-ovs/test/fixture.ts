@@ -3,12 +3,11 @@
  * a private Open vSwitch (userspace datapath) in its namespace, the backend running in-process against it
  * (`netns: <node>`), and specs built the way core builds them.
  */
-import { CNI_NAME, Subnet, macForAddress, parseIpv4Address, type CniRecord, type CniSpec, type InstanceSpec } from '@nodenet/core';
+import { CNI_NAME, Subnet, VXLAN_OVERHEAD, macForAddress, parseIpv4Address, type CniRecord, type CniSpec, type InstanceSpec } from '@nodenet/core';
 import { PrivateOvs, type NodeHost, type TestScope } from '@nodenet/testkit';
 import { instanceSpecFor, type InstanceOptions } from '@nodenet/testkit/instance-specs';
+import { LinuxHostProbe } from '@nodenet/linux';
 import { OvsDataplane } from '../src/index.js';
-
-export const VXLAN_OVERHEAD = 50;
 
 export function cniSpecFor(index: number, underlayMtu = 1500): CniSpec {
   const gateway = parseIpv4Address(`198.19.${index}.1`, 'gateway');
@@ -30,13 +29,15 @@ export interface OvsNode {
   readonly host: NodeHost;
   readonly ovs: PrivateOvs;
   readonly dataplane: OvsDataplane;
+  /** The node's host probe (the underlay is the kernel's, not the backend's). */
+  readonly hostProbe: LinuxHostProbe;
 }
 
 export async function ovsNode(scope: TestScope, host: NodeHost, options: { timeoutSeconds?: number } = {}): Promise<OvsNode> {
   const ovs = await PrivateOvs.start(scope, host.ns);
   const dataplane = new OvsDataplane({ ...ovs.config, netns: host.ns, ...(options.timeoutSeconds ? { timeoutSeconds: options.timeoutSeconds } : {}) });
   scope.defer(`close the dataplane of ${host.ns}`, () => dataplane.close());
-  return { host, ovs, dataplane };
+  return { host, ovs, dataplane, hostProbe: new LinuxHostProbe({ netns: host.ns }) };
 }
 
 /** external_ids of an OVSDB row as a plain object (`ovs-vsctl --format=json` map). */

@@ -6,7 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseIpv4Address, Subnet, type NodeRecord } from '@nodenet/core';
 import { TestScope, Topology, completeUnderlayChecksums, echo, ipJson, ipv4AddressesOf, link, nftRuleset, nsExec, ping, startEchoServer, type NodeHost } from '@nodenet/testkit';
-import { OvsOverlay, formatCookie, peerCookie, type OverlayMode } from '../src/index.js';
+import type { OverlayMode } from '@nodenet/core';
+import { OvsOverlay, formatCookie, peerCookie } from '../src/index.js';
 import { cniSpecFor, instanceSpec, ovsNode, type OvsNode } from './fixture.js';
 
 interface Member extends OvsNode {
@@ -18,7 +19,7 @@ interface Member extends OvsNode {
 
 async function member(scope: TestScope, topology: Topology, host: NodeHost, index: number, mode: OverlayMode): Promise<Member> {
   const n = await ovsNode(scope, host);
-  const info = await n.dataplane.probeHost(parseIpv4Address(host.address, 'underlay'));
+  const info = await n.hostProbe.probeHost(parseIpv4Address(host.address, 'underlay'));
   const overlay = new OvsOverlay({ mode, vni: 4242, port: 4789, host: info, ...n.ovs.config, netns: host.ns });
   const cni = { ...cniSpecFor(index), mtu: mode === 'vxlan' ? 1450 : 1500 };
   await n.dataplane.ensureCni(cni);
@@ -102,7 +103,7 @@ describe('OvsOverlay vxlan (netdev datapath)', () => {
   });
 
   it('ensureEndpoint and ensurePeer again change nothing that works (a daemon restart)', async () => {
-    const fresh = new OvsOverlay({ mode: 'vxlan', vni: 4242, port: 4789, host: await a.dataplane.probeHost(a.record.underlayAddress), ...a.ovs.config, netns: a.host.ns });
+    const fresh = new OvsOverlay({ mode: 'vxlan', vni: 4242, port: 4789, host: await a.hostProbe.probeHost(a.record.underlayAddress), ...a.ovs.config, netns: a.host.ns });
     const before = await a.ovs.flows('nodenet0');
     await fresh.ensureEndpoint(a.record);
     await fresh.ensurePeer(b.record);
@@ -131,7 +132,7 @@ describe('OvsOverlay vxlan (netdev datapath)', () => {
   it('removeStalePeers removes entries of peers that left while nobody watched (found by cookie, proto 78, VTEP MAC)', async () => {
     const ghost: NodeRecord = { name: 'ghost', underlayAddress: parseIpv4Address('198.18.0.77', 'u'), subnet: Subnet.of('198.19.77.0/24') };
     await a.overlay.ensurePeer(ghost);
-    const other = new OvsOverlay({ mode: 'vxlan', vni: 4242, port: 4789, host: await a.dataplane.probeHost(a.record.underlayAddress), ...a.ovs.config, netns: a.host.ns });
+    const other = new OvsOverlay({ mode: 'vxlan', vni: 4242, port: 4789, host: await a.hostProbe.probeHost(a.record.underlayAddress), ...a.ovs.config, netns: a.host.ns });
     const removed = await other.removeStalePeers([b.record]);
     expect(removed.join('\n')).toContain('198.18.0.77');
     expect(removed.join('\n')).toContain('198.19.77.0/24');
@@ -176,7 +177,7 @@ describe('OvsOverlay host-gw (netdev datapath)', () => {
   });
 
   it('switching a vxlan node to host-gw removes the tunnel port, the peer flows and the uplink bridge, and gives the underlay back', async () => {
-    const host = await a.dataplane.probeHost(a.record.underlayAddress);
+    const host = await a.hostProbe.probeHost(a.record.underlayAddress);
     const vxlan = new OvsOverlay({ mode: 'vxlan', vni: 4242, port: 4789, host, ...a.ovs.config, netns: a.host.ns });
     await vxlan.ensureEndpoint(a.record);
     await vxlan.ensurePeer(b.record);

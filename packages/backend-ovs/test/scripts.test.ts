@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { CNI_NAME, Subnet, macForAddress, parseIfName, parseIpv4Address, type InstanceSpec } from '@nodenet/core';
-import type { IpLinkWithAddresses } from '@nodenet/backend-iproute2';
+import type { IpLinkWithAddresses } from '@nodenet/linux';
 import {
   SharedLock,
   TX_CHECKSUM_OFF_PERL,

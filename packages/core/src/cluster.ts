@@ -4,7 +4,7 @@
  */
 import { FailedPreconditionError, InvalidArgumentError, asNodenetError } from './errors.js';
 import { parseIpv4Address, Subnet, type Ipv4Address } from './net.js';
-import { silentLogger, type Logger } from './ports-of-core.js';
+import { silentLogger, type HostInfo, type Logger } from './ports-of-core.js';
 import { Mutex } from './sync.js';
 
 /** A node as the cluster knows it: enough for every overlay (the VXLAN endpoint MAC is derived from the address). */
@@ -41,7 +41,7 @@ export function sameNodeRecord(a: NodeRecord, b: NodeRecord): boolean {
  * routes; ovs: tunnel ports and flows). Members converge and tolerate absence.
  */
 export interface Overlay {
-  readonly mode: 'vxlan' | 'host-gw';
+  readonly mode: OverlayMode;
   /** Bytes the overlay adds to each packet (instance MTU = underlay MTU - overhead). */
   readonly overhead: number;
   /** Creates this node's endpoint (e.g. the VXLAN device). */
@@ -50,6 +50,12 @@ export interface Overlay {
   ensurePeer(peer: NodeRecord): Promise<void>;
   /** Removes everything ensurePeer programmed for `peer`. */
   removePeer(peer: NodeRecord): Promise<void>;
+  /**
+   * Throws FAILED_PRECONDITION naming the peer when this overlay cannot reach it from this node (host-gw: not
+   * on the underlay's L2 segment; any mode: this node's own underlay address). No I/O: the server checks
+   * static peers at start and AddPeer requests with it, before anything is programmed.
+   */
+  validatePeer(peer: NodeRecord): void;
   /** Removes overlay entries nodenet owns that no wanted peer explains (e.g. of a peer that left while the daemon was down); returns what it removed. */
   removeStalePeers?(wanted: readonly NodeRecord[]): Promise<readonly string[]>;
 }
@@ -94,8 +100,8 @@ export class StaticMembership implements Membership, PeerControl {
   }
 
   async announce(self: NodeRecord): Promise<void> {
-    const clash = this.peers().find((p) => p.subnet.overlaps(self.subnet));
-    if (clash) throw new FailedPreconditionError(`subnet ${self.subnet} overlaps ${clash.subnet} of peer ${clash.name}`);
+    const clash = firstOverlap(self.subnet, subnetsHeld({ peers: this.peers() }));
+    if (clash) throw new FailedPreconditionError(`subnet ${self.subnet} ${describeOverlap(clash)}`);
     this.self = self;
   }
 
@@ -126,17 +132,12 @@ export class StaticMembership implements Membership, PeerControl {
     if (this.self && peer.name === this.self.name) {
       throw new FailedPreconditionError(`${where}: ${peer.name} is this node's own name`);
     }
-    if (this.self && peer.subnet.overlaps(this.self.subnet)) {
-      throw new FailedPreconditionError(`${where}: subnet ${peer.subnet} of ${peer.name} overlaps this node's subnet ${this.self.subnet}`);
-    }
-    for (const other of this.byName.values()) {
-      if (other.name !== peer.name && other.subnet.overlaps(peer.subnet)) {
-        throw new FailedPreconditionError(`${where}: subnet ${peer.subnet} of ${peer.name} overlaps ${other.subnet} of peer ${other.name}`);
-      }
-      if (other.name !== peer.name && other.underlayAddress === peer.underlayAddress) {
-        throw new FailedPreconditionError(`${where}: underlay address ${peer.underlayAddress} of ${peer.name} is already peer ${other.name}'s`);
-      }
-    }
+    // A peer replacing itself may change its subnet: its old one is not held against it.
+    const others = [...this.byName.values()].filter((o) => o.name !== peer.name);
+    const clash = firstOverlap(peer.subnet, subnetsHeld({ ...(this.self ? { ownSubnet: this.self.subnet } : {}), peers: others }));
+    if (clash) throw new FailedPreconditionError(`${where}: subnet ${peer.subnet} of ${peer.name} ${describeOverlap(clash)}`);
+    const twin = others.find((o) => o.underlayAddress === peer.underlayAddress);
+    if (twin) throw new FailedPreconditionError(`${where}: underlay address ${peer.underlayAddress} of ${peer.name} is already peer ${twin.name}'s`);
   }
 }
 
@@ -244,4 +245,93 @@ export class PeerSync {
     // Every wanted peer's subnet, programmed or not: traffic to a peer is never masqueraded.
     await this.onSubnets([self.subnet, ...[...wanted.values()].map((p) => p.subnet)]);
   }
+}
+
+// -------------------------------------------------------------------------------------------------------
+// The overlay's settings and the rules every backend's overlay follows, stated once: the VNI range, what
+// VXLAN adds to a packet, and which peers an overlay can reach.
+
+/** Outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8: what the vxlan overlay adds to every packet. */
+export const VXLAN_OVERHEAD = 50;
+/**
+ * VXLAN network identifiers nodenet accepts. 0 is left out: some VTEPs (EVPN, hardware) treat VNI 0 as
+ * "none", and the config has always refused it.
+ */
+export const MIN_VNI = 1;
+export const MAX_VNI = 2 ** 24 - 1;
+export const OVERLAY_MODES = ['vxlan', 'host-gw'] as const;
+export type OverlayMode = (typeof OVERLAY_MODES)[number];
+
+/** Checks an overlay's mode, VNI and UDP port (both backends' overlays take these settings; the config checks them too). */
+export function checkOverlaySettings(settings: { readonly mode: unknown; readonly vni: number; readonly port: number }): void {
+  if (!OVERLAY_MODES.includes(settings.mode as OverlayMode)) {
+    throw new InvalidArgumentError('overlay.mode', `'${String(settings.mode)}' is not an overlay mode: use vxlan or host-gw`);
+  }
+  if (!Number.isInteger(settings.vni) || settings.vni < MIN_VNI || settings.vni > MAX_VNI) {
+    throw new InvalidArgumentError('overlay.vni', `${String(settings.vni)} is not a VXLAN network identifier: use an integer ${MIN_VNI}..${MAX_VNI}`);
+  }
+  if (!Number.isInteger(settings.port) || settings.port < 1 || settings.port > 65535) {
+    throw new InvalidArgumentError('overlay.port', `${String(settings.port)} is not a UDP port: use an integer 1..65535`);
+  }
+}
+
+/** Any overlay: a peer with this node's own underlay address is a configuration mistake. */
+export function checkPeerIsOther(host: HostInfo, peer: NodeRecord): void {
+  if (peer.underlayAddress === host.underlayAddress) {
+    throw new FailedPreconditionError(`peer ${peer.name} has underlay address ${peer.underlayAddress}, which is this node's own: give each node its own underlay address`);
+  }
+}
+
+/**
+ * host-gw sends instance packets to the peer's underlay address as the next hop, which only works when the
+ * peer is on the same L2 segment: its address must be inside a network of this node's underlay link.
+ */
+export function checkHostGwPeer(host: HostInfo, peer: NodeRecord): void {
+  checkPeerIsOther(host, peer);
+  const segments = host.localNetworks.filter((n) => n.interface === host.underlayInterface).map((n) => n.subnet);
+  if (segments.some((s) => s.isUsableHost(peer.underlayAddress) || (s.prefixLength >= 31 && s.contains(peer.underlayAddress)))) return;
+  const named = segments.length > 0 ? segments.map(String).join(', ') : `(none: ${host.underlayInterface} has no IPv4 network)`;
+  throw new FailedPreconditionError(
+    `peer ${peer.name} at ${peer.underlayAddress} is not on this node's L2 segment ${named}: host-gw needs directly reachable peers; use overlay mode vxlan`,
+  );
+}
+
+/** Whether an overlay in `mode` can reach `peer` from `host`: what Overlay.validatePeer checks. */
+/** A subnet something on or around this node holds, and who, for messages (`the subnet of peer node node-2`). */
+export interface HeldSubnet {
+  readonly subnet: Subnet;
+  readonly holder: string;
+}
+
+/**
+ * What this node's addressing must stay clear of: the networks of its own interfaces (an instance subnet
+ * overlapping one would take the node's own traffic into the overlay), its own instance subnet, and every
+ * peer's (no two nodes' instance subnets overlap).
+ */
+export function subnetsHeld(node: {
+  readonly host?: HostInfo;
+  readonly ownSubnet?: Subnet;
+  readonly peers?: readonly { readonly name: string; readonly subnet: Subnet }[];
+}): HeldSubnet[] {
+  return [
+    ...(node.ownSubnet ? [{ subnet: node.ownSubnet, holder: "this node's subnet" }] : []),
+    ...(node.host?.localNetworks ?? []).map((l) => ({ subnet: l.subnet, holder: `the network of interface ${l.interface} on this node` })),
+    ...(node.peers ?? []).map((p) => ({ subnet: p.subnet, holder: `the subnet of peer node ${p.name}` })),
+  ];
+}
+
+/** The overlap rule, stated once for the CNI, AddPeer, static membership and the config: the first held subnet `subnet` overlaps. */
+export function firstOverlap(subnet: Subnet, held: Iterable<HeldSubnet>): HeldSubnet | undefined {
+  for (const h of held) if (h.subnet.overlaps(subnet)) return h;
+  return undefined;
+}
+
+/** `overlaps 198.19.2.0/24, the subnet of peer node node-2` */
+export function describeOverlap(held: HeldSubnet): string {
+  return `overlaps ${held.subnet}, ${held.holder}`;
+}
+
+export function checkPeerForMode(mode: OverlayMode, host: HostInfo, peer: NodeRecord): void {
+  if (mode === 'host-gw') checkHostGwPeer(host, peer);
+  else checkPeerIsOther(host, peer);
 }

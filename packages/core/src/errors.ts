@@ -64,6 +64,21 @@ export class InternalError extends NodenetError {
   }
 }
 
+/**
+ * Several steps of a teardown failed: every step was tried and every failure is listed (netavark's error
+ * list), rather than the first one hiding the rest. The status is the first failure's.
+ */
+export class TeardownError extends NodenetError {
+  readonly code: ErrorCode;
+  constructor(
+    readonly step: string,
+    readonly failures: readonly NodenetError[],
+  ) {
+    super(`${step}: ${failures.length} steps failed: ${failures.map((f) => f.message).join('; ')}`, { cause: failures[0] });
+    this.code = failures[0]?.code ?? 'INTERNAL';
+  }
+}
+
 export function isNodenetError(e: unknown): e is NodenetError {
   return e instanceof NodenetError;
 }

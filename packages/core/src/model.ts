@@ -27,7 +27,7 @@ export interface InstanceRecord {
   readonly netns?: NetnsRef;
   /** The name inside `netns`. */
   readonly ifname?: IfName;
-  /** Identity of `netns` when the interface was placed (see Dataplane.namespaceAlive). */
+  /** Identity of `netns` when the interface was placed (see NamespaceIdentity.namespaceAlive). */
   readonly netnsId?: string;
   /** The instance-side MAC (for a TAP: the MAC nodenet suggests for the guest NIC). */
   readonly mac: string;

@@ -13,10 +13,12 @@
 import {
   AlreadyExistsError,
   FailedPreconditionError,
+  TeardownError,
   InvalidArgumentError,
   NotFoundError,
   PermissionDeniedError,
   asNodenetError,
+  type NodenetError,
 } from './errors.js';
 import type { CniRecord, InstanceKind, InstanceRecord, NodeState } from './model.js';
 import { macForAddress, parseIpv4Address, Subnet, type Ipv4Address } from './net.js';
@@ -31,6 +33,7 @@ import {
   type InstanceRules,
   type InstanceSpec,
   type Logger,
+  type NamespaceIdentity,
   type PacketFilter,
   type Repairs,
   type StagedRecord,
@@ -39,6 +42,7 @@ import {
 import { Mutex } from './sync.js';
 import { Transaction } from './transaction.js';
 import { planReconcile, type BusySet, type ReconcileReport } from './reconcile.js';
+import { describeOverlap, firstOverlap, subnetsHeld } from './cluster.js';
 
 /** Another node of the cluster, as far as this node's addressing is concerned. */
 export interface PeerSubnet {
@@ -48,6 +52,8 @@ export interface PeerSubnet {
 
 export interface NodeNetworkOptions {
   readonly dataplane: Dataplane;
+  /** Identity of the namespaces instances are placed in (the host's, not the backend's). */
+  readonly namespaces: NamespaceIdentity;
   readonly packetFilter: PacketFilter;
   readonly store: StateStore;
   readonly host: HostInfo;
@@ -118,6 +124,7 @@ const DEFAULT_IFNAME = 'eth0' as IfName;
 
 export class NodeNetwork {
   private readonly dataplane: Dataplane;
+  private readonly namespaces: NamespaceIdentity;
   private readonly filter: PacketFilter;
   private readonly store: StateStore;
   private readonly logger: Logger;
@@ -139,6 +146,7 @@ export class NodeNetwork {
 
   constructor(private readonly options: NodeNetworkOptions) {
     this.dataplane = options.dataplane;
+    this.namespaces = options.namespaces;
     this.filter = options.packetFilter;
     this.store = options.store;
     this.logger = options.logger ?? silentLogger;
@@ -253,18 +261,8 @@ export class NodeNetwork {
     if (subnet.contains(host.underlayAddress)) {
       throw new FailedPreconditionError(`sub_network ${subnet} contains the node's underlay address ${host.underlayAddress}: choose a subnet outside the underlay`);
     }
-    for (const local of host.localNetworks) {
-      if (local.subnet.overlaps(subnet)) {
-        throw new FailedPreconditionError(
-          `sub_network ${subnet} overlaps ${local.subnet}, the network of interface ${local.interface} on this node: choose a subnet outside it`,
-        );
-      }
-    }
-    for (const peer of this.options.peers?.() ?? []) {
-      if (peer.subnet.overlaps(subnet)) {
-        throw new FailedPreconditionError(`sub_network ${subnet} overlaps ${peer.subnet}, the subnet of peer node ${peer.name}: choose a free subnet`);
-      }
-    }
+    const clash = firstOverlap(subnet, subnetsHeld({ host, peers: this.options.peers?.() ?? [] }));
+    if (clash) throw new FailedPreconditionError(`sub_network ${subnet} ${describeOverlap(clash)}: choose a free subnet outside it`);
   }
 
   private cniSpec(cni: CniRecord): CniSpec {
@@ -366,7 +364,6 @@ export class NodeNetwork {
     hostIfname: IfName,
     cni: CniRecord,
   ): Promise<InstanceRecord> {
-    const mtu = cni.mtu;
     let record: InstanceRecord = {
       handle,
       hostIfname,
@@ -375,27 +372,18 @@ export class NodeNetwork {
       ports: request.ports,
       ...(request.netns ? { netns: request.netns, ifname: request.ifname } : {}),
       mac: macForAddress(request.address),
-      mtu,
+      mtu: cni.mtu,
       createdAt: this.now().toISOString(),
     };
-    const spec: InstanceSpec = {
-      handle,
-      hostIfname: record.hostIfname,
-      kind: record.kind,
-      address: record.address,
-      mac: record.mac,
-      mtu,
-      cni: this.cniSpec(cni),
-      ...(request.netns ? { netns: request.netns, ifname: request.ifname } : {}),
-    };
-    const rules: InstanceRules = { hostIfname, address: record.address, ports: record.ports };
+    const spec = this.instanceSpec(record, cni);
+    const rules = rulesOf(record);
     const context = { rpc: 'CreateInterface', handle, address: record.address };
     const tx = new Transaction(this.logger, context);
     let staged: StagedRecord | undefined;
     try {
       // The namespace's identity belongs in the record: read it first (a stat), so the record can be written
       // while the interface is made.
-      if (request.kind === 'veth' && request.netns) record = { ...record, netnsId: await this.dataplane.identifyNamespace(request.netns) };
+      if (request.kind === 'veth' && request.netns) record = { ...record, netnsId: await this.namespaces.identifyNamespace(request.netns) };
       // Rules, link and record side by side. The filter's default deny on nodenet's bridge ports (nnh-*,
       // nni-*) holds the new port until its allowed source is in, so no order is needed between rules and
       // link. The record is staged (durable, not yet in effect) and committed only once both succeeded: a
@@ -481,34 +469,43 @@ export class NodeNetwork {
 
   private async applyDelete(record: InstanceRecord, cni: CniRecord): Promise<void> {
     const context = { rpc: 'DeleteInterface', handle: record.handle, address: record.address };
-    const rules: InstanceRules = { hostIfname: record.hostIfname, address: record.address, ports: record.ports };
-    const step = async (name: string, fn: () => Promise<void>) => {
-      try {
-        await fn();
-      } catch (e) {
-        // The record stays, so a retry of DeleteInterface resumes; every step is tolerant of work already done.
-        const err = asNodenetError(e, name);
-        this.logger.error({ ...context, step: name, err: err.message }, 'delete failed; retry DeleteInterface');
-        throw err;
-      }
-    };
-    // The link (its deletion waits ~20 ms in the kernel for an RCU grace period) in parallel with the rules
-    // and then conntrack: no order between link and rules matters (bridge ports admit nothing without their
-    // rules), and the flush comes after the rules, so no new connection can be NATed to the old address or
-    // admitted from its port behind the flush.
-    const removed = await Promise.allSettled([
+    try {
+      await this.release(record, cni);
+    } catch (e) {
+      // The record stays, so a retry of DeleteInterface resumes; every step is tolerant of work already done.
+      const err = asNodenetError(e, 'delete the interface');
+      this.logger.error({ ...context, err: err.message }, 'delete failed; retry DeleteInterface');
+      throw err;
+    }
+    this.logger.info(context, 'interface deleted');
+  }
+
+  /**
+   * The one release path (DeleteInterface, and reconcile for an instance that is gone): the link, the rules
+   * and then conntrack, the record last. Every step is tried whatever the others did (netavark's teardown);
+   * when any failed, all failures are reported together (TeardownError) and the record stays for a retry.
+   * The link (its deletion waits ~20 ms in the kernel for an RCU grace period) goes in parallel with the
+   * rules: no order between them matters (bridge ports admit nothing without their rules), and the flush
+   * comes after the rules, so no new connection can be NATed to the old address or admitted from its port
+   * behind the flush.
+   */
+  private async release(record: InstanceRecord, cni: CniRecord): Promise<void> {
+    const rules = rulesOf(record);
+    const step = (name: string, fn: () => Promise<void>) => fn().catch((e: unknown) => Promise.reject(asNodenetError(e, name)));
+    const rulesRemoved = step('remove published ports and anti-spoofing', () => this.filter.removeInstance(rules));
+    const results = await Promise.allSettled([
       step('delete the interface', () => this.dataplane.deleteInstance(record, cni)),
-      step('remove published ports and anti-spoofing', () => this.filter.removeInstance(rules)).then(() =>
-        step('flush connection tracking', () => this.filter.flushConntrack(record.address)),
-      ),
+      rulesRemoved,
+      rulesRemoved.catch(() => undefined).then(() => step('flush connection tracking', () => this.filter.flushConntrack(record.address))),
     ]);
-    const failed = removed.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
+    const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as NodenetError] : []));
+    if (failures.length === 1) throw failures[0];
+    if (failures.length > 1) throw new TeardownError(`release ${record.handle}`, failures);
     await step('forget the interface', () => this.store.releaseInstance(record.handle));
     this.untrack(record);
     this.released.add(record.handle);
-    this.logger.info(context, 'interface deleted');
   }
+
   // ---------------------------------------------------------------------------------------------------
   // Restore and reconcile
 
@@ -634,21 +631,10 @@ export class NodeNetwork {
 
   /** An instance whose interface is gone: put it back where it was if that namespace still lives, else release it. */
   private async repairInstance(record: InstanceRecord, cni: CniRecord, repairs: string[], errors: string[]): Promise<void> {
-    const spec: InstanceSpec = {
-      handle: record.handle,
-      hostIfname: record.hostIfname,
-      kind: record.kind,
-      address: record.address,
-      mac: record.mac,
-      mtu: record.mtu,
-      cni: this.cniSpec(cni),
-      ...(record.netns ? { netns: record.netns, ifname: record.ifname } : {}),
-    };
-    const rules: InstanceRules = { hostIfname: record.hostIfname, address: record.address, ports: record.ports };
     try {
-      if (record.netns && (await this.dataplane.namespaceAlive(record.netns, record.netnsId))) {
-        await this.filter.addInstance(rules);
-        const placement = await this.dataplane.createInstance(spec);
+      if (record.netns && (await this.namespaces.namespaceAlive(record.netns, record.netnsId))) {
+        await this.filter.addInstance(rulesOf(record));
+        const placement = await this.dataplane.createInstance(this.instanceSpec(record, cni));
         if (placement?.netnsId && placement.netnsId !== record.netnsId) {
           const updated = { ...record, netnsId: placement.netnsId };
           await this.store.saveInstance(updated);
@@ -659,17 +645,26 @@ export class NodeNetwork {
       }
       // Nowhere to put it back: the instance is gone (its namespace went, or a runtime moved it and the pair
       // was deleted). Free its address and ports.
-      await this.dataplane.deleteInstance(record, cni);
-      await this.filter.removeInstance(rules);
-      await this.filter.flushConntrack(record.address);
-      await this.store.releaseInstance(record.handle);
-      this.untrack(record);
-      this.released.add(record.handle);
+      await this.release(record, cni);
       const why = record.netns ? `its namespace ${record.netns} no longer exists` : record.kind === 'tap' ? 'its TAP is gone' : 'its veth pair is gone';
       repairs.push(`instance ${record.handle} (${record.address}) is gone (${why}): released its address and ports`);
     } catch (e) {
       errors.push(asNodenetError(e, `repair ${record.handle}`).message);
     }
+  }
+
+  /** What the dataplane needs to make `record`'s interface: built from the record, the one source of truth. */
+  private instanceSpec(record: InstanceRecord, cni: CniRecord): InstanceSpec {
+    return {
+      handle: record.handle,
+      hostIfname: record.hostIfname,
+      kind: record.kind,
+      address: record.address,
+      mac: record.mac,
+      mtu: record.mtu,
+      cni: this.cniSpec(cni),
+      ...(record.netns ? { netns: record.netns, ifname: record.ifname } : {}),
+    };
   }
 
   /** Creates and deletes in flight: reconcile leaves their links and elements alone. */
@@ -683,8 +678,12 @@ export class NodeNetwork {
   }
 }
 
-function sameRequest
-(a: InstanceRequest, b: InstanceRequest): boolean {
+/** The packet-filter rules of an instance. */
+function rulesOf(record: InstanceRecord): InstanceRules {
+  return { hostIfname: record.hostIfname, address: record.address, ports: record.ports };
+}
+
+function sameRequest(a: InstanceRequest, b: InstanceRequest): boolean {
   return (
     a.address === b.address &&
     a.kind === b.kind &&

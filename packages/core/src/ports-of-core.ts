@@ -58,6 +58,38 @@ export interface InstancePlacement {
   readonly netnsId?: string;
 }
 
+/** Finds the node's underlay (the host's business, whichever backend switches the instances). */
+export interface HostProbe {
+  /** The link and MTU of `underlayAddress`, or of the default route's source when absent, and the node's local networks. */
+  probeHost(underlayAddress?: Ipv4Address): Promise<HostInfo>;
+}
+
+/** Tells network namespaces apart (the host's business: the same for every backend). */
+export interface NamespaceIdentity {
+  /**
+   * The identity (`DEV:INODE`) createInstance will report as `netnsId` for an instance placed in `netns` now,
+   * read before the create so that its record can be written while the interface is made. NOT_FOUND when
+   * the namespace does not exist. Cheap (no process).
+   */
+  identifyNamespace(netns: NetnsRef): Promise<string>;
+  /**
+   * Whether the namespace an instance was placed in still exists and is the same one (`netnsId` from
+   * createInstance): a recreated namespace of the same name, or a reused PID, is not.
+   */
+  namespaceAlive(netns: NetnsRef, netnsId: string | undefined): Promise<boolean>;
+}
+
+/** What the node's host provides beside the dataplane: its underlay and the identity of namespaces. */
+export interface HostServices extends HostProbe, NamespaceIdentity {}
+
+/**
+ * What the instances' ports are, as far as filtering them goes: `linux-bridge` when they are ports of a Linux
+ * bridge (netfilter's bridge family sees every frame they send, so per-port rules can sit on them); `switch`
+ * when a switch outside netfilter's bridge hooks carries them (Open vSwitch), so their packets can only be
+ * caught where the node itself receives them.
+ */
+export type InstancePorts = 'linux-bridge' | 'switch';
+
 /**
  * A dataplane backend: creates the CNI and instance interfaces. Members converge (ensureX) or are
  * tolerant of absence (deleteX), so that a retry or a roll-back is always safe.
@@ -65,8 +97,8 @@ export interface InstancePlacement {
 export interface Dataplane {
   /** The backend's registered name, e.g. `iproute2`. */
   readonly name: string;
-  /** Finds the underlay: the link and MTU of `underlayAddress`, or of the default route's source when absent. */
-  probeHost(underlayAddress?: Ipv4Address): Promise<HostInfo>;
+  /** What carries the instances' frames (see InstancePorts): the packet filter places its loopback guard by it. */
+  readonly instancePorts: InstancePorts;
   /**
    * Creates the CNI when missing, sets its address, MTU and MAC, brings it up, turns on forwarding and the
    * other sysctls nodenet needs. Converges: when all is right it changes nothing; it reports what it repaired.
@@ -92,17 +124,6 @@ export interface Dataplane {
   attachToCni?(hostIfname: IfName, cni: CniSpec): Promise<void>;
   /** Deletes links nodenet owns that no record explains (orphans of a crash). Absent is fine. */
   deleteOwnedLinks(names: readonly IfName[]): Promise<void>;
-  /**
-   * Whether the namespace an instance was placed in still exists and is the same one (`netnsId` from
-   * createInstance): a recreated namespace of the same name, or a reused PID, is not.
-   */
-  namespaceAlive(netns: NetnsRef, netnsId: string | undefined): Promise<boolean>;
-  /**
-   * The identity createInstance will report as `netnsId` for an instance placed in `netns` now, read before
-   * the create so that its record can be written while the interface is made. NOT_FOUND when the namespace
-   * does not exist. Cheap (no process).
-   */
-  identifyNamespace(netns: NetnsRef): Promise<string>;
   /** Releases resources (e.g. helper processes). */
   close?(): Promise<void>;
 }

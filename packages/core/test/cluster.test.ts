@@ -19,6 +19,7 @@ class RecordingOverlay implements Overlay {
   async removePeer(p: NodeRecord) {
     this.log.push(`-${p.name} ${p.subnet}`);
   }
+  validatePeer(_p: NodeRecord) {}
 }
 
 describe('parseNodeRecord', () => {
@@ -33,14 +34,14 @@ describe('parseNodeRecord', () => {
 
 describe('StaticMembership', () => {
   it('refuses overlapping or duplicate peers, is idempotent, notifies on change', async () => {
-    expect(() => new StaticMembership([node(2), node(3, '198.19.2.128/25')])).toThrow(/overlaps 198.19.2.0\/24 of peer node-2/);
+    expect(() => new StaticMembership([node(2), node(3, '198.19.2.128/25')])).toThrow(/overlaps 198.19.2.0\/24, the subnet of peer node node-2/);
     const m = new StaticMembership([node(2)]);
     const seen: string[][] = [];
     await m.start((ps) => seen.push(ps.map((p) => p.name)));
     await m.addPeer(node(3));
     await m.addPeer(node(3));
     await expect(m.addPeer(parseNodeRecord({ name: 'node-4', underlayAddress: '198.18.0.4', subnet: '198.19.3.0/25' }, 'p'))).rejects.toThrow(
-      /overlaps 198.19.3.0\/24 of peer node-3/,
+      /overlaps 198.19.3.0\/24, the subnet of peer node node-3/,
     );
     await m.removePeer('node-2');
     await m.removePeer('node-2');
@@ -50,7 +51,7 @@ describe('StaticMembership', () => {
   it('refuses a peer overlapping this node once announced', async () => {
     const m = new StaticMembership([]);
     await m.announce(node(1));
-    await expect(m.addPeer(node(9, '198.19.1.0/25'))).rejects.toThrow(/overlaps this node's subnet/);
+    await expect(m.addPeer(node(9, '198.19.1.0/25'))).rejects.toThrow(/overlaps 198.19.1.0\/24, this node's subnet/);
   });
 });
 

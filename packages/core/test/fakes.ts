@@ -9,6 +9,7 @@ import {
   type InstancePlacement,
   type NetnsRef,
   type HostInfo,
+  type HostServices,
   type IfName,
   type InstanceRecord,
   type InstanceRules,
@@ -24,8 +25,9 @@ import {
 /** Resolves after the current macrotask, so concurrent calls really interleave. */
 export const tick = () => new Promise<void>((r) => setImmediate(r));
 
-export class FakeDataplane implements Dataplane {
+export class FakeDataplane implements Dataplane, HostServices {
   readonly name = 'fake';
+  readonly instancePorts = 'linux-bridge' as const;
   readonly links = new Map<string, LinkState>([
     ['lo', { name: 'lo' }],
     ['eth0', { name: 'eth0' }],

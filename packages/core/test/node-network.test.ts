@@ -1,5 +1,5 @@
 import { beforeEach, describe, expect, it } from 'vitest';
-import { InternalError, NodeNetwork, Subnet, type NodenetError } from '@nodenet/core';
+import { InternalError, NodeNetwork, Subnet, TeardownError, type NodenetError } from '@nodenet/core';
 import { FakeDataplane, FakePacketFilter, MemoryStateStore, tick } from './fakes.js';
 
 async function code(p: Promise<unknown>): Promise<string> {
@@ -30,6 +30,7 @@ describe('NodeNetwork', () => {
   async function make(peers: { name: string; subnet: Subnet }[] = []) {
     const n = new NodeNetwork({
       dataplane: dp,
+      namespaces: dp,
       packetFilter: pf,
       store,
       host: await dp.probeHost(),
@@ -317,6 +318,26 @@ describe('NodeNetwork', () => {
       expect(await code(net.deleteInterface({ interfaceName }))).toBe('OK');
       // address and port are free again
       expect(await code(net.createInterface({ ipAddress: '198.19.1.2', ports: [80] }))).toBe('OK');
+    });
+
+    it('tries every teardown step and reports every failure, keeping the record for a retry', async () => {
+      await cni();
+      const { interfaceName } = await net.createInterface({ ipAddress: '198.19.1.2', ports: [80] });
+      dp.deleteInstance = async () => {
+        throw new Error('link busy');
+      };
+      pf.removeInstance = async () => {
+        throw new Error('nft refused');
+      };
+      const err = (await net.deleteInterface({ interfaceName }).catch((e: unknown) => e)) as TeardownError;
+      expect(err).toBeInstanceOf(TeardownError);
+      expect(err.code).toBe('INTERNAL');
+      expect(err.failures.map((f) => f.message)).toEqual(['delete the interface: link busy', 'remove published ports and anti-spoofing: nft refused']);
+      expect(err.message).toMatch(/2 steps failed: delete the interface: link busy; remove published ports and anti-spoofing: nft refused/);
+      // The flush was still tried (after the rules step settled), and the record stays for a retry.
+      expect(pf.flushed).toEqual(['198.19.1.2']);
+      expect(store.state.instances.map((r) => r.handle)).toEqual([interfaceName]);
+      expect(store.state.released).toEqual([]);
     });
 
     it('remembers released handles across a restart', async () => {

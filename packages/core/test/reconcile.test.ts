@@ -12,6 +12,7 @@ describe('NodeNetwork.reconcile', () => {
   async function make() {
     const n = new NodeNetwork({
       dataplane: dp,
+      namespaces: dp,
       packetFilter: pf,
       store,
       host: await dp.probeHost(),
@@ -139,7 +140,7 @@ describe('NodeNetwork.reconcile', () => {
   });
 
   it('never removes a CNI being created, nor the links of a create that finished while the kernel was listed', async () => {
-    const fresh = new NodeNetwork({ dataplane: dp, packetFilter: pf, store: new MemoryStateStore(), host: await dp.probeHost(), reservedPorts: new Map(), overlayOverhead: 50 });
+    const fresh = new NodeNetwork({ dataplane: dp, namespaces: dp, packetFilter: pf, store: new MemoryStateStore(), host: await dp.probeHost(), reservedPorts: new Map(), overlayOverhead: 50 });
     await fresh.load();
     // no CNI record in `fresh`, but the bridge exists (being created by a concurrent request)
     expect((await fresh.reconcile()).repairs).toEqual([]);

@@ -21,12 +21,15 @@ import {
   parseNodeName,
   parseNodeRecord,
   Subnet,
+  describeOverlap,
+  firstOverlap,
+  subnetsHeld,
   type Dataplane,
   type HostInfo,
   type NodeNetwork,
   type NodeRecord,
+  type Overlay,
 } from '@nodenet/core';
-import { checkHostGwPeer } from '@nodenet/backend-iproute2';
 import type { ClusterLink } from './cluster-link.js';
 import type { DaemonConfig } from './config.js';
 import type { DaemonLogger } from './logger.js';
@@ -38,6 +41,8 @@ export interface AdminContext {
   readonly config: DaemonConfig;
   readonly host: HostInfo;
   readonly dataplane: Dataplane;
+  /** Says whether it can reach a peer (Overlay.validatePeer), whatever the backend. */
+  readonly overlay: Overlay;
 }
 
 export function createAdminServer(ctx: AdminContext, logger: DaemonLogger, inFlight: InFlight): NetworkAdminServer {
@@ -110,15 +115,9 @@ function checkPeerAgainstNode(peer: NodeRecord, ctx: AdminContext): void {
   if (peer.name === ctx.config.nodeName) throw new FailedPreconditionError(`peer ${peer.name} is this node's own name`);
   if (peer.underlayAddress === ctx.host.underlayAddress) throw new FailedPreconditionError(`peer ${peer.name}: ${peer.underlayAddress} is this node's own underlay address`);
   const cni = ctx.network.cniRecord;
-  if (cni && Subnet.of(cni.subnet).overlaps(peer.subnet)) {
-    throw new FailedPreconditionError(`peer ${peer.name}: subnet ${peer.subnet} overlaps this node's subnet ${cni.subnet}`);
-  }
-  for (const local of ctx.host.localNetworks) {
-    if (local.subnet.overlaps(peer.subnet)) {
-      throw new FailedPreconditionError(`peer ${peer.name}: subnet ${peer.subnet} overlaps ${local.subnet}, the network of ${local.interface} on this node`);
-    }
-  }
-  if (ctx.config.overlay.mode === 'host-gw') checkHostGwPeer(ctx.host, peer);
+  const clash = firstOverlap(peer.subnet, subnetsHeld({ host: ctx.host, ...(cni ? { ownSubnet: Subnet.of(cni.subnet) } : {}) }));
+  if (clash) throw new FailedPreconditionError(`peer ${peer.name}: subnet ${peer.subnet} ${describeOverlap(clash)}`);
+  ctx.overlay.validatePeer(peer);
 }
 
 function toPeer(p: NodeRecord): Peer {

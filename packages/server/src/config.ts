@@ -10,7 +10,8 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { isIPv6 } from 'node:net';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
-import { InvalidArgumentError, parseIpv4Address, Subnet, type Ipv4Address } from '@nodenet/core';
+import { InvalidArgumentError, MAX_VNI, MIN_VNI, OVERLAY_MODES, describeOverlap, firstOverlap, parseIpv4Address, Subnet, type Ipv4Address } from '@nodenet/core';
+import { OVSDB_REMOTE_RE } from '@nodenet/backend-ovs';
 // The subpath holds only the file checks: the adapter itself (etcd3 and its gRPC stack) loads only for etcd membership.
 import { checkEtcdEndpointSchemes, checkEtcdTlsShape, readEtcdTlsFiles, type EtcdTlsFiles, type EtcdTlsMaterial } from '@nodenet/membership-etcd/tls';
 
@@ -221,8 +222,8 @@ const configSchema = z.strictObject({
   reservedPorts: z.array(intIn(1, 65535), { error: (iss) => `must be a list of ports (got ${show(iss.input)})` }).default([]),
   overlay: z
     .strictObject({
-      mode: oneOf(['vxlan', 'host-gw']).default('vxlan'),
-      vni: intIn(1, 16777215).default(4242),
+      mode: oneOf([...OVERLAY_MODES]).default('vxlan'),
+      vni: intIn(MIN_VNI, MAX_VNI).default(4242),
       port: intIn(1, 65535).default(4789),
     })
     .prefault({}),
@@ -252,7 +253,7 @@ const configSchema = z.strictObject({
   ovs: z
     .strictObject({
       db: str('an OVSDB remote')
-        .regex(/^(unix:\/\S+|(tcp|ssl):\S+:\d+)$/, { error: (iss) => `${show(iss.input)} is not an OVSDB remote: use unix:/PATH, tcp:HOST:PORT or ssl:HOST:PORT` })
+        .regex(OVSDB_REMOTE_RE, { error: (iss) => `${show(iss.input)} is not an OVSDB remote: use unix:/PATH, tcp:HOST:PORT or ssl:HOST:PORT` })
         .default('unix:/var/run/openvswitch/db.sock'),
       runDir: path('a directory path').default('/var/run/openvswitch'),
       datapathType: oneOf(['system', 'netdev']).default('system'),
@@ -419,10 +420,9 @@ function crossCheck(c: ParsedConfig, backends: readonly string[]): { key: string
     if (c.underlayAddress !== undefined && p.underlayAddress === c.underlayAddress) {
       problems.push({ key: `${key}.underlayAddress`, message: `${p.underlayAddress} is this node's own underlay address: list only the other nodes` });
     }
+    const clash = firstOverlap(p.subnet, c.membership.peers.slice(0, i).map((q, j) => ({ subnet: q.subnet, holder: `the subnet of membership.peers[${j}] (${q.name})` })));
+    if (clash) problems.push({ key: `${key}.subnet`, message: `${p.subnet} ${describeOverlap(clash)}: every node needs its own subnet` });
     c.membership.peers.slice(0, i).forEach((q, j) => {
-      if (q.subnet.overlaps(p.subnet)) {
-        problems.push({ key: `${key}.subnet`, message: `${p.subnet} overlaps ${q.subnet} of membership.peers[${j}] (${q.name}): every node needs its own subnet` });
-      }
       if (q.underlayAddress === p.underlayAddress) {
         problems.push({ key: `${key}.underlayAddress`, message: `${p.underlayAddress} is also the address of membership.peers[${j}] (${q.name})` });
       }

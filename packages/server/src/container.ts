@@ -4,9 +4,22 @@
  */
 import 'reflect-metadata';
 import { container as rootContainer, instanceCachingFactory, type DependencyContainer, type InjectionToken } from 'tsyringe';
-import { InvalidArgumentError, StaticMembership, type Dataplane, type HostInfo, type Logger, type Membership, type Overlay, type PacketFilter, type StateStore } from '@nodenet/core';
+import {
+  InvalidArgumentError,
+  StaticMembership,
+  type Dataplane,
+  type HostInfo,
+  type HostServices,
+  type InstancePorts,
+  type Logger,
+  type Membership,
+  type Overlay,
+  type PacketFilter,
+  type StateStore,
+} from '@nodenet/core';
 import { Iproute2Dataplane, Iproute2Overlay, OVERLAY_DEVICE } from '@nodenet/backend-iproute2';
 import { OVS_INFRASTRUCTURE_LINKS, OvsDataplane, OvsOverlay } from '@nodenet/backend-ovs';
+import { LinuxHostServices } from '@nodenet/linux';
 import { NftPacketFilter, type LoopbackGuard } from '@nodenet/nftables';
 import { FileStateStore } from '@nodenet/state';
 import { ConfigError, readEtcdTls, type DaemonConfig } from './config.js';
@@ -23,9 +36,14 @@ export interface Backend {
   createOverlay(host: HostInfo): Overlay;
   /** Links the backend owns that are not instances' (never treated as orphans). */
   readonly infrastructureLinks: readonly string[];
-  /** Where the packet filter puts the loopback guard: on the bridge ports when they are Linux bridge ports. */
-  readonly loopbackGuard: LoopbackGuard;
 }
+
+/**
+ * Where the packet filter puts the loopback guard, from what the dataplane's instance ports are (the one
+ * place core's capability meets nftables' option): on the ports when they are Linux bridge ports, which
+ * instance frames pass anyway; otherwise in the ip table's prerouting, where the node receives them.
+ */
+export const LOOPBACK_GUARD_FOR: Readonly<Record<InstancePorts, LoopbackGuard>> = { 'linux-bridge': 'bridge-ports', switch: 'ip-prerouting' };
 
 export type BackendFactory = (context: BackendContext) => Backend;
 
@@ -35,7 +53,6 @@ export const BACKENDS: Readonly<Record<string, BackendFactory>> = {
     dataplane: new Iproute2Dataplane({ logger }),
     createOverlay: (host) => new Iproute2Overlay({ mode: config.overlay.mode, vni: config.overlay.vni, port: config.overlay.port, host, logger }),
     infrastructureLinks: [OVERLAY_DEVICE],
-    loopbackGuard: 'bridge-ports',
   }),
   ovs: ({ config, logger }) => {
     const { db, runDir, datapathType } = config.ovs;
@@ -44,7 +61,6 @@ export const BACKENDS: Readonly<Record<string, BackendFactory>> = {
       createOverlay: (host) =>
         new OvsOverlay({ mode: config.overlay.mode, vni: config.overlay.vni, port: config.overlay.port, host, db, runDir, datapathType, logger }),
       infrastructureLinks: [...OVS_INFRASTRUCTURE_LINKS],
-      loopbackGuard: 'ip-prerouting',
     };
   },
 };
@@ -79,6 +95,8 @@ export const TOKENS = {
   config: Symbol('DaemonConfig') as InjectionToken<DaemonConfig>,
   logger: Symbol('Logger') as InjectionToken<Logger>,
   backend: Symbol('Backend') as InjectionToken<Backend>,
+  /** The host's underlay probe and namespace identity (@nodenet/linux, whichever the backend). */
+  hostServices: Symbol('HostServices') as InjectionToken<HostServices>,
   membership: Symbol('Membership') as InjectionToken<Membership>,
   packetFilter: Symbol('PacketFilter') as InjectionToken<PacketFilter>,
   stateStore: Symbol('StateStore') as InjectionToken<StateStore>,
@@ -89,6 +107,7 @@ export const TOKENS = {
 export interface Adapters {
   readonly backend: Backend;
   readonly dataplane: Dataplane;
+  readonly hostServices: HostServices;
   readonly membership: Membership;
   readonly packetFilter: PacketFilter;
   readonly store: StateStore;
@@ -112,9 +131,14 @@ export function createContainer(config: DaemonConfig, logger: Logger & { child(b
   });
   c.register(TOKENS.packetFilter, {
     useFactory: instanceCachingFactory(
-      (d) => new NftPacketFilter({ logger: logger.child({ component: 'nftables' }), loopbackGuard: d.resolve<Backend>(TOKENS.backend).loopbackGuard }),
+      (d) =>
+        new NftPacketFilter({
+          logger: logger.child({ component: 'nftables' }),
+          loopbackGuard: LOOPBACK_GUARD_FOR[d.resolve<Backend>(TOKENS.backend).dataplane.instancePorts],
+        }),
     ),
   });
+  c.register(TOKENS.hostServices, { useFactory: instanceCachingFactory(() => new LinuxHostServices({ logger: logger.child({ component: 'host' }) })) });
   c.register(TOKENS.inFlight, { useValue: new InFlight() });
   c.register(TOKENS.stateStore, {
     useFactory: instanceCachingFactory((d) => {
@@ -132,6 +156,7 @@ export function resolveAdapters(c: DependencyContainer): Adapters {
   return {
     backend,
     dataplane: backend.dataplane,
+    hostServices: c.resolve(TOKENS.hostServices),
     membership: c.resolve(TOKENS.membership),
     packetFilter: c.resolve(TOKENS.packetFilter),
     store: c.resolve(TOKENS.stateStore),

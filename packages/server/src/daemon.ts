@@ -13,8 +13,7 @@ import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import { NetworkAdminService, NetworkService, networkProtoPath } from '@nodenet/api';
-import { checkHostGwPeer } from '@nodenet/backend-iproute2';
-import { NodeNetwork, PeerSync, isNodenetError, type Dataplane, type HostInfo, type PeerSubnet } from '@nodenet/core';
+import { NodeNetwork, PeerSync, VXLAN_OVERHEAD, isNodenetError, type HostInfo, type HostProbe, type Overlay, type PeerSubnet } from '@nodenet/core';
 import { createAdminServer } from './admin-server.js';
 import { ClusterLink, ReconcileLoop } from './cluster-link.js';
 import { ConfigError, configSummary, type DaemonConfig } from './config.js';
@@ -35,8 +34,8 @@ export const SERVICE_NAME = 'network.Network';
 /** The service names health reports on: the server as a whole ("") and the API. */
 export const HEALTH_SERVICES = ['', SERVICE_NAME] as const;
 
-/** Bytes VXLAN adds to every packet (outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8). */
-export const VXLAN_OVERHEAD = 50;
+/** Bytes VXLAN adds to every packet (core's, re-exported for the daemon's users). */
+export { VXLAN_OVERHEAD };
 
 export interface StartOptions {
   readonly logger?: DaemonLogger;
@@ -80,10 +79,11 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
   let network: NodeNetwork;
   let host: HostInfo;
   let cluster: ClusterLink;
+  let overlay: Overlay;
   try {
-    host = await probeHost(adapters.dataplane, config);
-    checkStaticPeers(config, host);
-    const overlay = adapters.backend.createOverlay(host);
+    host = await probeHost(adapters.hostServices, config);
+    overlay = adapters.backend.createOverlay(host);
+    checkStaticPeers(config, overlay);
     const sync = new PeerSync(
       overlay,
       // PeerSync reports subnets only once this node has joined, which CreateContainerNetworkInterface does
@@ -94,6 +94,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
     cluster = new ClusterLink(config, host, adapters.membership, sync, logger.child({ component: 'cluster' }));
     network = new NodeNetwork({
       dataplane: adapters.dataplane,
+      namespaces: adapters.hostServices,
       packetFilter: adapters.packetFilter,
       store: adapters.store,
       host,
@@ -122,7 +123,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
   const health = new HealthImplementation(Object.fromEntries(HEALTH_SERVICES.map((s) => [s, 'NOT_SERVING' as const])));
   const server = new Server();
   server.addService(NetworkService, createNetworkServer(network, logger, inFlight));
-  server.addService(NetworkAdminService, createAdminServer({ network, cluster, config, host, dataplane: adapters.dataplane }, logger, inFlight));
+  server.addService(NetworkAdminService, createAdminServer({ network, cluster, config, host, dataplane: adapters.dataplane, overlay }, logger, inFlight));
   const healthWatches = addHealthService(server, health);
   new ReflectionService(reflectionPackage).addToServer(server);
   try {
@@ -232,9 +233,9 @@ async function step<T>(name: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
-async function probeHost(dataplane: Dataplane, config: DaemonConfig): Promise<HostInfo> {
+async function probeHost(probe: HostProbe, config: DaemonConfig): Promise<HostInfo> {
   try {
-    return await dataplane.probeHost(config.underlayAddress);
+    return await probe.probeHost(config.underlayAddress);
   } catch (e) {
     // A configured underlay address the node does not have is a configuration error.
     if (config.underlayAddress !== undefined && isNodenetError(e) && ['INVALID_ARGUMENT', 'FAILED_PRECONDITION', 'NOT_FOUND'].includes(e.code)) {
@@ -245,13 +246,12 @@ async function probeHost(dataplane: Dataplane, config: DaemonConfig): Promise<Ho
   }
 }
 
-/** host-gw needs every static peer on this node's L2 segment: refuse the start otherwise, naming the peer. */
-function checkStaticPeers(config: DaemonConfig, host: HostInfo): void {
-  if (config.overlay.mode !== 'host-gw') return;
+/** Every static peer must be one the overlay can reach (host-gw: on this node's L2 segment): refuse the start otherwise, naming the peer. */
+function checkStaticPeers(config: DaemonConfig, overlay: Overlay): void {
   const problems: string[] = [];
   config.membership.peers.forEach((peer, i) => {
     try {
-      checkHostGwPeer(host, peer);
+      overlay.validatePeer(peer);
     } catch (e) {
       problems.push(`config: membership.peers[${i}].underlayAddress: ${(e as Error).message}`);
     }

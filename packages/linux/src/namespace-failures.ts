@@ -1,10 +1,10 @@
 /**
  * What a failure to configure an instance's end inside its namespace means to a client, for both backends
- * (the ovs backend configures its instance ends through this backend's configureInstanceEnd too).
+ * (both configure their instance ends through configureInstanceEnd).
  */
-import { AlreadyExistsError, FailedPreconditionError, NotFoundError, type InstanceSpec, type NetnsRef } from '@nodenet/core';
-import { IpBatchError, netnsPath } from './ip-batch.js';
-import { DEFAULT_INSTANCE_IFNAME, LINE } from './scripts.js';
+import { AlreadyExistsError, FailedPreconditionError, NotFoundError, netnsPath, type InstanceSpec, type NetnsRef } from '@nodenet/core';
+import { IpBatchError } from './ip-batch.js';
+import { DEFAULT_INSTANCE_IFNAME, LINE } from './link-scripts.js';
 
 export function namespaceMissing(netns: NetnsRef, path: string, cause?: unknown): NotFoundError {
   const where = netns.startsWith('/') ? `${path} does not exist` : `no ${path}`;

@@ -5,9 +5,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseNetnsRef } from '@nodenet/core';
 import { IpBatchError, type IpLine } from '../src/ip-batch.js';
 import { IpSession, ipSessionFraming } from '../src/ip-session.js';
-import { TestNamespaces, ipJson, sh } from './netns-fixture.js';
+import { TestScope, exec, ipJson } from '@nodenet/testkit';
 
-const namespaces = new TestNamespaces();
+const sh = async (file: string, args: string[], input?: string) => (await exec(file, args, input === undefined ? {} : { input })).stdout;
+let scope: TestScope;
 let ns: string;
 let session: IpSession;
 
@@ -15,13 +16,14 @@ const line = (id: string, text: string): IpLine => ({ id, args: text.split(' '),
 const names = async () => (await ipJson<{ ifname: string }[]>(ns, ['link', 'show'])).map((l) => l.ifname);
 
 beforeAll(async () => {
-  ns = await namespaces.add('session');
+  scope = await TestScope.create();
+  ns = await scope.createNamespace();
   session = new IpSession(parseNetnsRef(ns, 'netns'));
 });
 
 afterAll(async () => {
   session.close();
-  await namespaces.cleanup();
+  await scope.cleanup();
 });
 
 describe('ipSessionFraming', () => {

@@ -6,7 +6,8 @@
  */
 import { statSync } from 'node:fs';
 import { readlink, statfs } from 'node:fs/promises';
-import { InternalError } from '@nodenet/core';
+import { InternalError, netnsPath, type NamespaceIdentity, type NetnsRef } from '@nodenet/core';
+import { namespaceMissing } from './namespace-failures.js';
 
 /** The magic number of nsfs, the file system of namespace files (/proc/PID/ns/net and their bind mounts). */
 export const NSFS_MAGIC = 0x6e736673;
@@ -65,4 +66,24 @@ export async function namespaceAliveAt(path: string, netnsId: string | undefined
     throw new InternalError(`check namespace ${path}`, `readlink ${path} failed: ${(e as Error).message}`, { cause: e });
   }
   return target.startsWith('net:[');
+}
+
+/** The identity of `netns` now (a stat, no process); NOT_FOUND when it does not exist. */
+export async function identifyNamespace(netns: NetnsRef): Promise<string> {
+  const target = netnsPath(netns);
+  const netnsId = await readNetnsId(target);
+  if (netnsId === null) throw namespaceMissing(netns, target);
+  return netnsId;
+}
+
+/** NamespaceIdentity for the node's instances: stats of nsfs files, no process (the same for every backend). */
+export class LinuxNamespaceIdentity implements NamespaceIdentity {
+  identifyNamespace(netns: NetnsRef): Promise<string> {
+    return identifyNamespace(netns);
+  }
+
+  /** A stat and a statfs of the namespace file; see namespaceAliveAt. */
+  namespaceAlive(netns: NetnsRef, netnsId: string | undefined): Promise<boolean> {
+    return namespaceAliveAt(netnsPath(netns), netnsId);
+  }
 }

@@ -3,7 +3,7 @@
  * stdin), and `ip -j` reads. Knows how iproute2 reports batch failures, so a failure names the line
  * (and thus the step) that failed.
  */
-import { InternalError, netnsPath, type NetnsRef } from '@nodenet/core';
+import { InternalError, type NetnsRef } from '@nodenet/core';
 import { CommandError, runLean as run } from '@nodenet/sys';
 
 /** One line of an `ip -batch` script: the arguments after `ip`, and what the line does (for errors). */
@@ -94,13 +94,17 @@ export function causedBy(e: unknown, re: RegExp): boolean {
   return false;
 }
 
+/**
+ * What iproute2 says when a delete finds nothing: no such device (ENODEV, or `link del group` finding none in
+ * the group), route (ESRCH) or neighbour/FDB entry (ENOENT). Deletes are tolerant of these.
+ */
+export const ABSENT_RE = /Cannot find device|does not exist|No such device|No such process|No such file or directory/;
+
 /** What `ip` (`argument "X" is wrong: Device does not exist`) and the namespace configurator say when device X is not there. */
 export function deviceMissingRe(name: string): RegExp {
   return new RegExp(`"${name}" is wrong: Device does not exist|Cannot find device "${name}"`);
 }
 
-/** The path iproute2 should open for a namespace (core's netnsPath, re-exported for this package's users). */
-export { netnsPath };
 
 /**
  * How to run a program in a namespace. `ip -n NAME` (and `bridge -n NAME`) only take names (they always

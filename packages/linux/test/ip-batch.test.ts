@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { InternalError } from '@nodenet/core';
-import { commandInNamespace, formatIpBatch, netnsPath, parseIpBatchFailures } from '../src/index.js';
-import { netns } from './specs.js';
+import { commandInNamespace, formatIpBatch, parseIpBatchFailures } from '../src/index.js';
+import { netnsPath, parseNetnsRef } from '@nodenet/core';
+
+const netns = (s: string) => parseNetnsRef(s, 'netns');
 
 describe('formatIpBatch', () => {
   it('writes one line per command, newline-terminated', () => {

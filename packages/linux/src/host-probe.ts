@@ -1,4 +1,4 @@
-/** Finding the underlay from the kernel's addresses and routes (pure: the dataplane feeds it `ip -j` output). */
+/** Finding the underlay from the kernel's addresses and routes (pure: LinuxHostProbe feeds it `ip -j` output). */
 import {
   FailedPreconditionError,
   parseIpv4Address,
@@ -51,3 +51,4 @@ export function hostInfoFor(links: readonly IpLinkWithAddresses[], address: Ipv4
     );
   return { underlayAddress: address, underlayInterface: holder.ifname, underlayMtu: holder.mtu, localNetworks };
 }
+

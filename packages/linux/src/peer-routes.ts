@@ -1,0 +1,175 @@
+/**
+ * Routes to peers' subnets, as both backends' overlays install them: every route carries `proto 78`, so what
+ * nodenet owns is visible in the kernel (`ip route show proto 78`), listable for reconciliation, and deleted
+ * without touching a route someone else made. host-gw (HostGwOverlay) is nothing but such routes, via each
+ * peer's underlay address: the same for every backend, written once here.
+ */
+import {
+  InternalError,
+  Mutex,
+  Subnet,
+  checkHostGwPeer,
+  parseIfName,
+  parseIpv4Address,
+  parseNetnsRef,
+  sameNodeRecord,
+  silentLogger,
+  type HostInfo,
+  type IfName,
+  type Ipv4Address,
+  type Logger,
+  type NetnsRef,
+  type NodeRecord,
+  type Overlay,
+} from '@nodenet/core';
+import { IpRunner, type IpLine } from './ip-batch.js';
+import { unexpectedFailure } from './link-failures.js';
+import { parseIpRoutes, type IpRoute } from './ip-json.js';
+
+/**
+ * The routing protocol number nodenet writes on the peer routes it installs (0x4e, 'N'), so ownership is
+ * visible in the kernel (`ip route show proto 78`) and deletes never touch a route someone else made.
+ */
+export const ROUTE_PROTOCOL = 78;
+export const ROUTE_PROTO_ARGS: readonly string[] = ['proto', String(ROUTE_PROTOCOL)];
+
+/** Line ids of peer routes (shared by every overlay's scripts). */
+export const ROUTE_LINE = {
+  peerRoute: 'peer-route',
+  deleteRoute: 'delete-route',
+} as const;
+
+export function deleteRouteLine(subnet: Subnet | string): IpLine {
+  // `proto` makes the kernel match only nodenet's route to that subnet, whichever device it uses.
+  return { id: ROUTE_LINE.deleteRoute, args: ['route', 'del', String(subnet), ...ROUTE_PROTO_ARGS], step: `delete the route to ${String(subnet)}` };
+}
+
+/** host-gw: a plain route to the peer's subnet via its underlay address (replaces a changed one). */
+export function hostGwPeerLines(peer: NodeRecord, underlayLink: IfName, previous?: NodeRecord): IpLine[] {
+  const lines: IpLine[] = [];
+  if (previous && !previous.subnet.equals(peer.subnet)) lines.push(deleteRouteLine(previous.subnet));
+  lines.push({
+    id: ROUTE_LINE.peerRoute,
+    args: ['route', 'replace', peer.subnet.toString(), 'via', peer.underlayAddress, 'dev', underlayLink, ...ROUTE_PROTO_ARGS],
+    step: `route ${peer.subnet} via ${peer.underlayAddress} on ${underlayLink} (${peer.name})`,
+  });
+  return lines;
+}
+
+export interface ProgrammedPeer {
+  readonly subnet: Subnet;
+  /** The route's next hop: the peer's network address (vxlan) or underlay address (host-gw). */
+  readonly via?: Ipv4Address;
+  readonly dev?: string;
+}
+
+/** nodenet's routes from `ip -j route show table main proto 78` (the kernel leaves `protocol` out when filtering by it). */
+export function programmedPeersOf(routes: readonly IpRoute[]): ProgrammedPeer[] {
+  return routes.map((r) => ({
+    subnet: Subnet.parse(r.dst.includes('/') ? r.dst : `${r.dst}/32`, 'route destination'),
+    ...(r.gateway !== undefined ? { via: parseIpv4Address(r.gateway, 'route gateway') } : {}),
+    ...(r.dev !== undefined ? { dev: r.dev } : {}),
+  }));
+}
+
+/** The delete lines of nodenet's routes to subnets no wanted peer has, with a description of each for the log. */
+export function staleRouteLines(wanted: readonly NodeRecord[], routes: readonly ProgrammedPeer[]): { lines: IpLine[]; removed: string[] } {
+  const subnets = new Set(wanted.map((p) => p.subnet.toString()));
+  const lines: IpLine[] = [];
+  const removed: string[] = [];
+  for (const r of routes) {
+    if (subnets.has(r.subnet.toString())) continue;
+    lines.push(deleteRouteLine(r.subnet));
+    removed.push(`route ${r.subnet}${r.via ? ` via ${r.via}` : ''}${r.dev ? ` dev ${r.dev}` : ''}`);
+  }
+  return { lines, removed };
+}
+
+/** nodenet's routes (proto 78) in the main table, one `ip -j route show` process. */
+export async function readProgrammedPeers(ip: IpRunner): Promise<ProgrammedPeer[]> {
+  const json = await ip.json(['route', 'show', 'table', 'main', 'proto', String(ROUTE_PROTOCOL)], "list nodenet's routes");
+  return programmedPeersOf(parseIpRoutes(json ?? []));
+}
+
+export interface HostGwOverlayOptions {
+  /** The node's underlay, from HostProbe.probeHost. */
+  readonly host: HostInfo;
+  /** The node namespace to manage: a name under /run/netns or a path. Default: the process's own. */
+  readonly netns?: string;
+  readonly logger?: Logger;
+}
+
+/**
+ * host-gw: per peer one route via the peer's underlay address on the underlay link (peers must share this
+ * node's L2 segment). No device, no per-packet overhead. One `ip -batch` per peer change.
+ */
+export class HostGwOverlay implements Overlay {
+  readonly mode = 'host-gw' as const;
+  readonly overhead = 0;
+  private readonly host: HostInfo;
+  private readonly underlayLink: IfName;
+  private readonly ip: IpRunner;
+  private readonly logger: Logger;
+  private readonly mutex = new Mutex();
+  /** What this object programmed, by peer name (to delete a changed peer's superseded route). */
+  private readonly programmed = new Map<string, NodeRecord>();
+
+  constructor(options: HostGwOverlayOptions) {
+    this.host = options.host;
+    this.underlayLink = parseIfName(options.host.underlayInterface, 'underlay interface');
+    const netns: NetnsRef | undefined = options.netns === undefined ? undefined : parseNetnsRef(options.netns, 'netns');
+    this.ip = new IpRunner(netns);
+    this.logger = options.logger ?? silentLogger;
+  }
+
+  /** Nothing to create: the routes leave by the underlay link. */
+  async ensureEndpoint(_self: NodeRecord): Promise<void> {}
+
+  validatePeer(peer: NodeRecord): void {
+    checkHostGwPeer(this.host, peer);
+  }
+
+  ensurePeer(peer: NodeRecord): Promise<void> {
+    return this.mutex.run(async () => {
+      this.validatePeer(peer);
+      const previous = this.programmed.get(peer.name);
+      await this.run(hostGwPeerLines(peer, this.underlayLink, previous && !sameNodeRecord(previous, peer) ? previous : undefined), `program peer ${peer.name}`);
+      this.programmed.set(peer.name, peer);
+      this.logger.debug({ peer: peer.name, subnet: String(peer.subnet) }, 'peer programmed');
+    });
+  }
+
+  removePeer(peer: NodeRecord): Promise<void> {
+    return this.mutex.run(async () => {
+      const remembered = this.programmed.get(peer.name);
+      const subnets = [peer.subnet, ...(remembered && !remembered.subnet.equals(peer.subnet) ? [remembered.subnet] : [])];
+      await this.run(subnets.map(deleteRouteLine), `remove peer ${peer.name}`);
+      this.programmed.delete(peer.name);
+    });
+  }
+
+  /** The routes nodenet installed (proto 78): the input of reconciliation. */
+  listProgrammedPeers(): Promise<ProgrammedPeer[]> {
+    return this.mutex.run(() => readProgrammedPeers(this.ip));
+  }
+
+  /** Removes nodenet's routes to subnets no wanted peer has (also ones left by vxlan mode); returns what it removed. */
+  removeStalePeers(wanted: readonly NodeRecord[]): Promise<string[]> {
+    return this.mutex.run(async () => {
+      const { lines, removed } = staleRouteLines(wanted, await readProgrammedPeers(this.ip));
+      await this.run(lines, 'remove stale peer routes');
+      const names = new Set(wanted.map((p) => p.name));
+      for (const name of [...this.programmed.keys()]) if (!names.has(name)) this.programmed.delete(name);
+      if (removed.length > 0) this.logger.info({ removed }, 'stale overlay entries removed');
+      return removed;
+    });
+  }
+
+  private async run(lines: readonly IpLine[], step: string): Promise<void> {
+    if (lines.length === 0) return;
+    const unexpected = unexpectedFailure(await this.ip.batch(lines, { step, force: true }), lines, new Set([ROUTE_LINE.deleteRoute]));
+    if (!unexpected) return;
+    const { failure, line } = unexpected;
+    throw new InternalError(line?.step ?? step, failure.message || 'ip failed without a message');
+  }
+}
