@@ -79,11 +79,12 @@ import {
 import { CNI_OWNER_TAG, DATAPATH_TYPES, EXT, TUNNEL_PORT, UPLINK_BRIDGE, instanceOwnerTag, ofportForAddress, type DatapathType } from './names.js';
 import {
   addInstancePortCommands,
+  addInstancePortOps,
   cniBridgeCommands,
   deleteBridgeCommands,
   deletePortCommands,
   instanceInterfacesOf,
-  PORT_EXISTS_RE,
+  isPortExistsError,
   PORT_REGISTRY_PREFIX,
   quoted,
   registeredPortsOf,
@@ -175,6 +176,7 @@ export class OvsDataplane implements Dataplane {
   async close(): Promise<void> {
     this.createSession.close();
     this.deleteSession.close();
+    this.ovs.close();
     await this.kernel.close();
   }
 
@@ -441,11 +443,13 @@ export class OvsDataplane implements Dataplane {
    */
   private async addPort(spec: InstanceSpec, ofport: number | undefined): Promise<void> {
     const bridge = spec.cni.name;
-    const add = () => this.ovs.transact(addInstancePortCommands(bridge, spec.hostIfname, spec, ofport), `add ${spec.hostIfname} to ${bridge}`);
+    const step = `add ${spec.hostIfname} to ${bridge}`;
+    const add = () =>
+      this.ovs.usesClients ? this.ovs.transactOps(addInstancePortOps(bridge, spec.hostIfname, spec, ofport), step) : this.ovs.transact(addInstancePortCommands(bridge, spec.hostIfname, spec, ofport), step);
     try {
       await add();
     } catch (e) {
-      if (!PORT_EXISTS_RE.test((e as Error).message ?? '')) throw e;
+      if (!isPortExistsError(e)) throw e;
       this.logger.info({ port: spec.hostIfname }, 'a stale OVSDB row of the port was replaced');
       await this.ovs.transact(['--', '--if-exists', 'del-port', spec.hostIfname], `remove the stale port ${spec.hostIfname}`);
       await add();
@@ -544,6 +548,7 @@ export class OvsDataplane implements Dataplane {
 
   /** Removes ports and their registry entries; without the bridge (gone already) just the ports. */
   private async deletePorts(bridge: string, ports: readonly string[], step: string): Promise<void> {
+    if (this.ovs.usesClients) return this.ovs.removePorts(bridge, ports, step);
     try {
       await this.ovs.transact(deletePortCommands(bridge, ports), step, { wait: false });
     } catch (e) {

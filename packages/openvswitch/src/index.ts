@@ -10,7 +10,7 @@ export * from './ovsdb/operations.js';
 export { OvsdbClient, OvsdbRpcError, type OvsdbClientOptions } from './ovsdb/client.js';
 export { MonitorReplica, type MonitorRequests, type TableUpdates2 } from './ovsdb/replica.js';
 export { ColumnKinds, type ColumnKind } from './ovsdb/schema.js';
-export { VswitchConfigWaiter } from './ovsdb/vswitch.js';
+export { VswitchConfigWaiter, VswitchTimeoutError } from './ovsdb/vswitch.js';
 export * from './openflow/constants.js';
 export { OpenFlowCodecError } from './openflow/bytes.js';
 export { ETH_TYPE, decodeMatch, encodeMatch, type Match, type SettableField } from './openflow/match.js';

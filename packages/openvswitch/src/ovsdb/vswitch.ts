@@ -3,9 +3,22 @@
  * increments Open_vSwitch.next_cfg and reads it back; ovs-vswitchd copies next_cfg to cur_cfg once it has
  * reconfigured the switch accordingly, which a monitor on those two columns sees.
  */
+import { UnavailableError } from '@nodenet/core';
 import type { MonitorReplica } from './replica.js';
 import type { OvsdbClient } from './client.js';
 import type { Operation, OperationResult } from './operations.js';
+
+/** The transaction committed, but ovs-vswitchd did not report applying it in time (is it running?). */
+export class VswitchTimeoutError extends UnavailableError {
+  constructor(
+    readonly step: string,
+    readonly remote: string,
+    readonly timeoutMs: number,
+    options?: { cause?: unknown },
+  ) {
+    super(`${step}: committed to OVSDB at ${remote}, but ovs-vswitchd did not apply it within ${timeoutMs} ms: is ovs-vswitchd running?`, options);
+  }
+}
 
 export class VswitchConfigWaiter {
   private constructor(
@@ -29,11 +42,15 @@ export class VswitchConfigWaiter {
     ];
     const results = await this.client.transact(all, step);
     const target = Number(results[ops.length + 1]?.rows?.[0]?.['next_cfg']);
-    await this.replica.waitFor(
-      () => [...this.replica.rows('Open_vSwitch').values()].some((r) => Number(r['cur_cfg']) >= target),
-      timeoutMs,
-      `${step}: ovs-vswitchd applying configuration ${target} (is ovs-vswitchd running?)`,
-    );
+    try {
+      await this.replica.waitFor(
+        () => [...this.replica.rows('Open_vSwitch').values()].some((r) => Number(r['cur_cfg']) >= target),
+        timeoutMs,
+        `${step}: ovs-vswitchd applying configuration ${target} (is ovs-vswitchd running?)`,
+      );
+    } catch (e) {
+      throw new VswitchTimeoutError(step, this.client.remote, timeoutMs, { cause: e });
+    }
     return results.slice(0, ops.length);
   }
 
