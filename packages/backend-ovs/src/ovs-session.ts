@@ -15,7 +15,6 @@ import {
   flowModOf,
   uuidOf,
   type FlowMod,
-  type MonitorReplica,
   type Operation,
   type OperationResult,
 } from '@nodenet/openvswitch';
@@ -24,7 +23,6 @@ import { missingBridgeOf } from './ovsdb.js';
 
 interface Ovsdb {
   readonly client: OvsdbClient;
-  readonly ports: MonitorReplica;
   readonly waiter: VswitchConfigWaiter;
 }
 
@@ -48,24 +46,40 @@ export class OvsSession {
     }
   }
 
-  /** The UUIDs of the Port rows named `names` that exist (from the monitor; a select for any it has not seen). */
+  /**
+   * The UUIDs of the Port rows named `names` that exist, read at the moment (a select: a monitor could lag
+   * behind another client's change of the same name, and one round trip on the session costs ~0.2 ms).
+   */
   async portUuids(names: readonly string[], step: string): Promise<string[]> {
+    if (names.length === 0) return [];
     const db = await this.openOvsdb();
-    const known = new Map<string, string>();
-    for (const [u, row] of db.ports.rows('Port')) if (typeof row['name'] === 'string') known.set(row['name'], u);
-    const unknown = names.filter((n) => !known.has(n));
-    const found = names.flatMap((n) => (known.has(n) ? [known.get(n)!] : []));
-    if (unknown.length === 0) return found;
-    // Made by someone else a moment ago (the monitor lags behind other clients' transactions).
-    const [selected] = await db.client.transact([{ op: 'select', table: 'Port', where: [['name', 'includes', ['set', unknown]]], columns: ['_uuid', 'name'] }], step);
-    return [...found, ...(selected?.rows ?? []).flatMap((r) => (uuidOf(r['_uuid']) ? [uuidOf(r['_uuid'])!] : []))];
+    // One select per name (OVSDB's conditions are all ANDed), in one transaction.
+    const selected = await db.client.transact(
+      names.map((name) => ({ op: 'select', table: 'Port', where: [['name', '==', name]], columns: ['_uuid'] })),
+      step,
+    );
+    return selected.flatMap((s) => s.rows ?? []).flatMap((r) => {
+      const u = uuidOf(r['_uuid']);
+      return u === undefined ? [] : [u];
+    });
   }
 
-  /** Flow-mods (`add FLOW`, `delete FLOW`, `delete_strict FLOW` lines) as one atomic bundle. */
+  /**
+   * Flow-mods (`add FLOW`, `delete FLOW`, `delete_strict FLOW` lines) as one atomic bundle. A connection
+   * that was open before and turns out lost (the bridge recreated, ovs-vswitchd restarted) is dialled again
+   * once: repeating a bundle is safe (adding a flow that is there replaces it; deleting one that is gone is
+   * no error).
+   */
   async bundle(bridge: string, script: string, step: string): Promise<void> {
     const mods = scriptFlowMods(script);
     if (mods.length === 0) return;
-    await (await this.openFlow(bridge)).bundle(mods, step);
+    const wasOpen = this.bridges.get(bridge)?.connected === true;
+    try {
+      await (await this.openFlow(bridge)).bundle(mods, step);
+    } catch (e) {
+      if (!(wasOpen && e instanceof UnavailableError)) throw e;
+      await (await this.openFlow(bridge)).bundle(mods, step);
+    }
   }
 
   close(): void {
@@ -82,8 +96,7 @@ export class OvsSession {
     this.ovsdb ??= (async () => {
       const client = await OvsdbClient.connect({ remote: this.options.db, requestTimeoutMs: this.options.timeoutSeconds * 1000 });
       try {
-        const ports = await client.monitor({ Port: { columns: ['name'] } });
-        return { client, ports, waiter: await VswitchConfigWaiter.start(client) };
+        return { client, waiter: await VswitchConfigWaiter.start(client) };
       } catch (e) {
         client.close();
         throw e;
