@@ -7,7 +7,7 @@
  * port-desc traffic (ovs-ofctl's own probing) left out. One case fails on purpose (table 254 is read-only:
  * the switch's error reply).
  */
-import { spawnSync } from 'node:child_process';
+import { straceSocketCalls } from './strace-socket.mjs';
 
 const target = process.argv[2];
 if (!target) throw new Error('usage: record-openflow.mjs unix:/path/BRIDGE.mgmt');
@@ -36,20 +36,6 @@ const CASES = [
   ['--bundle', 'add-flows', '-', 'add cookie=0x6e6e010000000001,table=0,priority=200,ip,in_port=4,nw_src=198.19.5.8,actions=goto_table:10\ndelete cookie=0x6e6e010000001a2b/-1\n'],
 ];
 
-function unescape(s) {
-  const out = [];
-  for (let i = 0; i < s.length; i++) {
-    if (s[i] === '\\' && s[i + 1] === 'x') {
-      out.push(parseInt(s.slice(i + 2, i + 4), 16));
-      i += 3;
-    } else if (s[i] === '\\') {
-      const c = s[++i];
-      out.push({ n: 10, t: 9, r: 13, v: 11, f: 12, '0': 0 }[c] ?? c.charCodeAt(0));
-    } else out.push(s.charCodeAt(i));
-  }
-  return Buffer.from(out);
-}
-
 /** Splits a byte stream into OpenFlow messages by the header's length. */
 function messages(stream) {
   const out = [];
@@ -67,21 +53,10 @@ const recorded = [];
 for (const c of CASES) {
   const bundle = c[0] === '--bundle';
   const argv = bundle ? ['--bundle', 'add-flows', target, '-'] : [c[0], target, ...c.slice(1)];
-  const r = spawnSync('strace', ['-e', 'trace=sendto,recvfrom', '-xx', '-s', '1000000', 'ovs-ofctl', '-O', 'OpenFlow14', ...argv], {
-    input: bundle ? c[3] : '',
-    encoding: 'utf8',
-    maxBuffer: 256 << 20,
-  });
+  const r = straceSocketCalls('ovs-ofctl', ['-O', 'OpenFlow14', ...argv], bundle ? c[3] : '');
   if (r.status !== 0 && !argv.includes('table=254,priority=1,actions=drop')) throw new Error(`ovs-ofctl ${argv.join(' ')}: ${r.stderr.slice(-2000)}`);
-  let sent = Buffer.alloc(0);
-  let received = Buffer.alloc(0);
-  for (const line of r.stderr.split('\n')) {
-    const m = /^(sendto|recvfrom)\(\d+, "((?:[^"\\]|\\.)*)", \d+.*\) = (\d+)$/.exec(line);
-    if (!m) continue;
-    const bytes = unescape(m[2]).subarray(0, Number(m[3]));
-    if (m[1] === 'sendto') sent = Buffer.concat([sent, bytes]);
-    else received = Buffer.concat([received, bytes]);
-  }
+  const sent = Buffer.concat(r.sent);
+  const received = Buffer.concat(r.received);
   recorded.push({
     command: ['ovs-ofctl', '-O', 'OpenFlow14', ...argv.map((a) => (a === target ? 'SWITCH' : a))],
     ...(bundle ? { stdin: c[3] } : {}),
