@@ -134,6 +134,12 @@ describe('flow text (the subset nodenet writes)', () => {
     });
   });
 
+  it("reads diff-flows' form (spaces between fields, cookie after the match) as the same flow", () => {
+    const diffForm = parseFlow('table=10 priority=7,ip,in_port=LOCAL,nw_dst=198.19.9.0/24 cookie=0x5 actions=set_field:198.18.0.9->tun_dst,output:1');
+    expect(diffForm).toEqual(parseFlow('cookie=0x5,table=10,priority=7,ip,in_port=LOCAL,nw_dst=198.19.9.0/24,actions=set_field:198.18.0.9->tun_dst,output:1'));
+    expect(parseFlow('table=0 priority=100,in_port=LOCAL')).toEqual({ table: 0, priority: 100, match: { inPort: PORT.LOCAL } });
+  });
+
   it('refuses what it does not write, by name', () => {
     expect(() => parseFlow('priority=1,tcp,actions=drop')).toThrow(/'tcp' is not a match field/);
     expect(() => parseFlow('priority=1,actions=mod_vlan_vid:3')).toThrow(/'mod_vlan_vid:3' is not an action/);

@@ -52,16 +52,20 @@ function cookieOf(text: string): bigint {
   return BigInt(text);
 }
 
-/** Parses `[cookie=..,][table=..,][priority=..,]MATCH[,actions=ACTIONS]` (actions absent for deletes). */
+/**
+ * Parses `[cookie=..,][table=..,][priority=..,]MATCH[,actions=ACTIONS]` (actions absent for deletes), fields
+ * separated by commas or spaces (as ovs-ofctl accepts and diff-flows prints them).
+ */
 export function parseFlow(text: string): ParsedFlow {
   const at = text.indexOf('actions=');
-  const head = (at < 0 ? text : text.slice(0, at)).replace(/,\s*$/, '');
+  const head = at < 0 ? text : text.slice(0, at);
   const match: Record<string, unknown> = {};
   let cookie: bigint | undefined;
   let cookieMask: bigint | undefined;
   let table: number | undefined;
   let priority: number | undefined;
-  for (const token of head.split(',').map((t) => t.trim()).filter((t) => t !== '')) {
+  // Commas or spaces: ovs-ofctl's diff-flows prints `table=N priority=P,MATCH cookie=C actions=A`.
+  for (const token of head.split(/[\s,]+/).filter((t) => t !== '')) {
     const eq = token.indexOf('=');
     const key = eq < 0 ? token : token.slice(0, eq);
     const value = eq < 0 ? '' : token.slice(eq + 1);
