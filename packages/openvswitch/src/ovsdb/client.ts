@@ -299,7 +299,8 @@ export class OvsdbClient extends EventEmitter<OvsdbClientEvents> {
     if ('method' in m && typeof m.method === 'string') {
       if (m.method === 'echo' && m.id !== undefined && m.id !== null) {
         this.socket?.write(JSON.stringify({ id: m.id, result: m.params ?? [], error: null }));
-      } else if (m.method === 'update2' || m.method === 'update') {
+      } else if (m.method === 'update2') {
+        // monitor_cond's notification (the only kind of monitor this client issues).
         const [monitorId, updates] = (m.params ?? []) as [string, TableUpdates2];
         this.monitors.get(monitorId)?.apply(updates);
       }
