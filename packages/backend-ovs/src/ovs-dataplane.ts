@@ -79,11 +79,12 @@ import {
 import { CNI_OWNER_TAG, DATAPATH_TYPES, EXT, TUNNEL_PORT, UPLINK_BRIDGE, instanceOwnerTag, ofportForAddress, type DatapathType } from './names.js';
 import {
   addInstancePortCommands,
+  addInstancePortOps,
   cniBridgeCommands,
   deleteBridgeCommands,
   deletePortCommands,
   instanceInterfacesOf,
-  PORT_EXISTS_RE,
+  isPortExistsError,
   PORT_REGISTRY_PREFIX,
   quoted,
   registeredPortsOf,
@@ -177,6 +178,7 @@ export class OvsDataplane implements Dataplane {
     this.createSession.close();
     this.deleteSession.close();
     this.configurator.close();
+    this.ovs.close();
   }
 
   /** The sessions may hold the index of a gateway port that is no more (see cniIfindex). */
@@ -429,11 +431,13 @@ export class OvsDataplane implements Dataplane {
    */
   private async addPort(spec: InstanceSpec, ofport: number | undefined): Promise<void> {
     const bridge = spec.cni.name;
-    const add = () => this.ovs.transact(addInstancePortCommands(bridge, spec.hostIfname, spec, ofport), `add ${spec.hostIfname} to ${bridge}`);
+    const step = `add ${spec.hostIfname} to ${bridge}`;
+    const add = () =>
+      this.ovs.usesClients ? this.ovs.transactOps(addInstancePortOps(bridge, spec.hostIfname, spec, ofport), step) : this.ovs.transact(addInstancePortCommands(bridge, spec.hostIfname, spec, ofport), step);
     try {
       await add();
     } catch (e) {
-      if (!PORT_EXISTS_RE.test((e as Error).message ?? '')) throw e;
+      if (!isPortExistsError(e)) throw e;
       this.logger.info({ port: spec.hostIfname }, 'a stale OVSDB row of the port was replaced');
       await this.ovs.transact(['--', '--if-exists', 'del-port', spec.hostIfname], `remove the stale port ${spec.hostIfname}`);
       await add();
@@ -532,6 +536,7 @@ export class OvsDataplane implements Dataplane {
 
   /** Removes ports and their registry entries; without the bridge (gone already) just the ports. */
   private async deletePorts(bridge: string, ports: readonly string[], step: string): Promise<void> {
+    if (this.ovs.usesClients) return this.ovs.removePorts(bridge, ports, step);
     try {
       await this.ovs.transact(deletePortCommands(bridge, ports), step, { wait: false });
     } catch (e) {

@@ -4,6 +4,7 @@
  * Bridge, Port and Interface in one process), parsed into plain objects.
  */
 import { InternalError, type CniSpec, type IfName, type InstanceSpec } from '@nodenet/core';
+import { OvsdbTransactionError, map, namedUuid, set, uuid, type Operation } from '@nodenet/openvswitch';
 import { CNI_OWNER_TAG, EXT, OVERLAY_OWNER_TAG, TUNNEL_OFPORT, TUNNEL_PORT, UPLINK_BRIDGE, UPLINK_OWNER_TAG, instanceOwnerTag, type DatapathType } from './names.js';
 
 // ---------------------------------------------------------------------------------------------------
@@ -121,6 +122,67 @@ export function registeredPortsOf(bridge: OvsBridge): RegisteredPort[] {
 
 /** ovs-vsctl's refusal to add a port whose name OVSDB already has. */
 export const PORT_EXISTS_RE = /cannot create a port named \S+ because a port named \S+ already exists/;
+
+// ---------------------------------------------------------------------------------------------------
+// The same transactions as OVSDB operations (the long-lived session's form of the hot path)
+
+/**
+ * addInstancePortCommands as OVSDB operations: the bridge must exist (a wait that fails at once otherwise,
+ * as ovs-vsctl's "no bridge named"), Interface and Port inserted, the Port added to the bridge's ports and
+ * the registry entry replaced (delete then insert: an insert never replaces a map key).
+ */
+export function addInstancePortOps(bridge: string, port: IfName, spec: Pick<InstanceSpec, 'handle' | 'address' | 'mac' | 'kind'>, ofport: number | undefined): Operation[] {
+  const key = `${PORT_REGISTRY_PREFIX}${port}`;
+  return [
+    bridgeMustExist(bridge),
+    {
+      op: 'insert',
+      table: 'Interface',
+      row: { name: port, ...(ofport === undefined ? {} : { ofport_request: ofport }), external_ids: map(instanceExternalIds(spec)) },
+      'uuid-name': 'iface',
+    },
+    { op: 'insert', table: 'Port', row: { name: port, interfaces: namedUuid('iface') }, 'uuid-name': 'port' },
+    {
+      op: 'mutate',
+      table: 'Bridge',
+      where: [['name', '==', bridge]],
+      mutations: [
+        ['ports', 'insert', set([namedUuid('port')])],
+        ['external_ids', 'delete', set([key])],
+        ['external_ids', 'insert', map({ [key]: [spec.handle, spec.address, spec.mac, spec.kind].join(' ') })],
+      ],
+    },
+  ];
+}
+
+/**
+ * deletePortCommands as OVSDB operations: the ports (by UUID) out of every bridge holding them (OVSDB then
+ * removes the unreferenced Port and Interface rows) and their registry entries off `bridge`. Ports or a
+ * bridge that are gone already are fine (--if-exists).
+ */
+export function deletePortOps(bridge: string, ports: readonly string[], portUuids: readonly string[]): Operation[] {
+  return [
+    ...(portUuids.length > 0 ? [{ op: 'mutate', table: 'Bridge', where: [], mutations: [['ports', 'delete', set(portUuids.map(uuid))]] } satisfies Operation] : []),
+    { op: 'mutate', table: 'Bridge', where: [['name', '==', bridge]], mutations: [['external_ids', 'delete', set(ports.map((p) => `${PORT_REGISTRY_PREFIX}${p}`))]] },
+  ];
+}
+
+function bridgeMustExist(bridge: string): Operation {
+  return { op: 'wait', table: 'Bridge', where: [['name', '==', bridge]], columns: ['name'], until: '==', rows: [{ name: bridge }], timeout: 0 };
+}
+
+/** Whether a failed add says the port's name is taken (ovs-vsctl's words, or OVSDB's index violation). */
+export function isPortExistsError(e: unknown): boolean {
+  if (e instanceof OvsdbTransactionError) return e.error === 'constraint violation' && /for index on column "name"/.test(e.details ?? '');
+  return PORT_EXISTS_RE.test((e as Error | undefined)?.message ?? '');
+}
+
+/** The bridge an OVSDB transaction waited for and did not find (see bridgeMustExist), if that is why it failed. */
+export function missingBridgeOf(e: unknown): string | undefined {
+  if (!(e instanceof OvsdbTransactionError) || e.error !== 'timed out' || e.operation?.op !== 'wait' || e.operation.table !== 'Bridge') return undefined;
+  const name = e.operation.where[0]?.[2];
+  return typeof name === 'string' ? name : undefined;
+}
 
 /** Removes ports (absent ones are fine) and their registry entries. */
 export function deletePortCommands(bridge: string, ports: readonly string[]): string[] {

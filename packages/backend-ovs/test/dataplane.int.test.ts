@@ -177,14 +177,15 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       const deleted = await commandsDuring(() => n.dataplane.deleteInstance(instanceRecordOf(a), cniRecord));
       expect(await link(n.host.ns, a.hostIfname)).toBeUndefined();
       const files = (commands: string[]) => commands.map((c) => c.split(' ')[0]).sort();
-      // The flows, the port, and in the namespace perl (checksum offload, netdev). The end was named,
-      // addressed and routed (asserted above) by @nodenet/linux's long-lived namespace configurator.
-      expect(files(created), created.join('\n')).toEqual(['nsenter', 'ovs-ofctl', 'ovs-vsctl']);
+      // In the namespace perl (checksum offload, netdev). The end was named, addressed and routed (asserted
+      // above) by @nodenet/linux's long-lived namespace configurator; the port and the flows went over
+      // the long-lived OVSDB and OpenFlow connections.
+      expect(files(created), created.join('\n')).toEqual(['nsenter']);
       expect(created.filter((c) => c.startsWith('nsenter')).map((c) => c.split(' ').slice(0, 4).join(' '))).toEqual([
         `nsenter --net=/run/netns/${ns} -- perl`,
       ]);
-      // The flows and the port row.
-      expect(files(deleted), deleted.join('\n')).toEqual(['ovs-ofctl', 'ovs-vsctl']);
+      // The flows and the port row: over the long-lived connections, no process.
+      expect(files(deleted), deleted.join('\n')).toEqual([]);
     });
 
     it('concurrent deletes share one link-group deletion, in a group no link was in', async () => {

@@ -11,7 +11,8 @@ vi.mock('@nodenet/sys', async (importOriginal) => {
 const runMock = vi.mocked(runLean);
 
 const ovs = { db: 'unix:/run/x/db.sock', runDir: '/run/x', timeoutSeconds: 3 };
-const runner = new OvsRunner(ovs);
+// The tools' path (clients: false): the long-lived connections are tested against a real switch.
+const runner = new OvsRunner({ ...ovs, clients: false });
 
 beforeEach(() => {
   runMock.mockReset();

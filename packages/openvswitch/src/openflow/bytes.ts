@@ -1,0 +1,52 @@
+/** Byte helpers shared by the OpenFlow codec: addresses in and out of their wire forms, padding. */
+
+export class OpenFlowCodecError extends Error {}
+
+const IPV4_RE = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
+const MAC_RE = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
+
+export function ipv4Bytes(address: string): Buffer {
+  if (!IPV4_RE.test(address)) throw new OpenFlowCodecError(`'${address}' is not an IPv4 address`);
+  return Buffer.from(address.split('.').map(Number));
+}
+
+export function ipv4Text(b: Buffer): string {
+  return [...b.subarray(0, 4)].join('.');
+}
+
+export function macBytes(mac: string): Buffer {
+  if (!MAC_RE.test(mac)) throw new OpenFlowCodecError(`'${mac}' is not a MAC address`);
+  return Buffer.from(mac.split(':').map((h) => parseInt(h, 16)));
+}
+
+export function macText(b: Buffer): string {
+  return [...b.subarray(0, 6)].map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+/** `a.b.c.d/len` (or a bare address): value and, unless /32, the mask. */
+export function ipv4Prefix(text: string): { value: Buffer; mask: Buffer | undefined } {
+  const [address, lenText] = text.split('/');
+  const value = ipv4Bytes(address ?? '');
+  if (lenText === undefined) return { value, mask: undefined };
+  if (!/^\d{1,2}$/.test(lenText) || Number(lenText) > 32) throw new OpenFlowCodecError(`'${text}' has no valid prefix length (0-32)`);
+  const len = Number(lenText);
+  if (len === 32) return { value, mask: undefined };
+  const m = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
+  const mask = Buffer.alloc(4);
+  mask.writeUInt32BE(m);
+  const masked = Buffer.alloc(4);
+  masked.writeUInt32BE((value.readUInt32BE() & m) >>> 0);
+  return { value: masked, mask };
+}
+
+/** The text of a value and mask: `a.b.c.d/len` for a prefix mask, `a.b.c.d/m.m.m.m` otherwise. */
+export function ipv4PrefixText(value: Buffer, mask: Buffer | undefined): string {
+  if (!mask) return ipv4Text(value);
+  const m = mask.readUInt32BE();
+  const len = 32 - Math.log2((~m >>> 0) + 1);
+  return Number.isInteger(len) ? `${ipv4Text(value)}/${len}` : `${ipv4Text(value)}/${ipv4Text(mask)}`;
+}
+
+export function padTo8(n: number): number {
+  return (n + 7) & ~7;
+}

@@ -1,0 +1,170 @@
+/**
+ * The flow matches nodenet uses, and their OXM encoding (ofp_match type OXM, OpenFlow 1.2+): the standard
+ * fields (in_port, eth_src/dst, eth_type, ipv4_src/dst with a prefix, arp_spa) and the tunnel source and
+ * destination, which OpenFlow has no field for: OVS accepts Nicira's NXM_NX_TUN_IPV4_SRC/DST (class 0x0001)
+ * as OXM, as ovs-ofctl sends them. Fields are written in the order ovs-ofctl writes them (recorded in the
+ * fixtures), so the bytes are the same; order carries no meaning to the switch.
+ */
+import { OXM_CLASS } from './constants.js';
+import { OpenFlowCodecError, ipv4Bytes, ipv4Prefix, ipv4PrefixText, ipv4Text, macBytes, macText, padTo8 } from './bytes.js';
+
+export interface Match {
+  /** A port number, or PORT.LOCAL (0xfffffffe). */
+  readonly inPort?: number;
+  readonly ethSrc?: string;
+  readonly ethDst?: string;
+  /** 0x0800 (ip), 0x0806 (arp). */
+  readonly ethType?: number;
+  /** `a.b.c.d` or `a.b.c.d/len`. */
+  readonly ipv4Src?: string;
+  readonly ipv4Dst?: string;
+  readonly arpSpa?: string;
+  readonly tunIpv4Src?: string;
+  readonly tunIpv4Dst?: string;
+  /** Fields of flows made by others this codec does not name (decoding only): `class:field[/m]=hex`. */
+  readonly other?: readonly string[];
+}
+
+export const ETH_TYPE = { IPV4: 0x0800, ARP: 0x0806 } as const;
+
+type FieldName = Exclude<keyof Match, 'other'>;
+
+interface FieldDef {
+  readonly name: FieldName;
+  readonly cls: number;
+  readonly field: number;
+  readonly length: number;
+  readonly prefix?: boolean;
+  readonly encode: (v: never) => { value: Buffer; mask?: Buffer | undefined };
+  readonly decode: (value: Buffer, mask: Buffer | undefined) => string | number;
+  readonly requires?: number;
+}
+
+const u32 = (n: number) => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n >>> 0);
+  return b;
+};
+const u16 = (n: number) => {
+  const b = Buffer.alloc(2);
+  b.writeUInt16BE(n);
+  return b;
+};
+const prefixField = (name: FieldName, cls: number, field: number, requires?: number): FieldDef => ({
+  name,
+  cls,
+  field,
+  length: 4,
+  prefix: true,
+  encode: (v: string) => ipv4Prefix(v),
+  decode: (value, mask) => ipv4PrefixText(value, mask),
+  ...(requires === undefined ? {} : { requires }),
+});
+
+/** In ovs-ofctl's order (OVS's nx_put_raw). */
+const FIELDS: readonly FieldDef[] = [
+  { name: 'inPort', cls: OXM_CLASS.OPENFLOW_BASIC, field: 0, length: 4, encode: (v: number) => ({ value: u32(v) }), decode: (b) => b.readUInt32BE() },
+  { name: 'ethSrc', cls: OXM_CLASS.OPENFLOW_BASIC, field: 4, length: 6, encode: (v: string) => ({ value: macBytes(v) }), decode: (b) => macText(b) },
+  { name: 'ethDst', cls: OXM_CLASS.OPENFLOW_BASIC, field: 3, length: 6, encode: (v: string) => ({ value: macBytes(v) }), decode: (b) => macText(b) },
+  { name: 'ethType', cls: OXM_CLASS.OPENFLOW_BASIC, field: 5, length: 2, encode: (v: number) => ({ value: u16(v) }), decode: (b) => b.readUInt16BE() },
+  prefixField('ipv4Src', OXM_CLASS.OPENFLOW_BASIC, 11, ETH_TYPE.IPV4),
+  prefixField('ipv4Dst', OXM_CLASS.OPENFLOW_BASIC, 12, ETH_TYPE.IPV4),
+  prefixField('arpSpa', OXM_CLASS.OPENFLOW_BASIC, 22, ETH_TYPE.ARP),
+  prefixField('tunIpv4Src', OXM_CLASS.NXM_1, 31),
+  prefixField('tunIpv4Dst', OXM_CLASS.NXM_1, 32),
+];
+
+/** The OXM header: class (16 bits), field (7), has-mask (1), payload length (8). */
+export function oxmHeader(cls: number, field: number, hasMask: boolean, payloadLength: number): number {
+  return ((cls << 16) | (field << 9) | (hasMask ? 0x100 : 0) | payloadLength) >>> 0;
+}
+
+/** The OXM TLVs of a match (no ofp_match header). */
+export function encodeOxmFields(m: Match): Buffer {
+  const parts: Buffer[] = [];
+  for (const f of FIELDS) {
+    const v = m[f.name];
+    if (v === undefined) continue;
+    if (f.requires !== undefined && m.ethType !== f.requires) {
+      throw new OpenFlowCodecError(`matching ${f.name} needs ethType 0x${f.requires.toString(16).padStart(4, '0')} (OpenFlow prerequisite)`);
+    }
+    const { value, mask } = f.encode(v as never);
+    if (mask && mask.readUInt32BE() === 0) continue; // a /0 prefix matches everything
+    const header = Buffer.alloc(4);
+    header.writeUInt32BE(oxmHeader(f.cls, f.field, mask !== undefined, f.length * (mask ? 2 : 1)));
+    parts.push(header, value, ...(mask ? [mask] : []));
+  }
+  return Buffer.concat(parts);
+}
+
+/** ofp_match (type OXM), padded to 8 bytes. */
+export function encodeMatch(m: Match): Buffer {
+  const fields = encodeOxmFields(m);
+  const length = 4 + fields.length;
+  const out = Buffer.alloc(padTo8(length));
+  out.writeUInt16BE(1, 0); // OFPMT_OXM
+  out.writeUInt16BE(length, 2);
+  fields.copy(out, 4);
+  return out;
+}
+
+/** Parses an ofp_match at `offset`; returns the match and the padded length it took. */
+export function decodeMatch(buf: Buffer, offset: number): { match: Match; size: number } {
+  const type = buf.readUInt16BE(offset);
+  const length = buf.readUInt16BE(offset + 2);
+  if (type !== 1) throw new OpenFlowCodecError(`match type ${type} is not OXM`);
+  return { match: decodeOxmFields(buf.subarray(offset + 4, offset + length)), size: padTo8(length) };
+}
+
+export function decodeOxmFields(b: Buffer): Match {
+  const out: Record<string, unknown> = {};
+  const other: string[] = [];
+  for (let off = 0; off + 4 <= b.length; ) {
+    const h = b.readUInt32BE(off);
+    const cls = h >>> 16;
+    const field = (h >>> 9) & 0x7f;
+    const hasMask = (h & 0x100) !== 0;
+    const len = h & 0xff;
+    const payload = b.subarray(off + 4, off + 4 + len);
+    off += 4 + len;
+    const def = FIELDS.find((f) => f.cls === cls && f.field === field && f.length * (hasMask ? 2 : 1) === len && (!hasMask || f.prefix));
+    if (!def) {
+      other.push(`${cls.toString(16)}:${field}${hasMask ? '/m' : ''}=${payload.toString('hex')}`);
+      continue;
+    }
+    const value = payload.subarray(0, def.length);
+    out[def.name] = def.decode(value, hasMask ? payload.subarray(def.length) : undefined);
+  }
+  if (other.length > 0) out['other'] = other;
+  return out as Match;
+}
+
+/** The OXM TLV of one settable field (set_field's payload): eth_src, eth_dst, tun_dst. */
+export function encodeSetFieldOxm(field: SettableField, value: string): Buffer {
+  const def = SETTABLE[field];
+  const header = Buffer.alloc(4);
+  header.writeUInt32BE(oxmHeader(def.cls, def.field, false, def.length));
+  return Buffer.concat([header, def.length === 6 ? macBytes(value) : ipv4Bytes(value)]);
+}
+
+export type SettableField = 'eth_src' | 'eth_dst' | 'tun_dst';
+
+const SETTABLE: Readonly<Record<SettableField, { cls: number; field: number; length: number }>> = {
+  eth_src: { cls: OXM_CLASS.OPENFLOW_BASIC, field: 4, length: 6 },
+  eth_dst: { cls: OXM_CLASS.OPENFLOW_BASIC, field: 3, length: 6 },
+  tun_dst: { cls: OXM_CLASS.NXM_1, field: 32, length: 4 },
+};
+
+/** The settable field and value of a set_field OXM, or undefined for another field. */
+export function decodeSetFieldOxm(b: Buffer): { field: SettableField; value: string } | undefined {
+  const h = b.readUInt32BE(0);
+  const cls = h >>> 16;
+  const field = (h >>> 9) & 0x7f;
+  for (const [name, def] of Object.entries(SETTABLE) as [SettableField, (typeof SETTABLE)[SettableField]][]) {
+    if (def.cls === cls && def.field === field && (h & 0xff) === def.length) {
+      const v = b.subarray(4, 4 + def.length);
+      return { field: name, value: def.length === 6 ? macText(v) : ipv4Text(v) };
+    }
+  }
+  return undefined;
+}

@@ -1,0 +1,183 @@
+/**
+ * The ovs-ofctl text form of the flows nodenet writes (`cookie=C,table=T,priority=P,ip,in_port=3,
+ * nw_src=A,actions=...`), parsed into flow-mods and printed back in dump-flows' `--no-stats` form, so
+ * callers that hold flows as text (backend-ovs's pipeline) can use the OpenFlow connection unchanged and
+ * a dump compares line by line with ovs-ofctl's. Only the vocabulary nodenet uses is understood; anything
+ * else is refused by name.
+ */
+import { PORT } from './constants.js';
+import { OpenFlowCodecError } from './bytes.js';
+import type { Action, Instructions } from './instructions.js';
+import { ETH_TYPE, type Match, type SettableField } from './match.js';
+import type { FlowMod, FlowStats } from './messages.js';
+
+export interface ParsedFlow {
+  readonly cookie?: bigint;
+  readonly cookieMask?: bigint;
+  readonly table?: number;
+  readonly priority?: number;
+  readonly match: Match;
+  readonly instructions?: Instructions;
+}
+
+const MATCH_KEYS: Readonly<Record<string, Exclude<keyof Match, 'other' | 'inPort' | 'ethType'>>> = {
+  dl_src: 'ethSrc',
+  eth_src: 'ethSrc',
+  dl_dst: 'ethDst',
+  eth_dst: 'ethDst',
+  nw_src: 'ipv4Src',
+  ip_src: 'ipv4Src',
+  nw_dst: 'ipv4Dst',
+  ip_dst: 'ipv4Dst',
+  arp_spa: 'arpSpa',
+  tun_src: 'tunIpv4Src',
+  tun_dst: 'tunIpv4Dst',
+};
+
+function portOf(text: string, what: string): number {
+  if (text === 'LOCAL') return PORT.LOCAL;
+  if (text === 'NORMAL') return PORT.NORMAL;
+  if (/^\d{1,5}$/.test(text) && Number(text) >= 1 && Number(text) < 0xff00) return Number(text);
+  throw new OpenFlowCodecError(`${what}: '${text}' is not a port (a number 1-65279 or LOCAL)`);
+}
+
+function numberOf(text: string, what: string, max: number): number {
+  if (!/^(0x[0-9a-fA-F]+|\d+)$/.test(text) || Number(text) > max) throw new OpenFlowCodecError(`${what}: '${text}' is not a number 0-${max}`);
+  return Number(text);
+}
+
+function cookieOf(text: string): bigint {
+  if (text === '-1') return 0xffffffffffffffffn;
+  if (!/^(0x[0-9a-fA-F]{1,16}|\d+)$/.test(text)) throw new OpenFlowCodecError(`cookie: '${text}' is not a 64-bit number`);
+  return BigInt(text);
+}
+
+/**
+ * Parses `[cookie=..,][table=..,][priority=..,]MATCH[,actions=ACTIONS]` (actions absent for deletes), fields
+ * separated by commas or spaces (as ovs-ofctl accepts and diff-flows prints them).
+ */
+export function parseFlow(text: string): ParsedFlow {
+  const at = text.indexOf('actions=');
+  const head = at < 0 ? text : text.slice(0, at);
+  const match: Record<string, unknown> = {};
+  let cookie: bigint | undefined;
+  let cookieMask: bigint | undefined;
+  let table: number | undefined;
+  let priority: number | undefined;
+  // Commas or spaces: ovs-ofctl's diff-flows prints `table=N priority=P,MATCH cookie=C actions=A`.
+  for (const token of head.split(/[\s,]+/).filter((t) => t !== '')) {
+    const eq = token.indexOf('=');
+    const key = eq < 0 ? token : token.slice(0, eq);
+    const value = eq < 0 ? '' : token.slice(eq + 1);
+    if (key === 'ip' && eq < 0) match['ethType'] = ETH_TYPE.IPV4;
+    else if (key === 'arp' && eq < 0) match['ethType'] = ETH_TYPE.ARP;
+    else if (key === 'cookie') {
+      const [c, m] = value.split('/');
+      cookie = cookieOf(c ?? '');
+      if (m !== undefined) cookieMask = cookieOf(m);
+    } else if (key === 'table') table = numberOf(value, 'table', 254);
+    else if (key === 'priority') priority = numberOf(value, 'priority', 0xffff);
+    else if (key === 'in_port') match['inPort'] = portOf(value, 'in_port');
+    else if (key === 'dl_type' || key === 'eth_type') match['ethType'] = numberOf(value, key, 0xffff);
+    else if (MATCH_KEYS[key] && eq > 0) match[MATCH_KEYS[key]] = value;
+    else throw new OpenFlowCodecError(`'${token}' is not a match field this client writes (ip, arp, in_port, dl_src, dl_dst, nw_src, nw_dst, arp_spa, tun_src, tun_dst, cookie, table, priority)`);
+  }
+  const parsed: ParsedFlow = {
+    match: match as Match,
+    ...(cookie === undefined ? {} : { cookie }),
+    ...(cookieMask === undefined ? {} : { cookieMask }),
+    ...(table === undefined ? {} : { table }),
+    ...(priority === undefined ? {} : { priority }),
+  };
+  return at < 0 ? parsed : { ...parsed, instructions: parseActions(text.slice(at + 'actions='.length)) };
+}
+
+export function parseActions(text: string): Instructions {
+  const apply: Action[] = [];
+  let gotoTable: number | undefined;
+  for (const token of text.split(',').map((t) => t.trim())) {
+    if (token === 'drop') continue;
+    if (gotoTable !== undefined) throw new OpenFlowCodecError(`'${token}' after goto_table: goto_table must be the last action`);
+    if (token === 'NORMAL' || token === 'normal') apply.push({ type: 'output', port: PORT.NORMAL });
+    else if (token === 'LOCAL') apply.push({ type: 'output', port: PORT.LOCAL });
+    else if (token === 'dec_ttl') apply.push({ type: 'dec_ttl' });
+    else if (token.startsWith('output:')) apply.push({ type: 'output', port: portOf(token.slice(7), 'output') });
+    else if (token.startsWith('goto_table:')) gotoTable = numberOf(token.slice(11), 'goto_table', 254);
+    else if (token.startsWith('resubmit(,') && token.endsWith(')')) gotoTable = numberOf(token.slice(10, -1), 'resubmit', 254);
+    else if (/^set_field:[^>]+->(eth_src|eth_dst|tun_dst)$/.test(token)) {
+      const [value, field] = token.slice('set_field:'.length).split('->') as [string, SettableField];
+      apply.push({ type: 'set_field', field, value });
+    } else throw new OpenFlowCodecError(`'${token}' is not an action this client writes (drop, NORMAL, output:P, goto_table:T, set_field:V->eth_src|eth_dst|tun_dst, dec_ttl)`);
+  }
+  return { ...(apply.length ? { apply } : {}), ...(gotoTable === undefined ? {} : { gotoTable }) };
+}
+
+/** A flow-mod from ovs-ofctl's text (add-flow / mod-flows / del-flows syntax). */
+export function flowModOf(command: FlowMod['command'], text: string): FlowMod {
+  const p = parseFlow(text);
+  const deleting = command === 'delete' || command === 'deleteStrict';
+  if (!deleting && !p.instructions) throw new OpenFlowCodecError(`'${text}' has no actions=`);
+  return {
+    command,
+    ...p,
+    // ovs-ofctl's non-strict delete without table= covers every table.
+    ...(command === 'delete' && p.table === undefined ? { table: 0xff } : {}),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Printing, as `ovs-ofctl dump-flows --no-stats` does
+
+export function formatPort(port: number): string {
+  if (port === PORT.LOCAL) return 'LOCAL';
+  if (port === PORT.NORMAL) return 'NORMAL';
+  if (port === PORT.IN_PORT) return 'IN_PORT';
+  if (port === PORT.CONTROLLER) return 'CONTROLLER';
+  return String(port);
+}
+
+export function formatMatch(m: Match): string {
+  const parts: string[] = [];
+  if (m.ethType === ETH_TYPE.IPV4) parts.push('ip');
+  else if (m.ethType === ETH_TYPE.ARP) parts.push('arp');
+  if (m.tunIpv4Src !== undefined) parts.push(`tun_src=${m.tunIpv4Src}`);
+  if (m.tunIpv4Dst !== undefined) parts.push(`tun_dst=${m.tunIpv4Dst}`);
+  if (m.inPort !== undefined) parts.push(`in_port=${formatPort(m.inPort)}`);
+  if (m.ethSrc !== undefined) parts.push(`dl_src=${m.ethSrc}`);
+  if (m.ethDst !== undefined) parts.push(`dl_dst=${m.ethDst}`);
+  if (m.ethType !== undefined && m.ethType !== ETH_TYPE.IPV4 && m.ethType !== ETH_TYPE.ARP) parts.push(`dl_type=0x${m.ethType.toString(16).padStart(4, '0')}`);
+  if (m.ipv4Src !== undefined) parts.push(`nw_src=${m.ipv4Src}`);
+  if (m.ipv4Dst !== undefined) parts.push(`nw_dst=${m.ipv4Dst}`);
+  if (m.arpSpa !== undefined) parts.push(`arp_spa=${m.arpSpa}`);
+  for (const o of m.other ?? []) parts.push(`oxm(${o})`);
+  return parts.join(',');
+}
+
+export function formatActions(i: Instructions): string {
+  const parts = (i.apply ?? []).map((a) => {
+    switch (a.type) {
+      case 'output':
+        // Reserved ports print bare (NORMAL, LOCAL), numbered ones as output:N.
+        return a.port >= PORT.MAX ? formatPort(a.port) : `output:${a.port}`;
+      case 'dec_ttl':
+        return 'dec_ttl';
+      case 'set_field':
+        return `set_field:${a.value}->${a.field}`;
+      case 'other':
+        return `action(${a.code}:${a.hex})`;
+    }
+  });
+  if (i.gotoTable !== undefined) parts.push(`goto_table:${i.gotoTable}`);
+  for (const o of i.other ?? []) parts.push(`instruction(${o})`);
+  return parts.length === 0 ? 'drop' : parts.join(',');
+}
+
+/** `cookie=0x.., table=T, priority=P,MATCH actions=A` (cookie and table left out when 0, as ovs-ofctl does). */
+export function formatFlowStats(f: Pick<FlowStats, 'cookie' | 'table' | 'priority' | 'match' | 'instructions'>): string {
+  const match = formatMatch(f.match);
+  return [
+    f.cookie !== 0n ? `cookie=0x${f.cookie.toString(16)}, ` : '',
+    f.table !== 0 ? `table=${f.table}, ` : '',
+    `priority=${f.priority}${match ? `,${match}` : ''} actions=${formatActions(f.instructions)}`,
+  ].join('');
+}
