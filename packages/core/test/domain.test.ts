@@ -1,9 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
-  allocateLinkNames,
   InvalidArgumentError,
   macForAddress,
-  normalizePorts,
   parseIfName,
   parseIpv4Address,
   parseNetnsRef,
@@ -11,6 +9,8 @@ import {
   Subnet,
   type IfName,
 } from '@nodenet/core';
+import { allocateLinkNames } from '../src/names.js';
+import { normalizePorts } from '../src/ports.js';
 
 function invalid(fn: () => unknown): string {
   try {
