@@ -35,6 +35,19 @@ function builtFiles(dir, prefix = '') {
 }
 
 const packages = libraryPackages();
+const workspace = new Map(readdirSync(join(repoRoot, 'packages'))
+  .filter((name) => existsSync(join(repoRoot, 'packages', name, 'package.json')))
+  .map((name) => JSON.parse(readFileSync(join(repoRoot, 'packages', name, 'package.json'), 'utf8')))
+  .map((m) => [m.name, m]));
+// A tarball must install from the tarballs alone: its siblings are library packages too, at its version.
+for (const { manifest } of packages) {
+  for (const [dep, range] of Object.entries(manifest.dependencies ?? {})) {
+    const sibling = workspace.get(dep);
+    if (!sibling) continue;
+    if (sibling.private === true) throw new Error(`${manifest.name} depends on ${dep}, which is private: make ${dep} a library package (drop private, add README.md and CHANGELOG.md) or drop the dependency`);
+    if (range !== manifest.version || sibling.version !== manifest.version) throw new Error(`${manifest.name}@${manifest.version} depends on ${dep} ${range} (at ${sibling.version}): all packages share one version, pinned exactly`);
+  }
+}
 for (const { dir, manifest } of packages) {
   const missing = ['dist', 'README.md', 'CHANGELOG.md'].filter((f) => !existsSync(join(dir, f)));
   if (missing.length > 0) throw new Error(`${manifest.name}: ${missing.join(', ')} missing in ${dir} (run npm run build first)`);
