@@ -32,7 +32,17 @@ export {
   type IfName,
   type NetnsRef,
 } from './names.js';
-export { PROTOCOLS, parsePort, portKey, type Port, type PortMapping, type PortMappingInput, type Protocol } from './ports.js';
+export {
+  PROTOCOLS,
+  normalizePorts,
+  parsePort,
+  portKey,
+  samePortMappings,
+  type Port,
+  type PortMapping,
+  type PortMappingInput,
+  type Protocol,
+} from './ports.js';
 export type { CniRecord, InstanceKind, InstanceRecord, NodeState } from './model.js';
 export {
   silentLogger,

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   InvalidArgumentError,
   macForAddress,
+  normalizePorts,
   parseIfName,
   parseIpv4Address,
   parseNetnsRef,
@@ -10,7 +11,6 @@ import {
   type IfName,
 } from '@nodenet/core';
 import { allocateLinkNames } from '../src/names.js';
-import { normalizePorts } from '../src/ports.js';
 
 function invalid(fn: () => unknown): string {
   try {
