@@ -34,6 +34,20 @@ function builtFiles(dir, prefix = '') {
   );
 }
 
+/** What a library package's manifest lacks for its tarball to be complete and installable on its own. */
+function manifestProblems(dir, manifest) {
+  const problems = [];
+  const files = manifest.files ?? [];
+  for (const f of ['dist', 'README.md', 'LICENSE', 'CHANGELOG.md']) if (!files.includes(f)) problems.push(`"files" lacks ${f}`);
+  const conditions = JSON.stringify(manifest.exports ?? {});
+  if (conditions.includes('"source"') && !files.includes('src')) problems.push('"files" lacks src, where the "source" export condition points');
+  if (!existsSync(join(dir, 'LICENSE')) && !/\bLICENSE\b/.test(manifest.scripts?.prepack ?? '')) {
+    problems.push('no LICENSE: add "prepack": "cp ../../LICENSE LICENSE" and "postpack": "rm -f LICENSE" to "scripts"');
+  }
+  if (manifest.license !== 'Apache-2.0') problems.push('"license" is not Apache-2.0');
+  return problems;
+}
+
 const packages = libraryPackages();
 const workspace = new Map(readdirSync(join(repoRoot, 'packages'))
   .filter((name) => existsSync(join(repoRoot, 'packages', name, 'package.json')))
@@ -49,6 +63,8 @@ for (const { manifest } of packages) {
   }
 }
 for (const { dir, manifest } of packages) {
+  const problems = manifestProblems(dir, manifest);
+  if (problems.length > 0) throw new Error(`${manifest.name}'s package.json: ${problems.join('; ')}`);
   const missing = ['dist', 'README.md', 'CHANGELOG.md'].filter((f) => !existsSync(join(dir, f)));
   if (missing.length > 0) throw new Error(`${manifest.name}: ${missing.join(', ')} missing in ${dir} (run npm run build first)`);
   // tsc never deletes: output of a source file since removed or moved would ship with the package.
