@@ -1,11 +1,105 @@
-export * from './errors.js';
-export * from './net.js';
-export * from './names.js';
-export * from './ports.js';
-export * from './model.js';
-export * from './ports-of-core.js';
-export * from './sync.js';
-export * from './transaction.js';
-export * from './node-network.js';
-export * from './cluster.js';
-export * from './reconcile.js';
+/**
+ * @nodenet/core: nodenet's domain, without I/O. Its public names, by what they are for:
+ * - the use-cases (NodeNetwork: create/delete the CNI and instance interfaces, restore, reconcile) and the
+ *   cluster side (membership, overlay, peer sync);
+ * - the ports adapters implement (Dataplane, PacketFilter, StateStore, Logger) and the shapes they exchange;
+ * - validated value types and their parsers (interface names, namespaces, IPv4 addresses, subnets, ports);
+ * - the errors every nodenet package throws, each with a gRPC-style code.
+ * Planning internals (link-name allocation, the reconcile planner, the rollback transaction) stay inside.
+ */
+export {
+  AlreadyExistsError,
+  FailedPreconditionError,
+  InternalError,
+  InvalidArgumentError,
+  NodenetError,
+  NotFoundError,
+  PermissionDeniedError,
+  TeardownError,
+  UnavailableError,
+  asNodenetError,
+  isNodenetError,
+  type ErrorCode,
+} from './errors.js';
+export { Subnet, macForAddress, parseIpv4Address, subnetOf, vtepMacForUnderlay, type Ipv4Address } from './net.js';
+export {
+  CNI_NAME,
+  HANDLE_PREFIX,
+  HOST_PREFIX,
+  OWNER_ALIAS_PREFIX,
+  netnsPath,
+  parseIfName,
+  parseNetnsRef,
+  type IfName,
+  type NetnsRef,
+} from './names.js';
+export {
+  PROTOCOLS,
+  normalizePorts,
+  parsePort,
+  portKey,
+  samePortMappings,
+  type Port,
+  type PortMapping,
+  type PortMappingInput,
+  type Protocol,
+} from './ports.js';
+export type { CniRecord, InstanceKind, InstanceRecord, NodeState } from './model.js';
+export {
+  silentLogger,
+  type AllowedSource,
+  type CniSpec,
+  type Dataplane,
+  type FilterBase,
+  type FilterElements,
+  type HostInfo,
+  type HostProbe,
+  type HostServices,
+  type InstancePlacement,
+  type InstancePorts,
+  type InstanceRules,
+  type InstanceSpec,
+  type LinkState,
+  type Logger,
+  type NamespaceIdentity,
+  type PacketFilter,
+  type PublishedPort,
+  type Repairs,
+  type StagedRecord,
+  type StateStore,
+} from './ports-of-core.js';
+export { Mutex } from './sync.js';
+export {
+  NodeNetwork,
+  type CreateCniInput,
+  type CreateInterfaceInput,
+  type CreateInterfaceResult,
+  type DeleteInterfaceInput,
+  type NodeNetworkOptions,
+  type PeerSubnet,
+} from './node-network.js';
+export {
+  MAX_VNI,
+  MIN_VNI,
+  OVERLAY_MODES,
+  PeerSync,
+  StaticMembership,
+  VXLAN_OVERHEAD,
+  checkHostGwPeer,
+  checkOverlaySettings,
+  checkPeerForMode,
+  checkPeerIsOther,
+  describeOverlap,
+  firstOverlap,
+  subnetsHeld,
+  parseNodeName,
+  parseNodeRecord,
+  sameNodeRecord,
+  type Membership,
+  type NodeRecord,
+  type HeldSubnet,
+  type Overlay,
+  type OverlayMode,
+  type PeerControl,
+} from './cluster.js';
+export type { ReconcileReport } from './reconcile.js';

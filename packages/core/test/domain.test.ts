@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import {
-  allocateLinkNames,
   InvalidArgumentError,
   macForAddress,
   normalizePorts,
@@ -11,6 +10,7 @@ import {
   Subnet,
   type IfName,
 } from '@nodenet/core';
+import { allocateLinkNames } from '../src/names.js';
 
 function invalid(fn: () => unknown): string {
   try {

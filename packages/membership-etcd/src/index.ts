@@ -1,16 +1,10 @@
+/**
+ * @nodenet/membership-etcd: core's Membership on etcd. EtcdMembership announces this node's record under a
+ * lease, claims its subnet, and reports the cluster's other nodes as they come and go. The TLS helpers
+ * (also under `@nodenet/membership-etcd/tls`, which does not load the etcd client) check and read the
+ * client's certificate files. The key layout and record encoding stay inside.
+ */
 export { EtcdMembership, type EtcdMembershipOptions } from './etcd-membership.js';
-export {
-  KeyLayout,
-  RECORD_VERSION,
-  checkClaim,
-  decodeNodeRecord,
-  encodeNodeRecord,
-  parseClaimHolder,
-  prefixRangeEnd,
-  type ClaimVerdict,
-  type LiveClaim,
-  type LiveRecord,
-} from './records.js';
 export {
   checkEtcdEndpointSchemes,
   checkEtcdTlsMaterial,

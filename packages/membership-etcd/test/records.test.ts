@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { FailedPreconditionError, InvalidArgumentError, Subnet, parseNodeRecord, type NodeRecord } from '@nodenet/core';
+import { EtcdMembership } from '../src/index.js';
 import {
-  EtcdMembership,
   KeyLayout,
   RECORD_VERSION,
   checkClaim,
@@ -11,7 +11,7 @@ import {
   prefixRangeEnd,
   type LiveClaim,
   type LiveRecord,
-} from '../src/index.js';
+} from '../src/records.js';
 
 function rec(name: string, underlay: string, subnet: string): NodeRecord {
   return parseNodeRecord({ name, underlayAddress: underlay, subnet }, 'test');

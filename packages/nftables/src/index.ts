@@ -1,6 +1,8 @@
+/**
+ * @nodenet/nftables: core's PacketFilter on nftables (one `inet` table per node: published ports as DNAT
+ * maps, cluster subnets, per-instance anti-spoofing), driven through one long-lived `nft -i` session.
+ * NftPacketFilter is the adapter; ensureBaseScript and addInstanceScript give the nft script text it
+ * loads, for callers that load a node's rules by other means (benchmarks, debugging).
+ */
 export { NftPacketFilter, type NftPacketFilterOptions } from './nft-packet-filter.js';
-export * from './script.js';
-export * from './listing.js';
-export * from './drift.js';
-export * from './conntrack.js';
-export * from './session.js';
+export { addInstanceScript, ensureBaseScript, type LoopbackGuard, type NftBase } from './script.js';

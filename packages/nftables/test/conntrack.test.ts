@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError, type Ipv4Address } from '@nodenet/core';
-import { CONNTRACK_FILTERS, conntrackOutcome, conntrackScript } from '../src/index.js';
+import { CONNTRACK_FILTERS, conntrackOutcome, conntrackScript } from '../src/conntrack.js';
 
 describe('conntrackOutcome', () => {
   it('success, nothing to delete, a lost race, a real failure', () => {

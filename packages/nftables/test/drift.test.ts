@@ -10,17 +10,10 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { Subnet, type FilterBase, type IfName, type Ipv4Address } from '@nodenet/core';
-import {
-  clusterSubnetElements,
-  diffBase,
-  ensureBaseScript,
-  parseEchoShapes,
-  parseSubnetElements,
-  parseTableShape,
-  repairScript,
-  repairScripts,
-  type BaseShape,
-} from '../src/index.js';
+import { ensureBaseScript } from '../src/index.js';
+import { diffBase } from '../src/drift.js';
+import { parseEchoShapes, parseSubnetElements, parseTableShape, type BaseShape } from '../src/listing.js';
+import { clusterSubnetElements, repairScript, repairScripts } from '../src/script.js';
 
 const fixture = (name: string) => readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
 

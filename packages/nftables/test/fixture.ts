@@ -15,7 +15,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Subnet, type FilterBase, type IfName, type InstanceRules, type Ipv4Address, type Port, type PortMapping } from '@nodenet/core';
 import { run, type RunResult } from '@nodenet/sys';
-import { countRules, parseAllowedSources, parsePublishedPorts } from '../src/index.js';
+import { countRules, parseAllowedSources, parsePublishedPorts } from '../src/listing.js';
 
 let counter = 0;
 

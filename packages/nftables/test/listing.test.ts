@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { canonical, countRules, filterElements, parseAllowedSources, parsePublishedPorts, parseSubnetElements, parseTableShape } from '../src/index.js';
+import { canonical, countRules, filterElements, parseAllowedSources, parsePublishedPorts, parseSubnetElements, parseTableShape } from '../src/listing.js';
 
 // Captured from `nft -j list table ip nodenet` / `... bridge nodenet` (nftables 1.0.6), trimmed.
 const ipTable = JSON.stringify({

@@ -10,8 +10,8 @@ import {
   type Port,
   type PortMapping,
 } from '@nodenet/core';
+import { addInstanceScript, ensureBaseScript } from '../src/index.js';
 import {
-  addInstanceScript,
   checkedElements,
   clusterSubnetElements,
   fullRepair,
@@ -20,11 +20,10 @@ import {
   repairScript,
   setClusterSubnetsScript,
   conflictingKeys,
-  ensureBaseScript,
   removeBaseScript,
   removeInstanceScript,
   removeListedScript,
-} from '../src/index.js';
+} from '../src/script.js';
 
 const base = (clusterSubnets: string[] = ['198.19.1.0/24', '198.19.2.0/24']): FilterBase => ({
   cniName: 'nodenet0' as IfName,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InternalError } from '@nodenet/core';
-import { answerFailed, findAnswer, nftSessionFraming, pointedCommand, sessionLine } from '../src/index.js';
+import { answerFailed, findAnswer, nftSessionFraming, pointedCommand, sessionLine } from '../src/session.js';
 
 /** What nft 1.0.6 prints for the marker line `nnmark<seq>`. */
 const markerAnswer = (seq: number) => `Error: syntax error, unexpected newline, expecting string\nnnmark${seq}\n       ^\n`;

@@ -1,2 +1,5 @@
-export * from './file-state-store.js';
-export { parseCniRecord, parseInstanceRecord } from './records.js';
+/**
+ * @nodenet/state: core's StateStore on a directory of JSON records (one file per object, written
+ * atomically, staged before the change and committed after), read back at restart.
+ */
+export { FileStateStore, StateFileError, type FileStateStoreOptions } from './file-state-store.js';

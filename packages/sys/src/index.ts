@@ -1,3 +1,11 @@
-export * from './run.js';
-export * from './group-commit.js';
-export * from './session.js';
+/**
+ * @nodenet/sys: the one place nodenet runs system commands (argument arrays, never a shell; failures as
+ * core's errors naming the command and the package to install):
+ * - run / runLean: one command (runLean: spawn without execa, for hot paths);
+ * - CommandSession: a long-lived batch process (ip -batch, nft -i) fed line by line, with framing that
+ *   tells where one answer ends;
+ * - GroupCommitter: coalesces concurrent work items into one batch.
+ */
+export { CommandError, notInstalled, run, runLean, type LeanInput, type RunOptions, type RunResult } from './run.js';
+export { GroupCommitter } from './group-commit.js';
+export { CommandSession, SessionExitedError, type CommandSessionOptions, type SessionFraming } from './session.js';
