@@ -5,8 +5,9 @@
  * state gauges follow; a repair done by reconcile is counted by kind. Also: metrics over mutual TLS, and
  * `listen: ""` turning the endpoint off.
  */
-import { chmod, writeFile } from 'node:fs/promises';
+import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Daemon, PrometheusServer, TestScope, Topology, exec, httpGetInNamespace, nsExec } from '@nodenet/testkit';
 
@@ -42,6 +43,7 @@ describe('metrics', () => {
     const nftCommands = Number(/^nodenet_commands_total\{tool="nft"\} (\d+)$/m.exec(scrape.body)?.[1]);
     expect(ipCommands + nftCommands).toBeGreaterThan(0);
     expect((await httpGetInNamespace(scope, node.ns, '127.0.0.1', METRICS_PORT, '/')).status).toBe(404);
+    await checkReadmeAgainst(scrape.body, scope);
 
     const prometheus = await PrometheusServer.start({ scope, ns: node.ns, targets: [`127.0.0.1:${METRICS_PORT}`] });
     await prometheus.waitFor('up{job="nodenet"}', (v) => v === 1);
@@ -130,4 +132,32 @@ async function makeCertificates(dir: string): Promise<(name: string) => string> 
   await leaf('server', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
   await leaf('client', 'extendedKeyUsage=clientAuth\n');
   return p;
+}
+
+const README = fileURLToPath(new URL('../../../README.md', import.meta.url));
+
+/**
+ * The README's metrics table lists exactly the nodenet_ families the daemon serves, and its alert rules
+ * pass `promtool check rules` and name only metrics that exist.
+ */
+async function checkReadmeAgainst(exposition: string, scope: TestScope): Promise<void> {
+  const readme = await readFile(README, 'utf8');
+  const section = readme.slice(readme.indexOf('### Metrics'), readme.indexOf('### Alerts worth setting'));
+  const documented = [...section.matchAll(/^\| `(nodenet_[a-z_]+)` \| (\w+) \|/gm)].map((m) => `${m[1]} ${m[2]}`).sort();
+  const served = [...exposition.matchAll(/^# TYPE (nodenet_[a-z_]+) (\w+)$/gm)].map((m) => `${m[1]} ${m[2]}`).sort();
+  expect(documented).toEqual(served);
+
+  const alerts = readme.slice(readme.indexOf('### Alerts worth setting'));
+  const rules = /```yaml\n([\s\S]*?)```/.exec(alerts)?.[1];
+  expect(rules).toBeDefined();
+  const dir = await scope.createTempDir();
+  await writeFile(join(dir, 'rules.yml'), rules!);
+  const check = await exec('promtool', ['check', 'rules', join(dir, 'rules.yml')], { allowFailure: true });
+  expect(check.exitCode, check.stdout + check.stderr).toBe(0);
+  // Families the daemon declares (a counter with no series yet still has its TYPE line).
+  const families = new Set([...exposition.matchAll(/^# TYPE ([a-z_]+) /gm)].map((m) => m[1]!));
+  for (const name of new Set(rules!.match(/\bnodenet_[a-z_]+/g) ?? [])) {
+    const family = families.has(name) ? name : name.replace(/_(bucket|sum|count)$/, '');
+    expect(families, name).toContain(family);
+  }
 }
