@@ -9,7 +9,7 @@ import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon, PrometheusServer, TestScope, Topology, exec, httpGetInNamespace, nsExec } from '@nodenet/testkit';
+import { Daemon, EtcdServer, PrometheusServer, TestScope, Topology, exec, httpGetInNamespace, nsExec } from '@nodenet/testkit';
 
 const METRICS_PORT = 9842;
 
@@ -18,7 +18,7 @@ describe('metrics', () => {
   let topo: Topology;
   beforeAll(async () => {
     scope = await TestScope.create();
-    topo = await Topology.create(scope, { nodes: 3 });
+    topo = await Topology.create(scope, { nodes: 5 });
   });
   afterAll(() => scope.cleanup());
 
@@ -115,6 +115,48 @@ describe('metrics', () => {
     const listening = await nsExec(node.ns, 'ss', ['-Htln', `sport = :${METRICS_PORT}`]);
     expect(listening.stdout.trim()).toBe('');
     expect((await daemon.stop()).exitCode).toBe(0);
+  });
+
+  it('etcd membership: connected, peers and their last change, lease renew failures while etcd is down', async () => {
+    const etcd = await EtcdServer.startOnFabric(scope, topo);
+    const membership = { type: 'etcd', etcd: { endpoints: [etcd.url], prefix: '/nodenet-metrics', leaseTtlSeconds: 6 } };
+    const [n4, n5] = [topo.node(4), topo.node(5)];
+    const a = await Daemon.start({ scope, node: n4, config: { membership } });
+    const b = await Daemon.start({ scope, node: n5, config: { membership } });
+    const metricOf = async (name: string): Promise<number> => {
+      const body = (await httpGetInNamespace(scope, n4.ns, '127.0.0.1', METRICS_PORT, '/metrics')).body;
+      const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(body);
+      if (!m) throw new Error(`${name} is not in the scrape`);
+      return Number(m[1]);
+    };
+    const waitMetric = async (name: string, accept: (v: number) => boolean, timeoutMs = 30_000): Promise<number> => {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const v = await metricOf(name);
+        if (accept(v)) return v;
+        if (Date.now() > deadline) throw new Error(`${name} is still ${v} after ${timeoutMs} ms: ${a.diagnostics()}`);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    };
+    await a.network().createContainerNetworkInterface({ ipAddress: '198.19.4.1', subNetwork: '198.19.4.0/24' });
+    expect(await metricOf('nodenet_membership_connected')).toBe(1);
+    const firstChange = await metricOf('nodenet_membership_last_peer_change_timestamp_seconds');
+    expect(await metricOf('nodenet_peers')).toBe(0);
+
+    // Node 5 joins: node 4 learns a peer and programs it.
+    await b.network().createContainerNetworkInterface({ ipAddress: '198.19.5.1', subNetwork: '198.19.5.0/24' });
+    await waitMetric('nodenet_peers', (v) => v === 1);
+    await waitMetric('nodenet_peers_programmed', (v) => v === 1);
+    expect(await metricOf('nodenet_membership_last_peer_change_timestamp_seconds')).toBeGreaterThan(firstChange);
+    expect(await metricOf('nodenet_membership_lease_renew_failures_total')).toBe(0);
+
+    // etcd goes away: the watch disconnects, keepalives fail (every ttl/3 = 2 s); the node keeps serving.
+    await etcd.stop();
+    await waitMetric('nodenet_membership_connected', (v) => v === 0);
+    await waitMetric('nodenet_membership_lease_renew_failures_total', (v) => v >= 1);
+    expect((await a.network().createInterface({ ipAddress: '198.19.4.2', ports: [], portMappings: [] })).interfaceName).toMatch(/^nni-/);
+    expect((await a.stop()).exitCode).toBe(0);
+    expect((await b.stop()).exitCode).toBe(0);
   });
 });
 
