@@ -67,11 +67,17 @@ describe('metrics', () => {
     // Each seed port is published for TCP and UDP.
     expect(await prometheus.waitFor('nodenet_published_ports{protocol="tcp"}', (v) => v === N)).toBe(N);
 
+    // A normal workload (creates, a delete) fails no command: the failure counter has no series yet.
+    await daemon.network().deleteInterface({ interfaceName: handles.pop()! });
+    const afterWork = (await httpGetInNamespace(scope, node.ns, '127.0.0.1', METRICS_PORT, '/metrics')).body;
+    expect(afterWork.match(/^nodenet_command_failures_total\{.*$/gm) ?? []).toEqual([]);
+    expect(await prometheus.waitFor('nodenet_instances{kind="veth"}', (v) => v === N - 1)).toBe(N - 1);
+
     // Drift: delete an instance's veth behind the daemon's back; reconcile releases it and counts the repair.
     const hostEnd = handles[0]!.replace(/^nni-/, 'nnh-');
     await exec('ip', ['-n', node.ns, 'link', 'del', hostEnd]);
     expect(await prometheus.waitFor('nodenet_reconcile_repairs_total{kind="instance_released"}', (v) => v === 1)).toBe(1);
-    expect(await prometheus.waitFor('nodenet_instances{kind="veth"}', (v) => v === N - 1)).toBe(N - 1);
+    expect(await prometheus.waitFor('nodenet_instances{kind="veth"}', (v) => v === N - 2)).toBe(N - 2);
     expect(await prometheus.value('nodenet_reconcile_runs_total{result="repaired"}')).toBeGreaterThanOrEqual(1);
     expect(await prometheus.value('time() - nodenet_reconcile_last_run_timestamp_seconds')).toBeLessThan(60);
 
