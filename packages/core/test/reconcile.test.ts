@@ -9,7 +9,7 @@ describe('NodeNetwork.reconcile', () => {
   let net: NodeNetwork;
   let counter = 0;
 
-  async function make() {
+  async function make(extra: Partial<ConstructorParameters<typeof NodeNetwork>[0]> = {}) {
     const n = new NodeNetwork({
       dataplane: dp,
       packetFilter: pf,
@@ -19,6 +19,7 @@ describe('NodeNetwork.reconcile', () => {
       overlayOverhead: 50,
       randomUint32: () => ++counter,
       infrastructureLinks: ['nodenet-vx'],
+      ...extra,
     });
     await n.load();
     return n;
@@ -180,17 +181,7 @@ describe('NodeNetwork.reconcile', () => {
 
   it('counts repairs by kind (one per object) and tells the observer of every pass', async () => {
     const seen: unknown[] = [];
-    const observed = new NodeNetwork({
-      dataplane: dp,
-      packetFilter: pf,
-      store,
-      host: await dp.probeHost(),
-      reservedPorts: new Map(),
-      overlayOverhead: 50,
-      randomUint32: () => ++counter,
-      onReconciled: (report) => seen.push(report),
-    });
-    await observed.load();
+    const observed = await make({ onReconciled: (report) => seen.push(report) });
     const a = await observed.createInterface({ ipAddress: '198.19.1.2', ports: [80], netns: 'web' });
     dp.links.set('nnh-dead0001', { name: 'nnh-dead0001', ownerTag: 'nodenet:nni-dead0001' });
     dp.links.set('nnh-dead0002', { name: 'nnh-dead0002', ownerTag: 'nodenet:nni-dead0002' });
