@@ -89,6 +89,8 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
   let host: HostInfo;
   let cluster: ClusterLink;
   try {
+    // Listening is the last thing that can be refused (the port is taken) before the first change to the node.
+    if (metrics) await step(`metrics.listen: listen on ${config.metrics.listen!.uri}`, () => metrics.listen());
     host = await probeHost(adapters.dataplane, config);
     checkStaticPeers(config, host);
     const overlay = adapters.backend.createOverlay(host);
@@ -137,11 +139,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
   new ReflectionService(reflectionPackage).addToServer(server);
   try {
     await bind(server, config, tls);
-    if (metrics) {
-      const sources = { network, membership: cluster.membership, sync: cluster.sync, lastPeerChangeAt: () => cluster.lastPeerChangeAt };
-      const url = await step(`metrics.listen: listen on ${config.metrics.listen!.uri}`, () => metrics.start(sources));
-      logger.info({ event: 'metrics-listening', url }, `metrics at ${url}`);
-    }
+    metrics?.metrics.attach({ network, membership: cluster.membership, sync: cluster.sync, lastPeerChangeAt: () => cluster.lastPeerChangeAt });
   } catch (e) {
     server.forceShutdown();
     await cluster.stop().catch(() => undefined);

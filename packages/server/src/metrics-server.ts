@@ -10,7 +10,7 @@ import type { Registry } from 'prom-client';
 import { observeCommands } from '@nodenet/sys';
 import type { DaemonLogger } from './logger.js';
 import type { MetricsConfig } from './metrics-config.js';
-import { DaemonMetrics, type MetricsSources } from './metrics.js';
+import { DaemonMetrics } from './metrics.js';
 
 export const METRICS_PATH = '/metrics';
 
@@ -101,11 +101,14 @@ export class MetricsService {
     this.unobserve = observeCommands((event) => this.metrics.commandDone(event));
   }
 
-  /** Attaches the state gauges to `sources` and listens; rejects when the address cannot be bound. */
-  async start(sources: MetricsSources): Promise<string> {
-    this.metrics.attach(sources);
+  /**
+   * Listens (rejects when the address cannot be bound). Until `metrics.attach()` the state gauges read 0:
+   * the endpoint is up before the daemon restores the node, so a port clash stops it before any change.
+   */
+  async listen(): Promise<string> {
     const { listen, tls, logger } = this.options;
     this.endpoint = await startMetricsEndpoint({ listen, ...(tls ? { tls } : {}), registry: this.metrics.registry, logger });
+    logger.info({ event: 'metrics-listening', url: this.endpoint.url }, `metrics at ${this.endpoint.url}`);
     return this.endpoint.url;
   }
 

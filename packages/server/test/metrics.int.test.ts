@@ -9,7 +9,7 @@ import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon, EtcdServer, PrometheusServer, TestScope, Topology, exec, httpGetInNamespace, nsExec } from '@nodenet/testkit';
+import { Daemon, EtcdServer, PrometheusServer, TestScope, Topology, exec, httpGetInNamespace, nsExec, snapshot } from '@nodenet/testkit';
 
 const METRICS_PORT = 9842;
 
@@ -121,6 +121,17 @@ describe('metrics', () => {
     const listening = await nsExec(node.ns, 'ss', ['-Htln', `sport = :${METRICS_PORT}`]);
     expect(listening.stdout.trim()).toBe('');
     expect((await daemon.stop()).exitCode).toBe(0);
+  });
+
+  it('a metrics address that is taken stops the start (exit 1, naming metrics.listen) before any change to the node', async () => {
+    const node = topo.node(3);
+    const first = await Daemon.start({ scope, node });
+    const before = await snapshot(node.ns);
+    const second = await Daemon.spawn({ scope, node });
+    expect((await second.exited).exitCode).toBe(1);
+    expect(second.stderr).toMatch(new RegExp(`metrics.listen: listen on 127.0.0.1:${METRICS_PORT}: .*EADDRINUSE`));
+    expect(await snapshot(node.ns)).toEqual(before);
+    expect((await first.stop()).exitCode).toBe(0);
   });
 
   it('etcd membership: connected, peers and their last change, lease renew failures while etcd is down', async () => {
