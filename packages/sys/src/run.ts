@@ -144,6 +144,7 @@ function runSpawn(file: string, args: readonly string[], options: RunOptions & L
         // What the input waited for failed: the command must not run; its caller reports that failure.
         child.kill('SIGKILL');
         clearTimeout(timer);
+        if (typeof e === 'object' && e !== null) notTheCommands.add(e);
         reject(e);
       },
     );
@@ -159,6 +160,9 @@ export interface LeanInput {
   readonly inputLater?: Promise<string>;
 }
 
+/** Failures of what a command's input waited for (LeanInput.inputLater): not the command's, not reported. */
+const notTheCommands = new WeakSet<object>();
+
 /** Reports the command's outcome to the observers (observer.ts) and passes the result on unchanged. */
 function observed(file: string, result: Promise<RunResult>): Promise<RunResult> {
   return result.then(
@@ -167,7 +171,7 @@ function observed(file: string, result: Promise<RunResult>): Promise<RunResult> 
       return r;
     },
     (e: unknown) => {
-      reportCommand(file, outcomeOf(e));
+      if (!(typeof e === 'object' && e !== null && notTheCommands.has(e))) reportCommand(file, outcomeOf(e));
       throw e;
     },
   );
