@@ -295,6 +295,8 @@ export function reservedPortsOf(config: DaemonConfig): Map<number, string> {
   for (const p of config.reservedPorts) reserved.set(p, 'listed in reservedPorts');
   if (config.overlay.mode === 'vxlan') reserved.set(config.overlay.port, "the overlay's UDP port");
   if (config.listen.kind === 'tcp') reserved.set(config.listen.port, "the daemon's gRPC port");
+  // Published ports are DNAT'ed for the node's own addresses, 127.0.0.1 included: one would capture the scrapes.
+  if (config.metrics.listen) reserved.set(config.metrics.listen.port, "the daemon's metrics port (metrics.listen)");
   return reserved;
 }
 
