@@ -71,6 +71,15 @@ export interface Membership {
   peers(): readonly NodeRecord[];
   /** Stops watching and renewing (an etcd record then expires with its lease). */
   stop(): Promise<void>;
+  /** How the link to the membership's source is doing (for metrics); absent: always connected, nothing to renew. */
+  status?(): MembershipStatus;
+}
+
+export interface MembershipStatus {
+  /** Whether the membership's source (etcd) is connected and watched now. */
+  readonly connected: boolean;
+  /** Renewals of this node's lease that failed since the start (a counter). */
+  readonly leaseRenewFailures: number;
 }
 
 /** The static membership's run-time control (extension RPCs). */

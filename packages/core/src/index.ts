@@ -96,10 +96,11 @@ export {
   parseNodeRecord,
   sameNodeRecord,
   type Membership,
+  type MembershipStatus,
   type NodeRecord,
   type HeldSubnet,
   type Overlay,
   type OverlayMode,
   type PeerControl,
 } from './cluster.js';
-export type { ReconcileReport } from './reconcile.js';
+export { REPAIR_KINDS, type ReconcileReport, type RepairKind } from './reconcile.js';

@@ -41,7 +41,7 @@ import {
 } from './ports-of-core.js';
 import { Mutex } from './sync.js';
 import { Transaction } from './transaction.js';
-import { planReconcile, type BusySet, type ReconcileReport } from './reconcile.js';
+import { planReconcile, type BusySet, type ReconcileReport, type RepairKind } from './reconcile.js';
 import { describeOverlap, firstOverlap, subnetsHeld } from './cluster.js';
 
 /** Another node of the cluster, as far as this node's addressing is concerned. */
@@ -72,6 +72,8 @@ export interface NodeNetworkOptions {
   /** Names of other links nodenet owns that are not instances' (e.g. the overlay device): never orphans. */
   readonly infrastructureLinks?: readonly string[];
   readonly logger?: Logger;
+  /** Told the report of every reconcile pass (restore's included), e.g. for metrics. Must not throw. */
+  readonly onReconciled?: (report: ReconcileReport) => void;
   readonly randomUint32?: () => number;
   readonly now?: () => Date;
 }
@@ -546,6 +548,11 @@ export class NodeNetwork {
     const startedAt = this.now();
     const t0 = performance.now();
     const repairs: string[] = [];
+    const repairCounts: Partial<Record<RepairKind, number>> = {};
+    const repaired = (kind: RepairKind, line: string, count = 1) => {
+      repairs.push(line);
+      repairCounts[kind] = (repairCounts[kind] ?? 0) + count;
+    };
     const errors: string[] = [];
     const attempt = async <T>(what: string, fn: () => Promise<T>): Promise<T | undefined> => {
       try {
@@ -555,15 +562,15 @@ export class NodeNetwork {
         return undefined;
       }
     };
-    const note = (r: Repairs | void) => {
-      if (r) repairs.push(...r);
+    const note = (kind: RepairKind, r: Repairs | void) => {
+      for (const line of r ?? []) repaired(kind, line);
     };
 
     const cni = this.cni;
     if (cni) {
       const spec = this.cniSpec(cni);
-      note(await attempt('converge the CNI', () => this.dataplane.ensureCni(spec)));
-      note(await attempt('converge the packet filter', () => this.filter.ensureBase(this.filterBase(spec))));
+      note('cni', await attempt('converge the CNI', () => this.dataplane.ensureCni(spec)));
+      note('packet_filter', await attempt('converge the packet filter', () => this.filter.ensureBase(this.filterBase(spec))));
     }
     // Only records that existed before the kernel is listed are checked (newer ones may not show yet);
     // every record explains what it owns.
@@ -584,7 +591,7 @@ export class NodeNetwork {
       if (plan.orphanLinks.length > 0) {
         await attempt('remove orphan links', async () => {
           await this.dataplane.deleteOwnedLinks(plan.orphanLinks);
-          repairs.push(`removed links no record explains: ${plan.orphanLinks.join(', ')}`);
+          repaired('orphan_link', `removed links no record explains: ${plan.orphanLinks.join(', ')}`, plan.orphanLinks.length);
         });
       }
       const { ports: orphanPorts, sources: orphanSources } = plan.orphanElements;
@@ -595,34 +602,35 @@ export class NodeNetwork {
             ...orphanPorts.map((p) => `port ${p.hostPort}/${p.protocol} -> ${p.address}:${p.instancePort}`),
             ...orphanSources.map((src) => `source ${src.address} on ${src.ifname}`),
           ];
-          repairs.push(`removed filter elements no record explains: ${described.join(', ')}`);
+          repaired('orphan_filter_element', `removed filter elements no record explains: ${described.join(', ')}`, described.length);
         });
       }
       if (cni && this.dataplane.attachToCni) {
         for (const record of plan.detachedPorts) {
           await attempt(`attach ${record.hostIfname} to ${cni.name}`, async () => {
             await this.dataplane.attachToCni!(record.hostIfname, this.cniSpec(cni));
-            repairs.push(`${record.hostIfname} of ${record.handle} (${record.address}) was not a port of ${cni.name}: attached again`);
+            repaired('detached_port', `${record.hostIfname} of ${record.handle} (${record.address}) was not a port of ${cni.name}: attached again`);
           });
         }
       }
       for (const record of plan.missingRules) {
         await attempt(`restore the rules of ${record.handle}`, async () => {
           await this.filter.addInstance({ hostIfname: record.hostIfname, address: record.address, ports: record.ports });
-          repairs.push(`rules of ${record.handle} (${record.address}) were missing: restored`);
+          repaired('missing_rules', `rules of ${record.handle} (${record.address}) were missing: restored`);
         });
       }
       if (cni) {
         for (const record of plan.missingInterfaces) {
           if (this.deleting.has(record.handle) || !this.instances.has(record.handle)) continue;
-          const work = this.repairInstance(record, cni, repairs, errors).finally(() => this.repairing.delete(record.handle));
+          const work = this.repairInstance(record, cni, repaired, errors).finally(() => this.repairing.delete(record.handle));
           this.repairing.set(record.handle, work);
           await work;
         }
       }
     }
-    const report: ReconcileReport = { startedAt: startedAt.toISOString(), durationMs: Math.round(performance.now() - t0), repairs, errors };
+    const report: ReconcileReport = { startedAt: startedAt.toISOString(), durationMs: Math.round(performance.now() - t0), repairs, repairCounts, errors };
     this.lastReport = report;
+    this.options.onReconciled?.(report);
     for (const r of repairs) this.logger.warn({ event: 'repair', repair: r }, `repaired: ${r}`);
     for (const e of errors) this.logger.error({ event: 'reconcile-error', err: e }, `reconcile: ${e}`);
     this.logger.info({ event: 'reconciled', durationMs: report.durationMs, repairs: repairs.length, errors: errors.length }, 'reconcile pass done');
@@ -630,7 +638,7 @@ export class NodeNetwork {
   }
 
   /** An instance whose interface is gone: put it back where it was if that namespace still lives, else release it. */
-  private async repairInstance(record: InstanceRecord, cni: CniRecord, repairs: string[], errors: string[]): Promise<void> {
+  private async repairInstance(record: InstanceRecord, cni: CniRecord, repaired: (kind: RepairKind, line: string) => void, errors: string[]): Promise<void> {
     try {
       if (record.netns && (await this.namespaces.namespaceAlive(record.netns, record.netnsId))) {
         await this.filter.addInstance(rulesOf(record));
@@ -640,14 +648,14 @@ export class NodeNetwork {
           await this.store.saveInstance(updated);
           this.track(updated);
         }
-        repairs.push(`interface ${record.handle} (${record.address}) was missing: recreated in namespace ${record.netns}`);
+        repaired('instance_recreated', `interface ${record.handle} (${record.address}) was missing: recreated in namespace ${record.netns}`);
         return;
       }
       // Nowhere to put it back: the instance is gone (its namespace went, or a runtime moved it and the pair
       // was deleted). Free its address and ports.
       await this.release(record, cni);
       const why = record.netns ? `its namespace ${record.netns} no longer exists` : record.kind === 'tap' ? 'its TAP is gone' : 'its veth pair is gone';
-      repairs.push(`instance ${record.handle} (${record.address}) is gone (${why}): released its address and ports`);
+      repaired('instance_released', `instance ${record.handle} (${record.address}) is gone (${why}): released its address and ports`);
     } catch (e) {
       errors.push(asNodenetError(e, `repair ${record.handle}`).message);
     }

@@ -101,12 +101,33 @@ export function handleOfOwnerTag(tag: string): string {
   return tag.startsWith(OWNER_ALIAS_PREFIX) ? tag.slice(OWNER_ALIAS_PREFIX.length) : '';
 }
 
+/**
+ * What a repair put right, a fixed set (metrics count repairs by kind): `cni` (the CNI, its address or
+ * sysctls), `packet_filter` (nodenet's tables and chains), `orphan_link` / `orphan_filter_element` (one per
+ * removed object), `detached_port`, `missing_rules`, `instance_recreated`, `instance_released`, and
+ * `overlay` (stale overlay entries, reported by the cluster side).
+ */
+export const REPAIR_KINDS = [
+  'cni',
+  'packet_filter',
+  'orphan_link',
+  'orphan_filter_element',
+  'detached_port',
+  'missing_rules',
+  'instance_recreated',
+  'instance_released',
+  'overlay',
+] as const;
+export type RepairKind = (typeof REPAIR_KINDS)[number];
+
 /** The outcome of one reconcile pass, kept for the inspect RPC. */
 export interface ReconcileReport {
   readonly startedAt: string;
   readonly durationMs: number;
   /** What was wrong and was put right, one line each. */
   readonly repairs: readonly string[];
+  /** How many objects each kind of repair put right (a line may cover several, e.g. orphan links). */
+  readonly repairCounts: Readonly<Partial<Record<RepairKind, number>>>;
   /** What could not be checked or repaired (retried on the next pass). */
   readonly errors: readonly string[];
 }

@@ -10,7 +10,7 @@ import {
   Subnet,
   type IfName,
 } from '@nodenet/core';
-import { allocateLinkNames } from '../src/names.js';
+import { allocateLinkNames, type IfName as SourceIfName } from '../src/names.js';
 
 function invalid(fn: () => unknown): string {
   try {
@@ -123,7 +123,7 @@ describe('link names', () => {
   it('allocates nni-/nnh- pairs of 12 characters, skipping taken ids', () => {
     const seq = [0xdeadbeef, 0xdeadbeef, 0x1];
     const taken = new Set<string>(['nni-deadbeef']);
-    const names = allocateLinkNames((h: IfName) => taken.has(h), () => seq.shift()!);
+    const names = allocateLinkNames((h: SourceIfName) => taken.has(h), () => seq.shift()!);
     expect(names).toEqual({ handle: 'nni-00000001', hostIfname: 'nnh-00000001' });
     expect(names.handle.length).toBeLessThanOrEqual(15);
   });

@@ -35,6 +35,8 @@ export class FakeDataplane implements Dataplane, HostServices {
   cni: CniSpec | null = null;
   readonly calls: string[] = [];
   failCreateInstance: Error | null = null;
+  /** Set by a test that wants the backend to report masters (the optional Dataplane.attachToCni). */
+  attachToCni?: (hostIfname: IfName, cni: CniSpec) => Promise<void>;
   /** Namespaces that exist, by reference, with their identity. */
   readonly namespaces = new Map<string, string>();
 

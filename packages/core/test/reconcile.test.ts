@@ -9,7 +9,7 @@ describe('NodeNetwork.reconcile', () => {
   let net: NodeNetwork;
   let counter = 0;
 
-  async function make() {
+  async function make(extra: Partial<ConstructorParameters<typeof NodeNetwork>[0]> = {}) {
     const n = new NodeNetwork({
       dataplane: dp,
       namespaces: dp,
@@ -20,6 +20,7 @@ describe('NodeNetwork.reconcile', () => {
       overlayOverhead: 50,
       randomUint32: () => ++counter,
       infrastructureLinks: ['nodenet-vx'],
+      ...extra,
     });
     await n.load();
     return n;
@@ -40,6 +41,7 @@ describe('NodeNetwork.reconcile', () => {
     dp.calls.length = 0;
     const report = await net.reconcile();
     expect(report.repairs).toEqual([]);
+    expect(report.repairCounts).toEqual({});
     expect(report.errors).toEqual([]);
     expect(dp.calls).toEqual(['ensureCni nodenet0']);
     expect(net.lastReconcile).toBe(report);
@@ -57,6 +59,7 @@ describe('NodeNetwork.reconcile', () => {
       `interface ${a.interfaceName} (198.19.1.2) was missing: recreated in namespace web`,
       `instance ${b.interfaceName} (198.19.1.3) is gone (its namespace db no longer exists): released its address and ports`,
     ]);
+    expect(report.repairCounts).toEqual({ instance_recreated: 1, instance_released: 1 });
     expect(dp.links.has(a.hostInterfaceName)).toBe(true);
     expect(store.state.instances.map((r) => r.handle)).toEqual([a.interfaceName]);
     expect(store.state.released).toContain(b.interfaceName);
@@ -175,5 +178,19 @@ describe('NodeNetwork.reconcile', () => {
     dp.links.set(a.hostInterfaceName, { name: a.hostInterfaceName, ownerTag: `nodenet:${a.interfaceName}`, master: '' });
     expect((await net.reconcile()).repairs).toEqual([`${a.hostInterfaceName} of ${a.interfaceName} (198.19.1.2) was not a port of nodenet0: attached again`]);
     expect(attached).toEqual([a.hostInterfaceName]);
+  });
+
+  it('counts repairs by kind (one per object) and tells the observer of every pass', async () => {
+    const seen: unknown[] = [];
+    const observed = await make({ onReconciled: (report) => seen.push(report) });
+    const a = await observed.createInterface({ ipAddress: '198.19.1.2', ports: [80], netns: 'web' });
+    dp.links.set('nnh-dead0001', { name: 'nnh-dead0001', ownerTag: 'nodenet:nni-dead0001' });
+    dp.links.set('nnh-dead0002', { name: 'nnh-dead0002', ownerTag: 'nodenet:nni-dead0002' });
+    pf.instances.clear();
+    const report = await observed.reconcile();
+    expect(report.repairCounts).toEqual({ orphan_link: 2, missing_rules: 1 });
+    expect(report.repairs).toEqual(['removed links no record explains: nnh-dead0001, nnh-dead0002', `rules of ${a.interfaceName} (198.19.1.2) were missing: restored`]);
+    const again = await observed.restore();
+    expect(seen).toEqual([report, again]);
   });
 });

@@ -23,6 +23,7 @@ import {
   silentLogger,
   type Logger,
   type Membership,
+  type MembershipStatus,
   type NodeRecord,
 } from '@nodenet/core';
 import { KeyLayout, checkClaim, decodeNodeRecord, encodeNodeRecord, parseClaimHolder, prefixRangeEnd, type LiveClaim, type LiveRecord } from './records.js';
@@ -131,6 +132,7 @@ export class EtcdMembership implements Membership {
   private lease: Lease | null = null;
   private leaseId: string | null = null;
   private leaseRenewedAt: number | null = null;
+  private leaseRenewFailures = 0;
   private reannouncing = false;
 
   constructor(options: EtcdMembershipOptions) {
@@ -240,6 +242,11 @@ export class EtcdMembership implements Membership {
     return this.leaseId !== null && this.leaseRenewedAt !== null ? { id: this.leaseId, renewedAt: this.leaseRenewedAt } : null;
   }
 
+  /** Connected: started, and the watch is not disconnected. */
+  status(): MembershipStatus {
+    return { connected: this.state === 'running' && this.watchDisconnectedAt === null, leaseRenewFailures: this.leaseRenewFailures };
+  }
+
   async stop(): Promise<void> {
     if (this.state === 'stopped') return;
     this.state = 'stopped';
@@ -332,6 +339,9 @@ export class EtcdMembership implements Membership {
     lease.on('lost', (err) => this.onLeaseLost(lease, err));
     lease.on('keepaliveSucceeded', () => {
       if (lease === this.lease) this.leaseRenewedAt = Date.now();
+    });
+    lease.on('keepaliveFailed', () => {
+      if (lease === this.lease) this.leaseRenewFailures++;
     });
     let id: string;
     try {

@@ -33,7 +33,7 @@ import {
 import type { ClusterLink } from './cluster-link.js';
 import type { DaemonConfig } from './config.js';
 import type { DaemonLogger } from './logger.js';
-import { unaryHandlers, type InFlight } from './network-server.js';
+import { unaryHandlers, type InFlight, type RpcObserver } from './network-server.js';
 
 export interface AdminContext {
   readonly network: NodeNetwork;
@@ -45,8 +45,8 @@ export interface AdminContext {
   readonly overlay: Overlay;
 }
 
-export function createAdminServer(ctx: AdminContext, logger: DaemonLogger, inFlight: InFlight): NetworkAdminServer {
-  const unary = unaryHandlers(logger, inFlight);
+export function createAdminServer(ctx: AdminContext, logger: DaemonLogger, inFlight: InFlight, observer?: RpcObserver): NetworkAdminServer {
+  const unary = unaryHandlers(logger, inFlight, observer);
 
   const peerStatuses = (): PeerStatus[] => {
     const programmed = new Set(ctx.cluster.sync.current().map((p) => p.name));
@@ -111,7 +111,7 @@ export function createAdminServer(ctx: AdminContext, logger: DaemonLogger, inFli
 }
 
 /** A peer must not be this node, nor overlap its subnet or its underlay network. */
-function checkPeerAgainstNode(peer: NodeRecord, ctx: AdminContext): void {
+export function checkPeerAgainstNode(peer: NodeRecord, ctx: AdminContext): void {
   if (peer.name === ctx.config.nodeName) throw new FailedPreconditionError(`peer ${peer.name} is this node's own name`);
   if (peer.underlayAddress === ctx.host.underlayAddress) throw new FailedPreconditionError(`peer ${peer.name}: ${peer.underlayAddress} is this node's own underlay address`);
   const cni = ctx.network.cniRecord;

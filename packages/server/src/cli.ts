@@ -52,6 +52,12 @@ Relative paths in the file are relative to the file's directory.
     datapathType: system        system | netdev
   logLevel: info                ${LOG_LEVELS.join(' | ')}
   reconcileIntervalSeconds: 30  how often to compare what nodenet owns with its records and repair drift
+  metrics:                      the Prometheus endpoint (GET /metrics)
+    listen: 127.0.0.1:9842      HOST:PORT; "" turns it off
+    tls:                        optional, like the API's tls (with ca: scrapers need a client certificate)
+      cert: FILE
+      key: FILE
+      ca: FILE
 
 Flags override the file. Exit codes: 0 after a graceful stop (SIGTERM/SIGINT), 1 when the start
 fails at run time, 2 for a bad flag or config (nothing is changed then).
@@ -79,6 +85,7 @@ export function parseCommandLine(argv: readonly string[], options: ParseCommandL
     .option('--node-name <name>', "this node's name (config: nodeName; default the host name)")
     .option('--underlay-address <address>', "the node's underlay IPv4 address (config: underlayAddress; default the default route's source)")
     .option('--log-level <level>', `log level: ${LOG_LEVELS.join(', ')} (config: logLevel; default info)`)
+    .option('--metrics-listen <address>', 'Prometheus endpoint: HOST:PORT, or "" for none (config: metrics.listen; default 127.0.0.1:9842)')
     .helpOption('-h, --help', 'show this help')
     .addHelpText('after', configHelp(options.backends ?? ['iproute2']))
     .allowExcessArguments(false)
@@ -102,7 +109,7 @@ export function parseCommandLine(argv: readonly string[], options: ParseCommandL
   }
   const o = program.opts<Record<string, string | undefined>>();
   const flags: FlagOverrides = {};
-  for (const k of ['listen', 'backend', 'stateDir', 'nodeName', 'underlayAddress', 'logLevel'] as const) {
+  for (const k of ['listen', 'backend', 'stateDir', 'nodeName', 'underlayAddress', 'logLevel', 'metricsListen'] as const) {
     if (o[k] !== undefined) flags[k] = o[k];
   }
   return { action: 'run', commandLine: { ...(o.config !== undefined ? { configFile: o.config } : {}), flags } };

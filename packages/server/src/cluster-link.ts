@@ -16,6 +16,8 @@ export class ClusterLink {
   private joining: Promise<void> | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private stopped = false;
+  private peerSetKey: string | null = null;
+  private peersChangedAt: number | null = null;
 
   constructor(
     private readonly config: DaemonConfig,
@@ -29,6 +31,7 @@ export class ClusterLink {
   async start(): Promise<void> {
     try {
       await this.membership.start((peers) => {
+        this.notePeers(peers);
         void this.sync.update(peers);
       });
       this.started = true;
@@ -67,6 +70,17 @@ export class ClusterLink {
     return this.sync.resync();
   }
 
+  /** When the set of peers last changed (or was first learned), ms since the epoch; null before membership reported. */
+  get lastPeerChangeAt(): number | null {
+    return this.peersChangedAt;
+  }
+
+  private notePeers(peers: readonly NodeRecord[]): void {
+    const key = peers.map((p) => `${p.name}|${p.underlayAddress}|${p.subnet}`).sort().join(',');
+    if (key !== this.peerSetKey) this.peersChangedAt = Date.now();
+    this.peerSetKey = key;
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
@@ -96,6 +110,8 @@ export class ReconcileLoop {
     private readonly cluster: ClusterLink,
     private readonly intervalMs: number,
     private readonly logger: Logger,
+    /** Told how many stale overlay entries a pass removed (metrics). */
+    private readonly onOverlayRepairs?: (count: number) => void,
   ) {}
 
   start(): void {
@@ -110,6 +126,7 @@ export class ReconcileLoop {
     try {
       const removed = await this.cluster.resync();
       for (const r of removed) this.logger.warn({ event: 'repair', repair: r }, `repaired: ${r}`);
+      this.onOverlayRepairs?.(removed.length);
     } catch (e) {
       this.logger.error({ event: 'reconcile-error', err: asNodenetError(e, 'resync the overlay').message }, 'overlay resync failed');
     }

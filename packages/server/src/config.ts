@@ -14,6 +14,7 @@ import { InvalidArgumentError, MAX_VNI, MIN_VNI, OVERLAY_MODES, describeOverlap,
 import { OVSDB_REMOTE_RE } from '@nodenet/backend-ovs';
 // The subpath holds only the file checks: the adapter itself (etcd3 and its gRPC stack) loads only for etcd membership.
 import { checkEtcdEndpointSchemes, checkEtcdTlsShape, readEtcdTlsFiles, type EtcdTlsFiles, type EtcdTlsMaterial } from '@nodenet/membership-etcd/tls';
+import { checkMetricsConfig, metricsSchema, resolveMetricsPaths, type MetricsConfig } from './metrics-config.js';
 
 /** A configuration or command-line problem: the daemon exits with code 2 and changes nothing. */
 export class ConfigError extends Error {
@@ -64,6 +65,8 @@ export interface DaemonConfig {
   readonly logLevel: LogLevel;
   /** How often the daemon compares what it owns with what it recorded and repairs drift. */
   readonly reconcileIntervalSeconds: number;
+  /** The Prometheus endpoint (metrics-config.ts). */
+  readonly metrics: MetricsConfig;
 }
 
 export const DEFAULT_LISTEN = 'unix:///run/nodenet/nodenet.sock';
@@ -77,6 +80,7 @@ export const FLAG_KEYS = {
   nodeName: 'nodeName',
   underlayAddress: 'underlayAddress',
   logLevel: 'logLevel',
+  metricsListen: 'metrics.listen',
 } as const;
 export type FlagOverrides = { -readonly [K in keyof typeof FLAG_KEYS]?: string };
 
@@ -87,6 +91,7 @@ const FLAG_OF_KEY: Record<string, string> = {
   nodeName: '--node-name',
   underlayAddress: '--underlay-address',
   logLevel: '--log-level',
+  'metrics.listen': '--metrics-listen',
 };
 
 // ------------------------------------------------------------------------------------------------------
@@ -261,6 +266,7 @@ const configSchema = z.strictObject({
     .prefault({}),
   logLevel: oneOf(LOG_LEVELS).default('info'),
   reconcileIntervalSeconds: intIn(1, 86400).default(30),
+  metrics: metricsSchema,
 });
 
 type ParsedConfig = z.output<typeof configSchema>;
@@ -289,7 +295,10 @@ export function parseConfig(raw: unknown, options: ParseConfigOptions): DaemonCo
   for (const [flag, key] of Object.entries(FLAG_KEYS)) {
     const value = options.flags?.[flag as keyof FlagOverrides];
     if (value !== undefined) {
-      merged[key] = value;
+      // A dotted key (metrics.listen) sets one key of a mapping, keeping the file's other keys.
+      const [outer, inner] = key.split('.') as [string, string | undefined];
+      if (inner === undefined) merged[key] = value;
+      else merged[outer] = { ...(isMapping(merged[outer]) ? merged[outer] : {}), [inner]: value };
       fromFlag.add(key);
     }
   }
@@ -332,6 +341,10 @@ function parseYaml(text: string, file: string): unknown {
     throw new ConfigError(doc.errors.map((e) => `config: ${file} is not valid YAML: ${e.message.split('\n')[0]}`));
   }
   return doc.toJS();
+}
+
+function isMapping(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function dropNulls(value: unknown): unknown {
@@ -407,6 +420,7 @@ function crossCheck(c: ParsedConfig, backends: readonly string[]): { key: string
     problems.push({ key: 'tls', message: `tls applies to a TCP listen address, but listen is ${c.listen.uri}: remove tls or listen on HOST:PORT` });
   }
   problems.push(...crossCheckEtcd(c.membership.etcd));
+  problems.push(...checkMetricsConfig(c.metrics, c.listen));
   if (c.membership.type === 'etcd' && c.membership.peers.length > 0) {
     problems.push({ key: 'membership.peers', message: 'peers are for static membership; with type etcd the nodes find each other in etcd: remove peers or use type static' });
   }
@@ -465,6 +479,7 @@ function resolvePaths(c: ParsedConfig, baseDir: string, fromFlag: ReadonlySet<st
       },
     },
     ovs: { ...c.ovs, runDir: abs(c.ovs.runDir, 'ovs.runDir') },
+    metrics: resolveMetricsPaths(c.metrics, abs),
   };
 }
 
@@ -499,5 +514,6 @@ export function configSummary(c: DaemonConfig): Record<string, unknown> {
         : { type: c.membership.type, peers: c.membership.peers.map((p) => ({ name: p.name, underlayAddress: p.underlayAddress, subnet: p.subnet.toString() })) },
     logLevel: c.logLevel,
     reconcileIntervalSeconds: c.reconcileIntervalSeconds,
+    metrics: c.metrics.listen ? { listen: c.metrics.listen.uri, transport: c.metrics.tls ? (c.metrics.tls.ca ? 'mtls' : 'tls') : 'http' } : 'off',
   };
 }

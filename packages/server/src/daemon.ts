@@ -13,13 +13,15 @@ import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import { NetworkAdminService, NetworkService, networkProtoPath } from '@nodenet/api';
-import { NodeNetwork, PeerSync, VXLAN_OVERHEAD, isNodenetError, type HostInfo, type HostProbe, type Overlay, type PeerSubnet } from '@nodenet/core';
+import { NodeNetwork, PeerSync, VXLAN_OVERHEAD, isNodenetError, type HostInfo, type HostProbe, type Overlay, type PeerSubnet, type ReconcileReport } from '@nodenet/core';
 import { createAdminServer } from './admin-server.js';
 import { ClusterLink, ReconcileLoop } from './cluster-link.js';
 import { ConfigError, configSummary, type DaemonConfig } from './config.js';
 import { createContainer, loadEtcdModule, resolveAdapters, TOKENS, type Adapters } from './container.js';
 import { createLogger, type DaemonLogger } from './logger.js';
 import { createNetworkServer } from './network-server.js';
+import { reloadConfig, type ReloadOutcome } from './config-reload.js';
+import { MetricsService } from './metrics-server.js';
 
 /** A failure at start that is not a configuration problem: exit code 1. */
 export class StartError extends Error {
@@ -57,6 +59,8 @@ export interface DaemonHandle {
   stop(options?: { timeoutMs?: number }): Promise<StopResult>;
   /** Cuts calls in flight off now (e.g. a second signal during stop()). */
   forceStop(): void;
+  /** SIGHUP: loads the config with `load` and applies what can change live (config-reload.ts); `config` then shows it. */
+  reload(load: () => Promise<DaemonConfig>): Promise<ReloadOutcome>;
 }
 
 interface TlsMaterial {
@@ -73,6 +77,10 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
   const tls = config.listen.kind === 'tcp' && config.tls ? await readTlsMaterial(config.tls) : undefined;
   if (config.listen.kind === 'unix') await checkSocketIsFree(config.listen.path);
   const reflectionPackage = loadReflectionPackage();
+  const metricsTls = config.metrics.listen && config.metrics.tls ? await readTlsMaterial(config.metrics.tls, 'metrics.tls') : undefined;
+  const metrics = config.metrics.listen
+    ? new MetricsService({ listen: config.metrics.listen, ...(metricsTls ? { tls: metricsTls } : {}), backend: config.backend, logger: logger.child({ component: 'metrics' }) })
+    : undefined;
 
   const container = createContainer(config, logger, await loadEtcdModule(config));
   const adapters = resolveAdapters(container);
@@ -81,6 +89,8 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
   let cluster: ClusterLink;
   let overlay: Overlay;
   try {
+    // Listening is the last thing that can be refused (the port is taken) before the first change to the node.
+    if (metrics) await step(`metrics.listen: listen on ${config.metrics.listen!.uri}`, () => metrics.listen());
     host = await probeHost(adapters.hostServices, config);
     overlay = adapters.backend.createOverlay(host);
     checkStaticPeers(config, overlay);
@@ -104,6 +114,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
       joinCluster: (subnet) => cluster.join(subnet),
       infrastructureLinks: adapters.backend.infrastructureLinks,
       logger: logger.child({ component: 'core' }),
+      ...(metrics ? { onReconciled: (report: ReconcileReport) => metrics.metrics.reconciled(report) } : {}),
     });
     await step('load the state', () => network.load());
     await cluster.start();
@@ -115,6 +126,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
     );
   } catch (e) {
     await cluster!?.stop().catch(() => undefined);
+    await metrics?.close();
     await closeAdapters(adapters, logger);
     throw e;
   }
@@ -122,14 +134,17 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
   const inFlight = container.resolve(TOKENS.inFlight);
   const health = new HealthImplementation(Object.fromEntries(HEALTH_SERVICES.map((s) => [s, 'NOT_SERVING' as const])));
   const server = new Server();
-  server.addService(NetworkService, createNetworkServer(network, logger, inFlight));
-  server.addService(NetworkAdminService, createAdminServer({ network, cluster, config, host, dataplane: adapters.dataplane, overlay }, logger, inFlight));
+  server.addService(NetworkService, createNetworkServer(network, logger, inFlight, metrics?.metrics));
+  server.addService(NetworkAdminService, createAdminServer({ network, cluster, config, host, dataplane: adapters.dataplane, overlay }, logger, inFlight, metrics?.metrics));
   const healthWatches = addHealthService(server, health);
   new ReflectionService(reflectionPackage).addToServer(server);
   try {
     await bind(server, config, tls);
+    metrics?.metrics.attach({ network, membership: cluster.membership, sync: cluster.sync, lastPeerChangeAt: () => cluster.lastPeerChangeAt });
   } catch (e) {
     server.forceShutdown();
+    await cluster.stop().catch(() => undefined);
+    await metrics?.close();
     await closeAdapters(adapters, logger);
     throw e;
   }
@@ -139,13 +154,17 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
     `serving on ${config.listen.uri}`,
   );
 
-  const reconciler = new ReconcileLoop(network, cluster, config.reconcileIntervalSeconds * 1000, logger.child({ component: 'reconcile' }));
+  const reconciler = new ReconcileLoop(network, cluster, config.reconcileIntervalSeconds * 1000, logger.child({ component: 'reconcile' }), (n) => metrics?.metrics.overlayRepaired(n));
   reconciler.start();
 
   let stopping: Promise<StopResult> | undefined;
   let forceNow: (() => void) | undefined;
+  let liveConfig = config;
+  let reloading: Promise<ReloadOutcome> = Promise.resolve({ config, result: 'applied', applied: [], restartNeeded: [], problems: [] });
   const handle: DaemonHandle = {
-    config,
+    get config() {
+      return liveConfig;
+    },
     network,
     host,
     logger,
@@ -174,6 +193,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
         });
         await reconciler.stop();
         await cluster.stop();
+        await metrics?.close();
         await closeAdapters(adapters, logger);
         if (config.listen.kind === 'unix') {
           await removeSocket(config.listen.path).catch((e: unknown) => logger.warn({ err: String(e) }, 'removing the socket failed'));
@@ -185,6 +205,16 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
     },
     forceStop() {
       forceNow?.();
+    },
+    reload(load) {
+      // One reload at a time, each over the config the previous one left.
+      reloading = reloading.then(async () => {
+        const outcome = await reloadConfig(liveConfig, load, { network, cluster, host, dataplane: adapters.dataplane, overlay, logger });
+        liveConfig = outcome.config;
+        metrics?.metrics.configReloaded(outcome.result);
+        return outcome;
+      });
+      return reloading;
     },
   };
   return handle;
@@ -265,6 +295,8 @@ export function reservedPortsOf(config: DaemonConfig): Map<number, string> {
   for (const p of config.reservedPorts) reserved.set(p, 'listed in reservedPorts');
   if (config.overlay.mode === 'vxlan') reserved.set(config.overlay.port, "the overlay's UDP port");
   if (config.listen.kind === 'tcp') reserved.set(config.listen.port, "the daemon's gRPC port");
+  // Published ports are DNAT'ed for the node's own addresses, 127.0.0.1 included: one would capture the scrapes.
+  if (config.metrics.listen) reserved.set(config.metrics.listen.port, "the daemon's metrics port (metrics.listen)");
   return reserved;
 }
 
@@ -278,7 +310,7 @@ async function closeAdapters(adapters: Adapters, logger: DaemonLogger): Promise<
   }
 }
 
-async function readTlsMaterial(tls: NonNullable<DaemonConfig['tls']>): Promise<TlsMaterial> {
+async function readTlsMaterial(tls: NonNullable<DaemonConfig['tls']>, prefix = 'tls'): Promise<TlsMaterial> {
   const read = async (key: string, file: string) => {
     try {
       return await readFile(file);
@@ -288,21 +320,21 @@ async function readTlsMaterial(tls: NonNullable<DaemonConfig['tls']>): Promise<T
     }
   };
   const material: TlsMaterial = {
-    cert: await read('tls.cert', tls.cert),
-    key: await read('tls.key', tls.key),
-    ...(tls.ca ? { ca: await read('tls.ca', tls.ca) } : {}),
+    cert: await read(`${prefix}.cert`, tls.cert),
+    key: await read(`${prefix}.key`, tls.key),
+    ...(tls.ca ? { ca: await read(`${prefix}.ca`, tls.ca) } : {}),
   };
   // Parse now, so a bad PEM or a key that does not match the certificate fails the start, naming the key.
   try {
     createSecureContext({ cert: material.cert, key: material.key });
   } catch (e) {
-    throw new ConfigError([`config: tls.cert/tls.key: ${tls.cert} and ${tls.key} are not a usable certificate and key pair: ${(e as Error).message}`]);
+    throw new ConfigError([`config: ${prefix}.cert/${prefix}.key: ${tls.cert} and ${tls.key} are not a usable certificate and key pair: ${(e as Error).message}`]);
   }
   if (material.ca) {
     try {
       createSecureContext({ ca: material.ca });
     } catch (e) {
-      throw new ConfigError([`config: tls.ca: ${tls.ca} is not a usable PEM CA certificate: ${(e as Error).message}`]);
+      throw new ConfigError([`config: ${prefix}.ca: ${tls.ca} is not a usable PEM CA certificate: ${(e as Error).message}`]);
     }
   }
   return material;

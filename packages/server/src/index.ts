@@ -30,3 +30,7 @@ export {
 export { GRPC_STATUS_OF, toGrpcFailure, toServiceError, type GrpcFailure } from './grpc-errors.js';
 export { createLogger, requestContext, type DaemonLogger } from './logger.js';
 export { createNetworkServer, requestIdOf, kindOf, protocolOf, toCreateInterfaceInput, REQUEST_ID_HEADER } from './network-server.js';
+export { DaemonMetrics, type DaemonMetricsOptions, type MetricsSources } from './metrics.js';
+export { DEFAULT_METRICS_LISTEN, type MetricsConfig } from './metrics-config.js';
+export { MetricsService, startMetricsEndpoint, METRICS_PATH, type MetricsEndpoint } from './metrics-server.js';
+export { reloadConfig, LIVE_KEYS, type ReloadOutcome } from './config-reload.js';

@@ -87,10 +87,18 @@ export class InFlight {
   }
 }
 
+/** Told of every method served and every call answered (metrics.ts); must not throw. */
+export interface RpcObserver {
+  rpcDeclared(method: string): void;
+  /** `code`: the gRPC status name (OK, INVALID_ARGUMENT, ...). */
+  rpcDone(method: string, code: string, seconds: number): void;
+}
+
 /** Wraps a handler with the request id, the log line and the error mapping every RPC gets. */
-export function unaryHandlers(logger: DaemonLogger, inFlight: InFlight) {
+export function unaryHandlers(logger: DaemonLogger, inFlight: InFlight, observer?: RpcObserver) {
   const rpcLogger = logger.child({ component: 'rpc' });
   return function unary<Req, Res>(method: string, handle: (req: Req) => Promise<Res>) {
+    observer?.rpcDeclared(method);
     return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
       const started = process.hrtime.bigint();
       const reqId = requestIdOf(call.metadata);
@@ -105,12 +113,16 @@ export function unaryHandlers(logger: DaemonLogger, inFlight: InFlight) {
         const replyTo = async (request: Req): Promise<Parameters<sendUnaryData<Res>>> => {
           try {
             const response = await handle(request);
-            rpcLogger.info({ method, code: 'OK', durationMs: round(durationMs()) }, 'rpc');
+            const ms = durationMs();
+            rpcLogger.info({ method, code: 'OK', durationMs: round(ms) }, 'rpc');
+            observer?.rpcDone(method, 'OK', ms / 1000);
             return [null, response];
           } catch (e) {
             const failure = toGrpcFailure(e, method);
             const level = failure.code === status.INTERNAL ? 'error' : 'info';
-            rpcLogger[level]({ method, code: failure.errorCode, durationMs: round(durationMs()), err: failure.details }, 'rpc');
+            const ms = durationMs();
+            rpcLogger[level]({ method, code: failure.errorCode, durationMs: round(ms), err: failure.details }, 'rpc');
+            observer?.rpcDone(method, status[failure.code], ms / 1000);
             return [toServiceError(failure)];
           }
         };
@@ -127,8 +139,8 @@ export function unaryHandlers(logger: DaemonLogger, inFlight: InFlight) {
   };
 }
 
-export function createNetworkServer(network: NodeNetwork, logger: DaemonLogger, inFlight = new InFlight()): NetworkServer {
-  const unary = unaryHandlers(logger, inFlight);
+export function createNetworkServer(network: NodeNetwork, logger: DaemonLogger, inFlight = new InFlight(), observer?: RpcObserver): NetworkServer {
+  const unary = unaryHandlers(logger, inFlight, observer);
 
   return {
     createContainerNetworkInterface: unary(

@@ -34,14 +34,15 @@ describe('wiring', () => {
 });
 
 describe('reserved ports', () => {
-  it('reserves the overlay port (vxlan), the daemon TCP port and the listed ports, each with its reason', () => {
+  it('reserves the overlay port (vxlan), the daemon TCP port, the metrics port and the listed ports, each with its reason', () => {
     const tcp = parseConfig({ listen: '0.0.0.0:7443', insecure: true, reservedPorts: [22, 4789] }, { backends: BACKEND_NAMES });
     expect([...reservedPortsOf(tcp)].sort((a, b) => a[0] - b[0])).toEqual([
       [22, 'listed in reservedPorts'],
       [4789, "the overlay's UDP port"],
       [7443, "the daemon's gRPC port"],
+      [9842, "the daemon's metrics port (metrics.listen)"],
     ]);
-    const hostGw = parseConfig({ overlay: { mode: 'host-gw' } }, { backends: BACKEND_NAMES });
+    const hostGw = parseConfig({ overlay: { mode: 'host-gw' }, metrics: { listen: '' } }, { backends: BACKEND_NAMES });
     expect([...reservedPortsOf(hostGw)]).toEqual([]);
   });
 });

@@ -36,9 +36,8 @@ import {
   type StagedRecord,
   type StateStore,
 } from '@nodenet/core';
+import { RECORD_FORMAT_VERSION, upgradeRecord } from './format-version.js';
 import { parseCniRecord, parseInstanceRecord } from './records.js';
-
-const FORMAT_VERSION = 1;
 
 /** A state file nodenet cannot read: the daemon refuses to start rather than forget what it created. */
 export class StateFileError extends FailedPreconditionError {
@@ -172,11 +171,10 @@ export class FileStateStore implements StateStore {
     if (typeof parsed !== 'object' || parsed === null || env.kind !== kind) {
       throw new StateFileError(file, `expected a ${kind} record`);
     }
-    if (env.version !== FORMAT_VERSION) {
-      throw new StateFileError(file, `format version ${String(env.version)} is not ${FORMAT_VERSION}: it was written by another nodenet version`);
-    }
+    // A newer format is refused (naming the file, saying to upgrade nodenet); an older one is upgraded in memory.
+    const record = upgradeRecord(file, kind, env.version, env.record);
     try {
-      return parse(env.record);
+      return parse(record);
     } catch (e) {
       throw new StateFileError(file, (e as Error).message, { cause: e });
     }
@@ -275,5 +273,5 @@ const fdatasyncAsync = promisify(fdatasync);
 const fsyncAsync = promisify(fsync);
 
 function envelope(kind: string, record: unknown): string {
-  return `${JSON.stringify({ version: FORMAT_VERSION, kind, record }, null, 1)}\n`;
+  return `${JSON.stringify({ version: RECORD_FORMAT_VERSION, kind, record }, null, 1)}\n`;
 }

@@ -3,3 +3,5 @@
  * atomically, staged before the change and committed after), read back at restart.
  */
 export { FileStateStore, StateFileError, type FileStateStoreOptions } from './file-state-store.js';
+export { parseCniRecord, parseInstanceRecord } from './records.js';
+export { RECORD_FORMAT_VERSION, OLDEST_READABLE_FORMAT, RecordFormatError, upgradeRecord } from './format-version.js';

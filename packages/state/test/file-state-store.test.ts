@@ -85,7 +85,7 @@ describe('FileStateStore', () => {
     await writeFile(join(dir, 'cni.json'), JSON.stringify({ version: 1, kind: 'cni', record: { ...cni, gateway: '198.19.1.01' } }));
     await expect(new FileStateStore(dir).load()).rejects.toThrow(/cni\.json.*not a canonical IPv4 address/);
     await writeFile(join(dir, 'cni.json'), JSON.stringify({ version: 7, kind: 'cni', record: cni }));
-    await expect(new FileStateStore(dir).load()).rejects.toThrow(/format version 7/);
+    await expect(new FileStateStore(dir).load()).rejects.toThrow(/record format version 7, written by a newer nodenet/);
   });
 
   it('refuses a record stored under another handle name', async () => {

@@ -9,3 +9,14 @@
 export { CommandError, notInstalled, run, runLean, type LeanInput, type RunOptions, type RunResult } from './run.js';
 export { GroupCommitter } from './group-commit.js';
 export { CommandSession, SessionExitedError, type CommandSessionOptions, type SessionFraming } from './session.js';
+export {
+  COMMAND_OUTCOMES,
+  TOOLS,
+  observeCommands,
+  reportCommand,
+  toolOf,
+  type CommandEvent,
+  type CommandObserver,
+  type CommandOutcome,
+  type Tool,
+} from './observer.js';

@@ -6,6 +6,7 @@
 import { spawn } from 'node:child_process';
 import { execa, type ExecaError } from 'execa';
 import { InternalError, UnavailableError } from '@nodenet/core';
+import { reportCommand, type CommandOutcome } from './observer.js';
 
 /** Debian packages that provide the commands nodenet runs, for the "install X" hint. */
 const PACKAGE_OF: Record<string, string> = {
@@ -56,7 +57,11 @@ export class CommandError extends InternalError {
 }
 
 /** Runs `file args...` and returns its output; throws CommandError / UnavailableError. */
-export async function run(file: string, args: readonly string[], options: RunOptions): Promise<RunResult> {
+export function run(file: string, args: readonly string[], options: RunOptions): Promise<RunResult> {
+  return observed(file, runExeca(file, args, options));
+}
+
+async function runExeca(file: string, args: readonly string[], options: RunOptions): Promise<RunResult> {
   for (const a of args) {
     if (a.includes('\0')) throw new InternalError(options.step, `argument contains a NUL byte: ${JSON.stringify(a)}`);
   }
@@ -95,6 +100,10 @@ export async function run(file: string, args: readonly string[], options: RunOpt
  * caps the rate of concurrent creates on a small node; rare commands keep going through `run`.
  */
 export function runLean(file: string, args: readonly string[], options: RunOptions & LeanInput): Promise<RunResult> {
+  return observed(file, runSpawn(file, args, options));
+}
+
+function runSpawn(file: string, args: readonly string[], options: RunOptions & LeanInput): Promise<RunResult> {
   for (const a of args) {
     if (a.includes('\0')) return Promise.reject(new InternalError(options.step, `argument contains a NUL byte: ${JSON.stringify(a)}`));
   }
@@ -135,6 +144,7 @@ export function runLean(file: string, args: readonly string[], options: RunOptio
         // What the input waited for failed: the command must not run; its caller reports that failure.
         child.kill('SIGKILL');
         clearTimeout(timer);
+        if (typeof e === 'object' && e !== null) notTheCommands.add(e);
         reject(e);
       },
     );
@@ -148,6 +158,29 @@ export interface LeanInput {
    * killed unread and the call rejects with that reason.
    */
   readonly inputLater?: Promise<string>;
+}
+
+/** Failures of what a command's input waited for (LeanInput.inputLater): not the command's, not reported. */
+const notTheCommands = new WeakSet<object>();
+
+/** Reports the command's outcome to the observers (observer.ts) and passes the result on unchanged. */
+function observed(file: string, result: Promise<RunResult>): Promise<RunResult> {
+  return result.then(
+    (r) => {
+      reportCommand(file, 'ok');
+      return r;
+    },
+    (e: unknown) => {
+      if (!(typeof e === 'object' && e !== null && notTheCommands.has(e))) reportCommand(file, outcomeOf(e));
+      throw e;
+    },
+  );
+}
+
+function outcomeOf(e: unknown): CommandOutcome {
+  if (e instanceof UnavailableError) return 'not_installed';
+  if (e instanceof CommandError) return e.exitCode !== undefined ? 'exit' : /^timed out after/.test(e.stderr) ? 'timeout' : 'spawn_error';
+  return 'spawn_error';
 }
 
 function describe(file: string, args: readonly string[]): string {

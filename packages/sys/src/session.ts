@@ -10,7 +10,8 @@
  * the request it was running fails with what it printed, the ones queued behind it with a note saying so.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { InternalError } from '@nodenet/core';
+import { InternalError, UnavailableError } from '@nodenet/core';
+import { reportCommand } from './observer.js';
 import { notInstalled } from './run.js';
 
 /** How one tool's session marks the end of a request and reads its output back. */
@@ -84,10 +85,18 @@ export class CommandSession {
       if (this.pending.length === 1) holdOpen(proc, true);
       proc.stdin.write(script + this.options.framing.marker(seq));
       if (++this.served >= (this.options.recycleAfter ?? 10_000)) this.retire();
-    }).catch((e: unknown) => {
-      if (e instanceof SessionExitedError) throw new SessionExitedError(step, e.output, e.reason);
-      throw e;
-    });
+    }).then(
+      (output) => {
+        // The tools nodenet runs in sessions print nothing for a request that succeeded.
+        reportCommand(this.options.file, output === '' ? 'ok' : 'error_output');
+        return output;
+      },
+      (e: unknown) => {
+        reportCommand(this.options.file, e instanceof UnavailableError ? 'not_installed' : 'session_exited');
+        if (e instanceof SessionExitedError) throw new SessionExitedError(step, e.output, e.reason);
+        throw e;
+      },
+    );
   }
 
   /** Replaces the process after the requests already written (e.g. when what the tool cached went stale). */

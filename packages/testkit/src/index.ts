@@ -12,3 +12,4 @@ export * from './instance.js';
 export * from './instance-specs.js';
 export * from './etcd.js';
 export * from './ovs.js';
+export * from './prometheus.js';

@@ -1,0 +1,265 @@
+/**
+ * The daemon's Prometheus metrics: one registry per daemon, fed by hooks (the RPC wrapper, core's reconcile
+ * observer, sys's command observer) and by the daemon's state, read at scrape time (instances, ports,
+ * peers, membership), so nothing has to keep a copy in step. Names follow Prometheus conventions:
+ * `nodenet_` prefix, `_total` for counters, base units (`_seconds`), label values from fixed sets.
+ *
+ * The process's default metrics keep their conventional names (`process_cpu_seconds_total`,
+ * `process_resident_memory_bytes`, `nodejs_eventloop_lag_seconds`, ...): every client library exports
+ * them unprefixed, and dashboards and alerts written for any process (`process_open_fds`, ...) then work
+ * for nodenetd too; the `job` label tells processes apart.
+ */
+import { readFileSync } from 'node:fs';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { REPAIR_KINDS, type Membership, type NodeNetwork, type PeerSync, type ReconcileReport } from '@nodenet/core';
+import { TOOLS, type CommandEvent } from '@nodenet/sys';
+
+/** Seconds; from a fast create (~5 ms) to a slow ovs call (~1 s) and beyond. */
+const RPC_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+/** Seconds; a pass takes tens of ms on a small node, seconds with thousands of instances. */
+const RECONCILE_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+const MISNAMED_DEFAULT_METRICS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
+/** What the gauges read at scrape time (set once the daemon has built them). */
+export interface MetricsSources {
+  readonly network: NodeNetwork;
+  readonly membership: Membership;
+  readonly sync: PeerSync;
+  /** When the peer set last changed (ms since the epoch), or null before membership reported one. */
+  readonly lastPeerChangeAt: () => number | null;
+}
+
+export interface DaemonMetricsOptions {
+  readonly backend: string;
+  /** Default: the version of @nodenet/server. */
+  readonly version?: string;
+  /** The process's default metrics (process_*, nodejs_*); default true. Off in unit tests of names. */
+  readonly defaultMetrics?: boolean;
+}
+
+export type ConfigReloadResult = 'applied' | 'rejected';
+
+export class DaemonMetrics {
+  readonly registry = new Registry();
+  private sources: MetricsSources | null = null;
+
+  private readonly rpcRequests: Counter<'method' | 'code'>;
+  private readonly rpcDuration: Histogram<'method' | 'code'>;
+  private readonly reconcileRuns: Counter<'result'>;
+  private readonly reconcileDuration: Histogram;
+  private readonly reconcileRepairs: Counter<'kind'>;
+  private readonly reconcileLastRun: Gauge;
+  private readonly commands: Counter<'tool'>;
+  private readonly commandFailures: Counter<'tool' | 'reason'>;
+  private readonly configReloads: Counter<'result'>;
+
+  constructor(options: DaemonMetricsOptions) {
+    const registers = [this.registry];
+    const self = this;
+
+    new Gauge({
+      name: 'nodenet_build_info',
+      help: 'Always 1; the labels say which nodenet runs here and with which dataplane backend.',
+      labelNames: ['version', 'backend'] as const,
+      registers,
+    }).set({ version: options.version ?? serverVersion(), backend: options.backend }, 1);
+
+    this.rpcRequests = new Counter({
+      name: 'nodenet_rpc_requests_total',
+      help: 'gRPC calls of the Network and NetworkAdmin services answered, by method and gRPC status code.',
+      labelNames: ['method', 'code'] as const,
+      registers,
+    });
+    this.rpcDuration = new Histogram({
+      name: 'nodenet_rpc_duration_seconds',
+      help: 'Time from receiving a gRPC call to its answer, by method and gRPC status code.',
+      labelNames: ['method', 'code'] as const,
+      buckets: RPC_BUCKETS,
+      registers,
+    });
+
+    new Gauge({
+      name: 'nodenet_instances',
+      help: 'Instance interfaces recorded on this node, by kind.',
+      labelNames: ['kind'] as const,
+      registers,
+      collect() {
+        const counts = { veth: 0, tap: 0 };
+        for (const r of self.sources?.network.listInstances() ?? []) counts[r.kind]++;
+        for (const [kind, n] of Object.entries(counts)) this.set({ kind }, n);
+      },
+    });
+    new Gauge({
+      name: 'nodenet_published_ports',
+      help: 'Ports published on this node for instances, by protocol (a port published for TCP and UDP counts once for each).',
+      labelNames: ['protocol'] as const,
+      registers,
+      collect() {
+        const counts = { tcp: 0, udp: 0 };
+        for (const r of self.sources?.network.listInstances() ?? []) for (const p of r.ports) counts[p.protocol]++;
+        for (const [protocol, n] of Object.entries(counts)) this.set({ protocol }, n);
+      },
+    });
+    new Gauge({
+      name: 'nodenet_cni_present',
+      help: '1 once this node has its CNI (CreateContainerNetworkInterface), else 0.',
+      registers,
+      collect() {
+        this.set(self.sources?.network.cniRecord ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'nodenet_peers',
+      help: 'Other nodes known to membership.',
+      registers,
+      collect() {
+        this.set(self.sources?.membership.peers().length ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'nodenet_peers_programmed',
+      help: 'Other nodes whose subnet this node routes (overlay programmed); below nodenet_peers while a peer cannot be programmed.',
+      registers,
+      collect() {
+        this.set(self.sources?.sync.current().length ?? 0);
+      },
+    });
+
+    new Gauge({
+      name: 'nodenet_membership_connected',
+      help: '1 while membership is connected to its source (etcd: started and watching); static membership is always 1.',
+      registers,
+      collect() {
+        const m = self.sources?.membership;
+        this.set(m ? (m.status?.().connected ?? true ? 1 : 0) : 0);
+      },
+    });
+    let renewFailuresSeen = 0;
+    new Counter({
+      name: 'nodenet_membership_lease_renew_failures_total',
+      help: "Renewals (keepalives) of this node's etcd lease that failed.",
+      registers,
+      collect() {
+        const now = self.sources?.membership.status?.().leaseRenewFailures ?? 0;
+        if (now > renewFailuresSeen) this.inc(now - renewFailuresSeen);
+        renewFailuresSeen = Math.max(now, renewFailuresSeen);
+      },
+    });
+    new Gauge({
+      name: 'nodenet_membership_last_peer_change_timestamp_seconds',
+      help: 'When the set of peers last changed (or was first learned), as a Unix time; 0 before membership reported peers.',
+      registers,
+      collect() {
+        const at = self.sources?.lastPeerChangeAt() ?? null;
+        this.set(at === null ? 0 : at / 1000);
+      },
+    });
+
+    this.reconcileRuns = new Counter({
+      name: 'nodenet_reconcile_runs_total',
+      help: 'Reconcile passes, by result: clean (nothing drifted), repaired (drift put right), errors (something could not be checked or repaired).',
+      labelNames: ['result'] as const,
+      registers,
+    });
+    this.reconcileDuration = new Histogram({
+      name: 'nodenet_reconcile_duration_seconds',
+      help: 'Duration of a reconcile pass of the node (records against kernel state).',
+      buckets: RECONCILE_BUCKETS,
+      registers,
+    });
+    this.reconcileRepairs = new Counter({
+      name: 'nodenet_reconcile_repairs_total',
+      help: 'Objects reconcile put right, by kind of repair.',
+      labelNames: ['kind'] as const,
+      registers,
+    });
+    this.reconcileLastRun = new Gauge({
+      name: 'nodenet_reconcile_last_run_timestamp_seconds',
+      help: 'When the last reconcile pass ended, as a Unix time (0 before the first).',
+      registers,
+    });
+
+    this.commands = new Counter({
+      name: 'nodenet_commands_total',
+      help: 'System commands run and requests to long-lived command sessions (ip -batch, nft -i, the namespace helper), by tool.',
+      labelNames: ['tool'] as const,
+      registers,
+    });
+    this.commandFailures = new Counter({
+      name: 'nodenet_command_failures_total',
+      help: 'System commands and session requests that failed, by tool and reason (exit, timeout, not_installed, error_output, session_exited, spawn_error).',
+      labelNames: ['tool', 'reason'] as const,
+      registers,
+    });
+
+    this.configReloads = new Counter({
+      name: 'nodenet_config_reloads_total',
+      help: 'Config reloads on SIGHUP, by result: applied, or rejected (the new config is invalid; the old one stays).',
+      labelNames: ['result'] as const,
+      registers,
+    });
+
+    // Series that exist from the start, so rate() and increase() see their first increment.
+    for (const result of ['clean', 'repaired', 'errors']) this.reconcileRuns.inc({ result }, 0);
+    for (const kind of REPAIR_KINDS) this.reconcileRepairs.inc({ kind }, 0);
+    for (const result of ['applied', 'rejected']) this.configReloads.inc({ result }, 0);
+    for (const tool of TOOLS) this.commands.inc({ tool }, 0);
+
+    if (options.defaultMetrics ?? true) {
+      collectDefaultMetrics({ register: this.registry });
+      // prom-client names three gauges `..._total`, which promtool rejects (`_total` is for counters); they are
+      // the sums of nodejs_active_handles{type}, nodejs_active_requests{type} and nodejs_active_resources{type}.
+      for (const name of MISNAMED_DEFAULT_METRICS) this.registry.removeSingleMetric(name);
+    }
+  }
+
+  /** Where the state gauges read from; before this they report 0. */
+  attach(sources: MetricsSources): void {
+    this.sources = sources;
+  }
+
+  /** A method the RPC wrapper serves: its OK series exists (at 0) before the first call. */
+  rpcDeclared(method: string): void {
+    this.rpcRequests.inc({ method, code: 'OK' }, 0);
+  }
+
+  /** One answered gRPC call; `code` is the gRPC status name (OK, INVALID_ARGUMENT, ...). */
+  rpcDone(method: string, code: string, seconds: number): void {
+    this.rpcRequests.inc({ method, code });
+    this.rpcDuration.observe({ method, code }, seconds);
+  }
+
+  /** One reconcile pass of the node (core's onReconciled). */
+  reconciled(report: ReconcileReport): void {
+    const result = report.errors.length > 0 ? 'errors' : report.repairs.length > 0 ? 'repaired' : 'clean';
+    this.reconcileRuns.inc({ result });
+    this.reconcileDuration.observe(report.durationMs / 1000);
+    for (const [kind, n] of Object.entries(report.repairCounts)) if (n) this.reconcileRepairs.inc({ kind }, n);
+    this.reconcileLastRun.set(Date.now() / 1000);
+  }
+
+  /** Stale overlay entries the cluster side removed in a pass. */
+  overlayRepaired(count: number): void {
+    if (count > 0) this.reconcileRepairs.inc({ kind: 'overlay' }, count);
+  }
+
+  /** One system command or session request (sys's observer). */
+  commandDone(event: CommandEvent): void {
+    this.commands.inc({ tool: event.tool });
+    if (event.outcome !== 'ok') this.commandFailures.inc({ tool: event.tool, reason: event.outcome });
+  }
+
+  configReloaded(result: ConfigReloadResult): void {
+    this.configReloads.inc({ result });
+  }
+}
+
+function serverVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+    return typeof pkg.version === 'string' ? pkg.version : 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
