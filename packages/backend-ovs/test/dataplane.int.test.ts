@@ -20,7 +20,7 @@ import {
   type NodeHost,
 } from '@nodenet/testkit';
 import { LinuxNamespaceIdentity } from '@nodenet/linux';
-import { instanceCookie, formatCookie } from '../src/index.js';
+import { instanceCookie, formatCookie } from '../src/flows.js';
 import { cniRecordOf, cniSpecFor, externalIds, instanceSpec, ofportOf, ovsNode, type OvsNode } from './fixture.js';
 import { instanceRecordOf } from '@nodenet/testkit/instance-specs';
 
@@ -178,7 +178,7 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       expect(await link(n.host.ns, a.hostIfname)).toBeUndefined();
       const files = (commands: string[]) => commands.map((c) => c.split(' ')[0]).sort();
       // The flows, the port, and in the namespace perl (checksum offload, netdev). The end was named,
-      // addressed and routed (asserted above) by @nodenet/linux's long-lived namespace configurator.
+      // addressed and routed (asserted above) by the iproute2 backend's long-lived namespace configurator.
       expect(files(created), created.join('\n')).toEqual(['nsenter', 'ovs-ofctl', 'ovs-vsctl']);
       expect(created.filter((c) => c.startsWith('nsenter')).map((c) => c.split(' ').slice(0, 4).join(' '))).toEqual([
         `nsenter --net=/run/netns/${ns} -- perl`,
