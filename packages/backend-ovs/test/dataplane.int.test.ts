@@ -20,7 +20,7 @@ import {
   type NodeHost,
 } from '@nodenet/testkit';
 import { LinuxNamespaceIdentity } from '@nodenet/linux';
-import { instanceCookie, formatCookie } from '../src/index.js';
+import { instanceCookie, formatCookie } from '../src/flows.js';
 import { cniRecordOf, cniSpecFor, externalIds, instanceSpec, ofportOf, ovsNode, type OvsNode } from './fixture.js';
 import { instanceRecordOf } from '@nodenet/testkit/instance-specs';
 

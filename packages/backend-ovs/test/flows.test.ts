@@ -1,27 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InternalError, Subnet, macForAddress, parseIpv4Address } from '@nodenet/core';
-import {
-  COOKIE_CLASS,
-  addFlowsScript,
-  baseFlows,
-  classSelector,
-  cookieClassOf,
-  cookieIdOf,
-  cookieOf,
-  cookiesOfDump,
-  deleteCookiesScript,
-  formatCookie,
-  formatFlow,
-  instanceCookie,
-  instanceFlows,
-  parseFlowDiff,
-  peerCookie,
-  peerFlows,
-  primingPacketHex,
-  primingPacketOut,
-  repairFlowsScript,
-  underlayOfPeerCookie,
-} from '../src/index.js';
+import { COOKIE_CLASS, addFlowsScript, baseFlows, classSelector, cookieClassOf, cookieIdOf, cookieOf, cookiesOfDump, deleteCookiesScript, formatCookie, formatFlow, instanceCookie, instanceFlows, parseFlowDiff, peerCookie, peerFlows, primingPacketHex, primingPacketOut, repairFlowsScript, underlayOfPeerCookie } from '../src/flows.js';
 
 const ip = (s: string) => parseIpv4Address(s, 'test');
 const gateway = ip('198.19.1.1');

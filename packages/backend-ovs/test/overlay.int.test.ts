@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseIpv4Address, Subnet, type NodeRecord } from '@nodenet/core';
 import { TestScope, Topology, completeUnderlayChecksums, echo, ipJson, ipv4AddressesOf, link, nftRuleset, nsExec, ping, startEchoServer, type NodeHost } from '@nodenet/testkit';
 import type { OverlayMode } from '@nodenet/core';
-import { OvsOverlay, formatCookie, peerCookie } from '../src/index.js';
+import { OvsOverlay } from '../src/index.js';
+import { formatCookie, peerCookie } from '../src/flows.js';
 import { cniSpecFor, instanceSpec, ovsNode, type OvsNode } from './fixture.js';
 
 interface Member extends OvsNode {

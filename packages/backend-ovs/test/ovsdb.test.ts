@@ -1,20 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { CNI_NAME, InternalError, macForAddress, parseIfName, parseIpv4Address } from '@nodenet/core';
-import {
-  READ_COMMANDS,
-  addInstancePortCommands,
-  cniBridgeCommands,
-  cniSkeletonCommands,
-  deletePortCommands,
-  instanceInterfacesOf,
-  parseOvsState,
-  quoted,
-  readdPortCommands,
-  registeredPortsOf,
-  tunnelPortCommands,
-  uplinkBridgeCommands,
-  uplinkBridgeOf,
-} from '../src/index.js';
+import { READ_COMMANDS, addInstancePortCommands, cniBridgeCommands, cniSkeletonCommands, deletePortCommands, instanceInterfacesOf, parseOvsState, quoted, readdPortCommands, registeredPortsOf, tunnelPortCommands, uplinkBridgeCommands, uplinkBridgeOf } from '../src/ovsdb.js';
 
 const address = parseIpv4Address('198.19.1.7', 'a');
 const instance = { handle: parseIfName('nni-0000abcd', 'h'), address, mac: macForAddress(address), kind: 'veth' as const };

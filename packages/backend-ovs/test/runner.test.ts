@@ -1,7 +1,7 @@
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { UnavailableError } from '@nodenet/core';
 import { CommandError, runLean } from '@nodenet/sys';
-import { OvsRunner, explainOfctlFailure, explainVsctlFailure } from '../src/index.js';
+import { OvsRunner, explainOfctlFailure, explainVsctlFailure } from '../src/ovs-runner.js';
 
 // ovs-vsctl and ovs-ofctl are not run here: `runLean` (their runner: they run per request) answers as they do.
 vi.mock('@nodenet/sys', async (importOriginal) => {

@@ -1,25 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { CNI_NAME, Subnet, macForAddress, parseIfName, parseIpv4Address, type InstanceSpec } from '@nodenet/core';
 import type { IpLinkWithAddresses } from '@nodenet/linux';
-import {
-  SharedLock,
-  TX_CHECKSUM_OFF_PERL,
-  bridgeDrift,
-  guardScript,
-  guardedDeviceOf,
-  kernelFixes,
-  mgmtSocket,
-  ownerTagOfLink,
-  moveAddressingScript,
-  ofportForAddress,
-  parseOvsState,
-  parseRouteEntries,
-  peerRouteLines,
-  removeRouteLines,
-  tapScript,
-  txChecksumOffArgs,
-  vethScript,
-} from '../src/index.js';
+import { mgmtSocket, ofportForAddress } from '../src/names.js';
+import { bridgeDrift, kernelFixes, ownerTagOfLink, tapScript, vethScript } from '../src/ovs-dataplane.js';
+import { peerRouteLines, removeRouteLines } from '../src/ovs-overlay.js';
+import { parseOvsState } from '../src/ovsdb.js';
+import { SharedLock } from '../src/shared-lock.js';
+import { TX_CHECKSUM_OFF_PERL, txChecksumOffArgs } from '../src/tx-checksum.js';
+import { guardScript, guardedDeviceOf, moveAddressingScript, parseRouteEntries } from '../src/uplink.js';
 import { portGuardIsRight, portGuardScript } from '../src/port-guard.js';
 
 const gateway = parseIpv4Address('198.19.1.1', 'g');
