@@ -90,7 +90,8 @@ export class InFlight {
 /** Wraps a handler with the request id, the log line and the error mapping every RPC gets. */
 export function unaryHandlers(logger: DaemonLogger, inFlight: InFlight) {
   const rpcLogger = logger.child({ component: 'rpc' });
-  return function unary<Req, Res>(method: string, handle: (req: Req) => Promise<Res>) {
+  // `signal` aborts when the client cancels or the deadline passes: a create not yet committed then rolls back.
+  return function unary<Req, Res>(method: string, handle: (req: Req, signal: AbortSignal) => Promise<Res>) {
     return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
       const started = process.hrtime.bigint();
       const reqId = requestIdOf(call.metadata);
@@ -98,13 +99,15 @@ export function unaryHandlers(logger: DaemonLogger, inFlight: InFlight) {
       // at once would be a frame of their own and wake the client one more time per call.
       const echo = new Metadata();
       echo.set(REQUEST_ID_HEADER, reqId);
+      const cancelled = new AbortController();
+      call.once('cancelled', () => cancelled.abort());
       inFlight.enter();
       void requestContext.run({ reqId, method }, async () => {
         rpcLogger.debug({ method, peer: call.getPeer() }, 'request received');
         const durationMs = () => Number(process.hrtime.bigint() - started) / 1e6;
         const replyTo = async (request: Req): Promise<Parameters<sendUnaryData<Res>>> => {
           try {
-            const response = await handle(request);
+            const response = await handle(request, cancelled.signal);
             rpcLogger.info({ method, code: 'OK', durationMs: round(durationMs()) }, 'rpc');
             return [null, response];
           } catch (e) {
@@ -133,13 +136,13 @@ export function createNetworkServer(network: NodeNetwork, logger: DaemonLogger, 
   return {
     createContainerNetworkInterface: unary(
       'CreateContainerNetworkInterface',
-      async (req: CreateContainerNetworkInterfaceRequest): Promise<CreateContainerNetworkInterfaceResponse> => {
-        const { interfaceName } = await network.createContainerNetworkInterface({ ipAddress: req.ipAddress, subNetwork: req.subNetwork });
+      async (req: CreateContainerNetworkInterfaceRequest, signal): Promise<CreateContainerNetworkInterfaceResponse> => {
+        const { interfaceName } = await network.createContainerNetworkInterface({ ipAddress: req.ipAddress, subNetwork: req.subNetwork }, { signal });
         return { interfaceName };
       },
     ),
-    createInterface: unary('CreateInterface', async (req: CreateInterfaceRequest): Promise<CreateInterfaceResponse> => {
-      const r = await network.createInterface(toCreateInterfaceInput(req));
+    createInterface: unary('CreateInterface', async (req: CreateInterfaceRequest, signal): Promise<CreateInterfaceResponse> => {
+      const r = await network.createInterface(toCreateInterfaceInput(req), { signal });
       return {
         interfaceName: r.interfaceName,
         hostInterfaceName: r.hostInterfaceName,
