@@ -12,3 +12,5 @@ export * from './instance.js';
 export * from './instance-specs.js';
 export * from './etcd.js';
 export * from './ovs.js';
+export * from './pki.js';
+export * from './raw-client.js';
