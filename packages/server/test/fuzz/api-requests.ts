@@ -212,3 +212,18 @@ export function apiCases(world: FuzzWorld): fc.Arbitrary<FuzzCase> {
     })),
   );
 }
+
+/** One valid request per RPC (run first, so every RPC is covered whatever the seed). */
+export function oneOfEach(world: FuzzWorld): FuzzCase[] {
+  const base = world.gateway.split('.').slice(0, 3).join('.');
+  const cases: [string, unknown, () => Uint8Array][] = [
+    ['Network/CreateInterface', { ipAddress: `${base}.50`, ports: [8050] }, () => CreateInterfaceRequest.encode(CreateInterfaceRequest.fromPartial({ ipAddress: `${base}.50`, ports: [8050] })).finish()],
+    ['Network/DeleteInterface', { pick: 0 }, () => DeleteInterfaceRequest.encode({ interfaceName: world.liveHandles()[0] ?? 'nni-00000001' }).finish()],
+    ['Network/CreateContainerNetworkInterface', { ipAddress: world.gateway, subNetwork: world.subnet }, () => CreateContainerNetworkInterfaceRequest.encode({ ipAddress: world.gateway, subNetwork: world.subnet }).finish()],
+    ['NetworkAdmin/Inspect', {}, () => InspectRequest.encode({}).finish()],
+    ['NetworkAdmin/AddPeer', { name: 'node-2', underlayAddress: '198.18.0.2', subnet: '198.19.2.0/24' }, () => Peer.encode({ name: 'node-2', underlayAddress: '198.18.0.2', subnet: '198.19.2.0/24' }).finish()],
+    ['NetworkAdmin/RemovePeer', { name: 'node-2' }, () => RemovePeerRequest.encode({ name: 'node-2' }).finish()],
+    ['NetworkAdmin/ListPeers', {}, () => Empty.encode({}).finish()],
+  ];
+  return cases.map(([method, request, bytes]) => ({ method, bytes, description: `${method} ${JSON.stringify(request)}` }));
+}
