@@ -4,6 +4,7 @@
  * the node could then decide what the daemon does to the network).
  */
 import { chmod, chown, lstat, mkdir, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { run } from '@nodenet/sys';
 
 const octal = (mode: number) => `0${(mode & 0o7777).toString(8)}`;
@@ -35,16 +36,20 @@ export async function resolveSocketGroup(group: string | number): Promise<{ gid:
 }
 
 /**
- * Makes the socket's directory. One the daemon creates is 0700, or 0750 owned by the socket's group so
- * that group can reach the socket; one that exists is left alone, and the returned warning says when the
- * group cannot pass through it.
+ * Makes the socket's directory. Directories the daemon creates are 0700, or 0750 owned by the socket's
+ * group so that group can reach the socket; one that exists is left alone, and the returned warning says
+ * when the group cannot pass through it.
  */
 export async function prepareSocketDirectory(dir: string, gid: number | undefined): Promise<string | undefined> {
   const created = await mkdir(dir, { recursive: true, mode: 0o700 });
   if (gid === undefined) return undefined;
   if (created !== undefined) {
-    await chown(dir, process.getuid?.() ?? 0, gid);
-    await chmod(dir, 0o750);
+    // Every directory made here, from the first one created down to the socket's own.
+    for (let d = dir; ; d = dirname(d)) {
+      await chown(d, process.getuid?.() ?? 0, gid);
+      await chmod(d, 0o750);
+      if (d === created || d === dirname(d)) break;
+    }
     return undefined;
   }
   const st = await stat(dir);
