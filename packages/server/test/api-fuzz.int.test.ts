@@ -7,6 +7,8 @@
  *     state directory, the links of the instance namespaces and (ovs) the switch's ports and flows are as
  *     before it;
  *   - the daemon answers health with SERVING.
+ * Then batches of 8 requests at once (a tenth as many batches as cases): no INTERNAL/UNKNOWN, SERVING, and
+ * after each batch the instances the kernel shows are exactly the recorded ones and the ones reported OK.
  * Both backends: iproute2 with NODENET_FUZZ_RUNS cases (default 200; the soak runs 10,000), ovs with a
  * quarter as many. NODENET_FUZZ_SEED replays a run (fast-check prints the seed of a failing one).
  */
@@ -170,4 +172,35 @@ describe.each(BACKENDS)('API fuzzing ($backend)', ({ backend, runs }) => {
     expect(summary.some((s) => s.startsWith('Network/CreateInterface OK'))).toBe(true);
     expect(new Set([...tally.keys()].map((k) => k.split(' ')[0])).size).toBe(Object.keys(API_METHODS).length);
   }, Math.max(180_000, runs * 1000)); // a case takes 0.1-0.25 s on a busy 2-core machine
+
+  /** Instance handles the kernel shows (link aliases `nodenet:nni-...` in the node namespace) and the state dir records. */
+  async function kernelAndRecords(): Promise<{ kernel: string[]; records: string[] }> {
+    const [nodeLinks, state] = await Promise.all([links(daemon.node.ns), daemon.readState()]);
+    const kernel = new Set(nodeLinks.map((l) => /^nodenet:(nni-[0-9a-f]{8})$/.exec(l.ifalias ?? '')?.[1]).filter((h): h is string => h !== undefined));
+    const records = Object.keys(state).map((f) => /^instances\/(nni-[0-9a-f]{8})\.json$/.exec(f)?.[1]).filter((h): h is string => h !== undefined);
+    return { kernel: [...kernel].sort(), records: records.sort() };
+  }
+
+  const batches = Math.max(2, Math.ceil(runs / 10));
+  it(`${batches} batches of 8 concurrent generated requests: no INTERNAL/UNKNOWN, SERVING, the kernel's instances are the recorded ones after each batch`, async () => {
+    const world = { gateway: '198.19.1.1', subnet: '198.19.1.0/24', namespaces, liveHandles: () => [...live] };
+    await fc.assert(
+      fc.asyncProperty(fc.array(apiCases(world), { minLength: 8, maxLength: 8 }), async (batch: FuzzCase[]) => {
+        const sendable = batch.map((c) => ({ c, bytes: c.bytes() })).filter(({ c, bytes }) => safeToSend(c.method, bytes).safe);
+        const outcomes = await Promise.all(sendable.map(({ c, bytes }) => client.call(c.method, bytes, { timeoutMs: 20_000 })));
+        outcomes.forEach((o, i) => {
+          const { c, bytes } = sendable[i]!;
+          expect(['INTERNAL', 'UNKNOWN', 'DEADLINE_EXCEEDED'], `${c.description} -> ${o.codeName}: ${o.details}`).not.toContain(o.codeName);
+          if (o.codeName === 'OK' && c.method === 'Network/CreateInterface') live.add(CreateInterfaceResponse.decode(o.response!).interfaceName);
+          if (o.codeName === 'OK' && c.method === 'Network/DeleteInterface') live.delete((API_METHODS[c.method]!.decode(Buffer.from(bytes)) as { interfaceName: string }).interfaceName);
+        });
+        const { kernel, records } = await kernelAndRecords();
+        expect(kernel, `after ${sendable.map(({ c }, i) => `${c.description} -> ${outcomes[i]!.codeName}`).join('; ')}`).toEqual(records);
+        expect(records).toEqual([...live].sort());
+        const health = await client.call(HEALTH_CHECK, Buffer.alloc(0), { timeoutMs: 5000 });
+        expect(health.response).toEqual(SERVING);
+      }),
+      { numRuns: batches, endOnFailure: true, ...(SEED !== undefined ? { seed: SEED } : {}) },
+    );
+  }, Math.max(180_000, batches * 8 * 1000));
 });
