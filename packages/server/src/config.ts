@@ -13,7 +13,7 @@ import { z } from 'zod';
 import { InvalidArgumentError, parseIpv4Address, Subnet, type Ipv4Address } from '@nodenet/core';
 // The subpath holds only the file checks: the adapter itself (etcd3 and its gRPC stack) loads only for etcd membership.
 import { checkEtcdEndpointSchemes, checkEtcdTlsShape, readEtcdTlsFiles, type EtcdTlsFiles, type EtcdTlsMaterial } from '@nodenet/membership-etcd/tls';
-import { GUARDED_SERVICES, parseIdentity, type AllowList } from './access.js';
+import { parseIdentity, type AllowList } from './access.js';
 import { DEFAULT_LIMITS, parseSocketGroup, parseSocketMode, type Limits } from './door-config.js';
 import { worldWritableProblem } from './local-access.js';
 
@@ -147,6 +147,10 @@ function viaParser<I, T>(parse: (input: I) => T) {
   };
 }
 
+/** A `tls.allow` list: CN=NAME, DNS:NAME or URI:URI entries (access.ts checks and canonicalises them). */
+const identities = () =>
+  z.array(str('a client identity').transform(viaParser(parseIdentity)), { error: (iss) => `must be a list of client identities (got ${show(iss.input)})` });
+
 const ipv4 = () => str('an IPv4 address, e.g. 198.18.0.1').transform(viaCore(parseIpv4Address));
 const subnet = () => str('a subnet in CIDR form, e.g. 198.19.1.0/24').transform(viaCore(Subnet.parse));
 
@@ -235,16 +239,8 @@ const configSchema = z.strictObject({
       cert: path('the path of a PEM certificate file'),
       key: path('the path of a PEM private-key file'),
       ca: path('the path of a PEM CA certificate file').optional(),
-      allow: z
-        .strictObject(
-          Object.fromEntries(
-            GUARDED_SERVICES.map((service) => [
-              service,
-              z.array(str('a client identity').transform(viaParser(parseIdentity)), { error: (iss) => `must be a list of client identities (got ${show(iss.input)})` }).optional(),
-            ]),
-          ) as Record<(typeof GUARDED_SERVICES)[number], z.ZodOptional<z.ZodArray<z.ZodPipe<z.ZodString, z.ZodTransform<string, string>>>>>,
-        )
-        .optional(),
+      // The services of access.ts's GUARDED_SERVICES; a service left out admits every client the CA signed.
+      allow: z.strictObject({ Network: identities().optional(), NetworkAdmin: identities().optional() }).optional(),
     })
     .optional(),
   backend: str('a backend name').min(1, { error: 'must name a backend' }).default('iproute2'),
