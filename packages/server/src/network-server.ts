@@ -100,7 +100,12 @@ export function unaryHandlers(logger: DaemonLogger, inFlight: InFlight) {
       const echo = new Metadata();
       echo.set(REQUEST_ID_HEADER, reqId);
       const cancelled = new AbortController();
-      call.once('cancelled', () => cancelled.abort());
+      let replied = false;
+      call.once('cancelled', () => {
+        if (replied) return; // grpc-js reports every call as cancelled once it has ended
+        cancelled.abort();
+        rpcLogger.info({ event: 'cancelled', method }, 'the client cancelled the call or its deadline passed: work not yet committed rolls back');
+      });
       inFlight.enter();
       void requestContext.run({ reqId, method }, async () => {
         rpcLogger.debug({ method, peer: call.getPeer() }, 'request received');
@@ -121,6 +126,7 @@ export function unaryHandlers(logger: DaemonLogger, inFlight: InFlight) {
           const reply = await replyTo(call.request);
           // Only now, whatever the outcome, so the headers leave with the reply (see above).
           call.sendMetadata(echo);
+          replied = true;
           callback(...reply);
         } finally {
           inFlight.leave();

@@ -264,11 +264,13 @@ describe('limits and deadlines', () => {
     const stateBefore = await daemon.readState();
     const rulesBefore = await nftRulesetText(daemon.node.ns);
 
-    // Hold the packet filter: the create's rules step cannot finish before its deadline.
+    // Hold the packet filter: the create's rules step cannot finish before its deadline. The filter runs
+    // again only once the daemon has seen the deadline pass (its log says so).
     for (const pid of nft) process.kill(pid, 'SIGSTOP');
     let outcome;
     try {
       outcome = await new RawApiClient(daemon.target).call('Network/CreateInterface', encodeCreate({ ipAddress: '198.19.8.2', ports: [9090] }), { timeoutMs: 1000 });
+      await daemon.waitForLog((l) => l.event === 'cancelled' && l.method === 'CreateInterface');
     } finally {
       for (const pid of nft) process.kill(pid, 'SIGCONT');
     }
