@@ -29,7 +29,7 @@ const encodeCreate = (r: Partial<CreateInterfaceRequest>) => CreateInterfaceRequ
 /** Runs `node -e script` as another user and group (the test's stand-in for a local client), returning its stdout. */
 function runAs(uid: number, gid: number, script: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['-e', script], { uid, gid, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['-e', script], { uid, gid, cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
