@@ -17,6 +17,7 @@ import {
   InvalidArgumentError,
   NotFoundError,
   PermissionDeniedError,
+  UnavailableError,
   asNodenetError,
   type NodenetError,
 } from './errors.js';
@@ -100,6 +101,18 @@ export interface CreateInterfaceResult {
   readonly gateway: Ipv4Address;
   readonly prefixLength: number;
   readonly mtu: number;
+}
+
+/** For a create: `signal` aborts when the caller gives up (cancel, deadline); work not yet committed then rolls back. */
+export interface CallOptions {
+  readonly signal?: AbortSignal;
+}
+
+/** Thrown where a create finds its caller gone: before the commit, so the create rolls back like a failed one. */
+function throwIfCancelled(signal: AbortSignal | undefined, what: string): void {
+  if (signal?.aborted) {
+    throw new UnavailableError(`${what} was cancelled by its client (or its deadline passed) before it finished: nothing of it was kept; retry`);
+  }
 }
 
 export interface DeleteInterfaceInput {
@@ -206,7 +219,7 @@ export class NodeNetwork {
   // ---------------------------------------------------------------------------------------------------
   // CreateContainerNetworkInterface
 
-  async createContainerNetworkInterface(input: CreateCniInput): Promise<{ interfaceName: IfName }> {
+  async createContainerNetworkInterface(input: CreateCniInput, options: CallOptions = {}): Promise<{ interfaceName: IfName }> {
     const gateway = parseIpv4Address(input.ipAddress, 'ip_address');
     const subnet = Subnet.parse(input.subNetwork, 'sub_network');
     if (subnet.prefixLength > 30) {
@@ -233,9 +246,11 @@ export class NodeNetwork {
       const context = { rpc: 'CreateContainerNetworkInterface', cni: spec.name, subnet: record.subnet };
       const tx = new Transaction(this.logger, context);
       try {
+        throwIfCancelled(options.signal, 'CreateContainerNetworkInterface');
         await tx.do('create the CNI bridge', () => this.dataplane.ensureCni(spec), () => this.dataplane.deleteCni(spec.name));
         await tx.do('install the packet-filter table', () => this.filter.ensureBase(this.filterBase(spec)), () => this.filter.removeBase());
         if (this.options.joinCluster) await tx.do('join the cluster', () => this.options.joinCluster!(subnet));
+        throwIfCancelled(options.signal, 'CreateContainerNetworkInterface');
         await tx.do('record the CNI', () => this.store.saveCni(record));
       } catch (e) {
         const err = asNodenetError(e, 'create the CNI');
@@ -279,7 +294,7 @@ export class NodeNetwork {
   // ---------------------------------------------------------------------------------------------------
   // CreateInterface
 
-  async createInterface(input: CreateInterfaceInput): Promise<CreateInterfaceResult> {
+  async createInterface(input: CreateInterfaceInput, options: CallOptions = {}): Promise<CreateInterfaceResult> {
     const cni = this.cni;
     if (!cni) {
       throw new FailedPreconditionError('this node has no CNI yet: call CreateContainerNetworkInterface first');
@@ -303,7 +318,7 @@ export class NodeNetwork {
     const names = allocateLinkNames((h) => this.isHandleTaken(h), this.random);
     this.inFlightHandles.add(names.handle);
     for (const m of request.ports) this.byPort.set(portKey(m.protocol, m.hostPort), names.handle);
-    const done = this.applyCreate(request, names.handle, request.kind === 'tap' ? names.handle : names.hostIfname, cni);
+    const done = this.applyCreate(request, names.handle, request.kind === 'tap' ? names.handle : names.hostIfname, cni, options.signal);
     this.byAddress.set(request.address, { handle: names.handle, request, done });
 
     try {
@@ -365,6 +380,7 @@ export class NodeNetwork {
     handle: IfName,
     hostIfname: IfName,
     cni: CniRecord,
+    signal?: AbortSignal,
   ): Promise<InstanceRecord> {
     let record: InstanceRecord = {
       handle,
@@ -383,6 +399,7 @@ export class NodeNetwork {
     const tx = new Transaction(this.logger, context);
     let staged: StagedRecord | undefined;
     try {
+      throwIfCancelled(signal, 'CreateInterface');
       // The namespace's identity belongs in the record: read it first (a stat), so the record can be written
       // while the interface is made.
       if (request.kind === 'veth' && request.netns) record = { ...record, netnsId: await this.namespaces.identifyNamespace(request.netns) };
@@ -401,6 +418,8 @@ export class NodeNetwork {
       if (linkDone.status === 'rejected') throw linkDone.reason;
       if (rulesDone.status === 'rejected') throw rulesDone.reason;
       if (stagedDone.status === 'rejected') throw asNodenetError(stagedDone.reason, 'record the interface');
+      // The last moment a cancelled call can still take everything back: the commit below is the point of no return.
+      throwIfCancelled(signal, 'CreateInterface');
       const placement = linkDone.value;
       if (placement?.netnsId && placement.netnsId !== record.netnsId) {
         // The namespace was replaced between the stat and the move: record the one the link went into.

@@ -26,6 +26,9 @@ Relative paths in the file are relative to the file's directory.
     cert: FILE                  the server certificate (PEM)
     key: FILE                   its private key (PEM)
     ca: FILE                    optional: clients must present a certificate signed by it (mTLS)
+    allow:                      optional, with ca: the client identities each service admits
+      Network: [CN=orchestrator]          CN=NAME, DNS:NAME or URI:URI; a service not listed
+      NetworkAdmin: [DNS:ops.example.org] admits every client the CA signed
   backend: iproute2             the dataplane backend; this build has: ${backends.join(' | ')}
   stateDir: ${DEFAULT_STATE_DIR.padEnd(20)}where the daemon records what it created
   reservedPorts: []             ports instances may not publish (besides the overlay's UDP
@@ -58,6 +61,12 @@ Relative paths in the file are relative to the file's directory.
       cert: FILE
       key: FILE
       ca: FILE
+  socketMode: "0600"            the unix socket's mode, quoted octal (0660 with socketGroup); never
+                                world-accessible
+  socketGroup: nodenet          optional: the unix socket's group (name or gid); its members may call
+  limits:
+    maxInFlight: 256            calls served at once; one more gets RESOURCE_EXHAUSTED at once
+    maxMessageBytes: 65536      the largest request accepted; a larger one gets RESOURCE_EXHAUSTED
 
 Flags override the file. Exit codes: 0 after a graceful stop (SIGTERM/SIGINT), 1 when the start
 fails at run time, 2 for a bad flag or config (nothing is changed then).

@@ -15,6 +15,9 @@ import { OVSDB_REMOTE_RE } from '@nodenet/backend-ovs';
 // The subpath holds only the file checks: the adapter itself (etcd3 and its gRPC stack) loads only for etcd membership.
 import { checkEtcdEndpointSchemes, checkEtcdTlsShape, readEtcdTlsFiles, type EtcdTlsFiles, type EtcdTlsMaterial } from '@nodenet/membership-etcd/tls';
 import { checkMetricsConfig, metricsSchema, resolveMetricsPaths, type MetricsConfig } from './metrics-config.js';
+import { parseIdentity, type AllowList } from './access.js';
+import { DEFAULT_LIMITS, parseSocketGroup, parseSocketMode, type Limits } from './door-config.js';
+import { worldWritableProblem } from './local-access.js';
 
 /** A configuration or command-line problem: the daemon exits with code 2 and changes nothing. */
 export class ConfigError extends Error {
@@ -45,7 +48,13 @@ export interface DaemonConfig {
   readonly underlayAddress?: Ipv4Address;
   readonly listen: ListenAddress;
   readonly insecure: boolean;
-  readonly tls?: { readonly cert: string; readonly key: string; readonly ca?: string };
+  readonly tls?: { readonly cert: string; readonly key: string; readonly ca?: string; readonly allow?: AllowList };
+  /** The unix socket's permission bits: 0600 by default, 0660 with socketGroup. Never world-accessible. */
+  readonly socketMode: number;
+  /** The unix socket's group (a name or a gid), for the users allowed to call the daemon. */
+  readonly socketGroup?: string | number;
+  /** Calls served at once and the largest request accepted. */
+  readonly limits: Limits;
   readonly backend: string;
   readonly stateDir: string;
   readonly reservedPorts: readonly number[];
@@ -131,6 +140,22 @@ function viaCore<T>(parse: (input: unknown, field: string) => T) {
     }
   };
 }
+
+/** Runs a parse function of this package; its Error becomes the issue's message (zod adds the key). */
+function viaParser<I, T>(parse: (input: I) => T) {
+  return (value: I, ctx: z.RefinementCtx): T => {
+    try {
+      return parse(value);
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', message: (e as Error).message });
+      return z.NEVER;
+    }
+  };
+}
+
+/** A `tls.allow` list: CN=NAME, DNS:NAME or URI:URI entries (access.ts checks and canonicalises them). */
+const identities = () =>
+  z.array(str('a client identity').transform(viaParser(parseIdentity)), { error: (iss) => `must be a list of client identities (got ${show(iss.input)})` });
 
 const ipv4 = () => str('an IPv4 address, e.g. 198.18.0.1').transform(viaCore(parseIpv4Address));
 const subnet = () => str('a subnet in CIDR form, e.g. 198.19.1.0/24').transform(viaCore(Subnet.parse));
@@ -220,6 +245,8 @@ const configSchema = z.strictObject({
       cert: path('the path of a PEM certificate file'),
       key: path('the path of a PEM private-key file'),
       ca: path('the path of a PEM CA certificate file').optional(),
+      // The services of access.ts's GUARDED_SERVICES; a service left out admits every client the CA signed.
+      allow: z.strictObject({ Network: identities().optional(), NetworkAdmin: identities().optional() }).optional(),
     })
     .optional(),
   backend: str('a backend name').min(1, { error: 'must name a backend' }).default('iproute2'),
@@ -267,6 +294,14 @@ const configSchema = z.strictObject({
   logLevel: oneOf(LOG_LEVELS).default('info'),
   reconcileIntervalSeconds: intIn(1, 86400).default(30),
   metrics: metricsSchema,
+  socketMode: z.unknown().transform(viaParser(parseSocketMode)).optional(),
+  socketGroup: z.unknown().transform(viaParser(parseSocketGroup)).optional(),
+  limits: z
+    .strictObject({
+      maxInFlight: intIn(1, 100_000).default(DEFAULT_LIMITS.maxInFlight),
+      maxMessageBytes: intIn(1024, 64 << 20).default(DEFAULT_LIMITS.maxMessageBytes),
+    })
+    .prefault({}),
 });
 
 type ParsedConfig = z.output<typeof configSchema>;
@@ -329,6 +364,8 @@ export async function loadConfig(options: { file?: string; flags?: FlagOverrides
       throw new ConfigError([`config: cannot read the config file ${file}: ${why}`]);
     }
     raw = parseYaml(text, file);
+    const unsafe = await worldWritableProblem(file, 'the config file');
+    if (unsafe) throw new ConfigError([`config: ${unsafe}`]);
   }
   const config = parseConfig(raw, { source: options.file, baseDir, flags: options.flags ?? {}, backends: options.backends });
   if (config.membership.type === 'etcd') readEtcdTls(config);
@@ -419,6 +456,14 @@ function crossCheck(c: ParsedConfig, backends: readonly string[]): { key: string
   if (c.listen.kind === 'unix' && c.tls) {
     problems.push({ key: 'tls', message: `tls applies to a TCP listen address, but listen is ${c.listen.uri}: remove tls or listen on HOST:PORT` });
   }
+  if (c.tls?.allow && !c.tls.ca) {
+    problems.push({ key: 'tls.allow', message: 'names client identities, which only client certificates carry: set tls.ca (mTLS) or remove tls.allow' });
+  }
+  for (const key of ['socketMode', 'socketGroup'] as const) {
+    if (c[key] !== undefined && c.listen.kind !== 'unix') {
+      problems.push({ key, message: `applies to a unix socket, but listen is ${c.listen.uri}: remove ${key} or listen on unix:///PATH` });
+    }
+  }
   problems.push(...crossCheckEtcd(c.membership.etcd));
   problems.push(...checkMetricsConfig(c.metrics, c.listen));
   if (c.membership.type === 'etcd' && c.membership.peers.length > 0) {
@@ -456,12 +501,14 @@ function crossCheckEtcd(etcd: ParsedConfig['membership']['etcd']): { key: string
 
 function resolvePaths(c: ParsedConfig, baseDir: string, fromFlag: ReadonlySet<string>): DaemonConfig {
   const abs = (p: string, key: string) => (isAbsolute(p) ? p : resolve(fromFlag.has(key) ? process.cwd() : baseDir, p));
-  const { underlayAddress, tls, ...rest } = c;
+  const { underlayAddress, tls, socketMode, socketGroup, ...rest } = c;
   const { tls: etcdTls, ...etcd } = c.membership.etcd;
   return {
     ...rest,
     ...(underlayAddress !== undefined ? { underlayAddress } : {}),
-    ...(tls ? { tls: { cert: abs(tls.cert, 'tls'), key: abs(tls.key, 'tls'), ...(tls.ca ? { ca: abs(tls.ca, 'tls') } : {}) } } : {}),
+    ...(tls ? { tls: { cert: abs(tls.cert, 'tls'), key: abs(tls.key, 'tls'), ...(tls.ca ? { ca: abs(tls.ca, 'tls') } : {}), ...(tls.allow ? { allow: tls.allow } : {}) } } : {}),
+    socketMode: socketMode ?? (socketGroup !== undefined ? 0o660 : 0o600),
+    ...(socketGroup !== undefined ? { socketGroup } : {}),
     stateDir: abs(c.stateDir, 'stateDir'),
     membership: {
       ...c.membership,
@@ -504,6 +551,9 @@ export function configSummary(c: DaemonConfig): Record<string, unknown> {
     underlayAddress: c.underlayAddress ?? '(default route source)',
     listen: c.listen.uri,
     transport: c.listen.kind === 'unix' ? 'unix' : c.tls ? (c.tls.ca ? 'mtls' : 'tls') : 'insecure',
+    ...(c.listen.kind === 'unix' ? { socketMode: `0${c.socketMode.toString(8)}`, socketGroup: c.socketGroup ?? null } : {}),
+    ...(c.tls?.allow ? { allow: c.tls.allow } : {}),
+    limits: c.limits,
     backend: c.backend,
     stateDir: c.stateDir,
     reservedPorts: c.reservedPorts,

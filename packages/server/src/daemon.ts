@@ -4,7 +4,7 @@
  * Stopping: NOT_SERVING, stop accepting, let calls in flight finish, close the adapters. The network
  * itself stays in place.
  */
-import { chmod, lstat, mkdir, readFile, unlink } from 'node:fs/promises';
+import { lstat, readFile, unlink } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { dirname } from 'node:path';
 import { createSecureContext } from 'node:tls';
@@ -22,6 +22,8 @@ import { createLogger, type DaemonLogger } from './logger.js';
 import { createNetworkServer } from './network-server.js';
 import { reloadConfig, type ReloadOutcome } from './config-reload.js';
 import { MetricsService } from './metrics-server.js';
+import { Door, serverOptions } from './door.js';
+import { applySocketAccess, prepareSocketDirectory, resolveSocketGroup, worldWritableProblem } from './local-access.js';
 
 /** A failure at start that is not a configuration problem: exit code 1. */
 export class StartError extends Error {
@@ -76,6 +78,9 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
   // Everything that can still be refused is checked before the first change to the node.
   const tls = config.listen.kind === 'tcp' && config.tls ? await readTlsMaterial(config.tls) : undefined;
   if (config.listen.kind === 'unix') await checkSocketIsFree(config.listen.path);
+  const socketGid = await socketGroupId(config);
+  const unsafeStateDir = await worldWritableProblem(config.stateDir, 'the state directory');
+  if (unsafeStateDir) throw new ConfigError([`config: stateDir: ${unsafeStateDir}`]);
   const reflectionPackage = loadReflectionPackage();
   const metricsTls = config.metrics.listen && config.metrics.tls ? await readTlsMaterial(config.metrics.tls, 'metrics.tls') : undefined;
   const metrics = config.metrics.listen
@@ -133,13 +138,16 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
 
   const inFlight = container.resolve(TOKENS.inFlight);
   const health = new HealthImplementation(Object.fromEntries(HEALTH_SERVICES.map((s) => [s, 'NOT_SERVING' as const])));
-  const server = new Server();
-  server.addService(NetworkService, createNetworkServer(network, logger, inFlight, metrics?.metrics));
-  server.addService(NetworkAdminService, createAdminServer({ network, cluster, config, host, dataplane: adapters.dataplane, overlay }, logger, inFlight, metrics?.metrics));
+  const server = new Server(serverOptions(config.limits));
+  const door = new Door({ ...(config.tls?.allow ? { allow: config.tls.allow } : {}), limits: config.limits, inFlight, logger });
+  server.addService(...door.guard('Network', NetworkService, createNetworkServer(network, logger, inFlight, metrics?.metrics)));
+  server.addService(
+    ...door.guard('NetworkAdmin', NetworkAdminService, createAdminServer({ network, cluster, config, host, dataplane: adapters.dataplane, overlay }, logger, inFlight, metrics?.metrics)),
+  );
   const healthWatches = addHealthService(server, health);
   new ReflectionService(reflectionPackage).addToServer(server);
   try {
-    await bind(server, config, tls);
+    await bind(server, config, tls, socketGid, logger);
     metrics?.metrics.attach({ network, membership: cluster.membership, sync: cluster.sync, lastPeerChangeAt: () => cluster.lastPeerChangeAt });
   } catch (e) {
     server.forceShutdown();
@@ -370,23 +378,32 @@ function socketAnswers(path: string): Promise<boolean> {
   });
 }
 
-async function bind(server: Server, config: DaemonConfig, tls: TlsMaterial | undefined): Promise<void> {
+/** The gid of `socketGroup` (undefined without one); a group that does not exist is a config error. */
+async function socketGroupId(config: DaemonConfig): Promise<number | undefined> {
+  if (config.listen.kind !== 'unix' || config.socketGroup === undefined) return undefined;
+  const found = await resolveSocketGroup(config.socketGroup);
+  if ('problem' in found) throw new ConfigError([`config: socketGroup: ${found.problem}`]);
+  return found.gid;
+}
+
+async function bind(server: Server, config: DaemonConfig, tls: TlsMaterial | undefined, socketGid: number | undefined, logger: DaemonLogger): Promise<void> {
   const listen = config.listen;
   const credentials = tls
     ? ServerCredentials.createSsl(tls.ca ?? null, [{ cert_chain: tls.cert, private_key: tls.key }], tls.ca !== undefined)
     : ServerCredentials.createInsecure();
   if (listen.kind === 'unix') {
-    await step('create the socket directory', () => mkdir(dirname(listen.path), { recursive: true, mode: 0o700 }));
+    const warning = await step('create the socket directory', () => prepareSocketDirectory(dirname(listen.path), socketGid));
+    if (warning) logger.warn({ event: 'socket-directory', err: warning }, warning);
     await checkSocketIsFree(listen.path);
     await removeSocket(listen.path);
-    // The socket is created with mode 0600 from the start (umask), then chmod'ed to be sure.
+    // The socket is created with mode 0600 from the start (umask), then given its group and mode.
     const previous = process.umask(0o177);
     try {
       await bindAsync(server, listen.uri, credentials);
     } finally {
       process.umask(previous);
     }
-    await step('set the socket mode', () => chmod(listen.path, 0o600));
+    await step('set the socket group and mode', () => applySocketAccess(listen.path, config.socketMode, socketGid));
     return;
   }
   await bindAsync(server, listen.uri, credentials);

@@ -97,7 +97,8 @@ export interface RpcObserver {
 /** Wraps a handler with the request id, the log line and the error mapping every RPC gets. */
 export function unaryHandlers(logger: DaemonLogger, inFlight: InFlight, observer?: RpcObserver) {
   const rpcLogger = logger.child({ component: 'rpc' });
-  return function unary<Req, Res>(method: string, handle: (req: Req) => Promise<Res>) {
+  // `signal` aborts when the client cancels or the deadline passes: a create not yet committed then rolls back.
+  return function unary<Req, Res>(method: string, handle: (req: Req, signal: AbortSignal) => Promise<Res>) {
     observer?.rpcDeclared(method);
     return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
       const started = process.hrtime.bigint();
@@ -106,13 +107,20 @@ export function unaryHandlers(logger: DaemonLogger, inFlight: InFlight, observer
       // at once would be a frame of their own and wake the client one more time per call.
       const echo = new Metadata();
       echo.set(REQUEST_ID_HEADER, reqId);
+      const cancelled = new AbortController();
+      let replied = false;
+      call.once('cancelled', () => {
+        if (replied) return; // grpc-js reports every call as cancelled once it has ended
+        cancelled.abort();
+        rpcLogger.info({ event: 'cancelled', method }, 'the client cancelled the call or its deadline passed: work not yet committed rolls back');
+      });
       inFlight.enter();
       void requestContext.run({ reqId, method }, async () => {
         rpcLogger.debug({ method, peer: call.getPeer() }, 'request received');
         const durationMs = () => Number(process.hrtime.bigint() - started) / 1e6;
         const replyTo = async (request: Req): Promise<Parameters<sendUnaryData<Res>>> => {
           try {
-            const response = await handle(request);
+            const response = await handle(request, cancelled.signal);
             const ms = durationMs();
             rpcLogger.info({ method, code: 'OK', durationMs: round(ms) }, 'rpc');
             observer?.rpcDone(method, 'OK', ms / 1000);
@@ -130,6 +138,7 @@ export function unaryHandlers(logger: DaemonLogger, inFlight: InFlight, observer
           const reply = await replyTo(call.request);
           // Only now, whatever the outcome, so the headers leave with the reply (see above).
           call.sendMetadata(echo);
+          replied = true;
           callback(...reply);
         } finally {
           inFlight.leave();
@@ -145,13 +154,13 @@ export function createNetworkServer(network: NodeNetwork, logger: DaemonLogger, 
   return {
     createContainerNetworkInterface: unary(
       'CreateContainerNetworkInterface',
-      async (req: CreateContainerNetworkInterfaceRequest): Promise<CreateContainerNetworkInterfaceResponse> => {
-        const { interfaceName } = await network.createContainerNetworkInterface({ ipAddress: req.ipAddress, subNetwork: req.subNetwork });
+      async (req: CreateContainerNetworkInterfaceRequest, signal): Promise<CreateContainerNetworkInterfaceResponse> => {
+        const { interfaceName } = await network.createContainerNetworkInterface({ ipAddress: req.ipAddress, subNetwork: req.subNetwork }, { signal });
         return { interfaceName };
       },
     ),
-    createInterface: unary('CreateInterface', async (req: CreateInterfaceRequest): Promise<CreateInterfaceResponse> => {
-      const r = await network.createInterface(toCreateInterfaceInput(req));
+    createInterface: unary('CreateInterface', async (req: CreateInterfaceRequest, signal): Promise<CreateInterfaceResponse> => {
+      const r = await network.createInterface(toCreateInterfaceInput(req), { signal });
       return {
         interfaceName: r.interfaceName,
         hostInterfaceName: r.hostInterfaceName,

@@ -69,7 +69,7 @@ describe('handlers', () => {
 
   function call<Req>(req: Req, md = new Metadata()) {
     const sent: Metadata[] = [];
-    const c = { request: req, metadata: md, getPeer: () => 'unix:test', sendMetadata: (m: Metadata) => sent.push(m) };
+    const c = { request: req, metadata: md, getPeer: () => 'unix:test', sendMetadata: (m: Metadata) => sent.push(m), once: () => undefined };
     return { c: c as unknown as ServerUnaryCall<Req, unknown>, sent };
   }
 

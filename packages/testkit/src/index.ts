@@ -13,3 +13,5 @@ export * from './instance-specs.js';
 export * from './etcd.js';
 export * from './ovs.js';
 export * from './prometheus.js';
+export * from './pki.js';
+export * from './raw-client.js';
