@@ -21,6 +21,7 @@ import { ConfigError, configSummary, type DaemonConfig } from './config.js';
 import { createContainer, loadEtcdModule, resolveAdapters, TOKENS, type Adapters } from './container.js';
 import { createLogger, type DaemonLogger } from './logger.js';
 import { createNetworkServer } from './network-server.js';
+import { startCniEndpoint, type CniServer } from './cni-server.js';
 
 /** A failure at start that is not a configuration problem: exit code 1. */
 export class StartError extends Error {
@@ -73,6 +74,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
   // Everything that can still be refused is checked before the first change to the node.
   const tls = config.listen.kind === 'tcp' && config.tls ? await readTlsMaterial(config.tls) : undefined;
   if (config.listen.kind === 'unix') await checkSocketIsFree(config.listen.path);
+  if (config.cni.listen) await checkSocketIsFree(config.cni.listen.path);
   const reflectionPackage = loadReflectionPackage();
 
   const container = createContainer(config, logger, await loadEtcdModule(config));
@@ -125,8 +127,10 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
   server.addService(NetworkAdminService, createAdminServer({ network, cluster, config, host, dataplane: adapters.dataplane }, logger, inFlight));
   const healthWatches = addHealthService(server, health);
   new ReflectionService(reflectionPackage).addToServer(server);
+  let cniServer: CniServer | undefined;
   try {
     await bind(server, config, tls);
+    cniServer = await step('serve the CNI plugin', () => startCniEndpoint(config, network, adapters.packetFilter, logger));
   } catch (e) {
     server.forceShutdown();
     await closeAdapters(adapters, logger);
@@ -157,6 +161,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
         // Health watchers have now seen NOT_SERVING; their streams never end by themselves and would hold
         // the graceful shutdown until the timeout.
         healthWatches.endAll();
+        const cniClosed = cniServer?.close(); // no new CNI calls; those in flight finish
         logger.info({ event: 'shutdown', inFlight: inFlight.size, timeoutMs }, 'shutting down: no new calls, waiting for calls in flight');
         const forced = await new Promise<boolean>((done) => {
           const force = () => {
@@ -171,6 +176,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
             done(false);
           });
         });
+        await cniClosed;
         await reconciler.stop();
         await cluster.stop();
         await closeAdapters(adapters, logger);
