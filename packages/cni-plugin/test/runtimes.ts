@@ -4,8 +4,10 @@
  * containerd of its own; a busybox image without a registry. The quirks of this machine they allow for are
  * in TOOLCHAIN.md ("Container runtimes here").
  */
+import { spawn } from 'node:child_process';
 import { mkdir, symlink, copyFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { exec, type ExecResult, type TestScope } from '@nodenet/testkit';
 import { PLUGIN_DIST, STOCK_PLUGINS } from './support.js';
 
@@ -82,3 +84,70 @@ export class Podman {
     await this.run(['import', '--change', 'CMD ["/bin/sh"]', tarball, 'localhost/busybox']);
   }
 }
+
+/** A containerd of its own (root, state and socket in a temp dir, CRI off) in a node's namespace. */
+export class Containerd {
+  private constructor(
+    readonly nodeNs: string,
+    readonly dir: string,
+    readonly socket: string,
+  ) {}
+
+  static async start(scope: TestScope, nodeNs: string): Promise<Containerd> {
+    const dir = await scope.createTempDir();
+    const socket = join(dir, 'containerd.sock');
+    const config = join(dir, 'config.toml');
+    await writeFile(
+      config,
+      [
+        'version = 2',
+        `root = "${join(dir, 'root')}"`,
+        `state = "${join(dir, 'state')}"`,
+        'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+        '[grpc]',
+        `  address = "${socket}"`,
+        '[ttrpc]',
+        `  address = "${socket}.ttrpc"`,
+        '[plugins."io.containerd.internal.v1.opt"]',
+        `  path = "${join(dir, 'opt')}"`,
+        '',
+      ].join('\n'),
+    );
+    const child = spawn('nsenter', [`--net=/run/netns/${nodeNs}`, '--', 'containerd', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+    scope.trackPid(child.pid);
+    scope.defer('containerd', async () => {
+      if (child.exitCode === null) {
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill('SIGTERM');
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+        if (child.exitCode === null) child.kill('SIGKILL');
+      }
+      scope.untrackPid(child.pid);
+    });
+    const c = new Containerd(nodeNs, dir, socket);
+    for (let i = 0; ; i++) {
+      const r = await exec('ctr', ['-a', socket, 'version'], { allowFailure: true });
+      if (r.exitCode === 0) break;
+      if (child.exitCode !== null || i > 100) throw new Error(`containerd did not start: ${stderr}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return c;
+  }
+
+  ctr(args: readonly string[], options: { allowFailure?: boolean } = {}): Promise<ExecResult> {
+    return exec('ctr', ['-a', this.socket, ...args], { allowFailure: options.allowFailure ?? false, timeoutMs: 120_000 });
+  }
+
+  /**
+   * `ctr run --cni` with `conflistDir` as /etc/cni/net.d and `pluginDir` as /opt/cni/bin (ctr reads only
+   * those), bind-mounted in a mount namespace of its own so that the host's directories are never touched.
+   */
+  runWithCni(conflistDir: string, pluginDir: string, args: readonly string[]): Promise<ExecResult> {
+    const spec = JSON.stringify({ binds: [[conflistDir, '/etc/cni/net.d'], [pluginDir, '/opt']], command: ['nsenter', `--net=/run/netns/${this.nodeNs}`, '--', 'ctr', '-a', this.socket, 'run', '--cni', ...args] });
+    return exec('unshare', ['-m', '--propagation', 'unchanged', '--', process.execPath, BIND_AND_RUN, spec], { allowFailure: true, timeoutMs: 120_000 });
+  }
+}
+
+const BIND_AND_RUN = fileURLToPath(new URL('./bind-and-run.mjs', import.meta.url));
