@@ -66,6 +66,8 @@ export class CniAttachments {
   /** Addresses chosen by ADDs in flight (not yet held by an instance). */
   private readonly reserved = new Set<string>();
   private readonly queues = new Map<string, Promise<unknown>>();
+  /** Records being completed with their handle after an ADD answered. */
+  private readonly completing = new Map<string, Promise<void>>();
   private cursor: Ipv4Address | undefined;
 
   constructor(private readonly options: CniAttachmentsOptions) {
@@ -219,7 +221,16 @@ export class CniAttachments {
     }
     record = { ...record, handle: created.interfaceName, mac: created.macAddress };
     this.records.set(id, record);
-    await this.store.save(record);
+    // The handle is written after the answer: the record of the intent is already durable, and load() finds a
+    // cut-short ADD's instance by address, namespace and ifname. A DEL of this attachment waits for the write.
+    const completed = record;
+    const write: Promise<void> = this.store
+      .save(completed)
+      .catch((e: unknown) => this.logger.error({ containerId: completed.containerId, err: String(e) }, 'could not record the handle of an attachment; load() will find it'))
+      .finally(() => {
+        if (this.completing.get(id) === write) this.completing.delete(id);
+      });
+    this.completing.set(id, write);
     this.logger.info({ event: 'cni-add', containerId: record.containerId, ifname: record.ifname, handle: record.handle, address, allocated, ports: ports.length }, 'container attached');
     return this.result(record, cni, conf);
   }
@@ -264,6 +275,7 @@ export class CniAttachments {
     const id = attachmentId(key);
     const record = this.records.get(id);
     if (!record) return; // never attached, or already deleted: success
+    await this.completing.get(id);
     if (record.handle) {
       try {
         await this.network.deleteInterface({ interfaceName: record.handle });

@@ -4,12 +4,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -25,14 +28,14 @@ type output struct {
 }
 
 func main() {
-	op := flag.String("op", "", "add | check | del | bench")
+	op := flag.String("op", "", "add | check | del | bench | plugin-cost")
 	conflist := flag.String("conflist", "", "the conflist file (bench: comma-separated)")
 	id := flag.String("id", "", "the container id (bench: a prefix)")
 	netns := flag.String("netns", "", "the container's network namespace path (bench: comma-separated, one per conflist)")
 	ifname := flag.String("ifname", "eth0", "the interface name in the container")
 	ports := flag.String("ports", "", `portMappings capability, JSON: [{"hostPort":8080,"containerPort":80,"protocol":"tcp"}]`)
 	ips := flag.String("ips", "", `ips capability, JSON: ["198.19.1.9/24"]`)
-	pluginDirs := flag.String("path", "/usr/lib/cni", "plugin directories, colon-separated")
+	pluginDirs := flag.String("path", "/usr/lib/cni", "plugin directories, colon-separated (plugin-cost: the nodenet binary)")
 	cacheDir := flag.String("cache", "", "libcni's cache directory (default: /var/lib/cni)")
 	rounds := flag.Int("rounds", 20, "bench: ADD/DEL cycles per conflist")
 	pauseMs := flag.Int("pause-ms", 0, "bench: pause before each call")
@@ -40,6 +43,10 @@ func main() {
 
 	cni := libcni.NewCNIConfigWithCacheDir(strings.Split(*pluginDirs, ":"), *cacheDir, nil)
 	ctx := context.Background()
+	if *op == "plugin-cost" {
+		pluginCost(*pluginDirs, *rounds)
+		return
+	}
 	if *op == "bench" {
 		bench(ctx, cni, strings.Split(*conflist, ","), strings.Split(*netns, ","), *id, *ifname, *ports, *rounds, time.Duration(*pauseMs)*time.Millisecond)
 		return
@@ -128,6 +135,63 @@ func bench(ctx context.Context, cni *libcni.CNIConfig, files, namespaces []strin
 		}
 	}
 	raw, _ := json.Marshal(out)
+	emit(output{OK: true, Result: raw})
+}
+
+// pluginCost times the nodenet plugin itself, exec to exit, `rounds` times each: VERSION (no daemon), and ADD
+// against a stub daemon in this process that answers at once, so the daemon's work is left out.
+func pluginCost(plugin string, rounds int) {
+	dir, err := os.MkdirTemp("", "nodenet-plugin-cost-")
+	if err != nil {
+		fail(err)
+	}
+	defer os.RemoveAll(dir)
+	socket := filepath.Join(dir, "cni.sock")
+	ln, err := net.Listen("unix", socket)
+	if err != nil {
+		fail(err)
+	}
+	defer ln.Close()
+	answer := []byte(`{"result":{"cniVersion":"1.0.0","interfaces":[{"name":"eth0","mac":"02:6e:c6:13:01:02","sandbox":"/run/netns/x"}],"ips":[{"address":"198.19.1.2/24","gateway":"198.19.1.1","interface":0}],"routes":[{"dst":"0.0.0.0/0","gw":"198.19.1.1"}],"dns":{}}}` + "\n")
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(c net.Conn) {
+				defer c.Close()
+				buf := make([]byte, 64<<10)
+				for n := 0; ; {
+					m, err := c.Read(buf[n:])
+					n += m
+					if err != nil || bytes.IndexByte(buf[:n], '\n') >= 0 {
+						break
+					}
+				}
+				_, _ = c.Write(answer)
+			}(conn)
+		}
+	}()
+	config := []byte(fmt.Sprintf(`{"cniVersion":"1.0.0","name":"nodenet","type":"nodenet","socket":%q}`, socket))
+	run := func(command string) float64 {
+		cmd := exec.Command(plugin)
+		cmd.Env = []string{"CNI_COMMAND=" + command, "CNI_CONTAINERID=cost", "CNI_NETNS=/run/netns/x", "CNI_IFNAME=eth0", "CNI_PATH=/usr/lib/cni"}
+		cmd.Stdin = bytes.NewReader(config)
+		t0 := time.Now()
+		out, err := cmd.Output()
+		ms := float64(time.Since(t0).Microseconds()) / 1000
+		if err != nil {
+			fail(fmt.Errorf("%s: %v: %s", command, err, out))
+		}
+		return ms
+	}
+	result := map[string][]float64{}
+	for r := 0; r < rounds; r++ {
+		result["versionMs"] = append(result["versionMs"], run("VERSION"))
+		result["addMs"] = append(result["addMs"], run("ADD"))
+	}
+	raw, _ := json.Marshal(result)
 	emit(output{OK: true, Result: raw})
 }
 
