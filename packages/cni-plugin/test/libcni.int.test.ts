@@ -184,11 +184,11 @@ describe('nodenet CNI plugin through libcni', () => {
     });
   });
 
-  it('attachments survive a daemon restart: CHECK and DEL work after it; a stopped daemon is code 11', async () => {
+  it('attachments survive a daemon crash and restart: CHECK and DEL work after it; a dead daemon is code 11 (STATUS: 50)', async () => {
     const ns = await topo.createInstanceNamespace();
     const id = containerId();
     const r = await add(nodeNs(), { conflist, id, netns: netnsPath(ns), cache, ports: [{ hostPort: 8090, containerPort: 80, protocol: 'tcp' }] });
-    await daemon.stop();
+    await daemon.kill(); // SIGKILL: its socket file stays behind, stale
     const down = await driver(nodeNs(), { op: 'del', conflist, id, netns: netnsPath(ns), cache });
     expect(down.error).toMatchObject({ code: 11, msg: expect.stringContaining('try again later') });
     const status = await execPlugin({ CNI_COMMAND: 'STATUS', CNI_PATH: '/usr/lib/cni' }, pluginConfig({ cniVersion: '1.1.0', socket: daemon.cniSocket }));

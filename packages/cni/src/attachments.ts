@@ -113,12 +113,13 @@ export class CniAttachments {
     } catch (e) {
       throw asCniError(e, 'read the request');
     }
+    // DEL needs only the attachment's key: a config nodenet would refuse (edited since the ADD, or the ADD
+    // failed on it) must not keep a runtime from cleaning up.
+    if (request.command === 'DEL') return this.serial(request, () => this.del(request)).then(() => null);
     const conf = parseNetConf(request);
     switch (request.command) {
       case 'ADD':
         return this.serial(request, () => this.add(request, conf));
-      case 'DEL':
-        return this.serial(request, () => this.del(request)).then(() => null);
       case 'CHECK':
         return this.serial(request, () => this.check(request, conf)).then(() => null);
       case 'GC':

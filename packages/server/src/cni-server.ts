@@ -71,7 +71,7 @@ async function serveConnection(socket: Socket, attachments: CniAttachments, logg
     reply = JSON.stringify({ error: error.toJSON() });
     logger.warn({ event: 'cni-call', command: request?.command, containerId: request?.containerId, ifname: request?.ifname, code: error.code, err: error.msg }, `CNI ${String(request?.command ?? 'request')} failed: ${error.msg}`);
   }
-  logger.debug({ event: 'cni-call', command: request?.command, containerId: request?.containerId, durationMs: Math.round((performance.now() - started) * 10) / 10 }, 'CNI call served');
+  logger.info({ event: 'cni-call', command: request?.command, containerId: request?.containerId, durationMs: Math.round((performance.now() - started) * 10) / 10 }, 'CNI call served');
   await new Promise<void>((resolve) => {
     socket.on('error', () => resolve()); // the plugin went away (killed by its runtime): nothing to tell it
     socket.end(`${reply}\n`, () => resolve());

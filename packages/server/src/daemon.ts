@@ -74,7 +74,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
   // Everything that can still be refused is checked before the first change to the node.
   const tls = config.listen.kind === 'tcp' && config.tls ? await readTlsMaterial(config.tls) : undefined;
   if (config.listen.kind === 'unix') await checkSocketIsFree(config.listen.path);
-  if (config.cni.listen) await checkSocketIsFree(config.cni.listen.path);
+  if (config.cni.listen) await checkCniSocketIsFree(config.cni.listen.path);
   const reflectionPackage = loadReflectionPackage();
 
   const container = createContainer(config, logger, await loadEtcdModule(config));
@@ -130,7 +130,13 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
   let cniServer: CniServer | undefined;
   try {
     await bind(server, config, tls);
-    cniServer = await step('serve the CNI plugin', () => startCniEndpoint(config, network, adapters.packetFilter, logger));
+    cniServer = await step('serve the CNI plugin', async () => {
+      if (config.cni.listen) {
+        await checkCniSocketIsFree(config.cni.listen.path);
+        await removeSocket(config.cni.listen.path); // stale, from a daemon that did not stop cleanly
+      }
+      return startCniEndpoint(config, network, adapters.packetFilter, logger);
+    });
   } catch (e) {
     server.forceShutdown();
     await closeAdapters(adapters, logger);
@@ -326,6 +332,15 @@ async function checkSocketIsFree(path: string): Promise<void> {
   if (!isSocket) throw new StartError(`listen: ${path} exists and is not a socket: remove it or listen elsewhere`);
   if (await socketAnswers(path)) {
     throw new StartError(`listen: another process (another nodenetd?) is serving on ${path}: stop it first, or listen elsewhere`);
+  }
+}
+
+/** checkSocketIsFree for the CNI plugin's socket, its messages naming cni.listen. */
+async function checkCniSocketIsFree(path: string): Promise<void> {
+  try {
+    await checkSocketIsFree(path);
+  } catch (e) {
+    throw new StartError(`cni.listen: ${(e as Error).message.replace(/^listen: /, '')}`);
   }
 }
 
