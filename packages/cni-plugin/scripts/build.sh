@@ -12,6 +12,10 @@ if [ ! -d /usr/share/gocode/src/github.com/containernetworking/cni ]; then
   exit 1
 fi
 export GOPROXY=off GOFLAGS=-mod=mod CGO_ENABLED=0 GOTOOLCHAIN=local
+# Go needs a build cache and a GOPATH; CI shells may have no HOME.
+if [ -z "${HOME:-}" ]; then
+  export GOCACHE="${GOCACHE:-/tmp/nodenet-go/cache}" GOPATH="${GOPATH:-/tmp/nodenet-go/path}"
+fi
 mkdir -p ../dist
 go build -trimpath -ldflags='-s -w' -o ../dist/nodenet ./plugin
 go build -trimpath -ldflags='-s -w' -o ../dist/cni-driver ./driver
