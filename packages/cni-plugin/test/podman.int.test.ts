@@ -52,6 +52,13 @@ describe('podman run --network <nodenet conflist>', () => {
     await podman.run(['rm', '--force', '--time', '0', 'web2']);
   });
 
+  it('honours a static address (podman run --ip, the ips capability)', async () => {
+    await podman.run(['run', '-d', '--name', 'fixed', '--network', network, '--ip', '198.19.1.77', 'localhost/busybox', 'sleep', '600']);
+    expect(await addressOf('fixed')).toBe('198.19.1.77');
+    expect((await podman.run(['exec', 'fixed', 'ip', '-4', '-o', 'addr', 'show', 'dev', 'eth0'])).stdout).toContain('198.19.1.77/24');
+    await podman.run(['rm', '--force', '--time', '0', 'fixed']);
+  });
+
   it('a running container survives a daemon restart, keeps its port, and is detached after it', async () => {
     await podman.run(['run', '-d', '--name', 'keep', '--network', network, '-p', '8081:80', 'localhost/busybox', 'nc', '-ll', '-p', '80', '-e', 'cat']);
     expect((await echo(topo.world.ns, { protocol: 'tcp', host: topo.node(1).address, port: 8081 })).ok).toBe(true);
