@@ -173,7 +173,8 @@ export class CniAttachments {
     }
     for (let attempt = 1; ; attempt++) {
       // From here to the reservation there is no await: two ADDs never pick the same address.
-      const address = nextFreeAddress(subnet, cni.gateway, this.cursor, (a) => this.addressInUse(a));
+      const used = this.addressesInUse();
+      const address = nextFreeAddress(subnet, cni.gateway, this.cursor, (a) => used.has(a));
       if (!address) {
         throw new CniError(CNI_CODES.alreadyInUse, `the node's subnet ${subnet} has no free address left: DEL containers that are gone (or GC), or give the node a larger subnet`);
       }
@@ -191,10 +192,12 @@ export class CniAttachments {
     }
   }
 
-  private addressInUse(address: Ipv4Address): boolean {
-    if (this.reserved.has(address)) return true;
-    for (const r of this.records.values()) if (r.address === address) return true;
-    return this.network.listInstances().some((i) => i.address === address);
+  /** Addresses of every instance (the gRPC API's too), every attachment, and the ADDs choosing one now. */
+  private addressesInUse(): Set<string> {
+    const used = new Set<string>(this.reserved);
+    for (const r of this.records.values()) used.add(r.address);
+    for (const i of this.network.listInstances()) used.add(i.address);
+    return used;
   }
 
   private async attach(request: CniRequest, conf: NetConf, cni: CniRecord, address: Ipv4Address, allocated: boolean, ports: AttachmentRecord['ports']): Promise<unknown> {
