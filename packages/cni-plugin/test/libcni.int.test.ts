@@ -4,7 +4,7 @@
 // conflists and a stopped daemon, and attachments surviving a daemon restart.
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon, echo, nsExec, startEchoServer, TestScope, Topology } from '@nodenet/testkit';
+import { Daemon, echo, exec, nsExec, startEchoServer, TestScope, Topology } from '@nodenet/testkit';
 import { add, driver, execPlugin, nodenetConflist, pluginConfig, writeConflist, type CniResult } from './support.js';
 
 const SUBNET = '198.19.1.0/24';
@@ -182,6 +182,23 @@ describe('nodenet CNI plugin through libcni', () => {
       expect(r.exitCode).toBe(1);
       expect(r.json).toMatchObject({ code: 1 });
     });
+  });
+
+  it('after the container namespace is gone and the daemon restarted (a reboot for the container), CHECK reports it gone, DEL succeeds, the address is free', async () => {
+    const ns = await topo.createInstanceNamespace();
+    const id = containerId();
+    const r = await add(nodeNs(), { conflist, id, netns: netnsPath(ns), cache, ports: [{ hostPort: 8095, containerPort: 80, protocol: 'tcp' }] });
+    await daemon.stop();
+    await exec('ip', ['netns', 'del', ns]); // the runtime's namespace is gone (its veth with it)
+    daemon = await daemon.restart(); // the restore releases the instance whose namespace went away
+    const gone = await driver(nodeNs(), { op: 'check', conflist, id, netns: netnsPath(ns), cache });
+    expect(gone.error).toMatchObject({ code: 102, msg: expect.stringContaining('gone from the node') });
+    expect(await driver(nodeNs(), { op: 'del', conflist, id, netns: netnsPath(ns), cache })).toEqual({ ok: true });
+    // Its static address can be taken again, and its port published again.
+    const next = { id: containerId(), ns: netnsPath(await topo.createInstanceNamespace()) };
+    const again = await add(nodeNs(), { conflist, id: next.id, netns: next.ns, cache, ips: [r.ips[0]!.address], ports: [{ hostPort: 8095, containerPort: 80, protocol: 'tcp' }] });
+    expect(again.ips[0]!.address).toBe(r.ips[0]!.address);
+    expect(await driver(nodeNs(), { op: 'del', conflist, id: next.id, netns: next.ns, cache })).toEqual({ ok: true });
   });
 
   it('attachments survive a daemon crash and restart: CHECK and DEL work after it; a dead daemon is code 11 (STATUS: 50)', async () => {
