@@ -16,7 +16,9 @@ class FakeNetwork implements AttachmentNetwork {
   listInstances() {
     return this.instances;
   }
-  async createContainerNetworkInterface() {}
+  async createContainerNetworkInterface(_input: { ipAddress: string; subNetwork: string }): Promise<unknown> {
+    return undefined;
+  }
   async createInterface(input: CreateInterfaceInput) {
     const handle = `nni-${String(++this.n).padStart(8, '0')}`;
     this.instances.push({ handle, address: input.ipAddress, netns: input.netns, ifname: input.ifname, mac: `02:6e:00:00:00:0${this.n}` } as unknown as InstanceRecord);
@@ -70,6 +72,22 @@ describe('CniAttachments', () => {
     await b.load();
     const third = (await b.handle(req('ADD', 'c3', '/run/netns/c'))) as { ips: { address: string }[] };
     expect(third.ips[0]!.address).toBe('198.19.1.4/24');
+  });
+
+  it('without a node CNI: ADD is code 11 saying how to create it (or creates it from subnet/gateway); STATUS is 50', async () => {
+    network.cniRecord = null;
+    const a = make();
+    await a.load();
+    await expect(a.handle(req('ADD', 'c1'))).rejects.toMatchObject({ code: 11, msg: expect.stringContaining("give 'subnet' and 'gateway'") });
+    await expect(a.handle({ ...req('STATUS', ''), config: { ...conf, cniVersion: '1.1.0' } })).rejects.toMatchObject({ code: 50 });
+    await expect(a.handle({ ...req('STATUS', ''), config: { ...conf, cniVersion: '1.1.0', subnet: '198.19.1.0/24', gateway: '198.19.1.1' } })).resolves.toBeNull();
+    let created: unknown;
+    network.createContainerNetworkInterface = async (input: { ipAddress: string; subNetwork: string }) => {
+      created = input;
+      network.cniRecord = cni;
+    };
+    await a.handle({ ...req('ADD', 'c1'), config: { ...conf, subnet: '198.19.1.0/24', gateway: '198.19.1.1' } });
+    expect(created).toEqual({ ipAddress: '198.19.1.1', subNetwork: '198.19.1.0/24' });
   });
 
   it('a repeated ADD answers the same; an ADD with other settings for the same key is refused; DEL of the unknown is OK', async () => {
