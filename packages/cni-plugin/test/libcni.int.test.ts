@@ -2,7 +2,8 @@
 // published ports reached from the world, drift reported by CHECK, address allocation without immediate
 // reuse, chaining with the stock `tuning` plugin, results per cniVersion, GC and STATUS, CNI errors for bad
 // conflists and a stopped daemon, and attachments surviving a daemon restart.
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
+import { createConnection } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Daemon, echo, exec, nsExec, startEchoServer, TestScope, Topology } from '@nodenet/testkit';
 import { add, driver, execPlugin, nodenetConflist, pluginConfig, writeConflist, type CniResult } from './support.js';
@@ -132,6 +133,19 @@ describe('nodenet CNI plugin through libcni', () => {
     expect(result.ips[0]).toEqual({ ...(legacy ? { version: '4' } : {}), address: expect.stringMatching(/^198\.19\.1\.\d+\/24$/), gateway: GATEWAY, interface: 0 });
     expect(result.interfaces[0]).toEqual({ name: 'eth0', mac: expect.any(String), sandbox: netnsPath(ns), ...(cniVersion === '1.1.0' ? { mtu: 1450 } : {}) });
     expect((await execPlugin({ ...env, CNI_COMMAND: 'DEL' }, pluginConfig({ cniVersion, socket: daemon.cniSocket }))).exitCode).toBe(0);
+  });
+
+  it('the socket is mode 0600; a request that is not one JSON object gets a CNI error object (code 6)', async () => {
+    expect((await stat(daemon.cniSocket)).mode & 0o777).toBe(0o600);
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = createConnection({ path: daemon.cniSocket });
+      let text = '';
+      socket.on('data', (d) => (text += d.toString()));
+      socket.on('end', () => resolve(text));
+      socket.on('error', reject);
+      socket.write('not json\n');
+    });
+    expect(JSON.parse(answer)).toMatchObject({ error: { code: 6, msg: expect.stringContaining('not one JSON object') } });
   });
 
   it('VERSION lists 0.3.1 to 1.1.0', async () => {
