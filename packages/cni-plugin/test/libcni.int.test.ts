@@ -2,7 +2,7 @@
 // published ports reached from the world, drift reported by CHECK, address allocation without immediate
 // reuse, chaining with the stock `tuning` plugin, results per cniVersion, GC and STATUS, CNI errors for bad
 // conflists and a stopped daemon, and attachments surviving a daemon restart.
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Daemon, echo, exec, nsExec, startEchoServer, TestScope, Topology } from '@nodenet/testkit';
@@ -232,5 +232,15 @@ describe('nodenet CNI plugin through libcni', () => {
     expect((await nsExec(ns, 'ip', ['-o', 'link', 'show', 'dev', 'eth0'], { allowFailure: true })).exitCode).not.toBe(0);
     expect(JSON.parse(await readFile(`${daemon.stateDir}/cni-allocation.json`, 'utf8')).record.last).toMatch(/^198\.19\.1\./);
     expect(addressOf(r)).toMatch(/^198\.19\.1\./);
+  });
+
+  it('an attachment record that does not parse stops the start naming the file; the node is served again once it is moved away', async () => {
+    await daemon.stop();
+    const bad = `${daemon.stateDir}/cni-attachments/${'0'.repeat(40)}.json`;
+    await writeFile(bad, '{"version":1,"kind":"cni-attachment","rec');
+    await expect(daemon.restart()).rejects.toThrow(`state file ${bad} is unreadable`);
+    await rm(bad);
+    daemon = await daemon.restart();
+    expect(await driver(nodeNs(), { op: 'del', conflist, id: containerId(), netns: '', cache })).toEqual({ ok: true });
   });
 });

@@ -116,15 +116,11 @@ function readRequest(socket: Socket): Promise<Record<string, unknown>> {
 }
 
 /**
- * The daemon's CNI endpoint on `config.cni.listen`: loads the attachments (after the node was restored, so
- * ADDs a crash cut short are completed or dropped against the restored instances) and serves them.
+ * The attachments of the CNI plugin for `config.cni.listen` (undefined when it is off), loaded right after the
+ * node's records and before the node is touched: a record that does not parse stops the start naming its file,
+ * and ADDs a crash cut short are completed or dropped against the recorded instances.
  */
-export async function startCniEndpoint(
-  config: DaemonConfig,
-  network: NodeNetwork,
-  packetFilter: PacketFilter,
-  logger: DaemonLogger,
-): Promise<CniServer | undefined> {
+export async function loadCniAttachments(config: DaemonConfig, network: NodeNetwork, packetFilter: PacketFilter, logger: DaemonLogger): Promise<CniAttachments | undefined> {
   if (!config.cni.listen) return undefined;
   const attachments = new CniAttachments({
     network,
@@ -134,5 +130,5 @@ export async function startCniEndpoint(
     logger: logger.child({ component: 'cni' }),
   });
   await attachments.load();
-  return startCniServer(config.cni.listen.path, attachments, logger.child({ component: 'cni' }));
+  return attachments;
 }

@@ -21,7 +21,8 @@ import { ConfigError, configSummary, type DaemonConfig } from './config.js';
 import { createContainer, loadEtcdModule, resolveAdapters, TOKENS, type Adapters } from './container.js';
 import { createLogger, type DaemonLogger } from './logger.js';
 import { createNetworkServer } from './network-server.js';
-import { startCniEndpoint, type CniServer } from './cni-server.js';
+import { loadCniAttachments, startCniServer, type CniServer } from './cni-server.js';
+import type { CniAttachments } from '@nodenet/cni';
 
 /** A failure at start that is not a configuration problem: exit code 1. */
 export class StartError extends Error {
@@ -82,6 +83,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
   let network: NodeNetwork;
   let host: HostInfo;
   let cluster: ClusterLink;
+  let cniAttachments: CniAttachments | undefined;
   try {
     host = await probeHost(adapters.dataplane, config);
     checkStaticPeers(config, host);
@@ -107,6 +109,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
       logger: logger.child({ component: 'core' }),
     });
     await step('load the state', () => network.load());
+    cniAttachments = await step('load the CNI attachments', () => loadCniAttachments(config, network, adapters.packetFilter, logger));
     await cluster.start();
     const started = performance.now();
     const report = await step('restore the node', () => network.restore());
@@ -135,7 +138,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
         await checkCniSocketIsFree(config.cni.listen.path);
         await removeSocket(config.cni.listen.path); // stale, from a daemon that did not stop cleanly
       }
-      return startCniEndpoint(config, network, adapters.packetFilter, logger);
+      return cniAttachments ? startCniServer(config.cni.listen!.path, cniAttachments, logger.child({ component: 'cni' })) : undefined;
     });
   } catch (e) {
     server.forceShutdown();
