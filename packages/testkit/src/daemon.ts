@@ -120,6 +120,7 @@ export class Daemon {
         nodeName: node.name,
         underlayAddress: node.address,
         listen: options.tcpPort ? `0.0.0.0:${options.tcpPort}` : `unix://${join(dir, 'nodenet.sock')}`,
+        cni: { listen: `unix://${join(dir, 'cni.sock')}` },
         ...(options.tcpPort ? { insecure: true } : {}),
         backend: options.backend ?? 'iproute2',
         stateDir: join(dir, 'state'),
@@ -167,6 +168,12 @@ export class Daemon {
 
   get stateDir(): string {
     return String(this.launch.config.stateDir);
+  }
+
+  /** The CNI plugin's socket (the conflist's `socket`), unless the test's config turned it off. */
+  get cniSocket(): string {
+    const cni = this.launch.config.cni as { listen?: string } | undefined;
+    return String(cni?.listen ?? '').replace(/^unix:\/\//, '');
   }
 
   get config(): DaemonConfig {
