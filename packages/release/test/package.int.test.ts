@@ -12,16 +12,19 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { credentials, loadPackageDefinition, type ChannelCredentials, type Client } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Protocol } from '@nodenet/api';
-import { Daemon, TestScope, Topology, echo, link, ping, startEchoServers } from '@nodenet/testkit';
+import { Daemon, EtcdServer, TestScope, Topology, echo, link, ping, startEchoServers } from '@nodenet/testkit';
 import { buildPackages, DEPENDS, MAINTAINER_SCRIPTS, releaseVersion, type PackageResult } from '../src/index.js';
 import { GATEWAY, SUBNET, WalkStepFailed, walkTheApi } from './api-walk.js';
 
 const execFileAsync = promisify(execFile);
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 const NOTIFY_LISTENER = fileURLToPath(new URL('./fixtures/notify-listener.py', import.meta.url));
+const REFLECTION_PROTO = join(repoRoot, 'node_modules/@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto');
 
 interface Notification {
   readonly pid: number | null;
@@ -200,6 +203,28 @@ describe('the release packages', () => {
     for (const [cap, failure] of Object.entries(failures)) expect(failure, cap).not.toBe('nothing failed');
   });
 
+  it('from the bundle: server reflection (its protos) and etcd membership (the lazily loaded adapter, etcd3 and its protos)', async () => {
+    const etcd = await EtcdServer.startOnFabric(scope, topology);
+    const node = await topology.addNode();
+    const prefix = '/nodenet-package-test';
+    const daemon = await Daemon.start({
+      scope,
+      node,
+      command: [packagedDaemon],
+      config: { membership: { type: 'etcd', etcd: { endpoints: [etcd.url], prefix, leaseTtlSeconds: 15 } } },
+    });
+    expect(await reflectionListServices(daemon.target)).toEqual(expect.arrayContaining(['network.Network', 'grpc.health.v1.Health']));
+    await daemon.network().createContainerNetworkInterface({ ipAddress: GATEWAY, subNetwork: SUBNET });
+    const deadline = Date.now() + 10_000;
+    let keys: string[] = [];
+    while (Date.now() < deadline && !keys.includes(`${prefix}/nodes/${node.name}`)) {
+      keys = (await etcd.list(prefix)).map((kv) => kv.key);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(keys).toContain(`${prefix}/nodes/${node.name}`);
+    await daemon.stop();
+  });
+
   it("upgrade: the package's daemon adopts what the repository's daemon built; traffic never stops; delete works", async () => {
     const node = await topology.addNode();
     const old = await Daemon.start({ scope, node, config: { reconcileIntervalSeconds: 86_400 } });
@@ -277,4 +302,26 @@ async function listenForNotifications(scope: TestScope, path: string): Promise<N
       }
     },
   };
+}
+
+/** Lists services through grpc.reflection.v1 (what grpcurl list does). */
+async function reflectionListServices(target: string): Promise<string[]> {
+  type Stream = NodeJS.ReadWriteStream & { end(): void; write(m: unknown): boolean };
+  const pkg = loadPackageDefinition(loadSync(REFLECTION_PROTO, { keepCase: true })) as unknown as {
+    grpc: { reflection: { v1: { ServerReflection: new (t: string, c: ChannelCredentials) => Client & { ServerReflectionInfo: () => Stream } } } };
+  };
+  const client = new pkg.grpc.reflection.v1.ServerReflection(target, credentials.createInsecure());
+  try {
+    return await new Promise<string[]>((resolve, reject) => {
+      const stream = client.ServerReflectionInfo();
+      stream.on('data', (res: { list_services_response?: { service: { name: string }[] } }) => {
+        resolve((res.list_services_response?.service ?? []).map((s) => s.name));
+        stream.end();
+      });
+      stream.on('error', reject);
+      stream.write({ list_services: '' });
+    });
+  } finally {
+    client.close();
+  }
 }
