@@ -108,7 +108,8 @@ export async function bundlePrograms(repoRoot: string, outDir: string): Promise<
     banner: { js: banner() },
     plugins: [thirdPartyDirname(dirnameUsers)],
   });
-  for (const w of result.warnings) process.stderr.write(`esbuild: ${w.text}${w.location ? ` (${w.location.file}:${w.location.line})` : ''}\n`);
+  for (const w of result.warnings)
+    process.stderr.write(`esbuild: ${w.text}${w.location ? ` (${w.location.file}:${w.location.line})` : ''}\n`);
 
   const unknown = [...dirnameUsers].filter(([pkg]) => !(pkg in THIRD_PARTY_ASSETS) && !(pkg in THIRD_PARTY_WITHOUT_ASSETS));
   if (unknown.length > 0) {
@@ -141,7 +142,8 @@ export async function bundlePrograms(repoRoot: string, outDir: string): Promise<
     }
   }
   for (const [pkg, dirs] of Object.entries(THIRD_PARTY_ASSETS)) {
-    if (!dirnameUsers.has(pkg)) throw new BundleError(`THIRD_PARTY_ASSETS lists ${pkg}, which the bundles no longer read files of: remove it`);
+    if (!dirnameUsers.has(pkg))
+      throw new BundleError(`THIRD_PARTY_ASSETS lists ${pkg}, which the bundles no longer read files of: remove it`);
     const pkgRoot = packageRootOf(repoRoot, pkg);
     for (const dir of dirs) {
       for (const file of listFiles(join(pkgRoot, dir))) {
@@ -223,7 +225,10 @@ function bundledPackages(repoRoot: string, inputs: readonly string[]): BundledPa
 }
 
 function packageRootOf(repoRoot: string, pkg: string): string {
-  for (const base of [join(repoRoot, 'node_modules'), ...readdirSync(join(repoRoot, 'packages')).map((p) => join(repoRoot, 'packages', p, 'node_modules'))]) {
+  for (const base of [
+    join(repoRoot, 'node_modules'),
+    ...readdirSync(join(repoRoot, 'packages')).map((p) => join(repoRoot, 'packages', p, 'node_modules')),
+  ]) {
     if (existsSync(join(base, pkg, 'package.json'))) return join(base, pkg);
   }
   throw new BundleError(`cannot find the package ${pkg} under node_modules: run npm ci`);

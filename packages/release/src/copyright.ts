@@ -85,7 +85,7 @@ export function copyrightFile(packages: readonly BundledPackage[]): string {
     [
       'Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/',
       'Upstream-Name: nodenet',
-      'Comment: The programs are JavaScript bundles: nodenet\'s own code and the npm packages listed in the',
+      "Comment: The programs are JavaScript bundles: nodenet's own code and the npm packages listed in the",
       ' next paragraph, each under its own license.',
     ],
     ['Files: *', `Copyright: 2026 the nodenet authors`, 'License: Apache-2.0'],

@@ -95,7 +95,7 @@ export function control(version: string, architecture: string, installedSize: nu
     'Section: net',
     'Priority: optional',
     'Description: per-node network daemon of a cluster orchestrator',
-    ' nodenetd builds a node\'s network through a gRPC API: the node bridge, the',
+    " nodenetd builds a node's network through a gRPC API: the node bridge, the",
     ' interfaces of instances (veth pairs for containers, TAPs for VMs), ports',
     ' published with nftables, anti-spoofing, and an overlay between nodes (VXLAN',
     ' or host-gw), on a Linux bridge or Open vSwitch. nodenetctl is its command-line',
@@ -139,7 +139,12 @@ function walk(root: string, skip: (rel: string) => boolean): string[] {
 
 function md5sums(root: string): string {
   return walk(root, (rel) => rel === 'DEBIAN' || rel.startsWith('etc/'))
-    .map((rel) => `${createHash('md5').update(readFileSync(join(root, rel))).digest('hex')}  ${rel}\n`)
+    .map(
+      (rel) =>
+        `${createHash('md5')
+          .update(readFileSync(join(root, rel)))
+          .digest('hex')}  ${rel}\n`,
+    )
     .join('');
 }
 
@@ -172,9 +177,14 @@ export interface LintianResult {
 
 /** lintian over the .deb, findings of level warning and above (no overrides: none are needed). */
 export async function runLintian(debPath: string): Promise<LintianResult> {
-  const r = await execFileAsync('lintian', ['--tag-display-limit', '0', '--display-level', '>=warning', debPath], { maxBuffer: 16 << 20 }).then(
+  const r = await execFileAsync('lintian', ['--tag-display-limit', '0', '--display-level', '>=warning', debPath], {
+    maxBuffer: 16 << 20,
+  }).then(
     (x) => ({ exitCode: 0, output: `${x.stdout}${x.stderr}` }),
-    (e: { code?: number; stdout?: string; stderr?: string }) => ({ exitCode: typeof e.code === 'number' ? e.code : -1, output: `${e.stdout ?? ''}${e.stderr ?? ''}` }),
+    (e: { code?: number; stdout?: string; stderr?: string }) => ({
+      exitCode: typeof e.code === 'number' ? e.code : -1,
+      output: `${e.stdout ?? ''}${e.stderr ?? ''}`,
+    }),
   );
   // Its remark about running as root is not a finding about the package.
   const output = r.output

@@ -121,7 +121,14 @@ async function writeManPages(binDir: string, manDir: string, version: string): P
   for (const page of MAN_PAGES) {
     const { stdout } = await execFileAsync(
       'help2man',
-      ['--no-info', `--section=${page.section}`, `--name=${page.name}`, `--version-string=${version}`, '--help-option=--help', join(binDir, page.program)],
+      [
+        '--no-info',
+        `--section=${page.section}`,
+        `--name=${page.name}`,
+        `--version-string=${version}`,
+        '--help-option=--help',
+        join(binDir, page.program),
+      ],
       { env: { ...process.env, NODENET_TARGET: '' }, maxBuffer: 8 << 20 },
     );
     const dir = join(manDir, `man${page.section}`);

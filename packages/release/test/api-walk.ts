@@ -68,7 +68,7 @@ export async function walkTheApi(scope: TestScope, topology: Topology, daemon: D
   // A namespace named by /proc/PID/ns/net of a process of another user (a container running as non-root).
   const otherUserNs = await scope.createNamespace();
   const holder = await startOtherUserProcess(scope, otherUserNs);
-  const byPid = await step('CreateInterface (veth into /proc/PID/ns/net of another user\'s process)', async () => {
+  const byPid = await step("CreateInterface (veth into /proc/PID/ns/net of another user's process)", async () => {
     const r = await api.createInterface({ ipAddress: `198.19.1.${hostOctet + 2}`, ports: [], netns: `/proc/${holder}/ns/net` });
     return r.interfaceName;
   });
@@ -93,7 +93,10 @@ export async function walkTheApi(scope: TestScope, topology: Topology, daemon: D
 
 /** A process of user nobody in namespace `ns`; returns its PID once it is inside. */
 async function startOtherUserProcess(scope: TestScope, ns: string): Promise<number> {
-  const child = execa('ip', ['netns', 'exec', ns, 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', 'sleep', '3600'], { reject: false, stdin: 'ignore' });
+  const child = execa('ip', ['netns', 'exec', ns, 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', 'sleep', '3600'], {
+    reject: false,
+    stdin: 'ignore',
+  });
   const pid = child.pid;
   if (pid === undefined) throw new Error(`could not start a process in ${ns}`);
   scope.trackPid(pid);

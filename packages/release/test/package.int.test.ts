@@ -41,7 +41,10 @@ function withCapabilities(caps: readonly string[], command: readonly string[]): 
 function unitCapabilities(unit: string): string[] {
   const line = /^CapabilityBoundingSet=(.*)$/m.exec(unit);
   if (!line) throw new Error('the unit has no CapabilityBoundingSet=');
-  return line[1]!.trim().split(/\s+/).map((c) => c.replace(/^CAP_/, '').toLowerCase());
+  return line[1]!
+    .trim()
+    .split(/\s+/)
+    .map((c) => c.replace(/^CAP_/, '').toLowerCase());
 }
 
 describe('the release packages', () => {
@@ -124,7 +127,13 @@ describe('the release packages', () => {
     // The tarball holds the same tree.
     const tarList = (await execFileAsync('tar', ['-tzf', result.tarball], { maxBuffer: 8 << 20 })).stdout.split('\n');
     const top = `nodenet-${releaseVersion(repoRoot)}/`;
-    for (const f of ['bin/nodenetd', 'lib/nodenet/nodenetd.mjs', 'lib/nodenet/helpers/netns-netlink.pl', 'lib/systemd/system/nodenetd.service', 'share/doc/nodenet/examples/nodenetd.yaml']) {
+    for (const f of [
+      'bin/nodenetd',
+      'lib/nodenet/nodenetd.mjs',
+      'lib/nodenet/helpers/netns-netlink.pl',
+      'lib/systemd/system/nodenetd.service',
+      'share/doc/nodenet/examples/nodenetd.yaml',
+    ]) {
       expect(tarList, f).toContain(top + f);
     }
   });
@@ -152,7 +161,12 @@ describe('the release packages', () => {
     const node = await topology.addNode();
     const notifySocket = join(await scope.createTempDir(), 'notify.sock');
     const notifications = await listenForNotifications(scope, notifySocket);
-    const daemon = await Daemon.spawn({ scope, node, command: withCapabilities(caps, [packagedDaemon]), env: { NOTIFY_SOCKET: notifySocket } });
+    const daemon = await Daemon.spawn({
+      scope,
+      node,
+      command: withCapabilities(caps, [packagedDaemon]),
+      env: { NOTIFY_SOCKET: notifySocket },
+    });
 
     const ready = await notifications.next((n) => n.vars.READY === '1', 30_000);
     // Sent only once health is SERVING (and so after the restore).
@@ -188,18 +202,32 @@ describe('the release packages', () => {
     const failures: Record<string, string> = {};
     for (const dropped of caps) {
       const node = await topology.addNode();
-      const daemon = await Daemon.spawn({ scope, node, command: withCapabilities(caps.filter((c) => c !== dropped), [packagedDaemon]) });
+      const daemon = await Daemon.spawn({
+        scope,
+        node,
+        command: withCapabilities(
+          caps.filter((c) => c !== dropped),
+          [packagedDaemon],
+        ),
+      });
       try {
         await daemon.waitForServing(30_000);
         await walkTheApi(scope, topology, daemon);
         failures[dropped] = 'nothing failed';
       } catch (e) {
-        failures[dropped] = e instanceof WalkStepFailed ? `${e.step}: ${e.message.slice(e.step.length + 2, e.step.length + 240)}` : `start: ${(e as Error).message.slice(0, 240)}`;
+        failures[dropped] =
+          e instanceof WalkStepFailed
+            ? `${e.step}: ${e.message.slice(e.step.length + 2, e.step.length + 240)}`
+            : `start: ${(e as Error).message.slice(0, 240)}`;
       } finally {
         await daemon.kill();
       }
     }
-    console.log(`without each capability:\n${Object.entries(failures).map(([c, f]) => `  ${c}: ${f}`).join('\n')}`);
+    console.log(
+      `without each capability:\n${Object.entries(failures)
+        .map(([c, f]) => `  ${c}: ${f}`)
+        .join('\n')}`,
+    );
     for (const [cap, failure] of Object.entries(failures)) expect(failure, cap).not.toBe('nothing failed');
   });
 
@@ -276,7 +304,7 @@ async function listenForNotifications(scope: TestScope, path: string): Promise<N
   const waiters: Array<() => void> = [];
   let listening: () => void;
   const started = new Promise<void>((resolve) => (listening = resolve));
-  createInterface({ input: child.stdout! }).on('line', (line) => {
+  createInterface({ input: child.stdout }).on('line', (line) => {
     const parsed = JSON.parse(line) as Notification & { listening?: string };
     if (parsed.listening) listening();
     else all.push(parsed);
@@ -308,7 +336,9 @@ async function listenForNotifications(scope: TestScope, path: string): Promise<N
 async function reflectionListServices(target: string): Promise<string[]> {
   type Stream = NodeJS.ReadWriteStream & { end(): void; write(m: unknown): boolean };
   const pkg = loadPackageDefinition(loadSync(REFLECTION_PROTO, { keepCase: true })) as unknown as {
-    grpc: { reflection: { v1: { ServerReflection: new (t: string, c: ChannelCredentials) => Client & { ServerReflectionInfo: () => Stream } } } };
+    grpc: {
+      reflection: { v1: { ServerReflection: new (t: string, c: ChannelCredentials) => Client & { ServerReflectionInfo: () => Stream } } };
+    };
   };
   const client = new pkg.grpc.reflection.v1.ServerReflection(target, credentials.createInsecure());
   try {

@@ -44,7 +44,7 @@ describe('control and changelog', () => {
   it('changelog: the Debian format, one entry', () => {
     const text = changelog('0.2.0', new Date(Date.UTC(2026, 11, 6, 20, 0, 0)));
     expect(text.split('\n')[0]).toBe('nodenet (0.2.0) unstable; urgency=medium');
-    expect(text).toMatch(/\n -- .+ <.+@.+>  Sun, 06 Dec 2026 20:00:00 \+0000\n$/);
+    expect(text).toMatch(/\n -- .+ <.+@.+> {2}Sun, 06 Dec 2026 20:00:00 \+0000\n$/);
   });
 });
 
