@@ -25,6 +25,18 @@ export const DEPENDS = 'nodejs (>= 20.19), iproute2, nftables, conntrack, util-l
 export const SUGGESTS = 'openvswitch-switch';
 export const MAINTAINER_SCRIPTS = ['postinst', 'prerm', 'postrm'] as const;
 
+/**
+ * lintian exempts Go binaries only in packages built from Go source packages (Build-Depends: golang-go), which
+ * this one is not; the CNI plugin is static on purpose, as CNI plugins are (runtimes exec them in many
+ * contexts and libc must not matter).
+ */
+const LINTIAN_OVERRIDES_WITH_CNI_PLUGIN = [
+  '# The CNI plugin is a static Go binary by design (CGO_ENABLED=0), like the CNI reference plugins;',
+  '# lintian exempts Go binaries only when the source package build-depends on golang-go.',
+  'nodenet: statically-linked-binary [usr/lib/cni/nodenet]',
+  '',
+].join('\n');
+
 export interface DebOptions {
   readonly repoRoot: string;
   /** A scratch directory (emptied) where the package's root is assembled. */
@@ -62,6 +74,11 @@ export async function buildDeb(options: DebOptions): Promise<DebResult> {
   });
   // Bundles, helpers and protos are architecture-independent; the CNI plugin (Go) is not.
   const architecture = tree.cniPlugin ? await dpkgArchitecture() : 'all';
+  if (tree.cniPlugin) {
+    const overrides = join(root, 'usr/share/lintian/overrides');
+    await mkdir(overrides, { recursive: true });
+    await writeFile(join(overrides, DEB_NAME), LINTIAN_OVERRIDES_WITH_CNI_PLUGIN, { mode: 0o644 });
+  }
   const docDir = join(root, 'usr/share/doc', DEB_NAME);
   // A native package (the version has no Debian revision): its changelog is changelog.gz (Policy 12.7).
   await writeFile(join(docDir, 'changelog.gz'), gzipSync(changelog(version, options.date ?? new Date()), { level: 9 }), { mode: 0o644 });

@@ -19,8 +19,6 @@ export const FILES_DIR = new URL('../files/', import.meta.url);
 
 /** The CNI plugin binary another package builds (optional: installed when it exists). */
 export const CNI_PLUGIN_BINARY = 'packages/cni-plugin/dist/nodenet';
-/** Its example network configuration, shipped with it. */
-export const CNI_PLUGIN_EXAMPLE = 'packages/cni-plugin/examples/nodenet.conflist';
 
 export interface TreeOptions {
   readonly repoRoot: string;
@@ -101,10 +99,9 @@ export async function writeTree(options: TreeOptions): Promise<Tree> {
     await mkdir(join(root, options.cniDir), { recursive: true });
     await copyFile(join(repoRoot, CNI_PLUGIN_BINARY), join(root, options.cniDir, 'nodenet'));
     await chmod(join(root, options.cniDir, 'nodenet'), 0o755);
-    if (existsSync(join(repoRoot, CNI_PLUGIN_EXAMPLE))) {
-      await mkdir(join(docDir, 'examples'), { recursive: true });
-      await copyFile(join(repoRoot, CNI_PLUGIN_EXAMPLE), join(docDir, 'examples', 'nodenet.conflist'));
-    }
+    // An example network for runtimes (/etc/cni/net.d), with the daemon's default CNI socket.
+    await mkdir(join(docDir, 'examples'), { recursive: true });
+    await copyFile(new URL('nodenet.conflist', FILES_DIR), join(docDir, 'examples', 'nodenet.conflist'));
     cniPlugin = true;
   }
   const conffiles = options.configDir.startsWith('etc/') ? [`/${options.configDir}/nodenetd.yaml`] : [];

@@ -123,7 +123,10 @@ describe('the release packages', () => {
     expect(listing).toMatch(/root\/root/);
     expect(listing).not.toMatch(/ (?!root\/root)\S+\/\S+ +\d+ \d{4}-/);
     // The CNI plugin goes in only when it was built.
-    expect(files.has('usr/lib/cni/nodenet')).toBe(existsSync(join(repoRoot, 'packages/cni-plugin/dist/nodenet')));
+    const cniPlugin = existsSync(join(repoRoot, 'packages/cni-plugin/dist/nodenet'));
+    expect(files.has('usr/lib/cni/nodenet')).toBe(cniPlugin);
+    expect(files.has('usr/share/doc/nodenet/examples/nodenet.conflist')).toBe(cniPlugin);
+    expect(result.deb.architecture === 'all').toBe(!cniPlugin);
     // The tarball holds the same tree.
     const tarList = (await execFileAsync('tar', ['-tzf', result.tarball], { maxBuffer: 8 << 20 })).stdout.split('\n');
     const top = `nodenet-${releaseVersion(repoRoot)}/`;
