@@ -12,6 +12,6 @@ export {
   type DebResult,
   type LintianResult,
 } from './debian.js';
-export { CNI_PLUGIN_BINARY, daemonNodeFlags, launcher, writeTree, type Tree } from './layout.js';
+export { CNI_PLUGIN_BINARY, launcher, writeTree, type Tree } from './layout.js';
 export { buildPackages, releaseVersion, type PackageOptions, type PackageResult } from './package.js';
 export { buildTarball } from './tarball.js';

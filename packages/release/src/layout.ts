@@ -4,11 +4,12 @@
  * the example config, man pages (help2man from --help), the copyright file, and the CNI plugin when built.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { chmod, copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
+import { daemonNodeFlags } from '@nodenet/testkit';
 import { bundlePrograms, type BundleResult } from './bundle.js';
 import { copyrightFile } from './copyright.js';
 
@@ -45,14 +46,6 @@ export interface Tree {
   readonly conffiles: readonly string[];
 }
 
-/** The node flags of the `nodenetd` command, from its shebang (`#!/usr/bin/env -S node FLAGS`). */
-export function daemonNodeFlags(repoRoot: string): string[] {
-  const first = readFileSync(join(repoRoot, 'packages/server/bin/nodenetd.js'), 'utf8').split('\n', 1)[0] ?? '';
-  const m = /^#!\/usr\/bin\/env -S node((?: --[a-z0-9-]+=\S+)*)$/.exec(first);
-  if (!m) throw new Error(`packages/server/bin/nodenetd.js: unexpected first line ${JSON.stringify(first)}`);
-  return m[1]!.trim().split(' ').filter(Boolean);
-}
-
 /** A launcher: runs a bundle found relative to the launcher itself, so an extracted tree works anywhere. */
 export function launcher(program: string, nodeFlags: readonly string[]): string {
   return [
@@ -72,7 +65,8 @@ export async function writeTree(options: TreeOptions): Promise<Tree> {
   const bundle = await bundlePrograms(repoRoot, libDir);
 
   await mkdir(p('bin'), { recursive: true });
-  const flags = { nodenetd: daemonNodeFlags(repoRoot), nodenetctl: [] };
+  // The heap flags nodenetd's own command runs with (its shebang), read where the tests read them.
+  const flags = { nodenetd: daemonNodeFlags, nodenetctl: [] };
   for (const program of ['nodenetd', 'nodenetctl'] as const) {
     await writeFile(p('bin', program), launcher(program, flags[program]), { mode: 0o755 });
     await chmod(p('bin', program), 0o755);

@@ -10,9 +10,8 @@ import { stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Daemon, TestScope, Topology } from '@nodenet/testkit';
+import { Daemon, TestScope, Topology, daemonNodeFlags } from '@nodenet/testkit';
 import { bundlePrograms } from './bundle.js';
-import { daemonNodeFlags } from './layout.js';
 
 const execFileAsync = promisify(execFile);
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
@@ -38,7 +37,7 @@ const scope = await TestScope.create();
 try {
   const dir = await scope.createTempDir();
   const bundle = await bundlePrograms(repoRoot, join(dir, 'lib'));
-  const bundled: [string, ...string[]] = [process.execPath, ...daemonNodeFlags(repoRoot), bundle.files.nodenetd];
+  const bundled: [string, ...string[]] = [process.execPath, ...daemonNodeFlags, bundle.files.nodenetd];
   const topology = await Topology.create(scope, { nodes: 0 });
   const times = { bundled: [] as number[], unbundled: [] as number[] };
   // One of each first, not counted: the page cache holds both afterwards.
