@@ -85,7 +85,9 @@ export async function writeTree(options: TreeOptions): Promise<Tree> {
   await writeManPages(p('bin'), p('share', 'man'), version);
 
   const docDir = p('share', 'doc', 'nodenet');
-  await mkdir(docDir, { recursive: true });
+  await mkdir(join(docDir, 'examples'), { recursive: true });
+  // The drop-in that makes the unit pull in Open vSwitch, for nodes with backend: ovs.
+  await copyFile(new URL('nodenetd-ovs.conf', FILES_DIR), join(docDir, 'examples', 'nodenetd-ovs.conf'));
   await writeFile(join(docDir, 'copyright'), copyrightFile(bundle.packages), { mode: 0o644 });
 
   let cniPlugin = false;
@@ -94,7 +96,6 @@ export async function writeTree(options: TreeOptions): Promise<Tree> {
     await copyFile(join(repoRoot, CNI_PLUGIN_BINARY), join(root, options.cniDir, 'nodenet'));
     await chmod(join(root, options.cniDir, 'nodenet'), 0o755);
     // An example network for runtimes (/etc/cni/net.d), with the daemon's default CNI socket.
-    await mkdir(join(docDir, 'examples'), { recursive: true });
     await copyFile(new URL('nodenet.conflist', FILES_DIR), join(docDir, 'examples', 'nodenet.conflist'));
     cniPlugin = true;
   }

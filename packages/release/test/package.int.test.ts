@@ -114,6 +114,7 @@ describe('the release packages', () => {
       'usr/share/man/man1/nodenetctl.1.gz',
       'usr/share/doc/nodenet/copyright',
       'usr/share/doc/nodenet/changelog.gz',
+      'usr/share/doc/nodenet/examples/nodenetd-ovs.conf',
     ]) {
       expect(files.get(f), f).toBe('-rw-r--r--');
     }
