@@ -54,6 +54,13 @@ export interface DaemonOptions {
   readonly tcpPort?: number;
   /** How long start() waits for SERVING. Default 30 s. */
   readonly readyTimeoutMs?: number;
+  /**
+   * The daemon's command line before `--config FILE` (default: node with the daemon's flags and
+   * serverMainPath), e.g. a packaged `nodenetd` launcher, or one wrapped in `setpriv`.
+   */
+  readonly command?: readonly [string, ...string[]];
+  /** Environment variables added to the daemon's. */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 export interface DaemonExit {
@@ -141,11 +148,16 @@ export class Daemon {
       const listen = String(launch.config.listen);
       target = listen.startsWith('unix:') ? listen : `unix://${join(launch.dir, 'nodenet.sock')}`;
     }
-    const child = execa(
-      'ip',
-      ['netns', 'exec', node.ns, process.execPath, ...daemonNodeFlags, serverMainPath, '--config', launch.configPath, ...(options.args ?? [])],
-      { reject: false, buffer: false, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', cleanup: true },
-    );
+    const command = options.command ?? [process.execPath, ...daemonNodeFlags, serverMainPath];
+    const child = execa('ip', ['netns', 'exec', node.ns, ...command, '--config', launch.configPath, ...(options.args ?? [])], {
+      reject: false,
+      buffer: false,
+      stdin: 'ignore',
+      stdout: 'pipe',
+      stderr: 'pipe',
+      cleanup: true,
+      ...(options.env ? { env: options.env } : {}),
+    });
     const daemon = new Daemon(options, launch, target, child);
     scope.defer(`daemon on ${node.ns}`, () => daemon.shutdown());
     return daemon;
