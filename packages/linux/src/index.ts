@@ -22,6 +22,7 @@ export { IpSession, type IpSessionOptions } from './ip-session.js';
 export {
   parseIpAddrs,
   parseIpLinks,
+  parseIpRoutes,
   type IpAddress,
   type IpLink,
   type IpLinkInfo,
