@@ -4,7 +4,7 @@
  */
 import { FailedPreconditionError, InvalidArgumentError, asNodenetError } from './errors.js';
 import { parseIpv4Address, Subnet, type Ipv4Address } from './net.js';
-import { silentLogger, type Logger } from './ports-of-core.js';
+import { silentLogger, type Logger, type Repairs } from './ports-of-core.js';
 import { Mutex } from './sync.js';
 
 /** A node as the cluster knows it: enough for every overlay (the VXLAN endpoint MAC is derived from the address). */
@@ -44,8 +44,8 @@ export interface Overlay {
   readonly mode: 'vxlan' | 'host-gw';
   /** Bytes the overlay adds to each packet (instance MTU = underlay MTU - overhead). */
   readonly overhead: number;
-  /** Creates this node's endpoint (e.g. the VXLAN device). */
-  ensureEndpoint(self: NodeRecord): Promise<void>;
+  /** Creates this node's endpoint (e.g. the VXLAN device); may say what it repaired (a reconcile pass logs it). */
+  ensureEndpoint(self: NodeRecord): Promise<Repairs | void>;
   /** Programs what reaching `peer`'s subnet needs (routes, neighbour and FDB entries, flows). */
   ensurePeer(peer: NodeRecord): Promise<void>;
   /** Removes everything ensurePeer programmed for `peer`. */
@@ -195,7 +195,7 @@ export class PeerSync {
     return this.mutex.run(async () => {
       const self = this.self;
       if (!self) return [];
-      await this.overlay.ensureEndpoint(self);
+      const endpointRepairs = (await this.overlay.ensureEndpoint(self)) ?? [];
       // Re-converge every programmed peer in place (the view stays true while this runs), then let apply()
       // add what is missing and remove what left.
       for (const [name, peer] of [...this.programmed]) {
@@ -207,7 +207,7 @@ export class PeerSync {
         }
       }
       await this.apply();
-      return (await this.overlay.removeStalePeers?.(this.validPeers())) ?? [];
+      return [...endpointRepairs, ...((await this.overlay.removeStalePeers?.(this.validPeers())) ?? [])];
     });
   }
 

@@ -9,3 +9,4 @@ export * from './transaction.js';
 export * from './node-network.js';
 export * from './cluster.js';
 export * from './reconcile.js';
+export * from './repair-policy.js';

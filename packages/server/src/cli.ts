@@ -52,6 +52,7 @@ Relative paths in the file are relative to the file's directory.
     datapathType: system        system | netdev
   logLevel: info                ${LOG_LEVELS.join(' | ')}
   reconcileIntervalSeconds: 30  how often to compare what nodenet owns with its records and repair drift
+  repairOnChange: true          repair within a second of a change to what nodenet owns (kernel and OVS notifications)
 
 Flags override the file. Exit codes: 0 after a graceful stop (SIGTERM/SIGINT), 1 when the start
 fails at run time, 2 for a bad flag or config (nothing is changed then).

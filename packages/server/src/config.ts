@@ -63,6 +63,8 @@ export interface DaemonConfig {
   readonly logLevel: LogLevel;
   /** How often the daemon compares what it owns with what it recorded and repairs drift. */
   readonly reconcileIntervalSeconds: number;
+  /** Follow the kernel's and Open vSwitch's change notifications and repair within a second (change-watcher.ts). */
+  readonly repairOnChange: boolean;
 }
 
 export const DEFAULT_LISTEN = 'unix:///run/nodenet/nodenet.sock';
@@ -260,6 +262,7 @@ const configSchema = z.strictObject({
     .prefault({}),
   logLevel: oneOf(LOG_LEVELS).default('info'),
   reconcileIntervalSeconds: intIn(1, 86400).default(30),
+  repairOnChange: bool().default(true),
 });
 
 type ParsedConfig = z.output<typeof configSchema>;
@@ -499,5 +502,6 @@ export function configSummary(c: DaemonConfig): Record<string, unknown> {
         : { type: c.membership.type, peers: c.membership.peers.map((p) => ({ name: p.name, underlayAddress: p.underlayAddress, subnet: p.subnet.toString() })) },
     logLevel: c.logLevel,
     reconcileIntervalSeconds: c.reconcileIntervalSeconds,
+    repairOnChange: c.repairOnChange,
   };
 }

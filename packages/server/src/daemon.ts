@@ -16,6 +16,7 @@ import { NetworkAdminService, NetworkService, networkProtoPath } from '@nodenet/
 import { checkHostGwPeer } from '@nodenet/backend-iproute2';
 import { NodeNetwork, PeerSync, isNodenetError, type Dataplane, type HostInfo, type PeerSubnet } from '@nodenet/core';
 import { createAdminServer } from './admin-server.js';
+import { ChangeWatcher, monitorSpecs } from './change-watcher.js';
 import { ClusterLink, ReconcileLoop } from './cluster-link.js';
 import { ConfigError, configSummary, type DaemonConfig } from './config.js';
 import { createContainer, loadEtcdModule, resolveAdapters, TOKENS, type Adapters } from './container.js';
@@ -140,6 +141,11 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
 
   const reconciler = new ReconcileLoop(network, cluster, config.reconcileIntervalSeconds * 1000, logger.child({ component: 'reconcile' }));
   reconciler.start();
+  // Event-driven repair: passes within a second of a change; the periodic pass above stays as the safety net.
+  const watcher = config.repairOnChange
+    ? new ChangeWatcher({ specs: monitorSpecs(config), runPass: (cause) => reconciler.pass(cause), logger: logger.child({ component: 'reconcile' }) })
+    : null;
+  watcher?.start();
 
   let stopping: Promise<StopResult> | undefined;
   let forceNow: (() => void) | undefined;
@@ -171,6 +177,8 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
             done(false);
           });
         });
+        // A forced stop does not wait for an event pass held up by a hung command.
+        await watcher?.stop(forced ? 0 : timeoutMs);
         await reconciler.stop();
         await cluster.stop();
         await closeAdapters(adapters, logger);

@@ -1,3 +1,4 @@
 export * from './run.js';
 export * from './group-commit.js';
 export * from './session.js';
+export * from './line-monitor.js';
