@@ -74,9 +74,14 @@ abstract class Probe {
 
   protected abstract describe(): string;
 
+  /** SIGINT, then SIGKILL if it has not exited within 3 s. */
   async stop(): Promise<void> {
-    if (this.proc.child.exitCode === null) this.proc.child.kill('SIGINT');
+    const child = this.proc.child;
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGINT');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
     await this.proc.exited;
+    clearTimeout(timer);
   }
 }
 

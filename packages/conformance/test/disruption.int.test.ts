@@ -14,6 +14,20 @@ const PERIODIC_SECONDS = 3600;
 /** Generous: the target is 1 s, the machine is shared and noisy. */
 const GIVE_UP_MS = 15_000;
 
+/** Waits until the daemon has logged nothing for `ms` (up to GIVE_UP_MS). */
+async function quiet(daemon: Daemon, ms: number): Promise<void> {
+  const deadline = performance.now() + GIVE_UP_MS;
+  let count = daemon.logs.length;
+  let since = performance.now();
+  while (performance.now() - since < ms && performance.now() < deadline) {
+    await sleep(50);
+    if (daemon.logs.length !== count) {
+      count = daemon.logs.length;
+      since = performance.now();
+    }
+  }
+}
+
 interface DisruptionRow {
   readonly backend: string;
   readonly disruption: string;
@@ -35,6 +49,8 @@ interface Disruption {
   readonly expectRepairLine?: RegExp | undefined;
   /** Checked at the end: true when the node is as its records say. */
   consistent(): Promise<boolean>;
+  /** What the last check found wrong (for the failure message). */
+  problems?(): readonly string[];
 }
 
 /**
@@ -42,26 +58,32 @@ interface Disruption {
  * the repair (and no periodic one ran); prints and returns the measurements.
  */
 async function measureDisruption(d: Disruption): Promise<DisruptionRow> {
+  // Start from a quiet daemon: no pass left over from what came before (a setup's own changes).
+  await quiet(d.daemon, 500);
   const mark = d.daemon.logs.length;
   const since = Date.now();
   const started = performance.now();
   await d.disrupt();
   while (!(await d.repaired().catch(() => false))) {
-    if (performance.now() - started > GIVE_UP_MS) throw new Error(`${d.name}: not repaired within ${GIVE_UP_MS} ms: ${d.daemon.diagnostics()}`);
+    if (performance.now() - started > GIVE_UP_MS) {
+      const passes = d.daemon.logs.slice(mark).filter((l) => ['repair', 'event-pass', 'reconcile-error', 'monitor-exit'].includes(String(l.event)));
+      throw new Error(`${d.name}: not repaired within ${GIVE_UP_MS} ms: ${JSON.stringify(d.problems?.() ?? [])}; logged: ${passes.map((l) => JSON.stringify(l)).join(' | ')}`);
+    }
     await sleep(20);
   }
   const repairMs = Math.round(performance.now() - started);
   const outages = await Promise.all(d.probes.map((p) => p.settledOutage(since, GIVE_UP_MS)));
   // The pass that repaired it may still be finishing (its `reconciled` line comes last).
-  const passDone = (l: LogLine) => l.event === 'event-pass';
+  const passDone = (l: LogLine) => l.event === 'event-pass' && (d.expectRepairLine === undefined || Number(l.repairs) > 0);
   while (!d.daemon.logs.slice(mark).some(passDone) && performance.now() - started < GIVE_UP_MS) await sleep(20);
   const logs = d.daemon.logs.slice(mark);
   const passes = logs.filter((l: LogLine) => l.event === 'reconciled');
-  expect(logs.some(passDone), `${d.name}: an event pass ran: ${d.daemon.diagnostics()}`).toBe(true);
+  expect(logs.some(passDone), `${d.name}: an event pass ran${d.expectRepairLine ? ' and repaired' : ''}: ${d.daemon.diagnostics()}`).toBe(true);
   expect(passes.every((l) => l.trigger === 'event'), `${d.name}: only event passes ran (${JSON.stringify(passes.map((p) => p.trigger))})`).toBe(true);
   if (d.expectRepairLine) {
     const repairs = logs.filter((l) => l.event === 'repair');
-    expect(repairs.map((l) => String(l.repair)).join('\n')).toMatch(d.expectRepairLine);
+    const passLines = logs.filter((l) => ['repair', 'event-pass', 'reconciled', 'reconcile-error'].includes(String(l.event))).map((l) => JSON.stringify(l));
+    expect(repairs.map((l) => String(l.repair)).join('\n'), `${d.name}: the repair is logged; the passes logged: ${passLines.join(' | ')}`).toMatch(d.expectRepairLine);
     expect(repairs.every((l) => l.trigger === 'event' && Array.isArray(l.causes) && (l.causes as unknown[]).length > 0)).toBe(true);
   }
   expect(await d.consistent(), `${d.name}: the node is as recorded afterwards`).toBe(true);
@@ -95,16 +117,23 @@ describe.each(BACKENDS)('disruptions on one node, repaired on events (%s backend
     await probe.settledOutage(start, GIVE_UP_MS);
   });
   afterAll(async () => {
+    const t0 = performance.now();
     await pings?.stop();
     await probe?.stop();
+    const t1 = performance.now();
     await f?.close();
+    console.log(`[cleanup] ${backend}: probes ${Math.round(t1 - t0)} ms, fixture ${Math.round(performance.now() - t1)} ms`);
   });
 
   function disruption(name: string, disrupt: () => Promise<unknown>, repaired: () => Promise<boolean>, expectRepairLine?: RegExp): Promise<DisruptionRow> {
-    return measureDisruption({ backend, name, daemon: f.daemon, probes: [pings, probe], disrupt, repaired, expectRepairLine, consistent });
+    return measureDisruption({ backend, name, daemon: f.daemon, probes: [pings, probe], disrupt, repaired, expectRepairLine, consistent, problems: () => lastProblems });
   }
 
-  const consistent = async () => consistencyProblems(await f.ownedState()).length === 0;
+  let lastProblems: string[] = [];
+  const consistent = async () => {
+    lastProblems = consistencyProblems(await f.ownedState());
+    return lastProblems.length === 0;
+  };
   const nodenetTables = async (): Promise<string[]> => {
     const out = (await nsExec(f.ns, 'nft', ['-j', 'list', 'tables'])).stdout;
     const tables = (JSON.parse(out) as { nftables: { table?: { family: string; name: string } }[] }).nftables;

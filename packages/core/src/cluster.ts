@@ -151,6 +151,8 @@ export class PeerSync {
   private programmed = new Map<string, NodeRecord>();
   private wanted: readonly NodeRecord[] = [];
   private self: NodeRecord | null = null;
+  /** The subnets last given to onSubnets (comma-joined), to skip rewriting an unchanged list. */
+  private subnetsWritten: string | undefined;
   private readonly logger: Logger;
 
   constructor(
@@ -241,7 +243,14 @@ export class PeerSync {
         this.logger.error({ peer: name, err: asNodenetError(e, 'program peer').message }, 'could not program peer');
       }
     }
-    // Every wanted peer's subnet, programmed or not: traffic to a peer is never masqueraded.
-    await this.onSubnets([self.subnet, ...[...wanted.values()].map((p) => p.subnet)]);
+    // Every wanted peer's subnet, programmed or not: traffic to a peer is never masqueraded. Written only
+    // when the list changed: rewriting it is a flush of the set, which change notifications report (an
+    // event-driven repair pass would rewrite it again, and so on); drift in the set is the filter's own
+    // reconcile's business (ensureBase compares it).
+    const subnets = [self.subnet, ...[...wanted.values()].map((p) => p.subnet)];
+    const key = subnets.map(String).join(',');
+    if (key === this.subnetsWritten) return;
+    await this.onSubnets(subnets);
+    this.subnetsWritten = key;
   }
 }

@@ -13,6 +13,9 @@ import { LineMonitor } from '@nodenet/sys';
 import { classifyFdbMonitorLine, classifyFlowMonitorLine, classifyIpMonitorLine, classifyNftMonitorLine, classifyOvsdbUpdate } from './change-events.js';
 import type { DaemonConfig } from './config.js';
 
+/** A restarted OVS monitor still running after this long is connected (they exit at once otherwise). */
+const CONNECTED_AFTER_MS = 200;
+
 /** The CNI bridge whose flow table the ovs backend watches. */
 const CNI_BRIDGE = 'nodenet0';
 
@@ -24,10 +27,12 @@ export interface MonitorSpec {
   /** The relevant changes a line reports (none: []). */
   classify(line: string): readonly string[];
   /**
-   * `first-line`: a restarted monitor is connected once it prints (OVS tools print the current state first);
-   * `spawn`: once the process runs (ip and nft print nothing until something changes).
+   * When a restarted monitor counts as connected (and a pass runs for what it may have missed): `spawn`,
+   * once the process runs (ip and nft watch the kernel: they cannot fail to connect); `alive`, once it has
+   * run for a moment without exiting (OVS tools exit at once when the switch is not there yet, and print
+   * nothing on connecting to an empty database).
    */
-  readonly connectedWhen: 'first-line' | 'spawn';
+  readonly connectedWhen: 'spawn' | 'alive';
 }
 
 const one = (s: string | null): readonly string[] => (s === null ? [] : [s]);
@@ -49,7 +54,7 @@ export function monitorSpecs(config: Pick<DaemonConfig, 'backend' | 'ovs' | 'ove
       file: 'ovsdb-client',
       args: ['--format=json', 'monitor', db, 'Open_vSwitch', table, columns],
       classify: (l) => classifyOvsdbUpdate(table, l),
-      connectedWhen: 'first-line',
+      connectedWhen: 'alive',
     });
     specs.push(ovsdb('Bridge', 'name,external_ids,datapath_id'), ovsdb('Interface', 'name,external_ids,ofport'));
     specs.push({
@@ -59,7 +64,7 @@ export function monitorSpecs(config: Pick<DaemonConfig, 'backend' | 'ovs' | 'ove
       // ovs-ofctl monitor opens a control socket in the run directory.
       env: { OVS_RUNDIR: config.ovs.runDir },
       classify: (l) => one(classifyFlowMonitorLine(CNI_BRIDGE, l)),
-      connectedWhen: 'first-line',
+      connectedWhen: 'alive',
     });
   }
   return specs;
@@ -77,6 +82,7 @@ export class ChangeWatcher {
   private readonly monitors: LineMonitor[] = [];
   private readonly scheduler: RepairScheduler;
   private passes = 0;
+  private stopped = false;
 
   constructor(private readonly options: ChangeWatcherOptions) {
     const logger = options.logger;
@@ -113,13 +119,14 @@ export class ChangeWatcher {
 
   /** Stops the monitors and waits for a pass in flight (up to `waitMs`). */
   async stop(waitMs = Infinity): Promise<void> {
+    this.stopped = true;
     await Promise.all(this.monitors.map((m) => m.stop()));
     await this.scheduler.stop(waitMs);
   }
 
   private monitorOf(spec: MonitorSpec): LineMonitor {
     const logger = this.options.logger;
-    let awaitingFirstLine = false;
+    let exits = 0;
     let lastExit = '';
     return new LineMonitor({
       name: spec.name,
@@ -128,23 +135,27 @@ export class ChangeWatcher {
       ...(spec.env ? { env: spec.env } : {}),
       onStart: ({ restart }) => {
         if (!restart) return;
-        if (spec.connectedWhen === 'spawn') this.scheduler.notify(`${spec.name} restarted`);
-        else awaitingFirstLine = true;
-      },
-      onLine: (line) => {
-        if (awaitingFirstLine) {
-          awaitingFirstLine = false;
+        if (spec.connectedWhen === 'spawn') {
+          this.scheduler.notify(`${spec.name} restarted`);
+          return;
+        }
+        const generation = exits;
+        const timer = setTimeout(() => {
+          if (exits !== generation || this.stopped) return;
           lastExit = '';
           logger.info({ event: 'monitor-reconnected', monitor: spec.name }, `${spec.name} is back`);
           this.scheduler.notify(`${spec.name} reconnected`);
-          return;
-        }
+        }, CONNECTED_AFTER_MS);
+        timer.unref();
+      },
+      onLine: (line) => {
         for (const cause of spec.classify(line)) {
           logger.debug({ event: 'change-seen', monitor: spec.name, change: cause }, `change seen: ${cause}`);
           this.scheduler.notify(cause);
         }
       },
       onExit: ({ code, signal, stderr, retryInMs }) => {
+        exits++;
         // The same failure again and again (a switch that stays down) is logged once.
         const summary = `${code ?? signal}: ${stderr.split('\n').pop() ?? ''}`;
         const fields = { event: 'monitor-exit', monitor: spec.name, code, signal, stderr: stderr.slice(-500), retryInMs };
