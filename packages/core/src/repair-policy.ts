@@ -45,10 +45,12 @@ export interface RepairPolicyOptions {
 
 export const DEFAULT_REPAIR_POLICY: RepairPolicyOptions = {
   debounceMs: 75,
-  contestThreshold: 3,
+  // Two or three repairs of one object in a row are ordinary (a restart of OVS is several); five in half a
+  // minute is a fight.
+  contestThreshold: 5,
   contestWindowMs: 30_000,
   initialBackoffMs: 1_000,
-  maxBackoffMs: 300_000,
+  maxBackoffMs: 60_000,
   emptyPassesBeforeSpacing: 20,
 };
 

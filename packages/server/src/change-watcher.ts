@@ -49,18 +49,20 @@ export function monitorSpecs(config: Pick<DaemonConfig, 'backend' | 'ovs' | 'ove
   }
   if (config.backend === 'ovs') {
     const db = config.ovs.db;
+    // OVS's tools write to stdout through stdio, fully buffered on a pipe: a few change lines would sit in
+    // the buffer until the process exits. stdbuf (coreutils) makes them line-buffered.
     const ovsdb = (table: string, columns: string): MonitorSpec => ({
       name: `OVSDB monitor of ${table}`,
-      file: 'ovsdb-client',
-      args: ['--format=json', 'monitor', db, 'Open_vSwitch', table, columns],
+      file: 'stdbuf',
+      args: ['-oL', 'ovsdb-client', '--format=json', 'monitor', db, 'Open_vSwitch', table, columns],
       classify: (l) => classifyOvsdbUpdate(table, l),
       connectedWhen: 'alive',
     });
     specs.push(ovsdb('Bridge', 'name,external_ids,datapath_id'), ovsdb('Interface', 'name,external_ids,ofport'));
     specs.push({
       name: `flow monitor of ${CNI_BRIDGE}`,
-      file: 'ovs-ofctl',
-      args: ['monitor', `unix:${join(config.ovs.runDir, `${CNI_BRIDGE}.mgmt`)}`, 'watch:'],
+      file: 'stdbuf',
+      args: ['-oL', 'ovs-ofctl', 'monitor', `unix:${join(config.ovs.runDir, `${CNI_BRIDGE}.mgmt`)}`, 'watch:'],
       // ovs-ofctl monitor opens a control socket in the run directory.
       env: { OVS_RUNDIR: config.ovs.runDir },
       classify: (l) => one(classifyFlowMonitorLine(CNI_BRIDGE, l)),

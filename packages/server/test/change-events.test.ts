@@ -96,9 +96,9 @@ describe('monitorSpecs', () => {
     expect(specs.map((s) => [s.file, ...s.args])).toEqual([
       ['ip', '-o', 'monitor', 'link', 'address', 'route', 'neigh'],
       ['nft', '-j', 'monitor', 'destroy'],
-      ['ovsdb-client', '--format=json', 'monitor', 'unix:/run/ovs/db.sock', 'Open_vSwitch', 'Bridge', 'name,external_ids,datapath_id'],
-      ['ovsdb-client', '--format=json', 'monitor', 'unix:/run/ovs/db.sock', 'Open_vSwitch', 'Interface', 'name,external_ids,ofport'],
-      ['ovs-ofctl', 'monitor', 'unix:/run/ovs/nodenet0.mgmt', 'watch:'],
+      ['stdbuf', '-oL', 'ovsdb-client', '--format=json', 'monitor', 'unix:/run/ovs/db.sock', 'Open_vSwitch', 'Bridge', 'name,external_ids,datapath_id'],
+      ['stdbuf', '-oL', 'ovsdb-client', '--format=json', 'monitor', 'unix:/run/ovs/db.sock', 'Open_vSwitch', 'Interface', 'name,external_ids,ofport'],
+      ['stdbuf', '-oL', 'ovs-ofctl', 'monitor', 'unix:/run/ovs/nodenet0.mgmt', 'watch:'],
     ]);
   });
 });
