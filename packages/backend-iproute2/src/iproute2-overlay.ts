@@ -24,6 +24,7 @@ import {
   type NodeRecord,
   type Overlay,
   type OverlayMode,
+  type Repairs,
 } from '@nodenet/core';
 import {
   HostGwOverlay,
@@ -108,20 +109,24 @@ export class Iproute2Overlay implements Overlay {
   // ---------------------------------------------------------------------------------------------------
   // Endpoint
 
-  ensureEndpoint(self: NodeRecord): Promise<void> {
+  /** Converges the endpoint; returns what it repaired (an existing device that drifted, or one that was deleted). */
+  ensureEndpoint(self: NodeRecord): Promise<Repairs> {
     return this.mutex.run(async () => {
-      if (this.mode === 'vxlan') await this.ensureVxlanDevice(vxlanEndpointSpec(self, this.host, this.vni, this.port));
-      else await this.removeLeftoverVxlanDevice();
+      if (this.mode === 'vxlan') return this.ensureVxlanDevice(vxlanEndpointSpec(self, this.host, this.vni, this.port));
+      await this.removeLeftoverVxlanDevice();
+      return [];
     });
   }
 
-  private async ensureVxlanDevice(spec: VxlanEndpointSpec): Promise<void> {
+  private async ensureVxlanDevice(spec: VxlanEndpointSpec): Promise<Repairs> {
     const state = await this.readDevice();
     if (state === null) {
       await this.createDevice(spec);
       this.logger.info({ device: spec.name, vni: spec.vni, port: spec.port, mtu: spec.mtu, local: spec.local }, 'VXLAN device created');
+      const peers = this.programmed.size;
       await this.reprogramPeers('the VXLAN device was created');
-      return;
+      // Peers programmed before: the device existed and was deleted behind nodenet's back.
+      return peers > 0 ? [`the VXLAN device ${spec.name} was missing: created, ${peers} peer(s) programmed again`] : [];
     }
     const foreign = foreignDeviceProblem(state);
     if (foreign) throw new FailedPreconditionError(foreign);
@@ -132,15 +137,16 @@ export class Iproute2Overlay implements Overlay {
       await this.createDevice(spec);
       this.logger.warn({ device: spec.name, changed: reasons }, 'VXLAN device recreated: its VNI or port differed from the config');
       await this.reprogramPeers('the VXLAN device was recreated');
-      return;
+      return [`the VXLAN device ${spec.name} differed (${reasons.join(', ')}): recreated`];
     }
     const repair = repairVxlanScript(spec, state);
-    if (repair.length === 0) return;
+    if (repair.length === 0) return [];
     await this.ip.batch(repair, { step: `repair the VXLAN device ${spec.name}` });
     this.logger.warn({ device: spec.name, fixed: repair.map((l) => l.step) }, 'VXLAN device differed from the config and was repaired');
     // The kernel drops a device's routes and neighbour entries (permanent ones too) when it goes down or
     // changes its MAC; programming the peers again after any repair is cheap and covers every case.
     await this.reprogramPeers('the VXLAN device was repaired');
+    return [`the VXLAN device ${spec.name} differed from the config: ${repair.map((l) => l.step).join(', ')}`];
   }
 
   private async createDevice(spec: VxlanEndpointSpec): Promise<void> {

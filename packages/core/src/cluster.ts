@@ -4,7 +4,7 @@
  */
 import { FailedPreconditionError, InvalidArgumentError, asNodenetError } from './errors.js';
 import { parseIpv4Address, Subnet, type Ipv4Address } from './net.js';
-import { silentLogger, type HostInfo, type Logger } from './ports-of-core.js';
+import { silentLogger, type HostInfo, type Logger, type Repairs } from './ports-of-core.js';
 import { Mutex } from './sync.js';
 
 /** A node as the cluster knows it: enough for every overlay (the VXLAN endpoint MAC is derived from the address). */
@@ -44,8 +44,8 @@ export interface Overlay {
   readonly mode: OverlayMode;
   /** Bytes the overlay adds to each packet (instance MTU = underlay MTU - overhead). */
   readonly overhead: number;
-  /** Creates this node's endpoint (e.g. the VXLAN device). */
-  ensureEndpoint(self: NodeRecord): Promise<void>;
+  /** Creates this node's endpoint (e.g. the VXLAN device); may say what it repaired (a reconcile pass logs it). */
+  ensureEndpoint(self: NodeRecord): Promise<Repairs | void>;
   /** Programs what reaching `peer`'s subnet needs (routes, neighbour and FDB entries, flows). */
   ensurePeer(peer: NodeRecord): Promise<void>;
   /** Removes everything ensurePeer programmed for `peer`. */
@@ -161,6 +161,8 @@ export class PeerSync {
   private programmed = new Map<string, NodeRecord>();
   private wanted: readonly NodeRecord[] = [];
   private self: NodeRecord | null = null;
+  /** The subnets last given to onSubnets (comma-joined), to skip rewriting an unchanged list. */
+  private subnetsWritten: string | undefined;
   private readonly logger: Logger;
 
   constructor(
@@ -205,7 +207,7 @@ export class PeerSync {
     return this.mutex.run(async () => {
       const self = this.self;
       if (!self) return [];
-      await this.overlay.ensureEndpoint(self);
+      const endpointRepairs = (await this.overlay.ensureEndpoint(self)) ?? [];
       // Re-converge every programmed peer in place (the view stays true while this runs), then let apply()
       // add what is missing and remove what left.
       for (const [name, peer] of [...this.programmed]) {
@@ -217,7 +219,7 @@ export class PeerSync {
         }
       }
       await this.apply();
-      return (await this.overlay.removeStalePeers?.(this.validPeers())) ?? [];
+      return [...endpointRepairs, ...((await this.overlay.removeStalePeers?.(this.validPeers())) ?? [])];
     });
   }
 
@@ -251,8 +253,15 @@ export class PeerSync {
         this.logger.error({ peer: name, err: asNodenetError(e, 'program peer').message }, 'could not program peer');
       }
     }
-    // Every wanted peer's subnet, programmed or not: traffic to a peer is never masqueraded.
-    await this.onSubnets([self.subnet, ...[...wanted.values()].map((p) => p.subnet)]);
+    // Every wanted peer's subnet, programmed or not: traffic to a peer is never masqueraded. Written only
+    // when the list changed: rewriting it is a flush of the set, which change notifications report (an
+    // event-driven repair pass would rewrite it again, and so on); drift in the set is the filter's own
+    // reconcile's business (ensureBase compares it).
+    const subnets = [self.subnet, ...[...wanted.values()].map((p) => p.subnet)];
+    const key = subnets.map(String).join(',');
+    if (key === this.subnetsWritten) return;
+    await this.onSubnets(subnets);
+    this.subnetsWritten = key;
   }
 }
 

@@ -69,6 +69,14 @@ describe('PeerSync', () => {
     await sync.update([parseNodeRecord({ name: 'node-3', underlayAddress: '198.18.0.33', subnet: '198.19.3.0/24' }, 'p'), node(4), node(1)]);
     expect(overlay.log).toEqual(['-node-2 198.19.2.0/24', '-node-3 198.19.3.0/24', '+node-3 198.19.3.0/24 via 198.18.0.33', '+node-4 198.19.4.0/24 via 198.18.0.4']);
     expect(subnets.at(-1)).toEqual(['198.19.1.0/24', '198.19.3.0/24', '198.19.4.0/24']);
+    // A resync with nothing changed does not rewrite the list (a rewrite is a flush of the set, which change
+    // notifications report: event-driven repair would loop on it).
+    const written = subnets.length;
+    await sync.resync();
+    await sync.update([parseNodeRecord({ name: 'node-3', underlayAddress: '198.18.0.33', subnet: '198.19.3.0/24' }, 'p'), node(4)]);
+    expect(subnets.length).toBe(written);
+    await sync.update([node(4)]);
+    expect(subnets.length).toBe(written + 1);
   });
 
   it('retries a peer that failed on the next update', async () => {
