@@ -8,4 +8,5 @@ export * from './sync.js';
 export * from './transaction.js';
 export * from './node-network.js';
 export * from './cluster.js';
+export * from './peer-batch.js';
 export * from './reconcile.js';

@@ -14,3 +14,4 @@ export * from './netns-identity.js';
 export * from './netns-configurator.js';
 export * from './sysctl.js';
 export * from './peer-routes.js';
+export * from './peer-batch.js';
