@@ -25,6 +25,7 @@ import {
   type Overlay,
   type OverlayMode,
   type PeerBatchResult,
+  allFailed,
   mergeBatchResults,
   throwIfFailed,
 } from '@nodenet/core';
@@ -35,6 +36,7 @@ import {
   readProgrammedPeers,
   runPeerBatch,
   unexpectedFailure,
+  withNeighbourDeletes,
   type PeerLines,
   type IpBatchFailure,
   type IpLine,
@@ -241,15 +243,22 @@ export class Iproute2Overlay implements Overlay {
         const scripts = records.map(removeVxlanPeerScripts);
         return { peer, scripts: { ip: scripts.flatMap((s) => s.ip), bridge: scripts.flatMap((s) => s.bridge) } };
       });
-      const result = await this.runPeerScripts(batch, peers.length === 1 ? `remove peer ${peers[0]!.name}` : `remove ${peers.length} peers`);
+      const result = await this.runPeerScripts(batch, peers.length === 1 ? `remove peer ${peers[0]!.name}` : `remove ${peers.length} peers`, peers.length > 1);
       for (const peer of peers) if (!result.failed.has(peer.name)) this.programmed.delete(peer.name);
       return result;
     });
   }
 
   /** The ip lines and the bridge lines of every peer, one process each, side by side; failures by peer. */
-  private async runPeerScripts(batch: readonly { peer: NodeRecord; scripts: OverlayScripts }[], step: string): Promise<PeerBatchResult> {
-    const ip: PeerLines[] = batch.map(({ peer, scripts }) => ({ peer, lines: scripts.ip }));
+  private async runPeerScripts(batch: readonly { peer: NodeRecord; scripts: OverlayScripts }[], step: string, readNeighbours = false): Promise<PeerBatchResult> {
+    let ip: PeerLines[] = batch.map(({ peer, scripts }) => ({ peer, lines: scripts.ip }));
+    if (readNeighbours) {
+      try {
+        ip = await withNeighbourDeletes(this.ip, OVERLAY_DEVICE, ip, OVERLAY_LINE.deleteNeighbour);
+      } catch (e) {
+        return allFailed(batch.map((b) => b.peer), e);
+      }
+    }
     const bridge: PeerLines[] = batch.map(({ peer, scripts }) => ({ peer, lines: scripts.bridge }));
     const explain = (f: IpBatchFailure, line: IpLine | undefined) => this.explainFailure(f, line, step);
     const [a, b] = await Promise.all([runPeerBatch(this.ip, ip, step, DELETE_LINE_IDS, explain), runPeerBatch(this.bridge, bridge, step, DELETE_LINE_IDS, explain)]);

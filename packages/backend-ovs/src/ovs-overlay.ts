@@ -58,6 +58,7 @@ import {
   parseIpLinks,
   runPeerBatch,
   unexpectedFailure,
+  withNeighbourDeletes,
   type PeerLines,
   type IpBatchFailure,
   type IpLine,
@@ -73,6 +74,7 @@ import {
   peerCookie,
   peerFlows,
   primingPacketOut,
+  primingPacketsOut,
   underlayOfPeerCookie,
 } from './flows.js';
 import { DATAPATH_TYPES, EXT, TUNNEL_OFPORT, TUNNEL_PORT, UPLINK_BRIDGE, type DatapathType } from './names.js';
@@ -109,10 +111,11 @@ const DELETE_IDS: ReadonlySet<string> = new Set([ROUTE_LINE.deleteRoute, 'delete
 /**
  * Batches up to this size prime the userspace datapath's tunnel neighbour cache before they return (a
  * single new peer's first packet is not lost); larger ones (a join, a restore) prime in the background,
- * a few packet-outs at a time, so the peers are routed at the batch's pace rather than a process per peer.
+ * PRIME_CHUNK peers per ovs-ofctl process, so the peers are routed at the batch's pace rather than a
+ * process per peer.
  */
 const PRIME_AWAITED_MAX = 16;
-const PRIME_CONCURRENCY = 4;
+const PRIME_CHUNK = 250;
 /** VTEP MACs (vtepMacForUnderlay) start with 02:6f. */
 const VTEP_MAC_PREFIX = '02:6f:';
 
@@ -284,9 +287,8 @@ export class OvsOverlay implements Overlay {
       const done = valid.filter((p) => !result.failed.has(p.name));
       for (const peer of done) this.programmed.set(peer.name, peer);
       if (this.datapathType === 'netdev' && done.length > 0) {
-        const priming = this.primeTunnelNeighbours(done);
-        if (done.length <= PRIME_AWAITED_MAX) await priming;
-        else void priming;
+        if (done.length <= PRIME_AWAITED_MAX) await this.primeTunnelNeighbours(done);
+        else void this.primeTunnelNeighboursInBulk(done);
       }
       this.logger.debug({ peers: valid.length, failed: result.failed.size, ms: Math.round((performance.now() - started) * 10) / 10 }, 'peers programmed');
       return result;
@@ -309,7 +311,7 @@ export class OvsOverlay implements Overlay {
           () => ({ failed: new Map<string, Error>() }),
           (e: unknown) => allFailed(peers, e),
         ),
-        this.runPeerLines(
+        this.removePeerLines(
           batch.map((b) => ({ peer: b.peer, lines: b.records.flatMap(removeRouteLines) })),
           `${step}: routes`,
         ),
@@ -344,22 +346,39 @@ export class OvsOverlay implements Overlay {
     return { failed };
   }
 
+  /** Removal lines; a batch of several peers reads the neighbour table once instead of a flush per peer. */
+  private async removePeerLines(parts: readonly PeerLines[], step: string): Promise<PeerBatchResult> {
+    if (parts.length <= 1) return this.runPeerLines(parts, step);
+    try {
+      return await this.runPeerLines(await withNeighbourDeletes(this.ip, CNI_NAME, parts, 'delete-neighbour'), step);
+    } catch (e) {
+      return allFailed(parts.map((p) => p.peer), e);
+    }
+  }
+
   private runPeerLines(parts: readonly PeerLines[], step: string): Promise<PeerBatchResult> {
     return runPeerBatch(this.ip, parts, step, DELETE_IDS, (f, line) => this.explainIpFailure(f, line, step));
   }
 
-  /** netdev: one packet-out per peer (ovs-ofctl), a few at a time; a failure is logged (only a first packet is at stake). */
+  /** netdev: one packet-out per peer (ovs-ofctl), side by side; a failure is logged (only a first packet is at stake). */
   private async primeTunnelNeighbours(peers: readonly NodeRecord[]): Promise<void> {
-    const queue = [...peers];
-    const worker = async () => {
-      for (let peer = queue.shift(); peer; peer = queue.shift()) {
-        const name = peer.name;
-        await this.ovs
-          .ofctl('packet-out', CNI_NAME, primingPacketOut(peer.underlayAddress, this.tunnelOfport), `resolve the underlay MAC of peer ${name}`)
-          .catch((e: unknown) => this.logger.warn({ peer: name, err: (e as Error).message }, 'could not prime the tunnel neighbour cache'));
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(PRIME_CONCURRENCY, queue.length) }, worker));
+    await Promise.all(
+      peers.map((peer) =>
+        this.ovs
+          .ofctl('packet-out', CNI_NAME, primingPacketOut(peer.underlayAddress, this.tunnelOfport), `resolve the underlay MAC of peer ${peer.name}`)
+          .catch((e: unknown) => this.logger.warn({ peer: peer.name, err: (e as Error).message }, 'could not prime the tunnel neighbour cache')),
+      ),
+    );
+  }
+
+  /** netdev, large batches: PRIME_CHUNK packets per ovs-ofctl process, one process at a time; failures logged. */
+  private async primeTunnelNeighboursInBulk(peers: readonly NodeRecord[]): Promise<void> {
+    for (let i = 0; i < peers.length; i += PRIME_CHUNK) {
+      const chunk = peers.slice(i, i + PRIME_CHUNK);
+      await this.ovs
+        .ofctl('packet-out', CNI_NAME, primingPacketsOut(chunk.map((p) => p.underlayAddress), this.tunnelOfport), `resolve the underlay MACs of ${chunk.length} peers`)
+        .catch((e: unknown) => this.logger.warn({ peers: chunk.length, err: (e as Error).message }, 'could not prime the tunnel neighbour cache'));
+    }
   }
 
   /**

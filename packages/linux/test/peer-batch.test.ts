@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InternalError, Subnet, parseIpv4Address, type NodeRecord } from '@nodenet/core';
-import { IpBatchError, runPeerBatch, type IpBatchFailure, type IpLine, type IpRunner } from '@nodenet/linux';
+import { IpBatchError, runPeerBatch, withNeighbourDeletes, type IpBatchFailure, type IpLine, type IpRunner } from '@nodenet/linux';
 
 const peer = (n: number): NodeRecord => ({
   name: `node-${n}`,
@@ -47,5 +47,34 @@ describe('runPeerBatch', () => {
     const idle = fakeRunner([]);
     expect((await runPeerBatch(idle, [{ peer: peer(1), lines: [] }], 'nothing', new Set(), explain)).failed.size).toBe(0);
     expect(idle.scripts).toEqual([]);
+  });
+});
+
+describe('withNeighbourDeletes', () => {
+  const flush = (address: string): IpLine => ({
+    id: 'delete-neighbour',
+    args: ['neigh', 'flush', 'to', address, 'dev', 'nodenet-vx', 'nud', 'all'],
+    step: `delete ${address}`,
+  });
+  it('turns each flush into a del of an entry that is there (read once), and drops the others', async () => {
+    const reads: string[][] = [];
+    const runner = {
+      json: async (args: readonly string[]) => {
+        reads.push([...args]);
+        return [{ dst: '198.19.1.0', lladdr: '02:6f:00:00:00:01' }, { dst: '198.19.3.0' }];
+      },
+    } as unknown as IpRunner;
+    const out = await withNeighbourDeletes(
+      runner,
+      'nodenet-vx',
+      [1, 2, 3].map((n) => ({ peer: peer(n), lines: [line('delete-route', n), flush(`198.19.${n}.0`)] })),
+      'delete-neighbour',
+    );
+    expect(reads).toEqual([['neigh', 'show', 'dev', 'nodenet-vx']]);
+    expect(out.map((p) => p.lines.map((l) => l.args.join(' ')))).toEqual([
+      ['route replace 198.19.1.0/24', 'neigh del 198.19.1.0 dev nodenet-vx'],
+      ['route replace 198.19.2.0/24'],
+      ['route replace 198.19.3.0/24', 'neigh del 198.19.3.0 dev nodenet-vx'],
+    ]);
   });
 });
