@@ -1,7 +1,7 @@
 /**
  * The iproute2 overlay: how this node's instances reach other nodes' subnets.
  * - vxlan: one VXLAN device (`nodenet-vx`) and per peer an onlink route, a permanent neighbour entry and a
- *   permanent FDB entry (see overlay-scripts.ts). Per peer change: one `ip -batch` and one `bridge -batch`
+ *   permanent FDB entry (see overlay-scripts.ts). Per batch of peer changes (PeerSync applies sets): one `ip -batch` and one `bridge -batch`
  *   process, run side by side.
  * - host-gw: per peer one route via the peer's underlay address (peers must share this node's L2 segment):
  *   @nodenet/linux's HostGwOverlay, the same as the ovs backend's; this overlay adds the removal of a VXLAN
@@ -25,13 +25,20 @@ import {
   type Overlay,
   type OverlayMode,
   type Repairs,
+  type PeerBatchResult,
+  allFailed,
+  mergeBatchResults,
+  throwIfFailed,
 } from '@nodenet/core';
 import {
   HostGwOverlay,
   IpBatchError,
   IpRunner,
   readProgrammedPeers,
+  runPeerBatch,
   unexpectedFailure,
+  withNeighbourDeletes,
+  type PeerLines,
   type IpBatchFailure,
   type IpLine,
   type ProgrammedPeer,
@@ -194,29 +201,74 @@ export class Iproute2Overlay implements Overlay {
     else checkPeerIsOther(this.host, peer);
   }
 
-  ensurePeer(peer: NodeRecord): Promise<void> {
-    if (this.hostGw) return this.hostGw.ensurePeer(peer);
+  async ensurePeer(peer: NodeRecord): Promise<void> {
+    throwIfFailed(await this.ensurePeers([peer]), peer);
+  }
+
+  async removePeer(peer: NodeRecord): Promise<void> {
+    throwIfFailed(await this.removePeers([peer]), peer);
+  }
+
+  /**
+   * Every peer's route, neighbour and FDB entries in one `ip -batch` and one `bridge -batch` (side by side).
+   * A peer with a failed line is reported and not remembered as programmed (its `replace` lines converge on
+   * the retry).
+   */
+  ensurePeers(peers: readonly NodeRecord[]): Promise<PeerBatchResult> {
+    if (this.hostGw) return this.hostGw.ensurePeers(peers);
     return this.mutex.run(async () => {
       const started = performance.now();
-      checkPeerIsOther(this.host, peer);
-      const previous = this.programmed.get(peer.name);
-      const scripts = this.peerScripts(peer, previous && !sameNodeRecord(previous, peer) ? previous : undefined);
-      await this.runScripts(scripts, `program peer ${peer.name}`);
-      this.programmed.set(peer.name, peer);
-      this.logger.debug({ peer: peer.name, subnet: String(peer.subnet), ms: Math.round((performance.now() - started) * 10) / 10 }, 'peer programmed');
+      const invalid = new Map<string, Error>();
+      const batch: { peer: NodeRecord; scripts: OverlayScripts }[] = [];
+      for (const peer of peers) {
+        try {
+          checkPeerIsOther(this.host, peer);
+        } catch (e) {
+          invalid.set(peer.name, e as Error);
+          continue;
+        }
+        const previous = this.programmed.get(peer.name);
+        batch.push({ peer, scripts: this.peerScripts(peer, previous && !sameNodeRecord(previous, peer) ? previous : undefined) });
+      }
+      const step = peers.length === 1 ? `program peer ${peers[0]!.name}` : `program ${batch.length} peers`;
+      const result = mergeBatchResults({ failed: invalid }, await this.runPeerScripts(batch, step));
+      for (const { peer } of batch) if (!result.failed.has(peer.name)) this.programmed.set(peer.name, peer);
+      this.logger.debug({ peers: batch.length, failed: result.failed.size, ms: Math.round((performance.now() - started) * 10) / 10 }, 'peers programmed');
+      return result;
     });
   }
 
-  removePeer(peer: NodeRecord): Promise<void> {
-    if (this.hostGw) return this.hostGw.removePeer(peer);
+  /** Every peer's entries (and a changed peer's remembered ones) deleted in one `ip -batch` and one `bridge -batch`. */
+  removePeers(peers: readonly NodeRecord[]): Promise<PeerBatchResult> {
+    if (this.hostGw) return this.hostGw.removePeers(peers);
     return this.mutex.run(async () => {
-      const records = [peer];
-      const remembered = this.programmed.get(peer.name);
-      if (remembered && !sameNodeRecord(remembered, peer)) records.push(remembered);
-      const scripts = records.map(removeVxlanPeerScripts);
-      await this.runScripts({ ip: scripts.flatMap((s) => s.ip), bridge: scripts.flatMap((s) => s.bridge) }, `remove peer ${peer.name}`);
-      this.programmed.delete(peer.name);
+      const batch = peers.map((peer) => {
+        const records = [peer];
+        const remembered = this.programmed.get(peer.name);
+        if (remembered && !sameNodeRecord(remembered, peer)) records.push(remembered);
+        const scripts = records.map(removeVxlanPeerScripts);
+        return { peer, scripts: { ip: scripts.flatMap((s) => s.ip), bridge: scripts.flatMap((s) => s.bridge) } };
+      });
+      const result = await this.runPeerScripts(batch, peers.length === 1 ? `remove peer ${peers[0]!.name}` : `remove ${peers.length} peers`, peers.length > 1);
+      for (const peer of peers) if (!result.failed.has(peer.name)) this.programmed.delete(peer.name);
+      return result;
     });
+  }
+
+  /** The ip lines and the bridge lines of every peer, one process each, side by side; failures by peer. */
+  private async runPeerScripts(batch: readonly { peer: NodeRecord; scripts: OverlayScripts }[], step: string, readNeighbours = false): Promise<PeerBatchResult> {
+    let ip: PeerLines[] = batch.map(({ peer, scripts }) => ({ peer, lines: scripts.ip }));
+    if (readNeighbours) {
+      try {
+        ip = await withNeighbourDeletes(this.ip, OVERLAY_DEVICE, ip, OVERLAY_LINE.deleteNeighbour);
+      } catch (e) {
+        return allFailed(batch.map((b) => b.peer), e);
+      }
+    }
+    const bridge: PeerLines[] = batch.map(({ peer, scripts }) => ({ peer, lines: scripts.bridge }));
+    const explain = (f: IpBatchFailure, line: IpLine | undefined) => this.explainFailure(f, line, step);
+    const [a, b] = await Promise.all([runPeerBatch(this.ip, ip, step, DELETE_LINE_IDS, explain), runPeerBatch(this.bridge, bridge, step, DELETE_LINE_IDS, explain)]);
+    return mergeBatchResults(a, b);
   }
 
   private peerScripts(peer: NodeRecord, previous?: NodeRecord): OverlayScripts {
@@ -280,12 +332,15 @@ export class Iproute2Overlay implements Overlay {
   private throwUnexpected(failures: readonly IpBatchFailure[], lines: readonly IpLine[], step: string): void {
     const unexpected = unexpectedFailure(failures, lines, DELETE_LINE_IDS);
     if (!unexpected) return;
-    const { failure: f, line } = unexpected;
+    throw this.explainFailure(unexpected.failure, unexpected.line, step);
+  }
+
+  private explainFailure(f: IpBatchFailure, line: IpLine | undefined, step: string): Error {
     if (this.mode === 'vxlan' && f.message.includes(`Cannot find device "${OVERLAY_DEVICE}"`)) {
-      throw new FailedPreconditionError(
+      return new FailedPreconditionError(
         `the VXLAN device ${OVERLAY_DEVICE} does not exist (${line?.step ?? step} failed): the overlay endpoint must be created first (CreateContainerNetworkInterface, or a daemon restart, creates it)`,
       );
     }
-    throw new InternalError(line?.step ?? step, f.message || 'failed without a message');
+    return new InternalError(line?.step ?? step, f.message || 'failed without a message');
   }
 }

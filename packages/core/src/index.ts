@@ -116,3 +116,4 @@ export {
   type RepairPolicyOptions,
   type RepairSchedulerHooks,
 } from './repair-policy.js';
+export { NO_FAILURES, allFailed, mergeBatchResults, throwIfFailed, type PeerBatchResult } from './peer-batch.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseNodeRecord, PeerSync, StaticMembership, type NodeRecord, type Overlay, type Subnet } from '@nodenet/core';
+import { parseNodeRecord, PeerSync, StaticMembership, type NodeRecord, type Overlay, type PeerBatchResult, type Subnet } from '@nodenet/core';
 
 const node = (n: number, subnet = `198.19.${n}.0/24`): NodeRecord =>
   parseNodeRecord({ name: `node-${n}`, underlayAddress: `198.18.0.${n}`, subnet }, 'peer');
@@ -19,7 +19,19 @@ class RecordingOverlay implements Overlay {
   async removePeer(p: NodeRecord) {
     this.log.push(`-${p.name} ${p.subnet}`);
   }
+  async ensurePeers(peers: readonly NodeRecord[]) {
+    return perPeer(peers, (p) => this.ensurePeer(p));
+  }
+  async removePeers(peers: readonly NodeRecord[]) {
+    return perPeer(peers, (p) => this.removePeer(p));
+  }
   validatePeer(_p: NodeRecord) {}
+}
+
+async function perPeer(peers: readonly NodeRecord[], fn: (p: NodeRecord) => Promise<void>): Promise<PeerBatchResult> {
+  const failed = new Map<string, Error>();
+  for (const p of peers) await fn(p).catch((e: unknown) => failed.set(p.name, e as Error));
+  return { failed };
 }
 
 describe('parseNodeRecord', () => {
