@@ -13,9 +13,17 @@ export async function writeSoakResults(result: SoakResult, outDir: string): Prom
   const stamp = result.startedAt.replace(/\.\d+Z$/, 'Z').replace(/:/g, '-');
   const json = join(outDir, `soak-${stamp}.json`);
   const svg = join(outDir, `soak-${stamp}.svg`);
-  await writeFile(json, `${JSON.stringify(result, null, 1)}\n`);
+  await writeFile(json, soakJson(result));
   await writeFile(svg, renderSoakSvg(soakTitle(result), result.samples, result.events, result.verdict));
   return { json, svg };
+}
+
+/** The result as JSON with one line per sample and per event (a one-hour run stays near 100 KB and diffs well). */
+export function soakJson(result: SoakResult): string {
+  const { events, samples, ...rest } = result;
+  const lines = (xs: readonly unknown[]): string => xs.map((x) => `  ${JSON.stringify(x)}`).join(',\n');
+  const head = JSON.stringify(rest, null, 1).replace(/\n}$/, '');
+  return `${head},\n "events": [\n${lines(events)}\n ],\n "samples": [\n${lines(samples)}\n ]\n}\n`;
 }
 
 export function soakTitle(r: SoakResult): string {
