@@ -6,3 +6,4 @@ export * from './stats.js';
 export { renderMarkdown } from './report/markdown.js';
 export { renderSvg, logTicks, linearTicks } from './report/svg.js';
 export type { SystemName } from './systems/types.js';
+export { rssMB } from './rss.js';

@@ -5,3 +5,4 @@ export * from './fixture.js';
 export * from './scenarios.js';
 export * from './cluster-fixture.js';
 export * from './outage.js';
+export { seededRandom } from './crash-rounds.js';
