@@ -32,7 +32,11 @@ export class ClusterLink {
     try {
       await this.membership.start((peers) => {
         this.notePeers(peers);
-        void this.sync.update(peers);
+        // Nothing waits for this change: a failure is logged here (the overlay's own peers are retried by the
+        // next sync; the cluster set by the reconcile pass that follows restore), never left unhandled.
+        this.sync.update(peers).catch((e: unknown) => {
+          this.logger.error({ event: 'peer-sync-failed', err: asNodenetError(e, 'apply the peer set').message }, 'could not apply the peer set: retried by the next pass');
+        });
       });
       this.started = true;
       this.logger.info({ event: 'membership-started', type: this.membership.type, peers: this.membership.peers().length }, 'membership started');
