@@ -130,7 +130,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
       report.repairs.length > 0 ? `restored: ${report.repairs.length} repairs` : 'restored: nothing to repair',
     );
   } catch (e) {
-    await cluster!?.stop().catch(() => undefined);
+    await cluster?.stop().catch(() => undefined);
     await metrics?.close();
     await closeAdapters(adapters, logger);
     throw e;
