@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import { repoRoot } from '@nodenet/testkit';
 import type { WakeProbeOptions } from './wake-probe.js';
 
-export type SuiteName = 'latency' | 'burst' | 'scale' | 'restart' | 'datapath';
-export const SUITE_NAMES: readonly SuiteName[] = ['latency', 'burst', 'scale', 'restart', 'datapath'];
+export type SuiteName = 'latency' | 'burst' | 'scale' | 'restart' | 'datapath' | 'cni-plugin';
+export const SUITE_NAMES: readonly SuiteName[] = ['latency', 'burst', 'scale', 'restart', 'datapath', 'cni-plugin'];
 
 export interface BenchOptions {
   readonly profile: 'full' | 'quick';
@@ -43,6 +43,12 @@ export interface BenchOptions {
     /** Each path is measured this many times, each time back to back with its baseline; the median of the per-round ratios counts. */
     readonly rounds: number;
   };
+  readonly cniPlugin: {
+    /** Interleaved ADD/DEL rounds through libcni per conflist (nodenet, stock chain), and plugin execs. */
+    readonly rounds: number;
+    /** Rounds before measuring (not recorded). */
+    readonly warmup: number;
+  };
   /** The idle wake-up probe recorded with the environment at the start and end of a run (wake-probe.ts). */
   readonly wakeProbe: WakeProbeOptions;
   /** Run without a peer whose binaries are missing (recorded as skipped) instead of failing. */
@@ -63,6 +69,7 @@ export function fullOptions(overrides: Partial<BenchOptions> = {}): BenchOptions
     scale: { steps: [100, 500, 1000, 2000], samples: 100, fillConcurrency: 32 },
     restart: { runs: 3 },
     datapath: { seconds: 4, omitSeconds: 1, rounds: 11 },
+    cniPlugin: { rounds: 100, warmup: 5 },
     wakeProbe: { idleMs: 600, samples: 5 },
     allowMissingPeers: false,
     log: (line) => process.stderr.write(`${line}\n`),
@@ -79,6 +86,7 @@ export function quickOptions(overrides: Partial<BenchOptions> = {}): BenchOption
     scale: { steps: [2, 6], samples: 2, fillConcurrency: 4 },
     restart: { runs: 1 },
     datapath: { seconds: 1, omitSeconds: 0, rounds: 1 },
+    cniPlugin: { rounds: 2, warmup: 1 },
     wakeProbe: { idleMs: 50, samples: 1 },
     ...overrides,
   });

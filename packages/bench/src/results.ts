@@ -5,6 +5,7 @@ import { ratio, round } from './stats.js';
 import type { BurstResult } from './suites/burst.js';
 import type { DatapathResult } from './suites/datapath.js';
 import type { LatencyResult } from './suites/latency.js';
+import type { CniPluginResult } from './suites/cni-plugin.js';
 import type { RestartResult } from './suites/restart.js';
 import type { ScaleResult } from './suites/scale.js';
 import type { SystemName } from './systems/types.js';
@@ -40,6 +41,7 @@ export interface BenchResults {
   scale?: ScaleResult;
   restart?: RestartResult;
   datapath?: DatapathResult;
+  cniPlugin?: CniPluginResult;
   targets: Target[];
 }
 
@@ -57,7 +59,7 @@ function target(
 }
 
 /** The targets (ratios are nodenet / peer, so "1/5 of" is "<= 0.2"). */
-export function judgeTargets(r: Pick<BenchResults, 'latency' | 'burst' | 'scale' | 'restart' | 'datapath'>): Target[] {
+export function judgeTargets(r: Pick<BenchResults, 'latency' | 'burst' | 'scale' | 'restart' | 'datapath' | 'cniPlugin'>): Target[] {
   const lat = r.latency?.systems;
   const last = r.scale?.steps[r.scale.steps.length - 1];
   const pair = (name: string) => r.datapath?.pairs.find((p) => p.name === name)?.ratio;
@@ -73,5 +75,6 @@ export function judgeTargets(r: Pick<BenchResults, 'latency' | 'burst' | 'scale'
     target('datapath-same-node', 'TCP throughput, one node: nodenet / by hand', pair('same-node'), '>=', 0.95, 'ratio'),
     target('datapath-cross-node', 'TCP throughput, two nodes: nodenet overlay / hand-built VXLAN', pair('cross-node'), '>=', 0.95, 'ratio'),
     target('datapath-published', 'TCP throughput: published port / direct', pair('published-port'), '>=', 0.95, 'ratio'),
+    target('cni-plugin-own-cost', 'CNI plugin exec to exit, ADD against a stub daemon (p50)', r.cniPlugin?.pluginOwn.addAgainstStub.p50, '<=', 5, 'ms'),
   ];
 }

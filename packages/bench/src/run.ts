@@ -14,6 +14,7 @@ import { renderMarkdown } from './report/markdown.js';
 import { renderSvg } from './report/svg.js';
 import { RESULTS_SCHEMA, judgeTargets, type BenchResults } from './results.js';
 import { runBurst } from './suites/burst.js';
+import { runCniPlugin } from './suites/cni-plugin.js';
 import { runDatapath } from './suites/datapath.js';
 import { runLatency } from './suites/latency.js';
 import { runRestart } from './suites/restart.js';
@@ -89,6 +90,7 @@ export async function runBench(options: BenchOptions): Promise<BenchOutput> {
       await scope.cleanup();
     }
   }
+  if (wants('cni-plugin')) results.cniPlugin = await timed(results, 'cni-plugin', options, () => runCniPlugin(options));
   if (wants('datapath') && !skipped.iperf3) {
     const scope = await TestScope.create();
     try {

@@ -68,7 +68,8 @@ afterAll(async () => {
 
 describe('the installed packages', () => {
   it('are every library package at 0.2.0, copied into the project (no link into the repository), with the license', async () => {
-    expect(tarballs.map((t) => t.name)).toEqual(expect.arrayContaining(['@nodenet/api', '@nodenet/core', '@nodenet/sys', '@nodenet/backend-iproute2']));
+    const libraries = ['api', 'backend-iproute2', 'backend-ovs', 'core', 'linux', 'membership-etcd', 'nftables', 'openvswitch', 'state', 'sys'];
+    expect(tarballs.map((t) => t.name)).toEqual(expect.arrayContaining(libraries.map((p) => `@nodenet/${p}`)));
     for (const t of tarballs) {
       const installed = join(project, 'node_modules', t.name);
       expect((await lstat(installed)).isSymbolicLink(), `${installed} is a link`).toBe(false);

@@ -1,16 +1,74 @@
 // @nodenet/linux: the Linux layer under both dataplane backends. `ip` sessions and batches and `ip -j`
 // parsing, network-namespace identity and the namespace configurator (helpers/netns-netlink.pl), sysctls,
 // the host probe, peer routes and the host-gw overlay, and what failed kernel commands mean to a client.
-// Written once; backend-iproute2 and backend-ovs both build on it and never on each other.
-export * from './ip-batch.js';
-export * from './ip-session.js';
-export * from './ip-json.js';
-export * from './link-scripts.js';
-export * from './namespace-failures.js';
-export * from './link-failures.js';
-export * from './host-probe.js';
-export * from './host-services.js';
-export * from './netns-identity.js';
-export * from './netns-configurator.js';
-export * from './sysctl.js';
-export * from './peer-routes.js';
+// Written once; backend-iproute2 and backend-ovs both build on it and never on each other. These are the
+// names the backends and the server use; everything else stays inside the package.
+
+// Running `ip`: one-shot batches (IpRunner) and a long-lived `ip -batch -` (IpSession), and their failures.
+export {
+  IpBatchError,
+  IpRunner,
+  causedBy,
+  commandInNamespace,
+  deviceMissingRe,
+  failedAt,
+  formatIpBatch,
+  type IpBatchFailure,
+  type IpBatchOptions,
+  type IpLine,
+} from './ip-batch.js';
+export { IpSession, type IpSessionOptions } from './ip-session.js';
+// `ip -j` output.
+export {
+  parseIpAddrs,
+  parseIpLinks,
+  parseIpRoutes,
+  type IpAddress,
+  type IpLink,
+  type IpLinkInfo,
+  type IpLinkWithAddresses,
+  type IpRoute,
+} from './ip-json.js';
+// The lines both backends run on Linux links.
+export {
+  LINE,
+  cniAddressLine,
+  deleteInstanceScript,
+  deleteLinkScript,
+  deleteLinksScript,
+  instanceNamespaceScript,
+  ownerAliasOf,
+  pickUnusedGroup,
+  repairCniScript,
+  type CniRepair,
+} from './link-scripts.js';
+// What failed kernel commands mean to a client.
+export { explainNamespaceFailure, namespaceMissing } from './namespace-failures.js';
+export { deleteTolerant, explainLinkFailure, unexpectedFailure, type IpBatchRunner } from './link-failures.js';
+// The host: core's HostServices on Linux, network-namespace identity, the namespace configurator, sysctls.
+export { LinuxHostProbe, LinuxHostServices, type LinuxHostProbeOptions } from './host-services.js';
+export { LinuxNamespaceIdentity, identifyNamespace } from './netns-identity.js';
+export { HelperUnusableError, NetnsConfigurator, configureInstanceEnd } from './netns-configurator.js';
+export {
+  cniSysctls,
+  describeSysctlRepair,
+  readSysctls,
+  sysctlDrift,
+  writeSysctls,
+  type SysctlDrift,
+  type SysctlSetting,
+  type SysctlValues,
+} from './sysctl.js';
+// Peer routes (`proto 78`) and the host-gw overlay.
+export {
+  HostGwOverlay,
+  ROUTE_LINE,
+  ROUTE_PROTOCOL,
+  ROUTE_PROTO_ARGS,
+  deleteRouteLine,
+  programmedPeersOf,
+  readProgrammedPeers,
+  staleRouteLines,
+  type HostGwOverlayOptions,
+  type ProgrammedPeer,
+} from './peer-routes.js';

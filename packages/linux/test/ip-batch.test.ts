@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { InternalError } from '@nodenet/core';
-import { commandInNamespace, formatIpBatch, parseIpBatchFailures } from '../src/index.js';
+import { commandInNamespace, formatIpBatch } from '../src/index.js';
+import { parseIpBatchFailures } from '../src/ip-batch.js';
 import { netnsPath, parseNetnsRef } from '@nodenet/core';
 
 const netns = (s: string) => parseNetnsRef(s, 'netns');

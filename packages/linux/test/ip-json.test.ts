@@ -1,14 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { FailedPreconditionError, InternalError, parseIpv4Address } from '@nodenet/core';
-import {
-  cniSysctls,
-  hostInfoFor,
-  parseIpAddrs,
-  parseIpLinks,
-  parseIpRoutes,
-  pickDefaultRoute,
-  sysctlArgs,
-} from '../src/index.js';
+import { cniSysctls, parseIpAddrs, parseIpLinks } from '../src/index.js';
+import { hostInfoFor, pickDefaultRoute } from '../src/host-probe.js';
+import { parseIpRoutes } from '../src/ip-json.js';
+import { sysctlArgs } from '../src/sysctl.js';
 
 // Captured from iproute2 6.1 (`ip -j addr show`, `ip -j -d link show`, `ip -j route ...`), trimmed.
 const ADDRS = [

@@ -1,7 +1,8 @@
 /** Peer routes and the host-gw overlay's rules, as pure functions (the kernel side is in the backends' overlay tests). */
 import { describe, expect, it } from 'vitest';
 import { FailedPreconditionError, Subnet, parseIfName, parseIpv4Address, type HostInfo, type NodeRecord } from '@nodenet/core';
-import { HostGwOverlay, deleteRouteLine, formatIpBatch, hostGwPeerLines, programmedPeersOf, type IpLine } from '../src/index.js';
+import { HostGwOverlay, deleteRouteLine, formatIpBatch, programmedPeersOf, type IpLine } from '../src/index.js';
+import { hostGwPeerLines } from '../src/peer-routes.js';
 
 const ip = (s: string) => parseIpv4Address(s, 'address');
 const node = (name: string, underlay: string, subnet: string): NodeRecord => ({ name, underlayAddress: ip(underlay), subnet: Subnet.of(subnet) });

@@ -1,18 +1,9 @@
 /** The pure parts of reconciling on Linux: sysctl reads and drift, namespace identity, deleting several links at once. */
 import { describe, expect, it } from 'vitest';
-import {
-  DELETE_GROUP_BASE,
-  cniSysctls,
-  deleteLinksScript,
-  describeSysctlRepair,
-  formatNetnsId,
-  parseIpLinks,
-  parseSysctlOutput,
-  pickUnusedGroup,
-  sysctlDrift,
-  sysctlKey,
-  sysctlReadArgs,
-} from '../src/index.js';
+import { cniSysctls, deleteLinksScript, describeSysctlRepair, parseIpLinks, pickUnusedGroup, sysctlDrift } from '../src/index.js';
+import { DELETE_GROUP_BASE } from '../src/link-scripts.js';
+import { formatNetnsId } from '../src/netns-identity.js';
+import { parseSysctlOutput, sysctlKey, sysctlReadArgs } from '../src/sysctl.js';
 
 describe('sysctl reads', () => {
   it('reads in path form and keys values the way sysctl prints them (a dot in a name shows as /)', () => {

@@ -6,10 +6,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { PORT, flowModOf, formatFlowStats, parseFlow, type FlowMod } from '../src/index.js';
+import { BUNDLE_CTRL, MSG } from '../src/openflow/constants.js';
 import {
-  BUNDLE_CTRL,
-  MSG,
-  PORT,
   barrierRequest,
   bundleAdd,
   bundleControl,
@@ -21,14 +20,10 @@ import {
   decodeMultipartReply,
   encodeFlowMod,
   errorName,
-  flowModOf,
   flowStatsRequest,
-  formatFlowStats,
   hello,
   helloVersions,
-  parseFlow,
-  type FlowMod,
-} from '../src/index.js';
+} from '../src/openflow/messages.js';
 
 interface Recorded {
   readonly command: string[];

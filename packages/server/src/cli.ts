@@ -1,6 +1,6 @@
 /** The command line of `nodenetd`: flags override the config file's keys; `--help` documents both. */
 import { Command, CommanderError } from 'commander';
-import { DEFAULT_LISTEN, DEFAULT_STATE_DIR, LOG_LEVELS, type FlagOverrides } from './config.js';
+import { DEFAULT_CNI_LISTEN, DEFAULT_LISTEN, DEFAULT_STATE_DIR, LOG_LEVELS, type FlagOverrides } from './config.js';
 
 export interface CommandLine {
   readonly configFile?: string;
@@ -67,6 +67,10 @@ Relative paths in the file are relative to the file's directory.
   limits:
     maxInFlight: 256            calls served at once; one more gets RESOURCE_EXHAUSTED at once
     maxMessageBytes: 65536      the largest request accepted; a larger one gets RESOURCE_EXHAUSTED
+  cni:
+    listen: ${DEFAULT_CNI_LISTEN}
+                                the socket the CNI plugin (type nodenet) calls, mode 0600; "" turns
+                                it off. Default: cni.sock beside the API's unix socket
 
 Flags override the file. Exit codes: 0 after a graceful stop (SIGTERM/SIGINT), 1 when the start
 fails at run time, 2 for a bad flag or config (nothing is changed then).
@@ -93,6 +97,7 @@ export function parseCommandLine(argv: readonly string[], options: ParseCommandL
     .option('--state-dir <dir>', `state directory (config: stateDir; default ${DEFAULT_STATE_DIR})`)
     .option('--node-name <name>', "this node's name (config: nodeName; default the host name)")
     .option('--underlay-address <address>', "the node's underlay IPv4 address (config: underlayAddress; default the default route's source)")
+    .option('--cni-listen <address>', `the CNI plugin's socket: unix:///PATH, or "" for none (config: cni.listen; default ${DEFAULT_CNI_LISTEN})`)
     .option('--log-level <level>', `log level: ${LOG_LEVELS.join(', ')} (config: logLevel; default info)`)
     .option('--metrics-listen <address>', 'Prometheus endpoint: HOST:PORT, or "" for none (config: metrics.listen; default 127.0.0.1:9842)')
     .helpOption('-h, --help', 'show this help')
@@ -118,7 +123,7 @@ export function parseCommandLine(argv: readonly string[], options: ParseCommandL
   }
   const o = program.opts<Record<string, string | undefined>>();
   const flags: FlagOverrides = {};
-  for (const k of ['listen', 'backend', 'stateDir', 'nodeName', 'underlayAddress', 'logLevel', 'metricsListen'] as const) {
+  for (const k of ['listen', 'backend', 'stateDir', 'nodeName', 'underlayAddress', 'logLevel', 'metricsListen', 'cniListen'] as const) {
     if (o[k] !== undefined) flags[k] = o[k];
   }
   return { action: 'run', commandLine: { ...(o.config !== undefined ? { configFile: o.config } : {}), flags } };

@@ -6,7 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { isIPv6 } from 'node:net';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
@@ -76,10 +76,14 @@ export interface DaemonConfig {
   readonly reconcileIntervalSeconds: number;
   /** The Prometheus endpoint (metrics-config.ts). */
   readonly metrics: MetricsConfig;
+  /** The unix socket the CNI plugin calls (null: off). */
+  readonly cni: { readonly listen: { readonly path: string; readonly uri: string } | null };
 }
 
 export const DEFAULT_LISTEN = 'unix:///run/nodenet/nodenet.sock';
 export const DEFAULT_STATE_DIR = '/var/lib/nodenet';
+/** The CNI plugin's socket: beside the API's unix socket (so by default this), or here when the API is on TCP. */
+export const DEFAULT_CNI_LISTEN = 'unix:///run/nodenet/cni.sock';
 
 /** The flags that override config keys: flag name (commander's camelCase attribute) -> config key. */
 export const FLAG_KEYS = {
@@ -90,6 +94,7 @@ export const FLAG_KEYS = {
   underlayAddress: 'underlayAddress',
   logLevel: 'logLevel',
   metricsListen: 'metrics.listen',
+  cniListen: 'cni.listen',
 } as const;
 export type FlagOverrides = { -readonly [K in keyof typeof FLAG_KEYS]?: string };
 
@@ -101,6 +106,7 @@ const FLAG_OF_KEY: Record<string, string> = {
   underlayAddress: '--underlay-address',
   logLevel: '--log-level',
   'metrics.listen': '--metrics-listen',
+  'cni.listen': '--cni-listen',
 };
 
 // ------------------------------------------------------------------------------------------------------
@@ -302,6 +308,23 @@ const configSchema = z.strictObject({
       maxMessageBytes: intIn(1024, 64 << 20).default(DEFAULT_LIMITS.maxMessageBytes),
     })
     .prefault({}),
+  cni: z
+    .strictObject({
+      listen: str('unix:///PATH, or "" to turn the CNI socket off')
+        .transform((value, ctx) => {
+          if (value === '') return null;
+          try {
+            const parsed = parseListen(value);
+            if (parsed.kind === 'unix') return { path: parsed.path, uri: parsed.uri };
+            ctx.addIssue({ code: 'custom', message: `${show(value)}: the CNI plugin reaches nodenetd on a unix socket only: use unix:///PATH (or "" for none)` });
+          } catch (e) {
+            ctx.addIssue({ code: 'custom', message: (e as Error).message });
+          }
+          return z.NEVER;
+        })
+        .optional(),
+    })
+    .prefault({}),
 });
 
 type ParsedConfig = z.output<typeof configSchema>;
@@ -453,6 +476,9 @@ function crossCheck(c: ParsedConfig, backends: readonly string[]): { key: string
   if (c.insecure && c.tls) {
     problems.push({ key: 'insecure', message: 'insecure: true and tls are both set: remove one (tls secures the TCP listener; insecure allows it without TLS)' });
   }
+  if (c.cni.listen && c.listen.kind === 'unix' && c.cni.listen.path === c.listen.path) {
+    problems.push({ key: 'cni.listen', message: `${c.cni.listen.uri} is also the API's socket (listen): give the CNI plugin its own socket` });
+  }
   if (c.listen.kind === 'unix' && c.tls) {
     problems.push({ key: 'tls', message: `tls applies to a TCP listen address, but listen is ${c.listen.uri}: remove tls or listen on HOST:PORT` });
   }
@@ -527,7 +553,13 @@ function resolvePaths(c: ParsedConfig, baseDir: string, fromFlag: ReadonlySet<st
     },
     ovs: { ...c.ovs, runDir: abs(c.ovs.runDir, 'ovs.runDir') },
     metrics: resolveMetricsPaths(c.metrics, abs),
+    cni: { listen: c.cni.listen === undefined ? defaultCniListen(c.listen) : c.cni.listen },
   };
+}
+
+function defaultCniListen(listen: ListenAddress): { path: string; uri: string } {
+  const path = listen.kind === 'unix' ? join(dirname(listen.path), 'cni.sock') : DEFAULT_CNI_LISTEN.slice('unix://'.length);
+  return { path, uri: `unix://${path}` };
 }
 
 /**
@@ -565,5 +597,6 @@ export function configSummary(c: DaemonConfig): Record<string, unknown> {
     logLevel: c.logLevel,
     reconcileIntervalSeconds: c.reconcileIntervalSeconds,
     metrics: c.metrics.listen ? { listen: c.metrics.listen.uri, transport: c.metrics.tls ? (c.metrics.tls.ca ? 'mtls' : 'tls') : 'http' } : 'off',
+    cniListen: c.cni.listen?.uri ?? '(off)',
   };
 }

@@ -24,6 +24,8 @@ import { reloadConfig, type ReloadOutcome } from './config-reload.js';
 import { MetricsService } from './metrics-server.js';
 import { Door, serverOptions } from './door.js';
 import { applySocketAccess, prepareSocketDirectory, resolveSocketGroup, worldWritableProblem } from './local-access.js';
+import { loadCniAttachments, startCniServer, type CniServer } from './cni-server.js';
+import type { CniAttachments } from '@nodenet/cni';
 
 /** A failure at start that is not a configuration problem: exit code 1. */
 export class StartError extends Error {
@@ -81,6 +83,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
   const socketGid = await socketGroupId(config);
   const unsafeStateDir = await worldWritableProblem(config.stateDir, 'the state directory');
   if (unsafeStateDir) throw new ConfigError([`config: stateDir: ${unsafeStateDir}`]);
+  if (config.cni.listen) await checkCniSocketIsFree(config.cni.listen.path);
   const reflectionPackage = loadReflectionPackage();
   const metricsTls = config.metrics.listen && config.metrics.tls ? await readTlsMaterial(config.metrics.tls, 'metrics.tls') : undefined;
   const metrics = config.metrics.listen
@@ -93,6 +96,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
   let host: HostInfo;
   let cluster: ClusterLink;
   let overlay: Overlay;
+  let cniAttachments: CniAttachments | undefined;
   try {
     // Listening is the last thing that can be refused (the port is taken) before the first change to the node.
     if (metrics) await step(`metrics.listen: listen on ${config.metrics.listen!.uri}`, () => metrics.listen());
@@ -122,6 +126,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
       ...(metrics ? { onReconciled: (report: ReconcileReport) => metrics.metrics.reconciled(report) } : {}),
     });
     await step('load the state', () => network.load());
+    cniAttachments = await step('load the CNI attachments', () => loadCniAttachments(config, network, adapters.packetFilter, logger));
     await cluster.start();
     const started = performance.now();
     const report = await step('restore the node', () => network.restore());
@@ -146,9 +151,17 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
   );
   const healthWatches = addHealthService(server, health);
   new ReflectionService(reflectionPackage).addToServer(server);
+  let cniServer: CniServer | undefined;
   try {
     await bind(server, config, tls, socketGid, logger);
     metrics?.metrics.attach({ network, membership: cluster.membership, sync: cluster.sync, lastPeerChangeAt: () => cluster.lastPeerChangeAt });
+    cniServer = await step('serve the CNI plugin', async () => {
+      if (config.cni.listen) {
+        await checkCniSocketIsFree(config.cni.listen.path);
+        await removeSocket(config.cni.listen.path); // stale, from a daemon that did not stop cleanly
+      }
+      return cniAttachments ? startCniServer(config.cni.listen!.path, cniAttachments, logger.child({ component: 'cni' })) : undefined;
+    });
   } catch (e) {
     server.forceShutdown();
     await cluster.stop().catch(() => undefined);
@@ -185,6 +198,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
         // Health watchers have now seen NOT_SERVING; their streams never end by themselves and would hold
         // the graceful shutdown until the timeout.
         healthWatches.endAll();
+        const cniClosed = cniServer?.close(); // no new CNI calls; those in flight finish
         logger.info({ event: 'shutdown', inFlight: inFlight.size, timeoutMs }, 'shutting down: no new calls, waiting for calls in flight');
         const forced = await new Promise<boolean>((done) => {
           const force = () => {
@@ -199,6 +213,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
             done(false);
           });
         });
+        await cniClosed;
         await reconciler.stop();
         await cluster.stop();
         await metrics?.close();
@@ -360,6 +375,15 @@ async function checkSocketIsFree(path: string): Promise<void> {
   if (!isSocket) throw new StartError(`listen: ${path} exists and is not a socket: remove it or listen elsewhere`);
   if (await socketAnswers(path)) {
     throw new StartError(`listen: another process (another nodenetd?) is serving on ${path}: stop it first, or listen elsewhere`);
+  }
+}
+
+/** checkSocketIsFree for the CNI plugin's socket, its messages naming cni.listen. */
+async function checkCniSocketIsFree(path: string): Promise<void> {
+  try {
+    await checkSocketIsFree(path);
+  } catch (e) {
+    throw new StartError(`cni.listen: ${(e as Error).message.replace(/^listen: /, '')}`);
   }
 }
 

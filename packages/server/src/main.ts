@@ -7,6 +7,7 @@ import { ConfigError, loadConfig, type DaemonConfig } from './config.js';
 import { BACKEND_NAMES } from './container.js';
 import { startDaemon, StartError, type DaemonHandle } from './daemon.js';
 import { createLogger, type DaemonLogger } from './logger.js';
+import { createServiceNotifier, type ServiceNotifier } from './service-notify.js';
 
 const SHUTDOWN_TIMEOUT_MS = 10_000;
 
@@ -31,6 +32,7 @@ async function main(): Promise<void> {
   const logger = createLogger({ level: config.logLevel, nodeName: config.nodeName });
   process.on('uncaughtException', (e) => die(logger, 'uncaught exception', e));
   process.on('unhandledRejection', (e) => die(logger, 'unhandled rejection', e));
+  const notifier = createServiceNotifier(process.env, process.pid, (message, err) => logger.warn({ event: 'notify-failed', err }, message));
 
   // Signals are caught from the start: one during the start stops the daemon as soon as it is up.
   let handle: DaemonHandle | undefined;
@@ -44,7 +46,7 @@ async function main(): Promise<void> {
       else process.exit(1);
       return;
     }
-    if (handle) void stop(handle);
+    if (handle) void stop(handle, notifier);
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
@@ -62,11 +64,15 @@ async function main(): Promise<void> {
     logger.fatal({ event: 'start-failed', exitCode, err: message }, 'start failed');
     fail(message, exitCode);
   }
-  if (signals > 0) void stop(handle);
+  if (signals > 0) return void stop(handle, notifier);
+  // Health is SERVING now: the restore is done and the socket listens.
+  await notifier.ready(`serving on ${config.listen.uri}: ${handle.network.listInstances().length} instances`);
 }
 
-async function stop(handle: DaemonHandle): Promise<void> {
-  const { forced } = await handle.stop({ timeoutMs: SHUTDOWN_TIMEOUT_MS });
+async function stop(handle: DaemonHandle, notifier: ServiceNotifier): Promise<void> {
+  const stopped = handle.stop({ timeoutMs: SHUTDOWN_TIMEOUT_MS });
+  await notifier.stopping('stopping: waiting for calls in flight');
+  const { forced } = await stopped;
   process.exit(forced ? 1 : 0);
 }
 

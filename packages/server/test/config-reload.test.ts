@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { pino } from 'pino';
-import { StaticMembership, parseNodeRecord, type NodeRecord } from '@nodenet/core';
+import { StaticMembership, checkPeerForMode, parseNodeRecord, type HostInfo, type NodeRecord } from '@nodenet/core';
 import { ConfigError, parseConfig, type DaemonConfig } from '../src/config.js';
 import { reloadConfig, type ReloadContext } from '../src/config-reload.js';
 import type { ClusterLink } from '../src/cluster-link.js';
@@ -18,11 +18,14 @@ function context(initial: DaemonConfig) {
   const membership = new StaticMembership(initial.membership.peers);
   const synced: string[][] = [];
   const logger = pino({ level: initial.logLevel }, { write: () => undefined });
+  const host = { underlayAddress: '198.18.0.1', localNetworks: [] } as unknown as HostInfo;
   const ctx = {
     network: { cniRecord: { subnet: '198.19.1.0/24' } },
     cluster: { membership, sync: { update: async (peers: readonly NodeRecord[]) => void synced.push(peers.map((p) => p.name)) } } as unknown as ClusterLink,
-    host: { underlayAddress: '198.18.0.1', localNetworks: [] },
+    host,
     dataplane: {},
+    // The vxlan overlay's rule (core's, as both backends' overlays apply it): any peer but this node.
+    overlay: { validatePeer: (peer: NodeRecord) => checkPeerForMode('vxlan', host, peer) },
     logger,
   } as unknown as ReloadContext;
   return { ctx, membership, synced, logger };
@@ -37,7 +40,7 @@ describe('reloadConfig', () => {
     const next = config({ logLevel: 'debug', membership: { peers: [peer3] }, listen: '0.0.0.0:7000', insecure: true, overlay: { vni: 7 } });
     const outcome = await reloadConfig(current, async () => next, ctx);
     expect(outcome).toMatchObject({ result: 'applied', applied: ['logLevel', 'membership.peers'], problems: [] });
-    expect([...outcome.restartNeeded].sort()).toEqual(['insecure', 'listen', 'overlay']);
+    expect([...outcome.restartNeeded].sort()).toEqual(['cni', 'insecure', 'listen', 'overlay']) // cni.listen's default follows a unix listen;
     expect(logger.level).toBe('debug');
     expect(membership.peers().map((p) => p.name)).toEqual(['node-3']);
     expect(synced.at(-1)).toEqual(['node-3']);
@@ -54,7 +57,7 @@ describe('reloadConfig', () => {
     await membership.addPeer(parseNodeRecord(peer3, 'peer'));
     const clash = { name: 'node-9', underlayAddress: '198.18.0.9', subnet: '198.19.1.0/25' };
     const outcome = await reloadConfig(current, async () => config({ membership: { peers: [peer2, clash] } }), ctx);
-    expect(outcome.problems).toEqual([expect.stringMatching(/^membership.peers\[1\] \(node-9\) not applied: .*overlaps this node's subnet 198.19.1.0\/24/)]);
+    expect(outcome.problems).toEqual([expect.stringMatching(/^membership.peers\[1\] \(node-9\) not applied: .*overlaps 198.19.1.0\/24, this node's subnet/)]);
     expect(membership.peers().map((p) => p.name)).toEqual(['node-2', 'node-3']);
   });
 

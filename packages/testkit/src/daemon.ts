@@ -54,6 +54,13 @@ export interface DaemonOptions {
   readonly tcpPort?: number;
   /** How long start() waits for SERVING. Default 30 s. */
   readonly readyTimeoutMs?: number;
+  /**
+   * The daemon's command line before `--config FILE` (default: node with the daemon's flags and
+   * serverMainPath), e.g. a packaged `nodenetd` launcher, or one wrapped in `setpriv`.
+   */
+  readonly command?: readonly [string, ...string[]];
+  /** Environment variables added to the daemon's. */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 export interface DaemonExit {
@@ -120,6 +127,7 @@ export class Daemon {
         nodeName: node.name,
         underlayAddress: node.address,
         listen: options.tcpPort ? `0.0.0.0:${options.tcpPort}` : `unix://${join(dir, 'nodenet.sock')}`,
+        cni: { listen: `unix://${join(dir, 'cni.sock')}` },
         ...(options.tcpPort ? { insecure: true } : {}),
         backend: options.backend ?? 'iproute2',
         stateDir: join(dir, 'state'),
@@ -140,11 +148,16 @@ export class Daemon {
       const listen = String(launch.config.listen);
       target = listen.startsWith('unix:') ? listen : `unix://${join(launch.dir, 'nodenet.sock')}`;
     }
-    const child = execa(
-      'ip',
-      ['netns', 'exec', node.ns, process.execPath, ...daemonNodeFlags, serverMainPath, '--config', launch.configPath, ...(options.args ?? [])],
-      { reject: false, buffer: false, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', cleanup: true },
-    );
+    const command = options.command ?? [process.execPath, ...daemonNodeFlags, serverMainPath];
+    const child = execa('ip', ['netns', 'exec', node.ns, ...command, '--config', launch.configPath, ...(options.args ?? [])], {
+      reject: false,
+      buffer: false,
+      stdin: 'ignore',
+      stdout: 'pipe',
+      stderr: 'pipe',
+      cleanup: true,
+      ...(options.env ? { env: options.env } : {}),
+    });
     const daemon = new Daemon(options, launch, target, child);
     scope.defer(`daemon on ${node.ns}`, () => daemon.shutdown());
     return daemon;
@@ -167,6 +180,12 @@ export class Daemon {
 
   get stateDir(): string {
     return String(this.launch.config.stateDir);
+  }
+
+  /** The CNI plugin's socket (the conflist's `socket`), unless the test's config turned it off. */
+  get cniSocket(): string {
+    const cni = this.launch.config.cni as { listen?: string } | undefined;
+    return String(cni?.listen ?? '').replace(/^unix:\/\//, '');
   }
 
   get config(): DaemonConfig {

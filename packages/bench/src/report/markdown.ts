@@ -124,6 +124,22 @@ export function renderMarkdown(r: BenchResults): string {
     );
   }
 
+  if (r.cniPlugin) {
+    const c = r.cniPlugin;
+    out.push('', `**Container runtimes through libcni** (one published port; ${c.rounds} ADD/DEL rounds per conflist, interleaved nodenet / stock; ms). Stock chain: bridge + host-local + portmap. Plugin's own cost: exec to exit, ADD against a stub daemon that answers at once.`, '');
+    out.push(
+      ...table(
+        ['', 'nodenet plugin', 'stock chain', 'ratio (p50)'],
+        [
+          ['ADD p50 / p99', `${num(c.nodenet.add.p50)} / ${num(c.nodenet.add.p99)}`, `${num(c.stock.add.p50)} / ${num(c.stock.add.p99)}`, num(c.addRatio, 3)],
+          ['DEL p50 / p99', `${num(c.nodenet.del.p50)} / ${num(c.nodenet.del.p99)}`, `${num(c.stock.del.p50)} / ${num(c.stock.del.p99)}`, num(c.delRatio, 3)],
+          ['plugin alone: VERSION p50 / p99', `${num(c.pluginOwn.version.p50, 2)} / ${num(c.pluginOwn.version.p99, 2)}`, '', ''],
+          ['plugin alone: ADD (stub daemon) p50 / p99', `${num(c.pluginOwn.addAgainstStub.p50, 2)} / ${num(c.pluginOwn.addAgainstStub.p99, 2)}`, '', ''],
+        ],
+      ),
+    );
+  }
+
   out.push('', '**Targets** (from this one run):', '');
   out.push(...table(['target', 'measured', 'wanted', ''], r.targets.map((t) => [t.description, targetValue(t), limitValue(t), verdict(t)]), ['l', 'r', 'r', 'l']));
   out.push('');

@@ -1,0 +1,356 @@
+/**
+ * The CNI commands on nodenet's use-cases. An attachment (container id, ifname) is an instance created by
+ * NodeNetwork.createInterface (the same path as the CreateInterface RPC: veth into the namespace, published
+ * ports, anti-spoofing, its durable record), plus a record of its own that ties it to the runtime's key.
+ *
+ * ADD writes the attachment's record before creating the instance, and completes it with the handle after:
+ * a crash in between leaves a record without a handle, which load() either completes (the instance was made:
+ * same address, namespace and ifname) or drops (it was not). So every instance made for a runtime has a
+ * record, and DEL always finds what to delete, after a restart too.
+ *
+ * Concurrency: commands for one attachment run one at a time; an address is chosen and reserved in one
+ * synchronous stretch (see NodeNetwork's model), so two ADDs never get the same address.
+ */
+import {
+  asNodenetError,
+  isNodenetError,
+  normalizePorts,
+  samePortMappings,
+  silentLogger,
+  Subnet,
+  type CniRecord,
+  type CreateInterfaceInput,
+  type CreateInterfaceResult,
+  type InstanceRecord,
+  type Ipv4Address,
+  type Logger,
+  type PublishedPort,
+} from '@nodenet/core';
+import { nextFreeAddress } from './allocator.js';
+import { attachmentId, type AttachmentRecord, type AttachmentStore } from './attachment-store.js';
+import { parseCniRequest, parseNetConf, type AttachmentKey, type CniRequest, type NetConf } from './conf.js';
+import { asCniError, CNI_CODES, CniError } from './errors.js';
+import type { NetnsProbe } from './netns-probe.js';
+import { cniResult } from './result.js';
+
+/** What the attachments need of NodeNetwork. */
+export interface AttachmentNetwork {
+  readonly cniRecord: CniRecord | null;
+  listInstances(): InstanceRecord[];
+  createContainerNetworkInterface(input: { ipAddress: string; subNetwork: string }): Promise<unknown>;
+  createInterface(input: CreateInterfaceInput): Promise<CreateInterfaceResult>;
+  deleteInterface(input: { interfaceName: string }): Promise<void>;
+}
+
+export interface CniAttachmentsOptions {
+  readonly network: AttachmentNetwork;
+  readonly store: AttachmentStore;
+  readonly probe: NetnsProbe;
+  /** The published ports the packet filter holds now (CHECK compares them with the attachment's). */
+  readonly publishedPorts: () => Promise<readonly PublishedPort[]>;
+  /** Whether the daemon serves (STATUS). */
+  readonly serving?: () => boolean;
+  readonly logger?: Logger;
+  readonly now?: () => Date;
+}
+
+/** How often an ADD that lost its allocated address to a concurrent CreateInterface tries the next one. */
+const ALLOCATION_ATTEMPTS = 8;
+
+export class CniAttachments {
+  private readonly network: AttachmentNetwork;
+  private readonly store: AttachmentStore;
+  private readonly logger: Logger;
+  private readonly now: () => Date;
+  private readonly records = new Map<string, AttachmentRecord>();
+  /** Addresses chosen by ADDs in flight (not yet held by an instance). */
+  private readonly reserved = new Set<string>();
+  private readonly queues = new Map<string, Promise<unknown>>();
+  /** Records being completed with their handle after an ADD answered. */
+  private readonly completing = new Map<string, Promise<void>>();
+  private cursor: Ipv4Address | undefined;
+
+  constructor(private readonly options: CniAttachmentsOptions) {
+    this.network = options.network;
+    this.store = options.store;
+    this.logger = options.logger ?? silentLogger;
+    this.now = options.now ?? (() => new Date());
+  }
+
+  /** Reads the records; completes or drops those an ADD cut short (call after the network is restored). */
+  async load(): Promise<void> {
+    const { records, cursor } = await this.store.load();
+    this.cursor = cursor;
+    const instances = this.network.listInstances();
+    for (let record of records) {
+      if (record.handle === undefined) {
+        const made = instances.find((i) => i.address === record.address && i.netns === record.netns && i.ifname === record.ifname);
+        if (!made) {
+          await this.store.remove(record);
+          this.logger.warn({ event: 'cni-recover', containerId: record.containerId, ifname: record.ifname }, 'dropped an attachment whose ADD did not finish');
+          continue;
+        }
+        record = { ...record, handle: made.handle, mac: made.mac };
+        await this.store.save(record);
+        this.logger.warn({ event: 'cni-recover', containerId: record.containerId, ifname: record.ifname, handle: made.handle }, 'completed an attachment whose ADD was cut short');
+      }
+      this.records.set(attachmentId(record), record);
+    }
+    // The cursor is written with every allocation; without it (an older state dir), the newest allocation.
+    this.cursor ??= [...this.records.values()].filter((r) => r.allocated).sort((a, b) => a.createdAt.localeCompare(b.createdAt)).at(-1)?.address;
+  }
+
+  /** Every attachment, for inspection and tests. */
+  list(): AttachmentRecord[] {
+    return [...this.records.values()];
+  }
+
+  /** Serves one request of the plugin: the CNI result (ADD), null (DEL, CHECK, GC, STATUS), or a CniError. */
+  async handle(input: unknown): Promise<unknown> {
+    let request: CniRequest;
+    try {
+      request = parseCniRequest(input);
+    } catch (e) {
+      throw asCniError(e, 'read the request');
+    }
+    // DEL needs only the attachment's key: a config nodenet would refuse (edited since the ADD, or the ADD
+    // failed on it) must not keep a runtime from cleaning up.
+    if (request.command === 'DEL') return this.serial(request, () => this.del(request)).then(() => null);
+    const conf = parseNetConf(request);
+    switch (request.command) {
+      case 'ADD':
+        return this.serial(request, () => this.add(request, conf));
+      case 'CHECK':
+        return this.serial(request, () => this.check(request, conf)).then(() => null);
+      case 'GC':
+        return this.gc(conf).then(() => null);
+      case 'STATUS':
+        return this.status(conf).then(() => null);
+    }
+  }
+
+  private serial<T>(key: AttachmentKey, fn: () => Promise<T>): Promise<T> {
+    const id = attachmentId(key);
+    const previous = this.queues.get(id) ?? Promise.resolve();
+    const run = previous.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.queues.set(id, tail);
+    void tail.then(() => {
+      if (this.queues.get(id) === tail) this.queues.delete(id);
+    });
+    return run;
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+
+  private async add(request: CniRequest, conf: NetConf): Promise<unknown> {
+    const id = attachmentId(request);
+    const cni = await this.ensureNodeCni(conf);
+    const subnet = Subnet.of(cni.subnet);
+    const ports = (() => {
+      try {
+        return normalizePorts([], conf.portMappings);
+      } catch (e) {
+        throw asCniError(e, 'publish the ports of runtimeConfig.portMappings');
+      }
+    })();
+    const existing = this.records.get(id);
+    if (existing) {
+      if (existing.handle && existing.netns === request.netns && existing.network === conf.name && samePortMappings(existing.ports, ports)) {
+        return this.result(existing, cni, conf); // a repeated ADD: the same answer
+      }
+      throw new CniError(
+        CNI_CODES.failedPrecondition,
+        `container ${request.containerId} already has interface ${request.ifname} attached by nodenet (network ${existing.network}, ${existing.address}) with other settings: DEL it first`,
+      );
+    }
+    if (conf.staticAddress) {
+      const { address, prefixLength } = conf.staticAddress;
+      if (prefixLength !== undefined && prefixLength !== subnet.prefixLength) {
+        throw new CniError(CNI_CODES.invalidNetworkConfig, `static address ${address}/${prefixLength}: the node's subnet is ${subnet}, so the prefix length is ${subnet.prefixLength}`);
+      }
+      return this.attach(request, conf, cni, address, false, ports);
+    }
+    for (let attempt = 1; ; attempt++) {
+      // From here to the reservation there is no await: two ADDs never pick the same address.
+      const used = this.addressesInUse();
+      const address = nextFreeAddress(subnet, cni.gateway, this.cursor, (a) => used.has(a));
+      if (!address) {
+        throw new CniError(CNI_CODES.alreadyInUse, `the node's subnet ${subnet} has no free address left: DEL containers that are gone (or GC), or give the node a larger subnet`);
+      }
+      this.cursor = address;
+      this.reserved.add(address);
+      try {
+        return await this.attach(request, conf, cni, address, true, ports);
+      } catch (e) {
+        // Taken meanwhile by a CreateInterface of the gRPC API: try the next one.
+        const takenByOther = isNodenetError(e) && e.code === 'ALREADY_EXISTS' && e.message.startsWith(`${address} is already used`);
+        if (!takenByOther || attempt >= ALLOCATION_ATTEMPTS) throw asCniError(e, 'attach the container');
+      } finally {
+        this.reserved.delete(address);
+      }
+    }
+  }
+
+  /** Addresses of every instance (the gRPC API's too), every attachment, and the ADDs choosing one now. */
+  private addressesInUse(): Set<string> {
+    const used = new Set<string>(this.reserved);
+    for (const r of this.records.values()) used.add(r.address);
+    for (const i of this.network.listInstances()) used.add(i.address);
+    return used;
+  }
+
+  private async attach(request: CniRequest, conf: NetConf, cni: CniRecord, address: Ipv4Address, allocated: boolean, ports: AttachmentRecord['ports']): Promise<unknown> {
+    const id = attachmentId(request);
+    let record: AttachmentRecord = {
+      containerId: request.containerId,
+      ifname: request.ifname,
+      network: conf.name,
+      netns: request.netns,
+      address,
+      allocated,
+      ports,
+      createdAt: this.now().toISOString(),
+    };
+    // The intent first, durably (with the cursor, so a crash never hands this address out again at once).
+    await Promise.all([this.store.save(record), allocated ? this.store.saveCursor(address) : undefined]);
+    this.records.set(id, record);
+    let created: CreateInterfaceResult;
+    try {
+      created = await this.network.createInterface({ ipAddress: address, portMappings: conf.portMappings, netns: request.netns, ifname: request.ifname });
+    } catch (e) {
+      this.records.delete(id);
+      await this.store.remove(request).catch((r: unknown) => this.logger.error({ err: String(r) }, 'could not remove the record of a failed ADD'));
+      throw e;
+    }
+    record = { ...record, handle: created.interfaceName, mac: created.macAddress };
+    this.records.set(id, record);
+    // The handle is written after the answer: the record of the intent is already durable, and load() finds a
+    // cut-short ADD's instance by address, namespace and ifname. A DEL of this attachment waits for the write.
+    const completed = record;
+    const write: Promise<void> = this.store
+      .save(completed)
+      .catch((e: unknown) => this.logger.error({ containerId: completed.containerId, err: String(e) }, 'could not record the handle of an attachment; load() will find it'))
+      .finally(() => {
+        if (this.completing.get(id) === write) this.completing.delete(id);
+      });
+    this.completing.set(id, write);
+    this.logger.info({ event: 'cni-add', containerId: record.containerId, ifname: record.ifname, handle: record.handle, address, allocated, ports: ports.length }, 'container attached');
+    return this.result(record, cni, conf);
+  }
+
+  private result(record: AttachmentRecord, cni: CniRecord, conf: NetConf): unknown {
+    return cniResult(
+      conf.cniVersion,
+      { ifname: record.ifname, mac: record.mac!, netns: record.netns, address: record.address, prefixLength: Subnet.of(cni.subnet).prefixLength, gateway: cni.gateway, mtu: cni.mtu },
+      conf.dns,
+    );
+  }
+
+  /** The node's CNI; created from the conflist's subnet and gateway when the node has none yet. */
+  private async ensureNodeCni(conf: NetConf): Promise<CniRecord> {
+    const cni = this.network.cniRecord;
+    if (cni) {
+      if (conf.subnet && (!conf.subnet.equals(Subnet.of(cni.subnet)) || conf.gateway !== cni.gateway)) {
+        throw new CniError(
+          CNI_CODES.invalidNetworkConfig,
+          `the conflist's subnet ${conf.subnet} and gateway ${conf.gateway} differ from this node's CNI (${cni.subnet}, gateway ${cni.gateway}): fix them, or leave them out to use the node's`,
+        );
+      }
+      return cni;
+    }
+    if (!conf.subnet || !conf.gateway) {
+      throw new CniError(
+        CNI_CODES.tryAgainLater,
+        "this node has no nodenet CNI yet: create it (nodenetctl cni create --gateway G --subnet S), or give 'subnet' and 'gateway' in the conflist so the plugin creates it",
+      );
+    }
+    try {
+      await this.network.createContainerNetworkInterface({ ipAddress: conf.gateway, subNetwork: conf.subnet.toString() });
+    } catch (e) {
+      throw asCniError(e, `create the node's CNI with subnet ${conf.subnet} and gateway ${conf.gateway} from the conflist`);
+    }
+    return this.network.cniRecord!;
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+
+  private async del(key: AttachmentKey): Promise<void> {
+    const id = attachmentId(key);
+    const record = this.records.get(id);
+    if (!record) return; // never attached, or already deleted: success
+    await this.completing.get(id);
+    if (record.handle) {
+      try {
+        await this.network.deleteInterface({ interfaceName: record.handle });
+      } catch (e) {
+        // Released already (its namespace went away and reconcile freed it): nothing left to delete.
+        if (!(isNodenetError(e) && e.code === 'NOT_FOUND')) throw asCniError(e, `delete the interface ${record.handle} of container ${key.containerId}`);
+      }
+    }
+    await this.store.remove(key);
+    this.records.delete(id);
+    this.logger.info({ event: 'cni-del', containerId: key.containerId, ifname: key.ifname, handle: record.handle, address: record.address }, 'container detached');
+  }
+
+  private async check(request: CniRequest, conf: NetConf): Promise<void> {
+    const record = this.records.get(attachmentId(request));
+    if (!record?.handle) {
+      throw new CniError(CNI_CODES.unknownContainer, `container ${request.containerId} has no interface ${request.ifname} attached by nodenet: ADD it first`);
+    }
+    const cni = this.network.cniRecord;
+    const instance = this.network.listInstances().find((i) => i.handle === record.handle);
+    if (!cni || !instance) {
+      throw new CniError(CNI_CODES.drifted, `the interface of container ${request.containerId} (${record.handle}, ${record.address}) is gone from the node: its namespace was removed or the node rebooted; DEL and ADD it again`);
+    }
+    const drift: string[] = [];
+    if (record.netns !== request.netns) drift.push(`the namespace is ${request.netns}, the attachment was made in ${record.netns}`);
+    const prefix = Subnet.of(cni.subnet).prefixLength;
+    let state;
+    try {
+      state = await this.options.probe.inspect(record.netns, record.ifname);
+    } catch (e) {
+      throw new CniError(CNI_CODES.drifted, `cannot inspect namespace ${record.netns}: ${asNodenetError(e, 'inspect the namespace').message}`);
+    }
+    if (!state.link) drift.push(`no interface ${record.ifname} in ${record.netns}`);
+    else {
+      if (!state.link.up) drift.push(`${record.ifname} is down`);
+      if (record.mac && state.link.mac !== record.mac) drift.push(`${record.ifname} has MAC ${state.link.mac ?? 'none'}, not ${record.mac}`);
+      if (!state.link.addresses.includes(`${record.address}/${prefix}`)) {
+        drift.push(`${record.ifname} has ${state.link.addresses.join(', ') || 'no IPv4 address'}, not ${record.address}/${prefix}`);
+      }
+    }
+    if (state.defaultGateway !== cni.gateway) drift.push(`the default route goes ${state.defaultGateway ? `via ${state.defaultGateway}` : 'nowhere'}, not via ${cni.gateway}`);
+    const published = await this.options.publishedPorts();
+    for (const m of record.ports) {
+      const found = published.some((p) => p.protocol === m.protocol && p.hostPort === m.hostPort && p.address === record.address && p.instancePort === m.instancePort);
+      if (!found) drift.push(`port ${m.hostPort}/${m.protocol} -> ${m.instancePort} is not published`);
+    }
+    if (conf.name !== record.network) drift.push(`the network is ${conf.name}, the attachment was made on ${record.network}`);
+    if (drift.length > 0) {
+      throw new CniError(CNI_CODES.drifted, `the attachment of container ${request.containerId} (${request.ifname}) drifted: ${drift.join('; ')}`);
+    }
+  }
+
+  private async gc(conf: NetConf): Promise<void> {
+    const valid = new Set((conf.validAttachments ?? []).map((k) => attachmentId(k)));
+    const stale = [...this.records.entries()].filter(([id, r]) => r.network === conf.name && !valid.has(id)).map(([, r]) => r);
+    const failures: string[] = [];
+    for (const r of stale) {
+      try {
+        await this.serial(r, () => this.del(r));
+      } catch (e) {
+        failures.push(`${r.containerId}/${r.ifname}: ${asCniError(e, 'delete').msg}`);
+      }
+    }
+    if (stale.length > 0) this.logger.info({ event: 'cni-gc', network: conf.name, removed: stale.length - failures.length }, 'removed attachments the runtime no longer lists');
+    if (failures.length > 0) throw new CniError(CNI_CODES.internal, `GC could not remove ${failures.length} attachment(s): ${failures.join('; ')}`);
+  }
+
+  private async status(conf: NetConf): Promise<void> {
+    if (this.options.serving && !this.options.serving()) throw new CniError(CNI_CODES.pluginNotAvailable, 'nodenetd is not SERVING yet: try again later');
+    if (!this.network.cniRecord && !conf.subnet) {
+      throw new CniError(CNI_CODES.pluginNotAvailable, "this node has no nodenet CNI and the conflist gives no 'subnet' and 'gateway' to create it: ADD would fail");
+    }
+  }
+}

@@ -1,0 +1,104 @@
+// The plugin's request and network config: what is accepted, and the CNI error for what is not.
+import { describe, expect, it } from 'vitest';
+import { Subnet, type Ipv4Address } from '@nodenet/core';
+import { CniError, cniResult, nextFreeAddress, parseCniRequest, parseNetConf, type CniRequest } from '../src/index.js';
+
+const base = { cniVersion: '1.0.0', name: 'nodenet', type: 'nodenet' };
+const request = (config: unknown, over: Partial<CniRequest> = {}): CniRequest =>
+  parseCniRequest({ command: 'ADD', containerId: 'c1', netns: '/run/netns/x', ifname: 'eth0', args: '', path: '/usr/lib/cni', config, ...over });
+
+function errorOf(fn: () => unknown): CniError {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(CniError);
+    return e as CniError;
+  }
+  throw new Error('expected a CniError');
+}
+
+describe('parseNetConf', () => {
+  it('reads the spec keys, socket/subnet/gateway, port mappings and a static address', () => {
+    const conf = parseNetConf(
+      request({
+        ...base,
+        socket: '/run/nodenet/cni.sock',
+        subnet: '198.19.1.0/24',
+        gateway: '198.19.1.1',
+        capabilities: { portMappings: true },
+        dns: { nameservers: ['1.1.1.1'] },
+        runtimeConfig: { portMappings: [{ hostPort: 8080, containerPort: 80, protocol: 'tcp', hostIP: '' }], ips: ['198.19.1.9/24'] },
+      }),
+    );
+    expect(conf).toMatchObject({ cniVersion: '1.0.0', name: 'nodenet', gateway: '198.19.1.1', dns: { nameservers: ['1.1.1.1'] } });
+    expect(conf.subnet?.toString()).toBe('198.19.1.0/24');
+    expect(conf.portMappings).toEqual([{ hostPort: 8080, instancePort: 80, protocol: 'tcp' }]);
+    expect(conf.staticAddress).toEqual({ address: '198.19.1.9', prefixLength: 24 });
+    expect(parseNetConf(request(base, { args: 'IgnoreUnknown=1;IP=198.19.1.7' })).staticAddress).toEqual({ address: '198.19.1.7' });
+  });
+
+  it.each([
+    ['an unknown key, named', { ...base, bridge: 'x' }, 7, "'bridge'"],
+    ['an unsupported cniVersion', { ...base, cniVersion: '0.2.0' }, 1, '0.2.0'],
+    ['subnet without gateway', { ...base, subnet: '198.19.1.0/24' }, 7, "'gateway' is missing"],
+    ['a subnet with host bits', { ...base, subnet: '198.19.1.1/24', gateway: '198.19.1.1' }, 7, 'host bits'],
+    ['a gateway outside the subnet', { ...base, subnet: '198.19.1.0/24', gateway: '198.19.2.1' }, 7, "'gateway' 198.19.2.1"],
+    ['ipam', { ...base, ipam: { type: 'host-local' } }, 7, "'ipam'"],
+    ['sctp', { ...base, runtimeConfig: { portMappings: [{ hostPort: 1, containerPort: 1, protocol: 'sctp' }] } }, 7, 'tcp and udp'],
+    ['a hostIP', { ...base, runtimeConfig: { portMappings: [{ hostPort: 80, containerPort: 80, hostIP: '10.0.0.1' }] } }, 7, 'hostIP'],
+    ['two static addresses', { ...base, runtimeConfig: { ips: ['198.19.1.2/24', '198.19.1.3/24'] } }, 7, 'one IPv4 address'],
+    ['an IPv6 static address', { ...base, runtimeConfig: { ips: ['fd19::2/64'] } }, 7, 'IPv6'],
+    ['a relative socket', { ...base, socket: 'cni.sock' }, 7, "'socket'"],
+  ])('refuses %s', (_what, config, code, mentioned) => {
+    const e = errorOf(() => parseNetConf(request(config)));
+    expect(e.code).toBe(code);
+    expect(e.msg).toContain(mentioned);
+  });
+
+  it('GC and STATUS need cniVersion 1.1.0; GC reads the valid attachments', () => {
+    expect(errorOf(() => parseNetConf(request(base, { command: 'STATUS' }))).code).toBe(1);
+    const gc = parseNetConf(request({ ...base, cniVersion: '1.1.0', 'cni.dev/valid-attachments': [{ containerID: 'a', ifname: 'eth0' }] }, { command: 'GC' }));
+    expect(gc.validAttachments).toEqual([{ containerId: 'a', ifname: 'eth0' }]);
+  });
+});
+
+describe('parseCniRequest', () => {
+  it('refuses a bad command, container id or ifname with code 4, and an ADD without a netns', () => {
+    expect(errorOf(() => request(base, { command: 'FOO' as 'ADD' })).code).toBe(4);
+    expect(errorOf(() => request(base, { containerId: '-x' })).code).toBe(4);
+    expect(errorOf(() => request(base, { ifname: 'a-name-longer-than-15' })).code).toBe(4);
+    expect(errorOf(() => request(base, { netns: '' })).code).toBe(4);
+    expect(request(base, { command: 'DEL', netns: '' }).netns).toBe('');
+  });
+});
+
+describe('nextFreeAddress', () => {
+  const subnet = Subnet.of('198.19.1.0/29'); // hosts .1-.6
+  const gw = '198.19.1.1' as Ipv4Address;
+  it('goes round-robin from the cursor, skipping the gateway and what is in use, and wraps', () => {
+    const used = new Set(['198.19.1.3']);
+    expect(nextFreeAddress(subnet, gw, undefined, (a) => used.has(a))).toBe('198.19.1.2');
+    expect(nextFreeAddress(subnet, gw, '198.19.1.2' as Ipv4Address, (a) => used.has(a))).toBe('198.19.1.4');
+    // Released .2 is not the next one after .6: the search wraps past the gateway to .2 only when nothing newer is free.
+    expect(nextFreeAddress(subnet, gw, '198.19.1.6' as Ipv4Address, (a) => used.has(a))).toBe('198.19.1.2');
+    expect(nextFreeAddress(subnet, gw, '198.19.1.4' as Ipv4Address, (a) => used.has(a))).toBe('198.19.1.5');
+  });
+  it('returns null when the subnet is full', () => {
+    expect(nextFreeAddress(subnet, gw, undefined, () => true)).toBeNull();
+  });
+});
+
+describe('cniResult', () => {
+  const view = { ifname: 'eth0', mac: '02:6e:c6:13:01:02', netns: '/run/netns/x', address: '198.19.1.2', prefixLength: 24, gateway: '198.19.1.1', mtu: 1450 };
+  it('0.4.0 carries ips[].version; 1.0.0 does not; 1.1.0 adds the interface mtu', () => {
+    expect(cniResult('0.4.0', view, undefined)).toEqual({
+      cniVersion: '0.4.0',
+      interfaces: [{ name: 'eth0', mac: view.mac, sandbox: view.netns }],
+      ips: [{ version: '4', address: '198.19.1.2/24', gateway: '198.19.1.1', interface: 0 }],
+      routes: [{ dst: '0.0.0.0/0', gw: '198.19.1.1' }],
+      dns: {},
+    });
+    expect((cniResult('1.0.0', view, { nameservers: ['a'] }) as { ips: object[]; dns: object }).ips[0]).not.toHaveProperty('version');
+    expect((cniResult('1.1.0', view, undefined) as { interfaces: object[] }).interfaces[0]).toMatchObject({ mtu: 1450 });
+  });
+});
