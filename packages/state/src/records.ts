@@ -10,7 +10,6 @@ import {
   parsePort,
   Subnet,
   type CniRecord,
-  type InstanceKind,
   type InstanceRecord,
   type PortMapping,
 } from '@nodenet/core';
