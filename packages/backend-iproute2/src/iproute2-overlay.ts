@@ -1,7 +1,7 @@
 /**
  * The iproute2 overlay: how this node's instances reach other nodes' subnets.
  * - vxlan: one VXLAN device (`nodenet-vx`) and per peer an onlink route, a permanent neighbour entry and a
- *   permanent FDB entry (see overlay-scripts.ts). Per peer change: one `ip -batch` and one `bridge -batch`
+ *   permanent FDB entry (see overlay-scripts.ts). Per batch of peer changes (PeerSync applies sets): one `ip -batch` and one `bridge -batch`
  *   process, run side by side.
  * - host-gw: per peer one route via the peer's underlay address (peers must share this node's L2 segment):
  *   @nodenet/linux's HostGwOverlay, the same as the ovs backend's; this overlay adds the removal of a VXLAN
@@ -24,13 +24,21 @@ import {
   type NodeRecord,
   type Overlay,
   type OverlayMode,
+  type Repairs,
+  type PeerBatchResult,
+  allFailed,
+  mergeBatchResults,
+  throwIfFailed,
 } from '@nodenet/core';
 import {
   HostGwOverlay,
   IpBatchError,
   IpRunner,
   readProgrammedPeers,
+  runPeerBatch,
   unexpectedFailure,
+  withNeighbourDeletes,
+  type PeerLines,
   type IpBatchFailure,
   type IpLine,
   type ProgrammedPeer,
@@ -108,20 +116,24 @@ export class Iproute2Overlay implements Overlay {
   // ---------------------------------------------------------------------------------------------------
   // Endpoint
 
-  ensureEndpoint(self: NodeRecord): Promise<void> {
+  /** Converges the endpoint; returns what it repaired (an existing device that drifted, or one that was deleted). */
+  ensureEndpoint(self: NodeRecord): Promise<Repairs> {
     return this.mutex.run(async () => {
-      if (this.mode === 'vxlan') await this.ensureVxlanDevice(vxlanEndpointSpec(self, this.host, this.vni, this.port));
-      else await this.removeLeftoverVxlanDevice();
+      if (this.mode === 'vxlan') return this.ensureVxlanDevice(vxlanEndpointSpec(self, this.host, this.vni, this.port));
+      await this.removeLeftoverVxlanDevice();
+      return [];
     });
   }
 
-  private async ensureVxlanDevice(spec: VxlanEndpointSpec): Promise<void> {
+  private async ensureVxlanDevice(spec: VxlanEndpointSpec): Promise<Repairs> {
     const state = await this.readDevice();
     if (state === null) {
       await this.createDevice(spec);
       this.logger.info({ device: spec.name, vni: spec.vni, port: spec.port, mtu: spec.mtu, local: spec.local }, 'VXLAN device created');
+      const peers = this.programmed.size;
       await this.reprogramPeers('the VXLAN device was created');
-      return;
+      // Peers programmed before: the device existed and was deleted behind nodenet's back.
+      return peers > 0 ? [`the VXLAN device ${spec.name} was missing: created, ${peers} peer(s) programmed again`] : [];
     }
     const foreign = foreignDeviceProblem(state);
     if (foreign) throw new FailedPreconditionError(foreign);
@@ -132,15 +144,16 @@ export class Iproute2Overlay implements Overlay {
       await this.createDevice(spec);
       this.logger.warn({ device: spec.name, changed: reasons }, 'VXLAN device recreated: its VNI or port differed from the config');
       await this.reprogramPeers('the VXLAN device was recreated');
-      return;
+      return [`the VXLAN device ${spec.name} differed (${reasons.join(', ')}): recreated`];
     }
     const repair = repairVxlanScript(spec, state);
-    if (repair.length === 0) return;
+    if (repair.length === 0) return [];
     await this.ip.batch(repair, { step: `repair the VXLAN device ${spec.name}` });
     this.logger.warn({ device: spec.name, fixed: repair.map((l) => l.step) }, 'VXLAN device differed from the config and was repaired');
     // The kernel drops a device's routes and neighbour entries (permanent ones too) when it goes down or
     // changes its MAC; programming the peers again after any repair is cheap and covers every case.
     await this.reprogramPeers('the VXLAN device was repaired');
+    return [`the VXLAN device ${spec.name} differed from the config: ${repair.map((l) => l.step).join(', ')}`];
   }
 
   private async createDevice(spec: VxlanEndpointSpec): Promise<void> {
@@ -188,29 +201,74 @@ export class Iproute2Overlay implements Overlay {
     else checkPeerIsOther(this.host, peer);
   }
 
-  ensurePeer(peer: NodeRecord): Promise<void> {
-    if (this.hostGw) return this.hostGw.ensurePeer(peer);
+  async ensurePeer(peer: NodeRecord): Promise<void> {
+    throwIfFailed(await this.ensurePeers([peer]), peer);
+  }
+
+  async removePeer(peer: NodeRecord): Promise<void> {
+    throwIfFailed(await this.removePeers([peer]), peer);
+  }
+
+  /**
+   * Every peer's route, neighbour and FDB entries in one `ip -batch` and one `bridge -batch` (side by side).
+   * A peer with a failed line is reported and not remembered as programmed (its `replace` lines converge on
+   * the retry).
+   */
+  ensurePeers(peers: readonly NodeRecord[]): Promise<PeerBatchResult> {
+    if (this.hostGw) return this.hostGw.ensurePeers(peers);
     return this.mutex.run(async () => {
       const started = performance.now();
-      checkPeerIsOther(this.host, peer);
-      const previous = this.programmed.get(peer.name);
-      const scripts = this.peerScripts(peer, previous && !sameNodeRecord(previous, peer) ? previous : undefined);
-      await this.runScripts(scripts, `program peer ${peer.name}`);
-      this.programmed.set(peer.name, peer);
-      this.logger.debug({ peer: peer.name, subnet: String(peer.subnet), ms: Math.round((performance.now() - started) * 10) / 10 }, 'peer programmed');
+      const invalid = new Map<string, Error>();
+      const batch: { peer: NodeRecord; scripts: OverlayScripts }[] = [];
+      for (const peer of peers) {
+        try {
+          checkPeerIsOther(this.host, peer);
+        } catch (e) {
+          invalid.set(peer.name, e as Error);
+          continue;
+        }
+        const previous = this.programmed.get(peer.name);
+        batch.push({ peer, scripts: this.peerScripts(peer, previous && !sameNodeRecord(previous, peer) ? previous : undefined) });
+      }
+      const step = peers.length === 1 ? `program peer ${peers[0]!.name}` : `program ${batch.length} peers`;
+      const result = mergeBatchResults({ failed: invalid }, await this.runPeerScripts(batch, step));
+      for (const { peer } of batch) if (!result.failed.has(peer.name)) this.programmed.set(peer.name, peer);
+      this.logger.debug({ peers: batch.length, failed: result.failed.size, ms: Math.round((performance.now() - started) * 10) / 10 }, 'peers programmed');
+      return result;
     });
   }
 
-  removePeer(peer: NodeRecord): Promise<void> {
-    if (this.hostGw) return this.hostGw.removePeer(peer);
+  /** Every peer's entries (and a changed peer's remembered ones) deleted in one `ip -batch` and one `bridge -batch`. */
+  removePeers(peers: readonly NodeRecord[]): Promise<PeerBatchResult> {
+    if (this.hostGw) return this.hostGw.removePeers(peers);
     return this.mutex.run(async () => {
-      const records = [peer];
-      const remembered = this.programmed.get(peer.name);
-      if (remembered && !sameNodeRecord(remembered, peer)) records.push(remembered);
-      const scripts = records.map(removeVxlanPeerScripts);
-      await this.runScripts({ ip: scripts.flatMap((s) => s.ip), bridge: scripts.flatMap((s) => s.bridge) }, `remove peer ${peer.name}`);
-      this.programmed.delete(peer.name);
+      const batch = peers.map((peer) => {
+        const records = [peer];
+        const remembered = this.programmed.get(peer.name);
+        if (remembered && !sameNodeRecord(remembered, peer)) records.push(remembered);
+        const scripts = records.map(removeVxlanPeerScripts);
+        return { peer, scripts: { ip: scripts.flatMap((s) => s.ip), bridge: scripts.flatMap((s) => s.bridge) } };
+      });
+      const result = await this.runPeerScripts(batch, peers.length === 1 ? `remove peer ${peers[0]!.name}` : `remove ${peers.length} peers`, peers.length > 1);
+      for (const peer of peers) if (!result.failed.has(peer.name)) this.programmed.delete(peer.name);
+      return result;
     });
+  }
+
+  /** The ip lines and the bridge lines of every peer, one process each, side by side; failures by peer. */
+  private async runPeerScripts(batch: readonly { peer: NodeRecord; scripts: OverlayScripts }[], step: string, readNeighbours = false): Promise<PeerBatchResult> {
+    let ip: PeerLines[] = batch.map(({ peer, scripts }) => ({ peer, lines: scripts.ip }));
+    if (readNeighbours) {
+      try {
+        ip = await withNeighbourDeletes(this.ip, OVERLAY_DEVICE, ip, OVERLAY_LINE.deleteNeighbour);
+      } catch (e) {
+        return allFailed(batch.map((b) => b.peer), e);
+      }
+    }
+    const bridge: PeerLines[] = batch.map(({ peer, scripts }) => ({ peer, lines: scripts.bridge }));
+    const explain = (f: IpBatchFailure, line: IpLine | undefined) => this.explainFailure(f, line, step);
+    const [a, b] = await Promise.all([runPeerBatch(this.ip, ip, step, DELETE_LINE_IDS, explain), runPeerBatch(this.bridge, bridge, step, DELETE_LINE_IDS, explain)]);
+    return mergeBatchResults(a, b);
   }
 
   private peerScripts(peer: NodeRecord, previous?: NodeRecord): OverlayScripts {
@@ -274,12 +332,15 @@ export class Iproute2Overlay implements Overlay {
   private throwUnexpected(failures: readonly IpBatchFailure[], lines: readonly IpLine[], step: string): void {
     const unexpected = unexpectedFailure(failures, lines, DELETE_LINE_IDS);
     if (!unexpected) return;
-    const { failure: f, line } = unexpected;
+    throw this.explainFailure(unexpected.failure, unexpected.line, step);
+  }
+
+  private explainFailure(f: IpBatchFailure, line: IpLine | undefined, step: string): Error {
     if (this.mode === 'vxlan' && f.message.includes(`Cannot find device "${OVERLAY_DEVICE}"`)) {
-      throw new FailedPreconditionError(
+      return new FailedPreconditionError(
         `the VXLAN device ${OVERLAY_DEVICE} does not exist (${line?.step ?? step} failed): the overlay endpoint must be created first (CreateContainerNetworkInterface, or a daemon restart, creates it)`,
       );
     }
-    throw new InternalError(line?.step ?? step, f.message || 'failed without a message');
+    return new InternalError(line?.step ?? step, f.message || 'failed without a message');
   }
 }

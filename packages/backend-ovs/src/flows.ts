@@ -252,6 +252,16 @@ export function primingPacketOut(peerUnderlay: Ipv4Address, tunnelOfport: number
   return [`in_port=LOCAL,packet=${primingPacketHex(peerUnderlay)},actions=set_field:${peerUnderlay}->tun_dst,output:${port}`];
 }
 
+/**
+ * The same priming for many peers in one ovs-ofctl process (its `packet-out SWITCH IN_PORT ACTIONS PACKET...`
+ * form: one action list for every packet). Each packet's IPv4 destination is its peer's underlay address, so
+ * the action copies it into the tunnel destination.
+ */
+export function primingPacketsOut(peerUnderlays: readonly Ipv4Address[], tunnelOfport: number): string[] {
+  const port = checkedOfport(tunnelOfport);
+  return ['LOCAL', `move:NXM_OF_IP_DST[]->NXM_NX_TUN_IPV4_DST[],output:${port}`, ...peerUnderlays.map(primingPacketHex)];
+}
+
 export function primingPacketHex(destination: Ipv4Address): string {
   const dst = destination.split('.').map(Number);
   const header = [0x45, 0x00, 0x00, 0x14, 0x00, 0x00, 0x00, 0x00, 0x40, 0xfd, 0x00, 0x00, 0, 0, 0, 0, ...dst];

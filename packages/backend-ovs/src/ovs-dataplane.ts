@@ -600,14 +600,16 @@ export class OvsDataplane implements Dataplane {
   }
 
   /**
-   * Puts an instance's port back on the CNI bridge (core calls it for a port listed with another master):
-   * from the bridge's registry, which names its handle, address and MAC; its flows come with it.
+   * Puts an instance's port back on the CNI bridge (core calls it for a port listed with another master),
+   * tagged and registered again, with its flows. What the port was comes from the daemon's record of the
+   * instance (`instance`): the bridge's registry goes with the bridge (del-br, a fresh OVSDB), the records do
+   * not. Without a record, the registry is the only source.
    */
-  async attachToCni(hostIfname: IfName, cni: CniSpec): Promise<void> {
+  async attachToCni(hostIfname: IfName, cni: CniSpec, instance?: Pick<InstanceSpec, 'handle' | 'address' | 'mac' | 'kind'>): Promise<void> {
     await this.flowLock.shared(async () => {
       const state = await this.ovs.readState(`read OVSDB to attach ${hostIfname}`);
       const bridge = state.bridges.get(cni.name);
-      const entry = bridge ? registeredPortsOf(bridge).find((r) => r.name === hostIfname) : undefined;
+      const entry = instance ?? (bridge ? registeredPortsOf(bridge).find((r) => r.name === hostIfname) : undefined);
       if (!entry || (entry.kind !== 'veth' && entry.kind !== 'tap')) {
         throw new FailedPreconditionError(
           `${hostIfname} is no port of ${cni.name} and the bridge's registry (external_ids ${PORT_REGISTRY_PREFIX}${hostIfname}) does not say what it was: delete the interface and create it again`,

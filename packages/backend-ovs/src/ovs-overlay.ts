@@ -3,8 +3,9 @@
  *
  * vxlan (Antrea's model): one flow-based VXLAN port on the CNI bridge (`nodenet-tun`, remote_ip=flow, the
  * VNI as its key). Per peer, three flows carry its cookie (see flows.ts): one admits its tunnel packets,
- * two send traffic for its subnet to it by setting the tunnel destination. A peer coming or going is one
- * `ovs-ofctl --bundle` (plus one `ip -batch` for the node's own route to its subnet); no port is added or
+ * two send traffic for its subnet to it by setting the tunnel destination. A set of peers coming or going
+ * (PeerSync applies sets) is one OpenFlow bundle on the long-lived connection (OvsRunner.modifyFlows) plus
+ * one `ip -batch` for the node's own routes to their subnets; no port is added or
  * removed, so OVSDB and ovs-vswitchd's port configuration do not change with the peer set. Chosen over a
  * port per peer for that reason: peer churn is flow churn only, and the flows are found by cookie.
  * The node itself reaches peers' subnets through the kernel: a route `via PEER-NETWORK dev nodenet0 onlink
@@ -39,6 +40,11 @@ import {
   type NodeRecord,
   type Overlay,
   type OverlayMode,
+  type PeerBatchResult,
+  UnavailableError,
+  allFailed,
+  mergeBatchResults,
+  throwIfFailed,
 } from '@nodenet/core';
 import {
   HostGwOverlay,
@@ -50,7 +56,10 @@ import {
   deleteRouteLine,
   parseIpAddrs,
   parseIpLinks,
+  runPeerBatch,
   unexpectedFailure,
+  withNeighbourDeletes,
+  type PeerLines,
   type IpBatchFailure,
   type IpLine,
 } from '@nodenet/linux';
@@ -65,6 +74,7 @@ import {
   peerCookie,
   peerFlows,
   primingPacketOut,
+  primingPacketsOut,
   underlayOfPeerCookie,
 } from './flows.js';
 import { DATAPATH_TYPES, EXT, TUNNEL_OFPORT, TUNNEL_PORT, UPLINK_BRIDGE, type DatapathType } from './names.js';
@@ -98,6 +108,14 @@ export interface OvsOverlayOptions extends OvsOptions {
 }
 
 const DELETE_IDS: ReadonlySet<string> = new Set([ROUTE_LINE.deleteRoute, 'delete-neighbour']);
+/**
+ * Batches up to this size prime the userspace datapath's tunnel neighbour cache before they return (a
+ * single new peer's first packet is not lost); larger ones (a join, a restore) prime in the background,
+ * PRIME_CHUNK peers per ovs-ofctl process, so the peers are routed at the batch's pace rather than a
+ * process per peer.
+ */
+const PRIME_AWAITED_MAX = 16;
+const PRIME_CHUNK = 250;
 /** VTEP MACs (vtepMacForUnderlay) start with 02:6f. */
 const VTEP_MAC_PREFIX = '02:6f:';
 
@@ -139,6 +157,11 @@ export class OvsOverlay implements Overlay {
     this.ovs = new OvsRunner({ db: options.db, runDir: options.runDir, ...(options.timeoutSeconds ? { timeoutSeconds: options.timeoutSeconds } : {}) });
     this.ip = new IpRunner(this.netns);
     this.logger = options.logger ?? silentLogger;
+  }
+
+  /** Closes the long-lived OVSDB and OpenFlow connections (the daemon's exit closes them too). */
+  close(): void {
+    this.ovs.close();
   }
 
   // ---------------------------------------------------------------------------------------------------
@@ -210,46 +233,152 @@ export class OvsOverlay implements Overlay {
     checkPeerForMode(this.mode, this.host, peer);
   }
 
-  ensurePeer(peer: NodeRecord): Promise<void> {
-    if (this.mode === 'host-gw') return this.hostGwOverlay().then((o) => o.ensurePeer(peer));
+  async ensurePeer(peer: NodeRecord): Promise<void> {
+    throwIfFailed(await this.ensurePeers([peer]), peer);
+  }
+
+  async removePeer(peer: NodeRecord): Promise<void> {
+    throwIfFailed(await this.removePeers([peer]), peer);
+  }
+
+  /**
+   * Every peer's flows in one OpenFlow bundle (atomic) on the long-lived connection, and their kernel routes
+   * and neighbour entries in one `ip -batch`, side by side. A peer whose flows or lines failed is reported
+   * and not remembered as programmed (flows are replaced by cookie on the retry, lines are `replace`).
+   */
+  ensurePeers(peers: readonly NodeRecord[]): Promise<PeerBatchResult> {
+    if (this.mode === 'host-gw') return this.hostGwOverlay().then((o) => o.ensurePeers(peers));
     return this.mutex.run(async () => {
       const started = performance.now();
-      checkPeerIsOther(this.host, peer);
-      if (this.datapathType === 'netdev' && !this.uplinkReady) await this.ensureUplink();
-      const previous = this.programmed.get(peer.name);
-      const stale = previous && !sameNodeRecord(previous, peer) ? previous : undefined;
-      const flows =
-        (stale && stale.underlayAddress !== peer.underlayAddress ? deleteCookiesScript([peerCookie(stale.underlayAddress)]) : '') +
-        // Replacing by cookie first drops flows of this peer that no longer apply (e.g. another subnet).
-        deleteCookiesScript([peerCookie(peer.underlayAddress)]) +
-        addFlowsScript(peerFlows(peer, this.tunnelOfport));
-      const lines = [...(stale && !stale.subnet.equals(peer.subnet) ? removeRouteLines(stale) : []), ...peerRouteLines(peer)];
-      const results = await Promise.allSettled([
-        this.ovs.ofctl('add-flows', CNI_NAME, ['--bundle', '-'], `program the flows of peer ${peer.name}`, flows),
-        this.runIp(lines, `route ${peer.subnet} to peer ${peer.name}`),
-      ]);
-      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (failed) throw failed.reason;
-      if (this.datapathType === 'netdev') {
-        await this.ovs.ofctl('packet-out', CNI_NAME, primingPacketOut(peer.underlayAddress, this.tunnelOfport), `resolve the underlay MAC of peer ${peer.name}`);
+      const invalid = new Map<string, Error>();
+      const valid: NodeRecord[] = [];
+      for (const peer of peers) {
+        try {
+          checkPeerIsOther(this.host, peer);
+          valid.push(peer);
+        } catch (e) {
+          invalid.set(peer.name, e as Error);
+        }
       }
-      this.programmed.set(peer.name, peer);
-      this.logger.debug({ peer: peer.name, subnet: String(peer.subnet), ms: Math.round((performance.now() - started) * 10) / 10 }, 'peer programmed');
+      if (valid.length === 0) return { failed: invalid };
+      if (this.datapathType === 'netdev' && !this.uplinkReady) {
+        try {
+          await this.ensureUplink();
+        } catch (e) {
+          return mergeBatchResults({ failed: invalid }, allFailed(valid, e));
+        }
+      }
+      const flows: { peer: NodeRecord; script: string }[] = [];
+      const lines: PeerLines[] = [];
+      for (const peer of valid) {
+        const previous = this.programmed.get(peer.name);
+        const stale = previous && !sameNodeRecord(previous, peer) ? previous : undefined;
+        const script =
+          (stale && stale.underlayAddress !== peer.underlayAddress ? deleteCookiesScript([peerCookie(stale.underlayAddress)]) : '') +
+          // Replacing by cookie first drops flows of this peer that no longer apply (e.g. another subnet).
+          deleteCookiesScript([peerCookie(peer.underlayAddress)]) +
+          addFlowsScript(peerFlows(peer, this.tunnelOfport));
+        flows.push({ peer, script });
+        lines.push({ peer, lines: [...(stale && !stale.subnet.equals(peer.subnet) ? removeRouteLines(stale) : []), ...peerRouteLines(peer)] });
+      }
+      const step = valid.length === 1 ? `program peer ${valid[0]!.name}` : `program ${valid.length} peers`;
+      const [flowResult, ipResult] = await Promise.all([this.bundlePeerFlows(flows, `${step}: flows`), this.runPeerLines(lines, `${step}: routes`)]);
+      const result = mergeBatchResults({ failed: invalid }, flowResult, ipResult);
+      const done = valid.filter((p) => !result.failed.has(p.name));
+      for (const peer of done) this.programmed.set(peer.name, peer);
+      if (this.datapathType === 'netdev' && done.length > 0) {
+        if (done.length <= PRIME_AWAITED_MAX) await this.primeTunnelNeighbours(done);
+        else void this.primeTunnelNeighboursInBulk(done);
+      }
+      this.logger.debug({ peers: valid.length, failed: result.failed.size, ms: Math.round((performance.now() - started) * 10) / 10 }, 'peers programmed');
+      return result;
     });
   }
 
-  removePeer(peer: NodeRecord): Promise<void> {
-    if (this.mode === 'host-gw') return this.hostGwOverlay().then((o) => o.removePeer(peer));
+  /** Every peer's flows deleted (by cookie) in one bundle, their routes and neighbour entries in one `ip -batch`. */
+  removePeers(peers: readonly NodeRecord[]): Promise<PeerBatchResult> {
+    if (this.mode === 'host-gw') return this.hostGwOverlay().then((o) => o.removePeers(peers));
     return this.mutex.run(async () => {
-      const records = [peer];
-      const remembered = this.programmed.get(peer.name);
-      if (remembered && !sameNodeRecord(remembered, peer)) records.push(remembered);
-      await Promise.all([
-        this.deletePeerFlows(records.map((r) => peerCookie(r.underlayAddress)), `remove the flows of peer ${peer.name}`),
-        this.runIp(records.flatMap(removeRouteLines), `remove the route to peer ${peer.name}`),
+      const batch = peers.map((peer) => {
+        const records = [peer];
+        const remembered = this.programmed.get(peer.name);
+        if (remembered && !sameNodeRecord(remembered, peer)) records.push(remembered);
+        return { peer, records };
+      });
+      const step = peers.length === 1 ? `remove peer ${peers[0]!.name}` : `remove ${peers.length} peers`;
+      const [flowResult, ipResult] = await Promise.all([
+        this.deletePeerFlows(batch.flatMap((b) => b.records.map((r) => peerCookie(r.underlayAddress))), `${step}: flows`).then(
+          () => ({ failed: new Map<string, Error>() }),
+          (e: unknown) => allFailed(peers, e),
+        ),
+        this.removePeerLines(
+          batch.map((b) => ({ peer: b.peer, lines: b.records.flatMap(removeRouteLines) })),
+          `${step}: routes`,
+        ),
       ]);
-      this.programmed.delete(peer.name);
+      const result = mergeBatchResults(flowResult, ipResult);
+      for (const peer of peers) if (!result.failed.has(peer.name)) this.programmed.delete(peer.name);
+      return result;
     });
+  }
+
+  /**
+   * The peers' flow scripts as one bundle. A bundle is all or nothing: when it is refused, each peer's
+   * flows go again in a bundle of their own, so one bad peer does not hold the others back (unless the
+   * switch cannot be reached at all: then every peer failed).
+   */
+  private async bundlePeerFlows(flows: readonly { peer: NodeRecord; script: string }[], step: string): Promise<PeerBatchResult> {
+    if (flows.length === 0) return { failed: new Map() };
+    try {
+      await this.ovs.modifyFlows(CNI_NAME, flows.map((f) => f.script).join(''), step);
+      return { failed: new Map() };
+    } catch (e) {
+      if (flows.length === 1 || e instanceof UnavailableError) return allFailed(flows.map((f) => f.peer), e);
+    }
+    const failed = new Map<string, Error>();
+    for (const { peer, script } of flows) {
+      try {
+        await this.ovs.modifyFlows(CNI_NAME, script, `program the flows of peer ${peer.name}`);
+      } catch (e) {
+        failed.set(peer.name, e as Error);
+      }
+    }
+    return { failed };
+  }
+
+  /** Removal lines; a batch of several peers reads the neighbour table once instead of a flush per peer. */
+  private async removePeerLines(parts: readonly PeerLines[], step: string): Promise<PeerBatchResult> {
+    if (parts.length <= 1) return this.runPeerLines(parts, step);
+    try {
+      return await this.runPeerLines(await withNeighbourDeletes(this.ip, CNI_NAME, parts, 'delete-neighbour'), step);
+    } catch (e) {
+      return allFailed(parts.map((p) => p.peer), e);
+    }
+  }
+
+  private runPeerLines(parts: readonly PeerLines[], step: string): Promise<PeerBatchResult> {
+    return runPeerBatch(this.ip, parts, step, DELETE_IDS, (f, line) => this.explainIpFailure(f, line, step));
+  }
+
+  /** netdev: one packet-out per peer (ovs-ofctl), side by side; a failure is logged (only a first packet is at stake). */
+  private async primeTunnelNeighbours(peers: readonly NodeRecord[]): Promise<void> {
+    await Promise.all(
+      peers.map((peer) =>
+        this.ovs
+          .ofctl('packet-out', CNI_NAME, primingPacketOut(peer.underlayAddress, this.tunnelOfport), `resolve the underlay MAC of peer ${peer.name}`)
+          .catch((e: unknown) => this.logger.warn({ peer: peer.name, err: (e as Error).message }, 'could not prime the tunnel neighbour cache')),
+      ),
+    );
+  }
+
+  /** netdev, large batches: PRIME_CHUNK packets per ovs-ofctl process, one process at a time; failures logged. */
+  private async primeTunnelNeighboursInBulk(peers: readonly NodeRecord[]): Promise<void> {
+    for (let i = 0; i < peers.length; i += PRIME_CHUNK) {
+      const chunk = peers.slice(i, i + PRIME_CHUNK);
+      await this.ovs
+        .ofctl('packet-out', CNI_NAME, primingPacketsOut(chunk.map((p) => p.underlayAddress), this.tunnelOfport), `resolve the underlay MACs of ${chunk.length} peers`)
+        .catch((e: unknown) => this.logger.warn({ peers: chunk.length, err: (e as Error).message }, 'could not prime the tunnel neighbour cache'));
+    }
   }
 
   /**
@@ -305,7 +434,7 @@ export class OvsOverlay implements Overlay {
   private async deletePeerFlows(cookies: readonly bigint[], step: string): Promise<void> {
     if (cookies.length === 0) return;
     try {
-      await this.ovs.ofctl('add-flows', CNI_NAME, ['--bundle', '-'], step, deleteCookiesScript(cookies));
+      await this.ovs.modifyFlows(CNI_NAME, deleteCookiesScript(cookies), step);
     } catch (e) {
       if (OvsRunner.isUnreachable(e) && !(await this.ovs.readState('check the CNI bridge')).bridges.has(CNI_NAME)) return;
       throw e;
@@ -439,11 +568,14 @@ export class OvsOverlay implements Overlay {
     const failures: IpBatchFailure[] = await this.ip.batch(lines, { step, force: true });
     const unexpected = unexpectedFailure(failures, lines, DELETE_IDS);
     if (!unexpected) return;
-    const { failure: f, line } = unexpected;
+    throw this.explainIpFailure(unexpected.failure, unexpected.line, step);
+  }
+
+  private explainIpFailure(f: IpBatchFailure, line: IpLine | undefined, step: string): Error {
     if (f.message.includes(`Cannot find device "${CNI_NAME}"`)) {
-      throw new FailedPreconditionError(`the CNI ${CNI_NAME} does not exist (${line?.step ?? step} failed): CreateContainerNetworkInterface, or a daemon restart, creates it`);
+      return new FailedPreconditionError(`the CNI ${CNI_NAME} does not exist (${line?.step ?? step} failed): CreateContainerNetworkInterface, or a daemon restart, creates it`);
     }
-    throw new InternalError(line?.step ?? step, f.message || 'ip failed without a message');
+    return new InternalError(line?.step ?? step, f.message || 'ip failed without a message');
   }
 }
 

@@ -348,7 +348,7 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       expect(Object.keys(await externalIds(n.ovs, 'Bridge', 'nodenet0')).filter((k) => k.includes(a.hostIfname)), 'the registry entry goes with the port').toEqual([]);
     });
 
-    it('attachToCni puts a port taken off the switch back from the registry; without a registry entry it says what to do', async () => {
+    it('attachToCni puts a port taken off the switch back from the registry; without a registry entry it says what to do, and with the record it needs none', async () => {
       const ns = await topology.createInstanceNamespace();
       const a = instanceSpec(cni, 74, { netns: ns });
       await n.dataplane.createInstance(a);
@@ -359,6 +359,12 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       expect((await ping(ns, cni.gateway, { count: 2 })).ok).toBe(true);
       await n.ovs.vsctl(['del-port', 'nodenet0', a.hostIfname, '--', 'remove', 'Bridge', 'nodenet0', 'external_ids', `nodenet-port-${a.hostIfname}`]);
       await expect(n.dataplane.attachToCni(a.hostIfname, cni)).rejects.toThrow(/delete the interface and create it again/);
+      // With the daemon's record of the instance (what core passes), the registry is not needed: the port
+      // comes back tagged and registered, with its flows (the bridge deleted or OVSDB lost took the registry).
+      await n.dataplane.attachToCni(a.hostIfname, cni, a);
+      expect((await n.dataplane.listOwnedLinks()).find((l) => l.name === a.hostIfname)).toMatchObject({ master: 'nodenet0' });
+      expect(Object.keys(await externalIds(n.ovs, 'Bridge', 'nodenet0')), 'registered again').toContain(`nodenet-port-${a.hostIfname}`);
+      expect((await ping(ns, cni.gateway, { count: 2 })).ok).toBe(true);
       await n.dataplane.deleteInstance(instanceRecordOf(a), cniRecord);
     });
 

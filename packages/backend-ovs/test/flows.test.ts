@@ -1,6 +1,28 @@
 import { describe, expect, it } from 'vitest';
 import { InternalError, Subnet, macForAddress, parseIpv4Address } from '@nodenet/core';
-import { COOKIE_CLASS, addFlowsScript, baseFlows, classSelector, cookieClassOf, cookieIdOf, cookieOf, cookiesOfDump, deleteCookiesScript, formatCookie, formatFlow, instanceCookie, instanceFlows, parseFlowDiff, peerCookie, peerFlows, primingPacketHex, primingPacketOut, repairFlowsScript, underlayOfPeerCookie } from '../src/flows.js';
+import {
+  COOKIE_CLASS,
+  addFlowsScript,
+  baseFlows,
+  classSelector,
+  cookieClassOf,
+  cookieIdOf,
+  cookieOf,
+  cookiesOfDump,
+  deleteCookiesScript,
+  formatCookie,
+  formatFlow,
+  instanceCookie,
+  instanceFlows,
+  parseFlowDiff,
+  peerCookie,
+  peerFlows,
+  primingPacketHex,
+  primingPacketOut,
+  primingPacketsOut,
+  repairFlowsScript,
+  underlayOfPeerCookie,
+} from '../src/flows.js';
 
 const ip = (s: string) => parseIpv4Address(s, 'test');
 const gateway = ip('198.19.1.1');
@@ -131,5 +153,14 @@ describe('priming the tunnel neighbour cache', () => {
     expect([...header.subarray(12, 16)]).toEqual([0, 0, 0, 0]);
     expect([...header.subarray(16, 20)]).toEqual([198, 18, 0, 2]);
     expect(primingPacketOut(ip('198.18.0.2'), 65000)).toEqual([`in_port=LOCAL,packet=${hex},actions=set_field:198.18.0.2->tun_dst,output:65000`]);
+  });
+
+  it('primes many peers in one packet-out: one action list copying each packet\'s destination into the tunnel destination', () => {
+    expect(primingPacketsOut([ip('198.18.0.2'), ip('198.18.1.7')], 65000)).toEqual([
+      'LOCAL',
+      'move:NXM_OF_IP_DST[]->NXM_NX_TUN_IPV4_DST[],output:65000',
+      primingPacketHex(ip('198.18.0.2')),
+      primingPacketHex(ip('198.18.1.7')),
+    ]);
   });
 });

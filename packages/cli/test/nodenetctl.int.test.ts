@@ -53,7 +53,7 @@ describe('nodenetctl against the daemon', () => {
     node = topology.node(1);
     // No periodic reconcile during the run: the tests that break an interface on purpose see it missing
     // until they restart the daemon, whose restore pass repairs it (deterministically, not on a timer).
-    daemon = await Daemon.start({ scope, node, config: { reconcileIntervalSeconds: 86_400 } });
+    daemon = await Daemon.start({ scope, node, config: { reconcileIntervalSeconds: 86_400, repairOnChange: false } });
   });
 
   afterAll(async () => {

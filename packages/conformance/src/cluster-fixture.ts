@@ -439,12 +439,12 @@ export async function waitUntil(what: string, probe: () => Promise<boolean> | bo
 }
 
 /** A process in a namespace (argument array, no shell) tracked by the scope and killed at cleanup. */
-interface Background {
+export interface Background {
   readonly child: ChildProcess;
   readonly exited: Promise<void>;
 }
 
-function startInNamespace(scope: TestScope, ns: string, what: string, argv: readonly string[]): Background {
+export function startInNamespace(scope: TestScope, ns: string, what: string, argv: readonly string[]): Background {
   const child = spawn('ip', ['netns', 'exec', ns, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
   scope.trackPid(child.pid);
   const exited = new Promise<void>((resolve) => {

@@ -4,3 +4,4 @@ export * from './backends.js';
 export * from './fixture.js';
 export * from './scenarios.js';
 export * from './cluster-fixture.js';
+export * from './outage.js';

@@ -34,7 +34,7 @@ async function runRounds(backend: string, f: NodeFixture, count: number, mode: C
 
 // Periodic reconcile passes are off here (they have their own test alongside creates and deletes, in
 // durability-drift): what these rounds see is the crash and the restart's doing.
-const NO_PERIODIC_PASS = { reconcileIntervalSeconds: 86_400 };
+const NO_PERIODIC_PASS = { reconcileIntervalSeconds: 86_400, repairOnChange: false };
 
 describe.each(BACKENDS)('durability: kill -9 of the daemon during bursts of creates and deletes (%s backend)', (backend) => {
   let f: NodeFixture;

@@ -30,7 +30,7 @@ describe.each(BACKENDS)('durability (%s backend)', (backend) => {
   let f: NodeFixture;
   beforeAll(async () => {
     // No periodic pass during these tests: what they see is the restart's doing (or the lack of it).
-    f = await NodeFixture.start({ backend, config: { reconcileIntervalSeconds: 86_400 } });
+    f = await NodeFixture.start({ backend, config: { reconcileIntervalSeconds: 86_400, repairOnChange: false } });
   });
   afterAll(() => f?.close());
 

@@ -4,8 +4,9 @@
  */
 import { FailedPreconditionError, InvalidArgumentError, asNodenetError } from './errors.js';
 import { parseIpv4Address, Subnet, type Ipv4Address } from './net.js';
-import { silentLogger, type HostInfo, type Logger } from './ports-of-core.js';
+import { silentLogger, type HostInfo, type Logger, type Repairs } from './ports-of-core.js';
 import { Mutex } from './sync.js';
+import { allFailed, type PeerBatchResult } from './peer-batch.js';
 
 /** A node as the cluster knows it: enough for every overlay (the VXLAN endpoint MAC is derived from the address). */
 export interface NodeRecord {
@@ -44,12 +45,20 @@ export interface Overlay {
   readonly mode: OverlayMode;
   /** Bytes the overlay adds to each packet (instance MTU = underlay MTU - overhead). */
   readonly overhead: number;
-  /** Creates this node's endpoint (e.g. the VXLAN device). */
-  ensureEndpoint(self: NodeRecord): Promise<void>;
+  /** Creates this node's endpoint (e.g. the VXLAN device); may say what it repaired (a reconcile pass logs it). */
+  ensureEndpoint(self: NodeRecord): Promise<Repairs | void>;
   /** Programs what reaching `peer`'s subnet needs (routes, neighbour and FDB entries, flows). */
   ensurePeer(peer: NodeRecord): Promise<void>;
   /** Removes everything ensurePeer programmed for `peer`. */
   removePeer(peer: NodeRecord): Promise<void>;
+  /**
+   * ensurePeer for a set, in one batch per tool (one `ip -batch`, one OpenFlow bundle): the cost of joining
+   * grows at the kernel's rate, not at a process per peer. Reports the peers that failed (not programmed;
+   * retried by the next sync); every other peer is programmed.
+   */
+  ensurePeers(peers: readonly NodeRecord[]): Promise<PeerBatchResult>;
+  /** removePeer for a set, in one batch per tool; reports the peers whose entries may still be there. */
+  removePeers(peers: readonly NodeRecord[]): Promise<PeerBatchResult>;
   /**
    * Throws FAILED_PRECONDITION naming the peer when this overlay cannot reach it from this node (host-gw: not
    * on the underlay's L2 segment; any mode: this node's own underlay address). No I/O: the server checks
@@ -150,25 +159,47 @@ export class StaticMembership implements Membership, PeerControl {
   }
 }
 
+export interface PeerSyncOptions {
+  /**
+   * How long a membership change waits for more before it is applied (ms, default 20): the changes of a
+   * watch burst, and every change arriving while a batch is in flight, join one batch.
+   */
+  readonly coalesceMs?: number;
+}
+
+/** Peer names for a log line: all of them up to a point, then how many more. */
+function namesForLog(peers: readonly NodeRecord[]): string {
+  const shown = peers.slice(0, 10).map((p) => p.name);
+  return peers.length > shown.length ? `${shown.join(', ')} and ${peers.length - shown.length} more` : shown.join(', ');
+}
+
 /**
  * Keeps the overlay programmed for the current peer set: on every change it removes what left, programs
  * what came or changed, and tells `onSubnets` the cluster's subnets (for the masquerade exception).
- * Changes are applied one set at a time, newest wins; a peer that fails to program is retried on the
- * next change or resync and logged.
+ * Changes are applied one set at a time, newest wins, each as two batches (the peers leaving, then the
+ * peers coming); changes arriving within coalesceMs or while a batch is in flight join the next one. A
+ * peer that fails to program is retried on the next change or resync and logged.
  */
 export class PeerSync {
   private readonly mutex = new Mutex();
+  private readonly coalesceMs: number;
+  /** The apply that the next changes join (waiting for its window or for the batch in flight). */
+  private pendingApply: Promise<void> | null = null;
   private programmed = new Map<string, NodeRecord>();
   private wanted: readonly NodeRecord[] = [];
   private self: NodeRecord | null = null;
+  /** The subnets last given to onSubnets (comma-joined), to skip rewriting an unchanged list. */
+  private subnetsWritten: string | undefined;
   private readonly logger: Logger;
 
   constructor(
     private readonly overlay: Overlay,
     private readonly onSubnets: (subnets: readonly Subnet[]) => Promise<void>,
     logger?: Logger,
+    options: PeerSyncOptions = {},
   ) {
     this.logger = logger ?? silentLogger;
+    this.coalesceMs = options.coalesceMs ?? 20;
   }
 
   /** This node's record: known once its CNI exists; only then are peers programmed. */
@@ -183,7 +214,14 @@ export class PeerSync {
   /** Called by membership with the full peer set. */
   update(peers: readonly NodeRecord[]): Promise<void> {
     this.wanted = peers;
-    return this.mutex.run(() => this.apply());
+    // Newest wins: every update until the pending apply starts is served by it.
+    this.pendingApply ??= new Promise<void>((resolve) => (this.coalesceMs > 0 ? setTimeout(resolve, this.coalesceMs) : resolve())).then(() =>
+      this.mutex.run(() => {
+        this.pendingApply = null;
+        return this.apply();
+      }),
+    );
+    return this.pendingApply;
   }
 
   /** The peers whose routes are in place now. */
@@ -205,19 +243,17 @@ export class PeerSync {
     return this.mutex.run(async () => {
       const self = this.self;
       if (!self) return [];
-      await this.overlay.ensureEndpoint(self);
+      const endpointRepairs = (await this.overlay.ensureEndpoint(self)) ?? [];
       // Re-converge every programmed peer in place (the view stays true while this runs), then let apply()
       // add what is missing and remove what left.
-      for (const [name, peer] of [...this.programmed]) {
-        try {
-          await this.overlay.ensurePeer(peer);
-        } catch (e) {
-          this.programmed.delete(name);
-          this.logger.error({ peer: name, err: asNodenetError(e, 'program peer').message }, 'could not re-program peer');
-        }
+      const programmed = [...this.programmed.values()];
+      const { failed } = programmed.length === 0 ? { failed: new Map<string, Error>() } : await this.batch('ensure', programmed);
+      for (const [name, e] of failed) {
+        this.programmed.delete(name);
+        this.logger.error({ peer: name, err: asNodenetError(e, 'program peer').message }, 'could not re-program peer');
       }
       await this.apply();
-      return (await this.overlay.removeStalePeers?.(this.validPeers())) ?? [];
+      return [...endpointRepairs, ...((await this.overlay.removeStalePeers?.(this.validPeers())) ?? [])];
     });
   }
 
@@ -230,29 +266,42 @@ export class PeerSync {
       }
     }
     const wanted = new Map(this.validPeers().map((p) => [p.name, p]));
-    for (const [name, old] of this.programmed) {
-      const next = wanted.get(name);
-      if (next && sameNodeRecord(next, old)) continue;
-      try {
-        await this.overlay.removePeer(old);
-        this.programmed.delete(name);
-        this.logger.info({ peer: name, subnet: String(old.subnet) }, next ? 'peer changed: old routes removed' : 'peer removed');
-      } catch (e) {
-        this.logger.error({ peer: name, err: asNodenetError(e, 'remove peer').message }, 'could not remove peer');
-      }
+    // Leaving or changed: their old entries go in one batch. A changed peer whose removal failed stays
+    // programmed under its old record (and is not programmed anew) until a later pass removes it.
+    const leaving = [...this.programmed.values()].filter((old) => {
+      const next = wanted.get(old.name);
+      return !next || !sameNodeRecord(next, old);
+    });
+    if (leaving.length > 0) {
+      const { failed } = await this.batch('remove', leaving);
+      const removed = leaving.filter((p) => !failed.has(p.name));
+      for (const p of removed) this.programmed.delete(p.name);
+      for (const [name, e] of failed) this.logger.error({ peer: name, err: asNodenetError(e, 'remove peer').message }, 'could not remove peer');
+      if (removed.length > 0) this.logger.info({ peers: removed.length, names: namesForLog(removed) }, 'peers removed (changed peers: old entries removed)');
     }
-    for (const [name, peer] of wanted) {
-      if (this.programmed.has(name)) continue;
-      try {
-        await this.overlay.ensurePeer(peer);
-        this.programmed.set(name, peer);
-        this.logger.info({ peer: name, subnet: String(peer.subnet), underlay: peer.underlayAddress }, 'peer programmed');
-      } catch (e) {
-        this.logger.error({ peer: name, err: asNodenetError(e, 'program peer').message }, 'could not program peer');
-      }
+    const coming = [...wanted.values()].filter((p) => !this.programmed.has(p.name));
+    if (coming.length > 0) {
+      const { failed } = await this.batch('ensure', coming);
+      const added = coming.filter((p) => !failed.has(p.name));
+      for (const p of added) this.programmed.set(p.name, p);
+      for (const [name, e] of failed) this.logger.error({ peer: name, err: asNodenetError(e, 'program peer').message }, 'could not program peer');
+      if (added.length > 0) this.logger.info({ peers: added.length, names: namesForLog(added) }, 'peers programmed');
     }
-    // Every wanted peer's subnet, programmed or not: traffic to a peer is never masqueraded.
-    await this.onSubnets([self.subnet, ...[...wanted.values()].map((p) => p.subnet)]);
+    // Every wanted peer's subnet, programmed or not: traffic to a peer is never masqueraded. Written only
+    // when the list changed: rewriting it is a flush of the set, which change notifications report (an
+    // event-driven repair pass would rewrite it again, and so on); drift in the set is the filter's own
+    // reconcile's business (ensureBase compares it).
+    const subnets = [self.subnet, ...[...wanted.values()].map((p) => p.subnet)];
+    const key = subnets.map(String).join(',');
+    if (key === this.subnetsWritten) return;
+    await this.onSubnets(subnets);
+    this.subnetsWritten = key;
+  }
+
+  /** One batch; an overlay that throws instead of reporting per peer failed every peer of it. */
+  private batch(kind: 'ensure' | 'remove', peers: readonly NodeRecord[]): Promise<PeerBatchResult> {
+    const run = kind === 'ensure' ? this.overlay.ensurePeers(peers) : this.overlay.removePeers(peers);
+    return run.catch((e: unknown) => allFailed(peers, e));
   }
 }
 

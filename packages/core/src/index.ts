@@ -103,4 +103,17 @@ export {
   type OverlayMode,
   type PeerControl,
 } from './cluster.js';
-export { REPAIR_KINDS, type ReconcileReport, type RepairKind } from './reconcile.js';
+export { REPAIR_KINDS, REPAIR_TRIGGERS, type ReconcileCause, type ReconcileReport, type RepairKind, type RepairTrigger } from './reconcile.js';
+export {
+  ContestTracker,
+  DEFAULT_REPAIR_POLICY,
+  RepairScheduler,
+  repairKind,
+  systemClock,
+  type Clock,
+  type Contest,
+  type PassOutcome,
+  type RepairPolicyOptions,
+  type RepairSchedulerHooks,
+} from './repair-policy.js';
+export { NO_FAILURES, allFailed, mergeBatchResults, throwIfFailed, type PeerBatchResult } from './peer-batch.js';

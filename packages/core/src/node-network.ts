@@ -42,7 +42,7 @@ import {
 } from './ports-of-core.js';
 import { Mutex } from './sync.js';
 import { Transaction } from './transaction.js';
-import { planReconcile, type BusySet, type ReconcileReport, type RepairKind } from './reconcile.js';
+import { planReconcile, type BusySet, type ReconcileCause, type ReconcileReport, type RepairKind } from './reconcile.js';
 import { describeOverlap, firstOverlap, subnetsHeld } from './cluster.js';
 
 /** Another node of the cluster, as far as this node's addressing is concerned. */
@@ -546,7 +546,7 @@ export class NodeNetwork {
         this.logger.error({ err: asNodenetError(e, 'rejoin the cluster').message }, 'could not rejoin the cluster');
       }
     }
-    return this.reconcile();
+    return this.reconcile({ trigger: 'start' });
   }
 
   /** The last reconcile pass's report, or null before the first. */
@@ -559,12 +559,12 @@ export class NodeNetwork {
    * filter elements nodenet owns; recreate or release instances whose interface is gone, restore missing
    * rules, remove orphans. Never touches what nodenet does not own. Passes run one at a time.
    */
-  reconcile(): Promise<ReconcileReport> {
+  reconcile(cause: ReconcileCause = { trigger: 'periodic' }): Promise<ReconcileReport> {
     // Under the CNI's mutex too: a pass never sees a CNI half-made by CreateContainerNetworkInterface.
-    return this.reconcileMutex.run(() => this.cniMutex.run(() => this.reconcilePass()));
+    return this.reconcileMutex.run(() => this.cniMutex.run(() => this.reconcilePass(cause)));
   }
 
-  private async reconcilePass(): Promise<ReconcileReport> {
+  private async reconcilePass(cause: ReconcileCause): Promise<ReconcileReport> {
     const startedAt = this.now();
     const t0 = performance.now();
     const repairs: string[] = [];
@@ -628,7 +628,7 @@ export class NodeNetwork {
       if (cni && this.dataplane.attachToCni) {
         for (const record of plan.detachedPorts) {
           await attempt(`attach ${record.hostIfname} to ${cni.name}`, async () => {
-            await this.dataplane.attachToCni!(record.hostIfname, this.cniSpec(cni));
+            await this.dataplane.attachToCni!(record.hostIfname, this.cniSpec(cni), record);
             repaired('detached_port', `${record.hostIfname} of ${record.handle} (${record.address}) was not a port of ${cni.name}: attached again`);
           });
         }
@@ -648,12 +648,13 @@ export class NodeNetwork {
         }
       }
     }
-    const report: ReconcileReport = { startedAt: startedAt.toISOString(), durationMs: Math.round(performance.now() - t0), repairs, repairCounts, errors };
+    const report: ReconcileReport = { trigger: cause.trigger, startedAt: startedAt.toISOString(), durationMs: Math.round(performance.now() - t0), repairs, repairCounts, errors };
     this.lastReport = report;
     this.options.onReconciled?.(report);
-    for (const r of repairs) this.logger.warn({ event: 'repair', repair: r }, `repaired: ${r}`);
-    for (const e of errors) this.logger.error({ event: 'reconcile-error', err: e }, `reconcile: ${e}`);
-    this.logger.info({ event: 'reconciled', durationMs: report.durationMs, repairs: repairs.length, errors: errors.length }, 'reconcile pass done');
+    const found = { trigger: cause.trigger, ...(cause.causes && cause.causes.length > 0 ? { causes: cause.causes } : {}) };
+    for (const r of repairs) this.logger.warn({ event: 'repair', repair: r, ...found }, `repaired (${cause.trigger}): ${r}`);
+    for (const e of errors) this.logger.error({ event: 'reconcile-error', err: e, trigger: cause.trigger }, `reconcile: ${e}`);
+    this.logger.info({ event: 'reconciled', trigger: cause.trigger, durationMs: report.durationMs, repairs: repairs.length, errors: errors.length }, 'reconcile pass done');
     return report;
   }
 

@@ -120,8 +120,10 @@ export interface Dataplane {
   /**
    * Puts an instance's bridge port back on the CNI (it was detached: drift, or a delete cut short), with
    * the port settings createInstance gives it. Backends whose listOwnedLinks reports `master` implement it.
+   * `instance` is the daemon's record of it: what the port was, even when the switch forgot (ovs: a bridge
+   * deleted and recreated, or a fresh OVSDB, takes its registry with it).
    */
-  attachToCni?(hostIfname: IfName, cni: CniSpec): Promise<void>;
+  attachToCni?(hostIfname: IfName, cni: CniSpec, instance?: Pick<InstanceRecord, 'handle' | 'address' | 'mac' | 'kind'>): Promise<void>;
   /** Deletes links nodenet owns that no record explains (orphans of a crash). Absent is fine. */
   deleteOwnedLinks(names: readonly IfName[]): Promise<void>;
   /** Releases resources (e.g. helper processes). */

@@ -120,8 +120,24 @@ export const REPAIR_KINDS = [
 ] as const;
 export type RepairKind = (typeof REPAIR_KINDS)[number];
 
+/**
+ * How a reconcile pass was set off: `start` (restore before SERVING), `periodic` (the safety-net interval),
+ * `event` (a change notification from the kernel or Open vSwitch about something nodenet owns).
+ */
+export const REPAIR_TRIGGERS = ['start', 'periodic', 'event'] as const;
+export type RepairTrigger = (typeof REPAIR_TRIGGERS)[number];
+
+/** What sets a pass off, and (for events) the changes seen, named in every repair line. */
+export interface ReconcileCause {
+  readonly trigger: RepairTrigger;
+  /** The changes that set an event pass off (e.g. `link nnh-1a2b3c4d deleted`), at most a few. */
+  readonly causes?: readonly string[];
+}
+
 /** The outcome of one reconcile pass, kept for the inspect RPC. */
 export interface ReconcileReport {
+  /** How the pass was set off (a metric's label: repairs found by events vs by the periodic pass). */
+  readonly trigger: RepairTrigger;
   readonly startedAt: string;
   readonly durationMs: number;
   /** What was wrong and was put right, one line each. */

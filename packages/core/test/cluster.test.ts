@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseNodeRecord, PeerSync, StaticMembership, type NodeRecord, type Overlay, type Subnet } from '@nodenet/core';
+import { parseNodeRecord, PeerSync, StaticMembership, type NodeRecord, type Overlay, type PeerBatchResult, type Subnet } from '@nodenet/core';
 
 const node = (n: number, subnet = `198.19.${n}.0/24`): NodeRecord =>
   parseNodeRecord({ name: `node-${n}`, underlayAddress: `198.18.0.${n}`, subnet }, 'peer');
@@ -19,7 +19,19 @@ class RecordingOverlay implements Overlay {
   async removePeer(p: NodeRecord) {
     this.log.push(`-${p.name} ${p.subnet.toString()}`);
   }
+  async ensurePeers(peers: readonly NodeRecord[]) {
+    return perPeer(peers, (p) => this.ensurePeer(p));
+  }
+  async removePeers(peers: readonly NodeRecord[]) {
+    return perPeer(peers, (p) => this.removePeer(p));
+  }
   validatePeer(_p: NodeRecord) {}
+}
+
+async function perPeer(peers: readonly NodeRecord[], fn: (p: NodeRecord) => Promise<void>): Promise<PeerBatchResult> {
+  const failed = new Map<string, Error>();
+  for (const p of peers) await fn(p).catch((e: unknown) => failed.set(p.name, e as Error));
+  return { failed };
 }
 
 describe('parseNodeRecord', () => {
@@ -69,6 +81,14 @@ describe('PeerSync', () => {
     await sync.update([parseNodeRecord({ name: 'node-3', underlayAddress: '198.18.0.33', subnet: '198.19.3.0/24' }, 'p'), node(4), node(1)]);
     expect(overlay.log).toEqual(['-node-2 198.19.2.0/24', '-node-3 198.19.3.0/24', '+node-3 198.19.3.0/24 via 198.18.0.33', '+node-4 198.19.4.0/24 via 198.18.0.4']);
     expect(subnets.at(-1)).toEqual(['198.19.1.0/24', '198.19.3.0/24', '198.19.4.0/24']);
+    // A resync with nothing changed does not rewrite the list (a rewrite is a flush of the set, which change
+    // notifications report: event-driven repair would loop on it).
+    const written = subnets.length;
+    await sync.resync();
+    await sync.update([parseNodeRecord({ name: 'node-3', underlayAddress: '198.18.0.33', subnet: '198.19.3.0/24' }, 'p'), node(4)]);
+    expect(subnets.length).toBe(written);
+    await sync.update([node(4)]);
+    expect(subnets.length).toBe(written + 1);
   });
 
   it('retries a peer that failed on the next update', async () => {

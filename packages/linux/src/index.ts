@@ -72,3 +72,5 @@ export {
   type HostGwOverlayOptions,
   type ProgrammedPeer,
 } from './peer-routes.js';
+// Peers programmed as one batch, each failed line traced back to its peer.
+export { runPeerBatch, withNeighbourDeletes, type ExplainLineFailure, type PeerLines } from './peer-batch.js';

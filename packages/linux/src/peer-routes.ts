@@ -21,8 +21,12 @@ import {
   type NetnsRef,
   type NodeRecord,
   type Overlay,
+  type PeerBatchResult,
+  mergeBatchResults,
+  throwIfFailed,
 } from '@nodenet/core';
 import { IpRunner, type IpLine } from './ip-batch.js';
+import { runPeerBatch, type PeerLines } from './peer-batch.js';
 import { unexpectedFailure } from './link-failures.js';
 import { parseIpRoutes, type IpRoute } from './ip-json.js';
 
@@ -129,22 +133,47 @@ export class HostGwOverlay implements Overlay {
     checkHostGwPeer(this.host, peer);
   }
 
-  ensurePeer(peer: NodeRecord): Promise<void> {
+  async ensurePeer(peer: NodeRecord): Promise<void> {
+    throwIfFailed(await this.ensurePeers([peer]), peer);
+  }
+
+  async removePeer(peer: NodeRecord): Promise<void> {
+    throwIfFailed(await this.removePeers([peer]), peer);
+  }
+
+  /** Every peer's route in one `ip -batch`; a peer whose line failed is reported and not remembered. */
+  ensurePeers(peers: readonly NodeRecord[]): Promise<PeerBatchResult> {
     return this.mutex.run(async () => {
-      this.validatePeer(peer);
-      const previous = this.programmed.get(peer.name);
-      await this.run(hostGwPeerLines(peer, this.underlayLink, previous && !sameNodeRecord(previous, peer) ? previous : undefined), `program peer ${peer.name}`);
-      this.programmed.set(peer.name, peer);
-      this.logger.debug({ peer: peer.name, subnet: String(peer.subnet) }, 'peer programmed');
+      const invalid = new Map<string, Error>();
+      const parts: PeerLines[] = [];
+      for (const peer of peers) {
+        try {
+          this.validatePeer(peer);
+        } catch (e) {
+          invalid.set(peer.name, e as Error);
+          continue;
+        }
+        const previous = this.programmed.get(peer.name);
+        parts.push({ peer, lines: hostGwPeerLines(peer, this.underlayLink, previous && !sameNodeRecord(previous, peer) ? previous : undefined) });
+      }
+      const result = mergeBatchResults({ failed: invalid }, await this.runPeers(parts, peers.length === 1 ? `program peer ${peers[0]!.name}` : `program ${parts.length} peers`));
+      for (const { peer } of parts) if (!result.failed.has(peer.name)) this.programmed.set(peer.name, peer);
+      this.logger.debug({ peers: parts.length, failed: result.failed.size }, 'peers programmed');
+      return result;
     });
   }
 
-  removePeer(peer: NodeRecord): Promise<void> {
+  /** Every peer's route (and a changed peer's remembered one) deleted in one `ip -batch`. */
+  removePeers(peers: readonly NodeRecord[]): Promise<PeerBatchResult> {
     return this.mutex.run(async () => {
-      const remembered = this.programmed.get(peer.name);
-      const subnets = [peer.subnet, ...(remembered && !remembered.subnet.equals(peer.subnet) ? [remembered.subnet] : [])];
-      await this.run(subnets.map(deleteRouteLine), `remove peer ${peer.name}`);
-      this.programmed.delete(peer.name);
+      const parts = peers.map((peer) => {
+        const remembered = this.programmed.get(peer.name);
+        const subnets = [peer.subnet, ...(remembered && !remembered.subnet.equals(peer.subnet) ? [remembered.subnet] : [])];
+        return { peer, lines: subnets.map(deleteRouteLine) };
+      });
+      const result = await this.runPeers(parts, peers.length === 1 ? `remove peer ${peers[0]!.name}` : `remove ${peers.length} peers`);
+      for (const peer of peers) if (!result.failed.has(peer.name)) this.programmed.delete(peer.name);
+      return result;
     });
   }
 
@@ -163,6 +192,10 @@ export class HostGwOverlay implements Overlay {
       if (removed.length > 0) this.logger.info({ removed }, 'stale overlay entries removed');
       return removed;
     });
+  }
+
+  private runPeers(parts: readonly PeerLines[], step: string): Promise<PeerBatchResult> {
+    return runPeerBatch(this.ip, parts, step, new Set([ROUTE_LINE.deleteRoute]), (failure, line) => new InternalError(line?.step ?? step, failure.message || 'ip failed without a message'));
   }
 
   private async run(lines: readonly IpLine[], step: string): Promise<void> {

@@ -4,7 +4,7 @@
  * recorded. Membership that cannot be reached (etcd down) never stops the node serving its own instances:
  * it is retried in the background.
  */
-import { UnavailableError, asNodenetError, type HostInfo, type Logger, type Membership, type NodeNetwork, type NodeRecord, type PeerSync, type Subnet } from '@nodenet/core';
+import { UnavailableError, asNodenetError, type HostInfo, type ReconcileCause, type RepairTrigger, type Logger, type Membership, type NodeNetwork, type NodeRecord, type PeerSync, type Subnet } from '@nodenet/core';
 import type { DaemonConfig } from './config.js';
 
 const RETRY_MS = 2000;
@@ -111,25 +111,29 @@ export class ReconcileLoop {
     private readonly intervalMs: number,
     private readonly logger: Logger,
     /** Told how many stale overlay entries a pass removed (metrics). */
-    private readonly onOverlayRepairs?: (count: number) => void,
+    private readonly onOverlayRepairs?: (count: number, trigger: RepairTrigger) => void,
   ) {}
 
   start(): void {
     this.timer = setInterval(() => {
-      if (!this.running) this.running = this.pass().finally(() => (this.running = null));
+      if (!this.running) this.running = this.pass().then(() => undefined).finally(() => (this.running = null));
     }, this.intervalMs);
     this.timer.unref();
   }
 
-  async pass(): Promise<void> {
-    await this.network.reconcile();
+  /** One pass of node and overlay; returns what it repaired (both). `cause` says how it was set off. */
+  async pass(cause: ReconcileCause = { trigger: 'periodic' }): Promise<string[]> {
+    const report = await this.network.reconcile(cause);
+    const repairs = [...report.repairs];
     try {
       const removed = await this.cluster.resync();
-      for (const r of removed) this.logger.warn({ event: 'repair', repair: r }, `repaired: ${r}`);
-      this.onOverlayRepairs?.(removed.length);
+      for (const r of removed) this.logger.warn({ event: 'repair', repair: r, trigger: cause.trigger, ...(cause.causes ? { causes: cause.causes } : {}) }, `repaired (${cause.trigger}): ${r}`);
+      repairs.push(...removed);
+      this.onOverlayRepairs?.(removed.length, cause.trigger);
     } catch (e) {
       this.logger.error({ event: 'reconcile-error', err: asNodenetError(e, 'resync the overlay').message }, 'overlay resync failed');
     }
+    return repairs;
   }
 
   async stop(): Promise<void> {

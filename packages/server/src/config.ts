@@ -78,6 +78,8 @@ export interface DaemonConfig {
   readonly metrics: MetricsConfig;
   /** The unix socket the CNI plugin calls (null: off). */
   readonly cni: { readonly listen: { readonly path: string; readonly uri: string } | null };
+  /** Follow the kernel's and Open vSwitch's change notifications and repair within a second (change-watcher.ts). */
+  readonly repairOnChange: boolean;
 }
 
 export const DEFAULT_LISTEN = 'unix:///run/nodenet/nodenet.sock';
@@ -325,6 +327,7 @@ const configSchema = z.strictObject({
         .optional(),
     })
     .prefault({}),
+  repairOnChange: bool().default(true),
 });
 
 type ParsedConfig = z.output<typeof configSchema>;
@@ -598,5 +601,6 @@ export function configSummary(c: DaemonConfig): Record<string, unknown> {
     reconcileIntervalSeconds: c.reconcileIntervalSeconds,
     metrics: c.metrics.listen ? { listen: c.metrics.listen.uri, transport: c.metrics.tls ? (c.metrics.tls.ca ? 'mtls' : 'tls') : 'http' } : 'off',
     cniListen: c.cni.listen?.uri ?? '(off)',
+    repairOnChange: c.repairOnChange,
   };
 }

@@ -15,6 +15,7 @@ import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-
 import { NetworkAdminService, NetworkService, networkProtoPath } from '@nodenet/api';
 import { NodeNetwork, PeerSync, VXLAN_OVERHEAD, isNodenetError, type HostInfo, type HostProbe, type Overlay, type PeerSubnet, type ReconcileReport } from '@nodenet/core';
 import { createAdminServer } from './admin-server.js';
+import { ChangeWatcher, monitorSpecs } from './change-watcher.js';
 import { ClusterLink, ReconcileLoop } from './cluster-link.js';
 import { ConfigError, configSummary, type DaemonConfig } from './config.js';
 import { createContainer, loadEtcdModule, resolveAdapters, TOKENS, type Adapters } from './container.js';
@@ -178,8 +179,13 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
     `serving on ${config.listen.uri}`,
   );
 
-  const reconciler = new ReconcileLoop(network, cluster, config.reconcileIntervalSeconds * 1000, logger.child({ component: 'reconcile' }), (n) => metrics?.metrics.overlayRepaired(n));
+  const reconciler = new ReconcileLoop(network, cluster, config.reconcileIntervalSeconds * 1000, logger.child({ component: 'reconcile' }), (n, trigger) => metrics?.metrics.overlayRepaired(n, trigger));
   reconciler.start();
+  // Event-driven repair: passes within a second of a change; the periodic pass above stays as the safety net.
+  const watcher = config.repairOnChange
+    ? new ChangeWatcher({ specs: monitorSpecs(config), runPass: (cause) => reconciler.pass(cause), logger: logger.child({ component: 'reconcile' }) })
+    : null;
+  watcher?.start();
 
   let stopping: Promise<StopResult> | undefined;
   let forceNow: (() => void) | undefined;
@@ -217,6 +223,8 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
           });
         });
         await cniClosed;
+        // A forced stop does not wait for an event pass held up by a hung command.
+        await watcher?.stop(forced ? 0 : timeoutMs);
         await reconciler.stop();
         await cluster.stop();
         await metrics?.close();

@@ -14,7 +14,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { REPAIR_KINDS, type Membership, type NodeNetwork, type PeerSync, type ReconcileReport } from '@nodenet/core';
+import { REPAIR_KINDS, REPAIR_TRIGGERS, type Membership, type NodeNetwork, type PeerSync, type ReconcileReport, type RepairTrigger } from '@nodenet/core';
 import { TOOLS, type CommandEvent } from '@nodenet/sys';
 
 /** Seconds; from a fast create (~5 ms) to a slow ovs call (~1 s) and beyond. */
@@ -81,7 +81,7 @@ export class DaemonMetrics {
   private readonly rpcDuration: Histogram<'method' | 'code'>;
   private readonly reconcileRuns: Counter<'result'>;
   private readonly reconcileDuration: Histogram;
-  private readonly reconcileRepairs: Counter<'kind'>;
+  private readonly reconcileRepairs: Counter<'kind' | 'trigger'>;
   private readonly reconcileLastRun: Gauge;
   private readonly commands: Counter<'tool'>;
   private readonly commandFailures: Counter<'tool' | 'reason'>;
@@ -204,8 +204,8 @@ export class DaemonMetrics {
     });
     this.reconcileRepairs = new Counter({
       name: 'nodenet_reconcile_repairs_total',
-      help: 'Objects reconcile put right, by kind of repair.',
-      labelNames: ['kind'] as const,
+      help: 'Objects reconcile put right, by kind of repair and by what set the pass off (start, periodic, event).',
+      labelNames: ['kind', 'trigger'] as const,
       registers,
     });
     this.reconcileLastRun = new Gauge({
@@ -236,7 +236,7 @@ export class DaemonMetrics {
 
     // Series that exist from the start, so rate() and increase() see their first increment.
     for (const result of ['clean', 'repaired', 'errors']) this.reconcileRuns.inc({ result }, 0);
-    for (const kind of REPAIR_KINDS) this.reconcileRepairs.inc({ kind }, 0);
+    for (const kind of REPAIR_KINDS) for (const trigger of REPAIR_TRIGGERS) this.reconcileRepairs.inc({ kind, trigger }, 0);
     for (const result of ['applied', 'rejected']) this.configReloads.inc({ result }, 0);
     for (const tool of TOOLS) this.commands.inc({ tool }, 0);
 
@@ -264,13 +264,13 @@ export class DaemonMetrics {
     const result = report.errors.length > 0 ? 'errors' : report.repairs.length > 0 ? 'repaired' : 'clean';
     this.reconcileRuns.inc({ result });
     this.reconcileDuration.observe(report.durationMs / 1000);
-    for (const [kind, n] of Object.entries(report.repairCounts)) if (n) this.reconcileRepairs.inc({ kind }, n);
+    for (const [kind, n] of Object.entries(report.repairCounts)) if (n) this.reconcileRepairs.inc({ kind, trigger: report.trigger }, n);
     this.reconcileLastRun.set(Date.now() / 1000);
   }
 
   /** Stale overlay entries the cluster side removed in a pass. */
-  overlayRepaired(count: number): void {
-    if (count > 0) this.reconcileRepairs.inc({ kind: 'overlay' }, count);
+  overlayRepaired(count: number, trigger: RepairTrigger): void {
+    if (count > 0) this.reconcileRepairs.inc({ kind: 'overlay', trigger }, count);
   }
 
   /** One system command or session request (sys's observer). */

@@ -35,7 +35,7 @@ describe('parseCommandLine', () => {
     }
     for (const key of [
       'nodeName:', 'underlayAddress:', 'listen:', 'insecure:', 'tls:', 'cert:', 'key:', 'ca:', 'backend:', 'stateDir:', 'reservedPorts:',
-      'overlay:', 'mode:', 'vni:', 'port:', 'membership:', 'type:', 'peers:', 'etcd:', 'endpoints:', 'prefix:', 'leaseTtlSeconds:', 'reconcileIntervalSeconds:',
+      'overlay:', 'mode:', 'vni:', 'port:', 'membership:', 'type:', 'peers:', 'etcd:', 'endpoints:', 'prefix:', 'leaseTtlSeconds:', 'reconcileIntervalSeconds:', 'repairOnChange:',
       'ovs:', 'db:', 'runDir:', 'datapathType:', 'logLevel:',
     ]) {
       expect(out).toContain(key);

@@ -76,7 +76,7 @@ describe('metrics', () => {
     // Drift: delete an instance's veth behind the daemon's back; reconcile releases it and counts the repair.
     const hostEnd = handles[0]!.replace(/^nni-/, 'nnh-');
     await exec('ip', ['-n', node.ns, 'link', 'del', hostEnd]);
-    expect(await prometheus.waitFor('nodenet_reconcile_repairs_total{kind="instance_released"}', (v) => v === 1)).toBe(1);
+    expect(await prometheus.waitFor('sum(nodenet_reconcile_repairs_total{kind="instance_released"})', (v) => v === 1)).toBe(1);
     expect(await prometheus.waitFor('nodenet_instances{kind="veth"}', (v) => v === N - 2)).toBe(N - 2);
     expect(await prometheus.value('nodenet_reconcile_runs_total{result="repaired"}')).toBeGreaterThanOrEqual(1);
     expect(await prometheus.value('time() - nodenet_reconcile_last_run_timestamp_seconds')).toBeLessThan(60);

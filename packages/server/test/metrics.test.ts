@@ -40,7 +40,7 @@ const EXPECTED: Record<string, { type: string; labels: string[] }> = {
   nodenet_membership_last_peer_change_timestamp_seconds: { type: 'gauge', labels: [] },
   nodenet_reconcile_runs_total: { type: 'counter', labels: ['result'] },
   nodenet_reconcile_duration_seconds: { type: 'histogram', labels: [] },
-  nodenet_reconcile_repairs_total: { type: 'counter', labels: ['kind'] },
+  nodenet_reconcile_repairs_total: { type: 'counter', labels: ['kind', 'trigger'] },
   nodenet_reconcile_last_run_timestamp_seconds: { type: 'gauge', labels: [] },
   nodenet_commands_total: { type: 'counter', labels: ['tool'] },
   nodenet_command_failures_total: { type: 'counter', labels: ['tool', 'reason'] },
@@ -124,19 +124,19 @@ describe('DaemonMetrics', () => {
 
   it('counts reconcile passes by result, repairs by kind (every kind at 0 from the start), and overlay repairs', async () => {
     const m = new DaemonMetrics({ backend: 'iproute2', defaultMetrics: false });
-    for (const kind of REPAIR_KINDS) expect(await value(m, 'nodenet_reconcile_repairs_total', { kind })).toBe(0);
-    const report = (r: Partial<ReconcileReport>): ReconcileReport => ({ startedAt: '', durationMs: 40, repairs: [], repairCounts: {}, errors: [], ...r });
+    for (const kind of REPAIR_KINDS) for (const trigger of ['start', 'periodic', 'event']) expect(await value(m, 'nodenet_reconcile_repairs_total', { kind, trigger })).toBe(0);
+    const report = (r: Partial<ReconcileReport>): ReconcileReport => ({ trigger: 'periodic', startedAt: '', durationMs: 40, repairs: [], repairCounts: {}, errors: [], ...r });
     m.reconciled(report({}));
-    m.reconciled(report({ repairs: ['a', 'b'], repairCounts: { orphan_link: 3, missing_rules: 1 }, durationMs: 1500 }));
+    m.reconciled(report({ trigger: 'event', repairs: ['a', 'b'], repairCounts: { orphan_link: 3, missing_rules: 1 }, durationMs: 1500 }));
     m.reconciled(report({ errors: ['x'] }));
-    m.overlayRepaired(2);
-    m.overlayRepaired(0);
+    m.overlayRepaired(2, 'periodic');
+    m.overlayRepaired(0, 'periodic');
     expect(await value(m, 'nodenet_reconcile_runs_total', { result: 'clean' })).toBe(1);
     expect(await value(m, 'nodenet_reconcile_runs_total', { result: 'repaired' })).toBe(1);
     expect(await value(m, 'nodenet_reconcile_runs_total', { result: 'errors' })).toBe(1);
-    expect(await value(m, 'nodenet_reconcile_repairs_total', { kind: 'orphan_link' })).toBe(3);
-    expect(await value(m, 'nodenet_reconcile_repairs_total', { kind: 'missing_rules' })).toBe(1);
-    expect(await value(m, 'nodenet_reconcile_repairs_total', { kind: 'overlay' })).toBe(2);
+    expect(await value(m, 'nodenet_reconcile_repairs_total', { kind: 'orphan_link', trigger: 'event' })).toBe(3);
+    expect(await value(m, 'nodenet_reconcile_repairs_total', { kind: 'missing_rules', trigger: 'event' })).toBe(1);
+    expect(await value(m, 'nodenet_reconcile_repairs_total', { kind: 'overlay', trigger: 'periodic' })).toBe(2);
     expect(await value(m, 'nodenet_reconcile_duration_seconds_sum')).toBeCloseTo(1.58);
     expect(await value(m, 'nodenet_reconcile_last_run_timestamp_seconds')).toBeGreaterThan(1_700_000_000);
   });

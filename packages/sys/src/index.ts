@@ -20,3 +20,4 @@ export {
   type CommandOutcome,
   type Tool,
 } from './observer.js';
+export { LineMonitor, type LineMonitorOptions } from './line-monitor.js';

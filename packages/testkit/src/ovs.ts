@@ -6,7 +6,7 @@
  * back the same configuration, as a host's OVS does at boot.
  */
 import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { exec, assertNamespaceName, type ExecResult } from './exec.js';
 import type { TestScope } from './scope.js';
@@ -98,6 +98,16 @@ export class PrivateOvs {
   async stop(how: 'exit' | 'kill' = 'exit'): Promise<void> {
     await this.stopDaemon('ovs-vswitchd', how);
     await this.stopDaemon('ovsdb-server', how);
+  }
+
+  /**
+   * Replaces the database with an empty one, as a reinstall that lost conf.db would (stop both daemons
+   * first; start() brings them up on it).
+   */
+  async resetDatabase(): Promise<void> {
+    if ((await this.running('ovsdb-server')) || (await this.running('ovs-vswitchd'))) throw new Error('stop Open vSwitch before resetting its database');
+    await rm(join(this.dir, 'conf.db'), { force: true });
+    await exec('ovsdb-tool', ['create', join(this.dir, 'conf.db'), SCHEMA]);
   }
 
   /** `ovs-vsctl --db=... ARGS`. */
