@@ -158,7 +158,7 @@ function callUnary<Request, Response>(
         else resolve(response);
       });
     } catch (error) {
-      reject(error);
+      reject(error instanceof Error ? error : new Error(String(error)));
       return;
     }
     function cancel(): void {

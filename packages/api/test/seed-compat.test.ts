@@ -19,9 +19,6 @@ function parseRoot(source: string): protobuf.Root {
   return root;
 }
 
-function loadRoot(path: string): protobuf.Root {
-  return parseRoot(readFileSync(path, 'utf8'));
-}
 
 function allOf<T extends protobuf.ReflectionObject>(ns: protobuf.NamespaceBase, kind: abstract new (...args: never[]) => T): T[] {
   const found: T[] = [];
@@ -33,7 +30,7 @@ function allOf<T extends protobuf.ReflectionObject>(ns: protobuf.NamespaceBase, 
 }
 
 function isProto3Optional(field: protobuf.Field): boolean {
-  return (field.options as Record<string, unknown> | undefined)?.['proto3_optional'] === true;
+  return (field.options)?.['proto3_optional'] === true;
 }
 
 function fieldShape(field: protobuf.Field): string {

@@ -459,7 +459,7 @@ describe('the namespace configurator', () => {
       const a = instanceSpec(39, { netns: pod });
       await dp2.createInstance(a);
       expect(await ipv4Of(pod, 'eth0')).toEqual([`${a.address}/24`]);
-      expect(warnings).toEqual([expect.objectContaining({ reason: expect.stringMatching(/nodenet-no-such-helper/) })]);
+      expect(warnings).toEqual([expect.objectContaining({ reason: expect.stringMatching(/nodenet-no-such-helper/) as unknown })]);
       // The next create goes to ip directly (one nsenter process), without asking the helper again.
       const pod2 = await namespaces.add('nohelper-pod2');
       const runs = commandsRun.length;

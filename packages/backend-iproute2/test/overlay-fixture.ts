@@ -128,6 +128,34 @@ export async function tcpExchange(clientNs: string, serverNs: string, address: s
   }
 }
 
+/** `ip -j` output as the overlay tests read it (iproute2's own field names; only what they check). */
+export interface IpJsonLink {
+  readonly ifindex: number;
+  readonly mtu: number;
+  readonly address: string;
+  readonly ifalias?: string;
+  readonly flags: string[];
+  /** Only with `-d`. */
+  readonly linkinfo: { readonly info_kind: string; readonly info_data: { readonly id?: number; readonly learning?: boolean } };
+  /** Only from `addr show`. */
+  readonly addr_info: { readonly local: string; readonly prefixlen: number }[];
+}
+
+export interface IpJsonRoute {
+  readonly dst: string;
+  readonly gateway?: string;
+  readonly dev?: string;
+  readonly protocol?: string;
+  readonly prefsrc?: string;
+  readonly flags: string[];
+}
+
+export interface IpJsonNeighbour {
+  readonly dst: string;
+  readonly lladdr?: string;
+  readonly state: string[];
+}
+
 export async function ipJsonIn<T = Record<string, unknown>[]>(ns: string, args: string[]): Promise<T> {
   const out = await sh('ip', ['-n', ns, '-j', ...args]);
   return (out.trim() === '' ? [] : JSON.parse(out)) as T;
@@ -135,7 +163,7 @@ export async function ipJsonIn<T = Record<string, unknown>[]>(ns: string, args: 
 
 export async function fdbOf(ns: string, dev: string): Promise<{ mac: string; dst?: string; state?: string }[]> {
   const r = await run('bridge', ['-n', ns, '-j', 'fdb', 'show', 'dev', dev], { step: 'test: fdb', okExitCodes: [255] });
-  return r.exitCode === 0 && r.stdout.trim() !== '' ? JSON.parse(r.stdout) : [];
+  return r.exitCode === 0 && r.stdout.trim() !== '' ? (JSON.parse(r.stdout) as { mac: string; dst?: string; state?: string }[]) : [];
 }
 
 export function median(xs: readonly number[]): number {

@@ -20,6 +20,9 @@ import {
   pingStatus,
   round,
   tcpExchange,
+  type IpJsonLink,
+  type IpJsonNeighbour,
+  type IpJsonRoute,
   type TestCluster,
   type TestNode,
 } from './overlay-fixture.js';
@@ -119,7 +122,7 @@ describe('vxlan', () => {
   });
 
   it('creates nodenet-vx: VNI, port, local, underlay link, nolearning, MTU 1450, VTEP MAC, alias, the /32, up', async () => {
-    const [link] = await ipJsonIn<Record<string, any>[]>(n1.ns, ['-d', 'addr', 'show', 'dev', OVERLAY_DEVICE]);
+    const [link] = await ipJsonIn<IpJsonLink[]>(n1.ns, ['-d', 'addr', 'show', 'dev', OVERLAY_DEVICE]);
     expect(link!.linkinfo.info_kind).toBe('vxlan');
     expect(link!.linkinfo.info_data).toMatchObject({ id: VNI, port: PORT, local: '198.18.0.1', link: 'u0', learning: false });
     expect(link!.mtu).toBe(1450);
@@ -130,12 +133,12 @@ describe('vxlan', () => {
   });
 
   it('programs per peer an onlink route (proto 78), a permanent neighbour entry and a permanent FDB entry', async () => {
-    const routes = await ipJsonIn<Record<string, any>[]>(n1.ns, ['route', 'show', 'dev', OVERLAY_DEVICE]);
+    const routes = await ipJsonIn<IpJsonRoute[]>(n1.ns, ['route', 'show', 'dev', OVERLAY_DEVICE]);
     expect(routes.map((r) => `${r.dst} via ${r.gateway} proto ${r.protocol} ${r.flags.join(',')}`).sort()).toEqual([
       '198.19.2.0/24 via 198.19.2.0 proto 78 onlink',
       '198.19.3.0/24 via 198.19.3.0 proto 78 onlink',
     ]);
-    const neigh = await ipJsonIn<Record<string, any>[]>(n1.ns, ['neigh', 'show', 'dev', OVERLAY_DEVICE]);
+    const neigh = await ipJsonIn<IpJsonNeighbour[]>(n1.ns, ['neigh', 'show', 'dev', OVERLAY_DEVICE]);
     expect(neigh.map((e) => `${e.dst} ${e.lladdr} ${e.state.join(',')}`).sort()).toEqual([
       `198.19.2.0 ${vtepMacForUnderlay(ip('198.18.0.2'))} PERMANENT`,
       `198.19.3.0 ${vtepMacForUnderlay(ip('198.18.0.3'))} PERMANENT`,
@@ -161,7 +164,7 @@ describe('vxlan', () => {
 
   it('the node itself reaches peer instances, from its subnet network address', async () => {
     expect((await pingStatus(n1.ns, n2.instanceAddress)).code).toBe(0);
-    const [got] = await ipJsonIn<Record<string, any>[]>(n1.ns, ['route', 'get', n2.instanceAddress]);
+    const [got] = await ipJsonIn<IpJsonRoute[]>(n1.ns, ['route', 'get', n2.instanceAddress]);
     expect(got!.prefsrc).toBe('198.19.1.0');
   });
 
@@ -195,7 +198,7 @@ describe('vxlan', () => {
     await overlays[0]!.removePeer(n2.record);
     expect((await pingStatus(n1.instanceNs, n2.instanceAddress, [], 1)).code).not.toBe(0);
     expect(await routeTo(n1.ns, '198.19.2.0/24')).toEqual([]);
-    const neigh = await ipJsonIn<Record<string, any>[]>(n1.ns, ['neigh', 'show', 'dev', OVERLAY_DEVICE]);
+    const neigh = await ipJsonIn<IpJsonNeighbour[]>(n1.ns, ['neigh', 'show', 'dev', OVERLAY_DEVICE]);
     expect(neigh.map((e) => e.dst)).toEqual(['198.19.3.0']);
     const fdb = await fdbOf(n1.ns, OVERLAY_DEVICE);
     expect(fdb.map((e) => e.dst)).toEqual(['198.18.0.3']);
@@ -219,7 +222,7 @@ describe('vxlan', () => {
   });
 
   it('repairs a device that was changed behind its back (down, MTU, address, learning) and programs the peers again', async () => {
-    const [before] = await ipJsonIn<Record<string, any>[]>(n1.ns, ['link', 'show', 'dev', OVERLAY_DEVICE]);
+    const [before] = await ipJsonIn<IpJsonLink[]>(n1.ns, ['link', 'show', 'dev', OVERLAY_DEVICE]);
     await sh('ip', ['-n', n1.ns, '-batch', '-'], [
       `link set dev ${OVERLAY_DEVICE} down`,
       `link set dev ${OVERLAY_DEVICE} mtu 1400`,
@@ -230,7 +233,7 @@ describe('vxlan', () => {
     // The kernel drops routes and neighbour entries of a device that goes down.
     expect(await routeTo(n1.ns, '198.19.2.0/24')).toEqual([]);
     await overlays[0]!.ensureEndpoint(n1.record);
-    const [link] = await ipJsonIn<Record<string, any>[]>(n1.ns, ['-d', 'addr', 'show', 'dev', OVERLAY_DEVICE]);
+    const [link] = await ipJsonIn<IpJsonLink[]>(n1.ns, ['-d', 'addr', 'show', 'dev', OVERLAY_DEVICE]);
     expect(link!.ifindex).toBe(before!.ifindex);
     expect(link!.mtu).toBe(1450);
     expect(link!.flags).toContain('UP');
@@ -241,16 +244,16 @@ describe('vxlan', () => {
   });
 
   it('recreates the device for another VNI (the kernel cannot change it) with the peers programmed again', async () => {
-    const [before] = await ipJsonIn<Record<string, any>[]>(n1.ns, ['link', 'show', 'dev', OVERLAY_DEVICE]);
+    const [before] = await ipJsonIn<IpJsonLink[]>(n1.ns, ['link', 'show', 'dev', OVERLAY_DEVICE]);
     const other = overlayFor(n1, 'vxlan', n1.host, VNI + 1);
     await other.ensureEndpoint(n1.record);
     await other.ensurePeer(n2.record);
-    const [link] = await ipJsonIn<Record<string, any>[]>(n1.ns, ['-d', 'link', 'show', 'dev', OVERLAY_DEVICE]);
+    const [link] = await ipJsonIn<IpJsonLink[]>(n1.ns, ['-d', 'link', 'show', 'dev', OVERLAY_DEVICE]);
     expect(link!.ifindex).not.toBe(before!.ifindex);
     expect(link!.linkinfo.info_data.id).toBe(VNI + 1);
     // Back to the cluster's VNI: the original overlay remembers nodes 2 and 3 and programs both again.
     await overlays[0]!.ensureEndpoint(n1.record);
-    expect((await ipJsonIn<Record<string, any>[]>(n1.ns, ['-d', 'link', 'show', 'dev', OVERLAY_DEVICE]))[0]!.linkinfo.info_data.id).toBe(VNI);
+    expect((await ipJsonIn<IpJsonLink[]>(n1.ns, ['-d', 'link', 'show', 'dev', OVERLAY_DEVICE]))[0]!.linkinfo.info_data.id).toBe(VNI);
     expect((await ipJsonIn(n1.ns, ['route', 'show', 'dev', OVERLAY_DEVICE])).length).toBe(2);
     await expectAllPairsPing(cluster);
   });
@@ -292,7 +295,7 @@ describe('vxlan', () => {
       expect(fdb.map((e) => `${e.mac} ${e.dst}`).sort()).toEqual(
         [`${vtepMacForUnderlay(ip('198.18.0.22'))} 198.18.0.22`, `${vtepMacForUnderlay(ip('198.18.0.3'))} 198.18.0.3`].sort(),
       );
-      const neigh = await ipJsonIn<Record<string, any>[]>(n1.ns, ['neigh', 'show', '198.19.2.0', 'dev', OVERLAY_DEVICE]);
+      const neigh = await ipJsonIn<IpJsonNeighbour[]>(n1.ns, ['neigh', 'show', '198.19.2.0', 'dev', OVERLAY_DEVICE]);
       expect(neigh[0]!.lladdr).toBe(vtepMacForUnderlay(ip('198.18.0.22')));
       await expectAllPairsPing(cluster);
     } finally {
@@ -313,7 +316,7 @@ describe('vxlan', () => {
     const err = await overlay.ensureEndpoint(n1.record).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(FailedPreconditionError);
     expect((err as Error).message).toMatch(/was not made by nodenet \(its alias is unset/);
-    const [kept] = await ipJsonIn<Record<string, any>[]>(other, ['-d', 'link', 'show', 'dev', OVERLAY_DEVICE]);
+    const [kept] = await ipJsonIn<IpJsonLink[]>(other, ['-d', 'link', 'show', 'dev', OVERLAY_DEVICE]);
     expect(kept!.linkinfo.info_data.id).toBe(7);
 
     await sh('ip', ['-n', other, 'link', 'del', OVERLAY_DEVICE]);
@@ -358,7 +361,7 @@ describe('host-gw', () => {
 
   it('creates no device and routes each peer subnet via its underlay address (proto 78)', async () => {
     expect(await run('ip', ['-n', n1.ns, 'link', 'show', 'dev', OVERLAY_DEVICE], { step: 'test', okExitCodes: [1] }).then((r) => r.exitCode)).toBe(1);
-    const routes = await ipJsonIn<Record<string, any>[]>(n1.ns, ['route', 'show', 'proto', '78']);
+    const routes = await ipJsonIn<IpJsonRoute[]>(n1.ns, ['route', 'show', 'proto', '78']);
     expect(routes.map((r) => `${r.dst} via ${r.gateway} dev ${r.dev}`).sort()).toEqual([
       '198.19.2.0/24 via 198.18.0.2 dev u0',
       '198.19.3.0/24 via 198.18.0.3 dev u0',

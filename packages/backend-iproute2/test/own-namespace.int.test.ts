@@ -68,7 +68,7 @@ describe('Iproute2Dataplane in its own namespace (no netns option)', () => {
         ['net.ipv4.ip_forward was 0: set to 1', 'net.ipv4.conf.nodenet0.route_localnet was 0: set to 1'],
         [],
       ],
-      noopMedianMs: expect.any(Number),
+      noopMedianMs: expect.any(Number) as unknown,
     });
     console.log(`[iproute2] no-op ensureCni in its own namespace (n=40): median ${result.noopMedianMs.toFixed(1)} ms`);
     const sysctls = await sh('ip', ['netns', 'exec', node, 'sysctl', '-n', 'net.ipv4.ip_forward', 'net.ipv4.conf.nodenet0.route_localnet', 'net.ipv6.conf.nodenet0.disable_ipv6']);

@@ -206,17 +206,17 @@ describe('namespace identity', () => {
     expect((await sh('ip', ['netns', 'exec', pod, 'readlink', '/proc/self/ns/net'])).trim()).toBe(`net:[${st.ino}]`);
 
     const ref = parseNetnsRef(pod, 'netns');
-    expect(await identity.namespaceAlive(ref, placement!.netnsId)).toBe(true);
+    expect(await identity.namespaceAlive(ref, placement.netnsId)).toBe(true);
     expect(await identity.namespaceAlive(ref, undefined)).toBe(true);
     expect(await identity.namespaceAlive(ref, '4:1')).toBe(false);
 
     await sh('ip', ['netns', 'del', pod]);
-    expect(await identity.namespaceAlive(ref, placement!.netnsId)).toBe(false);
+    expect(await identity.namespaceAlive(ref, placement.netnsId)).toBe(false);
     expect(await identity.namespaceAlive(ref, undefined)).toBe(false);
 
     // Recreated under the same name: a namespace exists there, but not the one the instance went into.
     await sh('ip', ['netns', 'add', pod]);
-    expect(await identity.namespaceAlive(ref, placement!.netnsId)).toBe(false);
+    expect(await identity.namespaceAlive(ref, placement.netnsId)).toBe(false);
     expect(await identity.namespaceAlive(ref, undefined)).toBe(true);
   });
 
@@ -227,14 +227,14 @@ describe('namespace identity', () => {
       const placement = await dp.createInstance(instanceSpec(11, { netns: sleeper.path }));
       const st = await stat(sleeper.path, { bigint: true });
       expect(placement).toEqual({ netnsId: `${st.dev}:${st.ino}` });
-      expect(await identity.namespaceAlive(ref, placement!.netnsId)).toBe(true);
+      expect(await identity.namespaceAlive(ref, placement.netnsId)).toBe(true);
       // The same path showing another namespace (as a reused PID would) is not alive for that identity.
       const own = parseNetnsRef(`/proc/${process.pid}/ns/net`, 'netns');
-      expect(await identity.namespaceAlive(own, placement!.netnsId)).toBe(false);
+      expect(await identity.namespaceAlive(own, placement.netnsId)).toBe(false);
       expect(await identity.namespaceAlive(own, undefined)).toBe(true);
 
       await sleeper.stop();
-      expect(await identity.namespaceAlive(ref, placement!.netnsId)).toBe(false);
+      expect(await identity.namespaceAlive(ref, placement.netnsId)).toBe(false);
       expect(await identity.namespaceAlive(ref, undefined)).toBe(false);
     } finally {
       await sleeper.stop();
@@ -283,10 +283,10 @@ describe('owned links', () => {
     expect(commands).toEqual([`ip -n ${other} -j -d link show`]);
     expect([...owned].sort((a, b) => a.name.localeCompare(b.name))).toEqual(
       [
-        { name: CNI_NAME, ownerTag: 'nodenet:cni', kind: 'bridge', master: '', operstate: expect.any(String) },
-        { name: onNode.hostIfname, ownerTag: `nodenet:${onNode.handle}`, kind: 'veth', master: CNI_NAME, operstate: expect.any(String) },
-        { name: inPod.hostIfname, ownerTag: `nodenet:${inPod.handle}`, kind: 'veth', master: CNI_NAME, operstate: expect.any(String) },
-        { name: tap.handle, ownerTag: `nodenet:${tap.handle}`, kind: 'tun', master: CNI_NAME, operstate: expect.any(String) },
+        { name: CNI_NAME, ownerTag: 'nodenet:cni', kind: 'bridge', master: '', operstate: expect.any(String) as unknown },
+        { name: onNode.hostIfname, ownerTag: `nodenet:${onNode.handle}`, kind: 'veth', master: CNI_NAME, operstate: expect.any(String) as unknown },
+        { name: inPod.hostIfname, ownerTag: `nodenet:${inPod.handle}`, kind: 'veth', master: CNI_NAME, operstate: expect.any(String) as unknown },
+        { name: tap.handle, ownerTag: `nodenet:${tap.handle}`, kind: 'tun', master: CNI_NAME, operstate: expect.any(String) as unknown },
       ].sort((a, b) => a.name.localeCompare(b.name)),
     );
 
@@ -364,7 +364,7 @@ describe('latency (reported, not asserted)', () => {
     const alive: number[] = [];
     for (let i = 0; i < 200; i++) {
       const t = performance.now();
-      expect(await identity.namespaceAlive(ref, placement!.netnsId)).toBe(true);
+      expect(await identity.namespaceAlive(ref, placement.netnsId)).toBe(true);
       alive.push(performance.now() - t);
     }
     const list: number[] = [];

@@ -15,7 +15,7 @@ import { CNI_OWNER_TAG, EXT, OVERLAY_OWNER_TAG, TUNNEL_OFPORT, TUNNEL_PORT, UPLI
  * JSON string, so no character in it (':' of a MAC or of an owner tag) is taken for syntax.
  */
 export function quoted(value: string): string {
-  if (/[\0-\x1f"\\]/.test(value)) throw new InternalError('build an OVSDB transaction', `refusing to write ${JSON.stringify(value)} into OVSDB`);
+  if (/[\p{Cc}"\\]/u.test(value)) throw new InternalError('build an OVSDB transaction', `refusing to write ${JSON.stringify(value)} into OVSDB`);
   return `"${value}"`;
 }
 
@@ -300,7 +300,7 @@ export function parseOvsState(stdout: string): OvsState {
   if (tables.length !== 3) throw new InternalError('read OVSDB', `expected 3 tables from ovs-vsctl, got ${tables.length}`);
   const [bridgeRows, portRows, ifaceRows] = tables.map(rowsOf) as [Row[], Row[], Row[]];
   const ifaceByUuid = new Map(ifaceRows.map((r) => [uuidOf(r['_uuid']), r]));
-  const ifaceNamesOfPort = new Map(portRows.map((r) => [uuidOf(r['_uuid']), setOf(r['interfaces']).map((u) => String(ifaceByUuid.get(uuidOf(u))?.['name'] ?? ''))]));
+  const ifaceNamesOfPort = new Map(portRows.map((r) => [uuidOf(r['_uuid']), setOf(r['interfaces']).map((u) => optionalString(ifaceByUuid.get(uuidOf(u))?.['name']) ?? '')]));
   const bridges = new Map<string, OvsBridge>();
   const bridgeOfIface = new Map<string, string>();
   for (const r of bridgeRows) {
@@ -309,7 +309,7 @@ export function parseOvsState(stdout: string): OvsState {
     for (const i of interfaces) bridgeOfIface.set(i, name);
     bridges.set(name, {
       name,
-      datapathType: String(r['datapath_type'] ?? ''),
+      datapathType: optionalString(r['datapath_type']) ?? '',
       failMode: optionalString(r['fail_mode']),
       externalIds: mapOf(r['external_ids']),
       otherConfig: mapOf(r['other_config']),
@@ -321,7 +321,7 @@ export function parseOvsState(stdout: string): OvsState {
     const name = String(r['name']);
     interfaces.set(name, {
       name,
-      type: String(r['type'] ?? ''),
+      type: optionalString(r['type']) ?? '',
       ofport: optionalNumber(r['ofport']),
       ofportRequest: optionalNumber(r['ofport_request']),
       mtuRequest: optionalNumber(r['mtu_request']),

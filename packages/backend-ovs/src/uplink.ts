@@ -38,7 +38,7 @@ export function parseRouteEntries(json: unknown): RouteEntry[] {
     if (typeof item !== 'object' || item === null) return [];
     const o = item as Record<string, unknown>;
     if (typeof o['dst'] !== 'string') return [];
-    const str = (k: string) => (typeof o[k] === 'string' ? { [k]: o[k] as string } : {});
+    const str = (k: string) => (typeof o[k] === 'string' ? { [k]: o[k] } : {});
     return [
       {
         dst: o['dst'],

@@ -43,7 +43,7 @@ export async function ovsNode(scope: TestScope, host: NodeHost, options: { timeo
 /** external_ids of an OVSDB row as a plain object (`ovs-vsctl --format=json` map). */
 export async function externalIds(ovs: PrivateOvs, table: 'Bridge' | 'Interface', name: string): Promise<Record<string, string>> {
   const out = (await ovs.vsctl(['--format=json', '--columns=external_ids', 'list', table, name])).stdout;
-  const map = (JSON.parse(out) as { data: [[['map', [string, string][]]]] }).data[0]![0][1];
+  const map = (JSON.parse(out) as { data: [[['map', [string, string][]]]] }).data[0][0][1];
   return Object.fromEntries(map);
 }
 

@@ -49,7 +49,7 @@ async function main(): Promise<number> {
   }
   if (v.render !== undefined) {
     const results = JSON.parse(await readFile(v.render, 'utf8')) as BenchResults;
-    if (results.schema !== RESULTS_SCHEMA) {
+    if ((results as { schema?: unknown }).schema !== RESULTS_SCHEMA) {
       process.stderr.write(`nodenet-bench: ${v.render} is not a ${RESULTS_SCHEMA} results file\n`);
       return 2;
     }

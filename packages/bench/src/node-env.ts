@@ -57,8 +57,9 @@ export class NodeEnv {
     const topology = await Topology.create(scope, { nodes: 1 });
     const node = topology.node(1);
     const daemon = await Daemon.start({ scope, node });
-    let env: NodeEnv | undefined;
-    const nodenet = new NodenetSystem(daemon.target, 1, () => (env ? env.daemon.pid : daemon.pid));
+    // The CPU account follows the env's daemon once the env exists (a restart replaces it).
+    const built: { env?: NodeEnv } = {};
+    const nodenet = new NodenetSystem(daemon.target, 1, () => (built.env ? built.env.daemon.pid : daemon.pid));
     scope.defer('close the bench clients', () => nodenet.close());
     await nodenet.api.createContainerNetworkInterface({ ipAddress: NODENET_GATEWAY, subNetwork: NODENET_SUBNET });
     let cni: CniPeer | undefined;
@@ -78,8 +79,8 @@ export class NodeEnv {
         await netavark.setup(netavarkAnchorNs!, '198.19.201.2', []);
       }
     }
-    env = new NodeEnv(scope, topology, daemon, nodenet, cni, netavark);
-    return env;
+    built.env = new NodeEnv(scope, topology, daemon, nodenet, cni, netavark);
+    return built.env;
   }
 
   get node(): NodeHost {

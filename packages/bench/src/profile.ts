@@ -186,7 +186,7 @@ async function profileRestart(env: NodeEnv, outDir: string, requests: number): P
   let exited = false;
   const exit = new Promise<void>((resolve) => child.once('exit', () => ((exited = true), resolve())));
   const logs: Array<Record<string, unknown>> = [];
-  createInterface({ input: child.stdout! }).on('line', (line) => {
+  createInterface({ input: child.stdout }).on('line', (line) => {
     try {
       logs.push(JSON.parse(line) as Record<string, unknown>);
     } catch {
@@ -224,7 +224,7 @@ async function profileRestart(env: NodeEnv, outDir: string, requests: number): P
     return line ? Date.parse(String(line.time)) : Number.NaN;
   };
   const restored = logs.find((l) => l.event === 'restored');
-  lines.push(`daemon log: start -> restored ${time('restored') - time('start')} ms (restore itself ${String(restored?.durationMs ?? '?')} ms), restored -> ready ${time('ready') - time('restored')} ms`);
+  lines.push(`daemon log: start -> restored ${time('restored') - time('start')} ms (restore itself ${typeof restored?.durationMs === 'number' ? restored.durationMs : '?'} ms), restored -> ready ${time('ready') - time('restored')} ms`);
   return lines;
 }
 

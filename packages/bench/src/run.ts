@@ -49,9 +49,15 @@ export async function runBench(options: BenchOptions): Promise<BenchOutput> {
   const missing: string[] = [];
   const peerNeeded = NODE_SUITES.some((s) => s !== 'restart' && s !== 'scale' && wants(s));
   for (const [name, why] of [['cni', peers.cni], ['netavark', peers.netavark]] as const) {
-    if (why && peerNeeded) (options.allowMissingPeers ? (skipped[name] = why) : missing.push(why));
+    if (why && peerNeeded) {
+      if (options.allowMissingPeers) skipped[name] = why;
+      else missing.push(why);
+    }
   }
-  if (peers.iperf3 && wants('datapath')) (options.allowMissingPeers ? (skipped.iperf3 = peers.iperf3) : missing.push(peers.iperf3));
+  if (peers.iperf3 && wants('datapath')) {
+    if (options.allowMissingPeers) skipped.iperf3 = peers.iperf3;
+    else missing.push(peers.iperf3);
+  }
   if (missing.length > 0) throw new Error(`cannot run the benchmark: ${missing.join('; ')}`);
 
   const { log: _log, outDir: _outDir, ...recordedOptions } = options;

@@ -41,8 +41,8 @@ export async function probeWake(options: WakeProbeOptions): Promise<WakeProbe> {
     await once(cat, 'spawn');
     const roundTrip = async (): Promise<number> => {
       const started = performance.now();
-      const echoed = once(cat.stdout!, 'data');
-      cat.stdin!.write('x\n');
+      const echoed = once(cat.stdout, 'data');
+      cat.stdin.write('x\n');
       await echoed;
       return performance.now() - started;
     };

@@ -97,7 +97,7 @@ Exit codes: 0 success; 1 the daemon refused the request or could not be reached 
 "nodenetctl: <gRPC status>: <message>"), or health is not SERVING; 2 a usage error.
 `;
 
-function isServiceError(e: unknown): e is { code: number; details?: string; message: string } {
+function isServiceError(e: unknown): e is { code: status; details?: string; message: string } {
   return e instanceof Error && typeof (e as { code?: unknown }).code === 'number';
 }
 

@@ -25,7 +25,7 @@ function runBin(args: readonly string[]): Promise<CtlResult> {
   return new Promise((resolve, reject) => {
     execFile(process.execPath, [BIN, ...args], { timeout: 30_000, env: { ...process.env, NODENET_TARGET: '' } }, (error, stdout, stderr) => {
       const code = error ? (error as { code?: unknown }).code : 0;
-      if (typeof code !== 'number') reject(new Error(`nodenetctl ${args.join(' ')} did not exit normally: ${String(error)}; stderr: ${stderr}`));
+      if (typeof code !== 'number') reject(new Error(`nodenetctl ${args.join(' ')} did not exit normally: ${error ? error.message : 'no error'}; stderr: ${stderr}`));
       else resolve({ exitCode: code, stdout, stderr });
     });
   });

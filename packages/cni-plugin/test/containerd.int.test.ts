@@ -45,7 +45,7 @@ describe('ctr run --cni', () => {
     expect(r.stdout).toMatch(/inet 198\.19\.1\.\d+\/24/);
     // ctr names the attachment after its namespace and the container: default-<id>.
     const attached = daemon.logs.find((l) => l.event === 'cni-add' && l.containerId === `default-${id}`);
-    expect(attached).toMatchObject({ ifname: 'eth0', address: expect.stringMatching(/^198\.19\.1\./) });
+    expect(attached).toMatchObject({ ifname: 'eth0', address: expect.stringMatching(/^198\.19\.1\./) as unknown });
     // ctr's DEL (empty CNI_NETNS) removed the attachment, its instance and its record.
     await daemon.waitForLog((l) => l.event === 'cni-del' && l.containerId === `default-${id}`);
     const state = await daemon.readState();

@@ -41,8 +41,8 @@ describe('nodenet CNI plugin through libcni', () => {
     const id = containerId();
     const result = await add(nodeNs(), { conflist, id, netns: netnsPath(ns), cache, ports: [{ hostPort: 8080, containerPort: 80, protocol: 'tcp' }] });
     expect(result.cniVersion).toBe('1.0.0');
-    expect(result.interfaces).toEqual([{ name: 'eth0', mac: expect.stringMatching(/^02:6e:c6:13:01:[0-9a-f]{2}$/), sandbox: netnsPath(ns) }]);
-    expect(result.ips).toEqual([{ address: expect.stringMatching(/^198\.19\.1\.\d+\/24$/), gateway: GATEWAY, interface: 0 }]);
+    expect(result.interfaces).toEqual([{ name: 'eth0', mac: expect.stringMatching(/^02:6e:c6:13:01:[0-9a-f]{2}$/) as unknown, sandbox: netnsPath(ns) }]);
+    expect(result.ips).toEqual([{ address: expect.stringMatching(/^198\.19\.1\.\d+\/24$/) as unknown, gateway: GATEWAY, interface: 0 }]);
     expect(result.routes).toEqual([{ dst: '0.0.0.0/0', gw: GATEWAY }]);
     expect(result.dns).toEqual({ nameservers: ['198.19.1.1'] });
     const address = addressOf(result);
@@ -100,9 +100,9 @@ describe('nodenet CNI plugin through libcni', () => {
     const r = await add(nodeNs(), { conflist, id, netns: netnsPath(ns), cache, ips: ['198.19.1.200/24'] });
     expect(r.ips[0]!.address).toBe('198.19.1.200/24');
     const other = await driver(nodeNs(), { op: 'add', conflist, id: containerId(), netns: netnsPath(await topo.createInstanceNamespace()), cache, ips: ['198.19.1.200/24'] });
-    expect(other.error).toMatchObject({ code: 100, msg: expect.stringContaining('198.19.1.200 is already used') });
+    expect(other.error).toMatchObject({ code: 100, msg: expect.stringContaining('198.19.1.200 is already used') as unknown });
     const outside = await driver(nodeNs(), { op: 'add', conflist, id: containerId(), netns: netnsPath(await topo.createInstanceNamespace()), cache, ips: ['198.19.9.5/24'] });
-    expect(outside.error).toMatchObject({ code: 7, msg: expect.stringContaining('198.19.9.5') });
+    expect(outside.error).toMatchObject({ code: 7, msg: expect.stringContaining('198.19.9.5') as unknown });
     expect(await driver(nodeNs(), { op: 'del', conflist, id, netns: netnsPath(ns), cache })).toEqual({ ok: true });
   });
 
@@ -130,8 +130,8 @@ describe('nodenet CNI plugin through libcni', () => {
     const result = r.json as CniResult;
     expect(result.cniVersion).toBe(cniVersion);
     const legacy = cniVersion.startsWith('0.');
-    expect(result.ips[0]).toEqual({ ...(legacy ? { version: '4' } : {}), address: expect.stringMatching(/^198\.19\.1\.\d+\/24$/), gateway: GATEWAY, interface: 0 });
-    expect(result.interfaces[0]).toEqual({ name: 'eth0', mac: expect.any(String), sandbox: netnsPath(ns), ...(cniVersion === '1.1.0' ? { mtu: 1450 } : {}) });
+    expect(result.ips[0]).toEqual({ ...(legacy ? { version: '4' } : {}), address: expect.stringMatching(/^198\.19\.1\.\d+\/24$/) as unknown, gateway: GATEWAY, interface: 0 });
+    expect(result.interfaces[0]).toEqual({ name: 'eth0', mac: expect.any(String) as unknown, sandbox: netnsPath(ns), ...(cniVersion === '1.1.0' ? { mtu: 1450 } : {}) });
     expect((await execPlugin({ ...env, CNI_COMMAND: 'DEL' }, pluginConfig({ cniVersion, socket: daemon.cniSocket }))).exitCode).toBe(0);
   });
 
@@ -145,7 +145,7 @@ describe('nodenet CNI plugin through libcni', () => {
       socket.on('error', reject);
       socket.write('not json\n');
     });
-    expect(JSON.parse(answer)).toMatchObject({ error: { code: 6, msg: expect.stringContaining('not one JSON object') } });
+    expect(JSON.parse(answer)).toMatchObject({ error: { code: 6, msg: expect.stringContaining('not one JSON object') as unknown } });
   });
 
   it('VERSION lists 0.3.1 to 1.1.0', async () => {
@@ -167,7 +167,7 @@ describe('nodenet CNI plugin through libcni', () => {
     const status = await execPlugin({ CNI_COMMAND: 'STATUS', CNI_PATH: '/usr/lib/cni' }, pluginConfig({ cniVersion: '1.1.0', socket: daemon.cniSocket }));
     expect(status).toMatchObject({ exitCode: 0, stdout: '' });
     const old = await execPlugin({ CNI_COMMAND: 'STATUS', CNI_PATH: '/usr/lib/cni' }, pluginConfig({ cniVersion: '1.0.0', socket: daemon.cniSocket }));
-    expect(old.json).toMatchObject({ code: 1, msg: expect.stringContaining('1.1.0') });
+    expect(old.json).toMatchObject({ code: 1, msg: expect.stringContaining('1.1.0') as unknown });
     expect(await driver(nodeNs(), { op: 'del', conflist, id: keep.id, netns: netnsPath(keep.ns), cache })).toEqual({ ok: true });
   });
 
@@ -191,7 +191,7 @@ describe('nodenet CNI plugin through libcni', () => {
     it('a hostIP nodenet cannot honour, a cniVersion it does not speak', async () => {
       const ns = netnsPath(await topo.createInstanceNamespace());
       const hostIp = await driver(nodeNs(), { op: 'add', conflist, id: containerId(), netns: ns, cache, ports: [{ hostPort: 8081, containerPort: 80, protocol: 'tcp', hostIP: '198.18.0.1' }] });
-      expect(hostIp.error).toMatchObject({ code: 7, msg: expect.stringContaining('hostIP') });
+      expect(hostIp.error).toMatchObject({ code: 7, msg: expect.stringContaining('hostIP') as unknown });
       const r = await execPlugin({ CNI_COMMAND: 'ADD', CNI_CONTAINERID: containerId(), CNI_NETNS: ns, CNI_IFNAME: 'eth0', CNI_PATH: '/usr/lib/cni' }, pluginConfig({ cniVersion: '0.2.0', socket: daemon.cniSocket }));
       expect(r.exitCode).toBe(1);
       expect(r.json).toMatchObject({ code: 1 });
@@ -206,7 +206,7 @@ describe('nodenet CNI plugin through libcni', () => {
     await exec('ip', ['netns', 'del', ns]); // the runtime's namespace is gone (its veth with it)
     daemon = await daemon.restart(); // the restore releases the instance whose namespace went away
     const gone = await driver(nodeNs(), { op: 'check', conflist, id, netns: netnsPath(ns), cache });
-    expect(gone.error).toMatchObject({ code: 102, msg: expect.stringContaining('gone from the node') });
+    expect(gone.error).toMatchObject({ code: 102, msg: expect.stringContaining('gone from the node') as unknown });
     expect(await driver(nodeNs(), { op: 'del', conflist, id, netns: netnsPath(ns), cache })).toEqual({ ok: true });
     // Its static address can be taken again, and its port published again.
     const next = { id: containerId(), ns: netnsPath(await topo.createInstanceNamespace()) };
@@ -221,7 +221,7 @@ describe('nodenet CNI plugin through libcni', () => {
     const r = await add(nodeNs(), { conflist, id, netns: netnsPath(ns), cache, ports: [{ hostPort: 8090, containerPort: 80, protocol: 'tcp' }] });
     await daemon.kill(); // SIGKILL: its socket file stays behind, stale
     const down = await driver(nodeNs(), { op: 'del', conflist, id, netns: netnsPath(ns), cache });
-    expect(down.error).toMatchObject({ code: 11, msg: expect.stringContaining('try again later') });
+    expect(down.error).toMatchObject({ code: 11, msg: expect.stringContaining('try again later') as unknown });
     const status = await execPlugin({ CNI_COMMAND: 'STATUS', CNI_PATH: '/usr/lib/cni' }, pluginConfig({ cniVersion: '1.1.0', socket: daemon.cniSocket }));
     expect(status.json).toMatchObject({ code: 50 });
     daemon = await daemon.restart();
@@ -230,7 +230,7 @@ describe('nodenet CNI plugin through libcni', () => {
     expect(Object.keys(state).filter((k) => k.startsWith('cni-attachments/'))).toHaveLength(1);
     expect(await driver(nodeNs(), { op: 'del', conflist, id, netns: netnsPath(ns), cache })).toEqual({ ok: true });
     expect((await nsExec(ns, 'ip', ['-o', 'link', 'show', 'dev', 'eth0'], { allowFailure: true })).exitCode).not.toBe(0);
-    expect(JSON.parse(await readFile(`${daemon.stateDir}/cni-allocation.json`, 'utf8')).record.last).toMatch(/^198\.19\.1\./);
+    expect((JSON.parse(await readFile(`${daemon.stateDir}/cni-allocation.json`, 'utf8')) as { record: { last: string } }).record.last).toMatch(/^198\.19\.1\./);
     expect(addressOf(r)).toMatch(/^198\.19\.1\./);
   });
 

@@ -115,7 +115,7 @@ export class Containerd {
     );
     const child = spawn('nsenter', [`--net=/run/netns/${nodeNs}`, '--', 'containerd', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+    child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
     scope.trackPid(child.pid);
     scope.defer('containerd', async () => {
       if (child.exitCode === null) {

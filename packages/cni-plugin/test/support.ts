@@ -101,7 +101,7 @@ export interface PluginRun {
 export function execPlugin(env: Record<string, string>, config: object | string): Promise<PluginRun> {
   return new Promise((resolve, reject) => {
     const child = execFile(PLUGIN, [], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, timeout: 60_000 }, (err, stdout) => {
-      if (err && typeof err.code !== 'number') return reject(err);
+      if (err && typeof err.code !== 'number') return reject(new Error(err.message, { cause: err }));
       let json: unknown;
       try {
         json = stdout.trim() ? JSON.parse(stdout) : undefined;

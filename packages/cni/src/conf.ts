@@ -80,7 +80,7 @@ export function parseCniRequest(input: unknown): CniRequest {
   if (typeof command !== 'string' || !(CNI_COMMANDS as readonly string[]).includes(command)) {
     throw new CniError(CNI_CODES.invalidEnvironment, `CNI_COMMAND ${JSON.stringify(command)} is not one of ${CNI_COMMANDS.join(', ')}, VERSION`);
   }
-  const text = (key: string) => (typeof input[key] === 'string' ? (input[key] as string) : '');
+  const text = (key: string) => (typeof input[key] === 'string' ? input[key] : '');
   const request: CniRequest = {
     command: command as CniCommand,
     containerId: text('containerId'),
@@ -167,7 +167,7 @@ function parsePortMappings(input: unknown): PortMappingInput[] {
       if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 65535) throw invalid(`${field}.${key} ${JSON.stringify(v)} is not a port: use an integer 1..65535`);
       return v;
     };
-    const protocol = m.protocol === undefined || m.protocol === '' ? 'tcp' : String(m.protocol).toLowerCase();
+    const protocol = m.protocol === undefined || m.protocol === '' ? 'tcp' : typeof m.protocol === 'string' ? m.protocol.toLowerCase() : JSON.stringify(m.protocol);
     if (protocol !== 'tcp' && protocol !== 'udp') throw invalid(`${field}.protocol ${JSON.stringify(m.protocol)}: nodenet publishes tcp and udp ports only`);
     const hostIP = m.hostIP;
     if (hostIP !== undefined && hostIP !== '' && hostIP !== '0.0.0.0' && hostIP !== '::') {

@@ -78,7 +78,7 @@ describe('CniAttachments', () => {
     network.cniRecord = null;
     const a = make();
     await a.load();
-    await expect(a.handle(req('ADD', 'c1'))).rejects.toMatchObject({ code: 11, msg: expect.stringContaining("give 'subnet' and 'gateway'") });
+    await expect(a.handle(req('ADD', 'c1'))).rejects.toMatchObject({ code: 11, msg: expect.stringContaining("give 'subnet' and 'gateway'") as unknown });
     await expect(a.handle({ ...req('STATUS', ''), config: { ...conf, cniVersion: '1.1.0' } })).rejects.toMatchObject({ code: 50 });
     await expect(a.handle({ ...req('STATUS', ''), config: { ...conf, cniVersion: '1.1.0', subnet: '198.19.1.0/24', gateway: '198.19.1.1' } })).resolves.toBeNull();
     let created: unknown;

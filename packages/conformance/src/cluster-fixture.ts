@@ -328,7 +328,7 @@ export class ClusterFixture {
       if (!n.hasDaemon) return [];
       return n.daemon.logs
         .filter((l) => l.event === 'repair' || l.level === 'warn' || l.level === 'error' || l.level === 40 || l.level === 50)
-        .map((l) => `${n.name} ${String(l.time ?? '')}: ${String(l.msg ?? JSON.stringify(l))}`);
+        .map((l) => `${n.name} ${typeof l.time === 'number' || typeof l.time === 'string' ? l.time : ''}: ${typeof l.msg === 'string' ? l.msg : JSON.stringify(l)}`);
     });
   }
 

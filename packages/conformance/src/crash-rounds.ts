@@ -196,10 +196,11 @@ export class CrashRounds {
     const deleteTargets = Array.from({ length: nDeletes }, () => this.pick(liveList));
     const repeatTargets = liveList.length > 0 ? [this.pick(liveList)] : [];
     const nCreates = Math.min(this.free.length, this.burst - nDeletes - repeatTargets.length);
-    const createPlans = Array.from({ length: nCreates }, () => ({
-      address: this.pick(this.free),
-      via: (this.random() < 0.3 ? 'runtime' : 'netns') as Via,
-    }));
+    const createPlans = Array.from({ length: nCreates }, () => {
+      const address = this.pick(this.free);
+      const via: Via = this.random() < 0.3 ? 'runtime' : 'netns';
+      return { address, via };
+    });
     const t0 = performance.now();
     const namespaces = await inBatches(createPlans, 5, () => f.topology.createInstanceNamespace());
 

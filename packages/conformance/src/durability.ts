@@ -148,7 +148,7 @@ async function readSwitchPorts(ovs: PrivateOvs, bridge: string): Promise<{ name:
 
 async function readRecords(stateDir: string): Promise<{ cni: boolean; instances: RecordedInstance[]; problems: string[] }> {
   const problems: string[] = [];
-  let cni = false;
+  let cni: boolean;
   try {
     await readFile(join(stateDir, 'cni.json'), 'utf8');
     cni = true;
@@ -225,7 +225,7 @@ function protocolName(value: unknown): string {
 
 export function publishedPortsOf(listing: unknown[]): PublishedPortElement[] {
   return elementsOf(listing, 'map', 'published_ports').map((e) => {
-    const [key, value] = Array.isArray(e) ? e : [e, undefined];
+    const [key, value]: unknown[] = Array.isArray(e) ? (e as unknown[]) : [e, undefined];
     const [protocol, hostPort] = concat(key);
     const [address, instancePort] = concat(value);
     return { protocol: protocolName(protocol), hostPort: Number(hostPort), address: String(address), instancePort: Number(instancePort) };
@@ -340,7 +340,7 @@ export function nftHandles(shape: OwnedKernelShape): string[] {
       for (const [kind, v] of Object.entries(o as Json)) {
         const obj = v as Json;
         if (obj && typeof obj === 'object' && 'handle' in obj) {
-          out.push(`${kind} ${String(obj.family)} ${String(obj.chain ?? obj.name ?? '')} #${String(obj.handle)}`);
+          out.push(`${kind} ${String(obj.family)} ${typeof obj.chain === 'string' ? obj.chain : typeof obj.name === 'string' ? obj.name : ''} #${String(obj.handle)}`);
         }
       }
     }
@@ -364,7 +364,7 @@ export interface CrashOutcome {
 function childrenOf(pid: number): number[] {
   // /proc/PID/task/TID/children lists the children each thread forked.
   const out: number[] = [];
-  let tasks: string[] = [];
+  let tasks: string[];
   try {
     tasks = readdirSync(`/proc/${pid}/task`);
   } catch {

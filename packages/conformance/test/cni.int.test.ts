@@ -1,7 +1,7 @@
 // Conformance: CreateContainerNetworkInterface (CONTRACT.md, "CreateContainerNetworkInterface").
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { macForAddress, parseIpv4Address } from '@nodenet/core';
-import { echo, link, ipv4AddressesOf, ping, readSysctls, rpcError, startEchoServer, status } from '@nodenet/testkit';
+import { echo, link, ipv4AddressesOf, ping, readSysctls, rpcError, startEchoServer } from '@nodenet/testkit';
 import { BACKENDS, NODE_GATEWAY, NODE_SUBNET, NodeFixture } from '../src/index.js';
 
 describe.each(BACKENDS)('CreateContainerNetworkInterface (%s backend)', (backend) => {
@@ -51,7 +51,7 @@ describe.each(BACKENDS)('CreateContainerNetworkInterface (%s backend)', (backend
       expect(await link(f.ns, 'nodenet0')).toBeUndefined();
       const { node, state } = await f.snapshot();
       expect(node.links.map((l) => l.ifname).sort()).toEqual(['eth0', 'lo']);
-      expect(node.ruleset).toEqual([expect.objectContaining({ metainfo: expect.anything() })]);
+      expect(node.ruleset).toEqual([expect.objectContaining({ metainfo: expect.anything() as unknown })]);
       // Whatever the state dir holds, it records no CNI.
       expect(JSON.stringify(state)).not.toContain('198.19.1.');
     });

@@ -520,7 +520,8 @@ export class NodeNetwork {
       rulesRemoved.catch(() => undefined).then(() => step('flush connection tracking', () => this.filter.flushConntrack(record.address))),
     ]);
     const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as NodenetError] : []));
-    if (failures.length === 1) throw failures[0];
+    const [onlyFailure] = failures;
+    if (failures.length === 1 && onlyFailure) throw onlyFailure;
     if (failures.length > 1) throw new TeardownError(`release ${record.handle}`, failures);
     await step('forget the interface', () => this.store.releaseInstance(record.handle));
     this.untrack(record);

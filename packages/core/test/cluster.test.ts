@@ -14,10 +14,10 @@ class RecordingOverlay implements Overlay {
   }
   async ensurePeer(p: NodeRecord) {
     if (this.failFor.has(p.name)) throw new Error('boom');
-    this.log.push(`+${p.name} ${p.subnet} via ${p.underlayAddress}`);
+    this.log.push(`+${p.name} ${p.subnet.toString()} via ${p.underlayAddress}`);
   }
   async removePeer(p: NodeRecord) {
-    this.log.push(`-${p.name} ${p.subnet}`);
+    this.log.push(`-${p.name} ${p.subnet.toString()}`);
   }
   async ensurePeers(peers: readonly NodeRecord[]) {
     return perPeer(peers, (p) => this.ensurePeer(p));

@@ -8,7 +8,6 @@ import {
   parseNetnsRef,
   parsePort,
   Subnet,
-  type IfName,
 } from '@nodenet/core';
 import { allocateLinkNames, type IfName as SourceIfName } from '../src/names.js';
 

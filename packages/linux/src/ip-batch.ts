@@ -156,7 +156,7 @@ export class IpRunner {
   }
 
   /** Runs `ip -j ARGS` (or `bridge -j ARGS`) and returns the parsed JSON; `null` when it says the device does not exist. */
-  async json(ipArgs: readonly string[], step: string): Promise<unknown | null> {
+  async json(ipArgs: readonly string[], step: string): Promise<unknown> {
     const { file, args } = commandInNamespace(this.netns, this.program, ['-j', ...ipArgs]);
     // `ip link/addr show` say `Device "X" does not exist.` (exit 1); `ip neigh show` and `bridge` say
     // `Cannot find device "X"` (exit 1 and 255).

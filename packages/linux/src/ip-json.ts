@@ -30,7 +30,7 @@ export interface IpLink {
 }
 
 export interface IpAddress {
-  readonly family: 'inet' | 'inet6' | string;
+  readonly family: string;
   readonly local: string;
   readonly prefixlen: number;
   readonly secondary: boolean;

@@ -154,7 +154,7 @@ export class EtcdMembership implements Membership {
     if (!Number.isInteger(options.leaseTtlSeconds) || options.leaseTtlSeconds < 1) {
       throw new InvalidArgumentError('membership.etcd.leaseTtlSeconds', `must be a whole number of seconds >= 1 (got ${String(options.leaseTtlSeconds)})`);
     }
-    this.endpoints = [...options.endpoints];
+    this.endpoints = [...(options.endpoints as readonly string[])];
     this.clientCert = options.tls?.cert !== undefined;
     this.ttl = options.leaseTtlSeconds;
     this.nodeName = parseNodeName(options.nodeName, 'nodeName');

@@ -24,11 +24,11 @@ export interface EtcdTestFile {
   /** The file's etcd (inside tests and hooks: it starts in beforeAll). */
   readonly etcd: EtcdServer;
   /** A key prefix no other test of this run uses. */
-  newPrefix(): string;
+  readonly newPrefix: () => string;
   /** Runs `cleanup` after the current test (last registered, first run; failures ignored). */
-  defer(cleanup: () => Promise<unknown>): void;
+  readonly defer: (cleanup: () => Promise<unknown>) => void;
   /** An EtcdMembership for `name` on the file's etcd, not started; stopped after the test. */
-  membership(prefix: string, name: string, options?: Partial<EtcdMembershipOptions>): TestMembership;
+  readonly membership: (prefix: string, name: string, options?: Partial<EtcdMembershipOptions>) => TestMembership;
 }
 
 export function useEtcd(options: { start?: () => Promise<EtcdServer>; prefixTag?: string } = {}): EtcdTestFile {

@@ -129,7 +129,7 @@ export class EtcdServer {
           try {
             resolve(res.statusCode === 200 ? (JSON.parse(body) as { health?: string }).health : undefined);
           } catch (e) {
-            reject(e);
+            reject(e instanceof Error ? e : new Error(String(e)));
           }
         });
       });

@@ -177,7 +177,7 @@ describe('EtcdMembership with a real etcd', () => {
       // 198.19.9.0/24 overlaps only the /23 and /22; whatever won, the live claims never overlap.
       const claims = (await raw.getAll().prefix(`${p}/subnets/`).keys()).map((k) => k.slice(`${p}/subnets/`.length).replace('_', '/'));
       const parsed = claims.map((c) => rec('x', '198.18.0.1', c).subnet);
-      for (let i = 0; i < parsed.length; i++) for (let j = i + 1; j < parsed.length; j++) expect(parsed[i]!.overlaps(parsed[j]!), `${claims}`).toBe(false);
+      for (let i = 0; i < parsed.length; i++) for (let j = i + 1; j < parsed.length; j++) expect(parsed[i]!.overlaps(parsed[j]!), claims.join(',')).toBe(false);
       expect(parsed.length).toBe(won);
       expect(won).toBeGreaterThanOrEqual(1);
       for (const n of nodes) await n.m.stop();

@@ -214,13 +214,18 @@ export function canonical(value: Json): string {
   );
 }
 
+/** A scalar as nft prints it; anything else as canonical JSON (never `[object Object]`). */
+function text(v: Json): string {
+  return typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? String(v) : canonical(v);
+}
+
 function describeChain(d: Record<string, Json>): string {
   if (Object.keys(d).length === 0) return 'a regular chain';
   const parts: string[] = [];
-  if (d.type !== undefined) parts.push(`type ${String(d.type)}`);
-  if (d.hook !== undefined) parts.push(`hook ${String(d.hook)}`);
-  if (d.prio !== undefined) parts.push(`priority ${String(d.prio)}`);
-  if (d.policy !== undefined) parts.push(`policy ${String(d.policy)}`);
+  if (d.type !== undefined) parts.push(`type ${text(d.type)}`);
+  if (d.hook !== undefined) parts.push(`hook ${text(d.hook)}`);
+  if (d.prio !== undefined) parts.push(`priority ${text(d.prio)}`);
+  if (d.policy !== undefined) parts.push(`policy ${text(d.policy)}`);
   const rest = without(d, ['type', 'hook', 'prio', 'policy']);
   if (Object.keys(rest).length > 0) parts.push(canonical(rest));
   return parts.join(' ');
@@ -229,7 +234,7 @@ function describeChain(d: Record<string, Json>): string {
 function describeSet(d: Record<string, Json>): string {
   const type = (t: Json) => (Array.isArray(t) ? t.map(String).join(' . ') : String(t));
   const parts = [`type ${type(d.type)}${d.map === undefined ? '' : ` : ${type(d.map)}`}`];
-  if (d.flags !== undefined) parts.push(`flags ${Array.isArray(d.flags) ? d.flags.map(String).join(',') : String(d.flags)}`);
+  if (d.flags !== undefined) parts.push(`flags ${Array.isArray(d.flags) ? d.flags.map(String).join(',') : text(d.flags)}`);
   const rest = without(d, ['type', 'map', 'flags']);
   if (Object.keys(rest).length > 0) parts.push(canonical(rest));
   return parts.join(' ');

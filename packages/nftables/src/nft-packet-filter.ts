@@ -380,7 +380,7 @@ export class NftPacketFilter implements PacketFilter {
     // The script goes through a file: with -j, `nft -f -` reads stdin as JSON and, that failing, parses an
     // empty rest as text; and under `unshare --net` stdin cannot be reopened when it is a socket (Node's pipes).
     let dir: string | undefined;
-    let args: string[] = [];
+    let args: string[];
     let r: RunResult;
     try {
       dir = await mkdtemp(join(tmpdir(), 'nodenet-nft-'));

@@ -16,7 +16,7 @@ import type { SessionFraming } from '@nodenet/sys';
 export const MARKER_PREFIX = 'nnmark';
 
 /** A caret line: spaces, then `^` (the error's place) and `~` (related places). */
-const CARET_LINE = /^[ \t]*[\^~][ \t\^~]*$/;
+const CARET_LINE = /^[ \t]*[\^~][ \t^~]*$/;
 
 /** How many characters of an echoed line an answer keeps around the place nft points at. */
 const SHOWN = 240;
@@ -33,7 +33,7 @@ export const nftSessionFraming: SessionFraming = {
  */
 export function findAnswer(stderr: string, seq: number): { output: string; consumed: number } | null {
   const echo = `${MARKER_PREFIX}${seq}\n`;
-  let at = -1;
+  let at: number;
   for (let from = 0; ; from = at + 1) {
     at = stderr.indexOf(echo, from);
     if (at < 0) return null;
@@ -101,7 +101,7 @@ export function answerFailed(output: string): boolean {
 export function sessionLine(script: string, step: string): string | null {
   const commands = script.split('\n').filter((c) => c.trim() !== '');
   for (const c of commands) {
-    if (/[#\\\x00-\x1f\x7f]/.test(c)) {
+    if (/[#\\\p{Cc}]/u.test(c)) {
       throw new InternalError(step, `an nft command for the session holds a comment, a backslash or a control character: ${JSON.stringify(c.slice(0, 200))}`);
     }
     if (c.trim() === 'quit' || c.trim().startsWith(MARKER_PREFIX)) {

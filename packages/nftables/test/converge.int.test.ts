@@ -330,7 +330,7 @@ describe('NftPacketFilter converging, without tables', () => {
     expect(await filter.listElements()).toEqual({ ports: [], sources: [] });
     await filter.removeElements({
       ports: [{ protocol: 'udp', hostPort: 53, address: '198.19.1.2' as Ipv4Address, instancePort: 53 }],
-      sources: [{ ifname: 'nnh-00000002' as IfName, address: '198.19.1.2' as Ipv4Address }],
+      sources: [{ ifname: 'nnh-00000002', address: '198.19.1.2' as Ipv4Address }],
     });
     expect(await tableExists(ns, 'ip')).toBe(false);
     await expect(filter.setClusterSubnets([Subnet.of('198.19.1.0/24')])).rejects.toThrow(FailedPreconditionError);

@@ -289,7 +289,7 @@ export function startMonitor(ns: string): Monitor {
   const lines: string[] = [];
   const waiters: { pattern: RegExp; resolve: () => void }[] = [];
   const GENERATION = /^# new generation/;
-  createInterface({ input: child.stdout! }).on('line', (l) => {
+  createInterface({ input: child.stdout }).on('line', (l) => {
     lines.push(l);
     for (const w of [...waiters]) {
       if (w.pattern.test(l)) {

@@ -30,7 +30,7 @@ export function parseIdentity(entry: string): string {
   const prefix = m[1]!.toUpperCase();
   const value = m[2]!;
   if (value === '' || value.length > 1024) throw new Error(`'${entry}': the name after ${prefix} must be 1..1024 characters`);
-  if (/[\x00-\x1f\x7f]/.test(value)) throw new Error(`'${entry}': the name must not contain control characters`);
+  if (/\p{Cc}/u.test(value)) throw new Error(`'${entry}': the name must not contain control characters`);
   if (prefix === 'DNS:') {
     if (!/^[A-Za-z0-9*]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(value)) {
       throw new Error(`'${entry}': '${value}' is not a DNS name`);

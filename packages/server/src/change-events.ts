@@ -117,7 +117,8 @@ export function classifyOvsdbUpdate(table: string, line: string): string[] {
       old = row;
       continue;
     }
-    const name = String(col(row, 'name') ?? '');
+    const nameCell = col(row, 'name');
+    const name = typeof nameCell === 'string' ? nameCell : '';
     if (action === 'delete') {
       if (isOwnedLinkName(name)) out.push(`${table} ${name} deleted from OVSDB`);
       continue;

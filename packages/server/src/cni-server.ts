@@ -67,9 +67,10 @@ async function serveConnection(socket: Socket, attachments: CniAttachments, logg
     const result = await attachments.handle(request);
     reply = JSON.stringify({ result: result ?? null });
   } catch (e) {
-    const error = e instanceof CniError ? e : asCniError(e, `serve CNI ${String(request?.command ?? 'request')}`);
+    const command = typeof request?.command === 'string' ? request.command : 'request';
+    const error = e instanceof CniError ? e : asCniError(e, `serve CNI ${command}`);
     reply = JSON.stringify({ error: error.toJSON() });
-    logger.warn({ event: 'cni-call', command: request?.command, containerId: request?.containerId, ifname: request?.ifname, code: error.code, err: error.msg }, `CNI ${String(request?.command ?? 'request')} failed: ${error.msg}`);
+    logger.warn({ event: 'cni-call', command: request?.command, containerId: request?.containerId, ifname: request?.ifname, code: error.code, err: error.msg }, `CNI ${command} failed: ${error.msg}`);
   }
   logger.info({ event: 'cni-call', command: request?.command, containerId: request?.containerId, durationMs: Math.round((performance.now() - started) * 10) / 10 }, 'CNI call served');
   await new Promise<void>((resolve) => {

@@ -166,7 +166,7 @@ const identities = () =>
   z.array(str('a client identity').transform(viaParser(parseIdentity)), { error: (iss) => `must be a list of client identities (got ${show(iss.input)})` });
 
 const ipv4 = () => str('an IPv4 address, e.g. 198.18.0.1').transform(viaCore(parseIpv4Address));
-const subnet = () => str('a subnet in CIDR form, e.g. 198.19.1.0/24').transform(viaCore(Subnet.parse));
+const subnet = () => str('a subnet in CIDR form, e.g. 198.19.1.0/24').transform(viaCore((input, field) => Subnet.parse(input, field)));
 
 // Names of nodes: host-name characters, so they are safe as keys (etcd) and in logs.
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
@@ -205,7 +205,7 @@ export function parseListen(input: string): ListenAddress {
     try {
       parseIpv4Address(host, 'listen');
     } catch (e) {
-      throw new Error(`${show(input)}: ${(e as Error).message.replace(/^listen: /, '')}`);
+      throw new Error(`${show(input)}: ${(e as Error).message.replace(/^listen: /, '')}`, { cause: e });
     }
     return { kind: 'tcp', host, port, uri: `${host}:${port}` };
   }

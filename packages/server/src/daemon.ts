@@ -96,6 +96,8 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
   let network: NodeNetwork;
   let host: HostInfo;
   let cluster: ClusterLink;
+  // What the start-up failure path stops: set once `cluster` is (TypeScript cannot tell in the catch).
+  let clusterToStop: ClusterLink | undefined;
   let overlay: Overlay;
   let cniAttachments: CniAttachments | undefined;
   try {
@@ -112,6 +114,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
       logger.child({ component: 'cluster' }),
     );
     cluster = new ClusterLink(config, host, adapters.membership, sync, logger.child({ component: 'cluster' }));
+    clusterToStop = cluster;
     network = new NodeNetwork({
       dataplane: adapters.dataplane,
       namespaces: adapters.hostServices,
@@ -136,7 +139,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
       report.repairs.length > 0 ? `restored: ${report.repairs.length} repairs` : 'restored: nothing to repair',
     );
   } catch (e) {
-    await cluster!?.stop().catch(() => undefined);
+    await clusterToStop?.stop().catch(() => undefined);
     await metrics?.close();
     await closeAdapters(adapters, logger);
     throw e;

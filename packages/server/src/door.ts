@@ -55,7 +55,7 @@ export class Door {
       if (method.requestStream || method.responseStream || typeof handler !== 'function') {
         throw new Error(`${service}.${name}: the door guards unary methods only`);
       }
-      const decode = method.requestDeserialize;
+      const decode: (bytes: Buffer) => unknown = method.requestDeserialize;
       guardedDefinition[name] = {
         ...method,
         requestDeserialize: (bytes: Buffer) => {

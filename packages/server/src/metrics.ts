@@ -89,7 +89,8 @@ export class DaemonMetrics {
 
   constructor(options: DaemonMetricsOptions) {
     const registers = [this.registry];
-    const self = this;
+    // collect() runs with the gauge as `this`: read the daemon's sources through an arrow.
+    const sources = () => this.sources;
 
     new Gauge({
       name: 'nodenet_build_info',
@@ -119,7 +120,7 @@ export class DaemonMetrics {
       registers,
       collect() {
         const counts = { veth: 0, tap: 0 };
-        for (const r of self.sources?.network.listInstances() ?? []) counts[r.kind]++;
+        for (const r of sources()?.network.listInstances() ?? []) counts[r.kind]++;
         for (const [kind, n] of Object.entries(counts)) this.set({ kind }, n);
       },
     });
@@ -130,7 +131,7 @@ export class DaemonMetrics {
       registers,
       collect() {
         const counts = { tcp: 0, udp: 0 };
-        for (const r of self.sources?.network.listInstances() ?? []) for (const p of r.ports) counts[p.protocol]++;
+        for (const r of sources()?.network.listInstances() ?? []) for (const p of r.ports) counts[p.protocol]++;
         for (const [protocol, n] of Object.entries(counts)) this.set({ protocol }, n);
       },
     });
@@ -139,7 +140,7 @@ export class DaemonMetrics {
       help: '1 once this node has its CNI (CreateContainerNetworkInterface), else 0.',
       registers,
       collect() {
-        this.set(self.sources?.network.cniRecord ? 1 : 0);
+        this.set(sources()?.network.cniRecord ? 1 : 0);
       },
     });
     new Gauge({
@@ -147,7 +148,7 @@ export class DaemonMetrics {
       help: 'Other nodes known to membership.',
       registers,
       collect() {
-        this.set(self.sources?.membership.peers().length ?? 0);
+        this.set(sources()?.membership.peers().length ?? 0);
       },
     });
     new Gauge({
@@ -155,7 +156,7 @@ export class DaemonMetrics {
       help: 'Other nodes whose subnet this node routes (overlay programmed); below nodenet_peers while a peer cannot be programmed.',
       registers,
       collect() {
-        this.set(self.sources?.sync.current().length ?? 0);
+        this.set(sources()?.sync.current().length ?? 0);
       },
     });
 
@@ -164,7 +165,7 @@ export class DaemonMetrics {
       help: '1 while membership is connected to its source (etcd: started and watching); static membership is always 1.',
       registers,
       collect() {
-        const m = self.sources?.membership;
+        const m = sources()?.membership;
         this.set(m ? (m.status?.().connected ?? true ? 1 : 0) : 0);
       },
     });
@@ -174,7 +175,7 @@ export class DaemonMetrics {
       help: "Renewals (keepalives) of this node's etcd lease that failed.",
       registers,
       collect() {
-        const now = self.sources?.membership.status?.().leaseRenewFailures ?? 0;
+        const now = sources()?.membership.status?.().leaseRenewFailures ?? 0;
         if (now > renewFailuresSeen) this.inc(now - renewFailuresSeen);
         renewFailuresSeen = Math.max(now, renewFailuresSeen);
       },
@@ -184,7 +185,7 @@ export class DaemonMetrics {
       help: 'When the set of peers last changed (or was first learned), as a Unix time; 0 before membership reported peers.',
       registers,
       collect() {
-        const at = self.sources?.lastPeerChangeAt() ?? null;
+        const at = sources()?.lastPeerChangeAt() ?? null;
         this.set(at === null ? 0 : at / 1000);
       },
     });

@@ -106,8 +106,8 @@ describe('client identities', () => {
       ['DNS', 'a, b'],
       ['URI', 'x:y'],
     ]);
-    expect(identitiesOf({ subject: { CN: 'orch' } as never, subjectaltname: 'DNS:Orch.Example, URI:spiffe://c/o' })).toEqual(['CN=orch', 'DNS:orch.example', 'URI:spiffe://c/o']);
-    expect(identitiesOf({ subject: { CN: ['a', 'b'] } as never, subjectaltname: undefined as never })).toEqual(['CN=a', 'CN=b']);
+    expect(identitiesOf({ subject: { CN: 'orch' }, subjectaltname: 'DNS:Orch.Example, URI:spiffe://c/o' })).toEqual(['CN=orch', 'DNS:orch.example', 'URI:spiffe://c/o']);
+    expect(identitiesOf({ subject: { CN: ['a', 'b'] }, subjectaltname: undefined })).toEqual(['CN=a', 'CN=b']);
     expect(parseIdentity('cn=x')).toBe('CN=x');
   });
 
@@ -131,7 +131,7 @@ describe('Door', () => {
     const lines: Record<string, unknown>[] = [];
     const destination = new Writable({
       write(chunk, _enc, cb) {
-        for (const l of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(l));
+        for (const l of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>);
         cb();
       },
     });
@@ -147,7 +147,7 @@ describe('Door', () => {
         },
       ]),
     );
-    const [definition, implementation] = door.guard('Network', NetworkService as never, impl as never);
+    const [definition, implementation] = door.guard('Network', NetworkService, impl);
     return { definition, implementation, inFlight, calls, lines };
   }
 
@@ -160,18 +160,18 @@ describe('Door', () => {
 
   it('decodes malformed bytes to a refusal instead of throwing, and refuses in order: identity, bytes, load', async () => {
     const { definition, implementation, inFlight, calls } = setup(1);
-    const decoded = definition.createInterface!.requestDeserialize(Buffer.from([0x0a, 0xff]));
-    expect(decoded.constructor.name).toBe('MalformedRequest');
+    const decoded: unknown = definition.createInterface!.requestDeserialize(Buffer.from([0x0a, 0xff]));
+    expect((decoded as object).constructor.name).toBe('MalformedRequest');
 
     const denied = await invoke(implementation, 'createInterface', fakeCall(decoded, 'rogue'));
-    expect(denied).toMatchObject({ code: status.PERMISSION_DENIED, details: expect.stringContaining('client CN=rogue may not call network.Network') });
+    expect(denied).toMatchObject({ code: status.PERMISSION_DENIED, details: expect.stringContaining('client CN=rogue may not call network.Network') as unknown });
     const malformed = await invoke(implementation, 'createInterface', fakeCall(decoded, 'orch'));
-    expect(malformed).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(/^the request is not a valid CreateInterface request message/) });
+    expect(malformed).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(/^the request is not a valid CreateInterface request message/) as unknown });
 
-    const good = definition.deleteInterface!.requestDeserialize(Buffer.from([0x0a, 0x01, 0x61]));
+    const good: unknown = definition.deleteInterface!.requestDeserialize(Buffer.from([0x0a, 0x01, 0x61]));
     inFlight.enter();
     const busy = await invoke(implementation, 'deleteInterface', fakeCall(good, 'orch'));
-    expect(busy).toMatchObject({ code: status.RESOURCE_EXHAUSTED, details: expect.stringContaining('limits.maxInFlight') });
+    expect(busy).toMatchObject({ code: status.RESOURCE_EXHAUSTED, details: expect.stringContaining('limits.maxInFlight') as unknown });
     inFlight.leave();
     expect(await invoke(implementation, 'deleteInterface', fakeCall(good, 'orch'))).toBeNull();
     expect(calls).toEqual(['deleteInterface']);

@@ -57,7 +57,7 @@ describe('handlers', () => {
     const lines: Record<string, unknown>[] = [];
     const destination = new Writable({
       write(chunk, _enc, cb) {
-        for (const l of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(l));
+        for (const l of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>);
         cb();
       },
     });
@@ -87,7 +87,7 @@ describe('handlers', () => {
     const md = new Metadata();
     md.set('x-request-id', 'req-1');
     const { c, sent } = call(request({}), md);
-    const result = await new Promise<unknown>((resolve, reject) => server.createInterface(c as never, (err, res) => (err ? reject(err) : resolve(res))));
+    const result = await new Promise<unknown>((resolve, reject) => server.createInterface(c, (err, res) => (err ? reject(err instanceof Error ? err : new Error(err.details ?? 'the call failed')) : resolve(res))));
     expect(result).toEqual({
       interfaceName: 'nni-0000abcd',
       hostInterfaceName: 'nnh-0000abcd',
@@ -113,11 +113,11 @@ describe('handlers', () => {
       },
     });
     const del = call({ interfaceName: 'nni-1' });
-    const e1 = await new Promise<Partial<ServiceError>>((resolve) => server.deleteInterface(del.c as never, (err) => resolve(err as never)));
+    const e1 = await new Promise<Partial<ServiceError>>((resolve) => server.deleteInterface(del.c, (err) => resolve(err as never)));
     expect(e1.code).toBe(status.FAILED_PRECONDITION);
     expect(e1.details).toBe('interface nni-1 is still being created: retry');
     const cni = call({ ipAddress: '198.19.1.1', subNetwork: '198.19.1.0/24' });
-    const e2 = await new Promise<Partial<ServiceError>>((resolve) => server.createContainerNetworkInterface(cni.c as never, (err) => resolve(err as never)));
+    const e2 = await new Promise<Partial<ServiceError>>((resolve) => server.createContainerNetworkInterface(cni.c, (err) => resolve(err as never)));
     expect(e2.code).toBe(status.INTERNAL);
     expect(e2.details).toBe('CreateContainerNetworkInterface: surprise');
     const rpcLines = lines.filter((l) => l.msg === 'rpc');
@@ -143,7 +143,7 @@ describe('handlers', () => {
       const { c, sent } = call({ interfaceName: 'nni-1' }, md);
       const headersAtReply: number[] = [];
       const replied = new Promise<ServiceError | null>((resolve) =>
-        server.deleteInterface(c as never, (err) => {
+        server.deleteInterface(c, (err) => {
           headersAtReply.push(sent.length);
           resolve(err as ServiceError | null);
         }),
@@ -167,7 +167,7 @@ describe('handlers', () => {
       },
     });
     const { c } = call(request({ kind: 5 as InterfaceKind }));
-    const err = await new Promise<Partial<ServiceError>>((resolve) => server.createInterface(c as never, (e) => resolve(e as never)));
+    const err = await new Promise<Partial<ServiceError>>((resolve) => server.createInterface(c, (e) => resolve(e as never)));
     expect(err.code).toBe(status.INVALID_ARGUMENT);
     expect(err.details).toMatch(/^kind: /);
     expect(called).toBe(false);

@@ -31,7 +31,7 @@ export async function sh(file: string, args: readonly string[], options: { input
     return { stdout: r.stdout, stderr: r.stderr, exitCode: 0 };
   } catch (e) {
     const err = e as { stdout?: string; stderr?: string; code?: number | string };
-    if (!options.allowFailure) throw new Error(`${file} ${args.join(' ')} failed: ${err.stderr ?? String(e)}`);
+    if (!options.allowFailure) throw new Error(`${file} ${args.join(' ')} failed: ${err.stderr ?? String(e)}`, { cause: e });
     return { stdout: err.stdout ?? '', stderr: err.stderr ?? '', exitCode: typeof err.code === 'number' ? err.code : -1 };
   }
 }
@@ -164,8 +164,8 @@ export function spawnDaemon(
       await exited;
     }
   });
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-  createInterface({ input: child.stdout! }).on('line', (line) => {
+  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+  createInterface({ input: child.stdout }).on('line', (line) => {
     try {
       const parsed: unknown = JSON.parse(line);
       if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) logs.push(parsed as LogLine);

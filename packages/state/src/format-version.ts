@@ -36,7 +36,10 @@ export class RecordFormatError extends FailedPreconditionError {
 }
 
 function describeVersionProblem(file: string, version: unknown): string {
-  const readable = OLDEST_READABLE_FORMAT === RECORD_FORMAT_VERSION ? `${RECORD_FORMAT_VERSION}` : `${OLDEST_READABLE_FORMAT} to ${RECORD_FORMAT_VERSION}`;
+  // Widened: the two are equal today, which would make the range branch `never` to the type checker.
+  const oldest: number = OLDEST_READABLE_FORMAT;
+  const newest: number = RECORD_FORMAT_VERSION;
+  const readable = oldest === newest ? `${newest}` : `${oldest} to ${newest}`;
   if (typeof version === 'number' && Number.isInteger(version) && version > RECORD_FORMAT_VERSION) {
     return (
       `state file ${file} has record format version ${version}, written by a newer nodenet; this nodenet reads format ${readable}. ` +

@@ -10,7 +10,6 @@ import {
   parsePort,
   Subnet,
   type CniRecord,
-  type InstanceKind,
   type InstanceRecord,
   type PortMapping,
 } from '@nodenet/core';
@@ -64,7 +63,7 @@ export function parseInstanceRecord(value: unknown): InstanceRecord {
   return {
     handle: parseIfName(o.handle, 'handle'),
     hostIfname: parseIfName(o.hostIfname, 'hostIfname'),
-    kind: kind as InstanceKind,
+    kind: kind,
     address,
     ports,
     ...(o.netns !== undefined ? { netns: parseNetnsRef(o.netns, 'netns'), ifname: parseIfName(o.ifname, 'ifname') } : {}),

@@ -130,7 +130,7 @@ describe('FileStateStore', () => {
     const files = await readdir(join(dir, 'instances'));
     expect(files).toHaveLength(1);
     expect(files[0]).toMatch(/^nni-00000001\.json\.tmp-[0-9a-f]{8}$/);
-    expect(JSON.parse(await readFile(join(dir, 'instances', files[0]!), 'utf8')).record).toEqual(instance(1));
+    expect((JSON.parse(await readFile(join(dir, 'instances', files[0]!), 'utf8')) as { record: unknown }).record).toEqual(instance(1));
     await staged.commit();
     expect(await readdir(join(dir, 'instances'))).toEqual(['nni-00000001.json']);
     expect((await new FileStateStore(dir).load()).instances).toEqual([instance(1)]);

@@ -84,11 +84,11 @@ export class LineMonitor {
     proc.on('error', (e: NodeJS.ErrnoException) => {
       spawnError = e;
     });
-    proc.stderr!.setEncoding('utf8');
-    proc.stderr!.on('data', (chunk: string) => {
+    proc.stderr.setEncoding('utf8');
+    proc.stderr.on('data', (chunk: string) => {
       stderr = (stderr + chunk).slice(-STDERR_KEPT);
     });
-    const lines = createInterface({ input: proc.stdout!, crlfDelay: Infinity });
+    const lines = createInterface({ input: proc.stdout, crlfDelay: Infinity });
     lines.on('line', (line) => {
       try {
         this.options.onLine(line);

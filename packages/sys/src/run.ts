@@ -74,7 +74,9 @@ async function runExeca(file: string, args: readonly string[], options: RunOptio
       env: { LC_ALL: 'C' },
       extendEnv: true,
     });
-    if (r.failed && r.exitCode === undefined) throw r;
+    // Not started, killed or timed out: reject: false returns the ExecaError (an Error) instead of throwing it.
+    const failure: unknown = r;
+    if (r.failed && r.exitCode === undefined && failure instanceof Error) throw failure;
     const exitCode = r.exitCode ?? -1;
     if (exitCode !== 0 && !(options.okExitCodes ?? []).includes(exitCode)) {
       throw new CommandError(options.step, describe(file, args), exitCode, String(r.stderr || r.stdout));
@@ -144,8 +146,9 @@ function runSpawn(file: string, args: readonly string[], options: RunOptions & L
         // What the input waited for failed: the command must not run; its caller reports that failure.
         child.kill('SIGKILL');
         clearTimeout(timer);
-        if (typeof e === 'object' && e !== null) notTheCommands.add(e);
-        reject(e);
+        const reason = e instanceof Error ? e : new Error(String(e));
+        notTheCommands.add(reason);
+        reject(reason);
       },
     );
   });

@@ -30,7 +30,7 @@ describe('GroupCommitter', () => {
     });
     const results = await Promise.allSettled([1, 2, 3, 4].map((i) => g.submit(i)));
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
-    expect((results[2] as PromiseRejectedResult).reason.message).toBe('bad 3');
+    expect(((results[2] as PromiseRejectedResult).reason as Error).message).toBe('bad 3');
     expect(commits).toEqual([[1], [2, 3, 4], [2], [3], [4]]);
   });
 

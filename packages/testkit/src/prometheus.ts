@@ -70,8 +70,8 @@ export class PrometheusServer {
     scope.trackPid(child.pid);
     const output = { text: '' };
     const keep = (chunk: Buffer) => (output.text = (output.text + chunk.toString('utf8')).slice(-4000));
-    child.stdout!.on('data', keep);
-    child.stderr!.on('data', keep);
+    child.stdout.on('data', keep);
+    child.stderr.on('data', keep);
     const exited = child.then(() => scope.untrackPid(child.pid));
     scope.defer(`prometheus in ${ns}`, async () => {
       child.kill('SIGTERM');

@@ -34,15 +34,15 @@ export async function proxyToNamespaceTcp(scope: TestScope, ns: string, host: st
     });
     children.add(child);
     scope.trackPid(child.pid);
-    conn.pipe(child.stdin!);
-    child.stdout!.pipe(conn);
+    conn.pipe(child.stdin);
+    child.stdout.pipe(conn);
     const end = () => {
       conn.destroy();
       child.kill('SIGTERM');
     };
     conn.on('error', end);
     conn.on('close', () => child.kill('SIGTERM'));
-    child.stdin!.on('error', end);
+    child.stdin.on('error', end);
     void child.then(() => {
       children.delete(child);
       scope.untrackPid(child.pid);

@@ -8,12 +8,12 @@ import { NetworkAdminService, NetworkService } from '@nodenet/api';
 
 /** Every unary method of the API: name -> its definition (path, request encoder). */
 export const API_METHODS: Readonly<Record<string, { readonly path: string; encode(request: never): Buffer; decode(bytes: Buffer): unknown }>> = Object.fromEntries(
-  [
+  ([
     ['Network', NetworkService],
     ['NetworkAdmin', NetworkAdminService],
-  ].flatMap(([service, definition]) =>
+  ] as const).flatMap(([service, definition]) =>
     Object.values(definition as Record<string, { path: string; requestSerialize: (r: never) => Buffer; requestDeserialize: (b: Buffer) => unknown }>).map((m) => [
-      `${String(service)}/${m.path.slice(m.path.lastIndexOf('/') + 1)}`,
+      `${service}/${m.path.slice(m.path.lastIndexOf('/') + 1)}`,
       { path: m.path, encode: m.requestSerialize, decode: m.requestDeserialize },
     ]),
   ),
@@ -55,7 +55,7 @@ export class RawApiClient {
         options.timeoutMs !== undefined ? { deadline: Date.now() + options.timeoutMs } : {},
         (err, response) => {
           if (err) resolve({ code: err.code, codeName: grpc.status[err.code] ?? String(err.code), details: err.details });
-          else resolve({ code: grpc.status.OK, codeName: 'OK', details: '', ...(response ? { response: response as Buffer } : {}) });
+          else resolve({ code: grpc.status.OK, codeName: 'OK', details: '', ...(response ? { response: response } : {}) });
         },
       );
       options.signal?.addEventListener('abort', () => call.cancel(), { once: true });

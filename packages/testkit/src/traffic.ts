@@ -114,9 +114,9 @@ export class EchoServer {
     const server = new EchoServer(ns, options.protocol, options.port, child);
     scope.defer(`echo server ${options.protocol}/${options.port} in ${ns}`, () => server.stop());
     let stderr = '';
-    child.stderr!.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
     const ready = new Promise<void>((resolve, reject) => {
-      const lines = createInterface({ input: child.stdout! });
+      const lines = createInterface({ input: child.stdout });
       lines.on('line', (line) => {
         let event: Record<string, unknown>;
         try {
@@ -270,7 +270,7 @@ export class SocatEchoServer {
     const server = new SocatEchoServer(ns, protocol, port, child);
     scope.defer(`socat echo ${protocol}/${port} in ${ns}`, () => server.stop());
     await new Promise<void>((resolve, reject) => {
-      const lines = createInterface({ input: child.stderr! });
+      const lines = createInterface({ input: child.stderr });
       let seen = '';
       lines.on('line', (line) => {
         seen += `${line}\n`;

@@ -94,7 +94,7 @@ describe('TestScope', () => {
     try {
       for (const mode of ['exit', 'signal']) {
         const child = execa(process.execPath, ['--input-type=module', '-e', script, mode], { reject: false });
-        const ns = await new Promise<string>((resolve) => child.stdout!.once('data', (c: Buffer) => resolve(c.toString().trim())));
+        const ns = await new Promise<string>((resolve) => child.stdout.once('data', (c: Buffer) => resolve(c.toString().trim())));
         expect(ns).toMatch(/^nnt-\d+-\d+$/);
         leftovers.push(ns);
         if (mode === 'signal') {
@@ -132,7 +132,7 @@ describe('exec helpers', () => {
   it('run commands inside a namespace with argument arrays', async () => {
     const ns = await scope.createNamespace();
     const r = await nsExec(ns, 'ip', ['-j', 'link', 'show', 'lo']);
-    expect(JSON.parse(r.stdout)[0].ifname).toBe('lo');
+    expect((JSON.parse(r.stdout) as { ifname: string }[])[0]!.ifname).toBe('lo');
     await expect(nsExec(ns, 'ip', ['link', 'show', 'nope0'])).rejects.toThrow(/exit 1/);
     expect((await nsExec(ns, 'sh', ['-c', 'exit 3'], { allowFailure: true })).exitCode).toBe(3);
   });

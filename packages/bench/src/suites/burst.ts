@@ -58,7 +58,7 @@ export async function runBurst(env: NodeEnv, options: BenchOptions): Promise<Bur
     }
     const namespaces = await createNamespaces(env.scope, count);
     const slots: Slot[] = namespaces.map((ns, index) => ({ index, ns, ports: portsFor(system, index) }));
-    const wired: Array<Wired | undefined> = new Array(count).fill(undefined);
+    const wired: Array<Wired | undefined> = Array.from({ length: count }, () => undefined);
     const account = system.cpuAccount();
     const cpuBeforeCreates = await cpuTimes(account.pid);
     const creates = await runBatch(count, concurrency, async (i, worker) => {

@@ -13,7 +13,7 @@ export async function runBatch<T>(
   operation: (index: number, worker: number) => Promise<T>,
   options: { stopOnError?: boolean } = {},
 ): Promise<BatchOutcome<T>> {
-  const results: Array<T | undefined> = new Array(count).fill(undefined);
+  const results: Array<T | undefined> = Array.from({ length: count }, () => undefined);
   const errors: string[] = [];
   let next = 0;
   const started = performance.now();

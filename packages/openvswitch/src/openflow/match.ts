@@ -136,7 +136,7 @@ export function decodeOxmFields(b: Buffer): Match {
     out[def.name] = def.decode(value, hasMask ? payload.subarray(def.length) : undefined);
   }
   if (other.length > 0) out['other'] = other;
-  return out as Match;
+  return out;
 }
 
 /** The OXM TLV of one settable field (set_field's payload): eth_src, eth_dst, tun_dst. */

@@ -83,7 +83,7 @@ export function parseFlow(text: string): ParsedFlow {
     else throw new OpenFlowCodecError(`'${token}' is not a match field this client writes (ip, arp, in_port, dl_src, dl_dst, nw_src, nw_dst, arp_spa, tun_src, tun_dst, cookie, table, priority)`);
   }
   const parsed: ParsedFlow = {
-    match: match as Match,
+    match: match,
     ...(cookie === undefined ? {} : { cookie }),
     ...(cookieMask === undefined ? {} : { cookieMask }),
     ...(table === undefined ? {} : { table }),

@@ -98,7 +98,7 @@ export class MonitorReplica extends EventEmitter<ReplicaEvents> {
   apply(updates: TableUpdates2, announce = true): void {
     for (const [table, rowUpdates] of Object.entries(updates ?? {})) {
       let rows = this.tables.get(table);
-      if (!rows) this.tables.set(table, (rows = new Map()));
+      if (!rows) this.tables.set(table, (rows = new Map<string, OvsdbRow>()));
       for (const [uuid, u] of Object.entries(rowUpdates)) {
         const old = rows.get(uuid);
         let row: OvsdbRow | undefined;
@@ -126,7 +126,7 @@ export class MonitorReplica extends EventEmitter<ReplicaEvents> {
 const key = (a: unknown) => JSON.stringify(a);
 
 function elements(v: OvsdbValue | undefined): OvsdbAtom[] {
-  if (Array.isArray(v) && v[0] === 'set') return v[1] as OvsdbAtom[];
+  if (Array.isArray(v) && v[0] === 'set') return v[1];
   return v === undefined ? [] : [v as OvsdbAtom];
 }
 
