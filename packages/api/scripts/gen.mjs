@@ -78,7 +78,11 @@ try {
   } else {
     rmSync(genDir, { recursive: true, force: true });
     cpSync(freshGenDir, genDir, { recursive: true });
-    process.stdout.write(`api:gen: wrote ${listFiles(genDir).map((f) => `src/gen/${f}`).join(', ')}\n`);
+    process.stdout.write(
+      `api:gen: wrote ${listFiles(genDir)
+        .map((f) => `src/gen/${f}`)
+        .join(', ')}\n`,
+    );
   }
 } finally {
   rmSync(scratch, { recursive: true, force: true });

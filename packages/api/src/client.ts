@@ -186,11 +186,7 @@ export function createNetworkClient(target: string, options: CreateNetworkClient
   return {
     raw,
     createContainerNetworkInterface: (request, callOptions) =>
-      callUnary(
-        raw.createContainerNetworkInterface.bind(raw),
-        CreateContainerNetworkInterfaceRequest.fromPartial(request),
-        callOptions,
-      ),
+      callUnary(raw.createContainerNetworkInterface.bind(raw), CreateContainerNetworkInterfaceRequest.fromPartial(request), callOptions),
     createInterface: (request, callOptions) =>
       callUnary(raw.createInterface.bind(raw), CreateInterfaceRequest.fromPartial(request), callOptions),
     deleteInterface: (request, callOptions) =>

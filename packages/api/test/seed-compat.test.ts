@@ -19,7 +19,6 @@ function parseRoot(source: string): protobuf.Root {
   return root;
 }
 
-
 function allOf<T extends protobuf.ReflectionObject>(ns: protobuf.NamespaceBase, kind: abstract new (...args: never[]) => T): T[] {
   const found: T[] = [];
   for (const nested of ns.nestedArray) {
@@ -30,7 +29,7 @@ function allOf<T extends protobuf.ReflectionObject>(ns: protobuf.NamespaceBase, 
 }
 
 function isProto3Optional(field: protobuf.Field): boolean {
-  return (field.options)?.['proto3_optional'] === true;
+  return field.options?.['proto3_optional'] === true;
 }
 
 function fieldShape(field: protobuf.Field): string {
@@ -102,7 +101,11 @@ describe('seed compatibility of network.proto', () => {
   const full = parseRoot(fullSource);
 
   it('keeps every seed message, field (name, number, type, label), enum and rpc', () => {
-    expect(allOf(seed, protobuf.Type).map((t) => t.fullName).sort()).toEqual([
+    expect(
+      allOf(seed, protobuf.Type)
+        .map((t) => t.fullName)
+        .sort(),
+    ).toEqual([
       '.network.CreateContainerNetworkInterfaceRequest',
       '.network.CreateContainerNetworkInterfaceResponse',
       '.network.CreateInterfaceRequest',
@@ -154,14 +157,46 @@ describe('seed compatibility of network.proto', () => {
 
   // The checker itself must notice each kind of break, or the tests above prove nothing.
   it.each([
-    ['a renumbered seed field', (s: string) => s.replace('string ip_address = 1;', 'string ip_address = 7;'), /ip_address = 1.*ip_address = 7/],
-    ['a retyped seed field', (s: string) => s.replace('repeated int32 ports = 2;', 'repeated uint32 ports = 2;'), /int32 ports.*uint32 ports/],
+    [
+      'a renumbered seed field',
+      (s: string) => s.replace('string ip_address = 1;', 'string ip_address = 7;'),
+      /ip_address = 1.*ip_address = 7/,
+    ],
+    [
+      'a retyped seed field',
+      (s: string) => s.replace('repeated int32 ports = 2;', 'repeated uint32 ports = 2;'),
+      /int32 ports.*uint32 ports/,
+    ],
     ['a seed field made optional', (s: string) => s.replace('string sub_network = 2;', 'optional string sub_network = 2;'), /sub_network/],
-    ['a renamed seed field', (s: string) => s.replace('string interface_name = 1;\n}\n\n// Request structure used to create a new virtual network', 'string name = 1;\n}\n\n// Request structure used to create a new virtual network'), /DeleteInterfaceRequest.interface_name is missing/],
-    ['a non-optional extension field', (s: string) => s.replace('optional string netns = 3;', 'string netns = 3;'), /netns is an extension but neither optional nor repeated/],
+    [
+      'a renamed seed field',
+      (s: string) =>
+        s.replace(
+          'string interface_name = 1;\n}\n\n// Request structure used to create a new virtual network',
+          'string name = 1;\n}\n\n// Request structure used to create a new virtual network',
+        ),
+      /DeleteInterfaceRequest.interface_name is missing/,
+    ],
+    [
+      'a non-optional extension field',
+      (s: string) => s.replace('optional string netns = 3;', 'string netns = 3;'),
+      /netns is an extension but neither optional nor repeated/,
+    ],
     // (protobufjs itself rejects two fields with one number; a reuse happens when a seed field is replaced.)
-    ['an extension reusing a seed number', (s: string) => s.replace('repeated int32 ports = 2;', 'repeated int32 port_list = 2;'), /port_list reuses field number 2/],
-    ['a changed rpc type', (s: string) => s.replace('rpc DeleteInterface(DeleteInterfaceRequest) returns (Empty)', 'rpc DeleteInterface(DeleteInterfaceRequest) returns (CreateInterfaceResponse)'), /rpc .*DeleteInterface/],
+    [
+      'an extension reusing a seed number',
+      (s: string) => s.replace('repeated int32 ports = 2;', 'repeated int32 port_list = 2;'),
+      /port_list reuses field number 2/,
+    ],
+    [
+      'a changed rpc type',
+      (s: string) =>
+        s.replace(
+          'rpc DeleteInterface(DeleteInterfaceRequest) returns (Empty)',
+          'rpc DeleteInterface(DeleteInterfaceRequest) returns (CreateInterfaceResponse)',
+        ),
+      /rpc .*DeleteInterface/,
+    ],
     ['a removed rpc', (s: string) => s.replace(/rpc DeleteInterface\(.*\n/, ''), /rpc .*DeleteInterface is missing/],
   ])('detects %s', (_what, mutate, expected) => {
     const mutated = mutate(fullSource);

@@ -6,7 +6,16 @@
  * create onto a known bridge).
  */
 import { FailedPreconditionError, type CniSpec, type IfName, type Logger } from '@nodenet/core';
-import { causedBy, deleteLinkScript, deviceMissingRe, failedAt, parseIpLinks, type IpLine, type IpLink, type IpRunner } from '@nodenet/linux';
+import {
+  causedBy,
+  deleteLinkScript,
+  deviceMissingRe,
+  failedAt,
+  parseIpLinks,
+  type IpLine,
+  type IpLink,
+  type IpRunner,
+} from '@nodenet/linux';
 import {
   BridgePlacement,
   OVERFLOW_LINE,
@@ -178,7 +187,10 @@ export class CniBridgeSet {
     } finally {
       this.onLinksChanged();
     }
-    this.logger.info({ cni: cni.name, bridge, occupancy: this.placement.occupancy() }, existing === undefined ? 'overflow bridge created' : 'overflow bridge repaired');
+    this.logger.info(
+      { cni: cni.name, bridge, occupancy: this.placement.occupancy() },
+      existing === undefined ? 'overflow bridge created' : 'overflow bridge repaired',
+    );
   }
 
   /** Every link of the node namespace (one `ip -j link show`), and by name. */

@@ -130,10 +130,19 @@ export function repairOverflowScript(cni: CniSpec, index: number, links: Readonl
   const { up, down } = overflowLinkNames(cni.name, index);
   const bridge = links.get(bridgeName);
   const repairs: OverflowRepair[] = [];
-  const set = (name: string, args: string[], what: string): IpLine => ({ id: OVERFLOW_LINE.repair, args: ['link', 'set', 'dev', name, ...args], step: `${what} on ${name}` });
+  const set = (name: string, args: string[], what: string): IpLine => ({
+    id: OVERFLOW_LINE.repair,
+    args: ['link', 'set', 'dev', name, ...args],
+    step: `${what} on ${name}`,
+  });
   if (bridge !== undefined) {
-    if (bridge.mtu !== cni.mtu) repairs.push({ found: `MTU of ${bridgeName} was ${bridge.mtu}: set to ${cni.mtu}`, lines: [set(bridgeName, ['mtu', String(cni.mtu)], 'set MTU')] });
-    if (!bridge.flags.includes('UP')) repairs.push({ found: `${bridgeName} was down: brought up`, lines: [set(bridgeName, ['up'], 'bring up')] });
+    if (bridge.mtu !== cni.mtu)
+      repairs.push({
+        found: `MTU of ${bridgeName} was ${bridge.mtu}: set to ${cni.mtu}`,
+        lines: [set(bridgeName, ['mtu', String(cni.mtu)], 'set MTU')],
+      });
+    if (!bridge.flags.includes('UP'))
+      repairs.push({ found: `${bridgeName} was down: brought up`, lines: [set(bridgeName, ['up'], 'bring up')] });
   }
   const upLink = links.get(up);
   const downLink = links.get(down);
@@ -142,7 +151,9 @@ export function repairOverflowScript(cni: CniSpec, index: number, links: Readonl
     repairs.push({
       found: `the pair joining ${bridgeName} to ${cni.name} was missing: made again`,
       lines: [
-        ...(survivor === undefined ? [] : [{ id: OVERFLOW_LINE.delete, args: ['link', 'del', 'dev', survivor.ifname], step: `delete ${survivor.ifname}` }]),
+        ...(survivor === undefined
+          ? []
+          : [{ id: OVERFLOW_LINE.delete, args: ['link', 'del', 'dev', survivor.ifname], step: `delete ${survivor.ifname}` }]),
         ...createPairScript(cni, index),
       ],
     });
@@ -156,8 +167,13 @@ export function repairOverflowScript(cni: CniSpec, index: number, links: Readonl
       repairs.push({ found: `${end.ifname} was not a port of ${master}: attached again`, lines: tagPairEndLines(end.ifname, master) });
       continue;
     }
-    if (end.mtu !== cni.mtu) repairs.push({ found: `MTU of ${end.ifname} was ${end.mtu}: set to ${cni.mtu}`, lines: [set(end.ifname, ['mtu', String(cni.mtu)], 'set MTU')] });
-    if (!end.flags.includes('UP')) repairs.push({ found: `${end.ifname} was down: brought up`, lines: [set(end.ifname, ['up'], 'bring up')] });
+    if (end.mtu !== cni.mtu)
+      repairs.push({
+        found: `MTU of ${end.ifname} was ${end.mtu}: set to ${cni.mtu}`,
+        lines: [set(end.ifname, ['mtu', String(cni.mtu)], 'set MTU')],
+      });
+    if (!end.flags.includes('UP'))
+      repairs.push({ found: `${end.ifname} was down: brought up`, lines: [set(end.ifname, ['up'], 'bring up')] });
   }
   return repairs;
 }

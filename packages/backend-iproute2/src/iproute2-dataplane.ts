@@ -189,7 +189,7 @@ export class Iproute2Dataplane implements Dataplane {
     const link = links.find((l) => l.ifname === name);
     if (link === undefined) return;
     if (link.alias !== CNI_OWNER_ALIAS) {
-      this.logger.warn({ cni: name, alias: link.alias ?? null }, 'not deleting a link that is not nodenet\'s CNI');
+      this.logger.warn({ cni: name, alias: link.alias ?? null }, "not deleting a link that is not nodenet's CNI");
       return;
     }
     await this.deleteTolerant([...this.bridges.deleteAll(links), ...deleteLinkScript(name)], `delete the CNI bridge ${name}`);
@@ -225,7 +225,13 @@ export class Iproute2Dataplane implements Dataplane {
       }
     }
     this.logger.debug(
-      { handle: spec.handle, kind: spec.kind, netns: spec.netns ?? null, bridge: port.bridge, ms: Math.round((performance.now() - started) * 10) / 10 },
+      {
+        handle: spec.handle,
+        kind: spec.kind,
+        netns: spec.netns ?? null,
+        bridge: port.bridge,
+        ms: Math.round((performance.now() - started) * 10) / 10,
+      },
       'instance interface created',
     );
     return placement;
@@ -322,7 +328,10 @@ export class Iproute2Dataplane implements Dataplane {
     }
     const links = parseIpLinks((await this.node.json(['link', 'show'], 'list links to delete instances together')) ?? []);
     const lines = [
-      ...deleteLinksScript(items.map((i) => i.hostIfname), pickUnusedGroup(links)),
+      ...deleteLinksScript(
+        items.map((i) => i.hostIfname),
+        pickUnusedGroup(links),
+      ),
       ...items.flatMap((i) => deleteInstanceScript(i, i.cniName).filter((l) => l.id !== LINE.deleteLink)),
     ];
     await this.deleteTolerant(lines, `delete ${items.length} interfaces`, this.deleteSession);

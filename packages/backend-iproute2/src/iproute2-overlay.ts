@@ -105,7 +105,11 @@ export class Iproute2Overlay implements Overlay {
     this.host = options.host;
     this.hostGw =
       options.mode === 'host-gw'
-        ? new HostGwOverlay({ host: options.host, ...(options.netns === undefined ? {} : { netns: options.netns }), ...(options.logger ? { logger: options.logger } : {}) })
+        ? new HostGwOverlay({
+            host: options.host,
+            ...(options.netns === undefined ? {} : { netns: options.netns }),
+            ...(options.logger ? { logger: options.logger } : {}),
+          })
         : undefined;
     const netns: NetnsRef | undefined = options.netns === undefined ? undefined : parseNetnsRef(options.netns, 'netns');
     this.ip = new IpRunner(netns);
@@ -233,7 +237,10 @@ export class Iproute2Overlay implements Overlay {
       const step = peers.length === 1 ? `program peer ${peers[0]!.name}` : `program ${batch.length} peers`;
       const result = mergeBatchResults({ failed: invalid }, await this.runPeerScripts(batch, step));
       for (const { peer } of batch) if (!result.failed.has(peer.name)) this.programmed.set(peer.name, peer);
-      this.logger.debug({ peers: batch.length, failed: result.failed.size, ms: Math.round((performance.now() - started) * 10) / 10 }, 'peers programmed');
+      this.logger.debug(
+        { peers: batch.length, failed: result.failed.size, ms: Math.round((performance.now() - started) * 10) / 10 },
+        'peers programmed',
+      );
       return result;
     });
   }
@@ -249,25 +256,39 @@ export class Iproute2Overlay implements Overlay {
         const scripts = records.map(removeVxlanPeerScripts);
         return { peer, scripts: { ip: scripts.flatMap((s) => s.ip), bridge: scripts.flatMap((s) => s.bridge) } };
       });
-      const result = await this.runPeerScripts(batch, peers.length === 1 ? `remove peer ${peers[0]!.name}` : `remove ${peers.length} peers`, peers.length > 1);
+      const result = await this.runPeerScripts(
+        batch,
+        peers.length === 1 ? `remove peer ${peers[0]!.name}` : `remove ${peers.length} peers`,
+        peers.length > 1,
+      );
       for (const peer of peers) if (!result.failed.has(peer.name)) this.programmed.delete(peer.name);
       return result;
     });
   }
 
   /** The ip lines and the bridge lines of every peer, one process each, side by side; failures by peer. */
-  private async runPeerScripts(batch: readonly { peer: NodeRecord; scripts: OverlayScripts }[], step: string, readNeighbours = false): Promise<PeerBatchResult> {
+  private async runPeerScripts(
+    batch: readonly { peer: NodeRecord; scripts: OverlayScripts }[],
+    step: string,
+    readNeighbours = false,
+  ): Promise<PeerBatchResult> {
     let ip: PeerLines[] = batch.map(({ peer, scripts }) => ({ peer, lines: scripts.ip }));
     if (readNeighbours) {
       try {
         ip = await withNeighbourDeletes(this.ip, OVERLAY_DEVICE, ip, OVERLAY_LINE.deleteNeighbour);
       } catch (e) {
-        return allFailed(batch.map((b) => b.peer), e);
+        return allFailed(
+          batch.map((b) => b.peer),
+          e,
+        );
       }
     }
     const bridge: PeerLines[] = batch.map(({ peer, scripts }) => ({ peer, lines: scripts.bridge }));
     const explain = (f: IpBatchFailure, line: IpLine | undefined) => this.explainFailure(f, line, step);
-    const [a, b] = await Promise.all([runPeerBatch(this.ip, ip, step, DELETE_LINE_IDS, explain), runPeerBatch(this.bridge, bridge, step, DELETE_LINE_IDS, explain)]);
+    const [a, b] = await Promise.all([
+      runPeerBatch(this.ip, ip, step, DELETE_LINE_IDS, explain),
+      runPeerBatch(this.bridge, bridge, step, DELETE_LINE_IDS, explain),
+    ]);
     return mergeBatchResults(a, b);
   }
 

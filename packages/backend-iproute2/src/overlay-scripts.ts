@@ -21,7 +21,16 @@ import {
   type Ipv4Address,
   type NodeRecord,
 } from '@nodenet/core';
-import { ROUTE_LINE, ROUTE_PROTO_ARGS, deleteRouteLine, parseIpAddrs, staleRouteLines, type IpAddress, type IpLine, type ProgrammedPeer } from '@nodenet/linux';
+import {
+  ROUTE_LINE,
+  ROUTE_PROTO_ARGS,
+  deleteRouteLine,
+  parseIpAddrs,
+  staleRouteLines,
+  type IpAddress,
+  type IpLine,
+  type ProgrammedPeer,
+} from '@nodenet/linux';
 
 /** The VXLAN device every node gets in vxlan mode. */
 export const OVERLAY_DEVICE = 'nodenet-vx' as IfName;
@@ -131,7 +140,10 @@ export function parseVxlanDevice(json: unknown): VxlanDeviceState | null {
   if (link.linkinfo?.kind === 'vxlan') {
     const data = info?.info_data;
     if (typeof data !== 'object' || data === null) {
-      throw new InternalError('read the VXLAN device from ip -j', `unexpected output: vxlan link without info_data: ${JSON.stringify(info)}`);
+      throw new InternalError(
+        'read the VXLAN device from ip -j',
+        `unexpected output: vxlan link without info_data: ${JSON.stringify(info)}`,
+      );
     }
     const d = data as Record<string, unknown>;
     vxlan = {
@@ -182,8 +194,25 @@ export function createVxlanScript(spec: VxlanEndpointSpec): IpLine[] {
     {
       id: OVERLAY_LINE.createDevice,
       args: [
-        'link', 'add', 'name', spec.name, 'address', spec.mac, 'mtu', String(spec.mtu),
-        'type', 'vxlan', 'id', String(spec.vni), 'dstport', String(spec.port), 'local', spec.local, 'dev', spec.underlayLink, 'nolearning',
+        'link',
+        'add',
+        'name',
+        spec.name,
+        'address',
+        spec.mac,
+        'mtu',
+        String(spec.mtu),
+        'type',
+        'vxlan',
+        'id',
+        String(spec.vni),
+        'dstport',
+        String(spec.port),
+        'local',
+        spec.local,
+        'dev',
+        spec.underlayLink,
+        'nolearning',
       ],
       step: `create VXLAN device ${spec.name} (VNI ${spec.vni}, UDP ${spec.port}, local ${spec.local} on ${spec.underlayLink})`,
     },
@@ -213,10 +242,18 @@ function deviceAddressLine(spec: VxlanEndpointSpec): IpLine {
 export function repairVxlanScript(spec: VxlanEndpointSpec, state: VxlanDeviceState): IpLine[] {
   const lines: IpLine[] = [];
   if (state.mac?.toLowerCase() !== spec.mac.toLowerCase()) {
-    lines.push({ id: OVERLAY_LINE.deviceMac, args: ['link', 'set', 'dev', spec.name, 'address', spec.mac], step: `set MAC ${spec.mac} on ${spec.name}` });
+    lines.push({
+      id: OVERLAY_LINE.deviceMac,
+      args: ['link', 'set', 'dev', spec.name, 'address', spec.mac],
+      step: `set MAC ${spec.mac} on ${spec.name}`,
+    });
   }
   if (state.mtu !== spec.mtu) {
-    lines.push({ id: OVERLAY_LINE.deviceMtu, args: ['link', 'set', 'dev', spec.name, 'mtu', String(spec.mtu)], step: `set MTU ${spec.mtu} on ${spec.name}` });
+    lines.push({
+      id: OVERLAY_LINE.deviceMtu,
+      args: ['link', 'set', 'dev', spec.name, 'mtu', String(spec.mtu)],
+      step: `set MTU ${spec.mtu} on ${spec.name}`,
+    });
   }
   const v = state.vxlan;
   if (v?.local !== spec.local || v.link !== spec.underlayLink || v.learning !== false) {
@@ -234,10 +271,18 @@ export function repairVxlanScript(spec: VxlanEndpointSpec, state: VxlanDeviceSta
   }
   // An IPv6 address means address generation was on; turn it off before removing the address or bringing the device up.
   if (!state.up || state.addresses.some((a) => a.family === 'inet6')) {
-    lines.push({ id: OVERLAY_LINE.deviceAddrgen, args: ['link', 'set', 'dev', spec.name, 'addrgenmode', 'none'], step: `turn off IPv6 address generation on ${spec.name}` });
+    lines.push({
+      id: OVERLAY_LINE.deviceAddrgen,
+      args: ['link', 'set', 'dev', spec.name, 'addrgenmode', 'none'],
+      step: `turn off IPv6 address generation on ${spec.name}`,
+    });
   }
   for (const cidr of stale) {
-    lines.push({ id: OVERLAY_LINE.staleAddress, args: ['address', 'del', cidr, 'dev', spec.name], step: `remove stale address ${cidr} from ${spec.name}` });
+    lines.push({
+      id: OVERLAY_LINE.staleAddress,
+      args: ['address', 'del', cidr, 'dev', spec.name],
+      step: `remove stale address ${cidr} from ${spec.name}`,
+    });
   }
   if (!hasAddress) lines.push(deviceAddressLine(spec));
   if (!state.up) lines.push({ id: OVERLAY_LINE.deviceUp, args: ['link', 'set', 'dev', spec.name, 'up'], step: `bring ${spec.name} up` });
@@ -257,7 +302,6 @@ export interface OverlayScripts {
   readonly bridge: IpLine[];
 }
 
-
 /**
  * `neigh flush ... nud all` rather than `neigh del`: a failing `ip neigh del` ends the whole `ip -batch`
  * (iproute2 exits from it, -force or not), while a flush that finds nothing succeeds. `nud all` includes
@@ -273,7 +317,11 @@ function deleteNeighbourLine(address: string, why: string): IpLine {
 
 function deleteFdbLine(mac: string, why: string): IpLine {
   // Without `dst` the whole entry goes, whatever remote it points at (with a wrong `dst` the kernel deletes nothing and says OK).
-  return { id: OVERLAY_LINE.deleteFdb, args: ['fdb', 'del', mac, 'dev', OVERLAY_DEVICE, 'self'], step: `delete the FDB entry of ${mac} (${why}) on ${OVERLAY_DEVICE}` };
+  return {
+    id: OVERLAY_LINE.deleteFdb,
+    args: ['fdb', 'del', mac, 'dev', OVERLAY_DEVICE, 'self'],
+    step: `delete the FDB entry of ${mac} (${why}) on ${OVERLAY_DEVICE}`,
+  };
 }
 
 /**
@@ -287,7 +335,8 @@ export function vxlanPeerScripts(peer: NodeRecord, previous?: NodeRecord): Overl
   const via = peer.subnet.network;
   const mac = vtepMacForUnderlay(peer.underlayAddress);
   if (previous) {
-    if (!previous.subnet.equals(peer.subnet)) ip.push(deleteRouteLine(previous.subnet), deleteNeighbourLine(previous.subnet.network, previous.name));
+    if (!previous.subnet.equals(peer.subnet))
+      ip.push(deleteRouteLine(previous.subnet), deleteNeighbourLine(previous.subnet.network, previous.name));
     const previousMac = vtepMacForUnderlay(previous.underlayAddress);
     if (previousMac !== mac) bridge.push(deleteFdbLine(previousMac, `${previous.name} at ${previous.underlayAddress}`));
   }
@@ -366,7 +415,8 @@ export function parseFdbEntries(json: unknown): FdbEntry[] {
 }
 
 function asArray(json: unknown, what: string): unknown[] {
-  if (!Array.isArray(json)) throw new InternalError(`read ${what}`, `unexpected output: expected a JSON array, got ${JSON.stringify(json)}`);
+  if (!Array.isArray(json))
+    throw new InternalError(`read ${what}`, `unexpected output: expected a JSON array, got ${JSON.stringify(json)}`);
   return json.filter((x) => typeof x === 'object' && x !== null);
 }
 

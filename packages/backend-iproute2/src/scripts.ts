@@ -85,7 +85,21 @@ export function tapScript(spec: InstanceSpec, master: string = spec.cni.name): I
     { id: LINE.createLink, args: ['tuntap', 'add', 'dev', spec.handle, 'mode', 'tap'], step: `create TAP ${spec.handle}` },
     {
       id: LINE.attachLink,
-      args: ['link', 'set', 'dev', spec.handle, 'mtu', String(spec.mtu), 'alias', ownerAliasOf(spec.handle), 'addrgenmode', 'none', 'master', master, 'up'],
+      args: [
+        'link',
+        'set',
+        'dev',
+        spec.handle,
+        'mtu',
+        String(spec.mtu),
+        'alias',
+        ownerAliasOf(spec.handle),
+        'addrgenmode',
+        'none',
+        'master',
+        master,
+        'up',
+      ],
       step: `attach ${spec.handle} to ${master}`,
     },
     { id: LINE.hairpin, args: ['link', 'set', 'dev', spec.handle, ...HAIRPIN], step: `set hairpin on ${spec.handle}` },
@@ -167,4 +181,3 @@ export function classifyForDeletion(names: readonly string[], links: readonly Ip
   }
   return result;
 }
-

@@ -45,7 +45,9 @@ describe('overflow bridge names', () => {
     expect(isOverflowInfrastructure('nodenet0', { ifname: 'nodenet0b2', alias: undefined })).toBe(false);
     expect(isOverflowInfrastructure('nodenet0', { ifname: 'br-other', alias: OVERFLOW_BRIDGE_ALIAS })).toBe(false);
     expect(isOverflowInfrastructure('nodenet0', { ifname: 'nodenet0b2-up', alias: OVERFLOW_BRIDGE_ALIAS })).toBe(false);
-    expect(overflowBridgesIn('nodenet0', [...healthy().values(), link('nodenet0b3', { alias: OVERFLOW_BRIDGE_ALIAS }), link('nodenet0b2')])).toEqual([1, 3]);
+    expect(
+      overflowBridgesIn('nodenet0', [...healthy().values(), link('nodenet0b3', { alias: OVERFLOW_BRIDGE_ALIAS }), link('nodenet0b2')]),
+    ).toEqual([1, 3]);
   });
 
   it('core sees no overflow link, and a port on an overflow bridge as a port of the CNI', () => {
@@ -117,7 +119,11 @@ describe('overflow scripts', () => {
 
   it('deletes only overflow infrastructure', () => {
     const links = [...healthy().values(), link('nodenet0'), link('nnh-0000000a', { master: 'nodenet0b1' }), link('nodenet0b2')];
-    expect(text(deleteOverflowScript('nodenet0', links))).toEqual(['link del dev nodenet0b1', 'link del dev nodenet0b1-up', 'link del dev nodenet0b1-dn']);
+    expect(text(deleteOverflowScript('nodenet0', links))).toEqual([
+      'link del dev nodenet0b1',
+      'link del dev nodenet0b1-up',
+      'link del dev nodenet0b1-dn',
+    ]);
   });
 });
 

@@ -29,7 +29,13 @@ type Json = Record<string, unknown> & { ifname: string; mtu: number; address: st
 
 const UNDERLAY_MTU = 1480;
 const gateway = parseIpv4Address('198.19.1.1', 'gateway');
-const cniSpec: CniSpec = { name: CNI_NAME, gateway, subnet: Subnet.of('198.19.1.0/24'), mtu: UNDERLAY_MTU - 50, mac: macForAddress(gateway) };
+const cniSpec: CniSpec = {
+  name: CNI_NAME,
+  gateway,
+  subnet: Subnet.of('198.19.1.0/24'),
+  mtu: UNDERLAY_MTU - 50,
+  mac: macForAddress(gateway),
+};
 const cniRecord: CniRecord = { ...cniSpec, subnet: cniSpec.subnet.toString(), createdAt: new Date().toISOString() };
 
 const instanceSpec = instanceSpecMaker(cniSpec, 0x5e000000);
@@ -39,10 +45,16 @@ let node = '';
 let dp: Iproute2Dataplane;
 
 async function link(ns: string, name: string): Promise<Json | null> {
-  const out = await run(ns.startsWith('/') ? 'nsenter' : 'ip', ns.startsWith('/') ? [`--net=${ns}`, 'ip', '-j', '-d', 'link', 'show', 'dev', name] : ['-n', ns, '-j', '-d', 'link', 'show', 'dev', name], {
-    step: 'test: read link',
-    okExitCodes: [1],
-  });
+  const out = await run(
+    ns.startsWith('/') ? 'nsenter' : 'ip',
+    ns.startsWith('/')
+      ? [`--net=${ns}`, 'ip', '-j', '-d', 'link', 'show', 'dev', name]
+      : ['-n', ns, '-j', '-d', 'link', 'show', 'dev', name],
+    {
+      step: 'test: read link',
+      okExitCodes: [1],
+    },
+  );
   return out.exitCode === 0 ? (JSON.parse(out.stdout) as Json[])[0]! : null;
 }
 
@@ -122,7 +134,16 @@ describe('ensureCni', () => {
     expect(bridge!.ifalias).toBe('nodenet:cni');
     expect(bridge!.flags).toContain('UP');
     expect(await ipv4Of(node, CNI_NAME)).toEqual(['198.19.1.1/24']);
-    const sysctls = await sh('ip', ['netns', 'exec', node, 'sysctl', '-n', 'net.ipv4.ip_forward', `net.ipv4.conf.${CNI_NAME}.route_localnet`, `net.ipv6.conf.${CNI_NAME}.disable_ipv6`]);
+    const sysctls = await sh('ip', [
+      'netns',
+      'exec',
+      node,
+      'sysctl',
+      '-n',
+      'net.ipv4.ip_forward',
+      `net.ipv4.conf.${CNI_NAME}.route_localnet`,
+      `net.ipv6.conf.${CNI_NAME}.disable_ipv6`,
+    ]);
     expect(sysctls.trim().split('\n')).toEqual(['1', '1', '1']);
   });
 
@@ -148,7 +169,7 @@ describe('ensureCni', () => {
     expect(await ipv4Of(node, CNI_NAME)).toEqual(['198.19.1.1/24']);
   });
 
-  it('refuses a foreign nodenet0: a bridge without nodenet\'s alias, or a veth', async () => {
+  it("refuses a foreign nodenet0: a bridge without nodenet's alias, or a veth", async () => {
     const other = await namespaces.add('foreign');
     const foreign = new Iproute2Dataplane({ netns: other });
     await sh('ip', ['-n', other, 'link', 'add', CNI_NAME, 'type', 'bridge']);
@@ -165,7 +186,7 @@ describe('ensureCni', () => {
     await expect(foreign.ensureCni(cniSpec)).rejects.toThrow(/is not a bridge \(it is a veth link\)/);
   });
 
-  it('deleteCni removes nodenet\'s bridge and tolerates its absence', async () => {
+  it("deleteCni removes nodenet's bridge and tolerates its absence", async () => {
     const other = await namespaces.add('delcni');
     const dp2 = new Iproute2Dataplane({ netns: other });
     await dp2.ensureCni(cniSpec);
@@ -195,7 +216,10 @@ describe('instances', () => {
 
     await dp.createInstance(b);
 
-    for (const [ns, spec, ifname] of [[named, a, 'eth0'], [sleeper.path, b, 'net1']] as const) {
+    for (const [ns, spec, ifname] of [
+      [named, a, 'eth0'],
+      [sleeper.path, b, 'net1'],
+    ] as const) {
       const l = await link(ns, ifname);
       expect(l, `${ifname} in ${ns}`).not.toBeNull();
       expect(l!.mtu).toBe(cniSpec.mtu);
@@ -324,7 +348,11 @@ describe('instances', () => {
       const last = instanceSpec(36);
       await dp2.createInstance(last);
       // And into a namespace (the configurator names the bridge by name on every request).
-      await sh('ip', ['-n', other, '-batch', '-'], `link del ${CNI_NAME}\nlink add nnt-filler3 type bridge\nlink add ${CNI_NAME} type bridge\n`);
+      await sh(
+        'ip',
+        ['-n', other, '-batch', '-'],
+        `link del ${CNI_NAME}\nlink add nnt-filler3 type bridge\nlink add ${CNI_NAME} type bridge\n`,
+      );
       const pod = await namespaces.add('recni-pod');
       const inPod = instanceSpec(38, { netns: pod });
       await dp2.createInstance(inPod);
@@ -363,7 +391,10 @@ describe('instances', () => {
     const dp2 = new Iproute2Dataplane({ netns: other });
     try {
       await dp2.ensureCni(cniSpec);
-      const fill = Array.from({ length: 1023 }, (_, i) => `tuntap add dev nnt-f${i} mode tap\nlink set dev nnt-f${i} master ${CNI_NAME}\n`).join('');
+      const fill = Array.from(
+        { length: 1023 },
+        (_, i) => `tuntap add dev nnt-f${i} mode tap\nlink set dev nnt-f${i} master ${CNI_NAME}\n`,
+      ).join('');
       await sh('ip', ['-n', other, '-batch', '-'], fill);
       const before = (await ipJson<Json[]>(other, ['link', 'show'])).length;
       const spec = instanceSpec(37);
@@ -438,7 +469,11 @@ describe('latency (reported, not asserted)', () => {
 describe('the namespace configurator', () => {
   it('a namespace that already has a default route: FAILED_PRECONDITION naming it, and nothing is left behind', async () => {
     const pod = await namespaces.add('hasroute');
-    await sh('ip', ['-n', pod, '-batch', '-'], 'link add d0 type veth peer name d1\naddress add 10.99.0.2/24 dev d0\nlink set d0 up\nlink set d1 up\nroute add default via 10.99.0.1\n');
+    await sh(
+      'ip',
+      ['-n', pod, '-batch', '-'],
+      'link add d0 type veth peer name d1\naddress add 10.99.0.2/24 dev d0\nlink set d0 up\nlink set d1 up\nroute add default via 10.99.0.1\n',
+    );
     const nodeBefore = await nodeLinkNames();
     const podBefore = (await ipJson<Json[]>(pod, ['link', 'show'])).map((l) => l.ifname);
     const err = await dp.createInstance(instanceSpec(38, { netns: pod })).catch((e: unknown) => e);

@@ -72,15 +72,23 @@ export class TestNamespaces {
   async addNode(mtu = 1500): Promise<{ node: string; world: string }> {
     const node = await this.add('node');
     const world = await this.add('world');
-    await sh('ip', ['-n', node, '-batch', '-'], [
-      'link set dev lo up',
-      `link add u0 mtu ${mtu} type veth peer name w0 mtu ${mtu} netns /run/netns/${world}`,
-      'address add 198.18.0.1/24 dev u0',
-      'link set dev u0 up',
-      'route add default via 198.18.0.100 dev u0',
-      '',
-    ].join('\n'));
-    await sh('ip', ['-n', world, '-batch', '-'], ['link set dev lo up', 'address add 198.18.0.100/24 dev w0', 'link set dev w0 up', ''].join('\n'));
+    await sh(
+      'ip',
+      ['-n', node, '-batch', '-'],
+      [
+        'link set dev lo up',
+        `link add u0 mtu ${mtu} type veth peer name w0 mtu ${mtu} netns /run/netns/${world}`,
+        'address add 198.18.0.1/24 dev u0',
+        'link set dev u0 up',
+        'route add default via 198.18.0.100 dev u0',
+        '',
+      ].join('\n'),
+    );
+    await sh(
+      'ip',
+      ['-n', world, '-batch', '-'],
+      ['link set dev lo up', 'address add 198.18.0.100/24 dev w0', 'link set dev w0 up', ''].join('\n'),
+    );
     return { node, world };
   }
 

@@ -164,7 +164,10 @@ describe('overflow bridges', () => {
     expect(await ping(onB1.netns!, '198.19.4.1')).toBe(0);
 
     await sh('ip', ['-n', node, 'link', 'del', `${CNI_NAME}b1`]);
-    const detached = (await dp.listOwnedLinks()).filter((l) => l.master === '' && l.name !== CNI_NAME).map((l) => l.name).sort();
+    const detached = (await dp.listOwnedLinks())
+      .filter((l) => l.master === '' && l.name !== CNI_NAME)
+      .map((l) => l.name)
+      .sort();
     expect(detached).toEqual(byBridge[`${CNI_NAME}b1`]);
     // What core's reconcile does with a detached port; the first attach makes the bridge (and its pair) again.
     for (const name of detached) await dp.attachToCni(parseIfName(name, 'port'), cniSpec);

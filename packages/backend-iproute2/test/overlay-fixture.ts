@@ -52,12 +52,20 @@ export async function buildCluster(namespaces: TestNamespaces, count: number, ov
   for (let n = 1; n <= count; n++) {
     const ns = await namespaces.add(`n${n}`);
     const instanceNs = await namespaces.add(`i${n}`);
-    await sh('ip', ['-n', fabric, '-batch', '-'], [
-      `link add f${n} mtu ${underlayMtu} type veth peer name u0 mtu ${underlayMtu} netns /run/netns/${ns}`,
-      `link set dev f${n} master fab0 up`,
-      '',
-    ].join('\n'));
-    await sh('ip', ['-n', ns, '-batch', '-'], ['link set dev lo up', `address add 198.18.0.${n}/24 dev u0`, 'link set dev u0 up', ''].join('\n'));
+    await sh(
+      'ip',
+      ['-n', fabric, '-batch', '-'],
+      [
+        `link add f${n} mtu ${underlayMtu} type veth peer name u0 mtu ${underlayMtu} netns /run/netns/${ns}`,
+        `link set dev f${n} master fab0 up`,
+        '',
+      ].join('\n'),
+    );
+    await sh(
+      'ip',
+      ['-n', ns, '-batch', '-'],
+      ['link set dev lo up', `address add 198.18.0.${n}/24 dev u0`, 'link set dev u0 up', ''].join('\n'),
+    );
     const dataplane = new Iproute2Dataplane({ netns: ns });
     const host = await new LinuxHostProbe({ netns: ns }).probeHost(ip(`198.18.0.${n}`));
     const gateway = ip(`198.19.${n}.1`);
@@ -77,13 +85,25 @@ export async function buildCluster(namespaces: TestNamespaces, count: number, ov
       netns: parseNetnsRef(instanceNs, 'netns'),
       ifname: parseIfName('eth0', 'ifname'),
     });
-    nodes.push({ index: n, ns, instanceNs, instanceAddress, record: { name: `node-${n}`, underlayAddress: host.underlayAddress, subnet }, host });
+    nodes.push({
+      index: n,
+      ns,
+      instanceNs,
+      instanceAddress,
+      record: { name: `node-${n}`, underlayAddress: host.underlayAddress, subnet },
+      host,
+    });
   }
   return { fabric, nodes };
 }
 
 /** Exit status of one ping from a namespace (0 = a reply came back); extra options such as `-M do -s 1422`. */
-export async function pingStatus(ns: string, address: string, extra: string[] = [], waitSeconds = 2): Promise<{ code: number; output: string }> {
+export async function pingStatus(
+  ns: string,
+  address: string,
+  extra: string[] = [],
+  waitSeconds = 2,
+): Promise<{ code: number; output: string }> {
   const r = await run('ip', ['netns', 'exec', ns, 'ping', '-n', '-c', '1', '-W', String(waitSeconds), ...extra, address], {
     step: 'test: ping',
     okExitCodes: [1, 2],
@@ -104,7 +124,12 @@ export async function msUntilPing(ns: string, address: string, timeoutMs = 5000)
  * One TCP connection from `clientNs` to `serverNs` at `address:port` with socat: returns what the server
  * received and the peer address it saw.
  */
-export async function tcpExchange(clientNs: string, serverNs: string, address: string, port: number): Promise<{ received: string; peer: string }> {
+export async function tcpExchange(
+  clientNs: string,
+  serverNs: string,
+  address: string,
+  port: number,
+): Promise<{ received: string; peer: string }> {
   const server = spawn('ip', ['netns', 'exec', serverNs, 'socat', '-d', '-d', '-T', '5', `TCP-LISTEN:${port},reuseaddr`, 'STDOUT'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -1,12 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  FailedPreconditionError,
-  InvalidArgumentError,
-  Subnet,
-  parseIpv4Address,
-  type HostInfo,
-  type NodeRecord,
-} from '@nodenet/core';
+import { FailedPreconditionError, InvalidArgumentError, Subnet, parseIpv4Address, type HostInfo, type NodeRecord } from '@nodenet/core';
 import { commandInNamespace, formatIpBatch, programmedPeersOf, type IpLine } from '@nodenet/linux';
 import { Iproute2Overlay } from '../src/index.js';
 import {
@@ -27,7 +20,11 @@ import {
 import { netns } from './specs.js';
 
 const ip = (s: string) => parseIpv4Address(s, 'address');
-const node = (name: string, underlay: string, subnet: string): NodeRecord => ({ name, underlayAddress: ip(underlay), subnet: Subnet.of(subnet) });
+const node = (name: string, underlay: string, subnet: string): NodeRecord => ({
+  name,
+  underlayAddress: ip(underlay),
+  subnet: Subnet.of(subnet),
+});
 
 const self = node('node-1', '198.18.0.1', '198.19.1.0/24');
 const peer2 = node('node-2', '198.18.0.2', '198.19.2.0/24');
@@ -56,7 +53,16 @@ const deviceJson = [
     address: '02:6f:c6:12:00:01',
     linkinfo: {
       info_kind: 'vxlan',
-      info_data: { id: 4242, local: '198.18.0.1', link: 'u0', port_range: { low: 0, high: 0 }, port: 4789, learning: false, ttl: 0, df: 'unset' },
+      info_data: {
+        id: 4242,
+        local: '198.18.0.1',
+        link: 'u0',
+        port_range: { low: 0, high: 0 },
+        port: 4789,
+        learning: false,
+        ttl: 0,
+        df: 'unset',
+      },
     },
     ifalias: 'nodenet:overlay',
     addr_info: [{ family: 'inet', local: '198.19.1.0', prefixlen: 32, scope: 'global', label: 'nodenet-vx' }],
@@ -78,7 +84,7 @@ describe('the VXLAN endpoint', () => {
     });
   });
 
-  it('refuses an underlay MTU too small for VXLAN, and a record whose underlay is not the host\'s', () => {
+  it("refuses an underlay MTU too small for VXLAN, and a record whose underlay is not the host's", () => {
     expect(() => vxlanEndpointSpec(self, { ...host, underlayMtu: 100 }, 1, 4789)).toThrow(FailedPreconditionError);
     expect(() => vxlanEndpointSpec(self, { ...host, underlayMtu: 100 }, 1, 4789)).toThrow(/MTU 100, too small/);
     expect(() => vxlanEndpointSpec(node('node-1', '198.18.0.9', '198.19.1.0/24'), host, 1, 4789)).toThrow(/underlay address 198\.18\.0\.9/);
@@ -142,7 +148,7 @@ describe('the VXLAN endpoint', () => {
     expect(vxlanRecreateReasons(other, device)).toEqual(['VNI 4242 -> 7', 'UDP port 4789 -> 8472']);
   });
 
-  it('calls a link without nodenet\'s alias, or a non-vxlan link with it, foreign', () => {
+  it("calls a link without nodenet's alias, or a non-vxlan link with it, foreign", () => {
     expect(foreignDeviceProblem({ ...device, alias: 'theirs' })).toMatch(/was not made by nodenet \(its alias is 'theirs'/);
     const { alias: _alias, ...noAlias } = device;
     expect(foreignDeviceProblem(noAlias)).toMatch(/its alias is unset/);
@@ -160,7 +166,7 @@ describe('vxlan peers', () => {
     expect(text(s.bridge)).toEqual(['fdb replace 02:6f:c6:12:00:02 dev nodenet-vx dst 198.18.0.2 self permanent']);
   });
 
-  it('removes the superseded FDB entry when a peer\'s underlay address changed', () => {
+  it("removes the superseded FDB entry when a peer's underlay address changed", () => {
     const moved = node('node-2', '198.18.0.22', '198.19.2.0/24');
     const s = vxlanPeerScripts(moved, peer2);
     expect(text(s.ip)).toEqual([
@@ -173,7 +179,7 @@ describe('vxlan peers', () => {
     ]);
   });
 
-  it('removes the superseded route and neighbour entry when a peer\'s subnet changed', () => {
+  it("removes the superseded route and neighbour entry when a peer's subnet changed", () => {
     const renumbered = node('node-2', '198.18.0.2', '198.19.20.0/24');
     const s = vxlanPeerScripts(renumbered, peer2);
     expect(text(s.ip)).toEqual([
@@ -185,7 +191,7 @@ describe('vxlan peers', () => {
     expect(text(s.bridge)).toEqual(['fdb replace 02:6f:c6:12:00:02 dev nodenet-vx dst 198.18.0.2 self permanent']);
   });
 
-  it('removes route (only nodenet\'s: proto 78), neighbour and FDB entry', () => {
+  it("removes route (only nodenet's: proto 78), neighbour and FDB entry", () => {
     const s = removeVxlanPeerScripts(peer2);
     expect(text(s.ip)).toEqual(['route del 198.19.2.0/24 proto 78', 'neigh flush to 198.19.2.0 dev nodenet-vx nud all']);
     expect(text(s.bridge)).toEqual(['fdb del 02:6f:c6:12:00:02 dev nodenet-vx self']);
@@ -195,7 +201,12 @@ describe('vxlan peers', () => {
 
 describe('reading what is programmed', () => {
   it('parses neighbour and FDB listings', () => {
-    expect(parseNeighbours([{ dst: '198.19.2.0', lladdr: '02:6f:c6:12:00:02', state: ['PERMANENT'] }, { dst: '198.19.4.0', state: ['FAILED'] }])).toEqual([
+    expect(
+      parseNeighbours([
+        { dst: '198.19.2.0', lladdr: '02:6f:c6:12:00:02', state: ['PERMANENT'] },
+        { dst: '198.19.4.0', state: ['FAILED'] },
+      ]),
+    ).toEqual([
       { dst: '198.19.2.0', lladdr: '02:6f:c6:12:00:02', state: ['PERMANENT'] },
       { dst: '198.19.4.0', state: ['FAILED'] },
     ]);
@@ -221,7 +232,11 @@ describe('reading what is programmed', () => {
     const plan = stalePeerScripts([peer2], routes, neighbours, fdb);
     expect(text(plan.ip)).toEqual(['route del 198.19.3.0/24 proto 78', 'neigh flush to 198.19.3.0 dev nodenet-vx nud all']);
     expect(text(plan.bridge)).toEqual(['fdb del 02:6f:c6:12:00:03 dev nodenet-vx self']);
-    expect(plan.removed).toEqual(['route 198.19.3.0/24 via 198.18.0.3 dev u0', 'neighbour 198.19.3.0 lladdr 02:6f:c6:12:00:03', 'fdb 02:6f:c6:12:00:03 dst 198.18.0.3']);
+    expect(plan.removed).toEqual([
+      'route 198.19.3.0/24 via 198.18.0.3 dev u0',
+      'neighbour 198.19.3.0 lladdr 02:6f:c6:12:00:03',
+      'fdb 02:6f:c6:12:00:03 dst 198.18.0.3',
+    ]);
     const all = stalePeerScripts([peer2, peer3], routes, neighbours, fdb);
     expect([...all.ip, ...all.bridge]).toEqual([]);
   });
@@ -249,7 +264,10 @@ describe('Iproute2Overlay options', () => {
   });
 
   it('runs bridge with -n in a named namespace, like ip', () => {
-    expect(commandInNamespace(netns('node-1'), 'bridge', ['-batch', '-'])).toEqual({ file: 'bridge', args: ['-n', 'node-1', '-batch', '-'] });
+    expect(commandInNamespace(netns('node-1'), 'bridge', ['-batch', '-'])).toEqual({
+      file: 'bridge',
+      args: ['-n', 'node-1', '-batch', '-'],
+    });
     expect(commandInNamespace(netns('/proc/42/ns/net'), 'bridge', ['-batch', '-'])).toEqual({
       file: 'nsenter',
       args: ['--net=/proc/42/ns/net', '--', 'bridge', '-batch', '-'],

@@ -217,19 +217,25 @@ describe('vxlan', () => {
 
   it('measures ensurePeer latency and the time to the first ping', async () => {
     const m = await measure(overlays[0]!, n1, n2, 15);
-    console.log(`[vxlan] ensurePeer median ${m.ensureMs} ms; ensurePeer return -> first ping reply median ${m.firstPingMs} ms (ping spawn baseline ${m.baselinePingMs} ms); the first ping was answered in ${m.answeredFirst} rounds`);
+    console.log(
+      `[vxlan] ensurePeer median ${m.ensureMs} ms; ensurePeer return -> first ping reply median ${m.firstPingMs} ms (ping spawn baseline ${m.baselinePingMs} ms); the first ping was answered in ${m.answeredFirst} rounds`,
+    );
     expect(m.ensureMs).toBeGreaterThan(0);
   });
 
   it('repairs a device that was changed behind its back (down, MTU, address, learning) and programs the peers again', async () => {
     const [before] = await ipJsonIn<IpJsonLink[]>(n1.ns, ['link', 'show', 'dev', OVERLAY_DEVICE]);
-    await sh('ip', ['-n', n1.ns, '-batch', '-'], [
-      `link set dev ${OVERLAY_DEVICE} down`,
-      `link set dev ${OVERLAY_DEVICE} mtu 1400`,
-      `link set dev ${OVERLAY_DEVICE} type vxlan learning`,
-      `address flush dev ${OVERLAY_DEVICE}`,
-      '',
-    ].join('\n'));
+    await sh(
+      'ip',
+      ['-n', n1.ns, '-batch', '-'],
+      [
+        `link set dev ${OVERLAY_DEVICE} down`,
+        `link set dev ${OVERLAY_DEVICE} mtu 1400`,
+        `link set dev ${OVERLAY_DEVICE} type vxlan learning`,
+        `address flush dev ${OVERLAY_DEVICE}`,
+        '',
+      ].join('\n'),
+    );
     // The kernel drops routes and neighbour entries of a device that goes down.
     expect(await routeTo(n1.ns, '198.19.2.0/24')).toEqual([]);
     await overlays[0]!.ensureEndpoint(n1.record);
@@ -264,7 +270,19 @@ describe('vxlan', () => {
       `198.19.2.0/24 via 198.19.2.0 dev ${OVERLAY_DEVICE}`,
       `198.19.3.0/24 via 198.19.3.0 dev ${OVERLAY_DEVICE}`,
     ]);
-    await sh('bridge', ['-n', n1.ns, 'fdb', 'append', '02:6f:c6:12:00:4d', 'dev', OVERLAY_DEVICE, 'dst', '198.18.0.77', 'self', 'permanent']);
+    await sh('bridge', [
+      '-n',
+      n1.ns,
+      'fdb',
+      'append',
+      '02:6f:c6:12:00:4d',
+      'dev',
+      OVERLAY_DEVICE,
+      'dst',
+      '198.18.0.77',
+      'self',
+      'permanent',
+    ]);
     const removed = await overlays[0]!.removeStalePeers([n2.record]);
     expect(removed.sort()).toEqual([
       'fdb 02:6f:c6:12:00:03 dst 198.18.0.3',
@@ -310,7 +328,11 @@ describe('vxlan', () => {
 
   it('refuses a foreign nodenet-vx (no alias, or not a vxlan) and leaves it alone', async () => {
     const other = await namespaces.add('foreign');
-    await sh('ip', ['-n', other, '-batch', '-'], ['link add u0 type veth peer name u1', 'address add 198.18.0.1/24 dev u0', 'link set dev u0 up', ''].join('\n'));
+    await sh(
+      'ip',
+      ['-n', other, '-batch', '-'],
+      ['link add u0 type veth peer name u1', 'address add 198.18.0.1/24 dev u0', 'link set dev u0 up', ''].join('\n'),
+    );
     const overlay = overlayFor({ ...n1, ns: other }, 'vxlan');
     await sh('ip', ['-n', other, 'link', 'add', OVERLAY_DEVICE, 'type', 'vxlan', 'id', '7', 'dstport', '4789', 'dev', 'u0']);
     const err = await overlay.ensureEndpoint(n1.record).catch((e: unknown) => e);
@@ -360,7 +382,9 @@ describe('host-gw', () => {
   });
 
   it('creates no device and routes each peer subnet via its underlay address (proto 78)', async () => {
-    expect(await run('ip', ['-n', n1.ns, 'link', 'show', 'dev', OVERLAY_DEVICE], { step: 'test', okExitCodes: [1] }).then((r) => r.exitCode)).toBe(1);
+    expect(
+      await run('ip', ['-n', n1.ns, 'link', 'show', 'dev', OVERLAY_DEVICE], { step: 'test', okExitCodes: [1] }).then((r) => r.exitCode),
+    ).toBe(1);
     const routes = await ipJsonIn<IpJsonRoute[]>(n1.ns, ['route', 'show', 'proto', '78']);
     expect(routes.map((r) => `${r.dst} via ${r.gateway} dev ${r.dev}`).sort()).toEqual([
       '198.19.2.0/24 via 198.18.0.2 dev u0',
@@ -411,7 +435,9 @@ describe('host-gw', () => {
 
   it('measures ensurePeer latency and the time to the first ping', async () => {
     const m = await measure(overlays[0]!, n1, n2, 15);
-    console.log(`[host-gw] ensurePeer median ${m.ensureMs} ms; ensurePeer return -> first ping reply median ${m.firstPingMs} ms (ping spawn baseline ${m.baselinePingMs} ms); the first ping was answered in ${m.answeredFirst} rounds`);
+    console.log(
+      `[host-gw] ensurePeer median ${m.ensureMs} ms; ensurePeer return -> first ping reply median ${m.firstPingMs} ms (ping spawn baseline ${m.baselinePingMs} ms); the first ping was answered in ${m.answeredFirst} rounds`,
+    );
     expect(m.ensureMs).toBeGreaterThan(0);
   });
 
@@ -463,7 +489,9 @@ describe('host-gw', () => {
     await vx.ensureEndpoint(n1.record);
     expect((await ipJsonIn(n1.ns, ['link', 'show', 'dev', OVERLAY_DEVICE])).length).toBe(1);
     await overlays[0]!.ensureEndpoint(n1.record);
-    expect(await run('ip', ['-n', n1.ns, 'link', 'show', 'dev', OVERLAY_DEVICE], { step: 'test', okExitCodes: [1] }).then((r) => r.exitCode)).toBe(1);
+    expect(
+      await run('ip', ['-n', n1.ns, 'link', 'show', 'dev', OVERLAY_DEVICE], { step: 'test', okExitCodes: [1] }).then((r) => r.exitCode),
+    ).toBe(1);
     await expectAllPairsPing(cluster);
   });
 });

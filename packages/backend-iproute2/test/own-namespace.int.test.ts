@@ -71,7 +71,16 @@ describe('Iproute2Dataplane in its own namespace (no netns option)', () => {
       noopMedianMs: expect.any(Number) as unknown,
     });
     console.log(`[iproute2] no-op ensureCni in its own namespace (n=40): median ${result.noopMedianMs.toFixed(1)} ms`);
-    const sysctls = await sh('ip', ['netns', 'exec', node, 'sysctl', '-n', 'net.ipv4.ip_forward', 'net.ipv4.conf.nodenet0.route_localnet', 'net.ipv6.conf.nodenet0.disable_ipv6']);
+    const sysctls = await sh('ip', [
+      'netns',
+      'exec',
+      node,
+      'sysctl',
+      '-n',
+      'net.ipv4.ip_forward',
+      'net.ipv4.conf.nodenet0.route_localnet',
+      'net.ipv6.conf.nodenet0.disable_ipv6',
+    ]);
     expect(sysctls.trim().split('\n')).toEqual(['1', '1', '1']);
     const bridge = (await ipJson<{ mtu: number; ifalias?: string }[]>(node, ['link', 'show', 'dev', 'nodenet0']))[0]!;
     expect(bridge).toMatchObject({ mtu: 1450, ifalias: 'nodenet:cni' });

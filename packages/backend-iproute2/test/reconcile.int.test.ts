@@ -9,16 +9,7 @@ import { readlink, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { RecordedCommand } from '@nodenet/testkit/recording-sys';
-import {
-  CNI_NAME,
-  Subnet,
-  macForAddress,
-  parseIfName,
-  parseIpv4Address,
-  parseNetnsRef,
-  type CniSpec,
-  type Logger,
-} from '@nodenet/core';
+import { CNI_NAME, Subnet, macForAddress, parseIfName, parseIpv4Address, parseNetnsRef, type CniSpec, type Logger } from '@nodenet/core';
 import { run, runLean } from '@nodenet/sys';
 import { LinuxNamespaceIdentity } from '@nodenet/linux';
 import { Iproute2Dataplane } from '../src/index.js';
@@ -147,7 +138,11 @@ describe('ensureCni reports what it repaired', () => {
   });
 
   it('MTU, MAC and a stale address are repaired and reported, each on its own line', async () => {
-    await sh('ip', ['-n', node, '-batch', '-'], `link set dev ${CNI_NAME} mtu 1300 address 02:00:00:00:00:09\naddress add 198.19.7.1/24 dev ${CNI_NAME}\n`);
+    await sh(
+      'ip',
+      ['-n', node, '-batch', '-'],
+      `link set dev ${CNI_NAME} mtu 1300 address 02:00:00:00:00:09\naddress add 198.19.7.1/24 dev ${CNI_NAME}\n`,
+    );
     expect(await dp.ensureCni(cniSpec)).toEqual([
       'MAC of nodenet0 was 02:00:00:00:00:09: set to 02:6e:c6:13:01:01',
       'MTU of nodenet0 was 1300: set to 1450',
@@ -170,7 +165,10 @@ describe('ensureCni reports what it repaired', () => {
       'net.ipv4.conf.nodenet0.route_localnet was 0: set to 1',
       'net.ipv6.conf.nodenet0.disable_ipv6 was 0: set to 1',
     ]);
-    expect([await sysctl(node, 'net.ipv4.conf.nodenet0.route_localnet'), await sysctl(node, 'net.ipv6.conf.nodenet0.disable_ipv6')]).toEqual(['1', '1']);
+    expect([
+      await sysctl(node, 'net.ipv4.conf.nodenet0.route_localnet'),
+      await sysctl(node, 'net.ipv6.conf.nodenet0.disable_ipv6'),
+    ]).toEqual(['1', '1']);
     expect(await dp.ensureCni(cniSpec)).toEqual([]);
   });
 
@@ -180,7 +178,10 @@ describe('ensureCni reports what it repaired', () => {
     const l = await linkOf(node, CNI_NAME);
     expect([l!.ifalias, l!.mtu, l!.address, l!.flags.includes('UP')]).toEqual(['nodenet:cni', 1450, cniSpec.mac, true]);
     expect(await ipv4Of(node, CNI_NAME)).toEqual(['198.19.1.1/24']);
-    expect([await sysctl(node, 'net.ipv4.conf.nodenet0.route_localnet'), await sysctl(node, 'net.ipv6.conf.nodenet0.disable_ipv6')]).toEqual(['1', '1']);
+    expect([
+      await sysctl(node, 'net.ipv4.conf.nodenet0.route_localnet'),
+      await sysctl(node, 'net.ipv6.conf.nodenet0.disable_ipv6'),
+    ]).toEqual(['1', '1']);
     expect(await dp.ensureCni(cniSpec)).toEqual([]);
   });
 
@@ -272,25 +273,45 @@ describe('owned links', () => {
     const tap = instanceSpec(22, { kind: 'tap' });
     for (const s of [onNode, inPod, tap]) await dp2.createInstance(s);
     // Foreign links: a veth pair, a bridge with someone else's alias, one with no alias.
-    await sh('ip', ['-n', other, '-batch', '-'], [
-      'link add foreign0 type veth peer name foreign1',
-      'link add br-x type bridge',
-      'link set dev br-x alias someone:else',
-      '',
-    ].join('\n'));
+    await sh(
+      'ip',
+      ['-n', other, '-batch', '-'],
+      ['link add foreign0 type veth peer name foreign1', 'link add br-x type bridge', 'link set dev br-x alias someone:else', ''].join(
+        '\n',
+      ),
+    );
 
     const { result: owned, commands } = await spawnedBy(() => dp2.listOwnedLinks());
     expect(commands).toEqual([`ip -n ${other} -j -d link show`]);
     expect([...owned].sort((a, b) => a.name.localeCompare(b.name))).toEqual(
       [
         { name: CNI_NAME, ownerTag: 'nodenet:cni', kind: 'bridge', master: '', operstate: expect.any(String) as unknown },
-        { name: onNode.hostIfname, ownerTag: `nodenet:${onNode.handle}`, kind: 'veth', master: CNI_NAME, operstate: expect.any(String) as unknown },
-        { name: inPod.hostIfname, ownerTag: `nodenet:${inPod.handle}`, kind: 'veth', master: CNI_NAME, operstate: expect.any(String) as unknown },
+        {
+          name: onNode.hostIfname,
+          ownerTag: `nodenet:${onNode.handle}`,
+          kind: 'veth',
+          master: CNI_NAME,
+          operstate: expect.any(String) as unknown,
+        },
+        {
+          name: inPod.hostIfname,
+          ownerTag: `nodenet:${inPod.handle}`,
+          kind: 'veth',
+          master: CNI_NAME,
+          operstate: expect.any(String) as unknown,
+        },
         { name: tap.handle, ownerTag: `nodenet:${tap.handle}`, kind: 'tun', master: CNI_NAME, operstate: expect.any(String) as unknown },
       ].sort((a, b) => a.name.localeCompare(b.name)),
     );
 
-    const names = [onNode.hostIfname, inPod.hostIfname, tap.handle, parseIfName('nnh-absent0', 'n'), parseIfName('foreign0', 'n'), parseIfName('br-x', 'n')];
+    const names = [
+      onNode.hostIfname,
+      inPod.hostIfname,
+      tap.handle,
+      parseIfName('nnh-absent0', 'n'),
+      parseIfName('foreign0', 'n'),
+      parseIfName('br-x', 'n'),
+    ];
     const del = await spawnedBy(() => dp2.deleteOwnedLinks(names));
     // One read, one batch.
     expect(del.commands).toEqual([`ip -n ${other} -j -d link show`, `ip -n ${other} -force -batch -`]);
@@ -327,7 +348,11 @@ describe('owned links vanishing mid-way', () => {
     const dp2 = new Iproute2Dataplane({ netns: other });
     const taps = ['nni-7d000001', 'nni-7d000002', 'nni-7d000003'];
     const tag = async () =>
-      sh('ip', ['-n', other, '-batch', '-'], taps.flatMap((t) => [`tuntap add dev ${t} mode tap`, `link set dev ${t} alias nodenet:${t}`]).join('\n') + '\n');
+      sh(
+        'ip',
+        ['-n', other, '-batch', '-'],
+        taps.flatMap((t) => [`tuntap add dev ${t} mode tap`, `link set dev ${t} alias nodenet:${t}`]).join('\n') + '\n',
+      );
     /** Makes the next `ip -j link show` (the re-check) delete `gone` right after it has read. */
     const vanishAfterRead = (gone: string[]) => {
       const real = vi.mocked(runLean).getMockImplementation()!;
@@ -357,7 +382,11 @@ describe('latency (reported, not asserted)', () => {
     const pod = await namespaces.add('many-pod');
     const dp2 = new Iproute2Dataplane({ netns: other });
     const taps = Array.from({ length: 200 }, (_, i) => `nni-${(0x6f000000 + i).toString(16)}`);
-    await sh('ip', ['-n', other, '-batch', '-'], taps.flatMap((t) => [`tuntap add dev ${t} mode tap`, `link set dev ${t} alias nodenet:${t}`]).join('\n') + '\n');
+    await sh(
+      'ip',
+      ['-n', other, '-batch', '-'],
+      taps.flatMap((t) => [`tuntap add dev ${t} mode tap`, `link set dev ${t} alias nodenet:${t}`]).join('\n') + '\n',
+    );
 
     const placement = await dp.createInstance(instanceSpec(30, { netns: pod }));
     const ref = parseNetnsRef(pod, 'netns');

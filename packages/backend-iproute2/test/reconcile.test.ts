@@ -7,10 +7,36 @@ import { classifyForDeletion, ownedLinksOf } from '../src/scripts.js';
 // a foreign bridge with another alias and one whose alias only contains the prefix.
 const LINKS = parseIpLinks([
   { ifindex: 1, ifname: 'lo', flags: ['LOOPBACK'], mtu: 65536, operstate: 'DOWN' },
-  { ifindex: 2, ifname: 'nodenet0', flags: ['UP'], mtu: 1450, operstate: 'DOWN', ifalias: 'nodenet:cni', linkinfo: { info_kind: 'bridge' } },
+  {
+    ifindex: 2,
+    ifname: 'nodenet0',
+    flags: ['UP'],
+    mtu: 1450,
+    operstate: 'DOWN',
+    ifalias: 'nodenet:cni',
+    linkinfo: { info_kind: 'bridge' },
+  },
   { ifindex: 3, ifname: 'nni-1', flags: ['M-DOWN'], mtu: 1450, operstate: 'DOWN', linkinfo: { info_kind: 'veth' } },
-  { ifindex: 4, ifname: 'nnh-1', flags: ['UP'], mtu: 1450, operstate: 'UP', master: 'nodenet0', ifalias: 'nodenet:nni-1', linkinfo: { info_kind: 'veth', info_slave_kind: 'bridge' } },
-  { ifindex: 5, ifname: 'nni-2', flags: [], mtu: 1450, operstate: 'DOWN', master: 'nodenet0', ifalias: 'nodenet:nni-2', linkinfo: { info_kind: 'tun', info_slave_kind: 'bridge' } },
+  {
+    ifindex: 4,
+    ifname: 'nnh-1',
+    flags: ['UP'],
+    mtu: 1450,
+    operstate: 'UP',
+    master: 'nodenet0',
+    ifalias: 'nodenet:nni-1',
+    linkinfo: { info_kind: 'veth', info_slave_kind: 'bridge' },
+  },
+  {
+    ifindex: 5,
+    ifname: 'nni-2',
+    flags: [],
+    mtu: 1450,
+    operstate: 'DOWN',
+    master: 'nodenet0',
+    ifalias: 'nodenet:nni-2',
+    linkinfo: { info_kind: 'tun', info_slave_kind: 'bridge' },
+  },
   { ifindex: 6, ifname: 'br-x', flags: [], mtu: 1500, ifalias: 'someone:else' },
   { ifindex: 7, ifname: 'br-y', flags: [], mtu: 1500, ifalias: 'mine-not-nodenet:cni' },
 ]);
@@ -38,8 +64,8 @@ describe('owned links', () => {
   });
 });
 
-describe('ownerTagOf: what counts as nodenet\'s link', () => {
-  it('is the alias, or nodenet\'s naming scheme on the CNI (a create cut short before its alias line)', async () => {
+describe("ownerTagOf: what counts as nodenet's link", () => {
+  it("is the alias, or nodenet's naming scheme on the CNI (a create cut short before its alias line)", async () => {
     const { ownerTagOf } = await import('../src/scripts.js');
     const link = (ifname: string, extra: Record<string, unknown> = {}) => ({ ifname, ...extra }) as never;
     expect(ownerTagOf(link('nnh-0a1b2c3d', { alias: 'nodenet:nni-0a1b2c3d' }))).toBe('nodenet:nni-0a1b2c3d');

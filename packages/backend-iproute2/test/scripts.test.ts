@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { parseIpv4Address } from '@nodenet/core';
-import { LINE, deleteInstanceScript, formatIpBatch, instanceNamespaceScript, repairCniScript, type IpLine, type IpLinkWithAddresses } from '@nodenet/linux';
+import {
+  LINE,
+  deleteInstanceScript,
+  formatIpBatch,
+  instanceNamespaceScript,
+  repairCniScript,
+  type IpLine,
+  type IpLinkWithAddresses,
+} from '@nodenet/linux';
 import { createCniScript, tapScript, vethScript } from '../src/scripts.js';
 import { cniSpec, ifname, instanceSpec, netns } from './specs.js';
 
@@ -39,10 +47,7 @@ describe('CNI scripts', () => {
   it('adds a missing address and brings a down bridge up', () => {
     const broken = { ...healthy, flags: ['BROADCAST', 'MULTICAST'], addresses: [] };
     const repairs = repairCniScript(cniSpec, broken);
-    expect(text(repairs.map((r) => r.line))).toEqual([
-      'address add 198.19.1.1/24 broadcast + dev nodenet0',
-      'link set dev nodenet0 up',
-    ]);
+    expect(text(repairs.map((r) => r.line))).toEqual(['address add 198.19.1.1/24 broadcast + dev nodenet0', 'link set dev nodenet0 up']);
     expect(repairs.map((r) => r.found)).toEqual(['address 198.19.1.1/24 was missing on nodenet0: added', 'nodenet0 was down: brought up']);
   });
 
@@ -71,7 +76,13 @@ describe('CNI scripts', () => {
       'stale address 198.19.9.1/24 was on nodenet0: removed',
       'address 198.19.1.1/24 was missing on nodenet0: added',
     ]);
-    expect(repairs.map((r) => r.line.id)).toEqual([LINE.bridgeMac, LINE.bridgeMtu, LINE.bridgeStaleAddress, LINE.bridgeStaleAddress, LINE.bridgeAddress]);
+    expect(repairs.map((r) => r.line.id)).toEqual([
+      LINE.bridgeMac,
+      LINE.bridgeMtu,
+      LINE.bridgeStaleAddress,
+      LINE.bridgeStaleAddress,
+      LINE.bridgeAddress,
+    ]);
   });
 });
 

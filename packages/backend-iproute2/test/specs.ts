@@ -1,5 +1,14 @@
 /** Specs shared by the unit tests, built the way core builds them. */
-import { CNI_NAME, Subnet, macForAddress, parseIfName, parseIpv4Address, parseNetnsRef, type CniSpec, type InstanceSpec } from '@nodenet/core';
+import {
+  CNI_NAME,
+  Subnet,
+  macForAddress,
+  parseIfName,
+  parseIpv4Address,
+  parseNetnsRef,
+  type CniSpec,
+  type InstanceSpec,
+} from '@nodenet/core';
 import { instanceSpecFor } from '@nodenet/testkit/instance-specs';
 
 export const gateway = parseIpv4Address('198.19.1.1', 'gateway');

@@ -99,7 +99,8 @@ const FLOW_TEXT_RE = /^[A-Za-z0-9_.:,=/>()-]+$/;
 
 function flow(cookie: bigint, table: number, priority: number, match: string, actions: string): Flow {
   const f = { cookie, table, priority, match, actions };
-  if (!FLOW_TEXT_RE.test(`${match},${actions}`)) throw new InternalError('build flows', `refusing to write flow ${formatFlow(f)}: unexpected characters`);
+  if (!FLOW_TEXT_RE.test(`${match},${actions}`))
+    throw new InternalError('build flows', `refusing to write flow ${formatFlow(f)}: unexpected characters`);
   return f;
 }
 
@@ -140,7 +141,13 @@ export function instanceFlows(i: InstanceFlowSpec, gatewayMac: string): Flow[] {
   return [
     flow(c, TABLE.classify, 200, `ip,in_port=${port},nw_src=${i.address}`, `goto_table:${TABLE.forward}`),
     flow(c, TABLE.classify, 200, `arp,in_port=${port},arp_spa=${i.address}`, `goto_table:${TABLE.forward}`),
-    flow(c, TABLE.deliver, 100, `ip,nw_dst=${i.address}`, `set_field:${gatewayMac}->eth_src,set_field:${i.mac}->eth_dst,dec_ttl,output:${port}`),
+    flow(
+      c,
+      TABLE.deliver,
+      100,
+      `ip,nw_dst=${i.address}`,
+      `set_field:${gatewayMac}->eth_src,set_field:${i.mac}->eth_dst,dec_ttl,output:${port}`,
+    ),
   ];
 }
 
@@ -219,7 +226,10 @@ export function parseFlowDiff(output: string): FlowDifference[] {
  * The flow-mods that bring the classes `owned` to what the file held: deletes of the switch's extra (or
  * different) flows first, then adds. Differences in other classes (the overlay's, anyone else's) are left.
  */
-export function repairFlowsScript(diff: readonly FlowDifference[], owned: readonly CookieClass[]): { script: string; removed: number; added: number } {
+export function repairFlowsScript(
+  diff: readonly FlowDifference[],
+  owned: readonly CookieClass[],
+): { script: string; removed: number; added: number } {
   const ours = (d: FlowDifference) => {
     const cls = cookieClassOf(d.cookie);
     return cls !== undefined && owned.includes(cls);

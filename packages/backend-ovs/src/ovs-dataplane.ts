@@ -76,7 +76,16 @@ import {
   repairFlowsScript,
   type Flow,
 } from './flows.js';
-import { CNI_OWNER_TAG, DATAPATH_TYPES, EXT, TUNNEL_PORT, UPLINK_BRIDGE, instanceOwnerTag, ofportForAddress, type DatapathType } from './names.js';
+import {
+  CNI_OWNER_TAG,
+  DATAPATH_TYPES,
+  EXT,
+  TUNNEL_PORT,
+  UPLINK_BRIDGE,
+  instanceOwnerTag,
+  ofportForAddress,
+  type DatapathType,
+} from './names.js';
 import {
   addInstancePortCommands,
   addInstancePortOps,
@@ -155,12 +164,19 @@ export class OvsDataplane implements Dataplane {
    * perl for all creates in flight (idempotent, so a failed group retried one by one is safe).
    */
   private readonly nodeTxChecksum = new GroupCommitter<IfName>((names) =>
-    disableTxChecksum(this.nodeNetns === undefined ? undefined : netnsPath(this.nodeNetns), names, names.length === 1 ? `turn off checksum offload on ${names[0]}` : `turn off checksum offload on ${names.length} instance ends`),
+    disableTxChecksum(
+      this.nodeNetns === undefined ? undefined : netnsPath(this.nodeNetns),
+      names,
+      names.length === 1 ? `turn off checksum offload on ${names[0]}` : `turn off checksum offload on ${names.length} instance ends`,
+    ),
   );
 
   constructor(options: OvsDataplaneOptions) {
     if (!DATAPATH_TYPES.includes(options.datapathType)) {
-      throw new InvalidArgumentError('ovs.datapathType', `'${String(options.datapathType)}' is not a datapath type: use system (kernel) or netdev (userspace)`);
+      throw new InvalidArgumentError(
+        'ovs.datapathType',
+        `'${String(options.datapathType)}' is not a datapath type: use system (kernel) or netdev (userspace)`,
+      );
     }
     checkOvsOptions(options);
     this.datapathType = options.datapathType;
@@ -168,7 +184,11 @@ export class OvsDataplane implements Dataplane {
     this.node = new IpRunner(this.nodeNetns);
     this.createSession = new IpSession(this.nodeNetns);
     this.deleteSession = new IpSession(this.nodeNetns);
-    this.ovs = new OvsRunner({ db: options.db, runDir: options.runDir, ...(options.timeoutSeconds ? { timeoutSeconds: options.timeoutSeconds } : {}) });
+    this.ovs = new OvsRunner({
+      db: options.db,
+      runDir: options.runDir,
+      ...(options.timeoutSeconds ? { timeoutSeconds: options.timeoutSeconds } : {}),
+    });
     this.logger = options.logger ?? silentLogger;
     this.configurator = new NetnsConfigurator(this.nodeNetns, this.logger);
   }
@@ -218,7 +238,9 @@ export class OvsDataplane implements Dataplane {
       assertOwnBridge(bridge, spec.name);
       if (link === null) {
         await this.recreateBridge(spec, bridge, state);
-        repairs.push(`the gateway port ${spec.name} was missing in the kernel: bridge ${spec.name} recreated with its ${bridge.interfaces.length - 1} port(s)`);
+        repairs.push(
+          `the gateway port ${spec.name} was missing in the kernel: bridge ${spec.name} recreated with its ${bridge.interfaces.length - 1} port(s)`,
+        );
         created = true;
       } else {
         const drift = bridgeDrift(spec, bridge, state, this.datapathType);
@@ -231,7 +253,10 @@ export class OvsDataplane implements Dataplane {
     }
     if (created) current = await this.readLinkWithAddresses(spec.name);
     if (current === null) {
-      throw new InternalError(`create the CNI bridge ${spec.name}`, `ovs-vswitchd reported the bridge ready but the kernel shows no ${spec.name}: check ovs-vswitchd's log`);
+      throw new InternalError(
+        `create the CNI bridge ${spec.name}`,
+        `ovs-vswitchd reported the bridge ready but the kernel shows no ${spec.name}: check ovs-vswitchd's log`,
+      );
     }
     if (current.ifindex !== this.cniIfindex) {
       this.resetSessions();
@@ -248,14 +273,19 @@ export class OvsDataplane implements Dataplane {
     let drift = sysctlDrift(sysctls, sysctlValues);
     if (!created) drift = drift.filter((d) => !(d.setting.optional && d.found === undefined));
     if (!created) repairs.push(...drift.map(describeSysctlRepair));
-    await writeSysctls(this.nodeNetns, drift.map((d) => d.setting), `set forwarding and ${spec.name} settings`);
+    await writeSysctls(
+      this.nodeNetns,
+      drift.map((d) => d.setting),
+      `set forwarding and ${spec.name} settings`,
+    );
     if (guard !== null && !portGuardIsRight(guard)) {
       await this.runNft(portGuardScript(guard !== ''), 'keep the kernel from routing what arrives on switch ports');
       if (!created) repairs.push(`table ${PORT_GUARD_TABLE} was ${guard === '' ? 'missing' : 'different'}: restored`);
     }
     repairs.push(...(await this.ensureFlows(spec, created)));
 
-    if (created && bridge === undefined) this.logger.info({ cni: spec.name, gateway: spec.gateway, mtu: spec.mtu, datapath: this.datapathType }, 'CNI bridge created');
+    if (created && bridge === undefined)
+      this.logger.info({ cni: spec.name, gateway: spec.gateway, mtu: spec.mtu, datapath: this.datapathType }, 'CNI bridge created');
     else if (repairs.length > 0) this.logger.warn({ cni: spec.name, repairs }, 'CNI bridge or its settings had drifted and were repaired');
     return repairs;
   }
@@ -280,7 +310,18 @@ export class OvsDataplane implements Dataplane {
       if (link.alias !== instanceOwnerTag(r.handle) || (r.kind !== 'veth' && r.kind !== 'tap')) continue;
       const address = r.address as Ipv4Address;
       const port = r.name as IfName;
-      commands.push('--', '--if-exists', 'del-port', port, ...addInstancePortCommands(spec.name, port, { handle: r.handle as IfName, address, mac: r.mac, kind: r.kind }, ofportForAddress(spec.subnet, address)));
+      commands.push(
+        '--',
+        '--if-exists',
+        'del-port',
+        port,
+        ...addInstancePortCommands(
+          spec.name,
+          port,
+          { handle: r.handle as IfName, address, mac: r.mac, kind: r.kind },
+          ofportForAddress(spec.subnet, address),
+        ),
+      );
       repairs.push(`port ${port} of ${r.handle} (${address}) was missing from ${spec.name}: put back`);
     }
     if (commands.length > 0) await this.ovs.vsctl(commands, `restore the ports of ${spec.name}`);
@@ -298,10 +339,17 @@ export class OvsDataplane implements Dataplane {
       .filter(([k]) => k.startsWith(PORT_REGISTRY_PREFIX))
       .map(([k, v]) => `external_ids:${k}=${quoted(v)}`);
     await this.ovs.vsctl(
-      [...cniBridgeCommands(spec, this.datapathType), ...(registry.length > 0 ? ['--', 'set', 'Bridge', spec.name, ...registry] : []), ...readdPortCommands(spec.name, ports)],
+      [
+        ...cniBridgeCommands(spec, this.datapathType),
+        ...(registry.length > 0 ? ['--', 'set', 'Bridge', spec.name, ...registry] : []),
+        ...readdPortCommands(spec.name, ports),
+      ],
       `recreate the CNI bridge ${spec.name}`,
     );
-    this.logger.warn({ cni: spec.name, ports: ports.map((p) => p.name) }, 'the gateway port had vanished from the kernel: CNI bridge recreated');
+    this.logger.warn(
+      { cni: spec.name, ports: ports.map((p) => p.name) },
+      'the gateway port had vanished from the kernel: CNI bridge recreated',
+    );
   }
 
   /**
@@ -318,7 +366,9 @@ export class OvsDataplane implements Dataplane {
         await this.ovs.ofctl('add-flows', spec.name, ['--bundle', '-'], `install the flows of ${spec.name}`, addFlowsScript(wanted));
         return [];
       }
-      const diff = parseFlowDiff(await this.ovs.diffFlows(spec.name, wanted.map(formatFlow).join('\n') + '\n', `compare the flows of ${spec.name}`));
+      const diff = parseFlowDiff(
+        await this.ovs.diffFlows(spec.name, wanted.map(formatFlow).join('\n') + '\n', `compare the flows of ${spec.name}`),
+      );
       const { script, removed, added } = repairFlowsScript(diff, [COOKIE_CLASS.base, COOKIE_CLASS.instance]);
       if (script === '') return [];
       await this.ovs.ofctl('add-flows', spec.name, ['--bundle', '-'], `repair the flows of ${spec.name}`, script);
@@ -357,10 +407,14 @@ export class OvsDataplane implements Dataplane {
 
   createInstance(spec: InstanceSpec): Promise<InstancePlacement> {
     if (spec.kind !== 'veth' && spec.kind !== 'tap') {
-      return Promise.reject(new InvalidArgumentError('kind', `'${String(spec.kind)}' is not an interface kind this backend makes: use veth or tap`));
+      return Promise.reject(
+        new InvalidArgumentError('kind', `'${String(spec.kind)}' is not an interface kind this backend makes: use veth or tap`),
+      );
     }
     if (spec.kind === 'tap' && spec.netns !== undefined) {
-      return Promise.reject(new InvalidArgumentError('netns', 'a TAP stays on the node as the bridge port of its VM: leave netns out for kind TAP'));
+      return Promise.reject(
+        new InvalidArgumentError('netns', 'a TAP stays on the node as the bridge port of its VM: leave netns out for kind TAP'),
+      );
     }
     return this.flowLock.shared(() => this.create(spec));
   }
@@ -380,7 +434,9 @@ export class OvsDataplane implements Dataplane {
     let kernelMade = false;
     let portAdded = false;
     // Written first (no process to start): the port transaction waits for the link.
-    const kernel = this.createSession.batch(spec.kind === 'tap' ? tapScript(spec) : vethScript(spec, target), { step: `create ${spec.kind} ${spec.handle}` });
+    const kernel = this.createSession.batch(spec.kind === 'tap' ? tapScript(spec) : vethScript(spec, target), {
+      step: `create ${spec.kind} ${spec.handle}`,
+    });
     // The flows can go in before the port exists: they name its requested number.
     const flowsWritten = ofport === undefined ? null : settle(this.writeInstanceFlows(spec, ofport).then(() => mark('flows')));
     let instanceJob: Promise<unknown> = Promise.resolve();
@@ -416,7 +472,14 @@ export class OvsDataplane implements Dataplane {
       throw e;
     }
     this.logger.debug(
-      { handle: spec.handle, kind: spec.kind, netns: spec.netns ?? null, ofport: ofport ?? null, ms: Math.round((performance.now() - started) * 10) / 10, doneAtMs: at },
+      {
+        handle: spec.handle,
+        kind: spec.kind,
+        netns: spec.netns ?? null,
+        ofport: ofport ?? null,
+        ms: Math.round((performance.now() - started) * 10) / 10,
+        doneAtMs: at,
+      },
       'instance interface created',
     );
     return netnsId === undefined ? {} : { netnsId };
@@ -433,7 +496,9 @@ export class OvsDataplane implements Dataplane {
     const bridge = spec.cni.name;
     const step = `add ${spec.hostIfname} to ${bridge}`;
     const add = () =>
-      this.ovs.usesClients ? this.ovs.transactOps(addInstancePortOps(bridge, spec.hostIfname, spec, ofport), step) : this.ovs.transact(addInstancePortCommands(bridge, spec.hostIfname, spec, ofport), step);
+      this.ovs.usesClients
+        ? this.ovs.transactOps(addInstancePortOps(bridge, spec.hostIfname, spec, ofport), step)
+        : this.ovs.transact(addInstancePortCommands(bridge, spec.hostIfname, spec, ofport), step);
     try {
       await add();
     } catch (e) {
@@ -476,7 +541,11 @@ export class OvsDataplane implements Dataplane {
   private async readOfport(name: IfName): Promise<number> {
     const out = await this.ovs.vsctl(['--', 'get', 'Interface', name, 'ofport'], `read the port number of ${name}`, { wait: false });
     const n = Number(out.trim());
-    if (!Number.isInteger(n) || n < 1) throw new InternalError(`add ${name} to the CNI bridge`, `ovs-vswitchd gave ${name} no usable port number (${out.trim()}): check its log`);
+    if (!Number.isInteger(n) || n < 1)
+      throw new InternalError(
+        `add ${name} to the CNI bridge`,
+        `ovs-vswitchd gave ${name} no usable port number (${out.trim()}): check its log`,
+      );
     return n;
   }
 
@@ -490,7 +559,10 @@ export class OvsDataplane implements Dataplane {
     const results = await Promise.allSettled(undo);
     for (const r of results) {
       if (r.status === 'rejected') {
-        this.logger.error({ handle: spec.handle, portAdded, err: (r.reason as Error).message }, 'roll-back step failed: parts of the interface may be left behind (the reconcile loop removes orphans)');
+        this.logger.error(
+          { handle: spec.handle, portAdded, err: (r.reason as Error).message },
+          'roll-back step failed: parts of the interface may be left behind (the reconcile loop removes orphans)',
+        );
       }
     }
   }
@@ -541,7 +613,11 @@ export class OvsDataplane implements Dataplane {
       await this.ovs.transact(deletePortCommands(bridge, ports), step, { wait: false });
     } catch (e) {
       if (!/no row "[^"]*" in table Bridge/.test((e as Error).message ?? '')) throw e;
-      await this.ovs.transact(ports.flatMap((p) => ['--', '--if-exists', 'del-port', p]), step, { wait: false });
+      await this.ovs.transact(
+        ports.flatMap((p) => ['--', '--if-exists', 'del-port', p]),
+        step,
+        { wait: false },
+      );
     }
   }
 
@@ -564,7 +640,10 @@ export class OvsDataplane implements Dataplane {
   // Ownership
 
   async inspectLink(name: IfName): Promise<LinkState | null> {
-    const [json, state] = await Promise.all([this.node.json(['link', 'show', 'dev', name], `inspect ${name}`), this.ovs.readState(`inspect ${name}`)]);
+    const [json, state] = await Promise.all([
+      this.node.json(['link', 'show', 'dev', name], `inspect ${name}`),
+      this.ovs.readState(`inspect ${name}`),
+    ]);
     const link = json === null ? undefined : parseIpLinks(json)[0];
     const iface = state.interfaces.get(name);
     if (link === undefined && iface === undefined) return null;
@@ -589,12 +668,22 @@ export class OvsDataplane implements Dataplane {
       const link = kernel.get(iface.name);
       // Internal ports and tunnels may have no kernel device of that name (netdev tunnels never do).
       if (link === undefined && iface.externalIds[EXT.handle] !== undefined) continue;
-      owned.set(iface.name, { name: iface.name, ownerTag: tag, master: iface.bridge ?? '', ...(link?.linkinfo?.kind ? { kind: link.linkinfo.kind } : {}) });
+      owned.set(iface.name, {
+        name: iface.name,
+        ownerTag: tag,
+        master: iface.bridge ?? '',
+        ...(link?.linkinfo?.kind ? { kind: link.linkinfo.kind } : {}),
+      });
     }
     for (const link of links) {
       const tag = ownerTagOfLink(link);
       if (owned.has(link.ifname) || tag === undefined) continue;
-      owned.set(link.ifname, { name: link.ifname, ownerTag: tag, master: state.interfaces.get(link.ifname)?.bridge ?? '', ...(link.linkinfo?.kind ? { kind: link.linkinfo.kind } : {}) });
+      owned.set(link.ifname, {
+        name: link.ifname,
+        ownerTag: tag,
+        master: state.interfaces.get(link.ifname)?.bridge ?? '',
+        ...(link.linkinfo?.kind ? { kind: link.linkinfo.kind } : {}),
+      });
     }
     return [...owned.values()];
   }
@@ -617,9 +706,16 @@ export class OvsDataplane implements Dataplane {
       }
       const spec = { handle: entry.handle as IfName, address: entry.address as Ipv4Address, mac: entry.mac, kind: entry.kind } as const;
       const requested = ofportForAddress(cni.subnet, spec.address);
-      await this.ovs.transact(['--', '--if-exists', 'del-port', hostIfname, ...addInstancePortCommands(cni.name, hostIfname, spec, requested)], `attach ${hostIfname} to ${cni.name}`);
+      await this.ovs.transact(
+        ['--', '--if-exists', 'del-port', hostIfname, ...addInstancePortCommands(cni.name, hostIfname, spec, requested)],
+        `attach ${hostIfname} to ${cni.name}`,
+      );
       const ofport = requested ?? (await this.readOfport(hostIfname));
-      await this.ovs.modifyFlows(cni.name, addFlowsScript(instanceFlows({ ...spec, ofport }, cni.mac)), `install the flows of ${spec.handle}`);
+      await this.ovs.modifyFlows(
+        cni.name,
+        addFlowsScript(instanceFlows({ ...spec, ofport }, cni.mac)),
+        `install the flows of ${spec.handle}`,
+      );
     });
   }
 
@@ -630,7 +726,10 @@ export class OvsDataplane implements Dataplane {
   async deleteOwnedLinks(names: readonly IfName[]): Promise<void> {
     if (names.length === 0) return;
     await this.flowLock.shared(async () => {
-      const [state, links] = await Promise.all([this.ovs.readState('list ports before deleting'), this.readLinks('list links before deleting')]);
+      const [state, links] = await Promise.all([
+        this.ovs.readState('list ports before deleting'),
+        this.readLinks('list links before deleting'),
+      ]);
       const kernel = new Map(links.map((l) => [l.ifname, l]));
       const kernelNames: string[] = [];
       const portsByBridge = new Map<string, string[]>();
@@ -649,17 +748,20 @@ export class OvsDataplane implements Dataplane {
         const handle = tag.slice(OWNER_ALIAS_PREFIX.length);
         if (iface?.bridge) {
           portsByBridge.set(iface.bridge, [...(portsByBridge.get(iface.bridge) ?? []), name]);
-          if (/^nni-[0-9a-f]{8}$/.test(handle)) cookiesByBridge.set(iface.bridge, [...(cookiesByBridge.get(iface.bridge) ?? []), instanceCookie(handle)]);
+          if (/^nni-[0-9a-f]{8}$/.test(handle))
+            cookiesByBridge.set(iface.bridge, [...(cookiesByBridge.get(iface.bridge) ?? []), instanceCookie(handle)]);
         }
       }
       // Rows and flows first, links last: cut short, what is left is a tagged link, found again as an orphan.
       const jobs: Promise<unknown>[] = [];
       for (const [bridge, ports] of portsByBridge) jobs.push(this.deletePorts(bridge, ports, `remove orphaned ports from ${bridge}`));
-      for (const [bridge, cookies] of cookiesByBridge) jobs.push(this.deleteFlows(bridge, cookies, `remove the flows of orphaned ports on ${bridge}`));
+      for (const [bridge, cookies] of cookiesByBridge)
+        jobs.push(this.deleteFlows(bridge, cookies, `remove the flows of orphaned ports on ${bridge}`));
       const results = await Promise.allSettled(jobs);
       const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) throw failed.reason;
-      if (kernelNames.length > 0) await this.deleteTolerant(deleteLinksScript(kernelNames, pickUnusedGroup(links)), `delete ${kernelNames.length} orphaned link(s)`);
+      if (kernelNames.length > 0)
+        await this.deleteTolerant(deleteLinksScript(kernelNames, pickUnusedGroup(links)), `delete ${kernelNames.length} orphaned link(s)`);
       this.logger.info({ links: kernelNames, ports: [...portsByBridge.values()].flat() }, 'orphaned links and ports deleted');
     });
   }
@@ -722,7 +824,24 @@ export function vethScript(spec: InstanceSpec, targetNetnsPath?: string): IpLine
   return [
     {
       id: LINE.createLink,
-      args: ['link', 'add', 'name', spec.hostIfname, 'mtu', mtu, 'type', 'veth', 'peer', 'name', spec.handle, 'address', spec.mac, 'mtu', mtu, ...(targetNetnsPath ? ['netns', targetNetnsPath] : [])],
+      args: [
+        'link',
+        'add',
+        'name',
+        spec.hostIfname,
+        'mtu',
+        mtu,
+        'type',
+        'veth',
+        'peer',
+        'name',
+        spec.handle,
+        'address',
+        spec.mac,
+        'mtu',
+        mtu,
+        ...(targetNetnsPath ? ['netns', targetNetnsPath] : []),
+      ],
       step: `create veth pair ${spec.hostIfname}/${spec.handle}${targetNetnsPath ? ` with ${spec.handle} in ${targetNetnsPath}` : ''}`,
     },
     {
@@ -741,7 +860,21 @@ export function tapScript(spec: InstanceSpec): IpLine[] {
     { id: LINE.createLink, args: ['tuntap', 'add', 'dev', spec.handle, 'mode', 'tap'], step: `create TAP ${spec.handle}` },
     {
       id: LINE.attachLink,
-      args: ['link', 'set', 'dev', spec.handle, 'mtu', String(spec.mtu), 'alias', ownerAliasOf(spec.handle), 'addrgenmode', 'none', 'arp', 'off', 'up'],
+      args: [
+        'link',
+        'set',
+        'dev',
+        spec.handle,
+        'mtu',
+        String(spec.mtu),
+        'alias',
+        ownerAliasOf(spec.handle),
+        'addrgenmode',
+        'none',
+        'arp',
+        'off',
+        'up',
+      ],
       step: `tag ${spec.handle} and bring it up`,
     },
   ];
@@ -767,7 +900,11 @@ export function kernelFixes(spec: CniSpec, current: IpLinkWithAddresses): { foun
   if (current.alias !== CNI_OWNER_TAG) {
     fixes.push({
       found: `owner alias of ${spec.name} was ${current.alias ? `'${current.alias}'` : 'unset'}: set to ${CNI_OWNER_TAG}`,
-      line: { id: LINE.configureBridge, args: ['link', 'set', 'dev', spec.name, 'alias', CNI_OWNER_TAG, 'addrgenmode', 'none'], step: `tag ${spec.name}` },
+      line: {
+        id: LINE.configureBridge,
+        args: ['link', 'set', 'dev', spec.name, 'alias', CNI_OWNER_TAG, 'addrgenmode', 'none'],
+        step: `tag ${spec.name}`,
+      },
     });
   }
   return [...fixes, ...repairCniScript(spec, current)];
@@ -776,12 +913,15 @@ export function kernelFixes(spec: CniSpec, current: IpLinkWithAddresses): { foun
 /** How an existing nodenet bridge differs from what the spec and config want, one line each. */
 export function bridgeDrift(spec: CniSpec, bridge: OvsBridge, state: OvsState, datapathType: DatapathType): string[] {
   const drift: string[] = [];
-  if (bridge.datapathType !== datapathType) drift.push(`datapath_type of ${spec.name} was '${bridge.datapathType}': set to ${datapathType}`);
+  if (bridge.datapathType !== datapathType)
+    drift.push(`datapath_type of ${spec.name} was '${bridge.datapathType}': set to ${datapathType}`);
   if (bridge.failMode !== 'secure') drift.push(`fail_mode of ${spec.name} was ${bridge.failMode ?? 'unset'}: set to secure`);
-  if (bridge.otherConfig['hwaddr']?.toLowerCase() !== spec.mac.toLowerCase()) drift.push(`other_config:hwaddr of ${spec.name} was ${bridge.otherConfig['hwaddr'] ?? 'unset'}: set to ${spec.mac}`);
+  if (bridge.otherConfig['hwaddr']?.toLowerCase() !== spec.mac.toLowerCase())
+    drift.push(`other_config:hwaddr of ${spec.name} was ${bridge.otherConfig['hwaddr'] ?? 'unset'}: set to ${spec.mac}`);
   if (bridge.otherConfig['disable-in-band'] !== 'true') drift.push(`in-band control of ${spec.name} was on: turned off`);
   const internal = state.interfaces.get(spec.name);
-  if (internal?.mtuRequest !== spec.mtu) drift.push(`mtu_request of ${spec.name} was ${internal?.mtuRequest ?? 'unset'}: set to ${spec.mtu}`);
+  if (internal?.mtuRequest !== spec.mtu)
+    drift.push(`mtu_request of ${spec.name} was ${internal?.mtuRequest ?? 'unset'}: set to ${spec.mtu}`);
   if (internal?.externalIds[EXT.owner] !== CNI_OWNER_TAG) drift.push(`owner tag of port ${spec.name} was missing: set`);
   return drift;
 }
@@ -828,4 +968,3 @@ export function checkOvsOptions(options: { db: string; runDir: string }): void {
     throw new InvalidArgumentError('ovs.runDir', `'${options.runDir}' must be an absolute directory path without spaces`);
   }
 }
-

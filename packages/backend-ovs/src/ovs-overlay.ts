@@ -154,7 +154,11 @@ export class OvsOverlay implements Overlay {
     this.host = options.host;
     this.datapathType = options.datapathType;
     this.netns = options.netns === undefined ? undefined : parseNetnsRef(options.netns, 'netns');
-    this.ovs = new OvsRunner({ db: options.db, runDir: options.runDir, ...(options.timeoutSeconds ? { timeoutSeconds: options.timeoutSeconds } : {}) });
+    this.ovs = new OvsRunner({
+      db: options.db,
+      runDir: options.runDir,
+      ...(options.timeoutSeconds ? { timeoutSeconds: options.timeoutSeconds } : {}),
+    });
     this.ip = new IpRunner(this.netns);
     this.logger = options.logger ?? silentLogger;
   }
@@ -184,7 +188,10 @@ export class OvsOverlay implements Overlay {
           `the underlay ${this.host.underlayInterface} has MTU ${this.host.underlayMtu}, too small for VXLAN (it adds ${VXLAN_OVERHEAD} bytes): raise the underlay MTU or use overlay mode host-gw`,
         );
       }
-      const [state, cni] = await Promise.all([this.ovs.readState('read OVSDB for the overlay'), this.ip.json(['link', 'show', 'dev', CNI_NAME], `read ${CNI_NAME}`)]);
+      const [state, cni] = await Promise.all([
+        this.ovs.readState('read OVSDB for the overlay'),
+        this.ip.json(['link', 'show', 'dev', CNI_NAME], `read ${CNI_NAME}`),
+      ]);
       const commands: string[] = [];
       // The bridge normally exists (the CNI is created first); after a reboot the overlay may come first.
       if (!state.bridges.has(CNI_NAME)) commands.push(...cniSkeletonCommands(CNI_NAME, this.datapathType));
@@ -196,25 +203,37 @@ export class OvsOverlay implements Overlay {
         tunnel.type === wanted['type'] &&
         Object.entries(wanted).every(([k, v]) => !k.startsWith('options:') || tunnel.options[k.slice('options:'.length)] === v) &&
         tunnel.externalIds[EXT.owner] !== undefined;
-      if (tunnel !== undefined && tunnel.bridge !== CNI_NAME) commands.push(...deletePortCommands(tunnel.bridge ?? CNI_NAME, [TUNNEL_PORT]));
+      if (tunnel !== undefined && tunnel.bridge !== CNI_NAME)
+        commands.push(...deletePortCommands(tunnel.bridge ?? CNI_NAME, [TUNNEL_PORT]));
       if (!tunnelRight) commands.push(...tunnelPortCommands(CNI_NAME, { vni: this.vni, port: this.port }));
       if (commands.length > 0) {
         await this.ovs.vsctl(commands, 'create the tunnel port');
-        this.logger.info({ port: TUNNEL_PORT, vni: this.vni, udp: this.port, datapath: this.datapathType }, tunnel ? 'tunnel port repaired' : 'tunnel port created');
+        this.logger.info(
+          { port: TUNNEL_PORT, vni: this.vni, udp: this.port, datapath: this.datapathType },
+          tunnel ? 'tunnel port repaired' : 'tunnel port created',
+        );
       }
       this.tunnelOfport = tunnelRight && tunnel.ofport !== null && tunnel.ofport > 0 ? tunnel.ofport : await this.readTunnelOfport();
       // Routes through the CNI are onlink, which the kernel refuses on a device that is down.
       const link = cni === null ? undefined : parseIpLinks(cni)[0];
-      if (link && !link.flags.includes('UP')) await this.ip.batch([{ id: 'cni-up', args: ['link', 'set', 'dev', CNI_NAME, 'up'], step: `bring ${CNI_NAME} up` }], { step: `bring ${CNI_NAME} up` });
+      if (link && !link.flags.includes('UP'))
+        await this.ip.batch([{ id: 'cni-up', args: ['link', 'set', 'dev', CNI_NAME, 'up'], step: `bring ${CNI_NAME} up` }], {
+          step: `bring ${CNI_NAME} up`,
+        });
       if (this.datapathType === 'netdev' && uplinkBridgeOf(state) !== undefined) await this.ensureUplink(state);
     });
   }
 
   private async readTunnelOfport(): Promise<number> {
-    const out = (await this.ovs.vsctl(['--', 'get', 'Interface', TUNNEL_PORT, 'ofport'], 'read the tunnel port number', { wait: false })).trim();
+    const out = (
+      await this.ovs.vsctl(['--', 'get', 'Interface', TUNNEL_PORT, 'ofport'], 'read the tunnel port number', { wait: false })
+    ).trim();
     const n = Number(out);
     if (!Number.isInteger(n) || n < 1) {
-      throw new InternalError('create the tunnel port', `ovs-vswitchd gave ${TUNNEL_PORT} no usable port number (${out}): check its log (is VXLAN supported by this datapath?)`);
+      throw new InternalError(
+        'create the tunnel port',
+        `ovs-vswitchd gave ${TUNNEL_PORT} no usable port number (${out}): check its log (is VXLAN supported by this datapath?)`,
+      );
     }
     return n;
   }
@@ -279,10 +298,16 @@ export class OvsOverlay implements Overlay {
           deleteCookiesScript([peerCookie(peer.underlayAddress)]) +
           addFlowsScript(peerFlows(peer, this.tunnelOfport));
         flows.push({ peer, script });
-        lines.push({ peer, lines: [...(stale && !stale.subnet.equals(peer.subnet) ? removeRouteLines(stale) : []), ...peerRouteLines(peer)] });
+        lines.push({
+          peer,
+          lines: [...(stale && !stale.subnet.equals(peer.subnet) ? removeRouteLines(stale) : []), ...peerRouteLines(peer)],
+        });
       }
       const step = valid.length === 1 ? `program peer ${valid[0]!.name}` : `program ${valid.length} peers`;
-      const [flowResult, ipResult] = await Promise.all([this.bundlePeerFlows(flows, `${step}: flows`), this.runPeerLines(lines, `${step}: routes`)]);
+      const [flowResult, ipResult] = await Promise.all([
+        this.bundlePeerFlows(flows, `${step}: flows`),
+        this.runPeerLines(lines, `${step}: routes`),
+      ]);
       const result = mergeBatchResults({ failed: invalid }, flowResult, ipResult);
       const done = valid.filter((p) => !result.failed.has(p.name));
       for (const peer of done) this.programmed.set(peer.name, peer);
@@ -290,7 +315,10 @@ export class OvsOverlay implements Overlay {
         if (done.length <= PRIME_AWAITED_MAX) await this.primeTunnelNeighbours(done);
         else void this.primeTunnelNeighboursInBulk(done);
       }
-      this.logger.debug({ peers: valid.length, failed: result.failed.size, ms: Math.round((performance.now() - started) * 10) / 10 }, 'peers programmed');
+      this.logger.debug(
+        { peers: valid.length, failed: result.failed.size, ms: Math.round((performance.now() - started) * 10) / 10 },
+        'peers programmed',
+      );
       return result;
     });
   }
@@ -307,7 +335,10 @@ export class OvsOverlay implements Overlay {
       });
       const step = peers.length === 1 ? `remove peer ${peers[0]!.name}` : `remove ${peers.length} peers`;
       const [flowResult, ipResult] = await Promise.all([
-        this.deletePeerFlows(batch.flatMap((b) => b.records.map((r) => peerCookie(r.underlayAddress))), `${step}: flows`).then(
+        this.deletePeerFlows(
+          batch.flatMap((b) => b.records.map((r) => peerCookie(r.underlayAddress))),
+          `${step}: flows`,
+        ).then(
           () => ({ failed: new Map<string, Error>() }),
           (e: unknown) => allFailed(peers, e),
         ),
@@ -333,7 +364,11 @@ export class OvsOverlay implements Overlay {
       await this.ovs.modifyFlows(CNI_NAME, flows.map((f) => f.script).join(''), step);
       return { failed: new Map() };
     } catch (e) {
-      if (flows.length === 1 || e instanceof UnavailableError) return allFailed(flows.map((f) => f.peer), e);
+      if (flows.length === 1 || e instanceof UnavailableError)
+        return allFailed(
+          flows.map((f) => f.peer),
+          e,
+        );
     }
     const failed = new Map<string, Error>();
     for (const { peer, script } of flows) {
@@ -352,7 +387,10 @@ export class OvsOverlay implements Overlay {
     try {
       return await this.runPeerLines(await withNeighbourDeletes(this.ip, CNI_NAME, parts, 'delete-neighbour'), step);
     } catch (e) {
-      return allFailed(parts.map((p) => p.peer), e);
+      return allFailed(
+        parts.map((p) => p.peer),
+        e,
+      );
     }
   }
 
@@ -365,8 +403,15 @@ export class OvsOverlay implements Overlay {
     await Promise.all(
       peers.map((peer) =>
         this.ovs
-          .ofctl('packet-out', CNI_NAME, primingPacketOut(peer.underlayAddress, this.tunnelOfport), `resolve the underlay MAC of peer ${peer.name}`)
-          .catch((e: unknown) => this.logger.warn({ peer: peer.name, err: (e as Error).message }, 'could not prime the tunnel neighbour cache')),
+          .ofctl(
+            'packet-out',
+            CNI_NAME,
+            primingPacketOut(peer.underlayAddress, this.tunnelOfport),
+            `resolve the underlay MAC of peer ${peer.name}`,
+          )
+          .catch((e: unknown) =>
+            this.logger.warn({ peer: peer.name, err: (e as Error).message }, 'could not prime the tunnel neighbour cache'),
+          ),
       ),
     );
   }
@@ -376,8 +421,18 @@ export class OvsOverlay implements Overlay {
     for (let i = 0; i < peers.length; i += PRIME_CHUNK) {
       const chunk = peers.slice(i, i + PRIME_CHUNK);
       await this.ovs
-        .ofctl('packet-out', CNI_NAME, primingPacketsOut(chunk.map((p) => p.underlayAddress), this.tunnelOfport), `resolve the underlay MACs of ${chunk.length} peers`)
-        .catch((e: unknown) => this.logger.warn({ peers: chunk.length, err: (e as Error).message }, 'could not prime the tunnel neighbour cache'));
+        .ofctl(
+          'packet-out',
+          CNI_NAME,
+          primingPacketsOut(
+            chunk.map((p) => p.underlayAddress),
+            this.tunnelOfport,
+          ),
+          `resolve the underlay MACs of ${chunk.length} peers`,
+        )
+        .catch((e: unknown) =>
+          this.logger.warn({ peers: chunk.length, err: (e as Error).message }, 'could not prime the tunnel neighbour cache'),
+        );
     }
   }
 
@@ -387,7 +442,10 @@ export class OvsOverlay implements Overlay {
    */
   removeStalePeers(wanted: readonly NodeRecord[]): Promise<readonly string[]> {
     if (this.mode === 'host-gw') {
-      return this.hostGwOverlay().then(async (o) => [...(await o.removeStalePeers(wanted)), ...(await this.mutex.run(() => this.removeAllPeerFlows()))]);
+      return this.hostGwOverlay().then(async (o) => [
+        ...(await o.removeStalePeers(wanted)),
+        ...(await this.mutex.run(() => this.removeAllPeerFlows())),
+      ]);
     }
     return this.mutex.run(async () => {
       const [dump, routesJson, neighJson] = await Promise.all([
@@ -455,7 +513,9 @@ export class OvsOverlay implements Overlay {
     const state = await this.ovs.readState('read OVSDB for vxlan leftovers');
     const tunnel = state.interfaces.get(TUNNEL_PORT);
     if (tunnel?.externalIds[EXT.owner] !== undefined && tunnel.bridge) {
-      await this.ovs.vsctl(deletePortCommands(tunnel.bridge, [TUNNEL_PORT]), 'remove the tunnel port left from vxlan mode', { wait: false });
+      await this.ovs.vsctl(deletePortCommands(tunnel.bridge, [TUNNEL_PORT]), 'remove the tunnel port left from vxlan mode', {
+        wait: false,
+      });
       this.logger.info({ port: TUNNEL_PORT }, 'overlay mode is host-gw: removed the tunnel port left from vxlan mode');
     }
     if (uplinkBridgeOf(state) !== undefined) await this.dismantleUplink(state);
@@ -491,7 +551,8 @@ export class OvsOverlay implements Overlay {
     const uplink = this.uplinkOf(state);
     let links = parseIpAddrs(addrs ?? []);
     const uplinkLink = links.find((l) => l.ifname === uplink);
-    if (!uplinkLink?.address) throw new FailedPreconditionError(`the underlay interface ${uplink} does not exist on this node: check the underlay configuration`);
+    if (!uplinkLink?.address)
+      throw new FailedPreconditionError(`the underlay interface ${uplink} does not exist on this node: check the underlay configuration`);
     const bridge = uplinkBridgeOf(state);
     const port = state.interfaces.get(uplink);
     const bridgeRight =
@@ -500,22 +561,43 @@ export class OvsOverlay implements Overlay {
       bridge.otherConfig['hwaddr']?.toLowerCase() === uplinkLink.address.toLowerCase() &&
       state.interfaces.get(UPLINK_BRIDGE)?.mtuRequest === uplinkLink.mtu;
     if (state.bridges.has(UPLINK_BRIDGE) && bridge === undefined) {
-      throw new FailedPreconditionError(`an Open vSwitch bridge named ${UPLINK_BRIDGE} exists but was not made by nodenet: remove or rename it (nodenet needs the name for the userspace datapath's uplink)`);
+      throw new FailedPreconditionError(
+        `an Open vSwitch bridge named ${UPLINK_BRIDGE} exists but was not made by nodenet: remove or rename it (nodenet needs the name for the userspace datapath's uplink)`,
+      );
     }
     if (!bridgeRight) {
-      await this.ovs.vsctl(uplinkBridgeCommands(uplink, uplinkLink.address, uplinkLink.mtu), `move ${uplink} into the uplink bridge ${UPLINK_BRIDGE}`);
+      await this.ovs.vsctl(
+        uplinkBridgeCommands(uplink, uplinkLink.address, uplinkLink.mtu),
+        `move ${uplink} into the uplink bridge ${UPLINK_BRIDGE}`,
+      );
       links = parseIpAddrs((await this.ip.json(['-d', 'addr', 'show'], 'read the node addresses')) ?? []);
-      this.logger.info({ uplink, bridge: UPLINK_BRIDGE, mac: uplinkLink.address }, 'underlay interface moved into the uplink bridge (userspace datapath)');
+      this.logger.info(
+        { uplink, bridge: UPLINK_BRIDGE, mac: uplinkLink.address },
+        'underlay interface moved into the uplink bridge (userspace datapath)',
+      );
     }
     const phy = links.find((l) => l.ifname === UPLINK_BRIDGE);
-    if (!phy) throw new InternalError('create the uplink bridge', `ovs-vswitchd reported ${UPLINK_BRIDGE} ready but the kernel shows no such device: check its log`);
+    if (!phy)
+      throw new InternalError(
+        'create the uplink bridge',
+        `ovs-vswitchd reported ${UPLINK_BRIDGE} ready but the kernel shows no such device: check its log`,
+      );
     const lines = [
       ...uplinkBridgeLinkScript(phy),
-      ...moveAddressingScript(links.find((l) => l.ifname === uplink), phy, uplink, UPLINK_BRIDGE, parseRouteEntries(routes ?? [])),
+      ...moveAddressingScript(
+        links.find((l) => l.ifname === uplink),
+        phy,
+        uplink,
+        UPLINK_BRIDGE,
+        parseRouteEntries(routes ?? []),
+      ),
     ];
     if (lines.length > 0) {
       await this.ip.batch(lines, { step: `move the underlay addressing from ${uplink} to ${UPLINK_BRIDGE}` });
-      this.logger.info({ from: uplink, to: UPLINK_BRIDGE, changes: lines.map((l) => l.step) }, 'underlay addresses and routes now on the uplink bridge');
+      this.logger.info(
+        { from: uplink, to: UPLINK_BRIDGE, changes: lines.map((l) => l.step) },
+        'underlay addresses and routes now on the uplink bridge',
+      );
     }
     if (guard !== uplink) {
       await this.runNft(guardScript(uplink, guard !== undefined), `guard ${uplink} (its traffic belongs to ${UPLINK_BRIDGE})`);
@@ -573,7 +655,9 @@ export class OvsOverlay implements Overlay {
 
   private explainIpFailure(f: IpBatchFailure, line: IpLine | undefined, step: string): Error {
     if (f.message.includes(`Cannot find device "${CNI_NAME}"`)) {
-      return new FailedPreconditionError(`the CNI ${CNI_NAME} does not exist (${line?.step ?? step} failed): CreateContainerNetworkInterface, or a daemon restart, creates it`);
+      return new FailedPreconditionError(
+        `the CNI ${CNI_NAME} does not exist (${line?.step ?? step} failed): CreateContainerNetworkInterface, or a daemon restart, creates it`,
+      );
     }
     return new InternalError(line?.step ?? step, f.message || 'ip failed without a message');
   }
@@ -606,7 +690,11 @@ export function removeRouteLines(peer: NodeRecord): IpLine[] {
 
 /** `neigh flush` rather than `neigh del`: a failing `neigh del` ends the whole batch, -force or not. */
 function deleteNeighbourLine(address: string): IpLine {
-  return { id: 'delete-neighbour', args: ['neigh', 'flush', 'to', address, 'dev', CNI_NAME, 'nud', 'all'], step: `delete the neighbour entry of ${address} on ${CNI_NAME}` };
+  return {
+    id: 'delete-neighbour',
+    args: ['neigh', 'flush', 'to', address, 'dev', CNI_NAME, 'nud', 'all'],
+    step: `delete the neighbour entry of ${address} on ${CNI_NAME}`,
+  };
 }
 
 function routesOf(json: unknown): { dst: string; gateway?: string; dev?: string }[] {
@@ -618,6 +706,12 @@ function neighboursOf(json: unknown): { dst: string; lladdr?: string; state: str
   return json.flatMap((n) => {
     const o = n as Record<string, unknown>;
     if (typeof o['dst'] !== 'string') return [];
-    return [{ dst: o['dst'], ...(typeof o['lladdr'] === 'string' ? { lladdr: o['lladdr'] } : {}), state: Array.isArray(o['state']) ? (o['state'] as string[]) : [] }];
+    return [
+      {
+        dst: o['dst'],
+        ...(typeof o['lladdr'] === 'string' ? { lladdr: o['lladdr'] } : {}),
+        state: Array.isArray(o['state']) ? (o['state'] as string[]) : [],
+      },
+    ];
   });
 }

@@ -70,7 +70,8 @@ export class OvsRunner {
     this.db = options.db;
     this.runDir = options.runDir;
     this.timeoutSeconds = options.timeoutSeconds ?? 10;
-    this.session = options.clients === false ? undefined : new OvsSession({ db: this.db, runDir: this.runDir, timeoutSeconds: this.timeoutSeconds });
+    this.session =
+      options.clients === false ? undefined : new OvsSession({ db: this.db, runDir: this.runDir, timeoutSeconds: this.timeoutSeconds });
   }
 
   /** Whether the hot path uses the long-lived connections (transactOps and removePorts need them). */
@@ -160,7 +161,9 @@ export class OvsRunner {
     const target = mgmtSocket(this.runDir, bridge);
     const full = ['-O', OPENFLOW, `--timeout=${this.timeoutSeconds}`, command, target, ...args];
     try {
-      return (await runLean('ovs-ofctl', full, { step, timeoutMs: (this.timeoutSeconds + 5) * 1000, ...(input === undefined ? {} : { input }) })).stdout;
+      return (
+        await runLean('ovs-ofctl', full, { step, timeoutMs: (this.timeoutSeconds + 5) * 1000, ...(input === undefined ? {} : { input }) })
+      ).stdout;
     } catch (e) {
       throw this.explainOfctl(e, step, bridge);
     }
@@ -235,13 +238,22 @@ export function explainOfctlFailure(e: unknown, step: string, bridge: string, ru
 /** An operation with its uuid-name and every named-uuid reference suffixed. */
 function withUuidNameSuffix(op: Operation, suffix: string): Operation {
   const rename = (v: unknown): unknown => {
-    if (Array.isArray(v)) return v.length === 2 && v[0] === 'named-uuid' && typeof v[1] === 'string' ? ['named-uuid', `${v[1]}${suffix}`] : v.map(rename);
-    if (v !== null && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, k === 'uuid-name' && typeof x === 'string' ? `${x}${suffix}` : rename(x)]));
+    if (Array.isArray(v))
+      return v.length === 2 && v[0] === 'named-uuid' && typeof v[1] === 'string' ? ['named-uuid', `${v[1]}${suffix}`] : v.map(rename);
+    if (v !== null && typeof v === 'object')
+      return Object.fromEntries(
+        Object.entries(v).map(([k, x]) => [k, k === 'uuid-name' && typeof x === 'string' ? `${x}${suffix}` : rename(x)]),
+      );
     return v;
   };
   return rename(op) as Operation;
 }
 
 function firstLine(s: string): string {
-  return s.trim().split('\n')[0]?.replace(/^ovs-(?:vsctl|ofctl): /, '') ?? '';
+  return (
+    s
+      .trim()
+      .split('\n')[0]
+      ?.replace(/^ovs-(?:vsctl|ofctl): /, '') ?? ''
+  );
 }

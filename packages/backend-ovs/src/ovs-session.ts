@@ -41,7 +41,8 @@ export class OvsSession {
     } catch (e) {
       if (e instanceof VswitchTimeoutError) throw vswitchdTimeout(step, this.options, e);
       const bridge = missingBridgeOf(e);
-      if (bridge !== undefined) throw new InternalError(step, `no bridge named ${bridge} in the Open vSwitch database at ${this.options.db}`, { cause: e });
+      if (bridge !== undefined)
+        throw new InternalError(step, `no bridge named ${bridge} in the Open vSwitch database at ${this.options.db}`, { cause: e });
       throw e;
     }
   }
@@ -58,10 +59,12 @@ export class OvsSession {
       names.map((name) => ({ op: 'select', table: 'Port', where: [['name', '==', name]], columns: ['_uuid'] })),
       step,
     );
-    return selected.flatMap((s) => s.rows ?? []).flatMap((r) => {
-      const u = uuidOf(r['_uuid']);
-      return u === undefined ? [] : [u];
-    });
+    return selected
+      .flatMap((s) => s.rows ?? [])
+      .flatMap((r) => {
+        const u = uuidOf(r['_uuid']);
+        return u === undefined ? [] : [u];
+      });
   }
 
   /**
@@ -88,7 +91,10 @@ export class OvsSession {
     this.bridges.clear();
     const db = this.ovsdb;
     this.ovsdb = undefined;
-    void db?.then((d) => d.client.close(), () => undefined);
+    void db?.then(
+      (d) => d.client.close(),
+      () => undefined,
+    );
   }
 
   private openOvsdb(): Promise<Ovsdb> {
@@ -112,7 +118,10 @@ export class OvsSession {
   private async openFlow(bridge: string): Promise<OpenFlowConnection> {
     let c = this.bridges.get(bridge);
     if (!c) {
-      c = await OpenFlowConnection.connect({ target: mgmtSocket(this.options.runDir, bridge), requestTimeoutMs: this.options.timeoutSeconds * 1000 });
+      c = await OpenFlowConnection.connect({
+        target: mgmtSocket(this.options.runDir, bridge),
+        requestTimeoutMs: this.options.timeoutSeconds * 1000,
+      });
       const existing = this.bridges.get(bridge);
       if (existing || this.closed) {
         // Another call connected meanwhile (or the session closed): keep one connection per bridge.
@@ -127,14 +136,24 @@ export class OvsSession {
 }
 
 /** ovs-vswitchd did not apply a change in time (through ovs-vsctl or the OVSDB session): UNAVAILABLE naming where it was expected. */
-export function vswitchdTimeout(step: string, ovs: { db: string; runDir: string; timeoutSeconds: number }, cause: unknown): UnavailableError {
+export function vswitchdTimeout(
+  step: string,
+  ovs: { db: string; runDir: string; timeoutSeconds: number },
+  cause: unknown,
+): UnavailableError {
   return new UnavailableError(
     `${step}: ovs-vswitchd did not apply the change within ${ovs.timeoutSeconds} s (database ${ovs.db}, run directory ${ovs.runDir}): is ovs-vswitchd running? Start it (e.g. systemctl start openvswitch-switch) and retry`,
     { cause },
   );
 }
 
-const SCRIPT_VERBS: Readonly<Record<string, FlowMod['command']>> = { add: 'add', modify: 'modify', modify_strict: 'modifyStrict', delete: 'delete', delete_strict: 'deleteStrict' };
+const SCRIPT_VERBS: Readonly<Record<string, FlowMod['command']>> = {
+  add: 'add',
+  modify: 'modify',
+  modify_strict: 'modifyStrict',
+  delete: 'delete',
+  delete_strict: 'deleteStrict',
+};
 
 /** The flow-mods of an `ovs-ofctl add-flows` script (flows.ts writes them). */
 export function scriptFlowMods(script: string): FlowMod[] {
@@ -144,7 +163,8 @@ export function scriptFlowMods(script: string): FlowMod[] {
     .map((line) => {
       const space = line.indexOf(' ');
       const command = SCRIPT_VERBS[line.slice(0, space)];
-      if (space < 0 || !command) throw new InternalError('write flows', `'${line}' is not a flow-mod line (add, modify[_strict], delete[_strict] FLOW)`);
+      if (space < 0 || !command)
+        throw new InternalError('write flows', `'${line}' is not a flow-mod line (add, modify[_strict], delete[_strict] FLOW)`);
       return flowModOf(command, line.slice(space + 1).trim());
     });
 }

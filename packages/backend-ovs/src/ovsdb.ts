@@ -5,7 +5,17 @@
  */
 import { InternalError, type CniSpec, type IfName, type InstanceSpec } from '@nodenet/core';
 import { OvsdbTransactionError, map, namedUuid, set, uuid, type Operation } from '@nodenet/openvswitch';
-import { CNI_OWNER_TAG, EXT, OVERLAY_OWNER_TAG, TUNNEL_OFPORT, TUNNEL_PORT, UPLINK_BRIDGE, UPLINK_OWNER_TAG, instanceOwnerTag, type DatapathType } from './names.js';
+import {
+  CNI_OWNER_TAG,
+  EXT,
+  OVERLAY_OWNER_TAG,
+  TUNNEL_OFPORT,
+  TUNNEL_PORT,
+  UPLINK_BRIDGE,
+  UPLINK_OWNER_TAG,
+  instanceOwnerTag,
+  type DatapathType,
+} from './names.js';
 
 // ---------------------------------------------------------------------------------------------------
 // Values
@@ -15,7 +25,8 @@ import { CNI_OWNER_TAG, EXT, OVERLAY_OWNER_TAG, TUNNEL_OFPORT, TUNNEL_PORT, UPLI
  * JSON string, so no character in it (':' of a MAC or of an owner tag) is taken for syntax.
  */
 export function quoted(value: string): string {
-  if (/[\p{Cc}"\\]/u.test(value)) throw new InternalError('build an OVSDB transaction', `refusing to write ${JSON.stringify(value)} into OVSDB`);
+  if (/[\p{Cc}"\\]/u.test(value))
+    throw new InternalError('build an OVSDB transaction', `refusing to write ${JSON.stringify(value)} into OVSDB`);
   return `"${value}"`;
 }
 
@@ -29,9 +40,21 @@ function mapEntries(column: string, entries: Readonly<Record<string, string>>): 
 /** The CNI bridge and its internal port (the gateway's), created or converged in one transaction. */
 export function cniBridgeCommands(spec: Pick<CniSpec, 'name' | 'mac' | 'mtu'>, datapathType: DatapathType): string[] {
   return [
-    '--', '--may-exist', 'add-br', spec.name,
-    '--', 'set', 'Bridge', spec.name, ...cniBridgeColumns(spec, datapathType),
-    '--', 'set', 'Interface', spec.name, `mtu_request=${spec.mtu}`, ...mapEntries('external_ids', { [EXT.owner]: CNI_OWNER_TAG }),
+    '--',
+    '--may-exist',
+    'add-br',
+    spec.name,
+    '--',
+    'set',
+    'Bridge',
+    spec.name,
+    ...cniBridgeColumns(spec, datapathType),
+    '--',
+    'set',
+    'Interface',
+    spec.name,
+    `mtu_request=${spec.mtu}`,
+    ...mapEntries('external_ids', { [EXT.owner]: CNI_OWNER_TAG }),
   ];
 }
 
@@ -49,8 +72,17 @@ export function cniBridgeColumns(spec: Pick<CniSpec, 'mac'>, datapathType: Datap
 /** The CNI bridge with only what the overlay needs of it (the overlay may run before the CNI is converged). */
 export function cniSkeletonCommands(name: IfName, datapathType: DatapathType): string[] {
   return [
-    '--', '--may-exist', 'add-br', name,
-    '--', 'set', 'Bridge', name, `datapath_type=${datapathType}`, 'fail_mode=secure', ...mapEntries('external_ids', { [EXT.owner]: CNI_OWNER_TAG }),
+    '--',
+    '--may-exist',
+    'add-br',
+    name,
+    '--',
+    'set',
+    'Bridge',
+    name,
+    `datapath_type=${datapathType}`,
+    'fail_mode=secure',
+    ...mapEntries('external_ids', { [EXT.owner]: CNI_OWNER_TAG }),
   ];
 }
 
@@ -73,10 +105,23 @@ export function instanceExternalIds(spec: Pick<InstanceSpec, 'handle' | 'address
  * Adds an instance's node-side link as a port of the CNI bridge, tagged, with its requested port number,
  * and records it in the bridge's port registry (same transaction).
  */
-export function addInstancePortCommands(bridge: string, port: IfName, spec: Pick<InstanceSpec, 'handle' | 'address' | 'mac' | 'kind'>, ofport: number | undefined): string[] {
+export function addInstancePortCommands(
+  bridge: string,
+  port: IfName,
+  spec: Pick<InstanceSpec, 'handle' | 'address' | 'mac' | 'kind'>,
+  ofport: number | undefined,
+): string[] {
   return [
-    '--', 'add-port', bridge, port,
-    '--', 'set', 'Interface', port, ...(ofport === undefined ? [] : [`ofport_request=${ofport}`]), ...mapEntries('external_ids', instanceExternalIds(spec)),
+    '--',
+    'add-port',
+    bridge,
+    port,
+    '--',
+    'set',
+    'Interface',
+    port,
+    ...(ofport === undefined ? [] : [`ofport_request=${ofport}`]),
+    ...mapEntries('external_ids', instanceExternalIds(spec)),
     ...registerPortCommands(bridge, port, spec),
   ];
 }
@@ -98,11 +143,25 @@ export interface RegisteredPort {
   readonly kind: string;
 }
 
-export function registerPortCommands(bridge: string, port: string, spec: Pick<InstanceSpec, 'handle' | 'address' | 'mac' | 'kind'>): string[] {
+export function registerPortCommands(
+  bridge: string,
+  port: string,
+  spec: Pick<InstanceSpec, 'handle' | 'address' | 'mac' | 'kind'>,
+): string[] {
   const key = `${PORT_REGISTRY_PREFIX}${port}`;
   return [
-    '--', 'remove', 'Bridge', bridge, 'external_ids', key,
-    '--', 'add', 'Bridge', bridge, 'external_ids', `${key}=${quoted([spec.handle, spec.address, spec.mac, spec.kind].join(' '))}`,
+    '--',
+    'remove',
+    'Bridge',
+    bridge,
+    'external_ids',
+    key,
+    '--',
+    'add',
+    'Bridge',
+    bridge,
+    'external_ids',
+    `${key}=${quoted([spec.handle, spec.address, spec.mac, spec.kind].join(' '))}`,
   ];
 }
 
@@ -131,7 +190,12 @@ export const PORT_EXISTS_RE = /cannot create a port named \S+ because a port nam
  * as ovs-vsctl's "no bridge named"), Interface and Port inserted, the Port added to the bridge's ports and
  * the registry entry replaced (delete then insert: an insert never replaces a map key).
  */
-export function addInstancePortOps(bridge: string, port: IfName, spec: Pick<InstanceSpec, 'handle' | 'address' | 'mac' | 'kind'>, ofport: number | undefined): Operation[] {
+export function addInstancePortOps(
+  bridge: string,
+  port: IfName,
+  spec: Pick<InstanceSpec, 'handle' | 'address' | 'mac' | 'kind'>,
+  ofport: number | undefined,
+): Operation[] {
   const key = `${PORT_REGISTRY_PREFIX}${port}`;
   return [
     bridgeMustExist(bridge),
@@ -162,13 +226,28 @@ export function addInstancePortOps(bridge: string, port: IfName, spec: Pick<Inst
  */
 export function deletePortOps(bridge: string, ports: readonly string[], portUuids: readonly string[]): Operation[] {
   return [
-    ...(portUuids.length > 0 ? [{ op: 'mutate', table: 'Bridge', where: [], mutations: [['ports', 'delete', set(portUuids.map(uuid))]] } satisfies Operation] : []),
-    { op: 'mutate', table: 'Bridge', where: [['name', '==', bridge]], mutations: [['external_ids', 'delete', set(ports.map((p) => `${PORT_REGISTRY_PREFIX}${p}`))]] },
+    ...(portUuids.length > 0
+      ? [{ op: 'mutate', table: 'Bridge', where: [], mutations: [['ports', 'delete', set(portUuids.map(uuid))]] } satisfies Operation]
+      : []),
+    {
+      op: 'mutate',
+      table: 'Bridge',
+      where: [['name', '==', bridge]],
+      mutations: [['external_ids', 'delete', set(ports.map((p) => `${PORT_REGISTRY_PREFIX}${p}`))]],
+    },
   ];
 }
 
 function bridgeMustExist(bridge: string): Operation {
-  return { op: 'wait', table: 'Bridge', where: [['name', '==', bridge]], columns: ['name'], until: '==', rows: [{ name: bridge }], timeout: 0 };
+  return {
+    op: 'wait',
+    table: 'Bridge',
+    where: [['name', '==', bridge]],
+    columns: ['name'],
+    until: '==',
+    rows: [{ name: bridge }],
+    timeout: 0,
+  };
 }
 
 /** Whether a failed add says the port's name is taken (ovs-vsctl's words, or OVSDB's index violation). */
@@ -179,7 +258,8 @@ export function isPortExistsError(e: unknown): boolean {
 
 /** The bridge an OVSDB transaction waited for and did not find (see bridgeMustExist), if that is why it failed. */
 export function missingBridgeOf(e: unknown): string | undefined {
-  if (!(e instanceof OvsdbTransactionError) || e.error !== 'timed out' || e.operation?.op !== 'wait' || e.operation.table !== 'Bridge') return undefined;
+  if (!(e instanceof OvsdbTransactionError) || e.error !== 'timed out' || e.operation?.op !== 'wait' || e.operation.table !== 'Bridge')
+    return undefined;
   const name = e.operation.where[0]?.[2];
   return typeof name === 'string' ? name : undefined;
 }
@@ -202,10 +282,19 @@ export function tunnelColumns(t: TunnelSpec): Record<string, string> {
 export function tunnelPortCommands(bridge: string, t: TunnelSpec): string[] {
   const columns = tunnelColumns(t);
   return [
-    '--', '--may-exist', 'add-port', bridge, TUNNEL_PORT,
-    '--', 'set', 'Interface', TUNNEL_PORT,
+    '--',
+    '--may-exist',
+    'add-port',
+    bridge,
+    TUNNEL_PORT,
+    '--',
+    'set',
+    'Interface',
+    TUNNEL_PORT,
     `type=${columns['type']}`,
-    ...Object.entries(columns).filter(([k]) => k.startsWith('options:')).map(([k, v]) => `${k}=${quoted(v)}`),
+    ...Object.entries(columns)
+      .filter(([k]) => k.startsWith('options:'))
+      .map(([k, v]) => `${k}=${quoted(v)}`),
     `ofport_request=${TUNNEL_OFPORT}`,
     ...mapEntries('external_ids', { [EXT.owner]: OVERLAY_OWNER_TAG }),
   ];
@@ -214,12 +303,34 @@ export function tunnelPortCommands(bridge: string, t: TunnelSpec): string[] {
 /** netdev: the uplink bridge, with the host's underlay interface as its port and that interface's MAC. */
 export function uplinkBridgeCommands(uplink: IfName, mac: string, mtu: number): string[] {
   return [
-    '--', '--may-exist', 'add-br', UPLINK_BRIDGE,
-    '--', 'set', 'Bridge', UPLINK_BRIDGE, 'datapath_type=netdev', 'fail_mode=standalone',
-    ...mapEntries('other_config', { hwaddr: mac }), ...mapEntries('external_ids', { [EXT.owner]: UPLINK_OWNER_TAG }),
-    '--', 'set', 'Interface', UPLINK_BRIDGE, `mtu_request=${mtu}`, ...mapEntries('external_ids', { [EXT.owner]: UPLINK_OWNER_TAG }),
-    '--', '--may-exist', 'add-port', UPLINK_BRIDGE, uplink,
-    '--', 'set', 'Interface', uplink, ...mapEntries('external_ids', { [EXT.uplinkOf]: UPLINK_BRIDGE }),
+    '--',
+    '--may-exist',
+    'add-br',
+    UPLINK_BRIDGE,
+    '--',
+    'set',
+    'Bridge',
+    UPLINK_BRIDGE,
+    'datapath_type=netdev',
+    'fail_mode=standalone',
+    ...mapEntries('other_config', { hwaddr: mac }),
+    ...mapEntries('external_ids', { [EXT.owner]: UPLINK_OWNER_TAG }),
+    '--',
+    'set',
+    'Interface',
+    UPLINK_BRIDGE,
+    `mtu_request=${mtu}`,
+    ...mapEntries('external_ids', { [EXT.owner]: UPLINK_OWNER_TAG }),
+    '--',
+    '--may-exist',
+    'add-port',
+    UPLINK_BRIDGE,
+    uplink,
+    '--',
+    'set',
+    'Interface',
+    uplink,
+    ...mapEntries('external_ids', { [EXT.uplinkOf]: UPLINK_BRIDGE }),
   ];
 }
 
@@ -229,11 +340,22 @@ export function uplinkBridgeCommands(uplink: IfName, mac: string, mtu: number): 
  */
 export function readdPortCommands(bridge: string, ifaces: readonly OvsInterface[]): string[] {
   return ifaces.flatMap((i) => [
-    '--', '--may-exist', 'add-port', bridge, i.name,
-    '--', 'set', 'Interface', i.name,
+    '--',
+    '--may-exist',
+    'add-port',
+    bridge,
+    i.name,
+    '--',
+    'set',
+    'Interface',
+    i.name,
     ...(i.type ? [`type=${i.type}`] : []),
     ...Object.entries(i.options).map(([k, v]) => `options:${k}=${quoted(v)}`),
-    ...(i.ofportRequest !== null ? [`ofport_request=${i.ofportRequest}`] : i.ofport !== null && i.ofport > 0 ? [`ofport_request=${i.ofport}`] : []),
+    ...(i.ofportRequest !== null
+      ? [`ofport_request=${i.ofportRequest}`]
+      : i.ofport !== null && i.ofport > 0
+        ? [`ofport_request=${i.ofport}`]
+        : []),
     ...(i.mtuRequest !== null ? [`mtu_request=${i.mtuRequest}`] : []),
     ...mapEntries('external_ids', i.externalIds),
   ]);
@@ -274,9 +396,18 @@ export interface OvsState {
 
 export const READ_COMMANDS: readonly string[] = [
   '--format=json',
-  '--', '--columns=_uuid,name,datapath_type,fail_mode,external_ids,other_config,ports', 'list', 'Bridge',
-  '--', '--columns=_uuid,name,interfaces', 'list', 'Port',
-  '--', '--columns=_uuid,name,type,ofport,ofport_request,mtu_request,external_ids,options,error', 'list', 'Interface',
+  '--',
+  '--columns=_uuid,name,datapath_type,fail_mode,external_ids,other_config,ports',
+  'list',
+  'Bridge',
+  '--',
+  '--columns=_uuid,name,interfaces',
+  'list',
+  'Port',
+  '--',
+  '--columns=_uuid,name,type,ofport,ofport_request,mtu_request,external_ids,options,error',
+  'list',
+  'Interface',
 ];
 
 interface Table {
@@ -300,12 +431,19 @@ export function parseOvsState(stdout: string): OvsState {
   if (tables.length !== 3) throw new InternalError('read OVSDB', `expected 3 tables from ovs-vsctl, got ${tables.length}`);
   const [bridgeRows, portRows, ifaceRows] = tables.map(rowsOf) as [Row[], Row[], Row[]];
   const ifaceByUuid = new Map(ifaceRows.map((r) => [uuidOf(r['_uuid']), r]));
-  const ifaceNamesOfPort = new Map(portRows.map((r) => [uuidOf(r['_uuid']), setOf(r['interfaces']).map((u) => optionalString(ifaceByUuid.get(uuidOf(u))?.['name']) ?? '')]));
+  const ifaceNamesOfPort = new Map(
+    portRows.map((r) => [
+      uuidOf(r['_uuid']),
+      setOf(r['interfaces']).map((u) => optionalString(ifaceByUuid.get(uuidOf(u))?.['name']) ?? ''),
+    ]),
+  );
   const bridges = new Map<string, OvsBridge>();
   const bridgeOfIface = new Map<string, string>();
   for (const r of bridgeRows) {
     const name = String(r['name']);
-    const interfaces = setOf(r['ports']).flatMap((u) => ifaceNamesOfPort.get(uuidOf(u)) ?? []).filter((n) => n !== '');
+    const interfaces = setOf(r['ports'])
+      .flatMap((u) => ifaceNamesOfPort.get(uuidOf(u)) ?? [])
+      .filter((n) => n !== '');
     for (const i of interfaces) bridgeOfIface.set(i, name);
     bridges.set(name, {
       name,
@@ -337,7 +475,8 @@ export function parseOvsState(stdout: string): OvsState {
 type Row = Record<string, unknown>;
 
 function rowsOf(t: Table): Row[] {
-  if (!Array.isArray(t.headings) || !Array.isArray(t.data)) throw new InternalError('read OVSDB', 'unexpected ovs-vsctl JSON: no headings/data');
+  if (!Array.isArray(t.headings) || !Array.isArray(t.data))
+    throw new InternalError('read OVSDB', 'unexpected ovs-vsctl JSON: no headings/data');
   return t.data.map((values) => Object.fromEntries(t.headings.map((h, i) => [h, values[i]])));
 }
 
@@ -369,7 +508,9 @@ function optionalString(v: unknown): string | null {
 
 /** The interfaces of `bridge` nodenet made for instances (tagged with a handle), by name. */
 export function instanceInterfacesOf(state: OvsState, bridge: string): OvsInterface[] {
-  return [...state.interfaces.values()].filter((i) => i.bridge === bridge && i.externalIds[EXT.handle] !== undefined && i.externalIds[EXT.owner]?.startsWith('nodenet:'));
+  return [...state.interfaces.values()].filter(
+    (i) => i.bridge === bridge && i.externalIds[EXT.handle] !== undefined && i.externalIds[EXT.owner]?.startsWith('nodenet:'),
+  );
 }
 
 /** Whether the bridge nodenet uses as its uplink exists and is nodenet's. */

@@ -55,18 +55,33 @@ export function parseRouteEntries(json: unknown): RouteEntry[] {
 }
 
 /** Lines that move every IPv4 address and (non-kernel) IPv4 route of `from` to `to`, `to` brought up first. */
-export function moveAddressingScript(from: IpLinkWithAddresses | undefined, to: IpLinkWithAddresses | undefined, fromName: string, toName: string, routes: readonly RouteEntry[]): IpLine[] {
+export function moveAddressingScript(
+  from: IpLinkWithAddresses | undefined,
+  to: IpLinkWithAddresses | undefined,
+  fromName: string,
+  toName: string,
+  routes: readonly RouteEntry[],
+): IpLine[] {
   const lines: IpLine[] = [];
   const moving = (from?.addresses ?? []).filter((a) => a.family === 'inet');
   const present = new Set((to?.addresses ?? []).filter((a) => a.family === 'inet').map((a) => `${a.local}/${a.prefixlen}`));
   if (!to?.flags.includes('UP')) lines.push({ id: 'uplink-up', args: ['link', 'set', 'dev', toName, 'up'], step: `bring ${toName} up` });
   for (const a of moving) {
     const cidr = `${a.local}/${a.prefixlen}`;
-    if (!present.has(cidr)) lines.push({ id: 'uplink-address', args: ['address', 'add', cidr, 'broadcast', '+', 'dev', toName], step: `add ${cidr} to ${toName}` });
+    if (!present.has(cidr))
+      lines.push({
+        id: 'uplink-address',
+        args: ['address', 'add', cidr, 'broadcast', '+', 'dev', toName],
+        step: `add ${cidr} to ${toName}`,
+      });
   }
   for (const r of routes) {
     if (r.dev !== fromName || r.protocol === 'kernel') continue;
-    lines.push({ id: 'uplink-route', args: ['route', 'replace', ...routeArgs(r, toName)], step: `move the route to ${r.dst} from ${fromName} to ${toName}` });
+    lines.push({
+      id: 'uplink-route',
+      args: ['route', 'replace', ...routeArgs(r, toName)],
+      step: `move the route to ${r.dst} from ${fromName} to ${toName}`,
+    });
   }
   // Last: removing the last address of `from` makes the kernel flush the routes still through it.
   for (const a of moving) {
@@ -80,7 +95,8 @@ function routeArgs(r: RouteEntry, dev: string): string[] {
   return [
     r.dst,
     ...(r.gateway ? ['via', r.gateway] : []),
-    'dev', dev,
+    'dev',
+    dev,
     ...(r.flags.includes('onlink') ? ['onlink'] : []),
     ...(r.protocol ? ['proto', r.protocol] : []),
     ...(r.scope && r.scope !== 'global' && !(r.scope === 'universe') ? ['scope', r.scope] : []),
@@ -117,6 +133,8 @@ export function deleteGuardScript(): string {
  * text form is read because nft 1.0.6's JSON leaves a netdev chain's device out.
  */
 export function guardedDeviceOf(text: string): string | undefined {
-  const chain = new RegExp(`chain ${GUARD_CHAIN} \\{[^}]*?hook ingress device "?([A-Za-z0-9_.-]+)"? priority [^;]+; policy drop;`).exec(text);
+  const chain = new RegExp(`chain ${GUARD_CHAIN} \\{[^}]*?hook ingress device "?([A-Za-z0-9_.-]+)"? priority [^;]+; policy drop;`).exec(
+    text,
+  );
   return chain?.[1];
 }

@@ -39,7 +39,15 @@ async function commandsDuring(fn: () => Promise<unknown>): Promise<string[]> {
 /** A runtime's move of the instance end into a fresh namespace, addressed, with a default route. */
 async function adopt(topology: Topology, node: NodeHost, handle: string, address: string, cni: CniSpec): Promise<string> {
   const ns = await topology.createInstanceNamespace();
-  await adoptInterface({ nodeNs: node.ns, handle, instanceNs: ns, address, prefixLength: cni.subnet.prefixLength, gateway: cni.gateway, rename: 'eth0' });
+  await adoptInterface({
+    nodeNs: node.ns,
+    handle,
+    instanceNs: ns,
+    address,
+    prefixLength: cni.subnet.prefixLength,
+    gateway: cni.gateway,
+    rename: 'eth0',
+  });
   return ns;
 }
 
@@ -80,7 +88,12 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       });
       expect(repairs).toEqual([]);
       const writes = commands.filter(
-        (c) => (c.startsWith('ovs-vsctl') && !c.includes('--no-wait')) || c.includes(' add-flows ') || c.includes('-batch') || c.includes(' -w ') || c.includes('nft -f'),
+        (c) =>
+          (c.startsWith('ovs-vsctl') && !c.includes('--no-wait')) ||
+          c.includes(' add-flows ') ||
+          c.includes('-batch') ||
+          c.includes(' -w ') ||
+          c.includes('nft -f'),
       );
       expect(writes).toEqual([]);
       // OVSDB twice (the flow comparison re-reads it under its lock), the gateway port, the sysctls, the port guard, diff-flows.
@@ -98,7 +111,7 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       expect(await n.dataplane.ensureCni(cni)).toEqual([]);
     });
 
-    it('refuses a bridge of that name that is not nodenet\'s', async () => {
+    it("refuses a bridge of that name that is not nodenet's", async () => {
       const other = await ovsNode(scope, await topology.addNode());
       await other.ovs.vsctl(['add-br', 'nodenet0', '--', 'set', 'Bridge', 'nodenet0', 'datapath_type=netdev']);
       await expect(other.dataplane.ensureCni(cni)).rejects.toThrow(FailedPreconditionError);
@@ -126,7 +139,10 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       expect((await nsExec(n.host.ns, 'nft', ['list', 'table', 'inet', 'nodenet'])).stdout).toContain('iifname "nnh-*" drop');
       const flows = (await n.ovs.flows('nodenet0')).filter((f) => f.includes(formatCookie(instanceCookie(a.handle))));
       expect(flows).toHaveLength(3);
-      const [nsA, nsB] = await Promise.all([adopt(topology, n.host, a.handle, a.address, cni), adopt(topology, n.host, b.handle, b.address, cni)]);
+      const [nsA, nsB] = await Promise.all([
+        adopt(topology, n.host, a.handle, a.address, cni),
+        adopt(topology, n.host, b.handle, b.address, cni),
+      ]);
       expect((await ping(nsA, cni.gateway)).ok).toBe(true);
       expect((await ping(nsA, b.address)).ok).toBe(true);
       const atNode = await startEchoServer(scope, n.host.ns, { protocol: 'tcp', port: 7001 });
@@ -194,11 +210,16 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       // Someone else's link in the first group nodenet would pick.
       await ipBatch(n.host.ns, [`link add nnt-fgn0 group ${0x6e6e0000} type veth peer name nnt-fgn1`]);
       try {
-        const commands = await commandsDuring(() => Promise.all(specs.map((s) => n.dataplane.deleteInstance(instanceRecordOf(s), cniRecord))));
+        const commands = await commandsDuring(() =>
+          Promise.all(specs.map((s) => n.dataplane.deleteInstance(instanceRecordOf(s), cniRecord))),
+        );
         for (const s of specs) expect(await link(n.host.ns, s.hostIfname)).toBeUndefined();
         expect(await link(n.host.ns, 'nnt-fgn0')).toBeDefined();
         // The first delete goes at once; the others, arriving while it runs, together after one listing.
-        expect(commands.filter((c) => c.includes(' link show')), commands.join('\n')).toHaveLength(1);
+        expect(
+          commands.filter((c) => c.includes(' link show')),
+          commands.join('\n'),
+        ).toHaveLength(1);
       } finally {
         await ipBatch(n.host.ns, ['link del nnt-fgn0']);
       }
@@ -226,7 +247,10 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
     it('a TAP: the TAP itself is the tagged port', async () => {
       const t = instanceSpec(cni, 40, { kind: 'tap' });
       await n.dataplane.createInstance(t);
-      expect(await externalIds(n.ovs, 'Interface', t.handle)).toMatchObject({ 'nodenet-owner': `nodenet:${t.handle}`, 'nodenet-kind': 'tap' });
+      expect(await externalIds(n.ovs, 'Interface', t.handle)).toMatchObject({
+        'nodenet-owner': `nodenet:${t.handle}`,
+        'nodenet-kind': 'tap',
+      });
       const tap = await link(n.host.ns, t.handle);
       expect(tap).toMatchObject({ ifalias: `nodenet:${t.handle}`, mtu: cni.mtu });
       expect(tap!.linkinfo?.info_kind).toBe('tun');
@@ -247,7 +271,7 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
   });
 
   describe('ownership and orphans', () => {
-    it('listOwnedLinks reads OVSDB tags and kernel aliases; inspectLink tells nodenet\'s from others', async () => {
+    it("listOwnedLinks reads OVSDB tags and kernel aliases; inspectLink tells nodenet's from others", async () => {
       const a = instanceSpec(cni, 60);
       await n.dataplane.createInstance(a);
       const owned = await n.dataplane.listOwnedLinks();
@@ -260,7 +284,10 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
 
     it('an orphan (tagged kernel veth that never became a port, and a port without its record) is listed and deleted with its flows', async () => {
       const half = instanceSpec(cni, 61);
-      await ipBatch(n.host.ns, [`link add ${half.hostIfname} type veth peer name ${half.handle}`, `link set dev ${half.hostIfname} alias nodenet:${half.handle}`]);
+      await ipBatch(n.host.ns, [
+        `link add ${half.hostIfname} type veth peer name ${half.handle}`,
+        `link set dev ${half.hostIfname} alias nodenet:${half.handle}`,
+      ]);
       const full = instanceSpec(cni, 62);
       await n.dataplane.createInstance(full);
       const names = (await n.dataplane.listOwnedLinks()).map((l) => l.name);
@@ -325,13 +352,16 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       await n.dataplane.createInstance(a);
       await ipBatch(n.host.ns, [`link del ${a.hostIfname}`]);
       expect((await n.ovs.vsctl(['get', 'Interface', a.hostIfname, 'name'])).stdout.trim()).toBe(`"${a.hostIfname}"`.replace(/"/g, ''));
-      expect((await n.dataplane.listOwnedLinks()).map((l) => l.name), 'a port without its link is not listed (the instance is missing)').not.toContain(a.hostIfname);
+      expect(
+        (await n.dataplane.listOwnedLinks()).map((l) => l.name),
+        'a port without its link is not listed (the instance is missing)',
+      ).not.toContain(a.hostIfname);
       await n.dataplane.createInstance(a);
       const p = await ping(ns, cni.gateway, { count: 2 });
       expect(p.ok, p.output).toBe(true);
     });
 
-    it('a port removed from OVSDB alone (an operator\'s del-port): ensureCni puts it back from the bridge\'s registry, tagged, with its flows', async () => {
+    it("a port removed from OVSDB alone (an operator's del-port): ensureCni puts it back from the bridge's registry, tagged, with its flows", async () => {
       const ns = await topology.createInstanceNamespace();
       const a = instanceSpec(cni, 73, { netns: ns });
       await n.dataplane.createInstance(a);
@@ -339,13 +369,19 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       expect((await ping(ns, cni.gateway, { timeoutSec: 1 })).ok).toBe(false);
       const repairs = await n.dataplane.ensureCni(cni);
       expect(repairs.join('\n')).toContain(`port ${a.hostIfname} of ${a.handle} (${a.address}) was missing from nodenet0: put back`);
-      expect(await externalIds(n.ovs, 'Interface', a.hostIfname)).toMatchObject({ 'nodenet-handle': a.handle, 'nodenet-address': a.address });
+      expect(await externalIds(n.ovs, 'Interface', a.hostIfname)).toMatchObject({
+        'nodenet-handle': a.handle,
+        'nodenet-address': a.address,
+      });
       expect(await ofportOf(n.ovs, a.hostIfname)).toBe(73);
       const p = await ping(ns, cni.gateway, { count: 2 });
       expect(p.ok, p.output).toBe(true);
       expect(await n.dataplane.ensureCni(cni)).toEqual([]);
       await n.dataplane.deleteInstance(instanceRecordOf(a), cniRecord);
-      expect(Object.keys(await externalIds(n.ovs, 'Bridge', 'nodenet0')).filter((k) => k.includes(a.hostIfname)), 'the registry entry goes with the port').toEqual([]);
+      expect(
+        Object.keys(await externalIds(n.ovs, 'Bridge', 'nodenet0')).filter((k) => k.includes(a.hostIfname)),
+        'the registry entry goes with the port',
+      ).toEqual([]);
     });
 
     it('attachToCni puts a port taken off the switch back from the registry; without a registry entry it says what to do, and with the record it needs none', async () => {
@@ -353,11 +389,24 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       const a = instanceSpec(cni, 74, { netns: ns });
       await n.dataplane.createInstance(a);
       await n.ovs.vsctl(['del-port', 'nodenet0', a.hostIfname]);
-      expect((await n.dataplane.listOwnedLinks()).find((l) => l.name === a.hostIfname)).toMatchObject({ ownerTag: `nodenet:${a.handle}`, master: '' });
+      expect((await n.dataplane.listOwnedLinks()).find((l) => l.name === a.hostIfname)).toMatchObject({
+        ownerTag: `nodenet:${a.handle}`,
+        master: '',
+      });
       await n.dataplane.attachToCni(a.hostIfname, cni);
       expect((await n.dataplane.listOwnedLinks()).find((l) => l.name === a.hostIfname)).toMatchObject({ master: 'nodenet0' });
       expect((await ping(ns, cni.gateway, { count: 2 })).ok).toBe(true);
-      await n.ovs.vsctl(['del-port', 'nodenet0', a.hostIfname, '--', 'remove', 'Bridge', 'nodenet0', 'external_ids', `nodenet-port-${a.hostIfname}`]);
+      await n.ovs.vsctl([
+        'del-port',
+        'nodenet0',
+        a.hostIfname,
+        '--',
+        'remove',
+        'Bridge',
+        'nodenet0',
+        'external_ids',
+        `nodenet-port-${a.hostIfname}`,
+      ]);
       await expect(n.dataplane.attachToCni(a.hostIfname, cni)).rejects.toThrow(/delete the interface and create it again/);
       // With the daemon's record of the instance (what core passes), the registry is not needed: the port
       // comes back tagged and registered, with its flows (the bridge deleted or OVSDB lost took the registry).
@@ -368,11 +417,14 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       await n.dataplane.deleteInstance(instanceRecordOf(a), cniRecord);
     });
 
-    it('a create cut short before its link was tagged: the untagged pair named in nodenet\'s scheme is listed as nodenet\'s and deleted as an orphan', async () => {
+    it("a create cut short before its link was tagged: the untagged pair named in nodenet's scheme is listed as nodenet's and deleted as an orphan", async () => {
       const ns = await topology.createInstanceNamespace();
       const a = instanceSpec(cni, 75);
       await ipBatch(n.host.ns, [`link add ${a.hostIfname} type veth peer name ${a.handle} netns ${ns}`]);
-      expect((await n.dataplane.listOwnedLinks()).find((l) => l.name === a.hostIfname)).toMatchObject({ ownerTag: `nodenet:${a.handle}`, master: '' });
+      expect((await n.dataplane.listOwnedLinks()).find((l) => l.name === a.hostIfname)).toMatchObject({
+        ownerTag: `nodenet:${a.handle}`,
+        master: '',
+      });
       await n.dataplane.deleteOwnedLinks([a.hostIfname]);
       expect(await link(n.host.ns, a.hostIfname)).toBeUndefined();
     });
@@ -393,5 +445,4 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       expect(String((e2 as Error).message)).toContain(`${m.ovs.dir}/db.sock`);
     });
   });
-
 });

@@ -3,7 +3,16 @@
  * a private Open vSwitch (userspace datapath) in its namespace, the backend running in-process against it
  * (`netns: <node>`), and specs built the way core builds them.
  */
-import { CNI_NAME, Subnet, VXLAN_OVERHEAD, macForAddress, parseIpv4Address, type CniRecord, type CniSpec, type InstanceSpec } from '@nodenet/core';
+import {
+  CNI_NAME,
+  Subnet,
+  VXLAN_OVERHEAD,
+  macForAddress,
+  parseIpv4Address,
+  type CniRecord,
+  type CniSpec,
+  type InstanceSpec,
+} from '@nodenet/core';
 import { PrivateOvs, type NodeHost, type TestScope } from '@nodenet/testkit';
 import { instanceSpecFor, type InstanceOptions } from '@nodenet/testkit/instance-specs';
 import { LinuxHostProbe } from '@nodenet/linux';
@@ -11,7 +20,13 @@ import { OvsDataplane } from '../src/index.js';
 
 export function cniSpecFor(index: number, underlayMtu = 1500): CniSpec {
   const gateway = parseIpv4Address(`198.19.${index}.1`, 'gateway');
-  return { name: CNI_NAME, gateway, subnet: Subnet.of(`198.19.${index}.0/24`), mtu: underlayMtu - VXLAN_OVERHEAD, mac: macForAddress(gateway) };
+  return {
+    name: CNI_NAME,
+    gateway,
+    subnet: Subnet.of(`198.19.${index}.0/24`),
+    mtu: underlayMtu - VXLAN_OVERHEAD,
+    mac: macForAddress(gateway),
+  };
 }
 
 export function cniRecordOf(spec: CniSpec): CniRecord {
@@ -35,7 +50,11 @@ export interface OvsNode {
 
 export async function ovsNode(scope: TestScope, host: NodeHost, options: { timeoutSeconds?: number } = {}): Promise<OvsNode> {
   const ovs = await PrivateOvs.start(scope, host.ns);
-  const dataplane = new OvsDataplane({ ...ovs.config, netns: host.ns, ...(options.timeoutSeconds ? { timeoutSeconds: options.timeoutSeconds } : {}) });
+  const dataplane = new OvsDataplane({
+    ...ovs.config,
+    netns: host.ns,
+    ...(options.timeoutSeconds ? { timeoutSeconds: options.timeoutSeconds } : {}),
+  });
   scope.defer(`close the dataplane of ${host.ns}`, () => dataplane.close());
   return { host, ovs, dataplane, hostProbe: new LinuxHostProbe({ netns: host.ns }) };
 }

@@ -29,14 +29,14 @@ const gateway = ip('198.19.1.1');
 const gatewayMac = macForAddress(gateway);
 
 describe('cookies', () => {
-  it('carry nodenet\'s prefix, the owner class and a 32-bit id', () => {
+  it("carry nodenet's prefix, the owner class and a 32-bit id", () => {
     expect(formatCookie(cookieOf(COOKIE_CLASS.instance, 0x1a2b3c4d))).toBe('0x6e6e01001a2b3c4d');
     expect(formatCookie(cookieOf(COOKIE_CLASS.base, 0))).toBe('0x6e6e000000000000');
     expect(formatCookie(instanceCookie('nni-0000abcd'))).toBe('0x6e6e01000000abcd');
     expect(formatCookie(peerCookie(ip('198.18.0.2')))).toBe('0x6e6e0300c6120002');
   });
 
-  it('tell their class and id back; anything else is no class of nodenet\'s', () => {
+  it("tell their class and id back; anything else is no class of nodenet's", () => {
     const c = peerCookie(ip('198.18.0.77'));
     expect(cookieClassOf(c)).toBe(COOKIE_CLASS.peer);
     expect(underlayOfPeerCookie(c)).toBe('198.18.0.77');
@@ -89,16 +89,25 @@ describe('the pipeline', () => {
   });
 
   it('refuses a port number OpenFlow does not give a port', () => {
-    expect(() => instanceFlows({ handle: 'nni-00000001', ofport: 0, address: ip('198.19.1.2'), mac: '02:00:00:00:00:01' }, gatewayMac)).toThrow(/not an OpenFlow port/);
+    expect(() =>
+      instanceFlows({ handle: 'nni-00000001', ofport: 0, address: ip('198.19.1.2'), mac: '02:00:00:00:00:01' }, gatewayMac),
+    ).toThrow(/not an OpenFlow port/);
     expect(() => peerFlows({ underlayAddress: ip('198.18.0.2'), subnet: Subnet.of('198.19.2.0/24') }, 0xff00)).toThrow(InternalError);
   });
 
   it('refuses text that is no validated value', () => {
-    expect(() => instanceFlows({ handle: 'nni-00000001', ofport: 3, address: ip('198.19.1.2'), mac: '02:00:00:00:00:01,actions=NORMAL x' }, gatewayMac)).toThrow(/unexpected characters/);
+    expect(() =>
+      instanceFlows(
+        { handle: 'nni-00000001', ofport: 3, address: ip('198.19.1.2'), mac: '02:00:00:00:00:01,actions=NORMAL x' },
+        gatewayMac,
+      ),
+    ).toThrow(/unexpected characters/);
   });
 
   it('adds as flow-mod commands for one bundle', () => {
-    expect(addFlowsScript(baseFlows({ gateway, gatewayMac }).slice(0, 1))).toBe('add cookie=0x6e6e000000000000,table=0,priority=0,actions=drop\n');
+    expect(addFlowsScript(baseFlows({ gateway, gatewayMac }).slice(0, 1))).toBe(
+      'add cookie=0x6e6e000000000000,table=0,priority=0,actions=drop\n',
+    );
   });
 });
 
@@ -115,12 +124,17 @@ describe('comparing with the switch (diff-flows)', () => {
   it('parses each side with its cookie and the key a strict delete names', () => {
     const diff = parseFlowDiff(output);
     expect(diff).toHaveLength(5);
-    expect(diff[0]).toEqual({ sign: '-', text: 'priority=200,ip,in_port=5,nw_src=198.19.1.5 cookie=0x6e6e010000000005 actions=goto_table:10', cookie: 0x6e6e010000000005n, key: 'table=0 priority=200,ip,in_port=5,nw_src=198.19.1.5' });
+    expect(diff[0]).toEqual({
+      sign: '-',
+      text: 'priority=200,ip,in_port=5,nw_src=198.19.1.5 cookie=0x6e6e010000000005 actions=goto_table:10',
+      cookie: 0x6e6e010000000005n,
+      key: 'table=0 priority=200,ip,in_port=5,nw_src=198.19.1.5',
+    });
     expect(diff[2]!.key).toBe('table=30 priority=100,ip,nw_dst=198.19.1.1');
     expect(diff[4]!.cookie).toBe(0n);
   });
 
-  it('repairs only the owned classes: deletes first, then adds; the overlay\'s and foreign flows stay', () => {
+  it("repairs only the owned classes: deletes first, then adds; the overlay's and foreign flows stay", () => {
     const { script, removed, added } = repairFlowsScript(parseFlowDiff(output), [COOKIE_CLASS.base, COOKIE_CLASS.instance]);
     expect(script).toBe(
       [
@@ -135,7 +149,8 @@ describe('comparing with the switch (diff-flows)', () => {
   });
 
   it('lists the cookies of a dump once each', () => {
-    const dump = ' cookie=0x6e6e0300c6120002, table=10, priority=110,ip actions=drop\n cookie=0x6e6e0300c6120002, priority=150 actions=drop\n cookie=0x6e6e0300c6120003, priority=150 actions=drop\n';
+    const dump =
+      ' cookie=0x6e6e0300c6120002, table=10, priority=110,ip actions=drop\n cookie=0x6e6e0300c6120002, priority=150 actions=drop\n cookie=0x6e6e0300c6120003, priority=150 actions=drop\n';
     expect(cookiesOfDump(dump)).toEqual([0x6e6e0300c6120002n, 0x6e6e0300c6120003n]);
   });
 });
@@ -152,10 +167,12 @@ describe('priming the tunnel neighbour cache', () => {
     expect(sum).toBe(0xffff);
     expect([...header.subarray(12, 16)]).toEqual([0, 0, 0, 0]);
     expect([...header.subarray(16, 20)]).toEqual([198, 18, 0, 2]);
-    expect(primingPacketOut(ip('198.18.0.2'), 65000)).toEqual([`in_port=LOCAL,packet=${hex},actions=set_field:198.18.0.2->tun_dst,output:65000`]);
+    expect(primingPacketOut(ip('198.18.0.2'), 65000)).toEqual([
+      `in_port=LOCAL,packet=${hex},actions=set_field:198.18.0.2->tun_dst,output:65000`,
+    ]);
   });
 
-  it('primes many peers in one packet-out: one action list copying each packet\'s destination into the tunnel destination', () => {
+  it("primes many peers in one packet-out: one action list copying each packet's destination into the tunnel destination", () => {
     expect(primingPacketsOut([ip('198.18.0.2'), ip('198.18.1.7')], 65000)).toEqual([
       'LOCAL',
       'move:NXM_OF_IP_DST[]->NXM_NX_TUN_IPV4_DST[],output:65000',

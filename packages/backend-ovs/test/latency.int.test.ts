@@ -99,7 +99,9 @@ describe('OvsDataplane latency (reported, not asserted)', () => {
     const together = performance.now() - t;
     for (const s of plainSpecs) expect(await link(topology.node(1).ns, s.hostIfname)).toBeUndefined();
 
-    console.log(`[ovs] createInstance veth+netns (n=${N}): ${fmt(create)}; parts done at (median ms): ${netnsParts}; processes per create: median ${median(spawned)}`);
+    console.log(
+      `[ovs] createInstance veth+netns (n=${N}): ${fmt(create)}; parts done at (median ms): ${netnsParts}; processes per create: median ${median(spawned)}`,
+    );
     console.log(`[ovs] deleteInstance veth+netns, one at a time (n=${N}): ${fmt(remove)}`);
     console.log(`[ovs] createInstance veth, no netns (n=${N}): ${fmt(plain)}; parts done at (median ms): ${plainParts}`);
     console.log(`[ovs] deleteInstance x${N} concurrently: ${together.toFixed(1)} ms in all`);

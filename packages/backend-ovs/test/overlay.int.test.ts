@@ -5,7 +5,20 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseIpv4Address, Subnet, type NodeRecord } from '@nodenet/core';
-import { TestScope, Topology, completeUnderlayChecksums, echo, ipJson, ipv4AddressesOf, link, nftRuleset, nsExec, ping, startEchoServer, type NodeHost } from '@nodenet/testkit';
+import {
+  TestScope,
+  Topology,
+  completeUnderlayChecksums,
+  echo,
+  ipJson,
+  ipv4AddressesOf,
+  link,
+  nftRuleset,
+  nsExec,
+  ping,
+  startEchoServer,
+  type NodeHost,
+} from '@nodenet/testkit';
 import type { OverlayMode } from '@nodenet/core';
 import { OvsOverlay } from '../src/index.js';
 import { formatCookie, peerCookie } from '../src/flows.js';
@@ -45,12 +58,17 @@ describe('OvsOverlay vxlan (netdev datapath)', () => {
   beforeAll(async () => {
     scope = await TestScope.create();
     topology = await Topology.create(scope, { nodes: 2 });
-    [a, b] = await Promise.all([member(scope, topology, topology.node(1), 1, 'vxlan'), member(scope, topology, topology.node(2), 2, 'vxlan')]);
+    [a, b] = await Promise.all([
+      member(scope, topology, topology.node(1), 1, 'vxlan'),
+      member(scope, topology, topology.node(2), 2, 'vxlan'),
+    ]);
   });
   afterAll(() => scope?.cleanup());
 
   it('the endpoint is one flow-based VXLAN port on the CNI bridge, tagged; no peer yet: the underlay is untouched', async () => {
-    const opts = (await a.ovs.vsctl(['get', 'Interface', 'nodenet-tun', 'type', 'options', 'external_ids', 'ofport'])).stdout.trim().split('\n');
+    const opts = (await a.ovs.vsctl(['get', 'Interface', 'nodenet-tun', 'type', 'options', 'external_ids', 'ofport'])).stdout
+      .trim()
+      .split('\n');
     expect(opts[0]).toBe('vxlan');
     expect(opts[1]).toContain('remote_ip=flow');
     expect(opts[1]).toContain('key="4242"');
@@ -64,7 +82,9 @@ describe('OvsOverlay vxlan (netdev datapath)', () => {
     await Promise.all([a.overlay.ensurePeer(b.record), b.overlay.ensurePeer(a.record)]);
     const flows = (await a.ovs.flows('nodenet0')).filter((f) => f.includes(formatCookie(peerCookie(b.record.underlayAddress))));
     expect(flows).toHaveLength(3);
-    expect(await routesProto78(a.host.ns)).toEqual([expect.objectContaining({ dst: '198.19.2.0/24', gateway: '198.19.2.0', dev: 'nodenet0' })]);
+    expect(await routesProto78(a.host.ns)).toEqual([
+      expect.objectContaining({ dst: '198.19.2.0/24', gateway: '198.19.2.0', dev: 'nodenet0' }),
+    ]);
     // netdev: the underlay address now lives on the uplink bridge, eth0 is its port, and the kernel ignores eth0.
     expect(await ipv4AddressesOf(a.host.ns, 'nodenet-phy')).toEqual(['198.18.0.1/24']);
     expect(await ipv4AddressesOf(a.host.ns, 'eth0')).toEqual([]);
@@ -104,7 +124,14 @@ describe('OvsOverlay vxlan (netdev datapath)', () => {
   });
 
   it('ensureEndpoint and ensurePeer again change nothing that works (a daemon restart)', async () => {
-    const fresh = new OvsOverlay({ mode: 'vxlan', vni: 4242, port: 4789, host: await a.hostProbe.probeHost(a.record.underlayAddress), ...a.ovs.config, netns: a.host.ns });
+    const fresh = new OvsOverlay({
+      mode: 'vxlan',
+      vni: 4242,
+      port: 4789,
+      host: await a.hostProbe.probeHost(a.record.underlayAddress),
+      ...a.ovs.config,
+      netns: a.host.ns,
+    });
     const before = await a.ovs.flows('nodenet0');
     await fresh.ensureEndpoint(a.record);
     await fresh.ensurePeer(b.record);
@@ -133,7 +160,14 @@ describe('OvsOverlay vxlan (netdev datapath)', () => {
   it('removeStalePeers removes entries of peers that left while nobody watched (found by cookie, proto 78, VTEP MAC)', async () => {
     const ghost: NodeRecord = { name: 'ghost', underlayAddress: parseIpv4Address('198.18.0.77', 'u'), subnet: Subnet.of('198.19.77.0/24') };
     await a.overlay.ensurePeer(ghost);
-    const other = new OvsOverlay({ mode: 'vxlan', vni: 4242, port: 4789, host: await a.hostProbe.probeHost(a.record.underlayAddress), ...a.ovs.config, netns: a.host.ns });
+    const other = new OvsOverlay({
+      mode: 'vxlan',
+      vni: 4242,
+      port: 4789,
+      host: await a.hostProbe.probeHost(a.record.underlayAddress),
+      ...a.ovs.config,
+      netns: a.host.ns,
+    });
     const removed = await other.removeStalePeers([b.record]);
     expect(removed.join('\n')).toContain('198.18.0.77');
     expect(removed.join('\n')).toContain('198.19.77.0/24');
@@ -163,7 +197,10 @@ describe('OvsOverlay host-gw (netdev datapath)', () => {
   beforeAll(async () => {
     scope = await TestScope.create();
     topology = await Topology.create(scope, { nodes: 2 });
-    [a, b] = await Promise.all([member(scope, topology, topology.node(1), 1, 'host-gw'), member(scope, topology, topology.node(2), 2, 'host-gw')]);
+    [a, b] = await Promise.all([
+      member(scope, topology, topology.node(1), 1, 'host-gw'),
+      member(scope, topology, topology.node(2), 2, 'host-gw'),
+    ]);
     await Promise.all([a.overlay.ensurePeer(b.record), b.overlay.ensurePeer(a.record)]);
   });
   afterAll(() => scope?.cleanup());

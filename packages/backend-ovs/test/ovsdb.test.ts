@@ -1,6 +1,20 @@
 import { describe, expect, it } from 'vitest';
 import { CNI_NAME, InternalError, macForAddress, parseIfName, parseIpv4Address } from '@nodenet/core';
-import { READ_COMMANDS, addInstancePortCommands, cniBridgeCommands, cniSkeletonCommands, deletePortCommands, instanceInterfacesOf, parseOvsState, quoted, readdPortCommands, registeredPortsOf, tunnelPortCommands, uplinkBridgeCommands, uplinkBridgeOf } from '../src/ovsdb.js';
+import {
+  READ_COMMANDS,
+  addInstancePortCommands,
+  cniBridgeCommands,
+  cniSkeletonCommands,
+  deletePortCommands,
+  instanceInterfacesOf,
+  parseOvsState,
+  quoted,
+  readdPortCommands,
+  registeredPortsOf,
+  tunnelPortCommands,
+  uplinkBridgeCommands,
+  uplinkBridgeOf,
+} from '../src/ovsdb.js';
 
 const address = parseIpv4Address('198.19.1.7', 'a');
 const instance = { handle: parseIfName('nni-0000abcd', 'h'), address, mac: macForAddress(address), kind: 'veth' as const };
@@ -13,54 +27,150 @@ describe('transactions', () => {
     expect(() => quoted('a\nb')).toThrow(InternalError);
   });
 
-  it('the CNI bridge: created or converged in one transaction, secure, its MAC, the gateway port\'s MTU, tagged', () => {
+  it("the CNI bridge: created or converged in one transaction, secure, its MAC, the gateway port's MTU, tagged", () => {
     expect(cniBridgeCommands({ name: CNI_NAME, mac: '02:6e:c6:13:01:01', mtu: 1450 }, 'netdev')).toEqual([
-      '--', '--may-exist', 'add-br', 'nodenet0',
-      '--', 'set', 'Bridge', 'nodenet0', 'datapath_type=netdev', 'fail_mode=secure',
-      'other_config:hwaddr="02:6e:c6:13:01:01"', 'other_config:disable-in-band="true"', 'external_ids:nodenet-owner="nodenet:cni"',
-      '--', 'set', 'Interface', 'nodenet0', 'mtu_request=1450', 'external_ids:nodenet-owner="nodenet:cni"',
+      '--',
+      '--may-exist',
+      'add-br',
+      'nodenet0',
+      '--',
+      'set',
+      'Bridge',
+      'nodenet0',
+      'datapath_type=netdev',
+      'fail_mode=secure',
+      'other_config:hwaddr="02:6e:c6:13:01:01"',
+      'other_config:disable-in-band="true"',
+      'external_ids:nodenet-owner="nodenet:cni"',
+      '--',
+      'set',
+      'Interface',
+      'nodenet0',
+      'mtu_request=1450',
+      'external_ids:nodenet-owner="nodenet:cni"',
     ]);
     expect(cniSkeletonCommands(CNI_NAME, 'system')).toEqual([
-      '--', '--may-exist', 'add-br', 'nodenet0', '--', 'set', 'Bridge', 'nodenet0', 'datapath_type=system', 'fail_mode=secure', 'external_ids:nodenet-owner="nodenet:cni"',
+      '--',
+      '--may-exist',
+      'add-br',
+      'nodenet0',
+      '--',
+      'set',
+      'Bridge',
+      'nodenet0',
+      'datapath_type=system',
+      'fail_mode=secure',
+      'external_ids:nodenet-owner="nodenet:cni"',
     ]);
   });
 
   it('an instance port: added with its requested number, tagged with handle, address, MAC and kind, and registered on the bridge', () => {
     expect(addInstancePortCommands('nodenet0', parseIfName('nnh-0000abcd', 'p'), instance, 7)).toEqual([
-      '--', 'add-port', 'nodenet0', 'nnh-0000abcd',
-      '--', 'set', 'Interface', 'nnh-0000abcd', 'ofport_request=7',
-      'external_ids:nodenet-owner="nodenet:nni-0000abcd"', 'external_ids:nodenet-handle="nni-0000abcd"', 'external_ids:nodenet-address="198.19.1.7"',
-      'external_ids:nodenet-mac="02:6e:c6:13:01:07"', 'external_ids:nodenet-kind="veth"',
-      '--', 'remove', 'Bridge', 'nodenet0', 'external_ids', 'nodenet-port-nnh-0000abcd',
-      '--', 'add', 'Bridge', 'nodenet0', 'external_ids', 'nodenet-port-nnh-0000abcd="nni-0000abcd 198.19.1.7 02:6e:c6:13:01:07 veth"',
+      '--',
+      'add-port',
+      'nodenet0',
+      'nnh-0000abcd',
+      '--',
+      'set',
+      'Interface',
+      'nnh-0000abcd',
+      'ofport_request=7',
+      'external_ids:nodenet-owner="nodenet:nni-0000abcd"',
+      'external_ids:nodenet-handle="nni-0000abcd"',
+      'external_ids:nodenet-address="198.19.1.7"',
+      'external_ids:nodenet-mac="02:6e:c6:13:01:07"',
+      'external_ids:nodenet-kind="veth"',
+      '--',
+      'remove',
+      'Bridge',
+      'nodenet0',
+      'external_ids',
+      'nodenet-port-nnh-0000abcd',
+      '--',
+      'add',
+      'Bridge',
+      'nodenet0',
+      'external_ids',
+      'nodenet-port-nnh-0000abcd="nni-0000abcd 198.19.1.7 02:6e:c6:13:01:07 veth"',
     ]);
     expect(addInstancePortCommands('nodenet0', parseIfName('nnh-0000abcd', 'p'), instance, undefined)).not.toContain('ofport_request=7');
   });
 
   it('deleting ports (absent is fine) drops their registry entries too', () => {
     expect(deletePortCommands('nodenet0', ['nnh-1', 'nnh-2'])).toEqual([
-      '--', '--if-exists', 'del-port', 'nnh-1', '--', '--if-exists', 'del-port', 'nnh-2',
-      '--', 'remove', 'Bridge', 'nodenet0', 'external_ids', 'nodenet-port-nnh-1',
-      '--', 'remove', 'Bridge', 'nodenet0', 'external_ids', 'nodenet-port-nnh-2',
+      '--',
+      '--if-exists',
+      'del-port',
+      'nnh-1',
+      '--',
+      '--if-exists',
+      'del-port',
+      'nnh-2',
+      '--',
+      'remove',
+      'Bridge',
+      'nodenet0',
+      'external_ids',
+      'nodenet-port-nnh-1',
+      '--',
+      'remove',
+      'Bridge',
+      'nodenet0',
+      'external_ids',
+      'nodenet-port-nnh-2',
     ]);
   });
 
   it('the tunnel: one flow-based VXLAN port with the VNI as key, its UDP port and a fixed number', () => {
     expect(tunnelPortCommands('nodenet0', { vni: 4242, port: 4789 })).toEqual([
-      '--', '--may-exist', 'add-port', 'nodenet0', 'nodenet-tun',
-      '--', 'set', 'Interface', 'nodenet-tun', 'type=vxlan',
-      'options:remote_ip="flow"', 'options:key="4242"', 'options:dst_port="4789"', 'ofport_request=65000',
+      '--',
+      '--may-exist',
+      'add-port',
+      'nodenet0',
+      'nodenet-tun',
+      '--',
+      'set',
+      'Interface',
+      'nodenet-tun',
+      'type=vxlan',
+      'options:remote_ip="flow"',
+      'options:key="4242"',
+      'options:dst_port="4789"',
+      'ofport_request=65000',
       'external_ids:nodenet-owner="nodenet:overlay"',
     ]);
   });
 
-  it('the netdev uplink: its own bridge with the underlay interface as port, that interface\'s MAC and MTU', () => {
+  it("the netdev uplink: its own bridge with the underlay interface as port, that interface's MAC and MTU", () => {
     expect(uplinkBridgeCommands(parseIfName('eth0', 'u'), '7e:fc:69:59:79:49', 1500)).toEqual([
-      '--', '--may-exist', 'add-br', 'nodenet-phy',
-      '--', 'set', 'Bridge', 'nodenet-phy', 'datapath_type=netdev', 'fail_mode=standalone', 'other_config:hwaddr="7e:fc:69:59:79:49"', 'external_ids:nodenet-owner="nodenet:uplink"',
-      '--', 'set', 'Interface', 'nodenet-phy', 'mtu_request=1500', 'external_ids:nodenet-owner="nodenet:uplink"',
-      '--', '--may-exist', 'add-port', 'nodenet-phy', 'eth0',
-      '--', 'set', 'Interface', 'eth0', 'external_ids:nodenet-uplink-of="nodenet-phy"',
+      '--',
+      '--may-exist',
+      'add-br',
+      'nodenet-phy',
+      '--',
+      'set',
+      'Bridge',
+      'nodenet-phy',
+      'datapath_type=netdev',
+      'fail_mode=standalone',
+      'other_config:hwaddr="7e:fc:69:59:79:49"',
+      'external_ids:nodenet-owner="nodenet:uplink"',
+      '--',
+      'set',
+      'Interface',
+      'nodenet-phy',
+      'mtu_request=1500',
+      'external_ids:nodenet-owner="nodenet:uplink"',
+      '--',
+      '--may-exist',
+      'add-port',
+      'nodenet-phy',
+      'eth0',
+      '--',
+      'set',
+      'Interface',
+      'eth0',
+      'external_ids:nodenet-uplink-of="nodenet-phy"',
     ]);
   });
 });
@@ -70,7 +180,29 @@ const listing = [
   JSON.stringify({
     headings: ['_uuid', 'name', 'datapath_type', 'fail_mode', 'external_ids', 'other_config', 'ports'],
     data: [
-      [['uuid', 'b1'], 'nodenet0', 'netdev', 'secure', ['map', [['nodenet-owner', 'nodenet:cni'], ['nodenet-port-nnh-0000abcd', 'nni-0000abcd 198.19.1.7 02:6e:c6:13:01:07 veth'], ['nodenet-port-bad', 'x']]], ['map', [['hwaddr', '02:6e:c6:13:01:01']]], ['set', [['uuid', 'p1'], ['uuid', 'p2'], ['uuid', 'p3']]]],
+      [
+        ['uuid', 'b1'],
+        'nodenet0',
+        'netdev',
+        'secure',
+        [
+          'map',
+          [
+            ['nodenet-owner', 'nodenet:cni'],
+            ['nodenet-port-nnh-0000abcd', 'nni-0000abcd 198.19.1.7 02:6e:c6:13:01:07 veth'],
+            ['nodenet-port-bad', 'x'],
+          ],
+        ],
+        ['map', [['hwaddr', '02:6e:c6:13:01:01']]],
+        [
+          'set',
+          [
+            ['uuid', 'p1'],
+            ['uuid', 'p2'],
+            ['uuid', 'p3'],
+          ],
+        ],
+      ],
       [['uuid', 'b2'], 'nodenet-phy', 'netdev', ['set', []], ['map', [['nodenet-owner', 'nodenet:uplink']]], ['map', []], ['uuid', 'p4']],
     ],
   }),
@@ -86,9 +218,51 @@ const listing = [
   JSON.stringify({
     headings: ['_uuid', 'name', 'type', 'ofport', 'ofport_request', 'mtu_request', 'external_ids', 'options', 'error'],
     data: [
-      [['uuid', 'i1'], 'nodenet0', 'internal', 65534, ['set', []], 1450, ['map', [['nodenet-owner', 'nodenet:cni']]], ['map', []], ['set', []]],
-      [['uuid', 'i2'], 'nnh-0000abcd', '', -1, 7, ['set', []], ['map', [['nodenet-owner', 'nodenet:nni-0000abcd'], ['nodenet-handle', 'nni-0000abcd']]], ['map', []], 'could not open network device nnh-0000abcd (No such device)'],
-      [['uuid', 'i3'], 'nodenet-tun', 'vxlan', 65000, 65000, ['set', []], ['map', [['nodenet-owner', 'nodenet:overlay']]], ['map', [['key', '4242'], ['remote_ip', 'flow']]], ['set', []]],
+      [
+        ['uuid', 'i1'],
+        'nodenet0',
+        'internal',
+        65534,
+        ['set', []],
+        1450,
+        ['map', [['nodenet-owner', 'nodenet:cni']]],
+        ['map', []],
+        ['set', []],
+      ],
+      [
+        ['uuid', 'i2'],
+        'nnh-0000abcd',
+        '',
+        -1,
+        7,
+        ['set', []],
+        [
+          'map',
+          [
+            ['nodenet-owner', 'nodenet:nni-0000abcd'],
+            ['nodenet-handle', 'nni-0000abcd'],
+          ],
+        ],
+        ['map', []],
+        'could not open network device nnh-0000abcd (No such device)',
+      ],
+      [
+        ['uuid', 'i3'],
+        'nodenet-tun',
+        'vxlan',
+        65000,
+        65000,
+        ['set', []],
+        ['map', [['nodenet-owner', 'nodenet:overlay']]],
+        [
+          'map',
+          [
+            ['key', '4242'],
+            ['remote_ip', 'flow'],
+          ],
+        ],
+        ['set', []],
+      ],
       [['uuid', 'i4'], 'eth0', '', 1, ['set', []], ['set', []], ['map', [['nodenet-uplink-of', 'nodenet-phy']]], ['map', []], ['set', []]],
     ],
   }),
@@ -101,7 +275,12 @@ describe('the OVSDB read', () => {
 
   it('parses bridges with their interfaces, and interfaces with numbers, tags, options, errors and bridge', () => {
     const state = parseOvsState(`${listing}\n`);
-    expect(state.bridges.get('nodenet0')).toMatchObject({ datapathType: 'netdev', failMode: 'secure', interfaces: ['nnh-0000abcd', 'nodenet-tun', 'nodenet0'], otherConfig: { hwaddr: '02:6e:c6:13:01:01' } });
+    expect(state.bridges.get('nodenet0')).toMatchObject({
+      datapathType: 'netdev',
+      failMode: 'secure',
+      interfaces: ['nnh-0000abcd', 'nodenet-tun', 'nodenet0'],
+      otherConfig: { hwaddr: '02:6e:c6:13:01:01' },
+    });
     expect(state.bridges.get('nodenet-phy')).toMatchObject({ failMode: null, interfaces: ['eth0'] });
     expect(state.interfaces.get('nnh-0000abcd')).toEqual({
       name: 'nnh-0000abcd',
@@ -125,8 +304,20 @@ describe('the OVSDB read', () => {
   it('re-adds ports as OVSDB held them (type, options, number, MTU, tags)', () => {
     const state = parseOvsState(listing);
     expect(readdPortCommands('nodenet0', [state.interfaces.get('nodenet-tun')!])).toEqual([
-      '--', '--may-exist', 'add-port', 'nodenet0', 'nodenet-tun', '--', 'set', 'Interface', 'nodenet-tun', 'type=vxlan',
-      'options:key="4242"', 'options:remote_ip="flow"', 'ofport_request=65000', 'external_ids:nodenet-owner="nodenet:overlay"',
+      '--',
+      '--may-exist',
+      'add-port',
+      'nodenet0',
+      'nodenet-tun',
+      '--',
+      'set',
+      'Interface',
+      'nodenet-tun',
+      'type=vxlan',
+      'options:key="4242"',
+      'options:remote_ip="flow"',
+      'ofport_request=65000',
+      'external_ids:nodenet-owner="nodenet:overlay"',
     ]);
   });
 

@@ -32,7 +32,15 @@ describe('OvsRunner', () => {
   it('reaches a bridge through its management socket with OpenFlow 1.5', async () => {
     await runner.ofctl('add-flows', 'nodenet0', ['--bundle', '-'], 'step', 'add x\n');
     expect(runMock.mock.calls[0]![0]).toBe('ovs-ofctl');
-    expect(runMock.mock.calls[0]![1]).toEqual(['-O', 'OpenFlow15', '--timeout=3', 'add-flows', 'unix:/run/x/nodenet0.mgmt', '--bundle', '-']);
+    expect(runMock.mock.calls[0]![1]).toEqual([
+      '-O',
+      'OpenFlow15',
+      '--timeout=3',
+      'add-flows',
+      'unix:/run/x/nodenet0.mgmt',
+      '--bundle',
+      '-',
+    ]);
     expect(runMock.mock.calls[0]![2]).toMatchObject({ input: 'add x\n' });
   });
 
@@ -45,7 +53,11 @@ describe('OvsRunner', () => {
     // The first goes at once; the two that arrive while it runs go together.
     expect(runMock.mock.calls.map((c) => c[1].filter((a) => /^p\d$/.test(a)))).toEqual([['p1'], ['p2', 'p3']]);
     runMock.mockClear();
-    await Promise.all([runner.modifyFlows('nodenet0', 'add a\n', 'a'), runner.modifyFlows('nodenet0', 'add b\n', 'b'), runner.modifyFlows('nodenet0', 'add c\n', 'c')]);
+    await Promise.all([
+      runner.modifyFlows('nodenet0', 'add a\n', 'a'),
+      runner.modifyFlows('nodenet0', 'add b\n', 'b'),
+      runner.modifyFlows('nodenet0', 'add c\n', 'c'),
+    ]);
     expect(runMock.mock.calls.map((c) => c[2].input)).toEqual(['add a\n', 'add b\nadd c\n']);
     expect(runMock.mock.calls[1]![1]).toContain('--bundle');
   });
@@ -53,23 +65,40 @@ describe('OvsRunner', () => {
 
 describe('what a failure means', () => {
   it('the database not reachable: UNAVAILABLE naming the socket that was tried', () => {
-    const e = explainVsctlFailure(new CommandError('s', 'ovs-vsctl', 1, 'ovs-vsctl: unix:/run/x/db.sock: database connection failed (No such file or directory)\n'), 'read OVSDB', ovs);
+    const e = explainVsctlFailure(
+      new CommandError('s', 'ovs-vsctl', 1, 'ovs-vsctl: unix:/run/x/db.sock: database connection failed (No such file or directory)\n'),
+      'read OVSDB',
+      ovs,
+    );
     expect(e).toBeInstanceOf(UnavailableError);
-    expect((e as Error).message).toMatch(/^read OVSDB: cannot reach the Open vSwitch database at unix:\/run\/x\/db\.sock \(unix:\/run\/x\/db\.sock: database connection failed/);
+    expect((e as Error).message).toMatch(
+      /^read OVSDB: cannot reach the Open vSwitch database at unix:\/run\/x\/db\.sock \(unix:\/run\/x\/db\.sock: database connection failed/,
+    );
   });
 
   it('ovs-vswitchd not applying a change within the timeout (ovs-vsctl dies of SIGALRM): UNAVAILABLE naming the timeout and run directory', () => {
     const cause = Object.assign(new Error('killed'), { signal: 'SIGALRM' });
-    const e = explainVsctlFailure(new CommandError('s', 'ovs-vsctl', undefined, '...|fatal_signal|WARN|terminating with signal 14 (Alarm clock)', { cause }), 'add p', ovs);
+    const e = explainVsctlFailure(
+      new CommandError('s', 'ovs-vsctl', undefined, '...|fatal_signal|WARN|terminating with signal 14 (Alarm clock)', { cause }),
+      'add p',
+      ovs,
+    );
     expect(e).toBeInstanceOf(UnavailableError);
-    expect((e as Error).message).toMatch(/^add p: ovs-vswitchd did not apply the change within 3 s \(database unix:\/run\/x\/db\.sock, run directory \/run\/x\)/);
+    expect((e as Error).message).toMatch(
+      /^add p: ovs-vswitchd did not apply the change within 3 s \(database unix:\/run\/x\/db\.sock, run directory \/run\/x\)/,
+    );
     // runLean's form of the same death when ovs-vsctl printed nothing (no cause, the signal in the text).
     const silent = explainVsctlFailure(new CommandError('s', 'ovs-vsctl', undefined, 'killed by SIGALRM'), 'add p', ovs);
     expect(silent).toBeInstanceOf(UnavailableError);
   });
 
-  it('a bridge\'s management socket not reachable: UNAVAILABLE naming it', () => {
-    const e = explainOfctlFailure(new CommandError('s', 'ovs-ofctl', 1, 'ovs-ofctl: connecting to unix:/run/x/nodenet0.mgmt (No such file or directory)\n'), 'list flows', 'nodenet0', '/run/x');
+  it("a bridge's management socket not reachable: UNAVAILABLE naming it", () => {
+    const e = explainOfctlFailure(
+      new CommandError('s', 'ovs-ofctl', 1, 'ovs-ofctl: connecting to unix:/run/x/nodenet0.mgmt (No such file or directory)\n'),
+      'list flows',
+      'nodenet0',
+      '/run/x',
+    );
     expect(e).toBeInstanceOf(UnavailableError);
     expect((e as Error).message).toContain('at unix:/run/x/nodenet0.mgmt');
   });

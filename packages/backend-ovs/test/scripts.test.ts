@@ -28,7 +28,7 @@ function link(overrides: Partial<IpLinkWithAddresses>): IpLinkWithAddresses {
 }
 
 describe('port numbers', () => {
-  it('an instance requests its address\'s offset in the subnet; offsets the tunnel number would reach get none', () => {
+  it("an instance requests its address's offset in the subnet; offsets the tunnel number would reach get none", () => {
     expect(ofportForAddress(Subnet.of('198.19.1.0/24'), parseIpv4Address('198.19.1.7', 'a'))).toBe(7);
     expect(ofportForAddress(Subnet.of('198.19.0.0/16'), parseIpv4Address('198.19.2.1', 'a'))).toBe(513);
     expect(ofportForAddress(Subnet.of('198.19.0.0/16'), parseIpv4Address('198.19.253.232', 'a'))).toBe(undefined);
@@ -41,7 +41,7 @@ describe('port numbers', () => {
 });
 
 describe('kernel lines', () => {
-  it('a veth: created with the instance end\'s MAC and MTU (in its namespace when given), the host end tagged, no IPv6, no ARP, up, on no Linux bridge', () => {
+  it("a veth: created with the instance end's MAC and MTU (in its namespace when given), the host end tagged, no IPv6, no ARP, up, on no Linux bridge", () => {
     const lines = vethScript(spec, '/run/netns/x');
     expect(lines.map((l) => l.args.join(' '))).toEqual([
       'link add name nnh-0000abcd mtu 1450 type veth peer name nni-0000abcd address 02:6e:c6:13:01:07 mtu 1450 netns /run/netns/x',
@@ -57,18 +57,24 @@ describe('kernel lines', () => {
     ]);
   });
 
-  it('the gateway port: tag and IPv6 off first, then iproute2\'s CNI repairs (address, MTU, MAC, up)', () => {
+  it("the gateway port: tag and IPv6 off first, then iproute2's CNI repairs (address, MTU, MAC, up)", () => {
     const fresh = kernelFixes(cni, link({ ifname: 'nodenet0', flags: [], mtu: 1450, address: cni.mac }));
     expect(fresh.map((f) => f.line.args.join(' '))).toEqual([
       'link set dev nodenet0 alias nodenet:cni addrgenmode none',
       'address add 198.19.1.1/24 broadcast + dev nodenet0',
       'link set dev nodenet0 up',
     ]);
-    const right = link({ ifname: 'nodenet0', alias: 'nodenet:cni', mtu: 1450, address: cni.mac, addresses: [{ family: 'inet', local: '198.19.1.1', prefixlen: 24, secondary: false }] });
+    const right = link({
+      ifname: 'nodenet0',
+      alias: 'nodenet:cni',
+      mtu: 1450,
+      address: cni.mac,
+      addresses: [{ family: 'inet', local: '198.19.1.1', prefixlen: 24, secondary: false }],
+    });
     expect(kernelFixes(cni, right)).toEqual([]);
   });
 
-  it('turning off checksum offload: interface names are perl\'s arguments, never part of its code', () => {
+  it("turning off checksum offload: interface names are perl's arguments, never part of its code", () => {
     expect(txChecksumOffArgs([spec.handle])).toEqual(['-e', TX_CHECKSUM_OFF_PERL, '--', 'nni-0000abcd']);
     expect(TX_CHECKSUM_OFF_PERL).toContain('0x8946');
     expect(() => txChecksumOffArgs(['a b' as never])).toThrow();
@@ -76,7 +82,7 @@ describe('kernel lines', () => {
 });
 
 describe('ownership of kernel links that are no OVS port', () => {
-  it('the alias, or for a veth/TAP named in nodenet\'s scheme left untagged (a create cut short), its handle\'s tag', () => {
+  it("the alias, or for a veth/TAP named in nodenet's scheme left untagged (a create cut short), its handle's tag", () => {
     expect(ownerTagOfLink({ ...link({ ifname: 'nnh-0000abcd' }), alias: 'nodenet:nni-0000abcd' })).toBe('nodenet:nni-0000abcd');
     expect(ownerTagOfLink({ ...link({ ifname: 'nnh-0000abcd' }), linkinfo: { kind: 'veth' } })).toBe('nodenet:nni-0000abcd');
     expect(ownerTagOfLink({ ...link({ ifname: 'nni-0000abcd' }), linkinfo: { kind: 'tun' } })).toBe('nodenet:nni-0000abcd');
@@ -90,9 +96,17 @@ describe('bridge drift', () => {
   it('names what differs from the spec and the config', () => {
     const state = parseOvsState(
       [
-        JSON.stringify({ headings: ['_uuid', 'name', 'datapath_type', 'fail_mode', 'external_ids', 'other_config', 'ports'], data: [[['uuid', 'b'], 'nodenet0', 'system', ['set', []], ['map', [['nodenet-owner', 'nodenet:cni']]], ['map', []], ['uuid', 'p']]] }),
+        JSON.stringify({
+          headings: ['_uuid', 'name', 'datapath_type', 'fail_mode', 'external_ids', 'other_config', 'ports'],
+          data: [
+            [['uuid', 'b'], 'nodenet0', 'system', ['set', []], ['map', [['nodenet-owner', 'nodenet:cni']]], ['map', []], ['uuid', 'p']],
+          ],
+        }),
         JSON.stringify({ headings: ['_uuid', 'name', 'interfaces'], data: [[['uuid', 'p'], 'nodenet0', ['uuid', 'i']]] }),
-        JSON.stringify({ headings: ['_uuid', 'name', 'type', 'ofport', 'ofport_request', 'mtu_request', 'external_ids', 'options', 'error'], data: [[['uuid', 'i'], 'nodenet0', 'internal', 65534, ['set', []], 1500, ['map', []], ['map', []], ['set', []]]] }),
+        JSON.stringify({
+          headings: ['_uuid', 'name', 'type', 'ofport', 'ofport_request', 'mtu_request', 'external_ids', 'options', 'error'],
+          data: [[['uuid', 'i'], 'nodenet0', 'internal', 65534, ['set', []], 1500, ['map', []], ['map', []], ['set', []]]],
+        }),
       ].join('\n'),
     );
     expect(bridgeDrift(cni, state.bridges.get('nodenet0')!, state, 'netdev')).toEqual([
@@ -107,7 +121,13 @@ describe('bridge drift', () => {
 });
 
 describe('the netdev uplink', () => {
-  const eth0 = link({ ifname: 'eth0', addresses: [{ family: 'inet', local: '198.18.0.1', prefixlen: 24, secondary: false }, { family: 'inet6', local: 'fe80::1', prefixlen: 64, secondary: false }] });
+  const eth0 = link({
+    ifname: 'eth0',
+    addresses: [
+      { family: 'inet', local: '198.18.0.1', prefixlen: 24, secondary: false },
+      { family: 'inet6', local: 'fe80::1', prefixlen: 64, secondary: false },
+    ],
+  });
   const phy = link({ ifname: 'nodenet-phy', flags: [] });
   const routes = parseRouteEntries([
     { dst: 'default', gateway: '198.18.0.100', dev: 'eth0', flags: [] },
@@ -131,7 +151,7 @@ describe('the netdev uplink', () => {
     expect(moveAddressingScript(link({ ifname: 'eth0' }), moved, 'eth0', 'nodenet-phy', [])).toEqual([]);
   });
 
-  it('the guard: one netdev ingress chain dropping what reaches the kernel through the interface; read back from nft\'s text', () => {
+  it("the guard: one netdev ingress chain dropping what reaches the kernel through the interface; read back from nft's text", () => {
     expect(guardScript(parseIfName('eth0', 'u'), true).split('\n')).toEqual([
       'delete table netdev nodenet',
       'add table netdev nodenet',
@@ -139,25 +159,33 @@ describe('the netdev uplink', () => {
       'add rule netdev nodenet uplink counter drop comment "the uplink belongs to nodenet-phy"',
       '',
     ]);
-    const listed = 'table netdev nodenet {\n\tchain uplink {\n\t\ttype filter hook ingress device "eth0" priority -500; policy drop;\n\t\tcounter packets 3 bytes 180 drop\n\t}\n}\n';
+    const listed =
+      'table netdev nodenet {\n\tchain uplink {\n\t\ttype filter hook ingress device "eth0" priority -500; policy drop;\n\t\tcounter packets 3 bytes 180 drop\n\t}\n}\n';
     expect(guardedDeviceOf(listed)).toBe('eth0');
-    expect(guardedDeviceOf('table netdev nodenet {\n\tchain uplink {\n\t\ttype filter hook ingress device "eth0" priority -500; policy accept;\n\t}\n}')).toBeUndefined();
+    expect(
+      guardedDeviceOf(
+        'table netdev nodenet {\n\tchain uplink {\n\t\ttype filter hook ingress device "eth0" priority -500; policy accept;\n\t}\n}',
+      ),
+    ).toBeUndefined();
     expect(guardedDeviceOf('')).toBeUndefined();
   });
 });
 
-describe('the node\'s own route to a peer (vxlan)', () => {
+describe("the node's own route to a peer (vxlan)", () => {
   const peer = { name: 'node-2', underlayAddress: parseIpv4Address('198.18.0.2', 'u'), subnet: Subnet.of('198.19.2.0/24') };
 
-  it('a permanent neighbour entry for the next hop (the peer\'s VTEP MAC), then the route through the CNI, tagged proto 78', () => {
+  it("a permanent neighbour entry for the next hop (the peer's VTEP MAC), then the route through the CNI, tagged proto 78", () => {
     expect(peerRouteLines(peer).map((l) => l.args.join(' '))).toEqual([
       'neigh replace 198.19.2.0 lladdr 02:6f:c6:12:00:02 dev nodenet0 nud permanent',
       'route replace 198.19.2.0/24 via 198.19.2.0 dev nodenet0 onlink proto 78',
     ]);
   });
 
-  it('removed by protocol (only nodenet\'s route) and with a flush that tolerates absence', () => {
-    expect(removeRouteLines(peer).map((l) => l.args.join(' '))).toEqual(['route del 198.19.2.0/24 proto 78', 'neigh flush to 198.19.2.0 dev nodenet0 nud all']);
+  it("removed by protocol (only nodenet's route) and with a flush that tolerates absence", () => {
+    expect(removeRouteLines(peer).map((l) => l.args.join(' '))).toEqual([
+      'route del 198.19.2.0/24 proto 78',
+      'neigh flush to 198.19.2.0 dev nodenet0 nud all',
+    ]);
   });
 });
 
@@ -176,7 +204,8 @@ describe('the switch-port guard (netdev)', () => {
   });
 
   it('is right only when nft lists exactly that', () => {
-    const listed = 'table inet nodenet {\n\tchain switch_ports {\n\t\ttype filter hook prerouting priority -400; policy accept;\n\t\tiifname "nnh-*" drop\n\t\tiifname "nni-*" drop\n\t}\n}\n';
+    const listed =
+      'table inet nodenet {\n\tchain switch_ports {\n\t\ttype filter hook prerouting priority -400; policy accept;\n\t\tiifname "nnh-*" drop\n\t\tiifname "nni-*" drop\n\t}\n}\n';
     expect(portGuardIsRight(listed)).toBe(true);
     expect(portGuardIsRight(listed.replace('\t\tiifname "nni-*" drop\n', ''))).toBe(false);
     expect(portGuardIsRight(listed.replace('policy accept', 'policy drop'))).toBe(false);

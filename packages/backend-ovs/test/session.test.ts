@@ -23,9 +23,22 @@ describe('flow-mod scripts over the OpenFlow connection', () => {
     ];
     const mods = scriptFlowMods(addFlowsScript(flows));
     expect(mods.map((m) => m.command)).toEqual(flows.map(() => 'add'));
-    const printed = mods.map((m) => formatFlowStats({ cookie: m.cookie ?? 0n, table: m.table ?? 0, priority: m.priority ?? 0, match: m.match ?? {}, instructions: m.instructions ?? {} }));
+    const printed = mods.map((m) =>
+      formatFlowStats({
+        cookie: m.cookie ?? 0n,
+        table: m.table ?? 0,
+        priority: m.priority ?? 0,
+        match: m.match ?? {},
+        instructions: m.instructions ?? {},
+      }),
+    );
     // ovs-ofctl prints output to a reserved port bare (LOCAL), flows.ts writes output:LOCAL: the same action.
-    const written = flows.map((f) => `cookie=0x${f.cookie.toString(16)}, ${f.table ? `table=${f.table}, ` : ''}priority=${f.priority}${f.match ? `,${f.match}` : ''} actions=${f.actions}`.replace('output:LOCAL', 'LOCAL'));
+    const written = flows.map((f) =>
+      `cookie=0x${f.cookie.toString(16)}, ${f.table ? `table=${f.table}, ` : ''}priority=${f.priority}${f.match ? `,${f.match}` : ''} actions=${f.actions}`.replace(
+        'output:LOCAL',
+        'LOCAL',
+      ),
+    );
     expect(printed).toEqual(written);
   });
 
@@ -52,8 +65,18 @@ describe('OVSDB operations of the port hot path', () => {
   it('deleting ports: out of every bridge by UUID, registry entries off the CNI bridge', () => {
     const ops = deletePortOps('nodenet0', ['nnh-0000001a'], ['0b1c0d2e-0000-4000-8000-000000000001']);
     expect(ops).toEqual([
-      { op: 'mutate', table: 'Bridge', where: [], mutations: [['ports', 'delete', ['set', [['uuid', '0b1c0d2e-0000-4000-8000-000000000001']]]]] },
-      { op: 'mutate', table: 'Bridge', where: [['name', '==', 'nodenet0']], mutations: [['external_ids', 'delete', ['set', ['nodenet-port-nnh-0000001a']]]] },
+      {
+        op: 'mutate',
+        table: 'Bridge',
+        where: [],
+        mutations: [['ports', 'delete', ['set', [['uuid', '0b1c0d2e-0000-4000-8000-000000000001']]]]],
+      },
+      {
+        op: 'mutate',
+        table: 'Bridge',
+        where: [['name', '==', 'nodenet0']],
+        mutations: [['external_ids', 'delete', ['set', ['nodenet-port-nnh-0000001a']]]],
+      },
     ]);
   });
 });

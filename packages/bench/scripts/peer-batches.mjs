@@ -50,7 +50,8 @@ const logger = {
 const ms = (t0) => Math.round((performance.now() - t0) * 10) / 10;
 
 async function check(result, what) {
-  if (result.failed.size > 0) throw new Error(`${what}: ${result.failed.size} peers failed, e.g. ${[...result.failed.values()][0]?.message}`);
+  if (result.failed.size > 0)
+    throw new Error(`${what}: ${result.failed.size} peers failed, e.g. ${[...result.failed.values()][0]?.message}`);
 }
 
 async function measure(backend, overlay) {

@@ -63,10 +63,15 @@ async function main(): Promise<number> {
   }
   let suites: SuiteName[] = [...SUITE_NAMES];
   if (v.suites !== undefined) {
-    const wanted = v.suites.split(',').map((s) => s.trim()).filter(Boolean);
+    const wanted = v.suites
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
     const unknown = wanted.filter((s) => !SUITE_NAMES.includes(s as SuiteName));
     if (unknown.length > 0 || wanted.length === 0) {
-      process.stderr.write(`nodenet-bench: unknown suite(s) ${unknown.join(', ') || '(none given)'}: choose from ${SUITE_NAMES.join(', ')}\n`);
+      process.stderr.write(
+        `nodenet-bench: unknown suite(s) ${unknown.join(', ') || '(none given)'}: choose from ${SUITE_NAMES.join(', ')}\n`,
+      );
       return 2;
     }
     suites = wanted as SuiteName[];

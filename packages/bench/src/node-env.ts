@@ -37,7 +37,10 @@ const INSTALL_HINT = 'run packages/bench/scripts/install-peers.sh as root';
 
 export async function checkPeers(): Promise<PeerAvailability> {
   return {
-    cni: await missing(['bridge', 'host-local', 'portmap'].map((p) => join(CNI_PLUGIN_DIR, p)), `${INSTALL_HINT} (containernetworking-plugins)`),
+    cni: await missing(
+      ['bridge', 'host-local', 'portmap'].map((p) => join(CNI_PLUGIN_DIR, p)),
+      `${INSTALL_HINT} (containernetworking-plugins)`,
+    ),
     netavark: await missing([NETAVARK_BINARY], `${INSTALL_HINT} (netavark)`),
     iperf3: await missing(['/usr/bin/iperf3'], `${INSTALL_HINT} (iperf3)`),
   };

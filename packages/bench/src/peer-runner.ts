@@ -30,7 +30,9 @@ export class CommandFailedError extends Error {
     readonly command: string,
     readonly reply: RunReply,
   ) {
-    super(`${command} failed (exit ${reply.exitCode ?? reply.signal}): ${(reply.stderr || reply.stdout).trim().slice(0, 2000) || 'no output'}`);
+    super(
+      `${command} failed (exit ${reply.exitCode ?? reply.signal}): ${(reply.stderr || reply.stdout).trim().slice(0, 2000) || 'no output'}`,
+    );
   }
 }
 
@@ -45,7 +47,9 @@ export class PeerRunner {
   ) {}
 
   static async start(scope: TestScope, ns: string): Promise<PeerRunner> {
-    const child = spawn('ip', ['netns', 'exec', assertNamespaceName(ns), process.execPath, runnerScript], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn('ip', ['netns', 'exec', assertNamespaceName(ns), process.execPath, runnerScript], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     scope.trackPid(child.pid);
     const runner = new PeerRunner(ns, child);
     scope.defer(`peer runner in ${ns}`, () => runner.stop());

@@ -63,7 +63,9 @@ function commandKind(command: string): string {
 async function traceCycles(env: NodeEnv, ops: number, outDir: string, ns: string, base: number): Promise<string[]> {
   const file = join(outDir, 'execve-trace.txt');
   const pid = env.daemon.pid!;
-  const strace = spawn('strace', ['-f', '-tt', '-q', '-e', 'trace=execve', '-e', 'status=successful', '-o', file, '-p', String(pid)], { stdio: 'ignore' });
+  const strace = spawn('strace', ['-f', '-tt', '-q', '-e', 'trace=execve', '-e', 'status=successful', '-o', file, '-p', String(pid)], {
+    stdio: 'ignore',
+  });
   let stopping = false;
   const failed = new Promise<boolean>((resolve) => {
     strace.once('error', () => resolve(true));
@@ -93,7 +95,9 @@ async function traceCycles(env: NodeEnv, ops: number, outDir: string, ns: string
     const k = commandKind(e.command);
     kinds.set(k, [...(kinds.get(k) ?? []), (e.end - e.start) * 1000]);
   }
-  lines.push(`${execs.length} commands for ${ops} create + delete cycles (${round(execs.length / ops, 1)} per cycle); request p50: create ${round(median(requestTimes.map((r) => r.create)))} ms, delete ${round(median(requestTimes.map((r) => r.delete)))} ms`);
+  lines.push(
+    `${execs.length} commands for ${ops} create + delete cycles (${round(execs.length / ops, 1)} per cycle); request p50: create ${round(median(requestTimes.map((r) => r.create)))} ms, delete ${round(median(requestTimes.map((r) => r.delete)))} ms`,
+  );
   for (const [k, durations] of [...kinds].sort((a, b) => b[1].length - a[1].length)) {
     lines.push(`  ${String(durations.length).padStart(4)} x ${k.padEnd(40)} lives p50 ${round(median(durations), 1)} ms`);
   }
@@ -179,9 +183,24 @@ async function profileRestart(env: NodeEnv, outDir: string, requests: number): P
   const old = env.daemon;
   await old.stop(30_000);
   const started = performance.now();
-  const child = spawn('ip', ['netns', 'exec', env.node.ns, process.execPath, ...daemonNodeFlags, '--cpu-prof', `--cpu-prof-dir=${dir}`, serverMainPath, '--config', old.launch.configPath], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    'ip',
+    [
+      'netns',
+      'exec',
+      env.node.ns,
+      process.execPath,
+      ...daemonNodeFlags,
+      '--cpu-prof',
+      `--cpu-prof-dir=${dir}`,
+      serverMainPath,
+      '--config',
+      old.launch.configPath,
+    ],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   env.scope.trackPid(child.pid);
   let exited = false;
   const exit = new Promise<void>((resolve) => child.once('exit', () => ((exited = true), resolve())));
@@ -211,25 +230,37 @@ async function profileRestart(env: NodeEnv, outDir: string, requests: number): P
   const files = (await readdir(dir)).filter((f) => f.endsWith('.cpuprofile'));
   const lines = [`restart to SERVING (profiled, slower than without): ${round(servingMs, 0)} ms; RSS then ${round(rss, 0)} MB`];
   if (files.length === 0) return [...lines, 'no .cpuprofile written'];
-  const profile = JSON.parse(await readFile(join(dir, files.sort().at(-1)!), 'utf8')) as Parameters<typeof selfTimeByPackage>[0] & { startTime: number; endTime: number };
+  const profile = JSON.parse(await readFile(join(dir, files.sort().at(-1)!), 'utf8')) as Parameters<typeof selfTimeByPackage>[0] & {
+    startTime: number;
+    endTime: number;
+  };
   const show = (title: string, totals: Map<string, number>, per = 1) => {
     lines.push(title);
-    for (const [k, ms] of [...totals].sort((a, b) => b[1] - a[1]).slice(0, 14)) lines.push(`  ${k.padEnd(36)} ${round(ms / per, per === 1 ? 0 : 2)} ms`);
+    for (const [k, ms] of [...totals].sort((a, b) => b[1] - a[1]).slice(0, 14))
+      lines.push(`  ${k.padEnd(36)} ${round(ms / per, per === 1 ? 0 : 2)} ms`);
   };
   // The profile starts when node does, a little after the spawn: the windows are approximate.
   show(`CPU profile, start -> SERVING, self time by package:`, selfTimeByPackage(profile, { fromMs: 0, toMs: servingMs }));
-  show(`CPU profile, ${requests} sequential create + delete cycles, self time by package per cycle:`, selfTimeByPackage(profile, { fromMs: requestsFrom, toMs: requestsTo }), requests);
+  show(
+    `CPU profile, ${requests} sequential create + delete cycles, self time by package per cycle:`,
+    selfTimeByPackage(profile, { fromMs: requestsFrom, toMs: requestsTo }),
+    requests,
+  );
   const time = (event: string) => {
     const line = logs.find((l) => l.event === event);
     return line ? Date.parse(String(line.time)) : Number.NaN;
   };
   const restored = logs.find((l) => l.event === 'restored');
-  lines.push(`daemon log: start -> restored ${time('restored') - time('start')} ms (restore itself ${typeof restored?.durationMs === 'number' ? restored.durationMs : '?'} ms), restored -> ready ${time('ready') - time('restored')} ms`);
+  lines.push(
+    `daemon log: start -> restored ${time('restored') - time('start')} ms (restore itself ${typeof restored?.durationMs === 'number' ? restored.durationMs : '?'} ms), restored -> ready ${time('ready') - time('restored')} ms`,
+  );
   return lines;
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { fill: { type: 'string', default: '500' }, ops: { type: 'string', default: '20' }, out: { type: 'string' } } });
+  const { values } = parseArgs({
+    options: { fill: { type: 'string', default: '500' }, ops: { type: 'string', default: '20' }, out: { type: 'string' } },
+  });
   const fill = Number(values.fill);
   const ops = Number(values.ops);
   const outDir = values.out ?? join(DEFAULT_OUT_DIR, 'profile');
@@ -249,8 +280,15 @@ async function main(): Promise<void> {
     log(await cpuPerOp(env, 256, 32, 3200));
     log(`== filling the node to ${fill} instances`);
     const fillNs = await createNamespaces(scope, fill);
-    const filled = await runBatch(fill, 32, (i, w) => env.nodenet.create({ index: i, ns: fillNs[i]!, ports: portsFor(env.nodenet, i) }, w), { stopOnError: true });
-    log(`filled ${filled.results.filter(Boolean).length} at ${round(fill / filled.seconds, 1)}/s${filled.errors[0] ? `; stopped: ${filled.errors[0]}` : ''}; RSS ${round(await rssMB(env.daemon.pid), 0)} MB`);
+    const filled = await runBatch(
+      fill,
+      32,
+      (i, w) => env.nodenet.create({ index: i, ns: fillNs[i]!, ports: portsFor(env.nodenet, i) }, w),
+      { stopOnError: true },
+    );
+    log(
+      `filled ${filled.results.filter(Boolean).length} at ${round(fill / filled.seconds, 1)}/s${filled.errors[0] ? `; stopped: ${filled.errors[0]}` : ''}; RSS ${round(await rssMB(env.daemon.pid), 0)} MB`,
+    );
     for (const l of await traceCycles(env, ops, outDir, ns!, 3500)) log(l);
     log(`== restart with ${filled.results.filter(Boolean).length} instances`);
     for (const l of await profileRestart(env, outDir, ops)) log(l);

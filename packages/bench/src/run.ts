@@ -48,7 +48,10 @@ export async function runBench(options: BenchOptions): Promise<BenchOutput> {
   const skipped: BenchResults['skipped'] = {};
   const missing: string[] = [];
   const peerNeeded = NODE_SUITES.some((s) => s !== 'restart' && s !== 'scale' && wants(s));
-  for (const [name, why] of [['cni', peers.cni], ['netavark', peers.netavark]] as const) {
+  for (const [name, why] of [
+    ['cni', peers.cni],
+    ['netavark', peers.netavark],
+  ] as const) {
     if (why && peerNeeded) {
       if (options.allowMissingPeers) skipped[name] = why;
       else missing.push(why);
@@ -109,7 +112,10 @@ export async function runBench(options: BenchOptions): Promise<BenchOutput> {
 
   const markdown = renderMarkdown(results);
   await mkdir(options.outDir, { recursive: true });
-  const stamp = started.toISOString().replace(/\.\d+Z$/, 'Z').replace(/:/g, '-');
+  const stamp = started
+    .toISOString()
+    .replace(/\.\d+Z$/, 'Z')
+    .replace(/:/g, '-');
   const files = {
     json: join(options.outDir, `bench-${stamp}.json`),
     markdown: join(options.outDir, 'bench.md'),

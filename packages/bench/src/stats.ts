@@ -37,7 +37,10 @@ export function summarize(samples: readonly number[]): Summary {
 }
 
 export function median(values: readonly number[]): number {
-  return percentile([...values].sort((a, b) => a - b), 50);
+  return percentile(
+    [...values].sort((a, b) => a - b),
+    50,
+  );
 }
 
 /** Rounds for the JSON (milliseconds to 0.01 ms is plenty). */

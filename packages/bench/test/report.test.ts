@@ -1,6 +1,18 @@
 // The pure parts of the harness: statistics, the targets' verdicts, and the rendered table and plot.
 import { describe, expect, it } from 'vitest';
-import { judgeTargets, linearTicks, logTicks, pairedRatio, percentile, ratio, renderMarkdown, renderSvg, summarize, RESULTS_SCHEMA, type BenchResults } from '../src/index.js';
+import {
+  judgeTargets,
+  linearTicks,
+  logTicks,
+  pairedRatio,
+  percentile,
+  ratio,
+  renderMarkdown,
+  renderSvg,
+  summarize,
+  RESULTS_SCHEMA,
+  type BenchResults,
+} from '../src/index.js';
 import { quickOptions } from '../src/options.js';
 import { parseProcStat } from '../src/cpu.js';
 
@@ -66,10 +78,18 @@ function sampleResults(): BenchResults {
     finishedAt: '2026-01-01T00:01:00.000Z',
     durationSeconds: 60,
     options,
-    environment: { kernel: '6.1', cpus: 2, cpuModel: 'test cpu', memoryGiB: 4, node: 'v20', loadStart: 0.5, loadEnd: 0.6,
+    environment: {
+      kernel: '6.1',
+      cpus: 2,
+      cpuModel: 'test cpu',
+      memoryGiB: 4,
+      node: 'v20',
+      loadStart: 0.5,
+      loadEnd: 0.6,
       wakeStart: { idleMs: 600, pipeRoundTripMs: { hot: 0.12, afterIdle: 2.9 }, pageTouchUs: { hot: 0.06, afterIdle: 14.5 } },
       wakeEnd: { idleMs: 600, pipeRoundTripMs: { hot: 0.1, afterIdle: 1.5 }, pageTouchUs: { hot: 0.05, afterIdle: 9 } },
-      versions: { netavark: '1.4.0', iperf3: '3.12', 'containernetworking-plugins': '1.1.1' } },
+      versions: { netavark: '1.4.0', iperf3: '3.12', 'containernetworking-plugins': '1.1.1' },
+    },
     skipped: {},
     suiteSeconds: {},
     latency: {
@@ -77,9 +97,30 @@ function sampleResults(): BenchResults {
       warmup: 1,
       order: ['nodenet', 'cni', 'netavark'],
       systems: {
-        nodenet: { create: summary(10, 20), delete: summary(5, 9), createSamples: [9, 10, 20], deleteSamples: [4, 5, 9], errors: 0, firstErrors: [] },
-        cni: { create: summary(100, 150), delete: summary(40, 60), createSamples: [90, 100, 150], deleteSamples: [30, 40, 60], errors: 0, firstErrors: [] },
-        netavark: { create: summary(80, 120), delete: summary(200, 260), createSamples: [70, 80, 120], deleteSamples: [150, 200, 260], errors: 0, firstErrors: [] },
+        nodenet: {
+          create: summary(10, 20),
+          delete: summary(5, 9),
+          createSamples: [9, 10, 20],
+          deleteSamples: [4, 5, 9],
+          errors: 0,
+          firstErrors: [],
+        },
+        cni: {
+          create: summary(100, 150),
+          delete: summary(40, 60),
+          createSamples: [90, 100, 150],
+          deleteSamples: [30, 40, 60],
+          errors: 0,
+          firstErrors: [],
+        },
+        netavark: {
+          create: summary(80, 120),
+          delete: summary(200, 260),
+          createSamples: [70, 80, 120],
+          deleteSamples: [150, 200, 260],
+          errors: 0,
+          firstErrors: [],
+        },
       },
     },
     burst: {
@@ -105,15 +146,38 @@ function sampleResults(): BenchResults {
       errors: 0,
       firstErrors: [],
     },
-    restart: { instances: 2000, runs: [{ servingMs: 1500, restoreMs: 700, startToReadyMs: 900, rssMB: 100 }], servingMsMedian: 1500, servingMsMax: 1500 },
+    restart: {
+      instances: 2000,
+      runs: [{ servingMs: 1500, restoreMs: 700, startToReadyMs: 900, rssMB: 100 }],
+      servingMsMedian: 1500,
+      servingMsMax: 1500,
+    },
     datapath: {
       seconds: 1,
       omitSeconds: 0,
       rounds: 1,
       pairs: [
-        { name: 'same-node', subject: { label: 'nodenet: a', gbps: [9], medianGbps: 9 }, baseline: { label: 'b', gbps: [10], medianGbps: 10 }, ratio: 0.9, ratioOfMedians: 0.9 },
-        { name: 'cross-node', subject: { label: 'nodenet: c', gbps: [5], medianGbps: 5 }, baseline: { label: 'd', gbps: [5], medianGbps: 5 }, ratio: 1, ratioOfMedians: 1 },
-        { name: 'rules-only', subject: { label: 'e', gbps: [4.5], medianGbps: 4.5 }, baseline: { label: 'd', gbps: [5], medianGbps: 5 }, ratio: 0.9, ratioOfMedians: 0.9 },
+        {
+          name: 'same-node',
+          subject: { label: 'nodenet: a', gbps: [9], medianGbps: 9 },
+          baseline: { label: 'b', gbps: [10], medianGbps: 10 },
+          ratio: 0.9,
+          ratioOfMedians: 0.9,
+        },
+        {
+          name: 'cross-node',
+          subject: { label: 'nodenet: c', gbps: [5], medianGbps: 5 },
+          baseline: { label: 'd', gbps: [5], medianGbps: 5 },
+          ratio: 1,
+          ratioOfMedians: 1,
+        },
+        {
+          name: 'rules-only',
+          subject: { label: 'e', gbps: [4.5], medianGbps: 4.5 },
+          baseline: { label: 'd', gbps: [5], medianGbps: 5 },
+          ratio: 0.9,
+          ratioOfMedians: 0.9,
+        },
       ],
       rulesOnlyTrackedConnections: 3,
     },
@@ -143,7 +207,12 @@ describe('targets', () => {
 describe('a node that cannot hold every instance asked for', () => {
   it('misses the capacity target and says how far it got, in the table too', () => {
     const r = sampleResults();
-    r.scale = { ...r.scale!, steps: r.scale!.steps.slice(0, 1), instances: 1023, limit: { requested: 2000, reached: 1023, error: 'RTNETLINK answers: Exchange full' } };
+    r.scale = {
+      ...r.scale!,
+      steps: r.scale!.steps.slice(0, 1),
+      instances: 1023,
+      limit: { requested: 2000, reached: 1023, error: 'RTNETLINK answers: Exchange full' },
+    };
     r.targets = judgeTargets(r);
     expect(r.targets.find((t) => t.id === 'scale-capacity')).toMatchObject({ measured: 1023, limit: 2000, pass: false });
     expect(r.targets.find((t) => t.id === 'scale-latency')).toMatchObject({ description: 'create p50 at 100 instances / at 100' });

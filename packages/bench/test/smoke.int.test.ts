@@ -54,7 +54,8 @@ describe('bench harness, quick run', () => {
     expect(results.targets.map((t) => t.id)).toHaveLength(12);
     // The CNI plugin suite: both conflists through libcni, and the plugin's own execs.
     const cni = results.cniPlugin!;
-    for (const s of [cni.nodenet.add, cni.nodenet.del, cni.stock.add, cni.stock.del, cni.pluginOwn.version, cni.pluginOwn.addAgainstStub]) expect(s.n).toBe(o.cniPlugin.rounds);
+    for (const s of [cni.nodenet.add, cni.nodenet.del, cni.stock.add, cni.stock.del, cni.pluginOwn.version, cni.pluginOwn.addAgainstStub])
+      expect(s.n).toBe(o.cniPlugin.rounds);
     expect(cni.addRatio).toBeGreaterThan(0);
     // The idle wake-up probe ran at both ends of the run, with numbers in it.
     for (const wake of [results.environment.wakeStart, results.environment.wakeEnd]) {

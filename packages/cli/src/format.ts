@@ -35,7 +35,13 @@ export function formatRows(rows: ReadonlyArray<readonly [string, string]>): stri
 export function formatTable(header: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   return [header, ...rows]
-    .map((row) => `${header.map((_, i) => (row[i] ?? '').padEnd(i === header.length - 1 ? 0 : widths[i]!)).join('  ').trimEnd()}\n`)
+    .map(
+      (row) =>
+        `${header
+          .map((_, i) => (row[i] ?? '').padEnd(i === header.length - 1 ? 0 : widths[i]!))
+          .join('  ')
+          .trimEnd()}\n`,
+    )
     .join('');
 }
 
@@ -178,7 +184,12 @@ function interfacesTable(interfaces: readonly InterfaceInfo[]): string {
 function peersTable(peers: readonly PeerStatus[]): string {
   return formatTable(
     ['NAME', 'UNDERLAY', 'SUBNET', 'PROGRAMMED'],
-    peers.map((p) => [orDash(p.peer?.name ?? ''), orDash(p.peer?.underlayAddress ?? ''), orDash(p.peer?.subnet ?? ''), p.programmed ? 'yes' : 'no']),
+    peers.map((p) => [
+      orDash(p.peer?.name ?? ''),
+      orDash(p.peer?.underlayAddress ?? ''),
+      orDash(p.peer?.subnet ?? ''),
+      p.programmed ? 'yes' : 'no',
+    ]),
   );
 }
 

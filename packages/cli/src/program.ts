@@ -117,10 +117,10 @@ export async function runCli(args: readonly string[], io: CliIo): Promise<number
         .default(io.env.NODENET_TARGET || DEFAULT_TARGET)
         .argParser(normalizeTarget),
     )
-    .option('--tls-ca <file>', 'CA certificate (PEM) that signed the daemon\'s certificate: connect with TLS')
+    .option('--tls-ca <file>', "CA certificate (PEM) that signed the daemon's certificate: connect with TLS")
     .option('--tls-cert <file>', 'client certificate (PEM), for a daemon that requires one; needs --tls-key')
     .option('--tls-key <file>', 'private key (PEM) of --tls-cert')
-    .option('--tls-server-name <name>', 'check the daemon\'s certificate for this name instead of the target\'s host')
+    .option('--tls-server-name <name>', "check the daemon's certificate for this name instead of the target's host")
     .option('--insecure', 'plaintext to a HOST:PORT target (a daemon configured with insecure: true)')
     .option('--json', 'print results as JSON (the proto3 JSON form of the response)')
     .option('--timeout <ms>', `deadline of each call in milliseconds (health --wait: of the whole wait)`, parseTimeout, DEFAULT_TIMEOUT_MS)
@@ -145,12 +145,12 @@ export async function runCli(args: readonly string[], io: CliIo): Promise<number
     }
   }
 
-  const cni = program.command('cni').description('the node\'s bridge (the CNI)');
+  const cni = program.command('cni').description("the node's bridge (the CNI)");
   cni
     .command('create')
-    .description('create the node\'s bridge with the gateway address in the node\'s instance subnet; prints its name')
-    .requiredOption('--gateway <address>', 'the node\'s gateway address for its instances, e.g. 198.19.1.1')
-    .requiredOption('--subnet <cidr>', 'the node\'s instance subnet, e.g. 198.19.1.0/24')
+    .description("create the node's bridge with the gateway address in the node's instance subnet; prints its name")
+    .requiredOption('--gateway <address>', "the node's gateway address for its instances, e.g. 198.19.1.1")
+    .requiredOption('--subnet <cidr>', "the node's instance subnet, e.g. 198.19.1.0/24")
     .action(async (options: { gateway: string; subnet: string }, command: Command) => {
       await withDaemon(command, async (daemon, global) => {
         const response = await daemon.network.createContainerNetworkInterface(
@@ -164,8 +164,13 @@ export async function runCli(args: readonly string[], io: CliIo): Promise<number
   program
     .command('create')
     .description('create an instance interface joined to the bridge; prints its handle and details')
-    .requiredOption('--ip <address>', 'the instance\'s address in the node\'s subnet')
-    .option('--port <port>', 'publish this port (TCP and UDP) on the node\'s addresses; repeatable', collect((v) => parsePort(v)), [])
+    .requiredOption('--ip <address>', "the instance's address in the node's subnet")
+    .option(
+      '--port <port>',
+      "publish this port (TCP and UDP) on the node's addresses; repeatable",
+      collect((v) => parsePort(v)),
+      [],
+    )
     .option(
       `--map <${MAPPING_SYNTAX}>`,
       'publish HOST_PORT on the node to INSTANCE_PORT (default the same) for tcp, udp or (default) both; repeatable',
@@ -173,7 +178,7 @@ export async function runCli(args: readonly string[], io: CliIo): Promise<number
       [],
     )
     .option('--netns <namespace>', 'move the interface into this namespace (a name under /run/netns or a path) and configure it')
-    .option('--ifname <name>', 'the interface\'s name inside --netns (default eth0)')
+    .option('--ifname <name>', "the interface's name inside --netns (default eth0)")
     .option('--tap', 'a TAP device for a VM instead of a veth pair')
     .action(async (options: CreateOptions, command: Command) => {
       await withDaemon(command, async (daemon, global) => {
@@ -185,7 +190,7 @@ export async function runCli(args: readonly string[], io: CliIo): Promise<number
   program
     .command('delete')
     .description('delete an instance interface, its published ports and filtering rules')
-    .argument('<handle>', 'the interface\'s handle (nni-XXXXXXXX), as create printed it')
+    .argument('<handle>', "the interface's handle (nni-XXXXXXXX), as create printed it")
     .action(async (handle: string, _options: unknown, command: Command) => {
       await withDaemon(command, async (daemon, global) => {
         await daemon.network.deleteInterface({ interfaceName: handle }, { timeoutMs: global.timeout });
@@ -221,19 +226,22 @@ export async function runCli(args: readonly string[], io: CliIo): Promise<number
   peers
     .command('add')
     .description('add (or update) a peer of a static-membership daemon; its subnet gets routes through the overlay')
-    .requiredOption('--name <name>', 'the peer\'s node name')
-    .requiredOption('--underlay <address>', 'the peer\'s underlay address, e.g. 198.18.0.2')
-    .requiredOption('--subnet <cidr>', 'the peer\'s instance subnet, e.g. 198.19.2.0/24')
+    .requiredOption('--name <name>', "the peer's node name")
+    .requiredOption('--underlay <address>', "the peer's underlay address, e.g. 198.18.0.2")
+    .requiredOption('--subnet <cidr>', "the peer's instance subnet, e.g. 198.19.2.0/24")
     .action(async (options: { name: string; underlay: string; subnet: string }, command: Command) => {
       await withDaemon(command, async (daemon, global) => {
-        await daemon.admin.addPeer({ name: options.name, underlayAddress: options.underlay, subnet: options.subnet }, { timeoutMs: global.timeout });
+        await daemon.admin.addPeer(
+          { name: options.name, underlayAddress: options.underlay, subnet: options.subnet },
+          { timeoutMs: global.timeout },
+        );
         out(formatPeerChange('added', options.name, global.json ?? false));
       });
     });
   peers
     .command('remove')
     .description('remove a peer of a static-membership daemon (its routes go); removing an absent peer succeeds')
-    .argument('<name>', 'the peer\'s node name')
+    .argument('<name>', "the peer's node name")
     .action(async (name: string, _options: unknown, command: Command) => {
       await withDaemon(command, async (daemon, global) => {
         await daemon.admin.removePeer({ name }, { timeoutMs: global.timeout });

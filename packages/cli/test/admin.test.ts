@@ -119,7 +119,14 @@ describe('inspect', () => {
   });
 
   it('a node without a CNI, interfaces, peers or a reconcile yet says so', () => {
-    const bare: InspectResponse = { nodeName: 'node-9', underlayAddress: '198.18.0.9', backend: 'ovs', overlayMode: 'host-gw', interfaces: [], peers: [] };
+    const bare: InspectResponse = {
+      nodeName: 'node-9',
+      underlayAddress: '198.18.0.9',
+      backend: 'ovs',
+      overlayMode: 'host-gw',
+      interfaces: [],
+      peers: [],
+    };
     expect(formatInspect(bare, false)).toBe(
       [
         'node_name         node-9',
@@ -139,14 +146,26 @@ describe('inspect', () => {
         '',
       ].join('\n'),
     );
-    expect(JSON.parse(formatInspect(bare, true))).toEqual({ nodeName: 'node-9', underlayAddress: '198.18.0.9', backend: 'ovs', overlayMode: 'host-gw' });
+    expect(JSON.parse(formatInspect(bare, true))).toEqual({
+      nodeName: 'node-9',
+      underlayAddress: '198.18.0.9',
+      backend: 'ovs',
+      overlayMode: 'host-gw',
+    });
   });
 
   it('an interface left in the node namespace shows `-`; a reconcile without repairs lists none', () => {
     const text = formatInspect(
       {
         ...INSPECT,
-        interfaces: [{ ...INSPECT.interfaces[0]!, netns: undefined, ifname: undefined, portMappings: [{ hostPort: 53, instancePort: 0, protocol: Protocol.TCP_AND_UDP }] }],
+        interfaces: [
+          {
+            ...INSPECT.interfaces[0]!,
+            netns: undefined,
+            ifname: undefined,
+            portMappings: [{ hostPort: 53, instancePort: 0, protocol: Protocol.TCP_AND_UDP }],
+          },
+        ],
         lastReconcile: { startedAt: 't', durationMs: 0, repairs: [], errors: [] },
       },
       false,
@@ -155,7 +174,7 @@ describe('inspect', () => {
     expect(text).toMatch(/last_reconcile\n {2}started_at {3}t\n {2}duration_ms {2}0\n {2}repairs {6}0\n {2}errors {7}0\n$/);
   });
 
-  it('a failure is the daemon\'s status on stderr, exit 1', async () => {
+  it("a failure is the daemon's status on stderr, exit 1", async () => {
     const daemon = fakeDaemon({
       inspect: () => {
         throw grpcError(status.UNIMPLEMENTED, 'The server does not implement the method /network.NetworkAdmin/Inspect');
@@ -191,7 +210,15 @@ describe('formatPorts and formatTable', () => {
   });
 
   it('aligns columns without trailing blanks', () => {
-    expect(formatTable(['A', 'LONGER'], [['wide-cell', 'x'], ['y', '']])).toBe('A          LONGER\nwide-cell  x\ny\n');
+    expect(
+      formatTable(
+        ['A', 'LONGER'],
+        [
+          ['wide-cell', 'x'],
+          ['y', ''],
+        ],
+      ),
+    ).toBe('A          LONGER\nwide-cell  x\ny\n');
     expect(formatTable(['ONLY'], [])).toBe('ONLY\n');
   });
 });

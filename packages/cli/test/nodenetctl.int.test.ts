@@ -23,11 +23,17 @@ interface CtlResult {
 /** Runs the bin in a fresh node process, as an operator would; output kept byte for byte (final newlines too). */
 function runBin(args: readonly string[]): Promise<CtlResult> {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, [BIN, ...args], { timeout: 30_000, env: { ...process.env, NODENET_TARGET: '' } }, (error, stdout, stderr) => {
-      const code = error ? (error as { code?: unknown }).code : 0;
-      if (typeof code !== 'number') reject(new Error(`nodenetctl ${args.join(' ')} did not exit normally: ${error ? error.message : 'no error'}; stderr: ${stderr}`));
-      else resolve({ exitCode: code, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [BIN, ...args],
+      { timeout: 30_000, env: { ...process.env, NODENET_TARGET: '' } },
+      (error, stdout, stderr) => {
+        const code = error ? (error as { code?: unknown }).code : 0;
+        if (typeof code !== 'number')
+          reject(new Error(`nodenetctl ${args.join(' ')} did not exit normally: ${error ? error.message : 'no error'}; stderr: ${stderr}`));
+        else resolve({ exitCode: code, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -188,7 +194,12 @@ describe('nodenetctl against the daemon', () => {
       interfaces: Array<Record<string, unknown>>;
       lastReconcile: { startedAt: string; durationMs?: number };
     };
-    expect(parsed).toMatchObject({ nodeName: node.name, backend: 'iproute2', overlayMode: 'vxlan', cni: { name: 'nodenet0', subNetwork: '198.19.1.0/24' } });
+    expect(parsed).toMatchObject({
+      nodeName: node.name,
+      backend: 'iproute2',
+      overlayMode: 'vxlan',
+      cni: { name: 'nodenet0', subNetwork: '198.19.1.0/24' },
+    });
     expect(parsed.interfaces.find((i) => i.interfaceName === handle)).toMatchObject({
       hostInterfaceName: handle.replace(/^nni-/, 'nnh-'),
       ipAddress: '198.19.1.5',

@@ -19,8 +19,26 @@ describe('create: arguments into the CreateInterface request', () => {
     const daemon = fakeDaemon({ createInterface: () => FULL_RESPONSE });
     const r = await run(
       [
-        '--timeout', '1234', 'create', '--ip', '198.19.1.2', '--port', '8080', '--port', '9090',
-        '--map', '8081:80/tcp', '--map', '5353:53/udp', '--map', '7000', '--netns', 'web1', '--ifname', 'eth1', '--tap',
+        '--timeout',
+        '1234',
+        'create',
+        '--ip',
+        '198.19.1.2',
+        '--port',
+        '8080',
+        '--port',
+        '9090',
+        '--map',
+        '8081:80/tcp',
+        '--map',
+        '5353:53/udp',
+        '--map',
+        '7000',
+        '--netns',
+        'web1',
+        '--ifname',
+        'eth1',
+        '--tap',
       ],
       daemon,
     );
@@ -78,9 +96,15 @@ describe('create: arguments into the CreateInterface request', () => {
   });
 
   it.each([
-    [['create', '--ip', '198.19.1.2', '--map', '8081:x/tcp'], /--map <HOST_PORT.*argument '8081:x\/tcp' is invalid\. instance port 'x' is not a port number/],
+    [
+      ['create', '--ip', '198.19.1.2', '--map', '8081:x/tcp'],
+      /--map <HOST_PORT.*argument '8081:x\/tcp' is invalid\. instance port 'x' is not a port number/,
+    ],
     [['create', '--ip', '198.19.1.2', '--map', '8081:80/sctp'], /protocol 'sctp' is not tcp or udp/],
-    [['create', '--ip', '198.19.1.2', '--port', '0'], /--port <port>' argument '0' is invalid\. port '0' is not a port number: use 1\.\.65535/],
+    [
+      ['create', '--ip', '198.19.1.2', '--port', '0'],
+      /--port <port>' argument '0' is invalid\. port '0' is not a port number: use 1\.\.65535/,
+    ],
     [['create', '--ip', '198.19.1.2', '--port'], /option '--port <port>' argument missing/],
     [['create', '--port', '80'], /required option '--ip <address>' not specified/],
     [['create', '--ip', '198.19.1.2', '--bogus'], /unknown option '--bogus'/],
@@ -105,7 +129,19 @@ describe('create: arguments into the CreateInterface request', () => {
     expect(bare.stderr).toContain('Usage: nodenetctl');
     const help = await run(['--help']);
     expect(help.exitCode).toBe(0);
-    for (const word of ['cni', 'create', 'delete', 'health', '--target', '--tls-ca', '--tls-cert', '--tls-key', '--insecure', '--json', '--timeout']) {
+    for (const word of [
+      'cni',
+      'create',
+      'delete',
+      'health',
+      '--target',
+      '--tls-ca',
+      '--tls-cert',
+      '--tls-key',
+      '--insecure',
+      '--json',
+      '--timeout',
+    ]) {
       expect(help.stdout).toContain(word);
     }
     const createHelp = await run(['create', '--help']);
@@ -195,9 +231,15 @@ describe('health', () => {
   });
 
   it('formatHealth aligns the services', () => {
-    expect(formatHealth([{ service: '', status: 'SERVING' }, { service: 'network.Network', status: 'SERVICE_UNKNOWN' }], false)).toBe(
-      '""               SERVING\nnetwork.Network  SERVICE_UNKNOWN\n',
-    );
+    expect(
+      formatHealth(
+        [
+          { service: '', status: 'SERVING' },
+          { service: 'network.Network', status: 'SERVICE_UNKNOWN' },
+        ],
+        false,
+      ),
+    ).toBe('""               SERVING\nnetwork.Network  SERVICE_UNKNOWN\n');
     expect(formatRows([])).toBe('');
   });
 });
@@ -216,7 +258,19 @@ describe('connection options', () => {
     const daemon = fakeDaemon();
     const files = { '/ca.pem': 'CA', '/me.pem': 'CERT', '/me.key': 'KEY' };
     const tls = await run(
-      ['--target', '10.0.0.5:7443', '--tls-ca', '/ca.pem', '--tls-cert', '/me.pem', '--tls-key', '/me.key', '--tls-server-name', 'node-1', 'health'],
+      [
+        '--target',
+        '10.0.0.5:7443',
+        '--tls-ca',
+        '/ca.pem',
+        '--tls-cert',
+        '/me.pem',
+        '--tls-key',
+        '/me.key',
+        '--tls-server-name',
+        'node-1',
+        'health',
+      ],
       daemon,
       { files },
     );

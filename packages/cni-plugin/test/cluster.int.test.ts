@@ -19,7 +19,12 @@ describe('containers on two nodes attached through the plugin', () => {
         await Daemon.start({
           scope,
           node: topo.node(i),
-          config: { membership: { type: 'static', peers: [{ name: `node-${other}`, underlayAddress: topo.node(other).address, subnet: subnetOf(other) }] } },
+          config: {
+            membership: {
+              type: 'static',
+              peers: [{ name: `node-${other}`, underlayAddress: topo.node(other).address, subnet: subnetOf(other) }],
+            },
+          },
         }),
       );
     }
@@ -31,7 +36,11 @@ describe('containers on two nodes attached through the plugin', () => {
     const dir = await scope.createTempDir();
     const attached = [];
     for (const i of [1, 2]) {
-      const conflist = await writeConflist(dir, `node-${i}.conflist`, nodenetConflist({ socket: daemons[i - 1]!.cniSocket, extra: { subnet: subnetOf(i), gateway: `198.19.${i}.1` } }));
+      const conflist = await writeConflist(
+        dir,
+        `node-${i}.conflist`,
+        nodenetConflist({ socket: daemons[i - 1]!.cniSocket, extra: { subnet: subnetOf(i), gateway: `198.19.${i}.1` } }),
+      );
       const ns = await topo.createInstanceNamespace();
       const id = `ctr-${process.pid}-node-${i}`;
       const r = await add(topo.node(i).ns, { conflist, id, netns: `/run/netns/${ns}`, cache });
@@ -47,6 +56,7 @@ describe('containers on two nodes attached through the plugin', () => {
     expect(reply.ok, reply.error).toBe(true);
     // Cross-node traffic keeps the container's own address (no masquerade inside the cluster).
     expect(server.received.map((r) => r.peerAddress)).toContain(a.address);
-    for (const x of attached) expect(await driver(x.node, { op: 'del', conflist: x.conflist, id: x.id, netns: `/run/netns/${x.ns}`, cache })).toEqual({ ok: true });
+    for (const x of attached)
+      expect(await driver(x.node, { op: 'del', conflist: x.conflist, id: x.id, netns: `/run/netns/${x.ns}`, cache })).toEqual({ ok: true });
   });
 });

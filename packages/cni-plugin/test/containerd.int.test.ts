@@ -30,7 +30,11 @@ describe('ctr run --cni', () => {
     // What ctr reads: the first conflist of /etc/cni/net.d, plugins from /opt/cni/bin.
     conflistDir = join(work, 'net.d');
     await mkdir(conflistDir);
-    await writeConflist(conflistDir, '10-nodenet.conflist', nodenetConflist({ name: 'nodenet', socket: daemon.cniSocket, extra: { subnet: '198.19.1.0/24', gateway: '198.19.1.1' } }));
+    await writeConflist(
+      conflistDir,
+      '10-nodenet.conflist',
+      nodenetConflist({ name: 'nodenet', socket: daemon.cniSocket, extra: { subnet: '198.19.1.0/24', gateway: '198.19.1.1' } }),
+    );
     optDir = join(work, 'opt');
     await mkdir(join(optDir, 'cni/bin'), { recursive: true });
     await copyFile(PLUGIN, join(optDir, 'cni/bin/nodenet'));
@@ -40,7 +44,18 @@ describe('ctr run --cni', () => {
 
   it('the container gets its nodenet address; its exit detaches it', async () => {
     const id = `nnt-ctr-${process.pid}`;
-    const r = await containerd.runWithCni(conflistDir, optDir, ['--rm', 'localhost/busybox:latest', id, '/bin/ip', '-4', '-o', 'addr', 'show', 'dev', 'eth0']);
+    const r = await containerd.runWithCni(conflistDir, optDir, [
+      '--rm',
+      'localhost/busybox:latest',
+      id,
+      '/bin/ip',
+      '-4',
+      '-o',
+      'addr',
+      'show',
+      'dev',
+      'eth0',
+    ]);
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/inet 198\.19\.1\.\d+\/24/);
     // ctr names the attachment after its namespace and the container: default-<id>.

@@ -30,7 +30,11 @@ describe('nodenet CNI plugin through libcni', () => {
     dir = await scope.createTempDir();
     cache = await scope.createTempDir();
     // The node has no CNI yet: the conflist's subnet and gateway create it on the first ADD.
-    conflist = await writeConflist(dir, 'nodenet.conflist', nodenetConflist({ socket: daemon.cniSocket, extra: { subnet: SUBNET, gateway: GATEWAY, dns: { nameservers: ['198.19.1.1'] } } }));
+    conflist = await writeConflist(
+      dir,
+      'nodenet.conflist',
+      nodenetConflist({ socket: daemon.cniSocket, extra: { subnet: SUBNET, gateway: GATEWAY, dns: { nameservers: ['198.19.1.1'] } } }),
+    );
   });
   afterAll(() => scope?.cleanup());
 
@@ -39,9 +43,17 @@ describe('nodenet CNI plugin through libcni', () => {
   it('ADD creates the node CNI from the conflist, attaches the container and publishes its port; CHECK passes; DEL removes it and is idempotent', async () => {
     const ns = await topo.createInstanceNamespace();
     const id = containerId();
-    const result = await add(nodeNs(), { conflist, id, netns: netnsPath(ns), cache, ports: [{ hostPort: 8080, containerPort: 80, protocol: 'tcp' }] });
+    const result = await add(nodeNs(), {
+      conflist,
+      id,
+      netns: netnsPath(ns),
+      cache,
+      ports: [{ hostPort: 8080, containerPort: 80, protocol: 'tcp' }],
+    });
     expect(result.cniVersion).toBe('1.0.0');
-    expect(result.interfaces).toEqual([{ name: 'eth0', mac: expect.stringMatching(/^02:6e:c6:13:01:[0-9a-f]{2}$/) as unknown, sandbox: netnsPath(ns) }]);
+    expect(result.interfaces).toEqual([
+      { name: 'eth0', mac: expect.stringMatching(/^02:6e:c6:13:01:[0-9a-f]{2}$/) as unknown, sandbox: netnsPath(ns) },
+    ]);
     expect(result.ips).toEqual([{ address: expect.stringMatching(/^198\.19\.1\.\d+\/24$/) as unknown, gateway: GATEWAY, interface: 0 }]);
     expect(result.routes).toEqual([{ dst: '0.0.0.0/0', gw: GATEWAY }]);
     expect(result.dns).toEqual({ nameservers: ['198.19.1.1'] });
@@ -56,7 +68,16 @@ describe('nodenet CNI plugin through libcni', () => {
     expect(reply.ok, reply.error).toBe(true);
     expect(server.received.length).toBeGreaterThan(0);
 
-    expect(await driver(nodeNs(), { op: 'check', conflist, id, netns: netnsPath(ns), cache, ports: [{ hostPort: 8080, containerPort: 80, protocol: 'tcp' }] })).toEqual({ ok: true });
+    expect(
+      await driver(nodeNs(), {
+        op: 'check',
+        conflist,
+        id,
+        netns: netnsPath(ns),
+        cache,
+        ports: [{ hostPort: 8080, containerPort: 80, protocol: 'tcp' }],
+      }),
+    ).toEqual({ ok: true });
 
     // Drift: the address removed inside the container.
     await nsExec(ns, 'ip', ['addr', 'del', `${address}/24`, 'dev', 'eth0']);
@@ -91,7 +112,8 @@ describe('nodenet CNI plugin through libcni', () => {
     // Concurrent ADDs never share an address.
     const many = await Promise.all([attach(), attach(), attach(), attach()]);
     expect(new Set([a, c, d, ...many].map((x) => x.address)).size).toBe(7);
-    for (const x of [a, c, d, ...many]) expect(await driver(nodeNs(), { op: 'del', conflist, id: x.id, netns: netnsPath(x.ns), cache })).toEqual({ ok: true });
+    for (const x of [a, c, d, ...many])
+      expect(await driver(nodeNs(), { op: 'del', conflist, id: x.id, netns: netnsPath(x.ns), cache })).toEqual({ ok: true });
   });
 
   it('honours a static address (ips capability) and refuses one outside the subnet', async () => {
@@ -99,18 +121,36 @@ describe('nodenet CNI plugin through libcni', () => {
     const id = containerId();
     const r = await add(nodeNs(), { conflist, id, netns: netnsPath(ns), cache, ips: ['198.19.1.200/24'] });
     expect(r.ips[0]!.address).toBe('198.19.1.200/24');
-    const other = await driver(nodeNs(), { op: 'add', conflist, id: containerId(), netns: netnsPath(await topo.createInstanceNamespace()), cache, ips: ['198.19.1.200/24'] });
+    const other = await driver(nodeNs(), {
+      op: 'add',
+      conflist,
+      id: containerId(),
+      netns: netnsPath(await topo.createInstanceNamespace()),
+      cache,
+      ips: ['198.19.1.200/24'],
+    });
     expect(other.error).toMatchObject({ code: 100, msg: expect.stringContaining('198.19.1.200 is already used') as unknown });
-    const outside = await driver(nodeNs(), { op: 'add', conflist, id: containerId(), netns: netnsPath(await topo.createInstanceNamespace()), cache, ips: ['198.19.9.5/24'] });
+    const outside = await driver(nodeNs(), {
+      op: 'add',
+      conflist,
+      id: containerId(),
+      netns: netnsPath(await topo.createInstanceNamespace()),
+      cache,
+      ips: ['198.19.9.5/24'],
+    });
     expect(outside.error).toMatchObject({ code: 7, msg: expect.stringContaining('198.19.9.5') as unknown });
     expect(await driver(nodeNs(), { op: 'del', conflist, id, netns: netnsPath(ns), cache })).toEqual({ ok: true });
   });
 
-  it('chains with the stock tuning plugin: its sysctl applies to nodenet\'s interface; CHECK and DEL run the chain', async () => {
+  it("chains with the stock tuning plugin: its sysctl applies to nodenet's interface; CHECK and DEL run the chain", async () => {
     const chained = await writeConflist(
       dir,
       'tuning.conflist',
-      nodenetConflist({ name: 'nodenet-tuned', socket: daemon.cniSocket, chain: [{ type: 'tuning', sysctl: { 'net.ipv4.conf.eth0.arp_ignore': '1' } }] }),
+      nodenetConflist({
+        name: 'nodenet-tuned',
+        socket: daemon.cniSocket,
+        chain: [{ type: 'tuning', sysctl: { 'net.ipv4.conf.eth0.arp_ignore': '1' } }],
+      }),
     );
     const ns = await topo.createInstanceNamespace();
     const id = containerId();
@@ -130,8 +170,18 @@ describe('nodenet CNI plugin through libcni', () => {
     const result = r.json as CniResult;
     expect(result.cniVersion).toBe(cniVersion);
     const legacy = cniVersion.startsWith('0.');
-    expect(result.ips[0]).toEqual({ ...(legacy ? { version: '4' } : {}), address: expect.stringMatching(/^198\.19\.1\.\d+\/24$/) as unknown, gateway: GATEWAY, interface: 0 });
-    expect(result.interfaces[0]).toEqual({ name: 'eth0', mac: expect.any(String) as unknown, sandbox: netnsPath(ns), ...(cniVersion === '1.1.0' ? { mtu: 1450 } : {}) });
+    expect(result.ips[0]).toEqual({
+      ...(legacy ? { version: '4' } : {}),
+      address: expect.stringMatching(/^198\.19\.1\.\d+\/24$/) as unknown,
+      gateway: GATEWAY,
+      interface: 0,
+    });
+    expect(result.interfaces[0]).toEqual({
+      name: 'eth0',
+      mac: expect.any(String) as unknown,
+      sandbox: netnsPath(ns),
+      ...(cniVersion === '1.1.0' ? { mtu: 1450 } : {}),
+    });
     expect((await execPlugin({ ...env, CNI_COMMAND: 'DEL' }, pluginConfig({ cniVersion, socket: daemon.cniSocket }))).exitCode).toBe(0);
   });
 
@@ -159,14 +209,24 @@ describe('nodenet CNI plugin through libcni', () => {
     for (const c of [keep, drop]) await add(nodeNs(), { conflist, id: c.id, netns: netnsPath(c.ns), cache });
     const gc = await execPlugin(
       { CNI_COMMAND: 'GC', CNI_PATH: '/usr/lib/cni' },
-      pluginConfig({ cniVersion: '1.1.0', socket: daemon.cniSocket, extra: { 'cni.dev/valid-attachments': [{ containerID: keep.id, ifname: 'eth0' }] } }),
+      pluginConfig({
+        cniVersion: '1.1.0',
+        socket: daemon.cniSocket,
+        extra: { 'cni.dev/valid-attachments': [{ containerID: keep.id, ifname: 'eth0' }] },
+      }),
     );
     expect(gc.exitCode, gc.stdout).toBe(0);
     expect((await nsExec(drop.ns, 'ip', ['-o', 'link', 'show', 'dev', 'eth0'], { allowFailure: true })).exitCode).not.toBe(0);
     expect((await nsExec(keep.ns, 'ip', ['-o', 'link', 'show', 'dev', 'eth0'], { allowFailure: true })).exitCode).toBe(0);
-    const status = await execPlugin({ CNI_COMMAND: 'STATUS', CNI_PATH: '/usr/lib/cni' }, pluginConfig({ cniVersion: '1.1.0', socket: daemon.cniSocket }));
+    const status = await execPlugin(
+      { CNI_COMMAND: 'STATUS', CNI_PATH: '/usr/lib/cni' },
+      pluginConfig({ cniVersion: '1.1.0', socket: daemon.cniSocket }),
+    );
     expect(status).toMatchObject({ exitCode: 0, stdout: '' });
-    const old = await execPlugin({ CNI_COMMAND: 'STATUS', CNI_PATH: '/usr/lib/cni' }, pluginConfig({ cniVersion: '1.0.0', socket: daemon.cniSocket }));
+    const old = await execPlugin(
+      { CNI_COMMAND: 'STATUS', CNI_PATH: '/usr/lib/cni' },
+      pluginConfig({ cniVersion: '1.0.0', socket: daemon.cniSocket }),
+    );
     expect(old.json).toMatchObject({ code: 1, msg: expect.stringContaining('1.1.0') as unknown });
     expect(await driver(nodeNs(), { op: 'del', conflist, id: keep.id, netns: netnsPath(keep.ns), cache })).toEqual({ ok: true });
   });
@@ -182,7 +242,13 @@ describe('nodenet CNI plugin through libcni', () => {
     ];
     it.each(cases)('%s', async (_what, extra, code, mentioned) => {
       const bad = await writeConflist(dir, `bad-${++counter}.conflist`, nodenetConflist({ socket: daemon.cniSocket, extra }));
-      const out = await driver(nodeNs(), { op: 'add', conflist: bad, id: containerId(), netns: netnsPath(await topo.createInstanceNamespace()), cache });
+      const out = await driver(nodeNs(), {
+        op: 'add',
+        conflist: bad,
+        id: containerId(),
+        netns: netnsPath(await topo.createInstanceNamespace()),
+        cache,
+      });
       expect(out.ok).toBe(false);
       expect(out.error!.code).toBe(code);
       expect(out.error!.msg).toContain(mentioned);
@@ -190,9 +256,19 @@ describe('nodenet CNI plugin through libcni', () => {
 
     it('a hostIP nodenet cannot honour, a cniVersion it does not speak', async () => {
       const ns = netnsPath(await topo.createInstanceNamespace());
-      const hostIp = await driver(nodeNs(), { op: 'add', conflist, id: containerId(), netns: ns, cache, ports: [{ hostPort: 8081, containerPort: 80, protocol: 'tcp', hostIP: '198.18.0.1' }] });
+      const hostIp = await driver(nodeNs(), {
+        op: 'add',
+        conflist,
+        id: containerId(),
+        netns: ns,
+        cache,
+        ports: [{ hostPort: 8081, containerPort: 80, protocol: 'tcp', hostIP: '198.18.0.1' }],
+      });
       expect(hostIp.error).toMatchObject({ code: 7, msg: expect.stringContaining('hostIP') as unknown });
-      const r = await execPlugin({ CNI_COMMAND: 'ADD', CNI_CONTAINERID: containerId(), CNI_NETNS: ns, CNI_IFNAME: 'eth0', CNI_PATH: '/usr/lib/cni' }, pluginConfig({ cniVersion: '0.2.0', socket: daemon.cniSocket }));
+      const r = await execPlugin(
+        { CNI_COMMAND: 'ADD', CNI_CONTAINERID: containerId(), CNI_NETNS: ns, CNI_IFNAME: 'eth0', CNI_PATH: '/usr/lib/cni' },
+        pluginConfig({ cniVersion: '0.2.0', socket: daemon.cniSocket }),
+      );
       expect(r.exitCode).toBe(1);
       expect(r.json).toMatchObject({ code: 1 });
     });
@@ -201,7 +277,13 @@ describe('nodenet CNI plugin through libcni', () => {
   it('after the container namespace is gone and the daemon restarted (a reboot for the container), CHECK reports it gone, DEL succeeds, the address is free', async () => {
     const ns = await topo.createInstanceNamespace();
     const id = containerId();
-    const r = await add(nodeNs(), { conflist, id, netns: netnsPath(ns), cache, ports: [{ hostPort: 8095, containerPort: 80, protocol: 'tcp' }] });
+    const r = await add(nodeNs(), {
+      conflist,
+      id,
+      netns: netnsPath(ns),
+      cache,
+      ports: [{ hostPort: 8095, containerPort: 80, protocol: 'tcp' }],
+    });
     await daemon.stop();
     await exec('ip', ['netns', 'del', ns]); // the runtime's namespace is gone (its veth with it)
     daemon = await daemon.restart(); // the restore releases the instance whose namespace went away
@@ -210,7 +292,14 @@ describe('nodenet CNI plugin through libcni', () => {
     expect(await driver(nodeNs(), { op: 'del', conflist, id, netns: netnsPath(ns), cache })).toEqual({ ok: true });
     // Its static address can be taken again, and its port published again.
     const next = { id: containerId(), ns: netnsPath(await topo.createInstanceNamespace()) };
-    const again = await add(nodeNs(), { conflist, id: next.id, netns: next.ns, cache, ips: [r.ips[0]!.address], ports: [{ hostPort: 8095, containerPort: 80, protocol: 'tcp' }] });
+    const again = await add(nodeNs(), {
+      conflist,
+      id: next.id,
+      netns: next.ns,
+      cache,
+      ips: [r.ips[0]!.address],
+      ports: [{ hostPort: 8095, containerPort: 80, protocol: 'tcp' }],
+    });
     expect(again.ips[0]!.address).toBe(r.ips[0]!.address);
     expect(await driver(nodeNs(), { op: 'del', conflist, id: next.id, netns: next.ns, cache })).toEqual({ ok: true });
   });
@@ -218,19 +307,39 @@ describe('nodenet CNI plugin through libcni', () => {
   it('attachments survive a daemon crash and restart: CHECK and DEL work after it; a dead daemon is code 11 (STATUS: 50)', async () => {
     const ns = await topo.createInstanceNamespace();
     const id = containerId();
-    const r = await add(nodeNs(), { conflist, id, netns: netnsPath(ns), cache, ports: [{ hostPort: 8090, containerPort: 80, protocol: 'tcp' }] });
+    const r = await add(nodeNs(), {
+      conflist,
+      id,
+      netns: netnsPath(ns),
+      cache,
+      ports: [{ hostPort: 8090, containerPort: 80, protocol: 'tcp' }],
+    });
     await daemon.kill(); // SIGKILL: its socket file stays behind, stale
     const down = await driver(nodeNs(), { op: 'del', conflist, id, netns: netnsPath(ns), cache });
     expect(down.error).toMatchObject({ code: 11, msg: expect.stringContaining('try again later') as unknown });
-    const status = await execPlugin({ CNI_COMMAND: 'STATUS', CNI_PATH: '/usr/lib/cni' }, pluginConfig({ cniVersion: '1.1.0', socket: daemon.cniSocket }));
+    const status = await execPlugin(
+      { CNI_COMMAND: 'STATUS', CNI_PATH: '/usr/lib/cni' },
+      pluginConfig({ cniVersion: '1.1.0', socket: daemon.cniSocket }),
+    );
     expect(status.json).toMatchObject({ code: 50 });
     daemon = await daemon.restart();
-    expect(await driver(nodeNs(), { op: 'check', conflist, id, netns: netnsPath(ns), cache, ports: [{ hostPort: 8090, containerPort: 80, protocol: 'tcp' }] })).toEqual({ ok: true });
+    expect(
+      await driver(nodeNs(), {
+        op: 'check',
+        conflist,
+        id,
+        netns: netnsPath(ns),
+        cache,
+        ports: [{ hostPort: 8090, containerPort: 80, protocol: 'tcp' }],
+      }),
+    ).toEqual({ ok: true });
     const state = await daemon.readState();
     expect(Object.keys(state).filter((k) => k.startsWith('cni-attachments/'))).toHaveLength(1);
     expect(await driver(nodeNs(), { op: 'del', conflist, id, netns: netnsPath(ns), cache })).toEqual({ ok: true });
     expect((await nsExec(ns, 'ip', ['-o', 'link', 'show', 'dev', 'eth0'], { allowFailure: true })).exitCode).not.toBe(0);
-    expect((JSON.parse(await readFile(`${daemon.stateDir}/cni-allocation.json`, 'utf8')) as { record: { last: string } }).record.last).toMatch(/^198\.19\.1\./);
+    expect(
+      (JSON.parse(await readFile(`${daemon.stateDir}/cni-allocation.json`, 'utf8')) as { record: { last: string } }).record.last,
+    ).toMatch(/^198\.19\.1\./);
     expect(addressOf(r)).toMatch(/^198\.19\.1\./);
   });
 

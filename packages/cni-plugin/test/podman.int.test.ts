@@ -20,16 +20,42 @@ describe('podman run --network <nodenet conflist>', () => {
     daemon = await Daemon.start({ scope, node: topo.node(1) });
     podman = await Podman.create(scope, topo.node(1).ns);
     // Podman writes cniVersion 0.4.0 conflists itself; this one is what an operator would install.
-    await writeConflist(podman.networkDir, `${network}.conflist`, nodenetConflist({ name: network, cniVersion: '0.4.0', socket: daemon.cniSocket, extra: { subnet: '198.19.1.0/24', gateway: '198.19.1.1' } }));
+    await writeConflist(
+      podman.networkDir,
+      `${network}.conflist`,
+      nodenetConflist({
+        name: network,
+        cniVersion: '0.4.0',
+        socket: daemon.cniSocket,
+        extra: { subnet: '198.19.1.0/24', gateway: '198.19.1.1' },
+      }),
+    );
     await podman.importBusybox(await busyboxTarball(await scope.createTempDir()));
   });
   afterAll(() => scope?.cleanup());
 
   /** The container's address as podman reports it (from the plugin's result). */
-  const addressOf = async (name: string) => (await podman.run(['inspect', '--format', `{{(index .NetworkSettings.Networks "${network}").IPAddress}}`, name])).stdout.trim();
+  const addressOf = async (name: string) =>
+    (await podman.run(['inspect', '--format', `{{(index .NetworkSettings.Networks "${network}").IPAddress}}`, name])).stdout.trim();
 
   it('runs a container with a published port reached from the world; stop and rm free the address and port', async () => {
-    await podman.run(['run', '-d', '--name', 'web', '--network', network, '-p', '8080:80', 'localhost/busybox', 'nc', '-ll', '-p', '80', '-e', 'cat']);
+    await podman.run([
+      'run',
+      '-d',
+      '--name',
+      'web',
+      '--network',
+      network,
+      '-p',
+      '8080:80',
+      'localhost/busybox',
+      'nc',
+      '-ll',
+      '-p',
+      '80',
+      '-e',
+      'cat',
+    ]);
     const address = await addressOf('web');
     expect(address).toMatch(/^198\.19\.1\.\d+$/);
     const reply = await echo(topo.world.ns, { protocol: 'tcp', host: topo.node(1).address, port: 8080 });
@@ -46,7 +72,23 @@ describe('podman run --network <nodenet conflist>', () => {
     await podman.run(['rm', 'web']);
 
     // Port and address are free again: a new container publishes the same port.
-    await podman.run(['run', '-d', '--name', 'web2', '--network', network, '-p', '8080:80', 'localhost/busybox', 'nc', '-ll', '-p', '80', '-e', 'cat']);
+    await podman.run([
+      'run',
+      '-d',
+      '--name',
+      'web2',
+      '--network',
+      network,
+      '-p',
+      '8080:80',
+      'localhost/busybox',
+      'nc',
+      '-ll',
+      '-p',
+      '80',
+      '-e',
+      'cat',
+    ]);
     expect(await addressOf('web2')).toMatch(/^198\.19\.1\.\d+$/);
     expect((await echo(topo.world.ns, { protocol: 'tcp', host: topo.node(1).address, port: 8080 })).ok).toBe(true);
     await podman.run(['rm', '--force', '--time', '0', 'web2']);
@@ -60,7 +102,23 @@ describe('podman run --network <nodenet conflist>', () => {
   });
 
   it('a running container survives a daemon restart, keeps its port, and is detached after it', async () => {
-    await podman.run(['run', '-d', '--name', 'keep', '--network', network, '-p', '8081:80', 'localhost/busybox', 'nc', '-ll', '-p', '80', '-e', 'cat']);
+    await podman.run([
+      'run',
+      '-d',
+      '--name',
+      'keep',
+      '--network',
+      network,
+      '-p',
+      '8081:80',
+      'localhost/busybox',
+      'nc',
+      '-ll',
+      '-p',
+      '80',
+      '-e',
+      'cat',
+    ]);
     expect((await echo(topo.world.ns, { protocol: 'tcp', host: topo.node(1).address, port: 8081 })).ok).toBe(true);
     daemon = await daemon.restart();
     expect((await echo(topo.world.ns, { protocol: 'tcp', host: topo.node(1).address, port: 8081 })).ok).toBe(true);

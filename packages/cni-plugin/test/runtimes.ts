@@ -60,8 +60,15 @@ export class Podman {
       ].join('\n'),
     );
     const storageConf = join(dir, 'storage.conf');
-    await writeFile(storageConf, ['[storage]', 'driver = "overlay"', `graphroot = "${join(dir, 'graph')}"`, `runroot = "${join(dir, 'run')}"`, ''].join('\n'));
-    const podman = new Podman(nodeNs, dir, networkDir, { CONTAINERS_CONF: containersConf, CONTAINERS_STORAGE_CONF: storageConf, XDG_RUNTIME_DIR: join(dir, 'xdg') });
+    await writeFile(
+      storageConf,
+      ['[storage]', 'driver = "overlay"', `graphroot = "${join(dir, 'graph')}"`, `runroot = "${join(dir, 'run')}"`, ''].join('\n'),
+    );
+    const podman = new Podman(nodeNs, dir, networkDir, {
+      CONTAINERS_CONF: containersConf,
+      CONTAINERS_STORAGE_CONF: storageConf,
+      XDG_RUNTIME_DIR: join(dir, 'xdg'),
+    });
     await mkdir(join(dir, 'xdg'), { mode: 0o700 });
     // Whatever a test left running goes with the scope (before the namespaces and temp dirs are removed).
     scope.defer('podman containers', async () => {
@@ -73,10 +80,14 @@ export class Podman {
 
   /** `podman ARGS` in the node's namespace (nsenter, not `ip netns exec`, which hides the cgroup mounts). */
   run(args: readonly string[], options: { allowFailure?: boolean; timeoutMs?: number } = {}): Promise<ExecResult> {
-    return exec('nsenter', [`--net=/run/netns/${this.nodeNs}`, '--', 'env', ...Object.entries(this.env).map(([k, v]) => `${k}=${v}`), 'podman', ...args], {
-      allowFailure: options.allowFailure ?? false,
-      timeoutMs: options.timeoutMs ?? 120_000,
-    });
+    return exec(
+      'nsenter',
+      [`--net=/run/netns/${this.nodeNs}`, '--', 'env', ...Object.entries(this.env).map(([k, v]) => `${k}=${v}`), 'podman', ...args],
+      {
+        allowFailure: options.allowFailure ?? false,
+        timeoutMs: options.timeoutMs ?? 120_000,
+      },
+    );
   }
 
   /** Imports the busybox rootfs as `localhost/busybox`. */
@@ -113,7 +124,9 @@ export class Containerd {
         '',
       ].join('\n'),
     );
-    const child = spawn('nsenter', [`--net=/run/netns/${nodeNs}`, '--', 'containerd', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn('nsenter', [`--net=/run/netns/${nodeNs}`, '--', 'containerd', '--config', config], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
     scope.trackPid(child.pid);
@@ -145,8 +158,17 @@ export class Containerd {
    * those), bind-mounted in a mount namespace of its own so that the host's directories are never touched.
    */
   runWithCni(conflistDir: string, pluginDir: string, args: readonly string[]): Promise<ExecResult> {
-    const spec = JSON.stringify({ binds: [[conflistDir, '/etc/cni/net.d'], [pluginDir, '/opt']], command: ['nsenter', `--net=/run/netns/${this.nodeNs}`, '--', 'ctr', '-a', this.socket, 'run', '--cni', ...args] });
-    return exec('unshare', ['-m', '--propagation', 'unchanged', '--', process.execPath, BIND_AND_RUN, spec], { allowFailure: true, timeoutMs: 120_000 });
+    const spec = JSON.stringify({
+      binds: [
+        [conflistDir, '/etc/cni/net.d'],
+        [pluginDir, '/opt'],
+      ],
+      command: ['nsenter', `--net=/run/netns/${this.nodeNs}`, '--', 'ctr', '-a', this.socket, 'run', '--cni', ...args],
+    });
+    return exec('unshare', ['-m', '--propagation', 'unchanged', '--', process.execPath, BIND_AND_RUN, spec], {
+      allowFailure: true,
+      timeoutMs: 120_000,
+    });
   }
 }
 

@@ -36,11 +36,20 @@ export interface CniResult {
 }
 
 /** A nodenet conflist (plus chained plugins after it). */
-export function nodenetConflist(options: { name?: string; cniVersion?: string; socket: string; extra?: Record<string, unknown>; chain?: Record<string, unknown>[] }): object {
+export function nodenetConflist(options: {
+  name?: string;
+  cniVersion?: string;
+  socket: string;
+  extra?: Record<string, unknown>;
+  chain?: Record<string, unknown>[];
+}): object {
   return {
     cniVersion: options.cniVersion ?? '1.0.0',
     name: options.name ?? 'nodenet',
-    plugins: [{ type: 'nodenet', socket: options.socket, capabilities: { portMappings: true, ips: true }, ...options.extra }, ...(options.chain ?? [])],
+    plugins: [
+      { type: 'nodenet', socket: options.socket, capabilities: { portMappings: true, ips: true }, ...options.extra },
+      ...(options.chain ?? []),
+    ],
   };
 }
 

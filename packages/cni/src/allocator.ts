@@ -7,7 +7,12 @@
 import { Subnet, type Ipv4Address } from '@nodenet/core';
 
 /** The next free usable address of `subnet` after `cursor` (wrapping), skipping the gateway and anything `inUse` says; null when full. */
-export function nextFreeAddress(subnet: Subnet, gateway: Ipv4Address, cursor: Ipv4Address | undefined, inUse: (address: Ipv4Address) => boolean): Ipv4Address | null {
+export function nextFreeAddress(
+  subnet: Subnet,
+  gateway: Ipv4Address,
+  cursor: Ipv4Address | undefined,
+  inUse: (address: Ipv4Address) => boolean,
+): Ipv4Address | null {
   const hosts = subnet.size - 2; // neither the network nor the broadcast address
   if (hosts <= 0) return null;
   // Host numbers 1..hosts; start after the cursor's when it lies in this subnet.

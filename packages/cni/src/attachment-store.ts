@@ -55,7 +55,8 @@ export class AttachmentStore {
       }
       if (!entry.endsWith('.json')) continue;
       const record = parseRecord(await readJson(file, 'cni-attachment'), file);
-      if (`${attachmentId(record)}.json` !== entry) throw stateError(file, `it records container ${record.containerId} ifname ${record.ifname}, which is not this file name`);
+      if (`${attachmentId(record)}.json` !== entry)
+        throw stateError(file, `it records container ${record.containerId} ifname ${record.ifname}, which is not this file name`);
       records.push(record);
     }
     let cursor: Ipv4Address | undefined;
@@ -95,7 +96,8 @@ async function readJson(file: string, kind: string): Promise<unknown> {
     throw stateError(file, `not valid JSON: ${(e as Error).message}; the file may be truncated`);
   }
   if (!isObject(parsed) || parsed.kind !== kind) throw stateError(file, `expected a ${kind} record`);
-  if (parsed.version !== FORMAT_VERSION) throw stateError(file, `format version ${String(parsed.version)} is not ${FORMAT_VERSION}: it was written by another nodenet version`);
+  if (parsed.version !== FORMAT_VERSION)
+    throw stateError(file, `format version ${String(parsed.version)} is not ${FORMAT_VERSION}: it was written by another nodenet version`);
   return parsed.record;
 }
 

@@ -87,17 +87,26 @@ export class CniAttachments {
         const made = instances.find((i) => i.address === record.address && i.netns === record.netns && i.ifname === record.ifname);
         if (!made) {
           await this.store.remove(record);
-          this.logger.warn({ event: 'cni-recover', containerId: record.containerId, ifname: record.ifname }, 'dropped an attachment whose ADD did not finish');
+          this.logger.warn(
+            { event: 'cni-recover', containerId: record.containerId, ifname: record.ifname },
+            'dropped an attachment whose ADD did not finish',
+          );
           continue;
         }
         record = { ...record, handle: made.handle, mac: made.mac };
         await this.store.save(record);
-        this.logger.warn({ event: 'cni-recover', containerId: record.containerId, ifname: record.ifname, handle: made.handle }, 'completed an attachment whose ADD was cut short');
+        this.logger.warn(
+          { event: 'cni-recover', containerId: record.containerId, ifname: record.ifname, handle: made.handle },
+          'completed an attachment whose ADD was cut short',
+        );
       }
       this.records.set(attachmentId(record), record);
     }
     // The cursor is written with every allocation; without it (an older state dir), the newest allocation.
-    this.cursor ??= [...this.records.values()].filter((r) => r.allocated).sort((a, b) => a.createdAt.localeCompare(b.createdAt)).at(-1)?.address;
+    this.cursor ??= [...this.records.values()]
+      .filter((r) => r.allocated)
+      .sort((a, b) => a.createdAt.localeCompare(b.createdAt))
+      .at(-1)?.address;
   }
 
   /** Every attachment, for inspection and tests. */
@@ -156,7 +165,12 @@ export class CniAttachments {
     })();
     const existing = this.records.get(id);
     if (existing) {
-      if (existing.handle && existing.netns === request.netns && existing.network === conf.name && samePortMappings(existing.ports, ports)) {
+      if (
+        existing.handle &&
+        existing.netns === request.netns &&
+        existing.network === conf.name &&
+        samePortMappings(existing.ports, ports)
+      ) {
         return this.result(existing, cni, conf); // a repeated ADD: the same answer
       }
       throw new CniError(
@@ -167,7 +181,10 @@ export class CniAttachments {
     if (conf.staticAddress) {
       const { address, prefixLength } = conf.staticAddress;
       if (prefixLength !== undefined && prefixLength !== subnet.prefixLength) {
-        throw new CniError(CNI_CODES.invalidNetworkConfig, `static address ${address}/${prefixLength}: the node's subnet is ${subnet}, so the prefix length is ${subnet.prefixLength}`);
+        throw new CniError(
+          CNI_CODES.invalidNetworkConfig,
+          `static address ${address}/${prefixLength}: the node's subnet is ${subnet}, so the prefix length is ${subnet.prefixLength}`,
+        );
       }
       return this.attach(request, conf, cni, address, false, ports);
     }
@@ -176,7 +193,10 @@ export class CniAttachments {
       const used = this.addressesInUse();
       const address = nextFreeAddress(subnet, cni.gateway, this.cursor, (a) => used.has(a));
       if (!address) {
-        throw new CniError(CNI_CODES.alreadyInUse, `the node's subnet ${subnet} has no free address left: DEL containers that are gone (or GC), or give the node a larger subnet`);
+        throw new CniError(
+          CNI_CODES.alreadyInUse,
+          `the node's subnet ${subnet} has no free address left: DEL containers that are gone (or GC), or give the node a larger subnet`,
+        );
       }
       this.cursor = address;
       this.reserved.add(address);
@@ -200,7 +220,14 @@ export class CniAttachments {
     return used;
   }
 
-  private async attach(request: CniRequest, conf: NetConf, cni: CniRecord, address: Ipv4Address, allocated: boolean, ports: AttachmentRecord['ports']): Promise<unknown> {
+  private async attach(
+    request: CniRequest,
+    conf: NetConf,
+    cni: CniRecord,
+    address: Ipv4Address,
+    allocated: boolean,
+    ports: AttachmentRecord['ports'],
+  ): Promise<unknown> {
     const id = attachmentId(request);
     let record: AttachmentRecord = {
       containerId: request.containerId,
@@ -217,10 +244,17 @@ export class CniAttachments {
     this.records.set(id, record);
     let created: CreateInterfaceResult;
     try {
-      created = await this.network.createInterface({ ipAddress: address, portMappings: conf.portMappings, netns: request.netns, ifname: request.ifname });
+      created = await this.network.createInterface({
+        ipAddress: address,
+        portMappings: conf.portMappings,
+        netns: request.netns,
+        ifname: request.ifname,
+      });
     } catch (e) {
       this.records.delete(id);
-      await this.store.remove(request).catch((r: unknown) => this.logger.error({ err: String(r) }, 'could not remove the record of a failed ADD'));
+      await this.store
+        .remove(request)
+        .catch((r: unknown) => this.logger.error({ err: String(r) }, 'could not remove the record of a failed ADD'));
       throw e;
     }
     record = { ...record, handle: created.interfaceName, mac: created.macAddress };
@@ -230,19 +264,43 @@ export class CniAttachments {
     const completed = record;
     const write: Promise<void> = this.store
       .save(completed)
-      .catch((e: unknown) => this.logger.error({ containerId: completed.containerId, err: String(e) }, 'could not record the handle of an attachment; load() will find it'))
+      .catch((e: unknown) =>
+        this.logger.error(
+          { containerId: completed.containerId, err: String(e) },
+          'could not record the handle of an attachment; load() will find it',
+        ),
+      )
       .finally(() => {
         if (this.completing.get(id) === write) this.completing.delete(id);
       });
     this.completing.set(id, write);
-    this.logger.info({ event: 'cni-add', containerId: record.containerId, ifname: record.ifname, handle: record.handle, address, allocated, ports: ports.length }, 'container attached');
+    this.logger.info(
+      {
+        event: 'cni-add',
+        containerId: record.containerId,
+        ifname: record.ifname,
+        handle: record.handle,
+        address,
+        allocated,
+        ports: ports.length,
+      },
+      'container attached',
+    );
     return this.result(record, cni, conf);
   }
 
   private result(record: AttachmentRecord, cni: CniRecord, conf: NetConf): unknown {
     return cniResult(
       conf.cniVersion,
-      { ifname: record.ifname, mac: record.mac!, netns: record.netns, address: record.address, prefixLength: Subnet.of(cni.subnet).prefixLength, gateway: cni.gateway, mtu: cni.mtu },
+      {
+        ifname: record.ifname,
+        mac: record.mac!,
+        netns: record.netns,
+        address: record.address,
+        prefixLength: Subnet.of(cni.subnet).prefixLength,
+        gateway: cni.gateway,
+        mtu: cni.mtu,
+      },
       conf.dns,
     );
   }
@@ -285,23 +343,33 @@ export class CniAttachments {
         await this.network.deleteInterface({ interfaceName: record.handle });
       } catch (e) {
         // Released already (its namespace went away and reconcile freed it): nothing left to delete.
-        if (!(isNodenetError(e) && e.code === 'NOT_FOUND')) throw asCniError(e, `delete the interface ${record.handle} of container ${key.containerId}`);
+        if (!(isNodenetError(e) && e.code === 'NOT_FOUND'))
+          throw asCniError(e, `delete the interface ${record.handle} of container ${key.containerId}`);
       }
     }
     await this.store.remove(key);
     this.records.delete(id);
-    this.logger.info({ event: 'cni-del', containerId: key.containerId, ifname: key.ifname, handle: record.handle, address: record.address }, 'container detached');
+    this.logger.info(
+      { event: 'cni-del', containerId: key.containerId, ifname: key.ifname, handle: record.handle, address: record.address },
+      'container detached',
+    );
   }
 
   private async check(request: CniRequest, conf: NetConf): Promise<void> {
     const record = this.records.get(attachmentId(request));
     if (!record?.handle) {
-      throw new CniError(CNI_CODES.unknownContainer, `container ${request.containerId} has no interface ${request.ifname} attached by nodenet: ADD it first`);
+      throw new CniError(
+        CNI_CODES.unknownContainer,
+        `container ${request.containerId} has no interface ${request.ifname} attached by nodenet: ADD it first`,
+      );
     }
     const cni = this.network.cniRecord;
     const instance = this.network.listInstances().find((i) => i.handle === record.handle);
     if (!cni || !instance) {
-      throw new CniError(CNI_CODES.drifted, `the interface of container ${request.containerId} (${record.handle}, ${record.address}) is gone from the node: its namespace was removed or the node rebooted; DEL and ADD it again`);
+      throw new CniError(
+        CNI_CODES.drifted,
+        `the interface of container ${request.containerId} (${record.handle}, ${record.address}) is gone from the node: its namespace was removed or the node rebooted; DEL and ADD it again`,
+      );
     }
     const drift: string[] = [];
     if (record.netns !== request.netns) drift.push(`the namespace is ${request.netns}, the attachment was made in ${record.netns}`);
@@ -310,25 +378,35 @@ export class CniAttachments {
     try {
       state = await this.options.probe.inspect(record.netns, record.ifname);
     } catch (e) {
-      throw new CniError(CNI_CODES.drifted, `cannot inspect namespace ${record.netns}: ${asNodenetError(e, 'inspect the namespace').message}`);
+      throw new CniError(
+        CNI_CODES.drifted,
+        `cannot inspect namespace ${record.netns}: ${asNodenetError(e, 'inspect the namespace').message}`,
+      );
     }
     if (!state.link) drift.push(`no interface ${record.ifname} in ${record.netns}`);
     else {
       if (!state.link.up) drift.push(`${record.ifname} is down`);
-      if (record.mac && state.link.mac !== record.mac) drift.push(`${record.ifname} has MAC ${state.link.mac ?? 'none'}, not ${record.mac}`);
+      if (record.mac && state.link.mac !== record.mac)
+        drift.push(`${record.ifname} has MAC ${state.link.mac ?? 'none'}, not ${record.mac}`);
       if (!state.link.addresses.includes(`${record.address}/${prefix}`)) {
         drift.push(`${record.ifname} has ${state.link.addresses.join(', ') || 'no IPv4 address'}, not ${record.address}/${prefix}`);
       }
     }
-    if (state.defaultGateway !== cni.gateway) drift.push(`the default route goes ${state.defaultGateway ? `via ${state.defaultGateway}` : 'nowhere'}, not via ${cni.gateway}`);
+    if (state.defaultGateway !== cni.gateway)
+      drift.push(`the default route goes ${state.defaultGateway ? `via ${state.defaultGateway}` : 'nowhere'}, not via ${cni.gateway}`);
     const published = await this.options.publishedPorts();
     for (const m of record.ports) {
-      const found = published.some((p) => p.protocol === m.protocol && p.hostPort === m.hostPort && p.address === record.address && p.instancePort === m.instancePort);
+      const found = published.some(
+        (p) => p.protocol === m.protocol && p.hostPort === m.hostPort && p.address === record.address && p.instancePort === m.instancePort,
+      );
       if (!found) drift.push(`port ${m.hostPort}/${m.protocol} -> ${m.instancePort} is not published`);
     }
     if (conf.name !== record.network) drift.push(`the network is ${conf.name}, the attachment was made on ${record.network}`);
     if (drift.length > 0) {
-      throw new CniError(CNI_CODES.drifted, `the attachment of container ${request.containerId} (${request.ifname}) drifted: ${drift.join('; ')}`);
+      throw new CniError(
+        CNI_CODES.drifted,
+        `the attachment of container ${request.containerId} (${request.ifname}) drifted: ${drift.join('; ')}`,
+      );
     }
   }
 
@@ -343,14 +421,23 @@ export class CniAttachments {
         failures.push(`${r.containerId}/${r.ifname}: ${asCniError(e, 'delete').msg}`);
       }
     }
-    if (stale.length > 0) this.logger.info({ event: 'cni-gc', network: conf.name, removed: stale.length - failures.length }, 'removed attachments the runtime no longer lists');
-    if (failures.length > 0) throw new CniError(CNI_CODES.internal, `GC could not remove ${failures.length} attachment(s): ${failures.join('; ')}`);
+    if (stale.length > 0)
+      this.logger.info(
+        { event: 'cni-gc', network: conf.name, removed: stale.length - failures.length },
+        'removed attachments the runtime no longer lists',
+      );
+    if (failures.length > 0)
+      throw new CniError(CNI_CODES.internal, `GC could not remove ${failures.length} attachment(s): ${failures.join('; ')}`);
   }
 
   private async status(conf: NetConf): Promise<void> {
-    if (this.options.serving && !this.options.serving()) throw new CniError(CNI_CODES.pluginNotAvailable, 'nodenetd is not SERVING yet: try again later');
+    if (this.options.serving && !this.options.serving())
+      throw new CniError(CNI_CODES.pluginNotAvailable, 'nodenetd is not SERVING yet: try again later');
     if (!this.network.cniRecord && !conf.subnet) {
-      throw new CniError(CNI_CODES.pluginNotAvailable, "this node has no nodenet CNI and the conflist gives no 'subnet' and 'gateway' to create it: ADD would fail");
+      throw new CniError(
+        CNI_CODES.pluginNotAvailable,
+        "this node has no nodenet CNI and the conflist gives no 'subnet' and 'gateway' to create it: ADD would fail",
+      );
     }
   }
 }

@@ -78,7 +78,10 @@ export function parseCniRequest(input: unknown): CniRequest {
   if (!isObject(input)) throw new CniError(CNI_CODES.decodingFailure, 'the request from the plugin is not a JSON object');
   const command = input.command;
   if (typeof command !== 'string' || !(CNI_COMMANDS as readonly string[]).includes(command)) {
-    throw new CniError(CNI_CODES.invalidEnvironment, `CNI_COMMAND ${JSON.stringify(command)} is not one of ${CNI_COMMANDS.join(', ')}, VERSION`);
+    throw new CniError(
+      CNI_CODES.invalidEnvironment,
+      `CNI_COMMAND ${JSON.stringify(command)} is not one of ${CNI_COMMANDS.join(', ')}, VERSION`,
+    );
   }
   const text = (key: string) => (typeof input[key] === 'string' ? input[key] : '');
   const request: CniRequest = {
@@ -92,12 +95,22 @@ export function parseCniRequest(input: unknown): CniRequest {
   };
   if (command === 'ADD' || command === 'DEL' || command === 'CHECK') {
     if (!CONTAINER_ID_RE.test(request.containerId)) {
-      throw new CniError(CNI_CODES.invalidEnvironment, `CNI_CONTAINERID ${JSON.stringify(request.containerId)} is not a container id: use letters, digits, '_', '.', '-', starting with a letter or digit`);
+      throw new CniError(
+        CNI_CODES.invalidEnvironment,
+        `CNI_CONTAINERID ${JSON.stringify(request.containerId)} is not a container id: use letters, digits, '_', '.', '-', starting with a letter or digit`,
+      );
     }
     if (!IFNAME_RE.test(request.ifname) || request.ifname === '.' || request.ifname === '..') {
-      throw new CniError(CNI_CODES.invalidEnvironment, `CNI_IFNAME ${JSON.stringify(request.ifname)} is not an interface name: use 1..15 letters, digits, '_', '.', '-'`);
+      throw new CniError(
+        CNI_CODES.invalidEnvironment,
+        `CNI_IFNAME ${JSON.stringify(request.ifname)} is not an interface name: use 1..15 letters, digits, '_', '.', '-'`,
+      );
     }
-    if (command !== 'DEL' && request.netns === '') throw new CniError(CNI_CODES.invalidEnvironment, `CNI_NETNS is required for ${command}: the runtime must give the container's network namespace`);
+    if (command !== 'DEL' && request.netns === '')
+      throw new CniError(
+        CNI_CODES.invalidEnvironment,
+        `CNI_NETNS is required for ${command}: the runtime must give the container's network namespace`,
+      );
   }
   return request;
 }
@@ -115,7 +128,10 @@ export function parseNetConf(request: CniRequest): NetConf {
   }
   const cniVersion = raw.cniVersion;
   if (typeof cniVersion !== 'string' || !(CNI_VERSIONS as readonly string[]).includes(cniVersion)) {
-    throw new CniError(CNI_CODES.incompatibleVersion, `cniVersion ${JSON.stringify(cniVersion)} is not supported by nodenet: use one of ${CNI_VERSIONS.join(', ')}`);
+    throw new CniError(
+      CNI_CODES.incompatibleVersion,
+      `cniVersion ${JSON.stringify(cniVersion)} is not supported by nodenet: use one of ${CNI_VERSIONS.join(', ')}`,
+    );
   }
   if ((request.command === 'GC' || request.command === 'STATUS') && cniVersion !== '1.1.0') {
     throw new CniError(CNI_CODES.incompatibleVersion, `${request.command} needs cniVersion 1.1.0 (the config says ${cniVersion})`);
@@ -148,7 +164,9 @@ export function parseNetConf(request: CniRequest): NetConf {
 function parseNodeSubnet(raw: Record<string, unknown>): { subnet?: Subnet; gateway?: Ipv4Address } {
   if (raw.subnet === undefined && raw.gateway === undefined) return {};
   if (raw.subnet === undefined || raw.gateway === undefined) {
-    throw invalid(`'${raw.subnet === undefined ? 'subnet' : 'gateway'}' is missing: 'subnet' and 'gateway' go together (the node's CNI subnet and its gateway address)`);
+    throw invalid(
+      `'${raw.subnet === undefined ? 'subnet' : 'gateway'}' is missing: 'subnet' and 'gateway' go together (the node's CNI subnet and its gateway address)`,
+    );
   }
   const subnet = viaCore(() => Subnet.parse(raw.subnet, 'subnet'));
   const gateway = viaCore(() => parseIpv4Address(raw.gateway, 'gateway'));
@@ -164,11 +182,18 @@ function parsePortMappings(input: unknown): PortMappingInput[] {
     if (!isObject(m)) throw invalid(`${field} must be an object {hostPort, containerPort, protocol}`);
     const port = (key: string) => {
       const v = m[key];
-      if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 65535) throw invalid(`${field}.${key} ${JSON.stringify(v)} is not a port: use an integer 1..65535`);
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 65535)
+        throw invalid(`${field}.${key} ${JSON.stringify(v)} is not a port: use an integer 1..65535`);
       return v;
     };
-    const protocol = m.protocol === undefined || m.protocol === '' ? 'tcp' : typeof m.protocol === 'string' ? m.protocol.toLowerCase() : JSON.stringify(m.protocol);
-    if (protocol !== 'tcp' && protocol !== 'udp') throw invalid(`${field}.protocol ${JSON.stringify(m.protocol)}: nodenet publishes tcp and udp ports only`);
+    const protocol =
+      m.protocol === undefined || m.protocol === ''
+        ? 'tcp'
+        : typeof m.protocol === 'string'
+          ? m.protocol.toLowerCase()
+          : JSON.stringify(m.protocol);
+    if (protocol !== 'tcp' && protocol !== 'udp')
+      throw invalid(`${field}.protocol ${JSON.stringify(m.protocol)}: nodenet publishes tcp and udp ports only`);
     const hostIP = m.hostIP;
     if (hostIP !== undefined && hostIP !== '' && hostIP !== '0.0.0.0' && hostIP !== '::') {
       throw invalid(
@@ -188,12 +213,14 @@ function parseStaticAddress(capability: unknown, args: unknown, cniArgs: string)
   if (ipArg) sources.push({ field: 'CNI_ARGS IP', values: ipArg.slice(3).split(',').filter(Boolean) });
   const found: { field: string; value: string }[] = [];
   for (const { field, values } of sources) {
-    if (!Array.isArray(values) || values.some((v) => typeof v !== 'string')) throw invalid(`${field} must be a list of addresses, e.g. ["198.19.1.5/24"]`);
+    if (!Array.isArray(values) || values.some((v) => typeof v !== 'string'))
+      throw invalid(`${field} must be a list of addresses, e.g. ["198.19.1.5/24"]`);
     for (const value of values as string[]) found.push({ field, value });
   }
   if (found.length === 0) return undefined;
   const distinct = new Set(found.map((f) => f.value.split('/')[0]));
-  if (distinct.size > 1) throw invalid(`${found.map((f) => `${f.field} ${f.value}`).join(', ')}: an attachment has one IPv4 address; give one`);
+  if (distinct.size > 1)
+    throw invalid(`${found.map((f) => `${f.field} ${f.value}`).join(', ')}: an attachment has one IPv4 address; give one`);
   const { field, value } = found[0]!;
   const [addressText, prefixText] = value.split('/');
   const address = viaCore(() => parseIpv4Address(addressText, field));

@@ -7,7 +7,14 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { CniRecord, CreateInterfaceInput, InstanceRecord, Ipv4Address } from '@nodenet/core';
 import { AttachmentStore, CniAttachments, type AttachmentNetwork, type AttachmentRecord } from '../src/index.js';
 
-const cni = { name: 'nodenet0', gateway: '198.19.1.1', subnet: '198.19.1.0/24', mtu: 1450, mac: '02:6e:c6:13:01:01', createdAt: '' } as unknown as CniRecord;
+const cni = {
+  name: 'nodenet0',
+  gateway: '198.19.1.1',
+  subnet: '198.19.1.0/24',
+  mtu: 1450,
+  mac: '02:6e:c6:13:01:01',
+  createdAt: '',
+} as unknown as CniRecord;
 
 class FakeNetwork implements AttachmentNetwork {
   cniRecord: CniRecord | null = cni;
@@ -21,8 +28,21 @@ class FakeNetwork implements AttachmentNetwork {
   }
   async createInterface(input: CreateInterfaceInput) {
     const handle = `nni-${String(++this.n).padStart(8, '0')}`;
-    this.instances.push({ handle, address: input.ipAddress, netns: input.netns, ifname: input.ifname, mac: `02:6e:00:00:00:0${this.n}` } as unknown as InstanceRecord);
-    return { interfaceName: handle, hostInterfaceName: handle, macAddress: `02:6e:00:00:00:0${this.n}`, gateway: cni.gateway, prefixLength: 24, mtu: 1450 } as never;
+    this.instances.push({
+      handle,
+      address: input.ipAddress,
+      netns: input.netns,
+      ifname: input.ifname,
+      mac: `02:6e:00:00:00:0${this.n}`,
+    } as unknown as InstanceRecord);
+    return {
+      interfaceName: handle,
+      hostInterfaceName: handle,
+      macAddress: `02:6e:00:00:00:0${this.n}`,
+      gateway: cni.gateway,
+      prefixLength: 24,
+      mtu: 1450,
+    } as never;
   }
   async deleteInterface({ interfaceName }: { interfaceName: string }) {
     this.instances = this.instances.filter((i) => i.handle !== interfaceName);
@@ -30,12 +50,21 @@ class FakeNetwork implements AttachmentNetwork {
 }
 
 const conf = { cniVersion: '1.0.0', name: 'net', type: 'nodenet' };
-const req = (command: string, containerId: string, netns = '/run/netns/a') => ({ command, containerId, netns, ifname: 'eth0', args: '', path: '', config: conf });
+const req = (command: string, containerId: string, netns = '/run/netns/a') => ({
+  command,
+  containerId,
+  netns,
+  ifname: 'eth0',
+  args: '',
+  path: '',
+  config: conf,
+});
 
 describe('CniAttachments', () => {
   let dir: string;
   let network: FakeNetwork;
-  const make = () => new CniAttachments({ network, store: new AttachmentStore(dir), probe: { inspect: async () => ({}) }, publishedPorts: async () => [] });
+  const make = () =>
+    new CniAttachments({ network, store: new AttachmentStore(dir), probe: { inspect: async () => ({}) }, publishedPorts: async () => [] });
 
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'nodenet-cni-'));
@@ -51,7 +80,13 @@ describe('CniAttachments', () => {
     const lost: AttachmentRecord = { ...base, containerId: 'lost', netns: '/run/netns/l', address: '198.19.1.6' as Ipv4Address };
     await store.save(made);
     await store.save(lost);
-    network.instances.push({ handle: 'nni-0000000a', address: '198.19.1.5', netns: '/run/netns/m', ifname: 'eth0', mac: '02:6e:c6:13:01:05' } as unknown as InstanceRecord);
+    network.instances.push({
+      handle: 'nni-0000000a',
+      address: '198.19.1.5',
+      netns: '/run/netns/m',
+      ifname: 'eth0',
+      mac: '02:6e:c6:13:01:05',
+    } as unknown as InstanceRecord);
     const a = make();
     await a.load();
     expect(a.list()).toEqual([expect.objectContaining({ containerId: 'made', handle: 'nni-0000000a', mac: '02:6e:c6:13:01:05' })]);
@@ -78,9 +113,14 @@ describe('CniAttachments', () => {
     network.cniRecord = null;
     const a = make();
     await a.load();
-    await expect(a.handle(req('ADD', 'c1'))).rejects.toMatchObject({ code: 11, msg: expect.stringContaining("give 'subnet' and 'gateway'") as unknown });
+    await expect(a.handle(req('ADD', 'c1'))).rejects.toMatchObject({
+      code: 11,
+      msg: expect.stringContaining("give 'subnet' and 'gateway'") as unknown,
+    });
     await expect(a.handle({ ...req('STATUS', ''), config: { ...conf, cniVersion: '1.1.0' } })).rejects.toMatchObject({ code: 50 });
-    await expect(a.handle({ ...req('STATUS', ''), config: { ...conf, cniVersion: '1.1.0', subnet: '198.19.1.0/24', gateway: '198.19.1.1' } })).resolves.toBeNull();
+    await expect(
+      a.handle({ ...req('STATUS', ''), config: { ...conf, cniVersion: '1.1.0', subnet: '198.19.1.0/24', gateway: '198.19.1.1' } }),
+    ).resolves.toBeNull();
     let created: unknown;
     network.createContainerNetworkInterface = async (input: { ipAddress: string; subNetwork: string }) => {
       created = input;

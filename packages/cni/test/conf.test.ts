@@ -5,7 +5,16 @@ import { CniError, cniResult, nextFreeAddress, parseCniRequest, parseNetConf, ty
 
 const base = { cniVersion: '1.0.0', name: 'nodenet', type: 'nodenet' };
 const request = (config: unknown, over: Partial<CniRequest> = {}): CniRequest =>
-  parseCniRequest({ command: 'ADD', containerId: 'c1', netns: '/run/netns/x', ifname: 'eth0', args: '', path: '/usr/lib/cni', config, ...over });
+  parseCniRequest({
+    command: 'ADD',
+    containerId: 'c1',
+    netns: '/run/netns/x',
+    ifname: 'eth0',
+    args: '',
+    path: '/usr/lib/cni',
+    config,
+    ...over,
+  });
 
 function errorOf(fn: () => unknown): CniError {
   try {
@@ -57,7 +66,9 @@ describe('parseNetConf', () => {
 
   it('GC and STATUS need cniVersion 1.1.0; GC reads the valid attachments', () => {
     expect(errorOf(() => parseNetConf(request(base, { command: 'STATUS' }))).code).toBe(1);
-    const gc = parseNetConf(request({ ...base, cniVersion: '1.1.0', 'cni.dev/valid-attachments': [{ containerID: 'a', ifname: 'eth0' }] }, { command: 'GC' }));
+    const gc = parseNetConf(
+      request({ ...base, cniVersion: '1.1.0', 'cni.dev/valid-attachments': [{ containerID: 'a', ifname: 'eth0' }] }, { command: 'GC' }),
+    );
     expect(gc.validAttachments).toEqual([{ containerId: 'a', ifname: 'eth0' }]);
   });
 });
@@ -89,7 +100,15 @@ describe('nextFreeAddress', () => {
 });
 
 describe('cniResult', () => {
-  const view = { ifname: 'eth0', mac: '02:6e:c6:13:01:02', netns: '/run/netns/x', address: '198.19.1.2', prefixLength: 24, gateway: '198.19.1.1', mtu: 1450 };
+  const view = {
+    ifname: 'eth0',
+    mac: '02:6e:c6:13:01:02',
+    netns: '/run/netns/x',
+    address: '198.19.1.2',
+    prefixLength: 24,
+    gateway: '198.19.1.1',
+    mtu: 1450,
+  };
   it('0.4.0 carries ips[].version; 1.0.0 does not; 1.1.0 adds the interface mtu', () => {
     expect(cniResult('0.4.0', view, undefined)).toEqual({
       cniVersion: '0.4.0',

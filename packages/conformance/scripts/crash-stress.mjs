@@ -94,7 +94,9 @@ try {
     }
   }
   const summary = summarize(reports);
-  console.log(`crash-stress: ${summary.rounds - summary.roundsWithProblems} of ${summary.rounds} rounds held (seed ${crash.seed}) in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+  console.log(
+    `crash-stress: ${summary.rounds - summary.roundsWithProblems} of ${summary.rounds} rounds held (seed ${crash.seed}) in ${((performance.now() - started) / 1000).toFixed(0)} s`,
+  );
   console.log(JSON.stringify(summary, null, 2));
 } finally {
   await f.close();
@@ -110,12 +112,16 @@ if (restartInstances > 0) {
     const t0 = performance.now();
     for (let i = 0; i < restartInstances; i += 25) {
       const batch = [];
-      for (let j = i; j < Math.min(i + 25, restartInstances); j++) batch.push(settle(g.api.createInterface({ ipAddress: addressOf(j), ports: [20000 + j] })));
+      for (let j = i; j < Math.min(i + 25, restartInstances); j++)
+        batch.push(settle(g.api.createInterface({ ipAddress: addressOf(j), ports: [20000 + j] })));
       const failures = (await Promise.all(batch)).filter((o) => !o.ok);
       if (failures.length > 0) throw new Error(`creates failed: ${JSON.stringify(failures.slice(0, 3))}`);
     }
     console.log(`restart-instances: ${restartInstances} creates took ${(performance.now() - t0).toFixed(0)} ms`);
-    for (const [name, end] of [['SIGTERM', (d) => d.stop()], ['kill -9', (d) => crashDaemon(d, 'daemon')]]) {
+    for (const [name, end] of [
+      ['SIGTERM', (d) => d.stop()],
+      ['kill -9', (d) => crashDaemon(d, 'daemon')],
+    ]) {
       const { daemon, servingMs } = await g.restartDaemonWith(end);
       const restored = await daemon.waitForLog((l) => l.event === 'restored');
       const state = await g.ownedState();

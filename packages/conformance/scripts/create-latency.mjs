@@ -24,7 +24,11 @@ if (values.help) {
   console.log('see the comment at the top of packages/conformance/scripts/create-latency.mjs');
   process.exit(0);
 }
-const list = (name) => values[name].split(',').map((s) => s.trim()).filter((s) => s !== '');
+const list = (name) =>
+  values[name]
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
 const levels = list('ports').map(Number);
 const creates = Number(values.creates);
 if (levels.some((n) => !Number.isInteger(n) || n < 0 || n > 3000) || !Number.isInteger(creates) || creates < 1) {
@@ -76,7 +80,9 @@ for (const backend of list('backends')) {
         createMs.push(t1 - t0);
         deleteMs.push(t2 - t1);
       }
-      console.log(`${backend.padEnd(8)} ${String(level).padStart(4)} other ports: create (netns + 2 ports) ${stats(createMs)} ms | delete ${stats(deleteMs)} ms (${creates} each)`);
+      console.log(
+        `${backend.padEnd(8)} ${String(level).padStart(4)} other ports: create (netns + 2 ports) ${stats(createMs)} ms | delete ${stats(deleteMs)} ms (${creates} each)`,
+      );
     }
   } finally {
     await f.close();

@@ -2,7 +2,16 @@
  * The backends the conformance suite runs against. Every describe in the suite is repeated for each;
  * `NODENET_BACKENDS=iproute2,ovs` selects a subset (or adds one that has a profile here).
  */
-import { PrivateOvs, completeUnderlayChecksums, ipJson, link, type DaemonConfig, type NodeHost, type RouteInfo, type TestScope } from '@nodenet/testkit';
+import {
+  PrivateOvs,
+  completeUnderlayChecksums,
+  ipJson,
+  link,
+  type DaemonConfig,
+  type NodeHost,
+  type RouteInfo,
+  type TestScope,
+} from '@nodenet/testkit';
 
 export interface BackendProfile {
   /** The daemon's `backend` config value. */
@@ -41,7 +50,10 @@ const OVERLAY_ROUTE_PROTOCOL = '78';
 /** The node's overlay route (`proto 78`) to `subnet`, or a problem saying there is none. */
 async function overlayRouteTo(node: NodeHost, subnet: string): Promise<RouteInfo | string> {
   const all = await ipJson<RouteInfo[]>(node.ns, ['route', 'show', 'proto', OVERLAY_ROUTE_PROTOCOL]);
-  return all.find((r) => r.dst === subnet) ?? `${node.name} has no proto ${OVERLAY_ROUTE_PROTOCOL} route to ${subnet} (it has ${JSON.stringify(all.map((r) => r.dst))})`;
+  return (
+    all.find((r) => r.dst === subnet) ??
+    `${node.name} has no proto ${OVERLAY_ROUTE_PROTOCOL} route to ${subnet} (it has ${JSON.stringify(all.map((r) => r.dst))})`
+  );
 }
 
 /**
@@ -65,7 +77,9 @@ const PROFILES: Record<string, BackendProfile> = {
     vxlanPathProblems: async (node, peer) => {
       const route = await overlayRouteTo(node, peer.subnet);
       if (typeof route === 'string') return [route];
-      return route.dev === 'nodenet-vx' ? [] : [`${node.name} routes ${peer.subnet} over ${route.dev ?? 'no device'}, not the VXLAN device nodenet-vx`];
+      return route.dev === 'nodenet-vx'
+        ? []
+        : [`${node.name} routes ${peer.subnet} over ${route.dev ?? 'no device'}, not the VXLAN device nodenet-vx`];
     },
   },
   ovs: {
@@ -99,7 +113,8 @@ const PROFILES: Record<string, BackendProfile> = {
       // The node's own packets: routed by the kernel into the bridge, where the same flows take them.
       const route = await overlayRouteTo(node, peer.subnet);
       if (typeof route === 'string') problems.push(route);
-      else if (route.dev !== 'nodenet0') problems.push(`${node.name} routes ${peer.subnet} over ${route.dev ?? 'no device'}, not into the CNI bridge nodenet0`);
+      else if (route.dev !== 'nodenet0')
+        problems.push(`${node.name} routes ${peer.subnet} over ${route.dev ?? 'no device'}, not into the CNI bridge nodenet0`);
       const [flows, tunnelPort] = await Promise.all([ovs.flows('nodenet0'), ovs.vsctl(['get', 'Interface', 'nodenet-tun', 'ofport'])]);
       const cookie = ovsPeerCookie(peer.underlayAddress);
       const tunnel = tunnelPort.stdout.trim();
@@ -111,8 +126,14 @@ const PROFILES: Record<string, BackendProfile> = {
           f.includes(`set_field:${peer.underlayAddress}->tun_dst`) &&
           new RegExp(`output:${tunnel}($|,)`).test(f),
       );
-      if (!toPeer.some((f) => f.includes('in_port=LOCAL'))) problems.push(`${node.name}: no flow (cookie ${cookie}) tunnels the node's own traffic for ${peer.subnet} to ${peer.underlayAddress} out of port ${tunnel}`);
-      if (!toPeer.some((f) => !f.includes('in_port='))) problems.push(`${node.name}: no flow (cookie ${cookie}) tunnels instance traffic for ${peer.subnet} to ${peer.underlayAddress} out of port ${tunnel}`);
+      if (!toPeer.some((f) => f.includes('in_port=LOCAL')))
+        problems.push(
+          `${node.name}: no flow (cookie ${cookie}) tunnels the node's own traffic for ${peer.subnet} to ${peer.underlayAddress} out of port ${tunnel}`,
+        );
+      if (!toPeer.some((f) => !f.includes('in_port=')))
+        problems.push(
+          `${node.name}: no flow (cookie ${cookie}) tunnels instance traffic for ${peer.subnet} to ${peer.underlayAddress} out of port ${tunnel}`,
+        );
       if (problems.length > 0) problems.push(`flows of ${node.name}'s nodenet0: ${JSON.stringify(flows)}`);
       return problems;
     },

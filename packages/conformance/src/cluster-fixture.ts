@@ -7,7 +7,13 @@
  * overlay routes a node holds (`proto 78`), and continuous ping and TCP streams to watch a disturbance.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createNetworkAdminClient, type CreateInterfaceResponse, type NetworkAdminApiClient, type NetworkApiClient, type Peer } from '@nodenet/api';
+import {
+  createNetworkAdminClient,
+  type CreateInterfaceResponse,
+  type NetworkAdminApiClient,
+  type NetworkApiClient,
+  type Peer,
+} from '@nodenet/api';
 import {
   Daemon,
   EchoServer,
@@ -149,7 +155,12 @@ export class ClusterNode {
     } else {
       const f = this.cluster;
       const backendConfig = await backendProfile(f.backend).prepareNode(f.scope, this.host);
-      this.currentDaemon = await Daemon.start({ scope: f.scope, node: this.host, backend: f.backend, config: { ...backendConfig, ...config } });
+      this.currentDaemon = await Daemon.start({
+        scope: f.scope,
+        node: this.host,
+        backend: f.backend,
+        config: { ...backendConfig, ...config },
+      });
     }
     return this.currentDaemon;
   }
@@ -158,7 +169,8 @@ export class ClusterNode {
   async stopDaemon(): Promise<void> {
     this.closeAdmin();
     const exit = await this.daemon.stop();
-    if (exit.exitCode !== 0) throw new Error(`${this.name}: the daemon exited with ${JSON.stringify(exit)} on SIGTERM, not 0: ${this.daemon.diagnostics()}`);
+    if (exit.exitCode !== 0)
+      throw new Error(`${this.name}: the daemon exited with ${JSON.stringify(exit)} on SIGTERM, not 0: ${this.daemon.diagnostics()}`);
   }
 
   /** SIGKILL: the daemon dies without a word (its etcd lease is left to expire). */
@@ -203,7 +215,13 @@ export class ClusterNode {
       const incidents = this.cluster.incidents().filter((i) => i.startsWith(`${this.name} `));
       // Keeps the gRPC status (code, details) so callers can still tell failures apart.
       const { code, details } = e as { code?: unknown; details?: unknown };
-      throw Object.assign(new Error(`${this.name}: CreateInterface ${address} failed: ${(e as Error).message}; daemon incidents: ${JSON.stringify(incidents)}`, { cause: e }), { code, details });
+      throw Object.assign(
+        new Error(
+          `${this.name}: CreateInterface ${address} failed: ${(e as Error).message}; daemon incidents: ${JSON.stringify(incidents)}`,
+          { cause: e },
+        ),
+        { code, details },
+      );
     }
     return { node: this, handle: response.interfaceName, address, ns, response };
   }
@@ -328,7 +346,10 @@ export class ClusterFixture {
       if (!n.hasDaemon) return [];
       return n.daemon.logs
         .filter((l) => l.event === 'repair' || l.level === 'warn' || l.level === 'error' || l.level === 40 || l.level === 50)
-        .map((l) => `${n.name} ${typeof l.time === 'number' || typeof l.time === 'string' ? l.time : ''}: ${typeof l.msg === 'string' ? l.msg : JSON.stringify(l)}`);
+        .map(
+          (l) =>
+            `${n.name} ${typeof l.time === 'number' || typeof l.time === 'string' ? l.time : ''}: ${typeof l.msg === 'string' ? l.msg : JSON.stringify(l)}`,
+        );
     });
   }
 
@@ -344,7 +365,13 @@ export class ClusterFixture {
 export interface PairResult {
   readonly from: ClusterInstance;
   readonly to: ClusterInstance;
-  readonly ping: { readonly ok: boolean; readonly received: number; readonly transmitted: number; readonly avgRttMs?: number; readonly output: string };
+  readonly ping: {
+    readonly ok: boolean;
+    readonly received: number;
+    readonly transmitted: number;
+    readonly avgRttMs?: number;
+    readonly output: string;
+  };
   readonly tcp: { readonly ok: boolean; readonly seenSource?: string; readonly error?: string };
 }
 
@@ -411,7 +438,13 @@ export async function probePairs(
     return {
       from,
       to,
-      ping: { ok: p.ok, received: p.received, transmitted: p.transmitted, ...(avg !== undefined ? { avgRttMs: avg } : {}), output: p.output },
+      ping: {
+        ok: p.ok,
+        received: p.received,
+        transmitted: p.transmitted,
+        ...(avg !== undefined ? { avgRttMs: avg } : {}),
+        output: p.output,
+      },
       tcp: { ok: t.ok, ...(seen ? { seenSource: seen.peerAddress } : {}), ...(t.error ? { error: t.error } : {}) },
     };
   });
@@ -476,7 +509,15 @@ export class ContinuousPing {
   }
 
   static start(scope: TestScope, ns: string, destination: string, intervalSec = 0.1): ContinuousPing {
-    const proc = startInNamespace(scope, ns, `ping ${destination} in ${ns}`, ['ping', '-n', '-i', String(intervalSec), '-W', '1', destination]);
+    const proc = startInNamespace(scope, ns, `ping ${destination} in ${ns}`, [
+      'ping',
+      '-n',
+      '-i',
+      String(intervalSec),
+      '-W',
+      '1',
+      destination,
+    ]);
     return new ContinuousPing(ns, destination, proc);
   }
 
@@ -567,10 +608,21 @@ export class TcpStream {
   /** Connects and waits until the connection is up. */
   static async start(scope: TestScope, ns: string, host: string, port: number, intervalMs = 50): Promise<TcpStream> {
     const client = startInNamespace(scope, ns, `tcp stream ${host}:${port} from ${ns}`, [
-      process.execPath, '--input-type=module', '-e', STREAM_CLIENT, host, String(port), String(intervalMs),
+      process.execPath,
+      '--input-type=module',
+      '-e',
+      STREAM_CLIENT,
+      host,
+      String(port),
+      String(intervalMs),
     ]);
     const stream = new TcpStream(client);
-    await waitUntil(`a TCP connection from ${ns} to ${host}:${port} is up (${stream.stderr.trim()})`, () => stream.connected || stream.exitedEarly, 5000, 20);
+    await waitUntil(
+      `a TCP connection from ${ns} to ${host}:${port} is up (${stream.stderr.trim()})`,
+      () => stream.connected || stream.exitedEarly,
+      5000,
+      20,
+    );
     if (!stream.connected) throw new Error(`the TCP stream from ${ns} to ${host}:${port} did not connect: ${stream.stderr.trim()}`);
     return stream;
   }

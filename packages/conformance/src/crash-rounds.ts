@@ -15,10 +15,27 @@
  * Addresses return to the pool once their instance is known gone, so later rounds reuse freed addresses
  * and ports.
  */
-import { settle, startSocatEcho, adoptInterface, destroyNamespace, ping, ipJson, type RpcOutcome, type SocatEchoServer } from '@nodenet/testkit';
+import {
+  settle,
+  startSocatEcho,
+  adoptInterface,
+  destroyNamespace,
+  ping,
+  ipJson,
+  type RpcOutcome,
+  type SocatEchoServer,
+} from '@nodenet/testkit';
 import type { CreateInterfaceRequest, CreateInterfaceResponse, DeepPartial, Empty } from '@nodenet/api';
 import { NODE_GATEWAY, NODE_PREFIX_LENGTH, type NodeFixture } from './fixture.js';
-import { consistencyProblems, crashDaemon, sleep, tcpEchoOnce, type CrashMode, type CrashOutcome, type RecordedInstance } from './durability.js';
+import {
+  consistencyProblems,
+  crashDaemon,
+  sleep,
+  tcpEchoOnce,
+  type CrashMode,
+  type CrashOutcome,
+  type RecordedInstance,
+} from './durability.js';
 
 export interface CrashRoundsOptions {
   readonly fixture: NodeFixture;
@@ -119,7 +136,9 @@ function isCutShort(o: RpcOutcome<unknown>): boolean {
   if (TRANSPORT_CODES.has(o.codeName)) return true;
   // grpc-js reports a stream reset by a dying peer as INTERNAL "Received RST_STREAM ..."; the daemon's own
   // INTERNAL errors name a step instead.
-  return (o.codeName === 'INTERNAL' || o.codeName === 'UNKNOWN') && /RST_STREAM|Connection dropped|Stream removed|connection/i.test(o.details);
+  return (
+    (o.codeName === 'INTERNAL' || o.codeName === 'UNKNOWN') && /RST_STREAM|Connection dropped|Stream removed|connection/i.test(o.details)
+  );
 }
 
 /** A small seeded PRNG (mulberry32), so a failing run can be described by its seed. */
@@ -192,7 +211,10 @@ export class CrashRounds {
 
     // Plan the burst: more deletes the more instances live.
     const liveList = [...this.live.values()];
-    const nDeletes = Math.min(liveList.length, Math.max(0, Math.min(this.burst - 2, Math.round((this.burst * liveList.length) / (2 * this.targetLive)))));
+    const nDeletes = Math.min(
+      liveList.length,
+      Math.max(0, Math.min(this.burst - 2, Math.round((this.burst * liveList.length) / (2 * this.targetLive)))),
+    );
     const deleteTargets = Array.from({ length: nDeletes }, () => this.pick(liveList));
     const repeatTargets = liveList.length > 0 ? [this.pick(liveList)] : [];
     const nCreates = Math.min(this.free.length, this.burst - nDeletes - repeatTargets.length);
@@ -218,9 +240,20 @@ export class CrashRounds {
       ...createPlans.map((p, i): CreateOp => {
         const ns = namespaces[i]!;
         const request = this.createRequest(p.address, ns, p.via);
-        return { kind: 'create', address: p.address, port: this.portOf(p.address), ns, via: p.via, outcome: sendAt(() => api.createInterface(request)) };
+        return {
+          kind: 'create',
+          address: p.address,
+          port: this.portOf(p.address),
+          ns,
+          via: p.via,
+          outcome: sendAt(() => api.createInterface(request)),
+        };
       }),
-      ...deleteTargets.map((t): DeleteOp => ({ kind: 'delete', target: t, outcome: sendAt(() => api.deleteInterface({ interfaceName: t.handle })) })),
+      ...deleteTargets.map((t): DeleteOp => ({
+        kind: 'delete',
+        target: t,
+        outcome: sendAt(() => api.deleteInterface({ interfaceName: t.handle })),
+      })),
       ...repeatTargets.map((t): RepeatOp => {
         const request = this.createRequest(t.address, t.ns, t.via);
         return { kind: 'repeat', target: t, outcome: sendAt(() => api.createInterface(request)) };
@@ -241,7 +274,10 @@ export class CrashRounds {
     );
     const t1 = performance.now();
     // What the crashed daemon's own reconcile passes did during the burst (for diagnosis).
-    const passRepairs = crashedDaemon.logs.slice(logMark).filter((l) => l.event === 'repair').map((l) => String(l.repair));
+    const passRepairs = crashedDaemon.logs
+      .slice(logMark)
+      .filter((l) => l.event === 'repair')
+      .map((l) => String(l.repair));
     const restored = await daemon.waitForLog((l) => l.event === 'restored', 5000).catch(() => undefined);
     if (!restored) problems.push('the restarted daemon logged no restored event');
     const restoreRepairs = (restored?.repairs as string[] | undefined) ?? [];
@@ -279,7 +315,9 @@ export class CrashRounds {
         if (o.ok) {
           acknowledged.creates++;
           if (!record || record.handle !== o.value.interfaceName) {
-            problems.push(`acknowledged create of ${op.address} (${o.value.interfaceName}) is not recorded after the restart${record ? ` (${record.handle} is)` : ''}`);
+            problems.push(
+              `acknowledged create of ${op.address} (${o.value.interfaceName}) is not recorded after the restart${record ? ` (${record.handle} is)` : ''}`,
+            );
             continue;
           }
         } else if (record) unacknowledged.createsThere++;
@@ -352,7 +390,10 @@ export class CrashRounds {
     await inBatches(gone, 5, async (g) => {
       if (g.checkNamespace) {
         const left = (await ipJson<Array<{ ifname: string }>>(g.ns, ['link', 'show'])).map((l) => l.ifname).filter((n) => n !== 'lo');
-        if (left.length > 0) problems.push(`${g.address}${g.handle ? ` (${g.handle})` : ''} is gone, but its namespace ${g.ns} still holds ${left.join(', ')}`);
+        if (left.length > 0)
+          problems.push(
+            `${g.address}${g.handle ? ` (${g.handle})` : ''} is gone, but its namespace ${g.ns} still holds ${left.join(', ')}`,
+          );
       }
       if (g.handle) {
         const again = await settle(f.api.deleteInterface({ interfaceName: g.handle }));
@@ -366,7 +407,15 @@ export class CrashRounds {
     for (const t of this.live.values()) {
       if (t.via !== 'runtime' || t.adopted) continue;
       try {
-        await adoptInterface({ nodeNs: f.ns, handle: t.handle, instanceNs: t.ns, address: t.address, prefixLength: NODE_PREFIX_LENGTH, gateway: NODE_GATEWAY, rename: 'eth0' });
+        await adoptInterface({
+          nodeNs: f.ns,
+          handle: t.handle,
+          instanceNs: t.ns,
+          address: t.address,
+          prefixLength: NODE_PREFIX_LENGTH,
+          gateway: NODE_GATEWAY,
+          rename: 'eth0',
+        });
         t.adopted = true;
       } catch (e) {
         problems.push(`could not move ${t.handle} (${t.address}) into ${t.ns} as a runtime would: ${(e as Error).message}`);
@@ -380,14 +429,21 @@ export class CrashRounds {
     if (full) toCheck = [...this.live.values()];
     else {
       const others = [...this.live.values()].filter((t) => !fresh.includes(t));
-      toCheck = [...fresh.filter((t) => this.live.get(t.address) === t), ...Array.from({ length: Math.min(2, others.length) }, () => this.pick(others))];
+      toCheck = [
+        ...fresh.filter((t) => this.live.get(t.address) === t),
+        ...Array.from({ length: Math.min(2, others.length) }, () => this.pick(others)),
+      ];
     }
-    await inBatches(toCheck.filter((t) => t.via === 'netns' || t.adopted), 6, async (t) => {
-      t.server ??= await startSocatEcho(f.scope, t.ns, 'tcp', t.port);
-      const [p, e] = await Promise.all([ping(t.ns, NODE_GATEWAY), tcpEchoOnce(f.world.ns, f.node.address, t.port)]);
-      if (!p.ok) problems.push(`${t.handle} (${t.address}) does not reach its gateway: ${p.output}`);
-      if (!e.ok) problems.push(`${t.handle} (${t.address}): its published port ${t.port} does not answer from the world: ${e.detail}`);
-    });
+    await inBatches(
+      toCheck.filter((t) => t.via === 'netns' || t.adopted),
+      6,
+      async (t) => {
+        t.server ??= await startSocatEcho(f.scope, t.ns, 'tcp', t.port);
+        const [p, e] = await Promise.all([ping(t.ns, NODE_GATEWAY), tcpEchoOnce(f.world.ns, f.node.address, t.port)]);
+        if (!p.ok) problems.push(`${t.handle} (${t.address}) does not reach its gateway: ${p.output}`);
+        if (!e.ok) problems.push(`${t.handle} (${t.address}): its published port ${t.port} does not answer from the world: ${e.detail}`);
+      },
+    );
 
     const t3 = performance.now();
     const sentCount = sent.creates + sent.deletes + sent.repeats;
@@ -449,7 +505,12 @@ export function summarize(reports: readonly RoundReport[]): CrashRoundsSummary {
   const repairKinds: Record<string, number> = {};
   for (const r of reports) {
     for (const text of r.restoreRepairs) {
-      const kind = text.replace(/nn[ih]-[0-9a-f]{8}/g, 'X').replace(/\d+\.\d+\.\d+\.\d+(:\d+)?/g, 'A').replace(/\b\d+\b/g, 'N').replace(/(X, )+X/g, 'X...').slice(0, 80);
+      const kind = text
+        .replace(/nn[ih]-[0-9a-f]{8}/g, 'X')
+        .replace(/\d+\.\d+\.\d+\.\d+(:\d+)?/g, 'A')
+        .replace(/\b\d+\b/g, 'N')
+        .replace(/(X, )+X/g, 'X...')
+        .slice(0, 80);
       repairKinds[kind] = (repairKinds[kind] ?? 0) + 1;
     }
   }

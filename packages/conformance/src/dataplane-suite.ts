@@ -56,7 +56,14 @@ export function testDataplane(name: string, make: () => Promise<DataplaneDriver>
     const n = options.subnetIndex ?? 1;
     const gateway = parseIpv4Address(`198.19.${n}.1`, 'gateway');
     const cni: CniSpec = { name: CNI_NAME, gateway, subnet: Subnet.of(`198.19.${n}.0/24`), mtu: 1450, mac: macForAddress(gateway) };
-    const cniRecord: CniRecord = { name: cni.name, gateway, subnet: cni.subnet.toString(), mtu: cni.mtu, mac: cni.mac, createdAt: new Date(0).toISOString() };
+    const cniRecord: CniRecord = {
+      name: cni.name,
+      gateway,
+      subnet: cni.subnet.toString(),
+      mtu: cni.mtu,
+      mac: cni.mac,
+      createdAt: new Date(0).toISOString(),
+    };
     const spec = instanceSpecMaker(cni, options.idBase);
     let d: DataplaneDriver;
 
@@ -83,7 +90,7 @@ export function testDataplane(name: string, make: () => Promise<DataplaneDriver>
     });
 
     describe('the CNI', () => {
-      it('ensureCni makes the CNI: the gateway address on it, its MAC and MTU, up, tagged as nodenet\'s', async () => {
+      it("ensureCni makes the CNI: the gateway address on it, its MAC and MTU, up, tagged as nodenet's", async () => {
         await d.dataplane.ensureCni(cni);
         const link = await linkIn(d.nodeNs, CNI_NAME);
         expect(link?.addr_info?.filter((a) => a.family === 'inet').map((a) => `${a.local}/${a.prefixlen}`)).toEqual([`${gateway}/24`]);
@@ -230,7 +237,7 @@ export function testDataplane(name: string, make: () => Promise<DataplaneDriver>
     });
 
     describe('ownership', () => {
-      it('inspectLink: nodenet\'s links carry their tag, others none, absent ones are null', async () => {
+      it("inspectLink: nodenet's links carry their tag, others none, absent ones are null", async () => {
         await ipBatch(d.nodeNs, ['link add nnt-other0 type bridge']);
         expect(await d.dataplane.inspectLink('nnt-other0' as InstanceSpec['handle'])).toEqual({ name: 'nnt-other0' });
         expect(await d.dataplane.inspectLink('nnt-none0' as InstanceSpec['handle'])).toBeNull();
@@ -253,7 +260,12 @@ export function testDataplane(name: string, make: () => Promise<DataplaneDriver>
         const t = spec(41, { kind: 'tap' });
         await d.dataplane.createInstance(a);
         await d.dataplane.createInstance(t);
-        await d.dataplane.deleteOwnedLinks([a.hostIfname, t.handle, 'nnt-other0' as InstanceSpec['handle'], 'nnt-none0' as InstanceSpec['handle']]);
+        await d.dataplane.deleteOwnedLinks([
+          a.hostIfname,
+          t.handle,
+          'nnt-other0' as InstanceSpec['handle'],
+          'nnt-none0' as InstanceSpec['handle'],
+        ]);
         await nothingLeftOf(a);
         await nothingLeftOf(t);
         expect(await d.dataplane.inspectLink('nnt-other0' as InstanceSpec['handle'])).toEqual({ name: 'nnt-other0' });

@@ -130,7 +130,10 @@ export async function readOwnedState(ns: string, stateDir: string, options: Read
 
 /** The ports of `bridge` in OVSDB and their `nodenet-owner` tags (two ovs-vsctl calls). */
 async function readSwitchPorts(ovs: PrivateOvs, bridge: string): Promise<{ name: string; owner?: string }[]> {
-  const names = (await ovs.vsctl(['list-ports', bridge])).stdout.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  const names = (await ovs.vsctl(['list-ports', bridge])).stdout
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
   const listing = JSON.parse((await ovs.vsctl(['--format=json', '--columns=name,external_ids', 'list', 'Interface'])).stdout) as {
     headings: string[];
     data: [string, [string, [string, string][]]][];
@@ -272,12 +275,14 @@ export function consistencyProblems(state: OwnedState, options: { cniName?: stri
       if (link.handle !== r.handle) problems.push(`record ${r.handle}: link ${r.hostIfname} is tagged for ${link.handle}`);
       if (switchPorts) {
         if (!switchPorts.has(r.hostIfname)) problems.push(`record ${r.handle}: ${r.hostIfname} is not a port of the switch ${cniName}`);
-      } else if (link.master !== cniName) problems.push(`record ${r.handle}: link ${r.hostIfname} is not on ${cniName} (master ${link.master ?? 'none'})`);
+      } else if (link.master !== cniName)
+        problems.push(`record ${r.handle}: link ${r.hostIfname} is not on ${cniName} (master ${link.master ?? 'none'})`);
       if (!link.up) problems.push(`record ${r.handle}: link ${r.hostIfname} is down`);
     }
     const source = `${r.hostIfname}|${r.address}`;
     explainedSources.add(source);
-    if (!sourceKeys.has(source)) problems.push(`record ${r.handle} (${r.address}): its anti-spoofing element ${r.hostIfname} . ${r.address} is missing`);
+    if (!sourceKeys.has(source))
+      problems.push(`record ${r.handle} (${r.address}): its anti-spoofing element ${r.hostIfname} . ${r.address} is missing`);
     for (const m of r.ports) {
       const key = `${m.protocol}/${m.hostPort}`;
       if (explainedPorts.has(key)) problems.push(`port ${key} is recorded twice (again by ${r.handle})`);
@@ -310,7 +315,9 @@ export function consistencyProblems(state: OwnedState, options: { cniName?: stri
     // The instance end of a veth left in the node namespace (no netns, not yet moved) is untagged by design.
     const r = recordsByHandle.get(u.name);
     if (r && !r.netns && r.kind !== 'tap') continue;
-    problems.push(`link ${u.name} is named like nodenet's but carries no nodenet alias${u.alias ? ` (alias '${u.alias}')` : ''} and no record explains it: a half-made interface`);
+    problems.push(
+      `link ${u.name} is named like nodenet's but carries no nodenet alias${u.alias ? ` (alias '${u.alias}')` : ''} and no record explains it: a half-made interface`,
+    );
   }
   return problems;
 }
@@ -340,7 +347,9 @@ export function nftHandles(shape: OwnedKernelShape): string[] {
       for (const [kind, v] of Object.entries(o as Json)) {
         const obj = v as Json;
         if (obj && typeof obj === 'object' && 'handle' in obj) {
-          out.push(`${kind} ${String(obj.family)} ${typeof obj.chain === 'string' ? obj.chain : typeof obj.name === 'string' ? obj.name : ''} #${String(obj.handle)}`);
+          out.push(
+            `${kind} ${String(obj.family)} ${typeof obj.chain === 'string' ? obj.chain : typeof obj.name === 'string' ? obj.name : ''} #${String(obj.handle)}`,
+          );
         }
       }
     }
@@ -545,11 +554,16 @@ export class TcpSession {
 export async function tcpEchoOnce(ns: string, host: string, port: number, timeoutSec = 3): Promise<{ ok: boolean; detail: string }> {
   const line = `nnt-${Math.random().toString(16).slice(2, 14)}\n`;
   // -t: after sending, wait up to this long for the echo (the server closes once it has echoed).
-  const r = await nsExec(ns, 'socat', ['-t', String(timeoutSec), '-T', String(timeoutSec), '-', `TCP:${host}:${port},connect-timeout=${timeoutSec}`], {
-    input: line,
-    allowFailure: true,
-    timeoutMs: (timeoutSec + 5) * 1000,
-  });
+  const r = await nsExec(
+    ns,
+    'socat',
+    ['-t', String(timeoutSec), '-T', String(timeoutSec), '-', `TCP:${host}:${port},connect-timeout=${timeoutSec}`],
+    {
+      input: line,
+      allowFailure: true,
+      timeoutMs: (timeoutSec + 5) * 1000,
+    },
+  );
   return { ok: r.stdout.trim() === line.trim(), detail: `socat exit ${r.exitCode}: ${r.stderr.trim() || JSON.stringify(r.stdout)}` };
 }
 

@@ -69,7 +69,9 @@ abstract class Probe {
       if (tail.length === n && tail.every((a) => a.answeredAt !== null)) return outageAfter(this.attempts, since);
       await new Promise((r) => setTimeout(r, 50));
     }
-    throw new Error(`${this.describe()}: traffic did not flow again within ${timeoutMs} ms of the disruption (${JSON.stringify(outageAfter(this.attempts, since))}; ${this.stderr.trim().slice(-300)})`);
+    throw new Error(
+      `${this.describe()}: traffic did not flow again within ${timeoutMs} ms of the disruption (${JSON.stringify(outageAfter(this.attempts, since))}; ${this.stderr.trim().slice(-300)})`,
+    );
   }
 
   protected abstract describe(): string;
@@ -102,7 +104,17 @@ export class ReplyLog extends Probe {
   }
 
   static start(scope: TestScope, ns: string, destination: string, intervalMs = 20): ReplyLog {
-    const proc = startInNamespace(scope, ns, `ping ${destination} from ${ns}`, ['ping', '-n', '-D', '-O', '-i', String(intervalMs / 1000), '-W', '1', destination]);
+    const proc = startInNamespace(scope, ns, `ping ${destination} from ${ns}`, [
+      'ping',
+      '-n',
+      '-D',
+      '-O',
+      '-i',
+      String(intervalMs / 1000),
+      '-W',
+      '1',
+      destination,
+    ]);
     return new ReplyLog(proc, ns, destination, intervalMs);
   }
 
@@ -174,7 +186,16 @@ export class PortProbe extends Probe {
   }
 
   static start(scope: TestScope, ns: string, host: string, port: number, intervalMs = 50, timeoutMs = 500): PortProbe {
-    const proc = startInNamespace(scope, ns, `port probe ${host}:${port} from ${ns}`, [process.execPath, '--input-type=module', '-e', PORT_PROBE, host, String(port), String(intervalMs), String(timeoutMs)]);
+    const proc = startInNamespace(scope, ns, `port probe ${host}:${port} from ${ns}`, [
+      process.execPath,
+      '--input-type=module',
+      '-e',
+      PORT_PROBE,
+      host,
+      String(port),
+      String(intervalMs),
+      String(timeoutMs),
+    ]);
     return new PortProbe(proc, ns, `${host}:${port}`);
   }
 

@@ -12,7 +12,15 @@ function reached(r: EchoResult, what: string): void {
 }
 
 /** An instance publishing `port` (TCP and UDP) with echo servers on it. */
-export async function publishedInstance(f: NodeFixture, port = f.nextPort()): Promise<{ instance: Instance; port: number; tcp: Awaited<ReturnType<typeof startEchoServers>>['tcp']; udp: Awaited<ReturnType<typeof startEchoServers>>['udp'] }> {
+export async function publishedInstance(
+  f: NodeFixture,
+  port = f.nextPort(),
+): Promise<{
+  instance: Instance;
+  port: number;
+  tcp: Awaited<ReturnType<typeof startEchoServers>>['tcp'];
+  udp: Awaited<ReturnType<typeof startEchoServers>>['udp'];
+}> {
   const instance = await f.addInstance(undefined, { ports: [port] });
   const { tcp, udp } = await startEchoServers(f.scope, instance.ns!, port);
   return { instance, port, tcp, udp };
@@ -59,12 +67,19 @@ export async function publishedFromNodeLoopback(f: NodeFixture): Promise<void> {
  */
 export async function loopbackGuard(f: NodeFixture): Promise<void> {
   const key = `net.ipv4.conf.${CNI_NAME}.route_localnet`;
-  expect((await readSysctls(f.ns, [key]))[key], `route_localnet on ${CNI_NAME}: without it the kernel drops these packets itself and this scenario proves nothing`).toBe('1');
+  expect(
+    (await readSysctls(f.ns, [key]))[key],
+    `route_localnet on ${CNI_NAME}: without it the kernel drops these packets itself and this scenario proves nothing`,
+  ).toBe('1');
   const port = f.nextPort();
   const server = await startEchoServer(f.scope, f.ns, { protocol: 'udp', port, host: '127.0.0.1' });
   reached(await echo(f.ns, { protocol: 'udp', host: '127.0.0.1', port }), 'control: the node reaches its own 127.0.0.1');
   const hostile = await f.addInstance();
-  await ipBatch(hostile.ns!, ['route del local 127.0.0.0/8 dev lo table local', 'route del local 127.0.0.1 dev lo table local', `route add 127.0.0.0/8 via ${NODE_GATEWAY}`]);
+  await ipBatch(hostile.ns!, [
+    'route del local 127.0.0.0/8 dev lo table local',
+    'route del local 127.0.0.1 dev lo table local',
+    `route add 127.0.0.0/8 via ${NODE_GATEWAY}`,
+  ]);
   const r = await echo(hostile.ns!, { protocol: 'udp', host: '127.0.0.1', port, timeoutMs: 1000 });
   expect(r.ok, `${hostile.handle} reached the node's 127.0.0.1:${port}`).toBe(false);
   expect(server.receivedPayload(r.payload), "the node's loopback service got a datagram from an instance").toEqual([]);
@@ -128,7 +143,10 @@ export async function antiSpoofing(f: NodeFixture): Promise<void> {
   ]);
   const spoofedInSubnet = f.nextAddress(); // unused address of the node subnet
   const spoofedOutside = '10.99.0.7';
-  await ipBatch(spoofer.ns!, [`addr add ${spoofedInSubnet}/32 dev ${spoofer.ifname}`, `addr add ${spoofedOutside}/32 dev ${spoofer.ifname}`]);
+  await ipBatch(spoofer.ns!, [
+    `addr add ${spoofedInSubnet}/32 dev ${spoofer.ifname}`,
+    `addr add ${spoofedOutside}/32 dev ${spoofer.ifname}`,
+  ]);
 
   // Controls: the instance's own address gets through to both.
   reached(await echo(spoofer.ns!, { protocol: 'udp', host: victim.address, port, bind: spoofer.address }), 'control to instance');
@@ -149,4 +167,3 @@ export async function antiSpoofing(f: NodeFixture): Promise<void> {
   const p = await ping(spoofer.ns!, victim.address, { source: spoofedInSubnet, timeoutSec: 1, count: 2 });
   expect(p.received, p.output).toBe(0);
 }
-

@@ -54,12 +54,22 @@ describe.each(BACKENDS)('cluster of 3 nodes (%s backend)', (backend) => {
 
     const others = (n: ClusterNode): ClusterNode[] => c.nodes.filter((o) => o !== n);
 
-    it('every node routes the other nodes\' subnets over the overlay (proto 78); ListPeers and Inspect show the peers programmed', async () => {
+    it("every node routes the other nodes' subnets over the overlay (proto 78); ListPeers and Inspect show the peers programmed", async () => {
       // etcd: peers appear through the watch, so the first node may see the last one a moment later.
       const converged = await waitUntil(
-        'every node has overlay routes to exactly the other nodes\' subnets',
+        "every node has overlay routes to exactly the other nodes' subnets",
         async () => {
-          const all = await Promise.all(c.nodes.map(async (n) => JSON.stringify(await n.routedSubnets()) === JSON.stringify(others(n).map((o) => o.subnet).sort())));
+          const all = await Promise.all(
+            c.nodes.map(
+              async (n) =>
+                JSON.stringify(await n.routedSubnets()) ===
+                JSON.stringify(
+                  others(n)
+                    .map((o) => o.subnet)
+                    .sort(),
+                ),
+            ),
+          );
           return all.every(Boolean);
         },
         15_000,
@@ -71,35 +81,51 @@ describe.each(BACKENDS)('cluster of 3 nodes (%s backend)', (backend) => {
         for (const o of others(n)) {
           const r = routes.find((x) => x.dst === o.subnet);
           expect(r, `${n.name} routes ${o.subnet}`).toBeDefined();
-          if (overlay === 'vxlan') expect(await backendProfile(backend).vxlanPathProblems(n.host, { subnet: o.subnet, underlayAddress: o.address }), `${n.name}: ${o.subnet} goes over the overlay`).toEqual([]);
+          if (overlay === 'vxlan')
+            expect(
+              await backendProfile(backend).vxlanPathProblems(n.host, { subnet: o.subnet, underlayAddress: o.address }),
+              `${n.name}: ${o.subnet} goes over the overlay`,
+            ).toEqual([]);
           else expect(r, `${n.name}: ${o.subnet} goes via ${o.name}'s underlay address`).toMatchObject({ gateway: o.address, dev: 'eth0' });
         }
         const peers = await n.admin.listPeers();
         expect(peers.membership).toBe(membership);
         expect(peers.peers.map((p) => [p.peer?.name, p.peer?.underlayAddress, p.peer?.subnet, p.programmed]).sort(), incidents).toEqual(
-          others(n).map((o) => [o.name, o.address, o.subnet, true]).sort(),
+          others(n)
+            .map((o) => [o.name, o.address, o.subnet, true])
+            .sort(),
         );
         const inspect = await n.admin.inspect();
         expect(inspect).toMatchObject({ nodeName: n.name, underlayAddress: n.address, backend, overlayMode: overlay });
         expect(inspect.cni).toMatchObject({ name: 'nodenet0', gateway: n.gateway, subNetwork: n.subnet, mtu: c.instanceMtu });
-        expect(inspect.peers.map((p) => `${p.peer?.name}: ${p.programmed}`).sort(), incidents).toEqual(others(n).map((o) => `${o.name}: true`));
-        expect(inspect.interfaces.map((i) => i.ipAddress).sort()).toEqual(instances.filter((i) => i.node === n).map((i) => i.address).sort());
+        expect(inspect.peers.map((p) => `${p.peer?.name}: ${p.programmed}`).sort(), incidents).toEqual(
+          others(n).map((o) => `${o.name}: true`),
+        );
+        expect(inspect.interfaces.map((i) => i.ipAddress).sort()).toEqual(
+          instances
+            .filter((i) => i.node === n)
+            .map((i) => i.address)
+            .sort(),
+        );
       }
     });
 
-    it('every instance reaches every instance on the other nodes: ping and TCP, the server sees the client\'s own address', async () => {
+    it("every instance reaches every instance on the other nodes: ping and TCP, the server sees the client's own address", async () => {
       const pairs = crossNodePairs(instances);
       expect(pairs).toHaveLength(24);
       const results = await probePairs(c.scope, pairs);
       const failures = results
         .filter((r) => !r.ping.ok || !r.tcp.ok || r.tcp.seenSource !== r.from.address)
-        .map((r) => `${r.from.address}(${r.from.node.name}) -> ${r.to.address}(${r.to.node.name}): ping ${r.ping.received}/${r.ping.transmitted}, tcp ${r.tcp.ok ? 'ok' : r.tcp.error}, server saw ${r.tcp.seenSource ?? 'nothing'}`);
+        .map(
+          (r) =>
+            `${r.from.address}(${r.from.node.name}) -> ${r.to.address}(${r.to.node.name}): ping ${r.ping.received}/${r.ping.transmitted}, tcp ${r.tcp.ok ? 'ok' : r.tcp.error}, server saw ${r.tcp.seenSource ?? 'nothing'}`,
+        );
       expect(failures, `daemon incidents: ${JSON.stringify(c.incidents())}`).toEqual([]);
       const rtts = results.map((r) => r.ping.avgRttMs ?? NaN).sort((a, b) => a - b);
       measured(`${label}: cross-node ping rtt (ms) min/median/max`, [rtts[0], rtts[Math.floor(rtts.length / 2)], rtts.at(-1)]);
     });
 
-    it('instances get the overlay\'s MTU; a full-size packet with DF set crosses unfragmented and one byte more is refused', async () => {
+    it("instances get the overlay's MTU; a full-size packet with DF set crosses unfragmented and one byte more is refused", async () => {
       const mtu = c.instanceMtu;
       expect(mtu).toBe(overlay === 'vxlan' ? 1450 : 1500);
       for (const i of instances) expect(i.response.mtu, `${i.handle} on ${i.node.name}`).toBe(mtu);
@@ -119,7 +145,7 @@ describe.each(BACKENDS)('cluster of 3 nodes (%s backend)', (backend) => {
       expect((await link(a.ns, 'eth0'))?.mtu).toBe(mtu);
     });
 
-    it('egress to the world is masqueraded as the node\'s address, while cross-node traffic keeps the instance\'s address', async () => {
+    it("egress to the world is masqueraded as the node's address, while cross-node traffic keeps the instance's address", async () => {
       const port = c.node(1).nextPort();
       const atWorld = await startEchoServer(c.scope, c.world.ns, { protocol: 'tcp', port });
       for (const n of c.nodes) {
@@ -128,7 +154,9 @@ describe.each(BACKENDS)('cluster of 3 nodes (%s backend)', (backend) => {
         expect(p.ok, p.output).toBe(true);
         const r = await echo(inst.ns, { protocol: 'tcp', host: c.world.internetAddress, port });
         expect(r.ok, r.error).toBe(true);
-        expect(atWorld.receivedPayload(r.payload)[0]?.peerAddress, `the world sees ${n.name}'s underlay address, not ${inst.address}`).toBe(n.address);
+        expect(atWorld.receivedPayload(r.payload)[0]?.peerAddress, `the world sees ${n.name}'s underlay address, not ${inst.address}`).toBe(
+          n.address,
+        );
       }
       // The same instance to an instance of another node: not masqueraded.
       const [from, to] = [instances[0]!, instances[4]!];
@@ -186,7 +214,11 @@ describe.each(BACKENDS)('cluster of 3 nodes (%s backend)', (backend) => {
       }
       // Peers still route to node-2, and the restarted daemon still routes to them.
       for (const n of c.nodes) {
-        expect(await n.routedSubnets(), n.name).toEqual(others(n).map((o) => o.subnet).sort());
+        expect(await n.routedSubnets(), n.name).toEqual(
+          others(n)
+            .map((o) => o.subnet)
+            .sort(),
+        );
       }
     });
   });

@@ -25,7 +25,10 @@ async function expectConnected(c: ClusterFixture, newcomer: ClusterInstance, oth
   const results = await probePairs(c.scope, pairs, { pingCount: 1 });
   const failures = results
     .filter((r) => !r.ping.ok || !r.tcp.ok || r.tcp.seenSource !== r.from.address)
-    .map((r) => `${r.from.address} -> ${r.to.address}: ping ${r.ping.ok}, tcp ${r.tcp.ok ? 'ok' : r.tcp.error}, server saw ${r.tcp.seenSource ?? 'nothing'}`);
+    .map(
+      (r) =>
+        `${r.from.address} -> ${r.to.address}: ping ${r.ping.ok}, tcp ${r.tcp.ok ? 'ok' : r.tcp.error}, server saw ${r.tcp.seenSource ?? 'nothing'}`,
+    );
   expect(failures, `daemon incidents: ${JSON.stringify(c.incidents())}`).toEqual([]);
 }
 
@@ -74,7 +77,12 @@ describe.each(BACKENDS)('cluster membership at run time (%s backend)', (backend)
       const t0 = performance.now();
       await Promise.all(old.map((n) => n.admin.addPeer(n4.peer)));
       const rpcDone = performance.now() - t0;
-      await waitUntil('every old node\'s instance reaches node-4\'s', async () => (await Promise.all(instances.map((i) => reaches(i, i4, 0.3)))).every(Boolean), 10_000, 20);
+      await waitUntil(
+        "every old node's instance reaches node-4's",
+        async () => (await Promise.all(instances.map((i) => reaches(i, i4, 0.3)))).every(Boolean),
+        10_000,
+        20,
+      );
       measured('static: AddPeer on 3 nodes (RPCs returned)', rpcDone);
       measured('static: AddPeer sent -> node-4 reachable from every node', performance.now() - t0);
       expect(await routesTo(old, n4.subnet)).toEqual([true, true, true]);
@@ -100,7 +108,12 @@ describe.each(BACKENDS)('cluster membership at run time (%s backend)', (backend)
 
       const t2 = performance.now();
       await Promise.all(old.map((n) => n.admin.addPeer(n4.peer)));
-      await waitUntil('node-4 is reachable again', async () => (await Promise.all(instances.map((i) => reaches(i, i4, 0.3)))).every(Boolean), 10_000, 20);
+      await waitUntil(
+        'node-4 is reachable again',
+        async () => (await Promise.all(instances.map((i) => reaches(i, i4, 0.3)))).every(Boolean),
+        10_000,
+        20,
+      );
       measured('static: AddPeer again -> node-4 reachable from every node', performance.now() - t2);
       await expectConnected(c, i4, instances);
     });
@@ -113,7 +126,14 @@ describe.each(BACKENDS)('cluster membership at run time (%s backend)', (backend)
     let n4: ClusterNode;
     let i4: ClusterInstance;
     beforeAll(async () => {
-      c = await ClusterFixture.start({ backend, nodes: 3, overlay: 'vxlan', membership: 'etcd', leaseTtlSeconds: ttl, reconcileIntervalSeconds: 1 });
+      c = await ClusterFixture.start({
+        backend,
+        nodes: 3,
+        overlay: 'vxlan',
+        membership: 'etcd',
+        leaseTtlSeconds: ttl,
+        reconcileIntervalSeconds: 1,
+      });
       instances = await Promise.all(c.nodes.map((n) => n.addInstance()));
     });
     afterAll(() => c?.close());
@@ -138,14 +158,29 @@ describe.each(BACKENDS)('cluster membership at run time (%s backend)', (backend)
       const t0 = performance.now();
       await n4.createCni();
       const cniDone = performance.now() - t0;
-      await waitUntil('every old node routes node-4\'s subnet', async () => (await routesTo(c.nodes.slice(0, 3), n4.subnet)).every(Boolean), 15_000, 20);
+      await waitUntil(
+        "every old node routes node-4's subnet",
+        async () => (await routesTo(c.nodes.slice(0, 3), n4.subnet)).every(Boolean),
+        15_000,
+        20,
+      );
       measured('etcd: node-4 CreateContainerNetworkInterface returned', cniDone);
       measured('etcd: node-4 CreateContainerNetworkInterface called -> routes on every old node', performance.now() - t0);
       i4 = await n4.addInstance();
-      await waitUntil('every node\'s instance reaches node-4\'s', async () => (await Promise.all(instances.map((i) => reaches(i, i4, 0.3)))).every(Boolean), 15_000, 20);
+      await waitUntil(
+        "every node's instance reaches node-4's",
+        async () => (await Promise.all(instances.map((i) => reaches(i, i4, 0.3)))).every(Boolean),
+        15_000,
+        20,
+      );
       measured('etcd: node-4 CreateContainerNetworkInterface called -> its new instance reachable from every node', performance.now() - t0);
       expect(await routesTo(c.nodes.slice(0, 3), n4.subnet)).toEqual([true, true, true]);
-      expect((await n4.routedSubnets())).toEqual(c.nodes.slice(0, 3).map((n) => n.subnet).sort());
+      expect(await n4.routedSubnets()).toEqual(
+        c.nodes
+          .slice(0, 3)
+          .map((n) => n.subnet)
+          .sort(),
+      );
       await expectConnected(c, i4, instances);
     });
 
@@ -155,18 +190,26 @@ describe.each(BACKENDS)('cluster membership at run time (%s backend)', (backend)
       const t0 = performance.now();
       await n4.killDaemon();
       let recordGoneAt: number | undefined;
-      const watchRecord = waitUntil('the etcd record of node-4 is gone', async () => !(await c.etcdNodeRecords()).has(n4.name), (ttl + 10) * 1000, 50).then(() => {
+      const watchRecord = waitUntil(
+        'the etcd record of node-4 is gone',
+        async () => !(await c.etcdNodeRecords()).has(n4.name),
+        (ttl + 10) * 1000,
+        50,
+      ).then(() => {
         recordGoneAt = performance.now() - t0;
       });
       const routesGone = await waitUntil(
-        'no old node routes node-4\'s subnet',
+        "no old node routes node-4's subnet",
         async () => (await routesTo(old, n4.subnet)).every((has) => !has),
         (ttl + 10) * 1000,
         50,
       );
       await watchRecord;
       measured(`etcd: SIGKILL -> node-4's record gone (lease TTL ${ttl} s)`, recordGoneAt!);
-      measured(`etcd: SIGKILL -> routes to node-4 removed on every peer (lease TTL ${ttl} s; contract bound TTL + 2 s = ${(ttl + 2) * 1000} ms)`, routesGone);
+      measured(
+        `etcd: SIGKILL -> routes to node-4 removed on every peer (lease TTL ${ttl} s; contract bound TTL + 2 s = ${(ttl + 2) * 1000} ms)`,
+        routesGone,
+      );
       measured('etcd: record gone -> routes removed', routesGone - recordGoneAt!);
       for (const n of old) expect((await n.admin.listPeers()).peers.map((p) => p.peer?.name)).not.toContain('node-4');
       expect(await reaches(instances[0]!, i4)).toBe(false);
@@ -176,7 +219,12 @@ describe.each(BACKENDS)('cluster membership at run time (%s backend)', (backend)
       const t1 = performance.now();
       await n4.startDaemon();
       const serving = performance.now() - t1;
-      const back = await waitUntil('node-4 is reachable again from every node', async () => (await Promise.all(instances.map((i) => reaches(i, i4, 0.3)))).every(Boolean), 15_000, 20);
+      const back = await waitUntil(
+        'node-4 is reachable again from every node',
+        async () => (await Promise.all(instances.map((i) => reaches(i, i4, 0.3)))).every(Boolean),
+        15_000,
+        20,
+      );
       measured('etcd: node-4 daemon started -> SERVING', serving);
       measured('etcd: node-4 SERVING -> reachable from every node', back);
       expect(await routesTo(old, n4.subnet)).toEqual([true, true, true]);

@@ -176,7 +176,9 @@ describe.each(BACKENDS)('CreateContainerNetworkInterface (%s backend)', (backend
     });
 
     it('a subnet beside the peer is accepted', async () => {
-      expect((await f.api.createContainerNetworkInterface({ ipAddress: NODE_GATEWAY, subNetwork: NODE_SUBNET })).interfaceName).toBe('nodenet0');
+      expect((await f.api.createContainerNetworkInterface({ ipAddress: NODE_GATEWAY, subNetwork: NODE_SUBNET })).interfaceName).toBe(
+        'nodenet0',
+      );
     });
   });
 });

@@ -7,7 +7,10 @@ import { BACKENDS, NODE_GATEWAY, NODE_PREFIX_LENGTH, NodeFixture } from '../src/
 const HANDLE_RE = /^nni-[0-9a-f]{8}$/;
 
 async function nodenetLinks(ns: string): Promise<string[]> {
-  return (await links(ns)).map((l) => l.ifname).filter((n) => /^nn[ih]-/.test(n)).sort();
+  return (await links(ns))
+    .map((l) => l.ifname)
+    .filter((n) => /^nn[ih]-/.test(n))
+    .sort();
 }
 
 /** Runs `fn` over `items` with at most `limit` at a time (process spawns on 2 cores). */
@@ -31,9 +34,13 @@ describe.each(BACKENDS)('concurrency (%s backend)', (backend) => {
     const namespaces = await inBatches(Array.from({ length: count }), 10, () => f.topology.createInstanceNamespace());
     const instances = namespaces.map((ns) => ({ ns, address: f.nextAddress(), port: f.nextPort() }));
     const started = performance.now();
-    const outcomes = await Promise.all(instances.map((i) => settle(f.api.createInterface({ ipAddress: i.address, ports: [i.port], netns: i.ns }))));
+    const outcomes = await Promise.all(
+      instances.map((i) => settle(f.api.createInterface({ ipAddress: i.address, ports: [i.port], netns: i.ns }))),
+    );
     const elapsed = performance.now() - started;
-    console.log(`[measure] ${backend}: ${count} parallel CreateInterface (netns + 1 port) took ${elapsed.toFixed(0)} ms (${(elapsed / count).toFixed(1)} ms per create)`);
+    console.log(
+      `[measure] ${backend}: ${count} parallel CreateInterface (netns + 1 port) took ${elapsed.toFixed(0)} ms (${(elapsed / count).toFixed(1)} ms per create)`,
+    );
     const failures = outcomes.filter((o) => !o.ok);
     expect(failures, JSON.stringify(failures.slice(0, 3))).toEqual([]);
     const names = outcomes.map((o) => (o.ok ? o.value.interfaceName : ''));
@@ -64,12 +71,22 @@ describe.each(BACKENDS)('concurrency (%s backend)', (backend) => {
     expect(winners).toHaveLength(1);
     expect(outcomes.filter((o) => !o.ok).map((o) => (o.ok ? '' : o.codeName))).toEqual(Array(9).fill('ALREADY_EXISTS'));
     const after = await nodenetLinks(f.ns);
-    expect(after.filter((n) => !before.includes(n)), 'one veth pair was made').toHaveLength(2);
+    expect(
+      after.filter((n) => !before.includes(n)),
+      'one veth pair was made',
+    ).toHaveLength(2);
 
     // The winner's port is published, the losers' are not.
     const winner = winners[0]!;
     const ns = await f.topology.createInstanceNamespace();
-    await adoptInterface({ nodeNs: f.ns, handle: winner.handle, instanceNs: ns, address, prefixLength: NODE_PREFIX_LENGTH, gateway: NODE_GATEWAY });
+    await adoptInterface({
+      nodeNs: f.ns,
+      handle: winner.handle,
+      instanceNs: ns,
+      address,
+      prefixLength: NODE_PREFIX_LENGTH,
+      gateway: NODE_GATEWAY,
+    });
     for (const port of ports) await startSocatEcho(f.scope, ns, 'tcp', port);
     for (const port of ports) {
       const r = await echo(f.world.ns, { protocol: 'tcp', host: f.node.address, port, timeoutMs: 1500 });

@@ -31,7 +31,9 @@ beforeAll(async () => {
   scope = await TestScope.create();
   const dir = await scope.createTempDir();
   expect(relative(repoRoot, dir).startsWith('..'), `${dir} is outside the repository`).toBe(true);
-  const packed = await exec(process.execPath, [join(repoRoot, 'scripts/pack.mjs'), '--out', join(dir, 'tarballs'), '--json'], { timeoutMs: 120_000 });
+  const packed = await exec(process.execPath, [join(repoRoot, 'scripts/pack.mjs'), '--out', join(dir, 'tarballs'), '--json'], {
+    timeoutMs: 120_000,
+  });
   tarballs = JSON.parse(packed.stdout) as Tarball[];
 
   // Every library package is a direct dependency from its tarball, so the siblings they pin (exactly
@@ -48,7 +50,8 @@ beforeAll(async () => {
   };
   await writeFile(join(project, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   await copyFile(join(consumerDir, 'tsconfig.json'), join(project, 'tsconfig.json'));
-  for (const file of (await readdir(consumerDir)).filter((f) => f.endsWith('.ts'))) await copyFile(join(consumerDir, file), join(project, 'src', file));
+  for (const file of (await readdir(consumerDir)).filter((f) => f.endsWith('.ts')))
+    await copyFile(join(consumerDir, file), join(project, 'src', file));
 
   await exec('npm', ['install', '--prefix', project, '--no-audit', '--no-fund', '--prefer-offline'], { timeoutMs: 300_000 });
   // Each package README's TypeScript examples are type-checked too (not run: they need etcd, OVS, a daemon).
@@ -68,13 +71,28 @@ afterAll(async () => {
 
 describe('the installed packages', () => {
   it('are every library package at 0.2.0, copied into the project (no link into the repository), with the license', async () => {
-    const libraries = ['api', 'backend-iproute2', 'backend-ovs', 'core', 'linux', 'membership-etcd', 'nftables', 'openvswitch', 'state', 'sys'];
+    const libraries = [
+      'api',
+      'backend-iproute2',
+      'backend-ovs',
+      'core',
+      'linux',
+      'membership-etcd',
+      'nftables',
+      'openvswitch',
+      'state',
+      'sys',
+    ];
     expect(tarballs.map((t) => t.name)).toEqual(expect.arrayContaining(libraries.map((p) => `@nodenet/${p}`)));
     for (const t of tarballs) {
       const installed = join(project, 'node_modules', t.name);
       expect((await lstat(installed)).isSymbolicLink(), `${installed} is a link`).toBe(false);
       expect(relative(repoRoot, await realpath(installed)).startsWith('..'), `${installed} is outside the repository`).toBe(true);
-      const m = JSON.parse(await readFile(join(installed, 'package.json'), 'utf8')) as { version: string; license: string; private?: boolean };
+      const m = JSON.parse(await readFile(join(installed, 'package.json'), 'utf8')) as {
+        version: string;
+        license: string;
+        private?: boolean;
+      };
       expect(m, t.name).toMatchObject({ version: '0.2.0', license: 'Apache-2.0' });
       expect(m.private, t.name).toBeUndefined();
       expect(await readFile(join(installed, 'LICENSE'), 'utf8'), t.name).toContain('Apache License');
@@ -95,11 +113,16 @@ describe('the typed client (@nodenet/api) against a daemon', () => {
   });
 
   it('creates the CNI, creates an interface, deletes it', async () => {
-    const cni = JSON.parse((await consumer('client', [daemon.target, 'cni', '198.19.1.1', '198.19.1.0/24'])).stdout) as { interfaceName: string };
+    const cni = JSON.parse((await consumer('client', [daemon.target, 'cni', '198.19.1.1', '198.19.1.0/24'])).stdout) as {
+      interfaceName: string;
+    };
     expect(cni.interfaceName).toBe('nodenet0');
     expect((await link(node.ns, 'nodenet0'))?.linkinfo?.info_kind).toBe('bridge');
 
-    const created = JSON.parse((await consumer('client', [daemon.target, 'create', '198.19.1.10'])).stdout) as { interfaceName: string; hostInterfaceName: string };
+    const created = JSON.parse((await consumer('client', [daemon.target, 'create', '198.19.1.10'])).stdout) as {
+      interfaceName: string;
+      hostInterfaceName: string;
+    };
     expect(created.interfaceName).toMatch(/^nni-[0-9a-f]{8}$/);
     expect((await link(node.ns, created.interfaceName))?.linkinfo?.info_kind).toBe('veth');
     expect((await link(node.ns, created.hostInterfaceName))?.master).toBe('nodenet0');
@@ -123,7 +146,11 @@ describe('the iproute2 backend (@nodenet/backend-iproute2 + @nodenet/core) as a 
     const instances = JSON.parse(out.stdout) as { ns: string; address: string; hostIfname: string }[];
     expect(instances.map((i) => i.address)).toEqual(['198.19.7.11', '198.19.7.12']);
     for (const i of instances) expect((await link(node, i.hostIfname))?.master).toBe('nodenet0');
-    for (const [from, to] of [[a, '198.19.7.12'], [b, '198.19.7.11'], [a, '198.19.7.1']] as const) {
+    for (const [from, to] of [
+      [a, '198.19.7.12'],
+      [b, '198.19.7.11'],
+      [a, '198.19.7.1'],
+    ] as const) {
       const p = await ping(from, to);
       expect(p.ok, `${from} -> ${to}: ${p.output}`).toBe(true);
     }

@@ -61,7 +61,15 @@ describe.each(BACKENDS)('CreateInterface (%s backend)', (backend) => {
       const address = f.nextAddress();
       const r = await f.api.createInterface({ ipAddress: address });
       const ns = await f.topology.createInstanceNamespace();
-      await adoptInterface({ nodeNs: f.ns, handle: r.interfaceName, instanceNs: ns, address, prefixLength: NODE_PREFIX_LENGTH, gateway: NODE_GATEWAY, rename: 'eth0' });
+      await adoptInterface({
+        nodeNs: f.ns,
+        handle: r.interfaceName,
+        instanceNs: ns,
+        address,
+        prefixLength: NODE_PREFIX_LENGTH,
+        gateway: NODE_GATEWAY,
+        rename: 'eth0',
+      });
       expect(await link(f.ns, r.interfaceName)).toBeUndefined();
       for (const target of [NODE_GATEWAY, f.node.address, f.world.address]) {
         const p = await ping(ns, target);
@@ -130,7 +138,8 @@ describe.each(BACKENDS)('CreateInterface (%s backend)', (backend) => {
     it('a published port (TCP and UDP) is reachable from the world', () => publishedFromWorld(f));
     it('a published port is reachable from the node itself, on its underlay and gateway addresses', () => publishedFromNode(f));
     it('a published port is reachable from the node itself on 127.0.0.1', () => publishedFromNodeLoopback(f));
-    it('a published port is reachable from instances through the node addresses (hairpin, also to itself)', () => publishedFromInstances(f));
+    it('a published port is reachable from instances through the node addresses (hairpin, also to itself)', () =>
+      publishedFromInstances(f));
     it('anti-spoofing: packets from an instance with another source address are dropped', () => antiSpoofing(f));
     it("no instance reaches services on the node's 127.0.0.1", () => loopbackGuard(f));
 
@@ -195,7 +204,15 @@ describe.each(BACKENDS)('CreateInterface (%s backend)', (backend) => {
       expect(Object.keys(r)).toEqual(['interface_name']);
       expect(r.interface_name).toMatch(HANDLE_RE);
       const ns = await f.topology.createInstanceNamespace();
-      await adoptInterface({ nodeNs: f.ns, handle: r.interface_name, instanceNs: ns, address, prefixLength: NODE_PREFIX_LENGTH, gateway: NODE_GATEWAY, rename: 'eth0' });
+      await adoptInterface({
+        nodeNs: f.ns,
+        handle: r.interface_name,
+        instanceNs: ns,
+        address,
+        prefixLength: NODE_PREFIX_LENGTH,
+        gateway: NODE_GATEWAY,
+        rename: 'eth0',
+      });
       const { tcp } = await startEchoServers(f.scope, ns, port);
       const p = await ping(ns, NODE_GATEWAY);
       expect(p.ok, p.output).toBe(true);
@@ -264,7 +281,11 @@ describe.each(BACKENDS)('CreateInterface (%s backend)', (backend) => {
       ['the overlay UDP port 4789 (seed ports)', { ports: [4789] }, '4789'],
       ['the overlay UDP port 4789 (UDP mapping)', { portMappings: [{ hostPort: 4789, instancePort: 53, protocol: Protocol.UDP }] }, '4789'],
       [`a config reservedPorts entry (${RESERVED_FROM_CONFIG})`, { ports: [RESERVED_FROM_CONFIG] }, String(RESERVED_FROM_CONFIG)],
-      ['a config reservedPorts entry (TCP mapping)', { portMappings: [{ hostPort: RESERVED_FROM_CONFIG, instancePort: 22, protocol: Protocol.TCP }] }, String(RESERVED_FROM_CONFIG)],
+      [
+        'a config reservedPorts entry (TCP mapping)',
+        { portMappings: [{ hostPort: RESERVED_FROM_CONFIG, instancePort: 22, protocol: Protocol.TCP }] },
+        String(RESERVED_FROM_CONFIG),
+      ],
     ] as Array<[string, DeepPartial<CreateInterfaceRequest>, string]>)(
       'a reserved port, %s: FAILED_PRECONDITION, nothing changes',
       async (_what, extra, mentioned) => {
@@ -293,9 +314,17 @@ describe.each(BACKENDS)('CreateInterface (%s backend)', (backend) => {
       ['port 65536', { ipAddress: '198.19.1.240', ports: [65536] }, '65536'],
       ['a negative port', { ipAddress: '198.19.1.240', ports: [-1] }, '-1'],
       ['a duplicate port', { ipAddress: '198.19.1.240', ports: [8080, 8080] }, '8080'],
-      ['a port in ports and a mapping', { ipAddress: '198.19.1.240', ports: [8080], portMappings: [{ hostPort: 8080, protocol: Protocol.TCP }] }, '8080'],
+      [
+        'a port in ports and a mapping',
+        { ipAddress: '198.19.1.240', ports: [8080], portMappings: [{ hostPort: 8080, protocol: Protocol.TCP }] },
+        '8080',
+      ],
       ['a mapping with host port 0', { ipAddress: '198.19.1.240', portMappings: [{ hostPort: 0, instancePort: 80 }] }, 'port'],
-      ['a mapping with instance port 70000', { ipAddress: '198.19.1.240', portMappings: [{ hostPort: 8080, instancePort: 70000 }] }, '70000'],
+      [
+        'a mapping with instance port 70000',
+        { ipAddress: '198.19.1.240', portMappings: [{ hostPort: 8080, instancePort: 70000 }] },
+        '70000',
+      ],
       ['a malformed ifname', { ipAddress: '198.19.1.240', netns: 'whatever', ifname: 'a/b' }, 'a/b'],
       ['a 16-character ifname', { ipAddress: '198.19.1.240', netns: 'whatever', ifname: 'abcdefghijklmnop' }, 'abcdefghijklmnop'],
     ];

@@ -110,14 +110,17 @@ describe.each(BACKENDS)('DeleteInterface (%s backend)', (backend) => {
       await ipBatch(f.ns, [`link add ${outsider} type veth peer name outsider1`, `link set ${outsider} up`]);
     });
 
-    it.each(['lo', 'eth0', 'nodenet0', 'outsider0', 'outsider1'])('%s (not created by nodenet for an instance): PERMISSION_DENIED, nothing changes', async (name) => {
-      const before = await f.snapshot();
-      const e = await rpcError(f.api.deleteInterface({ interfaceName: name }));
-      expect(e.codeName).toBe('PERMISSION_DENIED');
-      expect(e.details).toContain(name);
-      expect(await f.snapshot()).toEqual(before);
-      expect(await link(f.ns, name)).toBeDefined();
-    });
+    it.each(['lo', 'eth0', 'nodenet0', 'outsider0', 'outsider1'])(
+      '%s (not created by nodenet for an instance): PERMISSION_DENIED, nothing changes',
+      async (name) => {
+        const before = await f.snapshot();
+        const e = await rpcError(f.api.deleteInterface({ interfaceName: name }));
+        expect(e.codeName).toBe('PERMISSION_DENIED');
+        expect(e.details).toContain(name);
+        expect(await f.snapshot()).toEqual(before);
+        expect(await link(f.ns, name)).toBeDefined();
+      },
+    );
 
     it('the underlay and the CNI still work after the refused deletes', async () => {
       const inst = await f.addInstance();

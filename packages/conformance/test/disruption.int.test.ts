@@ -6,7 +6,18 @@
 // measured and printed (`[disruption]` lines), never asserted.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nsExec, startSocatEcho, type Daemon, type LogLine, type PrivateOvs } from '@nodenet/testkit';
-import { BACKENDS, ClusterFixture, NodeFixture, PortProbe, ReplyLog, backendProfile, privateOvsOf, type ClusterInstance, type Instance, type Outage } from '../src/index.js';
+import {
+  BACKENDS,
+  ClusterFixture,
+  NodeFixture,
+  PortProbe,
+  ReplyLog,
+  backendProfile,
+  privateOvsOf,
+  type ClusterInstance,
+  type Instance,
+  type Outage,
+} from '../src/index.js';
 import { consistencyProblems, sleep } from '../src/durability.js';
 
 /** The periodic pass, out of the way: every repair seen here was set off by an event. */
@@ -66,8 +77,14 @@ async function measureDisruption(d: Disruption): Promise<DisruptionRow> {
   await d.disrupt();
   while (!(await d.repaired().catch(() => false))) {
     if (performance.now() - started > GIVE_UP_MS) {
-      const passes = d.daemon.logs.filter((l, i) => (i >= mark && ['repair', 'event-pass', 'reconcile-error', 'monitor-exit'].includes(String(l.event))) || l.event === 'repair-contested');
-      throw new Error(`${d.name}: not repaired within ${GIVE_UP_MS} ms: ${JSON.stringify(d.problems?.() ?? [])}; logged: ${passes.map((l) => JSON.stringify(l)).join(' | ')}`);
+      const passes = d.daemon.logs.filter(
+        (l, i) =>
+          (i >= mark && ['repair', 'event-pass', 'reconcile-error', 'monitor-exit'].includes(String(l.event))) ||
+          l.event === 'repair-contested',
+      );
+      throw new Error(
+        `${d.name}: not repaired within ${GIVE_UP_MS} ms: ${JSON.stringify(d.problems?.() ?? [])}; logged: ${passes.map((l) => JSON.stringify(l)).join(' | ')}`,
+      );
     }
     await sleep(20);
   }
@@ -78,12 +95,22 @@ async function measureDisruption(d: Disruption): Promise<DisruptionRow> {
   while (!d.daemon.logs.slice(mark).some(passDone) && performance.now() - started < GIVE_UP_MS) await sleep(20);
   const logs = d.daemon.logs.slice(mark);
   const passes = logs.filter((l: LogLine) => l.event === 'reconciled');
-  expect(logs.some(passDone), `${d.name}: an event pass ran${d.expectRepairLine ? ' and repaired' : ''}: ${d.daemon.diagnostics()}`).toBe(true);
-  expect(passes.every((l) => l.trigger === 'event'), `${d.name}: only event passes ran (${JSON.stringify(passes.map((p) => p.trigger))})`).toBe(true);
+  expect(logs.some(passDone), `${d.name}: an event pass ran${d.expectRepairLine ? ' and repaired' : ''}: ${d.daemon.diagnostics()}`).toBe(
+    true,
+  );
+  expect(
+    passes.every((l) => l.trigger === 'event'),
+    `${d.name}: only event passes ran (${JSON.stringify(passes.map((p) => p.trigger))})`,
+  ).toBe(true);
   if (d.expectRepairLine) {
     const repairs = logs.filter((l) => l.event === 'repair');
-    const passLines = logs.filter((l) => ['repair', 'event-pass', 'reconciled', 'reconcile-error'].includes(String(l.event))).map((l) => JSON.stringify(l));
-    expect(repairs.map((l) => String(l.repair)).join('\n'), `${d.name}: the repair is logged; the passes logged: ${passLines.join(' | ')}`).toMatch(d.expectRepairLine);
+    const passLines = logs
+      .filter((l) => ['repair', 'event-pass', 'reconciled', 'reconcile-error'].includes(String(l.event)))
+      .map((l) => JSON.stringify(l));
+    expect(
+      repairs.map((l) => String(l.repair)).join('\n'),
+      `${d.name}: the repair is logged; the passes logged: ${passLines.join(' | ')}`,
+    ).toMatch(d.expectRepairLine);
     expect(repairs.every((l) => l.trigger === 'event' && Array.isArray(l.causes) && (l.causes as unknown[]).length > 0)).toBe(true);
   }
   expect(await d.consistent(), `${d.name}: the node is as recorded afterwards`).toBe(true);
@@ -92,7 +119,9 @@ async function measureDisruption(d: Disruption): Promise<DisruptionRow> {
   const passDoneMs = repairingPass ? Date.parse(String(repairingPass.time)) - since : Number.NaN;
   const row = { backend: d.backend, disruption: d.name, repairMs, outages };
   const o = (x: Outage) => `${x.lost}/${x.sent} lost, first good reply after ${x.outageMs} ms`;
-  console.log(`[disruption] ${row.backend} | ${row.disruption} | repaired ${row.repairMs} ms | ${outages.map((x, i) => `${i === 0 ? 'ping' : 'port'} ${o(x)}`).join(' | ')} | event pass done ${passDoneMs} ms`);
+  console.log(
+    `[disruption] ${row.backend} | ${row.disruption} | repaired ${row.repairMs} ms | ${outages.map((x, i) => `${i === 0 ? 'ping' : 'port'} ${o(x)}`).join(' | ')} | event pass done ${passDoneMs} ms`,
+  );
   return row;
 }
 
@@ -128,8 +157,23 @@ describe.each(BACKENDS)('disruptions on one node, repaired on events (%s backend
     console.log(`[cleanup] ${backend}: probes ${Math.round(t1 - t0)} ms, fixture ${Math.round(performance.now() - t1)} ms`);
   });
 
-  function disruption(name: string, disrupt: () => Promise<unknown>, repaired: () => Promise<boolean>, expectRepairLine?: RegExp): Promise<DisruptionRow> {
-    return measureDisruption({ backend, name, daemon: f.daemon, probes: [pings, probe], disrupt, repaired, expectRepairLine, consistent, problems: () => lastProblems });
+  function disruption(
+    name: string,
+    disrupt: () => Promise<unknown>,
+    repaired: () => Promise<boolean>,
+    expectRepairLine?: RegExp,
+  ): Promise<DisruptionRow> {
+    return measureDisruption({
+      backend,
+      name,
+      daemon: f.daemon,
+      probes: [pings, probe],
+      disrupt,
+      repaired,
+      expectRepairLine,
+      consistent,
+      problems: () => lastProblems,
+    });
   }
 
   let lastProblems: string[] = [];
@@ -187,13 +231,20 @@ describe.each(BACKENDS)('disruptions on one node, repaired on events (%s backend
     const mark = f.daemon.logs.length;
     const count = 30;
     const namespaces = await Promise.all(Array.from({ length: count }, () => f.topology.createInstanceNamespace()));
-    const made = await Promise.all(namespaces.map((ns) => f.api.createInterface({ ipAddress: f.nextAddress(), ports: [f.nextPort()], netns: ns })));
+    const made = await Promise.all(
+      namespaces.map((ns) => f.api.createInterface({ ipAddress: f.nextAddress(), ports: [f.nextPort()], netns: ns })),
+    );
     await Promise.all(made.map((m) => f.api.deleteInterface({ interfaceName: m.interfaceName })));
     await quiet(f.daemon, 1_000);
     const logs = f.daemon.logs.slice(mark);
     const passes = logs.filter((l) => l.event === 'event-pass');
-    console.log(`[disruption] ${backend} | ${count} creates + ${count} deletes | ${passes.length} event passes, ${logs.filter((l) => l.event === 'repair').length} repairs`);
-    expect(logs.filter((l) => l.event === 'repair').map((l) => String(l.repair)), 'nothing was repaired').toEqual([]);
+    console.log(
+      `[disruption] ${backend} | ${count} creates + ${count} deletes | ${passes.length} event passes, ${logs.filter((l) => l.event === 'repair').length} repairs`,
+    );
+    expect(
+      logs.filter((l) => l.event === 'repair').map((l) => String(l.repair)),
+      'nothing was repaired',
+    ).toEqual([]);
     // Quiet for a second: no pass keeps setting off the next.
     const after = f.daemon.logs.length;
     await sleep(2_000);
@@ -203,7 +254,12 @@ describe.each(BACKENDS)('disruptions on one node, repaired on events (%s backend
   // Open vSwitch's own disruptions (the ovs backend only).
   if (backend === 'ovs') {
     it("ovs: an instance's port deleted from the switch (ovs-vsctl del-port): put back", async () => {
-      await disruption('ovs-vsctl del-port (instance port)', () => ovs!.vsctl(['del-port', 'nodenet0', b.response.hostInterfaceName!]), consistent, new RegExp(b.response.hostInterfaceName!));
+      await disruption(
+        'ovs-vsctl del-port (instance port)',
+        () => ovs!.vsctl(['del-port', 'nodenet0', b.response.hostInterfaceName!]),
+        consistent,
+        new RegExp(b.response.hostInterfaceName!),
+      );
     });
 
     it('ovs: ovs-vswitchd restarted (its flows are gone): flows back', async () => {
@@ -251,7 +307,13 @@ describe.each(BACKENDS)('disruptions of the vxlan overlay between two nodes, rep
   const profile = backendProfile(backend);
 
   beforeAll(async () => {
-    c = await ClusterFixture.start({ backend, nodes: 2, overlay: 'vxlan', membership: 'static', reconcileIntervalSeconds: PERIODIC_SECONDS });
+    c = await ClusterFixture.start({
+      backend,
+      nodes: 2,
+      overlay: 'vxlan',
+      membership: 'static',
+      reconcileIntervalSeconds: PERIODIC_SECONDS,
+    });
     a = await c.node(1).addInstance();
     b = await c.node(2).addInstance();
     pings = ReplyLog.start(c.scope, a.ns, b.address);
@@ -263,7 +325,8 @@ describe.each(BACKENDS)('disruptions of the vxlan overlay between two nodes, rep
   });
 
   const node1 = () => c.node(1);
-  const pathOk = async () => (await profile.vxlanPathProblems(node1().host, { subnet: c.node(2).subnet, underlayAddress: c.node(2).address })).length === 0;
+  const pathOk = async () =>
+    (await profile.vxlanPathProblems(node1().host, { subnet: c.node(2).subnet, underlayAddress: c.node(2).address })).length === 0;
   const disruption = (name: string, disrupt: () => Promise<unknown>, repaired: () => Promise<boolean>, expectRepairLine?: RegExp) =>
     measureDisruption({ backend, name, daemon: node1().daemon, probes: [pings], disrupt, repaired, expectRepairLine, consistent: pathOk });
 
@@ -285,7 +348,12 @@ describe.each(BACKENDS)('disruptions of the vxlan overlay between two nodes, rep
       return (JSON.parse(neigh.stdout) as unknown[]).length > 0 && dst.includes(c.node(2).address);
     };
     it('the VXLAN device nodenet-vx deleted: recreated with its routes, neighbour and FDB entries', async () => {
-      await disruption('VXLAN device nodenet-vx deleted', () => nsExec(node1().ns, 'ip', ['link', 'del', 'nodenet-vx']), async () => (await pathOk()) && (await vxlanEntries()), /nodenet-vx was missing/);
+      await disruption(
+        'VXLAN device nodenet-vx deleted',
+        () => nsExec(node1().ns, 'ip', ['link', 'del', 'nodenet-vx']),
+        async () => (await pathOk()) && (await vxlanEntries()),
+        /nodenet-vx was missing/,
+      );
     });
     it("the overlay's neighbour and FDB entries flushed: programmed again", async () => {
       await disruption(

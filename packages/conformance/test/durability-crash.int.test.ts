@@ -43,22 +43,29 @@ describe.each(BACKENDS)('durability: kill -9 of the daemon during bursts of crea
   });
   afterAll(() => f?.close());
 
-  it(`${ROUNDS} rounds: acknowledged work survives, cut-short work is whole or gone, nothing is left half-made`, { timeout: 400_000 }, async () => {
-    await runRounds(backend, f, ROUNDS, 'daemon');
-  });
+  it(
+    `${ROUNDS} rounds: acknowledged work survives, cut-short work is whole or gone, nothing is left half-made`,
+    { timeout: 400_000 },
+    async () => {
+      await runRounds(backend, f, ROUNDS, 'daemon');
+    },
+  );
 });
 
-describe.each(BACKENDS)('durability: the daemon killed with its whole process group (as a supervisor does) during bursts (%s backend)', (backend) => {
-  let f: NodeFixture;
-  beforeAll(async () => {
-    f = await NodeFixture.start({ backend, config: NO_PERIODIC_PASS });
-  });
-  afterAll(() => f?.close());
+describe.each(BACKENDS)(
+  'durability: the daemon killed with its whole process group (as a supervisor does) during bursts (%s backend)',
+  (backend) => {
+    let f: NodeFixture;
+    beforeAll(async () => {
+      f = await NodeFixture.start({ backend, config: NO_PERIODIC_PASS });
+    });
+    afterAll(() => f?.close());
 
-  it(`${GROUP_ROUNDS} rounds, the ip/nft commands in flight killed too: still nothing half-made`, { timeout: 200_000 }, async () => {
-    await runRounds(backend, f, GROUP_ROUNDS, 'group');
-  });
-});
+    it(`${GROUP_ROUNDS} rounds, the ip/nft commands in flight killed too: still nothing half-made`, { timeout: 200_000 }, async () => {
+      await runRounds(backend, f, GROUP_ROUNDS, 'group');
+    });
+  },
+);
 
 describe.each(BACKENDS)('durability: restart with 500 instances (%s backend)', (backend) => {
   let f: NodeFixture;
@@ -75,7 +82,11 @@ describe.each(BACKENDS)('durability: restart with 500 instances (%s backend)', (
     const started = performance.now();
     const outcomes: Awaited<ReturnType<typeof settle>>[] = [];
     for (let i = 0; i < count; i += 25) {
-      outcomes.push(...(await Promise.all(addresses.slice(i, i + 25).map((a, j) => settle(f.api.createInterface({ ipAddress: a, ports: [40000 + i + j] }))))));
+      outcomes.push(
+        ...(await Promise.all(
+          addresses.slice(i, i + 25).map((a, j) => settle(f.api.createInterface({ ipAddress: a, ports: [40000 + i + j] }))),
+        )),
+      );
     }
     const createMs = performance.now() - started;
     expect(outcomes.filter((o) => !o.ok)).toEqual([]);

@@ -2,7 +2,22 @@
 // compare what nodenet owns with what it intends, repair what drifted, remove orphans it owns that no
 // record explains, log each repair, and never touch what it does not own).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { echo, ipBatch, settle, ipv4AddressesOf, links, nsExec, ping, readSysctls, startSocatEcho, summarizeLink, withoutVolatile, writeSysctls, type LogLine, type PrivateOvs } from '@nodenet/testkit';
+import {
+  echo,
+  ipBatch,
+  settle,
+  ipv4AddressesOf,
+  links,
+  nsExec,
+  ping,
+  readSysctls,
+  startSocatEcho,
+  summarizeLink,
+  withoutVolatile,
+  writeSysctls,
+  type LogLine,
+  type PrivateOvs,
+} from '@nodenet/testkit';
 import { BACKENDS, NODE_GATEWAY, NodeFixture, privateOvsOf, type Instance } from '../src/index.js';
 import { consistencyProblems, sleep } from '../src/durability.js';
 
@@ -41,20 +56,28 @@ describe.each(BACKENDS)('durability: drift repair every reconcile interval (%s b
     b = await f.addInstance(undefined, { ports: [portB] });
     await startSocatEcho(f.scope, a.ns!, 'tcp', portA);
     // Things nodenet does not own: a link, a link someone attached to nodenet's bridge, an nftables table.
-    await ipBatch(f.ns, ['link add fx0 type veth peer name fx0p', 'link set fx0 alias someone-else:fx0 up', 'link add fx1 type veth peer name fx1p', 'link set fx1 up']);
+    await ipBatch(f.ns, [
+      'link add fx0 type veth peer name fx0p',
+      'link set fx0 alias someone-else:fx0 up',
+      'link add fx1 type veth peer name fx1p',
+      'link set fx1 up',
+    ]);
     if (ovs) await ovs.vsctl(['add-port', 'nodenet0', 'fx1']);
     else await nsExec(f.ns, 'ip', ['link', 'set', 'fx1', 'master', 'nodenet0']);
     await nsExec(f.ns, 'nft', ['-f', '-'], { input: FOREIGN_TABLE });
   });
   afterAll(async () => {
-    if (measured.length > 0) console.log(`[measure] ${backend}: drift repaired after (interval ${INTERVAL_SECONDS} s): ${measured.join('; ')}`);
+    if (measured.length > 0)
+      console.log(`[measure] ${backend}: drift repaired after (interval ${INTERVAL_SECONDS} s): ${measured.join('; ')}`);
     await f?.close();
   });
 
   async function foreign(): Promise<unknown> {
     const ls = (await links(f.ns)).filter((l) => /^fx[01]p?$/.test(l.ifname)).map(summarizeLink);
     const table = await nsExec(f.ns, 'nft', ['-j', 'list', 'table', 'inet', 'foreign'], { allowFailure: true });
-    const switchPorts = ovs ? (await ovs.vsctl(['list-ports', 'nodenet0'])).stdout.split('\n').filter((p) => p.startsWith('fx')) : undefined;
+    const switchPorts = ovs
+      ? (await ovs.vsctl(['list-ports', 'nodenet0'])).stdout.split('\n').filter((p) => p.startsWith('fx'))
+      : undefined;
     return { links: ls, switchPorts, table: table.exitCode === 0 ? withoutVolatile(JSON.parse(table.stdout)) : table.stderr.trim() };
   }
 
@@ -71,17 +94,22 @@ describe.each(BACKENDS)('durability: drift repair every reconcile interval (%s b
     const started = performance.now();
     await drift();
     while (!(await repaired())) {
-      if (performance.now() - started > GIVE_UP_MS) throw new Error(`${name}: not repaired within ${GIVE_UP_MS} ms: ${f.daemon.diagnostics()}`);
+      if (performance.now() - started > GIVE_UP_MS)
+        throw new Error(`${name}: not repaired within ${GIVE_UP_MS} ms: ${f.daemon.diagnostics()}`);
       await sleep(100);
     }
     measured.push(`${name} ${Math.round(performance.now() - started)} ms`);
     // The pass that repaired it logs its repairs before its `reconciled` line.
     const passDone = (l: LogLine, i: number) => i >= mark && l.event === 'reconciled' && Number(l.repairs) > 0;
     while (!f.daemon.logs.some(passDone)) {
-      if (performance.now() - started > GIVE_UP_MS) throw new Error(`${name}: no reconcile pass with repairs was logged: ${f.daemon.diagnostics()}`);
+      if (performance.now() - started > GIVE_UP_MS)
+        throw new Error(`${name}: no reconcile pass with repairs was logged: ${f.daemon.diagnostics()}`);
       await sleep(50);
     }
-    return f.daemon.logs.slice(mark).filter((l) => l.event === 'repair').map((l) => String(l.repair));
+    return f.daemon.logs
+      .slice(mark)
+      .filter((l) => l.event === 'repair')
+      .map((l) => String(l.repair));
   }
 
   async function expectAWorks(): Promise<void> {
@@ -112,7 +140,9 @@ describe.each(BACKENDS)('durability: drift repair every reconcile interval (%s b
         await nsExec(f.ns, 'ip', ['link', 'del', hostEnd]);
         expect(consistencyProblems(await owned()).join('\n'), 'the checker sees the missing link').toContain(hostEnd);
       },
-      async () => (await ipv4AddressesOf(a.ns!, 'eth0').catch((): string[] => [])).includes(`${a.address}/24`) && consistencyProblems(await owned()).length === 0,
+      async () =>
+        (await ipv4AddressesOf(a.ns!, 'eth0').catch((): string[] => [])).includes(`${a.address}/24`) &&
+        consistencyProblems(await owned()).length === 0,
     );
     expect(repairs.join('\n')).toContain(a.handle);
     await expectAWorks();
@@ -235,9 +265,17 @@ describe.each(BACKENDS)('durability: drift repair every reconcile interval (%s b
     const afterCreates = await owned();
     const recorded = new Set(afterCreates.records.map((r) => r.handle));
     const passes = f.daemon.logs.filter((l) => l.event === 'reconciled').length - passesBefore;
-    const repairs = f.daemon.logs.slice(mark).filter((l) => l.event === 'repair').map((l) => String(l.repair));
-    console.log(`[measure] ${backend}: ${count} creates alongside ${passes} periodic passes: ${acked.filter((a) => !recorded.has(a.handle)).length} acknowledged instances lost, ${repairs.length} repairs`);
-    expect(acked.filter((a) => !recorded.has(a.handle)).map((a) => `${a.handle} (${a.address})`), 'acknowledged instances lost').toEqual([]);
+    const repairs = f.daemon.logs
+      .slice(mark)
+      .filter((l) => l.event === 'repair')
+      .map((l) => String(l.repair));
+    console.log(
+      `[measure] ${backend}: ${count} creates alongside ${passes} periodic passes: ${acked.filter((a) => !recorded.has(a.handle)).length} acknowledged instances lost, ${repairs.length} repairs`,
+    );
+    expect(
+      acked.filter((a) => !recorded.has(a.handle)).map((a) => `${a.handle} (${a.address})`),
+      'acknowledged instances lost',
+    ).toEqual([]);
     expect(repairs, 'nothing had drifted: a pass must not "repair" work that was in flight').toEqual([]);
     expect(consistencyProblems(afterCreates)).toEqual([]);
 
@@ -254,7 +292,12 @@ describe.each(BACKENDS)('durability: drift repair every reconcile interval (%s b
     await Promise.all(deletes);
     expect(failures).toEqual([]);
     await waitForPasses(2);
-    expect(f.daemon.logs.slice(deleteMark).filter((l) => l.event === 'repair').map((l) => String(l.repair))).toEqual([]);
+    expect(
+      f.daemon.logs
+        .slice(deleteMark)
+        .filter((l) => l.event === 'repair')
+        .map((l) => String(l.repair)),
+    ).toEqual([]);
     const afterDeletes = await owned();
     expect(afterDeletes.records.map((r) => r.handle).sort()).toEqual([a.handle, b.handle].sort());
     expect(consistencyProblems(afterDeletes)).toEqual([]);

@@ -62,7 +62,9 @@ describe.each(BACKENDS)('durability (%s backend)', (backend) => {
       const inbound = await TcpSession.open(f.scope, f.world.ns, f.node.address, sessionPort);
       const outbound = await TcpSession.open(f.scope, inst.ns!, f.world.address, worldPort);
       const before = await ownedKernelShape(f.ns);
-      expect(Object.keys(before.links), 'the comparison below has links to compare').toEqual(expect.arrayContaining(['nodenet0', inst.response.hostInterfaceName]));
+      expect(Object.keys(before.links), 'the comparison below has links to compare').toEqual(
+        expect.arrayContaining(['nodenet0', inst.response.hostInterfaceName]),
+      );
       expect(nftHandles(before).length, 'and nft objects').toBeGreaterThan(5);
       const pinger = Pinger.start(f.scope, inst.ns!, f.world.address, 50);
       await sleep(300);
@@ -86,7 +88,9 @@ describe.each(BACKENDS)('durability (%s backend)', (backend) => {
       expect(inbound.alive && outbound.alive, 'the same TCP connections, never re-opened').toBe(true);
       const repliesWhileDown = pinger.repliesBetween(downFrom, downTo);
       const pings = await pinger.stop(2500);
-      console.log(`[measure] ${backend}: ${how}: ${pings.replies.size} pings answered of ${pings.lastSeq} sent across the restart (${repliesWhileDown} while down), lost ${pings.lost.length}`);
+      console.log(
+        `[measure] ${backend}: ${how}: ${pings.replies.size} pings answered of ${pings.lastSeq} sent across the restart (${repliesWhileDown} while down), lost ${pings.lost.length}`,
+      );
       expect(repliesWhileDown, 'pings answered while the daemon was down').toBeGreaterThan(0);
       expect(pings.lost, 'pings lost across the restart').toEqual([]);
 
@@ -96,7 +100,9 @@ describe.each(BACKENDS)('durability (%s backend)', (backend) => {
       expect(restored.repairs, 'a restart over an intact node repairs nothing').toEqual([]);
 
       await expectWorking(inst, port, tcp);
-      expect((await f.api.createContainerNetworkInterface({ ipAddress: NODE_GATEWAY, subNetwork: NODE_SUBNET })).interfaceName).toBe('nodenet0');
+      expect((await f.api.createContainerNetworkInterface({ ipAddress: NODE_GATEWAY, subNetwork: NODE_SUBNET })).interfaceName).toBe(
+        'nodenet0',
+      );
       const again = await f.api.createInterface({ ipAddress: inst.address, ports: [port, sessionPort] });
       expect(again.interfaceName).toBe(inst.handle);
       const taken = await rpcError(f.api.createInterface({ ipAddress: f.nextAddress(), ports: [port] }));
@@ -123,15 +129,25 @@ describe.each(BACKENDS)('durability (%s backend)', (backend) => {
     const state = (handle: string) => seen.interfaces.find((i) => i.interfaceName === handle)?.state;
     expect(state(a.handle)).toBe('missing');
     expect(state(b.handle)).toBe('present');
-    expect(seen.interfaces.find((i) => i.interfaceName === a.handle)).toMatchObject({ ipAddress: a.address, netns: a.ns!, hostInterfaceName: hostEnd });
+    expect(seen.interfaces.find((i) => i.interfaceName === a.handle)).toMatchObject({
+      ipAddress: a.address,
+      netns: a.ns!,
+      hostInterfaceName: hostEnd,
+    });
 
     await f.restartDaemon('kill');
     const again = await f.inspect();
     expect(again.interfaces.find((i) => i.interfaceName === a.handle)?.state).toBe('present');
-    expect(again.lastReconcile?.repairs.some((r) => r.includes(a.handle)), JSON.stringify(again.lastReconcile)).toBe(true);
+    expect(
+      again.lastReconcile?.repairs.some((r) => r.includes(a.handle)),
+      JSON.stringify(again.lastReconcile),
+    ).toBe(true);
     expect(again.lastReconcile?.errors).toEqual([]);
     const logged = f.daemon.logs.filter((l) => l.event === 'repair').map((l) => String(l.repair));
-    expect(logged.some((r) => r.includes(a.handle)), `repair logged: ${JSON.stringify(logged)}`).toBe(true);
+    expect(
+      logged.some((r) => r.includes(a.handle)),
+      `repair logged: ${JSON.stringify(logged)}`,
+    ).toBe(true);
     expect(await ipv4AddressesOf(a.ns!, 'eth0')).toEqual([`${a.address}/24`]);
     const { tcp } = await startEchoServers(f.scope, a.ns!, port);
     await expectWorking(a, port, tcp);
@@ -143,7 +159,9 @@ describe.each(BACKENDS)('durability (%s backend)', (backend) => {
     // (installed first), the pair created on the CNI with its instance end in the instance's namespace, and no
     // owner alias yet, because `ip link set ... alias` is the batch's next line and the kernel takes no
     // alias at creation. No record: the create was never acknowledged.
-    const id = Math.floor(Math.random() * 2 ** 32).toString(16).padStart(8, '0');
+    const id = Math.floor(Math.random() * 2 ** 32)
+      .toString(16)
+      .padStart(8, '0');
     const [host, inner] = [`nnh-${id}`, `nni-${id}`];
     const address = f.nextAddress();
     const port = f.nextPort();
@@ -160,7 +178,10 @@ describe.each(BACKENDS)('durability (%s backend)', (backend) => {
       });
       const state = await f.ownedState();
       expect(consistencyProblems(state)).toEqual([]);
-      expect((await links(f.ns)).map((l) => l.ifname).filter((n) => n.endsWith(id)), 'the half-made pair is gone').toEqual([]);
+      expect(
+        (await links(f.ns)).map((l) => l.ifname).filter((n) => n.endsWith(id)),
+        'the half-made pair is gone',
+      ).toEqual([]);
       expect(await linksIn(ns), "nothing is left in the instance's namespace").toEqual([]);
       // And the address and the port are free for a real create.
       const inst = await f.addInstance(address, { ports: [port], via: 'netns' });
@@ -219,7 +240,10 @@ describe.each(BACKENDS)('durability (%s backend)', (backend) => {
     // (Records of earlier tests' instances may remain if those failed: only this test's are judged.)
     const recorded = owned.records.map((r) => r.handle);
     expect(recorded).toContain(kept.handle);
-    expect(recorded.filter((h) => released.includes(h)), 'gone instances are released').toEqual([]);
+    expect(
+      recorded.filter((h) => released.includes(h)),
+      'gone instances are released',
+    ).toEqual([]);
     expect(await ipv4AddressesOf(kept.ns!, 'eth0'), 'the surviving namespace has its interface back').toEqual([`${kept.address}/24`]);
     expect(await linksIn(impostor.ns!), 'nothing was moved into a namespace that only has the old name').toEqual([]);
     const releasedLog = (await readFile(join(f.daemon.stateDir, 'released.log'), 'utf8')).split('\n');
@@ -227,7 +251,9 @@ describe.each(BACKENDS)('durability (%s backend)', (backend) => {
     const restored = await f.daemon.waitForLog((l) => l.event === 'restored');
     const repairs = (restored.repairs as string[]).join('\n');
     for (const h of [kept.handle, ...released]) expect(repairs, `the restore names ${h}`).toContain(h);
-    console.log(`[measure] ${backend}: reboot: start -> SERVING ${servingMs.toFixed(0)} ms, restore ${String(restored.durationMs)} ms, ${(restored.repairs as string[]).length} repairs`);
+    console.log(
+      `[measure] ${backend}: reboot: start -> SERVING ${servingMs.toFixed(0)} ms, restore ${String(restored.durationMs)} ms, ${(restored.repairs as string[]).length} repairs`,
+    );
 
     // The surviving instance works again; a released handle deletes as OK; freed addresses and ports are reusable.
     const { tcp } = await startEchoServers(f.scope, kept.ns!, ports.kept);

@@ -19,7 +19,10 @@ const NODE_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 
 export function parseNodeName(input: unknown, field: string): string {
   if (typeof input !== 'string' || !NODE_NAME_RE.test(input)) {
-    throw new InvalidArgumentError(field, `'${String(input)}' is not a node name: use 1..63 letters, digits, '-', '_' or '.', starting with a letter or digit`);
+    throw new InvalidArgumentError(
+      field,
+      `'${String(input)}' is not a node name: use 1..63 letters, digits, '-', '_' or '.', starting with a letter or digit`,
+    );
   }
   return input;
 }
@@ -155,7 +158,10 @@ export class StaticMembership implements Membership, PeerControl {
     const clash = firstOverlap(peer.subnet, subnetsHeld({ ...(this.self ? { ownSubnet: this.self.subnet } : {}), peers: others }));
     if (clash) throw new FailedPreconditionError(`${where}: subnet ${peer.subnet} of ${peer.name} ${describeOverlap(clash)}`);
     const twin = others.find((o) => o.underlayAddress === peer.underlayAddress);
-    if (twin) throw new FailedPreconditionError(`${where}: underlay address ${peer.underlayAddress} of ${peer.name} is already peer ${twin.name}'s`);
+    if (twin)
+      throw new FailedPreconditionError(
+        `${where}: underlay address ${peer.underlayAddress} of ${peer.name} is already peer ${twin.name}'s`,
+      );
   }
 }
 
@@ -215,11 +221,12 @@ export class PeerSync {
   update(peers: readonly NodeRecord[]): Promise<void> {
     this.wanted = peers;
     // Newest wins: every update until the pending apply starts is served by it.
-    this.pendingApply ??= new Promise<void>((resolve) => (this.coalesceMs > 0 ? setTimeout(resolve, this.coalesceMs) : resolve())).then(() =>
-      this.mutex.run(() => {
-        this.pendingApply = null;
-        return this.apply();
-      }),
+    this.pendingApply ??= new Promise<void>((resolve) => (this.coalesceMs > 0 ? setTimeout(resolve, this.coalesceMs) : resolve())).then(
+      () =>
+        this.mutex.run(() => {
+          this.pendingApply = null;
+          return this.apply();
+        }),
     );
     return this.pendingApply;
   }
@@ -276,15 +283,18 @@ export class PeerSync {
       const { failed } = await this.batch('remove', leaving);
       const removed = leaving.filter((p) => !failed.has(p.name));
       for (const p of removed) this.programmed.delete(p.name);
-      for (const [name, e] of failed) this.logger.error({ peer: name, err: asNodenetError(e, 'remove peer').message }, 'could not remove peer');
-      if (removed.length > 0) this.logger.info({ peers: removed.length, names: namesForLog(removed) }, 'peers removed (changed peers: old entries removed)');
+      for (const [name, e] of failed)
+        this.logger.error({ peer: name, err: asNodenetError(e, 'remove peer').message }, 'could not remove peer');
+      if (removed.length > 0)
+        this.logger.info({ peers: removed.length, names: namesForLog(removed) }, 'peers removed (changed peers: old entries removed)');
     }
     const coming = [...wanted.values()].filter((p) => !this.programmed.has(p.name));
     if (coming.length > 0) {
       const { failed } = await this.batch('ensure', coming);
       const added = coming.filter((p) => !failed.has(p.name));
       for (const p of added) this.programmed.set(p.name, p);
-      for (const [name, e] of failed) this.logger.error({ peer: name, err: asNodenetError(e, 'program peer').message }, 'could not program peer');
+      for (const [name, e] of failed)
+        this.logger.error({ peer: name, err: asNodenetError(e, 'program peer').message }, 'could not program peer');
       if (added.length > 0) this.logger.info({ peers: added.length, names: namesForLog(added) }, 'peers programmed');
     }
     // Every wanted peer's subnet, programmed or not: traffic to a peer is never masqueraded. Written only
@@ -326,7 +336,10 @@ export function checkOverlaySettings(settings: { readonly mode: unknown; readonl
     throw new InvalidArgumentError('overlay.mode', `'${String(settings.mode)}' is not an overlay mode: use vxlan or host-gw`);
   }
   if (!Number.isInteger(settings.vni) || settings.vni < MIN_VNI || settings.vni > MAX_VNI) {
-    throw new InvalidArgumentError('overlay.vni', `${String(settings.vni)} is not a VXLAN network identifier: use an integer ${MIN_VNI}..${MAX_VNI}`);
+    throw new InvalidArgumentError(
+      'overlay.vni',
+      `${String(settings.vni)} is not a VXLAN network identifier: use an integer ${MIN_VNI}..${MAX_VNI}`,
+    );
   }
   if (!Number.isInteger(settings.port) || settings.port < 1 || settings.port > 65535) {
     throw new InvalidArgumentError('overlay.port', `${String(settings.port)} is not a UDP port: use an integer 1..65535`);
@@ -336,7 +349,9 @@ export function checkOverlaySettings(settings: { readonly mode: unknown; readonl
 /** Any overlay: a peer with this node's own underlay address is a configuration mistake. */
 export function checkPeerIsOther(host: HostInfo, peer: NodeRecord): void {
   if (peer.underlayAddress === host.underlayAddress) {
-    throw new FailedPreconditionError(`peer ${peer.name} has underlay address ${peer.underlayAddress}, which is this node's own: give each node its own underlay address`);
+    throw new FailedPreconditionError(
+      `peer ${peer.name} has underlay address ${peer.underlayAddress}, which is this node's own: give each node its own underlay address`,
+    );
   }
 }
 

@@ -3,13 +3,7 @@
  * stable string code; the server maps codes to gRPC status codes in one table at the edge.
  */
 export type ErrorCode =
-  | 'INVALID_ARGUMENT'
-  | 'FAILED_PRECONDITION'
-  | 'ALREADY_EXISTS'
-  | 'NOT_FOUND'
-  | 'PERMISSION_DENIED'
-  | 'UNAVAILABLE'
-  | 'INTERNAL';
+  'INVALID_ARGUMENT' | 'FAILED_PRECONDITION' | 'ALREADY_EXISTS' | 'NOT_FOUND' | 'PERMISSION_DENIED' | 'UNAVAILABLE' | 'INTERNAL';
 
 export abstract class NodenetError extends Error {
   abstract readonly code: ErrorCode;

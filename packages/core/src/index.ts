@@ -103,7 +103,14 @@ export {
   type OverlayMode,
   type PeerControl,
 } from './cluster.js';
-export { REPAIR_KINDS, REPAIR_TRIGGERS, type ReconcileCause, type ReconcileReport, type RepairKind, type RepairTrigger } from './reconcile.js';
+export {
+  REPAIR_KINDS,
+  REPAIR_TRIGGERS,
+  type ReconcileCause,
+  type ReconcileReport,
+  type RepairKind,
+  type RepairTrigger,
+} from './reconcile.js';
 export {
   ContestTracker,
   DEFAULT_REPAIR_POLICY,

@@ -111,7 +111,9 @@ export interface CallOptions {
 /** Thrown where a create finds its caller gone: before the commit, so the create rolls back like a failed one. */
 function throwIfCancelled(signal: AbortSignal | undefined, what: string): void {
   if (signal?.aborted) {
-    throw new UnavailableError(`${what} was cancelled by its client (or its deadline passed) before it finished: nothing of it was kept; retry`);
+    throw new UnavailableError(
+      `${what} was cancelled by its client (or its deadline passed) before it finished: nothing of it was kept; retry`,
+    );
   }
 }
 
@@ -247,8 +249,16 @@ export class NodeNetwork {
       const tx = new Transaction(this.logger, context);
       try {
         throwIfCancelled(options.signal, 'CreateContainerNetworkInterface');
-        await tx.do('create the CNI bridge', () => this.dataplane.ensureCni(spec), () => this.dataplane.deleteCni(spec.name));
-        await tx.do('install the packet-filter table', () => this.filter.ensureBase(this.filterBase(spec)), () => this.filter.removeBase());
+        await tx.do(
+          'create the CNI bridge',
+          () => this.dataplane.ensureCni(spec),
+          () => this.dataplane.deleteCni(spec.name),
+        );
+        await tx.do(
+          'install the packet-filter table',
+          () => this.filter.ensureBase(this.filterBase(spec)),
+          () => this.filter.removeBase(),
+        );
         if (this.options.joinCluster) await tx.do('join the cluster', () => this.options.joinCluster!(subnet));
         throwIfCancelled(options.signal, 'CreateContainerNetworkInterface');
         await tx.do('record the CNI', () => this.store.saveCni(record));
@@ -276,7 +286,9 @@ export class NodeNetwork {
   private checkSubnetIsFree(subnet: Subnet): void {
     const { host } = this.options;
     if (subnet.contains(host.underlayAddress)) {
-      throw new FailedPreconditionError(`sub_network ${subnet} contains the node's underlay address ${host.underlayAddress}: choose a subnet outside the underlay`);
+      throw new FailedPreconditionError(
+        `sub_network ${subnet} contains the node's underlay address ${host.underlayAddress}: choose a subnet outside the underlay`,
+      );
     }
     const clash = firstOverlap(subnet, subnetsHeld({ host, peers: this.options.peers?.() ?? [] }));
     if (clash) throw new FailedPreconditionError(`sub_network ${subnet} ${describeOverlap(clash)}: choose a free subnet outside it`);
@@ -312,7 +324,9 @@ export class NodeNetwork {
     for (const m of request.ports) {
       const holder = this.byPort.get(portKey(m.protocol, m.hostPort));
       if (holder) {
-        throw new AlreadyExistsError(`port ${m.hostPort}/${m.protocol} is already published by interface ${holder}: choose another host port`);
+        throw new AlreadyExistsError(
+          `port ${m.hostPort}/${m.protocol} is already published by interface ${holder}: choose another host port`,
+        );
       }
     }
     const names = allocateLinkNames((h) => this.isHandleTaken(h), this.random);
@@ -350,7 +364,10 @@ export class NodeNetwork {
       );
     }
     if (address === cni.gateway) {
-      throw new InvalidArgumentError('ip_address', `${address} is the node's gateway (the CNI's address): use another address of ${subnet}`);
+      throw new InvalidArgumentError(
+        'ip_address',
+        `${address} is the node's gateway (the CNI's address): use another address of ${subnet}`,
+      );
     }
     const kind = input.kind ?? 'veth';
     if (kind !== 'veth' && kind !== 'tap') throw new InvalidArgumentError('kind', `'${String(kind)}' is not a kind: use VETH or TAP`);
@@ -364,7 +381,8 @@ export class NodeNetwork {
     const hasNetns = input.netns !== undefined && input.netns !== '';
     const hasIfname = input.ifname !== undefined && input.ifname !== '';
     if (!hasNetns) {
-      if (hasIfname) throw new InvalidArgumentError('ifname', 'ifname names the interface inside netns: give netns too, or leave ifname out');
+      if (hasIfname)
+        throw new InvalidArgumentError('ifname', 'ifname names the interface inside netns: give netns too, or leave ifname out');
       return { address, kind, ports };
     }
     const netns = parseNetnsRef(input.netns, 'netns');
@@ -409,8 +427,16 @@ export class NodeNetwork {
       // crash before the commit leaves an orphan link that reconcile removes, never a record of an instance
       // that was not made. All settle before a roll-back, which then undoes whichever succeeded.
       const [rulesDone, linkDone, stagedDone] = await Promise.allSettled([
-        tx.do('publish ports and install anti-spoofing', () => this.filter.addInstance(rules), () => this.filter.removeInstance(rules)),
-        tx.do('create the interface', () => this.dataplane.createInstance(spec), () => this.dataplane.deleteInstance(record, cni)),
+        tx.do(
+          'publish ports and install anti-spoofing',
+          () => this.filter.addInstance(rules),
+          () => this.filter.removeInstance(rules),
+        ),
+        tx.do(
+          'create the interface',
+          () => this.dataplane.createInstance(spec),
+          () => this.dataplane.deleteInstance(record, cni),
+        ),
         this.store.stageInstance(record),
       ]);
       if (stagedDone.status === 'fulfilled') staged = stagedDone.value;
@@ -432,7 +458,10 @@ export class NodeNetwork {
       }
     } catch (e) {
       const err = asNodenetError(e, 'create the interface');
-      if (staged) await staged.discard().catch((d: unknown) => this.logger.error({ ...context, err: String(d) }, 'could not remove the staged record'));
+      if (staged)
+        await staged
+          .discard()
+          .catch((d: unknown) => this.logger.error({ ...context, err: String(d) }, 'could not remove the staged record'));
       await tx.rollback(err);
       this.logger.warn({ ...context, code: err.code, err: err.message }, 'create failed and was rolled back');
       throw err;
@@ -477,7 +506,9 @@ export class NodeNetwork {
       throw new FailedPreconditionError(`interface ${name} is still being created: retry when CreateInterface has returned`);
     }
     if (this.cni && name === this.cni.name) {
-      throw new PermissionDeniedError(`${name} is the node's CNI, not an instance interface: DeleteInterface removes only interfaces that CreateInterface returned`);
+      throw new PermissionDeniedError(
+        `${name} is the node's CNI, not an instance interface: DeleteInterface removes only interfaces that CreateInterface returned`,
+      );
     }
     const link = await this.dataplane.inspectLink(name);
     if (link) {
@@ -629,7 +660,10 @@ export class NodeNetwork {
         for (const record of plan.detachedPorts) {
           await attempt(`attach ${record.hostIfname} to ${cni.name}`, async () => {
             await this.dataplane.attachToCni!(record.hostIfname, this.cniSpec(cni), record);
-            repaired('detached_port', `${record.hostIfname} of ${record.handle} (${record.address}) was not a port of ${cni.name}: attached again`);
+            repaired(
+              'detached_port',
+              `${record.hostIfname} of ${record.handle} (${record.address}) was not a port of ${cni.name}: attached again`,
+            );
           });
         }
       }
@@ -648,18 +682,33 @@ export class NodeNetwork {
         }
       }
     }
-    const report: ReconcileReport = { trigger: cause.trigger, startedAt: startedAt.toISOString(), durationMs: Math.round(performance.now() - t0), repairs, repairCounts, errors };
+    const report: ReconcileReport = {
+      trigger: cause.trigger,
+      startedAt: startedAt.toISOString(),
+      durationMs: Math.round(performance.now() - t0),
+      repairs,
+      repairCounts,
+      errors,
+    };
     this.lastReport = report;
     this.options.onReconciled?.(report);
     const found = { trigger: cause.trigger, ...(cause.causes && cause.causes.length > 0 ? { causes: cause.causes } : {}) };
     for (const r of repairs) this.logger.warn({ event: 'repair', repair: r, ...found }, `repaired (${cause.trigger}): ${r}`);
     for (const e of errors) this.logger.error({ event: 'reconcile-error', err: e, trigger: cause.trigger }, `reconcile: ${e}`);
-    this.logger.info({ event: 'reconciled', trigger: cause.trigger, durationMs: report.durationMs, repairs: repairs.length, errors: errors.length }, 'reconcile pass done');
+    this.logger.info(
+      { event: 'reconciled', trigger: cause.trigger, durationMs: report.durationMs, repairs: repairs.length, errors: errors.length },
+      'reconcile pass done',
+    );
     return report;
   }
 
   /** An instance whose interface is gone: put it back where it was if that namespace still lives, else release it. */
-  private async repairInstance(record: InstanceRecord, cni: CniRecord, repaired: (kind: RepairKind, line: string) => void, errors: string[]): Promise<void> {
+  private async repairInstance(
+    record: InstanceRecord,
+    cni: CniRecord,
+    repaired: (kind: RepairKind, line: string) => void,
+    errors: string[],
+  ): Promise<void> {
     try {
       if (record.netns && (await this.namespaces.namespaceAlive(record.netns, record.netnsId))) {
         await this.filter.addInstance(rulesOf(record));
@@ -669,13 +718,20 @@ export class NodeNetwork {
           await this.store.saveInstance(updated);
           this.track(updated);
         }
-        repaired('instance_recreated', `interface ${record.handle} (${record.address}) was missing: recreated in namespace ${record.netns}`);
+        repaired(
+          'instance_recreated',
+          `interface ${record.handle} (${record.address}) was missing: recreated in namespace ${record.netns}`,
+        );
         return;
       }
       // Nowhere to put it back: the instance is gone (its namespace went, or a runtime moved it and the pair
       // was deleted). Free its address and ports.
       await this.release(record, cni);
-      const why = record.netns ? `its namespace ${record.netns} no longer exists` : record.kind === 'tap' ? 'its TAP is gone' : 'its veth pair is gone';
+      const why = record.netns
+        ? `its namespace ${record.netns} no longer exists`
+        : record.kind === 'tap'
+          ? 'its TAP is gone'
+          : 'its veth pair is gone';
       repaired('instance_released', `instance ${record.handle} (${record.address}) is gone (${why}): released its address and ports`);
     } catch (e) {
       errors.push(asNodenetError(e, `repair ${record.handle}`).message);
@@ -713,11 +769,5 @@ function rulesOf(record: InstanceRecord): InstanceRules {
 }
 
 function sameRequest(a: InstanceRequest, b: InstanceRequest): boolean {
-  return (
-    a.address === b.address &&
-    a.kind === b.kind &&
-    a.netns === b.netns &&
-    a.ifname === b.ifname &&
-    samePortMappings(a.ports, b.ports)
-  );
+  return a.address === b.address && a.kind === b.kind && a.netns === b.netns && a.ifname === b.ifname && samePortMappings(a.ports, b.ports);
 }

@@ -54,7 +54,8 @@ export function normalizePorts(seedPorts: readonly unknown[], mappings: readonly
   mappings.forEach((m, i) => {
     const field = `port_mappings[${i}]`;
     const hostPort = parsePort(m.hostPort, `${field}.host_port`);
-    const instancePort = m.instancePort === undefined || m.instancePort === 0 ? hostPort : parsePort(m.instancePort, `${field}.instance_port`);
+    const instancePort =
+      m.instancePort === undefined || m.instancePort === 0 ? hostPort : parsePort(m.instancePort, `${field}.instance_port`);
     const protocols: Protocol[] = m.protocol === 'tcp' ? ['tcp'] : m.protocol === 'udp' ? ['udp'] : ['tcp', 'udp'];
     for (const protocol of protocols) add({ protocol, hostPort, instancePort }, field);
   });
@@ -66,8 +67,11 @@ export function comparePortMappings(a: PortMapping, b: PortMapping): number {
 }
 
 export function samePortMappings(a: readonly PortMapping[], b: readonly PortMapping[]): boolean {
-  return a.length === b.length && a.every((m, i) => {
-    const o = b[i]!;
-    return m.protocol === o.protocol && m.hostPort === o.hostPort && m.instancePort === o.instancePort;
-  });
+  return (
+    a.length === b.length &&
+    a.every((m, i) => {
+      const o = b[i]!;
+      return m.protocol === o.protocol && m.hostPort === o.hostPort && m.instancePort === o.instancePort;
+    })
+  );
 }

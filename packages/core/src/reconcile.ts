@@ -62,7 +62,8 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
     explainedLinks.add(r.hostIfname);
     explainedLinks.add(r.handle);
     explainedSources.add(sourceKey(r.hostIfname, r.address));
-    for (const m of r.ports) explainedPorts.set(portKey(m.protocol, m.hostPort), portValue({ address: r.address, instancePort: m.instancePort }));
+    for (const m of r.ports)
+      explainedPorts.set(portKey(m.protocol, m.hostPort), portValue({ address: r.address, instancePort: m.instancePort }));
     if (input.busy.handles.has(r.handle) || !input.checkable.has(r.handle)) continue;
     if (!linkNames.has(r.hostIfname)) {
       missingInterfaces.push(r);
@@ -72,7 +73,9 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
     if (master !== undefined && input.cniName !== null && master !== input.cniName) detachedPorts.push(r);
     const rulesOk =
       sourcesHeld.has(sourceKey(r.hostIfname, r.address)) &&
-      r.ports.every((m) => portsHeld.get(portKey(m.protocol, m.hostPort)) === portValue({ address: r.address, instancePort: m.instancePort }));
+      r.ports.every(
+        (m) => portsHeld.get(portKey(m.protocol, m.hostPort)) === portValue({ address: r.address, instancePort: m.instancePort }),
+      );
     if (!rulesOk) missingRules.push(r);
   }
 

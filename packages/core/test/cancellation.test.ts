@@ -14,12 +14,25 @@ describe('cancelled creates', () => {
     pf = new FakePacketFilter();
     store = new MemoryStateStore();
     let counter = 0;
-    net = new NodeNetwork({ dataplane: dp, namespaces: dp, packetFilter: pf, store, host: await dp.probeHost(), reservedPorts: new Map(), overlayOverhead: 50, randomUint32: () => ++counter });
+    net = new NodeNetwork({
+      dataplane: dp,
+      namespaces: dp,
+      packetFilter: pf,
+      store,
+      host: await dp.probeHost(),
+      reservedPorts: new Map(),
+      overlayOverhead: 50,
+      randomUint32: () => ++counter,
+    });
     await net.load();
     await net.createContainerNetworkInterface({ ipAddress: '198.19.1.1', subNetwork: '198.19.1.0/24' });
   });
 
-  const failure = (p: Promise<unknown>) => p.then(() => undefined, (e: NodenetError) => e);
+  const failure = (p: Promise<unknown>) =>
+    p.then(
+      () => undefined,
+      (e: NodenetError) => e,
+    );
   const instanceLinks = () => [...dp.links.keys()].filter((n) => n.startsWith('nn'));
 
   it('aborted while its work runs: the link, the rules and the staged record are undone, the address and ports freed', async () => {
@@ -30,7 +43,9 @@ describe('cancelled creates', () => {
     cancel.abort();
     const err = await failure(create);
     expect(err?.code).toBe('UNAVAILABLE');
-    expect(err?.message).toMatch(/^CreateInterface was cancelled by its client \(or its deadline passed\) before it finished: nothing of it was kept; retry$/);
+    expect(err?.message).toMatch(
+      /^CreateInterface was cancelled by its client \(or its deadline passed\) before it finished: nothing of it was kept; retry$/,
+    );
     expect((await failure(joined))?.code).toBe('UNAVAILABLE');
     expect(instanceLinks()).toEqual([]);
     expect(pf.instances.size).toBe(0);
@@ -50,7 +65,15 @@ describe('cancelled creates', () => {
 
   it('a CreateContainerNetworkInterface aborted while it runs is rolled back: no bridge, no filter table, no record', async () => {
     const fresh = { dp: new FakeDataplane(), pf: new FakePacketFilter(), store: new MemoryStateStore() };
-    const n = new NodeNetwork({ dataplane: fresh.dp, namespaces: fresh.dp, packetFilter: fresh.pf, store: fresh.store, host: await fresh.dp.probeHost(), reservedPorts: new Map(), overlayOverhead: 50 });
+    const n = new NodeNetwork({
+      dataplane: fresh.dp,
+      namespaces: fresh.dp,
+      packetFilter: fresh.pf,
+      store: fresh.store,
+      host: await fresh.dp.probeHost(),
+      reservedPorts: new Map(),
+      overlayOverhead: 50,
+    });
     await n.load();
     const cancel = new AbortController();
     const create = n.createContainerNetworkInterface({ ipAddress: '198.19.1.1', subNetwork: '198.19.1.0/24' }, { signal: cancel.signal });

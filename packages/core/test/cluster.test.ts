@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { parseNodeRecord, PeerSync, StaticMembership, type NodeRecord, type Overlay, type PeerBatchResult, type Subnet } from '@nodenet/core';
+import {
+  parseNodeRecord,
+  PeerSync,
+  StaticMembership,
+  type NodeRecord,
+  type Overlay,
+  type PeerBatchResult,
+  type Subnet,
+} from '@nodenet/core';
 
 const node = (n: number, subnet = `198.19.${n}.0/24`): NodeRecord =>
   parseNodeRecord({ name: `node-${n}`, underlayAddress: `198.18.0.${n}`, subnet }, 'peer');
@@ -40,21 +48,25 @@ describe('parseNodeRecord', () => {
       /^membership\.peers\[2\]\.underlayAddress: /,
     );
     expect(() => parseNodeRecord({ name: '-x', underlayAddress: '198.18.0.1', subnet: '198.19.1.0/24' }, 'p')).toThrow(/^p\.name: /);
-    expect(() => parseNodeRecord({ name: 'n', underlayAddress: '198.18.0.1', subnet: '198.19.1.1/24' }, 'p')).toThrow(/^p\.subnet: .*host bits/);
+    expect(() => parseNodeRecord({ name: 'n', underlayAddress: '198.18.0.1', subnet: '198.19.1.1/24' }, 'p')).toThrow(
+      /^p\.subnet: .*host bits/,
+    );
   });
 });
 
 describe('StaticMembership', () => {
   it('refuses overlapping or duplicate peers, is idempotent, notifies on change', async () => {
-    expect(() => new StaticMembership([node(2), node(3, '198.19.2.128/25')])).toThrow(/overlaps 198.19.2.0\/24, the subnet of peer node node-2/);
+    expect(() => new StaticMembership([node(2), node(3, '198.19.2.128/25')])).toThrow(
+      /overlaps 198.19.2.0\/24, the subnet of peer node node-2/,
+    );
     const m = new StaticMembership([node(2)]);
     const seen: string[][] = [];
     await m.start((ps) => seen.push(ps.map((p) => p.name)));
     await m.addPeer(node(3));
     await m.addPeer(node(3));
-    await expect(m.addPeer(parseNodeRecord({ name: 'node-4', underlayAddress: '198.18.0.4', subnet: '198.19.3.0/25' }, 'p'))).rejects.toThrow(
-      /overlaps 198.19.3.0\/24, the subnet of peer node node-3/,
-    );
+    await expect(
+      m.addPeer(parseNodeRecord({ name: 'node-4', underlayAddress: '198.18.0.4', subnet: '198.19.3.0/25' }, 'p')),
+    ).rejects.toThrow(/overlaps 198.19.3.0\/24, the subnet of peer node node-3/);
     await m.removePeer('node-2');
     await m.removePeer('node-2');
     expect(seen).toEqual([['node-2'], ['node-2', 'node-3'], ['node-3']]);
@@ -78,8 +90,17 @@ describe('PeerSync', () => {
     expect(overlay.log).toEqual(['endpoint node-1', '+node-2 198.19.2.0/24 via 198.18.0.2', '+node-3 198.19.3.0/24 via 198.18.0.3']);
     overlay.log.length = 0;
     // node-3 moves to another underlay address, node-2 leaves, node-4 joins, node-1 (self) is ignored
-    await sync.update([parseNodeRecord({ name: 'node-3', underlayAddress: '198.18.0.33', subnet: '198.19.3.0/24' }, 'p'), node(4), node(1)]);
-    expect(overlay.log).toEqual(['-node-2 198.19.2.0/24', '-node-3 198.19.3.0/24', '+node-3 198.19.3.0/24 via 198.18.0.33', '+node-4 198.19.4.0/24 via 198.18.0.4']);
+    await sync.update([
+      parseNodeRecord({ name: 'node-3', underlayAddress: '198.18.0.33', subnet: '198.19.3.0/24' }, 'p'),
+      node(4),
+      node(1),
+    ]);
+    expect(overlay.log).toEqual([
+      '-node-2 198.19.2.0/24',
+      '-node-3 198.19.3.0/24',
+      '+node-3 198.19.3.0/24 via 198.18.0.33',
+      '+node-4 198.19.4.0/24 via 198.18.0.4',
+    ]);
     expect(subnets.at(-1)).toEqual(['198.19.1.0/24', '198.19.3.0/24', '198.19.4.0/24']);
     // A resync with nothing changed does not rewrite the list (a rewrite is a flush of the set, which change
     // notifications report: event-driven repair would loop on it).

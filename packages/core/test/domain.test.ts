@@ -102,7 +102,13 @@ describe('ports', () => {
   });
   it('expands seed ports to TCP and UDP, merges mappings, sorts', () => {
     expect(
-      normalizePorts([8080], [{ hostPort: 53, instancePort: 5353, protocol: 'udp' }, { hostPort: 9000, protocol: 'tcp' }]),
+      normalizePorts(
+        [8080],
+        [
+          { hostPort: 53, instancePort: 5353, protocol: 'udp' },
+          { hostPort: 9000, protocol: 'tcp' },
+        ],
+      ),
     ).toEqual([
       { protocol: 'udp', hostPort: 53, instancePort: 5353 },
       { protocol: 'tcp', hostPort: 8080, instancePort: 8080 },
@@ -113,7 +119,15 @@ describe('ports', () => {
   it('refuses a host port listed twice for one protocol, naming the field', () => {
     expect(invalid(() => normalizePorts([80, 80], []))).toMatch(/^ports\[1\]: port 80\/tcp appears more than once/);
     expect(invalid(() => normalizePorts([80], [{ hostPort: 80, protocol: 'udp' }]))).toMatch(/^port_mappings\[0\]/);
-    expect(normalizePorts([], [{ hostPort: 80, protocol: 'udp' }, { hostPort: 80, protocol: 'tcp' }])).toHaveLength(2);
+    expect(
+      normalizePorts(
+        [],
+        [
+          { hostPort: 80, protocol: 'udp' },
+          { hostPort: 80, protocol: 'tcp' },
+        ],
+      ),
+    ).toHaveLength(2);
     expect(invalid(() => normalizePorts([], [{ hostPort: 80, instancePort: 70000 }]))).toMatch(/port_mappings\[0\]\.instance_port/);
   });
 });
@@ -122,12 +136,20 @@ describe('link names', () => {
   it('allocates nni-/nnh- pairs of 12 characters, skipping taken ids', () => {
     const seq = [0xdeadbeef, 0xdeadbeef, 0x1];
     const taken = new Set<string>(['nni-deadbeef']);
-    const names = allocateLinkNames((h: SourceIfName) => taken.has(h), () => seq.shift()!);
+    const names = allocateLinkNames(
+      (h: SourceIfName) => taken.has(h),
+      () => seq.shift()!,
+    );
     expect(names).toEqual({ handle: 'nni-00000001', hostIfname: 'nnh-00000001' });
     expect(names.handle.length).toBeLessThanOrEqual(15);
   });
   it('gives up rather than loop forever', () => {
-    expect(() => allocateLinkNames(() => true, () => 7)).toThrow(/64 attempts/);
+    expect(() =>
+      allocateLinkNames(
+        () => true,
+        () => 7,
+      ),
+    ).toThrow(/64 attempts/);
   });
   it('derives a locally administered unicast MAC from an address', () => {
     expect(macForAddress(parseIpv4Address('198.19.1.2', 'a'))).toBe('02:6e:c6:13:01:02');

@@ -125,7 +125,12 @@ export class FakePacketFilter implements PacketFilter {
   async listElements(): Promise<FilterElements> {
     const rules = [...this.instances.values()];
     return {
-      ports: [...rules.flatMap((r) => r.ports.map((m) => ({ protocol: m.protocol, hostPort: m.hostPort, address: r.address, instancePort: m.instancePort }))), ...this.extra.ports],
+      ports: [
+        ...rules.flatMap((r) =>
+          r.ports.map((m) => ({ protocol: m.protocol, hostPort: m.hostPort, address: r.address, instancePort: m.instancePort })),
+        ),
+        ...this.extra.ports,
+      ],
       sources: [...rules.map((r) => ({ ifname: r.hostIfname, address: r.address })), ...this.extra.sources],
     };
   }

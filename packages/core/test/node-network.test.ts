@@ -173,7 +173,9 @@ describe('NodeNetwork', () => {
       expect(err.code).toBe('ALREADY_EXISTS');
       expect(err.message).toContain(a.interfaceName);
       expect(await code(net.createInterface({ ipAddress: '198.19.1.3', ports: [80] }))).toBe('ALREADY_EXISTS');
-      expect(await code(net.createInterface({ ipAddress: '198.19.1.3', portMappings: [{ hostPort: 80, protocol: 'udp' }] }))).toBe('ALREADY_EXISTS');
+      expect(await code(net.createInterface({ ipAddress: '198.19.1.3', portMappings: [{ hostPort: 80, protocol: 'udp' }] }))).toBe(
+        'ALREADY_EXISTS',
+      );
       // the same instance port on another host port is fine
       expect(await code(net.createInterface({ ipAddress: '198.19.1.3', portMappings: [{ hostPort: 8080, instancePort: 80 }] }))).toBe('OK');
     });
@@ -206,7 +208,9 @@ describe('NodeNetwork', () => {
 
     it('creates 40 in parallel with distinct handles', async () => {
       await cni();
-      const rs = await Promise.all(Array.from({ length: 40 }, (_, i) => net.createInterface({ ipAddress: `198.19.1.${i + 2}`, ports: [2000 + i] })));
+      const rs = await Promise.all(
+        Array.from({ length: 40 }, (_, i) => net.createInterface({ ipAddress: `198.19.1.${i + 2}`, ports: [2000 + i] })),
+      );
       expect(new Set(rs.map((r) => r.interfaceName)).size).toBe(40);
       expect(store.state.instances).toHaveLength(40);
     });
@@ -332,7 +336,10 @@ describe('NodeNetwork', () => {
       const err = (await net.deleteInterface({ interfaceName }).catch((e: unknown) => e)) as TeardownError;
       expect(err).toBeInstanceOf(TeardownError);
       expect(err.code).toBe('INTERNAL');
-      expect(err.failures.map((f) => f.message)).toEqual(['delete the interface: link busy', 'remove published ports and anti-spoofing: nft refused']);
+      expect(err.failures.map((f) => f.message)).toEqual([
+        'delete the interface: link busy',
+        'remove published ports and anti-spoofing: nft refused',
+      ]);
       expect(err.message).toMatch(/2 steps failed: delete the interface: link busy; remove published ports and anti-spoofing: nft refused/);
       // The flush was still tried (after the rules step settled), and the record stays for a retry.
       expect(pf.flushed).toEqual(['198.19.1.2']);

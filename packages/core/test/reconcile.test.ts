@@ -138,12 +138,22 @@ describe('NodeNetwork.reconcile', () => {
     net = await make();
     const report = await net.restore();
     expect(dp.links.has('nodenet0')).toBe(true);
-    expect(report.repairs).toEqual([`instance ${a.interfaceName} (198.19.1.2) is gone (its namespace web no longer exists): released its address and ports`]);
+    expect(report.repairs).toEqual([
+      `instance ${a.interfaceName} (198.19.1.2) is gone (its namespace web no longer exists): released its address and ports`,
+    ]);
     expect(net.listInstances()).toEqual([]);
   });
 
   it('never removes a CNI being created, nor the links of a create that finished while the kernel was listed', async () => {
-    const fresh = new NodeNetwork({ dataplane: dp, namespaces: dp, packetFilter: pf, store: new MemoryStateStore(), host: await dp.probeHost(), reservedPorts: new Map(), overlayOverhead: 50 });
+    const fresh = new NodeNetwork({
+      dataplane: dp,
+      namespaces: dp,
+      packetFilter: pf,
+      store: new MemoryStateStore(),
+      host: await dp.probeHost(),
+      reservedPorts: new Map(),
+      overlayOverhead: 50,
+    });
     await fresh.load();
     // no CNI record in `fresh`, but the bridge exists (being created by a concurrent request)
     expect((await fresh.reconcile()).repairs).toEqual([]);
@@ -176,7 +186,9 @@ describe('NodeNetwork.reconcile', () => {
     dp.links.set(a.hostInterfaceName, { name: a.hostInterfaceName, ownerTag: `nodenet:${a.interfaceName}`, master: 'nodenet0' });
     expect((await net.reconcile()).repairs).toEqual([]);
     dp.links.set(a.hostInterfaceName, { name: a.hostInterfaceName, ownerTag: `nodenet:${a.interfaceName}`, master: '' });
-    expect((await net.reconcile()).repairs).toEqual([`${a.hostInterfaceName} of ${a.interfaceName} (198.19.1.2) was not a port of nodenet0: attached again`]);
+    expect((await net.reconcile()).repairs).toEqual([
+      `${a.hostInterfaceName} of ${a.interfaceName} (198.19.1.2) was not a port of nodenet0: attached again`,
+    ]);
     expect(attached).toEqual([a.hostInterfaceName]);
   });
 
@@ -189,7 +201,10 @@ describe('NodeNetwork.reconcile', () => {
     pf.instances.clear();
     const report = await observed.reconcile();
     expect(report.repairCounts).toEqual({ orphan_link: 2, missing_rules: 1 });
-    expect(report.repairs).toEqual(['removed links no record explains: nnh-dead0001, nnh-dead0002', `rules of ${a.interfaceName} (198.19.1.2) were missing: restored`]);
+    expect(report.repairs).toEqual([
+      'removed links no record explains: nnh-dead0001, nnh-dead0002',
+      `rules of ${a.interfaceName} (198.19.1.2) were missing: restored`,
+    ]);
     const again = await observed.restore();
     expect(seen).toEqual([report, again]);
   });

@@ -53,7 +53,14 @@ function harness(outcomes: (causes: readonly string[]) => PassOutcome | Promise<
       },
       onContested: (c) => contests.push(c),
     },
-    { debounceMs: 50, contestThreshold: 3, contestWindowMs: 10_000, initialBackoffMs: 1_000, maxBackoffMs: 8_000, emptyPassesBeforeSpacing: 5 },
+    {
+      debounceMs: 50,
+      contestThreshold: 3,
+      contestWindowMs: 10_000,
+      initialBackoffMs: 1_000,
+      maxBackoffMs: 8_000,
+      emptyPassesBeforeSpacing: 5,
+    },
     clock,
   );
   return { clock, passes, contests, scheduler };
@@ -178,7 +185,9 @@ describe('ContestTracker', () => {
   });
 
   it('keeps names and addresses apart', () => {
-    expect(repairKind('rules of nni-1 (198.19.1.2) were missing: restored')).not.toBe(repairKind('rules of nni-2 (198.19.1.3) were missing: restored'));
+    expect(repairKind('rules of nni-1 (198.19.1.2) were missing: restored')).not.toBe(
+      repairKind('rules of nni-2 (198.19.1.3) were missing: restored'),
+    );
     expect(repairKind('bridge nodenet0 recreated with its 4 port(s)')).toBe(repairKind('bridge nodenet0 recreated with its 7 port(s)'));
   });
 });

@@ -61,7 +61,8 @@ function parseOptions(argv: readonly string[]): DemoOptions | 'help' {
   if (v.help) return 'help';
   if (!/^[a-z0-9-]+$/.test(v.backend)) throw new UsageError(`--backend: '${v.backend}' is not a backend name (e.g. iproute2, ovs)`);
   if (v.overlay !== 'vxlan' && v.overlay !== 'host-gw') throw new UsageError(`--overlay must be vxlan or host-gw (got '${v.overlay}')`);
-  if (v.membership !== 'static' && v.membership !== 'etcd') throw new UsageError(`--membership must be static or etcd (got '${v.membership}')`);
+  if (v.membership !== 'static' && v.membership !== 'etcd')
+    throw new UsageError(`--membership must be static or etcd (got '${v.membership}')`);
   const nodes = Number(v.nodes);
   if (!/^\d+$/.test(v.nodes) || nodes < 2 || nodes > 9) throw new UsageError(`--nodes must be 2..9 (got '${v.nodes}')`);
   return { backend: v.backend, overlay: v.overlay, membership: v.membership, nodes };
@@ -83,7 +84,13 @@ function line(text = ''): void {
 
 function table(rows: readonly (readonly string[])[]): void {
   const widths = rows[0]!.map((_, col) => Math.max(...rows.map((r) => r[col]!.length)));
-  for (const r of rows) line(r.map((cell, col) => cell.padEnd(widths[col]!)).join('  ').trimEnd());
+  for (const r of rows)
+    line(
+      r
+        .map((cell, col) => cell.padEnd(widths[col]!))
+        .join('  ')
+        .trimEnd(),
+    );
 }
 
 function label(i: ClusterInstance, all: readonly ClusterInstance[]): string {
@@ -129,11 +136,19 @@ async function demo(options: DemoOptions): Promise<boolean> {
     line(`${good ? 'ok  ' : 'FAIL'} ${text}`);
   };
 
-  step(`Building a ${options.nodes}-node cluster: backend ${options.backend}, overlay ${options.overlay}, membership ${options.membership}`);
+  step(
+    `Building a ${options.nodes}-node cluster: backend ${options.backend}, overlay ${options.overlay}, membership ${options.membership}`,
+  );
   line('each node is a network namespace on a shared underlay (198.18.0.0/24) running its own nodenetd;');
   line('a "world" namespace (198.18.0.100, plus 203.0.113.10 for the internet) stands for everything else.');
   // The daemons' own default reconcile interval: the demo runs them as a user would.
-  const c = await ClusterFixture.start({ backend: options.backend, overlay: options.overlay, membership: options.membership, nodes: options.nodes, reconcileIntervalSeconds: 30 });
+  const c = await ClusterFixture.start({
+    backend: options.backend,
+    overlay: options.overlay,
+    membership: options.membership,
+    nodes: options.nodes,
+    reconcileIntervalSeconds: 30,
+  });
   try {
     if (c.etcd) line(`etcd: ${c.etcd.url} (its own namespace on the underlay)`);
     line('CreateContainerNetworkInterface on every node (gRPC):');
@@ -143,11 +158,19 @@ async function demo(options: DemoOptions): Promise<boolean> {
     ]);
 
     const ovsFlows = options.backend === 'ovs' && options.overlay === 'vxlan';
-    step(`Peers and overlay routes (NetworkAdmin.ListPeers, ip route show proto 78${ovsFlows ? ', and the OpenFlow rules that tunnel them: ovs-ofctl dump-flows nodenet0' : ''})`);
+    step(
+      `Peers and overlay routes (NetworkAdmin.ListPeers, ip route show proto 78${ovsFlows ? ', and the OpenFlow rules that tunnel them: ovs-ofctl dump-flows nodenet0' : ''})`,
+    );
     for (const n of c.nodes) {
-      const [peers, routes, tunnelled] = await Promise.all([n.admin.listPeers(), n.overlayRoutes(), ovsFlows ? tunnelFlows(n.ns) : Promise.resolve([])]);
+      const [peers, routes, tunnelled] = await Promise.all([
+        n.admin.listPeers(),
+        n.overlayRoutes(),
+        ovsFlows ? tunnelFlows(n.ns) : Promise.resolve([]),
+      ]);
       const routed = routes.map((r) => `${r.dst} via ${r.gateway ?? '-'} dev ${r.dev ?? '-'}`);
-      line(`${n.name}: ${peers.membership} peers ${peers.peers.map((p) => `${p.peer?.name}${p.programmed ? '' : ' (not programmed)'}`).join(', ') || 'none'}`);
+      line(
+        `${n.name}: ${peers.membership} peers ${peers.peers.map((p) => `${p.peer?.name}${p.programmed ? '' : ' (not programmed)'}`).join(', ') || 'none'}`,
+      );
       for (const r of routed) line(`    ${r}`);
       for (const f of tunnelled) line(`    flow: ${f}`);
     }
@@ -156,7 +179,13 @@ async function demo(options: DemoOptions): Promise<boolean> {
     const instances = (await Promise.all(c.nodes.map((n) => Promise.all([n.addInstance(), n.addInstance()])))).flat();
     table([
       ['instance', 'address', 'handle', 'host side', 'mtu'],
-      ...instances.map((i) => [label(i, instances), i.address, i.handle, i.response.hostInterfaceName ?? '-', String(i.response.mtu ?? '-')]),
+      ...instances.map((i) => [
+        label(i, instances),
+        i.address,
+        i.handle,
+        i.response.hostInterfaceName ?? '-',
+        String(i.response.mtu ?? '-'),
+      ]),
     ]);
 
     step('Who reaches whom: ping (average rtt) and TCP from every instance to every other; the TCP server checks the source address');
@@ -169,7 +198,10 @@ async function demo(options: DemoOptions): Promise<boolean> {
     ]);
     const failed = results.filter((r) => cell(r).startsWith('FAIL'));
     const crossNode = results.filter((r) => r.from.node !== r.to.node);
-    check(failed.length === 0, `${results.length - failed.length}/${results.length} pairs reach each other (${crossNode.length} of them across nodes), every TCP server saw the client's own address`);
+    check(
+      failed.length === 0,
+      `${results.length - failed.length}/${results.length} pairs reach each other (${crossNode.length} of them across nodes), every TCP server saw the client's own address`,
+    );
 
     step('Egress: an instance of every node talks to the internet (203.0.113.10 in the world): masqueraded as its node');
     const port = 7100;
@@ -178,16 +210,22 @@ async function demo(options: DemoOptions): Promise<boolean> {
       const inst = instances.find((i) => i.node === n)!;
       const r = await echo(inst.ns, { protocol: 'tcp', host: c.world.internetAddress, port });
       const seen = atWorld.receivedPayload(r.payload)[0]?.peerAddress;
-      check(r.ok && seen === n.address, `${label(inst, instances)} (${inst.address}) -> ${c.world.internetAddress}:${port}: the world saw ${seen ?? 'nothing'} (${n.name}'s underlay address)`);
+      check(
+        r.ok && seen === n.address,
+        `${label(inst, instances)} (${inst.address}) -> ${c.world.internetAddress}:${port}: the world saw ${seen ?? 'nothing'} (${n.name}'s underlay address)`,
+      );
     }
 
-    step('A published port: an instance on node-1 publishes 8080; the world connects to node-1\'s underlay address');
+    step("A published port: an instance on node-1 publishes 8080; the world connects to node-1's underlay address");
     const n1 = c.node(1);
     const web = await n1.addInstance({ ports: [8080] });
     const server = await startEchoServer(c.scope, web.ns, { protocol: 'tcp', port: 8080 });
     const r = await echo(c.world.ns, { protocol: 'tcp', host: n1.address, port: 8080 });
     const seen = server.receivedPayload(r.payload)[0]?.peerAddress;
-    check(r.ok && seen === c.world.address, `world (${c.world.address}) -> ${n1.address}:8080 reached ${web.address}:8080 (${web.handle}); the instance saw ${seen ?? 'nothing'}`);
+    check(
+      r.ok && seen === c.world.address,
+      `world (${c.world.address}) -> ${n1.address}:8080 reached ${web.address}:8080 (${web.handle}); the instance saw ${seen ?? 'nothing'}`,
+    );
   } finally {
     step('Cleaning up (daemons stopped, namespaces and temp dirs removed)');
     await c.close();

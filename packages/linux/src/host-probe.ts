@@ -1,11 +1,5 @@
 /** Finding the underlay from the kernel's addresses and routes (pure: LinuxHostProbe feeds it `ip -j` output). */
-import {
-  FailedPreconditionError,
-  parseIpv4Address,
-  subnetOf,
-  type HostInfo,
-  type Ipv4Address,
-} from '@nodenet/core';
+import { FailedPreconditionError, parseIpv4Address, subnetOf, type HostInfo, type Ipv4Address } from '@nodenet/core';
 import type { IpLinkWithAddresses, IpRoute } from './ip-json.js';
 
 const HOW_TO_SET = 'set `underlayAddress` in the config or pass --underlay-address';
@@ -40,7 +34,9 @@ export function hostInfoFor(links: readonly IpLinkWithAddresses[], address: Ipv4
     );
   }
   if (holder.ifname === cniName) {
-    throw new FailedPreconditionError(`underlay address ${address} is on ${cniName}, nodenet's own bridge, not on the underlay: ${HOW_TO_SET}`);
+    throw new FailedPreconditionError(
+      `underlay address ${address} is on ${cniName}, nodenet's own bridge, not on the underlay: ${HOW_TO_SET}`,
+    );
   }
   const localNetworks = links
     .filter((l) => l.ifname !== cniName)
@@ -51,4 +47,3 @@ export function hostInfoFor(links: readonly IpLinkWithAddresses[], address: Ipv4
     );
   return { underlayAddress: address, underlayInterface: holder.ifname, underlayMtu: holder.mtu, localNetworks };
 }
-

@@ -28,7 +28,10 @@ export function formatIpBatch(lines: readonly IpLine[]): string {
       if (line.args.length === 0) throw new InternalError(line.step, 'empty ip batch line');
       for (const arg of line.args) {
         if (!SAFE_TOKEN_RE.test(arg)) {
-          throw new InternalError(line.step, `refusing to write ${JSON.stringify(arg)} into an ip batch: it contains a character the batch reader would split or strip`);
+          throw new InternalError(
+            line.step,
+            `refusing to write ${JSON.stringify(arg)} into an ip batch: it contains a character the batch reader would split or strip`,
+          );
         }
       }
       return line.args.join(' ');
@@ -104,7 +107,6 @@ export const ABSENT_RE = /Cannot find device|does not exist|No such device|No su
 export function deviceMissingRe(name: string): RegExp {
   return new RegExp(`"${name}" is wrong: Device does not exist|Cannot find device "${name}"`);
 }
-
 
 /**
  * How to run a program in a namespace. `ip -n NAME` (and `bridge -n NAME`) only take names (they always

@@ -62,7 +62,8 @@ function asArray(value: unknown, what: string): unknown[] {
 }
 
 function asObject(value: unknown, what: string): Json {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(what, `expected a JSON object, got ${JSON.stringify(value)}`);
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    fail(what, `expected a JSON object, got ${JSON.stringify(value)}`);
   return value as Json;
 }
 
@@ -103,7 +104,10 @@ function stringArray(o: Json, key: string, what: string): string[] {
 function parseLinkObject(o: Json, what: string): IpLink {
   const info = o['linkinfo'] === undefined ? undefined : asObject(o['linkinfo'], what);
   const linkinfo: IpLinkInfo | undefined = info
-    ? { ...defined('kind', optionalString(info, 'info_kind', what)), ...defined('slaveKind', optionalString(info, 'info_slave_kind', what)) }
+    ? {
+        ...defined('kind', optionalString(info, 'info_kind', what)),
+        ...defined('slaveKind', optionalString(info, 'info_slave_kind', what)),
+      }
     : undefined;
   const link: IpLink = {
     ifindex: requiredNumber(o, 'ifindex', what),
@@ -139,14 +143,12 @@ export function parseIpAddrs(json: unknown): IpLinkWithAddresses[] {
       .map((i) => asObject(i, 'addresses'))
       // Entries with only lifetimes (no `local`) appear for some address kinds; they name no address.
       .filter((a) => a['local'] !== undefined)
-      .map(
-        (a): IpAddress => ({
-          family: requiredString(a, 'family', 'addresses'),
-          local: requiredString(a, 'local', 'addresses'),
-          prefixlen: requiredNumber(a, 'prefixlen', 'addresses'),
-          secondary: a['secondary'] === true,
-        }),
-      );
+      .map((a): IpAddress => ({
+        family: requiredString(a, 'family', 'addresses'),
+        local: requiredString(a, 'local', 'addresses'),
+        prefixlen: requiredNumber(a, 'prefixlen', 'addresses'),
+        secondary: a['secondary'] === true,
+      }));
     return { ...link, addresses };
   });
 }

@@ -25,11 +25,14 @@ export async function explainLinkFailure(spec: InstanceSpec, e: unknown): Promis
     );
   }
   // iproute2 rejects a path it cannot open; the kernel rejects (EINVAL) a file that is no network namespace.
-  const netnsRefused = e.detail.includes('Invalid "netns" value') || (e.failedLine?.id === LINE.createLink && e.detail.includes('Invalid argument'));
+  const netnsRefused =
+    e.detail.includes('Invalid "netns" value') || (e.failedLine?.id === LINE.createLink && e.detail.includes('Invalid argument'));
   if (spec.netns !== undefined && netnsRefused) {
     const target = netnsPath(spec.netns);
     if ((await readNetnsId(target)) === null) return namespaceMissing(spec.netns, target, e);
-    const what = (await isNamespaceFile(target)) ? 'a namespace file, but the kernel refused it as a network namespace' : 'not a namespace file';
+    const what = (await isNamespaceFile(target))
+      ? 'a namespace file, but the kernel refused it as a network namespace'
+      : 'not a namespace file';
     return new FailedPreconditionError(
       `${target} is not a network namespace (it is ${what}): pass a name under /run/netns or a path such as /proc/PID/ns/net`,
       { cause: e },
@@ -37,7 +40,9 @@ export async function explainLinkFailure(spec: InstanceSpec, e: unknown): Promis
   }
   if (e.failedLine?.id === LINE.createLink && /File exists|Device or resource busy/.test(e.detail)) {
     const names = spec.kind === 'tap' ? spec.handle : `${spec.hostIfname} or ${spec.handle}`;
-    return new AlreadyExistsError(`a link named ${names} already exists: remove it (it is not tracked by this daemon) and retry`, { cause: e });
+    return new AlreadyExistsError(`a link named ${names} already exists: remove it (it is not tracked by this daemon) and retry`, {
+      cause: e,
+    });
   }
   return e;
 }
@@ -57,7 +62,13 @@ export async function deleteTolerant(via: IpBatchRunner, lines: readonly IpLine[
   const first = real[0];
   if (first) {
     const line = first.line === undefined ? undefined : lines[first.line - 1];
-    const more = real.length > 1 ? ` (and ${real.length - 1} more: ${real.slice(1).map((f) => f.message).join('; ')})` : '';
+    const more =
+      real.length > 1
+        ? ` (and ${real.length - 1} more: ${real
+            .slice(1)
+            .map((f) => f.message)
+            .join('; ')})`
+        : '';
     throw new InternalError(line?.step ?? step, `${first.message || 'ip failed without a message'}${more}`);
   }
 }

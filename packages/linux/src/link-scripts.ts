@@ -88,7 +88,10 @@ export function repairCniScript(spec: CniSpec, current: IpLinkWithAddresses): Cn
     });
   }
   if (!hasGateway) {
-    repairs.push({ found: `address ${spec.gateway}/${spec.subnet.prefixLength} was missing on ${name}: added`, line: cniAddressLine(spec) });
+    repairs.push({
+      found: `address ${spec.gateway}/${spec.subnet.prefixLength} was missing on ${name}: added`,
+      line: cniAddressLine(spec),
+    });
   }
   if (!current.flags.includes('UP')) {
     repairs.push({
@@ -106,10 +109,18 @@ export function instanceNamespaceScript(spec: InstanceSpec): IpLine[] {
   const where = `in namespace ${spec.netns ?? '(node)'}`;
   const lines: IpLine[] = [];
   if (ifname !== spec.handle) {
-    lines.push({ id: LINE.rename, args: ['link', 'set', 'dev', spec.handle, 'name', ifname], step: `rename ${spec.handle} to ${ifname} ${where}` });
+    lines.push({
+      id: LINE.rename,
+      args: ['link', 'set', 'dev', spec.handle, 'name', ifname],
+      step: `rename ${spec.handle} to ${ifname} ${where}`,
+    });
   }
   lines.push(
-    { id: LINE.instanceAddress, args: ['address', 'add', cidr, 'broadcast', '+', 'dev', ifname], step: `add ${cidr} to ${ifname} ${where}` },
+    {
+      id: LINE.instanceAddress,
+      args: ['address', 'add', cidr, 'broadcast', '+', 'dev', ifname],
+      step: `add ${cidr} to ${ifname} ${where}`,
+    },
     { id: LINE.instanceUp, args: ['link', 'set', 'dev', ifname, 'up'], step: `bring ${ifname} up ${where}` },
     { id: LINE.loopbackUp, args: ['link', 'set', 'dev', 'lo', 'up'], step: `bring lo up ${where}` },
     {
@@ -162,7 +173,11 @@ export function deleteLinksScript(names: readonly string[], unusedGroup: number)
   if (names.length === 1) return deleteLinkScript(names[0]!);
   const group = String(unusedGroup);
   return [
-    ...names.map((name): IpLine => ({ id: LINE.groupLink, args: ['link', 'set', 'dev', name, 'group', group], step: `mark ${name} for deletion (link group ${group})` })),
+    ...names.map((name): IpLine => ({
+      id: LINE.groupLink,
+      args: ['link', 'set', 'dev', name, 'group', group],
+      step: `mark ${name} for deletion (link group ${group})`,
+    })),
     { id: LINE.deleteGroup, args: ['link', 'del', 'group', group], step: `delete ${names.length} links (link group ${group})` },
   ];
 }

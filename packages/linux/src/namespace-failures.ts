@@ -20,7 +20,10 @@ export function explainNamespaceFailure(spec: InstanceSpec, netns: NetnsRef, e: 
   const ifname = spec.ifname ?? DEFAULT_INSTANCE_IFNAME;
   if (/Cannot open network namespace|nsenter: cannot open/.test(e.detail)) return namespaceMissing(netns, netnsPath(netns), e);
   if (e.failedLine?.id === LINE.rename && /File exists/.test(e.detail)) {
-    return new AlreadyExistsError(`an interface named ${ifname} already exists in network namespace ${netns}: choose another ifname or remove that interface`, { cause: e });
+    return new AlreadyExistsError(
+      `an interface named ${ifname} already exists in network namespace ${netns}: choose another ifname or remove that interface`,
+      { cause: e },
+    );
   }
   if (e.failedLine?.id === LINE.defaultRoute && /File exists/.test(e.detail)) {
     return new FailedPreconditionError(

@@ -36,7 +36,8 @@ export const netnsHelperFraming: SessionFraming = {
 };
 
 /** What the helper's start-up failure says when it cannot run on this host (as opposed to a request failing). */
-const HELPER_CANNOT_RUN = /unsupported architecture|Can't locate|exec of "[^"]*" failed|nsenter: failed to execute|cannot open \/proc\/self\/ns\/net/;
+const HELPER_CANNOT_RUN =
+  /unsupported architecture|Can't locate|exec of "[^"]*" failed|nsenter: failed to execute|cannot open \/proc\/self\/ns\/net/;
 
 /** A field of a request line: validated names, paths and addresses never hold these. */
 const UNSAFE_FIELD = /[\t\n\r\0]/;
@@ -66,7 +67,16 @@ export class NetnsConfigurator {
   async configure(spec: InstanceSpec, targetPath: string): Promise<void> {
     const step = `configure ${spec.handle} in namespace ${spec.netns ?? targetPath}`;
     const ifname = spec.ifname ?? DEFAULT_INSTANCE_IFNAME;
-    const fields = ['configure', targetPath, spec.handle, ifname, spec.address, String(spec.cni.subnet.prefixLength), spec.cni.subnet.broadcast, spec.cni.gateway];
+    const fields = [
+      'configure',
+      targetPath,
+      spec.handle,
+      ifname,
+      spec.address,
+      String(spec.cni.subnet.prefixLength),
+      spec.cni.subnet.broadcast,
+      spec.cni.gateway,
+    ];
     await this.send(step, fields, instanceNamespaceScript(spec));
   }
 
@@ -106,7 +116,8 @@ export class NetnsConfigurator {
 
   private async send(step: string, fields: readonly string[], lines: readonly IpLine[]): Promise<void> {
     if (this.unusable !== undefined) throw new HelperUnusableError(step, this.unusable);
-    for (const f of fields) if (UNSAFE_FIELD.test(f)) throw new InternalError(step, `refusing to send ${JSON.stringify(f)} to the namespace configurator`);
+    for (const f of fields)
+      if (UNSAFE_FIELD.test(f)) throw new InternalError(step, `refusing to send ${JSON.stringify(f)} to the namespace configurator`);
     let answer: string;
     try {
       answer = await this.session.request(`${fields.join('\t')}\n`, step);
@@ -115,7 +126,10 @@ export class NetnsConfigurator {
       // nsenter says it could not execute it), a perl without a module it needs, an unknown architecture.
       if ((e as { code?: string }).code === 'UNAVAILABLE' || (e instanceof SessionExitedError && HELPER_CANNOT_RUN.test(e.output))) {
         this.unusable = e instanceof SessionExitedError ? e.output : (e as Error).message;
-        this.logger.warn({ reason: this.unusable }, "the namespace configurator cannot run here: instance links are made with ip and nsenter + ip");
+        this.logger.warn(
+          { reason: this.unusable },
+          'the namespace configurator cannot run here: instance links are made with ip and nsenter + ip',
+        );
         throw new HelperUnusableError(step, this.unusable);
       }
       throw e;

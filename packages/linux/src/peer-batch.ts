@@ -68,7 +68,12 @@ export async function runPeerBatch(
  * each flush line (id `flushLineId`) becomes a `neigh del` of an entry that is there, or goes. An entry
  * removed by someone else in between fails the batch as a whole: every peer is reported and retried.
  */
-export async function withNeighbourDeletes(runner: IpRunner, dev: string, parts: readonly PeerLines[], flushLineId: string): Promise<PeerLines[]> {
+export async function withNeighbourDeletes(
+  runner: IpRunner,
+  dev: string,
+  parts: readonly PeerLines[],
+  flushLineId: string,
+): Promise<PeerLines[]> {
   const json = await runner.json(['neigh', 'show', 'dev', dev], `list the neighbour entries on ${dev}`);
   if (!Array.isArray(json)) return [...parts];
   const present = new Set(json.flatMap((n) => (typeof (n as { dst?: unknown }).dst === 'string' ? [(n as { dst: string }).dst] : [])));

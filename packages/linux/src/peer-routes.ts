@@ -45,7 +45,11 @@ export const ROUTE_LINE = {
 
 export function deleteRouteLine(subnet: Subnet | string): IpLine {
   // `proto` makes the kernel match only nodenet's route to that subnet, whichever device it uses.
-  return { id: ROUTE_LINE.deleteRoute, args: ['route', 'del', String(subnet), ...ROUTE_PROTO_ARGS], step: `delete the route to ${String(subnet)}` };
+  return {
+    id: ROUTE_LINE.deleteRoute,
+    args: ['route', 'del', String(subnet), ...ROUTE_PROTO_ARGS],
+    step: `delete the route to ${String(subnet)}`,
+  };
 }
 
 /** host-gw: a plain route to the peer's subnet via its underlay address (replaces a changed one). */
@@ -154,9 +158,15 @@ export class HostGwOverlay implements Overlay {
           continue;
         }
         const previous = this.programmed.get(peer.name);
-        parts.push({ peer, lines: hostGwPeerLines(peer, this.underlayLink, previous && !sameNodeRecord(previous, peer) ? previous : undefined) });
+        parts.push({
+          peer,
+          lines: hostGwPeerLines(peer, this.underlayLink, previous && !sameNodeRecord(previous, peer) ? previous : undefined),
+        });
       }
-      const result = mergeBatchResults({ failed: invalid }, await this.runPeers(parts, peers.length === 1 ? `program peer ${peers[0]!.name}` : `program ${parts.length} peers`));
+      const result = mergeBatchResults(
+        { failed: invalid },
+        await this.runPeers(parts, peers.length === 1 ? `program peer ${peers[0]!.name}` : `program ${parts.length} peers`),
+      );
       for (const { peer } of parts) if (!result.failed.has(peer.name)) this.programmed.set(peer.name, peer);
       this.logger.debug({ peers: parts.length, failed: result.failed.size }, 'peers programmed');
       return result;
@@ -195,7 +205,13 @@ export class HostGwOverlay implements Overlay {
   }
 
   private runPeers(parts: readonly PeerLines[], step: string): Promise<PeerBatchResult> {
-    return runPeerBatch(this.ip, parts, step, new Set([ROUTE_LINE.deleteRoute]), (failure, line) => new InternalError(line?.step ?? step, failure.message || 'ip failed without a message'));
+    return runPeerBatch(
+      this.ip,
+      parts,
+      step,
+      new Set([ROUTE_LINE.deleteRoute]),
+      (failure, line) => new InternalError(line?.step ?? step, failure.message || 'ip failed without a message'),
+    );
   }
 
   private async run(lines: readonly IpLine[], step: string): Promise<void> {

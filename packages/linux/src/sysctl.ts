@@ -78,7 +78,9 @@ export function sysctlDrift(settings: readonly SysctlSetting[], current: SysctlV
 /** The repair line of a drifted setting, e.g. `net.ipv4.ip_forward was 0: set to 1`. */
 export function describeSysctlRepair(drift: SysctlDrift): string {
   const key = sysctlKey(drift.setting);
-  return drift.found === undefined ? `${key} was missing: set to ${drift.setting.value}` : `${key} was ${drift.found}: set to ${drift.setting.value}`;
+  return drift.found === undefined
+    ? `${key} was missing: set to ${drift.setting.value}`
+    : `${key} was ${drift.found}: set to ${drift.setting.value}`;
 }
 
 /** Reads the settings' current values: /proc/sys files in the own namespace, one `sysctl` process in another. */

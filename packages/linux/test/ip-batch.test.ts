@@ -30,7 +30,9 @@ describe('formatIpBatch', () => {
 
 describe('parseIpBatchFailures', () => {
   it('attributes each message to the line named by the marker that follows it', () => {
-    expect(parseIpBatchFailures('Cannot find device "nope"\nCommand failed -:2\n')).toEqual([{ line: 2, message: 'Cannot find device "nope"' }]);
+    expect(parseIpBatchFailures('Cannot find device "nope"\nCommand failed -:2\n')).toEqual([
+      { line: 2, message: 'Cannot find device "nope"' },
+    ]);
     expect(
       parseIpBatchFailures('Cannot find device "v9"\nCommand failed -:1\nRTNETLINK answers: File exists\nCommand failed -:3\n'),
     ).toEqual([

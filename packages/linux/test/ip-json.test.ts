@@ -7,20 +7,47 @@ import { sysctlArgs } from '../src/sysctl.js';
 
 // Captured from iproute2 6.1 (`ip -j addr show`, `ip -j -d link show`, `ip -j route ...`), trimmed.
 const ADDRS = [
-  { ifindex: 1, ifname: 'lo', flags: ['LOOPBACK', 'UP', 'LOWER_UP'], mtu: 65536, operstate: 'UNKNOWN', address: '00:00:00:00:00:00',
-    addr_info: [{ family: 'inet', local: '127.0.0.1', prefixlen: 8, scope: 'host', label: 'lo', valid_life_time: 4294967295 }] },
-  { ifindex: 3, ifname: 'nodenet0', flags: ['BROADCAST', 'MULTICAST', 'UP', 'LOWER_UP'], mtu: 1450, address: '02:6e:c6:13:01:01',
+  {
+    ifindex: 1,
+    ifname: 'lo',
+    flags: ['LOOPBACK', 'UP', 'LOWER_UP'],
+    mtu: 65536,
+    operstate: 'UNKNOWN',
+    address: '00:00:00:00:00:00',
+    addr_info: [{ family: 'inet', local: '127.0.0.1', prefixlen: 8, scope: 'host', label: 'lo', valid_life_time: 4294967295 }],
+  },
+  {
+    ifindex: 3,
+    ifname: 'nodenet0',
+    flags: ['BROADCAST', 'MULTICAST', 'UP', 'LOWER_UP'],
+    mtu: 1450,
+    address: '02:6e:c6:13:01:01',
     addr_info: [
       { family: 'inet', local: '198.19.1.1', prefixlen: 24, broadcast: '198.19.1.255', scope: 'global', label: 'nodenet0' },
       { family: 'inet6', local: 'fe80::6e:c6ff:fe13:101', prefixlen: 64, scope: 'link' },
-    ] },
-  { ifindex: 5, link: 'nni-2', ifname: 'nnh-2', flags: ['NO-CARRIER', 'BROADCAST', 'MULTICAST', 'UP'], mtu: 1450, master: 'nodenet0', addr_info: [] },
-  { ifindex: 9, ifname: 'u0', flags: ['BROADCAST', 'MULTICAST', 'UP', 'LOWER_UP'], mtu: 9000, address: 'aa:bb:cc:00:00:01',
+    ],
+  },
+  {
+    ifindex: 5,
+    link: 'nni-2',
+    ifname: 'nnh-2',
+    flags: ['NO-CARRIER', 'BROADCAST', 'MULTICAST', 'UP'],
+    mtu: 1450,
+    master: 'nodenet0',
+    addr_info: [],
+  },
+  {
+    ifindex: 9,
+    ifname: 'u0',
+    flags: ['BROADCAST', 'MULTICAST', 'UP', 'LOWER_UP'],
+    mtu: 9000,
+    address: 'aa:bb:cc:00:00:01',
     addr_info: [
       { family: 'inet', local: '198.18.0.1', prefixlen: 24, scope: 'global' },
       { family: 'inet', local: '10.8.0.1', prefixlen: 16, scope: 'global', secondary: true },
       { valid_life_time: 4294967295, preferred_life_time: 4294967295 },
-    ] },
+    ],
+  },
 ];
 
 describe('ip -j parsers', () => {
@@ -36,8 +63,15 @@ describe('ip -j parsers', () => {
 
   it('reads alias (ifalias) and link kinds from ip -d', () => {
     const [link] = parseIpLinks([
-      { ifindex: 16, ifname: 'nni-t', flags: ['UP'], mtu: 1450, master: 'nodenet0', ifalias: 'nodenet:nni-t',
-        linkinfo: { info_kind: 'tun', info_data: { type: 'tap' }, info_slave_kind: 'bridge' } },
+      {
+        ifindex: 16,
+        ifname: 'nni-t',
+        flags: ['UP'],
+        mtu: 1450,
+        master: 'nodenet0',
+        ifalias: 'nodenet:nni-t',
+        linkinfo: { info_kind: 'tun', info_data: { type: 'tap' }, info_slave_kind: 'bridge' },
+      },
     ]);
     expect(link).toMatchObject({ ifname: 'nni-t', alias: 'nodenet:nni-t', linkinfo: { kind: 'tun', slaveKind: 'bridge' } });
   });

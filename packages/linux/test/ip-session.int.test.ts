@@ -66,7 +66,11 @@ describe('IpSession', () => {
   it('concurrent batches each get their own answers', async () => {
     const made = Array.from({ length: 30 }, (_, i) => `nns-c${i}`);
     const results = await Promise.allSettled(
-      made.map((n, i) => session.batch([line('add', `link add ${n} type bridge`), ...(i % 5 === 0 ? [line('dup', `link add ${n} type bridge`)] : [])], { step: n })),
+      made.map((n, i) =>
+        session.batch([line('add', `link add ${n} type bridge`), ...(i % 5 === 0 ? [line('dup', `link add ${n} type bridge`)] : [])], {
+          step: n,
+        }),
+      ),
     );
     results.forEach((r, i) => expect(r.status, made[i]).toBe(i % 5 === 0 ? 'rejected' : 'fulfilled'));
     const present = await names();
@@ -94,7 +98,9 @@ describe('IpSession', () => {
     await session.batch([line('m1', 'link add nns-v1 master nns-br0 type veth peer name nns-p1')], { step: 'port 1' });
     await sh('ip', ['-n', ns, '-batch', '-'], 'link del nns-br0\nlink add nns-filler type bridge\nlink add nns-br0 type bridge\n');
     // Measured: without a reset the session names nns-br0 by its old index and the kernel refuses it.
-    const stale = await session.batch([line('m2', 'link add nns-v2 master nns-br0 type veth peer name nns-p2')], { step: 'port 2' }).catch((x: unknown) => x);
+    const stale = await session
+      .batch([line('m2', 'link add nns-v2 master nns-br0 type veth peer name nns-p2')], { step: 'port 2' })
+      .catch((x: unknown) => x);
     expect(stale).toBeInstanceOf(IpBatchError);
     session.reset();
     await session.batch([line('m3', 'link add nns-v3 master nns-br0 type veth peer name nns-p3')], { step: 'port 3' });

@@ -1,8 +1,26 @@
 /** The explanations of failed kernel commands both backends share, as pure functions of the failures. */
 import { describe, expect, it } from 'vitest';
-import { AlreadyExistsError, CNI_NAME, FailedPreconditionError, InternalError, Subnet, macForAddress, parseIpv4Address, type CniSpec } from '@nodenet/core';
+import {
+  AlreadyExistsError,
+  CNI_NAME,
+  FailedPreconditionError,
+  InternalError,
+  Subnet,
+  macForAddress,
+  parseIpv4Address,
+  type CniSpec,
+} from '@nodenet/core';
 import { instanceSpecFor } from '@nodenet/testkit/instance-specs';
-import { IpBatchError, LINE, deleteLinkScript, deleteTolerant, explainLinkFailure, unexpectedFailure, type IpBatchFailure, type IpLine } from '../src/index.js';
+import {
+  IpBatchError,
+  LINE,
+  deleteLinkScript,
+  deleteTolerant,
+  explainLinkFailure,
+  unexpectedFailure,
+  type IpBatchFailure,
+  type IpLine,
+} from '../src/index.js';
 
 const gateway = parseIpv4Address('198.19.1.1', 'gateway');
 const cni: CniSpec = { name: CNI_NAME, gateway, subnet: Subnet.of('198.19.1.0/24'), mtu: 1450, mac: macForAddress(gateway) };
@@ -16,7 +34,16 @@ describe('deleteTolerant', () => {
   const lines = [...deleteLinkScript('nnh-1'), ...deleteLinkScript('nnh-2'), ...deleteLinkScript('nnh-3')];
 
   it('treats a delete finding nothing as success', async () => {
-    await expect(deleteTolerant(answering([{ line: 1, message: 'Cannot find device "nnh-1"' }, { line: 2, message: 'RTNETLINK answers: No such device' }]), lines, 'delete')).resolves.toBeUndefined();
+    await expect(
+      deleteTolerant(
+        answering([
+          { line: 1, message: 'Cannot find device "nnh-1"' },
+          { line: 2, message: 'RTNETLINK answers: No such device' },
+        ]),
+        lines,
+        'delete',
+      ),
+    ).resolves.toBeUndefined();
   });
 
   it('names the first real failure and lists every other one ("and N more")', async () => {
@@ -30,7 +57,9 @@ describe('deleteTolerant', () => {
       'delete three',
     ).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(InternalError);
-    expect((err as Error).message).toBe('delete nnh-2: RTNETLINK answers: Operation not permitted (and 1 more: RTNETLINK answers: Device or resource busy)');
+    expect((err as Error).message).toBe(
+      'delete nnh-2: RTNETLINK answers: Operation not permitted (and 1 more: RTNETLINK answers: Device or resource busy)',
+    );
   });
 
   it('unexpectedFailure skips only absent-deletes of the given line ids', () => {
@@ -54,7 +83,9 @@ describe('explainLinkFailure', () => {
     expect(e).toBeInstanceOf(AlreadyExistsError);
     expect((e as Error).message).toContain(`a link named ${spec.hostIfname} or ${spec.handle} already exists`);
     const tap = instanceSpecFor(cni, 0xabce, 8, { kind: 'tap' });
-    expect(((await explainLinkFailure(tap, failedAt(createLine, 'RTNETLINK answers: File exists'))) as Error).message).toContain(`a link named ${tap.handle} already exists`);
+    expect(((await explainLinkFailure(tap, failedAt(createLine, 'RTNETLINK answers: File exists'))) as Error).message).toContain(
+      `a link named ${tap.handle} already exists`,
+    );
   });
 
   it('anything else is returned as it was (a backend may add its own cases)', async () => {

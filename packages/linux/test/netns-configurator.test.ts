@@ -7,7 +7,10 @@ describe('the namespace configurator session', () => {
     expect(netnsHelperFraming.marker(7)).toBe('mark 7\n');
     expect(netnsHelperFraming.find('done 7\n', 7)).toEqual({ output: '', consumed: 7 });
     const text = 'fail default-route RTNETLINK answers: File exists\ndone 8\ndone 9\n';
-    expect(netnsHelperFraming.find(text, 8)).toEqual({ output: 'fail default-route RTNETLINK answers: File exists', consumed: text.indexOf('done 9') });
+    expect(netnsHelperFraming.find(text, 8)).toEqual({
+      output: 'fail default-route RTNETLINK answers: File exists',
+      consumed: text.indexOf('done 9'),
+    });
     expect(netnsHelperFraming.find('done 1', 1)).toBeNull(); // not a whole line yet
     expect(netnsHelperFraming.find('xdone 1\n', 1)).toBeNull();
     expect(netnsHelperFraming.find('done 12\n', 1)).toBeNull();

@@ -5,7 +5,11 @@ import { HostGwOverlay, deleteRouteLine, formatIpBatch, programmedPeersOf, type 
 import { hostGwPeerLines } from '../src/peer-routes.js';
 
 const ip = (s: string) => parseIpv4Address(s, 'address');
-const node = (name: string, underlay: string, subnet: string): NodeRecord => ({ name, underlayAddress: ip(underlay), subnet: Subnet.of(subnet) });
+const node = (name: string, underlay: string, subnet: string): NodeRecord => ({
+  name,
+  underlayAddress: ip(underlay),
+  subnet: Subnet.of(subnet),
+});
 const peer2 = node('node-2', '198.18.0.2', '198.19.2.0/24');
 const host: HostInfo = {
   underlayAddress: ip('198.18.0.1'),
@@ -44,17 +48,19 @@ describe('host-gw peers', () => {
     expect(() => hostGw.validatePeer(far)).toThrow(
       "peer node-9 at 198.18.1.9 is not on this node's L2 segment 198.18.0.0/24: host-gw needs directly reachable peers; use overlay mode vxlan",
     );
-    expect(() => hostGw.validatePeer(node('node-10', '10.1.2.3', '198.19.10.0/24'))).toThrow(/not on this node's L2 segment 198\.18\.0\.0\/24/);
+    expect(() => hostGw.validatePeer(node('node-10', '10.1.2.3', '198.19.10.0/24'))).toThrow(
+      /not on this node's L2 segment 198\.18\.0\.0\/24/,
+    );
     expect(() => hostGw.validatePeer(node('node-11', '198.18.0.255', '198.19.11.0/24'))).toThrow(/not on this node's L2 segment/);
   });
 
-  it('refuses a peer with this node\'s own underlay address', () => {
+  it("refuses a peer with this node's own underlay address", () => {
     expect(() => hostGw.validatePeer(node('twin', '198.18.0.1', '198.19.9.0/24'))).toThrow(/this node's own/);
   });
 });
 
 describe('reading what is programmed', () => {
-  it('turns nodenet\'s routes into peers (a /32 route prints without prefix)', () => {
+  it("turns nodenet's routes into peers (a /32 route prints without prefix)", () => {
     const routes = [
       { dst: '198.19.2.0/24', gateway: '198.19.2.0', dev: 'nodenet-vx', metric: 0 },
       { dst: '198.19.7.5', gateway: '198.18.0.7', dev: 'u0', metric: 0 },
@@ -64,5 +70,4 @@ describe('reading what is programmed', () => {
       { subnet: '198.19.7.5/32', via: '198.18.0.7', dev: 'u0' },
     ]);
   });
-
 });

@@ -87,4 +87,3 @@ describe('deleting several links', () => {
     expect(pickUnusedGroup(taken)).toBe(DELETE_GROUP_BASE + 2);
   });
 });
-

@@ -10,7 +10,18 @@
  * only free subnets, so deletions need no guard.)
  */
 import { setTimeout as delay } from 'node:timers/promises';
-import { Etcd3, EtcdLeaseInvalidError, CompareResult, CompareTarget, type IOptions, type Lease, type Watcher, type IWatchResponse, type IKeyValue, type IRequestOp } from 'etcd3';
+import {
+  Etcd3,
+  EtcdLeaseInvalidError,
+  CompareResult,
+  CompareTarget,
+  type IOptions,
+  type Lease,
+  type Watcher,
+  type IWatchResponse,
+  type IKeyValue,
+  type IRequestOp,
+} from 'etcd3';
 import {
   FailedPreconditionError,
   InternalError,
@@ -26,7 +37,16 @@ import {
   type MembershipStatus,
   type NodeRecord,
 } from '@nodenet/core';
-import { KeyLayout, checkClaim, decodeNodeRecord, encodeNodeRecord, parseClaimHolder, prefixRangeEnd, type LiveClaim, type LiveRecord } from './records.js';
+import {
+  KeyLayout,
+  checkClaim,
+  decodeNodeRecord,
+  encodeNodeRecord,
+  parseClaimHolder,
+  prefixRangeEnd,
+  type LiveClaim,
+  type LiveRecord,
+} from './records.js';
 import { checkEtcdEndpointSchemes, checkEtcdTlsMaterial, explainEtcdTlsFailure, type EtcdTlsMaterial } from './tls.js';
 
 export interface EtcdMembershipOptions {
@@ -142,7 +162,10 @@ export class EtcdMembership implements Membership {
     }
     options.endpoints.forEach((e, i) => {
       if (typeof e !== 'string' || !ENDPOINT_RE.test(e)) {
-        throw new InvalidArgumentError(`membership.etcd.endpoints[${i}]`, `'${String(e)}' is not an etcd URL: use http://HOST:PORT or https://HOST:PORT`);
+        throw new InvalidArgumentError(
+          `membership.etcd.endpoints[${i}]`,
+          `'${String(e)}' is not an etcd URL: use http://HOST:PORT or https://HOST:PORT`,
+        );
       }
     });
     const [schemeProblem] = checkEtcdEndpointSchemes(options.endpoints, options.tls !== undefined);
@@ -152,7 +175,10 @@ export class EtcdMembership implements Membership {
       if (problem) throw new InvalidArgumentError(problem.key, problem.message);
     }
     if (!Number.isInteger(options.leaseTtlSeconds) || options.leaseTtlSeconds < 1) {
-      throw new InvalidArgumentError('membership.etcd.leaseTtlSeconds', `must be a whole number of seconds >= 1 (got ${String(options.leaseTtlSeconds)})`);
+      throw new InvalidArgumentError(
+        'membership.etcd.leaseTtlSeconds',
+        `must be a whole number of seconds >= 1 (got ${String(options.leaseTtlSeconds)})`,
+      );
     }
     this.endpoints = [...(options.endpoints as readonly string[])];
     this.clientCert = options.tls?.cert !== undefined;
@@ -218,7 +244,10 @@ export class EtcdMembership implements Membership {
     this.replacePeers(snapshot.nodes);
     this.notify(true);
     this.watchFrom(snapshot.revision + 1);
-    this.logger.info({ prefix: this.keys.prefix, endpoints: this.endpoints, revision: snapshot.revision, peers: this.byName.size }, 'etcd membership started');
+    this.logger.info(
+      { prefix: this.keys.prefix, endpoints: this.endpoints, revision: snapshot.revision, peers: this.byName.size },
+      'etcd membership started',
+    );
   }
 
   announce(self: NodeRecord): Promise<void> {
@@ -229,7 +258,10 @@ export class EtcdMembership implements Membership {
     return this.claimMutex.run(async () => {
       await this.claim(self);
       this.self = self;
-      this.logger.info({ node: self.name, subnet: String(self.subnet), underlay: self.underlayAddress, lease: this.leaseId }, 'announced this node in etcd');
+      this.logger.info(
+        { node: self.name, subnet: String(self.subnet), underlay: self.underlayAddress, lease: this.leaseId },
+        'announced this node in etcd',
+      );
     });
   }
 
@@ -266,10 +298,13 @@ export class EtcdMembership implements Membership {
       if (this.revokeOnStop) {
         try {
           await lease.revoke({ deadline: this.deadline() });
-          this.logger.info({ node: this.nodeName }, 'revoked this node\'s etcd lease: peers drop it now');
+          this.logger.info({ node: this.nodeName }, "revoked this node's etcd lease: peers drop it now");
         } catch (e) {
           lease.release();
-          this.logger.warn({ node: this.nodeName, err: this.describe(e) }, `could not revoke this node's etcd lease: its record expires within ${this.ttl} s`);
+          this.logger.warn(
+            { node: this.nodeName, err: this.describe(e) },
+            `could not revoke this node's etcd lease: its record expires within ${this.ttl} s`,
+          );
         }
       } else {
         lease.release(); // stop renewing: the record expires with the lease
@@ -316,7 +351,7 @@ export class EtcdMembership implements Membership {
           retryReason = `etcd kept reporting the new lease as expired (${errorMessage(e)})`;
           continue;
         }
-        throw this.unavailable('write this node\'s record', e);
+        throw this.unavailable("write this node's record", e);
       }
       if (succeeded) {
         if (verdict.staleOwnClaims.length > 0) {
@@ -385,12 +420,16 @@ export class EtcdMembership implements Membership {
           const self = this.self;
           try {
             await this.claimMutex.run(() => this.claim(self));
-            this.logger.info({ node: self.name, subnet: String(self.subnet), lease: this.leaseId, reason }, 're-announced this node in etcd');
+            this.logger.info(
+              { node: self.name, subnet: String(self.subnet), lease: this.leaseId, reason },
+              're-announced this node in etcd',
+            );
             return;
           } catch (e) {
             if (this.isStopped()) return;
             const fields = { node: self.name, err: errorMessage(e), retryInMs: wait };
-            if (e instanceof FailedPreconditionError) this.logger.error(fields, 'cannot re-announce this node: another node holds what it needs');
+            if (e instanceof FailedPreconditionError)
+              this.logger.error(fields, 'cannot re-announce this node: another node holds what it needs');
             else this.logger.warn(fields, 'could not re-announce this node yet');
           }
           if (!(await this.sleep(wait))) return;
@@ -464,7 +503,10 @@ export class EtcdMembership implements Membership {
       if (this.watchDisconnectedAt === null) {
         this.watchDisconnectedAt = Date.now();
         this.watchTlsFailure = tlsFailure;
-        this.logger.warn({ endpoints: this.endpoints, err: tlsFailure ?? errorMessage(err), revision: this.seenRevision }, 'etcd watch disconnected: resuming when etcd answers');
+        this.logger.warn(
+          { endpoints: this.endpoints, err: tlsFailure ?? errorMessage(err), revision: this.seenRevision },
+          'etcd watch disconnected: resuming when etcd answers',
+        );
       } else if (tlsFailure !== null && tlsFailure !== this.watchTlsFailure) {
         // A handshake failure does not heal by retrying (a certificate or CA changed): say so, once per reason.
         this.watchTlsFailure = tlsFailure;
@@ -480,7 +522,10 @@ export class EtcdMembership implements Membership {
     watcher.on('error', (err) => {
       if (!current()) return;
       // etcd cancels a watch whose start revision was compacted away (and for nothing else we ask for).
-      this.logger.warn({ err: errorMessage(err), wantedRevision: this.seenRevision + 1 }, 'etcd canceled the watch (its revision was probably compacted): re-listing');
+      this.logger.warn(
+        { err: errorMessage(err), wantedRevision: this.seenRevision + 1 },
+        'etcd canceled the watch (its revision was probably compacted): re-listing',
+      );
       this.resync();
     });
   }
@@ -509,7 +554,10 @@ export class EtcdMembership implements Membership {
     if (deleted) {
       this.reannounceSoon('its record was deleted from etcd');
     } else if (this.leaseId !== null && kv.lease !== this.leaseId) {
-      this.logger.warn({ node: this.nodeName, lease: kv.lease }, "this node's record was written under another lease: is another daemon using this node's name?");
+      this.logger.warn(
+        { node: this.nodeName, lease: kv.lease },
+        "this node's record was written under another lease: is another daemon using this node's name?",
+      );
     }
   }
 
@@ -529,10 +577,16 @@ export class EtcdMembership implements Membership {
             this.replacePeers(snapshot.nodes);
             this.notify(false);
             this.watchFrom(snapshot.revision + 1);
-            this.logger.info({ revision: snapshot.revision, peers: this.byName.size }, 're-listed the cluster records after the watch was canceled');
+            this.logger.info(
+              { revision: snapshot.revision, peers: this.byName.size },
+              're-listed the cluster records after the watch was canceled',
+            );
             return;
           } catch (e) {
-            this.logger.warn({ endpoints: this.endpoints, err: this.describe(e), retryInMs: wait }, 'could not re-list the cluster records yet');
+            this.logger.warn(
+              { endpoints: this.endpoints, err: this.describe(e), retryInMs: wait },
+              'could not re-list the cluster records yet',
+            );
           }
           if (!(await this.sleep(wait))) return;
           wait = Math.min(this.retryDelay.max, wait * 2);

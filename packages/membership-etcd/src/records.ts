@@ -28,7 +28,10 @@ export class KeyLayout {
 
   constructor(prefix: string) {
     if (typeof prefix !== 'string' || !/^\/[\x21-\x7e]*$/.test(prefix)) {
-      throw new InvalidArgumentError('membership.etcd.prefix', `'${String(prefix)}' must start with / and contain no spaces, e.g. /nodenet`);
+      throw new InvalidArgumentError(
+        'membership.etcd.prefix',
+        `'${String(prefix)}' must start with / and contain no spaces, e.g. /nodenet`,
+      );
     }
     this.prefix = prefix.replace(/\/+$/, '');
     this.root = `${this.prefix}/`;
@@ -125,7 +128,10 @@ export interface LiveClaim {
 }
 
 export type ClaimVerdict =
-  | { readonly ok: true; /** This node's claims on other subnets (from an earlier run): to delete. */ readonly staleOwnClaims: readonly Subnet[] }
+  | {
+      readonly ok: true;
+      /** This node's claims on other subnets (from an earlier run): to delete. */ readonly staleOwnClaims: readonly Subnet[];
+    }
   | { readonly ok: false; readonly conflictWith: string; readonly message: string };
 
 /**
@@ -134,7 +140,12 @@ export type ClaimVerdict =
  * (from this run, `ownLease`, or an earlier run of the daemon on the same underlay address) and is taken
  * over; under this name but from another underlay address it is another machine using the same name.
  */
-export function checkClaim(self: NodeRecord, nodes: readonly LiveRecord[], claims: readonly LiveClaim[], ownLease: string | null): ClaimVerdict {
+export function checkClaim(
+  self: NodeRecord,
+  nodes: readonly LiveRecord[],
+  claims: readonly LiveClaim[],
+  ownLease: string | null,
+): ClaimVerdict {
   const mine = nodes.find((n) => n.record.name === self.name);
   if (mine && mine.lease !== ownLease && mine.record.underlayAddress !== self.underlayAddress) {
     return {

@@ -51,7 +51,9 @@ function parseCertificates(pem: string): { certs: X509Certificate[] } | { proble
     try {
       certs.push(new X509Certificate(block));
     } catch (e) {
-      return { problem: `${blocks.length > 1 ? `certificate ${i + 1} of ${blocks.length}` : 'the certificate'} does not parse (${openSslReason(e)})` };
+      return {
+        problem: `${blocks.length > 1 ? `certificate ${i + 1} of ${blocks.length}` : 'the certificate'} does not parse (${openSslReason(e)})`,
+      };
     }
   }
   return { certs };
@@ -59,7 +61,10 @@ function parseCertificates(pem: string): { certs: X509Certificate[] } | { proble
 
 function parsePrivateKey(pem: string): { key: KeyObject } | { problem: string } {
   if (ENCRYPTED_KEY_RE.test(pem)) {
-    return { problem: 'holds an encrypted private key: give it unencrypted (protect the file with its permissions), e.g. openssl pkey -in ENCRYPTED -out PLAIN' };
+    return {
+      problem:
+        'holds an encrypted private key: give it unencrypted (protect the file with its permissions), e.g. openssl pkey -in ENCRYPTED -out PLAIN',
+    };
   }
   if (!KEY_BEGIN_RE.test(pem)) return { problem: 'holds no PEM private key (no -----BEGIN PRIVATE KEY----- block)' };
   try {
@@ -72,14 +77,26 @@ function parsePrivateKey(pem: string): { key: KeyObject } | { problem: string } 
 /** Problems with which of ca / cert / key are given (the same for files and for their contents): none, or cert without key. */
 export function checkEtcdTlsShape(has: { readonly ca: boolean; readonly cert: boolean; readonly key: boolean }): EtcdTlsProblem[] {
   if (!has.ca && !has.cert && !has.key) {
-    return [{ key: TLS_KEY, message: "is empty: give ca (the CA that signed etcd's server certificate) and/or cert and key (a client certificate for etcd), or remove tls" }];
+    return [
+      {
+        key: TLS_KEY,
+        message:
+          "is empty: give ca (the CA that signed etcd's server certificate) and/or cert and key (a client certificate for etcd), or remove tls",
+      },
+    ];
   }
   const problems: EtcdTlsProblem[] = [];
   if (has.cert && !has.key) {
-    problems.push({ key: `${TLS_KEY}.key`, message: `is required with ${TLS_KEY}.cert: give the private key of the client certificate too (or remove cert to only verify etcd's certificate)` });
+    problems.push({
+      key: `${TLS_KEY}.key`,
+      message: `is required with ${TLS_KEY}.cert: give the private key of the client certificate too (or remove cert to only verify etcd's certificate)`,
+    });
   }
   if (has.key && !has.cert) {
-    problems.push({ key: `${TLS_KEY}.cert`, message: `is required with ${TLS_KEY}.key: give the client certificate that key belongs to (or remove key)` });
+    problems.push({
+      key: `${TLS_KEY}.cert`,
+      message: `is required with ${TLS_KEY}.key: give the client certificate that key belongs to (or remove key)`,
+    });
   }
   return problems;
 }
@@ -111,12 +128,17 @@ function pemProblems(material: EtcdTlsMaterial, files: EtcdTlsFiles): EtcdTlsPro
   const { ca, cert, key } = material;
   if (ca !== undefined) {
     const parsed = parseCertificates(ca.toString('utf8'));
-    if ('problem' in parsed) problems.push({ key: `${TLS_KEY}.ca`, message: `${where('ca')}${parsed.problem}: give the PEM CA certificate that signed etcd's server certificate` });
+    if ('problem' in parsed)
+      problems.push({
+        key: `${TLS_KEY}.ca`,
+        message: `${where('ca')}${parsed.problem}: give the PEM CA certificate that signed etcd's server certificate`,
+      });
   }
   let leaf: X509Certificate | undefined;
   if (cert !== undefined) {
     const parsed = parseCertificates(cert.toString('utf8'));
-    if ('problem' in parsed) problems.push({ key: `${TLS_KEY}.cert`, message: `${where('cert')}${parsed.problem}: give the PEM client certificate for etcd` });
+    if ('problem' in parsed)
+      problems.push({ key: `${TLS_KEY}.cert`, message: `${where('cert')}${parsed.problem}: give the PEM client certificate for etcd` });
     else leaf = parsed.certs[0];
   }
   let privateKey: KeyObject | undefined;
@@ -156,7 +178,14 @@ export function readEtcdTlsFiles(files: EtcdTlsFiles): { material: EtcdTlsMateri
       material[name] = readFileSync(file);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a directory' : (e as Error).message;
+      const why =
+        code === 'ENOENT'
+          ? 'no such file'
+          : code === 'EACCES'
+            ? 'permission denied'
+            : code === 'EISDIR'
+              ? 'it is a directory'
+              : (e as Error).message;
       problems.push({ key: `${TLS_KEY}.${name}`, message: `cannot read ${file}: ${why}` });
     }
   }

@@ -77,15 +77,30 @@ export class EtcdServer {
       this.proc = spawn(
         'etcd',
         [
-          '--name', 'nnt',
-          '--data-dir', path.join(this.dir, 'data'),
-          '--listen-client-urls', this.url,
-          '--advertise-client-urls', this.url,
-          '--listen-peer-urls', peer,
-          '--initial-advertise-peer-urls', peer,
-          '--initial-cluster', `nnt=${peer}`,
+          '--name',
+          'nnt',
+          '--data-dir',
+          path.join(this.dir, 'data'),
+          '--listen-client-urls',
+          this.url,
+          '--advertise-client-urls',
+          this.url,
+          '--listen-peer-urls',
+          peer,
+          '--initial-advertise-peer-urls',
+          peer,
+          '--initial-cluster',
+          `nnt=${peer}`,
           ...(this.tls
-            ? ['--cert-file', this.tls.cert, '--key-file', this.tls.key, '--trusted-ca-file', this.tls.trustedCa, ...(this.tls.clientCertAuth ? ['--client-cert-auth'] : [])]
+            ? [
+                '--cert-file',
+                this.tls.cert,
+                '--key-file',
+                this.tls.key,
+                '--trusted-ca-file',
+                this.tls.trustedCa,
+                ...(this.tls.clientCertAuth ? ['--client-cert-auth'] : []),
+              ]
             : []),
         ],
         { stdio: ['ignore', log, log] },

@@ -65,7 +65,12 @@ describe('EtcdMembership with a real etcd', () => {
     await waitFor('c to see a and b', () => names(c).join() === 'a=198.18.0.1@198.19.1.0/24,b=198.18.0.2@198.19.2.0/24', 5000);
     expect(a.m.peers().map((x) => x.name)).toEqual(['b', 'c']);
 
-    expect(JSON.parse((await value(`${p}/nodes/a`))!)).toEqual({ version: 1, name: 'a', underlayAddress: '198.18.0.1', subnet: '198.19.1.0/24' });
+    expect(JSON.parse((await value(`${p}/nodes/a`))!)).toEqual({
+      version: 1,
+      name: 'a',
+      underlayAddress: '198.18.0.1',
+      subnet: '198.19.1.0/24',
+    });
     expect(await value(`${p}/subnets/198.19.1.0_24`)).toBe('a');
     const lease = a.m.leaseInfo()?.id;
     expect(lease).toBeTruthy();
@@ -107,7 +112,12 @@ describe('EtcdMembership with a real etcd', () => {
     expect(await value(`${p}/nodes/b`)).not.toBeNull(); // not revoked: peers keep it until the TTL runs out
     const callsOfB = b.peers.calls.length;
 
-    const gone = await waitFor('a to drop b', () => a.peers.calls.find((c) => c.at >= stoppedAt && c.peers.length === 0), EXPIRY_BOUND_MS, 10);
+    const gone = await waitFor(
+      'a to drop b',
+      () => a.peers.calls.find((c) => c.at >= stoppedAt && c.peers.length === 0),
+      EXPIRY_BOUND_MS,
+      10,
+    );
     const expiresAt = lease.renewedAt + TTL * 1000;
     measure('stop (no revoke) -> peer listener without the node', gone.at - stoppedAt);
     measure('lease expiry (last renewal + TTL) -> peer listener called', gone.at - expiresAt);
@@ -173,11 +183,14 @@ describe('EtcdMembership with a real etcd', () => {
       const results = await Promise.allSettled(nodes.map((n, i) => n.m.announce(rec(`n${i}`, `198.18.0.${i + 1}`, subnets[i]!))));
       const won = results.filter((r) => r.status === 'fulfilled').length;
       const refused = results.filter((r) => r.status === 'rejected' && r.reason instanceof FailedPreconditionError).length;
-      expect(won + refused, `round ${round}: ${results.map((r) => r.status === 'rejected' ? String(r.reason) : 'ok').join('; ')}`).toBe(subnets.length);
+      expect(won + refused, `round ${round}: ${results.map((r) => (r.status === 'rejected' ? String(r.reason) : 'ok')).join('; ')}`).toBe(
+        subnets.length,
+      );
       // 198.19.9.0/24 overlaps only the /23 and /22; whatever won, the live claims never overlap.
       const claims = (await raw.getAll().prefix(`${p}/subnets/`).keys()).map((k) => k.slice(`${p}/subnets/`.length).replace('_', '/'));
       const parsed = claims.map((c) => rec('x', '198.18.0.1', c).subnet);
-      for (let i = 0; i < parsed.length; i++) for (let j = i + 1; j < parsed.length; j++) expect(parsed[i]!.overlaps(parsed[j]!), claims.join(',')).toBe(false);
+      for (let i = 0; i < parsed.length; i++)
+        for (let j = i + 1; j < parsed.length; j++) expect(parsed[i]!.overlaps(parsed[j]!), claims.join(',')).toBe(false);
       expect(parsed.length).toBe(won);
       expect(won).toBeGreaterThanOrEqual(1);
       for (const n of nodes) await n.m.stop();
@@ -297,9 +310,13 @@ describe('EtcdMembership with a real etcd', () => {
   it('malformed records under the prefix are logged and ignored', async () => {
     const p = newPrefix();
     await raw.put(`${p}/nodes/garbage`).value('not json');
-    await raw.put(`${p}/nodes/liar`).value(JSON.stringify({ version: 1, name: 'someone', underlayAddress: '198.18.0.7', subnet: '198.19.7.0/24' }));
+    await raw
+      .put(`${p}/nodes/liar`)
+      .value(JSON.stringify({ version: 1, name: 'someone', underlayAddress: '198.18.0.7', subnet: '198.19.7.0/24' }));
     await raw.put(`${p}/nodes/old`).value(JSON.stringify({ name: 'old', underlayAddress: '198.18.0.8', subnet: '198.19.8.0/24' }));
-    await raw.put(`${p}/nodes/bad name`).value(JSON.stringify({ version: 1, name: 'bad name', underlayAddress: '198.18.0.9', subnet: '198.19.9.0/24' }));
+    await raw
+      .put(`${p}/nodes/bad name`)
+      .value(JSON.stringify({ version: 1, name: 'bad name', underlayAddress: '198.18.0.9', subnet: '198.19.9.0/24' }));
     await raw.put(`${p}/subnets/nonsense`).value('x');
     const a = await node(p, 'a');
     const b = await node(p, 'b');
@@ -384,7 +401,13 @@ describe('EtcdMembership with a real etcd', () => {
 
   it('etcd unreachable at start: UnavailableError naming the endpoints, within the request timeout; a later start() succeeds', async () => {
     const port = await freePort(); // nothing listens there
-    const refused = new EtcdMembership({ endpoints: [`http://127.0.0.1:${port}`], prefix: '/x', leaseTtlSeconds: TTL, nodeName: 'a', requestTimeoutMs: 2000 });
+    const refused = new EtcdMembership({
+      endpoints: [`http://127.0.0.1:${port}`],
+      prefix: '/x',
+      leaseTtlSeconds: TTL,
+      nodeName: 'a',
+      requestTimeoutMs: 2000,
+    });
     suite.defer(() => refused.stop());
     let t = Date.now();
     const err = await refused.start(() => undefined).catch((e: unknown) => e);
@@ -394,7 +417,13 @@ describe('EtcdMembership with a real etcd', () => {
 
     const proxy = await proxyToEtcd();
     proxy.blackhole(); // accepts, never answers
-    const hanging = new EtcdMembership({ endpoints: [proxy.url], prefix: '/x', leaseTtlSeconds: TTL, nodeName: 'a', requestTimeoutMs: 2000 });
+    const hanging = new EtcdMembership({
+      endpoints: [proxy.url],
+      prefix: '/x',
+      leaseTtlSeconds: TTL,
+      nodeName: 'a',
+      requestTimeoutMs: 2000,
+    });
     suite.defer(() => hanging.stop());
     t = Date.now();
     const err2 = await hanging.start(() => undefined).catch((e: unknown) => e);
@@ -403,11 +432,17 @@ describe('EtcdMembership with a real etcd', () => {
     expect((err2 as Error).message).toContain(proxy.url);
     expect(Date.now() - t).toBeLessThan(2000 + 10_000);
 
-
     // The daemon retries start() in the background: once etcd answers, the same membership starts.
     const cutProxy = await proxyToEtcd();
     cutProxy.cut(); // connections refused
-    const retried = new EtcdMembership({ endpoints: [cutProxy.url], prefix: '/x', leaseTtlSeconds: TTL, nodeName: 'a', requestTimeoutMs: 2000, retryDelayMs: FAST_RETRY });
+    const retried = new EtcdMembership({
+      endpoints: [cutProxy.url],
+      prefix: '/x',
+      leaseTtlSeconds: TTL,
+      nodeName: 'a',
+      requestTimeoutMs: 2000,
+      retryDelayMs: FAST_RETRY,
+    });
     suite.defer(() => retried.stop());
     expect(await retried.start(() => undefined).catch((e: unknown) => e)).toBeInstanceOf(UnavailableError);
     cutProxy.restore();

@@ -44,7 +44,14 @@ describe('KeyLayout', () => {
 
   it('does not take malformed claim keys for subnets', () => {
     const k = new KeyLayout('/p');
-    for (const bad of ['/p/subnets/198.19.1.1_24', '/p/subnets/198.19.1.0/24', '/p/subnets/nonsense', '/p/subnets/198.19.1.0_33', '/q/subnets/198.19.1.0_24', '/p/subnets/198.019.1.0_24']) {
+    for (const bad of [
+      '/p/subnets/198.19.1.1_24',
+      '/p/subnets/198.19.1.0/24',
+      '/p/subnets/nonsense',
+      '/p/subnets/198.19.1.0_33',
+      '/q/subnets/198.19.1.0_24',
+      '/p/subnets/198.019.1.0_24',
+    ]) {
       expect(k.subnetOfClaimKey(bad), bad).toBeNull();
     }
   });
@@ -76,7 +83,13 @@ describe('node record encoding', () => {
   });
 
   it('reads newer versions, ignoring fields it does not know', () => {
-    const text = JSON.stringify({ version: 2, name: 'node-1', underlayAddress: '198.18.0.1', subnet: '198.19.1.0/24', vtepMac: '02:00:00:00:00:01' });
+    const text = JSON.stringify({
+      version: 2,
+      name: 'node-1',
+      underlayAddress: '198.18.0.1',
+      subnet: '198.19.1.0/24',
+      vtepMac: '02:00:00:00:00:01',
+    });
     expect(decodeNodeRecord('/p/nodes/node-1', 'node-1', text).subnet.toString()).toBe('198.19.1.0/24');
   });
 
@@ -84,15 +97,39 @@ describe('node record encoding', () => {
     ['not JSON', 'not json', /is not JSON/],
     ['an array', '[1]', /not a JSON object/],
     ['null', 'null', /not a JSON object/],
-    ['no version', JSON.stringify({ name: 'node-1', underlayAddress: '198.18.0.1', subnet: '198.19.1.0/24' }), /version: must be an integer >= 1/],
+    [
+      'no version',
+      JSON.stringify({ name: 'node-1', underlayAddress: '198.18.0.1', subnet: '198.19.1.0/24' }),
+      /version: must be an integer >= 1/,
+    ],
     ['version 0', JSON.stringify({ version: 0, name: 'node-1', underlayAddress: '198.18.0.1', subnet: '198.19.1.0/24' }), /version/],
-    ['version as a string', JSON.stringify({ version: '1', name: 'node-1', underlayAddress: '198.18.0.1', subnet: '198.19.1.0/24' }), /version/],
-    ['fractional version', JSON.stringify({ version: 1.5, name: 'node-1', underlayAddress: '198.18.0.1', subnet: '198.19.1.0/24' }), /version/],
-    ['a bad address', JSON.stringify({ version: 1, name: 'node-1', underlayAddress: '198.018.0.1', subnet: '198.19.1.0/24' }), /underlayAddress/],
-    ['host bits in the subnet', JSON.stringify({ version: 1, name: 'node-1', underlayAddress: '198.18.0.1', subnet: '198.19.1.1/24' }), /subnet/],
+    [
+      'version as a string',
+      JSON.stringify({ version: '1', name: 'node-1', underlayAddress: '198.18.0.1', subnet: '198.19.1.0/24' }),
+      /version/,
+    ],
+    [
+      'fractional version',
+      JSON.stringify({ version: 1.5, name: 'node-1', underlayAddress: '198.18.0.1', subnet: '198.19.1.0/24' }),
+      /version/,
+    ],
+    [
+      'a bad address',
+      JSON.stringify({ version: 1, name: 'node-1', underlayAddress: '198.018.0.1', subnet: '198.19.1.0/24' }),
+      /underlayAddress/,
+    ],
+    [
+      'host bits in the subnet',
+      JSON.stringify({ version: 1, name: 'node-1', underlayAddress: '198.18.0.1', subnet: '198.19.1.1/24' }),
+      /subnet/,
+    ],
     ['IPv6', JSON.stringify({ version: 1, name: 'node-1', underlayAddress: '2001:db8::1', subnet: '198.19.1.0/24' }), /IPv6/],
     ['no subnet', JSON.stringify({ version: 1, name: 'node-1', underlayAddress: '198.18.0.1' }), /subnet/],
-    ['another name than the key', JSON.stringify({ version: 1, name: 'node-2', underlayAddress: '198.18.0.1', subnet: '198.19.1.0/24' }), /names node 'node-2' but the key is for 'node-1'/],
+    [
+      'another name than the key',
+      JSON.stringify({ version: 1, name: 'node-2', underlayAddress: '198.18.0.1', subnet: '198.19.1.0/24' }),
+      /names node 'node-2' but the key is for 'node-1'/,
+    ],
   ])('refuses %s, naming the key', (_what, text, message) => {
     let err: unknown;
     try {
@@ -179,7 +216,11 @@ describe('EtcdMembership options', () => {
   it.each([
     ['no endpoints', { endpoints: [] }, /membership\.etcd\.endpoints/],
     ['an endpoint without scheme', { endpoints: ['127.0.0.1:2379'] }, /membership\.etcd\.endpoints\[0\]/],
-    ['mixed schemes', { endpoints: ['http://a:2379', 'https://b:2379'] }, /membership\.etcd\.endpoints: mixes http:\/\/ and https:\/\/ URLs/],
+    [
+      'mixed schemes',
+      { endpoints: ['http://a:2379', 'https://b:2379'] },
+      /membership\.etcd\.endpoints: mixes http:\/\/ and https:\/\/ URLs/,
+    ],
     ['a zero TTL', { leaseTtlSeconds: 0 }, /leaseTtlSeconds/],
     ['a fractional TTL', { leaseTtlSeconds: 1.5 }, /leaseTtlSeconds/],
     ['a bad node name', { nodeName: 'a b' }, /nodeName/],

@@ -86,12 +86,16 @@ describe('EtcdMembership with etcd over TLS and client-certificate auth', () => 
     const { m } = membership(newPrefix(), 'a', { tls: material({ ca: pki.ca.cert }) });
     const err = await startFailure(m, 'without a client certificate');
     expect(err).toBeInstanceOf(UnavailableError);
-    expect(err.message).toContain(`etcd at ${suite.etcd.url}: the TLS handshake failed: etcd requires a client certificate and this node has none`);
+    expect(err.message).toContain(
+      `etcd at ${suite.etcd.url}: the TLS handshake failed: etcd requires a client certificate and this node has none`,
+    );
     expect(err.message).toContain('set membership.etcd.tls.cert and membership.etcd.tls.key');
   });
 
   it('a client certificate from a CA etcd does not trust is refused, and start() says so', async () => {
-    const { m } = membership(newPrefix(), 'a', { tls: material({ ca: pki.ca.cert, cert: pki.otherClient.cert, key: pki.otherClient.key }) });
+    const { m } = membership(newPrefix(), 'a', {
+      tls: material({ ca: pki.ca.cert, cert: pki.otherClient.cert, key: pki.otherClient.key }),
+    });
     const err = await startFailure(m, 'with a foreign client certificate');
     expect(err).toBeInstanceOf(UnavailableError);
     expect(err.message).toContain(`etcd at ${suite.etcd.url}: the TLS handshake failed: etcd refused this node's client certificate`);
@@ -102,7 +106,9 @@ describe('EtcdMembership with etcd over TLS and client-certificate auth', () => 
     const { m } = membership(newPrefix(), 'a', { tls: material({ ...withClientCert(), ca: pki.otherCa.cert }) });
     const err = await startFailure(m, 'with the wrong CA');
     expect(err).toBeInstanceOf(UnavailableError);
-    expect(err.message).toContain(`etcd at ${suite.etcd.url}: the TLS handshake failed: etcd's server certificate is not trusted (unable to verify the first certificate)`);
+    expect(err.message).toContain(
+      `etcd at ${suite.etcd.url}: the TLS handshake failed: etcd's server certificate is not trusted (unable to verify the first certificate)`,
+    );
     expect(err.message).toContain('set membership.etcd.tls.ca to the CA that signed it');
   });
 
@@ -142,14 +148,26 @@ describe('EtcdMembership with etcd over TLS and client-certificate auth', () => 
       await serveCertificate(pki.otherServer);
       await suite.etcd.start();
       const t = Date.now();
-      const watchLine = await waitFor('the watch to report the handshake failure', () => a.log.find('error', 'etcd watch cannot reconnect'), 20_000);
+      const watchLine = await waitFor(
+        'the watch to report the handshake failure',
+        () => a.log.find('error', 'etcd watch cannot reconnect'),
+        20_000,
+      );
       measure('etcd restarted with an untrusted certificate -> watch error logged', Date.now() - t);
       expect(watchLine.fields).toMatchObject({ endpoints: [suite.etcd.url] });
-      expect(String((watchLine.fields as { err?: unknown }).err)).toContain("the TLS handshake failed: etcd's server certificate is not trusted");
+      expect(String((watchLine.fields as { err?: unknown }).err)).toContain(
+        "the TLS handshake failed: etcd's server certificate is not trusted",
+      );
       // The lease cannot be renewed either: after the TTL the node keeps trying to re-announce, saying why.
       const announceLine = await waitFor(
         're-announce attempts to report the handshake failure',
-        () => a.log.lines.find((l) => l.level === 'warn' && l.msg.includes('could not re-announce') && String((l.fields as { err?: unknown }).err).includes('TLS handshake failed')),
+        () =>
+          a.log.lines.find(
+            (l) =>
+              l.level === 'warn' &&
+              l.msg.includes('could not re-announce') &&
+              String((l.fields as { err?: unknown }).err).includes('TLS handshake failed'),
+          ),
         TTL * 1000 + 20_000,
       );
       expect(String((announceLine.fields as { err?: unknown }).err)).toContain(`etcd at ${suite.etcd.url} could not`);
@@ -160,7 +178,11 @@ describe('EtcdMembership with etcd over TLS and client-certificate auth', () => 
     }
     const t = Date.now();
     await waitFor('a to resume its watch', () => a.log.find('info', 'etcd watch resumed'), 20_000);
-    await waitFor('a to be back in etcd and seen by b', () => b.peers.summary().join() === 'a=198.18.0.1@198.19.1.0/24' && a.m.leaseInfo() !== null, 20_000);
+    await waitFor(
+      'a to be back in etcd and seen by b',
+      () => b.peers.summary().join() === 'a=198.18.0.1@198.19.1.0/24' && a.m.leaseInfo() !== null,
+      20_000,
+    );
     measure('trusted certificate restored -> watch resumed and a re-announced', Date.now() - t);
     expect(a.peers.summary()).toEqual(['b=198.18.0.2@198.19.2.0/24']);
   });

@@ -7,7 +7,14 @@ import { writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '@nodenet/core';
 import { run } from '@nodenet/sys';
-import { EtcdMembership, checkEtcdEndpointSchemes, checkEtcdTlsMaterial, explainEtcdTlsFailure, readEtcdTlsFiles, type EtcdTlsFiles } from '../src/index.js';
+import {
+  EtcdMembership,
+  checkEtcdEndpointSchemes,
+  checkEtcdTlsMaterial,
+  explainEtcdTlsFailure,
+  readEtcdTlsFiles,
+  type EtcdTlsFiles,
+} from '../src/index.js';
 import { TestPki } from './pki.js';
 
 let pki: TestPki;
@@ -51,7 +58,9 @@ describe('readEtcdTlsFiles', () => {
   it('names the key and the path of a file it cannot read', () => {
     const missing = pki.file('absent.pem');
     expect(problems({ ca: missing })).toEqual([`membership.etcd.tls.ca: cannot read ${missing}: no such file`]);
-    expect(problems({ ca: pki.ca.cert, cert: pki.client.cert, key: pki.dir })).toEqual([`membership.etcd.tls.key: cannot read ${pki.dir}: it is a directory`]);
+    expect(problems({ ca: pki.ca.cert, cert: pki.client.cert, key: pki.dir })).toEqual([
+      `membership.etcd.tls.key: cannot read ${pki.dir}: it is a directory`,
+    ]);
   });
 
   it('names the key and the path of a PEM that does not parse', () => {
@@ -76,7 +85,11 @@ describe('readEtcdTlsFiles', () => {
     lines[2] = 'A'.repeat(lines[2]!.length); // inside the base64 body
     await writeFile(corrupt, lines.join('\n'));
     const [p] = problems({ ca: corrupt });
-    expect(p).toMatch(new RegExp(`^membership\\.etcd\\.tls\\.ca: ${corrupt.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} the certificate does not parse \\(.+\\): give the PEM CA certificate`));
+    expect(p).toMatch(
+      new RegExp(
+        `^membership\\.etcd\\.tls\\.ca: ${corrupt.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} the certificate does not parse \\(.+\\): give the PEM CA certificate`,
+      ),
+    );
 
     expect(problems({ cert: pki.client.cert, key: pki.server.key })).toEqual([
       `membership.etcd.tls.key: ${pki.server.key} is not the private key of the certificate ${pki.client.cert} (CN=nnt-client): give the key that belongs to membership.etcd.tls.cert`,
@@ -85,7 +98,9 @@ describe('readEtcdTlsFiles', () => {
 
   it('refuses an encrypted key, saying to give it unencrypted', async () => {
     const encrypted = pki.file('encrypted.key');
-    await run('openssl', ['pkey', '-in', pki.client.key, '-aes256', '-passout', 'pass:secret', '-out', encrypted], { step: 'encrypt a test key' });
+    await run('openssl', ['pkey', '-in', pki.client.key, '-aes256', '-passout', 'pass:secret', '-out', encrypted], {
+      step: 'encrypt a test key',
+    });
     expect(problems({ cert: pki.client.cert, key: encrypted })).toEqual([
       `membership.etcd.tls.key: ${encrypted} holds an encrypted private key: give it unencrypted (protect the file with its permissions), e.g. openssl pkey -in ENCRYPTED -out PLAIN`,
     ]);
@@ -95,7 +110,11 @@ describe('readEtcdTlsFiles', () => {
 describe('checkEtcdTlsMaterial (contents without files)', () => {
   it('names keys but no paths', () => {
     expect(checkEtcdTlsMaterial({ ca: Buffer.from('nope') })).toEqual([
-      { key: 'membership.etcd.tls.ca', message: "holds no PEM certificate (no -----BEGIN CERTIFICATE----- block): give the PEM CA certificate that signed etcd's server certificate" },
+      {
+        key: 'membership.etcd.tls.ca',
+        message:
+          "holds no PEM certificate (no -----BEGIN CERTIFICATE----- block): give the PEM CA certificate that signed etcd's server certificate",
+      },
     ]);
   });
 });
@@ -157,11 +176,13 @@ describe('explainEtcdTlsFailure', () => {
   // Recorded from etcd3 1.1.2 / grpc-js 1.14.7 against etcd 3.4.23 with --client-cert-auth.
   const noClientCert =
     '14 UNAVAILABLE: No connection established. Last error: 803CA6A8FC7E0000:error:0A000412:SSL routines:ssl3_read_bytes:sslv3 alert bad certificate:../deps/openssl/openssl/ssl/record/rec_layer_s3.c:1601:SSL alert number 42\n (2026-11-28T21:32:06.188Z). Resolution note: ';
-  const untrustedServer = '14 UNAVAILABLE: No connection established. Last error: Error: unable to verify the first certificate. Resolution note: ';
-  const plainEndpoint = '14 UNAVAILABLE: No connection established. Last error: Error: Client network socket disconnected before secure TLS connection was established. Resolution note: ';
+  const untrustedServer =
+    '14 UNAVAILABLE: No connection established. Last error: Error: unable to verify the first certificate. Resolution note: ';
+  const plainEndpoint =
+    '14 UNAVAILABLE: No connection established. Last error: Error: Client network socket disconnected before secure TLS connection was established. Resolution note: ';
   const refused = '14 UNAVAILABLE: No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:1. Resolution note: ';
 
-  it("an untrusted server certificate points at membership.etcd.tls.ca, with the reason", () => {
+  it('an untrusted server certificate points at membership.etcd.tls.ca, with the reason', () => {
     expect(explainEtcdTlsFailure(untrustedServer, true)).toBe(
       "the TLS handshake failed: etcd's server certificate is not trusted (unable to verify the first certificate): set membership.etcd.tls.ca to the CA that signed it, and check that the certificate names the endpoint's host or IP address and is valid now",
     );
@@ -174,7 +195,9 @@ describe('explainEtcdTlsFailure', () => {
     expect(explainEtcdTlsFailure(noClientCert, true)).toBe(
       `the TLS handshake failed: etcd refused this node's client certificate (TLS alert "bad certificate"): membership.etcd.tls.cert must be signed by a CA in etcd's --trusted-ca-file, be valid now and allow client authentication`,
     );
-    expect(explainEtcdTlsFailure('... tlsv13 alert certificate required:../deps/x.c:1:SSL alert number 116', false)).toContain('(TLS alert "certificate required")');
+    expect(explainEtcdTlsFailure('... tlsv13 alert certificate required:../deps/x.c:1:SSL alert number 116', false)).toContain(
+      '(TLS alert "certificate required")',
+    );
   });
 
   it('an endpoint that does not answer in TLS', () => {

@@ -25,7 +25,12 @@ const FAMILIES: readonly Family[] = ['ip', 'bridge'];
  * Compares `listed` with `reference` (nodenet's objects only) and the cluster_subnets contents (CIDRs;
  * null: the set is absent) with `expectedSubnets`.
  */
-export function diffBase(reference: BaseShape, listed: BaseShape, expectedSubnets: readonly string[], listedSubnets: readonly string[] | null): Drift {
+export function diffBase(
+  reference: BaseShape,
+  listed: BaseShape,
+  expectedSubnets: readonly string[],
+  listedSubnets: readonly string[] | null,
+): Drift {
   const repairs: string[] = [];
   const tables: TableRepair[] = [];
   let refillSubnets = false;
@@ -87,7 +92,9 @@ function diffTable(want: TableShape, have: TableShape | null): TableDrift {
       recreatedSets.push(name);
     } else if (held.kind !== set.kind || held.declaration !== set.declaration) {
       const lost = name === CLUSTER_SUBNETS ? '' : ' (recreated empty: its elements must be added again)';
-      repairs.push(`${held.kind} ${at} ${name} was ${held.kind === set.kind ? '' : `a ${held.kind} `}declared ${held.described}, expected ${set.described}${lost}`);
+      repairs.push(
+        `${held.kind} ${at} ${name} was ${held.kind === set.kind ? '' : `a ${held.kind} `}declared ${held.described}, expected ${set.described}${lost}`,
+      );
       deleteSets.push({ kind: held.kind, name });
       recreatedSets.push(name);
     }
@@ -118,9 +125,13 @@ function diffTable(want: TableShape, have: TableShape | null): TableDrift {
       refill.add(name);
       continue;
     }
-    const differing = chain.rules.flatMap((rule, i) => (held.rules[i]!.body === rule.body ? [] : [`${i + 1}${rule.comment ? ` ("${rule.comment}")` : ''}`]));
+    const differing = chain.rules.flatMap((rule, i) =>
+      held.rules[i]!.body === rule.body ? [] : [`${i + 1}${rule.comment ? ` ("${rule.comment}")` : ''}`],
+    );
     if (differing.length > 0) {
-      repairs.push(`chain ${at} ${name}: rule${differing.length > 1 ? 's' : ''} ${differing.join(', ')} differed from what nodenet installs`);
+      repairs.push(
+        `chain ${at} ${name}: rule${differing.length > 1 ? 's' : ''} ${differing.join(', ')} differed from what nodenet installs`,
+      );
       refill.add(name);
     }
   }

@@ -6,5 +6,13 @@
  * listing parsers read back what a node holds (`nft -j list map|set ...`), for monitoring and soak runs.
  */
 export { NftPacketFilter, type NftPacketFilterOptions } from './nft-packet-filter.js';
-export { TABLE, addInstanceScript, ensureBaseScript, type ListedPort, type ListedSource, type LoopbackGuard, type NftBase } from './script.js';
+export {
+  TABLE,
+  addInstanceScript,
+  ensureBaseScript,
+  type ListedPort,
+  type ListedSource,
+  type LoopbackGuard,
+  type NftBase,
+} from './script.js';
 export { parseAllowedSources, parsePublishedPorts } from './listing.js';

@@ -7,7 +7,17 @@
  *   contents, which ensureBase compares with what it would install (see drift.ts).
  */
 import { parseIpv4Address, type AllowedSource, type FilterElements, type Protocol, type PublishedPort } from '@nodenet/core';
-import { ALLOWED_SOURCES, CLUSTER_SUBNETS, PUBLISHED_PORTS, TABLE, compareCidr, type Family, type ListedElements, type ListedPort, type ListedSource } from './script.js';
+import {
+  ALLOWED_SOURCES,
+  CLUSTER_SUBNETS,
+  PUBLISHED_PORTS,
+  TABLE,
+  compareCidr,
+  type Family,
+  type ListedElements,
+  type ListedPort,
+  type ListedSource,
+} from './script.js';
 
 type Json = unknown;
 
@@ -210,7 +220,9 @@ function without(body: Record<string, Json>, keys: readonly string[]): Record<st
 /** JSON with object keys sorted (array order kept: it matters in expressions). */
 export function canonical(value: Json): string {
   return JSON.stringify(value, (_key, v: Json) =>
-    v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v,
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v,
   );
 }
 

@@ -27,7 +27,17 @@ import {
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CommandError, CommandSession, GroupCommitter, SessionExitedError, notInstalled, run, runLean, type RunOptions, type RunResult } from '@nodenet/sys';
+import {
+  CommandError,
+  CommandSession,
+  GroupCommitter,
+  SessionExitedError,
+  notInstalled,
+  run,
+  runLean,
+  type RunOptions,
+  type RunResult,
+} from '@nodenet/sys';
 import { CONNTRACK_ATTEMPTS, conntrackOutcome, conntrackScript } from './conntrack.js';
 import { diffBase } from './drift.js';
 import {
@@ -77,7 +87,6 @@ export interface NftPacketFilterOptions {
   readonly loopbackGuard?: LoopbackGuard;
 }
 
-
 /**
  * `nft -i` reads $HOME/.nft.history when it starts and writes every line it ran there when it exits; with
  * HOME=/dev/null both fail harmlessly (unset, HOME would make it `/.nft.history`).
@@ -117,7 +126,10 @@ export class NftPacketFilter implements PacketFilter {
    * request by request, so each gets its own answer.
    */
   private readonly adds = new GroupCommitter<InstanceRules>((items) =>
-    this.applyElements(items.map((r) => addInstanceScript(r)).join(''), items.length === 1 ? addStep(items[0]!) : `publish the ports of ${items.length} instances`),
+    this.applyElements(
+      items.map((r) => addInstanceScript(r)).join(''),
+      items.length === 1 ? addStep(items[0]!) : `publish the ports of ${items.length} instances`,
+    ),
   );
   private readonly removes = new GroupCommitter<InstanceRules>((items) =>
     this.applyElements(
@@ -162,7 +174,10 @@ export class NftPacketFilter implements PacketFilter {
     if (left.repair !== null) {
       // Rewritten by nodenet a moment ago, yet still "different": nft lists something otherwise than it
       // echoed it. Take the listing as the reference from now on rather than rewrite on every call.
-      this.logger.warn({ step, left: left.repairs }, "nodenet's nftables tables still differ from the reference after the repair; adopting the listing as the reference");
+      this.logger.warn(
+        { step, left: left.repairs },
+        "nodenet's nftables tables still differ from the reference after the repair; adopting the listing as the reference",
+      );
       this.adoptReference(base, after.shape);
     }
     return drift.repairs;
@@ -174,14 +189,17 @@ export class NftPacketFilter implements PacketFilter {
       await this.apply(setClusterSubnetsScript(subnets), step);
     } catch (e) {
       if (isNftError(e, /No such file or directory/)) {
-        throw new FailedPreconditionError(`${step}: set ip ${TABLE} ${CLUSTER_SUBNETS} does not exist: install the base (ensureBase) first`, { cause: e });
+        throw new FailedPreconditionError(
+          `${step}: set ip ${TABLE} ${CLUSTER_SUBNETS} does not exist: install the base (ensureBase) first`,
+          { cause: e },
+        );
       }
       throw e;
     }
   }
 
   async listElements(): Promise<FilterElements> {
-    return filterElements(await this.readElements('list the packet filter\'s elements'));
+    return filterElements(await this.readElements("list the packet filter's elements"));
   }
 
   async removeElements(input: FilterElements): Promise<void> {
@@ -253,7 +271,10 @@ export class NftPacketFilter implements PacketFilter {
    * after another in one process, where three `conntrack -D` cost three process starts).
    */
   private async conntrackDelete(addresses: readonly Ipv4Address[]): Promise<void> {
-    const step = addresses.length === 1 ? `flush connection tracking of ${addresses[0]}` : `flush connection tracking of ${addresses.length} addresses`;
+    const step =
+      addresses.length === 1
+        ? `flush connection tracking of ${addresses[0]}`
+        : `flush connection tracking of ${addresses.length} addresses`;
     let dir: string | undefined;
     try {
       let file: string;
@@ -262,7 +283,11 @@ export class NftPacketFilter implements PacketFilter {
         file = join(dir, 'delete');
         await writeFile(file, conntrackScript(addresses), { mode: 0o600 });
       } catch (e) {
-        throw new InternalError(step, `cannot write conntrack's deletions to a temporary file: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+        throw new InternalError(
+          step,
+          `cannot write conntrack's deletions to a temporary file: ${e instanceof Error ? e.message : String(e)}`,
+          { cause: e },
+        );
       }
       const args = ['-R', file];
       for (let attempt = 1; ; attempt++) {
@@ -281,7 +306,10 @@ export class NftPacketFilter implements PacketFilter {
   private async apply(script: string, step: string): Promise<void> {
     const started = performance.now();
     await this.exec(this.nftCommand, ['-f', '-'], { step, input: script });
-    this.logger.debug({ step, lines: script.split('\n').length - 1, ms: Math.round((performance.now() - started) * 10) / 10 }, 'nft transaction');
+    this.logger.debug(
+      { step, lines: script.split('\n').length - 1, ms: Math.round((performance.now() - started) * 10) / 10 },
+      'nft transaction',
+    );
   }
 
   /**
@@ -303,7 +331,10 @@ export class NftPacketFilter implements PacketFilter {
     }
     if (answerFailed(output)) throw new CommandError(step, this.sessionCommand().join(' '), undefined, output);
     if (output !== '') this.logger.warn({ step, output }, 'nft printed something for a transaction it applied');
-    this.logger.debug({ step, commands: line.split('; ').length, ms: Math.round((performance.now() - started) * 100) / 100 }, 'nft session transaction');
+    this.logger.debug(
+      { step, commands: line.split('; ').length, ms: Math.round((performance.now() - started) * 100) / 100 },
+      'nft session transaction',
+    );
   }
 
   private elementSession(): CommandSession {
@@ -390,7 +421,10 @@ export class NftPacketFilter implements PacketFilter {
       r = await run('unshare', args, { step: `${step}: build the reference in a scratch namespace`, okExitCodes: [1, 127] });
     } catch (e) {
       this.referenceFailure = e instanceof Error ? e.message : String(e);
-      this.logger.warn({ step, err: this.referenceFailure }, 'cannot build the nftables reference in a scratch namespace; ensureBase will rewrite the chains once');
+      this.logger.warn(
+        { step, err: this.referenceFailure },
+        'cannot build the nftables reference in a scratch namespace; ensureBase will rewrite the chains once',
+      );
       return null;
     } finally {
       if (dir !== undefined) await rm(dir, { recursive: true, force: true });
@@ -398,11 +432,20 @@ export class NftPacketFilter implements PacketFilter {
     if (r.exitCode !== 0) {
       if (/failed to execute .*: No such file or directory/.test(r.stderr)) throw notInstalled(this.nftCommand);
       this.referenceFailure = `unshare ${args.join(' ')} failed (exit ${r.exitCode}): ${r.stderr.trim()}`;
-      this.logger.warn({ step, err: this.referenceFailure }, 'cannot build the nftables reference in a scratch namespace; ensureBase will rewrite the chains once');
+      this.logger.warn(
+        { step, err: this.referenceFailure },
+        'cannot build the nftables reference in a scratch namespace; ensureBase will rewrite the chains once',
+      );
       return null;
     }
     const shape = parseEchoShapes(r.stdout);
-    if (!shape.ip || !shape.bridge) throw new CommandError(step, `unshare ${args.join(' ')}`, 0, `the echo of the install script lacks a table: ${r.stdout.slice(0, 300)}`);
+    if (!shape.ip || !shape.bridge)
+      throw new CommandError(
+        step,
+        `unshare ${args.join(' ')}`,
+        0,
+        `the echo of the install script lacks a table: ${r.stdout.slice(0, 300)}`,
+      );
     this.referenceCache = { key, shape };
     return shape;
   }
@@ -413,7 +456,13 @@ export class NftPacketFilter implements PacketFilter {
     const restrict = (family: Family) => {
       const table = listed[family];
       const want = layout.find((t) => t.family === family)!;
-      return table === null ? null : restrictShape(table, want.chains.map((c) => c.name), want.sets.map((s) => s.name));
+      return table === null
+        ? null
+        : restrictShape(
+            table,
+            want.chains.map((c) => c.name),
+            want.sets.map((s) => s.name),
+          );
     };
     const shape = { ip: restrict('ip'), bridge: restrict('bridge') };
     if (shape.ip && shape.bridge) this.referenceCache = { key: referenceKey(base), shape };
@@ -461,7 +510,6 @@ function isNftError(e: unknown, pattern: RegExp): e is CommandError {
 function missingCommand(stderr: string): boolean {
   return /nsenter: failed to execute .*: No such file or directory/.test(stderr);
 }
-
 
 function addStep(rules: InstanceRules): string {
   return `publish the ports of ${rules.address} and admit it on ${rules.hostIfname}`;

@@ -76,7 +76,10 @@ export function checkedBase(base: NftBase): NftBase {
   const subnet = Subnet.parse(base.subnet.toString(), 'subnet');
   const guard = base.loopbackGuard;
   if (guard !== undefined && !LOOPBACK_GUARDS.includes(guard)) {
-    throw new InternalError('check the nftables base', `loopbackGuard ${JSON.stringify(guard)} is not one of ${LOOPBACK_GUARDS.join(', ')}`);
+    throw new InternalError(
+      'check the nftables base',
+      `loopbackGuard ${JSON.stringify(guard)} is not one of ${LOOPBACK_GUARDS.join(', ')}`,
+    );
   }
   return {
     cniName: parseIfName(base.cniName, 'cniName'),
@@ -293,7 +296,13 @@ export interface BaseRepair {
 /** The repair that installs everything: what ensureBaseScript runs. */
 export function fullRepair(input: NftBase): BaseRepair {
   return {
-    tables: baseLayout(input).map((t) => ({ family: t.family, flush: [], deleteChains: [], deleteSets: [], refill: t.chains.map((c) => c.name) })),
+    tables: baseLayout(input).map((t) => ({
+      family: t.family,
+      flush: [],
+      deleteChains: [],
+      deleteSets: [],
+      refill: t.chains.map((c) => c.name),
+    })),
     clusterSubnets: true,
   };
 }
@@ -310,7 +319,7 @@ export function repairScript(input: NftBase, repair: BaseRepair): string {
   const lines: string[] = [];
   for (const r of repair.tables) {
     const table = layout.find((t) => t.family === r.family);
-    if (!table) throw new InternalError('repair nodenet\'s nftables tables', `no table of family ${r.family}`);
+    if (!table) throw new InternalError("repair nodenet's nftables tables", `no table of family ${r.family}`);
     const at = `${r.family} ${TABLE}`;
     const refill = table.chains.filter((c) => r.refill.includes(c.name));
     lines.push(
@@ -357,7 +366,10 @@ function clusterSubnetsLines(elementsOf: readonly string[]): string[] {
 /** Names read back from the kernel (chains or sets to flush or delete) go into a script: only plain identifiers. */
 function checkedObjectName(name: string): string {
   if (!/^[A-Za-z][A-Za-z0-9_.-]{0,254}$/.test(name)) {
-    throw new InternalError('repair nodenet\'s nftables tables', `cannot name the object ${JSON.stringify(name)} in a script: delete table ${TABLE} by hand`);
+    throw new InternalError(
+      "repair nodenet's nftables tables",
+      `cannot name the object ${JSON.stringify(name)} in a script: delete table ${TABLE} by hand`,
+    );
   }
   return name;
 }
@@ -373,11 +385,17 @@ export function removeBaseScript(): string {
  */
 export function addInstanceScript(input: InstanceRules, replaceKeys: readonly { protocol: Protocol; hostPort: number }[] = []): string {
   const rules = checkedRules(input, 'publish ports');
-  return [
-    ...elements('delete', `${IP} ${PUBLISHED_PORTS}`, replaceKeys.map(portKeyElement)),
-    ...elements('add', `${IP} ${PUBLISHED_PORTS}`, rules.ports.map((m) => portMapElement(m, rules.address))),
-    ...elements('add', `${BRIDGE} ${ALLOWED_SOURCES}`, [sourceElement(rules.hostIfname, rules.address)]),
-  ].join('\n') + '\n';
+  return (
+    [
+      ...elements('delete', `${IP} ${PUBLISHED_PORTS}`, replaceKeys.map(portKeyElement)),
+      ...elements(
+        'add',
+        `${IP} ${PUBLISHED_PORTS}`,
+        rules.ports.map((m) => portMapElement(m, rules.address)),
+      ),
+      ...elements('add', `${BRIDGE} ${ALLOWED_SOURCES}`, [sourceElement(rules.hostIfname, rules.address)]),
+    ].join('\n') + '\n'
+  );
 }
 
 /**
@@ -389,12 +407,18 @@ export function addInstanceScript(input: InstanceRules, replaceKeys: readonly { 
 export function removeInstanceScript(input: InstanceRules): string {
   const rules = checkedRules(input, 'remove published ports');
   const source = [sourceElement(rules.hostIfname, rules.address)];
-  return [
-    ...elements('add', `${IP} ${PUBLISHED_PORTS}`, rules.ports.map((m) => portMapElement(m, rules.address))),
-    ...elements('delete', `${IP} ${PUBLISHED_PORTS}`, rules.ports.map(portKeyElement)),
-    ...elements('add', `${BRIDGE} ${ALLOWED_SOURCES}`, source),
-    ...elements('delete', `${BRIDGE} ${ALLOWED_SOURCES}`, source),
-  ].join('\n') + '\n';
+  return (
+    [
+      ...elements(
+        'add',
+        `${IP} ${PUBLISHED_PORTS}`,
+        rules.ports.map((m) => portMapElement(m, rules.address)),
+      ),
+      ...elements('delete', `${IP} ${PUBLISHED_PORTS}`, rules.ports.map(portKeyElement)),
+      ...elements('add', `${BRIDGE} ${ALLOWED_SOURCES}`, source),
+      ...elements('delete', `${BRIDGE} ${ALLOWED_SOURCES}`, source),
+    ].join('\n') + '\n'
+  );
 }
 
 /** What the kernel holds, as read by listing the tables (null: that table is absent). */
@@ -463,7 +487,10 @@ export function checkedElements(input: FilterElements, step: string): FilterElem
   });
   const sources = new Map<string, AllowedSource>();
   input.sources.forEach((s, i) => {
-    const source: AllowedSource = { ifname: parseIfName(s.ifname, `sources[${i}].ifname`), address: parseIpv4Address(s.address, `sources[${i}].address`) };
+    const source: AllowedSource = {
+      ifname: parseIfName(s.ifname, `sources[${i}].ifname`),
+      address: parseIpv4Address(s.address, `sources[${i}].address`),
+    };
     sources.set(sourceElement(source.ifname as IfName, source.address), source);
   });
   return { ports: [...ports.values()], sources: [...sources.values()] };
@@ -478,12 +505,18 @@ export function removeElementsScript(input: FilterElements): string {
   const { ports, sources } = checkedElements(input, 'remove filter elements');
   const portElements = ports.map((p) => portMapElement(p, p.address));
   const sourceElements = sources.map((s) => sourceElement(s.ifname as IfName, s.address));
-  return [
-    ...elements('add', `${IP} ${PUBLISHED_PORTS}`, portElements),
-    ...elements('delete', `${IP} ${PUBLISHED_PORTS}`, ports.map((p) => portKeyElement(p))),
-    ...elements('add', `${BRIDGE} ${ALLOWED_SOURCES}`, sourceElements),
-    ...elements('delete', `${BRIDGE} ${ALLOWED_SOURCES}`, sourceElements),
-  ].join('\n') + '\n';
+  return (
+    [
+      ...elements('add', `${IP} ${PUBLISHED_PORTS}`, portElements),
+      ...elements(
+        'delete',
+        `${IP} ${PUBLISHED_PORTS}`,
+        ports.map((p) => portKeyElement(p)),
+      ),
+      ...elements('add', `${BRIDGE} ${ALLOWED_SOURCES}`, sourceElements),
+      ...elements('delete', `${BRIDGE} ${ALLOWED_SOURCES}`, sourceElements),
+    ].join('\n') + '\n'
+  );
 }
 
 /** The fallback of removeElements, from a listing: deletes those of `input` present with the same value. Empty string: nothing to do. */
@@ -492,8 +525,16 @@ export function removeListedElementsScript(input: FilterElements, listed: Listed
   const heldPorts = new Set((listed.publishedPorts ?? []).map((p) => portMapElement(p, p.address)));
   const heldSources = new Set((listed.allowedSources ?? []).map((s) => sourceElement(s.ifname as IfName, s.address as Ipv4Address)));
   const lines = [
-    ...elements('delete', `${IP} ${PUBLISHED_PORTS}`, ports.filter((p) => heldPorts.has(portMapElement(p, p.address))).map((p) => portKeyElement(p))),
-    ...elements('delete', `${BRIDGE} ${ALLOWED_SOURCES}`, sources.map((s) => sourceElement(s.ifname as IfName, s.address)).filter((e) => heldSources.has(e))),
+    ...elements(
+      'delete',
+      `${IP} ${PUBLISHED_PORTS}`,
+      ports.filter((p) => heldPorts.has(portMapElement(p, p.address))).map((p) => portKeyElement(p)),
+    ),
+    ...elements(
+      'delete',
+      `${BRIDGE} ${ALLOWED_SOURCES}`,
+      sources.map((s) => sourceElement(s.ifname as IfName, s.address)).filter((e) => heldSources.has(e)),
+    ),
   ];
   return lines.length === 0 ? '' : lines.join('\n') + '\n';
 }

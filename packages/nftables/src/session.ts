@@ -102,7 +102,10 @@ export function sessionLine(script: string, step: string): string | null {
   const commands = script.split('\n').filter((c) => c.trim() !== '');
   for (const c of commands) {
     if (/[#\\\p{Cc}]/u.test(c)) {
-      throw new InternalError(step, `an nft command for the session holds a comment, a backslash or a control character: ${JSON.stringify(c.slice(0, 200))}`);
+      throw new InternalError(
+        step,
+        `an nft command for the session holds a comment, a backslash or a control character: ${JSON.stringify(c.slice(0, 200))}`,
+      );
     }
     if (c.trim() === 'quit' || c.trim().startsWith(MARKER_PREFIX)) {
       throw new InternalError(step, `${JSON.stringify(c.slice(0, 200))} is not an nft command for the session`);

@@ -49,7 +49,11 @@ describe.each([
     await ipBatch(c!.ns, [`address add ${SPOOFED}/24 dev eth0`, `neigh replace ${GATEWAY} lladdr ${BRIDGE_MAC} dev eth0 nud permanent`]);
     await ipBatch(fx.node, [`neigh replace ${SPOOFED} lladdr 02:6e:c6:13:01:04 dev nodenet0 nud permanent`]);
     // b routes 127.0.0.0/8 to the gateway, as a hostile instance could (CVE-2020-8558 style).
-    await ipBatch(b!.ns, ['route del local 127.0.0.0/8 dev lo table local', 'route del local 127.0.0.1 dev lo table local', `route add 127.0.0.0/8 via ${GATEWAY}`]);
+    await ipBatch(b!.ns, [
+      'route del local 127.0.0.0/8 dev lo table local',
+      'route del local 127.0.0.1 dev lo table local',
+      `route add 127.0.0.0/8 via ${GATEWAY}`,
+    ]);
     if (bnf === 1) {
       // With br_netfilter, DNAT back to the sender's own port is bridged: it needs hairpin mode on that port.
       await ipBatch(fx.node, ['link set nnh-00000002 type bridge_slave hairpin on']);
@@ -163,7 +167,7 @@ describe.each([
     expect(await ping(c.ns, GATEWAY, ['-I', c.address])).not.toBe(0);
   });
 
-  it('an instance cannot reach services bound to the node\'s 127.0.0.1 (route_localnet=1 on the CNI)', async () => {
+  it("an instance cannot reach services bound to the node's 127.0.0.1 (route_localnet=1 on the CNI)", async () => {
     const b = fx.instances[1]!;
     const before = loopbackService.seen.length;
     await request(b.ns, 'udp', '127.0.0.1', 9100, 'after');

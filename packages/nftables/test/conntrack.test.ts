@@ -8,7 +8,12 @@ describe('conntrackOutcome', () => {
     expect(conntrackOutcome(0, 'conntrack v1.4.7 (conntrack-tools): 3 flow entries have been deleted.\n')).toBe('done');
     expect(conntrackOutcome(1, 'conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.\n')).toBe('done');
     expect(conntrackOutcome(1, "conntrack v1.4.7 (conntrack-tools): Operation failed: such conntrack doesn't exist\n")).toBe('retry');
-    expect(conntrackOutcome(1, 'conntrack v1.4.7 (conntrack-tools): 10 flow entries have been deleted.\nOperation failed: Operation not permitted\n')).toBe('failed');
+    expect(
+      conntrackOutcome(
+        1,
+        'conntrack v1.4.7 (conntrack-tools): 10 flow entries have been deleted.\nOperation failed: Operation not permitted\n',
+      ),
+    ).toBe('failed');
     expect(conntrackOutcome(1, 'conntrack v1.4.7 (conntrack-tools): Operation failed: Operation not permitted\n')).toBe('failed');
     expect(conntrackOutcome(2, 'conntrack v1.4.7 (conntrack-tools): Failed to open file /tmp/x for reading\n')).toBe('failed');
   });

@@ -95,7 +95,10 @@ describe('NftPacketFilter converging (bridge-nf-call-iptables=0)', () => {
         // it starts), the last that it has seen everything committed in between.
         for (;;) {
           const name = await sentinel();
-          const seen = await monitor.waitForCommit(new RegExp(`^add table ip ${name}$`), 300).then(() => true, () => false);
+          const seen = await monitor.waitForCommit(new RegExp(`^add table ip ${name}$`), 300).then(
+            () => true,
+            () => false,
+          );
           if (seen) break;
           if (sentinels.length > 30) throw new Error('nft monitor never showed a change');
         }
@@ -142,7 +145,9 @@ describe('NftPacketFilter converging (bridge-nf-call-iptables=0)', () => {
         `replace rule ip nodenet prerouting handle ${handle} fib daddr type local meta l4proto tcp dnat ip to meta l4proto . th dport map @published_ports comment "published ports"\n`,
       );
       expect(await publishedReachable('m1')).toEqual({ tcp: reachable('m1').tcp, udp: null });
-      expect(await filter.ensureBase(fx.base)).toEqual(['chain ip nodenet prerouting: rule 1 ("published ports") differed from what nodenet installs']);
+      expect(await filter.ensureBase(fx.base)).toEqual([
+        'chain ip nodenet prerouting: rule 1 ("published ports") differed from what nodenet installs',
+      ]);
       expect(await publishedReachable('m2')).toEqual(reachable('m2'));
       expect(await filter.ensureBase(fx.base)).toEqual([]);
     });
@@ -345,7 +350,11 @@ describe('NftPacketFilter converging, without tables', () => {
 
   it('another table of the node is neither compared nor touched', async () => {
     const ns = await newNamespace('others', names);
-    await inNs(ns, ['nft', '-f', '-'], 'add table ip other\nadd chain ip other c { type nat hook postrouting priority 50; }\nadd rule ip other c counter\n');
+    await inNs(
+      ns,
+      ['nft', '-f', '-'],
+      'add table ip other\nadd chain ip other c { type nat hook postrouting priority 50; }\nadd rule ip other c counter\n',
+    );
     const filter = new NftPacketFilter({ netns: ns });
     expect(await filter.ensureBase(filterBase())).toEqual(['table ip nodenet was missing', 'table bridge nodenet was missing']);
     await inNs(ns, ['nft', 'add', 'rule', 'ip', 'other', 'c', 'counter']);

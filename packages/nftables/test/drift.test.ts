@@ -79,12 +79,7 @@ describe('diffBase', () => {
   });
 
   it('a deleted rule: reported with the counts, only that chain refilled, elements untouched', () => {
-    const drift = diffBase(
-      reference,
-      listed({ ip: (o) => o.filter((x) => x.rule?.comment !== 'egress') }),
-      expectedSubnets,
-      subnets,
-    );
+    const drift = diffBase(reference, listed({ ip: (o) => o.filter((x) => x.rule?.comment !== 'egress') }), expectedSubnets, subnets);
     expect(drift.repairs).toEqual(['chain ip nodenet postrouting had 1 rules, expected 2']);
     expect(lines(repairScript(base, drift.repair!))).toEqual([
       'add table ip nodenet',
@@ -98,7 +93,12 @@ describe('diffBase', () => {
   });
 
   it('an emptied chain, and an added rule', () => {
-    const emptied = diffBase(reference, listed({ bridge: (o) => o.filter((x) => x.rule?.chain !== 'prerouting') }), expectedSubnets, subnets);
+    const emptied = diffBase(
+      reference,
+      listed({ bridge: (o) => o.filter((x) => x.rule?.chain !== 'prerouting') }),
+      expectedSubnets,
+      subnets,
+    );
     expect(emptied.repairs).toEqual(['chain bridge nodenet prerouting had 0 rules, expected 2']);
     const added = diffBase(
       reference,
@@ -170,7 +170,9 @@ describe('diffBase', () => {
     const script = lines(repairScript(base, drift.repair!));
     // Flush everything first (jumps and lookups may reference what is deleted), then delete, then rebuild.
     const firstDelete = script.indexOf('delete chain ip nodenet output');
-    expect(script.slice(0, firstDelete)).toEqual(['guard', 'prerouting', 'output', 'postrouting'].map((c) => `flush chain ip nodenet ${c}`));
+    expect(script.slice(0, firstDelete)).toEqual(
+      ['guard', 'prerouting', 'output', 'postrouting'].map((c) => `flush chain ip nodenet ${c}`),
+    );
     expect(script).toContain('delete chain bridge nodenet prerouting');
     expect(script.filter((l) => l.startsWith('add rule'))).toHaveLength(10);
     expect(script.filter((l) => /^(flush|delete) (set|map)/.test(l))).toEqual([]);
@@ -196,7 +198,7 @@ describe('diffBase', () => {
     expect(repairScripts(base, diffBase(reference, listed({ bridge: () => null }), expectedSubnets, subnets).repair!)).toHaveLength(1);
   });
 
-  it('unexpected chains and sets in nodenet\'s tables are removed', () => {
+  it("unexpected chains and sets in nodenet's tables are removed", () => {
     const drift = diffBase(
       reference,
       listed({
@@ -237,7 +239,10 @@ describe('diffBase', () => {
     const script = lines(repairScript(base, drift.repair!));
     expect(script).toContain('delete map ip nodenet published_ports');
     expect(script).toContain('delete set ip nodenet cluster_subnets');
-    expect(script.slice(-2)).toEqual(['flush set ip nodenet cluster_subnets', 'add element ip nodenet cluster_subnets { 198.19.1.0/24, 198.19.2.0/24 }']);
+    expect(script.slice(-2)).toEqual([
+      'flush set ip nodenet cluster_subnets',
+      'add element ip nodenet cluster_subnets { 198.19.1.0/24, 198.19.2.0/24 }',
+    ]);
   });
 
   it('a missing set is added again (its chains, referencing it, show as changed too)', () => {
@@ -247,13 +252,18 @@ describe('diffBase', () => {
       expectedSubnets,
       subnets,
     );
-    expect(drift.repairs).toEqual(['set bridge nodenet allowed_sources was missing', 'chain bridge nodenet instance_port had 0 rules, expected 3']);
+    expect(drift.repairs).toEqual([
+      'set bridge nodenet allowed_sources was missing',
+      'chain bridge nodenet instance_port had 0 rules, expected 3',
+    ]);
     expect(repairScript(base, drift.repair!)).toContain('add set bridge nodenet allowed_sources { type ifname . ipv4_addr; }');
   });
 
   it('cluster_subnets with other contents: only the set is rewritten', () => {
     const drift = diffBase(reference, listed(), ['198.19.1.0/24', '198.19.2.0/24', '198.19.3.0/24'], subnets);
-    expect(drift.repairs).toEqual(['cluster_subnets differed: held 198.19.1.0/24, 198.19.2.0/24, expected 198.19.1.0/24, 198.19.2.0/24, 198.19.3.0/24']);
+    expect(drift.repairs).toEqual([
+      'cluster_subnets differed: held 198.19.1.0/24, 198.19.2.0/24, expected 198.19.1.0/24, 198.19.2.0/24, 198.19.3.0/24',
+    ]);
     const withThird = { ...base, clusterSubnets: [...base.clusterSubnets, Subnet.of('198.19.3.0/24')] };
     expect(lines(repairScript(withThird, drift.repair!))).toEqual([
       'flush set ip nodenet cluster_subnets',

@@ -124,7 +124,8 @@ export async function createFixture(options: { bridgeNfCallIptables: 0 | 1; labe
       `route add 198.19.1.0/24 via ${NODE_UNDERLAY}`,
     ]);
     await inNs(node, [
-      'sysctl', '-qw',
+      'sysctl',
+      '-qw',
       'net.ipv4.ip_forward=1',
       `net.bridge.bridge-nf-call-iptables=${options.bridgeNfCallIptables}`,
       // What the dataplane would set for the node's 127.0.0.1 to reach published ports (see the report).
@@ -173,9 +174,13 @@ export interface EchoServer {
 
 /** Starts echo-server.mjs in a namespace and waits until it listens. */
 export async function startServer(ns: string, proto: 'tcp' | 'udp', port: number, name: string, bind?: string): Promise<EchoServer> {
-  const child: ChildProcess = spawn('ip', ['netns', 'exec', ns, process.execPath, echoServerPath, proto, String(port), name, ...(bind ? [bind] : [])], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child: ChildProcess = spawn(
+    'ip',
+    ['netns', 'exec', ns, process.execPath, echoServerPath, proto, String(port), name, ...(bind ? [bind] : [])],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const seen: string[] = [];
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += String(d)));
@@ -207,7 +212,14 @@ export async function startServer(ns: string, proto: 'tcp' | 'udp', port: number
  * One request with socat from a namespace: returns the reply (trimmed), or null when nothing came back
  * (refused, timed out, dropped). `source` binds the client to that address.
  */
-export async function request(ns: string, proto: 'tcp' | 'udp', address: string, port: number, payload: string, source?: string): Promise<string | null> {
+export async function request(
+  ns: string,
+  proto: 'tcp' | 'udp',
+  address: string,
+  port: number,
+  payload: string,
+  source?: string,
+): Promise<string | null> {
   const bind = source ? `,bind=${source}` : '';
   const target = proto === 'tcp' ? `TCP:${address}:${port},connect-timeout=2${bind}` : `UDP:${address}:${port}${bind}`;
   const r = await inNs(ns, ['socat', '-T', '2', '-', target], `${payload}\n`);
@@ -252,7 +264,9 @@ export async function conntrackEntries(ns: string, address: string): Promise<str
 export async function ruleHandle(ns: string, family: 'ip' | 'bridge', chain: string, comment?: string): Promise<number> {
   const r = await inNs(ns, ['nft', '-a', '-j', 'list', 'chain', family, 'nodenet', chain]);
   if (r.exitCode !== 0) throw new Error(`nft list chain ${family} nodenet ${chain}: ${r.stderr}`);
-  const rules = (JSON.parse(r.stdout) as { nftables: { rule?: { handle: number; comment?: string } }[] }).nftables.flatMap((o) => (o.rule ? [o.rule] : []));
+  const rules = (JSON.parse(r.stdout) as { nftables: { rule?: { handle: number; comment?: string } }[] }).nftables.flatMap((o) =>
+    o.rule ? [o.rule] : [],
+  );
   const rule = comment === undefined ? rules[0] : rules.find((x) => x.comment === comment);
   if (!rule) throw new Error(`no rule ${comment ?? ''} in chain ${family} nodenet ${chain}`);
   return rule.handle;
@@ -265,7 +279,10 @@ export async function nft(ns: string, script: string): Promise<void> {
 
 /** `nft -a list table` of both of nodenet's tables: every object with its handle (changes on any rewrite). */
 export async function listWithHandles(ns: string): Promise<string> {
-  const [ip, bridge] = await Promise.all([inNs(ns, ['nft', '-a', 'list', 'table', 'ip', 'nodenet']), inNs(ns, ['nft', '-a', 'list', 'table', 'bridge', 'nodenet'])]);
+  const [ip, bridge] = await Promise.all([
+    inNs(ns, ['nft', '-a', 'list', 'table', 'ip', 'nodenet']),
+    inNs(ns, ['nft', '-a', 'list', 'table', 'bridge', 'nodenet']),
+  ]);
   return ip.stdout + bridge.stdout;
 }
 
@@ -314,7 +331,10 @@ export function startMonitor(ns: string): Monitor {
       if (lines.slice(at + 1).some((l) => GENERATION.test(l))) return;
       // Only lines still to come can end that transaction: a waiter sees new lines, never the ones already read.
       await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`nft monitor showed no generation after ${pattern} (saw ${JSON.stringify(lines)})`)), timeoutMs);
+        const timer = setTimeout(
+          () => reject(new Error(`nft monitor showed no generation after ${pattern} (saw ${JSON.stringify(lines)})`)),
+          timeoutMs,
+        );
         waiters.push({ pattern: GENERATION, resolve: () => (clearTimeout(timer), resolve()) });
       });
     },

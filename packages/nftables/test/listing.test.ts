@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { canonical, countRules, filterElements, parseAllowedSources, parsePublishedPorts, parseSubnetElements, parseTableShape } from '../src/listing.js';
+import {
+  canonical,
+  countRules,
+  filterElements,
+  parseAllowedSources,
+  parsePublishedPorts,
+  parseSubnetElements,
+  parseTableShape,
+} from '../src/listing.js';
 
 // Captured from `nft -j list table ip nodenet` / `... bridge nodenet` (nftables 1.0.6), trimmed.
 const ipTable = JSON.stringify({
@@ -8,7 +16,12 @@ const ipTable = JSON.stringify({
     { table: { family: 'ip', name: 'nodenet', handle: 1 } },
     {
       map: {
-        family: 'ip', name: 'published_ports', table: 'nodenet', type: ['inet_proto', 'inet_service'], handle: 1, map: 'ipv4_addr . inet_service',
+        family: 'ip',
+        name: 'published_ports',
+        table: 'nodenet',
+        type: ['inet_proto', 'inet_service'],
+        handle: 1,
+        map: 'ipv4_addr . inet_service',
         elem: [
           [{ concat: ['tcp', 80] }, { concat: ['198.19.1.2', 22] }],
           [{ concat: ['udp', 8080] }, { concat: ['198.19.1.3', 80] }],
@@ -20,7 +33,17 @@ const ipTable = JSON.stringify({
         ],
       },
     },
-    { set: { family: 'ip', name: 'cluster_subnets', table: 'nodenet', type: 'ipv4_addr', handle: 2, flags: ['interval'], elem: [{ prefix: { addr: '198.19.1.0', len: 24 } }] } },
+    {
+      set: {
+        family: 'ip',
+        name: 'cluster_subnets',
+        table: 'nodenet',
+        type: 'ipv4_addr',
+        handle: 2,
+        flags: ['interval'],
+        elem: [{ prefix: { addr: '198.19.1.0', len: 24 } }],
+      },
+    },
     { chain: { family: 'ip', table: 'nodenet', name: 'prerouting', handle: 3 } },
     { rule: { family: 'ip', table: 'nodenet', chain: 'prerouting', handle: 4, expr: [] } },
     { rule: { family: 'ip', table: 'nodenet', chain: 'prerouting', handle: 5, expr: [] } },
@@ -31,7 +54,16 @@ const bridgeTable = JSON.stringify({
   nftables: [
     { metainfo: { version: '1.0.6' } },
     { table: { family: 'bridge', name: 'nodenet', handle: 2 } },
-    { set: { family: 'bridge', name: 'allowed_sources', table: 'nodenet', type: ['ifname', 'ipv4_addr'], handle: 1, elem: [{ concat: ['nnh-00000002', '198.19.1.2'] }, { concat: ['nni-00000003', '198.19.1.3'] }] } },
+    {
+      set: {
+        family: 'bridge',
+        name: 'allowed_sources',
+        table: 'nodenet',
+        type: ['ifname', 'ipv4_addr'],
+        handle: 1,
+        elem: [{ concat: ['nnh-00000002', '198.19.1.2'] }, { concat: ['nni-00000003', '198.19.1.3'] }],
+      },
+    },
   ],
 });
 
@@ -66,7 +98,21 @@ describe('listing', () => {
 
 describe('parseSubnetElements', () => {
   const doc = (elem?: unknown[]) =>
-    JSON.stringify({ nftables: [{ metainfo: {} }, { set: { family: 'ip', name: 'cluster_subnets', table: 'nodenet', type: 'ipv4_addr', flags: ['interval'], ...(elem ? { elem } : {}) } }] });
+    JSON.stringify({
+      nftables: [
+        { metainfo: {} },
+        {
+          set: {
+            family: 'ip',
+            name: 'cluster_subnets',
+            table: 'nodenet',
+            type: 'ipv4_addr',
+            flags: ['interval'],
+            ...(elem ? { elem } : {}),
+          },
+        },
+      ],
+    });
 
   it('reads prefixes, single addresses (/32), ranges and elements with options, sorted numerically', () => {
     expect(
@@ -88,7 +134,7 @@ describe('parseSubnetElements', () => {
 });
 
 describe('filterElements', () => {
-  it('turns listed elements into core\'s FilterElements, skipping addresses that do not parse', () => {
+  it("turns listed elements into core's FilterElements, skipping addresses that do not parse", () => {
     expect(
       filterElements({
         publishedPorts: [
@@ -125,7 +171,17 @@ describe('shapes', () => {
           { table: { family: 'ip', name: 'other', handle: 1 } },
           { chain: { family: 'ip', table: 'other', name: 'c', handle: 2, type: 'filter', hook: 'input', prio: 0, policy: 'drop' } },
           { table: { family: 'ip', name: 'nodenet', handle: 7 } },
-          { map: { family: 'ip', name: 'published_ports', table: 'nodenet', handle: 8, type: ['inet_proto', 'inet_service'], map: 'ipv4_addr . inet_service', elem: [[1, 2]] } },
+          {
+            map: {
+              family: 'ip',
+              name: 'published_ports',
+              table: 'nodenet',
+              handle: 8,
+              type: ['inet_proto', 'inet_service'],
+              map: 'ipv4_addr . inet_service',
+              elem: [[1, 2]],
+            },
+          },
           { chain: { family: 'ip', table: 'nodenet', name: 'c', handle: 9, type: 'nat', hook: 'output', prio: -100, policy: 'accept' } },
           { rule: { family: 'ip', table: 'nodenet', chain: 'c', handle: 10, comment: 'first', expr: [{ accept: null }] } },
           { rule: { family: 'ip', table: 'nodenet', chain: 'c', handle: 11, expr: [{ drop: null }] } },
@@ -136,7 +192,14 @@ describe('shapes', () => {
     )!;
     expect(shape.attributes).toBe('{}');
     expect([...shape.sets]).toEqual([
-      ['published_ports', { kind: 'map', declaration: '{"map":"ipv4_addr . inet_service","type":["inet_proto","inet_service"]}', described: 'type inet_proto . inet_service : ipv4_addr . inet_service' }],
+      [
+        'published_ports',
+        {
+          kind: 'map',
+          declaration: '{"map":"ipv4_addr . inet_service","type":["inet_proto","inet_service"]}',
+          described: 'type inet_proto . inet_service : ipv4_addr . inet_service',
+        },
+      ],
     ]);
     expect(shape.chains.get('c')).toEqual({
       declaration: '{"hook":"output","policy":"accept","prio":-100,"type":"nat"}',

@@ -103,7 +103,7 @@ describe('NftPacketFilter in a node namespace (bridge-nf-call-iptables=0)', () =
   });
 
   describe('masquerade', () => {
-    it('egress to a host outside the cluster is masqueraded to the node\'s underlay address', async () => {
+    it("egress to a host outside the cluster is masqueraded to the node's underlay address", async () => {
       const b = fx.instances[1]!;
       const server = await startServer(fx.world, 'tcp', 7000, 'world-7000');
       try {
@@ -114,7 +114,7 @@ describe('NftPacketFilter in a node namespace (bridge-nf-call-iptables=0)', () =
       }
     });
 
-    it('traffic to another node\'s subnet (cluster_subnets) keeps the instance\'s address', async () => {
+    it("traffic to another node's subnet (cluster_subnets) keeps the instance's address", async () => {
       const b = fx.instances[1]!;
       const server = await startServer(fx.world, 'udp', 7001, 'peer-7001', PEER_SUBNET_ADDRESS);
       try {
@@ -211,9 +211,18 @@ describe('NftPacketFilter in a node namespace (bridge-nf-call-iptables=0)', () =
       expect(await request(fx.node, 'tcp', a!.address, 80, 'ct4')).not.toBeNull();
       const before = (await conntrackEntries(fx.node, a!.address)).map(tuples);
       const shown = JSON.stringify(before);
-      expect(before.some((t) => t.orig.src === WORLD && t.orig.dst === NODE_UNDERLAY && t.reply.src === a!.address), shown).toBe(true);
-      expect(before.some((t) => t.orig.src === a!.address && t.orig.dst === WORLD && t.reply.dst === NODE_UNDERLAY), shown).toBe(true);
-      expect(before.some((t) => t.orig.dst === a!.address && t.orig.src !== a!.address), shown).toBe(true);
+      expect(
+        before.some((t) => t.orig.src === WORLD && t.orig.dst === NODE_UNDERLAY && t.reply.src === a!.address),
+        shown,
+      ).toBe(true);
+      expect(
+        before.some((t) => t.orig.src === a!.address && t.orig.dst === WORLD && t.reply.dst === NODE_UNDERLAY),
+        shown,
+      ).toBe(true);
+      expect(
+        before.some((t) => t.orig.dst === a!.address && t.orig.src !== a!.address),
+        shown,
+      ).toBe(true);
       expect((await conntrackEntries(fx.node, b!.address)).length).toBeGreaterThan(0);
 
       await filter.flushConntrack(a!.address);
@@ -264,7 +273,11 @@ describe('NftPacketFilter without a fixture', () => {
 
   it('touches no other table, and removeBase removes only its own (twice is fine)', async () => {
     const ns = await newNamespace('other', names);
-    await inNs(ns, ['nft', '-f', '-'], 'add table ip other\nadd chain ip other c { type filter hook input priority 0; }\nadd rule ip other c counter\nadd table bridge other\n');
+    await inNs(
+      ns,
+      ['nft', '-f', '-'],
+      'add table ip other\nadd chain ip other c { type filter hook input priority 0; }\nadd rule ip other c counter\nadd table bridge other\n',
+    );
     const filter = new NftPacketFilter({ netns: ns });
     await filter.ensureBase(filterBase());
     await filter.addInstance({ hostIfname: 'nni-00000001' as IfName, address: '198.19.1.9' as Ipv4Address, ports: both(80) });
@@ -301,7 +314,9 @@ describe('NftPacketFilter without a fixture', () => {
       // The element changes go through an nft -i session: its process cannot start either.
       const rules = { hostIfname: 'nnh-00000001' as IfName, address: '198.19.1.9' as Ipv4Address, ports: both(80) };
       await expect(filter.addInstance(rules)).rejects.toThrow(UnavailableError);
-      await expect(filter.removeInstance(rules)).rejects.toThrow(/nft-not-installed is not installed on this node: install nft-not-installed/);
+      await expect(filter.removeInstance(rules)).rejects.toThrow(
+        /nft-not-installed is not installed on this node: install nft-not-installed/,
+      );
       filter.close();
     }
   });

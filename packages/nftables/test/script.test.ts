@@ -32,10 +32,22 @@ const base = (clusterSubnets: string[] = ['198.19.1.0/24', '198.19.2.0/24']): Fi
   clusterSubnets: clusterSubnets.map((s) => Subnet.of(s)),
 });
 
-const tcp = (hostPort: number, instancePort = hostPort): PortMapping => ({ protocol: 'tcp', hostPort: hostPort as Port, instancePort: instancePort as Port });
-const udp = (hostPort: number, instancePort = hostPort): PortMapping => ({ protocol: 'udp', hostPort: hostPort as Port, instancePort: instancePort as Port });
+const tcp = (hostPort: number, instancePort = hostPort): PortMapping => ({
+  protocol: 'tcp',
+  hostPort: hostPort as Port,
+  instancePort: instancePort as Port,
+});
+const udp = (hostPort: number, instancePort = hostPort): PortMapping => ({
+  protocol: 'udp',
+  hostPort: hostPort as Port,
+  instancePort: instancePort as Port,
+});
 
-const rules = (ports: PortMapping[] = [tcp(8080, 80), udp(8080, 80)], hostIfname = 'nnh-0000abcd', address = '198.19.1.2'): InstanceRules => ({
+const rules = (
+  ports: PortMapping[] = [tcp(8080, 80), udp(8080, 80)],
+  hostIfname = 'nnh-0000abcd',
+  address = '198.19.1.2',
+): InstanceRules => ({
   hostIfname: hostIfname as IfName,
   address: address as Ipv4Address,
   ports,
@@ -56,7 +68,14 @@ describe('ensureBaseScript', () => {
     expect(script).toContain('add map ip nodenet published_ports { type inet_proto . inet_service : ipv4_addr . inet_service; }');
     expect(script).toContain('add set bridge nodenet allowed_sources { type ifname . ipv4_addr; }');
     // Every chain that gets rules is flushed first, in the same script, before its rules.
-    for (const chain of ['ip nodenet guard', 'ip nodenet prerouting', 'ip nodenet output', 'ip nodenet postrouting', 'bridge nodenet prerouting', 'bridge nodenet instance_port']) {
+    for (const chain of [
+      'ip nodenet guard',
+      'ip nodenet prerouting',
+      'ip nodenet output',
+      'ip nodenet postrouting',
+      'bridge nodenet prerouting',
+      'bridge nodenet instance_port',
+    ]) {
       const all = lines(script);
       const flush = all.indexOf(`flush chain ${chain}`);
       expect(flush, chain).toBeGreaterThan(all.findIndex((l) => l.startsWith(`add chain ${chain}`)));
@@ -76,8 +95,12 @@ describe('ensureBaseScript', () => {
   });
 
   it('masquerades hairpin traffic and egress outside the cluster, named by the CNI and subnet', () => {
-    expect(script).toContain('add rule ip nodenet postrouting ct status dnat oifname "nodenet0" ip saddr { 198.19.1.0/24, 127.0.0.0/8 } masquerade');
-    expect(script).toContain('add rule ip nodenet postrouting oifname != "nodenet0" ip saddr 198.19.1.0/24 ip daddr != @cluster_subnets masquerade');
+    expect(script).toContain(
+      'add rule ip nodenet postrouting ct status dnat oifname "nodenet0" ip saddr { 198.19.1.0/24, 127.0.0.0/8 } masquerade',
+    );
+    expect(script).toContain(
+      'add rule ip nodenet postrouting oifname != "nodenet0" ip saddr 198.19.1.0/24 ip daddr != @cluster_subnets masquerade',
+    );
     expect(script).toContain('add element ip nodenet cluster_subnets { 198.19.1.0/24, 198.19.2.0/24 }');
     expect(script).toContain('add rule ip nodenet guard iifname "nodenet0" ip daddr 127.0.0.0/8 drop');
   });
@@ -97,13 +120,17 @@ describe('ensureBaseScript', () => {
     expect(onPorts).not.toMatch(/chain ip nodenet guard/);
     const portRules = lines(onPorts).filter((l) => l.startsWith('add rule bridge nodenet instance_port'));
     expect(portRules).toHaveLength(4);
-    expect(portRules[0]).toBe('add rule bridge nodenet instance_port ip daddr 127.0.0.0/8 drop comment "no instance reaches the node\'s loopback"');
+    expect(portRules[0]).toBe(
+      'add rule bridge nodenet instance_port ip daddr 127.0.0.0/8 drop comment "no instance reaches the node\'s loopback"',
+    );
     expect(portRules.slice(1)).toEqual(lines(script).filter((l) => l.startsWith('add rule bridge nodenet instance_port')));
     // Everything else is the same as with the default (ip-prerouting).
     const rest = (s: string) => lines(s).filter((l) => !/ip nodenet guard|bridge nodenet instance_port/.test(l));
     expect(rest(onPorts)).toEqual(rest(script));
     expect(ensureBaseScript({ ...base(), loopbackGuard: 'ip-prerouting' })).toBe(script);
-    expect(() => ensureBaseScript({ ...base(), loopbackGuard: 'nowhere' as never })).toThrow(/loopbackGuard "nowhere" is not one of ip-prerouting, bridge-ports/);
+    expect(() => ensureBaseScript({ ...base(), loopbackGuard: 'nowhere' as never })).toThrow(
+      /loopbackGuard "nowhere" is not one of ip-prerouting, bridge-ports/,
+    );
   });
 
   it('has the same rules whatever the cluster, and no per-port or per-instance rule', () => {
@@ -132,7 +159,12 @@ describe('clusterSubnetElements', () => {
 
 describe('removeBaseScript', () => {
   it('deletes both tables, adding them first so that absent ones are fine', () => {
-    expect(lines(removeBaseScript())).toEqual(['add table ip nodenet', 'delete table ip nodenet', 'add table bridge nodenet', 'delete table bridge nodenet']);
+    expect(lines(removeBaseScript())).toEqual([
+      'add table ip nodenet',
+      'delete table ip nodenet',
+      'add table bridge nodenet',
+      'delete table bridge nodenet',
+    ]);
   });
 });
 
@@ -145,7 +177,9 @@ describe('addInstanceScript', () => {
   });
 
   it('with no ports admits the address only; a TAP port (nni-*) is guarded too', () => {
-    expect(lines(addInstanceScript(rules([], 'nni-0000abcd')))).toEqual(['add element bridge nodenet allowed_sources { "nni-0000abcd" . 198.19.1.2 }']);
+    expect(lines(addInstanceScript(rules([], 'nni-0000abcd')))).toEqual([
+      'add element bridge nodenet allowed_sources { "nni-0000abcd" . 198.19.1.2 }',
+    ]);
   });
 
   it('deletes stale keys first when replacing', () => {
@@ -157,7 +191,7 @@ describe('addInstanceScript', () => {
     ]);
   });
 
-  it('grows with the instance\'s ports only', () => {
+  it("grows with the instance's ports only", () => {
     const ports = Array.from({ length: 100 }, (_, i) => tcp(10000 + i));
     expect(lines(addInstanceScript(rules(ports)))).toHaveLength(2);
   });
@@ -168,7 +202,9 @@ describe('addInstanceScript', () => {
     expect(() => addInstanceScript(rules(undefined, undefined, '198.19.01.2'))).toThrow(InvalidArgumentError);
     expect(() => addInstanceScript(rules([tcp(0)]))).toThrow(InvalidArgumentError);
     expect(() => addInstanceScript(rules([tcp(80), tcp(80, 81)]))).toThrow(InternalError);
-    expect(() => addInstanceScript(rules([{ protocol: 'sctp' as never, hostPort: 80 as Port, instancePort: 80 as Port }]))).toThrow(InternalError);
+    expect(() => addInstanceScript(rules([{ protocol: 'sctp' as never, hostPort: 80 as Port, instancePort: 80 as Port }]))).toThrow(
+      InternalError,
+    );
   });
 });
 
@@ -196,8 +232,11 @@ describe('fallbacks from a listing', () => {
     expect(conflictingKeys(rules([tcp(7000)]), listedPorts)).toEqual([]);
   });
 
-  it('removeListedScript deletes only present elements that are the instance\'s own', () => {
-    const script = removeListedScript(rules(), { publishedPorts: listedPorts, allowedSources: [{ ifname: 'nnh-0000abcd', address: '198.19.1.2' }] });
+  it("removeListedScript deletes only present elements that are the instance's own", () => {
+    const script = removeListedScript(rules(), {
+      publishedPorts: listedPorts,
+      allowedSources: [{ ifname: 'nnh-0000abcd', address: '198.19.1.2' }],
+    });
     expect(lines(script)).toEqual([
       'delete element ip nodenet published_ports { tcp . 8080 }',
       'delete element bridge nodenet allowed_sources { "nnh-0000abcd" . 198.19.1.2 }',
@@ -206,14 +245,19 @@ describe('fallbacks from a listing', () => {
 
   it('removeListedScript is empty when nothing (or no table) is there', () => {
     expect(removeListedScript(rules(), { publishedPorts: null, allowedSources: null })).toBe('');
-    expect(removeListedScript(rules(), { publishedPorts: [], allowedSources: [{ ifname: 'nnh-0000abcd', address: '198.19.1.3' }] })).toBe('');
+    expect(removeListedScript(rules(), { publishedPorts: [], allowedSources: [{ ifname: 'nnh-0000abcd', address: '198.19.1.3' }] })).toBe(
+      '',
+    );
   });
 });
 
 describe('repairScript', () => {
-  it('of the full repair is the install script; a table\'s part covers that table only', () => {
+  it("of the full repair is the install script; a table's part covers that table only", () => {
     expect(repairScript(base(), fullRepair(base()))).toBe(ensureBaseScript(base()));
-    const bridgeOnly = repairScript(base(), { tables: [{ family: 'bridge', flush: [], deleteChains: [], deleteSets: [], refill: ['instance_port'] }], clusterSubnets: false });
+    const bridgeOnly = repairScript(base(), {
+      tables: [{ family: 'bridge', flush: [], deleteChains: [], deleteSets: [], refill: ['instance_port'] }],
+      clusterSubnets: false,
+    });
     expect(lines(bridgeOnly)).toEqual([
       'add table bridge nodenet',
       'add set bridge nodenet allowed_sources { type ifname . ipv4_addr; }',
@@ -228,7 +272,15 @@ describe('repairScript', () => {
   it('flushes, then deletes, then adds; never flushes the map or allowed_sources', () => {
     const script = lines(
       repairScript(base(), {
-        tables: [{ family: 'ip', flush: ['guard', 'extra'], deleteChains: ['extra'], deleteSets: [{ kind: 'map', name: 'published_ports' }], refill: ['guard'] }],
+        tables: [
+          {
+            family: 'ip',
+            flush: ['guard', 'extra'],
+            deleteChains: ['extra'],
+            deleteSets: [{ kind: 'map', name: 'published_ports' }],
+            refill: ['guard'],
+          },
+        ],
         clusterSubnets: false,
       }),
     );
@@ -243,7 +295,10 @@ describe('repairScript', () => {
   });
 
   it('refuses to write a listed name that is not a plain identifier', () => {
-    const repair = (name: string) => ({ tables: [{ family: 'ip' as const, flush: [name], deleteChains: [], deleteSets: [], refill: [] }], clusterSubnets: false });
+    const repair = (name: string) => ({
+      tables: [{ family: 'ip' as const, flush: [name], deleteChains: [], deleteSets: [], refill: [] }],
+      clusterSubnets: false,
+    });
     expect(() => repairScript(base(), repair('x; flush ruleset'))).toThrow(InternalError);
     expect(() => repairScript(base(), repair('a"b'))).toThrow(InternalError);
     expect(repairScript(base(), repair('ok_name-1.x'))).toContain('flush chain ip nodenet ok_name-1.x');
@@ -261,7 +316,12 @@ describe('setClusterSubnetsScript', () => {
 });
 
 describe('removeElementsScript', () => {
-  const port = (protocol: 'tcp' | 'udp', hostPort: number, address: string, instancePort = hostPort) => ({ protocol, hostPort, address: address as Ipv4Address, instancePort });
+  const port = (protocol: 'tcp' | 'udp', hostPort: number, address: string, instancePort = hostPort) => ({
+    protocol,
+    hostPort,
+    address: address as Ipv4Address,
+    instancePort,
+  });
   const source = (ifname: string, address: string) => ({ ifname, address: address as Ipv4Address });
 
   it('adds each element before deleting it (absent ones are fine), duplicates once', () => {
@@ -280,7 +340,10 @@ describe('removeElementsScript', () => {
 
   it('the fallback deletes only elements present with the same value', () => {
     const script = removeListedElementsScript(
-      { ports: [port('tcp', 80, '198.19.1.2', 8080), port('udp', 80, '198.19.1.2', 8080), port('tcp', 81, '198.19.1.2')], sources: [source('nnh-00000002', '198.19.1.2'), source('nnh-00000009', '198.19.1.9')] },
+      {
+        ports: [port('tcp', 80, '198.19.1.2', 8080), port('udp', 80, '198.19.1.2', 8080), port('tcp', 81, '198.19.1.2')],
+        sources: [source('nnh-00000002', '198.19.1.2'), source('nnh-00000009', '198.19.1.9')],
+      },
       {
         publishedPorts: [
           { protocol: 'tcp', hostPort: 80, address: '198.19.1.2', instancePort: 8080 },
@@ -294,12 +357,16 @@ describe('removeElementsScript', () => {
       'delete element ip nodenet published_ports { tcp . 80 }',
       'delete element bridge nodenet allowed_sources { "nnh-00000002" . 198.19.1.2 }',
     ]);
-    expect(removeListedElementsScript({ ports: [port('tcp', 80, '198.19.1.2')], sources: [] }, { publishedPorts: null, allowedSources: null })).toBe('');
+    expect(
+      removeListedElementsScript({ ports: [port('tcp', 80, '198.19.1.2')], sources: [] }, { publishedPorts: null, allowedSources: null }),
+    ).toBe('');
   });
 
   it('refuses malformed elements', () => {
     expect(() => checkedElements({ ports: [port('tcp', 0, '198.19.1.2')], sources: [] }, 'x')).toThrow(InvalidArgumentError);
-    expect(() => checkedElements({ ports: [{ ...port('tcp', 1, '198.19.1.2'), protocol: 'sctp' as never }], sources: [] }, 'x')).toThrow(InternalError);
+    expect(() => checkedElements({ ports: [{ ...port('tcp', 1, '198.19.1.2'), protocol: 'sctp' as never }], sources: [] }, 'x')).toThrow(
+      InternalError,
+    );
     expect(() => checkedElements({ ports: [port('tcp', 1, '198.19.1.02')], sources: [] }, 'x')).toThrow(InvalidArgumentError);
     expect(() => checkedElements({ ports: [], sources: [source('nnh-"x', '198.19.1.2')] }, 'x')).toThrow(InvalidArgumentError);
   });

@@ -34,7 +34,10 @@ async function setUp(label: string) {
 
 /** The pids of `nft -i` processes in the namespace (the session's; nsenter execs, so it is the child itself). */
 async function sessionPids(ns: string): Promise<number[]> {
-  const pids = (await sh('ip', ['netns', 'pids', ns])).split('\n').filter((l) => l !== '').map(Number);
+  const pids = (await sh('ip', ['netns', 'pids', ns]))
+    .split('\n')
+    .filter((l) => l !== '')
+    .map(Number);
   const out: number[] = [];
   for (const pid of pids) {
     const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
@@ -104,7 +107,11 @@ describe('NftPacketFilter element changes through an nft -i session', () => {
   it('a group of concurrent adds with one conflicting request: the others still apply, the conflict is replaced', async () => {
     const { ns, filter, log } = await setUp('sess-group');
     // 31500/tcp is left mapped to an address no instance has.
-    await filter.addInstance({ hostIfname: 'nnh-0000dead' as IfName, address: '198.19.1.250' as Ipv4Address, ports: [mapping('tcp', 31500)] });
+    await filter.addInstance({
+      hostIfname: 'nnh-0000dead' as IfName,
+      address: '198.19.1.250' as Ipv4Address,
+      ports: [mapping('tcp', 31500)],
+    });
     const all = Array.from({ length: 8 }, (_, i) => instance(i + 10, i === 3 ? both(31500) : both(31510 + i)));
     await Promise.all(all.map((r) => filter.addInstance(r)));
     const s = await snapshot(ns);

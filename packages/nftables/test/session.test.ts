@@ -54,15 +54,23 @@ describe('nft session framing', () => {
       'add element ip nodenet published_ports { tcp . 81 : 198.19.1.2 . 80 }; add element ip nodenet published_ports { tcp . 80 : 198.19.1.3 . 80 }\n' +
       '                                                                                                                ^^^^^^^^\n';
     const stderr = markerAnswer(1) + failed + markerAnswer(2) + markerAnswer(3);
-    const expected = ['', 'Error: Could not process rule: File exists\nadd element ip nodenet published_ports { tcp . 80 : 198.19.1.3 . 80 }', ''];
+    const expected = [
+      '',
+      'Error: Could not process rule: File exists\nadd element ip nodenet published_ports { tcp . 80 : 198.19.1.3 . 80 }',
+      '',
+    ];
     for (const size of [1, 2, 3, 7, 16, 64, stderr.length]) expect(answers(stderr, size, [1, 2, 3])).toEqual(expected);
   });
 
   it('a caret line left over from the previous marker is no part of the next answer', () => {
     expect(findAnswer('       ^\n' + markerAnswer(4), 4)!.output).toBe('');
-    expect(findAnswer('       ^\nError: No such file or directory\nadd element ip nodenet nosuch { tcp . 81 : 198.19.1.2 . 80 }\n                       ^^^^^^\n' + markerAnswer(4), 4)!.output).toBe(
-      'Error: No such file or directory\nadd element ip nodenet nosuch { tcp . 81 : 198.19.1.2 . 80 }',
-    );
+    expect(
+      findAnswer(
+        '       ^\nError: No such file or directory\nadd element ip nodenet nosuch { tcp . 81 : 198.19.1.2 . 80 }\n                       ^^^^^^\n' +
+          markerAnswer(4),
+        4,
+      )!.output,
+    ).toBe('Error: No such file or directory\nadd element ip nodenet nosuch { tcp . 81 : 198.19.1.2 . 80 }');
   });
 
   it('keeps every error of a request (one per failing command), each with the command it points at', () => {
@@ -80,10 +88,12 @@ describe('nft session framing', () => {
   });
 
   it('an error without an echoed line, and blank lines, are kept as they are and dropped', () => {
-    expect(findAnswer('\nError: Could not process rule: Operation not permitted\n\n' + markerAnswer(2), 2)!.output).toBe('Error: Could not process rule: Operation not permitted');
+    expect(findAnswer('\nError: Could not process rule: Operation not permitted\n\n' + markerAnswer(2), 2)!.output).toBe(
+      'Error: Could not process rule: Operation not permitted',
+    );
   });
 
-  it('without the marker\'s own complaint (not seen with nft 1.0.6), keeps all that came before the echo', () => {
+  it("without the marker's own complaint (not seen with nft 1.0.6), keeps all that came before the echo", () => {
     expect(findAnswer('something\nnnmark3\n', 3)!.output).toBe('something');
   });
 });
@@ -119,7 +129,9 @@ describe('answerFailed', () => {
 
 describe('sessionLine', () => {
   it('joins the commands of a script into one line (one transaction)', () => {
-    expect(sessionLine('add element ip t s { 1 }\ndelete element ip t s { 1 }\n', 'step')).toBe('add element ip t s { 1 }; delete element ip t s { 1 }');
+    expect(sessionLine('add element ip t s { 1 }\ndelete element ip t s { 1 }\n', 'step')).toBe(
+      'add element ip t s { 1 }; delete element ip t s { 1 }',
+    );
     expect(sessionLine('add element ip t s { 1 }\n', 'step')).toBe('add element ip t s { 1 }');
   });
 

@@ -56,7 +56,13 @@ describe('timing', () => {
     };
     expect((await measure('~0')).ports).toHaveLength(0);
     // ~2,000 elements: 10 instances with 100 ports, both protocols.
-    for (let i = 0; i < 10; i++) await filter.addInstance(instance(i + 1, Array.from({ length: 100 }, (_, k) => 1000 + i * 100 + k)));
+    for (let i = 0; i < 10; i++)
+      await filter.addInstance(
+        instance(
+          i + 1,
+          Array.from({ length: 100 }, (_, k) => 1000 + i * 100 + k),
+        ),
+      );
     expect((await measure('~2,000')).ports).toHaveLength(2000);
     filter.close();
   });
@@ -67,7 +73,9 @@ describe('timing', () => {
     const first = await time(async () => void (await filter.ensureBase(filterBase())));
     console.log(`[nftables timing] first ensureBase (empty namespace; builds the reference): ${first.toFixed(1)} ms`);
     const restartedFirst = await time(async () => void (await new NftPacketFilter({ netns: ns }).ensureBase(filterBase())));
-    console.log(`[nftables timing] first no-op ensureBase of a fresh NftPacketFilter (as after a restart): ${restartedFirst.toFixed(1)} ms`);
+    console.log(
+      `[nftables timing] first no-op ensureBase of a fresh NftPacketFilter (as after a restart): ${restartedFirst.toFixed(1)} ms`,
+    );
 
     /** ensureBase when all is right (20 runs), listElements (10 runs), ensureBase repairing a deleted rule (5 runs). */
     const measureConverge = async (label: string, published: number) => {
@@ -130,7 +138,16 @@ describe('timing', () => {
     await filter.removeInstance(instance(0, [1, 2, 3, 4, 5]));
     const fill: number[] = [];
     for (let i = 0; i < 50; i++) {
-      fill.push(await time(() => filter.addInstance(instance(i + 1, Array.from({ length: 100 }, (_, k) => 1000 + i * 100 + k)))));
+      fill.push(
+        await time(() =>
+          filter.addInstance(
+            instance(
+              i + 1,
+              Array.from({ length: 100 }, (_, k) => 1000 + i * 100 + k),
+            ),
+          ),
+        ),
+      );
     }
     const rulesAt5000 = await measure('~5,000', 5000);
     await measureConverge('~5,000', 5000);
@@ -140,7 +157,9 @@ describe('timing', () => {
       await nft(ns, 'delete table bridge nodenet\n');
       await filter.ensureBase(filterBase());
     });
-    console.log(`[nftables timing] ensureBase rebuilding the bridge table (plus the test's nft delete) with 5,000 ports published: ${rewrite.toFixed(1)} ms`);
+    console.log(
+      `[nftables timing] ensureBase rebuilding the bridge table (plus the test's nft delete) with 5,000 ports published: ${rewrite.toFixed(1)} ms`,
+    );
     const flush = await time(() => filter.flushConntrack('198.19.1.2' as Ipv4Address));
     console.log(`[nftables timing] flushConntrack with nothing to delete: ${flush.toFixed(1)} ms`);
     filter.close();

@@ -40,7 +40,10 @@ try {
   const ovs = await PrivateOvs.start(scope, ns);
   await ovs.vsctl(['add-br', BRIDGE, '--', 'set', 'Bridge', BRIDGE, 'datapath_type=netdev', 'fail_mode=secure']);
   const names = Array.from({ length: N }, (_, i) => `nnb${i}`);
-  await ipBatch(ns, names.flatMap((n) => [`link add ${n} type veth peer name ${n}p`, `link set ${n} up`, `link set ${n}p up`]));
+  await ipBatch(
+    ns,
+    names.flatMap((n) => [`link add ${n} type veth peer name ${n}p`, `link set ${n} up`, `link set ${n}p up`]),
+  );
 
   const db = await OvsdbClient.connect({ remote: ovs.db });
   const waiter = await VswitchConfigWaiter.start(db);
@@ -55,7 +58,9 @@ try {
   const results = {};
   results['port add: ovs-vsctl (waits for ovs-vswitchd)'] = await timed(N, (i) => vsctl(['add-port', BRIDGE, names[i]]));
   await clearPorts();
-  results['port add: OVSDB transact, waiting for ovs-vswitchd'] = await timed(N, (i) => waiter.transactAndWait(addPortOps(names[i]), 'add port'));
+  results['port add: OVSDB transact, waiting for ovs-vswitchd'] = await timed(N, (i) =>
+    waiter.transactAndWait(addPortOps(names[i]), 'add port'),
+  );
   await clearPorts();
   results['port add: ovs-vsctl --no-wait'] = await timed(N, (i) => vsctl(['--no-wait', 'add-port', BRIDGE, names[i]]));
   await clearPorts();
@@ -63,14 +68,17 @@ try {
   await clearPorts();
 
   const mgmt = `unix:${ovs.dir}/${BRIDGE}.mgmt`;
-  const flow = (i) => `cookie=0x6e6e01000000${(i + 1).toString(16).padStart(4, '0')},table=0,priority=200,ip,in_port=${i + 1},nw_src=198.19.${Math.floor(i / 250)}.${(i % 250) + 1},actions=goto_table:10`;
+  const flow = (i) =>
+    `cookie=0x6e6e01000000${(i + 1).toString(16).padStart(4, '0')},table=0,priority=200,ip,in_port=${i + 1},nw_src=198.19.${Math.floor(i / 250)}.${(i % 250) + 1},actions=goto_table:10`;
   const of = await OpenFlowConnection.connect({ target: mgmt });
   const delAll = () => run('ovs-ofctl', ['-O', 'OpenFlow14', 'del-flows', mgmt]);
   results['flow add: ovs-ofctl add-flow'] = await timed(N, (i) => run('ovs-ofctl', ['-O', 'OpenFlow14', 'add-flow', mgmt, flow(i)]));
   await delAll();
   results['flow add: OpenFlow connection (flow-mod + barrier)'] = await timed(N, (i) => of.flowMods([flowModOf('add', flow(i))]));
   await delAll();
-  results[`flow add: ${N} flows in one bundle (one sample)`] = await timed(1, () => of.bundle(names.map((_, i) => flowModOf('add', flow(i)))));
+  results[`flow add: ${N} flows in one bundle (one sample)`] = await timed(1, () =>
+    of.bundle(names.map((_, i) => flowModOf('add', flow(i)))),
+  );
   const count = (await of.dumpFlows()).length;
   if (count !== N) throw new Error(`expected ${N} flows after the bundle, found ${count}`);
 

@@ -16,13 +16,25 @@ const CASES = [
   ['add-flow', 'cookie=0x6e6e000000000000,table=0,priority=0,actions=drop'],
   ['add-flow', 'cookie=0x6e6e000000000000,table=0,priority=100,in_port=LOCAL,actions=goto_table:10'],
   ['add-flow', 'cookie=0x6e6e000000000000,table=10,priority=0,actions=NORMAL'],
-  ['add-flow', 'cookie=0x6e6e000000000000,table=30,priority=100,ip,nw_dst=198.19.5.1,actions=set_field:02:00:00:00:05:01->eth_dst,output:LOCAL'],
+  [
+    'add-flow',
+    'cookie=0x6e6e000000000000,table=30,priority=100,ip,nw_dst=198.19.5.1,actions=set_field:02:00:00:00:05:01->eth_dst,output:LOCAL',
+  ],
   ['add-flow', 'cookie=0x6e6e010000001a2b,table=0,priority=200,ip,in_port=3,nw_src=198.19.5.7,actions=goto_table:10'],
   ['add-flow', 'cookie=0x6e6e010000001a2b,table=0,priority=200,arp,in_port=3,arp_spa=198.19.5.7,actions=goto_table:10'],
-  ['add-flow', 'cookie=0x6e6e010000001a2b,table=30,priority=100,ip,nw_dst=198.19.5.7,actions=set_field:02:00:00:00:05:01->eth_src,set_field:02:aa:bb:cc:dd:07->eth_dst,dec_ttl,output:3'],
+  [
+    'add-flow',
+    'cookie=0x6e6e010000001a2b,table=30,priority=100,ip,nw_dst=198.19.5.7,actions=set_field:02:00:00:00:05:01->eth_src,set_field:02:aa:bb:cc:dd:07->eth_dst,dec_ttl,output:3',
+  ],
   ['add-flow', 'cookie=0x6e6e0300c6120002,table=0,priority=150,ip,tun_src=198.18.0.2,in_port=1,nw_src=198.19.6.0/24,actions=goto_table:30'],
-  ['add-flow', 'cookie=0x6e6e0300c6120002,table=10,priority=110,ip,in_port=LOCAL,nw_dst=198.19.6.0/24,actions=set_field:198.18.0.2->tun_dst,output:1'],
-  ['add-flow', 'cookie=0x6e6e0300c6120002,table=10,priority=100,ip,nw_dst=198.19.6.0/24,actions=dec_ttl,set_field:198.18.0.2->tun_dst,output:1'],
+  [
+    'add-flow',
+    'cookie=0x6e6e0300c6120002,table=10,priority=110,ip,in_port=LOCAL,nw_dst=198.19.6.0/24,actions=set_field:198.18.0.2->tun_dst,output:1',
+  ],
+  [
+    'add-flow',
+    'cookie=0x6e6e0300c6120002,table=10,priority=100,ip,nw_dst=198.19.6.0/24,actions=dec_ttl,set_field:198.18.0.2->tun_dst,output:1',
+  ],
   ['add-flow', 'table=10,priority=5,in_port=2,dl_src=02:00:00:00:00:01,dl_dst=02:00:00:00:00:02,arp,arp_spa=1.2.3.4,actions=output:3'],
   ['mod-flows', 'cookie=0x6e6e000000000000/-1,table=10,actions=drop'],
   ['mod-flows', '--strict', 'table=10,priority=0,actions=NORMAL'],
@@ -33,13 +45,18 @@ const CASES = [
   ['probe'],
   ['show'],
   ['dump-flows', 'cookie=0x6e6e000000000000/0xffffff0000000000'],
-  ['--bundle', 'add-flows', '-', 'add cookie=0x6e6e010000000001,table=0,priority=200,ip,in_port=4,nw_src=198.19.5.8,actions=goto_table:10\ndelete cookie=0x6e6e010000001a2b/-1\n'],
+  [
+    '--bundle',
+    'add-flows',
+    '-',
+    'add cookie=0x6e6e010000000001,table=0,priority=200,ip,in_port=4,nw_src=198.19.5.8,actions=goto_table:10\ndelete cookie=0x6e6e010000001a2b/-1\n',
+  ],
 ];
 
 /** Splits a byte stream into OpenFlow messages by the header's length. */
 function messages(stream) {
   const out = [];
-  for (let off = 0; off + 8 <= stream.length; ) {
+  for (let off = 0; off + 8 <= stream.length;) {
     const len = stream.readUInt16BE(off + 2);
     out.push(stream.subarray(off, off + len));
     off += len;
@@ -54,14 +71,19 @@ for (const c of CASES) {
   const bundle = c[0] === '--bundle';
   const argv = bundle ? ['--bundle', 'add-flows', target, '-'] : [c[0], target, ...c.slice(1)];
   const r = straceSocketCalls('ovs-ofctl', ['-O', 'OpenFlow14', ...argv], bundle ? c[3] : '');
-  if (r.status !== 0 && !argv.includes('table=254,priority=1,actions=drop')) throw new Error(`ovs-ofctl ${argv.join(' ')}: ${r.stderr.slice(-2000)}`);
+  if (r.status !== 0 && !argv.includes('table=254,priority=1,actions=drop'))
+    throw new Error(`ovs-ofctl ${argv.join(' ')}: ${r.stderr.slice(-2000)}`);
   const sent = Buffer.concat(r.sent);
   const received = Buffer.concat(r.received);
   recorded.push({
     command: ['ovs-ofctl', '-O', 'OpenFlow14', ...argv.map((a) => (a === target ? 'SWITCH' : a))],
     ...(bundle ? { stdin: c[3] } : {}),
-    sent: messages(sent).filter((m) => !probing(m)).map((m) => m.toString('hex')),
-    received: messages(received).filter((m) => !probing(m)).map((m) => m.toString('hex')),
+    sent: messages(sent)
+      .filter((m) => !probing(m))
+      .map((m) => m.toString('hex')),
+    received: messages(received)
+      .filter((m) => !probing(m))
+      .map((m) => m.toString('hex')),
     exitCode: r.status,
     stdout: r.stdout,
   });

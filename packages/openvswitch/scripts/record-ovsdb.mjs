@@ -11,7 +11,18 @@ const db = process.argv[2];
 if (!db) throw new Error('usage: record-ovsdb.mjs unix:/path/db.sock');
 
 const CASES = [
-  ['--no-wait', 'add-port', 'br0', 'rec0', '--', 'set', 'Interface', 'rec0', 'type=internal', 'external_ids:nodenet="a \\"quoted\\" {value}"'],
+  [
+    '--no-wait',
+    'add-port',
+    'br0',
+    'rec0',
+    '--',
+    'set',
+    'Interface',
+    'rec0',
+    'type=internal',
+    'external_ids:nodenet="a \\"quoted\\" {value}"',
+  ],
   ['--no-wait', 'del-port', 'br0', 'rec0'],
 ];
 

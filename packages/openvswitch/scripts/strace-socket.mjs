@@ -19,7 +19,11 @@ function unescape(s) {
 
 /** `{ status, stdout, stderr, sent: Buffer[], received: Buffer[] }` of `program args...` fed `input`. */
 export function straceSocketCalls(program, args, input = '') {
-  const r = spawnSync('strace', ['-e', 'trace=sendto,recvfrom', '-xx', '-s', '10000000', program, ...args], { input, encoding: 'utf8', maxBuffer: 256 << 20 });
+  const r = spawnSync('strace', ['-e', 'trace=sendto,recvfrom', '-xx', '-s', '10000000', program, ...args], {
+    input,
+    encoding: 'utf8',
+    maxBuffer: 256 << 20,
+  });
   const sent = [];
   const received = [];
   const output = [];

@@ -8,7 +8,8 @@ import { InvalidArgumentError } from '@nodenet/core';
 export function connectOptionsOf(remote: string, field = 'remote'): NetConnectOpts {
   if (remote.startsWith('unix:')) {
     const path = remote.slice('unix:'.length);
-    if (path === '' || path.includes('\0')) throw new InvalidArgumentError(field, `'${remote}' names no socket path (expected unix:/path/to/socket)`);
+    if (path === '' || path.includes('\0'))
+      throw new InvalidArgumentError(field, `'${remote}' names no socket path (expected unix:/path/to/socket)`);
     return { path };
   }
   const tcp = /^tcp:(\[[0-9a-fA-F:.]+\]|[^:\s]+):(\d{1,5})$/.exec(remote);

@@ -17,7 +17,11 @@ function splitAll(chunks: readonly Buffer[]): unknown[] {
 
 describe('JsonObjectSplitter', () => {
   it('splits concatenated objects, whatever the chunk boundaries', () => {
-    const messages = [{ id: 1, result: { a: '}{', b: ['[', ']'] }, error: null }, { method: 'echo', params: ['x\\"}'], id: 'echo' }, [1, { z: '\u00e9\u4e2d' }]];
+    const messages = [
+      { id: 1, result: { a: '}{', b: ['[', ']'] }, error: null },
+      { method: 'echo', params: ['x\\"}'], id: 'echo' },
+      [1, { z: '\u00e9\u4e2d' }],
+    ];
     const stream = Buffer.from(messages.map((m) => JSON.stringify(m)).join(' \n'));
     for (let size = 1; size <= stream.length; size++) {
       const chunks: Buffer[] = [];

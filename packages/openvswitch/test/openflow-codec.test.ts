@@ -49,7 +49,8 @@ function caseArgs(r: Recorded): { command: string; strict: boolean; flow: string
 }
 
 function flowModFor(command: string, strict: boolean, flow: string): FlowMod {
-  const cmd = command === 'add-flow' ? 'add' : command === 'mod-flows' ? (strict ? 'modifyStrict' : 'modify') : strict ? 'deleteStrict' : 'delete';
+  const cmd =
+    command === 'add-flow' ? 'add' : command === 'mod-flows' ? (strict ? 'modifyStrict' : 'modify') : strict ? 'deleteStrict' : 'delete';
   return flowModOf(cmd, flow);
 }
 
@@ -63,14 +64,17 @@ describe('OpenFlow 1.4 encoding, byte for byte as ovs-ofctl', () => {
     expect(helloVersions(bytes(switchHello))).toContain(5);
   });
 
-  it.each(flowModCases.map((r) => [`${caseArgs(r).command} ${caseArgs(r).strict ? '--strict ' : ''}${caseArgs(r).flow}`, r] as const))('%s', (_name, r) => {
-    const { command, strict, flow } = caseArgs(r);
-    const sent = r.sent.filter((m) => ofType(m) === MSG.FLOW_MOD);
-    expect(sent).toHaveLength(1);
-    expect(hex(encodeFlowMod(flowModFor(command, strict, flow), xidOf(sent[0]!)))).toBe(sent[0]);
-    const barrier = r.sent.find((m) => ofType(m) === MSG.BARRIER_REQUEST)!;
-    expect(hex(barrierRequest(xidOf(barrier)))).toBe(barrier);
-  });
+  it.each(flowModCases.map((r) => [`${caseArgs(r).command} ${caseArgs(r).strict ? '--strict ' : ''}${caseArgs(r).flow}`, r] as const))(
+    '%s',
+    (_name, r) => {
+      const { command, strict, flow } = caseArgs(r);
+      const sent = r.sent.filter((m) => ofType(m) === MSG.FLOW_MOD);
+      expect(sent).toHaveLength(1);
+      expect(hex(encodeFlowMod(flowModFor(command, strict, flow), xidOf(sent[0]!)))).toBe(sent[0]);
+      const barrier = r.sent.find((m) => ofType(m) === MSG.BARRIER_REQUEST)!;
+      expect(hex(barrierRequest(xidOf(barrier)))).toBe(barrier);
+    },
+  );
 
   it('a bundle: open, each flow-mod inside an add message, barrier, commit; the switch replies open and commit', () => {
     const r = recorded.find((x) => x.command.includes('--bundle'))!;
@@ -119,19 +123,30 @@ describe('OpenFlow 1.4 encoding, byte for byte as ovs-ofctl', () => {
 
 describe('flow text (the subset nodenet writes)', () => {
   it('parses matches with prerequisites and prefixes, and reserved ports', () => {
-    expect(parseFlow('cookie=0x1/-1,table=10,priority=110,ip,in_port=LOCAL,nw_dst=198.19.6.0/24,actions=set_field:198.18.0.2->tun_dst,output:1')).toEqual({
+    expect(
+      parseFlow('cookie=0x1/-1,table=10,priority=110,ip,in_port=LOCAL,nw_dst=198.19.6.0/24,actions=set_field:198.18.0.2->tun_dst,output:1'),
+    ).toEqual({
       cookie: 1n,
       cookieMask: 0xffffffffffffffffn,
       table: 10,
       priority: 110,
       match: { ethType: 0x0800, inPort: PORT.LOCAL, ipv4Dst: '198.19.6.0/24' },
-      instructions: { apply: [{ type: 'set_field', field: 'tun_dst', value: '198.18.0.2' }, { type: 'output', port: 1 }] },
+      instructions: {
+        apply: [
+          { type: 'set_field', field: 'tun_dst', value: '198.18.0.2' },
+          { type: 'output', port: 1 },
+        ],
+      },
     });
   });
 
   it("reads diff-flows' form (spaces between fields, cookie after the match) as the same flow", () => {
-    const diffForm = parseFlow('table=10 priority=7,ip,in_port=LOCAL,nw_dst=198.19.9.0/24 cookie=0x5 actions=set_field:198.18.0.9->tun_dst,output:1');
-    expect(diffForm).toEqual(parseFlow('cookie=0x5,table=10,priority=7,ip,in_port=LOCAL,nw_dst=198.19.9.0/24,actions=set_field:198.18.0.9->tun_dst,output:1'));
+    const diffForm = parseFlow(
+      'table=10 priority=7,ip,in_port=LOCAL,nw_dst=198.19.9.0/24 cookie=0x5 actions=set_field:198.18.0.9->tun_dst,output:1',
+    );
+    expect(diffForm).toEqual(
+      parseFlow('cookie=0x5,table=10,priority=7,ip,in_port=LOCAL,nw_dst=198.19.9.0/24,actions=set_field:198.18.0.9->tun_dst,output:1'),
+    );
     expect(parseFlow('table=0 priority=100,in_port=LOCAL')).toEqual({ table: 0, priority: 100, match: { inPort: PORT.LOCAL } });
   });
 

@@ -40,7 +40,10 @@ describe('OpenFlowConnection against ovs-vswitchd', () => {
     [nsA, nsB] = [await scope.createNamespace(), await scope.createNamespace()];
     ovs = await PrivateOvs.start(scope, host);
     await ovs.vsctl(['add-br', BRIDGE, '--', 'set', 'Bridge', BRIDGE, 'datapath_type=netdev', 'fail_mode=secure']);
-    for (const [ns, p, name] of [[nsA, A, 'nnofa'], [nsB, B, 'nnofb']] as const) {
+    for (const [ns, p, name] of [
+      [nsA, A, 'nnofa'],
+      [nsB, B, 'nnofb'],
+    ] as const) {
       await exec('ip', ['-n', host, 'link', 'add', name, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
       await exec('ip', ['-n', host, 'link', 'set', name, 'up']);
       await exec('ip', ['-n', ns, 'addr', 'add', `${p.address}/24`, 'dev', 'eth0']);
@@ -65,7 +68,15 @@ describe('OpenFlowConnection against ovs-vswitchd', () => {
     // ovs-ofctl's dump and ours agree, and both are the flows sent (in dump-flows' text form).
     const ours = (await of.dumpFlows()).map(formatFlowStats).sort();
     expect(await dump()).toEqual(ours);
-    const expected = adds(flows).map((m) => formatFlowStats({ table: m.table ?? 0, cookie: m.cookie ?? 0n, priority: m.priority ?? 0, match: m.match ?? {}, instructions: m.instructions ?? {} }));
+    const expected = adds(flows).map((m) =>
+      formatFlowStats({
+        table: m.table ?? 0,
+        cookie: m.cookie ?? 0n,
+        priority: m.priority ?? 0,
+        match: m.match ?? {},
+        instructions: m.instructions ?? {},
+      }),
+    );
     expect(ours).toEqual(expected.sort());
   });
 
@@ -107,7 +118,10 @@ describe('OpenFlowConnection against ovs-vswitchd', () => {
 
   it('outside a bundle, the refused flow-mod is named by index and the others are applied', async () => {
     const error = await of
-      .flowMods([flowModOf('add', 'cookie=0x6e6e0100000000d4,table=20,priority=1,actions=drop'), flowModOf('add', 'table=254,priority=1,actions=drop')])
+      .flowMods([
+        flowModOf('add', 'cookie=0x6e6e0100000000d4,table=20,priority=1,actions=drop'),
+        flowModOf('add', 'table=254,priority=1,actions=drop'),
+      ])
       .catch((e: unknown) => e);
     expect((error as OpenFlowError).index).toBe(1);
     expect((error as Error).message).toMatch(/flow-mod 1: BAD_REQUEST code 5/);

@@ -102,7 +102,9 @@ describe('OvsdbClient JSON-RPC', () => {
     const e = (await tx.catch((x: unknown) => x)) as OvsdbTransactionError;
     expect(e).toBeInstanceOf(OvsdbTransactionError);
     expect(e.operationIndex).toBe(0);
-    expect(e.message).toBe(`delete x: OVSDB at ${remote} refused the transaction: operation 0 (delete Bridge) failed with "referential integrity violation": cannot delete Bridge row`);
+    expect(e.message).toBe(
+      `delete x: OVSDB at ${remote} refused the transaction: operation 0 (delete Bridge) failed with "referential integrity violation": cannot delete Bridge row`,
+    );
   });
 
   it('a request in flight when the connection drops fails UNAVAILABLE, naming the socket', async () => {

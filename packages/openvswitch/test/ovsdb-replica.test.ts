@@ -20,7 +20,12 @@ const schema = {
 
 function replica() {
   const changes: Array<[string, string, boolean, boolean]> = [];
-  const r = new MonitorReplica('m', { Bridge: { columns: ['name', 'ports', 'fail_mode', 'external_ids'] } }, new ColumnKinds(schema), async () => undefined);
+  const r = new MonitorReplica(
+    'm',
+    { Bridge: { columns: ['name', 'ports', 'fail_mode', 'external_ids'] } },
+    new ColumnKinds(schema),
+    async () => undefined,
+  );
   r.on('change', (table, id, row, old) => changes.push([table, id, row !== undefined, old !== undefined]));
   return { r, changes };
 }
@@ -31,9 +36,43 @@ const P2 = '22222222-2222-2222-2222-222222222222';
 describe('MonitorReplica', () => {
   it('applies initial rows, then modify diffs of a set, an optional column and a map, then a delete', () => {
     const { r, changes } = replica();
-    r.reset({ Bridge: { b1: { initial: { name: 'br0', ports: ['uuid', P1], fail_mode: ['set', []], external_ids: ['map', [['a', '1'], ['b', '2']]] } } } });
+    r.reset({
+      Bridge: {
+        b1: {
+          initial: {
+            name: 'br0',
+            ports: ['uuid', P1],
+            fail_mode: ['set', []],
+            external_ids: [
+              'map',
+              [
+                ['a', '1'],
+                ['b', '2'],
+              ],
+            ],
+          },
+        },
+      },
+    });
     expect(r.find('Bridge', 'name', 'br0')?.[0]).toBe('b1');
-    r.apply({ Bridge: { b1: { modify: { ports: ['uuid', P2], fail_mode: 'secure', external_ids: ['map', [['a', '1'], ['b', '3'], ['c', '4']]] } } } });
+    r.apply({
+      Bridge: {
+        b1: {
+          modify: {
+            ports: ['uuid', P2],
+            fail_mode: 'secure',
+            external_ids: [
+              'map',
+              [
+                ['a', '1'],
+                ['b', '3'],
+                ['c', '4'],
+              ],
+            ],
+          },
+        },
+      },
+    });
     const row = r.rows('Bridge').get('b1')!;
     expect(uuidsOf(row['ports']).sort()).toEqual([P1, P2]);
     expect(setOf(row['fail_mode'])).toEqual(['secure']);
@@ -56,7 +95,9 @@ describe('MonitorReplica', () => {
     const seen = r.waitFor(() => r.find('Bridge', 'name', 'br1'), 1000, 'bridge br1');
     r.apply({ Bridge: { b2: { insert: { name: 'br1' } } } });
     expect((await seen)[0]).toBe('b2');
-    await expect(r.waitFor(() => r.find('Bridge', 'name', 'nope'), 20, 'bridge nope')).rejects.toThrow(/bridge nope: not seen within 20 ms/);
+    await expect(r.waitFor(() => r.find('Bridge', 'name', 'nope'), 20, 'bridge nope')).rejects.toThrow(
+      /bridge nope: not seen within 20 ms/,
+    );
   });
 });
 

@@ -7,14 +7,30 @@
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PrivateOvs, TestScope } from '@nodenet/testkit';
-import { OvsdbClient, OvsdbTransactionError, VswitchConfigWaiter, map, mapOf, namedUuid, set, setOf, type MonitorReplica, type Operation } from '../src/index.js';
+import {
+  OvsdbClient,
+  OvsdbTransactionError,
+  VswitchConfigWaiter,
+  map,
+  mapOf,
+  namedUuid,
+  set,
+  setOf,
+  type MonitorReplica,
+  type Operation,
+} from '../src/index.js';
 
 /** A bridge with its internal port and `ports` more internal ports, as one list of operations. */
 function bridgeOps(bridge: string, ports: readonly string[]): Operation[] {
   const names = [bridge, ...ports];
   return [
     ...names.flatMap((name, i): Operation[] => [
-      { op: 'insert', table: 'Interface', row: { name, type: 'internal', external_ids: map({ 'nodenet-test': 'yes' }) }, 'uuid-name': `iface${i}` },
+      {
+        op: 'insert',
+        table: 'Interface',
+        row: { name, type: 'internal', external_ids: map({ 'nodenet-test': 'yes' }) },
+        'uuid-name': `iface${i}`,
+      },
       { op: 'insert', table: 'Port', row: { name, interfaces: namedUuid(`iface${i}`) }, 'uuid-name': `port${i}` },
     ]),
     {
@@ -41,7 +57,11 @@ describe('OvsdbClient against ovsdb-server', () => {
     ovs = await PrivateOvs.start(scope, ns);
     client = await OvsdbClient.connect({ remote: ovs.db, backoff: { initialMs: 20, maxMs: 200 } });
     scope.defer('close the OVSDB session', () => client.close());
-    replica = await client.monitor({ Bridge: { columns: ['name', 'ports', 'fail_mode', 'external_ids'] }, Port: { columns: ['name', 'interfaces'] }, Interface: { columns: ['name', 'ofport', 'type'] } });
+    replica = await client.monitor({
+      Bridge: { columns: ['name', 'ports', 'fail_mode', 'external_ids'] },
+      Port: { columns: ['name', 'interfaces'] },
+      Interface: { columns: ['name', 'ofport', 'type'] },
+    });
     waiter = await VswitchConfigWaiter.start(client);
   });
   afterAll(() => scope?.cleanup());
@@ -62,7 +82,11 @@ describe('OvsdbClient against ovsdb-server', () => {
     await ovs.vsctl(['add-port', 'nnbr0', 'nnp3', '--', 'set', 'Interface', 'nnp3', 'type=internal']);
     await replica.waitFor(() => replica.find('Interface', 'name', 'nnp3'), 5000, 'interface nnp3');
     await ovs.vsctl(['set', 'Bridge', 'nnbr0', 'external_ids:seen=by-monitor']);
-    await replica.waitFor(() => mapOf(replica.find('Bridge', 'name', 'nnbr0')![1]['external_ids'])['seen'] === 'by-monitor', 5000, 'external_ids:seen');
+    await replica.waitFor(
+      () => mapOf(replica.find('Bridge', 'name', 'nnbr0')![1]['external_ids'])['seen'] === 'by-monitor',
+      5000,
+      'external_ids:seen',
+    );
     await ovs.vsctl(['del-port', 'nnbr0', 'nnp3']);
     await replica.waitFor(() => replica.find('Port', 'name', 'nnp3') === undefined, 5000, 'port nnp3 gone');
   });
@@ -81,7 +105,15 @@ describe('OvsdbClient against ovsdb-server', () => {
   it('a wait operation that does not hold within its timeout aborts the transaction', async () => {
     const error = await client
       .transact([
-        { op: 'wait', table: 'Bridge', where: [['name', '==', 'nnbr0']], columns: ['fail_mode'], until: '==', rows: [{ fail_mode: 'standalone' }], timeout: 0 },
+        {
+          op: 'wait',
+          table: 'Bridge',
+          where: [['name', '==', 'nnbr0']],
+          columns: ['fail_mode'],
+          until: '==',
+          rows: [{ fail_mode: 'standalone' }],
+          timeout: 0,
+        },
         { op: 'update', table: 'Bridge', where: [['name', '==', 'nnbr0']], row: { external_ids: map({ changed: 'yes' }) } },
       ])
       .catch((e: unknown) => e);
@@ -102,10 +134,21 @@ describe('OvsdbClient against ovsdb-server', () => {
     // The replica was rebuilt from the server's rows and follows changes again.
     expect(replica.find('Bridge', 'name', 'nnbr0')).toBeDefined();
     await ovs.vsctl(['--no-wait', 'set', 'Bridge', 'nnbr0', 'external_ids:after=restart']);
-    await replica.waitFor(() => mapOf(replica.find('Bridge', 'name', 'nnbr0')![1]['external_ids'])['after'] === 'restart', 5000, 'external_ids:after');
+    await replica.waitFor(
+      () => mapOf(replica.find('Bridge', 'name', 'nnbr0')![1]['external_ids'])['after'] === 'restart',
+      5000,
+      'external_ids:after',
+    );
     // Transactions work again, and wait for the restarted ovs-vswitchd.
     await waiter.transactAndWait(
-      [{ op: 'mutate', table: 'Bridge', where: [['name', '==', 'nnbr0']], mutations: [['external_ids', 'insert', map({ reasserted: 'yes' })]] }],
+      [
+        {
+          op: 'mutate',
+          table: 'Bridge',
+          where: [['name', '==', 'nnbr0']],
+          mutations: [['external_ids', 'insert', map({ reasserted: 'yes' })]],
+        },
+      ],
       're-assert',
     );
     expect((await ovs.vsctl(['get', 'Bridge', 'nnbr0', 'external_ids:reasserted'])).stdout.trim()).toBe('yes');

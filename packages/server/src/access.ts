@@ -37,7 +37,8 @@ export function parseIdentity(entry: string): string {
     }
     return `DNS:${value.toLowerCase()}`;
   }
-  if (prefix === 'URI:' && !/^[A-Za-z][A-Za-z0-9+.-]*:\S+$/.test(value)) throw new Error(`'${entry}': '${value}' is not a URI (scheme:rest, no spaces)`);
+  if (prefix === 'URI:' && !/^[A-Za-z][A-Za-z0-9+.-]*:\S+$/.test(value))
+    throw new Error(`'${entry}': '${value}' is not a URI (scheme:rest, no spaces)`);
   return `${prefix}${value}`;
 }
 
@@ -101,7 +102,10 @@ export function checkAccess(allow: AllowList | undefined, service: GuardedServic
   const cert = auth?.sslPeerCertificate;
   const fix = `add one of its identities to tls.allow.${service} in the daemon's config`;
   if (!cert) {
-    return { admitted: false, message: `network.${service} admits only the client identities in tls.allow.${service}, and this client presented no certificate: ${fix}` };
+    return {
+      admitted: false,
+      message: `network.${service} admits only the client identities in tls.allow.${service}, and this client presented no certificate: ${fix}`,
+    };
   }
   const ids = identitiesOf(cert);
   if (ids.some((id) => listed.includes(id))) return { admitted: true };

@@ -71,7 +71,11 @@ export function createAdminServer(ctx: AdminContext, logger: DaemonLogger, inFli
         hostInterfaceName: r.hostIfname,
         kind: r.kind === 'tap' ? InterfaceKind.TAP : InterfaceKind.VETH,
         ipAddress: r.address,
-        portMappings: r.ports.map((m) => ({ hostPort: m.hostPort, instancePort: m.instancePort, protocol: m.protocol === 'tcp' ? Protocol.TCP : Protocol.UDP })),
+        portMappings: r.ports.map((m) => ({
+          hostPort: m.hostPort,
+          instancePort: m.instancePort,
+          protocol: m.protocol === 'tcp' ? Protocol.TCP : Protocol.UDP,
+        })),
         ...(r.netns ? { netns: r.netns } : {}),
         ...(r.ifname ? { ifname: r.ifname } : {}),
         macAddress: r.mac,
@@ -88,7 +92,14 @@ export function createAdminServer(ctx: AdminContext, logger: DaemonLogger, inFli
         interfaces,
         peers: peerStatuses(),
         ...(report
-          ? { lastReconcile: { startedAt: report.startedAt, durationMs: report.durationMs, repairs: [...report.repairs], errors: [...report.errors] } }
+          ? {
+              lastReconcile: {
+                startedAt: report.startedAt,
+                durationMs: report.durationMs,
+                repairs: [...report.repairs],
+                errors: [...report.errors],
+              },
+            }
           : {}),
       };
     }),
@@ -106,14 +117,18 @@ export function createAdminServer(ctx: AdminContext, logger: DaemonLogger, inFli
       await ctx.cluster.sync.update(membership.peers());
       return {};
     }),
-    listPeers: unary('ListPeers', async (_req: Empty): Promise<ListPeersResponse> => ({ peers: peerStatuses(), membership: ctx.cluster.membership.type })),
+    listPeers: unary('ListPeers', async (_req: Empty): Promise<ListPeersResponse> => ({
+      peers: peerStatuses(),
+      membership: ctx.cluster.membership.type,
+    })),
   };
 }
 
 /** A peer must not be this node, nor overlap its subnet or its underlay network. */
 export function checkPeerAgainstNode(peer: NodeRecord, ctx: AdminContext): void {
   if (peer.name === ctx.config.nodeName) throw new FailedPreconditionError(`peer ${peer.name} is this node's own name`);
-  if (peer.underlayAddress === ctx.host.underlayAddress) throw new FailedPreconditionError(`peer ${peer.name}: ${peer.underlayAddress} is this node's own underlay address`);
+  if (peer.underlayAddress === ctx.host.underlayAddress)
+    throw new FailedPreconditionError(`peer ${peer.name}: ${peer.underlayAddress} is this node's own underlay address`);
   const cni = ctx.network.cniRecord;
   const clash = firstOverlap(peer.subnet, subnetsHeld({ host: ctx.host, ...(cni ? { ownSubnet: Subnet.of(cni.subnet) } : {}) }));
   if (clash) throw new FailedPreconditionError(`peer ${peer.name}: subnet ${peer.subnet} ${describeOverlap(clash)}`);

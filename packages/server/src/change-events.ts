@@ -79,7 +79,9 @@ export function classifyNftMonitorLine(line: string): string | null {
     if (!o) continue;
     const table = kind === 'table' ? o.name : o.table;
     if (table !== NFT_TABLE) continue;
-    return kind === 'table' ? `table ${o.family} ${NFT_TABLE} deleted` : `${kind}${o.name && kind !== 'element' ? ` ${o.name}` : ''} of table ${o.family} ${NFT_TABLE} deleted${kind === 'element' && o.name ? ` (from ${o.name})` : ''}`;
+    return kind === 'table'
+      ? `table ${o.family} ${NFT_TABLE} deleted`
+      : `${kind}${o.name && kind !== 'element' ? ` ${o.name}` : ''} of table ${o.family} ${NFT_TABLE} deleted${kind === 'element' && o.name ? ` (from ${o.name})` : ''}`;
   }
   return null;
 }
@@ -133,7 +135,8 @@ export function classifyOvsdbUpdate(table: string, line: string): string[] {
         const was = ovsdbMap(before) ?? {};
         const now = ovsdbMap(col(row, h)) ?? {};
         const lost = Object.keys(was).filter((k) => now[k] !== was[k]);
-        if (lost.length > 0) changed.push(`external_ids ${lost.slice(0, 3).join(', ')}${lost.length > 3 ? ', ...' : ''} removed or changed`);
+        if (lost.length > 0)
+          changed.push(`external_ids ${lost.slice(0, 3).join(', ')}${lost.length > 3 ? ', ...' : ''} removed or changed`);
       } else if (h === 'ofport') {
         if (typeof before === 'number' && before > 0) changed.push(`ofport ${before} -> ${JSON.stringify(col(row, h))}`);
       } else if (table === 'Bridge') {

@@ -10,7 +10,13 @@
 import { join } from 'node:path';
 import { RepairScheduler, type Logger, type ReconcileCause, type RepairPolicyOptions } from '@nodenet/core';
 import { LineMonitor } from '@nodenet/sys';
-import { classifyFdbMonitorLine, classifyFlowMonitorLine, classifyIpMonitorLine, classifyNftMonitorLine, classifyOvsdbUpdate } from './change-events.js';
+import {
+  classifyFdbMonitorLine,
+  classifyFlowMonitorLine,
+  classifyIpMonitorLine,
+  classifyNftMonitorLine,
+  classifyOvsdbUpdate,
+} from './change-events.js';
 import type { DaemonConfig } from './config.js';
 
 /** A restarted OVS monitor still running after this long is connected (they exit at once otherwise). */
@@ -40,12 +46,30 @@ const one = (s: string | null): readonly string[] => (s === null ? [] : [s]);
 /** The monitors for a config: the kernel's always, OVS's with the ovs backend. */
 export function monitorSpecs(config: Pick<DaemonConfig, 'backend' | 'ovs' | 'overlay'>): MonitorSpec[] {
   const specs: MonitorSpec[] = [
-    { name: 'ip monitor', file: 'ip', args: ['-o', 'monitor', 'link', 'address', 'route', 'neigh'], classify: (l) => one(classifyIpMonitorLine(l)), connectedWhen: 'spawn' },
+    {
+      name: 'ip monitor',
+      file: 'ip',
+      args: ['-o', 'monitor', 'link', 'address', 'route', 'neigh'],
+      classify: (l) => one(classifyIpMonitorLine(l)),
+      connectedWhen: 'spawn',
+    },
     // Deletions only: nodenet's own additions (every create) need no look.
-    { name: 'nft monitor', file: 'nft', args: ['-j', 'monitor', 'destroy'], classify: (l) => one(classifyNftMonitorLine(l)), connectedWhen: 'spawn' },
+    {
+      name: 'nft monitor',
+      file: 'nft',
+      args: ['-j', 'monitor', 'destroy'],
+      classify: (l) => one(classifyNftMonitorLine(l)),
+      connectedWhen: 'spawn',
+    },
   ];
   if (config.backend !== 'ovs' && config.overlay.mode === 'vxlan') {
-    specs.push({ name: 'bridge fdb monitor', file: 'bridge', args: ['monitor', 'fdb'], classify: (l) => one(classifyFdbMonitorLine(l)), connectedWhen: 'spawn' });
+    specs.push({
+      name: 'bridge fdb monitor',
+      file: 'bridge',
+      args: ['monitor', 'fdb'],
+      classify: (l) => one(classifyFdbMonitorLine(l)),
+      connectedWhen: 'spawn',
+    });
   }
   if (config.backend === 'ovs') {
     const db = config.ovs.db;
@@ -94,7 +118,10 @@ export class ChangeWatcher {
           const started = performance.now();
           this.passes++;
           const repairs = await options.runPass({ trigger: 'event', causes });
-          logger.info({ event: 'event-pass', causes, repairs: repairs.length, durationMs: Math.round(performance.now() - started) }, `event pass after ${causes[0] ?? 'a change'}: ${repairs.length} repairs`);
+          logger.info(
+            { event: 'event-pass', causes, repairs: repairs.length, durationMs: Math.round(performance.now() - started) },
+            `event pass after ${causes[0] ?? 'a change'}: ${repairs.length} repairs`,
+          );
           return { repairs };
         },
         onContested: (c) =>
@@ -102,7 +129,11 @@ export class ChangeWatcher {
             { event: 'repair-contested', repair: c.repair, count: c.count, windowSeconds: c.windowMs / 1000, backoffMs: c.backoffMs },
             `another program keeps undoing a repair (${c.count} times in ${c.windowMs / 1000} s): ${c.repair}; event repairs now wait ${c.backoffMs} ms`,
           ),
-        onError: (e) => logger.error({ event: 'reconcile-error', trigger: 'event', err: e instanceof Error ? e.message : String(e) }, 'event pass failed'),
+        onError: (e) =>
+          logger.error(
+            { event: 'reconcile-error', trigger: 'event', err: e instanceof Error ? e.message : String(e) },
+            'event pass failed',
+          ),
       },
       options.policy,
     );
@@ -116,7 +147,10 @@ export class ChangeWatcher {
 
   start(): void {
     for (const m of this.monitors) m.start();
-    this.options.logger.info({ event: 'watching', monitors: this.options.specs.map((s) => s.name) }, `repairing on change: ${this.options.specs.map((s) => s.name).join(', ')}`);
+    this.options.logger.info(
+      { event: 'watching', monitors: this.options.specs.map((s) => s.name) },
+      `repairing on change: ${this.options.specs.map((s) => s.name).join(', ')}`,
+    );
   }
 
   /** Stops the monitors and waits for a pass in flight (up to `waitMs`). */
@@ -161,7 +195,11 @@ export class ChangeWatcher {
         // The same failure again and again (a switch that stays down) is logged once.
         const summary = `${code ?? signal}: ${stderr.split('\n').pop() ?? ''}`;
         const fields = { event: 'monitor-exit', monitor: spec.name, code, signal, stderr: stderr.slice(-500), retryInMs };
-        if (summary !== lastExit) logger.warn(fields, retryInMs === null ? `${spec.name} cannot run: ${stderr}` : `${spec.name} exited; starting it again in ${retryInMs} ms`);
+        if (summary !== lastExit)
+          logger.warn(
+            fields,
+            retryInMs === null ? `${spec.name} cannot run: ${stderr}` : `${spec.name} exited; starting it again in ${retryInMs} ms`,
+          );
         else logger.debug(fields, `${spec.name} exited again`);
         lastExit = summary;
       },

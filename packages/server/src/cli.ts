@@ -8,7 +8,8 @@ export interface CommandLine {
 }
 
 /** What `parseCommandLine` decided: run with these settings, or exit now (after --help / --version). */
-export type CommandLineResult = { readonly action: 'run'; readonly commandLine: CommandLine } | { readonly action: 'exit'; readonly exitCode: number };
+export type CommandLineResult =
+  { readonly action: 'run'; readonly commandLine: CommandLine } | { readonly action: 'exit'; readonly exitCode: number };
 
 export function configHelp(backends: readonly string[]): string {
   return `
@@ -97,8 +98,14 @@ export function parseCommandLine(argv: readonly string[], options: ParseCommandL
     .option('--backend <name>', 'dataplane backend (config: backend; default iproute2)')
     .option('--state-dir <dir>', `state directory (config: stateDir; default ${DEFAULT_STATE_DIR})`)
     .option('--node-name <name>', "this node's name (config: nodeName; default the host name)")
-    .option('--underlay-address <address>', "the node's underlay IPv4 address (config: underlayAddress; default the default route's source)")
-    .option('--cni-listen <address>', `the CNI plugin's socket: unix:///PATH, or "" for none (config: cni.listen; default ${DEFAULT_CNI_LISTEN})`)
+    .option(
+      '--underlay-address <address>',
+      "the node's underlay IPv4 address (config: underlayAddress; default the default route's source)",
+    )
+    .option(
+      '--cni-listen <address>',
+      `the CNI plugin's socket: unix:///PATH, or "" for none (config: cni.listen; default ${DEFAULT_CNI_LISTEN})`,
+    )
     .option('--log-level <level>', `log level: ${LOG_LEVELS.join(', ')} (config: logLevel; default info)`)
     .option('--metrics-listen <address>', 'Prometheus endpoint: HOST:PORT, or "" for none (config: metrics.listen; default 127.0.0.1:9842)')
     .helpOption('-h, --help', 'show this help')

@@ -4,7 +4,19 @@
  * recorded. Membership that cannot be reached (etcd down) never stops the node serving its own instances:
  * it is retried in the background.
  */
-import { UnavailableError, asNodenetError, type HostInfo, type ReconcileCause, type RepairTrigger, type Logger, type Membership, type NodeNetwork, type NodeRecord, type PeerSync, type Subnet } from '@nodenet/core';
+import {
+  UnavailableError,
+  asNodenetError,
+  type HostInfo,
+  type ReconcileCause,
+  type RepairTrigger,
+  type Logger,
+  type Membership,
+  type NodeNetwork,
+  type NodeRecord,
+  type PeerSync,
+  type Subnet,
+} from '@nodenet/core';
 import type { DaemonConfig } from './config.js';
 
 const RETRY_MS = 2000;
@@ -35,13 +47,22 @@ export class ClusterLink {
         // Nothing waits for this change: a failure is logged here (the overlay's own peers are retried by the
         // next sync; the cluster set by the reconcile pass that follows restore), never left unhandled.
         this.sync.update(peers).catch((e: unknown) => {
-          this.logger.error({ event: 'peer-sync-failed', err: asNodenetError(e, 'apply the peer set').message }, 'could not apply the peer set: retried by the next pass');
+          this.logger.error(
+            { event: 'peer-sync-failed', err: asNodenetError(e, 'apply the peer set').message },
+            'could not apply the peer set: retried by the next pass',
+          );
         });
       });
       this.started = true;
-      this.logger.info({ event: 'membership-started', type: this.membership.type, peers: this.membership.peers().length }, 'membership started');
+      this.logger.info(
+        { event: 'membership-started', type: this.membership.type, peers: this.membership.peers().length },
+        'membership started',
+      );
     } catch (e) {
-      this.logger.error({ event: 'membership-unavailable', err: asNodenetError(e, 'start membership').message }, 'membership unavailable: retrying in the background');
+      this.logger.error(
+        { event: 'membership-unavailable', err: asNodenetError(e, 'start membership').message },
+        'membership unavailable: retrying in the background',
+      );
       this.scheduleRetry();
     }
   }
@@ -59,7 +80,9 @@ export class ClusterLink {
     if (!this.started) {
       if (this.config.membership.type === 'etcd') {
         // Refuse rather than risk taking a subnet another live node holds.
-        throw new UnavailableError(`etcd at ${this.config.membership.etcd.endpoints.join(', ')} is not reachable: cannot check that ${subnet} is free; retry when etcd is up`);
+        throw new UnavailableError(
+          `etcd at ${this.config.membership.etcd.endpoints.join(', ')} is not reachable: cannot check that ${subnet} is free; retry when etcd is up`,
+        );
       }
     }
     await this.membership.announce(self);
@@ -80,7 +103,10 @@ export class ClusterLink {
   }
 
   private notePeers(peers: readonly NodeRecord[]): void {
-    const key = peers.map((p) => `${p.name}|${p.underlayAddress}|${p.subnet}`).sort().join(',');
+    const key = peers
+      .map((p) => `${p.name}|${p.underlayAddress}|${p.subnet}`)
+      .sort()
+      .join(',');
     if (key !== this.peerSetKey) this.peersChangedAt = Date.now();
     this.peerSetKey = key;
   }
@@ -97,7 +123,9 @@ export class ClusterLink {
       void (async () => {
         await this.start();
         if (this.started && this.self && !this.joined) {
-          await this.join(this.self.subnet).catch((e: unknown) => this.logger.error({ err: asNodenetError(e, 'join').message }, 'could not join the cluster'));
+          await this.join(this.self.subnet).catch((e: unknown) =>
+            this.logger.error({ err: asNodenetError(e, 'join').message }, 'could not join the cluster'),
+          );
         }
       })();
     }, RETRY_MS);
@@ -120,7 +148,10 @@ export class ReconcileLoop {
 
   start(): void {
     this.timer = setInterval(() => {
-      if (!this.running) this.running = this.pass().then(() => undefined).finally(() => (this.running = null));
+      if (!this.running)
+        this.running = this.pass()
+          .then(() => undefined)
+          .finally(() => (this.running = null));
     }, this.intervalMs);
     this.timer.unref();
   }
@@ -131,7 +162,11 @@ export class ReconcileLoop {
     const repairs = [...report.repairs];
     try {
       const removed = await this.cluster.resync();
-      for (const r of removed) this.logger.warn({ event: 'repair', repair: r, trigger: cause.trigger, ...(cause.causes ? { causes: cause.causes } : {}) }, `repaired (${cause.trigger}): ${r}`);
+      for (const r of removed)
+        this.logger.warn(
+          { event: 'repair', repair: r, trigger: cause.trigger, ...(cause.causes ? { causes: cause.causes } : {}) },
+          `repaired (${cause.trigger}): ${r}`,
+        );
       repairs.push(...removed);
       this.onOverlayRepairs?.(removed.length, cause.trigger);
     } catch (e) {

@@ -70,9 +70,27 @@ async function serveConnection(socket: Socket, attachments: CniAttachments, logg
     const command = typeof request?.command === 'string' ? request.command : 'request';
     const error = e instanceof CniError ? e : asCniError(e, `serve CNI ${command}`);
     reply = JSON.stringify({ error: error.toJSON() });
-    logger.warn({ event: 'cni-call', command: request?.command, containerId: request?.containerId, ifname: request?.ifname, code: error.code, err: error.msg }, `CNI ${command} failed: ${error.msg}`);
+    logger.warn(
+      {
+        event: 'cni-call',
+        command: request?.command,
+        containerId: request?.containerId,
+        ifname: request?.ifname,
+        code: error.code,
+        err: error.msg,
+      },
+      `CNI ${command} failed: ${error.msg}`,
+    );
   }
-  logger.info({ event: 'cni-call', command: request?.command, containerId: request?.containerId, durationMs: Math.round((performance.now() - started) * 10) / 10 }, 'CNI call served');
+  logger.info(
+    {
+      event: 'cni-call',
+      command: request?.command,
+      containerId: request?.containerId,
+      durationMs: Math.round((performance.now() - started) * 10) / 10,
+    },
+    'CNI call served',
+  );
   await new Promise<void>((resolve) => {
     socket.on('error', () => resolve()); // the plugin went away (killed by its runtime): nothing to tell it
     socket.end(`${reply}\n`, () => resolve());
@@ -121,7 +139,12 @@ function readRequest(socket: Socket): Promise<Record<string, unknown>> {
  * node's records and before the node is touched: a record that does not parse stops the start naming its file,
  * and ADDs a crash cut short are completed or dropped against the recorded instances.
  */
-export async function loadCniAttachments(config: DaemonConfig, network: NodeNetwork, packetFilter: PacketFilter, logger: DaemonLogger): Promise<CniAttachments | undefined> {
+export async function loadCniAttachments(
+  config: DaemonConfig,
+  network: NodeNetwork,
+  packetFilter: PacketFilter,
+  logger: DaemonLogger,
+): Promise<CniAttachments | undefined> {
   if (!config.cni.listen) return undefined;
   const attachments = new CniAttachments({
     network,

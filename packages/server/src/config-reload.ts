@@ -49,7 +49,10 @@ export async function reloadConfig(current: DaemonConfig, load: () => Promise<Da
     next = await load();
   } catch (e) {
     const problems = e instanceof ConfigError ? [...e.problems] : [e instanceof Error ? e.message : String(e)];
-    logger.error({ event: 'config-reload', result: 'rejected', problems }, `config reload rejected, still running with the previous config: ${problems.join('; ')}`);
+    logger.error(
+      { event: 'config-reload', result: 'rejected', problems },
+      `config reload rejected, still running with the previous config: ${problems.join('; ')}`,
+    );
     return { config: current, result: 'rejected', applied: [], restartNeeded: [], problems };
   }
 
@@ -90,7 +93,12 @@ export async function reloadConfig(current: DaemonConfig, load: () => Promise<Da
 }
 
 /** Removes peers that left the file, adds new and changed ones; returns what could not be applied. */
-async function applyStaticPeers(before: readonly PeerConfig[], after: readonly PeerConfig[], ctx: ReloadContext, config: DaemonConfig): Promise<string[]> {
+async function applyStaticPeers(
+  before: readonly PeerConfig[],
+  after: readonly PeerConfig[],
+  ctx: ReloadContext,
+  config: DaemonConfig,
+): Promise<string[]> {
   const membership = ctx.cluster.membership;
   if (!(membership instanceof StaticMembership)) return [`membership.peers: membership is ${membership.type}; peers come from there`];
   const problems: string[] = [];
@@ -119,7 +127,8 @@ function changedKeys(a: DaemonConfig, b: DaemonConfig): string[] {
   const changed: string[] = [];
   for (const key of keys) {
     if (key === 'membership') {
-      for (const sub of ['type', 'etcd'] as const) if (!isDeepStrictEqual(a.membership[sub], b.membership[sub])) changed.push(`membership.${sub}`);
+      for (const sub of ['type', 'etcd'] as const)
+        if (!isDeepStrictEqual(a.membership[sub], b.membership[sub])) changed.push(`membership.${sub}`);
       if (!samePeers(a.membership.peers, b.membership.peers)) changed.push('membership.peers');
       continue;
     }

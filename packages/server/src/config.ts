@@ -10,10 +10,26 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { isIPv6 } from 'node:net';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
-import { InvalidArgumentError, MAX_VNI, MIN_VNI, OVERLAY_MODES, describeOverlap, firstOverlap, parseIpv4Address, Subnet, type Ipv4Address } from '@nodenet/core';
+import {
+  InvalidArgumentError,
+  MAX_VNI,
+  MIN_VNI,
+  OVERLAY_MODES,
+  describeOverlap,
+  firstOverlap,
+  parseIpv4Address,
+  Subnet,
+  type Ipv4Address,
+} from '@nodenet/core';
 import { OVSDB_REMOTE_RE } from '@nodenet/backend-ovs';
 // The subpath holds only the file checks: the adapter itself (etcd3 and its gRPC stack) loads only for etcd membership.
-import { checkEtcdEndpointSchemes, checkEtcdTlsShape, readEtcdTlsFiles, type EtcdTlsFiles, type EtcdTlsMaterial } from '@nodenet/membership-etcd/tls';
+import {
+  checkEtcdEndpointSchemes,
+  checkEtcdTlsShape,
+  readEtcdTlsFiles,
+  type EtcdTlsFiles,
+  type EtcdTlsMaterial,
+} from '@nodenet/membership-etcd/tls';
 import { checkMetricsConfig, metricsSchema, resolveMetricsPaths, type MetricsConfig } from './metrics-config.js';
 import { parseIdentity, type AllowList } from './access.js';
 import { DEFAULT_LIMITS, parseSocketGroup, parseSocketMode, type Limits } from './door-config.js';
@@ -115,7 +131,7 @@ const FLAG_OF_KEY: Record<string, string> = {
 // Field schemas
 
 const show = (v: unknown): string => {
-  const s = typeof v === 'string' ? `'${v}'` : JSON.stringify(v) ?? String(v);
+  const s = typeof v === 'string' ? `'${v}'` : (JSON.stringify(v) ?? String(v));
   return s.length > 60 ? `${s.slice(0, 60)}...` : s;
 };
 
@@ -163,7 +179,9 @@ function viaParser<I, T>(parse: (input: I) => T) {
 
 /** A `tls.allow` list: CN=NAME, DNS:NAME or URI:URI entries (access.ts checks and canonicalises them). */
 const identities = () =>
-  z.array(str('a client identity').transform(viaParser(parseIdentity)), { error: (iss) => `must be a list of client identities (got ${show(iss.input)})` });
+  z.array(str('a client identity').transform(viaParser(parseIdentity)), {
+    error: (iss) => `must be a list of client identities (got ${show(iss.input)})`,
+  });
 
 const ipv4 = () => str('an IPv4 address, e.g. 198.18.0.1').transform(viaCore(parseIpv4Address));
 const subnet = () => str('a subnet in CIDR form, e.g. 198.19.1.0/24').transform(viaCore((input, field) => Subnet.parse(input, field)));
@@ -172,10 +190,14 @@ const subnet = () => str('a subnet in CIDR form, e.g. 198.19.1.0/24').transform(
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
 const nodeName = () =>
   str('a node name').regex(NAME_RE, {
-    error: (iss) => `${show(iss.input)} is not a usable node name: use 1..253 letters, digits, '.', '-' or '_', starting with a letter or digit`,
+    error: (iss) =>
+      `${show(iss.input)} is not a usable node name: use 1..253 letters, digits, '.', '-' or '_', starting with a letter or digit`,
   });
 
-const path = (what: string) => str(what).min(1, { error: `must be ${what}, not empty` }).refine((p) => !p.includes('\0'), { error: 'must not contain a NUL byte' });
+const path = (what: string) =>
+  str(what)
+    .min(1, { error: `must be ${what}, not empty` })
+    .refine((p) => !p.includes('\0'), { error: 'must not contain a NUL byte' });
 
 /** sun_path holds 108 bytes including the terminating NUL. */
 const UNIX_PATH_MAX = 107;
@@ -184,7 +206,8 @@ export function parseListen(input: string): ListenAddress {
   if (input.startsWith('unix:')) {
     // unix:///abs/path (the gRPC form) or unix:/abs/path.
     const path = input.startsWith('unix://') ? input.slice('unix://'.length) : input.slice('unix:'.length);
-    if (!path.startsWith('/')) throw new Error(`${show(input)}: a unix socket needs an absolute path, e.g. unix:///run/nodenet/nodenet.sock`);
+    if (!path.startsWith('/'))
+      throw new Error(`${show(input)}: a unix socket needs an absolute path, e.g. unix:///run/nodenet/nodenet.sock`);
     if (path.includes('\0')) throw new Error(`${show(input)}: the path must not contain a NUL byte`);
     if (Buffer.byteLength(path) > UNIX_PATH_MAX) {
       throw new Error(`${show(input)}: a unix socket path may be at most ${UNIX_PATH_MAX} bytes: choose a shorter path`);
@@ -277,7 +300,9 @@ const configSchema = z.strictObject({
             .array(etcdEndpoint, { error: (iss) => `must be a list of URLs (got ${show(iss.input)})` })
             .min(1, { error: 'must list at least one endpoint' })
             .default(['http://127.0.0.1:2379']),
-          prefix: str('a key prefix starting with /').regex(/^\/[\x21-\x7e]*$/, { error: 'must start with / and contain no spaces, e.g. /nodenet' }).default('/nodenet'),
+          prefix: str('a key prefix starting with /')
+            .regex(/^\/[\x21-\x7e]*$/, { error: 'must start with / and contain no spaces, e.g. /nodenet' })
+            .default('/nodenet'),
           leaseTtlSeconds: intIn(1, 3600).default(15),
           tls: z
             .strictObject({
@@ -293,7 +318,9 @@ const configSchema = z.strictObject({
   ovs: z
     .strictObject({
       db: str('an OVSDB remote')
-        .regex(OVSDB_REMOTE_RE, { error: (iss) => `${show(iss.input)} is not an OVSDB remote: use unix:/PATH, tcp:HOST:PORT or ssl:HOST:PORT` })
+        .regex(OVSDB_REMOTE_RE, {
+          error: (iss) => `${show(iss.input)} is not an OVSDB remote: use unix:/PATH, tcp:HOST:PORT or ssl:HOST:PORT`,
+        })
         .default('unix:/var/run/openvswitch/db.sock'),
       runDir: path('a directory path').default('/var/run/openvswitch'),
       datapathType: oneOf(['system', 'netdev']).default('system'),
@@ -318,7 +345,10 @@ const configSchema = z.strictObject({
           try {
             const parsed = parseListen(value);
             if (parsed.kind === 'unix') return { path: parsed.path, uri: parsed.uri };
-            ctx.addIssue({ code: 'custom', message: `${show(value)}: the CNI plugin reaches nodenetd on a unix socket only: use unix:///PATH (or "" for none)` });
+            ctx.addIssue({
+              code: 'custom',
+              message: `${show(value)}: the CNI plugin reaches nodenetd on a unix socket only: use unix:///PATH (or "" for none)`,
+            });
           } catch (e) {
             ctx.addIssue({ code: 'custom', message: (e as Error).message });
           }
@@ -349,7 +379,9 @@ export interface ParseConfigOptions {
 export function parseConfig(raw: unknown, options: ParseConfigOptions): DaemonConfig {
   if (raw === null || raw === undefined) raw = {};
   if (typeof raw !== 'object' || Array.isArray(raw)) {
-    throw new ConfigError([`config: the file must hold a mapping of keys (e.g. listen: ...), not ${Array.isArray(raw) ? 'a list' : show(raw)}`]);
+    throw new ConfigError([
+      `config: the file must hold a mapping of keys (e.g. listen: ...), not ${Array.isArray(raw) ? 'a list' : show(raw)}`,
+    ]);
   }
   const merged: Record<string, unknown> = { ...(dropNulls(raw) as Record<string, unknown>) };
   const fromFlag = new Set<string>();
@@ -386,7 +418,14 @@ export async function loadConfig(options: { file?: string; flags?: FlagOverrides
       text = await readFile(file, 'utf8');
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a directory' : (e as Error).message;
+      const why =
+        code === 'ENOENT'
+          ? 'no such file'
+          : code === 'EACCES'
+            ? 'permission denied'
+            : code === 'EISDIR'
+              ? 'it is a directory'
+              : (e as Error).message;
       throw new ConfigError([`config: cannot read the config file ${file}: ${why}`]);
     }
     raw = parseYaml(text, file);
@@ -414,7 +453,11 @@ function dropNulls(value: unknown): unknown {
   // `key:` with no value (YAML null) means "not set": the default applies.
   if (Array.isArray(value)) return value.map(dropNulls);
   if (value && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== null).map(([k, v]) => [k, dropNulls(v)]));
+    return Object.fromEntries(
+      Object.entries(value)
+        .filter(([, v]) => v !== null)
+        .map(([k, v]) => [k, dropNulls(v)]),
+    );
   }
   return value;
 }
@@ -477,16 +520,28 @@ function crossCheck(c: ParsedConfig, backends: readonly string[]): { key: string
     });
   }
   if (c.insecure && c.tls) {
-    problems.push({ key: 'insecure', message: 'insecure: true and tls are both set: remove one (tls secures the TCP listener; insecure allows it without TLS)' });
+    problems.push({
+      key: 'insecure',
+      message: 'insecure: true and tls are both set: remove one (tls secures the TCP listener; insecure allows it without TLS)',
+    });
   }
   if (c.cni.listen && c.listen.kind === 'unix' && c.cni.listen.path === c.listen.path) {
-    problems.push({ key: 'cni.listen', message: `${c.cni.listen.uri} is also the API's socket (listen): give the CNI plugin its own socket` });
+    problems.push({
+      key: 'cni.listen',
+      message: `${c.cni.listen.uri} is also the API's socket (listen): give the CNI plugin its own socket`,
+    });
   }
   if (c.listen.kind === 'unix' && c.tls) {
-    problems.push({ key: 'tls', message: `tls applies to a TCP listen address, but listen is ${c.listen.uri}: remove tls or listen on HOST:PORT` });
+    problems.push({
+      key: 'tls',
+      message: `tls applies to a TCP listen address, but listen is ${c.listen.uri}: remove tls or listen on HOST:PORT`,
+    });
   }
   if (c.tls?.allow && !c.tls.ca) {
-    problems.push({ key: 'tls.allow', message: 'names client identities, which only client certificates carry: set tls.ca (mTLS) or remove tls.allow' });
+    problems.push({
+      key: 'tls.allow',
+      message: 'names client identities, which only client certificates carry: set tls.ca (mTLS) or remove tls.allow',
+    });
   }
   for (const key of ['socketMode', 'socketGroup'] as const) {
     if (c[key] !== undefined && c.listen.kind !== 'unix') {
@@ -496,23 +551,37 @@ function crossCheck(c: ParsedConfig, backends: readonly string[]): { key: string
   problems.push(...crossCheckEtcd(c.membership.etcd));
   problems.push(...checkMetricsConfig(c.metrics, c.listen));
   if (c.membership.type === 'etcd' && c.membership.peers.length > 0) {
-    problems.push({ key: 'membership.peers', message: 'peers are for static membership; with type etcd the nodes find each other in etcd: remove peers or use type static' });
+    problems.push({
+      key: 'membership.peers',
+      message: 'peers are for static membership; with type etcd the nodes find each other in etcd: remove peers or use type static',
+    });
   }
   const names = new Map<string, number>();
   c.membership.peers.forEach((p, i) => {
     const key = `membership.peers[${i}]`;
-    if (p.name === c.nodeName) problems.push({ key: `${key}.name`, message: `'${p.name}' is this node's own name (nodeName): list only the other nodes` });
+    if (p.name === c.nodeName)
+      problems.push({ key: `${key}.name`, message: `'${p.name}' is this node's own name (nodeName): list only the other nodes` });
     const seen = names.get(p.name);
-    if (seen !== undefined) problems.push({ key: `${key}.name`, message: `'${p.name}' is listed twice (also membership.peers[${seen}]): give each peer once` });
+    if (seen !== undefined)
+      problems.push({ key: `${key}.name`, message: `'${p.name}' is listed twice (also membership.peers[${seen}]): give each peer once` });
     else names.set(p.name, i);
     if (c.underlayAddress !== undefined && p.underlayAddress === c.underlayAddress) {
-      problems.push({ key: `${key}.underlayAddress`, message: `${p.underlayAddress} is this node's own underlay address: list only the other nodes` });
+      problems.push({
+        key: `${key}.underlayAddress`,
+        message: `${p.underlayAddress} is this node's own underlay address: list only the other nodes`,
+      });
     }
-    const clash = firstOverlap(p.subnet, c.membership.peers.slice(0, i).map((q, j) => ({ subnet: q.subnet, holder: `the subnet of membership.peers[${j}] (${q.name})` })));
+    const clash = firstOverlap(
+      p.subnet,
+      c.membership.peers.slice(0, i).map((q, j) => ({ subnet: q.subnet, holder: `the subnet of membership.peers[${j}] (${q.name})` })),
+    );
     if (clash) problems.push({ key: `${key}.subnet`, message: `${p.subnet} ${describeOverlap(clash)}: every node needs its own subnet` });
     c.membership.peers.slice(0, i).forEach((q, j) => {
       if (q.underlayAddress === p.underlayAddress) {
-        problems.push({ key: `${key}.underlayAddress`, message: `${p.underlayAddress} is also the address of membership.peers[${j}] (${q.name})` });
+        problems.push({
+          key: `${key}.underlayAddress`,
+          message: `${p.underlayAddress} is also the address of membership.peers[${j}] (${q.name})`,
+        });
       }
     });
   });
@@ -523,7 +592,9 @@ function crossCheck(c: ParsedConfig, backends: readonly string[]): { key: string
 function crossCheckEtcd(etcd: ParsedConfig['membership']['etcd']): { key: string; message: string }[] {
   const problems = checkEtcdEndpointSchemes(etcd.endpoints, etcd.tls !== undefined);
   if (etcd.tls) {
-    problems.push(...checkEtcdTlsShape({ ca: etcd.tls.ca !== undefined, cert: etcd.tls.cert !== undefined, key: etcd.tls.key !== undefined }));
+    problems.push(
+      ...checkEtcdTlsShape({ ca: etcd.tls.ca !== undefined, cert: etcd.tls.cert !== undefined, key: etcd.tls.key !== undefined }),
+    );
   }
   return problems;
 }
@@ -535,7 +606,16 @@ function resolvePaths(c: ParsedConfig, baseDir: string, fromFlag: ReadonlySet<st
   return {
     ...rest,
     ...(underlayAddress !== undefined ? { underlayAddress } : {}),
-    ...(tls ? { tls: { cert: abs(tls.cert, 'tls'), key: abs(tls.key, 'tls'), ...(tls.ca ? { ca: abs(tls.ca, 'tls') } : {}), ...(tls.allow ? { allow: tls.allow } : {}) } } : {}),
+    ...(tls
+      ? {
+          tls: {
+            cert: abs(tls.cert, 'tls'),
+            key: abs(tls.key, 'tls'),
+            ...(tls.ca ? { ca: abs(tls.ca, 'tls') } : {}),
+            ...(tls.allow ? { allow: tls.allow } : {}),
+          },
+        }
+      : {}),
     socketMode: socketMode ?? (socketGroup !== undefined ? 0o660 : 0o600),
     ...(socketGroup !== undefined ? { socketGroup } : {}),
     stateDir: abs(c.stateDir, 'stateDir'),
@@ -596,10 +676,15 @@ export function configSummary(c: DaemonConfig): Record<string, unknown> {
     membership:
       c.membership.type === 'etcd'
         ? { type: 'etcd', etcd: c.membership.etcd }
-        : { type: c.membership.type, peers: c.membership.peers.map((p) => ({ name: p.name, underlayAddress: p.underlayAddress, subnet: p.subnet.toString() })) },
+        : {
+            type: c.membership.type,
+            peers: c.membership.peers.map((p) => ({ name: p.name, underlayAddress: p.underlayAddress, subnet: p.subnet.toString() })),
+          },
     logLevel: c.logLevel,
     reconcileIntervalSeconds: c.reconcileIntervalSeconds,
-    metrics: c.metrics.listen ? { listen: c.metrics.listen.uri, transport: c.metrics.tls ? (c.metrics.tls.ca ? 'mtls' : 'tls') : 'http' } : 'off',
+    metrics: c.metrics.listen
+      ? { listen: c.metrics.listen.uri, transport: c.metrics.tls ? (c.metrics.tls.ca ? 'mtls' : 'tls') : 'http' }
+      : 'off',
     cniListen: c.cni.listen?.uri ?? '(off)',
     repairOnChange: c.repairOnChange,
   };

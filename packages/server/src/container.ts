@@ -43,7 +43,10 @@ export interface Backend {
  * place core's capability meets nftables' option): on the ports when they are Linux bridge ports, which
  * instance frames pass anyway; otherwise in the ip table's prerouting, where the node receives them.
  */
-export const LOOPBACK_GUARD_FOR: Readonly<Record<InstancePorts, LoopbackGuard>> = { 'linux-bridge': 'bridge-ports', switch: 'ip-prerouting' };
+export const LOOPBACK_GUARD_FOR: Readonly<Record<InstancePorts, LoopbackGuard>> = {
+  'linux-bridge': 'bridge-ports',
+  switch: 'ip-prerouting',
+};
 
 export type BackendFactory = (context: BackendContext) => Backend;
 
@@ -51,7 +54,8 @@ export type BackendFactory = (context: BackendContext) => Backend;
 export const BACKENDS: Readonly<Record<string, BackendFactory>> = {
   iproute2: ({ config, logger }) => ({
     dataplane: new Iproute2Dataplane({ logger }),
-    createOverlay: (host) => new Iproute2Overlay({ mode: config.overlay.mode, vni: config.overlay.vni, port: config.overlay.port, host, logger }),
+    createOverlay: (host) =>
+      new Iproute2Overlay({ mode: config.overlay.mode, vni: config.overlay.vni, port: config.overlay.port, host, logger }),
     infrastructureLinks: [OVERLAY_DEVICE],
   }),
   ovs: ({ config, logger }) => {
@@ -59,7 +63,16 @@ export const BACKENDS: Readonly<Record<string, BackendFactory>> = {
     return {
       dataplane: new OvsDataplane({ db, runDir, datapathType, logger }),
       createOverlay: (host) =>
-        new OvsOverlay({ mode: config.overlay.mode, vni: config.overlay.vni, port: config.overlay.port, host, db, runDir, datapathType, logger }),
+        new OvsOverlay({
+          mode: config.overlay.mode,
+          vni: config.overlay.vni,
+          port: config.overlay.port,
+          host,
+          db,
+          runDir,
+          datapathType,
+          logger,
+        }),
       infrastructureLinks: [...OVS_INFRASTRUCTURE_LINKS],
     };
   },
@@ -114,7 +127,11 @@ export interface Adapters {
 }
 
 /** A child container holding the daemon's adapters for `config`. Creating it does no I/O. */
-export function createContainer(config: DaemonConfig, logger: Logger & { child(bindings: object): Logger }, etcd?: EtcdModule): DependencyContainer {
+export function createContainer(
+  config: DaemonConfig,
+  logger: Logger & { child(bindings: object): Logger },
+  etcd?: EtcdModule,
+): DependencyContainer {
   const backend = BACKENDS[config.backend];
   if (!backend) {
     // parseConfig already refuses unknown names; this guards callers that build a config by hand.
@@ -124,10 +141,14 @@ export function createContainer(config: DaemonConfig, logger: Logger & { child(b
   c.register(TOKENS.config, { useValue: config });
   c.register(TOKENS.logger, { useValue: logger });
   c.register(TOKENS.backend, {
-    useFactory: instanceCachingFactory((d) => backend({ config: d.resolve(TOKENS.config), logger: logger.child({ component: 'dataplane', backend: config.backend }) })),
+    useFactory: instanceCachingFactory((d) =>
+      backend({ config: d.resolve(TOKENS.config), logger: logger.child({ component: 'dataplane', backend: config.backend }) }),
+    ),
   });
   c.register(TOKENS.membership, {
-    useFactory: instanceCachingFactory((d) => createMembership(d.resolve(TOKENS.config), logger.child({ component: 'membership', type: config.membership.type }), etcd)),
+    useFactory: instanceCachingFactory((d) =>
+      createMembership(d.resolve(TOKENS.config), logger.child({ component: 'membership', type: config.membership.type }), etcd),
+    ),
   });
   c.register(TOKENS.packetFilter, {
     useFactory: instanceCachingFactory(
@@ -138,7 +159,9 @@ export function createContainer(config: DaemonConfig, logger: Logger & { child(b
         }),
     ),
   });
-  c.register(TOKENS.hostServices, { useFactory: instanceCachingFactory(() => new LinuxHostServices({ logger: logger.child({ component: 'host' }) })) });
+  c.register(TOKENS.hostServices, {
+    useFactory: instanceCachingFactory(() => new LinuxHostServices({ logger: logger.child({ component: 'host' }) })),
+  });
   c.register(TOKENS.inFlight, { useValue: new InFlight() });
   c.register(TOKENS.stateStore, {
     useFactory: instanceCachingFactory((d) => {

@@ -13,7 +13,17 @@ import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import { NetworkAdminService, NetworkService, networkProtoPath } from '@nodenet/api';
-import { NodeNetwork, PeerSync, VXLAN_OVERHEAD, isNodenetError, type HostInfo, type HostProbe, type Overlay, type PeerSubnet, type ReconcileReport } from '@nodenet/core';
+import {
+  NodeNetwork,
+  PeerSync,
+  VXLAN_OVERHEAD,
+  isNodenetError,
+  type HostInfo,
+  type HostProbe,
+  type Overlay,
+  type PeerSubnet,
+  type ReconcileReport,
+} from '@nodenet/core';
 import { createAdminServer } from './admin-server.js';
 import { ChangeWatcher, monitorSpecs } from './change-watcher.js';
 import { ClusterLink, ReconcileLoop } from './cluster-link.js';
@@ -76,7 +86,10 @@ interface TlsMaterial {
 
 export async function startDaemon(config: DaemonConfig, options: StartOptions = {}): Promise<DaemonHandle> {
   const logger = options.logger ?? createLogger({ level: config.logLevel, nodeName: config.nodeName });
-  logger.info({ event: 'start', config: configSummary(config), backend: config.backend }, `starting nodenetd with backend ${config.backend}`);
+  logger.info(
+    { event: 'start', config: configSummary(config), backend: config.backend },
+    `starting nodenetd with backend ${config.backend}`,
+  );
 
   // Everything that can still be refused is checked before the first change to the node.
   const tls = config.listen.kind === 'tcp' && config.tls ? await readTlsMaterial(config.tls) : undefined;
@@ -88,7 +101,12 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
   const reflectionPackage = loadReflectionPackage();
   const metricsTls = config.metrics.listen && config.metrics.tls ? await readTlsMaterial(config.metrics.tls, 'metrics.tls') : undefined;
   const metrics = config.metrics.listen
-    ? new MetricsService({ listen: config.metrics.listen, ...(metricsTls ? { tls: metricsTls } : {}), backend: config.backend, logger: logger.child({ component: 'metrics' }) })
+    ? new MetricsService({
+        listen: config.metrics.listen,
+        ...(metricsTls ? { tls: metricsTls } : {}),
+        backend: config.backend,
+        logger: logger.child({ component: 'metrics' }),
+      })
     : undefined;
 
   const container = createContainer(config, logger, await loadEtcdModule(config));
@@ -135,7 +153,15 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
     const started = performance.now();
     const report = await step('restore the node', () => network.restore());
     logger.info(
-      { event: 'restored', cni: network.cniRecord?.name ?? null, subnet: network.cniRecord?.subnet ?? null, instances: network.listInstances().length, repairs: report.repairs, errors: report.errors, durationMs: Math.round(performance.now() - started) },
+      {
+        event: 'restored',
+        cni: network.cniRecord?.name ?? null,
+        subnet: network.cniRecord?.subnet ?? null,
+        instances: network.listInstances().length,
+        repairs: report.repairs,
+        errors: report.errors,
+        durationMs: Math.round(performance.now() - started),
+      },
       report.repairs.length > 0 ? `restored: ${report.repairs.length} repairs` : 'restored: nothing to repair',
     );
   } catch (e) {
@@ -151,14 +177,23 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
   const door = new Door({ ...(config.tls?.allow ? { allow: config.tls.allow } : {}), limits: config.limits, inFlight, logger });
   server.addService(...door.guard('Network', NetworkService, createNetworkServer(network, logger, inFlight, metrics?.metrics)));
   server.addService(
-    ...door.guard('NetworkAdmin', NetworkAdminService, createAdminServer({ network, cluster, config, host, dataplane: adapters.dataplane, overlay }, logger, inFlight, metrics?.metrics)),
+    ...door.guard(
+      'NetworkAdmin',
+      NetworkAdminService,
+      createAdminServer({ network, cluster, config, host, dataplane: adapters.dataplane, overlay }, logger, inFlight, metrics?.metrics),
+    ),
   );
   const healthWatches = addHealthService(server, health);
   new ReflectionService(reflectionPackage).addToServer(server);
   let cniServer: CniServer | undefined;
   try {
     await bind(server, config, tls, socketGid, logger);
-    metrics?.metrics.attach({ network, membership: cluster.membership, sync: cluster.sync, lastPeerChangeAt: () => cluster.lastPeerChangeAt });
+    metrics?.metrics.attach({
+      network,
+      membership: cluster.membership,
+      sync: cluster.sync,
+      lastPeerChangeAt: () => cluster.lastPeerChangeAt,
+    });
     cniServer = await step('serve the CNI plugin', async () => {
       if (config.cni.listen) {
         await checkCniSocketIsFree(config.cni.listen.path);
@@ -175,15 +210,32 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
   }
   for (const s of HEALTH_SERVICES) health.setStatus(s, 'SERVING');
   logger.info(
-    { event: 'ready', listen: config.listen.uri, backend: config.backend, underlay: host.underlayAddress, cni: network.cniRecord?.name ?? null, instances: network.listInstances().length },
+    {
+      event: 'ready',
+      listen: config.listen.uri,
+      backend: config.backend,
+      underlay: host.underlayAddress,
+      cni: network.cniRecord?.name ?? null,
+      instances: network.listInstances().length,
+    },
     `serving on ${config.listen.uri}`,
   );
 
-  const reconciler = new ReconcileLoop(network, cluster, config.reconcileIntervalSeconds * 1000, logger.child({ component: 'reconcile' }), (n, trigger) => metrics?.metrics.overlayRepaired(n, trigger));
+  const reconciler = new ReconcileLoop(
+    network,
+    cluster,
+    config.reconcileIntervalSeconds * 1000,
+    logger.child({ component: 'reconcile' }),
+    (n, trigger) => metrics?.metrics.overlayRepaired(n, trigger),
+  );
   reconciler.start();
   // Event-driven repair: passes within a second of a change; the periodic pass above stays as the safety net.
   const watcher = config.repairOnChange
-    ? new ChangeWatcher({ specs: monitorSpecs(config), runPass: (cause) => reconciler.pass(cause), logger: logger.child({ component: 'reconcile' }) })
+    ? new ChangeWatcher({
+        specs: monitorSpecs(config),
+        runPass: (cause) => reconciler.pass(cause),
+        logger: logger.child({ component: 'reconcile' }),
+      })
     : null;
   watcher?.start();
 
@@ -302,7 +354,11 @@ async function probeHost(probe: HostProbe, config: DaemonConfig): Promise<HostIn
     return await probe.probeHost(config.underlayAddress);
   } catch (e) {
     // A configured underlay address the node does not have is a configuration error.
-    if (config.underlayAddress !== undefined && isNodenetError(e) && ['INVALID_ARGUMENT', 'FAILED_PRECONDITION', 'NOT_FOUND'].includes(e.code)) {
+    if (
+      config.underlayAddress !== undefined &&
+      isNodenetError(e) &&
+      ['INVALID_ARGUMENT', 'FAILED_PRECONDITION', 'NOT_FOUND'].includes(e.code)
+    ) {
       throw new ConfigError([`config: underlayAddress: ${e.message}`]);
     }
     const hint = config.underlayAddress === undefined ? ' (set underlayAddress when the node has no default route)' : '';
@@ -362,7 +418,9 @@ async function readTlsMaterial(tls: NonNullable<DaemonConfig['tls']>, prefix = '
   try {
     createSecureContext({ cert: material.cert, key: material.key });
   } catch (e) {
-    throw new ConfigError([`config: ${prefix}.cert/${prefix}.key: ${tls.cert} and ${tls.key} are not a usable certificate and key pair: ${(e as Error).message}`]);
+    throw new ConfigError([
+      `config: ${prefix}.cert/${prefix}.key: ${tls.cert} and ${tls.key} are not a usable certificate and key pair: ${(e as Error).message}`,
+    ]);
   }
   if (material.ca) {
     try {
@@ -421,7 +479,13 @@ async function socketGroupId(config: DaemonConfig): Promise<number | undefined> 
   return found.gid;
 }
 
-async function bind(server: Server, config: DaemonConfig, tls: TlsMaterial | undefined, socketGid: number | undefined, logger: DaemonLogger): Promise<void> {
+async function bind(
+  server: Server,
+  config: DaemonConfig,
+  tls: TlsMaterial | undefined,
+  socketGid: number | undefined,
+  logger: DaemonLogger,
+): Promise<void> {
   const listen = config.listen;
   const credentials = tls
     ? ServerCredentials.createSsl(tls.ca ?? null, [{ cert_chain: tls.cert, private_key: tls.key }], tls.ca !== undefined)

@@ -20,14 +20,18 @@ export const DEFAULT_LIMITS: Limits = { maxInFlight: 256, maxMessageBytes: 64 * 
 /** `socketMode: "0660"` -> 0o660. Refuses numbers (YAML reads 0660 as decimal 660) and world bits. */
 export function parseSocketMode(input: unknown): number {
   if (typeof input === 'number') {
-    throw new Error(`write the mode as a quoted octal string, e.g. "0660" (YAML reads an unquoted 0660 as the decimal number 660; got ${input})`);
+    throw new Error(
+      `write the mode as a quoted octal string, e.g. "0660" (YAML reads an unquoted 0660 as the decimal number 660; got ${input})`,
+    );
   }
   if (typeof input !== 'string' || !/^0?[0-7]{3}$/.test(input)) {
     throw new Error(`must be an octal mode string such as "0600" or "0660" (got ${JSON.stringify(input)})`);
   }
   const mode = parseInt(input, 8);
   if ((mode & 0o007) !== 0) {
-    throw new Error(`${input} lets every user on the node reach the socket (the last digit must be 0): anyone who can connect can change the node's network; use "0660" with socketGroup`);
+    throw new Error(
+      `${input} lets every user on the node reach the socket (the last digit must be 0): anyone who can connect can change the node's network; use "0660" with socketGroup`,
+    );
   }
   if ((mode & 0o600) !== 0o600) throw new Error(`${input} must give the owner read and write (0600 at least)`);
   return mode;
@@ -40,7 +44,8 @@ const GROUP_NAME_RE = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$/;
 export function parseSocketGroup(input: unknown): string | number {
   if (typeof input === 'number' || (typeof input === 'string' && /^\d+$/.test(input))) {
     const gid = Number(input);
-    if (!Number.isInteger(gid) || gid < 0 || gid > 0xfffffffe) throw new Error(`a gid must be an integer 0..4294967294 (got ${JSON.stringify(input)})`);
+    if (!Number.isInteger(gid) || gid < 0 || gid > 0xfffffffe)
+      throw new Error(`a gid must be an integer 0..4294967294 (got ${JSON.stringify(input)})`);
     return gid;
   }
   if (typeof input !== 'string' || !GROUP_NAME_RE.test(input)) {

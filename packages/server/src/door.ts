@@ -6,7 +6,15 @@
  * each, never a queue in memory). The message size limit is grpc-js's own (serverOptions). Health and
  * reflection do not pass here: they stay open to every client the transport admits.
  */
-import { Metadata, status, type sendUnaryData, type ServerOptions, type ServerUnaryCall, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import {
+  Metadata,
+  status,
+  type sendUnaryData,
+  type ServerOptions,
+  type ServerUnaryCall,
+  type ServiceDefinition,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
 import { checkAccess, type AllowList, type GuardedService } from './access.js';
 import type { Limits } from './door-config.js';
 import type { DaemonLogger } from './logger.js';
@@ -47,7 +55,11 @@ export class Door {
   }
 
   /** The service's definition and implementation with every unary method behind the door (pass both to server.addService). */
-  guard(service: GuardedService, definition: ServiceDefinition, implementation: UntypedServiceImplementation): [ServiceDefinition, UntypedServiceImplementation] {
+  guard(
+    service: GuardedService,
+    definition: ServiceDefinition,
+    implementation: UntypedServiceImplementation,
+  ): [ServiceDefinition, UntypedServiceImplementation] {
     const guardedDefinition: Record<string, ServiceDefinition[string]> = {};
     const guardedImplementation: UntypedServiceImplementation = {};
     for (const [name, method] of Object.entries(definition)) {
@@ -77,10 +89,17 @@ export class Door {
     return [guardedDefinition as ServiceDefinition, guardedImplementation];
   }
 
-  private check(service: GuardedService, method: string, call: ServerUnaryCall<unknown, unknown>): { code: status; details: string } | undefined {
+  private check(
+    service: GuardedService,
+    method: string,
+    call: ServerUnaryCall<unknown, unknown>,
+  ): { code: status; details: string } | undefined {
     const access = checkAccess(this.options.allow, service, call.getAuthContext());
     if (!access.admitted) {
-      this.logger.warn({ event: 'refused', method, code: 'PERMISSION_DENIED', peer: call.getPeer(), err: access.message }, 'call refused: identity not allowed');
+      this.logger.warn(
+        { event: 'refused', method, code: 'PERMISSION_DENIED', peer: call.getPeer(), err: access.message },
+        'call refused: identity not allowed',
+      );
       return { code: status.PERMISSION_DENIED, details: access.message };
     }
     if (call.request instanceof MalformedRequest) {
@@ -91,7 +110,10 @@ export class Door {
     const { maxInFlight } = this.options.limits;
     if (this.options.inFlight.size >= maxInFlight) {
       this.noteShed(method);
-      return { code: status.RESOURCE_EXHAUSTED, details: `the daemon is serving ${maxInFlight} calls, its limit (limits.maxInFlight): retry after a short wait` };
+      return {
+        code: status.RESOURCE_EXHAUSTED,
+        details: `the daemon is serving ${maxInFlight} calls, its limit (limits.maxInFlight): retry after a short wait`,
+      };
     }
     if (call.cancelled) return { code: status.CANCELLED, details: 'the call was cancelled before it started' };
     return undefined;

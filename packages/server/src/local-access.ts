@@ -31,7 +31,10 @@ export async function resolveSocketGroup(group: string | number): Promise<{ gid:
   // The name passed config validation (letters, digits, '_', '-', '.'), so it is safe as an argument.
   const r = await run('getent', ['group', group], { step: 'look up socketGroup', okExitCodes: [2] });
   const gid = Number(r.stdout.split(':')[2]);
-  if (r.exitCode === 2 || !Number.isInteger(gid)) return { problem: `there is no group '${group}' on this node (getent group ${group} found none): create it (groupadd ${group}) or give a gid` };
+  if (r.exitCode === 2 || !Number.isInteger(gid))
+    return {
+      problem: `there is no group '${group}' on this node (getent group ${group} found none): create it (groupadd ${group}) or give a gid`,
+    };
   return { gid };
 }
 
@@ -54,7 +57,9 @@ export async function prepareSocketDirectory(dir: string, gid: number | undefine
   }
   const st = await stat(dir);
   const groupMayPass = (st.gid === gid && (st.mode & 0o010) !== 0) || (st.mode & 0o001) !== 0;
-  return groupMayPass ? undefined : `the socket's directory ${dir} (mode ${octal(st.mode)}, gid ${st.gid}) does not let group ${gid} through: socketGroup's members cannot reach the socket; run chgrp ${gid} ${dir} && chmod g+x ${dir}`;
+  return groupMayPass
+    ? undefined
+    : `the socket's directory ${dir} (mode ${octal(st.mode)}, gid ${st.gid}) does not let group ${gid} through: socketGroup's members cannot reach the socket; run chgrp ${gid} ${dir} && chmod g+x ${dir}`;
 }
 
 /** Gives the bound socket its group, then its mode (the group first, so the mode never applies to the wrong group). */

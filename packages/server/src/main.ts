@@ -52,7 +52,10 @@ async function main(): Promise<void> {
   process.on('SIGINT', onSignal);
   // SIGHUP: reload the config (config-reload.ts); before the daemon is up it is ignored (and logged).
   process.on('SIGHUP', () => {
-    logger.info({ event: 'signal', signal: 'SIGHUP' }, handle ? 'received SIGHUP: reloading the config' : 'received SIGHUP before the daemon was up: ignored');
+    logger.info(
+      { event: 'signal', signal: 'SIGHUP' },
+      handle ? 'received SIGHUP: reloading the config' : 'received SIGHUP before the daemon was up: ignored',
+    );
     void handle?.reload(() => loadConfig({ ...(configFile !== undefined ? { file: configFile } : {}), flags, backends: BACKEND_NAMES }));
   });
 

@@ -31,7 +31,8 @@ const listen = z.string({ error: 'must be HOST:PORT, or "" to turn metrics off' 
   if (value === '') return null;
   try {
     const address = parseListen(value);
-    if (address.kind !== 'tcp') throw new Error(`'${value}': Prometheus scrapes over TCP: use HOST:PORT, e.g. ${DEFAULT_METRICS_LISTEN}, or "" to turn metrics off`);
+    if (address.kind !== 'tcp')
+      throw new Error(`'${value}': Prometheus scrapes over TCP: use HOST:PORT, e.g. ${DEFAULT_METRICS_LISTEN}, or "" to turn metrics off`);
     return { host: address.host, port: address.port, uri: address.uri };
   } catch (e) {
     ctx.addIssue({ code: 'custom', message: (e as Error).message });
@@ -53,10 +54,19 @@ export const metricsSchema = z
   .prefault({});
 
 /** Cross-key rules: TLS needs an endpoint; the endpoint must not take the API's TCP port. */
-export function checkMetricsConfig(metrics: MetricsConfig, api: { readonly kind: string; readonly host?: string; readonly port?: number }): { key: string; message: string }[] {
+export function checkMetricsConfig(
+  metrics: MetricsConfig,
+  api: { readonly kind: string; readonly host?: string; readonly port?: number },
+): { key: string; message: string }[] {
   const problems: { key: string; message: string }[] = [];
-  if (metrics.tls && !metrics.listen) problems.push({ key: 'metrics.tls', message: 'metrics.tls is set but metrics are off (listen: ""): remove tls or set metrics.listen' });
-  if (metrics.listen && api.kind === 'tcp' && api.port === metrics.listen.port && (api.host === metrics.listen.host || api.host === '0.0.0.0' || metrics.listen.host === '0.0.0.0')) {
+  if (metrics.tls && !metrics.listen)
+    problems.push({ key: 'metrics.tls', message: 'metrics.tls is set but metrics are off (listen: ""): remove tls or set metrics.listen' });
+  if (
+    metrics.listen &&
+    api.kind === 'tcp' &&
+    api.port === metrics.listen.port &&
+    (api.host === metrics.listen.host || api.host === '0.0.0.0' || metrics.listen.host === '0.0.0.0')
+  ) {
     problems.push({ key: 'metrics.listen', message: `${metrics.listen.uri} is the API's listen address too: give metrics another port` });
   }
   return problems;
@@ -66,5 +76,8 @@ export function checkMetricsConfig(metrics: MetricsConfig, api: { readonly kind:
 export function resolveMetricsPaths(metrics: MetricsConfig, abs: (path: string, key: string) => string): MetricsConfig {
   const { tls, ...rest } = metrics;
   if (!tls) return rest;
-  return { ...rest, tls: { cert: abs(tls.cert, 'metrics.tls'), key: abs(tls.key, 'metrics.tls'), ...(tls.ca ? { ca: abs(tls.ca, 'metrics.tls') } : {}) } };
+  return {
+    ...rest,
+    tls: { cert: abs(tls.cert, 'metrics.tls'), key: abs(tls.key, 'metrics.tls'), ...(tls.ca ? { ca: abs(tls.ca, 'metrics.tls') } : {}) },
+  };
 }

@@ -36,7 +36,10 @@ export async function startMetricsEndpoint(options: {
   const { listen, tls, registry, logger } = options;
   const handler = (req: IncomingMessage, res: ServerResponse) => void answer(req, res, registry, logger);
   const server: Server = tls
-    ? createHttpsServer({ cert: tls.cert, key: tls.key, ...(tls.ca ? { ca: tls.ca, requestCert: true, rejectUnauthorized: true } : {}) }, handler)
+    ? createHttpsServer(
+        { cert: tls.cert, key: tls.key, ...(tls.ca ? { ca: tls.ca, requestCert: true, rejectUnauthorized: true } : {}) },
+        handler,
+      )
     : createHttpServer(handler);
   // A scrape is one short request; idle keep-alive connections must not hold the daemon's stop.
   server.keepAliveTimeout = 5_000;
@@ -49,7 +52,9 @@ export async function startMetricsEndpoint(options: {
     });
   });
   server.on('error', (e) => logger.error({ event: 'metrics-error', err: e.message }, 'metrics endpoint error'));
-  server.on('tlsClientError', (e: Error) => logger.debug({ event: 'metrics-tls-refused', err: e.message }, 'a metrics client failed the TLS handshake'));
+  server.on('tlsClientError', (e: Error) =>
+    logger.debug({ event: 'metrics-tls-refused', err: e.message }, 'a metrics client failed the TLS handshake'),
+  );
   return {
     url: `${tls ? 'https' : 'http'}://${listen.uri}${METRICS_PATH}`,
     close: () =>

@@ -14,7 +14,15 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { REPAIR_KINDS, REPAIR_TRIGGERS, type Membership, type NodeNetwork, type PeerSync, type ReconcileReport, type RepairTrigger } from '@nodenet/core';
+import {
+  REPAIR_KINDS,
+  REPAIR_TRIGGERS,
+  type Membership,
+  type NodeNetwork,
+  type PeerSync,
+  type ReconcileReport,
+  type RepairTrigger,
+} from '@nodenet/core';
 import { TOOLS, type CommandEvent } from '@nodenet/sys';
 
 /** Seconds; from a fast create (~5 ms) to a slow ovs call (~1 s) and beyond. */
@@ -166,7 +174,7 @@ export class DaemonMetrics {
       registers,
       collect() {
         const m = sources()?.membership;
-        this.set(m ? (m.status?.().connected ?? true ? 1 : 0) : 0);
+        this.set(m ? ((m.status?.().connected ?? true) ? 1 : 0) : 0);
       },
     });
     let renewFailuresSeen = 0;

@@ -112,7 +112,10 @@ export function unaryHandlers(logger: DaemonLogger, inFlight: InFlight, observer
       call.once('cancelled', () => {
         if (replied) return; // grpc-js reports every call as cancelled once it has ended
         cancelled.abort();
-        rpcLogger.info({ event: 'cancelled', method }, 'the client cancelled the call or its deadline passed: work not yet committed rolls back');
+        rpcLogger.info(
+          { event: 'cancelled', method },
+          'the client cancelled the call or its deadline passed: work not yet committed rolls back',
+        );
       });
       inFlight.enter();
       void requestContext.run({ reqId, method }, async () => {
@@ -148,14 +151,22 @@ export function unaryHandlers(logger: DaemonLogger, inFlight: InFlight, observer
   };
 }
 
-export function createNetworkServer(network: NodeNetwork, logger: DaemonLogger, inFlight = new InFlight(), observer?: RpcObserver): NetworkServer {
+export function createNetworkServer(
+  network: NodeNetwork,
+  logger: DaemonLogger,
+  inFlight = new InFlight(),
+  observer?: RpcObserver,
+): NetworkServer {
   const unary = unaryHandlers(logger, inFlight, observer);
 
   return {
     createContainerNetworkInterface: unary(
       'CreateContainerNetworkInterface',
       async (req: CreateContainerNetworkInterfaceRequest, signal): Promise<CreateContainerNetworkInterfaceResponse> => {
-        const { interfaceName } = await network.createContainerNetworkInterface({ ipAddress: req.ipAddress, subNetwork: req.subNetwork }, { signal });
+        const { interfaceName } = await network.createContainerNetworkInterface(
+          { ipAddress: req.ipAddress, subNetwork: req.subNetwork },
+          { signal },
+        );
         return { interfaceName };
       },
     ),

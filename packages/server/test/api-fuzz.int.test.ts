@@ -81,7 +81,12 @@ describe.each(BACKENDS)('API fuzzing ($backend)', ({ backend, runs }) => {
       routes(daemon.node.ns),
       nftRuleset(daemon.node.ns),
       daemon.readState(),
-      ovs ? Promise.all([ovs.vsctl(['list-ports', 'nodenet0']).then((r) => r.stdout.split('\n').sort()), ovs.flows('nodenet0').then((f) => f.sort())]) : null,
+      ovs
+        ? Promise.all([
+            ovs.vsctl(['list-ports', 'nodenet0']).then((r) => r.stdout.split('\n').sort()),
+            ovs.flows('nodenet0').then((f) => f.sort()),
+          ])
+        : null,
       ...namespaces.map((ns) => links(ns)),
     ]);
     const nodenetTables = ruleset.filter((entry) => {
@@ -126,81 +131,104 @@ describe.each(BACKENDS)('API fuzzing ($backend)', ({ backend, runs }) => {
     }
   }
 
-  it(`${runs} generated requests for every RPC, some as mutated wire bytes: no INTERNAL/UNKNOWN, refused ones change nothing, SERVING throughout`, async () => {
-    const tally = new Map<string, number>();
-    let skipped = 0;
-    let before = await nodeState();
-    const started = performance.now();
-    const world = { gateway: '198.19.1.1', subnet: '198.19.1.0/24', namespaces, liveHandles: () => [...live] };
+  it(
+    `${runs} generated requests for every RPC, some as mutated wire bytes: no INTERNAL/UNKNOWN, refused ones change nothing, SERVING throughout`,
+    async () => {
+      const tally = new Map<string, number>();
+      let skipped = 0;
+      let before = await nodeState();
+      const started = performance.now();
+      const world = { gateway: '198.19.1.1', subnet: '198.19.1.0/24', namespaces, liveHandles: () => [...live] };
 
-    await fc.assert(
-      fc.asyncProperty(apiCases(world), async (c: FuzzCase) => {
-        const bytes = c.bytes();
-        const { decodes, safe } = safeToSend(c.method, bytes);
-        if (!safe) {
-          skipped++;
-          return;
-        }
-        const outcome = await client.call(c.method, bytes, { timeoutMs: 20_000 });
-        const key = `${c.method} ${outcome.codeName}`;
-        tally.set(key, (tally.get(key) ?? 0) + 1);
-        const context = `${c.description} -> ${outcome.codeName}: ${outcome.details}`;
-
-        expect(['INTERNAL', 'UNKNOWN', 'DEADLINE_EXCEEDED'], context).not.toContain(outcome.codeName);
-        if (!decodes) expect(outcome.codeName, context).toBe('INVALID_ARGUMENT');
-
-        if (outcome.codeName === 'OK') {
-          if (c.method === 'Network/CreateInterface') live.add(CreateInterfaceResponse.decode(outcome.response!).interfaceName);
-          if (c.method === 'Network/DeleteInterface') {
-            const name = (API_METHODS[c.method]!.decode(Buffer.from(bytes)) as { interfaceName: string }).interfaceName;
-            live.delete(name);
+      await fc.assert(
+        fc.asyncProperty(apiCases(world), async (c: FuzzCase) => {
+          const bytes = c.bytes();
+          const { decodes, safe } = safeToSend(c.method, bytes);
+          if (!safe) {
+            skipped++;
+            return;
           }
-        }
-        const after = await nodeState();
-        if (outcome.codeName !== 'OK') expect(after, `a refused request changed the node: ${context}`).toBe(before);
-        before = after;
+          const outcome = await client.call(c.method, bytes, { timeoutMs: 20_000 });
+          const key = `${c.method} ${outcome.codeName}`;
+          tally.set(key, (tally.get(key) ?? 0) + 1);
+          const context = `${c.description} -> ${outcome.codeName}: ${outcome.details}`;
 
-        const health = await client.call(HEALTH_CHECK, Buffer.alloc(0), { timeoutMs: 5000 });
-        expect(health.response, `health after ${context}`).toEqual(SERVING);
-      }),
-      { numRuns: runs, endOnFailure: true, examples: oneOfEach(world).map((c): [FuzzCase] => [c]), ...(SEED !== undefined ? { seed: SEED } : {}) },
-    );
-    const summary = [...tally.entries()].sort().map(([k, n]) => `${k}: ${n}`);
-    const msPerCase = Math.round((performance.now() - started) / runs);
-    console.log(`api fuzz (${backend}): ${runs} cases (${msPerCase} ms each with the checks), ${skipped} not sent (netns of another owner), ${live.size} instances alive\n  ${summary.join('\n  ')}`);
-    // The generators reach past validation: some creates succeed, every RPC is exercised.
-    expect(summary.some((s) => s.startsWith('Network/CreateInterface OK'))).toBe(true);
-    expect(new Set([...tally.keys()].map((k) => k.split(' ')[0])).size).toBe(Object.keys(API_METHODS).length);
-  }, Math.max(180_000, runs * 1000)); // a case takes 0.1-0.25 s on a busy 2-core machine
+          expect(['INTERNAL', 'UNKNOWN', 'DEADLINE_EXCEEDED'], context).not.toContain(outcome.codeName);
+          if (!decodes) expect(outcome.codeName, context).toBe('INVALID_ARGUMENT');
+
+          if (outcome.codeName === 'OK') {
+            if (c.method === 'Network/CreateInterface') live.add(CreateInterfaceResponse.decode(outcome.response!).interfaceName);
+            if (c.method === 'Network/DeleteInterface') {
+              const name = (API_METHODS[c.method]!.decode(Buffer.from(bytes)) as { interfaceName: string }).interfaceName;
+              live.delete(name);
+            }
+          }
+          const after = await nodeState();
+          if (outcome.codeName !== 'OK') expect(after, `a refused request changed the node: ${context}`).toBe(before);
+          before = after;
+
+          const health = await client.call(HEALTH_CHECK, Buffer.alloc(0), { timeoutMs: 5000 });
+          expect(health.response, `health after ${context}`).toEqual(SERVING);
+        }),
+        {
+          numRuns: runs,
+          endOnFailure: true,
+          examples: oneOfEach(world).map((c): [FuzzCase] => [c]),
+          ...(SEED !== undefined ? { seed: SEED } : {}),
+        },
+      );
+      const summary = [...tally.entries()].sort().map(([k, n]) => `${k}: ${n}`);
+      const msPerCase = Math.round((performance.now() - started) / runs);
+      console.log(
+        `api fuzz (${backend}): ${runs} cases (${msPerCase} ms each with the checks), ${skipped} not sent (netns of another owner), ${live.size} instances alive\n  ${summary.join('\n  ')}`,
+      );
+      // The generators reach past validation: some creates succeed, every RPC is exercised.
+      expect(summary.some((s) => s.startsWith('Network/CreateInterface OK'))).toBe(true);
+      expect(new Set([...tally.keys()].map((k) => k.split(' ')[0])).size).toBe(Object.keys(API_METHODS).length);
+    },
+    Math.max(180_000, runs * 1000),
+  ); // a case takes 0.1-0.25 s on a busy 2-core machine
 
   /** Instance handles the kernel shows (link aliases `nodenet:nni-...` in the node namespace) and the state dir records. */
   async function kernelAndRecords(): Promise<{ kernel: string[]; records: string[] }> {
     const [nodeLinks, state] = await Promise.all([links(daemon.node.ns), daemon.readState()]);
-    const kernel = new Set(nodeLinks.map((l) => /^nodenet:(nni-[0-9a-f]{8})$/.exec(l.ifalias ?? '')?.[1]).filter((h): h is string => h !== undefined));
-    const records = Object.keys(state).map((f) => /^instances\/(nni-[0-9a-f]{8})\.json$/.exec(f)?.[1]).filter((h): h is string => h !== undefined);
+    const kernel = new Set(
+      nodeLinks.map((l) => /^nodenet:(nni-[0-9a-f]{8})$/.exec(l.ifalias ?? '')?.[1]).filter((h): h is string => h !== undefined),
+    );
+    const records = Object.keys(state)
+      .map((f) => /^instances\/(nni-[0-9a-f]{8})\.json$/.exec(f)?.[1])
+      .filter((h): h is string => h !== undefined);
     return { kernel: [...kernel].sort(), records: records.sort() };
   }
 
   const batches = Math.max(2, Math.ceil(runs / 10));
-  it(`${batches} batches of 8 concurrent generated requests: no INTERNAL/UNKNOWN, SERVING, the kernel's instances are the recorded ones after each batch`, async () => {
-    const world = { gateway: '198.19.1.1', subnet: '198.19.1.0/24', namespaces, liveHandles: () => [...live] };
-    await fc.assert(
-      fc.asyncProperty(fc.array(apiCases(world), { minLength: 8, maxLength: 8 }), async (batch: FuzzCase[]) => {
-        const sendable = batch.map((c) => ({ c, bytes: c.bytes() })).filter(({ c, bytes }) => safeToSend(c.method, bytes).safe);
-        const outcomes = await Promise.all(sendable.map(({ c, bytes }) => client.call(c.method, bytes, { timeoutMs: 20_000 })));
-        outcomes.forEach((o, i) => {
-          const { c, bytes } = sendable[i]!;
-          expect(['INTERNAL', 'UNKNOWN', 'DEADLINE_EXCEEDED'], `${c.description} -> ${o.codeName}: ${o.details}`).not.toContain(o.codeName);
-          if (o.codeName === 'OK' && c.method === 'Network/CreateInterface') live.add(CreateInterfaceResponse.decode(o.response!).interfaceName);
-          if (o.codeName === 'OK' && c.method === 'Network/DeleteInterface') live.delete((API_METHODS[c.method]!.decode(Buffer.from(bytes)) as { interfaceName: string }).interfaceName);
-        });
-        const { kernel, records } = await kernelAndRecords();
-        expect(kernel, `after ${sendable.map(({ c }, i) => `${c.description} -> ${outcomes[i]!.codeName}`).join('; ')}`).toEqual(records);
-        expect(records).toEqual([...live].sort());
-        const health = await client.call(HEALTH_CHECK, Buffer.alloc(0), { timeoutMs: 5000 });
-        expect(health.response).toEqual(SERVING);
-      }),
-      { numRuns: batches, endOnFailure: true, ...(SEED !== undefined ? { seed: SEED } : {}) },
-    );
-  }, Math.max(180_000, batches * 8 * 1000));
+  it(
+    `${batches} batches of 8 concurrent generated requests: no INTERNAL/UNKNOWN, SERVING, the kernel's instances are the recorded ones after each batch`,
+    async () => {
+      const world = { gateway: '198.19.1.1', subnet: '198.19.1.0/24', namespaces, liveHandles: () => [...live] };
+      await fc.assert(
+        fc.asyncProperty(fc.array(apiCases(world), { minLength: 8, maxLength: 8 }), async (batch: FuzzCase[]) => {
+          const sendable = batch.map((c) => ({ c, bytes: c.bytes() })).filter(({ c, bytes }) => safeToSend(c.method, bytes).safe);
+          const outcomes = await Promise.all(sendable.map(({ c, bytes }) => client.call(c.method, bytes, { timeoutMs: 20_000 })));
+          outcomes.forEach((o, i) => {
+            const { c, bytes } = sendable[i]!;
+            expect(['INTERNAL', 'UNKNOWN', 'DEADLINE_EXCEEDED'], `${c.description} -> ${o.codeName}: ${o.details}`).not.toContain(
+              o.codeName,
+            );
+            if (o.codeName === 'OK' && c.method === 'Network/CreateInterface')
+              live.add(CreateInterfaceResponse.decode(o.response!).interfaceName);
+            if (o.codeName === 'OK' && c.method === 'Network/DeleteInterface')
+              live.delete((API_METHODS[c.method]!.decode(Buffer.from(bytes)) as { interfaceName: string }).interfaceName);
+          });
+          const { kernel, records } = await kernelAndRecords();
+          expect(kernel, `after ${sendable.map(({ c }, i) => `${c.description} -> ${outcomes[i]!.codeName}`).join('; ')}`).toEqual(records);
+          expect(records).toEqual([...live].sort());
+          const health = await client.call(HEALTH_CHECK, Buffer.alloc(0), { timeoutMs: 5000 });
+          expect(health.response).toEqual(SERVING);
+        }),
+        { numRuns: batches, endOnFailure: true, ...(SEED !== undefined ? { seed: SEED } : {}) },
+      );
+    },
+    Math.max(180_000, batches * 8 * 1000),
+  );
 });

@@ -11,14 +11,33 @@ function run(args: string[]) {
 describe('parseCommandLine', () => {
   it('maps every flag to its config key', () => {
     const { result } = run([
-      '--config', '/etc/nodenet.yaml', '--listen', 'unix:///tmp/x.sock', '--backend', 'iproute2', '--state-dir', '/s',
-      '--node-name', 'n1', '--underlay-address', '198.18.0.1', '--log-level', 'debug',
+      '--config',
+      '/etc/nodenet.yaml',
+      '--listen',
+      'unix:///tmp/x.sock',
+      '--backend',
+      'iproute2',
+      '--state-dir',
+      '/s',
+      '--node-name',
+      'n1',
+      '--underlay-address',
+      '198.18.0.1',
+      '--log-level',
+      'debug',
     ]);
     expect(result).toEqual({
       action: 'run',
       commandLine: {
         configFile: '/etc/nodenet.yaml',
-        flags: { listen: 'unix:///tmp/x.sock', backend: 'iproute2', stateDir: '/s', nodeName: 'n1', underlayAddress: '198.18.0.1', logLevel: 'debug' },
+        flags: {
+          listen: 'unix:///tmp/x.sock',
+          backend: 'iproute2',
+          stateDir: '/s',
+          nodeName: 'n1',
+          underlayAddress: '198.18.0.1',
+          logLevel: 'debug',
+        },
       },
     });
   });
@@ -34,9 +53,35 @@ describe('parseCommandLine', () => {
       expect(out).toContain(flag);
     }
     for (const key of [
-      'nodeName:', 'underlayAddress:', 'listen:', 'insecure:', 'tls:', 'cert:', 'key:', 'ca:', 'backend:', 'stateDir:', 'reservedPorts:',
-      'overlay:', 'mode:', 'vni:', 'port:', 'membership:', 'type:', 'peers:', 'etcd:', 'endpoints:', 'prefix:', 'leaseTtlSeconds:', 'reconcileIntervalSeconds:', 'repairOnChange:',
-      'ovs:', 'db:', 'runDir:', 'datapathType:', 'logLevel:',
+      'nodeName:',
+      'underlayAddress:',
+      'listen:',
+      'insecure:',
+      'tls:',
+      'cert:',
+      'key:',
+      'ca:',
+      'backend:',
+      'stateDir:',
+      'reservedPorts:',
+      'overlay:',
+      'mode:',
+      'vni:',
+      'port:',
+      'membership:',
+      'type:',
+      'peers:',
+      'etcd:',
+      'endpoints:',
+      'prefix:',
+      'leaseTtlSeconds:',
+      'reconcileIntervalSeconds:',
+      'repairOnChange:',
+      'ovs:',
+      'db:',
+      'runDir:',
+      'datapathType:',
+      'logLevel:',
     ]) {
       expect(out).toContain(key);
     }
@@ -45,7 +90,7 @@ describe('parseCommandLine', () => {
   it('an unknown flag or a missing value is a usage error: exit 2, naming it', () => {
     const unknown = run(['--listne', 'x']);
     expect(unknown.result).toEqual({ action: 'exit', exitCode: 2 });
-    expect(unknown.err).toContain("--listne");
+    expect(unknown.err).toContain('--listne');
     const missing = run(['--listen']);
     expect(missing.result).toEqual({ action: 'exit', exitCode: 2 });
     expect(missing.err).toContain('--listen');

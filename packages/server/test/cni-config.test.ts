@@ -33,8 +33,12 @@ describe('cni.listen', () => {
   it('refuses TCP, a relative path, the API socket itself and unknown keys, naming the key or flag', () => {
     expect(problemsOf({ cni: { listen: '0.0.0.0:9000' } })).toEqual([expect.stringMatching(/^config: cni\.listen: .*unix socket only/)]);
     expect(problemsOf({}, { cniListen: 'unix:relative.sock' })).toEqual([expect.stringMatching(/^--cni-listen: .*absolute path/)]);
-    expect(problemsOf({ listen: 'unix:///tmp/a.sock', cni: { listen: 'unix:///tmp/a.sock' } })).toEqual([expect.stringContaining("also the API's socket")]);
-    expect(problemsOf({ cni: { socket: '/x' } })).toEqual([expect.stringContaining("config: cni: unknown key 'socket': valid keys are listen")]);
+    expect(problemsOf({ listen: 'unix:///tmp/a.sock', cni: { listen: 'unix:///tmp/a.sock' } })).toEqual([
+      expect.stringContaining("also the API's socket"),
+    ]);
+    expect(problemsOf({ cni: { socket: '/x' } })).toEqual([
+      expect.stringContaining("config: cni: unknown key 'socket': valid keys are listen"),
+    ]);
   });
 
   it('--cni-listen is a flag of nodenetd', () => {

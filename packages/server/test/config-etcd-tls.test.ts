@@ -29,8 +29,12 @@ beforeAll(async () => {
   key = join(dir, 'node.key');
   otherKey = join(dir, 'other.key');
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  await run('openssl', ['req', '-x509', ...ec, '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=nnt-node'], { step: 'make a test certificate' });
-  await run('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-out', otherKey], { step: 'make a test key' });
+  await run('openssl', ['req', '-x509', ...ec, '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=nnt-node'], {
+    step: 'make a test certificate',
+  });
+  await run('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-out', otherKey], {
+    step: 'make a test key',
+  });
   await writeFile(join(dir, 'garbage.pem'), 'this is not PEM\n');
 });
 
@@ -70,7 +74,9 @@ describe('membership.etcd.tls in parseConfig', () => {
   });
 
   it('accepts ca alone, and ca with cert and key', () => {
-    expect(parseConfig(etcdWith({ endpoints: HTTPS, tls: { ca: '/etc/etcd/ca.pem' } }), { backends }).membership.etcd.tls).toEqual({ ca: '/etc/etcd/ca.pem' });
+    expect(parseConfig(etcdWith({ endpoints: HTTPS, tls: { ca: '/etc/etcd/ca.pem' } }), { backends }).membership.etcd.tls).toEqual({
+      ca: '/etc/etcd/ca.pem',
+    });
     const full = { ca: '/etc/etcd/ca.pem', cert: '/etc/etcd/client.pem', key: '/etc/etcd/client.key' };
     expect(parseConfig(etcdWith({ endpoints: HTTPS, tls: full }), { backends }).membership.etcd.tls).toEqual(full);
   });
@@ -98,7 +104,9 @@ describe('membership.etcd.tls in parseConfig', () => {
     expect(problemsOf(etcdWith({ endpoints: HTTPS, tls: {} }))).toEqual([
       "config: membership.etcd.tls: is empty: give ca (the CA that signed etcd's server certificate) and/or cert and key (a client certificate for etcd), or remove tls",
     ]);
-    expect(problemsOf(etcdWith({ endpoints: HTTPS, tls: { ca: '' } }))).toEqual(['config: membership.etcd.tls.ca: must be the path of a PEM CA certificate file, not empty']);
+    expect(problemsOf(etcdWith({ endpoints: HTTPS, tls: { ca: '' } }))).toEqual([
+      'config: membership.etcd.tls.ca: must be the path of a PEM CA certificate file, not empty',
+    ]);
     expect(problemsOf(etcdWith({ endpoints: HTTPS, tls: { ca: '/ca.pem', certFile: '/c.pem' } }))).toEqual([
       "config: membership.etcd.tls: unknown key 'certFile': valid keys are ca, cert, key",
     ]);
@@ -108,13 +116,19 @@ describe('membership.etcd.tls in parseConfig', () => {
 describe('membership.etcd.tls files in loadConfig', () => {
   it('resolves relative paths against the config file and reads the PEM files', async () => {
     const file = join(dir, 'nodenet.yaml');
-    await writeFile(file, 'membership:\n  type: etcd\n  etcd:\n    endpoints: [https://198.18.0.5:2379]\n    tls: { ca: node.pem, cert: node.pem, key: node.key }\n');
+    await writeFile(
+      file,
+      'membership:\n  type: etcd\n  etcd:\n    endpoints: [https://198.18.0.5:2379]\n    tls: { ca: node.pem, cert: node.pem, key: node.key }\n',
+    );
     const c = await loadConfig({ file, backends });
     expect(c.membership.etcd.tls).toEqual({ ca: cert, cert, key });
     const material = readEtcdTls(c);
     expect(material?.ca?.toString()).toContain('-----BEGIN CERTIFICATE-----');
     expect(material?.key?.toString()).toContain('PRIVATE KEY-----');
-    expect(configSummary(c)['membership']).toEqual({ type: 'etcd', etcd: { endpoints: HTTPS, prefix: '/nodenet', leaseTtlSeconds: 15, tls: { ca: cert, cert, key } } });
+    expect(configSummary(c)['membership']).toEqual({
+      type: 'etcd',
+      etcd: { endpoints: HTTPS, prefix: '/nodenet', leaseTtlSeconds: 15, tls: { ca: cert, cert, key } },
+    });
   });
 
   it('a missing file is a config error (exit code 2) naming the key and the path', async () => {

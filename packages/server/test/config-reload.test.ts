@@ -21,7 +21,10 @@ function context(initial: DaemonConfig) {
   const host = { underlayAddress: '198.18.0.1', localNetworks: [] } as unknown as HostInfo;
   const ctx = {
     network: { cniRecord: { subnet: '198.19.1.0/24' } },
-    cluster: { membership, sync: { update: async (peers: readonly NodeRecord[]) => void synced.push(peers.map((p) => p.name)) } } as unknown as ClusterLink,
+    cluster: {
+      membership,
+      sync: { update: async (peers: readonly NodeRecord[]) => void synced.push(peers.map((p) => p.name)) },
+    } as unknown as ClusterLink,
     host,
     dataplane: {},
     // The vxlan overlay's rule (core's, as both backends' overlays apply it): any peer but this node.
@@ -40,7 +43,7 @@ describe('reloadConfig', () => {
     const next = config({ logLevel: 'debug', membership: { peers: [peer3] }, listen: '0.0.0.0:7000', insecure: true, overlay: { vni: 7 } });
     const outcome = await reloadConfig(current, async () => next, ctx);
     expect(outcome).toMatchObject({ result: 'applied', applied: ['logLevel', 'membership.peers'], problems: [] });
-    expect([...outcome.restartNeeded].sort()).toEqual(['cni', 'insecure', 'listen', 'overlay']) // cni.listen's default follows a unix listen;
+    expect([...outcome.restartNeeded].sort()).toEqual(['cni', 'insecure', 'listen', 'overlay']); // cni.listen's default follows a unix listen;
     expect(logger.level).toBe('debug');
     expect(membership.peers().map((p) => p.name)).toEqual(['node-3']);
     expect(synced.at(-1)).toEqual(['node-3']);
@@ -57,17 +60,29 @@ describe('reloadConfig', () => {
     await membership.addPeer(parseNodeRecord(peer3, 'peer'));
     const clash = { name: 'node-9', underlayAddress: '198.18.0.9', subnet: '198.19.1.0/25' };
     const outcome = await reloadConfig(current, async () => config({ membership: { peers: [peer2, clash] } }), ctx);
-    expect(outcome.problems).toEqual([expect.stringMatching(/^membership.peers\[1\] \(node-9\) not applied: .*overlaps 198.19.1.0\/24, this node's subnet/)]);
+    expect(outcome.problems).toEqual([
+      expect.stringMatching(/^membership.peers\[1\] \(node-9\) not applied: .*overlaps 198.19.1.0\/24, this node's subnet/),
+    ]);
     expect(membership.peers().map((p) => p.name)).toEqual(['node-2', 'node-3']);
   });
 
   it('a config that does not load is rejected with its problems; nothing changes', async () => {
     const current = config({ membership: { peers: [peer2] } });
     const { ctx, membership, logger } = context(current);
-    const outcome = await reloadConfig(current, async () => {
-      throw new ConfigError(['config: overlay.vni: must be an integer 1..16777215 (got 0)']);
-    }, ctx);
-    expect(outcome).toEqual({ config: current, result: 'rejected', applied: [], restartNeeded: [], problems: ['config: overlay.vni: must be an integer 1..16777215 (got 0)'] });
+    const outcome = await reloadConfig(
+      current,
+      async () => {
+        throw new ConfigError(['config: overlay.vni: must be an integer 1..16777215 (got 0)']);
+      },
+      ctx,
+    );
+    expect(outcome).toEqual({
+      config: current,
+      result: 'rejected',
+      applied: [],
+      restartNeeded: [],
+      problems: ['config: overlay.vni: must be an integer 1..16777215 (got 0)'],
+    });
     expect(logger.level).toBe('info');
     expect(membership.peers().map((p) => p.name)).toEqual(['node-2']);
   });

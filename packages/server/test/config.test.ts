@@ -91,14 +91,34 @@ describe('parseConfig errors name the key', () => {
     ['overlay.port', { overlay: { port: '4789' } }, 'config: overlay.port: must be an integer 1..65535'],
     ['membership.type', { membership: { type: 'consul' } }, 'config: membership.type: must be one of static, etcd'],
     ['membership.peers', { membership: { peers: {} } }, 'config: membership.peers: must be a list of peers'],
-    ['membership.peers[0].name', { membership: { peers: [{ name: '', underlayAddress: '198.18.0.2', subnet: '198.19.2.0/24' }] } }, 'config: membership.peers[0].name: '],
-    ['membership.peers[0].underlayAddress', { membership: { peers: [{ name: 'n2', underlayAddress: '198.18.0', subnet: '198.19.2.0/24' }] } }, 'config: membership.peers[0].underlayAddress: '],
-    ['membership.peers[0].subnet host bits', { membership: { peers: [{ name: 'n2', underlayAddress: '198.18.0.2', subnet: '198.19.2.1/24' }] } }, 'config: membership.peers[0].subnet: '],
-    ['membership.peers[0].subnet missing', { membership: { peers: [{ name: 'n2', underlayAddress: '198.18.0.2' }] } }, 'config: membership.peers[0].subnet: '],
+    [
+      'membership.peers[0].name',
+      { membership: { peers: [{ name: '', underlayAddress: '198.18.0.2', subnet: '198.19.2.0/24' }] } },
+      'config: membership.peers[0].name: ',
+    ],
+    [
+      'membership.peers[0].underlayAddress',
+      { membership: { peers: [{ name: 'n2', underlayAddress: '198.18.0', subnet: '198.19.2.0/24' }] } },
+      'config: membership.peers[0].underlayAddress: ',
+    ],
+    [
+      'membership.peers[0].subnet host bits',
+      { membership: { peers: [{ name: 'n2', underlayAddress: '198.18.0.2', subnet: '198.19.2.1/24' }] } },
+      'config: membership.peers[0].subnet: ',
+    ],
+    [
+      'membership.peers[0].subnet missing',
+      { membership: { peers: [{ name: 'n2', underlayAddress: '198.18.0.2' }] } },
+      'config: membership.peers[0].subnet: ',
+    ],
     ['membership.etcd.endpoints', { membership: { etcd: { endpoints: ['ftp://x'] } } }, 'config: membership.etcd.endpoints[0]: '],
     ['membership.etcd.endpoints empty', { membership: { etcd: { endpoints: [] } } }, 'config: membership.etcd.endpoints: '],
     ['membership.etcd.prefix', { membership: { etcd: { prefix: 'nodenet' } } }, 'config: membership.etcd.prefix: '],
-    ['membership.etcd.leaseTtlSeconds', { membership: { etcd: { leaseTtlSeconds: 0 } } }, 'config: membership.etcd.leaseTtlSeconds: must be an integer'],
+    [
+      'membership.etcd.leaseTtlSeconds',
+      { membership: { etcd: { leaseTtlSeconds: 0 } } },
+      'config: membership.etcd.leaseTtlSeconds: must be an integer',
+    ],
     ['ovs.db', { ovs: { db: '/var/run/db.sock' } }, 'config: ovs.db: '],
     ['ovs.runDir', { ovs: { runDir: '' } }, 'config: ovs.runDir: '],
     ['ovs.datapathType', { ovs: { datapathType: 'kernel' } }, 'config: ovs.datapathType: must be one of system, netdev'],
@@ -113,7 +133,9 @@ describe('parseConfig errors name the key', () => {
   it('names an unknown top-level key and lists the valid ones', () => {
     const [p] = problemsOf({ listne: 'unix:///x.sock' });
     expect(p).toContain("unknown key 'listne'");
-    expect(p).toContain('valid keys are nodeName, underlayAddress, listen, insecure, tls, backend, stateDir, reservedPorts, overlay, membership, ovs, logLevel');
+    expect(p).toContain(
+      'valid keys are nodeName, underlayAddress, listen, insecure, tls, backend, stateDir, reservedPorts, overlay, membership, ovs, logLevel',
+    );
   });
 
   it('names an unknown nested key with its parent', () => {
@@ -168,10 +190,18 @@ describe('cross-key rules', () => {
 
   it('checks peers against each other and this node', () => {
     const peer = (name: string, underlayAddress: string, subnet: string) => ({ name, underlayAddress, subnet });
-    expect(problemsOf({ nodeName: 'n1', membership: { peers: [peer('n1', '198.18.0.2', '198.19.2.0/24')] } })[0]).toMatch(/^config: membership\.peers\[0\]\.name: 'n1' is this node's own name/);
-    expect(problemsOf({ membership: { peers: [peer('n2', '198.18.0.2', '198.19.2.0/24'), peer('n2', '198.18.0.3', '198.19.3.0/24')] } })[0]).toMatch(/^config: membership\.peers\[1\]\.name: 'n2' is listed twice/);
-    expect(problemsOf({ membership: { peers: [peer('n2', '198.18.0.2', '198.19.0.0/16'), peer('n3', '198.18.0.3', '198.19.3.0/24')] } })[0]).toMatch(/^config: membership\.peers\[1\]\.subnet: 198\.19\.3\.0\/24 overlaps 198\.19\.0\.0\/16/);
-    expect(problemsOf({ underlayAddress: '198.18.0.2', membership: { peers: [peer('n2', '198.18.0.2', '198.19.2.0/24')] } })[0]).toMatch(/^config: membership\.peers\[0\]\.underlayAddress: /);
+    expect(problemsOf({ nodeName: 'n1', membership: { peers: [peer('n1', '198.18.0.2', '198.19.2.0/24')] } })[0]).toMatch(
+      /^config: membership\.peers\[0\]\.name: 'n1' is this node's own name/,
+    );
+    expect(
+      problemsOf({ membership: { peers: [peer('n2', '198.18.0.2', '198.19.2.0/24'), peer('n2', '198.18.0.3', '198.19.3.0/24')] } })[0],
+    ).toMatch(/^config: membership\.peers\[1\]\.name: 'n2' is listed twice/);
+    expect(
+      problemsOf({ membership: { peers: [peer('n2', '198.18.0.2', '198.19.0.0/16'), peer('n3', '198.18.0.3', '198.19.3.0/24')] } })[0],
+    ).toMatch(/^config: membership\.peers\[1\]\.subnet: 198\.19\.3\.0\/24 overlaps 198\.19\.0\.0\/16/);
+    expect(problemsOf({ underlayAddress: '198.18.0.2', membership: { peers: [peer('n2', '198.18.0.2', '198.19.2.0/24')] } })[0]).toMatch(
+      /^config: membership\.peers\[0\]\.underlayAddress: /,
+    );
   });
 });
 
@@ -179,7 +209,17 @@ describe('flags', () => {
   it('override the file', () => {
     const c = parseConfig(
       { listen: 'unix:///tmp/a.sock', backend: 'iproute2', stateDir: '/a', nodeName: 'a', underlayAddress: '198.18.0.1', logLevel: 'info' },
-      { backends, flags: { listen: 'unix:///tmp/b.sock', stateDir: '/b', nodeName: 'b', underlayAddress: '198.18.0.9', logLevel: 'debug', backend: 'iproute2' } },
+      {
+        backends,
+        flags: {
+          listen: 'unix:///tmp/b.sock',
+          stateDir: '/b',
+          nodeName: 'b',
+          underlayAddress: '198.18.0.9',
+          logLevel: 'debug',
+          backend: 'iproute2',
+        },
+      },
     );
     expect(c.listen.uri).toBe('unix:///tmp/b.sock');
     expect(c.stateDir).toBe('/b');
@@ -227,7 +267,10 @@ describe('loadConfig', () => {
 
   it('reads YAML and JSON, flags override it, relative paths are relative to the file', async () => {
     const yamlFile = join(dir, 'nodenet.yaml');
-    await writeFile(yamlFile, 'nodeName: from-file\nstateDir: state\nlisten: 127.0.0.1:7443\ntls: { cert: tls/cert.pem, key: /abs/key.pem }\noverlay:\n  vni: 7\n');
+    await writeFile(
+      yamlFile,
+      'nodeName: from-file\nstateDir: state\nlisten: 127.0.0.1:7443\ntls: { cert: tls/cert.pem, key: /abs/key.pem }\noverlay:\n  vni: 7\n',
+    );
     const c = await loadConfig({ file: yamlFile, flags: { nodeName: 'from-flag' }, backends });
     expect(c.nodeName).toBe('from-flag');
     expect(c.stateDir).toBe(join(dir, 'state'));

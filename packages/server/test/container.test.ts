@@ -13,7 +13,9 @@ describe('wiring', () => {
   it('registers the iproute2 and ovs backends and validates config names against the registry', () => {
     expect(BACKEND_NAMES).toEqual(['iproute2', 'ovs']);
     expect(parseConfig({ backend: 'ovs' }, { backends: BACKEND_NAMES }).backend).toBe('ovs');
-    expect(() => parseConfig({ backend: 'vpp' }, { backends: BACKEND_NAMES })).toThrow("config: backend: unknown backend 'vpp': valid backends are iproute2, ovs");
+    expect(() => parseConfig({ backend: 'vpp' }, { backends: BACKEND_NAMES })).toThrow(
+      "config: backend: unknown backend 'vpp': valid backends are iproute2, ovs",
+    );
   });
 
   it('resolves the adapters for a config, once each, without I/O', () => {

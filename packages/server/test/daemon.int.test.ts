@@ -75,16 +75,45 @@ describe('start-up checks', () => {
     const base = { listen: `unix://${socket}`, stateDir };
     const cases: { name: string; config?: Record<string, unknown>; args?: string[]; expected: string }[] = [
       { name: 'overlay.vni', config: { ...base, overlay: { vni: 0 } }, expected: 'config: overlay.vni: must be an integer 1..16777215' },
-      { name: 'unknown key', config: { ...base, overlay: { vnii: 7 } }, expected: "config: overlay: unknown key 'vnii': valid keys are mode, vni, port" },
-      { name: 'peer subnet', config: { ...base, membership: { peers: [{ name: 'n2', underlayAddress: '198.18.0.2', subnet: '198.19.2.1/24' }] } }, expected: 'config: membership.peers[0].subnet: ' },
+      {
+        name: 'unknown key',
+        config: { ...base, overlay: { vnii: 7 } },
+        expected: "config: overlay: unknown key 'vnii': valid keys are mode, vni, port",
+      },
+      {
+        name: 'peer subnet',
+        config: { ...base, membership: { peers: [{ name: 'n2', underlayAddress: '198.18.0.2', subnet: '198.19.2.1/24' }] } },
+        expected: 'config: membership.peers[0].subnet: ',
+      },
       { name: 'bad flag value', config: base, args: ['--underlay-address', '198.18.0.01'], expected: '--underlay-address: ' },
       { name: 'bad log level flag', config: base, args: ['--log-level', 'loud'], expected: '--log-level: must be one of' },
       { name: 'unknown flag', config: base, args: ['--listne', 'x'], expected: "'--listne'" },
-      { name: 'unknown backend', config: { ...base, backend: 'bogus' }, expected: "config: backend: unknown backend 'bogus': valid backends are iproute2, ovs" },
-      { name: 'unknown backend flag', config: base, args: ['--backend', 'ovs2'], expected: "--backend: unknown backend 'ovs2': valid backends are iproute2, ovs" },
-      { name: 'TCP without TLS', config: { ...base, listen: '198.18.0.1:7443' }, expected: 'config: listen: 198.18.0.1:7443 is TCP without TLS' },
-      { name: 'TLS file missing', config: { ...base, listen: '198.18.0.1:7443', tls: { cert: join(dir, 'absent.pem'), key: join(dir, 'absent.key') } }, expected: `config: tls.cert: cannot read ${join(dir, 'absent.pem')}` },
-      { name: 'underlay address not on the node', config: { ...base, underlayAddress: '198.18.0.7' }, expected: 'config: underlayAddress: underlay address 198.18.0.7 is not assigned' },
+      {
+        name: 'unknown backend',
+        config: { ...base, backend: 'bogus' },
+        expected: "config: backend: unknown backend 'bogus': valid backends are iproute2, ovs",
+      },
+      {
+        name: 'unknown backend flag',
+        config: base,
+        args: ['--backend', 'ovs2'],
+        expected: "--backend: unknown backend 'ovs2': valid backends are iproute2, ovs",
+      },
+      {
+        name: 'TCP without TLS',
+        config: { ...base, listen: '198.18.0.1:7443' },
+        expected: 'config: listen: 198.18.0.1:7443 is TCP without TLS',
+      },
+      {
+        name: 'TLS file missing',
+        config: { ...base, listen: '198.18.0.1:7443', tls: { cert: join(dir, 'absent.pem'), key: join(dir, 'absent.key') } },
+        expected: `config: tls.cert: cannot read ${join(dir, 'absent.pem')}`,
+      },
+      {
+        name: 'underlay address not on the node',
+        config: { ...base, underlayAddress: '198.18.0.7' },
+        expected: 'config: underlayAddress: underlay address 198.18.0.7 is not assigned',
+      },
     ];
     for (const c of cases) {
       const file = await writeConfig(dir, c.config ?? {}, `case.yaml`);
@@ -105,7 +134,18 @@ describe('start-up checks', () => {
 
   it('--help documents the flags and keys and exits 0', async () => {
     const r = await sh(process.execPath, [SERVER_MAIN, '--help']);
-    for (const s of ['--config', '--listen', '--backend', '--state-dir', '--node-name', '--underlay-address', '--log-level', 'reservedPorts:', 'leaseTtlSeconds:', 'datapathType:']) {
+    for (const s of [
+      '--config',
+      '--listen',
+      '--backend',
+      '--state-dir',
+      '--node-name',
+      '--underlay-address',
+      '--log-level',
+      'reservedPorts:',
+      'leaseTtlSeconds:',
+      'datapathType:',
+    ]) {
       expect(r.stdout).toContain(s);
     }
   });
@@ -129,7 +169,9 @@ describe('serving on a unix socket', () => {
     expect(services).toContain('grpc.health.v1.Health');
 
     const api = client(socket);
-    expect(await api.createContainerNetworkInterface({ ipAddress: '198.19.1.1', subNetwork: '198.19.1.0/24' })).toEqual({ interfaceName: 'nodenet0' });
+    expect(await api.createContainerNetworkInterface({ ipAddress: '198.19.1.1', subNetwork: '198.19.1.0/24' })).toEqual({
+      interfaceName: 'nodenet0',
+    });
     expect(await linkExists(node, 'nodenet0')).toBe(true);
 
     // With the client's request id, through the raw client to see the response metadata.
@@ -137,7 +179,9 @@ describe('serving on a unix socket', () => {
     md.set('x-request-id', 'it-req-42');
     let echoed: unknown;
     const created = await new Promise<CreateInterfaceResponse>((resolve, reject) => {
-      const call = api.raw.createInterface({ ipAddress: '198.19.1.2', ports: [8080], portMappings: [] }, md, (err, res) => (err ? reject(err) : resolve(res)));
+      const call = api.raw.createInterface({ ipAddress: '198.19.1.2', ports: [8080], portMappings: [] }, md, (err, res) =>
+        err ? reject(err) : resolve(res),
+      );
       call.on('metadata', (m: Metadata) => (echoed = m.get('x-request-id')[0]));
     });
     expect(echoed).toBe('it-req-42');
@@ -148,8 +192,16 @@ describe('serving on a unix socket', () => {
     expect(await linkExists(node, created.hostInterfaceName!)).toBe(true);
 
     // Reserved ports, each with its reason; errors are mapped, not UNKNOWN.
-    await expectStatus(api.createInterface({ ipAddress: '198.19.1.3', ports: [4789] }), status.FAILED_PRECONDITION, /the overlay's UDP port/);
-    await expectStatus(api.createInterface({ ipAddress: '198.19.1.3', ports: [2222] }), status.FAILED_PRECONDITION, /listed in reservedPorts/);
+    await expectStatus(
+      api.createInterface({ ipAddress: '198.19.1.3', ports: [4789] }),
+      status.FAILED_PRECONDITION,
+      /the overlay's UDP port/,
+    );
+    await expectStatus(
+      api.createInterface({ ipAddress: '198.19.1.3', ports: [2222] }),
+      status.FAILED_PRECONDITION,
+      /listed in reservedPorts/,
+    );
     await expectStatus(api.createInterface({ ipAddress: '198.19.1.03' }), status.INVALID_ARGUMENT, /^ip_address: /);
     await expectStatus(api.deleteInterface({ interfaceName: 'ul0' }), status.PERMISSION_DENIED, /not created by nodenet/);
 
@@ -171,7 +223,9 @@ describe('serving on a unix socket', () => {
     }
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!.toFixed(1);
     console.log(`[measure] process spawn to SERVING: ${d.readyMs.toFixed(0)} ms`);
-    console.log(`[measure] over a unix socket, one port each: CreateInterface median ${median(createMs)} ms, DeleteInterface median ${median(deleteMs)} ms (n=10)`);
+    console.log(
+      `[measure] over a unix socket, one port each: CreateInterface median ${median(createMs)} ms, DeleteInterface median ${median(deleteMs)} ms (n=10)`,
+    );
 
     // Logs: every stdout line is a JSON object; each RPC has a request id, method, code and duration.
     expect(d.nonJson).toEqual([]);
@@ -248,7 +302,9 @@ describe('restoring the CNI', () => {
     await sh('/usr/sbin/ip', ['netns', 'exec', node, 'nft', 'flush', 'ruleset']);
     await sh('/usr/sbin/ip', ['netns', 'exec', node, 'sysctl', '-qw', 'net.ipv4.ip_forward=0']);
     const third = await startReadyDaemon(cleanup, node, ['--config', configFile]);
-    console.log(`[measure] start after a "reboot" (restoring the CNI) to SERVING: ${third.readyMs.toFixed(0)} ms; restore step ${String(third.logs.find((l) => l.event === 'restored')!.durationMs)} ms`);
+    console.log(
+      `[measure] start after a "reboot" (restoring the CNI) to SERVING: ${third.readyMs.toFixed(0)} ms; restore step ${String(third.logs.find((l) => l.event === 'restored')!.durationMs)} ms`,
+    );
     const order = third.logs.map((l) => l.event).filter((e) => e === 'restored' || e === 'ready');
     expect(order).toEqual(['restored', 'ready']);
     const addr = await sh('/usr/sbin/ip', ['-n', node, '-4', '-o', 'addr', 'show', 'dev', 'nodenet0']);
@@ -271,11 +327,28 @@ describe('TCP', () => {
     const o = (...args: string[]) => sh('openssl', args);
     const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
     const p = (n: string) => join(dir, n);
-    const ca = async (name: string) => o('req', '-x509', ...ec, '-keyout', p(`${name}.key`), '-out', p(`${name}.pem`), '-days', '1', '-subj', `/CN=${name}`);
+    const ca = async (name: string) =>
+      o('req', '-x509', ...ec, '-keyout', p(`${name}.key`), '-out', p(`${name}.pem`), '-days', '1', '-subj', `/CN=${name}`);
     const leaf = async (name: string, caName: string, ext: string) => {
       await writeFile(p(`${name}.ext`), ext);
       await o('req', ...ec, '-keyout', p(`${name}.key`), '-out', p(`${name}.csr`), '-subj', `/CN=${name}`);
-      await o('x509', '-req', '-in', p(`${name}.csr`), '-CA', p(`${caName}.pem`), '-CAkey', p(`${caName}.key`), '-CAcreateserial', '-out', p(`${name}.pem`), '-days', '1', '-extfile', p(`${name}.ext`));
+      await o(
+        'x509',
+        '-req',
+        '-in',
+        p(`${name}.csr`),
+        '-CA',
+        p(`${caName}.pem`),
+        '-CAkey',
+        p(`${caName}.key`),
+        '-CAcreateserial',
+        '-out',
+        p(`${name}.pem`),
+        '-days',
+        '1',
+        '-extfile',
+        p(`${name}.ext`),
+      );
     };
     await ca('test-ca');
     await ca('rogue-ca');
@@ -286,7 +359,7 @@ describe('TCP', () => {
     return p;
   }
 
-  it('mTLS: a client with a certificate signed by tls.ca gets through; without one, or with another CA\'s, it is refused', async () => {
+  it("mTLS: a client with a certificate signed by tls.ca gets through; without one, or with another CA's, it is refused", async () => {
     const topo = await createNode(cleanup);
     const dir = await tempDir(cleanup);
     const p = await makeCerts(dir);
@@ -316,7 +389,10 @@ describe('TCP', () => {
     const noCert = await probeFromNamespace(topo.world, { target, tls: { ca: p('test-ca.pem') } });
     expect(noCert.health).toBeUndefined();
     expect(noCert.error!.code).toBe(status.UNAVAILABLE);
-    const rogue = await probeFromNamespace(topo.world, { target, tls: { ca: p('test-ca.pem'), cert: p('rogue-client.pem'), key: p('rogue-client.key') } });
+    const rogue = await probeFromNamespace(topo.world, {
+      target,
+      tls: { ca: p('test-ca.pem'), cert: p('rogue-client.pem'), key: p('rogue-client.key') },
+    });
     expect(rogue.health).toBeUndefined();
     expect(rogue.error!.code).toBe(status.UNAVAILABLE);
     const plain = await probeFromNamespace(topo.world, { target });
@@ -328,7 +404,11 @@ describe('TCP', () => {
     const dir = await tempDir(cleanup);
     const p = await makeCerts(dir);
     const target = '198.18.0.1:7443';
-    const tlsConfig = await writeConfig(dir, { listen: target, tls: { cert: p('server.pem'), key: p('server.key') }, stateDir: join(dir, 'state') }, 'tls.yaml');
+    const tlsConfig = await writeConfig(
+      dir,
+      { listen: target, tls: { cert: p('server.pem'), key: p('server.key') }, stateDir: join(dir, 'state') },
+      'tls.yaml',
+    );
     const tlsDaemon = await startReadyDaemon(cleanup, topo.node, ['--config', tlsConfig]);
     expect((await probeFromNamespace(topo.world, { target, tls: { ca: p('test-ca.pem') } })).health).toBe('SERVING');
     tlsDaemon.child.kill('SIGTERM');
@@ -392,7 +472,9 @@ exec /usr/sbin/ip "$@"
     // A new call is not accepted any more.
     const late = createNetworkClient(`unix://${socket}`);
     cleanup.add(async () => late.close());
-    await expect(late.createInterface({ ipAddress: '198.19.1.3' }, { timeoutMs: 3000 })).rejects.toMatchObject({ code: status.UNAVAILABLE });
+    await expect(late.createInterface({ ipAddress: '198.19.1.3' }, { timeoutMs: 3000 })).rejects.toMatchObject({
+      code: status.UNAVAILABLE,
+    });
 
     await rm(gated.gate);
     const created = await inFlight;
@@ -401,7 +483,9 @@ exec /usr/sbin/ip "$@"
     expect(exit).toEqual({ code: 0, signal: null });
     expect(d.logs.find((l) => l.event === 'stopped')).toMatchObject({ forced: false });
     expect(d.logs.find((l) => l.msg === 'rpc' && l.reqId === 'in-flight-1')).toMatchObject({ method: 'CreateInterface', code: 'OK' });
-    const order = d.logs.map((l) => (l.msg === 'rpc' && l.reqId === 'in-flight-1' ? 'rpc' : l.event)).filter((e) => e === 'shutdown' || e === 'rpc' || e === 'stopped');
+    const order = d.logs
+      .map((l) => (l.msg === 'rpc' && l.reqId === 'in-flight-1' ? 'rpc' : l.event))
+      .filter((e) => e === 'shutdown' || e === 'rpc' || e === 'stopped');
     expect(order).toEqual(['shutdown', 'rpc', 'stopped']);
 
     // The network stays in place.

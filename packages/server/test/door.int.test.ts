@@ -24,7 +24,8 @@ const HEALTH_CHECK = '/grpc.health.v1.Health/Check';
 /** HealthCheckResponse { status: SERVING } on the wire. */
 const SERVING = Buffer.from([0x08, 0x01]);
 
-const encodeCreate = (r: Partial<CreateInterfaceRequest>) => CreateInterfaceRequest.encode(CreateInterfaceRequest.fromPartial(r)).finish() as Buffer;
+const encodeCreate = (r: Partial<CreateInterfaceRequest>) =>
+  CreateInterfaceRequest.encode(CreateInterfaceRequest.fromPartial(r)).finish() as Buffer;
 
 /** Runs `node -e script` as another user and group (the test's stand-in for a local client), returning its stdout. */
 function runAs(uid: number, gid: number, script: string): Promise<string> {
@@ -64,7 +65,12 @@ describe('the unix socket', () => {
     await chmod(dir, 0o711); // the test's own temp dir: let other users pass through to the daemon's directory
     const socket = join(dir, 'run', 'nodenet', 'nodenet.sock');
     const daemon = await Daemon.start({ scope, node, config: { listen: `unix://${socket}`, socketGroup: 'daemon', socketMode: '0660' } });
-    const daemonGid = Number((await readFile('/etc/group', 'utf8')).split('\n').find((l) => l.startsWith('daemon:'))!.split(':')[2]);
+    const daemonGid = Number(
+      (await readFile('/etc/group', 'utf8'))
+        .split('\n')
+        .find((l) => l.startsWith('daemon:'))!
+        .split(':')[2],
+    );
     const st = await stat(socket);
     expect((st.mode & 0o777).toString(8)).toBe('660');
     expect(st.gid).toBe(daemonGid);
@@ -138,7 +144,12 @@ describe('mTLS allowlist', () => {
       tcpPort: port,
       config: {
         insecure: false,
-        tls: { cert: pki.server.cert, key: pki.server.key, ca: pki.ca.cert, allow: { Network: ['CN=orchestrator'], NetworkAdmin: ['DNS:admin.example.org'] } },
+        tls: {
+          cert: pki.server.cert,
+          key: pki.server.key,
+          ca: pki.ca.cert,
+          allow: { Network: ['CN=orchestrator'], NetworkAdmin: ['DNS:admin.example.org'] },
+        },
       },
     });
     await daemon.waitForLog((l) => l.event === 'ready', 30_000);
@@ -177,7 +188,9 @@ describe('mTLS allowlist', () => {
         expect(refused.codeName).toBe('PERMISSION_DENIED');
         expect(refused.details).toContain('client CN=stranger, URI:spiffe://cluster/stranger may not call');
       }
-      expect(daemon.logs.some((l) => l.event === 'refused' && l.code === 'PERMISSION_DENIED' && String(l.err).includes('CN=stranger'))).toBe(true);
+      expect(
+        daemon.logs.some((l) => l.event === 'refused' && l.code === 'PERMISSION_DENIED' && String(l.err).includes('CN=stranger')),
+      ).toBe(true);
     } finally {
       for (const c of [orchestrator, admin, stranger]) c.close();
     }
@@ -202,7 +215,11 @@ describe('limits and deadlines', () => {
   });
 
   it('a flood of 500 concurrent creates with maxInFlight 16: some RESOURCE_EXHAUSTED, the rest OK, SERVING throughout, the node consistent after', async () => {
-    const daemon = await Daemon.start({ scope, node: topo.node(5), config: { limits: { maxInFlight: 16 }, reconcileIntervalSeconds: 3600 } });
+    const daemon = await Daemon.start({
+      scope,
+      node: topo.node(5),
+      config: { limits: { maxInFlight: 16 }, reconcileIntervalSeconds: 3600 },
+    });
     await daemon.network().createContainerNetworkInterface({ ipAddress: '198.19.4.1', subNetwork: '198.19.4.0/22' });
     const raw = new RawApiClient(daemon.target);
     const health = new RawApiClient(daemon.target);
@@ -222,7 +239,11 @@ describe('limits and deadlines', () => {
       const outcomes = await Promise.all(
         addresses.map((ipAddress, i) => {
           if (i % 25 === 0) {
-            checks.push(health.call(HEALTH_CHECK, Buffer.alloc(0), { timeoutMs: 5000 }).then((h) => void healthAnswers.push(h.response?.equals(SERVING) ? 'SERVING' : `${h.codeName} ${h.details}`)));
+            checks.push(
+              health
+                .call(HEALTH_CHECK, Buffer.alloc(0), { timeoutMs: 5000 })
+                .then((h) => void healthAnswers.push(h.response?.equals(SERVING) ? 'SERVING' : `${h.codeName} ${h.details}`)),
+            );
           }
           return raw.call('Network/CreateInterface', encodeCreate({ ipAddress, kind: InterfaceKind.TAP }));
         }),
@@ -232,7 +253,9 @@ describe('limits and deadlines', () => {
       await watch;
       const byCode = new Map<string, number>();
       for (const o of outcomes) byCode.set(o.codeName, (byCode.get(o.codeName) ?? 0) + 1);
-      console.log(`flood of 500 creates, maxInFlight 16: ${JSON.stringify(Object.fromEntries(byCode))}, ${healthAnswers.length} health checks during it`);
+      console.log(
+        `flood of 500 creates, maxInFlight 16: ${JSON.stringify(Object.fromEntries(byCode))}, ${healthAnswers.length} health checks during it`,
+      );
       expect([...byCode.keys()].sort(), JSON.stringify(Object.fromEntries(byCode))).toEqual(['OK', 'RESOURCE_EXHAUSTED']);
       expect(byCode.get('OK')!).toBeGreaterThanOrEqual(16);
       expect(outcomes.find((o) => o.codeName === 'RESOURCE_EXHAUSTED')!.details).toContain('limits.maxInFlight');
@@ -241,7 +264,10 @@ describe('limits and deadlines', () => {
 
       // Every OK create exists (link and record), nothing else does.
       const { CreateInterfaceResponse } = await import('@nodenet/api');
-      const created = outcomes.filter((o) => o.codeName === 'OK').map((o) => CreateInterfaceResponse.decode(o.response!).interfaceName).sort();
+      const created = outcomes
+        .filter((o) => o.codeName === 'OK')
+        .map((o) => CreateInterfaceResponse.decode(o.response!).interfaceName)
+        .sort();
       expect(await instanceHandles(daemon.node.ns)).toEqual(created);
       expect(await recordedHandles(daemon)).toEqual(created);
     } finally {
@@ -269,7 +295,11 @@ describe('limits and deadlines', () => {
     for (const pid of nft) process.kill(pid, 'SIGSTOP');
     let outcome;
     try {
-      outcome = await new RawApiClient(daemon.target).call('Network/CreateInterface', encodeCreate({ ipAddress: '198.19.8.2', ports: [9090] }), { timeoutMs: 1000 });
+      outcome = await new RawApiClient(daemon.target).call(
+        'Network/CreateInterface',
+        encodeCreate({ ipAddress: '198.19.8.2', ports: [9090] }),
+        { timeoutMs: 1000 },
+      );
       await daemon.waitForLog((l) => l.event === 'cancelled' && l.method === 'CreateInterface');
     } finally {
       for (const pid of nft) process.kill(pid, 'SIGCONT');

@@ -49,7 +49,9 @@ describe('config: socketMode and socketGroup', () => {
 
   it('refuses socketMode and socketGroup with a TCP listen address', () => {
     const p = problemsOf({ listen: '0.0.0.0:7443', insecure: true, socketMode: '0660', socketGroup: 'ops' });
-    expect(p).toContain('config: socketMode: applies to a unix socket, but listen is 0.0.0.0:7443: remove socketMode or listen on unix:///PATH');
+    expect(p).toContain(
+      'config: socketMode: applies to a unix socket, but listen is 0.0.0.0:7443: remove socketMode or listen on unix:///PATH',
+    );
     expect(p.some((m) => m.startsWith('config: socketGroup: applies to a unix socket'))).toBe(true);
   });
 });
@@ -64,20 +66,32 @@ describe('config: TCP needs TLS unless insecure', () => {
 
 describe('config: tls.allow', () => {
   it('takes per-service lists of identities in canonical form', () => {
-    const c = parseConfig({ ...mtls, tls: { ...mtls.tls, allow: { Network: ['CN=orchestrator', 'dns:Sched.Example.org'], NetworkAdmin: ['URI:spiffe://c/admin'] } } }, { backends });
+    const c = parseConfig(
+      {
+        ...mtls,
+        tls: { ...mtls.tls, allow: { Network: ['CN=orchestrator', 'dns:Sched.Example.org'], NetworkAdmin: ['URI:spiffe://c/admin'] } },
+      },
+      { backends },
+    );
     expect(c.tls?.allow).toEqual({ Network: ['CN=orchestrator', 'DNS:sched.example.org'], NetworkAdmin: ['URI:spiffe://c/admin'] });
-    expect(parseConfig({ ...mtls, tls: { ...mtls.tls, allow: { NetworkAdmin: [] } } }, { backends }).tls?.allow).toEqual({ NetworkAdmin: [] });
+    expect(parseConfig({ ...mtls, tls: { ...mtls.tls, allow: { NetworkAdmin: [] } } }, { backends }).tls?.allow).toEqual({
+      NetworkAdmin: [],
+    });
   });
 
   it('refuses bad identities, unknown services, and allow without tls.ca', () => {
     expect(problemsOf({ ...mtls, tls: { ...mtls.tls, allow: { Network: ['orchestrator'] } } })[0]).toMatch(
       /^config: tls\.allow\.Network\[0\]: 'orchestrator' is not a client identity: write CN=NAME, DNS:NAME or URI:URI/,
     );
-    expect(problemsOf({ ...mtls, tls: { ...mtls.tls, allow: { Network: ['DNS:not a name'] } } })[0]).toMatch(/^config: tls\.allow\.Network\[0\]: .*is not a DNS name/);
+    expect(problemsOf({ ...mtls, tls: { ...mtls.tls, allow: { Network: ['DNS:not a name'] } } })[0]).toMatch(
+      /^config: tls\.allow\.Network\[0\]: .*is not a DNS name/,
+    );
     expect(problemsOf({ ...mtls, tls: { ...mtls.tls, allow: { Health: ['CN=x'] } } })[0]).toBe(
       "config: tls.allow: unknown key 'Health': valid keys are Network, NetworkAdmin",
     );
-    expect(problemsOf({ ...mtls, tls: { cert: '/c.pem', key: '/k.pem', allow: { Network: ['CN=x'] } } })[0]).toMatch(/^config: tls\.allow: names client identities, .*set tls\.ca/);
+    expect(problemsOf({ ...mtls, tls: { cert: '/c.pem', key: '/k.pem', allow: { Network: ['CN=x'] } } })[0]).toMatch(
+      /^config: tls\.allow: names client identities, .*set tls\.ca/,
+    );
   });
 });
 
@@ -87,11 +101,16 @@ describe('config: limits', () => {
     expect(parseConfig({ limits: { maxInFlight: 16 } }, { backends }).limits).toEqual({ maxInFlight: 16, maxMessageBytes: 65536 });
     expect(problemsOf({ limits: { maxInFlight: 0 } })[0]).toMatch(/^config: limits\.maxInFlight: must be an integer 1\.\./);
     expect(problemsOf({ limits: { maxMessageBytes: 100 } })[0]).toMatch(/^config: limits\.maxMessageBytes: must be an integer 1024\.\./);
-    expect(problemsOf({ limits: { maxQueue: 1 } })[0]).toBe("config: limits: unknown key 'maxQueue': valid keys are maxInFlight, maxMessageBytes");
+    expect(problemsOf({ limits: { maxQueue: 1 } })[0]).toBe(
+      "config: limits: unknown key 'maxQueue': valid keys are maxInFlight, maxMessageBytes",
+    );
   });
 
   it('become grpc-js server options', () => {
-    expect(serverOptions({ maxInFlight: 16, maxMessageBytes: 65536 })).toEqual({ 'grpc.max_receive_message_length': 65536, 'grpc.max_concurrent_streams': 1024 });
+    expect(serverOptions({ maxInFlight: 16, maxMessageBytes: 65536 })).toEqual({
+      'grpc.max_receive_message_length': 65536,
+      'grpc.max_concurrent_streams': 1024,
+    });
   });
 });
 
@@ -106,14 +125,21 @@ describe('client identities', () => {
       ['DNS', 'a, b'],
       ['URI', 'x:y'],
     ]);
-    expect(identitiesOf({ subject: { CN: 'orch' }, subjectaltname: 'DNS:Orch.Example, URI:spiffe://c/o' })).toEqual(['CN=orch', 'DNS:orch.example', 'URI:spiffe://c/o']);
+    expect(identitiesOf({ subject: { CN: 'orch' }, subjectaltname: 'DNS:Orch.Example, URI:spiffe://c/o' })).toEqual([
+      'CN=orch',
+      'DNS:orch.example',
+      'URI:spiffe://c/o',
+    ]);
     expect(identitiesOf({ subject: { CN: ['a', 'b'] }, subjectaltname: undefined })).toEqual(['CN=a', 'CN=b']);
     expect(parseIdentity('cn=x')).toBe('CN=x');
   });
 
   it('admits a listed identity, refuses another naming it, and admits everyone where a service has no list', () => {
     const allow = { NetworkAdmin: ['CN=admin'] };
-    const cert = (cn: string) => ({ transportSecurityType: 'ssl', sslPeerCertificate: { subject: { CN: cn }, subjectaltname: 'DNS:h.example' } as never });
+    const cert = (cn: string) => ({
+      transportSecurityType: 'ssl',
+      sslPeerCertificate: { subject: { CN: cn }, subjectaltname: 'DNS:h.example' } as never,
+    });
     expect(checkAccess(allow, 'NetworkAdmin', cert('admin'))).toEqual({ admitted: true });
     const refused = checkAccess(allow, 'NetworkAdmin', cert('orchestrator'));
     expect(refused.admitted).toBe(false);
@@ -136,7 +162,12 @@ describe('Door', () => {
       },
     });
     const inFlight = new InFlight();
-    const door = new Door({ allow: { Network: ['CN=orch'] }, limits: { maxInFlight, maxMessageBytes: 65536 }, inFlight, logger: createLogger({ level: 'debug', destination }) });
+    const door = new Door({
+      allow: { Network: ['CN=orch'] },
+      limits: { maxInFlight, maxMessageBytes: 65536 },
+      inFlight,
+      logger: createLogger({ level: 'debug', destination }),
+    });
     const calls: string[] = [];
     const impl = Object.fromEntries(
       Object.keys(NetworkService).map((name) => [
@@ -152,10 +183,18 @@ describe('Door', () => {
   }
 
   const fakeCall = (request: unknown, cn: string) =>
-    ({ request, metadata: new Metadata(), cancelled: false, getPeer: () => 'ipv4:198.18.0.100:5000', getAuthContext: () => ({ sslPeerCertificate: { subject: { CN: cn } } }) }) as never;
+    ({
+      request,
+      metadata: new Metadata(),
+      cancelled: false,
+      getPeer: () => 'ipv4:198.18.0.100:5000',
+      getAuthContext: () => ({ sslPeerCertificate: { subject: { CN: cn } } }),
+    }) as never;
 
   function invoke(implementation: Record<string, unknown>, name: string, call: unknown): Promise<Partial<ServiceError> | null> {
-    return new Promise((resolve) => (implementation[name] as (c: unknown, cb: (e: Partial<ServiceError> | null) => void) => void)(call, (e) => resolve(e)));
+    return new Promise((resolve) =>
+      (implementation[name] as (c: unknown, cb: (e: Partial<ServiceError> | null) => void) => void)(call, (e) => resolve(e)),
+    );
   }
 
   it('decodes malformed bytes to a refusal instead of throwing, and refuses in order: identity, bytes, load', async () => {
@@ -164,9 +203,15 @@ describe('Door', () => {
     expect((decoded as object).constructor.name).toBe('MalformedRequest');
 
     const denied = await invoke(implementation, 'createInterface', fakeCall(decoded, 'rogue'));
-    expect(denied).toMatchObject({ code: status.PERMISSION_DENIED, details: expect.stringContaining('client CN=rogue may not call network.Network') as unknown });
+    expect(denied).toMatchObject({
+      code: status.PERMISSION_DENIED,
+      details: expect.stringContaining('client CN=rogue may not call network.Network') as unknown,
+    });
     const malformed = await invoke(implementation, 'createInterface', fakeCall(decoded, 'orch'));
-    expect(malformed).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(/^the request is not a valid CreateInterface request message/) as unknown });
+    expect(malformed).toMatchObject({
+      code: status.INVALID_ARGUMENT,
+      details: expect.stringMatching(/^the request is not a valid CreateInterface request message/) as unknown,
+    });
 
     const good: unknown = definition.deleteInterface!.requestDeserialize(Buffer.from([0x0a, 0x01, 0x61]));
     inFlight.enter();

@@ -44,9 +44,14 @@ describe('the error table', () => {
   });
 
   it('a command failure from sys is INTERNAL naming its step and command', () => {
-    const f = toGrpcFailure(new CommandError('add the bridge', 'ip link add nodenet0 type bridge', 2, 'RTNETLINK answers: Operation not permitted'), 'X');
+    const f = toGrpcFailure(
+      new CommandError('add the bridge', 'ip link add nodenet0 type bridge', 2, 'RTNETLINK answers: Operation not permitted'),
+      'X',
+    );
     expect(f.code).toBe(status.INTERNAL);
-    expect(f.details).toContain('add the bridge: ip link add nodenet0 type bridge failed (exit 2): RTNETLINK answers: Operation not permitted');
+    expect(f.details).toContain(
+      'add the bridge: ip link add nodenet0 type bridge failed (exit 2): RTNETLINK answers: Operation not permitted',
+    );
   });
 
   it('anything else is INTERNAL naming the step, never UNKNOWN', () => {

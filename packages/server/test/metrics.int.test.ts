@@ -55,10 +55,14 @@ describe('metrics', () => {
     const N = 5;
     const handles: string[] = [];
     for (let i = 0; i < N; i++) {
-      handles.push((await daemon.network().createInterface({ ipAddress: `198.19.1.${10 + i}`, ports: [8080 + i], portMappings: [] })).interfaceName);
+      handles.push(
+        (await daemon.network().createInterface({ ipAddress: `198.19.1.${10 + i}`, ports: [8080 + i], portMappings: [] })).interfaceName,
+      );
     }
     // A refused create counts under its own code, not under OK.
-    await expect(daemon.network().createInterface({ ipAddress: '198.19.1.10', ports: [], portMappings: [] })).rejects.toMatchObject({ code: 6 });
+    await expect(daemon.network().createInterface({ ipAddress: '198.19.1.10', ports: [], portMappings: [] })).rejects.toMatchObject({
+      code: 6,
+    });
 
     expect(await prometheus.waitFor(creates, (v) => v === before! + N)).toBe(N);
     expect(await prometheus.waitFor('nodenet_rpc_requests_total{method="CreateInterface",code="ALREADY_EXISTS"}', (v) => v === 1)).toBe(1);
@@ -91,7 +95,9 @@ describe('metrics', () => {
     const daemon = await Daemon.start({
       scope,
       node,
-      config: { metrics: { listen: `127.0.0.1:${METRICS_PORT}`, tls: { cert: pem('server.pem'), key: pem('server.key'), ca: pem('ca.pem') } } },
+      config: {
+        metrics: { listen: `127.0.0.1:${METRICS_PORT}`, tls: { cert: pem('server.pem'), key: pem('server.key'), ca: pem('ca.pem') } },
+      },
     });
     expect(daemon.logs.find((l) => l.event === 'metrics-listening')).toMatchObject({ url: `https://127.0.0.1:${METRICS_PORT}/metrics` });
     const fetchIn = (withClientCert: boolean) => {
@@ -185,7 +191,23 @@ async function makeCertificates(dir: string): Promise<(name: string) => string> 
   const leaf = async (name: string, ext: string) => {
     await writeFile(p(`${name}.ext`), ext);
     await exec('openssl', ['req', ...ec, '-keyout', p(`${name}.key`), '-out', p(`${name}.csr`), '-subj', `/CN=${name}`]);
-    await exec('openssl', ['x509', '-req', '-in', p(`${name}.csr`), '-CA', p('ca.pem'), '-CAkey', p('ca.key'), '-CAcreateserial', '-out', p(`${name}.pem`), '-days', '1', '-extfile', p(`${name}.ext`)]);
+    await exec('openssl', [
+      'x509',
+      '-req',
+      '-in',
+      p(`${name}.csr`),
+      '-CA',
+      p('ca.pem'),
+      '-CAkey',
+      p('ca.key'),
+      '-CAcreateserial',
+      '-out',
+      p(`${name}.pem`),
+      '-days',
+      '1',
+      '-extfile',
+      p(`${name}.ext`),
+    ]);
     await chmod(p(`${name}.key`), 0o600);
   };
   await leaf('server', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');

@@ -21,7 +21,8 @@ async function families(m: DaemonMetrics): Promise<Family[]> {
 
 async function value(m: DaemonMetrics, name: string, labels: Record<string, string> = {}): Promise<number | undefined> {
   const familyName = name.replace(/_(bucket|sum|count)$/, '');
-  const family = (await families(m)).find((f) => f.name === name) ?? (await families(m)).find((f) => f.name === familyName && f.type === 'histogram');
+  const family =
+    (await families(m)).find((f) => f.name === name) ?? (await families(m)).find((f) => f.name === familyName && f.type === 'histogram');
   const hit = family?.values.find((v) => (v.metricName ?? name) === name && Object.entries(labels).every(([k, x]) => v.labels[k] === x));
   return hit?.value;
 }
@@ -66,7 +67,9 @@ describe('DaemonMetrics', () => {
   it('registers exactly the documented nodenet_ families, with Prometheus naming conventions', async () => {
     const m = new DaemonMetrics({ backend: 'iproute2', version: '9.9.9', defaultMetrics: false });
     const ours = (await families(m)).filter((f) => f.name.startsWith('nodenet_'));
-    expect(Object.fromEntries(ours.map((f) => [f.name, f.type]))).toEqual(Object.fromEntries(Object.entries(EXPECTED).map(([n, e]) => [n, e.type])));
+    expect(Object.fromEntries(ours.map((f) => [f.name, f.type]))).toEqual(
+      Object.fromEntries(Object.entries(EXPECTED).map(([n, e]) => [n, e.type])),
+    );
     for (const f of ours) {
       expect(f.name).toMatch(/^nodenet_[a-z0-9_]+$/);
       // counters and only counters end in _total; durations and timestamps are in seconds; help says something
@@ -80,7 +83,18 @@ describe('DaemonMetrics', () => {
   it('keeps the process defaults under their conventional names, without the gauges named _total and without the event-loop timer', async () => {
     const m = new DaemonMetrics({ backend: 'ovs' });
     const names = (await families(m)).map((f) => f.name);
-    expect(names).toEqual(expect.arrayContaining(['process_cpu_seconds_total', 'process_resident_memory_bytes', 'process_start_time_seconds', 'process_open_fds', 'nodejs_heap_size_used_bytes', 'nodejs_gc_duration_seconds', 'nodejs_active_handles', 'nodejs_version_info']));
+    expect(names).toEqual(
+      expect.arrayContaining([
+        'process_cpu_seconds_total',
+        'process_resident_memory_bytes',
+        'process_start_time_seconds',
+        'process_open_fds',
+        'nodejs_heap_size_used_bytes',
+        'nodejs_gc_duration_seconds',
+        'nodejs_active_handles',
+        'nodejs_version_info',
+      ]),
+    );
     expect(names.filter((n) => n.startsWith('nodejs_eventloop_lag'))).toEqual([]);
     for (const f of await families(m)) if (f.name.endsWith('_total')) expect(f.type, f.name).toBe('counter');
   });
@@ -124,8 +138,18 @@ describe('DaemonMetrics', () => {
 
   it('counts reconcile passes by result, repairs by kind (every kind at 0 from the start), and overlay repairs', async () => {
     const m = new DaemonMetrics({ backend: 'iproute2', defaultMetrics: false });
-    for (const kind of REPAIR_KINDS) for (const trigger of ['start', 'periodic', 'event']) expect(await value(m, 'nodenet_reconcile_repairs_total', { kind, trigger })).toBe(0);
-    const report = (r: Partial<ReconcileReport>): ReconcileReport => ({ trigger: 'periodic', startedAt: '', durationMs: 40, repairs: [], repairCounts: {}, errors: [], ...r });
+    for (const kind of REPAIR_KINDS)
+      for (const trigger of ['start', 'periodic', 'event'])
+        expect(await value(m, 'nodenet_reconcile_repairs_total', { kind, trigger })).toBe(0);
+    const report = (r: Partial<ReconcileReport>): ReconcileReport => ({
+      trigger: 'periodic',
+      startedAt: '',
+      durationMs: 40,
+      repairs: [],
+      repairCounts: {},
+      errors: [],
+      ...r,
+    });
     m.reconciled(report({}));
     m.reconciled(report({ trigger: 'event', repairs: ['a', 'b'], repairCounts: { orphan_link: 3, missing_rules: 1 }, durationMs: 1500 }));
     m.reconciled(report({ errors: ['x'] }));
@@ -171,15 +195,31 @@ describe('the metrics config key', () => {
   it('defaults to 127.0.0.1:9842; "" turns it off; the flag overrides the file and keeps its tls', () => {
     expect(parseConfig({}, { backends }).metrics).toEqual({ listen: { host: '127.0.0.1', port: 9842, uri: '127.0.0.1:9842' } });
     expect(parseConfig({ metrics: { listen: '' } }, { backends }).metrics).toEqual({ listen: null });
-    const c = parseConfig({ metrics: { listen: '0.0.0.0:1', tls: { cert: 'c.pem', key: 'k.pem' } } }, { backends, baseDir: '/etc/nodenet', flags: { metricsListen: '198.18.0.1:9100' } });
-    expect(c.metrics).toEqual({ listen: { host: '198.18.0.1', port: 9100, uri: '198.18.0.1:9100' }, tls: { cert: '/etc/nodenet/c.pem', key: '/etc/nodenet/k.pem' } });
+    const c = parseConfig(
+      { metrics: { listen: '0.0.0.0:1', tls: { cert: 'c.pem', key: 'k.pem' } } },
+      { backends, baseDir: '/etc/nodenet', flags: { metricsListen: '198.18.0.1:9100' } },
+    );
+    expect(c.metrics).toEqual({
+      listen: { host: '198.18.0.1', port: 9100, uri: '198.18.0.1:9100' },
+      tls: { cert: '/etc/nodenet/c.pem', key: '/etc/nodenet/k.pem' },
+    });
   });
 
   it('refuses a unix address, a bad port, tls without an endpoint and the API port, naming the key or the flag', () => {
-    expect(problems({ metrics: { listen: 'unix:///run/m.sock' } })).toEqual([expect.stringMatching(/^config: metrics.listen: .*Prometheus scrapes over TCP/)]);
-    expect(problems({}, { metricsListen: '127.0.0.1:0' })).toEqual([expect.stringMatching(/^--metrics-listen: .*the port must be 1..65535/)]);
-    expect(problems({ metrics: { listen: '', tls: { cert: 'c', key: 'k' } } })).toEqual([expect.stringMatching(/^config: metrics.tls: .*metrics are off/)]);
-    expect(problems({ listen: '0.0.0.0:9842', insecure: true })).toEqual([expect.stringMatching(/^config: metrics.listen: .*give metrics another port/)]);
-    expect(problems({ metrics: { port: 1 } })).toEqual([expect.stringMatching(/^config: metrics: unknown key 'port': valid keys are listen, tls/)]);
+    expect(problems({ metrics: { listen: 'unix:///run/m.sock' } })).toEqual([
+      expect.stringMatching(/^config: metrics.listen: .*Prometheus scrapes over TCP/),
+    ]);
+    expect(problems({}, { metricsListen: '127.0.0.1:0' })).toEqual([
+      expect.stringMatching(/^--metrics-listen: .*the port must be 1..65535/),
+    ]);
+    expect(problems({ metrics: { listen: '', tls: { cert: 'c', key: 'k' } } })).toEqual([
+      expect.stringMatching(/^config: metrics.tls: .*metrics are off/),
+    ]);
+    expect(problems({ listen: '0.0.0.0:9842', insecure: true })).toEqual([
+      expect.stringMatching(/^config: metrics.listen: .*give metrics another port/),
+    ]);
+    expect(problems({ metrics: { port: 1 } })).toEqual([
+      expect.stringMatching(/^config: metrics: unknown key 'port': valid keys are listen, tls/),
+    ]);
   });
 });

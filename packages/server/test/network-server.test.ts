@@ -21,7 +21,12 @@ describe('request mapping', () => {
     expect(toCreateInterfaceInput(request({ ports: [80] }))).toEqual({ ipAddress: '198.19.1.2', ports: [80], portMappings: [] });
     expect(
       toCreateInterfaceInput(
-        request({ kind: InterfaceKind.TAP, netns: 'ns1', ifname: 'eth1', portMappings: [{ hostPort: 8080, instancePort: 80, protocol: Protocol.TCP }] }),
+        request({
+          kind: InterfaceKind.TAP,
+          netns: 'ns1',
+          ifname: 'eth1',
+          portMappings: [{ hostPort: 8080, instancePort: 80, protocol: Protocol.TCP }],
+        }),
       ),
     ).toEqual({
       ipAddress: '198.19.1.2',
@@ -69,7 +74,13 @@ describe('handlers', () => {
 
   function call<Req>(req: Req, md = new Metadata()) {
     const sent: Metadata[] = [];
-    const c = { request: req, metadata: md, getPeer: () => 'unix:test', sendMetadata: (m: Metadata) => sent.push(m), once: () => undefined };
+    const c = {
+      request: req,
+      metadata: md,
+      getPeer: () => 'unix:test',
+      sendMetadata: (m: Metadata) => sent.push(m),
+      once: () => undefined,
+    };
     return { c: c as unknown as ServerUnaryCall<Req, unknown>, sent };
   }
 
@@ -87,7 +98,11 @@ describe('handlers', () => {
     const md = new Metadata();
     md.set('x-request-id', 'req-1');
     const { c, sent } = call(request({}), md);
-    const result = await new Promise<unknown>((resolve, reject) => server.createInterface(c, (err, res) => (err ? reject(err instanceof Error ? err : new Error(err.details ?? 'the call failed')) : resolve(res))));
+    const result = await new Promise<unknown>((resolve, reject) =>
+      server.createInterface(c, (err, res) =>
+        err ? reject(err instanceof Error ? err : new Error(err.details ?? 'the call failed')) : resolve(res),
+      ),
+    );
     expect(result).toEqual({
       interfaceName: 'nni-0000abcd',
       hostInterfaceName: 'nnh-0000abcd',
@@ -117,7 +132,9 @@ describe('handlers', () => {
     expect(e1.code).toBe(status.FAILED_PRECONDITION);
     expect(e1.details).toBe('interface nni-1 is still being created: retry');
     const cni = call({ ipAddress: '198.19.1.1', subNetwork: '198.19.1.0/24' });
-    const e2 = await new Promise<Partial<ServiceError>>((resolve) => server.createContainerNetworkInterface(cni.c, (err) => resolve(err as never)));
+    const e2 = await new Promise<Partial<ServiceError>>((resolve) =>
+      server.createContainerNetworkInterface(cni.c, (err) => resolve(err as never)),
+    );
     expect(e2.code).toBe(status.INTERNAL);
     expect(e2.details).toBe('CreateContainerNetworkInterface: surprise');
     const rpcLines = lines.filter((l) => l.msg === 'rpc');

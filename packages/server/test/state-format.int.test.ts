@@ -40,7 +40,9 @@ describe('state record format at start', () => {
     const exit = await daemon.exited;
     expect(exit.exitCode).toBe(1);
     expect(daemon.stderr).toContain(file);
-    expect(daemon.stderr).toMatch(new RegExp(`record format version ${RECORD_FORMAT_VERSION + 1}, written by a newer nodenet.*Upgrade nodenet`));
+    expect(daemon.stderr).toMatch(
+      new RegExp(`record format version ${RECORD_FORMAT_VERSION + 1}, written by a newer nodenet.*Upgrade nodenet`),
+    );
     expect(daemon.logs.find((l) => l.event === 'start-failed')).toMatchObject({ exitCode: 1 });
     expect(await snapshot(node.ns)).toEqual(before);
     expect(await link(node.ns, 'nodenet0')).toBeUndefined();

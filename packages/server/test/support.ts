@@ -68,7 +68,10 @@ export async function tempDir(cleanup: Cleanup): Promise<string> {
 
 async function deleteNamespace(ns: string): Promise<void> {
   // Processes still inside keep the namespace alive: end the ones there (tests start only their own).
-  const pids = (await sh(IP, ['netns', 'pids', ns], { allowFailure: true })).stdout.split('\n').map(Number).filter((n) => n > 0);
+  const pids = (await sh(IP, ['netns', 'pids', ns], { allowFailure: true })).stdout
+    .split('\n')
+    .map(Number)
+    .filter((n) => n > 0);
   for (const pid of pids) {
     try {
       process.kill(pid, 'SIGKILL');
@@ -99,7 +102,9 @@ export async function createNode(cleanup: Cleanup): Promise<NodeTopology> {
   const node = await createNamespace(cleanup);
   const world = await createNamespace(cleanup);
   await sh(IP, ['link', 'add', 'ul0', 'netns', node, 'type', 'veth', 'peer', 'name', 'ul0', 'netns', world]);
-  await sh(IP, ['-n', node, '-batch', '-'], { input: 'addr add 198.18.0.1/24 dev ul0\nlink set ul0 up\nroute add default via 198.18.0.100\n' });
+  await sh(IP, ['-n', node, '-batch', '-'], {
+    input: 'addr add 198.18.0.1/24 dev ul0\nlink set ul0 up\nroute add default via 198.18.0.100\n',
+  });
   await sh(IP, ['-n', world, '-batch', '-'], { input: 'addr add 198.18.0.100/24 dev ul0\nlink set ul0 up\n' });
   return { node, world, underlayAddress: '198.18.0.1', worldAddress: '198.18.0.100' };
 }
@@ -180,9 +185,15 @@ export function spawnDaemon(
       const check = () => {
         const found = logs.find(match);
         if (found) return done(() => resolve(found));
-        if (exitedNow) return done(() => reject(new Error(`the daemon exited before the expected log line; stderr: ${stderr}; logs: ${JSON.stringify(logs)}`)));
+        if (exitedNow)
+          return done(() =>
+            reject(new Error(`the daemon exited before the expected log line; stderr: ${stderr}; logs: ${JSON.stringify(logs)}`)),
+          );
       };
-      const timer = setTimeout(() => done(() => reject(new Error(`timed out waiting for a log line; stderr: ${stderr}; logs: ${JSON.stringify(logs)}`))), timeoutMs);
+      const timer = setTimeout(
+        () => done(() => reject(new Error(`timed out waiting for a log line; stderr: ${stderr}; logs: ${JSON.stringify(logs)}`))),
+        timeoutMs,
+      );
       const done = (f: () => void) => {
         clearTimeout(timer);
         waiters.delete(check);
@@ -201,7 +212,12 @@ export async function writeConfig(dir: string, config: Record<string, unknown>, 
 }
 
 /** Starts a daemon and waits for its `ready` log line. */
-export async function startReadyDaemon(cleanup: Cleanup, ns: string, args: readonly string[], options: { env?: Record<string, string> } = {}) {
+export async function startReadyDaemon(
+  cleanup: Cleanup,
+  ns: string,
+  args: readonly string[],
+  options: { env?: Record<string, string> } = {},
+) {
   const started = performance.now();
   const d = spawnDaemon(cleanup, ns, args, options);
   await d.waitForLog((l) => l.event === 'ready');
@@ -241,12 +257,23 @@ export function healthClient(target: string, creds: ChannelCredentials = credent
   };
 }
 
-const REFLECTION_PROTO = fileURLToPath(new URL('../../../node_modules/@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto', import.meta.url));
+const REFLECTION_PROTO = fileURLToPath(
+  new URL('../../../node_modules/@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto', import.meta.url),
+);
 
 /** Lists services through grpc.reflection.v1 (what grpcurl list does). */
 export async function reflectionListServices(target: string): Promise<string[]> {
   const pkg = loadPackageDefinition(loadSync(REFLECTION_PROTO, loaderOptions)) as unknown as {
-    grpc: { reflection: { v1: { ServerReflection: new (t: string, c: ChannelCredentials) => Client & { ServerReflectionInfo: () => NodeJS.ReadWriteStream & { end(): void; write(m: unknown): boolean } } } } };
+    grpc: {
+      reflection: {
+        v1: {
+          ServerReflection: new (
+            t: string,
+            c: ChannelCredentials,
+          ) => Client & { ServerReflectionInfo: () => NodeJS.ReadWriteStream & { end(): void; write(m: unknown): boolean } };
+        };
+      };
+    };
   };
   const client = new pkg.grpc.reflection.v1.ServerReflection(target, credentials.createInsecure());
   try {
@@ -266,8 +293,13 @@ export async function reflectionListServices(target: string): Promise<string[]> 
 }
 
 /** Runs test/fixtures/grpc-probe.mjs inside `ns` (e.g. the world namespace, for TCP/TLS from another host). */
-export async function probeFromNamespace(ns: string, plan: Record<string, unknown>): Promise<{ health?: string; error?: { code: number; details: string }; calls?: unknown[] }> {
-  const r = await sh(IP, ['netns', 'exec', ns, process.execPath, join(FIXTURES, 'grpc-probe.mjs'), JSON.stringify(plan)], { allowFailure: true });
+export async function probeFromNamespace(
+  ns: string,
+  plan: Record<string, unknown>,
+): Promise<{ health?: string; error?: { code: number; details: string }; calls?: unknown[] }> {
+  const r = await sh(IP, ['netns', 'exec', ns, process.execPath, join(FIXTURES, 'grpc-probe.mjs'), JSON.stringify(plan)], {
+    allowFailure: true,
+  });
   if (r.exitCode !== 0) throw new Error(`grpc-probe failed (${r.exitCode}): ${r.stderr}`);
   return JSON.parse(r.stdout) as never;
 }

@@ -41,19 +41,27 @@ function panel(s: Series, samples: readonly SoakSample[], events: readonly SoakE
   const px = (t: number): number => x0 + MARGIN.left + (t / tMax) * w;
   const py = (v: number): number => y0 + MARGIN.top + h - (v / yMax) * h;
   const out: string[] = [];
-  out.push(`<rect x="${px(judgeFrom).toFixed(1)}" y="${y0 + MARGIN.top}" width="${(px(tMax) - px(judgeFrom)).toFixed(1)}" height="${h}" fill="#f3f6fb"/>`);
+  out.push(
+    `<rect x="${px(judgeFrom).toFixed(1)}" y="${y0 + MARGIN.top}" width="${(px(tMax) - px(judgeFrom)).toFixed(1)}" height="${h}" fill="#f3f6fb"/>`,
+  );
   for (const v of ticks) {
-    out.push(`<line x1="${x0 + MARGIN.left}" x2="${x0 + MARGIN.left + w}" y1="${py(v).toFixed(1)}" y2="${py(v).toFixed(1)}" stroke="#ddd"/>`);
+    out.push(
+      `<line x1="${x0 + MARGIN.left}" x2="${x0 + MARGIN.left + w}" y1="${py(v).toFixed(1)}" y2="${py(v).toFixed(1)}" stroke="#ddd"/>`,
+    );
     out.push(`<text x="${x0 + MARGIN.left - 4}" y="${(py(v) + 3).toFixed(1)}" text-anchor="end" font-size="9">${tickLabel(v)}</text>`);
   }
   for (const e of events) {
     if (e.kind !== 'restart' && e.kind !== 'kill') continue;
-    out.push(`<line x1="${px(e.t).toFixed(1)}" x2="${px(e.t).toFixed(1)}" y1="${y0 + MARGIN.top}" y2="${y0 + MARGIN.top + h}" stroke="${e.kind === 'kill' ? '#d33' : '#999'}" stroke-dasharray="2,2"/>`);
+    out.push(
+      `<line x1="${px(e.t).toFixed(1)}" x2="${px(e.t).toFixed(1)}" y1="${y0 + MARGIN.top}" y2="${y0 + MARGIN.top + h}" stroke="${e.kind === 'kill' ? '#d33' : '#999'}" stroke-dasharray="2,2"/>`,
+    );
   }
   const minutes = tMax / 60;
   for (const m of linearTicks(minutes, 6)) {
     if (m > minutes) continue;
-    out.push(`<text x="${px(m * 60).toFixed(1)}" y="${y0 + MARGIN.top + h + 12}" text-anchor="middle" font-size="9">${tickLabel(m)}</text>`);
+    out.push(
+      `<text x="${px(m * 60).toFixed(1)}" y="${y0 + MARGIN.top + h + 12}" text-anchor="middle" font-size="9">${tickLabel(m)}</text>`,
+    );
   }
   out.push(`<text x="${x0 + MARGIN.left + w}" y="${y0 + PANEL_H - 4}" text-anchor="end" font-size="9" fill="#666">minutes</text>`);
   const points = samples.map((p) => `${px(p.t).toFixed(1)},${py(p[s.key]).toFixed(1)}`).join(' ');
@@ -61,7 +69,9 @@ function panel(s: Series, samples: readonly SoakSample[], events: readonly SoakE
   out.push(`<text x="${x0 + MARGIN.left}" y="${y0 + 15}" font-size="11" font-weight="bold">${esc(s.title)}</text>`);
   if (s.verdict) {
     const pass = s.verdict.startsWith('PASS');
-    out.push(`<text x="${x0 + MARGIN.left + w}" y="${y0 + 15}" text-anchor="end" font-size="10" fill="${pass ? '#1a7f37' : '#d33'}">${esc(s.verdict)}</text>`);
+    out.push(
+      `<text x="${x0 + MARGIN.left + w}" y="${y0 + 15}" text-anchor="end" font-size="10" fill="${pass ? '#1a7f37' : '#d33'}">${esc(s.verdict)}</text>`,
+    );
   }
   out.push(`<rect x="${x0 + MARGIN.left}" y="${y0 + MARGIN.top}" width="${w}" height="${h}" fill="none" stroke="#999"/>`);
   return out.join('\n');
@@ -80,7 +90,9 @@ export function renderSoakSvg(title: string, samples: readonly SoakSample[], eve
   const rows = Math.ceil(series.length / COLS);
   const width = COLS * PANEL_W;
   const height = 40 + rows * PANEL_H + 20;
-  const body = series.map((s, i) => panel(s, samples, events, verdict.judgeFrom, (i % COLS) * PANEL_W, 40 + Math.floor(i / COLS) * PANEL_H));
+  const body = series.map((s, i) =>
+    panel(s, samples, events, verdict.judgeFrom, (i % COLS) * PANEL_W, 40 + Math.floor(i / COLS) * PANEL_H),
+  );
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif">`,
     `<rect width="${width}" height="${height}" fill="white"/>`,

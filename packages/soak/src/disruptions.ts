@@ -9,7 +9,13 @@ import { TABLE } from '@nodenet/nftables';
 export type DisruptionKind = 'flush-ip-table' | 'delete-bridge-table' | 'delete-host-veth' | 'delete-ip-table' | 'flush-bridge-table';
 
 /** The order the soak cycles through. */
-export const DISRUPTIONS: readonly DisruptionKind[] = ['flush-ip-table', 'delete-bridge-table', 'delete-host-veth', 'delete-ip-table', 'flush-bridge-table'];
+export const DISRUPTIONS: readonly DisruptionKind[] = [
+  'flush-ip-table',
+  'delete-bridge-table',
+  'delete-host-veth',
+  'delete-ip-table',
+  'flush-bridge-table',
+];
 
 /** Rule and element counts of one of nodenet's tables ('' when it is absent): equal before and after a repair. */
 export async function tableFingerprint(ns: string, family: 'ip' | 'bridge'): Promise<string> {
@@ -53,5 +59,9 @@ export async function disrupt(ns: string, kind: DisruptionKind, hostInterface: s
   const before = await tableFingerprint(ns, family);
   const verb = kind.startsWith('flush') ? 'flush' : 'delete';
   await nsExec(ns, 'nft', [verb, 'table', family, TABLE]);
-  return { kind, what: `nft ${verb} table ${family} ${TABLE} (was ${before})`, repaired: async () => (await tableFingerprint(ns, family)) === before };
+  return {
+    kind,
+    what: `nft ${verb} table ${family} ${TABLE} (was ${before})`,
+    repaired: async () => (await tableFingerprint(ns, family)) === before,
+  };
 }

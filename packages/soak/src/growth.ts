@@ -123,11 +123,26 @@ export function judgeGrowth(samples: readonly GrowthSample[], tolerance: Toleran
   const allowed = Math.max(tolerance.absolute, tolerance.relative * Math.abs(med));
   const growth = perOp * opsSpan;
   const pass = growth <= allowed;
-  const fit = perLive === undefined ? 'fit on ops alone (live did not vary independently)' : `fit on ops and live (${fmt(perLive)} per live instance)`;
+  const fit =
+    perLive === undefined
+      ? 'fit on ops alone (live did not vary independently)'
+      : `fit on ops and live (${fmt(perLive)} per live instance)`;
   const reason = pass
     ? `growth with operations ${fmt(growth)} <= allowed ${fmt(allowed)} over ${opsSpan} operations; ${fit}`
     : `grows with operations: ${fmt(growth)} over ${opsSpan} operations (${fmt(perOp)} per operation) > allowed ${fmt(allowed)}; ${fit}`;
-  return { samples: n, perOp, perLive, opsSpan, growth, allowed, median: med, first: samples[0]!.value, last: samples[n - 1]!.value, pass, reason };
+  return {
+    samples: n,
+    perOp,
+    perLive,
+    opsSpan,
+    growth,
+    allowed,
+    median: med,
+    first: samples[0]!.value,
+    last: samples[n - 1]!.value,
+    pass,
+    reason,
+  };
 }
 
 export function fmt(x: number): string {

@@ -55,7 +55,14 @@ export class InstancePool {
       await exec('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
       const response = await this.node.api.createInterface({ ipAddress: address, ports: [port], netns: ns });
       const servers = await Promise.all([startSocatEcho(this.scope, ns, 'tcp', port), startSocatEcho(this.scope, ns, 'udp', port)]);
-      const instance: SoakInstance = { address, port, ns, handle: response.interfaceName, hostInterface: response.hostInterfaceName ?? '', servers };
+      const instance: SoakInstance = {
+        address,
+        port,
+        ns,
+        handle: response.interfaceName,
+        hostInterface: response.hostInterfaceName ?? '',
+        servers,
+      };
       this.live.push(instance);
       return instance;
     } catch (e) {

@@ -32,7 +32,8 @@ export interface SoakSample {
   readonly load1: number;
 }
 
-export type MetricKey = 'rssMB' | 'fds' | 'children' | 'publishedPorts' | 'allowedSources' | 'stateRecordBytes' | 'stateFiles' | 'releasedLogLines';
+export type MetricKey =
+  'rssMB' | 'fds' | 'children' | 'publishedPorts' | 'allowedSources' | 'stateRecordBytes' | 'stateFiles' | 'releasedLogLines';
 
 /**
  * released.log is meant to grow with deletes: it remembers deleted handles so that a repeated
@@ -72,7 +73,14 @@ export const METRICS: readonly MetricSpec[] = [
   { key: 'allowedSources', label: 'allowed_sources elements', unit: 'elements', scope: 'node', tolerance: { absolute: 0.5, relative: 0 } },
   { key: 'stateRecordBytes', label: 'state records bytes', unit: 'bytes', scope: 'node', tolerance: { absolute: 4096, relative: 0.05 } },
   { key: 'stateFiles', label: 'state dir files', unit: 'files', scope: 'node', tolerance: { absolute: 0.5, relative: 0 } },
-  { key: 'releasedLogLines', label: 'released.log lines', unit: 'lines', scope: 'node', tolerance: { absolute: 0, relative: 0 }, bound: RELEASED_LOG_CAP },
+  {
+    key: 'releasedLogLines',
+    label: 'released.log lines',
+    unit: 'lines',
+    scope: 'node',
+    tolerance: { absolute: 0, relative: 0 },
+    bound: RELEASED_LOG_CAP,
+  },
 ];
 
 export interface JudgeOptions {
@@ -107,7 +115,14 @@ export function judgeSoak(samples: readonly SoakSample[], options: JudgeOptions,
       .filter((s) => Number.isFinite(s[m.key]))
       .map((s) => ({ ops: daemon ? s.opsInLifetime : s.ops, live: s.live, value: s[m.key] }));
     const growth = judgeGrowth(series, m.tolerance);
-    const v = m.bound === undefined ? growth : withinBound(growth, series.map((p) => p.value), m.bound);
+    const v =
+      m.bound === undefined
+        ? growth
+        : withinBound(
+            growth,
+            series.map((p) => p.value),
+            m.bound,
+          );
     return { ...v, key: m.key, label: m.label, unit: m.unit, against: daemon ? 'operations since the daemon started' : 'all operations' };
   });
   return { pass: verdicts.every((v) => v.pass), judgeFrom, warmupSeconds: options.warmupSeconds, metrics: verdicts };
@@ -131,10 +146,25 @@ export function renderVerdictTable(verdict: SoakVerdict, samples: readonly SoakS
   const rows: string[][] = [['metric', 'start', 'middle', 'end', 'samples', 'per op', 'growth', 'allowed', 'verdict']];
   for (const v of verdict.metrics) {
     const [s, m, e] = startMiddleEnd(samples, v.key);
-    rows.push([`${v.label} (${v.unit})`, fmt(s), fmt(m), fmt(e), String(v.samples), fmt(v.perOp), fmt(v.growth), fmt(v.allowed), v.pass ? 'PASS' : 'FAIL']);
+    rows.push([
+      `${v.label} (${v.unit})`,
+      fmt(s),
+      fmt(m),
+      fmt(e),
+      String(v.samples),
+      fmt(v.perOp),
+      fmt(v.growth),
+      fmt(v.allowed),
+      v.pass ? 'PASS' : 'FAIL',
+    ]);
   }
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  const lines = rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd());
+  const lines = rows.map((r) =>
+    r
+      .map((cell, c) => cell.padEnd(widths[c]!))
+      .join('  ')
+      .trimEnd(),
+  );
   lines.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
   const failures = verdict.metrics.filter((v) => !v.pass).map((v) => `  ${v.label}: ${v.reason}`);
   return [...lines, '', verdict.pass ? 'verdict: PASS (nothing grows with operations)' : 'verdict: FAIL', ...failures].join('\n');

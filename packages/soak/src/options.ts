@@ -36,7 +36,10 @@ A full soak should also run the API fuzz test with 10,000 cases (packages/server
 
 export class UsageError extends Error {}
 
-export type Command = { readonly kind: 'help' } | { readonly kind: 'judge'; readonly file: string } | { readonly kind: 'run'; readonly outDir: string; readonly options: Omit<SoakOptions, 'log'> };
+export type Command =
+  | { readonly kind: 'help' }
+  | { readonly kind: 'judge'; readonly file: string }
+  | { readonly kind: 'run'; readonly outDir: string; readonly options: Omit<SoakOptions, 'log'> };
 
 /** The cadence of a run of `durationSeconds` (what the flags default to). */
 export function defaultOptions(durationSeconds: number): Omit<SoakOptions, 'log'> {
@@ -118,7 +121,8 @@ export function parseCommand(argv: readonly string[]): Command {
     backend: v.backend,
     seed: positive('seed', v.seed, true) ?? d.seed,
   };
-  if (options.liveMax <= options.liveMin) throw new UsageError(`--live-max (${options.liveMax}) must be above --live-min (${options.liveMin})`);
+  if (options.liveMax <= options.liveMin)
+    throw new UsageError(`--live-max (${options.liveMax}) must be above --live-min (${options.liveMin})`);
   if (options.liveMax > 120) throw new UsageError(`--live-max must be at most 120 (the address pool holds twice the maximum in a /24)`);
   return { kind: 'run', outDir: v.out, options };
 }

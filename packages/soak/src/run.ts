@@ -55,7 +55,12 @@ export interface TrafficCounts {
 export interface SoakResult {
   readonly startedAt: string;
   readonly options: Omit<SoakOptions, 'log'>;
-  readonly machine: { readonly cpus: number; readonly loadAtStart: readonly number[]; readonly loadAtEnd: readonly number[]; readonly load1: { readonly min: number; readonly median: number; readonly max: number } };
+  readonly machine: {
+    readonly cpus: number;
+    readonly loadAtStart: readonly number[];
+    readonly loadAtEnd: readonly number[];
+    readonly load1: { readonly min: number; readonly median: number; readonly max: number };
+  };
   readonly totals: {
     readonly seconds: number;
     readonly ops: number;
@@ -92,7 +97,11 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const now = (): number => (performance.now() - t0) / 1000;
   const loadAtStart = loadavg();
 
-  const cluster = await ClusterFixture.start({ backend: options.backend, nodes: 1, reconcileIntervalSeconds: options.reconcileIntervalSeconds });
+  const cluster = await ClusterFixture.start({
+    backend: options.backend,
+    nodes: 1,
+    reconcileIntervalSeconds: options.reconcileIntervalSeconds,
+  });
   const node: ClusterNode = cluster.nodes[0]!;
   const world = cluster.world;
   const events: SoakEvent[] = [];
@@ -129,7 +138,10 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       nftElements(node.ns),
       directorySize(node.daemon.stateDir),
       lineCount(releasedLog),
-      stat(releasedLog).then((s) => s.size, () => 0),
+      stat(releasedLog).then(
+        (s) => s.size,
+        () => 0,
+      ),
     ]);
     const s: SoakSample = {
       t: Math.round(now() * 10) / 10,
@@ -177,7 +189,10 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
           traffic[protocol].attempts += 1;
           if (!r.ok) {
             traffic[protocol].failures += 1;
-            event({ kind: 'traffic-failure', what: `${protocol} world -> ${node.address}:${target.port} (${target.address}): ${r.error ?? 'no echo'}` });
+            event({
+              kind: 'traffic-failure',
+              what: `${protocol} world -> ${node.address}:${target.port} (${target.address}): ${r.error ?? 'no echo'}`,
+            });
           }
         }),
       );
@@ -247,7 +262,9 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   };
 
   try {
-    log(`soak: ${options.durationSeconds} s, live ${options.liveMin}..${options.liveMax}, node ${node.ns}, daemon pid ${node.daemon.pid}, state ${node.daemon.stateDir}`);
+    log(
+      `soak: ${options.durationSeconds} s, live ${options.liveMin}..${options.liveMax}, node ${node.ns}, daemon pid ${node.daemon.pid}, state ${node.daemon.stateDir}`,
+    );
     await takeSample();
     let nextSample = now() + options.sampleSeconds;
     let nextRestart = now() + options.restartEverySeconds;
@@ -283,7 +300,11 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       cpus: cpus().length,
       loadAtStart,
       loadAtEnd: loadavg(),
-      load1: { min: loads[0] ?? Number.NaN, median: loads[Math.floor((loads.length - 1) / 2)] ?? Number.NaN, max: loads[loads.length - 1] ?? Number.NaN },
+      load1: {
+        min: loads[0] ?? Number.NaN,
+        median: loads[Math.floor((loads.length - 1) / 2)] ?? Number.NaN,
+        max: loads[loads.length - 1] ?? Number.NaN,
+      },
     },
     totals: { seconds: Math.round(now()), ops, creates, deletes, opErrors, restarts, kills, disruptions, repairTimeouts },
     traffic,

@@ -2,7 +2,17 @@
 // the live instances passes, too few samples fail; and the verdict over whole samples judges daemon
 // metrics per daemon lifetime (a restart resets them) and node metrics over all operations.
 import { describe, expect, it } from 'vitest';
-import { MIN_SAMPLES, RELEASED_LOG_CAP, fitSlopes, judgeGrowth, judgeSoak, renderSoakSvg, renderVerdictTable, type GrowthSample, type SoakSample } from '../src/index.js';
+import {
+  MIN_SAMPLES,
+  RELEASED_LOG_CAP,
+  fitSlopes,
+  judgeGrowth,
+  judgeSoak,
+  renderSoakSvg,
+  renderVerdictTable,
+  type GrowthSample,
+  type SoakSample,
+} from '../src/index.js';
 
 /** A deterministic wobble in [-1, 1] (no Math.random: the tests must not flake). */
 const wobble = (i: number): number => Math.sin(i * 1.7) * Math.cos(i * 0.31);
@@ -21,7 +31,10 @@ describe('judgeGrowth', () => {
   const tolerance = { absolute: 10, relative: 0.1 };
 
   it('passes a flat, noisy series', () => {
-    const v = judgeGrowth(series(200, (_o, _l, i) => 80 + 3 * wobble(i)), tolerance);
+    const v = judgeGrowth(
+      series(200, (_o, _l, i) => 80 + 3 * wobble(i)),
+      tolerance,
+    );
     expect(v.pass).toBe(true);
     expect(Math.abs(v.growth)).toBeLessThan(2);
     expect(v.samples).toBe(200);
@@ -30,7 +43,10 @@ describe('judgeGrowth', () => {
 
   it('fails a series that leaks a little with every operation, through the noise', () => {
     // 0.01 MB per operation: 20 MB over 2000 operations, above max(10, 10 % of ~90).
-    const v = judgeGrowth(series(200, (ops, _l, i) => 80 + 0.01 * ops + 3 * wobble(i)), tolerance);
+    const v = judgeGrowth(
+      series(200, (ops, _l, i) => 80 + 0.01 * ops + 3 * wobble(i)),
+      tolerance,
+    );
     expect(v.pass).toBe(false);
     expect(v.perOp).toBeCloseTo(0.01, 3);
     expect(v.reason).toMatch(/grows with operations/);
@@ -38,27 +54,39 @@ describe('judgeGrowth', () => {
 
   it('passes a series that follows the live instances, however much it moves', () => {
     // 5 MB per live instance: swings of 40 MB, but nothing left behind by operations.
-    const v = judgeGrowth(series(200, (_o, live, i) => 60 + 5 * live + wobble(i)), tolerance);
+    const v = judgeGrowth(
+      series(200, (_o, live, i) => 60 + 5 * live + wobble(i)),
+      tolerance,
+    );
     expect(v.pass).toBe(true);
     expect(v.perLive).toBeCloseTo(5, 1);
     expect(Math.abs(v.perOp)).toBeLessThan(1e-3);
   });
 
   it('tells a leak apart from live growth when both are there', () => {
-    const v = judgeGrowth(series(200, (ops, live) => 2 * live + 0.002 * ops), { absolute: 0.5, relative: 0 });
+    const v = judgeGrowth(
+      series(200, (ops, live) => 2 * live + 0.002 * ops),
+      { absolute: 0.5, relative: 0 },
+    );
     expect(v.pass).toBe(false);
     expect(v.perOp).toBeCloseTo(0.002, 6);
     expect(v.perLive).toBeCloseTo(2, 6);
   });
 
   it('exact bookkeeping (elements = 2 per live instance) passes a tolerance below one element', () => {
-    const v = judgeGrowth(series(50, (_o, live) => 2 * live), { absolute: 0.5, relative: 0 });
+    const v = judgeGrowth(
+      series(50, (_o, live) => 2 * live),
+      { absolute: 0.5, relative: 0 },
+    );
     expect(v.pass).toBe(true);
     expect(v.growth).toBeCloseTo(0, 9);
   });
 
   it('one element more every 100 operations fails it', () => {
-    const v = judgeGrowth(series(50, (ops, live) => 2 * live + Math.floor(ops / 100)), { absolute: 0.5, relative: 0 });
+    const v = judgeGrowth(
+      series(50, (ops, live) => 2 * live + Math.floor(ops / 100)),
+      { absolute: 0.5, relative: 0 },
+    );
     expect(v.pass).toBe(false);
   });
 
@@ -71,7 +99,10 @@ describe('judgeGrowth', () => {
   });
 
   it(`fails with fewer than ${MIN_SAMPLES} samples: a run too short cannot pass`, () => {
-    const v = judgeGrowth(series(MIN_SAMPLES - 1, () => 1), tolerance);
+    const v = judgeGrowth(
+      series(MIN_SAMPLES - 1, () => 1),
+      tolerance,
+    );
     expect(v.pass).toBe(false);
     expect(v.reason).toMatch(/only 3 judged samples/);
   });
@@ -111,7 +142,16 @@ describe('judgeSoak', () => {
     const samples = run(300, () => ({}));
     const v = judgeSoak(samples, { warmupSeconds: 60 });
     expect(v.pass).toBe(true);
-    expect(v.metrics.map((m) => m.key)).toEqual(['rssMB', 'fds', 'children', 'publishedPorts', 'allowedSources', 'stateRecordBytes', 'stateFiles', 'releasedLogLines']);
+    expect(v.metrics.map((m) => m.key)).toEqual([
+      'rssMB',
+      'fds',
+      'children',
+      'publishedPorts',
+      'allowedSources',
+      'stateRecordBytes',
+      'stateFiles',
+      'releasedLogLines',
+    ]);
     expect(v.judgeFrom).toBe(1495);
     // Node metrics: every sample of the second half; daemon metrics: without each daemon's first 60 s.
     expect(v.metrics.find((m) => m.key === 'stateFiles')!.samples).toBe(150);
@@ -139,11 +179,17 @@ describe('judgeSoak', () => {
   });
 
   it('judges released.log by its cap: growth with deletes passes below it and fails above it', () => {
-    const below = judgeSoak(run(300, () => ({})), { warmupSeconds: 60 }).metrics.find((m) => m.key === 'releasedLogLines')!;
+    const below = judgeSoak(
+      run(300, () => ({})),
+      { warmupSeconds: 60 },
+    ).metrics.find((m) => m.key === 'releasedLogLines')!;
     expect(below.pass).toBe(true);
     expect(below.perOp).toBeCloseTo(0.5, 6);
     expect(below.allowed).toBe(RELEASED_LOG_CAP);
-    const above = judgeSoak(run(300, ({ ops }) => ({ releasedLogLines: RELEASED_LOG_CAP - 500 + ops })), { warmupSeconds: 60 }).metrics.find((m) => m.key === 'releasedLogLines')!;
+    const above = judgeSoak(
+      run(300, ({ ops }) => ({ releasedLogLines: RELEASED_LOG_CAP - 500 + ops })),
+      { warmupSeconds: 60 },
+    ).metrics.find((m) => m.key === 'releasedLogLines')!;
     expect(above.pass).toBe(false);
     expect(above.reason).toMatch(/does not stay within its bound/);
   });

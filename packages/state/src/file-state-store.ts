@@ -94,7 +94,8 @@ export class FileStateStore implements StateStore {
       if (!entry.endsWith('.json')) continue;
       const record = await this.readRecord(file, 'instance', parseInstanceRecord);
       if (!record) continue;
-      if (`${record.handle}.json` !== entry) throw new StateFileError(file, `it records handle ${record.handle}, not ${entry.slice(0, -5)}`);
+      if (`${record.handle}.json` !== entry)
+        throw new StateFileError(file, `it records handle ${record.handle}, not ${entry.slice(0, -5)}`);
       instances.push(record);
     }
     this.released = await this.readReleased();

@@ -57,7 +57,11 @@ export function parseInstanceRecord(value: unknown): InstanceRecord {
     const m = obj(p, `ports[${i}]`);
     const protocol = m.protocol;
     if (protocol !== 'tcp' && protocol !== 'udp') throw new Error(`ports[${i}].protocol is not tcp or udp`);
-    return { protocol, hostPort: parsePort(m.hostPort, `ports[${i}].hostPort`), instancePort: parsePort(m.instancePort, `ports[${i}].instancePort`) };
+    return {
+      protocol,
+      hostPort: parsePort(m.hostPort, `ports[${i}].hostPort`),
+      instancePort: parsePort(m.instancePort, `ports[${i}].instancePort`),
+    };
   });
   const address = parseIpv4Address(o.address, 'address');
   return {

@@ -50,14 +50,18 @@ describe('FileStateStore', () => {
     await a.saveCni(cni);
     await a.saveInstance(instance(1));
     await a.saveInstance(instance(2, { kind: 'tap', netns: undefined }));
-    await a.saveInstance(instance(3, { netns: '/proc/1/ns/net' as InstanceRecord['netns'], ifname: 'eth0' as IfName, netnsId: '4:4026532000' }));
+    await a.saveInstance(
+      instance(3, { netns: '/proc/1/ns/net' as InstanceRecord['netns'], ifname: 'eth0' as IfName, netnsId: '4:4026532000' }),
+    );
     await a.releaseInstance(instance(2).handle);
 
     const b = new FileStateStore(dir);
     const state = await b.load();
     expect(state.cni).toEqual(cni);
     expect(state.instances.map((r) => r.handle)).toEqual([instance(1).handle, instance(3).handle]);
-    expect(state.instances[1]).toEqual(instance(3, { netns: '/proc/1/ns/net' as InstanceRecord['netns'], ifname: 'eth0' as IfName, netnsId: '4:4026532000' }));
+    expect(state.instances[1]).toEqual(
+      instance(3, { netns: '/proc/1/ns/net' as InstanceRecord['netns'], ifname: 'eth0' as IfName, netnsId: '4:4026532000' }),
+    );
     expect(state.released).toEqual([instance(2).handle]);
     // No temp files are left behind by atomic writes.
     expect((await readdir(join(dir, 'instances'))).filter((f) => f.includes('.tmp-'))).toEqual([]);

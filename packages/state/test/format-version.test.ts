@@ -20,7 +20,14 @@ describe('record format versions', () => {
 
   it('loads the state directory of format 1 (the fixture) with every field', async () => {
     const state = await new FileStateStore(dir).load();
-    expect(state.cni).toEqual({ name: 'nodenet0', gateway: '198.19.1.1', subnet: '198.19.1.0/24', mtu: 1450, mac: '02:6e:c6:13:01:01', createdAt: '2026-12-06T19:58:00.000Z' });
+    expect(state.cni).toEqual({
+      name: 'nodenet0',
+      gateway: '198.19.1.1',
+      subnet: '198.19.1.0/24',
+      mtu: 1450,
+      mac: '02:6e:c6:13:01:01',
+      createdAt: '2026-12-06T19:58:00.000Z',
+    });
     expect(state.instances.map((r) => [r.handle, r.kind, r.address])).toEqual([
       ['nni-0a624c91', 'veth', '198.19.1.2'],
       ['nni-c1d395db', 'tap', '198.19.1.3'],

@@ -7,7 +7,20 @@
 import { basename } from 'node:path';
 
 /** The tools nodenet runs, as reported to observers. */
-export const TOOLS = ['ip', 'bridge', 'nft', 'conntrack', 'ovs-vsctl', 'ovs-ofctl', 'ovs-appctl', 'nsenter', 'unshare', 'sysctl', 'perl', 'other'] as const;
+export const TOOLS = [
+  'ip',
+  'bridge',
+  'nft',
+  'conntrack',
+  'ovs-vsctl',
+  'ovs-ofctl',
+  'ovs-appctl',
+  'nsenter',
+  'unshare',
+  'sysctl',
+  'perl',
+  'other',
+] as const;
 export type Tool = (typeof TOOLS)[number];
 
 /**

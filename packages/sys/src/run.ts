@@ -25,7 +25,10 @@ const PACKAGE_OF: Record<string, string> = {
 
 /** UNAVAILABLE for a command that is not on this node, naming the package that provides it. */
 export function notInstalled(file: string, cause?: unknown): UnavailableError {
-  return new UnavailableError(`${file} is not installed on this node: install ${PACKAGE_OF[file] ?? file}`, cause === undefined ? undefined : { cause });
+  return new UnavailableError(
+    `${file} is not installed on this node: install ${PACKAGE_OF[file] ?? file}`,
+    cause === undefined ? undefined : { cause },
+  );
 }
 
 export interface RunOptions {
@@ -89,7 +92,9 @@ async function runExeca(file: string, args: readonly string[], options: RunOptio
       throw notInstalled(file, e);
     }
     if (err.timedOut) {
-      throw new CommandError(options.step, describe(file, args), undefined, `timed out after ${options.timeoutMs ?? 30_000} ms`, { cause: e });
+      throw new CommandError(options.step, describe(file, args), undefined, `timed out after ${options.timeoutMs ?? 30_000} ms`, {
+        cause: e,
+      });
     }
     throw new CommandError(options.step, describe(file, args), err.exitCode, String(err.stderr ?? err.message), { cause: e });
   }
@@ -132,7 +137,14 @@ function runSpawn(file: string, args: readonly string[], options: RunOptions & L
       if (timedOut) return reject(new CommandError(options.step, describe(file, args), undefined, `timed out after ${timeoutMs} ms`));
       const exitCode = code ?? -1;
       if (exitCode !== 0 && !(options.okExitCodes ?? []).includes(exitCode)) {
-        return reject(new CommandError(options.step, describe(file, args), code ?? undefined, stderr || stdout || (signal ? `killed by ${signal}` : '')));
+        return reject(
+          new CommandError(
+            options.step,
+            describe(file, args),
+            code ?? undefined,
+            stderr || stdout || (signal ? `killed by ${signal}` : ''),
+          ),
+        );
       }
       resolve({ stdout, stderr, exitCode });
     });

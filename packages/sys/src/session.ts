@@ -145,7 +145,13 @@ export class CommandSession {
       const text = stderr.trim();
       for (const [i, p] of mine.splice(0).entries()) {
         clearTimeout(p.timer);
-        p.reject(new SessionExitedError(this.options.name, i === 0 ? text : '', i === 0 ? `${why}${text ? `: ${text}` : ''}` : `${why} before this request ran`));
+        p.reject(
+          new SessionExitedError(
+            this.options.name,
+            i === 0 ? text : '',
+            i === 0 ? `${why}${text ? `: ${text}` : ''}` : `${why} before this request ran`,
+          ),
+        );
       }
     };
     proc.on('error', (e: NodeJS.ErrnoException) => {

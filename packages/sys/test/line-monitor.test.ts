@@ -39,7 +39,13 @@ describe('LineMonitor', () => {
 
   it('stop ends a running process and it is not started again', async () => {
     const starts: boolean[] = [];
-    const m = new LineMonitor({ name: 'test monitor', file: process.execPath, args: ['-e', TOOL, '60000'], onLine: () => undefined, onStart: ({ restart }) => starts.push(restart) });
+    const m = new LineMonitor({
+      name: 'test monitor',
+      file: process.execPath,
+      args: ['-e', TOOL, '60000'],
+      onLine: () => undefined,
+      onStart: ({ restart }) => starts.push(restart),
+    });
     m.start();
     await until(() => m.pid !== undefined && starts.length === 1);
     const pid = m.pid!;
@@ -51,7 +57,13 @@ describe('LineMonitor', () => {
 
   it('a missing program is reported once and not retried', async () => {
     const exits: { stderr: string; retryInMs: number | null }[] = [];
-    const m = new LineMonitor({ name: 'test monitor', file: '/nonexistent/monitor-tool', args: [], onLine: () => undefined, onExit: (e) => exits.push(e) });
+    const m = new LineMonitor({
+      name: 'test monitor',
+      file: '/nonexistent/monitor-tool',
+      args: [],
+      onLine: () => undefined,
+      onExit: (e) => exits.push(e),
+    });
     m.start();
     await until(() => exits.length === 1);
     await new Promise((r) => setTimeout(r, 300));

@@ -30,7 +30,9 @@ describe('command observers', () => {
     await runLean('true', [], { step: 'ok' });
     noisy();
     // A command killed unread because what its input waited for failed is not a command failure.
-    await expect(runLean('cat', [], { step: 'input', inputLater: Promise.reject(new Error('the record could not be written')) })).rejects.toThrow(/record/);
+    await expect(
+      runLean('cat', [], { step: 'input', inputLater: Promise.reject(new Error('the record could not be written')) }),
+    ).rejects.toThrow(/record/);
     expect(events).toEqual([
       { tool: 'other', outcome: 'ok' },
       { tool: 'other', outcome: 'exit' },

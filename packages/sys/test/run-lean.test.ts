@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { CommandError, runLean } from '@nodenet/sys';
 
 // A stand-in command (node, no kernel): echoes its standard input upper-cased, exits 3 on "fail".
-const ECHO = "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>{if(s.includes('fail')){process.stderr.write('bad input');process.exit(3)}process.stdout.write(s.toUpperCase())})";
+const ECHO =
+  "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>{if(s.includes('fail')){process.stderr.write('bad input');process.exit(3)}process.stdout.write(s.toUpperCase())})";
 
 describe('runLean', () => {
   it('passes input, returns output; a non-zero exit is a CommandError with stderr, unless allowed', async () => {
@@ -21,7 +22,9 @@ describe('runLean', () => {
     expect((await running).stdout).toBe('LATE');
 
     const reason = new Error('the work it waited for failed');
-    await expect(runLean(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { step: 'wait', inputLater: Promise.reject(reason) })).rejects.toBe(reason);
+    await expect(
+      runLean(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { step: 'wait', inputLater: Promise.reject(reason) }),
+    ).rejects.toBe(reason);
   });
 
   it('a missing program is UNAVAILABLE naming what to install', async () => {

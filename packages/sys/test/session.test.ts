@@ -30,7 +30,7 @@ function tool(extra: Partial<ConstructorParameters<typeof CommandSession>[0]> = 
 }
 
 describe('CommandSession', () => {
-  it("answers each request with its own output, in order, also when many are in flight", async () => {
+  it('answers each request with its own output, in order, also when many are in flight', async () => {
     const s = tool();
     try {
       const answers = await Promise.all(Array.from({ length: 50 }, (_, i) => s.request(i % 3 === 0 ? `fail ${i}\n` : 'ok\n', `req ${i}`)));
@@ -99,7 +99,11 @@ describe('CommandSession and the program that owns it', () => {
       const answer = await s.request('sleep 300\\nfail late\\n', 'slow');
       console.log('answered:' + answer.trim());
     `;
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', program, TOOL], { cwd: process.cwd(), timeout: 20_000, encoding: 'utf8' });
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', program, TOOL], {
+      cwd: process.cwd(),
+      timeout: 20_000,
+      encoding: 'utf8',
+    });
     expect(r.error, 'the program did not exit on its own within 20 s').toBeUndefined();
     expect(r.stderr).toBe('');
     expect(r.stdout.trim()).toBe('answered:error: late');

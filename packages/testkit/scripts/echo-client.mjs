@@ -17,11 +17,19 @@ const finish = (o) => {
 setTimeout(() => finish({ ok: false, error: `timeout after ${timeoutMs} ms` }), timeoutMs);
 
 if (protocol === 'tcp') {
-  const socket = net.connect({ host, port, allowHalfOpen: true, ...(bind ? { localAddress: bind } : {}), ...(localPort ? { localPort } : {}) });
+  const socket = net.connect({
+    host,
+    port,
+    allowHalfOpen: true,
+    ...(bind ? { localAddress: bind } : {}),
+    ...(localPort ? { localPort } : {}),
+  });
   const chunks = [];
   socket.on('connect', () => socket.end(payload));
   socket.on('data', (c) => chunks.push(c));
-  socket.on('end', () => finish({ ok: true, reply: Buffer.concat(chunks).toString('utf8'), localAddress: socket.localAddress, localPort: socket.localPort }));
+  socket.on('end', () =>
+    finish({ ok: true, reply: Buffer.concat(chunks).toString('utf8'), localAddress: socket.localAddress, localPort: socket.localPort }),
+  );
   socket.on('error', (e) => finish({ ok: false, error: e.code ?? e.message }));
 } else if (protocol === 'udp') {
   const socket = dgram.createSocket('udp4');

@@ -12,7 +12,12 @@ const emit = (o) => process.stdout.write(`${JSON.stringify(o)}\n`);
 if (protocol === 'tcp') {
   const server = net.createServer({ allowHalfOpen: true }, (socket) => {
     const chunks = [];
-    const peer = { peerAddress: socket.remoteAddress, peerPort: socket.remotePort, localAddress: socket.localAddress, localPort: socket.localPort };
+    const peer = {
+      peerAddress: socket.remoteAddress,
+      peerPort: socket.remotePort,
+      localAddress: socket.localAddress,
+      localPort: socket.localPort,
+    };
     socket.on('data', (c) => chunks.push(c));
     socket.on('end', () => {
       const payload = Buffer.concat(chunks).toString('utf8');
@@ -21,7 +26,10 @@ if (protocol === 'tcp') {
     });
     socket.on('error', (e) => emit({ event: 'error', message: e.message, ...peer }));
   });
-  server.on('error', (e) => { emit({ event: 'fatal', message: e.message }); process.exit(1); });
+  server.on('error', (e) => {
+    emit({ event: 'fatal', message: e.message });
+    process.exit(1);
+  });
   server.listen(port, host, () => emit({ event: 'listening', protocol, host, port: server.address().port }));
 } else if (protocol === 'udp') {
   const socket = dgram.createSocket('udp4');
@@ -29,7 +37,10 @@ if (protocol === 'tcp') {
     emit({ event: 'received', protocol, peerAddress: rinfo.address, peerPort: rinfo.port, payload: msg.toString('utf8') });
     socket.send(msg, rinfo.port, rinfo.address);
   });
-  socket.on('error', (e) => { emit({ event: 'fatal', message: e.message }); process.exit(1); });
+  socket.on('error', (e) => {
+    emit({ event: 'fatal', message: e.message });
+    process.exit(1);
+  });
   socket.bind(port, host, () => emit({ event: 'listening', protocol, host, port: socket.address().port }));
 } else {
   emit({ event: 'fatal', message: `unknown protocol ${protocol}` });

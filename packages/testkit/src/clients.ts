@@ -18,7 +18,7 @@ export interface RpcFailure {
   readonly details: string;
 }
 
-export type RpcOutcome<T> = ({ readonly ok: true; readonly value: T }) | ({ readonly ok: false } & RpcFailure);
+export type RpcOutcome<T> = { readonly ok: true; readonly value: T } | ({ readonly ok: false } & RpcFailure);
 
 export function statusName(code: number): string {
   return grpc.status[code] ?? `UNKNOWN_STATUS_${code}`;
@@ -146,12 +146,14 @@ export function connectHealth(target: string, options: { insecure?: boolean } = 
     check: (service = '', timeoutMs = 2000) =>
       new Promise<ServingStatus>((resolve, reject) => {
         const deadline = Date.now() + timeoutMs;
-        (client.Check as unknown as (
-          req: unknown,
-          md: grpc.Metadata,
-          opts: grpc.CallOptions,
-          cb: UnaryCallback<{ status: ServingStatus }>,
-        ) => void).call(client, { service }, new grpc.Metadata(), { deadline }, (error, response) =>
+        (
+          client.Check as unknown as (
+            req: unknown,
+            md: grpc.Metadata,
+            opts: grpc.CallOptions,
+            cb: UnaryCallback<{ status: ServingStatus }>,
+          ) => void
+        ).call(client, { service }, new grpc.Metadata(), { deadline }, (error, response) =>
           error ? reject(error) : resolve(response.status),
         );
       }),

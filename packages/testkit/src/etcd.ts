@@ -80,16 +80,28 @@ export class EtcdServer {
     const child = execa(
       'ip',
       [
-        'netns', 'exec', ns, 'etcd',
-        '--name', 'nnt',
-        '--data-dir', join(dir, 'data'),
-        '--listen-client-urls', clientUrl,
-        '--advertise-client-urls', clientUrl,
-        '--listen-peer-urls', peerUrl,
-        '--initial-advertise-peer-urls', peerUrl,
-        '--initial-cluster', `nnt=${peerUrl}`,
-        '--logger', 'zap',
-        '--log-level', 'warn',
+        'netns',
+        'exec',
+        ns,
+        'etcd',
+        '--name',
+        'nnt',
+        '--data-dir',
+        join(dir, 'data'),
+        '--listen-client-urls',
+        clientUrl,
+        '--advertise-client-urls',
+        clientUrl,
+        '--listen-peer-urls',
+        peerUrl,
+        '--initial-advertise-peer-urls',
+        peerUrl,
+        '--initial-cluster',
+        `nnt=${peerUrl}`,
+        '--logger',
+        'zap',
+        '--log-level',
+        'warn',
       ],
       { reject: false, buffer: false, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', cleanup: true },
     );
@@ -104,7 +116,11 @@ export class EtcdServer {
    * Gives etcd its own namespace on `topology`'s underlay (a veth into the fabric bridge) at `address`
    * (default 198.18.0.250) and starts it there.
    */
-  static async startOnFabric(scope: TestScope, topology: Topology, options: { address?: string; clientPort?: number } = {}): Promise<EtcdServer> {
+  static async startOnFabric(
+    scope: TestScope,
+    topology: Topology,
+    options: { address?: string; clientPort?: number } = {},
+  ): Promise<EtcdServer> {
     const address = options.address ?? ETCD_UNDERLAY_ADDRESS;
     const lastOctet = address.split('.').pop();
     const ns = await scope.createNamespace();

@@ -54,7 +54,12 @@ export async function exec(file: string, args: readonly string[], options: ExecO
   const commandLine = [file, ...args].join(' ');
   if (r.exitCode === undefined) {
     // Not started, killed or timed out: never a result a test should read.
-    throw new CommandFailed(commandLine, undefined, stdout, r.timedOut ? `timed out after ${options.timeoutMs ?? 60_000} ms` : stderr || ((r as { message?: string }).message ?? "no output"));
+    throw new CommandFailed(
+      commandLine,
+      undefined,
+      stdout,
+      r.timedOut ? `timed out after ${options.timeoutMs ?? 60_000} ms` : stderr || ((r as { message?: string }).message ?? 'no output'),
+    );
   }
   if (r.exitCode !== 0 && !options.allowFailure) throw new CommandFailed(commandLine, r.exitCode, stdout, stderr);
   return { stdout, stderr, exitCode: r.exitCode };

@@ -133,7 +133,10 @@ export async function conntrackEntries(ns: string, address?: string): Promise<st
 }
 
 /** Neighbour entries in `ns` for `address` (any state). */
-export async function neighbours(ns: string, address?: string): Promise<Array<{ dst: string; dev: string; lladdr?: string; state?: string[] }>> {
+export async function neighbours(
+  ns: string,
+  address?: string,
+): Promise<Array<{ dst: string; dev: string; lladdr?: string; state?: string[] }>> {
   const all = await ipJson<Array<{ dst: string; dev: string; lladdr?: string; state?: string[] }>>(ns, ['neigh', 'show']);
   return address ? all.filter((n) => n.dst === address) : all;
 }

@@ -4,7 +4,15 @@
  * core is imported, so unit tests can use this module (subpath `@nodenet/testkit/instance-specs`)
  * without loading the rest of the kit.
  */
-import { macForAddress, parseIfName, parseNetnsRef, type CniSpec, type InstanceKind, type InstanceRecord, type InstanceSpec } from '@nodenet/core';
+import {
+  macForAddress,
+  parseIfName,
+  parseNetnsRef,
+  type CniSpec,
+  type InstanceKind,
+  type InstanceRecord,
+  type InstanceSpec,
+} from '@nodenet/core';
 
 export interface InstanceOptions {
   readonly kind?: InstanceKind;

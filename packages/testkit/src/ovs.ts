@@ -105,7 +105,8 @@ export class PrivateOvs {
    * first; start() brings them up on it).
    */
   async resetDatabase(): Promise<void> {
-    if ((await this.running('ovsdb-server')) || (await this.running('ovs-vswitchd'))) throw new Error('stop Open vSwitch before resetting its database');
+    if ((await this.running('ovsdb-server')) || (await this.running('ovs-vswitchd')))
+      throw new Error('stop Open vSwitch before resetting its database');
     await rm(join(this.dir, 'conf.db'), { force: true });
     await exec('ovsdb-tool', ['create', join(this.dir, 'conf.db'), SCHEMA]);
   }
@@ -214,8 +215,11 @@ export async function completeUnderlayChecksums(nodeNs: string, ifname = 'eth0')
     exec('ip', ['-n', nodeNs, '-j', 'netns', 'list-id']),
   ]);
   const link = (JSON.parse(linkOut.stdout) as Array<{ link_index?: number; link_netnsid?: number }>)[0];
-  const peerNs = (JSON.parse(idsOut.stdout || '[]') as Array<{ nsid: number; name?: string }>).find((n) => n.nsid === link?.link_netnsid)?.name;
-  if (link?.link_index === undefined || peerNs === undefined) throw new Error(`${ifname} in ${nodeNs} is not a veth whose peer is in a named namespace`);
+  const peerNs = (JSON.parse(idsOut.stdout || '[]') as Array<{ nsid: number; name?: string }>).find(
+    (n) => n.nsid === link?.link_netnsid,
+  )?.name;
+  if (link?.link_index === undefined || peerNs === undefined)
+    throw new Error(`${ifname} in ${nodeNs} is not a veth whose peer is in a named namespace`);
   const peers = JSON.parse((await exec('ip', ['-n', peerNs, '-j', 'link', 'show'])).stdout) as Array<{ ifindex: number; ifname: string }>;
   const peer = peers.find((l) => l.ifindex === link.link_index);
   if (!peer) throw new Error(`the peer of ${ifname} in ${nodeNs} (ifindex ${link.link_index} in ${peerNs}) was not found`);

@@ -41,7 +41,12 @@ export class TestPki {
       const otherCa = await makeCa(dir, 'other-ca');
       const server = await makeLeaf(dir, 'server', ca, `subjectAltName=${ips}\nextendedKeyUsage=serverAuth,clientAuth\n`);
       const client = await makeLeaf(dir, 'client', ca, 'extendedKeyUsage=clientAuth\n');
-      const otherServer = await makeLeaf(dir, 'other-server', otherCa, 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n');
+      const otherServer = await makeLeaf(
+        dir,
+        'other-server',
+        otherCa,
+        'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n',
+      );
       const otherClient = await makeLeaf(dir, 'other-client', otherCa, 'extendedKeyUsage=clientAuth\n');
       return new TestPki(dir, ca, server, client, otherCa, otherServer, otherClient);
     } catch (e) {
@@ -54,7 +59,11 @@ export class TestPki {
    * A client certificate signed by `ca` (default) or `otherCa`, with subject CN `cn` and the given SAN DNS
    * names and URIs. `name` names its files (letters, digits, '-').
    */
-  async issueClient(name: string, identity: { cn: string; dns?: readonly string[]; uri?: readonly string[] }, signer: 'ca' | 'otherCa' = 'ca'): Promise<CertAndKey> {
+  async issueClient(
+    name: string,
+    identity: { cn: string; dns?: readonly string[]; uri?: readonly string[] },
+    signer: 'ca' | 'otherCa' = 'ca',
+  ): Promise<CertAndKey> {
     if (!/^[A-Za-z0-9-]+$/.test(name)) throw new Error(`issueClient: '${name}' is not a usable file name`);
     const san = [...(identity.dns ?? []).map((d) => `DNS:${d}`), ...(identity.uri ?? []).map((u) => `URI:${u}`)];
     const ext = `${san.length > 0 ? `subjectAltName=${san.join(',')}\n` : ''}extendedKeyUsage=clientAuth\n`;
@@ -86,6 +95,22 @@ async function makeLeaf(dir: string, name: string, ca: CertAndKey, extensions: s
   const ext = path.join(dir, `${name}.ext`);
   await exec('openssl', ['req', ...EC_KEY, '-keyout', key, '-out', csr, '-subj', `/CN=${cn}`]);
   await writeFile(ext, extensions); // -extfile takes a file
-  await exec('openssl', ['x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-out', cert, '-days', '2', '-extfile', ext]);
+  await exec('openssl', [
+    'x509',
+    '-req',
+    '-in',
+    csr,
+    '-CA',
+    ca.cert,
+    '-CAkey',
+    ca.key,
+    '-CAcreateserial',
+    '-out',
+    cert,
+    '-days',
+    '2',
+    '-extfile',
+    ext,
+  ]);
   return { cert, key };
 }

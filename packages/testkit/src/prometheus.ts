@@ -59,7 +59,10 @@ export class PrometheusServer {
     const child = execa(
       'ip',
       [
-        'netns', 'exec', ns, 'prometheus',
+        'netns',
+        'exec',
+        ns,
+        'prometheus',
         `--config.file=${configFile}`,
         `--storage.tsdb.path=${join(dir, 'data')}`,
         `--web.listen-address=${listen.host}:${listen.port}`,
@@ -104,7 +107,11 @@ export class PrometheusServer {
   /** An instant query through the HTTP API (`/api/v1/query`); throws unless it succeeds. */
   async query(promql: string): Promise<PromSample[]> {
     const r = await this.get(`/api/v1/query?query=${encodeURIComponent(promql)}`);
-    const body = JSON.parse(r.body) as { status: string; error?: string; data?: { result: { metric: Record<string, string>; value: [number, string] }[] } };
+    const body = JSON.parse(r.body) as {
+      status: string;
+      error?: string;
+      data?: { result: { metric: Record<string, string>; value: [number, string] }[] };
+    };
     if (r.status !== 200 || body.status !== 'success') throw new Error(`query ${promql}: HTTP ${r.status} ${body.error ?? r.body}`);
     return body.data!.result.map((s) => ({ metric: s.metric, value: Number(s.value[1]) }));
   }
@@ -123,7 +130,8 @@ export class PrometheusServer {
     for (;;) {
       last = await this.value(promql);
       if (accept(last)) return last;
-      if (Date.now() > deadline) throw new Error(`query ${promql}: still ${String(last)} after ${timeoutMs} ms; prometheus log: ${this.log || '(empty)'}`);
+      if (Date.now() > deadline)
+        throw new Error(`query ${promql}: still ${String(last)} after ${timeoutMs} ms; prometheus log: ${this.log || '(empty)'}`);
       await sleep(250);
     }
   }
@@ -145,7 +153,13 @@ export class PrometheusServer {
 }
 
 /** GET `path` from `host:port` inside `ns` (through a proxy of the scope): status, headers and body. */
-export async function httpGetInNamespace(scope: TestScope, ns: string, host: string, port: number, path: string): Promise<{ status: number; contentType: string; body: string }> {
+export async function httpGetInNamespace(
+  scope: TestScope,
+  ns: string,
+  host: string,
+  port: number,
+  path: string,
+): Promise<{ status: number; contentType: string; body: string }> {
   const proxy = await proxyToNamespaceTcp(scope, ns, host, port);
   try {
     return await new Promise((resolve, reject) => {

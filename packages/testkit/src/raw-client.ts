@@ -7,12 +7,18 @@ import * as grpc from '@grpc/grpc-js';
 import { NetworkAdminService, NetworkService } from '@nodenet/api';
 
 /** Every unary method of the API: name -> its definition (path, request encoder). */
-export const API_METHODS: Readonly<Record<string, { readonly path: string; encode(request: never): Buffer; decode(bytes: Buffer): unknown }>> = Object.fromEntries(
-  ([
-    ['Network', NetworkService],
-    ['NetworkAdmin', NetworkAdminService],
-  ] as const).flatMap(([service, definition]) =>
-    Object.values(definition as Record<string, { path: string; requestSerialize: (r: never) => Buffer; requestDeserialize: (b: Buffer) => unknown }>).map((m) => [
+export const API_METHODS: Readonly<
+  Record<string, { readonly path: string; encode(request: never): Buffer; decode(bytes: Buffer): unknown }>
+> = Object.fromEntries(
+  (
+    [
+      ['Network', NetworkService],
+      ['NetworkAdmin', NetworkAdminService],
+    ] as const
+  ).flatMap(([service, definition]) =>
+    Object.values(
+      definition as Record<string, { path: string; requestSerialize: (r: never) => Buffer; requestDeserialize: (b: Buffer) => unknown }>,
+    ).map((m) => [
       `${service}/${m.path.slice(m.path.lastIndexOf('/') + 1)}`,
       { path: m.path, encode: m.requestSerialize, decode: m.requestDeserialize },
     ]),

@@ -42,7 +42,16 @@ export interface PingResult {
 }
 
 export function pingArgs(destination: string, options: PingOptions = {}): string[] {
-  const args = ['-n', '-q', '-c', String(options.count ?? 1), '-W', String(options.timeoutSec ?? 2), '-i', String(options.intervalSec ?? 0.2)];
+  const args = [
+    '-n',
+    '-q',
+    '-c',
+    String(options.count ?? 1),
+    '-W',
+    String(options.timeoutSec ?? 2),
+    '-i',
+    String(options.intervalSec ?? 0.2),
+  ];
   if (options.size !== undefined) args.push('-s', String(options.size));
   if (options.dontFragment) args.push('-M', 'do');
   if (options.source) args.push('-I', options.source);
@@ -125,7 +134,8 @@ export class EchoServer {
           return;
         }
         if (event.event === 'listening') resolve();
-        else if (event.event === 'fatal') reject(new Error(`echo server ${options.protocol}/${options.port} in ${ns}: ${String(event.message)}`));
+        else if (event.event === 'fatal')
+          reject(new Error(`echo server ${options.protocol}/${options.port} in ${ns}: ${String(event.message)}`));
         else if (event.event === 'received') {
           server.received.push({
             protocol: options.protocol,
@@ -183,7 +193,12 @@ export function startEchoServer(scope: TestScope, ns: string, options: EchoServe
 }
 
 /** TCP and UDP echo servers on one port. */
-export async function startEchoServers(scope: TestScope, ns: string, port: number, host?: string): Promise<{ tcp: EchoServer; udp: EchoServer }> {
+export async function startEchoServers(
+  scope: TestScope,
+  ns: string,
+  port: number,
+  host?: string,
+): Promise<{ tcp: EchoServer; udp: EchoServer }> {
   const base = host ? { port, host } : { port };
   const [tcp, udp] = await Promise.all([
     EchoServer.start(scope, ns, { protocol: 'tcp', ...base }),

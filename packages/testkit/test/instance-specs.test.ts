@@ -16,7 +16,11 @@ describe('instance specs', () => {
       mtu: 1450,
       cni,
     });
-    expect(instanceSpecFor(cni, 0x1_2345_6789, 9, { kind: 'tap' })).toMatchObject({ handle: 'nni-23456789', hostIfname: 'nni-23456789', kind: 'tap' });
+    expect(instanceSpecFor(cni, 0x1_2345_6789, 9, { kind: 'tap' })).toMatchObject({
+      handle: 'nni-23456789',
+      hostIfname: 'nni-23456789',
+      kind: 'tap',
+    });
     expect(instanceSpecFor(cni, 1, 2, { netns: 'nnt-1-2' })).toMatchObject({ netns: 'nnt-1-2', ifname: 'eth0' });
   });
 

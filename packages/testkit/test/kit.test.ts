@@ -43,12 +43,29 @@ describe('ping', () => {
   it('builds its arguments', () => {
     expect(pingArgs('198.18.0.2')).toEqual(['-n', '-q', '-c', '1', '-W', '2', '-i', '0.2', '198.18.0.2']);
     expect(pingArgs('1.2.3.4', { count: 3, size: 1422, dontFragment: true, source: '10.0.0.1', timeoutSec: 1 })).toEqual([
-      '-n', '-q', '-c', '3', '-W', '1', '-i', '0.2', '-s', '1422', '-M', 'do', '-I', '10.0.0.1', '1.2.3.4',
+      '-n',
+      '-q',
+      '-c',
+      '3',
+      '-W',
+      '1',
+      '-i',
+      '0.2',
+      '-s',
+      '1422',
+      '-M',
+      'do',
+      '-I',
+      '10.0.0.1',
+      '1.2.3.4',
     ]);
   });
 
   it('reads the summary', () => {
-    expect(parsePingSummary('--- x ping statistics ---\n3 packets transmitted, 2 received, 33% packet loss, time 400ms')).toEqual({ transmitted: 3, received: 2 });
+    expect(parsePingSummary('--- x ping statistics ---\n3 packets transmitted, 2 received, 33% packet loss, time 400ms')).toEqual({
+      transmitted: 3,
+      received: 2,
+    });
     expect(parsePingSummary('1 packets transmitted, 0 received, +1 errors, 100% packet loss')).toEqual({ transmitted: 1, received: 0 });
     expect(parsePingSummary('connect: Network is unreachable')).toEqual({ transmitted: 0, received: 0 });
   });
@@ -62,21 +79,35 @@ describe('ping', () => {
 describe('snapshots', () => {
   it('ignore counters and timeouts but nothing else', () => {
     const a = { nftables: [{ rule: { expr: [{ counter: { packets: 1, bytes: 80 } }], handle: 4 } }, { set: { elem: ['x'], expires: 3 } }] };
-    const b = { nftables: [{ rule: { expr: [{ counter: { packets: 9, bytes: 900 } }], handle: 4 } }, { set: { elem: ['x'], expires: 1 } }] };
-    const c = { nftables: [{ rule: { expr: [{ counter: { packets: 9, bytes: 900 } }], handle: 5 } }, { set: { elem: ['x'], expires: 1 } }] };
+    const b = {
+      nftables: [{ rule: { expr: [{ counter: { packets: 9, bytes: 900 } }], handle: 4 } }, { set: { elem: ['x'], expires: 1 } }],
+    };
+    const c = {
+      nftables: [{ rule: { expr: [{ counter: { packets: 9, bytes: 900 } }], handle: 5 } }, { set: { elem: ['x'], expires: 1 } }],
+    };
     expect(withoutVolatile(a)).toEqual(withoutVolatile(b));
     expect(withoutVolatile(a)).not.toEqual(withoutVolatile(c));
   });
 
   it('summarise links', () => {
     expect(
-      summarizeLink({ ifname: 'nnh-1', ifindex: 7, flags: ['UP'], mtu: 1450, master: 'nodenet0', ifalias: 'nodenet:nni-1', address: '02:00:00:00:00:01', linkinfo: { info_kind: 'veth' } }),
+      summarizeLink({
+        ifname: 'nnh-1',
+        ifindex: 7,
+        flags: ['UP'],
+        mtu: 1450,
+        master: 'nodenet0',
+        ifalias: 'nodenet:nni-1',
+        address: '02:00:00:00:00:01',
+        linkinfo: { info_kind: 'veth' },
+      }),
     ).toEqual({ ifname: 'nnh-1', kind: 'veth', master: 'nodenet0', alias: 'nodenet:nni-1', mac: '02:00:00:00:00:01', mtu: 1450, up: true });
   });
 });
 
 describe('rpc outcomes', () => {
-  const failing = () => Promise.reject(Object.assign(new Error('6 ALREADY_EXISTS: taken'), { code: status.ALREADY_EXISTS, details: 'taken' }));
+  const failing = () =>
+    Promise.reject(Object.assign(new Error('6 ALREADY_EXISTS: taken'), { code: status.ALREADY_EXISTS, details: 'taken' }));
 
   it('turn a gRPC failure into code, name and details', async () => {
     expect(await rpcError(failing())).toEqual({ code: status.ALREADY_EXISTS, codeName: 'ALREADY_EXISTS', details: 'taken' });

@@ -93,7 +93,15 @@ describe('Topology', () => {
     const node = topo.node(1);
     const inst = await topo.createInstanceNamespace();
     await ipBatch(node.ns, ['link add test-h type veth peer name test-i', 'addr add 10.77.0.1/24 dev test-h', 'link set test-h up']);
-    const name = await adoptInterface({ nodeNs: node.ns, handle: 'test-i', instanceNs: inst, address: '10.77.0.2', prefixLength: 24, gateway: '10.77.0.1', rename: 'eth0' });
+    const name = await adoptInterface({
+      nodeNs: node.ns,
+      handle: 'test-i',
+      instanceNs: inst,
+      address: '10.77.0.2',
+      prefixLength: 24,
+      gateway: '10.77.0.1',
+      rename: 'eth0',
+    });
     expect(name).toBe('eth0');
     expect(await ipv4AddressesOf(inst, 'eth0')).toEqual(['10.77.0.2/24']);
     expect((await ping(inst, '10.77.0.1')).ok).toBe(true);

@@ -43,7 +43,8 @@ export function renderMarkdown(r: BenchResults): string {
   );
   const wake = [env.wakeStart, env.wakeEnd].filter((w) => w !== undefined);
   if (wake.length > 0) {
-    const both = (pick: (w: NonNullable<typeof env.wakeStart>) => number, digits: number) => wake.map((w) => num(pick(w), digits)).join(' / ');
+    const both = (pick: (w: NonNullable<typeof env.wakeStart>) => number, digits: number) =>
+      wake.map((w) => num(pick(w), digits)).join(' / ');
     out.push(
       '',
       `Idle wake-up on this machine (${wake.length === 2 ? 'start / end of the run' : 'start of the run'}; it moves every latency here, see packages/bench/src/wake-probe.ts): ` +
@@ -56,9 +57,14 @@ export function renderMarkdown(r: BenchResults): string {
 
   const systems = SYSTEM_NAMES.filter((s) => r.latency?.systems[s] || r.burst?.systems[s]);
   if (r.latency || r.burst) {
-    out.push('', `**Wiring an instance** (veth into its namespace, address, default route, 2 published ports TCP+UDP). ` +
-      (r.latency ? `Latency: ${r.latency.instances} create/delete cycles per system, interleaved, sequential, ms. ` : '') +
-      (r.burst ? `Burst: ${r.burst.systems.nodenet?.instances ?? '–'} (nodenet) / ${r.burst.systems.cni?.instances ?? r.burst.systems.netavark?.instances ?? '–'} (peers) instances, ${r.burst.systems.nodenet?.concurrency ?? '–'} concurrent clients.` : ''));
+    out.push(
+      '',
+      `**Wiring an instance** (veth into its namespace, address, default route, 2 published ports TCP+UDP). ` +
+        (r.latency ? `Latency: ${r.latency.instances} create/delete cycles per system, interleaved, sequential, ms. ` : '') +
+        (r.burst
+          ? `Burst: ${r.burst.systems.nodenet?.instances ?? '–'} (nodenet) / ${r.burst.systems.cni?.instances ?? r.burst.systems.netavark?.instances ?? '–'} (peers) instances, ${r.burst.systems.nodenet?.concurrency ?? '–'} concurrent clients.`
+          : ''),
+    );
     out.push('');
     const lat = (s: SystemName, which: 'create' | 'delete', p: keyof Summary) => num(r.latency?.systems[s]?.[which][p], 1);
     const rows: string[][] = [];
@@ -71,8 +77,16 @@ export function renderMarkdown(r: BenchResults): string {
     if (r.burst) {
       rows.push(['burst creates/s', ...systems.map((s) => num(r.burst?.systems[s]?.create.perSecond, 0))]);
       rows.push(['burst deletes/s', ...systems.map((s) => num(r.burst?.systems[s]?.delete.perSecond, 0))]);
-      rows.push(['CPU per create / delete in the burst (ms)', ...systems.map((s) => `${num(r.burst?.systems[s]?.create.cpuMsPerInstance, 1)} / ${num(r.burst?.systems[s]?.delete.cpuMsPerInstance, 1)}`)]);
-      rows.push(['burst create p50 / p99 (ms)', ...systems.map((s) => `${num(r.burst?.systems[s]?.create.latency.p50, 0)} / ${num(r.burst?.systems[s]?.create.latency.p99, 0)}`)]);
+      rows.push([
+        'CPU per create / delete in the burst (ms)',
+        ...systems.map(
+          (s) => `${num(r.burst?.systems[s]?.create.cpuMsPerInstance, 1)} / ${num(r.burst?.systems[s]?.delete.cpuMsPerInstance, 1)}`,
+        ),
+      ]);
+      rows.push([
+        'burst create p50 / p99 (ms)',
+        ...systems.map((s) => `${num(r.burst?.systems[s]?.create.latency.p50, 0)} / ${num(r.burst?.systems[s]?.create.latency.p99, 0)}`),
+      ]);
       const errors = systems.map((s) => (r.burst?.systems[s]?.create.errors ?? 0) + (r.burst?.systems[s]?.delete.errors ?? 0));
       if (errors.some((e) => e > 0)) rows.push(['burst errors', ...errors.map(String)]);
     }
@@ -81,7 +95,11 @@ export function renderMarkdown(r: BenchResults): string {
 
   if (r.scale && (r.scale.steps.length > 0 || r.scale.limit)) {
     const steps = r.scale.steps;
-    out.push('', `**Cost as the node fills** (nodenet; ${r.scale.samplesPerStep} creates sampled at each size, each followed by its delete; ratio last/first p50 = ${num(r.scale.p50Ratio, 2)}).`, '');
+    out.push(
+      '',
+      `**Cost as the node fills** (nodenet; ${r.scale.samplesPerStep} creates sampled at each size, each followed by its delete; ratio last/first p50 = ${num(r.scale.p50Ratio, 2)}).`,
+      '',
+    );
     out.push(
       ...table(
         ['existing instances', ...steps.map((s) => String(s.existing))],
@@ -95,12 +113,19 @@ export function renderMarkdown(r: BenchResults): string {
     );
   }
   if (r.scale?.limit) {
-    out.push('', `The node took ${r.scale.limit.reached} instances, not ${r.scale.limit.requested}: ${r.scale.limit.error.replace(/\|/g, '\\|')}. Daemon RSS then: ${num(r.scale.finalRssMB, 0)} MB.`);
+    out.push(
+      '',
+      `The node took ${r.scale.limit.reached} instances, not ${r.scale.limit.requested}: ${r.scale.limit.error.replace(/\|/g, '\\|')}. Daemon RSS then: ${num(r.scale.finalRssMB, 0)} MB.`,
+    );
   }
 
   if (r.restart) {
     const runs = r.restart.runs;
-    out.push('', `**Restart** with ${r.restart.instances} instances recorded: SIGTERM, start, poll health every 10 ms (${runs.length} runs).`, '');
+    out.push(
+      '',
+      `**Restart** with ${r.restart.instances} instances recorded: SIGTERM, start, poll health every 10 ms (${runs.length} runs).`,
+      '',
+    );
     out.push(
       ...table(
         ['', 'median', 'max'],
@@ -114,11 +139,22 @@ export function renderMarkdown(r: BenchResults): string {
   }
 
   if (r.datapath) {
-    out.push('', `**Datapath** (iperf3, one TCP stream, ${r.datapath.seconds} s${r.datapath.omitSeconds ? ` after ${r.datapath.omitSeconds} s omitted` : ''}, median of ${r.datapath.rounds} rounds, Gbit/s; ratio: the median of the per-round ratios, each round running both sides back to back).`, '');
+    out.push(
+      '',
+      `**Datapath** (iperf3, one TCP stream, ${r.datapath.seconds} s${r.datapath.omitSeconds ? ` after ${r.datapath.omitSeconds} s omitted` : ''}, median of ${r.datapath.rounds} rounds, Gbit/s; ratio: the median of the per-round ratios, each round running both sides back to back).`,
+      '',
+    );
     out.push(
       ...table(
         ['path', 'subject', 'Gbit/s', 'baseline', 'Gbit/s', 'ratio'],
-        r.datapath.pairs.map((p) => [p.name, p.subject.label.replace(/^nodenet: /, ''), num(p.subject.medianGbps, 2), p.baseline.label, num(p.baseline.medianGbps, 2), num(p.ratio, 3)]),
+        r.datapath.pairs.map((p) => [
+          p.name,
+          p.subject.label.replace(/^nodenet: /, ''),
+          num(p.subject.medianGbps, 2),
+          p.baseline.label,
+          num(p.baseline.medianGbps, 2),
+          num(p.ratio, 3),
+        ]),
         ['l', 'l', 'r', 'l', 'r', 'r'],
       ),
     );
@@ -126,22 +162,47 @@ export function renderMarkdown(r: BenchResults): string {
 
   if (r.cniPlugin) {
     const c = r.cniPlugin;
-    out.push('', `**Container runtimes through libcni** (one published port; ${c.rounds} ADD/DEL rounds per conflist, interleaved nodenet / stock; ms). Stock chain: bridge + host-local + portmap. Plugin's own cost: exec to exit, ADD against a stub daemon that answers at once.`, '');
+    out.push(
+      '',
+      `**Container runtimes through libcni** (one published port; ${c.rounds} ADD/DEL rounds per conflist, interleaved nodenet / stock; ms). Stock chain: bridge + host-local + portmap. Plugin's own cost: exec to exit, ADD against a stub daemon that answers at once.`,
+      '',
+    );
     out.push(
       ...table(
         ['', 'nodenet plugin', 'stock chain', 'ratio (p50)'],
         [
-          ['ADD p50 / p99', `${num(c.nodenet.add.p50)} / ${num(c.nodenet.add.p99)}`, `${num(c.stock.add.p50)} / ${num(c.stock.add.p99)}`, num(c.addRatio, 3)],
-          ['DEL p50 / p99', `${num(c.nodenet.del.p50)} / ${num(c.nodenet.del.p99)}`, `${num(c.stock.del.p50)} / ${num(c.stock.del.p99)}`, num(c.delRatio, 3)],
+          [
+            'ADD p50 / p99',
+            `${num(c.nodenet.add.p50)} / ${num(c.nodenet.add.p99)}`,
+            `${num(c.stock.add.p50)} / ${num(c.stock.add.p99)}`,
+            num(c.addRatio, 3),
+          ],
+          [
+            'DEL p50 / p99',
+            `${num(c.nodenet.del.p50)} / ${num(c.nodenet.del.p99)}`,
+            `${num(c.stock.del.p50)} / ${num(c.stock.del.p99)}`,
+            num(c.delRatio, 3),
+          ],
           ['plugin alone: VERSION p50 / p99', `${num(c.pluginOwn.version.p50, 2)} / ${num(c.pluginOwn.version.p99, 2)}`, '', ''],
-          ['plugin alone: ADD (stub daemon) p50 / p99', `${num(c.pluginOwn.addAgainstStub.p50, 2)} / ${num(c.pluginOwn.addAgainstStub.p99, 2)}`, '', ''],
+          [
+            'plugin alone: ADD (stub daemon) p50 / p99',
+            `${num(c.pluginOwn.addAgainstStub.p50, 2)} / ${num(c.pluginOwn.addAgainstStub.p99, 2)}`,
+            '',
+            '',
+          ],
         ],
       ),
     );
   }
 
   out.push('', '**Targets** (from this one run):', '');
-  out.push(...table(['target', 'measured', 'wanted', ''], r.targets.map((t) => [t.description, targetValue(t), limitValue(t), verdict(t)]), ['l', 'r', 'r', 'l']));
+  out.push(
+    ...table(
+      ['target', 'measured', 'wanted', ''],
+      r.targets.map((t) => [t.description, targetValue(t), limitValue(t), verdict(t)]),
+      ['l', 'r', 'r', 'l'],
+    ),
+  );
   out.push('');
   return out.join('\n');
 }

@@ -68,7 +68,9 @@ function cdfPanel(r: BenchResults, box: Box): string[] {
   }
   const all = series.flatMap((s) => s.samples);
   if (all.length === 0) {
-    out.push(`<text x="${box.x + box.w / 2}" y="${box.y + box.h / 2}" text-anchor="middle" font-size="12">no latency samples in this run</text>`);
+    out.push(
+      `<text x="${box.x + box.w / 2}" y="${box.y + box.h / 2}" text-anchor="middle" font-size="12">no latency samples in this run</text>`,
+    );
     return out;
   }
   const lo = 10 ** Math.floor(Math.log10(Math.min(...all)));
@@ -108,7 +110,9 @@ function scalePanel(r: BenchResults, box: Box): string[] {
   const out = axisFrame(box, 'nodenet create latency as the node fills', 'existing instances (2 published ports each)', 'milliseconds');
   const steps = r.scale?.steps ?? [];
   if (steps.length === 0) {
-    out.push(`<text x="${box.x + box.w / 2}" y="${box.y + box.h / 2}" text-anchor="middle" font-size="12">no scale steps in this run</text>`);
+    out.push(
+      `<text x="${box.x + box.w / 2}" y="${box.y + box.h / 2}" text-anchor="middle" font-size="12">no scale steps in this run</text>`,
+    );
     return out;
   }
   const maxX = Math.max(...steps.map((s) => s.existing));
@@ -129,7 +133,9 @@ function scalePanel(r: BenchResults, box: Box): string[] {
   }
   const line = (pick: (s: (typeof steps)[number]) => number, dashed: boolean, label: string) => {
     const pts = steps.filter((s) => Number.isFinite(pick(s))).map((s) => `${fmt(x(s.existing))},${fmt(y(pick(s)))}`);
-    out.push(`<polyline fill="none" stroke="${COLORS.nodenet}" stroke-width="2"${dashed ? ' stroke-dasharray="5,3"' : ''} points="${pts.join(' ')}"><title>${label}</title></polyline>`);
+    out.push(
+      `<polyline fill="none" stroke="${COLORS.nodenet}" stroke-width="2"${dashed ? ' stroke-dasharray="5,3"' : ''} points="${pts.join(' ')}"><title>${label}</title></polyline>`,
+    );
     for (const s of steps) {
       if (Number.isFinite(pick(s))) out.push(`<circle cx="${fmt(x(s.existing))}" cy="${fmt(y(pick(s)))}" r="3" fill="${COLORS.nodenet}"/>`);
     }
@@ -139,7 +145,9 @@ function scalePanel(r: BenchResults, box: Box): string[] {
   for (const s of steps) {
     if (!Number.isFinite(s.create.p50)) continue;
     const anchor = s.existing === xTop ? 'end' : 'middle';
-    out.push(`<text x="${fmt(x(s.existing))}" y="${fmt(y(s.create.p50) + 16)}" text-anchor="${anchor}" font-size="10" fill="#555">${fmt(s.create.p50)} ms · ${Math.round(s.rssMB)} MB</text>`);
+    out.push(
+      `<text x="${fmt(x(s.existing))}" y="${fmt(y(s.create.p50) + 16)}" text-anchor="${anchor}" font-size="10" fill="#555">${fmt(s.create.p50)} ms · ${Math.round(s.rssMB)} MB</text>`,
+    );
   }
   // Notes at the bottom of the panel: the curves sit above the x axis by at least the p50 label.
   const notes = ['solid: p50 · dashed: p99 · labels: p50 and daemon RSS'];

@@ -33,7 +33,10 @@ export interface BurstResult {
   readonly systems: Partial<Record<SystemName, BurstSystemResult>>;
 }
 
-function phase(outcome: { seconds: number; results: Array<{ ms: number } | undefined>; errors: string[] }, cpuMs: number | null): BurstPhase {
+function phase(
+  outcome: { seconds: number; results: Array<{ ms: number } | undefined>; errors: string[] },
+  cpuMs: number | null,
+): BurstPhase {
   const done = outcome.results.filter((r): r is { ms: number } => r !== undefined);
   return {
     ok: done.length,
@@ -67,7 +70,9 @@ export async function runBurst(env: NodeEnv, options: BenchOptions): Promise<Bur
       return w;
     });
     const cpuAfterCreates = await cpuTimes(account.pid);
-    const live = slots.map((s, i) => ({ slot: s, wired: wired[i] })).filter((x): x is { slot: Slot; wired: Wired } => x.wired !== undefined);
+    const live = slots
+      .map((s, i) => ({ slot: s, wired: wired[i] }))
+      .filter((x): x is { slot: Slot; wired: Wired } => x.wired !== undefined);
     const deletes = await runBatch(live.length, concurrency, (i, worker) => system.delete(live[i]!.slot, live[i]!.wired, worker));
     const cpuAfterDeletes = await cpuTimes(account.pid);
     await deleteNamespaces(namespaces);

@@ -55,7 +55,15 @@ export async function runCniPlugin(options: BenchOptions): Promise<CniPluginResu
       JSON.stringify({
         cniVersion: '1.0.0',
         name: 'nodenet',
-        plugins: [{ type: 'nodenet', socket: daemon.cniSocket, subnet: '198.19.1.0/24', gateway: '198.19.1.1', capabilities: { portMappings: true } }],
+        plugins: [
+          {
+            type: 'nodenet',
+            socket: daemon.cniSocket,
+            subnet: '198.19.1.0/24',
+            gateway: '198.19.1.1',
+            capabilities: { portMappings: true },
+          },
+        ],
       }),
     );
     const stockList = join(dir, 'stock.conflist');
@@ -71,7 +79,12 @@ export async function runCniPlugin(options: BenchOptions): Promise<CniPluginResu
             isGateway: true,
             ipMasq: true,
             hairpinMode: true,
-            ipam: { type: 'host-local', ranges: [[{ subnet: '198.19.200.0/24' }]], routes: [{ dst: '0.0.0.0/0' }], dataDir: join(dir, 'host-local') },
+            ipam: {
+              type: 'host-local',
+              ranges: [[{ subnet: '198.19.200.0/24' }]],
+              routes: [{ dst: '0.0.0.0/0' }],
+              dataDir: join(dir, 'host-local'),
+            },
           },
           { type: 'portmap', capabilities: { portMappings: true }, snat: true },
         ],
@@ -86,12 +99,19 @@ export async function runCniPlugin(options: BenchOptions): Promise<CniPluginResu
       `-cache=${join(dir, 'cache')}`,
       `-ports=${JSON.stringify([{ hostPort: 8080, containerPort: 80, protocol: 'tcp' }])}`,
     ];
-    const samples = (await runDriver(node.ns, ['-op=bench', ...common, `-rounds=${rounds + warmup}`])) as { name: string; addMs: number[]; delMs: number[] }[];
+    const samples = (await runDriver(node.ns, ['-op=bench', ...common, `-rounds=${rounds + warmup}`])) as {
+      name: string;
+      addMs: number[];
+      delMs: number[];
+    }[];
     const of = (name: string) => {
       const s = samples.find((x) => x.name === name)!;
       return { add: summarize(s.addMs.slice(warmup)), del: summarize(s.delMs.slice(warmup)) };
     };
-    const own = (await runDriver(node.ns, ['-op=plugin-cost', `-path=${join(PLUGIN_DIST, 'nodenet')}`, `-rounds=${rounds + warmup}`])) as { versionMs: number[]; addMs: number[] };
+    const own = (await runDriver(node.ns, ['-op=plugin-cost', `-path=${join(PLUGIN_DIST, 'nodenet')}`, `-rounds=${rounds + warmup}`])) as {
+      versionMs: number[];
+      addMs: number[];
+    };
     const nodenet = of('nodenet');
     const stock = of('stock');
     return {

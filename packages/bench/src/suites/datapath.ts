@@ -89,7 +89,8 @@ async function iperf(ns: string, host: string, port: number, options: BenchOptio
     throw new Error(`iperf3 from ${ns} to ${host}:${port} printed no JSON (exit ${r.exitCode}): ${r.stderr.trim()}`);
   }
   const bps = report.end?.sum_received?.bits_per_second;
-  if (report.error || typeof bps !== 'number') throw new Error(`iperf3 from ${ns} to ${host}:${port} failed: ${report.error ?? 'no sum_received'}`);
+  if (report.error || typeof bps !== 'number')
+    throw new Error(`iperf3 from ${ns} to ${host}:${port} failed: ${report.error ?? 'no sum_received'}`);
   return bps / 1e9;
 }
 
@@ -118,7 +119,12 @@ async function buildHandInstance(node: NodeHost, nodeIndex: number, ns: string, 
     `link set ${hostEnd} master hbr0`,
     `link set ${hostEnd} up`,
   ]);
-  await ipBatch(ns, [`addr add ${address}/24 dev eth0`, 'link set eth0 up', 'link set lo up', `route add default via 198.19.${nodeIndex}.1`]);
+  await ipBatch(ns, [
+    `addr add ${address}/24 dev eth0`,
+    'link set eth0 up',
+    'link set lo up',
+    `route add default via 198.19.${nodeIndex}.1`,
+  ]);
   return address;
 }
 
@@ -126,7 +132,12 @@ async function buildHandInstance(node: NodeHost, nodeIndex: number, ns: string, 
  * Loads nodenet's nftables tables into a hand-built node as the daemon would for this bridge and subnet
  * (loopback guard on the bridge ports, as with the iproute2 backend) and admits its instances' addresses.
  */
-async function loadNodenetRules(node: NodeHost, index: number, instances: readonly { hostEnd: string; address: string }[], clusterIndexes: readonly number[]): Promise<void> {
+async function loadNodenetRules(
+  node: NodeHost,
+  index: number,
+  instances: readonly { hostEnd: string; address: string }[],
+  clusterIndexes: readonly number[],
+): Promise<void> {
   const base = ensureBaseScript({
     cniName: 'hbr0' as IfName,
     subnet: Subnet.of(subnetOf(index)),
@@ -134,7 +145,9 @@ async function loadNodenetRules(node: NodeHost, index: number, instances: readon
     clusterSubnets: clusterIndexes.map((i) => Subnet.of(subnetOf(i))),
     loopbackGuard: 'bridge-ports',
   });
-  const elements = instances.map((i) => addInstanceScript({ hostIfname: i.hostEnd as IfName, address: i.address as Ipv4Address, ports: [] }));
+  const elements = instances.map((i) =>
+    addInstanceScript({ hostIfname: i.hostEnd as IfName, address: i.address as Ipv4Address, ports: [] }),
+  );
   await nsExec(node.ns, 'nft', ['-f', '-'], { input: base + elements.join('') });
 }
 
@@ -162,7 +175,16 @@ export async function runDatapath(scope: TestScope, options: BenchOptions): Prom
   });
   await api1.createContainerNetworkInterface({ ipAddress: '198.19.1.1', subNetwork: subnetOf(1) });
   await api2.createContainerNetworkInterface({ ipAddress: '198.19.2.1', subNetwork: subnetOf(2) });
-  const [n1a, n1b, n2a, h3a, h3b, h4a, h5b, h6a] = (await createNamespaces(scope, 8)) as [string, string, string, string, string, string, string, string];
+  const [n1a, n1b, n2a, h3a, h3b, h4a, h5b, h6a] = (await createNamespaces(scope, 8)) as [
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+  ];
   await api1.createInterface({ ipAddress: '198.19.1.10', ports: [IPERF_PORT], netns: n1a });
   await api1.createInterface({ ipAddress: '198.19.1.11', netns: n1b });
   await api2.createInterface({ ipAddress: '198.19.2.10', netns: n2a });
@@ -203,18 +225,33 @@ export async function runDatapath(scope: TestScope, options: BenchOptions): Prom
     },
     {
       name: 'cross-node' as const,
-      subject: { label: 'nodenet: instance -> instance, two nodes (VXLAN overlay)', run: () => iperf(n1b, '198.19.2.10', IPERF_PORT, options) },
-      baseline: { label: 'by hand: kernel VXLAN (onlink route, static neighbour + FDB)', run: () => iperf(h3b, '198.19.4.10', IPERF_PORT, options) },
+      subject: {
+        label: 'nodenet: instance -> instance, two nodes (VXLAN overlay)',
+        run: () => iperf(n1b, '198.19.2.10', IPERF_PORT, options),
+      },
+      baseline: {
+        label: 'by hand: kernel VXLAN (onlink route, static neighbour + FDB)',
+        run: () => iperf(h3b, '198.19.4.10', IPERF_PORT, options),
+      },
     },
     {
       name: 'published-port' as const,
       subject: { label: 'nodenet: underlay host -> published port (DNAT)', run: () => iperf(world, n1!.address, IPERF_PORT, options) },
-      baseline: { label: 'nodenet: underlay host -> instance address (routed, no DNAT)', run: () => iperf(world, '198.19.1.10', IPERF_PORT, options) },
+      baseline: {
+        label: 'nodenet: underlay host -> instance address (routed, no DNAT)',
+        run: () => iperf(world, '198.19.1.10', IPERF_PORT, options),
+      },
     },
     {
       name: 'rules-only' as const,
-      subject: { label: "by hand: kernel VXLAN with nodenet's nftables rules (conntrack, NAT, anti-spoofing)", run: () => iperf(h5b, '198.19.6.10', IPERF_PORT, options) },
-      baseline: { label: 'by hand: kernel VXLAN (onlink route, static neighbour + FDB)', run: () => iperf(h3b, '198.19.4.10', IPERF_PORT, options) },
+      subject: {
+        label: "by hand: kernel VXLAN with nodenet's nftables rules (conntrack, NAT, anti-spoofing)",
+        run: () => iperf(h5b, '198.19.6.10', IPERF_PORT, options),
+      },
+      baseline: {
+        label: 'by hand: kernel VXLAN (onlink route, static neighbour + FDB)',
+        run: () => iperf(h3b, '198.19.4.10', IPERF_PORT, options),
+      },
     },
   ];
   const samples = plan.map(() => ({ subject: [] as number[], baseline: [] as number[] }));
@@ -224,12 +261,22 @@ export async function runDatapath(scope: TestScope, options: BenchOptions): Prom
       const order = pass % 2 === 0 ? (['subject', 'baseline'] as const) : (['baseline', 'subject'] as const);
       for (const side of order) samples[k]![side].push(await p[side].run());
     }
-    options.log(`datapath: round ${pass + 1}/${options.datapath.rounds}: ${plan.map((p, k) => `${p.name} ${round(samples[k]!.subject.at(-1)!, 2)}/${round(samples[k]!.baseline.at(-1)!, 2)} Gbit/s`).join(', ')}`);
+    options.log(
+      `datapath: round ${pass + 1}/${options.datapath.rounds}: ${plan.map((p, k) => `${p.name} ${round(samples[k]!.subject.at(-1)!, 2)}/${round(samples[k]!.baseline.at(-1)!, 2)} Gbit/s`).join(', ')}`,
+    );
   }
   const pairs: DatapathPair[] = plan.map((p, k) => {
     const s = samples[k]!;
-    const subject: Throughput = { label: p.subject.label, gbps: s.subject.map((v) => round(v, 3)), medianGbps: round(median(s.subject), 3) };
-    const baseline: Throughput = { label: p.baseline.label, gbps: s.baseline.map((v) => round(v, 3)), medianGbps: round(median(s.baseline), 3) };
+    const subject: Throughput = {
+      label: p.subject.label,
+      gbps: s.subject.map((v) => round(v, 3)),
+      medianGbps: round(median(s.subject), 3),
+    };
+    const baseline: Throughput = {
+      label: p.baseline.label,
+      gbps: s.baseline.map((v) => round(v, 3)),
+      medianGbps: round(median(s.baseline), 3),
+    };
     return {
       name: p.name,
       subject,

@@ -71,7 +71,8 @@ export async function runLatency(env: NodeEnv, options: BenchOptions): Promise<L
         }
       } catch (e) {
         a.errors.push(`${system.name} #${index}: ${(e as Error).message}`);
-        if (a.errors.length > Math.max(5, total / 10)) throw new Error(`too many failures of ${system.name}: ${a.errors.slice(0, 3).join('; ')}`, { cause: e });
+        if (a.errors.length > Math.max(5, total / 10))
+          throw new Error(`too many failures of ${system.name}: ${a.errors.slice(0, 3).join('; ')}`, { cause: e });
       }
     }
     if ((index + 1) % 50 === 0) options.log(`latency: ${index + 1}/${total} cycles per system`);

@@ -80,7 +80,9 @@ export async function runRestart(env: NodeEnv, options: BenchOptions, instances:
       rssMB: round(await rssMB(next.pid), 1),
     };
     runs.push(run);
-    options.log(`restart: ${instances} instances: SERVING after ${run.servingMs} ms (restore ${run.restoreMs ?? '?'} ms, start->ready ${run.startToReadyMs ?? '?'} ms)`);
+    options.log(
+      `restart: ${instances} instances: SERVING after ${run.servingMs} ms (restore ${run.restoreMs ?? '?'} ms, start->ready ${run.startToReadyMs ?? '?'} ms)`,
+    );
   }
   const serving = runs.map((r) => r.servingMs);
   return { instances, runs, servingMsMedian: round(median(serving), 1), servingMsMax: Math.max(...serving) };

@@ -100,7 +100,9 @@ export async function runScale(env: NodeEnv, options: BenchOptions): Promise<Sca
       fillPerSecond: round((step - from) / fill.seconds, 1),
     });
     const last = results[results.length - 1]!;
-    options.log(`scale: ${step} instances: create p50 ${last.create.p50} ms, p99 ${last.create.p99} ms, RSS ${last.rssMB} MB (filled at ${last.fillPerSecond}/s)`);
+    options.log(
+      `scale: ${step} instances: create p50 ${last.create.p50} ms, p99 ${last.create.p99} ms, RSS ${last.rssMB} MB (filled at ${last.fillPerSecond}/s)`,
+    );
   }
   return {
     samplesPerStep: samples,

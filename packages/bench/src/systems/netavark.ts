@@ -31,7 +31,8 @@ export class NetavarkPeer implements WiringSystem {
   ) {}
 
   addressFor(index: number): string {
-    if (index >= this.capacity) throw new Error(`netavark's bench subnet ${NETAVARK_SUBNET} holds ${this.capacity} instances, not ${index + 1}`);
+    if (index >= this.capacity)
+      throw new Error(`netavark's bench subnet ${NETAVARK_SUBNET} holds ${this.capacity} instances, not ${index + 1}`);
     return `198.19.201.${FIRST_HOST + index}`;
   }
 

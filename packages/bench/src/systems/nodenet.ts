@@ -47,7 +47,8 @@ export class NodenetSystem implements WiringSystem {
   }
 
   addressFor(index: number): string {
-    if (index >= this.capacity) throw new Error(`nodenet's bench subnet ${NODENET_SUBNET} holds ${this.capacity} instances, not ${index + 1}`);
+    if (index >= this.capacity)
+      throw new Error(`nodenet's bench subnet ${NODENET_SUBNET} holds ${this.capacity} instances, not ${index + 1}`);
     return this.subnet.nth(FIRST_HOST + index);
   }
 

@@ -51,7 +51,10 @@ export class OpenFlowError extends InternalError {
     /** The failed flow-mod's index in the call, if the error names one. */
     readonly index: number | undefined,
   ) {
-    super(step, `ovs-vswitchd at ${target} refused ${index === undefined ? 'the request' : `flow-mod ${index}`}: ${errorName({ type: errorType, code: errorCode })}`);
+    super(
+      step,
+      `ovs-vswitchd at ${target} refused ${index === undefined ? 'the request' : `flow-mod ${index}`}: ${errorName({ type: errorType, code: errorCode })}`,
+    );
   }
 }
 
@@ -239,7 +242,8 @@ export class OpenFlowConnection extends EventEmitter<OpenFlowConnectionEvents> {
       const peerHello = this.await(helloXid, [MSG.HELLO], 'OpenFlow hello', true);
       this.write(hello(helloXid));
       const [h] = await peerHello;
-      if (!helloVersions(h!).includes(OFP_VERSION)) throw new UnavailableError(`ovs-vswitchd at ${this.target} does not offer OpenFlow 1.4 (versions ${helloVersions(h!).join(', ')})`);
+      if (!helloVersions(h!).includes(OFP_VERSION))
+        throw new UnavailableError(`ovs-vswitchd at ${this.target} does not offer OpenFlow 1.4 (versions ${helloVersions(h!).join(', ')})`);
       const fx = this.xid();
       const features = this.await(fx, [MSG.FEATURES_REPLY], 'OpenFlow features');
       this.write(message(MSG.FEATURES_REQUEST, fx));

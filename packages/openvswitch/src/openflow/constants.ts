@@ -29,11 +29,30 @@ export const MULTIPART = { FLOW: 1 } as const;
 /** ofp_multipart_reply flags: more parts follow. */
 export const MULTIPART_REPLY_MORE = 1;
 
-export const BUNDLE_CTRL = { OPEN_REQUEST: 0, OPEN_REPLY: 1, CLOSE_REQUEST: 2, CLOSE_REPLY: 3, COMMIT_REQUEST: 4, COMMIT_REPLY: 5, DISCARD_REQUEST: 6, DISCARD_REPLY: 7 } as const;
+export const BUNDLE_CTRL = {
+  OPEN_REQUEST: 0,
+  OPEN_REPLY: 1,
+  CLOSE_REQUEST: 2,
+  CLOSE_REPLY: 3,
+  COMMIT_REQUEST: 4,
+  COMMIT_REPLY: 5,
+  DISCARD_REQUEST: 6,
+  DISCARD_REPLY: 7,
+} as const;
 export const BUNDLE_FLAGS = { ATOMIC: 1, ORDERED: 2 } as const;
 
 /** Reserved port numbers. */
-export const PORT = { MAX: 0xffffff00, IN_PORT: 0xfffffff8, TABLE: 0xfffffff9, NORMAL: 0xfffffffa, FLOOD: 0xfffffffb, ALL: 0xfffffffc, CONTROLLER: 0xfffffffd, LOCAL: 0xfffffffe, ANY: 0xffffffff } as const;
+export const PORT = {
+  MAX: 0xffffff00,
+  IN_PORT: 0xfffffff8,
+  TABLE: 0xfffffff9,
+  NORMAL: 0xfffffffa,
+  FLOOD: 0xfffffffb,
+  ALL: 0xfffffffc,
+  CONTROLLER: 0xfffffffd,
+  LOCAL: 0xfffffffe,
+  ANY: 0xffffffff,
+} as const;
 export const GROUP_ANY = 0xffffffff;
 export const TABLE_ALL = 0xff;
 export const NO_BUFFER = 0xffffffff;

@@ -61,7 +61,8 @@ export function encodeInstructions(i: Instructions): Buffer {
     parts.push(h, actions);
   }
   if (i.gotoTable !== undefined) {
-    if (!Number.isInteger(i.gotoTable) || i.gotoTable < 0 || i.gotoTable > 254) throw new OpenFlowCodecError(`goto_table ${i.gotoTable} is not a table (0-254)`);
+    if (!Number.isInteger(i.gotoTable) || i.gotoTable < 0 || i.gotoTable > 254)
+      throw new OpenFlowCodecError(`goto_table ${i.gotoTable} is not a table (0-254)`);
     const b = Buffer.alloc(8);
     b.writeUInt16BE(INSTRUCTION.GOTO_TABLE, 0);
     b.writeUInt16BE(8, 2);
@@ -74,7 +75,7 @@ export function encodeInstructions(i: Instructions): Buffer {
 
 export function decodeActions(b: Buffer): Action[] {
   const out: Action[] = [];
-  for (let off = 0; off + 4 <= b.length; ) {
+  for (let off = 0; off + 4 <= b.length;) {
     const type = b.readUInt16BE(off);
     const len = b.readUInt16BE(off + 2);
     if (len < 8 || off + len > b.length) throw new OpenFlowCodecError(`action at ${off} has length ${len}`);
@@ -94,7 +95,7 @@ export function decodeInstructions(b: Buffer): Instructions {
   let apply: Action[] | undefined;
   let gotoTable: number | undefined;
   const other: string[] = [];
-  for (let off = 0; off + 4 <= b.length; ) {
+  for (let off = 0; off + 4 <= b.length;) {
     const type = b.readUInt16BE(off);
     const len = b.readUInt16BE(off + 2);
     if (len < 8 || off + len > b.length) throw new OpenFlowCodecError(`instruction at ${off} has length ${len}`);

@@ -63,10 +63,38 @@ const prefixField = (name: FieldName, cls: number, field: number, requires?: num
 
 /** In ovs-ofctl's order (OVS's nx_put_raw). */
 const FIELDS: readonly FieldDef[] = [
-  { name: 'inPort', cls: OXM_CLASS.OPENFLOW_BASIC, field: 0, length: 4, encode: (v: number) => ({ value: u32(v) }), decode: (b) => b.readUInt32BE() },
-  { name: 'ethSrc', cls: OXM_CLASS.OPENFLOW_BASIC, field: 4, length: 6, encode: (v: string) => ({ value: macBytes(v) }), decode: (b) => macText(b) },
-  { name: 'ethDst', cls: OXM_CLASS.OPENFLOW_BASIC, field: 3, length: 6, encode: (v: string) => ({ value: macBytes(v) }), decode: (b) => macText(b) },
-  { name: 'ethType', cls: OXM_CLASS.OPENFLOW_BASIC, field: 5, length: 2, encode: (v: number) => ({ value: u16(v) }), decode: (b) => b.readUInt16BE() },
+  {
+    name: 'inPort',
+    cls: OXM_CLASS.OPENFLOW_BASIC,
+    field: 0,
+    length: 4,
+    encode: (v: number) => ({ value: u32(v) }),
+    decode: (b) => b.readUInt32BE(),
+  },
+  {
+    name: 'ethSrc',
+    cls: OXM_CLASS.OPENFLOW_BASIC,
+    field: 4,
+    length: 6,
+    encode: (v: string) => ({ value: macBytes(v) }),
+    decode: (b) => macText(b),
+  },
+  {
+    name: 'ethDst',
+    cls: OXM_CLASS.OPENFLOW_BASIC,
+    field: 3,
+    length: 6,
+    encode: (v: string) => ({ value: macBytes(v) }),
+    decode: (b) => macText(b),
+  },
+  {
+    name: 'ethType',
+    cls: OXM_CLASS.OPENFLOW_BASIC,
+    field: 5,
+    length: 2,
+    encode: (v: number) => ({ value: u16(v) }),
+    decode: (b) => b.readUInt16BE(),
+  },
   prefixField('ipv4Src', OXM_CLASS.OPENFLOW_BASIC, 11, ETH_TYPE.IPV4),
   prefixField('ipv4Dst', OXM_CLASS.OPENFLOW_BASIC, 12, ETH_TYPE.IPV4),
   prefixField('arpSpa', OXM_CLASS.OPENFLOW_BASIC, 22, ETH_TYPE.ARP),
@@ -86,7 +114,9 @@ export function encodeOxmFields(m: Match): Buffer {
     const v = m[f.name];
     if (v === undefined) continue;
     if (f.requires !== undefined && m.ethType !== f.requires) {
-      throw new OpenFlowCodecError(`matching ${f.name} needs ethType 0x${f.requires.toString(16).padStart(4, '0')} (OpenFlow prerequisite)`);
+      throw new OpenFlowCodecError(
+        `matching ${f.name} needs ethType 0x${f.requires.toString(16).padStart(4, '0')} (OpenFlow prerequisite)`,
+      );
     }
     const { value, mask } = f.encode(v as never);
     if (mask && mask.readUInt32BE() === 0) continue; // a /0 prefix matches everything
@@ -119,7 +149,7 @@ export function decodeMatch(buf: Buffer, offset: number): { match: Match; size: 
 export function decodeOxmFields(b: Buffer): Match {
   const out: Record<string, unknown> = {};
   const other: string[] = [];
-  for (let off = 0; off + 4 <= b.length; ) {
+  for (let off = 0; off + 4 <= b.length;) {
     const h = b.readUInt32BE(off);
     const cls = h >>> 16;
     const field = (h >>> 9) & 0x7f;

@@ -4,7 +4,21 @@
  * MULTIPART flow stats, ERROR. Layouts follow the ONF specification's structures (ofp_flow_mod,
  * ofp_bundle_ctrl_msg, ofp_flow_stats_request, ofp_flow_stats, ofp_error_msg).
  */
-import { BUNDLE_FLAGS, DEFAULT_PRIORITY, ERROR_TYPE_NAMES, FLOW_MOD_COMMAND, GROUP_ANY, MSG, MULTIPART, NO_BUFFER, OFP_HEADER_LEN, OFP_VERSION, PORT, TABLE_ALL, type FlowModCommand } from './constants.js';
+import {
+  BUNDLE_FLAGS,
+  DEFAULT_PRIORITY,
+  ERROR_TYPE_NAMES,
+  FLOW_MOD_COMMAND,
+  GROUP_ANY,
+  MSG,
+  MULTIPART,
+  NO_BUFFER,
+  OFP_HEADER_LEN,
+  OFP_VERSION,
+  PORT,
+  TABLE_ALL,
+  type FlowModCommand,
+} from './constants.js';
 import { OpenFlowCodecError } from './bytes.js';
 import { decodeInstructions, encodeInstructions, type Instructions } from './instructions.js';
 import { decodeMatch, encodeMatch, type Match } from './match.js';
@@ -45,7 +59,7 @@ export function hello(xid: number): Buffer {
 /** The versions a peer's HELLO offers: its bitmap if it sent one, else every version up to its own. */
 export function helloVersions(msg: Buffer): number[] {
   const h = decodeHeader(msg);
-  for (let off = OFP_HEADER_LEN; off + 4 <= h.length; ) {
+  for (let off = OFP_HEADER_LEN; off + 4 <= h.length;) {
     const type = msg.readUInt16BE(off);
     const len = msg.readUInt16BE(off + 2);
     if (len < 4) break;
@@ -182,7 +196,7 @@ export function decodeMultipartReply(b: Buffer): { type: number; more: boolean; 
 
 export function decodeFlowStats(body: Buffer): FlowStats[] {
   const out: FlowStats[] = [];
-  for (let off = 0; off + 48 <= body.length; ) {
+  for (let off = 0; off + 48 <= body.length;) {
     const length = body.readUInt16BE(off);
     if (length < 56 || off + length > body.length) throw new OpenFlowCodecError(`flow stats entry at ${off} has length ${length}`);
     const e = body.subarray(off, off + length);

@@ -42,7 +42,8 @@ function portOf(text: string, what: string): number {
 }
 
 function numberOf(text: string, what: string, max: number): number {
-  if (!/^(0x[0-9a-fA-F]+|\d+)$/.test(text) || Number(text) > max) throw new OpenFlowCodecError(`${what}: '${text}' is not a number 0-${max}`);
+  if (!/^(0x[0-9a-fA-F]+|\d+)$/.test(text) || Number(text) > max)
+    throw new OpenFlowCodecError(`${what}: '${text}' is not a number 0-${max}`);
   return Number(text);
 }
 
@@ -80,7 +81,10 @@ export function parseFlow(text: string): ParsedFlow {
     else if (key === 'in_port') match['inPort'] = portOf(value, 'in_port');
     else if (key === 'dl_type' || key === 'eth_type') match['ethType'] = numberOf(value, key, 0xffff);
     else if (MATCH_KEYS[key] && eq > 0) match[MATCH_KEYS[key]] = value;
-    else throw new OpenFlowCodecError(`'${token}' is not a match field this client writes (ip, arp, in_port, dl_src, dl_dst, nw_src, nw_dst, arp_spa, tun_src, tun_dst, cookie, table, priority)`);
+    else
+      throw new OpenFlowCodecError(
+        `'${token}' is not a match field this client writes (ip, arp, in_port, dl_src, dl_dst, nw_src, nw_dst, arp_spa, tun_src, tun_dst, cookie, table, priority)`,
+      );
   }
   const parsed: ParsedFlow = {
     match: match,
@@ -107,7 +111,10 @@ export function parseActions(text: string): Instructions {
     else if (/^set_field:[^>]+->(eth_src|eth_dst|tun_dst)$/.test(token)) {
       const [value, field] = token.slice('set_field:'.length).split('->') as [string, SettableField];
       apply.push({ type: 'set_field', field, value });
-    } else throw new OpenFlowCodecError(`'${token}' is not an action this client writes (drop, NORMAL, output:P, goto_table:T, set_field:V->eth_src|eth_dst|tun_dst, dec_ttl)`);
+    } else
+      throw new OpenFlowCodecError(
+        `'${token}' is not an action this client writes (drop, NORMAL, output:P, goto_table:T, set_field:V->eth_src|eth_dst|tun_dst, dec_ttl)`,
+      );
   }
   return { ...(apply.length ? { apply } : {}), ...(gotoTable === undefined ? {} : { gotoTable }) };
 }
@@ -145,7 +152,8 @@ export function formatMatch(m: Match): string {
   if (m.inPort !== undefined) parts.push(`in_port=${formatPort(m.inPort)}`);
   if (m.ethSrc !== undefined) parts.push(`dl_src=${m.ethSrc}`);
   if (m.ethDst !== undefined) parts.push(`dl_dst=${m.ethDst}`);
-  if (m.ethType !== undefined && m.ethType !== ETH_TYPE.IPV4 && m.ethType !== ETH_TYPE.ARP) parts.push(`dl_type=0x${m.ethType.toString(16).padStart(4, '0')}`);
+  if (m.ethType !== undefined && m.ethType !== ETH_TYPE.IPV4 && m.ethType !== ETH_TYPE.ARP)
+    parts.push(`dl_type=0x${m.ethType.toString(16).padStart(4, '0')}`);
   if (m.ipv4Src !== undefined) parts.push(`nw_src=${m.ipv4Src}`);
   if (m.ipv4Dst !== undefined) parts.push(`nw_dst=${m.ipv4Dst}`);
   if (m.arpSpa !== undefined) parts.push(`arp_spa=${m.arpSpa}`);

@@ -168,7 +168,12 @@ export class OvsdbClient extends EventEmitter<OvsdbClientEvents> {
       });
       socket.once('error', (e) => {
         socket.destroy();
-        reject(new UnavailableError(`cannot reach OVSDB at ${this.remote} (${(e as NodeJS.ErrnoException).code ?? e.message}): is ovsdb-server running, and is the remote right?`, { cause: e }));
+        reject(
+          new UnavailableError(
+            `cannot reach OVSDB at ${this.remote} (${(e as NodeJS.ErrnoException).code ?? e.message}): is ovsdb-server running, and is the remote right?`,
+            { cause: e },
+          ),
+        );
       });
     });
   }
@@ -270,10 +275,13 @@ export class OvsdbClient extends EventEmitter<OvsdbClientEvents> {
     if (!socket) return Promise.reject(new UnavailableError(`OVSDB ${method}: not connected to ${this.remote}`));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new UnavailableError(`OVSDB ${method}: no reply from ${this.remote} within ${this.requestTimeoutMs} ms`));
-      }, Math.max(0, deadline - Date.now()));
+      const timer = setTimeout(
+        () => {
+          this.pending.delete(id);
+          reject(new UnavailableError(`OVSDB ${method}: no reply from ${this.remote} within ${this.requestTimeoutMs} ms`));
+        },
+        Math.max(0, deadline - Date.now()),
+      );
       this.pending.set(id, { method, resolve, reject, timer });
       socket.write(JSON.stringify({ method, params, id }));
     });
@@ -281,10 +289,17 @@ export class OvsdbClient extends EventEmitter<OvsdbClientEvents> {
 
   private waitForConnection(method: string, deadline: number): Promise<void> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waitingForConnection.delete(wake);
-        reject(new UnavailableError(`OVSDB ${method}: could not reconnect to ${this.remote} within ${this.requestTimeoutMs} ms: is ovsdb-server running?`));
-      }, Math.max(0, deadline - Date.now()));
+      const timer = setTimeout(
+        () => {
+          this.waitingForConnection.delete(wake);
+          reject(
+            new UnavailableError(
+              `OVSDB ${method}: could not reconnect to ${this.remote} within ${this.requestTimeoutMs} ms: is ovsdb-server running?`,
+            ),
+          );
+        },
+        Math.max(0, deadline - Date.now()),
+      );
       const wake = () => {
         clearTimeout(timer);
         this.waitingForConnection.delete(wake);

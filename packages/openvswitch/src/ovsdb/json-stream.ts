@@ -37,7 +37,8 @@ export class JsonObjectSplitter {
           start = i + 1;
           continue;
         }
-        if (c !== 0x7b /* { */ && c !== 0x5b /* [ */) throw new JsonStreamError(`unexpected byte 0x${c.toString(16)} between JSON messages`);
+        if (c !== 0x7b /* { */ && c !== 0x5b /* [ */)
+          throw new JsonStreamError(`unexpected byte 0x${c.toString(16)} between JSON messages`);
         this.started = true;
       }
       if (c === 0x22) this.inString = true;

@@ -54,7 +54,12 @@ function describe(op: Operation): string {
 }
 
 /** The first error a transaction's results hold, as an exception (undefined if it succeeded). */
-export function transactionError(step: string, remote: string, ops: readonly Operation[], results: readonly (OperationResult | null)[]): OvsdbTransactionError | undefined {
+export function transactionError(
+  step: string,
+  remote: string,
+  ops: readonly Operation[],
+  results: readonly (OperationResult | null)[],
+): OvsdbTransactionError | undefined {
   for (let i = 0; i < results.length; i++) {
     const r = results[i];
     if (r && typeof r.error === 'string') {

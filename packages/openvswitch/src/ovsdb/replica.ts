@@ -83,7 +83,10 @@ export class MonitorReplica extends EventEmitter<ReplicaEvents> {
   /** The `monitor-cond-requests` argument of monitor_cond. */
   requests(): Record<string, { columns?: string[]; where?: Condition[] }> {
     return Object.fromEntries(
-      Object.entries(this.monitored).map(([t, r]) => [t, { ...(r.columns ? { columns: [...r.columns] } : {}), ...(r.where ? { where: [...r.where] } : {}) }]),
+      Object.entries(this.monitored).map(([t, r]) => [
+        t,
+        { ...(r.columns ? { columns: [...r.columns] } : {}), ...(r.where ? { where: [...r.where] } : {}) },
+      ]),
     );
   }
 

@@ -16,7 +16,10 @@ export class VswitchTimeoutError extends UnavailableError {
     readonly timeoutMs: number,
     options?: { cause?: unknown },
   ) {
-    super(`${step}: committed to OVSDB at ${remote}, but ovs-vswitchd did not apply it within ${timeoutMs} ms: is ovs-vswitchd running?`, options);
+    super(
+      `${step}: committed to OVSDB at ${remote}, but ovs-vswitchd did not apply it within ${timeoutMs} ms: is ovs-vswitchd running?`,
+      options,
+    );
   }
 }
 

@@ -35,7 +35,11 @@ export interface FuzzCase {
 }
 
 const int32 = fc.integer({ min: -2147483648, max: 2147483647 });
-const port = fc.oneof(fc.constantFrom(0, 1, 22, 80, 443, 4789, 8080, 65535, 65536, -1, 2147483647, -2147483648), fc.integer({ min: 1, max: 65535 }), int32);
+const port = fc.oneof(
+  fc.constantFrom(0, 1, 22, 80, 443, 4789, 8080, 65535, 65536, -1, 2147483647, -2147483648),
+  fc.integer({ min: 1, max: 65535 }),
+  int32,
+);
 const enumNumber = (valid: readonly number[]) => fc.oneof(fc.constantFrom(...valid), fc.integer({ min: -3, max: 100 }));
 const text = fc.string({ maxLength: 40, unit: 'binary' });
 
@@ -43,7 +47,23 @@ function address(world: FuzzWorld) {
   const base = world.gateway.split('.').slice(0, 3).join('.');
   return fc.oneof(
     { weight: 4, arbitrary: fc.integer({ min: 2, max: 40 }).map((n) => `${base}.${n}`) },
-    fc.constantFrom(world.gateway, `${base}.0`, `${base}.255`, '198.19.200.5', '10.0.0.1', '0.0.0.0', '255.255.255.255', '', `${base}.02`, ` ${base}.3`, `${base}.3/24`, 'fd19::1', `::ffff:${base}.4`, '198.18.0.1', '127.0.0.1'),
+    fc.constantFrom(
+      world.gateway,
+      `${base}.0`,
+      `${base}.255`,
+      '198.19.200.5',
+      '10.0.0.1',
+      '0.0.0.0',
+      '255.255.255.255',
+      '',
+      `${base}.02`,
+      ` ${base}.3`,
+      `${base}.3/24`,
+      'fd19::1',
+      `::ffff:${base}.4`,
+      '198.18.0.1',
+      '127.0.0.1',
+    ),
     fc.ipV4(),
     text,
   );
@@ -53,7 +73,21 @@ function netns(world: FuzzWorld) {
   return fc.option(
     fc.oneof(
       { weight: 3, arbitrary: fc.constantFrom(...world.namespaces) },
-      fc.constantFrom('nnt-no-such-namespace', '/proc/self/ns/net', '/proc/999999999/ns/net', '', '.', '..', '../etc', '/etc/passwd', '/run/netns/', 'a/b', 'x'.repeat(300), '/dev/null', '/proc/self/ns/mnt'),
+      fc.constantFrom(
+        'nnt-no-such-namespace',
+        '/proc/self/ns/net',
+        '/proc/999999999/ns/net',
+        '',
+        '.',
+        '..',
+        '../etc',
+        '/etc/passwd',
+        '/run/netns/',
+        'a/b',
+        'x'.repeat(300),
+        '/dev/null',
+        '/proc/self/ns/mnt',
+      ),
       text,
     ),
     { nil: undefined },
@@ -61,7 +95,23 @@ function netns(world: FuzzWorld) {
 }
 
 const ifname = fc.option(
-  fc.oneof(fc.constantFrom('eth0', 'eth1', 'lo', 'nodenet0', '', 'a'.repeat(15), 'a'.repeat(16), 'bad name', 'eth0:1', '..', 'nni-00000000', 'ul0'), text),
+  fc.oneof(
+    fc.constantFrom(
+      'eth0',
+      'eth1',
+      'lo',
+      'nodenet0',
+      '',
+      'a'.repeat(15),
+      'a'.repeat(16),
+      'bad name',
+      'eth0:1',
+      '..',
+      'nni-00000000',
+      'ul0',
+    ),
+    text,
+  ),
   { nil: undefined },
 );
 
@@ -71,7 +121,10 @@ const portMapping = fc.record({ hostPort: port, instancePort: port, protocol: en
  * Requests that mostly pass validation reach the code behind it: a request whose fields are all drawn from
  * valid values, one with a single field drawn from the wild ones, or one wild in every field.
  */
-function nearValid<T extends Record<string, unknown>>(valid: { [K in keyof T]: fc.Arbitrary<T[K]> }, wild: { [K in keyof T]: fc.Arbitrary<T[K]> }): fc.Arbitrary<T> {
+function nearValid<T extends Record<string, unknown>>(
+  valid: { [K in keyof T]: fc.Arbitrary<T[K]> },
+  wild: { [K in keyof T]: fc.Arbitrary<T[K]> },
+): fc.Arbitrary<T> {
   const keys = Object.keys(valid) as (keyof T)[];
   return fc.oneof(
     { weight: 3, arbitrary: fc.record(valid) as fc.Arbitrary<T> },
@@ -93,7 +146,10 @@ function createInterface(world: FuzzWorld) {
       netns: fc.option(fc.constantFrom(...world.namespaces), { nil: undefined }),
       ifname: fc.option(fc.constantFrom('eth0', 'eth1', 'net0'), { nil: undefined }),
       kind: fc.option(fc.constant(0), { nil: undefined }),
-      portMappings: fc.array(fc.record({ hostPort: validPort, instancePort: fc.integer({ min: 0, max: 65535 }), protocol: fc.constantFrom(0, 1, 2) }), { maxLength: 2 }),
+      portMappings: fc.array(
+        fc.record({ hostPort: validPort, instancePort: fc.integer({ min: 0, max: 65535 }), protocol: fc.constantFrom(0, 1, 2) }),
+        { maxLength: 2 },
+      ),
     },
     {
       ipAddress: address(world),
@@ -108,25 +164,32 @@ function createInterface(world: FuzzWorld) {
 
 function deleteInterface(world: FuzzWorld) {
   // A live handle is chosen when the case runs (fast-check generates before the node changes): `pick`.
-  return fc.oneof(
-    { weight: 2, arbitrary: fc.nat().map((pick) => ({ pick })) },
-    fc.constantFrom('lo', 'eth0', 'nodenet0', 'nni-00000000', 'nnh-00000000', '', 'nni-', 'NNI-00000000', 'a'.repeat(16), '../x').map((interfaceName) => ({ interfaceName })),
-    text.map((interfaceName) => ({ interfaceName })),
-  ).map((r) => ({
-    request: r,
-    encode: () => {
-      const live = world.liveHandles();
-      const interfaceName = 'pick' in r ? (live[r.pick % Math.max(1, live.length)] ?? 'nni-00000001') : r.interfaceName;
-      return DeleteInterfaceRequest.encode({ interfaceName }).finish();
-    },
-  }));
+  return fc
+    .oneof(
+      { weight: 2, arbitrary: fc.nat().map((pick) => ({ pick })) },
+      fc
+        .constantFrom('lo', 'eth0', 'nodenet0', 'nni-00000000', 'nnh-00000000', '', 'nni-', 'NNI-00000000', 'a'.repeat(16), '../x')
+        .map((interfaceName) => ({ interfaceName })),
+      text.map((interfaceName) => ({ interfaceName })),
+    )
+    .map((r) => ({
+      request: r,
+      encode: () => {
+        const live = world.liveHandles();
+        const interfaceName = 'pick' in r ? (live[r.pick % Math.max(1, live.length)] ?? 'nni-00000001') : r.interfaceName;
+        return DeleteInterfaceRequest.encode({ interfaceName }).finish();
+      },
+    }));
 }
 
 function createCni(world: FuzzWorld) {
   return fc
     .record({
       ipAddress: fc.oneof(fc.constant(world.gateway), address(world)),
-      subNetwork: fc.oneof(fc.constantFrom(world.subnet, '198.19.2.0/24', '198.19.1.0/25', '0.0.0.0/0', '198.19.1.0/33', '198.19.1.1/24', '198.18.0.0/24', ''), text),
+      subNetwork: fc.oneof(
+        fc.constantFrom(world.subnet, '198.19.2.0/24', '198.19.1.0/25', '0.0.0.0/0', '198.19.1.0/33', '198.19.1.1/24', '198.18.0.0/24', ''),
+        text,
+      ),
     })
     .map((r) => ({ request: r, encode: () => CreateContainerNetworkInterfaceRequest.encode(r).finish() }));
 }
@@ -143,7 +206,19 @@ function addPeer() {
     {
       name: peerName,
       underlayAddress: fc.oneof(fc.constantFrom('198.18.0.2', '198.18.0.3', '198.18.0.1', '198.18.0.100', '', '198.18.0.256'), text),
-      subnet: fc.oneof(fc.constantFrom('198.19.2.0/24', '198.19.3.0/24', '198.19.1.0/24', '198.19.0.0/16', '0.0.0.0/0', '198.18.0.0/24', '198.19.2.1/24', ''), text),
+      subnet: fc.oneof(
+        fc.constantFrom(
+          '198.19.2.0/24',
+          '198.19.3.0/24',
+          '198.19.1.0/24',
+          '198.19.0.0/16',
+          '0.0.0.0/0',
+          '198.18.0.0/24',
+          '198.19.2.1/24',
+          '',
+        ),
+        text,
+      ),
     },
   ).map((r) => ({ request: r, encode: () => Peer.encode(r).finish() }));
 }
@@ -217,11 +292,27 @@ export function apiCases(world: FuzzWorld): fc.Arbitrary<FuzzCase> {
 export function oneOfEach(world: FuzzWorld): FuzzCase[] {
   const base = world.gateway.split('.').slice(0, 3).join('.');
   const cases: [string, unknown, () => Uint8Array][] = [
-    ['Network/CreateInterface', { ipAddress: `${base}.50`, ports: [8050] }, () => CreateInterfaceRequest.encode(CreateInterfaceRequest.fromPartial({ ipAddress: `${base}.50`, ports: [8050] })).finish()],
-    ['Network/DeleteInterface', { pick: 0 }, () => DeleteInterfaceRequest.encode({ interfaceName: world.liveHandles()[0] ?? 'nni-00000001' }).finish()],
-    ['Network/CreateContainerNetworkInterface', { ipAddress: world.gateway, subNetwork: world.subnet }, () => CreateContainerNetworkInterfaceRequest.encode({ ipAddress: world.gateway, subNetwork: world.subnet }).finish()],
+    [
+      'Network/CreateInterface',
+      { ipAddress: `${base}.50`, ports: [8050] },
+      () => CreateInterfaceRequest.encode(CreateInterfaceRequest.fromPartial({ ipAddress: `${base}.50`, ports: [8050] })).finish(),
+    ],
+    [
+      'Network/DeleteInterface',
+      { pick: 0 },
+      () => DeleteInterfaceRequest.encode({ interfaceName: world.liveHandles()[0] ?? 'nni-00000001' }).finish(),
+    ],
+    [
+      'Network/CreateContainerNetworkInterface',
+      { ipAddress: world.gateway, subNetwork: world.subnet },
+      () => CreateContainerNetworkInterfaceRequest.encode({ ipAddress: world.gateway, subNetwork: world.subnet }).finish(),
+    ],
     ['NetworkAdmin/Inspect', {}, () => InspectRequest.encode({}).finish()],
-    ['NetworkAdmin/AddPeer', { name: 'node-2', underlayAddress: '198.18.0.2', subnet: '198.19.2.0/24' }, () => Peer.encode({ name: 'node-2', underlayAddress: '198.18.0.2', subnet: '198.19.2.0/24' }).finish()],
+    [
+      'NetworkAdmin/AddPeer',
+      { name: 'node-2', underlayAddress: '198.18.0.2', subnet: '198.19.2.0/24' },
+      () => Peer.encode({ name: 'node-2', underlayAddress: '198.18.0.2', subnet: '198.19.2.0/24' }).finish(),
+    ],
     ['NetworkAdmin/RemovePeer', { name: 'node-2' }, () => RemovePeerRequest.encode({ name: 'node-2' }).finish()],
     ['NetworkAdmin/ListPeers', {}, () => Empty.encode({}).finish()],
   ];
