@@ -12,7 +12,6 @@
  * switches and 50 ms of CPU in 10 idle seconds, against 1 and 0 without it).
  */
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import {
   REPAIR_KINDS,
@@ -24,6 +23,18 @@ import {
   type RepairTrigger,
 } from '@nodenet/core';
 import { TOOLS, type CommandEvent } from '@nodenet/sys';
+import processCpuTotal from 'prom-client/lib/metrics/processCpuTotal.js';
+import processStartTime from 'prom-client/lib/metrics/processStartTime.js';
+import osMemoryHeap from 'prom-client/lib/metrics/osMemoryHeap.js';
+import processOpenFileDescriptors from 'prom-client/lib/metrics/processOpenFileDescriptors.js';
+import processMaxFileDescriptors from 'prom-client/lib/metrics/processMaxFileDescriptors.js';
+import processResources from 'prom-client/lib/metrics/processResources.js';
+import processHandles from 'prom-client/lib/metrics/processHandles.js';
+import processRequests from 'prom-client/lib/metrics/processRequests.js';
+import heapSizeAndUsed from 'prom-client/lib/metrics/heapSizeAndUsed.js';
+import heapSpacesSizeAndUsed from 'prom-client/lib/metrics/heapSpacesSizeAndUsed.js';
+import version from 'prom-client/lib/metrics/version.js';
+import gc from 'prom-client/lib/metrics/gc.js';
 
 /** Seconds; from a fast create (~5 ms) to a slow ovs call (~1 s) and beyond. */
 const RPC_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -37,26 +48,23 @@ const MISNAMED_DEFAULT_METRICS = ['nodejs_active_handles_total', 'nodejs_active_
  * module registers its family and reads the process at scrape time (gc: a PerformanceObserver), no timer.
  */
 const PROCESS_METRIC_MODULES = [
-  'processCpuTotal',
-  'processStartTime',
-  'osMemoryHeap',
-  'processOpenFileDescriptors',
-  'processMaxFileDescriptors',
-  'processResources',
-  'processHandles',
-  'processRequests',
-  'heapSizeAndUsed',
-  'heapSpacesSizeAndUsed',
-  'version',
-  'gc',
+  processCpuTotal,
+  processStartTime,
+  osMemoryHeap,
+  processOpenFileDescriptors,
+  processMaxFileDescriptors,
+  processResources,
+  processHandles,
+  processRequests,
+  heapSizeAndUsed,
+  heapSpacesSizeAndUsed,
+  version,
+  gc,
 ];
 
 function collectProcessMetrics(registry: Registry): void {
-  const require = createRequire(import.meta.url);
-  for (const name of PROCESS_METRIC_MODULES) {
-    const register = require(`prom-client/lib/metrics/${name}`) as (registry: Registry, config: object) => void;
-    register(registry, {});
-  }
+  // Static imports (not a require by computed name), so the esbuild bundle carries every module.
+  for (const register of PROCESS_METRIC_MODULES) register(registry, {});
   // prom-client names three gauges `..._total`, which promtool rejects (`_total` is for counters); they are
   // the sums of nodejs_active_handles{type}, nodejs_active_requests{type} and nodejs_active_resources{type}.
   for (const name of MISNAMED_DEFAULT_METRICS) registry.removeSingleMetric(name);
