@@ -76,7 +76,9 @@ export class LineMonitor {
     this.starts++;
     let stderr = '';
     let spawnError: NodeJS.ErrnoException | undefined;
-    const proc = spawn(this.options.file, [...this.options.args], {
+    // A monitor reads no stdin, so unlike a session it would outlive a daemon killed with SIGKILL (until its
+    // next write): setpriv --pdeathsig ends it with its parent.
+    const proc = spawn('setpriv', ['--pdeathsig', 'KILL', '--', this.options.file, ...this.options.args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...this.options.env, LC_ALL: 'C' },
     });
@@ -102,6 +104,15 @@ export class LineMonitor {
       if (this.proc === proc) this.proc = undefined;
       if (this.stopped) return;
       if (spawnError?.code === 'ENOENT') {
+        this.options.onExit?.({
+          code,
+          signal,
+          stderr: `setpriv (util-linux) is not installed: it runs ${this.options.file}`,
+          retryInMs: null,
+        });
+        return;
+      }
+      if (code === 127 && /failed to execute .*No such file or directory/.test(stderr)) {
         this.options.onExit?.({ code, signal, stderr: `${this.options.file} is not installed`, retryInMs: null });
         return;
       }
