@@ -5,7 +5,7 @@
  * Each line has an `id` the dataplane uses to turn a failure of that line into a precise error.
  */
 import { CNI_NAME, HANDLE_PREFIX, OWNER_ALIAS_PREFIX, type CniSpec, type IfName, type InstanceSpec, type LinkState } from '@nodenet/core';
-import { LINE, cniAddressLine, ownerAliasOf, type IpLine, type IpLink } from '@nodenet/linux';
+import { LINE, cniAddressLine, ownerAliasOf, tapLines, type IpLine, type IpLink } from '@nodenet/linux';
 import { isCniBridge, isOverflowInfrastructure } from './cni-bridges.js';
 
 /** The alias that marks the CNI bridge as nodenet's. */
@@ -82,26 +82,7 @@ const HAIRPIN = ['type', 'bridge_slave', 'hairpin', 'on'];
  */
 export function tapScript(spec: InstanceSpec, master: string = spec.cni.name): IpLine[] {
   return [
-    { id: LINE.createLink, args: ['tuntap', 'add', 'dev', spec.handle, 'mode', 'tap'], step: `create TAP ${spec.handle}` },
-    {
-      id: LINE.attachLink,
-      args: [
-        'link',
-        'set',
-        'dev',
-        spec.handle,
-        'mtu',
-        String(spec.mtu),
-        'alias',
-        ownerAliasOf(spec.handle),
-        'addrgenmode',
-        'none',
-        'master',
-        master,
-        'up',
-      ],
-      step: `attach ${spec.handle} to ${master}`,
-    },
+    ...tapLines(spec, ['master', master], `attach ${spec.handle} to ${master}`),
     { id: LINE.hairpin, args: ['link', 'set', 'dev', spec.handle, ...HAIRPIN], step: `set hairpin on ${spec.handle}` },
   ];
 }

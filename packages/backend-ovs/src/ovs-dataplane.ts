@@ -62,6 +62,7 @@ import {
   type IpLine,
   type IpLink,
   type IpLinkWithAddresses,
+  tapLines,
 } from '@nodenet/linux';
 import { CommandError, GroupCommitter, run } from '@nodenet/sys';
 import {
@@ -856,28 +857,7 @@ export function vethScript(spec: InstanceSpec, targetNetnsPath?: string): IpLine
 
 /** A TAP named with the handle (the switch port itself); it keeps the kernel's MAC (spec.mac is the guest's). */
 export function tapScript(spec: InstanceSpec): IpLine[] {
-  return [
-    { id: LINE.createLink, args: ['tuntap', 'add', 'dev', spec.handle, 'mode', 'tap'], step: `create TAP ${spec.handle}` },
-    {
-      id: LINE.attachLink,
-      args: [
-        'link',
-        'set',
-        'dev',
-        spec.handle,
-        'mtu',
-        String(spec.mtu),
-        'alias',
-        ownerAliasOf(spec.handle),
-        'addrgenmode',
-        'none',
-        'arp',
-        'off',
-        'up',
-      ],
-      step: `tag ${spec.handle} and bring it up`,
-    },
-  ];
+  return tapLines(spec, ['arp', 'off'], `tag ${spec.handle} and bring it up`);
 }
 
 /**

@@ -40,6 +40,7 @@ export {
   ownerAliasOf,
   pickUnusedGroup,
   repairCniScript,
+  tapLines,
   type CniRepair,
 } from './link-scripts.js';
 // What failed kernel commands mean to a client.

@@ -181,3 +181,32 @@ export function deleteLinksScript(names: readonly string[], unusedGroup: number)
     { id: LINE.deleteGroup, args: ['link', 'del', 'group', group], step: `delete ${names.length} links (link group ${group})` },
   ];
 }
+
+/**
+ * A TAP for a VM, named with the handle, tagged and brought up: the switch port itself. `portArgs` say how
+ * it joins the switch (`master BRIDGE` for a Linux bridge, `arp off` for an OVS port). It keeps the kernel's
+ * MAC: spec.mac is the guest's NIC's.
+ */
+export function tapLines(spec: InstanceSpec, portArgs: readonly string[], step: string): IpLine[] {
+  return [
+    { id: LINE.createLink, args: ['tuntap', 'add', 'dev', spec.handle, 'mode', 'tap'], step: `create TAP ${spec.handle}` },
+    {
+      id: LINE.attachLink,
+      args: [
+        'link',
+        'set',
+        'dev',
+        spec.handle,
+        'mtu',
+        String(spec.mtu),
+        'alias',
+        ownerAliasOf(spec.handle),
+        'addrgenmode',
+        'none',
+        ...portArgs,
+        'up',
+      ],
+      step,
+    },
+  ];
+}
