@@ -3,6 +3,8 @@
  * Records what ovs-ofctl sends to ovs-vswitchd and what comes back (strace of its socket calls), as the
  * fixtures the OpenFlow codec's unit tests compare against. Run as root against a running switch:
  *   node scripts/record-openflow.mjs unix:/path/BRIDGE.mgmt > test/fixtures/openflow-recorded.json
+ *   node scripts/record-openflow.mjs unix:/path/BRIDGE.mgmt packet-out > test/fixtures/openflow-packet-out-recorded.json
+ * (the packet-out cases need a port 1 on the bridge, e.g. a flow-based VXLAN port with ofport_request=1).
  * Each case: the ovs-ofctl arguments and the messages (hex) in each direction, table-features and
  * port-desc traffic (ovs-ofctl's own probing) left out. One case fails on purpose (table 254 is read-only:
  * the switch's error reply).
@@ -10,7 +12,9 @@
 import { straceSocketCalls } from './strace-socket.mjs';
 
 const target = process.argv[2];
-if (!target) throw new Error('usage: record-openflow.mjs unix:/path/BRIDGE.mgmt');
+const caseSet = process.argv[3] ?? 'flows';
+if (!target || !['flows', 'packet-out'].includes(caseSet))
+  throw new Error('usage: record-openflow.mjs unix:/path/BRIDGE.mgmt [flows|packet-out]');
 
 const CASES = [
   ['add-flow', 'cookie=0x6e6e000000000000,table=0,priority=0,actions=drop'],
@@ -53,6 +57,19 @@ const CASES = [
   ],
 ];
 
+/** Packet-outs as backend-ovs sends them (the userspace datapath's tunnel neighbour priming) and plain ones. */
+const PACKET_OUT_CASES = [
+  [
+    'packet-out',
+    'in_port=LOCAL,packet=ffffffffffff0200000000000800450000140000000040fdb3d900000000c6120002,actions=set_field:198.18.0.2->tun_dst,output:1',
+  ],
+  [
+    'packet-out',
+    'in_port=LOCAL,packet=ffffffffffff0200000000000800450000140000000040fdb1e600000000c61201f5,actions=set_field:198.18.1.245->tun_dst,output:1',
+  ],
+  ['packet-out', 'in_port=LOCAL,packet=ffffffffffff02000000000108004500001400000000400100000000000000000000,actions=output:1'],
+];
+
 /** Splits a byte stream into OpenFlow messages by the header's length. */
 function messages(stream) {
   const out = [];
@@ -67,7 +84,7 @@ function messages(stream) {
 const probing = (m) => (m[1] === 18 || m[1] === 19) && [12, 13].includes(m.readUInt16BE(8));
 
 const recorded = [];
-for (const c of CASES) {
+for (const c of caseSet === 'flows' ? CASES : PACKET_OUT_CASES) {
   const bundle = c[0] === '--bundle';
   const argv = bundle ? ['--bundle', 'add-flows', target, '-'] : [c[0], target, ...c.slice(1)];
   const r = straceSocketCalls('ovs-ofctl', ['-O', 'OpenFlow14', ...argv], bundle ? c[3] : '');

@@ -2,11 +2,13 @@
  * OpenFlowConnection against a real ovs-vswitchd (a private OVS in a test namespace, userspace datapath,
  * fail_mode secure): flows added in a bundle let two veth-attached namespaces ping each other, and
  * ovs-ofctl dump-flows shows them as sent; modify and delete by cookie change traffic accordingly; a
- * bundle refused in the middle changes nothing; a refused flow-mod outside a bundle is reported by index.
+ * bundle refused in the middle changes nothing; a refused flow-mod outside a bundle is reported by index;
+ * packet-outs reach the port their actions name (an ARP request the receiving namespace learns from), a
+ * refused one is reported by index.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PrivateOvs, TestScope, exec, ping } from '@nodenet/testkit';
-import { OpenFlowConnection, OpenFlowError, flowModOf, formatFlowStats, type FlowMod } from '../src/index.js';
+import { OpenFlowConnection, OpenFlowError, PORT, flowModOf, formatFlowStats, packetOutOf, type FlowMod } from '../src/index.js';
 
 const BRIDGE = 'nnof0';
 const A = { address: '198.19.7.1', ofport: 1, cookie: 0x6e6e0100000000a1n };
@@ -126,6 +128,35 @@ describe('OpenFlowConnection against ovs-vswitchd', () => {
     expect((error as OpenFlowError).index).toBe(1);
     expect((error as Error).message).toMatch(/flow-mod 1: BAD_REQUEST code 5/);
     expect((await dump()).some((l) => l.includes('0x6e6e0100000000d4'))).toBe(true);
+  });
+
+  it('packet-outs leave through the port their actions name (an ARP request B learns the sender from)', async () => {
+    const sender = { mac: '020000000799', address: [198, 19, 7, 99] };
+    const arpRequest = Buffer.concat([
+      Buffer.from(`ffffffffffff${sender.mac}0806`, 'hex'),
+      Buffer.from('0001080006040001', 'hex'),
+      Buffer.from(sender.mac, 'hex'),
+      Buffer.from(sender.address),
+      Buffer.alloc(6),
+      Buffer.from(B.address.split('.').map(Number)),
+    ]).toString('hex');
+    const neighbour = async () => (await exec('ip', ['-n', nsB, 'neigh', 'show', '198.19.7.99'])).stdout;
+    expect(await neighbour()).toBe('');
+    await of.packetOuts([packetOutOf(`in_port=LOCAL,packet=${arpRequest},actions=output:${B.ofport}`)]);
+    expect(await neighbour()).toMatch(/lladdr 02:00:00:00:07:99/);
+  });
+
+  it('a refused packet-out is named by index, after the ones before it were sent', async () => {
+    const frame = Buffer.from('ffffffffffff0200000000010800450000140000000040010000c6130701c6130702', 'hex');
+    const error = await of
+      .packetOuts([
+        { inPort: PORT.LOCAL, actions: [{ type: 'output', port: A.ofport }], data: frame },
+        { inPort: 0xffffff00, actions: [{ type: 'output', port: A.ofport }], data: frame },
+      ])
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(OpenFlowError);
+    expect((error as OpenFlowError).index).toBe(1);
+    expect((error as Error).message).toMatch(/packet-out 1: BAD_REQUEST/);
   });
 
   it('after the switch restarts, the next call dials again and says so', async () => {

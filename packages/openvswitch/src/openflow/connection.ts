@@ -3,7 +3,7 @@
  * (`RUNDIR/BRIDGE.mgmt`, where ovs-ofctl connects): nodenet is not the bridge's controller, so the
  * switch's fail mode and its flows are not affected by this connection coming and going (a restart of
  * nodenet stays hitless). Flow-mods go out back to back with one barrier (errors matched to the flow-mod by
- * xid), or as one atomic bundle; flows read back through multipart flow stats. The switch's echo requests
+ * xid), or as one atomic bundle; packet-outs likewise with one barrier; flows read back through multipart flow stats. The switch's echo requests
  * are answered. When the connection drops, calls in flight fail with UnavailableError and the next call
  * dials again (emitting 'reconnected' so the owner can re-assert its flows).
  */
@@ -23,6 +23,7 @@ import {
   decodeHeader,
   decodeMultipartReply,
   encodeFlowMod,
+  encodePacketOut,
   errorName,
   flowStatsRequest,
   hello,
@@ -32,6 +33,7 @@ import {
   type FlowMod,
   type FlowStats,
   type FlowStatsRequest,
+  type PacketOut,
 } from './messages.js';
 
 export interface OpenFlowConnectionOptions {
@@ -48,12 +50,14 @@ export class OpenFlowError extends InternalError {
     readonly target: string,
     readonly errorType: number,
     readonly errorCode: number,
-    /** The failed flow-mod's index in the call, if the error names one. */
+    /** The failed message's index in the call, if the error names one. */
     readonly index: number | undefined,
+    /** What the call sent: `flow-mod`, `packet-out`. */
+    kind = 'flow-mod',
   ) {
     super(
       step,
-      `ovs-vswitchd at ${target} refused ${index === undefined ? 'the request' : `flow-mod ${index}`}: ${errorName({ type: errorType, code: errorCode })}`,
+      `ovs-vswitchd at ${target} refused ${index === undefined ? 'the request' : `${kind} ${index}`}: ${errorName({ type: errorType, code: errorCode })}`,
     );
   }
 }
@@ -114,14 +118,15 @@ export class OpenFlowConnection extends EventEmitter<OpenFlowConnectionEvents> {
    * rejects with the first one it refused (the others were applied: use bundle() for all or nothing).
    */
   async flowMods(mods: readonly FlowMod[], step = 'modify flows'): Promise<void> {
-    await this.ensureConnected();
-    const xids = mods.map(() => this.xid());
-    const out = mods.map((m, i) => encodeFlowMod(m, xids[i]!));
-    const barrierXid = this.xid();
-    const done = this.await(barrierXid, [MSG.BARRIER_REPLY], step);
-    this.write(Buffer.concat([...out, barrierRequest(barrierXid)]));
-    await done;
-    this.throwFirstError(xids, step);
+    await this.sendWithBarrier(mods, encodeFlowMod, step, 'flow-mod');
+  }
+
+  /**
+   * Sends the packets (OFPT_PACKET_OUT) in order, then a barrier: resolves once the switch has taken all of
+   * them through their actions, or rejects with the first one it refused (by index).
+   */
+  async packetOuts(packets: readonly PacketOut[], step = 'send packets'): Promise<void> {
+    await this.sendWithBarrier(packets, encodePacketOut, step, 'packet-out');
   }
 
   /**
@@ -184,14 +189,31 @@ export class OpenFlowConnection extends EventEmitter<OpenFlowConnectionEvents> {
     return x;
   }
 
-  private throwFirstError(xids: readonly number[], step: string): void {
+  /** Messages back to back and one barrier (one socket write); errors matched to their message by xid. */
+  private async sendWithBarrier<T>(
+    items: readonly T[],
+    encode: (item: T, xid: number) => Buffer,
+    step: string,
+    kind: string,
+  ): Promise<void> {
+    await this.ensureConnected();
+    const xids = items.map(() => this.xid());
+    const out = items.map((m, i) => encode(m, xids[i]!));
+    const barrierXid = this.xid();
+    const done = this.await(barrierXid, [MSG.BARRIER_REPLY], step);
+    this.write(Buffer.concat([...out, barrierRequest(barrierXid)]));
+    await done;
+    this.throwFirstError(xids, step, kind);
+  }
+
+  private throwFirstError(xids: readonly number[], step: string, kind = 'flow-mod'): void {
     let first: OpenFlowError | undefined;
     xids.forEach((x, i) => {
       const e = this.errors.get(x);
       this.errors.delete(x);
       if (e && !first) {
         const err = decodeError(e);
-        first = new OpenFlowError(step, this.target, err.type, err.code, i);
+        first = new OpenFlowError(step, this.target, err.type, err.code, i, kind);
       }
     });
     if (first) throw first;

@@ -1,8 +1,8 @@
 /**
  * OpenFlow 1.4 messages this client sends and the replies it reads, as pure encode/decode functions:
- * HELLO (with a version bitmap), ECHO, FEATURES, FLOW_MOD, BARRIER, BUNDLE_CONTROL / BUNDLE_ADD_MESSAGE,
+ * HELLO (with a version bitmap), ECHO, FEATURES, FLOW_MOD, PACKET_OUT, BARRIER, BUNDLE_CONTROL / BUNDLE_ADD_MESSAGE,
  * MULTIPART flow stats, ERROR. Layouts follow the ONF specification's structures (ofp_flow_mod,
- * ofp_bundle_ctrl_msg, ofp_flow_stats_request, ofp_flow_stats, ofp_error_msg).
+ * ofp_packet_out, ofp_bundle_ctrl_msg, ofp_flow_stats_request, ofp_flow_stats, ofp_error_msg).
  */
 import {
   BUNDLE_FLAGS,
@@ -20,7 +20,7 @@ import {
   type FlowModCommand,
 } from './constants.js';
 import { OpenFlowCodecError } from './bytes.js';
-import { decodeInstructions, encodeInstructions, type Instructions } from './instructions.js';
+import { decodeInstructions, encodeAction, encodeInstructions, type Action, type Instructions } from './instructions.js';
 import { decodeMatch, encodeMatch, type Match } from './match.js';
 
 export interface Header {
@@ -126,6 +126,27 @@ export function encodeFlowMod(f: FlowMod, xid: number): Buffer {
   match.copy(body, 40);
   instructions.copy(body, 40 + match.length);
   return message(MSG.FLOW_MOD, xid, body);
+}
+
+/** A packet the switch sends through `actions` as if it had arrived on `inPort` (no buffered packet: the data is carried). */
+export interface PacketOut {
+  /** The port the packet is taken to have arrived on (PORT.LOCAL, a port number, or PORT.CONTROLLER). */
+  readonly inPort: number;
+  readonly actions: readonly Action[];
+  /** The whole Ethernet frame. */
+  readonly data: Buffer;
+}
+
+/** ofp_packet_out (OpenFlow 1.4): buffer_id, in_port, actions_len, 6 bytes of padding, the actions, the frame. */
+export function encodePacketOut(p: PacketOut, xid: number): Buffer {
+  const actions = Buffer.concat(p.actions.map(encodeAction));
+  const body = Buffer.alloc(16 + actions.length + p.data.length);
+  body.writeUInt32BE(NO_BUFFER, 0);
+  body.writeUInt32BE(p.inPort >>> 0, 4);
+  body.writeUInt16BE(actions.length, 8);
+  actions.copy(body, 16);
+  p.data.copy(body, 16 + actions.length);
+  return message(MSG.PACKET_OUT, xid, body);
 }
 
 export function barrierRequest(xid: number): Buffer {

@@ -9,7 +9,7 @@ import { PORT } from './constants.js';
 import { OpenFlowCodecError } from './bytes.js';
 import type { Action, Instructions } from './instructions.js';
 import { ETH_TYPE, type Match, type SettableField } from './match.js';
-import type { FlowMod, FlowStats } from './messages.js';
+import type { FlowMod, FlowStats, PacketOut } from './messages.js';
 
 export interface ParsedFlow {
   readonly cookie?: bigint;
@@ -130,6 +130,30 @@ export function flowModOf(command: FlowMod['command'], text: string): FlowMod {
     // ovs-ofctl's non-strict delete without table= covers every table.
     ...(command === 'delete' && p.table === undefined ? { table: 0xff } : {}),
   };
+}
+
+/**
+ * A packet-out from ovs-ofctl's text (`packet-out SWITCH in_port=P,packet=HEX,actions=ACTIONS`): the
+ * actions are the ones a flow may apply (no goto_table), the packet a whole Ethernet frame in hex.
+ */
+export function packetOutOf(text: string): PacketOut {
+  const at = text.indexOf('actions=');
+  if (at < 0) throw new OpenFlowCodecError(`'${text}' has no actions=`);
+  let inPort: number | undefined;
+  let data: Buffer | undefined;
+  for (const token of text
+    .slice(0, at)
+    .split(/[\s,]+/)
+    .filter((t) => t !== '')) {
+    const [key, value = ''] = token.split('=', 2);
+    if (key === 'in_port') inPort = portOf(value, 'in_port');
+    else if (key === 'packet' && /^([0-9a-fA-F]{2}){14,}$/.test(value)) data = Buffer.from(value, 'hex');
+    else throw new OpenFlowCodecError(`'${token}' is not part of a packet-out (in_port=P, packet=HEX of an Ethernet frame, actions=...)`);
+  }
+  if (inPort === undefined || data === undefined) throw new OpenFlowCodecError(`'${text}' needs in_port= and packet=`);
+  const instructions = parseActions(text.slice(at + 'actions='.length));
+  if (instructions.gotoTable !== undefined) throw new OpenFlowCodecError(`'${text}': a packet-out's actions cannot goto_table`);
+  return { inPort, actions: instructions.apply ?? [], data };
 }
 
 // ---------------------------------------------------------------------------------------------------
