@@ -55,6 +55,11 @@ export function classSelector(cls: CookieClass): string {
   return `cookie=${formatCookie(cookieOf(cls, 0))}/${formatCookie(CLASS_MASK)}`;
 }
 
+/** The same selection as a flow-stats request (the OpenFlow connection's dump). */
+export function classFlowsRequest(cls: CookieClass): { cookie: bigint; cookieMask: bigint } {
+  return { cookie: cookieOf(cls, 0), cookieMask: CLASS_MASK };
+}
+
 /** `cookie=C/-1` selecting exactly one cookie. */
 export function cookieSelector(cookie: bigint): string {
   return `cookie=${formatCookie(cookie)}/-1`;
@@ -254,22 +259,12 @@ export function cookiesOfDump(output: string): bigint[] {
  * The packet-out that makes ovs-vswitchd resolve a peer's underlay MAC now. The userspace datapath learns a
  * tunnel destination's MAC by ARP only when a packet to it is translated, and drops that packet (measured:
  * the first ping to a new peer, and its reply on the way back, were lost). Sent when a peer is programmed,
- * this packet takes the loss instead. It is an empty IPv4 packet from 0.0.0.0: if the neighbour is already
+ * this packet takes the loss instead (sent over the bridge's OpenFlow connection, ovs-ofctl's packet-out text). It is an empty IPv4 packet from 0.0.0.0: if the neighbour is already
  * known it crosses the tunnel and the peer drops it (its classifier admits only sources in this node's subnet).
  */
-export function primingPacketOut(peerUnderlay: Ipv4Address, tunnelOfport: number): string[] {
+export function primingPacketOut(peerUnderlay: Ipv4Address, tunnelOfport: number): string {
   const port = checkedOfport(tunnelOfport);
-  return [`in_port=LOCAL,packet=${primingPacketHex(peerUnderlay)},actions=set_field:${peerUnderlay}->tun_dst,output:${port}`];
-}
-
-/**
- * The same priming for many peers in one ovs-ofctl process (its `packet-out SWITCH IN_PORT ACTIONS PACKET...`
- * form: one action list for every packet). Each packet's IPv4 destination is its peer's underlay address, so
- * the action copies it into the tunnel destination.
- */
-export function primingPacketsOut(peerUnderlays: readonly Ipv4Address[], tunnelOfport: number): string[] {
-  const port = checkedOfport(tunnelOfport);
-  return ['LOCAL', `move:NXM_OF_IP_DST[]->NXM_NX_TUN_IPV4_DST[],output:${port}`, ...peerUnderlays.map(primingPacketHex)];
+  return `in_port=LOCAL,packet=${primingPacketHex(peerUnderlay)},actions=set_field:${peerUnderlay}->tun_dst,output:${port}`;
 }
 
 export function primingPacketHex(destination: Ipv4Address): string {

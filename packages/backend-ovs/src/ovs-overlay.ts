@@ -64,26 +64,24 @@ import {
   type IpLine,
 } from '@nodenet/linux';
 import { run } from '@nodenet/sys';
+import { optionalOf } from '@nodenet/openvswitch';
 import {
   COOKIE_CLASS,
   addFlowsScript,
-  classSelector,
+  classFlowsRequest,
   cookieClassOf,
-  cookiesOfDump,
   deleteCookiesScript,
   peerCookie,
   peerFlows,
   primingPacketOut,
-  primingPacketsOut,
   underlayOfPeerCookie,
 } from './flows.js';
 import { DATAPATH_TYPES, EXT, TUNNEL_OFPORT, TUNNEL_PORT, UPLINK_BRIDGE, type DatapathType } from './names.js';
 import {
   cniSkeletonCommands,
   deleteBridgeCommands,
-  deletePortCommands,
   tunnelColumns,
-  tunnelPortCommands,
+  tunnelPortOps,
   uplinkBridgeCommands,
   uplinkBridgeOf,
   type OvsState,
@@ -110,12 +108,10 @@ export interface OvsOverlayOptions extends OvsOptions {
 const DELETE_IDS: ReadonlySet<string> = new Set([ROUTE_LINE.deleteRoute, 'delete-neighbour']);
 /**
  * Batches up to this size prime the userspace datapath's tunnel neighbour cache before they return (a
- * single new peer's first packet is not lost); larger ones (a join, a restore) prime in the background,
- * PRIME_CHUNK peers per ovs-ofctl process, so the peers are routed at the batch's pace rather than a
- * process per peer.
+ * single new peer's first packet is not lost); larger ones (a join, a restore) prime in the background, so
+ * the batch returns once its flows and routes are in.
  */
 const PRIME_AWAITED_MAX = 16;
-const PRIME_CHUNK = 250;
 /** VTEP MACs (vtepMacForUnderlay) start with 02:6f. */
 const VTEP_MAC_PREFIX = '02:6f:';
 
@@ -192,9 +188,8 @@ export class OvsOverlay implements Overlay {
         this.ovs.readState('read OVSDB for the overlay'),
         this.ip.json(['link', 'show', 'dev', CNI_NAME], `read ${CNI_NAME}`),
       ]);
-      const commands: string[] = [];
       // The bridge normally exists (the CNI is created first); after a reboot the overlay may come first.
-      if (!state.bridges.has(CNI_NAME)) commands.push(...cniSkeletonCommands(CNI_NAME, this.datapathType));
+      if (!state.bridges.has(CNI_NAME)) await this.ovs.vsctl(cniSkeletonCommands(CNI_NAME, this.datapathType), `create ${CNI_NAME}`);
       const tunnel = state.interfaces.get(TUNNEL_PORT);
       const wanted = tunnelColumns({ vni: this.vni, port: this.port });
       const tunnelRight =
@@ -203,11 +198,11 @@ export class OvsOverlay implements Overlay {
         tunnel.type === wanted['type'] &&
         Object.entries(wanted).every(([k, v]) => !k.startsWith('options:') || tunnel.options[k.slice('options:'.length)] === v) &&
         tunnel.externalIds[EXT.owner] !== undefined;
-      if (tunnel !== undefined && tunnel.bridge !== CNI_NAME)
-        commands.push(...deletePortCommands(tunnel.bridge ?? CNI_NAME, [TUNNEL_PORT]));
-      if (!tunnelRight) commands.push(...tunnelPortCommands(CNI_NAME, { vni: this.vni, port: this.port }));
-      if (commands.length > 0) {
-        await this.ovs.vsctl(commands, 'create the tunnel port');
+      if (!tunnelRight) {
+        const onBridge = tunnel?.bridge === CNI_NAME;
+        if (tunnel !== undefined && !onBridge)
+          await this.ovs.removePorts(tunnel.bridge ?? CNI_NAME, [TUNNEL_PORT], `move the tunnel port to ${CNI_NAME}`);
+        await this.ovs.transactOps(tunnelPortOps(CNI_NAME, { vni: this.vni, port: this.port }, onBridge), 'create the tunnel port');
         this.logger.info(
           { port: TUNNEL_PORT, vni: this.vni, udp: this.port, datapath: this.datapathType },
           tunnel ? 'tunnel port repaired' : 'tunnel port created',
@@ -225,14 +220,11 @@ export class OvsOverlay implements Overlay {
   }
 
   private async readTunnelOfport(): Promise<number> {
-    const out = (
-      await this.ovs.vsctl(['--', 'get', 'Interface', TUNNEL_PORT, 'ofport'], 'read the tunnel port number', { wait: false })
-    ).trim();
-    const n = Number(out);
-    if (!Number.isInteger(n) || n < 1) {
+    const n = optionalOf(await this.ovs.interfaceColumn(TUNNEL_PORT, 'ofport', 'read the tunnel port number'));
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1) {
       throw new InternalError(
         'create the tunnel port',
-        `ovs-vswitchd gave ${TUNNEL_PORT} no usable port number (${out}): check its log (is VXLAN supported by this datapath?)`,
+        `ovs-vswitchd gave ${TUNNEL_PORT} no usable port number (${JSON.stringify(n ?? null)}): check its log (is VXLAN supported by this datapath?)`,
       );
     }
     return n;
@@ -313,7 +305,7 @@ export class OvsOverlay implements Overlay {
       for (const peer of done) this.programmed.set(peer.name, peer);
       if (this.datapathType === 'netdev' && done.length > 0) {
         if (done.length <= PRIME_AWAITED_MAX) await this.primeTunnelNeighbours(done);
-        else void this.primeTunnelNeighboursInBulk(done);
+        else void this.primeTunnelNeighbours(done);
       }
       this.logger.debug(
         { peers: valid.length, failed: result.failed.size, ms: Math.round((performance.now() - started) * 10) / 10 },
@@ -398,42 +390,22 @@ export class OvsOverlay implements Overlay {
     return runPeerBatch(this.ip, parts, step, DELETE_IDS, (f, line) => this.explainIpFailure(f, line, step));
   }
 
-  /** netdev: one packet-out per peer (ovs-ofctl), side by side; a failure is logged (only a first packet is at stake). */
+  /**
+   * netdev: one packet-out per peer, all of them back to back on the bridge's OpenFlow connection with one
+   * barrier; a failure is logged (only a first packet is at stake).
+   */
   private async primeTunnelNeighbours(peers: readonly NodeRecord[]): Promise<void> {
-    await Promise.all(
-      peers.map((peer) =>
-        this.ovs
-          .ofctl(
-            'packet-out',
-            CNI_NAME,
-            primingPacketOut(peer.underlayAddress, this.tunnelOfport),
-            `resolve the underlay MAC of peer ${peer.name}`,
-          )
-          .catch((e: unknown) =>
-            this.logger.warn({ peer: peer.name, err: (e as Error).message }, 'could not prime the tunnel neighbour cache'),
-          ),
-      ),
-    );
-  }
-
-  /** netdev, large batches: PRIME_CHUNK packets per ovs-ofctl process, one process at a time; failures logged. */
-  private async primeTunnelNeighboursInBulk(peers: readonly NodeRecord[]): Promise<void> {
-    for (let i = 0; i < peers.length; i += PRIME_CHUNK) {
-      const chunk = peers.slice(i, i + PRIME_CHUNK);
-      await this.ovs
-        .ofctl(
-          'packet-out',
-          CNI_NAME,
-          primingPacketsOut(
-            chunk.map((p) => p.underlayAddress),
-            this.tunnelOfport,
-          ),
-          `resolve the underlay MACs of ${chunk.length} peers`,
-        )
-        .catch((e: unknown) =>
-          this.logger.warn({ peers: chunk.length, err: (e as Error).message }, 'could not prime the tunnel neighbour cache'),
-        );
-    }
+    const step =
+      peers.length === 1 ? `resolve the underlay MAC of peer ${peers[0]!.name}` : `resolve the underlay MACs of ${peers.length} peers`;
+    await this.ovs
+      .packetOuts(
+        CNI_NAME,
+        peers.map((p) => primingPacketOut(p.underlayAddress, this.tunnelOfport)),
+        step,
+      )
+      .catch((e: unknown) =>
+        this.logger.warn({ peers: peers.length, err: (e as Error).message }, 'could not prime the tunnel neighbour cache'),
+      );
   }
 
   /**
@@ -481,8 +453,8 @@ export class OvsOverlay implements Overlay {
 
   private async dumpPeerFlows(): Promise<bigint[]> {
     try {
-      const out = await this.ovs.ofctl('dump-flows', CNI_NAME, ['--no-stats', classSelector(COOKIE_CLASS.peer)], 'list the peer flows');
-      return cookiesOfDump(out).filter((c) => cookieClassOf(c) === COOKIE_CLASS.peer);
+      const flows = await this.ovs.dumpFlows(CNI_NAME, classFlowsRequest(COOKIE_CLASS.peer), 'list the peer flows');
+      return [...new Set(flows.map((f) => f.cookie))].filter((c) => cookieClassOf(c) === COOKIE_CLASS.peer);
     } catch (e) {
       if (OvsRunner.isUnreachable(e) && !(await this.ovs.readState('check the CNI bridge')).bridges.has(CNI_NAME)) return [];
       throw e;
@@ -513,9 +485,7 @@ export class OvsOverlay implements Overlay {
     const state = await this.ovs.readState('read OVSDB for vxlan leftovers');
     const tunnel = state.interfaces.get(TUNNEL_PORT);
     if (tunnel?.externalIds[EXT.owner] !== undefined && tunnel.bridge) {
-      await this.ovs.vsctl(deletePortCommands(tunnel.bridge, [TUNNEL_PORT]), 'remove the tunnel port left from vxlan mode', {
-        wait: false,
-      });
+      await this.ovs.removePorts(tunnel.bridge, [TUNNEL_PORT], 'remove the tunnel port left from vxlan mode');
       this.logger.info({ port: TUNNEL_PORT }, 'overlay mode is host-gw: removed the tunnel port left from vxlan mode');
     }
     if (uplinkBridgeOf(state) !== undefined) await this.dismantleUplink(state);

@@ -4,7 +4,8 @@
  * configured run directory. Both reach OVS through unix sockets, so they run in the daemon's own namespace
  * whatever namespace OVS serves. Failures to reach OVS become UNAVAILABLE naming the socket that was tried.
  * The create and delete hot path (a port's transaction, its flows) goes through long-lived connections
- * instead (OvsSession: one OVSDB session, one OpenFlow connection per bridge); with `clients: false` it runs
+ * instead (OvsSession: one OVSDB session, one OpenFlow connection per bridge, shared by every runner of the
+ * process for the same switch; the overlay's peer flows, packet-outs and flow reads use them too); with `clients: false` it runs
  * ovs-vsctl and ovs-ofctl through runLean (no execa: ~2 ms less of the daemon's CPU per process). The rest
  * (rare: bridges, reads, repairs) runs the tools; diff-flows through run.
  */
@@ -16,7 +17,7 @@ import { CommandError, GroupCommitter, run, runLean } from '@nodenet/sys';
 import { mgmtSocket } from './names.js';
 import { deletePortOps, parseOvsState, READ_COMMANDS, type OvsState } from './ovsdb.js';
 import { OvsSession, vswitchdTimeout } from './ovs-session.js';
-import type { Operation } from '@nodenet/openvswitch';
+import type { FlowStats, FlowStatsRequest, Operation } from '@nodenet/openvswitch';
 
 export interface OvsRunnerOptions {
   /** The OVSDB remote, e.g. `unix:/var/run/openvswitch/db.sock`. */
@@ -71,7 +72,7 @@ export class OvsRunner {
     this.runDir = options.runDir;
     this.timeoutSeconds = options.timeoutSeconds ?? 10;
     this.session =
-      options.clients === false ? undefined : new OvsSession({ db: this.db, runDir: this.runDir, timeoutSeconds: this.timeoutSeconds });
+      options.clients === false ? undefined : OvsSession.shared({ db: this.db, runDir: this.runDir, timeoutSeconds: this.timeoutSeconds });
   }
 
   /** Whether the hot path uses the long-lived connections (transactOps and removePorts need them). */
@@ -79,9 +80,9 @@ export class OvsRunner {
     return this.session !== undefined;
   }
 
-  /** Closes the long-lived connections. */
+  /** Done with the long-lived connections (closed when no other runner of this process shares them). */
   close(): void {
-    this.session?.close();
+    this.session?.release();
   }
 
   /**
@@ -98,6 +99,11 @@ export class OvsRunner {
     await this.transactOps(deletePortOps(bridge, ports, uuids), step, { wait: false });
   }
 
+  /** A column of the Interface row named `name`, read over the OVSDB session (undefined: no such row). */
+  interfaceColumn(name: string, column: string, step: string): Promise<unknown> {
+    return this.requireSession().interfaceColumn(name, column, step);
+  }
+
   private async transactOpsNow(items: readonly { ops: readonly Operation[]; step: string }[], wait: boolean): Promise<void> {
     const step = items.length === 1 ? items[0]!.step : `${items[0]!.step} (and ${items.length - 1} more in one transaction)`;
     // Each item names its rows (uuid-name) on its own: suffixed, so the names stay apart in one transaction.
@@ -106,7 +112,8 @@ export class OvsRunner {
   }
 
   private requireSession(): OvsSession {
-    if (!this.session) throw new Error('OvsRunner: transactOps and removePorts need the long-lived connections (clients: false)');
+    if (!this.session)
+      throw new Error('OvsRunner: transactOps, removePorts, dumpFlows and packetOuts need the long-lived connections (clients: false)');
     return this.session;
   }
 
@@ -190,6 +197,30 @@ export class OvsRunner {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  }
+
+  /** The flows the request selects, read over the bridge's long-lived OpenFlow connection. */
+  dumpFlows(bridge: string, request: FlowStatsRequest, step: string): Promise<FlowStats[]> {
+    return this.requireSession()
+      .dumpFlows(bridge, request, step)
+      .catch((e: unknown) => {
+        throw this.explainFlowConnection(e, step);
+      });
+  }
+
+  /** Packet-outs (ovs-ofctl's packet-out text) over the bridge's long-lived OpenFlow connection, with one barrier. */
+  packetOuts(bridge: string, packets: readonly string[], step: string): Promise<void> {
+    return this.requireSession()
+      .packetOuts(bridge, packets, step)
+      .catch((e: unknown) => {
+        throw this.explainFlowConnection(e, step);
+      });
+  }
+
+  /** The connection's own UNAVAILABLE, said as ovs-ofctl's is (naming the bridge and the socket tried). */
+  private explainFlowConnection(e: unknown, step: string): unknown {
+    if (!(e instanceof UnavailableError) || e.message.startsWith(`${step}:`)) return e;
+    return new UnavailableError(`${step}: ${e.message}`, { cause: e });
   }
 
   /** Whether ovs-ofctl failed because it could not reach the bridge's management socket. */

@@ -1,10 +1,11 @@
 /**
- * The ovs backend's long-lived connections to Open vSwitch (@nodenet/openvswitch), for the create and
- * delete hot path instead of an ovs-vsctl and an ovs-ofctl process per step: one OVSDB session (with a
- * monitor of the Port names, so a delete knows the rows it removes, and ovs-vswitchd's cur_cfg, to wait for
- * a change to be applied as ovs-vsctl does) and one OpenFlow connection per bridge, through its
- * management socket. Everything is opened on first use and re-opened after a loss; nothing here is needed
- * for the switch to keep forwarding (nodenet is not the bridge's controller).
+ * The ovs backend's long-lived connections to Open vSwitch (@nodenet/openvswitch), instead of an ovs-vsctl
+ * and an ovs-ofctl process per step: one OVSDB session (with ovs-vswitchd's cur_cfg watched, to wait for a
+ * change to be applied as ovs-vsctl does) and one OpenFlow connection per bridge, through its management
+ * socket. One session per Open vSwitch per process (OvsSession.shared): the dataplane and the overlay of a
+ * daemon send their flow bundles, packet-outs and OVSDB transactions over the same connections.
+ * Everything is opened on first use and re-opened after a loss; nothing here is needed for the switch to
+ * keep forwarding (nodenet is not the bridge's controller).
  */
 import { InternalError, UnavailableError } from '@nodenet/core';
 import {
@@ -13,25 +14,63 @@ import {
   VswitchConfigWaiter,
   VswitchTimeoutError,
   flowModOf,
+  packetOutOf,
   uuidOf,
   type FlowMod,
+  type FlowStats,
+  type FlowStatsRequest,
   type Operation,
   type OperationResult,
 } from '@nodenet/openvswitch';
 import { mgmtSocket } from './names.js';
 import { missingBridgeOf } from './ovsdb.js';
 
+export interface OvsSessionOptions {
+  readonly db: string;
+  readonly runDir: string;
+  readonly timeoutSeconds: number;
+}
+
 interface Ovsdb {
   readonly client: OvsdbClient;
   readonly waiter: VswitchConfigWaiter;
 }
 
+/** The sessions in use in this process, by Open vSwitch (database, run directory, timeout). */
+const sharedSessions = new Map<string, { session: OvsSession; users: number }>();
+
 export class OvsSession {
   private ovsdb: Promise<Ovsdb> | undefined;
   private readonly bridges = new Map<string, OpenFlowConnection>();
   private closed = false;
+  private sharedKey: string | undefined;
 
-  constructor(private readonly options: { readonly db: string; readonly runDir: string; readonly timeoutSeconds: number }) {}
+  constructor(private readonly options: OvsSessionOptions) {}
+
+  /**
+   * The process's session for this Open vSwitch, opened for the first user: every user of the same switch
+   * shares its OVSDB session and its OpenFlow connection per bridge. Each user calls release() once.
+   */
+  static shared(options: OvsSessionOptions): OvsSession {
+    const key = JSON.stringify([options.db, options.runDir, options.timeoutSeconds]);
+    let entry = sharedSessions.get(key);
+    if (!entry) {
+      entry = { session: new OvsSession(options), users: 0 };
+      entry.session.sharedKey = key;
+      sharedSessions.set(key, entry);
+    }
+    entry.users++;
+    return entry.session;
+  }
+
+  /** One user of a shared session is done; the last one closes it. */
+  release(): void {
+    const entry = this.sharedKey === undefined ? undefined : sharedSessions.get(this.sharedKey);
+    if (entry?.session !== this) return this.close();
+    if (--entry.users > 0) return;
+    sharedSessions.delete(this.sharedKey!);
+    this.close();
+  }
 
   /** One OVSDB transaction; with `wait`, returns once ovs-vswitchd has applied it. */
   async transact(ops: readonly Operation[], step: string, wait: boolean): Promise<OperationResult[]> {
@@ -67,21 +106,53 @@ export class OvsSession {
       });
   }
 
+  /** A column of the Interface row named `name`, read at the moment (undefined: no such row). */
+  async interfaceColumn(name: string, column: string, step: string): Promise<unknown> {
+    const db = await this.openOvsdb();
+    const [selected] = await db.client.transact(
+      [{ op: 'select', table: 'Interface', where: [['name', '==', name]], columns: [column] }],
+      step,
+    );
+    return selected?.rows?.[0]?.[column];
+  }
+
   /**
-   * Flow-mods (`add FLOW`, `delete FLOW`, `delete_strict FLOW` lines) as one atomic bundle. A connection
-   * that was open before and turns out lost (the bridge recreated, ovs-vswitchd restarted) is dialled again
-   * once: repeating a bundle is safe (adding a flow that is there replaces it; deleting one that is gone is
-   * no error).
+   * Flow-mods (`add FLOW`, `delete FLOW`, `delete_strict FLOW` lines) as one atomic bundle. Repeating a
+   * bundle after a lost connection is safe (adding a flow that is there replaces it; deleting one that is
+   * gone is no error).
    */
   async bundle(bridge: string, script: string, step: string): Promise<void> {
     const mods = scriptFlowMods(script);
     if (mods.length === 0) return;
+    await this.withFlowConnection(bridge, (c) => c.bundle(mods, step));
+  }
+
+  /** The flows the request selects (flow stats over the connection, as `ovs-ofctl dump-flows` reads them). */
+  dumpFlows(bridge: string, request: FlowStatsRequest, step: string): Promise<FlowStats[]> {
+    return this.withFlowConnection(bridge, (c) => c.dumpFlows(request, step));
+  }
+
+  /**
+   * Packet-outs (ovs-ofctl's `in_port=P,packet=HEX,actions=A` text) back to back with one barrier. Sending
+   * one again after a lost connection only repeats a packet.
+   */
+  async packetOuts(bridge: string, packets: readonly string[], step: string): Promise<void> {
+    if (packets.length === 0) return;
+    const parsed = packets.map((p) => packetOutOf(p));
+    await this.withFlowConnection(bridge, (c) => c.packetOuts(parsed, step));
+  }
+
+  /**
+   * `call` on the bridge's connection. A connection that was open before and turns out lost (the bridge
+   * recreated, ovs-vswitchd restarted) is dialled again once, and the call repeated.
+   */
+  private async withFlowConnection<T>(bridge: string, call: (c: OpenFlowConnection) => Promise<T>): Promise<T> {
     const wasOpen = this.bridges.get(bridge)?.connected === true;
     try {
-      await (await this.openFlow(bridge)).bundle(mods, step);
+      return await call(await this.openFlow(bridge));
     } catch (e) {
       if (!(wasOpen && e instanceof UnavailableError)) throw e;
-      await (await this.openFlow(bridge)).bundle(mods, step);
+      return call(await this.openFlow(bridge));
     }
   }
 

@@ -279,24 +279,43 @@ export function tunnelColumns(t: TunnelSpec): Record<string, string> {
   return { type: 'vxlan', 'options:remote_ip': 'flow', 'options:key': String(t.vni), 'options:dst_port': String(t.port) };
 }
 
-export function tunnelPortCommands(bridge: string, t: TunnelSpec): string[] {
+/**
+ * The tunnel port, as OVSDB operations (the overlay's session): its Interface converged in
+ * place when `bridge` holds it already (type, options, requested number, owner tag; other external_ids
+ * kept), else Interface and Port inserted and added to `bridge` (which must exist). A tunnel port on
+ * another bridge is removed first (deletePortOps), as ovs-vsctl's del-port would.
+ */
+export function tunnelPortOps(bridge: string, t: TunnelSpec, onBridge: boolean): Operation[] {
   const columns = tunnelColumns(t);
-  return [
-    '--',
-    '--may-exist',
-    'add-port',
-    bridge,
-    TUNNEL_PORT,
-    '--',
-    'set',
-    'Interface',
-    TUNNEL_PORT,
-    `type=${columns['type']}`,
-    ...Object.entries(columns)
+  const options = Object.fromEntries(
+    Object.entries(columns)
       .filter(([k]) => k.startsWith('options:'))
-      .map(([k, v]) => `${k}=${quoted(v)}`),
-    `ofport_request=${TUNNEL_OFPORT}`,
-    ...mapEntries('external_ids', { [EXT.owner]: OVERLAY_OWNER_TAG }),
+      .map(([k, v]) => [k.slice('options:'.length), v]),
+  );
+  const row = { type: columns['type']!, options: map(options), ofport_request: TUNNEL_OFPORT };
+  if (onBridge)
+    return [
+      { op: 'update', table: 'Interface', where: [['name', '==', TUNNEL_PORT]], row },
+      {
+        op: 'mutate',
+        table: 'Interface',
+        where: [['name', '==', TUNNEL_PORT]],
+        mutations: [
+          ['external_ids', 'delete', set([EXT.owner])],
+          ['external_ids', 'insert', map({ [EXT.owner]: OVERLAY_OWNER_TAG })],
+        ],
+      },
+    ];
+  return [
+    bridgeMustExist(bridge),
+    {
+      op: 'insert',
+      table: 'Interface',
+      row: { name: TUNNEL_PORT, ...row, external_ids: map({ [EXT.owner]: OVERLAY_OWNER_TAG }) },
+      'uuid-name': 'tun_iface',
+    },
+    { op: 'insert', table: 'Port', row: { name: TUNNEL_PORT, interfaces: namedUuid('tun_iface') }, 'uuid-name': 'tun_port' },
+    { op: 'mutate', table: 'Bridge', where: [['name', '==', bridge]], mutations: [['ports', 'insert', set([namedUuid('tun_port')])]] },
   ];
 }
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InternalError, Subnet, macForAddress, parseIpv4Address } from '@nodenet/core';
+import { PORT, packetOutOf } from '@nodenet/openvswitch';
 import {
   COOKIE_CLASS,
   addFlowsScript,
@@ -9,6 +10,7 @@ import {
   cookieIdOf,
   cookieOf,
   cookiesOfDump,
+  classFlowsRequest,
   deleteCookiesScript,
   formatCookie,
   formatFlow,
@@ -19,7 +21,6 @@ import {
   peerFlows,
   primingPacketHex,
   primingPacketOut,
-  primingPacketsOut,
   repairFlowsScript,
   underlayOfPeerCookie,
 } from '../src/flows.js';
@@ -49,6 +50,7 @@ describe('cookies', () => {
 
   it('select a class by mask or one cookie exactly', () => {
     expect(classSelector(COOKIE_CLASS.peer)).toBe('cookie=0x6e6e030000000000/0xffffff0000000000');
+    expect(classFlowsRequest(COOKIE_CLASS.peer)).toEqual({ cookie: 0x6e6e030000000000n, cookieMask: 0xffffff0000000000n });
     expect(deleteCookiesScript([instanceCookie('nni-00000001')])).toBe('delete cookie=0x6e6e010000000001/-1\n');
   });
 
@@ -167,17 +169,18 @@ describe('priming the tunnel neighbour cache', () => {
     expect(sum).toBe(0xffff);
     expect([...header.subarray(12, 16)]).toEqual([0, 0, 0, 0]);
     expect([...header.subarray(16, 20)]).toEqual([198, 18, 0, 2]);
-    expect(primingPacketOut(ip('198.18.0.2'), 65000)).toEqual([
+    expect(primingPacketOut(ip('198.18.0.2'), 65000)).toBe(
       `in_port=LOCAL,packet=${hex},actions=set_field:198.18.0.2->tun_dst,output:65000`,
-    ]);
+    );
   });
 
-  it("primes many peers in one packet-out: one action list copying each packet's destination into the tunnel destination", () => {
-    expect(primingPacketsOut([ip('198.18.0.2'), ip('198.18.1.7')], 65000)).toEqual([
-      'LOCAL',
-      'move:NXM_OF_IP_DST[]->NXM_NX_TUN_IPV4_DST[],output:65000',
-      primingPacketHex(ip('198.18.0.2')),
-      primingPacketHex(ip('198.18.1.7')),
+  it('is a packet-out the OpenFlow connection encodes (in_port LOCAL, tunnel destination, out the tunnel port)', () => {
+    const p = packetOutOf(primingPacketOut(ip('198.18.1.7'), 3));
+    expect(p.inPort).toBe(PORT.LOCAL);
+    expect(p.data.toString('hex')).toBe(primingPacketHex(ip('198.18.1.7')));
+    expect(p.actions).toEqual([
+      { type: 'set_field', field: 'tun_dst', value: '198.18.1.7' },
+      { type: 'output', port: 3 },
     ]);
   });
 });

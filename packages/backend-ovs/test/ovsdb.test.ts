@@ -11,7 +11,7 @@ import {
   quoted,
   readdPortCommands,
   registeredPortsOf,
-  tunnelPortCommands,
+  tunnelPortOps,
   uplinkBridgeCommands,
   uplinkBridgeOf,
 } from '../src/ovsdb.js';
@@ -121,23 +121,73 @@ describe('transactions', () => {
     ]);
   });
 
-  it('the tunnel: one flow-based VXLAN port with the VNI as key, its UDP port and a fixed number', () => {
-    expect(tunnelPortCommands('nodenet0', { vni: 4242, port: 4789 })).toEqual([
-      '--',
-      '--may-exist',
-      'add-port',
-      'nodenet0',
-      'nodenet-tun',
-      '--',
-      'set',
-      'Interface',
-      'nodenet-tun',
-      'type=vxlan',
-      'options:remote_ip="flow"',
-      'options:key="4242"',
-      'options:dst_port="4789"',
-      'ofport_request=65000',
-      'external_ids:nodenet-owner="nodenet:overlay"',
+  it('the tunnel: one flow-based VXLAN port with the VNI as key, its UDP port and a fixed number, added to the bridge', () => {
+    const iface = {
+      type: 'vxlan',
+      options: [
+        'map',
+        [
+          ['remote_ip', 'flow'],
+          ['key', '4242'],
+          ['dst_port', '4789'],
+        ],
+      ],
+      ofport_request: 65000,
+    };
+    expect(tunnelPortOps('nodenet0', { vni: 4242, port: 4789 }, false)).toEqual([
+      {
+        op: 'wait',
+        table: 'Bridge',
+        where: [['name', '==', 'nodenet0']],
+        columns: ['name'],
+        until: '==',
+        rows: [{ name: 'nodenet0' }],
+        timeout: 0,
+      },
+      {
+        op: 'insert',
+        table: 'Interface',
+        row: { name: 'nodenet-tun', ...iface, external_ids: ['map', [['nodenet-owner', 'nodenet:overlay']]] },
+        'uuid-name': 'tun_iface',
+      },
+      { op: 'insert', table: 'Port', row: { name: 'nodenet-tun', interfaces: ['named-uuid', 'tun_iface'] }, 'uuid-name': 'tun_port' },
+      {
+        op: 'mutate',
+        table: 'Bridge',
+        where: [['name', '==', 'nodenet0']],
+        mutations: [['ports', 'insert', ['set', [['named-uuid', 'tun_port']]]]],
+      },
+    ]);
+  });
+
+  it('the tunnel already on the bridge: its columns converged in place, other external_ids kept', () => {
+    expect(tunnelPortOps('nodenet0', { vni: 7, port: 8472 }, true)).toEqual([
+      {
+        op: 'update',
+        table: 'Interface',
+        where: [['name', '==', 'nodenet-tun']],
+        row: {
+          type: 'vxlan',
+          options: [
+            'map',
+            [
+              ['remote_ip', 'flow'],
+              ['key', '7'],
+              ['dst_port', '8472'],
+            ],
+          ],
+          ofport_request: 65000,
+        },
+      },
+      {
+        op: 'mutate',
+        table: 'Interface',
+        where: [['name', '==', 'nodenet-tun']],
+        mutations: [
+          ['external_ids', 'delete', ['set', ['nodenet-owner']]],
+          ['external_ids', 'insert', ['map', [['nodenet-owner', 'nodenet:overlay']]]],
+        ],
+      },
     ]);
   });
 
