@@ -8,7 +8,7 @@ import { Subnet, macForAddress, parseIpv4Address, type IfName } from '@nodenet/c
 import { formatFlowStats } from '@nodenet/openvswitch';
 import { addFlowsScript, baseFlows, deleteCookiesScript, instanceCookie, instanceFlows, peerFlows } from '../src/flows.js';
 import { addInstancePortOps, deletePortOps } from '../src/ovsdb.js';
-import { scriptFlowMods } from '../src/ovs-session.js';
+import { OvsSession, scriptFlowMods } from '../src/ovs-session.js';
 
 const ip = (s: string) => parseIpv4Address(s, 'test');
 const gateway = ip('198.19.1.1');
@@ -78,5 +78,34 @@ describe('OVSDB operations of the port hot path', () => {
         mutations: [['external_ids', 'delete', ['set', ['nodenet-port-nnh-0000001a']]]],
       },
     ]);
+  });
+});
+
+describe('one session per Open vSwitch in the process', () => {
+  const options = { db: 'unix:/nonexistent/db.sock', runDir: '/nonexistent', timeoutSeconds: 1 };
+  const closedMessage = /the OVS session was closed/;
+
+  it('runners of the same switch share it; another switch has its own', () => {
+    const a = OvsSession.shared(options);
+    const b = OvsSession.shared({ ...options });
+    const other = OvsSession.shared({ ...options, runDir: '/elsewhere' });
+    expect(b).toBe(a);
+    expect(other).not.toBe(a);
+    a.release();
+    b.release();
+    other.release();
+  });
+
+  it('stays open until its last user releases it; the next user gets a fresh one', async () => {
+    const a = OvsSession.shared(options);
+    const b = OvsSession.shared(options);
+    a.release();
+    // Still open: the call gets as far as dialling (nothing listens there), not "closed".
+    await expect(b.interfaceColumn('x', 'ofport', 'read')).rejects.not.toThrow(closedMessage);
+    b.release();
+    await expect(b.interfaceColumn('x', 'ofport', 'read')).rejects.toThrow(closedMessage);
+    const c = OvsSession.shared(options);
+    expect(c).not.toBe(a);
+    c.release();
   });
 });
