@@ -10,7 +10,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FailedPreconditionError, type Ipv4Address, type PortMapping } from '@nodenet/core';
+import { FailedPreconditionError, stateWriteError, type Ipv4Address, type PortMapping } from '@nodenet/core';
 import { isObject, type AttachmentKey } from './conf.js';
 
 const FORMAT_VERSION = 1;
@@ -70,16 +70,22 @@ export class AttachmentStore {
   }
 
   async save(record: AttachmentRecord): Promise<void> {
-    await writeDurably(join(this.dir, `${attachmentId(record)}.json`), envelope('cni-attachment', record), this.dir);
+    const file = join(this.dir, `${attachmentId(record)}.json`);
+    await writing('record the attachment', file, () => writeDurably(file, envelope('cni-attachment', record), this.dir));
   }
 
   async remove(key: AttachmentKey): Promise<void> {
-    await rm(join(this.dir, `${attachmentId(key)}.json`), { force: true });
-    await syncDir(this.dir);
+    const file = join(this.dir, `${attachmentId(key)}.json`);
+    await writing('remove the attachment record', file, async () => {
+      await rm(file, { force: true });
+      await syncDir(this.dir);
+    });
   }
 
   async saveCursor(last: Ipv4Address): Promise<void> {
-    await writeDurably(this.cursorFile, envelope('cni-allocation', { last }), join(this.cursorFile, '..'));
+    await writing('record the address handed out', this.cursorFile, () =>
+      writeDurably(this.cursorFile, envelope('cni-allocation', { last }), join(this.cursorFile, '..')),
+    );
   }
 }
 
@@ -121,6 +127,15 @@ function stateError(file: string, problem: string): FailedPreconditionError {
   return new FailedPreconditionError(
     `state file ${file} is unreadable (${problem}). nodenet will not start without it, so as not to lose track of the containers attached through its CNI plugin: restore it from a backup, or move it away and DEL that container's attachment by hand`,
   );
+}
+
+/** Runs a write of `path`; a read-only or full state directory becomes the status core's stateWriteError decides. */
+async function writing(step: string, path: string, write: () => Promise<void>): Promise<void> {
+  try {
+    await write();
+  } catch (e) {
+    throw stateWriteError(e, step, path);
+  }
 }
 
 async function writeDurably(file: string, content: string, dir: string): Promise<void> {

@@ -46,6 +46,7 @@ const CODE_OF: Record<ErrorCode, number> = {
   NOT_FOUND: CNI_CODES.unknownContainer,
   PERMISSION_DENIED: CNI_CODES.failedPrecondition,
   UNAVAILABLE: CNI_CODES.tryAgainLater,
+  RESOURCE_EXHAUSTED: CNI_CODES.tryAgainLater,
   INTERNAL: CNI_CODES.internal,
 };
 

@@ -3,7 +3,14 @@
  * stable string code; the server maps codes to gRPC status codes in one table at the edge.
  */
 export type ErrorCode =
-  'INVALID_ARGUMENT' | 'FAILED_PRECONDITION' | 'ALREADY_EXISTS' | 'NOT_FOUND' | 'PERMISSION_DENIED' | 'UNAVAILABLE' | 'INTERNAL';
+  | 'INVALID_ARGUMENT'
+  | 'FAILED_PRECONDITION'
+  | 'ALREADY_EXISTS'
+  | 'NOT_FOUND'
+  | 'PERMISSION_DENIED'
+  | 'UNAVAILABLE'
+  | 'RESOURCE_EXHAUSTED'
+  | 'INTERNAL';
 
 export abstract class NodenetError extends Error {
   abstract readonly code: ErrorCode;
@@ -44,6 +51,11 @@ export class PermissionDeniedError extends NodenetError {
 /** A system component nodenet needs (a command, OVS, etcd) is missing or not reachable. */
 export class UnavailableError extends NodenetError {
   readonly code = 'UNAVAILABLE' as const;
+}
+
+/** A resource of the node ran out (no space left for the daemon's records): free some, then retry. */
+export class ResourceExhaustedError extends NodenetError {
+  readonly code = 'RESOURCE_EXHAUSTED' as const;
 }
 
 /** Unexpected failure; `step` names what nodenet was doing (e.g. `create veth pair`). */

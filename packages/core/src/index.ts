@@ -15,12 +15,14 @@ export {
   NodenetError,
   NotFoundError,
   PermissionDeniedError,
+  ResourceExhaustedError,
   TeardownError,
   UnavailableError,
   asNodenetError,
   isNodenetError,
   type ErrorCode,
 } from './errors.js';
+export { stateWriteError } from './state-errors.js';
 export { Subnet, macForAddress, parseIpv4Address, subnetOf, vtepMacForUnderlay, type Ipv4Address } from './net.js';
 export {
   CNI_NAME,

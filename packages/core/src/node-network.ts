@@ -544,6 +544,8 @@ export class NodeNetwork {
   private async release(record: InstanceRecord, cni: CniRecord): Promise<void> {
     const rules = rulesOf(record);
     const step = (name: string, fn: () => Promise<void>) => fn().catch((e: unknown) => Promise.reject(asNodenetError(e, name)));
+    // First, before the kernel is touched: a state directory that cannot be written refuses the delete here.
+    await step('note the release', () => this.store.beginRelease(record.handle));
     const rulesRemoved = step('remove published ports and anti-spoofing', () => this.filter.removeInstance(rules));
     const results = await Promise.allSettled([
       step('delete the interface', () => this.dataplane.deleteInstance(record, cni)),

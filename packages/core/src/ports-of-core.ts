@@ -203,7 +203,13 @@ export interface StateStore {
    * removes it. A crash before commit leaves nothing load() returns.
    */
   stageInstance(record: InstanceRecord): Promise<StagedRecord>;
-  /** Removes the record and remembers the handle as released. */
+  /**
+   * Durably notes that `handle` is being released, before anything of it is removed, so a state directory
+   * that cannot be written refuses a delete while nothing has changed. A noted handle whose record is still
+   * there (the release failed or was cut short) is the record's: load() returns both, and the record wins.
+   */
+  beginRelease(handle: IfName): Promise<void>;
+  /** Removes the record and remembers the handle as released (noting it, unless beginRelease did). */
   releaseInstance(handle: IfName): Promise<void>;
 }
 

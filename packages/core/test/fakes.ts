@@ -179,6 +179,11 @@ export class MemoryStateStore implements StateStore {
       },
     };
   }
+  failBeginRelease: Error | null = null;
+  async beginRelease(): Promise<void> {
+    await tick();
+    if (this.failBeginRelease) throw this.failBeginRelease;
+  }
   async releaseInstance(handle: IfName): Promise<void> {
     this.state.instances = this.state.instances.filter((r) => r.handle !== handle);
     this.state.released.push(handle);

@@ -273,6 +273,20 @@ describe('NodeNetwork', () => {
       expect(await code(net.createInterface({ ipAddress: '198.19.1.2', ports: [80] }))).toBe('OK');
     });
 
+    it('a state directory that is full refuses the create with RESOURCE_EXHAUSTED and leaves nothing behind', async () => {
+      await cni();
+      const { stateWriteError } = await import('@nodenet/core');
+      const enospc = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+      store.failStageInstance = stateWriteError(enospc, 'write the record of nni-00000001', '/state/instances/nni-00000001.json');
+      const err = await errorOf(net.createInterface({ ipAddress: '198.19.1.2', ports: [80] }));
+      expect(err.code).toBe('RESOURCE_EXHAUSTED');
+      expect(err.message).toMatch(/full .*free space on it, then retry/);
+      expect([...dp.links.keys()].sort()).toEqual(['eth0', 'lo', 'nodenet0']);
+      expect(pf.instances.size).toBe(0);
+      store.failStageInstance = null;
+      expect(await code(net.createInterface({ ipAddress: '198.19.1.2', ports: [80] }))).toBe('OK');
+    });
+
     it('records the namespace identity read before the create, or the one the link went into when it changed', async () => {
       await cni();
       dp.namespaces.set('ns1', '4:100');
@@ -379,6 +393,25 @@ describe('NodeNetwork', () => {
       expect(await code(net.deleteInterface({ interfaceName: 'a/b' }))).toBe('INVALID_ARGUMENT');
       expect(await code(net.deleteInterface({ interfaceName: '' }))).toBe('INVALID_ARGUMENT');
       expect(dp.calls.filter((c) => c.startsWith('delete'))).toEqual([]);
+    });
+
+    it('touches nothing when the release cannot be noted (state directory read-only), and completes once it can', async () => {
+      await cni();
+      const { interfaceName } = await net.createInterface({ ipAddress: '198.19.1.2', ports: [80] });
+      const { stateWriteError } = await import('@nodenet/core');
+      const erofs = Object.assign(new Error('EROFS: read-only file system'), { code: 'EROFS' });
+      store.failBeginRelease = stateWriteError(erofs, `note the release of ${interfaceName}`, '/state/released.log');
+      const err = await errorOf(net.deleteInterface({ interfaceName }));
+      expect(err.code).toBe('UNAVAILABLE');
+      expect(err.message).toMatch(/read-only .*remount it read-write/);
+      expect(dp.calls.filter((c) => c.startsWith('deleteInstance'))).toEqual([]);
+      expect(pf.instances.size).toBe(1);
+      expect(pf.flushed).toEqual([]);
+      expect(store.state.instances.map((r) => r.handle)).toEqual([interfaceName]);
+      store.failBeginRelease = null;
+      expect(await code(net.deleteInterface({ interfaceName }))).toBe('OK');
+      expect(store.state.instances).toEqual([]);
+      expect(pf.instances.size).toBe(0);
     });
 
     it('keeps the record when a step fails so that a retry completes the delete', async () => {

@@ -8,6 +8,9 @@
  * What is removed or taken down is relevant; what is added mostly is not: nodenet's own creates add things all
  * the time, and an addition breaks nothing nodenet owns (an orphan it owns is rare and left to the periodic
  * pass). nodenet's own deletes do come back as events: each burst is one pass that finds nothing to do.
+ * One addition counts: a connected route appearing on a link that is not nodenet's (a host link came up, or
+ * got its address back). IPv4 drops the routes through a link that goes down without a notification, so
+ * nodenet's host-gw routes via the peers vanish unseen; this is the first moment they can be put back.
  */
 
 /** nodenet's link names: the CNI and its overflow bridges and their pairs, instance ends, overlay and uplink. */
@@ -48,12 +51,19 @@ export function classifyIpMonitorLine(line: string): string | null {
     if (address && deleted) return `address ${address[1]} deleted from ${name}`;
     return null;
   }
-  if (!deleted) return null;
+  if (!deleted) return connectedRouteAppeared(rest);
   const dev = /\bdev (\S+)/.exec(rest)?.[1];
   const what = rest.split(' ')[0];
   if (new RegExp(`\\bproto ${OVERLAY_ROUTE_PROTOCOL}\\b`).test(rest)) return `overlay route ${what} deleted`;
   if (dev === OVERLAY_DEVICE) return `${/\blladdr\b/.test(rest) ? 'neighbour' : 'entry'} ${what} on ${OVERLAY_DEVICE} deleted`;
   return null;
+}
+
+/** `DST dev NAME proto kernel ...` in the main table, on a link not nodenet's (link-local IPv6 left out: every link has one). */
+function connectedRouteAppeared(line: string): string | null {
+  const m = /^([0-9a-f.:]+\/\d+) dev (\S+) proto kernel\b/.exec(line);
+  if (!m || /\btable \S+/.test(line) || m[1]!.startsWith('fe80:') || isOwnedLinkName(m[2]!)) return null;
+  return `connected route ${m[1]} on ${m[2]} appeared (the link came up or got its address back)`;
 }
 
 /** A line of `bridge monitor fdb`: `[Deleted ]MAC dev NAME [dst ADDR] ...`. */

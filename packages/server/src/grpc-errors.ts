@@ -13,6 +13,7 @@ export const GRPC_STATUS_OF: Readonly<Record<ErrorCode, status>> = {
   NOT_FOUND: status.NOT_FOUND,
   PERMISSION_DENIED: status.PERMISSION_DENIED,
   UNAVAILABLE: status.UNAVAILABLE,
+  RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
   INTERNAL: status.INTERNAL,
 };
 

@@ -33,6 +33,15 @@ describe('classifyIpMonitorLine', () => {
       'Deleted 5: nodenet-vx: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1450 qdisc noqueue state UNKNOWN group default',
       'link nodenet-vx deleted',
     ],
+    // A host link came up (IPv4 dropped the routes through it silently when it went down): host-gw routes may return.
+    [
+      '198.18.0.0/24 dev eth0 proto kernel scope link src 198.18.0.1 ',
+      'connected route 198.18.0.0/24 on eth0 appeared (the link came up or got its address back)',
+    ],
+    [
+      '2001:db8:18::/64 dev eth0 proto kernel metric 256 pref medium',
+      'connected route 2001:db8:18::/64 on eth0 appeared (the link came up or got its address back)',
+    ],
   ])('%s -> %s', (line, cause) => {
     expect(classifyIpMonitorLine(line)).toBe(cause);
   });
@@ -49,6 +58,13 @@ describe('classifyIpMonitorLine', () => {
     'Deleted 10.0.0.0/8 dev eth0 proto kernel scope link src 10.0.0.1',
     'Deleted 10.0.0.5 dev eth0 lladdr 02:00:00:00:00:09 STALE',
     'Deleted fe80::/64 dev nodenet0 proto kernel metric 256 linkdown pref medium',
+    // connected routes nodenet's own links get (its creates), link-local ones, the local table's
+    '198.19.1.0/24 dev nodenet0 proto kernel scope link src 198.19.1.1 ',
+    '198.18.0.0/24 dev nodenet-phy proto kernel scope link src 198.18.0.1 ',
+    'fe80::/64 dev eth0 proto kernel metric 256 pref medium',
+    'broadcast 198.18.0.255 dev eth0 table local proto kernel scope link src 198.18.0.1 ',
+    'local 198.18.0.1 dev eth0 table local proto kernel scope host src 198.18.0.1 ',
+    '10.0.0.0/8 via 198.18.0.254 dev eth0 proto static',
   ])('ignores %s', (line) => {
     expect(classifyIpMonitorLine(line)).toBeNull();
   });

@@ -7,6 +7,7 @@ import {
   InvalidArgumentError,
   NotFoundError,
   PermissionDeniedError,
+  ResourceExhaustedError,
   UnavailableError,
   type ErrorCode,
 } from '@nodenet/core';
@@ -21,6 +22,7 @@ describe('the error table', () => {
     ['NOT_FOUND', new NotFoundError('gone'), status.NOT_FOUND],
     ['PERMISSION_DENIED', new PermissionDeniedError('not ours'), status.PERMISSION_DENIED],
     ['UNAVAILABLE', new UnavailableError('ovs down'), status.UNAVAILABLE],
+    ['RESOURCE_EXHAUSTED', new ResourceExhaustedError('state directory full'), status.RESOURCE_EXHAUSTED],
     ['INTERNAL', new InternalError('create veth pair', 'boom'), status.INTERNAL],
   ];
 

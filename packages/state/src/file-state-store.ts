@@ -21,7 +21,19 @@
  * that does not parse is never silently dropped: load() fails naming the file and what to do.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, fdatasync, fdatasyncSync, fsync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fdatasync,
+  fdatasyncSync,
+  fstatSync,
+  fsync,
+  fsyncSync,
+  ftruncateSync,
+  openSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import { mkdir, readdir, readFile, unlink } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
@@ -35,6 +47,7 @@ import {
   type NodeState,
   type StagedRecord,
   type StateStore,
+  stateWriteError,
 } from '@nodenet/core';
 import { RECORD_FORMAT_VERSION, upgradeRecord } from './format-version.js';
 import { parseCniRecord, parseInstanceRecord } from './records.js';
@@ -69,6 +82,8 @@ export class FileStateStore implements StateStore {
   private readonly maxReleased: number;
   private readonly waitInline: () => boolean;
   private released: IfName[] = [];
+  /** Handles beginRelease() noted whose releaseInstance() has not come yet (it does not note them again). */
+  private readonly releaseNoted = new Set<IfName>();
 
   constructor(
     readonly dir: string,
@@ -103,22 +118,29 @@ export class FileStateStore implements StateStore {
   }
 
   async saveCni(cni: CniRecord): Promise<void> {
-    await this.writeDurably(this.cniFile, envelope('cni', cni), this.dir);
+    await writing('write the CNI record', this.cniFile, () => this.writeDurably(this.cniFile, envelope('cni', cni), this.dir));
   }
 
   async deleteCni(): Promise<void> {
-    rmSync(this.cniFile, { force: true });
-    await this.syncDir(this.dir);
+    await writing('remove the CNI record', this.cniFile, async () => {
+      rmSync(this.cniFile, { force: true });
+      await this.syncDir(this.dir);
+    });
   }
 
   async saveInstance(record: InstanceRecord): Promise<void> {
-    await this.writeDurably(this.instanceFile(record.handle), envelope('instance', record), this.instancesDir);
+    const file = this.instanceFile(record.handle);
+    await writing(`write the record of ${record.handle}`, file, () =>
+      this.writeDurably(file, envelope('instance', record), this.instancesDir),
+    );
   }
 
   async stageInstance(record: InstanceRecord): Promise<StagedRecord> {
     const file = this.instanceFile(record.handle);
     // Never inline: the kernel work runs meanwhile and its answers must not wait behind the disk.
-    const tmp = await this.writeTemp(file, envelope('instance', record), false);
+    const tmp = await writing(`write the record of ${record.handle}`, file, () =>
+      this.writeTemp(file, envelope('instance', record), false),
+    );
     let settled = false;
     return {
       commit: async () => {
@@ -130,7 +152,7 @@ export class FileStateStore implements StateStore {
           // Renamed but not known durable: the create is rolled back, so its record must not stay in effect
           // either (a handle is never reused: there was no older record at this name to keep).
           rmSync(file, { force: true });
-          throw e;
+          throw stateWriteError(e, `commit the record of ${record.handle}`, file);
         }
       },
       discard: async () => {
@@ -141,12 +163,22 @@ export class FileStateStore implements StateStore {
     };
   }
 
+  async beginRelease(handle: IfName): Promise<void> {
+    await writing(`note the release of ${handle}`, this.releasedFile, () => this.appendReleased(handle));
+    this.releaseNoted.add(handle);
+  }
+
   async releaseInstance(handle: IfName): Promise<void> {
     // Log the release first: a crash between the two steps leaves a record whose handle is also released,
     // which load() resolves in favour of the record (the delete was not acknowledged, a retry finishes it).
-    await this.appendReleased(handle);
-    rmSync(this.instanceFile(handle), { force: true });
-    await this.syncDir(this.instancesDir);
+    if (!this.releaseNoted.delete(handle)) {
+      await writing(`note the release of ${handle}`, this.releasedFile, () => this.appendReleased(handle));
+    }
+    const file = this.instanceFile(handle);
+    await writing(`remove the record of ${handle}`, file, async () => {
+      rmSync(file, { force: true });
+      await this.syncDir(this.instancesDir);
+    });
   }
 
   private instanceFile(handle: IfName): string {
@@ -203,20 +235,29 @@ export class FileStateStore implements StateStore {
   }
 
   private async appendReleased(handle: IfName): Promise<void> {
-    this.released.push(handle);
-    if (this.released.length > 2 * this.maxReleased) {
+    if (this.released.length + 1 > 2 * this.maxReleased) {
       // Compact: keep the newest maxReleased, rewritten atomically.
-      this.released = this.released.slice(-this.maxReleased);
-      await this.writeDurably(this.releasedFile, this.released.map((h) => `${h}\n`).join(''), this.dir);
+      const kept = [...this.released, handle].slice(-this.maxReleased);
+      await this.writeDurably(this.releasedFile, kept.map((h) => `${h}\n`).join(''), this.dir);
+      this.released = kept;
       return;
     }
     const fd = openSync(this.releasedFile, 'a', 0o600);
     try {
-      writeSync(fd, `${handle}\n`);
+      const line = `${handle}\n`;
+      const size = fstatSync(fd).size;
+      try {
+        // A full disk may take part of the line: cut it off, or the next line would be glued to it.
+        if (writeSync(fd, line) !== Buffer.byteLength(line)) throw Object.assign(new Error('short write'), { code: 'ENOSPC' });
+      } catch (e) {
+        ftruncateSync(fd, size);
+        throw e;
+      }
       await this.syncFd(fd, 'data', this.waitInline());
     } finally {
       closeSync(fd);
     }
+    this.released.push(handle);
   }
 
   /** write temp -> fsync -> rename -> fsync dir: the file is the old or the new content, never a mix. */
@@ -267,6 +308,15 @@ export class FileStateStore implements StateStore {
       return;
     }
     await (what === 'data' ? fdatasyncAsync(fd) : fsyncAsync(fd));
+  }
+}
+
+/** Runs a write of `path`; a failure becomes the status the client gets (read-only, full: see core's stateWriteError). */
+async function writing<T>(step: string, path: string, write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (e) {
+    throw stateWriteError(e, step, path);
   }
 }
 

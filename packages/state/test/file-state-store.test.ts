@@ -126,6 +126,26 @@ describe('FileStateStore', () => {
     expect(lines.length).toBeLessThanOrEqual(6);
   });
 
+  it('beginRelease notes the handle once; a release cut short leaves the record in effect beside the note', async () => {
+    const store = new FileStateStore(dir);
+    await store.load();
+    await store.saveInstance(instance(1));
+    await store.saveInstance(instance(2));
+    await store.beginRelease(instance(1).handle);
+    await store.releaseInstance(instance(1).handle);
+    await store.beginRelease(instance(2).handle); // the delete's kernel work then failed: no releaseInstance
+    expect((await readFile(join(dir, 'released.log'), 'utf8')).split('\n')).toEqual(['nni-00000001', 'nni-00000002', '']);
+    const state = await new FileStateStore(dir).load();
+    expect(state.instances.map((r) => r.handle)).toEqual(['nni-00000002']);
+    expect(state.released).toEqual(['nni-00000001', 'nni-00000002']);
+  });
+
+  it('a write the file system refuses names the file and the fix, with the status it means', async () => {
+    await writeFile(join(dir, 'a-file'), '');
+    const store = new FileStateStore(join(dir, 'a-file', 'state')); // ENOTDIR: not a refusal, so INTERNAL
+    await expect(store.saveCni(cni)).rejects.toMatchObject({ code: 'INTERNAL', message: /^write the CNI record: ENOTDIR/ });
+  });
+
   it('stages a record: written beside its place, in effect only once committed', async () => {
     const store = new FileStateStore(dir);
     await store.load();
