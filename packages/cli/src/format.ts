@@ -123,7 +123,8 @@ function protocolNames(protocol: Protocol): string[] {
 }
 
 /**
- * Published ports as `HOST/PROTO->INSTANCE`, comma-separated (`8080/tcp->80,53/udp->53`). The daemon
+ * Published ports as `HOST/PROTO->INSTANCE`, comma-separated (`8080/tcp->80,53/udp->53`), prefixed by the
+ * host address for a port published on one address only (`127.0.0.1:8080/tcp->80`). The daemon
  * keeps one mapping per protocol, so a TCP and a UDP mapping of the same ports (what a seed `ports` entry
  * becomes) are shown once, as `8080/tcp+udp->8080`. `-` for none.
  */
@@ -131,7 +132,7 @@ export function formatPorts(mappings: readonly PortMapping[]): string {
   const protocolsByPorts = new Map<string, Set<string>>();
   for (const m of mappings) {
     // instance_port 0 means the same as host_port (the proto's rule).
-    const ports = `${m.hostPort}->${m.instancePort === 0 ? m.hostPort : m.instancePort}`;
+    const ports = `${m.hostAddress ? `${m.hostAddress}:` : ''}${m.hostPort}->${m.instancePort === 0 ? m.hostPort : m.instancePort}`;
     const protocols = protocolsByPorts.get(ports) ?? new Set<string>();
     for (const name of protocolNames(m.protocol)) protocols.add(name);
     protocolsByPorts.set(ports, protocols);

@@ -254,7 +254,7 @@ describe('nodenet CNI plugin through libcni', () => {
       expect(out.error!.msg).toContain(mentioned);
     });
 
-    it('a hostIP nodenet cannot honour, a cniVersion it does not speak', async () => {
+    it('a hostIP nodenet cannot honour (IPv6), a cniVersion it does not speak', async () => {
       const ns = netnsPath(await topo.createInstanceNamespace());
       const hostIp = await driver(nodeNs(), {
         op: 'add',
@@ -262,7 +262,7 @@ describe('nodenet CNI plugin through libcni', () => {
         id: containerId(),
         netns: ns,
         cache,
-        ports: [{ hostPort: 8081, containerPort: 80, protocol: 'tcp', hostIP: '198.18.0.1' }],
+        ports: [{ hostPort: 8081, containerPort: 80, protocol: 'tcp', hostIP: '::1' }],
       });
       expect(hostIp.error).toMatchObject({ code: 7, msg: expect.stringContaining('hostIP') as unknown });
       const r = await execPlugin(

@@ -3,7 +3,7 @@
 // reached from the world; stop/rm frees both; a running container survives a daemon restart and is
 // detached cleanly afterwards.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon, echo, TestScope, Topology } from '@nodenet/testkit';
+import { Daemon, echo, ipBatch, TestScope, Topology } from '@nodenet/testkit';
 import { nodenetConflist, writeConflist } from './support.js';
 import { busyboxTarball, Podman } from './runtimes.js';
 
@@ -99,6 +99,37 @@ describe('podman run --network <nodenet conflist>', () => {
     expect(await addressOf('fixed')).toBe('198.19.1.77');
     expect((await podman.run(['exec', 'fixed', 'ip', '-4', '-o', 'addr', 'show', 'dev', 'eth0'])).stdout).toContain('198.19.1.77/24');
     await podman.run(['rm', '--force', '--time', '0', 'fixed']);
+  });
+
+  it('-p ADDRESS:HOST:CONTAINER publishes on that node address only (hostIP), 127.0.0.1 to the node only', async () => {
+    const second = '198.18.0.201';
+    await ipBatch(topo.node(1).ns, [`addr add ${second}/24 dev ${topo.node(1).underlayIfname}`]);
+    await podman.run([
+      'run',
+      '-d',
+      '--name',
+      'bound',
+      '--network',
+      network,
+      '-p',
+      `${second}:8082:80`,
+      '-p',
+      '127.0.0.1:8083:80',
+      'localhost/busybox',
+      'nc',
+      '-ll',
+      '-p',
+      '80',
+      '-e',
+      'cat',
+    ]);
+    const node = topo.node(1);
+    expect((await echo(topo.world.ns, { protocol: 'tcp', host: second, port: 8082 })).ok).toBe(true);
+    expect((await echo(topo.world.ns, { protocol: 'tcp', host: node.address, port: 8082, timeoutMs: 1000 })).ok).toBe(false);
+    expect((await echo(node.ns, { protocol: 'tcp', host: '127.0.0.1', port: 8083 })).ok).toBe(true);
+    expect((await echo(topo.world.ns, { protocol: 'tcp', host: node.address, port: 8083, timeoutMs: 1000 })).ok).toBe(false);
+    await podman.run(['rm', '--force', '--time', '0', 'bound']);
+    expect((await echo(topo.world.ns, { protocol: 'tcp', host: second, port: 8082, timeoutMs: 1000 })).ok).toBe(false);
   });
 
   it('a running container survives a daemon restart, keeps its port, and is detached after it', async () => {

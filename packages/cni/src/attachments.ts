@@ -14,6 +14,7 @@
 import {
   asNodenetError,
   isNodenetError,
+  describePort,
   normalizePorts,
   samePortMappings,
   silentLogger,
@@ -397,9 +398,14 @@ export class CniAttachments {
     const published = await this.options.publishedPorts();
     for (const m of record.ports) {
       const found = published.some(
-        (p) => p.protocol === m.protocol && p.hostPort === m.hostPort && p.address === record.address && p.instancePort === m.instancePort,
+        (p) =>
+          p.protocol === m.protocol &&
+          p.hostPort === m.hostPort &&
+          p.hostAddress === m.hostAddress &&
+          p.address === record.address &&
+          p.instancePort === m.instancePort,
       );
-      if (!found) drift.push(`port ${m.hostPort}/${m.protocol} -> ${m.instancePort} is not published`);
+      if (!found) drift.push(`port ${describePort(m)} -> ${m.instancePort} is not published`);
     }
     if (conf.name !== record.network) drift.push(`the network is ${conf.name}, the attachment was made on ${record.network}`);
     if (drift.length > 0) {

@@ -2,7 +2,7 @@
  * The plugin's request as the daemon receives it (the CNI_* environment and the network config the runtime
  * gave on stdin), validated here: every problem is a CNI error naming the key and saying what to change.
  */
-import { InvalidArgumentError, parseIpv4Address, Subnet, type Ipv4Address, type PortMappingInput } from '@nodenet/core';
+import { InvalidArgumentError, parseHostAddress, parseIpv4Address, Subnet, type Ipv4Address, type PortMappingInput } from '@nodenet/core';
 import { CNI_CODES, CniError } from './errors.js';
 
 export const CNI_VERSIONS = ['0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;
@@ -194,14 +194,24 @@ function parsePortMappings(input: unknown): PortMappingInput[] {
           : JSON.stringify(m.protocol);
     if (protocol !== 'tcp' && protocol !== 'udp')
       throw invalid(`${field}.protocol ${JSON.stringify(m.protocol)}: nodenet publishes tcp and udp ports only`);
-    const hostIP = m.hostIP;
-    if (hostIP !== undefined && hostIP !== '' && hostIP !== '0.0.0.0' && hostIP !== '::') {
-      throw invalid(
-        `${field}.hostIP ${JSON.stringify(hostIP)}: nodenet publishes a port on every address of the node and cannot bind it to one address; publish it without a host address (podman: -p ${String(m.hostPort)}:${String(m.containerPort)})`,
-      );
-    }
-    return { hostPort: port('hostPort'), instancePort: port('containerPort'), protocol };
+    const hostAddress = parseHostIP(m.hostIP, `${field}.hostIP`, `${String(m.hostPort)}:${String(m.containerPort)}`);
+    return { hostPort: port('hostPort'), instancePort: port('containerPort'), protocol, ...(hostAddress ? { hostAddress } : {}) };
   });
+}
+
+/**
+ * portmap's `hostIP`: '' , 0.0.0.0 and :: (the wildcards runtimes send for `-p 8080:80`) publish on every
+ * address; an IPv4 address on that address only (see core's parseHostAddress for what is accepted).
+ */
+function parseHostIP(hostIP: unknown, field: string, ports: string): Ipv4Address | undefined {
+  if (hostIP === undefined || hostIP === '' || hostIP === '::') return undefined;
+  if (typeof hostIP !== 'string') throw invalid(`${field} ${JSON.stringify(hostIP)} must be a string: an IPv4 address of the node`);
+  if (hostIP.includes(':')) {
+    throw invalid(
+      `${field} ${JSON.stringify(hostIP)} is an IPv6 address: nodenet publishes ports on IPv4 host addresses only; give an IPv4 address of the node (podman: -p ADDRESS:${ports}) or none to publish on every address (podman: -p ${ports})`,
+    );
+  }
+  return viaCore(() => parseHostAddress(hostIP, field));
 }
 
 /** One IPv4 address from the `ips` capability, args.cni.ips (conventions) or CNI_ARGS IP= (the static IPAM's). */

@@ -54,7 +54,25 @@ describe('parseNetConf', () => {
     ['a gateway outside the subnet', { ...base, subnet: '198.19.1.0/24', gateway: '198.19.2.1' }, 7, "'gateway' 198.19.2.1"],
     ['ipam', { ...base, ipam: { type: 'host-local' } }, 7, "'ipam'"],
     ['sctp', { ...base, runtimeConfig: { portMappings: [{ hostPort: 1, containerPort: 1, protocol: 'sctp' }] } }, 7, 'tcp and udp'],
-    ['a hostIP', { ...base, runtimeConfig: { portMappings: [{ hostPort: 80, containerPort: 80, hostIP: '10.0.0.1' }] } }, 7, 'hostIP'],
+    [
+      'an IPv6 hostIP',
+      { ...base, runtimeConfig: { portMappings: [{ hostPort: 80, containerPort: 80, hostIP: '::1' }] } },
+      7,
+      'hostIP "::1" is an IPv6 address',
+    ],
+    [
+      'a multicast hostIP',
+      { ...base, runtimeConfig: { portMappings: [{ hostPort: 80, containerPort: 80, hostIP: '224.0.0.1' }] } },
+      7,
+      "'runtimeConfig.portMappings[0].hostIP' 224.0.0.1 is not a unicast address",
+    ],
+    [
+      'a hostIP that is no address',
+      { ...base, runtimeConfig: { portMappings: [{ hostPort: 80, containerPort: 80, hostIP: '198.18.0.01' }] } },
+      7,
+      'not a canonical IPv4 address',
+    ],
+
     ['two static addresses', { ...base, runtimeConfig: { ips: ['198.19.1.2/24', '198.19.1.3/24'] } }, 7, 'one IPv4 address'],
     ['an IPv6 static address', { ...base, runtimeConfig: { ips: ['fd19::2/64'] } }, 7, 'IPv6'],
     ['a relative socket', { ...base, socket: 'cni.sock' }, 7, "'socket'"],
@@ -62,6 +80,25 @@ describe('parseNetConf', () => {
     const e = errorOf(() => parseNetConf(request(config)));
     expect(e.code).toBe(code);
     expect(e.msg).toContain(mentioned);
+  });
+
+  it("reads hostIP: an IPv4 address publishes on it only; '', 0.0.0.0 and :: on every address", () => {
+    const mappings = [
+      { hostPort: 8080, containerPort: 80, protocol: 'tcp', hostIP: '198.18.0.5' },
+      { hostPort: 8080, containerPort: 80, protocol: 'tcp', hostIP: '127.0.0.1' },
+      { hostPort: 8081, containerPort: 81, protocol: 'udp', hostIP: '0.0.0.0' },
+      { hostPort: 8082, containerPort: 82, hostIP: '::' },
+      // portmap accepts an address the node does not hold (yet): so does nodenet.
+      { hostPort: 8083, containerPort: 83, hostIP: '203.0.113.7' },
+    ];
+    const conf = parseNetConf(request({ ...base, runtimeConfig: { portMappings: mappings } }));
+    expect(conf.portMappings).toEqual([
+      { hostPort: 8080, instancePort: 80, protocol: 'tcp', hostAddress: '198.18.0.5' },
+      { hostPort: 8080, instancePort: 80, protocol: 'tcp', hostAddress: '127.0.0.1' },
+      { hostPort: 8081, instancePort: 81, protocol: 'udp' },
+      { hostPort: 8082, instancePort: 82, protocol: 'tcp' },
+      { hostPort: 8083, instancePort: 83, protocol: 'tcp', hostAddress: '203.0.113.7' },
+    ]);
   });
 
   it('GC and STATUS need cniVersion 1.1.0; GC reads the valid attachments', () => {

@@ -35,8 +35,11 @@ export {
   type IfName,
   type NetnsRef,
 } from './names.js';
+export { parseHostAddress } from './host-address.js';
 export {
   PROTOCOLS,
+  PortClaims,
+  describePort,
   normalizePorts,
   parsePort,
   portKey,

@@ -24,7 +24,7 @@ import {
 import type { CniRecord, InstanceKind, InstanceRecord, NodeState } from './model.js';
 import { macForAddress, parseIpv4Address, Subnet, type Ipv4Address } from './net.js';
 import { allocateLinkNames, CNI_NAME, parseIfName, parseNetnsRef, type IfName, type NetnsRef } from './names.js';
-import { normalizePorts, portKey, samePortMappings, type PortMapping, type PortMappingInput } from './ports.js';
+import { describePort, normalizePorts, PortClaims, samePortMappings, type PortMapping, type PortMappingInput } from './ports.js';
 import {
   silentLogger,
   type CniSpec,
@@ -152,7 +152,7 @@ export class NodeNetwork {
   private cni: CniRecord | null = null;
   private readonly instances = new Map<IfName, InstanceRecord>();
   private readonly byAddress = new Map<Ipv4Address, Slot>();
-  private readonly byPort = new Map<string, IfName>();
+  private readonly byPort = new PortClaims<IfName>();
   private readonly inFlightHandles = new Set<IfName>();
   private readonly released = new Set<IfName>();
   private readonly deleting = new Map<IfName, Promise<void>>();
@@ -192,16 +192,13 @@ export class NodeNetwork {
       ...(record.ifname ? { ifname: record.ifname } : {}),
     };
     this.byAddress.set(record.address, { handle: record.handle, request, done: Promise.resolve(record) });
-    for (const m of record.ports) this.byPort.set(portKey(m.protocol, m.hostPort), record.handle);
+    for (const m of record.ports) this.byPort.claim(m, record.handle);
   }
 
   private untrack(record: InstanceRecord): void {
     this.instances.delete(record.handle);
     if (this.byAddress.get(record.address)?.handle === record.handle) this.byAddress.delete(record.address);
-    for (const m of record.ports) {
-      const key = portKey(m.protocol, m.hostPort);
-      if (this.byPort.get(key) === record.handle) this.byPort.delete(key);
-    }
+    for (const m of record.ports) this.byPort.release(m, record.handle);
   }
 
   /** The CNI record, or null before CreateContainerNetworkInterface. */
@@ -322,16 +319,17 @@ export class NodeNetwork {
       );
     }
     for (const m of request.ports) {
-      const holder = this.byPort.get(portKey(m.protocol, m.hostPort));
-      if (holder) {
+      const clash = this.byPort.conflict(m);
+      if (clash) {
+        const where = clash.mapping.hostAddress === undefined ? 'on every address of the node' : `on ${clash.mapping.hostAddress}`;
         throw new AlreadyExistsError(
-          `port ${m.hostPort}/${m.protocol} is already published by interface ${holder}: choose another host port`,
+          `port ${describePort(m)} is already published by interface ${clash.holder} ${where}: choose another host port${clash.mapping.hostAddress === undefined ? '' : ', or another host address'}`,
         );
       }
     }
     const names = allocateLinkNames((h) => this.isHandleTaken(h), this.random);
     this.inFlightHandles.add(names.handle);
-    for (const m of request.ports) this.byPort.set(portKey(m.protocol, m.hostPort), names.handle);
+    for (const m of request.ports) this.byPort.claim(m, names.handle);
     const done = this.applyCreate(request, names.handle, request.kind === 'tap' ? names.handle : names.hostIfname, cni, options.signal);
     this.byAddress.set(request.address, { handle: names.handle, request, done });
 
@@ -340,10 +338,7 @@ export class NodeNetwork {
     } catch (e) {
       // Release the reservations taken above.
       this.byAddress.delete(request.address);
-      for (const m of request.ports) {
-        const key = portKey(m.protocol, m.hostPort);
-        if (this.byPort.get(key) === names.handle) this.byPort.delete(key);
-      }
+      for (const m of request.ports) this.byPort.release(m, names.handle);
       throw e;
     } finally {
       this.inFlightHandles.delete(names.handle);
@@ -652,7 +647,7 @@ export class NodeNetwork {
         await attempt('remove orphan filter elements', async () => {
           await this.filter.removeElements(plan.orphanElements);
           const described = [
-            ...orphanPorts.map((p) => `port ${p.hostPort}/${p.protocol} -> ${p.address}:${p.instancePort}`),
+            ...orphanPorts.map((p) => `port ${describePort(p)} -> ${p.address}:${p.instancePort}`),
             ...orphanSources.map((src) => `source ${src.address} on ${src.ifname}`),
           ];
           repaired('orphan_filter_element', `removed filter elements no record explains: ${described.join(', ')}`, described.length);
@@ -759,9 +754,7 @@ export class NodeNetwork {
     const handles = new Set<string>([...this.inFlightHandles, ...this.deleting.keys(), ...this.repairing.keys()]);
     const addresses = new Set<string>();
     for (const [address, slot] of this.byAddress) if (handles.has(slot.handle)) addresses.add(address);
-    const portKeys = new Set<string>();
-    for (const [key, handle] of this.byPort) if (handles.has(handle)) portKeys.add(key);
-    return { handles, addresses, portKeys };
+    return { handles, addresses, portKeys: this.byPort.keysHeldBy((h) => handles.has(h)) };
   }
 }
 

@@ -152,6 +152,8 @@ export interface PublishedPort {
   readonly hostPort: number;
   readonly address: Ipv4Address;
   readonly instancePort: number;
+  /** The one node address the port is published on; absent: every address. */
+  readonly hostAddress?: Ipv4Address;
 }
 
 /** A bridge port's admitted source address (anti-spoofing). */

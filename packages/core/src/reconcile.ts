@@ -4,7 +4,7 @@
  * to remove. Only what nodenet owns is ever considered: links with its owner tag, elements of its tables.
  */
 import { OWNER_ALIAS_PREFIX, type IfName } from './names.js';
-import { portKey } from './ports.js';
+import { portKey, type PortMapping } from './ports.js';
 import type { InstanceRecord } from './model.js';
 import type { AllowedSource, FilterElements, LinkState, PublishedPort } from './ports-of-core.js';
 
@@ -44,12 +44,15 @@ export interface PlanInput {
 
 const sourceKey = (ifname: string, address: string) => `${ifname}|${address}`;
 const portValue = (p: { address: string; instancePort: number }) => `${p.address}:${p.instancePort}`;
+/** A published port's place: its key on every address, or on one host address (each has its own map element). */
+const placeKey = (p: { protocol: PortMapping['protocol']; hostPort: number; hostAddress?: string }) =>
+  `${portKey(p.protocol, p.hostPort as never)}${p.hostAddress === undefined ? '' : `@${p.hostAddress}`}`;
 
 export function planReconcile(input: PlanInput): ReconcilePlan {
   const linkNames = new Set(input.links.map((l) => l.name));
   const masterOf = new Map(input.links.map((l) => [l.name, l.master]));
   const detachedPorts: InstanceRecord[] = [];
-  const portsHeld = new Map(input.elements.ports.map((p) => [portKey(p.protocol, p.hostPort as never), portValue(p)]));
+  const portsHeld = new Map(input.elements.ports.map((p) => [placeKey(p), portValue(p)]));
   const sourcesHeld = new Set(input.elements.sources.map((s) => sourceKey(s.ifname, s.address)));
 
   const missingInterfaces: InstanceRecord[] = [];
@@ -62,8 +65,7 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
     explainedLinks.add(r.hostIfname);
     explainedLinks.add(r.handle);
     explainedSources.add(sourceKey(r.hostIfname, r.address));
-    for (const m of r.ports)
-      explainedPorts.set(portKey(m.protocol, m.hostPort), portValue({ address: r.address, instancePort: m.instancePort }));
+    for (const m of r.ports) explainedPorts.set(placeKey(m), portValue({ address: r.address, instancePort: m.instancePort }));
     if (input.busy.handles.has(r.handle) || !input.checkable.has(r.handle)) continue;
     if (!linkNames.has(r.hostIfname)) {
       missingInterfaces.push(r);
@@ -73,9 +75,7 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
     if (master !== undefined && input.cniName !== null && master !== input.cniName) detachedPorts.push(r);
     const rulesOk =
       sourcesHeld.has(sourceKey(r.hostIfname, r.address)) &&
-      r.ports.every(
-        (m) => portsHeld.get(portKey(m.protocol, m.hostPort)) === portValue({ address: r.address, instancePort: m.instancePort }),
-      );
+      r.ports.every((m) => portsHeld.get(placeKey(m)) === portValue({ address: r.address, instancePort: m.instancePort }));
     if (!rulesOk) missingRules.push(r);
   }
 
@@ -87,9 +87,8 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
     .map((l) => l.name as IfName);
 
   const orphanPorts: PublishedPort[] = input.elements.ports.filter((p) => {
-    const key = portKey(p.protocol, p.hostPort as never);
-    if (input.busy.portKeys.has(key) || input.busy.addresses.has(p.address)) return false;
-    return explainedPorts.get(key) !== portValue(p);
+    if (input.busy.portKeys.has(portKey(p.protocol, p.hostPort as never)) || input.busy.addresses.has(p.address)) return false;
+    return explainedPorts.get(placeKey(p)) !== portValue(p);
   });
   const orphanSources: AllowedSource[] = input.elements.sources.filter((s) => {
     if (input.busy.addresses.has(s.address)) return false;

@@ -127,7 +127,13 @@ export class FakePacketFilter implements PacketFilter {
     return {
       ports: [
         ...rules.flatMap((r) =>
-          r.ports.map((m) => ({ protocol: m.protocol, hostPort: m.hostPort, address: r.address, instancePort: m.instancePort })),
+          r.ports.map((m) => ({
+            protocol: m.protocol,
+            hostPort: m.hostPort,
+            address: r.address,
+            instancePort: m.instancePort,
+            ...(m.hostAddress ? { hostAddress: m.hostAddress } : {}),
+          })),
         ),
         ...this.extra.ports,
       ],

@@ -15,4 +15,4 @@ export {
   type LoopbackGuard,
   type NftBase,
 } from './script.js';
-export { parseAllowedSources, parsePublishedPorts } from './listing.js';
+export { parseAllowedSources, parsePublishedHostPorts, parsePublishedPorts } from './listing.js';

@@ -10,6 +10,7 @@ import { parseIpv4Address, type AllowedSource, type FilterElements, type Protoco
 import {
   ALLOWED_SOURCES,
   CLUSTER_SUBNETS,
+  PUBLISHED_HOST_PORTS,
   PUBLISHED_PORTS,
   TABLE,
   compareCidr,
@@ -60,19 +61,32 @@ function port(v: Json): number | null {
 
 /** The published_ports elements of `nft -j list table ip nodenet` output; null when the map is absent. */
 export function parsePublishedPorts(json: string): ListedPort[] | null {
-  const map = named(json, 'map', PUBLISHED_PORTS);
+  return parsePortMap(json, PUBLISHED_PORTS, false);
+}
+
+/** The published_host_ports elements (ports on one host address); null when the map is absent. */
+export function parsePublishedHostPorts(json: string): ListedPort[] | null {
+  return parsePortMap(json, PUBLISHED_HOST_PORTS, true);
+}
+
+/** Elements `[HOST_ADDRESS .] PROTOCOL . PORT : ADDRESS . PORT` of the map `name`. */
+function parsePortMap(json: string, name: string, byHostAddress: boolean): ListedPort[] | null {
+  const map = named(json, 'map', name);
   if (!map) return null;
   const out: ListedPort[] = [];
   for (const e of Array.isArray(map.elem) ? map.elem : []) {
     if (!Array.isArray(e) || e.length !== 2) continue;
-    const key = concat(e[0]);
+    const fullKey = concat(e[0]);
     const data = concat(e[1]);
-    if (!key || !data || key.length !== 2 || data.length !== 2) continue;
+    if (!fullKey || !data || fullKey.length !== (byHostAddress ? 3 : 2) || data.length !== 2) continue;
+    const hostAddress = byHostAddress ? fullKey[0] : undefined;
+    const key = byHostAddress ? fullKey.slice(1) : fullKey;
     const p = protocol(key[0]);
     const hostPort = port(key[1]);
     const instancePort = port(data[1]);
     if (!p || hostPort === null || instancePort === null || typeof data[0] !== 'string') continue;
-    out.push({ protocol: p, hostPort, address: data[0], instancePort });
+    if (byHostAddress && typeof hostAddress !== 'string') continue;
+    out.push({ protocol: p, hostPort, address: data[0], instancePort, ...(typeof hostAddress === 'string' ? { hostAddress } : {}) });
   }
   return out;
 }
@@ -100,7 +114,15 @@ export function filterElements(listed: ListedElements): FilterElements {
   const ports: PublishedPort[] = [];
   for (const p of listed.publishedPorts ?? []) {
     const address = ipv4OrNull(p.address);
-    if (address) ports.push({ protocol: p.protocol, hostPort: p.hostPort, address, instancePort: p.instancePort });
+    const hostAddress = p.hostAddress === undefined ? undefined : ipv4OrNull(p.hostAddress);
+    if (!address || hostAddress === null) continue;
+    ports.push({
+      protocol: p.protocol,
+      hostPort: p.hostPort,
+      address,
+      instancePort: p.instancePort,
+      ...(hostAddress ? { hostAddress } : {}),
+    });
   }
   const sources: AllowedSource[] = [];
   for (const s of listed.allowedSources ?? []) {

@@ -44,6 +44,7 @@ import {
   filterElements,
   parseAllowedSources,
   parseEchoShapes,
+  parsePublishedHostPorts,
   parsePublishedPorts,
   parseSubnetElements,
   parseTableShape,
@@ -53,6 +54,7 @@ import {
 import {
   ALLOWED_SOURCES,
   CLUSTER_SUBNETS,
+  PUBLISHED_HOST_PORTS,
   PUBLISHED_PORTS,
   TABLE,
   addInstanceScript,
@@ -356,14 +358,20 @@ export class NftPacketFilter implements PacketFilter {
     return this.inNamespace([this.nftCommand, '-i']);
   }
 
-  /** Reads nodenet's map and set (in parallel); an absent table, map or set reads as null. */
+  /**
+   * Reads nodenet's maps and set (in parallel); an absent table, map or set reads as null (published_host_ports
+   * alone absent, as in tables a previous version made and ensureBase has not converged yet: no elements).
+   */
   private async readElements(step: string): Promise<ListedElements> {
-    const [ports, sources] = await Promise.all([
+    const [ports, hostPorts, sources] = await Promise.all([
       this.list(['map', 'ip', TABLE, PUBLISHED_PORTS], step),
+      this.list(['map', 'ip', TABLE, PUBLISHED_HOST_PORTS], step),
       this.list(['set', 'bridge', TABLE, ALLOWED_SOURCES], step),
     ]);
+    const everyAddress = ports === null ? null : parsePublishedPorts(ports);
     return {
-      publishedPorts: ports === null ? null : parsePublishedPorts(ports),
+      publishedPorts:
+        everyAddress === null ? null : [...everyAddress, ...((hostPorts === null ? null : parsePublishedHostPorts(hostPorts)) ?? [])],
       allowedSources: sources === null ? null : parseAllowedSources(sources),
     };
   }

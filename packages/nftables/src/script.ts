@@ -5,11 +5,15 @@
  * Layout (nodenet owns exactly these two tables and touches nothing else):
  *
  *   table ip nodenet
- *     map published_ports  inet_proto . inet_service : ipv4_addr . inet_service   (one element per port mapping)
+ *     map published_ports  inet_proto . inet_service : ipv4_addr . inet_service   (one element per port mapping
+ *                          published on every address of the node)
+ *     map published_host_ports  ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service
+ *                          (one element per port mapping published on one host address, portmap's hostIP)
  *     set cluster_subnets  ipv4_addr, interval                                      (every node's subnet)
  *     chain guard          filter/prerouting -300: drop packets from the CNI to 127.0.0.0/8 (route_localnet;
  *                          with loopbackGuard 'bridge-ports' this is a rule of instance_port instead)
- *     chain prerouting     nat/prerouting  -100: DNAT traffic to a local address through published_ports
+ *     chain prerouting     nat/prerouting  -100: DNAT traffic to a local address through published_host_ports
+ *                          (keyed by the destination too), then published_ports
  *     chain output         nat/output      -100: the same for the node's own traffic
  *     chain postrouting    nat/postrouting  100: hairpin masquerade, egress masquerade
  *
@@ -29,7 +33,6 @@ import {
   parseIfName,
   parseIpv4Address,
   parsePort,
-  portKey,
   type AllowedSource,
   type FilterBase,
   type FilterElements,
@@ -43,6 +46,7 @@ import {
 
 export const TABLE = 'nodenet';
 export const PUBLISHED_PORTS = 'published_ports';
+export const PUBLISHED_HOST_PORTS = 'published_host_ports';
 export const CLUSTER_SUBNETS = 'cluster_subnets';
 export const ALLOWED_SOURCES = 'allowed_sources';
 /** Bridge ports nodenet creates: host-side veth ends and TAPs. Frames from them are default-deny. */
@@ -107,8 +111,9 @@ export function checkedRules(rules: InstanceRules, step: string): InstanceRules 
       protocol: m.protocol,
       hostPort: parsePort(m.hostPort, `ports[${i}].hostPort`),
       instancePort: parsePort(m.instancePort, `ports[${i}].instancePort`),
+      ...checkedHostAddress(m.hostAddress, `ports[${i}].hostAddress`),
     };
-    const key = portKey(mapping.protocol, mapping.hostPort);
+    const key = portKeyElement(mapping);
     if (seen.has(key)) throw new InternalError(step, `ports[${i}]: ${key} appears twice`);
     seen.add(key);
     return mapping;
@@ -119,14 +124,38 @@ export function checkedRules(rules: InstanceRules, step: string): InstanceRules 
 // ---------------------------------------------------------------------------------------------------
 // Elements
 
-/** `tcp . 8080`: the key of a published port. */
-export function portKeyElement(m: { protocol: Protocol; hostPort: number }): string {
-  return `${m.protocol} . ${m.hostPort}`;
+/** `{ hostAddress }` when there is one (re-parsed), else nothing: for spreading into a port. */
+function checkedHostAddress(input: unknown, field: string): { hostAddress?: Ipv4Address } {
+  return input === undefined ? {} : { hostAddress: parseIpv4Address(input, field) };
 }
 
-/** `tcp . 8080 : 198.19.1.2 . 80`. */
-export function portMapElement(m: { protocol: Protocol; hostPort: number; instancePort: number }, address: string): string {
+/** A published port's place: protocol and host port, and the host address when it has one. */
+export interface PortPlace {
+  readonly protocol: Protocol;
+  readonly hostPort: number;
+  readonly hostAddress?: string;
+}
+
+/** `tcp . 8080`, or `198.18.0.5 . tcp . 8080` on one host address: the key of a published port in its map. */
+export function portKeyElement(m: PortPlace): string {
+  return `${m.hostAddress === undefined ? '' : `${m.hostAddress} . `}${m.protocol} . ${m.hostPort}`;
+}
+
+/** `tcp . 8080 : 198.19.1.2 . 80` (prefixed by the host address on one address). */
+export function portMapElement(m: PortPlace & { instancePort: number }, address: string): string {
   return `${portKeyElement(m)} : ${address} . ${m.instancePort}`;
+}
+
+/** The map holding `m`: published_host_ports when it is published on one address, else published_ports. */
+export function portMapOf(m: PortPlace): string {
+  return m.hostAddress === undefined ? PUBLISHED_PORTS : PUBLISHED_HOST_PORTS;
+}
+
+/** `verb element` lines for ports, each element in its own map (see portMapOf); none for an empty list. */
+function portElements<P extends PortPlace>(verb: 'add' | 'delete', ports: readonly P[], element: (p: P) => string): string[] {
+  return [PUBLISHED_PORTS, PUBLISHED_HOST_PORTS].flatMap((map) =>
+    elements(verb, `${IP} ${map}`, ports.filter((p) => portMapOf(p) === map).map(element)),
+  );
 }
 
 /** `"nnh-1a2b3c4d" . 198.19.1.2` (IfName characters need no escaping inside quotes). */
@@ -201,11 +230,19 @@ export function baseLayout(input: NftBase): readonly TableLayout[] {
   const cni = `"${base.cniName}"`;
   const subnet = base.subnet.toString();
   const dnat = `fib daddr type local meta l4proto { tcp, udp } dnat ip to meta l4proto . th dport map @${PUBLISHED_PORTS}`;
+  // Ports published on one host address: the destination is part of the key. A lookup that finds nothing
+  // ends the rule (no DNAT), so the next rule, every address, still applies.
+  const dnatHost = `fib daddr type local meta l4proto { tcp, udp } dnat ip to ip daddr . meta l4proto . th dport map @${PUBLISHED_HOST_PORTS}`;
   return [
     {
       family: 'ip',
       sets: [
         { kind: 'map', name: PUBLISHED_PORTS, declaration: '{ type inet_proto . inet_service : ipv4_addr . inet_service; }' },
+        {
+          kind: 'map',
+          name: PUBLISHED_HOST_PORTS,
+          declaration: '{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }',
+        },
         { kind: 'set', name: CLUSTER_SUBNETS, declaration: '{ type ipv4_addr; flags interval; }' },
       ],
       chains: [
@@ -224,12 +261,15 @@ export function baseLayout(input: NftBase): readonly TableLayout[] {
         {
           name: 'prerouting',
           declaration: '{ type nat hook prerouting priority -100; policy accept; }',
-          rules: [`${dnat} comment "published ports"`],
+          rules: [`${dnatHost} comment "published ports, on one host address"`, `${dnat} comment "published ports"`],
         },
         {
           name: 'output',
           declaration: '{ type nat hook output priority -100; policy accept; }',
-          rules: [`${dnat} comment "published ports, from the node"`],
+          rules: [
+            `${dnatHost} comment "published ports, on one host address, from the node"`,
+            `${dnat} comment "published ports, from the node"`,
+          ],
         },
         {
           name: 'postrouting',
@@ -383,16 +423,12 @@ export function removeBaseScript(): string {
  * Publishes the ports and admits the address on its port. `replaceKeys`: port keys currently mapped to
  * another address (stale), deleted first in the same transaction.
  */
-export function addInstanceScript(input: InstanceRules, replaceKeys: readonly { protocol: Protocol; hostPort: number }[] = []): string {
+export function addInstanceScript(input: InstanceRules, replaceKeys: readonly PortPlace[] = []): string {
   const rules = checkedRules(input, 'publish ports');
   return (
     [
-      ...elements('delete', `${IP} ${PUBLISHED_PORTS}`, replaceKeys.map(portKeyElement)),
-      ...elements(
-        'add',
-        `${IP} ${PUBLISHED_PORTS}`,
-        rules.ports.map((m) => portMapElement(m, rules.address)),
-      ),
+      ...portElements('delete', replaceKeys, portKeyElement),
+      ...portElements('add', rules.ports, (m) => portMapElement(m, rules.address)),
       ...elements('add', `${BRIDGE} ${ALLOWED_SOURCES}`, [sourceElement(rules.hostIfname, rules.address)]),
     ].join('\n') + '\n'
   );
@@ -409,12 +445,8 @@ export function removeInstanceScript(input: InstanceRules): string {
   const source = [sourceElement(rules.hostIfname, rules.address)];
   return (
     [
-      ...elements(
-        'add',
-        `${IP} ${PUBLISHED_PORTS}`,
-        rules.ports.map((m) => portMapElement(m, rules.address)),
-      ),
-      ...elements('delete', `${IP} ${PUBLISHED_PORTS}`, rules.ports.map(portKeyElement)),
+      ...portElements('add', rules.ports, (m) => portMapElement(m, rules.address)),
+      ...portElements('delete', rules.ports, portKeyElement),
       ...elements('add', `${BRIDGE} ${ALLOWED_SOURCES}`, source),
       ...elements('delete', `${BRIDGE} ${ALLOWED_SOURCES}`, source),
     ].join('\n') + '\n'
@@ -432,6 +464,8 @@ export interface ListedPort {
   readonly hostPort: number;
   readonly address: string;
   readonly instancePort: number;
+  /** Set for an element of published_host_ports. */
+  readonly hostAddress?: string;
 }
 
 export interface ListedSource {
@@ -458,12 +492,12 @@ export function removeListedScript(input: InstanceRules, listed: ListedElements)
   const rules = checkedRules(input, 'remove published ports');
   const ours = rules.ports.filter((m) =>
     (listed.publishedPorts ?? []).some(
-      (p) => p.protocol === m.protocol && p.hostPort === m.hostPort && p.address === rules.address && p.instancePort === m.instancePort,
+      (p) => portKeyElement(p) === portKeyElement(m) && p.address === rules.address && p.instancePort === m.instancePort,
     ),
   );
   const sourcePresent = (listed.allowedSources ?? []).some((s) => s.ifname === rules.hostIfname && s.address === rules.address);
   const lines = [
-    ...elements('delete', `${IP} ${PUBLISHED_PORTS}`, ours.map(portKeyElement)),
+    ...portElements('delete', ours, portKeyElement),
     ...elements('delete', `${BRIDGE} ${ALLOWED_SOURCES}`, sourcePresent ? [sourceElement(rules.hostIfname, rules.address)] : []),
   ];
   return lines.length === 0 ? '' : lines.join('\n') + '\n';
@@ -482,6 +516,7 @@ export function checkedElements(input: FilterElements, step: string): FilterElem
       hostPort: parsePort(p.hostPort, `ports[${i}].hostPort`),
       address: parseIpv4Address(p.address, `ports[${i}].address`),
       instancePort: parsePort(p.instancePort, `ports[${i}].instancePort`),
+      ...checkedHostAddress(p.hostAddress, `ports[${i}].hostAddress`),
     };
     ports.set(portMapElement(port, port.address), port);
   });
@@ -503,16 +538,11 @@ export function checkedElements(input: FilterElements, step: string): FilterElem
  */
 export function removeElementsScript(input: FilterElements): string {
   const { ports, sources } = checkedElements(input, 'remove filter elements');
-  const portElements = ports.map((p) => portMapElement(p, p.address));
   const sourceElements = sources.map((s) => sourceElement(s.ifname as IfName, s.address));
   return (
     [
-      ...elements('add', `${IP} ${PUBLISHED_PORTS}`, portElements),
-      ...elements(
-        'delete',
-        `${IP} ${PUBLISHED_PORTS}`,
-        ports.map((p) => portKeyElement(p)),
-      ),
+      ...portElements('add', ports, (p) => portMapElement(p, p.address)),
+      ...portElements('delete', ports, portKeyElement),
       ...elements('add', `${BRIDGE} ${ALLOWED_SOURCES}`, sourceElements),
       ...elements('delete', `${BRIDGE} ${ALLOWED_SOURCES}`, sourceElements),
     ].join('\n') + '\n'
@@ -525,10 +555,10 @@ export function removeListedElementsScript(input: FilterElements, listed: Listed
   const heldPorts = new Set((listed.publishedPorts ?? []).map((p) => portMapElement(p, p.address)));
   const heldSources = new Set((listed.allowedSources ?? []).map((s) => sourceElement(s.ifname as IfName, s.address as Ipv4Address)));
   const lines = [
-    ...elements(
+    ...portElements(
       'delete',
-      `${IP} ${PUBLISHED_PORTS}`,
-      ports.filter((p) => heldPorts.has(portMapElement(p, p.address))).map((p) => portKeyElement(p)),
+      ports.filter((p) => heldPorts.has(portMapElement(p, p.address))),
+      portKeyElement,
     ),
     ...elements(
       'delete',

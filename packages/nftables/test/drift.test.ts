@@ -84,6 +84,7 @@ describe('diffBase', () => {
     expect(lines(repairScript(base, drift.repair!))).toEqual([
       'add table ip nodenet',
       'add map ip nodenet published_ports { type inet_proto . inet_service : ipv4_addr . inet_service; }',
+      'add map ip nodenet published_host_ports { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }',
       'add set ip nodenet cluster_subnets { type ipv4_addr; flags interval; }',
       'add chain ip nodenet postrouting { type nat hook postrouting priority 100; policy accept; }',
       'flush chain ip nodenet postrouting',
@@ -174,7 +175,7 @@ describe('diffBase', () => {
       ['guard', 'prerouting', 'output', 'postrouting'].map((c) => `flush chain ip nodenet ${c}`),
     );
     expect(script).toContain('delete chain bridge nodenet prerouting');
-    expect(script.filter((l) => l.startsWith('add rule'))).toHaveLength(10);
+    expect(script.filter((l) => l.startsWith('add rule'))).toHaveLength(12);
     expect(script.filter((l) => /^(flush|delete) (set|map)/.test(l))).toEqual([]);
   });
 

@@ -137,7 +137,7 @@ describe('ensureBaseScript', () => {
     const ruleLines = (s: string) => lines(s).filter((l) => l.startsWith('add rule'));
     const many = ensureBaseScript(base(Array.from({ length: 50 }, (_, i) => `198.19.${i + 1}.0/24`)));
     expect(ruleLines(many)).toEqual(ruleLines(script));
-    expect(ruleLines(script)).toHaveLength(10);
+    expect(ruleLines(script)).toHaveLength(12);
   });
 
   it('rejects a CNI name that is not an interface name', () => {

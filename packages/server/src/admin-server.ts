@@ -75,6 +75,7 @@ export function createAdminServer(ctx: AdminContext, logger: DaemonLogger, inFli
           hostPort: m.hostPort,
           instancePort: m.instancePort,
           protocol: m.protocol === 'tcp' ? Protocol.TCP : Protocol.UDP,
+          ...(m.hostAddress ? { hostAddress: m.hostAddress } : {}),
         })),
         ...(r.netns ? { netns: r.netns } : {}),
         ...(r.ifname ? { ifname: r.ifname } : {}),

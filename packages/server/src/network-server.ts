@@ -61,6 +61,7 @@ export function toCreateInterfaceInput(req: CreateInterfaceRequest): CreateInter
     hostPort: m.hostPort,
     instancePort: m.instancePort,
     protocol: protocolOf(m.protocol, `port_mappings[${i}].protocol`),
+    ...(m.hostAddress !== undefined ? { hostAddress: m.hostAddress } : {}),
   }));
   const kind = kindOf(req.kind);
   return {

@@ -49,7 +49,7 @@ import {
   type StateStore,
   stateWriteError,
 } from '@nodenet/core';
-import { RECORD_FORMAT_VERSION, upgradeRecord } from './format-version.js';
+import { recordFormatOf, upgradeRecord } from './format-version.js';
 import { parseCniRecord, parseInstanceRecord } from './records.js';
 
 /** A state file nodenet cannot read: the daemon refuses to start rather than forget what it created. */
@@ -324,5 +324,5 @@ const fdatasyncAsync = promisify(fdatasync);
 const fsyncAsync = promisify(fsync);
 
 function envelope(kind: string, record: unknown): string {
-  return `${JSON.stringify({ version: RECORD_FORMAT_VERSION, kind, record }, null, 1)}\n`;
+  return `${JSON.stringify({ version: recordFormatOf(kind, record), kind, record }, null, 1)}\n`;
 }

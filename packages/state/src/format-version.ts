@@ -13,8 +13,14 @@
  */
 import { FailedPreconditionError } from '@nodenet/core';
 
-/** The format this build writes. Version 1: the records of nodenet 0.1 (fixture: test/fixtures/state-v1). */
-export const RECORD_FORMAT_VERSION = 1;
+/**
+ * The newest format this build writes. Version 1: the records of nodenet 0.1 (fixture: test/fixtures/state-v1).
+ * Version 2: an instance's published port may carry `hostAddress` (published on that one node address only).
+ * A build that reads only format 1 would ignore it and publish the port on every address, so a record with
+ * one is format 2 (refused by such a build); a record without one is still written as format 1 (see
+ * recordFormatOf), so a rollback stays possible on nodes that publish no port on one address.
+ */
+export const RECORD_FORMAT_VERSION = 2;
 
 /** The oldest format this build reads. */
 export const OLDEST_READABLE_FORMAT = 1;
@@ -23,7 +29,17 @@ export const OLDEST_READABLE_FORMAT = 1;
  * Upgrade steps: UPGRADES[v] turns a `kind` record of format v into format v + 1. Each entry is pure (an
  * object in, an object out); the parsers in records.ts then check the result like any current record.
  */
-export const UPGRADES: Readonly<Record<number, (kind: string, record: unknown) => unknown>> = {};
+export const UPGRADES: Readonly<Record<number, (kind: string, record: unknown) => unknown>> = {
+  // Format 1 is format 2 without host addresses: every port on every address, which is what no hostAddress means.
+  1: (_kind, record) => record,
+};
+
+/** The oldest format that holds `record` as it is: 2 for an instance with a port on one host address, else 1. */
+export function recordFormatOf(kind: string, record: unknown): number {
+  const ports = kind === 'instance' && typeof record === 'object' && record !== null ? (record as { ports?: unknown }).ports : undefined;
+  const onOneAddress = Array.isArray(ports) && ports.some((p) => typeof p === 'object' && p !== null && 'hostAddress' in p);
+  return onOneAddress ? 2 : 1;
+}
 
 /** A record nodenet cannot read because of its format version: the daemon stops and changes nothing. */
 export class RecordFormatError extends FailedPreconditionError {

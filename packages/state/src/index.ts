@@ -4,4 +4,4 @@
  */
 export { FileStateStore, StateFileError, type FileStateStoreOptions } from './file-state-store.js';
 export { parseCniRecord, parseInstanceRecord } from './records.js';
-export { RECORD_FORMAT_VERSION, OLDEST_READABLE_FORMAT, RecordFormatError, upgradeRecord } from './format-version.js';
+export { RECORD_FORMAT_VERSION, OLDEST_READABLE_FORMAT, RecordFormatError, recordFormatOf, upgradeRecord } from './format-version.js';

@@ -6,6 +6,7 @@ import {
   macForAddress,
   parseIfName,
   parseIpv4Address,
+  parseHostAddress,
   parseNetnsRef,
   parsePort,
   Subnet,
@@ -57,10 +58,13 @@ export function parseInstanceRecord(value: unknown): InstanceRecord {
     const m = obj(p, `ports[${i}]`);
     const protocol = m.protocol;
     if (protocol !== 'tcp' && protocol !== 'udp') throw new Error(`ports[${i}].protocol is not tcp or udp`);
+    // Absent in records of versions without host addresses: the port is on every address, as it was then.
+    const hostAddress = parseHostAddress(m.hostAddress, `ports[${i}].hostAddress`);
     return {
       protocol,
       hostPort: parsePort(m.hostPort, `ports[${i}].hostPort`),
       instancePort: parsePort(m.instancePort, `ports[${i}].instancePort`),
+      ...(hostAddress ? { hostAddress } : {}),
     };
   });
   const address = parseIpv4Address(o.address, 'address');

@@ -135,6 +135,14 @@ export interface PortMapping {
   /** The port on the instance; 0 or absent means the same as host_port. */
   instancePort: number;
   protocol: Protocol;
+  /**
+   * Publish on this one IPv4 address of the node only (the CNI portmap plugin's hostIP, podman's
+   * `-p 127.0.0.1:8080:80`); absent, "" or "0.0.0.0": on every address. Any IPv4 unicast address is
+   * accepted (traffic reaches the port only while the node holds the address); IPv6 is INVALID_ARGUMENT.
+   * The same host port and protocol may be published on several addresses by different instances, but
+   * not on every address and on one address at once (ALREADY_EXISTS).
+   */
+  hostAddress?: string | undefined;
 }
 
 /** Response structure returned after a new virtual interface has been created */
@@ -426,7 +434,7 @@ export const CreateInterfaceRequest: MessageFns<CreateInterfaceRequest> = {
 };
 
 function createBasePortMapping(): PortMapping {
-  return { hostPort: 0, instancePort: 0, protocol: 0 };
+  return { hostPort: 0, instancePort: 0, protocol: 0, hostAddress: undefined };
 }
 
 export const PortMapping: MessageFns<PortMapping> = {
@@ -439,6 +447,9 @@ export const PortMapping: MessageFns<PortMapping> = {
     }
     if (message.protocol !== 0) {
       writer.uint32(24).int32(message.protocol);
+    }
+    if (message.hostAddress !== undefined) {
+      writer.uint32(34).string(message.hostAddress);
     }
     return writer;
   },
@@ -480,6 +491,14 @@ export const PortMapping: MessageFns<PortMapping> = {
             message.protocol = reader.int32() as any;
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.hostAddress = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -505,6 +524,11 @@ export const PortMapping: MessageFns<PortMapping> = {
         ? globalThis.Number(object.instance_port)
         : 0,
       protocol: isSet(object.protocol) ? protocolFromJSON(object.protocol) : 0,
+      hostAddress: isSet(object.hostAddress)
+        ? globalThis.String(object.hostAddress)
+        : isSet(object.host_address)
+        ? globalThis.String(object.host_address)
+        : undefined,
     };
   },
 
@@ -519,6 +543,9 @@ export const PortMapping: MessageFns<PortMapping> = {
     if (message.protocol !== 0) {
       obj.protocol = protocolToJSON(message.protocol);
     }
+    if (message.hostAddress !== undefined) {
+      obj.hostAddress = message.hostAddress;
+    }
     return obj;
   },
 
@@ -530,6 +557,7 @@ export const PortMapping: MessageFns<PortMapping> = {
     message.hostPort = object.hostPort ?? 0;
     message.instancePort = object.instancePort ?? 0;
     message.protocol = object.protocol ?? 0;
+    message.hostAddress = object.hostAddress ?? undefined;
     return message;
   },
 };
