@@ -7,7 +7,7 @@
  */
 import { access, constants, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Daemon, Topology, type NodeHost, type TestScope } from '@nodenet/testkit';
+import { Daemon, PrivateOvs, Topology, type NodeHost, type TestScope } from '@nodenet/testkit';
 import { createNamespaces } from './namespaces.js';
 import { PeerRunner } from './peer-runner.js';
 import { CNI_PLUGIN_DIR, CniPeer } from './systems/cni.js';
@@ -56,10 +56,12 @@ export class NodeEnv {
     readonly netavark: NetavarkPeer | undefined,
   ) {}
 
-  static async start(scope: TestScope, peers: { cni: boolean; netavark: boolean }): Promise<NodeEnv> {
+  /** `backend`: the daemon's (default iproute2; ovs runs a private Open vSwitch in the node namespace). */
+  static async start(scope: TestScope, peers: { cni: boolean; netavark: boolean; backend?: 'iproute2' | 'ovs' }): Promise<NodeEnv> {
     const topology = await Topology.create(scope, { nodes: 1 });
     const node = topology.node(1);
-    const daemon = await Daemon.start({ scope, node });
+    const ovs = peers.backend === 'ovs' ? await PrivateOvs.start(scope, node.ns) : undefined;
+    const daemon = await Daemon.start({ scope, node, ...(ovs ? { config: { backend: 'ovs', ovs: ovs.config } } : {}) });
     // The CPU account follows the env's daemon once the env exists (a restart replaces it).
     const built: { env?: NodeEnv } = {};
     const nodenet = new NodenetSystem(daemon.target, 1, () => (built.env ? built.env.daemon.pid : daemon.pid));

@@ -1,10 +1,11 @@
 /** What a run measures and how much: the full profile (`npm run bench`) and the quick one (smoke test, `--quick`). */
 import { join } from 'node:path';
 import { repoRoot } from '@nodenet/testkit';
+import type { BackendName } from './cluster/peer-facts.js';
 import type { WakeProbeOptions } from './wake-probe.js';
 
-export type SuiteName = 'latency' | 'burst' | 'scale' | 'restart' | 'datapath' | 'cni-plugin';
-export const SUITE_NAMES: readonly SuiteName[] = ['latency', 'burst', 'scale', 'restart', 'datapath', 'cni-plugin'];
+export type SuiteName = 'latency' | 'burst' | 'scale' | 'restart' | 'datapath' | 'cni-plugin' | 'cluster' | 'backends';
+export const SUITE_NAMES: readonly SuiteName[] = ['latency', 'burst', 'scale', 'restart', 'datapath', 'cni-plugin', 'cluster', 'backends'];
 
 export interface BenchOptions {
   readonly profile: 'full' | 'quick';
@@ -49,6 +50,24 @@ export interface BenchOptions {
     /** Rounds before measuring (not recorded). */
     readonly warmup: number;
   };
+  readonly cluster: {
+    readonly backends: readonly BackendName[];
+    /** Simulated nodes in etcd when the daemon joins (a fresh node per size). */
+    readonly sizes: readonly number[];
+    /** At the largest size: records added (then removed) one at a time. */
+    readonly repetitions: number;
+    /** At the largest size: how long the daemon's idle CPU is measured. */
+    readonly idleSeconds: number;
+  };
+  readonly backends: {
+    /** Interleaved create/delete cycles per backend on empty nodes. */
+    readonly cycles: number;
+    readonly warmup: number;
+    /** Instances on the node while one more port's create + delete is sampled. */
+    readonly existing: readonly number[];
+    readonly samples: number;
+    readonly fillConcurrency: number;
+  };
   /** The idle wake-up probe recorded with the environment at the start and end of a run (wake-probe.ts). */
   readonly wakeProbe: WakeProbeOptions;
   /** Run without a peer whose binaries are missing (recorded as skipped) instead of failing. */
@@ -70,6 +89,8 @@ export function fullOptions(overrides: Partial<BenchOptions> = {}): BenchOptions
     restart: { runs: 3 },
     datapath: { seconds: 4, omitSeconds: 1, rounds: 11 },
     cniPlugin: { rounds: 100, warmup: 5 },
+    cluster: { backends: ['iproute2', 'ovs'], sizes: [100, 500, 1000], repetitions: 40, idleSeconds: 10 },
+    backends: { cycles: 100, warmup: 5, existing: [100, 1000], samples: 50, fillConcurrency: 32 },
     wakeProbe: { idleMs: 600, samples: 5 },
     allowMissingPeers: false,
     log: (line) => process.stderr.write(`${line}\n`),
@@ -87,6 +108,8 @@ export function quickOptions(overrides: Partial<BenchOptions> = {}): BenchOption
     restart: { runs: 1 },
     datapath: { seconds: 1, omitSeconds: 0, rounds: 1 },
     cniPlugin: { rounds: 2, warmup: 1 },
+    cluster: { backends: ['iproute2', 'ovs'], sizes: [3, 6], repetitions: 2, idleSeconds: 0.5 },
+    backends: { cycles: 3, warmup: 1, existing: [2, 6], samples: 2, fillConcurrency: 4 },
     wakeProbe: { idleMs: 50, samples: 1 },
     ...overrides,
   });

@@ -2,13 +2,16 @@
 import type { Environment } from './environment.js';
 import type { BenchOptions, SuiteName } from './options.js';
 import { ratio, round } from './stats.js';
+import type { BackendsResult } from './suites/backends.js';
 import type { BurstResult } from './suites/burst.js';
+import type { ClusterResult } from './suites/cluster.js';
 import type { DatapathResult } from './suites/datapath.js';
 import type { LatencyResult } from './suites/latency.js';
 import type { CniPluginResult } from './suites/cni-plugin.js';
 import type { RestartResult } from './suites/restart.js';
 import type { ScaleResult } from './suites/scale.js';
 import type { SystemName } from './systems/types.js';
+import { BACKEND_NAMES, type BackendName } from './cluster/peer-facts.js';
 
 export const RESULTS_SCHEMA = 'nodenet-bench/1';
 
@@ -42,6 +45,8 @@ export interface BenchResults {
   restart?: RestartResult;
   datapath?: DatapathResult;
   cniPlugin?: CniPluginResult;
+  cluster?: ClusterResult;
+  backends?: BackendsResult;
   targets: Target[];
 }
 
@@ -59,7 +64,9 @@ function target(
 }
 
 /** The issue's targets (ratios are nodenet / peer, so "1/5 of" is "<= 0.2"). */
-export function judgeTargets(r: Pick<BenchResults, 'latency' | 'burst' | 'scale' | 'restart' | 'datapath' | 'cniPlugin'>): Target[] {
+export function judgeTargets(
+  r: Pick<BenchResults, 'latency' | 'burst' | 'scale' | 'restart' | 'datapath' | 'cniPlugin' | 'cluster' | 'backends'>,
+): Target[] {
   const lat = r.latency?.systems;
   const last = r.scale?.steps[r.scale.steps.length - 1];
   const pair = (name: string) => r.datapath?.pairs.find((p) => p.name === name)?.ratio;
@@ -125,5 +132,45 @@ export function judgeTargets(r: Pick<BenchResults, 'latency' | 'burst' | 'scale'
       5,
       'ms',
     ),
+    ...clusterTargets(r),
   ];
+}
+
+const JOIN_LIMIT_MS: Readonly<Record<BackendName, number>> = { iproute2: 1000, ovs: 2000 };
+
+/** Issue 16's cluster-scale targets, per backend, and the ovs backend's instance latency next to iproute2's. */
+function clusterTargets(r: Pick<BenchResults, 'cluster' | 'backends'>): Target[] {
+  const out: Target[] = [];
+  const sizes = r.cluster?.sizes ?? [100, 500, 1000];
+  const largest = Math.max(...sizes);
+  const smallest = Math.min(...sizes);
+  for (const b of BACKEND_NAMES) {
+    const c = r.cluster?.backends[b];
+    const join = c?.joins.find((j) => j.peers === largest)?.joinMs;
+    out.push(
+      target(`cluster-join-${b}`, `${b}: ${largest} peers in etcd, CNI call -> all routed`, join, '<=', JOIN_LIMIT_MS[b], 'ms'),
+      target(`cluster-growth-${b}`, `${b}: join time at ${largest} peers / at ${smallest}`, c?.growth, '<=', 12, 'ratio'),
+      target(`peer-add-${b}`, `${b}: one node's record written -> routed (p99, ${largest} peers)`, c?.addRouted.p99, '<=', 500, 'ms'),
+      target(`peer-leave-${b}`, `${b}: 10% of ${largest} records deleted in one txn -> cleaned up`, c?.leave?.ms, '<=', 1000, 'ms'),
+    );
+  }
+  const p = r.backends?.portCost;
+  out.push(
+    target('ovs-create-vs-iproute2', 'instance create p50: ovs / iproute2', r.backends?.createRatio, '<=', 2, 'ratio'),
+    target('ovs-delete-vs-iproute2', 'instance delete p50: ovs / iproute2', r.backends?.deleteRatio, '<=', 1.5, 'ratio'),
+    ...BACKEND_NAMES.map((b) => {
+      const steps = p?.[b]?.steps ?? [];
+      const from = steps[0]?.existing ?? 100;
+      const to = steps[steps.length - 1]?.existing ?? 1000;
+      return target(
+        `port-cost-flat-${b}`,
+        `${b}: one more port (create + delete p50) at ${to} instances / at ${from}`,
+        p?.[b]?.ratio,
+        '<=',
+        1.2,
+        'ratio',
+      );
+    }),
+  );
+  return out;
 }

@@ -13,7 +13,9 @@ import type { BenchOptions, SuiteName } from './options.js';
 import { renderMarkdown } from './report/markdown.js';
 import { renderSvg } from './report/svg.js';
 import { RESULTS_SCHEMA, judgeTargets, type BenchResults } from './results.js';
+import { runBackends } from './suites/backends.js';
 import { runBurst } from './suites/burst.js';
+import { runCluster } from './suites/cluster.js';
 import { runCniPlugin } from './suites/cni-plugin.js';
 import { runDatapath } from './suites/datapath.js';
 import { runLatency } from './suites/latency.js';
@@ -98,6 +100,23 @@ export async function runBench(options: BenchOptions): Promise<BenchOutput> {
     const scope = await TestScope.create();
     try {
       results.datapath = await timed(results, 'datapath', options, () => runDatapath(scope, options));
+    } finally {
+      await scope.cleanup();
+    }
+  }
+
+  if (wants('cluster')) {
+    const scope = await TestScope.create();
+    try {
+      results.cluster = await timed(results, 'cluster', options, () => runCluster(scope, options));
+    } finally {
+      await scope.cleanup();
+    }
+  }
+  if (wants('backends')) {
+    const scope = await TestScope.create();
+    try {
+      results.backends = await timed(results, 'backends', options, () => runBackends(scope, options, results.scale));
     } finally {
       await scope.cleanup();
     }

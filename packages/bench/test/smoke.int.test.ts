@@ -51,7 +51,26 @@ describe('bench harness, quick run', () => {
     expect(results.scale!.limit).toBeUndefined();
     expect(results.restart!.instances).toBe(o.scale.steps.at(-1));
     expect(results.restart!.runs).toHaveLength(o.restart.runs);
-    expect(results.targets.map((t) => t.id)).toHaveLength(12);
+    expect(results.targets.map((t) => t.id)).toHaveLength(24);
+    // The cluster suite: each backend joined each size, added and removed peers, and saw 10% leave; the
+    // kernel dumps agreed with what the watch said (no errors).
+    for (const backend of o.cluster.backends) {
+      const c = results.cluster!.backends[backend]!;
+      expect(c.firstErrors).toEqual([]);
+      expect(c.joins.map((j) => j.peers)).toEqual([...o.cluster.sizes]);
+      expect(c.joins.every((j) => j.joinMs > 0 && j.rssMB > 0)).toBe(true);
+      expect(c.addSamples).toHaveLength(o.cluster.repetitions);
+      expect(c.removeSamples).toHaveLength(o.cluster.repetitions);
+      expect(c.leave).toMatchObject({ peers: Math.max(...o.cluster.sizes), leaving: Math.ceil(Math.max(...o.cluster.sizes) / 10) });
+    }
+    // The backends suite: interleaved cycles on both, and one more port at each size asked for.
+    for (const backend of ['iproute2', 'ovs'] as const) {
+      const k = results.backends!;
+      expect(k.latency[backend]!.create.n).toBe(o.backends.cycles);
+      expect(k.latency[backend]!.errors).toBe(0);
+      expect(k.portCost[backend]!.steps.map((s) => s.existing)).toEqual([...o.backends.existing]);
+    }
+    expect(results.backends!.createRatio).toBeGreaterThan(0);
     // The CNI plugin suite: both conflists through libcni, and the plugin's own execs.
     const cni = results.cniPlugin!;
     for (const s of [cni.nodenet.add, cni.nodenet.del, cni.stock.add, cni.stock.del, cni.pluginOwn.version, cni.pluginOwn.addAgainstStub])

@@ -1,5 +1,6 @@
 /** The Markdown tables of a run (results/bench.md, the README's performance section, the end of `npm run bench`). */
 import type { BenchResults, Target } from '../results.js';
+import { clusterMarkdown } from './cluster-markdown.js';
 import type { Summary } from '../stats.js';
 import { SYSTEM_LABELS, SYSTEM_NAMES, type SystemName } from '../systems/types.js';
 
@@ -194,6 +195,8 @@ export function renderMarkdown(r: BenchResults): string {
       ),
     );
   }
+
+  out.push(...clusterMarkdown(r));
 
   out.push('', '**Targets** (from this one run):', '');
   out.push(
