@@ -4,8 +4,10 @@
  * vxlan (Antrea's model): one flow-based VXLAN port on the CNI bridge (`nodenet-tun`, remote_ip=flow, the
  * VNI as its key). Per peer, three flows carry its cookie (see flows.ts): one admits its tunnel packets,
  * two send traffic for its subnet to it by setting the tunnel destination. A set of peers coming or going
- * (PeerSync applies sets) is one OpenFlow bundle on the long-lived connection (OvsRunner.modifyFlows) plus
- * one `ip -batch` for the node's own routes to their subnets; no port is added or
+ * (PeerSync applies sets) is one OpenFlow bundle on the long-lived connection (OvsRunner.modifyFlows; the
+ * dataplane's connection to the bridge, OvsSession.shared) plus one `ip -batch` for the node's own routes to
+ * their subnets; no OVS tool runs for peers (flows are read back by flow stats, the netdev priming
+ * packet-outs go over the same connection, the tunnel port through the OVSDB session). No port is added or
  * removed, so OVSDB and ovs-vswitchd's port configuration do not change with the peer set. Chosen over a
  * port per peer for that reason: peer churn is flow churn only, and the flows are found by cookie.
  * The node itself reaches peers' subnets through the kernel: a route `via PEER-NETWORK dev nodenet0 onlink
@@ -13,7 +15,8 @@
  * the bridge from LOCAL and meet the same flows.
  *
  * With the userspace datapath (netdev) the underlay interface is moved into an uplink bridge first (see
- * uplink.ts), once the first peer is programmed.
+ * uplink.ts), once the first peer is programmed (with ovs-vsctl, once per node: bridges are made and removed
+ * by the tool, as the dataplane's are).
  *
  * host-gw: no tunnel; the kernel routes peers' subnets via their underlay addresses (@nodenet/linux's
  * HostGwOverlay, the same as the iproute2 backend's), and leftovers of vxlan mode are removed.
