@@ -46,16 +46,23 @@ export class EtcdServer {
     readonly address: string,
     readonly clientPort: number,
     readonly dataDir: string,
-    private readonly child: ResultPromise,
+    private child: ResultPromise,
   ) {
+    this.attach(child);
+  }
+
+  private attach(child: ResultPromise): void {
+    this.child = child;
+    this.exitedFlag = false;
+    this.scope.trackPid(child.pid);
     const keep = (chunk: Buffer): void => {
       this.output = (this.output + chunk.toString('utf8')).slice(-OUTPUT_TAIL);
     };
     child.stdout!.on('data', keep);
     child.stderr!.on('data', keep);
     void child.then(() => {
-      this.exitedFlag = true;
-      scope.untrackPid(child.pid);
+      if (child === this.child) this.exitedFlag = true;
+      this.scope.untrackPid(child.pid);
     });
   }
 
@@ -74,42 +81,17 @@ export class EtcdServer {
     if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(options.address)) throw new Error(`EtcdServer: '${options.address}' is not an IPv4 address`);
     const clientPort = options.clientPort ?? ETCD_CLIENT_PORT;
     const dir = await scope.createTempDir();
-    const clientUrl = `http://${options.address}:${clientPort}`;
-    // The peer URL stays on the namespace's loopback: a single member never talks to others.
-    const peerUrl = 'http://127.0.0.1:2380';
-    const child = execa(
-      'ip',
-      [
-        'netns',
-        'exec',
-        ns,
-        'etcd',
-        '--name',
-        'nnt',
-        '--data-dir',
-        join(dir, 'data'),
-        '--listen-client-urls',
-        clientUrl,
-        '--advertise-client-urls',
-        clientUrl,
-        '--listen-peer-urls',
-        peerUrl,
-        '--initial-advertise-peer-urls',
-        peerUrl,
-        '--initial-cluster',
-        `nnt=${peerUrl}`,
-        '--logger',
-        'zap',
-        '--log-level',
-        'warn',
-      ],
-      { reject: false, buffer: false, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', cleanup: true },
-    );
-    scope.trackPid(child.pid);
-    const server = new EtcdServer(scope, ns, options.address, clientPort, dir, child);
+    const server = new EtcdServer(scope, ns, options.address, clientPort, dir, spawnEtcd(ns, options.address, clientPort, dir));
     scope.defer(`etcd in ${ns}`, () => server.stop());
     await server.waitHealthy(options.readyTimeoutMs ?? 20_000);
     return server;
+  }
+
+  /** Starts etcd again on the same data directory after stop() (its keys and leases as etcd persisted them). */
+  async restart(readyTimeoutMs = 20_000): Promise<void> {
+    await this.stop();
+    this.attach(spawnEtcd(this.ns, this.address, this.clientPort, this.dataDir));
+    await this.waitHealthy(readyTimeoutMs);
   }
 
   /**
@@ -192,4 +174,39 @@ function prefixRangeEnd(prefix: Buffer): Buffer {
 /** Shorthand for EtcdServer.start. */
 export function startEtcd(scope: TestScope, options: EtcdOptions): Promise<EtcdServer> {
   return EtcdServer.start(scope, options);
+}
+
+/** Spawns one etcd member in `ns` keeping its data in `dir`/data (a restart reuses it). */
+function spawnEtcd(ns: string, address: string, clientPort: number, dir: string): ResultPromise {
+  const clientUrl = `http://${address}:${clientPort}`;
+  // The peer URL stays on the namespace's loopback: a single member never talks to others.
+  const peerUrl = 'http://127.0.0.1:2380';
+  return execa(
+    'ip',
+    [
+      'netns',
+      'exec',
+      ns,
+      'etcd',
+      '--name',
+      'nnt',
+      '--data-dir',
+      join(dir, 'data'),
+      '--listen-client-urls',
+      clientUrl,
+      '--advertise-client-urls',
+      clientUrl,
+      '--listen-peer-urls',
+      peerUrl,
+      '--initial-advertise-peer-urls',
+      peerUrl,
+      '--initial-cluster',
+      `nnt=${peerUrl}`,
+      '--logger',
+      'zap',
+      '--log-level',
+      'warn',
+    ],
+    { reject: false, buffer: false, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', cleanup: true },
+  );
 }
