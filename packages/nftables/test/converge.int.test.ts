@@ -130,9 +130,9 @@ describe('NftPacketFilter converging (bridge-nf-call-iptables=0)', () => {
 
     it('a deleted rule: reported, repaired, the published port reachable again, elements kept', async () => {
       const elements = await snapshot(fx.node);
-      await nft(fx.node, `delete rule ip nodenet prerouting handle ${await ruleHandle(fx.node, 'ip', 'prerouting')}\n`);
+      await nft(fx.node, `delete rule ip nodenet prerouting handle ${await ruleHandle(fx.node, 'ip', 'prerouting', 'published ports')}\n`);
       expect(await publishedReachable('d1')).toEqual({ tcp: null, udp: null });
-      expect(await filter.ensureBase(fx.base)).toEqual(['chain ip nodenet prerouting had 0 rules, expected 1']);
+      expect(await filter.ensureBase(fx.base)).toEqual(['chain ip nodenet prerouting had 1 rules, expected 2']);
       expect(await publishedReachable('d2')).toEqual(reachable('d2'));
       expect(await snapshot(fx.node)).toEqual(elements);
       expect(await filter.ensureBase(fx.base)).toEqual([]);
@@ -146,7 +146,7 @@ describe('NftPacketFilter converging (bridge-nf-call-iptables=0)', () => {
       );
       expect(await publishedReachable('m1')).toEqual({ tcp: reachable('m1').tcp, udp: null });
       expect(await filter.ensureBase(fx.base)).toEqual([
-        'chain ip nodenet prerouting: rule 1 ("published ports") differed from what nodenet installs',
+        'chain ip nodenet prerouting: rule 2 ("published ports") differed from what nodenet installs',
       ]);
       expect(await publishedReachable('m2')).toEqual(reachable('m2'));
       expect(await filter.ensureBase(fx.base)).toEqual([]);
