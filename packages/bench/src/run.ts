@@ -1,6 +1,7 @@
 /**
  * One benchmark run: the suites in order (latency, burst, scale, restart on one node with the peers beside
- * nodenet; then the datapath on a topology of its own), the targets judged, and the files written:
+ * nodenet; then the CNI plugin, the datapath, the cluster and the backends suites, each on a topology of its
+ * own), the targets judged, and the files written:
  * bench-<date>.json (raw results), bench.md (the latest table), bench.svg (the plot).
  */
 import { mkdir, writeFile } from 'node:fs/promises';

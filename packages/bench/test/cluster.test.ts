@@ -273,6 +273,7 @@ describe('cluster targets and table', () => {
     const md = clusterMarkdown({ cluster, backends }).join('\n');
     expect(md).toContain('| 1000 peers: CNI call → all routed | 900 | 2500 |');
     expect(md).toContain('| growth 1000 / 100 | 9.00 | 25.00 |');
+    expect(md).toContain('| the CNI call itself, at 1000 peers | 900 | 2500 |');
     expect(md).toContain('| 10% leave in one txn → cleaned up | 300 (100) | 1200 (100) |');
     expect(md).toContain('| one more port at 1000 instances (create + delete p50) | 19.0 | 40.0 |  |');
     expect(md).toContain('| ratio 1000 / 100 | 1.06 (scale suite) | 1.33 |  |');

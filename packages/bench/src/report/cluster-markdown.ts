@@ -21,7 +21,7 @@ export function clusterMarkdown(r: Pick<BenchResults, 'cluster' | 'backends'>): 
     out.push(
       '',
       `**Cluster scale** (vxlan; a real etcd holding N simulated nodes, a real daemon with etcd membership on a fresh node per size; ` +
-        `routed = route + neighbour + FDB entry (iproute2) or route + neighbour + flows (ovs), watched with \`ip monitor\` / \`ovs-ofctl monitor\`; ` +
+        `routed = route + neighbour + FDB entry (iproute2) or route + neighbour + flows (ovs), timed from \`ip monitor\` (ovs flows: dumped back to back); ` +
         `at ${largest} peers: ${c.repetitions} records added then removed one at a time; ms).`,
       '',
     );
@@ -31,6 +31,7 @@ export function clusterMarkdown(r: Pick<BenchResults, 'cluster' | 'backends'>): 
         ['', ...backends],
         [
           ...c.sizes.map((size) => [`${size} peers: CNI call → all routed`, ...backends.map((b) => num(join(b, size)?.joinMs, 0))]),
+          [`the CNI call itself, at ${largest} peers`, ...backends.map((b) => num(join(b, largest)?.cniMs, 0))],
           [`growth ${largest} / ${Math.min(...c.sizes)}`, ...backends.map((b) => num(c.backends[b]?.growth, 2))],
           [
             'one record added → routed, p50 / p99',

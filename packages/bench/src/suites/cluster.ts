@@ -13,7 +13,7 @@
  * Every measurement ends with a dump of the kernel (and flows) checked against what the monitors said.
  */
 import { Daemon, EtcdServer, PrivateOvs, Topology, completeUnderlayChecksums, type NodeHost, type TestScope } from '@nodenet/testkit';
-import { SimulatedNodes } from '../cluster/etcd-records.js';
+import { EtcdGateway, SimulatedNodes } from '../cluster/etcd-records.js';
 import { KernelWatch } from '../cluster/kernel-watch.js';
 import { peerFacts, simulatedPeer, type BackendName, type FactWait } from '../cluster/peer-facts.js';
 import { cpuTimes, type CpuTimes } from '../cpu.js';
@@ -75,6 +75,7 @@ async function startNode(
   scope: TestScope,
   topology: Topology,
   etcd: EtcdServer,
+  gateway: EtcdGateway,
   backend: BackendName,
   prefix: string,
 ): Promise<ClusterNode> {
@@ -99,7 +100,7 @@ async function startNode(
   });
   const watch = await KernelWatch.start(node.ns, backend, ovs?.dir);
   scope.defer(`stop the kernel watch of ${node.ns}`, () => watch.stop());
-  return { daemon, ovs, watch, records: new SimulatedNodes(etcd, prefix) };
+  return { daemon, ovs, watch, records: new SimulatedNodes(gateway, prefix) };
 }
 
 async function waitOrThrow(wait: FactWait, what: string, watch: KernelWatch): Promise<number> {
@@ -124,6 +125,7 @@ async function measureBackend(
   scope: TestScope,
   topology: Topology,
   etcd: EtcdServer,
+  gateway: EtcdGateway,
   backend: BackendName,
   options: BenchOptions,
 ): Promise<ClusterBackendResult> {
@@ -137,7 +139,7 @@ async function measureBackend(
   const largest = Math.max(...sizes);
   for (const size of [...sizes].sort((a, b) => a - b)) {
     const prefix = `/bench-${backend}-${size}`;
-    const n = await startNode(scope, topology, etcd, backend, prefix);
+    const n = await startNode(scope, topology, etcd, gateway, backend, prefix);
     try {
       const peers = Array.from({ length: size }, (_, i) => simulatedPeer(i));
       const facts = peers.map((p) => peerFacts(p, backend));
@@ -231,8 +233,10 @@ async function measureBackend(
 export async function runCluster(scope: TestScope, options: BenchOptions): Promise<ClusterResult> {
   const topology = await Topology.create(scope, { nodes: 0 });
   const etcd = await EtcdServer.startOnFabric(scope, topology);
+  const gateway = await EtcdGateway.open(scope, etcd);
   const backends: Partial<Record<BackendName, ClusterBackendResult>> = {};
-  for (const backend of options.cluster.backends) backends[backend] = await measureBackend(scope, topology, etcd, backend, options);
+  for (const backend of options.cluster.backends)
+    backends[backend] = await measureBackend(scope, topology, etcd, gateway, backend, options);
   const { sizes, repetitions, idleSeconds } = options.cluster;
   return { sizes, repetitions, idleSeconds, backends };
 }
