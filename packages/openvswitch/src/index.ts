@@ -44,6 +44,6 @@ export { DEFAULT_PRIORITY, PORT, TABLE_ALL, type FlowModCommand } from './openfl
 export { OpenFlowCodecError } from './openflow/bytes.js';
 export { ETH_TYPE, decodeMatch, encodeMatch, type Match, type SettableField } from './openflow/match.js';
 export { decodeInstructions, encodeInstructions, type Action, type Instructions } from './openflow/instructions.js';
-export { type FlowMod, type FlowStats, type FlowStatsRequest } from './openflow/messages.js';
+export { type AggregateStats, type FlowMod, type FlowStats, type FlowStatsRequest } from './openflow/messages.js';
 export { flowModOf, formatActions, formatFlowStats, formatMatch, parseActions, parseFlow, type ParsedFlow } from './openflow/text.js';
 export { OpenFlowConnection, OpenFlowError, type OpenFlowConnectionOptions } from './openflow/connection.js';
