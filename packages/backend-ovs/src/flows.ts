@@ -55,6 +55,11 @@ export function classSelector(cls: CookieClass): string {
   return `cookie=${formatCookie(cookieOf(cls, 0))}/${formatCookie(CLASS_MASK)}`;
 }
 
+/** A class's cookie and mask, for OpenFlow requests that select it (flow stats, aggregate stats). */
+export function classCookieMatch(cls: CookieClass): { readonly cookie: bigint; readonly cookieMask: bigint } {
+  return { cookie: cookieOf(cls, 0), cookieMask: CLASS_MASK };
+}
+
 /** `cookie=C/-1` selecting exactly one cookie. */
 export function cookieSelector(cookie: bigint): string {
   return `cookie=${formatCookie(cookie)}/-1`;
