@@ -55,8 +55,8 @@ export function classSelector(cls: CookieClass): string {
   return `cookie=${formatCookie(cookieOf(cls, 0))}/${formatCookie(CLASS_MASK)}`;
 }
 
-/** The same selection as a flow-stats request (the OpenFlow connection's dump). */
-export function classFlowsRequest(cls: CookieClass): { cookie: bigint; cookieMask: bigint } {
+/** A class's cookie and mask, for OpenFlow requests that select it (flow stats, aggregate stats). */
+export function classCookieMatch(cls: CookieClass): { readonly cookie: bigint; readonly cookieMask: bigint } {
   return { cookie: cookieOf(cls, 0), cookieMask: CLASS_MASK };
 }
 

@@ -5,3 +5,5 @@
 export { OVSDB_REMOTE_RE, OvsDataplane, checkOvsOptions, type OvsDataplaneOptions, type OvsOptions } from './ovs-dataplane.js';
 export { OvsOverlay, type OvsOverlayOptions } from './ovs-overlay.js';
 export { DATAPATH_TYPES, OVS_INFRASTRUCTURE_LINKS, TUNNEL_PORT, UPLINK_BRIDGE, type DatapathType } from './names.js';
+// The cookie classes of nodenet's flows: the daemon's change watch counts each class's flows.
+export { COOKIE_CLASS, classCookieMatch, type CookieClass } from './flows.js';

@@ -71,7 +71,7 @@ import { optionalOf } from '@nodenet/openvswitch';
 import {
   COOKIE_CLASS,
   addFlowsScript,
-  classFlowsRequest,
+  classCookieMatch,
   cookieClassOf,
   deleteCookiesScript,
   peerCookie,
@@ -456,7 +456,7 @@ export class OvsOverlay implements Overlay {
 
   private async dumpPeerFlows(): Promise<bigint[]> {
     try {
-      const flows = await this.ovs.dumpFlows(CNI_NAME, classFlowsRequest(COOKIE_CLASS.peer), 'list the peer flows');
+      const flows = await this.ovs.dumpFlows(CNI_NAME, classCookieMatch(COOKIE_CLASS.peer), 'list the peer flows');
       return [...new Set(flows.map((f) => f.cookie))].filter((c) => cookieClassOf(c) === COOKIE_CLASS.peer);
     } catch (e) {
       if (OvsRunner.isUnreachable(e) && !(await this.ovs.readState('check the CNI bridge')).bridges.has(CNI_NAME)) return [];

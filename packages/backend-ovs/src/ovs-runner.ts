@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { UnavailableError } from '@nodenet/core';
 import { CommandError, GroupCommitter, run, runLean } from '@nodenet/sys';
 import { mgmtSocket } from './names.js';
-import { deletePortOps, parseOvsState, READ_COMMANDS, type OvsState } from './ovsdb.js';
+import { deletePortOps, ovsStateOfRows, parseOvsState, READ_COMMANDS, READ_OPERATIONS, type OvsState } from './ovsdb.js';
 import { OvsSession, vswitchdTimeout } from './ovs-session.js';
 import type { FlowStats, FlowStatsRequest, Operation } from '@nodenet/openvswitch';
 
@@ -158,8 +158,15 @@ export class OvsRunner {
     }
   }
 
-  /** Bridges, ports and interfaces in one read. */
+  /**
+   * Bridges, ports and interfaces in one read: one transaction on the OVSDB session (no process: a
+   * reconcile pass reads the state several times), or ovs-vsctl without the session.
+   */
   async readState(step = 'read OVSDB'): Promise<OvsState> {
+    if (this.session) {
+      const [bridges, ports, interfaces] = await this.session.transact(READ_OPERATIONS, step, false);
+      return ovsStateOfRows(bridges?.rows ?? [], ports?.rows ?? [], interfaces?.rows ?? []);
+    }
     return parseOvsState(await this.vsctl(READ_COMMANDS, step, { wait: false }));
   }
 

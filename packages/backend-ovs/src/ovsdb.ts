@@ -449,6 +449,31 @@ export function parseOvsState(stdout: string): OvsState {
     });
   if (tables.length !== 3) throw new InternalError('read OVSDB', `expected 3 tables from ovs-vsctl, got ${tables.length}`);
   const [bridgeRows, portRows, ifaceRows] = tables.map(rowsOf) as [Row[], Row[], Row[]];
+  return ovsStateOfRows(bridgeRows, portRows, ifaceRows);
+}
+
+/**
+ * READ_COMMANDS as OVSDB operations (one transaction of three selects on the long-lived session, instead
+ * of an ovs-vsctl process): the same columns, the rows in OVSDB's JSON form as ovs-vsctl prints them.
+ */
+export const READ_OPERATIONS: readonly Operation[] = [
+  {
+    op: 'select',
+    table: 'Bridge',
+    where: [],
+    columns: ['_uuid', 'name', 'datapath_type', 'fail_mode', 'external_ids', 'other_config', 'ports'],
+  },
+  { op: 'select', table: 'Port', where: [], columns: ['_uuid', 'name', 'interfaces'] },
+  {
+    op: 'select',
+    table: 'Interface',
+    where: [],
+    columns: ['_uuid', 'name', 'type', 'ofport', 'ofport_request', 'mtu_request', 'external_ids', 'options', 'error'],
+  },
+];
+
+/** The state from the rows READ_OPERATIONS selected (Bridge, Port, Interface), or READ_COMMANDS printed. */
+export function ovsStateOfRows(bridgeRows: readonly Row[], portRows: readonly Row[], ifaceRows: readonly Row[]): OvsState {
   const ifaceByUuid = new Map(ifaceRows.map((r) => [uuidOf(r['_uuid']), r]));
   const ifaceNamesOfPort = new Map(
     portRows.map((r) => [
@@ -491,7 +516,7 @@ export function parseOvsState(stdout: string): OvsState {
   return { bridges, interfaces };
 }
 
-type Row = Record<string, unknown>;
+export type Row = Record<string, unknown>;
 
 function rowsOf(t: Table): Row[] {
   if (!Array.isArray(t.headings) || !Array.isArray(t.data))

@@ -10,7 +10,7 @@ import {
   cookieIdOf,
   cookieOf,
   cookiesOfDump,
-  classFlowsRequest,
+  classCookieMatch,
   deleteCookiesScript,
   formatCookie,
   formatFlow,
@@ -50,7 +50,7 @@ describe('cookies', () => {
 
   it('select a class by mask or one cookie exactly', () => {
     expect(classSelector(COOKIE_CLASS.peer)).toBe('cookie=0x6e6e030000000000/0xffffff0000000000');
-    expect(classFlowsRequest(COOKIE_CLASS.peer)).toEqual({ cookie: 0x6e6e030000000000n, cookieMask: 0xffffff0000000000n });
+    expect(classCookieMatch(COOKIE_CLASS.peer)).toEqual({ cookie: 0x6e6e030000000000n, cookieMask: 0xffffff0000000000n });
     expect(deleteCookiesScript([instanceCookie('nni-00000001')])).toBe('delete cookie=0x6e6e010000000001/-1\n');
   });
 

@@ -2,11 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { CNI_NAME, InternalError, macForAddress, parseIfName, parseIpv4Address } from '@nodenet/core';
 import {
   READ_COMMANDS,
+  READ_OPERATIONS,
   addInstancePortCommands,
   cniBridgeCommands,
   cniSkeletonCommands,
   deletePortCommands,
   instanceInterfacesOf,
+  ovsStateOfRows,
   parseOvsState,
   quoted,
   readdPortCommands,
@@ -348,6 +350,23 @@ describe('the OVSDB read', () => {
     expect(uplinkBridgeOf(state)?.name).toBe('nodenet-phy');
     expect(registeredPortsOf(state.bridges.get('nodenet0')!)).toEqual([
       { name: 'nnh-0000abcd', handle: 'nni-0000abcd', address: '198.19.1.7', mac: '02:6e:c6:13:01:07', kind: 'veth' },
+    ]);
+  });
+
+  it('the same state from the rows the session selects (READ_OPERATIONS: the columns READ_COMMANDS lists)', () => {
+    const tables = listing.split('\n').map((l) => JSON.parse(l) as { headings: string[]; data: unknown[][] });
+    const rows = tables.map((t) => t.data.map((values) => Object.fromEntries(t.headings.map((h, i) => [h, values[i]]))));
+    expect(ovsStateOfRows(rows[0]!, rows[1]!, rows[2]!)).toEqual(parseOvsState(listing));
+    const listed = READ_COMMANDS.filter((a) => a.startsWith('--columns=')).map((a) => a.slice('--columns='.length).split(','));
+    const columnsOf = (i: number): string[] => listed[i]!;
+    const selected = READ_OPERATIONS.map((op) => {
+      const select = op as { table: string; columns?: string[] };
+      return [select.table, select.columns];
+    });
+    expect(selected).toEqual([
+      ['Bridge', columnsOf(0)],
+      ['Port', columnsOf(1)],
+      ['Interface', columnsOf(2)],
     ]);
   });
 

@@ -61,7 +61,7 @@ async function overlayRouteTo(node: NodeHost, subnet: string): Promise<RouteInfo
  * IPv4 address as 32 bits (packages/backend-ovs/src/flows.ts; restated here so the suite reads the switch
  * as an outsider would).
  */
-function ovsPeerCookie(underlayAddress: string): string {
+export function ovsPeerCookie(underlayAddress: string): string {
   const n = underlayAddress.split('.').reduce((acc, b) => acc * 256 + Number(b), 0);
   return `0x6e6e0300${n.toString(16).padStart(8, '0')}`;
 }

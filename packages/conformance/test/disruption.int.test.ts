@@ -13,6 +13,7 @@ import {
   PortProbe,
   ReplyLog,
   backendProfile,
+  ovsPeerCookie,
   privateOvsOf,
   type ClusterInstance,
   type Instance,
@@ -75,6 +76,7 @@ async function measureDisruption(d: Disruption): Promise<DisruptionRow> {
   const since = Date.now();
   const started = performance.now();
   await d.disrupt();
+  const disruptMs = Math.round(performance.now() - started);
   while (!(await d.repaired().catch(() => false))) {
     if (performance.now() - started > GIVE_UP_MS) {
       const passes = d.daemon.logs.filter(
@@ -120,9 +122,25 @@ async function measureDisruption(d: Disruption): Promise<DisruptionRow> {
   const row = { backend: d.backend, disruption: d.name, repairMs, outages };
   const o = (x: Outage) => `${x.lost}/${x.sent} lost, first good reply after ${x.outageMs} ms`;
   console.log(
-    `[disruption] ${row.backend} | ${row.disruption} | repaired ${row.repairMs} ms | ${outages.map((x, i) => `${i === 0 ? 'ping' : 'port'} ${o(x)}`).join(' | ')} | event pass done ${passDoneMs} ms`,
+    `[disruption] ${row.backend} | ${row.disruption} | repaired ${row.repairMs} ms | ${outages.map((x, i) => `${i === 0 ? 'ping' : 'port'} ${o(x)}`).join(' | ')} | event pass done ${passDoneMs} ms | ${passTimeline(logs, since, disruptMs)}`,
   );
   return row;
+}
+
+/**
+ * Where the time went, from the event passes' log lines (ms after the disruption started): the disruption
+ * command itself; per pass, when its first change was seen, how long it waited (coalescing, back-off) and
+ * how long it ran, step by step (cni, filter, list, fix, overlay).
+ */
+function passTimeline(logs: readonly LogLine[], since: number, disruptMs: number): string {
+  const passes = logs.filter((l) => l.event === 'event-pass').slice(0, 3);
+  const steps = (p: Record<string, unknown> | undefined) =>
+    Object.entries(p ?? {})
+      .map(([k, v]) => `${k} ${Math.round(Number(v))}`)
+      .join(' ');
+  const one = (l: LogLine) =>
+    `seen +${Date.parse(String(l.firstChangeAt)) - since} (${String(l.firstChange)}), waited ${String(l.waitMs)}, ran ${String(l.durationMs)} [${steps(l.phases as Record<string, unknown> | undefined)}], ${String(l.repairs)} repairs`;
+  return `disruption command ${disruptMs} ms; passes: ${passes.map(one).join('; ') || 'none'}`;
 }
 
 describe.each(BACKENDS)('disruptions on one node, repaired on events (%s backend)', (backend) => {
@@ -335,9 +353,20 @@ describe.each(BACKENDS)('disruptions of the vxlan overlay between two nodes, rep
     it('the tunnel port nodenet-tun deleted from the switch: put back with its flows', async () => {
       await disruption('tunnel port nodenet-tun deleted', () => ovs().vsctl(['del-port', 'nodenet0', 'nodenet-tun']), pathOk);
     });
-    // Not here yet: the peer's flows deleted by cookie (ovs-ofctl del-flows). Repaired on its own in 2 of 4
-    // runs (1.7 and 3.0 s); after the tunnel-port case above no event pass followed it within 15 s, for a
-    // reason not found yet. The periodic pass repairs it.
+    // The flow table is counted per cookie class over an OpenFlow connection: fewer peer flows than at the
+    // last look is a deletion, whoever made it.
+    it("the peer's flows deleted by cookie (ovs-ofctl del-flows): programmed again", async () => {
+      const cookie = ovsPeerCookie(c.node(2).address);
+      const peerFlows = async () =>
+        (await ovs().flows('nodenet0')).filter((f) => new RegExp(`(^|[\\s,])cookie=${cookie}[\\s,]`).test(f)).length;
+      const before = await peerFlows();
+      expect(before, 'the peer has flows to delete').toBeGreaterThan(0);
+      await disruption(
+        'peer flows deleted by cookie',
+        () => ovs().ofctl('del-flows', 'nodenet0', [`cookie=${cookie}/-1`]),
+        async () => (await peerFlows()) === before && (await pathOk()),
+      );
+    });
   } else {
     const vxlanEntries = async () => {
       const [neigh, fdb] = await Promise.all([
@@ -361,7 +390,8 @@ describe.each(BACKENDS)('disruptions of the vxlan overlay between two nodes, rep
         async () => {
           await nsExec(node1().ns, 'ip', ['neigh', 'flush', 'dev', 'nodenet-vx', 'nud', 'permanent']);
           await nsExec(node1().ns, 'bridge', ['fdb', 'flush', 'dev', 'nodenet-vx', 'self', 'permanent']);
-          expect(await vxlanEntries(), 'the entries are gone').toBe(false);
+          // Not checked here that they are gone: an overlay-only event pass puts them back within ~100 ms,
+          // before a check could read them; the event pass measureDisruption requires shows they went.
         },
         async () => (await pathOk()) && (await vxlanEntries()),
       );

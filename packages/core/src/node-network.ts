@@ -613,18 +613,28 @@ export class NodeNetwork {
     const note = (kind: RepairKind, r: Repairs | void) => {
       for (const line of r ?? []) repaired(kind, line);
     };
+    const phases: Record<string, number> = {};
+    let phaseStart = t0;
+    const phaseDone = (name: string) => {
+      const now = performance.now();
+      phases[name] = Math.round((now - phaseStart) * 10) / 10;
+      phaseStart = now;
+    };
 
     const cni = this.cni;
     if (cni) {
       const spec = this.cniSpec(cni);
       note('cni', await attempt('converge the CNI', () => this.dataplane.ensureCni(spec)));
+      phaseDone('cni');
       note('packet_filter', await attempt('converge the packet filter', () => this.filter.ensureBase(this.filterBase(spec))));
+      phaseDone('filter');
     }
     // Only records that existed before the kernel is listed are checked (newer ones may not show yet);
     // every record explains what it owns.
     const knownBefore = new Set(this.instances.keys());
     const links = await attempt('list owned links', () => this.dataplane.listOwnedLinks());
     const elements = await attempt('list filter elements', () => this.filter.listElements());
+    phaseDone('list');
     if (links && elements) {
       const plan = planReconcile({
         records: [...this.instances.values()],
@@ -679,6 +689,7 @@ export class NodeNetwork {
         }
       }
     }
+    phaseDone('fix');
     const report: ReconcileReport = {
       trigger: cause.trigger,
       startedAt: startedAt.toISOString(),
@@ -686,6 +697,7 @@ export class NodeNetwork {
       repairs,
       repairCounts,
       errors,
+      phases,
     };
     this.lastReport = report;
     this.options.onReconciled?.(report);

@@ -148,4 +148,9 @@ export interface ReconcileReport {
   readonly repairCounts: Readonly<Partial<Record<RepairKind, number>>>;
   /** What could not be checked or repaired (retried on the next pass). */
   readonly errors: readonly string[];
+  /**
+   * Where the pass's time went, ms per step in order (`cni`, `filter`: converging them; `list`: reading links
+   * and filter elements; `fix`: the repairs the plan called for). For the event-repair latency breakdown.
+   */
+  readonly phases?: Readonly<Record<string, number>>;
 }

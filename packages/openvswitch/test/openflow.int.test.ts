@@ -89,6 +89,14 @@ describe('OpenFlowConnection against ovs-vswitchd', () => {
     expect(instances).toHaveLength(4);
   });
 
+  it('counts flows by cookie and mask (aggregate stats) as the dump does', async () => {
+    const instanceClass = { cookie: 0x6e6e010000000000n, cookieMask: 0xffffff0000000000n };
+    expect((await of.aggregate(instanceClass)).flowCount).toBe((await of.dumpFlows(instanceClass)).length);
+    expect((await of.aggregate({ cookie: A.cookie, cookieMask: 0xffffffffffffffffn })).flowCount).toBe(2);
+    expect((await of.aggregate()).flowCount).toBe((await dump()).length);
+    expect((await of.aggregate({ cookie: 0x6e6e0300000000ffn, cookieMask: 0xffffffffffffffffn })).flowCount).toBe(0);
+  });
+
   it('modify (strict) and delete by cookie change traffic accordingly', async () => {
     await of.flowMods([flowModOf('modifyStrict', `table=10,priority=0,actions=drop`)]);
     expect((await ping(nsA, B.address, { timeoutSec: 1 })).ok).toBe(false);

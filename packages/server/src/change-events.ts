@@ -22,8 +22,6 @@ const OVERLAY_ROUTE_PROTOCOL = '78';
 const OVERLAY_DEVICE = 'nodenet-vx';
 /** nodenet's nftables tables are all named this (families ip, bridge, inet, netdev). */
 const NFT_TABLE = 'nodenet';
-/** The prefix of every cookie nodenet gives its OpenFlow flows ('nn'). */
-const COOKIE_PREFIX = '0x6e6e';
 
 export function isOwnedLinkName(name: string): boolean {
   return OWNED_LINK.test(name);
@@ -97,6 +95,8 @@ export function classifyNftMonitorLine(line: string): string | null {
 }
 
 type OvsdbDatum = unknown;
+/** A row of an OVSDB monitor's replica: column -> OVSDB's JSON value (`["map", ...]`, `["set", []]`, an atom). */
+export type OvsdbRowValues = Readonly<Record<string, OvsdbDatum>>;
 
 /** `["map", [[k, v], ...]]` -> a record; anything else -> undefined. */
 function ovsdbMap(d: OvsdbDatum): Record<string, string> | undefined {
@@ -104,67 +104,93 @@ function ovsdbMap(d: OvsdbDatum): Record<string, string> | undefined {
   return Object.fromEntries((d[1] as [string, string][]).map(([k, v]) => [String(k), String(v)]));
 }
 
-/**
- * An update of `ovsdb-client monitor --format=json DB Open_vSwitch TABLE name,external_ids[,...]`:
- * `{"data": [[uuid, action, name, ...]], "headings": ["row", "action", "name", ...]}` with action initial,
- * insert, delete, or an old/new pair (old holds only the columns that changed). Relevant: a row of nodenet's
- * deleted; an `external_ids` key removed or changed (the tags and the port registry live there); a column
- * other than external_ids changed on a bridge (e.g. datapath_id: ovs-vswitchd configured it anew); an
- * interface's ofport changed from one number to another.
- */
-export function classifyOvsdbUpdate(table: string, line: string): string[] {
-  let update: { data?: unknown[][]; headings?: string[] };
-  try {
-    update = JSON.parse(line) as typeof update;
-  } catch {
-    return [];
-  }
-  const headings = update.headings ?? [];
-  const col = (row: unknown[], name: string) => row[headings.indexOf(name)];
-  const out: string[] = [];
-  let old: unknown[] | null = null;
-  for (const row of update.data ?? []) {
-    const action = col(row, 'action');
-    if (action === 'old') {
-      old = row;
-      continue;
-    }
-    const nameCell = col(row, 'name');
-    const name = typeof nameCell === 'string' ? nameCell : '';
-    if (action === 'delete') {
-      if (isOwnedLinkName(name)) out.push(`${table} ${name} deleted from OVSDB`);
-      continue;
-    }
-    if (action !== 'new' || old === null || !isOwnedLinkName(name)) continue;
-    const changed: string[] = [];
-    for (const h of headings) {
-      if (h === 'row' || h === 'action' || h === 'name') continue;
-      const before = col(old, h);
-      if (before === null || before === undefined) continue;
-      if (h === 'external_ids') {
-        const was = ovsdbMap(before) ?? {};
-        const now = ovsdbMap(col(row, h)) ?? {};
-        const lost = Object.keys(was).filter((k) => now[k] !== was[k]);
-        if (lost.length > 0)
-          changed.push(`external_ids ${lost.slice(0, 3).join(', ')}${lost.length > 3 ? ', ...' : ''} removed or changed`);
-      } else if (h === 'ofport') {
-        if (typeof before === 'number' && before > 0) changed.push(`ofport ${before} -> ${JSON.stringify(col(row, h))}`);
-      } else if (table === 'Bridge') {
-        changed.push(`${h} changed`);
-      }
-    }
-    if (changed.length > 0) out.push(`${table} ${name}: ${changed.join('; ')}`);
-    old = null;
-  }
-  return out;
+/** An optional column with no value (`["set", []]`), or a column not there. */
+function isEmptyDatum(d: OvsdbDatum): boolean {
+  return d === undefined || d === null || (Array.isArray(d) && d[0] === 'set' && Array.isArray(d[1]) && d[1].length === 0);
 }
 
 /**
- * A line of `ovs-ofctl monitor BRIDGE watch:`: ` event=DELETED reason=delete table=0 cookie=0x6e6e... ...`.
- * Relevant: one of nodenet's flows deleted or modified (by anyone: nodenet's own changes come back once).
+ * A row change of an OVSDB monitor (Bridge: name, external_ids, datapath_id; Interface: name, external_ids,
+ * ofport), as the replica reports it: `old` undefined for an insert, `row` undefined for a delete. Relevant:
+ * a row of nodenet's deleted; an `external_ids` key removed or changed (the tags and the port registry live
+ * there); another column of a bridge changed from a value to another (e.g. datapath_id: ovs-vswitchd
+ * configured it anew; its first value is not a change); an interface's ofport changed from a number to
+ * anything else. Inserts (nodenet's own creates) are not.
  */
-export function classifyFlowMonitorLine(bridge: string, line: string): string | null {
-  const m = /\bevent=(DELETED|MODIFIED)\b.*\bcookie=(0x[0-9a-f]+)/.exec(line);
-  if (!m || !m[2]!.startsWith(COOKIE_PREFIX)) return null;
-  return `flow ${m[2]} on ${bridge} ${m[1]!.toLowerCase()}`;
+export function classifyOvsdbRowChange(table: string, row: OvsdbRowValues | undefined, old: OvsdbRowValues | undefined): string[] {
+  if (old === undefined) return [];
+  const nameOf = (r: OvsdbRowValues) => (typeof r['name'] === 'string' ? r['name'] : '');
+  if (row === undefined) return isOwnedLinkName(nameOf(old)) ? [`${table} ${nameOf(old)} deleted from OVSDB`] : [];
+  const name = nameOf(row);
+  if (!isOwnedLinkName(name)) return [];
+  const changed: string[] = [];
+  for (const column of Object.keys(old)) {
+    if (column === 'name' || column === '_uuid' || column === '_version') continue;
+    const before = old[column];
+    const after = row[column];
+    if (column === 'external_ids') {
+      const was = ovsdbMap(before) ?? {};
+      const now = ovsdbMap(after) ?? {};
+      const lost = Object.keys(was).filter((k) => now[k] !== was[k]);
+      if (lost.length > 0) changed.push(`external_ids ${lost.slice(0, 3).join(', ')}${lost.length > 3 ? ', ...' : ''} removed or changed`);
+    } else if (column === 'ofport') {
+      if (typeof before === 'number' && before > 0 && after !== before) changed.push(`ofport ${before} -> ${JSON.stringify(after)}`);
+    } else if (table === 'Bridge' && !isEmptyDatum(before) && JSON.stringify(before) !== JSON.stringify(after)) {
+      changed.push(`${column} changed`);
+    }
+  }
+  return changed.length > 0 ? [`${table} ${name}: ${changed.join('; ')}`] : [];
+}
+
+/**
+ * nodenet's flows on a bridge, counted per cookie class (base, instance, peer) at two moments: fewer than
+ * before in a class is a deletion (by anyone: nodenet's own deletes come back once). A flow replaced in
+ * place (nodenet re-asserting a peer's flows in one bundle) changes no count, so it sets off nothing.
+ */
+export function classifyFlowCounts(
+  bridge: string,
+  before: Readonly<Record<string, number>>,
+  after: Readonly<Record<string, number>>,
+): string[] {
+  return Object.entries(before).flatMap(([cls, was]) => {
+    const now = after[cls] ?? 0;
+    return now < was ? [`${was - now} ${cls} flow${was - now === 1 ? '' : 's'} on ${bridge} deleted`] : [];
+  });
+}
+
+/**
+ * Which part of a reconcile pass a change calls for: `node` (the node's pass: CNI, packet filter, instances),
+ * `overlay` (the overlay's resync: its device, tunnel port, uplink, peer routes, entries and flows), or `all`
+ * (both, and whatever a change cannot be pinned to: a CNI bridge gone takes the overlay's routes with it, a
+ * monitor that reconnected may have missed anything). A pass serves the union of its changes' scopes.
+ */
+export type ChangeScope = 'node' | 'overlay' | 'all';
+
+/** Links the overlay makes (its VXLAN device, tunnel port, uplink). */
+const OVERLAY_LINK = /^(nodenet-vx|nodenet-tun|nodenet-phy)$/;
+/** Links of one instance. */
+const INSTANCE_LINK = /^nn[hi]-[0-9a-f]{8}$/;
+
+/** The scope of one change as the classifiers above describe it. */
+export function scopeOfChange(change: string): ChangeScope {
+  const link = /^link (\S+) (deleted|down)$/.exec(change);
+  if (link) return INSTANCE_LINK.test(link[1]!) ? 'node' : OVERLAY_LINK.test(link[1]!) ? 'overlay' : 'all';
+  const address = /^address \S+ deleted from (\S+)$/.exec(change);
+  if (address) return INSTANCE_LINK.test(address[1]!) ? 'node' : 'all';
+  if (/^(overlay route \S+|(neighbour|entry) \S+ on \S+|fdb entry .* on \S+) deleted$/.test(change)) return 'overlay';
+  // nftables: the netdev table holds the overlay's uplink guard; the others are the node's packet filter.
+  const nft = /(?:^table|of table) (\S+) nodenet deleted/.exec(change);
+  if (nft) return nft[1] === 'netdev' ? 'overlay' : 'node';
+  // OVSDB rows and flows: an instance's port or flows are the node's; the tunnel and uplink ports and the
+  // peers' flows the overlay's; the bridge and the base flows both.
+  const row = /^(?:Interface|Port) (\S+)(?: deleted from OVSDB|:)/.exec(change);
+  if (row) return INSTANCE_LINK.test(row[1]!) ? 'node' : OVERLAY_LINK.test(row[1]!) ? 'overlay' : 'all';
+  const flows = /^\d+ (instance|peer) flows? on \S+ deleted$/.exec(change);
+  if (flows) return flows[1] === 'instance' ? 'node' : 'overlay';
+  return 'all';
+}
+
+/** The scope of a pass serving changes of scope `soFar` (null: none yet) and one more of scope `next`. */
+export function widenScope(soFar: ChangeScope | null, next: ChangeScope): ChangeScope {
+  return soFar === null || soFar === next ? next : 'all';
 }

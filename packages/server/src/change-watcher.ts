@@ -7,23 +7,22 @@
  * missed meanwhile: an OVSDB monitor reconnecting after ovsdb-server restarted, the flow monitor after
  * ovs-vswitchd restarted, sees a switch that may have forgotten everything). The periodic pass stays.
  */
-import { join } from 'node:path';
-import { RepairScheduler, type Logger, type ReconcileCause, type RepairPolicyOptions } from '@nodenet/core';
+import { RepairScheduler, type Logger, type ReconcileCause, type RepairKind, type RepairPolicyOptions } from '@nodenet/core';
 import { LineMonitor } from '@nodenet/sys';
 import {
   classifyFdbMonitorLine,
-  classifyFlowMonitorLine,
   classifyIpMonitorLine,
   classifyNftMonitorLine,
-  classifyOvsdbUpdate,
+  scopeOfChange,
+  widenScope,
+  type ChangeScope,
 } from './change-events.js';
+import type { PassResult } from './cluster-link.js';
 import type { DaemonConfig } from './config.js';
+import type { ChangeSink, ChangeSource } from './ovs-change-sources.js';
 
-/** A restarted OVS monitor still running after this long is connected (they exit at once otherwise). */
+/** A restarted monitor that waits to count as connected, still running after this long, is (see connectedWhen). */
 const CONNECTED_AFTER_MS = 200;
-
-/** The CNI bridge whose flow table the ovs backend watches. */
-const CNI_BRIDGE = 'nodenet0';
 
 export interface MonitorSpec {
   readonly name: string;
@@ -43,8 +42,8 @@ export interface MonitorSpec {
 
 const one = (s: string | null): readonly string[] => (s === null ? [] : [s]);
 
-/** The monitors for a config: the kernel's always, OVS's with the ovs backend. */
-export function monitorSpecs(config: Pick<DaemonConfig, 'backend' | 'ovs' | 'overlay'>): MonitorSpec[] {
+/** The monitor processes for a config: the kernel's (OVS's changes are followed in-process: ovs-change-sources.ts). */
+export function monitorSpecs(config: Pick<DaemonConfig, 'backend' | 'overlay'>): MonitorSpec[] {
   const specs: MonitorSpec[] = [
     {
       name: 'ip monitor',
@@ -71,37 +70,29 @@ export function monitorSpecs(config: Pick<DaemonConfig, 'backend' | 'ovs' | 'ove
       connectedWhen: 'spawn',
     });
   }
-  if (config.backend === 'ovs') {
-    const db = config.ovs.db;
-    // OVS's tools write to stdout through stdio, fully buffered on a pipe: a few change lines would sit in
-    // the buffer until the process exits. stdbuf (coreutils) makes them line-buffered.
-    const ovsdb = (table: string, columns: string): MonitorSpec => ({
-      name: `OVSDB monitor of ${table}`,
-      file: 'stdbuf',
-      args: ['-oL', 'ovsdb-client', '--format=json', 'monitor', db, 'Open_vSwitch', table, columns],
-      classify: (l) => classifyOvsdbUpdate(table, l),
-      connectedWhen: 'alive',
-    });
-    specs.push(ovsdb('Bridge', 'name,external_ids,datapath_id'), ovsdb('Interface', 'name,external_ids,ofport'));
-    specs.push({
-      name: `flow monitor of ${CNI_BRIDGE}`,
-      file: 'stdbuf',
-      args: ['-oL', 'ovs-ofctl', 'monitor', `unix:${join(config.ovs.runDir, `${CNI_BRIDGE}.mgmt`)}`, 'watch:'],
-      // ovs-ofctl monitor opens a control socket in the run directory.
-      env: { OVS_RUNDIR: config.ovs.runDir },
-      classify: (l) => one(classifyFlowMonitorLine(CNI_BRIDGE, l)),
-      connectedWhen: 'alive',
-    });
-  }
   return specs;
 }
 
 export interface ChangeWatcherOptions {
   readonly specs: readonly MonitorSpec[];
-  /** Runs one reconcile pass (node and overlay); returns what it repaired. */
-  runPass(cause: ReconcileCause): Promise<readonly string[]>;
+  /** Followers of changes inside the daemon (OVS's, over long-lived connections). */
+  readonly sources?: readonly ChangeSource[];
+  /** Runs one reconcile pass (node, overlay or both: `scope`); returns what it repaired and where the time went. */
+  runPass(cause: ReconcileCause, scope: ChangeScope): Promise<PassResult>;
   readonly logger: Logger;
   readonly policy?: Partial<RepairPolicyOptions>;
+  /**
+   * Told, after an event pass that repaired something, how long it took from the first change seen to the
+   * end of the pass (seconds) and the kinds it repaired (nodenet_repair_latency_seconds).
+   */
+  onRepaired?(latencySeconds: number, kinds: readonly RepairKind[]): void;
+}
+
+/** The first change seen of the events a coming pass serves: when (monotonic and wall clock) and what. */
+interface FirstChange {
+  readonly at: number;
+  readonly wallAt: number;
+  readonly cause: string;
 }
 
 export class ChangeWatcher {
@@ -109,6 +100,10 @@ export class ChangeWatcher {
   private readonly scheduler: RepairScheduler;
   private passes = 0;
   private stopped = false;
+  /** The first change of those the next pass serves (null: none waiting). */
+  private firstChange: FirstChange | null = null;
+  /** The part of a pass the changes waiting call for (every change counts, also those the log leaves out). */
+  private pendingScope: ChangeScope | null = null;
 
   constructor(private readonly options: ChangeWatcherOptions) {
     const logger = options.logger;
@@ -116,13 +111,37 @@ export class ChangeWatcher {
       {
         runPass: async (causes) => {
           const started = performance.now();
+          // Changes seen from now on are served by the next pass (this one may have listed before them).
+          const first = this.firstChange;
+          const scope = this.pendingScope ?? 'all';
+          this.firstChange = null;
+          this.pendingScope = null;
           this.passes++;
-          const repairs = await options.runPass({ trigger: 'event', causes });
+          const result = await options.runPass({ trigger: 'event', causes }, scope);
+          const ended = performance.now();
+          const timing = first
+            ? {
+                firstChangeAt: new Date(first.wallAt).toISOString(),
+                firstChange: first.cause,
+                waitMs: Math.round(started - first.at),
+                latencyMs: Math.round(ended - first.at),
+              }
+            : {};
           logger.info(
-            { event: 'event-pass', causes, repairs: repairs.length, durationMs: Math.round(performance.now() - started) },
-            `event pass after ${causes[0] ?? 'a change'}: ${repairs.length} repairs`,
+            {
+              event: 'event-pass',
+              causes,
+              repairs: result.repairs.length,
+              scope,
+              durationMs: Math.round(ended - started),
+              ...timing,
+              phases: result.phases,
+            },
+            `event pass after ${causes[0] ?? 'a change'}: ${result.repairs.length} repairs`,
           );
-          return { repairs };
+          const kinds = (Object.keys(result.repairCounts) as RepairKind[]).filter((k) => (result.repairCounts[k] ?? 0) > 0);
+          if (first && kinds.length > 0) options.onRepaired?.((ended - first.at) / 1000, kinds);
+          return { repairs: result.repairs };
         },
         onContested: (c) =>
           logger.warn(
@@ -147,17 +166,40 @@ export class ChangeWatcher {
 
   start(): void {
     for (const m of this.monitors) m.start();
-    this.options.logger.info(
-      { event: 'watching', monitors: this.options.specs.map((s) => s.name) },
-      `repairing on change: ${this.options.specs.map((s) => s.name).join(', ')}`,
-    );
+    for (const source of this.options.sources ?? []) source.start(this.sinkOf(source));
+    const names = [...this.options.specs, ...(this.options.sources ?? [])].map((s) => s.name);
+    this.options.logger.info({ event: 'watching', monitors: names }, `repairing on change: ${names.join(', ')}`);
   }
 
   /** Stops the monitors and waits for a pass in flight (up to `waitMs`). */
   async stop(waitMs = Infinity): Promise<void> {
     this.stopped = true;
-    await Promise.all(this.monitors.map((m) => m.stop()));
+    await Promise.all([...this.monitors.map((m) => m.stop()), ...(this.options.sources ?? []).map((s) => s.stop())]);
     await this.scheduler.stop(waitMs);
+  }
+
+  private sinkOf(source: ChangeSource): ChangeSink {
+    const logger = this.options.logger;
+    return {
+      logger,
+      change: (cause) => {
+        logger.debug({ event: 'change-seen', monitor: source.name, change: cause }, `change seen: ${cause}`);
+        this.notify(cause);
+      },
+      reconnected: () => {
+        if (this.stopped) return;
+        logger.info({ event: 'monitor-reconnected', monitor: source.name }, `${source.name} is back`);
+        this.notify(`${source.name} reconnected`);
+      },
+    };
+  }
+
+  /** A relevant change: remembered as the first of the coming pass's if none waits, and handed to the scheduler. */
+  notify(cause: string): void {
+    if (this.stopped) return;
+    this.firstChange ??= { at: performance.now(), wallAt: Date.now(), cause };
+    this.pendingScope = widenScope(this.pendingScope, scopeOfChange(cause));
+    this.scheduler.notify(cause);
   }
 
   private monitorOf(spec: MonitorSpec): LineMonitor {
@@ -172,7 +214,7 @@ export class ChangeWatcher {
       onStart: ({ restart }) => {
         if (!restart) return;
         if (spec.connectedWhen === 'spawn') {
-          this.scheduler.notify(`${spec.name} restarted`);
+          this.notify(`${spec.name} restarted`);
           return;
         }
         const generation = exits;
@@ -180,14 +222,14 @@ export class ChangeWatcher {
           if (exits !== generation || this.stopped) return;
           lastExit = '';
           logger.info({ event: 'monitor-reconnected', monitor: spec.name }, `${spec.name} is back`);
-          this.scheduler.notify(`${spec.name} reconnected`);
+          this.notify(`${spec.name} reconnected`);
         }, CONNECTED_AFTER_MS);
         timer.unref();
       },
       onLine: (line) => {
         for (const cause of spec.classify(line)) {
           logger.debug({ event: 'change-seen', monitor: spec.name, change: cause }, `change seen: ${cause}`);
-          this.scheduler.notify(cause);
+          this.notify(cause);
         }
       },
       onExit: ({ code, signal, stderr, retryInMs }) => {

@@ -9,6 +9,7 @@ import {
   asNodenetError,
   type HostInfo,
   type ReconcileCause,
+  type RepairKind,
   type RepairTrigger,
   type Logger,
   type Membership,
@@ -132,6 +133,13 @@ export class ClusterLink {
   }
 }
 
+/** What one pass of node and overlay did: its repair lines, how many objects per kind, ms per step. */
+export interface PassResult {
+  readonly repairs: readonly string[];
+  readonly repairCounts: Readonly<Partial<Record<RepairKind, number>>>;
+  readonly phases: Readonly<Record<string, number>>;
+}
+
 /** Runs a reconcile pass of the node and of the cluster link every interval. */
 export class ReconcileLoop {
   private timer: NodeJS.Timeout | null = null;
@@ -156,12 +164,26 @@ export class ReconcileLoop {
     this.timer.unref();
   }
 
-  /** One pass of node and overlay; returns what it repaired (both). `cause` says how it was set off. */
-  async pass(cause: ReconcileCause = { trigger: 'periodic' }): Promise<string[]> {
-    const report = await this.network.reconcile(cause);
-    const repairs = [...report.repairs];
+  /**
+   * One pass of node and overlay; returns what it repaired (both) and where the time went. `cause` says how
+   * it was set off; `scope` limits an event pass to the part its changes concern (the node's pass, the
+   * overlay's resync), so the repair is not held up by listing and converging what did not change.
+   */
+  async pass(cause: ReconcileCause = { trigger: 'periodic' }, scope: 'node' | 'overlay' | 'all' = 'all'): Promise<PassResult> {
+    const repairs: string[] = [];
+    const repairCounts: Partial<Record<RepairKind, number>> = {};
+    const phases: Record<string, number> = {};
+    if (scope !== 'overlay') {
+      const report = await this.network.reconcile(cause);
+      repairs.push(...report.repairs);
+      Object.assign(repairCounts, report.repairCounts);
+      Object.assign(phases, report.phases);
+    }
+    if (scope === 'node') return { repairs, repairCounts, phases };
+    const overlayStarted = performance.now();
     try {
       const removed = await this.cluster.resync();
+      if (removed.length > 0) repairCounts.overlay = (repairCounts.overlay ?? 0) + removed.length;
       for (const r of removed)
         this.logger.warn(
           { event: 'repair', repair: r, trigger: cause.trigger, ...(cause.causes ? { causes: cause.causes } : {}) },
@@ -172,7 +194,8 @@ export class ReconcileLoop {
     } catch (e) {
       this.logger.error({ event: 'reconcile-error', err: asNodenetError(e, 'resync the overlay').message }, 'overlay resync failed');
     }
-    return repairs;
+    phases['overlay'] = Math.round((performance.now() - overlayStarted) * 10) / 10;
+    return { repairs, repairCounts, phases };
   }
 
   async stop(): Promise<void> {

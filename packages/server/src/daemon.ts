@@ -26,6 +26,7 @@ import {
 } from '@nodenet/core';
 import { createAdminServer } from './admin-server.js';
 import { ChangeWatcher, monitorSpecs } from './change-watcher.js';
+import { changeSources } from './ovs-change-sources.js';
 import { ClusterLink, ReconcileLoop } from './cluster-link.js';
 import { ConfigError, configSummary, type DaemonConfig } from './config.js';
 import { createContainer, loadEtcdModule, resolveAdapters, TOKENS, type Adapters } from './container.js';
@@ -233,8 +234,10 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
   const watcher = config.repairOnChange
     ? new ChangeWatcher({
         specs: monitorSpecs(config),
-        runPass: (cause) => reconciler.pass(cause),
+        sources: changeSources(config),
+        runPass: (cause, scope) => reconciler.pass(cause, scope),
         logger: logger.child({ component: 'reconcile' }),
+        onRepaired: (seconds, kinds) => metrics?.metrics.repairedOnEvent(seconds, kinds),
       })
     : null;
   watcher?.start();

@@ -20,6 +20,7 @@ import {
   type NodeNetwork,
   type PeerSync,
   type ReconcileReport,
+  type RepairKind,
   type RepairTrigger,
 } from '@nodenet/core';
 import { TOOLS, type CommandEvent } from '@nodenet/sys';
@@ -40,6 +41,8 @@ import gc from 'prom-client/lib/metrics/gc.js';
 const RPC_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 /** Seconds; a pass takes tens of ms on a small node, seconds with thousands of instances. */
 const RECONCILE_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+/** Event-driven repair's target is one second: finer around it. */
+const REPAIR_LATENCY_BUCKETS = [0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30];
 
 const MISNAMED_DEFAULT_METRICS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
@@ -99,6 +102,7 @@ export class DaemonMetrics {
   private readonly reconcileDuration: Histogram;
   private readonly reconcileRepairs: Counter<'kind' | 'trigger'>;
   private readonly reconcileLastRun: Gauge;
+  private readonly repairLatency: Histogram<'kind'>;
   private readonly commands: Counter<'tool'>;
   private readonly commandFailures: Counter<'tool' | 'reason'>;
   private readonly configReloads: Counter<'result'>;
@@ -224,6 +228,13 @@ export class DaemonMetrics {
       labelNames: ['kind', 'trigger'] as const,
       registers,
     });
+    this.repairLatency = new Histogram({
+      name: 'nodenet_repair_latency_seconds',
+      help: 'Event-driven repair: from the first change notification seen to the end of the pass that repaired it, by kind of repair.',
+      labelNames: ['kind'] as const,
+      buckets: REPAIR_LATENCY_BUCKETS,
+      registers,
+    });
     this.reconcileLastRun = new Gauge({
       name: 'nodenet_reconcile_last_run_timestamp_seconds',
       help: 'When the last reconcile pass ended, as a Unix time (0 before the first).',
@@ -282,6 +293,11 @@ export class DaemonMetrics {
     this.reconcileDuration.observe(report.durationMs / 1000);
     for (const [kind, n] of Object.entries(report.repairCounts)) if (n) this.reconcileRepairs.inc({ kind, trigger: report.trigger }, n);
     this.reconcileLastRun.set(Date.now() / 1000);
+  }
+
+  /** An event pass repaired these kinds, `seconds` after the first change it served was seen. */
+  repairedOnEvent(seconds: number, kinds: readonly RepairKind[]): void {
+    for (const kind of kinds) this.repairLatency.observe({ kind }, seconds);
   }
 
   /** Stale overlay entries the cluster side removed in a pass. */

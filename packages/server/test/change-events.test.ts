@@ -2,12 +2,15 @@
 import { describe, expect, it } from 'vitest';
 import {
   classifyFdbMonitorLine,
-  classifyFlowMonitorLine,
+  classifyFlowCounts,
   classifyIpMonitorLine,
   classifyNftMonitorLine,
-  classifyOvsdbUpdate,
+  classifyOvsdbRowChange,
+  scopeOfChange,
+  widenScope,
 } from '../src/change-events.js';
 import { monitorSpecs } from '../src/change-watcher.js';
+import { changeSources } from '../src/ovs-change-sources.js';
 
 describe('classifyIpMonitorLine', () => {
   it.each([
@@ -99,91 +102,130 @@ describe('classifyNftMonitorLine', () => {
   });
 });
 
-describe('classifyOvsdbUpdate', () => {
-  const headings = '"headings":["row","action","name","ofport","external_ids"]';
+describe('classifyOvsdbRowChange', () => {
+  const map = (pairs: [string, string][]) => ['map', pairs];
   it('a deleted row of nodenet', () => {
-    expect(classifyOvsdbUpdate('Interface', `{"data":[["2c30","delete","nnh-1a2b3c4d",1,["map",[]]]],${headings}}`)).toEqual([
+    expect(classifyOvsdbRowChange('Interface', undefined, { name: 'nnh-1a2b3c4d', ofport: 1, external_ids: map([]) })).toEqual([
       'Interface nnh-1a2b3c4d deleted from OVSDB',
     ]);
-    expect(classifyOvsdbUpdate('Interface', `{"data":[["2c30","delete","eth9",1,["map",[]]]],${headings}}`)).toEqual([]);
+    expect(classifyOvsdbRowChange('Interface', undefined, { name: 'eth9', ofport: 1, external_ids: map([]) })).toEqual([]);
   });
 
-  it('initial rows and inserts are not changes to repair', () => {
-    expect(classifyOvsdbUpdate('Interface', `{"data":[["fbe0","initial","nodenet0",65534,["map",[]]]],${headings}}`)).toEqual([]);
-    expect(classifyOvsdbUpdate('Interface', `{"data":[["2c30","insert","nnh-1a2b3c4d",["set",[]],["map",[]]]],${headings}}`)).toEqual([]);
+  it('inserts are not changes to repair', () => {
+    expect(classifyOvsdbRowChange('Interface', { name: 'nnh-1a2b3c4d', ofport: ['set', []], external_ids: map([]) }, undefined)).toEqual(
+      [],
+    );
   });
 
   it('external_ids keys removed or changed count; keys added (a create) and a first ofport do not', () => {
-    const bridge = '"headings":["row","action","name","external_ids"]';
+    const owner: [string, string] = ['nodenet-owner', 'nodenet:cni'];
     expect(
-      classifyOvsdbUpdate(
+      classifyOvsdbRowChange(
         'Bridge',
-        `{"data":[["943b","old",null,["map",[["nodenet-owner","nodenet:cni"],["nodenet-port-nnh-1","x"]]]],["","new","nodenet0",["map",[["nodenet-owner","nodenet:cni"]]]]],${bridge}}`,
+        { name: 'nodenet0', external_ids: map([owner]) },
+        { name: 'nodenet0', external_ids: map([owner, ['nodenet-port-nnh-1', 'x']]) },
       ),
     ).toEqual(['Bridge nodenet0: external_ids nodenet-port-nnh-1 removed or changed']);
     expect(
-      classifyOvsdbUpdate(
+      classifyOvsdbRowChange(
         'Bridge',
-        `{"data":[["943b","old",null,["map",[["nodenet-owner","nodenet:cni"]]]],["","new","nodenet0",["map",[["foo","1"],["nodenet-owner","nodenet:cni"]]]]],${bridge}}`,
+        { name: 'nodenet0', external_ids: map([['foo', '1'], owner]) },
+        { name: 'nodenet0', external_ids: map([owner]) },
       ),
     ).toEqual([]);
-    expect(
-      classifyOvsdbUpdate('Interface', `{"data":[["2c30","old",null,["set",[]],null],["","new","nnh-1a2b3c4d",1,["map",[]]]],${headings}}`),
-    ).toEqual([]);
-    expect(
-      classifyOvsdbUpdate('Interface', `{"data":[["2c30","old",null,7,null],["","new","nnh-1a2b3c4d",-1,["map",[]]]],${headings}}`),
-    ).toEqual(['Interface nnh-1a2b3c4d: ofport 7 -> -1']);
+    const port = { name: 'nnh-1a2b3c4d', external_ids: map([]) };
+    expect(classifyOvsdbRowChange('Interface', { ...port, ofport: 1 }, { ...port, ofport: ['set', []] })).toEqual([]);
+    expect(classifyOvsdbRowChange('Interface', { ...port, ofport: -1 }, { ...port, ofport: 7 })).toEqual([
+      'Interface nnh-1a2b3c4d: ofport 7 -> -1',
+    ]);
+    expect(classifyOvsdbRowChange('Interface', { ...port, ofport: 7 }, { ...port, ofport: 7 })).toEqual([]);
+  });
+
+  it("a bridge's datapath_id given anew counts; its first one does not", () => {
+    const bridge = { name: 'nodenet0', external_ids: map([]) };
+    expect(classifyOvsdbRowChange('Bridge', { ...bridge, datapath_id: '00001a' }, { ...bridge, datapath_id: ['set', []] })).toEqual([]);
+    expect(classifyOvsdbRowChange('Bridge', { ...bridge, datapath_id: '00001b' }, { ...bridge, datapath_id: '00001a' })).toEqual([
+      'Bridge nodenet0: datapath_id changed',
+    ]);
   });
 });
 
-describe('classifyFlowMonitorLine', () => {
-  it("a deleted or modified flow of nodenet's cookies", () => {
-    expect(
-      classifyFlowMonitorLine('nodenet0', ' event=DELETED reason=delete table=0 cookie=0x6e6e010000001a2b priority=100,in_port=5'),
-    ).toBe('flow 0x6e6e010000001a2b on nodenet0 deleted');
-    expect(classifyFlowMonitorLine('nodenet0', ' event=ADDED table=0 cookie=0x6e6e010000001a2b priority=100')).toBeNull();
-    expect(classifyFlowMonitorLine('nodenet0', ' event=DELETED reason=delete table=0 cookie=0x5')).toBeNull();
-    expect(classifyFlowMonitorLine('nodenet0', 'NXST_FLOW_MONITOR reply (xid=0x0):')).toBeNull();
+describe('classifyFlowCounts', () => {
+  it('fewer flows of a class than before: deleted; as many or more: nothing', () => {
+    const before = { base: 6, instance: 8, peer: 3 };
+    expect(classifyFlowCounts('nodenet0', before, { base: 6, instance: 6, peer: 3 })).toEqual(['2 instance flows on nodenet0 deleted']);
+    expect(classifyFlowCounts('nodenet0', before, { base: 6, instance: 8, peer: 2 })).toEqual(['1 peer flow on nodenet0 deleted']);
+    expect(classifyFlowCounts('nodenet0', before, { base: 6, instance: 10, peer: 3 })).toEqual([]);
+    expect(classifyFlowCounts('nodenet0', before, { base: 0, instance: 0, peer: 0 })).toEqual([
+      '6 base flows on nodenet0 deleted',
+      '8 instance flows on nodenet0 deleted',
+      '3 peer flows on nodenet0 deleted',
+    ]);
+  });
+});
+
+describe('scopeOfChange', () => {
+  it.each([
+    ['link nnh-1a2b3c4d deleted', 'node'],
+    ['address 198.19.1.5/32 deleted from nni-1a2b3c4d', 'node'],
+    ['rule of table ip nodenet deleted', 'node'],
+    ['table bridge nodenet deleted', 'node'],
+    ['element of table inet nodenet deleted (from ports)', 'node'],
+    ['Interface nnh-1a2b3c4d deleted from OVSDB', 'node'],
+    ['Interface nnh-1a2b3c4d: ofport 7 -> -1', 'node'],
+    ['2 instance flows on nodenet0 deleted', 'node'],
+    ['link nodenet-vx deleted', 'overlay'],
+    ['link nodenet-phy down', 'overlay'],
+    ['overlay route 198.19.5.0/24 deleted', 'overlay'],
+    ['neighbour 198.19.5.0 on nodenet-vx deleted', 'overlay'],
+    ['fdb entry 02:00:00:00:00:01 to 198.18.0.2 on nodenet-vx deleted', 'overlay'],
+    ['table netdev nodenet deleted', 'overlay'],
+    ['Interface nodenet-tun deleted from OVSDB', 'overlay'],
+    ['1 peer flow on nodenet0 deleted', 'overlay'],
+    ['link nodenet0 deleted', 'all'],
+    ['link nodenet0b1 down', 'all'],
+    ['address 198.19.1.1/24 deleted from nodenet0', 'all'],
+    ['Bridge nodenet0 deleted from OVSDB', 'all'],
+    ['6 base flows on nodenet0 deleted', 'all'],
+    ['flow table of nodenet0 reconnected', 'all'],
+    ['ip monitor restarted', 'all'],
+  ])('%s -> %s', (change, scope) => {
+    expect(scopeOfChange(change)).toBe(scope);
+  });
+
+  it('a pass serves the union: one scope stays, two make all', () => {
+    expect(widenScope(null, 'node')).toBe('node');
+    expect(widenScope('node', 'node')).toBe('node');
+    expect(widenScope('node', 'overlay')).toBe('all');
+    expect(widenScope('overlay', 'all')).toBe('all');
+    expect(widenScope('all', 'node')).toBe('all');
   });
 });
 
 describe('monitorSpecs', () => {
-  const ovs = { db: 'unix:/run/ovs/db.sock', runDir: '/run/ovs', datapathType: 'netdev' as const };
   it('iproute2 with vxlan: ip, nft and bridge fdb monitors; no OVS', () => {
-    expect(monitorSpecs({ backend: 'iproute2', ovs, overlay: { mode: 'vxlan', vni: 1, port: 4789 } }).map((s) => s.file)).toEqual([
+    expect(monitorSpecs({ backend: 'iproute2', overlay: { mode: 'vxlan', vni: 1, port: 4789 } }).map((s) => s.file)).toEqual([
       'ip',
       'nft',
       'bridge',
     ]);
   });
-  it('ovs: the kernel monitors plus OVSDB (bridges, interfaces) and the flow table of nodenet0', () => {
-    const specs = monitorSpecs({ backend: 'ovs', ovs, overlay: { mode: 'vxlan', vni: 1, port: 4789 } });
+  it('ovs: the kernel monitors only (OVS is followed in-process)', () => {
+    const specs = monitorSpecs({ backend: 'ovs', overlay: { mode: 'vxlan', vni: 1, port: 4789 } });
     expect(specs.map((s) => [s.file, ...s.args])).toEqual([
       ['ip', '-o', 'monitor', 'link', 'address', 'route', 'neigh'],
       ['nft', '-j', 'monitor', 'destroy'],
-      [
-        'stdbuf',
-        '-oL',
-        'ovsdb-client',
-        '--format=json',
-        'monitor',
-        'unix:/run/ovs/db.sock',
-        'Open_vSwitch',
-        'Bridge',
-        'name,external_ids,datapath_id',
-      ],
-      [
-        'stdbuf',
-        '-oL',
-        'ovsdb-client',
-        '--format=json',
-        'monitor',
-        'unix:/run/ovs/db.sock',
-        'Open_vSwitch',
-        'Interface',
-        'name,external_ids,ofport',
-      ],
-      ['stdbuf', '-oL', 'ovs-ofctl', 'monitor', 'unix:/run/ovs/nodenet0.mgmt', 'watch:'],
     ]);
+  });
+});
+
+describe('changeSources', () => {
+  const ovs = { db: 'unix:/run/ovs/db.sock', runDir: '/run/ovs', datapathType: 'netdev' as const };
+  it('ovs: the OVSDB monitor and the flow table of nodenet0; iproute2: none', () => {
+    expect(changeSources({ backend: 'ovs', ovs }).map((s) => s.name)).toEqual([
+      'OVSDB monitor of Bridge, Interface',
+      'flow table of nodenet0',
+    ]);
+    expect(changeSources({ backend: 'iproute2', ovs })).toEqual([]);
   });
 });

@@ -43,6 +43,7 @@ const EXPECTED: Record<string, { type: string; labels: string[] }> = {
   nodenet_reconcile_duration_seconds: { type: 'histogram', labels: [] },
   nodenet_reconcile_repairs_total: { type: 'counter', labels: ['kind', 'trigger'] },
   nodenet_reconcile_last_run_timestamp_seconds: { type: 'gauge', labels: [] },
+  nodenet_repair_latency_seconds: { type: 'histogram', labels: ['kind'] },
   nodenet_commands_total: { type: 'counter', labels: ['tool'] },
   nodenet_command_failures_total: { type: 'counter', labels: ['tool', 'reason'] },
   nodenet_config_reloads_total: { type: 'counter', labels: ['result'] },
@@ -163,6 +164,15 @@ describe('DaemonMetrics', () => {
     expect(await value(m, 'nodenet_reconcile_repairs_total', { kind: 'overlay', trigger: 'periodic' })).toBe(2);
     expect(await value(m, 'nodenet_reconcile_duration_seconds_sum')).toBeCloseTo(1.58);
     expect(await value(m, 'nodenet_reconcile_last_run_timestamp_seconds')).toBeGreaterThan(1_700_000_000);
+  });
+
+  it('observes event repairs from the first change seen, per kind repaired', async () => {
+    const m = new DaemonMetrics({ backend: 'iproute2', defaultMetrics: false });
+    m.repairedOnEvent(0.4, ['instance_recreated']);
+    m.repairedOnEvent(1.2, ['instance_recreated', 'cni']);
+    expect(await value(m, 'nodenet_repair_latency_seconds_count', { kind: 'instance_recreated' })).toBe(2);
+    expect(await value(m, 'nodenet_repair_latency_seconds_sum', { kind: 'instance_recreated' })).toBeCloseTo(1.6);
+    expect(await value(m, 'nodenet_repair_latency_seconds_count', { kind: 'cni' })).toBe(1);
   });
 
   it('counts commands by tool (every tool at 0) and failures by tool and reason', async () => {

@@ -13,9 +13,11 @@ import { InternalError, UnavailableError } from '@nodenet/core';
 import { connectOptionsOf } from '../remote.js';
 import { BUNDLE_CTRL, MSG, MULTIPART, OFP_HEADER_LEN, OFP_VERSION } from './constants.js';
 import {
+  aggregateStatsRequest,
   barrierRequest,
   bundleAdd,
   bundleControl,
+  decodeAggregateStats,
   decodeBundleControl,
   decodeError,
   decodeFeaturesReply,
@@ -29,6 +31,7 @@ import {
   hello,
   helloVersions,
   message,
+  type AggregateStats,
   type FeaturesReply,
   type FlowMod,
   type FlowStats,
@@ -163,6 +166,20 @@ export class OpenFlowConnection extends EventEmitter<OpenFlowConnectionEvents> {
       const part = decodeMultipartReply(r);
       return part.type === MULTIPART.FLOW ? decodeFlowStats(part.body) : [];
     });
+  }
+
+  /**
+   * How many flows match the request (and their packet and byte totals): one small reply whatever the
+   * number of flows, so cheap enough to poll.
+   */
+  async aggregate(request: FlowStatsRequest = {}, step = 'count flows'): Promise<AggregateStats> {
+    await this.ensureConnected();
+    const xid = this.xid();
+    const replies = this.await(xid, [MSG.MULTIPART_REPLY], step);
+    this.write(aggregateStatsRequest(xid, request));
+    const part = (await replies).map(decodeMultipartReply).find((p) => p.type === MULTIPART.AGGREGATE);
+    if (!part) throw new InternalError(step, `ovs-vswitchd at ${this.target} sent no aggregate stats reply`);
+    return decodeAggregateStats(part.body);
   }
 
   /** An echo round trip (a liveness check). */

@@ -26,7 +26,7 @@ export const MSG = {
 export const FLOW_MOD_COMMAND = { add: 0, modify: 1, modifyStrict: 2, delete: 3, deleteStrict: 4 } as const;
 export type FlowModCommand = keyof typeof FLOW_MOD_COMMAND;
 
-export const MULTIPART = { FLOW: 1 } as const;
+export const MULTIPART = { FLOW: 1, AGGREGATE: 2 } as const;
 /** ofp_multipart_reply flags: more parts follow. */
 export const MULTIPART_REPLY_MORE = 1;
 

@@ -182,10 +182,10 @@ export interface FlowStatsRequest {
   readonly outPort?: number;
 }
 
-export function flowStatsRequest(xid: number, r: FlowStatsRequest = {}): Buffer {
+export function flowStatsRequest(xid: number, r: FlowStatsRequest = {}, type: number = MULTIPART.FLOW): Buffer {
   const match = encodeMatch(r.match ?? {});
   const body = Buffer.alloc(8 + 32 + match.length);
-  body.writeUInt16BE(MULTIPART.FLOW, 0);
+  body.writeUInt16BE(type, 0);
   body.writeUInt8(r.table ?? TABLE_ALL, 8);
   body.writeUInt32BE(r.outPort ?? PORT.ANY, 12);
   body.writeUInt32BE(GROUP_ANY, 16);
@@ -193,6 +193,23 @@ export function flowStatsRequest(xid: number, r: FlowStatsRequest = {}): Buffer 
   body.writeBigUInt64BE(BigInt.asUintN(64, r.cookieMask ?? 0n), 32);
   match.copy(body, 40);
   return message(MSG.MULTIPART_REQUEST, xid, body);
+}
+
+/** An aggregate stats request: ofp_aggregate_stats_request has the flow stats request's layout. */
+export function aggregateStatsRequest(xid: number, r: FlowStatsRequest = {}): Buffer {
+  return flowStatsRequest(xid, r, MULTIPART.AGGREGATE);
+}
+
+/** The totals over the flows an aggregate request selected (ofp_aggregate_stats_reply). */
+export interface AggregateStats {
+  readonly packetCount: bigint;
+  readonly byteCount: bigint;
+  readonly flowCount: number;
+}
+
+export function decodeAggregateStats(body: Buffer): AggregateStats {
+  if (body.length < 24) throw new OpenFlowCodecError(`aggregate stats reply body has length ${body.length}`);
+  return { packetCount: body.readBigUInt64BE(0), byteCount: body.readBigUInt64BE(8), flowCount: body.readUInt32BE(16) };
 }
 
 export interface FlowStats {

@@ -1,0 +1,205 @@
+/**
+ * Open vSwitch's change notifications, followed in the daemon over long-lived connections instead of an
+ * `ovsdb-client monitor` and an `ovs-ofctl monitor` process (no process on the repair path, nothing to
+ * restart with back-off, and no stdio buffering between a change and its notice):
+ * - an OVSDB monitor (monitor_cond on its own session): Bridge and Interface rows of nodenet's, deleted or
+ *   changed (classifyOvsdbRowChange);
+ * - the CNI bridge's flow table, through its management socket: nodenet's flows counted per cookie class
+ *   with aggregate stats every POLL_MS (one small request and reply per class, whatever the number of
+ *   flows); a class with fewer flows than at the last look had flows deleted (classifyFlowCounts). Unlike a
+ *   flow monitor, this sees no echo of nodenet re-asserting a peer's flows in place (the counts stay), and
+ *   it needs no flag on the flows.
+ * Either one losing its connection and getting it back is a change in itself (OVS restarted: its flows or
+ * its database may be gone): the watcher runs a full pass.
+ */
+import { COOKIE_CLASS, classCookieMatch, type CookieClass } from '@nodenet/backend-ovs';
+import type { Logger } from '@nodenet/core';
+import { OpenFlowConnection, OvsdbClient, type MonitorReplica } from '@nodenet/openvswitch';
+import { join } from 'node:path';
+import { classifyFlowCounts, classifyOvsdbRowChange } from './change-events.js';
+import type { DaemonConfig } from './config.js';
+
+/** How often the flow table is counted (a deletion is noticed within this, plus a round trip). */
+export const POLL_MS = 100;
+/** While OVS cannot be reached: retries from RETRY_FIRST_MS doubling up to RETRY_MAX_MS. */
+const RETRY_FIRST_MS = 50;
+const RETRY_MAX_MS = 500;
+/** A request to OVS that takes longer than this counts as a lost connection. */
+const REQUEST_TIMEOUT_MS = 5_000;
+/** The CNI bridge whose flow table is watched. */
+const CNI_BRIDGE = 'nodenet0';
+
+/** Where a change source reports: a relevant change, or its connection back after a loss. */
+export interface ChangeSink {
+  change(cause: string): void;
+  /** The source reached OVS again after it could not (changes may have been missed meanwhile). */
+  reconnected(): void;
+  readonly logger: Logger;
+}
+
+/** A long-lived follower of changes inside the daemon (as opposed to a monitor process). */
+export interface ChangeSource {
+  readonly name: string;
+  start(sink: ChangeSink): void;
+  stop(): Promise<void>;
+}
+
+/** The in-process sources for a config: OVS's with the ovs backend, none otherwise. */
+export function changeSources(config: Pick<DaemonConfig, 'backend' | 'ovs'>): ChangeSource[] {
+  if (config.backend !== 'ovs') return [];
+  return [new OvsdbChangeSource(config.ovs.db), new FlowTableWatch(CNI_BRIDGE, `unix:${join(config.ovs.runDir, `${CNI_BRIDGE}.mgmt`)}`)];
+}
+
+const retryDelay = (failures: number) => Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** Math.max(0, failures - 1));
+const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
+/** Bridge and Interface rows through an OVSDB monitor on a session of its own. */
+export class OvsdbChangeSource implements ChangeSource {
+  readonly name = 'OVSDB monitor of Bridge, Interface';
+  private client: OvsdbClient | undefined;
+  private replica: MonitorReplica | undefined;
+  private stopped = false;
+  private timer: NodeJS.Timeout | undefined;
+  private failures = 0;
+
+  constructor(private readonly remote: string) {}
+
+  start(sink: ChangeSink): void {
+    void this.connect(sink);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.client?.close();
+    this.client = undefined;
+  }
+
+  private async connect(sink: ChangeSink): Promise<void> {
+    if (this.stopped) return;
+    let client: OvsdbClient | undefined;
+    try {
+      // The client reconnects by itself once it has connected (re-issuing the monitor); the first
+      // connection is this loop's.
+      client = await OvsdbClient.connect({
+        remote: this.remote,
+        backoff: { initialMs: RETRY_FIRST_MS, maxMs: RETRY_MAX_MS },
+        requestTimeoutMs: REQUEST_TIMEOUT_MS,
+      });
+      const replica = await client.monitor({
+        Bridge: { columns: ['name', 'external_ids', 'datapath_id'] },
+        Interface: { columns: ['name', 'external_ids', 'ofport'] },
+      });
+      if (this.stopped) {
+        client.close();
+        return;
+      }
+      replica.on('change', (table, _uuid, row, old) => {
+        for (const cause of classifyOvsdbRowChange(table, row, old)) sink.change(cause);
+      });
+      client.on('disconnected', (e) =>
+        sink.logger.warn(
+          { event: 'monitor-exit', monitor: this.name, err: e?.message ?? 'closed' },
+          `${this.name}: lost the OVSDB session (${e?.message ?? 'closed'}); reconnecting`,
+        ),
+      );
+      // The monitor is re-issued (its replica rebuilt) before this: a full pass sees the database as it is.
+      client.on('reconnected', () => sink.reconnected());
+      this.client = client;
+      this.replica = replica;
+      if (this.failures > 0) sink.reconnected();
+      this.failures = 0;
+    } catch (e) {
+      client?.close();
+      if (this.failures === 0)
+        sink.logger.warn(
+          { event: 'monitor-exit', monitor: this.name, err: message(e), retryInMs: RETRY_FIRST_MS },
+          `${this.name}: cannot reach OVSDB at ${this.remote} (${message(e)}); retrying`,
+        );
+      this.failures++;
+      if (!this.stopped) this.timer = setTimeout(() => void this.connect(sink), retryDelay(this.failures));
+    }
+  }
+
+  /** The rows followed (tests). */
+  get rows(): MonitorReplica | undefined {
+    return this.replica;
+  }
+}
+
+/** nodenet's flows on a bridge, counted per cookie class every POLL_MS over an OpenFlow connection. */
+export class FlowTableWatch implements ChangeSource {
+  readonly name: string;
+  private connection: OpenFlowConnection | undefined;
+  private counts: Record<string, number> | undefined;
+  private stopped = false;
+  private timer: NodeJS.Timeout | undefined;
+  private polling: Promise<void> | undefined;
+  /** Consecutive polls that could not reach the switch (0: reachable). */
+  private failures = 0;
+  private polls = 0;
+
+  constructor(
+    private readonly bridge: string,
+    private readonly target: string,
+    private readonly pollMs = POLL_MS,
+  ) {
+    this.name = `flow table of ${bridge}`;
+  }
+
+  start(sink: ChangeSink): void {
+    this.schedule(sink, 0);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.polling;
+    this.connection?.close();
+    this.connection = undefined;
+  }
+
+  /** Polls made so far (tests). */
+  get pollCount(): number {
+    return this.polls;
+  }
+
+  private schedule(sink: ChangeSink, ms: number): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.polling = this.poll(sink).finally(() => {
+        this.polling = undefined;
+        this.schedule(sink, this.failures > 0 ? retryDelay(this.failures) : this.pollMs);
+      });
+    }, ms);
+    this.timer.unref();
+  }
+
+  private async poll(sink: ChangeSink): Promise<void> {
+    this.polls++;
+    try {
+      // connect() fails while the socket is not there; once connected, a lost connection dials again on the next call.
+      this.connection ??= await OpenFlowConnection.connect({ target: this.target, requestTimeoutMs: REQUEST_TIMEOUT_MS });
+      const classes = Object.entries(COOKIE_CLASS) as [string, CookieClass][];
+      const totals = await Promise.all(
+        classes.map(([, cls]) => this.connection!.aggregate(classCookieMatch(cls), `count nodenet's flows on ${this.bridge}`)),
+      );
+      if (this.stopped) return;
+      const counts = Object.fromEntries(classes.map(([name], i) => [name, totals[i]!.flowCount]));
+      if (this.failures > 0) sink.reconnected();
+      else if (this.counts) {
+        for (const cause of classifyFlowCounts(this.bridge, this.counts, counts)) sink.change(cause);
+      }
+      this.counts = counts;
+      this.failures = 0;
+    } catch (e) {
+      if (this.stopped) return;
+      if (this.failures === 0)
+        sink.logger.warn(
+          { event: 'monitor-exit', monitor: this.name, err: message(e), retryInMs: RETRY_FIRST_MS },
+          `${this.name}: cannot count flows (${message(e)}); retrying`,
+        );
+      this.failures++;
+    }
+  }
+}
