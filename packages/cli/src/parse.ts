@@ -22,18 +22,18 @@ export function parsePort(value: string, what = 'port'): number {
 }
 
 const PROTOCOLS: Readonly<Record<string, Protocol>> = { tcp: Protocol.TCP, udp: Protocol.UDP };
-const MAPPING_RE = /^([^:/]*)(?::([^:/]*))?(?:\/(.*))?$/;
-export const MAPPING_SYNTAX = 'HOST_PORT[:INSTANCE_PORT][/tcp|/udp]';
+const MAPPING_RE = /^([^:/@]*)(?::([^:/@]*))?(?:\/([^@]*))?(?:@([^@]*))?$/;
+export const MAPPING_SYNTAX = 'HOST_PORT[:INSTANCE_PORT][/tcp|/udp][@HOST_ADDRESS]';
 
 /**
- * A published-port mapping `HOST_PORT[:INSTANCE_PORT][/tcp|/udp]`: `8081:80/tcp` publishes TCP 8081 on
- * the node to port 80 of the instance; without a protocol both TCP and UDP; without an instance port the
- * same port as on the node.
+ * A published-port mapping `HOST_PORT[:INSTANCE_PORT][/tcp|/udp][@HOST_ADDRESS]`: `8081:80/tcp` publishes
+ * TCP 8081 on the node to port 80 of the instance; without a protocol both TCP and UDP; without an instance
+ * port the same port as on the node; with `@HOST_ADDRESS` on that node address only (the daemon judges it).
  */
 export function parsePortMapping(value: string): PortMapping {
   const match = MAPPING_RE.exec(value);
   if (!match) throw new InvalidArgumentError(`'${value}' is not a port mapping: use ${MAPPING_SYNTAX}, e.g. 8081:80/tcp`);
-  const [, host = '', instance, protocolName] = match;
+  const [, host = '', instance, protocolName, hostAddress] = match;
   const hostPort = parsePort(host, 'host port');
   const instancePort = instance === undefined ? hostPort : parsePort(instance, 'instance port');
   let protocol = Protocol.TCP_AND_UDP;
@@ -44,7 +44,9 @@ export function parsePortMapping(value: string): PortMapping {
     }
     protocol = named;
   }
-  return { hostPort, instancePort, protocol };
+  if (hostAddress === '')
+    throw new InvalidArgumentError(`'${value}': the host address after '@' is empty (leave '@' out for every address)`);
+  return { hostPort, instancePort, protocol, ...(hostAddress !== undefined ? { hostAddress } : {}) };
 }
 
 /** A timeout in milliseconds: a positive decimal integer. */

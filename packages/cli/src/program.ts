@@ -173,7 +173,7 @@ export async function runCli(args: readonly string[], io: CliIo): Promise<number
     )
     .option(
       `--map <${MAPPING_SYNTAX}>`,
-      'publish HOST_PORT on the node to INSTANCE_PORT (default the same) for tcp, udp or (default) both; repeatable',
+      'publish HOST_PORT on the node (on HOST_ADDRESS only, if given) to INSTANCE_PORT (default the same) for tcp, udp or (default) both; repeatable',
       collect(parsePortMapping),
       [],
     )

@@ -15,6 +15,21 @@ describe('parsePortMapping', () => {
     expect(parsePortMapping('65535')).toEqual({ hostPort: 65535, instancePort: 65535, protocol: Protocol.TCP_AND_UDP });
   });
 
+  it('@HOST_ADDRESS publishes on that address only (the daemon judges the address)', () => {
+    expect(parsePortMapping('8081:80/tcp@127.0.0.1')).toEqual({
+      hostPort: 8081,
+      instancePort: 80,
+      protocol: Protocol.TCP,
+      hostAddress: '127.0.0.1',
+    });
+    expect(parsePortMapping('53@198.18.0.5')).toEqual({
+      hostPort: 53,
+      instancePort: 53,
+      protocol: Protocol.TCP_AND_UDP,
+      hostAddress: '198.18.0.5',
+    });
+  });
+
   it.each([
     ['', /host port '' is not a port number/],
     [':80', /host port '' is not a port number/],
@@ -24,7 +39,9 @@ describe('parsePortMapping', () => {
     ['080', /host port '080'/],
     ['0x50', /host port '0x50'/],
     ['+80', /host port '\+80'/],
-    ['80:90:100', /'80:90:100' is not a port mapping: use HOST_PORT\[:INSTANCE_PORT\]\[\/tcp\|\/udp\]/],
+    ['80:90:100', /'80:90:100' is not a port mapping: use HOST_PORT\[:INSTANCE_PORT\]\[\/tcp\|\/udp\]\[@HOST_ADDRESS\]/],
+    ['80@', /the host address after '@' is empty/],
+    ['80@1.2.3.4@5', /is not a port mapping/],
     ['80/sctp', /protocol 'sctp' is not tcp or udp/],
     ['80/tcp/udp', /protocol 'tcp\/udp' is not tcp or udp/],
     ['80/', /protocol '' is not tcp or udp/],

@@ -29,6 +29,8 @@ export interface RecordedPort {
   readonly protocol: string;
   readonly hostPort: number;
   readonly instancePort: number;
+  /** Published on this one node address only (absent: every address). */
+  readonly hostAddress?: string;
 }
 
 /** An instance record as the state dir holds it (STATE/instances/<handle>.json). */
@@ -48,7 +50,13 @@ export interface PublishedPortElement {
   readonly hostPort: number;
   readonly address: string;
   readonly instancePort: number;
+  /** Set for an element of published_host_ports (a port on one node address). */
+  readonly hostAddress?: string;
 }
+
+/** `tcp/8080`, or `tcp/8080@198.18.0.5` for a port on one host address: where a published port sits. */
+const portPlace = (p: { protocol: string; hostPort: number; hostAddress?: string }) =>
+  `${p.protocol}/${p.hostPort}${p.hostAddress === undefined ? '' : `@${p.hostAddress}`}`;
 
 export interface AllowedSourceElement {
   readonly ifname: string;
@@ -227,12 +235,23 @@ function protocolName(value: unknown): string {
 }
 
 export function publishedPortsOf(listing: unknown[]): PublishedPortElement[] {
-  return elementsOf(listing, 'map', 'published_ports').map((e) => {
+  const element = (e: unknown, byHostAddress: boolean): PublishedPortElement => {
     const [key, value]: unknown[] = Array.isArray(e) ? (e as unknown[]) : [e, undefined];
-    const [protocol, hostPort] = concat(key);
+    const keyParts = concat(key);
+    const [protocol, hostPort] = byHostAddress ? keyParts.slice(1) : keyParts;
     const [address, instancePort] = concat(value);
-    return { protocol: protocolName(protocol), hostPort: Number(hostPort), address: String(address), instancePort: Number(instancePort) };
-  });
+    return {
+      protocol: protocolName(protocol),
+      hostPort: Number(hostPort),
+      address: String(address),
+      instancePort: Number(instancePort),
+      ...(byHostAddress ? { hostAddress: String(keyParts[0]) } : {}),
+    };
+  };
+  return [
+    ...elementsOf(listing, 'map', 'published_ports').map((e) => element(e, false)),
+    ...elementsOf(listing, 'map', 'published_host_ports').map((e) => element(e, true)),
+  ];
 }
 
 export function allowedSourcesOf(listing: unknown[]): AllowedSourceElement[] {
@@ -253,7 +272,7 @@ export function consistencyProblems(state: OwnedState, options: { cniName?: stri
   const problems: string[] = [...state.fileProblems];
   const linksByName = new Map(state.instanceLinks.map((l) => [l.name, l]));
   const sourceKeys = new Set(state.sources.map((s) => `${s.ifname}|${s.address}`));
-  const portsByKey = new Map(state.ports.map((p) => [`${p.protocol}/${p.hostPort}`, p]));
+  const portsByKey = new Map(state.ports.map((p) => [portPlace(p), p]));
   const recordsByHandle = new Map(state.records.map((r) => [r.handle, r]));
   const explainedPorts = new Set<string>();
   const explainedSources = new Set<string>();
@@ -284,7 +303,7 @@ export function consistencyProblems(state: OwnedState, options: { cniName?: stri
     if (!sourceKeys.has(source))
       problems.push(`record ${r.handle} (${r.address}): its anti-spoofing element ${r.hostIfname} . ${r.address} is missing`);
     for (const m of r.ports) {
-      const key = `${m.protocol}/${m.hostPort}`;
+      const key = portPlace(m);
       if (explainedPorts.has(key)) problems.push(`port ${key} is recorded twice (again by ${r.handle})`);
       explainedPorts.add(key);
       const el = portsByKey.get(key);
@@ -304,8 +323,8 @@ export function consistencyProblems(state: OwnedState, options: { cniName?: stri
     if (!r || r.hostIfname !== port.name) problems.push(`switch port ${port.name} (owner ${port.owner}) has no record`);
   }
   for (const p of state.ports) {
-    if (!explainedPorts.has(`${p.protocol}/${p.hostPort}`)) {
-      problems.push(`published port ${p.protocol}/${p.hostPort} -> ${p.address}:${p.instancePort} has no record`);
+    if (!explainedPorts.has(portPlace(p))) {
+      problems.push(`published port ${portPlace(p)} -> ${p.address}:${p.instancePort} has no record`);
     }
   }
   for (const s of state.sources) {

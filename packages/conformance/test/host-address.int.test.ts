@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Protocol } from '@nodenet/api';
 import { echo, ipBatch, nsExec, rpcError, startEchoServers, type EchoResult } from '@nodenet/testkit';
 import { BACKENDS, NODE_GATEWAY, NodeFixture, type Instance } from '../src/index.js';
+import { consistencyProblems } from '../src/durability.js';
 
 /** A second address of the node on its underlay link (the world reaches it through the fabric). */
 const SECOND = '198.18.0.201';
@@ -138,6 +139,16 @@ describe.each(BACKENDS)('ports published on one host address (%s backend)', (bac
     const record = JSON.parse(state[`instances/${p.instance.handle}.json`]!) as { version: number; record: { ports: unknown[] } };
     expect(record.version).toBe(2);
     expect(record.record.ports).toContainEqual({ protocol: 'tcp', hostPort: p.port, instancePort: p.port, hostAddress: SECOND });
+    // Records, links and elements add up, the element in published_host_ports.
+    const owned = await f.ownedState();
+    expect(consistencyProblems(owned)).toEqual([]);
+    expect(owned.ports).toContainEqual({
+      protocol: 'tcp',
+      hostPort: p.port,
+      address: p.instance.address,
+      instancePort: p.port,
+      hostAddress: SECOND,
+    });
 
     await f.api.deleteInterface({ interfaceName: p.instance.handle });
     notReached(await probe(f.world.ns, SECOND, p.port, 'tcp', 1000), `after the delete: world -> ${SECOND}:${p.port}`);
