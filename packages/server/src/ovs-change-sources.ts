@@ -117,7 +117,10 @@ export class OvsdbChangeSource implements ChangeSource {
           `${this.name}: cannot reach OVSDB at ${this.remote} (${message(e)}); retrying`,
         );
       this.failures++;
-      if (!this.stopped) this.timer = setTimeout(() => void this.connect(sink), retryDelay(this.failures));
+      if (!this.stopped) {
+        this.timer = setTimeout(() => void this.connect(sink), retryDelay(this.failures));
+        this.timer.unref();
+      }
     }
   }
 
@@ -154,8 +157,9 @@ export class FlowTableWatch implements ChangeSource {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
-    await this.polling;
+    // Closing first fails a request in flight at once: a poll waiting on a hung switch does not hold the stop.
     this.connection?.close();
+    await this.polling;
     this.connection = undefined;
   }
 
@@ -179,7 +183,14 @@ export class FlowTableWatch implements ChangeSource {
     this.polls++;
     try {
       // connect() fails while the socket is not there; once connected, a lost connection dials again on the next call.
-      this.connection ??= await OpenFlowConnection.connect({ target: this.target, requestTimeoutMs: REQUEST_TIMEOUT_MS });
+      if (!this.connection) {
+        const connection = await OpenFlowConnection.connect({ target: this.target, requestTimeoutMs: REQUEST_TIMEOUT_MS });
+        if (this.stopped) {
+          connection.close();
+          return;
+        }
+        this.connection = connection;
+      }
       const classes = Object.entries(COOKIE_CLASS) as [string, CookieClass][];
       const totals = await Promise.all(
         classes.map(([, cls]) => this.connection!.aggregate(classCookieMatch(cls), `count nodenet's flows on ${this.bridge}`)),
