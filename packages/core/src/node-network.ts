@@ -626,8 +626,11 @@ export class NodeNetwork {
     // Only records that existed before the kernel is listed are checked (newer ones may not show yet);
     // every record explains what it owns.
     const knownBefore = new Set(this.instances.keys());
-    const links = await attempt('list owned links', () => this.dataplane.listOwnedLinks());
-    const elements = await attempt('list filter elements', () => this.filter.listElements());
+    // Both listings side by side: with 2,000 instances each is a large dump, and neither depends on the other.
+    const [links, elements] = await Promise.all([
+      attempt('list owned links', () => this.dataplane.listOwnedLinks()),
+      attempt('list filter elements', () => this.filter.listElements()),
+    ]);
     if (links && elements) {
       const plan = planReconcile({
         records: [...this.instances.values()],
