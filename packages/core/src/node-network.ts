@@ -211,7 +211,8 @@ export class NodeNetwork {
 
   /** Every instance record, sorted by handle. */
   listInstances(): InstanceRecord[] {
-    return [...this.instances.values()].sort((a, b) => a.handle.localeCompare(b.handle));
+    // Handles are ASCII (nni- and hex digits): code-unit order, without localeCompare's collation (~0.1 s at 2,000).
+    return [...this.instances.values()].sort((a, b) => (a.handle < b.handle ? -1 : a.handle > b.handle ? 1 : 0));
   }
 
   get instanceMtu(): number {
