@@ -37,8 +37,17 @@ export interface PlacedPort {
 export class CniBridgeSet {
   private readonly placement: BridgePlacement;
   private placementLoad: Promise<void> | undefined;
-  /** Overflow bridges checked (made or repaired) since they were last found missing, by number. */
-  private readonly overflowReady = new Map<number, Promise<void>>();
+  /**
+   * Overflow bridges checked (made or repaired) since they were last found missing, by number; `checkedAt`:
+   * the number of link listings started when the check finished (unset while it runs).
+   */
+  private readonly overflowReady = new Map<number, { ready: Promise<void>; checkedAt?: number }>();
+  /**
+   * Link listings started so far. A listing that started before a bridge was made does not show it: only
+   * one started after the check finished may forget it (else a reconcile listing taken while a burst crosses
+   * 1,000 ports made concurrent creates make the same bridge twice: `File exists`).
+   */
+  private listingsStarted = 0;
 
   constructor(
     private readonly node: IpRunner,
@@ -94,9 +103,14 @@ export class CniBridgeSet {
    * What a listing of every link (reconcile's) tells: where the instance ports are, when not known yet (this
    * spares the first create a read), and which overflow bridges are gone.
    */
-  noteListing(links: readonly IpLink[]): void {
+  noteListing(links: readonly IpLink[], listing: number): void {
     if (!this.placement.loaded && this.placementLoad === undefined) this.placement.load(links);
-    this.forgetMissing(overflowBridgesIn(this.cni, links));
+    this.forgetMissing(overflowBridgesIn(this.cni, links), listing);
+  }
+
+  /** Call right before listing the links; pass what it returns to noteListing with that listing. */
+  listingStarts(): number {
+    return ++this.listingsStarted;
   }
 
   /**
@@ -106,9 +120,10 @@ export class CniBridgeSet {
    */
   async converge(spec: CniSpec, cniRemade: boolean): Promise<string[]> {
     if (!cniRemade && this.overflowReady.size === 0 && this.placement.occupancy().length <= 1) return [];
+    const listing = this.listingStarts();
     const { links, byName } = await this.listLinks(`list the overflow bridges of ${spec.name}`);
     const found = overflowBridgesIn(spec.name, links);
-    this.forgetMissing(found);
+    this.forgetMissing(found, listing);
     const repairs = found.flatMap((index) => repairOverflowScript(spec, index, byName));
     if (repairs.length > 0) {
       await this.node.batch(
@@ -138,20 +153,26 @@ export class CniBridgeSet {
     return this.placementLoad;
   }
 
-  /** Overflow bridges not among `found` are made again by the next port placed on them. */
-  private forgetMissing(found: readonly number[]): void {
-    for (const index of [...this.overflowReady.keys()]) if (!found.includes(index)) this.overflowReady.delete(index);
+  /** Overflow bridges not among `found` (by listing number `listing`) are made again by the next port placed on them. */
+  private forgetMissing(found: readonly number[], listing: number): void {
+    for (const [index, entry] of [...this.overflowReady]) {
+      if (!found.includes(index) && entry.checkedAt !== undefined && entry.checkedAt < listing) this.overflowReady.delete(index);
+    }
   }
 
   /** Makes overflow bridge `index` and its pair, or repairs them; once per bridge until it is found missing. */
   private ensureOverflow(cni: CniSpec, index: number): Promise<void> {
-    let ready = this.overflowReady.get(index);
-    if (ready === undefined) {
-      ready = this.makeOverflow(cni, index);
-      this.overflowReady.set(index, ready);
-      ready.catch(() => this.overflowReady.delete(index));
-    }
-    return ready;
+    const known = this.overflowReady.get(index);
+    if (known) return known.ready;
+    const entry: { ready: Promise<void>; checkedAt?: number } = { ready: this.makeOverflow(cni, index) };
+    this.overflowReady.set(index, entry);
+    entry.ready.then(
+      () => (entry.checkedAt = this.listingsStarted),
+      () => {
+        if (this.overflowReady.get(index) === entry) this.overflowReady.delete(index);
+      },
+    );
+    return entry.ready;
   }
 
   private async makeOverflow(cni: CniSpec, index: number): Promise<void> {

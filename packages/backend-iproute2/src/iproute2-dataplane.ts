@@ -349,9 +349,10 @@ export class Iproute2Dataplane implements Dataplane {
    * listing also tells where the instance ports are (see BridgePlacement), sparing the first create a read.
    */
   async listOwnedLinks(): Promise<OwnedLink[]> {
+    const listing = this.bridges.listingStarts();
     const json = await this.node.json(['-d', 'link', 'show'], "list nodenet's links");
     const links = parseIpLinks(json ?? []);
-    this.bridges.noteListing(links);
+    this.bridges.noteListing(links, listing);
     return ownedLinksOf(links, CNI_NAME);
   }
 

@@ -10,7 +10,12 @@ declare const ipv4Brand: unique symbol;
 export type Ipv4Address = string & { readonly [ipv4Brand]: true };
 
 /** Parses a canonical dotted quad (no leading zeros, no integer/hex/short forms). */
+/** A canonical dotted quad (0..255 each, no leading zeros): what parseIpv4Address accepts, matched in one step. */
+const CANONICAL_IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+
 export function parseIpv4Address(input: unknown, field: string): Ipv4Address {
+  // The common case without ipaddr.js's parse and print (restore checks ~10,000 listed addresses at 2,000 instances).
+  if (typeof input === 'string' && CANONICAL_IPV4.test(input)) return input as Ipv4Address;
   if (typeof input !== 'string' || input === '') {
     throw new InvalidArgumentError(field, 'an IPv4 address is required, e.g. 198.19.1.2');
   }

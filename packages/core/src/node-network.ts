@@ -208,7 +208,8 @@ export class NodeNetwork {
 
   /** Every instance record, sorted by handle. */
   listInstances(): InstanceRecord[] {
-    return [...this.instances.values()].sort((a, b) => a.handle.localeCompare(b.handle));
+    // Handles are ASCII (nni- and hex digits): code-unit order, without localeCompare's collation (~0.1 s at 2,000).
+    return [...this.instances.values()].sort((a, b) => (a.handle < b.handle ? -1 : a.handle > b.handle ? 1 : 0));
   }
 
   get instanceMtu(): number {
@@ -632,8 +633,11 @@ export class NodeNetwork {
     // Only records that existed before the kernel is listed are checked (newer ones may not show yet);
     // every record explains what it owns.
     const knownBefore = new Set(this.instances.keys());
-    const links = await attempt('list owned links', () => this.dataplane.listOwnedLinks());
-    const elements = await attempt('list filter elements', () => this.filter.listElements());
+    // Both listings side by side: with 2,000 instances each is a large dump, and neither depends on the other.
+    const [links, elements] = await Promise.all([
+      attempt('list owned links', () => this.dataplane.listOwnedLinks()),
+      attempt('list filter elements', () => this.filter.listElements()),
+    ]);
     phaseDone('list');
     if (links && elements) {
       const plan = planReconcile({

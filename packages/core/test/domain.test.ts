@@ -22,7 +22,7 @@ function invalid(fn: () => unknown): string {
 }
 
 describe('IPv4 addresses', () => {
-  it.each(['198.19.1.2', '0.0.0.0', '255.255.255.255', '10.0.0.1'])('accepts %s', (a) => {
+  it.each(['198.19.1.2', '0.0.0.0', '255.255.255.255', '10.0.0.1', '199.249.250.9', '100.99.0.200'])('accepts %s', (a) => {
     expect(parseIpv4Address(a, 'ip_address')).toBe(a);
   });
   it.each([
@@ -31,6 +31,10 @@ describe('IPv4 addresses', () => {
     ['3325256962', /canonical/],
     ['0xc6.19.1.2', /canonical/],
     ['198.19.1.256', /canonical/],
+    ['260.1.1.1', /canonical/],
+    ['1.2.3.00', /canonical/],
+    ['1.2.3.4.5', /canonical/],
+    ['1.2.3.4\n', /canonical/],
     [' 198.19.1.2', /canonical/],
     ['198.19.1.2 ', /canonical/],
     ['198.19.1.2/24', /canonical/],

@@ -213,4 +213,24 @@ describe('FileStateStore', () => {
     expect(state.instances.map((r) => r.handle)).toEqual([instance(1).handle, instance(3).handle]);
     expect(state.released).toEqual([instance(2).handle]);
   });
+
+  it('concurrent writers (nothing inline): staged, saved and released records all land, sharing directory syncs', async () => {
+    const store = new FileStateStore(dir, { waitInline: () => false });
+    await store.load();
+    await store.saveCni(cni);
+    const n = 40;
+    await Promise.all(
+      Array.from({ length: n }, async (_, i) => {
+        if (i % 2 === 0) await (await store.stageInstance(instance(i + 1))).commit();
+        else await store.saveInstance(instance(i + 1));
+      }),
+    );
+    // A staged record discarded while others commit leaves nothing behind.
+    const discarded = await store.stageInstance(instance(n + 1));
+    await Promise.all([discarded.discard(), ...Array.from({ length: 10 }, (_, i) => store.releaseInstance(instance(i + 1).handle))]);
+    expect((await readdir(join(dir, 'instances'))).filter((f) => f.includes('.tmp-'))).toEqual([]);
+    const state = await new FileStateStore(dir).load();
+    expect(state.instances.map((r) => r.handle)).toEqual(Array.from({ length: n - 10 }, (_, i) => instance(i + 11).handle));
+    expect([...state.released].sort()).toEqual(Array.from({ length: 10 }, (_, i) => instance(i + 1).handle).sort());
+  });
 });

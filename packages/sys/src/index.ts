@@ -1,7 +1,7 @@
 /**
  * @nodenet/sys: the one place nodenet runs system commands (argument arrays, never a shell; failures as
  * core's errors naming the command and the package to install):
- * - run / runLean: one command (runLean: spawn without execa, for hot paths);
+ * - run / runLean: one command (runLean also takes input that comes later);
  * - CommandSession: a long-lived batch process (ip -batch, nft -i) fed line by line, with framing that
  *   tells where one answer ends;
  * - GroupCommitter: coalesces concurrent work items into one batch.

@@ -4,7 +4,6 @@
  * exit is a CommandError (INTERNAL) carrying the command, exit code and stderr, and naming the step.
  */
 import { spawn } from 'node:child_process';
-import { execa, type ExecaError } from 'execa';
 import { InternalError, UnavailableError } from '@nodenet/core';
 import { reportCommand, type CommandOutcome } from './observer.js';
 
@@ -59,52 +58,19 @@ export class CommandError extends InternalError {
   }
 }
 
-/** Runs `file args...` and returns its output; throws CommandError / UnavailableError. */
+/**
+ * Runs `file args...` and returns its output; throws CommandError / UnavailableError. Through
+ * node:child_process directly, like runLean: execa's stream machinery cost ~2 ms of the daemon's CPU per
+ * command, and loading it ~130 modules at every start (a quarter of the daemon's module graph).
+ */
 export function run(file: string, args: readonly string[], options: RunOptions): Promise<RunResult> {
-  return observed(file, runExeca(file, args, options));
-}
-
-async function runExeca(file: string, args: readonly string[], options: RunOptions): Promise<RunResult> {
-  for (const a of args) {
-    if (a.includes('\0')) throw new InternalError(options.step, `argument contains a NUL byte: ${JSON.stringify(a)}`);
-  }
-  try {
-    const r = await execa(file, args, {
-      input: options.input ?? '',
-      reject: false,
-      stripFinalNewline: false,
-      timeout: options.timeoutMs ?? 30_000,
-      env: { LC_ALL: 'C' },
-      extendEnv: true,
-    });
-    // Not started, killed or timed out: reject: false returns the ExecaError (an Error) instead of throwing it.
-    const failure: unknown = r;
-    if (r.failed && r.exitCode === undefined && failure instanceof Error) throw failure;
-    const exitCode = r.exitCode ?? -1;
-    if (exitCode !== 0 && !(options.okExitCodes ?? []).includes(exitCode)) {
-      throw new CommandError(options.step, describe(file, args), exitCode, String(r.stderr || r.stdout));
-    }
-    return { stdout: String(r.stdout), stderr: String(r.stderr), exitCode };
-  } catch (e) {
-    if (e instanceof CommandError) throw e;
-    const err = e as ExecaError & { code?: string };
-    if (err.code === 'ENOENT') {
-      throw notInstalled(file, e);
-    }
-    if (err.timedOut) {
-      throw new CommandError(options.step, describe(file, args), undefined, `timed out after ${options.timeoutMs ?? 30_000} ms`, {
-        cause: e,
-      });
-    }
-    throw new CommandError(options.step, describe(file, args), err.exitCode, String(err.stderr ?? err.message), { cause: e });
-  }
+  return observed(file, runSpawn(file, args, options));
 }
 
 /**
- * `run` for the per-request hot path (one command per CreateInterface / DeleteInterface): the same
- * contract and errors, through node:child_process directly. execa's stream machinery costs ~2 ms of the
- * daemon's CPU per command (measured: 2.9-3.3 ms against 0.8-1.0 ms for the same `ip -batch`), which
- * caps the rate of concurrent creates on a small node; rare commands keep going through `run`.
+ * `run` for the per-request hot path (one command per CreateInterface / DeleteInterface), with input that
+ * may come later (LeanInput). Both go through node:child_process directly: execa's stream machinery cost
+ * ~2 ms of the daemon's CPU per command (measured: 2.9-3.3 ms against 0.8-1.0 ms for the same `ip -batch`).
  */
 export function runLean(file: string, args: readonly string[], options: RunOptions & LeanInput): Promise<RunResult> {
   return observed(file, runSpawn(file, args, options));

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CommandError, runLean } from '@nodenet/sys';
+import { CommandError, run, runLean } from '@nodenet/sys';
 
 // A stand-in command (node, no kernel): echoes its standard input upper-cased, exits 3 on "fail".
 const ECHO =
@@ -29,5 +29,16 @@ describe('runLean', () => {
 
   it('a missing program is UNAVAILABLE naming what to install', async () => {
     await expect(runLean('nodenet-no-such-tool', [], { step: 'x' })).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+  });
+
+  it('run (the same path without inputLater): output, exit codes, a timeout that kills the command', async () => {
+    expect((await run(process.execPath, ['-e', ECHO], { step: 'echo', input: 'xyz' })).stdout).toBe('XYZ');
+    await expect(run(process.execPath, ['-e', ECHO], { step: 'echo', input: 'fail' })).rejects.toThrow(/failed \(exit 3\): bad input$/);
+    const started = performance.now();
+    const e = await run(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { step: 'hang', timeoutMs: 300 }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(CommandError);
+    expect((e as CommandError).message).toMatch(/^hang: .* timed out after 300 ms$/);
+    expect(performance.now() - started).toBeLessThan(30_000);
+    await expect(run('nodenet-no-such-tool', [], { step: 'x' })).rejects.toMatchObject({ code: 'UNAVAILABLE' });
   });
 });
