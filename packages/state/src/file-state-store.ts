@@ -38,7 +38,7 @@ import {
   unlinkSync,
   writeSync,
 } from 'node:fs';
-import { mkdir, open, readdir, readFile, rm, unlink } from 'node:fs/promises';
+import { mkdir, open, rm } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import {
@@ -54,7 +54,7 @@ import {
   stateWriteError,
 } from '@nodenet/core';
 import { GroupCommitter } from '@nodenet/sys';
-import { RECORD_FORMAT_VERSION, recordFormatOf, upgradeRecord } from './format-version.js';
+import { recordFormatOf, upgradeRecord } from './format-version.js';
 import { parseCniRecord, parseInstanceRecord } from './records.js';
 
 /** A state file nodenet cannot read: the daemon refuses to start rather than forget what it created. */
