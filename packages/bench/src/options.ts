@@ -90,7 +90,7 @@ export function fullOptions(overrides: Partial<BenchOptions> = {}): BenchOptions
     datapath: { seconds: 4, omitSeconds: 1, rounds: 11 },
     cniPlugin: { rounds: 100, warmup: 5 },
     cluster: { backends: ['iproute2', 'ovs'], sizes: [100, 500, 1000], repetitions: 40, idleSeconds: 10 },
-    backends: { cycles: 100, warmup: 5, existing: [100, 1000], samples: 50, fillConcurrency: 32 },
+    backends: { cycles: 100, warmup: 5, existing: [100, 1000], samples: 30, fillConcurrency: 32 },
     wakeProbe: { idleMs: 600, samples: 5 },
     allowMissingPeers: false,
     log: (line) => process.stderr.write(`${line}\n`),
