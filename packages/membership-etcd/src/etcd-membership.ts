@@ -69,6 +69,13 @@ export interface EtcdMembershipOptions {
   readonly client?: Etcd3;
   /** stop() revokes the lease so peers drop this node at once. Default false: a restarting daemon should not disturb peers. */
   readonly revokeOnStop?: boolean;
+  /**
+   * stop() without revoke moves this node's record and claim onto a lease of this many seconds (when longer
+   * than the TTL), so that peers keep routing to it while its daemon restarts, however long the restart
+   * takes under load; a restarted daemon takes them over, otherwise they expire after it. Default 0: they
+   * expire with the normal lease.
+   */
+  readonly restartGraceSeconds?: number;
   /** Deadline of each etcd request, and so of start()'s first read. Default 5000 ms. */
   readonly requestTimeoutMs?: number;
   /** Backoff of retries (re-announce, re-list, watch reconnects): first and largest delay. Default 250 / 5000 ms. */
@@ -125,6 +132,7 @@ export class EtcdMembership implements Membership {
   private readonly client: Etcd3;
   private readonly ownsClient: boolean;
   private readonly revokeOnStop: boolean;
+  private readonly restartGrace: number;
   private readonly requestTimeoutMs: number;
   private readonly retryDelay: { readonly initial: number; readonly max: number };
   private readonly maxClaimAttempts: number;
@@ -186,6 +194,13 @@ export class EtcdMembership implements Membership {
     this.nodeName = parseNodeName(options.nodeName, 'nodeName');
     this.logger = options.logger ?? silentLogger;
     this.revokeOnStop = options.revokeOnStop ?? false;
+    this.restartGrace = options.restartGraceSeconds ?? 0;
+    if (!Number.isInteger(this.restartGrace) || this.restartGrace < 0) {
+      throw new InvalidArgumentError(
+        'membership.etcd.restartGraceSeconds',
+        `must be a whole number of seconds >= 0 (got ${String(options.restartGraceSeconds)})`,
+      );
+    }
     this.requestTimeoutMs = options.requestTimeoutMs ?? 5000;
     this.retryDelay = options.retryDelayMs ?? { initial: 250, max: 5000 };
     this.maxClaimAttempts = options.maxClaimAttempts ?? 8;
@@ -292,6 +307,7 @@ export class EtcdMembership implements Membership {
       await Promise.race([watcher.cancel().catch(() => undefined), delay(1000, undefined, { ref: false })]);
     }
     const lease = this.lease;
+    const leaseId = this.leaseId;
     this.lease = null;
     this.leaseId = null;
     if (lease) {
@@ -307,10 +323,47 @@ export class EtcdMembership implements Membership {
           );
         }
       } else {
-        lease.release(); // stop renewing: the record expires with the lease
+        if (this.restartGrace > this.ttl && this.self && leaseId !== null) await this.leaveRecordForRestart(this.self, leaseId);
+        lease.release(); // stop renewing: the record expires with the lease (or the grace lease)
       }
     }
     if (this.ownsClient) this.client.close();
+  }
+
+  /**
+   * Moves this node's record and claim from its lease onto a fresh lease of restartGraceSeconds that nobody
+   * renews, in one transaction that only applies while they are still on this node's lease. Peers see the
+   * same record (no change); a restarted daemon's announce takes it over; without one it expires then.
+   */
+  private async leaveRecordForRestart(self: NodeRecord, leaseId: string): Promise<void> {
+    const keys = [this.keys.nodeKey(self.name), this.keys.claimKey(self.subnet)];
+    try {
+      const grace = await this.client.leaseClient.leaseGrant({ TTL: this.restartGrace }, { deadline: this.deadline() });
+      const res = await this.client.kv.txn(
+        {
+          compare: keys.map((key) => ({ key: Buffer.from(key), target: CompareTarget.Lease, result: CompareResult.Equal, lease: leaseId })),
+          success: [
+            { request_put: { key: Buffer.from(keys[0]!), value: Buffer.from(encodeNodeRecord(self)), lease: grace.ID } },
+            { request_put: { key: Buffer.from(keys[1]!), value: Buffer.from(self.name), lease: grace.ID } },
+          ],
+          failure: [],
+        },
+        { deadline: this.deadline() },
+      );
+      if (res.succeeded) {
+        this.logger.info(
+          { node: self.name, graceSeconds: this.restartGrace, lease: grace.ID },
+          `left this node's record in etcd for ${this.restartGrace} s: peers keep routing to it until a restarted daemon takes it over`,
+        );
+      } else {
+        this.logger.warn({ node: self.name }, `this node's record is no longer on its lease: left as it is (expires within ${this.ttl} s)`);
+      }
+    } catch (e) {
+      this.logger.warn(
+        { node: self.name, err: this.describe(e) },
+        `could not keep this node's record for a restart: it expires within ${this.ttl} s`,
+      );
+    }
   }
 
   // --- claiming -------------------------------------------------------------------------------------

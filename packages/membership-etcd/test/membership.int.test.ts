@@ -129,6 +129,50 @@ describe('EtcdMembership with a real etcd', () => {
     expect(b.peers.calls.length).toBe(callsOfB);
   });
 
+  it('restartGraceSeconds: a stopped node stays a peer past its TTL (its record moved to an unrenewed lease); a restart takes it over; stopped for good, it goes with the grace', async () => {
+    const p = newPrefix();
+    const grace = TTL + 4;
+    const self = rec('a', '198.18.0.1', '198.19.1.0/24');
+    const a = await node(p, 'a', { restartGraceSeconds: grace });
+    const b = await node(p, 'b');
+    await a.m.announce(self);
+    await waitFor('b to see a', () => names(b).length === 1, 5000);
+    const oldLease = a.m.leaseInfo()!.id;
+    const stoppedAt = Date.now();
+    await a.m.stop();
+    const graceLease = await leaseOf(`${p}/nodes/a`);
+    expect(graceLease).not.toBeNull();
+    expect(graceLease).not.toBe(oldLease);
+    expect(await leaseOf(`${p}/subnets/198.19.1.0_24`)).toBe(graceLease);
+    const neverLostA = () => b.peers.calls.filter((c) => c.at >= stoppedAt).every((c) => c.peers.some((x) => x.name === 'a'));
+
+    // Past the old lease's TTL (the daemon is still "restarting"), b has not lost a.
+    await new Promise((r) => setTimeout(r, TTL * 1000 + 2000));
+    expect(await value(`${p}/nodes/a`)).not.toBeNull();
+    expect(neverLostA()).toBe(true);
+
+    // The restarted node takes the record over; the grace lease then runs out taking nothing with it.
+    const a2 = await node(p, 'a', { restartGraceSeconds: grace });
+    await a2.m.announce(self);
+    expect(await leaseOf(`${p}/nodes/a`)).toBe(a2.m.leaseInfo()!.id);
+    expect(await leaseOf(`${p}/subnets/198.19.1.0_24`)).toBe(a2.m.leaseInfo()!.id);
+    await new Promise((r) => setTimeout(r, Math.max(0, stoppedAt + (grace + 2) * 1000 - Date.now())));
+    expect(neverLostA()).toBe(true);
+    expect(names(b)).toEqual(['a=198.18.0.1@198.19.1.0/24']);
+
+    // Stopped without a restart: b drops it once the grace lease ends.
+    const stopped2 = Date.now();
+    await a2.m.stop();
+    const gone = await waitFor(
+      'b to drop a',
+      () => b.peers.calls.find((c) => c.at >= stopped2 && c.peers.length === 0),
+      grace * 1000 + 10_000,
+      10,
+    );
+    measure(`stop (restartGraceSeconds ${grace}) -> peer listener without the node`, gone.at - stopped2);
+    expect(await value(`${p}/nodes/a`)).toBeNull();
+  });
+
   it('revokeOnStop removes the node at once', async () => {
     const p = newPrefix();
     const a = await node(p, 'a');

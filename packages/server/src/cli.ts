@@ -46,6 +46,7 @@ Relative paths in the file are relative to the file's directory.
       endpoints: [http://127.0.0.1:2379]
       prefix: /nodenet
       leaseTtlSeconds: 15
+      restartGraceSeconds: 60   a graceful stop leaves the record this long, so a restart keeps peers' routes (0: off)
       tls:                      optional, https:// endpoints only (paths relative to the config file)
         ca: FILE                verifies etcd's certificate (default: the system's roots)
         cert: FILE              with key: this node's client certificate (PEM)

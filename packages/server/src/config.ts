@@ -82,6 +82,8 @@ export interface DaemonConfig {
       readonly endpoints: readonly string[];
       readonly prefix: string;
       readonly leaseTtlSeconds: number;
+      /** A graceful stop leaves this node's record this long (a restart keeps peers' routes); 0: it expires with the lease. */
+      readonly restartGraceSeconds: number;
       /** PEM files (absolute paths) for https endpoints: ca verifies etcd; cert + key are this node's client certificate. */
       readonly tls?: EtcdTlsFiles;
     };
@@ -304,6 +306,7 @@ const configSchema = z.strictObject({
             .regex(/^\/[\x21-\x7e]*$/, { error: 'must start with / and contain no spaces, e.g. /nodenet' })
             .default('/nodenet'),
           leaseTtlSeconds: intIn(1, 3600).default(15),
+          restartGraceSeconds: intIn(0, 3600).default(60),
           tls: z
             .strictObject({
               ca: path('the path of a PEM CA certificate file').optional(),

@@ -89,10 +89,18 @@ export async function loadEtcdModule(config: DaemonConfig): Promise<EtcdModule |
 export function createMembership(config: DaemonConfig, logger: Logger, etcd?: EtcdModule): Membership {
   if (config.membership.type === 'etcd') {
     if (etcd === undefined) throw new Error('etcd membership needs the etcd adapter: pass what loadEtcdModule(config) returns');
-    const { endpoints, prefix, leaseTtlSeconds } = config.membership.etcd;
+    const { endpoints, prefix, leaseTtlSeconds, restartGraceSeconds } = config.membership.etcd;
     const tls = readEtcdTls(config); // the PEM files; a problem is a ConfigError naming the key and the path
     try {
-      return new etcd.EtcdMembership({ endpoints, prefix, leaseTtlSeconds, ...(tls ? { tls } : {}), nodeName: config.nodeName, logger });
+      return new etcd.EtcdMembership({
+        endpoints,
+        prefix,
+        leaseTtlSeconds,
+        restartGraceSeconds,
+        ...(tls ? { tls } : {}),
+        nodeName: config.nodeName,
+        logger,
+      });
     } catch (e) {
       // Its field names are the config's keys (membership.etcd.endpoints[0], ...): a config error, exit code 2.
       if (e instanceof InvalidArgumentError) throw new ConfigError([`config: ${e.message}`]);

@@ -70,7 +70,7 @@ async function load(raw: object): Promise<{ problems: string[]; exitCode?: numbe
 describe('membership.etcd.tls in parseConfig', () => {
   it('is optional: https endpoints without it keep using the system roots', () => {
     const c = parseConfig(etcdWith({ endpoints: HTTPS }), { backends });
-    expect(c.membership.etcd).toEqual({ endpoints: HTTPS, prefix: '/nodenet', leaseTtlSeconds: 15 });
+    expect(c.membership.etcd).toEqual({ endpoints: HTTPS, prefix: '/nodenet', leaseTtlSeconds: 15, restartGraceSeconds: 60 });
   });
 
   it('accepts ca alone, and ca with cert and key', () => {
@@ -127,7 +127,7 @@ describe('membership.etcd.tls files in loadConfig', () => {
     expect(material?.key?.toString()).toContain('PRIVATE KEY-----');
     expect(configSummary(c)['membership']).toEqual({
       type: 'etcd',
-      etcd: { endpoints: HTTPS, prefix: '/nodenet', leaseTtlSeconds: 15, tls: { ca: cert, cert, key } },
+      etcd: { endpoints: HTTPS, prefix: '/nodenet', leaseTtlSeconds: 15, restartGraceSeconds: 60, tls: { ca: cert, cert, key } },
     });
   });
 

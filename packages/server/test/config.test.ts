@@ -30,7 +30,12 @@ describe('parseConfig defaults', () => {
     expect(c.overlay).toEqual({ mode: 'vxlan', vni: 4242, port: 4789 });
     expect(c.membership.type).toBe('static');
     expect(c.membership.peers).toEqual([]);
-    expect(c.membership.etcd).toEqual({ endpoints: ['http://127.0.0.1:2379'], prefix: '/nodenet', leaseTtlSeconds: 15 });
+    expect(c.membership.etcd).toEqual({
+      endpoints: ['http://127.0.0.1:2379'],
+      prefix: '/nodenet',
+      leaseTtlSeconds: 15,
+      restartGraceSeconds: 60,
+    });
     expect(c.ovs).toEqual({ db: 'unix:/var/run/openvswitch/db.sock', runDir: '/var/run/openvswitch', datapathType: 'system' });
     expect(c.logLevel).toBe('info');
   });
