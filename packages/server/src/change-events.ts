@@ -176,7 +176,7 @@ export function scopeOfChange(change: string): ChangeScope {
   const link = /^link (\S+) (deleted|down)$/.exec(change);
   if (link) return INSTANCE_LINK.test(link[1]!) ? 'node' : OVERLAY_LINK.test(link[1]!) ? 'overlay' : 'all';
   const address = /^address \S+ deleted from (\S+)$/.exec(change);
-  if (address) return INSTANCE_LINK.test(address[1]!) ? 'node' : 'all';
+  if (address) return INSTANCE_LINK.test(address[1]!) ? 'node' : OVERLAY_LINK.test(address[1]!) ? 'overlay' : 'all';
   if (/^(overlay route \S+|(neighbour|entry) \S+ on \S+|fdb entry .* on \S+) deleted$/.test(change)) return 'overlay';
   // nftables: the netdev table holds the overlay's uplink guard; the others are the node's packet filter.
   const nft = /(?:^table|of table) (\S+) nodenet deleted/.exec(change);

@@ -1,11 +1,13 @@
 /**
- * Event-driven repair: long-lived monitors follow the change notifications of the kernel (links, addresses,
- * routes, neighbour and FDB entries, nftables) and, with the ovs backend, of Open vSwitch (OVSDB rows, the
- * bridge's flow table), in the daemon's network namespace. A change to something nodenet owns (see
- * change-events.ts) sets off a reconcile pass through the RepairScheduler (coalesced, contest back-off).
- * A monitor that dies is started again with back-off; when it is back, a pass runs (changes may have been
- * missed meanwhile: an OVSDB monitor reconnecting after ovsdb-server restarted, the flow monitor after
- * ovs-vswitchd restarted, sees a switch that may have forgotten everything). The periodic pass stays.
+ * Event-driven repair: long-lived monitor processes follow the change notifications of the kernel (links,
+ * addresses, routes, neighbour and FDB entries, nftables) in the daemon's network namespace and, with the
+ * ovs backend, followers inside the daemon those of Open vSwitch (OVSDB rows, the bridge's flow table: see
+ * ovs-change-sources.ts). A change to something nodenet owns (see change-events.ts) sets off a reconcile
+ * pass through the RepairScheduler (coalesced, contest back-off), limited to the part the changes concern
+ * (the node's, the overlay's, or both). A monitor that dies is started again with back-off, a follower
+ * reconnects; when either is back, a full pass runs (changes may have been missed meanwhile: an OVSDB
+ * session after ovsdb-server restarted, the flow table after ovs-vswitchd restarted, sees a switch that may
+ * have forgotten everything). The periodic pass stays.
  */
 import { RepairScheduler, type Logger, type ReconcileCause, type RepairKind, type RepairPolicyOptions } from '@nodenet/core';
 import { LineMonitor } from '@nodenet/sys';
@@ -21,23 +23,12 @@ import type { PassResult } from './cluster-link.js';
 import type { DaemonConfig } from './config.js';
 import type { ChangeSink, ChangeSource } from './ovs-change-sources.js';
 
-/** A restarted monitor that waits to count as connected, still running after this long, is (see connectedWhen). */
-const CONNECTED_AFTER_MS = 200;
-
 export interface MonitorSpec {
   readonly name: string;
   readonly file: string;
   readonly args: readonly string[];
-  readonly env?: Readonly<Record<string, string>>;
   /** The relevant changes a line reports (none: []). */
   classify(line: string): readonly string[];
-  /**
-   * When a restarted monitor counts as connected (and a pass runs for what it may have missed): `spawn`,
-   * once the process runs (ip and nft watch the kernel: they cannot fail to connect); `alive`, once it has
-   * run for a moment without exiting (OVS tools exit at once when the switch is not there yet, and print
-   * nothing on connecting to an empty database).
-   */
-  readonly connectedWhen: 'spawn' | 'alive';
 }
 
 const one = (s: string | null): readonly string[] => (s === null ? [] : [s]);
@@ -50,7 +41,6 @@ export function monitorSpecs(config: Pick<DaemonConfig, 'backend' | 'overlay'>):
       file: 'ip',
       args: ['-o', 'monitor', 'link', 'address', 'route', 'neigh'],
       classify: (l) => one(classifyIpMonitorLine(l)),
-      connectedWhen: 'spawn',
     },
     // Deletions only: nodenet's own additions (every create) need no look.
     {
@@ -58,7 +48,6 @@ export function monitorSpecs(config: Pick<DaemonConfig, 'backend' | 'overlay'>):
       file: 'nft',
       args: ['-j', 'monitor', 'destroy'],
       classify: (l) => one(classifyNftMonitorLine(l)),
-      connectedWhen: 'spawn',
     },
   ];
   if (config.backend !== 'ovs' && config.overlay.mode === 'vxlan') {
@@ -67,7 +56,6 @@ export function monitorSpecs(config: Pick<DaemonConfig, 'backend' | 'overlay'>):
       file: 'bridge',
       args: ['monitor', 'fdb'],
       classify: (l) => one(classifyFdbMonitorLine(l)),
-      connectedWhen: 'spawn',
     });
   }
   return specs;
@@ -204,27 +192,14 @@ export class ChangeWatcher {
 
   private monitorOf(spec: MonitorSpec): LineMonitor {
     const logger = this.options.logger;
-    let exits = 0;
     let lastExit = '';
     return new LineMonitor({
       name: spec.name,
       file: spec.file,
       args: spec.args,
-      ...(spec.env ? { env: spec.env } : {}),
+      // The kernel's monitors cannot fail to connect: once restarted, they watch again.
       onStart: ({ restart }) => {
-        if (!restart) return;
-        if (spec.connectedWhen === 'spawn') {
-          this.notify(`${spec.name} restarted`);
-          return;
-        }
-        const generation = exits;
-        const timer = setTimeout(() => {
-          if (exits !== generation || this.stopped) return;
-          lastExit = '';
-          logger.info({ event: 'monitor-reconnected', monitor: spec.name }, `${spec.name} is back`);
-          this.notify(`${spec.name} reconnected`);
-        }, CONNECTED_AFTER_MS);
-        timer.unref();
+        if (restart) this.notify(`${spec.name} restarted`);
       },
       onLine: (line) => {
         for (const cause of spec.classify(line)) {
@@ -233,8 +208,7 @@ export class ChangeWatcher {
         }
       },
       onExit: ({ code, signal, stderr, retryInMs }) => {
-        exits++;
-        // The same failure again and again (a switch that stays down) is logged once.
+        // The same failure again and again (a monitor that keeps failing) is logged once.
         const summary = `${code ?? signal}: ${stderr.split('\n').pop() ?? ''}`;
         const fields = { event: 'monitor-exit', monitor: spec.name, code, signal, stderr: stderr.slice(-500), retryInMs };
         if (summary !== lastExit)

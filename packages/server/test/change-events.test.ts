@@ -175,6 +175,7 @@ describe('scopeOfChange', () => {
     ['Interface nnh-1a2b3c4d: ofport 7 -> -1', 'node'],
     ['2 instance flows on nodenet0 deleted', 'node'],
     ['link nodenet-vx deleted', 'overlay'],
+    ['address 198.19.1.0/32 deleted from nodenet-vx', 'overlay'],
     ['link nodenet-phy down', 'overlay'],
     ['overlay route 198.19.5.0/24 deleted', 'overlay'],
     ['neighbour 198.19.5.0 on nodenet-vx deleted', 'overlay'],
