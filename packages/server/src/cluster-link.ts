@@ -198,8 +198,15 @@ export class ReconcileLoop {
     return { repairs, repairCounts, phases };
   }
 
-  async stop(): Promise<void> {
+  /** Stops the interval; waits for a pass in flight up to `waitMs` (a pass left running sees its adapters close). */
+  async stop(waitMs = Infinity): Promise<void> {
     if (this.timer) clearInterval(this.timer);
-    await this.running;
+    if (!this.running) return;
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<void>((done) => {
+      if (Number.isFinite(waitMs)) timer = setTimeout(done, waitMs);
+    });
+    await Promise.race([this.running.catch(() => undefined), expired]);
+    clearTimeout(timer);
   }
 }

@@ -258,6 +258,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
     },
     stop({ timeoutMs = 10_000 } = {}) {
       stopping ??= (async () => {
+        const deadline = Date.now() + timeoutMs;
         for (const s of HEALTH_SERVICES) health.setStatus(s, 'NOT_SERVING');
         // Health watchers have now seen NOT_SERVING; their streams never end by themselves and would hold
         // the graceful shutdown until the timeout.
@@ -278,9 +279,12 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
           });
         });
         await cniClosed;
-        // A forced stop does not wait for an event pass held up by a hung command.
-        await watcher?.stop(forced ? 0 : timeoutMs);
-        await reconciler.stop();
+        // One deadline for the whole stop: a repair pass (event or periodic) holds nothing a restart needs and
+        // can take seconds on a loaded host; waiting for it past the deadline got the daemon SIGKILLed by its
+        // supervisor, and then the graceful steps below (the membership record kept for a restart) never ran.
+        const left = () => (forced ? 0 : Math.max(0, deadline - Date.now()));
+        await watcher?.stop(left());
+        await reconciler.stop(left());
         await cluster.stop();
         await metrics?.close();
         await closeAdapters(adapters, logger);
