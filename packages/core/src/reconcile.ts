@@ -4,7 +4,9 @@
  * to remove. Only what nodenet owns is ever considered: links with its owner tag, elements of its tables.
  */
 import { OWNER_ALIAS_PREFIX, type IfName } from './names.js';
-import { portKey } from './ports.js';
+import { portKey, type Port, type Protocol } from './ports.js';
+import { addressFamily, linkLocalForMac } from './net6.js';
+import { addressList, instanceAddressesOfRecord } from './addressing.js';
 import type { InstanceRecord } from './model.js';
 import type { AllowedSource, FilterElements, LinkState, PublishedPort } from './ports-of-core.js';
 
@@ -44,12 +46,22 @@ export interface PlanInput {
 
 const sourceKey = (ifname: string, address: string) => `${ifname}|${address}`;
 const portValue = (p: { address: string; instancePort: number }) => `${p.address}:${p.instancePort}`;
+/** A published port's key in the map of its address's family (a dual-stack port is in both). */
+const familyPortKey = (protocol: Protocol, hostPort: number, address: string) =>
+  `${portKey(protocol, hostPort as Port)}|v${addressFamily(address)}`;
+
+/** The filter addresses of a record: its addresses, and with IPv6 its link-local one (admitted as a source too). */
+function filterAddressesOf(r: InstanceRecord): { addresses: string[]; sources: string[] } {
+  const addresses = addressList(instanceAddressesOfRecord(r));
+  const linkLocal = addresses.some((a) => addressFamily(a) === 6) ? [linkLocalForMac(r.mac)] : [];
+  return { addresses, sources: [...addresses, ...linkLocal] };
+}
 
 export function planReconcile(input: PlanInput): ReconcilePlan {
   const linkNames = new Set(input.links.map((l) => l.name));
   const masterOf = new Map(input.links.map((l) => [l.name, l.master]));
   const detachedPorts: InstanceRecord[] = [];
-  const portsHeld = new Map(input.elements.ports.map((p) => [portKey(p.protocol, p.hostPort as never), portValue(p)]));
+  const portsHeld = new Map(input.elements.ports.map((p) => [familyPortKey(p.protocol, p.hostPort, p.address), portValue(p)]));
   const sourcesHeld = new Set(input.elements.sources.map((s) => sourceKey(s.ifname, s.address)));
 
   const missingInterfaces: InstanceRecord[] = [];
@@ -61,9 +73,11 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
   for (const r of input.records) {
     explainedLinks.add(r.hostIfname);
     explainedLinks.add(r.handle);
-    explainedSources.add(sourceKey(r.hostIfname, r.address));
-    for (const m of r.ports)
-      explainedPorts.set(portKey(m.protocol, m.hostPort), portValue({ address: r.address, instancePort: m.instancePort }));
+    const own = filterAddressesOf(r);
+    for (const a of own.sources) explainedSources.add(sourceKey(r.hostIfname, a));
+    for (const a of own.addresses)
+      for (const m of r.ports)
+        explainedPorts.set(familyPortKey(m.protocol, m.hostPort, a), portValue({ address: a, instancePort: m.instancePort }));
     if (input.busy.handles.has(r.handle) || !input.checkable.has(r.handle)) continue;
     if (!linkNames.has(r.hostIfname)) {
       missingInterfaces.push(r);
@@ -72,9 +86,11 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
     const master = masterOf.get(r.hostIfname);
     if (master !== undefined && input.cniName !== null && master !== input.cniName) detachedPorts.push(r);
     const rulesOk =
-      sourcesHeld.has(sourceKey(r.hostIfname, r.address)) &&
-      r.ports.every(
-        (m) => portsHeld.get(portKey(m.protocol, m.hostPort)) === portValue({ address: r.address, instancePort: m.instancePort }),
+      own.sources.every((a) => sourcesHeld.has(sourceKey(r.hostIfname, a))) &&
+      own.addresses.every((a) =>
+        r.ports.every(
+          (m) => portsHeld.get(familyPortKey(m.protocol, m.hostPort, a)) === portValue({ address: a, instancePort: m.instancePort }),
+        ),
       );
     if (!rulesOk) missingRules.push(r);
   }
@@ -89,7 +105,7 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
   const orphanPorts: PublishedPort[] = input.elements.ports.filter((p) => {
     const key = portKey(p.protocol, p.hostPort as never);
     if (input.busy.portKeys.has(key) || input.busy.addresses.has(p.address)) return false;
-    return explainedPorts.get(key) !== portValue(p);
+    return explainedPorts.get(familyPortKey(p.protocol, p.hostPort, p.address)) !== portValue(p);
   });
   const orphanSources: AllowedSource[] = input.elements.sources.filter((s) => {
     if (input.busy.addresses.has(s.address)) return false;

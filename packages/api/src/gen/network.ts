@@ -103,6 +103,10 @@ export function protocolToJSON(object: Protocol): string {
 
 /** Request structure used to create a new virtual interface */
 export interface CreateInterfaceRequest {
+  /**
+   * The instance's address in the seed's family of the node: IPv4 on an IPv4 or dual-stack node, IPv6
+   * (RFC 5952 canonical text, e.g. fd19:0:0:1::2) on an IPv6-only node.
+   */
   ipAddress: string;
   ports: number[];
   /**
@@ -127,6 +131,13 @@ export interface CreateInterfaceRequest {
    * `ports` publish the same port for TCP and UDP.
    */
   portMappings: PortMapping[];
+  /**
+   * Dual-stack node only: the instance's IPv6 address (RFC 5952 canonical text) besides ip_address's IPv4.
+   * Absent: the instance gets IPv4 only. Set on a node without IPv6, or on an IPv6-only node (whose
+   * ip_address already carries IPv6): INVALID_ARGUMENT. Published ports are published in every family the
+   * instance has.
+   */
+  ipv6Address?: string | undefined;
 }
 
 export interface PortMapping {
@@ -154,16 +165,27 @@ export interface CreateInterfaceResponse {
   macAddress?:
     | string
     | undefined;
-  /** The node's gateway for the instance (the CNI's address). */
+  /**
+   * The node's gateway for the instance (the CNI's address) in the family of ip_address: IPv4, or IPv6 on
+   * an IPv6-only node.
+   */
   gateway?:
     | string
     | undefined;
-  /** The prefix length of the node's instance subnet. */
+  /** The prefix length of the node's instance subnet in that family. */
   prefixLength?:
     | number
     | undefined;
   /** The MTU the instance interface has (underlay MTU minus the overlay's overhead). */
-  mtu?: number | undefined;
+  mtu?:
+    | number
+    | undefined;
+  /**
+   * Set when the instance got an IPv6 address besides IPv4 (a dual-stack node and ipv6_address given):
+   * the IPv6 gateway (default route) and the prefix length of the node's IPv6 subnet.
+   */
+  ipv6Gateway?: string | undefined;
+  ipv6PrefixLength?: number | undefined;
 }
 
 /** Request structure used to delete a virtual interface */
@@ -171,10 +193,26 @@ export interface DeleteInterfaceRequest {
   interfaceName: string;
 }
 
-/** Request structure used to create a new virtual network interface */
+/**
+ * Request structure used to create a new virtual network interface
+ * A node's CNI holds an IPv4 subnet, an IPv6 subnet or both:
+ * - IPv4 only: ip_address / sub_network in IPv4 (the seed);
+ * - dual stack: ip_address / sub_network in IPv4, plus ipv6_address / ipv6_sub_network;
+ * - IPv6 only: ip_address / sub_network in IPv6 (and the ipv6_* fields empty).
+ * IPv6 text is RFC 5952 canonical; an IPv6 subnet is /64 to /120, the gateway a host address inside it.
+ */
 export interface CreateContainerNetworkInterfaceRequest {
   ipAddress: string;
   subNetwork: string;
+  /**
+   * --- nodenet extensions (optional) ---
+   * The IPv6 gateway (the bridge's IPv6 address) of a dual-stack node, e.g. fd19:0:0:1::1.
+   */
+  ipv6Address?:
+    | string
+    | undefined;
+  /** The node's IPv6 instance subnet of a dual-stack node, e.g. fd19:0:0:1::/64. */
+  ipv6SubNetwork?: string | undefined;
 }
 
 /** Response structure returned after a new network interface has been created */
@@ -214,10 +252,14 @@ export interface InspectRequest {
 
 export interface CniInfo {
   name: string;
+  /** The seed's family: IPv4, or IPv6 on an IPv6-only node. */
   gateway: string;
   subNetwork: string;
   mtu: number;
   macAddress: string;
+  /** The IPv6 half of a dual-stack node. */
+  ipv6Gateway?: string | undefined;
+  ipv6SubNetwork?: string | undefined;
 }
 
 export interface InterfaceInfo {
@@ -233,6 +275,8 @@ export interface InterfaceInfo {
   /** present: the bridge port exists in the kernel; missing: it does not (the next reconcile repairs or releases it). */
   state: string;
   createdAt: string;
+  /** A dual-stack instance's IPv6 address. */
+  ipv6Address?: string | undefined;
 }
 
 export interface ReconcileResult {
@@ -255,7 +299,15 @@ export interface InspectResponse {
 }
 
 function createBaseCreateInterfaceRequest(): CreateInterfaceRequest {
-  return { ipAddress: "", ports: [], netns: undefined, ifname: undefined, kind: undefined, portMappings: [] };
+  return {
+    ipAddress: "",
+    ports: [],
+    netns: undefined,
+    ifname: undefined,
+    kind: undefined,
+    portMappings: [],
+    ipv6Address: undefined,
+  };
 }
 
 export const CreateInterfaceRequest: MessageFns<CreateInterfaceRequest> = {
@@ -281,6 +333,9 @@ export const CreateInterfaceRequest: MessageFns<CreateInterfaceRequest> = {
     }
     for (const v of message.portMappings) {
       PortMapping.encode(v!, writer.uint32(50).fork()).join();
+    }
+    if (message.ipv6Address !== undefined) {
+      writer.uint32(58).string(message.ipv6Address);
     }
     return writer;
   },
@@ -356,6 +411,14 @@ export const CreateInterfaceRequest: MessageFns<CreateInterfaceRequest> = {
             message.portMappings.push(PortMapping.decode(reader, reader.uint32()));
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.ipv6Address = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -384,6 +447,11 @@ export const CreateInterfaceRequest: MessageFns<CreateInterfaceRequest> = {
         : globalThis.Array.isArray(object?.port_mappings)
         ? object.port_mappings.map((e: any) => PortMapping.fromJSON(e))
         : [],
+      ipv6Address: isSet(object.ipv6Address)
+        ? globalThis.String(object.ipv6Address)
+        : isSet(object.ipv6_address)
+        ? globalThis.String(object.ipv6_address)
+        : undefined,
     };
   },
 
@@ -407,6 +475,9 @@ export const CreateInterfaceRequest: MessageFns<CreateInterfaceRequest> = {
     if (message.portMappings?.length) {
       obj.portMappings = message.portMappings.map((e) => PortMapping.toJSON(e));
     }
+    if (message.ipv6Address !== undefined) {
+      obj.ipv6Address = message.ipv6Address;
+    }
     return obj;
   },
 
@@ -421,6 +492,7 @@ export const CreateInterfaceRequest: MessageFns<CreateInterfaceRequest> = {
     message.ifname = object.ifname ?? undefined;
     message.kind = object.kind ?? undefined;
     message.portMappings = object.portMappings?.map((e) => PortMapping.fromPartial(e)) || [];
+    message.ipv6Address = object.ipv6Address ?? undefined;
     return message;
   },
 };
@@ -542,6 +614,8 @@ function createBaseCreateInterfaceResponse(): CreateInterfaceResponse {
     gateway: undefined,
     prefixLength: undefined,
     mtu: undefined,
+    ipv6Gateway: undefined,
+    ipv6PrefixLength: undefined,
   };
 }
 
@@ -564,6 +638,12 @@ export const CreateInterfaceResponse: MessageFns<CreateInterfaceResponse> = {
     }
     if (message.mtu !== undefined) {
       writer.uint32(48).uint32(message.mtu);
+    }
+    if (message.ipv6Gateway !== undefined) {
+      writer.uint32(58).string(message.ipv6Gateway);
+    }
+    if (message.ipv6PrefixLength !== undefined) {
+      writer.uint32(64).uint32(message.ipv6PrefixLength);
     }
     return writer;
   },
@@ -629,6 +709,22 @@ export const CreateInterfaceResponse: MessageFns<CreateInterfaceResponse> = {
             message.mtu = reader.uint32();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.ipv6Gateway = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.ipv6PrefixLength = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -665,6 +761,16 @@ export const CreateInterfaceResponse: MessageFns<CreateInterfaceResponse> = {
         ? globalThis.Number(object.prefix_length)
         : undefined,
       mtu: isSet(object.mtu) ? globalThis.Number(object.mtu) : undefined,
+      ipv6Gateway: isSet(object.ipv6Gateway)
+        ? globalThis.String(object.ipv6Gateway)
+        : isSet(object.ipv6_gateway)
+        ? globalThis.String(object.ipv6_gateway)
+        : undefined,
+      ipv6PrefixLength: isSet(object.ipv6PrefixLength)
+        ? globalThis.Number(object.ipv6PrefixLength)
+        : isSet(object.ipv6_prefix_length)
+        ? globalThis.Number(object.ipv6_prefix_length)
+        : undefined,
     };
   },
 
@@ -688,6 +794,12 @@ export const CreateInterfaceResponse: MessageFns<CreateInterfaceResponse> = {
     if (message.mtu !== undefined) {
       obj.mtu = Math.round(message.mtu);
     }
+    if (message.ipv6Gateway !== undefined) {
+      obj.ipv6Gateway = message.ipv6Gateway;
+    }
+    if (message.ipv6PrefixLength !== undefined) {
+      obj.ipv6PrefixLength = Math.round(message.ipv6PrefixLength);
+    }
     return obj;
   },
 
@@ -702,6 +814,8 @@ export const CreateInterfaceResponse: MessageFns<CreateInterfaceResponse> = {
     message.gateway = object.gateway ?? undefined;
     message.prefixLength = object.prefixLength ?? undefined;
     message.mtu = object.mtu ?? undefined;
+    message.ipv6Gateway = object.ipv6Gateway ?? undefined;
+    message.ipv6PrefixLength = object.ipv6PrefixLength ?? undefined;
     return message;
   },
 };
@@ -780,7 +894,7 @@ export const DeleteInterfaceRequest: MessageFns<DeleteInterfaceRequest> = {
 };
 
 function createBaseCreateContainerNetworkInterfaceRequest(): CreateContainerNetworkInterfaceRequest {
-  return { ipAddress: "", subNetwork: "" };
+  return { ipAddress: "", subNetwork: "", ipv6Address: undefined, ipv6SubNetwork: undefined };
 }
 
 export const CreateContainerNetworkInterfaceRequest: MessageFns<CreateContainerNetworkInterfaceRequest> = {
@@ -790,6 +904,12 @@ export const CreateContainerNetworkInterfaceRequest: MessageFns<CreateContainerN
     }
     if (message.subNetwork !== "") {
       writer.uint32(18).string(message.subNetwork);
+    }
+    if (message.ipv6Address !== undefined) {
+      writer.uint32(26).string(message.ipv6Address);
+    }
+    if (message.ipv6SubNetwork !== undefined) {
+      writer.uint32(34).string(message.ipv6SubNetwork);
     }
     return writer;
   },
@@ -823,6 +943,22 @@ export const CreateContainerNetworkInterfaceRequest: MessageFns<CreateContainerN
             message.subNetwork = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.ipv6Address = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.ipv6SubNetwork = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -847,6 +983,16 @@ export const CreateContainerNetworkInterfaceRequest: MessageFns<CreateContainerN
         : isSet(object.sub_network)
         ? globalThis.String(object.sub_network)
         : "",
+      ipv6Address: isSet(object.ipv6Address)
+        ? globalThis.String(object.ipv6Address)
+        : isSet(object.ipv6_address)
+        ? globalThis.String(object.ipv6_address)
+        : undefined,
+      ipv6SubNetwork: isSet(object.ipv6SubNetwork)
+        ? globalThis.String(object.ipv6SubNetwork)
+        : isSet(object.ipv6_sub_network)
+        ? globalThis.String(object.ipv6_sub_network)
+        : undefined,
     };
   },
 
@@ -857,6 +1003,12 @@ export const CreateContainerNetworkInterfaceRequest: MessageFns<CreateContainerN
     }
     if (message.subNetwork !== "") {
       obj.subNetwork = message.subNetwork;
+    }
+    if (message.ipv6Address !== undefined) {
+      obj.ipv6Address = message.ipv6Address;
+    }
+    if (message.ipv6SubNetwork !== undefined) {
+      obj.ipv6SubNetwork = message.ipv6SubNetwork;
     }
     return obj;
   },
@@ -872,6 +1024,8 @@ export const CreateContainerNetworkInterfaceRequest: MessageFns<CreateContainerN
     const message = createBaseCreateContainerNetworkInterfaceRequest();
     message.ipAddress = object.ipAddress ?? "";
     message.subNetwork = object.subNetwork ?? "";
+    message.ipv6Address = object.ipv6Address ?? undefined;
+    message.ipv6SubNetwork = object.ipv6SubNetwork ?? undefined;
     return message;
   },
 };
@@ -1400,7 +1554,15 @@ export const InspectRequest: MessageFns<InspectRequest> = {
 };
 
 function createBaseCniInfo(): CniInfo {
-  return { name: "", gateway: "", subNetwork: "", mtu: 0, macAddress: "" };
+  return {
+    name: "",
+    gateway: "",
+    subNetwork: "",
+    mtu: 0,
+    macAddress: "",
+    ipv6Gateway: undefined,
+    ipv6SubNetwork: undefined,
+  };
 }
 
 export const CniInfo: MessageFns<CniInfo> = {
@@ -1419,6 +1581,12 @@ export const CniInfo: MessageFns<CniInfo> = {
     }
     if (message.macAddress !== "") {
       writer.uint32(42).string(message.macAddress);
+    }
+    if (message.ipv6Gateway !== undefined) {
+      writer.uint32(50).string(message.ipv6Gateway);
+    }
+    if (message.ipv6SubNetwork !== undefined) {
+      writer.uint32(58).string(message.ipv6SubNetwork);
     }
     return writer;
   },
@@ -1476,6 +1644,22 @@ export const CniInfo: MessageFns<CniInfo> = {
             message.macAddress = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.ipv6Gateway = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.ipv6SubNetwork = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1503,6 +1687,16 @@ export const CniInfo: MessageFns<CniInfo> = {
         : isSet(object.mac_address)
         ? globalThis.String(object.mac_address)
         : "",
+      ipv6Gateway: isSet(object.ipv6Gateway)
+        ? globalThis.String(object.ipv6Gateway)
+        : isSet(object.ipv6_gateway)
+        ? globalThis.String(object.ipv6_gateway)
+        : undefined,
+      ipv6SubNetwork: isSet(object.ipv6SubNetwork)
+        ? globalThis.String(object.ipv6SubNetwork)
+        : isSet(object.ipv6_sub_network)
+        ? globalThis.String(object.ipv6_sub_network)
+        : undefined,
     };
   },
 
@@ -1523,6 +1717,12 @@ export const CniInfo: MessageFns<CniInfo> = {
     if (message.macAddress !== "") {
       obj.macAddress = message.macAddress;
     }
+    if (message.ipv6Gateway !== undefined) {
+      obj.ipv6Gateway = message.ipv6Gateway;
+    }
+    if (message.ipv6SubNetwork !== undefined) {
+      obj.ipv6SubNetwork = message.ipv6SubNetwork;
+    }
     return obj;
   },
 
@@ -1536,6 +1736,8 @@ export const CniInfo: MessageFns<CniInfo> = {
     message.subNetwork = object.subNetwork ?? "";
     message.mtu = object.mtu ?? 0;
     message.macAddress = object.macAddress ?? "";
+    message.ipv6Gateway = object.ipv6Gateway ?? undefined;
+    message.ipv6SubNetwork = object.ipv6SubNetwork ?? undefined;
     return message;
   },
 };
@@ -1553,6 +1755,7 @@ function createBaseInterfaceInfo(): InterfaceInfo {
     mtu: 0,
     state: "",
     createdAt: "",
+    ipv6Address: undefined,
   };
 }
 
@@ -1590,6 +1793,9 @@ export const InterfaceInfo: MessageFns<InterfaceInfo> = {
     }
     if (message.createdAt !== "") {
       writer.uint32(90).string(message.createdAt);
+    }
+    if (message.ipv6Address !== undefined) {
+      writer.uint32(98).string(message.ipv6Address);
     }
     return writer;
   },
@@ -1695,6 +1901,14 @@ export const InterfaceInfo: MessageFns<InterfaceInfo> = {
             message.createdAt = reader.string();
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.ipv6Address = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1744,6 +1958,11 @@ export const InterfaceInfo: MessageFns<InterfaceInfo> = {
         : isSet(object.created_at)
         ? globalThis.String(object.created_at)
         : "",
+      ipv6Address: isSet(object.ipv6Address)
+        ? globalThis.String(object.ipv6Address)
+        : isSet(object.ipv6_address)
+        ? globalThis.String(object.ipv6_address)
+        : undefined,
     };
   },
 
@@ -1782,6 +2001,9 @@ export const InterfaceInfo: MessageFns<InterfaceInfo> = {
     if (message.createdAt !== "") {
       obj.createdAt = message.createdAt;
     }
+    if (message.ipv6Address !== undefined) {
+      obj.ipv6Address = message.ipv6Address;
+    }
     return obj;
   },
 
@@ -1801,6 +2023,7 @@ export const InterfaceInfo: MessageFns<InterfaceInfo> = {
     message.mtu = object.mtu ?? 0;
     message.state = object.state ?? "";
     message.createdAt = object.createdAt ?? "";
+    message.ipv6Address = object.ipv6Address ?? undefined;
     return message;
   },
 };
