@@ -4,7 +4,7 @@
  * (one link, several at once in a link group). Each line has an `id` callers use to turn a failure of that
  * line into a precise error (see explain.ts).
  */
-import { OWNER_ALIAS_PREFIX, type CniSpec, type IfName, type InstanceRecord, type InstanceSpec } from '@nodenet/core';
+import { OWNER_ALIAS_PREFIX, linkLocalForMac, type CniSpec, type IfName, type InstanceRecord, type InstanceSpec } from '@nodenet/core';
 import type { IpLine } from './ip-batch.js';
 import type { IpLink, IpLinkWithAddresses } from './ip-json.js';
 
@@ -21,6 +21,7 @@ export const LINE = {
   configureBridge: 'configure-bridge',
   bridgeAddress: 'bridge-address',
   bridgeIpv6Address: 'bridge-ipv6-address',
+  bridgeLinkLocal: 'bridge-link-local',
   bridgeUp: 'bridge-up',
   bridgeMac: 'bridge-mac',
   bridgeMtu: 'bridge-mtu',
@@ -59,6 +60,15 @@ export function cniAddressLines(spec: CniSpec): IpLine[] {
       args: ['address', 'add', cidr, 'dev', spec.name, 'nodad'],
       step: `add ${cidr} to ${spec.name}`,
     });
+    // A link-local address too (the bridge generates none: addrgenmode none): the kernel sends the neighbour
+    // solicitations of forwarded packets (a published port's DNATed traffic) from a link-local address only,
+    // and none without one (measured: the instance's neighbour entry stays FAILED).
+    const local = `${linkLocalForMac(spec.mac)}/64`;
+    lines.push({
+      id: LINE.bridgeLinkLocal,
+      args: ['address', 'add', local, 'dev', spec.name, 'nodad'],
+      step: `add ${local} to ${spec.name}`,
+    });
   }
   return lines;
 }
@@ -89,22 +99,23 @@ export function repairCniScript(spec: CniSpec, current: IpLinkWithAddresses): Cn
       line: { id: LINE.bridgeMtu, args: ['link', 'set', 'dev', name, 'mtu', String(spec.mtu)], step: `set MTU ${spec.mtu} on ${name}` },
     });
   }
-  const wanted = cniAddressLines(spec).map((line) => ({
-    line,
-    family: line.id === LINE.bridgeIpv6Address ? 'inet6' : 'inet',
-    local: line.id === LINE.bridgeIpv6Address ? spec.ipv6!.gateway : spec.ipv4!.gateway,
-    prefixlen: line.id === LINE.bridgeIpv6Address ? spec.ipv6!.subnet.prefixLength : spec.ipv4!.subnet.prefixLength,
-  }));
+  const wanted = cniAddressLines(spec).map((line) => {
+    if (line.id === LINE.bridgeLinkLocal) return { line, family: 'inet6', local: linkLocalForMac(spec.mac), prefixlen: 64 };
+    if (line.id === LINE.bridgeIpv6Address) {
+      return { line, family: 'inet6', local: spec.ipv6!.gateway, prefixlen: spec.ipv6!.subnet.prefixLength };
+    }
+    return { line, family: 'inet', local: spec.ipv4!.gateway, prefixlen: spec.ipv4!.subnet.prefixLength };
+  });
   const present = new Set<(typeof wanted)[number]>();
   for (const a of current.addresses) {
     if (a.family !== 'inet' && a.family !== 'inet6') continue;
-    // The kernel's own link-local addresses are not nodenet's business (the bridge generates none: addrgenmode none).
-    if (a.family === 'inet6' && a.local.startsWith('fe80:')) continue;
     const match = wanted.find((w) => w.family === a.family && w.local === a.local && w.prefixlen === a.prefixlen);
     if (match) {
       present.add(match);
       continue;
     }
+    // Other link-local addresses are the kernel's business, not nodenet's.
+    if (a.family === 'inet6' && a.local.startsWith('fe80:')) continue;
     // Another address on nodenet's own bridge is a leftover (e.g. a gateway from an older record).
     const cidr = `${a.local}/${a.prefixlen}`;
     repairs.push({

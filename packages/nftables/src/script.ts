@@ -384,6 +384,14 @@ function ip6Table(base: NftBase, cni: string): TableLayout {
     ],
     chains: [
       {
+        // Measured (kernel of these machines): in a namespace where nothing else uses IPv6 connection tracking,
+        // ip6 nat chains alone are never traversed (a published port is refused); a ct expression in a filter
+        // chain turns tracking on. This rule matches nothing nodenet sends through (policy accept either way).
+        name: 'conntrack',
+        declaration: '{ type filter hook prerouting priority -300; policy accept; }',
+        rules: ['ct state untracked accept comment "turns on IPv6 connection tracking for the nat chains"'],
+      },
+      {
         name: 'prerouting',
         declaration: '{ type nat hook prerouting priority -100; policy accept; }',
         rules: [`${dnat} comment "published ports"`],
@@ -450,11 +458,12 @@ function bridgeTable(base: NftBase, guardOnPorts: boolean, loopbackComment: stri
  * of duplicate address detection and MLD reports sent before a link-local address exists.
  */
 function ipv6PortRules(): string[] {
+  // Set members in numeric order (nft lists them so; the echo keeps the script's order): 131, 135, 143.
   return [
     'icmpv6 type { nd-router-advert, nd-redirect } drop comment "no router adverts or redirects from instances"',
     'ether type ip6 udp sport 547 drop comment "no DHCPv6 server replies from instances"',
     `icmpv6 type nd-neighbor-advert iifname . @th,64,128 != @${ND_TARGETS} drop comment "neighbour adverts only for the port's own addresses"`,
-    'ip6 saddr :: icmpv6 type { nd-neighbor-solicit, mld-listener-report, mld2-listener-report } accept comment "DAD and MLD before an address"',
+    'ip6 saddr :: icmpv6 type { mld-listener-report, nd-neighbor-solicit, mld2-listener-report } accept comment "DAD and MLD before an address"',
     `iifname . ip6 saddr @${ALLOWED_SOURCES6} accept comment "IPv6 from the port's own addresses"`,
   ];
 }
