@@ -253,7 +253,7 @@ describe('NftPacketFilter without a fixture', () => {
     await filter.ensureBase(filterBase());
     const instance = (i: number) => ({
       hostIfname: `nnh-${i.toString(16).padStart(8, '0')}` as IfName,
-      address: `198.19.1.${i + 2}` as Ipv4Address,
+      ipv4: `198.19.1.${i + 2}` as Ipv4Address,
       ports: both(20000 + i),
     });
     await filter.addInstance(instance(0));
