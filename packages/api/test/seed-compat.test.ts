@@ -159,8 +159,8 @@ describe('seed compatibility of network.proto', () => {
   it.each([
     [
       'a renumbered seed field',
-      (s: string) => s.replace('string ip_address = 1;', 'string ip_address = 7;'),
-      /ip_address = 1.*ip_address = 7/,
+      (s: string) => s.replace('string ip_address = 1;', 'string ip_address = 99;'),
+      /ip_address = 1.*ip_address = 99/,
     ],
     [
       'a retyped seed field',

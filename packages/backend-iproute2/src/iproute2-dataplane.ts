@@ -18,7 +18,8 @@ import {
   type InstancePlacement,
   type InstanceRecord,
   type InstanceSpec,
-  type Ipv4Address,
+  type IpAddress,
+  type Ipv6Address,
   type LinkState,
   type Logger,
   type NetnsRef,
@@ -136,7 +137,7 @@ export class Iproute2Dataplane implements Dataplane {
    * `sysctl` in another); nothing is written.
    */
   async ensureCni(spec: CniSpec): Promise<Repairs> {
-    const sysctls = cniSysctls(spec.name);
+    const sysctls = cniSysctls(spec.name, spec.ipv6 !== undefined);
     const [current, sysctlValues] = await Promise.all([
       this.readLinkWithAddresses(spec.name, `read ${spec.name}`),
       readSysctls(this.nodeNetns, sysctls, `read forwarding and ${spec.name} settings`),
@@ -179,7 +180,11 @@ export class Iproute2Dataplane implements Dataplane {
     // Overflow bridges exist only past 1,000 instances; checked once any is known, or when the CNI bridge was
     // just made again (which took the pairs' ends off it).
     repairs.push(...(await this.bridges.converge(spec, current === null)));
-    if (current === null) this.logger.info({ cni: spec.name, gateway: spec.gateway, mtu: spec.mtu, repairs }, 'CNI bridge created');
+    if (current === null)
+      this.logger.info(
+        { cni: spec.name, gateway: spec.ipv4?.gateway, ipv6Gateway: spec.ipv6?.gateway, mtu: spec.mtu, repairs },
+        'CNI bridge created',
+      );
     else if (repairs.length > 0) this.logger.warn({ cni: spec.name, repairs }, 'CNI bridge or its settings had drifted and were repaired');
     return repairs;
   }
@@ -312,7 +317,13 @@ export class Iproute2Dataplane implements Dataplane {
   }
 
   async deleteInstance(record: InstanceRecord, cni: CniRecord): Promise<void> {
-    await this.deletes.submit({ handle: record.handle, hostIfname: record.hostIfname, address: record.address, cniName: cni.name });
+    await this.deletes.submit({
+      handle: record.handle,
+      hostIfname: record.hostIfname,
+      address: record.address,
+      ...(record.ipv6Address ? { ipv6Address: record.ipv6Address } : {}),
+      cniName: cni.name,
+    });
     this.bridges.release(record.hostIfname);
   }
 
@@ -419,7 +430,8 @@ export class Iproute2Dataplane implements Dataplane {
 interface DeletedInstance {
   readonly handle: IfName;
   readonly hostIfname: IfName;
-  readonly address: Ipv4Address;
+  readonly address: IpAddress;
+  readonly ipv6Address?: Ipv6Address;
   readonly cniName: IfName;
 }
 

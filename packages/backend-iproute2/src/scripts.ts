@@ -5,7 +5,7 @@
  * Each line has an `id` the dataplane uses to turn a failure of that line into a precise error.
  */
 import { CNI_NAME, HANDLE_PREFIX, OWNER_ALIAS_PREFIX, type CniSpec, type IfName, type InstanceSpec, type LinkState } from '@nodenet/core';
-import { LINE, cniAddressLine, ownerAliasOf, tapLines, type IpLine, type IpLink } from '@nodenet/linux';
+import { LINE, cniAddressLines, ownerAliasOf, tapLines, type IpLine, type IpLink } from '@nodenet/linux';
 import { isCniBridge, isOverflowInfrastructure } from './cni-bridges.js';
 
 /** The alias that marks the CNI bridge as nodenet's. */
@@ -28,7 +28,7 @@ export function createCniScript(spec: CniSpec): IpLine[] {
       args: ['link', 'set', 'dev', spec.name, 'mtu', String(spec.mtu), 'alias', CNI_OWNER_ALIAS, 'addrgenmode', 'none'],
       step: `set MTU ${spec.mtu} and owner alias on ${spec.name}`,
     },
-    cniAddressLine(spec),
+    ...cniAddressLines(spec),
     { id: LINE.bridgeUp, args: ['link', 'set', 'dev', spec.name, 'up'], step: `bring ${spec.name} up` },
   ];
 }

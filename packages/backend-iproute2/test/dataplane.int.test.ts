@@ -31,12 +31,18 @@ const UNDERLAY_MTU = 1480;
 const gateway = parseIpv4Address('198.19.1.1', 'gateway');
 const cniSpec: CniSpec = {
   name: CNI_NAME,
-  gateway,
-  subnet: Subnet.of('198.19.1.0/24'),
+  ipv4: { gateway, subnet: Subnet.of('198.19.1.0/24') },
   mtu: UNDERLAY_MTU - 50,
   mac: macForAddress(gateway),
 };
-const cniRecord: CniRecord = { ...cniSpec, subnet: cniSpec.subnet.toString(), createdAt: new Date().toISOString() };
+const cniRecord: CniRecord = {
+  name: cniSpec.name,
+  gateway,
+  subnet: '198.19.1.0/24',
+  mtu: cniSpec.mtu,
+  mac: cniSpec.mac,
+  createdAt: new Date().toISOString(),
+};
 
 const instanceSpec = instanceSpecMaker(cniSpec, 0x5e000000);
 

@@ -27,8 +27,15 @@ interface Link {
 }
 
 const gateway = parseIpv4Address('198.19.4.1', 'gateway');
-const cniSpec: CniSpec = { name: CNI_NAME, gateway, subnet: Subnet.of('198.19.4.0/24'), mtu: 1400, mac: macForAddress(gateway) };
-const cniRecord: CniRecord = { ...cniSpec, subnet: cniSpec.subnet.toString(), createdAt: new Date().toISOString() };
+const cniSpec: CniSpec = { name: CNI_NAME, ipv4: { gateway, subnet: Subnet.of('198.19.4.0/24') }, mtu: 1400, mac: macForAddress(gateway) };
+const cniRecord: CniRecord = {
+  name: cniSpec.name,
+  gateway,
+  subnet: cniSpec.ipv4!.subnet.toString(),
+  mtu: cniSpec.mtu,
+  mac: cniSpec.mac,
+  createdAt: new Date().toISOString(),
+};
 
 const instanceSpec = instanceSpecMaker(cniSpec, 0x0b000000);
 

@@ -70,7 +70,7 @@ export async function buildCluster(namespaces: TestNamespaces, count: number, ov
     const host = await new LinuxHostProbe({ netns: ns }).probeHost(ip(`198.18.0.${n}`));
     const gateway = ip(`198.19.${n}.1`);
     const subnet = Subnet.of(`198.19.${n}.0/24`);
-    const cni: CniSpec = { name: CNI_NAME, gateway, subnet, mtu: host.underlayMtu - overhead, mac: macForAddress(gateway) };
+    const cni: CniSpec = { name: CNI_NAME, ipv4: { gateway, subnet }, mtu: host.underlayMtu - overhead, mac: macForAddress(gateway) };
     await dataplane.ensureCni(cni);
     const id = (0x0ee00000 + ++handleCounter).toString(16).padStart(8, '0');
     const instanceAddress = ip(`198.19.${n}.2`);

@@ -20,7 +20,7 @@ const pod = process.argv[1];
 const dp = new Iproute2Dataplane();
 const host = await new LinuxHostProbe().probeHost();
 const gateway = parseIpv4Address('198.19.2.1', 'gateway');
-const cni = { name: CNI_NAME, gateway, subnet: Subnet.of('198.19.2.0/24'), mtu: host.underlayMtu - 50, mac: macForAddress(gateway) };
+const cni = { name: CNI_NAME, ipv4: { gateway, subnet: Subnet.of('198.19.2.0/24') }, mtu: host.underlayMtu - 50, mac: macForAddress(gateway) };
 const repairs = [await dp.ensureCni(cni), await dp.ensureCni(cni)];
 // The test's node namespace (this process runs inside it): drift forwarding and the bridge, then repair.
 await writeFile('/proc/sys/net/ipv4/ip_forward', '0');

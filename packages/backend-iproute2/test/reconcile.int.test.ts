@@ -24,7 +24,7 @@ const commandsRun = vi.hoisted((): RecordedCommand[] => []);
 vi.mock('@nodenet/sys', async (original) => (await import('@nodenet/testkit/recording-sys')).recordingSys(original, commandsRun));
 
 const gateway = parseIpv4Address('198.19.1.1', 'gateway');
-const cniSpec: CniSpec = { name: CNI_NAME, gateway, subnet: Subnet.of('198.19.1.0/24'), mtu: 1450, mac: macForAddress(gateway) };
+const cniSpec: CniSpec = { name: CNI_NAME, ipv4: { gateway, subnet: Subnet.of('198.19.1.0/24') }, mtu: 1450, mac: macForAddress(gateway) };
 
 const instanceSpec = instanceSpecMaker(cniSpec, 0x7e000000);
 

@@ -12,7 +12,12 @@ import {
 import { instanceSpecFor } from '@nodenet/testkit/instance-specs';
 
 export const gateway = parseIpv4Address('198.19.1.1', 'gateway');
-export const cniSpec: CniSpec = { name: CNI_NAME, gateway, subnet: Subnet.of('198.19.1.0/24'), mtu: 1450, mac: macForAddress(gateway) };
+export const cniSpec: CniSpec = {
+  name: CNI_NAME,
+  ipv4: { gateway, subnet: Subnet.of('198.19.1.0/24') },
+  mtu: 1450,
+  mac: macForAddress(gateway),
+};
 
 /** The veth instance nni-0000abcd at 198.19.1.7, with `overrides`. */
 export function instanceSpec(overrides: Partial<InstanceSpec> = {}): InstanceSpec {

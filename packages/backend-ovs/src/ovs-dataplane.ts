@@ -29,6 +29,7 @@ import {
   type InstanceRecord,
   type InstanceSpec,
   type Ipv4Address,
+  type Ipv4Net,
   type LinkState,
   type Logger,
   type NetnsRef,
@@ -219,6 +220,7 @@ export class OvsDataplane implements Dataplane {
    * `ovs-ofctl diff-flows` (the flow table against what OVSDB's ports call for); nothing is written.
    */
   async ensureCni(spec: CniSpec): Promise<Repairs> {
+    ipv4Cni(spec);
     const sysctls = cniSysctls(spec.name);
     const [state, link, sysctlValues, guard] = await Promise.all([
       this.ovs.readState(`read OVSDB for ${spec.name}`),
@@ -286,7 +288,10 @@ export class OvsDataplane implements Dataplane {
     repairs.push(...(await this.ensureFlows(spec, created)));
 
     if (created && bridge === undefined)
-      this.logger.info({ cni: spec.name, gateway: spec.gateway, mtu: spec.mtu, datapath: this.datapathType }, 'CNI bridge created');
+      this.logger.info(
+        { cni: spec.name, gateway: ipv4Cni(spec).gateway, mtu: spec.mtu, datapath: this.datapathType },
+        'CNI bridge created',
+      );
     else if (repairs.length > 0) this.logger.warn({ cni: spec.name, repairs }, 'CNI bridge or its settings had drifted and were repaired');
     return repairs;
   }
@@ -320,7 +325,7 @@ export class OvsDataplane implements Dataplane {
           spec.name,
           port,
           { handle: r.handle as IfName, address, mac: r.mac, kind: r.kind },
-          ofportForAddress(spec.subnet, address),
+          ofportForAddress(ipv4Cni(spec).subnet, address),
         ),
       );
       repairs.push(`port ${port} of ${r.handle} (${address}) was missing from ${spec.name}: put back`);
@@ -378,7 +383,7 @@ export class OvsDataplane implements Dataplane {
   }
 
   private wantedFlows(spec: CniSpec, state: OvsState): Flow[] {
-    const flows = baseFlows({ gateway: spec.gateway, gatewayMac: spec.mac });
+    const flows = baseFlows({ gateway: ipv4Cni(spec).gateway, gatewayMac: spec.mac });
     for (const iface of instanceInterfacesOf(state, spec.name)) {
       const address = iface.externalIds[EXT.address];
       const mac = iface.externalIds[EXT.mac];
@@ -420,9 +425,10 @@ export class OvsDataplane implements Dataplane {
     return this.flowLock.shared(() => this.create(spec));
   }
 
-  private async create(spec: InstanceSpec): Promise<InstancePlacement> {
+  private async create(input: InstanceSpec): Promise<InstancePlacement> {
     const started = performance.now();
-    const ofport = ofportForAddress(spec.cni.subnet, spec.address);
+    const spec = ipv4Instance(input);
+    const ofport = ofportForAddress(ipv4Cni(spec.cni).subnet, spec.address);
     let target: NetnsRef | undefined;
     let netnsId: string | undefined;
     if (spec.netns !== undefined) {
@@ -493,7 +499,7 @@ export class OvsDataplane implements Dataplane {
    * new link instead of keeping the vanished one's (one transaction deleting and adding the same name is
    * applied as no change, measured).
    */
-  private async addPort(spec: InstanceSpec, ofport: number | undefined): Promise<void> {
+  private async addPort(spec: OvsInstanceSpec, ofport: number | undefined): Promise<void> {
     const bridge = spec.cni.name;
     const step = `add ${spec.hostIfname} to ${bridge}`;
     const add = () =>
@@ -533,7 +539,7 @@ export class OvsDataplane implements Dataplane {
     await configureInstanceEnd(this.configurator, spec, target);
   }
 
-  private writeInstanceFlows(spec: InstanceSpec, ofport: number): Promise<void> {
+  private writeInstanceFlows(spec: OvsInstanceSpec, ofport: number): Promise<void> {
     const flows = instanceFlows({ handle: spec.handle, ofport, address: spec.address, mac: spec.mac }, spec.cni.mac);
     return this.ovs.modifyFlows(spec.cni.name, addFlowsScript(flows), `install the flows of ${spec.handle}`);
   }
@@ -577,7 +583,12 @@ export class OvsDataplane implements Dataplane {
   async deleteInstance(record: InstanceRecord, cni: CniRecord): Promise<void> {
     await this.flowLock.shared(async () => {
       const results = await Promise.allSettled([
-        this.linkDeletes.submit({ handle: record.handle, hostIfname: record.hostIfname, address: record.address, cniName: cni.name }),
+        this.linkDeletes.submit({
+          handle: record.handle,
+          hostIfname: record.hostIfname,
+          address: record.address as Ipv4Address,
+          cniName: cni.name,
+        }),
         this.deleteFlows(cni.name, [instanceCookie(record.handle)], `remove the flows of ${record.handle}`),
       ]);
       const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -695,7 +706,11 @@ export class OvsDataplane implements Dataplane {
    * instance (`instance`): the bridge's registry goes with the bridge (del-br, a fresh OVSDB), the records do
    * not. Without a record, the registry is the only source.
    */
-  async attachToCni(hostIfname: IfName, cni: CniSpec, instance?: Pick<InstanceSpec, 'handle' | 'address' | 'mac' | 'kind'>): Promise<void> {
+  async attachToCni(
+    hostIfname: IfName,
+    cni: CniSpec,
+    instance?: Pick<InstanceRecord, 'handle' | 'address' | 'mac' | 'kind'>,
+  ): Promise<void> {
     await this.flowLock.shared(async () => {
       const state = await this.ovs.readState(`read OVSDB to attach ${hostIfname}`);
       const bridge = state.bridges.get(cni.name);
@@ -706,7 +721,7 @@ export class OvsDataplane implements Dataplane {
         );
       }
       const spec = { handle: entry.handle as IfName, address: entry.address as Ipv4Address, mac: entry.mac, kind: entry.kind } as const;
-      const requested = ofportForAddress(cni.subnet, spec.address);
+      const requested = ofportForAddress(ipv4Cni(cni).subnet, spec.address);
       await this.ovs.transact(
         ['--', '--if-exists', 'del-port', hostIfname, ...addInstancePortCommands(cni.name, hostIfname, spec, requested)],
         `attach ${hostIfname} to ${cni.name}`,
@@ -947,4 +962,27 @@ export function checkOvsOptions(options: { db: string; runDir: string }): void {
   if (!options.runDir.startsWith('/') || /\s|\0/.test(options.runDir)) {
     throw new InvalidArgumentError('ovs.runDir', `'${options.runDir}' must be an absolute directory path without spaces`);
   }
+}
+
+/** An instance spec as this backend makes it: IPv4 only. */
+type OvsInstanceSpec = InstanceSpec & { readonly address: Ipv4Address };
+
+/**
+ * The ovs backend's view of a CNI: its IPv4 half. Its flows (forwarding, tunnelling, anti-spoofing with ARP
+ * and ND guards) are IPv4 only so far, so a CNI with IPv6 is refused before anything is made.
+ */
+function ipv4Cni(spec: CniSpec): Ipv4Net {
+  if (spec.ipv6 || !spec.ipv4) {
+    throw new FailedPreconditionError(
+      `the ovs backend does not carry IPv6 yet: create the CNI with IPv4 only (no ipv6_address/ipv6_sub_network, no IPv6 sub_network), or run this node with backend iproute2`,
+    );
+  }
+  return spec.ipv4;
+}
+
+function ipv4Instance(spec: InstanceSpec): OvsInstanceSpec {
+  if (spec.ipv6 || !spec.ipv4) {
+    throw new FailedPreconditionError('the ovs backend does not carry IPv6 yet: create the interface without an IPv6 address');
+  }
+  return { ...spec, address: spec.ipv4 };
 }

@@ -3,7 +3,7 @@
  * functions, one transaction per change) and the one read it makes (`ovs-vsctl --format=json list` of
  * Bridge, Port and Interface in one process), parsed into plain objects.
  */
-import { InternalError, type CniSpec, type IfName, type InstanceSpec } from '@nodenet/core';
+import { InternalError, type CniSpec, type IfName, type InstanceSpec, type Ipv4Address } from '@nodenet/core';
 import { OvsdbTransactionError, map, namedUuid, set, uuid, type Operation } from '@nodenet/openvswitch';
 import {
   CNI_OWNER_TAG,
@@ -24,6 +24,10 @@ import {
  * A value in ovs-vsctl's `column:key=value` syntax, always quoted: ovs-vsctl reads a double-quoted value as a
  * JSON string, so no character in it (':' of a MAC or of an owner tag) is taken for syntax.
  */
+
+/** What OVSDB records of an instance port: the ovs backend carries IPv4 only (see ipv4Cni in ovs-dataplane.ts). */
+export type OvsPortIdentity = Pick<InstanceSpec, 'handle' | 'mac' | 'kind'> & { readonly address: Ipv4Address };
+
 export function quoted(value: string): string {
   if (/[\p{Cc}"\\]/u.test(value))
     throw new InternalError('build an OVSDB transaction', `refusing to write ${JSON.stringify(value)} into OVSDB`);
@@ -91,7 +95,7 @@ export function deleteBridgeCommands(name: string): string[] {
 }
 
 /** The external_ids of an instance's port: what adoption and reconciliation read back. */
-export function instanceExternalIds(spec: Pick<InstanceSpec, 'handle' | 'address' | 'mac' | 'kind'>): Record<string, string> {
+export function instanceExternalIds(spec: OvsPortIdentity): Record<string, string> {
   return {
     [EXT.owner]: instanceOwnerTag(spec.handle),
     [EXT.handle]: spec.handle,
@@ -105,12 +109,7 @@ export function instanceExternalIds(spec: Pick<InstanceSpec, 'handle' | 'address
  * Adds an instance's node-side link as a port of the CNI bridge, tagged, with its requested port number,
  * and records it in the bridge's port registry (same transaction).
  */
-export function addInstancePortCommands(
-  bridge: string,
-  port: IfName,
-  spec: Pick<InstanceSpec, 'handle' | 'address' | 'mac' | 'kind'>,
-  ofport: number | undefined,
-): string[] {
+export function addInstancePortCommands(bridge: string, port: IfName, spec: OvsPortIdentity, ofport: number | undefined): string[] {
   return [
     '--',
     'add-port',
@@ -143,11 +142,7 @@ export interface RegisteredPort {
   readonly kind: string;
 }
 
-export function registerPortCommands(
-  bridge: string,
-  port: string,
-  spec: Pick<InstanceSpec, 'handle' | 'address' | 'mac' | 'kind'>,
-): string[] {
+export function registerPortCommands(bridge: string, port: string, spec: OvsPortIdentity): string[] {
   const key = `${PORT_REGISTRY_PREFIX}${port}`;
   return [
     '--',
@@ -190,12 +185,7 @@ export const PORT_EXISTS_RE = /cannot create a port named \S+ because a port nam
  * as ovs-vsctl's "no bridge named"), Interface and Port inserted, the Port added to the bridge's ports and
  * the registry entry replaced (delete then insert: an insert never replaces a map key).
  */
-export function addInstancePortOps(
-  bridge: string,
-  port: IfName,
-  spec: Pick<InstanceSpec, 'handle' | 'address' | 'mac' | 'kind'>,
-  ofport: number | undefined,
-): Operation[] {
+export function addInstancePortOps(bridge: string, port: IfName, spec: OvsPortIdentity, ofport: number | undefined): Operation[] {
   const key = `${PORT_REGISTRY_PREFIX}${port}`;
   return [
     bridgeMustExist(bridge),

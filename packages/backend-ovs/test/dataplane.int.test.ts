@@ -44,8 +44,8 @@ async function adopt(topology: Topology, node: NodeHost, handle: string, address
     handle,
     instanceNs: ns,
     address,
-    prefixLength: cni.subnet.prefixLength,
-    gateway: cni.gateway,
+    prefixLength: cni.ipv4!.subnet.prefixLength,
+    gateway: cni.ipv4!.gateway,
     rename: 'eth0',
   });
   return ns;
@@ -143,10 +143,10 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
         adopt(topology, n.host, a.handle, a.address, cni),
         adopt(topology, n.host, b.handle, b.address, cni),
       ]);
-      expect((await ping(nsA, cni.gateway)).ok).toBe(true);
+      expect((await ping(nsA, cni.ipv4!.gateway)).ok).toBe(true);
       expect((await ping(nsA, b.address)).ok).toBe(true);
       const atNode = await startEchoServer(scope, n.host.ns, { protocol: 'tcp', port: 7001 });
-      const toGateway = await echo(nsA, { protocol: 'tcp', host: cni.gateway, port: 7001 });
+      const toGateway = await echo(nsA, { protocol: 'tcp', host: cni.ipv4!.gateway, port: 7001 });
       expect(toGateway.ok, toGateway.error).toBe(true);
       expect(atNode.receivedPayload(toGateway.payload)[0]?.peerAddress).toBe(a.address);
       const atB = await startEchoServer(scope, nsB, { protocol: 'tcp', port: 7002 });
@@ -164,14 +164,14 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       const a = instanceSpec(cni, 20);
       await n.dataplane.createInstance(a);
       const ns = await adopt(topology, n.host, a.handle, a.address, cni);
-      expect((await ping(ns, cni.gateway)).ok).toBe(true);
+      expect((await ping(ns, cni.ipv4!.gateway)).ok).toBe(true);
       await ipBatch(ns, ['address add 198.19.1.99/24 dev eth0']);
-      const spoofed = await ping(ns, cni.gateway, { source: '198.19.1.99', timeoutSec: 1 });
+      const spoofed = await ping(ns, cni.ipv4!.gateway, { source: '198.19.1.99', timeoutSec: 1 });
       expect(spoofed.ok, spoofed.output).toBe(false);
       await ipBatch(ns, ['address add 198.19.9.9/32 dev eth0']);
-      const offNet = await ping(ns, cni.gateway, { source: '198.19.9.9', timeoutSec: 1 });
+      const offNet = await ping(ns, cni.ipv4!.gateway, { source: '198.19.9.9', timeoutSec: 1 });
       expect(offNet.ok, offNet.output).toBe(false);
-      expect((await ping(ns, cni.gateway, { source: a.address })).ok).toBe(true);
+      expect((await ping(ns, cni.ipv4!.gateway, { source: a.address })).ok).toBe(true);
     });
 
     it('netns extension: placed, addressed, routed; talks at once; returns the namespace identity', async () => {
@@ -180,7 +180,7 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       const placement = await n.dataplane.createInstance(a);
       expect(placement.netnsId).toMatch(/^\d+:\d+$/);
       expect(await ipv4AddressesOf(ns, 'eth0')).toEqual(['198.19.1.30/24']);
-      expect((await ping(ns, cni.gateway)).ok).toBe(true);
+      expect((await ping(ns, cni.ipv4!.gateway)).ok).toBe(true);
       expect(await new LinuxNamespaceIdentity().namespaceAlive(a.netns!, placement.netnsId)).toBe(true);
     });
 
@@ -306,7 +306,7 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       const a = instanceSpec(cni, 70);
       await n.dataplane.createInstance(a);
       const ns = await adopt(topology, n.host, a.handle, a.address, cni);
-      expect((await ping(ns, cni.gateway)).ok).toBe(true);
+      expect((await ping(ns, cni.ipv4!.gateway)).ok).toBe(true);
       // A delete makes the delete session resolve nodenet0 (its neighbour flush names it).
       const primer = instanceSpec(cni, 77);
       await n.dataplane.createInstance(primer);
@@ -316,7 +316,7 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       expect(await n.ovs.flows('nodenet0')).toEqual([]);
       const repairs = await n.dataplane.ensureCni(cni);
       expect(repairs.join('\n')).toMatch(/flows of nodenet0 differed/);
-      const p = await ping(ns, cni.gateway, { count: 3 });
+      const p = await ping(ns, cni.ipv4!.gateway, { count: 3 });
       expect(p.ok, p.output).toBe(true);
       // Deletes after the restart still flush the instance's neighbour entry on the gateway port.
       await ipBatch(n.host.ns, [`neigh replace ${a.address} lladdr ${a.mac} dev nodenet0 nud stale`]);
@@ -337,7 +337,7 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       expect(repairs.join('\n')).toMatch(/recreated/);
       expect(await ipv4AddressesOf(n.host.ns, 'nodenet0')).toEqual(['198.19.1.1/24']);
       expect(await externalIds(n.ovs, 'Interface', a.hostIfname)).toMatchObject({ 'nodenet-address': a.address });
-      const p = await ping(ns, cni.gateway, { count: 3 });
+      const p = await ping(ns, cni.ipv4!.gateway, { count: 3 });
       expect(p.ok, p.output).toBe(true);
       expect(await n.dataplane.ensureCni(cni)).toEqual([]);
       // The session was reset with the new port: the delete flushes a's entry there (a stale index would miss it).
@@ -357,7 +357,7 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
         'a port without its link is not listed (the instance is missing)',
       ).not.toContain(a.hostIfname);
       await n.dataplane.createInstance(a);
-      const p = await ping(ns, cni.gateway, { count: 2 });
+      const p = await ping(ns, cni.ipv4!.gateway, { count: 2 });
       expect(p.ok, p.output).toBe(true);
     });
 
@@ -366,7 +366,7 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       const a = instanceSpec(cni, 73, { netns: ns });
       await n.dataplane.createInstance(a);
       await n.ovs.vsctl(['del-port', 'nodenet0', a.hostIfname]);
-      expect((await ping(ns, cni.gateway, { timeoutSec: 1 })).ok).toBe(false);
+      expect((await ping(ns, cni.ipv4!.gateway, { timeoutSec: 1 })).ok).toBe(false);
       const repairs = await n.dataplane.ensureCni(cni);
       expect(repairs.join('\n')).toContain(`port ${a.hostIfname} of ${a.handle} (${a.address}) was missing from nodenet0: put back`);
       expect(await externalIds(n.ovs, 'Interface', a.hostIfname)).toMatchObject({
@@ -374,7 +374,7 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
         'nodenet-address': a.address,
       });
       expect(await ofportOf(n.ovs, a.hostIfname)).toBe(73);
-      const p = await ping(ns, cni.gateway, { count: 2 });
+      const p = await ping(ns, cni.ipv4!.gateway, { count: 2 });
       expect(p.ok, p.output).toBe(true);
       expect(await n.dataplane.ensureCni(cni)).toEqual([]);
       await n.dataplane.deleteInstance(instanceRecordOf(a), cniRecord);
@@ -395,7 +395,7 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       });
       await n.dataplane.attachToCni(a.hostIfname, cni);
       expect((await n.dataplane.listOwnedLinks()).find((l) => l.name === a.hostIfname)).toMatchObject({ master: 'nodenet0' });
-      expect((await ping(ns, cni.gateway, { count: 2 })).ok).toBe(true);
+      expect((await ping(ns, cni.ipv4!.gateway, { count: 2 })).ok).toBe(true);
       await n.ovs.vsctl([
         'del-port',
         'nodenet0',
@@ -413,7 +413,7 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       await n.dataplane.attachToCni(a.hostIfname, cni, a);
       expect((await n.dataplane.listOwnedLinks()).find((l) => l.name === a.hostIfname)).toMatchObject({ master: 'nodenet0' });
       expect(Object.keys(await externalIds(n.ovs, 'Bridge', 'nodenet0')), 'registered again').toContain(`nodenet-port-${a.hostIfname}`);
-      expect((await ping(ns, cni.gateway, { count: 2 })).ok).toBe(true);
+      expect((await ping(ns, cni.ipv4!.gateway, { count: 2 })).ok).toBe(true);
       await n.dataplane.deleteInstance(instanceRecordOf(a), cniRecord);
     });
 

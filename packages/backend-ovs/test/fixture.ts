@@ -22,15 +22,21 @@ export function cniSpecFor(index: number, underlayMtu = 1500): CniSpec {
   const gateway = parseIpv4Address(`198.19.${index}.1`, 'gateway');
   return {
     name: CNI_NAME,
-    gateway,
-    subnet: Subnet.of(`198.19.${index}.0/24`),
+    ipv4: { gateway, subnet: Subnet.of(`198.19.${index}.0/24`) },
     mtu: underlayMtu - VXLAN_OVERHEAD,
     mac: macForAddress(gateway),
   };
 }
 
 export function cniRecordOf(spec: CniSpec): CniRecord {
-  return { ...spec, subnet: spec.subnet.toString(), createdAt: new Date().toISOString() };
+  return {
+    name: spec.name,
+    gateway: spec.ipv4!.gateway,
+    subnet: spec.ipv4!.subnet.toString(),
+    mtu: spec.mtu,
+    mac: spec.mac,
+    createdAt: new Date().toISOString(),
+  };
 }
 
 let idCounter = 0;

@@ -37,7 +37,7 @@ async function member(scope: TestScope, topology: Topology, host: NodeHost, inde
   const overlay = new OvsOverlay({ mode, vni: 4242, port: 4789, host: info, ...n.ovs.config, netns: host.ns });
   const cni = { ...cniSpecFor(index), mtu: mode === 'vxlan' ? 1450 : 1500 };
   await n.dataplane.ensureCni(cni);
-  const record: NodeRecord = { name: host.name, underlayAddress: parseIpv4Address(host.address, 'underlay'), subnet: cni.subnet };
+  const record: NodeRecord = { name: host.name, underlayAddress: parseIpv4Address(host.address, 'underlay'), subnet: cni.ipv4!.subnet };
   await overlay.ensureEndpoint(record);
   const ns = await topology.createInstanceNamespace();
   const spec = instanceSpec(cni, 10, { netns: ns });

@@ -11,7 +11,7 @@ import { guardScript, guardedDeviceOf, moveAddressingScript, parseRouteEntries }
 import { portGuardIsRight, portGuardScript } from '../src/port-guard.js';
 
 const gateway = parseIpv4Address('198.19.1.1', 'g');
-const cni = { name: CNI_NAME, gateway, subnet: Subnet.of('198.19.1.0/24'), mtu: 1450, mac: macForAddress(gateway) };
+const cni = { name: CNI_NAME, ipv4: { gateway, subnet: Subnet.of('198.19.1.0/24') }, mtu: 1450, mac: macForAddress(gateway) };
 const address = parseIpv4Address('198.19.1.7', 'a');
 const spec: InstanceSpec = {
   handle: parseIfName('nni-0000abcd', 'h'),

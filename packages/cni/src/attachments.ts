@@ -192,7 +192,8 @@ export class CniAttachments {
     for (let attempt = 1; ; attempt++) {
       // From here to the reservation there is no await: two ADDs never pick the same address.
       const used = this.addressesInUse();
-      const address = nextFreeAddress(subnet, cni.gateway, this.cursor, (a) => used.has(a));
+      // The plugin allocates IPv4 only: Subnet.of above refused an IPv6-only CNI.
+      const address = nextFreeAddress(subnet, cni.gateway as Ipv4Address, this.cursor, (a) => used.has(a));
       if (!address) {
         throw new CniError(
           CNI_CODES.alreadyInUse,

@@ -55,11 +55,16 @@ export function testDataplane(name: string, make: () => Promise<DataplaneDriver>
   describe(`Dataplane driver suite: ${name}`, () => {
     const n = options.subnetIndex ?? 1;
     const gateway = parseIpv4Address(`198.19.${n}.1`, 'gateway');
-    const cni: CniSpec = { name: CNI_NAME, gateway, subnet: Subnet.of(`198.19.${n}.0/24`), mtu: 1450, mac: macForAddress(gateway) };
+    const cni: CniSpec = {
+      name: CNI_NAME,
+      ipv4: { gateway, subnet: Subnet.of(`198.19.${n}.0/24`) },
+      mtu: 1450,
+      mac: macForAddress(gateway),
+    };
     const cniRecord: CniRecord = {
       name: cni.name,
       gateway,
-      subnet: cni.subnet.toString(),
+      subnet: cni.ipv4!.subnet.toString(),
       mtu: cni.mtu,
       mac: cni.mac,
       createdAt: new Date(0).toISOString(),

@@ -25,6 +25,40 @@ export {
 export { stateWriteError } from './state-errors.js';
 export { Subnet, macForAddress, parseIpv4Address, subnetOf, vtepMacForUnderlay, type Ipv4Address } from './net.js';
 export {
+  Ipv6Subnet,
+  addressFamily,
+  ipv6SubnetOf,
+  linkLocalForMac,
+  parseIpAddress,
+  parseIpSubnet,
+  parseIpv6Address,
+  subnetContains,
+  subnetFamily,
+  subnetsOverlap,
+  type AddressFamily,
+  type IpAddress,
+  type IpSubnet,
+  type Ipv6Address,
+} from './net6.js';
+export {
+  MAX_IPV6_PREFIX,
+  MIN_IPV6_PREFIX,
+  addressList,
+  cniNetsOfRecord,
+  cniRecordFields,
+  cniSubnets,
+  describeCniNets,
+  instanceAddressesOfRecord,
+  instanceRecordFields,
+  parseCniNets,
+  parseInstanceAddresses,
+  type CniFields,
+  type CniNets,
+  type InstanceAddresses,
+  type Ipv4Net,
+  type Ipv6Net,
+} from './addressing.js';
+export {
   CNI_NAME,
   HANDLE_PREFIX,
   HOST_PREFIX,

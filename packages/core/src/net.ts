@@ -20,7 +20,7 @@ export function parseIpv4Address(input: unknown, field: string): Ipv4Address {
     throw new InvalidArgumentError(field, 'an IPv4 address is required, e.g. 198.19.1.2');
   }
   if (input.includes(':') && ipaddr.IPv6.isValid(input)) {
-    throw new InvalidArgumentError(field, `'${input}' is IPv6, which nodenet does not support yet: use an IPv4 address`);
+    throw new InvalidArgumentError(field, `'${input}' is IPv6: this field takes an IPv4 address`);
   }
   if (!ipaddr.IPv4.isValidFourPartDecimal(input) || ipaddr.IPv4.parse(input).toString() !== input) {
     throw new InvalidArgumentError(
@@ -56,7 +56,7 @@ export class Subnet {
     const addrPart = input.slice(0, slash);
     const prefixPart = input.slice(slash + 1);
     if (addrPart.includes(':')) {
-      throw new InvalidArgumentError(field, `'${input}' is IPv6, which nodenet does not support yet: use an IPv4 subnet`);
+      throw new InvalidArgumentError(field, `'${input}' is IPv6: this field takes an IPv4 subnet`);
     }
     const network = parseIpv4Address(addrPart, field);
     if (!/^(0|[1-9]\d?)$/.test(prefixPart) || Number(prefixPart) > 32) {
@@ -121,12 +121,16 @@ export function subnetOf(address: Ipv4Address, prefixLength: number): Subnet {
 }
 
 /**
- * A locally administered unicast MAC derived from an IPv4 address (02:6e:a.b.c.d in hex).
+ * A locally administered unicast MAC derived from an address: 02:6e:a.b.c.d (hex) from IPv4, 02:6d followed by
+ * the last four bytes from IPv6 (an instance with IPv4 takes its MAC from it; an IPv6-only one from its IPv6
+ * address, whose last 32 bits differ between the addresses of one /96 or longer subnet; in a /64 two
+ * addresses equal in their last 32 bits share a MAC, so nodenet refuses the second).
  * An address given again to a new instance gets the same MAC, so no peer keeps a stale neighbour entry.
  */
-export function macForAddress(address: Ipv4Address): string {
-  const bytes = ipaddr.IPv4.parse(address).toByteArray();
-  return ['02', '6e', ...bytes.map((b) => b.toString(16).padStart(2, '0'))].join(':');
+export function macForAddress(address: string): string {
+  const v6 = address.includes(':');
+  const bytes = v6 ? ipaddr.IPv6.parse(address).toByteArray().slice(12) : ipaddr.IPv4.parse(address).toByteArray();
+  return ['02', v6 ? '6d' : '6e', ...bytes.map((b) => b.toString(16).padStart(2, '0'))].join(':');
 }
 
 /**

@@ -22,7 +22,20 @@ import {
   type NodenetError,
 } from './errors.js';
 import type { CniRecord, InstanceKind, InstanceRecord, NodeState } from './model.js';
-import { macForAddress, parseIpv4Address, Subnet, type Ipv4Address } from './net.js';
+import { macForAddress, Subnet } from './net.js';
+import { addressFamily, linkLocalForMac, type IpAddress, type Ipv6Address } from './net6.js';
+import {
+  addressList,
+  cniNetsOfRecord,
+  cniRecordFields,
+  cniSubnets,
+  instanceAddressesOfRecord,
+  instanceRecordFields,
+  parseCniNets,
+  parseInstanceAddresses,
+  type CniNets,
+  type InstanceAddresses,
+} from './addressing.js';
 import { allocateLinkNames, CNI_NAME, parseIfName, parseNetnsRef, type IfName, type NetnsRef } from './names.js';
 import { describePort, normalizePorts, PortClaims, samePortMappings, type PortMapping, type PortMappingInput } from './ports.js';
 import {
@@ -70,6 +83,11 @@ export interface NodeNetworkOptions {
    * by restore() after a restart.
    */
   readonly joinCluster?: (subnet: Subnet) => Promise<void>;
+  /**
+   * Refuses a CNI whose families the node cannot carry (e.g. a backend without IPv6): throws a NodenetError
+   * saying why. Absent: every family is fine.
+   */
+  readonly checkFamilies?: (nets: CniNets) => void;
   /** Names of other links nodenet owns that are not instances' (e.g. the overlay device): never orphans. */
   readonly infrastructureLinks?: readonly string[];
   readonly logger?: Logger;
@@ -80,12 +98,19 @@ export interface NodeNetworkOptions {
 }
 
 export interface CreateCniInput {
+  /** The seed's fields: IPv4 (IPv4-only or dual-stack node) or IPv6 (IPv6-only node). */
   readonly ipAddress?: unknown;
   readonly subNetwork?: unknown;
+  /** The IPv6 half of a dual-stack node. */
+  readonly ipv6Address?: unknown;
+  readonly ipv6SubNetwork?: unknown;
 }
 
 export interface CreateInterfaceInput {
+  /** IPv4, or IPv6 on an IPv6-only node. */
   readonly ipAddress?: unknown;
+  /** The instance's IPv6 address on a dual-stack node (without it the instance gets IPv4 only). */
+  readonly ipv6Address?: unknown;
   /** The seed's ports: each published for TCP and UDP on the same port. */
   readonly ports?: readonly unknown[];
   readonly portMappings?: readonly PortMappingInput[];
@@ -98,8 +123,12 @@ export interface CreateInterfaceResult {
   readonly interfaceName: IfName;
   readonly hostInterfaceName: IfName;
   readonly macAddress: string;
-  readonly gateway: Ipv4Address;
+  /** The gateway and prefix of the seed's family (IPv4; IPv6 on an IPv6-only node). */
+  readonly gateway: IpAddress;
   readonly prefixLength: number;
+  /** A dual-stack instance's IPv6 gateway and prefix length (absent when it has no IPv6 address). */
+  readonly ipv6Gateway?: Ipv6Address;
+  readonly ipv6PrefixLength?: number;
   readonly mtu: number;
 }
 
@@ -123,7 +152,9 @@ export interface DeleteInterfaceInput {
 
 /** A validated CreateInterface request, in the form used to compare requests for idempotency. */
 interface InstanceRequest {
-  readonly address: Ipv4Address;
+  /** The seed field's address: the key of the instance's slot (an IPv6 address of a dual-stack one is reserved too). */
+  readonly address: IpAddress;
+  readonly addresses: InstanceAddresses;
   readonly kind: InstanceKind;
   readonly ports: PortMapping[];
   readonly netns?: NetnsRef;
@@ -151,7 +182,8 @@ export class NodeNetwork {
 
   private cni: CniRecord | null = null;
   private readonly instances = new Map<IfName, InstanceRecord>();
-  private readonly byAddress = new Map<Ipv4Address, Slot>();
+  /** Every address of every instance (both families), each to its owner. */
+  private readonly byAddress = new Map<IpAddress, Slot>();
   private readonly byPort = new PortClaims<IfName>();
   private readonly inFlightHandles = new Set<IfName>();
   private readonly released = new Set<IfName>();
@@ -186,18 +218,22 @@ export class NodeNetwork {
     this.instances.set(record.handle, record);
     const request: InstanceRequest = {
       address: record.address,
+      addresses: instanceAddressesOfRecord(record),
       kind: record.kind,
       ports: [...record.ports],
       ...(record.netns ? { netns: record.netns } : {}),
       ...(record.ifname ? { ifname: record.ifname } : {}),
     };
-    this.byAddress.set(record.address, { handle: record.handle, request, done: Promise.resolve(record) });
+    const slot = { handle: record.handle, request, done: Promise.resolve(record) };
+    for (const address of addressList(request.addresses)) this.byAddress.set(address, slot);
     for (const m of record.ports) this.byPort.claim(m, record.handle);
   }
 
   private untrack(record: InstanceRecord): void {
     this.instances.delete(record.handle);
-    if (this.byAddress.get(record.address)?.handle === record.handle) this.byAddress.delete(record.address);
+    for (const address of addressList(instanceAddressesOfRecord(record))) {
+      if (this.byAddress.get(address)?.handle === record.handle) this.byAddress.delete(address);
+    }
     for (const m of record.ports) this.byPort.release(m, record.handle);
   }
 
@@ -220,25 +256,16 @@ export class NodeNetwork {
   // CreateContainerNetworkInterface
 
   async createContainerNetworkInterface(input: CreateCniInput, options: CallOptions = {}): Promise<{ interfaceName: IfName }> {
-    const gateway = parseIpv4Address(input.ipAddress, 'ip_address');
-    const subnet = Subnet.parse(input.subNetwork, 'sub_network');
-    if (subnet.prefixLength > 30) {
-      throw new InvalidArgumentError('sub_network', `${subnet} leaves no address for instances: use a prefix length of 30 or less`);
-    }
-    if (!subnet.isUsableHost(gateway)) {
-      throw new InvalidArgumentError(
-        'ip_address',
-        `${gateway} is not a usable host address of ${subnet} (it must be inside it and be neither ${subnet.network} nor ${subnet.broadcast})`,
-      );
-    }
+    const nets = parseCniNets(input);
+    const fields = cniRecordFields(nets);
     return this.cniMutex.run(async () => {
-      if (this.cni) return { interfaceName: this.sameCniOrThrow(this.cni, gateway, subnet) };
-      this.checkSubnetIsFree(subnet);
-      const spec: CniSpec = { name: CNI_NAME, gateway, subnet, mtu: this.instanceMtu, mac: macForAddress(gateway) };
+      if (this.cni) return { interfaceName: this.sameCniOrThrow(this.cni, fields) };
+      if (nets.ipv4) this.checkSubnetIsFree(nets.ipv4.subnet);
+      this.options.checkFamilies?.(nets);
+      const spec: CniSpec = { name: CNI_NAME, ...nets, mtu: this.instanceMtu, mac: macForAddress(fields.gateway) };
       const record: CniRecord = {
         name: spec.name,
-        gateway,
-        subnet: subnet.toString(),
+        ...fields,
         mtu: spec.mtu,
         mac: spec.mac,
         createdAt: this.now().toISOString(),
@@ -257,7 +284,8 @@ export class NodeNetwork {
           () => this.filter.ensureBase(this.filterBase(spec)),
           () => this.filter.removeBase(),
         );
-        if (this.options.joinCluster) await tx.do('join the cluster', () => this.options.joinCluster!(subnet));
+        // The cluster joins by the IPv4 subnet (an IPv6-only node serves its own instances; see ipv6-notes).
+        if (this.options.joinCluster && nets.ipv4) await tx.do('join the cluster', () => this.options.joinCluster!(nets.ipv4!.subnet));
         throwIfCancelled(options.signal, 'CreateContainerNetworkInterface');
         await tx.do('record the CNI', () => this.store.saveCni(record));
       } catch (e) {
@@ -266,18 +294,28 @@ export class NodeNetwork {
         throw err;
       }
       this.cni = record;
-      this.logger.info({ ...context, gateway, mtu: record.mtu }, 'CNI created');
+      this.logger.info({ ...context, gateway: record.gateway, ipv6Subnet: record.ipv6Subnet, mtu: record.mtu }, 'CNI created');
       return { interfaceName: record.name };
     });
   }
 
-  private sameCniOrThrow(cni: CniRecord, gateway: Ipv4Address, subnet: Subnet): IfName {
+  private sameCniOrThrow(cni: CniRecord, want: ReturnType<typeof cniRecordFields>): IfName {
     const diffs: string[] = [];
-    if (cni.gateway !== gateway) diffs.push(`ip_address ${gateway} differs from the CNI's ${cni.gateway}`);
-    if (cni.subnet !== subnet.toString()) diffs.push(`sub_network ${subnet} differs from the CNI's ${cni.subnet}`);
+    const none = '(none)';
+    if (cni.gateway !== want.gateway) diffs.push(`ip_address ${want.gateway} differs from the CNI's ${cni.gateway}`);
+    if (cni.subnet !== want.subnet) diffs.push(`sub_network ${want.subnet} differs from the CNI's ${cni.subnet}`);
+    if (cni.ipv6Gateway !== want.ipv6Gateway) {
+      diffs.push(`ipv6_address ${want.ipv6Gateway ?? none} differs from the CNI's ${cni.ipv6Gateway ?? none}`);
+    }
+    if (cni.ipv6Subnet !== want.ipv6Subnet) {
+      diffs.push(`ipv6_sub_network ${want.ipv6Subnet ?? none} differs from the CNI's ${cni.ipv6Subnet ?? none}`);
+    }
     if (diffs.length === 0) return cni.name;
+    const held = cni.ipv6Subnet
+      ? `${cni.gateway} in ${cni.subnet} and ${cni.ipv6Gateway} in ${cni.ipv6Subnet}`
+      : `${cni.gateway} in ${cni.subnet}`;
     throw new FailedPreconditionError(
-      `the CNI ${cni.name} already exists with ${cni.gateway} in ${cni.subnet}: ${diffs.join('; ')}. A node has one CNI; repeat the original arguments`,
+      `the CNI ${cni.name} already exists with ${held}: ${diffs.join('; ')}. A node has one CNI; repeat the original arguments`,
     );
   }
 
@@ -293,12 +331,17 @@ export class NodeNetwork {
   }
 
   private cniSpec(cni: CniRecord): CniSpec {
-    return { name: cni.name, gateway: cni.gateway, subnet: Subnet.of(cni.subnet), mtu: cni.mtu, mac: cni.mac };
+    return { name: cni.name, ...cniNetsOfRecord(cni), mtu: cni.mtu, mac: cni.mac };
   }
 
   private filterBase(spec: CniSpec): FilterBase {
     const peers = (this.options.peers?.() ?? []).map((p) => p.subnet);
-    return { cniName: spec.name, subnet: spec.subnet, gateway: spec.gateway, clusterSubnets: [spec.subnet, ...peers] };
+    return {
+      cniName: spec.name,
+      ...(spec.ipv4 ? { ipv4: spec.ipv4 } : {}),
+      ...(spec.ipv6 ? { ipv6: spec.ipv6 } : {}),
+      clusterSubnets: [...cniSubnets(spec), ...peers],
+    };
   }
 
   // ---------------------------------------------------------------------------------------------------
@@ -312,13 +355,16 @@ export class NodeNetwork {
     const request = this.parseCreateInterface(input, cni);
 
     // From here to the reservations below there is no `await`: see the concurrency model at the top.
-    const owner = this.byAddress.get(request.address);
-    if (owner) {
+    const requested = addressList(request.addresses);
+    for (const address of requested) {
+      const owner = this.byAddress.get(address);
+      if (!owner) continue;
       if (sameRequest(owner.request, request)) return this.result(await owner.done, cni);
       throw new AlreadyExistsError(
-        `${request.address} is already used by interface ${owner.handle} with other settings: delete it first or choose another address`,
+        `${address} is already used by interface ${owner.handle} with other settings: delete it first or choose another address`,
       );
     }
+    if (addressFamily(request.address) === 6) this.checkMacIsFree(request.address);
     for (const m of request.ports) {
       const clash = this.byPort.conflict(m);
       if (clash) {
@@ -332,17 +378,32 @@ export class NodeNetwork {
     this.inFlightHandles.add(names.handle);
     for (const m of request.ports) this.byPort.claim(m, names.handle);
     const done = this.applyCreate(request, names.handle, request.kind === 'tap' ? names.handle : names.hostIfname, cni, options.signal);
-    this.byAddress.set(request.address, { handle: names.handle, request, done });
+    for (const address of requested) this.byAddress.set(address, { handle: names.handle, request, done });
 
     try {
       return this.result(await done, cni);
     } catch (e) {
       // Release the reservations taken above.
-      this.byAddress.delete(request.address);
+      for (const address of requested) if (this.byAddress.get(address)?.handle === names.handle) this.byAddress.delete(address);
       for (const m of request.ports) this.byPort.release(m, names.handle);
       throw e;
     } finally {
       this.inFlightHandles.delete(names.handle);
+    }
+  }
+
+  /**
+   * An IPv6-only instance's MAC comes from the last 32 bits of its address (macForAddress): two addresses of a
+   * /64 equal in those bits would share a MAC on the bridge. Rare (and impossible in a /96 or longer): a scan.
+   */
+  private checkMacIsFree(address: IpAddress): void {
+    const mac = macForAddress(address);
+    for (const [held, slot] of this.byAddress) {
+      if (held === slot.request.address && held !== address && macForAddress(held) === mac) {
+        throw new AlreadyExistsError(
+          `${address} would get the MAC ${mac} of interface ${slot.handle} (${held}): an IPv6-only instance's MAC comes from the last 32 bits of its address; choose an address that differs from ${held} in them`,
+        );
+      }
     }
   }
 
@@ -351,20 +412,8 @@ export class NodeNetwork {
   }
 
   private parseCreateInterface(input: CreateInterfaceInput, cni: CniRecord): InstanceRequest {
-    const subnet = Subnet.of(cni.subnet);
-    const address = parseIpv4Address(input.ipAddress, 'ip_address');
-    if (!subnet.isUsableHost(address)) {
-      throw new InvalidArgumentError(
-        'ip_address',
-        `${address} is not a usable host address of the node's subnet ${subnet}: use an address between ${subnet.nth(1)} and ${subnet.nth(subnet.size - 2)}`,
-      );
-    }
-    if (address === cni.gateway) {
-      throw new InvalidArgumentError(
-        'ip_address',
-        `${address} is the node's gateway (the CNI's address): use another address of ${subnet}`,
-      );
-    }
+    const addresses = parseInstanceAddresses(input, cniNetsOfRecord(cni));
+    const address = instanceRecordFields(addresses).address;
     const kind = input.kind ?? 'veth';
     if (kind !== 'veth' && kind !== 'tap') throw new InvalidArgumentError('kind', `'${String(kind)}' is not a kind: use VETH or TAP`);
     const ports = normalizePorts(input.ports ?? [], input.portMappings ?? []);
@@ -379,14 +428,14 @@ export class NodeNetwork {
     if (!hasNetns) {
       if (hasIfname)
         throw new InvalidArgumentError('ifname', 'ifname names the interface inside netns: give netns too, or leave ifname out');
-      return { address, kind, ports };
+      return { address, addresses, kind, ports };
     }
     const netns = parseNetnsRef(input.netns, 'netns');
     if (kind === 'tap') {
       throw new InvalidArgumentError('netns', 'a TAP stays on the node as the bridge port of its VM: leave netns out for kind TAP');
     }
     const ifname = hasIfname ? parseIfName(input.ifname, 'ifname') : DEFAULT_IFNAME;
-    return { address, kind, ports, netns, ifname };
+    return { address, addresses, kind, ports, netns, ifname };
   }
 
   private async applyCreate(
@@ -400,7 +449,7 @@ export class NodeNetwork {
       handle,
       hostIfname,
       kind: request.kind,
-      address: request.address,
+      ...instanceRecordFields(request.addresses),
       ports: request.ports,
       ...(request.netns ? { netns: request.netns, ifname: request.ifname } : {}),
       mac: macForAddress(request.address),
@@ -468,12 +517,15 @@ export class NodeNetwork {
   }
 
   private result(record: InstanceRecord, cni: CniRecord): CreateInterfaceResult {
+    const nets = cniNetsOfRecord(cni);
+    const seed = nets.ipv4 ?? nets.ipv6!;
     return {
       interfaceName: record.handle,
       hostInterfaceName: record.hostIfname,
       macAddress: record.mac,
-      gateway: cni.gateway,
-      prefixLength: Subnet.of(cni.subnet).prefixLength,
+      gateway: seed.gateway,
+      prefixLength: seed.subnet.prefixLength,
+      ...(record.ipv6Address && nets.ipv6 ? { ipv6Gateway: nets.ipv6.gateway, ipv6PrefixLength: nets.ipv6.subnet.prefixLength } : {}),
       mtu: record.mtu,
     };
   }
@@ -546,7 +598,13 @@ export class NodeNetwork {
     const results = await Promise.allSettled([
       step('delete the interface', () => this.dataplane.deleteInstance(record, cni)),
       rulesRemoved,
-      rulesRemoved.catch(() => undefined).then(() => step('flush connection tracking', () => this.filter.flushConntrack(record.address))),
+      rulesRemoved
+        .catch(() => undefined)
+        .then(() =>
+          step('flush connection tracking', async () => {
+            for (const address of addressList(instanceAddressesOfRecord(record))) await this.filter.flushConntrack(address);
+          }),
+        ),
     ]);
     const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as NodenetError] : []));
     const [onlyFailure] = failures;
@@ -569,7 +627,8 @@ export class NodeNetwork {
     const cni = this.cni;
     if (cni && this.options.joinCluster) {
       try {
-        await this.options.joinCluster(Subnet.of(cni.subnet));
+        const { ipv4 } = cniNetsOfRecord(cni);
+        if (ipv4) await this.options.joinCluster(ipv4.subnet);
       } catch (e) {
         // The node keeps serving its own instances; the next reconcile pass retries the join.
         this.logger.error({ err: asNodenetError(e, 'rejoin the cluster').message }, 'could not rejoin the cluster');
@@ -680,7 +739,7 @@ export class NodeNetwork {
       }
       for (const record of plan.missingRules) {
         await attempt(`restore the rules of ${record.handle}`, async () => {
-          await this.filter.addInstance({ hostIfname: record.hostIfname, address: record.address, ports: record.ports });
+          await this.filter.addInstance(rulesOf(record));
           repaired('missing_rules', `rules of ${record.handle} (${record.address}) were missing: restored`);
         });
       }
@@ -758,6 +817,7 @@ export class NodeNetwork {
       hostIfname: record.hostIfname,
       kind: record.kind,
       address: record.address,
+      ...instanceAddressesOfRecord(record),
       mac: record.mac,
       mtu: record.mtu,
       cni: this.cniSpec(cni),
@@ -769,16 +829,34 @@ export class NodeNetwork {
   private busySet(): BusySet {
     const handles = new Set<string>([...this.inFlightHandles, ...this.deleting.keys(), ...this.repairing.keys()]);
     const addresses = new Set<string>();
-    for (const [address, slot] of this.byAddress) if (handles.has(slot.handle)) addresses.add(address);
+    for (const [address, slot] of this.byAddress) {
+      if (!handles.has(slot.handle)) continue;
+      addresses.add(address);
+      // Its link-local source element too (derived from the MAC, which comes from the seed address).
+      if (addressFamily(address) === 6) addresses.add(linkLocalForMac(macForAddress(slot.request.address)));
+    }
     return { handles, addresses, portKeys: this.byPort.keysHeldBy((h) => handles.has(h)) };
   }
 }
 
 /** The packet-filter rules of an instance. */
 function rulesOf(record: InstanceRecord): InstanceRules {
-  return { hostIfname: record.hostIfname, address: record.address, ports: record.ports };
+  const addresses = instanceAddressesOfRecord(record);
+  return {
+    hostIfname: record.hostIfname,
+    ...addresses,
+    ...(addresses.ipv6 ? { ipv6LinkLocal: linkLocalForMac(record.mac) } : {}),
+    ports: record.ports,
+  };
 }
 
 function sameRequest(a: InstanceRequest, b: InstanceRequest): boolean {
-  return a.address === b.address && a.kind === b.kind && a.netns === b.netns && a.ifname === b.ifname && samePortMappings(a.ports, b.ports);
+  return (
+    a.address === b.address &&
+    a.addresses.ipv6 === b.addresses.ipv6 &&
+    a.kind === b.kind &&
+    a.netns === b.netns &&
+    a.ifname === b.ifname &&
+    samePortMappings(a.ports, b.ports)
+  );
 }

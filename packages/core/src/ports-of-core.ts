@@ -4,6 +4,8 @@
  * Core never does I/O itself.
  */
 import type { Ipv4Address, Subnet } from './net.js';
+import type { IpAddress, IpSubnet, Ipv6Address } from './net6.js';
+import type { CniNets, InstanceAddresses } from './addressing.js';
 import type { IfName, NetnsRef } from './names.js';
 import type { PortMapping } from './ports.js';
 import type { CniRecord, InstanceKind, InstanceRecord, NodeState } from './model.js';
@@ -19,19 +21,20 @@ export interface HostInfo {
   readonly localNetworks: readonly { readonly interface: string; readonly subnet: Subnet }[];
 }
 
-export interface CniSpec {
+/** The CNI: its name, MTU, MAC and the families it holds (`ipv4`, `ipv6` or both: see CniNets). */
+export interface CniSpec extends CniNets {
   readonly name: IfName;
-  readonly gateway: Ipv4Address;
-  readonly subnet: Subnet;
   readonly mtu: number;
   readonly mac: string;
 }
 
-export interface InstanceSpec {
+/** An instance's interface: its addresses (`ipv4`, `ipv6` or both, in the families of its CNI). */
+export interface InstanceSpec extends InstanceAddresses {
   readonly handle: IfName;
   readonly hostIfname: IfName;
   readonly kind: InstanceKind;
-  readonly address: Ipv4Address;
+  /** The record's key: `ipv4`, or `ipv6` on an IPv6-only node (the seed's `ip_address`). */
+  readonly address: IpAddress;
   readonly mac: string;
   readonly mtu: number;
   readonly cni: CniSpec;
@@ -123,7 +126,11 @@ export interface Dataplane {
    * `instance` is the daemon's record of it: what the port was, even when the switch forgot (ovs: a bridge
    * deleted and recreated, or a fresh OVSDB, takes its registry with it).
    */
-  attachToCni?(hostIfname: IfName, cni: CniSpec, instance?: Pick<InstanceRecord, 'handle' | 'address' | 'mac' | 'kind'>): Promise<void>;
+  attachToCni?(
+    hostIfname: IfName,
+    cni: CniSpec,
+    instance?: Pick<InstanceRecord, 'handle' | 'address' | 'ipv6Address' | 'mac' | 'kind'>,
+  ): Promise<void>;
   /** Deletes links nodenet owns that no record explains (orphans of a crash). Absent is fine. */
   deleteOwnedLinks(names: readonly IfName[]): Promise<void>;
   /** Releases resources (e.g. helper processes). */
@@ -131,35 +138,36 @@ export interface Dataplane {
 }
 
 /** The node-wide rules: what the packet filter needs to know about the CNI and the cluster. */
-export interface FilterBase {
+export interface FilterBase extends CniNets {
   readonly cniName: IfName;
-  readonly subnet: Subnet;
-  readonly gateway: Ipv4Address;
-  /** Every node's instance subnet (this node's included): traffic to them is never masqueraded. */
-  readonly clusterSubnets: readonly Subnet[];
+  /** Every node's instance subnets of both families (this node's included): traffic to them is never masqueraded. */
+  readonly clusterSubnets: readonly IpSubnet[];
 }
 
 export interface InstanceRules {
   /** The bridge port the instance's packets enter by (anti-spoofing is keyed on it). */
   readonly hostIfname: IfName;
-  readonly address: Ipv4Address;
+  readonly ipv4?: Ipv4Address;
+  readonly ipv6?: Ipv6Address;
+  /** With `ipv6`: the instance's link-local address (the EUI-64 of its MAC), also admitted as a source. */
+  readonly ipv6LinkLocal?: Ipv6Address;
   readonly ports: readonly PortMapping[];
 }
 
-/** A published port as the packet filter holds it. */
+/** A published port as the packet filter holds it (the map of the address's family). */
 export interface PublishedPort {
   readonly protocol: 'tcp' | 'udp';
   readonly hostPort: number;
-  readonly address: Ipv4Address;
+  readonly address: IpAddress;
   readonly instancePort: number;
   /** The one node address the port is published on; absent: every address. */
   readonly hostAddress?: Ipv4Address;
 }
 
-/** A bridge port's admitted source address (anti-spoofing). */
+/** A bridge port's admitted source address (anti-spoofing), of either family. */
 export interface AllowedSource {
   readonly ifname: string;
-  readonly address: Ipv4Address;
+  readonly address: IpAddress;
 }
 
 export interface FilterElements {
@@ -178,7 +186,7 @@ export interface PacketFilter {
    */
   ensureBase(base: FilterBase): Promise<Repairs | void>;
   /** Replaces the cluster's subnets (traffic to them is never masqueraded), in one transaction. */
-  setClusterSubnets(subnets: readonly Subnet[]): Promise<void>;
+  setClusterSubnets(subnets: readonly IpSubnet[]): Promise<void>;
   /** The per-instance elements nodenet's tables hold now (empty when the tables are absent). */
   listElements(): Promise<FilterElements>;
   /** Removes the given elements (orphans no record explains) in one transaction; absent ones are fine. */
@@ -189,8 +197,8 @@ export interface PacketFilter {
   addInstance(rules: InstanceRules): Promise<void>;
   /** The reverse of addInstance; elements already gone are fine. */
   removeInstance(rules: InstanceRules): Promise<void>;
-  /** Deletes connection-tracking entries to or from `address` (TCP and UDP), so a reused address starts clean. */
-  flushConntrack(address: Ipv4Address): Promise<void>;
+  /** Deletes connection-tracking entries to or from `address` (either family), so a reused address starts clean. */
+  flushConntrack(address: IpAddress): Promise<void>;
 }
 
 /** Durable records of what the daemon created. Writes are atomic and durable when the promise resolves. */

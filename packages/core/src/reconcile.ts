@@ -4,7 +4,9 @@
  * to remove. Only what nodenet owns is ever considered: links with its owner tag, elements of its tables.
  */
 import { OWNER_ALIAS_PREFIX, type IfName } from './names.js';
-import { portKey, type PortMapping } from './ports.js';
+import { portKey, type Port, type PortMapping, type Protocol } from './ports.js';
+import { addressFamily, linkLocalForMac, type IpAddress } from './net6.js';
+import { addressList, instanceAddressesOfRecord } from './addressing.js';
 import type { InstanceRecord } from './model.js';
 import type { AllowedSource, FilterElements, LinkState, PublishedPort } from './ports-of-core.js';
 
@@ -44,15 +46,31 @@ export interface PlanInput {
 
 const sourceKey = (ifname: string, address: string) => `${ifname}|${address}`;
 const portValue = (p: { address: string; instancePort: number }) => `${p.address}:${p.instancePort}`;
-/** A published port's place: its key on every address, or on one host address (each has its own map element). */
-const placeKey = (p: { protocol: PortMapping['protocol']; hostPort: number; hostAddress?: string }) =>
-  `${portKey(p.protocol, p.hostPort as never)}${p.hostAddress === undefined ? '' : `@${p.hostAddress}`}`;
+/**
+ * A published port's place: its key in the map of its address's family (a dual-stack port is in both), on
+ * every address or on one host address (each has its own map element).
+ */
+const placeKey = (p: { protocol: Protocol; hostPort: number; hostAddress?: string }, address: string) =>
+  `${portKey(p.protocol, p.hostPort as Port)}|v${addressFamily(address as IpAddress)}${p.hostAddress === undefined ? '' : `@${p.hostAddress}`}`;
+
+/** The instance addresses a mapping is published to: on one host address, only those of that address's family. */
+function publishedTo(m: PortMapping, addresses: readonly string[]): string[] {
+  const family = m.hostAddress === undefined ? undefined : addressFamily(m.hostAddress as IpAddress);
+  return addresses.filter((a) => family === undefined || addressFamily(a as IpAddress) === family);
+}
+
+/** The filter addresses of a record: its addresses, and with IPv6 its link-local one (admitted as a source too). */
+function filterAddressesOf(r: InstanceRecord): { addresses: string[]; sources: string[] } {
+  const addresses = addressList(instanceAddressesOfRecord(r));
+  const linkLocal = addresses.some((a) => addressFamily(a) === 6) ? [linkLocalForMac(r.mac)] : [];
+  return { addresses, sources: [...addresses, ...linkLocal] };
+}
 
 export function planReconcile(input: PlanInput): ReconcilePlan {
   const linkNames = new Set(input.links.map((l) => l.name));
   const masterOf = new Map(input.links.map((l) => [l.name, l.master]));
   const detachedPorts: InstanceRecord[] = [];
-  const portsHeld = new Map(input.elements.ports.map((p) => [placeKey(p), portValue(p)]));
+  const portsHeld = new Map(input.elements.ports.map((p) => [placeKey(p, p.address), portValue(p)]));
   const sourcesHeld = new Set(input.elements.sources.map((s) => sourceKey(s.ifname, s.address)));
 
   const missingInterfaces: InstanceRecord[] = [];
@@ -64,8 +82,11 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
   for (const r of input.records) {
     explainedLinks.add(r.hostIfname);
     explainedLinks.add(r.handle);
-    explainedSources.add(sourceKey(r.hostIfname, r.address));
-    for (const m of r.ports) explainedPorts.set(placeKey(m), portValue({ address: r.address, instancePort: m.instancePort }));
+    const own = filterAddressesOf(r);
+    for (const a of own.sources) explainedSources.add(sourceKey(r.hostIfname, a));
+    for (const m of r.ports)
+      for (const a of publishedTo(m, own.addresses))
+        explainedPorts.set(placeKey(m, a), portValue({ address: a, instancePort: m.instancePort }));
     if (input.busy.handles.has(r.handle) || !input.checkable.has(r.handle)) continue;
     if (!linkNames.has(r.hostIfname)) {
       missingInterfaces.push(r);
@@ -74,8 +95,12 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
     const master = masterOf.get(r.hostIfname);
     if (master !== undefined && input.cniName !== null && master !== input.cniName) detachedPorts.push(r);
     const rulesOk =
-      sourcesHeld.has(sourceKey(r.hostIfname, r.address)) &&
-      r.ports.every((m) => portsHeld.get(placeKey(m)) === portValue({ address: r.address, instancePort: m.instancePort }));
+      own.sources.every((a) => sourcesHeld.has(sourceKey(r.hostIfname, a))) &&
+      r.ports.every((m) =>
+        publishedTo(m, own.addresses).every(
+          (a) => portsHeld.get(placeKey(m, a)) === portValue({ address: a, instancePort: m.instancePort }),
+        ),
+      );
     if (!rulesOk) missingRules.push(r);
   }
 
@@ -88,7 +113,7 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
 
   const orphanPorts: PublishedPort[] = input.elements.ports.filter((p) => {
     if (input.busy.portKeys.has(portKey(p.protocol, p.hostPort as never)) || input.busy.addresses.has(p.address)) return false;
-    return explainedPorts.get(placeKey(p)) !== portValue(p);
+    return explainedPorts.get(placeKey(p, p.address)) !== portValue(p);
   });
   const orphanSources: AllowedSource[] = input.elements.sources.filter((s) => {
     if (input.busy.addresses.has(s.address)) return false;

@@ -15,6 +15,8 @@ import {
   type InstanceRules,
   type InstanceSpec,
   type Ipv4Address,
+  type IpAddress,
+  type IpSubnet,
   type LinkState,
   type NodeState,
   type PacketFilter,
@@ -117,27 +119,38 @@ export class FakePacketFilter implements PacketFilter {
     this.instances.delete(rules.hostIfname);
   }
   clusterSubnets: string[] = [];
-  async setClusterSubnets(subnets: readonly Subnet[]): Promise<void> {
+  async setClusterSubnets(subnets: readonly IpSubnet[]): Promise<void> {
     this.clusterSubnets = subnets.map(String);
   }
   /** Elements put there by something other than addInstance (e.g. left by a crash). */
   extra: FilterElements = { ports: [], sources: [] };
   async listElements(): Promise<FilterElements> {
     const rules = [...this.instances.values()];
+    const addressesOf = (r: InstanceRules) => [r.ipv4, r.ipv6].filter((a) => a !== undefined);
     return {
       ports: [
         ...rules.flatMap((r) =>
-          r.ports.map((m) => ({
-            protocol: m.protocol,
-            hostPort: m.hostPort,
-            address: r.address,
-            instancePort: m.instancePort,
-            ...(m.hostAddress ? { hostAddress: m.hostAddress } : {}),
-          })),
+          addressesOf(r).flatMap((address) =>
+            r.ports
+              // A port on one host address is published to the instance's address of that family only.
+              .filter((m) => m.hostAddress === undefined || m.hostAddress.includes(':') === address.includes(':'))
+              .map((m) => ({
+                protocol: m.protocol,
+                hostPort: m.hostPort,
+                address,
+                instancePort: m.instancePort,
+                ...(m.hostAddress ? { hostAddress: m.hostAddress } : {}),
+              })),
+          ),
         ),
         ...this.extra.ports,
       ],
-      sources: [...rules.map((r) => ({ ifname: r.hostIfname, address: r.address })), ...this.extra.sources],
+      sources: [
+        ...rules.flatMap((r) =>
+          [...addressesOf(r), ...(r.ipv6LinkLocal ? [r.ipv6LinkLocal] : [])].map((address) => ({ ifname: r.hostIfname, address })),
+        ),
+        ...this.extra.sources,
+      ],
     };
   }
   removed: FilterElements[] = [];
@@ -145,7 +158,7 @@ export class FakePacketFilter implements PacketFilter {
     this.removed.push(elements);
     this.extra = { ports: [], sources: [] };
   }
-  async flushConntrack(address: Ipv4Address): Promise<void> {
+  async flushConntrack(address: IpAddress): Promise<void> {
     this.flushed.push(address);
   }
 }

@@ -59,7 +59,8 @@ describe('NodeNetwork', () => {
   describe('CreateContainerNetworkInterface', () => {
     it('creates the CNI, the filter base and the record, with MTU = underlay - overlay', async () => {
       expect(await cni()).toEqual({ interfaceName: 'nodenet0' });
-      expect(dp.cni).toMatchObject({ name: 'nodenet0', gateway: '198.19.1.1', mtu: 1450, mac: '02:6e:c6:13:01:01' });
+      expect(dp.cni).toMatchObject({ name: 'nodenet0', ipv4: { gateway: '198.19.1.1' }, mtu: 1450, mac: '02:6e:c6:13:01:01' });
+      expect(dp.cni?.ipv6).toBeUndefined();
       expect(pf.base?.clusterSubnets.map(String)).toEqual(['198.19.1.0/24']);
       expect(store.state.cni).toMatchObject({ subnet: '198.19.1.0/24', gateway: '198.19.1.1' });
     });
@@ -82,7 +83,9 @@ describe('NodeNetwork', () => {
       ['198.19.1.1', '198.19.1.1/24', /host bits/],
       ['198.19.1.1', '198.19.1.0/31', /prefix length of 30 or less/],
       ['198.19.01.1', '198.19.1.0/24', /canonical/],
-      ['fd00::1', 'fd00::/64', /IPv6/],
+      ['fd00::1', 'fd00::/48', /\/64 to \/120/],
+      ['FD00::1', 'fd00::/64', /write fd00::1/],
+      ['198.19.1.1', 'fd00::/64', /one family/],
     ])('refuses %s in %s with INVALID_ARGUMENT and changes nothing', async (ip, sub, why) => {
       const err = await errorOf(net.createContainerNetworkInterface({ ipAddress: ip, subNetwork: sub }));
       expect(err.code).toBe('INVALID_ARGUMENT');

@@ -32,7 +32,7 @@ export {
 // The lines both backends run on Linux links.
 export {
   LINE,
-  cniAddressLine,
+  cniAddressLines,
   deleteInstanceScript,
   deleteLinkScript,
   deleteLinksScript,

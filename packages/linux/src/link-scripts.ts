@@ -4,7 +4,7 @@
  * (one link, several at once in a link group). Each line has an `id` callers use to turn a failure of that
  * line into a precise error (see explain.ts).
  */
-import { OWNER_ALIAS_PREFIX, type CniSpec, type IfName, type InstanceRecord, type InstanceSpec } from '@nodenet/core';
+import { OWNER_ALIAS_PREFIX, linkLocalForMac, type CniSpec, type IfName, type InstanceRecord, type InstanceSpec } from '@nodenet/core';
 import type { IpLine } from './ip-batch.js';
 import type { IpLink, IpLinkWithAddresses } from './ip-json.js';
 
@@ -20,6 +20,8 @@ export const LINE = {
   createBridge: 'create-bridge',
   configureBridge: 'configure-bridge',
   bridgeAddress: 'bridge-address',
+  bridgeIpv6Address: 'bridge-ipv6-address',
+  bridgeLinkLocal: 'bridge-link-local',
   bridgeUp: 'bridge-up',
   bridgeMac: 'bridge-mac',
   bridgeMtu: 'bridge-mtu',
@@ -29,6 +31,8 @@ export const LINE = {
   hairpin: 'hairpin',
   rename: 'rename',
   instanceAddress: 'instance-address',
+  instanceIpv6Address: 'instance-ipv6-address',
+  defaultIpv6Route: 'default-ipv6-route',
   instanceUp: 'instance-up',
   loopbackUp: 'loopback-up',
   defaultRoute: 'default-route',
@@ -38,13 +42,35 @@ export const LINE = {
   flushNeighbour: 'flush-neighbour',
 } as const;
 
-export function cniAddressLine(spec: CniSpec): IpLine {
-  const cidr = `${spec.gateway}/${spec.subnet.prefixLength}`;
-  return {
-    id: LINE.bridgeAddress,
-    args: ['address', 'add', cidr, 'broadcast', '+', 'dev', spec.name],
-    step: `add ${cidr} to ${spec.name}`,
-  };
+/** The gateway addresses of the CNI, one line per family it holds (IPv6 without duplicate address detection: `nodad`). */
+export function cniAddressLines(spec: CniSpec): IpLine[] {
+  const lines: IpLine[] = [];
+  if (spec.ipv4) {
+    const cidr = `${spec.ipv4.gateway}/${spec.ipv4.subnet.prefixLength}`;
+    lines.push({
+      id: LINE.bridgeAddress,
+      args: ['address', 'add', cidr, 'broadcast', '+', 'dev', spec.name],
+      step: `add ${cidr} to ${spec.name}`,
+    });
+  }
+  if (spec.ipv6) {
+    const cidr = `${spec.ipv6.gateway}/${spec.ipv6.subnet.prefixLength}`;
+    lines.push({
+      id: LINE.bridgeIpv6Address,
+      args: ['address', 'add', cidr, 'dev', spec.name, 'nodad'],
+      step: `add ${cidr} to ${spec.name}`,
+    });
+    // A link-local address too (the bridge generates none: addrgenmode none): the kernel sends the neighbour
+    // solicitations of forwarded packets (a published port's DNATed traffic) from a link-local address only,
+    // and none without one (measured: the instance's neighbour entry stays FAILED).
+    const local = `${linkLocalForMac(spec.mac)}/64`;
+    lines.push({
+      id: LINE.bridgeLinkLocal,
+      args: ['address', 'add', local, 'dev', spec.name, 'nodad'],
+      step: `add ${local} to ${spec.name}`,
+    });
+  }
+  return lines;
 }
 
 /** One thing an existing CNI bridge had wrong: what was found (a repair line for the caller) and the fix. */
@@ -73,25 +99,32 @@ export function repairCniScript(spec: CniSpec, current: IpLinkWithAddresses): Cn
       line: { id: LINE.bridgeMtu, args: ['link', 'set', 'dev', name, 'mtu', String(spec.mtu)], step: `set MTU ${spec.mtu} on ${name}` },
     });
   }
-  let hasGateway = false;
+  const wanted = cniAddressLines(spec).map((line) => {
+    if (line.id === LINE.bridgeLinkLocal) return { line, family: 'inet6', local: linkLocalForMac(spec.mac), prefixlen: 64 };
+    if (line.id === LINE.bridgeIpv6Address) {
+      return { line, family: 'inet6', local: spec.ipv6!.gateway, prefixlen: spec.ipv6!.subnet.prefixLength };
+    }
+    return { line, family: 'inet', local: spec.ipv4!.gateway, prefixlen: spec.ipv4!.subnet.prefixLength };
+  });
+  const present = new Set<(typeof wanted)[number]>();
   for (const a of current.addresses) {
-    if (a.family !== 'inet') continue;
-    if (a.local === spec.gateway && a.prefixlen === spec.subnet.prefixLength) {
-      hasGateway = true;
+    if (a.family !== 'inet' && a.family !== 'inet6') continue;
+    const match = wanted.find((w) => w.family === a.family && w.local === a.local && w.prefixlen === a.prefixlen);
+    if (match) {
+      present.add(match);
       continue;
     }
-    // Another IPv4 address on nodenet's own bridge is a leftover (e.g. a gateway from an older record).
+    // Other link-local addresses are the kernel's business, not nodenet's.
+    if (a.family === 'inet6' && a.local.startsWith('fe80:')) continue;
+    // Another address on nodenet's own bridge is a leftover (e.g. a gateway from an older record).
     const cidr = `${a.local}/${a.prefixlen}`;
     repairs.push({
       found: `stale address ${cidr} was on ${name}: removed`,
       line: { id: LINE.bridgeStaleAddress, args: ['address', 'del', cidr, 'dev', name], step: `remove stale address ${cidr} from ${name}` },
     });
   }
-  if (!hasGateway) {
-    repairs.push({
-      found: `address ${spec.gateway}/${spec.subnet.prefixLength} was missing on ${name}: added`,
-      line: cniAddressLine(spec),
-    });
+  for (const w of wanted) {
+    if (!present.has(w)) repairs.push({ found: `address ${w.local}/${w.prefixlen} was missing on ${name}: added`, line: w.line });
   }
   if (!current.flags.includes('UP')) {
     repairs.push({
@@ -102,10 +135,13 @@ export function repairCniScript(spec: CniSpec, current: IpLinkWithAddresses): Cn
   return repairs;
 }
 
-/** The lines run inside the instance's namespace: name, address, up, loopback up, default route via the gateway. */
+/**
+ * The lines run inside the instance's namespace: name, addresses, up, loopback up, default routes via the
+ * gateways, per family the instance has. The IPv6 address goes without duplicate address detection (`nodad`:
+ * nodenet hands out each address once), so it is usable at once.
+ */
 export function instanceNamespaceScript(spec: InstanceSpec): IpLine[] {
   const ifname = spec.ifname ?? DEFAULT_INSTANCE_IFNAME;
-  const cidr = `${spec.address}/${spec.cni.subnet.prefixLength}`;
   const where = `in namespace ${spec.netns ?? '(node)'}`;
   const lines: IpLine[] = [];
   if (ifname !== spec.handle) {
@@ -115,20 +151,42 @@ export function instanceNamespaceScript(spec: InstanceSpec): IpLine[] {
       step: `rename ${spec.handle} to ${ifname} ${where}`,
     });
   }
-  lines.push(
-    {
+  const v4 = spec.ipv4 && spec.cni.ipv4 ? { address: spec.ipv4, net: spec.cni.ipv4 } : undefined;
+  const v6 = spec.ipv6 && spec.cni.ipv6 ? { address: spec.ipv6, net: spec.cni.ipv6 } : undefined;
+  if (v4) {
+    const cidr = `${v4.address}/${v4.net.subnet.prefixLength}`;
+    lines.push({
       id: LINE.instanceAddress,
       args: ['address', 'add', cidr, 'broadcast', '+', 'dev', ifname],
       step: `add ${cidr} to ${ifname} ${where}`,
-    },
+    });
+  }
+  if (v6) {
+    const cidr = `${v6.address}/${v6.net.subnet.prefixLength}`;
+    lines.push({
+      id: LINE.instanceIpv6Address,
+      args: ['address', 'add', cidr, 'dev', ifname, 'nodad'],
+      step: `add ${cidr} to ${ifname} ${where}`,
+    });
+  }
+  lines.push(
     { id: LINE.instanceUp, args: ['link', 'set', 'dev', ifname, 'up'], step: `bring ${ifname} up ${where}` },
     { id: LINE.loopbackUp, args: ['link', 'set', 'dev', 'lo', 'up'], step: `bring lo up ${where}` },
-    {
-      id: LINE.defaultRoute,
-      args: ['route', 'add', 'default', 'via', spec.cni.gateway, 'dev', ifname],
-      step: `add default route via ${spec.cni.gateway} ${where}`,
-    },
   );
+  if (v4) {
+    lines.push({
+      id: LINE.defaultRoute,
+      args: ['route', 'add', 'default', 'via', v4.net.gateway, 'dev', ifname],
+      step: `add default route via ${v4.net.gateway} ${where}`,
+    });
+  }
+  if (v6) {
+    lines.push({
+      id: LINE.defaultIpv6Route,
+      args: ['route', 'add', '::/0', 'via', v6.net.gateway, 'dev', ifname],
+      step: `add default IPv6 route via ${v6.net.gateway} ${where}`,
+    });
+  }
   return lines;
 }
 
@@ -137,14 +195,15 @@ export function instanceNamespaceScript(spec: InstanceSpec): IpLine[] {
  * node's neighbour entry for its address, so the address can be reused at once. Run with `-force`: either
  * line may find nothing to do.
  */
-export function deleteInstanceScript(record: Pick<InstanceRecord, 'hostIfname' | 'address'>, cniName: IfName): IpLine[] {
+export function deleteInstanceScript(record: Pick<InstanceRecord, 'hostIfname' | 'address' | 'ipv6Address'>, cniName: IfName): IpLine[] {
+  const addresses = [record.address, ...(record.ipv6Address ? [record.ipv6Address] : [])];
   return [
     { id: LINE.deleteLink, args: ['link', 'del', 'dev', record.hostIfname], step: `delete ${record.hostIfname}` },
-    {
+    ...addresses.map((address): IpLine => ({
       id: LINE.flushNeighbour,
-      args: ['neigh', 'flush', 'to', record.address, 'dev', cniName],
-      step: `flush neighbour entries of ${record.address} on ${cniName}`,
-    },
+      args: ['neigh', 'flush', 'to', address, 'dev', cniName],
+      step: `flush neighbour entries of ${address} on ${cniName}`,
+    })),
   ];
 }
 

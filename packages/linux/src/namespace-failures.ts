@@ -31,5 +31,17 @@ export function explainNamespaceFailure(spec: InstanceSpec, netns: NetnsRef, e: 
       { cause: e },
     );
   }
+  if (e.failedLine?.id === LINE.defaultIpv6Route && /File exists/.test(e.detail)) {
+    return new FailedPreconditionError(
+      `network namespace ${netns} already has a default IPv6 route: remove it, or create the interface without netns and configure it yourself`,
+      { cause: e },
+    );
+  }
+  if (e.failedLine?.id === LINE.instanceIpv6Address && /Permission denied/.test(e.detail)) {
+    return new FailedPreconditionError(
+      `network namespace ${netns} has IPv6 disabled (net.ipv6.conf.${ifname}.disable_ipv6 or all.disable_ipv6 is 1): enable it there, or create the interface without ipv6_address`,
+      { cause: e },
+    );
+  }
   return e;
 }

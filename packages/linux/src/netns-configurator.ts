@@ -67,16 +67,7 @@ export class NetnsConfigurator {
   async configure(spec: InstanceSpec, targetPath: string): Promise<void> {
     const step = `configure ${spec.handle} in namespace ${spec.netns ?? targetPath}`;
     const ifname = spec.ifname ?? DEFAULT_INSTANCE_IFNAME;
-    const fields = [
-      'configure',
-      targetPath,
-      spec.handle,
-      ifname,
-      spec.address,
-      String(spec.cni.subnet.prefixLength),
-      spec.cni.subnet.broadcast,
-      spec.cni.gateway,
-    ];
+    const fields = ['configure', targetPath, spec.handle, ifname, ...ipv4Fields(spec, step)];
     await this.send(step, fields, instanceNamespaceScript(spec));
   }
 
@@ -101,10 +92,7 @@ export class NetnsConfigurator {
       spec.mac,
       targetPath,
       ifname,
-      spec.address,
-      String(spec.cni.subnet.prefixLength),
-      spec.cni.subnet.broadcast,
-      spec.cni.gateway,
+      ...ipv4Fields(spec, step),
     ];
     await this.send(step, fields, [...nodeLines, ...instanceNamespaceScript(spec)]);
   }
@@ -148,8 +136,21 @@ export class NetnsConfigurator {
   }
 }
 
-/** The helper cannot run on this host; nothing was changed. */
+/** The helper cannot run on this host, or cannot do this request; nothing was changed. */
 export class HelperUnusableError extends InternalError {}
+
+/**
+ * The helper's address fields (IPv4 address, prefix, broadcast, gateway). It speaks IPv4 only: an instance with
+ * IPv6 is configured the `ip` way (HelperUnusableError, which callers answer with their fallback; the helper
+ * stays in use for the others).
+ */
+function ipv4Fields(spec: InstanceSpec, step: string): string[] {
+  if (!spec.ipv4 || !spec.cni.ipv4 || spec.ipv6) {
+    throw new HelperUnusableError(step, 'the namespace configurator sets IPv4 only: an instance with IPv6 is configured with ip');
+  }
+  const { subnet, gateway } = spec.cni.ipv4;
+  return [spec.ipv4, String(subnet.prefixLength), subnet.broadcast, gateway];
+}
 
 /**
  * Names, addresses and routes an instance end that is already in the namespace at `target` (made there as

@@ -17,14 +17,29 @@ export interface SysctlSetting {
   readonly optional?: boolean;
 }
 
-/** The settings the CNI needs: forwarding, 127.0.0.1 DNAT through the bridge, no IPv6 on the bridge. */
-export function cniSysctls(cniName: string): SysctlSetting[] {
-  return [
+/**
+ * The settings the CNI needs: forwarding, 127.0.0.1 DNAT through the bridge; IPv6 on the bridge only when the
+ * CNI holds an IPv6 subnet (`ipv6`), then with IPv6 forwarding and without router advertisements or SLAAC.
+ */
+export function cniSysctls(cniName: string, ipv6 = false): SysctlSetting[] {
+  const common: SysctlSetting[] = [
     { path: ['net', 'ipv4', 'ip_forward'], value: '1' },
     // Lets the nftables layer DNAT connections the node makes to 127.0.0.1:PORT out through the bridge.
     { path: ['net', 'ipv4', 'conf', cniName, 'route_localnet'], value: '1' },
-    // nodenet is IPv4-only: without this an instance could reach the node's IPv6 services through the bridge.
-    { path: ['net', 'ipv6', 'conf', cniName, 'disable_ipv6'], value: '1', optional: true },
+  ];
+  if (!ipv6) {
+    // Without an IPv6 subnet an instance could otherwise reach the node's IPv6 services through the bridge.
+    return [...common, { path: ['net', 'ipv6', 'conf', cniName, 'disable_ipv6'], value: '1', optional: true }];
+  }
+  return [
+    ...common,
+    { path: ['net', 'ipv6', 'conf', cniName, 'disable_ipv6'], value: '0' },
+    // Forwarding for every link of the node's namespace, as ip_forward is for IPv4 (the kernel has no
+    // per-link IPv6 forwarding switch that routes: conf.all is it).
+    { path: ['net', 'ipv6', 'conf', 'all', 'forwarding'], value: '1' },
+    // The bridge is the instances' router: it takes no router advertisements and configures no addresses itself.
+    { path: ['net', 'ipv6', 'conf', cniName, 'accept_ra'], value: '0' },
+    { path: ['net', 'ipv6', 'conf', cniName, 'autoconf'], value: '0' },
   ];
 }
 

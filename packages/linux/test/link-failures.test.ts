@@ -23,7 +23,7 @@ import {
 } from '../src/index.js';
 
 const gateway = parseIpv4Address('198.19.1.1', 'gateway');
-const cni: CniSpec = { name: CNI_NAME, gateway, subnet: Subnet.of('198.19.1.0/24'), mtu: 1450, mac: macForAddress(gateway) };
+const cni: CniSpec = { name: CNI_NAME, ipv4: { gateway, subnet: Subnet.of('198.19.1.0/24') }, mtu: 1450, mac: macForAddress(gateway) };
 const spec = instanceSpecFor(cni, 0xabcd, 7);
 const createLine: IpLine = { id: LINE.createLink, args: ['link', 'add'], step: 'create veth pair' };
 const failedAt = (line: IpLine, detail: string) => new IpBatchError('create', 'ip -batch -', line, detail, [{ line: 1, message: detail }]);

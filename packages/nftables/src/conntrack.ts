@@ -1,5 +1,5 @@
 /** Deleting connection-tracking entries with `conntrack -R` and reading its exit status (pure, unit-tested). */
-import { parseIpv4Address, type Ipv4Address } from '@nodenet/core';
+import { addressFamily, parseIpAddress, type IpAddress } from '@nodenet/core';
 
 /**
  * The three deletions per address: entries whose original source (`-s`), original destination (`-d`) or
@@ -16,8 +16,15 @@ export const CONNTRACK_ATTEMPTS = 5;
  * process (each line is its own dump of the table, then deletions). conntrack 1.4.7 cannot read the file
  * from Node's standard input (a socket: "Failed to open file /dev/stdin"), hence a file.
  */
-export function conntrackScript(addresses: readonly Ipv4Address[]): string {
-  return addresses.flatMap((a, i) => CONNTRACK_FILTERS.map((f) => `-D ${f} ${parseIpv4Address(a, `addresses[${i}]`)}\n`)).join('');
+export function conntrackScript(addresses: readonly IpAddress[]): string {
+  return addresses
+    .flatMap((a, i) => {
+      const address = parseIpAddress(a, `addresses[${i}]`);
+      // conntrack lists IPv4 entries unless told the family: an IPv6 address needs -f ipv6.
+      const family = addressFamily(address) === 6 ? '-f ipv6 ' : '';
+      return CONNTRACK_FILTERS.map((f) => `-D ${family}${f} ${address}\n`);
+    })
+    .join('');
 }
 
 export type ConntrackOutcome = 'done' | 'retry' | 'failed';

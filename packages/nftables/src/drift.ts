@@ -19,7 +19,14 @@ export interface Drift {
   readonly repair: BaseRepair | null;
 }
 
-const FAMILIES: readonly Family[] = ['ip', 'bridge'];
+const FAMILIES: readonly Family[] = ['ip', 'ip6', 'bridge'];
+
+/** cluster_subnets' contents by table family (an array: the ip table's, as before IPv6). */
+export type SubnetsByFamily = Partial<Record<'ip' | 'ip6', readonly string[] | null>>;
+
+function byFamily(s: readonly string[] | null | SubnetsByFamily): SubnetsByFamily {
+  return s === null || Array.isArray(s) ? { ip: s as readonly string[] | null } : (s as SubnetsByFamily);
+}
 
 /**
  * Compares `listed` with `reference` (nodenet's objects only) and the cluster_subnets contents (CIDRs;
@@ -28,29 +35,39 @@ const FAMILIES: readonly Family[] = ['ip', 'bridge'];
 export function diffBase(
   reference: BaseShape,
   listed: BaseShape,
-  expectedSubnets: readonly string[],
-  listedSubnets: readonly string[] | null,
+  expectedSubnetsInput: readonly string[] | SubnetsByFamily,
+  listedSubnetsInput: readonly string[] | null | SubnetsByFamily,
 ): Drift {
+  const expectedByFamily = byFamily(expectedSubnetsInput);
+  const listedByFamily = byFamily(listedSubnetsInput);
   const repairs: string[] = [];
   const tables: TableRepair[] = [];
   let refillSubnets = false;
+  if (!reference.bridge) throw new Error(`the reference has no table bridge ${TABLE}`);
   for (const family of FAMILIES) {
     const want = reference[family];
-    if (!want) throw new Error(`the reference has no table ${family} ${TABLE}`);
-    const d = diffTable(want, listed[family]);
+    if (!want) continue;
+    const d = diffTable(want, listed[family] ?? null);
     repairs.push(...d.repairs);
     if (d.repair) tables.push(d.repair);
     // A missing or recreated cluster_subnets is refilled; its contents are reported only when it was kept.
-    if (family === 'ip' && d.recreatedSets.includes(CLUSTER_SUBNETS)) refillSubnets = true;
+    if (family !== 'bridge' && d.recreatedSets.includes(CLUSTER_SUBNETS)) refillSubnets = true;
   }
-  if (!refillSubnets && listedSubnets !== null && !sameMembers(listedSubnets, expectedSubnets)) {
-    refillSubnets = true;
-    repairs.push(`cluster_subnets differed: held ${shown(listedSubnets)}, expected ${shown(expectedSubnets)}`);
-  }
-  if (!refillSubnets && listedSubnets === null && listed.ip !== null && listed.ip.sets.has(CLUSTER_SUBNETS)) {
-    // Listed as present in the table but not readable on its own: rewrite it rather than guess.
-    refillSubnets = true;
-    repairs.push('cluster_subnets could not be read: refilled');
+  for (const family of ['ip', 'ip6'] as const) {
+    if (!reference[family] || refillSubnets) continue;
+    const held = listedByFamily[family] ?? null;
+    const expected = expectedByFamily[family] ?? [];
+    const at = family === 'ip' ? 'cluster_subnets' : 'ip6 cluster_subnets';
+    if (held !== null && !sameMembers(held, expected)) {
+      refillSubnets = true;
+      repairs.push(`${at} differed: held ${shown(held)}, expected ${shown(expected)}`);
+    }
+    const table = listed[family];
+    if (!refillSubnets && held === null && table && table.sets.has(CLUSTER_SUBNETS)) {
+      // Listed as present in the table but not readable on its own: rewrite it rather than guess.
+      refillSubnets = true;
+      repairs.push(`${at} could not be read: refilled`);
+    }
   }
   if (repairs.length === 0) return { repairs, repair: null };
   return { repairs, repair: { tables, clusterSubnets: refillSubnets } };

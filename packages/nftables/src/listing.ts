@@ -6,9 +6,12 @@
  * - the shape of nodenet's tables (declarations and rules, without elements) and cluster_subnets'
  *   contents, which ensureBase compares with what it would install (see drift.ts).
  */
-import { parseIpv4Address, type AllowedSource, type FilterElements, type Protocol, type PublishedPort } from '@nodenet/core';
+import { parseIpAddress, type AllowedSource, type FilterElements, type Protocol, type PublishedPort } from '@nodenet/core';
 import {
   ALLOWED_SOURCES,
+  ALLOWED_SOURCES6,
+  ND_TARGETS,
+  ipv6FromHex,
   CLUSTER_SUBNETS,
   PUBLISHED_HOST_PORTS,
   PUBLISHED_PORTS,
@@ -91,9 +94,28 @@ function parsePortMap(json: string, name: string, byHostAddress: boolean): Liste
   return out;
 }
 
+/**
+ * The IPv6 admitted sources of `nft -j list table bridge nodenet`-style output holding allowed_sources6 and
+ * nd_targets (one listing each is fine: pass both documents): the pairs in both sets; null when allowed_sources6
+ * is absent.
+ */
+export function parseAllowedSources6(sourcesJson: string, targetsJson: string | null): ListedSource[] | null {
+  const sources = parseAllowedSources(sourcesJson, ALLOWED_SOURCES6);
+  if (sources === null) return null;
+  const targets = new Set<string>();
+  const set = targetsJson === null ? null : named(targetsJson, 'set', ND_TARGETS);
+  for (const e of set && Array.isArray(set.elem) ? set.elem : []) {
+    const parts = concat(e);
+    if (!parts || parts.length !== 2 || typeof parts[0] !== 'string' || typeof parts[1] !== 'string') continue;
+    const address = ipv6FromHex(parts[1]);
+    if (address) targets.add(`${parts[0]}|${address}`);
+  }
+  return sources.filter((s) => targets.has(`${s.ifname}|${s.address}`));
+}
+
 /** The allowed_sources elements of `nft -j list table bridge nodenet` output; null when the set is absent. */
-export function parseAllowedSources(json: string): ListedSource[] | null {
-  const set = named(json, 'set', ALLOWED_SOURCES);
+export function parseAllowedSources(json: string, name: string = ALLOWED_SOURCES): ListedSource[] | null {
+  const set = named(json, 'set', name);
   if (!set) return null;
   const out: ListedSource[] = [];
   for (const e of Array.isArray(set.elem) ? set.elem : []) {
@@ -113,8 +135,8 @@ export function countRules(json: string): number {
 export function filterElements(listed: ListedElements): FilterElements {
   const ports: PublishedPort[] = [];
   for (const p of listed.publishedPorts ?? []) {
-    const address = ipv4OrNull(p.address);
-    const hostAddress = p.hostAddress === undefined ? undefined : ipv4OrNull(p.hostAddress);
+    const address = addressOrNull(p.address);
+    const hostAddress = p.hostAddress === undefined ? undefined : addressOrNull(p.hostAddress);
     if (!address || hostAddress === null) continue;
     ports.push({
       protocol: p.protocol,
@@ -126,15 +148,15 @@ export function filterElements(listed: ListedElements): FilterElements {
   }
   const sources: AllowedSource[] = [];
   for (const s of listed.allowedSources ?? []) {
-    const address = ipv4OrNull(s.address);
+    const address = addressOrNull(s.address);
     if (address) sources.push({ ifname: s.ifname, address });
   }
   return { ports, sources };
 }
 
-function ipv4OrNull(s: string) {
+function addressOrNull(s: string) {
   try {
-    return parseIpv4Address(s, 'address');
+    return parseIpAddress(s, 'address');
   } catch {
     return null;
   }
@@ -174,11 +196,8 @@ export interface TableShape {
   readonly sets: ReadonlyMap<string, SetShape>;
 }
 
-/** nodenet's two tables as listed; null: absent. */
-export interface BaseShape {
-  readonly ip: TableShape | null;
-  readonly bridge: TableShape | null;
-}
+/** nodenet's tables as listed; null: absent; a family left out: not part of this base (the ip6 table of an IPv4-only node). */
+export type BaseShape = { readonly bridge: TableShape | null } & Partial<Record<'ip' | 'ip6', TableShape | null>>;
 
 /** The shape of nodenet's table of `family` in an `nft -j [-t] list table FAMILY nodenet` document (null: not in it). */
 export function parseTableShape(json: string, family: Family): TableShape | null {
@@ -191,7 +210,8 @@ export function parseTableShape(json: string, family: Family): TableShape | null
  */
 export function parseEchoShapes(json: string): BaseShape {
   const added = objects(json).flatMap((o) => (o.add && typeof o.add === 'object' ? [o.add as Record<string, Json>] : []));
-  return { ip: shapeOf(added, 'ip'), bridge: shapeOf(added, 'bridge') };
+  const ip6 = shapeOf(added, 'ip6');
+  return { ip: shapeOf(added, 'ip'), ...(ip6 ? { ip6 } : {}), bridge: shapeOf(added, 'bridge') };
 }
 
 /** Only the named chains and sets of `shape` (to take nodenet's own objects as a reference, without extras). */
@@ -284,7 +304,7 @@ export function parseSubnetElements(json: string): string[] | null {
   const out: string[] = [];
   for (const e of Array.isArray(set.elem) ? set.elem : []) {
     const v = value(e);
-    if (typeof v === 'string') out.push(`${v}/32`);
+    if (typeof v === 'string') out.push(`${v}/${v.includes(':') ? 128 : 32}`);
     else if (v && typeof v === 'object' && 'prefix' in v) {
       const p = (v as { prefix: { addr?: Json; len?: Json } }).prefix;
       out.push(`${String(p.addr)}/${String(p.len)}`);

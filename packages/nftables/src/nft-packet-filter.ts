@@ -10,19 +10,19 @@
 import {
   FailedPreconditionError,
   InternalError,
-  parseIpv4Address,
+  parseIpAddress,
   netnsPath,
   parseNetnsRef,
   silentLogger,
   type FilterBase,
   type FilterElements,
   type InstanceRules,
-  type Ipv4Address,
+  type IpAddress,
+  type IpSubnet,
   type Logger,
   type NetnsRef,
   type PacketFilter,
   type Repairs,
-  type Subnet,
 } from '@nodenet/core';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -39,10 +39,11 @@ import {
   type RunResult,
 } from '@nodenet/sys';
 import { CONNTRACK_ATTEMPTS, conntrackOutcome, conntrackScript } from './conntrack.js';
-import { diffBase } from './drift.js';
+import { diffBase, type SubnetsByFamily } from './drift.js';
 import {
   filterElements,
   parseAllowedSources,
+  parseAllowedSources6,
   parseEchoShapes,
   parsePublishedHostPorts,
   parsePublishedPorts,
@@ -50,11 +51,14 @@ import {
   parseTableShape,
   restrictShape,
   type BaseShape,
+  type TableShape,
 } from './listing.js';
 import {
   ALLOWED_SOURCES,
+  ALLOWED_SOURCES6,
   CLUSTER_SUBNETS,
   PUBLISHED_HOST_PORTS,
+  ND_TARGETS,
   PUBLISHED_PORTS,
   TABLE,
   addInstanceScript,
@@ -87,6 +91,11 @@ export interface NftPacketFilterOptions {
   readonly commands?: { readonly nft?: string; readonly conntrack?: string };
   /** Where the loopback guard goes (see LoopbackGuard): `bridge-ports` when the CNI is a Linux bridge; default `ip-prerouting`. */
   readonly loopbackGuard?: LoopbackGuard;
+  /**
+   * Masquerade instances' IPv6 traffic leaving the cluster (default true, as netavark does for ULA subnets);
+   * false for routed global prefixes, whose addresses the world reaches directly.
+   */
+  readonly ipv6Masquerade?: boolean;
 }
 
 /**
@@ -113,7 +122,7 @@ interface Reference {
 /** nodenet's tables as listed: their shapes (without elements) and cluster_subnets' contents. */
 interface ListedBase {
   readonly shape: BaseShape;
-  readonly subnets: string[] | null;
+  readonly subnets: SubnetsByFamily;
 }
 
 export class NftPacketFilter implements PacketFilter {
@@ -122,6 +131,9 @@ export class NftPacketFilter implements PacketFilter {
   private readonly nftCommand: string;
   private readonly conntrackCommand: string;
   private readonly loopbackGuard: LoopbackGuard;
+  private readonly ipv6Masquerade: boolean;
+  /** The tables of the last base ensureBase installed (undefined before: listings then read every family). */
+  private families: readonly Family[] | undefined;
   /**
    * Concurrent adds (and removes) share one transaction (group commit): idle, a request runs at once; under
    * load, requests queued behind a running transaction go together in the next. A failed group is retried
@@ -140,7 +152,7 @@ export class NftPacketFilter implements PacketFilter {
     ),
   );
   /** Concurrent flushConntrack calls share one `conntrack` process (their deletions run one after another). */
-  private readonly conntrackFlushes = new GroupCommitter<Ipv4Address>((addresses) => this.conntrackDelete(addresses));
+  private readonly conntrackFlushes = new GroupCommitter<IpAddress>((addresses) => this.conntrackDelete(addresses));
   /** The `nft -i` that applies the element changes of adds and removes; started on first use. */
   private session: CommandSession | undefined;
 
@@ -150,6 +162,7 @@ export class NftPacketFilter implements PacketFilter {
     this.nftCommand = options.commands?.nft ?? 'nft';
     this.conntrackCommand = options.commands?.conntrack ?? 'conntrack';
     this.loopbackGuard = options.loopbackGuard ?? 'ip-prerouting';
+    this.ipv6Masquerade = options.ipv6Masquerade ?? true;
   }
 
   /**
@@ -158,20 +171,24 @@ export class NftPacketFilter implements PacketFilter {
    * first), and checks the result. Returns one line per difference found, [] when it wrote nothing.
    */
   async ensureBase(input: FilterBase): Promise<Repairs> {
-    const base = checkedBase({ ...input, loopbackGuard: this.loopbackGuard });
+    const base = checkedBase({ ...input, loopbackGuard: this.loopbackGuard, ipv6Masquerade: this.ipv6Masquerade });
     const step = "converge nodenet's nftables tables";
-    const [reference, listed] = await Promise.all([this.reference(base, step), this.readBase(step)]);
-    const expectedSubnets = clusterSubnetElements(base);
+    const families = baseLayout(base).map((t) => t.family);
+    this.families = families;
+    const [reference, listed] = await Promise.all([this.reference(base, step), this.readBase(step, families)]);
+    const expectedSubnets: SubnetsByFamily = Object.fromEntries(
+      (['ip', 'ip6'] as const).filter((f) => families.includes(f)).map((f) => [f, clusterSubnetElements(base, f)]),
+    );
     if (reference === null) {
       // No reference (no scratch namespace here): rewrite all, then take what the kernel lists as the reference.
       await this.apply(ensureBaseScript(base), step);
-      this.adoptReference(base, (await this.readBase(step)).shape);
+      this.adoptReference(base, (await this.readBase(step, families)).shape);
       return [`nodenet's nftables tables could not be compared (${this.referenceFailure}): rewrote their chains`];
     }
     const drift = diffBase(reference, listed.shape, expectedSubnets, listed.subnets);
     if (drift.repair === null) return [];
     for (const script of repairScripts(base, drift.repair)) await this.apply(script, step);
-    const after = await this.readBase(step);
+    const after = await this.readBase(step, families);
     const left = diffBase(reference, after.shape, expectedSubnets, after.subnets);
     if (left.repair !== null) {
       // Rewritten by nodenet a moment ago, yet still "different": nft lists something otherwise than it
@@ -185,10 +202,11 @@ export class NftPacketFilter implements PacketFilter {
     return drift.repairs;
   }
 
-  async setClusterSubnets(subnets: readonly Subnet[]): Promise<void> {
+  async setClusterSubnets(subnets: readonly IpSubnet[]): Promise<void> {
     const step = 'replace the cluster subnets';
+    const families = (this.families ?? ['ip']).filter((f): f is 'ip' | 'ip6' => f !== 'bridge');
     try {
-      await this.apply(setClusterSubnetsScript(subnets), step);
+      await this.apply(setClusterSubnetsScript(subnets, families), step);
     } catch (e) {
       if (isNftError(e, /No such file or directory/)) {
         throw new FailedPreconditionError(
@@ -235,7 +253,7 @@ export class NftPacketFilter implements PacketFilter {
       const listed = await this.readElements(step);
       const stale = conflictingKeys(checkedRules(rules, step), listed.publishedPorts ?? []);
       if (stale.length === 0) throw e;
-      this.logger.warn({ address: rules.address, stale }, 'replacing published ports left mapped to another address');
+      this.logger.warn({ ipv4: rules.ipv4, ipv6: rules.ipv6, stale }, 'replacing published ports left mapped to another address');
       await this.apply(addInstanceScript(rules, stale), step);
     }
   }
@@ -264,15 +282,15 @@ export class NftPacketFilter implements PacketFilter {
     this.session = undefined;
   }
 
-  async flushConntrack(address: Ipv4Address): Promise<void> {
-    await this.conntrackFlushes.submit(parseIpv4Address(address, 'address'));
+  async flushConntrack(address: IpAddress): Promise<void> {
+    await this.conntrackFlushes.submit(parseIpAddress(address, 'address'));
   }
 
   /**
    * Deletes the entries of `addresses` with one `conntrack -R` (its three deletions per address run one
    * after another in one process, where three `conntrack -D` cost three process starts).
    */
-  private async conntrackDelete(addresses: readonly Ipv4Address[]): Promise<void> {
+  private async conntrackDelete(addresses: readonly IpAddress[]): Promise<void> {
     const step =
       addresses.length === 1
         ? `flush connection tracking of ${addresses[0]}`
@@ -359,21 +377,34 @@ export class NftPacketFilter implements PacketFilter {
   }
 
   /**
-   * Reads nodenet's maps and set (in parallel); an absent table, map or set reads as null (published_host_ports
-   * alone absent, as in tables a previous version made and ensureBase has not converged yet: no elements).
+   * Reads nodenet's maps and sets (in parallel), of the families the base has (all before the first
+   * ensureBase); an absent table, map or set reads as null (published_host_ports alone absent, as in tables a
+   * previous version made and ensureBase has not converged yet: no elements).
    */
   private async readElements(step: string): Promise<ListedElements> {
-    const [ports, hostPorts, sources] = await Promise.all([
-      // -p: protocols as numbers (6, 17); by name, nft reads /etc/protocols once per element (8,000 opens at 2,000 instances).
-      this.list(['map', 'ip', TABLE, PUBLISHED_PORTS], step, ['-p']),
-      this.list(['map', 'ip', TABLE, PUBLISHED_HOST_PORTS], step, ['-p']),
+    const families = this.families ?? ['ip', 'ip6', 'bridge'];
+    const v4 = families.includes('ip');
+    const v6 = families.includes('ip6');
+    // -p: protocols as numbers (6, 17); by name, nft reads /etc/protocols once per element (8,000 opens at 2,000 instances).
+    const [ports, hostPorts, sources, ports6, sources6, targets] = await Promise.all([
+      v4 ? this.list(['map', 'ip', TABLE, PUBLISHED_PORTS], step, ['-p']) : null,
+      v4 ? this.list(['map', 'ip', TABLE, PUBLISHED_HOST_PORTS], step, ['-p']) : null,
       this.list(['set', 'bridge', TABLE, ALLOWED_SOURCES], step),
+      v6 ? this.list(['map', 'ip6', TABLE, PUBLISHED_PORTS], step, ['-p']) : null,
+      v6 ? this.list(['set', 'bridge', TABLE, ALLOWED_SOURCES6], step) : null,
+      v6 ? this.list(['set', 'bridge', TABLE, ND_TARGETS], step) : null,
     ]);
+    const join = <T>(a: readonly T[] | null, b: readonly T[] | null): T[] | null =>
+      a === null && b === null ? null : [...(a ?? []), ...(b ?? [])];
     const everyAddress = ports === null ? null : parsePublishedPorts(ports);
+    const v4Ports =
+      everyAddress === null ? null : [...everyAddress, ...((hostPorts === null ? null : parsePublishedHostPorts(hostPorts)) ?? [])];
     return {
-      publishedPorts:
-        everyAddress === null ? null : [...everyAddress, ...((hostPorts === null ? null : parsePublishedHostPorts(hostPorts)) ?? [])],
-      allowedSources: sources === null ? null : parseAllowedSources(sources),
+      publishedPorts: join(v4Ports, ports6 === null ? null : parsePublishedPorts(ports6)),
+      allowedSources: join(
+        sources === null ? null : parseAllowedSources(sources),
+        sources6 === null ? null : parseAllowedSources6(sources6, targets),
+      ),
     };
   }
 
@@ -382,15 +413,15 @@ export class NftPacketFilter implements PacketFilter {
    * the output does not grow with instances) and cluster_subnets' elements, in three parallel processes
    * (nft 1.0.6 misreads several `list` commands in one `-f` script).
    */
-  private async readBase(step: string): Promise<ListedBase> {
-    const [ip, bridge, subnets] = await Promise.all([
-      this.list(['table', 'ip', TABLE], step, ['-t']),
-      this.list(['table', 'bridge', TABLE], step, ['-t']),
-      this.list(['set', 'ip', TABLE, CLUSTER_SUBNETS], step),
-    ]);
+  private async readBase(step: string, families: readonly Family[]): Promise<ListedBase> {
+    const tables = await Promise.all(families.map((f) => this.list(['table', f, TABLE], step, ['-t'])));
+    const subnetFamilies = families.filter((f): f is 'ip' | 'ip6' => f !== 'bridge');
+    const subnets = await Promise.all(subnetFamilies.map((f) => this.list(['set', f, TABLE, CLUSTER_SUBNETS], step)));
+    const shape: Partial<Record<Family, TableShape | null>> = {};
+    families.forEach((f, i) => (shape[f] = tables[i] === null ? null : parseTableShape(tables[i]!, f)));
     return {
-      shape: { ip: ip === null ? null : parseTableShape(ip, 'ip'), bridge: bridge === null ? null : parseTableShape(bridge, 'bridge') },
-      subnets: subnets === null ? null : parseSubnetElements(subnets),
+      shape: { bridge: null, ...shape },
+      subnets: Object.fromEntries(subnetFamilies.map((f, i) => [f, subnets[i] === null ? null : parseSubnetElements(subnets[i]!)])),
     };
   }
 
@@ -447,8 +478,10 @@ export class NftPacketFilter implements PacketFilter {
       );
       return null;
     }
-    const shape = parseEchoShapes(r.stdout);
-    if (!shape.ip || !shape.bridge)
+    const echoed = parseEchoShapes(r.stdout);
+    const families = baseLayout(base).map((t) => t.family);
+    const shape: BaseShape = { bridge: echoed.bridge, ...Object.fromEntries(families.map((f) => [f, echoed[f] ?? null])) };
+    if (families.some((f) => !shape[f]))
       throw new CommandError(
         step,
         `unshare ${args.join(' ')}`,
@@ -465,7 +498,7 @@ export class NftPacketFilter implements PacketFilter {
     const restrict = (family: Family) => {
       const table = listed[family];
       const want = layout.find((t) => t.family === family)!;
-      return table === null
+      return table === null || table === undefined
         ? null
         : restrictShape(
             table,
@@ -473,8 +506,9 @@ export class NftPacketFilter implements PacketFilter {
             want.sets.map((s) => s.name),
           );
     };
-    const shape = { ip: restrict('ip'), bridge: restrict('bridge') };
-    if (shape.ip && shape.bridge) this.referenceCache = { key: referenceKey(base), shape };
+    const families = layout.map((t) => t.family);
+    const shape: BaseShape = { bridge: restrict('bridge'), ...Object.fromEntries(families.map((f) => [f, restrict(f)])) };
+    if (families.every((f) => shape[f])) this.referenceCache = { key: referenceKey(base), shape };
   }
 
   /**
@@ -520,10 +554,14 @@ function missingCommand(stderr: string): boolean {
   return /nsenter: failed to execute .*: No such file or directory/.test(stderr);
 }
 
+function addressesOf(rules: InstanceRules): string {
+  return [rules.ipv4, rules.ipv6].filter((a) => a !== undefined).join(' and ');
+}
+
 function addStep(rules: InstanceRules): string {
-  return `publish the ports of ${rules.address} and admit it on ${rules.hostIfname}`;
+  return `publish the ports of ${addressesOf(rules)} and admit it on ${rules.hostIfname}`;
 }
 
 function removeStep(rules: InstanceRules): string {
-  return `remove the published ports of ${rules.address} and its admission on ${rules.hostIfname}`;
+  return `remove the published ports of ${addressesOf(rules)} and its admission on ${rules.hostIfname}`;
 }

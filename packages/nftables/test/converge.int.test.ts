@@ -342,7 +342,7 @@ describe('NftPacketFilter converging, without tables', () => {
     await expect(filter.setClusterSubnets([Subnet.of('198.19.1.0/24')])).rejects.toThrow(/ensureBase/);
     // After removeBase too.
     await filter.ensureBase(filterBase());
-    await filter.addInstance({ hostIfname: 'nnh-00000002' as IfName, address: '198.19.1.2' as Ipv4Address, ports: both(53) });
+    await filter.addInstance({ hostIfname: 'nnh-00000002' as IfName, ipv4: '198.19.1.2' as Ipv4Address, ports: both(53) });
     expect((await filter.listElements()).ports).toHaveLength(2);
     await filter.removeBase();
     expect(await filter.listElements()).toEqual({ ports: [], sources: [] });

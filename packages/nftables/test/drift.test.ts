@@ -19,8 +19,7 @@ const fixture = (name: string) => readFileSync(new URL(`./fixtures/${name}`, imp
 
 const base: FilterBase = {
   cniName: 'nodenet0' as IfName,
-  subnet: Subnet.of('198.19.1.0/24'),
-  gateway: '198.19.1.1' as Ipv4Address,
+  ipv4: { subnet: Subnet.of('198.19.1.0/24'), gateway: '198.19.1.1' as Ipv4Address },
   clusterSubnets: [Subnet.of('198.19.1.0/24'), Subnet.of('198.19.2.0/24')],
 };
 const expectedSubnets = clusterSubnetElements(base);

@@ -81,8 +81,7 @@ export interface Fixture {
 export function filterBase(extraClusterSubnets: string[] = []): FilterBase {
   return {
     cniName: 'nodenet0' as IfName,
-    subnet: Subnet.of('198.19.1.0/24'),
-    gateway: GATEWAY as Ipv4Address,
+    ipv4: { subnet: Subnet.of('198.19.1.0/24'), gateway: GATEWAY as Ipv4Address },
     clusterSubnets: ['198.19.1.0/24', '198.19.2.0/24', ...extraClusterSubnets].map((s) => Subnet.of(s)),
   };
 }
@@ -97,7 +96,7 @@ export function both(hostPort: number, instancePort = hostPort): PortMapping[] {
 }
 
 export function rulesFor(instance: Instance, ports: PortMapping[]): InstanceRules {
-  return { hostIfname: instance.hostIfname, address: instance.address, ports };
+  return { hostIfname: instance.hostIfname, ipv4: instance.address, ports };
 }
 
 export async function createFixture(options: { bridgeNfCallIptables: 0 | 1; label: string }): Promise<Fixture> {

@@ -143,7 +143,7 @@ describe('filterElements', () => {
         ],
         allowedSources: [
           { ifname: 'nnh-00000002', address: '198.19.1.2' },
-          { ifname: 'nnh-00000003', address: 'fd00::1' },
+          { ifname: 'nnh-00000003', address: 'fd00::zz' },
         ],
       }),
     ).toEqual({

@@ -148,13 +148,13 @@ describe('NftPacketFilter in a node namespace (bridge-nf-call-iptables=0)', () =
 
     it('of an instance never added changes nothing', async () => {
       const before = await snapshot(fx.node);
-      await filter.removeInstance({ hostIfname: 'nnh-0000beef' as IfName, address: '198.19.1.200' as Ipv4Address, ports: both(9999) });
+      await filter.removeInstance({ hostIfname: 'nnh-0000beef' as IfName, ipv4: '198.19.1.200' as Ipv4Address, ports: both(9999) });
       expect(await snapshot(fx.node)).toEqual(before);
     });
 
     it('leaves a host port that is now mapped to another address alone', async () => {
       const c = fx.instances[2]!;
-      const stale = { hostIfname: 'nnh-0000dead' as IfName, address: '198.19.1.201' as Ipv4Address, ports: both(9100) };
+      const stale = { hostIfname: 'nnh-0000dead' as IfName, ipv4: '198.19.1.201' as Ipv4Address, ports: both(9100) };
       await filter.addInstance(rulesFor(c, both(9100)));
       // stale claims 9100 too, but the map says 9100 belongs to c: removing stale must not touch it.
       await filter.removeInstance(stale);
@@ -168,7 +168,7 @@ describe('NftPacketFilter in a node namespace (bridge-nf-call-iptables=0)', () =
   describe('addInstance', () => {
     it('is idempotent, and replaces a host port left mapped to another address', async () => {
       const c = fx.instances[2]!;
-      const leftover = { hostIfname: 'nnh-0000dead' as IfName, address: '198.19.1.201' as Ipv4Address, ports: [mapping('tcp', 9200)] };
+      const leftover = { hostIfname: 'nnh-0000dead' as IfName, ipv4: '198.19.1.201' as Ipv4Address, ports: [mapping('tcp', 9200)] };
       await filter.addInstance(leftover);
       await filter.addInstance(rulesFor(c, both(9200)));
       await filter.addInstance(rulesFor(c, both(9200)));
@@ -253,7 +253,7 @@ describe('NftPacketFilter without a fixture', () => {
     await filter.ensureBase(filterBase());
     const instance = (i: number) => ({
       hostIfname: `nnh-${i.toString(16).padStart(8, '0')}` as IfName,
-      address: `198.19.1.${i + 2}` as Ipv4Address,
+      ipv4: `198.19.1.${i + 2}` as Ipv4Address,
       ports: both(20000 + i),
     });
     await filter.addInstance(instance(0));
@@ -280,7 +280,7 @@ describe('NftPacketFilter without a fixture', () => {
     );
     const filter = new NftPacketFilter({ netns: ns });
     await filter.ensureBase(filterBase());
-    await filter.addInstance({ hostIfname: 'nni-00000001' as IfName, address: '198.19.1.9' as Ipv4Address, ports: both(80) });
+    await filter.addInstance({ hostIfname: 'nni-00000001' as IfName, ipv4: '198.19.1.9' as Ipv4Address, ports: both(80) });
     await filter.removeBase();
     expect(await tableExists(ns, 'ip')).toBe(false);
     expect(await tableExists(ns, 'bridge')).toBe(false);
@@ -290,13 +290,13 @@ describe('NftPacketFilter without a fixture', () => {
     expect(other.stdout).toContain('table bridge other');
     expect(other.stdout).toMatch(/chain c \{[^}]*counter/);
     // removeInstance after removeBase: the tables are gone, nothing to do.
-    await filter.removeInstance({ hostIfname: 'nni-00000001' as IfName, address: '198.19.1.9' as Ipv4Address, ports: both(80) });
+    await filter.removeInstance({ hostIfname: 'nni-00000001' as IfName, ipv4: '198.19.1.9' as Ipv4Address, ports: both(80) });
   });
 
   it('a failing nft is an INTERNAL CommandError naming the step', async () => {
     const ns = await newNamespace('fail', names);
     const filter = new NftPacketFilter({ netns: ns });
-    const rules = { hostIfname: 'nnh-00000001' as IfName, address: '198.19.1.9' as Ipv4Address, ports: both(80) };
+    const rules = { hostIfname: 'nnh-00000001' as IfName, ipv4: '198.19.1.9' as Ipv4Address, ports: both(80) };
     const err = await filter.addInstance(rules).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CommandError);
     expect(err).toBeInstanceOf(InternalError);
@@ -312,7 +312,7 @@ describe('NftPacketFilter without a fixture', () => {
       await expect(filter.ensureBase(filterBase())).rejects.toThrow(/nft-not-installed is not installed/);
       await expect(filter.flushConntrack('198.19.1.2' as Ipv4Address)).rejects.toThrow(UnavailableError);
       // The element changes go through an nft -i session: its process cannot start either.
-      const rules = { hostIfname: 'nnh-00000001' as IfName, address: '198.19.1.9' as Ipv4Address, ports: both(80) };
+      const rules = { hostIfname: 'nnh-00000001' as IfName, ipv4: '198.19.1.9' as Ipv4Address, ports: both(80) };
       await expect(filter.addInstance(rules)).rejects.toThrow(UnavailableError);
       await expect(filter.removeInstance(rules)).rejects.toThrow(
         /nft-not-installed is not installed on this node: install nft-not-installed/,

@@ -27,8 +27,7 @@ import {
 
 const base = (clusterSubnets: string[] = ['198.19.1.0/24', '198.19.2.0/24']): FilterBase => ({
   cniName: 'nodenet0' as IfName,
-  subnet: Subnet.of('198.19.1.0/24'),
-  gateway: '198.19.1.1' as Ipv4Address,
+  ipv4: { subnet: Subnet.of('198.19.1.0/24'), gateway: '198.19.1.1' as Ipv4Address },
   clusterSubnets: clusterSubnets.map((s) => Subnet.of(s)),
 });
 
@@ -49,7 +48,7 @@ const rules = (
   address = '198.19.1.2',
 ): InstanceRules => ({
   hostIfname: hostIfname as IfName,
-  address: address as Ipv4Address,
+  ipv4: address as Ipv4Address,
   ports,
 });
 
@@ -158,10 +157,12 @@ describe('clusterSubnetElements', () => {
 });
 
 describe('removeBaseScript', () => {
-  it('deletes both tables, adding them first so that absent ones are fine', () => {
+  it('deletes every table, adding them first so that absent ones are fine', () => {
     expect(lines(removeBaseScript())).toEqual([
       'add table ip nodenet',
       'delete table ip nodenet',
+      'add table ip6 nodenet',
+      'delete table ip6 nodenet',
       'add table bridge nodenet',
       'delete table bridge nodenet',
     ]);
@@ -183,7 +184,9 @@ describe('addInstanceScript', () => {
   });
 
   it('deletes stale keys first when replacing', () => {
-    const script = addInstanceScript(rules([tcp(8080, 80)]), [{ protocol: 'tcp', hostPort: 8080 }]);
+    const script = addInstanceScript(rules([tcp(8080, 80)]), [
+      { protocol: 'tcp', hostPort: 8080, address: '198.19.1.9', instancePort: 80 },
+    ]);
     expect(lines(script)).toEqual([
       'delete element ip nodenet published_ports { tcp . 8080 }',
       'add element ip nodenet published_ports { tcp . 8080 : 198.19.1.2 . 80 }',

@@ -20,7 +20,7 @@ afterAll(async () => {
 });
 
 function instance(i: number, ports = both(30000 + i)): InstanceRules {
-  return { hostIfname: `nnh-${i.toString(16).padStart(8, '0')}` as IfName, address: `198.19.1.${i + 2}` as Ipv4Address, ports };
+  return { hostIfname: `nnh-${i.toString(16).padStart(8, '0')}` as IfName, ipv4: `198.19.1.${i + 2}` as Ipv4Address, ports };
 }
 
 async function setUp(label: string) {
@@ -93,15 +93,15 @@ describe('NftPacketFilter element changes through an nft -i session', () => {
     expect(err).toBeInstanceOf(InternalError);
     expect((err as CommandError).stderr).toMatch(/^Error: No such file or directory/m);
     expect((err as CommandError).stderr).toContain('add element bridge nodenet allowed_sources { "nnh-00000001" . 198.19.1.3 }');
-    expect((err as Error).message).toContain(`publish the ports of ${a.address}`);
+    expect((err as Error).message).toContain(`publish the ports of ${a.ipv4!}`);
     const map = await sh('ip', ['netns', 'exec', ns, 'nft', 'list', 'map', 'ip', 'nodenet', 'published_ports']);
     expect(map).not.toContain('31000');
     // Repaired, the same session applies it.
     await filter.ensureBase(filterBase());
     await filter.addInstance(a);
     const s = await snapshot(ns);
-    expect(ports(s, a.address)).toHaveLength(3);
-    expect(sources(s, a.address)).toEqual([{ ifname: a.hostIfname, address: a.address }]);
+    expect(ports(s, a.ipv4!)).toHaveLength(3);
+    expect(sources(s, a.ipv4!)).toEqual([{ ifname: a.hostIfname, address: a.ipv4! }]);
   });
 
   it('a group of concurrent adds with one conflicting request: the others still apply, the conflict is replaced', async () => {
@@ -109,14 +109,14 @@ describe('NftPacketFilter element changes through an nft -i session', () => {
     // 31500/tcp is left mapped to an address no instance has.
     await filter.addInstance({
       hostIfname: 'nnh-0000dead' as IfName,
-      address: '198.19.1.250' as Ipv4Address,
+      ipv4: '198.19.1.250' as Ipv4Address,
       ports: [mapping('tcp', 31500)],
     });
     const all = Array.from({ length: 8 }, (_, i) => instance(i + 10, i === 3 ? both(31500) : both(31510 + i)));
     await Promise.all(all.map((r) => filter.addInstance(r)));
     const s = await snapshot(ns);
-    for (const r of all) expect(ports(s, r.address), r.address).toHaveLength(2);
-    expect(s.ports.filter((p) => p.hostPort === 31500).map((p) => p.address)).toEqual([all[3]!.address, all[3]!.address]);
+    for (const r of all) expect(ports(s, r.ipv4!), r.ipv4).toHaveLength(2);
+    expect(s.ports.filter((p) => p.hostPort === 31500).map((p) => p.address)).toEqual([all[3]!.ipv4, all[3]!.ipv4]);
     expect(log.entries.some((e) => e.msg === 'replacing published ports left mapped to another address')).toBe(true);
     await Promise.all(all.map((r) => filter.removeInstance(r)));
     // The leftover's mapping was replaced, so nothing is left.
@@ -131,14 +131,14 @@ describe('NftPacketFilter element changes through an nft -i session', () => {
     expect(await filter.ensureBase(filterBase())).not.toEqual([]);
     await filter.addInstance(instance(2));
     let s = await snapshot(ns);
-    expect(s.ports.map((p) => p.address)).toEqual([instance(2).address, instance(2).address]);
-    expect(s.sources.map((p) => p.address)).toEqual([instance(2).address]);
+    expect(s.ports.map((p) => p.address)).toEqual([instance(2).ipv4, instance(2).ipv4]);
+    expect(s.sources.map((p) => p.address)).toEqual([instance(2).ipv4]);
     await filter.removeBase();
     await filter.ensureBase(filterBase());
     await filter.addInstance(instance(3));
     await filter.removeInstance(instance(2)); // gone with the tables: fine
     s = await snapshot(ns);
-    expect(s.ports.map((p) => p.address)).toEqual([instance(3).address, instance(3).address]);
+    expect(s.ports.map((p) => p.address)).toEqual([instance(3).ipv4, instance(3).ipv4]);
     expect(await onlySession(ns)).toBe(pid);
     // The tables gone while the session runs: removeInstance is still fine, addInstance says what is missing.
     await filter.removeBase();
@@ -160,20 +160,20 @@ describe('NftPacketFilter element changes through an nft -i session', () => {
     expect(err).toBeInstanceOf(SessionExitedError);
     expect(err).toBeInstanceOf(InternalError);
     expect((err as Error).message).toMatch(/exited \(SIGKILL\)/);
-    expect(ports(await snapshot(ns), instance(2).address)).toEqual([]);
+    expect(ports(await snapshot(ns), instance(2).ipv4!)).toEqual([]);
     await gone(first);
 
     await filter.addInstance(instance(2));
     const second = await onlySession(ns);
     expect(second).not.toBe(first);
-    expect(ports(await snapshot(ns), instance(2).address)).toHaveLength(2);
+    expect(ports(await snapshot(ns), instance(2).ipv4!)).toHaveLength(2);
 
     // Killed while idle: the next request starts another process.
     process.kill(second, 'SIGKILL');
     await gone(second);
     await new Promise((r) => setTimeout(r, 20));
     await filter.removeInstance(instance(2));
-    expect(ports(await snapshot(ns), instance(2).address)).toEqual([]);
+    expect(ports(await snapshot(ns), instance(2).ipv4!)).toEqual([]);
     expect(await onlySession(ns)).not.toBe(second);
   });
 

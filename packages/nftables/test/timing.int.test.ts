@@ -28,7 +28,7 @@ function instance(i: number, ports: number[]) {
   return {
     // 198.19.0.0/16 gives room for every instance of the test (i < 65000).
     hostIfname: `nnh-${i.toString(16).padStart(8, '0')}` as IfName,
-    address: `198.19.${Math.floor(i / 250)}.${(i % 250) + 2}` as Ipv4Address,
+    ipv4: `198.19.${Math.floor(i / 250)}.${(i % 250) + 2}` as Ipv4Address,
     ports: ports.flatMap((p) => both(p)),
   };
 }

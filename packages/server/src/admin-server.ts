@@ -71,6 +71,7 @@ export function createAdminServer(ctx: AdminContext, logger: DaemonLogger, inFli
         hostInterfaceName: r.hostIfname,
         kind: r.kind === 'tap' ? InterfaceKind.TAP : InterfaceKind.VETH,
         ipAddress: r.address,
+        ...(r.ipv6Address ? { ipv6Address: r.ipv6Address } : {}),
         portMappings: r.ports.map((m) => ({
           hostPort: m.hostPort,
           instancePort: m.instancePort,
@@ -89,7 +90,18 @@ export function createAdminServer(ctx: AdminContext, logger: DaemonLogger, inFli
         underlayAddress: ctx.host.underlayAddress,
         backend: ctx.config.backend,
         overlayMode: ctx.config.overlay.mode,
-        ...(cni ? { cni: { name: cni.name, gateway: cni.gateway, subNetwork: cni.subnet, mtu: cni.mtu, macAddress: cni.mac } } : {}),
+        ...(cni
+          ? {
+              cni: {
+                name: cni.name,
+                gateway: cni.gateway,
+                subNetwork: cni.subnet,
+                mtu: cni.mtu,
+                macAddress: cni.mac,
+                ...(cni.ipv6Gateway ? { ipv6Gateway: cni.ipv6Gateway, ipv6SubNetwork: cni.ipv6Subnet } : {}),
+              },
+            }
+          : {}),
         interfaces,
         peers: peerStatuses(),
         ...(report

@@ -74,6 +74,7 @@ Relative paths in the file are relative to the file's directory.
                                 the socket the CNI plugin (type nodenet) calls, mode 0600; "" turns
                                 it off. Default: cni.sock beside the API's unix socket
   repairOnChange: true          repair within a second of a change to what nodenet owns (kernel and OVS notifications)
+  ipv6Masquerade: true          masquerade instances' IPv6 traffic leaving the cluster; false for routed global prefixes
 
 Flags override the file. Exit codes: 0 after a graceful stop (SIGTERM/SIGINT), 1 when the start
 fails at run time, 2 for a bad flag or config (nothing is changed then).

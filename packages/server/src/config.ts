@@ -98,6 +98,8 @@ export interface DaemonConfig {
   readonly cni: { readonly listen: { readonly path: string; readonly uri: string } | null };
   /** Follow the kernel's and Open vSwitch's change notifications and repair within a second (change-watcher.ts). */
   readonly repairOnChange: boolean;
+  /** Masquerade instances' IPv6 traffic leaving the cluster (default true; false for routed global prefixes). */
+  readonly ipv6Masquerade: boolean;
 }
 
 export const DEFAULT_LISTEN = 'unix:///run/nodenet/nodenet.sock';
@@ -361,6 +363,7 @@ const configSchema = z.strictObject({
     })
     .prefault({}),
   repairOnChange: bool().default(true),
+  ipv6Masquerade: bool().default(true),
 });
 
 type ParsedConfig = z.output<typeof configSchema>;
@@ -690,5 +693,6 @@ export function configSummary(c: DaemonConfig): Record<string, unknown> {
       : 'off',
     cniListen: c.cni.listen?.uri ?? '(off)',
     repairOnChange: c.repairOnChange,
+    ipv6Masquerade: c.ipv6Masquerade,
   };
 }

@@ -164,6 +164,7 @@ export function createContainer(
         new NftPacketFilter({
           logger: logger.child({ component: 'nftables' }),
           loopbackGuard: LOOPBACK_GUARD_FOR[d.resolve<Backend>(TOKENS.backend).dataplane.instancePorts],
+          ipv6Masquerade: d.resolve<DaemonConfig>(TOKENS.config).ipv6Masquerade,
         }),
     ),
   });

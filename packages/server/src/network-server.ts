@@ -71,6 +71,7 @@ export function toCreateInterfaceInput(req: CreateInterfaceRequest): CreateInter
     ...(kind !== undefined ? { kind } : {}),
     ...(req.netns !== undefined ? { netns: req.netns } : {}),
     ...(req.ifname !== undefined ? { ifname: req.ifname } : {}),
+    ...(req.ipv6Address !== undefined ? { ipv6Address: req.ipv6Address } : {}),
   };
 }
 
@@ -165,7 +166,12 @@ export function createNetworkServer(
       'CreateContainerNetworkInterface',
       async (req: CreateContainerNetworkInterfaceRequest, signal): Promise<CreateContainerNetworkInterfaceResponse> => {
         const { interfaceName } = await network.createContainerNetworkInterface(
-          { ipAddress: req.ipAddress, subNetwork: req.subNetwork },
+          {
+            ipAddress: req.ipAddress,
+            subNetwork: req.subNetwork,
+            ...(req.ipv6Address !== undefined ? { ipv6Address: req.ipv6Address } : {}),
+            ...(req.ipv6SubNetwork !== undefined ? { ipv6SubNetwork: req.ipv6SubNetwork } : {}),
+          },
           { signal },
         );
         return { interfaceName };
@@ -180,6 +186,7 @@ export function createNetworkServer(
         gateway: r.gateway,
         prefixLength: r.prefixLength,
         mtu: r.mtu,
+        ...(r.ipv6Gateway !== undefined ? { ipv6Gateway: r.ipv6Gateway, ipv6PrefixLength: r.ipv6PrefixLength } : {}),
       };
     }),
     deleteInterface: unary('DeleteInterface', async (req: DeleteInterfaceRequest): Promise<Empty> => {

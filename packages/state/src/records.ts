@@ -3,13 +3,16 @@
  * valid as one the API accepted. Throws a plain Error describing the first problem.
  */
 import {
+  addressFamily,
+  cniRecordFields,
   macForAddress,
+  parseCniNets,
   parseIfName,
-  parseIpv4Address,
   parseHostAddress,
+  parseIpAddress,
+  parseIpv6Address,
   parseNetnsRef,
   parsePort,
-  Subnet,
   type CniRecord,
   type InstanceRecord,
   type PortMapping,
@@ -36,15 +39,16 @@ function int(o: Obj, key: string, min: number, max: number): number {
 
 export function parseCniRecord(value: unknown): CniRecord {
   const o = obj(value, 'record');
-  const gateway = parseIpv4Address(o.gateway, 'gateway');
-  const subnet = Subnet.parse(o.subnet, 'subnet');
-  if (!subnet.isUsableHost(gateway)) throw new Error(`gateway ${gateway} is not a host of ${subnet}`);
+  // The same checks as the API's (a record holds what CreateContainerNetworkInterface accepted); the ipv6
+  // fields are absent from records of IPv4-only nodes, which read as before.
+  const fields = cniRecordFields(
+    parseCniNets({ ipAddress: o.gateway, subNetwork: o.subnet, ipv6Address: o.ipv6Gateway, ipv6SubNetwork: o.ipv6Subnet }),
+  );
   return {
     name: parseIfName(o.name, 'name'),
-    gateway,
-    subnet: subnet.toString(),
+    ...fields,
     mtu: int(o, 'mtu', 68, 65535),
-    mac: typeof o.mac === 'string' ? o.mac : macForAddress(gateway),
+    mac: typeof o.mac === 'string' ? o.mac : macForAddress(fields.gateway),
     createdAt: str(o, 'createdAt'),
   };
 }
@@ -67,12 +71,15 @@ export function parseInstanceRecord(value: unknown): InstanceRecord {
       ...(hostAddress ? { hostAddress } : {}),
     };
   });
-  const address = parseIpv4Address(o.address, 'address');
+  const address = parseIpAddress(o.address, 'address');
+  if (o.ipv6Address !== undefined && addressFamily(address) !== 4) throw new Error('ipv6Address is set but address is not IPv4');
+  const ipv6Address = o.ipv6Address === undefined ? undefined : parseIpv6Address(o.ipv6Address, 'ipv6Address');
   return {
     handle: parseIfName(o.handle, 'handle'),
     hostIfname: parseIfName(o.hostIfname, 'hostIfname'),
     kind: kind,
     address,
+    ...(ipv6Address ? { ipv6Address } : {}),
     ports,
     ...(o.netns !== undefined ? { netns: parseNetnsRef(o.netns, 'netns'), ifname: parseIfName(o.ifname, 'ifname') } : {}),
     ...(typeof o.netnsId === 'string' ? { netnsId: o.netnsId } : {}),

@@ -32,7 +32,8 @@ if (protocol === 'tcp') {
   );
   socket.on('error', (e) => finish({ ok: false, error: e.code ?? e.message }));
 } else if (protocol === 'udp') {
-  const socket = dgram.createSocket('udp4');
+  // An IPv6 host (it holds a ':') needs an IPv6 socket.
+  const socket = dgram.createSocket(String(host).includes(':') ? 'udp6' : 'udp4');
   socket.on('message', (msg, rinfo) => {
     const a = socket.address();
     finish({ ok: true, reply: msg.toString('utf8'), from: rinfo.address, localAddress: a.address, localPort: a.port });

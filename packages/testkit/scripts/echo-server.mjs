@@ -32,7 +32,8 @@ if (protocol === 'tcp') {
   });
   server.listen(port, host, () => emit({ event: 'listening', protocol, host, port: server.address().port }));
 } else if (protocol === 'udp') {
-  const socket = dgram.createSocket('udp4');
+  // An IPv6 host (it holds a ':') needs an IPv6 socket.
+  const socket = dgram.createSocket(String(host).includes(':') ? 'udp6' : 'udp4');
   socket.on('message', (msg, rinfo) => {
     emit({ event: 'received', protocol, peerAddress: rinfo.address, peerPort: rinfo.port, payload: msg.toString('utf8') });
     socket.send(msg, rinfo.port, rinfo.address);

@@ -25,13 +25,18 @@ export interface InstanceOptions {
 export function instanceSpecFor(cni: CniSpec, id: number, hostOctet: number, options: InstanceOptions = {}): InstanceSpec {
   const hex = (id % 0x1_0000_0000).toString(16).padStart(8, '0');
   const handle = parseIfName(`nni-${hex}`, 'handle');
-  const address = cni.subnet.nth(hostOctet);
+  // The seed family's address (IPv4; IPv6 on an IPv6-only CNI), and the IPv6 one too on a dual-stack CNI.
+  const ipv4 = cni.ipv4?.subnet.nth(hostOctet);
+  const ipv6 = cni.ipv6?.subnet.nth(hostOctet);
+  const address = ipv4 ?? ipv6!;
   const kind = options.kind ?? 'veth';
   return {
     handle,
     hostIfname: kind === 'tap' ? handle : parseIfName(`nnh-${hex}`, 'host'),
     kind,
     address,
+    ...(ipv4 ? { ipv4 } : {}),
+    ...(ipv6 ? { ipv6 } : {}),
     mac: macForAddress(address),
     mtu: cni.mtu,
     cni,
@@ -55,7 +60,8 @@ export function instanceRecordOf(spec: InstanceSpec, netnsId?: string): Instance
     handle: spec.handle,
     hostIfname: spec.hostIfname,
     kind: spec.kind,
-    address: spec.address,
+    address: spec.ipv4 ?? spec.ipv6!,
+    ...(spec.ipv4 && spec.ipv6 ? { ipv6Address: spec.ipv6 } : {}),
     ports: [],
     ...(spec.netns ? { netns: spec.netns, ifname: spec.ifname, ...(netnsId ? { netnsId } : {}) } : {}),
     mac: spec.mac,

@@ -3,7 +3,7 @@ import { CNI_NAME, Subnet, macForAddress, parseIpv4Address, type CniSpec } from 
 import { instanceRecordOf, instanceSpecFor, instanceSpecMaker } from '../src/instance-specs.js';
 
 const gateway = parseIpv4Address('198.19.3.1', 'gateway');
-const cni: CniSpec = { name: CNI_NAME, gateway, subnet: Subnet.of('198.19.3.0/24'), mtu: 1450, mac: macForAddress(gateway) };
+const cni: CniSpec = { name: CNI_NAME, ipv4: { gateway, subnet: Subnet.of('198.19.3.0/24') }, mtu: 1450, mac: macForAddress(gateway) };
 
 describe('instance specs', () => {
   it('name a veth by its handle and host end, a TAP by its handle alone, as core does', () => {
@@ -12,6 +12,7 @@ describe('instance specs', () => {
       hostIfname: 'nnh-0000abcd',
       kind: 'veth',
       address: '198.19.3.7',
+      ipv4: '198.19.3.7',
       mac: '02:6e:c6:13:03:07',
       mtu: 1450,
       cni,

@@ -103,6 +103,10 @@ export function protocolToJSON(object: Protocol): string {
 
 /** Request structure used to create a new virtual interface */
 export interface CreateInterfaceRequest {
+  /**
+   * The instance's address in the seed's family of the node: IPv4 on an IPv4 or dual-stack node, IPv6
+   * (RFC 5952 canonical text, e.g. fd19:0:0:1::2) on an IPv6-only node.
+   */
   ipAddress: string;
   ports: number[];
   /**
@@ -127,6 +131,13 @@ export interface CreateInterfaceRequest {
    * `ports` publish the same port for TCP and UDP.
    */
   portMappings: PortMapping[];
+  /**
+   * Dual-stack node only: the instance's IPv6 address (RFC 5952 canonical text) besides ip_address's IPv4.
+   * Absent: the instance gets IPv4 only. Set on a node without IPv6, or on an IPv6-only node (whose
+   * ip_address already carries IPv6): INVALID_ARGUMENT. Published ports are published in every family the
+   * instance has.
+   */
+  ipv6Address?: string | undefined;
 }
 
 export interface PortMapping {
@@ -162,16 +173,27 @@ export interface CreateInterfaceResponse {
   macAddress?:
     | string
     | undefined;
-  /** The node's gateway for the instance (the CNI's address). */
+  /**
+   * The node's gateway for the instance (the CNI's address) in the family of ip_address: IPv4, or IPv6 on
+   * an IPv6-only node.
+   */
   gateway?:
     | string
     | undefined;
-  /** The prefix length of the node's instance subnet. */
+  /** The prefix length of the node's instance subnet in that family. */
   prefixLength?:
     | number
     | undefined;
   /** The MTU the instance interface has (underlay MTU minus the overlay's overhead). */
-  mtu?: number | undefined;
+  mtu?:
+    | number
+    | undefined;
+  /**
+   * Set when the instance got an IPv6 address besides IPv4 (a dual-stack node and ipv6_address given):
+   * the IPv6 gateway (default route) and the prefix length of the node's IPv6 subnet.
+   */
+  ipv6Gateway?: string | undefined;
+  ipv6PrefixLength?: number | undefined;
 }
 
 /** Request structure used to delete a virtual interface */
@@ -179,10 +201,26 @@ export interface DeleteInterfaceRequest {
   interfaceName: string;
 }
 
-/** Request structure used to create a new virtual network interface */
+/**
+ * Request structure used to create a new virtual network interface
+ * A node's CNI holds an IPv4 subnet, an IPv6 subnet or both:
+ * - IPv4 only: ip_address / sub_network in IPv4 (the seed);
+ * - dual stack: ip_address / sub_network in IPv4, plus ipv6_address / ipv6_sub_network;
+ * - IPv6 only: ip_address / sub_network in IPv6 (and the ipv6_* fields empty).
+ * IPv6 text is RFC 5952 canonical; an IPv6 subnet is /64 to /120, the gateway a host address inside it.
+ */
 export interface CreateContainerNetworkInterfaceRequest {
   ipAddress: string;
   subNetwork: string;
+  /**
+   * --- nodenet extensions (optional) ---
+   * The IPv6 gateway (the bridge's IPv6 address) of a dual-stack node, e.g. fd19:0:0:1::1.
+   */
+  ipv6Address?:
+    | string
+    | undefined;
+  /** The node's IPv6 instance subnet of a dual-stack node, e.g. fd19:0:0:1::/64. */
+  ipv6SubNetwork?: string | undefined;
 }
 
 /** Response structure returned after a new network interface has been created */
@@ -222,10 +260,14 @@ export interface InspectRequest {
 
 export interface CniInfo {
   name: string;
+  /** The seed's family: IPv4, or IPv6 on an IPv6-only node. */
   gateway: string;
   subNetwork: string;
   mtu: number;
   macAddress: string;
+  /** The IPv6 half of a dual-stack node. */
+  ipv6Gateway?: string | undefined;
+  ipv6SubNetwork?: string | undefined;
 }
 
 export interface InterfaceInfo {
@@ -241,6 +283,8 @@ export interface InterfaceInfo {
   /** present: the bridge port exists in the kernel; missing: it does not (the next reconcile repairs or releases it). */
   state: string;
   createdAt: string;
+  /** A dual-stack instance's IPv6 address. */
+  ipv6Address?: string | undefined;
 }
 
 export interface ReconcileResult {
@@ -263,7 +307,15 @@ export interface InspectResponse {
 }
 
 function createBaseCreateInterfaceRequest(): CreateInterfaceRequest {
-  return { ipAddress: "", ports: [], netns: undefined, ifname: undefined, kind: undefined, portMappings: [] };
+  return {
+    ipAddress: "",
+    ports: [],
+    netns: undefined,
+    ifname: undefined,
+    kind: undefined,
+    portMappings: [],
+    ipv6Address: undefined,
+  };
 }
 
 export const CreateInterfaceRequest: MessageFns<CreateInterfaceRequest> = {
@@ -289,6 +341,9 @@ export const CreateInterfaceRequest: MessageFns<CreateInterfaceRequest> = {
     }
     for (const v of message.portMappings) {
       PortMapping.encode(v!, writer.uint32(50).fork()).join();
+    }
+    if (message.ipv6Address !== undefined) {
+      writer.uint32(58).string(message.ipv6Address);
     }
     return writer;
   },
@@ -364,6 +419,14 @@ export const CreateInterfaceRequest: MessageFns<CreateInterfaceRequest> = {
             message.portMappings.push(PortMapping.decode(reader, reader.uint32()));
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.ipv6Address = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -392,6 +455,11 @@ export const CreateInterfaceRequest: MessageFns<CreateInterfaceRequest> = {
         : globalThis.Array.isArray(object?.port_mappings)
         ? object.port_mappings.map((e: any) => PortMapping.fromJSON(e))
         : [],
+      ipv6Address: isSet(object.ipv6Address)
+        ? globalThis.String(object.ipv6Address)
+        : isSet(object.ipv6_address)
+        ? globalThis.String(object.ipv6_address)
+        : undefined,
     };
   },
 
@@ -415,6 +483,9 @@ export const CreateInterfaceRequest: MessageFns<CreateInterfaceRequest> = {
     if (message.portMappings?.length) {
       obj.portMappings = message.portMappings.map((e) => PortMapping.toJSON(e));
     }
+    if (message.ipv6Address !== undefined) {
+      obj.ipv6Address = message.ipv6Address;
+    }
     return obj;
   },
 
@@ -429,6 +500,7 @@ export const CreateInterfaceRequest: MessageFns<CreateInterfaceRequest> = {
     message.ifname = object.ifname ?? undefined;
     message.kind = object.kind ?? undefined;
     message.portMappings = object.portMappings?.map((e) => PortMapping.fromPartial(e)) || [];
+    message.ipv6Address = object.ipv6Address ?? undefined;
     return message;
   },
 };
@@ -570,6 +642,8 @@ function createBaseCreateInterfaceResponse(): CreateInterfaceResponse {
     gateway: undefined,
     prefixLength: undefined,
     mtu: undefined,
+    ipv6Gateway: undefined,
+    ipv6PrefixLength: undefined,
   };
 }
 
@@ -592,6 +666,12 @@ export const CreateInterfaceResponse: MessageFns<CreateInterfaceResponse> = {
     }
     if (message.mtu !== undefined) {
       writer.uint32(48).uint32(message.mtu);
+    }
+    if (message.ipv6Gateway !== undefined) {
+      writer.uint32(58).string(message.ipv6Gateway);
+    }
+    if (message.ipv6PrefixLength !== undefined) {
+      writer.uint32(64).uint32(message.ipv6PrefixLength);
     }
     return writer;
   },
@@ -657,6 +737,22 @@ export const CreateInterfaceResponse: MessageFns<CreateInterfaceResponse> = {
             message.mtu = reader.uint32();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.ipv6Gateway = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.ipv6PrefixLength = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -693,6 +789,16 @@ export const CreateInterfaceResponse: MessageFns<CreateInterfaceResponse> = {
         ? globalThis.Number(object.prefix_length)
         : undefined,
       mtu: isSet(object.mtu) ? globalThis.Number(object.mtu) : undefined,
+      ipv6Gateway: isSet(object.ipv6Gateway)
+        ? globalThis.String(object.ipv6Gateway)
+        : isSet(object.ipv6_gateway)
+        ? globalThis.String(object.ipv6_gateway)
+        : undefined,
+      ipv6PrefixLength: isSet(object.ipv6PrefixLength)
+        ? globalThis.Number(object.ipv6PrefixLength)
+        : isSet(object.ipv6_prefix_length)
+        ? globalThis.Number(object.ipv6_prefix_length)
+        : undefined,
     };
   },
 
@@ -716,6 +822,12 @@ export const CreateInterfaceResponse: MessageFns<CreateInterfaceResponse> = {
     if (message.mtu !== undefined) {
       obj.mtu = Math.round(message.mtu);
     }
+    if (message.ipv6Gateway !== undefined) {
+      obj.ipv6Gateway = message.ipv6Gateway;
+    }
+    if (message.ipv6PrefixLength !== undefined) {
+      obj.ipv6PrefixLength = Math.round(message.ipv6PrefixLength);
+    }
     return obj;
   },
 
@@ -730,6 +842,8 @@ export const CreateInterfaceResponse: MessageFns<CreateInterfaceResponse> = {
     message.gateway = object.gateway ?? undefined;
     message.prefixLength = object.prefixLength ?? undefined;
     message.mtu = object.mtu ?? undefined;
+    message.ipv6Gateway = object.ipv6Gateway ?? undefined;
+    message.ipv6PrefixLength = object.ipv6PrefixLength ?? undefined;
     return message;
   },
 };
@@ -808,7 +922,7 @@ export const DeleteInterfaceRequest: MessageFns<DeleteInterfaceRequest> = {
 };
 
 function createBaseCreateContainerNetworkInterfaceRequest(): CreateContainerNetworkInterfaceRequest {
-  return { ipAddress: "", subNetwork: "" };
+  return { ipAddress: "", subNetwork: "", ipv6Address: undefined, ipv6SubNetwork: undefined };
 }
 
 export const CreateContainerNetworkInterfaceRequest: MessageFns<CreateContainerNetworkInterfaceRequest> = {
@@ -818,6 +932,12 @@ export const CreateContainerNetworkInterfaceRequest: MessageFns<CreateContainerN
     }
     if (message.subNetwork !== "") {
       writer.uint32(18).string(message.subNetwork);
+    }
+    if (message.ipv6Address !== undefined) {
+      writer.uint32(26).string(message.ipv6Address);
+    }
+    if (message.ipv6SubNetwork !== undefined) {
+      writer.uint32(34).string(message.ipv6SubNetwork);
     }
     return writer;
   },
@@ -851,6 +971,22 @@ export const CreateContainerNetworkInterfaceRequest: MessageFns<CreateContainerN
             message.subNetwork = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.ipv6Address = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.ipv6SubNetwork = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -875,6 +1011,16 @@ export const CreateContainerNetworkInterfaceRequest: MessageFns<CreateContainerN
         : isSet(object.sub_network)
         ? globalThis.String(object.sub_network)
         : "",
+      ipv6Address: isSet(object.ipv6Address)
+        ? globalThis.String(object.ipv6Address)
+        : isSet(object.ipv6_address)
+        ? globalThis.String(object.ipv6_address)
+        : undefined,
+      ipv6SubNetwork: isSet(object.ipv6SubNetwork)
+        ? globalThis.String(object.ipv6SubNetwork)
+        : isSet(object.ipv6_sub_network)
+        ? globalThis.String(object.ipv6_sub_network)
+        : undefined,
     };
   },
 
@@ -885,6 +1031,12 @@ export const CreateContainerNetworkInterfaceRequest: MessageFns<CreateContainerN
     }
     if (message.subNetwork !== "") {
       obj.subNetwork = message.subNetwork;
+    }
+    if (message.ipv6Address !== undefined) {
+      obj.ipv6Address = message.ipv6Address;
+    }
+    if (message.ipv6SubNetwork !== undefined) {
+      obj.ipv6SubNetwork = message.ipv6SubNetwork;
     }
     return obj;
   },
@@ -900,6 +1052,8 @@ export const CreateContainerNetworkInterfaceRequest: MessageFns<CreateContainerN
     const message = createBaseCreateContainerNetworkInterfaceRequest();
     message.ipAddress = object.ipAddress ?? "";
     message.subNetwork = object.subNetwork ?? "";
+    message.ipv6Address = object.ipv6Address ?? undefined;
+    message.ipv6SubNetwork = object.ipv6SubNetwork ?? undefined;
     return message;
   },
 };
@@ -1428,7 +1582,15 @@ export const InspectRequest: MessageFns<InspectRequest> = {
 };
 
 function createBaseCniInfo(): CniInfo {
-  return { name: "", gateway: "", subNetwork: "", mtu: 0, macAddress: "" };
+  return {
+    name: "",
+    gateway: "",
+    subNetwork: "",
+    mtu: 0,
+    macAddress: "",
+    ipv6Gateway: undefined,
+    ipv6SubNetwork: undefined,
+  };
 }
 
 export const CniInfo: MessageFns<CniInfo> = {
@@ -1447,6 +1609,12 @@ export const CniInfo: MessageFns<CniInfo> = {
     }
     if (message.macAddress !== "") {
       writer.uint32(42).string(message.macAddress);
+    }
+    if (message.ipv6Gateway !== undefined) {
+      writer.uint32(50).string(message.ipv6Gateway);
+    }
+    if (message.ipv6SubNetwork !== undefined) {
+      writer.uint32(58).string(message.ipv6SubNetwork);
     }
     return writer;
   },
@@ -1504,6 +1672,22 @@ export const CniInfo: MessageFns<CniInfo> = {
             message.macAddress = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.ipv6Gateway = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.ipv6SubNetwork = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1531,6 +1715,16 @@ export const CniInfo: MessageFns<CniInfo> = {
         : isSet(object.mac_address)
         ? globalThis.String(object.mac_address)
         : "",
+      ipv6Gateway: isSet(object.ipv6Gateway)
+        ? globalThis.String(object.ipv6Gateway)
+        : isSet(object.ipv6_gateway)
+        ? globalThis.String(object.ipv6_gateway)
+        : undefined,
+      ipv6SubNetwork: isSet(object.ipv6SubNetwork)
+        ? globalThis.String(object.ipv6SubNetwork)
+        : isSet(object.ipv6_sub_network)
+        ? globalThis.String(object.ipv6_sub_network)
+        : undefined,
     };
   },
 
@@ -1551,6 +1745,12 @@ export const CniInfo: MessageFns<CniInfo> = {
     if (message.macAddress !== "") {
       obj.macAddress = message.macAddress;
     }
+    if (message.ipv6Gateway !== undefined) {
+      obj.ipv6Gateway = message.ipv6Gateway;
+    }
+    if (message.ipv6SubNetwork !== undefined) {
+      obj.ipv6SubNetwork = message.ipv6SubNetwork;
+    }
     return obj;
   },
 
@@ -1564,6 +1764,8 @@ export const CniInfo: MessageFns<CniInfo> = {
     message.subNetwork = object.subNetwork ?? "";
     message.mtu = object.mtu ?? 0;
     message.macAddress = object.macAddress ?? "";
+    message.ipv6Gateway = object.ipv6Gateway ?? undefined;
+    message.ipv6SubNetwork = object.ipv6SubNetwork ?? undefined;
     return message;
   },
 };
@@ -1581,6 +1783,7 @@ function createBaseInterfaceInfo(): InterfaceInfo {
     mtu: 0,
     state: "",
     createdAt: "",
+    ipv6Address: undefined,
   };
 }
 
@@ -1618,6 +1821,9 @@ export const InterfaceInfo: MessageFns<InterfaceInfo> = {
     }
     if (message.createdAt !== "") {
       writer.uint32(90).string(message.createdAt);
+    }
+    if (message.ipv6Address !== undefined) {
+      writer.uint32(98).string(message.ipv6Address);
     }
     return writer;
   },
@@ -1723,6 +1929,14 @@ export const InterfaceInfo: MessageFns<InterfaceInfo> = {
             message.createdAt = reader.string();
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.ipv6Address = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1772,6 +1986,11 @@ export const InterfaceInfo: MessageFns<InterfaceInfo> = {
         : isSet(object.created_at)
         ? globalThis.String(object.created_at)
         : "",
+      ipv6Address: isSet(object.ipv6Address)
+        ? globalThis.String(object.ipv6Address)
+        : isSet(object.ipv6_address)
+        ? globalThis.String(object.ipv6_address)
+        : undefined,
     };
   },
 
@@ -1810,6 +2029,9 @@ export const InterfaceInfo: MessageFns<InterfaceInfo> = {
     if (message.createdAt !== "") {
       obj.createdAt = message.createdAt;
     }
+    if (message.ipv6Address !== undefined) {
+      obj.ipv6Address = message.ipv6Address;
+    }
     return obj;
   },
 
@@ -1829,6 +2051,7 @@ export const InterfaceInfo: MessageFns<InterfaceInfo> = {
     message.mtu = object.mtu ?? 0;
     message.state = object.state ?? "";
     message.createdAt = object.createdAt ?? "";
+    message.ipv6Address = object.ipv6Address ?? undefined;
     return message;
   },
 };

@@ -140,14 +140,11 @@ async function loadNodenetRules(
 ): Promise<void> {
   const base = ensureBaseScript({
     cniName: 'hbr0' as IfName,
-    subnet: Subnet.of(subnetOf(index)),
-    gateway: `198.19.${index}.1` as Ipv4Address,
+    ipv4: { subnet: Subnet.of(subnetOf(index)), gateway: `198.19.${index}.1` as Ipv4Address },
     clusterSubnets: clusterIndexes.map((i) => Subnet.of(subnetOf(i))),
     loopbackGuard: 'bridge-ports',
   });
-  const elements = instances.map((i) =>
-    addInstanceScript({ hostIfname: i.hostEnd as IfName, address: i.address as Ipv4Address, ports: [] }),
-  );
+  const elements = instances.map((i) => addInstanceScript({ hostIfname: i.hostEnd as IfName, ipv4: i.address as Ipv4Address, ports: [] }));
   await nsExec(node.ns, 'nft', ['-f', '-'], { input: base + elements.join('') });
 }
 

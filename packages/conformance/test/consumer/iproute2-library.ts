@@ -16,7 +16,7 @@ if (!node || instanceNamespaces.length === 0) throw new Error('give the node nam
 
 const gateway = parseIpv4Address('198.19.7.1', 'gateway');
 const subnet = Subnet.of('198.19.7.0/24');
-const cni: CniSpec = { name: parseIfName('nodenet0', 'bridge'), gateway, subnet, mtu: 1450, mac: macForAddress(gateway) };
+const cni: CniSpec = { name: parseIfName('nodenet0', 'bridge'), ipv4: { gateway, subnet }, mtu: 1450, mac: macForAddress(gateway) };
 
 const dataplane = new Iproute2Dataplane({ netns: node });
 try {
