@@ -51,11 +51,11 @@ const portValue = (p: { address: string; instancePort: number }) => `${p.address
  * every address or on one host address (each has its own map element).
  */
 const placeKey = (p: { protocol: Protocol; hostPort: number; hostAddress?: string }, address: string) =>
-  `${portKey(p.protocol, p.hostPort as Port)}|v${addressFamily(address as IpAddress)}${p.hostAddress === undefined ? '' : `@${p.hostAddress}`}`;
+  `${portKey(p.protocol, p.hostPort as Port)}|v${addressFamily(address)}${p.hostAddress === undefined ? '' : `@${p.hostAddress}`}`;
 
 /** The instance addresses a mapping is published to: on one host address, only those of that address's family. */
 function publishedTo(m: PortMapping, addresses: readonly string[]): string[] {
-  const family = m.hostAddress === undefined ? undefined : addressFamily(m.hostAddress as IpAddress);
+  const family = m.hostAddress === undefined ? undefined : addressFamily(m.hostAddress);
   return addresses.filter((a) => family === undefined || addressFamily(a as IpAddress) === family);
 }
 

@@ -6,7 +6,14 @@
  * - the shape of nodenet's tables (declarations and rules, without elements) and cluster_subnets'
  *   contents, which ensureBase compares with what it would install (see drift.ts).
  */
-import { parseIpAddress, type AllowedSource, type FilterElements, type Protocol, type PublishedPort } from '@nodenet/core';
+import {
+  parseIpAddress,
+  parseIpv4Address,
+  type AllowedSource,
+  type FilterElements,
+  type Protocol,
+  type PublishedPort,
+} from '@nodenet/core';
 import {
   ALLOWED_SOURCES,
   ALLOWED_SOURCES6,
@@ -136,7 +143,7 @@ export function filterElements(listed: ListedElements): FilterElements {
   const ports: PublishedPort[] = [];
   for (const p of listed.publishedPorts ?? []) {
     const address = addressOrNull(p.address);
-    const hostAddress = p.hostAddress === undefined ? undefined : addressOrNull(p.hostAddress);
+    const hostAddress = p.hostAddress === undefined ? undefined : ipv4OrNull(p.hostAddress);
     if (!address || hostAddress === null) continue;
     ports.push({
       protocol: p.protocol,
@@ -152,6 +159,14 @@ export function filterElements(listed: ListedElements): FilterElements {
     if (address) sources.push({ ifname: s.ifname, address });
   }
   return { ports, sources };
+}
+
+function ipv4OrNull(s: string) {
+  try {
+    return parseIpv4Address(s, 'address');
+  } catch {
+    return null;
+  }
 }
 
 function addressOrNull(s: string) {

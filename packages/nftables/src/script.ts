@@ -40,6 +40,7 @@ import {
   HOST_PREFIX,
   InternalError,
   Ipv6Subnet,
+  type Ipv4Address,
   PROTOCOLS,
   Subnet,
   addressFamily,
@@ -176,9 +177,14 @@ function portTarget(m: PortPlace, address: string): string {
   return `${addressFamily(address) === 6 ? IP6 : IP} ${PUBLISHED_PORTS}`;
 }
 
-/** The mappings published to an instance address: one on a host address only to the address of its family. */
+/**
+ * The mappings published to an instance address: one on a host address only to the address of its family.
+ * Those on every address first, so scripts touch published_ports before published_host_ports.
+ */
 function portsTo<P extends PortPlace>(ports: readonly P[], address: IpAddress): P[] {
-  return ports.filter((m) => m.hostAddress === undefined || addressFamily(m.hostAddress as IpAddress) === addressFamily(address));
+  const everywhere = ports.filter((m) => m.hostAddress === undefined);
+  const onOne = ports.filter((m) => m.hostAddress !== undefined && addressFamily(m.hostAddress as IpAddress) === addressFamily(address));
+  return [...everywhere, ...onOne];
 }
 
 /** The sets an admitted source goes in: IPv4 in allowed_sources; IPv6 in allowed_sources6 and nd_targets. */

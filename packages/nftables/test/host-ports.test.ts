@@ -15,8 +15,7 @@ import {
 
 const base: FilterBase = {
   cniName: 'nodenet0' as IfName,
-  subnet: Subnet.of('198.19.1.0/24'),
-  gateway: '198.19.1.1' as Ipv4Address,
+  ipv4: { subnet: Subnet.of('198.19.1.0/24'), gateway: '198.19.1.1' as Ipv4Address },
   clusterSubnets: [Subnet.of('198.19.1.0/24')],
 };
 
@@ -29,7 +28,7 @@ const port = (protocol: 'tcp' | 'udp', hostPort: number, instancePort: number, h
 
 const rules = (ports: PortMapping[]): InstanceRules => ({
   hostIfname: 'nnh-0000abcd' as IfName,
-  address: '198.19.1.2' as Ipv4Address,
+  ipv4: '198.19.1.2' as Ipv4Address,
   ports,
 });
 
