@@ -71,7 +71,7 @@ describe('OvsOverlay on the shared OpenFlow connection (netdev datapath)', () =>
     await node.dataplane.createInstance(instanceSpec(cni, 10));
     overlay = new OvsOverlay({ mode: 'vxlan', vni: 4242, port: 4789, host, ...node.ovs.config, netns: node.host.ns });
     scope.defer('close the overlay', () => overlay.close());
-    await overlay.ensureEndpoint({ name: node.host.name, underlayAddress: host.underlayAddress, subnet: cni.subnet });
+    await overlay.ensureEndpoint({ name: node.host.name, underlayAddress: host.underlayAddress, subnet: cni.ipv4!.subnet });
     const real = (i: number): NodeRecord => ({
       name: topology.node(i).name,
       underlayAddress: parseIpv4Address(topology.node(i).address, 'underlay'),
