@@ -9,7 +9,7 @@ import { CniBridgeSet } from '../src/cni-bridge-set.js';
 import { OVERFLOW_BRIDGE_ALIAS } from '../src/cni-bridges.js';
 
 const gateway = parseIpv4Address('198.19.4.1', 'gateway');
-const cni: CniSpec = { name: CNI_NAME, gateway, subnet: Subnet.of('198.19.4.0/24'), mtu: 1400, mac: macForAddress(gateway) };
+const cni: CniSpec = { name: CNI_NAME, ipv4: { gateway, subnet: Subnet.of('198.19.4.0/24') }, mtu: 1400, mac: macForAddress(gateway) };
 
 /** The links of a scripted node: the CNI, and overflow bridge nodenet0b1 once a batch made it. */
 class ScriptedIp {
