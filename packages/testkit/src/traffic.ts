@@ -3,6 +3,8 @@
  * and echo clients that report the reply. Servers are stopped by the scope's cleanup.
  */
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
@@ -301,9 +303,46 @@ export class SocatEchoServer {
     return server;
   }
 
+  /**
+   * Ends the listener and the per-connection children it forked. Waiting for the listener's result alone
+   * could hang for minutes (measured once in the full suite: a cleanup timed out at 120 s): a child still
+   * serving a connection whose peer vanished keeps the shared stderr pipe open, and the result waits for it.
+   */
   async stop(): Promise<void> {
+    const pid = this.child.pid;
+    if (pid !== undefined) for (const child of childPids(pid)) killQuietly(child);
     this.child.kill('SIGTERM');
-    await this.child;
+    const ended = await Promise.race([this.child.then(() => true), sleep(3_000).then(() => false)]);
+    if (!ended) {
+      if (pid !== undefined) for (const child of childPids(pid)) killQuietly(child);
+      this.child.kill('SIGKILL');
+      await this.child;
+    }
+  }
+}
+
+/** The pids whose parent is `pid` (from /proc: no process to spawn). */
+function childPids(pid: number): number[] {
+  const out: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // The command name may hold spaces and parentheses: fields after its closing one are fixed.
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid) out.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // already gone
   }
 }
 
