@@ -79,6 +79,7 @@ export async function buildCluster(namespaces: TestNamespaces, count: number, ov
       hostIfname: parseIfName(`nnh-${id}`, 'host'),
       kind: 'veth',
       address: instanceAddress,
+      ipv4: instanceAddress,
       mac: macForAddress(instanceAddress),
       mtu: cni.mtu,
       cni,

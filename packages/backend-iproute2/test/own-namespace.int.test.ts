@@ -37,7 +37,7 @@ noop.sort((a, b) => a - b);
 const address = parseIpv4Address('198.19.2.9', 'address');
 await dp.createInstance({
   handle: parseIfName('nni-00000001', 'h'), hostIfname: parseIfName('nnh-00000001', 'h'), kind: 'veth',
-  address, mac: macForAddress(address), mtu: cni.mtu, cni, netns: parseNetnsRef(pod, 'netns'), ifname: parseIfName('eth0', 'i'),
+  address, ipv4: address, mac: macForAddress(address), mtu: cni.mtu, cni, netns: parseNetnsRef(pod, 'netns'), ifname: parseIfName('eth0', 'i'),
 });
 console.log(JSON.stringify({ underlay: host.underlayAddress, interface: host.underlayInterface, mtu: host.underlayMtu, repairs, noopMedianMs: noop[20] }));
 `;
