@@ -1,4 +1,4 @@
-// etcd down and back (issue 17): three nodes on etcd membership (lease TTL 3 s), etcd stopped for
+// etcd down and back: three nodes on etcd membership (lease TTL 3 s), etcd stopped for
 // ETCD_OUTAGE_SECONDS (default 120, the issue's 2 minutes; NODENET_ETCD_OUTAGE_SECONDS sets another) and
 // started again on its data. Traffic runs throughout: a ping every 20 ms from an instance on node 1 to one
 // on node 2, and a TCP echo every 50 ms from the world through a port node 1 publishes.

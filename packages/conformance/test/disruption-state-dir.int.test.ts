@@ -1,4 +1,4 @@
-// The daemon's state directory read-only, then full (issue 17), with traffic running (a ping every 20 ms
+// The daemon's state directory read-only, then full, with traffic running (a ping every 20 ms
 // between two instances, a TCP echo through a published port every 50 ms from outside the node). The state
 // directory is a small tmpfs of the test's own (`mount -o remount,ro`, then a file that fills it).
 // - Requests that must write state fail: read-only UNAVAILABLE, full RESOURCE_EXHAUSTED, each with a message

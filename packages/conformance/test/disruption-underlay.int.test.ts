@@ -1,4 +1,4 @@
-// The underlay link of a node down and up again (issue 17): `ip link set eth0 down` in node 1's namespace
+// The underlay link of a node down and up again: `ip link set eth0 down` in node 1's namespace
 // (its NIC, which carries the VXLAN tunnel or the host-gw routes), LINK_DOWN_MS later up again, with traffic
 // running: a ping every 20 ms from an instance on node 1 to one on node 2, and a TCP echo every 50 ms from
 // the world through a port node 1 publishes. The kernel drops what went through the link while it was down

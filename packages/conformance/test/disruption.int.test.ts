@@ -1,4 +1,4 @@
-// Disruptions of a hostile host (issue 17): with traffic running (a ping every 20 ms between two instances,
+// Disruptions of a hostile host: with traffic running (a ping every 20 ms between two instances,
 // a TCP echo through a published port every 50 ms), something outside nodenet breaks what it owns; the
 // daemon must notice the change and repair it. The periodic reconcile is set to an hour, so only the
 // event path can repair within the test. Each case asserts the repair (the object back, traffic flowing)

@@ -1,5 +1,5 @@
 /**
- * The CNI plugin suite (issue 15): what a runtime pays per container through libcni with nodenet's plugin
+ * The CNI plugin suite: what a runtime pays per container through libcni with nodenet's plugin
  * against the stock chain (bridge + host-local + portmap, containerd's default shape), ADD and DEL with one
  * published port, interleaved per round (nodenet, stock, nodenet, ...), both driven by the same libcni
  * program (packages/cni-plugin's cni-driver) in the node's namespace, as a runtime on the node would run
