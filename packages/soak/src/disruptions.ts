@@ -1,7 +1,8 @@
 /**
  * What the soak does behind the daemon's back, in the node namespace only, and how it sees the repair:
  * nodenet's nftables tables flushed or deleted (repaired when the table's rules and elements are as they
- * were), an instance's host veth end deleted (repaired when it exists again).
+ * were), an instance's host veth end deleted (repaired when it exists again, up, and a port of the CNI
+ * again: the kernel link's master with iproute2, OVSDB with ovs, whose userspace-datapath ports have no master).
  */
 import { link, nsExec } from '@nodenet/testkit';
 import { TABLE } from '@nodenet/nftables';
@@ -40,8 +41,19 @@ export interface Disruption {
   readonly repaired: () => Promise<boolean>;
 }
 
-/** Does `kind` to the node and returns how to tell it was repaired. `hostInterface` is for delete-host-veth. */
-export async function disrupt(ns: string, kind: DisruptionKind, hostInterface: string | undefined): Promise<Disruption> {
+/** The switch (CNI) a link of the node is a port of, read where the backend keeps it; undefined: none. */
+export type SwitchOf = (ifname: string) => Promise<string | undefined>;
+
+/**
+ * Does `kind` to the node and returns how to tell it was repaired. `hostInterface` is for delete-host-veth,
+ * `switchOf` tells whether the recreated link is a port of the CNI again.
+ */
+export async function disrupt(
+  ns: string,
+  kind: DisruptionKind,
+  hostInterface: string | undefined,
+  switchOf: SwitchOf,
+): Promise<Disruption> {
   if (kind === 'delete-host-veth') {
     if (!hostInterface) throw new Error('delete-host-veth needs a live instance');
     await nsExec(ns, 'ip', ['link', 'del', hostInterface]);
@@ -51,7 +63,7 @@ export async function disrupt(ns: string, kind: DisruptionKind, hostInterface: s
       repaired: async () => {
         // Back in the bridge with its peer (the instance end) up again.
         const l = await link(ns, hostInterface);
-        return l !== undefined && l.master !== undefined && l.flags.includes('LOWER_UP');
+        return l !== undefined && l.flags.includes('LOWER_UP') && (await switchOf(hostInterface)) !== undefined;
       },
     };
   }

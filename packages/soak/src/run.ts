@@ -8,7 +8,7 @@
  * never sees a restart or a disruption half-way: it is the steady state after the last step.
  */
 import { cpus, loadavg } from 'node:os';
-import { ClusterFixture, seededRandom, type ClusterNode } from '@nodenet/conformance';
+import { backendProfile, ClusterFixture, seededRandom, type ClusterNode } from '@nodenet/conformance';
 import { echo, ping } from '@nodenet/testkit';
 import { join } from 'node:path';
 import { stat } from 'node:fs/promises';
@@ -242,7 +242,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     let kind = DISRUPTIONS[disruptions % DISRUPTIONS.length]!;
     const victim = pool.size > 0 ? pick(pool.live) : undefined;
     if (kind === 'delete-host-veth' && !victim) kind = 'flush-ip-table';
-    const d = await disrupt(node.ns, kind, victim?.hostInterface);
+    const profile = backendProfile(options.backend);
+    const d = await disrupt(node.ns, kind, victim?.hostInterface, (ifname) => profile.switchOf(node.host, ifname));
     disruptions += 1;
     const started = performance.now();
     const timeoutMs = (options.reconcileIntervalSeconds * 4 + 10) * 1000;
