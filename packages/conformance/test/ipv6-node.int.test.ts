@@ -34,6 +34,12 @@ async function neighbourMac(ns: string, address: string, dev: string): Promise<s
   return (JSON.parse(r.stdout || '[]') as { lladdr?: string }[])[0]?.lladdr;
 }
 
+/** The node's IPv6 connection-tracking entries naming `address` (conntrack lists IPv4 unless told the family). */
+async function conntrack6(ns: string, address: string): Promise<string[]> {
+  const r = await nsExec(ns, 'conntrack', ['-L', '-f', 'ipv6']);
+  return r.stdout.split('\n').filter((l) => new RegExp(`(?:src|dst)=${address}(?:\\s|$)`).test(l));
+}
+
 async function raRoutes(ns: string): Promise<unknown[]> {
   const r = await nsExec(ns, 'ip', ['-j', '-6', 'route', 'show', 'proto', 'ra']);
   return JSON.parse(r.stdout || '[]') as unknown[];
@@ -206,9 +212,13 @@ describe.each(BACKENDS)('IPv6 on one node (%s backend)', (backend) => {
       expect(await ipv6Addresses(c.ns!)).toEqual([`${c.v6}/64`]);
     });
 
-    it('lets a freed IPv6 address be used again at once', async () => {
+    it('lets a freed IPv6 address be used again at once: no neighbour or connection-tracking entry of it is left', async () => {
       const a = await dual();
+      expect((await ping(f.ns, a.v6)).ok).toBe(true);
+      expect((await conntrack6(f.ns, a.v6)).length, 'conntrack saw the ping').toBeGreaterThan(0);
       await f.api.deleteInterface({ interfaceName: a.handle });
+      expect(await conntrack6(f.ns, a.v6)).toEqual([]);
+      expect(await neighbourMac(f.ns, a.v6, 'nodenet0')).toBeUndefined();
       const ns = await f.topology.createInstanceNamespace();
       const again = await f.api.createInterface({ ipAddress: a.address, ipv6Address: a.v6, netns: ns });
       expect(again.interfaceName).not.toBe(a.handle);
@@ -231,26 +241,28 @@ describe.each(BACKENDS)('IPv6 on one node (%s backend)', (backend) => {
       expect((await f.inspect()).interfaces.find((i) => i.interfaceName === a.handle)?.ipv6Address).toBe(a.v6);
     });
 
-    it.runIf(backend === 'ovs')("puts an instance's IPv6 flows back when they were deleted behind nodenet's back", async () => {
-      const a = await dual();
-      const ovs = privateOvsOf(f.ns)!;
-      const cookie = `0x6e6e0100${a.handle.slice('nni-'.length)}`;
-      const ipv6FlowsOf = async () =>
-        (await ovs.flows('nodenet0')).filter((l) => l.includes(`cookie=${cookie}`) && /\b(ipv6|icmp6|udp6)\b/.test(l));
-      const before = await ipv6FlowsOf();
-      // Its own and its link-local source, the neighbour-advert targets, the RA / redirect / DHCPv6 drops.
-      expect(before.some((l) => l.includes(`ipv6_src=${a.v6}`))).toBe(true);
-      expect(before.some((l) => l.includes(`nd_target=${a.v6}`))).toBe(true);
-      expect(before.some((l) => l.includes(`ipv6_src=${linkLocalForMac(a.response.macAddress!)}`))).toBe(true);
-      await ovs.ofctl('del-flows', 'nodenet0', [`cookie=${cookie}/-1,ipv6`]);
-      expect(await ipv6FlowsOf()).toEqual([]);
-      expect((await ping(a.ns!, DUAL_GATEWAY6, { timeoutSec: 1 })).ok, 'without its flows a sends no IPv6').toBe(false);
-      // Repaired by the reconcile loop or, at the latest, by the pass at start.
-      await f.restartDaemon('stop');
-      expect((await ipv6FlowsOf()).sort()).toEqual(before.sort());
-      const p = await ping(a.ns!, DUAL_GATEWAY6);
-      expect(p.ok, p.output).toBe(true);
-    });
+    // The ovs backend's anti-spoofing is OpenFlow: reconciled like the rest of the bridge (iproute2's is the bridge table, below).
+    if (backend === 'ovs')
+      it("puts an instance's IPv6 flows back when they were deleted behind nodenet's back", async () => {
+        const a = await dual();
+        const ovs = privateOvsOf(f.ns)!;
+        const cookie = `0x6e6e0100${a.handle.slice('nni-'.length)}`;
+        const ipv6FlowsOf = async () =>
+          (await ovs.flows('nodenet0')).filter((l) => l.includes(`cookie=${cookie}`) && /\b(ipv6|icmp6|udp6)\b/.test(l));
+        const before = await ipv6FlowsOf();
+        // Its own and its link-local source, the neighbour-advert targets, the RA / redirect / DHCPv6 drops.
+        expect(before.some((l) => l.includes(`ipv6_src=${a.v6}`))).toBe(true);
+        expect(before.some((l) => l.includes(`nd_target=${a.v6}`))).toBe(true);
+        expect(before.some((l) => l.includes(`ipv6_src=${linkLocalForMac(a.response.macAddress!)}`))).toBe(true);
+        await ovs.ofctl('del-flows', 'nodenet0', [`cookie=${cookie}/-1,ipv6`]);
+        expect(await ipv6FlowsOf()).toEqual([]);
+        expect((await ping(a.ns!, DUAL_GATEWAY6, { timeoutSec: 1 })).ok, 'without its flows a sends no IPv6').toBe(false);
+        // Repaired by the reconcile loop or, at the latest, by the pass at start.
+        await f.restartDaemon('stop');
+        expect((await ipv6FlowsOf()).sort()).toEqual(before.sort());
+        const p = await ping(a.ns!, DUAL_GATEWAY6);
+        expect(p.ok, p.output).toBe(true);
+      });
 
     it('puts deleted IPv6 elements back (drift repair)', async () => {
       const port = f.nextPort();
