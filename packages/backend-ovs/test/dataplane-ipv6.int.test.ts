@@ -15,14 +15,13 @@ import {
   macForAddress,
   parseIpv4Address,
   parseIpv6Address,
-  type CniRecord,
   type CniSpec,
   type InstanceSpec,
 } from '@nodenet/core';
 import { TestScope, Topology, nsExec, ping, readSysctls } from '@nodenet/testkit';
 import { instanceRecordOf, instanceSpecMaker } from '@nodenet/testkit/instance-specs';
 import { formatCookie, instanceCookie } from '../src/flows.js';
-import { externalIds, ofportOf, ovsNode, type OvsNode } from './fixture.js';
+import { cniRecordOf, externalIds, ofportOf, ovsNode, type OvsNode } from './fixture.js';
 
 const DUAL_GATEWAY6 = parseIpv6Address('fd19:0:0:11::1', 'test');
 const ONLY_GATEWAY6 = parseIpv6Address('fd19:0:0:12::1', 'test');
@@ -47,19 +46,6 @@ function ipv6OnlyCni(): CniSpec {
   };
 }
 
-function recordOf(spec: CniSpec): CniRecord {
-  const seed = spec.ipv4 ?? spec.ipv6!;
-  return {
-    name: spec.name,
-    gateway: seed.gateway,
-    subnet: seed.subnet.toString(),
-    ...(spec.ipv4 && spec.ipv6 ? { ipv6Gateway: spec.ipv6.gateway, ipv6Subnet: spec.ipv6.subnet.toString() } : {}),
-    mtu: spec.mtu,
-    mac: spec.mac,
-    createdAt: new Date().toISOString(),
-  };
-}
-
 /** Global and link-local IPv6 addresses of a link, `ADDRESS/PREFIX`. */
 async function ipv6Addresses(ns: string, ifname: string): Promise<string[]> {
   const r = await nsExec(ns, 'ip', ['-j', '-6', 'addr', 'show', 'dev', ifname]);
@@ -79,7 +65,7 @@ describe('OvsDataplane with IPv6 (netdev datapath, private OVS)', () => {
   let topology: Topology;
   let n: OvsNode;
   const cni = dualCni();
-  const cniRecord = recordOf(cni);
+  const cniRecord = cniRecordOf(cni);
   const instance = instanceSpecMaker(cni, 0x0e600000 + (process.pid % 0x1000) * 0x100);
 
   beforeAll(async () => {
@@ -202,7 +188,7 @@ describe('OvsDataplane with IPv6 (netdev datapath, private OVS)', () => {
     const p = await ping(ns, ONLY_GATEWAY6, { count: 2 });
     expect(p.ok, p.output).toBe(true);
     expect(await m.dataplane.ensureCni(only)).toEqual([]);
-    await m.dataplane.deleteInstance(instanceRecordOf(a), recordOf(only));
+    await m.dataplane.deleteInstance(instanceRecordOf(a), cniRecordOf(only));
     expect(await flowsOf(m, a)).toEqual([]);
   });
 });
