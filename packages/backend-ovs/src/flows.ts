@@ -3,8 +3,9 @@
  * that say who owns a flow.
  *
  *   table 0  classify   default drop; the gateway (LOCAL) goes on; an instance port only with its own
- *                       IPv4 / ARP source address (anti-spoofing); the tunnel port only from a known peer
- *                       with a source in that peer's subnet (overlay flows)
+ *                       IPv4 / ARP source address (anti-spoofing) and, with IPv6, its own IPv6 and
+ *                       link-local sources, RA guard and ND inspection (instanceIpv6Flows); the tunnel port
+ *                       only from a known peer with a source in that peer's subnet (overlay flows)
  *   table 10 forward    a peer's subnet: set the tunnel destination, out the tunnel port (overlay flows);
  *                       everything else: NORMAL (L2 switching among the instances and the gateway)
  *   table 30 deliver    from the tunnel: to the gateway (LOCAL) or to an instance's port, MACs rewritten
@@ -18,7 +19,15 @@
  * IPv4 address). A reconcile pass compares and repairs only its own classes; flows of other owners, and
  * flows nodenet did not make, are never touched.
  */
-import { InternalError, parseIpv4Address, type IfName, type Ipv4Address, type Subnet } from '@nodenet/core';
+import {
+  InternalError,
+  linkLocalForMac,
+  parseIpv4Address,
+  type IfName,
+  type Ipv4Address,
+  type Ipv6Address,
+  type Subnet,
+} from '@nodenet/core';
 import { addressToInt } from './names.js';
 
 export const TABLE = { classify: 0, forward: 10, deliver: 30 } as const;
@@ -109,9 +118,9 @@ function flow(cookie: bigint, table: number, priority: number, match: string, ac
   return f;
 }
 
-/** What the base flows need to know about the CNI. */
+/** What the base flows need to know about the CNI (`gateway`: its IPv4 gateway; none on an IPv6-only CNI). */
 export interface BaseFlowSpec {
-  readonly gateway: Ipv4Address;
+  readonly gateway?: Ipv4Address;
   readonly gatewayMac: string;
 }
 
@@ -123,36 +132,76 @@ export function baseFlows(spec: BaseFlowSpec): Flow[] {
     flow(c, TABLE.classify, 100, 'in_port=LOCAL', `goto_table:${TABLE.forward}`),
     flow(c, TABLE.forward, 0, '', 'NORMAL'),
     flow(c, TABLE.deliver, 0, '', 'drop'),
-    flow(c, TABLE.deliver, 100, `ip,nw_dst=${spec.gateway}`, `set_field:${spec.gatewayMac}->eth_dst,output:LOCAL`),
+    ...(spec.gateway === undefined
+      ? []
+      : [flow(c, TABLE.deliver, 100, `ip,nw_dst=${spec.gateway}`, `set_field:${spec.gatewayMac}->eth_dst,output:LOCAL`)]),
   ];
 }
 
-/** What an instance's flows need: its handle (the cookie), port number, address and MAC. */
+/** What an instance's flows need: its handle (the cookie), port number, addresses (one per family it has) and MAC. */
 export interface InstanceFlowSpec {
   readonly handle: IfName | string;
   readonly ofport: number;
-  readonly address: Ipv4Address;
+  readonly ipv4?: Ipv4Address;
+  readonly ipv6?: Ipv6Address;
   readonly mac: string;
 }
 
 /**
- * Anti-spoofing (only the instance's own IPv4 and ARP source address leave its port; IPv6 and everything
- * else fall to the default drop), and delivery of traffic from other nodes to it, routed: source MAC the
- * gateway's, destination MAC the instance's, TTL decremented as a router does.
+ * Anti-spoofing per family the instance has (IPv4: only its own IPv4 and ARP source address leave its port;
+ * IPv6: see instanceIpv6Flows; a family it lacks, and everything else, falls to the default drop), and
+ * delivery of IPv4 traffic from other nodes to it, routed: source MAC the gateway's, destination MAC the
+ * instance's, TTL decremented as a router does.
  */
 export function instanceFlows(i: InstanceFlowSpec, gatewayMac: string): Flow[] {
   const c = instanceCookie(i.handle);
   const port = checkedOfport(i.ofport);
+  if (i.ipv4 === undefined && i.ipv6 === undefined)
+    throw new InternalError('build instance flows', `${i.handle} has no address: an instance has at least one`);
+  const flows: Flow[] = [];
+  if (i.ipv4 !== undefined) {
+    flows.push(
+      flow(c, TABLE.classify, 200, `ip,in_port=${port},nw_src=${i.ipv4}`, `goto_table:${TABLE.forward}`),
+      flow(c, TABLE.classify, 200, `arp,in_port=${port},arp_spa=${i.ipv4}`, `goto_table:${TABLE.forward}`),
+      flow(
+        c,
+        TABLE.deliver,
+        100,
+        `ip,nw_dst=${i.ipv4}`,
+        `set_field:${gatewayMac}->eth_src,set_field:${i.mac}->eth_dst,dec_ttl,output:${port}`,
+      ),
+    );
+  }
+  if (i.ipv6 !== undefined) flows.push(...instanceIpv6Flows(c, port, i.ipv6, i.mac));
+  return flows;
+}
+
+/**
+ * What an instance may send in IPv6, as the iproute2 backend's bridge filter allows it (@nodenet/nftables'
+ * instance_port chain), as a switch's RA guard and ND inspection: no router adverts or redirects (it is no
+ * router) and no DHCPv6 server replies (300); neighbour adverts only from and for its own addresses, its IPv6
+ * address and the EUI-64 link-local address of its MAC (250; any other advert: 240); duplicate address
+ * detection for its own addresses and MLD reports from the unspecified source, sent before an address is
+ * usable (230); then any IPv6 from its own addresses (200). The rest falls to the default drop.
+ */
+function instanceIpv6Flows(c: bigint, port: number, address: Ipv6Address, mac: string): Flow[] {
+  const own = [address, linkLocalForMac(mac)];
+  const next = `goto_table:${TABLE.forward}`;
+  const icmp6 = `icmp6,in_port=${port}`;
   return [
-    flow(c, TABLE.classify, 200, `ip,in_port=${port},nw_src=${i.address}`, `goto_table:${TABLE.forward}`),
-    flow(c, TABLE.classify, 200, `arp,in_port=${port},arp_spa=${i.address}`, `goto_table:${TABLE.forward}`),
-    flow(
-      c,
-      TABLE.deliver,
-      100,
-      `ip,nw_dst=${i.address}`,
-      `set_field:${gatewayMac}->eth_src,set_field:${i.mac}->eth_dst,dec_ttl,output:${port}`,
+    flow(c, TABLE.classify, 300, `${icmp6},icmp_type=134`, 'drop'),
+    flow(c, TABLE.classify, 300, `${icmp6},icmp_type=137`, 'drop'),
+    flow(c, TABLE.classify, 300, `udp6,in_port=${port},tp_src=547`, 'drop'),
+    // nd_target needs its prerequisites spelled out: an advert or a solicitation, ICMPv6 code 0.
+    ...own.flatMap((source) =>
+      own.map((target) => flow(c, TABLE.classify, 250, `${icmp6},ipv6_src=${source},icmp_type=136,icmp_code=0,nd_target=${target}`, next)),
     ),
+    flow(c, TABLE.classify, 240, `${icmp6},icmp_type=136`, 'drop'),
+    ...own.map((target) => flow(c, TABLE.classify, 230, `${icmp6},ipv6_src=::,icmp_type=135,icmp_code=0,nd_target=${target}`, next)),
+    // MLD reports (v1 131, v2 143) from :: (RFC 3590: a host may send them before it has a link-local address).
+    flow(c, TABLE.classify, 230, `${icmp6},ipv6_src=::,icmp_type=131`, next),
+    flow(c, TABLE.classify, 230, `${icmp6},ipv6_src=::,icmp_type=143`, next),
+    ...own.map((source) => flow(c, TABLE.classify, 200, `ipv6,in_port=${port},ipv6_src=${source}`, next)),
   ];
 }
 

@@ -3,7 +3,18 @@
  * Open vSwitch carries `external_ids:nodenet-owner` (the same owner tag the kernel alias holds), so ownership,
  * adoption after a restart and orphan cleanup read OVSDB instead of guessing from names.
  */
-import { HANDLE_PREFIX, HOST_PREFIX, OWNER_ALIAS_PREFIX, type IfName, type Ipv4Address, type Subnet } from '@nodenet/core';
+import {
+  HANDLE_PREFIX,
+  HOST_PREFIX,
+  OWNER_ALIAS_PREFIX,
+  addressFamily,
+  type CniNets,
+  type IfName,
+  type IpAddress,
+  type Ipv4Address,
+  type Ipv6Address,
+  type Subnet,
+} from '@nodenet/core';
 
 export type DatapathType = 'system' | 'netdev';
 export const DATAPATH_TYPES: readonly DatapathType[] = ['system', 'netdev'];
@@ -21,7 +32,10 @@ export const EXT = {
   /** The owner tag: `nodenet:cni`, `nodenet:<handle>`, `nodenet:overlay`, `nodenet:uplink`. */
   owner: 'nodenet-owner',
   handle: 'nodenet-handle',
+  /** The instance's address as its record's `address`: IPv4, or IPv6 for an IPv6-only instance. */
   address: 'nodenet-address',
+  /** A dual-stack instance's IPv6 address (its record's `ipv6Address`). */
+  ipv6Address: 'nodenet-ipv6-address',
   mac: 'nodenet-mac',
   kind: 'nodenet-kind',
   /** On the host interface nodenet moved into the uplink bridge (it did not create it: no owner tag). */
@@ -58,6 +72,18 @@ export function ofportForAddress(subnet: Subnet, address: Ipv4Address): number |
   const offset = addressToInt(address) - addressToInt(subnet.network);
   if (offset < 1 || offset >= TUNNEL_OFPORT) return undefined;
   return offset;
+}
+
+/**
+ * An instance's requested port number from its record's `address` (ofportForAddress): IPv4 in the CNI's IPv4
+ * subnet; for an IPv6-only instance, its IPv6 address's offset in the IPv6 subnet, on the same terms.
+ */
+export function ofportForInstance(nets: CniNets, address: IpAddress): number | undefined {
+  if (addressFamily(address) === 4) return nets.ipv4 ? ofportForAddress(nets.ipv4.subnet, address as Ipv4Address) : undefined;
+  if (!nets.ipv6) return undefined;
+  const offset = nets.ipv6.subnet.offsetOf(address as Ipv6Address);
+  if (offset < 1n || offset >= BigInt(TUNNEL_OFPORT)) return undefined;
+  return Number(offset);
 }
 
 export function addressToInt(address: string): number {

@@ -18,6 +18,8 @@ import {
   InvalidArgumentError,
   HANDLE_PREFIX,
   OWNER_ALIAS_PREFIX,
+  instanceAddressesOfRecord,
+  instanceRecordFields,
   netnsPath,
   parseNetnsRef,
   silentLogger,
@@ -28,8 +30,8 @@ import {
   type InstancePlacement,
   type InstanceRecord,
   type InstanceSpec,
-  type Ipv4Address,
-  type Ipv4Net,
+  type IpAddress,
+  type Ipv6Address,
   type LinkState,
   type Logger,
   type NetnsRef,
@@ -85,7 +87,7 @@ import {
   TUNNEL_PORT,
   UPLINK_BRIDGE,
   instanceOwnerTag,
-  ofportForAddress,
+  ofportForInstance,
   type DatapathType,
 } from './names.js';
 import {
@@ -102,6 +104,7 @@ import {
   unregisterPortCommands,
   readdPortCommands,
   type OvsBridge,
+  type OvsPortIdentity,
   type OvsState,
 } from './ovsdb.js';
 import { OvsRunner } from './ovs-runner.js';
@@ -220,8 +223,7 @@ export class OvsDataplane implements Dataplane {
    * `ovs-ofctl diff-flows` (the flow table against what OVSDB's ports call for); nothing is written.
    */
   async ensureCni(spec: CniSpec): Promise<Repairs> {
-    ipv4Cni(spec);
-    const sysctls = cniSysctls(spec.name);
+    const sysctls = cniSysctls(spec.name, spec.ipv6 !== undefined);
     const [state, link, sysctlValues, guard] = await Promise.all([
       this.ovs.readState(`read OVSDB for ${spec.name}`),
       this.readLinkWithAddresses(spec.name),
@@ -265,14 +267,8 @@ export class OvsDataplane implements Dataplane {
       this.resetSessions();
       this.cniIfindex = current.ifindex;
     }
-    const fixes = kernelFixes(spec, current);
-    if (fixes.length > 0) {
-      await this.node.batch(
-        fixes.map((f) => f.line),
-        { step: `configure the gateway port ${spec.name}` },
-      );
-      if (!created) repairs.push(...fixes.map((f) => f.found));
-    }
+    // The sysctls first: the kernel takes no IPv6 address on a port whose IPv6 is disabled (disable_ipv6=1, as
+    // the port of an IPv4-only CNI has it).
     let drift = sysctlDrift(sysctls, sysctlValues);
     if (!created) drift = drift.filter((d) => !(d.setting.optional && d.found === undefined));
     if (!created) repairs.push(...drift.map(describeSysctlRepair));
@@ -281,6 +277,14 @@ export class OvsDataplane implements Dataplane {
       drift.map((d) => d.setting),
       `set forwarding and ${spec.name} settings`,
     );
+    const fixes = kernelFixes(spec, current);
+    if (fixes.length > 0) {
+      await this.node.batch(
+        fixes.map((f) => f.line),
+        { step: `configure the gateway port ${spec.name}` },
+      );
+      if (!created) repairs.push(...fixes.map((f) => f.found));
+    }
     if (guard !== null && !portGuardIsRight(guard)) {
       await this.runNft(portGuardScript(guard !== ''), 'keep the kernel from routing what arrives on switch ports');
       if (!created) repairs.push(`table ${PORT_GUARD_TABLE} was ${guard === '' ? 'missing' : 'different'}: restored`);
@@ -289,7 +293,7 @@ export class OvsDataplane implements Dataplane {
 
     if (created && bridge === undefined)
       this.logger.info(
-        { cni: spec.name, gateway: ipv4Cni(spec).gateway, mtu: spec.mtu, datapath: this.datapathType },
+        { cni: spec.name, gateway: spec.ipv4?.gateway, ipv6Gateway: spec.ipv6?.gateway, mtu: spec.mtu, datapath: this.datapathType },
         'CNI bridge created',
       );
     else if (repairs.length > 0) this.logger.warn({ cni: spec.name, repairs }, 'CNI bridge or its settings had drifted and were repaired');
@@ -314,21 +318,16 @@ export class OvsDataplane implements Dataplane {
         continue;
       }
       if (link.alias !== instanceOwnerTag(r.handle) || (r.kind !== 'veth' && r.kind !== 'tap')) continue;
-      const address = r.address as Ipv4Address;
+      const identity = portIdentityOfRecord({ ...r, kind: r.kind });
       const port = r.name as IfName;
       commands.push(
         '--',
         '--if-exists',
         'del-port',
         port,
-        ...addInstancePortCommands(
-          spec.name,
-          port,
-          { handle: r.handle as IfName, address, mac: r.mac, kind: r.kind },
-          ofportForAddress(ipv4Cni(spec).subnet, address),
-        ),
+        ...addInstancePortCommands(spec.name, port, identity, ofportForInstance(spec, identity.address)),
       );
-      repairs.push(`port ${port} of ${r.handle} (${address}) was missing from ${spec.name}: put back`);
+      repairs.push(`port ${port} of ${r.handle} (${addressesText(identity)}) was missing from ${spec.name}: put back`);
     }
     if (commands.length > 0) await this.ovs.vsctl(commands, `restore the ports of ${spec.name}`);
     return repairs;
@@ -383,14 +382,20 @@ export class OvsDataplane implements Dataplane {
   }
 
   private wantedFlows(spec: CniSpec, state: OvsState): Flow[] {
-    const flows = baseFlows({ gateway: ipv4Cni(spec).gateway, gatewayMac: spec.mac });
+    const flows = baseFlows({ ...(spec.ipv4 ? { gateway: spec.ipv4.gateway } : {}), gatewayMac: spec.mac });
     for (const iface of instanceInterfacesOf(state, spec.name)) {
       const address = iface.externalIds[EXT.address];
+      const ipv6Address = iface.externalIds[EXT.ipv6Address];
       const mac = iface.externalIds[EXT.mac];
       const handle = iface.externalIds[EXT.handle];
       // A port ovs-vswitchd could not open has no number (yet): its flows come once it has one.
       if (!address || !mac || !handle || iface.ofport === null || iface.ofport < 1) continue;
-      flows.push(...instanceFlows({ handle, ofport: iface.ofport, address: address as Ipv4Address, mac }, spec.mac));
+      flows.push(
+        ...instanceFlows(
+          { handle, ofport: iface.ofport, mac, ...instanceAddressesOfRecord({ address, ...(ipv6Address ? { ipv6Address } : {}) }) },
+          spec.mac,
+        ),
+      );
     }
     return flows;
   }
@@ -425,10 +430,10 @@ export class OvsDataplane implements Dataplane {
     return this.flowLock.shared(() => this.create(spec));
   }
 
-  private async create(input: InstanceSpec): Promise<InstancePlacement> {
+  private async create(spec: InstanceSpec): Promise<InstancePlacement> {
     const started = performance.now();
-    const spec = ipv4Instance(input);
-    const ofport = ofportForAddress(ipv4Cni(spec.cni).subnet, spec.address);
+    const identity = portIdentityOf(spec);
+    const ofport = ofportForInstance(spec.cni, identity.address);
     let target: NetnsRef | undefined;
     let netnsId: string | undefined;
     if (spec.netns !== undefined) {
@@ -445,7 +450,7 @@ export class OvsDataplane implements Dataplane {
       step: `create ${spec.kind} ${spec.handle}`,
     });
     // The flows can go in before the port exists: they name its requested number.
-    const flowsWritten = ofport === undefined ? null : settle(this.writeInstanceFlows(spec, ofport).then(() => mark('flows')));
+    const flowsWritten = ofport === undefined ? null : settle(this.writeInstanceFlows(spec, identity, ofport).then(() => mark('flows')));
     let instanceJob: Promise<unknown> = Promise.resolve();
     try {
       try {
@@ -458,7 +463,7 @@ export class OvsDataplane implements Dataplane {
       }
       // The port first: its transaction (waiting for ovs-vswitchd) is the longer part, and starting a
       // process holds up the event loop (~1-3 ms each), so the namespace's processes start after it.
-      const portJob = this.addPort(spec, ofport).then(() => {
+      const portJob = this.addPort(spec, identity, ofport).then(() => {
         portAdded = true;
         mark('port');
       });
@@ -470,7 +475,7 @@ export class OvsDataplane implements Dataplane {
         const written = await flowsWritten;
         if (!written.ok) throw written.error;
       } else {
-        await this.writeInstanceFlows(spec, await this.readOfport(spec.hostIfname));
+        await this.writeInstanceFlows(spec, identity, await this.readOfport(spec.hostIfname));
       }
     } catch (e) {
       // Nothing may still be running when the roll-back starts (a perl or ip in the namespace).
@@ -499,13 +504,13 @@ export class OvsDataplane implements Dataplane {
    * new link instead of keeping the vanished one's (one transaction deleting and adding the same name is
    * applied as no change, measured).
    */
-  private async addPort(spec: OvsInstanceSpec, ofport: number | undefined): Promise<void> {
+  private async addPort(spec: InstanceSpec, identity: OvsPortIdentity, ofport: number | undefined): Promise<void> {
     const bridge = spec.cni.name;
     const step = `add ${spec.hostIfname} to ${bridge}`;
     const add = () =>
       this.ovs.usesClients
-        ? this.ovs.transactOps(addInstancePortOps(bridge, spec.hostIfname, spec, ofport), step)
-        : this.ovs.transact(addInstancePortCommands(bridge, spec.hostIfname, spec, ofport), step);
+        ? this.ovs.transactOps(addInstancePortOps(bridge, spec.hostIfname, identity, ofport), step)
+        : this.ovs.transact(addInstancePortCommands(bridge, spec.hostIfname, identity, ofport), step);
     try {
       await add();
     } catch (e) {
@@ -539,8 +544,8 @@ export class OvsDataplane implements Dataplane {
     await configureInstanceEnd(this.configurator, spec, target);
   }
 
-  private writeInstanceFlows(spec: OvsInstanceSpec, ofport: number): Promise<void> {
-    const flows = instanceFlows({ handle: spec.handle, ofport, address: spec.address, mac: spec.mac }, spec.cni.mac);
+  private writeInstanceFlows(spec: InstanceSpec, identity: OvsPortIdentity, ofport: number): Promise<void> {
+    const flows = instanceFlows(flowSpecOf(identity, ofport), spec.cni.mac);
     return this.ovs.modifyFlows(spec.cni.name, addFlowsScript(flows), `install the flows of ${spec.handle}`);
   }
 
@@ -586,7 +591,8 @@ export class OvsDataplane implements Dataplane {
         this.linkDeletes.submit({
           handle: record.handle,
           hostIfname: record.hostIfname,
-          address: record.address as Ipv4Address,
+          address: record.address,
+          ...(record.ipv6Address ? { ipv6Address: record.ipv6Address } : {}),
           cniName: cni.name,
         }),
         this.deleteFlows(cni.name, [instanceCookie(record.handle)], `remove the flows of ${record.handle}`),
@@ -709,7 +715,7 @@ export class OvsDataplane implements Dataplane {
   async attachToCni(
     hostIfname: IfName,
     cni: CniSpec,
-    instance?: Pick<InstanceRecord, 'handle' | 'address' | 'mac' | 'kind'>,
+    instance?: Pick<InstanceRecord, 'handle' | 'address' | 'ipv6Address' | 'mac' | 'kind'>,
   ): Promise<void> {
     await this.flowLock.shared(async () => {
       const state = await this.ovs.readState(`read OVSDB to attach ${hostIfname}`);
@@ -720,8 +726,8 @@ export class OvsDataplane implements Dataplane {
           `${hostIfname} is no port of ${cni.name} and the bridge's registry (external_ids ${PORT_REGISTRY_PREFIX}${hostIfname}) does not say what it was: delete the interface and create it again`,
         );
       }
-      const spec = { handle: entry.handle as IfName, address: entry.address as Ipv4Address, mac: entry.mac, kind: entry.kind } as const;
-      const requested = ofportForAddress(ipv4Cni(cni).subnet, spec.address);
+      const spec = portIdentityOfRecord({ ...entry, kind: entry.kind });
+      const requested = ofportForInstance(cni, spec.address);
       await this.ovs.transact(
         ['--', '--if-exists', 'del-port', hostIfname, ...addInstancePortCommands(cni.name, hostIfname, spec, requested)],
         `attach ${hostIfname} to ${cni.name}`,
@@ -729,7 +735,7 @@ export class OvsDataplane implements Dataplane {
       const ofport = requested ?? (await this.readOfport(hostIfname));
       await this.ovs.modifyFlows(
         cni.name,
-        addFlowsScript(instanceFlows({ ...spec, ofport }, cni.mac)),
+        addFlowsScript(instanceFlows(flowSpecOf(spec, ofport), cni.mac)),
         `install the flows of ${spec.handle}`,
       );
     });
@@ -830,7 +836,8 @@ export class OvsDataplane implements Dataplane {
 interface DeletedLink {
   readonly handle: IfName;
   readonly hostIfname: IfName;
-  readonly address: Ipv4Address;
+  readonly address: IpAddress;
+  readonly ipv6Address?: Ipv6Address;
   readonly cniName: IfName;
 }
 
@@ -964,25 +971,35 @@ export function checkOvsOptions(options: { db: string; runDir: string }): void {
   }
 }
 
-/** An instance spec as this backend makes it: IPv4 only. */
-type OvsInstanceSpec = InstanceSpec & { readonly address: Ipv4Address };
-
-/**
- * The ovs backend's view of a CNI: its IPv4 half. Its flows (forwarding, tunnelling, anti-spoofing with ARP
- * and ND guards) are IPv4 only so far, so a CNI with IPv6 is refused before anything is made.
- */
-function ipv4Cni(spec: CniSpec): Ipv4Net {
-  if (spec.ipv6 || !spec.ipv4) {
-    throw new FailedPreconditionError(
-      `the ovs backend does not carry IPv6 yet: create the CNI with IPv4 only (no ipv6_address/ipv6_sub_network, no IPv6 sub_network), or run this node with backend iproute2`,
-    );
-  }
-  return spec.ipv4;
+/** What OVSDB records of an instance (its addresses in the record's form: see OvsPortIdentity). */
+function portIdentityOf(spec: InstanceSpec): OvsPortIdentity {
+  const addresses = { ...(spec.ipv4 ? { ipv4: spec.ipv4 } : {}), ...(spec.ipv6 ? { ipv6: spec.ipv6 } : {}) };
+  if (!addresses.ipv4 && !addresses.ipv6)
+    throw new InternalError(`create ${spec.kind} ${spec.handle}`, 'the instance spec has no address: core gives every instance one');
+  return { handle: spec.handle, mac: spec.mac, kind: spec.kind, ...instanceRecordFields(addresses) };
 }
 
-function ipv4Instance(spec: InstanceSpec): OvsInstanceSpec {
-  if (spec.ipv6 || !spec.ipv4) {
-    throw new FailedPreconditionError('the ovs backend does not carry IPv6 yet: create the interface without an IPv6 address');
-  }
-  return { ...spec, address: spec.ipv4 };
+/** The identity of a port from a record or a registry entry (values nodenet wrote, so already valid). */
+function portIdentityOfRecord(r: {
+  readonly handle: string;
+  readonly address: string;
+  readonly ipv6Address?: string;
+  readonly mac: string;
+  readonly kind: 'veth' | 'tap';
+}): OvsPortIdentity {
+  return {
+    handle: r.handle as IfName,
+    address: r.address as IpAddress,
+    ...(r.ipv6Address ? { ipv6Address: r.ipv6Address as Ipv6Address } : {}),
+    mac: r.mac,
+    kind: r.kind,
+  };
+}
+
+function flowSpecOf(identity: OvsPortIdentity, ofport: number) {
+  return { handle: identity.handle, ofport, mac: identity.mac, ...instanceAddressesOfRecord(identity) };
+}
+
+function addressesText(identity: OvsPortIdentity): string {
+  return identity.ipv6Address ? `${identity.address}, ${identity.ipv6Address}` : identity.address;
 }

@@ -3,7 +3,7 @@
  * functions, one transaction per change) and the one read it makes (`ovs-vsctl --format=json list` of
  * Bridge, Port and Interface in one process), parsed into plain objects.
  */
-import { InternalError, type CniSpec, type IfName, type InstanceSpec, type Ipv4Address } from '@nodenet/core';
+import { InternalError, type CniSpec, type IfName, type InstanceSpec, type IpAddress, type Ipv6Address } from '@nodenet/core';
 import { OvsdbTransactionError, map, namedUuid, set, uuid, type Operation } from '@nodenet/openvswitch';
 import {
   CNI_OWNER_TAG,
@@ -25,8 +25,14 @@ import {
  * JSON string, so no character in it (':' of a MAC or of an owner tag) is taken for syntax.
  */
 
-/** What OVSDB records of an instance port: the ovs backend carries IPv4 only (see ipv4Cni in ovs-dataplane.ts). */
-export type OvsPortIdentity = Pick<InstanceSpec, 'handle' | 'mac' | 'kind'> & { readonly address: Ipv4Address };
+/**
+ * What OVSDB records of an instance port: its addresses as its record holds them (`address`: IPv4, or IPv6 for
+ * an IPv6-only instance; `ipv6Address`: a dual-stack instance's IPv6 address).
+ */
+export type OvsPortIdentity = Pick<InstanceSpec, 'handle' | 'mac' | 'kind'> & {
+  readonly address: IpAddress;
+  readonly ipv6Address?: Ipv6Address;
+};
 
 export function quoted(value: string): string {
   if (/[\p{Cc}"\\]/u.test(value))
@@ -100,6 +106,7 @@ export function instanceExternalIds(spec: OvsPortIdentity): Record<string, strin
     [EXT.owner]: instanceOwnerTag(spec.handle),
     [EXT.handle]: spec.handle,
     [EXT.address]: spec.address,
+    ...(spec.ipv6Address ? { [EXT.ipv6Address]: spec.ipv6Address } : {}),
     [EXT.mac]: spec.mac,
     [EXT.kind]: spec.kind,
   };
@@ -127,7 +134,7 @@ export function addInstancePortCommands(bridge: string, port: IfName, spec: OvsP
 
 // ---------------------------------------------------------------------------------------------------
 // The port registry: the CNI bridge's own external_ids name every instance port it should have
-// (`nodenet-port-NAME = "HANDLE ADDRESS MAC KIND"`). A Port row can be deleted on its own (an operator's
+// (`nodenet-port-NAME = "HANDLE ADDRESS MAC KIND[ IPV6ADDRESS]"`, the last for a dual-stack instance). A Port row can be deleted on its own (an operator's
 // del-port, a delete cut short between its switch and kernel steps); the registry outlives it, so the
 // reconcile loop can put the port back with its tags and flows instead of guessing from the kernel.
 // `add`/`remove` are OVSDB mutations: concurrent creates do not conflict.
@@ -140,6 +147,12 @@ export interface RegisteredPort {
   readonly address: string;
   readonly mac: string;
   readonly kind: string;
+  readonly ipv6Address?: string;
+}
+
+/** A registry entry's value. */
+function registryValue(spec: OvsPortIdentity): string {
+  return [spec.handle, spec.address, spec.mac, spec.kind, ...(spec.ipv6Address ? [spec.ipv6Address] : [])].join(' ');
 }
 
 export function registerPortCommands(bridge: string, port: string, spec: OvsPortIdentity): string[] {
@@ -156,7 +169,7 @@ export function registerPortCommands(bridge: string, port: string, spec: OvsPort
     'Bridge',
     bridge,
     'external_ids',
-    `${key}=${quoted([spec.handle, spec.address, spec.mac, spec.kind].join(' '))}`,
+    `${key}=${quoted(registryValue(spec))}`,
   ];
 }
 
@@ -168,9 +181,9 @@ export function unregisterPortCommands(bridge: string, ports: readonly string[])
 export function registeredPortsOf(bridge: OvsBridge): RegisteredPort[] {
   return Object.entries(bridge.externalIds).flatMap(([key, value]) => {
     if (!key.startsWith(PORT_REGISTRY_PREFIX)) return [];
-    const [handle, address, mac, kind, ...rest] = value.split(' ');
-    if (!handle || !address || !mac || !kind || rest.length > 0) return [];
-    return [{ name: key.slice(PORT_REGISTRY_PREFIX.length), handle, address, mac, kind }];
+    const [handle, address, mac, kind, ipv6Address, ...rest] = value.split(' ');
+    if (!handle || !address || !mac || !kind || ipv6Address === '' || rest.length > 0) return [];
+    return [{ name: key.slice(PORT_REGISTRY_PREFIX.length), handle, address, mac, kind, ...(ipv6Address ? { ipv6Address } : {}) }];
   });
 }
 
@@ -203,7 +216,7 @@ export function addInstancePortOps(bridge: string, port: IfName, spec: OvsPortId
       mutations: [
         ['ports', 'insert', set([namedUuid('port')])],
         ['external_ids', 'delete', set([key])],
-        ['external_ids', 'insert', map({ [key]: [spec.handle, spec.address, spec.mac, spec.kind].join(' ') })],
+        ['external_ids', 'insert', map({ [key]: registryValue(spec) })],
       ],
     },
   ];

@@ -7,6 +7,7 @@ import {
   CNI_NAME,
   Subnet,
   VXLAN_OVERHEAD,
+  cniRecordFields,
   macForAddress,
   parseIpv4Address,
   type CniRecord,
@@ -31,8 +32,7 @@ export function cniSpecFor(index: number, underlayMtu = 1500): CniSpec {
 export function cniRecordOf(spec: CniSpec): CniRecord {
   return {
     name: spec.name,
-    gateway: spec.ipv4!.gateway,
-    subnet: spec.ipv4!.subnet.toString(),
+    ...cniRecordFields(spec),
     mtu: spec.mtu,
     mac: spec.mac,
     createdAt: new Date().toISOString(),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { InternalError, Subnet, macForAddress, parseIpv4Address } from '@nodenet/core';
+import { InternalError, Subnet, linkLocalForMac, macForAddress, parseIpv4Address, parseIpv6Address } from '@nodenet/core';
 import { PORT, packetOutOf } from '@nodenet/openvswitch';
 import {
   COOKIE_CLASS,
@@ -73,12 +73,66 @@ describe('the pipeline', () => {
 
   it('an instance: only its own IPv4 and ARP source from its port, and routed delivery from other nodes', () => {
     const address = ip('198.19.1.7');
-    const flows = instanceFlows({ handle: 'nni-0000abcd', ofport: 7, address, mac: macForAddress(address) }, gatewayMac);
+    const flows = instanceFlows({ handle: 'nni-0000abcd', ofport: 7, ipv4: address, mac: macForAddress(address) }, gatewayMac);
     expect(flows.map(formatFlow)).toEqual([
       'cookie=0x6e6e01000000abcd,table=0,priority=200,ip,in_port=7,nw_src=198.19.1.7,actions=goto_table:10',
       'cookie=0x6e6e01000000abcd,table=0,priority=200,arp,in_port=7,arp_spa=198.19.1.7,actions=goto_table:10',
       'cookie=0x6e6e01000000abcd,table=30,priority=100,ip,nw_dst=198.19.1.7,actions=set_field:02:6e:c6:13:01:01->eth_src,set_field:02:6e:c6:13:01:07->eth_dst,dec_ttl,output:7',
     ]);
+  });
+
+  it('a dual-stack instance: the IPv4 flows, then IPv6 from its own and its link-local address only, RA guard, ND inspection', () => {
+    const address = ip('198.19.1.7');
+    const mac = macForAddress(address);
+    const v6 = parseIpv6Address('fd19:0:0:1::7', 'test');
+    const local = linkLocalForMac(mac);
+    expect(local).toBe('fe80::6e:c6ff:fe13:107');
+    const c = 'cookie=0x6e6e01000000abcd,table=0';
+    const flows = instanceFlows({ handle: 'nni-0000abcd', ofport: 7, ipv4: address, ipv6: v6, mac }, gatewayMac);
+    expect(flows.map(formatFlow)).toEqual([
+      `${c},priority=200,ip,in_port=7,nw_src=198.19.1.7,actions=goto_table:10`,
+      `${c},priority=200,arp,in_port=7,arp_spa=198.19.1.7,actions=goto_table:10`,
+      'cookie=0x6e6e01000000abcd,table=30,priority=100,ip,nw_dst=198.19.1.7,actions=set_field:02:6e:c6:13:01:01->eth_src,set_field:02:6e:c6:13:01:07->eth_dst,dec_ttl,output:7',
+      `${c},priority=300,icmp6,in_port=7,icmp_type=134,actions=drop`,
+      `${c},priority=300,icmp6,in_port=7,icmp_type=137,actions=drop`,
+      `${c},priority=300,udp6,in_port=7,tp_src=547,actions=drop`,
+      `${c},priority=250,icmp6,in_port=7,ipv6_src=${v6},icmp_type=136,icmp_code=0,nd_target=${v6},actions=goto_table:10`,
+      `${c},priority=250,icmp6,in_port=7,ipv6_src=${v6},icmp_type=136,icmp_code=0,nd_target=${local},actions=goto_table:10`,
+      `${c},priority=250,icmp6,in_port=7,ipv6_src=${local},icmp_type=136,icmp_code=0,nd_target=${v6},actions=goto_table:10`,
+      `${c},priority=250,icmp6,in_port=7,ipv6_src=${local},icmp_type=136,icmp_code=0,nd_target=${local},actions=goto_table:10`,
+      `${c},priority=240,icmp6,in_port=7,icmp_type=136,actions=drop`,
+      `${c},priority=230,icmp6,in_port=7,ipv6_src=::,icmp_type=135,icmp_code=0,nd_target=${v6},actions=goto_table:10`,
+      `${c},priority=230,icmp6,in_port=7,ipv6_src=::,icmp_type=135,icmp_code=0,nd_target=${local},actions=goto_table:10`,
+      `${c},priority=230,icmp6,in_port=7,ipv6_src=::,icmp_type=131,actions=goto_table:10`,
+      `${c},priority=230,icmp6,in_port=7,ipv6_src=::,icmp_type=143,actions=goto_table:10`,
+      `${c},priority=200,ipv6,in_port=7,ipv6_src=${v6},actions=goto_table:10`,
+      `${c},priority=200,ipv6,in_port=7,ipv6_src=${local},actions=goto_table:10`,
+    ]);
+    // Every drop outranks every accept of the same packet: an advert for another address from the port's own
+    // source (200 would take it) is dropped at 240; a router advert from its own link-local address at 300.
+    const drops = flows.filter((f) => f.actions === 'drop').map((f) => f.priority);
+    expect(Math.min(...drops)).toBeGreaterThan(200);
+    expect(flows.filter((f) => f.match.includes('icmp_type=136') && f.actions !== 'drop').every((f) => f.priority > 240)).toBe(true);
+  });
+
+  it('an IPv6-only instance: only the IPv6 flows (no IPv4, no ARP, no IPv4 delivery); a base without an IPv4 gateway', () => {
+    const mac = '02:00:00:00:02:11';
+    const v6 = parseIpv6Address('fd19:0:0:2::11', 'test');
+    const flows = instanceFlows({ handle: 'nni-00000011', ofport: 17, ipv6: v6, mac }, gatewayMac).map(formatFlow);
+    expect(flows).toHaveLength(14);
+    expect(flows.filter((f) => /,(ip|arp),|nw_|arp_|table=30/.test(f))).toEqual([]);
+    expect(flows).toContain(`cookie=0x6e6e010000000011,table=0,priority=200,ipv6,in_port=17,ipv6_src=${v6},actions=goto_table:10`);
+    expect(flows).toContain(
+      `cookie=0x6e6e010000000011,table=0,priority=200,ipv6,in_port=17,ipv6_src=fe80::ff:fe00:211,actions=goto_table:10`,
+    );
+    expect(baseFlows({ gatewayMac }).map(formatFlow)).toEqual(baseFlows({ gateway, gatewayMac }).map(formatFlow).slice(0, 4));
+    expect(() => instanceFlows({ handle: 'nni-00000011', ofport: 17, mac }, gatewayMac)).toThrow(/no address/);
+  });
+
+  it('an IPv4-only instance sends no IPv6 at all (none of its flows matches IPv6)', () => {
+    const address = ip('198.19.1.9');
+    const flows = instanceFlows({ handle: 'nni-00000009', ofport: 9, ipv4: address, mac: macForAddress(address) }, gatewayMac);
+    expect(flows.map(formatFlow).filter((f) => /ipv6|icmp6|udp6/.test(f))).toEqual([]);
   });
 
   it('a peer: its tunnel packets from its subnet only; traffic to its subnet tunnelled, TTL decremented for instances only', () => {
@@ -92,17 +146,14 @@ describe('the pipeline', () => {
 
   it('refuses a port number OpenFlow does not give a port', () => {
     expect(() =>
-      instanceFlows({ handle: 'nni-00000001', ofport: 0, address: ip('198.19.1.2'), mac: '02:00:00:00:00:01' }, gatewayMac),
+      instanceFlows({ handle: 'nni-00000001', ofport: 0, ipv4: ip('198.19.1.2'), mac: '02:00:00:00:00:01' }, gatewayMac),
     ).toThrow(/not an OpenFlow port/);
     expect(() => peerFlows({ underlayAddress: ip('198.18.0.2'), subnet: Subnet.of('198.19.2.0/24') }, 0xff00)).toThrow(InternalError);
   });
 
   it('refuses text that is no validated value', () => {
     expect(() =>
-      instanceFlows(
-        { handle: 'nni-00000001', ofport: 3, address: ip('198.19.1.2'), mac: '02:00:00:00:00:01,actions=NORMAL x' },
-        gatewayMac,
-      ),
+      instanceFlows({ handle: 'nni-00000001', ofport: 3, ipv4: ip('198.19.1.2'), mac: '02:00:00:00:00:01,actions=NORMAL x' }, gatewayMac),
     ).toThrow(/unexpected characters/);
   });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CNI_NAME, InternalError, macForAddress, parseIfName, parseIpv4Address } from '@nodenet/core';
+import { CNI_NAME, InternalError, macForAddress, parseIfName, parseIpv4Address, parseIpv6Address } from '@nodenet/core';
 import {
   READ_COMMANDS,
   READ_OPERATIONS,
@@ -96,6 +96,15 @@ describe('transactions', () => {
       'nodenet-port-nnh-0000abcd="nni-0000abcd 198.19.1.7 02:6e:c6:13:01:07 veth"',
     ]);
     expect(addInstancePortCommands('nodenet0', parseIfName('nnh-0000abcd', 'p'), instance, undefined)).not.toContain('ofport_request=7');
+  });
+
+  it('a dual-stack port carries its IPv6 address as a tag of its own and as the fifth field of its registry entry', () => {
+    const dual = { ...instance, ipv6Address: parseIpv6Address('fd19:0:0:1::7', 'a') };
+    const commands = addInstancePortCommands('nodenet0', parseIfName('nnh-0000abcd', 'p'), dual, 7);
+    expect(commands).toContain('external_ids:nodenet-address="198.19.1.7"');
+    expect(commands).toContain('external_ids:nodenet-ipv6-address="fd19:0:0:1::7"');
+    expect(commands).toContain('nodenet-port-nnh-0000abcd="nni-0000abcd 198.19.1.7 02:6e:c6:13:01:07 veth fd19:0:0:1::7"');
+    expect(addInstancePortCommands('nodenet0', parseIfName('nnh-0000abcd', 'p'), instance, 7).join(' ')).not.toContain('ipv6');
   });
 
   it('deleting ports (absent is fine) drops their registry entries too', () => {
@@ -242,7 +251,9 @@ const listing = [
           [
             ['nodenet-owner', 'nodenet:cni'],
             ['nodenet-port-nnh-0000abcd', 'nni-0000abcd 198.19.1.7 02:6e:c6:13:01:07 veth'],
+            ['nodenet-port-nnh-0000abce', 'nni-0000abce 198.19.1.8 02:6e:c6:13:01:08 veth fd19:0:0:1::8'],
             ['nodenet-port-bad', 'x'],
+            ['nodenet-port-bad6', 'nni-0000abcf 198.19.1.9 02:6e:c6:13:01:09 veth fd19:0:0:1::9 extra'],
           ],
         ],
         ['map', [['hwaddr', '02:6e:c6:13:01:01']]],
@@ -350,6 +361,14 @@ describe('the OVSDB read', () => {
     expect(uplinkBridgeOf(state)?.name).toBe('nodenet-phy');
     expect(registeredPortsOf(state.bridges.get('nodenet0')!)).toEqual([
       { name: 'nnh-0000abcd', handle: 'nni-0000abcd', address: '198.19.1.7', mac: '02:6e:c6:13:01:07', kind: 'veth' },
+      {
+        name: 'nnh-0000abce',
+        handle: 'nni-0000abce',
+        address: '198.19.1.8',
+        mac: '02:6e:c6:13:01:08',
+        kind: 'veth',
+        ipv6Address: 'fd19:0:0:1::8',
+      },
     ]);
   });
 

@@ -1,7 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import { CNI_NAME, Subnet, macForAddress, parseIfName, parseIpv4Address, type InstanceSpec } from '@nodenet/core';
+import {
+  CNI_NAME,
+  Ipv6Subnet,
+  Subnet,
+  macForAddress,
+  parseIfName,
+  parseIpv4Address,
+  parseIpv6Address,
+  type InstanceSpec,
+} from '@nodenet/core';
 import type { IpLinkWithAddresses } from '@nodenet/linux';
-import { mgmtSocket, ofportForAddress } from '../src/names.js';
+import { mgmtSocket, ofportForAddress, ofportForInstance } from '../src/names.js';
 import { bridgeDrift, kernelFixes, ownerTagOfLink, tapScript, vethScript } from '../src/ovs-dataplane.js';
 import { peerRouteLines, removeRouteLines } from '../src/ovs-overlay.js';
 import { parseOvsState } from '../src/ovsdb.js';
@@ -33,6 +42,17 @@ describe('port numbers', () => {
     expect(ofportForAddress(Subnet.of('198.19.0.0/16'), parseIpv4Address('198.19.2.1', 'a'))).toBe(513);
     expect(ofportForAddress(Subnet.of('198.19.0.0/16'), parseIpv4Address('198.19.253.232', 'a'))).toBe(undefined);
     expect(ofportForAddress(Subnet.of('198.19.1.0/24'), parseIpv4Address('198.19.1.0', 'a'))).toBe(undefined);
+  });
+
+  it("an IPv6-only instance requests its IPv6 address's offset in the IPv6 subnet, on the same terms; a dual-stack one its IPv4 offset", () => {
+    const v6 = { gateway: parseIpv6Address('fd19:0:0:2::1', 'g'), subnet: Ipv6Subnet.of('fd19:0:0:2::/64') };
+    const v4 = { gateway: parseIpv4Address('198.19.1.1', 'g'), subnet: Subnet.of('198.19.1.0/24') };
+    expect(ofportForInstance({ ipv6: v6 }, parseIpv6Address('fd19:0:0:2::21', 'a'))).toBe(0x21);
+    expect(ofportForInstance({ ipv6: v6 }, parseIpv6Address('fd19:0:0:2::fde7', 'a'))).toBe(65000 - 1);
+    expect(ofportForInstance({ ipv6: v6 }, parseIpv6Address('fd19:0:0:2::fde8', 'a'))).toBe(undefined);
+    expect(ofportForInstance({ ipv6: v6 }, parseIpv6Address('fd19::2:1:0:0:1', 'a'))).toBe(undefined);
+    expect(ofportForInstance({ ipv6: v6 }, parseIpv6Address('fd19:0:0:2::', 'a'))).toBe(undefined);
+    expect(ofportForInstance({ ipv4: v4, ipv6: v6 }, parseIpv4Address('198.19.1.9', 'a'))).toBe(9);
   });
 
   it('ovs-ofctl reaches a bridge through RUNDIR/BRIDGE.mgmt', () => {

@@ -4,8 +4,8 @@
  * of the port hot path carry what the ovs-vsctl commands did.
  */
 import { describe, expect, it } from 'vitest';
-import { Subnet, macForAddress, parseIpv4Address, type IfName } from '@nodenet/core';
-import { formatFlowStats } from '@nodenet/openvswitch';
+import { Subnet, macForAddress, parseIpv4Address, parseIpv6Address, type IfName } from '@nodenet/core';
+import { decodeMatch, encodeMatch, formatFlowStats } from '@nodenet/openvswitch';
 import { addFlowsScript, baseFlows, deleteCookiesScript, instanceCookie, instanceFlows, peerFlows } from '../src/flows.js';
 import { addInstancePortOps, deletePortOps } from '../src/ovsdb.js';
 import { OvsSession, scriptFlowMods } from '../src/ovs-session.js';
@@ -18,7 +18,18 @@ describe('flow-mod scripts over the OpenFlow connection', () => {
   it('every flow of the pipeline parses and prints back as ovs-ofctl prints it', () => {
     const flows = [
       ...baseFlows({ gateway, gatewayMac }),
-      ...instanceFlows({ handle: 'nni-0000001a', ofport: 26, address: ip('198.19.1.26'), mac: '02:00:c6:13:01:1a' }, gatewayMac),
+      ...instanceFlows({ handle: 'nni-0000001a', ofport: 26, ipv4: ip('198.19.1.26'), mac: '02:00:c6:13:01:1a' }, gatewayMac),
+      // Dual-stack: the IPv6 flows (ipv6_src, icmp6 types, nd_target, udp6 tp_src) parse and print back the same.
+      ...instanceFlows(
+        {
+          handle: 'nni-0000001b',
+          ofport: 27,
+          ipv4: ip('198.19.1.27'),
+          ipv6: parseIpv6Address('fd19:0:0:1::1b', 'test'),
+          mac: '02:00:c6:13:01:1b',
+        },
+        gatewayMac,
+      ),
       ...peerFlows({ underlayAddress: ip('198.18.0.2'), subnet: Subnet.parse('198.19.2.0/24', 'test') }, 1),
     ];
     const mods = scriptFlowMods(addFlowsScript(flows));
@@ -40,6 +51,8 @@ describe('flow-mod scripts over the OpenFlow connection', () => {
       ),
     );
     expect(printed).toEqual(written);
+    // And every match encodes (its OpenFlow prerequisites are there) and decodes back to itself.
+    for (const m of mods) expect(decodeMatch(encodeMatch(m.match ?? {}), 0).match).toEqual(m.match ?? {});
   });
 
   it('a delete by cookie covers every table and only that cookie', () => {

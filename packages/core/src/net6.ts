@@ -116,6 +116,11 @@ export class Ipv6Subnet {
     return this.contains(other.network) || other.contains(this.network);
   }
 
+  /** How far `address` lies from the network address (negative or past the subnet when it is outside). */
+  offsetOf(address: Ipv6Address): bigint {
+    return toBigInt(address) - toBigInt(this.network);
+  }
+
   /** The n-th address of the subnet (0 = network address). */
   nth(n: number | bigint): Ipv6Address {
     return fromBigInt(toBigInt(this.network) + BigInt(n));

@@ -42,7 +42,7 @@ export { ColumnKinds, type ColumnKind } from './ovsdb/schema.js';
 export { VswitchConfigWaiter, VswitchTimeoutError } from './ovsdb/vswitch.js';
 export { DEFAULT_PRIORITY, PORT, TABLE_ALL, type FlowModCommand } from './openflow/constants.js';
 export { OpenFlowCodecError } from './openflow/bytes.js';
-export { ETH_TYPE, decodeMatch, encodeMatch, type Match, type SettableField } from './openflow/match.js';
+export { ETH_TYPE, IP_PROTO, decodeMatch, encodeMatch, type Match, type SettableField } from './openflow/match.js';
 export { decodeInstructions, encodeInstructions, type Action, type Instructions } from './openflow/instructions.js';
 export { type AggregateStats, type FlowMod, type FlowStats, type FlowStatsRequest, type PacketOut } from './openflow/messages.js';
 export {

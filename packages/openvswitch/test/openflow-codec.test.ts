@@ -24,6 +24,9 @@ import {
   hello,
   helloVersions,
 } from '../src/openflow/messages.js';
+import { decodeOxmFields, encodeOxmFields } from '../src/openflow/match.js';
+import { formatMatch } from '../src/openflow/text.js';
+import { ipv6Bytes, ipv6Text } from '../src/openflow/bytes.js';
 
 interface Recorded {
   readonly command: string[];
@@ -150,8 +153,70 @@ describe('flow text (the subset nodenet writes)', () => {
     expect(parseFlow('table=0 priority=100,in_port=LOCAL')).toEqual({ table: 0, priority: 100, match: { inPort: PORT.LOCAL } });
   });
 
+  it('parses the IPv6 anti-spoofing vocabulary, prints it back as ovs-ofctl does and encodes it as OXM', () => {
+    const text =
+      'cookie=0x7,priority=250,icmp6,in_port=7,ipv6_src=fe80::6e:c6ff:fe13:107,icmp_type=136,icmp_code=0,nd_target=fd19:0:0:1::7,actions=goto_table:10';
+    const p = parseFlow(text);
+    expect(p.match).toEqual({
+      ethType: 0x86dd,
+      ipProto: 58,
+      inPort: 7,
+      ipv6Src: 'fe80::6e:c6ff:fe13:107',
+      icmpv6Type: 136,
+      icmpv6Code: 0,
+      ndTarget: 'fd19:0:0:1::7',
+    });
+    expect(formatMatch(p.match)).toBe('icmp6,in_port=7,ipv6_src=fe80::6e:c6ff:fe13:107,icmp_type=136,icmp_code=0,nd_target=fd19:0:0:1::7');
+    // OXM: in_port, eth_type, ipv6_src (26), ip_proto (10), icmpv6_type (29), icmpv6_code (30), nd_target (31).
+    const oxm = encodeOxmFields(p.match);
+    expect(oxm.toString('hex')).toBe(
+      [
+        '80000004' + '00000007',
+        '80000a02' + '86dd',
+        '80003410' + 'fe80000000000000006ec6fffe130107',
+        '80001401' + '3a',
+        '80003a01' + '88',
+        '80003c01' + '00',
+        '80003e10' + 'fd190000000000010000000000000007',
+      ].join(''),
+    );
+    expect(decodeOxmFields(oxm)).toEqual(p.match);
+    expect(formatMatch(parseFlow('priority=300,udp6,in_port=7,tp_src=547,actions=drop').match)).toBe('udp6,in_port=7,tp_src=547');
+    expect(formatMatch(parseFlow('priority=230,icmp6,in_port=7,ipv6_src=::,icmp_type=131,actions=drop').match)).toBe(
+      'icmp6,in_port=7,ipv6_src=::,icmp_type=131',
+    );
+    expect(formatMatch(parseFlow('priority=200,ipv6,in_port=7,ipv6_src=fd19::1:0:0:7,actions=drop').match)).toBe(
+      'ipv6,in_port=7,ipv6_src=fd19::1:0:0:7',
+    );
+  });
+
+  it('IPv6 addresses in and out of their 16 bytes (RFC 5952 text, as ovs-ofctl prints them)', () => {
+    for (const [text, canonical] of [
+      ['::', '::'],
+      ['fd19:0:0:1::7', 'fd19:0:0:1::7'],
+      ['FD19:0000:0:1:0:0:0:7', 'fd19:0:0:1::7'],
+      ['2001:db8:0:1:1:1:1:1', '2001:db8:0:1:1:1:1:1'],
+      ['1:0:0:2:0:0:0:3', '1:0:0:2::3'],
+      ['fe80::1', 'fe80::1'],
+      ['1::', '1::'],
+    ] as const) {
+      expect(ipv6Text(ipv6Bytes(text)), text).toBe(canonical);
+    }
+    for (const bad of ['1::2::3', '1:2:3:4:5:6:7', '1:2:3:4:5:6:7:8:9', '::g', '1:2:3:4:5:6:7::8', '12345::']) {
+      expect(() => ipv6Bytes(bad), bad).toThrow(/not an IPv6 address/);
+    }
+  });
+
+  it('refuses IPv6 fields without their prerequisites', () => {
+    expect(() => encodeOxmFields({ ethType: 0x86dd, ipProto: 58, icmpv6Type: 134, ndTarget: 'fd19::1' })).toThrow(/ndTarget needs/);
+    expect(() => encodeOxmFields({ ethType: 0x86dd, udpSrc: 547 })).toThrow(/needs ipProto 17/);
+    expect(() => encodeOxmFields({ ethType: 0x0800, ipv6Src: 'fd19::1' })).toThrow(/needs ethType 0x86dd/);
+    expect(() => encodeOxmFields({ ipProto: 17 })).toThrow(/ipProto needs ethType/);
+  });
+
   it('refuses what it does not write, by name', () => {
     expect(() => parseFlow('priority=1,tcp,actions=drop')).toThrow(/'tcp' is not a match field/);
+    expect(() => parseFlow('priority=1,ipv6,ipv6_dst=fd19::1,actions=drop')).toThrow(/'ipv6_dst=fd19::1' is not a match field/);
     expect(() => parseFlow('priority=1,actions=mod_vlan_vid:3')).toThrow(/'mod_vlan_vid:3' is not an action/);
     expect(() => parseFlow('priority=1,in_port=70000,actions=drop')).toThrow(/not a port/);
     expect(() => encodeFlowMod(flowModOf('add', 'priority=1,nw_src=1.2.3.4,actions=drop'), 1)).toThrow(/needs ethType 0x0800/);

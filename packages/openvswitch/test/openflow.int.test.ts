@@ -138,6 +138,36 @@ describe('OpenFlowConnection against ovs-vswitchd', () => {
     expect((await dump()).some((l) => l.includes('0x6e6e0100000000d4'))).toBe(true);
   });
 
+  it('IPv6 matches (ipv6_src, icmp6 type and code, nd_target, udp6 tp_src) are taken and read back as ovs-ofctl prints them', async () => {
+    const cookie = 0x6e6e0100000000e5n;
+    const c = `cookie=${hex(cookie)},table=20`;
+    const flows = [
+      `${c},priority=300,icmp6,in_port=1,icmp_type=134,actions=drop`,
+      `${c},priority=300,udp6,in_port=1,tp_src=547,actions=drop`,
+      `${c},priority=250,icmp6,in_port=1,ipv6_src=fe80::ff:fe00:701,icmp_type=136,icmp_code=0,nd_target=fd19:0:0:7::1,actions=goto_table:30`,
+      `${c},priority=230,icmp6,in_port=1,ipv6_src=::,icmp_type=135,icmp_code=0,nd_target=fe80::ff:fe00:701,actions=goto_table:30`,
+      `${c},priority=200,ipv6,in_port=1,ipv6_src=fd19:0:0:7::1,actions=goto_table:30`,
+    ];
+    await of.bundle(adds(flows));
+    const switchView = (await dump()).filter((l) => l.includes(hex(cookie)));
+    const ours = (await of.dumpFlows({ cookie, cookieMask: 0xffffffffffffffffn })).map(formatFlowStats).sort();
+    expect(switchView).toEqual(ours);
+    const sent = adds(flows)
+      .map((m) =>
+        formatFlowStats({
+          table: m.table ?? 0,
+          cookie: m.cookie ?? 0n,
+          priority: m.priority ?? 0,
+          match: m.match ?? {},
+          instructions: m.instructions ?? {},
+        }),
+      )
+      .sort();
+    expect(ours).toEqual(sent);
+    await of.flowMods([flowModOf('delete', `cookie=${hex(cookie)}/-1`)]);
+    expect((await dump()).some((l) => l.includes(hex(cookie)))).toBe(false);
+  });
+
   it('packet-outs leave through the port their actions name (an ARP request B learns the sender from)', async () => {
     const sender = { mac: '020000000799', address: [198, 19, 7, 99] };
     const arpRequest = Buffer.concat([

@@ -50,3 +50,43 @@ export function ipv4PrefixText(value: Buffer, mask: Buffer | undefined): string 
 export function padTo8(n: number): number {
   return (n + 7) & ~7;
 }
+
+const IPV6_GROUP_RE = /^[0-9a-fA-F]{1,4}$/;
+
+/** The 16 bytes of an IPv6 address in text (`::` compression allowed; no zone, no embedded IPv4). */
+export function ipv6Bytes(address: string): Buffer {
+  const fail = () => new OpenFlowCodecError(`'${address}' is not an IPv6 address`);
+  const halves = address.split('::');
+  if (halves.length > 2) throw fail();
+  const groupsOf = (text: string | undefined) => (text === undefined || text === '' ? [] : text.split(':'));
+  const head = groupsOf(halves[0]);
+  const tail = groupsOf(halves[1]);
+  const missing = 8 - head.length - tail.length;
+  if (halves.length === 1 ? missing !== 0 : missing < 1) throw fail();
+  const groups = [...head, ...Array<string>(halves.length === 1 ? 0 : missing).fill('0'), ...tail];
+  const out = Buffer.alloc(16);
+  groups.forEach((g, i) => {
+    if (!IPV6_GROUP_RE.test(g)) throw fail();
+    out.writeUInt16BE(parseInt(g, 16), i * 2);
+  });
+  return out;
+}
+
+/** RFC 5952 text of 16 bytes (as ovs-ofctl prints them): lower case, the longest run of two or more zero groups compressed. */
+export function ipv6Text(b: Buffer): string {
+  const groups = Array.from({ length: 8 }, (_, i) => b.readUInt16BE(i * 2));
+  let best = { at: -1, len: 0 };
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > best.len) best = { at: i, len: j - i };
+    i = j;
+  }
+  const hex = (gs: number[]) => gs.map((g) => g.toString(16)).join(':');
+  if (best.len < 2) return hex(groups);
+  return `${hex(groups.slice(0, best.at))}::${hex(groups.slice(best.at + best.len))}`;
+}

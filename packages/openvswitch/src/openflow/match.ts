@@ -1,12 +1,24 @@
 /**
  * The flow matches nodenet uses, and their OXM encoding (ofp_match type OXM, OpenFlow 1.2+): the standard
- * fields (in_port, eth_src/dst, eth_type, ipv4_src/dst with a prefix, arp_spa) and the tunnel source and
+ * fields (in_port, eth_src/dst, eth_type, ipv4_src/dst with a prefix, arp_spa; ipv6_src, ip_proto, udp_src,
+ * icmpv6_type/code and the ND target for IPv6 anti-spoofing) and the tunnel source and
  * destination, which OpenFlow has no field for: OVS accepts Nicira's NXM_NX_TUN_IPV4_SRC/DST (class 0x0001)
  * as OXM, as ovs-ofctl sends them. Fields are written in the order ovs-ofctl writes them (recorded in the
  * fixtures), so the bytes are the same; order carries no meaning to the switch.
  */
 import { OXM_CLASS } from './constants.js';
-import { OpenFlowCodecError, ipv4Bytes, ipv4Prefix, ipv4PrefixText, ipv4Text, macBytes, macText, padTo8 } from './bytes.js';
+import {
+  OpenFlowCodecError,
+  ipv4Bytes,
+  ipv4Prefix,
+  ipv4PrefixText,
+  ipv4Text,
+  ipv6Bytes,
+  ipv6Text,
+  macBytes,
+  macText,
+  padTo8,
+} from './bytes.js';
 
 export interface Match {
   /** A port number, or PORT.LOCAL (0xfffffffe). */
@@ -19,13 +31,23 @@ export interface Match {
   readonly ipv4Src?: string;
   readonly ipv4Dst?: string;
   readonly arpSpa?: string;
+  /** An IPv6 source address (exact). */
+  readonly ipv6Src?: string;
+  /** The IP protocol (6 tcp, 17 udp, 58 ICMPv6); needs an IP ethType. */
+  readonly ipProto?: number;
+  readonly udpSrc?: number;
+  readonly icmpv6Type?: number;
+  readonly icmpv6Code?: number;
+  /** The target address of an ND solicitation or advert (needs ICMPv6 type 135 or 136, code 0). */
+  readonly ndTarget?: string;
   readonly tunIpv4Src?: string;
   readonly tunIpv4Dst?: string;
   /** Fields of flows made by others this codec does not name (decoding only): `class:field[/m]=hex`. */
   readonly other?: readonly string[];
 }
 
-export const ETH_TYPE = { IPV4: 0x0800, ARP: 0x0806 } as const;
+export const ETH_TYPE = { IPV4: 0x0800, ARP: 0x0806, IPV6: 0x86dd } as const;
+export const IP_PROTO = { TCP: 6, UDP: 17, ICMPV6: 58 } as const;
 
 type FieldName = Exclude<keyof Match, 'other'>;
 
@@ -38,6 +60,8 @@ interface FieldDef {
   readonly encode: (v: never) => { value: Buffer; mask?: Buffer | undefined };
   readonly decode: (value: Buffer, mask: Buffer | undefined) => string | number;
   readonly requires?: number;
+  /** The ip_proto the field needs too (OpenFlow prerequisite). */
+  readonly requiresProto?: number;
 }
 
 const u32 = (n: number) => {
@@ -50,6 +74,26 @@ const u16 = (n: number) => {
   b.writeUInt16BE(n);
   return b;
 };
+const u8Field = (name: FieldName, field: number, requires: number | undefined, requiresProto?: number): FieldDef => ({
+  name,
+  cls: OXM_CLASS.OPENFLOW_BASIC,
+  field,
+  length: 1,
+  encode: (v: number) => ({ value: Buffer.from([v]) }),
+  decode: (b) => b.readUInt8(),
+  ...(requires === undefined ? {} : { requires }),
+  ...(requiresProto === undefined ? {} : { requiresProto }),
+});
+const ipv6Field = (name: FieldName, field: number, requiresProto?: number): FieldDef => ({
+  name,
+  cls: OXM_CLASS.OPENFLOW_BASIC,
+  field,
+  length: 16,
+  encode: (v: string) => ({ value: ipv6Bytes(v) }),
+  decode: (b) => ipv6Text(b),
+  requires: ETH_TYPE.IPV6,
+  ...(requiresProto === undefined ? {} : { requiresProto }),
+});
 const prefixField = (name: FieldName, cls: number, field: number, requires?: number): FieldDef => ({
   name,
   cls,
@@ -97,6 +141,21 @@ const FIELDS: readonly FieldDef[] = [
   },
   prefixField('ipv4Src', OXM_CLASS.OPENFLOW_BASIC, 11, ETH_TYPE.IPV4),
   prefixField('ipv4Dst', OXM_CLASS.OPENFLOW_BASIC, 12, ETH_TYPE.IPV4),
+  ipv6Field('ipv6Src', 26),
+  // ip_proto needs an IP ethType of either family: checked in encodeOxmFields.
+  u8Field('ipProto', 10, undefined),
+  {
+    name: 'udpSrc',
+    cls: OXM_CLASS.OPENFLOW_BASIC,
+    field: 15,
+    length: 2,
+    encode: (v: number) => ({ value: u16(v) }),
+    decode: (b) => b.readUInt16BE(),
+    requiresProto: IP_PROTO.UDP,
+  },
+  u8Field('icmpv6Type', 29, ETH_TYPE.IPV6, IP_PROTO.ICMPV6),
+  u8Field('icmpv6Code', 30, ETH_TYPE.IPV6, IP_PROTO.ICMPV6),
+  ipv6Field('ndTarget', 31, IP_PROTO.ICMPV6),
   prefixField('arpSpa', OXM_CLASS.OPENFLOW_BASIC, 22, ETH_TYPE.ARP),
   prefixField('tunIpv4Src', OXM_CLASS.NXM_1, 31),
   prefixField('tunIpv4Dst', OXM_CLASS.NXM_1, 32),
@@ -118,8 +177,14 @@ export function encodeOxmFields(m: Match): Buffer {
         `matching ${f.name} needs ethType 0x${f.requires.toString(16).padStart(4, '0')} (OpenFlow prerequisite)`,
       );
     }
+    if (f.requiresProto !== undefined && m.ipProto !== f.requiresProto)
+      throw new OpenFlowCodecError(`matching ${f.name} needs ipProto ${f.requiresProto} (OpenFlow prerequisite)`);
+    if (f.name === 'ipProto' && m.ethType !== ETH_TYPE.IPV4 && m.ethType !== ETH_TYPE.IPV6)
+      throw new OpenFlowCodecError('matching ipProto needs ethType 0x0800 or 0x86dd (OpenFlow prerequisite)');
+    if (f.name === 'ndTarget' && (m.icmpv6Code !== 0 || (m.icmpv6Type !== 135 && m.icmpv6Type !== 136)))
+      throw new OpenFlowCodecError('matching ndTarget needs icmpv6Type 135 or 136 and icmpv6Code 0 (OpenFlow prerequisite)');
     const { value, mask } = f.encode(v as never);
-    if (mask && mask.readUInt32BE() === 0) continue; // a /0 prefix matches everything
+    if (mask && mask.readUInt32BE() === 0) continue; // a /0 prefix matches everything (masks are IPv4 prefixes only)
     const header = Buffer.alloc(4);
     header.writeUInt32BE(oxmHeader(f.cls, f.field, mask !== undefined, f.length * (mask ? 2 : 1)));
     parts.push(header, value, ...(mask ? [mask] : []));

@@ -8,7 +8,7 @@
 import { PORT } from './constants.js';
 import { OpenFlowCodecError } from './bytes.js';
 import type { Action, Instructions } from './instructions.js';
-import { ETH_TYPE, type Match, type SettableField } from './match.js';
+import { ETH_TYPE, IP_PROTO, type Match, type SettableField } from './match.js';
 import type { FlowMod, FlowStats, PacketOut } from './messages.js';
 
 export interface ParsedFlow {
@@ -20,7 +20,10 @@ export interface ParsedFlow {
   readonly instructions?: Instructions;
 }
 
-const MATCH_KEYS: Readonly<Record<string, Exclude<keyof Match, 'other' | 'inPort' | 'ethType'>>> = {
+type TextField = 'ethSrc' | 'ethDst' | 'ipv4Src' | 'ipv4Dst' | 'arpSpa' | 'ipv6Src' | 'ndTarget' | 'tunIpv4Src' | 'tunIpv4Dst';
+type NumberField = 'ipProto' | 'udpSrc' | 'icmpv6Type' | 'icmpv6Code';
+
+const MATCH_KEYS: Readonly<Record<string, TextField>> = {
   dl_src: 'ethSrc',
   eth_src: 'ethSrc',
   dl_dst: 'ethDst',
@@ -30,8 +33,32 @@ const MATCH_KEYS: Readonly<Record<string, Exclude<keyof Match, 'other' | 'inPort
   nw_dst: 'ipv4Dst',
   ip_dst: 'ipv4Dst',
   arp_spa: 'arpSpa',
+  ipv6_src: 'ipv6Src',
+  nd_target: 'ndTarget',
   tun_src: 'tunIpv4Src',
   tun_dst: 'tunIpv4Dst',
+};
+
+/** Numeric match fields and their largest value. `icmp_type`/`icmp_code` and `tp_src` are ICMPv6's and UDP's here (the only ones nodenet writes). */
+const NUMBER_KEYS: Readonly<Record<string, readonly [NumberField, number]>> = {
+  nw_proto: ['ipProto', 0xff],
+  ip_proto: ['ipProto', 0xff],
+  tp_src: ['udpSrc', 0xffff],
+  udp_src: ['udpSrc', 0xffff],
+  icmp_type: ['icmpv6Type', 0xff],
+  icmpv6_type: ['icmpv6Type', 0xff],
+  icmp_code: ['icmpv6Code', 0xff],
+  icmpv6_code: ['icmpv6Code', 0xff],
+};
+
+/** Protocol shorthands: ethType and ip_proto. */
+const SHORTHANDS: Readonly<Record<string, { readonly ethType: number; readonly ipProto?: number }>> = {
+  ip: { ethType: ETH_TYPE.IPV4 },
+  arp: { ethType: ETH_TYPE.ARP },
+  ipv6: { ethType: ETH_TYPE.IPV6 },
+  icmp6: { ethType: ETH_TYPE.IPV6, ipProto: IP_PROTO.ICMPV6 },
+  udp6: { ethType: ETH_TYPE.IPV6, ipProto: IP_PROTO.UDP },
+  tcp6: { ethType: ETH_TYPE.IPV6, ipProto: IP_PROTO.TCP },
 };
 
 function portOf(text: string, what: string): number {
@@ -70,9 +97,11 @@ export function parseFlow(text: string): ParsedFlow {
     const eq = token.indexOf('=');
     const key = eq < 0 ? token : token.slice(0, eq);
     const value = eq < 0 ? '' : token.slice(eq + 1);
-    if (key === 'ip' && eq < 0) match['ethType'] = ETH_TYPE.IPV4;
-    else if (key === 'arp' && eq < 0) match['ethType'] = ETH_TYPE.ARP;
-    else if (key === 'cookie') {
+    const shorthand = eq < 0 ? SHORTHANDS[key] : undefined;
+    if (shorthand) {
+      match['ethType'] = shorthand.ethType;
+      if (shorthand.ipProto !== undefined) match['ipProto'] = shorthand.ipProto;
+    } else if (key === 'cookie') {
       const [c, m] = value.split('/');
       cookie = cookieOf(c ?? '');
       if (m !== undefined) cookieMask = cookieOf(m);
@@ -81,9 +110,10 @@ export function parseFlow(text: string): ParsedFlow {
     else if (key === 'in_port') match['inPort'] = portOf(value, 'in_port');
     else if (key === 'dl_type' || key === 'eth_type') match['ethType'] = numberOf(value, key, 0xffff);
     else if (MATCH_KEYS[key] && eq > 0) match[MATCH_KEYS[key]] = value;
+    else if (NUMBER_KEYS[key] && eq > 0) match[NUMBER_KEYS[key][0]] = numberOf(value, key, NUMBER_KEYS[key][1]);
     else
       throw new OpenFlowCodecError(
-        `'${token}' is not a match field this client writes (ip, arp, in_port, dl_src, dl_dst, nw_src, nw_dst, arp_spa, tun_src, tun_dst, cookie, table, priority)`,
+        `'${token}' is not a match field this client writes (ip, arp, ipv6, icmp6, udp6, tcp6, in_port, dl_src, dl_dst, nw_src, nw_dst, arp_spa, ipv6_src, nw_proto, tp_src, icmp_type, icmp_code, nd_target, tun_src, tun_dst, cookie, table, priority)`,
       );
   }
   const parsed: ParsedFlow = {
@@ -169,18 +199,23 @@ export function formatPort(port: number): string {
 
 export function formatMatch(m: Match): string {
   const parts: string[] = [];
-  if (m.ethType === ETH_TYPE.IPV4) parts.push('ip');
-  else if (m.ethType === ETH_TYPE.ARP) parts.push('arp');
+  const shorthand = Object.entries(SHORTHANDS).find(([, s]) => s.ethType === m.ethType && s.ipProto === m.ipProto)?.[0];
+  if (shorthand !== undefined) parts.push(shorthand);
   if (m.tunIpv4Src !== undefined) parts.push(`tun_src=${m.tunIpv4Src}`);
   if (m.tunIpv4Dst !== undefined) parts.push(`tun_dst=${m.tunIpv4Dst}`);
   if (m.inPort !== undefined) parts.push(`in_port=${formatPort(m.inPort)}`);
   if (m.ethSrc !== undefined) parts.push(`dl_src=${m.ethSrc}`);
   if (m.ethDst !== undefined) parts.push(`dl_dst=${m.ethDst}`);
-  if (m.ethType !== undefined && m.ethType !== ETH_TYPE.IPV4 && m.ethType !== ETH_TYPE.ARP)
-    parts.push(`dl_type=0x${m.ethType.toString(16).padStart(4, '0')}`);
+  if (m.ethType !== undefined && shorthand === undefined) parts.push(`dl_type=0x${m.ethType.toString(16).padStart(4, '0')}`);
   if (m.ipv4Src !== undefined) parts.push(`nw_src=${m.ipv4Src}`);
   if (m.ipv4Dst !== undefined) parts.push(`nw_dst=${m.ipv4Dst}`);
+  if (m.ipv6Src !== undefined) parts.push(`ipv6_src=${m.ipv6Src}`);
+  if (m.ipProto !== undefined && shorthand === undefined) parts.push(`nw_proto=${m.ipProto}`);
   if (m.arpSpa !== undefined) parts.push(`arp_spa=${m.arpSpa}`);
+  if (m.udpSrc !== undefined) parts.push(`tp_src=${m.udpSrc}`);
+  if (m.icmpv6Type !== undefined) parts.push(`icmp_type=${m.icmpv6Type}`);
+  if (m.icmpv6Code !== undefined) parts.push(`icmp_code=${m.icmpv6Code}`);
+  if (m.ndTarget !== undefined) parts.push(`nd_target=${m.ndTarget}`);
   for (const o of m.other ?? []) parts.push(`oxm(${o})`);
   return parts.join(',');
 }
