@@ -5,11 +5,20 @@
  * failure naming the IPv6 line as `ip -batch` would.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CNI_NAME, Ipv6Subnet, Subnet, macForAddress, parseIpv4Address, parseNetnsRef, type CniSpec, type Ipv6Address } from '@nodenet/core';
+import {
+  CNI_NAME,
+  Ipv6Subnet,
+  Subnet,
+  macForAddress,
+  parseIpv4Address,
+  parseNetnsRef,
+  type CniSpec,
+  type Ipv6Address,
+} from '@nodenet/core';
 import { ipBatch, ipJson, ping, TestScope } from '@nodenet/testkit';
 import { instanceSpecFor } from '@nodenet/testkit/instance-specs';
 import { IpBatchError } from '../src/ip-batch.js';
-import { LINE, vethNodeLinesForTest } from './netns-configurator6-support.js';
+import { LINE } from '../src/link-scripts.js';
 import { NetnsConfigurator } from '../src/netns-configurator.js';
 
 const gateway = parseIpv4Address('198.19.1.1', 'gateway');
@@ -23,7 +32,10 @@ const dual: CniSpec = {
 };
 const only6: CniSpec = { name: CNI_NAME, ipv6: dual.ipv6!, mtu: 1450, mac: macForAddress(gateway6) };
 
-type AddrListing = { ifname: string; addr_info: { family: string; local?: string; prefixlen?: number; scope?: string; tentative?: boolean }[] }[];
+type AddrListing = {
+  ifname: string;
+  addr_info: { family: string; local?: string; prefixlen?: number; scope?: string; tentative?: boolean }[];
+}[];
 const globalAddresses = async (ns: string, dev: string) =>
   (await ipJson<AddrListing>(ns, ['addr', 'show', 'dev', dev]))[0]!.addr_info
     .filter((a) => a.local !== undefined && a.scope === 'global')
@@ -56,7 +68,8 @@ describe('the namespace configurator with IPv6', () => {
     const ns = await scope.createNamespace();
     const spec = instanceSpecFor(dual, 0x6c01, 7, { netns: ns });
     const target = `/run/netns/${ns}`;
-    await configurator.createVeth(spec, target, CNI_NAME, vethNodeLinesForTest(spec, target));
+    // The node-side lines only name a failure of those steps: none is expected here.
+    await configurator.createVeth(spec, target, CNI_NAME, []);
     expect(configurator.usable).toBe(true);
     expect(await globalAddresses(ns, 'eth0')).toEqual(['198.19.1.7/24', 'fd19:0:0:1::7/64']);
     expect(await defaultVia(ns, '-4')).toEqual(['198.19.1.1']);
@@ -70,7 +83,8 @@ describe('the namespace configurator with IPv6', () => {
   it('configures an IPv6-only instance end in place; a default route already there fails naming the IPv6 route line', async () => {
     const ns = await scope.createNamespace();
     const spec = instanceSpecFor(only6, 0x6c02, 9, { netns: ns, ifname: 'net1' });
-    await ipBatch(ns, [`link add ${spec.handle} type dummy`]);
+    // (a veth pair inside the namespace: its peer up, as the node end would be)
+    await ipBatch(ns, [`link add ${spec.handle} type veth peer name p0`, 'link set p0 up']);
     await configurator.configure(spec, `/run/netns/${ns}`);
     expect(await globalAddresses(ns, 'net1')).toEqual(['fd19:0:0:1::9/64']);
     expect(await defaultVia(ns, '-6')).toEqual([gateway6]);
@@ -78,7 +92,15 @@ describe('the namespace configurator with IPv6', () => {
 
     const other = await scope.createNamespace();
     const again = instanceSpecFor(only6, 0x6c03, 10, { netns: other });
-    await ipBatch(other, [`link add ${again.handle} type dummy`, `link add x0 type dummy`, 'link set x0 up', 'addr add fd19:0:0:9::1/64 dev x0 nodad', 'route add ::/0 via fd19:0:0:9::2']);
+    await ipBatch(other, [
+      `link add ${again.handle} type veth peer name p0`,
+      'link set p0 up',
+      'link add x0 type veth peer name x1',
+      'link set x1 up',
+      'link set x0 up',
+      'addr add fd19:0:0:9::1/64 dev x0 nodad',
+      'route add ::/0 via fd19:0:0:9::2',
+    ]);
     const e = await configurator.configure(again, `/run/netns/${other}`).then(
       () => undefined,
       (err: unknown) => err,
