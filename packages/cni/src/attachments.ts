@@ -22,6 +22,7 @@ import {
   describeCniNets,
   isNodenetError,
   describePort,
+  instanceAddresses,
   instanceAddressesOfRecord,
   instanceRecordFields,
   normalizePorts,
@@ -198,11 +199,11 @@ export class CniAttachments {
     }
     const given = staticAddressesFor(conf, nets);
     const allocate = { ipv4: nets.ipv4 !== undefined && !given.ipv4, ipv6: nets.ipv6 !== undefined && !given.ipv6 };
-    if (!allocate.ipv4 && !allocate.ipv6) return this.attach(request, conf, cni, given, false, ports);
+    if (!allocate.ipv4 && !allocate.ipv6) return this.attach(request, conf, cni, complete(given), false, ports);
     for (let attempt = 1; ; attempt++) {
       // From here to the reservation there is no await: two ADDs never pick the same address.
       const used = this.addressesInUse();
-      const chosen: { ipv4?: Ipv4Address; ipv6?: Ipv6Address } = { ...given };
+      const chosen: SomeAddresses = { ...given };
       if (allocate.ipv4) {
         const { subnet, gateway } = nets.ipv4!;
         const address = nextFreeAddress(subnet, gateway, this.cursors.ipv4, (a) => used.has(a));
@@ -223,7 +224,7 @@ export class CniAttachments {
       };
       for (const a of picked) this.reserved.add(a);
       try {
-        return await this.attach(request, conf, cni, chosen, true, ports);
+        return await this.attach(request, conf, cni, complete(chosen), true, ports);
       } catch (e) {
         // Taken meanwhile by a CreateInterface of the gRPC API: try the next one.
         const takenByOther =
@@ -488,10 +489,10 @@ export class CniAttachments {
  * The runtime's static addresses checked against the node's families: each in a family the node holds, with
  * that subnet's prefix length when one is given. Families not given are allocated by the caller.
  */
-function staticAddressesFor(conf: NetConf, nets: CniNets): InstanceAddresses {
+function staticAddressesFor(conf: NetConf, nets: CniNets): SomeAddresses {
   const given = conf.staticAddresses;
   if (!given) return {};
-  const checked: { ipv4?: Ipv4Address; ipv6?: Ipv6Address } = {};
+  const checked: SomeAddresses = {};
   for (const family of ['ipv4', 'ipv6'] as const) {
     const entry = given[family];
     if (!entry) continue;
@@ -512,6 +513,19 @@ function staticAddressesFor(conf: NetConf, nets: CniNets): InstanceAddresses {
     else checked.ipv6 = entry.address as Ipv6Address;
   }
   return checked;
+}
+
+/** Addresses being put together: none, one family or both. */
+interface SomeAddresses {
+  ipv4?: Ipv4Address;
+  ipv6?: Ipv6Address;
+}
+
+/** The addresses an ADD put together: at least one, as every family the node holds was given or allocated. */
+function complete(addresses: SomeAddresses): InstanceAddresses {
+  const all = instanceAddresses(addresses.ipv4, addresses.ipv6);
+  if (!all) throw new CniError(CNI_CODES.internal, "the node's CNI holds neither IPv4 nor IPv6: no address to attach with");
+  return all;
 }
 
 /** The attachment's addresses with the prefix length and gateway of their family, IPv4 first. */
