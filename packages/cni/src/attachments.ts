@@ -441,7 +441,10 @@ export class CniAttachments {
             p.address === address &&
             p.instancePort === m.instancePort,
         );
-        if (!found) drift.push(`port ${describePort(m)} -> ${address}:${m.instancePort} is not published`);
+        if (!found) {
+          const to = targets.length > 1 ? ` to ${address}` : '';
+          drift.push(`port ${describePort(m)} -> ${m.instancePort} is not published${to}`);
+        }
       }
     }
     if (conf.name !== record.network) drift.push(`the network is ${conf.name}, the attachment was made on ${record.network}`);
