@@ -2,7 +2,7 @@
 // underlay 2001:db8:18::/64 beside 198.18.0.0/24): the ADD result carries both families, the container reaches
 // its IPv6 gateway, a published port answers over IPv6 from the world, CHECK passes and notices a removed
 // IPv6 address, DEL frees the IPv6 address (a static ADD of it succeeds afterwards), and allocation goes on
-// past a freed one.
+// past a freed one. On an IPv6-only node: an IPv6 address and route only, a published port over IPv6.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Daemon, echo, ipBatch, nsExec, ping, startEchoServer, TestScope, Topology } from '@nodenet/testkit';
 import { add, driver, nodenetConflist, writeConflist, type CniResult } from './support.js';
@@ -124,5 +124,60 @@ describe('nodenet CNI plugin through libcni on a dual-stack node', () => {
       ips: ['fd19:0:0:1::99/96'],
     });
     expect(prefix.error).toMatchObject({ code: 7, msg: expect.stringContaining('the prefix length is 64') as unknown });
+  });
+});
+
+describe('nodenet CNI plugin through libcni on an IPv6-only node', () => {
+  let scope: TestScope;
+  let topo: Topology;
+  let daemon: Daemon;
+  let conflist: string;
+  let cache: string;
+  const nodeNs = () => topo.node(1).ns;
+  const netnsPath = (ns: string) => `/run/netns/${ns}`;
+  const ONLY_SUBNET6 = 'fd19:0:0:2::/64';
+  const ONLY_GATEWAY6 = 'fd19:0:0:2::1';
+
+  beforeAll(async () => {
+    scope = await TestScope.create();
+    topo = await Topology.create(scope, { nodes: 1 });
+    await ipBatch(topo.world.ns, [`addr add ${WORLD6}/64 dev eth0 nodad`]);
+    await ipBatch(nodeNs(), [`addr add ${NODE6}/64 dev ${topo.node(1).underlayIfname} nodad`, `route add ::/0 via ${WORLD6}`]);
+    daemon = await Daemon.start({ scope, node: topo.node(1) });
+    await daemon.network().createContainerNetworkInterface({ ipAddress: ONLY_GATEWAY6, subNetwork: ONLY_SUBNET6 });
+    const dir = await scope.createTempDir();
+    cache = await scope.createTempDir();
+    conflist = await writeConflist(dir, 'nodenet.conflist', nodenetConflist({ socket: daemon.cniSocket }));
+  });
+  afterAll(() => scope?.cleanup());
+
+  it('ADD gives an IPv6 address and route only; the gateway and a published port answer; a static IPv4 address is refused; DEL', async () => {
+    const ns = await topo.createInstanceNamespace();
+    const id = `only6-${process.pid}-1`;
+    const ports = [{ hostPort: 8081, containerPort: 81, protocol: 'tcp' }];
+    const result = await add(nodeNs(), { conflist, id, netns: netnsPath(ns), cache, ports });
+    expect(result.ips).toEqual([
+      { address: expect.stringMatching(/^fd19:0:0:2::[0-9a-f]+\/64$/) as unknown, gateway: ONLY_GATEWAY6, interface: 0 },
+    ]);
+    expect(result.routes).toEqual([{ dst: '::/0', gw: ONLY_GATEWAY6 }]);
+    const toGateway = await ping(ns, ONLY_GATEWAY6);
+    expect(toGateway.ok, toGateway.output).toBe(true);
+    await startEchoServer(scope, ns, { protocol: 'tcp', port: 81, host: '::' });
+    const reply = await echo(topo.world.ns, { protocol: 'tcp', host: NODE6, port: 8081 });
+    expect(reply.ok, reply.error).toBe(true);
+    expect(await driver(nodeNs(), { op: 'check', conflist, id, netns: netnsPath(ns), cache, ports })).toEqual({ ok: true });
+
+    const v4 = await driver(nodeNs(), {
+      op: 'add',
+      conflist,
+      id: `only6-${process.pid}-2`,
+      netns: netnsPath(await topo.createInstanceNamespace()),
+      cache,
+      ips: ['198.19.1.5/24'],
+    });
+    expect(v4.error).toMatchObject({ code: 7, msg: expect.stringContaining(`holds IPv6 ${ONLY_SUBNET6} only`) as unknown });
+
+    expect(await driver(nodeNs(), { op: 'del', conflist, id, netns: netnsPath(ns), cache })).toEqual({ ok: true });
+    expect((await nsExec(ns, 'ip', ['-o', 'link', 'show', 'dev', 'eth0'], { allowFailure: true })).exitCode).not.toBe(0);
   });
 });
