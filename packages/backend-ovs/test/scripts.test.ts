@@ -27,6 +27,7 @@ const spec: InstanceSpec = {
   hostIfname: parseIfName('nnh-0000abcd', 'p'),
   kind: 'veth',
   address,
+  ipv4: address,
   mac: macForAddress(address),
   mtu: 1450,
   cni,

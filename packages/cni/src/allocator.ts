@@ -1,10 +1,11 @@
 /**
  * Address allocation for attachments that bring no address: round-robin through the node's subnet from the
- * address given out last, so an address just released is the last one handed out again (a stale ARP entry
- * or a late packet meant for the old container does not reach a new one). Pure: the caller says what is in
- * use and keeps the cursor durable.
+ * address given out last, so an address just released is the last one handed out again (a stale ARP or
+ * neighbour entry, or a late packet meant for the old container, does not reach a new one). Pure: the caller
+ * says what is in use and keeps the cursor durable. One function per family: an IPv6 subnet is too large to
+ * walk, so that one looks at no more candidates than can be taken.
  */
-import { Subnet, type Ipv4Address } from '@nodenet/core';
+import { Subnet, type Ipv4Address, type Ipv6Address, type Ipv6Subnet } from '@nodenet/core';
 
 /** The next free usable address of `subnet` after `cursor` (wrapping), skipping the gateway and anything `inUse` says; null when full. */
 export function nextFreeAddress(
@@ -29,4 +30,28 @@ export function nextFreeAddress(
 function offsetOf(subnet: Subnet, address: Ipv4Address): number {
   const toInt = (a: string) => a.split('.').reduce((acc, o) => acc * 256 + Number(o), 0);
   return toInt(address) - toInt(subnet.network);
+}
+
+/**
+ * The next free address of the IPv6 `subnet` after `cursor` (wrapping), skipping the gateway and the addresses in
+ * `used`; null when full. Every address but the network's (the subnet-router anycast address) is a host's.
+ * Only the gateway and `used` can turn a candidate down, so at most `used.size + 2` candidates are looked at.
+ */
+export function nextFreeIpv6Address(
+  subnet: Ipv6Subnet,
+  gateway: Ipv6Address,
+  cursor: Ipv6Address | undefined,
+  used: ReadonlySet<string>,
+): Ipv6Address | null {
+  const hosts = subnet.size - 1n;
+  if (hosts <= 0n) return null;
+  const start = cursor !== undefined && subnet.contains(cursor) ? subnet.indexOf(cursor) : 0n;
+  const limit = BigInt(used.size) + 2n;
+  const tries = hosts < limit ? hosts : limit;
+  for (let i = 1n; i <= tries; i++) {
+    const candidate = subnet.nth(((start + i - 1n) % hosts) + 1n);
+    if (candidate === gateway || used.has(candidate)) continue;
+    return candidate;
+  }
+  return null;
 }

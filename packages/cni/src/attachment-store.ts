@@ -2,7 +2,7 @@
  * Durable records of CNI attachments, beside the daemon's other records:
  *
  *   stateDir/cni-attachments/<sha256(container id, ifname)>.json   one per attachment
- *   stateDir/cni-allocation.json                                   the address handed out last (the cursor)
+ *   stateDir/cni-allocation.json                                   the addresses handed out last, per family (the cursors)
  *
  * Written like every record (temp file, fsync, rename, fsync of the directory), so a crash leaves the old
  * or the new content. A record that does not parse stops the daemon naming the file, never silently dropped.
@@ -10,7 +10,14 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FailedPreconditionError, stateWriteError, type Ipv4Address, type PortMapping } from '@nodenet/core';
+import {
+  FailedPreconditionError,
+  stateWriteError,
+  type IpAddress,
+  type Ipv4Address,
+  type Ipv6Address,
+  type PortMapping,
+} from '@nodenet/core';
 import { isObject, type AttachmentKey } from './conf.js';
 
 const FORMAT_VERSION = 1;
@@ -21,8 +28,11 @@ export interface AttachmentRecord {
   /** The network's name (the conflist's `name`): GC is per network. */
   readonly network: string;
   readonly netns: string;
-  readonly address: Ipv4Address;
-  /** True when nodenet chose the address (false: the runtime asked for it). */
+  /** The instance's seed address as its record keeps it: IPv4, or IPv6 on an IPv6-only node. */
+  readonly address: IpAddress;
+  /** A dual-stack attachment's IPv6 address. */
+  readonly ipv6Address?: Ipv6Address;
+  /** True when nodenet chose an address (false: the runtime asked for all of them). */
   readonly allocated: boolean;
   readonly ports: readonly PortMapping[];
   /** The instance's handle, once CreateInterface returned it (absent: the ADD had not finished). */
@@ -35,6 +45,12 @@ export function attachmentId(key: AttachmentKey): string {
   return createHash('sha256').update(`${key.containerId}\0${key.ifname}`).digest('hex').slice(0, 40);
 }
 
+/** The address handed out last in each family: where the next allocation starts. */
+export interface AllocationCursors {
+  readonly ipv4?: Ipv4Address;
+  readonly ipv6?: Ipv6Address;
+}
+
 export class AttachmentStore {
   private readonly dir: string;
   private readonly cursorFile: string;
@@ -44,7 +60,7 @@ export class AttachmentStore {
     this.cursorFile = join(stateDir, 'cni-allocation.json');
   }
 
-  async load(): Promise<{ records: AttachmentRecord[]; cursor?: Ipv4Address }> {
+  async load(): Promise<{ records: AttachmentRecord[]; cursors: AllocationCursors }> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     const records: AttachmentRecord[] = [];
     for (const entry of (await readdir(this.dir)).sort()) {
@@ -59,14 +75,20 @@ export class AttachmentStore {
         throw stateError(file, `it records container ${record.containerId} ifname ${record.ifname}, which is not this file name`);
       records.push(record);
     }
-    let cursor: Ipv4Address | undefined;
+    let cursors: AllocationCursors = {};
     try {
+      // `last` is the IPv4 cursor (the only one before IPv6), `lastIpv6` the IPv6 one.
       const c = await readJson(this.cursorFile, 'cni-allocation');
-      if (isObject(c) && typeof c.last === 'string') cursor = c.last as Ipv4Address;
+      if (isObject(c)) {
+        cursors = {
+          ...(typeof c.last === 'string' ? { ipv4: c.last as Ipv4Address } : {}),
+          ...(typeof c.lastIpv6 === 'string' ? { ipv6: c.lastIpv6 as Ipv6Address } : {}),
+        };
+      }
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     }
-    return { records, ...(cursor ? { cursor } : {}) };
+    return { records, cursors };
   }
 
   async save(record: AttachmentRecord): Promise<void> {
@@ -82,9 +104,10 @@ export class AttachmentStore {
     });
   }
 
-  async saveCursor(last: Ipv4Address): Promise<void> {
-    await writing('record the address handed out', this.cursorFile, () =>
-      writeDurably(this.cursorFile, envelope('cni-allocation', { last }), join(this.cursorFile, '..')),
+  async saveCursors(cursors: AllocationCursors): Promise<void> {
+    const record = { ...(cursors.ipv4 ? { last: cursors.ipv4 } : {}), ...(cursors.ipv6 ? { lastIpv6: cursors.ipv6 } : {}) };
+    await writing('record the addresses handed out', this.cursorFile, () =>
+      writeDurably(this.cursorFile, envelope('cni-allocation', record), join(this.cursorFile, '..')),
     );
   }
 }
@@ -115,6 +138,7 @@ function parseRecord(r: unknown, file: string): AttachmentRecord {
     typeof r.network === 'string' &&
     typeof r.netns === 'string' &&
     typeof r.address === 'string' &&
+    (r.ipv6Address === undefined || typeof r.ipv6Address === 'string') &&
     typeof r.allocated === 'boolean' &&
     Array.isArray(r.ports) &&
     (r.handle === undefined || typeof r.handle === 'string') &&

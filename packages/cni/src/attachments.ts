@@ -8,27 +8,39 @@
  * same address, namespace and ifname) or drops (it was not). So every instance made for a runtime has a
  * record, and DEL always finds what to delete, after a restart too.
  *
- * Concurrency: commands for one attachment run one at a time; an address is chosen and reserved in one
+ * Addresses: one per family the node's CNI holds (IPv4, IPv6 or both), each given by the runtime (a static
+ * address) or allocated round-robin from that family's subnet, with a cursor per family.
+ *
+ * Concurrency: commands for one attachment run one at a time; addresses are chosen and reserved in one
  * synchronous stretch (see NodeNetwork's model), so two ADDs never get the same address.
  */
 import {
+  addressFamily,
+  addressList,
   asNodenetError,
+  cniNetsOfRecord,
+  describeCniNets,
   isNodenetError,
   describePort,
+  instanceAddresses,
+  instanceAddressesOfRecord,
+  instanceRecordFields,
   normalizePorts,
   samePortMappings,
   silentLogger,
-  Subnet,
+  type CniNets,
   type CniRecord,
   type CreateInterfaceInput,
   type CreateInterfaceResult,
+  type InstanceAddresses,
   type InstanceRecord,
   type Ipv4Address,
+  type Ipv6Address,
   type Logger,
   type PublishedPort,
 } from '@nodenet/core';
-import { nextFreeAddress } from './allocator.js';
-import { attachmentId, type AttachmentRecord, type AttachmentStore } from './attachment-store.js';
+import { nextFreeAddress, nextFreeIpv6Address } from './allocator.js';
+import { attachmentId, type AllocationCursors, type AttachmentRecord, type AttachmentStore } from './attachment-store.js';
 import { parseCniRequest, parseNetConf, type AttachmentKey, type CniRequest, type NetConf } from './conf.js';
 import { asCniError, CNI_CODES, CniError } from './errors.js';
 import type { NetnsProbe } from './netns-probe.js';
@@ -55,6 +67,9 @@ export interface CniAttachmentsOptions {
   readonly now?: () => Date;
 }
 
+/** An attachment's addresses: the seed one (`address`: IPv4, or IPv6 on an IPv6-only node) and a dual-stack one's IPv6. */
+const addressesOf = (r: Pick<AttachmentRecord, 'address' | 'ipv6Address'>): InstanceAddresses => instanceAddressesOfRecord(r);
+
 /** How often an ADD that lost its allocated address to a concurrent CreateInterface tries the next one. */
 const ALLOCATION_ATTEMPTS = 8;
 
@@ -69,7 +84,7 @@ export class CniAttachments {
   private readonly queues = new Map<string, Promise<unknown>>();
   /** Records being completed with their handle after an ADD answered. */
   private readonly completing = new Map<string, Promise<void>>();
-  private cursor: Ipv4Address | undefined;
+  private cursors: AllocationCursors = {};
 
   constructor(private readonly options: CniAttachmentsOptions) {
     this.network = options.network;
@@ -80,8 +95,8 @@ export class CniAttachments {
 
   /** Reads the records; completes or drops those an ADD cut short (call after the network is restored). */
   async load(): Promise<void> {
-    const { records, cursor } = await this.store.load();
-    this.cursor = cursor;
+    const { records, cursors } = await this.store.load();
+    this.cursors = cursors;
     const instances = this.network.listInstances();
     for (let record of records) {
       if (record.handle === undefined) {
@@ -103,11 +118,14 @@ export class CniAttachments {
       }
       this.records.set(attachmentId(record), record);
     }
-    // The cursor is written with every allocation; without it (an older state dir), the newest allocation.
-    this.cursor ??= [...this.records.values()]
+    // The cursors are written with every allocation; without them (an older state dir), the newest allocation's.
+    const newest = [...this.records.values()]
       .filter((r) => r.allocated)
       .sort((a, b) => a.createdAt.localeCompare(b.createdAt))
-      .at(-1)?.address;
+      .map(addressesOf);
+    const ipv4 = this.cursors.ipv4 ?? newest.findLast((a) => a.ipv4)?.ipv4;
+    const ipv6 = this.cursors.ipv6 ?? newest.findLast((a) => a.ipv6)?.ipv6;
+    this.cursors = { ...(ipv4 ? { ipv4 } : {}), ...(ipv6 ? { ipv6 } : {}) };
   }
 
   /** Every attachment, for inspection and tests. */
@@ -156,7 +174,7 @@ export class CniAttachments {
   private async add(request: CniRequest, conf: NetConf): Promise<unknown> {
     const id = attachmentId(request);
     const cni = await this.ensureNodeCni(conf);
-    const subnet = Subnet.of(cni.subnet);
+    const nets = cniNetsOfRecord(cni);
     const ports = (() => {
       try {
         return normalizePorts([], conf.portMappings);
@@ -176,49 +194,53 @@ export class CniAttachments {
       }
       throw new CniError(
         CNI_CODES.failedPrecondition,
-        `container ${request.containerId} already has interface ${request.ifname} attached by nodenet (network ${existing.network}, ${existing.address}) with other settings: DEL it first`,
+        `container ${request.containerId} already has interface ${request.ifname} attached by nodenet (network ${existing.network}, ${addressList(addressesOf(existing)).join(', ')}) with other settings: DEL it first`,
       );
     }
-    if (conf.staticAddress) {
-      const { address, prefixLength } = conf.staticAddress;
-      if (prefixLength !== undefined && prefixLength !== subnet.prefixLength) {
-        throw new CniError(
-          CNI_CODES.invalidNetworkConfig,
-          `static address ${address}/${prefixLength}: the node's subnet is ${subnet}, so the prefix length is ${subnet.prefixLength}`,
-        );
-      }
-      return this.attach(request, conf, cni, address, false, ports);
-    }
+    const given = staticAddressesFor(conf, nets);
+    const allocate = { ipv4: nets.ipv4 !== undefined && !given.ipv4, ipv6: nets.ipv6 !== undefined && !given.ipv6 };
+    if (!allocate.ipv4 && !allocate.ipv6) return this.attach(request, conf, cni, complete(given), false, ports);
     for (let attempt = 1; ; attempt++) {
       // From here to the reservation there is no await: two ADDs never pick the same address.
       const used = this.addressesInUse();
-      // The plugin allocates IPv4 only: Subnet.of above refused an IPv6-only CNI.
-      const address = nextFreeAddress(subnet, cni.gateway as Ipv4Address, this.cursor, (a) => used.has(a));
-      if (!address) {
-        throw new CniError(
-          CNI_CODES.alreadyInUse,
-          `the node's subnet ${subnet} has no free address left: DEL containers that are gone (or GC), or give the node a larger subnet`,
-        );
+      const chosen: SomeAddresses = { ...given };
+      if (allocate.ipv4) {
+        const { subnet, gateway } = nets.ipv4!;
+        const address = nextFreeAddress(subnet, gateway, this.cursors.ipv4, (a) => used.has(a));
+        if (!address) throw subnetFull(subnet.toString());
+        chosen.ipv4 = address;
       }
-      this.cursor = address;
-      this.reserved.add(address);
+      if (allocate.ipv6) {
+        const { subnet, gateway } = nets.ipv6!;
+        const address = nextFreeIpv6Address(subnet, gateway, this.cursors.ipv6, used);
+        if (!address) throw subnetFull(subnet.toString());
+        chosen.ipv6 = address;
+      }
+      const picked = [...(allocate.ipv4 ? [chosen.ipv4!] : []), ...(allocate.ipv6 ? [chosen.ipv6!] : [])];
+      this.cursors = {
+        ...this.cursors,
+        ...(allocate.ipv4 ? { ipv4: chosen.ipv4 } : {}),
+        ...(allocate.ipv6 ? { ipv6: chosen.ipv6 } : {}),
+      };
+      for (const a of picked) this.reserved.add(a);
       try {
-        return await this.attach(request, conf, cni, address, true, ports);
+        return await this.attach(request, conf, cni, complete(chosen), true, ports);
       } catch (e) {
         // Taken meanwhile by a CreateInterface of the gRPC API: try the next one.
-        const takenByOther = isNodenetError(e) && e.code === 'ALREADY_EXISTS' && e.message.startsWith(`${address} is already used`);
+        const takenByOther =
+          isNodenetError(e) && e.code === 'ALREADY_EXISTS' && picked.some((a) => e.message.startsWith(`${a} is already used`));
         if (!takenByOther || attempt >= ALLOCATION_ATTEMPTS) throw asCniError(e, 'attach the container');
       } finally {
-        this.reserved.delete(address);
+        for (const a of picked) this.reserved.delete(a);
       }
     }
   }
 
-  /** Addresses of every instance (the gRPC API's too), every attachment, and the ADDs choosing one now. */
+  /** Addresses of every instance (the gRPC API's too), every attachment, and the ADDs choosing one now: both families. */
   private addressesInUse(): Set<string> {
     const used = new Set<string>(this.reserved);
-    for (const r of this.records.values()) used.add(r.address);
-    for (const i of this.network.listInstances()) used.add(i.address);
+    for (const r of this.records.values()) for (const a of addressList(addressesOf(r))) used.add(a);
+    for (const i of this.network.listInstances()) for (const a of addressList(instanceAddressesOfRecord(i))) used.add(a);
     return used;
   }
 
@@ -226,28 +248,30 @@ export class CniAttachments {
     request: CniRequest,
     conf: NetConf,
     cni: CniRecord,
-    address: Ipv4Address,
+    addresses: InstanceAddresses,
     allocated: boolean,
     ports: AttachmentRecord['ports'],
   ): Promise<unknown> {
     const id = attachmentId(request);
+    const fields = instanceRecordFields(addresses);
     let record: AttachmentRecord = {
       containerId: request.containerId,
       ifname: request.ifname,
       network: conf.name,
       netns: request.netns,
-      address,
+      ...fields,
       allocated,
       ports,
       createdAt: this.now().toISOString(),
     };
-    // The intent first, durably (with the cursor, so a crash never hands this address out again at once).
-    await Promise.all([this.store.save(record), allocated ? this.store.saveCursor(address) : undefined]);
+    // The intent first, durably (with the cursors, so a crash never hands these addresses out again at once).
+    await Promise.all([this.store.save(record), allocated ? this.store.saveCursors(this.cursors) : undefined]);
     this.records.set(id, record);
     let created: CreateInterfaceResult;
     try {
       created = await this.network.createInterface({
-        ipAddress: address,
+        ipAddress: fields.address,
+        ...(fields.ipv6Address ? { ipv6Address: fields.ipv6Address } : {}),
         portMappings: conf.portMappings,
         netns: request.netns,
         ifname: request.ifname,
@@ -282,7 +306,8 @@ export class CniAttachments {
         containerId: record.containerId,
         ifname: record.ifname,
         handle: record.handle,
-        address,
+        address: fields.address,
+        ...(fields.ipv6Address ? { ipv6Address: fields.ipv6Address } : {}),
         allocated,
         ports: ports.length,
       },
@@ -294,15 +319,7 @@ export class CniAttachments {
   private result(record: AttachmentRecord, cni: CniRecord, conf: NetConf): unknown {
     return cniResult(
       conf.cniVersion,
-      {
-        ifname: record.ifname,
-        mac: record.mac!,
-        netns: record.netns,
-        address: record.address,
-        prefixLength: Subnet.of(cni.subnet).prefixLength,
-        gateway: cni.gateway,
-        mtu: cni.mtu,
-      },
+      { ifname: record.ifname, mac: record.mac!, netns: record.netns, ips: expectedIps(record, cniNetsOfRecord(cni)), mtu: cni.mtu },
       conf.dns,
     );
   }
@@ -311,10 +328,11 @@ export class CniAttachments {
   private async ensureNodeCni(conf: NetConf): Promise<CniRecord> {
     const cni = this.network.cniRecord;
     if (cni) {
-      if (conf.subnet && (!conf.subnet.equals(Subnet.of(cni.subnet)) || conf.gateway !== cni.gateway)) {
+      const nets = cniNetsOfRecord(cni);
+      if (conf.subnet && (!nets.ipv4 || !conf.subnet.equals(nets.ipv4.subnet) || conf.gateway !== nets.ipv4.gateway)) {
         throw new CniError(
           CNI_CODES.invalidNetworkConfig,
-          `the conflist's subnet ${conf.subnet} and gateway ${conf.gateway} differ from this node's CNI (${cni.subnet}, gateway ${cni.gateway}): fix them, or leave them out to use the node's`,
+          `the conflist's subnet ${conf.subnet} and gateway ${conf.gateway} differ from this node's CNI (${describeCniNets(nets)}, gateway ${cni.gateway}): fix them, or leave them out to use the node's`,
         );
       }
       return cni;
@@ -352,7 +370,14 @@ export class CniAttachments {
     await this.store.remove(key);
     this.records.delete(id);
     this.logger.info(
-      { event: 'cni-del', containerId: key.containerId, ifname: key.ifname, handle: record.handle, address: record.address },
+      {
+        event: 'cni-del',
+        containerId: key.containerId,
+        ifname: key.ifname,
+        handle: record.handle,
+        address: record.address,
+        ...(record.ipv6Address ? { ipv6Address: record.ipv6Address } : {}),
+      },
       'container detached',
     );
   }
@@ -370,12 +395,13 @@ export class CniAttachments {
     if (!cni || !instance) {
       throw new CniError(
         CNI_CODES.drifted,
-        `the interface of container ${request.containerId} (${record.handle}, ${record.address}) is gone from the node: its namespace was removed or the node rebooted; DEL and ADD it again`,
+        `the interface of container ${request.containerId} (${record.handle}, ${addressList(addressesOf(record)).join(', ')}) is gone from the node: its namespace was removed or the node rebooted; DEL and ADD it again`,
       );
     }
     const drift: string[] = [];
     if (record.netns !== request.netns) drift.push(`the namespace is ${request.netns}, the attachment was made in ${record.netns}`);
-    const prefix = Subnet.of(cni.subnet).prefixLength;
+    const nets = cniNetsOfRecord(cni);
+    const expected = expectedIps(record, nets);
     let state;
     try {
       state = await this.options.probe.inspect(record.netns, record.ifname);
@@ -390,23 +416,36 @@ export class CniAttachments {
       if (!state.link.up) drift.push(`${record.ifname} is down`);
       if (record.mac && state.link.mac !== record.mac)
         drift.push(`${record.ifname} has MAC ${state.link.mac ?? 'none'}, not ${record.mac}`);
-      if (!state.link.addresses.includes(`${record.address}/${prefix}`)) {
-        drift.push(`${record.ifname} has ${state.link.addresses.join(', ') || 'no IPv4 address'}, not ${record.address}/${prefix}`);
+      const held = state.link.addresses;
+      for (const ip of expected) {
+        const cidr = `${ip.address}/${ip.prefixLength}`;
+        if (!held.includes(cidr)) drift.push(`${record.ifname} has ${held.join(', ') || 'no address'}, not ${cidr}`);
       }
     }
-    if (state.defaultGateway !== cni.gateway)
-      drift.push(`the default route goes ${state.defaultGateway ? `via ${state.defaultGateway}` : 'nowhere'}, not via ${cni.gateway}`);
+    for (const ip of expected) {
+      const v6 = addressFamily(ip.address) === 6;
+      const via = v6 ? state.defaultIpv6Gateway : state.defaultGateway;
+      if (via !== ip.gateway)
+        drift.push(`the ${v6 ? 'IPv6 ' : ''}default route goes ${via ? `via ${via}` : 'nowhere'}, not via ${ip.gateway}`);
+    }
     const published = await this.options.publishedPorts();
     for (const m of record.ports) {
-      const found = published.some(
-        (p) =>
-          p.protocol === m.protocol &&
-          p.hostPort === m.hostPort &&
-          p.hostAddress === m.hostAddress &&
-          p.address === record.address &&
-          p.instancePort === m.instancePort,
-      );
-      if (!found) drift.push(`port ${describePort(m)} -> ${m.instancePort} is not published`);
+      // Published to every address of the container; on one host address, to those of its family only.
+      const targets = expected.filter((ip) => m.hostAddress === undefined || addressFamily(ip.address) === addressFamily(m.hostAddress));
+      for (const { address } of targets) {
+        const found = published.some(
+          (p) =>
+            p.protocol === m.protocol &&
+            p.hostPort === m.hostPort &&
+            p.hostAddress === m.hostAddress &&
+            p.address === address &&
+            p.instancePort === m.instancePort,
+        );
+        if (!found) {
+          const to = targets.length > 1 ? ` to ${address}` : '';
+          drift.push(`port ${describePort(m)} -> ${m.instancePort} is not published${to}`);
+        }
+      }
     }
     if (conf.name !== record.network) drift.push(`the network is ${conf.name}, the attachment was made on ${record.network}`);
     if (drift.length > 0) {
@@ -447,4 +486,67 @@ export class CniAttachments {
       );
     }
   }
+}
+
+/**
+ * The runtime's static addresses checked against the node's families: each in a family the node holds, with
+ * that subnet's prefix length when one is given. Families not given are allocated by the caller.
+ */
+function staticAddressesFor(conf: NetConf, nets: CniNets): SomeAddresses {
+  const given = conf.staticAddresses;
+  if (!given) return {};
+  const checked: SomeAddresses = {};
+  for (const family of ['ipv4', 'ipv6'] as const) {
+    const entry = given[family];
+    if (!entry) continue;
+    const net = nets[family];
+    if (!net) {
+      throw new CniError(
+        CNI_CODES.invalidNetworkConfig,
+        `static address ${entry.address} is ${family === 'ipv4' ? 'IPv4' : 'IPv6'} but this node's CNI holds ${describeCniNets(nets)} only: give an address of that family, or none to have one allocated`,
+      );
+    }
+    if (entry.prefixLength !== undefined && entry.prefixLength !== net.subnet.prefixLength) {
+      throw new CniError(
+        CNI_CODES.invalidNetworkConfig,
+        `static address ${entry.address}/${entry.prefixLength}: the node's subnet is ${net.subnet}, so the prefix length is ${net.subnet.prefixLength}`,
+      );
+    }
+    if (family === 'ipv4') checked.ipv4 = entry.address as Ipv4Address;
+    else checked.ipv6 = entry.address as Ipv6Address;
+  }
+  return checked;
+}
+
+/** Addresses being put together: none, one family or both. */
+interface SomeAddresses {
+  ipv4?: Ipv4Address;
+  ipv6?: Ipv6Address;
+}
+
+/** The addresses an ADD put together: at least one, as every family the node holds was given or allocated. */
+function complete(addresses: SomeAddresses): InstanceAddresses {
+  const all = instanceAddresses(addresses.ipv4, addresses.ipv6);
+  if (!all) throw new CniError(CNI_CODES.internal, "the node's CNI holds neither IPv4 nor IPv6: no address to attach with");
+  return all;
+}
+
+/** The attachment's addresses with the prefix length and gateway of their family, IPv4 first. */
+function expectedIps(record: AttachmentRecord, nets: CniNets): { address: string; prefixLength: number; gateway: string }[] {
+  const addresses = addressesOf(record);
+  return [
+    ...(addresses.ipv4 && nets.ipv4
+      ? [{ address: addresses.ipv4, prefixLength: nets.ipv4.subnet.prefixLength, gateway: nets.ipv4.gateway }]
+      : []),
+    ...(addresses.ipv6 && nets.ipv6
+      ? [{ address: addresses.ipv6, prefixLength: nets.ipv6.subnet.prefixLength, gateway: nets.ipv6.gateway }]
+      : []),
+  ];
+}
+
+function subnetFull(subnet: string): CniError {
+  return new CniError(
+    CNI_CODES.alreadyInUse,
+    `the node's subnet ${subnet} has no free address left: DEL containers that are gone (or GC), or give the node a larger subnet`,
+  );
 }

@@ -2,7 +2,18 @@
  * The plugin's request as the daemon receives it (the CNI_* environment and the network config the runtime
  * gave on stdin), validated here: every problem is a CNI error naming the key and saying what to change.
  */
-import { InvalidArgumentError, parseHostAddress, parseIpv4Address, Subnet, type Ipv4Address, type PortMappingInput } from '@nodenet/core';
+import {
+  addressFamily,
+  InvalidArgumentError,
+  parseHostAddress,
+  parseIpAddress,
+  parseIpv4Address,
+  Subnet,
+  type IpAddress,
+  type Ipv4Address,
+  type Ipv6Address,
+  type PortMappingInput,
+} from '@nodenet/core';
 import { CNI_CODES, CniError } from './errors.js';
 
 export const CNI_VERSIONS = ['0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;
@@ -39,10 +50,23 @@ export interface NetConf {
   readonly dns?: Record<string, unknown>;
   /** runtimeConfig.portMappings, as nodenet's published ports. */
   readonly portMappings: PortMappingInput[];
-  /** A static address (runtimeConfig.ips, args.cni.ips or CNI_ARGS IP=); its prefix length when given. */
-  readonly staticAddress?: { readonly address: Ipv4Address; readonly prefixLength?: number };
+  /**
+   * Static addresses (runtimeConfig.ips, args.cni.ips or CNI_ARGS IP=), at most one per family, with their
+   * prefix lengths when given. A family the node holds that is not given here is allocated.
+   */
+  readonly staticAddresses?: StaticAddresses;
   /** GC: the attachments the runtime still uses. */
   readonly validAttachments?: readonly AttachmentKey[];
+}
+
+export interface StaticAddress<A extends IpAddress> {
+  readonly address: A;
+  readonly prefixLength?: number;
+}
+
+export interface StaticAddresses {
+  readonly ipv4?: StaticAddress<Ipv4Address>;
+  readonly ipv6?: StaticAddress<Ipv6Address>;
 }
 
 /** Keys of a plugin's network config the spec defines (conflist-level ones included: some runtimes pass them on). */
@@ -149,14 +173,14 @@ export function parseNetConf(request: CniRequest): NetConf {
   const { subnet, gateway } = parseNodeSubnet(raw);
   const runtimeConfig = raw.runtimeConfig === undefined ? {} : raw.runtimeConfig;
   if (!isObject(runtimeConfig)) throw invalid("'runtimeConfig' must be an object");
-  const staticAddress = parseStaticAddress(runtimeConfig.ips, raw.args, request.args);
+  const staticAddresses = parseStaticAddresses(runtimeConfig.ips, raw.args, request.args);
   return {
     cniVersion: cniVersion as CniVersion,
     name: raw.name,
     ...(subnet ? { subnet, gateway } : {}),
     ...(isObject(raw.dns) ? { dns: raw.dns } : {}),
     portMappings: parsePortMappings(runtimeConfig.portMappings),
-    ...(staticAddress ? { staticAddress } : {}),
+    ...(staticAddresses ? { staticAddresses } : {}),
     ...(request.command === 'GC' ? { validAttachments: parseValidAttachments(raw['cni.dev/valid-attachments']) } : {}),
   };
 }
@@ -214,8 +238,8 @@ function parseHostIP(hostIP: unknown, field: string, ports: string): Ipv4Address
   return viaCore(() => parseHostAddress(hostIP, field));
 }
 
-/** One IPv4 address from the `ips` capability, args.cni.ips (conventions) or CNI_ARGS IP= (the static IPAM's). */
-function parseStaticAddress(capability: unknown, args: unknown, cniArgs: string): NetConf['staticAddress'] {
+/** Addresses from the `ips` capability, args.cni.ips (conventions) or CNI_ARGS IP= (the static IPAM's): one per family. */
+function parseStaticAddresses(capability: unknown, args: unknown, cniArgs: string): StaticAddresses | undefined {
   const sources: { field: string; values: unknown }[] = [];
   if (capability !== undefined) sources.push({ field: 'runtimeConfig.ips', values: capability });
   if (isObject(args) && isObject(args.cni) && args.cni.ips !== undefined) sources.push({ field: 'args.cni.ips', values: args.cni.ips });
@@ -224,20 +248,32 @@ function parseStaticAddress(capability: unknown, args: unknown, cniArgs: string)
   const found: { field: string; value: string }[] = [];
   for (const { field, values } of sources) {
     if (!Array.isArray(values) || values.some((v) => typeof v !== 'string'))
-      throw invalid(`${field} must be a list of addresses, e.g. ["198.19.1.5/24"]`);
+      throw invalid(`${field} must be a list of addresses, e.g. ["198.19.1.5/24"] or ["198.19.1.5/24", "fd19:0:0:1::5/64"]`);
     for (const value of values as string[]) found.push({ field, value });
   }
   if (found.length === 0) return undefined;
-  const distinct = new Set(found.map((f) => f.value.split('/')[0]));
-  if (distinct.size > 1)
-    throw invalid(`${found.map((f) => `${f.field} ${f.value}`).join(', ')}: an attachment has one IPv4 address; give one`);
-  const { field, value } = found[0]!;
-  const [addressText, prefixText] = value.split('/');
-  const address = viaCore(() => parseIpv4Address(addressText, field));
-  if (prefixText === undefined) return { address };
-  const prefixLength = Number(prefixText);
-  if (!/^\d{1,2}$/.test(prefixText) || prefixLength > 32) throw invalid(`${field} ${value}: the prefix length must be 0..32`);
-  return { address, prefixLength };
+  const result: { ipv4?: StaticAddress<Ipv4Address>; ipv6?: StaticAddress<Ipv6Address> } = {};
+  for (const family of [4, 6] as const) {
+    const ofFamily = found.filter((f) => addressFamily(f.value) === family);
+    if (ofFamily.length === 0) continue;
+    const distinct = new Set(ofFamily.map((f) => f.value.split('/')[0]));
+    if (distinct.size > 1) {
+      throw invalid(`${ofFamily.map((f) => `${f.field} ${f.value}`).join(', ')}: an attachment has one IPv${family} address; give one`);
+    }
+    const { field, value } = ofFamily[0]!;
+    const [addressText, prefixText] = value.split('/');
+    const address = viaCore(() => parseIpAddress(addressText, field));
+    const max = family === 4 ? 32 : 128;
+    let prefixLength: number | undefined;
+    if (prefixText !== undefined) {
+      prefixLength = Number(prefixText);
+      if (!/^\d{1,3}$/.test(prefixText) || prefixLength > max) throw invalid(`${field} ${value}: the prefix length must be 0..${max}`);
+    }
+    const entry = { address, ...(prefixLength !== undefined ? { prefixLength } : {}) };
+    if (family === 4) result.ipv4 = entry as StaticAddress<Ipv4Address>;
+    else result.ipv6 = entry as StaticAddress<Ipv6Address>;
+  }
+  return result;
 }
 
 function parseValidAttachments(input: unknown): AttachmentKey[] {

@@ -1,17 +1,25 @@
 /**
  * The ADD result in the form of the config's cniVersion (SPEC "Success"): the container's interface (name,
- * mac, sandbox), its address referring to that interface, the default route via the node's gateway, and
- * the config's dns passed through. Chained plugins (tuning, bandwidth, portmap) read it as prevResult.
+ * mac, sandbox), one address per family it has (IPv4 first), each referring to that interface, a default
+ * route per family via the node's gateway of that family, and the config's dns passed through. Chained
+ * plugins (tuning, bandwidth, portmap) read it as prevResult.
  */
+import { addressFamily } from '@nodenet/core';
 import type { CniVersion } from './conf.js';
+
+/** One address of the attachment: the address, its subnet's prefix length, and the gateway of its family. */
+export interface AttachmentIp {
+  readonly address: string;
+  readonly prefixLength: number;
+  readonly gateway: string;
+}
 
 export interface AttachmentView {
   readonly ifname: string;
   readonly mac: string;
   readonly netns: string;
-  readonly address: string;
-  readonly prefixLength: number;
-  readonly gateway: string;
+  /** At least one; IPv4 first. */
+  readonly ips: readonly AttachmentIp[];
   readonly mtu: number;
 }
 
@@ -22,8 +30,13 @@ export function cniResult(version: CniVersion, a: AttachmentView, dns: Record<st
   return {
     cniVersion: version,
     interfaces: [iface],
-    ips: [{ ...(legacy ? { version: '4' } : {}), address: `${a.address}/${a.prefixLength}`, gateway: a.gateway, interface: 0 }],
-    routes: [{ dst: '0.0.0.0/0', gw: a.gateway }],
+    ips: a.ips.map((ip) => ({
+      ...(legacy ? { version: String(addressFamily(ip.address)) } : {}),
+      address: `${ip.address}/${ip.prefixLength}`,
+      gateway: ip.gateway,
+      interface: 0,
+    })),
+    routes: a.ips.map((ip) => ({ dst: addressFamily(ip.address) === 6 ? '::/0' : '0.0.0.0/0', gw: ip.gateway })),
     dns: dns ?? {},
   };
 }

@@ -31,6 +31,7 @@ class FakeNetwork implements AttachmentNetwork {
     this.instances.push({
       handle,
       address: input.ipAddress,
+      ...(input.ipv6Address ? { ipv6Address: input.ipv6Address } : {}),
       netns: input.netns,
       ifname: input.ifname,
       mac: `02:6e:00:00:00:0${this.n}`,
@@ -137,5 +138,86 @@ describe('CniAttachments', () => {
     expect(await a.handle(req('ADD', 'c1'))).toEqual(r1);
     await expect(a.handle(req('ADD', 'c1', '/run/netns/other'))).rejects.toMatchObject({ code: 101 });
     await expect(a.handle(req('DEL', 'never', ''))).resolves.toBeNull();
+  });
+
+  describe('on a dual-stack node', () => {
+    const dual = { ...cni, ipv6Gateway: 'fd19:0:0:1::1', ipv6Subnet: 'fd19:0:0:1::/64' } as unknown as CniRecord;
+    type Result = { ips: { address: string; gateway: string }[]; routes: { dst: string; gw: string }[] };
+
+    it('ADD allocates one address per family, both given to CreateInterface; the cursors survive a restart', async () => {
+      network.cniRecord = dual;
+      const a = make();
+      await a.load();
+      const first = (await a.handle(req('ADD', 'c1'))) as Result;
+      expect(first.ips).toEqual([
+        { address: '198.19.1.2/24', gateway: '198.19.1.1', interface: 0 },
+        { address: 'fd19:0:0:1::2/64', gateway: 'fd19:0:0:1::1', interface: 0 },
+      ]);
+      expect(first.routes).toEqual([
+        { dst: '0.0.0.0/0', gw: '198.19.1.1' },
+        { dst: '::/0', gw: 'fd19:0:0:1::1' },
+      ]);
+      expect(network.instances[0]).toMatchObject({ address: '198.19.1.2', ipv6Address: 'fd19:0:0:1::2' });
+      await a.handle(req('DEL', 'c1', ''));
+      expect(network.instances).toEqual([]);
+      const b = make(); // a restart: the freed addresses are not the next ones
+      await b.load();
+      const second = (await b.handle(req('ADD', 'c2', '/run/netns/b'))) as Result;
+      expect(second.ips.map((i) => i.address)).toEqual(['198.19.1.3/24', 'fd19:0:0:1::3/64']);
+    });
+
+    it("skips an IPv6 address the gRPC API's instances hold; honours a static IPv6 address and allocates the IPv4 one", async () => {
+      network.cniRecord = dual;
+      network.instances.push({ handle: 'nni-x', address: '198.19.1.9', ipv6Address: 'fd19:0:0:1::2' } as unknown as InstanceRecord);
+      const a = make();
+      await a.load();
+      const r = (await a.handle(req('ADD', 'c1'))) as Result;
+      expect(r.ips.map((i) => i.address)).toEqual(['198.19.1.2/24', 'fd19:0:0:1::3/64']);
+      const s = (await a.handle({
+        ...req('ADD', 'c2', '/run/netns/b'),
+        config: { ...conf, runtimeConfig: { ips: ['fd19:0:0:1::77/64'] } },
+      })) as Result;
+      expect(s.ips.map((i) => i.address)).toEqual(['198.19.1.3/24', 'fd19:0:0:1::77/64']);
+      await expect(
+        a.handle({ ...req('ADD', 'c3', '/run/netns/c'), config: { ...conf, runtimeConfig: { ips: ['fd19:0:0:1::78/96'] } } }),
+      ).rejects.toMatchObject({ code: 7, msg: expect.stringContaining('the prefix length is 64') as unknown });
+    });
+
+    it('an IPv6-only node: the IPv6 address is the seed one; a static IPv4 address is refused naming the families', async () => {
+      network.cniRecord = { ...cni, gateway: 'fd19:0:0:2::1', subnet: 'fd19:0:0:2::/64' } as unknown as CniRecord;
+      const a = make();
+      await a.load();
+      const r = (await a.handle(req('ADD', 'c1'))) as Result;
+      expect(r.ips).toEqual([{ address: 'fd19:0:0:2::2/64', gateway: 'fd19:0:0:2::1', interface: 0 }]);
+      expect(r.routes).toEqual([{ dst: '::/0', gw: 'fd19:0:0:2::1' }]);
+      expect(network.instances[0]).toMatchObject({ address: 'fd19:0:0:2::2' });
+      expect(network.instances[0]).not.toHaveProperty('ipv6Address');
+      await expect(
+        a.handle({ ...req('ADD', 'c2', '/run/netns/b'), config: { ...conf, runtimeConfig: { ips: ['198.19.1.5/24'] } } }),
+      ).rejects.toMatchObject({ code: 7, msg: expect.stringContaining('holds IPv6 fd19:0:0:2::/64 only') as unknown });
+    });
+
+    it('CHECK wants both addresses and both default routes', async () => {
+      network.cniRecord = dual;
+      let state = {
+        link: { mac: '02:6e:00:00:00:01', up: true, addresses: ['198.19.1.2/24', 'fd19:0:0:1::2/64'] },
+        defaultGateway: '198.19.1.1',
+        defaultIpv6Gateway: 'fd19:0:0:1::1',
+      };
+      const a = new CniAttachments({
+        network,
+        store: new AttachmentStore(dir),
+        probe: { inspect: async () => state },
+        publishedPorts: async () => [],
+      });
+      await a.load();
+      await a.handle(req('ADD', 'c1'));
+      await expect(a.handle(req('CHECK', 'c1'))).resolves.toBeNull();
+      state = { ...state, link: { ...state.link, addresses: ['198.19.1.2/24'] }, defaultIpv6Gateway: undefined as unknown as string };
+      await expect(a.handle(req('CHECK', 'c1'))).rejects.toMatchObject({
+        code: 102,
+        msg: expect.stringMatching(/not fd19:0:0:1::2\/64.*IPv6 default route goes nowhere, not via fd19:0:0:1::1/) as unknown,
+      });
+    });
   });
 });

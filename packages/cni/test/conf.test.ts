@@ -1,7 +1,7 @@
 // The plugin's request and network config: what is accepted, and the CNI error for what is not.
 import { describe, expect, it } from 'vitest';
-import { Subnet, type Ipv4Address } from '@nodenet/core';
-import { CniError, cniResult, nextFreeAddress, parseCniRequest, parseNetConf, type CniRequest } from '../src/index.js';
+import { Ipv6Subnet, Subnet, type Ipv4Address, type Ipv6Address } from '@nodenet/core';
+import { CniError, cniResult, nextFreeAddress, nextFreeIpv6Address, parseCniRequest, parseNetConf, type CniRequest } from '../src/index.js';
 
 const base = { cniVersion: '1.0.0', name: 'nodenet', type: 'nodenet' };
 const request = (config: unknown, over: Partial<CniRequest> = {}): CniRequest =>
@@ -42,8 +42,16 @@ describe('parseNetConf', () => {
     expect(conf).toMatchObject({ cniVersion: '1.0.0', name: 'nodenet', gateway: '198.19.1.1', dns: { nameservers: ['1.1.1.1'] } });
     expect(conf.subnet?.toString()).toBe('198.19.1.0/24');
     expect(conf.portMappings).toEqual([{ hostPort: 8080, instancePort: 80, protocol: 'tcp' }]);
-    expect(conf.staticAddress).toEqual({ address: '198.19.1.9', prefixLength: 24 });
-    expect(parseNetConf(request(base, { args: 'IgnoreUnknown=1;IP=198.19.1.7' })).staticAddress).toEqual({ address: '198.19.1.7' });
+    expect(conf.staticAddresses).toEqual({ ipv4: { address: '198.19.1.9', prefixLength: 24 } });
+    expect(parseNetConf(request(base, { args: 'IgnoreUnknown=1;IP=198.19.1.7' })).staticAddresses).toEqual({
+      ipv4: { address: '198.19.1.7' },
+    });
+    // One address per family: a dual-stack container's two, in any order.
+    expect(parseNetConf(request({ ...base, runtimeConfig: { ips: ['fd19:0:0:1::9/64', '198.19.1.9/24'] } })).staticAddresses).toEqual({
+      ipv4: { address: '198.19.1.9', prefixLength: 24 },
+      ipv6: { address: 'fd19:0:0:1::9', prefixLength: 64 },
+    });
+    expect(parseNetConf(request(base, { args: 'IP=fd19:0:0:1::7' })).staticAddresses).toEqual({ ipv6: { address: 'fd19:0:0:1::7' } });
   });
 
   it.each([
@@ -74,7 +82,9 @@ describe('parseNetConf', () => {
     ],
 
     ['two static addresses', { ...base, runtimeConfig: { ips: ['198.19.1.2/24', '198.19.1.3/24'] } }, 7, 'one IPv4 address'],
-    ['an IPv6 static address', { ...base, runtimeConfig: { ips: ['fd19::2/64'] } }, 7, 'IPv6'],
+    ['two IPv6 static addresses', { ...base, runtimeConfig: { ips: ['fd19::2/64', 'fd19::3/64'] } }, 7, 'one IPv6 address'],
+    ['an IPv6 static address not in canonical form', { ...base, runtimeConfig: { ips: ['FD19::2/64'] } }, 7, 'write fd19::2'],
+    ['an IPv6 prefix length over 128', { ...base, runtimeConfig: { ips: ['fd19::2/129'] } }, 7, '0..128'],
     ['a relative socket', { ...base, socket: 'cni.sock' }, 7, "'socket'"],
   ])('refuses %s', (_what, config, code, mentioned) => {
     const e = errorOf(() => parseNetConf(request(config)));
@@ -136,16 +146,53 @@ describe('nextFreeAddress', () => {
   });
 });
 
+describe('nextFreeIpv6Address', () => {
+  const subnet = Ipv6Subnet.of('fd19:0:0:1::/64');
+  const gw = 'fd19:0:0:1::1' as Ipv6Address;
+  it('goes round-robin from the cursor in a /64 without walking it, skipping the gateway and what is in use', () => {
+    const used = new Set(['fd19:0:0:1::3']);
+    expect(nextFreeIpv6Address(subnet, gw, undefined, used)).toBe('fd19:0:0:1::2');
+    expect(nextFreeIpv6Address(subnet, gw, 'fd19:0:0:1::2' as Ipv6Address, used)).toBe('fd19:0:0:1::4');
+    // The last address of the subnet is a host's (IPv6 has no broadcast); after it the search wraps past the gateway.
+    const last = 'fd19::1:ffff:ffff:ffff:ffff' as Ipv6Address;
+    expect(nextFreeIpv6Address(subnet, gw, 'fd19::1:ffff:ffff:ffff:fffe' as Ipv6Address, used)).toBe(last);
+    expect(nextFreeIpv6Address(subnet, gw, last, used)).toBe('fd19:0:0:1::2');
+    // A cursor outside the subnet (the node's subnet changed) starts from the beginning.
+    expect(nextFreeIpv6Address(subnet, gw, 'fd19:0:0:2::9' as Ipv6Address, used)).toBe('fd19:0:0:1::2');
+  });
+  it('returns null when a small subnet is full', () => {
+    const small = Ipv6Subnet.of('fd19:0:0:1::/126'); // ::1 (gateway), ::2, ::3
+    expect(nextFreeIpv6Address(small, gw, undefined, new Set(['fd19:0:0:1::2', 'fd19:0:0:1::3']))).toBeNull();
+    expect(nextFreeIpv6Address(small, gw, 'fd19:0:0:1::3' as Ipv6Address, new Set(['fd19:0:0:1::3']))).toBe('fd19:0:0:1::2');
+  });
+});
+
 describe('cniResult', () => {
   const view = {
     ifname: 'eth0',
     mac: '02:6e:c6:13:01:02',
     netns: '/run/netns/x',
-    address: '198.19.1.2',
-    prefixLength: 24,
-    gateway: '198.19.1.1',
+    ips: [{ address: '198.19.1.2', prefixLength: 24, gateway: '198.19.1.1' }],
     mtu: 1450,
   };
+  it('a dual-stack attachment: an address and a default route per family, IPv4 first, both on interface 0', () => {
+    const dual = { ...view, ips: [...view.ips, { address: 'fd19:0:0:1::2', prefixLength: 64, gateway: 'fd19:0:0:1::1' }] };
+    expect(cniResult('0.4.0', dual, undefined)).toMatchObject({
+      ips: [
+        { version: '4', address: '198.19.1.2/24', gateway: '198.19.1.1', interface: 0 },
+        { version: '6', address: 'fd19:0:0:1::2/64', gateway: 'fd19:0:0:1::1', interface: 0 },
+      ],
+      routes: [
+        { dst: '0.0.0.0/0', gw: '198.19.1.1' },
+        { dst: '::/0', gw: 'fd19:0:0:1::1' },
+      ],
+    });
+    const only6 = { ...view, ips: [{ address: 'fd19:0:0:2::2', prefixLength: 64, gateway: 'fd19:0:0:2::1' }] };
+    expect(cniResult('1.0.0', only6, undefined)).toMatchObject({
+      ips: [{ address: 'fd19:0:0:2::2/64', gateway: 'fd19:0:0:2::1', interface: 0 }],
+      routes: [{ dst: '::/0', gw: 'fd19:0:0:2::1' }],
+    });
+  });
   it('0.4.0 carries ips[].version; 1.0.0 does not; 1.1.0 adds the interface mtu', () => {
     expect(cniResult('0.4.0', view, undefined)).toEqual({
       cniVersion: '0.4.0',

@@ -29,10 +29,17 @@ export interface CniNets {
   readonly ipv6?: Ipv6Net;
 }
 
-/** An instance's addresses, one per family its CNI holds and it asked for (at least one). */
-export interface InstanceAddresses {
-  readonly ipv4?: Ipv4Address;
-  readonly ipv6?: Ipv6Address;
+/**
+ * An instance's addresses, one per family its CNI holds and it asked for: IPv4 (with or without IPv6), or IPv6.
+ * A value without any address does not type-check; build one from optional parts with instanceAddresses.
+ */
+export type InstanceAddresses =
+  { readonly ipv4: Ipv4Address; readonly ipv6?: Ipv6Address } | { readonly ipv4?: Ipv4Address; readonly ipv6: Ipv6Address };
+
+/** The addresses of the families given, or undefined when neither is. */
+export function instanceAddresses(ipv4: Ipv4Address | undefined, ipv6: Ipv6Address | undefined): InstanceAddresses | undefined {
+  if (ipv4) return { ipv4, ...(ipv6 ? { ipv6 } : {}) };
+  return ipv6 ? { ipv6 } : undefined;
 }
 
 /** The smallest and largest IPv6 instance-subnet prefix: /64 (SLAAC-sized) down to /120 (256 addresses). */

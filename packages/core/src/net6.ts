@@ -126,6 +126,16 @@ export class Ipv6Subnet {
     return fromBigInt(toBigInt(this.network) + BigInt(n));
   }
 
+  /** How many addresses the subnet spans (2^(128 - prefix)). */
+  get size(): bigint {
+    return 1n << BigInt(128 - this.prefixLength);
+  }
+
+  /** The position of `address` in the subnet (0 = network address); the inverse of nth. */
+  indexOf(address: Ipv6Address): bigint {
+    return toBigInt(address) - toBigInt(this.network);
+  }
+
   equals(other: Ipv6Subnet): boolean {
     return this.network === other.network && this.prefixLength === other.prefixLength;
   }

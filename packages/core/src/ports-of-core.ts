@@ -28,8 +28,14 @@ export interface CniSpec extends CniNets {
   readonly mac: string;
 }
 
-/** An instance's interface: its addresses (`ipv4`, `ipv6` or both, in the families of its CNI). */
-export interface InstanceSpec extends InstanceAddresses {
+/**
+ * An instance's interface: its addresses (`ipv4`, `ipv6` or both, in the families of its CNI; at least one, so a
+ * spec without an address does not type-check) and the rest of InstanceInterfaceSpec.
+ */
+export type InstanceSpec = InstanceInterfaceSpec & InstanceAddresses;
+
+/** Everything of an instance's interface but its addresses (see InstanceSpec). */
+export interface InstanceInterfaceSpec {
   readonly handle: IfName;
   readonly hostIfname: IfName;
   readonly kind: InstanceKind;

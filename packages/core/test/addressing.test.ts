@@ -3,6 +3,7 @@ import {
   addressFamily,
   cniNetsOfRecord,
   cniRecordFields,
+  instanceAddresses,
   instanceAddressesOfRecord,
   instanceRecordFields,
   Ipv6Subnet,
@@ -12,6 +13,11 @@ import {
   parseInstanceAddresses,
   parseIpAddress,
   parseIpv6Address,
+  type InstanceAddresses,
+  type InstanceInterfaceSpec,
+  type InstanceSpec,
+  type Ipv4Address,
+  type Ipv6Address,
 } from '../src/index.js';
 
 const msg = (fn: () => unknown) => {
@@ -120,5 +126,26 @@ describe('instance addresses', () => {
     expect(msg(() => parseInstanceAddresses({ ipAddress: 'fd19::5', ipv6Address: 'fd19::6' }, v6))).toContain('leave ipv6_address empty');
     expect(msg(() => parseInstanceAddresses({ ipAddress: 'fd19:0:0:1::5' }, v6))).toContain('not a usable host');
     expect(msg(() => parseInstanceAddresses({ ipAddress: 'fd19::1' }, v6))).toContain('gateway');
+  });
+});
+
+describe('an instance without any address', () => {
+  it('does not type-check (addresses or spec); instanceAddresses builds addresses from optional parts, or says there are none', () => {
+    const v4 = '198.19.1.5' as Ipv4Address;
+    const v6 = 'fd19:0:0:1::5' as Ipv6Address;
+    // @ts-expect-error neither family: not InstanceAddresses
+    const none: InstanceAddresses = {};
+    const dual: InstanceAddresses = { ipv4: v4, ipv6: v6 };
+    const only6: InstanceAddresses = { ipv6: v6 };
+    const specOf = (s: InstanceSpec) => s;
+    const withoutAddresses = { address: v4 } as InstanceInterfaceSpec;
+    // @ts-expect-error the seed `address` alone gives the instance no address: a spec needs ipv4 or ipv6
+    expect(() => specOf(withoutAddresses)).not.toThrow();
+    expect(specOf({ ...withoutAddresses, ipv4: v4 }).ipv4).toBe(v4);
+    expect([none, dual, only6]).toHaveLength(3);
+    expect(instanceAddresses(undefined, undefined)).toBeUndefined();
+    expect(instanceAddresses(v4, undefined)).toEqual({ ipv4: v4 });
+    expect(instanceAddresses(undefined, v6)).toEqual({ ipv6: v6 });
+    expect(instanceAddresses(v4, v6)).toEqual({ ipv4: v4, ipv6: v6 });
   });
 });

@@ -1,5 +1,5 @@
 /**
- * Configures an instance's end inside its network namespace (name, address, up, lo up, default route)
+ * Configures an instance's end inside its network namespace (name, IPv4 and IPv6 addresses, up, lo up, default routes)
  * without a process per instance: a long-lived helper (helpers/netns-netlink.pl, perl-base only) enters
  * the namespace with setns(2) just long enough to open a netlink socket there and sends the requests `ip`
  * would. Node cannot open netlink sockets itself; the per-create `nsenter --net ip -batch` it replaces cost
@@ -67,7 +67,7 @@ export class NetnsConfigurator {
   async configure(spec: InstanceSpec, targetPath: string): Promise<void> {
     const step = `configure ${spec.handle} in namespace ${spec.netns ?? targetPath}`;
     const ifname = spec.ifname ?? DEFAULT_INSTANCE_IFNAME;
-    const fields = ['configure', targetPath, spec.handle, ifname, ...ipv4Fields(spec, step)];
+    const fields = ['configure', targetPath, spec.handle, ifname, ...helperAddressFields(spec, step)];
     await this.send(step, fields, instanceNamespaceScript(spec));
   }
 
@@ -92,7 +92,7 @@ export class NetnsConfigurator {
       spec.mac,
       targetPath,
       ifname,
-      ...ipv4Fields(spec, step),
+      ...helperAddressFields(spec, step),
     ];
     await this.send(step, fields, [...nodeLines, ...instanceNamespaceScript(spec)]);
   }
@@ -139,17 +139,22 @@ export class NetnsConfigurator {
 /** The helper cannot run on this host, or cannot do this request; nothing was changed. */
 export class HelperUnusableError extends InternalError {}
 
+/** What the helper writes for a family the instance has no address of. */
+const NONE = '-';
+
 /**
- * The helper's address fields (IPv4 address, prefix, broadcast, gateway). It speaks IPv4 only: an instance with
- * IPv6 is configured the `ip` way (HelperUnusableError, which callers answer with their fallback; the helper
- * stays in use for the others).
+ * The helper's address fields, one group per family, `-` for a family the instance has none of (the same
+ * families instanceNamespaceScript configures): IPv4 address, prefix length, broadcast, gateway; IPv6 address,
+ * prefix length, gateway.
  */
-function ipv4Fields(spec: InstanceSpec, step: string): string[] {
-  if (!spec.ipv4 || !spec.cni.ipv4 || spec.ipv6) {
-    throw new HelperUnusableError(step, 'the namespace configurator sets IPv4 only: an instance with IPv6 is configured with ip');
-  }
-  const { subnet, gateway } = spec.cni.ipv4;
-  return [spec.ipv4, String(subnet.prefixLength), subnet.broadcast, gateway];
+export function helperAddressFields(spec: InstanceSpec, step: string): string[] {
+  const v4 = spec.ipv4 && spec.cni.ipv4 ? { address: spec.ipv4, net: spec.cni.ipv4 } : undefined;
+  const v6 = spec.ipv6 && spec.cni.ipv6 ? { address: spec.ipv6, net: spec.cni.ipv6 } : undefined;
+  if (!v4 && !v6) throw new InternalError(step, `instance ${spec.handle} has no address of a family its CNI holds`);
+  return [
+    ...(v4 ? [v4.address, String(v4.net.subnet.prefixLength), v4.net.subnet.broadcast, v4.net.gateway] : [NONE, NONE, NONE, NONE]),
+    ...(v6 ? [v6.address, String(v6.net.subnet.prefixLength), v6.net.gateway] : [NONE, NONE, NONE]),
+  ];
 }
 
 /**

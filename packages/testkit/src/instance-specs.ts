@@ -5,6 +5,7 @@
  * without loading the rest of the kit.
  */
 import {
+  instanceAddresses,
   macForAddress,
   parseIfName,
   parseNetnsRef,
@@ -26,17 +27,16 @@ export function instanceSpecFor(cni: CniSpec, id: number, hostOctet: number, opt
   const hex = (id % 0x1_0000_0000).toString(16).padStart(8, '0');
   const handle = parseIfName(`nni-${hex}`, 'handle');
   // The seed family's address (IPv4; IPv6 on an IPv6-only CNI), and the IPv6 one too on a dual-stack CNI.
-  const ipv4 = cni.ipv4?.subnet.nth(hostOctet);
-  const ipv6 = cni.ipv6?.subnet.nth(hostOctet);
-  const address = ipv4 ?? ipv6!;
+  const addresses = instanceAddresses(cni.ipv4?.subnet.nth(hostOctet), cni.ipv6?.subnet.nth(hostOctet));
+  if (!addresses) throw new Error(`CNI ${cni.name} holds neither IPv4 nor IPv6: no address for instance ${hex}`);
+  const address = addresses.ipv4 ?? addresses.ipv6!;
   const kind = options.kind ?? 'veth';
   return {
     handle,
     hostIfname: kind === 'tap' ? handle : parseIfName(`nnh-${hex}`, 'host'),
     kind,
     address,
-    ...(ipv4 ? { ipv4 } : {}),
-    ...(ipv6 ? { ipv6 } : {}),
+    ...addresses,
     mac: macForAddress(address),
     mtu: cni.mtu,
     cni,

@@ -1,0 +1,75 @@
+// Podman (CNI network backend) on a dual-stack node (IPv4 198.19.1.0/24 and IPv6 fd19:0:0:1::/64 beside the
+// 2001:db8:18::/64 underlay): `podman run -p 8080:80` gives the container an address of each family, as podman
+// reports them from the plugin's result, and the published port answers over IPv6 from the world.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Daemon, echo, ipBatch, TestScope, Topology } from '@nodenet/testkit';
+import { nodenetConflist, writeConflist } from './support.js';
+import { busyboxTarball, Podman } from './runtimes.js';
+
+const WORLD6 = '2001:db8:18::100';
+const NODE6 = '2001:db8:18::1';
+
+describe('podman run on a dual-stack node', () => {
+  let scope: TestScope;
+  let topo: Topology;
+  let daemon: Daemon;
+  let podman: Podman;
+  const network = `nodenet6-${process.pid}`;
+
+  beforeAll(async () => {
+    scope = await TestScope.create();
+    topo = await Topology.create(scope, { nodes: 1 });
+    await ipBatch(topo.world.ns, [`addr add ${WORLD6}/64 dev eth0 nodad`]);
+    await ipBatch(topo.node(1).ns, [`addr add ${NODE6}/64 dev ${topo.node(1).underlayIfname} nodad`, `route add ::/0 via ${WORLD6}`]);
+    daemon = await Daemon.start({ scope, node: topo.node(1) });
+    await daemon.network().createContainerNetworkInterface({
+      ipAddress: '198.19.1.1',
+      subNetwork: '198.19.1.0/24',
+      ipv6Address: 'fd19:0:0:1::1',
+      ipv6SubNetwork: 'fd19:0:0:1::/64',
+    });
+    podman = await Podman.create(scope, topo.node(1).ns);
+    await writeConflist(
+      podman.networkDir,
+      `${network}.conflist`,
+      nodenetConflist({ name: network, cniVersion: '0.4.0', socket: daemon.cniSocket }),
+    );
+    await podman.importBusybox(await busyboxTarball(await scope.createTempDir()));
+  });
+  afterAll(() => scope?.cleanup());
+
+  it('the container gets both families; its published port answers over IPv6 and IPv4; rm frees it', async () => {
+    await podman.run([
+      'run',
+      '-d',
+      '--name',
+      'web6',
+      '--network',
+      network,
+      '-p',
+      '8080:80',
+      'localhost/busybox',
+      'nc',
+      '-ll',
+      '-p',
+      '80',
+      '-e',
+      'cat',
+    ]);
+    const field = (f: string) =>
+      podman.run(['inspect', '--format', `{{(index .NetworkSettings.Networks "${network}").${f}}}`, 'web6']).then((r) => r.stdout.trim());
+    expect(await field('IPAddress')).toMatch(/^198\.19\.1\.\d+$/);
+    const v6 = await field('GlobalIPv6Address');
+    expect(v6).toMatch(/^fd19:0:0:1::[0-9a-f]+$/);
+    expect(await field('IPv6Gateway')).toBe('fd19:0:0:1::1');
+    const inside = (await podman.run(['exec', 'web6', 'ip', '-6', '-o', 'addr', 'show', 'dev', 'eth0', 'scope', 'global'])).stdout;
+    expect(inside).toContain(`${v6}/64`);
+    const over6 = await echo(topo.world.ns, { protocol: 'tcp', host: NODE6, port: 8080 });
+    expect(over6.ok, over6.error).toBe(true);
+    const over4 = await echo(topo.world.ns, { protocol: 'tcp', host: topo.node(1).address, port: 8080 });
+    expect(over4.ok, over4.error).toBe(true);
+    await podman.run(['rm', '-f', '--time', '1', 'web6']);
+    const state = await daemon.readState();
+    expect(Object.keys(state).filter((k) => k.startsWith('instances/'))).toEqual([]);
+  });
+});
