@@ -81,7 +81,7 @@ export function ofportForAddress(subnet: Subnet, address: Ipv4Address): number |
 export function ofportForInstance(nets: CniNets, address: IpAddress): number | undefined {
   if (addressFamily(address) === 4) return nets.ipv4 ? ofportForAddress(nets.ipv4.subnet, address as Ipv4Address) : undefined;
   if (!nets.ipv6) return undefined;
-  const offset = nets.ipv6.subnet.offsetOf(address as Ipv6Address);
+  const offset = nets.ipv6.subnet.indexOf(address as Ipv6Address);
   if (offset < 1n || offset >= BigInt(TUNNEL_OFPORT)) return undefined;
   return Number(offset);
 }

@@ -116,11 +116,6 @@ export class Ipv6Subnet {
     return this.contains(other.network) || other.contains(this.network);
   }
 
-  /** How far `address` lies from the network address (negative or past the subnet when it is outside). */
-  offsetOf(address: Ipv6Address): bigint {
-    return toBigInt(address) - toBigInt(this.network);
-  }
-
   /** The n-th address of the subnet (0 = network address). */
   nth(n: number | bigint): Ipv6Address {
     return fromBigInt(toBigInt(this.network) + BigInt(n));
@@ -131,7 +126,7 @@ export class Ipv6Subnet {
     return 1n << BigInt(128 - this.prefixLength);
   }
 
-  /** The position of `address` in the subnet (0 = network address); the inverse of nth. */
+  /** The position of `address` in the subnet (0 = network address; negative or past the end when outside); the inverse of nth. */
   indexOf(address: Ipv6Address): bigint {
     return toBigInt(address) - toBigInt(this.network);
   }
