@@ -30,6 +30,7 @@ try {
       hostIfname: parseIfName(`nnh-${id}`, 'host interface'),
       kind: 'veth',
       address,
+      ipv4: address,
       mac: macForAddress(address),
       mtu: cni.mtu,
       cni,
