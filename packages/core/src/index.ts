@@ -119,6 +119,7 @@ export {
 } from './node-network.js';
 export {
   MAX_VNI,
+  MIN_IPV4_MTU,
   MIN_VNI,
   OVERLAY_MODES,
   PeerSync,
@@ -128,6 +129,7 @@ export {
   checkOverlaySettings,
   checkPeerForMode,
   checkPeerIsOther,
+  checkVxlanUnderlay,
   describeOverlap,
   firstOverlap,
   subnetsHeld,
