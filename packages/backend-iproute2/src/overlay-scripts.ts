@@ -10,10 +10,9 @@
  * flooded, so no ARP or multicast crosses the underlay.
  */
 import {
-  FailedPreconditionError,
   InternalError,
   OWNER_ALIAS_PREFIX,
-  VXLAN_OVERHEAD,
+  checkVxlanUnderlay,
   parseIfName,
   vtepMacForUnderlay,
   type HostInfo,
@@ -36,9 +35,6 @@ import {
 export const OVERLAY_DEVICE = 'nodenet-vx' as IfName;
 /** The alias that marks the VXLAN device as nodenet's. */
 export const OVERLAY_OWNER_ALIAS = `${OWNER_ALIAS_PREFIX}overlay`;
-/** The smallest MTU the kernel accepts for an IPv4 link. */
-const MIN_IPV4_MTU = 68;
-
 /** Line ids, so callers and tests refer to lines by meaning rather than by position. */
 export const OVERLAY_LINE = {
   createDevice: 'create-vxlan',
@@ -87,17 +83,7 @@ export interface VxlanEndpointSpec {
 
 /** The endpoint this node needs; refuses an underlay MTU too small to carry the overlay. */
 export function vxlanEndpointSpec(self: NodeRecord, host: HostInfo, vni: number, port: number): VxlanEndpointSpec {
-  if (self.underlayAddress !== host.underlayAddress) {
-    throw new FailedPreconditionError(
-      `this node's record has underlay address ${self.underlayAddress}, but the host's underlay is ${host.underlayAddress} on ${host.underlayInterface}: the VXLAN endpoint must use the address peers are told`,
-    );
-  }
-  const mtu = host.underlayMtu - VXLAN_OVERHEAD;
-  if (mtu < MIN_IPV4_MTU) {
-    throw new FailedPreconditionError(
-      `the underlay ${host.underlayInterface} has MTU ${host.underlayMtu}, too small for VXLAN (it adds ${VXLAN_OVERHEAD} bytes; IPv4 needs ${MIN_IPV4_MTU}): raise the underlay MTU or use overlay mode host-gw`,
-    );
-  }
+  const mtu = checkVxlanUnderlay(self, host);
   return {
     name: OVERLAY_DEVICE,
     vni,

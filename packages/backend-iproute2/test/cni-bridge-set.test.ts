@@ -44,17 +44,21 @@ class ScriptedIp {
 
 const port = (n: number) => `nnh-${n.toString(16).padStart(8, '0')}` as IfName;
 
+/** A set on the scripted node with one port per bridge, so the second port needs overflow bridge nodenet0b1. */
+const bridgeSetOn = (ip: ScriptedIp) =>
+  new CniBridgeSet(
+    ip.runner(),
+    CNI_NAME,
+    1,
+    silentLogger,
+    () => {},
+    async () => {},
+  );
+
 describe('CniBridgeSet', () => {
   it('a listing that started before an overflow bridge was made does not make the next port make it again', async () => {
     const ip = new ScriptedIp();
-    const set = new CniBridgeSet(
-      ip.runner(),
-      CNI_NAME,
-      1,
-      silentLogger,
-      () => {},
-      async () => {},
-    );
+    const set = bridgeSetOn(ip);
     expect((await set.place(port(1), cni)).index).toBe(0);
     // A reconcile listing starts (the bridge is not there yet), then a create makes the bridge ...
     const listing = set.listingStarts();
@@ -71,14 +75,7 @@ describe('CniBridgeSet', () => {
 
   it('a listing started after the bridge was made and not showing it has the next port check it again', async () => {
     const ip = new ScriptedIp();
-    const set = new CniBridgeSet(
-      ip.runner(),
-      CNI_NAME,
-      1,
-      silentLogger,
-      () => {},
-      async () => {},
-    );
+    const set = bridgeSetOn(ip);
     await set.place(port(1), cni);
     await set.place(port(2), cni);
     const listing = set.listingStarts();

@@ -31,6 +31,7 @@ import {
   checkOverlaySettings,
   checkPeerForMode,
   checkPeerIsOther,
+  checkVxlanUnderlay,
   parseIfName,
   parseNetnsRef,
   sameNodeRecord,
@@ -177,16 +178,7 @@ export class OvsOverlay implements Overlay {
         await (await this.hostGwOverlay()).ensureEndpoint(self);
         return;
       }
-      if (self.underlayAddress !== this.host.underlayAddress) {
-        throw new FailedPreconditionError(
-          `this node's record has underlay address ${self.underlayAddress}, but the host's underlay is ${this.host.underlayAddress} on ${this.host.underlayInterface}: the tunnel must use the address peers are told`,
-        );
-      }
-      if (this.host.underlayMtu - VXLAN_OVERHEAD < 68) {
-        throw new FailedPreconditionError(
-          `the underlay ${this.host.underlayInterface} has MTU ${this.host.underlayMtu}, too small for VXLAN (it adds ${VXLAN_OVERHEAD} bytes): raise the underlay MTU or use overlay mode host-gw`,
-        );
-      }
+      checkVxlanUnderlay(self, this.host);
       const [state, cni] = await Promise.all([
         this.ovs.readState('read OVSDB for the overlay'),
         this.ip.json(['link', 'show', 'dev', CNI_NAME], `read ${CNI_NAME}`),

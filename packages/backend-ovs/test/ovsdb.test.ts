@@ -21,6 +21,9 @@ import {
 const address = parseIpv4Address('198.19.1.7', 'a');
 const instance = { handle: parseIfName('nni-0000abcd', 'h'), address, mac: macForAddress(address), kind: 'veth' as const };
 
+/** An ovs-vsctl command line as the code builds it: each command preceded by `--`, in one process. */
+const vsctl = (...commands: readonly string[][]): string[] => commands.flatMap((c) => ['--', ...c]);
+
 describe('transactions', () => {
   it('quote every value as a JSON string, and refuse what could break out of it', () => {
     expect(quoted('nodenet:cni')).toBe('"nodenet:cni"');
@@ -30,71 +33,49 @@ describe('transactions', () => {
   });
 
   it("the CNI bridge: created or converged in one transaction, secure, its MAC, the gateway port's MTU, tagged", () => {
-    expect(cniBridgeCommands({ name: CNI_NAME, mac: '02:6e:c6:13:01:01', mtu: 1450 }, 'netdev')).toEqual([
-      '--',
-      '--may-exist',
-      'add-br',
-      'nodenet0',
-      '--',
-      'set',
-      'Bridge',
-      'nodenet0',
-      'datapath_type=netdev',
-      'fail_mode=secure',
-      'other_config:hwaddr="02:6e:c6:13:01:01"',
-      'other_config:disable-in-band="true"',
-      'external_ids:nodenet-owner="nodenet:cni"',
-      '--',
-      'set',
-      'Interface',
-      'nodenet0',
-      'mtu_request=1450',
-      'external_ids:nodenet-owner="nodenet:cni"',
-    ]);
-    expect(cniSkeletonCommands(CNI_NAME, 'system')).toEqual([
-      '--',
-      '--may-exist',
-      'add-br',
-      'nodenet0',
-      '--',
-      'set',
-      'Bridge',
-      'nodenet0',
-      'datapath_type=system',
-      'fail_mode=secure',
-      'external_ids:nodenet-owner="nodenet:cni"',
-    ]);
+    expect(cniBridgeCommands({ name: CNI_NAME, mac: '02:6e:c6:13:01:01', mtu: 1450 }, 'netdev')).toEqual(
+      vsctl(
+        ['--may-exist', 'add-br', 'nodenet0'],
+        [
+          'set',
+          'Bridge',
+          'nodenet0',
+          'datapath_type=netdev',
+          'fail_mode=secure',
+          'other_config:hwaddr="02:6e:c6:13:01:01"',
+          'other_config:disable-in-band="true"',
+          'external_ids:nodenet-owner="nodenet:cni"',
+        ],
+        ['set', 'Interface', 'nodenet0', 'mtu_request=1450', 'external_ids:nodenet-owner="nodenet:cni"'],
+      ),
+    );
+    expect(cniSkeletonCommands(CNI_NAME, 'system')).toEqual(
+      vsctl(
+        ['--may-exist', 'add-br', 'nodenet0'],
+        ['set', 'Bridge', 'nodenet0', 'datapath_type=system', 'fail_mode=secure', 'external_ids:nodenet-owner="nodenet:cni"'],
+      ),
+    );
   });
 
   it('an instance port: added with its requested number, tagged with handle, address, MAC and kind, and registered on the bridge', () => {
-    expect(addInstancePortCommands('nodenet0', parseIfName('nnh-0000abcd', 'p'), instance, 7)).toEqual([
-      '--',
-      'add-port',
-      'nodenet0',
-      'nnh-0000abcd',
-      '--',
-      'set',
-      'Interface',
-      'nnh-0000abcd',
-      'ofport_request=7',
-      'external_ids:nodenet-owner="nodenet:nni-0000abcd"',
-      'external_ids:nodenet-handle="nni-0000abcd"',
-      'external_ids:nodenet-address="198.19.1.7"',
-      'external_ids:nodenet-mac="02:6e:c6:13:01:07"',
-      'external_ids:nodenet-kind="veth"',
-      '--',
-      'remove',
-      'Bridge',
-      'nodenet0',
-      'external_ids',
-      'nodenet-port-nnh-0000abcd',
-      '--',
-      'add',
-      'Bridge',
-      'nodenet0',
-      'external_ids',
-      'nodenet-port-nnh-0000abcd="nni-0000abcd 198.19.1.7 02:6e:c6:13:01:07 veth"',
-    ]);
+    expect(addInstancePortCommands('nodenet0', parseIfName('nnh-0000abcd', 'p'), instance, 7)).toEqual(
+      vsctl(
+        ['add-port', 'nodenet0', 'nnh-0000abcd'],
+        [
+          'set',
+          'Interface',
+          'nnh-0000abcd',
+          'ofport_request=7',
+          'external_ids:nodenet-owner="nodenet:nni-0000abcd"',
+          'external_ids:nodenet-handle="nni-0000abcd"',
+          'external_ids:nodenet-address="198.19.1.7"',
+          'external_ids:nodenet-mac="02:6e:c6:13:01:07"',
+          'external_ids:nodenet-kind="veth"',
+        ],
+        ['remove', 'Bridge', 'nodenet0', 'external_ids', 'nodenet-port-nnh-0000abcd'],
+        ['add', 'Bridge', 'nodenet0', 'external_ids', 'nodenet-port-nnh-0000abcd="nni-0000abcd 198.19.1.7 02:6e:c6:13:01:07 veth"'],
+      ),
+    );
     expect(addInstancePortCommands('nodenet0', parseIfName('nnh-0000abcd', 'p'), instance, undefined)).not.toContain('ofport_request=7');
   });
 
@@ -108,28 +89,14 @@ describe('transactions', () => {
   });
 
   it('deleting ports (absent is fine) drops their registry entries too', () => {
-    expect(deletePortCommands('nodenet0', ['nnh-1', 'nnh-2'])).toEqual([
-      '--',
-      '--if-exists',
-      'del-port',
-      'nnh-1',
-      '--',
-      '--if-exists',
-      'del-port',
-      'nnh-2',
-      '--',
-      'remove',
-      'Bridge',
-      'nodenet0',
-      'external_ids',
-      'nodenet-port-nnh-1',
-      '--',
-      'remove',
-      'Bridge',
-      'nodenet0',
-      'external_ids',
-      'nodenet-port-nnh-2',
-    ]);
+    expect(deletePortCommands('nodenet0', ['nnh-1', 'nnh-2'])).toEqual(
+      vsctl(
+        ['--if-exists', 'del-port', 'nnh-1'],
+        ['--if-exists', 'del-port', 'nnh-2'],
+        ['remove', 'Bridge', 'nodenet0', 'external_ids', 'nodenet-port-nnh-1'],
+        ['remove', 'Bridge', 'nodenet0', 'external_ids', 'nodenet-port-nnh-2'],
+      ),
+    );
   });
 
   it('the tunnel: one flow-based VXLAN port with the VNI as key, its UDP port and a fixed number, added to the bridge', () => {
@@ -203,36 +170,23 @@ describe('transactions', () => {
   });
 
   it("the netdev uplink: its own bridge with the underlay interface as port, that interface's MAC and MTU", () => {
-    expect(uplinkBridgeCommands(parseIfName('eth0', 'u'), '7e:fc:69:59:79:49', 1500)).toEqual([
-      '--',
-      '--may-exist',
-      'add-br',
-      'nodenet-phy',
-      '--',
-      'set',
-      'Bridge',
-      'nodenet-phy',
-      'datapath_type=netdev',
-      'fail_mode=standalone',
-      'other_config:hwaddr="7e:fc:69:59:79:49"',
-      'external_ids:nodenet-owner="nodenet:uplink"',
-      '--',
-      'set',
-      'Interface',
-      'nodenet-phy',
-      'mtu_request=1500',
-      'external_ids:nodenet-owner="nodenet:uplink"',
-      '--',
-      '--may-exist',
-      'add-port',
-      'nodenet-phy',
-      'eth0',
-      '--',
-      'set',
-      'Interface',
-      'eth0',
-      'external_ids:nodenet-uplink-of="nodenet-phy"',
-    ]);
+    expect(uplinkBridgeCommands(parseIfName('eth0', 'u'), '7e:fc:69:59:79:49', 1500)).toEqual(
+      vsctl(
+        ['--may-exist', 'add-br', 'nodenet-phy'],
+        [
+          'set',
+          'Bridge',
+          'nodenet-phy',
+          'datapath_type=netdev',
+          'fail_mode=standalone',
+          'other_config:hwaddr="7e:fc:69:59:79:49"',
+          'external_ids:nodenet-owner="nodenet:uplink"',
+        ],
+        ['set', 'Interface', 'nodenet-phy', 'mtu_request=1500', 'external_ids:nodenet-owner="nodenet:uplink"'],
+        ['--may-exist', 'add-port', 'nodenet-phy', 'eth0'],
+        ['set', 'Interface', 'eth0', 'external_ids:nodenet-uplink-of="nodenet-phy"'],
+      ),
+    );
   });
 });
 
@@ -391,22 +345,21 @@ describe('the OVSDB read', () => {
 
   it('re-adds ports as OVSDB held them (type, options, number, MTU, tags)', () => {
     const state = parseOvsState(listing);
-    expect(readdPortCommands('nodenet0', [state.interfaces.get('nodenet-tun')!])).toEqual([
-      '--',
-      '--may-exist',
-      'add-port',
-      'nodenet0',
-      'nodenet-tun',
-      '--',
-      'set',
-      'Interface',
-      'nodenet-tun',
-      'type=vxlan',
-      'options:key="4242"',
-      'options:remote_ip="flow"',
-      'ofport_request=65000',
-      'external_ids:nodenet-owner="nodenet:overlay"',
-    ]);
+    expect(readdPortCommands('nodenet0', [state.interfaces.get('nodenet-tun')!])).toEqual(
+      vsctl(
+        ['--may-exist', 'add-port', 'nodenet0', 'nodenet-tun'],
+        [
+          'set',
+          'Interface',
+          'nodenet-tun',
+          'type=vxlan',
+          'options:key="4242"',
+          'options:remote_ip="flow"',
+          'ofport_request=65000',
+          'external_ids:nodenet-owner="nodenet:overlay"',
+        ],
+      ),
+    );
   });
 
   it('refuses output that is not the three tables', () => {

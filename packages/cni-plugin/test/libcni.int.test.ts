@@ -5,7 +5,8 @@
 import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon, echo, exec, nsExec, startEchoServer, TestScope, Topology } from '@nodenet/testkit';
+import { echo, exec, nsExec, startEchoServer, type Daemon, type TestScope, type Topology } from '@nodenet/testkit';
+import { startCniNode } from './fixture.js';
 import { add, driver, execPlugin, nodenetConflist, pluginConfig, writeConflist, type CniResult } from './support.js';
 
 const SUBNET = '198.19.1.0/24';
@@ -24,17 +25,10 @@ describe('nodenet CNI plugin through libcni', () => {
   const netnsPath = (ns: string) => `/run/netns/${ns}`;
 
   beforeAll(async () => {
-    scope = await TestScope.create();
-    topo = await Topology.create(scope, { nodes: 1 });
-    daemon = await Daemon.start({ scope, node: topo.node(1) });
-    dir = await scope.createTempDir();
-    cache = await scope.createTempDir();
     // The node has no CNI yet: the conflist's subnet and gateway create it on the first ADD.
-    conflist = await writeConflist(
-      dir,
-      'nodenet.conflist',
-      nodenetConflist({ socket: daemon.cniSocket, extra: { subnet: SUBNET, gateway: GATEWAY, dns: { nameservers: ['198.19.1.1'] } } }),
-    );
+    ({ scope, topo, daemon, dir, cache, conflist } = await startCniNode({
+      plugin: { subnet: SUBNET, gateway: GATEWAY, dns: { nameservers: ['198.19.1.1'] } },
+    }));
   });
   afterAll(() => scope?.cleanup());
 

@@ -3,8 +3,8 @@
 // reached from the world; stop/rm frees both; a running container survives a daemon restart and is
 // detached cleanly afterwards.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon, echo, ipBatch, TestScope, Topology } from '@nodenet/testkit';
-import { nodenetConflist, writeConflist } from './support.js';
+import { echo, ipBatch, type Daemon, type TestScope, type Topology } from '@nodenet/testkit';
+import { startCniNode } from './fixture.js';
 import { busyboxTarball, Podman } from './runtimes.js';
 
 describe('podman run --network <nodenet conflist>', () => {
@@ -15,39 +15,28 @@ describe('podman run --network <nodenet conflist>', () => {
   const network = `nodenet-${process.pid}`;
 
   beforeAll(async () => {
-    scope = await TestScope.create();
-    topo = await Topology.create(scope, { nodes: 1 });
-    daemon = await Daemon.start({ scope, node: topo.node(1) });
-    podman = await Podman.create(scope, topo.node(1).ns);
     // Podman writes cniVersion 0.4.0 conflists itself; this one is what an operator would install.
-    await writeConflist(
-      podman.networkDir,
-      `${network}.conflist`,
-      nodenetConflist({
-        name: network,
-        cniVersion: '0.4.0',
-        socket: daemon.cniSocket,
-        extra: { subnet: '198.19.1.0/24', gateway: '198.19.1.1' },
-      }),
-    );
+    ({ scope, topo, daemon } = await startCniNode({
+      name: network,
+      cniVersion: '0.4.0',
+      file: `${network}.conflist`,
+      plugin: { subnet: '198.19.1.0/24', gateway: '198.19.1.1' },
+      conflistDir: async (node) => (podman = await Podman.create(node.scope, node.topo.node(1).ns)).networkDir,
+    }));
     await podman.importBusybox(await busyboxTarball(await scope.createTempDir()));
   });
   afterAll(() => scope?.cleanup());
 
-  /** The container's address as podman reports it (from the plugin's result). */
-  const addressOf = async (name: string) =>
-    (await podman.run(['inspect', '--format', `{{(index .NetworkSettings.Networks "${network}").IPAddress}}`, name])).stdout.trim();
-
-  it('runs a container with a published port reached from the world; stop and rm free the address and port', async () => {
-    await podman.run([
+  /** Runs container `name` on the network, echoing TCP on port 80, with podman's `-p` values `publish`. */
+  const runEchoContainer = (name: string, publish: readonly string[]) =>
+    podman.run([
       'run',
       '-d',
       '--name',
-      'web',
+      name,
       '--network',
       network,
-      '-p',
-      '8080:80',
+      ...publish.flatMap((p) => ['-p', p]),
       'localhost/busybox',
       'nc',
       '-ll',
@@ -56,6 +45,13 @@ describe('podman run --network <nodenet conflist>', () => {
       '-e',
       'cat',
     ]);
+
+  /** The container's address as podman reports it (from the plugin's result). */
+  const addressOf = async (name: string) =>
+    (await podman.run(['inspect', '--format', `{{(index .NetworkSettings.Networks "${network}").IPAddress}}`, name])).stdout.trim();
+
+  it('runs a container with a published port reached from the world; stop and rm free the address and port', async () => {
+    await runEchoContainer('web', ['8080:80']);
     const address = await addressOf('web');
     expect(address).toMatch(/^198\.19\.1\.\d+$/);
     const reply = await echo(topo.world.ns, { protocol: 'tcp', host: topo.node(1).address, port: 8080 });
@@ -72,23 +68,7 @@ describe('podman run --network <nodenet conflist>', () => {
     await podman.run(['rm', 'web']);
 
     // Port and address are free again: a new container publishes the same port.
-    await podman.run([
-      'run',
-      '-d',
-      '--name',
-      'web2',
-      '--network',
-      network,
-      '-p',
-      '8080:80',
-      'localhost/busybox',
-      'nc',
-      '-ll',
-      '-p',
-      '80',
-      '-e',
-      'cat',
-    ]);
+    await runEchoContainer('web2', ['8080:80']);
     expect(await addressOf('web2')).toMatch(/^198\.19\.1\.\d+$/);
     expect((await echo(topo.world.ns, { protocol: 'tcp', host: topo.node(1).address, port: 8080 })).ok).toBe(true);
     await podman.run(['rm', '--force', '--time', '0', 'web2']);
@@ -104,25 +84,7 @@ describe('podman run --network <nodenet conflist>', () => {
   it('-p ADDRESS:HOST:CONTAINER publishes on that node address only (hostIP), 127.0.0.1 to the node only', async () => {
     const second = '198.18.0.201';
     await ipBatch(topo.node(1).ns, [`addr add ${second}/24 dev ${topo.node(1).underlayIfname}`]);
-    await podman.run([
-      'run',
-      '-d',
-      '--name',
-      'bound',
-      '--network',
-      network,
-      '-p',
-      `${second}:8082:80`,
-      '-p',
-      '127.0.0.1:8083:80',
-      'localhost/busybox',
-      'nc',
-      '-ll',
-      '-p',
-      '80',
-      '-e',
-      'cat',
-    ]);
+    await runEchoContainer('bound', [`${second}:8082:80`, '127.0.0.1:8083:80']);
     const node = topo.node(1);
     expect((await echo(topo.world.ns, { protocol: 'tcp', host: second, port: 8082 })).ok).toBe(true);
     expect((await echo(topo.world.ns, { protocol: 'tcp', host: node.address, port: 8082, timeoutMs: 1000 })).ok).toBe(false);
@@ -133,23 +95,7 @@ describe('podman run --network <nodenet conflist>', () => {
   });
 
   it('a running container survives a daemon restart, keeps its port, and is detached after it', async () => {
-    await podman.run([
-      'run',
-      '-d',
-      '--name',
-      'keep',
-      '--network',
-      network,
-      '-p',
-      '8081:80',
-      'localhost/busybox',
-      'nc',
-      '-ll',
-      '-p',
-      '80',
-      '-e',
-      'cat',
-    ]);
+    await runEchoContainer('keep', ['8081:80']);
     expect((await echo(topo.world.ns, { protocol: 'tcp', host: topo.node(1).address, port: 8081 })).ok).toBe(true);
     daemon = await daemon.restart();
     expect((await echo(topo.world.ns, { protocol: 'tcp', host: topo.node(1).address, port: 8081 })).ok).toBe(true);

@@ -24,14 +24,15 @@ import {
   type NodeHost,
   type WorldHost,
 } from '@nodenet/testkit';
+import { VXLAN_OVERHEAD } from '@nodenet/core';
 import { backendProfile, privateOvsOf } from './backends.js';
 import { readOwnedState, type OwnedState } from './durability.js';
 
 export const NODE_SUBNET = '198.19.1.0/24';
 export const NODE_GATEWAY = '198.19.1.1';
 export const NODE_PREFIX_LENGTH = 24;
-/** The vxlan overlay's default overhead: instance MTU = underlay MTU - 50. */
-export const VXLAN_OVERHEAD = 50;
+/** The vxlan overlay's overhead (instance MTU = underlay MTU - 50), core's: re-exported for the suites. */
+export { VXLAN_OVERHEAD };
 
 export interface NodeFixtureOptions {
   readonly backend: string;

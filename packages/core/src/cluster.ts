@@ -369,7 +369,29 @@ export function checkHostGwPeer(host: HostInfo, peer: NodeRecord): void {
   );
 }
 
-/** Whether an overlay in `mode` can reach `peer` from `host`: what Overlay.validatePeer checks. */
+/** The smallest MTU an IPv4 link may have (RFC 791): an instance MTU below it cannot carry IPv4. */
+export const MIN_IPV4_MTU = 68;
+
+/**
+ * What a vxlan endpoint needs of this node, for both backends: its record's underlay address is the host's
+ * (peers send to the address they are told), and the underlay's MTU leaves room for VXLAN_OVERHEAD and an
+ * IPv4 packet. Returns the instance MTU the overlay leaves.
+ */
+export function checkVxlanUnderlay(self: NodeRecord, host: HostInfo): number {
+  if (self.underlayAddress !== host.underlayAddress) {
+    throw new FailedPreconditionError(
+      `this node's record has underlay address ${self.underlayAddress}, but the host's underlay is ${host.underlayAddress} on ${host.underlayInterface}: the VXLAN endpoint must use the address peers are told`,
+    );
+  }
+  const mtu = host.underlayMtu - VXLAN_OVERHEAD;
+  if (mtu < MIN_IPV4_MTU) {
+    throw new FailedPreconditionError(
+      `the underlay ${host.underlayInterface} has MTU ${host.underlayMtu}, too small for VXLAN (it adds ${VXLAN_OVERHEAD} bytes; IPv4 needs ${MIN_IPV4_MTU}): raise the underlay MTU or use overlay mode host-gw`,
+    );
+  }
+  return mtu;
+}
+
 /** A subnet something on or around this node holds, and who, for messages (`the subnet of peer node node-2`). */
 export interface HeldSubnet {
   readonly subnet: Subnet;
@@ -404,6 +426,7 @@ export function describeOverlap(held: HeldSubnet): string {
   return `overlaps ${held.subnet}, ${held.holder}`;
 }
 
+/** Whether an overlay in `mode` can reach `peer` from `host`: what Overlay.validatePeer checks. */
 export function checkPeerForMode(mode: OverlayMode, host: HostInfo, peer: NodeRecord): void {
   if (mode === 'host-gw') checkHostGwPeer(host, peer);
   else checkPeerIsOther(host, peer);

@@ -121,6 +121,7 @@ export {
 } from './node-network.js';
 export {
   MAX_VNI,
+  MIN_IPV4_MTU,
   MIN_VNI,
   OVERLAY_MODES,
   PeerSync,
@@ -130,6 +131,7 @@ export {
   checkOverlaySettings,
   checkPeerForMode,
   checkPeerIsOther,
+  checkVxlanUnderlay,
   describeOverlap,
   firstOverlap,
   subnetsHeld,
