@@ -37,6 +37,8 @@ export default tseslint.config(
           allow: [
             { from: 'package', name: 'Subnet', package: '@nodenet/core' },
             { from: 'file', name: 'Subnet', path: 'packages/core/src/net.ts' },
+            { from: 'package', name: 'Ipv6Subnet', package: '@nodenet/core' },
+            { from: 'file', name: 'Ipv6Subnet', path: 'packages/core/src/cluster-addresses.ts' },
           ],
         },
       ],

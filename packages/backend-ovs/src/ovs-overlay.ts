@@ -107,6 +107,8 @@ export interface OvsOverlayOptions extends OvsOptions {
   readonly host: HostInfo;
 }
 
+import { checkOvsVxlanUnderlay, ipv4PeerOf, isIpv4Peer, type Ipv4Peer } from './ipv4-peers.js';
+
 const DELETE_IDS: ReadonlySet<string> = new Set([ROUTE_LINE.deleteRoute, 'delete-neighbour']);
 /**
  * Batches up to this size prime the userspace datapath's tunnel neighbour cache before they return (a
@@ -138,7 +140,7 @@ export class OvsOverlay implements Overlay {
   /** netdev: the uplink bridge has been converged by this object. */
   private uplinkReady = false;
   /** What this object programmed, by peer name (to delete a changed peer's superseded entries). */
-  private readonly programmed = new Map<string, NodeRecord>();
+  private readonly programmed = new Map<string, Ipv4Peer>();
 
   constructor(options: OvsOverlayOptions) {
     checkOverlaySettings(options);
@@ -148,6 +150,7 @@ export class OvsOverlay implements Overlay {
     checkOvsOptions(options);
     this.options = options;
     this.mode = options.mode;
+    if (options.mode === 'vxlan') checkOvsVxlanUnderlay(options.host);
     this.overhead = options.mode === 'vxlan' ? VXLAN_OVERHEAD : 0;
     this.vni = options.vni;
     this.port = options.port;
@@ -250,6 +253,7 @@ export class OvsOverlay implements Overlay {
 
   validatePeer(peer: NodeRecord): void {
     checkPeerForMode(this.mode, this.host, peer);
+    if (this.mode === 'vxlan') ipv4PeerOf(peer);
   }
 
   async ensurePeer(peer: NodeRecord): Promise<void> {
@@ -270,11 +274,11 @@ export class OvsOverlay implements Overlay {
     return this.mutex.run(async () => {
       const started = performance.now();
       const invalid = new Map<string, Error>();
-      const valid: NodeRecord[] = [];
+      const valid: Ipv4Peer[] = [];
       for (const peer of peers) {
         try {
           checkPeerIsOther(this.host, peer);
-          valid.push(peer);
+          valid.push(ipv4PeerOf(peer));
         } catch (e) {
           invalid.set(peer.name, e as Error);
         }
@@ -287,7 +291,7 @@ export class OvsOverlay implements Overlay {
           return mergeBatchResults({ failed: invalid }, allFailed(valid, e));
         }
       }
-      const flows: { peer: NodeRecord; script: string }[] = [];
+      const flows: { peer: Ipv4Peer; script: string }[] = [];
       const lines: PeerLines[] = [];
       for (const peer of valid) {
         const previous = this.programmed.get(peer.name);
@@ -328,7 +332,8 @@ export class OvsOverlay implements Overlay {
     if (this.mode === 'host-gw') return this.hostGwOverlay().then((o) => o.removePeers(peers));
     return this.mutex.run(async () => {
       const batch = peers.map((peer) => {
-        const records = [peer];
+        // A peer carrying IPv6 was never programmed by this overlay (ensurePeers refuses it); its remembered IPv4 record may have been.
+        const records: Ipv4Peer[] = isIpv4Peer(peer) ? [peer] : [];
         const remembered = this.programmed.get(peer.name);
         if (remembered && !sameNodeRecord(remembered, peer)) records.push(remembered);
         return { peer, records };
@@ -399,7 +404,7 @@ export class OvsOverlay implements Overlay {
   }
 
   /** netdev: one packet-out per peer (ovs-ofctl), side by side; a failure is logged (only a first packet is at stake). */
-  private async primeTunnelNeighbours(peers: readonly NodeRecord[]): Promise<void> {
+  private async primeTunnelNeighbours(peers: readonly Ipv4Peer[]): Promise<void> {
     await Promise.all(
       peers.map((peer) =>
         this.ovs
@@ -417,7 +422,7 @@ export class OvsOverlay implements Overlay {
   }
 
   /** netdev, large batches: PRIME_CHUNK packets per ovs-ofctl process, one process at a time; failures logged. */
-  private async primeTunnelNeighboursInBulk(peers: readonly NodeRecord[]): Promise<void> {
+  private async primeTunnelNeighboursInBulk(peers: readonly Ipv4Peer[]): Promise<void> {
     for (let i = 0; i < peers.length; i += PRIME_CHUNK) {
       const chunk = peers.slice(i, i + PRIME_CHUNK);
       await this.ovs
@@ -453,9 +458,10 @@ export class OvsOverlay implements Overlay {
         this.ip.json(['route', 'show', 'table', 'main', 'proto', String(ROUTE_PROTOCOL)], "list nodenet's routes"),
         this.ip.json(['neigh', 'show', 'dev', CNI_NAME], `list the neighbour entries on ${CNI_NAME}`),
       ]);
-      const underlays = new Set(wanted.map((p) => p.underlayAddress as string));
-      const subnets = new Set(wanted.map((p) => p.subnet.toString()));
-      const nextHops = new Set(wanted.map((p) => p.subnet.network as string));
+      const wantedIpv4 = wanted.filter(isIpv4Peer);
+      const underlays = new Set(wantedIpv4.map((p) => p.underlayAddress as string));
+      const subnets = new Set(wantedIpv4.map((p) => p.subnet.toString()));
+      const nextHops = new Set(wantedIpv4.map((p) => p.subnet.network as string));
       const removed: string[] = [];
       const cookies = dump.filter((c) => !underlays.has(underlayOfPeerCookie(c)));
       for (const c of cookies) removed.push(`flows of peer ${underlayOfPeerCookie(c)}`);
@@ -667,7 +673,7 @@ export class OvsOverlay implements Overlay {
 // Kernel lines for a peer (vxlan): the node's own route to the peer's subnet through the CNI.
 
 /** Permanent neighbour entry for the peer's next hop (its subnet's network address -> its VTEP MAC), then the route. */
-export function peerRouteLines(peer: NodeRecord): IpLine[] {
+export function peerRouteLines(peer: Ipv4Peer): IpLine[] {
   const via = peer.subnet.network;
   const mac = vtepMacForUnderlay(peer.underlayAddress);
   return [
@@ -684,7 +690,7 @@ export function peerRouteLines(peer: NodeRecord): IpLine[] {
   ];
 }
 
-export function removeRouteLines(peer: NodeRecord): IpLine[] {
+export function removeRouteLines(peer: Ipv4Peer): IpLine[] {
   return [deleteRouteLine(peer.subnet), deleteNeighbourLine(peer.subnet.network)];
 }
 

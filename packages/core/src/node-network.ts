@@ -43,12 +43,12 @@ import {
 import { Mutex } from './sync.js';
 import { Transaction } from './transaction.js';
 import { planReconcile, type BusySet, type ReconcileCause, type ReconcileReport, type RepairKind } from './reconcile.js';
-import { describeOverlap, firstOverlap, subnetsHeld } from './cluster.js';
+import { describeOverlap, firstOverlap, subnetsHeld, type NodeSubnets } from './cluster.js';
+import { familyOf } from './cluster-addresses.js';
 
 /** Another node of the cluster, as far as this node's addressing is concerned. */
-export interface PeerSubnet {
+export interface PeerSubnet extends NodeSubnets {
   readonly name: string;
-  readonly subnet: Subnet;
 }
 
 export interface NodeNetworkOptions {
@@ -69,7 +69,7 @@ export interface NodeNetworkOptions {
    * Called as the last step of CreateContainerNetworkInterface (its failure rolls the CNI back) and again
    * by restore() after a restart.
    */
-  readonly joinCluster?: (subnet: Subnet) => Promise<void>;
+  readonly joinCluster?: (subnets: NodeSubnets) => Promise<void>;
   /** Names of other links nodenet owns that are not instances' (e.g. the overlay device): never orphans. */
   readonly infrastructureLinks?: readonly string[];
   readonly logger?: Logger;
@@ -259,7 +259,7 @@ export class NodeNetwork {
           () => this.filter.ensureBase(this.filterBase(spec)),
           () => this.filter.removeBase(),
         );
-        if (this.options.joinCluster) await tx.do('join the cluster', () => this.options.joinCluster!(subnet));
+        if (this.options.joinCluster) await tx.do('join the cluster', () => this.options.joinCluster!({ subnet }));
         throwIfCancelled(options.signal, 'CreateContainerNetworkInterface');
         await tx.do('record the CNI', () => this.store.saveCni(record));
       } catch (e) {
@@ -285,7 +285,7 @@ export class NodeNetwork {
 
   private checkSubnetIsFree(subnet: Subnet): void {
     const { host } = this.options;
-    if (subnet.contains(host.underlayAddress)) {
+    if (familyOf(host.underlayAddress) === 'ipv4' && subnet.contains(host.underlayAddress as Ipv4Address)) {
       throw new FailedPreconditionError(
         `sub_network ${subnet} contains the node's underlay address ${host.underlayAddress}: choose a subnet outside the underlay`,
       );
@@ -299,7 +299,8 @@ export class NodeNetwork {
   }
 
   private filterBase(spec: CniSpec): FilterBase {
-    const peers = (this.options.peers?.() ?? []).map((p) => p.subnet);
+    // IPv4 here; the IPv6 subnets reach the filter through PacketFilter.setClusterSubnets (PeerSync).
+    const peers = (this.options.peers?.() ?? []).flatMap((p) => (p.subnet ? [p.subnet] : []));
     return { cniName: spec.name, subnet: spec.subnet, gateway: spec.gateway, clusterSubnets: [spec.subnet, ...peers] };
   }
 
@@ -571,7 +572,7 @@ export class NodeNetwork {
     const cni = this.cni;
     if (cni && this.options.joinCluster) {
       try {
-        await this.options.joinCluster(Subnet.of(cni.subnet));
+        await this.options.joinCluster({ subnet: Subnet.of(cni.subnet) });
       } catch (e) {
         // The node keeps serving its own instances; the next reconcile pass retries the join.
         this.logger.error({ err: asNodenetError(e, 'rejoin the cluster').message }, 'could not rejoin the cluster');

@@ -4,19 +4,20 @@
  * Core never does I/O itself.
  */
 import type { Ipv4Address, Subnet } from './net.js';
+import type { AnySubnet, UnderlayAddress } from './cluster-addresses.js';
 import type { IfName, NetnsRef } from './names.js';
 import type { PortMapping } from './ports.js';
 import type { CniRecord, InstanceKind, InstanceRecord, NodeState } from './model.js';
 
 /** What a backend finds out about the node at start. */
 export interface HostInfo {
-  /** The node's address on the underlay. */
-  readonly underlayAddress: Ipv4Address;
+  /** The node's address on the underlay (IPv4, or IPv6 for an IPv6 underlay). */
+  readonly underlayAddress: UnderlayAddress;
   /** The link holding it. */
   readonly underlayInterface: string;
   readonly underlayMtu: number;
   /** The networks of the node's own addresses (the underlay and any other): an instance subnet must not overlap them. */
-  readonly localNetworks: readonly { readonly interface: string; readonly subnet: Subnet }[];
+  readonly localNetworks: readonly { readonly interface: string; readonly subnet: AnySubnet }[];
 }
 
 export interface CniSpec {
@@ -61,7 +62,7 @@ export interface InstancePlacement {
 /** Finds the node's underlay (the host's business, whichever backend switches the instances). */
 export interface HostProbe {
   /** The link and MTU of `underlayAddress`, or of the default route's source when absent, and the node's local networks. */
-  probeHost(underlayAddress?: Ipv4Address): Promise<HostInfo>;
+  probeHost(underlayAddress?: UnderlayAddress): Promise<HostInfo>;
 }
 
 /** Tells network namespaces apart (the host's business: the same for every backend). */
@@ -176,7 +177,7 @@ export interface PacketFilter {
    */
   ensureBase(base: FilterBase): Promise<Repairs | void>;
   /** Replaces the cluster's subnets (traffic to them is never masqueraded), in one transaction. */
-  setClusterSubnets(subnets: readonly Subnet[]): Promise<void>;
+  setClusterSubnets(subnets: readonly AnySubnet[]): Promise<void>;
   /** The per-instance elements nodenet's tables hold now (empty when the tables are absent). */
   listElements(): Promise<FilterElements>;
   /** Removes the given elements (orphans no record explains) in one transaction; absent ones are fine. */

@@ -31,6 +31,8 @@ import {
   UnavailableError,
   parseNodeName,
   sameNodeRecord,
+  describeNodeSubnets,
+  subnetsOfNode,
   silentLogger,
   type Logger,
   type Membership,
@@ -259,7 +261,7 @@ export class EtcdMembership implements Membership {
       await this.claim(self);
       this.self = self;
       this.logger.info(
-        { node: self.name, subnet: String(self.subnet), underlay: self.underlayAddress, lease: this.leaseId },
+        { node: self.name, subnet: describeNodeSubnets(self), underlay: self.underlayAddress, lease: this.leaseId },
         'announced this node in etcd',
       );
     });
@@ -333,7 +335,10 @@ export class EtcdMembership implements Membership {
       });
       const success: IRequestOp[] = [
         { request_put: { key: Buffer.from(this.keys.nodeKey(self.name)), value: Buffer.from(encodeNodeRecord(self)), lease: leaseId } },
-        { request_put: { key: Buffer.from(this.keys.claimKey(self.subnet)), value: Buffer.from(self.name), lease: leaseId } },
+        // One claim per subnet (IPv4 and IPv6), in the same transaction as the record.
+        ...subnetsOfNode(self).map((subnet) => ({
+          request_put: { key: Buffer.from(this.keys.claimKey(subnet)), value: Buffer.from(self.name), lease: leaseId },
+        })),
         ...verdict.staleOwnClaims.map((s) => ({ request_delete_range: { key: Buffer.from(this.keys.claimKey(s)) } })),
       ];
       let succeeded: boolean;
@@ -421,7 +426,7 @@ export class EtcdMembership implements Membership {
           try {
             await this.claimMutex.run(() => this.claim(self));
             this.logger.info(
-              { node: self.name, subnet: String(self.subnet), lease: this.leaseId, reason },
+              { node: self.name, subnet: describeNodeSubnets(self), lease: this.leaseId, reason },
               're-announced this node in etcd',
             );
             return;
