@@ -5,7 +5,8 @@
  * One node of a testkit topology; the peers are simulated records on its underlay segment.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Subnet, parseIpv4Address, vtepMacForUnderlay, type NodeRecord } from '@nodenet/core';
+import { Subnet, parseIpv4Address, vtepMacForUnderlay } from '@nodenet/core';
+import type { Ipv4Peer as NodeRecord } from '../src/ipv4-peers.js';
 import { TestScope, Topology, ipJson } from '@nodenet/testkit';
 import { OvsOverlay } from '../src/index.js';
 import { cookieClassOf, COOKIE_CLASS, formatCookie, peerCookie } from '../src/flows.js';

@@ -52,6 +52,7 @@ export {
   instanceRecordFields,
   parseCniNets,
   parseInstanceAddresses,
+  parseIpv6InstanceSubnet,
   type CniFields,
   type CniNets,
   type InstanceAddresses,
@@ -124,6 +125,15 @@ export {
   PeerSync,
   StaticMembership,
   VXLAN_OVERHEAD,
+  VXLAN_IPV6_OVERHEAD,
+  vxlanOverhead,
+  vtepMacOf,
+  nodeSubnetsOf,
+  subnetsOfNode,
+  describeNodeSubnets,
+  nodesOverlap,
+  firstNodeOverlap,
+  type NodeSubnets,
   checkHostGwPeer,
   checkOverlaySettings,
   checkPeerForMode,
@@ -162,4 +172,5 @@ export {
   type RepairPolicyOptions,
   type RepairSchedulerHooks,
 } from './repair-policy.js';
+export { parseUnderlayAddress, vtepMacForIpv6Underlay } from './underlay.js';
 export { NO_FAILURES, allFailed, mergeBatchResults, throwIfFailed, type PeerBatchResult } from './peer-batch.js';
