@@ -36,7 +36,7 @@ describe('OvsOverlay peers in batches (netdev datapath)', () => {
     await node.dataplane.ensureCni(cni);
     overlay = new OvsOverlay({ mode: 'vxlan', vni: 4242, port: 4789, host, ...node.ovs.config, netns: node.host.ns });
     scope.defer('close the overlay', () => overlay.close());
-    self = { name: node.host.name, underlayAddress: host.underlayAddress, subnet: cni.ipv4!.subnet };
+    self = { name: node.host.name, underlayAddress: parseIpv4Address(host.underlayAddress, 'underlay'), subnet: cni.ipv4!.subnet };
     await overlay.ensureEndpoint(self);
   });
   afterAll(() => scope?.cleanup());
