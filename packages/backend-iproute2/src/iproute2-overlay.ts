@@ -12,7 +12,7 @@ import {
   FailedPreconditionError,
   InternalError,
   Mutex,
-  VXLAN_OVERHEAD,
+  vxlanOverhead,
   checkOverlaySettings,
   checkPeerIsOther,
   parseNetnsRef,
@@ -99,7 +99,8 @@ export class Iproute2Overlay implements Overlay {
   constructor(options: Iproute2OverlayOptions) {
     checkOverlaySettings(options);
     this.mode = options.mode;
-    this.overhead = options.mode === 'vxlan' ? VXLAN_OVERHEAD : 0;
+    // 50 bytes over an IPv4 underlay, 70 over an IPv6 one: the instance MTU follows the underlay's family.
+    this.overhead = options.mode === 'vxlan' ? vxlanOverhead(options.host.underlayAddress) : 0;
     this.vni = options.vni;
     this.port = options.port;
     this.host = options.host;

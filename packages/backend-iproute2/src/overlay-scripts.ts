@@ -14,19 +14,23 @@ import {
   OWNER_ALIAS_PREFIX,
   checkVxlanUnderlay,
   parseIfName,
-  vtepMacForUnderlay,
+  subnetsOfNode,
+  vtepMacOf,
+  type IpSubnet,
   type HostInfo,
   type IfName,
   type Ipv4Address,
   type NodeRecord,
+  type IpAddress,
 } from '@nodenet/core';
 import {
   ROUTE_LINE,
   ROUTE_PROTO_ARGS,
   deleteRouteLine,
+  supersededSubnets,
   parseIpAddrs,
   staleRouteLines,
-  type IpAddress,
+  type IpAddress as IpAddressEntry,
   type IpLine,
   type ProgrammedPeer,
 } from '@nodenet/linux';
@@ -70,15 +74,18 @@ export interface VxlanEndpointSpec {
   readonly name: IfName;
   readonly vni: number;
   readonly port: number;
-  /** This node's underlay address: the outer source address. */
-  readonly local: Ipv4Address;
+  /** This node's underlay address (IPv4 or IPv6): the outer source address. */
+  readonly local: IpAddress;
   /** The link holding it: the outer packets leave by it. */
   readonly underlayLink: IfName;
   readonly mtu: number;
-  /** vtepMacForUnderlay(local): peers derive it from this node's record. */
+  /** vtepMacOf(local): peers derive it from this node's record. */
   readonly mac: string;
-  /** The node subnet's network address, held as /32: the on-link source of what the node itself sends to peers. */
-  readonly address: Ipv4Address;
+  /**
+   * The IPv4 subnet's network address, held as /32: the on-link source of what the node itself sends to
+   * peers. Absent on an IPv6-only node (IPv6 picks a source from nodenet0, so the device holds no IPv6 address).
+   */
+  readonly address?: Ipv4Address;
 }
 
 /** The endpoint this node needs; refuses an underlay MTU too small to carry the overlay. */
@@ -91,8 +98,8 @@ export function vxlanEndpointSpec(self: NodeRecord, host: HostInfo, vni: number,
     local: self.underlayAddress,
     underlayLink: parseIfName(host.underlayInterface, 'underlay interface'),
     mtu,
-    mac: vtepMacForUnderlay(self.underlayAddress),
-    address: self.subnet.network,
+    mac: vtepMacOf(self.underlayAddress),
+    ...(self.subnet ? { address: self.subnet.network } : {}),
   };
 }
 
@@ -113,7 +120,7 @@ export interface VxlanDeviceState {
     readonly link?: string;
     readonly learning?: boolean;
   };
-  readonly addresses: readonly IpAddress[];
+  readonly addresses: readonly IpAddressEntry[];
 }
 
 /** Parses `ip -j -d addr show dev NAME` output (one link); null when the list is empty. */
@@ -207,17 +214,20 @@ export function createVxlanScript(spec: VxlanEndpointSpec): IpLine[] {
       args: ['link', 'set', 'dev', spec.name, 'alias', OVERLAY_OWNER_ALIAS, 'addrgenmode', 'none'],
       step: `set the owner alias on ${spec.name}`,
     },
-    deviceAddressLine(spec),
+    ...deviceAddressLines(spec),
     { id: OVERLAY_LINE.deviceUp, args: ['link', 'set', 'dev', spec.name, 'up'], step: `bring ${spec.name} up` },
   ];
 }
 
-function deviceAddressLine(spec: VxlanEndpointSpec): IpLine {
-  return {
-    id: OVERLAY_LINE.deviceAddress,
-    args: ['address', 'add', `${spec.address}/32`, 'dev', spec.name],
-    step: `add ${spec.address}/32 to ${spec.name}`,
-  };
+function deviceAddressLines(spec: VxlanEndpointSpec): IpLine[] {
+  if (spec.address === undefined) return [];
+  return [
+    {
+      id: OVERLAY_LINE.deviceAddress,
+      args: ['address', 'add', `${spec.address}/32`, 'dev', spec.name],
+      step: `add ${spec.address}/32 to ${spec.name}`,
+    },
+  ];
 }
 
 /**
@@ -251,8 +261,9 @@ export function repairVxlanScript(spec: VxlanEndpointSpec, state: VxlanDeviceSta
   }
   let hasAddress = false;
   const stale: string[] = [];
+  if (spec.address === undefined) hasAddress = true; // an IPv6-only node's device holds no address
   for (const a of state.addresses) {
-    if (a.family === 'inet' && a.local === spec.address && a.prefixlen === 32) hasAddress = true;
+    if (a.family === 'inet' && spec.address !== undefined && a.local === spec.address && a.prefixlen === 32) hasAddress = true;
     else stale.push(`${a.local}/${a.prefixlen}`);
   }
   // An IPv6 address means address generation was on; turn it off before removing the address or bringing the device up.
@@ -270,7 +281,7 @@ export function repairVxlanScript(spec: VxlanEndpointSpec, state: VxlanDeviceSta
       step: `remove stale address ${cidr} from ${spec.name}`,
     });
   }
-  if (!hasAddress) lines.push(deviceAddressLine(spec));
+  if (!hasAddress) lines.push(...deviceAddressLines(spec));
   if (!state.up) lines.push({ id: OVERLAY_LINE.deviceUp, args: ['link', 'set', 'dev', spec.name, 'up'], step: `bring ${spec.name} up` });
   return lines;
 }
@@ -318,27 +329,16 @@ function deleteFdbLine(mac: string, why: string): IpLine {
 export function vxlanPeerScripts(peer: NodeRecord, previous?: NodeRecord): OverlayScripts {
   const ip: IpLine[] = [];
   const bridge: IpLine[] = [];
-  const via = peer.subnet.network;
-  const mac = vtepMacForUnderlay(peer.underlayAddress);
+  const mac = vtepMacOf(peer.underlayAddress);
   if (previous) {
-    if (!previous.subnet.equals(peer.subnet))
-      ip.push(deleteRouteLine(previous.subnet), deleteNeighbourLine(previous.subnet.network, previous.name));
-    const previousMac = vtepMacForUnderlay(previous.underlayAddress);
+    for (const old of supersededSubnets(peer, previous)) ip.push(deleteRouteLine(old), deleteNeighbourLine(old.network, previous.name));
+    const previousMac = vtepMacOf(previous.underlayAddress);
     if (previousMac !== mac) bridge.push(deleteFdbLine(previousMac, `${previous.name} at ${previous.underlayAddress}`));
   }
-  // Neighbour before route: once the route exists, the next hop resolves without ARP.
-  ip.push(
-    {
-      id: OVERLAY_LINE.peerNeighbour,
-      args: ['neigh', 'replace', via, 'lladdr', mac, 'dev', OVERLAY_DEVICE, 'nud', 'permanent'],
-      step: `set the neighbour entry ${via} -> ${mac} (${peer.name}) on ${OVERLAY_DEVICE}`,
-    },
-    {
-      id: OVERLAY_LINE.peerRoute,
-      args: ['route', 'replace', peer.subnet.toString(), 'via', via, 'dev', OVERLAY_DEVICE, 'onlink', ...ROUTE_PROTO_ARGS],
-      step: `route ${peer.subnet} via ${via} on ${OVERLAY_DEVICE} (${peer.name})`,
-    },
-  );
+  // Per subnet (IPv4 and IPv6 alike, in the same batch): the subnet's network address is the next hop, resolved
+  // by a permanent neighbour entry to the peer's VTEP MAC. Neighbour before route: once the route exists, the
+  // next hop resolves without ARP or neighbour discovery.
+  for (const subnet of subnetsOfNode(peer)) ip.push(...peerSubnetLines(peer, subnet, mac));
   bridge.push({
     id: OVERLAY_LINE.peerFdb,
     args: ['fdb', 'replace', mac, 'dev', OVERLAY_DEVICE, 'dst', peer.underlayAddress, 'self', 'permanent'],
@@ -347,11 +347,27 @@ export function vxlanPeerScripts(peer: NodeRecord, previous?: NodeRecord): Overl
   return { ip, bridge };
 }
 
+function peerSubnetLines(peer: NodeRecord, subnet: IpSubnet, mac: string): IpLine[] {
+  const via = subnet.network;
+  return [
+    {
+      id: OVERLAY_LINE.peerNeighbour,
+      args: ['neigh', 'replace', via, 'lladdr', mac, 'dev', OVERLAY_DEVICE, 'nud', 'permanent'],
+      step: `set the neighbour entry ${via} -> ${mac} (${peer.name}) on ${OVERLAY_DEVICE}`,
+    },
+    {
+      id: OVERLAY_LINE.peerRoute,
+      args: ['route', 'replace', subnet.toString(), 'via', via, 'dev', OVERLAY_DEVICE, 'onlink', ...ROUTE_PROTO_ARGS],
+      step: `route ${subnet} via ${via} on ${OVERLAY_DEVICE} (${peer.name})`,
+    },
+  ];
+}
+
 /** vxlan: deletes what vxlanPeerScripts programs (run with -force: absent entries are fine). */
 export function removeVxlanPeerScripts(peer: NodeRecord): OverlayScripts {
   return {
-    ip: [deleteRouteLine(peer.subnet), deleteNeighbourLine(peer.subnet.network, peer.name)],
-    bridge: [deleteFdbLine(vtepMacForUnderlay(peer.underlayAddress), `${peer.name} at ${peer.underlayAddress}`)],
+    ip: subnetsOfNode(peer).flatMap((s) => [deleteRouteLine(s), deleteNeighbourLine(s.network, peer.name)]),
+    bridge: [deleteFdbLine(vtepMacOf(peer.underlayAddress), `${peer.name} at ${peer.underlayAddress}`)],
   };
 }
 
@@ -418,8 +434,8 @@ export function stalePeerScripts(
   fdb: readonly FdbEntry[],
 ): OverlayScripts & { removed: string[] } {
   const staleRoutes = staleRouteLines(wanted, routes);
-  const addresses = new Set(wanted.map((p) => p.subnet.network as string));
-  const macs = new Set(wanted.map((p) => vtepMacForUnderlay(p.underlayAddress)));
+  const addresses = new Set(wanted.flatMap((p) => subnetsOfNode(p).map((s) => s.network as string)));
+  const macs = new Set(wanted.map((p) => vtepMacOf(p.underlayAddress)));
   const ip: IpLine[] = [...staleRoutes.lines];
   const bridge: IpLine[] = [];
   const removed: string[] = [...staleRoutes.removed];

@@ -5,7 +5,7 @@
  * fabric (overlay-fixture.ts); the peers are simulated records on its underlay segment.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Subnet, VXLAN_OVERHEAD, parseIpv4Address, vtepMacForUnderlay, type NodeRecord } from '@nodenet/core';
+import { Subnet, VXLAN_OVERHEAD, parseIpv4Address, vtepMacOf, type NodeRecord } from '@nodenet/core';
 import { Iproute2Overlay, OVERLAY_DEVICE } from '../src/index.js';
 import { TestNamespaces } from './netns-fixture.js';
 import { buildCluster, fdbOf, ipJsonIn, type TestNode } from './overlay-fixture.js';
@@ -46,9 +46,9 @@ async function kernelState(node: TestNode, dev: string, withNeighbours: boolean)
 
 function expectedVxlan(peers: readonly NodeRecord[]): KernelPeerState {
   return {
-    routes: peers.map((p) => `${p.subnet} via ${p.subnet.network} dev ${OVERLAY_DEVICE}`).sort(),
-    neighbours: peers.map((p) => `${p.subnet.network} ${vtepMacForUnderlay(p.underlayAddress)}`).sort(),
-    fdb: peers.map((p) => `${vtepMacForUnderlay(p.underlayAddress)} ${p.underlayAddress}`).sort(),
+    routes: peers.map((p) => `${p.subnet} via ${String(p.subnet?.network)} dev ${OVERLAY_DEVICE}`).sort(),
+    neighbours: peers.map((p) => `${String(p.subnet?.network)} ${vtepMacOf(p.underlayAddress)}`).sort(),
+    fdb: peers.map((p) => `${vtepMacOf(p.underlayAddress)} ${p.underlayAddress}`).sort(),
   };
 }
 

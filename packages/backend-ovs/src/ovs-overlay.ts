@@ -109,6 +109,8 @@ export interface OvsOverlayOptions extends OvsOptions {
   readonly host: HostInfo;
 }
 
+import { checkOvsVxlanUnderlay, ipv4PeerOf, isIpv4Peer, type Ipv4Peer } from './ipv4-peers.js';
+
 const DELETE_IDS: ReadonlySet<string> = new Set([ROUTE_LINE.deleteRoute, 'delete-neighbour']);
 /**
  * Batches up to this size prime the userspace datapath's tunnel neighbour cache before they return (a
@@ -138,7 +140,7 @@ export class OvsOverlay implements Overlay {
   /** netdev: the uplink bridge has been converged by this object. */
   private uplinkReady = false;
   /** What this object programmed, by peer name (to delete a changed peer's superseded entries). */
-  private readonly programmed = new Map<string, NodeRecord>();
+  private readonly programmed = new Map<string, Ipv4Peer>();
 
   constructor(options: OvsOverlayOptions) {
     checkOverlaySettings(options);
@@ -148,6 +150,7 @@ export class OvsOverlay implements Overlay {
     checkOvsOptions(options);
     this.options = options;
     this.mode = options.mode;
+    if (options.mode === 'vxlan') checkOvsVxlanUnderlay(options.host);
     this.overhead = options.mode === 'vxlan' ? VXLAN_OVERHEAD : 0;
     this.vni = options.vni;
     this.port = options.port;
@@ -237,6 +240,7 @@ export class OvsOverlay implements Overlay {
 
   validatePeer(peer: NodeRecord): void {
     checkPeerForMode(this.mode, this.host, peer);
+    if (this.mode === 'vxlan') ipv4PeerOf(peer);
   }
 
   async ensurePeer(peer: NodeRecord): Promise<void> {
@@ -257,11 +261,11 @@ export class OvsOverlay implements Overlay {
     return this.mutex.run(async () => {
       const started = performance.now();
       const invalid = new Map<string, Error>();
-      const valid: NodeRecord[] = [];
+      const valid: Ipv4Peer[] = [];
       for (const peer of peers) {
         try {
           checkPeerIsOther(this.host, peer);
-          valid.push(peer);
+          valid.push(ipv4PeerOf(peer));
         } catch (e) {
           invalid.set(peer.name, e as Error);
         }
@@ -274,7 +278,7 @@ export class OvsOverlay implements Overlay {
           return mergeBatchResults({ failed: invalid }, allFailed(valid, e));
         }
       }
-      const flows: { peer: NodeRecord; script: string }[] = [];
+      const flows: { peer: Ipv4Peer; script: string }[] = [];
       const lines: PeerLines[] = [];
       for (const peer of valid) {
         const previous = this.programmed.get(peer.name);
@@ -315,7 +319,8 @@ export class OvsOverlay implements Overlay {
     if (this.mode === 'host-gw') return this.hostGwOverlay().then((o) => o.removePeers(peers));
     return this.mutex.run(async () => {
       const batch = peers.map((peer) => {
-        const records = [peer];
+        // A peer carrying IPv6 was never programmed by this overlay (ensurePeers refuses it); its remembered IPv4 record may have been.
+        const records: Ipv4Peer[] = isIpv4Peer(peer) ? [peer] : [];
         const remembered = this.programmed.get(peer.name);
         if (remembered && !sameNodeRecord(remembered, peer)) records.push(remembered);
         return { peer, records };
@@ -389,7 +394,7 @@ export class OvsOverlay implements Overlay {
    * netdev: one packet-out per peer, all of them back to back on the bridge's OpenFlow connection with one
    * barrier; a failure is logged (only a first packet is at stake).
    */
-  private async primeTunnelNeighbours(peers: readonly NodeRecord[]): Promise<void> {
+  private async primeTunnelNeighbours(peers: readonly Ipv4Peer[]): Promise<void> {
     const step =
       peers.length === 1 ? `resolve the underlay MAC of peer ${peers[0]!.name}` : `resolve the underlay MACs of ${peers.length} peers`;
     await this.ovs
@@ -420,9 +425,10 @@ export class OvsOverlay implements Overlay {
         this.ip.json(['route', 'show', 'table', 'main', 'proto', String(ROUTE_PROTOCOL)], "list nodenet's routes"),
         this.ip.json(['neigh', 'show', 'dev', CNI_NAME], `list the neighbour entries on ${CNI_NAME}`),
       ]);
-      const underlays = new Set(wanted.map((p) => p.underlayAddress as string));
-      const subnets = new Set(wanted.map((p) => p.subnet.toString()));
-      const nextHops = new Set(wanted.map((p) => p.subnet.network as string));
+      const wantedIpv4 = wanted.filter(isIpv4Peer);
+      const underlays = new Set(wantedIpv4.map((p) => p.underlayAddress as string));
+      const subnets = new Set(wantedIpv4.map((p) => p.subnet.toString()));
+      const nextHops = new Set(wantedIpv4.map((p) => p.subnet.network as string));
       const removed: string[] = [];
       const cookies = dump.filter((c) => !underlays.has(underlayOfPeerCookie(c)));
       for (const c of cookies) removed.push(`flows of peer ${underlayOfPeerCookie(c)}`);
@@ -632,7 +638,7 @@ export class OvsOverlay implements Overlay {
 // Kernel lines for a peer (vxlan): the node's own route to the peer's subnet through the CNI.
 
 /** Permanent neighbour entry for the peer's next hop (its subnet's network address -> its VTEP MAC), then the route. */
-export function peerRouteLines(peer: NodeRecord): IpLine[] {
+export function peerRouteLines(peer: Ipv4Peer): IpLine[] {
   const via = peer.subnet.network;
   const mac = vtepMacForUnderlay(peer.underlayAddress);
   return [
@@ -649,7 +655,7 @@ export function peerRouteLines(peer: NodeRecord): IpLine[] {
   ];
 }
 
-export function removeRouteLines(peer: NodeRecord): IpLine[] {
+export function removeRouteLines(peer: Ipv4Peer): IpLine[] {
   return [deleteRouteLine(peer.subnet), deleteNeighbourLine(peer.subnet.network)];
 }
 

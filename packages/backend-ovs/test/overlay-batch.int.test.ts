@@ -5,7 +5,8 @@
  * One node of a testkit topology; the peers are simulated records on its underlay segment.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Subnet, parseIpv4Address, vtepMacForUnderlay, type NodeRecord } from '@nodenet/core';
+import { Subnet, parseIpv4Address, vtepMacForUnderlay } from '@nodenet/core';
+import type { Ipv4Peer as NodeRecord } from '../src/ipv4-peers.js';
 import { TestScope, Topology, ipJson } from '@nodenet/testkit';
 import { OvsOverlay } from '../src/index.js';
 import { cookieClassOf, COOKIE_CLASS, formatCookie, peerCookie } from '../src/flows.js';
@@ -35,7 +36,7 @@ describe('OvsOverlay peers in batches (netdev datapath)', () => {
     await node.dataplane.ensureCni(cni);
     overlay = new OvsOverlay({ mode: 'vxlan', vni: 4242, port: 4789, host, ...node.ovs.config, netns: node.host.ns });
     scope.defer('close the overlay', () => overlay.close());
-    self = { name: node.host.name, underlayAddress: host.underlayAddress, subnet: cni.ipv4!.subnet };
+    self = { name: node.host.name, underlayAddress: parseIpv4Address(host.underlayAddress, 'underlay'), subnet: cni.ipv4!.subnet };
     await overlay.ensureEndpoint(self);
   });
   afterAll(() => scope?.cleanup());

@@ -4,7 +4,8 @@
  * node's own routes to peers, peer changes and stale entries; then host-gw.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseIpv4Address, Subnet, type NodeRecord } from '@nodenet/core';
+import { parseIpv4Address, Subnet } from '@nodenet/core';
+import type { Ipv4Peer as NodeRecord } from '../src/ipv4-peers.js';
 import {
   TestScope,
   Topology,

@@ -15,12 +15,12 @@ describe('simulated peers', () => {
   it('have distinct underlays and subnets clear of the nodes own 198.19.1-15.0/24', () => {
     const peers = Array.from({ length: 1100 }, (_, i) => simulatedPeer(i));
     expect(peers[0]).toMatchObject({ name: 'sim-0', underlayAddress: '198.18.1.1' });
-    expect(peers[0]!.subnet.toString()).toBe('198.19.16.0/28');
+    expect(peers[0]!.subnet!.toString()).toBe('198.19.16.0/28');
     expect(peers[249]!.underlayAddress).toBe('198.18.1.250');
     expect(peers[250]!.underlayAddress).toBe('198.18.2.1');
-    expect(peers[1099]!.subnet.toString()).toBe('198.19.84.176/28');
+    expect(peers[1099]!.subnet!.toString()).toBe('198.19.84.176/28');
     expect(new Set(peers.map((p) => p.underlayAddress)).size).toBe(1100);
-    expect(new Set(peers.map((p) => p.subnet.toString())).size).toBe(1100);
+    expect(new Set(peers.map((p) => p.subnet!.toString())).size).toBe(1100);
     expect(() => simulatedPeer(-1)).toThrow(/not in 0\.\.4095/);
   });
 

@@ -56,14 +56,23 @@ export interface CniFields {
 
 const present = (v: unknown) => v !== undefined && v !== null && v !== '';
 
-function ipv6Net(gatewayInput: unknown, subnetInput: unknown, gatewayField: string, subnetField: string): Ipv6Net {
-  const subnet = Ipv6Subnet.parse(subnetInput, subnetField);
+/** An IPv6 instance subnet (this node's or a peer's): canonical text, /64 to /120. */
+export function parseIpv6InstanceSubnet(input: unknown, field: string): Ipv6Subnet {
+  if (typeof input === 'string' && input !== '' && !input.includes(':')) {
+    throw new InvalidArgumentError(field, `'${input}' is not an IPv6 subnet: write one in CIDR form, e.g. fd19:0:0:2::/64`);
+  }
+  const subnet = Ipv6Subnet.parse(input, field);
   if (subnet.prefixLength < MIN_IPV6_PREFIX || subnet.prefixLength > MAX_IPV6_PREFIX) {
     throw new InvalidArgumentError(
-      subnetField,
-      `${subnet} has prefix length /${subnet.prefixLength}: an IPv6 instance subnet is /${MIN_IPV6_PREFIX} to /${MAX_IPV6_PREFIX}`,
+      field,
+      `'${subnet}': an IPv6 instance subnet must be /${MIN_IPV6_PREFIX} to /${MAX_IPV6_PREFIX}, e.g. fd19:0:0:2::/64`,
     );
   }
+  return subnet;
+}
+
+function ipv6Net(gatewayInput: unknown, subnetInput: unknown, gatewayField: string, subnetField: string): Ipv6Net {
+  const subnet = parseIpv6InstanceSubnet(subnetInput, subnetField);
   const gateway = parseIpv6Address(gatewayInput, gatewayField);
   if (!subnet.isUsableHost(gateway)) {
     throw new InvalidArgumentError(

@@ -3,16 +3,54 @@
  * (the overlay). Core decides what must change when the peer set changes; adapters do it.
  */
 import { FailedPreconditionError, InvalidArgumentError, asNodenetError } from './errors.js';
-import { parseIpv4Address, Subnet, type Ipv4Address } from './net.js';
+import { Subnet, vtepMacForUnderlay } from './net.js';
+import { Ipv6Subnet, addressFamily, subnetsOverlap, type IpAddress, type IpSubnet, type Ipv6Address } from './net6.js';
+import { parseIpv6InstanceSubnet, type CniNets } from './addressing.js';
+import { parseUnderlayAddress, vtepMacForIpv6Underlay } from './underlay.js';
 import { silentLogger, type HostInfo, type Logger, type Repairs } from './ports-of-core.js';
 import { Mutex } from './sync.js';
 import { allFailed, type PeerBatchResult } from './peer-batch.js';
 
-/** A node as the cluster knows it: enough for every overlay (the VXLAN endpoint MAC is derived from the address). */
+/**
+ * A node as the cluster knows it: enough for every overlay (the VXLAN endpoint MAC is derived from the
+ * address). A node holds an IPv4 instance subnet, an IPv6 one, or both (at least one).
+ */
 export interface NodeRecord {
   readonly name: string;
-  readonly underlayAddress: Ipv4Address;
-  readonly subnet: Subnet;
+  /** IPv4 or IPv6: every node of a cluster uses the same underlay family. */
+  readonly underlayAddress: IpAddress;
+  /** The IPv4 instance subnet; absent on an IPv6-only node. */
+  readonly subnet?: Subnet;
+  /** The IPv6 instance subnet (/64../120); absent on an IPv4-only node. */
+  readonly ipv6Subnet?: Ipv6Subnet;
+}
+
+/** This node's instance subnets, as its CNI holds them (at least one). */
+export interface NodeSubnets {
+  readonly subnet?: Subnet;
+  readonly ipv6Subnet?: Ipv6Subnet;
+}
+
+/** The subnets a CNI holds, as the cluster knows a node's: what the node announces and peers route to. */
+export function nodeSubnetsOf(nets: CniNets): NodeSubnets {
+  return { ...(nets.ipv4 ? { subnet: nets.ipv4.subnet } : {}), ...(nets.ipv6 ? { ipv6Subnet: nets.ipv6.subnet } : {}) };
+}
+
+/** The instance subnets of a node, IPv4 first. */
+export function subnetsOfNode(node: NodeSubnets): IpSubnet[] {
+  return [...(node.subnet ? [node.subnet] : []), ...(node.ipv6Subnet ? [node.ipv6Subnet] : [])];
+}
+
+/** `198.19.2.0/24 + fd19:0:0:2::/64`: a node's subnets for messages and logs. */
+export function describeNodeSubnets(node: NodeSubnets): string {
+  return subnetsOfNode(node).map(String).join(' + ') || '(no subnet)';
+}
+
+/** The MAC of a node's VXLAN endpoint, derived from its underlay address of either family. */
+export function vtepMacOf(underlayAddress: IpAddress): string {
+  return addressFamily(underlayAddress) === 6
+    ? vtepMacForIpv6Underlay(underlayAddress as Ipv6Address)
+    : vtepMacForUnderlay(underlayAddress as Parameters<typeof vtepMacForUnderlay>[0]);
 }
 
 const NODE_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
@@ -27,17 +65,68 @@ export function parseNodeName(input: unknown, field: string): string {
   return input;
 }
 
-/** Parses a peer from its wire/config form; `field` prefixes error messages (e.g. `membership.peers[1]`). */
-export function parseNodeRecord(input: { name?: unknown; underlayAddress?: unknown; subnet?: unknown }, field: string): NodeRecord {
-  return {
-    name: parseNodeName(input.name, `${field}.name`),
-    underlayAddress: parseIpv4Address(input.underlayAddress, `${field}.underlayAddress`),
-    subnet: Subnet.parse(input.subnet, `${field}.subnet`),
-  };
+const absent = (v: unknown): boolean => v === undefined || v === null || v === '';
+
+/**
+ * Parses a peer from its wire/config form; `field` prefixes error messages (e.g. `membership.peers[1]`).
+ * `subnet` is the IPv4 subnet and `ipv6Subnet` the IPv6 one; as in the API's seed fields, an IPv6-only node
+ * may give its IPv6 subnet as `subnet` (then without `ipv6Subnet`). Empty strings (proto3 defaults) are absent.
+ */
+export function parseNodeRecord(
+  input: { name?: unknown; underlayAddress?: unknown; subnet?: unknown; ipv6Subnet?: unknown },
+  field: string,
+): NodeRecord {
+  const name = parseNodeName(input.name, `${field}.name`);
+  const underlayAddress = parseUnderlayAddress(input.underlayAddress, `${field}.underlayAddress`);
+  let subnet: Subnet | undefined;
+  let ipv6Subnet: Ipv6Subnet | undefined;
+  if (!absent(input.ipv6Subnet)) ipv6Subnet = parseIpv6InstanceSubnet(input.ipv6Subnet, `${field}.ipv6Subnet`);
+  if (!absent(input.subnet)) {
+    if (typeof input.subnet === 'string' && input.subnet.includes(':')) {
+      // ListPeers reports an IPv6-only peer's subnet in both fields: the same value twice is that peer.
+      if (ipv6Subnet && input.subnet !== ipv6Subnet.toString()) {
+        throw new InvalidArgumentError(
+          `${field}.subnet`,
+          `'${input.subnet}' is IPv6 while ipv6Subnet is set too: subnet holds the IPv4 subnet of a dual-stack node`,
+        );
+      }
+      ipv6Subnet = parseIpv6InstanceSubnet(input.subnet, `${field}.subnet`);
+    } else {
+      subnet = Subnet.parse(input.subnet, `${field}.subnet`);
+    }
+  }
+  if (!subnet && !ipv6Subnet) {
+    throw new InvalidArgumentError(
+      `${field}.subnet`,
+      'a node needs an instance subnet: give subnet (IPv4, e.g. 198.19.2.0/24), ipv6Subnet (IPv6, e.g. fd19:0:0:2::/64), or both',
+    );
+  }
+  return { name, underlayAddress, ...(subnet ? { subnet } : {}), ...(ipv6Subnet ? { ipv6Subnet } : {}) };
+}
+
+function sameSubnet(a: IpSubnet | undefined, b: IpSubnet | undefined): boolean {
+  return a === undefined || b === undefined ? a === b : a.toString() === b.toString();
 }
 
 export function sameNodeRecord(a: NodeRecord, b: NodeRecord): boolean {
-  return a.name === b.name && a.underlayAddress === b.underlayAddress && a.subnet.equals(b.subnet);
+  return (
+    a.name === b.name && a.underlayAddress === b.underlayAddress && sameSubnet(a.subnet, b.subnet) && sameSubnet(a.ipv6Subnet, b.ipv6Subnet)
+  );
+}
+
+/** Whether any subnet of `a` overlaps any of `b` (IPv4 with IPv4, IPv6 with IPv6). */
+export function nodesOverlap(a: NodeSubnets, b: NodeSubnets): boolean {
+  return subnetsOfNode(a).some((x) => subnetsOfNode(b).some((y) => subnetsOverlap(x, y)));
+}
+
+/** The first of `node`'s subnets that overlaps something held, with what it overlaps. */
+export function firstNodeOverlap(node: NodeSubnets, held: Iterable<HeldSubnet>): { subnet: IpSubnet; held: HeldSubnet } | undefined {
+  const list = [...held];
+  for (const subnet of subnetsOfNode(node)) {
+    const clash = firstOverlap(subnet, list);
+    if (clash) return { subnet, held: clash };
+  }
+  return undefined;
 }
 
 /**
@@ -121,8 +210,8 @@ export class StaticMembership implements Membership, PeerControl {
   }
 
   async announce(self: NodeRecord): Promise<void> {
-    const clash = firstOverlap(self.subnet, subnetsHeld({ peers: this.peers() }));
-    if (clash) throw new FailedPreconditionError(`subnet ${self.subnet} ${describeOverlap(clash)}`);
+    const clash = firstNodeOverlap(self, subnetsHeld({ peers: this.peers() }));
+    if (clash) throw new FailedPreconditionError(`subnet ${clash.subnet} ${describeOverlap(clash.held)}`);
     this.self = self;
   }
 
@@ -155,13 +244,14 @@ export class StaticMembership implements Membership, PeerControl {
     }
     // A peer replacing itself may change its subnet: its old one is not held against it.
     const others = [...this.byName.values()].filter((o) => o.name !== peer.name);
-    const clash = firstOverlap(peer.subnet, subnetsHeld({ ...(this.self ? { ownSubnet: this.self.subnet } : {}), peers: others }));
-    if (clash) throw new FailedPreconditionError(`${where}: subnet ${peer.subnet} of ${peer.name} ${describeOverlap(clash)}`);
+    const clash = firstNodeOverlap(peer, subnetsHeld({ ...(this.self ? { own: this.self } : {}), peers: others }));
+    if (clash) throw new FailedPreconditionError(`${where}: subnet ${clash.subnet} of ${peer.name} ${describeOverlap(clash.held)}`);
     const twin = others.find((o) => o.underlayAddress === peer.underlayAddress);
     if (twin)
       throw new FailedPreconditionError(
         `${where}: underlay address ${peer.underlayAddress} of ${peer.name} is already peer ${twin.name}'s`,
       );
+    checkVtepMacUnique(peer, [...others, ...(this.self ? [this.self] : [])], where);
   }
 }
 
@@ -200,7 +290,7 @@ export class PeerSync {
 
   constructor(
     private readonly overlay: Overlay,
-    private readonly onSubnets: (subnets: readonly Subnet[]) => Promise<void>,
+    private readonly onSubnets: (subnets: readonly IpSubnet[]) => Promise<void>,
     logger?: Logger,
     options: PeerSyncOptions = {},
   ) {
@@ -239,7 +329,7 @@ export class PeerSync {
   /** The peers to program: membership's set without this node and without peers overlapping its subnet. */
   validPeers(): NodeRecord[] {
     const self = this.self;
-    return this.wanted.filter((p) => !self || (p.name !== self.name && !p.subnet.overlaps(self.subnet)));
+    return this.wanted.filter((p) => !self || (p.name !== self.name && !nodesOverlap(p, self)));
   }
 
   /**
@@ -268,8 +358,8 @@ export class PeerSync {
     const self = this.self;
     if (!self) return;
     for (const p of this.wanted) {
-      if (p.name !== self.name && p.subnet.overlaps(self.subnet)) {
-        this.logger.warn({ peer: p.name, subnet: String(p.subnet) }, "peer's subnet overlaps this node's: ignored");
+      if (p.name !== self.name && nodesOverlap(p, self)) {
+        this.logger.warn({ peer: p.name, subnet: describeNodeSubnets(p) }, "peer's subnet overlaps this node's: ignored");
       }
     }
     const wanted = new Map(this.validPeers().map((p) => [p.name, p]));
@@ -301,7 +391,7 @@ export class PeerSync {
     // when the list changed: rewriting it is a flush of the set, which change notifications report (an
     // event-driven repair pass would rewrite it again, and so on); drift in the set is the filter's own
     // reconcile's business (ensureBase compares it).
-    const subnets = [self.subnet, ...[...wanted.values()].map((p) => p.subnet)];
+    const subnets = [...subnetsOfNode(self), ...[...wanted.values()].flatMap(subnetsOfNode)];
     const key = subnets.map(String).join(',');
     if (key === this.subnetsWritten) return;
     await this.onSubnets(subnets);
@@ -319,8 +409,15 @@ export class PeerSync {
 // The overlay's settings and the rules every backend's overlay follows, stated once: the VNI range, what
 // VXLAN adds to a packet, and which peers an overlay can reach.
 
-/** Outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8: what the vxlan overlay adds to every packet. */
+/** Outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8: what the vxlan overlay adds to every packet on an IPv4 underlay. */
 export const VXLAN_OVERHEAD = 50;
+/** The same over an IPv6 underlay: the outer IPv6 header is 40 bytes instead of 20. */
+export const VXLAN_IPV6_OVERHEAD = 70;
+
+/** What VXLAN adds to every packet over an underlay of this address's family. */
+export function vxlanOverhead(underlayAddress: IpAddress): number {
+  return addressFamily(underlayAddress) === 6 ? VXLAN_IPV6_OVERHEAD : VXLAN_OVERHEAD;
+}
 /**
  * VXLAN network identifiers nodenet accepts. 0 is left out: some VTEPs (EVPN, hardware) treat VNI 0 as
  * "none", and the config has always refused it.
@@ -346,11 +443,38 @@ export function checkOverlaySettings(settings: { readonly mode: unknown; readonl
   }
 }
 
-/** Any overlay: a peer with this node's own underlay address is a configuration mistake. */
+/**
+ * Any overlay: a peer with this node's own underlay address is a configuration mistake, and a peer on an
+ * underlay of the other family cannot be reached (a VXLAN endpoint and a next hop have one family).
+ */
 export function checkPeerIsOther(host: HostInfo, peer: NodeRecord): void {
   if (peer.underlayAddress === host.underlayAddress) {
     throw new FailedPreconditionError(
       `peer ${peer.name} has underlay address ${peer.underlayAddress}, which is this node's own: give each node its own underlay address`,
+    );
+  }
+  const mine = addressFamily(host.underlayAddress);
+  if (addressFamily(peer.underlayAddress) !== mine) {
+    throw new FailedPreconditionError(
+      `peer ${peer.name} has underlay address ${peer.underlayAddress}, but this node's underlay is ${mine === 6 ? 'IPv6' : 'IPv4'} (${host.underlayAddress}): every node of a cluster must use an underlay address of the same family`,
+    );
+  }
+  if (vtepMacOf(peer.underlayAddress) === vtepMacOf(host.underlayAddress)) {
+    throw new FailedPreconditionError(
+      `peer ${peer.name} at ${peer.underlayAddress} would get this node's VXLAN endpoint MAC ${vtepMacOf(host.underlayAddress)} (derived from the last 32 bits of the underlay address): give the nodes underlay addresses that differ in their last 32 bits`,
+    );
+  }
+}
+
+/** Two nodes whose underlay addresses end in the same 32 bits would share a VXLAN endpoint MAC. */
+function checkVtepMacUnique(peer: NodeRecord, others: readonly NodeRecord[], where: string): void {
+  const mac = vtepMacOf(peer.underlayAddress);
+  const twin = others.find(
+    (o) => o.name !== peer.name && o.underlayAddress !== peer.underlayAddress && vtepMacOf(o.underlayAddress) === mac,
+  );
+  if (twin) {
+    throw new FailedPreconditionError(
+      `${where}: underlay address ${peer.underlayAddress} of ${peer.name} ends in the same 32 bits as ${twin.name}'s ${twin.underlayAddress}, so both would get VXLAN endpoint MAC ${mac}: give the nodes underlay addresses that differ in their last 32 bits`,
     );
   }
 }
@@ -361,9 +485,22 @@ export function checkPeerIsOther(host: HostInfo, peer: NodeRecord): void {
  */
 export function checkHostGwPeer(host: HostInfo, peer: NodeRecord): void {
   checkPeerIsOther(host, peer);
+  const v6 = addressFamily(peer.underlayAddress) === 6;
+  if (peer.ipv6Subnet && !v6) {
+    // The kernel routes IPv4 via an IPv6 next hop (RFC 5549) but not IPv6 via an IPv4 one.
+    throw new FailedPreconditionError(
+      `peer ${peer.name} has IPv6 subnet ${peer.ipv6Subnet} but an IPv4 underlay address ${peer.underlayAddress}: host-gw routes IPv6 via an IPv6 underlay address only; give the nodes IPv6 underlay addresses or use overlay mode vxlan`,
+    );
+  }
   const segments = host.localNetworks.filter((n) => n.interface === host.underlayInterface).map((n) => n.subnet);
-  if (segments.some((s) => s.isUsableHost(peer.underlayAddress) || (s.prefixLength >= 31 && s.contains(peer.underlayAddress)))) return;
-  const named = segments.length > 0 ? segments.map(String).join(', ') : `(none: ${host.underlayInterface} has no IPv4 network)`;
+  const reaches = (s: IpSubnet): boolean =>
+    s instanceof Ipv6Subnet
+      ? v6 && s.contains(peer.underlayAddress as Ipv6Address) && (s.prefixLength >= 127 || s.network !== peer.underlayAddress)
+      : !v6 && (s.isUsableHost(peer.underlayAddress as never) || (s.prefixLength >= 31 && s.contains(peer.underlayAddress as never)));
+  if (segments.some(reaches)) return;
+  const sameFamily = segments.filter((s) => s instanceof Ipv6Subnet === v6);
+  const named =
+    sameFamily.length > 0 ? sameFamily.map(String).join(', ') : `(none: ${host.underlayInterface} has no ${v6 ? 'IPv6' : 'IPv4'} network)`;
   throw new FailedPreconditionError(
     `peer ${peer.name} at ${peer.underlayAddress} is not on this node's L2 segment ${named}: host-gw needs directly reachable peers; use overlay mode vxlan`,
   );
@@ -371,11 +508,14 @@ export function checkHostGwPeer(host: HostInfo, peer: NodeRecord): void {
 
 /** The smallest MTU an IPv4 link may have (RFC 791): an instance MTU below it cannot carry IPv4. */
 export const MIN_IPV4_MTU = 68;
+/** The smallest MTU IPv6 allows on a link (RFC 8200): a node with an IPv6 subnet needs at least this. */
+export const MIN_IPV6_MTU = 1280;
 
 /**
  * What a vxlan endpoint needs of this node, for both backends: its record's underlay address is the host's
- * (peers send to the address they are told), and the underlay's MTU leaves room for VXLAN_OVERHEAD and an
- * IPv4 packet. Returns the instance MTU the overlay leaves.
+ * (peers send to the address they are told), and the underlay's MTU leaves room for the overhead of VXLAN over
+ * the underlay's family (50 or 70 bytes) and a packet of every family the node's instances carry (IPv4 68,
+ * IPv6 1280). Returns the instance MTU the overlay leaves.
  */
 export function checkVxlanUnderlay(self: NodeRecord, host: HostInfo): number {
   if (self.underlayAddress !== host.underlayAddress) {
@@ -383,10 +523,13 @@ export function checkVxlanUnderlay(self: NodeRecord, host: HostInfo): number {
       `this node's record has underlay address ${self.underlayAddress}, but the host's underlay is ${host.underlayAddress} on ${host.underlayInterface}: the VXLAN endpoint must use the address peers are told`,
     );
   }
-  const mtu = host.underlayMtu - VXLAN_OVERHEAD;
-  if (mtu < MIN_IPV4_MTU) {
+  const overhead = vxlanOverhead(self.underlayAddress);
+  const mtu = host.underlayMtu - overhead;
+  const [least, needs] = self.ipv6Subnet ? [MIN_IPV6_MTU, 'IPv6'] : [MIN_IPV4_MTU, 'IPv4'];
+  if (mtu < least) {
+    const over = addressFamily(self.underlayAddress) === 6 ? 'over an IPv6 underlay' : 'over an IPv4 underlay';
     throw new FailedPreconditionError(
-      `the underlay ${host.underlayInterface} has MTU ${host.underlayMtu}, too small for VXLAN (it adds ${VXLAN_OVERHEAD} bytes; IPv4 needs ${MIN_IPV4_MTU}): raise the underlay MTU or use overlay mode host-gw`,
+      `the underlay ${host.underlayInterface} has MTU ${host.underlayMtu}, too small for VXLAN (it adds ${overhead} bytes ${over}; ${needs} needs ${least}): raise the underlay MTU or use overlay mode host-gw`,
     );
   }
   return mtu;
@@ -394,7 +537,7 @@ export function checkVxlanUnderlay(self: NodeRecord, host: HostInfo): number {
 
 /** A subnet something on or around this node holds, and who, for messages (`the subnet of peer node node-2`). */
 export interface HeldSubnet {
-  readonly subnet: Subnet;
+  readonly subnet: IpSubnet;
   readonly holder: string;
 }
 
@@ -405,19 +548,20 @@ export interface HeldSubnet {
  */
 export function subnetsHeld(node: {
   readonly host?: HostInfo;
-  readonly ownSubnet?: Subnet;
-  readonly peers?: readonly { readonly name: string; readonly subnet: Subnet }[];
+  /** This node's instance subnets (both families). */
+  readonly own?: NodeSubnets;
+  readonly peers?: readonly ({ readonly name: string } & NodeSubnets)[];
 }): HeldSubnet[] {
   return [
-    ...(node.ownSubnet ? [{ subnet: node.ownSubnet, holder: "this node's subnet" }] : []),
+    ...subnetsOfNode(node.own ?? {}).map((subnet) => ({ subnet, holder: "this node's subnet" })),
     ...(node.host?.localNetworks ?? []).map((l) => ({ subnet: l.subnet, holder: `the network of interface ${l.interface} on this node` })),
-    ...(node.peers ?? []).map((p) => ({ subnet: p.subnet, holder: `the subnet of peer node ${p.name}` })),
+    ...(node.peers ?? []).flatMap((p) => subnetsOfNode(p).map((subnet) => ({ subnet, holder: `the subnet of peer node ${p.name}` }))),
   ];
 }
 
 /** The overlap rule, stated once for the CNI, AddPeer, static membership and the config: the first held subnet `subnet` overlaps. */
-export function firstOverlap(subnet: Subnet, held: Iterable<HeldSubnet>): HeldSubnet | undefined {
-  for (const h of held) if (h.subnet.overlaps(subnet)) return h;
+export function firstOverlap(subnet: IpSubnet, held: Iterable<HeldSubnet>): HeldSubnet | undefined {
+  for (const h of held) if (subnetsOverlap(h.subnet, subnet)) return h;
   return undefined;
 }
 

@@ -53,6 +53,7 @@ export {
   parseCniNets,
   parseInstanceAddresses,
   instanceAddresses,
+  parseIpv6InstanceSubnet,
   type CniFields,
   type CniNets,
   type InstanceAddresses,
@@ -122,11 +123,21 @@ export {
 export {
   MAX_VNI,
   MIN_IPV4_MTU,
+  MIN_IPV6_MTU,
   MIN_VNI,
   OVERLAY_MODES,
   PeerSync,
   StaticMembership,
   VXLAN_OVERHEAD,
+  VXLAN_IPV6_OVERHEAD,
+  vxlanOverhead,
+  vtepMacOf,
+  nodeSubnetsOf,
+  subnetsOfNode,
+  describeNodeSubnets,
+  nodesOverlap,
+  firstNodeOverlap,
+  type NodeSubnets,
   checkHostGwPeer,
   checkOverlaySettings,
   checkPeerForMode,
@@ -166,4 +177,5 @@ export {
   type RepairPolicyOptions,
   type RepairSchedulerHooks,
 } from './repair-policy.js';
+export { parseUnderlayAddress, vtepMacForIpv6Underlay } from './underlay.js';
 export { NO_FAILURES, allFailed, mergeBatchResults, throwIfFailed, type PeerBatchResult } from './peer-batch.js';

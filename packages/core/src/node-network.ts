@@ -22,8 +22,8 @@ import {
   type NodenetError,
 } from './errors.js';
 import type { CniRecord, InstanceKind, InstanceRecord, NodeState } from './model.js';
-import { macForAddress, Subnet } from './net.js';
-import { addressFamily, linkLocalForMac, type IpAddress, type Ipv6Address } from './net6.js';
+import { macForAddress } from './net.js';
+import { addressFamily, linkLocalForMac, subnetContains, type IpAddress, type IpSubnet, type Ipv6Address } from './net6.js';
 import {
   addressList,
   cniNetsOfRecord,
@@ -56,12 +56,11 @@ import {
 import { Mutex } from './sync.js';
 import { Transaction } from './transaction.js';
 import { planReconcile, type BusySet, type ReconcileCause, type ReconcileReport, type RepairKind } from './reconcile.js';
-import { describeOverlap, firstOverlap, subnetsHeld } from './cluster.js';
+import { describeOverlap, firstOverlap, nodeSubnetsOf, subnetsHeld, subnetsOfNode, type NodeSubnets } from './cluster.js';
 
 /** Another node of the cluster, as far as this node's addressing is concerned. */
-export interface PeerSubnet {
+export interface PeerSubnet extends NodeSubnets {
   readonly name: string;
-  readonly subnet: Subnet;
 }
 
 export interface NodeNetworkOptions {
@@ -82,7 +81,7 @@ export interface NodeNetworkOptions {
    * Called as the last step of CreateContainerNetworkInterface (its failure rolls the CNI back) and again
    * by restore() after a restart.
    */
-  readonly joinCluster?: (subnet: Subnet) => Promise<void>;
+  readonly joinCluster?: (subnets: NodeSubnets) => Promise<void>;
   /**
    * Refuses a CNI whose families the node cannot carry (e.g. a backend without IPv6): throws a NodenetError
    * saying why. Absent: every family is fine.
@@ -260,7 +259,7 @@ export class NodeNetwork {
     const fields = cniRecordFields(nets);
     return this.cniMutex.run(async () => {
       if (this.cni) return { interfaceName: this.sameCniOrThrow(this.cni, fields) };
-      if (nets.ipv4) this.checkSubnetIsFree(nets.ipv4.subnet);
+      this.checkSubnetsAreFree(nets);
       this.options.checkFamilies?.(nets);
       const spec: CniSpec = { name: CNI_NAME, ...nets, mtu: this.instanceMtu, mac: macForAddress(fields.gateway) };
       const record: CniRecord = {
@@ -284,8 +283,7 @@ export class NodeNetwork {
           () => this.filter.ensureBase(this.filterBase(spec)),
           () => this.filter.removeBase(),
         );
-        // The cluster joins by the IPv4 subnet (an IPv6-only node serves its own instances; see ipv6-notes).
-        if (this.options.joinCluster && nets.ipv4) await tx.do('join the cluster', () => this.options.joinCluster!(nets.ipv4!.subnet));
+        if (this.options.joinCluster) await tx.do('join the cluster', () => this.options.joinCluster!(nodeSubnetsOf(nets)));
         throwIfCancelled(options.signal, 'CreateContainerNetworkInterface');
         await tx.do('record the CNI', () => this.store.saveCni(record));
       } catch (e) {
@@ -319,15 +317,22 @@ export class NodeNetwork {
     );
   }
 
-  private checkSubnetIsFree(subnet: Subnet): void {
+  /** Every subnet of the new CNI must stay clear of the node's own networks and of the peers' subnets of its family. */
+  private checkSubnetsAreFree(nets: CniNets): void {
+    if (nets.ipv4) this.checkSubnetIsFree(nets.ipv4.subnet, 'sub_network');
+    // The IPv6 subnet arrives in sub_network on an IPv6-only node, in ipv6_sub_network on a dual-stack one.
+    if (nets.ipv6) this.checkSubnetIsFree(nets.ipv6.subnet, nets.ipv4 ? 'ipv6_sub_network' : 'sub_network');
+  }
+
+  private checkSubnetIsFree(subnet: IpSubnet, field: string): void {
     const { host } = this.options;
-    if (subnet.contains(host.underlayAddress)) {
+    if (subnetContains(subnet, host.underlayAddress)) {
       throw new FailedPreconditionError(
-        `sub_network ${subnet} contains the node's underlay address ${host.underlayAddress}: choose a subnet outside the underlay`,
+        `${field} ${subnet} contains the node's underlay address ${host.underlayAddress}: choose a subnet outside the underlay`,
       );
     }
     const clash = firstOverlap(subnet, subnetsHeld({ host, peers: this.options.peers?.() ?? [] }));
-    if (clash) throw new FailedPreconditionError(`sub_network ${subnet} ${describeOverlap(clash)}: choose a free subnet outside it`);
+    if (clash) throw new FailedPreconditionError(`${field} ${subnet} ${describeOverlap(clash)}: choose a free subnet outside it`);
   }
 
   private cniSpec(cni: CniRecord): CniSpec {
@@ -335,7 +340,7 @@ export class NodeNetwork {
   }
 
   private filterBase(spec: CniSpec): FilterBase {
-    const peers = (this.options.peers?.() ?? []).map((p) => p.subnet);
+    const peers = (this.options.peers?.() ?? []).flatMap((p) => subnetsOfNode(p));
     return {
       cniName: spec.name,
       ...(spec.ipv4 ? { ipv4: spec.ipv4 } : {}),
@@ -627,8 +632,7 @@ export class NodeNetwork {
     const cni = this.cni;
     if (cni && this.options.joinCluster) {
       try {
-        const { ipv4 } = cniNetsOfRecord(cni);
-        if (ipv4) await this.options.joinCluster(ipv4.subnet);
+        await this.options.joinCluster(nodeSubnetsOf(cniNetsOfRecord(cni)));
       } catch (e) {
         // The node keeps serving its own instances; the next reconcile pass retries the join.
         this.logger.error({ err: asNodenetError(e, 'rejoin the cluster').message }, 'could not rejoin the cluster');

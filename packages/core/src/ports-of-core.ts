@@ -3,7 +3,7 @@
  * backends (Dataplane), the nftables layer (PacketFilter), the state directory (StateStore).
  * Core never does I/O itself.
  */
-import type { Ipv4Address, Subnet } from './net.js';
+import type { Ipv4Address } from './net.js';
 import type { IpAddress, IpSubnet, Ipv6Address } from './net6.js';
 import type { CniNets, InstanceAddresses } from './addressing.js';
 import type { IfName, NetnsRef } from './names.js';
@@ -12,13 +12,13 @@ import type { CniRecord, InstanceKind, InstanceRecord, NodeState } from './model
 
 /** What a backend finds out about the node at start. */
 export interface HostInfo {
-  /** The node's address on the underlay. */
-  readonly underlayAddress: Ipv4Address;
+  /** The node's address on the underlay (IPv4, or IPv6 for an IPv6 underlay). */
+  readonly underlayAddress: IpAddress;
   /** The link holding it. */
   readonly underlayInterface: string;
   readonly underlayMtu: number;
   /** The networks of the node's own addresses (the underlay and any other): an instance subnet must not overlap them. */
-  readonly localNetworks: readonly { readonly interface: string; readonly subnet: Subnet }[];
+  readonly localNetworks: readonly { readonly interface: string; readonly subnet: IpSubnet }[];
 }
 
 /** The CNI: its name, MTU, MAC and the families it holds (`ipv4`, `ipv6` or both: see CniNets). */
@@ -70,7 +70,7 @@ export interface InstancePlacement {
 /** Finds the node's underlay (the host's business, whichever backend switches the instances). */
 export interface HostProbe {
   /** The link and MTU of `underlayAddress`, or of the default route's source when absent, and the node's local networks. */
-  probeHost(underlayAddress?: Ipv4Address): Promise<HostInfo>;
+  probeHost(underlayAddress?: IpAddress): Promise<HostInfo>;
 }
 
 /** Tells network namespaces apart (the host's business: the same for every backend). */

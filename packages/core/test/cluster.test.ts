@@ -6,7 +6,7 @@ import {
   type NodeRecord,
   type Overlay,
   type PeerBatchResult,
-  type Subnet,
+  type IpSubnet,
 } from '@nodenet/core';
 
 const node = (n: number, subnet = `198.19.${n}.0/24`): NodeRecord =>
@@ -22,10 +22,10 @@ class RecordingOverlay implements Overlay {
   }
   async ensurePeer(p: NodeRecord) {
     if (this.failFor.has(p.name)) throw new Error('boom');
-    this.log.push(`+${p.name} ${p.subnet.toString()} via ${p.underlayAddress}`);
+    this.log.push(`+${p.name} ${String(p.subnet)} via ${p.underlayAddress}`);
   }
   async removePeer(p: NodeRecord) {
-    this.log.push(`-${p.name} ${p.subnet.toString()}`);
+    this.log.push(`-${p.name} ${String(p.subnet)}`);
   }
   async ensurePeers(peers: readonly NodeRecord[]) {
     return perPeer(peers, (p) => this.ensurePeer(p));
@@ -83,7 +83,7 @@ describe('PeerSync', () => {
   it('programs nothing before this node has a subnet, then converges on every change', async () => {
     const overlay = new RecordingOverlay();
     const subnets: string[][] = [];
-    const sync = new PeerSync(overlay, async (s: readonly Subnet[]) => void subnets.push(s.map(String)));
+    const sync = new PeerSync(overlay, async (s: readonly IpSubnet[]) => void subnets.push(s.map(String)));
     await sync.update([node(2), node(3)]);
     expect(overlay.log).toEqual([]);
     await sync.setSelf(node(1));

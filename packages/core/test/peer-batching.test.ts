@@ -177,7 +177,7 @@ describe('PeerSync batching', () => {
     overlay.batches.length = 0;
     // node-2 and node-3 move to other underlay addresses; node-4 stays as it is.
     const changed = all.map((p, i) =>
-      i < 2 ? parseNodeRecord({ name: p.name, underlayAddress: `198.18.100.${i + 1}`, subnet: p.subnet.toString() }, 'p') : p,
+      i < 2 ? parseNodeRecord({ name: p.name, underlayAddress: `198.18.100.${i + 1}`, subnet: String(p.subnet) }, 'p') : p,
     );
     await sync.update(changed);
     expect(overlay.batches).toEqual([

@@ -28,7 +28,9 @@ describe('checkVxlanUnderlay', () => {
   it('refuses an underlay MTU that leaves less than IPv4 needs, naming the interface and what to do', () => {
     const check = () => checkVxlanUnderlay(self, { ...host, underlayMtu: MIN_IPV4_MTU + VXLAN_OVERHEAD - 1 });
     expect(check).toThrow(FailedPreconditionError);
-    expect(check).toThrow(/the underlay u0 has MTU 117, too small for VXLAN \(it adds 50 bytes; IPv4 needs 68\): raise the underlay MTU/);
+    expect(check).toThrow(
+      /the underlay u0 has MTU 117, too small for VXLAN \(it adds 50 bytes over an IPv4 underlay; IPv4 needs 68\): raise the underlay MTU/,
+    );
   });
 
   it("refuses a record whose underlay address is not the host's", () => {

@@ -1,5 +1,15 @@
 /** Finding the underlay from the kernel's addresses and routes (pure: LinuxHostProbe feeds it `ip -j` output). */
-import { FailedPreconditionError, parseIpv4Address, subnetOf, type HostInfo, type Ipv4Address } from '@nodenet/core';
+import {
+  FailedPreconditionError,
+  addressFamily,
+  ipv6SubnetOf,
+  parseIpv4Address,
+  parseIpv6Address,
+  subnetOf,
+  type IpSubnet,
+  type HostInfo,
+  type IpAddress,
+} from '@nodenet/core';
 import type { IpLinkWithAddresses, IpRoute } from './ip-json.js';
 
 const HOW_TO_SET = 'set `underlayAddress` in the config or pass --underlay-address';
@@ -22,15 +32,23 @@ export function primaryIpv4Of(link: IpLinkWithAddresses): string | undefined {
   return (inet.find((a) => !a.secondary) ?? inet[0])?.local;
 }
 
-/** Builds HostInfo for `address`; the CNI's own addresses are not local networks (they are nodenet's). */
-export function hostInfoFor(links: readonly IpLinkWithAddresses[], address: Ipv4Address, cniName: string): HostInfo {
-  const holder = links.find((l) => l.addresses.some((a) => a.family === 'inet' && a.local === address));
+/** The network of an interface address: IPv4, or global-scope IPv6 (link-local fe80::/10 is on every link and holds no subnet). */
+function networkOf(a: { family: string; local: string; prefixlen: number }, ifname: string): IpSubnet[] {
+  if (a.family === 'inet') return [subnetOf(parseIpv4Address(a.local, `address of ${ifname}`), a.prefixlen)];
+  if (a.family !== 'inet6' || /^fe[89ab]/i.test(a.local) || a.local === '::1') return [];
+  return [ipv6SubnetOf(parseIpv6Address(a.local, `address of ${ifname}`), a.prefixlen)];
+}
+
+/** Builds HostInfo for `address` (IPv4, or IPv6 for an IPv6 underlay); the CNI's own addresses are not local networks (they are nodenet's). */
+export function hostInfoFor(links: readonly IpLinkWithAddresses[], address: IpAddress, cniName: string): HostInfo {
+  const family = addressFamily(address) === 6 ? 'inet6' : 'inet';
+  const holder = links.find((l) => l.addresses.some((a) => a.family === family && a.local === address));
   if (!holder) {
     const known = links
-      .flatMap((l) => l.addresses.filter((a) => a.family === 'inet' && l.ifname !== cniName).map((a) => `${a.local} on ${l.ifname}`))
+      .flatMap((l) => l.addresses.filter((a) => a.family === family && l.ifname !== cniName).map((a) => `${a.local} on ${l.ifname}`))
       .join(', ');
     throw new FailedPreconditionError(
-      `underlay address ${address} is not assigned to any interface on this node (its IPv4 addresses: ${known || 'none'}): ${HOW_TO_SET} to one of the node's addresses`,
+      `underlay address ${address} is not assigned to any interface on this node (its ${family === 'inet' ? 'IPv4' : 'IPv6'} addresses: ${known || 'none'}): ${HOW_TO_SET} to one of the node's addresses`,
     );
   }
   if (holder.ifname === cniName) {
@@ -40,10 +58,6 @@ export function hostInfoFor(links: readonly IpLinkWithAddresses[], address: Ipv4
   }
   const localNetworks = links
     .filter((l) => l.ifname !== cniName)
-    .flatMap((l) =>
-      l.addresses
-        .filter((a) => a.family === 'inet')
-        .map((a) => ({ interface: l.ifname, subnet: subnetOf(parseIpv4Address(a.local, `address of ${l.ifname}`), a.prefixlen) })),
-    );
+    .flatMap((l) => l.addresses.flatMap((a) => networkOf(a, l.ifname).map((subnet) => ({ interface: l.ifname, subnet }))));
   return { underlayAddress: address, underlayInterface: holder.ifname, underlayMtu: holder.mtu, localNetworks };
 }

@@ -13,6 +13,7 @@ import {
   type HostProbe,
   type HostServices,
   type Ipv4Address,
+  type IpAddress,
   type Logger,
   type NamespaceIdentity,
   type NetnsRef,
@@ -39,7 +40,7 @@ export class LinuxHostProbe implements HostProbe {
     this.logger = options.logger ?? silentLogger;
   }
 
-  async probeHost(underlayAddress?: Ipv4Address): Promise<HostInfo> {
+  async probeHost(underlayAddress?: IpAddress): Promise<HostInfo> {
     const [addrJson, routeJson] = await Promise.all([
       this.node.json(['addr', 'show'], 'list the node addresses'),
       underlayAddress === undefined ? this.node.json(['route', 'show', 'default'], 'read the default route') : Promise.resolve([]),
@@ -82,7 +83,7 @@ export class LinuxHostServices implements HostServices {
     this.probe = new LinuxHostProbe(options);
   }
 
-  probeHost(underlayAddress?: Ipv4Address): Promise<HostInfo> {
+  probeHost(underlayAddress?: IpAddress): Promise<HostInfo> {
     return this.probe.probeHost(underlayAddress);
   }
 

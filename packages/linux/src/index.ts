@@ -67,9 +67,12 @@ export {
   ROUTE_PROTOCOL,
   ROUTE_PROTO_ARGS,
   deleteRouteLine,
+  hostGwPeerLines,
   programmedPeersOf,
   readProgrammedPeers,
   staleRouteLines,
+  supersededSubnets,
+  viaArgs,
   type HostGwOverlayOptions,
   type ProgrammedPeer,
 } from './peer-routes.js';

@@ -154,12 +154,19 @@ export function parseIpAddrs(json: unknown): IpLinkWithAddresses[] {
 }
 
 /** `ip -j route show ...` and `ip -j route get ...` */
+function viaHost(via: unknown): string | undefined {
+  if (typeof via !== 'object' || via === null) return undefined;
+  const host = (via as Json)['host'];
+  return typeof host === 'string' ? host : undefined;
+}
+
 export function parseIpRoutes(json: unknown): IpRoute[] {
   return asArray(json, 'routes').map((item) => {
     const o = asObject(item, 'routes');
     return {
       dst: requiredString(o, 'dst', 'routes'),
-      ...defined('gateway', optionalString(o, 'gateway', 'routes')),
+      // A next hop of the other family (an IPv4 route via an IPv6 address) is `via: { family, host }`.
+      ...defined('gateway', optionalString(o, 'gateway', 'routes') ?? viaHost(o['via'])),
       ...defined('dev', optionalString(o, 'dev', 'routes')),
       ...defined('prefsrc', optionalString(o, 'prefsrc', 'routes')),
       metric: optionalNumber(o, 'metric', 'routes') ?? 0,

@@ -6,17 +6,22 @@
  */
 import {
   InternalError,
+  Ipv6Subnet,
   Mutex,
   Subnet,
   checkHostGwPeer,
+  addressFamily,
   parseIfName,
-  parseIpv4Address,
+  parseUnderlayAddress,
   parseNetnsRef,
   sameNodeRecord,
   silentLogger,
+  subnetFamily,
+  subnetsOfNode,
+  type IpSubnet,
   type HostInfo,
   type IfName,
-  type Ipv4Address,
+  type IpAddress,
   type Logger,
   type NetnsRef,
   type NodeRecord,
@@ -43,7 +48,7 @@ export const ROUTE_LINE = {
   deleteRoute: 'delete-route',
 } as const;
 
-export function deleteRouteLine(subnet: Subnet | string): IpLine {
+export function deleteRouteLine(subnet: IpSubnet | string): IpLine {
   // `proto` makes the kernel match only nodenet's route to that subnet, whichever device it uses.
   return {
     id: ROUTE_LINE.deleteRoute,
@@ -52,37 +57,61 @@ export function deleteRouteLine(subnet: Subnet | string): IpLine {
   };
 }
 
-/** host-gw: a plain route to the peer's subnet via its underlay address (replaces a changed one). */
+/**
+ * The `via` arguments of a next hop: `via ADDR` within a family, `via inet6 ADDR` for an IPv4 route over an
+ * IPv6 underlay (RFC 5549; the kernel has no IPv6 route via an IPv4 next hop, so checkHostGwPeer refuses that).
+ */
+export function viaArgs(destination: IpSubnet, nextHop: string): string[] {
+  const dstFamily = subnetFamily(destination);
+  if (dstFamily === addressFamily(nextHop)) return ['via', nextHop];
+  return ['via', addressFamily(nextHop) === 6 ? 'inet6' : 'inet', nextHop];
+}
+
+/** The subnets `previous` routed that `peer` does not (a changed peer's superseded routes). */
+export function supersededSubnets(peer: NodeRecord, previous: NodeRecord | undefined): IpSubnet[] {
+  if (!previous) return [];
+  const now = new Set(subnetsOfNode(peer).map(String));
+  return subnetsOfNode(previous).filter((s) => !now.has(s.toString()));
+}
+
+/** host-gw: a plain route to each of the peer's subnets via its underlay address (replaces a changed one). */
 export function hostGwPeerLines(peer: NodeRecord, underlayLink: IfName, previous?: NodeRecord): IpLine[] {
-  const lines: IpLine[] = [];
-  if (previous && !previous.subnet.equals(peer.subnet)) lines.push(deleteRouteLine(previous.subnet));
-  lines.push({
-    id: ROUTE_LINE.peerRoute,
-    args: ['route', 'replace', peer.subnet.toString(), 'via', peer.underlayAddress, 'dev', underlayLink, ...ROUTE_PROTO_ARGS],
-    step: `route ${peer.subnet} via ${peer.underlayAddress} on ${underlayLink} (${peer.name})`,
-  });
+  const lines: IpLine[] = supersededSubnets(peer, previous).map((s) => deleteRouteLine(s));
+  for (const subnet of subnetsOfNode(peer)) {
+    lines.push({
+      id: ROUTE_LINE.peerRoute,
+      args: ['route', 'replace', subnet.toString(), ...viaArgs(subnet, peer.underlayAddress), 'dev', underlayLink, ...ROUTE_PROTO_ARGS],
+      step: `route ${subnet} via ${peer.underlayAddress} on ${underlayLink} (${peer.name})`,
+    });
+  }
   return lines;
 }
 
 export interface ProgrammedPeer {
-  readonly subnet: Subnet;
+  readonly subnet: IpSubnet;
   /** The route's next hop: the peer's network address (vxlan) or underlay address (host-gw). */
-  readonly via?: Ipv4Address;
+  readonly via?: IpAddress;
   readonly dev?: string;
+}
+
+/** A route's destination as a subnet of its family (a host route has no prefix in `ip -j` output). */
+function routeDestination(dst: string): IpSubnet {
+  if (dst.includes(':')) return Ipv6Subnet.parse(dst.includes('/') ? dst : `${dst}/128`, 'route destination');
+  return Subnet.parse(dst.includes('/') ? dst : `${dst}/32`, 'route destination');
 }
 
 /** nodenet's routes from `ip -j route show table main proto 78` (the kernel leaves `protocol` out when filtering by it). */
 export function programmedPeersOf(routes: readonly IpRoute[]): ProgrammedPeer[] {
   return routes.map((r) => ({
-    subnet: Subnet.parse(r.dst.includes('/') ? r.dst : `${r.dst}/32`, 'route destination'),
-    ...(r.gateway !== undefined ? { via: parseIpv4Address(r.gateway, 'route gateway') } : {}),
+    subnet: routeDestination(r.dst),
+    ...(r.gateway !== undefined ? { via: parseUnderlayAddress(r.gateway, 'route gateway') } : {}),
     ...(r.dev !== undefined ? { dev: r.dev } : {}),
   }));
 }
 
 /** The delete lines of nodenet's routes to subnets no wanted peer has, with a description of each for the log. */
 export function staleRouteLines(wanted: readonly NodeRecord[], routes: readonly ProgrammedPeer[]): { lines: IpLine[]; removed: string[] } {
-  const subnets = new Set(wanted.map((p) => p.subnet.toString()));
+  const subnets = new Set(wanted.flatMap((p) => subnetsOfNode(p).map(String)));
   const lines: IpLine[] = [];
   const removed: string[] = [];
   for (const r of routes) {
@@ -93,10 +122,11 @@ export function staleRouteLines(wanted: readonly NodeRecord[], routes: readonly 
   return { lines, removed };
 }
 
-/** nodenet's routes (proto 78) in the main table, one `ip -j route show` process. */
+/** nodenet's routes (proto 78) in the main table, IPv4 and IPv6: two `ip -j route show` processes, side by side. */
 export async function readProgrammedPeers(ip: IpRunner): Promise<ProgrammedPeer[]> {
-  const json = await ip.json(['route', 'show', 'table', 'main', 'proto', String(ROUTE_PROTOCOL)], "list nodenet's routes");
-  return programmedPeersOf(parseIpRoutes(json ?? []));
+  const args = ['route', 'show', 'table', 'main', 'proto', String(ROUTE_PROTOCOL)];
+  const [v4, v6] = await Promise.all([ip.json(args, "list nodenet's routes"), ip.json(['-6', ...args], "list nodenet's IPv6 routes")]);
+  return [...programmedPeersOf(parseIpRoutes(v4 ?? [])), ...programmedPeersOf(parseIpRoutes(v6 ?? []))];
 }
 
 export interface HostGwOverlayOptions {
@@ -178,8 +208,8 @@ export class HostGwOverlay implements Overlay {
     return this.mutex.run(async () => {
       const parts = peers.map((peer) => {
         const remembered = this.programmed.get(peer.name);
-        const subnets = [peer.subnet, ...(remembered && !remembered.subnet.equals(peer.subnet) ? [remembered.subnet] : [])];
-        return { peer, lines: subnets.map(deleteRouteLine) };
+        const subnets = [...subnetsOfNode(peer), ...supersededSubnets(peer, remembered)];
+        return { peer, lines: subnets.map((s) => deleteRouteLine(s)) };
       });
       const result = await this.runPeers(parts, peers.length === 1 ? `remove peer ${peers[0]!.name}` : `remove ${peers.length} peers`);
       for (const peer of peers) if (!result.failed.has(peer.name)) this.programmed.delete(peer.name);

@@ -27,7 +27,7 @@ const text = (lines: readonly IpLine[]) => formatIpBatch(lines).trimEnd().split(
 describe('host-gw peers', () => {
   it('routes the peer subnet via its underlay address on the underlay link', () => {
     expect(text(hostGwPeerLines(peer2, underlayLink))).toEqual(['route replace 198.19.2.0/24 via 198.18.0.2 dev u0 proto 78']);
-    expect(text([deleteRouteLine(peer2.subnet)])).toEqual(['route del 198.19.2.0/24 proto 78']);
+    expect(text([deleteRouteLine(Subnet.of('198.19.2.0/24'))])).toEqual(['route del 198.19.2.0/24 proto 78']);
   });
 
   it('deletes the old route when the subnet changed', () => {

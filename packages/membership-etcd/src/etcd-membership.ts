@@ -31,6 +31,8 @@ import {
   UnavailableError,
   parseNodeName,
   sameNodeRecord,
+  describeNodeSubnets,
+  subnetsOfNode,
   silentLogger,
   type Logger,
   type Membership,
@@ -274,7 +276,7 @@ export class EtcdMembership implements Membership {
       await this.claim(self);
       this.self = self;
       this.logger.info(
-        { node: self.name, subnet: String(self.subnet), underlay: self.underlayAddress, lease: this.leaseId },
+        { node: self.name, subnet: describeNodeSubnets(self), underlay: self.underlayAddress, lease: this.leaseId },
         'announced this node in etcd',
       );
     });
@@ -336,7 +338,8 @@ export class EtcdMembership implements Membership {
    * same record (no change); a restarted daemon's announce takes it over; without one it expires then.
    */
   private async leaveRecordForRestart(self: NodeRecord, leaseId: string): Promise<void> {
-    const keys = [this.keys.nodeKey(self.name), this.keys.claimKey(self.subnet)];
+    // The record and one claim per subnet (IPv4 and IPv6), all moved together.
+    const keys = [this.keys.nodeKey(self.name), ...subnetsOfNode(self).map((s) => this.keys.claimKey(s))];
     try {
       const grace = await this.client.leaseClient.leaseGrant({ TTL: this.restartGrace }, { deadline: this.deadline() });
       const res = await this.client.kv.txn(
@@ -344,7 +347,7 @@ export class EtcdMembership implements Membership {
           compare: keys.map((key) => ({ key: Buffer.from(key), target: CompareTarget.Lease, result: CompareResult.Equal, lease: leaseId })),
           success: [
             { request_put: { key: Buffer.from(keys[0]!), value: Buffer.from(encodeNodeRecord(self)), lease: grace.ID } },
-            { request_put: { key: Buffer.from(keys[1]!), value: Buffer.from(self.name), lease: grace.ID } },
+            ...keys.slice(1).map((key) => ({ request_put: { key: Buffer.from(key), value: Buffer.from(self.name), lease: grace.ID } })),
           ],
           failure: [],
         },
@@ -386,7 +389,10 @@ export class EtcdMembership implements Membership {
       });
       const success: IRequestOp[] = [
         { request_put: { key: Buffer.from(this.keys.nodeKey(self.name)), value: Buffer.from(encodeNodeRecord(self)), lease: leaseId } },
-        { request_put: { key: Buffer.from(this.keys.claimKey(self.subnet)), value: Buffer.from(self.name), lease: leaseId } },
+        // One claim per subnet (IPv4 and IPv6), in the same transaction as the record.
+        ...subnetsOfNode(self).map((subnet) => ({
+          request_put: { key: Buffer.from(this.keys.claimKey(subnet)), value: Buffer.from(self.name), lease: leaseId },
+        })),
         ...verdict.staleOwnClaims.map((s) => ({ request_delete_range: { key: Buffer.from(this.keys.claimKey(s)) } })),
       ];
       let succeeded: boolean;
@@ -474,7 +480,7 @@ export class EtcdMembership implements Membership {
           try {
             await this.claimMutex.run(() => this.claim(self));
             this.logger.info(
-              { node: self.name, subnet: String(self.subnet), lease: this.leaseId, reason },
+              { node: self.name, subnet: describeNodeSubnets(self), lease: this.leaseId, reason },
               're-announced this node in etcd',
             );
             return;

@@ -5,15 +5,39 @@
  * Layout under `prefix` (e.g. `/nodenet`):
  *   <prefix>/nodes/<name>                   the node's record (JSON, see encodeNodeRecord), on the node's lease
  *   <prefix>/subnets/<network>_<prefixLen>  the claim on a subnet; value = the holder's name, on the same lease
+ *                                           (one per subnet: a dual-stack node claims its IPv4 and its IPv6 subnet,
+ *                                           e.g. subnets/198.19.2.0_24 and subnets/fd19:0:0:2::_64)
+ *
+ * Older readers (nodenet before IPv6): an IPv4-only record is written exactly as before (version 1). A record
+ * carrying IPv6 is version 2: a dual-stack node on an IPv4 underlay keeps the v1 fields, so an older reader
+ * sees it as the IPv4 node it also is (and routes its IPv4 subnet); a record an older reader cannot route (no
+ * IPv4 subnet, or an IPv6 underlay address) fails its checks and is ignored and logged there as malformed,
+ * never misread. Older readers also skip (and log) IPv6 claim keys, so they do not hold IPv6 subnets against
+ * anyone; newer nodes check IPv6 overlaps among themselves.
  */
-import { InvalidArgumentError, Subnet, parseNodeName, parseNodeRecord, type NodeRecord } from '@nodenet/core';
+import {
+  InvalidArgumentError,
+  Ipv6Subnet,
+  Subnet,
+  addressFamily,
+  nodesOverlap,
+  parseNodeName,
+  parseNodeRecord,
+  subnetsOfNode,
+  subnetsOverlap,
+  describeNodeSubnets,
+  type IpSubnet,
+  type NodeRecord,
+} from '@nodenet/core';
 
 /**
- * Format version written into every record. Readers accept this version and newer ones: a newer version
- * only adds fields (it tells a reader which optional fields to expect); the v1 fields stay as they are.
+ * Format version of an IPv4-only record. Readers accept this version and newer ones: a newer version only
+ * adds fields (it tells a reader which optional fields to expect); the v1 fields stay as they are.
  * A change that old readers must not misread needs a new key layout, not a version bump.
  */
 export const RECORD_VERSION = 1;
+/** Format version of a record that carries IPv6 (`ipv6Subnet`, an IPv6 underlay address, or no IPv4 `subnet`). */
+export const RECORD_VERSION_IPV6 = 2;
 
 /** Key names under a membership prefix. */
 export class KeyLayout {
@@ -44,7 +68,7 @@ export class KeyLayout {
   }
 
   /** The claim key of a subnet: `/` cannot appear inside a key segment, so it becomes `_`. */
-  claimKey(subnet: Subnet): string {
+  claimKey(subnet: IpSubnet): string {
     return `${this.subnets}${subnet.network}_${subnet.prefixLength}`;
   }
 
@@ -54,15 +78,18 @@ export class KeyLayout {
   }
 
   /** The subnet a claim key stands for; null if the key is not under `subnets/` or not a subnet. */
-  subnetOfClaimKey(key: string): Subnet | null {
+  subnetOfClaimKey(key: string): IpSubnet | null {
     if (!key.startsWith(this.subnets)) return null;
-    const m = /^(\d{1,3}(?:\.\d{1,3}){3})_(\d{1,2})$/.exec(key.slice(this.subnets.length));
-    if (!m) return null;
+    const segment = key.slice(this.subnets.length);
+    const v4 = /^(\d{1,3}(?:\.\d{1,3}){3})_(\d{1,2})$/.exec(segment);
+    const v6 = /^([0-9a-f:]{2,39})_(\d{1,3})$/.exec(segment);
     try {
-      return Subnet.parse(`${m[1]}/${m[2]}`, 'claim');
+      if (v4) return Subnet.parse(`${v4[1]}/${v4[2]}`, 'claim');
+      if (v6) return Ipv6Subnet.parse(`${v6[1]}/${v6[2]}`, 'claim');
     } catch {
       return null;
     }
+    return null;
   }
 }
 
@@ -79,11 +106,13 @@ export function prefixRangeEnd(prefix: string | Buffer): Buffer {
 }
 
 export function encodeNodeRecord(record: NodeRecord): string {
+  const ipv6 = record.ipv6Subnet !== undefined || record.subnet === undefined || addressFamily(record.underlayAddress) === 6;
   return JSON.stringify({
-    version: RECORD_VERSION,
+    version: ipv6 ? RECORD_VERSION_IPV6 : RECORD_VERSION,
     name: record.name,
     underlayAddress: record.underlayAddress,
-    subnet: record.subnet.toString(),
+    ...(record.subnet ? { subnet: record.subnet.toString() } : {}),
+    ...(record.ipv6Subnet ? { ipv6Subnet: record.ipv6Subnet.toString() } : {}),
   });
 }
 
@@ -107,7 +136,10 @@ export function decodeNodeRecord(key: string, name: string, value: string): Node
   if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) {
     throw new InvalidArgumentError(`${key}.version`, `must be an integer >= 1 (got ${JSON.stringify(version)})`);
   }
-  const record = parseNodeRecord({ name: fields['name'], underlayAddress: fields['underlayAddress'], subnet: fields['subnet'] }, key);
+  const record = parseNodeRecord(
+    { name: fields['name'], underlayAddress: fields['underlayAddress'], subnet: fields['subnet'], ipv6Subnet: fields['ipv6Subnet'] },
+    key,
+  );
   if (record.name !== name) {
     throw new InvalidArgumentError(`${key}.name`, `names node '${record.name}' but the key is for '${name}'`);
   }
@@ -122,7 +154,7 @@ export interface LiveRecord {
 
 /** A subnet claim as read from etcd. */
 export interface LiveClaim {
-  readonly subnet: Subnet;
+  readonly subnet: IpSubnet;
   readonly holder: string;
   readonly lease: string;
 }
@@ -130,7 +162,7 @@ export interface LiveClaim {
 export type ClaimVerdict =
   | {
       readonly ok: true;
-      /** This node's claims on other subnets (from an earlier run): to delete. */ readonly staleOwnClaims: readonly Subnet[];
+      /** This node's claims on other subnets (from an earlier run): to delete. */ readonly staleOwnClaims: readonly IpSubnet[];
     }
   | { readonly ok: false; readonly conflictWith: string; readonly message: string };
 
@@ -153,16 +185,18 @@ export function checkClaim(
       conflictWith: self.name,
       message:
         `node name ${self.name} is already announced by a live node with underlay address ${mine.record.underlayAddress} ` +
-        `(subnet ${mine.record.subnet}): give this node another name, or wait until that node's record expires with its lease`,
+        `(subnet ${describeNodeSubnets(mine.record)}): give this node another name, or wait until that node's record expires with its lease`,
     };
   }
   for (const { record: other } of nodes) {
     if (other.name === self.name) continue;
-    if (other.subnet.overlaps(self.subnet)) {
+    if (nodesOverlap(other, self)) {
+      const mineOverlapping = subnetsOfNode(self).find((s) => subnetsOfNode(other).some((o) => subnetsOverlap(s, o)));
+      const theirs = subnetsOfNode(other).find((o) => mineOverlapping !== undefined && subnetsOverlap(mineOverlapping, o));
       return {
         ok: false,
         conflictWith: other.name,
-        message: `subnet ${self.subnet} overlaps ${other.subnet} held by live node ${other.name}: choose a subnet no other node uses, or wait until ${other.name}'s record expires with its lease`,
+        message: `subnet ${String(mineOverlapping)} overlaps ${String(theirs)} held by live node ${other.name}: choose a subnet no other node uses, or wait until ${other.name}'s record expires with its lease`,
       };
     }
     if (other.underlayAddress === self.underlayAddress) {
@@ -176,15 +210,17 @@ export function checkClaim(
   // Claims without a record (a record written by hand, or a holder whose record is malformed) still count.
   for (const claim of claims) {
     if (claim.holder === self.name) continue;
-    if (claim.subnet.overlaps(self.subnet)) {
+    const mineOverlapping = subnetsOfNode(self).find((s) => subnetsOverlap(s, claim.subnet));
+    if (mineOverlapping) {
       return {
         ok: false,
         conflictWith: claim.holder,
-        message: `subnet ${self.subnet} overlaps ${claim.subnet} claimed by live node ${claim.holder}: choose a subnet no other node uses, or wait until ${claim.holder}'s claim expires with its lease`,
+        message: `subnet ${mineOverlapping} overlaps ${claim.subnet} claimed by live node ${claim.holder}: choose a subnet no other node uses, or wait until ${claim.holder}'s claim expires with its lease`,
       };
     }
   }
-  const staleOwnClaims = claims.filter((c) => c.holder === self.name && !c.subnet.equals(self.subnet)).map((c) => c.subnet);
+  const own = new Set(subnetsOfNode(self).map(String));
+  const staleOwnClaims = claims.filter((c) => c.holder === self.name && !own.has(c.subnet.toString())).map((c) => c.subnet);
   return { ok: true, staleOwnClaims };
 }
 

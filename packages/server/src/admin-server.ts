@@ -20,9 +20,10 @@ import {
   StaticMembership,
   parseNodeName,
   parseNodeRecord,
-  Subnet,
+  cniNetsOfRecord,
   describeOverlap,
-  firstOverlap,
+  nodeSubnetsOf,
+  firstNodeOverlap,
   subnetsHeld,
   type Dataplane,
   type HostInfo,
@@ -118,7 +119,10 @@ export function createAdminServer(ctx: AdminContext, logger: DaemonLogger, inFli
     }),
     addPeer: unary('AddPeer', async (req: Peer): Promise<Empty> => {
       const membership = staticMembership();
-      const peer = parseNodeRecord({ name: req.name, underlayAddress: req.underlayAddress, subnet: req.subnet }, 'peer');
+      const peer = parseNodeRecord(
+        { name: req.name, underlayAddress: req.underlayAddress, subnet: req.subnet, ipv6Subnet: req.ipv6Subnet },
+        'peer',
+      );
       checkPeerAgainstNode(peer, ctx);
       await membership.addPeer(peer);
       await ctx.cluster.sync.update(membership.peers());
@@ -143,11 +147,17 @@ export function checkPeerAgainstNode(peer: NodeRecord, ctx: AdminContext): void 
   if (peer.underlayAddress === ctx.host.underlayAddress)
     throw new FailedPreconditionError(`peer ${peer.name}: ${peer.underlayAddress} is this node's own underlay address`);
   const cni = ctx.network.cniRecord;
-  const clash = firstOverlap(peer.subnet, subnetsHeld({ host: ctx.host, ...(cni ? { ownSubnet: Subnet.of(cni.subnet) } : {}) }));
-  if (clash) throw new FailedPreconditionError(`peer ${peer.name}: subnet ${peer.subnet} ${describeOverlap(clash)}`);
+  const clash = firstNodeOverlap(peer, subnetsHeld({ host: ctx.host, ...(cni ? { own: nodeSubnetsOf(cniNetsOfRecord(cni)) } : {}) }));
+  if (clash) throw new FailedPreconditionError(`peer ${peer.name}: subnet ${clash.subnet} ${describeOverlap(clash.held)}`);
   ctx.overlay.validatePeer(peer);
 }
 
 function toPeer(p: NodeRecord): Peer {
-  return { name: p.name, underlayAddress: p.underlayAddress, subnet: p.subnet.toString() };
+  return {
+    name: p.name,
+    underlayAddress: p.underlayAddress,
+    // An IPv6-only peer's subnet field carries its IPv6 subnet (as the seed's fields do on an IPv6-only node).
+    subnet: (p.subnet ?? p.ipv6Subnet)?.toString() ?? '',
+    ...(p.ipv6Subnet ? { ipv6Subnet: p.ipv6Subnet.toString() } : {}),
+  };
 }

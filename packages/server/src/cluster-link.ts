@@ -16,7 +16,8 @@ import {
   type NodeNetwork,
   type NodeRecord,
   type PeerSync,
-  type Subnet,
+  type NodeSubnets,
+  describeNodeSubnets,
 } from '@nodenet/core';
 import type { DaemonConfig } from './config.js';
 
@@ -68,15 +69,21 @@ export class ClusterLink {
     }
   }
 
-  /** Announces this node's subnet and programs the overlay (CreateContainerNetworkInterface, and restore). */
-  join(subnet: Subnet): Promise<void> {
+  /** Announces this node's subnets and programs the overlay (CreateContainerNetworkInterface, and restore). */
+  join(subnets: NodeSubnets): Promise<void> {
     // One join at a time: a reconcile pass may ask while CreateContainerNetworkInterface is joining.
-    this.joining ??= this.doJoin(subnet).finally(() => (this.joining = null));
+    this.joining ??= this.doJoin(subnets).finally(() => (this.joining = null));
     return this.joining;
   }
 
-  private async doJoin(subnet: Subnet): Promise<void> {
-    const self: NodeRecord = { name: this.config.nodeName, underlayAddress: this.host.underlayAddress, subnet };
+  private async doJoin(subnets: NodeSubnets): Promise<void> {
+    const self: NodeRecord = {
+      name: this.config.nodeName,
+      underlayAddress: this.host.underlayAddress,
+      ...(subnets.subnet ? { subnet: subnets.subnet } : {}),
+      ...(subnets.ipv6Subnet ? { ipv6Subnet: subnets.ipv6Subnet } : {}),
+    };
+    const subnet = describeNodeSubnets(self);
     this.self = self;
     if (!this.started) {
       if (this.config.membership.type === 'etcd') {
@@ -94,7 +101,7 @@ export class ClusterLink {
 
   /** One reconcile pass of the cluster side: rejoin if needed, re-apply peers, remove stale overlay entries. */
   async resync(): Promise<readonly string[]> {
-    if (this.self && !this.joined && this.started) await this.join(this.self.subnet);
+    if (this.self && !this.joined && this.started) await this.join(this.self);
     return this.sync.resync();
   }
 
@@ -105,7 +112,7 @@ export class ClusterLink {
 
   private notePeers(peers: readonly NodeRecord[]): void {
     const key = peers
-      .map((p) => `${p.name}|${p.underlayAddress}|${p.subnet}`)
+      .map((p) => `${p.name}|${p.underlayAddress}|${describeNodeSubnets(p)}`)
       .sort()
       .join(',');
     if (key !== this.peerSetKey) this.peersChangedAt = Date.now();
@@ -124,7 +131,7 @@ export class ClusterLink {
       void (async () => {
         await this.start();
         if (this.started && this.self && !this.joined) {
-          await this.join(this.self.subnet).catch((e: unknown) =>
+          await this.join(this.self).catch((e: unknown) =>
             this.logger.error({ err: asNodenetError(e, 'join').message }, 'could not join the cluster'),
           );
         }

@@ -10,7 +10,15 @@
  *   ignored: the daemon keeps running with the config it had.
  */
 import { isDeepStrictEqual } from 'node:util';
-import { StaticMembership, asNodenetError, type Dataplane, type HostInfo, type NodeNetwork, type Overlay } from '@nodenet/core';
+import {
+  StaticMembership,
+  asNodenetError,
+  sameNodeRecord,
+  type Dataplane,
+  type HostInfo,
+  type NodeNetwork,
+  type Overlay,
+} from '@nodenet/core';
 import { checkPeerAgainstNode } from './admin-server.js';
 import type { ClusterLink } from './cluster-link.js';
 import { ConfigError, type DaemonConfig, type PeerConfig } from './config.js';
@@ -138,7 +146,7 @@ function changedKeys(a: DaemonConfig, b: DaemonConfig): string[] {
 }
 
 function samePeer(a: PeerConfig, b: PeerConfig): boolean {
-  return a.name === b.name && a.underlayAddress === b.underlayAddress && a.subnet.equals(b.subnet);
+  return sameNodeRecord(a, b);
 }
 
 function samePeers(a: readonly PeerConfig[], b: readonly PeerConfig[]): boolean {

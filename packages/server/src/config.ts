@@ -16,10 +16,15 @@ import {
   MIN_VNI,
   OVERLAY_MODES,
   describeOverlap,
-  firstOverlap,
+  firstNodeOverlap,
+  subnetsOfNode,
   parseIpv4Address,
+  parseIpv6InstanceSubnet,
+  parseNodeRecord,
+  parseUnderlayAddress,
   Subnet,
-  type Ipv4Address,
+  type NodeRecord,
+  type IpAddress,
 } from '@nodenet/core';
 import { OVSDB_REMOTE_RE } from '@nodenet/backend-ovs';
 // The subpath holds only the file checks: the adapter itself (etcd3 and its gRPC stack) loads only for etcd membership.
@@ -51,17 +56,14 @@ export type ListenAddress =
   | { readonly kind: 'unix'; readonly path: string; readonly uri: string }
   | { readonly kind: 'tcp'; readonly host: string; readonly port: number; readonly uri: string };
 
-export interface PeerConfig {
-  readonly name: string;
-  readonly underlayAddress: Ipv4Address;
-  readonly subnet: Subnet;
-}
+/** A static peer: its IPv4 `subnet`, its IPv6 `ipv6Subnet`, or both (core's NodeRecord). */
+export type PeerConfig = NodeRecord;
 
 /** The validated configuration, defaults filled in. */
 export interface DaemonConfig {
   readonly nodeName: string;
-  /** Absent: the backend finds the source address of the default route. */
-  readonly underlayAddress?: Ipv4Address;
+  /** Absent: the backend finds the source address of the default route. IPv6 for an IPv6 underlay. */
+  readonly underlayAddress?: IpAddress;
   readonly listen: ListenAddress;
   readonly insecure: boolean;
   readonly tls?: { readonly cert: string; readonly key: string; readonly ca?: string; readonly allow?: AllowList };
@@ -187,9 +189,6 @@ const identities = () =>
     error: (iss) => `must be a list of client identities (got ${show(iss.input)})`,
   });
 
-const ipv4 = () => str('an IPv4 address, e.g. 198.18.0.1').transform(viaCore(parseIpv4Address));
-const subnet = () => str('a subnet in CIDR form, e.g. 198.19.1.0/24').transform(viaCore((input, field) => Subnet.parse(input, field)));
-
 // Names of nodes: host-name characters, so they are safe as keys (etcd) and in logs.
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
 const nodeName = () =>
@@ -252,11 +251,37 @@ const listen = () =>
     }
   });
 
-const peer = z.strictObject({
-  name: nodeName(),
-  underlayAddress: ipv4(),
-  subnet: subnet(),
-});
+const underlay = () => str('an IPv4 or IPv6 address, e.g. 198.18.0.1 or 2001:db8:18::1').transform(viaCore(parseUnderlayAddress));
+
+/**
+ * A static peer: `subnet` (IPv4; an IPv6-only peer may give its IPv6 subnet here), `ipv6Subnet` (IPv6, /64
+ * to /120), or both. Each key is checked by core's parsers; parseNodeRecord then puts the families in place.
+ */
+const peer = z
+  .strictObject({
+    name: nodeName(),
+    underlayAddress: underlay(),
+    subnet: str('a subnet in CIDR form, e.g. 198.19.2.0/24')
+      .transform(
+        viaCore((input, field) =>
+          typeof input === 'string' && input.includes(':') ? parseIpv6InstanceSubnet(input, field) : Subnet.parse(input, field),
+        ),
+      )
+      .optional(),
+    ipv6Subnet: str('an IPv6 subnet in CIDR form, e.g. fd19:0:0:2::/64').transform(viaCore(parseIpv6InstanceSubnet)).optional(),
+  })
+  .transform((p, ctx): PeerConfig => {
+    try {
+      return parseNodeRecord(
+        { name: p.name, underlayAddress: p.underlayAddress, subnet: p.subnet?.toString(), ipv6Subnet: p.ipv6Subnet?.toString() },
+        'peer',
+      );
+    } catch (e) {
+      const message = e instanceof InvalidArgumentError ? e.message.replace(/^peer\.subnet: /, '') : String(e);
+      ctx.addIssue({ code: 'custom', path: ['subnet'], message });
+      return z.NEVER;
+    }
+  });
 
 const etcdEndpoint = str('an http(s) URL').refine(
   (u) => {
@@ -272,7 +297,7 @@ const etcdEndpoint = str('an http(s) URL').refine(
 
 const configSchema = z.strictObject({
   nodeName: nodeName().default(() => hostname()),
-  underlayAddress: ipv4().optional(),
+  underlayAddress: underlay().optional(),
   listen: listen().default(() => parseListen(DEFAULT_LISTEN)),
   insecure: bool().default(false),
   tls: z
@@ -577,11 +602,16 @@ function crossCheck(c: ParsedConfig, backends: readonly string[]): { key: string
         message: `${p.underlayAddress} is this node's own underlay address: list only the other nodes`,
       });
     }
-    const clash = firstOverlap(
-      p.subnet,
-      c.membership.peers.slice(0, i).map((q, j) => ({ subnet: q.subnet, holder: `the subnet of membership.peers[${j}] (${q.name})` })),
+    const clash = firstNodeOverlap(
+      p,
+      c.membership.peers
+        .slice(0, i)
+        .flatMap((q, j) => subnetsOfNode(q).map((subnet) => ({ subnet, holder: `the subnet of membership.peers[${j}] (${q.name})` }))),
     );
-    if (clash) problems.push({ key: `${key}.subnet`, message: `${p.subnet} ${describeOverlap(clash)}: every node needs its own subnet` });
+    if (clash) {
+      const field = clash.subnet.toString() === String(p.ipv6Subnet) && p.subnet ? 'ipv6Subnet' : 'subnet';
+      problems.push({ key: `${key}.${field}`, message: `${clash.subnet} ${describeOverlap(clash.held)}: every node needs its own subnet` });
+    }
     c.membership.peers.slice(0, i).forEach((q, j) => {
       if (q.underlayAddress === p.underlayAddress) {
         problems.push({
@@ -684,7 +714,12 @@ export function configSummary(c: DaemonConfig): Record<string, unknown> {
         ? { type: 'etcd', etcd: c.membership.etcd }
         : {
             type: c.membership.type,
-            peers: c.membership.peers.map((p) => ({ name: p.name, underlayAddress: p.underlayAddress, subnet: p.subnet.toString() })),
+            peers: c.membership.peers.map((p) => ({
+              name: p.name,
+              underlayAddress: p.underlayAddress,
+              ...(p.subnet ? { subnet: p.subnet.toString() } : {}),
+              ...(p.ipv6Subnet ? { ipv6Subnet: p.ipv6Subnet.toString() } : {}),
+            })),
           },
     logLevel: c.logLevel,
     reconcileIntervalSeconds: c.reconcileIntervalSeconds,

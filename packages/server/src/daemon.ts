@@ -142,8 +142,13 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
       host,
       reservedPorts: reservedPortsOf(config),
       overlayOverhead: overlay.overhead,
-      peers: () => sync.validPeers().map((p): PeerSubnet => ({ name: p.name, subnet: p.subnet })),
-      joinCluster: (subnet) => cluster.join(subnet),
+      peers: () =>
+        sync.validPeers().map((p): PeerSubnet => ({
+          name: p.name,
+          ...(p.subnet ? { subnet: p.subnet } : {}),
+          ...(p.ipv6Subnet ? { ipv6Subnet: p.ipv6Subnet } : {}),
+        })),
+      joinCluster: (subnets) => cluster.join(subnets),
       infrastructureLinks: adapters.backend.infrastructureLinks,
       logger: logger.child({ component: 'core' }),
       ...(metrics ? { onReconciled: (report: ReconcileReport) => metrics.metrics.reconciled(report) } : {}),

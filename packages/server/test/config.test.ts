@@ -62,8 +62,8 @@ describe('parseConfig defaults', () => {
       { backends },
     );
     expect(c.listen).toEqual({ kind: 'tcp', host: '0.0.0.0', port: 50051, uri: '0.0.0.0:50051' });
-    expect(c.membership.peers[0]!.subnet.toString()).toBe('198.19.2.0/24');
-    expect(c.membership.peers[0]!.subnet.broadcast).toBe('198.19.2.255');
+    expect(c.membership.peers[0]!.subnet?.toString()).toBe('198.19.2.0/24');
+    expect(c.membership.peers[0]!.subnet?.broadcast).toBe('198.19.2.255');
     expect(c.overlay).toEqual({ mode: 'host-gw', vni: 1, port: 8472 });
     expect(c.ovs.datapathType).toBe('netdev');
   });
@@ -74,7 +74,8 @@ describe('parseConfig errors name the key', () => {
     ['nodeName', { nodeName: 'bad name!' }, 'config: nodeName: '],
     ['nodeName type', { nodeName: 5 }, 'config: nodeName: must be a node name'],
     ['underlayAddress', { underlayAddress: '198.18.0.01' }, 'config: underlayAddress: '],
-    ['underlayAddress IPv6', { underlayAddress: 'fe80::1' }, 'config: underlayAddress: '],
+    ['underlayAddress IPv6 link-local', { underlayAddress: 'fe80::1' }, 'config: underlayAddress: '],
+    ['underlayAddress IPv6 not canonical', { underlayAddress: '2001:DB8:18::1' }, 'config: underlayAddress: '],
     ['listen', { listen: 'nowhere' }, 'config: listen: '],
     ['listen relative unix', { listen: 'unix://run/x.sock' }, 'config: listen: '],
     ['listen port', { listen: '0.0.0.0:70000' }, 'config: listen: '],
@@ -146,7 +147,7 @@ describe('parseConfig errors name the key', () => {
   it('names an unknown nested key with its parent', () => {
     expect(problemsOf({ overlay: { vin: 1 } })[0]).toBe("config: overlay: unknown key 'vin': valid keys are mode, vni, port");
     expect(problemsOf({ membership: { peers: [{ name: 'n2', underlayAddress: '198.18.0.2', subnet: '198.19.2.0/24', mtu: 1 }] } })[0]).toBe(
-      "config: membership.peers[0]: unknown key 'mtu': valid keys are name, underlayAddress, subnet",
+      "config: membership.peers[0]: unknown key 'mtu': valid keys are name, underlayAddress, subnet, ipv6Subnet",
     );
   });
 
@@ -304,5 +305,69 @@ describe('loadConfig', () => {
     const file = join(dir, 'bad.yaml');
     await writeFile(file, 'overlay:\n  vni: 0\n');
     await expect(loadConfig({ file, backends })).rejects.toThrow('config: overlay.vni: must be an integer 1..16777215 (got 0)');
+  });
+});
+
+describe('IPv6 peers in the config', () => {
+  it('reads a dual-stack peer, an IPv6-only peer on an IPv6 underlay, and an IPv6 underlayAddress', () => {
+    const c = parseConfig(
+      {
+        underlayAddress: '2001:db8:18::1',
+        membership: {
+          peers: [
+            { name: 'n2', underlayAddress: '2001:db8:18::2', subnet: '198.19.2.0/24', ipv6Subnet: 'fd19:0:0:2::/64' },
+            { name: 'n3', underlayAddress: '2001:db8:18::3', ipv6Subnet: 'fd19:0:0:3::/64' },
+            { name: 'n4', underlayAddress: '2001:db8:18::4', subnet: 'fd19:0:0:4::/64' },
+          ],
+        },
+      },
+      { backends },
+    );
+    expect(c.underlayAddress).toBe('2001:db8:18::1');
+    expect(c.membership.peers.map((p) => [p.name, String(p.subnet), String(p.ipv6Subnet)])).toEqual([
+      ['n2', '198.19.2.0/24', 'fd19:0:0:2::/64'],
+      ['n3', 'undefined', 'fd19:0:0:3::/64'],
+      // An IPv6-only peer may give its IPv6 subnet as `subnet`, as the seed's API fields do.
+      ['n4', 'undefined', 'fd19:0:0:4::/64'],
+    ]);
+  });
+
+  it.each([
+    [
+      'a non-canonical ipv6Subnet',
+      { name: 'n2', underlayAddress: '198.18.0.2', ipv6Subnet: 'FD19:0:0:2::/64' },
+      "config: membership.peers[0].ipv6Subnet: 'FD19:0:0:2::' is not in canonical form (RFC 5952): write fd19:0:0:2::",
+    ],
+    [
+      'an ipv6Subnet wider than /64',
+      { name: 'n2', underlayAddress: '198.18.0.2', ipv6Subnet: 'fd19::/48' },
+      "config: membership.peers[0].ipv6Subnet: 'fd19::/48': an IPv6 instance subnet must be /64 to /120, e.g. fd19:0:0:2::/64",
+    ],
+    [
+      'an IPv4 ipv6Subnet',
+      { name: 'n2', underlayAddress: '198.18.0.2', ipv6Subnet: '198.19.2.0/24' },
+      "config: membership.peers[0].ipv6Subnet: '198.19.2.0/24' is not an IPv6 subnet: write one in CIDR form, e.g. fd19:0:0:2::/64",
+    ],
+    [
+      'no subnet at all',
+      { name: 'n2', underlayAddress: '198.18.0.2' },
+      'config: membership.peers[0].subnet: a node needs an instance subnet: give subnet (IPv4, e.g. 198.19.2.0/24), ipv6Subnet (IPv6, e.g. fd19:0:0:2::/64), or both',
+    ],
+  ])('refuses %s, naming the key', (_what, peer, message) => {
+    expect(problemsOf({ membership: { peers: [peer] } })).toEqual([message]);
+  });
+
+  it('refuses overlapping IPv6 subnets of two peers, naming the second one', () => {
+    const problems = problemsOf({
+      membership: {
+        peers: [
+          { name: 'n2', underlayAddress: '198.18.0.2', subnet: '198.19.2.0/24', ipv6Subnet: 'fd19:0:0:2::/64' },
+          { name: 'n3', underlayAddress: '198.18.0.3', subnet: '198.19.3.0/24', ipv6Subnet: 'fd19:0:0:2::/96' },
+        ],
+      },
+    });
+    expect(problems).toEqual([
+      'config: membership.peers[1].ipv6Subnet: fd19:0:0:2::/96 overlaps fd19:0:0:2::/64, the subnet of membership.peers[0] (n2): every node needs its own subnet',
+    ]);
   });
 });

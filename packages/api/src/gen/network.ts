@@ -233,8 +233,15 @@ export interface Empty {
 
 export interface Peer {
   name: string;
+  /** IPv4, or IPv6 on an IPv6 underlay (canonical RFC 5952 text); every node of a cluster uses one family. */
   underlayAddress: string;
+  /**
+   * The peer's IPv4 instance subnet. An IPv6-only peer may give its IPv6 subnet here instead (as the seed's
+   * fields do on an IPv6-only node); ListPeers reports an IPv6-only peer's IPv6 subnet here and in ipv6_subnet.
+   */
   subnet: string;
+  /** The peer's IPv6 instance subnet, /64 to /120 (e.g. fd19:0:0:2::/64). Absent: the peer has no IPv6 instances. */
+  ipv6Subnet?: string | undefined;
 }
 
 export interface RemovePeerRequest {
@@ -1188,7 +1195,7 @@ export const Empty: MessageFns<Empty> = {
 };
 
 function createBasePeer(): Peer {
-  return { name: "", underlayAddress: "", subnet: "" };
+  return { name: "", underlayAddress: "", subnet: "", ipv6Subnet: undefined };
 }
 
 export const Peer: MessageFns<Peer> = {
@@ -1201,6 +1208,9 @@ export const Peer: MessageFns<Peer> = {
     }
     if (message.subnet !== "") {
       writer.uint32(26).string(message.subnet);
+    }
+    if (message.ipv6Subnet !== undefined) {
+      writer.uint32(34).string(message.ipv6Subnet);
     }
     return writer;
   },
@@ -1242,6 +1252,14 @@ export const Peer: MessageFns<Peer> = {
             message.subnet = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.ipv6Subnet = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1263,6 +1281,11 @@ export const Peer: MessageFns<Peer> = {
         ? globalThis.String(object.underlay_address)
         : "",
       subnet: isSet(object.subnet) ? globalThis.String(object.subnet) : "",
+      ipv6Subnet: isSet(object.ipv6Subnet)
+        ? globalThis.String(object.ipv6Subnet)
+        : isSet(object.ipv6_subnet)
+        ? globalThis.String(object.ipv6_subnet)
+        : undefined,
     };
   },
 
@@ -1277,6 +1300,9 @@ export const Peer: MessageFns<Peer> = {
     if (message.subnet !== "") {
       obj.subnet = message.subnet;
     }
+    if (message.ipv6Subnet !== undefined) {
+      obj.ipv6Subnet = message.ipv6Subnet;
+    }
     return obj;
   },
 
@@ -1288,6 +1314,7 @@ export const Peer: MessageFns<Peer> = {
     message.name = object.name ?? "";
     message.underlayAddress = object.underlayAddress ?? "";
     message.subnet = object.subnet ?? "";
+    message.ipv6Subnet = object.ipv6Subnet ?? undefined;
     return message;
   },
 };

@@ -6,7 +6,7 @@
  * node's, the records carry no lease (nothing renews them; they go when the bench deletes them).
  */
 import { Agent, request } from 'node:http';
-import type { NodeRecord } from '@nodenet/core';
+import { subnetsOfNode, type NodeRecord } from '@nodenet/core';
 import { KeyLayout, encodeNodeRecord } from '@nodenet/membership-etcd/records';
 import { proxyToNamespaceTcp, type EtcdServer, type TestScope } from '@nodenet/testkit';
 
@@ -21,7 +21,7 @@ const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
 export function recordPuts(keys: KeyLayout, peer: NodeRecord): TxnOp[] {
   return [
     { request_put: { key: b64(keys.nodeKey(peer.name)), value: b64(encodeNodeRecord(peer)) } },
-    { request_put: { key: b64(keys.claimKey(peer.subnet)), value: b64(peer.name) } },
+    ...subnetsOfNode(peer).map((s) => ({ request_put: { key: b64(keys.claimKey(s)), value: b64(peer.name) } })),
   ];
 }
 
@@ -111,6 +111,6 @@ export class SimulatedNodes {
   async delete(peers: readonly NodeRecord[]): Promise<void> {
     if (peers.length > MAX_TXN_OPS) throw new Error(`one transaction deletes at most ${MAX_TXN_OPS} records, not ${peers.length}`);
     await this.etcd.txn(peers.map((p) => ({ request_delete_range: { key: b64(this.keys.nodeKey(p.name)) } })));
-    await this.etcd.txn(peers.map((p) => ({ request_delete_range: { key: b64(this.keys.claimKey(p.subnet)) } })));
+    await this.etcd.txn(peers.flatMap((p) => subnetsOfNode(p).map((s) => ({ request_delete_range: { key: b64(this.keys.claimKey(s)) } }))));
   }
 }

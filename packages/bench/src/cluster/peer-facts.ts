@@ -40,6 +40,8 @@ export function ovsPeerCookie(underlayAddress: string): string {
 /** The facts that together say `peer` is routed on `backend` (each absent once it is cleaned up). */
 export function peerFacts(peer: NodeRecord, backend: BackendName): string[] {
   const dev = PEER_DEVICE[backend];
+  // The bench's simulated peers are IPv4 (one subnet each).
+  if (!peer.subnet) throw new Error(`bench peer ${peer.name} has no IPv4 subnet`);
   const facts = [`route ${peer.subnet.toString()} dev ${dev}`, `addr ${peer.subnet.network} dev ${dev}`];
   facts.push(backend === 'iproute2' ? `addr ${peer.underlayAddress} dev ${dev}` : `flow ${ovsPeerCookie(peer.underlayAddress)}`);
   return facts;
