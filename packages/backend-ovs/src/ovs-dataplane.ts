@@ -973,10 +973,7 @@ export function checkOvsOptions(options: { db: string; runDir: string }): void {
 
 /** What OVSDB records of an instance (its addresses in the record's form: see OvsPortIdentity). */
 function portIdentityOf(spec: InstanceSpec): OvsPortIdentity {
-  const addresses = { ...(spec.ipv4 ? { ipv4: spec.ipv4 } : {}), ...(spec.ipv6 ? { ipv6: spec.ipv6 } : {}) };
-  if (!addresses.ipv4 && !addresses.ipv6)
-    throw new InternalError(`create ${spec.kind} ${spec.handle}`, 'the instance spec has no address: core gives every instance one');
-  return { handle: spec.handle, mac: spec.mac, kind: spec.kind, ...instanceRecordFields(addresses) };
+  return { handle: spec.handle, mac: spec.mac, kind: spec.kind, ...instanceRecordFields(spec) };
 }
 
 /** The identity of a port from a record or a registry entry (values nodenet wrote, so already valid). */
