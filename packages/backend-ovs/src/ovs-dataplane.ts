@@ -5,11 +5,12 @@
  * port, routed delivery of traffic from other nodes. Everything nodenet creates in OVS carries its owner tag
  * in `external_ids`; the kernel devices carry the same tag as their alias.
  *
- * OVSDB is written with ovs-vsctl (one transaction per change), flows with ovs-ofctl (`--bundle`: one atomic
- * change), the kernel with `ip`: a create's and a delete's node-side lines through long-lived `ip` sessions
- * (@nodenet/linux's IpSession), the rest with `ip -batch`. A create runs the kernel lines, then the
- * port transaction beside the instance's namespace setup, while its flows are written from the start (the
- * port's number is requested, so they need not wait for it).
+ * Instance ports (added, removed, put back by repairs) are OVSDB transactions on one long-lived session,
+ * their flows bundles on one OpenFlow connection per bridge (OvsRunner, OvsSession); bridges run ovs-vsctl
+ * and the flow comparison ovs-ofctl. The kernel goes through `ip`: a create's and a delete's node-side
+ * lines through long-lived `ip` sessions (@nodenet/linux's IpSession), the rest with `ip -batch`. A create
+ * runs the kernel lines, then the port transaction beside the instance's namespace setup, while its flows
+ * are written from the start (the port's number is requested, so they need not wait for it).
  */
 import {
   CNI_NAME,
@@ -99,12 +100,14 @@ import {
   PORT_REGISTRY_PREFIX,
   quoted,
   registeredPortsOf,
-  unregisterPortCommands,
+  unregisterPortOps,
   readdPortCommands,
   type OvsBridge,
+  type OvsPortIdentity,
   type OvsState,
 } from './ovsdb.js';
 import { OvsRunner } from './ovs-runner.js';
+import type { Operation } from '@nodenet/openvswitch';
 import { PORT_GUARD_TABLE, portGuardIsRight, portGuardScript } from './port-guard.js';
 import { SharedLock } from './shared-lock.js';
 import { disableTxChecksum } from './tx-checksum.js';
@@ -125,6 +128,9 @@ export interface OvsOptions {
 }
 
 export type OvsDataplaneOptions = OvsOptions;
+
+/** How long a link group found unused is used for group deletions without listing the links again. */
+const DELETE_GROUP_RECHECK_MS = 5_000;
 
 /** Kernel kinds the CNI's internal port shows: `openvswitch` (kernel datapath) or `tun` (userspace datapath). */
 const INTERNAL_PORT_KINDS = new Set(['openvswitch', 'tun']);
@@ -148,6 +154,8 @@ export class OvsDataplane implements Dataplane {
    * one session, deletes one by one would each wait for their own.
    */
   private readonly linkDeletes = new GroupCommitter<DeletedLink>((items) => this.deleteLinksNow(items));
+  /** The link group the last listing found unused, and when (see unusedLinkGroup). */
+  private deleteGroup: { group: number; checkedAt: number } | undefined;
   /**
    * The interface index of the CNI's gateway port when last seen. The delete session names that port
    * (neighbour flushes) and ip keeps the index it resolved: when the device is recreated (the bridge
@@ -305,32 +313,33 @@ export class OvsDataplane implements Dataplane {
     const missing = registeredPortsOf(bridge).filter((r) => state.interfaces.get(r.name)?.bridge !== spec.name);
     if (missing.length === 0) return [];
     const kernel = new Map((await this.readLinks('read the links of missing ports')).map((l) => [l.ifname, l]));
-    const commands: string[] = [];
+    const gone: string[] = [];
+    const restored: { port: IfName; ops: Operation[] }[] = [];
     const repairs: string[] = [];
     for (const r of missing) {
       const link = kernel.get(r.name);
       if (link === undefined) {
-        commands.push(...unregisterPortCommands(spec.name, [r.name]));
+        gone.push(r.name);
         continue;
       }
       if (link.alias !== instanceOwnerTag(r.handle) || (r.kind !== 'veth' && r.kind !== 'tap')) continue;
       const address = r.address as Ipv4Address;
       const port = r.name as IfName;
-      commands.push(
-        '--',
-        '--if-exists',
-        'del-port',
-        port,
-        ...addInstancePortCommands(
-          spec.name,
-          port,
-          { handle: r.handle as IfName, address, mac: r.mac, kind: r.kind },
-          ofportForAddress(ipv4Cni(spec).subnet, address),
-        ),
-      );
+      const identity: OvsPortIdentity = { handle: r.handle as IfName, address, mac: r.mac, kind: r.kind };
+      restored.push({ port, ops: addInstancePortOps(spec.name, port, identity, ofportForAddress(ipv4Cni(spec).subnet, address)) });
       repairs.push(`port ${port} of ${r.handle} (${address}) was missing from ${spec.name}: put back`);
     }
-    if (commands.length > 0) await this.ovs.vsctl(commands, `restore the ports of ${spec.name}`);
+    const step = `restore the ports of ${spec.name}`;
+    if (gone.length > 0) await this.ovs.transactOps(unregisterPortOps(spec.name, gone), step, { wait: false });
+    if (restored.length > 0) {
+      // A row of the same name on another bridge goes first, in a transaction of its own (see addPort);
+      // the adds then share one transaction (group commit).
+      await this.ovs.detachPorts(
+        restored.map((r) => r.port),
+        step,
+      );
+      await Promise.all(restored.map((r) => this.ovs.transactOps(r.ops, step)));
+    }
     return repairs;
   }
 
@@ -511,7 +520,7 @@ export class OvsDataplane implements Dataplane {
     } catch (e) {
       if (!isPortExistsError(e)) throw e;
       this.logger.info({ port: spec.hostIfname }, 'a stale OVSDB row of the port was replaced');
-      await this.ovs.transact(['--', '--if-exists', 'del-port', spec.hostIfname], `remove the stale port ${spec.hostIfname}`);
+      await this.ovs.detachPorts([spec.hostIfname], `remove the stale port ${spec.hostIfname}`);
       await add();
     }
   }
@@ -546,12 +555,11 @@ export class OvsDataplane implements Dataplane {
 
   /** The number ovs-vswitchd gave a port (only when none could be requested). */
   private async readOfport(name: IfName): Promise<number> {
-    const out = await this.ovs.vsctl(['--', 'get', 'Interface', name, 'ofport'], `read the port number of ${name}`, { wait: false });
-    const n = Number(out.trim());
-    if (!Number.isInteger(n) || n < 1)
+    const n = await this.ovs.ofport(name, `read the port number of ${name}`);
+    if (n === null || n < 1)
       throw new InternalError(
         `add ${name} to the CNI bridge`,
-        `ovs-vswitchd gave ${name} no usable port number (${out.trim()}): check its log`,
+        `ovs-vswitchd gave ${name} no usable port number (${n ?? 'none'}): check its log`,
       );
     return n;
   }
@@ -607,15 +615,34 @@ export class OvsDataplane implements Dataplane {
       await this.deleteTolerant(deleteInstanceScript(item, item.cniName), `delete interface ${item.handle}`, this.deleteSession);
       return;
     }
-    const links = await this.readLinks('list links to delete instances together');
+    const group = await this.unusedLinkGroup();
     const lines = [
       ...deleteLinksScript(
         items.map((i) => i.hostIfname),
-        pickUnusedGroup(links),
+        group,
       ),
       ...items.flatMap((i) => deleteInstanceScript(i, i.cniName).filter((l) => l.id !== LINE.deleteLink)),
     ];
-    await this.deleteTolerant(lines, `delete ${items.length} interfaces`, this.deleteSession);
+    try {
+      await this.deleteTolerant(lines, `delete ${items.length} interfaces`, this.deleteSession);
+    } catch (e) {
+      this.deleteGroup = undefined;
+      throw e;
+    }
+  }
+
+  /**
+   * A link group no link is in, for a group deletion. Listing every link costs a process and grows with
+   * the node (1,000 instances: 2,000 links); a group deletion leaves its group empty again and only
+   * nodenet puts links in it, so the group a listing found is used again without one for a few seconds
+   * (a mass delete's batches list once), then checked anew.
+   */
+  private async unusedLinkGroup(): Promise<number> {
+    const now = performance.now();
+    if (this.deleteGroup !== undefined && now - this.deleteGroup.checkedAt < DELETE_GROUP_RECHECK_MS) return this.deleteGroup.group;
+    const group = pickUnusedGroup(await this.readLinks('list links to delete instances together'));
+    this.deleteGroup = { group, checkedAt: now };
+    return group;
   }
 
   /** Removes ports and their registry entries; without the bridge (gone already) just the ports. */
@@ -722,10 +749,9 @@ export class OvsDataplane implements Dataplane {
       }
       const spec = { handle: entry.handle as IfName, address: entry.address as Ipv4Address, mac: entry.mac, kind: entry.kind } as const;
       const requested = ofportForAddress(ipv4Cni(cni).subnet, spec.address);
-      await this.ovs.transact(
-        ['--', '--if-exists', 'del-port', hostIfname, ...addInstancePortCommands(cni.name, hostIfname, spec, requested)],
-        `attach ${hostIfname} to ${cni.name}`,
-      );
+      // Off the bridge it is on first, in a transaction of its own (see addPort), then added as a create adds it.
+      await this.ovs.detachPorts([hostIfname], `detach ${hostIfname} to attach it to ${cni.name}`);
+      await this.ovs.transactOps(addInstancePortOps(cni.name, hostIfname, spec, requested), `attach ${hostIfname} to ${cni.name}`);
       const ofport = requested ?? (await this.readOfport(hostIfname));
       await this.ovs.modifyFlows(
         cni.name,
