@@ -66,7 +66,7 @@ import {
   type IpLinkWithAddresses,
   tapLines,
 } from '@nodenet/linux';
-import { CommandError, GroupCommitter, run } from '@nodenet/sys';
+import { GroupCommitter, run } from '@nodenet/sys';
 import {
   COOKIE_CLASS,
   addFlowsScript,
@@ -110,7 +110,7 @@ import { OvsRunner } from './ovs-runner.js';
 import type { Operation } from '@nodenet/openvswitch';
 import { PORT_GUARD_TABLE, portGuardIsRight, portGuardScript } from './port-guard.js';
 import { SharedLock } from './shared-lock.js';
-import { disableTxChecksum } from './tx-checksum.js';
+import { ChecksumNamespaceError, TxChecksumSession } from './tx-checksum.js';
 
 /** Where and how to reach Open vSwitch, and the node namespace: what every ovs backend object takes. */
 export interface OvsOptions {
@@ -128,9 +128,6 @@ export interface OvsOptions {
 }
 
 export type OvsDataplaneOptions = OvsOptions;
-
-/** How long a link group found unused is used for group deletions without listing the links again. */
-const DELETE_GROUP_RECHECK_MS = 5_000;
 
 /** Kernel kinds the CNI's internal port shows: `openvswitch` (kernel datapath) or `tun` (userspace datapath). */
 const INTERNAL_PORT_KINDS = new Set(['openvswitch', 'tun']);
@@ -154,8 +151,6 @@ export class OvsDataplane implements Dataplane {
    * one session, deletes one by one would each wait for their own.
    */
   private readonly linkDeletes = new GroupCommitter<DeletedLink>((items) => this.deleteLinksNow(items));
-  /** The link group the last listing found unused, and when (see unusedLinkGroup). */
-  private deleteGroup: { group: number; checkedAt: number } | undefined;
   /**
    * The interface index of the CNI's gateway port when last seen. The delete session names that port
    * (neighbour flushes) and ip keeps the index it resolved: when the device is recreated (the bridge
@@ -174,12 +169,14 @@ export class OvsDataplane implements Dataplane {
    * perl for all creates in flight (idempotent, so a failed group retried one by one is safe).
    */
   private readonly nodeTxChecksum = new GroupCommitter<IfName>((names) =>
-    disableTxChecksum(
-      this.nodeNetns === undefined ? undefined : netnsPath(this.nodeNetns),
+    this.txChecksum.off(
+      undefined,
       names,
       names.length === 1 ? `turn off checksum offload on ${names[0]}` : `turn off checksum offload on ${names.length} instance ends`,
     ),
   );
+  /** netdev: the long-lived helper that turns checksum offload off (see tx-checksum.ts). */
+  private readonly txChecksum: TxChecksumSession;
 
   constructor(options: OvsDataplaneOptions) {
     if (!DATAPATH_TYPES.includes(options.datapathType)) {
@@ -201,6 +198,7 @@ export class OvsDataplane implements Dataplane {
     });
     this.logger = options.logger ?? silentLogger;
     this.configurator = new NetnsConfigurator(this.nodeNetns, this.logger);
+    this.txChecksum = new TxChecksumSession(this.nodeNetns);
   }
 
   /** Ends the long-lived `ip` processes (they also end with the daemon). */
@@ -208,6 +206,7 @@ export class OvsDataplane implements Dataplane {
     this.createSession.close();
     this.deleteSession.close();
     this.configurator.close();
+    this.txChecksum.close();
     this.ovs.close();
   }
 
@@ -539,9 +538,9 @@ export class OvsDataplane implements Dataplane {
     }
     if (this.datapathType === 'netdev') {
       try {
-        await disableTxChecksum(target, [spec.handle], `turn off checksum offload on ${spec.handle}`);
+        await this.txChecksum.off(target, [spec.handle], `turn off checksum offload on ${spec.handle}`);
       } catch (e) {
-        if (e instanceof CommandError && /nsenter: cannot open/.test(e.stderr)) throw namespaceMissing(spec.netns, target, e);
+        if (e instanceof ChecksumNamespaceError) throw namespaceMissing(spec.netns, target, e);
         throw e;
       }
     }
@@ -615,34 +614,15 @@ export class OvsDataplane implements Dataplane {
       await this.deleteTolerant(deleteInstanceScript(item, item.cniName), `delete interface ${item.handle}`, this.deleteSession);
       return;
     }
-    const group = await this.unusedLinkGroup();
+    const links = await this.readLinks('list links to delete instances together');
     const lines = [
       ...deleteLinksScript(
         items.map((i) => i.hostIfname),
-        group,
+        pickUnusedGroup(links),
       ),
       ...items.flatMap((i) => deleteInstanceScript(i, i.cniName).filter((l) => l.id !== LINE.deleteLink)),
     ];
-    try {
-      await this.deleteTolerant(lines, `delete ${items.length} interfaces`, this.deleteSession);
-    } catch (e) {
-      this.deleteGroup = undefined;
-      throw e;
-    }
-  }
-
-  /**
-   * A link group no link is in, for a group deletion. Listing every link costs a process and grows with
-   * the node (1,000 instances: 2,000 links); a group deletion leaves its group empty again and only
-   * nodenet puts links in it, so the group a listing found is used again without one for a few seconds
-   * (a mass delete's batches list once), then checked anew.
-   */
-  private async unusedLinkGroup(): Promise<number> {
-    const now = performance.now();
-    if (this.deleteGroup !== undefined && now - this.deleteGroup.checkedAt < DELETE_GROUP_RECHECK_MS) return this.deleteGroup.group;
-    const group = pickUnusedGroup(await this.readLinks('list links to delete instances together'));
-    this.deleteGroup = { group, checkedAt: now };
-    return group;
+    await this.deleteTolerant(lines, `delete ${items.length} interfaces`, this.deleteSession);
   }
 
   /** Removes ports and their registry entries; without the bridge (gone already) just the ports. */
