@@ -5,11 +5,12 @@
  * port, routed delivery of traffic from other nodes. Everything nodenet creates in OVS carries its owner tag
  * in `external_ids`; the kernel devices carry the same tag as their alias.
  *
- * OVSDB is written with ovs-vsctl (one transaction per change), flows with ovs-ofctl (`--bundle`: one atomic
- * change), the kernel with `ip`: a create's and a delete's node-side lines through long-lived `ip` sessions
- * (@nodenet/linux's IpSession), the rest with `ip -batch`. A create runs the kernel lines, then the
- * port transaction beside the instance's namespace setup, while its flows are written from the start (the
- * port's number is requested, so they need not wait for it).
+ * Instance ports (added, removed, put back by repairs) are OVSDB transactions on one long-lived session,
+ * their flows bundles on one OpenFlow connection per bridge (OvsRunner, OvsSession); bridges run ovs-vsctl
+ * and the flow comparison ovs-ofctl. The kernel goes through `ip`: a create's and a delete's node-side
+ * lines through long-lived `ip` sessions (@nodenet/linux's IpSession), the rest with `ip -batch`. A create
+ * runs the kernel lines, then the port transaction beside the instance's namespace setup, while its flows
+ * are written from the start (the port's number is requested, so they need not wait for it).
  */
 import {
   CNI_NAME,
@@ -67,7 +68,7 @@ import {
   type IpLinkWithAddresses,
   tapLines,
 } from '@nodenet/linux';
-import { CommandError, GroupCommitter, run } from '@nodenet/sys';
+import { GroupCommitter, run } from '@nodenet/sys';
 import {
   COOKIE_CLASS,
   addFlowsScript,
@@ -101,16 +102,17 @@ import {
   PORT_REGISTRY_PREFIX,
   quoted,
   registeredPortsOf,
-  unregisterPortCommands,
+  unregisterPortOps,
   readdPortCommands,
   type OvsBridge,
   type OvsPortIdentity,
   type OvsState,
 } from './ovsdb.js';
 import { OvsRunner } from './ovs-runner.js';
+import type { Operation } from '@nodenet/openvswitch';
 import { PORT_GUARD_TABLE, portGuardIsRight, portGuardScript } from './port-guard.js';
 import { SharedLock } from './shared-lock.js';
-import { disableTxChecksum } from './tx-checksum.js';
+import { ChecksumNamespaceError, TxChecksumSession } from './tx-checksum.js';
 
 /** Where and how to reach Open vSwitch, and the node namespace: what every ovs backend object takes. */
 export interface OvsOptions {
@@ -169,12 +171,14 @@ export class OvsDataplane implements Dataplane {
    * perl for all creates in flight (idempotent, so a failed group retried one by one is safe).
    */
   private readonly nodeTxChecksum = new GroupCommitter<IfName>((names) =>
-    disableTxChecksum(
-      this.nodeNetns === undefined ? undefined : netnsPath(this.nodeNetns),
+    this.txChecksum.off(
+      undefined,
       names,
       names.length === 1 ? `turn off checksum offload on ${names[0]}` : `turn off checksum offload on ${names.length} instance ends`,
     ),
   );
+  /** netdev: the long-lived helper that turns checksum offload off (see tx-checksum.ts). */
+  private readonly txChecksum: TxChecksumSession;
 
   constructor(options: OvsDataplaneOptions) {
     if (!DATAPATH_TYPES.includes(options.datapathType)) {
@@ -196,6 +200,7 @@ export class OvsDataplane implements Dataplane {
     });
     this.logger = options.logger ?? silentLogger;
     this.configurator = new NetnsConfigurator(this.nodeNetns, this.logger);
+    this.txChecksum = new TxChecksumSession(this.nodeNetns);
   }
 
   /** Ends the long-lived `ip` processes (they also end with the daemon). */
@@ -203,6 +208,7 @@ export class OvsDataplane implements Dataplane {
     this.createSession.close();
     this.deleteSession.close();
     this.configurator.close();
+    this.txChecksum.close();
     this.ovs.close();
   }
 
@@ -309,27 +315,32 @@ export class OvsDataplane implements Dataplane {
     const missing = registeredPortsOf(bridge).filter((r) => state.interfaces.get(r.name)?.bridge !== spec.name);
     if (missing.length === 0) return [];
     const kernel = new Map((await this.readLinks('read the links of missing ports')).map((l) => [l.ifname, l]));
-    const commands: string[] = [];
+    const gone: string[] = [];
+    const restored: { port: IfName; ops: Operation[] }[] = [];
     const repairs: string[] = [];
     for (const r of missing) {
       const link = kernel.get(r.name);
       if (link === undefined) {
-        commands.push(...unregisterPortCommands(spec.name, [r.name]));
+        gone.push(r.name);
         continue;
       }
       if (link.alias !== instanceOwnerTag(r.handle) || (r.kind !== 'veth' && r.kind !== 'tap')) continue;
       const identity = portIdentityOfRecord({ ...r, kind: r.kind });
       const port = r.name as IfName;
-      commands.push(
-        '--',
-        '--if-exists',
-        'del-port',
-        port,
-        ...addInstancePortCommands(spec.name, port, identity, ofportForInstance(spec, identity.address)),
-      );
+      restored.push({ port, ops: addInstancePortOps(spec.name, port, identity, ofportForInstance(spec, identity.address)) });
       repairs.push(`port ${port} of ${r.handle} (${addressesText(identity)}) was missing from ${spec.name}: put back`);
     }
-    if (commands.length > 0) await this.ovs.vsctl(commands, `restore the ports of ${spec.name}`);
+    const step = `restore the ports of ${spec.name}`;
+    if (gone.length > 0) await this.ovs.transactOps(unregisterPortOps(spec.name, gone), step, { wait: false });
+    if (restored.length > 0) {
+      // A row of the same name on another bridge goes first, in a transaction of its own (see addPort);
+      // the adds then share one transaction (group commit).
+      await this.ovs.detachPorts(
+        restored.map((r) => r.port),
+        step,
+      );
+      await Promise.all(restored.map((r) => this.ovs.transactOps(r.ops, step)));
+    }
     return repairs;
   }
 
@@ -516,7 +527,7 @@ export class OvsDataplane implements Dataplane {
     } catch (e) {
       if (!isPortExistsError(e)) throw e;
       this.logger.info({ port: spec.hostIfname }, 'a stale OVSDB row of the port was replaced');
-      await this.ovs.transact(['--', '--if-exists', 'del-port', spec.hostIfname], `remove the stale port ${spec.hostIfname}`);
+      await this.ovs.detachPorts([spec.hostIfname], `remove the stale port ${spec.hostIfname}`);
       await add();
     }
   }
@@ -535,9 +546,9 @@ export class OvsDataplane implements Dataplane {
     }
     if (this.datapathType === 'netdev') {
       try {
-        await disableTxChecksum(target, [spec.handle], `turn off checksum offload on ${spec.handle}`);
+        await this.txChecksum.off(target, [spec.handle], `turn off checksum offload on ${spec.handle}`);
       } catch (e) {
-        if (e instanceof CommandError && /nsenter: cannot open/.test(e.stderr)) throw namespaceMissing(spec.netns, target, e);
+        if (e instanceof ChecksumNamespaceError) throw namespaceMissing(spec.netns, target, e);
         throw e;
       }
     }
@@ -551,12 +562,11 @@ export class OvsDataplane implements Dataplane {
 
   /** The number ovs-vswitchd gave a port (only when none could be requested). */
   private async readOfport(name: IfName): Promise<number> {
-    const out = await this.ovs.vsctl(['--', 'get', 'Interface', name, 'ofport'], `read the port number of ${name}`, { wait: false });
-    const n = Number(out.trim());
-    if (!Number.isInteger(n) || n < 1)
+    const n = await this.ovs.ofport(name, `read the port number of ${name}`);
+    if (n === null || n < 1)
       throw new InternalError(
         `add ${name} to the CNI bridge`,
-        `ovs-vswitchd gave ${name} no usable port number (${out.trim()}): check its log`,
+        `ovs-vswitchd gave ${name} no usable port number (${n ?? 'none'}): check its log`,
       );
     return n;
   }
@@ -728,10 +738,9 @@ export class OvsDataplane implements Dataplane {
       }
       const spec = portIdentityOfRecord({ ...entry, kind: entry.kind });
       const requested = ofportForInstance(cni, spec.address);
-      await this.ovs.transact(
-        ['--', '--if-exists', 'del-port', hostIfname, ...addInstancePortCommands(cni.name, hostIfname, spec, requested)],
-        `attach ${hostIfname} to ${cni.name}`,
-      );
+      // Off the bridge it is on first, in a transaction of its own (see addPort), then added as a create adds it.
+      await this.ovs.detachPorts([hostIfname], `detach ${hostIfname} to attach it to ${cni.name}`);
+      await this.ovs.transactOps(addInstancePortOps(cni.name, hostIfname, spec, requested), `attach ${hostIfname} to ${cni.name}`);
       const ofport = requested ?? (await this.readOfport(hostIfname));
       await this.ovs.modifyFlows(
         cni.name,

@@ -15,7 +15,16 @@ import { join } from 'node:path';
 import { UnavailableError } from '@nodenet/core';
 import { CommandError, GroupCommitter, run, runLean } from '@nodenet/sys';
 import { mgmtSocket } from './names.js';
-import { deletePortOps, ovsStateOfRows, parseOvsState, READ_COMMANDS, READ_OPERATIONS, type OvsState } from './ovsdb.js';
+import {
+  deletePortOps,
+  detachPortOps,
+  ofportOfColumn,
+  ovsStateOfRows,
+  parseOvsState,
+  READ_COMMANDS,
+  READ_OPERATIONS,
+  type OvsState,
+} from './ovsdb.js';
 import { OvsSession, vswitchdTimeout } from './ovs-session.js';
 import type { FlowStats, FlowStatsRequest, Operation } from '@nodenet/openvswitch';
 
@@ -97,6 +106,23 @@ export class OvsRunner {
   async removePorts(bridge: string, ports: readonly string[], step: string): Promise<void> {
     const uuids = await this.requireSession().portUuids(ports, step);
     await this.transactOps(deletePortOps(bridge, ports, uuids), step, { wait: false });
+  }
+
+  /**
+   * Takes ports (absent ones are fine) off whatever bridge holds them, their registry entries kept, and
+   * returns once ovs-vswitchd has let go of them: what a port's rows left behind by a vanished link need
+   * before the name is added again (in one transaction with the add, ovs-vswitchd would see no change and
+   * keep the vanished link open). Returns how many were there.
+   */
+  async detachPorts(ports: readonly string[], step: string): Promise<number> {
+    const uuids = await this.requireSession().portUuids(ports, step);
+    if (uuids.length > 0) await this.transactOps(detachPortOps(uuids), step);
+    return uuids.length;
+  }
+
+  /** The number ovs-vswitchd gave the interface `name` (null: none yet, or no such interface), over the OVSDB session. */
+  async ofport(name: string, step: string): Promise<number | null> {
+    return ofportOfColumn(await this.interfaceColumn(name, 'ofport', step));
   }
 
   /** A column of the Interface row named `name`, read over the OVSDB session (undefined: no such row). */

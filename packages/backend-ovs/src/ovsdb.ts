@@ -1,7 +1,8 @@
 /**
- * OVSDB as the ovs backend sees it: the ovs-vsctl transactions it runs (argument arrays built by pure
- * functions, one transaction per change) and the one read it makes (`ovs-vsctl --format=json list` of
- * Bridge, Port and Interface in one process), parsed into plain objects.
+ * OVSDB as the ovs backend sees it, built by pure functions: the ovs-vsctl transactions of the rare steps
+ * (bridges), the OVSDB operations the session sends for ports (the same rows ovs-vsctl wrote: see
+ * test/port-ops.test.ts), and the one read (Bridge, Port and Interface in one transaction, or
+ * `ovs-vsctl --format=json list` without the session), parsed into plain objects.
  */
 import { InternalError, type CniSpec, type IfName, type InstanceSpec, type IpAddress, type Ipv6Address } from '@nodenet/core';
 import { OvsdbTransactionError, map, namedUuid, set, uuid, type Operation } from '@nodenet/openvswitch';
@@ -228,10 +229,22 @@ export function addInstancePortOps(bridge: string, port: IfName, spec: OvsPortId
  * bridge that are gone already are fine (--if-exists).
  */
 export function deletePortOps(bridge: string, ports: readonly string[], portUuids: readonly string[]): Operation[] {
+  return [...detachPortOps(portUuids), ...unregisterPortOps(bridge, ports)];
+}
+
+/**
+ * The ports (by UUID) out of every bridge holding them, registry untouched: OVSDB then removes the
+ * unreferenced Port and Interface rows (ovs-vsctl's `--if-exists del-port`). No UUID, no operation.
+ */
+export function detachPortOps(portUuids: readonly string[]): Operation[] {
+  if (portUuids.length === 0) return [];
+  return [{ op: 'mutate', table: 'Bridge', where: [], mutations: [['ports', 'delete', set(portUuids.map(uuid))]] }];
+}
+
+/** unregisterPortCommands as an OVSDB operation: the ports' registry entries off `bridge` (absent keys are fine). */
+export function unregisterPortOps(bridge: string, ports: readonly string[]): Operation[] {
+  if (ports.length === 0) return [];
   return [
-    ...(portUuids.length > 0
-      ? [{ op: 'mutate', table: 'Bridge', where: [], mutations: [['ports', 'delete', set(portUuids.map(uuid))]] } satisfies Operation]
-      : []),
     {
       op: 'mutate',
       table: 'Bridge',
@@ -239,6 +252,11 @@ export function deletePortOps(bridge: string, ports: readonly string[], portUuid
       mutations: [['external_ids', 'delete', set(ports.map((p) => `${PORT_REGISTRY_PREFIX}${p}`))]],
     },
   ];
+}
+
+/** An Interface's `ofport` as OVSDB gives it (an integer, or the empty set before ovs-vswitchd assigned one). */
+export function ofportOfColumn(value: unknown): number | null {
+  return optionalNumber(value);
 }
 
 function bridgeMustExist(bridge: string): Operation {

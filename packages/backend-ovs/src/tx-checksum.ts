@@ -15,9 +15,10 @@
  * ethtool is not always installed, and Node cannot issue ioctls: perl (essential on Debian) does it in one
  * short process, with the interface names as arguments (never interpolated into code).
  */
-import { parseIfName, type IfName, type NetnsRef } from '@nodenet/core';
+import { fileURLToPath } from 'node:url';
+import { InternalError, parseIfName, type IfName, type NetnsRef } from '@nodenet/core';
 import { commandInNamespace } from '@nodenet/linux';
-import { runLean } from '@nodenet/sys';
+import { CommandSession, runLean, type SessionFraming } from '@nodenet/sys';
 
 /** SIOCETHTOOL with ETHTOOL_STXCSUM (0x17), data 0; `struct ifreq` is 40 bytes: name[16], then a pointer. */
 export const TX_CHECKSUM_OFF_PERL = [
@@ -38,4 +39,55 @@ export function txChecksumOffArgs(ifnames: readonly IfName[]): string[] {
 export async function disableTxChecksum(netns: NetnsRef | undefined, ifnames: readonly IfName[], step: string): Promise<void> {
   const { file, args } = commandInNamespace(netns, 'perl', txChecksumOffArgs(ifnames));
   await runLean(file, args, { step });
+}
+
+/**
+ * The long-lived form (helpers/tx-checksum.pl beside src/ and dist/, listed in the package's `files`): one
+ * perl in the node namespace for the daemon's life, entering an instance's namespace per request, instead
+ * of a perl (and an nsenter) per create, whose start cost a create ~2-5 ms of CPU and, on a loaded node,
+ * tens of milliseconds on its critical path.
+ */
+export const TX_CHECKSUM_HELPER_PATH = fileURLToPath(new URL('../helpers/tx-checksum.pl', import.meta.url));
+
+const helperFraming: SessionFraming = {
+  marker: (seq) => `mark ${seq}\n`,
+  find(stderr, seq) {
+    const done = `done ${seq}\n`;
+    const at = stderr.indexOf(done);
+    if (at < 0 || (at > 0 && stderr[at - 1] !== '\n')) return null;
+    return { output: stderr.slice(0, at).trim(), consumed: at + done.length };
+  },
+};
+
+/** The helper could not enter the namespace (gone, or never there): callers say NOT_FOUND for it. */
+export class ChecksumNamespaceError extends InternalError {}
+
+export class TxChecksumSession {
+  private readonly session: CommandSession;
+
+  constructor(nodeNetns: NetnsRef | undefined, helper: readonly [string, ...string[]] = ['perl', TX_CHECKSUM_HELPER_PATH]) {
+    const { file, args } = commandInNamespace(nodeNetns, helper[0], helper.slice(1));
+    this.session = new CommandSession({
+      name: `the checksum-offload helper (${[file, ...args].join(' ')})`,
+      file,
+      args,
+      framing: helperFraming,
+    });
+  }
+
+  /** Turns checksum offload off on `ifnames` in the namespace at `netnsPath` (undefined: the node's). */
+  async off(netnsPath: string | undefined, ifnames: readonly IfName[], step: string): Promise<void> {
+    if (netnsPath !== undefined && (!netnsPath.startsWith('/') || /[\t\n\r\0]/.test(netnsPath)))
+      throw new InternalError(step, `refusing to send ${JSON.stringify(netnsPath)} to the checksum-offload helper`);
+    const fields = ['tx-checksum-off', netnsPath ?? '-', ...ifnames.map((n) => parseIfName(n, 'ifname'))];
+    const answer = await this.session.request(`${fields.join('\t')}\n`, step);
+    if (answer === '') return;
+    const failure = /^fail (\S+) (.*)$/m.exec(answer);
+    if (failure?.[1] === 'open-namespace') throw new ChecksumNamespaceError(step, failure[2]!);
+    throw new InternalError(step, failure?.[2] ?? answer);
+  }
+
+  close(): void {
+    this.session.close();
+  }
 }

@@ -184,7 +184,7 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       expect(await new LinuxNamespaceIdentity().namespaceAlive(a.netns!, placement.netnsId)).toBe(true);
     });
 
-    it('link lines go to long-lived processes: a create starts no ip (node side: ip sessions; namespace side: the namespace configurator); the checksum perl goes by path', async () => {
+    it('link lines go to long-lived processes: a create starts no process (node side: ip sessions; namespace side: the namespace configurator; checksum offload: the long-lived helper)', async () => {
       const ns = await topology.createInstanceNamespace();
       const a = instanceSpec(cni, 33, { netns: ns, ifname: 'eth0' });
       const created = await commandsDuring(() => n.dataplane.createInstance(a));
@@ -193,13 +193,11 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       const deleted = await commandsDuring(() => n.dataplane.deleteInstance(instanceRecordOf(a), cniRecord));
       expect(await link(n.host.ns, a.hostIfname)).toBeUndefined();
       const files = (commands: string[]) => commands.map((c) => c.split(' ')[0]).sort();
-      // In the namespace perl (checksum offload, netdev). The end was named, addressed and routed (asserted
-      // above) by @nodenet/linux's long-lived namespace configurator; the port and the flows went over
-      // the long-lived OVSDB and OpenFlow connections.
-      expect(files(created), created.join('\n')).toEqual(['nsenter']);
-      expect(created.filter((c) => c.startsWith('nsenter')).map((c) => c.split(' ').slice(0, 4).join(' '))).toEqual([
-        `nsenter --net=/run/netns/${ns} -- perl`,
-      ]);
+      // The end was named, addressed and routed (asserted above) by @nodenet/linux's long-lived namespace
+      // configurator, its checksum offload turned off (netdev) by the long-lived helper that enters the
+      // namespace (both started by earlier creates); the port and the flows went over the long-lived OVSDB
+      // and OpenFlow connections.
+      expect(files(created), created.join('\n')).toEqual([]);
       // The flows and the port row: over the long-lived connections, no process.
       expect(files(deleted), deleted.join('\n')).toEqual([]);
     });
