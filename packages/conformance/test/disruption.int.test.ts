@@ -280,6 +280,24 @@ describe.each(BACKENDS)('disruptions on one node, repaired on events (%s backend
       );
     });
 
+    // The flow table is fingerprinted every few looks: a flow whose actions change while the number of flows
+    // stays (ovs-ofctl mod-flows) is a change too.
+    it("ovs: an instance's flows modified in place (ovs-ofctl mod-flows ... actions=drop): put back", async () => {
+      const flows = async () => (await ovs!.flows('nodenet0')).sort();
+      const before = await flows();
+      const cookie = /(?:^|[\s,])cookie=(0x[0-9a-f]+)[\s,]/.exec(before.find((l) => l.includes(`nw_src=${b.address}`)) ?? '')?.[1];
+      expect(cookie, `a flow of ${b.address} in ${JSON.stringify(before)}`).toBeDefined();
+      await disruption(
+        'flow modified in place (ovs-ofctl mod-flows)',
+        async () => {
+          await ovs!.ofctl('mod-flows', 'nodenet0', [`table=0,cookie=${cookie}/-1,actions=drop`]);
+          expect(await flows(), 'the flows were modified').not.toEqual(before);
+        },
+        async () => JSON.stringify(await flows()) === JSON.stringify(before) && (await consistent()),
+        /flows of nodenet0 differed/,
+      );
+    });
+
     it('ovs: ovs-vswitchd restarted (its flows are gone): flows back', async () => {
       await disruption(
         'ovs-vswitchd restarted',
