@@ -57,10 +57,14 @@ export interface ChangeSource {
   stop(): Promise<void>;
 }
 
-/** The in-process sources for a config: OVS's with the ovs backend, none otherwise. */
-export function changeSources(config: Pick<DaemonConfig, 'backend' | 'ovs'>): ChangeSource[] {
+/**
+ * The in-process sources for a config: OVS's with the ovs backend, none otherwise. `hasCni` says whether the
+ * node has its CNI (so the CNI bridge should be there); without one, no bridge to watch is no gap.
+ */
+export function changeSources(config: Pick<DaemonConfig, 'backend' | 'ovs'>, hasCni: () => boolean = () => true): ChangeSource[] {
   if (config.backend !== 'ovs') return [];
-  return [new OvsdbChangeSource(config.ovs.db), new FlowTableWatch(CNI_BRIDGE, `unix:${join(config.ovs.runDir, `${CNI_BRIDGE}.mgmt`)}`)];
+  const target = `unix:${join(config.ovs.runDir, `${CNI_BRIDGE}.mgmt`)}`;
+  return [new OvsdbChangeSource(config.ovs.db), new FlowTableWatch(CNI_BRIDGE, target, { bridgeExpected: hasCni })];
 }
 
 const retryDelay = (failures: number) => Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** Math.max(0, failures - 1));
@@ -143,6 +147,19 @@ export class OvsdbChangeSource implements ChangeSource {
   }
 }
 
+export interface FlowTableWatchOptions {
+  /** Default POLL_MS. */
+  readonly pollMs?: number;
+  /** Default FINGERPRINT_EVERY. */
+  readonly fingerprintEvery?: number;
+  /**
+   * Whether the bridge should exist now (default: always). A switch unreachable only while it need not
+   * exist (a node without its CNI yet) missed nothing: the bridge nodenet then creates is not a reconnection
+   * (a full pass then waited behind the CNI's creation, and the passes after it behind that one, 5-8 s).
+   */
+  readonly bridgeExpected?: () => boolean;
+}
+
 /** nodenet's flows on a bridge, counted per cookie class every POLL_MS over an OpenFlow connection. */
 export class FlowTableWatch implements ChangeSource {
   readonly name: string;
@@ -155,15 +172,22 @@ export class FlowTableWatch implements ChangeSource {
   private polling: Promise<void> | undefined;
   /** Consecutive polls that could not reach the switch (0: reachable). */
   private failures = 0;
+  /** Whether one of those failures came while the bridge should have been there (a gap to make up for). */
+  private missedWhileExpected = false;
   private polls = 0;
+  private readonly pollMs: number;
+  private readonly fingerprintEvery: number;
+  private readonly bridgeExpected: () => boolean;
 
   constructor(
     private readonly bridge: string,
     private readonly target: string,
-    private readonly pollMs = POLL_MS,
-    private readonly fingerprintEvery = FINGERPRINT_EVERY,
+    options: FlowTableWatchOptions = {},
   ) {
     this.name = `flow table of ${bridge}`;
+    this.pollMs = options.pollMs ?? POLL_MS;
+    this.fingerprintEvery = options.fingerprintEvery ?? FINGERPRINT_EVERY;
+    this.bridgeExpected = options.bridgeExpected ?? (() => true);
   }
 
   start(sink: ChangeSink): void {
@@ -229,8 +253,9 @@ export class FlowTableWatch implements ChangeSource {
       if (this.stopped) return;
       const counts = Object.fromEntries(classes.map(([name], i) => [name, totals[i]!]));
       const byClass = fingerprints && Object.fromEntries(classes.map(([name], i) => [name, fingerprints[i]!]));
-      if (this.failures > 0) sink.reconnected();
-      else {
+      if (this.failures > 0) {
+        if (this.missedWhileExpected) sink.reconnected();
+      } else {
         if (this.counts) for (const cause of classifyFlowCounts(this.bridge, this.counts, counts)) sink.change(cause);
         if (byClass && this.fingerprints)
           for (const [name] of classes)
@@ -239,10 +264,12 @@ export class FlowTableWatch implements ChangeSource {
       this.counts = counts;
       if (byClass) this.fingerprints = byClass;
       this.failures = 0;
+      this.missedWhileExpected = false;
     } catch (e) {
       if (this.stopped) return;
       // The table may be another once the switch is back: the first look then takes fingerprints anew.
       this.fingerprints = undefined;
+      if (this.bridgeExpected()) this.missedWhileExpected = true;
       if (this.failures === 0)
         sink.logger.warn(
           { event: 'monitor-exit', monitor: this.name, err: message(e), retryInMs: RETRY_FIRST_MS },

@@ -2,7 +2,8 @@
  * The in-process followers of Open vSwitch (ovs-change-sources.ts) against a real private OVS: flows of
  * nodenet's deleted by cookie, modified in place or replaced by others are reported per class (re-adding them
  * as they were is not), a deleted or
- * retagged Interface row is reported, and both followers report getting OVS back after it restarted.
+ * retagged Interface row is reported, and both followers report getting OVS back after it restarted (a
+ * bridge appearing that was not expected yet is no reconnection).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PrivateOvs, TestScope } from '@nodenet/testkit';
@@ -66,7 +67,7 @@ describe('OVS change sources against a private Open vSwitch', () => {
 
   it('the flow table: deletions by cookie and modifications are reported per class; flows re-added as they were are not', async () => {
     const sink = recorder();
-    const watch = new FlowTableWatch(BRIDGE, `unix:${ovs.dir}/${BRIDGE}.mgmt`, 20);
+    const watch = new FlowTableWatch(BRIDGE, `unix:${ovs.dir}/${BRIDGE}.mgmt`, { pollMs: 20 });
     scope.defer('stop the flow watch', () => watch.stop());
     watch.start(sink);
     await sink.waitFor(() => watch.pollCount >= 3, 'three polls');
@@ -101,6 +102,30 @@ describe('OVS change sources against a private Open vSwitch', () => {
     await ovs.stopSwitch('exit');
     await ovs.startSwitch();
     await sink.waitFor(() => sink.reconnects === 1, 'the flow table back');
+    await watch.stop();
+  });
+
+  it('a bridge that was not to be there yet (a node without its CNI) appearing is no reconnection; one that was is', async () => {
+    const bridge = 'nodenet9';
+    let expected = false;
+    const sink = recorder();
+    const watch = new FlowTableWatch(bridge, `unix:${ovs.dir}/${bridge}.mgmt`, { pollMs: 20, bridgeExpected: () => expected });
+    scope.defer('stop the second flow watch', () => watch.stop());
+    watch.start(sink);
+    await sink.waitFor(() => watch.pollCount >= 3, 'three failed polls');
+    // nodenet creates its CNI: the bridge is expected from now on, and appears.
+    expected = true;
+    await ovs.vsctl(['add-br', bridge, '--', 'set', 'Bridge', bridge, 'datapath_type=netdev', 'fail_mode=secure']);
+    scope.defer('delete the second bridge', () => ovs.vsctl(['--if-exists', 'del-br', bridge]));
+    const polls = watch.pollCount;
+    await sink.waitFor(() => watch.pollCount >= polls + 5, 'five more polls');
+    expect(sink.reconnects).toBe(0);
+    // Gone while expected (deleted behind nodenet's back), then back: a reconnection.
+    await ovs.vsctl(['del-br', bridge]);
+    const gone = watch.pollCount;
+    await sink.waitFor(() => watch.pollCount >= gone + 3, 'polls without the bridge');
+    await ovs.vsctl(['add-br', bridge, '--', 'set', 'Bridge', bridge, 'datapath_type=netdev', 'fail_mode=secure']);
+    await sink.waitFor(() => sink.reconnects === 1, 'the bridge back');
     await watch.stop();
   });
 
