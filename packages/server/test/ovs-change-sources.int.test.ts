@@ -116,7 +116,7 @@ describe('OVS change sources against a private Open vSwitch', () => {
     // nodenet creates its CNI: the bridge is expected from now on, and appears.
     expected = true;
     await ovs.vsctl(['add-br', bridge, '--', 'set', 'Bridge', bridge, 'datapath_type=netdev', 'fail_mode=secure']);
-    scope.defer('delete the second bridge', () => ovs.vsctl(['--if-exists', 'del-br', bridge]));
+    scope.defer('delete the second bridge', async () => void (await ovs.vsctl(['--if-exists', 'del-br', bridge])));
     const polls = watch.pollCount;
     await sink.waitFor(() => watch.pollCount >= polls + 5, 'five more polls');
     expect(sink.reconnects).toBe(0);
