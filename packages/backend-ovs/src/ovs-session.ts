@@ -24,6 +24,7 @@ import {
 } from '@nodenet/openvswitch';
 import { mgmtSocket } from './names.js';
 import { missingBridgeOf } from './ovsdb.js';
+import { observedRequest } from './ovs-outcome.js';
 
 export interface OvsSessionOptions {
   readonly db: string;
@@ -74,9 +75,11 @@ export class OvsSession {
 
   /** One OVSDB transaction; with `wait`, returns once ovs-vswitchd has applied it. */
   async transact(ops: readonly Operation[], step: string, wait: boolean): Promise<OperationResult[]> {
-    const db = await this.openOvsdb();
     try {
-      return wait ? await db.waiter.transactAndWait(ops, step, this.options.timeoutSeconds * 1000) : await db.client.transact(ops, step);
+      return await observedRequest('ovsdb', async () => {
+        const db = await this.openOvsdb();
+        return wait ? await db.waiter.transactAndWait(ops, step, this.options.timeoutSeconds * 1000) : await db.client.transact(ops, step);
+      });
     } catch (e) {
       if (e instanceof VswitchTimeoutError) throw vswitchdTimeout(step, this.options, e);
       const bridge = missingBridgeOf(e);
@@ -92,9 +95,8 @@ export class OvsSession {
    */
   async portUuids(names: readonly string[], step: string): Promise<string[]> {
     if (names.length === 0) return [];
-    const db = await this.openOvsdb();
     // One select per name (OVSDB's conditions are all ANDed), in one transaction.
-    const selected = await db.client.transact(
+    const selected = await this.select(
       names.map((name) => ({ op: 'select', table: 'Port', where: [['name', '==', name]], columns: ['_uuid'] })),
       step,
     );
@@ -108,12 +110,13 @@ export class OvsSession {
 
   /** A column of the Interface row named `name`, read at the moment (undefined: no such row). */
   async interfaceColumn(name: string, column: string, step: string): Promise<unknown> {
-    const db = await this.openOvsdb();
-    const [selected] = await db.client.transact(
-      [{ op: 'select', table: 'Interface', where: [['name', '==', name]], columns: [column] }],
-      step,
-    );
+    const [selected] = await this.select([{ op: 'select', table: 'Interface', where: [['name', '==', name]], columns: [column] }], step);
     return selected?.rows?.[0]?.[column];
+  }
+
+  /** A read-only transaction, as is. */
+  private select(ops: readonly Operation[], step: string): Promise<OperationResult[]> {
+    return observedRequest('ovsdb', async () => (await this.openOvsdb()).client.transact(ops, step));
   }
 
   /**
@@ -146,14 +149,16 @@ export class OvsSession {
    * `call` on the bridge's connection. A connection that was open before and turns out lost (the bridge
    * recreated, ovs-vswitchd restarted) is dialled again once, and the call repeated.
    */
-  private async withFlowConnection<T>(bridge: string, call: (c: OpenFlowConnection) => Promise<T>): Promise<T> {
-    const wasOpen = this.bridges.get(bridge)?.connected === true;
-    try {
-      return await call(await this.openFlow(bridge));
-    } catch (e) {
-      if (!(wasOpen && e instanceof UnavailableError)) throw e;
-      return call(await this.openFlow(bridge));
-    }
+  private withFlowConnection<T>(bridge: string, call: (c: OpenFlowConnection) => Promise<T>): Promise<T> {
+    return observedRequest('openflow', async () => {
+      const wasOpen = this.bridges.get(bridge)?.connected === true;
+      try {
+        return await call(await this.openFlow(bridge));
+      } catch (e) {
+        if (!(wasOpen && e instanceof UnavailableError)) throw e;
+        return call(await this.openFlow(bridge));
+      }
+    });
   }
 
   close(): void {

@@ -63,6 +63,8 @@ interface Disruption {
   consistent(): Promise<boolean>;
   /** What the last check found wrong (for the failure message). */
   problems?(): readonly string[];
+  /** Disrupt at once, without waiting for a quiet daemon first (right after a start). */
+  readonly atOnce?: boolean;
 }
 
 /**
@@ -71,7 +73,7 @@ interface Disruption {
  */
 async function measureDisruption(d: Disruption): Promise<DisruptionRow> {
   // Start from a quiet daemon: no pass left over from what came before (a setup's own changes).
-  await quiet(d.daemon, 500);
+  if (!d.atOnce) await quiet(d.daemon, 500);
   const mark = d.daemon.logs.length;
   const since = Date.now();
   const started = performance.now();
@@ -235,6 +237,25 @@ describe.each(BACKENDS)('disruptions on one node, repaired on events (%s backend
     );
   });
 
+  // The change watcher follows changes from the moment the daemon serves: a change made at once is repaired
+  // by the first event pass, within the same bound as any other (no pass held behind the start).
+  it("right after the daemon started: an instance's host end deleted at once is recreated by an event pass", async () => {
+    await f.restartDaemon('stop');
+    const hostEnd = a.response.hostInterfaceName!;
+    await measureDisruption({
+      backend,
+      name: 'instance host end deleted right after start',
+      daemon: f.daemon,
+      probes: [pings, probe],
+      disrupt: () => nsExec(f.ns, 'ip', ['link', 'del', hostEnd]),
+      repaired: consistent,
+      expectRepairLine: new RegExp(`${a.handle}.*recreated`),
+      consistent,
+      problems: () => lastProblems,
+      atOnce: true,
+    });
+  });
+
   it('the CNI deleted (iproute2: ip link del nodenet0; ovs: ovs-vsctl del-br nodenet0): rebuilt with every instance port', async () => {
     await disruption(
       ovs ? 'ovs-vsctl del-br nodenet0' : 'ip link del nodenet0',
@@ -277,6 +298,24 @@ describe.each(BACKENDS)('disruptions on one node, repaired on events (%s backend
         () => ovs!.vsctl(['del-port', 'nodenet0', b.response.hostInterfaceName!]),
         consistent,
         new RegExp(b.response.hostInterfaceName!),
+      );
+    });
+
+    // The flow table is fingerprinted every few looks: a flow whose actions change while the number of flows
+    // stays (ovs-ofctl mod-flows) is a change too.
+    it("ovs: an instance's flows modified in place (ovs-ofctl mod-flows ... actions=drop): put back", async () => {
+      const flows = async () => (await ovs!.flows('nodenet0')).sort();
+      const before = await flows();
+      const cookie = /(?:^|[\s,])cookie=(0x[0-9a-f]+)[\s,]/.exec(before.find((l) => l.includes(`nw_src=${b.address}`)) ?? '')?.[1];
+      expect(cookie, `a flow of ${b.address} in ${JSON.stringify(before)}`).toBeDefined();
+      await disruption(
+        'flow modified in place (ovs-ofctl mod-flows)',
+        async () => {
+          await ovs!.ofctl('mod-flows', 'nodenet0', [`table=0,cookie=${cookie}/-1,actions=drop`]);
+          expect(await flows(), 'the flows were modified').not.toEqual(before);
+        },
+        async () => JSON.stringify(await flows()) === JSON.stringify(before) && (await consistent()),
+        /flows of nodenet0 differed/,
       );
     });
 

@@ -44,7 +44,14 @@ export { DEFAULT_PRIORITY, PORT, TABLE_ALL, type FlowModCommand } from './openfl
 export { OpenFlowCodecError } from './openflow/bytes.js';
 export { ETH_TYPE, IP_PROTO, decodeMatch, encodeMatch, type Match, type SettableField } from './openflow/match.js';
 export { decodeInstructions, encodeInstructions, type Action, type Instructions } from './openflow/instructions.js';
-export { type AggregateStats, type FlowMod, type FlowStats, type FlowStatsRequest, type PacketOut } from './openflow/messages.js';
+export {
+  type AggregateStats,
+  type FlowFingerprint,
+  type FlowMod,
+  type FlowStats,
+  type FlowStatsRequest,
+  type PacketOut,
+} from './openflow/messages.js';
 export {
   flowModOf,
   packetOutOf,

@@ -15,6 +15,7 @@ import {
   decodeBundleControl,
   decodeError,
   decodeFeaturesReply,
+  decodeFlowFingerprints,
   decodeFlowStats,
   decodeHeader,
   decodeMultipartReply,
@@ -106,6 +107,31 @@ describe('OpenFlow 1.4 encoding, byte for byte as ovs-ofctl', () => {
       // dump-flows with statistics; formatFlowStats prints the --no-stats form (no counters, table 0 implied).
       .map((l) => l.trim().replace(/ duration=[^,]+,| n_packets=\d+,| n_bytes=\d+,| table=0,/g, ''));
     expect(decodeFlowStats(reply.body).map(formatFlowStats)).toEqual(printed);
+  });
+
+  it('fingerprints of a flow stats reply: one per flow, rules apart, the same without age and counters, another with other actions', () => {
+    const r = recorded.find((x) => x.command[3] === 'dump-flows')!;
+    const body = decodeMultipartReply(bytes(r.received.find((m) => ofType(m) === MSG.MULTIPART_REPLY)!)).body;
+    const flows = decodeFlowStats(body);
+    const prints = decodeFlowFingerprints(body);
+    expect(prints).toHaveLength(flows.length);
+    expect(new Set(prints.map((p) => p.rule)).size).toBe(flows.length);
+    const first = Buffer.from(body.subarray(0, body.readUInt16BE(0)));
+    // duration, packet and byte counters (offsets 4-11, 32-47) are not part of it
+    const aged = Buffer.from(first);
+    aged.writeUInt32BE(12345, 4);
+    aged.writeBigUInt64BE(99n, 32);
+    aged.writeBigUInt64BE(9999n, 40);
+    expect(decodeFlowFingerprints(aged)).toEqual(decodeFlowFingerprints(first));
+    // the last byte of the instructions (an action's padding or argument) is
+    const modified = Buffer.from(first);
+    modified.writeUInt8(modified.readUInt8(modified.length - 1) ^ 0xff, modified.length - 1);
+    expect(decodeFlowFingerprints(modified)[0]!.rule).toBe(prints[0]!.rule);
+    expect(decodeFlowFingerprints(modified)[0]!.content).not.toBe(prints[0]!.content);
+    // so is the cookie (offset 24)
+    const recookied = Buffer.from(first);
+    recookied.writeBigUInt64BE(1n, 24);
+    expect(decodeFlowFingerprints(recookied)[0]!.content).not.toBe(prints[0]!.content);
   });
 
   it('the switch ERROR for a flow-mod into read-only table 254: BAD_REQUEST / EPERM, carrying the flow-mod', () => {

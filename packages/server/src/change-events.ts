@@ -159,6 +159,30 @@ export function classifyFlowCounts(
 }
 
 /**
+ * One cookie class's flows on a bridge as fingerprints (rule -> content: FlowFingerprint) at two moments: a
+ * rule whose content differs was modified in place (ovs-ofctl mod-flows, or a flow replaced by another with
+ * the same match), which no count shows. Rules gone beyond the net drop in number were replaced by others
+ * (a match changed); a deletion alone is classifyFlowCounts's to report. New rules (nodenet's own creates)
+ * are not a change, nor is a flow re-added as it was (its fingerprint leaves out age and counters).
+ */
+export function classifyFlowFingerprints(
+  bridge: string,
+  cls: string,
+  before: ReadonlyMap<string, string>,
+  after: ReadonlyMap<string, string>,
+): string[] {
+  let modified = 0;
+  let gone = 0;
+  for (const [rule, content] of before) {
+    const now = after.get(rule);
+    if (now === undefined) gone++;
+    else if (now !== content) modified++;
+  }
+  const changed = modified + Math.max(0, gone - Math.max(0, before.size - after.size));
+  return changed > 0 ? [`${changed} ${cls} flow${changed === 1 ? '' : 's'} on ${bridge} changed in place`] : [];
+}
+
+/**
  * Which part of a reconcile pass a change calls for: `node` (the node's pass: CNI, packet filter, instances),
  * `overlay` (the overlay's resync: its device, tunnel port, uplink, peer routes, entries and flows), or `all`
  * (both, and whatever a change cannot be pinned to: a CNI bridge gone takes the overlay's routes with it, a
@@ -185,7 +209,7 @@ export function scopeOfChange(change: string): ChangeScope {
   // peers' flows the overlay's; the bridge and the base flows both.
   const row = /^(?:Interface|Port) (\S+)(?: deleted from OVSDB|:)/.exec(change);
   if (row) return INSTANCE_LINK.test(row[1]!) ? 'node' : OVERLAY_LINK.test(row[1]!) ? 'overlay' : 'all';
-  const flows = /^\d+ (instance|peer) flows? on \S+ deleted$/.exec(change);
+  const flows = /^\d+ (instance|peer) flows? on \S+ (?:deleted|changed in place)$/.exec(change);
   if (flows) return flows[1] === 'instance' ? 'node' : 'overlay';
   return 'all';
 }

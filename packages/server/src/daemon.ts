@@ -239,7 +239,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
   const watcher = config.repairOnChange
     ? new ChangeWatcher({
         specs: monitorSpecs(config),
-        sources: changeSources(config),
+        sources: changeSources(config, () => network.cniRecord !== null),
         runPass: (cause, scope) => reconciler.pass(cause, scope),
         logger: logger.child({ component: 'reconcile' }),
         onRepaired: (seconds, kinds) => metrics?.metrics.repairedOnEvent(seconds, kinds),

@@ -99,9 +99,9 @@ export class DaemonMetrics {
   private readonly rpcRequests: Counter<'method' | 'code'>;
   private readonly rpcDuration: Histogram<'method' | 'code'>;
   private readonly reconcileRuns: Counter<'result'>;
-  private readonly reconcileDuration: Histogram;
+  private readonly reconcileDuration: Histogram<never>;
   private readonly reconcileRepairs: Counter<'kind' | 'trigger'>;
-  private readonly reconcileLastRun: Gauge;
+  private readonly reconcileLastRun: Gauge<never>;
   private readonly repairLatency: Histogram<'kind'>;
   private readonly commands: Counter<'tool'>;
   private readonly commandFailures: Counter<'tool' | 'reason'>;
@@ -109,157 +109,125 @@ export class DaemonMetrics {
 
   constructor(options: DaemonMetricsOptions) {
     const registers = [this.registry];
-    // collect() runs with the gauge as `this`: read the daemon's sources through an arrow.
+    // One registration each (name, help, labels; buckets for histograms); `read` fills a gauge or counter at scrape time.
+    const counter = <L extends string = never>(name: string, help: string, labelNames: readonly L[] = [], read?: (c: Counter<L>) => void) =>
+      new Counter<L>({ name, help, labelNames, registers, ...(read ? { collect: collectWith(read) } : {}) });
+    const gauge = <L extends string = never>(name: string, help: string, labelNames: readonly L[] = [], read?: (g: Gauge<L>) => void) =>
+      new Gauge<L>({ name, help, labelNames, registers, ...(read ? { collect: collectWith(read) } : {}) });
+    const histogram = <L extends string = never>(name: string, help: string, buckets: number[], labelNames: readonly L[] = []) =>
+      new Histogram<L>({ name, help, labelNames, buckets, registers });
     const sources = () => this.sources;
 
-    new Gauge({
-      name: 'nodenet_build_info',
-      help: 'Always 1; the labels say which nodenet runs here and with which dataplane backend.',
-      labelNames: ['version', 'backend'] as const,
-      registers,
-    }).set({ version: options.version ?? serverVersion(), backend: options.backend }, 1);
+    gauge('nodenet_build_info', 'Always 1; the labels say which nodenet runs here and with which dataplane backend.', [
+      'version',
+      'backend',
+    ]).set({ version: options.version ?? serverVersion(), backend: options.backend }, 1);
 
-    this.rpcRequests = new Counter({
-      name: 'nodenet_rpc_requests_total',
-      help: 'gRPC calls of the Network and NetworkAdmin services answered, by method and gRPC status code.',
-      labelNames: ['method', 'code'] as const,
-      registers,
-    });
-    this.rpcDuration = new Histogram({
-      name: 'nodenet_rpc_duration_seconds',
-      help: 'Time from receiving a gRPC call to its answer, by method and gRPC status code.',
-      labelNames: ['method', 'code'] as const,
-      buckets: RPC_BUCKETS,
-      registers,
-    });
+    this.rpcRequests = counter(
+      'nodenet_rpc_requests_total',
+      'gRPC calls of the Network and NetworkAdmin services answered, by method and gRPC status code.',
+      ['method', 'code'],
+    );
+    this.rpcDuration = histogram(
+      'nodenet_rpc_duration_seconds',
+      'Time from receiving a gRPC call to its answer, by method and gRPC status code.',
+      RPC_BUCKETS,
+      ['method', 'code'],
+    );
 
-    new Gauge({
-      name: 'nodenet_instances',
-      help: 'Instance interfaces recorded on this node, by kind.',
-      labelNames: ['kind'] as const,
-      registers,
-      collect() {
-        const counts = { veth: 0, tap: 0 };
-        for (const r of sources()?.network.listInstances() ?? []) counts[r.kind]++;
-        for (const [kind, n] of Object.entries(counts)) this.set({ kind }, n);
-      },
+    gauge('nodenet_instances', 'Instance interfaces recorded on this node, by kind.', ['kind'], (g) => {
+      const counts = { veth: 0, tap: 0 };
+      for (const r of sources()?.network.listInstances() ?? []) counts[r.kind]++;
+      for (const [kind, n] of Object.entries(counts)) g.set({ kind }, n);
     });
-    new Gauge({
-      name: 'nodenet_published_ports',
-      help: 'Ports published on this node for instances, by protocol (a port published for TCP and UDP counts once for each).',
-      labelNames: ['protocol'] as const,
-      registers,
-      collect() {
+    gauge(
+      'nodenet_published_ports',
+      'Ports published on this node for instances, by protocol (a port published for TCP and UDP counts once for each).',
+      ['protocol'],
+      (g) => {
         const counts = { tcp: 0, udp: 0 };
         for (const r of sources()?.network.listInstances() ?? []) for (const p of r.ports) counts[p.protocol]++;
-        for (const [protocol, n] of Object.entries(counts)) this.set({ protocol }, n);
+        for (const [protocol, n] of Object.entries(counts)) g.set({ protocol }, n);
       },
-    });
-    new Gauge({
-      name: 'nodenet_cni_present',
-      help: '1 once this node has its CNI (CreateContainerNetworkInterface), else 0.',
-      registers,
-      collect() {
-        this.set(sources()?.network.cniRecord ? 1 : 0);
-      },
-    });
-    new Gauge({
-      name: 'nodenet_peers',
-      help: 'Other nodes known to membership.',
-      registers,
-      collect() {
-        this.set(sources()?.membership.peers().length ?? 0);
-      },
-    });
-    new Gauge({
-      name: 'nodenet_peers_programmed',
-      help: 'Other nodes whose subnet this node routes (overlay programmed); below nodenet_peers while a peer cannot be programmed.',
-      registers,
-      collect() {
-        this.set(sources()?.sync.current().length ?? 0);
-      },
-    });
+    );
+    gauge('nodenet_cni_present', '1 once this node has its CNI (CreateContainerNetworkInterface), else 0.', [], (g) =>
+      g.set(sources()?.network.cniRecord ? 1 : 0),
+    );
+    gauge('nodenet_peers', 'Other nodes known to membership.', [], (g) => g.set(sources()?.membership.peers().length ?? 0));
+    gauge(
+      'nodenet_peers_programmed',
+      'Other nodes whose subnet this node routes (overlay programmed); below nodenet_peers while a peer cannot be programmed.',
+      [],
+      (g) => g.set(sources()?.sync.current().length ?? 0),
+    );
 
-    new Gauge({
-      name: 'nodenet_membership_connected',
-      help: '1 while membership is connected to its source (etcd: started and watching); static membership is always 1.',
-      registers,
-      collect() {
+    gauge(
+      'nodenet_membership_connected',
+      '1 while membership is connected to its source (etcd: started and watching); static membership is always 1.',
+      [],
+      (g) => {
         const m = sources()?.membership;
-        this.set(m ? ((m.status?.().connected ?? true) ? 1 : 0) : 0);
+        g.set(m ? ((m.status?.().connected ?? true) ? 1 : 0) : 0);
       },
-    });
+    );
     let renewFailuresSeen = 0;
-    new Counter({
-      name: 'nodenet_membership_lease_renew_failures_total',
-      help: "Renewals (keepalives) of this node's etcd lease that failed.",
-      registers,
-      collect() {
-        const now = sources()?.membership.status?.().leaseRenewFailures ?? 0;
-        if (now > renewFailuresSeen) this.inc(now - renewFailuresSeen);
-        renewFailuresSeen = Math.max(now, renewFailuresSeen);
-      },
+    counter('nodenet_membership_lease_renew_failures_total', "Renewals (keepalives) of this node's etcd lease that failed.", [], (c) => {
+      const now = sources()?.membership.status?.().leaseRenewFailures ?? 0;
+      if (now > renewFailuresSeen) c.inc(now - renewFailuresSeen);
+      renewFailuresSeen = Math.max(now, renewFailuresSeen);
     });
-    new Gauge({
-      name: 'nodenet_membership_last_peer_change_timestamp_seconds',
-      help: 'When the set of peers last changed (or was first learned), as a Unix time; 0 before membership reported peers.',
-      registers,
-      collect() {
+    gauge(
+      'nodenet_membership_last_peer_change_timestamp_seconds',
+      'When the set of peers last changed (or was first learned), as a Unix time; 0 before membership reported peers.',
+      [],
+      (g) => {
         const at = sources()?.lastPeerChangeAt() ?? null;
-        this.set(at === null ? 0 : at / 1000);
+        g.set(at === null ? 0 : at / 1000);
       },
-    });
+    );
 
-    this.reconcileRuns = new Counter({
-      name: 'nodenet_reconcile_runs_total',
-      help: 'Reconcile passes, by result: clean (nothing drifted), repaired (drift put right), errors (something could not be checked or repaired).',
-      labelNames: ['result'] as const,
-      registers,
-    });
-    this.reconcileDuration = new Histogram({
-      name: 'nodenet_reconcile_duration_seconds',
-      help: 'Duration of a reconcile pass of the node (records against kernel state).',
-      buckets: RECONCILE_BUCKETS,
-      registers,
-    });
-    this.reconcileRepairs = new Counter({
-      name: 'nodenet_reconcile_repairs_total',
-      help: 'Objects reconcile put right, by kind of repair and by what set the pass off (start, periodic, event).',
-      labelNames: ['kind', 'trigger'] as const,
-      registers,
-    });
-    this.repairLatency = new Histogram({
-      name: 'nodenet_repair_latency_seconds',
-      help: 'Event-driven repair: from the first change notification seen to the end of the pass that repaired it, by kind of repair.',
-      labelNames: ['kind'] as const,
-      buckets: REPAIR_LATENCY_BUCKETS,
-      registers,
-    });
-    this.reconcileLastRun = new Gauge({
-      name: 'nodenet_reconcile_last_run_timestamp_seconds',
-      help: 'When the last reconcile pass ended, as a Unix time (0 before the first).',
-      registers,
-    });
+    this.reconcileRuns = counter(
+      'nodenet_reconcile_runs_total',
+      'Reconcile passes, by result: clean (nothing drifted), repaired (drift put right), errors (something could not be checked or repaired).',
+      ['result'],
+    );
+    this.reconcileDuration = histogram(
+      'nodenet_reconcile_duration_seconds',
+      'Duration of a reconcile pass of the node (records against kernel state).',
+      RECONCILE_BUCKETS,
+    );
+    this.reconcileRepairs = counter(
+      'nodenet_reconcile_repairs_total',
+      'Objects reconcile put right, by kind of repair and by what set the pass off (start, periodic, event).',
+      ['kind', 'trigger'],
+    );
+    this.repairLatency = histogram(
+      'nodenet_repair_latency_seconds',
+      'Event-driven repair: from the first change notification seen to the end of the pass that repaired it, by kind of repair.',
+      REPAIR_LATENCY_BUCKETS,
+      ['kind'],
+    );
+    this.reconcileLastRun = gauge(
+      'nodenet_reconcile_last_run_timestamp_seconds',
+      'When the last reconcile pass ended, as a Unix time (0 before the first).',
+    );
 
-    this.commands = new Counter({
-      name: 'nodenet_commands_total',
-      help: 'System commands run and requests to long-lived command sessions (ip -batch, nft -i, the namespace helper), by tool.',
-      labelNames: ['tool'] as const,
-      registers,
-    });
-    this.commandFailures = new Counter({
-      name: 'nodenet_command_failures_total',
-      help: 'System commands and session requests that failed, by tool and reason (exit, timeout, not_installed, error_output, session_exited, spawn_error).',
-      labelNames: ['tool', 'reason'] as const,
-      registers,
-    });
+    this.commands = counter(
+      'nodenet_commands_total',
+      'System commands run and requests to long-lived command sessions (ip -batch, nft -i, the namespace helper), by tool.',
+      ['tool'],
+    );
+    this.commandFailures = counter(
+      'nodenet_command_failures_total',
+      'System commands and session requests that failed, by tool and reason (exit, timeout, not_installed, error_output, session_exited, spawn_error).',
+      ['tool', 'reason'],
+    );
 
-    this.configReloads = new Counter({
-      name: 'nodenet_config_reloads_total',
-      help: 'Config reloads on SIGHUP, by result: applied, or rejected (the new config is invalid; the old one stays).',
-      labelNames: ['result'] as const,
-      registers,
-    });
+    this.configReloads = counter(
+      'nodenet_config_reloads_total',
+      'Config reloads on SIGHUP, by result: applied, or rejected (the new config is invalid; the old one stays).',
+      ['result'],
+    );
 
     // Series that exist from the start, so rate() and increase() see their first increment.
     for (const result of ['clean', 'repaired', 'errors']) this.reconcileRuns.inc({ result }, 0);
@@ -314,6 +282,13 @@ export class DaemonMetrics {
   configReloaded(result: ConfigReloadResult): void {
     this.configReloads.inc({ result });
   }
+}
+
+/** prom-client calls `collect` with the metric as `this`: hand it to `read` as an argument instead. */
+function collectWith<M>(read: (metric: M) => void): (this: M) => void {
+  return function (this: M) {
+    read(this);
+  };
 }
 
 function serverVersion(): string {

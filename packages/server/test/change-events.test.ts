@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import {
   classifyFdbMonitorLine,
   classifyFlowCounts,
+  classifyFlowFingerprints,
   classifyIpMonitorLine,
   classifyNftMonitorLine,
   classifyOvsdbRowChange,
@@ -164,6 +165,34 @@ describe('classifyFlowCounts', () => {
   });
 });
 
+describe('classifyFlowFingerprints', () => {
+  const before = new Map([
+    ['r1', 'goto_table:10'],
+    ['r2', 'goto_table:10'],
+    ['r3', 'output:3'],
+  ]);
+  it('a rule whose content changed: changed in place', () => {
+    const after = new Map([...before, ['r3', 'drop']]);
+    expect(classifyFlowFingerprints('nodenet0', 'instance', before, after)).toEqual(['1 instance flow on nodenet0 changed in place']);
+    const all = new Map([...before].map(([r]) => [r, 'drop']));
+    expect(classifyFlowFingerprints('nodenet0', 'peer', before, all)).toEqual(['3 peer flows on nodenet0 changed in place']);
+  });
+  it('a rule replaced by another (as many flows, one match changed): changed in place', () => {
+    const after = new Map([
+      ['r1', 'goto_table:10'],
+      ['r2', 'goto_table:10'],
+      ['r4', 'output:3'],
+    ]);
+    expect(classifyFlowFingerprints('nodenet0', 'base', before, after)).toEqual(['1 base flow on nodenet0 changed in place']);
+  });
+  it('the same, rules added, or rules deleted only (the counts report those): nothing', () => {
+    expect(classifyFlowFingerprints('nodenet0', 'instance', before, new Map(before))).toEqual([]);
+    expect(classifyFlowFingerprints('nodenet0', 'instance', before, new Map([...before, ['r9', 'drop']]))).toEqual([]);
+    expect(classifyFlowFingerprints('nodenet0', 'instance', before, new Map([['r1', 'goto_table:10']]))).toEqual([]);
+    expect(classifyFlowFingerprints('nodenet0', 'instance', before, new Map())).toEqual([]);
+  });
+});
+
 describe('scopeOfChange', () => {
   it.each([
     ['link nnh-1a2b3c4d deleted', 'node'],
@@ -183,6 +212,9 @@ describe('scopeOfChange', () => {
     ['table netdev nodenet deleted', 'overlay'],
     ['Interface nodenet-tun deleted from OVSDB', 'overlay'],
     ['1 peer flow on nodenet0 deleted', 'overlay'],
+    ['2 peer flows on nodenet0 changed in place', 'overlay'],
+    ['1 instance flow on nodenet0 changed in place', 'node'],
+    ['3 base flows on nodenet0 changed in place', 'all'],
     ['link nodenet0 deleted', 'all'],
     ['link nodenet0b1 down', 'all'],
     ['address 198.19.1.1/24 deleted from nodenet0', 'all'],

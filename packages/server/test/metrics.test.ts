@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { REPAIR_KINDS, type Membership, type NodeNetwork, type PeerSync, type ReconcileReport } from '@nodenet/core';
-import { TOOLS } from '@nodenet/sys';
+import { TOOLS, observeCommands, reportCommand } from '@nodenet/sys';
 import { ConfigError, parseConfig } from '../src/config.js';
 import { DaemonMetrics, type MetricsSources } from '../src/metrics.js';
 
@@ -184,6 +184,15 @@ describe('DaemonMetrics', () => {
     expect(await value(m, 'nodenet_commands_total', { tool: 'nft' })).toBe(2);
     expect(await value(m, 'nodenet_command_failures_total', { tool: 'nft', reason: 'error_output' })).toBe(1);
     expect(await value(m, 'nodenet_command_failures_total', { tool: 'ovs-vsctl', reason: 'timeout' })).toBe(1);
+    // The ovs backend's OVSDB and OpenFlow requests report under tools of their own (backend-ovs's ovs-outcome.ts).
+    const unobserve = observeCommands((e) => m.commandDone(e));
+    reportCommand('ovsdb', 'session_exited');
+    reportCommand('openflow', 'error_output');
+    reportCommand('openflow', 'ok');
+    unobserve();
+    expect(await value(m, 'nodenet_command_failures_total', { tool: 'ovsdb', reason: 'session_exited' })).toBe(1);
+    expect(await value(m, 'nodenet_command_failures_total', { tool: 'openflow', reason: 'error_output' })).toBe(1);
+    expect(await value(m, 'nodenet_commands_total', { tool: 'openflow' })).toBe(2);
     m.configReloaded('rejected');
     expect(await value(m, 'nodenet_config_reloads_total', { result: 'rejected' })).toBe(1);
     expect(await value(m, 'nodenet_config_reloads_total', { result: 'applied' })).toBe(0);

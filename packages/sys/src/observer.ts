@@ -19,6 +19,9 @@ export const TOOLS = [
   'unshare',
   'sysctl',
   'perl',
+  // requests over the ovs backend's long-lived OVSDB session and OpenFlow connections (not processes)
+  'ovsdb',
+  'openflow',
   'other',
 ] as const;
 export type Tool = (typeof TOOLS)[number];

@@ -21,6 +21,7 @@ import {
   decodeBundleControl,
   decodeError,
   decodeFeaturesReply,
+  decodeFlowFingerprints,
   decodeFlowStats,
   decodeHeader,
   decodeMultipartReply,
@@ -33,6 +34,7 @@ import {
   message,
   type AggregateStats,
   type FeaturesReply,
+  type FlowFingerprint,
   type FlowMod,
   type FlowStats,
   type FlowStatsRequest,
@@ -158,14 +160,12 @@ export class OpenFlowConnection extends EventEmitter<OpenFlowConnectionEvents> {
 
   /** The flows matching the request (all tables, all cookies by default). */
   async dumpFlows(request: FlowStatsRequest = {}, step = 'read flows'): Promise<FlowStats[]> {
-    await this.ensureConnected();
-    const xid = this.xid();
-    const replies = this.await(xid, [MSG.MULTIPART_REPLY], step);
-    this.write(flowStatsRequest(xid, request));
-    return (await replies).flatMap((r) => {
-      const part = decodeMultipartReply(r);
-      return part.type === MULTIPART.FLOW ? decodeFlowStats(part.body) : [];
-    });
+    return (await this.flowStatsBodies(request, step)).flatMap(decodeFlowStats);
+  }
+
+  /** The flows matching the request as fingerprints (rule and content, undecoded: see FlowFingerprint). */
+  async flowFingerprints(request: FlowStatsRequest = {}, step = 'read flows'): Promise<FlowFingerprint[]> {
+    return (await this.flowStatsBodies(request, step)).flatMap(decodeFlowFingerprints);
   }
 
   /**
@@ -180,6 +180,18 @@ export class OpenFlowConnection extends EventEmitter<OpenFlowConnectionEvents> {
     const part = (await replies).map(decodeMultipartReply).find((p) => p.type === MULTIPART.AGGREGATE);
     if (!part) throw new InternalError(step, `ovs-vswitchd at ${this.target} sent no aggregate stats reply`);
     return decodeAggregateStats(part.body);
+  }
+
+  /** The bodies of a flow stats request's reply parts. */
+  private async flowStatsBodies(request: FlowStatsRequest, step: string): Promise<Buffer[]> {
+    await this.ensureConnected();
+    const xid = this.xid();
+    const replies = this.await(xid, [MSG.MULTIPART_REPLY], step);
+    this.write(flowStatsRequest(xid, request));
+    return (await replies).flatMap((r) => {
+      const part = decodeMultipartReply(r);
+      return part.type === MULTIPART.FLOW ? [part.body] : [];
+    });
   }
 
   /** An echo round trip (a liveness check). */

@@ -257,6 +257,42 @@ export function decodeFlowStats(body: Buffer): FlowStats[] {
   return out;
 }
 
+/**
+ * One flow of a flow stats reply as two strings of its bytes, undecoded: which rule it is (table, priority,
+ * match) and what it does (timeouts, flags, importance, cookie, instructions). Its age and counters are
+ * left out, so a flow re-added as it was has the same fingerprint. Comparing two dumps by these finds a
+ * flow modified in place (same rule, other content) at a fraction of decodeFlowStats's cost.
+ */
+export interface FlowFingerprint {
+  readonly rule: string;
+  readonly content: string;
+}
+
+export function decodeFlowFingerprints(body: Buffer): FlowFingerprint[] {
+  const out: FlowFingerprint[] = [];
+  for (let off = 0; off + 48 <= body.length;) {
+    const length = body.readUInt16BE(off);
+    if (length < 56 || off + length > body.length) throw new OpenFlowCodecError(`flow stats entry at ${off} has length ${length}`);
+    // ofp_match: type, length (without its padding to 8 bytes), fields.
+    const matchEnd = off + 48 + ((body.readUInt16BE(off + 50) + 7) & ~7);
+    if (matchEnd > off + length) throw new OpenFlowCodecError(`flow stats entry at ${off}: its match overruns the entry`);
+    out.push({
+      // table_id, then priority and the match
+      rule:
+        body.toString('latin1', off + 2, off + 3) +
+        body.toString('latin1', off + 12, off + 14) +
+        body.toString('latin1', off + 48, matchEnd),
+      // idle and hard timeouts, flags, importance, cookie, instructions
+      content:
+        body.toString('latin1', off + 14, off + 22) +
+        body.toString('latin1', off + 24, off + 32) +
+        body.toString('latin1', matchEnd, off + length),
+    });
+    off += length;
+  }
+  return out;
+}
+
 export interface ErrorMessage {
   readonly type: number;
   readonly code: number;
