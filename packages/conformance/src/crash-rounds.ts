@@ -535,7 +535,8 @@ export function summarize(reports: readonly RoundReport[]): CrashRoundsSummary {
       const kind = text
         .replace(/nn[ih]-[0-9a-f]{8}/g, 'X')
         .replace(/\d+\.\d+\.\d+\.\d+(:\d+)?/g, 'A')
-        .replace(/\b[0-9a-f]{1,4}(:[0-9a-f]{0,4}){2,7}\b/g, 'A')
+        // IPv6, with the port an `address:port` appends (fd19:0:0:2::d5:30213).
+        .replace(/\b[0-9a-f]{1,4}(:[0-9a-f]{0,4}){2,7}\b\d*/g, 'A')
         .replace(/\b\d+\b/g, 'N')
         .replace(/(X, )+X/g, 'X...')
         .slice(0, 80);

@@ -11,18 +11,21 @@
 #
 # One request per line on stdin, tab-separated (every field is validated by the caller; none holds a tab):
 #   configure <namespace path> <current name> <new name> <address> <prefix length> <broadcast> <gateway>
+#             <ipv6 address> <ipv6 prefix length> <ipv6 gateway>
 #   create-veth <host name> <mtu> <bridge> <owner alias> <peer name> <peer mac> <namespace path> <new name>
-#               <address> <prefix length> <broadcast> <gateway>
+#               <address> <prefix length> <broadcast> <gateway> <ipv6 address> <ipv6 prefix length> <ipv6 gateway>
+#   (a family the instance does not have: its fields empty; the IPv6 address goes without duplicate address
+#   detection, as `ip address add ... nodad`)
 #     = `ip link add name HOST mtu MTU master BRIDGE type veth peer name PEER address MAC mtu MTU netns PATH`,
 #       `ip link set dev HOST alias ALIAS addrgenmode none up type bridge_slave hairpin on`, then configure.
 # Answers go to stderr: nothing on success, else one line `fail <step> <message>` where step is one of
-# create-link, attach-link (node side), open-namespace, find-link, rename, instance-address, instance-up,
-# loopback-up, default-route (the ids of the equivalent `ip -batch` lines) and message reads like ip's
+# create-link, attach-link (node side), open-namespace, find-link, rename, instance-address,
+# instance-ipv6-address, instance-up, loopback-up, default-route, default-ipv6-route (the ids of the equivalent `ip -batch` lines) and message reads like ip's
 # (`RTNETLINK answers: File exists`). A line `mark N` is answered `done N` on stderr (the session's marker).
 use strict;
 use warnings;
 use Config;
-use Socket qw(AF_INET inet_aton);
+use Socket qw(AF_INET inet_aton inet_pton);
 
 my %SETNS = ('x86_64' => 308, 'aarch64' => 268, 'i386' => 346, 'arm' => 375, 'ppc64le' => 350, 's390x' => 339);
 my ($arch) = $Config{archname} =~ /^([a-z0-9_]+)/;
@@ -36,7 +39,7 @@ my ($IFLA_IFNAME, $IFA_ADDRESS, $IFA_LOCAL, $IFA_BROADCAST, $RTA_OIF, $RTA_GATEW
 my ($IFLA_ADDRESS, $IFLA_MTU, $IFLA_MASTER, $IFLA_LINKINFO, $IFLA_IFALIAS, $IFLA_AF_SPEC, $IFLA_NET_NS_FD) = (1, 4, 10, 18, 20, 26, 28);
 my ($IFLA_INFO_KIND, $IFLA_INFO_DATA, $IFLA_INFO_SLAVE_KIND, $IFLA_INFO_SLAVE_DATA, $VETH_INFO_PEER) = (1, 2, 4, 5, 1);
 my ($AF_INET6, $IFLA_INET6_ADDR_GEN_MODE, $IN6_ADDR_GEN_MODE_NONE, $IFLA_BRPORT_MODE) = (10, 8, 1, 4);
-my $IFF_UP = 1;
+my ($IFF_UP, $IFA_F_NODAD) = (1, 0x02);
 
 open(my $own_ns, '<', '/proc/self/ns/net') or die "cannot open /proc/self/ns/net: $!\n";
 $| = 1;
@@ -75,25 +78,26 @@ sub talk {
 
 sub strerror { my ($errno) = @_; local $! = $errno; return "$!"; }
 
+# @addresses: address, prefix length, broadcast, gateway, ipv6 address, ipv6 prefix length, ipv6 gateway.
 sub configure {
-  my ($path, $current, $name, $address, $prefix, $broadcast, $gateway) = @_;
+  my ($path, $current, $name, @addresses) = @_;
   my $target;
   unless (open($target, '<', $path)) { return ('open-namespace', "Cannot open network namespace \"$path\": " . strerror($! + 0)); }
-  my @failure = configure_in($target, $path, $current, $name, $address, $prefix, $broadcast, $gateway);
+  my @failure = configure_in($target, $path, $current, $name, @addresses);
   close($target);
   return @failure;
 }
 
 # Configures link $current inside the namespace open as $target.
 sub configure_in {
-  my ($target, $path, $current, $name, $address, $prefix, $broadcast, $gateway) = @_;
+  my ($target, $path, $current, $name, @addresses) = @_;
   unless (setns_fd($target)) { return ('open-namespace', "setting the network namespace \"$path\" failed: " . strerror($! + 0)); }
   my $sock;
   my $made = socket($sock, $AF_NETLINK, $SOCK_RAW, $NETLINK_ROUTE);
   my $socket_errno = $! + 0;
   setns_fd($own_ns) or die "cannot return to the daemon's own network namespace: $!\n";
   return ('open-namespace', 'cannot open a netlink socket: ' . strerror($socket_errno)) unless $made;
-  my @failure = run_steps($sock, $current, $name, $address, $prefix, $broadcast, $gateway);
+  my @failure = run_steps($sock, $current, $name, @addresses);
   close($sock);
   return @failure;
 }
@@ -115,7 +119,7 @@ sub index_of {
 }
 
 sub create_veth {
-  my ($host, $mtu, $bridge, $alias, $peer, $mac, $path, $name, $address, $prefix, $broadcast, $gateway) = @_;
+  my ($host, $mtu, $bridge, $alias, $peer, $mac, $path, $name, @addresses) = @_;
   my ($sock, $socket_errno) = own_socket();
   return ('create-link', 'cannot open a netlink socket: ' . strerror($socket_errno)) unless $sock;
   my ($bridge_index, $err) = index_of($sock, $bridge);
@@ -139,13 +143,13 @@ sub create_veth {
   $err = talk($sock, $RTM_NEWLINK, $NLM_F_REQUEST | $NLM_F_ACK,
     pack('CxSiII', 0, 0, $host_index, $IFF_UP, $IFF_UP) . rta($IFLA_IFALIAS, $alias) . rta($IFLA_AF_SPEC, $af_spec) . rta($IFLA_LINKINFO, $slave));
   if (defined $err) { close($target); return ('attach-link', 'RTNETLINK answers: ' . strerror($err)); }
-  my @failure = configure_in($target, $path, $peer, $name, $address, $prefix, $broadcast, $gateway);
+  my @failure = configure_in($target, $path, $peer, $name, @addresses);
   close($target);
   return @failure;
 }
 
 sub run_steps {
-  my ($sock, $current, $name, $address, $prefix, $broadcast, $gateway) = @_;
+  my ($sock, $current, $name, $address, $prefix, $broadcast, $gateway, $address6, $prefix6, $gateway6) = @_;
   my $ack = $NLM_F_REQUEST | $NLM_F_ACK;
   my $reply = talk($sock, $RTM_GETLINK, $NLM_F_REQUEST, pack('CxSiII', 0, 0, 0, 0, 0) . rta($IFLA_IFNAME, "$current\0"), 1);
   return ('find-link', "Cannot find device \"$current\": " . strerror($reply)) unless ref $reply;
@@ -155,19 +159,34 @@ sub run_steps {
     $err = talk($sock, $RTM_NEWLINK, $ack, pack('CxSiII', 0, 0, $index, 0, 0) . rta($IFLA_IFNAME, "$name\0"));
     return ('rename', 'RTNETLINK answers: ' . strerror($err)) if defined $err;
   }
-  my $addr = inet_aton($address);
-  $err = talk($sock, $RTM_NEWADDR, $ack | $NLM_F_CREATE | $NLM_F_EXCL,
-    pack('CCCCL', AF_INET, $prefix, 0, 0, $index) . rta($IFA_LOCAL, $addr) . rta($IFA_ADDRESS, $addr) . rta($IFA_BROADCAST, inet_aton($broadcast)));
-  return ('instance-address', 'RTNETLINK answers: ' . strerror($err)) if defined $err;
+  if ($address ne '') {
+    my $addr = inet_aton($address);
+    $err = talk($sock, $RTM_NEWADDR, $ack | $NLM_F_CREATE | $NLM_F_EXCL,
+      pack('CCCCL', AF_INET, $prefix, 0, 0, $index) . rta($IFA_LOCAL, $addr) . rta($IFA_ADDRESS, $addr) . rta($IFA_BROADCAST, inet_aton($broadcast)));
+    return ('instance-address', 'RTNETLINK answers: ' . strerror($err)) if defined $err;
+  }
+  if ($address6 ne '') {
+    my $addr = inet_pton($AF_INET6, $address6);
+    $err = talk($sock, $RTM_NEWADDR, $ack | $NLM_F_CREATE | $NLM_F_EXCL,
+      pack('CCCCL', $AF_INET6, $prefix6, $IFA_F_NODAD, 0, $index) . rta($IFA_LOCAL, $addr) . rta($IFA_ADDRESS, $addr));
+    return ('instance-ipv6-address', 'RTNETLINK answers: ' . strerror($err)) if defined $err;
+  }
   $err = talk($sock, $RTM_NEWLINK, $ack, pack('CxSiII', 0, 0, $index, $IFF_UP, $IFF_UP));
   return ('instance-up', 'RTNETLINK answers: ' . strerror($err)) if defined $err;
   # The loopback device is the first a namespace registers: ifindex 1.
   $err = talk($sock, $RTM_NEWLINK, $ack, pack('CxSiII', 0, 0, 1, $IFF_UP, $IFF_UP));
   return ('loopback-up', 'RTNETLINK answers: ' . strerror($err)) if defined $err;
   # main table, proto boot, scope universe, unicast: what `ip route add default via GW dev IF` sends.
-  $err = talk($sock, $RTM_NEWROUTE, $ack | $NLM_F_CREATE | $NLM_F_EXCL,
-    pack('CCCCCCCCL', AF_INET, 0, 0, 0, 254, 3, 0, 1, 0) . rta($RTA_GATEWAY, inet_aton($gateway)) . rta($RTA_OIF, pack('L', $index)));
-  return ('default-route', 'RTNETLINK answers: ' . strerror($err)) if defined $err;
+  if ($gateway ne '') {
+    $err = talk($sock, $RTM_NEWROUTE, $ack | $NLM_F_CREATE | $NLM_F_EXCL,
+      pack('CCCCCCCCL', AF_INET, 0, 0, 0, 254, 3, 0, 1, 0) . rta($RTA_GATEWAY, inet_aton($gateway)) . rta($RTA_OIF, pack('L', $index)));
+    return ('default-route', 'RTNETLINK answers: ' . strerror($err)) if defined $err;
+  }
+  if ($gateway6 ne '') {
+    $err = talk($sock, $RTM_NEWROUTE, $ack | $NLM_F_CREATE | $NLM_F_EXCL,
+      pack('CCCCCCCCL', $AF_INET6, 0, 0, 0, 254, 3, 0, 1, 0) . rta($RTA_GATEWAY, inet_pton($AF_INET6, $gateway6)) . rta($RTA_OIF, pack('L', $index)));
+    return ('default-ipv6-route', 'RTNETLINK answers: ' . strerror($err)) if defined $err;
+  }
   return ();
 }
 
@@ -175,13 +194,13 @@ while (my $line = <STDIN>) {
   chomp $line;
   if ($line =~ /^mark (\d+)$/) { print STDERR "done $1\n"; next; }
   my @f = split /\t/, $line, -1;
-  if (@f == 8 && $f[0] eq 'configure') {
-    my @failure = configure(@f[1 .. 7]);
+  if (@f == 11 && $f[0] eq 'configure') {
+    my @failure = configure(@f[1 .. 10]);
     print STDERR "fail $failure[0] $failure[1]\n" if @failure;
     next;
   }
-  if (@f == 13 && $f[0] eq 'create-veth') {
-    my @failure = create_veth(@f[1 .. 12]);
+  if (@f == 16 && $f[0] eq 'create-veth') {
+    my @failure = create_veth(@f[1 .. 15]);
     print STDERR "fail $failure[0] $failure[1]\n" if @failure;
     next;
   }

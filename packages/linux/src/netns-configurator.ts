@@ -67,7 +67,7 @@ export class NetnsConfigurator {
   async configure(spec: InstanceSpec, targetPath: string): Promise<void> {
     const step = `configure ${spec.handle} in namespace ${spec.netns ?? targetPath}`;
     const ifname = spec.ifname ?? DEFAULT_INSTANCE_IFNAME;
-    const fields = ['configure', targetPath, spec.handle, ifname, ...ipv4Fields(spec, step)];
+    const fields = ['configure', targetPath, spec.handle, ifname, ...helperAddressFields(spec, step)];
     await this.send(step, fields, instanceNamespaceScript(spec));
   }
 
@@ -92,7 +92,7 @@ export class NetnsConfigurator {
       spec.mac,
       targetPath,
       ifname,
-      ...ipv4Fields(spec, step),
+      ...helperAddressFields(spec, step),
     ];
     await this.send(step, fields, [...nodeLines, ...instanceNamespaceScript(spec)]);
   }
@@ -140,16 +140,17 @@ export class NetnsConfigurator {
 export class HelperUnusableError extends InternalError {}
 
 /**
- * The helper's address fields (IPv4 address, prefix, broadcast, gateway). It speaks IPv4 only: an instance with
- * IPv6 is configured the `ip` way (HelperUnusableError, which callers answer with their fallback; the helper
- * stays in use for the others).
+ * The helper's address fields, per family the instance has (as instanceNamespaceScript): IPv4 address, prefix,
+ * broadcast, gateway; IPv6 address, prefix, gateway. A family it does not have: empty fields.
  */
-function ipv4Fields(spec: InstanceSpec, step: string): string[] {
-  if (!spec.ipv4 || !spec.cni.ipv4 || spec.ipv6) {
-    throw new HelperUnusableError(step, 'the namespace configurator sets IPv4 only: an instance with IPv6 is configured with ip');
-  }
-  const { subnet, gateway } = spec.cni.ipv4;
-  return [spec.ipv4, String(subnet.prefixLength), subnet.broadcast, gateway];
+export function helperAddressFields(spec: InstanceSpec, step: string): string[] {
+  const v4 = spec.ipv4 && spec.cni.ipv4 ? { address: spec.ipv4, net: spec.cni.ipv4 } : undefined;
+  const v6 = spec.ipv6 && spec.cni.ipv6 ? { address: spec.ipv6, net: spec.cni.ipv6 } : undefined;
+  if (!v4 && !v6) throw new InternalError(step, 'the instance has no address of a family its CNI holds');
+  return [
+    ...(v4 ? [v4.address, String(v4.net.subnet.prefixLength), v4.net.subnet.broadcast, v4.net.gateway] : ['', '', '', '']),
+    ...(v6 ? [v6.address, String(v6.net.subnet.prefixLength), v6.net.gateway] : ['', '', '']),
+  ];
 }
 
 /**
