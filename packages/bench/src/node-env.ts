@@ -12,7 +12,7 @@ import { createNamespaces } from './namespaces.js';
 import { PeerRunner } from './peer-runner.js';
 import { CNI_PLUGIN_DIR, CniPeer } from './systems/cni.js';
 import { NETAVARK_BINARY, NetavarkPeer } from './systems/netavark.js';
-import { NODENET_GATEWAY, NODENET_SUBNET, NodenetSystem } from './systems/nodenet.js';
+import { NODENET_GATEWAY, NODENET_GATEWAY6, NODENET_SUBNET, NODENET_SUBNET6, NodenetSystem } from './systems/nodenet.js';
 import type { SystemName, WiringSystem } from './systems/types.js';
 
 /** Which peers can run here, and why not. */
@@ -56,17 +56,28 @@ export class NodeEnv {
     readonly netavark: NetavarkPeer | undefined,
   ) {}
 
-  /** `backend`: the daemon's (default iproute2; ovs runs a private Open vSwitch in the node namespace). */
-  static async start(scope: TestScope, peers: { cni: boolean; netavark: boolean; backend?: 'iproute2' | 'ovs' }): Promise<NodeEnv> {
+  /**
+   * `backend`: the daemon's (default iproute2; ovs runs a private Open vSwitch in the node namespace).
+   * `ipv6`: a dual-stack CNI (NODENET_SUBNET6 beside NODENET_SUBNET), its instances with both families.
+   */
+  static async start(
+    scope: TestScope,
+    peers: { cni: boolean; netavark: boolean; backend?: 'iproute2' | 'ovs'; ipv6?: boolean },
+  ): Promise<NodeEnv> {
     const topology = await Topology.create(scope, { nodes: 1 });
     const node = topology.node(1);
     const ovs = peers.backend === 'ovs' ? await PrivateOvs.start(scope, node.ns) : undefined;
     const daemon = await Daemon.start({ scope, node, ...(ovs ? { config: { backend: 'ovs', ovs: ovs.config } } : {}) });
     // The CPU account follows the env's daemon once the env exists (a restart replaces it).
     const built: { env?: NodeEnv } = {};
-    const nodenet = new NodenetSystem(daemon.target, 1, () => (built.env ? built.env.daemon.pid : daemon.pid));
+    const ipv6 = peers.ipv6 ?? false;
+    const nodenet = new NodenetSystem(daemon.target, 1, () => (built.env ? built.env.daemon.pid : daemon.pid), ipv6);
     scope.defer('close the bench clients', () => nodenet.close());
-    await nodenet.api.createContainerNetworkInterface({ ipAddress: NODENET_GATEWAY, subNetwork: NODENET_SUBNET });
+    await nodenet.api.createContainerNetworkInterface({
+      ipAddress: NODENET_GATEWAY,
+      subNetwork: NODENET_SUBNET,
+      ...(ipv6 ? { ipv6Address: NODENET_GATEWAY6, ipv6SubNetwork: NODENET_SUBNET6 } : {}),
+    });
     let cni: CniPeer | undefined;
     let netavark: NetavarkPeer | undefined;
     if (peers.cni || peers.netavark) {

@@ -4,8 +4,18 @@ import { repoRoot } from '@nodenet/testkit';
 import type { BackendName } from './cluster/peer-facts.js';
 import type { WakeProbeOptions } from './wake-probe.js';
 
-export type SuiteName = 'latency' | 'burst' | 'scale' | 'restart' | 'datapath' | 'cni-plugin' | 'cluster' | 'backends';
-export const SUITE_NAMES: readonly SuiteName[] = ['latency', 'burst', 'scale', 'restart', 'datapath', 'cni-plugin', 'cluster', 'backends'];
+export type SuiteName = 'latency' | 'burst' | 'scale' | 'restart' | 'datapath' | 'cni-plugin' | 'cluster' | 'backends' | 'dual-stack';
+export const SUITE_NAMES: readonly SuiteName[] = [
+  'latency',
+  'burst',
+  'scale',
+  'restart',
+  'datapath',
+  'cni-plugin',
+  'cluster',
+  'backends',
+  'dual-stack',
+];
 
 export interface BenchOptions {
   readonly profile: 'full' | 'quick';
@@ -68,6 +78,11 @@ export interface BenchOptions {
     readonly samples: number;
     readonly fillConcurrency: number;
   };
+  readonly dualStack: {
+    /** Interleaved create/delete cycles per node (IPv4-only, dual-stack) on empty nodes. */
+    readonly cycles: number;
+    readonly warmup: number;
+  };
   /** The idle wake-up probe recorded with the environment at the start and end of a run (wake-probe.ts). */
   readonly wakeProbe: WakeProbeOptions;
   /** Run without a peer whose binaries are missing (recorded as skipped) instead of failing. */
@@ -91,6 +106,7 @@ export function fullOptions(overrides: Partial<BenchOptions> = {}): BenchOptions
     cniPlugin: { rounds: 100, warmup: 5 },
     cluster: { backends: ['iproute2', 'ovs'], sizes: [100, 500, 1000], repetitions: 40, idleSeconds: 10 },
     backends: { cycles: 100, warmup: 5, existing: [100, 1000], samples: 30, fillConcurrency: 32 },
+    dualStack: { cycles: 200, warmup: 5 },
     wakeProbe: { idleMs: 600, samples: 5 },
     allowMissingPeers: false,
     log: (line) => process.stderr.write(`${line}\n`),
@@ -110,6 +126,7 @@ export function quickOptions(overrides: Partial<BenchOptions> = {}): BenchOption
     cniPlugin: { rounds: 2, warmup: 1 },
     cluster: { backends: ['iproute2', 'ovs'], sizes: [3, 6], repetitions: 2, idleSeconds: 0.5 },
     backends: { cycles: 3, warmup: 1, existing: [2, 6], samples: 2, fillConcurrency: 4 },
+    dualStack: { cycles: 3, warmup: 1 },
     wakeProbe: { idleMs: 50, samples: 1 },
     ...overrides,
   });

@@ -6,6 +6,7 @@ import type { BackendsResult } from './suites/backends.js';
 import type { BurstResult } from './suites/burst.js';
 import type { ClusterResult } from './suites/cluster.js';
 import type { DatapathResult } from './suites/datapath.js';
+import type { DualStackResult } from './suites/dual-stack.js';
 import type { LatencyResult } from './suites/latency.js';
 import type { CniPluginResult } from './suites/cni-plugin.js';
 import type { RestartResult } from './suites/restart.js';
@@ -47,6 +48,7 @@ export interface BenchResults {
   cniPlugin?: CniPluginResult;
   cluster?: ClusterResult;
   backends?: BackendsResult;
+  dualStack?: DualStackResult;
   targets: Target[];
 }
 
@@ -65,7 +67,7 @@ function target(
 
 /** The targets (ratios are nodenet / peer, so "1/5 of" is "<= 0.2"). */
 export function judgeTargets(
-  r: Pick<BenchResults, 'latency' | 'burst' | 'scale' | 'restart' | 'datapath' | 'cniPlugin' | 'cluster' | 'backends'>,
+  r: Pick<BenchResults, 'latency' | 'burst' | 'scale' | 'restart' | 'datapath' | 'cniPlugin' | 'cluster' | 'backends' | 'dualStack'>,
 ): Target[] {
   const lat = r.latency?.systems;
   const last = r.scale?.steps[r.scale.steps.length - 1];
@@ -133,6 +135,7 @@ export function judgeTargets(
       'ms',
     ),
     ...clusterTargets(r),
+    target('dual-stack-create', 'create p50 (2 published ports): dual-stack / IPv4-only', r.dualStack?.createRatio.p50, '<=', 1.3, 'ratio'),
   ];
 }
 

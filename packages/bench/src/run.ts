@@ -19,6 +19,7 @@ import { runBurst } from './suites/burst.js';
 import { runCluster } from './suites/cluster.js';
 import { runCniPlugin } from './suites/cni-plugin.js';
 import { runDatapath } from './suites/datapath.js';
+import { runDualStack } from './suites/dual-stack.js';
 import { runLatency } from './suites/latency.js';
 import { runRestart } from './suites/restart.js';
 import { runScale } from './suites/scale.js';
@@ -118,6 +119,15 @@ export async function runBench(options: BenchOptions): Promise<BenchOutput> {
     const scope = await TestScope.create();
     try {
       results.backends = await timed(results, 'backends', options, () => runBackends(scope, options, results.scale));
+    } finally {
+      await scope.cleanup();
+    }
+  }
+
+  if (wants('dual-stack')) {
+    const scope = await TestScope.create();
+    try {
+      results.dualStack = await timed(results, 'dual-stack', options, () => runDualStack(scope, options));
     } finally {
       await scope.cleanup();
     }

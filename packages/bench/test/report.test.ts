@@ -181,6 +181,16 @@ function sampleResults(): BenchResults {
       ],
       rulesOnlyTrackedConnections: 3,
     },
+    dualStack: {
+      cycles: 3,
+      warmup: 1,
+      latency: {
+        ipv4: { create: summary(10, 20), delete: summary(5, 9), createSamples: [10], deleteSamples: [5], errors: 0, firstErrors: [] },
+        dual: { create: summary(12, 30), delete: summary(6, 9), createSamples: [12], deleteSamples: [6], errors: 0, firstErrors: [] },
+      },
+      createRatio: { p50: 1.2, p99: 1.5, paired: 1.19 },
+      deleteRatio: { p50: 1.2, p99: 1, paired: 1.21 },
+    },
     targets: [],
   };
   r.targets = judgeTargets(r);
@@ -201,6 +211,14 @@ describe('targets', () => {
     expect(byId['datapath-same-node']).toMatchObject({ measured: 0.9, pass: false });
     expect(byId['datapath-cross-node']).toMatchObject({ measured: 1, pass: true });
     expect(byId['datapath-published']).toMatchObject({ measured: null, pass: null });
+    expect(byId['dual-stack-create']).toMatchObject({ measured: 1.2, limit: 1.3, pass: true });
+  });
+  it('a dual-stack create over 1.3 times the IPv4 one misses its target; without the suite it is not measured', () => {
+    const r = sampleResults();
+    r.dualStack = { ...r.dualStack!, createRatio: { p50: 1.31, p99: 1.2, paired: 1.3 } };
+    expect(judgeTargets(r).find((t) => t.id === 'dual-stack-create')).toMatchObject({ measured: 1.31, pass: false });
+    delete r.dualStack;
+    expect(judgeTargets(r).find((t) => t.id === 'dual-stack-create')).toMatchObject({ measured: null, pass: null });
   });
 });
 
@@ -238,6 +256,9 @@ describe('report', () => {
     expect(md).toContain('reading a page 0.06 / 0.05 µs hot, 14.50 / 9.00 µs after 600 ms idle');
     expect(md).toMatch(/\| create p50: nodenet \/ netavark setup \| 0\.125 \| <= 0\.1 \| \*\*missed\*\* \|/);
     expect(md).toMatch(/TCP throughput: published port \/ direct \| – \| >= 0\.95 \| not measured \|/);
+    expect(md).toContain('| create | 10.0 / 20.0 | 12.0 / 30.0 | 1.200 | 1.500 | 1.190 |');
+    expect(md).toContain('| delete | 5.0 / 9.0 | 6.0 / 9.0 | 1.200 | 1.000 | 1.210 |');
+    expect(md).toMatch(/\| create p50 \(2 published ports\): dual-stack \/ IPv4-only \| 1\.200 \| <= 1\.3 \| met \|/);
   });
   it('the SVG is one well-formed document with a curve per system and kind, and the cost curve', () => {
     const svg = renderSvg(sampleResults());

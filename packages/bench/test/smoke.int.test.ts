@@ -51,7 +51,7 @@ describe('bench harness, quick run', () => {
     expect(results.scale!.limit).toBeUndefined();
     expect(results.restart!.instances).toBe(o.scale.steps.at(-1));
     expect(results.restart!.runs).toHaveLength(o.restart.runs);
-    expect(results.targets.map((t) => t.id)).toHaveLength(24);
+    expect(results.targets.map((t) => t.id)).toHaveLength(25);
     // The cluster suite: each backend joined each size, added and removed peers, and saw 10% leave; the
     // kernel dumps agreed with what the watch said (no errors).
     for (const backend of o.cluster.backends) {
@@ -71,6 +71,13 @@ describe('bench harness, quick run', () => {
       expect(k.portCost[backend]!.steps.map((s) => s.existing)).toEqual([...o.backends.existing]);
     }
     expect(results.backends!.createRatio).toBeGreaterThan(0);
+    // The dual-stack suite: interleaved cycles on the IPv4-only and the dual-stack node, and their ratios.
+    for (const side of ['ipv4', 'dual'] as const) {
+      expect(results.dualStack!.latency[side]!.create.n).toBe(o.dualStack.cycles);
+      expect(results.dualStack!.latency[side]!.errors).toBe(0);
+    }
+    expect(results.dualStack!.createRatio.p50).toBeGreaterThan(0);
+    expect(results.dualStack!.createRatio.paired).toBeGreaterThan(0);
     // The CNI plugin suite: both conflists through libcni, and the plugin's own execs.
     const cni = results.cniPlugin!;
     for (const s of [cni.nodenet.add, cni.nodenet.del, cni.stock.add, cni.stock.del, cni.pluginOwn.version, cni.pluginOwn.addAgainstStub])

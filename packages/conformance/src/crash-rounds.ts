@@ -26,7 +26,7 @@ import {
   type SocatEchoServer,
 } from '@nodenet/testkit';
 import type { CreateInterfaceRequest, CreateInterfaceResponse, DeepPartial, Empty } from '@nodenet/api';
-import { NODE_GATEWAY, NODE_PREFIX_LENGTH, type NodeFixture } from './fixture.js';
+import { NODE_GATEWAY, NODE_PREFIX_LENGTH, type NodeFamilies, type NodeFixture } from './fixture.js';
 import {
   consistencyProblems,
   crashDaemon,
@@ -39,7 +39,11 @@ import {
 
 export interface CrashRoundsOptions {
   readonly fixture: NodeFixture;
-  /** Instance addresses to use (default 198.19.1.100 .. 198.19.1.250: the fixture's subnet). */
+  /**
+   * Instance addresses to use (default 151 of the fixture's subnet: 198.19.1.100 .. 198.19.1.250, or
+   * fd19:0:0:2::64 .. ::fa on an IPv6-only node). On a dual-stack node each also gets the IPv6 address
+   * with the same host part (198.19.1.100 with fd19:0:0:1::64).
+   */
   readonly addresses?: readonly string[];
   /** Calls per burst. Default 10. */
   readonly burst?: number;
@@ -163,6 +167,7 @@ async function inBatches<T, R>(items: readonly T[], limit: number, fn: (item: T)
 export class CrashRounds {
   readonly seed: number;
   private readonly f: NodeFixture;
+  private readonly families: NodeFamilies;
   private readonly random: () => number;
   private readonly free: string[];
   private readonly live = new Map<string, Tracked>();
@@ -177,9 +182,11 @@ export class CrashRounds {
 
   constructor(options: CrashRoundsOptions) {
     this.f = options.fixture;
+    this.families = options.fixture.families;
     this.seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
     this.random = seededRandom(this.seed);
-    this.free = [...(options.addresses ?? Array.from({ length: 151 }, (_, i) => `198.19.1.${100 + i}`))];
+    const hostPart = (i: number) => (this.families === 'ipv6' ? `fd19:0:0:2::${(100 + i).toString(16)}` : `198.19.1.${100 + i}`);
+    this.free = [...(options.addresses ?? Array.from({ length: 151 }, (_, i) => hostPart(i)))];
     this.burst = options.burst ?? 10;
     this.spreadMs = options.spreadMs ?? 200;
     this.maxKillDelayMs = options.maxKillDelayMs ?? 800;
@@ -195,12 +202,19 @@ export class CrashRounds {
     return items.splice(i, 1)[0]!;
   }
 
+  /** 30000 + the address's last part (198.19.1.100 -> 30100, fd19:0:0:2::64 -> 30100). */
   private portOf(address: string): number {
-    return 30000 + Number(address.split('.')[3]);
+    return 30000 + (address.includes(':') ? parseInt(address.split(':').pop()!, 16) : Number(address.split('.')[3]));
   }
 
   private createRequest(address: string, ns: string, via: Via): DeepPartial<CreateInterfaceRequest> {
-    return { ipAddress: address, ports: [this.portOf(address)], ...(via === 'netns' ? { netns: ns } : {}) };
+    const ipv6Address = this.f.ipv6Of(address);
+    return {
+      ipAddress: address,
+      ...(ipv6Address ? { ipv6Address } : {}),
+      ports: [this.portOf(address)],
+      ...(via === 'netns' ? { netns: ns } : {}),
+    };
   }
 
   /** One round; `fullCheck` forces the traffic check of every live instance. */
@@ -220,7 +234,8 @@ export class CrashRounds {
     const nCreates = Math.min(this.free.length, this.burst - nDeletes - repeatTargets.length);
     const createPlans = Array.from({ length: nCreates }, () => {
       const address = this.pick(this.free);
-      const via: Via = this.random() < 0.3 ? 'runtime' : 'netns';
+      // The runtime style (the test configures the moved veth) is IPv4 only here: IPv6 instances use netns.
+      const via: Via = this.random() < 0.3 && this.families === 'ipv4' ? 'runtime' : 'netns';
       return { address, via };
     });
     const t0 = performance.now();
@@ -323,6 +338,11 @@ export class CrashRounds {
         } else if (record) unacknowledged.createsThere++;
         else unacknowledged.createsGone++;
         if (record) {
+          if (record.ipv6Address !== this.f.ipv6Of(op.address)) {
+            problems.push(
+              `record ${record.handle} of ${op.address} has IPv6 address ${record.ipv6Address}, not ${this.f.ipv6Of(op.address)}`,
+            );
+          }
           if (record.ports.length !== 2 || record.ports.some((p) => p.hostPort !== op.port)) {
             problems.push(`record ${record.handle} of ${op.address} has ports ${JSON.stringify(record.ports)}, not tcp+udp ${op.port}`);
           }
@@ -438,10 +458,17 @@ export class CrashRounds {
       toCheck.filter((t) => t.via === 'netns' || t.adopted),
       6,
       async (t) => {
-        t.server ??= await startSocatEcho(f.scope, t.ns, 'tcp', t.port);
-        const [p, e] = await Promise.all([ping(t.ns, NODE_GATEWAY), tcpEchoOnce(f.world.ns, f.node.address, t.port)]);
-        if (!p.ok) problems.push(`${t.handle} (${t.address}) does not reach its gateway: ${p.output}`);
-        if (!e.ok) problems.push(`${t.handle} (${t.address}): its published port ${t.port} does not answer from the world: ${e.detail}`);
+        t.server ??= await startSocatEcho(f.scope, t.ns, 'tcp', t.port, { ipv6: this.families !== 'ipv4' });
+        // Every family: the gateway answers (the address is on the instance), the published port answers the
+        // world at the node's address of that family (DNAT there, the reply routed back by the default route).
+        for (const { gateway, node } of this.f.familyTargets()) {
+          const [p, e] = await Promise.all([ping(t.ns, gateway), tcpEchoOnce(f.world.ns, node, t.port)]);
+          if (!p.ok) problems.push(`${t.handle} (${t.address}) does not reach its gateway ${gateway}: ${p.output}`);
+          if (!e.ok)
+            problems.push(
+              `${t.handle} (${t.address}): its published port ${t.port} does not answer from the world at ${node}: ${e.detail}`,
+            );
+        }
       },
     );
 
@@ -508,6 +535,8 @@ export function summarize(reports: readonly RoundReport[]): CrashRoundsSummary {
       const kind = text
         .replace(/nn[ih]-[0-9a-f]{8}/g, 'X')
         .replace(/\d+\.\d+\.\d+\.\d+(:\d+)?/g, 'A')
+        // IPv6, with the port an `address:port` appends (fd19:0:0:2::d5:30213).
+        .replace(/\b[0-9a-f]{1,4}(:[0-9a-f]{0,4}){2,7}\b\d*/g, 'A')
         .replace(/\b\d+\b/g, 'N')
         .replace(/(X, )+X/g, 'X...')
         .slice(0, 80);
@@ -531,4 +560,30 @@ export function summarize(reports: readonly RoundReport[]): CrashRoundsSummary {
     servingMs: { min: serving[0] ?? 0, median: serving[Math.floor(serving.length / 2)] ?? 0, max: serving[serving.length - 1] ?? 0 },
     trafficChecks: sum((r) => r.trafficChecked),
   };
+}
+
+/**
+ * Runs `count` rounds on `fixture` (modes taken in turn), logging each as `[crash] ...`; throws at the first
+ * round that went wrong (later rounds would only pile up on top of it), naming the seed and the crash.
+ */
+export async function runCrashRounds(
+  fixture: NodeFixture,
+  count: number,
+  modes: readonly CrashMode[],
+): Promise<{ seed: number; summary: CrashRoundsSummary }> {
+  const rounds = new CrashRounds({ fixture, modes, log: (line) => console.log(`[crash] ${line}`) });
+  console.log(`[crash] ${modes.join('/')}: seed ${rounds.seed}`);
+  const reports: RoundReport[] = [];
+  for (let i = 0; i < count; i++) {
+    const report = await rounds.round(i, { fullCheck: i === count - 1 });
+    reports.push(report);
+    if (report.problems.length > 0) {
+      throw new Error(
+        `round ${i} (seed ${rounds.seed}, ${report.mode} crash after ${report.killDelayMs} ms; restore repairs ${JSON.stringify(report.restoreRepairs)}; ` +
+          `periodic-pass repairs before the crash ${JSON.stringify(report.passRepairs)}): ${report.problems.length} problems:\n` +
+          report.problems.join('\n'),
+      );
+    }
+  }
+  return { seed: rounds.seed, summary: summarize(reports) };
 }

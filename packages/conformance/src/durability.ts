@@ -16,6 +16,7 @@ import { createInterface } from 'node:readline';
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Daemon, PrivateOvs, TestScope } from '@nodenet/testkit';
 import { assertNamespaceName, links, nsExec, withoutVolatile } from '@nodenet/testkit';
+import { addressFamily, linkLocalForMac } from '@nodenet/core';
 
 export const OWNER_ALIAS_PREFIX = 'nodenet:';
 export const CNI_LINK = 'nodenet0';
@@ -38,7 +39,12 @@ export interface RecordedInstance {
   readonly handle: string;
   readonly hostIfname: string;
   readonly kind: string;
+  /** The seed address: IPv4, or IPv6 on an IPv6-only node. */
   readonly address: string;
+  /** A dual-stack instance's IPv6 address. */
+  readonly ipv6Address?: string;
+  /** Its MAC: its IPv6 link-local address (EUI-64) is admitted as a source too. */
+  readonly mac?: string;
   readonly ports: readonly RecordedPort[];
   readonly netns?: string;
   readonly ifname?: string;
@@ -74,6 +80,8 @@ export interface OwnedLink {
 
 export interface OwnedState {
   readonly cniRecorded: boolean;
+  /** The address families the CNI record holds (what tables and elements the records call for). */
+  readonly cniFamilies: { readonly ipv4: boolean; readonly ipv6: boolean };
   readonly records: readonly RecordedInstance[];
   /** Problems with the state files themselves (unreadable records, temp files a restart should have removed). */
   readonly fileProblems: readonly string[];
@@ -83,8 +91,14 @@ export interface OwnedState {
   readonly untaggedLinks: readonly { readonly name: string; readonly alias?: string }[];
   readonly ports: readonly PublishedPortElement[];
   readonly sources: readonly AllowedSourceElement[];
-  /** Whether `table ip nodenet` / `table bridge nodenet` exist. */
-  readonly tables: { readonly ip: boolean; readonly bridge: boolean };
+  /** The ip6 table's published ports (IPv6 instance addresses). */
+  readonly ports6: readonly PublishedPortElement[];
+  /** allowed_sources6 (IPv6 address and link-local address per instance port). */
+  readonly sources6: readonly AllowedSourceElement[];
+  /** nd_targets (the same pairs, the neighbour-advert targets each port may claim), addresses decoded. */
+  readonly ndTargets: readonly AllowedSourceElement[];
+  /** Whether `table ip nodenet` / `table bridge nodenet` exist, and `table ip6 nodenet` when it does. */
+  readonly tables: { readonly ip: boolean; readonly bridge: boolean; readonly ip6?: true };
   /**
    * ovs backend: the ports of the CNI bridge in OVSDB with their owner tag (bridge membership lives there,
    * not in the kernel). Absent for iproute2, whose bridge membership is the kernel link's master.
@@ -100,11 +114,12 @@ export interface ReadOwnedStateOptions {
 
 /** Reads the records of `stateDir` and what nodenet owns in namespace `ns`. */
 export async function readOwnedState(ns: string, stateDir: string, options: ReadOwnedStateOptions = {}): Promise<OwnedState> {
-  const [records, linkList, ipTable, bridgeTable, switchPorts] = await Promise.all([
+  const [records, linkList, ipTable, bridgeTable, ip6Table, switchPorts] = await Promise.all([
     readRecords(stateDir),
     links(ns),
     listTable(ns, 'ip'),
     listTable(ns, 'bridge'),
+    listTable(ns, 'ip6'),
     options.ovs ? readSwitchPorts(options.ovs, options.cniName ?? CNI_LINK) : Promise.resolve(undefined),
   ]);
   const instanceLinks: OwnedLink[] = [];
@@ -124,14 +139,18 @@ export async function readOwnedState(ns: string, stateDir: string, options: Read
     }
   }
   return {
-    cniRecorded: records.cni,
+    cniRecorded: records.cni !== null,
+    cniFamilies: { ipv4: records.cni?.ipv4 ?? false, ipv6: records.cni?.ipv6 ?? false },
     records: records.instances,
     fileProblems: records.problems,
     instanceLinks,
     untaggedLinks,
     ports: ipTable ? publishedPortsOf(ipTable) : [],
     sources: bridgeTable ? allowedSourcesOf(bridgeTable) : [],
-    tables: { ip: ipTable !== null, bridge: bridgeTable !== null },
+    ports6: ip6Table ? publishedPortsOf(ip6Table) : [],
+    sources6: bridgeTable ? allowedSourcesOf(bridgeTable, 'allowed_sources6') : [],
+    ndTargets: bridgeTable ? ndTargetsOf(bridgeTable) : [],
+    tables: { ip: ipTable !== null, bridge: bridgeTable !== null, ...(ip6Table !== null ? { ip6: true as const } : {}) },
     ...(switchPorts ? { switchPorts } : {}),
   };
 }
@@ -157,14 +176,23 @@ async function readSwitchPorts(ovs: PrivateOvs, bridge: string): Promise<{ name:
   });
 }
 
-async function readRecords(stateDir: string): Promise<{ cni: boolean; instances: RecordedInstance[]; problems: string[] }> {
+interface RecordedCniFamilies {
+  readonly ipv4: boolean;
+  readonly ipv6: boolean;
+}
+
+async function readRecords(
+  stateDir: string,
+): Promise<{ cni: RecordedCniFamilies | null; instances: RecordedInstance[]; problems: string[] }> {
   const problems: string[] = [];
-  let cni: boolean;
+  let cni: RecordedCniFamilies | null;
   try {
-    await readFile(join(stateDir, 'cni.json'), 'utf8');
-    cni = true;
+    const text = await readFile(join(stateDir, 'cni.json'), 'utf8');
+    const record = (JSON.parse(text) as { record?: { gateway?: string; ipv6Gateway?: string } }).record;
+    const seed = typeof record?.gateway === 'string' ? addressFamily(record.gateway) : 4;
+    cni = { ipv4: seed === 4, ipv6: seed === 6 || typeof record?.ipv6Gateway === 'string' };
   } catch {
-    cni = false;
+    cni = null;
   }
   const dir = join(stateDir, 'instances');
   let entries: string[] = [];
@@ -197,7 +225,7 @@ async function readRecords(stateDir: string): Promise<{ cni: boolean; instances:
 }
 
 /** `nft -j list table FAMILY nodenet`, or null when there is no such table. */
-async function listTable(ns: string, family: 'ip' | 'bridge'): Promise<unknown[] | null> {
+async function listTable(ns: string, family: 'ip' | 'ip6' | 'bridge'): Promise<unknown[] | null> {
   const r = await nsExec(ns, 'nft', ['-j', 'list', 'table', family, 'nodenet'], { allowFailure: true });
   if (r.exitCode !== 0) {
     if (/No such file or directory/.test(r.stderr)) return null;
@@ -254,11 +282,38 @@ export function publishedPortsOf(listing: unknown[]): PublishedPortElement[] {
   ];
 }
 
-export function allowedSourcesOf(listing: unknown[]): AllowedSourceElement[] {
-  return elementsOf(listing, 'set', 'allowed_sources').map((e) => {
+export function allowedSourcesOf(
+  listing: unknown[],
+  set: 'allowed_sources' | 'allowed_sources6' = 'allowed_sources',
+): AllowedSourceElement[] {
+  return elementsOf(listing, 'set', set).map((e) => {
     const [ifname, address] = concat(e);
     return { ifname: String(ifname), address: String(address) };
   });
+}
+
+/** nd_targets: `ifname . 0xfd19...` pairs, the number written back as the IPv6 address it is. */
+export function ndTargetsOf(listing: unknown[]): AllowedSourceElement[] {
+  return elementsOf(listing, 'set', 'nd_targets').map((e) => {
+    const [ifname, target] = concat(e);
+    return { ifname: String(ifname), address: ipv6OfNumber(target) };
+  });
+}
+
+/** An IPv6 address from the 128-bit number nft lists (`0xfd19...` or a decimal string), compressed as RFC 5952 writes it. */
+function ipv6OfNumber(value: unknown): string {
+  const n = BigInt(String(value));
+  const groups = Array.from({ length: 8 }, (_, i) => ((n >> BigInt(112 - 16 * i)) & 0xffffn).toString(16));
+  // The longest run (2 or more) of zero groups becomes '::'.
+  let best = { at: -1, length: 1 };
+  for (let i = 0; i < 8;) {
+    let j = i;
+    while (j < 8 && groups[j] === '0') j++;
+    if (j - i > best.length) best = { at: i, length: j - i };
+    i = j === i ? i + 1 : j;
+  }
+  if (best.at < 0) return groups.join(':');
+  return `${groups.slice(0, best.at).join(':')}::${groups.slice(best.at + best.length).join(':')}`;
 }
 
 /**
@@ -271,23 +326,43 @@ export function consistencyProblems(state: OwnedState, options: { cniName?: stri
   const cniName = options.cniName ?? CNI_LINK;
   const problems: string[] = [...state.fileProblems];
   const linksByName = new Map(state.instanceLinks.map((l) => [l.name, l]));
-  const sourceKeys = new Set(state.sources.map((s) => `${s.ifname}|${s.address}`));
-  const portsByKey = new Map(state.ports.map((p) => [portPlace(p), p]));
   const recordsByHandle = new Map(state.records.map((r) => [r.handle, r]));
-  const explainedPorts = new Set<string>();
-  const explainedSources = new Set<string>();
   const addressOwners = new Map<string, string>();
+  // Per family: the map of published ports and the anti-spoofing set(s) its instance addresses go in.
+  const families = {
+    4: { table: 'ip', ports: elementIndex(state.ports), sets: [{ name: 'allowed_sources', elements: state.sources }] },
+    6: {
+      table: 'ip6',
+      ports: elementIndex(state.ports6),
+      sets: [
+        { name: 'allowed_sources6', elements: state.sources6 },
+        { name: 'nd_targets', elements: state.ndTargets },
+      ],
+    },
+  } as const;
+  const explainedPorts = { 4: new Set<string>(), 6: new Set<string>() };
+  const explainedSources = new Set<string>();
 
   const switchPorts = state.switchPorts ? new Set(state.switchPorts.map((p) => p.name)) : undefined;
   if (state.records.length > 0 && !state.cniRecorded) problems.push('instance records exist but no CNI record');
-  if (state.cniRecorded && !(state.tables.ip && state.tables.bridge)) {
-    problems.push(`nodenet's nftables tables are missing (ip: ${state.tables.ip}, bridge: ${state.tables.bridge})`);
+  if (state.cniRecorded) {
+    const want = { ip: state.cniFamilies.ipv4, ip6: state.cniFamilies.ipv6 };
+    const have = { ip: state.tables.ip, ip6: state.tables.ip6 === true };
+    if (!state.tables.bridge || want.ip !== have.ip || want.ip6 !== have.ip6) {
+      problems.push(
+        `nodenet's nftables tables do not match the CNI's families (want ip ${want.ip}, ip6 ${want.ip6}, bridge true; ` +
+          `have ip ${have.ip}, ip6 ${have.ip6}, bridge ${state.tables.bridge})`,
+      );
+    }
   }
 
   for (const r of state.records) {
-    const other = addressOwners.get(r.address);
-    if (other) problems.push(`records ${other} and ${r.handle} both hold ${r.address}`);
-    addressOwners.set(r.address, r.handle);
+    const addresses = [r.address, ...(r.ipv6Address ? [r.ipv6Address] : [])];
+    for (const a of addresses) {
+      const other = addressOwners.get(a);
+      if (other) problems.push(`records ${other} and ${r.handle} both hold ${a}`);
+      addressOwners.set(a, r.handle);
+    }
     const link = linksByName.get(r.hostIfname);
     if (!link) problems.push(`record ${r.handle} (${r.address}): its link ${r.hostIfname} is missing`);
     else {
@@ -298,18 +373,32 @@ export function consistencyProblems(state: OwnedState, options: { cniName?: stri
         problems.push(`record ${r.handle}: link ${r.hostIfname} is not on ${cniName} (master ${link.master ?? 'none'})`);
       if (!link.up) problems.push(`record ${r.handle}: link ${r.hostIfname} is down`);
     }
-    const source = `${r.hostIfname}|${r.address}`;
-    explainedSources.add(source);
-    if (!sourceKeys.has(source))
-      problems.push(`record ${r.handle} (${r.address}): its anti-spoofing element ${r.hostIfname} . ${r.address} is missing`);
-    for (const m of r.ports) {
-      const key = portPlace(m);
-      if (explainedPorts.has(key)) problems.push(`port ${key} is recorded twice (again by ${r.handle})`);
-      explainedPorts.add(key);
-      const el = portsByKey.get(key);
-      if (!el) problems.push(`record ${r.handle} (${r.address}): published port ${key} is missing from the map`);
-      else if (el.address !== r.address || el.instancePort !== m.instancePort) {
-        problems.push(`record ${r.handle}: port ${key} maps to ${el.address}:${el.instancePort}, not ${r.address}:${m.instancePort}`);
+    for (const address of addresses) {
+      const family = families[addressFamily(address)];
+      // An IPv6 instance also sends from its EUI-64 link-local address (neighbour discovery): admitted as well.
+      const sources = addressFamily(address) === 6 && r.mac ? [address, linkLocalForMac(r.mac)] : [address];
+      for (const set of family.sets) {
+        const held = new Set(set.elements.map((s) => `${s.ifname}|${s.address}`));
+        for (const source of sources) {
+          explainedSources.add(`${set.name}|${r.hostIfname}|${source}`);
+          if (!held.has(`${r.hostIfname}|${source}`))
+            problems.push(`record ${r.handle} (${address}): its ${set.name} element ${r.hostIfname} . ${source} is missing`);
+        }
+      }
+      for (const m of r.ports) {
+        // A port on one host address is published only to the instance address of that address's family.
+        if (m.hostAddress !== undefined && addressFamily(m.hostAddress) !== addressFamily(address)) continue;
+        const key = portPlace(m);
+        if (explainedPorts[addressFamily(address)].has(key))
+          problems.push(`port ${key} is recorded twice in ${family.table} (again by ${r.handle})`);
+        explainedPorts[addressFamily(address)].add(key);
+        const el = family.ports.get(key);
+        if (!el) problems.push(`record ${r.handle} (${address}): published port ${key} is missing from the ${family.table} map`);
+        else if (el.address !== address || el.instancePort !== m.instancePort) {
+          problems.push(
+            `record ${r.handle}: ${family.table} port ${key} maps to ${el.address}:${el.instancePort}, not ${address}:${m.instancePort}`,
+          );
+        }
       }
     }
   }
@@ -322,13 +411,18 @@ export function consistencyProblems(state: OwnedState, options: { cniName?: stri
     const r = recordsByHandle.get(port.owner.slice(OWNER_ALIAS_PREFIX.length));
     if (!r || r.hostIfname !== port.name) problems.push(`switch port ${port.name} (owner ${port.owner}) has no record`);
   }
-  for (const p of state.ports) {
-    if (!explainedPorts.has(portPlace(p))) {
-      problems.push(`published port ${portPlace(p)} -> ${p.address}:${p.instancePort} has no record`);
+  for (const family of [4, 6] as const) {
+    for (const p of families[family].ports.values()) {
+      if (!explainedPorts[family].has(portPlace(p))) {
+        problems.push(`published port ${portPlace(p)} -> ${p.address}:${p.instancePort} in ${families[family].table} has no record`);
+      }
     }
-  }
-  for (const s of state.sources) {
-    if (!explainedSources.has(`${s.ifname}|${s.address}`)) problems.push(`anti-spoofing element ${s.ifname} . ${s.address} has no record`);
+    for (const set of families[family].sets) {
+      for (const s of set.elements) {
+        if (!explainedSources.has(`${set.name}|${s.ifname}|${s.address}`))
+          problems.push(`${set.name} element ${s.ifname} . ${s.address} has no record`);
+      }
+    }
   }
   for (const u of state.untaggedLinks) {
     // The instance end of a veth left in the node namespace (no netns, not yet moved) is untagged by design.
@@ -339,6 +433,11 @@ export function consistencyProblems(state: OwnedState, options: { cniName?: stri
     );
   }
   return problems;
+}
+
+/** Published-port elements by their place (`tcp/8080`, `tcp/8080@198.18.0.5`). */
+function elementIndex(ports: readonly PublishedPortElement[]): Map<string, PublishedPortElement> {
+  return new Map(ports.map((p) => [portPlace(p), p]));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -523,7 +622,7 @@ export class TcpSession {
   }
 
   static async open(scope: TestScope, ns: string, host: string, port: number): Promise<TcpSession> {
-    const { child, exited } = spawnIn(scope, ns, 'socat', ['-T', '600', '-', `TCP:${host}:${port},connect-timeout=3`]);
+    const { child, exited } = spawnIn(scope, ns, 'socat', ['-T', '600', '-', `${socatTcpAddress(host, port)},connect-timeout=3`]);
     const session = new TcpSession(child, exited);
     scope.defer(`tcp session ${ns} -> ${host}:${port}`, () => session.close());
     if (!(await session.exchange('hello'))) {
@@ -566,6 +665,11 @@ export class TcpSession {
   }
 }
 
+/** socat's client address for host:port: `TCP:198.18.0.1:80` or `TCP6:[2001:db8:18::1]:80`. */
+function socatTcpAddress(host: string, port: number): string {
+  return addressFamily(host) === 6 ? `TCP6:[${host}]:${port}` : `TCP:${host}:${port}`;
+}
+
 /**
  * One TCP exchange with an echo server (socat: cheaper than a Node client when many are checked): sends a
  * line from `ns` to host:port and reports whether the same line came back.
@@ -576,7 +680,7 @@ export async function tcpEchoOnce(ns: string, host: string, port: number, timeou
   const r = await nsExec(
     ns,
     'socat',
-    ['-t', String(timeoutSec), '-T', String(timeoutSec), '-', `TCP:${host}:${port},connect-timeout=${timeoutSec}`],
+    ['-t', String(timeoutSec), '-T', String(timeoutSec), '-', `${socatTcpAddress(host, port)},connect-timeout=${timeoutSec}`],
     {
       input: line,
       allowFailure: true,

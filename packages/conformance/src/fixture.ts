@@ -34,6 +34,19 @@ export const NODE_PREFIX_LENGTH = 24;
 /** The vxlan overlay's overhead (instance MTU = underlay MTU - 50), core's: re-exported for the suites. */
 export { VXLAN_OVERHEAD };
 
+/** The IPv6 underlay beside the IPv4 one (2001:db8:18::/64): the world's and the node's addresses. */
+export const WORLD6 = '2001:db8:18::100';
+export const NODE6 = '2001:db8:18::1';
+/** A dual-stack node's IPv6 instance subnet and gateway (beside NODE_SUBNET). */
+export const DUAL_SUBNET6 = 'fd19:0:0:1::/64';
+export const DUAL_GATEWAY6 = 'fd19:0:0:1::1';
+/** An IPv6-only node's instance subnet and gateway (in the seed fields). */
+export const ONLY_SUBNET6 = 'fd19:0:0:2::/64';
+export const ONLY_GATEWAY6 = 'fd19:0:0:2::1';
+
+/** The address families of the node's CNI: IPv4 (198.19.1.0/24), dual-stack (+ DUAL_SUBNET6) or IPv6-only (ONLY_SUBNET6). */
+export type NodeFamilies = 'ipv4' | 'dual' | 'ipv6';
+
 export interface NodeFixtureOptions {
   readonly backend: string;
   /** Keep net.bridge.bridge-nf-call-* at 1 in the node namespace (default: 0). */
@@ -42,8 +55,13 @@ export interface NodeFixtureOptions {
   readonly config?: DaemonConfig;
   /** Daemon listens on this TCP port inside the node (instead of a unix socket). */
   readonly tcpPort?: number;
-  /** Create the CNI (198.19.1.1 in 198.19.1.0/24) before returning. Default true. */
+  /** Create the CNI (198.19.1.1 in 198.19.1.0/24, and per `families`) before returning. Default true. */
   readonly cni?: boolean;
+  /**
+   * The CNI's families (default ipv4). With IPv6 the node also gets the IPv6 underlay (NODE6, a default
+   * route via WORLD6; again after rebootNode), whether or not the CNI is made here.
+   */
+  readonly families?: NodeFamilies;
 }
 
 export type InstanceVia = 'runtime' | 'netns' | 'none';
@@ -65,6 +83,8 @@ export interface InstanceOptions {
 export interface Instance {
   readonly handle: string;
   readonly address: string;
+  /** On a dual-stack node: its IPv6 address. */
+  readonly ipv6Address?: string;
   /** The instance's namespace (absent for via `none`). */
   readonly ns?: string;
   /** The interface's name inside `ns`. */
@@ -82,6 +102,7 @@ export class NodeFixture {
     readonly node: NodeHost,
     private currentDaemon: Daemon,
     readonly backend: string,
+    readonly families: NodeFamilies = 'ipv4',
   ) {}
 
   /** The running daemon (replaced by restartDaemon). */
@@ -165,6 +186,7 @@ export class NodeFixture {
       `link set ${node.underlayIfname} up`,
       `route add default via ${WORLD_ADDRESS}`,
     ]);
+    if (this.families !== 'ipv4') await this.addNodeIpv6Underlay();
     const value = topology.options.bridgeNfCall ? 1 : 0;
     await writeSysctls(node.ns, Object.fromEntries(BRIDGE_NETFILTER_SYSCTLS.map((k) => [k, value])));
   }
@@ -198,7 +220,12 @@ export class NodeFixture {
         config: { ...backendConfig, ...options.config },
         ...(options.tcpPort ? { tcpPort: options.tcpPort } : {}),
       });
-      const fixture = new NodeFixture(scope, topology, node, daemon, options.backend);
+      const families = options.families ?? 'ipv4';
+      const fixture = new NodeFixture(scope, topology, node, daemon, options.backend, families);
+      if (families !== 'ipv4') {
+        await ipBatch(topology.world.ns, [`addr add ${WORLD6}/64 dev eth0 nodad`]);
+        await fixture.addNodeIpv6Underlay();
+      }
       if (options.cni ?? true) await fixture.createCni();
       return fixture;
     } catch (e) {
@@ -225,15 +252,39 @@ export class NodeFixture {
   }
 
   async createCni(): Promise<string> {
-    const r = await this.api.createContainerNetworkInterface({ ipAddress: NODE_GATEWAY, subNetwork: NODE_SUBNET });
+    const request = {
+      ipv4: { ipAddress: NODE_GATEWAY, subNetwork: NODE_SUBNET },
+      dual: { ipAddress: NODE_GATEWAY, subNetwork: NODE_SUBNET, ipv6Address: DUAL_GATEWAY6, ipv6SubNetwork: DUAL_SUBNET6 },
+      ipv6: { ipAddress: ONLY_GATEWAY6, subNetwork: ONLY_SUBNET6 },
+    }[this.families];
+    const r = await this.api.createContainerNetworkInterface(request);
     return r.interfaceName;
   }
 
-  /** A fresh instance address of the node subnet (198.19.1.10, .11, ...). */
+  /** The node's half of the IPv6 underlay: NODE6 on its underlay link, the default route via the world. */
+  private async addNodeIpv6Underlay(): Promise<void> {
+    await ipBatch(this.ns, [`addr add ${NODE6}/64 dev ${this.node.underlayIfname} nodad`, `route add ::/0 via ${WORLD6}`]);
+  }
+
+  /** A fresh instance address of the node subnet (198.19.1.10, .11, ...; fd19:0:0:2::b, ::c, ... on an IPv6-only node). */
   nextAddress(): string {
     this.addressCounter += 1;
     if (this.addressCounter > 254) throw new Error('the fixture ran out of instance addresses');
+    if (this.families === 'ipv6') return `fd19:0:0:2::${this.addressCounter.toString(16)}`;
     return `198.19.1.${this.addressCounter}`;
+  }
+
+  /** On a dual-stack node, the IPv6 address that goes with an IPv4 one: the same host part (198.19.1.100: fd19:0:0:1::64). */
+  ipv6Of(address: string): string | undefined {
+    if (this.families !== 'dual') return undefined;
+    return `fd19:0:0:1::${Number(address.split('.')[3]).toString(16)}`;
+  }
+
+  /** Per family of the CNI: the gateway an instance uses and the node's underlay address (published ports). */
+  familyTargets(): { gateway: string; node: string }[] {
+    const v4 = { gateway: NODE_GATEWAY, node: this.node.address };
+    const v6 = { gateway: this.families === 'dual' ? DUAL_GATEWAY6 : ONLY_GATEWAY6, node: NODE6 };
+    return { ipv4: [v4], dual: [v4, v6], ipv6: [v6] }[this.families];
   }
 
   /** A fresh port number for publishing (20001, 20002, ...). */
@@ -246,8 +297,10 @@ export class NodeFixture {
   async addInstance(address: string = this.nextAddress(), options: InstanceOptions = {}): Promise<Instance> {
     const via = options.via ?? 'runtime';
     const ns = via === 'none' ? undefined : await this.topology.createInstanceNamespace();
+    const ipv6Address = this.ipv6Of(address);
     const request: DeepPartial<CreateInterfaceRequest> = {
       ipAddress: address,
+      ...(ipv6Address ? { ipv6Address } : {}),
       ports: options.ports ?? [],
       ...(options.portMappings ? { portMappings: options.portMappings } : {}),
       ...(via === 'netns' ? { netns: options.netnsRef ?? ns, ...(options.ifname ? { ifname: options.ifname } : {}) } : {}),
@@ -265,7 +318,15 @@ export class NodeFixture {
       });
       return { handle: response.interfaceName, address, ns: ns!, ifname, response };
     }
-    if (via === 'netns') return { handle: response.interfaceName, address, ns: ns!, ifname: options.ifname ?? 'eth0', response };
+    if (via === 'netns')
+      return {
+        handle: response.interfaceName,
+        address,
+        ...(ipv6Address ? { ipv6Address } : {}),
+        ns: ns!,
+        ifname: options.ifname ?? 'eth0',
+        response,
+      };
     return { handle: response.interfaceName, address, response };
   }
 

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { settle } from '@nodenet/testkit';
 import { BACKENDS, NodeFixture } from '../src/index.js';
-import { CrashRounds, summarize, type RoundReport } from '../src/crash-rounds.js';
+import { runCrashRounds } from '../src/crash-rounds.js';
 import { consistencyProblems, crashDaemon, type CrashMode } from '../src/durability.js';
 
 const ROUNDS = Number(process.env.NODENET_CRASH_ROUNDS ?? 30);
@@ -12,21 +12,8 @@ const GROUP_ROUNDS = Number(process.env.NODENET_CRASH_GROUP_ROUNDS ?? 10);
 
 /** Runs `count` rounds on a fresh node; stops at the first round that went wrong. */
 async function runRounds(backend: string, f: NodeFixture, count: number, mode: CrashMode): Promise<void> {
-  const rounds = new CrashRounds({ fixture: f, modes: [mode], log: (line) => console.log(`[crash] ${line}`) });
-  console.log(`[crash] ${mode}: seed ${rounds.seed}`);
-  const reports: RoundReport[] = [];
-  for (let i = 0; i < count; i++) {
-    const report = await rounds.round(i, { fullCheck: i === count - 1 });
-    reports.push(report);
-    // Stop at the first round that went wrong: later rounds would only pile up on top of it.
-    expect(
-      report.problems,
-      `round ${i} (seed ${rounds.seed}, ${report.mode} crash after ${report.killDelayMs} ms; restore repairs ${JSON.stringify(report.restoreRepairs)}; ` +
-        `periodic-pass repairs before the crash ${JSON.stringify(report.passRepairs)})`,
-    ).toEqual([]);
-  }
-  const s = summarize(reports);
-  console.log(`[measure] ${backend}: ${mode} crash rounds survived: ${s.rounds} (seed ${rounds.seed}); ${JSON.stringify(s)}`);
+  const { seed, summary: s } = await runCrashRounds(f, count, [mode]);
+  console.log(`[measure] ${backend}: ${mode} crash rounds survived: ${s.rounds} (seed ${seed}); ${JSON.stringify(s)}`);
   // The rounds did crash the daemon in the middle of work, not only between calls, and work was acknowledged.
   expect(s.cutShort.createsThere + s.cutShort.createsGone + s.cutShort.deletesThere + s.cutShort.deletesGone).toBeGreaterThan(0);
   expect(s.acknowledgedCreates).toBeGreaterThan(0);

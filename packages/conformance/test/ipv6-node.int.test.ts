@@ -7,21 +7,22 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { linkLocalForMac } from '@nodenet/core';
 import { echo, ipBatch, nsExec, ping, rpcError, startEchoServers, type TestScope } from '@nodenet/testkit';
-import { BACKENDS, NODE_GATEWAY, NODE_SUBNET, NodeFixture, privateOvsOf, type Instance } from '../src/index.js';
+import {
+  BACKENDS,
+  DUAL_GATEWAY6,
+  DUAL_SUBNET6,
+  NODE6,
+  NODE_GATEWAY,
+  NODE_SUBNET,
+  NodeFixture,
+  privateOvsOf,
+  ONLY_GATEWAY6,
+  ONLY_SUBNET6,
+  WORLD6,
+  type Instance,
+} from '../src/index.js';
 
 const ND_FORGE = fileURLToPath(new URL('./fixtures/nd-forge.py', import.meta.url));
-const WORLD6 = '2001:db8:18::100';
-const NODE6 = '2001:db8:18::1';
-const DUAL_SUBNET6 = 'fd19:0:0:1::/64';
-const DUAL_GATEWAY6 = 'fd19:0:0:1::1';
-const ONLY_SUBNET6 = 'fd19:0:0:2::/64';
-const ONLY_GATEWAY6 = 'fd19:0:0:2::1';
-
-/** The IPv6 underlay beside the IPv4 one: the world and the node on 2001:db8:18::/64, the node's default route via the world. */
-async function addIpv6Underlay(f: NodeFixture): Promise<void> {
-  await ipBatch(f.world.ns, [`addr add ${WORLD6}/64 dev eth0 nodad`]);
-  await ipBatch(f.ns, [`addr add ${NODE6}/64 dev ${f.node.underlayIfname} nodad`, `route add ::/0 via ${WORLD6}`]);
-}
 
 async function ipv6Addresses(ns: string, ifname = 'eth0'): Promise<string[]> {
   const r = await nsExec(ns, 'ip', ['-j', '-6', 'addr', 'show', 'dev', ifname]);
@@ -90,14 +91,7 @@ describe.each(BACKENDS)('IPv6 on one node (%s backend)', (backend) => {
     };
 
     beforeAll(async () => {
-      f = await NodeFixture.start({ backend, cni: false });
-      await addIpv6Underlay(f);
-      await f.api.createContainerNetworkInterface({
-        ipAddress: NODE_GATEWAY,
-        subNetwork: NODE_SUBNET,
-        ipv6Address: DUAL_GATEWAY6,
-        ipv6SubNetwork: DUAL_SUBNET6,
-      });
+      f = await NodeFixture.start({ backend, families: 'dual' });
     });
     afterAll(() => f?.close());
 
@@ -293,9 +287,7 @@ describe.each(BACKENDS)('IPv6 on one node (%s backend)', (backend) => {
     };
 
     beforeAll(async () => {
-      f = await NodeFixture.start({ backend, cni: false });
-      await addIpv6Underlay(f);
-      await f.api.createContainerNetworkInterface({ ipAddress: ONLY_GATEWAY6, subNetwork: ONLY_SUBNET6 });
+      f = await NodeFixture.start({ backend, families: 'ipv6' });
     });
     afterAll(() => f?.close());
 

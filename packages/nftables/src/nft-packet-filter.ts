@@ -135,6 +135,11 @@ export class NftPacketFilter implements PacketFilter {
   /** The tables of the last base ensureBase installed (undefined before: listings then read every family). */
   private families: readonly Family[] | undefined;
   /**
+   * The CNI's own subnets of that base (one per family). setClusterSubnets keeps them: its caller (the peer
+   * sync) knows the node's IPv4 subnet only, and a dual-stack node's ip6 set would lose its own subnet.
+   */
+  private ownSubnets: readonly IpSubnet[] = [];
+  /**
    * Concurrent adds (and removes) share one transaction (group commit): idle, a request runs at once; under
    * load, requests queued behind a running transaction go together in the next. A failed group is retried
    * request by request, so each gets its own answer.
@@ -175,6 +180,7 @@ export class NftPacketFilter implements PacketFilter {
     const step = "converge nodenet's nftables tables";
     const families = baseLayout(base).map((t) => t.family);
     this.families = families;
+    this.ownSubnets = [base.ipv4?.subnet, base.ipv6?.subnet].filter((s): s is NonNullable<typeof s> => s !== undefined);
     const [reference, listed] = await Promise.all([this.reference(base, step), this.readBase(step, families)]);
     const expectedSubnets: SubnetsByFamily = Object.fromEntries(
       (['ip', 'ip6'] as const).filter((f) => families.includes(f)).map((f) => [f, clusterSubnetElements(base, f)]),
@@ -206,7 +212,7 @@ export class NftPacketFilter implements PacketFilter {
     const step = 'replace the cluster subnets';
     const families = (this.families ?? ['ip']).filter((f): f is 'ip' | 'ip6' => f !== 'bridge');
     try {
-      await this.apply(setClusterSubnetsScript(subnets, families), step);
+      await this.apply(setClusterSubnetsScript([...this.ownSubnets, ...subnets], families), step);
     } catch (e) {
       if (isNftError(e, /No such file or directory/)) {
         throw new FailedPreconditionError(

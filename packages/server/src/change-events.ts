@@ -45,7 +45,8 @@ export function classifyIpMonitorLine(line: string): string | null {
       const flags = /^<([^>]*)>/.exec(body)?.[1]?.split(',') ?? [];
       return INFRASTRUCTURE_LINK.test(name) && !flags.includes('UP') ? `link ${name} down` : null;
     }
-    const address = /^\s*inet (\S+)/.exec(body);
+    // inet6 too: an IPv6 gateway deleted from the CNI is drift like an IPv4 one.
+    const address = /^\s*inet6? (\S+)/.exec(body);
     if (address && deleted) return `address ${address[1]} deleted from ${name}`;
     return null;
   }

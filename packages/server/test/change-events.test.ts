@@ -31,6 +31,10 @@ describe('classifyIpMonitorLine', () => {
       'Deleted 2: nodenet0    inet 198.19.1.1/24 scope global nodenet0\\       valid_lft forever preferred_lft forever',
       'address 198.19.1.1/24 deleted from nodenet0',
     ],
+    [
+      'Deleted 2: nodenet0    inet6 fd19:0:0:1::1/64 scope global nodad \\       valid_lft forever preferred_lft forever',
+      'address fd19:0:0:1::1/64 deleted from nodenet0',
+    ],
     ['Deleted 198.19.5.0/24 via 198.19.5.0 dev nodenet-vx proto 78 onlink ', 'overlay route 198.19.5.0/24 deleted'],
     ['Deleted 198.19.5.0 dev nodenet-vx lladdr 02:00:00:00:00:01 PERMANENT ', 'neighbour 198.19.5.0 on nodenet-vx deleted'],
     [

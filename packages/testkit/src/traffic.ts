@@ -272,9 +272,22 @@ export class SocatEchoServer {
     private readonly child: ResultPromise,
   ) {}
 
-  static async start(scope: TestScope, ns: string, protocol: L4Protocol, port: number): Promise<SocatEchoServer> {
+  static async start(
+    scope: TestScope,
+    ns: string,
+    protocol: L4Protocol,
+    port: number,
+    options: SocatEchoOptions = {},
+  ): Promise<SocatEchoServer> {
     assertNamespaceName(ns);
-    const listen = protocol === 'tcp' ? `TCP-LISTEN:${port},reuseaddr,fork` : `UDP-RECVFROM:${port},fork`;
+    // An IPv6 socket without ipv6only takes IPv4 too (as mapped addresses).
+    const listen = options.ipv6
+      ? protocol === 'tcp'
+        ? `TCP6-LISTEN:${port},ipv6only=0,reuseaddr,fork`
+        : `UDP6-RECVFROM:${port},ipv6only=0,fork`
+      : protocol === 'tcp'
+        ? `TCP-LISTEN:${port},reuseaddr,fork`
+        : `UDP-RECVFROM:${port},fork`;
     // PIPE: what socat reads from the peer it writes into a pipe and reads back: an echo.
     const child = execa('ip', ['netns', 'exec', ns, 'socat', '-d', '-d', listen, 'PIPE'], {
       reject: false,
@@ -346,6 +359,17 @@ function killQuietly(pid: number): void {
   }
 }
 
-export function startSocatEcho(scope: TestScope, ns: string, protocol: L4Protocol, port: number): Promise<SocatEchoServer> {
-  return SocatEchoServer.start(scope, ns, protocol, port);
+export interface SocatEchoOptions {
+  /** Listen on IPv6 and IPv4 both (default IPv4 only). */
+  readonly ipv6?: boolean;
+}
+
+export function startSocatEcho(
+  scope: TestScope,
+  ns: string,
+  protocol: L4Protocol,
+  port: number,
+  options: SocatEchoOptions = {},
+): Promise<SocatEchoServer> {
+  return SocatEchoServer.start(scope, ns, protocol, port, options);
 }

@@ -79,8 +79,15 @@ export function portCostFromScale(
   };
 }
 
-async function interleavedCycles(envs: ReadonlyMap<BackendName, NodeEnv>, scope: TestScope, options: BenchOptions) {
-  const { cycles, warmup } = options.backends;
+/**
+ * `cycles` create/delete cycles on each env's nodenet, interleaved (AB AB ...: each index on every env in
+ * turn, so a drift of the machine hits every side alike), after `warmup` unrecorded ones.
+ */
+export async function interleavedCycles<K extends string>(
+  envs: ReadonlyMap<K, NodeEnv>,
+  scope: TestScope,
+  { cycles, warmup }: { cycles: number; warmup: number },
+): Promise<Partial<Record<K, BackendCycles>>> {
   const names = [...envs.keys()];
   const namespaces = await createNamespaces(scope, names.length);
   const acc = names.map(() => ({ create: [] as number[], delete: [] as number[], errors: [] as string[] }));
@@ -102,7 +109,7 @@ async function interleavedCycles(envs: ReadonlyMap<BackendName, NodeEnv>, scope:
       }
     }
   }
-  const latency: Partial<Record<BackendName, BackendCycles>> = {};
+  const latency: Partial<Record<K, BackendCycles>> = {};
   for (const [k, name] of names.entries()) {
     const a = acc[k]!;
     latency[name] = {
@@ -128,7 +135,7 @@ export async function runBackends(
     await env.nodenet.ready();
     envs.set(backend, env);
   }
-  const latency = await interleavedCycles(envs, scope, options);
+  const latency = await interleavedCycles(envs, scope, options.backends);
   const p50 = (b: BackendName, which: 'create' | 'delete') => latency[b]?.[which].p50;
   options.log(
     `backends: create p50 ovs ${p50('ovs', 'create')} ms / iproute2 ${p50('iproute2', 'create')} ms, delete p50 ovs ${p50('ovs', 'delete')} ms / iproute2 ${p50('iproute2', 'delete')} ms`,

@@ -5,6 +5,9 @@ import type { Slot, Unwired, Wired, WiringSystem } from './types.js';
 
 export const NODENET_SUBNET = '198.19.16.0/20';
 export const NODENET_GATEWAY = '198.19.16.1';
+/** A dual-stack bench node's IPv6 subnet and gateway (instance i gets the same host part as its IPv4 address). */
+export const NODENET_SUBNET6 = 'fd19:0:0:10::/64';
+export const NODENET_GATEWAY6 = 'fd19:0:0:10::1';
 /** Instance i gets the (FIRST_HOST + i)-th address of the subnet. */
 const FIRST_HOST = 10;
 
@@ -21,6 +24,8 @@ export class NodenetSystem implements WiringSystem {
     connections = 1,
     /** The daemon's pid now (it changes when the daemon restarts). */
     private readonly daemonPid: () => number | undefined = () => undefined,
+    /** Dual-stack instances (the CNI holds NODENET_SUBNET6): each create asks for an IPv6 address too. */
+    private readonly ipv6 = false,
   ) {
     this.capacity = this.subnet.size - FIRST_HOST - 1;
     this.connect(connections);
@@ -56,7 +61,13 @@ export class NodenetSystem implements WiringSystem {
     const address = this.addressFor(slot.index);
     const client = this.client(worker);
     const started = performance.now();
-    const r = await client.createInterface({ ipAddress: address, ports: [...slot.ports], netns: slot.ns });
+    const ipv6Address = this.ipv6 ? `fd19:0:0:10::${(FIRST_HOST + slot.index).toString(16)}` : undefined;
+    const r = await client.createInterface({
+      ipAddress: address,
+      ...(ipv6Address ? { ipv6Address } : {}),
+      ports: [...slot.ports],
+      netns: slot.ns,
+    });
     return { handle: r.interfaceName, address, ms: performance.now() - started };
   }
 
