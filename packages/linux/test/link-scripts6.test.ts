@@ -13,7 +13,6 @@ import {
 } from '@nodenet/core';
 import { cniAddressLines, cniSysctls, deleteInstanceScript, instanceNamespaceScript, repairCniScript } from '../src/index.js';
 import { sysctlKey } from '../src/sysctl.js';
-import { helperAddressFields } from '../src/netns-configurator.js';
 import { instanceSpecFor } from '@nodenet/testkit/instance-specs';
 
 const gateway = '198.19.1.1' as Ipv4Address;
@@ -94,38 +93,5 @@ describe('IPv6 link scripts', () => {
     });
     expect(keyed(false)).toMatchObject({ 'net.ipv6.conf.nodenet0.disable_ipv6': '1' });
     expect(keyed(false)['net.ipv6.conf.all.forwarding']).toBeUndefined();
-  });
-});
-
-describe("the namespace configurator's request (IPv6 too: one hand-off per create, as for IPv4)", () => {
-  it('carries each family the instance has, and empty fields for one it lacks', () => {
-    const ipv4Only: CniSpec = { name: CNI_NAME, ipv4: dual.ipv4, mtu: 1450, mac: dual.mac };
-    expect(helperAddressFields(instanceSpecFor(dual, 1, 5, { netns: 'pod' }), 'step')).toEqual([
-      '198.19.1.5',
-      '24',
-      '198.19.1.255',
-      '198.19.1.1',
-      'fd19:0:0:1::5',
-      '64',
-      'fd19:0:0:1::1',
-    ]);
-    expect(helperAddressFields(instanceSpecFor(ipv4Only, 1, 5, { netns: 'pod' }), 'step')).toEqual([
-      '198.19.1.5',
-      '24',
-      '198.19.1.255',
-      '198.19.1.1',
-      '',
-      '',
-      '',
-    ]);
-    expect(helperAddressFields(instanceSpecFor(only6, 2, 7, { netns: 'pod' }), 'step')).toEqual([
-      '',
-      '',
-      '',
-      '',
-      'fd19:0:0:1::7',
-      '64',
-      'fd19:0:0:1::1',
-    ]);
   });
 });
