@@ -17,7 +17,6 @@ import {
   NodeFixture,
   privateOvsOf,
   ONLY_GATEWAY6,
-  ONLY_SUBNET6,
   WORLD6,
   type Instance,
 } from '../src/index.js';
