@@ -151,11 +151,8 @@ export const BACKENDS: readonly string[] = (process.env.NODENET_BACKENDS ?? 'ipr
   .map((s) => s.trim())
   .filter((s) => s !== '');
 
-/**
- * The backends that carry IPv6, of BACKENDS: the IPv6 suites (durability-ipv6) run for these. ovs refuses an
- * IPv6 CNI until its flows carry IPv6 (ipv6-node tests that refusal); add it here when they do.
- */
-export const IPV6_BACKENDS: readonly string[] = BACKENDS.filter((b) => ['iproute2'].includes(b));
+/** The backends that carry IPv6 on a node, of BACKENDS: the IPv6 suites (durability-ipv6) run for these. */
+export const IPV6_BACKENDS: readonly string[] = BACKENDS.filter((b) => ['iproute2', 'ovs'].includes(b));
 
 export function backendProfile(name: string): BackendProfile {
   const profile = PROFILES[name];
