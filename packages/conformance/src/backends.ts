@@ -152,9 +152,9 @@ export const BACKENDS: readonly string[] = (process.env.NODENET_BACKENDS ?? 'ipr
   .filter((s) => s !== '');
 
 /**
- * The backends the IPv6 durability suite runs for, of BACKENDS. ovs carries IPv6 on a node and passes it
- * (12/12 alone), but one of two runs lost its OpenFlow connection on the first create after the crash rounds
- * (UNAVAILABLE, cause not found yet): add it once that is understood.
+ * The backends the IPv6 durability suite runs for, of BACKENDS. ovs carries IPv6 on a node, but in its first
+ * run of this suite the IPv6-only node's first create after the crash rounds lost the OpenFlow connection
+ * (UNAVAILABLE; the rerun passed 6/6, the dual-stack node 6/6): add ovs once that is understood.
  */
 export const IPV6_BACKENDS: readonly string[] = BACKENDS.filter((b) => ['iproute2'].includes(b));
 
