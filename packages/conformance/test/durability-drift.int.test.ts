@@ -172,7 +172,9 @@ describe.each(BACKENDS)('durability: drift repair every reconcile interval (%s b
       'anti-spoofing element deleted',
       async () => {
         await nsExec(f.ns, 'nft', ['delete', 'element', 'bridge', 'nodenet', 'allowed_sources', `{ "${hostEnd}" . ${a.address} }`]);
-        expect(consistencyProblems(await owned()).join('\n'), 'the checker sees the missing element').toContain('anti-spoofing');
+        expect(consistencyProblems(await owned()).join('\n'), 'the checker sees the missing element').toContain(
+          `its allowed_sources element ${hostEnd} . ${a.address} is missing`,
+        );
       },
       async () => consistencyProblems(await owned()).length === 0,
     );
