@@ -12,7 +12,10 @@
  * port per peer for that reason: peer churn is flow churn only, and the flows are found by cookie.
  * The node itself reaches peers' subnets through the kernel: a route `via PEER-NETWORK dev nodenet0 onlink
  * proto 78` and a permanent neighbour entry for that next hop (the peer's VTEP MAC), so such packets enter
- * the bridge from LOCAL and meet the same flows.
+ * the bridge from LOCAL and meet the same flows. IPv6 subnets the same way, in the same tunnel and batch:
+ * per subnet of either family three flows, a route and a neighbour entry (no neighbour discovery crosses the
+ * tunnel: instances resolve their gateway on the bridge, the node its next hop from the permanent entry).
+ * The underlay is IPv4 (vxlan-peers.ts).
  *
  * With the userspace datapath (netdev) the underlay interface is moved into an uplink bridge first (see
  * uplink.ts), once the first peer is programmed (with ovs-vsctl, once per node: bridges are made and removed
@@ -36,9 +39,11 @@ import {
   parseNetnsRef,
   sameNodeRecord,
   silentLogger,
+  subnetsOfNode,
   vtepMacForUnderlay,
   type HostInfo,
   type IfName,
+  type IpSubnet,
   type Logger,
   type NetnsRef,
   type NodeRecord,
@@ -55,8 +60,10 @@ import {
   IpRunner,
   ROUTE_LINE,
   ROUTE_PROTO_ARGS,
-  ROUTE_PROTOCOL,
   commandInNamespace,
+  readProgrammedPeers,
+  staleRouteLines,
+  supersededSubnets,
   deleteRouteLine,
   parseIpAddrs,
   parseIpLinks,
@@ -99,6 +106,7 @@ import {
   moveAddressingScript,
   parseRouteEntries,
   uplinkBridgeLinkScript,
+  type RouteEntry,
 } from './uplink.js';
 
 export interface OvsOverlayOptions extends OvsOptions {
@@ -109,7 +117,7 @@ export interface OvsOverlayOptions extends OvsOptions {
   readonly host: HostInfo;
 }
 
-import { checkOvsVxlanUnderlay, ipv4PeerOf, isIpv4Peer, type Ipv4Peer } from './ipv4-peers.js';
+import { checkOvsVxlanUnderlay, isVxlanPeer, vxlanPeerOf, type VxlanPeer } from './vxlan-peers.js';
 
 const DELETE_IDS: ReadonlySet<string> = new Set([ROUTE_LINE.deleteRoute, 'delete-neighbour']);
 /**
@@ -140,7 +148,7 @@ export class OvsOverlay implements Overlay {
   /** netdev: the uplink bridge has been converged by this object. */
   private uplinkReady = false;
   /** What this object programmed, by peer name (to delete a changed peer's superseded entries). */
-  private readonly programmed = new Map<string, Ipv4Peer>();
+  private readonly programmed = new Map<string, VxlanPeer>();
 
   constructor(options: OvsOverlayOptions) {
     checkOverlaySettings(options);
@@ -240,7 +248,7 @@ export class OvsOverlay implements Overlay {
 
   validatePeer(peer: NodeRecord): void {
     checkPeerForMode(this.mode, this.host, peer);
-    if (this.mode === 'vxlan') ipv4PeerOf(peer);
+    if (this.mode === 'vxlan') vxlanPeerOf(peer);
   }
 
   async ensurePeer(peer: NodeRecord): Promise<void> {
@@ -261,11 +269,11 @@ export class OvsOverlay implements Overlay {
     return this.mutex.run(async () => {
       const started = performance.now();
       const invalid = new Map<string, Error>();
-      const valid: Ipv4Peer[] = [];
+      const valid: VxlanPeer[] = [];
       for (const peer of peers) {
         try {
           checkPeerIsOther(this.host, peer);
-          valid.push(ipv4PeerOf(peer));
+          valid.push(vxlanPeerOf(peer));
         } catch (e) {
           invalid.set(peer.name, e as Error);
         }
@@ -278,7 +286,7 @@ export class OvsOverlay implements Overlay {
           return mergeBatchResults({ failed: invalid }, allFailed(valid, e));
         }
       }
-      const flows: { peer: Ipv4Peer; script: string }[] = [];
+      const flows: { peer: VxlanPeer; script: string }[] = [];
       const lines: PeerLines[] = [];
       for (const peer of valid) {
         const previous = this.programmed.get(peer.name);
@@ -291,7 +299,7 @@ export class OvsOverlay implements Overlay {
         flows.push({ peer, script });
         lines.push({
           peer,
-          lines: [...(stale && !stale.subnet.equals(peer.subnet) ? removeRouteLines(stale) : []), ...peerRouteLines(peer)],
+          lines: [...supersededSubnets(peer, stale).flatMap(subnetRemovalLines), ...peerRouteLines(peer)],
         });
       }
       const step = valid.length === 1 ? `program peer ${valid[0]!.name}` : `program ${valid.length} peers`;
@@ -319,8 +327,8 @@ export class OvsOverlay implements Overlay {
     if (this.mode === 'host-gw') return this.hostGwOverlay().then((o) => o.removePeers(peers));
     return this.mutex.run(async () => {
       const batch = peers.map((peer) => {
-        // A peer carrying IPv6 was never programmed by this overlay (ensurePeers refuses it); its remembered IPv4 record may have been.
-        const records: Ipv4Peer[] = isIpv4Peer(peer) ? [peer] : [];
+        // A peer on an IPv6 underlay was never programmed by this overlay (ensurePeers refuses it); its remembered record may have been.
+        const records: VxlanPeer[] = isVxlanPeer(peer) ? [peer] : [];
         const remembered = this.programmed.get(peer.name);
         if (remembered && !sameNodeRecord(remembered, peer)) records.push(remembered);
         return { peer, records };
@@ -394,7 +402,7 @@ export class OvsOverlay implements Overlay {
    * netdev: one packet-out per peer, all of them back to back on the bridge's OpenFlow connection with one
    * barrier; a failure is logged (only a first packet is at stake).
    */
-  private async primeTunnelNeighbours(peers: readonly Ipv4Peer[]): Promise<void> {
+  private async primeTunnelNeighbours(peers: readonly VxlanPeer[]): Promise<void> {
     const step =
       peers.length === 1 ? `resolve the underlay MAC of peer ${peers[0]!.name}` : `resolve the underlay MACs of ${peers.length} peers`;
     await this.ovs
@@ -420,25 +428,18 @@ export class OvsOverlay implements Overlay {
       ]);
     }
     return this.mutex.run(async () => {
-      const [dump, routesJson, neighJson] = await Promise.all([
+      const [dump, routes, neighJson] = await Promise.all([
         this.dumpPeerFlows(),
-        this.ip.json(['route', 'show', 'table', 'main', 'proto', String(ROUTE_PROTOCOL)], "list nodenet's routes"),
+        readProgrammedPeers(this.ip),
         this.ip.json(['neigh', 'show', 'dev', CNI_NAME], `list the neighbour entries on ${CNI_NAME}`),
       ]);
-      const wantedIpv4 = wanted.filter(isIpv4Peer);
-      const underlays = new Set(wantedIpv4.map((p) => p.underlayAddress as string));
-      const subnets = new Set(wantedIpv4.map((p) => p.subnet.toString()));
-      const nextHops = new Set(wantedIpv4.map((p) => p.subnet.network as string));
-      const removed: string[] = [];
+      const reachable = wanted.filter(isVxlanPeer);
+      const underlays = new Set(reachable.map((p) => p.underlayAddress as string));
+      const nextHops = new Set(reachable.flatMap((p) => subnetsOfNode(p).map((s) => s.network as string)));
       const cookies = dump.filter((c) => !underlays.has(underlayOfPeerCookie(c)));
-      for (const c of cookies) removed.push(`flows of peer ${underlayOfPeerCookie(c)}`);
-      const lines: IpLine[] = [];
-      for (const r of routesOf(routesJson)) {
-        const dst = r.dst.includes('/') ? r.dst : `${r.dst}/32`;
-        if (subnets.has(dst)) continue;
-        lines.push(deleteRouteLine(dst));
-        removed.push(`route ${dst}${r.gateway ? ` via ${r.gateway}` : ''}${r.dev ? ` dev ${r.dev}` : ''}`);
-      }
+      const stale = staleRouteLines(reachable, routes);
+      const removed: string[] = [...cookies.map((c) => `flows of peer ${underlayOfPeerCookie(c)}`), ...stale.removed];
+      const lines: IpLine[] = [...stale.lines];
       for (const n of neighboursOf(neighJson)) {
         if (nextHops.has(n.dst) || !n.lladdr?.toLowerCase().startsWith(VTEP_MAC_PREFIX) || !n.state.includes('PERMANENT')) continue;
         lines.push(deleteNeighbourLine(n.dst));
@@ -516,7 +517,7 @@ export class OvsOverlay implements Overlay {
     const [state, addrs, routes, guard] = await Promise.all([
       known ? Promise.resolve(known) : this.ovs.readState('read OVSDB for the uplink'),
       this.ip.json(['-d', 'addr', 'show'], 'read the node addresses'),
-      this.ip.json(['route', 'show', 'table', 'main'], 'read the node routes'),
+      this.readMainRoutes(),
       this.readGuard(),
     ]);
     const uplink = this.uplinkOf(state);
@@ -560,7 +561,7 @@ export class OvsOverlay implements Overlay {
         phy,
         uplink,
         UPLINK_BRIDGE,
-        parseRouteEntries(routes ?? []),
+        routes,
       ),
     ];
     if (lines.length > 0) {
@@ -582,7 +583,7 @@ export class OvsOverlay implements Overlay {
     const uplink = this.uplinkOf(state);
     const [addrs, routes, guard] = await Promise.all([
       this.ip.json(['-d', 'addr', 'show'], 'read the node addresses'),
-      this.ip.json(['route', 'show', 'table', 'main'], 'read the node routes'),
+      this.readMainRoutes(),
       this.readGuard(),
     ]);
     if (guard !== undefined) await this.runNft(deleteGuardScript(), 'remove the uplink guard');
@@ -592,12 +593,22 @@ export class OvsOverlay implements Overlay {
       links.find((l) => l.ifname === uplink),
       UPLINK_BRIDGE,
       uplink,
-      parseRouteEntries(routes ?? []),
+      routes,
     );
     if (lines.length > 0) await this.ip.batch(lines, { step: `move the underlay addressing back from ${UPLINK_BRIDGE} to ${uplink}` });
     await this.ovs.vsctl(deleteBridgeCommands(UPLINK_BRIDGE), `delete the uplink bridge ${UPLINK_BRIDGE}`);
     this.uplinkReady = false;
     this.logger.info({ uplink }, 'overlay mode is host-gw: the underlay interface left the uplink bridge');
+  }
+
+  /** The main table's routes of both families (the uplink's move carries IPv6 routes too). */
+  private async readMainRoutes(): Promise<RouteEntry[]> {
+    const args = ['route', 'show', 'table', 'main'];
+    const [v4, v6] = await Promise.all([
+      this.ip.json(args, 'read the node routes'),
+      this.ip.json(['-6', ...args], 'read the node IPv6 routes'),
+    ]);
+    return [...parseRouteEntries(v4 ?? []), ...parseRouteEntries(v6 ?? [])];
   }
 
   private async readGuard(): Promise<string | undefined> {
@@ -637,26 +648,35 @@ export class OvsOverlay implements Overlay {
 // -------------------------------------------------------------------------------------------------------
 // Kernel lines for a peer (vxlan): the node's own route to the peer's subnet through the CNI.
 
-/** Permanent neighbour entry for the peer's next hop (its subnet's network address -> its VTEP MAC), then the route. */
-export function peerRouteLines(peer: Ipv4Peer): IpLine[] {
-  const via = peer.subnet.network;
+/**
+ * Per subnet of the peer (IPv4, then IPv6): a permanent neighbour entry for the next hop (the subnet's network
+ * address -> the peer's VTEP MAC), then the route. `ip` takes the family from the addresses.
+ */
+export function peerRouteLines(peer: VxlanPeer): IpLine[] {
   const mac = vtepMacForUnderlay(peer.underlayAddress);
-  return [
-    {
-      id: 'peer-neighbour',
-      args: ['neigh', 'replace', via, 'lladdr', mac, 'dev', CNI_NAME, 'nud', 'permanent'],
-      step: `set the neighbour entry ${via} -> ${mac} (${peer.name}) on ${CNI_NAME}`,
-    },
-    {
-      id: ROUTE_LINE.peerRoute,
-      args: ['route', 'replace', peer.subnet.toString(), 'via', via, 'dev', CNI_NAME, 'onlink', ...ROUTE_PROTO_ARGS],
-      step: `route ${peer.subnet} via ${via} on ${CNI_NAME} (${peer.name})`,
-    },
-  ];
+  return subnetsOfNode(peer).flatMap((subnet): IpLine[] => {
+    const via = subnet.network;
+    return [
+      {
+        id: 'peer-neighbour',
+        args: ['neigh', 'replace', via, 'lladdr', mac, 'dev', CNI_NAME, 'nud', 'permanent'],
+        step: `set the neighbour entry ${via} -> ${mac} (${peer.name}) on ${CNI_NAME}`,
+      },
+      {
+        id: ROUTE_LINE.peerRoute,
+        args: ['route', 'replace', subnet.toString(), 'via', via, 'dev', CNI_NAME, 'onlink', ...ROUTE_PROTO_ARGS],
+        step: `route ${subnet} via ${via} on ${CNI_NAME} (${peer.name})`,
+      },
+    ];
+  });
 }
 
-export function removeRouteLines(peer: Ipv4Peer): IpLine[] {
-  return [deleteRouteLine(peer.subnet), deleteNeighbourLine(peer.subnet.network)];
+export function removeRouteLines(peer: VxlanPeer): IpLine[] {
+  return subnetsOfNode(peer).flatMap(subnetRemovalLines);
+}
+
+function subnetRemovalLines(subnet: IpSubnet): IpLine[] {
+  return [deleteRouteLine(subnet), deleteNeighbourLine(subnet.network)];
 }
 
 /** `neigh flush` rather than `neigh del`: a failing `neigh del` ends the whole batch, -force or not. */
@@ -666,10 +686,6 @@ function deleteNeighbourLine(address: string): IpLine {
     args: ['neigh', 'flush', 'to', address, 'dev', CNI_NAME, 'nud', 'all'],
     step: `delete the neighbour entry of ${address} on ${CNI_NAME}`,
   };
-}
-
-function routesOf(json: unknown): { dst: string; gateway?: string; dev?: string }[] {
-  return Array.isArray(json) ? json.filter((r): r is { dst: string } => typeof (r as { dst?: unknown })?.dst === 'string') : [];
 }
 
 function neighboursOf(json: unknown): { dst: string; lladdr?: string; state: string[] }[] {
