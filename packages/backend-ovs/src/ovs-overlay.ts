@@ -147,6 +147,12 @@ export class OvsOverlay implements Overlay {
   private tunnelOfport = TUNNEL_OFPORT;
   /** netdev: the uplink bridge has been converged by this object. */
   private uplinkReady = false;
+  /**
+   * The families this node's CNI carries (from ensureEndpoint's record; both until then). A peer's subnet of
+   * another family is not programmed: no instance here could use it, and the CNI of an IPv4-only node has IPv6
+   * turned off (the kernel refuses IPv6 routes through it).
+   */
+  private families = { ipv4: true, ipv6: true };
   /** What this object programmed, by peer name (to delete a changed peer's superseded entries). */
   private readonly programmed = new Map<string, VxlanPeer>();
 
@@ -190,6 +196,7 @@ export class OvsOverlay implements Overlay {
         return;
       }
       checkVxlanUnderlay(self, this.host);
+      this.families = { ipv4: self.subnet !== undefined, ipv6: self.ipv6Subnet !== undefined };
       const [state, cni] = await Promise.all([
         this.ovs.readState('read OVSDB for the overlay'),
         this.ip.json(['link', 'show', 'dev', CNI_NAME], `read ${CNI_NAME}`),
@@ -291,15 +298,16 @@ export class OvsOverlay implements Overlay {
       for (const peer of valid) {
         const previous = this.programmed.get(peer.name);
         const stale = previous && !sameNodeRecord(previous, peer) ? previous : undefined;
+        const carried = this.carriedPart(peer);
         const script =
           (stale && stale.underlayAddress !== peer.underlayAddress ? deleteCookiesScript([peerCookie(stale.underlayAddress)]) : '') +
           // Replacing by cookie first drops flows of this peer that no longer apply (e.g. another subnet).
           deleteCookiesScript([peerCookie(peer.underlayAddress)]) +
-          addFlowsScript(peerFlows(peer, this.tunnelOfport));
+          (carried.subnet || carried.ipv6Subnet ? addFlowsScript(peerFlows(carried, this.tunnelOfport)) : '');
         flows.push({ peer, script });
         lines.push({
           peer,
-          lines: [...supersededSubnets(peer, stale).flatMap(subnetRemovalLines), ...peerRouteLines(peer)],
+          lines: [...supersededSubnets(peer, stale).flatMap(subnetRemovalLines), ...peerRouteLines(carried)],
         });
       }
       const step = valid.length === 1 ? `program peer ${valid[0]!.name}` : `program ${valid.length} peers`;
@@ -351,6 +359,16 @@ export class OvsOverlay implements Overlay {
       for (const peer of peers) if (!result.failed.has(peer.name)) this.programmed.delete(peer.name);
       return result;
     });
+  }
+
+  /** The peer with only the subnets of the families this node carries. */
+  private carriedPart(peer: VxlanPeer): VxlanPeer {
+    const { subnet, ipv6Subnet, ...rest } = peer;
+    return {
+      ...rest,
+      ...(subnet && this.families.ipv4 ? { subnet } : {}),
+      ...(ipv6Subnet && this.families.ipv6 ? { ipv6Subnet } : {}),
+    };
   }
 
   /**

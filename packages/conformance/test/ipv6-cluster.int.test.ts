@@ -384,7 +384,7 @@ describe('IPv6 peers the overlay cannot carry are refused with FAILED_PRECONDITI
     }
   });
 
-  it('the ovs backend (vxlan, IPv4 underlay) takes a dual-stack peer and refuses a peer on an IPv6 underlay, saying why', async () => {
+  it('the ovs backend (vxlan, IPv4 underlay) refuses a peer on an IPv6 underlay; an IPv4-only node takes the IPv4 part of a dual-stack peer', async () => {
     const f = await NodeFixture.start({ backend: 'ovs' });
     const admin = createNetworkAdminClient(f.daemon.target);
     try {
@@ -392,9 +392,16 @@ describe('IPv6 peers the overlay cannot carry are refused with FAILED_PRECONDITI
       const over6 = await rpcError(admin.addPeer({ name: 'node-3', underlayAddress: underlay6(3), subnet: subnet4(3) }));
       expect(over6.codeName).toBe('FAILED_PRECONDITION');
       expect(over6.details).toContain(`peer node-3 has underlay address ${underlay6(3)}, but this node's underlay is IPv4`);
+      await waitUntil(
+        'node-2 is programmed',
+        async () => (await admin.listPeers()).peers.some((p) => p.peer?.name === 'node-2' && p.programmed),
+        10_000,
+      );
       expect((await admin.listPeers()).peers.map((p) => `${p.peer?.name} ${p.peer?.ipv6Subnet} ${p.programmed}`)).toEqual([
         `node-2 ${subnet6(2)} true`,
       ]);
+      // This node's CNI is IPv4-only (IPv6 off on nodenet0): the peer's IPv4 subnet is routed, its IPv6 one is not.
+      expect([...(await overlayRoutes(f.node.ns))]).toEqual([[subnet4(2), 'via 198.19.2.0 dev nodenet0']]);
     } finally {
       admin.close();
       await f.close();
