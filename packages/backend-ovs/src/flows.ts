@@ -345,13 +345,15 @@ export function cookiesOfDump(output: string): bigint[] {
  * this packet takes the loss instead (sent over the bridge's OpenFlow connection, ovs-ofctl's packet-out text). It is an empty IPv4 packet from 0.0.0.0: if the neighbour is already
  * known it crosses the tunnel and the peer drops it (its classifier admits only sources in this node's subnet).
  */
-export function primingPacketOut(peerUnderlay: Ipv4Address, tunnelOfport: number): string {
+export function primingPacketOut(peerUnderlay: IpAddress, tunnelOfport: number): string {
   const port = checkedOfport(tunnelOfport);
-  return `in_port=LOCAL,packet=${primingPacketHex(peerUnderlay)},actions=set_field:${peerUnderlay}->tun_dst,output:${port}`;
+  const tunDst = addressFamily(peerUnderlay) === 6 ? 'tun_ipv6_dst' : 'tun_dst';
+  return `in_port=LOCAL,packet=${primingPacketHex(peerUnderlay)},actions=set_field:${peerUnderlay}->${tunDst},output:${port}`;
 }
 
-export function primingPacketHex(destination: Ipv4Address): string {
-  const dst = destination.split('.').map(Number);
+/** The inner packet: an empty IPv4 packet from 0.0.0.0 to the peer's address (to 0.0.0.0 over an IPv6 underlay). */
+export function primingPacketHex(destination: IpAddress): string {
+  const dst = addressFamily(destination) === 6 ? [0, 0, 0, 0] : destination.split('.').map(Number);
   const header = [0x45, 0x00, 0x00, 0x14, 0x00, 0x00, 0x00, 0x00, 0x40, 0xfd, 0x00, 0x00, 0, 0, 0, 0, ...dst];
   let sum = 0;
   for (let i = 0; i < header.length; i += 2) sum += (header[i]! << 8) | header[i + 1]!;

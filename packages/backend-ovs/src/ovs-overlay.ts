@@ -15,7 +15,8 @@
  * the bridge from LOCAL and meet the same flows. IPv6 subnets the same way, in the same tunnel and batch:
  * per subnet of either family three flows, a route and a neighbour entry (no neighbour discovery crosses the
  * tunnel: instances resolve their gateway on the bridge, the node its next hop from the permanent entry).
- * The underlay is IPv4 (vxlan-peers.ts).
+ * The underlay is IPv4 or IPv6 (every node's the same family): over IPv6 the flows set and match the tunnel's
+ * IPv6 fields, and (netdev) the uplink bridge holds the underlay's IPv6 address as it holds an IPv4 one.
  *
  * With the userspace datapath (netdev) the underlay interface is moved into an uplink bridge first (see
  * uplink.ts), once the first peer is programmed (with ovs-vsctl, once per node: bridges are made and removed
@@ -27,10 +28,10 @@
 import {
   CNI_NAME,
   FailedPreconditionError,
+  addressFamily,
   InternalError,
   InvalidArgumentError,
   Mutex,
-  VXLAN_OVERHEAD,
   checkOverlaySettings,
   checkPeerForMode,
   checkPeerIsOther,
@@ -40,7 +41,8 @@ import {
   sameNodeRecord,
   silentLogger,
   subnetsOfNode,
-  vtepMacForUnderlay,
+  vtepMacOf,
+  vxlanOverhead,
   type HostInfo,
   type IfName,
   type IpSubnet,
@@ -82,6 +84,7 @@ import {
   classCookieMatch,
   cookieClassOf,
   deleteCookiesScript,
+  formatCookie,
   peerCookie,
   peerFlows,
   primingPacketOut,
@@ -117,7 +120,7 @@ export interface OvsOverlayOptions extends OvsOptions {
   readonly host: HostInfo;
 }
 
-import { checkOvsVxlanUnderlay, isVxlanPeer, vxlanPeerOf, type VxlanPeer } from './vxlan-peers.js';
+import { isVxlanPeer, vxlanPeerOf, type VxlanPeer } from './vxlan-peers.js';
 
 const DELETE_IDS: ReadonlySet<string> = new Set([ROUTE_LINE.deleteRoute, 'delete-neighbour']);
 /**
@@ -126,7 +129,7 @@ const DELETE_IDS: ReadonlySet<string> = new Set([ROUTE_LINE.deleteRoute, 'delete
  * the batch returns once its flows and routes are in.
  */
 const PRIME_AWAITED_MAX = 16;
-/** VTEP MACs (vtepMacForUnderlay) start with 02:6f. */
+/** VTEP MACs (vtepMacOf) start with 02:6f. */
 const VTEP_MAC_PREFIX = '02:6f:';
 
 export class OvsOverlay implements Overlay {
@@ -164,8 +167,7 @@ export class OvsOverlay implements Overlay {
     checkOvsOptions(options);
     this.options = options;
     this.mode = options.mode;
-    if (options.mode === 'vxlan') checkOvsVxlanUnderlay(options.host);
-    this.overhead = options.mode === 'vxlan' ? VXLAN_OVERHEAD : 0;
+    this.overhead = options.mode === 'vxlan' ? vxlanOverhead(options.host.underlayAddress) : 0;
     this.vni = options.vni;
     this.port = options.port;
     this.host = options.host;
@@ -452,11 +454,11 @@ export class OvsOverlay implements Overlay {
         this.ip.json(['neigh', 'show', 'dev', CNI_NAME], `list the neighbour entries on ${CNI_NAME}`),
       ]);
       const reachable = wanted.filter(isVxlanPeer);
-      const underlays = new Set(reachable.map((p) => p.underlayAddress as string));
+      const wantedCookies = new Set(reachable.map((p) => peerCookie(p.underlayAddress)));
       const nextHops = new Set(reachable.flatMap((p) => subnetsOfNode(p).map((s) => s.network as string)));
-      const cookies = dump.filter((c) => !underlays.has(underlayOfPeerCookie(c)));
+      const cookies = dump.filter((c) => !wantedCookies.has(c));
       const stale = staleRouteLines(reachable, routes);
-      const removed: string[] = [...cookies.map((c) => `flows of peer ${underlayOfPeerCookie(c)}`), ...stale.removed];
+      const removed: string[] = [...cookies.map((c) => `flows of peer ${this.peerOfCookie(c)}`), ...stale.removed];
       const lines: IpLine[] = [...stale.lines];
       for (const n of neighboursOf(neighJson)) {
         if (nextHops.has(n.dst) || !n.lladdr?.toLowerCase().startsWith(VTEP_MAC_PREFIX) || !n.state.includes('PERMANENT')) continue;
@@ -469,6 +471,11 @@ export class OvsOverlay implements Overlay {
       if (removed.length > 0) this.logger.info({ removed }, 'stale overlay entries removed');
       return removed;
     });
+  }
+
+  /** A peer cookie for the log: its underlay address (IPv4), or the cookie (over IPv6 it holds the last 32 bits). */
+  private peerOfCookie(cookie: bigint): string {
+    return addressFamily(this.host.underlayAddress) === 6 ? `cookie ${formatCookie(cookie)}` : underlayOfPeerCookie(cookie);
   }
 
   private async dumpPeerFlows(): Promise<bigint[]> {
@@ -494,7 +501,7 @@ export class OvsOverlay implements Overlay {
   private async removeAllPeerFlows(): Promise<string[]> {
     const cookies = await this.dumpPeerFlows();
     await this.deletePeerFlows(cookies, 'remove peer flows left from vxlan mode');
-    return cookies.map((c) => `flows of peer ${underlayOfPeerCookie(c)} (vxlan mode)`);
+    return cookies.map((c) => `flows of peer ${this.peerOfCookie(c)} (vxlan mode)`);
   }
 
   // ---------------------------------------------------------------------------------------------------
@@ -671,7 +678,7 @@ export class OvsOverlay implements Overlay {
  * address -> the peer's VTEP MAC), then the route. `ip` takes the family from the addresses.
  */
 export function peerRouteLines(peer: VxlanPeer): IpLine[] {
-  const mac = vtepMacForUnderlay(peer.underlayAddress);
+  const mac = vtepMacOf(peer.underlayAddress);
   return subnetsOfNode(peer).flatMap((subnet): IpLine[] => {
     const via = subnet.network;
     return [

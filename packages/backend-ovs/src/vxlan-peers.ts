@@ -1,20 +1,15 @@
 /**
  * Which peers the ovs backend's VXLAN overlay reaches: any subnet family (IPv4, IPv6 or both, carried by the
- * one flow-based tunnel port), over an IPv4 underlay. An IPv6 underlay is refused with a message saying what
- * works instead. host-gw (kernel routes, @nodenet/linux) is not limited by this.
+ * one flow-based tunnel port) over an underlay of either family (the same as this node's: checkPeerIsOther).
+ * host-gw (kernel routes, @nodenet/linux) has rules of its own (checkHostGwPeer).
  */
-import { FailedPreconditionError, addressFamily, type HostInfo, type Ipv4Address, type NodeRecord } from '@nodenet/core';
+import { FailedPreconditionError, type NodeRecord } from '@nodenet/core';
 
-/** A peer the ovs VXLAN overlay can reach: an IPv4 underlay address, subnets of either family. */
-export type VxlanPeer = NodeRecord & { readonly underlayAddress: Ipv4Address };
-
-const INSTEAD = 'use backend iproute2 (which runs VXLAN over an IPv6 underlay) or overlay mode host-gw';
+/** A peer the ovs VXLAN overlay can reach. */
+export type VxlanPeer = NodeRecord;
 
 /** Why the ovs VXLAN overlay cannot reach `peer`, or null when it can. */
 export function vxlanPeerProblem(peer: NodeRecord): string | null {
-  if (addressFamily(peer.underlayAddress) === 6) {
-    return `peer ${peer.name} has the IPv6 underlay address ${peer.underlayAddress}: the ovs backend's VXLAN overlay runs over an IPv4 underlay only; ${INSTEAD}`;
-  }
   if (!peer.subnet && !peer.ipv6Subnet) return `peer ${peer.name} has no instance subnet: give it an IPv4 or an IPv6 subnet`;
   return null;
 }
@@ -27,14 +22,5 @@ export function isVxlanPeer(peer: NodeRecord): peer is VxlanPeer {
 export function vxlanPeerOf(peer: NodeRecord): VxlanPeer {
   const problem = vxlanPeerProblem(peer);
   if (problem !== null) throw new FailedPreconditionError(problem);
-  return peer as VxlanPeer;
-}
-
-/** An IPv6 underlay cannot carry the ovs VXLAN overlay: refused when the overlay is made (the daemon's start). */
-export function checkOvsVxlanUnderlay(host: HostInfo): void {
-  if (addressFamily(host.underlayAddress) === 6) {
-    throw new FailedPreconditionError(
-      `the underlay address ${host.underlayAddress} is IPv6: the ovs backend's VXLAN overlay runs over an IPv4 underlay only; ${INSTEAD}`,
-    );
-  }
+  return peer;
 }

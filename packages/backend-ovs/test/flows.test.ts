@@ -282,3 +282,13 @@ describe('priming the tunnel neighbour cache', () => {
     ]);
   });
 });
+
+describe('priming over an IPv6 underlay', () => {
+  it('sets the IPv6 tunnel destination; the inner packet goes to 0.0.0.0', () => {
+    const underlay = parseIpv6Address('2001:db8:18::2', 'test');
+    const out = primingPacketOut(underlay, 65000);
+    expect(out).toMatch(/,actions=set_field:2001:db8:18::2->tun_ipv6_dst,output:65000$/);
+    expect(primingPacketHex(underlay).endsWith('00000000')).toBe(true);
+    expect(() => packetOutOf(out)).not.toThrow();
+  });
+});

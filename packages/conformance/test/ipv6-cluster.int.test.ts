@@ -106,6 +106,7 @@ const VARIANTS: readonly Variant[] = [
   { backend: 'iproute2', stack: 'ipv6', underlay: 6, overlay: 'host-gw', membership: 'static' },
   { backend: 'ovs', stack: 'dual', underlay: 4, overlay: 'vxlan', membership: 'etcd' },
   { backend: 'ovs', stack: 'dual', underlay: 6, overlay: 'host-gw', membership: 'static' },
+  { backend: 'ovs', stack: 'ipv6', underlay: 6, overlay: 'vxlan', membership: 'static' },
   { backend: 'ovs', stack: 'ipv6', underlay: 6, overlay: 'host-gw', membership: 'static' },
 ];
 
