@@ -1,11 +1,11 @@
 // Conformance: IPv6 across the cluster (issue 18). Three nodes for each of: dual-stack instances over an IPv4
 // underlay (VXLAN, etcd membership), dual-stack over an IPv6 underlay (host-gw: IPv4 routed via inet6), IPv6-only
-// instances over an IPv6 underlay (VXLAN and host-gw); iproute2 all four, ovs all but VXLAN over an IPv6 underlay
-// (its dual-stack VXLAN carries both families in its one flow-based tunnel port, on the userspace datapath). Instances on different nodes reach each other with
-// their own addresses, the largest DF packet for the MTU crosses (overhead 50 over IPv4, 70 over IPv6) and one
-// byte more is refused, egress to the world is masqueraded, and a peer leaving takes its routes with it. Also: a
-// v1 etcd record (today's IPv4 format) stays readable; host-gw refuses an IPv6 peer over an IPv4 underlay; the
-// ovs backend's VXLAN refuses a peer on an IPv6 underlay with FAILED_PRECONDITION.
+// instances over an IPv6 underlay (VXLAN and host-gw), for both backends (ovs carries both families in its one
+// flow-based tunnel port, over either underlay family, on the userspace datapath). Instances on different nodes
+// reach each other with their own addresses, the largest DF packet for the MTU crosses (overhead 50 over IPv4, 70
+// over IPv6) and one byte more is refused, egress to the world is masqueraded, and a peer leaving takes its routes
+// with it. Also: a v1 etcd record (today's IPv4 format) stays readable; host-gw refuses an IPv6 peer over an IPv4
+// underlay; a peer on an underlay of the other family is refused with FAILED_PRECONDITION.
 // Underlay 198.18.0.0/24 and 2001:db8:18::/64; instance subnets 198.19.<i>.0/24 and fd19:0:0:<i>::/64.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createNetworkAdminClient, type NetworkAdminApiClient, type NetworkApiClient } from '@nodenet/api';
