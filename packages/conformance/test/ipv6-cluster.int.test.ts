@@ -403,6 +403,10 @@ describe('IPv6 peers the overlay cannot carry are refused with FAILED_PRECONDITI
       ]);
       // This node's CNI is IPv4-only (IPv6 off on nodenet0): the peer's IPv4 subnet is routed, its IPv6 one is not.
       expect([...(await overlayRoutes(f.node.ns))]).toEqual([[subnet4(2), 'via 198.19.2.0 dev nodenet0']]);
+      // Removing it removes what was programmed (deletes of the IPv6 part find nothing, which is fine).
+      await admin.removePeer({ name: 'node-2' });
+      expect([...(await overlayRoutes(f.node.ns))]).toEqual([]);
+      expect(f.daemon.logs.filter((l) => l.level === 'error' || l.level === 50).map((l) => String(l.msg))).toEqual([]);
     } finally {
       admin.close();
       await f.close();
