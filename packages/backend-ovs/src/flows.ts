@@ -9,23 +9,30 @@
  *   table 10 forward    a peer's subnet: set the tunnel destination, out the tunnel port (overlay flows);
  *                       everything else: NORMAL (L2 switching among the instances and the gateway)
  *   table 30 deliver    from the tunnel: to the gateway (LOCAL) or to an instance's port, MACs rewritten
- *                       as a router would; anything else is dropped
+ *                       as a router would; anything else is dropped (IPv4 and IPv6 alike: a peer's flows exist
+ *                       per subnet it has, all under its one cookie)
  *
  * Flows are written in the form ovs-ofctl prints for OpenFlow 1.5 (`set_field:...->eth_dst`), and every
  * ovs-ofctl call uses `-O OpenFlow15`, so a dump reads back as written.
  *
  * Cookies: 0x6e6e ('nn') | owner class (1 byte) | 0 | 32-bit id. The dataplane owns the base class and the
  * instance class (id: the handle's 8 hex digits); the overlay owns the peer class (id: the peer's underlay
- * IPv4 address). A reconcile pass compares and repairs only its own classes; flows of other owners, and
+ * IPv4 address; over an IPv6 underlay its last 32 bits, which peers never share since their VTEP MACs are
+ * made of them). A reconcile pass compares and repairs only its own classes; flows of other owners, and
  * flows nodenet did not make, are never touched.
  */
 import {
   InternalError,
+  addressFamily,
   linkLocalForMac,
   parseIpv4Address,
+  subnetFamily,
+  subnetsOfNode,
   type IfName,
+  type IpAddress,
   type Ipv4Address,
   type Ipv6Address,
+  type Ipv6Subnet,
   type Subnet,
 } from '@nodenet/core';
 import { addressToInt } from './names.js';
@@ -82,11 +89,22 @@ export function instanceCookie(handle: IfName | string): bigint {
   return cookieOf(COOKIE_CLASS.instance, parseInt(m[1]!, 16));
 }
 
-export function peerCookie(underlayAddress: Ipv4Address): bigint {
-  return cookieOf(COOKIE_CLASS.peer, addressToInt(underlayAddress));
+export function peerCookie(underlayAddress: IpAddress): bigint {
+  if (addressFamily(underlayAddress) === 4) return cookieOf(COOKIE_CLASS.peer, addressToInt(underlayAddress));
+  const groups = expandIpv6(underlayAddress);
+  return cookieOf(COOKIE_CLASS.peer, ((groups[6]! << 16) | groups[7]!) >>> 0);
 }
 
-/** The underlay address a peer cookie names. */
+/** The eight 16-bit groups of an IPv6 address in text (validated before it gets here). */
+function expandIpv6(address: string): number[] {
+  const [head = '', tail] = address.split('::');
+  const part = (t: string) => (t === '' ? [] : t.split(':').map((g) => parseInt(g, 16)));
+  const h = part(head);
+  const t = tail === undefined ? [] : part(tail);
+  return [...h, ...Array<number>(8 - h.length - t.length).fill(0), ...t];
+}
+
+/** The underlay address a peer cookie names (over an IPv4 underlay; over IPv6 it holds the last 32 bits). */
 export function underlayOfPeerCookie(cookie: bigint): Ipv4Address {
   const n = cookieIdOf(cookie);
   return parseIpv4Address([n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.'), 'peer cookie');
@@ -118,9 +136,10 @@ function flow(cookie: bigint, table: number, priority: number, match: string, ac
   return f;
 }
 
-/** What the base flows need to know about the CNI (`gateway`: its IPv4 gateway; none on an IPv6-only CNI). */
+/** What the base flows need to know about the CNI (`gateway`: its IPv4 gateway, none on an IPv6-only CNI; `ipv6Gateway` likewise). */
 export interface BaseFlowSpec {
   readonly gateway?: Ipv4Address;
+  readonly ipv6Gateway?: Ipv6Address;
   readonly gatewayMac: string;
 }
 
@@ -135,6 +154,9 @@ export function baseFlows(spec: BaseFlowSpec): Flow[] {
     ...(spec.gateway === undefined
       ? []
       : [flow(c, TABLE.deliver, 100, `ip,nw_dst=${spec.gateway}`, `set_field:${spec.gatewayMac}->eth_dst,output:LOCAL`)]),
+    ...(spec.ipv6Gateway === undefined
+      ? []
+      : [flow(c, TABLE.deliver, 100, `ipv6,ipv6_dst=${spec.ipv6Gateway}`, `set_field:${spec.gatewayMac}->eth_dst,output:LOCAL`)]),
   ];
 }
 
@@ -150,8 +172,8 @@ export interface InstanceFlowSpec {
 /**
  * Anti-spoofing per family the instance has (IPv4: only its own IPv4 and ARP source address leave its port;
  * IPv6: see instanceIpv6Flows; a family it lacks, and everything else, falls to the default drop), and
- * delivery of IPv4 traffic from other nodes to it, routed: source MAC the gateway's, destination MAC the
- * instance's, TTL decremented as a router does.
+ * delivery of traffic from other nodes to it (per family it has), routed: source MAC the gateway's,
+ * destination MAC the instance's, TTL (hop limit) decremented as a router does.
  */
 export function instanceFlows(i: InstanceFlowSpec, gatewayMac: string): Flow[] {
   const c = instanceCookie(i.handle);
@@ -163,17 +185,21 @@ export function instanceFlows(i: InstanceFlowSpec, gatewayMac: string): Flow[] {
     flows.push(
       flow(c, TABLE.classify, 200, `ip,in_port=${port},nw_src=${i.ipv4}`, `goto_table:${TABLE.forward}`),
       flow(c, TABLE.classify, 200, `arp,in_port=${port},arp_spa=${i.ipv4}`, `goto_table:${TABLE.forward}`),
-      flow(
-        c,
-        TABLE.deliver,
-        100,
-        `ip,nw_dst=${i.ipv4}`,
-        `set_field:${gatewayMac}->eth_src,set_field:${i.mac}->eth_dst,dec_ttl,output:${port}`,
-      ),
+      flow(c, TABLE.deliver, 100, `ip,nw_dst=${i.ipv4}`, routedTo(gatewayMac, i.mac, port)),
     );
   }
-  if (i.ipv6 !== undefined) flows.push(...instanceIpv6Flows(c, port, i.ipv6, i.mac));
+  if (i.ipv6 !== undefined) {
+    flows.push(
+      ...instanceIpv6Flows(c, port, i.ipv6, i.mac),
+      flow(c, TABLE.deliver, 100, `ipv6,ipv6_dst=${i.ipv6}`, routedTo(gatewayMac, i.mac, port)),
+    );
+  }
   return flows;
+}
+
+/** The actions of a router's last hop: MACs rewritten, TTL (hop limit) decremented, out the instance's port. */
+function routedTo(gatewayMac: string, mac: string, port: number): string {
+  return `set_field:${gatewayMac}->eth_src,set_field:${mac}->eth_dst,dec_ttl,output:${port}`;
 }
 
 /**
@@ -205,28 +231,36 @@ function instanceIpv6Flows(c: bigint, port: number, address: Ipv6Address, mac: s
   ];
 }
 
-/** What a peer's flows need. */
+/** What a peer's flows need: its underlay address (either family) and its subnets (at least one). */
 export interface PeerFlowSpec {
-  readonly underlayAddress: Ipv4Address;
-  readonly subnet: Subnet;
+  readonly underlayAddress: IpAddress;
+  readonly subnet?: Subnet;
+  readonly ipv6Subnet?: Ipv6Subnet;
 }
 
 /**
- * A peer: its tunnel packets are accepted (only with a source inside its subnet) and delivered; traffic to
- * its subnet goes to it through the tunnel port. The node's own traffic (from LOCAL) was routed by the kernel
- * already, so only instance traffic has its TTL decremented here (the receiving node decrements once more):
- * TTLs come out as with the iproute2 backend.
+ * A peer: its tunnel packets are accepted (only with a source inside one of its subnets) and delivered;
+ * traffic to its subnets goes to it through the tunnel port, IPv4 and IPv6 alike (one tunnel, one cookie).
+ * The node's own traffic (from LOCAL) was routed by the kernel already, so only instance traffic has its TTL
+ * decremented here (the receiving node decrements once more): TTLs come out as with the iproute2 backend.
+ * Over an IPv6 underlay the tunnel fields are the IPv6 ones (tun_ipv6_src, tun_ipv6_dst).
  */
 export function peerFlows(peer: PeerFlowSpec, tunnelOfport: number): Flow[] {
   const c = peerCookie(peer.underlayAddress);
   const tun = checkedOfport(tunnelOfport);
-  const subnet = peer.subnet.toString();
-  const toPeer = `set_field:${peer.underlayAddress}->tun_dst,output:${tun}`;
-  return [
-    flow(c, TABLE.classify, 150, `ip,tun_src=${peer.underlayAddress},in_port=${tun},nw_src=${subnet}`, `goto_table:${TABLE.deliver}`),
-    flow(c, TABLE.forward, 110, `ip,in_port=LOCAL,nw_dst=${subnet}`, toPeer),
-    flow(c, TABLE.forward, 100, `ip,nw_dst=${subnet}`, `dec_ttl,${toPeer}`),
-  ];
+  const v6Underlay = addressFamily(peer.underlayAddress) === 6;
+  const tunSrc = `${v6Underlay ? 'tun_ipv6_src' : 'tun_src'}=${peer.underlayAddress}`;
+  const toPeer = `set_field:${peer.underlayAddress}->${v6Underlay ? 'tun_ipv6_dst' : 'tun_dst'},output:${tun}`;
+  const subnets = subnetsOfNode(peer);
+  if (subnets.length === 0) throw new InternalError('build peer flows', `peer ${peer.underlayAddress} has no subnet`);
+  return subnets.flatMap((s) => {
+    const [proto, src, dst] = subnetFamily(s) === 6 ? ['ipv6', 'ipv6_src', 'ipv6_dst'] : ['ip', 'nw_src', 'nw_dst'];
+    return [
+      flow(c, TABLE.classify, 150, `${proto},${tunSrc},in_port=${tun},${src}=${s}`, `goto_table:${TABLE.deliver}`),
+      flow(c, TABLE.forward, 110, `${proto},in_port=LOCAL,${dst}=${s}`, toPeer),
+      flow(c, TABLE.forward, 100, `${proto},${dst}=${s}`, `dec_ttl,${toPeer}`),
+    ];
+  });
 }
 
 function checkedOfport(n: number): number {
@@ -311,13 +345,15 @@ export function cookiesOfDump(output: string): bigint[] {
  * this packet takes the loss instead (sent over the bridge's OpenFlow connection, ovs-ofctl's packet-out text). It is an empty IPv4 packet from 0.0.0.0: if the neighbour is already
  * known it crosses the tunnel and the peer drops it (its classifier admits only sources in this node's subnet).
  */
-export function primingPacketOut(peerUnderlay: Ipv4Address, tunnelOfport: number): string {
+export function primingPacketOut(peerUnderlay: IpAddress, tunnelOfport: number): string {
   const port = checkedOfport(tunnelOfport);
-  return `in_port=LOCAL,packet=${primingPacketHex(peerUnderlay)},actions=set_field:${peerUnderlay}->tun_dst,output:${port}`;
+  const tunDst = addressFamily(peerUnderlay) === 6 ? 'tun_ipv6_dst' : 'tun_dst';
+  return `in_port=LOCAL,packet=${primingPacketHex(peerUnderlay)},actions=set_field:${peerUnderlay}->${tunDst},output:${port}`;
 }
 
-export function primingPacketHex(destination: Ipv4Address): string {
-  const dst = destination.split('.').map(Number);
+/** The inner packet: an empty IPv4 packet from 0.0.0.0 to the peer's address (to 0.0.0.0 over an IPv6 underlay). */
+export function primingPacketHex(destination: IpAddress): string {
+  const dst = addressFamily(destination) === 6 ? [0, 0, 0, 0] : destination.split('.').map(Number);
   const header = [0x45, 0x00, 0x00, 0x14, 0x00, 0x00, 0x00, 0x00, 0x40, 0xfd, 0x00, 0x00, 0, 0, 0, 0, ...dst];
   let sum = 0;
   for (let i = 0; i < header.length; i += 2) sum += (header[i]! << 8) | header[i + 1]!;

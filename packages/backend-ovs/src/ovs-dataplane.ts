@@ -393,7 +393,11 @@ export class OvsDataplane implements Dataplane {
   }
 
   private wantedFlows(spec: CniSpec, state: OvsState): Flow[] {
-    const flows = baseFlows({ ...(spec.ipv4 ? { gateway: spec.ipv4.gateway } : {}), gatewayMac: spec.mac });
+    const flows = baseFlows({
+      ...(spec.ipv4 ? { gateway: spec.ipv4.gateway } : {}),
+      ...(spec.ipv6 ? { ipv6Gateway: spec.ipv6.gateway } : {}),
+      gatewayMac: spec.mac,
+    });
     for (const iface of instanceInterfacesOf(state, spec.name)) {
       const address = iface.externalIds[EXT.address];
       const ipv6Address = iface.externalIds[EXT.ipv6Address];

@@ -12,7 +12,11 @@
  * port per peer for that reason: peer churn is flow churn only, and the flows are found by cookie.
  * The node itself reaches peers' subnets through the kernel: a route `via PEER-NETWORK dev nodenet0 onlink
  * proto 78` and a permanent neighbour entry for that next hop (the peer's VTEP MAC), so such packets enter
- * the bridge from LOCAL and meet the same flows.
+ * the bridge from LOCAL and meet the same flows. IPv6 subnets the same way, in the same tunnel and batch:
+ * per subnet of either family three flows, a route and a neighbour entry (no neighbour discovery crosses the
+ * tunnel: instances resolve their gateway on the bridge, the node its next hop from the permanent entry).
+ * The underlay is IPv4 or IPv6 (every node's the same family): over IPv6 the flows set and match the tunnel's
+ * IPv6 fields, and (netdev) the uplink bridge holds the underlay's IPv6 address as it holds an IPv4 one.
  *
  * With the userspace datapath (netdev) the underlay interface is moved into an uplink bridge first (see
  * uplink.ts), once the first peer is programmed (with ovs-vsctl, once per node: bridges are made and removed
@@ -24,10 +28,10 @@
 import {
   CNI_NAME,
   FailedPreconditionError,
+  addressFamily,
   InternalError,
   InvalidArgumentError,
   Mutex,
-  VXLAN_OVERHEAD,
   checkOverlaySettings,
   checkPeerForMode,
   checkPeerIsOther,
@@ -36,9 +40,12 @@ import {
   parseNetnsRef,
   sameNodeRecord,
   silentLogger,
-  vtepMacForUnderlay,
+  subnetsOfNode,
+  vtepMacOf,
+  vxlanOverhead,
   type HostInfo,
   type IfName,
+  type IpSubnet,
   type Logger,
   type NetnsRef,
   type NodeRecord,
@@ -55,8 +62,10 @@ import {
   IpRunner,
   ROUTE_LINE,
   ROUTE_PROTO_ARGS,
-  ROUTE_PROTOCOL,
   commandInNamespace,
+  readProgrammedPeers,
+  staleRouteLines,
+  supersededSubnets,
   deleteRouteLine,
   parseIpAddrs,
   parseIpLinks,
@@ -75,6 +84,7 @@ import {
   classCookieMatch,
   cookieClassOf,
   deleteCookiesScript,
+  formatCookie,
   peerCookie,
   peerFlows,
   primingPacketOut,
@@ -99,6 +109,7 @@ import {
   moveAddressingScript,
   parseRouteEntries,
   uplinkBridgeLinkScript,
+  type RouteEntry,
 } from './uplink.js';
 
 export interface OvsOverlayOptions extends OvsOptions {
@@ -109,7 +120,7 @@ export interface OvsOverlayOptions extends OvsOptions {
   readonly host: HostInfo;
 }
 
-import { checkOvsVxlanUnderlay, ipv4PeerOf, isIpv4Peer, type Ipv4Peer } from './ipv4-peers.js';
+import { isVxlanPeer, vxlanPeerOf, type VxlanPeer } from './vxlan-peers.js';
 
 const DELETE_IDS: ReadonlySet<string> = new Set([ROUTE_LINE.deleteRoute, 'delete-neighbour']);
 /**
@@ -118,7 +129,7 @@ const DELETE_IDS: ReadonlySet<string> = new Set([ROUTE_LINE.deleteRoute, 'delete
  * the batch returns once its flows and routes are in.
  */
 const PRIME_AWAITED_MAX = 16;
-/** VTEP MACs (vtepMacForUnderlay) start with 02:6f. */
+/** VTEP MACs (vtepMacOf) start with 02:6f. */
 const VTEP_MAC_PREFIX = '02:6f:';
 
 export class OvsOverlay implements Overlay {
@@ -139,8 +150,14 @@ export class OvsOverlay implements Overlay {
   private tunnelOfport = TUNNEL_OFPORT;
   /** netdev: the uplink bridge has been converged by this object. */
   private uplinkReady = false;
+  /**
+   * The families this node's CNI carries (from ensureEndpoint's record; both until then). A peer's subnet of
+   * another family is not programmed: no instance here could use it, and the CNI of an IPv4-only node has IPv6
+   * turned off (the kernel refuses IPv6 routes through it).
+   */
+  private families = { ipv4: true, ipv6: true };
   /** What this object programmed, by peer name (to delete a changed peer's superseded entries). */
-  private readonly programmed = new Map<string, Ipv4Peer>();
+  private readonly programmed = new Map<string, VxlanPeer>();
 
   constructor(options: OvsOverlayOptions) {
     checkOverlaySettings(options);
@@ -150,8 +167,7 @@ export class OvsOverlay implements Overlay {
     checkOvsOptions(options);
     this.options = options;
     this.mode = options.mode;
-    if (options.mode === 'vxlan') checkOvsVxlanUnderlay(options.host);
-    this.overhead = options.mode === 'vxlan' ? VXLAN_OVERHEAD : 0;
+    this.overhead = options.mode === 'vxlan' ? vxlanOverhead(options.host.underlayAddress) : 0;
     this.vni = options.vni;
     this.port = options.port;
     this.host = options.host;
@@ -182,6 +198,7 @@ export class OvsOverlay implements Overlay {
         return;
       }
       checkVxlanUnderlay(self, this.host);
+      this.families = { ipv4: self.subnet !== undefined, ipv6: self.ipv6Subnet !== undefined };
       const [state, cni] = await Promise.all([
         this.ovs.readState('read OVSDB for the overlay'),
         this.ip.json(['link', 'show', 'dev', CNI_NAME], `read ${CNI_NAME}`),
@@ -240,7 +257,7 @@ export class OvsOverlay implements Overlay {
 
   validatePeer(peer: NodeRecord): void {
     checkPeerForMode(this.mode, this.host, peer);
-    if (this.mode === 'vxlan') ipv4PeerOf(peer);
+    if (this.mode === 'vxlan') vxlanPeerOf(peer);
   }
 
   async ensurePeer(peer: NodeRecord): Promise<void> {
@@ -261,11 +278,11 @@ export class OvsOverlay implements Overlay {
     return this.mutex.run(async () => {
       const started = performance.now();
       const invalid = new Map<string, Error>();
-      const valid: Ipv4Peer[] = [];
+      const valid: VxlanPeer[] = [];
       for (const peer of peers) {
         try {
           checkPeerIsOther(this.host, peer);
-          valid.push(ipv4PeerOf(peer));
+          valid.push(vxlanPeerOf(peer));
         } catch (e) {
           invalid.set(peer.name, e as Error);
         }
@@ -278,20 +295,21 @@ export class OvsOverlay implements Overlay {
           return mergeBatchResults({ failed: invalid }, allFailed(valid, e));
         }
       }
-      const flows: { peer: Ipv4Peer; script: string }[] = [];
+      const flows: { peer: VxlanPeer; script: string }[] = [];
       const lines: PeerLines[] = [];
       for (const peer of valid) {
         const previous = this.programmed.get(peer.name);
         const stale = previous && !sameNodeRecord(previous, peer) ? previous : undefined;
+        const carried = this.carriedPart(peer);
         const script =
           (stale && stale.underlayAddress !== peer.underlayAddress ? deleteCookiesScript([peerCookie(stale.underlayAddress)]) : '') +
           // Replacing by cookie first drops flows of this peer that no longer apply (e.g. another subnet).
           deleteCookiesScript([peerCookie(peer.underlayAddress)]) +
-          addFlowsScript(peerFlows(peer, this.tunnelOfport));
+          (carried.subnet || carried.ipv6Subnet ? addFlowsScript(peerFlows(carried, this.tunnelOfport)) : '');
         flows.push({ peer, script });
         lines.push({
           peer,
-          lines: [...(stale && !stale.subnet.equals(peer.subnet) ? removeRouteLines(stale) : []), ...peerRouteLines(peer)],
+          lines: [...supersededSubnets(peer, stale).flatMap(subnetRemovalLines), ...peerRouteLines(carried)],
         });
       }
       const step = valid.length === 1 ? `program peer ${valid[0]!.name}` : `program ${valid.length} peers`;
@@ -319,8 +337,8 @@ export class OvsOverlay implements Overlay {
     if (this.mode === 'host-gw') return this.hostGwOverlay().then((o) => o.removePeers(peers));
     return this.mutex.run(async () => {
       const batch = peers.map((peer) => {
-        // A peer carrying IPv6 was never programmed by this overlay (ensurePeers refuses it); its remembered IPv4 record may have been.
-        const records: Ipv4Peer[] = isIpv4Peer(peer) ? [peer] : [];
+        // A peer on an IPv6 underlay was never programmed by this overlay (ensurePeers refuses it); its remembered record may have been.
+        const records: VxlanPeer[] = isVxlanPeer(peer) ? [peer] : [];
         const remembered = this.programmed.get(peer.name);
         if (remembered && !sameNodeRecord(remembered, peer)) records.push(remembered);
         return { peer, records };
@@ -343,6 +361,16 @@ export class OvsOverlay implements Overlay {
       for (const peer of peers) if (!result.failed.has(peer.name)) this.programmed.delete(peer.name);
       return result;
     });
+  }
+
+  /** The peer with only the subnets of the families this node carries. */
+  private carriedPart(peer: VxlanPeer): VxlanPeer {
+    const { subnet, ipv6Subnet, ...rest } = peer;
+    return {
+      ...rest,
+      ...(subnet && this.families.ipv4 ? { subnet } : {}),
+      ...(ipv6Subnet && this.families.ipv6 ? { ipv6Subnet } : {}),
+    };
   }
 
   /**
@@ -394,7 +422,7 @@ export class OvsOverlay implements Overlay {
    * netdev: one packet-out per peer, all of them back to back on the bridge's OpenFlow connection with one
    * barrier; a failure is logged (only a first packet is at stake).
    */
-  private async primeTunnelNeighbours(peers: readonly Ipv4Peer[]): Promise<void> {
+  private async primeTunnelNeighbours(peers: readonly VxlanPeer[]): Promise<void> {
     const step =
       peers.length === 1 ? `resolve the underlay MAC of peer ${peers[0]!.name}` : `resolve the underlay MACs of ${peers.length} peers`;
     await this.ovs
@@ -420,25 +448,18 @@ export class OvsOverlay implements Overlay {
       ]);
     }
     return this.mutex.run(async () => {
-      const [dump, routesJson, neighJson] = await Promise.all([
+      const [dump, routes, neighJson] = await Promise.all([
         this.dumpPeerFlows(),
-        this.ip.json(['route', 'show', 'table', 'main', 'proto', String(ROUTE_PROTOCOL)], "list nodenet's routes"),
+        readProgrammedPeers(this.ip),
         this.ip.json(['neigh', 'show', 'dev', CNI_NAME], `list the neighbour entries on ${CNI_NAME}`),
       ]);
-      const wantedIpv4 = wanted.filter(isIpv4Peer);
-      const underlays = new Set(wantedIpv4.map((p) => p.underlayAddress as string));
-      const subnets = new Set(wantedIpv4.map((p) => p.subnet.toString()));
-      const nextHops = new Set(wantedIpv4.map((p) => p.subnet.network as string));
-      const removed: string[] = [];
-      const cookies = dump.filter((c) => !underlays.has(underlayOfPeerCookie(c)));
-      for (const c of cookies) removed.push(`flows of peer ${underlayOfPeerCookie(c)}`);
-      const lines: IpLine[] = [];
-      for (const r of routesOf(routesJson)) {
-        const dst = r.dst.includes('/') ? r.dst : `${r.dst}/32`;
-        if (subnets.has(dst)) continue;
-        lines.push(deleteRouteLine(dst));
-        removed.push(`route ${dst}${r.gateway ? ` via ${r.gateway}` : ''}${r.dev ? ` dev ${r.dev}` : ''}`);
-      }
+      const reachable = wanted.filter(isVxlanPeer);
+      const wantedCookies = new Set(reachable.map((p) => peerCookie(p.underlayAddress)));
+      const nextHops = new Set(reachable.flatMap((p) => subnetsOfNode(p).map((s) => s.network as string)));
+      const cookies = dump.filter((c) => !wantedCookies.has(c));
+      const stale = staleRouteLines(reachable, routes);
+      const removed: string[] = [...cookies.map((c) => `flows of peer ${this.peerOfCookie(c)}`), ...stale.removed];
+      const lines: IpLine[] = [...stale.lines];
       for (const n of neighboursOf(neighJson)) {
         if (nextHops.has(n.dst) || !n.lladdr?.toLowerCase().startsWith(VTEP_MAC_PREFIX) || !n.state.includes('PERMANENT')) continue;
         lines.push(deleteNeighbourLine(n.dst));
@@ -450,6 +471,11 @@ export class OvsOverlay implements Overlay {
       if (removed.length > 0) this.logger.info({ removed }, 'stale overlay entries removed');
       return removed;
     });
+  }
+
+  /** A peer cookie for the log: its underlay address (IPv4), or the cookie (over IPv6 it holds the last 32 bits). */
+  private peerOfCookie(cookie: bigint): string {
+    return addressFamily(this.host.underlayAddress) === 6 ? `cookie ${formatCookie(cookie)}` : underlayOfPeerCookie(cookie);
   }
 
   private async dumpPeerFlows(): Promise<bigint[]> {
@@ -475,7 +501,7 @@ export class OvsOverlay implements Overlay {
   private async removeAllPeerFlows(): Promise<string[]> {
     const cookies = await this.dumpPeerFlows();
     await this.deletePeerFlows(cookies, 'remove peer flows left from vxlan mode');
-    return cookies.map((c) => `flows of peer ${underlayOfPeerCookie(c)} (vxlan mode)`);
+    return cookies.map((c) => `flows of peer ${this.peerOfCookie(c)} (vxlan mode)`);
   }
 
   // ---------------------------------------------------------------------------------------------------
@@ -516,7 +542,7 @@ export class OvsOverlay implements Overlay {
     const [state, addrs, routes, guard] = await Promise.all([
       known ? Promise.resolve(known) : this.ovs.readState('read OVSDB for the uplink'),
       this.ip.json(['-d', 'addr', 'show'], 'read the node addresses'),
-      this.ip.json(['route', 'show', 'table', 'main'], 'read the node routes'),
+      this.readMainRoutes(),
       this.readGuard(),
     ]);
     const uplink = this.uplinkOf(state);
@@ -560,7 +586,7 @@ export class OvsOverlay implements Overlay {
         phy,
         uplink,
         UPLINK_BRIDGE,
-        parseRouteEntries(routes ?? []),
+        routes,
       ),
     ];
     if (lines.length > 0) {
@@ -582,7 +608,7 @@ export class OvsOverlay implements Overlay {
     const uplink = this.uplinkOf(state);
     const [addrs, routes, guard] = await Promise.all([
       this.ip.json(['-d', 'addr', 'show'], 'read the node addresses'),
-      this.ip.json(['route', 'show', 'table', 'main'], 'read the node routes'),
+      this.readMainRoutes(),
       this.readGuard(),
     ]);
     if (guard !== undefined) await this.runNft(deleteGuardScript(), 'remove the uplink guard');
@@ -592,12 +618,22 @@ export class OvsOverlay implements Overlay {
       links.find((l) => l.ifname === uplink),
       UPLINK_BRIDGE,
       uplink,
-      parseRouteEntries(routes ?? []),
+      routes,
     );
     if (lines.length > 0) await this.ip.batch(lines, { step: `move the underlay addressing back from ${UPLINK_BRIDGE} to ${uplink}` });
     await this.ovs.vsctl(deleteBridgeCommands(UPLINK_BRIDGE), `delete the uplink bridge ${UPLINK_BRIDGE}`);
     this.uplinkReady = false;
     this.logger.info({ uplink }, 'overlay mode is host-gw: the underlay interface left the uplink bridge');
+  }
+
+  /** The main table's routes of both families (the uplink's move carries IPv6 routes too). */
+  private async readMainRoutes(): Promise<RouteEntry[]> {
+    const args = ['route', 'show', 'table', 'main'];
+    const [v4, v6] = await Promise.all([
+      this.ip.json(args, 'read the node routes'),
+      this.ip.json(['-6', ...args], 'read the node IPv6 routes'),
+    ]);
+    return [...parseRouteEntries(v4 ?? []), ...parseRouteEntries(v6 ?? [])];
   }
 
   private async readGuard(): Promise<string | undefined> {
@@ -637,26 +673,35 @@ export class OvsOverlay implements Overlay {
 // -------------------------------------------------------------------------------------------------------
 // Kernel lines for a peer (vxlan): the node's own route to the peer's subnet through the CNI.
 
-/** Permanent neighbour entry for the peer's next hop (its subnet's network address -> its VTEP MAC), then the route. */
-export function peerRouteLines(peer: Ipv4Peer): IpLine[] {
-  const via = peer.subnet.network;
-  const mac = vtepMacForUnderlay(peer.underlayAddress);
-  return [
-    {
-      id: 'peer-neighbour',
-      args: ['neigh', 'replace', via, 'lladdr', mac, 'dev', CNI_NAME, 'nud', 'permanent'],
-      step: `set the neighbour entry ${via} -> ${mac} (${peer.name}) on ${CNI_NAME}`,
-    },
-    {
-      id: ROUTE_LINE.peerRoute,
-      args: ['route', 'replace', peer.subnet.toString(), 'via', via, 'dev', CNI_NAME, 'onlink', ...ROUTE_PROTO_ARGS],
-      step: `route ${peer.subnet} via ${via} on ${CNI_NAME} (${peer.name})`,
-    },
-  ];
+/**
+ * Per subnet of the peer (IPv4, then IPv6): a permanent neighbour entry for the next hop (the subnet's network
+ * address -> the peer's VTEP MAC), then the route. `ip` takes the family from the addresses.
+ */
+export function peerRouteLines(peer: VxlanPeer): IpLine[] {
+  const mac = vtepMacOf(peer.underlayAddress);
+  return subnetsOfNode(peer).flatMap((subnet): IpLine[] => {
+    const via = subnet.network;
+    return [
+      {
+        id: 'peer-neighbour',
+        args: ['neigh', 'replace', via, 'lladdr', mac, 'dev', CNI_NAME, 'nud', 'permanent'],
+        step: `set the neighbour entry ${via} -> ${mac} (${peer.name}) on ${CNI_NAME}`,
+      },
+      {
+        id: ROUTE_LINE.peerRoute,
+        args: ['route', 'replace', subnet.toString(), 'via', via, 'dev', CNI_NAME, 'onlink', ...ROUTE_PROTO_ARGS],
+        step: `route ${subnet} via ${via} on ${CNI_NAME} (${peer.name})`,
+      },
+    ];
+  });
 }
 
-export function removeRouteLines(peer: Ipv4Peer): IpLine[] {
-  return [deleteRouteLine(peer.subnet), deleteNeighbourLine(peer.subnet.network)];
+export function removeRouteLines(peer: VxlanPeer): IpLine[] {
+  return subnetsOfNode(peer).flatMap(subnetRemovalLines);
+}
+
+function subnetRemovalLines(subnet: IpSubnet): IpLine[] {
+  return [deleteRouteLine(subnet), deleteNeighbourLine(subnet.network)];
 }
 
 /** `neigh flush` rather than `neigh del`: a failing `neigh del` ends the whole batch, -force or not. */
@@ -666,10 +711,6 @@ function deleteNeighbourLine(address: string): IpLine {
     args: ['neigh', 'flush', 'to', address, 'dev', CNI_NAME, 'nud', 'all'],
     step: `delete the neighbour entry of ${address} on ${CNI_NAME}`,
   };
-}
-
-function routesOf(json: unknown): { dst: string; gateway?: string; dev?: string }[] {
-  return Array.isArray(json) ? json.filter((r): r is { dst: string } => typeof (r as { dst?: unknown })?.dst === 'string') : [];
 }
 
 function neighboursOf(json: unknown): { dst: string; lladdr?: string; state: string[] }[] {

@@ -2,7 +2,8 @@
  * The uplink of the userspace (netdev) datapath. ovs-vswitchd's userspace datapath sends and receives
  * tunnel packets itself: only through an OVS bridge whose internal port holds the local tunnel address
  * (OVS "native tunneling"). So with `datapathType: netdev` the overlay moves the node's underlay interface
- * into a bridge of its own, `nodenet-phy`, which takes over the interface's MAC, IPv4 addresses and routes
+ * into a bridge of its own, `nodenet-phy`, which takes over the interface's MAC, addresses and routes (IPv4,
+ * and IPv6 but for the link-local ones each link has of its own)
  * (the kernel datapath needs none of this: its VXLAN port is a kernel device routed by the kernel).
  *
  * The interface itself stays up as the bridge's port; ovs-vswitchd reads it through a packet socket, which
@@ -54,7 +55,16 @@ export function parseRouteEntries(json: unknown): RouteEntry[] {
   });
 }
 
-/** Lines that move every IPv4 address and (non-kernel) IPv4 route of `from` to `to`, `to` brought up first. */
+/** The addresses that move with the uplink: IPv4, and IPv6 but link-local (fe80::/10; every link has its own). */
+function movesWithUplink(a: { readonly family: string; readonly local: string }): boolean {
+  return a.family === 'inet' || (a.family === 'inet6' && !/^fe[89ab][0-9a-f]:/i.test(a.local));
+}
+
+/**
+ * Lines that move every IPv4 and global IPv6 address and (non-kernel) route of either family (`routes` holds
+ * both) of `from` to `to`, `to` brought up first. IPv6 addresses move without duplicate address detection:
+ * the address is the node's own already, and a tentative address would hold the underlay's traffic back.
+ */
 export function moveAddressingScript(
   from: IpLinkWithAddresses | undefined,
   to: IpLinkWithAddresses | undefined,
@@ -63,15 +73,18 @@ export function moveAddressingScript(
   routes: readonly RouteEntry[],
 ): IpLine[] {
   const lines: IpLine[] = [];
-  const moving = (from?.addresses ?? []).filter((a) => a.family === 'inet');
-  const present = new Set((to?.addresses ?? []).filter((a) => a.family === 'inet').map((a) => `${a.local}/${a.prefixlen}`));
+  const moving = (from?.addresses ?? []).filter(movesWithUplink);
+  const present = new Set((to?.addresses ?? []).filter(movesWithUplink).map((a) => `${a.local}/${a.prefixlen}`));
   if (!to?.flags.includes('UP')) lines.push({ id: 'uplink-up', args: ['link', 'set', 'dev', toName, 'up'], step: `bring ${toName} up` });
   for (const a of moving) {
     const cidr = `${a.local}/${a.prefixlen}`;
     if (!present.has(cidr))
       lines.push({
         id: 'uplink-address',
-        args: ['address', 'add', cidr, 'broadcast', '+', 'dev', toName],
+        args:
+          a.family === 'inet6'
+            ? ['address', 'add', cidr, 'dev', toName, 'nodad']
+            : ['address', 'add', cidr, 'broadcast', '+', 'dev', toName],
         step: `add ${cidr} to ${toName}`,
       });
   }

@@ -116,7 +116,9 @@ describe('OvsDataplane with IPv6 (netdev datapath, private OVS)', () => {
     );
     expect(await ofportOf(n.ovs, a.hostIfname)).toBe(21);
     const flows = await flowsOf(n, a);
-    expect(flows.filter(isIpv6Flow)).toHaveLength(14);
+    // 14 in table 0 (anti-spoofing, RA guard, ND inspection) and its delivery from other nodes in table 30.
+    expect(flows.filter(isIpv6Flow)).toHaveLength(15);
+    expect(flows.filter((l) => isIpv6Flow(l) && l.includes('table=30'))).toHaveLength(1);
     expect(flows.some((l) => l.includes(`ipv6_src=${linkLocalForMac(a.mac)}`))).toBe(true);
     for (const target of [DUAL_GATEWAY6, b.ipv6!]) {
       const p = await ping(nsA, target, { count: 2 });

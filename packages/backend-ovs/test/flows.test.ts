@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { InternalError, Subnet, linkLocalForMac, macForAddress, parseIpv4Address, parseIpv6Address } from '@nodenet/core';
-import { PORT, packetOutOf } from '@nodenet/openvswitch';
+import { InternalError, Ipv6Subnet, Subnet, linkLocalForMac, macForAddress, parseIpv4Address, parseIpv6Address } from '@nodenet/core';
+import { PORT, flowModOf, packetOutOf } from '@nodenet/openvswitch';
 import {
   COOKIE_CLASS,
   addFlowsScript,
@@ -107,6 +107,7 @@ describe('the pipeline', () => {
       `${c},priority=230,icmp6,in_port=7,ipv6_src=::,icmp_type=143,actions=goto_table:10`,
       `${c},priority=200,ipv6,in_port=7,ipv6_src=${v6},actions=goto_table:10`,
       `${c},priority=200,ipv6,in_port=7,ipv6_src=${local},actions=goto_table:10`,
+      `cookie=0x6e6e01000000abcd,table=30,priority=100,ipv6,ipv6_dst=${v6},actions=set_field:02:6e:c6:13:01:01->eth_src,set_field:02:6e:c6:13:01:07->eth_dst,dec_ttl,output:7`,
     ]);
     // Every drop outranks every accept of the same packet: an advert for another address from the port's own
     // source (200 would take it) is dropped at 240; a router advert from its own link-local address at 300.
@@ -119,13 +120,24 @@ describe('the pipeline', () => {
     const mac = '02:00:00:00:02:11';
     const v6 = parseIpv6Address('fd19:0:0:2::11', 'test');
     const flows = instanceFlows({ handle: 'nni-00000011', ofport: 17, ipv6: v6, mac }, gatewayMac).map(formatFlow);
-    expect(flows).toHaveLength(14);
-    expect(flows.filter((f) => /,(ip|arp),|nw_|arp_|table=30/.test(f))).toEqual([]);
+    expect(flows).toHaveLength(15);
+    expect(flows.filter((f) => /,(ip|arp),|nw_|arp_/.test(f))).toEqual([]);
+    expect(flows.filter((f) => f.includes('table=30'))).toEqual([
+      `cookie=0x6e6e010000000011,table=30,priority=100,ipv6,ipv6_dst=${v6},actions=set_field:02:6e:c6:13:01:01->eth_src,set_field:02:00:00:00:02:11->eth_dst,dec_ttl,output:17`,
+    ]);
     expect(flows).toContain(`cookie=0x6e6e010000000011,table=0,priority=200,ipv6,in_port=17,ipv6_src=${v6},actions=goto_table:10`);
     expect(flows).toContain(
       `cookie=0x6e6e010000000011,table=0,priority=200,ipv6,in_port=17,ipv6_src=fe80::ff:fe00:211,actions=goto_table:10`,
     );
     expect(baseFlows({ gatewayMac }).map(formatFlow)).toEqual(baseFlows({ gateway, gatewayMac }).map(formatFlow).slice(0, 4));
+    // The IPv6 gateway takes what the tunnel delivers to it, as the IPv4 one does.
+    expect(
+      baseFlows({ ipv6Gateway: parseIpv6Address('fd19:0:0:2::1', 'test'), gatewayMac })
+        .map(formatFlow)
+        .slice(4),
+    ).toEqual([
+      'cookie=0x6e6e000000000000,table=30,priority=100,ipv6,ipv6_dst=fd19:0:0:2::1,actions=set_field:02:6e:c6:13:01:01->eth_dst,output:LOCAL',
+    ]);
     expect(() => instanceFlows({ handle: 'nni-00000011', ofport: 17, mac }, gatewayMac)).toThrow(/no address/);
   });
 
@@ -142,6 +154,41 @@ describe('the pipeline', () => {
       'cookie=0x6e6e0300c6120002,table=10,priority=110,ip,in_port=LOCAL,nw_dst=198.19.2.0/24,actions=set_field:198.18.0.2->tun_dst,output:65000',
       'cookie=0x6e6e0300c6120002,table=10,priority=100,ip,nw_dst=198.19.2.0/24,actions=dec_ttl,set_field:198.18.0.2->tun_dst,output:65000',
     ]);
+  });
+
+  it('a dual-stack peer: the same three flows per subnet, IPv4 then IPv6, all into the one tunnel under its one cookie', () => {
+    const flows = peerFlows(
+      { underlayAddress: ip('198.18.0.2'), subnet: Subnet.of('198.19.2.0/24'), ipv6Subnet: Ipv6Subnet.of('fd19:0:0:2::/64') },
+      65000,
+    );
+    const c = 'cookie=0x6e6e0300c6120002';
+    expect(flows.map(formatFlow)).toEqual([
+      `${c},table=0,priority=150,ip,tun_src=198.18.0.2,in_port=65000,nw_src=198.19.2.0/24,actions=goto_table:30`,
+      `${c},table=10,priority=110,ip,in_port=LOCAL,nw_dst=198.19.2.0/24,actions=set_field:198.18.0.2->tun_dst,output:65000`,
+      `${c},table=10,priority=100,ip,nw_dst=198.19.2.0/24,actions=dec_ttl,set_field:198.18.0.2->tun_dst,output:65000`,
+      `${c},table=0,priority=150,ipv6,tun_src=198.18.0.2,in_port=65000,ipv6_src=fd19:0:0:2::/64,actions=goto_table:30`,
+      `${c},table=10,priority=110,ipv6,in_port=LOCAL,ipv6_dst=fd19:0:0:2::/64,actions=set_field:198.18.0.2->tun_dst,output:65000`,
+      `${c},table=10,priority=100,ipv6,ipv6_dst=fd19:0:0:2::/64,actions=dec_ttl,set_field:198.18.0.2->tun_dst,output:65000`,
+    ]);
+    // Every flow parses into the OpenFlow codec's vocabulary (the overlay sends them over its connection).
+    for (const f of flows) expect(() => flowModOf('add', formatFlow(f))).not.toThrow();
+    // An IPv6-only peer: only the IPv6 flows.
+    expect(peerFlows({ underlayAddress: ip('198.18.0.2'), ipv6Subnet: Ipv6Subnet.of('fd19:0:0:2::/64') }, 65000).map(formatFlow)).toEqual(
+      flows.slice(3).map(formatFlow),
+    );
+  });
+
+  it('a peer over an IPv6 underlay: the IPv6 tunnel fields, its cookie from the last 32 bits of the address', () => {
+    const underlay = parseIpv6Address('2001:db8:18::c612:2', 'test');
+    const flows = peerFlows({ underlayAddress: underlay, ipv6Subnet: Ipv6Subnet.of('fd19:0:0:2::/64') }, 65000).map(formatFlow);
+    expect(flows[0]).toBe(
+      'cookie=0x6e6e0300c6120002,table=0,priority=150,ipv6,tun_ipv6_src=2001:db8:18::c612:2,in_port=65000,ipv6_src=fd19:0:0:2::/64,actions=goto_table:30',
+    );
+    expect(flows[1]).toBe(
+      'cookie=0x6e6e0300c6120002,table=10,priority=110,ipv6,in_port=LOCAL,ipv6_dst=fd19:0:0:2::/64,actions=set_field:2001:db8:18::c612:2->tun_ipv6_dst,output:65000',
+    );
+    expect(peerCookie(parseIpv6Address('2001:db8:18::2', 'test'))).toBe(0x6e6e030000000002n);
+    expect(() => peerFlows({ underlayAddress: underlay }, 65000)).toThrow(/no subnet/);
   });
 
   it('refuses a port number OpenFlow does not give a port', () => {
@@ -233,5 +280,15 @@ describe('priming the tunnel neighbour cache', () => {
       { type: 'set_field', field: 'tun_dst', value: '198.18.1.7' },
       { type: 'output', port: 3 },
     ]);
+  });
+});
+
+describe('priming over an IPv6 underlay', () => {
+  it('sets the IPv6 tunnel destination; the inner packet goes to 0.0.0.0', () => {
+    const underlay = parseIpv6Address('2001:db8:18::2', 'test');
+    const out = primingPacketOut(underlay, 65000);
+    expect(out).toMatch(/,actions=set_field:2001:db8:18::2->tun_ipv6_dst,output:65000$/);
+    expect(primingPacketHex(underlay).endsWith('00000000')).toBe(true);
+    expect(() => packetOutOf(out)).not.toThrow();
   });
 });

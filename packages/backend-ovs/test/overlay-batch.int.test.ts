@@ -5,12 +5,15 @@
  * One node of a testkit topology; the peers are simulated records on its underlay segment.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Subnet, parseIpv4Address, vtepMacForUnderlay } from '@nodenet/core';
-import type { Ipv4Peer as NodeRecord } from '../src/ipv4-peers.js';
+import { Subnet, parseIpv4Address, vtepMacForUnderlay, type Ipv4Address } from '@nodenet/core';
+import type { VxlanPeer } from '../src/vxlan-peers.js';
 import { TestScope, Topology, ipJson } from '@nodenet/testkit';
 import { OvsOverlay } from '../src/index.js';
 import { cookieClassOf, COOKIE_CLASS, formatCookie, peerCookie } from '../src/flows.js';
 import { cniSpecFor, ovsNode, type OvsNode } from './fixture.js';
+
+/** The IPv4 peers these tests make. */
+type NodeRecord = VxlanPeer & { readonly subnet: Subnet; readonly underlayAddress: Ipv4Address };
 
 /** Peers at 198.18.0.10.. (this node is 198.18.0.1) with subnets 198.19.10.0/24.. (this node: 198.19.1.0/24). */
 function simulatedPeers(count: number): NodeRecord[] {

@@ -4,8 +4,8 @@
  * node's own routes to peers, peer changes and stale entries; then host-gw.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseIpv4Address, Subnet } from '@nodenet/core';
-import type { Ipv4Peer as NodeRecord } from '../src/ipv4-peers.js';
+import { parseIpv4Address, Subnet, type Ipv4Address } from '@nodenet/core';
+import type { VxlanPeer } from '../src/vxlan-peers.js';
 import {
   TestScope,
   Topology,
@@ -24,6 +24,9 @@ import type { OverlayMode } from '@nodenet/core';
 import { OvsOverlay } from '../src/index.js';
 import { formatCookie, peerCookie } from '../src/flows.js';
 import { cniSpecFor, instanceSpec, ovsNode, type OvsNode } from './fixture.js';
+
+/** The IPv4 peers these tests make. */
+type NodeRecord = VxlanPeer & { readonly subnet: Subnet; readonly underlayAddress: Ipv4Address };
 
 interface Member extends OvsNode {
   readonly record: NodeRecord;

@@ -167,6 +167,30 @@ describe('the netdev uplink', () => {
     ]);
   });
 
+  it('moves global IPv6 addresses (without duplicate address detection) and IPv6 routes too; link-local addresses stay', () => {
+    const dual = link({
+      ifname: 'eth0',
+      addresses: [
+        { family: 'inet', local: '198.18.0.1', prefixlen: 24, secondary: false },
+        { family: 'inet6', local: '2001:db8:18::1', prefixlen: 64, secondary: false },
+        { family: 'inet6', local: 'fe80::1', prefixlen: 64, secondary: false },
+      ],
+    });
+    const routes6 = parseRouteEntries([
+      { dst: '2001:db8:18::/64', dev: 'eth0', protocol: 'kernel', metric: 256, flags: [] },
+      { dst: 'fe80::/64', dev: 'eth0', protocol: 'kernel', metric: 256, flags: [] },
+      { dst: 'default', gateway: '2001:db8:18::100', dev: 'eth0', metric: 1024, flags: [] },
+    ]);
+    expect(moveAddressingScript(dual, phy, 'eth0', 'nodenet-phy', routes6).map((l) => l.args.join(' '))).toEqual([
+      'link set dev nodenet-phy up',
+      'address add 198.18.0.1/24 broadcast + dev nodenet-phy',
+      'address add 2001:db8:18::1/64 dev nodenet-phy nodad',
+      'route replace default via 2001:db8:18::100 dev nodenet-phy metric 1024',
+      'address del 198.18.0.1/24 dev eth0',
+      'address del 2001:db8:18::1/64 dev eth0',
+    ]);
+  });
+
   it('moved already: nothing to do', () => {
     const moved = link({ ifname: 'nodenet-phy', addresses: [{ family: 'inet', local: '198.18.0.1', prefixlen: 24, secondary: false }] });
     expect(moveAddressingScript(link({ ifname: 'eth0' }), moved, 'eth0', 'nodenet-phy', [])).toEqual([]);
@@ -206,6 +230,30 @@ describe("the node's own route to a peer (vxlan)", () => {
     expect(removeRouteLines(peer).map((l) => l.args.join(' '))).toEqual([
       'route del 198.19.2.0/24 proto 78',
       'neigh flush to 198.19.2.0 dev nodenet0 nud all',
+    ]);
+  });
+});
+
+describe("the node's own routes to a dual-stack peer (vxlan)", () => {
+  const peer = {
+    name: 'node-2',
+    underlayAddress: parseIpv4Address('198.18.0.2', 'u'),
+    subnet: Subnet.of('198.19.2.0/24'),
+    ipv6Subnet: Ipv6Subnet.of('fd19:0:0:2::/64'),
+  };
+
+  it('the IPv6 subnet the same way as the IPv4 one, in the same batch: next hop its network address, resolved to the VTEP MAC', () => {
+    expect(peerRouteLines(peer).map((l) => l.args.join(' '))).toEqual([
+      'neigh replace 198.19.2.0 lladdr 02:6f:c6:12:00:02 dev nodenet0 nud permanent',
+      'route replace 198.19.2.0/24 via 198.19.2.0 dev nodenet0 onlink proto 78',
+      'neigh replace fd19:0:0:2:: lladdr 02:6f:c6:12:00:02 dev nodenet0 nud permanent',
+      'route replace fd19:0:0:2::/64 via fd19:0:0:2:: dev nodenet0 onlink proto 78',
+    ]);
+    expect(removeRouteLines(peer).map((l) => l.args.join(' '))).toEqual([
+      'route del 198.19.2.0/24 proto 78',
+      'neigh flush to 198.19.2.0 dev nodenet0 nud all',
+      'route del fd19:0:0:2::/64 proto 78',
+      'neigh flush to fd19:0:0:2:: dev nodenet0 nud all',
     ]);
   });
 });

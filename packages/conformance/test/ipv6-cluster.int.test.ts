@@ -1,10 +1,11 @@
-// Conformance: IPv6 across the cluster (issue 18), iproute2 backend. Three nodes for each of: dual-stack instances
-// over an IPv4 underlay (VXLAN, etcd membership), dual-stack over an IPv6 underlay (host-gw: IPv4 routed via inet6),
-// IPv6-only instances over an IPv6 underlay (VXLAN and host-gw). Instances on different nodes reach each other with
-// their own addresses, the largest DF packet for the MTU crosses (overhead 50 over IPv4, 70 over IPv6) and one
-// byte more is refused, egress to the world is masqueraded, and a peer leaving takes its routes with it. Also: a
-// v1 etcd record (today's IPv4 format) stays readable; host-gw refuses an IPv6 peer over an IPv4 underlay; the
-// ovs backend refuses an IPv6 peer with FAILED_PRECONDITION.
+// Conformance: IPv6 across the cluster (issue 18). Three nodes for each of: dual-stack instances over an IPv4
+// underlay (VXLAN, etcd membership), dual-stack over an IPv6 underlay (host-gw: IPv4 routed via inet6), IPv6-only
+// instances over an IPv6 underlay (VXLAN and host-gw), for both backends (ovs carries both families in its one
+// flow-based tunnel port, over either underlay family, on the userspace datapath). Instances on different nodes
+// reach each other with their own addresses, the largest DF packet for the MTU crosses (overhead 50 over IPv4, 70
+// over IPv6) and one byte more is refused, egress to the world is masqueraded, and a peer leaving takes its routes
+// with it. Also: a v1 etcd record (today's IPv4 format) stays readable; host-gw refuses an IPv6 peer over an IPv4
+// underlay; a peer on an underlay of the other family is refused with FAILED_PRECONDITION.
 // Underlay 198.18.0.0/24 and 2001:db8:18::/64; instance subnets 198.19.<i>.0/24 and fd19:0:0:<i>::/64.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createNetworkAdminClient, type NetworkAdminApiClient, type NetworkApiClient } from '@nodenet/api';
@@ -31,6 +32,7 @@ const subnet6 = (i: number) => `fd19:0:0:${i}::/64`;
 
 type Stack = 'dual' | 'ipv6';
 interface Variant {
+  readonly backend: 'iproute2' | 'ovs';
   readonly stack: Stack;
   readonly underlay: 4 | 6;
   readonly overlay: 'vxlan' | 'host-gw';
@@ -98,14 +100,20 @@ function peerOf(stack: Stack, underlay: 4 | 6, i: number): Record<string, string
 }
 
 const VARIANTS: readonly Variant[] = [
-  { stack: 'dual', underlay: 4, overlay: 'vxlan', membership: 'etcd' },
-  { stack: 'dual', underlay: 6, overlay: 'host-gw', membership: 'static' },
-  { stack: 'ipv6', underlay: 6, overlay: 'vxlan', membership: 'static' },
-  { stack: 'ipv6', underlay: 6, overlay: 'host-gw', membership: 'static' },
+  { backend: 'iproute2', stack: 'dual', underlay: 4, overlay: 'vxlan', membership: 'etcd' },
+  { backend: 'iproute2', stack: 'dual', underlay: 6, overlay: 'host-gw', membership: 'static' },
+  { backend: 'iproute2', stack: 'ipv6', underlay: 6, overlay: 'vxlan', membership: 'static' },
+  { backend: 'iproute2', stack: 'ipv6', underlay: 6, overlay: 'host-gw', membership: 'static' },
+  { backend: 'ovs', stack: 'dual', underlay: 4, overlay: 'vxlan', membership: 'etcd' },
+  { backend: 'ovs', stack: 'dual', underlay: 6, overlay: 'host-gw', membership: 'static' },
+  { backend: 'ovs', stack: 'ipv6', underlay: 6, overlay: 'vxlan', membership: 'static' },
+  { backend: 'ovs', stack: 'ipv6', underlay: 6, overlay: 'host-gw', membership: 'static' },
 ];
 
-describe.each(VARIANTS)('IPv6 cluster of 3 nodes: $stack instances, IPv$underlay underlay, $overlay, $membership', (variant) => {
-  const { stack, underlay, overlay, membership } = variant;
+describe.each(VARIANTS)('IPv6 cluster of 3 nodes ($backend): $stack instances, IPv$underlay underlay, $overlay, $membership', (variant) => {
+  const { backend, stack, underlay, overlay, membership } = variant;
+  // The node's route to a peer's subnet goes through the VXLAN device (iproute2) or into the CNI bridge (ovs).
+  const vxlanDev = backend === 'ovs' ? 'nodenet0' : 'nodenet-vx';
   let scope: TestScope;
   let topology: Topology;
   let etcd: EtcdServer | undefined;
@@ -128,9 +136,9 @@ describe.each(VARIANTS)('IPv6 cluster of 3 nodes: $stack instances, IPv$underlay
         const daemon = await Daemon.start({
           scope,
           node: host,
-          backend: 'iproute2',
+          backend,
           config: {
-            ...(await backendProfile('iproute2').prepareNode(scope, host)),
+            ...(await backendProfile(backend).prepareNode(scope, host)),
             ...(underlay === 6 ? { underlayAddress: underlay6(host.index) } : {}),
             overlay: { mode: overlay },
             reconcileIntervalSeconds: 2,
@@ -179,7 +187,7 @@ describe.each(VARIANTS)('IPv6 cluster of 3 nodes: $stack instances, IPv$underlay
         .map((l) => `${n.name}: ${String(l.msg)}`),
     );
 
-  it("every node routes the other nodes' subnets of both families (proto 78), over nodenet-vx or via their underlay address", async () => {
+  it("every node routes the other nodes' subnets of both families (proto 78), over VXLAN or via their underlay address", async () => {
     const want = (n: Node) =>
       others(n)
         .flatMap((o) => subnetsOf(stack, o.index))
@@ -195,14 +203,15 @@ describe.each(VARIANTS)('IPv6 cluster of 3 nodes: $stack instances, IPv$underlay
       20_000,
     );
     console.log(
-      `[routes] ${stack}/IPv${underlay}/${overlay} on ${nodes[0]!.name}: ${JSON.stringify([...(await overlayRoutes(nodes[0]!.host.ns))])}`,
+      `[routes] ${backend}/${stack}/IPv${underlay}/${overlay} on ${nodes[0]!.name}: ${JSON.stringify([...(await overlayRoutes(nodes[0]!.host.ns))])}`,
     );
     for (const n of nodes) {
       const routes = await overlayRoutes(n.host.ns);
       for (const o of others(n)) {
         for (const s of subnetsOf(stack, o.index)) {
           const route = routes.get(s) ?? 'none';
-          if (overlay === 'vxlan') expect(route, `${n.name} -> ${s}; ${JSON.stringify(incidents())}`).toMatch(/ dev nodenet-vx$/);
+          if (overlay === 'vxlan')
+            expect(route, `${n.name} -> ${s}; ${JSON.stringify(incidents())}`).toMatch(new RegExp(` dev ${vxlanDev}$`));
           else expect(route, `${n.name} -> ${s}; ${JSON.stringify(incidents())}`).toBe(`via ${o.underlayAddress} dev eth0`);
         }
       }
@@ -265,7 +274,7 @@ describe.each(VARIANTS)('IPv6 cluster of 3 nodes: $stack instances, IPv$underlay
     // The instance's own link has the overlay's MTU (where ping -M do refuses the byte more).
     const link = JSON.parse((await nsExec(a.ns, 'ip', ['-j', 'link', 'show', 'eth0'])).stdout) as { mtu: number }[];
     expect(link[0]!.mtu).toBe(expectedMtu);
-    console.log(`[measured] ${stack}/IPv${underlay} underlay/${overlay}: ${JSON.stringify(measured)}`);
+    console.log(`[measured] ${backend}/${stack}/IPv${underlay} underlay/${overlay}: ${JSON.stringify(measured)}`);
   });
 
   it("egress to the world is masqueraded as the node's IPv6 underlay address; traffic between nodes is not", async () => {
@@ -376,21 +385,28 @@ describe('IPv6 peers the overlay cannot carry are refused with FAILED_PRECONDITI
     }
   });
 
-  it('the ovs backend (vxlan) refuses a peer with an IPv6 subnet or an IPv6 underlay address, saying what works instead', async () => {
+  it('the ovs backend (vxlan, IPv4 underlay) refuses a peer on an IPv6 underlay; an IPv4-only node takes the IPv4 part of a dual-stack peer', async () => {
     const f = await NodeFixture.start({ backend: 'ovs' });
     const admin = createNetworkAdminClient(f.daemon.target);
     try {
-      const withSubnet = await rpcError(
-        admin.addPeer({ name: 'node-2', underlayAddress: '198.18.0.2', subnet: subnet4(2), ipv6Subnet: subnet6(2) }),
-      );
-      expect(withSubnet.codeName).toBe('FAILED_PRECONDITION');
-      expect(withSubnet.details).toBe(
-        `peer node-2 has the IPv6 subnet ${subnet6(2)}: the ovs backend's VXLAN overlay does not carry IPv6 between nodes yet; use backend iproute2 (which carries IPv6 peers over VXLAN) or overlay mode host-gw`,
-      );
+      await admin.addPeer({ name: 'node-2', underlayAddress: '198.18.0.2', subnet: subnet4(2), ipv6Subnet: subnet6(2) });
       const over6 = await rpcError(admin.addPeer({ name: 'node-3', underlayAddress: underlay6(3), subnet: subnet4(3) }));
       expect(over6.codeName).toBe('FAILED_PRECONDITION');
       expect(over6.details).toContain(`peer node-3 has underlay address ${underlay6(3)}, but this node's underlay is IPv4`);
-      expect((await admin.listPeers()).peers).toEqual([]);
+      await waitUntil(
+        'node-2 is programmed',
+        async () => (await admin.listPeers()).peers.some((p) => p.peer?.name === 'node-2' && p.programmed),
+        10_000,
+      );
+      expect((await admin.listPeers()).peers.map((p) => `${p.peer?.name} ${p.peer?.ipv6Subnet} ${p.programmed}`)).toEqual([
+        `node-2 ${subnet6(2)} true`,
+      ]);
+      // This node's CNI is IPv4-only (IPv6 off on nodenet0): the peer's IPv4 subnet is routed, its IPv6 one is not.
+      expect([...(await overlayRoutes(f.node.ns))]).toEqual([[subnet4(2), 'via 198.19.2.0 dev nodenet0']]);
+      // Removing it removes what was programmed (deletes of the IPv6 part find nothing, which is fine).
+      await admin.removePeer({ name: 'node-2' });
+      expect([...(await overlayRoutes(f.node.ns))]).toEqual([]);
+      expect(f.daemon.logs.filter((l) => l.level === 'error' || l.level === 50).map((l) => String(l.msg))).toEqual([]);
     } finally {
       admin.close();
       await f.close();

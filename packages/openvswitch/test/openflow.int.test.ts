@@ -168,6 +168,28 @@ describe('OpenFlowConnection against ovs-vswitchd', () => {
     expect((await dump()).some((l) => l.includes(hex(cookie)))).toBe(false);
   });
 
+  it('IPv6 prefixes and the IPv6 tunnel fields (an overlay peer over either underlay) are taken and read back as ovs-ofctl prints them', async () => {
+    const cookie = 0x6e6e0300000000e6n;
+    const c = `cookie=${hex(cookie)}`;
+    const flows = [
+      `${c},table=0,priority=150,ipv6,tun_src=198.18.0.2,in_port=1,ipv6_src=fd19:0:0:2::/64,actions=goto_table:30`,
+      `${c},table=0,priority=150,ipv6,tun_ipv6_src=2001:db8:18::2,in_port=1,ipv6_src=fd19:0:0:2::/64,actions=goto_table:30`,
+      `${c},table=10,priority=110,ipv6,in_port=LOCAL,ipv6_dst=fd19:0:0:2::/64,actions=set_field:2001:db8:18::2->tun_ipv6_dst,output:1`,
+      `${c},table=10,priority=100,ipv6,ipv6_dst=fd19:0:0:2::/64,actions=dec_ttl,set_field:198.18.0.2->tun_dst,output:1`,
+      `${c},table=30,priority=100,ipv6,ipv6_dst=fd19:0:0:1::7,actions=set_field:02:00:00:00:00:01->eth_src,set_field:02:00:00:00:00:07->eth_dst,dec_ttl,output:1`,
+    ];
+    await of.bundle(adds(flows));
+    const switchView = (await dump()).filter((l) => l.includes(hex(cookie)));
+    const ours = (await of.dumpFlows({ cookie, cookieMask: 0xffffffffffffffffn })).map(formatFlowStats).sort();
+    expect(switchView).toEqual(ours);
+    expect(ours).toHaveLength(5);
+    expect(ours.join('\n')).toContain('tun_ipv6_src=2001:db8:18::2');
+    expect(ours.join('\n')).toContain('set_field:2001:db8:18::2->tun_ipv6_dst');
+    expect(ours.join('\n')).toContain('ipv6_dst=fd19:0:0:2::/64');
+    await of.flowMods([flowModOf('delete', `cookie=${hex(cookie)}/-1`)]);
+    expect((await dump()).some((l) => l.includes(hex(cookie)))).toBe(false);
+  });
+
   it('packet-outs leave through the port their actions name (an ARP request B learns the sender from)', async () => {
     const sender = { mac: '020000000799', address: [198, 19, 7, 99] };
     const arpRequest = Buffer.concat([

@@ -47,6 +47,29 @@ export function ipv4PrefixText(value: Buffer, mask: Buffer | undefined): string 
   return Number.isInteger(len) ? `${ipv4Text(value)}/${len}` : `${ipv4Text(value)}/${ipv4Text(mask)}`;
 }
 
+/** `a:b::/len` (or a bare address): value (masked) and, unless /128, the mask. */
+export function ipv6Prefix(text: string): { value: Buffer; mask: Buffer | undefined } {
+  const [address, lenText, extra] = text.split('/');
+  if (extra !== undefined) throw new OpenFlowCodecError(`'${text}' is not an IPv6 address or prefix`);
+  const value = ipv6Bytes(address ?? '');
+  if (lenText === undefined) return { value, mask: undefined };
+  if (!/^\d{1,3}$/.test(lenText) || Number(lenText) > 128) throw new OpenFlowCodecError(`'${text}' has no valid prefix length (0-128)`);
+  const len = Number(lenText);
+  if (len === 128) return { value, mask: undefined };
+  const mask = Buffer.alloc(16);
+  for (let i = 0; i < 16; i++) mask[i] = len >= (i + 1) * 8 ? 0xff : len <= i * 8 ? 0 : (0xff << (8 - (len - i * 8))) & 0xff;
+  return { value: Buffer.from(value.map((b, i) => b & mask[i]!)), mask };
+}
+
+/** The text of an IPv6 value and mask: `addr/len` for a prefix mask, `addr/mask-address` otherwise. */
+export function ipv6PrefixText(value: Buffer, mask: Buffer | undefined): string {
+  if (!mask) return ipv6Text(value);
+  let len = 0;
+  while (len < 128 && (mask[len >> 3]! & (0x80 >> (len & 7))) !== 0) len++;
+  const prefix = ipv6Prefix(`${ipv6Text(value)}/${len}`).mask;
+  return prefix !== undefined && prefix.equals(mask) ? `${ipv6Text(value)}/${len}` : `${ipv6Text(value)}/${ipv6Text(mask)}`;
+}
+
 export function padTo8(n: number): number {
   return (n + 7) & ~7;
 }

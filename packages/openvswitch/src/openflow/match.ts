@@ -1,9 +1,9 @@
 /**
  * The flow matches nodenet uses, and their OXM encoding (ofp_match type OXM, OpenFlow 1.2+): the standard
- * fields (in_port, eth_src/dst, eth_type, ipv4_src/dst with a prefix, arp_spa; ipv6_src, ip_proto, udp_src,
+ * fields (in_port, eth_src/dst, eth_type, ipv4_src/dst with a prefix, arp_spa; ipv6_src/dst with a prefix, ip_proto, udp_src,
  * icmpv6_type/code and the ND target for IPv6 anti-spoofing) and the tunnel source and
  * destination, which OpenFlow has no field for: OVS accepts Nicira's NXM_NX_TUN_IPV4_SRC/DST (class 0x0001)
- * as OXM, as ovs-ofctl sends them. Fields are written in the order ovs-ofctl writes them (recorded in the
+ * and NXM_NX_TUN_IPV6_SRC/DST (IPv6 underlays) as OXM, as ovs-ofctl sends them. Fields are written in the order ovs-ofctl writes them (recorded in the
  * fixtures), so the bytes are the same; order carries no meaning to the switch.
  */
 import { OXM_CLASS } from './constants.js';
@@ -14,6 +14,8 @@ import {
   ipv4PrefixText,
   ipv4Text,
   ipv6Bytes,
+  ipv6Prefix,
+  ipv6PrefixText,
   ipv6Text,
   macBytes,
   macText,
@@ -31,8 +33,9 @@ export interface Match {
   readonly ipv4Src?: string;
   readonly ipv4Dst?: string;
   readonly arpSpa?: string;
-  /** An IPv6 source address (exact). */
+  /** `a:b::c` or `a:b::/len`. */
   readonly ipv6Src?: string;
+  readonly ipv6Dst?: string;
   /** The IP protocol (6 tcp, 17 udp, 58 ICMPv6); needs an IP ethType. */
   readonly ipProto?: number;
   readonly udpSrc?: number;
@@ -42,6 +45,9 @@ export interface Match {
   readonly ndTarget?: string;
   readonly tunIpv4Src?: string;
   readonly tunIpv4Dst?: string;
+  /** The outer IPv6 addresses of a tunnel packet (an IPv6 underlay). */
+  readonly tunIpv6Src?: string;
+  readonly tunIpv6Dst?: string;
   /** Fields of flows made by others this codec does not name (decoding only): `class:field[/m]=hex`. */
   readonly other?: readonly string[];
 }
@@ -94,6 +100,17 @@ const ipv6Field = (name: FieldName, field: number, requiresProto?: number): Fiel
   requires: ETH_TYPE.IPV6,
   ...(requiresProto === undefined ? {} : { requiresProto }),
 });
+/** An IPv6 address or prefix (`a:b::/len`), exact when /128. */
+const ipv6PrefixField = (name: FieldName, cls: number, field: number, requires?: number): FieldDef => ({
+  name,
+  cls,
+  field,
+  length: 16,
+  prefix: true,
+  encode: (v: string) => ipv6Prefix(v),
+  decode: (value, mask) => ipv6PrefixText(value, mask),
+  ...(requires === undefined ? {} : { requires }),
+});
 const prefixField = (name: FieldName, cls: number, field: number, requires?: number): FieldDef => ({
   name,
   cls,
@@ -141,7 +158,8 @@ const FIELDS: readonly FieldDef[] = [
   },
   prefixField('ipv4Src', OXM_CLASS.OPENFLOW_BASIC, 11, ETH_TYPE.IPV4),
   prefixField('ipv4Dst', OXM_CLASS.OPENFLOW_BASIC, 12, ETH_TYPE.IPV4),
-  ipv6Field('ipv6Src', 26),
+  ipv6PrefixField('ipv6Src', OXM_CLASS.OPENFLOW_BASIC, 26, ETH_TYPE.IPV6),
+  ipv6PrefixField('ipv6Dst', OXM_CLASS.OPENFLOW_BASIC, 27, ETH_TYPE.IPV6),
   // ip_proto needs an IP ethType of either family: checked in encodeOxmFields.
   u8Field('ipProto', 10, undefined),
   {
@@ -159,6 +177,9 @@ const FIELDS: readonly FieldDef[] = [
   prefixField('arpSpa', OXM_CLASS.OPENFLOW_BASIC, 22, ETH_TYPE.ARP),
   prefixField('tunIpv4Src', OXM_CLASS.NXM_1, 31),
   prefixField('tunIpv4Dst', OXM_CLASS.NXM_1, 32),
+  // NXM_NX_TUN_IPV6_SRC/DST (OVS 2.5+), as OXM in Nicira's class as ovs-ofctl sends them.
+  ipv6PrefixField('tunIpv6Src', OXM_CLASS.NXM_1, 109),
+  ipv6PrefixField('tunIpv6Dst', OXM_CLASS.NXM_1, 110),
 ];
 
 /** The OXM header: class (16 bits), field (7), has-mask (1), payload length (8). */
@@ -184,7 +205,7 @@ export function encodeOxmFields(m: Match): Buffer {
     if (f.name === 'ndTarget' && (m.icmpv6Code !== 0 || (m.icmpv6Type !== 135 && m.icmpv6Type !== 136)))
       throw new OpenFlowCodecError('matching ndTarget needs icmpv6Type 135 or 136 and icmpv6Code 0 (OpenFlow prerequisite)');
     const { value, mask } = f.encode(v as never);
-    if (mask && mask.readUInt32BE() === 0) continue; // a /0 prefix matches everything (masks are IPv4 prefixes only)
+    if (mask && mask.every((b) => b === 0)) continue; // a /0 prefix matches everything
     const header = Buffer.alloc(4);
     header.writeUInt32BE(oxmHeader(f.cls, f.field, mask !== undefined, f.length * (mask ? 2 : 1)));
     parts.push(header, value, ...(mask ? [mask] : []));
@@ -234,20 +255,21 @@ export function decodeOxmFields(b: Buffer): Match {
   return out;
 }
 
-/** The OXM TLV of one settable field (set_field's payload): eth_src, eth_dst, tun_dst. */
+/** The OXM TLV of one settable field (set_field's payload): eth_src, eth_dst, tun_dst, tun_ipv6_dst. */
 export function encodeSetFieldOxm(field: SettableField, value: string): Buffer {
   const def = SETTABLE[field];
   const header = Buffer.alloc(4);
   header.writeUInt32BE(oxmHeader(def.cls, def.field, false, def.length));
-  return Buffer.concat([header, def.length === 6 ? macBytes(value) : ipv4Bytes(value)]);
+  return Buffer.concat([header, def.length === 6 ? macBytes(value) : def.length === 16 ? ipv6Bytes(value) : ipv4Bytes(value)]);
 }
 
-export type SettableField = 'eth_src' | 'eth_dst' | 'tun_dst';
+export type SettableField = 'eth_src' | 'eth_dst' | 'tun_dst' | 'tun_ipv6_dst';
 
 const SETTABLE: Readonly<Record<SettableField, { cls: number; field: number; length: number }>> = {
   eth_src: { cls: OXM_CLASS.OPENFLOW_BASIC, field: 4, length: 6 },
   eth_dst: { cls: OXM_CLASS.OPENFLOW_BASIC, field: 3, length: 6 },
   tun_dst: { cls: OXM_CLASS.NXM_1, field: 32, length: 4 },
+  tun_ipv6_dst: { cls: OXM_CLASS.NXM_1, field: 110, length: 16 },
 };
 
 /** The settable field and value of a set_field OXM, or undefined for another field. */
@@ -258,7 +280,7 @@ export function decodeSetFieldOxm(b: Buffer): { field: SettableField; value: str
   for (const [name, def] of Object.entries(SETTABLE) as [SettableField, (typeof SETTABLE)[SettableField]][]) {
     if (def.cls === cls && def.field === field && (h & 0xff) === def.length) {
       const v = b.subarray(4, 4 + def.length);
-      return { field: name, value: def.length === 6 ? macText(v) : ipv4Text(v) };
+      return { field: name, value: def.length === 6 ? macText(v) : def.length === 16 ? ipv6Text(v) : ipv4Text(v) };
     }
   }
   return undefined;

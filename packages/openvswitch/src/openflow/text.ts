@@ -20,7 +20,19 @@ export interface ParsedFlow {
   readonly instructions?: Instructions;
 }
 
-type TextField = 'ethSrc' | 'ethDst' | 'ipv4Src' | 'ipv4Dst' | 'arpSpa' | 'ipv6Src' | 'ndTarget' | 'tunIpv4Src' | 'tunIpv4Dst';
+type TextField =
+  | 'ethSrc'
+  | 'ethDst'
+  | 'ipv4Src'
+  | 'ipv4Dst'
+  | 'arpSpa'
+  | 'ipv6Src'
+  | 'ipv6Dst'
+  | 'ndTarget'
+  | 'tunIpv4Src'
+  | 'tunIpv4Dst'
+  | 'tunIpv6Src'
+  | 'tunIpv6Dst';
 type NumberField = 'ipProto' | 'udpSrc' | 'icmpv6Type' | 'icmpv6Code';
 
 const MATCH_KEYS: Readonly<Record<string, TextField>> = {
@@ -34,9 +46,12 @@ const MATCH_KEYS: Readonly<Record<string, TextField>> = {
   ip_dst: 'ipv4Dst',
   arp_spa: 'arpSpa',
   ipv6_src: 'ipv6Src',
+  ipv6_dst: 'ipv6Dst',
   nd_target: 'ndTarget',
   tun_src: 'tunIpv4Src',
   tun_dst: 'tunIpv4Dst',
+  tun_ipv6_src: 'tunIpv6Src',
+  tun_ipv6_dst: 'tunIpv6Dst',
 };
 
 /** Numeric match fields and their largest value. `icmp_type`/`icmp_code` and `tp_src` are ICMPv6's and UDP's here (the only ones nodenet writes). */
@@ -113,7 +128,7 @@ export function parseFlow(text: string): ParsedFlow {
     else if (NUMBER_KEYS[key] && eq > 0) match[NUMBER_KEYS[key][0]] = numberOf(value, key, NUMBER_KEYS[key][1]);
     else
       throw new OpenFlowCodecError(
-        `'${token}' is not a match field this client writes (ip, arp, ipv6, icmp6, udp6, tcp6, in_port, dl_src, dl_dst, nw_src, nw_dst, arp_spa, ipv6_src, nw_proto, tp_src, icmp_type, icmp_code, nd_target, tun_src, tun_dst, cookie, table, priority)`,
+        `'${token}' is not a match field this client writes (ip, arp, ipv6, icmp6, udp6, tcp6, in_port, dl_src, dl_dst, nw_src, nw_dst, arp_spa, ipv6_src, ipv6_dst, nw_proto, tp_src, icmp_type, icmp_code, nd_target, tun_src, tun_dst, tun_ipv6_src, tun_ipv6_dst, cookie, table, priority)`,
       );
   }
   const parsed: ParsedFlow = {
@@ -138,12 +153,12 @@ export function parseActions(text: string): Instructions {
     else if (token.startsWith('output:')) apply.push({ type: 'output', port: portOf(token.slice(7), 'output') });
     else if (token.startsWith('goto_table:')) gotoTable = numberOf(token.slice(11), 'goto_table', 254);
     else if (token.startsWith('resubmit(,') && token.endsWith(')')) gotoTable = numberOf(token.slice(10, -1), 'resubmit', 254);
-    else if (/^set_field:[^>]+->(eth_src|eth_dst|tun_dst)$/.test(token)) {
+    else if (/^set_field:[^>]+->(eth_src|eth_dst|tun_dst|tun_ipv6_dst)$/.test(token)) {
       const [value, field] = token.slice('set_field:'.length).split('->') as [string, SettableField];
       apply.push({ type: 'set_field', field, value });
     } else
       throw new OpenFlowCodecError(
-        `'${token}' is not an action this client writes (drop, NORMAL, output:P, goto_table:T, set_field:V->eth_src|eth_dst|tun_dst, dec_ttl)`,
+        `'${token}' is not an action this client writes (drop, NORMAL, output:P, goto_table:T, set_field:V->eth_src|eth_dst|tun_dst|tun_ipv6_dst, dec_ttl)`,
       );
   }
   return { ...(apply.length ? { apply } : {}), ...(gotoTable === undefined ? {} : { gotoTable }) };
@@ -203,6 +218,8 @@ export function formatMatch(m: Match): string {
   if (shorthand !== undefined) parts.push(shorthand);
   if (m.tunIpv4Src !== undefined) parts.push(`tun_src=${m.tunIpv4Src}`);
   if (m.tunIpv4Dst !== undefined) parts.push(`tun_dst=${m.tunIpv4Dst}`);
+  if (m.tunIpv6Src !== undefined) parts.push(`tun_ipv6_src=${m.tunIpv6Src}`);
+  if (m.tunIpv6Dst !== undefined) parts.push(`tun_ipv6_dst=${m.tunIpv6Dst}`);
   if (m.inPort !== undefined) parts.push(`in_port=${formatPort(m.inPort)}`);
   if (m.ethSrc !== undefined) parts.push(`dl_src=${m.ethSrc}`);
   if (m.ethDst !== undefined) parts.push(`dl_dst=${m.ethDst}`);
@@ -210,6 +227,7 @@ export function formatMatch(m: Match): string {
   if (m.ipv4Src !== undefined) parts.push(`nw_src=${m.ipv4Src}`);
   if (m.ipv4Dst !== undefined) parts.push(`nw_dst=${m.ipv4Dst}`);
   if (m.ipv6Src !== undefined) parts.push(`ipv6_src=${m.ipv6Src}`);
+  if (m.ipv6Dst !== undefined) parts.push(`ipv6_dst=${m.ipv6Dst}`);
   if (m.ipProto !== undefined && shorthand === undefined) parts.push(`nw_proto=${m.ipProto}`);
   if (m.arpSpa !== undefined) parts.push(`arp_spa=${m.arpSpa}`);
   if (m.udpSrc !== undefined) parts.push(`tp_src=${m.udpSrc}`);
