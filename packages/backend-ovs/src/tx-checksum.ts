@@ -17,8 +17,8 @@
  */
 import { fileURLToPath } from 'node:url';
 import { InternalError, parseIfName, type IfName, type NetnsRef } from '@nodenet/core';
-import { commandInNamespace } from '@nodenet/linux';
-import { CommandSession, runLean, type SessionFraming } from '@nodenet/sys';
+import { commandInNamespace, helperLineFraming } from '@nodenet/linux';
+import { CommandSession, runLean } from '@nodenet/sys';
 
 /** SIOCETHTOOL with ETHTOOL_STXCSUM (0x17), data 0; `struct ifreq` is 40 bytes: name[16], then a pointer. */
 export const TX_CHECKSUM_OFF_PERL = [
@@ -49,16 +49,6 @@ export async function disableTxChecksum(netns: NetnsRef | undefined, ifnames: re
  */
 export const TX_CHECKSUM_HELPER_PATH = fileURLToPath(new URL('../helpers/tx-checksum.pl', import.meta.url));
 
-const helperFraming: SessionFraming = {
-  marker: (seq) => `mark ${seq}\n`,
-  find(stderr, seq) {
-    const done = `done ${seq}\n`;
-    const at = stderr.indexOf(done);
-    if (at < 0 || (at > 0 && stderr[at - 1] !== '\n')) return null;
-    return { output: stderr.slice(0, at).trim(), consumed: at + done.length };
-  },
-};
-
 /** The helper could not enter the namespace (gone, or never there): callers say NOT_FOUND for it. */
 export class ChecksumNamespaceError extends InternalError {}
 
@@ -71,7 +61,7 @@ export class TxChecksumSession {
       name: `the checksum-offload helper (${[file, ...args].join(' ')})`,
       file,
       args,
-      framing: helperFraming,
+      framing: helperLineFraming,
     });
   }
 

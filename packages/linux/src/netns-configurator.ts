@@ -25,7 +25,11 @@ import { DEFAULT_INSTANCE_IFNAME, instanceNamespaceScript, ownerAliasOf } from '
  */
 export const NETNS_HELPER_PATH = fileURLToPath(new URL('../helpers/netns-netlink.pl', import.meta.url));
 
-export const netnsHelperFraming: SessionFraming = {
+/**
+ * How nodenet's long-lived perl helpers (this one, backend-ovs's checksum helper) frame a request's answer on
+ * stderr: whatever they printed before a whole `done N` line, N echoing the request's `mark N`.
+ */
+export const helperLineFraming: SessionFraming = {
   marker: (seq) => `mark ${seq}\n`,
   find(stderr, seq) {
     const done = `done ${seq}\n`;
@@ -56,7 +60,7 @@ export class NetnsConfigurator {
   ) {
     const { file, args } = commandInNamespace(nodeNetns, helper[0], helper.slice(1));
     this.command = [file, ...args].join(' ');
-    this.session = new CommandSession({ name: `the namespace configurator (${this.command})`, file, args, framing: netnsHelperFraming });
+    this.session = new CommandSession({ name: `the namespace configurator (${this.command})`, file, args, framing: helperLineFraming });
   }
 
   /**
