@@ -75,3 +75,8 @@ export async function externalIds(ovs: PrivateOvs, table: 'Bridge' | 'Interface'
 export async function ofportOf(ovs: PrivateOvs, name: string): Promise<number> {
   return Number((await ovs.vsctl(['get', 'Interface', name, 'ofport'])).stdout.trim());
 }
+
+/** Takes a port off nodenet0 together with its registry entry (the bridge's nodenet-port-<port> key), as a lost OVSDB would. */
+export async function removePortAndRegistry(ovs: PrivateOvs, port: string): Promise<void> {
+  await ovs.vsctl(['del-port', 'nodenet0', port, '--', 'remove', 'Bridge', 'nodenet0', 'external_ids', `nodenet-port-${port}`]);
+}
