@@ -380,12 +380,6 @@ export interface SocatEchoOptions {
   readonly ipv6?: boolean;
 }
 
-export function startSocatEcho(
-  scope: TestScope,
-  ns: string,
-  protocol: L4Protocol,
-  port: number,
-  options: SocatEchoOptions = {},
-): Promise<SocatEchoServer> {
-  return SocatEchoServer.start(scope, ns, protocol, port, options);
+export function startSocatEcho(...args: Parameters<typeof SocatEchoServer.start>): Promise<SocatEchoServer> {
+  return SocatEchoServer.start(...args);
 }
