@@ -54,6 +54,8 @@ export {
   parseInstanceAddresses,
   instanceAddresses,
   parseIpv6InstanceSubnet,
+  parseIpv4Net,
+  parseIpv6Net,
   type CniFields,
   type CniNets,
   type InstanceAddresses,
