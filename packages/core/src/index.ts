@@ -23,6 +23,13 @@ export {
   type ErrorCode,
 } from './errors.js';
 export { stateWriteError } from './state-errors.js';
+export {
+  clientError,
+  DAEMON_CAPABILITIES,
+  missingCapabilityOf,
+  MissingCapabilityError,
+  type DaemonCapability,
+} from './capability-errors.js';
 export { Subnet, macForAddress, parseIpv4Address, subnetOf, vtepMacForUnderlay, type Ipv4Address } from './net.js';
 export {
   Ipv6Subnet,
