@@ -7,7 +7,7 @@
 // port over IPv6, containers reaching each other; a conflist of other families than the node's is refused.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { echo, nsExec, ping, startEchoServer, type Daemon, type TestScope, type Topology } from '@nodenet/testkit';
-import { NODE6, startCniNode } from './fixture.js';
+import { NODE6, startCniNode, type CniNode } from './fixture.js';
 import { add, driver, nodenetConflist, writeConflist, type CniResult } from './support.js';
 
 const SUBNET = '198.19.1.0/24';
@@ -129,24 +129,22 @@ describe('nodenet CNI plugin through libcni on a dual-stack node', () => {
   });
 });
 
-describe('nodenet CNI plugin through libcni: the conflist alone makes a dual-stack node', () => {
-  let scope: TestScope;
-  let topo: Topology;
-  let daemon: Daemon;
-  let dir: string;
-  let conflist: string;
-  let cache: string;
-  const nodeNs = () => topo.node(1).ns;
-
+/** A node (with the IPv6 underlay) whose CNI the first ADD makes from the conflist's `plugin` keys, for one describe block. */
+function nodeFromConflist(plugin: Record<string, unknown>): () => CniNode {
+  let node: CniNode | undefined;
   beforeAll(async () => {
-    ({ scope, topo, daemon, dir, conflist, cache } = await startCniNode({
-      ipv6Underlay: true,
-      plugin: { subnet: SUBNET, gateway: GATEWAY, ipv6Subnet: SUBNET6, ipv6Gateway: GATEWAY6 },
-    }));
+    node = await startCniNode({ ipv6Underlay: true, plugin });
   });
-  afterAll(() => scope?.cleanup());
+  afterAll(() => node?.scope.cleanup());
+  return () => node!;
+}
+
+describe('nodenet CNI plugin through libcni: the conflist alone makes a dual-stack node', () => {
+  const node = nodeFromConflist({ subnet: SUBNET, gateway: GATEWAY, ipv6Subnet: SUBNET6, ipv6Gateway: GATEWAY6 });
 
   it('the first ADD creates the dual-stack CNI; two containers get both families and reach each other and the gateways', async () => {
+    const { topo, daemon, conflist, cache } = node();
+    const nodeNs = () => topo.node(1).ns;
     expect((await daemon.readState())['cni.json']).toBeUndefined();
     const [nsA, nsB] = [await topo.createInstanceNamespace(), await topo.createInstanceNamespace()];
     const a = await add(nodeNs(), { conflist, id: `dual-${process.pid}-a`, netns: netnsPath(nsA), cache });
@@ -171,6 +169,8 @@ describe('nodenet CNI plugin through libcni: the conflist alone makes a dual-sta
   });
 
   it("an IPv6-only conflist on this dual-stack node is fine (a family left out is the node's); other IPv6 keys are code 7 naming them", async () => {
+    const { topo, daemon, dir, cache } = node();
+    const nodeNs = () => topo.node(1).ns;
     const only6 = await writeConflist(
       dir,
       'only6.conflist',
@@ -205,23 +205,11 @@ describe('nodenet CNI plugin through libcni: the conflist alone makes a dual-sta
 });
 
 describe('nodenet CNI plugin through libcni: the conflist alone makes an IPv6-only node', () => {
-  let scope: TestScope;
-  let topo: Topology;
-  let daemon: Daemon;
-  let dir: string;
-  let conflist: string;
-  let cache: string;
-  const nodeNs = () => topo.node(1).ns;
-
-  beforeAll(async () => {
-    ({ scope, topo, daemon, dir, conflist, cache } = await startCniNode({
-      ipv6Underlay: true,
-      plugin: { ipv6Subnet: ONLY_SUBNET6, ipv6Gateway: ONLY_GATEWAY6 },
-    }));
-  });
-  afterAll(() => scope?.cleanup());
+  const node = nodeFromConflist({ ipv6Subnet: ONLY_SUBNET6, ipv6Gateway: ONLY_GATEWAY6 });
 
   it('ADD gives an IPv6 address and route only; the gateway, another container and a published port answer; a static IPv4 address is refused; DEL', async () => {
+    const { scope, topo, daemon, conflist, cache } = node();
+    const nodeNs = () => topo.node(1).ns;
     const ns = await topo.createInstanceNamespace();
     const id = `only6-${process.pid}-1`;
     const ports = [{ hostPort: 8081, containerPort: 81, protocol: 'tcp' }];
@@ -259,6 +247,8 @@ describe('nodenet CNI plugin through libcni: the conflist alone makes an IPv6-on
   });
 
   it('a dual-stack conflist on this IPv6-only node is code 7 naming its IPv4 keys', async () => {
+    const { topo, daemon, dir, cache } = node();
+    const nodeNs = () => topo.node(1).ns;
     const dual = await writeConflist(
       dir,
       'dual.conflist',

@@ -1,4 +1,5 @@
 // The plugin's request and network config: what is accepted, and the CNI error for what is not.
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { Ipv6Subnet, Subnet, type Ipv4Address, type Ipv6Address } from '@nodenet/core';
 import {
@@ -36,8 +37,10 @@ function errorOf(fn: () => unknown): CniError {
 }
 
 /** The node CNI a conflist gives, as text per family. */
-const cniShape = (conf: NetConf) =>
-  Object.fromEntries(Object.entries(conf.nodeCni ?? {}).map(([family, net]) => [family, [net.subnet.toString(), net.gateway]]));
+const cniShape = ({ nodeCni }: NetConf): Record<string, [string, string]> => ({
+  ...(nodeCni?.ipv4 ? { ipv4: [nodeCni.ipv4.subnet.toString(), nodeCni.ipv4.gateway] } : {}),
+  ...(nodeCni?.ipv6 ? { ipv6: [nodeCni.ipv6.subnet.toString(), nodeCni.ipv6.gateway] } : {}),
+});
 
 describe('parseNetConf', () => {
   it('reads the spec keys, socket/subnet/gateway, port mappings and a static address', () => {
@@ -79,6 +82,20 @@ describe('parseNetConf', () => {
       ipv6: ['fd19:0:0:1::100/120', 'fd19:0:0:1::1ff'],
     });
     expect(parseNetConf(request(base)).nodeCni).toBeUndefined();
+  });
+
+  it.each([
+    ['nodenet.conflist', { ipv4: ['198.19.1.0/24', '198.19.1.1'] }],
+    ['nodenet-dual-stack.conflist', { ipv4: ['198.19.1.0/24', '198.19.1.1'], ipv6: ['fd19:0:0:1::/64', 'fd19:0:0:1::1'] }],
+  ])('the packaged example %s is valid and gives its node CNI', (file, shape) => {
+    // What libcni hands the plugin: the conflist's entry with the network's name and cniVersion.
+    const conflist = JSON.parse(readFileSync(new URL(`../../release/files/${file}`, import.meta.url), 'utf8')) as {
+      name: string;
+      cniVersion: string;
+      plugins: Record<string, unknown>[];
+    };
+    const conf = parseNetConf(request({ ...conflist.plugins[0], name: conflist.name, cniVersion: conflist.cniVersion }));
+    expect(cniShape(conf)).toEqual(shape);
   });
 
   const v4keys = { subnet: '198.19.1.0/24', gateway: '198.19.1.1' };

@@ -85,7 +85,12 @@ export function parseIpv6Net(gatewayInput: unknown, subnetInput: unknown, gatewa
 }
 
 /** The IPv4 half of a CNI from its gateway and subnet (the API's fields unless the caller names others). */
-export function parseIpv4Net(gatewayInput: unknown, subnetInput: unknown, gatewayField = 'ip_address', subnetField = 'sub_network'): Ipv4Net {
+export function parseIpv4Net(
+  gatewayInput: unknown,
+  subnetInput: unknown,
+  gatewayField = 'ip_address',
+  subnetField = 'sub_network',
+): Ipv4Net {
   const gateway = parseIpv4Address(gatewayInput, gatewayField);
   const subnet = Subnet.parse(subnetInput, subnetField);
   if (subnet.prefixLength > 30) {

@@ -121,6 +121,7 @@ describe('the release packages', () => {
     const cniPlugin = existsSync(join(repoRoot, 'packages/cni-plugin/dist/nodenet'));
     expect(files.has('usr/lib/cni/nodenet')).toBe(cniPlugin);
     expect(files.has('usr/share/doc/nodenet/examples/nodenet.conflist')).toBe(cniPlugin);
+    expect(files.has('usr/share/doc/nodenet/examples/nodenet-dual-stack.conflist')).toBe(cniPlugin);
     expect(result.deb.architecture === 'all').toBe(!cniPlugin);
     // The tarball holds the same tree.
     const tarList = (await execFileAsync('tar', ['-tzf', result.tarball], { maxBuffer: 8 << 20 })).stdout.split('\n');
