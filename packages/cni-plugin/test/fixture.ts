@@ -31,7 +31,7 @@ export interface CniNodeOptions {
   /** Daemon config keys over the kit's defaults. */
   readonly daemonConfig?: DaemonConfig;
   /**
-   * The IPv6 underlay, made before the daemon starts (it reads the node's addresses then): WORLD6 in the world,
+   * The IPv6 underlay, made before the daemon starts (as on a host that has it at boot): WORLD6 in the world,
    * NODE6 on the node's underlay link and the node's IPv6 default route via WORLD6.
    */
   readonly ipv6Underlay?: boolean;
