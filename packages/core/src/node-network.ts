@@ -605,11 +605,7 @@ export class NodeNetwork {
       rulesRemoved,
       rulesRemoved
         .catch(() => undefined)
-        .then(() =>
-          step('flush connection tracking', async () => {
-            for (const address of addressList(instanceAddressesOfRecord(record))) await this.filter.flushConntrack(address);
-          }),
-        ),
+        .then(() => step('flush connection tracking', () => this.filter.flushConntrack(addressList(instanceAddressesOfRecord(record))))),
     ]);
     const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as NodenetError] : []));
     const [onlyFailure] = failures;

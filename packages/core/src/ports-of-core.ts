@@ -203,8 +203,11 @@ export interface PacketFilter {
   addInstance(rules: InstanceRules): Promise<void>;
   /** The reverse of addInstance; elements already gone are fine. */
   removeInstance(rules: InstanceRules): Promise<void>;
-  /** Deletes connection-tracking entries to or from `address` (either family), so a reused address starts clean. */
-  flushConntrack(address: IpAddress): Promise<void>;
+  /**
+   * Deletes connection-tracking entries to or from any of `addresses` (an instance's, of either family), so
+   * a reused address starts clean; one pass for all of them.
+   */
+  flushConntrack(addresses: readonly IpAddress[]): Promise<void>;
 }
 
 /** Durable records of what the daemon created. Writes are atomic and durable when the promise resolves. */

@@ -42,7 +42,8 @@ describe('NodeNetwork with IPv6', () => {
     expect(only4.ipv6Gateway).toBeUndefined();
 
     await net.deleteInterface({ interfaceName: r.interfaceName });
-    expect(h.pf.flushed).toEqual(['198.19.1.2', 'fd19:0:0:1::2']);
+    // Both families in one flush: one walk of the conntrack table.
+    expect(h.pf.flushCalls).toEqual([['198.19.1.2', 'fd19:0:0:1::2']]);
     // Freed at once.
     await net.createInterface({ ipAddress: '198.19.1.5', ipv6Address: 'fd19:0:0:1::2' });
     // A restart reads the records back with both families, and a pass finds nothing to repair.

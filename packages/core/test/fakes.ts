@@ -99,6 +99,8 @@ export class FakePacketFilter implements PacketFilter {
   base: FilterBase | null = null;
   readonly instances = new Map<string, InstanceRules>();
   readonly flushed: string[] = [];
+  /** The addresses of each flushConntrack call. */
+  readonly flushCalls: string[][] = [];
   failEnsureBase: Error | null = null;
   failAddInstance: Error | null = null;
 
@@ -158,8 +160,9 @@ export class FakePacketFilter implements PacketFilter {
     this.removed.push(elements);
     this.extra = { ports: [], sources: [] };
   }
-  async flushConntrack(address: IpAddress): Promise<void> {
-    this.flushed.push(address);
+  async flushConntrack(addresses: readonly IpAddress[]): Promise<void> {
+    this.flushed.push(...addresses);
+    this.flushCalls.push([...addresses]);
   }
 }
 

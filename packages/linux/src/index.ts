@@ -49,7 +49,8 @@ export { deleteTolerant, explainLinkFailure, unexpectedFailure, type IpBatchRunn
 // The host: core's HostServices on Linux, network-namespace identity, the namespace configurator, sysctls.
 export { LinuxHostProbe, LinuxHostServices, type LinuxHostProbeOptions } from './host-services.js';
 export { LinuxNamespaceIdentity, identifyNamespace } from './netns-identity.js';
-export { HelperUnusableError, NetnsConfigurator, configureInstanceEnd, helperLineFraming } from './netns-configurator.js';
+export { HelperUnusableError, NetnsConfigurator, configureInstanceEnd } from './netns-configurator.js';
+export { helperLineFraming } from '@nodenet/sys';
 export {
   cniSysctls,
   describeSysctlRepair,

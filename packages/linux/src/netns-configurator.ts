@@ -14,7 +14,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { InternalError, silentLogger, type InstanceSpec, type Logger, type NetnsRef } from '@nodenet/core';
-import { CommandSession, SessionExitedError, type SessionFraming } from '@nodenet/sys';
+import { CommandSession, SessionExitedError, helperLineFraming } from '@nodenet/sys';
 import { IpBatchError, IpRunner, commandInNamespace, type IpLine } from './ip-batch.js';
 import { explainNamespaceFailure } from './namespace-failures.js';
 import { DEFAULT_INSTANCE_IFNAME, instanceNamespaceScript, ownerAliasOf } from './link-scripts.js';
@@ -24,20 +24,6 @@ import { DEFAULT_INSTANCE_IFNAME, instanceNamespaceScript, ownerAliasOf } from '
  * (listed in its `files`), so it is found the same from the source tree, the build and an installed tarball.
  */
 export const NETNS_HELPER_PATH = fileURLToPath(new URL('../helpers/netns-netlink.pl', import.meta.url));
-
-/**
- * How nodenet's long-lived perl helpers (this one, backend-ovs's checksum helper) frame a request's answer on
- * stderr: whatever they printed before a whole `done N` line, N echoing the request's `mark N`.
- */
-export const helperLineFraming: SessionFraming = {
-  marker: (seq) => `mark ${seq}\n`,
-  find(stderr, seq) {
-    const done = `done ${seq}\n`;
-    const at = stderr.indexOf(done);
-    if (at < 0 || (at > 0 && stderr[at - 1] !== '\n')) return null;
-    return { output: stderr.slice(0, at).trim(), consumed: at + done.length };
-  },
-};
 
 /** What the helper's start-up failure says when it cannot run on this host (as opposed to a request failing). */
 const HELPER_CANNOT_RUN =

@@ -2,7 +2,8 @@ import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { CNI_NAME, Ipv6Subnet, Subnet, macForAddress, parseIpv4Address, type CniSpec, type Ipv6Address } from '@nodenet/core';
 import { instanceSpecFor } from '@nodenet/testkit/instance-specs';
-import { NETNS_HELPER_PATH, helperAddressFields, helperLineFraming } from '../src/netns-configurator.js';
+import { helperLineFraming } from '@nodenet/sys';
+import { NETNS_HELPER_PATH, helperAddressFields } from '../src/netns-configurator.js';
 
 describe('the namespace configurator session', () => {
   it("a request's answer is what the helper printed before its `done N` line (whole lines only)", () => {

@@ -1,4 +1,7 @@
-/** Deleting connection-tracking entries with `conntrack -R` and reading its exit status (pure, unit-tested). */
+/**
+ * Deleting connection-tracking entries with `conntrack -R` and reading its exit status (pure, unit-tested): the
+ * way conntrack-flusher.ts takes where its ctnetlink helper cannot run.
+ */
 import { addressFamily, parseIpAddress, type IpAddress } from '@nodenet/core';
 
 /**

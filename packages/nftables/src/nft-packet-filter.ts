@@ -9,7 +9,6 @@
  */
 import {
   FailedPreconditionError,
-  InternalError,
   parseIpAddress,
   netnsPath,
   parseNetnsRef,
@@ -38,7 +37,7 @@ import {
   type RunOptions,
   type RunResult,
 } from '@nodenet/sys';
-import { CONNTRACK_ATTEMPTS, conntrackOutcome, conntrackScript } from './conntrack.js';
+import { CONNTRACK_HELPER_PATH, ConntrackFlusher } from './conntrack-flusher.js';
 import { diffBase, type SubnetsByFamily } from './drift.js';
 import {
   filterElements,
@@ -87,8 +86,11 @@ export interface NftPacketFilterOptions {
   /** The node namespace to manage (a name under /run/netns or a path); default: the process's own. */
   readonly netns?: string;
   readonly logger?: Logger;
-  /** The commands to run; default `nft` and `conntrack` (tests point these at missing binaries). */
-  readonly commands?: { readonly nft?: string; readonly conntrack?: string };
+  /**
+   * The commands to run; default `nft`, `conntrack` and the conntrack cleaner (`perl` and
+   * helpers/conntrack-netlink.pl; `conntrack` only runs where it cannot). Tests point these at missing binaries.
+   */
+  readonly commands?: { readonly nft?: string; readonly conntrack?: string; readonly conntrackHelper?: readonly [string, ...string[]] };
   /** Where the loopback guard goes (see LoopbackGuard): `bridge-ports` when the CNI is a Linux bridge; default `ip-prerouting`. */
   readonly loopbackGuard?: LoopbackGuard;
   /**
@@ -129,7 +131,6 @@ export class NftPacketFilter implements PacketFilter {
   private readonly netns: NetnsRef | undefined;
   private readonly logger: Logger;
   private readonly nftCommand: string;
-  private readonly conntrackCommand: string;
   private readonly loopbackGuard: LoopbackGuard;
   private readonly ipv6Masquerade: boolean;
   /** The tables of the last base ensureBase installed (undefined before: listings then read every family). */
@@ -156,8 +157,7 @@ export class NftPacketFilter implements PacketFilter {
       items.length === 1 ? removeStep(items[0]!) : `remove the published ports of ${items.length} instances`,
     ),
   );
-  /** Concurrent flushConntrack calls share one `conntrack` process (their deletions run one after another). */
-  private readonly conntrackFlushes = new GroupCommitter<IpAddress>((addresses) => this.conntrackDelete(addresses));
+  private readonly conntrack: ConntrackFlusher;
   /** The `nft -i` that applies the element changes of adds and removes; started on first use. */
   private session: CommandSession | undefined;
 
@@ -165,7 +165,12 @@ export class NftPacketFilter implements PacketFilter {
     this.netns = options.netns === undefined ? undefined : parseNetnsRef(options.netns, 'netns');
     this.logger = options.logger ?? silentLogger;
     this.nftCommand = options.commands?.nft ?? 'nft';
-    this.conntrackCommand = options.commands?.conntrack ?? 'conntrack';
+    this.conntrack = new ConntrackFlusher({
+      logger: this.logger,
+      helper: this.inNamespace(options.commands?.conntrackHelper ?? ['perl', CONNTRACK_HELPER_PATH]) as [string, ...string[]],
+      conntrack: options.commands?.conntrack ?? 'conntrack',
+      exec: (file, args, runOptions) => this.exec(file, args, runOptions),
+    });
     this.loopbackGuard = options.loopbackGuard ?? 'ip-prerouting';
     this.ipv6Masquerade = options.ipv6Masquerade ?? true;
   }
@@ -286,46 +291,11 @@ export class NftPacketFilter implements PacketFilter {
   close(): void {
     this.session?.close();
     this.session = undefined;
+    this.conntrack.close();
   }
 
-  async flushConntrack(address: IpAddress): Promise<void> {
-    await this.conntrackFlushes.submit(parseIpAddress(address, 'address'));
-  }
-
-  /**
-   * Deletes the entries of `addresses` with one `conntrack -R` (its three deletions per address run one
-   * after another in one process, where three `conntrack -D` cost three process starts).
-   */
-  private async conntrackDelete(addresses: readonly IpAddress[]): Promise<void> {
-    const step =
-      addresses.length === 1
-        ? `flush connection tracking of ${addresses[0]}`
-        : `flush connection tracking of ${addresses.length} addresses`;
-    let dir: string | undefined;
-    try {
-      let file: string;
-      try {
-        dir = await mkdtemp(join(tmpdir(), 'nodenet-conntrack-'));
-        file = join(dir, 'delete');
-        await writeFile(file, conntrackScript(addresses), { mode: 0o600 });
-      } catch (e) {
-        throw new InternalError(
-          step,
-          `cannot write conntrack's deletions to a temporary file: ${e instanceof Error ? e.message : String(e)}`,
-          { cause: e },
-        );
-      }
-      const args = ['-R', file];
-      for (let attempt = 1; ; attempt++) {
-        const r = await this.exec(this.conntrackCommand, args, { step, okExitCodes: [1] });
-        const outcome = conntrackOutcome(r.exitCode, r.stderr);
-        if (outcome === 'done') return;
-        if (outcome === 'retry' && attempt < CONNTRACK_ATTEMPTS) continue;
-        throw new CommandError(step, [this.conntrackCommand, ...args].join(' '), r.exitCode, r.stderr || r.stdout);
-      }
-    } finally {
-      if (dir !== undefined) await rm(dir, { recursive: true, force: true });
-    }
+  async flushConntrack(addresses: readonly IpAddress[]): Promise<void> {
+    await this.conntrack.flush(addresses.map((a, i) => parseIpAddress(a, `addresses[${i}]`)));
   }
 
   /** Applies a script as one transaction, in a one-shot `nft -f -`. */

@@ -1,6 +1,8 @@
+import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError, type Ipv4Address } from '@nodenet/core';
 import { CONNTRACK_FILTERS, conntrackOutcome, conntrackScript } from '../src/conntrack.js';
+import { CONNTRACK_HELPER_PATH } from '../src/conntrack-flusher.js';
 
 describe('conntrackOutcome', () => {
   it('success, nothing to delete, a lost race, a real failure', () => {
@@ -32,5 +34,11 @@ describe('conntrackScript', () => {
 
   it('re-validates the addresses', () => {
     expect(() => conntrackScript(['198.19.1.2\n-F' as Ipv4Address])).toThrow(InvalidArgumentError);
+  });
+});
+
+describe('the conntrack cleaner', () => {
+  it('ships where the code looks for it (beside src/ and dist/)', () => {
+    expect(existsSync(CONNTRACK_HELPER_PATH)).toBe(true);
   });
 });

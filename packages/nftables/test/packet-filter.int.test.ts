@@ -225,12 +225,12 @@ describe('NftPacketFilter in a node namespace (bridge-nf-call-iptables=0)', () =
       ).toBe(true);
       expect((await conntrackEntries(fx.node, b!.address)).length).toBeGreaterThan(0);
 
-      await filter.flushConntrack(a!.address);
+      await filter.flushConntrack([a!.address]);
       expect(await conntrackEntries(fx.node, a!.address)).toEqual([]);
       expect((await conntrackEntries(fx.node, b!.address)).length).toBeGreaterThan(0);
       // Nothing left to delete ("0 flow entries", exit 1) is fine.
-      await filter.flushConntrack(a!.address);
-      await filter.flushConntrack('198.19.1.250' as Ipv4Address);
+      await filter.flushConntrack([a!.address]);
+      await filter.flushConntrack(['198.19.1.250' as Ipv4Address]);
     });
   });
 });
@@ -306,11 +306,16 @@ describe('NftPacketFilter without a fixture', () => {
 
   it('a missing nft or conntrack is UNAVAILABLE, in a namespace and outside', async () => {
     const ns = await newNamespace('bin', names);
-    const commands = { nft: 'nft-not-installed', conntrack: 'conntrack-not-installed' };
+    // Without perl, conntrack deletes the entries: without both, that is UNAVAILABLE too.
+    const commands = {
+      nft: 'nft-not-installed',
+      conntrack: 'conntrack-not-installed',
+      conntrackHelper: ['perl-not-installed'] as [string],
+    };
     for (const filter of [new NftPacketFilter({ netns: ns, commands }), new NftPacketFilter({ commands })]) {
       await expect(filter.ensureBase(filterBase())).rejects.toThrow(UnavailableError);
       await expect(filter.ensureBase(filterBase())).rejects.toThrow(/nft-not-installed is not installed/);
-      await expect(filter.flushConntrack('198.19.1.2' as Ipv4Address)).rejects.toThrow(UnavailableError);
+      await expect(filter.flushConntrack(['198.19.1.2' as Ipv4Address])).rejects.toThrow(UnavailableError);
       // The element changes go through an nft -i session: its process cannot start either.
       const rules = { hostIfname: 'nnh-00000001' as IfName, ipv4: '198.19.1.9' as Ipv4Address, ports: both(80) };
       await expect(filter.addInstance(rules)).rejects.toThrow(UnavailableError);

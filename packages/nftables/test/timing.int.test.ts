@@ -160,7 +160,7 @@ describe('timing', () => {
     console.log(
       `[nftables timing] ensureBase rebuilding the bridge table (plus the test's nft delete) with 5,000 ports published: ${rewrite.toFixed(1)} ms`,
     );
-    const flush = await time(() => filter.flushConntrack('198.19.1.2' as Ipv4Address));
+    const flush = await time(() => filter.flushConntrack(['198.19.1.2' as Ipv4Address]));
     console.log(`[nftables timing] flushConntrack with nothing to delete: ${flush.toFixed(1)} ms`);
     filter.close();
   });

@@ -4,7 +4,7 @@
  *
  *   DIR/nodenetd.mjs, DIR/nodenetctl.mjs
  *   DIR/proto/            nodenet's packages' proto/ files (network.proto, seed.proto)
- *   DIR/helpers/          nodenet's packages' helpers/ files (netns-netlink.pl)
+ *   DIR/helpers/          nodenet's packages' helpers/ files (netns-netlink.pl, conntrack-netlink.pl, ...)
  *   DIR/proto/npm/P/...   the .proto files bundled third-party package P reads through its __dirname
  *
  * How the bundled code finds them: nodenet's packages locate their files one level above their code

@@ -100,6 +100,7 @@ describe('the release packages', () => {
       'usr/lib/nodenet/nodenetd.mjs',
       'usr/lib/nodenet/nodenetctl.mjs',
       'usr/lib/nodenet/helpers/netns-netlink.pl',
+      'usr/lib/nodenet/helpers/conntrack-netlink.pl',
       'usr/lib/nodenet/proto/network.proto',
       'usr/lib/nodenet/proto/npm/grpc-health-check/proto/health/v1/health.proto',
       'lib/systemd/system/nodenetd.service',

@@ -8,7 +8,7 @@
  */
 export { CommandError, notInstalled, run, runLean, type LeanInput, type RunOptions, type RunResult } from './run.js';
 export { GroupCommitter } from './group-commit.js';
-export { CommandSession, SessionExitedError, type CommandSessionOptions, type SessionFraming } from './session.js';
+export { CommandSession, SessionExitedError, helperLineFraming, type CommandSessionOptions, type SessionFraming } from './session.js';
 export {
   COMMAND_OUTCOMES,
   TOOLS,

@@ -25,6 +25,20 @@ export interface SessionFraming {
   find(stderr: string, seq: number): { output: string; consumed: number } | null;
 }
 
+/**
+ * How nodenet's long-lived perl helpers (linux's namespace configurator, nftables' conntrack cleaner, backend-ovs's checksum helper) frame a request's answer on
+ * stderr: whatever they printed before a whole `done N` line, N echoing the request's `mark N`.
+ */
+export const helperLineFraming: SessionFraming = {
+  marker: (seq) => `mark ${seq}\n`,
+  find(stderr, seq) {
+    const done = `done ${seq}\n`;
+    const at = stderr.indexOf(done);
+    if (at < 0 || (at > 0 && stderr[at - 1] !== '\n')) return null;
+    return { output: stderr.slice(0, at).trim(), consumed: at + done.length };
+  },
+};
+
 export interface CommandSessionOptions {
   /** What the session runs requests for (error messages), e.g. `ip -batch session in the node namespace`. */
   readonly name: string;

@@ -202,6 +202,10 @@ export function renderMarkdown(r: BenchResults): string {
     const d = r.dualStack;
     const side = (s: 'ipv4' | 'dual', which: 'create' | 'delete') =>
       `${num(d.latency[s]?.[which].p50)} / ${num(d.latency[s]?.[which].p99)}`;
+    const row = (which: 'create' | 'delete') => {
+      const r = which === 'create' ? d.createRatio : d.deleteRatio;
+      return [which, side('ipv4', which), side('dual', which), num(r.p50, 3), num(r.p99, 3), num(r.paired, 3)];
+    };
     out.push(
       '',
       `**Dual-stack** (iproute2; an instance with an IPv4 and an IPv6 address and 2 published ports TCP+UDP, against the same with IPv4 only, one node each; ${d.cycles} create/delete cycles per node, interleaved; ms; ratios dual / IPv4: of the p50s, of the p99s, and the median of the per-cycle ratios).`,
@@ -210,24 +214,7 @@ export function renderMarkdown(r: BenchResults): string {
     out.push(
       ...table(
         ['', 'IPv4 only p50 / p99', 'dual-stack p50 / p99', 'ratio p50', 'ratio p99', 'ratio per cycle'],
-        [
-          [
-            'create',
-            side('ipv4', 'create'),
-            side('dual', 'create'),
-            num(d.createRatio.p50, 3),
-            num(d.createRatio.p99, 3),
-            num(d.createRatio.paired, 3),
-          ],
-          [
-            'delete',
-            side('ipv4', 'delete'),
-            side('dual', 'delete'),
-            num(d.deleteRatio.p50, 3),
-            num(d.deleteRatio.p99, 3),
-            num(d.deleteRatio.paired, 3),
-          ],
-        ],
+        [row('create'), row('delete')],
       ),
     );
   }

@@ -46,8 +46,11 @@ export async function runDualStack(scope: TestScope, options: BenchOptions): Pro
     createRatio: ratios('create'),
     deleteRatio: ratios('delete'),
   };
-  options.log(
-    `dual-stack: create p50 dual ${latency.dual?.create.p50} ms / IPv4 ${latency.ipv4?.create.p50} ms (ratio p50 ${result.createRatio.p50}, p99 ${result.createRatio.p99}, paired ${result.createRatio.paired})`,
-  );
+  for (const which of ['create', 'delete'] as const) {
+    const r = which === 'create' ? result.createRatio : result.deleteRatio;
+    options.log(
+      `dual-stack: ${which} p50 dual ${latency.dual?.[which].p50} ms / IPv4 ${latency.ipv4?.[which].p50} ms (ratio p50 ${r.p50}, p99 ${r.p99}, paired ${r.paired})`,
+    );
+  }
   return result;
 }
