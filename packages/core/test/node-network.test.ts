@@ -1,5 +1,5 @@
 import { beforeEach, describe, expect, it } from 'vitest';
-import { InternalError, NodeNetwork, Subnet, TeardownError, type NodenetError } from '@nodenet/core';
+import { InternalError, NodeNetwork, Subnet, TeardownError, type NodenetError, type OwnChangeNotice } from '@nodenet/core';
 import { FakeDataplane, FakePacketFilter, MemoryStateStore, tick } from './fakes.js';
 
 async function code(p: Promise<unknown>): Promise<string> {
@@ -27,8 +27,9 @@ describe('NodeNetwork', () => {
   let net: NodeNetwork;
   let counter: number;
 
-  async function make(peers: { name: string; subnet: Subnet }[] = []) {
+  async function make(peers: { name: string; subnet: Subnet }[] = [], onOwnChange?: (notice: OwnChangeNotice) => void) {
     const n = new NodeNetwork({
+      ...(onOwnChange ? { onOwnChange } : {}),
       dataplane: dp,
       namespaces: dp,
       packetFilter: pf,
@@ -362,6 +363,27 @@ describe('NodeNetwork', () => {
       expect(pf.flushed).toEqual(['198.19.1.2']);
       expect(store.state.instances.map((r) => r.handle)).toEqual([interfaceName]);
       expect(store.state.released).toEqual([]);
+    });
+
+    it("tells its own changes: a create's subjects, and a release bracketed begin .. end (also when a step fails)", async () => {
+      const notices: OwnChangeNotice[] = [];
+      net = await make([], (n) => notices.push(n));
+      await cni();
+      const { interfaceName, hostInterfaceName } = await net.createInterface({ ipAddress: '198.19.1.2', ports: [80] });
+      const subjects = [hostInterfaceName, interfaceName, '198.19.1.2'];
+      expect(notices).toEqual([{ phase: 'create', subjects }]);
+      let during: OwnChangeNotice[] = [];
+      dp.deleteInstance = async () => {
+        during = [...notices];
+        throw new Error('link busy');
+      };
+      expect(await code(net.deleteInterface({ interfaceName }))).toBe('INTERNAL');
+      // The kernel was touched only after `begin`; `end` came once every step had settled.
+      expect(during.slice(1)).toEqual([{ phase: 'begin', subjects }]);
+      expect(notices.slice(1)).toEqual([
+        { phase: 'begin', subjects },
+        { phase: 'end', subjects },
+      ]);
     });
 
     it('remembers released handles across a restart', async () => {
