@@ -47,11 +47,11 @@ const HELPER_CANNOT_RUN =
 const UNSAFE_FIELD = /[\t\n\r\0]/;
 
 /**
- * Helper processes per configurator. One helper answers its requests one after another, and a request spends
- * most of its time in the kernel (setns, the netlink round trips, a veth moved between namespaces), so with
- * 32 clients creating at once one helper was the queue every create waited in; two, on the 2 cores here,
- * let one helper's kernel work overlap the other's (burst creates measured in the bench: see README). More
- * than the cores only adds processes.
+ * Helper processes per configurator. One helper answers its requests one after another, and a create's
+ * request costs it 1.2-2.3 ms of CPU (measured, mostly in the kernel: setns, the netlink round trips, a veth
+ * moved between namespaces) plus what it sleeps there, so with 32 clients creating at once that one process
+ * was the queue every create waited in. Two, on the 2 cores here, let one helper's work overlap the other's
+ * sleeps; more than the cores only adds processes.
  */
 export const NETNS_HELPERS = 2;
 
@@ -68,6 +68,7 @@ export class NetnsConfigurator {
     private readonly logger: Logger = silentLogger,
     /** The helper's command line (tests point it at a program that does not exist). */
     helper: readonly [string, ...string[]] = ['perl', NETNS_HELPER_PATH],
+    /** How many helper processes (tests ask for one). */
     helpers = NETNS_HELPERS,
   ) {
     const { file, args } = commandInNamespace(nodeNetns, helper[0], helper.slice(1));
