@@ -284,6 +284,10 @@ describe.each(BACKENDS)('disruptions on one node, repaired on events (%s backend
       logs.filter((l) => l.event === 'repair').map((l) => String(l.repair)),
       'nothing was repaired',
     ).toEqual([]);
+    // The daemon tells its own deletions from drift (own-changes.ts): on iproute2 every change they cause
+    // names the instance (its link, its elements), so none sets off a pass. OVS's flow deletions are counted
+    // per cookie class and name no instance: each burst of them still costs a pass there.
+    if (backend === 'iproute2') expect(passes.map((p) => p.causes)).toEqual([]);
     // Quiet for a second: no pass keeps setting off the next.
     const after = f.daemon.logs.length;
     await sleep(2_000);

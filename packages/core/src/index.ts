@@ -127,6 +127,8 @@ export {
   type CreateInterfaceResult,
   type DeleteInterfaceInput,
   type NodeNetworkOptions,
+  type OwnChangeNotice,
+  ownChangeSubjects,
   type PeerSubnet,
 } from './node-network.js';
 export {

@@ -92,8 +92,30 @@ export interface NodeNetworkOptions {
   readonly logger?: Logger;
   /** Told the report of every reconcile pass (restore's included), e.g. for metrics. Must not throw. */
   readonly onReconciled?: (report: ReconcileReport) => void;
+  /**
+   * Told what nodenet itself is about to remove and when it is done (an instance's release), so that a
+   * watcher of the kernel's change notifications can tell its own deletions from drift; and when a create
+   * gives those names and addresses to a new instance, from which moment a deletion of them is drift again.
+   * Must not throw.
+   */
+  readonly onOwnChange?: (notice: OwnChangeNotice) => void;
   readonly randomUint32?: () => number;
   readonly now?: () => Date;
+}
+
+/**
+ * What nodenet changes itself. `subjects`: the instance's host-side and instance-side link names and its
+ * addresses, which every link, address and packet-filter element of that instance names. `begin`/`end`
+ * bracket a release (its deletions are nodenet's own); `create`: the subjects belong to a new instance now.
+ */
+export interface OwnChangeNotice {
+  readonly phase: 'begin' | 'end' | 'create';
+  readonly subjects: readonly string[];
+}
+
+/** The names and addresses an instance's links and packet-filter elements carry (see OwnChangeNotice). */
+export function ownChangeSubjects(record: InstanceRecord): string[] {
+  return [record.hostIfname, record.handle, ...addressList(instanceAddressesOfRecord(record))];
 }
 
 export interface CreateCniInput {
@@ -464,6 +486,7 @@ export class NodeNetwork {
     const spec = this.instanceSpec(record, cni);
     const rules = rulesOf(record);
     const context = { rpc: 'CreateInterface', handle, address: record.address };
+    this.options.onOwnChange?.({ phase: 'create', subjects: ownChangeSubjects(record) });
     const tx = new Transaction(this.logger, context);
     let staged: StagedRecord | undefined;
     try {
@@ -599,6 +622,8 @@ export class NodeNetwork {
     const step = (name: string, fn: () => Promise<void>) => fn().catch((e: unknown) => Promise.reject(asNodenetError(e, name)));
     // First, before the kernel is touched: a state directory that cannot be written refuses the delete here.
     await step('note the release', () => this.store.beginRelease(record.handle));
+    const subjects = ownChangeSubjects(record);
+    this.options.onOwnChange?.({ phase: 'begin', subjects });
     const rulesRemoved = step('remove published ports and anti-spoofing', () => this.filter.removeInstance(rules));
     const results = await Promise.allSettled([
       step('delete the interface', () => this.dataplane.deleteInstance(record, cni)),
@@ -607,6 +632,7 @@ export class NodeNetwork {
         .catch(() => undefined)
         .then(() => step('flush connection tracking', () => this.filter.flushConntrack(addressList(instanceAddressesOfRecord(record))))),
     ]);
+    this.options.onOwnChange?.({ phase: 'end', subjects });
     const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as NodenetError] : []));
     const [onlyFailure] = failures;
     if (failures.length === 1 && onlyFailure) throw onlyFailure;

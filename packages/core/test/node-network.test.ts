@@ -1,5 +1,5 @@
 import { beforeEach, describe, expect, it } from 'vitest';
-import { InternalError, NodeNetwork, Subnet, TeardownError } from '@nodenet/core';
+import { InternalError, NodeNetwork, Subnet, TeardownError, type OwnChangeNotice } from '@nodenet/core';
 import { tick } from './fakes.js';
 import { NodeNetworkHarness, code, errorOf } from './node-network-harness.js';
 
@@ -327,6 +327,27 @@ describe('NodeNetwork', () => {
       expect(h.pf.flushed).toEqual(['198.19.1.2']);
       expect(h.store.state.instances.map((r) => r.handle)).toEqual([interfaceName]);
       expect(h.store.state.released).toEqual([]);
+    });
+
+    it("tells its own changes: a create's subjects, and a release bracketed begin .. end (also when a step fails)", async () => {
+      const notices: OwnChangeNotice[] = [];
+      net = await h.make({ onOwnChange: (n) => notices.push(n) });
+      await cni();
+      const { interfaceName, hostInterfaceName } = await net.createInterface({ ipAddress: '198.19.1.2', ports: [80] });
+      const subjects = [hostInterfaceName, interfaceName, '198.19.1.2'];
+      expect(notices).toEqual([{ phase: 'create', subjects }]);
+      let during: OwnChangeNotice[] = [];
+      h.dp.deleteInstance = async () => {
+        during = [...notices];
+        throw new Error('link busy');
+      };
+      expect(await code(net.deleteInterface({ interfaceName }))).toBe('INTERNAL');
+      // The kernel was touched only after `begin`; `end` came once every step had settled.
+      expect(during.slice(1)).toEqual([{ phase: 'begin', subjects }]);
+      expect(notices.slice(1)).toEqual([
+        { phase: 'begin', subjects },
+        { phase: 'end', subjects },
+      ]);
     });
 
     it('remembers released handles across a restart', async () => {

@@ -22,6 +22,7 @@ import {
 import type { PassResult } from './cluster-link.js';
 import type { DaemonConfig } from './config.js';
 import type { ChangeSink, ChangeSource } from './ovs-change-sources.js';
+import { subjectsOfChange, subjectsOfNftLine, type OwnChanges } from './own-changes.js';
 
 export interface MonitorSpec {
   readonly name: string;
@@ -29,6 +30,8 @@ export interface MonitorSpec {
   readonly args: readonly string[];
   /** The relevant changes a line reports (none: []). */
   classify(line: string): readonly string[];
+  /** What a change of this line names, to tell nodenet's own from drift (see own-changes.ts; default: subjectsOfChange). */
+  subjects?(line: string, change: string): readonly string[];
 }
 
 const one = (s: string | null): readonly string[] => (s === null ? [] : [s]);
@@ -48,6 +51,7 @@ export function monitorSpecs(config: Pick<DaemonConfig, 'backend' | 'overlay'>):
       file: 'nft',
       args: ['-j', 'monitor', 'destroy'],
       classify: (l) => one(classifyNftMonitorLine(l)),
+      subjects: (l) => subjectsOfNftLine(l),
     },
   ];
   if (config.backend !== 'ovs' && config.overlay.mode === 'vxlan') {
@@ -74,6 +78,8 @@ export interface ChangeWatcherOptions {
    * end of the pass (seconds) and the kinds it repaired (nodenet_repair_latency_seconds).
    */
   onRepaired?(latencySeconds: number, kinds: readonly RepairKind[]): void;
+  /** nodenet's own deletions in progress or just done: changes they explain set off no pass. */
+  readonly ownChanges?: OwnChanges;
 }
 
 /** The first change seen of the events a coming pass serves: when (monotonic and wall clock) and what. */
@@ -171,6 +177,7 @@ export class ChangeWatcher {
     return {
       logger,
       change: (cause) => {
+        if (this.isOwn(source.name, subjectsOfChange(cause), cause)) return;
         logger.debug({ event: 'change-seen', monitor: source.name, change: cause }, `change seen: ${cause}`);
         this.notify(cause);
       },
@@ -180,6 +187,13 @@ export class ChangeWatcher {
         this.notify(`${source.name} reconnected`);
       },
     };
+  }
+
+  /** Whether a change is one of nodenet's own deletions (then it needs no pass). */
+  private isOwn(monitor: string, subjects: readonly string[], cause: string): boolean {
+    if (!this.options.ownChanges?.explains(subjects)) return false;
+    this.options.logger.debug({ event: 'own-change-seen', monitor, change: cause }, `own change seen: ${cause}`);
+    return true;
   }
 
   /** A relevant change: remembered as the first of the coming pass's if none waits, and handed to the scheduler. */
@@ -203,6 +217,7 @@ export class ChangeWatcher {
       },
       onLine: (line) => {
         for (const cause of spec.classify(line)) {
+          if (this.isOwn(spec.name, spec.subjects ? spec.subjects(line, cause) : subjectsOfChange(cause), cause)) continue;
           logger.debug({ event: 'change-seen', monitor: spec.name, change: cause }, `change seen: ${cause}`);
           this.notify(cause);
         }

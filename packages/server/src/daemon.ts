@@ -25,6 +25,7 @@ import {
   type ReconcileReport,
 } from '@nodenet/core';
 import { createAdminServer } from './admin-server.js';
+import { OwnChanges } from './own-changes.js';
 import { ChangeWatcher, monitorSpecs } from './change-watcher.js';
 import { changeSources } from './ovs-change-sources.js';
 import { ClusterLink, ReconcileLoop } from './cluster-link.js';
@@ -113,6 +114,8 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
   const container = createContainer(config, logger, await loadEtcdModule(config));
   const adapters = resolveAdapters(container);
   let network: NodeNetwork;
+  // nodenet's own deletions, so the change watcher's monitors do not take them for drift (see own-changes.ts).
+  const ownChanges = new OwnChanges();
   let host: HostInfo;
   let cluster: ClusterLink;
   // What the start-up failure path stops: set once `cluster` is (TypeScript cannot tell in the catch).
@@ -152,6 +155,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
       infrastructureLinks: adapters.backend.infrastructureLinks,
       logger: logger.child({ component: 'core' }),
       ...(metrics ? { onReconciled: (report: ReconcileReport) => metrics.metrics.reconciled(report) } : {}),
+      onOwnChange: (notice) => ownChanges.note(notice),
     });
     await step('load the state', () => network.load());
     cniAttachments = await step('load the CNI attachments', () => loadCniAttachments(config, network, adapters.packetFilter, logger));
@@ -243,6 +247,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
         runPass: (cause, scope) => reconciler.pass(cause, scope),
         logger: logger.child({ component: 'reconcile' }),
         onRepaired: (seconds, kinds) => metrics?.metrics.repairedOnEvent(seconds, kinds),
+        ownChanges,
       })
     : null;
   watcher?.start();
