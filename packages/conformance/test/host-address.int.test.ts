@@ -106,7 +106,7 @@ describe.each(BACKENDS)('ports published on one host address (%s backend)', (bac
     for (const [hostAddress, mentioned] of [
       ['::1', '::1 cannot publish a port'],
       // This node's CNI is IPv4-only: the instance has no IPv6 address to publish to (IPv6: host-address-ipv6).
-      ['2001:db8:18::1', "is an IPv6 address but the instance has no IPv6 address (only 198.19.1."],
+      ['2001:db8:18::1', 'is an IPv6 address but the instance has no IPv6 address (only 198.19.1.'],
       ['224.0.0.1', 'not a unicast address'],
       ['198.18.0.01', 'not a canonical IPv4 address'],
     ] as const) {

@@ -71,7 +71,7 @@ export {
   type IfName,
   type NetnsRef,
 } from './names.js';
-export { hostAddressFamilyMissing, parseHostAddress } from './host-address.js';
+export { parseHostAddress } from './host-address.js';
 export {
   PROTOCOLS,
   PortClaims,

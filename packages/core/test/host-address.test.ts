@@ -39,7 +39,8 @@ describe('host addresses (portmap hostIP)', () => {
   });
 
   it('any IPv6 unicast address in RFC 5952 text: global, unique-local, the instance subnet too', () => {
-    for (const one of ['2001:db8:18::5', 'fd19:0:0:1::1', '2001:db8:18:0:1:2:3:4', 'fd00::1:0:0:5']) expect(parseHostAddress(one, 'f')).toBe(one);
+    for (const one of ['2001:db8:18::5', 'fd19:0:0:1::1', '2001:db8:18:0:1:2:3:4', 'fd00::1:0:0:5'])
+      expect(parseHostAddress(one, 'f')).toBe(one);
   });
 
   it.each([
@@ -318,9 +319,14 @@ describe('NodeNetwork with IPv6 host addresses', () => {
       randomUint32: () => ++counter,
     });
     await net.load();
-    await net.createContainerNetworkInterface(cni as never);
+    await net.createContainerNetworkInterface(cni);
   }
-  const dualStack = { ipAddress: '198.19.1.1', subNetwork: '198.19.1.0/24', ipv6Address: 'fd19:0:0:1::1', ipv6SubNetwork: 'fd19:0:0:1::/64' };
+  const dualStack = {
+    ipAddress: '198.19.1.1',
+    subNetwork: '198.19.1.0/24',
+    ipv6Address: 'fd19:0:0:1::1',
+    ipv6SubNetwork: 'fd19:0:0:1::/64',
+  };
   const on = (addresses: { ipAddress: string; ipv6Address?: string }, hostAddress: string, hostPort = 8080) =>
     net.createInterface({ ...addresses, portMappings: [{ hostPort, instancePort: 80, protocol: 'tcp', hostAddress }] });
 
@@ -359,6 +365,8 @@ describe('NodeNetwork with IPv6 host addresses', () => {
     expect(pf.instances.get(a.hostInterfaceName)?.ports).toEqual([tcp(8080, '2001:db8:18::5')]);
     const e = await rejection(on({ ipAddress: 'fd19:0:0:1::3' }, '198.18.0.5', 8081));
     expect(e.code).toBe('INVALID_ARGUMENT');
-    expect(e.message).toMatch(/^port_mappings\[0\]\.host_address: 198\.18\.0\.5 is an IPv4 address but the instance has no IPv4 address \(only fd19:0:0:1::3\).*this node's CNI holds no IPv4 subnet$/);
+    expect(e.message).toMatch(
+      /^port_mappings\[0\]\.host_address: 198\.18\.0\.5 is an IPv4 address but the instance has no IPv4 address \(only fd19:0:0:1::3\).*this node's CNI holds no IPv4 subnet$/,
+    );
   });
 });

@@ -6,14 +6,7 @@
  * - the shape of nodenet's tables (declarations and rules, without elements) and cluster_subnets'
  *   contents, which ensureBase compares with what it would install (see drift.ts).
  */
-import {
-  addressFamily,
-  parseIpAddress,
-  type AllowedSource,
-  type FilterElements,
-  type Protocol,
-  type PublishedPort,
-} from '@nodenet/core';
+import { addressFamily, parseIpAddress, type AllowedSource, type FilterElements, type Protocol, type PublishedPort } from '@nodenet/core';
 import {
   ALLOWED_SOURCES,
   ALLOWED_SOURCES6,

@@ -42,7 +42,6 @@ import {
   HOST_PREFIX,
   InternalError,
   Ipv6Subnet,
-  type Ipv4Address,
   PROTOCOLS,
   Subnet,
   addressFamily,

@@ -226,7 +226,10 @@ describe('ports on one IPv6 host address', () => {
       'delete element ip6 nodenet published_host_ports { 2001:db8:18::5 . tcp . 8080 }',
     ]);
     expect(removeListedScript(r, { publishedPorts: [other], allowedSources: [] })).toBe('');
-    const orphans = { ports: [{ ...mine, address: mine.address as Ipv6Address, hostAddress: '2001:db8:18::5' as Ipv6Address }], sources: [] };
+    const orphans = {
+      ports: [{ ...mine, address: mine.address as Ipv6Address, hostAddress: '2001:db8:18::5' as Ipv6Address }],
+      sources: [],
+    };
     expect(lines(removeElementsScript(orphans))).toEqual([
       'add element ip6 nodenet published_host_ports { 2001:db8:18::5 . tcp . 8080 : fd19:0:0:1::2 . 80 }',
       'delete element ip6 nodenet published_host_ports { 2001:db8:18::5 . tcp . 8080 }',
@@ -259,7 +262,9 @@ describe('ports on one IPv6 host address', () => {
       ],
     });
     const listed = parsePublishedHostPorts(json)!;
-    expect(listed).toEqual([{ protocol: 'tcp', hostPort: 8080, address: 'fd19:0:0:1::2', instancePort: 80, hostAddress: '2001:db8:18::5' }]);
+    expect(listed).toEqual([
+      { protocol: 'tcp', hostPort: 8080, address: 'fd19:0:0:1::2', instancePort: 80, hostAddress: '2001:db8:18::5' },
+    ]);
     const mixed: ListedPort = { ...listed[0]!, address: '198.19.1.2' };
     expect(filterElements({ publishedPorts: [...listed, mixed], allowedSources: null }).ports).toEqual(listed);
   });

@@ -46,7 +46,7 @@ export const UPGRADES: Readonly<Record<number, (kind: string, record: unknown) =
 export function recordFormatOf(kind: string, record: unknown): number {
   const ports = kind === 'instance' && typeof record === 'object' && record !== null ? (record as { ports?: unknown }).ports : undefined;
   const hostAddresses = (Array.isArray(ports) ? ports : []).flatMap((p: unknown) =>
-    typeof p === 'object' && p !== null && 'hostAddress' in p ? [String((p as { hostAddress: unknown }).hostAddress)] : [],
+    typeof p === 'object' && p !== null && 'hostAddress' in p ? [String(p.hostAddress)] : [],
   );
   if (hostAddresses.some((a) => a.includes(':'))) return 3;
   return hostAddresses.length > 0 ? 2 : 1;
