@@ -7,7 +7,8 @@
  * IPv4 text is a canonical dotted quad, IPv6 text strict RFC 5952 (one spelling per address: it is a map key).
  * 127.0.0.1 (any of 127.0.0.0/8) publishes the port to the node itself only.
  * Refused: addresses that can never be a packet's local destination (0.0.0.0/8 other than 0.0.0.0, multicast,
- * 240.0.0.0/4 and the broadcast address; IPv6 multicast), IPv6 link-local addresses (one per link: without a
+ * 240.0.0.0/4 and the broadcast address; IPv6 multicast), the deprecated IPv4-compatible ::/96 and IPv4-mapped
+ * IPv6 addresses (give the IPv4 address), IPv6 link-local addresses (one per link: without a
  * zone the same fe80:: address names nothing in particular), and ::1: the kernel has no route_localnet for
  * IPv6, so traffic to ::1 rewritten to an instance leaves with the loopback source and the instance's stack
  * drops it (measured: the DNAT and masquerade match, the instance counts a header error, no connection).
@@ -43,6 +44,14 @@ function parseHostAddress6(input: string, field: string): Ipv6Address {
     throw new InvalidArgumentError(
       field,
       `::1 cannot publish a port: IPv6 has no route_localnet, so the kernel drops traffic to ::1 that is forwarded to an instance; give a global address of the node, 127.0.0.1 to publish to the node itself only, or :: for every address`,
+    );
+  }
+  // The rest of ::/96: IPv4-compatible addresses (deprecated, RFC 4291), which nft also lists in mixed
+  // notation (::198.18.0.5, measured), so a listing would never match the record.
+  if (ipaddr.IPv6.parse(address).parts.slice(0, 6).every((p) => p === 0)) {
+    throw new InvalidArgumentError(
+      field,
+      `${address} is an IPv4-compatible IPv6 address (::/96, deprecated): give the IPv4 address itself, or a global or unique-local IPv6 address of the node`,
     );
   }
   if (range === 'linkLocal') {

@@ -51,6 +51,8 @@ describe('host addresses (portmap hostIP)', () => {
     ['2001:db8:18:0:0:0:0:5', /write 2001:db8:18::5/],
     ['2001:db8:18::5%eth0', /carries a zone index/],
     ['::ffff:198.18.0.5', /IPv4-mapped IPv6 address: give the IPv4 address itself/],
+    ['::c612:5', /::c612:5 is an IPv4-compatible IPv6 address \(::\/96, deprecated\)/],
+    ['::2', /IPv4-compatible/],
     ['2001:db8::18::5', /is not an IPv6 address/],
     ['0.1.2.3', /not a unicast address the node could receive on/],
     ['224.0.0.1', /not a unicast address/],
