@@ -1,6 +1,7 @@
 // Podman (CNI network backend) on a dual-stack node (IPv4 198.19.1.0/24 and IPv6 fd19:0:0:1::/64 beside the
 // 2001:db8:18::/64 underlay): `podman run -p 8080:80` gives the container an address of each family, as podman
-// reports them from the plugin's result, and the published port answers over IPv6 from the world.
+// reports them from the plugin's result, and the published port answers over IPv6 from the world;
+// `-p [ADDRESS]:8081:80` publishes on that IPv6 node address only (portmap's hostIP).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Daemon, echo, ipBatch, TestScope, Topology } from '@nodenet/testkit';
 import { nodenetConflist, writeConflist } from './support.js';
@@ -8,6 +9,8 @@ import { busyboxTarball, Podman } from './runtimes.js';
 
 const WORLD6 = '2001:db8:18::100';
 const NODE6 = '2001:db8:18::1';
+/** A second IPv6 address of the node on its underlay link. */
+const SECOND6 = '2001:db8:18::201';
 
 describe('podman run on a dual-stack node', () => {
   let scope: TestScope;
@@ -20,7 +23,11 @@ describe('podman run on a dual-stack node', () => {
     scope = await TestScope.create();
     topo = await Topology.create(scope, { nodes: 1 });
     await ipBatch(topo.world.ns, [`addr add ${WORLD6}/64 dev eth0 nodad`]);
-    await ipBatch(topo.node(1).ns, [`addr add ${NODE6}/64 dev ${topo.node(1).underlayIfname} nodad`, `route add ::/0 via ${WORLD6}`]);
+    await ipBatch(topo.node(1).ns, [
+      `addr add ${NODE6}/64 dev ${topo.node(1).underlayIfname} nodad`,
+      `addr add ${SECOND6}/64 dev ${topo.node(1).underlayIfname} nodad`,
+      `route add ::/0 via ${WORLD6}`,
+    ]);
     daemon = await Daemon.start({ scope, node: topo.node(1) });
     await daemon.network().createContainerNetworkInterface({
       ipAddress: '198.19.1.1',
@@ -71,5 +78,33 @@ describe('podman run on a dual-stack node', () => {
     await podman.run(['rm', '-f', '--time', '1', 'web6']);
     const state = await daemon.readState();
     expect(Object.keys(state).filter((k) => k.startsWith('instances/'))).toEqual([]);
+  });
+
+  it('-p [IPV6_ADDRESS]:HOST:CONTAINER publishes on that IPv6 node address only, to the IPv6 address of the container', async () => {
+    await podman.run([
+      'run',
+      '-d',
+      '--name',
+      'bound6',
+      '--network',
+      network,
+      '-p',
+      `[${SECOND6}]:8081:80`,
+      'localhost/busybox',
+      'nc',
+      '-ll',
+      '-p',
+      '80',
+      '-e',
+      'cat',
+    ]);
+    const reply = await echo(topo.world.ns, { protocol: 'tcp', host: SECOND6, port: 8081 });
+    expect(reply.ok, reply.error).toBe(true);
+    for (const host of [NODE6, topo.node(1).address])
+      expect((await echo(topo.world.ns, { protocol: 'tcp', host, port: 8081, timeoutMs: 1000 })).ok, `${host}:8081 was answered`).toBe(
+        false,
+      );
+    await podman.run(['rm', '-f', '--time', '1', 'bound6']);
+    expect((await echo(topo.world.ns, { protocol: 'tcp', host: SECOND6, port: 8081, timeoutMs: 1000 })).ok).toBe(false);
   });
 });

@@ -48,7 +48,11 @@ function parseHostAddress6(input: string, field: string): Ipv6Address {
   }
   // The rest of ::/96: IPv4-compatible addresses (deprecated, RFC 4291), which nft also lists in mixed
   // notation (::198.18.0.5, measured), so a listing would never match the record.
-  if (ipaddr.IPv6.parse(address).parts.slice(0, 6).every((p) => p === 0)) {
+  if (
+    ipaddr.IPv6.parse(address)
+      .parts.slice(0, 6)
+      .every((p) => p === 0)
+  ) {
     throw new InvalidArgumentError(
       field,
       `${address} is an IPv4-compatible IPv6 address (::/96, deprecated): give the IPv4 address itself, or a global or unique-local IPv6 address of the node`,
