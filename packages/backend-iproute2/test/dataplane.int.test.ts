@@ -4,21 +4,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { RecordedCommand } from '@nodenet/testkit/recording-sys';
-import {
-  CNI_NAME,
-  FailedPreconditionError,
-  Subnet,
-  macForAddress,
-  parseIpv4Address,
-  parseNetnsRef,
-  type CniRecord,
-  type CniSpec,
-} from '@nodenet/core';
+import { CNI_NAME, FailedPreconditionError, Subnet, macForAddress, parseIpv4Address, parseNetnsRef, type CniSpec } from '@nodenet/core';
 import { run } from '@nodenet/sys';
 import { LinuxHostProbe } from '@nodenet/linux';
 import { Iproute2Dataplane } from '../src/index.js';
 import { TestNamespaces, ipJson, ping, sh } from './netns-fixture.js';
-import { instanceSpecMaker, instanceRecordOf } from '@nodenet/testkit/instance-specs';
+import { cniRecordOf, instanceSpecMaker, instanceRecordOf } from '@nodenet/testkit/instance-specs';
 
 /** Every command the code under test started (file, args, options), in order. */
 const commandsRun = vi.hoisted((): RecordedCommand[] => []);
@@ -35,14 +26,7 @@ const cniSpec: CniSpec = {
   mtu: UNDERLAY_MTU - 50,
   mac: macForAddress(gateway),
 };
-const cniRecord: CniRecord = {
-  name: cniSpec.name,
-  gateway,
-  subnet: '198.19.1.0/24',
-  mtu: cniSpec.mtu,
-  mac: cniSpec.mac,
-  createdAt: new Date().toISOString(),
-};
+const cniRecord = cniRecordOf(cniSpec);
 
 const instanceSpec = instanceSpecMaker(cniSpec, 0x5e000000);
 

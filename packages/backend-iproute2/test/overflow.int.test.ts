@@ -3,19 +3,10 @@
  * three bridges, so the behaviour past 1,000 instances per bridge is tested without making thousands.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  CNI_NAME,
-  Subnet,
-  macForAddress,
-  parseIfName,
-  parseIpv4Address,
-  type CniRecord,
-  type CniSpec,
-  type InstanceSpec,
-} from '@nodenet/core';
+import { CNI_NAME, Subnet, macForAddress, parseIfName, parseIpv4Address, type CniSpec, type InstanceSpec } from '@nodenet/core';
 import { Iproute2Dataplane, OVERFLOW_BRIDGE_ALIAS, OVERFLOW_LINK_ALIAS } from '../src/index.js';
 import { TestNamespaces, ipJson, ping, sh } from './netns-fixture.js';
-import { instanceSpecMaker, instanceRecordOf } from '@nodenet/testkit/instance-specs';
+import { cniRecordOf, instanceSpecMaker, instanceRecordOf } from '@nodenet/testkit/instance-specs';
 
 interface Link {
   ifname: string;
@@ -28,14 +19,7 @@ interface Link {
 
 const gateway = parseIpv4Address('198.19.4.1', 'gateway');
 const cniSpec: CniSpec = { name: CNI_NAME, ipv4: { gateway, subnet: Subnet.of('198.19.4.0/24') }, mtu: 1400, mac: macForAddress(gateway) };
-const cniRecord: CniRecord = {
-  name: cniSpec.name,
-  gateway,
-  subnet: cniSpec.ipv4!.subnet.toString(),
-  mtu: cniSpec.mtu,
-  mac: cniSpec.mac,
-  createdAt: new Date().toISOString(),
-};
+const cniRecord = cniRecordOf(cniSpec);
 
 const instanceSpec = instanceSpecMaker(cniSpec, 0x0b000000);
 

@@ -21,7 +21,7 @@ import {
 import { TestScope, Topology, nsExec, ping, readSysctls } from '@nodenet/testkit';
 import { instanceRecordOf, instanceSpecMaker } from '@nodenet/testkit/instance-specs';
 import { formatCookie, instanceCookie } from '../src/flows.js';
-import { cniRecordOf, externalIds, ofportOf, ovsNode, type OvsNode } from './fixture.js';
+import { cniRecordOf, externalIds, ofportOf, ovsNode, removePortAndRegistry, type OvsNode } from './fixture.js';
 
 const DUAL_GATEWAY6 = parseIpv6Address('fd19:0:0:11::1', 'test');
 const ONLY_GATEWAY6 = parseIpv6Address('fd19:0:0:12::1', 'test');
@@ -141,17 +141,7 @@ describe('OvsDataplane with IPv6 (netdev datapath, private OVS)', () => {
     expect((await ping(ns, DUAL_GATEWAY6, { count: 2 })).ok).toBe(true);
 
     // Registry entry gone too: the record (what core passes) carries the IPv6 address.
-    await n.ovs.vsctl([
-      'del-port',
-      'nodenet0',
-      a.hostIfname,
-      '--',
-      'remove',
-      'Bridge',
-      'nodenet0',
-      'external_ids',
-      `nodenet-port-${a.hostIfname}`,
-    ]);
+    await removePortAndRegistry(n.ovs, a.hostIfname);
     await n.dataplane.attachToCni(a.hostIfname, cni, instanceRecordOf(a));
     expect((await flowsOf(n, a)).sort()).toEqual(before);
     expect((await ping(ns, DUAL_GATEWAY6, { count: 2 })).ok).toBe(true);

@@ -21,7 +21,7 @@ import {
 } from '@nodenet/testkit';
 import { LinuxNamespaceIdentity } from '@nodenet/linux';
 import { instanceCookie, formatCookie } from '../src/flows.js';
-import { cniRecordOf, cniSpecFor, externalIds, instanceSpec, ofportOf, ovsNode, type OvsNode } from './fixture.js';
+import { cniRecordOf, cniSpecFor, externalIds, instanceSpec, ofportOf, ovsNode, removePortAndRegistry, type OvsNode } from './fixture.js';
 import { instanceRecordOf } from '@nodenet/testkit/instance-specs';
 
 /** Every command the code under test started (file, args, options), through either runner, in order. */
@@ -394,17 +394,7 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       await n.dataplane.attachToCni(a.hostIfname, cni);
       expect((await n.dataplane.listOwnedLinks()).find((l) => l.name === a.hostIfname)).toMatchObject({ master: 'nodenet0' });
       expect((await ping(ns, cni.ipv4!.gateway, { count: 2 })).ok).toBe(true);
-      await n.ovs.vsctl([
-        'del-port',
-        'nodenet0',
-        a.hostIfname,
-        '--',
-        'remove',
-        'Bridge',
-        'nodenet0',
-        'external_ids',
-        `nodenet-port-${a.hostIfname}`,
-      ]);
+      await removePortAndRegistry(n.ovs, a.hostIfname);
       await expect(n.dataplane.attachToCni(a.hostIfname, cni)).rejects.toThrow(/delete the interface and create it again/);
       // With the daemon's record of the instance (what core passes), the registry is not needed: the port
       // comes back tagged and registered, with its flows (the bridge deleted or OVSDB lost took the registry).

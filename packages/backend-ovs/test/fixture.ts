@@ -3,17 +3,7 @@
  * a private Open vSwitch (userspace datapath) in its namespace, the backend running in-process against it
  * (`netns: <node>`), and specs built the way core builds them.
  */
-import {
-  CNI_NAME,
-  Subnet,
-  VXLAN_OVERHEAD,
-  cniRecordFields,
-  macForAddress,
-  parseIpv4Address,
-  type CniRecord,
-  type CniSpec,
-  type InstanceSpec,
-} from '@nodenet/core';
+import { CNI_NAME, Subnet, VXLAN_OVERHEAD, macForAddress, parseIpv4Address, type CniSpec, type InstanceSpec } from '@nodenet/core';
 import { PrivateOvs, type NodeHost, type TestScope } from '@nodenet/testkit';
 import { instanceSpecFor, type InstanceOptions } from '@nodenet/testkit/instance-specs';
 import { LinuxHostProbe } from '@nodenet/linux';
@@ -29,15 +19,7 @@ export function cniSpecFor(index: number, underlayMtu = 1500): CniSpec {
   };
 }
 
-export function cniRecordOf(spec: CniSpec): CniRecord {
-  return {
-    name: spec.name,
-    ...cniRecordFields(spec),
-    mtu: spec.mtu,
-    mac: spec.mac,
-    createdAt: new Date().toISOString(),
-  };
-}
+export { cniRecordOf } from '@nodenet/testkit/instance-specs';
 
 let idCounter = 0;
 
@@ -74,4 +56,9 @@ export async function externalIds(ovs: PrivateOvs, table: 'Bridge' | 'Interface'
 
 export async function ofportOf(ovs: PrivateOvs, name: string): Promise<number> {
   return Number((await ovs.vsctl(['get', 'Interface', name, 'ofport'])).stdout.trim());
+}
+
+/** Takes a port off nodenet0 together with its registry entry (the bridge's nodenet-port-<port> key), as a lost OVSDB would. */
+export async function removePortAndRegistry(ovs: PrivateOvs, port: string): Promise<void> {
+  await ovs.vsctl(['del-port', 'nodenet0', port, '--', 'remove', 'Bridge', 'nodenet0', 'external_ids', `nodenet-port-${port}`]);
 }

@@ -2,46 +2,48 @@
 // underlay 2001:db8:18::/64 beside 198.18.0.0/24): the ADD result carries both families, the container reaches
 // its IPv6 gateway, a published port answers over IPv6 from the world, CHECK passes and notices a removed
 // IPv6 address, DEL frees the IPv6 address (a static ADD of it succeeds afterwards), and allocation goes on
-// past a freed one. On an IPv6-only node: an IPv6 address and route only, a published port over IPv6.
+// past a freed one. The conflist alone (no API call) makes a dual-stack node's CNI, whose containers reach each
+// other and the gateways over both families, and an IPv6-only one: an IPv6 address and route only, a published
+// port over IPv6, containers reaching each other; a conflist of other families than the node's is refused.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon, echo, ipBatch, nsExec, ping, startEchoServer, TestScope, Topology } from '@nodenet/testkit';
+import { echo, nsExec, ping, startEchoServer, type Daemon, type TestScope, type Topology } from '@nodenet/testkit';
+import { NODE6, startCniNode, type CniNode } from './fixture.js';
 import { add, driver, nodenetConflist, writeConflist, type CniResult } from './support.js';
 
 const SUBNET = '198.19.1.0/24';
 const GATEWAY = '198.19.1.1';
 const SUBNET6 = 'fd19:0:0:1::/64';
 const GATEWAY6 = 'fd19:0:0:1::1';
-const WORLD6 = '2001:db8:18::100';
-const NODE6 = '2001:db8:18::1';
+const ONLY_SUBNET6 = 'fd19:0:0:2::/64';
+const ONLY_GATEWAY6 = 'fd19:0:0:2::1';
+const netnsPath = (ns: string) => `/run/netns/${ns}`;
+const ipv6Of = (r: CniResult) => r.ips.find((i) => i.address.includes(':'))!.address.split('/')[0]!;
+const ipv4Of = (r: CniResult) => r.ips.find((i) => !i.address.includes(':'))!.address.split('/')[0]!;
+
+/** The node's CNI record as the daemon stored it. */
+async function cniRecord(daemon: Daemon): Promise<Record<string, unknown>> {
+  const text = (await daemon.readState())['cni.json'];
+  if (text === undefined) throw new Error('the daemon has no CNI record');
+  return (JSON.parse(text) as { record: Record<string, unknown> }).record;
+}
 
 describe('nodenet CNI plugin through libcni on a dual-stack node', () => {
   let scope: TestScope;
   let topo: Topology;
-  let daemon: Daemon;
   let conflist: string;
   let cache: string;
   let counter = 0;
   const nodeNs = () => topo.node(1).ns;
   const containerId = () => `ctr6-${process.pid}-${++counter}`;
-  const netnsPath = (ns: string) => `/run/netns/${ns}`;
-  const ipv6Of = (r: CniResult) => r.ips.find((i) => i.address.includes(':'))!.address.split('/')[0]!;
 
   beforeAll(async () => {
-    scope = await TestScope.create();
-    topo = await Topology.create(scope, { nodes: 1 });
-    await ipBatch(topo.world.ns, [`addr add ${WORLD6}/64 dev eth0 nodad`]);
-    await ipBatch(nodeNs(), [`addr add ${NODE6}/64 dev ${topo.node(1).underlayIfname} nodad`, `route add ::/0 via ${WORLD6}`]);
+    // The CNI made through the API, and a conflist without subnet keys (it takes the node's CNI as it is).
     // No repair on change: CHECK must see the drift the test makes before anything puts it right.
-    daemon = await Daemon.start({ scope, node: topo.node(1), config: { repairOnChange: false } });
-    await daemon.network().createContainerNetworkInterface({
-      ipAddress: GATEWAY,
-      subNetwork: SUBNET,
-      ipv6Address: GATEWAY6,
-      ipv6SubNetwork: SUBNET6,
-    });
-    const dir = await scope.createTempDir();
-    cache = await scope.createTempDir();
-    conflist = await writeConflist(dir, 'nodenet.conflist', nodenetConflist({ socket: daemon.cniSocket }));
+    ({ scope, topo, conflist, cache } = await startCniNode({
+      ipv6Underlay: true,
+      daemonConfig: { repairOnChange: false },
+      createCni: { ipAddress: GATEWAY, subNetwork: SUBNET, ipv6Address: GATEWAY6, ipv6SubNetwork: SUBNET6 },
+    }));
   });
   afterAll(() => scope?.cleanup());
 
@@ -127,41 +129,104 @@ describe('nodenet CNI plugin through libcni on a dual-stack node', () => {
   });
 });
 
-describe('nodenet CNI plugin through libcni on an IPv6-only node', () => {
-  let scope: TestScope;
-  let topo: Topology;
-  let daemon: Daemon;
-  let conflist: string;
-  let cache: string;
-  const nodeNs = () => topo.node(1).ns;
-  const netnsPath = (ns: string) => `/run/netns/${ns}`;
-  const ONLY_SUBNET6 = 'fd19:0:0:2::/64';
-  const ONLY_GATEWAY6 = 'fd19:0:0:2::1';
-
+/** A node (with the IPv6 underlay) whose CNI the first ADD makes from the conflist's `plugin` keys, for one describe block. */
+function nodeFromConflist(plugin: Record<string, unknown>): () => CniNode {
+  let node: CniNode | undefined;
   beforeAll(async () => {
-    scope = await TestScope.create();
-    topo = await Topology.create(scope, { nodes: 1 });
-    await ipBatch(topo.world.ns, [`addr add ${WORLD6}/64 dev eth0 nodad`]);
-    await ipBatch(nodeNs(), [`addr add ${NODE6}/64 dev ${topo.node(1).underlayIfname} nodad`, `route add ::/0 via ${WORLD6}`]);
-    daemon = await Daemon.start({ scope, node: topo.node(1) });
-    await daemon.network().createContainerNetworkInterface({ ipAddress: ONLY_GATEWAY6, subNetwork: ONLY_SUBNET6 });
-    const dir = await scope.createTempDir();
-    cache = await scope.createTempDir();
-    conflist = await writeConflist(dir, 'nodenet.conflist', nodenetConflist({ socket: daemon.cniSocket }));
+    node = await startCniNode({ ipv6Underlay: true, plugin });
   });
-  afterAll(() => scope?.cleanup());
+  afterAll(() => node?.scope.cleanup());
+  return () => node!;
+}
 
-  it('ADD gives an IPv6 address and route only; the gateway and a published port answer; a static IPv4 address is refused; DEL', async () => {
+describe('nodenet CNI plugin through libcni: the conflist alone makes a dual-stack node', () => {
+  const node = nodeFromConflist({ subnet: SUBNET, gateway: GATEWAY, ipv6Subnet: SUBNET6, ipv6Gateway: GATEWAY6 });
+
+  it('the first ADD creates the dual-stack CNI; two containers get both families and reach each other and the gateways', async () => {
+    const { topo, daemon, conflist, cache } = node();
+    const nodeNs = () => topo.node(1).ns;
+    expect((await daemon.readState())['cni.json']).toBeUndefined();
+    const [nsA, nsB] = [await topo.createInstanceNamespace(), await topo.createInstanceNamespace()];
+    const a = await add(nodeNs(), { conflist, id: `dual-${process.pid}-a`, netns: netnsPath(nsA), cache });
+    const b = await add(nodeNs(), { conflist, id: `dual-${process.pid}-b`, netns: netnsPath(nsB), cache });
+    expect(await cniRecord(daemon)).toMatchObject({ gateway: GATEWAY, subnet: SUBNET, ipv6Gateway: GATEWAY6, ipv6Subnet: SUBNET6 });
+    for (const r of [a, b]) {
+      expect(r.ips).toEqual([
+        { address: expect.stringMatching(/^198\.19\.1\.\d+\/24$/) as unknown, gateway: GATEWAY, interface: 0 },
+        { address: expect.stringMatching(/^fd19:0:0:1::[0-9a-f]+\/64$/) as unknown, gateway: GATEWAY6, interface: 0 },
+      ]);
+    }
+    for (const [ns, target] of [
+      [nsA, GATEWAY6],
+      [nsA, GATEWAY],
+      [nsA, ipv6Of(b)],
+      [nsA, ipv4Of(b)],
+      [nsB, ipv6Of(a)],
+    ] as const) {
+      const r = await ping(ns, target);
+      expect(r.ok, r.output).toBe(true);
+    }
+  });
+
+  it("an IPv6-only conflist on this dual-stack node is fine (a family left out is the node's); other IPv6 keys are code 7 naming them", async () => {
+    const { topo, daemon, dir, cache } = node();
+    const nodeNs = () => topo.node(1).ns;
+    const only6 = await writeConflist(
+      dir,
+      'only6.conflist',
+      nodenetConflist({ socket: daemon.cniSocket, extra: { ipv6Subnet: SUBNET6, ipv6Gateway: GATEWAY6 } }),
+    );
+    const r = await add(nodeNs(), {
+      conflist: only6,
+      id: `dual-${process.pid}-c`,
+      netns: netnsPath(await topo.createInstanceNamespace()),
+      cache,
+    });
+    expect(r.ips).toHaveLength(2);
+    const other = await writeConflist(
+      dir,
+      'other6.conflist',
+      nodenetConflist({ socket: daemon.cniSocket, extra: { ipv6Subnet: ONLY_SUBNET6, ipv6Gateway: ONLY_GATEWAY6 } }),
+    );
+    const refused = await driver(nodeNs(), {
+      op: 'add',
+      conflist: other,
+      id: `dual-${process.pid}-d`,
+      netns: netnsPath(await topo.createInstanceNamespace()),
+      cache,
+    });
+    expect(refused.error).toMatchObject({
+      code: 7,
+      msg: expect.stringContaining(
+        `'ipv6Subnet' ${ONLY_SUBNET6} and 'ipv6Gateway' ${ONLY_GATEWAY6}: the node's are ${SUBNET6} and ${GATEWAY6}`,
+      ) as unknown,
+    });
+  });
+});
+
+describe('nodenet CNI plugin through libcni: the conflist alone makes an IPv6-only node', () => {
+  const node = nodeFromConflist({ ipv6Subnet: ONLY_SUBNET6, ipv6Gateway: ONLY_GATEWAY6 });
+
+  it('ADD gives an IPv6 address and route only; the gateway, another container and a published port answer; a static IPv4 address is refused; DEL', async () => {
+    const { scope, topo, daemon, conflist, cache } = node();
+    const nodeNs = () => topo.node(1).ns;
     const ns = await topo.createInstanceNamespace();
     const id = `only6-${process.pid}-1`;
     const ports = [{ hostPort: 8081, containerPort: 81, protocol: 'tcp' }];
     const result = await add(nodeNs(), { conflist, id, netns: netnsPath(ns), cache, ports });
+    expect(await cniRecord(daemon)).toMatchObject({ gateway: ONLY_GATEWAY6, subnet: ONLY_SUBNET6 });
     expect(result.ips).toEqual([
       { address: expect.stringMatching(/^fd19:0:0:2::[0-9a-f]+\/64$/) as unknown, gateway: ONLY_GATEWAY6, interface: 0 },
     ]);
     expect(result.routes).toEqual([{ dst: '::/0', gw: ONLY_GATEWAY6 }]);
+    expect((await nsExec(ns, 'ip', ['-4', '-o', 'addr', 'show', 'dev', 'eth0'])).stdout.trim()).toBe('');
     const toGateway = await ping(ns, ONLY_GATEWAY6);
     expect(toGateway.ok, toGateway.output).toBe(true);
+    const peerNs = await topo.createInstanceNamespace();
+    const peer = await add(nodeNs(), { conflist, id: `only6-${process.pid}-peer`, netns: netnsPath(peerNs), cache });
+    const toPeer = await ping(peerNs, ipv6Of(result));
+    expect(toPeer.ok, toPeer.output).toBe(true);
+    expect(ipv6Of(peer)).not.toBe(ipv6Of(result));
     await startEchoServer(scope, ns, { protocol: 'tcp', port: 81, host: '::' });
     const reply = await echo(topo.world.ns, { protocol: 'tcp', host: NODE6, port: 8081 });
     expect(reply.ok, reply.error).toBe(true);
@@ -179,5 +244,29 @@ describe('nodenet CNI plugin through libcni on an IPv6-only node', () => {
 
     expect(await driver(nodeNs(), { op: 'del', conflist, id, netns: netnsPath(ns), cache })).toEqual({ ok: true });
     expect((await nsExec(ns, 'ip', ['-o', 'link', 'show', 'dev', 'eth0'], { allowFailure: true })).exitCode).not.toBe(0);
+  });
+
+  it('a dual-stack conflist on this IPv6-only node is code 7 naming its IPv4 keys', async () => {
+    const { topo, daemon, dir, cache } = node();
+    const nodeNs = () => topo.node(1).ns;
+    const dual = await writeConflist(
+      dir,
+      'dual.conflist',
+      nodenetConflist({
+        socket: daemon.cniSocket,
+        extra: { subnet: SUBNET, gateway: GATEWAY, ipv6Subnet: ONLY_SUBNET6, ipv6Gateway: ONLY_GATEWAY6 },
+      }),
+    );
+    const refused = await driver(nodeNs(), {
+      op: 'add',
+      conflist: dual,
+      id: `only6-${process.pid}-3`,
+      netns: netnsPath(await topo.createInstanceNamespace()),
+      cache,
+    });
+    expect(refused.error).toMatchObject({
+      code: 7,
+      msg: expect.stringContaining(`'subnet' ${SUBNET} and 'gateway' ${GATEWAY}: the node's CNI has no IPv4 subnet`) as unknown,
+    });
   });
 });

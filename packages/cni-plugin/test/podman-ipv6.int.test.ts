@@ -1,14 +1,13 @@
 // Podman (CNI network backend) on a dual-stack node (IPv4 198.19.1.0/24 and IPv6 fd19:0:0:1::/64 beside the
-// 2001:db8:18::/64 underlay): `podman run -p 8080:80` gives the container an address of each family, as podman
-// reports them from the plugin's result, and the published port answers over IPv6 from the world;
-// `-p [ADDRESS]:8081:80` publishes on that IPv6 node address only (portmap's hostIP).
+// 2001:db8:18::/64 underlay) made by the conflist alone (its subnet, gateway, ipv6Subnet and ipv6Gateway): `podman
+// run -p 8080:80` gives the container an address of each family, as podman reports them from the plugin's result,
+// and the published port answers over IPv6 from the world; `-p [ADDRESS]:8081:80` publishes on that IPv6 node
+// address only (portmap's hostIP).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon, echo, ipBatch, TestScope, Topology } from '@nodenet/testkit';
-import { nodenetConflist, writeConflist } from './support.js';
+import { echo, ipBatch, type Daemon, type TestScope, type Topology } from '@nodenet/testkit';
+import { NODE6, startCniNode } from './fixture.js';
 import { busyboxTarball, Podman } from './runtimes.js';
 
-const WORLD6 = '2001:db8:18::100';
-const NODE6 = '2001:db8:18::1';
 /** A second IPv6 address of the node on its underlay link. */
 const SECOND6 = '2001:db8:18::201';
 
@@ -20,32 +19,20 @@ describe('podman run on a dual-stack node', () => {
   const network = `nodenet6-${process.pid}`;
 
   beforeAll(async () => {
-    scope = await TestScope.create();
-    topo = await Topology.create(scope, { nodes: 1 });
-    await ipBatch(topo.world.ns, [`addr add ${WORLD6}/64 dev eth0 nodad`]);
-    await ipBatch(topo.node(1).ns, [
-      `addr add ${NODE6}/64 dev ${topo.node(1).underlayIfname} nodad`,
-      `addr add ${SECOND6}/64 dev ${topo.node(1).underlayIfname} nodad`,
-      `route add ::/0 via ${WORLD6}`,
-    ]);
-    daemon = await Daemon.start({ scope, node: topo.node(1) });
-    await daemon.network().createContainerNetworkInterface({
-      ipAddress: '198.19.1.1',
-      subNetwork: '198.19.1.0/24',
-      ipv6Address: 'fd19:0:0:1::1',
-      ipv6SubNetwork: 'fd19:0:0:1::/64',
-    });
-    podman = await Podman.create(scope, topo.node(1).ns);
-    await writeConflist(
-      podman.networkDir,
-      `${network}.conflist`,
-      nodenetConflist({ name: network, cniVersion: '0.4.0', socket: daemon.cniSocket }),
-    );
+    ({ scope, topo, daemon } = await startCniNode({
+      ipv6Underlay: true,
+      name: network,
+      cniVersion: '0.4.0',
+      file: `${network}.conflist`,
+      plugin: { subnet: '198.19.1.0/24', gateway: '198.19.1.1', ipv6Subnet: 'fd19:0:0:1::/64', ipv6Gateway: 'fd19:0:0:1::1' },
+      conflistDir: async (node) => (podman = await Podman.create(node.scope, node.topo.node(1).ns)).networkDir,
+    }));
+    await ipBatch(topo.node(1).ns, [`addr add ${SECOND6}/64 dev ${topo.node(1).underlayIfname} nodad`]);
     await podman.importBusybox(await busyboxTarball(await scope.createTempDir()));
   });
   afterAll(() => scope?.cleanup());
 
-  it('the container gets both families; its published port answers over IPv6 and IPv4; rm frees it', async () => {
+  it('the container gets both families; its published port answers over IPv6 and IPv4; another container reaches it over IPv6; rm frees it', async () => {
     await podman.run([
       'run',
       '-d',
@@ -75,6 +62,14 @@ describe('podman run on a dual-stack node', () => {
     expect(over6.ok, over6.error).toBe(true);
     const over4 = await echo(topo.world.ns, { protocol: 'tcp', host: topo.node(1).address, port: 8080 });
     expect(over4.ok, over4.error).toBe(true);
+    // Another container reaches it and the gateway over IPv6 (busybox ping: NET_RAW, not in podman's default set).
+    for (const target of [v6, 'fd19:0:0:1::1']) {
+      const r = await podman.run(
+        ['run', '--rm', '--network', network, '--cap-add', 'NET_RAW', 'localhost/busybox', 'ping', '-c', '1', '-W', '5', target],
+        { allowFailure: true },
+      );
+      expect(r.exitCode, `ping ${target}: ${r.stdout}${r.stderr}`).toBe(0);
+    }
     await podman.run(['rm', '-f', '--time', '1', 'web6']);
     const state = await daemon.readState();
     expect(Object.keys(state).filter((k) => k.startsWith('instances/'))).toEqual([]);

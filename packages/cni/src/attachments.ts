@@ -19,6 +19,7 @@ import {
   addressList,
   asNodenetError,
   cniNetsOfRecord,
+  cniRecordFields,
   describeCniNets,
   isNodenetError,
   describePort,
@@ -46,11 +47,19 @@ import { asCniError, CNI_CODES, CniError } from './errors.js';
 import type { NetnsProbe } from './netns-probe.js';
 import { cniResult } from './result.js';
 
+/** CreateContainerNetworkInterface's fields: IPv4 (or an IPv6-only node's IPv6) in the seed's, a dual-stack node's IPv6 in the others. */
+export interface CreateCniRequest {
+  readonly ipAddress: string;
+  readonly subNetwork: string;
+  readonly ipv6Address?: string;
+  readonly ipv6SubNetwork?: string;
+}
+
 /** What the attachments need of NodeNetwork. */
 export interface AttachmentNetwork {
   readonly cniRecord: CniRecord | null;
   listInstances(): InstanceRecord[];
-  createContainerNetworkInterface(input: { ipAddress: string; subNetwork: string }): Promise<unknown>;
+  createContainerNetworkInterface(input: CreateCniRequest): Promise<unknown>;
   createInterface(input: CreateInterfaceInput): Promise<CreateInterfaceResult>;
   deleteInterface(input: { interfaceName: string }): Promise<void>;
 }
@@ -325,29 +334,35 @@ export class CniAttachments {
     );
   }
 
-  /** The node's CNI; created from the conflist's subnet and gateway when the node has none yet. */
+  /** The node's CNI; created from the conflist's subnets and gateways when the node has none yet. */
   private async ensureNodeCni(conf: NetConf): Promise<CniRecord> {
     const cni = this.network.cniRecord;
+    const wanted = conf.nodeCni;
     if (cni) {
-      const nets = cniNetsOfRecord(cni);
-      if (conf.subnet && (!nets.ipv4 || !conf.subnet.equals(nets.ipv4.subnet) || conf.gateway !== nets.ipv4.gateway)) {
+      const differences = wanted ? conflistDifferences(wanted, cniNetsOfRecord(cni)) : [];
+      if (differences.length > 0) {
         throw new CniError(
           CNI_CODES.invalidNetworkConfig,
-          `the conflist's subnet ${conf.subnet} and gateway ${conf.gateway} differ from this node's CNI (${describeCniNets(nets)}, gateway ${cni.gateway}): fix them, or leave them out to use the node's`,
+          `the conflist's node CNI differs from this node's (${describeCniNets(cniNetsOfRecord(cni))}): ${differences.join('; ')}. Fix the conflist, or leave those keys out to use the node's CNI`,
         );
       }
       return cni;
     }
-    if (!conf.subnet || !conf.gateway) {
+    if (!wanted) {
       throw new CniError(
         CNI_CODES.tryAgainLater,
-        "this node has no nodenet CNI yet: create it (nodenetctl cni create --gateway G --subnet S), or give 'subnet' and 'gateway' in the conflist so the plugin creates it",
+        "this node has no nodenet CNI yet: create it (nodenetctl cni create), or give 'subnet' and 'gateway' (IPv4) and/or 'ipv6Subnet' and 'ipv6Gateway' (IPv6) in the conflist so the plugin creates it",
       );
     }
+    const fields = cniRecordFields(wanted);
     try {
-      await this.network.createContainerNetworkInterface({ ipAddress: conf.gateway, subNetwork: conf.subnet.toString() });
+      await this.network.createContainerNetworkInterface({
+        ipAddress: fields.gateway,
+        subNetwork: fields.subnet,
+        ...(fields.ipv6Gateway && fields.ipv6Subnet ? { ipv6Address: fields.ipv6Gateway, ipv6SubNetwork: fields.ipv6Subnet } : {}),
+      });
     } catch (e) {
-      throw asCniError(e, `create the node's CNI with subnet ${conf.subnet} and gateway ${conf.gateway} from the conflist`);
+      throw asCniError(e, `create the node's CNI (${describeCniNets(wanted)}) from the conflist`);
     }
     return this.network.cniRecord!;
   }
@@ -480,10 +495,10 @@ export class CniAttachments {
   private async status(conf: NetConf): Promise<void> {
     if (this.options.serving && !this.options.serving())
       throw new CniError(CNI_CODES.pluginNotAvailable, 'nodenetd is not SERVING yet: try again later');
-    if (!this.network.cniRecord && !conf.subnet) {
+    if (!this.network.cniRecord && !conf.nodeCni) {
       throw new CniError(
         CNI_CODES.pluginNotAvailable,
-        "this node has no nodenet CNI and the conflist gives no 'subnet' and 'gateway' to create it: ADD would fail",
+        "this node has no nodenet CNI and the conflist gives no 'subnet'/'gateway' or 'ipv6Subnet'/'ipv6Gateway' to create it: ADD would fail",
       );
     }
   }
@@ -543,6 +558,29 @@ function expectedIps(record: AttachmentRecord, nets: CniNets): { address: string
       ? [{ address: addresses.ipv6, prefixLength: nets.ipv6.subnet.prefixLength, gateway: nets.ipv6.gateway }]
       : []),
   ];
+}
+
+/**
+ * What the conflist's node CNI says that the node's does not, per family the conflist gives, naming its keys. A
+ * family the conflist leaves out is the node's (so a conflist written for IPv4 keeps working on a dual-stack node).
+ */
+function conflistDifferences(wanted: CniNets, held: CniNets): string[] {
+  const differences: string[] = [];
+  const keys = { ipv4: ['subnet', 'gateway'], ipv6: ['ipv6Subnet', 'ipv6Gateway'] } as const;
+  for (const family of ['ipv4', 'ipv6'] as const) {
+    const want = wanted[family];
+    if (!want) continue;
+    const [subnetKey, gatewayKey] = keys[family];
+    const have = held[family];
+    const given = `'${subnetKey}' ${want.subnet} and '${gatewayKey}' ${want.gateway}`;
+    if (!have)
+      differences.push(
+        `${given}: the node's CNI has no ${family === 'ipv4' ? 'IPv4' : 'IPv6'} subnet (its families are set when it is created)`,
+      );
+    else if (want.subnet.toString() !== have.subnet.toString() || want.gateway !== have.gateway)
+      differences.push(`${given}: the node's are ${have.subnet} and ${have.gateway}`);
+  }
+  return differences;
 }
 
 function subnetFull(subnet: string): CniError {

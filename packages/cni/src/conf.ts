@@ -7,8 +7,9 @@ import {
   InvalidArgumentError,
   parseHostAddress,
   parseIpAddress,
-  parseIpv4Address,
-  Subnet,
+  parseIpv4Net,
+  parseIpv6Net,
+  type CniNets,
   type IpAddress,
   type Ipv4Address,
   type Ipv6Address,
@@ -43,9 +44,11 @@ export interface AttachmentKey {
 export interface NetConf {
   readonly cniVersion: CniVersion;
   readonly name: string;
-  /** The node's subnet and gateway, to create the node's CNI when it does not exist yet. */
-  readonly subnet?: Subnet;
-  readonly gateway?: Ipv4Address;
+  /**
+   * The node's CNI as the conflist describes it (`subnet`/`gateway` for IPv4, `ipv6Subnet`/`ipv6Gateway` for
+   * IPv6, either or both): created from it when the node has none yet, checked against it otherwise.
+   */
+  readonly nodeCni?: CniNets;
   /** Passed through to the result. */
   readonly dns?: Record<string, unknown>;
   /** runtimeConfig.portMappings, as nodenet's published ports. */
@@ -87,7 +90,7 @@ const SPEC_KEYS = [
   'cni.dev/valid-attachments',
 ];
 /** The keys nodenet reads beyond the spec's (`socket` is the plugin's own: where nodenetd listens). */
-export const NODENET_KEYS = ['socket', 'subnet', 'gateway'];
+export const NODENET_KEYS = ['socket', 'subnet', 'gateway', 'ipv6Subnet', 'ipv6Gateway'];
 const KNOWN_KEYS = new Set([...SPEC_KEYS, ...NODENET_KEYS]);
 
 const CONTAINER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,1023}$/;
@@ -170,14 +173,14 @@ export function parseNetConf(request: CniRequest): NetConf {
   if (raw.socket !== undefined && (typeof raw.socket !== 'string' || !raw.socket.startsWith('/'))) {
     throw invalid(`'socket' ${JSON.stringify(raw.socket)} must be the absolute path of nodenetd's CNI socket, e.g. /run/nodenet/cni.sock`);
   }
-  const { subnet, gateway } = parseNodeSubnet(raw);
+  const nodeCni = parseNodeCni(raw);
   const runtimeConfig = raw.runtimeConfig === undefined ? {} : raw.runtimeConfig;
   if (!isObject(runtimeConfig)) throw invalid("'runtimeConfig' must be an object");
   const staticAddresses = parseStaticAddresses(runtimeConfig.ips, raw.args, request.args);
   return {
     cniVersion: cniVersion as CniVersion,
     name: raw.name,
-    ...(subnet ? { subnet, gateway } : {}),
+    ...(nodeCni ? { nodeCni } : {}),
     ...(isObject(raw.dns) ? { dns: raw.dns } : {}),
     portMappings: parsePortMappings(runtimeConfig.portMappings),
     ...(staticAddresses ? { staticAddresses } : {}),
@@ -185,17 +188,48 @@ export function parseNetConf(request: CniRequest): NetConf {
   };
 }
 
-function parseNodeSubnet(raw: Record<string, unknown>): { subnet?: Subnet; gateway?: Ipv4Address } {
-  if (raw.subnet === undefined && raw.gateway === undefined) return {};
-  if (raw.subnet === undefined || raw.gateway === undefined) {
+/**
+ * The node's CNI from the conflist: IPv4 in `subnet` + `gateway`, IPv6 in `ipv6Subnet` + `ipv6Gateway`
+ * (RFC 5952 text, /64 to /120), either pair or both (dual stack); each key of a pair needs the other.
+ */
+function parseNodeCni(raw: Record<string, unknown>): CniNets | undefined {
+  const ipv4 = nodeNetKeys(raw, 'subnet', 'gateway', 4)
+    ? viaCore(() => parseIpv4Net(raw.gateway, raw.subnet, 'gateway', 'subnet'))
+    : undefined;
+  const ipv6 = nodeNetKeys(raw, 'ipv6Subnet', 'ipv6Gateway', 6)
+    ? viaCore(() => parseIpv6Net(raw.ipv6Gateway, raw.ipv6Subnet, 'ipv6Gateway', 'ipv6Subnet'))
+    : undefined;
+  if (ipv4) return { ipv4, ...(ipv6 ? { ipv6 } : {}) };
+  return ipv6 ? { ipv6 } : undefined;
+}
+
+/** The key of the same role in the other family. */
+const OTHER_FAMILY_KEY: Readonly<Record<string, string>> = {
+  subnet: 'ipv6Subnet',
+  gateway: 'ipv6Gateway',
+  ipv6Subnet: 'subnet',
+  ipv6Gateway: 'gateway',
+};
+
+/** Whether the conflist gives one family's pair of keys; refuses half a pair and a value of the other family. */
+function nodeNetKeys(raw: Record<string, unknown>, subnetKey: string, gatewayKey: string, family: 4 | 6): boolean {
+  const subnet = raw[subnetKey];
+  const gateway = raw[gatewayKey];
+  if (subnet === undefined && gateway === undefined) return false;
+  const pair = `'${subnetKey}' and '${gatewayKey}' go together (the node's IPv${family} CNI subnet and its gateway address)`;
+  if (subnet === undefined) throw invalid(`'${subnetKey}' is missing: ${pair}`);
+  if (gateway === undefined) throw invalid(`'${gatewayKey}' is missing: ${pair}`);
+  // IPv6 text always holds a ':' and IPv4 text never does: a value in the other family's key is named as such.
+  for (const [key, value] of [
+    [subnetKey, subnet],
+    [gatewayKey, gateway],
+  ] as const) {
+    if (typeof value !== 'string' || value.includes(':') === (family === 6)) continue;
     throw invalid(
-      `'${raw.subnet === undefined ? 'subnet' : 'gateway'}' is missing: 'subnet' and 'gateway' go together (the node's CNI subnet and its gateway address)`,
+      `'${key}' ${JSON.stringify(value)} is IPv${family === 4 ? 6 : 4}: '${key}' takes IPv${family}; put it in '${OTHER_FAMILY_KEY[key]}' (a dual-stack node gives both pairs)`,
     );
   }
-  const subnet = viaCore(() => Subnet.parse(raw.subnet, 'subnet'));
-  const gateway = viaCore(() => parseIpv4Address(raw.gateway, 'gateway'));
-  if (!subnet.isUsableHost(gateway)) throw invalid(`'gateway' ${gateway} is not a usable host address of 'subnet' ${subnet}`);
-  return { subnet, gateway };
+  return true;
 }
 
 function parsePortMappings(input: unknown): PortMappingInput[] {

@@ -2,7 +2,7 @@
  * CNI error objects (SPEC "Error": code, msg, details) and the one table mapping nodenet's error codes to
  * the spec's well-known codes, so a runtime sees the same classes of failure as from any other plugin.
  */
-import { isNodenetError, type ErrorCode } from '@nodenet/core';
+import { clientError, isNodenetError, MissingCapabilityError, type ErrorCode } from '@nodenet/core';
 
 /** The spec's well-known error codes, and nodenet's own (100 and up are plugin-specific). */
 export const CNI_CODES = {
@@ -21,6 +21,8 @@ export const CNI_CODES = {
   failedPrecondition: 101,
   /** CHECK found the attachment differing from what ADD made. */
   drifted: 102,
+  /** The kernel refused a step for want of a capability of nodenetd (the message names it and what to do). */
+  missingCapability: 103,
   internal: 999,
 } as const;
 
@@ -50,9 +52,16 @@ const CODE_OF: Record<ErrorCode, number> = {
   INTERNAL: CNI_CODES.internal,
 };
 
-/** Any failure as a CNI error: nodenet's errors by the table above, anything else as 999 with its message. */
+/**
+ * Any failure as a CNI error: a kernel refusal for want of a capability as 103 naming it (core's clientError,
+ * as the gRPC API's FAILED_PRECONDITION), nodenet's errors by the table above, anything else as 999 with its message.
+ */
 export function asCniError(e: unknown, doing: string): CniError {
   if (e instanceof CniError) return e;
+  const err = clientError(e, doing);
+  if (err instanceof MissingCapabilityError) {
+    return new CniError(CNI_CODES.missingCapability, err.message, `nodenet ${err.code} (${err.capability}) while trying to ${doing}`);
+  }
   if (isNodenetError(e)) return new CniError(CODE_OF[e.code], e.message, `nodenet ${e.code} while trying to ${doing}`);
   return new CniError(CNI_CODES.internal, `${doing}: ${e instanceof Error ? e.message : String(e)}`);
 }

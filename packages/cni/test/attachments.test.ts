@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { CniRecord, CreateInterfaceInput, InstanceRecord, Ipv4Address } from '@nodenet/core';
-import { AttachmentStore, CniAttachments, type AttachmentNetwork, type AttachmentRecord } from '../src/index.js';
+import { AttachmentStore, CniAttachments, type AttachmentNetwork, type AttachmentRecord, type CreateCniRequest } from '../src/index.js';
 
 const cni = {
   name: 'nodenet0',
@@ -23,7 +23,7 @@ class FakeNetwork implements AttachmentNetwork {
   listInstances() {
     return this.instances;
   }
-  async createContainerNetworkInterface(_input: { ipAddress: string; subNetwork: string }): Promise<unknown> {
+  async createContainerNetworkInterface(_input: CreateCniRequest): Promise<unknown> {
     return undefined;
   }
   async createInterface(input: CreateInterfaceInput) {
@@ -136,19 +136,80 @@ describe('CniAttachments', () => {
     await a.load();
     await expect(a.handle(req('ADD', 'c1'))).rejects.toMatchObject({
       code: 11,
-      msg: expect.stringContaining("give 'subnet' and 'gateway'") as unknown,
+      msg: expect.stringContaining("give 'subnet' and 'gateway' (IPv4) and/or 'ipv6Subnet' and 'ipv6Gateway' (IPv6)") as unknown,
     });
     await expect(a.handle({ ...req('STATUS', ''), config: { ...conf, cniVersion: '1.1.0' } })).rejects.toMatchObject({ code: 50 });
     await expect(
       a.handle({ ...req('STATUS', ''), config: { ...conf, cniVersion: '1.1.0', subnet: '198.19.1.0/24', gateway: '198.19.1.1' } }),
     ).resolves.toBeNull();
     let created: unknown;
-    network.createContainerNetworkInterface = async (input: { ipAddress: string; subNetwork: string }) => {
+    network.createContainerNetworkInterface = async (input: CreateCniRequest) => {
       created = input;
       network.cniRecord = cni;
     };
     await a.handle({ ...req('ADD', 'c1'), config: { ...conf, subnet: '198.19.1.0/24', gateway: '198.19.1.1' } });
     expect(created).toEqual({ ipAddress: '198.19.1.1', subNetwork: '198.19.1.0/24' });
+  });
+
+  it('creates a dual-stack or an IPv6-only node CNI from the conflist alone, with the API fields of each shape', async () => {
+    const dual = { ...cni, ipv6Gateway: 'fd19:0:0:1::1', ipv6Subnet: 'fd19:0:0:1::/64' } as unknown as CniRecord;
+    const only6 = { ...cni, gateway: 'fd19:0:0:2::1', subnet: 'fd19:0:0:2::/64' } as unknown as CniRecord;
+    for (const { keys, record, request, ips } of [
+      {
+        keys: { subnet: '198.19.1.0/24', gateway: '198.19.1.1', ipv6Subnet: 'fd19:0:0:1::/64', ipv6Gateway: 'fd19:0:0:1::1' },
+        record: dual,
+        request: { ipAddress: '198.19.1.1', subNetwork: '198.19.1.0/24', ipv6Address: 'fd19:0:0:1::1', ipv6SubNetwork: 'fd19:0:0:1::/64' },
+        ips: ['198.19.1.2/24', 'fd19:0:0:1::2/64'],
+      },
+      {
+        keys: { ipv6Subnet: 'fd19:0:0:2::/64', ipv6Gateway: 'fd19:0:0:2::1' },
+        record: only6,
+        request: { ipAddress: 'fd19:0:0:2::1', subNetwork: 'fd19:0:0:2::/64' },
+        ips: ['fd19:0:0:2::2/64'],
+      },
+    ]) {
+      network = new FakeNetwork();
+      network.cniRecord = null;
+      const created: CreateCniRequest[] = [];
+      network.createContainerNetworkInterface = async (input: CreateCniRequest) => {
+        created.push(input);
+        network.cniRecord = record;
+      };
+      const a = make();
+      await a.load();
+      const r = (await a.handle({ ...req('ADD', `c-${ips.length}`), config: { ...conf, ...keys } })) as { ips: { address: string }[] };
+      expect(created).toEqual([request]);
+      expect(r.ips.map((i) => i.address)).toEqual(ips);
+    }
+  });
+
+  it('a conflist CNI must match the node CNI in every family it gives; a family it leaves out is the node CNI', async () => {
+    const a = make(); // the node is IPv4-only (198.19.1.0/24)
+    await a.load();
+    const v6 = { ipv6Subnet: 'fd19:0:0:1::/64', ipv6Gateway: 'fd19:0:0:1::1' };
+    await expect(
+      a.handle({ ...req('ADD', 'c1'), config: { ...conf, subnet: '198.19.1.0/24', gateway: '198.19.1.1', ...v6 } }),
+    ).rejects.toMatchObject({
+      code: 7,
+      msg: expect.stringContaining(
+        "'ipv6Subnet' fd19:0:0:1::/64 and 'ipv6Gateway' fd19:0:0:1::1: the node's CNI has no IPv6 subnet",
+      ) as unknown,
+    });
+    await expect(
+      a.handle({ ...req('ADD', 'c1'), config: { ...conf, subnet: '198.19.2.0/24', gateway: '198.19.2.1' } }),
+    ).rejects.toMatchObject({
+      code: 7,
+      msg: expect.stringContaining(
+        "'subnet' 198.19.2.0/24 and 'gateway' 198.19.2.1: the node's are 198.19.1.0/24 and 198.19.1.1",
+      ) as unknown,
+    });
+    // A dual-stack node: the IPv4-only conflist of before attaches with both families.
+    network.cniRecord = { ...cni, ipv6Gateway: 'fd19:0:0:1::1', ipv6Subnet: 'fd19:0:0:1::/64' } as unknown as CniRecord;
+    const r = (await a.handle({ ...req('ADD', 'c2'), config: { ...conf, subnet: '198.19.1.0/24', gateway: '198.19.1.1' } })) as {
+      ips: { address: string }[];
+    };
+    expect(r.ips.map((i) => i.address)).toEqual(['198.19.1.2/24', 'fd19:0:0:1::2/64']);
+    await expect(a.handle({ ...req('ADD', 'c3', '/run/netns/c'), config: { ...conf, ...v6 } })).resolves.toBeDefined();
   });
 
   it('a repeated ADD answers the same; an ADD with other settings for the same key is refused; DEL of the unknown is OK', async () => {

@@ -1,7 +1,17 @@
 // The plugin's request and network config: what is accepted, and the CNI error for what is not.
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { Ipv6Subnet, Subnet, type Ipv4Address, type Ipv6Address } from '@nodenet/core';
-import { CniError, cniResult, nextFreeAddress, nextFreeIpv6Address, parseCniRequest, parseNetConf, type CniRequest } from '../src/index.js';
+import {
+  CniError,
+  cniResult,
+  nextFreeAddress,
+  nextFreeIpv6Address,
+  parseCniRequest,
+  parseNetConf,
+  type CniRequest,
+  type NetConf,
+} from '../src/index.js';
 
 const base = { cniVersion: '1.0.0', name: 'nodenet', type: 'nodenet' };
 const request = (config: unknown, over: Partial<CniRequest> = {}): CniRequest =>
@@ -26,6 +36,12 @@ function errorOf(fn: () => unknown): CniError {
   throw new Error('expected a CniError');
 }
 
+/** The node CNI a conflist gives, as text per family. */
+const cniShape = ({ nodeCni }: NetConf): Record<string, [string, string]> => ({
+  ...(nodeCni?.ipv4 ? { ipv4: [nodeCni.ipv4.subnet.toString(), nodeCni.ipv4.gateway] } : {}),
+  ...(nodeCni?.ipv6 ? { ipv6: [nodeCni.ipv6.subnet.toString(), nodeCni.ipv6.gateway] } : {}),
+});
+
 describe('parseNetConf', () => {
   it('reads the spec keys, socket/subnet/gateway, port mappings and a static address', () => {
     const conf = parseNetConf(
@@ -39,8 +55,8 @@ describe('parseNetConf', () => {
         runtimeConfig: { portMappings: [{ hostPort: 8080, containerPort: 80, protocol: 'tcp', hostIP: '' }], ips: ['198.19.1.9/24'] },
       }),
     );
-    expect(conf).toMatchObject({ cniVersion: '1.0.0', name: 'nodenet', gateway: '198.19.1.1', dns: { nameservers: ['1.1.1.1'] } });
-    expect(conf.subnet?.toString()).toBe('198.19.1.0/24');
+    expect(conf).toMatchObject({ cniVersion: '1.0.0', name: 'nodenet', dns: { nameservers: ['1.1.1.1'] } });
+    expect(cniShape(conf)).toEqual({ ipv4: ['198.19.1.0/24', '198.19.1.1'] });
     expect(conf.portMappings).toEqual([{ hostPort: 8080, instancePort: 80, protocol: 'tcp' }]);
     expect(conf.staticAddresses).toEqual({ ipv4: { address: '198.19.1.9', prefixLength: 24 } });
     expect(parseNetConf(request(base, { args: 'IgnoreUnknown=1;IP=198.19.1.7' })).staticAddresses).toEqual({
@@ -52,6 +68,105 @@ describe('parseNetConf', () => {
       ipv6: { address: 'fd19:0:0:1::9', prefixLength: 64 },
     });
     expect(parseNetConf(request(base, { args: 'IP=fd19:0:0:1::7' })).staticAddresses).toEqual({ ipv6: { address: 'fd19:0:0:1::7' } });
+  });
+
+  it('reads the node CNI of a dual-stack or an IPv6-only conflist (ipv6Subnet + ipv6Gateway), and none without those keys', () => {
+    const v4 = { subnet: '198.19.1.0/24', gateway: '198.19.1.1' };
+    const v6 = { ipv6Subnet: 'fd19:0:0:1::/64', ipv6Gateway: 'fd19:0:0:1::1' };
+    expect(cniShape(parseNetConf(request({ ...base, ...v4, ...v6 })))).toEqual({
+      ipv4: ['198.19.1.0/24', '198.19.1.1'],
+      ipv6: ['fd19:0:0:1::/64', 'fd19:0:0:1::1'],
+    });
+    expect(cniShape(parseNetConf(request({ ...base, ...v6 })))).toEqual({ ipv6: ['fd19:0:0:1::/64', 'fd19:0:0:1::1'] });
+    expect(cniShape(parseNetConf(request({ ...base, ipv6Subnet: 'fd19:0:0:1::100/120', ipv6Gateway: 'fd19:0:0:1::1ff' })))).toEqual({
+      ipv6: ['fd19:0:0:1::100/120', 'fd19:0:0:1::1ff'],
+    });
+    expect(parseNetConf(request(base)).nodeCni).toBeUndefined();
+  });
+
+  it.each([
+    ['nodenet.conflist', { ipv4: ['198.19.1.0/24', '198.19.1.1'] }],
+    ['nodenet-dual-stack.conflist', { ipv4: ['198.19.1.0/24', '198.19.1.1'], ipv6: ['fd19:0:0:1::/64', 'fd19:0:0:1::1'] }],
+  ])('the packaged example %s is valid and gives its node CNI', (file, shape) => {
+    // What libcni hands the plugin: the conflist's entry with the network's name and cniVersion.
+    const conflist = JSON.parse(readFileSync(new URL(`../../release/files/${file}`, import.meta.url), 'utf8')) as {
+      name: string;
+      cniVersion: string;
+      plugins: Record<string, unknown>[];
+    };
+    const conf = parseNetConf(request({ ...conflist.plugins[0], name: conflist.name, cniVersion: conflist.cniVersion }));
+    expect(cniShape(conf)).toEqual(shape);
+  });
+
+  const v4keys = { subnet: '198.19.1.0/24', gateway: '198.19.1.1' };
+  it.each([
+    [
+      'ipv6Subnet without ipv6Gateway',
+      { ipv6Subnet: 'fd19:0:0:1::/64' },
+      "'ipv6Gateway' is missing: 'ipv6Subnet' and 'ipv6Gateway' go together",
+    ],
+    ['ipv6Gateway without ipv6Subnet', { ...v4keys, ipv6Gateway: 'fd19:0:0:1::1' }, "'ipv6Subnet' is missing"],
+    [
+      'a non-canonical ipv6Subnet',
+      { ipv6Subnet: 'fd19:0:0:1:0::/64', ipv6Gateway: 'fd19:0:0:1::1' },
+      "'ipv6Subnet' 'fd19:0:0:1:0::' is not in canonical form (RFC 5952)",
+    ],
+    [
+      'an upper-case ipv6Gateway',
+      { ipv6Subnet: 'fd19:0:0:1::/64', ipv6Gateway: 'FD19:0:0:1::1' },
+      "'ipv6Gateway' 'FD19:0:0:1::1' is not in canonical form (RFC 5952): write fd19:0:0:1::1",
+    ],
+    [
+      'an ipv6Gateway with a zone',
+      { ipv6Subnet: 'fd19:0:0:1::/64', ipv6Gateway: 'fd19:0:0:1::1%eth0' },
+      "'ipv6Gateway' 'fd19:0:0:1::1%eth0' carries a zone index",
+    ],
+    [
+      'an ipv6Subnet wider than /64',
+      { ipv6Subnet: 'fd19::/56', ipv6Gateway: 'fd19::1' },
+      "'ipv6Subnet' 'fd19::/56': an IPv6 instance subnet must be /64 to /120",
+    ],
+    ['an ipv6Subnet narrower than /120', { ipv6Subnet: 'fd19:0:0:1::/121', ipv6Gateway: 'fd19:0:0:1::1' }, 'must be /64 to /120'],
+    [
+      'an ipv6Subnet with host bits',
+      { ipv6Subnet: 'fd19:0:0:1::1/64', ipv6Gateway: 'fd19:0:0:1::1' },
+      "'ipv6Subnet' 'fd19:0:0:1::1/64' has host bits set",
+    ],
+    [
+      'an ipv6Gateway outside ipv6Subnet',
+      { ipv6Subnet: 'fd19:0:0:1::/64', ipv6Gateway: 'fd19:0:0:2::1' },
+      "'ipv6Gateway' fd19:0:0:2::1 is not a usable host address of fd19:0:0:1::/64",
+    ],
+    [
+      'the subnet address as ipv6Gateway',
+      { ipv6Subnet: 'fd19:0:0:1::/64', ipv6Gateway: 'fd19:0:0:1::' },
+      "'ipv6Gateway' fd19:0:0:1:: is not a usable host address",
+    ],
+    [
+      'IPv6 in subnet',
+      { subnet: 'fd19:0:0:1::/64', gateway: 'fd19:0:0:1::1' },
+      `'subnet' "fd19:0:0:1::/64" is IPv6: 'subnet' takes IPv4; put it in 'ipv6Subnet'`,
+    ],
+    ['IPv6 in gateway', { subnet: '198.19.1.0/24', gateway: 'fd19:0:0:1::1' }, "put it in 'ipv6Gateway'"],
+    [
+      'IPv4 in ipv6Subnet',
+      { ipv6Subnet: '198.19.1.0/24', ipv6Gateway: '198.19.1.1' },
+      `'ipv6Subnet' "198.19.1.0/24" is IPv4: 'ipv6Subnet' takes IPv6; put it in 'subnet'`,
+    ],
+    [
+      'an IPv4 subnet leaving no host',
+      { subnet: '198.19.1.0/31', gateway: '198.19.1.1' },
+      "'subnet' 198.19.1.0/31 leaves no address for instances",
+    ],
+    [
+      'an ipv6Subnet that is not a string',
+      { ipv6Subnet: 64, ipv6Gateway: 'fd19:0:0:1::1' },
+      "'ipv6Subnet' an IPv6 subnet in CIDR form is required",
+    ],
+  ])('refuses %s with code 7 naming the key', (_what, keys, mentioned) => {
+    const e = errorOf(() => parseNetConf(request({ ...base, ...keys })));
+    expect(e.code).toBe(7);
+    expect(e.msg).toContain(mentioned);
   });
 
   it.each([

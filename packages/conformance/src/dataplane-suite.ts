@@ -16,13 +16,12 @@ import {
   Subnet,
   macForAddress,
   parseIpv4Address,
-  type CniRecord,
   type CniSpec,
   type Dataplane,
   type InstanceSpec,
 } from '@nodenet/core';
 import { ipBatch, ipJson, ping } from '@nodenet/testkit';
-import { instanceRecordOf, instanceSpecMaker } from '@nodenet/testkit/instance-specs';
+import { cniRecordOf, instanceRecordOf, instanceSpecMaker } from '@nodenet/testkit/instance-specs';
 
 /** What a backend gives the suite: its dataplane on a node namespace the test made. */
 export interface DataplaneDriver {
@@ -61,14 +60,7 @@ export function testDataplane(name: string, make: () => Promise<DataplaneDriver>
       mtu: 1450,
       mac: macForAddress(gateway),
     };
-    const cniRecord: CniRecord = {
-      name: cni.name,
-      gateway,
-      subnet: cni.ipv4!.subnet.toString(),
-      mtu: cni.mtu,
-      mac: cni.mac,
-      createdAt: new Date(0).toISOString(),
-    };
+    const cniRecord = cniRecordOf(cni);
     const spec = instanceSpecMaker(cni, options.idBase);
     let d: DataplaneDriver;
 

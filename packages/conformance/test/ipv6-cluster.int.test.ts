@@ -14,6 +14,7 @@ import {
   EtcdServer,
   TestScope,
   Topology,
+  addressesSettled,
   echo,
   ipBatch,
   nsExec,
@@ -54,18 +55,6 @@ interface Instance {
   readonly ns: string;
   readonly v4?: string;
   readonly v6: string;
-}
-
-/** Waits until no IPv6 address in the namespaces is tentative (traffic from a tentative address is not sent). */
-async function addressesSettled(...namespaces: string[]): Promise<void> {
-  for (const ns of namespaces) {
-    for (let i = 0; ; i++) {
-      const r = await nsExec(ns, 'ip', ['-j', '-6', 'addr', 'show']);
-      if (!r.stdout.includes('"tentative":true')) break;
-      if (i >= 100) throw new Error(`${ns}: IPv6 addresses still tentative after 10 s`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
 }
 
 /** Packets a namespace fragmented so far, IPv4 and IPv6 (`FragCreates` of /proc/net/snmp and /proc/net/snmp6). */

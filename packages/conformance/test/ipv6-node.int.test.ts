@@ -6,7 +6,7 @@
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { linkLocalForMac } from '@nodenet/core';
-import { echo, ipBatch, nsExec, ping, rpcError, startEchoServers, type TestScope } from '@nodenet/testkit';
+import { addressesSettled, echo, ipBatch, nsExec, ping, rpcError, startEchoServers, type TestScope } from '@nodenet/testkit';
 import {
   BACKENDS,
   DUAL_GATEWAY6,
@@ -47,22 +47,6 @@ async function raRoutes(ns: string): Promise<unknown[]> {
 
 const forge = (ns: string, args: string[]) => nsExec(ns, 'python3', [ND_FORGE, ...args]);
 const settle = () => new Promise((resolve) => setTimeout(resolve, 700));
-
-/**
- * Waits until no IPv6 address in `ns` is tentative. Measured: a forged neighbour advert sent within the first
- * second or two after a link comes up (its link-local address still in duplicate address detection) is not
- * taken by the receiver, so forging before then would prove nothing, in the control or behind nodenet's filter.
- */
-async function addressesSettled(...namespaces: string[]): Promise<void> {
-  for (const ns of namespaces) {
-    for (let i = 0; ; i++) {
-      const r = await nsExec(ns, 'ip', ['-j', '-6', 'addr', 'show']);
-      if (!r.stdout.includes('"tentative":true')) break;
-      if (i >= 100) throw new Error(`${ns}: IPv6 addresses still tentative after 10 s`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
-}
 
 /** Two plain namespaces joined by a veth, no nodenet: proves the forged messages are ones a host accepts. */
 async function plainPair(scope: TestScope): Promise<{ x: string; y: string; xMac: string }> {
@@ -179,6 +163,7 @@ describe.each(BACKENDS)('IPv6 on one node (%s backend)', (backend) => {
       // The forged messages work where nothing filters them (a plain veth pair).
       const plain = await plainPair(f.scope);
       expect((await ping(plain.y, 'fd19:ff::a')).ok).toBe(true);
+      // Forging while a receiver's link-local address is still tentative would prove nothing (it is not taken).
       await addressesSettled(plain.x, plain.y, a.ns!, b.ns!, c.ns!, f.ns);
       await forge(plain.x, ['na', 'eth0', 'fd19:ff::a', '02:00:00:00:00:99']);
       await settle();

@@ -71,7 +71,8 @@ export function parseIpv6InstanceSubnet(input: unknown, field: string): Ipv6Subn
   return subnet;
 }
 
-function ipv6Net(gatewayInput: unknown, subnetInput: unknown, gatewayField: string, subnetField: string): Ipv6Net {
+/** The IPv6 half of a CNI from its gateway and subnet (the API's fields, or the conflist's keys, named by the caller). */
+export function parseIpv6Net(gatewayInput: unknown, subnetInput: unknown, gatewayField: string, subnetField: string): Ipv6Net {
   const subnet = parseIpv6InstanceSubnet(subnetInput, subnetField);
   const gateway = parseIpv6Address(gatewayInput, gatewayField);
   if (!subnet.isUsableHost(gateway)) {
@@ -83,15 +84,21 @@ function ipv6Net(gatewayInput: unknown, subnetInput: unknown, gatewayField: stri
   return { gateway, subnet };
 }
 
-function ipv4Net(gatewayInput: unknown, subnetInput: unknown): Ipv4Net {
-  const gateway = parseIpv4Address(gatewayInput, 'ip_address');
-  const subnet = Subnet.parse(subnetInput, 'sub_network');
+/** The IPv4 half of a CNI from its gateway and subnet (the API's fields unless the caller names others). */
+export function parseIpv4Net(
+  gatewayInput: unknown,
+  subnetInput: unknown,
+  gatewayField = 'ip_address',
+  subnetField = 'sub_network',
+): Ipv4Net {
+  const gateway = parseIpv4Address(gatewayInput, gatewayField);
+  const subnet = Subnet.parse(subnetInput, subnetField);
   if (subnet.prefixLength > 30) {
-    throw new InvalidArgumentError('sub_network', `${subnet} leaves no address for instances: use a prefix length of 30 or less`);
+    throw new InvalidArgumentError(subnetField, `${subnet} leaves no address for instances: use a prefix length of 30 or less`);
   }
   if (!subnet.isUsableHost(gateway)) {
     throw new InvalidArgumentError(
-      'ip_address',
+      gatewayField,
       `${gateway} is not a usable host address of ${subnet} (it must be inside it and be neither ${subnet.network} nor ${subnet.broadcast})`,
     );
   }
@@ -131,9 +138,9 @@ export function parseCniNets(input: CniFields): CniNets {
         );
       }
     }
-    return { ipv6: ipv6Net(input.ipAddress, input.subNetwork, 'ip_address', 'sub_network') };
+    return { ipv6: parseIpv6Net(input.ipAddress, input.subNetwork, 'ip_address', 'sub_network') };
   }
-  const ipv4 = ipv4Net(input.ipAddress, input.subNetwork);
+  const ipv4 = parseIpv4Net(input.ipAddress, input.subNetwork);
   if (!present(input.ipv6Address) && !present(input.ipv6SubNetwork)) return { ipv4 };
   if (!present(input.ipv6SubNetwork)) {
     throw new InvalidArgumentError('ipv6_sub_network', 'ipv6_address needs ipv6_sub_network (the node IPv6 subnet), e.g. fd19:0:0:1::/64');
@@ -141,7 +148,7 @@ export function parseCniNets(input: CniFields): CniNets {
   if (!present(input.ipv6Address)) {
     throw new InvalidArgumentError('ipv6_address', 'ipv6_sub_network needs ipv6_address (the IPv6 gateway), e.g. fd19:0:0:1::1');
   }
-  return { ipv4, ipv6: ipv6Net(input.ipv6Address, input.ipv6SubNetwork, 'ipv6_address', 'ipv6_sub_network') };
+  return { ipv4, ipv6: parseIpv6Net(input.ipv6Address, input.ipv6SubNetwork, 'ipv6_address', 'ipv6_sub_network') };
 }
 
 /** What the CNI holds, in words, for messages: `IPv4 198.19.1.0/24 and IPv6 fd19:0:0:1::/64`. */

@@ -23,6 +23,13 @@ export {
   type ErrorCode,
 } from './errors.js';
 export { stateWriteError } from './state-errors.js';
+export {
+  clientError,
+  DAEMON_CAPABILITIES,
+  missingCapabilityOf,
+  MissingCapabilityError,
+  type DaemonCapability,
+} from './capability-errors.js';
 export { Subnet, macForAddress, parseIpv4Address, subnetOf, vtepMacForUnderlay, type Ipv4Address } from './net.js';
 export {
   Ipv6Subnet,
@@ -54,6 +61,8 @@ export {
   parseInstanceAddresses,
   instanceAddresses,
   parseIpv6InstanceSubnet,
+  parseIpv4Net,
+  parseIpv6Net,
   type CniFields,
   type CniNets,
   type InstanceAddresses,

@@ -1,54 +1,25 @@
 // NodeNetwork with IPv6: dual-stack and IPv6-only CNIs, instance addresses per family, rules, release, restore.
 import { beforeEach, describe, expect, it } from 'vitest';
-import { NodeNetwork, type NodenetError } from '@nodenet/core';
-import { FakeDataplane, FakePacketFilter, MemoryStateStore } from './fakes.js';
-
-async function errorOf(p: Promise<unknown>): Promise<NodenetError> {
-  try {
-    await p;
-  } catch (e) {
-    return e as NodenetError;
-  }
-  throw new Error('expected a failure');
-}
+import { NodeNetworkHarness, errorOf } from './node-network-harness.js';
 
 describe('NodeNetwork with IPv6', () => {
-  let dp: FakeDataplane;
-  let pf: FakePacketFilter;
-  let store: MemoryStateStore;
-  let counter: number;
-  const make = async () => {
-    const n = new NodeNetwork({
-      dataplane: dp,
-      namespaces: dp,
-      packetFilter: pf,
-      store,
-      host: await dp.probeHost(),
-      reservedPorts: new Map(),
-      overlayOverhead: 50,
-      randomUint32: () => ++counter,
-    });
-    await n.load();
-    return n;
-  };
+  let h: NodeNetworkHarness;
+  const make = () => h.make();
   beforeEach(() => {
-    dp = new FakeDataplane();
-    pf = new FakePacketFilter();
-    store = new MemoryStateStore();
-    counter = 0;
+    h = new NodeNetworkHarness();
   });
 
   it('dual stack: records both halves, answers per family, reserves both addresses, flushes both on delete', async () => {
     const net = await make();
     const cni = { ipAddress: '198.19.1.1', subNetwork: '198.19.1.0/24', ipv6Address: 'fd19:0:0:1::1', ipv6SubNetwork: 'fd19:0:0:1::/64' };
     await net.createContainerNetworkInterface(cni);
-    expect(store.state.cni).toMatchObject({
+    expect(h.store.state.cni).toMatchObject({
       gateway: '198.19.1.1',
       subnet: '198.19.1.0/24',
       ipv6Gateway: 'fd19:0:0:1::1',
       ipv6Subnet: 'fd19:0:0:1::/64',
     });
-    expect(pf.base).toMatchObject({ ipv4: { gateway: '198.19.1.1' }, ipv6: { gateway: 'fd19:0:0:1::1' } });
+    expect(h.pf.base).toMatchObject({ ipv4: { gateway: '198.19.1.1' }, ipv6: { gateway: 'fd19:0:0:1::1' } });
     expect((await net.createContainerNetworkInterface(cni)).interfaceName).toBe('nodenet0');
     const other = await errorOf(
       net.createContainerNetworkInterface({ ...cni, ipv6SubNetwork: 'fd19:0:0:2::/64', ipv6Address: 'fd19:0:0:2::1' }),
@@ -58,12 +29,12 @@ describe('NodeNetwork with IPv6', () => {
 
     const r = await net.createInterface({ ipAddress: '198.19.1.2', ipv6Address: 'fd19:0:0:1::2' });
     expect(r).toMatchObject({ gateway: '198.19.1.1', prefixLength: 24, ipv6Gateway: 'fd19:0:0:1::1', ipv6PrefixLength: 64 });
-    expect(pf.instances.get(r.hostInterfaceName)).toMatchObject({
+    expect(h.pf.instances.get(r.hostInterfaceName)).toMatchObject({
       ipv4: '198.19.1.2',
       ipv6: 'fd19:0:0:1::2',
       ipv6LinkLocal: 'fe80::6e:c6ff:fe13:102',
     });
-    expect(store.state.instances[0]).toMatchObject({ address: '198.19.1.2', ipv6Address: 'fd19:0:0:1::2' });
+    expect(h.store.state.instances[0]).toMatchObject({ address: '198.19.1.2', ipv6Address: 'fd19:0:0:1::2' });
     // The IPv6 address is taken, whichever IPv4 address comes with it.
     const taken = await errorOf(net.createInterface({ ipAddress: '198.19.1.3', ipv6Address: 'fd19:0:0:1::2' }));
     expect(taken.code).toBe('ALREADY_EXISTS');
@@ -71,7 +42,7 @@ describe('NodeNetwork with IPv6', () => {
     expect(only4.ipv6Gateway).toBeUndefined();
 
     await net.deleteInterface({ interfaceName: r.interfaceName });
-    expect(pf.flushed).toEqual(['198.19.1.2', 'fd19:0:0:1::2']);
+    expect(h.pf.flushed).toEqual(['198.19.1.2', 'fd19:0:0:1::2']);
     // Freed at once.
     await net.createInterface({ ipAddress: '198.19.1.5', ipv6Address: 'fd19:0:0:1::2' });
     // A restart reads the records back with both families, and a pass finds nothing to repair.
@@ -82,7 +53,7 @@ describe('NodeNetwork with IPv6', () => {
   it('IPv6 only: the seed fields carry IPv6; IPv4 and ipv6_address are refused', async () => {
     const net = await make();
     await net.createContainerNetworkInterface({ ipAddress: 'fd19:0:0:2::1', subNetwork: 'fd19:0:0:2::/64' });
-    expect(pf.base?.ipv4).toBeUndefined();
+    expect(h.pf.base?.ipv4).toBeUndefined();
     const r = await net.createInterface({ ipAddress: 'fd19:0:0:2::a' });
     expect(r).toMatchObject({ gateway: 'fd19:0:0:2::1', prefixLength: 64, macAddress: '02:6d:00:00:00:0a' });
     expect((await errorOf(net.createInterface({ ipAddress: '198.19.1.2' }))).code).toBe('INVALID_ARGUMENT');

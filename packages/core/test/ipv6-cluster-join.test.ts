@@ -1,42 +1,17 @@
 // NodeNetwork's cluster side with IPv6: the CNI's IPv6 subnet is checked against the peers' ipv6Subnet (as the
 // IPv4 one against their subnet), and joinCluster gets every family the CNI holds (an IPv6-only node joins too).
 import { beforeEach, describe, expect, it } from 'vitest';
-import { Ipv6Subnet, NodeNetwork, Subnet, type NodeSubnets, type NodenetError, type PeerSubnet } from '@nodenet/core';
-import { FakeDataplane, FakePacketFilter, MemoryStateStore } from './fakes.js';
-
-async function errorOf(p: Promise<unknown>): Promise<NodenetError> {
-  try {
-    await p;
-  } catch (e) {
-    return e as NodenetError;
-  }
-  throw new Error('expected a failure');
-}
+import { Ipv6Subnet, Subnet, type NodeSubnets, type PeerSubnet } from '@nodenet/core';
+import { NodeNetworkHarness, errorOf } from './node-network-harness.js';
 
 const show = (s: NodeSubnets) => ({ subnet: s.subnet?.toString(), ipv6Subnet: s.ipv6Subnet?.toString() });
 
 describe('NodeNetwork joins the cluster with both families', () => {
-  let dp: FakeDataplane;
-  let store: MemoryStateStore;
+  let h: NodeNetworkHarness;
   let joined: NodeSubnets[];
-  const make = async (peers: PeerSubnet[] = []) => {
-    const n = new NodeNetwork({
-      dataplane: dp,
-      namespaces: dp,
-      packetFilter: new FakePacketFilter(),
-      store,
-      host: await dp.probeHost(),
-      reservedPorts: new Map(),
-      overlayOverhead: 50,
-      peers: () => peers,
-      joinCluster: async (subnets) => void joined.push(subnets),
-    });
-    await n.load();
-    return n;
-  };
+  const make = (peers: PeerSubnet[] = []) => h.make({ peers: () => peers, joinCluster: async (subnets) => void joined.push(subnets) });
   beforeEach(() => {
-    dp = new FakeDataplane();
-    store = new MemoryStateStore();
+    h = new NodeNetworkHarness();
     joined = [];
   });
 
@@ -52,8 +27,7 @@ describe('NodeNetwork joins the cluster with both families', () => {
     await (await make()).restore();
     expect(joined.map(show)[1]).toEqual({ subnet: '198.19.1.0/24', ipv6Subnet: 'fd19:0:0:1::/64' });
 
-    store = new MemoryStateStore();
-    dp = new FakeDataplane();
+    h = new NodeNetworkHarness();
     joined = [];
     const only6 = await make();
     await only6.createContainerNetworkInterface({ ipAddress: 'fd19:0:0:2::1', subNetwork: 'fd19:0:0:2::/64' });
@@ -79,7 +53,7 @@ describe('NodeNetwork joins the cluster with both families', () => {
     const onlyErr = await errorOf(net.createContainerNetworkInterface({ ipAddress: 'fd19:0:0:1::1', subNetwork: 'fd19:0:0:1::/64' }));
     expect(onlyErr.code).toBe('FAILED_PRECONDITION');
     expect(onlyErr.message).toMatch(/^sub_network fd19:0:0:1::\/64 overlaps fd19::\/56/);
-    expect(dp.calls).toEqual([]);
+    expect(h.dp.calls).toEqual([]);
     expect(joined).toEqual([]);
     // A subnet outside node-2's /56 is free (node-3's IPv4 subnet is of the other family).
     await net.createContainerNetworkInterface({ ipAddress: 'fd19:0:0:100::1', subNetwork: 'fd19:0:0:100::/64' });

@@ -1,56 +1,21 @@
 import { beforeEach, describe, expect, it } from 'vitest';
-import { InternalError, NodeNetwork, Subnet, TeardownError, type NodenetError } from '@nodenet/core';
-import { FakeDataplane, FakePacketFilter, MemoryStateStore, tick } from './fakes.js';
-
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    return (e as NodenetError).code ?? 'NOT A NODENET ERROR';
-  }
-  return 'OK';
-}
-
-async function errorOf(p: Promise<unknown>): Promise<NodenetError> {
-  try {
-    await p;
-  } catch (e) {
-    return e as NodenetError;
-  }
-  throw new Error('expected a failure');
-}
+import { InternalError, NodeNetwork, Subnet, TeardownError } from '@nodenet/core';
+import { tick } from './fakes.js';
+import { NodeNetworkHarness, code, errorOf } from './node-network-harness.js';
 
 describe('NodeNetwork', () => {
-  let dp: FakeDataplane;
-  let pf: FakePacketFilter;
-  let store: MemoryStateStore;
+  let h: NodeNetworkHarness;
   let net: NodeNetwork;
-  let counter: number;
 
-  async function make(peers: { name: string; subnet: Subnet }[] = []) {
-    const n = new NodeNetwork({
-      dataplane: dp,
-      namespaces: dp,
-      packetFilter: pf,
-      store,
-      host: await dp.probeHost(),
+  const make = (peers: { name: string; subnet: Subnet }[] = []) => h.make({ peers: () => peers });
+
+  beforeEach(async () => {
+    h = new NodeNetworkHarness({
       reservedPorts: new Map([
         [4789, "the overlay's UDP port"],
         [22, 'listed in reservedPorts'],
       ]),
-      overlayOverhead: 50,
-      peers: () => peers,
-      randomUint32: () => ++counter,
     });
-    await n.load();
-    return n;
-  }
-
-  beforeEach(async () => {
-    dp = new FakeDataplane();
-    pf = new FakePacketFilter();
-    store = new MemoryStateStore();
-    counter = 0;
     net = await make();
   });
 
@@ -59,17 +24,17 @@ describe('NodeNetwork', () => {
   describe('CreateContainerNetworkInterface', () => {
     it('creates the CNI, the filter base and the record, with MTU = underlay - overlay', async () => {
       expect(await cni()).toEqual({ interfaceName: 'nodenet0' });
-      expect(dp.cni).toMatchObject({ name: 'nodenet0', ipv4: { gateway: '198.19.1.1' }, mtu: 1450, mac: '02:6e:c6:13:01:01' });
-      expect(dp.cni?.ipv6).toBeUndefined();
-      expect(pf.base?.clusterSubnets.map(String)).toEqual(['198.19.1.0/24']);
-      expect(store.state.cni).toMatchObject({ subnet: '198.19.1.0/24', gateway: '198.19.1.1' });
+      expect(h.dp.cni).toMatchObject({ name: 'nodenet0', ipv4: { gateway: '198.19.1.1' }, mtu: 1450, mac: '02:6e:c6:13:01:01' });
+      expect(h.dp.cni?.ipv6).toBeUndefined();
+      expect(h.pf.base?.clusterSubnets.map(String)).toEqual(['198.19.1.0/24']);
+      expect(h.store.state.cni).toMatchObject({ subnet: '198.19.1.0/24', gateway: '198.19.1.1' });
     });
 
     it('is idempotent and refuses other arguments, naming what differs', async () => {
       await cni();
-      dp.calls.length = 0;
+      h.dp.calls.length = 0;
       expect(await cni()).toEqual({ interfaceName: 'nodenet0' });
-      expect(dp.calls).toEqual([]);
+      expect(h.dp.calls).toEqual([]);
       const err = await errorOf(net.createContainerNetworkInterface({ ipAddress: '198.19.1.2', subNetwork: '198.19.1.0/24' }));
       expect(err.code).toBe('FAILED_PRECONDITION');
       expect(err.message).toMatch(/ip_address 198.19.1.2 differs from the CNI's 198.19.1.1/);
@@ -90,7 +55,7 @@ describe('NodeNetwork', () => {
       const err = await errorOf(net.createContainerNetworkInterface({ ipAddress: ip, subNetwork: sub }));
       expect(err.code).toBe('INVALID_ARGUMENT');
       expect(err.message).toMatch(why);
-      expect(dp.calls).toEqual([]);
+      expect(h.dp.calls).toEqual([]);
     });
 
     it('refuses a subnet overlapping the underlay or a peer with FAILED_PRECONDITION naming it', async () => {
@@ -100,18 +65,18 @@ describe('NodeNetwork', () => {
       net = await make([{ name: 'node-2', subnet: Subnet.of('198.19.0.0/16') }]);
       err = await errorOf(cni());
       expect(err.message).toMatch(/overlaps 198.19.0.0\/16, the subnet of peer node node-2/);
-      expect(dp.calls).toEqual([]);
+      expect(h.dp.calls).toEqual([]);
     });
 
     it('rolls back the bridge when the packet filter fails', async () => {
-      pf.failEnsureBase = new Error('nft exploded');
+      h.pf.failEnsureBase = new Error('nft exploded');
       const err = await errorOf(cni());
       expect(err).toBeInstanceOf(InternalError);
       expect(err.message).toMatch(/install the packet-filter table: nft exploded/);
-      expect(dp.calls).toEqual(['ensureCni nodenet0', 'deleteCni nodenet0']);
-      expect(store.state.cni).toBeNull();
+      expect(h.dp.calls).toEqual(['ensureCni nodenet0', 'deleteCni nodenet0']);
+      expect(h.store.state.cni).toBeNull();
       expect(net.cniRecord).toBeNull();
-      pf.failEnsureBase = null;
+      h.pf.failEnsureBase = null;
       expect(await cni()).toEqual({ interfaceName: 'nodenet0' });
     });
   });
@@ -134,15 +99,15 @@ describe('NodeNetwork', () => {
         prefixLength: 24,
         mtu: 1450,
       });
-      expect(pf.instances.get('nnh-00000001')?.ports).toHaveLength(2);
-      expect(store.state.instances.map((i) => i.handle)).toEqual(['nni-00000001']);
+      expect(h.pf.instances.get('nnh-00000001')?.ports).toHaveLength(2);
+      expect(h.store.state.instances.map((i) => i.handle)).toEqual(['nni-00000001']);
     });
 
     it('uses the TAP itself as the bridge port', async () => {
       await cni();
       const r = await net.createInterface({ ipAddress: '198.19.1.2', kind: 'tap' });
       expect(r.hostInterfaceName).toBe(r.interfaceName);
-      expect(pf.instances.has(r.interfaceName)).toBe(true);
+      expect(h.pf.instances.has(r.interfaceName)).toBe(true);
     });
 
     it.each([
@@ -159,12 +124,12 @@ describe('NodeNetwork', () => {
       [{ ipAddress: '198.19.1.2', netns: 'x', ifname: 'a/b' }, 'INVALID_ARGUMENT', /^ifname/],
     ])('refuses %j', async (req, expected, why) => {
       await cni();
-      dp.calls.length = 0;
+      h.dp.calls.length = 0;
       const err = await errorOf(net.createInterface(req));
       expect(err.code).toBe(expected);
       expect(err.message).toMatch(why);
-      expect(dp.calls).toEqual([]);
-      expect(pf.instances.size).toBe(0);
+      expect(h.dp.calls).toEqual([]);
+      expect(h.pf.instances.size).toBe(0);
     });
 
     it('returns the same handle for an identical request and ALREADY_EXISTS for another one', async () => {
@@ -190,7 +155,7 @@ describe('NodeNetwork', () => {
       );
       expect(results.filter((r) => r === 'OK')).toHaveLength(1);
       expect(results.filter((r) => r === 'ALREADY_EXISTS')).toHaveLength(9);
-      expect(dp.calls.filter((c) => c.startsWith('createInstance'))).toHaveLength(1);
+      expect(h.dp.calls.filter((c) => c.startsWith('createInstance'))).toHaveLength(1);
     });
 
     it('lets exactly one of many concurrent creates win a port', async () => {
@@ -206,7 +171,7 @@ describe('NodeNetwork', () => {
       await cni();
       const rs = await Promise.all(Array.from({ length: 5 }, () => net.createInterface({ ipAddress: '198.19.1.7', ports: [7] })));
       expect(new Set(rs.map((r) => r.interfaceName)).size).toBe(1);
-      expect(dp.calls.filter((c) => c.startsWith('createInstance'))).toHaveLength(1);
+      expect(h.dp.calls.filter((c) => c.startsWith('createInstance'))).toHaveLength(1);
     });
 
     it('creates 40 in parallel with distinct handles', async () => {
@@ -215,64 +180,64 @@ describe('NodeNetwork', () => {
         Array.from({ length: 40 }, (_, i) => net.createInterface({ ipAddress: `198.19.1.${i + 2}`, ports: [2000 + i] })),
       );
       expect(new Set(rs.map((r) => r.interfaceName)).size).toBe(40);
-      expect(store.state.instances).toHaveLength(40);
+      expect(h.store.state.instances).toHaveLength(40);
     });
 
     it('rolls back the rules when the interface cannot be made, and frees address and ports', async () => {
       await cni();
-      dp.failCreateInstance = new Error('RTNETLINK answers: File exists');
+      h.dp.failCreateInstance = new Error('RTNETLINK answers: File exists');
       const err = await errorOf(net.createInterface({ ipAddress: '198.19.1.2', ports: [80] }));
       expect(err.code).toBe('INTERNAL');
       expect(err.message).toMatch(/^create the interface: RTNETLINK/);
-      expect(pf.instances.size).toBe(0);
-      expect(store.state.instances).toEqual([]);
-      dp.failCreateInstance = null;
+      expect(h.pf.instances.size).toBe(0);
+      expect(h.store.state.instances).toEqual([]);
+      h.dp.failCreateInstance = null;
       expect(await code(net.createInterface({ ipAddress: '198.19.1.2', ports: [80] }))).toBe('OK');
     });
 
     it('rolls back the interface and the rules when the record cannot be written', async () => {
       await cni();
-      store.failSaveInstance = new Error('ENOSPC');
+      h.store.failSaveInstance = new Error('ENOSPC');
       const err = await errorOf(net.createInterface({ ipAddress: '198.19.1.2', ports: [80] }));
       expect(err.message).toMatch(/^record the interface: ENOSPC/);
-      expect(dp.calls).toEqual(['ensureCni nodenet0', 'createInstance nni-00000001', 'deleteInstance nni-00000001']);
-      expect(pf.instances.size).toBe(0);
-      expect([...dp.links.keys()].filter((l) => /^nn[ih]-/.test(l))).toEqual([]);
+      expect(h.dp.calls).toEqual(['ensureCni nodenet0', 'createInstance nni-00000001', 'deleteInstance nni-00000001']);
+      expect(h.pf.instances.size).toBe(0);
+      expect([...h.dp.links.keys()].filter((l) => /^nn[ih]-/.test(l))).toEqual([]);
     });
 
     it('writes the record while the interface is made and commits it only after both succeeded', async () => {
       await cni();
       const seen: string[] = [];
-      const create = dp.createInstance.bind(dp);
-      dp.createInstance = async (spec) => {
+      const create = h.dp.createInstance.bind(h.dp);
+      h.dp.createInstance = async (spec) => {
         const placement = await create(spec);
         await tick(); // the record's write has had its turn
-        seen.push(`staged during create: ${[...store.staged].join(',')}`);
+        seen.push(`staged during create: ${[...h.store.staged].join(',')}`);
         return placement;
       };
       await net.createInterface({ ipAddress: '198.19.1.2' });
       expect(seen).toEqual(['staged during create: nni-00000001']);
-      expect(store.staged.size).toBe(0);
-      expect(store.state.instances.map((i) => i.handle)).toEqual(['nni-00000001']);
+      expect(h.store.staged.size).toBe(0);
+      expect(h.store.state.instances.map((i) => i.handle)).toEqual(['nni-00000001']);
     });
 
     it('discards the staged record when the interface cannot be made', async () => {
       await cni();
-      dp.failCreateInstance = new Error('RTNETLINK answers: File exists');
+      h.dp.failCreateInstance = new Error('RTNETLINK answers: File exists');
       expect(await code(net.createInterface({ ipAddress: '198.19.1.2', ports: [80] }))).toBe('INTERNAL');
-      expect(store.staged.size).toBe(0);
-      expect(store.state.instances).toEqual([]);
+      expect(h.store.staged.size).toBe(0);
+      expect(h.store.state.instances).toEqual([]);
     });
 
     it('rolls back the interface and the rules when the record cannot be staged', async () => {
       await cni();
-      store.failStageInstance = new Error('EIO');
+      h.store.failStageInstance = new Error('EIO');
       const err = await errorOf(net.createInterface({ ipAddress: '198.19.1.2', ports: [80] }));
       expect(err.code).toBe('INTERNAL');
       expect(err.message).toMatch(/^record the interface: EIO/);
-      expect(dp.calls).toEqual(['ensureCni nodenet0', 'createInstance nni-00000001', 'deleteInstance nni-00000001']);
-      expect(pf.instances.size).toBe(0);
-      store.failStageInstance = null;
+      expect(h.dp.calls).toEqual(['ensureCni nodenet0', 'createInstance nni-00000001', 'deleteInstance nni-00000001']);
+      expect(h.pf.instances.size).toBe(0);
+      h.store.failStageInstance = null;
       expect(await code(net.createInterface({ ipAddress: '198.19.1.2', ports: [80] }))).toBe('OK');
     });
 
@@ -280,49 +245,49 @@ describe('NodeNetwork', () => {
       await cni();
       const { stateWriteError } = await import('@nodenet/core');
       const enospc = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
-      store.failStageInstance = stateWriteError(enospc, 'write the record of nni-00000001', '/state/instances/nni-00000001.json');
+      h.store.failStageInstance = stateWriteError(enospc, 'write the record of nni-00000001', '/state/instances/nni-00000001.json');
       const err = await errorOf(net.createInterface({ ipAddress: '198.19.1.2', ports: [80] }));
       expect(err.code).toBe('RESOURCE_EXHAUSTED');
       expect(err.message).toMatch(/full .*free space on it, then retry/);
-      expect([...dp.links.keys()].sort()).toEqual(['eth0', 'lo', 'nodenet0']);
-      expect(pf.instances.size).toBe(0);
-      store.failStageInstance = null;
+      expect([...h.dp.links.keys()].sort()).toEqual(['eth0', 'lo', 'nodenet0']);
+      expect(h.pf.instances.size).toBe(0);
+      h.store.failStageInstance = null;
       expect(await code(net.createInterface({ ipAddress: '198.19.1.2', ports: [80] }))).toBe('OK');
     });
 
     it('records the namespace identity read before the create, or the one the link went into when it changed', async () => {
       await cni();
-      dp.namespaces.set('ns1', '4:100');
+      h.dp.namespaces.set('ns1', '4:100');
       await net.createInterface({ ipAddress: '198.19.1.2', netns: 'ns1' });
-      expect(store.state.instances[0]?.netnsId).toBe('4:100');
+      expect(h.store.state.instances[0]?.netnsId).toBe('4:100');
       // Replaced between the identity read and the move: the record names the namespace the link is in.
-      const create = dp.createInstance.bind(dp);
-      dp.createInstance = async (spec) => {
-        dp.namespaces.set('ns1', '4:200');
+      const create = h.dp.createInstance.bind(h.dp);
+      h.dp.createInstance = async (spec) => {
+        h.dp.namespaces.set('ns1', '4:200');
         return create(spec);
       };
       await net.createInterface({ ipAddress: '198.19.1.3', netns: 'ns1' });
-      expect(store.state.instances.find((i) => i.address === '198.19.1.3')?.netnsId).toBe('4:200');
-      expect(store.staged.size).toBe(0);
+      expect(h.store.state.instances.find((i) => i.address === '198.19.1.3')?.netnsId).toBe('4:200');
+      expect(h.store.staged.size).toBe(0);
     });
 
     it('touches nothing when the namespace does not exist', async () => {
       await cni();
       const { NotFoundError } = await import('@nodenet/core');
-      dp.identifyNamespace = async (netns) => {
+      h.dp.identifyNamespace = async (netns) => {
         throw new NotFoundError(`network namespace ${netns} does not exist`);
       };
       expect(await code(net.createInterface({ ipAddress: '198.19.1.2', netns: 'gone', ports: [80] }))).toBe('NOT_FOUND');
-      expect(dp.calls).toEqual(['ensureCni nodenet0']);
-      expect(pf.instances.size).toBe(0);
-      expect(store.staged.size).toBe(0);
-      expect(store.state.instances).toEqual([]);
+      expect(h.dp.calls).toEqual(['ensureCni nodenet0']);
+      expect(h.pf.instances.size).toBe(0);
+      expect(h.store.staged.size).toBe(0);
+      expect(h.store.state.instances).toEqual([]);
     });
 
     it('passes a domain error from an adapter through unchanged', async () => {
       await cni();
       const { NotFoundError } = await import('@nodenet/core');
-      dp.failCreateInstance = new NotFoundError('netns x does not exist');
+      h.dp.failCreateInstance = new NotFoundError('netns x does not exist');
       expect(await code(net.createInterface({ ipAddress: '198.19.1.2', netns: 'x' }))).toBe('NOT_FOUND');
     });
   });
@@ -332,10 +297,10 @@ describe('NodeNetwork', () => {
       await cni();
       const { interfaceName } = await net.createInterface({ ipAddress: '198.19.1.2', ports: [80] });
       await net.deleteInterface({ interfaceName });
-      expect(pf.instances.size).toBe(0);
-      expect(pf.flushed).toEqual(['198.19.1.2']);
-      expect(store.state.instances).toEqual([]);
-      expect(store.state.released).toEqual([interfaceName]);
+      expect(h.pf.instances.size).toBe(0);
+      expect(h.pf.flushed).toEqual(['198.19.1.2']);
+      expect(h.store.state.instances).toEqual([]);
+      expect(h.store.state.released).toEqual([interfaceName]);
       expect(await code(net.deleteInterface({ interfaceName }))).toBe('OK');
       // address and port are free again
       expect(await code(net.createInterface({ ipAddress: '198.19.1.2', ports: [80] }))).toBe('OK');
@@ -344,10 +309,10 @@ describe('NodeNetwork', () => {
     it('tries every teardown step and reports every failure, keeping the record for a retry', async () => {
       await cni();
       const { interfaceName } = await net.createInterface({ ipAddress: '198.19.1.2', ports: [80] });
-      dp.deleteInstance = async () => {
+      h.dp.deleteInstance = async () => {
         throw new Error('link busy');
       };
-      pf.removeInstance = async () => {
+      h.pf.removeInstance = async () => {
         throw new Error('nft refused');
       };
       const err = (await net.deleteInterface({ interfaceName }).catch((e: unknown) => e)) as TeardownError;
@@ -359,9 +324,9 @@ describe('NodeNetwork', () => {
       ]);
       expect(err.message).toMatch(/2 steps failed: delete the interface: link busy; remove published ports and anti-spoofing: nft refused/);
       // The flush was still tried (after the rules step settled), and the record stays for a retry.
-      expect(pf.flushed).toEqual(['198.19.1.2']);
-      expect(store.state.instances.map((r) => r.handle)).toEqual([interfaceName]);
-      expect(store.state.released).toEqual([]);
+      expect(h.pf.flushed).toEqual(['198.19.1.2']);
+      expect(h.store.state.instances.map((r) => r.handle)).toEqual([interfaceName]);
+      expect(h.store.state.released).toEqual([]);
     });
 
     it('remembers released handles across a restart', async () => {
@@ -375,7 +340,7 @@ describe('NodeNetwork', () => {
     it('is OK for an issued handle whose interface vanished', async () => {
       await cni();
       const { interfaceName } = await net.createInterface({ ipAddress: '198.19.1.2' });
-      dp.links.clear();
+      h.dp.links.clear();
       expect(await code(net.deleteInterface({ interfaceName }))).toBe('OK');
     });
 
@@ -384,7 +349,7 @@ describe('NodeNetwork', () => {
       const { interfaceName } = await net.createInterface({ ipAddress: '198.19.1.2' });
       const rs = await Promise.all([1, 2, 3].map(() => code(net.deleteInterface({ interfaceName }))));
       expect(rs).toEqual(['OK', 'OK', 'OK']);
-      expect(dp.calls.filter((c) => c.startsWith('deleteInstance'))).toHaveLength(1);
+      expect(h.dp.calls.filter((c) => c.startsWith('deleteInstance'))).toHaveLength(1);
     });
 
     it('refuses what it did not create: PERMISSION_DENIED, NOT_FOUND, INVALID_ARGUMENT', async () => {
@@ -395,7 +360,7 @@ describe('NodeNetwork', () => {
       expect(await code(net.deleteInterface({ interfaceName: 'nni-99999999' }))).toBe('NOT_FOUND');
       expect(await code(net.deleteInterface({ interfaceName: 'a/b' }))).toBe('INVALID_ARGUMENT');
       expect(await code(net.deleteInterface({ interfaceName: '' }))).toBe('INVALID_ARGUMENT');
-      expect(dp.calls.filter((c) => c.startsWith('delete'))).toEqual([]);
+      expect(h.dp.calls.filter((c) => c.startsWith('delete'))).toEqual([]);
     });
 
     it('touches nothing when the release cannot be noted (state directory read-only), and completes once it can', async () => {
@@ -403,33 +368,33 @@ describe('NodeNetwork', () => {
       const { interfaceName } = await net.createInterface({ ipAddress: '198.19.1.2', ports: [80] });
       const { stateWriteError } = await import('@nodenet/core');
       const erofs = Object.assign(new Error('EROFS: read-only file system'), { code: 'EROFS' });
-      store.failBeginRelease = stateWriteError(erofs, `note the release of ${interfaceName}`, '/state/released.log');
+      h.store.failBeginRelease = stateWriteError(erofs, `note the release of ${interfaceName}`, '/state/released.log');
       const err = await errorOf(net.deleteInterface({ interfaceName }));
       expect(err.code).toBe('UNAVAILABLE');
       expect(err.message).toMatch(/read-only .*remount it read-write/);
-      expect(dp.calls.filter((c) => c.startsWith('deleteInstance'))).toEqual([]);
-      expect(pf.instances.size).toBe(1);
-      expect(pf.flushed).toEqual([]);
-      expect(store.state.instances.map((r) => r.handle)).toEqual([interfaceName]);
-      store.failBeginRelease = null;
+      expect(h.dp.calls.filter((c) => c.startsWith('deleteInstance'))).toEqual([]);
+      expect(h.pf.instances.size).toBe(1);
+      expect(h.pf.flushed).toEqual([]);
+      expect(h.store.state.instances.map((r) => r.handle)).toEqual([interfaceName]);
+      h.store.failBeginRelease = null;
       expect(await code(net.deleteInterface({ interfaceName }))).toBe('OK');
-      expect(store.state.instances).toEqual([]);
-      expect(pf.instances.size).toBe(0);
+      expect(h.store.state.instances).toEqual([]);
+      expect(h.pf.instances.size).toBe(0);
     });
 
     it('keeps the record when a step fails so that a retry completes the delete', async () => {
       await cni();
       const { interfaceName } = await net.createInterface({ ipAddress: '198.19.1.2', ports: [80] });
-      const original = pf.flushConntrack.bind(pf);
-      pf.flushConntrack = async () => {
+      const original = h.pf.flushConntrack.bind(h.pf);
+      h.pf.flushConntrack = async () => {
         throw new Error('conntrack: Operation not permitted');
       };
       const err = await errorOf(net.deleteInterface({ interfaceName }));
       expect(err.message).toMatch(/^flush connection tracking/);
-      expect(store.state.instances).toHaveLength(1);
-      pf.flushConntrack = original;
+      expect(h.store.state.instances).toHaveLength(1);
+      h.pf.flushConntrack = original;
       expect(await code(net.deleteInterface({ interfaceName }))).toBe('OK');
-      expect(store.state.instances).toHaveLength(0);
+      expect(h.store.state.instances).toHaveLength(0);
     });
   });
 });

@@ -41,36 +41,26 @@ describe('node records with IPv6', () => {
     expect(JSON.parse(text)).toEqual({ version: RECORD_VERSION, name: 'node-1', underlayAddress: '198.18.0.1', subnet: '198.19.1.0/24' });
   });
 
-  it('writes and reads back a dual-stack record (version 2); an older reader sees the IPv4 node it also is', () => {
-    const r = rec('node-2', '198.18.0.2', '198.19.2.0/24', 'fd19:0:0:2::/64');
-    const text = encodeNodeRecord(r);
-    expect(JSON.parse(text)).toEqual({
-      version: RECORD_VERSION_IPV6,
-      name: 'node-2',
-      underlayAddress: '198.18.0.2',
-      subnet: '198.19.2.0/24',
-      ipv6Subnet: 'fd19:0:0:2::/64',
-    });
-    const back = decodeNodeRecord('/p/nodes/node-2', 'node-2', text);
-    expect(String(back.subnet)).toBe('198.19.2.0/24');
-    expect(String(back.ipv6Subnet)).toBe('fd19:0:0:2::/64');
-    expect(decodeAsOlderReader(text)).toEqual({ name: 'node-2', underlayAddress: '198.18.0.2', subnet: '198.19.2.0/24' });
-  });
-
-  it('writes and reads back an IPv6-only record on an IPv6 underlay; an older reader refuses it (ignored there), never misreads it', () => {
-    const r = rec('node-3', '2001:db8:18::3', undefined, 'fd19:0:0:3::/64');
-    const text = encodeNodeRecord(r);
-    expect(JSON.parse(text)).toEqual({
-      version: RECORD_VERSION_IPV6,
-      name: 'node-3',
-      underlayAddress: '2001:db8:18::3',
-      ipv6Subnet: 'fd19:0:0:3::/64',
-    });
-    const back = decodeNodeRecord('/p/nodes/node-3', 'node-3', text);
-    expect(back.underlayAddress).toBe('2001:db8:18::3');
-    expect(back.subnet).toBeUndefined();
-    expect(String(back.ipv6Subnet)).toBe('fd19:0:0:3::/64');
-    expect(() => decodeAsOlderReader(text)).toThrow(/IPv6/);
+  it.each<[string, { name: string; underlayAddress: string; subnet?: string; ipv6Subnet: string }, object | RegExp]>([
+    [
+      'a dual-stack record (version 2); an older reader sees the IPv4 node it also is',
+      { name: 'node-2', underlayAddress: '198.18.0.2', subnet: '198.19.2.0/24', ipv6Subnet: 'fd19:0:0:2::/64' },
+      { name: 'node-2', underlayAddress: '198.18.0.2', subnet: '198.19.2.0/24' },
+    ],
+    [
+      'an IPv6-only record on an IPv6 underlay; an older reader refuses it (ignored there), never misreads it',
+      { name: 'node-3', underlayAddress: '2001:db8:18::3', ipv6Subnet: 'fd19:0:0:3::/64' },
+      /IPv6/,
+    ],
+  ])('writes and reads back %s', (_, written, olderReader) => {
+    const text = encodeNodeRecord(rec(written.name, written.underlayAddress, written.subnet, written.ipv6Subnet));
+    expect(JSON.parse(text)).toEqual({ version: RECORD_VERSION_IPV6, ...written });
+    const back = decodeNodeRecord(`/p/nodes/${written.name}`, written.name, text);
+    expect(back.underlayAddress).toBe(written.underlayAddress);
+    expect(back.subnet?.toString()).toBe(written.subnet);
+    expect(back.ipv6Subnet?.toString()).toBe(written.ipv6Subnet);
+    if (olderReader instanceof RegExp) expect(() => decodeAsOlderReader(text)).toThrow(olderReader);
+    else expect(decodeAsOlderReader(text)).toEqual(olderReader);
   });
 
   it('reads a dual-stack node on an IPv6 underlay; an older reader refuses it for its underlay address', () => {

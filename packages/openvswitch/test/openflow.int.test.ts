@@ -25,6 +25,19 @@ function portFlows(p: typeof A): string[] {
 }
 const baseFlows = [`cookie=${hex(BASE)},table=0,priority=0,actions=drop`, `cookie=${hex(BASE)},table=10,priority=0,actions=NORMAL`];
 const adds = (flows: readonly string[]): FlowMod[] => flows.map((f) => flowModOf('add', f));
+/** The flows as dump-flows prints them once added, from the flow-mods that add them. */
+const asDumped = (flows: readonly string[]): string[] =>
+  adds(flows)
+    .map((m) =>
+      formatFlowStats({
+        table: m.table ?? 0,
+        cookie: m.cookie ?? 0n,
+        priority: m.priority ?? 0,
+        match: m.match ?? {},
+        instructions: m.instructions ?? {},
+      }),
+    )
+    .sort();
 
 describe('OpenFlowConnection against ovs-vswitchd', () => {
   let scope: TestScope;
@@ -35,6 +48,20 @@ describe('OpenFlowConnection against ovs-vswitchd', () => {
 
   /** ovs-ofctl's view, in its --no-stats form. */
   const dump = async () => (await ovs.flows(BRIDGE)).sort();
+
+  /** Adds `flows` (all with `cookie`) in a bundle; ovs-ofctl's view of them, checked equal to ours. */
+  const addAndReadBack = async (cookie: bigint, flows: readonly string[]): Promise<string[]> => {
+    await of.bundle(adds(flows));
+    const switchView = (await dump()).filter((l) => l.includes(hex(cookie)));
+    const ours = (await of.dumpFlows({ cookie, cookieMask: 0xffffffffffffffffn })).map(formatFlowStats).sort();
+    expect(switchView).toEqual(ours);
+    return ours;
+  };
+  /** Deletes every flow with `cookie` and checks that ovs-ofctl shows none left. */
+  const deleteAll = async (cookie: bigint) => {
+    await of.flowMods([flowModOf('delete', `cookie=${hex(cookie)}/-1`)]);
+    expect((await dump()).some((l) => l.includes(hex(cookie)))).toBe(false);
+  };
 
   beforeAll(async () => {
     scope = await TestScope.create();
@@ -70,16 +97,7 @@ describe('OpenFlowConnection against ovs-vswitchd', () => {
     // ovs-ofctl's dump and ours agree, and both are the flows sent (in dump-flows' text form).
     const ours = (await of.dumpFlows()).map(formatFlowStats).sort();
     expect(await dump()).toEqual(ours);
-    const expected = adds(flows).map((m) =>
-      formatFlowStats({
-        table: m.table ?? 0,
-        cookie: m.cookie ?? 0n,
-        priority: m.priority ?? 0,
-        match: m.match ?? {},
-        instructions: m.instructions ?? {},
-      }),
-    );
-    expect(ours).toEqual(expected.sort());
+    expect(ours).toEqual(asDumped(flows));
   });
 
   it('reads flows back by cookie and mask', async () => {
@@ -148,24 +166,9 @@ describe('OpenFlowConnection against ovs-vswitchd', () => {
       `${c},priority=230,icmp6,in_port=1,ipv6_src=::,icmp_type=135,icmp_code=0,nd_target=fe80::ff:fe00:701,actions=goto_table:30`,
       `${c},priority=200,ipv6,in_port=1,ipv6_src=fd19:0:0:7::1,actions=goto_table:30`,
     ];
-    await of.bundle(adds(flows));
-    const switchView = (await dump()).filter((l) => l.includes(hex(cookie)));
-    const ours = (await of.dumpFlows({ cookie, cookieMask: 0xffffffffffffffffn })).map(formatFlowStats).sort();
-    expect(switchView).toEqual(ours);
-    const sent = adds(flows)
-      .map((m) =>
-        formatFlowStats({
-          table: m.table ?? 0,
-          cookie: m.cookie ?? 0n,
-          priority: m.priority ?? 0,
-          match: m.match ?? {},
-          instructions: m.instructions ?? {},
-        }),
-      )
-      .sort();
-    expect(ours).toEqual(sent);
-    await of.flowMods([flowModOf('delete', `cookie=${hex(cookie)}/-1`)]);
-    expect((await dump()).some((l) => l.includes(hex(cookie)))).toBe(false);
+    const ours = await addAndReadBack(cookie, flows);
+    expect(ours).toEqual(asDumped(flows));
+    await deleteAll(cookie);
   });
 
   it('IPv6 prefixes and the IPv6 tunnel fields (an overlay peer over either underlay) are taken and read back as ovs-ofctl prints them', async () => {
@@ -178,16 +181,12 @@ describe('OpenFlowConnection against ovs-vswitchd', () => {
       `${c},table=10,priority=100,ipv6,ipv6_dst=fd19:0:0:2::/64,actions=dec_ttl,set_field:198.18.0.2->tun_dst,output:1`,
       `${c},table=30,priority=100,ipv6,ipv6_dst=fd19:0:0:1::7,actions=set_field:02:00:00:00:00:01->eth_src,set_field:02:00:00:00:00:07->eth_dst,dec_ttl,output:1`,
     ];
-    await of.bundle(adds(flows));
-    const switchView = (await dump()).filter((l) => l.includes(hex(cookie)));
-    const ours = (await of.dumpFlows({ cookie, cookieMask: 0xffffffffffffffffn })).map(formatFlowStats).sort();
-    expect(switchView).toEqual(ours);
+    const ours = await addAndReadBack(cookie, flows);
     expect(ours).toHaveLength(5);
     expect(ours.join('\n')).toContain('tun_ipv6_src=2001:db8:18::2');
     expect(ours.join('\n')).toContain('set_field:2001:db8:18::2->tun_ipv6_dst');
     expect(ours.join('\n')).toContain('ipv6_dst=fd19:0:0:2::/64');
-    await of.flowMods([flowModOf('delete', `cookie=${hex(cookie)}/-1`)]);
-    expect((await dump()).some((l) => l.includes(hex(cookie)))).toBe(false);
+    await deleteAll(cookie);
   });
 
   it('packet-outs leave through the port their actions name (an ARP request B learns the sender from)', async () => {

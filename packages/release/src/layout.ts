@@ -95,8 +95,10 @@ export async function writeTree(options: TreeOptions): Promise<Tree> {
     await mkdir(join(root, options.cniDir), { recursive: true });
     await copyFile(join(repoRoot, CNI_PLUGIN_BINARY), join(root, options.cniDir, 'nodenet'));
     await chmod(join(root, options.cniDir, 'nodenet'), 0o755);
-    // An example network for runtimes (/etc/cni/net.d), with the daemon's default CNI socket.
-    await copyFile(new URL('nodenet.conflist', FILES_DIR), join(docDir, 'examples', 'nodenet.conflist'));
+    // Example networks for runtimes (/etc/cni/net.d), with the daemon's default CNI socket: IPv4 and dual-stack.
+    for (const conflist of ['nodenet.conflist', 'nodenet-dual-stack.conflist']) {
+      await copyFile(new URL(conflist, FILES_DIR), join(docDir, 'examples', conflist));
+    }
     cniPlugin = true;
   }
   const conffiles = options.configDir.startsWith('etc/') ? [`/${options.configDir}/nodenetd.yaml`] : [];

@@ -3,10 +3,8 @@
  * published port reached from another host (the world namespace), a TAP, and both deleted. Used to check a
  * packaged daemon and the capability set of its unit. Each step is named, so a failure says which one.
  */
-import { stat } from 'node:fs/promises';
-import { execa } from 'execa';
 import { InterfaceKind, Protocol } from '@nodenet/api';
-import { echo, link, ping, startEchoServers, type Daemon, type TestScope, type Topology } from '@nodenet/testkit';
+import { echo, link, ping, startEchoServers, startOtherUserProcess, type Daemon, type TestScope, type Topology } from '@nodenet/testkit';
 
 export const GATEWAY = '198.19.1.1';
 export const SUBNET = '198.19.1.0/24';
@@ -89,26 +87,4 @@ export async function walkTheApi(scope: TestScope, topology: Topology, daemon: D
     const r = await echo(topology.world.ns, { protocol: 'tcp', host: node.address, port: PUBLISHED_PORT, timeoutMs: 1000 });
     check(!r.ok, 'it still answers');
   });
-}
-
-/** A process of user nobody in namespace `ns`; returns its PID once it is inside. */
-async function startOtherUserProcess(scope: TestScope, ns: string): Promise<number> {
-  const child = execa('ip', ['netns', 'exec', ns, 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', 'sleep', '3600'], {
-    reject: false,
-    stdin: 'ignore',
-  });
-  const pid = child.pid;
-  if (pid === undefined) throw new Error(`could not start a process in ${ns}`);
-  scope.trackPid(pid);
-  scope.defer(`process ${pid} of nobody in ${ns}`, async () => {
-    child.kill('SIGKILL');
-    await child;
-  });
-  const want = (await stat(`/run/netns/${ns}`)).ino;
-  const deadline = Date.now() + 5000;
-  while ((await stat(`/proc/${pid}/ns/net`)).ino !== want) {
-    if (Date.now() > deadline) throw new Error(`process ${pid} did not enter ${ns} within 5 s`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  return pid;
 }

@@ -17,7 +17,7 @@ import { loadSync } from '@grpc/proto-loader';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Protocol } from '@nodenet/api';
-import { Daemon, EtcdServer, TestScope, Topology, echo, link, ping, startEchoServers } from '@nodenet/testkit';
+import { Daemon, EtcdServer, TestScope, Topology, echo, link, ping, startEchoServers, withCapabilities } from '@nodenet/testkit';
 import { buildPackages, DEPENDS, MAINTAINER_SCRIPTS, releaseVersion, type PackageResult } from '../src/index.js';
 import { GATEWAY, SUBNET, WalkStepFailed, walkTheApi } from './api-walk.js';
 
@@ -29,12 +29,6 @@ const REFLECTION_PROTO = join(repoRoot, 'node_modules/@grpc/reflection/build/pro
 interface Notification {
   readonly pid: number | null;
   readonly vars: Record<string, string>;
-}
-
-/** `command` run as root with only `caps` (setpriv: bounding, inheritable and ambient sets; no new privileges). */
-function withCapabilities(caps: readonly string[], command: readonly string[]): [string, ...string[]] {
-  const set = ['-all', ...caps.map((c) => `+${c}`)].join(',');
-  return ['setpriv', `--inh-caps=${set}`, `--ambient-caps=${set}`, `--bounding-set=${set}`, '--no-new-privs', '--', ...command];
 }
 
 /** The capabilities a unit file grants (CapabilityBoundingSet=), as setpriv names them (net_admin, ...). */
@@ -127,6 +121,7 @@ describe('the release packages', () => {
     const cniPlugin = existsSync(join(repoRoot, 'packages/cni-plugin/dist/nodenet'));
     expect(files.has('usr/lib/cni/nodenet')).toBe(cniPlugin);
     expect(files.has('usr/share/doc/nodenet/examples/nodenet.conflist')).toBe(cniPlugin);
+    expect(files.has('usr/share/doc/nodenet/examples/nodenet-dual-stack.conflist')).toBe(cniPlugin);
     expect(result.deb.architecture === 'all').toBe(!cniPlugin);
     // The tarball holds the same tree.
     const tarList = (await execFileAsync('tar', ['-tzf', result.tarball], { maxBuffer: 8 << 20 })).stdout.split('\n');

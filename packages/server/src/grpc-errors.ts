@@ -4,7 +4,7 @@
  */
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { Metadata } from '@grpc/grpc-js';
-import { asNodenetError, type ErrorCode } from '@nodenet/core';
+import { clientError, type ErrorCode } from '@nodenet/core';
 
 export const GRPC_STATUS_OF: Readonly<Record<ErrorCode, status>> = {
   INVALID_ARGUMENT: status.INVALID_ARGUMENT,
@@ -25,9 +25,12 @@ export interface GrpcFailure {
   readonly errorCode: ErrorCode;
 }
 
-/** Maps anything thrown while serving `step` (e.g. the RPC's name) to a gRPC status and message. */
+/**
+ * Maps anything thrown while serving `step` (e.g. the RPC's name) to a gRPC status and message; a kernel
+ * refusal for want of a capability is FAILED_PRECONDITION naming it (core's clientError).
+ */
 export function toGrpcFailure(e: unknown, step: string): GrpcFailure {
-  const err = asNodenetError(e, step);
+  const err = clientError(e, step);
   return { code: GRPC_STATUS_OF[err.code] ?? status.INTERNAL, details: err.message, errorCode: err.code };
 }
 

@@ -47,12 +47,21 @@ describe('the error table', () => {
 
   it('a command failure from sys is INTERNAL naming its step and command', () => {
     const f = toGrpcFailure(
-      new CommandError('add the bridge', 'ip link add nodenet0 type bridge', 2, 'RTNETLINK answers: Operation not permitted'),
+      new CommandError('add the bridge', 'ip link add nodenet0 type bridge', 2, 'RTNETLINK answers: Invalid argument'),
       'X',
     );
     expect(f.code).toBe(status.INTERNAL);
-    expect(f.details).toContain(
-      'add the bridge: ip link add nodenet0 type bridge failed (exit 2): RTNETLINK answers: Operation not permitted',
+    expect(f.details).toContain('add the bridge: ip link add nodenet0 type bridge failed (exit 2): RTNETLINK answers: Invalid argument');
+  });
+
+  it('a kernel refusal for want of a capability is FAILED_PRECONDITION naming the capability and what to do', () => {
+    const f = toGrpcFailure(
+      new CommandError('add the bridge', 'ip link add nodenet0 type bridge', 2, 'RTNETLINK answers: Operation not permitted'),
+      'X',
+    );
+    expect(f.code).toBe(status.FAILED_PRECONDITION);
+    expect(f.details).toMatch(
+      /^nodenetd lacks CAP_NET_ADMIN: add the bridge: ip link add nodenet0 type bridge failed \(exit 2\): RTNETLINK answers: Operation not permitted\. It needs CAP_NET_ADMIN for .*run it as root with CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_SYS_PTRACE/,
     );
   });
 

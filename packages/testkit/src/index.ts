@@ -15,3 +15,4 @@ export * from './ovs.js';
 export * from './prometheus.js';
 export * from './pki.js';
 export * from './raw-client.js';
+export * from './capabilities.js';

@@ -5,10 +5,12 @@
  * without loading the rest of the kit.
  */
 import {
+  cniRecordFields,
   instanceAddresses,
   macForAddress,
   parseIfName,
   parseNetnsRef,
+  type CniRecord,
   type CniSpec,
   type InstanceKind,
   type InstanceRecord,
@@ -52,6 +54,17 @@ export function instanceSpecFor(cni: CniSpec, id: number, hostOctet: number, opt
 export function instanceSpecMaker(cni: CniSpec, idBase: number): (hostOctet: number, options?: InstanceOptions) => InstanceSpec {
   let counter = 0;
   return (hostOctet, options = {}) => instanceSpecFor(cni, idBase + ++counter, hostOctet, options);
+}
+
+/** The record core keeps for a CNI made from `spec`, both families. */
+export function cniRecordOf(spec: CniSpec): CniRecord {
+  return {
+    name: spec.name,
+    ...cniRecordFields(spec),
+    mtu: spec.mtu,
+    mac: spec.mac,
+    createdAt: new Date().toISOString(),
+  };
 }
 
 /** The record core keeps for an instance created from `spec` (`netnsId`: the identity of its namespace, if placed in one). */

@@ -75,6 +75,22 @@ export async function ping(ns: string, destination: string, options: PingOptions
   return { ok: received > 0, transmitted, received, output: `ping ${destination} from ${ns}: ${output}` };
 }
 
+/**
+ * Waits until no IPv6 address in the namespaces is tentative (in duplicate address detection): traffic from
+ * a tentative address is not sent, and a neighbour advert arriving while the receiver's link-local address is
+ * still tentative (the first second or two after a link comes up, measured) is not taken.
+ */
+export async function addressesSettled(...namespaces: string[]): Promise<void> {
+  for (const ns of namespaces) {
+    for (let i = 0; ; i++) {
+      const r = await nsExec(ns, 'ip', ['-j', '-6', 'addr', 'show']);
+      if (!r.stdout.includes('"tentative":true')) break;
+      if (i >= 100) throw new Error(`${ns}: IPv6 addresses still tentative after 10 s`);
+      await sleep(100);
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Echo servers
 
@@ -364,12 +380,6 @@ export interface SocatEchoOptions {
   readonly ipv6?: boolean;
 }
 
-export function startSocatEcho(
-  scope: TestScope,
-  ns: string,
-  protocol: L4Protocol,
-  port: number,
-  options: SocatEchoOptions = {},
-): Promise<SocatEchoServer> {
-  return SocatEchoServer.start(scope, ns, protocol, port, options);
+export function startSocatEcho(...args: Parameters<typeof SocatEchoServer.start>): Promise<SocatEchoServer> {
+  return SocatEchoServer.start(...args);
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { CNI_NAME, Subnet, macForAddress, parseIpv4Address, type CniSpec } from '@nodenet/core';
-import { instanceRecordOf, instanceSpecFor, instanceSpecMaker } from '../src/instance-specs.js';
+import { CNI_NAME, Ipv6Subnet, Subnet, macForAddress, parseIpv4Address, parseIpv6Address, type CniSpec } from '@nodenet/core';
+import { cniRecordOf, instanceRecordOf, instanceSpecFor, instanceSpecMaker } from '../src/instance-specs.js';
 
 const gateway = parseIpv4Address('198.19.3.1', 'gateway');
 const cni: CniSpec = { name: CNI_NAME, ipv4: { gateway, subnet: Subnet.of('198.19.3.0/24') }, mtu: 1450, mac: macForAddress(gateway) };
@@ -40,5 +40,21 @@ describe('instance specs', () => {
       ifname: 'eth1',
       netnsId: '4026532',
     });
+  });
+
+  it("a CNI's record holds IPv4 in the seed fields and IPv6 beside it; an IPv6-only CNI's seed fields hold IPv6", () => {
+    const ipv6 = { gateway: parseIpv6Address('fd19:0:0:3::1', 'gateway'), subnet: Ipv6Subnet.of('fd19:0:0:3::/64') };
+    const { createdAt, ...ipv4Only } = cniRecordOf(cni);
+    expect(ipv4Only).toEqual({ name: CNI_NAME, gateway, subnet: '198.19.3.0/24', mtu: 1450, mac: cni.mac });
+    expect(Number.isNaN(Date.parse(createdAt))).toBe(false);
+    expect(cniRecordOf({ ...cni, ipv6 })).toMatchObject({
+      gateway,
+      subnet: '198.19.3.0/24',
+      ipv6Gateway: 'fd19:0:0:3::1',
+      ipv6Subnet: 'fd19:0:0:3::/64',
+    });
+    const only = cniRecordOf({ name: CNI_NAME, ipv6, mtu: 1450, mac: cni.mac });
+    expect(only).toMatchObject({ gateway: 'fd19:0:0:3::1', subnet: 'fd19:0:0:3::/64' });
+    expect(only).not.toHaveProperty('ipv6Subnet');
   });
 });

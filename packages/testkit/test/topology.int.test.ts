@@ -3,9 +3,9 @@ import { TestScope } from '../src/scope.js';
 import { BRIDGE_NETFILTER_SYSCTLS, INTERNET_ADDRESS, Topology, WORLD_ADDRESS } from '../src/topology.js';
 import { readSysctls } from '../src/exec.js';
 import { ipv4AddressesOf, link, routes } from '../src/inspect.js';
-import { echo, ping, startEchoServer, startEchoServers } from '../src/traffic.js';
+import { addressesSettled, echo, ping, startEchoServer, startEchoServers } from '../src/traffic.js';
 import { adoptInterface } from '../src/instance.js';
-import { exec, ipBatch } from '../src/exec.js';
+import { exec, ipBatch, nsExec } from '../src/exec.js';
 
 describe('Topology', () => {
   let scope: TestScope;
@@ -87,6 +87,16 @@ describe('Topology', () => {
     const r = await echo(topo.node(3).ns, { protocol: 'udp', host: WORLD_ADDRESS, port: 7002, bind: '198.18.0.33' });
     expect(r.ok).toBe(true);
     expect(await server.waitFor((x) => x.payload === r.payload)).toMatchObject({ peerAddress: '198.18.0.33' });
+  });
+
+  it('waits until no IPv6 address of the namespaces is tentative (duplicate address detection over)', async () => {
+    const [x, y] = [await topo.createInstanceNamespace(), await topo.createInstanceNamespace()];
+    await ipBatch(x, [`link add eth0 type veth peer name eth0 netns ${y}`]);
+    await ipBatch(x, ['addr add fd19:ff::a/64 dev eth0', 'link set eth0 up']);
+    await ipBatch(y, ['addr add fd19:ff::b/64 dev eth0', 'link set eth0 up']);
+    await addressesSettled(x, y);
+    for (const ns of [x, y]) expect((await nsExec(ns, 'ip', ['-6', 'addr', 'show'])).stdout).not.toContain('tentative');
+    expect((await ping(x, 'fd19:ff::b')).ok).toBe(true);
   });
 
   it('moves a veth into an instance namespace as a runtime would', async () => {
