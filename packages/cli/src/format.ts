@@ -132,7 +132,9 @@ export function formatPorts(mappings: readonly PortMapping[]): string {
   const protocolsByPorts = new Map<string, Set<string>>();
   for (const m of mappings) {
     // instance_port 0 means the same as host_port (the proto's rule).
-    const ports = `${m.hostAddress ? `${m.hostAddress}:` : ''}${m.hostPort}->${m.instancePort === 0 ? m.hostPort : m.instancePort}`;
+    // An IPv6 host address in brackets, as in a URL: its colons would run into the port's.
+    const at = !m.hostAddress ? '' : m.hostAddress.includes(':') ? `[${m.hostAddress}]:` : `${m.hostAddress}:`;
+    const ports = `${at}${m.hostPort}->${m.instancePort === 0 ? m.hostPort : m.instancePort}`;
     const protocols = protocolsByPorts.get(ports) ?? new Set<string>();
     for (const name of protocolNames(m.protocol)) protocols.add(name);
     protocolsByPorts.set(ports, protocols);

@@ -200,14 +200,15 @@ describe('formatPorts and formatTable', () => {
         { hostPort: 8082, instancePort: 0, protocol: Protocol.TCP },
       ]),
     ).toBe('53/tcp+udp->53,8081/udp->80,8082/tcp->8082');
-    // A port on one host address shows it; the same port on another address stays apart.
+    // A port on one host address shows it (IPv6 in brackets); the same port on another address stays apart.
     expect(
       formatPorts([
         { hostPort: 8080, instancePort: 80, protocol: Protocol.TCP, hostAddress: '127.0.0.1' },
         { hostPort: 8080, instancePort: 80, protocol: Protocol.UDP, hostAddress: '127.0.0.1' },
         { hostPort: 8080, instancePort: 80, protocol: Protocol.TCP, hostAddress: '198.18.0.5' },
+        { hostPort: 8080, instancePort: 80, protocol: Protocol.TCP, hostAddress: '2001:db8:18::5' },
       ]),
-    ).toBe('127.0.0.1:8080/tcp+udp->80,198.18.0.5:8080/tcp->80');
+    ).toBe('127.0.0.1:8080/tcp+udp->80,198.18.0.5:8080/tcp->80,[2001:db8:18::5]:8080/tcp->80');
     // Same host port to different instance ports stay apart (not merged into one protocol list).
     expect(
       formatPorts([

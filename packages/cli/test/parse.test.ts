@@ -28,6 +28,13 @@ describe('parsePortMapping', () => {
       protocol: Protocol.TCP_AND_UDP,
       hostAddress: '198.18.0.5',
     });
+    // An IPv6 address after '@' keeps its colons (the ports come before it).
+    expect(parsePortMapping('8443:443/tcp@2001:db8:18::5')).toEqual({
+      hostPort: 8443,
+      instancePort: 443,
+      protocol: Protocol.TCP,
+      hostAddress: '2001:db8:18::5',
+    });
   });
 
   it.each([

@@ -1,6 +1,7 @@
 // portMappings with a hostIP, through libcni (what podman sends for `-p 198.18.0.1:8080:80`): the port is
 // published on that node address only, CHECK verifies it (host address included), a daemon restart keeps it,
-// DEL removes it; an IPv6 hostIP is a CNI error saying what to do instead.
+// DEL removes it; an IPv6 hostIP on this IPv4-only node is a CNI error saying what to do instead (IPv6 on a
+// dual-stack node: hostip-ipv6.int.test.ts).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Daemon, echo, ipBatch, nsExec, startEchoServer, TestScope, Topology } from '@nodenet/testkit';
 import { add, driver, nodenetConflist, writeConflist } from './support.js';
@@ -84,11 +85,17 @@ describe('nodenet CNI plugin: portMappings with a hostIP', () => {
     expect(map).not.toContain('. tcp . 8080');
   });
 
-  it('an IPv6 hostIP is code 7 saying to give an IPv4 address or none; nothing is attached', async () => {
+  it('an IPv6 hostIP on an IPv4-only node is code 7 saying to give an IPv4 address or none; ::1 is code 7 too; nothing is attached', async () => {
     const attached = async () =>
       Object.keys(await daemon.readState()).filter((k) => k.startsWith('cni-attachments/') || k.startsWith('instances/'));
     const before = await attached();
-    for (const hostIP of ['::1', '2001:db8:18::1']) {
+    for (const [hostIP, mentioned] of [
+      ['::1', "'runtimeConfig.portMappings[0].hostIP' ::1 cannot publish a port"],
+      [
+        '2001:db8:18::1',
+        "runtimeConfig.portMappings[0].hostIP 2001:db8:18::1 is an IPv6 address, but this node's CNI holds only IPv4 198.19.1.0/24, so the container gets no IPv6 address to publish it to: give an IPv4 address of the node (podman: -p ADDRESS:8081:80), or none",
+      ],
+    ] as const) {
       const out = await driver(nodeNs(), {
         op: 'add',
         conflist,
@@ -97,7 +104,7 @@ describe('nodenet CNI plugin: portMappings with a hostIP', () => {
         cache,
         ports: [{ hostPort: 8081, containerPort: 80, protocol: 'tcp', hostIP }],
       });
-      expect(out.error).toMatchObject({ code: 7, msg: expect.stringContaining(`hostIP "${hostIP}" is an IPv6 address`) as unknown });
+      expect(out.error).toMatchObject({ code: 7, msg: expect.stringContaining(mentioned) as unknown });
     }
     expect(await attached()).toEqual(before);
   });

@@ -248,7 +248,7 @@ describe('nodenet CNI plugin through libcni', () => {
       expect(out.error!.msg).toContain(mentioned);
     });
 
-    it('a hostIP nodenet cannot honour (IPv6), a cniVersion it does not speak', async () => {
+    it('a hostIP nodenet cannot honour (::1), a cniVersion it does not speak', async () => {
       const ns = netnsPath(await topo.createInstanceNamespace());
       const hostIp = await driver(nodeNs(), {
         op: 'add',
@@ -259,6 +259,7 @@ describe('nodenet CNI plugin through libcni', () => {
         ports: [{ hostPort: 8081, containerPort: 80, protocol: 'tcp', hostIP: '::1' }],
       });
       expect(hostIp.error).toMatchObject({ code: 7, msg: expect.stringContaining('hostIP') as unknown });
+      expect(hostIp.error!.msg).toContain('::1 cannot publish a port');
       const r = await execPlugin(
         { CNI_COMMAND: 'ADD', CNI_CONTAINERID: containerId(), CNI_NETNS: ns, CNI_IFNAME: 'eth0', CNI_PATH: '/usr/lib/cni' },
         pluginConfig({ cniVersion: '0.2.0', socket: daemon.cniSocket }),

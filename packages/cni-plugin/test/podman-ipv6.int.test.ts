@@ -1,11 +1,15 @@
 // Podman (CNI network backend) on a dual-stack node (IPv4 198.19.1.0/24 and IPv6 fd19:0:0:1::/64 beside the
 // 2001:db8:18::/64 underlay) made by the conflist alone (its subnet, gateway, ipv6Subnet and ipv6Gateway): `podman
 // run -p 8080:80` gives the container an address of each family, as podman reports them from the plugin's result,
-// and the published port answers over IPv6 from the world.
+// and the published port answers over IPv6 from the world; `-p [ADDRESS]:8081:80` publishes on that IPv6 node
+// address only (portmap's hostIP).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { echo, type Daemon, type TestScope, type Topology } from '@nodenet/testkit';
+import { echo, ipBatch, type Daemon, type TestScope, type Topology } from '@nodenet/testkit';
 import { NODE6, startCniNode } from './fixture.js';
 import { busyboxTarball, Podman } from './runtimes.js';
+
+/** A second IPv6 address of the node on its underlay link. */
+const SECOND6 = '2001:db8:18::201';
 
 describe('podman run on a dual-stack node', () => {
   let scope: TestScope;
@@ -23,6 +27,7 @@ describe('podman run on a dual-stack node', () => {
       plugin: { subnet: '198.19.1.0/24', gateway: '198.19.1.1', ipv6Subnet: 'fd19:0:0:1::/64', ipv6Gateway: 'fd19:0:0:1::1' },
       conflistDir: async (node) => (podman = await Podman.create(node.scope, node.topo.node(1).ns)).networkDir,
     }));
+    await ipBatch(topo.node(1).ns, [`addr add ${SECOND6}/64 dev ${topo.node(1).underlayIfname} nodad`]);
     await podman.importBusybox(await busyboxTarball(await scope.createTempDir()));
   });
   afterAll(() => scope?.cleanup());
@@ -68,5 +73,33 @@ describe('podman run on a dual-stack node', () => {
     await podman.run(['rm', '-f', '--time', '1', 'web6']);
     const state = await daemon.readState();
     expect(Object.keys(state).filter((k) => k.startsWith('instances/'))).toEqual([]);
+  });
+
+  it('-p [IPV6_ADDRESS]:HOST:CONTAINER publishes on that IPv6 node address only, to the IPv6 address of the container', async () => {
+    await podman.run([
+      'run',
+      '-d',
+      '--name',
+      'bound6',
+      '--network',
+      network,
+      '-p',
+      `[${SECOND6}]:8081:80`,
+      'localhost/busybox',
+      'nc',
+      '-ll',
+      '-p',
+      '80',
+      '-e',
+      'cat',
+    ]);
+    const reply = await echo(topo.world.ns, { protocol: 'tcp', host: SECOND6, port: 8081 });
+    expect(reply.ok, reply.error).toBe(true);
+    for (const host of [NODE6, topo.node(1).address])
+      expect((await echo(topo.world.ns, { protocol: 'tcp', host, port: 8081, timeoutMs: 1000 })).ok, `${host}:8081 was answered`).toBe(
+        false,
+      );
+    await podman.run(['rm', '-f', '--time', '1', 'bound6']);
+    expect((await echo(topo.world.ns, { protocol: 'tcp', host: SECOND6, port: 8081, timeoutMs: 1000 })).ok).toBe(false);
   });
 });

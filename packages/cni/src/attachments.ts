@@ -206,6 +206,7 @@ export class CniAttachments {
         `container ${request.containerId} already has interface ${request.ifname} attached by nodenet (network ${existing.network}, ${addressList(addressesOf(existing)).join(', ')}) with other settings: DEL it first`,
       );
     }
+    checkHostIPFamilies(conf, nets);
     const given = staticAddressesFor(conf, nets);
     const allocate = { ipv4: nets.ipv4 !== undefined && !given.ipv4, ipv6: nets.ipv6 !== undefined && !given.ipv6 };
     if (!allocate.ipv4 && !allocate.ipv6) return this.attach(request, conf, cni, complete(given), false, ports);
@@ -587,4 +588,21 @@ function subnetFull(subnet: string): CniError {
     CNI_CODES.alreadyInUse,
     `the node's subnet ${subnet} has no free address left: DEL containers that are gone (or GC), or give the node a larger subnet`,
   );
+}
+
+/**
+ * A container gets one address per family of the node's CNI, and a port on one host address is published to
+ * the container's address of that family only: a hostIP of a family the CNI lacks would publish to nothing.
+ */
+function checkHostIPFamilies(conf: NetConf, nets: CniNets): void {
+  conf.portMappings.forEach((m, i) => {
+    if (typeof m.hostAddress !== 'string') return;
+    const family = addressFamily(m.hostAddress);
+    if (family === 6 ? nets.ipv6 : nets.ipv4) return;
+    const ports = `${String(m.hostPort)}:${String(m.instancePort)}`;
+    throw new CniError(
+      CNI_CODES.invalidNetworkConfig,
+      `runtimeConfig.portMappings[${i}].hostIP ${m.hostAddress} is an IPv${family} address, but this node's CNI holds only ${describeCniNets(nets)}, so the container gets no IPv${family} address to publish it to: give an IPv${family === 6 ? 4 : 6} address of the node (podman: -p ${family === 6 ? 'ADDRESS' : '[ADDRESS]'}:${ports}), or none to publish on every address (podman: -p ${ports}), or give the node's CNI an IPv${family} subnet`,
+    );
+  });
 }

@@ -252,23 +252,18 @@ function parsePortMappings(input: unknown): PortMappingInput[] {
           : JSON.stringify(m.protocol);
     if (protocol !== 'tcp' && protocol !== 'udp')
       throw invalid(`${field}.protocol ${JSON.stringify(m.protocol)}: nodenet publishes tcp and udp ports only`);
-    const hostAddress = parseHostIP(m.hostIP, `${field}.hostIP`, `${String(m.hostPort)}:${String(m.containerPort)}`);
+    const hostAddress = parseHostIP(m.hostIP, `${field}.hostIP`);
     return { hostPort: port('hostPort'), instancePort: port('containerPort'), protocol, ...(hostAddress ? { hostAddress } : {}) };
   });
 }
 
 /**
  * portmap's `hostIP`: '' , 0.0.0.0 and :: (the wildcards runtimes send for `-p 8080:80`) publish on every
- * address; an IPv4 address on that address only (see core's parseHostAddress for what is accepted).
+ * address; an IPv4 or IPv6 address on that address only (see core's parseHostAddress for what is accepted).
  */
-function parseHostIP(hostIP: unknown, field: string, ports: string): Ipv4Address | undefined {
-  if (hostIP === undefined || hostIP === '' || hostIP === '::') return undefined;
-  if (typeof hostIP !== 'string') throw invalid(`${field} ${JSON.stringify(hostIP)} must be a string: an IPv4 address of the node`);
-  if (hostIP.includes(':')) {
-    throw invalid(
-      `${field} ${JSON.stringify(hostIP)} is an IPv6 address: nodenet publishes ports on IPv4 host addresses only; give an IPv4 address of the node (podman: -p ADDRESS:${ports}) or none to publish on every address (podman: -p ${ports})`,
-    );
-  }
+function parseHostIP(hostIP: unknown, field: string): IpAddress | undefined {
+  if (hostIP !== undefined && typeof hostIP !== 'string')
+    throw invalid(`${field} ${JSON.stringify(hostIP)} must be a string: an IPv4 or IPv6 address of the node`);
   return viaCore(() => parseHostAddress(hostIP, field));
 }
 

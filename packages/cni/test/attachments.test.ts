@@ -97,6 +97,26 @@ describe('CniAttachments', () => {
     expect(network.instances).toEqual([]);
   });
 
+  it('an IPv6 hostIP on a node whose CNI holds only IPv4: code 7 naming the mapping and what to do; nothing recorded or made', async () => {
+    const a = make();
+    await a.load();
+    const portMappings = [
+      { hostPort: 8080, containerPort: 80, protocol: 'tcp', hostIP: '198.18.0.5' },
+      { hostPort: 8443, containerPort: 443, protocol: 'tcp', hostIP: '2001:db8:18::5' },
+    ];
+    const add = { ...req('ADD', 'c1'), config: { ...conf, runtimeConfig: { portMappings } } };
+    await expect(a.handle(add)).rejects.toMatchObject({
+      code: 7,
+      msg: "runtimeConfig.portMappings[1].hostIP 2001:db8:18::5 is an IPv6 address, but this node's CNI holds only IPv4 198.19.1.0/24, so the container gets no IPv6 address to publish it to: give an IPv4 address of the node (podman: -p ADDRESS:8443:443), or none to publish on every address (podman: -p 8443:443), or give the node's CNI an IPv6 subnet",
+    });
+    expect(network.instances).toEqual([]);
+    expect(a.list()).toEqual([]);
+    expect(await readdir(join(dir, 'cni-attachments')).catch(() => [])).toEqual([]);
+    // The IPv4 one alone is published.
+    await a.handle({ ...add, config: { ...conf, runtimeConfig: { portMappings: [portMappings[0]] } } });
+    expect(network.instances).toHaveLength(1);
+  });
+
   it('allocation resumes after the last address handed out, across a restart, and never reuses a released one at once', async () => {
     const a = make();
     await a.load();

@@ -178,10 +178,28 @@ describe('parseNetConf', () => {
     ['ipam', { ...base, ipam: { type: 'host-local' } }, 7, "'ipam'"],
     ['sctp', { ...base, runtimeConfig: { portMappings: [{ hostPort: 1, containerPort: 1, protocol: 'sctp' }] } }, 7, 'tcp and udp'],
     [
-      'an IPv6 hostIP',
+      'the IPv6 loopback hostIP',
       { ...base, runtimeConfig: { portMappings: [{ hostPort: 80, containerPort: 80, hostIP: '::1' }] } },
       7,
-      'hostIP "::1" is an IPv6 address',
+      "'runtimeConfig.portMappings[0].hostIP' ::1 cannot publish a port",
+    ],
+    [
+      'an IPv6 hostIP not in RFC 5952 text',
+      { ...base, runtimeConfig: { portMappings: [{ hostPort: 80, containerPort: 80, hostIP: '2001:DB8:18::5' }] } },
+      7,
+      'write 2001:db8:18::5',
+    ],
+    [
+      'a link-local hostIP',
+      { ...base, runtimeConfig: { portMappings: [{ hostPort: 80, containerPort: 80, hostIP: 'fe80::1' }] } },
+      7,
+      'fe80::1 is a link-local address',
+    ],
+    [
+      'a hostIP that is no string',
+      { ...base, runtimeConfig: { portMappings: [{ hostPort: 80, containerPort: 80, hostIP: 5 }] } },
+      7,
+      'hostIP 5 must be a string: an IPv4 or IPv6 address of the node',
     ],
     [
       'a multicast hostIP',
@@ -207,7 +225,7 @@ describe('parseNetConf', () => {
     expect(e.msg).toContain(mentioned);
   });
 
-  it("reads hostIP: an IPv4 address publishes on it only; '', 0.0.0.0 and :: on every address", () => {
+  it("reads hostIP: an IPv4 or IPv6 address publishes on it only; '', 0.0.0.0 and :: on every address", () => {
     const mappings = [
       { hostPort: 8080, containerPort: 80, protocol: 'tcp', hostIP: '198.18.0.5' },
       { hostPort: 8080, containerPort: 80, protocol: 'tcp', hostIP: '127.0.0.1' },
@@ -215,6 +233,7 @@ describe('parseNetConf', () => {
       { hostPort: 8082, containerPort: 82, hostIP: '::' },
       // portmap accepts an address the node does not hold (yet): so does nodenet.
       { hostPort: 8083, containerPort: 83, hostIP: '203.0.113.7' },
+      { hostPort: 8084, containerPort: 84, protocol: 'udp', hostIP: '2001:db8:18::5' },
     ];
     const conf = parseNetConf(request({ ...base, runtimeConfig: { portMappings: mappings } }));
     expect(conf.portMappings).toEqual([
@@ -223,6 +242,7 @@ describe('parseNetConf', () => {
       { hostPort: 8081, instancePort: 81, protocol: 'udp' },
       { hostPort: 8082, instancePort: 82, protocol: 'tcp' },
       { hostPort: 8083, instancePort: 83, protocol: 'tcp', hostAddress: '203.0.113.7' },
+      { hostPort: 8084, instancePort: 84, protocol: 'udp', hostAddress: '2001:db8:18::5' },
     ]);
   });
 

@@ -95,7 +95,7 @@ describe.each(BACKENDS)('ports published on one host address (%s backend)', (bac
     ]);
   });
 
-  it('a port on every address makes the same port on one address ALREADY_EXISTS; IPv6 and non-unicast host addresses are INVALID_ARGUMENT', async () => {
+  it('a port on every address makes the same port on one address ALREADY_EXISTS; IPv6 (no IPv6 here) and non-unicast host addresses are INVALID_ARGUMENT', async () => {
     const port = f.nextPort();
     await f.addInstance(undefined, { ports: [port] });
     const one = await rpcError(
@@ -104,8 +104,9 @@ describe.each(BACKENDS)('ports published on one host address (%s backend)', (bac
     expect(one.codeName).toBe('ALREADY_EXISTS');
     expect(one.details).toContain('on every address of the node');
     for (const [hostAddress, mentioned] of [
-      ['::1', 'is an IPv6 address'],
-      ['2001:db8:18::1', 'is an IPv6 address'],
+      ['::1', '::1 cannot publish a port'],
+      // This node's CNI is IPv4-only: the instance has no IPv6 address to publish to (IPv6: host-address-ipv6).
+      ['2001:db8:18::1', 'is an IPv6 address but the instance has no IPv6 address (only 198.19.1.'],
       ['224.0.0.1', 'not a unicast address'],
       ['198.18.0.01', 'not a canonical IPv4 address'],
     ] as const) {

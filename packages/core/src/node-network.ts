@@ -37,6 +37,7 @@ import {
   type InstanceAddresses,
 } from './addressing.js';
 import { allocateLinkNames, CNI_NAME, parseIfName, parseNetnsRef, type IfName, type NetnsRef } from './names.js';
+import { hostAddressFamilyMissing } from './host-address.js';
 import { describePort, normalizePorts, PortClaims, samePortMappings, type PortMapping, type PortMappingInput } from './ports.js';
 import {
   silentLogger,
@@ -439,11 +440,29 @@ export class NodeNetwork {
   }
 
   private parseCreateInterface(input: CreateInterfaceInput, cni: CniRecord): InstanceRequest {
-    const addresses = parseInstanceAddresses(input, cniNetsOfRecord(cni));
+    const nets = cniNetsOfRecord(cni);
+    const addresses = parseInstanceAddresses(input, nets);
     const address = instanceRecordFields(addresses).address;
     const kind = input.kind ?? 'veth';
     if (kind !== 'veth' && kind !== 'tap') throw new InvalidArgumentError('kind', `'${String(kind)}' is not a kind: use VETH or TAP`);
-    const ports = normalizePorts(input.ports ?? [], input.portMappings ?? []);
+    const ports = normalizePorts(input.ports ?? [], input.portMappings ?? [], (hostAddress, field) => {
+      const missing = hostAddressFamilyMissing(hostAddress, addresses);
+      if (missing === undefined) return;
+      // A port on one address goes to the instance's address of that family only: there would be none.
+      const held = addressList(addresses).join(', ');
+      const remedy =
+        missing === 6
+          ? nets.ipv6
+            ? 'give the instance an IPv6 address too (ipv6_address)'
+            : "this node's CNI holds no IPv6 subnet (create it with ipv6_sub_network for dual-stack)"
+          : nets.ipv4
+            ? 'give the instance an IPv4 address too'
+            : "this node's CNI holds no IPv4 subnet";
+      throw new InvalidArgumentError(
+        field,
+        `${hostAddress} is an IPv${missing} address but the instance has no IPv${missing} address (only ${held}), so nothing would receive the port: publish on an IPv${missing === 6 ? 4 : 6} address of the node, or leave host_address out to publish on every address, or ${remedy}`,
+      );
+    });
     for (const m of ports) {
       const why = this.options.reservedPorts.get(m.hostPort);
       if (why !== undefined) {

@@ -166,8 +166,8 @@ export interface PublishedPort {
   readonly hostPort: number;
   readonly address: IpAddress;
   readonly instancePort: number;
-  /** The one node address the port is published on; absent: every address. */
-  readonly hostAddress?: Ipv4Address;
+  /** The one node address the port is published on (of the family of `address`); absent: every address. */
+  readonly hostAddress?: IpAddress;
 }
 
 /** A bridge port's admitted source address (anti-spoofing), of either family. */

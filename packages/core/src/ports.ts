@@ -1,7 +1,7 @@
 /** Published ports: parsing, normalisation and the keys that make a port unique on a node. */
 import { InvalidArgumentError } from './errors.js';
 import { parseHostAddress } from './host-address.js';
-import type { Ipv4Address } from './net.js';
+import type { IpAddress } from './net6.js';
 
 export type Protocol = 'tcp' | 'udp';
 export const PROTOCOLS: readonly Protocol[] = ['tcp', 'udp'];
@@ -26,7 +26,7 @@ export interface PortMapping {
   readonly protocol: Protocol;
   readonly hostPort: Port;
   readonly instancePort: Port;
-  readonly hostAddress?: Ipv4Address;
+  readonly hostAddress?: IpAddress;
 }
 
 /** The extension's wire form: protocol `both` (the default) publishes TCP and UDP. */
@@ -43,17 +43,26 @@ export function portKey(protocol: Protocol, hostPort: Port): string {
   return `${protocol}/${hostPort}`;
 }
 
-/** `8080/tcp`, or `198.18.0.5:8080/tcp` for a port published on one address (messages, repair lines). */
+/**
+ * `8080/tcp`, or `198.18.0.5:8080/tcp` / `[2001:db8:18::5]:8080/tcp` for a port published on one address
+ * (messages, repair lines).
+ */
 export function describePort(m: { protocol: Protocol; hostPort: number; hostAddress?: string }): string {
-  return `${m.hostAddress === undefined ? '' : `${m.hostAddress}:`}${m.hostPort}/${m.protocol}`;
+  const at = m.hostAddress === undefined ? '' : m.hostAddress.includes(':') ? `[${m.hostAddress}]:` : `${m.hostAddress}:`;
+  return `${at}${m.hostPort}/${m.protocol}`;
 }
 
 /**
  * Turns the seed's `ports` (same port, TCP and UDP) and the extension's mappings into one sorted list.
  * A host port may appear once per protocol and host address, and not both on every address and on one
- * (see PortClaims); anything else is INVALID_ARGUMENT naming the field.
+ * (see PortClaims); anything else is INVALID_ARGUMENT naming the field. `checkHostAddress` sees each
+ * mapping's parsed host address with its field (e.g. to refuse one of a family the instance lacks).
  */
-export function normalizePorts(seedPorts: readonly unknown[], mappings: readonly PortMappingInput[]): PortMapping[] {
+export function normalizePorts(
+  seedPorts: readonly unknown[],
+  mappings: readonly PortMappingInput[],
+  checkHostAddress?: (hostAddress: IpAddress, field: string) => void,
+): PortMapping[] {
   const out: PortMapping[] = [];
   const claims = new PortClaims<string>();
   const add = (m: PortMapping, field: string) => {
@@ -79,6 +88,7 @@ export function normalizePorts(seedPorts: readonly unknown[], mappings: readonly
     const instancePort =
       m.instancePort === undefined || m.instancePort === 0 ? hostPort : parsePort(m.instancePort, `${field}.instance_port`);
     const hostAddress = parseHostAddress(m.hostAddress, `${field}.host_address`);
+    if (hostAddress !== undefined) checkHostAddress?.(hostAddress, `${field}.host_address`);
     const protocols: Protocol[] = m.protocol === 'tcp' ? ['tcp'] : m.protocol === 'udp' ? ['udp'] : ['tcp', 'udp'];
     for (const protocol of protocols) add({ protocol, hostPort, instancePort, ...(hostAddress ? { hostAddress } : {}) }, field);
   });

@@ -6,14 +6,7 @@
  * - the shape of nodenet's tables (declarations and rules, without elements) and cluster_subnets'
  *   contents, which ensureBase compares with what it would install (see drift.ts).
  */
-import {
-  parseIpAddress,
-  parseIpv4Address,
-  type AllowedSource,
-  type FilterElements,
-  type Protocol,
-  type PublishedPort,
-} from '@nodenet/core';
+import { addressFamily, parseIpAddress, type AllowedSource, type FilterElements, type Protocol, type PublishedPort } from '@nodenet/core';
 import {
   ALLOWED_SOURCES,
   ALLOWED_SOURCES6,
@@ -143,8 +136,9 @@ export function filterElements(listed: ListedElements): FilterElements {
   const ports: PublishedPort[] = [];
   for (const p of listed.publishedPorts ?? []) {
     const address = addressOrNull(p.address);
-    const hostAddress = p.hostAddress === undefined ? undefined : ipv4OrNull(p.hostAddress);
-    if (!address || hostAddress === null) continue;
+    const hostAddress = p.hostAddress === undefined ? undefined : addressOrNull(p.hostAddress);
+    // A host address is published to the instance address of its family only (anything else is not nodenet's).
+    if (!address || hostAddress === null || (hostAddress !== undefined && addressFamily(hostAddress) !== addressFamily(address))) continue;
     ports.push({
       protocol: p.protocol,
       hostPort: p.hostPort,
@@ -159,14 +153,6 @@ export function filterElements(listed: ListedElements): FilterElements {
     if (address) sources.push({ ifname: s.ifname, address });
   }
   return { ports, sources };
-}
-
-function ipv4OrNull(s: string) {
-  try {
-    return parseIpv4Address(s, 'address');
-  } catch {
-    return null;
-  }
 }
 
 function addressOrNull(s: string) {

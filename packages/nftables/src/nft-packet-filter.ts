@@ -77,6 +77,7 @@ import {
   setClusterSubnetsScript,
   type Family,
   type ListedElements,
+  type ListedPort,
   type LoopbackGuard,
   type NftBase,
 } from './script.js';
@@ -362,21 +363,24 @@ export class NftPacketFilter implements PacketFilter {
     const v4 = families.includes('ip');
     const v6 = families.includes('ip6');
     // -p: protocols as numbers (6, 17); by name, nft reads /etc/protocols once per element (8,000 opens at 2,000 instances).
-    const [ports, hostPorts, sources, ports6, sources6, targets] = await Promise.all([
+    const [ports, hostPorts, sources, ports6, hostPorts6, sources6, targets] = await Promise.all([
       v4 ? this.list(['map', 'ip', TABLE, PUBLISHED_PORTS], step, ['-p']) : null,
       v4 ? this.list(['map', 'ip', TABLE, PUBLISHED_HOST_PORTS], step, ['-p']) : null,
       this.list(['set', 'bridge', TABLE, ALLOWED_SOURCES], step),
       v6 ? this.list(['map', 'ip6', TABLE, PUBLISHED_PORTS], step, ['-p']) : null,
+      v6 ? this.list(['map', 'ip6', TABLE, PUBLISHED_HOST_PORTS], step, ['-p']) : null,
       v6 ? this.list(['set', 'bridge', TABLE, ALLOWED_SOURCES6], step) : null,
       v6 ? this.list(['set', 'bridge', TABLE, ND_TARGETS], step) : null,
     ]);
     const join = <T>(a: readonly T[] | null, b: readonly T[] | null): T[] | null =>
       a === null && b === null ? null : [...(a ?? []), ...(b ?? [])];
-    const everyAddress = ports === null ? null : parsePublishedPorts(ports);
-    const v4Ports =
-      everyAddress === null ? null : [...everyAddress, ...((hostPorts === null ? null : parsePublishedHostPorts(hostPorts)) ?? [])];
+    // A family's ports: its published_ports, and its published_host_ports when present.
+    const familyPorts = (every: string | null, onOne: string | null): ListedPort[] | null => {
+      const everyAddress = every === null ? null : parsePublishedPorts(every);
+      return everyAddress === null ? null : [...everyAddress, ...((onOne === null ? null : parsePublishedHostPorts(onOne)) ?? [])];
+    };
     return {
-      publishedPorts: join(v4Ports, ports6 === null ? null : parsePublishedPorts(ports6)),
+      publishedPorts: join(familyPorts(ports, hostPorts), familyPorts(ports6, hostPorts6)),
       allowedSources: join(
         sources === null ? null : parseAllowedSources(sources),
         sources6 === null ? null : parseAllowedSources6(sources6, targets),

@@ -19,6 +19,8 @@
  *
  *   table ip6 nodenet      (only when the CNI holds IPv6; without IPv4 the ip table is left out)
  *     map published_ports  inet_proto . inet_service : ipv6_addr . inet_service   (one element per port mapping)
+ *     map published_host_ports  ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service
+ *                          (ports published on one IPv6 host address; one on an IPv4 one is in ip's only)
  *     set cluster_subnets  ipv6_addr, interval
  *     chain prerouting / output / postrouting: as the ip table's (hairpin; egress masquerade unless
  *                          ipv6Masquerade is false: routed global prefixes need none)
@@ -40,7 +42,6 @@ import {
   HOST_PREFIX,
   InternalError,
   Ipv6Subnet,
-  type Ipv4Address,
   PROTOCOLS,
   Subnet,
   addressFamily,
@@ -170,11 +171,12 @@ interface FamilyElements {
   readonly sources: readonly { readonly target: string; readonly items: readonly string[] }[];
 }
 
-/** The map that holds published ports to `address`. */
-/** The map holding a port published to `address`: on one host address, ip's published_host_ports; else its family's published_ports. */
+/**
+ * The map holding a port published to `address`, in the table of its family: published_host_ports on one host
+ * address (of the same family: portsTo never pairs others), else published_ports.
+ */
 function portTarget(m: PortPlace, address: string): string {
-  if (m.hostAddress !== undefined) return `${IP} ${PUBLISHED_HOST_PORTS}`;
-  return `${addressFamily(address) === 6 ? IP6 : IP} ${PUBLISHED_PORTS}`;
+  return `${addressFamily(address) === 6 ? IP6 : IP} ${portMapOf(m)}`;
 }
 
 /**
@@ -231,9 +233,9 @@ export function ipv6FromHex(hex: string): Ipv6Address | null {
 // ---------------------------------------------------------------------------------------------------
 // Elements
 
-/** `{ hostAddress }` when there is one (re-parsed), else nothing: for spreading into a port. */
-function checkedHostAddress(input: unknown, field: string): { hostAddress?: Ipv4Address } {
-  return input === undefined ? {} : { hostAddress: parseIpv4Address(input, field) };
+/** `{ hostAddress }` when there is one (re-parsed, either family), else nothing: for spreading into a port. */
+function checkedHostAddress(input: unknown, field: string): { hostAddress?: IpAddress } {
+  return input === undefined ? {} : { hostAddress: parseIpAddress(input, field) };
 }
 
 /** A published port's place: protocol and host port, and the host address when it has one. */
@@ -243,7 +245,7 @@ export interface PortPlace {
   readonly hostAddress?: string;
 }
 
-/** `tcp . 8080`, or `198.18.0.5 . tcp . 8080` on one host address: the key of a published port in its map. */
+/** `tcp . 8080`, or `198.18.0.5 . tcp . 8080` (`2001:db8:18::5 . tcp . 8080`) on one host address: the key of a published port in its map. */
 export function portKeyElement(m: PortPlace): string {
   return `${m.hostAddress === undefined ? '' : `${m.hostAddress} . `}${m.protocol} . ${m.hostPort}`;
 }
@@ -420,10 +422,17 @@ function ipTable(base: NftBase, cni: string, guardOnPorts: boolean, loopbackComm
 function ip6Table(base: NftBase, cni: string): TableLayout {
   const subnet = base.ipv6!.subnet.toString();
   const dnat = `fib daddr type local meta l4proto { tcp, udp } dnat ip6 to meta l4proto . th dport map @${PUBLISHED_PORTS}`;
+  // As in the ip table: a port on one host address first; a lookup that finds nothing falls through.
+  const dnatHost = `fib daddr type local meta l4proto { tcp, udp } dnat ip6 to ip6 daddr . meta l4proto . th dport map @${PUBLISHED_HOST_PORTS}`;
   return {
     family: 'ip6',
     sets: [
       { kind: 'map', name: PUBLISHED_PORTS, declaration: '{ type inet_proto . inet_service : ipv6_addr . inet_service; }' },
+      {
+        kind: 'map',
+        name: PUBLISHED_HOST_PORTS,
+        declaration: '{ type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service; }',
+      },
       { kind: 'set', name: CLUSTER_SUBNETS, declaration: '{ type ipv6_addr; flags interval; }' },
     ],
     chains: [
@@ -438,12 +447,15 @@ function ip6Table(base: NftBase, cni: string): TableLayout {
       {
         name: 'prerouting',
         declaration: '{ type nat hook prerouting priority -100; policy accept; }',
-        rules: [`${dnat} comment "published ports"`],
+        rules: [`${dnatHost} comment "published ports, on one host address"`, `${dnat} comment "published ports"`],
       },
       {
         name: 'output',
         declaration: '{ type nat hook output priority -100; policy accept; }',
-        rules: [`${dnat} comment "published ports, from the node"`],
+        rules: [
+          `${dnatHost} comment "published ports, on one host address, from the node"`,
+          `${dnat} comment "published ports, from the node"`,
+        ],
       },
       {
         name: 'postrouting',

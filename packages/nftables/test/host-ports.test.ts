@@ -1,6 +1,17 @@
-/** Ports published on one host address (portmap's hostIP): their map, rule, elements and listing. */
+/** Ports published on one host address (portmap's hostIP), IPv4 and IPv6: their maps, rules, elements and listing. */
 import { describe, expect, it } from 'vitest';
-import { Subnet, type FilterBase, type IfName, type InstanceRules, type Ipv4Address, type Port, type PortMapping } from '@nodenet/core';
+import {
+  Ipv6Subnet,
+  Subnet,
+  type FilterBase,
+  type IfName,
+  type InstanceRules,
+  type IpAddress,
+  type Ipv4Address,
+  type Ipv6Address,
+  type Port,
+  type PortMapping,
+} from '@nodenet/core';
 import { filterElements, parsePublishedHostPorts, parsePublishedPorts } from '../src/listing.js';
 import {
   addInstanceScript,
@@ -23,7 +34,7 @@ const port = (protocol: 'tcp' | 'udp', hostPort: number, instancePort: number, h
   protocol,
   hostPort: hostPort as Port,
   instancePort: instancePort as Port,
-  ...(hostAddress ? { hostAddress: hostAddress as Ipv4Address } : {}),
+  ...(hostAddress ? { hostAddress: hostAddress as IpAddress } : {}),
 });
 
 const rules = (ports: PortMapping[]): InstanceRules => ({
@@ -155,5 +166,106 @@ describe('listing published_host_ports', () => {
       allowedSources: null,
     }).ports;
     expect(ports).toEqual([{ protocol: 'tcp', hostPort: 8080, address: '198.19.1.2', instancePort: 80, hostAddress: '198.18.0.5' }]);
+  });
+});
+
+describe('ports on one IPv6 host address', () => {
+  const dual: FilterBase = {
+    ...base,
+    ipv6: { subnet: Ipv6Subnet.of('fd19:0:0:1::/64'), gateway: 'fd19:0:0:1::1' as Ipv6Address },
+    clusterSubnets: [Subnet.of('198.19.1.0/24'), Ipv6Subnet.of('fd19:0:0:1::/64')],
+  };
+  const dualRules = (ports: PortMapping[]): InstanceRules => ({
+    ...rules(ports),
+    ipv6: 'fd19:0:0:1::2' as Ipv6Address,
+    ipv6LinkLocal: 'fe80::6e:c6ff:fe13:102' as Ipv6Address,
+  });
+  const portLines = (script: string) => lines(script).filter((l) => l.includes('published_'));
+
+  it('the ip6 table declares its own published_host_ports, looked up before published_ports in prerouting and output', () => {
+    const script = ensureBaseScript(dual);
+    expect(script).toContain(
+      'add map ip6 nodenet published_host_ports { type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service; }',
+    );
+    const host = 'fib daddr type local meta l4proto { tcp, udp } dnat ip6 to ip6 daddr . meta l4proto . th dport map @published_host_ports';
+    const every = 'fib daddr type local meta l4proto { tcp, udp } dnat ip6 to meta l4proto . th dport map @published_ports';
+    for (const chain of ['prerouting', 'output']) {
+      const chainRules = lines(script).filter((l) => l.startsWith(`add rule ip6 nodenet ${chain} `));
+      expect(chainRules).toHaveLength(2);
+      expect(chainRules[0]).toContain(host);
+      expect(chainRules[1]).toContain(every);
+    }
+  });
+
+  it('a dual-stack instance: an IPv6 host address goes to its IPv6 address only, an IPv4 one to its IPv4 address only, every address to both', () => {
+    const ports = [port('tcp', 8080, 80, '2001:db8:18::5'), port('tcp', 8081, 81, '198.18.0.5'), port('udp', 53, 53)];
+    expect(portLines(addInstanceScript(dualRules(ports)))).toEqual([
+      'add element ip nodenet published_ports { udp . 53 : 198.19.1.2 . 53 }',
+      'add element ip nodenet published_host_ports { 198.18.0.5 . tcp . 8081 : 198.19.1.2 . 81 }',
+      'add element ip6 nodenet published_ports { udp . 53 : fd19:0:0:1::2 . 53 }',
+      'add element ip6 nodenet published_host_ports { 2001:db8:18::5 . tcp . 8080 : fd19:0:0:1::2 . 80 }',
+    ]);
+    expect(portLines(removeInstanceScript(dualRules([port('tcp', 8080, 80, '2001:db8:18::5')])))).toEqual([
+      'add element ip6 nodenet published_host_ports { 2001:db8:18::5 . tcp . 8080 : fd19:0:0:1::2 . 80 }',
+      'delete element ip6 nodenet published_host_ports { 2001:db8:18::5 . tcp . 8080 }',
+    ]);
+  });
+
+  it('the fallbacks and orphan removal find an IPv6 host port in the ip6 map', () => {
+    const mine: ListedPort = { protocol: 'tcp', hostPort: 8080, address: 'fd19:0:0:1::2', instancePort: 80, hostAddress: '2001:db8:18::5' };
+    const other: ListedPort = { ...mine, address: 'fd19:0:0:1::7' };
+    const r = dualRules([port('tcp', 8080, 80, '2001:db8:18::5')]);
+    expect(conflictingKeys(r, [other])).toEqual([other]);
+    expect(conflictingKeys(r, [mine])).toEqual([]);
+    // A stale key mapped to another instance is deleted from the ip6 map first.
+    expect(portLines(addInstanceScript(r, [other]))).toEqual([
+      'delete element ip6 nodenet published_host_ports { 2001:db8:18::5 . tcp . 8080 }',
+      'add element ip6 nodenet published_host_ports { 2001:db8:18::5 . tcp . 8080 : fd19:0:0:1::2 . 80 }',
+    ]);
+    expect(lines(removeListedScript(r, { publishedPorts: [mine], allowedSources: [] }))).toEqual([
+      'delete element ip6 nodenet published_host_ports { 2001:db8:18::5 . tcp . 8080 }',
+    ]);
+    expect(removeListedScript(r, { publishedPorts: [other], allowedSources: [] })).toBe('');
+    const orphans = {
+      ports: [{ ...mine, address: mine.address as Ipv6Address, hostAddress: '2001:db8:18::5' as Ipv6Address }],
+      sources: [],
+    };
+    expect(lines(removeElementsScript(orphans))).toEqual([
+      'add element ip6 nodenet published_host_ports { 2001:db8:18::5 . tcp . 8080 : fd19:0:0:1::2 . 80 }',
+      'delete element ip6 nodenet published_host_ports { 2001:db8:18::5 . tcp . 8080 }',
+    ]);
+    expect(lines(removeListedElementsScript(orphans, { publishedPorts: [mine], allowedSources: [] }))).toEqual([
+      'delete element ip6 nodenet published_host_ports { 2001:db8:18::5 . tcp . 8080 }',
+    ]);
+  });
+
+  it('an IPv6 host address not in RFC 5952 text never reaches a script', () => {
+    expect(() => addInstanceScript(dualRules([port('tcp', 1, 1, '2001:DB8:18::5')]))).toThrow(/write 2001:db8:18::5/);
+    expect(() => addInstanceScript(dualRules([port('tcp', 1, 1, '2001:db8:18::5 } ; flush ruleset')]))).toThrow(/not an IPv6 address/);
+  });
+
+  it('listing: reads the ip6 map; filterElements skips an element whose host address is of another family than its target', () => {
+    // Shaped as `nft -j -p list map ip6 nodenet published_host_ports` prints it (protocols as numbers).
+    const json = JSON.stringify({
+      nftables: [
+        {
+          map: {
+            family: 'ip6',
+            name: 'published_host_ports',
+            table: 'nodenet',
+            type: ['ipv6_addr', 'inet_proto', 'inet_service'],
+            handle: 3,
+            map: ['ipv6_addr', 'inet_service'],
+            elem: [[{ concat: ['2001:db8:18::5', 6, 8080] }, { concat: ['fd19:0:0:1::2', 80] }]],
+          },
+        },
+      ],
+    });
+    const listed = parsePublishedHostPorts(json)!;
+    expect(listed).toEqual([
+      { protocol: 'tcp', hostPort: 8080, address: 'fd19:0:0:1::2', instancePort: 80, hostAddress: '2001:db8:18::5' },
+    ]);
+    const mixed: ListedPort = { ...listed[0]!, address: '198.19.1.2' };
+    expect(filterElements({ publishedPorts: [...listed, mixed], allowedSources: null }).ports).toEqual(listed);
   });
 });

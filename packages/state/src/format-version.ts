@@ -19,8 +19,11 @@ import { FailedPreconditionError } from '@nodenet/core';
  * A build that reads only format 1 would ignore it and publish the port on every address, so a record with
  * one is format 2 (refused by such a build); a record without one is still written as format 1 (see
  * recordFormatOf), so a rollback stays possible on nodes that publish no port on one address.
+ * Version 3: that `hostAddress` may be IPv6 (the port then goes to the instance's IPv6 address only; the
+ * family is the address's). A format-2 build would refuse the record as a bad address rather than as newer,
+ * so a record with one is format 3; records without one keep the lowest format that holds them.
  */
-export const RECORD_FORMAT_VERSION = 2;
+export const RECORD_FORMAT_VERSION = 3;
 
 /** The oldest format this build reads. */
 export const OLDEST_READABLE_FORMAT = 1;
@@ -32,13 +35,21 @@ export const OLDEST_READABLE_FORMAT = 1;
 export const UPGRADES: Readonly<Record<number, (kind: string, record: unknown) => unknown>> = {
   // Format 1 is format 2 without host addresses: every port on every address, which is what no hostAddress means.
   1: (_kind, record) => record,
+  // Format 2 is format 3 with IPv4 host addresses only.
+  2: (_kind, record) => record,
 };
 
-/** The oldest format that holds `record` as it is: 2 for an instance with a port on one host address, else 1. */
+/**
+ * The oldest format that holds `record` as it is: for an instance with a port on one host address, 3 when
+ * one such address is IPv6, else 2; any other record 1.
+ */
 export function recordFormatOf(kind: string, record: unknown): number {
   const ports = kind === 'instance' && typeof record === 'object' && record !== null ? (record as { ports?: unknown }).ports : undefined;
-  const onOneAddress = Array.isArray(ports) && ports.some((p) => typeof p === 'object' && p !== null && 'hostAddress' in p);
-  return onOneAddress ? 2 : 1;
+  const hostAddresses = (Array.isArray(ports) ? ports : []).flatMap((p: unknown) =>
+    typeof p === 'object' && p !== null && 'hostAddress' in p ? [String(p.hostAddress)] : [],
+  );
+  if (hostAddresses.some((a) => a.includes(':'))) return 3;
+  return hostAddresses.length > 0 ? 2 : 1;
 }
 
 /** A record nodenet cannot read because of its format version: the daemon stops and changes nothing. */

@@ -147,11 +147,15 @@ export interface PortMapping {
   instancePort: number;
   protocol: Protocol;
   /**
-   * Publish on this one IPv4 address of the node only (the CNI portmap plugin's hostIP, podman's
-   * `-p 127.0.0.1:8080:80`); absent, "" or "0.0.0.0": on every address. Any IPv4 unicast address is
-   * accepted (traffic reaches the port only while the node holds the address); IPv6 is INVALID_ARGUMENT.
-   * The same host port and protocol may be published on several addresses by different instances, but
-   * not on every address and on one address at once (ALREADY_EXISTS).
+   * Publish on this one address of the node only (the CNI portmap plugin's hostIP, podman's
+   * `-p 127.0.0.1:8080:80` or `-p [2001:db8::5]:8080:80`); absent, "", "0.0.0.0" or "::": on every
+   * address. Any IPv4 unicast address (canonical dotted quad) or IPv6 unicast address (RFC 5952 text)
+   * is accepted; traffic reaches the port only while the node holds the address. The port then goes to
+   * the instance's address of that family only: an IPv6 host address for an instance without IPv6 (or
+   * IPv4 for one without IPv4) is INVALID_ARGUMENT. ::1, IPv6 link-local, multicast and IPv4-mapped or
+   * -compatible addresses are INVALID_ARGUMENT (the message says what to give instead); 127.0.0.1
+   * publishes to the node itself only. The same host port and protocol may be published on several
+   * addresses by different instances, but not on every address and on one address at once (ALREADY_EXISTS).
    */
   hostAddress?: string | undefined;
 }
