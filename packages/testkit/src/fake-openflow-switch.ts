@@ -40,6 +40,8 @@ export interface FakeOpenFlowDrop {
   readonly nth?: number;
 }
 
+// OpenFlow's numbers restated, not imported: @nodenet/openvswitch tests with this fake (a dependency on it
+// would be a cycle), and a fake written from the specification checks the client rather than mirrors it.
 const HEADER = 8;
 const T = {
   HELLO: 0,
