@@ -517,7 +517,8 @@ export class OvsDataplane implements Dataplane {
    * back, or a reboot kept the database and not the link) is stale, since the link was just created under a
    * name only nodenet gives: it is removed first, in a transaction of its own, so that ovs-vswitchd opens the
    * new link instead of keeping the vanished one's (one transaction deleting and adding the same name is
-   * applied as no change, measured).
+   * applied as no change, measured). ovs-vswitchd, closing the stale row's device, writes back the flags it
+   * last saw on the vanished link (down) to the new link of that name: the host end is brought up again.
    */
   private async addPort(spec: InstanceSpec, identity: OvsPortIdentity, ofport: number | undefined): Promise<void> {
     const bridge = spec.cni.name;
@@ -533,6 +534,8 @@ export class OvsDataplane implements Dataplane {
       this.logger.info({ port: spec.hostIfname }, 'a stale OVSDB row of the port was replaced');
       await this.ovs.detachPorts([spec.hostIfname], `remove the stale port ${spec.hostIfname}`);
       await add();
+      const up = `bring ${spec.hostIfname} up again`;
+      await this.createSession.batch([{ id: 'host-up', args: ['link', 'set', 'dev', spec.hostIfname, 'up'], step: up }], { step: up });
     }
   }
 

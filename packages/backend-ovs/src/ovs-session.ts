@@ -10,6 +10,7 @@
 import { InternalError, UnavailableError } from '@nodenet/core';
 import {
   OpenFlowConnection,
+  OpenFlowConnectionLostError,
   OvsdbClient,
   VswitchConfigWaiter,
   VswitchTimeoutError,
@@ -127,35 +128,36 @@ export class OvsSession {
   async bundle(bridge: string, script: string, step: string): Promise<void> {
     const mods = scriptFlowMods(script);
     if (mods.length === 0) return;
-    await this.withFlowConnection(bridge, (c) => c.bundle(mods, step));
+    await this.withFlowConnection(bridge, 'idempotent', (c) => c.bundle(mods, step));
   }
 
   /** The flows the request selects (flow stats over the connection, as `ovs-ofctl dump-flows` reads them). */
   dumpFlows(bridge: string, request: FlowStatsRequest, step: string): Promise<FlowStats[]> {
-    return this.withFlowConnection(bridge, (c) => c.dumpFlows(request, step));
+    return this.withFlowConnection(bridge, 'idempotent', (c) => c.dumpFlows(request, step));
   }
 
   /**
-   * Packet-outs (ovs-ofctl's `in_port=P,packet=HEX,actions=A` text) back to back with one barrier. Sending
-   * one again after a lost connection only repeats a packet.
+   * Packet-outs (ovs-ofctl's `in_port=P,packet=HEX,actions=A` text) back to back with one barrier. Not
+   * repeated once sent (a lost connection after that may have sent them: the caller hears UNAVAILABLE).
    */
   async packetOuts(bridge: string, packets: readonly string[], step: string): Promise<void> {
     if (packets.length === 0) return;
     const parsed = packets.map((p) => packetOutOf(p));
-    await this.withFlowConnection(bridge, (c) => c.packetOuts(parsed, step));
+    await this.withFlowConnection(bridge, 'once', (c) => c.packetOuts(parsed, step));
   }
 
   /**
-   * `call` on the bridge's connection. A connection that was open before and turns out lost (the bridge
-   * recreated, ovs-vswitchd restarted) is dialled again once, and the call repeated.
+   * `call` on the bridge's connection. When the connection is lost during the call (the bridge recreated,
+   * ovs-vswitchd restarted or dropping its connections, also while this call dialled it), the call is
+   * repeated once on a new connection if that is safe: it had not reached the switch, or it is `idempotent`
+   * (repeating it leaves the switch as once does). Otherwise, and for any other failure, the caller hears it.
    */
-  private withFlowConnection<T>(bridge: string, call: (c: OpenFlowConnection) => Promise<T>): Promise<T> {
+  private withFlowConnection<T>(bridge: string, repeat: 'idempotent' | 'once', call: (c: OpenFlowConnection) => Promise<T>): Promise<T> {
     return observedRequest('openflow', async () => {
-      const wasOpen = this.bridges.get(bridge)?.connected === true;
       try {
         return await call(await this.openFlow(bridge));
       } catch (e) {
-        if (!(wasOpen && e instanceof UnavailableError)) throw e;
+        if (!(e instanceof OpenFlowConnectionLostError && (repeat === 'idempotent' || !e.mayHaveApplied))) throw e;
         return call(await this.openFlow(bridge));
       }
     });

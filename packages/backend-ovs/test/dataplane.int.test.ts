@@ -348,13 +348,17 @@ describe('OvsDataplane (netdev datapath, private OVS)', () => {
       const ns = await topology.createInstanceNamespace();
       const a = instanceSpec(cni, 72, { netns: ns });
       await n.dataplane.createInstance(a);
-      await ipBatch(n.host.ns, [`link del ${a.hostIfname}`]);
+      // Down before it goes (as a link torn down by a crash-interrupted delete): ovs-vswitchd's last view of it.
+      await ipBatch(n.host.ns, [`link set ${a.hostIfname} down`, `link del ${a.hostIfname}`]);
       expect((await n.ovs.vsctl(['get', 'Interface', a.hostIfname, 'name'])).stdout.trim()).toBe(`"${a.hostIfname}"`.replace(/"/g, ''));
       expect(
         (await n.dataplane.listOwnedLinks()).map((l) => l.name),
         'a port without its link is not listed (the instance is missing)',
       ).not.toContain(a.hostIfname);
       await n.dataplane.createInstance(a);
+      // Up as every created host end is (ovs-vswitchd, closing the stale row's device, writes the flags it last
+      // saw back to the link of that name: without bringing it up again, the new host end was left down).
+      expect((await link(n.host.ns, a.hostIfname))?.flags, 'the host end is up').toContain('UP');
       const p = await ping(ns, cni.ipv4!.gateway, { count: 2 });
       expect(p.ok, p.output).toBe(true);
     });

@@ -151,12 +151,8 @@ export const BACKENDS: readonly string[] = (process.env.NODENET_BACKENDS ?? 'ipr
   .map((s) => s.trim())
   .filter((s) => s !== '');
 
-/**
- * The backends the IPv6 durability suite runs for, of BACKENDS. ovs carries IPv6 on a node, but in its first
- * run of this suite the IPv6-only node's first create after the crash rounds lost the OpenFlow connection
- * (UNAVAILABLE; the rerun passed 6/6, the dual-stack node 6/6): add ovs once that is understood.
- */
-export const IPV6_BACKENDS: readonly string[] = BACKENDS.filter((b) => ['iproute2'].includes(b));
+/** The backends the IPv6 durability suite runs for, of BACKENDS. */
+export const IPV6_BACKENDS: readonly string[] = BACKENDS.filter((b) => ['iproute2', 'ovs'].includes(b));
 
 export function backendProfile(name: string): BackendProfile {
   const profile = PROFILES[name];

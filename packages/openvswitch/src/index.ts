@@ -62,4 +62,4 @@ export {
   parseFlow,
   type ParsedFlow,
 } from './openflow/text.js';
-export { OpenFlowConnection, OpenFlowError, type OpenFlowConnectionOptions } from './openflow/connection.js';
+export { OpenFlowConnection, OpenFlowConnectionLostError, OpenFlowError, type OpenFlowConnectionOptions } from './openflow/connection.js';

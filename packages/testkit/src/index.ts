@@ -12,6 +12,7 @@ export * from './instance.js';
 export * from './instance-specs.js';
 export * from './etcd.js';
 export * from './ovs.js';
+export * from './fake-openflow-switch.js';
 export * from './prometheus.js';
 export * from './pki.js';
 export * from './raw-client.js';

@@ -4,8 +4,9 @@
  * switch's fail mode and its flows are not affected by this connection coming and going (a restart of
  * nodenet stays hitless). Flow-mods go out back to back with one barrier (errors matched to the flow-mod by
  * xid), or as one atomic bundle; packet-outs likewise with one barrier; flows read back through multipart flow stats. The switch's echo requests
- * are answered. When the connection drops, calls in flight fail with UnavailableError and the next call
- * dials again (emitting 'reconnected' so the owner can re-assert its flows).
+ * are answered. When the connection drops, calls in flight fail with OpenFlowConnectionLostError (an
+ * UnavailableError saying whether the call may have changed the switch) and the next call dials again
+ * (emitting 'reconnected' so the owner can re-assert its flows).
  */
 import { EventEmitter } from 'node:events';
 import { connect, type Socket } from 'node:net';
@@ -67,6 +68,33 @@ export class OpenFlowError extends InternalError {
   }
 }
 
+/**
+ * The connection dropped during a call (while dialling or awaiting a reply). `mayHaveApplied` says whether
+ * the switch may have acted on the call: false when nothing that changes the switch had been written (a
+ * read, a bundle whose commit was not sent, a dial that did not complete), true once flow-mods, packet-outs
+ * or a bundle commit went out (the switch may have applied them before the reply was lost). A false one is
+ * safe to repeat on a new connection whatever the call.
+ */
+export class OpenFlowConnectionLostError extends UnavailableError {
+  constructor(
+    readonly target: string,
+    readonly mayHaveApplied: boolean,
+    step?: string,
+    /** How it ended, as the socket said: `closed by ovs-vswitchd`, or the error (e.g. ECONNRESET). */
+    readonly how = '',
+  ) {
+    super(
+      `${step === undefined ? 'OpenFlow' : step}: the connection to ovs-vswitchd at ${target} was lost${how === '' ? '' : ` (${how})`}${
+        step === undefined
+          ? ''
+          : mayHaveApplied
+            ? ' after the request was sent (it may have been applied)'
+            : ' before the request was applied'
+      }`,
+    );
+  }
+}
+
 interface Waiter {
   /** Reply types that complete the wait (an ERROR with this xid always does). */
   readonly types: readonly number[];
@@ -123,7 +151,7 @@ export class OpenFlowConnection extends EventEmitter<OpenFlowConnectionEvents> {
    * rejects with the first one it refused (the others were applied: use bundle() for all or nothing).
    */
   async flowMods(mods: readonly FlowMod[], step = 'modify flows'): Promise<void> {
-    await this.sendWithBarrier(mods, encodeFlowMod, step, 'flow-mod');
+    await this.call(step, (sent) => this.sendWithBarrier(mods, encodeFlowMod, step, 'flow-mod', sent));
   }
 
   /**
@@ -131,7 +159,7 @@ export class OpenFlowConnection extends EventEmitter<OpenFlowConnectionEvents> {
    * them through their actions, or rejects with the first one it refused (by index).
    */
   async packetOuts(packets: readonly PacketOut[], step = 'send packets'): Promise<void> {
-    await this.sendWithBarrier(packets, encodePacketOut, step, 'packet-out');
+    await this.call(step, (sent) => this.sendWithBarrier(packets, encodePacketOut, step, 'packet-out', sent));
   }
 
   /**
@@ -139,15 +167,23 @@ export class OpenFlowConnection extends EventEmitter<OpenFlowConnectionEvents> {
    * bundle and is reported by index).
    */
   async bundle(mods: readonly FlowMod[], step = 'modify flows in a bundle'): Promise<void> {
+    await this.call(step, (committed) => this.bundleOnce(mods, step, committed));
+  }
+
+  /** bundle(): the switch applies nothing before the commit is written (`committed` is told then). */
+  private async bundleOnce(mods: readonly FlowMod[], step: string, committed: () => void): Promise<void> {
     await this.ensureConnected();
     const id = this.nextBundleId++;
     const openXid = this.xid();
     await this.bundleControl(openXid, id, BUNDLE_CTRL.OPEN_REQUEST, BUNDLE_CTRL.OPEN_REPLY, step);
     const xids = mods.map(() => this.xid());
     const barrierXid = this.xid();
-    const added = this.await(barrierXid, [MSG.BARRIER_REPLY], step);
-    this.write(Buffer.concat([...mods.map((m, i) => bundleAdd(xids[i]!, id, encodeFlowMod(m, xids[i]!))), barrierRequest(barrierXid)]));
-    await added;
+    await this.request(
+      Buffer.concat([...mods.map((m, i) => bundleAdd(xids[i]!, id, encodeFlowMod(m, xids[i]!))), barrierRequest(barrierXid)]),
+      barrierXid,
+      [MSG.BARRIER_REPLY],
+      step,
+    );
     try {
       this.throwFirstError(xids, step);
     } catch (e) {
@@ -155,17 +191,17 @@ export class OpenFlowConnection extends EventEmitter<OpenFlowConnectionEvents> {
       throw e;
     }
     // A commit that fails (a flow-mod refused when applied) is an ERROR on the commit's xid; the bundle is discarded.
-    await this.bundleControl(this.xid(), id, BUNDLE_CTRL.COMMIT_REQUEST, BUNDLE_CTRL.COMMIT_REPLY, step);
+    await this.bundleControl(this.xid(), id, BUNDLE_CTRL.COMMIT_REQUEST, BUNDLE_CTRL.COMMIT_REPLY, step, committed);
   }
 
   /** The flows matching the request (all tables, all cookies by default). */
   async dumpFlows(request: FlowStatsRequest = {}, step = 'read flows'): Promise<FlowStats[]> {
-    return (await this.flowStatsBodies(request, step)).flatMap(decodeFlowStats);
+    return (await this.call(step, () => this.flowStatsBodies(request, step))).flatMap(decodeFlowStats);
   }
 
   /** The flows matching the request as fingerprints (rule and content, undecoded: see FlowFingerprint). */
   async flowFingerprints(request: FlowStatsRequest = {}, step = 'read flows'): Promise<FlowFingerprint[]> {
-    return (await this.flowStatsBodies(request, step)).flatMap(decodeFlowFingerprints);
+    return (await this.call(step, () => this.flowStatsBodies(request, step))).flatMap(decodeFlowFingerprints);
   }
 
   /**
@@ -173,11 +209,12 @@ export class OpenFlowConnection extends EventEmitter<OpenFlowConnectionEvents> {
    * number of flows, so cheap enough to poll.
    */
   async aggregate(request: FlowStatsRequest = {}, step = 'count flows'): Promise<AggregateStats> {
-    await this.ensureConnected();
-    const xid = this.xid();
-    const replies = this.await(xid, [MSG.MULTIPART_REPLY], step);
-    this.write(aggregateStatsRequest(xid, request));
-    const part = (await replies).map(decodeMultipartReply).find((p) => p.type === MULTIPART.AGGREGATE);
+    const replies = await this.call(step, async () => {
+      await this.ensureConnected();
+      const xid = this.xid();
+      return this.request(aggregateStatsRequest(xid, request), xid, [MSG.MULTIPART_REPLY], step);
+    });
+    const part = replies.map(decodeMultipartReply).find((p) => p.type === MULTIPART.AGGREGATE);
     if (!part) throw new InternalError(step, `ovs-vswitchd at ${this.target} sent no aggregate stats reply`);
     return decodeAggregateStats(part.body);
   }
@@ -186,8 +223,7 @@ export class OpenFlowConnection extends EventEmitter<OpenFlowConnectionEvents> {
   private async flowStatsBodies(request: FlowStatsRequest, step: string): Promise<Buffer[]> {
     await this.ensureConnected();
     const xid = this.xid();
-    const replies = this.await(xid, [MSG.MULTIPART_REPLY], step);
-    this.write(flowStatsRequest(xid, request));
+    const replies = this.request(flowStatsRequest(xid, request), xid, [MSG.MULTIPART_REPLY], step);
     return (await replies).flatMap((r) => {
       const part = decodeMultipartReply(r);
       return part.type === MULTIPART.FLOW ? [part.body] : [];
@@ -196,11 +232,11 @@ export class OpenFlowConnection extends EventEmitter<OpenFlowConnectionEvents> {
 
   /** An echo round trip (a liveness check). */
   async echo(step = 'echo'): Promise<void> {
-    await this.ensureConnected();
-    const xid = this.xid();
-    const reply = this.await(xid, [MSG.ECHO_REPLY], step);
-    this.write(message(MSG.ECHO_REQUEST, xid));
-    await reply;
+    await this.call(step, async () => {
+      await this.ensureConnected();
+      const xid = this.xid();
+      await this.request(message(MSG.ECHO_REQUEST, xid), xid, [MSG.ECHO_REPLY], step);
+    });
   }
 
   close(): void {
@@ -211,6 +247,22 @@ export class OpenFlowConnection extends EventEmitter<OpenFlowConnectionEvents> {
   }
 
   // -------------------------------------------------------------------------------------------------
+
+  /**
+   * One call: a loss of the connection during `body` is reported as OpenFlowConnectionLostError for this
+   * call, applied or not as `body` said (it calls `applying` right after writing what changes the switch).
+   */
+  private async call<T>(step: string, body: (applying: () => void) => Promise<T>): Promise<T> {
+    let mayHaveApplied = false;
+    try {
+      return await body(() => {
+        mayHaveApplied = true;
+      });
+    } catch (e) {
+      if (e instanceof OpenFlowConnectionLostError) throw new OpenFlowConnectionLostError(this.target, mayHaveApplied, step, e.how);
+      throw e;
+    }
+  }
 
   private xid(): number {
     const x = this.nextXid;
@@ -224,13 +276,14 @@ export class OpenFlowConnection extends EventEmitter<OpenFlowConnectionEvents> {
     encode: (item: T, xid: number) => Buffer,
     step: string,
     kind: string,
+    sent: () => void,
   ): Promise<void> {
     await this.ensureConnected();
     const xids = items.map(() => this.xid());
     const out = items.map((m, i) => encode(m, xids[i]!));
     const barrierXid = this.xid();
-    const done = this.await(barrierXid, [MSG.BARRIER_REPLY], step);
-    this.write(Buffer.concat([...out, barrierRequest(barrierXid)]));
+    const done = this.request(Buffer.concat([...out, barrierRequest(barrierXid)]), barrierXid, [MSG.BARRIER_REPLY], step);
+    sent();
     await done;
     this.throwFirstError(xids, step, kind);
   }
@@ -248,9 +301,9 @@ export class OpenFlowConnection extends EventEmitter<OpenFlowConnectionEvents> {
     if (first) throw first;
   }
 
-  private async bundleControl(xid: number, id: number, type: number, expect: number, step: string): Promise<void> {
-    const reply = this.await(xid, [MSG.BUNDLE_CONTROL], step);
-    this.write(bundleControl(xid, id, type));
+  private async bundleControl(xid: number, id: number, type: number, expect: number, step: string, sent?: () => void): Promise<void> {
+    const reply = this.request(bundleControl(xid, id, type), xid, [MSG.BUNDLE_CONTROL], step);
+    sent?.();
     const [r] = await reply;
     const ctrl = decodeBundleControl(r!);
     if (ctrl.type !== expect) throw new InternalError(step, `bundle ${id}: expected control reply ${expect}, got ${ctrl.type}`);
@@ -286,18 +339,17 @@ export class OpenFlowConnection extends EventEmitter<OpenFlowConnectionEvents> {
     this.buffered = Buffer.alloc(0);
     socket.setNoDelay?.(true);
     socket.on('data', (chunk) => this.received(socket, chunk));
-    socket.on('error', () => undefined);
-    socket.on('close', () => this.lost(socket));
+    let failure: Error | undefined;
+    socket.on('error', (e) => void (failure = e));
+    socket.on('close', () => this.lost(socket, failure));
     try {
       const helloXid = this.xid();
-      const peerHello = this.await(helloXid, [MSG.HELLO], 'OpenFlow hello', true);
-      this.write(hello(helloXid));
+      const peerHello = this.request(hello(helloXid), helloXid, [MSG.HELLO], 'OpenFlow hello', true);
       const [h] = await peerHello;
       if (!helloVersions(h!).includes(OFP_VERSION))
         throw new UnavailableError(`ovs-vswitchd at ${this.target} does not offer OpenFlow 1.4 (versions ${helloVersions(h!).join(', ')})`);
       const fx = this.xid();
-      const features = this.await(fx, [MSG.FEATURES_REPLY], 'OpenFlow features');
-      this.write(message(MSG.FEATURES_REQUEST, fx));
+      const features = this.request(message(MSG.FEATURES_REQUEST, fx), fx, [MSG.FEATURES_REPLY], 'OpenFlow features');
       this.switchFeatures = decodeFeaturesReply((await features)[0]!);
     } catch (e) {
       socket.destroy();
@@ -333,9 +385,16 @@ export class OpenFlowConnection extends EventEmitter<OpenFlowConnectionEvents> {
     });
   }
 
-  private write(b: Buffer): void {
-    if (!this.socket) throw new UnavailableError(`OpenFlow: not connected to ${this.target}`);
-    this.socket.write(b);
+  /**
+   * Writes `msg` and waits for its reply (see await). Closed, or lost already (between two awaits of a
+   * call): nothing is written, nothing awaited.
+   */
+  private request(msg: Buffer, xid: number, types: readonly number[], step: string, anyXid = false): Promise<Buffer[]> {
+    if (this.closed) throw new UnavailableError(`OpenFlow: the connection to ${this.target} is closed`);
+    if (!this.socket) throw new OpenFlowConnectionLostError(this.target, false);
+    const reply = this.await(xid, types, step, anyXid);
+    this.socket.write(msg);
+    return reply;
   }
 
   private received(socket: Socket, chunk: Buffer): void {
@@ -382,11 +441,12 @@ export class OpenFlowConnection extends EventEmitter<OpenFlowConnectionEvents> {
     w.resolve(w.parts);
   }
 
-  private lost(socket: Socket): void {
+  private lost(socket: Socket, failure: Error | undefined): void {
     if (this.socket !== socket) return;
     this.socket = undefined;
     this.errors.clear();
-    this.failAll(new UnavailableError(`OpenFlow: the connection to ovs-vswitchd at ${this.target} was lost`));
+    const how = failure === undefined ? 'closed by ovs-vswitchd' : ((failure as NodeJS.ErrnoException).code ?? failure.message);
+    this.failAll(new OpenFlowConnectionLostError(this.target, false, undefined, how));
     if (!this.closed) this.emit('disconnected');
   }
 
