@@ -96,7 +96,8 @@ function timeOf(line: LogLine | undefined): number | null {
 
 async function restartOnce(env: NodeEnv, build: DaemonBuild, command: readonly [string, ...string[]]): Promise<RestartRun> {
   const old = env.daemon;
-  const exit = await old.stop(30_000);
+  // 60 s: under load (30+) an ovs daemon just filled with 2,000 instances was seen to need more than 30.
+  const exit = await old.stop(60_000);
   if (exit.exitCode !== 0) throw new Error(`the daemon exited with ${JSON.stringify(exit)} on SIGTERM: ${old.diagnostics()}`);
   const started = performance.now();
   const next = await Daemon.spawn({ ...old.options, command }, old.launch);
