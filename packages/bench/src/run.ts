@@ -7,7 +7,8 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { TestScope } from '@nodenet/testkit';
+import { bundlePrograms } from '@nodenet/release';
+import { TestScope, repoRoot } from '@nodenet/testkit';
 import { describeEnvironment } from './environment.js';
 import { NodeEnv, checkPeers } from './node-env.js';
 import type { BenchOptions, SuiteName } from './options.js';
@@ -21,7 +22,7 @@ import { runCniPlugin } from './suites/cni-plugin.js';
 import { runDatapath } from './suites/datapath.js';
 import { runDualStack } from './suites/dual-stack.js';
 import { runLatency } from './suites/latency.js';
-import { runRestart } from './suites/restart.js';
+import { daemonCommands, runRestart, type DaemonCommands, type RestartResult } from './suites/restart.js';
 import { runScale } from './suites/scale.js';
 import { probeWake } from './wake-probe.js';
 
@@ -43,6 +44,99 @@ async function timed<T>(results: BenchResults, suite: SuiteName, options: BenchO
     results.suiteSeconds[suite] = seconds;
     options.log(`${suite}: done in ${seconds} s`);
   }
+}
+
+interface SuiteContext {
+  readonly wants: (s: SuiteName) => boolean;
+  readonly peerNeeded: boolean;
+  readonly peers: Awaited<ReturnType<typeof checkPeers>>;
+  readonly skipped: BenchResults['skipped'];
+  readonly commands: DaemonCommands | undefined;
+}
+
+async function runSuites(
+  options: BenchOptions,
+  results: BenchResults,
+  { wants, peerNeeded, peers, skipped, commands }: SuiteContext,
+): Promise<void> {
+  if (NODE_SUITES.some(wants)) {
+    const scope = await TestScope.create();
+    try {
+      const env = await NodeEnv.start(scope, { cni: peerNeeded && !peers.cni, netavark: peerNeeded && !peers.netavark });
+      if (wants('latency')) results.latency = await timed(results, 'latency', options, () => runLatency(env, options));
+      if (wants('burst')) results.burst = await timed(results, 'burst', options, () => runBurst(env, options));
+      if (wants('scale')) results.scale = await timed(results, 'scale', options, () => runScale(env, options));
+      if (wants('restart')) {
+        const instances = results.scale?.instances ?? 0;
+        results.restart = await timed(results, 'restart', options, () => runRestart(env, options, instances, commands!));
+      }
+    } finally {
+      await scope.cleanup();
+    }
+  }
+  if (wants('restart')) {
+    const iproute2Seconds = results.suiteSeconds.restart ?? 0;
+    const scope = await TestScope.create();
+    try {
+      results.restartOvs = await timed(results, 'restart', options, () => restartOvs(scope, options, results, commands!));
+    } finally {
+      await scope.cleanup();
+    }
+    results.suiteSeconds.restart = Math.round((iproute2Seconds + (results.suiteSeconds.restart ?? 0)) * 10) / 10;
+  }
+  if (wants('cni-plugin')) results.cniPlugin = await timed(results, 'cni-plugin', options, () => runCniPlugin(options));
+  if (wants('datapath') && !skipped.iperf3) {
+    const scope = await TestScope.create();
+    try {
+      results.datapath = await timed(results, 'datapath', options, () => runDatapath(scope, options));
+    } finally {
+      await scope.cleanup();
+    }
+  }
+
+  if (wants('cluster')) {
+    const scope = await TestScope.create();
+    try {
+      results.cluster = await timed(results, 'cluster', options, () => runCluster(scope, options));
+    } finally {
+      await scope.cleanup();
+    }
+  }
+  if (wants('backends')) {
+    const scope = await TestScope.create();
+    try {
+      results.backends = await timed(results, 'backends', options, () => runBackends(scope, options, results.scale));
+    } finally {
+      await scope.cleanup();
+    }
+  }
+
+  if (wants('dual-stack')) {
+    const scope = await TestScope.create();
+    try {
+      results.dualStack = await timed(results, 'dual-stack', options, () => runDualStack(scope, options));
+    } finally {
+      await scope.cleanup();
+    }
+  }
+}
+
+/**
+ * The restart suite on the ovs backend: a node of its own (private Open vSwitch, userspace datapath) filled
+ * to as many instances as the scale suite's node held (its last step when scale did not run).
+ */
+async function restartOvs(
+  scope: TestScope,
+  options: BenchOptions,
+  results: BenchResults,
+  commands: DaemonCommands,
+): Promise<RestartResult> {
+  const env = await NodeEnv.start(scope, { cni: false, netavark: false, backend: 'ovs' });
+  const wanted = results.scale?.instances ?? Math.max(...options.scale.steps);
+  const log = (line: string) => options.log(`restart (ovs): ${line}`);
+  const fill = await runScale(env, { ...options, log, scale: { ...options.scale, steps: [wanted], samples: 1 } });
+  if (fill.limit) log(`the node took ${fill.instances} instances, not ${wanted}: ${fill.limit.error}`);
+  return runRestart(env, options, fill.instances, commands, 'ovs');
 }
 
 export async function runBench(options: BenchOptions): Promise<BenchOutput> {
@@ -82,55 +176,15 @@ export async function runBench(options: BenchOptions): Promise<BenchOutput> {
   };
   results.environment.wakeStart = await probeWake(options.wakeProbe);
 
-  if (NODE_SUITES.some(wants)) {
-    const scope = await TestScope.create();
-    try {
-      const env = await NodeEnv.start(scope, { cni: peerNeeded && !peers.cni, netavark: peerNeeded && !peers.netavark });
-      if (wants('latency')) results.latency = await timed(results, 'latency', options, () => runLatency(env, options));
-      if (wants('burst')) results.burst = await timed(results, 'burst', options, () => runBurst(env, options));
-      if (wants('scale')) results.scale = await timed(results, 'scale', options, () => runScale(env, options));
-      if (wants('restart')) {
-        const instances = results.scale?.instances ?? 0;
-        results.restart = await timed(results, 'restart', options, () => runRestart(env, options, instances));
-      }
-    } finally {
-      await scope.cleanup();
-    }
-  }
-  if (wants('cni-plugin')) results.cniPlugin = await timed(results, 'cni-plugin', options, () => runCniPlugin(options));
-  if (wants('datapath') && !skipped.iperf3) {
-    const scope = await TestScope.create();
-    try {
-      results.datapath = await timed(results, 'datapath', options, () => runDatapath(scope, options));
-    } finally {
-      await scope.cleanup();
-    }
-  }
-
-  if (wants('cluster')) {
-    const scope = await TestScope.create();
-    try {
-      results.cluster = await timed(results, 'cluster', options, () => runCluster(scope, options));
-    } finally {
-      await scope.cleanup();
-    }
-  }
-  if (wants('backends')) {
-    const scope = await TestScope.create();
-    try {
-      results.backends = await timed(results, 'backends', options, () => runBackends(scope, options, results.scale));
-    } finally {
-      await scope.cleanup();
-    }
-  }
-
-  if (wants('dual-stack')) {
-    const scope = await TestScope.create();
-    try {
-      results.dualStack = await timed(results, 'dual-stack', options, () => runDualStack(scope, options));
-    } finally {
-      await scope.cleanup();
-    }
+  // The restart suite runs the daemon as the release installs it (bundled), beside the compiled workspace.
+  const bundleScope = await TestScope.create();
+  try {
+    const commands = wants('restart')
+      ? daemonCommands((await bundlePrograms(repoRoot, join(await bundleScope.createTempDir(), 'lib'))).files.nodenetd)
+      : undefined;
+    await runSuites(options, results, { wants, peerNeeded, peers, skipped, commands });
+  } finally {
+    await bundleScope.cleanup();
   }
 
   const finished = new Date();

@@ -50,8 +50,17 @@ describe('bench harness, quick run', () => {
     expect(results.scale!.instances).toBe(o.scale.steps.at(-1));
     expect(results.scale!.limit).toBeUndefined();
     expect(results.restart!.instances).toBe(o.scale.steps.at(-1));
-    expect(results.restart!.runs).toHaveLength(o.restart.runs);
-    expect(results.targets.map((t) => t.id)).toHaveLength(25);
+    // Each run restarts the bundled daemon and the unbundled one, on iproute2 and on ovs (filled as full).
+    for (const restart of [results.restart!, results.restartOvs!]) {
+      expect(restart.runs.map((r) => r.build).sort()).toEqual(
+        Array.from({ length: o.restart.runs }, () => ['bundled', 'unbundled'])
+          .flat()
+          .sort(),
+      );
+      expect(restart.runs.every((r) => r.servingMs > 0 && r.cpuMs !== null && r.cpuMs > 0)).toBe(true);
+    }
+    expect(results.restartOvs!).toMatchObject({ backend: 'ovs', instances: o.scale.steps.at(-1) });
+    expect(results.targets.map((t) => t.id)).toHaveLength(26);
     // The cluster suite: each backend joined each size, added and removed peers, and saw 10% leave; the
     // kernel dumps agreed with what the watch said (no errors).
     for (const backend of o.cluster.backends) {

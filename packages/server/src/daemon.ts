@@ -171,6 +171,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
         repairs: report.repairs,
         errors: report.errors,
         durationMs: Math.round(performance.now() - started),
+        phases: report.phases,
       },
       report.repairs.length > 0 ? `restored: ${report.repairs.length} repairs` : 'restored: nothing to repair',
     );

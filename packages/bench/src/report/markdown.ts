@@ -120,24 +120,8 @@ export function renderMarkdown(r: BenchResults): string {
     );
   }
 
-  if (r.restart) {
-    const runs = r.restart.runs;
-    out.push(
-      '',
-      `**Restart** with ${r.restart.instances} instances recorded: SIGTERM, start, poll health every 10 ms (${runs.length} runs).`,
-      '',
-    );
-    out.push(
-      ...table(
-        ['', 'median', 'max'],
-        [
-          ['spawn → SERVING (ms)', num(r.restart.servingMsMedian, 0), num(r.restart.servingMsMax, 0)],
-          ['of which restore (ms, daemon log)', num(median(runs.map((x) => x.restoreMs)), 0), num(max(runs.map((x) => x.restoreMs)), 0)],
-          ['RSS after restart (MB)', num(median(runs.map((x) => x.rssMB)), 0), num(max(runs.map((x) => x.rssMB)), 0)],
-        ],
-      ),
-    );
-  }
+  const restarts = [r.restart, r.restartOvs].filter((x): x is NonNullable<typeof x> => x !== undefined);
+  if (restarts.length > 0) out.push('', ...restartMarkdown(restarts));
 
   if (r.datapath) {
     out.push(
@@ -242,7 +226,42 @@ function median(values: readonly (number | null)[]): number {
   return v.length % 2 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
 }
 
-function max(values: readonly (number | null)[]): number {
-  const v = finite(values);
-  return v.length ? Math.max(...v) : Number.NaN;
+/**
+ * The restart suite: per backend, the bundled daemon (as installed) and the unbundled one (the compiled
+ * workspace) side by side; results from before the bundle was measured have unbundled runs only.
+ */
+function restartMarkdown(restarts: readonly NonNullable<BenchResults['restart']>[]): string[] {
+  const out = [
+    `**Restart** with the node full: SIGTERM, start, poll health every 10 ms; each run restarts the bundled daemon (as the release installs it) and the unbundled one (packages/*/dist) back to back. CPU: the daemon's user + system time (its reaped children's included) from spawn to SERVING.`,
+    '',
+  ];
+  const rows: string[][] = [];
+  for (const r of restarts) {
+    const builds = ['bundled', 'unbundled'] as const;
+    for (const build of builds) {
+      const runs = r.runs.filter((x) => (x.build ?? 'unbundled') === build);
+      if (runs.length === 0) continue;
+      const ms = (f: (x: (typeof runs)[number]) => number | null) => {
+        const xs = finite(runs.map(f));
+        return xs.length === 0 ? '–' : `${num(median(xs), 0)} (${num(Math.min(...xs), 0)}-${num(Math.max(...xs), 0)})`;
+      };
+      rows.push([
+        `${r.backend ?? 'iproute2'}, ${r.instances} instances`,
+        build,
+        String(runs.length),
+        ms((x) => x.servingMs),
+        ms((x) => x.cpuMs ?? null),
+        ms((x) => x.restoreMs),
+        ms((x) => x.startToReadyMs),
+        ms((x) => x.rssMB),
+      ]);
+    }
+  }
+  out.push(
+    ...table(
+      ['node', 'daemon', 'runs', 'spawn → SERVING (ms)', 'CPU to SERVING (ms)', 'of which restore (ms)', 'start → ready (ms)', 'RSS (MB)'],
+      rows,
+    ),
+  );
+  return out;
 }
