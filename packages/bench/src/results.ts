@@ -102,7 +102,7 @@ export function judgeTargets(
       0.2,
       'ratio',
     ),
-    target('burst-creates', 'burst creates per second (nodenet, 32 clients)', r.burst?.systems.nodenet?.create.perSecond, '>=', 300, '/s'),
+    target('burst-creates', 'burst creates per second (nodenet, 32 clients)', r.burst?.systems.nodenet?.create.perSecond, '>=', 400, '/s'),
     target(
       'scale-capacity',
       `instances the node holds (2 published ports each), of ${r.scale?.requested ?? 2000} asked`,
