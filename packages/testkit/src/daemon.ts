@@ -302,7 +302,14 @@ export class Daemon {
       for (const e of entries) {
         const path = join(dir, e.name);
         if (e.isDirectory()) await walk(path);
-        else if (e.isFile()) out[relative(this.stateDir, path)] = await readFile(path, 'utf8');
+        else if (e.isFile()) {
+          // A file listed a moment ago may be gone: the daemon's temp files are renamed over their record.
+          const text = await readFile(path, 'utf8').catch((err: NodeJS.ErrnoException) => {
+            if (err.code === 'ENOENT') return undefined;
+            throw err;
+          });
+          if (text !== undefined) out[relative(this.stateDir, path)] = text;
+        }
       }
     };
     await walk(this.stateDir);
