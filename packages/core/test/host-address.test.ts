@@ -9,7 +9,8 @@ import {
   type PortMapping,
 } from '@nodenet/core';
 import { planReconcile } from '../src/reconcile.js';
-import { FakeDataplane, FakePacketFilter, MemoryStateStore } from './fakes.js';
+import { FakeDataplane, type FakePacketFilter, type MemoryStateStore } from './fakes.js';
+import { NodeNetworkHarness } from './node-network-harness.js';
 
 function errorOf(f: () => unknown): NodenetError {
   try {
@@ -216,21 +217,9 @@ describe('NodeNetwork with host addresses', () => {
   let net: NodeNetwork;
 
   beforeEach(async () => {
-    const dp = new FakeDataplane();
-    pf = new FakePacketFilter();
-    store = new MemoryStateStore();
-    let counter = 0;
-    net = new NodeNetwork({
-      dataplane: dp,
-      namespaces: dp,
-      packetFilter: pf,
-      store,
-      host: await dp.probeHost(),
-      reservedPorts: new Map([[22, 'listed in reservedPorts']]),
-      overlayOverhead: 50,
-      randomUint32: () => ++counter,
-    });
-    await net.load();
+    const h = new NodeNetworkHarness({ reservedPorts: new Map([[22, 'listed in reservedPorts']]) });
+    ({ pf, store } = h);
+    net = await h.make();
     await net.createContainerNetworkInterface({ ipAddress: '198.19.1.1', subNetwork: '198.19.1.0/24' });
   });
 
@@ -306,21 +295,9 @@ describe('NodeNetwork with IPv6 host addresses', () => {
   let net: NodeNetwork;
 
   async function start(cni: Record<string, string>): Promise<void> {
-    const dp = new FakeDataplane();
-    pf = new FakePacketFilter();
-    store = new MemoryStateStore();
-    let counter = 0;
-    net = new NodeNetwork({
-      dataplane: dp,
-      namespaces: dp,
-      packetFilter: pf,
-      store,
-      host: await dp.probeHost(),
-      reservedPorts: new Map(),
-      overlayOverhead: 50,
-      randomUint32: () => ++counter,
-    });
-    await net.load();
+    const h = new NodeNetworkHarness();
+    ({ pf, store } = h);
+    net = await h.make();
     await net.createContainerNetworkInterface(cni);
   }
   const dualStack = {
